@@ -1,0 +1,220 @@
+//! The `roster` command line: the server and the operator's admin commands.
+//! Admin commands work whether or not `roster serve` runs on the same data
+//! directory, and never stop a cluster they did not start.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    database::{Database, DatabaseSource},
+    domain::{
+        api_key::{self, NewApiKey},
+        bootstrap,
+        caller::{Actor, Scope},
+        organization,
+    },
+    startup::{stop_signal, Application, ServerSettings},
+    store,
+    telemetry::{self, LogFormat},
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "roster", version, about = "Roster: a multi-tenant user and access directory served over gRPC")]
+pub struct Cli {
+    /// Data directory: the private PostgreSQL cluster (when DATABASE_URL is unset) and its log.
+    #[arg(long, env = "ROSTER_DATA_DIR", default_value = ".roster", global = true)]
+    data_dir: PathBuf,
+    /// Use this PostgreSQL database instead of the private cluster.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, env = "ROSTER_LOG_FORMAT", value_enum, default_value = "human", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the gRPC API (zero configuration: a private PostgreSQL in the data directory).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage organizations (tenants).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "ROSTER_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Turn gRPC server reflection off.
+    #[arg(long, env = "ROSTER_NO_REFLECTION")]
+    no_reflection: bool,
+    /// Seconds in-flight calls may run on after SIGINT/SIGTERM.
+    #[arg(long, env = "ROSTER_SHUTDOWN_GRACE", default_value_t = 30)]
+    shutdown_grace: u64,
+    /// Maximum PostgreSQL connections of this server.
+    #[arg(long, env = "ROSTER_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    db_max_connections: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an organization (with its built-in Admin and Viewer profiles); prints its id.
+    Create {
+        /// The name people type at sign-in; unique ignoring case.
+        name: String,
+    },
+    /// List organizations: id and name, tab-separated.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Admin,
+    Viewer,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key; prints the secret alone on stdout (shown once).
+    Create {
+        /// Organization name.
+        #[arg(long)]
+        org: String,
+        /// Key name, unique among the organization's unrevoked keys.
+        #[arg(long)]
+        name: String,
+        /// Scope (repeat for several).
+        #[arg(long, value_enum, required = true)]
+        scope: Vec<ScopeArg>,
+        /// Expire after this many days (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke an API key, by id or by name.
+    Revoke {
+        /// Organization name.
+        #[arg(long)]
+        org: String,
+        /// Key id.
+        #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+        id: Option<uuid::Uuid>,
+        /// Key name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,sqlx=warn",
+        _ => "warn",
+    };
+    telemetry::init(cli.log_format, default_filter);
+    let source = DatabaseSource::from_settings(cli.database_url, cli.data_dir);
+    match cli.command {
+        Command::Serve(args) => serve(source, args).await,
+        command => {
+            let database = Database::open(source, 2).await?;
+            let result = admin_command(&database, command).await;
+            database.close().await?;
+            result
+        }
+    }
+}
+
+async fn serve(source: DatabaseSource, args: ServeArgs) -> Result<()> {
+    let database = Database::open(source, args.db_max_connections).await?;
+    let served = async {
+        if database.is_private() {
+            if let Some((organization, secret)) = bootstrap::first_start(&database.pool).await? {
+                eprintln!(
+                    "\nFirst start: created organization `{}` and its bootstrap ADMIN API key (shown once, keep it safe):\n\n    {}\n\nTry: grpcurl -plaintext -H 'authorization: Bearer {}' {} roster.v1.AuthService/WhoAmI\n",
+                    organization.name,
+                    secret.expose(),
+                    secret.expose(),
+                    args.listen
+                );
+            }
+        }
+        let settings = ServerSettings {
+            listen: args.listen,
+            reflection: !args.no_reflection,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        };
+        let application = Application::build(&settings, database.pool.clone()).await?;
+        tracing::info!(address = %application.local_addr(), reflection = settings.reflection, "roster is serving gRPC");
+        application.run_until_stopped(stop_signal()).await
+    }
+    .await;
+    database.close().await?;
+    served
+}
+
+async fn admin_command(database: &Database, command: Command) -> Result<()> {
+    let pool = &database.pool;
+    match command {
+        Command::Serve(_) => unreachable!("served above"),
+        Command::Migrate => {
+            eprintln!("migrations applied");
+        }
+        Command::Org(OrgCommand::Create { name }) => {
+            let organization = organization::create_organization(pool, &name, Actor::Operator).await?;
+            println!("{}", organization.id);
+        }
+        Command::Org(OrgCommand::List) => {
+            for organization in store::organizations::list(pool).await? {
+                println!("{}\t{}", organization.id, organization.name);
+            }
+        }
+        Command::ApiKey(ApiKeyCommand::Create {
+            org,
+            name,
+            scope,
+            expires_in_days,
+        }) => {
+            let organization = find_organization(pool, &org).await?;
+            let scopes: Vec<Option<Scope>> = scope
+                .into_iter()
+                .map(|s| {
+                    Some(match s {
+                        ScopeArg::Admin => Scope::Admin,
+                        ScopeArg::Viewer => Scope::Viewer,
+                    })
+                })
+                .collect();
+            let expire_time =
+                expires_in_days.map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
+            let new_key = NewApiKey::parse(&name, &scopes, expire_time, "")?;
+            let (_, secret) = api_key::create_api_key(pool, organization.id, Actor::Operator, "", &new_key).await?;
+            let secret = secret.context("a new key always has a secret")?;
+            println!("{}", secret.expose());
+        }
+        Command::ApiKey(ApiKeyCommand::Revoke { org, id, name }) => {
+            let organization = find_organization(pool, &org).await?;
+            let key_id = match (id, name) {
+                (Some(id), _) => id,
+                (None, Some(name)) => api_key::find_api_key_by_name(pool, organization.id, &name).await?.id,
+                (None, None) => bail!("give --id or --name"),
+            };
+            let key = api_key::revoke_api_key(pool, organization.id, key_id, Actor::Operator, "").await?;
+            eprintln!("revoked API key {} ({})", key.name, key.id);
+        }
+    }
+    Ok(())
+}
+
+async fn find_organization(pool: &sqlx::PgPool, name: &str) -> Result<organization::Organization> {
+    store::organizations::find_by_name(pool, name)
+        .await?
+        .with_context(|| format!("no organization named `{name}` (see `roster org list`)"))
+}

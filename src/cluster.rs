@@ -1,0 +1,442 @@
+//! A private PostgreSQL cluster run from the machine's own server binaries,
+//! for zero-configuration `roster serve` and for the test suite.
+//!
+//! As root, `initdb` and `postgres` refuse to run, so they run as the
+//! `postgres` system user. When that user cannot enter the data directory
+//! (a clone under `/root`), the cluster lives under `/var/lib/roster/`.
+//! The socket directory is a short path under `/tmp` so it stays under the
+//! kernel's 108-byte limit whatever the data directory's depth.
+
+use std::{
+    fs,
+    io::Read,
+    os::unix::{
+        fs::{chown, DirBuilderExt, PermissionsExt},
+        net::UnixStream,
+        process::CommandExt,
+    },
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::{Gid, Pid, Uid, User},
+};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgConnectOptions;
+
+/// The PostgreSQL role `initdb` creates and Roster connects as.
+const SUPERUSER: &str = "roster";
+const PORT: u16 = 5432;
+const FALLBACK_ROOT: &str = "/var/lib/roster";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterOptions {
+    /// Trade durability for speed (tests on /dev/shm): no fsync.
+    pub ephemeral: bool,
+}
+
+/// A running cluster: started by this process (and stopped by it), or found
+/// already running on the same data directory (and left alone).
+#[derive(Debug)]
+pub struct PrivateCluster {
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    started: Option<StartedServer>,
+}
+
+#[derive(Debug)]
+struct StartedServer {
+    pid: Pid,
+    exited: mpsc::Receiver<()>,
+}
+
+/// Who runs `initdb` and `postgres`: the current user, or the `postgres`
+/// system user when we are root.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: Uid,
+    gid: Gid,
+}
+
+#[derive(Debug)]
+struct Binaries {
+    initdb: PathBuf,
+    postgres: PathBuf,
+}
+
+impl PrivateCluster {
+    /// Starts the cluster of `data_dir` (creating it on first use), or attaches
+    /// to it when another process already runs it.
+    pub fn start_or_attach(data_dir: &Path, options: ClusterOptions) -> Result<Self> {
+        let binaries = find_binaries()?;
+        let run_as = run_as()?;
+        fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve data directory {}", data_dir.display()))?;
+        let pgdata = cluster_location(&data_dir, run_as)?;
+        let socket_dir = PathBuf::from(format!("/tmp/roster-{}", short_hash(&pgdata)));
+        make_private_dir(&socket_dir, run_as)?;
+
+        let mut cluster = PrivateCluster {
+            pgdata,
+            socket_dir,
+            started: None,
+        };
+        if !cluster.pgdata.join("PG_VERSION").exists() {
+            init_cluster(&binaries, &cluster.pgdata, run_as, options)?;
+        }
+        if cluster.accepts_connections() {
+            tracing::info!(pgdata = %cluster.pgdata.display(), "attached to running private postgresql");
+            return Ok(cluster);
+        }
+        let log_path = data_dir.join("postgres.log");
+        let started = spawn_postgres(&binaries, &cluster, run_as, options, &log_path)?;
+        cluster.started = Some(started);
+        match cluster.wait_until_ready(&log_path) {
+            Ok(()) => {
+                tracing::info!(pgdata = %cluster.pgdata.display(), "started private postgresql");
+                Ok(cluster)
+            }
+            // Another process won the race to start the same cluster.
+            Err(_) if cluster.server_exited() && cluster.accepts_connections() => {
+                cluster.started = None;
+                Ok(cluster)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Connection options for one database of the cluster, over its socket.
+    pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .socket(&self.socket_dir)
+            .port(PORT)
+            .username(SUPERUSER)
+            .database(database)
+    }
+
+    /// A libpq-style URL, for people (psql) rather than for Roster itself.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgresql://{SUPERUSER}@/{database}?host={}&port={PORT}",
+            self.socket_dir.display()
+        )
+    }
+
+    pub fn pgdata(&self) -> &Path {
+        &self.pgdata
+    }
+
+    /// True when this process started the server (and so must stop it).
+    pub fn started_here(&self) -> bool {
+        self.started.is_some()
+    }
+
+    /// Stops the server if this process started it: a fast shutdown, then an
+    /// immediate one if it does not stop in time. A no-op otherwise.
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(server) = self.started.take() else {
+            return Ok(());
+        };
+        let _ = kill(server.pid, Signal::SIGINT);
+        if server.exited.recv_timeout(STOP_TIMEOUT).is_err() {
+            tracing::warn!("postgresql did not stop in time, sending an immediate shutdown");
+            let _ = kill(server.pid, Signal::SIGQUIT);
+            server
+                .exited
+                .recv_timeout(STOP_TIMEOUT)
+                .map_err(|_| anyhow!("postgresql (pid {}) did not stop", server.pid))?;
+        }
+        tracing::info!("stopped private postgresql");
+        Ok(())
+    }
+
+    fn accepts_connections(&self) -> bool {
+        UnixStream::connect(self.socket_dir.join(format!(".s.PGSQL.{PORT}"))).is_ok()
+            && postmaster_status(&self.pgdata).as_deref() == Some("ready")
+    }
+
+    fn server_exited(&self) -> bool {
+        self.started
+            .as_ref()
+            .is_some_and(|server| server.exited.try_recv().is_ok())
+    }
+
+    fn wait_until_ready(&self, log_path: &Path) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.accepts_connections() {
+                return Ok(());
+            }
+            if self.server_exited() {
+                bail!(
+                    "postgresql exited during start-up; its log ({}) ends with:\n{}",
+                    log_path.display(),
+                    log_tail(log_path)
+                );
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        bail!(
+            "postgresql was not ready after {}s; see {}",
+            READY_TIMEOUT.as_secs(),
+            log_path.display()
+        )
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop() {
+            tracing::error!(error = %error, "could not stop private postgresql");
+        }
+    }
+}
+
+fn find_binaries() -> Result<Binaries> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    let mut versioned: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    // Newest installed version first.
+    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.extend(versioned.into_iter().map(|(_, dir)| dir));
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+        .map(|dir| Binaries {
+            initdb: dir.join("initdb"),
+            postgres: dir.join("postgres"),
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "no PostgreSQL server binaries (initdb, postgres) on PATH or in /usr/lib/postgresql/*/bin; \
+                 install them (Debian/Ubuntu: `apt-get install postgresql`) or set DATABASE_URL to an existing database"
+            )
+        })
+}
+
+fn run_as() -> Result<Option<RunAs>> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let user = User::from_name("postgres")?.ok_or_else(|| {
+        anyhow!(
+            "running as root, PostgreSQL must run as the `postgres` system user, which does not exist; \
+             install the postgresql package, run Roster as another user, or set DATABASE_URL"
+        )
+    })?;
+    Ok(Some(RunAs {
+        uid: user.uid,
+        gid: user.gid,
+    }))
+}
+
+/// `<data dir>/postgres` when the server's user can reach it, else a place
+/// under /var/lib/roster named after the data directory (noted in the data
+/// directory so people can find it).
+fn cluster_location(data_dir: &Path, run_as: Option<RunAs>) -> Result<PathBuf> {
+    let inside = data_dir.join("postgres");
+    let Some(run_as) = run_as else {
+        return Ok(inside);
+    };
+    if can_enter(data_dir, run_as) {
+        return Ok(inside);
+    }
+    let root = Path::new(FALLBACK_ROOT);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(root)
+        .with_context(|| format!("cannot create {}", root.display()))?;
+    let outside = root.join(short_hash(data_dir));
+    fs::write(
+        data_dir.join("CLUSTER_LOCATION"),
+        format!(
+            "The postgres user cannot enter this directory, so this data directory's PostgreSQL cluster lives in\n{}\n",
+            outside.display()
+        ),
+    )?;
+    Ok(outside)
+}
+
+/// Whether `user` can traverse every directory down to `dir`, asked of the
+/// kernel by running `test` as that user rather than re-implementing the
+/// permission rules (ACLs, groups).
+fn can_enter(dir: &Path, run_as: RunAs) -> bool {
+    Command::new("test")
+        .arg("-x")
+        .arg(dir)
+        .uid(run_as.uid.as_raw())
+        .gid(run_as.gid.as_raw())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn make_private_dir(dir: &Path, run_as: Option<RunAs>) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    if let Some(run_as) = run_as {
+        chown(dir, Some(run_as.uid.as_raw()), Some(run_as.gid.as_raw()))
+            .with_context(|| format!("cannot give {} to the postgres user", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn init_cluster(
+    binaries: &Binaries,
+    pgdata: &Path,
+    run_as: Option<RunAs>,
+    options: ClusterOptions,
+) -> Result<()> {
+    make_private_dir(pgdata, run_as)?;
+    let mut command = Command::new(&binaries.initdb);
+    command
+        .arg("--pgdata")
+        .arg(pgdata)
+        .args(["--username", SUPERUSER])
+        // Only this machine's users who can reach the 0700 socket directory connect.
+        .args(["--auth", "trust"])
+        .args(["--encoding", "UTF8", "--locale", "C.UTF-8"])
+        .stdin(Stdio::null());
+    if options.ephemeral {
+        command.arg("--no-sync");
+    }
+    as_user(&mut command, run_as);
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {}", binaries.initdb.display()))?;
+    if !output.status.success() {
+        bail!(
+            "initdb failed for {}:\n{}{}",
+            pgdata.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn spawn_postgres(
+    binaries: &Binaries,
+    cluster: &PrivateCluster,
+    run_as: Option<RunAs>,
+    options: ClusterOptions,
+    log_path: &Path,
+) -> Result<StartedServer> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut command = Command::new(&binaries.postgres);
+    command
+        .arg("-D")
+        .arg(&cluster.pgdata)
+        .arg("-k")
+        .arg(&cluster.socket_dir)
+        .args(["-p", &PORT.to_string()])
+        .args(["-c", "listen_addresses="])
+        .args(["-c", "max_connections=200"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if options.ephemeral {
+        command.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+    }
+    as_user(&mut command, run_as);
+    stop_with_parent(&mut command);
+
+    // A dedicated thread owns the child: the parent-death signal follows the
+    // thread that spawned it, so that thread must live as long as the server.
+    let (spawned_tx, spawned_rx) = mpsc::channel();
+    let (exited_tx, exited_rx) = mpsc::channel();
+    thread::Builder::new()
+        .name("postgres".into())
+        .spawn(move || match command.spawn() {
+            Ok(mut child) => {
+                let _ = spawned_tx.send(Ok(child.id()));
+                let _ = child.wait();
+                let _ = exited_tx.send(());
+            }
+            Err(error) => {
+                let _ = spawned_tx.send(Err(error));
+            }
+        })?;
+    let pid = spawned_rx
+        .recv()?
+        .with_context(|| format!("cannot run {}", binaries.postgres.display()))?;
+    Ok(StartedServer {
+        pid: Pid::from_raw(i32::try_from(pid)?),
+        exited: exited_rx,
+    })
+}
+
+fn as_user(command: &mut Command, run_as: Option<RunAs>) {
+    if let Some(run_as) = run_as {
+        command.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
+        // HOME of root is not readable by the postgres user.
+        command.current_dir("/");
+    }
+}
+
+/// If this process dies without stopping the server (a crash, SIGKILL), the
+/// server gets a fast-shutdown signal instead of running on, orphaned.
+#[allow(unsafe_code)]
+fn stop_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGINT).map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// The status line PostgreSQL writes into postmaster.pid ("starting", "ready", ...).
+fn postmaster_status(pgdata: &Path) -> Option<String> {
+    let content = fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+    content.lines().nth(7).map(|line| line.trim().to_owned())
+}
+
+fn log_tail(path: &Path) -> String {
+    let mut content = String::new();
+    if let Ok(mut file) = fs::File::open(path) {
+        let _ = file.read_to_string(&mut content);
+    }
+    let lines: Vec<&str> = content.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn short_hash(path: &Path) -> String {
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+}

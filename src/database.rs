@@ -1,0 +1,108 @@
+//! Opens Roster's database: the one `DATABASE_URL` names, or the private
+//! cluster of the data directory. Migrations are applied on open, under
+//! sqlx's advisory lock, so replicas and CLI commands may start together.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    ConnectOptions, PgPool,
+};
+
+use crate::{
+    cluster::{ClusterOptions, PrivateCluster},
+    store,
+};
+
+/// Name of Roster's database inside its private cluster.
+pub const PRIVATE_DATABASE: &str = "roster";
+
+#[derive(Debug, Clone)]
+pub enum DatabaseSource {
+    Url(String),
+    Private { data_dir: PathBuf },
+}
+
+impl DatabaseSource {
+    /// `DATABASE_URL` when set and non-empty, else the private cluster of `data_dir`.
+    pub fn from_settings(database_url: Option<String>, data_dir: PathBuf) -> Self {
+        match database_url.filter(|url| !url.trim().is_empty()) {
+            Some(url) => Self::Url(url),
+            None => Self::Private { data_dir },
+        }
+    }
+}
+
+pub struct Database {
+    pub pool: PgPool,
+    cluster: Option<PrivateCluster>,
+}
+
+impl Database {
+    pub async fn open(source: DatabaseSource, max_connections: u32) -> Result<Self> {
+        let (options, cluster) = match source {
+            DatabaseSource::Url(url) => {
+                let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
+                (options, None)
+            }
+            DatabaseSource::Private { data_dir } => {
+                let cluster = tokio::task::spawn_blocking(move || {
+                    PrivateCluster::start_or_attach(&data_dir, ClusterOptions::default())
+                })
+                .await??;
+                ensure_database(&cluster, PRIVATE_DATABASE).await?;
+                (cluster.connect_options(PRIVATE_DATABASE), Some(cluster))
+            }
+        };
+        let pool = pool_options(max_connections)
+            .connect_with(options.log_statements(tracing::log::LevelFilter::Debug))
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        store::MIGRATOR.run(&pool).await.context("cannot apply migrations")?;
+        Ok(Self { pool, cluster })
+    }
+
+    /// True when Roster runs its own private cluster (zero configuration).
+    pub fn is_private(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Closes the pool and stops the private cluster if this process started it.
+    pub async fn close(mut self) -> Result<()> {
+        self.pool.close().await;
+        if let Some(mut cluster) = self.cluster.take() {
+            tokio::task::spawn_blocking(move || cluster.stop()).await??;
+        }
+        Ok(())
+    }
+}
+
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+}
+
+/// Creates `database` in the cluster unless it exists (a concurrent creator may win).
+pub async fn ensure_database(cluster: &PrivateCluster, database: &str) -> Result<()> {
+    let admin = pool_options(1)
+        .connect_with(cluster.connect_options("postgres"))
+        .await
+        .context("cannot connect to the private PostgreSQL cluster")?;
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+        .bind(database)
+        .fetch_one(&admin)
+        .await?;
+    if !exists {
+        let created = sqlx::query(&format!("create database \"{database}\"")).execute(&admin).await;
+        if let Err(error) = created {
+            let duplicate = matches!(&error, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P04"));
+            if !duplicate {
+                return Err(error.into());
+            }
+        }
+    }
+    admin.close().await;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! The audit trail: every change records who, what, the target, the request
+//! id and the changed fields, in the same transaction as the change.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::caller::Actor;
+
+/// A change to record, built by the use case that makes it.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub organization_id: Uuid,
+    pub actor: Actor,
+    /// E.g. `user.create`, `api_key.revoke`.
+    pub action: &'static str,
+    pub target_type: &'static str,
+    pub target_id: String,
+    pub request_id: String,
+    pub changed_fields: Vec<String>,
+    /// Old and new values, never secrets.
+    pub details: serde_json::Value,
+}
+
+impl AuditRecord {
+    pub fn new(
+        organization_id: Uuid,
+        actor: Actor,
+        action: &'static str,
+        target_type: &'static str,
+        target_id: impl ToString,
+    ) -> Self {
+        Self {
+            organization_id,
+            actor,
+            action,
+            target_type,
+            target_id: target_id.to_string(),
+            request_id: String::new(),
+            changed_fields: Vec::new(),
+            details: serde_json::Value::Object(Default::default()),
+        }
+    }
+
+    pub fn with_request_id(mut self, request_id: &str) -> Self {
+        request_id.clone_into(&mut self.request_id);
+        self
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn with_changes(mut self, changed_fields: Vec<String>, details: serde_json::Value) -> Self {
+        self.changed_fields = changed_fields;
+        self.details = details;
+        self
+    }
+}
+
+/// A recorded change, as read back.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub actor_kind: String,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub request_id: String,
+    pub changed_fields: Vec<String>,
+    pub details: serde_json::Value,
+    pub create_time: DateTime<Utc>,
+}
+
+/// Filters of `ListAuditEvents`; empty strings and `None` filter nothing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditFilter {
+    pub target_type: String,
+    pub target_id: String,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,85 @@
+//! The one error type of the domain; `grpc::status` maps it to `tonic::Status`.
+
+use std::fmt;
+
+/// One invalid field of a request, with the request field path (`user.email`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    /// Stable machine-readable code, e.g. `TOO_LONG`.
+    pub code: &'static str,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            description: description.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.description)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// Every violation found, reported together.
+    #[error("invalid request: {}", join(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        field: String,
+        message: String,
+    },
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, code: &'static str, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, code, description)])
+    }
+
+    /// `Ok(())` when nothing was found wrong.
+    pub fn check(violations: Vec<FieldViolation>) -> Result<(), DomainError> {
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Self::InvalidArgument(violations))
+        }
+    }
+}
+
+impl From<sqlx::Error> for DomainError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+fn join(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

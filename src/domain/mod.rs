@@ -1,0 +1,14 @@
+//! Types and rules of the directory, independent of gRPC and of SQL.
+
+pub mod api_key;
+pub mod audit;
+pub mod authentication;
+pub mod bootstrap;
+pub mod caller;
+pub mod error;
+pub mod name;
+pub mod organization;
+pub mod paging;
+pub mod token;
+
+pub use error::{DomainError, FieldViolation};

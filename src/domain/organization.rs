@@ -1,0 +1,314 @@
+//! Organizations (tenants), their settings, and the use cases on them.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    audit::AuditRecord,
+    caller::Actor,
+    name::DisplayName,
+    DomainError, FieldViolation,
+};
+use crate::store::{self, Transaction};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicEmailDomainPolicy {
+    Allow,
+    Warn,
+    Reject,
+}
+
+impl PublicEmailDomainPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "ALLOW",
+            Self::Warn => "WARN",
+            Self::Reject => "REJECT",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "ALLOW" => Some(Self::Allow),
+            "WARN" => Some(Self::Warn),
+            "REJECT" => Some(Self::Reject),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    En,
+    PtBr,
+}
+
+impl Locale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::PtBr => "pt-BR",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "en" => Some(Self::En),
+            "pt-BR" => Some(Self::PtBr),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub allow_duplicate_emails: bool,
+    pub public_email_domain_policy: PublicEmailDomainPolicy,
+    pub invitation_ttl_seconds: i64,
+    pub password_reset_ttl_seconds: i64,
+    pub access_token_ttl_seconds: i64,
+    pub locale: Locale,
+}
+
+#[derive(Debug, Clone)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub settings: Settings,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+const MINUTE: i64 = 60;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+
+/// Allowed range of each time-to-live setting, in seconds.
+pub const INVITATION_TTL_RANGE: (i64, i64) = (HOUR, 90 * DAY);
+pub const PASSWORD_RESET_TTL_RANGE: (i64, i64) = (5 * MINUTE, 7 * DAY);
+pub const ACCESS_TOKEN_TTL_RANGE: (i64, i64) = (5 * MINUTE, 30 * DAY);
+
+/// Settings as a caller sent them, before validation. `None`: not in the mask.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsPatch {
+    pub allow_duplicate_emails: Option<bool>,
+    /// The policy's name, or `None` inside when the caller sent an unknown or unspecified value.
+    pub public_email_domain_policy: Option<Option<PublicEmailDomainPolicy>>,
+    /// Seconds, or `None` inside when the duration was missing or fractional.
+    pub invitation_ttl: Option<Option<i64>>,
+    pub password_reset_ttl: Option<Option<i64>>,
+    pub access_token_ttl: Option<Option<i64>>,
+    pub locale: Option<String>,
+}
+
+impl SettingsPatch {
+    /// Applies the patch to `current`, reporting every invalid value at once
+    /// under `settings.<name>`.
+    pub fn apply(&self, current: &Settings) -> Result<Settings, DomainError> {
+        let mut next = current.clone();
+        let mut violations = Vec::new();
+        if let Some(value) = self.allow_duplicate_emails {
+            next.allow_duplicate_emails = value;
+        }
+        match self.public_email_domain_policy {
+            Some(Some(policy)) => next.public_email_domain_policy = policy,
+            Some(None) => violations.push(FieldViolation::new(
+                "settings.public_email_domain_policy",
+                "INVALID_VALUE",
+                "must be ALLOW, WARN or REJECT",
+            )),
+            None => {}
+        }
+        let ttls = [
+            ("settings.invitation_ttl", self.invitation_ttl, INVITATION_TTL_RANGE, &mut next.invitation_ttl_seconds),
+            ("settings.password_reset_ttl", self.password_reset_ttl, PASSWORD_RESET_TTL_RANGE, &mut next.password_reset_ttl_seconds),
+            ("settings.access_token_ttl", self.access_token_ttl, ACCESS_TOKEN_TTL_RANGE, &mut next.access_token_ttl_seconds),
+        ];
+        for (field, requested, range, target) in ttls {
+            match requested {
+                None => {}
+                Some(Some(seconds)) if (range.0..=range.1).contains(&seconds) => *target = seconds,
+                Some(_) => violations.push(FieldViolation::new(
+                    field,
+                    "OUT_OF_RANGE",
+                    format!(
+                        "must be a whole number of seconds between {} and {}",
+                        describe_seconds(range.0),
+                        describe_seconds(range.1)
+                    ),
+                )),
+            }
+        }
+        if let Some(raw) = &self.locale {
+            match Locale::parse(raw) {
+                Some(locale) => next.locale = locale,
+                None => violations.push(FieldViolation::new(
+                    "settings.locale",
+                    "UNSUPPORTED_LOCALE",
+                    format!("`{raw}` is not supported; use `en` or `pt-BR`"),
+                )),
+            }
+        }
+        DomainError::check(violations)?;
+        Ok(next)
+    }
+}
+
+fn describe_seconds(seconds: i64) -> String {
+    match seconds {
+        s if s % DAY == 0 => format!("{} days", s / DAY),
+        s if s % HOUR == 0 => format!("{} hours", s / HOUR),
+        s => format!("{} minutes", s / MINUTE),
+    }
+}
+
+/// Creates an organization with its two built-in User Management profiles.
+pub async fn create_organization(
+    pool: &PgPool,
+    raw_name: &str,
+    actor: Actor,
+) -> Result<Organization, DomainError> {
+    let mut tx = pool.begin().await?;
+    let organization = insert_organization(&mut tx, raw_name, actor).await?;
+    tx.commit().await?;
+    Ok(organization)
+}
+
+/// `create_organization` inside the caller's transaction.
+pub async fn insert_organization(
+    tx: &mut Transaction<'_>,
+    raw_name: &str,
+    actor: Actor,
+) -> Result<Organization, DomainError> {
+    let name = DisplayName::parse(raw_name, "name").map_err(|v| DomainError::InvalidArgument(vec![v]))?;
+    let organization = store::organizations::insert(tx, Uuid::now_v7(), name.as_str()).await?;
+    store::profiles::insert_built_in(tx, organization.id).await?;
+    store::audit::record(
+        tx,
+        &AuditRecord::new(organization.id, actor, "organization.create", "organization", organization.id)
+            .with_details(json!({ "name": organization.name })),
+    )
+    .await?;
+    Ok(organization)
+}
+
+pub async fn get_organization(pool: &PgPool, id: Uuid) -> Result<Organization, DomainError> {
+    store::organizations::find(pool, id)
+        .await?
+        .ok_or(DomainError::NotFound { what: "organization" })
+}
+
+/// Applies a settings patch, refusing to turn duplicate emails off while some exist.
+pub async fn update_settings(
+    pool: &PgPool,
+    organization_id: Uuid,
+    actor: Actor,
+    request_id: &str,
+    patch: &SettingsPatch,
+) -> Result<Organization, DomainError> {
+    let mut tx = pool.begin().await?;
+    let current = store::organizations::lock(&mut tx, organization_id)
+        .await?
+        .ok_or(DomainError::NotFound { what: "organization" })?;
+    let next = patch.apply(&current.settings)?;
+    if current.settings.allow_duplicate_emails && !next.allow_duplicate_emails {
+        let duplicates = store::users::some_duplicate_emails(&mut tx, organization_id, 5).await?;
+        if !duplicates.is_empty() {
+            return Err(DomainError::FailedPrecondition {
+                reason: "DUPLICATE_EMAILS_EXIST",
+                message: format!(
+                    "cannot turn off allow_duplicate_emails while several users share an email, e.g. {}",
+                    duplicates.join(", ")
+                ),
+            });
+        }
+    }
+    let changes = settings_changes(&current.settings, &next);
+    if changes.is_empty() {
+        return Ok(current);
+    }
+    let updated = store::organizations::update_settings(&mut tx, organization_id, &next).await?;
+    let changed_fields = changes.iter().map(|(field, _)| (*field).to_owned()).collect();
+    let details = serde_json::Value::Object(changes.into_iter().map(|(f, v)| (f.to_owned(), v)).collect());
+    store::audit::record(
+        &mut tx,
+        &AuditRecord::new(organization_id, actor, "organization.settings.update", "organization", organization_id)
+            .with_request_id(request_id)
+            .with_changes(changed_fields, details),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// Every setting whose value differs, with `{old, new}`.
+fn settings_changes(old: &Settings, new: &Settings) -> Vec<(&'static str, serde_json::Value)> {
+    let pairs = [
+        ("allow_duplicate_emails", json!(old.allow_duplicate_emails), json!(new.allow_duplicate_emails)),
+        ("public_email_domain_policy", json!(old.public_email_domain_policy.as_str()), json!(new.public_email_domain_policy.as_str())),
+        ("invitation_ttl", json!(old.invitation_ttl_seconds), json!(new.invitation_ttl_seconds)),
+        ("password_reset_ttl", json!(old.password_reset_ttl_seconds), json!(new.password_reset_ttl_seconds)),
+        ("access_token_ttl", json!(old.access_token_ttl_seconds), json!(new.access_token_ttl_seconds)),
+        ("locale", json!(old.locale.as_str()), json!(new.locale.as_str())),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(field, old, new)| (field, json!({ "old": old, "new": new })))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        Settings {
+            allow_duplicate_emails: false,
+            public_email_domain_policy: PublicEmailDomainPolicy::Warn,
+            invitation_ttl_seconds: 7 * DAY,
+            password_reset_ttl_seconds: HOUR,
+            access_token_ttl_seconds: 8 * HOUR,
+            locale: Locale::En,
+        }
+    }
+
+    #[test]
+    fn every_invalid_setting_is_reported_with_its_path() {
+        let patch = SettingsPatch {
+            public_email_domain_policy: Some(None),
+            invitation_ttl: Some(Some(10)),
+            access_token_ttl: Some(None),
+            locale: Some("fr".into()),
+            ..Default::default()
+        };
+        let DomainError::InvalidArgument(violations) = patch.apply(&defaults()).unwrap_err() else {
+            panic!("expected invalid argument");
+        };
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "settings.public_email_domain_policy",
+                "settings.invitation_ttl",
+                "settings.access_token_ttl",
+                "settings.locale"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_patch_changes_only_what_it_names() {
+        let patch = SettingsPatch {
+            locale: Some("pt-BR".into()),
+            password_reset_ttl: Some(Some(30 * MINUTE)),
+            ..Default::default()
+        };
+        let next = patch.apply(&defaults()).unwrap();
+        assert_eq!(next.locale, Locale::PtBr);
+        assert_eq!(next.password_reset_ttl_seconds, 30 * MINUTE);
+        assert_eq!(settings_changes(&defaults(), &next).len(), 2);
+    }
+}

@@ -1,0 +1,127 @@
+//! The authentication and authorization layer: resolves
+//! `authorization: Bearer <token>` to a `Caller`, checks the method table,
+//! and hands the caller to handlers through the request extensions.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures::future::BoxFuture;
+use http::{HeaderValue, Request, Response};
+use tonic::{body::Body, Status};
+use tower::{Layer, Service};
+
+use super::access::{required_access, Access};
+use crate::domain::{authentication::Authenticator, caller::Caller, DomainError};
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    authenticator: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Arc<Authenticator>) -> Self {
+        Self { authenticator }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthMiddleware<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthMiddleware {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthMiddleware<S> {
+    inner: S,
+    authenticator: Arc<Authenticator>,
+}
+
+impl<S, B> Service<Request<B>> for AuthMiddleware<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The clone that was polled ready is the one that must serve the call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let authenticator = self.authenticator.clone();
+        // Only owned parts cross the await: the body need not be `Sync`.
+        let path = request.uri().path().to_owned();
+        let authorization = request.headers().get(http::header::AUTHORIZATION).cloned();
+        Box::pin(async move {
+            match authorize(&authenticator, &path, authorization.as_ref()).await {
+                Ok(Some(caller)) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Ok(None) => inner.call(request).await,
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+/// The caller when the method needs one, `None` for public methods.
+async fn authorize(
+    authenticator: &Authenticator,
+    path: &str,
+    authorization: Option<&HeaderValue>,
+) -> Result<Option<Caller>, Status> {
+    let access = required_access(path).ok_or_else(|| {
+        Status::permission_denied(format!("method {path} is not in the access table"))
+    })?;
+    if access == Access::Public {
+        return Ok(None);
+    }
+    let bearer = bearer_token(authorization)?;
+    let caller = authenticator.authenticate(bearer).await.map_err(Status::from)?;
+    let allowed = match access {
+        Access::Public | Access::AnyToken => true,
+        Access::SignedIn => matches!(caller.principal, crate::domain::caller::Principal::User { .. }),
+        Access::Scope(scope) => caller.scopes.allows(scope),
+        Access::OrganizationAdmin => caller.organization_admin,
+    };
+    if !allowed {
+        return Err(DomainError::PermissionDenied(denial(access)).into());
+    }
+    Ok(Some(caller))
+}
+
+fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, Status> {
+    let header = authorization.ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`"))
+}
+
+fn denial(access: Access) -> String {
+    match access {
+        Access::SignedIn => "this method needs a user access token from Login, not an API key".into(),
+        Access::Scope(scope) => format!("this method requires the {} scope", scope.as_str()),
+        Access::OrganizationAdmin => {
+            "this method is for organization administrators (an ADMIN API key or Admin on all units)".into()
+        }
+        Access::Public | Access::AnyToken => "denied".into(),
+    }
+}

@@ -1,0 +1,151 @@
+//! Gives every call a request id (from `x-request-id` or generated, echoed
+//! back) and logs one line per RPC with method, code and latency once its
+//! response has ended. Never logs metadata: the authorization header stays out.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use futures::future::BoxFuture;
+use http::{HeaderValue, Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::body::Body;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id of a call, in the request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+#[derive(Clone, Default)]
+pub struct RequestLogLayer;
+
+impl<S> Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestLog { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestLog<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for RequestLog<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned)
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let method = request.uri().path().to_owned();
+        request.extensions_mut().insert(RequestId(request_id.clone()));
+        let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let response = inner.call(request).await?;
+                let (mut parts, body) = response.into_parts();
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    parts.headers.insert(REQUEST_ID_HEADER, value);
+                }
+                // Errors answered before any message carry the status in the headers.
+                let code = grpc_status(&parts.headers);
+                let logged = LoggedBody {
+                    inner: body,
+                    line: Some(RpcLine {
+                        span: tracing::Span::current(),
+                        started,
+                        code,
+                    }),
+                };
+                Ok(Response::from_parts(parts, Body::new(logged)))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+}
+
+struct RpcLine {
+    span: tracing::Span,
+    started: Instant,
+    code: Option<i32>,
+}
+
+impl Drop for RpcLine {
+    fn drop(&mut self) {
+        // No status seen: the client went away before the response ended.
+        let code = tonic::Code::from(self.code.unwrap_or(tonic::Code::Cancelled as i32));
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let _entered = self.span.enter();
+        tracing::info!(code = ?code, latency_ms = format!("{latency_ms:.2}"), "rpc finished");
+    }
+}
+
+/// The response body, watched for the trailers that carry the final status;
+/// the line is logged when the body is finished or dropped.
+struct LoggedBody {
+    inner: Body,
+    line: Option<RpcLine>,
+}
+
+impl HttpBody for LoggedBody {
+    type Data = <Body as HttpBody>::Data;
+    type Error = <Body as HttpBody>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(trailers), Some(line)) = (frame.trailers_ref(), self.line.as_mut()) {
+                    line.code = grpc_status(trailers).or(line.code);
+                }
+            }
+            Poll::Ready(None) => self.line = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,143 @@
+//! Builds the gRPC server (services, layers, health, reflection) and runs it
+//! until a stop signal, then drains in-flight calls for a bounded time.
+
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use sqlx::PgPool;
+use tokio::{net::TcpListener, sync::oneshot};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::{
+    domain::authentication::Authenticator,
+    grpc::{
+        auth_layer::AuthLayer, request_log::RequestLogLayer, AuthHandler, GroupHandler, ImportHandler,
+        OrganizationHandler, UserHandler,
+    },
+    proto::{
+        auth_service_server::AuthServiceServer, group_service_server::GroupServiceServer,
+        import_service_server::ImportServiceServer, organization_service_server::OrganizationServiceServer,
+        user_service_server::UserServiceServer, FILE_DESCRIPTOR_SET,
+    },
+};
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Serve gRPC reflection (grpcurl without proto files).
+    pub reflection: bool,
+    /// How long in-flight calls may run on after a stop signal.
+    pub shutdown_grace: Duration,
+}
+
+type ServerFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+pub struct Application {
+    local_addr: SocketAddr,
+    server: ServerFuture,
+    stop_accepting: oneshot::Sender<()>,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port) and assembles the server.
+    pub async fn build(settings: &ServerSettings, pool: PgPool) -> Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        let authenticator = Arc::new(Authenticator::new(pool.clone()));
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<AuthServiceServer<AuthHandler>>().await;
+        health_reporter.set_serving::<OrganizationServiceServer<OrganizationHandler>>().await;
+        health_reporter.set_serving::<UserServiceServer<UserHandler>>().await;
+        health_reporter.set_serving::<GroupServiceServer<GroupHandler>>().await;
+        health_reporter.set_serving::<ImportServiceServer<ImportHandler>>().await;
+
+        let (reflection_v1, reflection_v1alpha) = if settings.reflection {
+            let builder = || {
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            };
+            (Some(builder().build_v1()?), Some(builder().build_v1alpha()?))
+        } else {
+            (None, None)
+        };
+
+        let (stop_accepting, stopped) = oneshot::channel::<()>();
+        let server = Server::builder()
+            .layer(RequestLogLayer)
+            .layer(AuthLayer::new(authenticator.clone()))
+            .add_service(health_service)
+            .add_optional_service(reflection_v1)
+            .add_optional_service(reflection_v1alpha)
+            .add_service(AuthServiceServer::new(AuthHandler::new(pool.clone(), authenticator)))
+            .add_service(OrganizationServiceServer::new(OrganizationHandler::new(pool.clone())))
+            .add_service(UserServiceServer::new(UserHandler))
+            .add_service(GroupServiceServer::new(GroupHandler))
+            .add_service(ImportServiceServer::new(ImportHandler))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            });
+        Ok(Self {
+            local_addr,
+            server: Box::pin(server),
+            stop_accepting,
+            shutdown_grace: settings.shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// Serves until `stop` resolves, then stops accepting and gives in-flight
+    /// calls up to the grace period to finish.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> Result<()> {
+        let Self {
+            mut server,
+            stop_accepting,
+            shutdown_grace,
+            ..
+        } = self;
+        tokio::select! {
+            result = &mut server => return result.context("gRPC server failed"),
+            () = stop => {}
+        }
+        tracing::info!(grace_seconds = shutdown_grace.as_secs(), "stopping: no new calls, draining in-flight calls");
+        let _ = stop_accepting.send(());
+        match tokio::time::timeout(shutdown_grace, server).await {
+            Ok(result) => result.context("gRPC server failed while draining")?,
+            Err(_) => tracing::warn!("in-flight calls still running after the grace period; closing them"),
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

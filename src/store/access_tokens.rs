@@ -1,0 +1,63 @@
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::domain::token::TokenHash;
+
+/// What the auth layer needs of a presented user access token.
+#[derive(Debug, Clone, FromRow)]
+pub struct AccessTokenRecord {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub expire_time: DateTime<Utc>,
+    pub revoke_time: Option<DateTime<Utc>>,
+}
+
+/// Stores a new token for a user; only its hash is kept.
+pub async fn insert<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_id: Uuid,
+    hash: &TokenHash,
+    expire_time: DateTime<Utc>,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into access_tokens (organization_id, id, user_id, token_hash, expire_time) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .bind(user_id)
+    .bind(&hash.0)
+    .bind(expire_time)
+    .execute(executor)
+    .await?;
+    Ok(id)
+}
+
+pub async fn find_by_hash(pool: &PgPool, hash: &TokenHash) -> Result<Option<AccessTokenRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, organization_id, user_id, expire_time, revoke_time from access_tokens where token_hash = $1",
+    )
+    .bind(&hash.0)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Revokes every live token of a user, e.g. when they may no longer sign in.
+pub async fn revoke_all_for_user<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_id: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "update access_tokens set revoke_time = now() \
+         where organization_id = $1 and user_id = $2 and revoke_time is null",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .execute(executor)
+    .await?;
+    Ok(result.rows_affected())
+}

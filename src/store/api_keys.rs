@@ -1,0 +1,190 @@
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{map_unique_violation, paging::newest_first_page, Transaction};
+use crate::domain::{
+    api_key::{ApiKey, NewApiKey},
+    caller::{Scope, Scopes},
+    paging::{fingerprint, Page, PageSize},
+    token::TokenHash,
+    DomainError,
+};
+
+const COLUMNS: &str =
+    "id, organization_id, name, scopes, created_by, create_time, expire_time, last_used_time, revoke_time";
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: Uuid,
+    organization_id: Uuid,
+    name: String,
+    scopes: Vec<String>,
+    created_by: String,
+    create_time: DateTime<Utc>,
+    expire_time: Option<DateTime<Utc>>,
+    last_used_time: Option<DateTime<Utc>>,
+    revoke_time: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        ApiKey {
+            id: row.id,
+            organization_id: row.organization_id,
+            name: row.name,
+            // The table's check constraint admits only known scopes.
+            scopes: Scopes::new(row.scopes.iter().filter_map(|s| Scope::parse(s)).collect()),
+            created_by: row.created_by,
+            create_time: row.create_time,
+            expire_time: row.expire_time,
+            last_used_time: row.last_used_time,
+            revoke_time: row.revoke_time,
+        }
+    }
+}
+
+pub async fn insert(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    created_by: &str,
+    key: &NewApiKey,
+    secret_hash: &TokenHash,
+) -> Result<ApiKey, DomainError> {
+    let scopes: Vec<&str> = key.scopes.as_slice().iter().map(|s| s.as_str()).collect();
+    let row: ApiKeyRow = sqlx::query_as(&format!(
+        "insert into api_keys (organization_id, id, name, scopes, secret_hash, created_by, request_id, expire_time) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"
+    ))
+    .bind(organization_id)
+    .bind(Uuid::now_v7())
+    .bind(key.name.as_str())
+    .bind(&scopes)
+    .bind(&secret_hash.0)
+    .bind(created_by)
+    .bind(&key.request_id)
+    .bind(key.expire_time)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|error| {
+        map_unique_violation(error, |constraint| match constraint {
+            "api_keys_org_name_key" => Some(DomainError::AlreadyExists {
+                reason: "API_KEY_ALREADY_EXISTS",
+                field: "name".into(),
+                message: format!("an API key named `{}` already exists", key.name.as_str()),
+            }),
+            "api_keys_org_request_id_key" => Some(DomainError::AlreadyExists {
+                reason: "REQUEST_ALREADY_PROCESSED",
+                field: "request_id".into(),
+                message: "a request with this request_id is being processed; retry".into(),
+            }),
+            _ => None,
+        })
+    })?;
+    Ok(row.into())
+}
+
+pub async fn find_by_request_id(
+    pool: &PgPool,
+    organization_id: Uuid,
+    request_id: &str,
+) -> Result<Option<ApiKey>, sqlx::Error> {
+    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from api_keys where organization_id = $1 and request_id = $2"
+    ))
+    .bind(organization_id)
+    .bind(request_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Option<ApiKey>, sqlx::Error> {
+    let row: Option<ApiKeyRow> =
+        sqlx::query_as(&format!("select {COLUMNS} from api_keys where organization_id = $1 and id = $2"))
+            .bind(organization_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn find_active_by_name(
+    pool: &PgPool,
+    organization_id: Uuid,
+    name: &str,
+) -> Result<Option<ApiKey>, sqlx::Error> {
+    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from api_keys where organization_id = $1 and lower(name) = lower($2) and revoke_time is null"
+    ))
+    .bind(organization_id)
+    .bind(name.trim())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+/// The key a presented secret belongs to, revoked or expired ones included
+/// (the caller tells those apart).
+pub async fn find_by_secret_hash(pool: &PgPool, hash: &TokenHash) -> Result<Option<ApiKey>, sqlx::Error> {
+    let row: Option<ApiKeyRow> =
+        sqlx::query_as(&format!("select {COLUMNS} from api_keys where secret_hash = $1"))
+            .bind(&hash.0)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(Into::into))
+}
+
+/// Records a use, at most once a minute per key whatever the traffic.
+pub async fn touch_last_used(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update api_keys set last_used_time = now() where organization_id = $1 and id = $2 \
+         and (last_used_time is null or last_used_time < now() - interval '1 minute')",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Sets the revocation time unless already revoked; `None` when no such key.
+pub async fn revoke(tx: &mut Transaction<'_>, organization_id: Uuid, id: Uuid) -> Result<Option<ApiKey>, sqlx::Error> {
+    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+        "update api_keys set revoke_time = coalesce(revoke_time, now()) \
+         where organization_id = $1 and id = $2 returning {COLUMNS}"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+/// Newest first.
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    page_size: PageSize,
+    page_token: &str,
+    show_revoked: bool,
+) -> Result<Page<ApiKey>, DomainError> {
+    let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
+        query
+            .push("from api_keys where organization_id = ")
+            .push_bind(organization_id);
+        if !show_revoked {
+            query.push(" and revoke_time is null");
+        }
+    };
+    newest_first_page(
+        pool,
+        COLUMNS,
+        push_from_where,
+        page_size,
+        page_token,
+        &fingerprint(&("api_keys", show_revoked)),
+        |row: &ApiKeyRow| (row.create_time, row.id),
+    )
+    .await
+}

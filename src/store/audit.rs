@@ -1,0 +1,108 @@
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{paging::newest_first_page, Transaction};
+use crate::domain::{
+    audit::{AuditEvent, AuditFilter, AuditRecord},
+    paging::{fingerprint, Page, PageSize},
+    DomainError,
+};
+
+/// Records a change inside the transaction that makes it.
+pub async fn record(tx: &mut Transaction<'_>, record: &AuditRecord) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into audit_events (organization_id, id, actor_kind, actor_id, action, target_type, target_id, \
+         request_id, changed_fields, details) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(record.organization_id)
+    .bind(Uuid::now_v7())
+    .bind(record.actor.kind())
+    .bind(record.actor.id())
+    .bind(record.action)
+    .bind(record.target_type)
+    .bind(&record.target_id)
+    .bind(&record.request_id)
+    .bind(&record.changed_fields)
+    .bind(&record.details)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: Uuid,
+    actor_kind: String,
+    actor_id: Option<Uuid>,
+    action: String,
+    target_type: String,
+    target_id: String,
+    request_id: String,
+    changed_fields: Vec<String>,
+    details: serde_json::Value,
+    create_time: DateTime<Utc>,
+}
+
+impl From<AuditRow> for AuditEvent {
+    fn from(row: AuditRow) -> Self {
+        AuditEvent {
+            id: row.id,
+            actor_kind: row.actor_kind,
+            actor_id: row.actor_id,
+            action: row.action,
+            target_type: row.target_type,
+            target_id: row.target_id,
+            request_id: row.request_id,
+            changed_fields: row.changed_fields,
+            details: row.details,
+            create_time: row.create_time,
+        }
+    }
+}
+
+/// Newest first.
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &AuditFilter,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<AuditEvent>, DomainError> {
+    let query_fingerprint = fingerprint(&("audit_events", filter));
+    let filter = filter.clone();
+    let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
+        query
+            .push("from audit_events where organization_id = ")
+            .push_bind(organization_id);
+        let text_filters = [
+            ("target_type", &filter.target_type),
+            ("target_id", &filter.target_id),
+            ("action", &filter.action),
+        ];
+        for (column, value) in text_filters {
+            if !value.is_empty() {
+                query.push(format!(" and {column} = ")).push_bind(value.clone());
+            }
+        }
+        if let Some(actor_id) = filter.actor_id {
+            query.push(" and actor_id = ").push_bind(actor_id);
+        }
+        if let Some(start) = filter.start_time {
+            query.push(" and create_time >= ").push_bind(start);
+        }
+        if let Some(end) = filter.end_time {
+            query.push(" and create_time < ").push_bind(end);
+        }
+    };
+    newest_first_page(
+        pool,
+        "id, actor_kind, actor_id, action, target_type, target_id, request_id, changed_fields, details, create_time",
+        push_from_where,
+        page_size,
+        page_token,
+        &query_fingerprint,
+        |row: &AuditRow| (row.create_time, row.id),
+    )
+    .await
+}

@@ -1,0 +1,38 @@
+//! All SQL lives here, one module per aggregate. Functions take a pool or a
+//! transaction so that use cases compose transactions (the audit row always
+//! commits with its change), and every query filters on `organization_id`.
+
+pub mod access_tokens;
+pub mod api_keys;
+pub mod audit;
+pub mod meta;
+pub mod organizations;
+pub mod paging;
+pub mod profiles;
+pub mod users;
+
+use sqlx::migrate::Migrator;
+
+use crate::domain::DomainError;
+
+/// Migrations embedded at compile time; sqlx applies them under an advisory
+/// lock, so replicas may start together.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+pub type Transaction<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+/// Maps a unique-constraint violation to the domain error its constraint
+/// name stands for; any other error is internal.
+pub(crate) fn map_unique_violation(
+    error: sqlx::Error,
+    domain_error: impl Fn(&str) -> Option<DomainError>,
+) -> DomainError {
+    if let sqlx::Error::Database(database_error) = &error {
+        if database_error.is_unique_violation() {
+            if let Some(mapped) = database_error.constraint().and_then(&domain_error) {
+                return mapped;
+            }
+        }
+    }
+    DomainError::from(error)
+}

@@ -1,0 +1,131 @@
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use super::{map_unique_violation, Transaction};
+use crate::domain::{
+    organization::{Locale, Organization, PublicEmailDomainPolicy, Settings},
+    DomainError,
+};
+
+const COLUMNS: &str = "id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+     password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time";
+
+#[derive(FromRow)]
+struct OrganizationRow {
+    id: Uuid,
+    name: String,
+    allow_duplicate_emails: bool,
+    public_email_domain_policy: String,
+    invitation_ttl_seconds: i64,
+    password_reset_ttl_seconds: i64,
+    access_token_ttl_seconds: i64,
+    locale: String,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl TryFrom<OrganizationRow> for Organization {
+    type Error = DomainError;
+
+    fn try_from(row: OrganizationRow) -> Result<Self, DomainError> {
+        let corrupt = |what: &str| anyhow::anyhow!("organization {} has an unknown {what}", row.id);
+        Ok(Organization {
+            id: row.id,
+            settings: Settings {
+                allow_duplicate_emails: row.allow_duplicate_emails,
+                public_email_domain_policy: PublicEmailDomainPolicy::parse(&row.public_email_domain_policy)
+                    .ok_or_else(|| corrupt("public email domain policy"))?,
+                invitation_ttl_seconds: row.invitation_ttl_seconds,
+                password_reset_ttl_seconds: row.password_reset_ttl_seconds,
+                access_token_ttl_seconds: row.access_token_ttl_seconds,
+                locale: Locale::parse(&row.locale).ok_or_else(|| corrupt("locale"))?,
+            },
+            name: row.name,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        })
+    }
+}
+
+pub async fn insert(tx: &mut Transaction<'_>, id: Uuid, name: &str) -> Result<Organization, DomainError> {
+    let row: OrganizationRow = sqlx::query_as(&format!(
+        "insert into organizations (id, name) values ($1, $2) returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(name)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|error| {
+        map_unique_violation(error, |constraint| {
+            (constraint == "organizations_name_key").then(|| DomainError::AlreadyExists {
+                reason: "ORGANIZATION_ALREADY_EXISTS",
+                field: "name".into(),
+                message: format!("an organization named `{name}` already exists"),
+            })
+        })
+    })?;
+    row.try_into()
+}
+
+pub async fn find<'e>(executor: impl PgExecutor<'e>, id: Uuid) -> Result<Option<Organization>, DomainError> {
+    let row: Option<OrganizationRow> =
+        sqlx::query_as(&format!("select {COLUMNS} from organizations where id = $1"))
+            .bind(id)
+            .fetch_optional(executor)
+            .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// By name, ignoring case (the "company name" typed at sign-in).
+pub async fn find_by_name<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+) -> Result<Option<Organization>, DomainError> {
+    let row: Option<OrganizationRow> =
+        sqlx::query_as(&format!("select {COLUMNS} from organizations where lower(name) = lower($1)"))
+            .bind(name.trim())
+            .fetch_optional(executor)
+            .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// Reads the organization and locks it for the rest of the transaction.
+pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organization>, DomainError> {
+    let row: Option<OrganizationRow> =
+        sqlx::query_as(&format!("select {COLUMNS} from organizations where id = $1 for update"))
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<Organization>, DomainError> {
+    let rows: Vec<OrganizationRow> =
+        sqlx::query_as(&format!("select {COLUMNS} from organizations order by lower(name)"))
+            .fetch_all(executor)
+            .await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+pub async fn update_settings(
+    tx: &mut Transaction<'_>,
+    id: Uuid,
+    settings: &Settings,
+) -> Result<Organization, DomainError> {
+    let row: OrganizationRow = sqlx::query_as(&format!(
+        "update organizations set allow_duplicate_emails = $2, public_email_domain_policy = $3, \
+         invitation_ttl_seconds = $4, password_reset_ttl_seconds = $5, access_token_ttl_seconds = $6, locale = $7 \
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(settings.allow_duplicate_emails)
+    .bind(settings.public_email_domain_policy.as_str())
+    .bind(settings.invitation_ttl_seconds)
+    .bind(settings.password_reset_ttl_seconds)
+    .bind(settings.access_token_ttl_seconds)
+    .bind(settings.locale.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    row.try_into()
+}

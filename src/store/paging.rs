@@ -1,0 +1,87 @@
+//! Pages of lists: newest-first keyset pages, and `total_size` as an exact
+//! count up to the limit, then the planner's estimate, so counting never
+//! scans a million rows.
+
+use chrono::{DateTime, Utc};
+use sqlx::{postgres::PgRow, FromRow, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::domain::{
+    paging::{decode_page_token, encode_page_token, Page, PageSize, TotalSize, EXACT_COUNT_LIMIT},
+    DomainError,
+};
+
+/// A list's `from ... where ...` (no order, no limit), pushed into a query.
+pub trait FromWhere: Fn(&mut QueryBuilder<'static, Postgres>) {}
+impl<F: Fn(&mut QueryBuilder<'static, Postgres>)> FromWhere for F {}
+
+/// One page ordered by `create_time desc, id desc`; the page token holds the
+/// last item's (create_time, id) and is bound to `query_fingerprint`.
+pub async fn newest_first_page<R, T>(
+    pool: &PgPool,
+    columns: &str,
+    push_from_where: impl FromWhere,
+    page_size: PageSize,
+    page_token: &str,
+    query_fingerprint: &str,
+    position_of: impl Fn(&R) -> (DateTime<Utc>, Uuid),
+) -> Result<Page<T>, DomainError>
+where
+    R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    T: From<R>,
+{
+    let after: Option<(DateTime<Utc>, Uuid)> = decode_page_token(page_token, query_fingerprint)
+        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?;
+    let mut query = QueryBuilder::new(format!("select {columns} "));
+    push_from_where(&mut query);
+    if let Some((time, id)) = after {
+        query
+            .push(" and (create_time, id) < (")
+            .push_bind(time)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    query
+        .push(" order by create_time desc, id desc limit ")
+        .push_bind(page_size.fetch_limit());
+    let mut rows: Vec<R> = query.build_query_as().fetch_all(pool).await?;
+    let page_len = page_size.get() as usize;
+    let next_page_token = if rows.len() > page_len {
+        rows.truncate(page_len);
+        rows.last()
+            .map(|last| encode_page_token(&position_of(last), query_fingerprint))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(Page {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_page_token,
+        total_size: total_size(pool, push_from_where).await?,
+    })
+}
+
+pub async fn total_size(pool: &PgPool, push_from_where: impl FromWhere) -> Result<TotalSize, sqlx::Error> {
+    let mut count_query = QueryBuilder::new("select count(*) from (select 1 ");
+    push_from_where(&mut count_query);
+    count_query
+        .push(" limit ")
+        .push_bind(EXACT_COUNT_LIMIT + 1)
+        .push(") capped");
+    let count: i64 = count_query.build_query_scalar().fetch_one(pool).await?;
+    if count <= EXACT_COUNT_LIMIT {
+        return Ok(TotalSize {
+            value: count,
+            estimated: false,
+        });
+    }
+    let mut explain = QueryBuilder::new("explain (format json) select 1 ");
+    push_from_where(&mut explain);
+    let plan: serde_json::Value = explain.build_query_scalar().fetch_one(pool).await?;
+    let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or_default() as i64;
+    Ok(TotalSize {
+        value: estimate.max(EXACT_COUNT_LIMIT + 1),
+        estimated: true,
+    })
+}
