@@ -21,16 +21,31 @@ use crate::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "roster", version, about = "Roster: a multi-tenant user and access directory served over gRPC")]
+#[command(
+    name = "roster",
+    version,
+    about = "Roster: a multi-tenant user and access directory served over gRPC"
+)]
 pub struct Cli {
     /// Data directory: the private PostgreSQL cluster (when DATABASE_URL is unset) and its log.
-    #[arg(long, env = "ROSTER_DATA_DIR", default_value = ".roster", global = true)]
+    #[arg(
+        long,
+        env = "ROSTER_DATA_DIR",
+        default_value = ".roster",
+        global = true
+    )]
     data_dir: PathBuf,
     /// Use this PostgreSQL database instead of the private cluster.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
     /// Log format on stderr.
-    #[arg(long, env = "ROSTER_LOG_FORMAT", value_enum, default_value = "human", global = true)]
+    #[arg(
+        long,
+        env = "ROSTER_LOG_FORMAT",
+        value_enum,
+        default_value = "human",
+        global = true
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -168,7 +183,8 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
             eprintln!("migrations applied");
         }
         Command::Org(OrgCommand::Create { name }) => {
-            let organization = organization::create_organization(pool, &name, Actor::Operator).await?;
+            let organization =
+                organization::create_organization(pool, &name, Actor::Operator).await?;
             println!("{}", organization.id);
         }
         Command::Org(OrgCommand::List) => {
@@ -192,10 +208,12 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
                     })
                 })
                 .collect();
-            let expire_time =
-                expires_in_days.map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
+            let expire_time = expires_in_days
+                .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
             let new_key = NewApiKey::parse(&name, &scopes, expire_time, "")?;
-            let (_, secret) = api_key::create_api_key(pool, organization.id, Actor::Operator, "", &new_key).await?;
+            let (_, secret) =
+                api_key::create_api_key(pool, organization.id, Actor::Operator, "", &new_key)
+                    .await?;
             let secret = secret.context("a new key always has a secret")?;
             println!("{}", secret.expose());
         }
@@ -203,10 +221,15 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
             let organization = find_organization(pool, &org).await?;
             let key_id = match (id, name) {
                 (Some(id), _) => id,
-                (None, Some(name)) => api_key::find_api_key_by_name(pool, organization.id, &name).await?.id,
+                (None, Some(name)) => {
+                    api_key::find_api_key_by_name(pool, organization.id, &name)
+                        .await?
+                        .id
+                }
                 (None, None) => bail!("give --id or --name"),
             };
-            let key = api_key::revoke_api_key(pool, organization.id, key_id, Actor::Operator, "").await?;
+            let key =
+                api_key::revoke_api_key(pool, organization.id, key_id, Actor::Operator, "").await?;
             eprintln!("revoked API key {} ({})", key.name, key.id);
         }
     }

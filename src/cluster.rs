@@ -17,7 +17,7 @@ use std::{
     },
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::mpsc,
+    sync::{mpsc, Mutex},
     thread,
     time::{Duration, Instant},
 };
@@ -55,7 +55,21 @@ pub struct PrivateCluster {
 #[derive(Debug)]
 struct StartedServer {
     pid: Pid,
-    exited: mpsc::Receiver<()>,
+    /// Receives once the server process has exited. In a mutex so a cluster can be shared.
+    exited: Mutex<mpsc::Receiver<()>>,
+}
+
+impl StartedServer {
+    fn wait_exit(&self, timeout: Duration) -> bool {
+        let exited = self
+            .exited
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match exited.recv_timeout(timeout) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+        }
+    }
 }
 
 /// Who runs `initdb` and `postgres`: the current user, or the `postgres`
@@ -125,10 +139,10 @@ impl PrivateCluster {
             .database(database)
     }
 
-    /// A libpq-style URL, for people (psql) rather than for Roster itself.
+    /// A URL for DATABASE_URL or psql; the `host` parameter (the socket directory) wins over `localhost`.
     pub fn url(&self, database: &str) -> String {
         format!(
-            "postgresql://{SUPERUSER}@/{database}?host={}&port={PORT}",
+            "postgresql://{SUPERUSER}@localhost/{database}?host={}&port={PORT}",
             self.socket_dir.display()
         )
     }
@@ -149,13 +163,12 @@ impl PrivateCluster {
             return Ok(());
         };
         let _ = kill(server.pid, Signal::SIGINT);
-        if server.exited.recv_timeout(STOP_TIMEOUT).is_err() {
+        if !server.wait_exit(STOP_TIMEOUT) {
             tracing::warn!("postgresql did not stop in time, sending an immediate shutdown");
             let _ = kill(server.pid, Signal::SIGQUIT);
-            server
-                .exited
-                .recv_timeout(STOP_TIMEOUT)
-                .map_err(|_| anyhow!("postgresql (pid {}) did not stop", server.pid))?;
+            if !server.wait_exit(STOP_TIMEOUT) {
+                bail!("postgresql (pid {}) did not stop", server.pid);
+            }
         }
         tracing::info!("stopped private postgresql");
         Ok(())
@@ -169,7 +182,7 @@ impl PrivateCluster {
     fn server_exited(&self) -> bool {
         self.started
             .as_ref()
-            .is_some_and(|server| server.exited.try_recv().is_ok())
+            .is_some_and(|server| server.wait_exit(Duration::ZERO))
     }
 
     fn wait_until_ready(&self, log_path: &Path) -> Result<()> {
@@ -207,7 +220,10 @@ fn find_binaries() -> Result<Binaries> {
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect())
         .unwrap_or_default();
-    let mut versioned: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    // Overridable so the "no binaries" error can be exercised on a machine that has them.
+    let lib_dir = std::env::var_os("ROSTER_POSTGRESQL_LIB_DIR")
+        .unwrap_or_else(|| "/usr/lib/postgresql".into());
+    let mut versioned: Vec<(u32, PathBuf)> = fs::read_dir(lib_dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -217,7 +233,7 @@ fn find_binaries() -> Result<Binaries> {
         })
         .collect();
     // Newest installed version first.
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    versioned.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     candidates.extend(versioned.into_iter().map(|(_, dir)| dir));
     candidates
         .into_iter()
@@ -397,7 +413,7 @@ fn spawn_postgres(
         .with_context(|| format!("cannot run {}", binaries.postgres.display()))?;
     Ok(StartedServer {
         pid: Pid::from_raw(i32::try_from(pid)?),
-        exited: exited_rx,
+        exited: Mutex::new(exited_rx),
     })
 }
 
@@ -438,5 +454,8 @@ fn log_tail(path: &Path) -> String {
 
 fn short_hash(path: &Path) -> String {
     let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
-    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

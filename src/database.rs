@@ -43,7 +43,9 @@ impl Database {
     pub async fn open(source: DatabaseSource, max_connections: u32) -> Result<Self> {
         let (options, cluster) = match source {
             DatabaseSource::Url(url) => {
-                let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
+                let options: PgConnectOptions = url
+                    .parse()
+                    .context("DATABASE_URL is not a valid PostgreSQL URL")?;
                 (options, None)
             }
             DatabaseSource::Private { data_dir } => {
@@ -59,7 +61,10 @@ impl Database {
             .connect_with(options.log_statements(tracing::log::LevelFilter::Debug))
             .await
             .context("cannot connect to PostgreSQL")?;
-        store::MIGRATOR.run(&pool).await.context("cannot apply migrations")?;
+        store::MIGRATOR
+            .run(&pool)
+            .await
+            .context("cannot apply migrations")?;
         Ok(Self { pool, cluster })
     }
 
@@ -90,14 +95,18 @@ pub async fn ensure_database(cluster: &PrivateCluster, database: &str) -> Result
         .connect_with(cluster.connect_options("postgres"))
         .await
         .context("cannot connect to the private PostgreSQL cluster")?;
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(database)
-        .fetch_one(&admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(database)
+            .fetch_one(&admin)
+            .await?;
     if !exists {
-        let created = sqlx::query(&format!("create database \"{database}\"")).execute(&admin).await;
+        let created = sqlx::query(&format!("create database \"{database}\""))
+            .execute(&admin)
+            .await;
         if let Err(error) = created {
-            let duplicate = matches!(&error, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P04"));
+            let duplicate =
+                matches!(&error, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P04"));
             if !duplicate {
                 return Err(error.into());
             }

@@ -12,12 +12,13 @@ use tonic::transport::Server;
 use crate::{
     domain::authentication::Authenticator,
     grpc::{
-        auth_layer::AuthLayer, request_log::RequestLogLayer, AuthHandler, GroupHandler, ImportHandler,
-        OrganizationHandler, UserHandler,
+        auth_layer::AuthLayer, request_log::RequestLogLayer, AuthHandler, GroupHandler,
+        ImportHandler, OrganizationHandler, UserHandler,
     },
     proto::{
         auth_service_server::AuthServiceServer, group_service_server::GroupServiceServer,
-        import_service_server::ImportServiceServer, organization_service_server::OrganizationServiceServer,
+        import_service_server::ImportServiceServer,
+        organization_service_server::OrganizationServiceServer,
         user_service_server::UserServiceServer, FILE_DESCRIPTOR_SET,
     },
 };
@@ -50,11 +51,21 @@ impl Application {
         let authenticator = Arc::new(Authenticator::new(pool.clone()));
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<AuthServiceServer<AuthHandler>>().await;
-        health_reporter.set_serving::<OrganizationServiceServer<OrganizationHandler>>().await;
-        health_reporter.set_serving::<UserServiceServer<UserHandler>>().await;
-        health_reporter.set_serving::<GroupServiceServer<GroupHandler>>().await;
-        health_reporter.set_serving::<ImportServiceServer<ImportHandler>>().await;
+        health_reporter
+            .set_serving::<AuthServiceServer<AuthHandler>>()
+            .await;
+        health_reporter
+            .set_serving::<OrganizationServiceServer<OrganizationHandler>>()
+            .await;
+        health_reporter
+            .set_serving::<UserServiceServer<UserHandler>>()
+            .await;
+        health_reporter
+            .set_serving::<GroupServiceServer<GroupHandler>>()
+            .await;
+        health_reporter
+            .set_serving::<ImportServiceServer<ImportHandler>>()
+            .await;
 
         let (reflection_v1, reflection_v1alpha) = if settings.reflection {
             let builder = || {
@@ -62,7 +73,10 @@ impl Application {
                     .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
                     .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             };
-            (Some(builder().build_v1()?), Some(builder().build_v1alpha()?))
+            (
+                Some(builder().build_v1()?),
+                Some(builder().build_v1alpha()?),
+            )
         } else {
             (None, None)
         };
@@ -74,8 +88,13 @@ impl Application {
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
-            .add_service(AuthServiceServer::new(AuthHandler::new(pool.clone(), authenticator)))
-            .add_service(OrganizationServiceServer::new(OrganizationHandler::new(pool.clone())))
+            .add_service(AuthServiceServer::new(AuthHandler::new(
+                pool.clone(),
+                authenticator,
+            )))
+            .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
+                pool.clone(),
+            )))
             .add_service(UserServiceServer::new(UserHandler))
             .add_service(GroupServiceServer::new(GroupHandler))
             .add_service(ImportServiceServer::new(ImportHandler))
@@ -111,11 +130,16 @@ impl Application {
             result = &mut server => return result.context("gRPC server failed"),
             () = stop => {}
         }
-        tracing::info!(grace_seconds = shutdown_grace.as_secs(), "stopping: no new calls, draining in-flight calls");
+        tracing::info!(
+            grace_seconds = shutdown_grace.as_secs(),
+            "stopping: no new calls, draining in-flight calls"
+        );
         let _ = stop_accepting.send(());
         match tokio::time::timeout(shutdown_grace, server).await {
             Ok(result) => result.context("gRPC server failed while draining")?,
-            Err(_) => tracing::warn!("in-flight calls still running after the grace period; closing them"),
+            Err(_) => {
+                tracing::warn!("in-flight calls still running after the grace period; closing them")
+            }
         }
         Ok(())
     }
@@ -126,13 +150,14 @@ pub async fn stop_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

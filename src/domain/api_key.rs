@@ -47,9 +47,15 @@ impl NewApiKey {
         request_id: &str,
     ) -> Result<Self, DomainError> {
         let mut violations = Vec::new();
-        let name = DisplayName::parse(name, "name").map_err(|v| violations.push(v)).ok();
+        let name = DisplayName::parse(name, "name")
+            .map_err(|v| violations.push(v))
+            .ok();
         if scopes.is_empty() {
-            violations.push(FieldViolation::new("scopes", "REQUIRED", "must hold ADMIN and/or VIEWER"));
+            violations.push(FieldViolation::new(
+                "scopes",
+                "REQUIRED",
+                "must hold ADMIN and/or VIEWER",
+            ));
         }
         for (index, scope) in scopes.iter().enumerate() {
             if scope.is_none() {
@@ -61,9 +67,16 @@ impl NewApiKey {
             }
         }
         if expire_time.is_some_and(|time| time <= Utc::now()) {
-            violations.push(FieldViolation::new("expire_time", "IN_THE_PAST", "must be in the future"));
+            violations.push(FieldViolation::new(
+                "expire_time",
+                "IN_THE_PAST",
+                "must be in the future",
+            ));
         }
-        let request_id = parse_request_id(request_id).map_err(|v| violations.push(v)).ok().flatten();
+        let request_id = parse_request_id(request_id)
+            .map_err(|v| violations.push(v))
+            .ok()
+            .flatten();
         DomainError::check(violations)?;
         Ok(Self {
             name: name.ok_or_else(|| anyhow::anyhow!("name validated above"))?,
@@ -105,7 +118,8 @@ pub async fn create_api_key(
         return Ok((previous, None));
     }
     let mut tx = pool.begin().await?;
-    let (key, secret) = insert_api_key(&mut tx, organization_id, actor, request_id, new_key).await?;
+    let (key, secret) =
+        insert_api_key(&mut tx, organization_id, actor, request_id, new_key).await?;
     tx.commit().await?;
     Ok((key, Some(secret)))
 }
@@ -119,7 +133,14 @@ pub async fn insert_api_key(
     new_key: &NewApiKey,
 ) -> Result<(ApiKey, Secret), DomainError> {
     let secret = Secret::generate(TokenKind::ApiKey);
-    let key = store::api_keys::insert(tx, organization_id, &actor.reference(), new_key, &secret.hash()).await?;
+    let key = store::api_keys::insert(
+        tx,
+        organization_id,
+        &actor.reference(),
+        new_key,
+        &secret.hash(),
+    )
+    .await?;
     store::audit::record(
         tx,
         &AuditRecord::new(organization_id, actor, "api_key.create", "api_key", key.id)

@@ -53,7 +53,10 @@ impl Authenticator {
     /// `bearer` is the token after `Bearer `.
     pub async fn authenticate(&self, bearer: &str) -> Result<Caller, DomainError> {
         let token = PresentedToken::parse(bearer).ok_or_else(|| {
-            DomainError::Unauthenticated("malformed token: expected an `rst_key_…` API key or an `rst_at_…` access token".into())
+            DomainError::Unauthenticated(
+                "malformed token: expected an `rst_key_…` API key or an `rst_at_…` access token"
+                    .into(),
+            )
         })?;
         match token.kind {
             TokenKind::ApiKey => self.authenticate_api_key(&token).await,
@@ -78,7 +81,9 @@ impl Authenticator {
             // Off the request path; the statement itself enforces once a minute across replicas.
             let pool = self.pool.clone();
             tokio::spawn(async move {
-                if let Err(error) = store::api_keys::touch_last_used(&pool, key.organization_id, key.id).await {
+                if let Err(error) =
+                    store::api_keys::touch_last_used(&pool, key.organization_id, key.id).await
+                {
                     tracing::warn!(error = %error, "could not record api key use");
                 }
             });
@@ -100,7 +105,9 @@ impl Authenticator {
             return Err(DomainError::Unauthenticated("access token revoked".into()));
         }
         if record.expire_time <= Utc::now() {
-            return Err(DomainError::Unauthenticated("access token expired; sign in again".into()));
+            return Err(DomainError::Unauthenticated(
+                "access token expired; sign in again".into(),
+            ));
         }
         let access = self
             .user_access
@@ -139,16 +146,23 @@ impl UserAccessResolver {
     }
 
     /// `None` when the user does not exist (any more).
-    pub async fn resolve(&self, organization_id: Uuid, user_id: Uuid) -> Result<Option<UserAccess>, DomainError> {
+    pub async fn resolve(
+        &self,
+        organization_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<UserAccess>, DomainError> {
         let key = (organization_id, user_id);
         if let Some(access) = self.cached(key) {
             return Ok(Some(access));
         }
-        let Some(state) = store::users::sign_in_state(&self.pool, organization_id, user_id).await? else {
+        let Some(state) = store::users::sign_in_state(&self.pool, organization_id, user_id).await?
+        else {
             return Ok(None);
         };
         let access = UserAccess {
-            can_sign_in: state.onboarded && state.admin_state == "ACTIVE" && state.legacy_status.is_none(),
+            can_sign_in: state.onboarded
+                && state.admin_state == "ACTIVE"
+                && state.legacy_status.is_none(),
             // Scopes come from the built-in profiles of the user's groups, which the directory adds.
             scopes: Scopes::default(),
             organization_admin: false,
@@ -182,6 +196,8 @@ impl UserAccessResolver {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, Uuid), (Instant, UserAccess)>> {
         // A poisoned cache is still a valid cache: every entry was written whole.
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -23,17 +23,23 @@ pub async fn first_start(pool: &PgPool) -> Result<Option<(Organization, Secret)>
     if !store::meta::claim_marker(&mut tx, MARKER).await? {
         return Ok(None);
     }
-    let organization = match store::organizations::find_by_name(&mut *tx, DEFAULT_ORGANIZATION).await? {
+    let organization = match store::organizations::find_by_name(&mut *tx, DEFAULT_ORGANIZATION)
+        .await?
+    {
         Some(existing) => existing,
-        None => organization::insert_organization(&mut tx, DEFAULT_ORGANIZATION, Actor::System).await?,
+        None => {
+            organization::insert_organization(&mut tx, DEFAULT_ORGANIZATION, Actor::System).await?
+        }
     };
     let new_key = NewApiKey {
-        name: DisplayName::parse("bootstrap", "name").map_err(|v| DomainError::InvalidArgument(vec![v]))?,
+        name: DisplayName::parse("bootstrap", "name")
+            .map_err(|v| DomainError::InvalidArgument(vec![v]))?,
         scopes: Scopes::new(vec![Scope::Admin]),
         expire_time: None,
         request_id: None,
     };
-    let (_, secret) = api_key::insert_api_key(&mut tx, organization.id, Actor::System, "", &new_key).await?;
+    let (_, secret) =
+        api_key::insert_api_key(&mut tx, organization.id, Actor::System, "", &new_key).await?;
     tx.commit().await?;
     Ok(Some((organization, secret)))
 }

@@ -12,7 +12,11 @@ pub struct FieldViolation {
 }
 
 impl FieldViolation {
-    pub fn new(field: impl Into<String>, code: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        code: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
         Self {
             field: field.into(),
             code,
@@ -56,7 +60,11 @@ pub enum DomainError {
 }
 
 impl DomainError {
-    pub fn invalid(field: impl Into<String>, code: &'static str, description: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        code: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
         Self::InvalidArgument(vec![FieldViolation::new(field, code, description)])
     }
 

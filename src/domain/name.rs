@@ -43,13 +43,29 @@ mod tests {
 
     #[test]
     fn trims_and_keeps_any_script() {
-        assert_eq!(DisplayName::parse("  São Paulo 김 ", "name").unwrap().as_str(), "São Paulo 김");
+        assert_eq!(
+            DisplayName::parse("  São Paulo 김 ", "name")
+                .unwrap()
+                .as_str(),
+            "São Paulo 김"
+        );
     }
 
     #[test]
     fn refuses_empty_long_and_control_characters() {
-        assert_eq!(DisplayName::parse("   ", "name").unwrap_err().code, "REQUIRED");
-        assert_eq!(DisplayName::parse(&"x".repeat(101), "name").unwrap_err().code, "TOO_LONG");
-        assert_eq!(DisplayName::parse("a\u{7}b", "key.name").unwrap_err().field, "key.name");
+        assert_eq!(
+            DisplayName::parse("   ", "name").unwrap_err().code,
+            "REQUIRED"
+        );
+        assert_eq!(
+            DisplayName::parse(&"x".repeat(101), "name")
+                .unwrap_err()
+                .code,
+            "TOO_LONG"
+        );
+        assert_eq!(
+            DisplayName::parse("a\u{7}b", "key.name").unwrap_err().field,
+            "key.name"
+        );
     }
 }

@@ -5,12 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{
-    audit::AuditRecord,
-    caller::Actor,
-    name::DisplayName,
-    DomainError, FieldViolation,
-};
+use super::{audit::AuditRecord, caller::Actor, name::DisplayName, DomainError, FieldViolation};
 use crate::store::{self, Transaction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +117,24 @@ impl SettingsPatch {
             None => {}
         }
         let ttls = [
-            ("settings.invitation_ttl", self.invitation_ttl, INVITATION_TTL_RANGE, &mut next.invitation_ttl_seconds),
-            ("settings.password_reset_ttl", self.password_reset_ttl, PASSWORD_RESET_TTL_RANGE, &mut next.password_reset_ttl_seconds),
-            ("settings.access_token_ttl", self.access_token_ttl, ACCESS_TOKEN_TTL_RANGE, &mut next.access_token_ttl_seconds),
+            (
+                "settings.invitation_ttl",
+                self.invitation_ttl,
+                INVITATION_TTL_RANGE,
+                &mut next.invitation_ttl_seconds,
+            ),
+            (
+                "settings.password_reset_ttl",
+                self.password_reset_ttl,
+                PASSWORD_RESET_TTL_RANGE,
+                &mut next.password_reset_ttl_seconds,
+            ),
+            (
+                "settings.access_token_ttl",
+                self.access_token_ttl,
+                ACCESS_TOKEN_TTL_RANGE,
+                &mut next.access_token_ttl_seconds,
+            ),
         ];
         for (field, requested, range, target) in ttls {
             match requested {
@@ -182,13 +192,20 @@ pub async fn insert_organization(
     raw_name: &str,
     actor: Actor,
 ) -> Result<Organization, DomainError> {
-    let name = DisplayName::parse(raw_name, "name").map_err(|v| DomainError::InvalidArgument(vec![v]))?;
+    let name =
+        DisplayName::parse(raw_name, "name").map_err(|v| DomainError::InvalidArgument(vec![v]))?;
     let organization = store::organizations::insert(tx, Uuid::now_v7(), name.as_str()).await?;
     store::profiles::insert_built_in(tx, organization.id).await?;
     store::audit::record(
         tx,
-        &AuditRecord::new(organization.id, actor, "organization.create", "organization", organization.id)
-            .with_details(json!({ "name": organization.name })),
+        &AuditRecord::new(
+            organization.id,
+            actor,
+            "organization.create",
+            "organization",
+            organization.id,
+        )
+        .with_details(json!({ "name": organization.name })),
     )
     .await?;
     Ok(organization)
@@ -197,7 +214,9 @@ pub async fn insert_organization(
 pub async fn get_organization(pool: &PgPool, id: Uuid) -> Result<Organization, DomainError> {
     store::organizations::find(pool, id)
         .await?
-        .ok_or(DomainError::NotFound { what: "organization" })
+        .ok_or(DomainError::NotFound {
+            what: "organization",
+        })
 }
 
 /// Applies a settings patch, refusing to turn duplicate emails off while some exist.
@@ -211,7 +230,9 @@ pub async fn update_settings(
     let mut tx = pool.begin().await?;
     let current = store::organizations::lock(&mut tx, organization_id)
         .await?
-        .ok_or(DomainError::NotFound { what: "organization" })?;
+        .ok_or(DomainError::NotFound {
+            what: "organization",
+        })?;
     let next = patch.apply(&current.settings)?;
     if current.settings.allow_duplicate_emails && !next.allow_duplicate_emails {
         let duplicates = store::users::some_duplicate_emails(&mut tx, organization_id, 5).await?;
@@ -230,13 +251,27 @@ pub async fn update_settings(
         return Ok(current);
     }
     let updated = store::organizations::update_settings(&mut tx, organization_id, &next).await?;
-    let changed_fields = changes.iter().map(|(field, _)| (*field).to_owned()).collect();
-    let details = serde_json::Value::Object(changes.into_iter().map(|(f, v)| (f.to_owned(), v)).collect());
+    let changed_fields = changes
+        .iter()
+        .map(|(field, _)| (*field).to_owned())
+        .collect();
+    let details = serde_json::Value::Object(
+        changes
+            .into_iter()
+            .map(|(f, v)| (f.to_owned(), v))
+            .collect(),
+    );
     store::audit::record(
         &mut tx,
-        &AuditRecord::new(organization_id, actor, "organization.settings.update", "organization", organization_id)
-            .with_request_id(request_id)
-            .with_changes(changed_fields, details),
+        &AuditRecord::new(
+            organization_id,
+            actor,
+            "organization.settings.update",
+            "organization",
+            organization_id,
+        )
+        .with_request_id(request_id)
+        .with_changes(changed_fields, details),
     )
     .await?;
     tx.commit().await?;
@@ -246,12 +281,36 @@ pub async fn update_settings(
 /// Every setting whose value differs, with `{old, new}`.
 fn settings_changes(old: &Settings, new: &Settings) -> Vec<(&'static str, serde_json::Value)> {
     let pairs = [
-        ("allow_duplicate_emails", json!(old.allow_duplicate_emails), json!(new.allow_duplicate_emails)),
-        ("public_email_domain_policy", json!(old.public_email_domain_policy.as_str()), json!(new.public_email_domain_policy.as_str())),
-        ("invitation_ttl", json!(old.invitation_ttl_seconds), json!(new.invitation_ttl_seconds)),
-        ("password_reset_ttl", json!(old.password_reset_ttl_seconds), json!(new.password_reset_ttl_seconds)),
-        ("access_token_ttl", json!(old.access_token_ttl_seconds), json!(new.access_token_ttl_seconds)),
-        ("locale", json!(old.locale.as_str()), json!(new.locale.as_str())),
+        (
+            "allow_duplicate_emails",
+            json!(old.allow_duplicate_emails),
+            json!(new.allow_duplicate_emails),
+        ),
+        (
+            "public_email_domain_policy",
+            json!(old.public_email_domain_policy.as_str()),
+            json!(new.public_email_domain_policy.as_str()),
+        ),
+        (
+            "invitation_ttl",
+            json!(old.invitation_ttl_seconds),
+            json!(new.invitation_ttl_seconds),
+        ),
+        (
+            "password_reset_ttl",
+            json!(old.password_reset_ttl_seconds),
+            json!(new.password_reset_ttl_seconds),
+        ),
+        (
+            "access_token_ttl",
+            json!(old.access_token_ttl_seconds),
+            json!(new.access_token_ttl_seconds),
+        ),
+        (
+            "locale",
+            json!(old.locale.as_str()),
+            json!(new.locale.as_str()),
+        ),
     ];
     pairs
         .into_iter()

@@ -72,7 +72,11 @@ pub fn decode_page_token<K: DeserializeOwned>(
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| {
-            FieldViolation::new("page_token", "MALFORMED", "is not a page token of this list")
+            FieldViolation::new(
+                "page_token",
+                "MALFORMED",
+                "is not a page token of this list",
+            )
         })?;
     if body.q != query_fingerprint {
         return Err(FieldViolation::new(
@@ -127,7 +131,9 @@ mod tests {
         let other = decode_page_token::<(i64, String)>(&token, "def").unwrap_err();
         assert_eq!(other.code, "QUERY_CHANGED");
         assert_eq!(
-            decode_page_token::<(i64, String)>("garbage!", "abc").unwrap_err().code,
+            decode_page_token::<(i64, String)>("garbage!", "abc")
+                .unwrap_err()
+                .code,
             "MALFORMED"
         );
     }

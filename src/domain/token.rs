@@ -34,7 +34,11 @@ impl Secret {
     pub fn generate(kind: TokenKind) -> Self {
         let mut bytes = [0u8; SECRET_BYTES];
         OsRng.fill_bytes(&mut bytes);
-        Self(format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes)))
+        Self(format!(
+            "{}{}",
+            kind.prefix(),
+            URL_SAFE_NO_PAD.encode(bytes)
+        ))
     }
 
     pub fn expose(&self) -> &str {

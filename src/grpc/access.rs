@@ -32,7 +32,10 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/roster.v1.AuthService/ListApiKeys", OrganizationAdmin),
     ("/roster.v1.AuthService/RevokeApiKey", OrganizationAdmin),
     ("/roster.v1.OrganizationService/GetOrganization", VIEWER),
-    ("/roster.v1.OrganizationService/UpdateOrganizationSettings", OrganizationAdmin),
+    (
+        "/roster.v1.OrganizationService/UpdateOrganizationSettings",
+        OrganizationAdmin,
+    ),
     ("/roster.v1.OrganizationService/ListAuditEvents", ADMIN),
     ("/roster.v1.UserService/CreateUser", ADMIN),
     ("/roster.v1.UserService/GetUser", VIEWER),
@@ -110,23 +113,34 @@ mod tests {
             .filter(|file| file.package() == "roster.v1")
             .flat_map(|file| {
                 file.service.iter().flat_map(|service| {
-                    service
-                        .method
-                        .iter()
-                        .map(move |method| format!("/roster.v1.{}/{}", service.name(), method.name()))
+                    service.method.iter().map(move |method| {
+                        format!("/roster.v1.{}/{}", service.name(), method.name())
+                    })
                 })
             })
             .collect();
         contract.sort();
-        let mut table: Vec<String> = METHOD_ACCESS.iter().map(|(path, _)| (*path).to_owned()).collect();
+        let mut table: Vec<String> = METHOD_ACCESS
+            .iter()
+            .map(|(path, _)| (*path).to_owned())
+            .collect();
         table.sort();
         assert_eq!(contract, table);
     }
 
     #[test]
     fn unknown_methods_are_denied_and_standard_services_open() {
-        assert_eq!(required_access("/roster.v1.UserService/DropEverything"), None);
-        assert_eq!(required_access("/grpc.health.v1.Health/Check"), Some(Public));
-        assert_eq!(required_access("/roster.v1.AuthService/CreateApiKey"), Some(OrganizationAdmin));
+        assert_eq!(
+            required_access("/roster.v1.UserService/DropEverything"),
+            None
+        );
+        assert_eq!(
+            required_access("/grpc.health.v1.Health/Check"),
+            Some(Public)
+        );
+        assert_eq!(
+            required_access("/roster.v1.AuthService/CreateApiKey"),
+            Some(OrganizationAdmin)
+        );
     }
 }

@@ -91,10 +91,16 @@ async fn authorize(
         return Ok(None);
     }
     let bearer = bearer_token(authorization)?;
-    let caller = authenticator.authenticate(bearer).await.map_err(Status::from)?;
+    let caller = authenticator
+        .authenticate(bearer)
+        .await
+        .map_err(Status::from)?;
     let allowed = match access {
         Access::Public | Access::AnyToken => true,
-        Access::SignedIn => matches!(caller.principal, crate::domain::caller::Principal::User { .. }),
+        Access::SignedIn => matches!(
+            caller.principal,
+            crate::domain::caller::Principal::User { .. }
+        ),
         Access::Scope(scope) => caller.scopes.allows(scope),
         Access::OrganizationAdmin => caller.organization_admin,
     };
@@ -105,14 +111,22 @@ async fn authorize(
 }
 
 fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, Status> {
-    let header = authorization.ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
+    let header = authorization.ok_or_else(|| {
+        Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
+    })?;
     header
         .to_str()
         .ok()
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|token| !token.is_empty())
-        .ok_or_else(|| Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`"))
+        .ok_or_else(|| {
+            Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`")
+        })
 }
 
 fn denial(access: Access) -> String {

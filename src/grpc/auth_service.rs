@@ -26,7 +26,10 @@ pub struct AuthHandler {
 
 impl AuthHandler {
     pub fn new(pool: PgPool, authenticator: Arc<Authenticator>) -> Self {
-        Self { pool, authenticator }
+        Self {
+            pool,
+            authenticator,
+        }
     }
 }
 
@@ -39,7 +42,9 @@ impl AuthService for AuthHandler {
         let caller = caller(&request)?;
         let organization = store::organizations::find(&self.pool, caller.organization_id)
             .await?
-            .ok_or(DomainError::NotFound { what: "organization" })?;
+            .ok_or(DomainError::NotFound {
+                what: "organization",
+            })?;
         let principal = match caller.principal {
             Principal::ApiKey { id } => {
                 let key = store::api_keys::find(&self.pool, caller.organization_id, id)
@@ -82,12 +87,22 @@ impl AuthService for AuthHandler {
         let caller = caller(&request)?;
         let request_id = request_id(&request);
         let body = request.into_inner();
-        let scopes: Vec<_> = body.scopes.iter().map(|s| convert::scope_from_proto(*s)).collect();
+        let scopes: Vec<_> = body
+            .scopes
+            .iter()
+            .map(|s| convert::scope_from_proto(*s))
+            .collect();
         let expire_time = convert::parse_timestamp(body.expire_time.as_ref(), "expire_time")
             .map_err(|v| DomainError::InvalidArgument(vec![v]))?;
         let new_key = NewApiKey::parse(&body.name, &scopes, expire_time, &body.request_id)?;
-        let (key, secret) =
-            api_key::create_api_key(&self.pool, caller.organization_id, caller.actor(), &request_id, &new_key).await?;
+        let (key, secret) = api_key::create_api_key(
+            &self.pool,
+            caller.organization_id,
+            caller.actor(),
+            &request_id,
+            &new_key,
+        )
+        .await?;
         Ok(Response::new(proto::CreateApiKeyResponse {
             api_key: Some(convert::api_key(&key)),
             secret: secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
@@ -123,8 +138,14 @@ impl AuthService for AuthHandler {
         let caller = caller(&request)?;
         let request_id = request_id(&request);
         let key_id = convert::parse_id(&request.get_ref().api_key_id, "api_key_id")?;
-        let key =
-            api_key::revoke_api_key(&self.pool, caller.organization_id, key_id, caller.actor(), &request_id).await?;
+        let key = api_key::revoke_api_key(
+            &self.pool,
+            caller.organization_id,
+            key_id,
+            caller.actor(),
+            &request_id,
+        )
+        .await?;
         Ok(Response::new(proto::RevokeApiKeyResponse {
             api_key: Some(convert::api_key(&key)),
         }))

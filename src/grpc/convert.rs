@@ -25,13 +25,18 @@ pub fn optional_timestamp(time: Option<DateTime<Utc>>) -> Option<Timestamp> {
     time.map(timestamp)
 }
 
-pub fn parse_timestamp(value: Option<&Timestamp>, field: &str) -> Result<Option<DateTime<Utc>>, FieldViolation> {
+pub fn parse_timestamp(
+    value: Option<&Timestamp>,
+    field: &str,
+) -> Result<Option<DateTime<Utc>>, FieldViolation> {
     value
         .map(|ts| {
             u32::try_from(ts.nanos)
                 .ok()
                 .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos))
-                .ok_or_else(|| FieldViolation::new(field, "INVALID_TIMESTAMP", "is not a valid timestamp"))
+                .ok_or_else(|| {
+                    FieldViolation::new(field, "INVALID_TIMESTAMP", "is not a valid timestamp")
+                })
         })
         .transpose()
 }
@@ -56,7 +61,12 @@ pub fn scope_to_proto(scope: Scope) -> i32 {
 }
 
 pub fn scopes_to_proto(scopes: &Scopes) -> Vec<i32> {
-    scopes.as_slice().iter().copied().map(scope_to_proto).collect()
+    scopes
+        .as_slice()
+        .iter()
+        .copied()
+        .map(scope_to_proto)
+        .collect()
 }
 
 /// `None` for SCOPE_UNSPECIFIED and unknown numbers.
@@ -99,7 +109,10 @@ fn json_value(value: &serde_json::Value) -> Value {
             values: items.iter().map(json_value).collect(),
         }),
         serde_json::Value::Object(map) => Kind::StructValue(Struct {
-            fields: map.iter().map(|(k, v)| (k.clone(), json_value(v))).collect(),
+            fields: map
+                .iter()
+                .map(|(k, v)| (k.clone(), json_value(v)))
+                .collect(),
         }),
     };
     Value { kind: Some(kind) }

@@ -30,7 +30,8 @@ impl OrganizationService for OrganizationHandler {
         request: Request<proto::GetOrganizationRequest>,
     ) -> Result<Response<proto::GetOrganizationResponse>, Status> {
         let caller = caller(&request)?;
-        let organization = organization::get_organization(&self.pool, caller.organization_id).await?;
+        let organization =
+            organization::get_organization(&self.pool, caller.organization_id).await?;
         Ok(Response::new(proto::GetOrganizationResponse {
             organization: Some(organization_to_proto(&organization)),
         }))
@@ -43,10 +44,18 @@ impl OrganizationService for OrganizationHandler {
         let caller = caller(&request)?;
         let request_id = request_id(&request);
         let body = request.into_inner();
-        let patch = settings_patch(body.settings.unwrap_or_default(), body.update_mask.unwrap_or_default())?;
-        let organization =
-            organization::update_settings(&self.pool, caller.organization_id, caller.actor(), &request_id, &patch)
-                .await?;
+        let patch = settings_patch(
+            body.settings.unwrap_or_default(),
+            body.update_mask.unwrap_or_default(),
+        )?;
+        let organization = organization::update_settings(
+            &self.pool,
+            caller.organization_id,
+            caller.actor(),
+            &request_id,
+            &patch,
+        )
+        .await?;
         Ok(Response::new(proto::UpdateOrganizationSettingsResponse {
             organization: Some(organization_to_proto(&organization)),
         }))
@@ -62,7 +71,13 @@ impl OrganizationService for OrganizationHandler {
         let actor_id = match body.actor_id.as_str() {
             "" => None,
             raw => uuid::Uuid::parse_str(raw)
-                .map_err(|_| violations.push(FieldViolation::new("actor_id", "INVALID_ID", "must be a UUID")))
+                .map_err(|_| {
+                    violations.push(FieldViolation::new(
+                        "actor_id",
+                        "INVALID_ID",
+                        "must be a UUID",
+                    ))
+                })
                 .ok(),
         };
         let start_time = convert::parse_timestamp(body.start_time.as_ref(), "start_time")
@@ -138,12 +153,18 @@ const SETTING_PATHS: &[&str] = &[
 
 /// Reads the settings named in the mask (`x` or `settings.x`); an empty mask
 /// or an unknown path is refused, naming the path.
-fn settings_patch(settings: proto::OrganizationSettings, mask: prost_types::FieldMask) -> Result<SettingsPatch, DomainError> {
+fn settings_patch(
+    settings: proto::OrganizationSettings,
+    mask: prost_types::FieldMask,
+) -> Result<SettingsPatch, DomainError> {
     if mask.paths.is_empty() {
         return Err(DomainError::invalid(
             "update_mask",
             "REQUIRED",
-            format!("must name the settings to change, among: {}", SETTING_PATHS.join(", ")),
+            format!(
+                "must name the settings to change, among: {}",
+                SETTING_PATHS.join(", ")
+            ),
         ));
     }
     let mut patch = SettingsPatch::default();
@@ -151,18 +172,30 @@ fn settings_patch(settings: proto::OrganizationSettings, mask: prost_types::Fiel
     for (index, raw_path) in mask.paths.iter().enumerate() {
         let path = raw_path.strip_prefix("settings.").unwrap_or(raw_path);
         match path {
-            "allow_duplicate_emails" => patch.allow_duplicate_emails = Some(settings.allow_duplicate_emails),
-            "public_email_domain_policy" => {
-                patch.public_email_domain_policy = Some(policy_from_proto(settings.public_email_domain_policy))
+            "allow_duplicate_emails" => {
+                patch.allow_duplicate_emails = Some(settings.allow_duplicate_emails)
             }
-            "invitation_ttl" => patch.invitation_ttl = Some(whole_seconds(settings.invitation_ttl.as_ref())),
-            "password_reset_ttl" => patch.password_reset_ttl = Some(whole_seconds(settings.password_reset_ttl.as_ref())),
-            "access_token_ttl" => patch.access_token_ttl = Some(whole_seconds(settings.access_token_ttl.as_ref())),
+            "public_email_domain_policy" => {
+                patch.public_email_domain_policy =
+                    Some(policy_from_proto(settings.public_email_domain_policy))
+            }
+            "invitation_ttl" => {
+                patch.invitation_ttl = Some(whole_seconds(settings.invitation_ttl.as_ref()))
+            }
+            "password_reset_ttl" => {
+                patch.password_reset_ttl = Some(whole_seconds(settings.password_reset_ttl.as_ref()))
+            }
+            "access_token_ttl" => {
+                patch.access_token_ttl = Some(whole_seconds(settings.access_token_ttl.as_ref()))
+            }
             "locale" => patch.locale = Some(settings.locale.clone()),
             _ => violations.push(FieldViolation::new(
                 format!("update_mask.paths[{index}]"),
                 "UNKNOWN_FIELD",
-                format!("`{raw_path}` is not a setting; use one of: {}", SETTING_PATHS.join(", ")),
+                format!(
+                    "`{raw_path}` is not a setting; use one of: {}",
+                    SETTING_PATHS.join(", ")
+                ),
             )),
         }
     }

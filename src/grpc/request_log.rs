@@ -59,11 +59,17 @@ where
             .headers()
             .get(REQUEST_ID_HEADER)
             .and_then(|value| value.to_str().ok())
-            .filter(|value| !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic()))
+            .filter(|value| {
+                !value.is_empty()
+                    && value.len() <= 128
+                    && value.bytes().all(|b| b.is_ascii_graphic())
+            })
             .map(str::to_owned)
             .unwrap_or_else(|| Uuid::new_v4().to_string());
         let method = request.uri().path().to_owned();
-        request.extensions_mut().insert(RequestId(request_id.clone()));
+        request
+            .extensions_mut()
+            .insert(RequestId(request_id.clone()));
         let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
         let started = Instant::now();
         Box::pin(

@@ -27,8 +27,14 @@ impl From<DomainError> for Status {
                 details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::new());
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
-            DomainError::NotFound { what } => with_reason(Code::NotFound, format!("{what} not found"), "NOT_FOUND"),
-            DomainError::AlreadyExists { reason, field, message } => {
+            DomainError::NotFound { what } => {
+                with_reason(Code::NotFound, format!("{what} not found"), "NOT_FOUND")
+            }
+            DomainError::AlreadyExists {
+                reason,
+                field,
+                message,
+            } => {
                 let mut details = ErrorDetails::with_error_info(
                     reason,
                     ERROR_DOMAIN,
@@ -43,8 +49,12 @@ impl From<DomainError> for Status {
             DomainError::FailedPrecondition { reason, message } => {
                 with_reason(Code::FailedPrecondition, message, reason)
             }
-            DomainError::PermissionDenied(message) => with_reason(Code::PermissionDenied, message, "PERMISSION_DENIED"),
-            DomainError::Unauthenticated(message) => with_reason(Code::Unauthenticated, message, "UNAUTHENTICATED"),
+            DomainError::PermissionDenied(message) => {
+                with_reason(Code::PermissionDenied, message, "PERMISSION_DENIED")
+            }
+            DomainError::Unauthenticated(message) => {
+                with_reason(Code::Unauthenticated, message, "UNAUTHENTICATED")
+            }
             DomainError::ResourceExhausted(message) => {
                 with_reason(Code::ResourceExhausted, message, "RESOURCE_EXHAUSTED")
             }

@@ -36,7 +36,10 @@ pub async fn insert<'e>(
     Ok(id)
 }
 
-pub async fn find_by_hash(pool: &PgPool, hash: &TokenHash) -> Result<Option<AccessTokenRecord>, sqlx::Error> {
+pub async fn find_by_hash(
+    pool: &PgPool,
+    hash: &TokenHash,
+) -> Result<Option<AccessTokenRecord>, sqlx::Error> {
     sqlx::query_as(
         "select id, organization_id, user_id, expire_time, revoke_time from access_tokens where token_hash = $1",
     )

@@ -99,13 +99,18 @@ pub async fn find_by_request_id(
     Ok(row.map(Into::into))
 }
 
-pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Option<ApiKey>, sqlx::Error> {
-    let row: Option<ApiKeyRow> =
-        sqlx::query_as(&format!("select {COLUMNS} from api_keys where organization_id = $1 and id = $2"))
-            .bind(organization_id)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+pub async fn find(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<ApiKey>, sqlx::Error> {
+    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from api_keys where organization_id = $1 and id = $2"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
     Ok(row.map(Into::into))
 }
 
@@ -126,17 +131,25 @@ pub async fn find_active_by_name(
 
 /// The key a presented secret belongs to, revoked or expired ones included
 /// (the caller tells those apart).
-pub async fn find_by_secret_hash(pool: &PgPool, hash: &TokenHash) -> Result<Option<ApiKey>, sqlx::Error> {
-    let row: Option<ApiKeyRow> =
-        sqlx::query_as(&format!("select {COLUMNS} from api_keys where secret_hash = $1"))
-            .bind(&hash.0)
-            .fetch_optional(pool)
-            .await?;
+pub async fn find_by_secret_hash(
+    pool: &PgPool,
+    hash: &TokenHash,
+) -> Result<Option<ApiKey>, sqlx::Error> {
+    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from api_keys where secret_hash = $1"
+    ))
+    .bind(&hash.0)
+    .fetch_optional(pool)
+    .await?;
     Ok(row.map(Into::into))
 }
 
 /// Records a use, at most once a minute per key whatever the traffic.
-pub async fn touch_last_used(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn touch_last_used(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update api_keys set last_used_time = now() where organization_id = $1 and id = $2 \
          and (last_used_time is null or last_used_time < now() - interval '1 minute')",
@@ -149,7 +162,11 @@ pub async fn touch_last_used(pool: &PgPool, organization_id: Uuid, id: Uuid) -> 
 }
 
 /// Sets the revocation time unless already revoked; `None` when no such key.
-pub async fn revoke(tx: &mut Transaction<'_>, organization_id: Uuid, id: Uuid) -> Result<Option<ApiKey>, sqlx::Error> {
+pub async fn revoke(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<ApiKey>, sqlx::Error> {
     let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
         "update api_keys set revoke_time = coalesce(revoke_time, now()) \
          where organization_id = $1 and id = $2 returning {COLUMNS}"

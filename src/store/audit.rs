@@ -82,7 +82,9 @@ pub async fn list(
         ];
         for (column, value) in text_filters {
             if !value.is_empty() {
-                query.push(format!(" and {column} = ")).push_bind(value.clone());
+                query
+                    .push(format!(" and {column} = "))
+                    .push_bind(value.clone());
             }
         }
         if let Some(actor_id) = filter.actor_id {

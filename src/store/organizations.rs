@@ -8,7 +8,8 @@ use crate::domain::{
     DomainError,
 };
 
-const COLUMNS: &str = "id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+const COLUMNS: &str =
+    "id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
      password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time";
 
 #[derive(FromRow)]
@@ -34,8 +35,10 @@ impl TryFrom<OrganizationRow> for Organization {
             id: row.id,
             settings: Settings {
                 allow_duplicate_emails: row.allow_duplicate_emails,
-                public_email_domain_policy: PublicEmailDomainPolicy::parse(&row.public_email_domain_policy)
-                    .ok_or_else(|| corrupt("public email domain policy"))?,
+                public_email_domain_policy: PublicEmailDomainPolicy::parse(
+                    &row.public_email_domain_policy,
+                )
+                .ok_or_else(|| corrupt("public email domain policy"))?,
                 invitation_ttl_seconds: row.invitation_ttl_seconds,
                 password_reset_ttl_seconds: row.password_reset_ttl_seconds,
                 access_token_ttl_seconds: row.access_token_ttl_seconds,
@@ -48,7 +51,11 @@ impl TryFrom<OrganizationRow> for Organization {
     }
 }
 
-pub async fn insert(tx: &mut Transaction<'_>, id: Uuid, name: &str) -> Result<Organization, DomainError> {
+pub async fn insert(
+    tx: &mut Transaction<'_>,
+    id: Uuid,
+    name: &str,
+) -> Result<Organization, DomainError> {
     let row: OrganizationRow = sqlx::query_as(&format!(
         "insert into organizations (id, name) values ($1, $2) returning {COLUMNS}"
     ))
@@ -68,12 +75,16 @@ pub async fn insert(tx: &mut Transaction<'_>, id: Uuid, name: &str) -> Result<Or
     row.try_into()
 }
 
-pub async fn find<'e>(executor: impl PgExecutor<'e>, id: Uuid) -> Result<Option<Organization>, DomainError> {
-    let row: Option<OrganizationRow> =
-        sqlx::query_as(&format!("select {COLUMNS} from organizations where id = $1"))
-            .bind(id)
-            .fetch_optional(executor)
-            .await?;
+pub async fn find<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+) -> Result<Option<Organization>, DomainError> {
+    let row: Option<OrganizationRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from organizations where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
     row.map(TryInto::try_into).transpose()
 }
 
@@ -82,29 +93,32 @@ pub async fn find_by_name<'e>(
     executor: impl PgExecutor<'e>,
     name: &str,
 ) -> Result<Option<Organization>, DomainError> {
-    let row: Option<OrganizationRow> =
-        sqlx::query_as(&format!("select {COLUMNS} from organizations where lower(name) = lower($1)"))
-            .bind(name.trim())
-            .fetch_optional(executor)
-            .await?;
+    let row: Option<OrganizationRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from organizations where lower(name) = lower($1)"
+    ))
+    .bind(name.trim())
+    .fetch_optional(executor)
+    .await?;
     row.map(TryInto::try_into).transpose()
 }
 
 /// Reads the organization and locks it for the rest of the transaction.
 pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organization>, DomainError> {
-    let row: Option<OrganizationRow> =
-        sqlx::query_as(&format!("select {COLUMNS} from organizations where id = $1 for update"))
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let row: Option<OrganizationRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from organizations where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
     row.map(TryInto::try_into).transpose()
 }
 
 pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<Organization>, DomainError> {
-    let rows: Vec<OrganizationRow> =
-        sqlx::query_as(&format!("select {COLUMNS} from organizations order by lower(name)"))
-            .fetch_all(executor)
-            .await?;
+    let rows: Vec<OrganizationRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from organizations order by lower(name)"
+    ))
+    .fetch_all(executor)
+    .await?;
     rows.into_iter().map(TryInto::try_into).collect()
 }
 

@@ -62,7 +62,10 @@ where
     })
 }
 
-pub async fn total_size(pool: &PgPool, push_from_where: impl FromWhere) -> Result<TotalSize, sqlx::Error> {
+pub async fn total_size(
+    pool: &PgPool,
+    push_from_where: impl FromWhere,
+) -> Result<TotalSize, sqlx::Error> {
     let mut count_query = QueryBuilder::new("select count(*) from (select 1 ");
     push_from_where(&mut count_query);
     count_query

@@ -6,7 +6,10 @@ use super::Transaction;
 pub const USER_MANAGEMENT: &str = "User Management";
 
 /// Creates the two built-in profiles every organization starts with.
-pub async fn insert_built_in(tx: &mut Transaction<'_>, organization_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn insert_built_in(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into profiles (organization_id, id, product, name, description, built_in) values \
          ($1, $2, $4, 'Admin', 'Manage users, groups, units, profiles and keys of the organization.', 'ADMIN'), \

@@ -1,0 +1,281 @@
+//! The `roster` binary: zero-configuration serve (private cluster, bootstrap
+//! key, restart, signals), DATABASE_URL mode, and the admin commands.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use roster::proto::{self, auth_service_client::AuthServiceClient};
+use tonic::transport::Channel;
+
+use crate::helpers::Bearer;
+
+fn roster(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("ROSTER_LISTEN")
+        .env_remove("ROSTER_DATA_DIR")
+        .env("RUST_LOG", "info");
+    command
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `roster serve` and the stderr lines it printed until ready.
+struct Served {
+    child: Child,
+    startup: Vec<String>,
+    address: String,
+}
+
+fn serve(mut command: Command, port: u16) -> Served {
+    let mut child = command
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run roster serve");
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut startup = Vec::new();
+    loop {
+        let line = lines_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("roster serve did not get ready:\n{}", startup.join("\n")));
+        let ready = line.contains("roster is serving gRPC");
+        startup.push(line);
+        if ready {
+            break;
+        }
+    }
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || while lines_rx.recv().is_ok() {});
+    Served {
+        child,
+        startup,
+        address: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+impl Served {
+    fn bootstrap_key(&self) -> Option<String> {
+        self.startup.iter().find_map(|line| {
+            line.split_whitespace()
+                .find(|word| word.starts_with("rst_key_"))
+                .map(|word| word.trim_matches('\'').to_owned())
+        })
+    }
+
+    fn stop(mut self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "roster serve exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "roster serve did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+async fn who_am_i(address: &str, token: &str) -> Result<proto::WhoAmIResponse, tonic::Status> {
+    let channel = Channel::from_shared(address.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AuthServiceClient::with_interceptor(channel, Bearer::token(token))
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let output = command.output().expect("run roster");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn cluster_dir(data_dir: &Path) -> PathBuf {
+    match std::fs::read_to_string(data_dir.join("CLUSTER_LOCATION")) {
+        Ok(note) => PathBuf::from(note.lines().nth(1).unwrap().trim()),
+        Err(_) => data_dir.join("postgres"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_configuration_serve_bootstraps_once_and_survives_a_restart_under_a_closed_directory()
+{
+    // A clone under a directory the postgres user cannot enter (like /root).
+    let closed = tempfile::Builder::new()
+        .prefix("roster-closed-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data_dir = closed.path().join("checkout").join(".roster");
+    let port = free_port();
+
+    let first = serve(roster(&data_dir), port);
+    let key = first
+        .bootstrap_key()
+        .expect("the first start prints a bootstrap key");
+    let me = who_am_i(&first.address, &key).await.unwrap();
+    assert_eq!(me.organization_name, "default");
+    assert_eq!(me.scopes, [proto::Scope::Admin as i32]);
+    assert!(who_am_i(&first.address, "").await.is_err());
+
+    // Admin commands while the server runs: they attach to its cluster.
+    let beta_id = run_ok(roster(&data_dir).args(["org", "create", "beta"]));
+    assert!(
+        uuid::Uuid::parse_str(beta_id.trim()).is_ok(),
+        "prints the id: {beta_id}"
+    );
+    let secret = run_ok(roster(&data_dir).args([
+        "api-key", "create", "--org", "beta", "--name", "ci", "--scope", "viewer",
+    ]));
+    assert_eq!(secret.lines().count(), 1);
+    let secret = secret.trim();
+    assert!(secret.starts_with("rst_key_"));
+    let me = who_am_i(&first.address, secret).await.unwrap();
+    assert_eq!(me.organization_name, "beta");
+    assert_eq!(me.scopes, [proto::Scope::Viewer as i32]);
+    run_ok(roster(&data_dir).args(["api-key", "revoke", "--org", "beta", "--name", "ci"]));
+    assert_eq!(
+        who_am_i(&first.address, secret).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    first.stop(nix::sys::signal::Signal::SIGTERM);
+    let pgdata = cluster_dir(&data_dir);
+    assert!(
+        !pgdata.join("postmaster.pid").exists(),
+        "serve stopped its cluster"
+    );
+
+    // Without a server, an admin command starts the cluster and stops it again.
+    let organizations = run_ok(roster(&data_dir).args(["org", "list"]));
+    assert!(
+        organizations.contains("\tdefault") && organizations.contains("\tbeta"),
+        "{organizations}"
+    );
+    assert!(
+        !pgdata.join("postmaster.pid").exists(),
+        "the command stopped the cluster it started"
+    );
+
+    let second = serve(roster(&data_dir), port);
+    assert_eq!(second.bootstrap_key(), None, "a restart prints no new key");
+    assert_eq!(
+        who_am_i(&second.address, &key)
+            .await
+            .unwrap()
+            .organization_name,
+        "default"
+    );
+    second.stop(nix::sys::signal::Signal::SIGINT);
+
+    if data_dir.join("CLUSTER_LOCATION").exists() {
+        std::fs::remove_dir_all(&pgdata).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_database_url_nothing_is_created_automatically() {
+    let Some(url) = crate::helpers::fresh_database_url().await else {
+        eprintln!("skipped: the test database server is the one DATABASE_URL names");
+        return;
+    };
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = roster(data_dir.path());
+    command.env("DATABASE_URL", &url);
+    let served = serve(command, port);
+    assert_eq!(served.bootstrap_key(), None);
+    let with_url = |args: &[&str]| {
+        let mut command = roster(data_dir.path());
+        command.env("DATABASE_URL", &url).args(args);
+        command
+    };
+    assert_eq!(run_ok(&mut with_url(&["org", "list"])), "");
+    run_ok(&mut with_url(&["org", "create", "acme"]));
+    let secret = run_ok(&mut with_url(&[
+        "api-key", "create", "--org", "acme", "--name", "ops", "--scope", "admin",
+    ]));
+    assert_eq!(
+        who_am_i(&served.address, secret.trim())
+            .await
+            .unwrap()
+            .organization_name,
+        "acme"
+    );
+    assert!(
+        !data_dir.path().join("postgres").exists(),
+        "no private cluster"
+    );
+    served.stop(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn without_postgresql_binaries_the_error_names_the_fix() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = roster(data_dir.path())
+        .env("PATH", "/nonexistent")
+        .env("ROSTER_POSTGRESQL_LIB_DIR", "/nonexistent")
+        .args(["org", "list"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("apt-get install postgresql") && stderr.contains("DATABASE_URL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    let data_dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["org", "create", "--help"],
+        vec!["org", "list", "--help"],
+        vec!["api-key", "create", "--help"],
+        vec!["api-key", "revoke", "--help"],
+    ] {
+        let help = run_ok(roster(data_dir.path()).args(&args));
+        assert!(help.contains("Usage:"), "{args:?}");
+    }
+}

@@ -1,0 +1,125 @@
+//! Every method of the contract answers: its real answer or UNIMPLEMENTED,
+//! never a panic or an internal error, for an empty request.
+
+use prost::Message;
+use prost_types::FileDescriptorSet;
+use roster::grpc::access::{required_access, Access};
+use tonic::{client::Grpc, Code};
+use tonic_prost::ProstCodec;
+
+use crate::helpers::TestApp;
+
+/// Methods built so far; every other answers UNIMPLEMENTED.
+const BUILT: &[&str] = &[
+    "AuthService/WhoAmI",
+    "AuthService/CreateApiKey",
+    "AuthService/ListApiKeys",
+    "AuthService/RevokeApiKey",
+    "OrganizationService/GetOrganization",
+    "OrganizationService/UpdateOrganizationSettings",
+    "OrganizationService/ListAuditEvents",
+];
+
+#[tokio::test]
+async fn every_method_answers_for_real_or_unimplemented_never_a_panic() {
+    let app = TestApp::spawn().await;
+    let descriptors = FileDescriptorSet::decode(roster::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let mut checked = 0;
+    for file in descriptors
+        .file
+        .iter()
+        .filter(|f| f.package() == "roster.v1")
+    {
+        for service in &file.service {
+            for method in &service.method {
+                let name = format!("{}/{}", service.name(), method.name());
+                let code = call_with_empty_request(
+                    &app,
+                    format!("/roster.v1.{name}"),
+                    method.client_streaming(),
+                    method.server_streaming(),
+                )
+                .await;
+                assert!(
+                    !matches!(
+                        code,
+                        Code::Internal | Code::Unknown | Code::Cancelled | Code::Unavailable
+                    ),
+                    "{name} answered {code:?}"
+                );
+                let path = format!("/roster.v1.{name}");
+                if required_access(&path) == Some(Access::SignedIn) {
+                    // An API key never reaches these handlers.
+                    assert_eq!(code, Code::PermissionDenied, "{name}");
+                } else {
+                    let is_built = BUILT.contains(&name.as_str());
+                    assert_eq!(
+                        code == Code::Unimplemented,
+                        !is_built,
+                        "{name} answered {code:?}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 53, "methods in the contract");
+}
+
+async fn call_with_empty_request(
+    app: &TestApp,
+    path: String,
+    client_streaming: bool,
+    server_streaming: bool,
+) -> Code {
+    let mut grpc = Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_maybe_shared(path).unwrap();
+    let codec = ProstCodec::<(), ()>::default();
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", app.admin_key).parse().unwrap();
+    let authorize = |metadata: &mut tonic::metadata::MetadataMap| {
+        metadata.insert("authorization", bearer.clone());
+    };
+    let result = if client_streaming {
+        let mut request = tonic::Request::new(tokio_stream::iter(vec![()]));
+        authorize(request.metadata_mut());
+        match grpc.streaming(request, path, codec).await {
+            Ok(response) => response.into_inner().message().await.map(drop),
+            Err(status) => Err(status),
+        }
+    } else if server_streaming {
+        let mut request = tonic::Request::new(());
+        authorize(request.metadata_mut());
+        match grpc.server_streaming(request, path, codec).await {
+            Ok(response) => response.into_inner().message().await.map(drop),
+            Err(status) => Err(status),
+        }
+    } else {
+        let mut request = tonic::Request::new(());
+        authorize(request.metadata_mut());
+        grpc.unary(request, path, codec).await.map(drop)
+    };
+    result.err().map_or(Code::Ok, |status| status.code())
+}
+
+#[tokio::test]
+async fn a_path_outside_the_access_table_is_refused() {
+    let app = TestApp::spawn().await;
+    let mut grpc = Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(());
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", app.admin_key).parse().unwrap(),
+    );
+    let status = grpc
+        .unary(
+            request,
+            http::uri::PathAndQuery::from_static("/roster.v1.UserService/DropEverything"),
+            ProstCodec::<(), ()>::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}

@@ -1,0 +1,356 @@
+//! `TestApp`: the real server on a free port against its own fresh database,
+//! reached over real gRPC with the generated client.
+//!
+//! Without DATABASE_URL the test process starts a private cluster on
+//! /dev/shm (stopped when the process exits) and clones a migrated template
+//! database for each test; with DATABASE_URL it does the same on that server.
+
+use std::{path::PathBuf, sync::OnceLock, time::Duration};
+
+use roster::{
+    cluster::{ClusterOptions, PrivateCluster},
+    database::pool_options,
+    domain::{
+        api_key::{self, NewApiKey},
+        caller::{Actor, Scope},
+        organization,
+        token::{Secret, TokenKind},
+    },
+    proto::{
+        auth_service_client::AuthServiceClient,
+        organization_service_client::OrganizationServiceClient,
+    },
+    startup::{Application, ServerSettings},
+    store,
+};
+use sqlx::{postgres::PgConnectOptions, Connection, PgConnection, PgPool};
+use tonic::{
+    metadata::MetadataValue,
+    service::{interceptor::InterceptedService, Interceptor},
+    transport::Channel,
+    Request, Status,
+};
+use uuid::Uuid;
+
+const TEMPLATE_DATABASE: &str = "roster_test_template";
+
+type OptionsOf = Box<dyn Fn(&str) -> PgConnectOptions + Send + Sync>;
+type UrlOf = Box<dyn Fn(&str) -> String + Send + Sync>;
+
+/// The PostgreSQL server all tests of this process share.
+struct TestDatabaseServer {
+    /// Options for a database of that server, by name.
+    options: OptionsOf,
+    template: String,
+    /// A libpq URL of a database by name, for the private cluster only.
+    url_of: Option<UrlOf>,
+    /// Kept so the private cluster lives (and is stopped) with the process.
+    _cluster: Option<PrivateCluster>,
+}
+
+static SERVER: OnceLock<TestDatabaseServer> = OnceLock::new();
+
+fn database_server() -> &'static TestDatabaseServer {
+    SERVER.get_or_init(|| {
+        // Its own thread and runtime: each test's runtime ends with its test.
+        std::thread::spawn(|| {
+            tokio::runtime::Runtime::new()
+                .expect("runtime")
+                .block_on(start_database_server())
+        })
+        .join()
+        .expect("database server start-up panicked")
+    })
+}
+
+async fn start_database_server() -> TestDatabaseServer {
+    #[allow(clippy::type_complexity)]
+    let (options, cluster, template): (
+        Box<dyn Fn(&str) -> PgConnectOptions + Send + Sync>,
+        Option<PrivateCluster>,
+        _,
+    ) = match std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    {
+        Some(url) => {
+            let base: PgConnectOptions = url.parse().expect("DATABASE_URL");
+            let template = format!("{TEMPLATE_DATABASE}_{}", std::process::id());
+            (
+                Box::new(move |db: &str| base.clone().database(db)),
+                None,
+                template,
+            )
+        }
+        None => {
+            remove_stale_test_clusters();
+            let dir = test_cluster_dir(std::process::id());
+            let cluster = PrivateCluster::start_or_attach(&dir, ClusterOptions { ephemeral: true })
+                .expect("start the test cluster (are PostgreSQL's server binaries installed?)");
+            let options_of = {
+                let base = cluster.connect_options("postgres");
+                move |db: &str| base.clone().database(db)
+            };
+            (
+                Box::new(options_of),
+                Some(cluster),
+                TEMPLATE_DATABASE.to_owned(),
+            )
+        }
+    };
+    let mut admin = PgConnection::connect_with(&options("postgres"))
+        .await
+        .expect("connect");
+    sqlx::query(&format!("drop database if exists \"{template}\""))
+        .execute(&mut admin)
+        .await
+        .expect("drop old template");
+    sqlx::query(&format!("create database \"{template}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create template");
+    let mut template_connection = PgConnection::connect_with(&options(&template))
+        .await
+        .expect("connect");
+    store::MIGRATOR
+        .run(&mut template_connection)
+        .await
+        .expect("migrate template");
+    template_connection.close().await.expect("close");
+    admin.close().await.expect("close");
+    let url_of = cluster.as_ref().map(|cluster| {
+        let base = cluster.url("DATABASE");
+        Box::new(move |db: &str| base.replace("/DATABASE?", &format!("/{db}?"))) as UrlOf
+    });
+    TestDatabaseServer {
+        options,
+        template,
+        url_of,
+        _cluster: cluster,
+    }
+}
+
+fn test_cluster_dir(pid: u32) -> PathBuf {
+    let base = if PathBuf::from("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
+    PathBuf::from(format!("{base}/roster-test-{pid}"))
+}
+
+/// Clusters of test processes that are gone (their server stopped with them).
+fn remove_stale_test_clusters() {
+    for base in ["/dev/shm", "/tmp"] {
+        let Ok(entries) = std::fs::read_dir(base) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("roster-test-")
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !PathBuf::from(format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// A new database cloned from the migrated template.
+pub async fn fresh_database() -> (PgPool, String) {
+    let server = database_server();
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect_with(&(server.options)("postgres"))
+        .await
+        .expect("connect");
+    sqlx::query(&format!(
+        "create database \"{name}\" template \"{}\"",
+        server.template
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("create test database");
+    admin.close().await.expect("close");
+    let pool = pool_options(5)
+        .connect_with((server.options)(&name))
+        .await
+        .expect("connect to test database");
+    (pool, name)
+}
+
+/// The URL of a new migrated database, when the test server is the private cluster.
+pub async fn fresh_database_url() -> Option<String> {
+    let (pool, name) = fresh_database().await;
+    pool.close().await;
+    database_server()
+        .url_of
+        .as_ref()
+        .map(|url_of| url_of(&name))
+}
+
+/// Adds `authorization: Bearer <token>` to every call; no header when `None`.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    pub fn raw(header_value: &str) -> Self {
+        Self(Some(header_value.parse().expect("ascii header")))
+    }
+
+    pub fn token(token: &str) -> Self {
+        Self::raw(&format!("Bearer {token}"))
+    }
+
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+pub struct TestApp {
+    pub pool: PgPool,
+    pub channel: Channel,
+    /// Organization `acme` and the secret of one of its ADMIN keys.
+    pub organization_id: Uuid,
+    pub admin_key: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let (pool, _) = fresh_database().await;
+        let settings = ServerSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            reflection: true,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let application = Application::build(&settings, pool.clone())
+            .await
+            .expect("build the server");
+        let address = format!("http://{}", application.local_addr());
+        tokio::spawn(application.run_until_stopped(std::future::pending()));
+        let channel = Channel::from_shared(address.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to the server");
+        let organization = organization::create_organization(&pool, "acme", Actor::Operator)
+            .await
+            .expect("create organization");
+        let mut app = TestApp {
+            pool,
+            channel,
+            organization_id: organization.id,
+            admin_key: String::new(),
+        };
+        app.admin_key = app
+            .create_api_key(organization.id, "admin", &[Scope::Admin])
+            .await;
+        app
+    }
+
+    /// A key created the way the operator's CLI does; returns its secret.
+    pub async fn create_api_key(
+        &self,
+        organization_id: Uuid,
+        name: &str,
+        scopes: &[Scope],
+    ) -> String {
+        let scopes: Vec<Option<Scope>> = scopes.iter().copied().map(Some).collect();
+        let new_key = NewApiKey::parse(name, &scopes, None, "").expect("valid key");
+        let (_, secret) =
+            api_key::create_api_key(&self.pool, organization_id, Actor::Operator, "", &new_key)
+                .await
+                .expect("create key");
+        secret.expect("secret").expose().to_owned()
+    }
+
+    pub async fn create_organization(&self, name: &str) -> Uuid {
+        organization::create_organization(&self.pool, name, Actor::Operator)
+            .await
+            .expect("create organization")
+            .id
+    }
+
+    pub fn auth(&self, bearer: Bearer) -> AuthServiceClient<Authed> {
+        AuthServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+
+    pub fn organizations(&self, bearer: Bearer) -> OrganizationServiceClient<Authed> {
+        OrganizationServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+
+    pub fn as_admin(&self) -> Bearer {
+        Bearer::token(&self.admin_key)
+    }
+
+    /// A user row with the given admin state and onboarding, until the
+    /// directory's CreateUser exists.
+    pub async fn insert_user(&self, username: &str, admin_state: &str, onboarded: bool) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "insert into users (organization_id, id, first_name, last_name, email, username, admin_state, onboarded) \
+             values ($1, $2, 'Test', 'User', $3, $3, $4, $5)",
+        )
+        .bind(self.organization_id)
+        .bind(id)
+        .bind(username)
+        .bind(admin_state)
+        .bind(onboarded)
+        .execute(&self.pool)
+        .await
+        .expect("insert user");
+        id
+    }
+
+    /// A user access token minted through the store function Login will use.
+    pub async fn mint_access_token(&self, user_id: Uuid, valid_for: chrono::Duration) -> String {
+        let secret = Secret::generate(TokenKind::AccessToken);
+        store::access_tokens::insert(
+            &self.pool,
+            self.organization_id,
+            user_id,
+            &secret.hash(),
+            chrono::Utc::now() + valid_for,
+        )
+        .await
+        .expect("mint access token");
+        secret.expose().to_owned()
+    }
+}
+
+/// The field paths of a status's `BadRequest` details, in order.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| {
+            bad_request
+                .field_violations
+                .into_iter()
+                .map(|v| v.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `ErrorInfo` reason of a status, if any.
+pub fn error_reason(status: &Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason)
+}

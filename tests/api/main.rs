@@ -1,0 +1,11 @@
+//! Roster's API tests: the real server over real gRPC against real PostgreSQL.
+
+// Test helpers may panic on broken fixtures: that is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api_keys;
+mod auth;
+mod cli;
+mod contract;
+mod helpers;
+mod organizations;
