@@ -72,6 +72,8 @@ impl Application {
                 tonic_reflection::server::Builder::configure()
                     .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
                     .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    // google.rpc error details, so grpcurl can show BadRequest and ErrorInfo.
+                    .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             };
             (
                 Some(builder().build_v1()?),

@@ -284,3 +284,51 @@ async fn using_a_key_records_its_last_use() {
         .last_used_time;
     assert_eq!(again, Some(first_use));
 }
+
+#[tokio::test]
+async fn creating_and_revoking_keys_are_audited_with_their_actor() {
+    let app = TestApp::spawn().await;
+    let mut auth = app.auth(app.as_admin());
+    let key = auth
+        .create_api_key(viewer_key("audited"))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key
+        .unwrap();
+    auth.revoke_api_key(proto::RevokeApiKeyRequest {
+        api_key_id: key.id.clone(),
+    })
+    .await
+    .unwrap();
+    let events = app
+        .organizations(app.as_admin())
+        .list_audit_events(proto::ListAuditEventsRequest {
+            target_id: key.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["api_key.revoke", "api_key.create"]);
+    let admin_key_id = key.created_by.trim_start_matches("api_key:").to_owned();
+    assert!(events
+        .iter()
+        .all(|e| e.actor_kind == proto::ActorKind::ApiKey as i32 && e.actor_id == admin_key_id));
+    assert!(events.iter().all(|e| e.target_type == "api_key"));
+    // The organization itself was created by the operator.
+    let created = app
+        .organizations(app.as_admin())
+        .list_audit_events(proto::ListAuditEventsRequest {
+            action: "organization.create".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].actor_kind, proto::ActorKind::Operator as i32);
+}

@@ -123,3 +123,100 @@ async fn a_path_outside_the_access_table_is_refused() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
+
+async fn reflection_request(
+    app: &TestApp,
+    request: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
+) -> Result<tonic_reflection::pb::v1::server_reflection_response::MessageResponse, tonic::Status> {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, ServerReflectionRequest,
+    };
+    let mut client = ServerReflectionClient::new(app.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await?
+        .into_inner();
+    Ok(responses
+        .message()
+        .await?
+        .unwrap()
+        .message_response
+        .unwrap())
+}
+
+#[tokio::test]
+async fn reflection_lists_every_service_and_resolves_error_details_without_a_token() {
+    use tonic_reflection::pb::v1::{
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let app = TestApp::spawn().await;
+    let MessageResponse::ListServicesResponse(listed) =
+        reflection_request(&app, MessageRequest::ListServices(String::new()))
+            .await
+            .unwrap()
+    else {
+        panic!("expected a service list");
+    };
+    let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    for expected in [
+        "grpc.health.v1.Health",
+        "roster.v1.AuthService",
+        "roster.v1.GroupService",
+        "roster.v1.ImportService",
+        "roster.v1.OrganizationService",
+        "roster.v1.UserService",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    let details = reflection_request(
+        &app,
+        MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(details, MessageResponse::FileDescriptorResponse(_)),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn reflection_can_be_switched_off() {
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let app = TestApp::spawn_with_reflection(false).await;
+    let status = reflection_request(&app, MessageRequest::ListServices(String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn health_is_open_and_serving() {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let app = TestApp::spawn().await;
+    let mut health = HealthClient::new(app.channel.clone());
+    let overall = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(overall.status, 1, "SERVING");
+    let users = health
+        .check(HealthCheckRequest {
+            service: "roster.v1.UserService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(users.status, 1, "SERVING");
+}

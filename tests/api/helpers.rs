@@ -233,10 +233,14 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with_reflection(true).await
+    }
+
+    pub async fn spawn_with_reflection(reflection: bool) -> TestApp {
         let (pool, _) = fresh_database().await;
         let settings = ServerSettings {
             listen: "127.0.0.1:0".parse().expect("address"),
-            reflection: true,
+            reflection,
             shutdown_grace: Duration::from_secs(5),
         };
         let application = Application::build(&settings, pool.clone())
