@@ -97,8 +97,8 @@ impl Application {
             .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
                 pool.clone(),
             )))
-            .add_service(UserServiceServer::new(UserHandler))
-            .add_service(GroupServiceServer::new(GroupHandler))
+            .add_service(UserServiceServer::new(UserHandler::new(pool.clone())))
+            .add_service(GroupServiceServer::new(GroupHandler::new(pool.clone())))
             .add_service(ImportServiceServer::new(ImportHandler))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = stopped.await;

@@ -176,7 +176,7 @@ pub async fn revoke_api_key(
     let mut tx = pool.begin().await?;
     let key = store::api_keys::revoke(&mut tx, organization_id, key_id)
         .await?
-        .ok_or(DomainError::NotFound { what: "API key" })?;
+        .ok_or(DomainError::NotFound("API key not found".into()))?;
     store::audit::record(
         &mut tx,
         &AuditRecord::new(organization_id, actor, "api_key.revoke", "api_key", key.id)
@@ -195,5 +195,5 @@ pub async fn find_api_key_by_name(
 ) -> Result<ApiKey, DomainError> {
     store::api_keys::find_active_by_name(pool, organization_id, name)
         .await?
-        .ok_or(DomainError::NotFound { what: "API key" })
+        .ok_or(DomainError::NotFound("API key not found".into()))
 }

@@ -14,7 +14,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    caller::{Caller, Principal, Scopes},
+    access::{Authority, Grant, UnitScope},
+    caller::{Caller, Principal, Scope, Scopes},
     token::{PresentedToken, TokenKind},
     DomainError,
 };
@@ -30,7 +31,39 @@ const USER_ACCESS_CACHE_CAPACITY: usize = 100_000;
 pub struct UserAccess {
     pub can_sign_in: bool,
     pub scopes: Scopes,
-    pub organization_admin: bool,
+    pub authority: Authority,
+}
+
+impl UserAccess {
+    /// API scopes come from the built-in profiles: ADMIN if a group has the
+    /// Admin profile (any unit scope), else VIEWER if one has the Viewer
+    /// profile. Admin on all units makes an organization administrator.
+    pub fn from_groups(can_sign_in: bool, groups: Vec<(Grant, Option<Scope>)>) -> Self {
+        let admin = groups
+            .iter()
+            .any(|(_, built_in)| *built_in == Some(Scope::Admin));
+        let viewer = groups
+            .iter()
+            .any(|(_, built_in)| *built_in == Some(Scope::Viewer));
+        let organization_admin = groups.iter().any(|(grant, built_in)| {
+            *built_in == Some(Scope::Admin) && grant.scope == UnitScope::AllUnits
+        });
+        let scopes = match (admin, viewer) {
+            (true, _) => Scopes::new(vec![Scope::Admin]),
+            (false, true) => Scopes::new(vec![Scope::Viewer]),
+            (false, false) => Scopes::default(),
+        };
+        let authority = if organization_admin {
+            Authority::Organization
+        } else {
+            Authority::Grants(groups.into_iter().map(|(grant, _)| grant).collect())
+        };
+        Self {
+            can_sign_in,
+            scopes,
+            authority,
+        }
+    }
 }
 
 pub struct Authenticator {
@@ -88,12 +121,17 @@ impl Authenticator {
                 }
             });
         }
-        let organization_admin = key.scopes.allows(super::caller::Scope::Admin);
+        // An ADMIN key administers the whole organization; a VIEWER key passes on nothing.
+        let authority = if key.scopes.allows(Scope::Admin) {
+            Authority::Organization
+        } else {
+            Authority::Grants(Vec::new())
+        };
         Ok(Caller {
             organization_id: key.organization_id,
             principal: Principal::ApiKey { id: key.id },
             scopes: key.scopes,
-            organization_admin,
+            authority,
         })
     }
 
@@ -122,7 +160,7 @@ impl Authenticator {
                 access_token_id: record.id,
             },
             scopes: access.scopes,
-            organization_admin: access.organization_admin,
+            authority: access.authority,
         })
     }
 }
@@ -159,14 +197,10 @@ impl UserAccessResolver {
         else {
             return Ok(None);
         };
-        let access = UserAccess {
-            can_sign_in: state.onboarded
-                && state.admin_state == "ACTIVE"
-                && state.legacy_status.is_none(),
-            // Scopes come from the built-in profiles of the user's groups, which the directory adds.
-            scopes: Scopes::default(),
-            organization_admin: false,
-        };
+        let groups =
+            store::groups::grants_of_user_with_roles(&self.pool, organization_id, user_id).await?;
+        // Only an onboarded user in admin state ACTIVE (derived status ACTIVE) may sign in.
+        let access = UserAccess::from_groups(state.status == "ACTIVE", groups);
         self.remember(key, access.clone());
         Ok(Some(access))
     }

@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+use super::access::Authority;
+
 /// A scope of Roster's own API. ADMIN includes VIEWER.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
@@ -58,12 +60,17 @@ pub struct Caller {
     pub organization_id: Uuid,
     pub principal: Principal,
     pub scopes: Scopes,
-    /// ADMIN over the whole organization: an ADMIN API key, or a user with
-    /// the Admin profile on all units.
-    pub organization_admin: bool,
+    /// What the caller may pass on: everything for organization
+    /// administrators (ADMIN API keys, Admin on all units), else the grants of
+    /// their own groups.
+    pub authority: Authority,
 }
 
 impl Caller {
+    pub fn organization_admin(&self) -> bool {
+        self.authority == Authority::Organization && self.scopes.allows(Scope::Admin)
+    }
+
     pub fn actor(&self) -> Actor {
         match self.principal {
             Principal::ApiKey { id } => Actor::ApiKey(id),

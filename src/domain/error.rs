@@ -36,8 +36,11 @@ pub enum DomainError {
     /// Every violation found, reported together.
     #[error("invalid request: {}", join(.0))]
     InvalidArgument(Vec<FieldViolation>),
-    #[error("{what} not found")]
-    NotFound { what: &'static str },
+    #[error("{0}")]
+    NotFound(String),
+    /// A referenced id in a request field that does not exist (in this organization).
+    #[error("{message}")]
+    NotFoundField { field: String, message: String },
     #[error("{message}")]
     AlreadyExists {
         reason: &'static str,
@@ -66,6 +69,10 @@ impl DomainError {
         description: impl Into<String>,
     ) -> Self {
         Self::InvalidArgument(vec![FieldViolation::new(field, code, description)])
+    }
+
+    pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("{what} {id} not found"))
     }
 
     /// `Ok(())` when nothing was found wrong.

@@ -1,14 +1,18 @@
 //! Types and rules of the directory, independent of gRPC and of SQL.
 
+pub mod access;
 pub mod api_key;
 pub mod audit;
 pub mod authentication;
 pub mod bootstrap;
 pub mod caller;
 pub mod error;
+pub mod group;
 pub mod name;
 pub mod organization;
 pub mod paging;
 pub mod token;
+pub mod user;
+pub mod values;
 
 pub use error::{DomainError, FieldViolation};

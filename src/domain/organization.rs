@@ -214,9 +214,7 @@ pub async fn insert_organization(
 pub async fn get_organization(pool: &PgPool, id: Uuid) -> Result<Organization, DomainError> {
     store::organizations::find(pool, id)
         .await?
-        .ok_or(DomainError::NotFound {
-            what: "organization",
-        })
+        .ok_or_else(|| DomainError::NotFound("organization not found".into()))
 }
 
 /// Applies a settings patch, refusing to turn duplicate emails off while some exist.
@@ -230,9 +228,7 @@ pub async fn update_settings(
     let mut tx = pool.begin().await?;
     let current = store::organizations::lock(&mut tx, organization_id)
         .await?
-        .ok_or(DomainError::NotFound {
-            what: "organization",
-        })?;
+        .ok_or_else(|| DomainError::NotFound("organization not found".into()))?;
     let next = patch.apply(&current.settings)?;
     if current.settings.allow_duplicate_emails && !next.allow_duplicate_emails {
         let duplicates = store::users::some_duplicate_emails(&mut tx, organization_id, 5).await?;
@@ -245,6 +241,7 @@ pub async fn update_settings(
                 ),
             });
         }
+        store::users::make_emails_unique(&mut tx, organization_id).await?;
     }
     let changes = settings_changes(&current.settings, &next);
     if changes.is_empty() {

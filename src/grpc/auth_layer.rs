@@ -102,7 +102,7 @@ async fn authorize(
             crate::domain::caller::Principal::User { .. }
         ),
         Access::Scope(scope) => caller.scopes.allows(scope),
-        Access::OrganizationAdmin => caller.organization_admin,
+        Access::OrganizationAdmin => caller.organization_admin(),
     };
     if !allowed {
         return Err(DomainError::PermissionDenied(denial(access)).into());

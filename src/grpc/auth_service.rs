@@ -42,22 +42,20 @@ impl AuthService for AuthHandler {
         let caller = caller(&request)?;
         let organization = store::organizations::find(&self.pool, caller.organization_id)
             .await?
-            .ok_or(DomainError::NotFound {
-                what: "organization",
-            })?;
+            .ok_or_else(|| DomainError::NotFound("organization not found".into()))?;
         let principal = match caller.principal {
             Principal::ApiKey { id } => {
                 let key = store::api_keys::find(&self.pool, caller.organization_id, id)
                     .await
                     .map_err(DomainError::from)?
-                    .ok_or(DomainError::NotFound { what: "API key" })?;
+                    .ok_or(DomainError::NotFound("API key not found".into()))?;
                 proto::who_am_i_response::Principal::ApiKey(convert::api_key(&key))
             }
             Principal::User { id, .. } => {
-                let user = store::users::identity(&self.pool, caller.organization_id, id)
+                let user = store::users::find(&self.pool, caller.organization_id, id)
                     .await
                     .map_err(DomainError::from)?
-                    .ok_or(DomainError::NotFound { what: "user" })?;
+                    .ok_or(DomainError::NotFound("user not found".into()))?;
                 proto::who_am_i_response::Principal::User(proto::User {
                     id: user.id.to_string(),
                     first_name: user.first_name,
@@ -76,7 +74,7 @@ impl AuthService for AuthHandler {
             organization_name: organization.name,
             principal: Some(principal),
             scopes: convert::scopes_to_proto(&caller.scopes),
-            organization_admin: caller.organization_admin,
+            organization_admin: caller.organization_admin(),
         }))
     }
 

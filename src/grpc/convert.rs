@@ -6,9 +6,12 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
+        access::UnitScope,
         api_key::ApiKey,
         caller::{Scope, Scopes},
+        group::{Group, Profile, Unit, UnitKind},
         paging::PageSize,
+        user::{User, UserInput, UserStatus},
         DomainError, FieldViolation,
     },
     proto,
@@ -116,4 +119,199 @@ fn json_value(value: &serde_json::Value) -> Value {
         }),
     };
     Value { kind: Some(kind) }
+}
+
+pub fn user_status_to_proto(status: UserStatus) -> i32 {
+    (match status {
+        UserStatus::Pending => proto::UserStatus::Pending,
+        UserStatus::Expired => proto::UserStatus::Expired,
+        UserStatus::Active => proto::UserStatus::Active,
+        UserStatus::Inactive => proto::UserStatus::Inactive,
+        UserStatus::OnVacation => proto::UserStatus::OnVacation,
+        UserStatus::Blocked => proto::UserStatus::Blocked,
+        UserStatus::Disabled => proto::UserStatus::Disabled,
+    }) as i32
+}
+
+/// `None` for USER_STATUS_UNSPECIFIED and unknown numbers.
+pub fn user_status_from_proto(raw: i32) -> Option<UserStatus> {
+    Some(match proto::UserStatus::try_from(raw).ok()? {
+        proto::UserStatus::Unspecified => return None,
+        proto::UserStatus::Pending => UserStatus::Pending,
+        proto::UserStatus::Expired => UserStatus::Expired,
+        proto::UserStatus::Active => UserStatus::Active,
+        proto::UserStatus::Inactive => UserStatus::Inactive,
+        proto::UserStatus::OnVacation => UserStatus::OnVacation,
+        proto::UserStatus::Blocked => UserStatus::Blocked,
+        proto::UserStatus::Disabled => UserStatus::Disabled,
+    })
+}
+
+pub fn user(user: &User) -> proto::User {
+    proto::User {
+        id: user.id.to_string(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        email: user.email.clone(),
+        username: user.username.clone(),
+        phone: user.phone.clone().unwrap_or_default(),
+        external_id: user.external_id.clone().unwrap_or_default(),
+        status: user_status_to_proto(user.status),
+        onboarded: user.onboarded,
+        invitation_expire_time: optional_timestamp(user.invitation_expire_time),
+        create_time: Some(timestamp(user.create_time)),
+        update_time: Some(timestamp(user.update_time)),
+        last_login_time: optional_timestamp(user.last_login_time),
+    }
+}
+
+pub fn user_input(user: Option<&proto::User>) -> UserInput {
+    let user = user.cloned().unwrap_or_default();
+    UserInput {
+        first_name: user.first_name,
+        last_name: user.last_name,
+        email: user.email,
+        username: user.username,
+        phone: user.phone,
+        external_id: user.external_id,
+    }
+}
+
+pub fn field_issues(issues: &[FieldViolation]) -> Vec<proto::FieldIssue> {
+    issues
+        .iter()
+        .map(|issue| proto::FieldIssue {
+            field: issue.field.clone(),
+            code: issue.code.to_owned(),
+            message: issue.description.clone(),
+        })
+        .collect()
+}
+
+/// Ids of a repeated field, each violation naming its index (`group_ids[2]`).
+pub fn parse_ids(raw: &[String], field: &str) -> Result<Vec<Uuid>, DomainError> {
+    let mut violations = Vec::new();
+    let ids = raw
+        .iter()
+        .enumerate()
+        .filter_map(|(index, id)| {
+            Uuid::parse_str(id.trim())
+                .map_err(|_| {
+                    violations.push(FieldViolation::new(
+                        format!("{field}[{index}]"),
+                        "INVALID_ID",
+                        "must be a UUID",
+                    ))
+                })
+                .ok()
+        })
+        .collect();
+    DomainError::check(violations)?;
+    Ok(ids)
+}
+
+/// An optional id: empty means none.
+pub fn parse_optional_id(raw: &str, field: &str) -> Result<Option<Uuid>, DomainError> {
+    if raw.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse_id(raw, field).map(Some)
+    }
+}
+
+pub fn unit_scope_to_proto(scope: &UnitScope) -> (i32, Vec<String>) {
+    let kind = match scope {
+        UnitScope::NoUnit => proto::UnitScope::NoUnit,
+        UnitScope::AllUnits => proto::UnitScope::AllUnits,
+        UnitScope::Units(_) => proto::UnitScope::Units,
+    };
+    (
+        kind as i32,
+        scope.unit_ids().iter().map(Uuid::to_string).collect(),
+    )
+}
+
+pub fn group(group: &Group) -> proto::Group {
+    let (unit_scope, unit_ids) = unit_scope_to_proto(&group.scope);
+    proto::Group {
+        id: group.id.to_string(),
+        name: group.name.clone(),
+        description: group.description.clone(),
+        profile_id: group.profile_id.to_string(),
+        unit_scope,
+        unit_ids,
+        member_count: group.member_count,
+        create_time: Some(timestamp(group.create_time)),
+        update_time: Some(timestamp(group.update_time)),
+    }
+}
+
+pub fn unit(unit: &Unit) -> proto::Unit {
+    proto::Unit {
+        id: unit.id.to_string(),
+        name: unit.name.clone(),
+        kind: (match unit.kind {
+            UnitKind::Branch => proto::UnitKind::Branch,
+            UnitKind::Store => proto::UnitKind::Store,
+            UnitKind::Partner => proto::UnitKind::Partner,
+            UnitKind::Other => proto::UnitKind::Other,
+        }) as i32,
+        create_time: Some(timestamp(unit.create_time)),
+        update_time: Some(timestamp(unit.update_time)),
+    }
+}
+
+pub fn unit_kind_from_proto(raw: i32) -> Option<UnitKind> {
+    Some(match proto::UnitKind::try_from(raw).ok()? {
+        proto::UnitKind::Unspecified => return None,
+        proto::UnitKind::Branch => UnitKind::Branch,
+        proto::UnitKind::Store => UnitKind::Store,
+        proto::UnitKind::Partner => UnitKind::Partner,
+        proto::UnitKind::Other => UnitKind::Other,
+    })
+}
+
+pub fn profile(profile: &Profile) -> proto::Profile {
+    proto::Profile {
+        id: profile.id.to_string(),
+        product: profile.product.clone(),
+        name: profile.name.clone(),
+        description: profile.description.clone(),
+        built_in: profile.built_in.is_some(),
+        create_time: Some(timestamp(profile.create_time)),
+        update_time: Some(timestamp(profile.update_time)),
+    }
+}
+
+/// The paths of an update mask, each checked by `known`; unknown ones are
+/// refused naming `update_mask.paths[i]`, and an empty mask is refused.
+pub fn mask_fields<F>(
+    mask: Option<&prost_types::FieldMask>,
+    prefix: &str,
+    allowed: &str,
+    known: impl Fn(&str) -> Option<F>,
+) -> Result<Vec<F>, DomainError> {
+    let paths = mask.map(|m| m.paths.as_slice()).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(DomainError::invalid(
+            "update_mask",
+            "REQUIRED",
+            format!("must name the fields to change, among: {allowed}"),
+        ));
+    }
+    let mut violations = Vec::new();
+    let mut fields = Vec::new();
+    for (index, raw) in paths.iter().enumerate() {
+        let path = raw.strip_prefix(prefix).unwrap_or(raw);
+        match known(path) {
+            Some(field) => fields.push(field),
+            None => violations.push(FieldViolation::new(
+                format!("update_mask.paths[{index}]"),
+                "UNKNOWN_FIELD",
+                format!("`{raw}` cannot be updated; use one of: {allowed}"),
+            )),
+        }
+    }
+    DomainError::check(violations)?;
+    Ok(fields)
 }

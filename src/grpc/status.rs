@@ -27,8 +27,15 @@ impl From<DomainError> for Status {
                 details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::new());
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
-            DomainError::NotFound { what } => {
-                with_reason(Code::NotFound, format!("{what} not found"), "NOT_FOUND")
+            DomainError::NotFound(message) => with_reason(Code::NotFound, message, "NOT_FOUND"),
+            DomainError::NotFoundField { field, message } => {
+                let mut details =
+                    ErrorDetails::with_error_info("NOT_FOUND", ERROR_DOMAIN, HashMap::new());
+                details.set_bad_request(vec![FieldViolation {
+                    reason: "NOT_FOUND".to_owned(),
+                    ..FieldViolation::new(field, message.clone())
+                }]);
+                Status::with_error_details(Code::NotFound, message, details)
             }
             DomainError::AlreadyExists {
                 reason,

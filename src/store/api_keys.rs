@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{map_unique_violation, paging::newest_first_page, Transaction};
+use super::{map_constraint_violation, paging::newest_first_page, Transaction};
 use crate::domain::{
     api_key::{ApiKey, NewApiKey},
     caller::{Scope, Scopes},
@@ -67,7 +67,7 @@ pub async fn insert(
     .fetch_one(&mut **tx)
     .await
     .map_err(|error| {
-        map_unique_violation(error, |constraint| match constraint {
+        map_constraint_violation(error, |constraint| match constraint {
             "api_keys_org_name_key" => Some(DomainError::AlreadyExists {
                 reason: "API_KEY_ALREADY_EXISTS",
                 field: "name".into(),

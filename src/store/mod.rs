@@ -5,10 +5,14 @@
 pub mod access_tokens;
 pub mod api_keys;
 pub mod audit;
+pub mod groups;
+pub mod idempotency;
 pub mod meta;
 pub mod organizations;
+pub mod outbox;
 pub mod paging;
 pub mod profiles;
+pub mod units;
 pub mod users;
 
 use sqlx::migrate::Migrator;
@@ -21,17 +25,15 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 pub type Transaction<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
-/// Maps a unique-constraint violation to the domain error its constraint
-/// name stands for; any other error is internal.
-pub(crate) fn map_unique_violation(
+/// Maps a violated constraint (unique, foreign key, check) to the domain
+/// error its name stands for; any other error is internal.
+pub(crate) fn map_constraint_violation(
     error: sqlx::Error,
     domain_error: impl Fn(&str) -> Option<DomainError>,
 ) -> DomainError {
     if let sqlx::Error::Database(database_error) = &error {
-        if database_error.is_unique_violation() {
-            if let Some(mapped) = database_error.constraint().and_then(&domain_error) {
-                return mapped;
-            }
+        if let Some(mapped) = database_error.constraint().and_then(&domain_error) {
+            return mapped;
         }
     }
     DomainError::from(error)

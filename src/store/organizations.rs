@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
-use super::{map_unique_violation, Transaction};
+use super::{map_constraint_violation, Transaction};
 use crate::domain::{
     organization::{Locale, Organization, PublicEmailDomainPolicy, Settings},
     DomainError,
@@ -64,7 +64,7 @@ pub async fn insert(
     .fetch_one(&mut **tx)
     .await
     .map_err(|error| {
-        map_unique_violation(error, |constraint| {
+        map_constraint_violation(error, |constraint| {
             (constraint == "organizations_name_key").then(|| DomainError::AlreadyExists {
                 reason: "ORGANIZATION_ALREADY_EXISTS",
                 field: "name".into(),
@@ -106,6 +106,20 @@ pub async fn find_by_name<'e>(
 pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organization>, DomainError> {
     let row: Option<OrganizationRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from organizations where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// Reads the organization and keeps its settings from changing until commit.
+pub async fn lock_shared(
+    tx: &mut Transaction<'_>,
+    id: Uuid,
+) -> Result<Option<Organization>, DomainError> {
+    let row: Option<OrganizationRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from organizations where id = $1 for share"
     ))
     .bind(id)
     .fetch_optional(&mut **tx)

@@ -1,9 +1,59 @@
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::Transaction;
+use super::{map_constraint_violation, paging::newest_first_page, Transaction};
+use crate::domain::{
+    caller::Scope,
+    group::{Profile, ProfileValues},
+    paging::{fingerprint, Page, PageSize},
+    DomainError,
+};
 
 /// Product name of Roster's own profiles.
 pub const USER_MANAGEMENT: &str = "User Management";
+
+const COLUMNS: &str = "id, product, name, description, built_in, create_time, update_time";
+
+#[derive(FromRow)]
+struct ProfileRow {
+    id: Uuid,
+    product: String,
+    name: String,
+    description: String,
+    built_in: Option<String>,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl From<ProfileRow> for Profile {
+    fn from(row: ProfileRow) -> Self {
+        Profile {
+            id: row.id,
+            product: row.product,
+            name: row.name,
+            description: row.description,
+            built_in: row.built_in.as_deref().and_then(Scope::parse),
+            create_time: row.create_time,
+            update_time: row.update_time,
+        }
+    }
+}
+
+fn map_profile_constraints(error: sqlx::Error) -> DomainError {
+    map_constraint_violation(error, |constraint| match constraint {
+        "profiles_org_product_name_key" => Some(DomainError::AlreadyExists {
+            reason: "PROFILE_ALREADY_EXISTS",
+            field: "profile.name".into(),
+            message: "a profile with this product and name already exists".into(),
+        }),
+        "groups_profile_fkey" => Some(DomainError::FailedPrecondition {
+            reason: "PROFILE_IN_USE",
+            message: "groups use this profile; change or delete them first".into(),
+        }),
+        _ => None,
+    })
+}
 
 /// Creates the two built-in profiles every organization starts with.
 pub async fn insert_built_in(
@@ -22,4 +72,108 @@ pub async fn insert_built_in(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+pub async fn insert(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    values: &ProfileValues,
+) -> Result<Profile, DomainError> {
+    let row: ProfileRow = sqlx::query_as(&format!(
+        "insert into profiles (organization_id, id, product, name, description) values ($1, $2, $3, $4, $5) returning {COLUMNS}"
+    ))
+    .bind(organization_id)
+    .bind(Uuid::now_v7())
+    .bind(&values.product)
+    .bind(&values.name)
+    .bind(&values.description)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_profile_constraints)?;
+    Ok(row.into())
+}
+
+pub async fn update(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+    values: &ProfileValues,
+) -> Result<Profile, DomainError> {
+    let row: ProfileRow = sqlx::query_as(&format!(
+        "update profiles set product = $3, name = $4, description = $5 \
+         where organization_id = $1 and id = $2 and built_in is null returning {COLUMNS}"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .bind(&values.product)
+    .bind(&values.name)
+    .bind(&values.description)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_profile_constraints)?;
+    Ok(row.into())
+}
+
+pub async fn delete(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<bool, DomainError> {
+    let result = sqlx::query(
+        "delete from profiles where organization_id = $1 and id = $2 and built_in is null",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_profile_constraints)?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn find<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Profile>, sqlx::Error> {
+    let row: Option<ProfileRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from profiles where organization_id = $1 and id = $2"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+/// Newest first.
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    product: &str,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<Profile>, DomainError> {
+    let query_fingerprint = fingerprint(&("profiles", product));
+    let product = product.trim().to_owned();
+    let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
+        query
+            .push("from profiles where organization_id = ")
+            .push_bind(organization_id);
+        if !product.is_empty() {
+            query
+                .push(" and lower(product) = lower(")
+                .push_bind(product.clone())
+                .push(")");
+        }
+    };
+    newest_first_page(
+        pool,
+        COLUMNS,
+        push_from_where,
+        page_size,
+        page_token,
+        &query_fingerprint,
+        |row: &ProfileRow| (row.create_time, row.id),
+    )
+    .await
 }

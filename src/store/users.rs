@@ -1,14 +1,425 @@
-use sqlx::{FromRow, PgExecutor};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::Transaction;
+use super::{map_constraint_violation, paging::total_size, Transaction};
+use crate::domain::{
+    paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
+    user::{User, UserFilter, UserOrder, UserStatus, UserValues},
+    DomainError,
+};
 
-/// What deciding whether a user may act needs: admin state, legacy status, onboarding.
+/// The derived status (spec §1), computed the same way for reads, filters and counts.
+pub const STATUS_SQL: &str = "(case \
+     when users.legacy_status is not null then users.legacy_status \
+     when users.admin_state = 'INACTIVE' then 'INACTIVE' \
+     when not users.onboarded then \
+         case when users.invitation_expire_time <= now() then 'EXPIRED' else 'PENDING' end \
+     else users.admin_state end)";
+
+fn columns() -> String {
+    format!(
+        "users.id, users.first_name, users.last_name, users.email, users.username, users.phone, users.external_id, \
+         {STATUS_SQL} as status, users.onboarded, users.invitation_expire_time, users.create_time, users.update_time, \
+         users.last_login_time, users.last_name_key"
+    )
+}
+
+#[derive(FromRow)]
+struct UserRow {
+    id: Uuid,
+    first_name: String,
+    last_name: String,
+    email: String,
+    username: String,
+    phone: Option<String>,
+    external_id: Option<String>,
+    status: String,
+    onboarded: bool,
+    invitation_expire_time: Option<DateTime<Utc>>,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+    last_login_time: Option<DateTime<Utc>>,
+    last_name_key: String,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: row.id,
+            first_name: row.first_name,
+            last_name: row.last_name,
+            email: row.email,
+            username: row.username,
+            phone: row.phone,
+            external_id: row.external_id,
+            // The status expression yields only known statuses.
+            status: UserStatus::parse(&row.status).unwrap_or(UserStatus::Pending),
+            onboarded: row.onboarded,
+            invitation_expire_time: row.invitation_expire_time,
+            create_time: row.create_time,
+            update_time: row.update_time,
+            last_login_time: row.last_login_time,
+        }
+    }
+}
+
+fn map_user_uniqueness(error: sqlx::Error, field_prefix: &str) -> DomainError {
+    map_constraint_violation(error, |constraint| {
+        let (reason, field, message) = match constraint {
+            "users_org_email_key" => ("USER_ALREADY_EXISTS", "email", "User already exists"),
+            "users_org_username_key" => ("USERNAME_TAKEN", "username", "Username already taken"),
+            "users_org_external_id_key" => (
+                "EXTERNAL_ID_TAKEN",
+                "external_id",
+                "external_id already belongs to another user",
+            ),
+            _ => return None,
+        };
+        Some(DomainError::AlreadyExists {
+            reason,
+            field: format!("{field_prefix}{field}"),
+            message: message.into(),
+        })
+    })
+}
+
+pub async fn insert(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    values: &UserValues,
+    deactivated: bool,
+    email_unique: bool,
+) -> Result<User, DomainError> {
+    let row: UserRow = sqlx::query_as(&format!(
+        "insert into users (organization_id, id, first_name, last_name, email, username, phone, external_id, \
+         admin_state, email_unique, search_key, last_name_key) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning {}",
+        columns()
+    ))
+    .bind(organization_id)
+    .bind(Uuid::now_v7())
+    .bind(&values.first_name)
+    .bind(&values.last_name)
+    .bind(&values.email)
+    .bind(&values.username)
+    .bind(&values.phone)
+    .bind(&values.external_id)
+    .bind(if deactivated { "INACTIVE" } else { "ACTIVE" })
+    .bind(email_unique)
+    .bind(values.search_key())
+    .bind(values.last_name_key())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|error| map_user_uniqueness(error, "user."))?;
+    Ok(row.into())
+}
+
+/// Replaces every value; the keys follow.
+pub async fn update_values(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+    values: &UserValues,
+) -> Result<User, DomainError> {
+    let row: UserRow = sqlx::query_as(&format!(
+        "update users set first_name = $3, last_name = $4, email = $5, username = $6, phone = $7, external_id = $8, \
+         search_key = $9, last_name_key = $10 where organization_id = $1 and id = $2 returning {}",
+        columns()
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .bind(&values.first_name)
+    .bind(&values.last_name)
+    .bind(&values.email)
+    .bind(&values.username)
+    .bind(&values.phone)
+    .bind(&values.external_id)
+    .bind(values.search_key())
+    .bind(values.last_name_key())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|error| map_user_uniqueness(error, "user."))?;
+    Ok(row.into())
+}
+
+pub async fn find<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "select {} from users where organization_id = $1 and id = $2",
+        columns()
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+/// Reads and locks the user for the rest of the transaction.
+pub async fn lock(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "select {} from users where organization_id = $1 and id = $2 for update",
+        columns()
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn find_many(
+    pool: &PgPool,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<User>, sqlx::Error> {
+    let rows: Vec<UserRow> = sqlx::query_as(&format!(
+        "select {} from users where organization_id = $1 and id = any($2)",
+        columns()
+    ))
+    .bind(organization_id)
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum LookupKey<'a> {
+    Email(&'a str),
+    Username(&'a str),
+    ExternalId(&'a str),
+}
+
+/// Exact matches (email and username ignoring case), oldest first.
+pub async fn lookup(
+    pool: &PgPool,
+    organization_id: Uuid,
+    key: LookupKey<'_>,
+) -> Result<Vec<User>, sqlx::Error> {
+    let (condition, value) = match key {
+        LookupKey::Email(email) => ("lower(users.email) = lower($2)", email),
+        LookupKey::Username(username) => ("lower(users.username) = lower($2)", username),
+        LookupKey::ExternalId(external_id) => ("users.external_id = $2", external_id),
+    };
+    let rows: Vec<UserRow> = sqlx::query_as(&format!(
+        "select {} from users where organization_id = $1 and {condition} order by create_time, id limit 1000",
+        columns()
+    ))
+    .bind(organization_id)
+    .bind(value.trim())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Whether a user other than `except` has this email (ignoring case).
+pub async fn email_used_by_other(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    email: &str,
+    except: Option<Uuid>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from users where organization_id = $1 and lower(email) = lower($2) \
+         and ($3::uuid is null or id <> $3))",
+    )
+    .bind(organization_id)
+    .bind(email)
+    .bind(except)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn delete(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("delete from users where organization_id = $1 and id = $2")
+        .bind(organization_id)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Sets the admin state; a legacy status is left behind for good.
+pub async fn set_admin_state(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+    admin_state: &str,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(&format!(
+        "update users set admin_state = $3, legacy_status = null where organization_id = $1 and id = $2 returning {}",
+        columns()
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .bind(admin_state)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.into())
+}
+
+/// Every user of the organization keeps a unique email from now on; fails
+/// (`users_org_email_key`) while duplicates exist.
+pub async fn make_emails_unique(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update users set email_unique = true where organization_id = $1 and not email_unique",
+    )
+    .bind(organization_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Keyset position of a user in a list, by order.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+enum Position {
+    Created(DateTime<Utc>, Uuid),
+    LastName(String, Uuid),
+}
+
+fn push_user_filters(
+    query: &mut QueryBuilder<'static, Postgres>,
+    organization_id: Uuid,
+    filter: &UserFilter,
+) {
+    query
+        .push(" from users where users.organization_id = ")
+        .push_bind(organization_id);
+    for word in &filter.query_words {
+        let escaped = word
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        query
+            .push(" and users.search_key like ")
+            .push_bind(format!("%{escaped}%"));
+    }
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        query
+            .push(format!(" and {STATUS_SQL} = any("))
+            .push_bind(statuses)
+            .push(")");
+    }
+    if let Some(onboarded) = filter.onboarded {
+        query.push(" and users.onboarded = ").push_bind(onboarded);
+    }
+    if let Some(group_id) = filter.group_id {
+        query
+            .push(" and exists (select 1 from memberships m where m.organization_id = users.organization_id and m.user_id = users.id and m.group_id = ")
+            .push_bind(group_id)
+            .push(")");
+    }
+    if let Some(unit_id) = filter.unit_id {
+        query
+            .push(
+                " and exists (select 1 from memberships m join groups g on g.organization_id = m.organization_id and g.id = m.group_id \
+                 where m.organization_id = users.organization_id and m.user_id = users.id and (g.unit_scope = 'ALL_UNITS' or exists \
+                 (select 1 from group_units gu where gu.organization_id = g.organization_id and gu.group_id = g.id and gu.unit_id = ",
+            )
+            .push_bind(unit_id)
+            .push(")))");
+    }
+}
+
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &UserFilter,
+    order: UserOrder,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<User>, DomainError> {
+    let query_fingerprint = fingerprint(&("users", filter, order));
+    let after: Option<Position> = decode_page_token(page_token, &query_fingerprint)
+        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?;
+    let filter = filter.clone();
+    let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
+        push_user_filters(query, organization_id, &filter);
+    };
+    let mut query = QueryBuilder::new(format!("select {}", columns()));
+    push_from_where(&mut query);
+    match after {
+        Some(Position::Created(time, id)) => {
+            query
+                .push(" and (users.create_time, users.id) < (")
+                .push_bind(time)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        Some(Position::LastName(key, id)) => {
+            query
+                .push(" and (users.last_name_key, users.id) > (")
+                .push_bind(key)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        None => {}
+    }
+    query.push(match order {
+        UserOrder::CreateTimeDesc => " order by users.create_time desc, users.id desc",
+        UserOrder::LastName => " order by users.last_name_key, users.id",
+    });
+    query.push(" limit ").push_bind(page_size.fetch_limit());
+    let mut rows: Vec<UserRow> = query.build_query_as().fetch_all(pool).await?;
+    let page_len = page_size.get() as usize;
+    let next_page_token = if rows.len() > page_len {
+        rows.truncate(page_len);
+        rows.last()
+            .map(|last| {
+                let position = match order {
+                    UserOrder::CreateTimeDesc => Position::Created(last.create_time, last.id),
+                    UserOrder::LastName => Position::LastName(last.last_name_key.clone(), last.id),
+                };
+                encode_page_token(&position, &query_fingerprint)
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(Page {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_page_token,
+        total_size: total_size(pool, push_from_where).await?,
+    })
+}
+
+/// Users of one status each, and how many are onboarded.
+pub async fn status_counts(
+    pool: &PgPool,
+    organization_id: Uuid,
+) -> Result<Vec<(String, bool, i64)>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {STATUS_SQL} as status, onboarded, count(*) from users where organization_id = $1 group by 1, 2 order by 1, 2"
+    ))
+    .bind(organization_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// What deciding whether a user may act needs.
 #[derive(Debug, Clone, FromRow)]
 pub struct SignInState {
-    pub admin_state: String,
-    pub legacy_status: Option<String>,
-    pub onboarded: bool,
+    pub status: String,
 }
 
 pub async fn sign_in_state<'e>(
@@ -16,32 +427,9 @@ pub async fn sign_in_state<'e>(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<SignInState>, sqlx::Error> {
-    sqlx::query_as("select admin_state, legacy_status, onboarded from users where organization_id = $1 and id = $2")
-        .bind(organization_id)
-        .bind(user_id)
-        .fetch_optional(executor)
-        .await
-}
-
-/// A user's identity as WhoAmI shows it.
-#[derive(Debug, Clone, FromRow)]
-pub struct UserIdentity {
-    pub id: Uuid,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub username: String,
-    pub onboarded: bool,
-}
-
-pub async fn identity<'e>(
-    executor: impl PgExecutor<'e>,
-    organization_id: Uuid,
-    user_id: Uuid,
-) -> Result<Option<UserIdentity>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, first_name, last_name, email, username, onboarded from users where organization_id = $1 and id = $2",
-    )
+    sqlx::query_as(&format!(
+        "select {STATUS_SQL} as status from users where organization_id = $1 and id = $2"
+    ))
     .bind(organization_id)
     .bind(user_id)
     .fetch_optional(executor)

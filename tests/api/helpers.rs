@@ -17,8 +17,9 @@ use roster::{
         token::{Secret, TokenKind},
     },
     proto::{
-        auth_service_client::AuthServiceClient,
+        self, auth_service_client::AuthServiceClient, group_service_client::GroupServiceClient,
         organization_service_client::OrganizationServiceClient,
+        user_service_client::UserServiceClient,
     },
     startup::{Application, ServerSettings},
     store,
@@ -297,6 +298,52 @@ impl TestApp {
 
     pub fn organizations(&self, bearer: Bearer) -> OrganizationServiceClient<Authed> {
         OrganizationServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+
+    pub fn users(&self, bearer: Bearer) -> UserServiceClient<Authed> {
+        UserServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+
+    pub fn groups(&self, bearer: Bearer) -> GroupServiceClient<Authed> {
+        GroupServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+
+    /// Creates a user through the API as the organization's admin key.
+    pub async fn create_user(&self, first: &str, last: &str, email: &str) -> proto::User {
+        self.users(self.as_admin())
+            .create_user(proto::CreateUserRequest {
+                user: Some(proto::User {
+                    first_name: first.into(),
+                    last_name: last.into(),
+                    email: email.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("create user")
+            .into_inner()
+            .user
+            .expect("user")
+    }
+
+    /// Marks a user as having registered a password (until onboarding exists).
+    pub async fn onboard(&self, user_id: &str) {
+        sqlx::query("update users set onboarded = true where id = $1::uuid")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .expect("onboard");
+    }
+
+    /// A signed-in user: created, onboarded, with an access token.
+    pub async fn signed_in_user(&self, email: &str) -> (proto::User, Bearer) {
+        let user = self.create_user("Signed", "In", email).await;
+        self.onboard(&user.id).await;
+        let token = self
+            .mint_access_token(user.id.parse().expect("uuid"), chrono::Duration::hours(1))
+            .await;
+        (user, Bearer::token(&token))
     }
 
     pub fn as_admin(&self) -> Bearer {

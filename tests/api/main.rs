@@ -9,3 +9,4 @@ mod cli;
 mod contract;
 mod helpers;
 mod organizations;
+mod users;

@@ -183,17 +183,21 @@ async fn duplicate_emails_cannot_be_turned_off_while_some_users_share_an_email()
         .update_organization_settings(allow(true))
         .await
         .unwrap();
+    let mut users = app.users(app.as_admin());
     for username in ["shared.one", "shared.two"] {
-        sqlx::query(
-            "insert into users (organization_id, id, first_name, last_name, email, username) \
-             values ($1, $2, 'Shared', 'Mailbox', 'Team@Acme.test', $3)",
-        )
-        .bind(app.organization_id)
-        .bind(uuid::Uuid::now_v7())
-        .bind(username)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+        users
+            .create_user(proto::CreateUserRequest {
+                user: Some(proto::User {
+                    first_name: "Shared".into(),
+                    last_name: "Mailbox".into(),
+                    email: "Team@Acme.test".into(),
+                    username: username.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
     }
     let status = organizations
         .update_organization_settings(allow(false))

@@ -1,0 +1,318 @@
+//! The values of a user (spec §1), parsed once here for the API and the
+//! import alike. Each `parse` takes the field path to report (`user.email`
+//! for the API, `email` for an import row).
+
+use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
+
+use super::FieldViolation;
+
+const MAX_PERSON_NAME: usize = 100;
+const MAX_EMAIL: usize = 254;
+const MAX_EMAIL_LOCAL: usize = 64;
+const MAX_EXTERNAL_ID: usize = 100;
+
+/// Lowercase with accents removed: the key for search and accent-insensitive order.
+pub fn fold(text: &str) -> String {
+    text.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// A first or last name: trimmed, NFC-normalized, 1–100 characters, any script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
+        let normalized: String = raw.trim().nfc().collect();
+        if normalized.is_empty() {
+            return Err(FieldViolation::new(field, "REQUIRED", "must not be empty"));
+        }
+        if normalized.chars().any(char::is_control) {
+            return Err(FieldViolation::new(
+                field,
+                "CONTROL_CHARACTER",
+                "must not contain control characters",
+            ));
+        }
+        if normalized.chars().count() > MAX_PERSON_NAME {
+            return Err(FieldViolation::new(
+                field,
+                "TOO_LONG",
+                format!("must be at most {MAX_PERSON_NAME} characters"),
+            ));
+        }
+        Ok(Self(normalized))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address as typed (trimmed); compared ignoring case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
+        let email = raw.trim();
+        let invalid = |why: &str| {
+            FieldViolation::new(
+                field,
+                "INVALID_EMAIL",
+                format!("is not a valid email address: {why}"),
+            )
+        };
+        if email.is_empty() {
+            return Err(FieldViolation::new(field, "REQUIRED", "must not be empty"));
+        }
+        if email.chars().count() > MAX_EMAIL {
+            return Err(invalid(&format!("longer than {MAX_EMAIL} characters")));
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("contains spaces"));
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err(invalid("no @"));
+        };
+        if domain.contains('@') {
+            return Err(invalid("more than one @"));
+        }
+        if local.is_empty() || !local.is_ascii() || local.len() > MAX_EMAIL_LOCAL {
+            return Err(invalid(&format!(
+                "the part before @ must be 1–{MAX_EMAIL_LOCAL} ASCII characters"
+            )));
+        }
+        if !domain.contains('.') || domain.split('.').any(str::is_empty) {
+            return Err(invalid("the domain needs a dot between non-empty labels"));
+        }
+        Ok(Self(email.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain, lowercased.
+    pub fn domain(&self) -> String {
+        self.0.rsplit('@').next().unwrap_or_default().to_lowercase()
+    }
+
+    pub fn is_on_public_domain(&self) -> bool {
+        let domain = self.domain();
+        public_email_domains().any(|public| {
+            domain == public
+                || domain
+                    .strip_suffix(public)
+                    .is_some_and(|rest| rest.ends_with('.'))
+        })
+    }
+}
+
+const PUBLIC_EMAIL_DOMAINS: &str = include_str!("../../data/public_email_domains.txt");
+
+fn public_email_domains() -> impl Iterator<Item = &'static str> {
+    PUBLIC_EMAIL_DOMAINS
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
+/// A login: a valid email address, or 3–64 of letters, digits and `. _ - @ +`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
+        let username = raw.trim();
+        if username.is_empty() {
+            return Err(FieldViolation::new(field, "REQUIRED", "must not be empty"));
+        }
+        if username.contains('@') && Email::parse(username, field).is_ok() {
+            return Ok(Self(username.to_owned()));
+        }
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+');
+        if !(3..=64).contains(&username.chars().count()) || !username.chars().all(allowed) {
+            return Err(FieldViolation::new(
+                field,
+                "INVALID_USERNAME",
+                "must be an email address or 3–64 characters of letters, digits and . _ - @ +",
+            ));
+        }
+        Ok(Self(username.to_owned()))
+    }
+
+    pub fn from_email(email: &Email) -> Self {
+        Self(email.as_str().to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A phone number in E.164: `+` and 8–15 digits, stored without separators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
+        let compact: String = raw
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .collect();
+        let digits = compact.strip_prefix('+').unwrap_or_default();
+        if compact.starts_with('+')
+            && (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Ok(Self(compact));
+        }
+        let description = if raw.to_ascii_uppercase().contains("E+") {
+            "looks like a number a spreadsheet reformatted (e.g. 5,51199E+12); format the column as text and give + and 8–15 digits"
+        } else {
+            "must be + and 8–15 digits, e.g. +5511999998888 (spaces, dashes, dots and parentheses are ignored)"
+        };
+        Err(FieldViolation::new(field, "INVALID_PHONE", description))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An identifier from another system (an HR employee number), 1–100 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
+        let id = raw.trim();
+        if id.is_empty() || id.chars().count() > MAX_EXTERNAL_ID || id.chars().any(char::is_control)
+        {
+            return Err(FieldViolation::new(
+                field,
+                "INVALID_EXTERNAL_ID",
+                format!("must be 1–{MAX_EXTERNAL_ID} characters without control characters"),
+            ));
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_nfc_and_any_script() {
+        let decomposed = "Sa\u{0303}o"; // "São" with a combining tilde
+        assert_eq!(
+            PersonName::parse(&format!("  {decomposed} "), "f")
+                .unwrap()
+                .as_str(),
+            "São"
+        );
+        assert_eq!(PersonName::parse("김", "f").unwrap().as_str(), "김");
+        assert_eq!(PersonName::parse("Zoë\n", "f").unwrap().as_str(), "Zoë");
+        assert_eq!(
+            PersonName::parse("a\u{0}b", "f").unwrap_err().code,
+            "CONTROL_CHARACTER"
+        );
+        assert_eq!(
+            PersonName::parse(&"é".repeat(101), "f").unwrap_err().code,
+            "TOO_LONG"
+        );
+        assert_eq!(
+            PersonName::parse(&"é".repeat(100), "f")
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            100
+        );
+    }
+
+    #[test]
+    fn emails_follow_the_rules() {
+        assert!(Email::parse(" Ana@Example.com ", "e").is_ok());
+        assert!(
+            Email::parse("ana@exämple.com.br", "e").is_ok(),
+            "internationalized domain"
+        );
+        for bad in [
+            "ana",
+            "ana@",
+            "@x.com",
+            "a b@x.com",
+            "ana@localhost",
+            "a@b@c.com",
+            "jõao@x.com",
+            "ana@x..com",
+        ] {
+            assert!(Email::parse(bad, "user.email").is_err(), "{bad}");
+        }
+        assert!(Email::parse(&format!("{}@x.com", "a".repeat(65)), "e").is_err());
+        assert_eq!(
+            Email::parse("", "user.email").unwrap_err().field,
+            "user.email"
+        );
+    }
+
+    #[test]
+    fn public_domains_include_subdomains() {
+        assert!(Email::parse("a@gmail.com", "e")
+            .unwrap()
+            .is_on_public_domain());
+        assert!(Email::parse("a@mail.Yahoo.com", "e")
+            .unwrap()
+            .is_on_public_domain());
+        assert!(!Email::parse("a@notgmail.com", "e")
+            .unwrap()
+            .is_on_public_domain());
+        assert!(!Email::parse("a@acme.com", "e")
+            .unwrap()
+            .is_on_public_domain());
+    }
+
+    #[test]
+    fn usernames_are_emails_or_simple_logins() {
+        assert!(Username::parse("ana.silva_01+x", "u").is_ok());
+        assert!(Username::parse("ana@acme.com", "u").is_ok());
+        assert!(Username::parse("ab", "u").is_err());
+        assert!(Username::parse("ana silva", "u").is_err());
+        assert!(Username::parse(&"a".repeat(65), "u").is_err());
+    }
+
+    #[test]
+    fn phones_normalize_to_e164() {
+        assert_eq!(
+            Phone::parse("+55 (11) 99999-8888", "p").unwrap().as_str(),
+            "+5511999998888"
+        );
+        assert_eq!(
+            Phone::parse("+1.212.555.0100", "p").unwrap().as_str(),
+            "+12125550100"
+        );
+        assert!(Phone::parse("11999998888", "p").is_err());
+        assert!(Phone::parse("+123", "p").is_err());
+        assert!(Phone::parse("5,51199E+12", "p")
+            .unwrap_err()
+            .description
+            .contains("spreadsheet"));
+    }
+
+    #[test]
+    fn folding_ignores_case_and_accents() {
+        assert_eq!(fold("São João ÁLVARES Zoë"), "sao joao alvares zoe");
+        assert_eq!(fold("Ñandú"), "nandu");
+    }
+}

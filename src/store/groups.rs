@@ -1,0 +1,386 @@
+//! Groups, their units, and memberships.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{map_constraint_violation, paging::newest_first_page, Transaction};
+use crate::domain::{
+    access::{Grant, UnitScope},
+    caller::Scope,
+    group::{Group, GroupValues},
+    paging::{fingerprint, Page, PageSize},
+    DomainError,
+};
+
+const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, \
+     coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
+               where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids, \
+     (select count(*) from memberships m where m.organization_id = g.organization_id and m.group_id = g.id) as member_count, \
+     g.create_time, g.update_time";
+
+#[derive(FromRow)]
+struct GroupRow {
+    id: Uuid,
+    name: String,
+    description: String,
+    profile_id: Uuid,
+    unit_scope: String,
+    unit_ids: Vec<Uuid>,
+    member_count: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+fn scope_of(kind: &str, unit_ids: Vec<Uuid>) -> UnitScope {
+    match kind {
+        "ALL_UNITS" => UnitScope::AllUnits,
+        "UNITS" => UnitScope::Units(unit_ids.into_iter().collect()),
+        _ => UnitScope::NoUnit,
+    }
+}
+
+impl From<GroupRow> for Group {
+    fn from(row: GroupRow) -> Self {
+        Group {
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            profile_id: row.profile_id,
+            scope: scope_of(&row.unit_scope, row.unit_ids),
+            member_count: row.member_count,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        }
+    }
+}
+
+fn map_group_constraints(error: sqlx::Error) -> DomainError {
+    map_constraint_violation(error, |constraint| match constraint {
+        "groups_org_name_key" => Some(DomainError::AlreadyExists {
+            reason: "GROUP_ALREADY_EXISTS",
+            field: "group.name".into(),
+            message: "a group with this name already exists".into(),
+        }),
+        "groups_profile_fkey" => Some(DomainError::NotFoundField {
+            field: "group.profile_id".into(),
+            message: "profile not found".into(),
+        }),
+        "group_units_unit_fkey" => Some(DomainError::NotFoundField {
+            field: "group.unit_ids".into(),
+            message: "unit not found".into(),
+        }),
+        _ => None,
+    })
+}
+
+pub async fn insert(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    values: &GroupValues,
+) -> Result<Group, DomainError> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into groups (organization_id, id, name, description, profile_id, unit_scope) values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .bind(&values.name)
+    .bind(&values.description)
+    .bind(values.profile_id)
+    .bind(values.scope.kind())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_group_constraints)?;
+    replace_units(tx, organization_id, id, &values.scope).await?;
+    find(&mut **tx, organization_id, id)
+        .await?
+        .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("group {id} vanished")))
+}
+
+pub async fn update(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+    values: &GroupValues,
+) -> Result<Group, DomainError> {
+    sqlx::query(
+        "update groups set name = $3, description = $4, profile_id = $5, unit_scope = $6 where organization_id = $1 and id = $2",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .bind(&values.name)
+    .bind(&values.description)
+    .bind(values.profile_id)
+    .bind(values.scope.kind())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_group_constraints)?;
+    replace_units(tx, organization_id, id, &values.scope).await?;
+    find(&mut **tx, organization_id, id)
+        .await?
+        .ok_or_else(|| DomainError::not_found("group", id))
+}
+
+async fn replace_units(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    group_id: Uuid,
+    scope: &UnitScope,
+) -> Result<(), DomainError> {
+    sqlx::query("delete from group_units where organization_id = $1 and group_id = $2")
+        .bind(organization_id)
+        .bind(group_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("insert into group_units (organization_id, group_id, unit_id) select $1, $2, unnest($3::uuid[])")
+        .bind(organization_id)
+        .bind(group_id)
+        .bind(scope.unit_ids())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_group_constraints)?;
+    Ok(())
+}
+
+pub async fn delete(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("delete from groups where organization_id = $1 and id = $2")
+        .bind(organization_id)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn find<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Group>, sqlx::Error> {
+    let row: Option<GroupRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from groups g where g.organization_id = $1 and g.id = $2"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GroupFilter {
+    pub name_contains: String,
+    pub profile_id: Option<Uuid>,
+    pub unit_id: Option<Uuid>,
+    pub member_id: Option<Uuid>,
+}
+
+/// Newest first.
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &GroupFilter,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<Group>, DomainError> {
+    let query_fingerprint = fingerprint(&("groups", filter));
+    let filter = filter.clone();
+    let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
+        query
+            .push("from groups g where g.organization_id = ")
+            .push_bind(organization_id);
+        if !filter.name_contains.is_empty() {
+            query
+                .push(" and g.name ilike ")
+                .push_bind(format!("%{}%", filter.name_contains.replace('%', "\\%")));
+        }
+        if let Some(profile_id) = filter.profile_id {
+            query.push(" and g.profile_id = ").push_bind(profile_id);
+        }
+        if let Some(unit_id) = filter.unit_id {
+            query
+                .push(" and (g.unit_scope = 'ALL_UNITS' or exists (select 1 from group_units gu where gu.organization_id = g.organization_id and gu.group_id = g.id and gu.unit_id = ")
+                .push_bind(unit_id)
+                .push("))");
+        }
+        if let Some(member_id) = filter.member_id {
+            query
+                .push(" and exists (select 1 from memberships m where m.organization_id = g.organization_id and m.group_id = g.id and m.user_id = ")
+                .push_bind(member_id)
+                .push(")");
+        }
+    };
+    newest_first_page(
+        pool,
+        COLUMNS,
+        push_from_where,
+        page_size,
+        page_token,
+        &query_fingerprint,
+        |row: &GroupRow| (row.create_time, row.id),
+    )
+    .await
+}
+
+#[derive(FromRow)]
+struct GrantRow {
+    id: Uuid,
+    profile_id: Uuid,
+    unit_scope: String,
+    unit_ids: Vec<Uuid>,
+    built_in: Option<String>,
+}
+
+impl GrantRow {
+    fn grant(self) -> (Grant, Option<Scope>) {
+        let built_in = self.built_in.as_deref().and_then(Scope::parse);
+        (
+            Grant {
+                group_id: self.id,
+                profile_id: self.profile_id,
+                scope: scope_of(&self.unit_scope, self.unit_ids),
+            },
+            built_in,
+        )
+    }
+}
+
+const GRANT_SELECT: &str = "select g.id, g.profile_id, g.unit_scope, p.built_in, \
+     coalesce((select array_agg(gu.unit_id) from group_units gu \
+               where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids \
+     from groups g join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id";
+
+/// What the groups with these ids grant (missing ids are left out).
+pub async fn grants_by_ids<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Grant>, sqlx::Error> {
+    let rows: Vec<GrantRow> = sqlx::query_as(&format!(
+        "{GRANT_SELECT} where g.organization_id = $1 and g.id = any($2)"
+    ))
+    .bind(organization_id)
+    .bind(ids)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.grant().0).collect())
+}
+
+/// What a user's groups grant, with the built-in role of each group's profile.
+pub async fn grants_of_user_with_roles<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<(Grant, Option<Scope>)>, sqlx::Error> {
+    let rows: Vec<GrantRow> = sqlx::query_as(&format!(
+        "{GRANT_SELECT} join memberships m on m.organization_id = g.organization_id and m.group_id = g.id \
+         where g.organization_id = $1 and m.user_id = $2"
+    ))
+    .bind(organization_id)
+    .bind(user_id)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(GrantRow::grant).collect())
+}
+
+pub async fn grants_of_user<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<Grant>, sqlx::Error> {
+    Ok(
+        grants_of_user_with_roles(executor, organization_id, user_id)
+            .await?
+            .into_iter()
+            .map(|(grant, _)| grant)
+            .collect(),
+    )
+}
+
+/// Adds memberships; returns the groups the user was not already in.
+pub async fn add_memberships(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    user_id: Uuid,
+    group_ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into memberships (organization_id, user_id, group_id) select $1, $2, unnest($3::uuid[]) \
+         on conflict do nothing returning group_id",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .bind(group_ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Removes memberships; returns the groups the user was in.
+pub async fn remove_memberships(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    user_id: Uuid,
+    group_ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "delete from memberships where organization_id = $1 and user_id = $2 and group_id = any($3) returning group_id",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .bind(group_ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// The ids among `ids` that exist, as a set.
+pub async fn existing_ids(
+    pool: &PgPool,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<BTreeSet<Uuid>, sqlx::Error> {
+    let found: Vec<Uuid> =
+        sqlx::query_scalar("select id from groups where organization_id = $1 and id = any($2)")
+            .bind(organization_id)
+            .bind(ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// One (profile, unit scope) pair of a user's access, with names for people.
+#[derive(Debug, Clone, FromRow)]
+pub struct AccessRow {
+    pub group_id: Uuid,
+    pub group_name: String,
+    pub profile_id: Uuid,
+    pub product: String,
+    pub profile_name: String,
+    pub unit_scope: String,
+    pub unit_ids: Vec<Uuid>,
+}
+
+pub async fn access_of_user(
+    pool: &PgPool,
+    organization_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<AccessRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select g.id as group_id, g.name as group_name, p.id as profile_id, p.product, p.name as profile_name, g.unit_scope, \
+         coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
+                   where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids \
+         from memberships m \
+         join groups g on g.organization_id = m.organization_id and g.id = m.group_id \
+         join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id \
+         where m.organization_id = $1 and m.user_id = $2 order by p.product, p.name, g.name",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}

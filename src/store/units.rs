@@ -1,0 +1,166 @@
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{map_constraint_violation, paging::newest_first_page, Transaction};
+use crate::domain::{
+    group::{Unit, UnitKind},
+    paging::{fingerprint, Page, PageSize},
+    DomainError,
+};
+
+const COLUMNS: &str = "id, name, kind, create_time, update_time";
+
+#[derive(FromRow)]
+struct UnitRow {
+    id: Uuid,
+    name: String,
+    kind: String,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl From<UnitRow> for Unit {
+    fn from(row: UnitRow) -> Self {
+        Unit {
+            id: row.id,
+            name: row.name,
+            kind: UnitKind::parse(&row.kind).unwrap_or(UnitKind::Other),
+            create_time: row.create_time,
+            update_time: row.update_time,
+        }
+    }
+}
+
+fn map_unit_constraints(error: sqlx::Error) -> DomainError {
+    map_constraint_violation(error, |constraint| match constraint {
+        "units_org_name_key" => Some(DomainError::AlreadyExists {
+            reason: "UNIT_ALREADY_EXISTS",
+            field: "unit.name".into(),
+            message: "a unit with this name already exists".into(),
+        }),
+        "group_units_unit_fkey" => Some(DomainError::FailedPrecondition {
+            reason: "UNIT_IN_USE",
+            message: "groups are scoped to this unit; change or delete them first".into(),
+        }),
+        _ => None,
+    })
+}
+
+pub async fn insert(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    name: &str,
+    kind: UnitKind,
+) -> Result<Unit, DomainError> {
+    let row: UnitRow = sqlx::query_as(&format!(
+        "insert into units (organization_id, id, name, kind) values ($1, $2, $3, $4) returning {COLUMNS}"
+    ))
+    .bind(organization_id)
+    .bind(Uuid::now_v7())
+    .bind(name)
+    .bind(kind.as_str())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_unit_constraints)?;
+    Ok(row.into())
+}
+
+pub async fn update(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+    name: &str,
+    kind: UnitKind,
+) -> Result<Unit, DomainError> {
+    let row: Option<UnitRow> = sqlx::query_as(&format!(
+        "update units set name = $3, kind = $4 where organization_id = $1 and id = $2 returning {COLUMNS}"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .bind(name)
+    .bind(kind.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_unit_constraints)?;
+    row.map(Into::into)
+        .ok_or_else(|| DomainError::not_found("unit", id))
+}
+
+pub async fn delete(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<bool, DomainError> {
+    let result = sqlx::query("delete from units where organization_id = $1 and id = $2")
+        .bind(organization_id)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_unit_constraints)?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn find<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Unit>, sqlx::Error> {
+    let row: Option<UnitRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from units where organization_id = $1 and id = $2"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+/// The ids among `ids` that are units of the organization.
+pub async fn existing_ids<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("select id from units where organization_id = $1 and id = any($2)")
+        .bind(organization_id)
+        .bind(ids)
+        .fetch_all(executor)
+        .await
+}
+
+/// Newest first.
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    name_contains: &str,
+    kind: Option<UnitKind>,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<Unit>, DomainError> {
+    let query_fingerprint = fingerprint(&("units", name_contains, kind.map(UnitKind::as_str)));
+    let name_contains = name_contains.to_owned();
+    let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
+        query
+            .push("from units where organization_id = ")
+            .push_bind(organization_id);
+        if !name_contains.is_empty() {
+            query
+                .push(" and name ilike ")
+                .push_bind(format!("%{}%", name_contains.replace('%', "\\%")));
+        }
+        if let Some(kind) = kind {
+            query.push(" and kind = ").push_bind(kind.as_str());
+        }
+    };
+    newest_first_page(
+        pool,
+        COLUMNS,
+        push_from_where,
+        page_size,
+        page_token,
+        &query_fingerprint,
+        |row: &UnitRow| (row.create_time, row.id),
+    )
+    .await
+}
