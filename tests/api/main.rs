@@ -1,12 +1,17 @@
 //! Roster's API tests: the real server over real gRPC against real PostgreSQL.
 
 // Test helpers may panic on broken fixtures: that is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cloned_ref_to_slice_refs
+)]
 
 mod api_keys;
 mod auth;
 mod cli;
 mod contract;
+mod groups;
 mod helpers;
 mod organizations;
 mod users;
