@@ -157,20 +157,14 @@ fn settings_patch(
     settings: proto::OrganizationSettings,
     mask: prost_types::FieldMask,
 ) -> Result<SettingsPatch, DomainError> {
-    if mask.paths.is_empty() {
-        return Err(DomainError::invalid(
-            "update_mask",
-            "REQUIRED",
-            format!(
-                "must name the settings to change, among: {}",
-                SETTING_PATHS.join(", ")
-            ),
-        ));
-    }
+    let paths = convert::mask_fields(
+        Some(&mask),
+        "settings.",
+        &SETTING_PATHS.join(", "),
+        |path| SETTING_PATHS.iter().find(|known| **known == path).copied(),
+    )?;
     let mut patch = SettingsPatch::default();
-    let mut violations = Vec::new();
-    for (index, raw_path) in mask.paths.iter().enumerate() {
-        let path = raw_path.strip_prefix("settings.").unwrap_or(raw_path);
+    for path in paths {
         match path {
             "allow_duplicate_emails" => {
                 patch.allow_duplicate_emails = Some(settings.allow_duplicate_emails)
@@ -188,18 +182,9 @@ fn settings_patch(
             "access_token_ttl" => {
                 patch.access_token_ttl = Some(whole_seconds(settings.access_token_ttl.as_ref()))
             }
-            "locale" => patch.locale = Some(settings.locale.clone()),
-            _ => violations.push(FieldViolation::new(
-                format!("update_mask.paths[{index}]"),
-                "UNKNOWN_FIELD",
-                format!(
-                    "`{raw_path}` is not a setting; use one of: {}",
-                    SETTING_PATHS.join(", ")
-                ),
-            )),
+            _ => patch.locale = Some(settings.locale.clone()),
         }
     }
-    DomainError::check(violations)?;
     Ok(patch)
 }
 
