@@ -241,11 +241,31 @@ impl UserOrder {
 /// Remarks that do not stop a change, e.g. `PUBLIC_EMAIL_DOMAIN`.
 pub type Warning = FieldViolation;
 
+/// Whether a new user is created plainly (with an optional mirrored user)
+/// or cloned from a source user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Create,
+    Clone,
+}
+
+impl Origin {
+    /// The request field naming the user whose groups are copied.
+    fn source_field(self) -> &'static str {
+        match self {
+            Origin::Create => "mirror_user_id",
+            Origin::Clone => "source_user_id",
+        }
+    }
+}
+
 /// A validated CreateUser or CloneUser.
 #[derive(Debug, Clone)]
 pub struct NewUser {
+    pub origin: Origin,
     pub values: UserValues,
     pub group_ids: Vec<Uuid>,
+    /// The mirrored user (CreateUser) or the clone's source (CloneUser).
     pub mirror_user_id: Option<Uuid>,
     pub deactivated: bool,
     pub send_invitation: bool,
@@ -363,7 +383,14 @@ pub async fn create_user(
         }
     }
     let (mirrored, skipped) = match new_user.mirror_user_id {
-        Some(source) => mirrored_grants(&mut tx, caller, source, "mirror_user_id").await?,
+        Some(source) => {
+            if new_user.origin == Origin::Clone && is_self(caller, source) {
+                return Err(DomainError::PermissionDenied(
+                    "you cannot clone yourself".into(),
+                ));
+            }
+            mirrored_grants(&mut tx, caller, source, new_user.origin.source_field()).await?
+        }
         None => (Vec::new(), Vec::new()),
     };
     let allow_duplicates = organization.settings.allow_duplicate_emails;
@@ -543,6 +570,118 @@ async fn ensure_may_act_on(
         ));
     }
     Ok(user)
+}
+
+fn is_self(caller: &Caller, user_id: Uuid) -> bool {
+    matches!(caller.principal, Principal::User { id, .. } if id == user_id)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorMode {
+    /// Add the reference user's (covered) groups.
+    Add,
+    /// Make the target's covered groups equal to the reference user's covered groups.
+    Replace,
+}
+
+/// The outcome of mirroring onto one target.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorResult {
+    pub target_user_id: Uuid,
+    pub added: Vec<Uuid>,
+    pub removed: Vec<Uuid>,
+    pub skipped: Vec<Uuid>,
+    /// Why nothing was applied to this target: a stable code (`NOT_FOUND`,
+    /// `PERMISSION_DENIED`) and a message.
+    pub error: Option<(&'static str, String)>,
+}
+
+/// Gives each target the reference user's groups the caller covers; each
+/// target is changed in its own transaction and reported on its own.
+pub async fn mirror_user(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &str,
+    reference: Uuid,
+    targets: &[Uuid],
+    mode: MirrorMode,
+) -> Result<Vec<MirrorResult>, DomainError> {
+    let mut reference_tx = pool.begin().await?;
+    let (covered, skipped) =
+        mirrored_grants(&mut reference_tx, caller, reference, "reference_user_id").await?;
+    reference_tx.commit().await?;
+    let wanted: Vec<Uuid> = covered.iter().map(|g| g.group_id).collect();
+    let mut results = Vec::with_capacity(targets.len());
+    for &target in targets {
+        let mut result = MirrorResult {
+            target_user_id: target,
+            skipped: skipped.clone(),
+            ..Default::default()
+        };
+        match mirror_onto(pool, caller, request_id, reference, target, &wanted, mode).await {
+            Ok((added, removed)) => {
+                result.added = added;
+                result.removed = removed;
+            }
+            Err(DomainError::NotFound(message)) => result.error = Some(("NOT_FOUND", message)),
+            Err(DomainError::PermissionDenied(message)) => {
+                result.error = Some(("PERMISSION_DENIED", message))
+            }
+            Err(other) => return Err(other),
+        }
+        results.push(result);
+    }
+    Ok(results)
+}
+
+async fn mirror_onto(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &str,
+    reference: Uuid,
+    target: Uuid,
+    wanted: &[Uuid],
+    mode: MirrorMode,
+) -> Result<(Vec<Uuid>, Vec<Uuid>), DomainError> {
+    let mut tx = pool.begin().await?;
+    ensure_may_act_on(&mut tx, caller, target, None).await?;
+    let removed = match mode {
+        MirrorMode::Add => Vec::new(),
+        MirrorMode::Replace => {
+            // Every group of the target is covered (checked above), so REPLACE may drop any not wanted.
+            let current =
+                store::groups::grants_of_user(&mut *tx, caller.organization_id, target).await?;
+            let unwanted: Vec<Uuid> = current
+                .iter()
+                .map(|g| g.group_id)
+                .filter(|id| !wanted.contains(id))
+                .collect();
+            store::groups::remove_memberships(&mut tx, caller.organization_id, target, &unwanted)
+                .await?
+        }
+    };
+    let added =
+        store::groups::add_memberships(&mut tx, caller.organization_id, target, wanted).await?;
+    if !added.is_empty() || !removed.is_empty() {
+        store::audit::record(
+            &mut tx,
+            &AuditRecord::new(
+                caller.organization_id,
+                caller.actor(),
+                "user.mirror",
+                "user",
+                target,
+            )
+            .with_request_id(request_id)
+            .with_changes(
+                vec!["groups".into()],
+                json!({ "reference_user_id": reference, "added": added, "removed": removed }),
+            ),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((added, removed))
 }
 
 /// Which user fields an update changes.

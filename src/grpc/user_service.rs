@@ -9,7 +9,7 @@ use crate::{
         authentication::UserAccess,
         group::{self as groups},
         paging::PageSize,
-        user::{self, NewUser, UserField, UserFilter, UserOrder, UserValues},
+        user::{self, MirrorMode, NewUser, Origin, UserField, UserFilter, UserOrder, UserValues},
         DomainError, FieldViolation,
     },
     proto::{self, user_service_server::UserService},
@@ -42,10 +42,10 @@ impl UserService for UserHandler {
         let audit_request_id = request_id(&request);
         let body = request.into_inner();
         let new_user = parse_new_user(
+            Origin::Create,
             body.user.as_ref(),
             &body.group_ids,
             &body.mirror_user_id,
-            "mirror_user_id",
             body.deactivated,
             body.send_invitation,
             &body.request_id,
@@ -59,6 +59,105 @@ impl UserService for UserHandler {
                 .map(ToString::to_string)
                 .collect(),
             warnings: convert::field_issues(&created.warnings),
+        }))
+    }
+
+    async fn clone_user(
+        &self,
+        request: Request<proto::CloneUserRequest>,
+    ) -> Result<Response<proto::CloneUserResponse>, Status> {
+        let caller = caller(&request)?;
+        let audit_request_id = request_id(&request);
+        let body = request.into_inner();
+        let new_user = parse_new_user(
+            Origin::Clone,
+            body.user.as_ref(),
+            &[],
+            &body.source_user_id,
+            body.deactivated,
+            body.send_invitation,
+            &body.request_id,
+        )?;
+        let created = user::create_user(&self.pool, &caller, &audit_request_id, &new_user).await?;
+        Ok(Response::new(proto::CloneUserResponse {
+            user: Some(convert::user(&created.user)),
+            skipped_group_ids: created
+                .skipped_group_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            warnings: convert::field_issues(&created.warnings),
+        }))
+    }
+
+    async fn mirror_user(
+        &self,
+        request: Request<proto::MirrorUserRequest>,
+    ) -> Result<Response<proto::MirrorUserResponse>, Status> {
+        let caller = caller(&request)?;
+        let audit_request_id = request_id(&request);
+        let body = request.into_inner();
+        let mut violations = Vec::new();
+        let reference = convert::parse_id(&body.reference_user_id, "reference_user_id")
+            .map_err(|e| collect(e, &mut violations))
+            .ok();
+        let targets = convert::parse_ids(&body.target_user_ids, "target_user_ids")
+            .map_err(|e| collect(e, &mut violations))
+            .ok();
+        if body.target_user_ids.is_empty() || body.target_user_ids.len() > MAX_BATCH {
+            violations.push(FieldViolation::new(
+                "target_user_ids",
+                "COUNT",
+                format!("must list 1 to {MAX_BATCH} users"),
+            ));
+        }
+        let mode = match proto::MirrorMode::try_from(body.mode) {
+            Ok(proto::MirrorMode::Add) => Some(MirrorMode::Add),
+            Ok(proto::MirrorMode::Replace) => Some(MirrorMode::Replace),
+            _ => {
+                violations.push(FieldViolation::new(
+                    "mode",
+                    "REQUIRED",
+                    "must be MIRROR_MODE_ADD or MIRROR_MODE_REPLACE",
+                ));
+                None
+            }
+        };
+        DomainError::check(violations)?;
+        let (Some(reference), Some(targets), Some(mode)) = (reference, targets, mode) else {
+            return Err(Status::internal("validated above"));
+        };
+        let results = user::mirror_user(
+            &self.pool,
+            &caller,
+            &audit_request_id,
+            reference,
+            &targets,
+            mode,
+        )
+        .await?;
+        let ids = |ids: &[uuid::Uuid]| ids.iter().map(ToString::to_string).collect();
+        Ok(Response::new(proto::MirrorUserResponse {
+            results: results
+                .iter()
+                .map(|r| proto::MirrorTargetResult {
+                    target_user_id: r.target_user_id.to_string(),
+                    applied: r.error.is_none(),
+                    added_group_ids: ids(&r.added),
+                    removed_group_ids: ids(&r.removed),
+                    skipped_group_ids: ids(&r.skipped),
+                    error_code: r
+                        .error
+                        .as_ref()
+                        .map(|(code, _)| (*code).to_owned())
+                        .unwrap_or_default(),
+                    error_message: r
+                        .error
+                        .as_ref()
+                        .map(|(_, message)| message.clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
         }))
     }
 
@@ -379,6 +478,13 @@ impl UserService for UserHandler {
     }
 }
 
+/// Adds an invalid-argument error's violations to `violations`.
+fn collect(error: DomainError, violations: &mut Vec<FieldViolation>) {
+    if let DomainError::InvalidArgument(found) = error {
+        violations.extend(found);
+    }
+}
+
 fn user_and_groups(
     user_id: &str,
     group_ids: &[String],
@@ -442,10 +548,10 @@ pub(super) fn user_filter(
 
 /// Parses CreateUser (and CloneUser) into a validated new user, every violation at once.
 pub(super) fn parse_new_user(
+    origin: Origin,
     user: Option<&proto::User>,
     group_ids: &[String],
     mirror_user_id: &str,
-    mirror_field: &str,
     deactivated: bool,
     send_invitation: Option<bool>,
     request_id: &str,
@@ -462,7 +568,16 @@ pub(super) fn parse_new_user(
         }
         Err(other) => return Err(other),
     };
-    let mirror_user_id = match convert::parse_optional_id(mirror_user_id, mirror_field) {
+    let mirror_field = match origin {
+        Origin::Create => "mirror_user_id",
+        Origin::Clone => "source_user_id",
+    };
+    let parsed_source = if origin == Origin::Clone {
+        convert::parse_id(mirror_user_id, mirror_field).map(Some)
+    } else {
+        convert::parse_optional_id(mirror_user_id, mirror_field)
+    };
+    let mirror_user_id = match parsed_source {
         Ok(id) => id,
         Err(DomainError::InvalidArgument(found)) => {
             violations.extend(found);
@@ -479,6 +594,7 @@ pub(super) fn parse_new_user(
         .ok_or_else(|| Status::internal("validated above"))
         .map_err(|_| DomainError::Internal(anyhow::anyhow!("validated above")))?;
     Ok(NewUser {
+        origin,
         values,
         group_ids,
         mirror_user_id,

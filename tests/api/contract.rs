@@ -31,6 +31,8 @@ const BUILT: &[&str] = &[
     "UserService/ListUserGroups",
     "UserService/GetUserAccess",
     "UserService/GetOnboardingStats",
+    "UserService/CloneUser",
+    "UserService/MirrorUser",
     "GroupService/CreateGroup",
     "GroupService/GetGroup",
     "GroupService/ListGroups",

@@ -788,3 +788,213 @@ async fn removing_a_group_takes_effect_on_the_next_resolution_and_adding_twice_i
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["group_ids"]);
 }
+
+#[tokio::test]
+async fn a_unit_admin_clones_a_user_getting_only_covered_groups_and_the_rest_reported_skipped() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let admin_south = group(
+        &app,
+        "Admin South",
+        &o.admin_profile,
+        UnitScope::Units,
+        &[&o.south],
+    )
+    .await;
+    let cashier_south = group(
+        &app,
+        "Cashier South",
+        &o.cashier_profile,
+        UnitScope::Units,
+        &[&o.south],
+    )
+    .await;
+    let cashier_west = group(
+        &app,
+        "Cashier West",
+        &o.cashier_profile,
+        UnitScope::Units,
+        &[&o.west],
+    )
+    .await;
+    let (me, unit_admin) = holder(
+        &app,
+        "south.admin@acme.test",
+        &[&admin_south, &cashier_south],
+    )
+    .await;
+    let source = app
+        .create_user("Source", "Cashier", "source@acme.test")
+        .await;
+    give(
+        &app,
+        app.as_admin(),
+        &source.id,
+        &[&cashier_south, &cashier_west],
+    )
+    .await
+    .unwrap();
+
+    let clone = |source_user_id: &str, email: &str| proto::CloneUserRequest {
+        source_user_id: source_user_id.into(),
+        user: Some(proto::User {
+            first_name: "New".into(),
+            last_name: "Cashier".into(),
+            email: email.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cloned = app
+        .users(unit_admin.clone())
+        .clone_user(clone(&source.id, "new@acme.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cloned.skipped_group_ids, [cashier_west.clone()]);
+    let groups_of_clone = app
+        .users(app.as_admin())
+        .list_user_groups(proto::ListUserGroupsRequest {
+            user_id: cloned.user.unwrap().id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    let ids: Vec<String> = groups_of_clone.into_iter().map(|g| g.id).collect();
+    assert_eq!(ids, [cashier_south.clone()]);
+
+    let status = app
+        .users(unit_admin.clone())
+        .clone_user(clone(&me.id, "me2@acme.test"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "nobody clones themselves"
+    );
+    let status = app
+        .users(unit_admin.clone())
+        .clone_user(clone("", "x@acme.test"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["source_user_id"]);
+    let status = app
+        .users(unit_admin)
+        .clone_user(clone(&uuid::Uuid::new_v4().to_string(), "y@acme.test"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), violated_fields(&status)),
+        (Code::NotFound, vec!["source_user_id".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn mirroring_adds_or_replaces_covered_groups_with_a_result_per_target() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let admin_south = group(
+        &app,
+        "Admin South",
+        &o.admin_profile,
+        UnitScope::Units,
+        &[&o.south],
+    )
+    .await;
+    let cashier_south = group(
+        &app,
+        "Cashier South",
+        &o.cashier_profile,
+        UnitScope::Units,
+        &[&o.south],
+    )
+    .await;
+    let cashier_west = group(
+        &app,
+        "Cashier West",
+        &o.cashier_profile,
+        UnitScope::Units,
+        &[&o.west],
+    )
+    .await;
+    let cashier = group(&app, "Cashier", &o.cashier_profile, UnitScope::NoUnit, &[]).await;
+    let (_, unit_admin) = holder(
+        &app,
+        "south.admin@acme.test",
+        &[&admin_south, &cashier_south],
+    )
+    .await;
+
+    let reference = app.create_user("Ref", "Erence", "ref@acme.test").await;
+    give(
+        &app,
+        app.as_admin(),
+        &reference.id,
+        &[&cashier_south, &cashier_west],
+    )
+    .await
+    .unwrap();
+    let plain = app.create_user("Plain", "Target", "plain@acme.test").await;
+    give(&app, app.as_admin(), &plain.id, &[&cashier])
+        .await
+        .unwrap();
+    let western = app.create_user("West", "Target", "west@acme.test").await;
+    give(&app, app.as_admin(), &western.id, &[&cashier_west])
+        .await
+        .unwrap();
+    let missing = uuid::Uuid::new_v4().to_string();
+
+    let mirror = |mode: proto::MirrorMode, targets: Vec<String>| proto::MirrorUserRequest {
+        reference_user_id: reference.id.clone(),
+        target_user_ids: targets,
+        mode: mode as i32,
+    };
+    let results = app
+        .users(unit_admin.clone())
+        .mirror_user(mirror(
+            proto::MirrorMode::Add,
+            vec![plain.id.clone(), western.id.clone(), missing.clone()],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 3);
+    assert!(results[0].applied);
+    assert_eq!(results[0].added_group_ids, [cashier_south.clone()]);
+    assert_eq!(results[0].skipped_group_ids, [cashier_west.clone()]);
+    assert_eq!(
+        (results[1].applied, results[1].error_code.as_str()),
+        (false, "PERMISSION_DENIED"),
+        "holds an uncovered group"
+    );
+    assert_eq!(
+        (results[2].applied, results[2].error_code.as_str()),
+        (false, "NOT_FOUND")
+    );
+
+    let replaced = app
+        .users(unit_admin)
+        .mirror_user(mirror(proto::MirrorMode::Replace, vec![plain.id.clone()]))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(replaced[0].removed_group_ids, [cashier.clone()]);
+    assert!(
+        replaced[0].added_group_ids.is_empty(),
+        "already had Cashier South"
+    );
+    let status = app
+        .users(app.as_admin())
+        .mirror_user(proto::MirrorUserRequest {
+            reference_user_id: reference.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["target_user_ids", "mode"]);
+}
