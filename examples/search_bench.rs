@@ -17,19 +17,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if terms.is_empty() {
         return Err("give at least one search term".into());
     }
-    let channel = tonic::transport::Channel::from_shared(address)?.connect().await?;
+    let channel = tonic::transport::Channel::from_shared(address)?
+        .connect()
+        .await?;
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {key}").parse()?;
-    let mut client = UserServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-        request.metadata_mut().insert("authorization", bearer.clone());
-        Ok(request)
-    });
+    let mut client =
+        UserServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        });
     let mut latencies: Vec<Duration> = Vec::with_capacity(CALLS);
     let mut matched = 0;
     for call in 0..CALLS {
         let query = terms[call % terms.len()].clone();
         let started = Instant::now();
         let page = client
-            .list_users(ListUsersRequest { query, ..Default::default() })
+            .list_users(ListUsersRequest {
+                query,
+                ..Default::default()
+            })
             .await?
             .into_inner();
         latencies.push(started.elapsed());
