@@ -85,14 +85,11 @@ impl Application {
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = Server::builder()
             .layer(RequestLogLayer)
-            .layer(AuthLayer::new(authenticator.clone()))
+            .layer(AuthLayer::new(authenticator))
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
-            .add_service(AuthServiceServer::new(AuthHandler::new(
-                pool.clone(),
-                authenticator,
-            )))
+            .add_service(AuthServiceServer::new(AuthHandler::new(pool.clone())))
             .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
                 pool.clone(),
             )))

@@ -79,10 +79,6 @@ impl Authenticator {
         }
     }
 
-    pub fn user_access(&self) -> &UserAccessResolver {
-        &self.user_access
-    }
-
     /// `bearer` is the token after `Bearer `.
     pub async fn authenticate(&self, bearer: &str) -> Result<Caller, DomainError> {
         let token = PresentedToken::parse(bearer).ok_or_else(|| {
@@ -203,11 +199,6 @@ impl UserAccessResolver {
         let access = UserAccess::from_groups(state.status == "ACTIVE", groups);
         self.remember(key, access.clone());
         Ok(Some(access))
-    }
-
-    /// Drops what this process remembers of a user, after a change made here.
-    pub fn forget(&self, organization_id: Uuid, user_id: Uuid) {
-        self.lock().remove(&(organization_id, user_id));
     }
 
     fn cached(&self, key: (Uuid, Uuid)) -> Option<UserAccess> {

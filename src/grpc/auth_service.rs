@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
@@ -7,7 +5,6 @@ use super::{caller, convert, request_id};
 use crate::{
     domain::{
         api_key::{self, NewApiKey},
-        authentication::Authenticator,
         caller::Principal,
         DomainError,
     },
@@ -19,17 +16,11 @@ use crate::{
 /// until then they answer UNIMPLEMENTED through the generated default stubs.
 pub struct AuthHandler {
     pool: PgPool,
-    // Kept for the sign-in methods, which resolve users through it.
-    #[allow(dead_code)]
-    authenticator: Arc<Authenticator>,
 }
 
 impl AuthHandler {
-    pub fn new(pool: PgPool, authenticator: Arc<Authenticator>) -> Self {
-        Self {
-            pool,
-            authenticator,
-        }
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
     }
 }
 
