@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod caller;
 pub mod error;
 pub mod group;
+pub mod import;
 pub mod name;
 pub mod organization;
 pub mod paging;

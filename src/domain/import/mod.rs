@@ -1,0 +1,4 @@
+//! Bulk import (spec §4): the file format, its header and its rows.
+
+pub mod header;
+pub mod reader;
