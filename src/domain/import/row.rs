@@ -1,0 +1,354 @@
+//! One data row of an import, checked on its own (spec §4.1 "Values" and
+//! "Rows", the parts that need no database). Field paths are column names.
+
+use super::header::{Column, Header};
+use crate::domain::{
+    user::{UserInput, UserStatus, UserValues},
+    values::{fold, Email, ExternalId, PersonName, Phone, Username},
+    FieldViolation,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Add,
+    Update,
+    Delete,
+}
+
+/// Values an `update` row gives; blank cells keep the stored value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValueChanges {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowCommand {
+    Add {
+        values: UserValues,
+        status: Option<UserStatus>,
+        groups: Vec<String>,
+    },
+    /// Finds the user by username when given, else by email.
+    Update {
+        changes: ValueChanges,
+        status: Option<UserStatus>,
+        groups: Vec<String>,
+    },
+    /// Username and email must belong to the same user.
+    Delete { username: String, email: String },
+}
+
+/// Cells that start with `'` followed by `=`, `+`, `-`, `@`, tab or CR lose
+/// the `'` (export neutralizes formulas that way).
+pub fn unescape_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
+}
+
+/// Group names of a `groups` cell: `|`-separated, trimmed, empty parts and
+/// repeats (ignoring case) dropped.
+pub fn parse_groups(cell: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for part in cell.split('|').map(str::trim).filter(|p| !p.is_empty()) {
+        if !names.iter().any(|known| fold(known) == fold(part)) {
+            names.push(part.to_owned());
+        }
+    }
+    names
+}
+
+fn parse_status(cell: &str, allow_legacy: bool) -> Result<Option<UserStatus>, FieldViolation> {
+    let status = match cell.trim().to_lowercase().as_str() {
+        "" => return Ok(None),
+        "active" => UserStatus::Active,
+        "inactive" => UserStatus::Inactive,
+        "on_vacation" | "on vacation" => UserStatus::OnVacation,
+        "blocked" if allow_legacy => UserStatus::Blocked,
+        "disabled" if allow_legacy => UserStatus::Disabled,
+        "blocked" | "disabled" => {
+            return Err(FieldViolation::new(
+                "status",
+                "LEGACY_STATUS",
+                "blocked and disabled are legacy statuses, accepted only by the operator's `roster import --legacy-statuses`",
+            ))
+        }
+        _ => {
+            return Err(FieldViolation::new(
+                "status",
+                "INVALID_STATUS",
+                "must be active, inactive or on_vacation",
+            ))
+        }
+    };
+    Ok(Some(status))
+}
+
+fn parse_action(cell: &str) -> Result<Action, FieldViolation> {
+    match cell.trim().to_lowercase().as_str() {
+        "" | "add" => Ok(Action::Add),
+        "update" => Ok(Action::Update),
+        "delete" => Ok(Action::Delete),
+        _ => Err(FieldViolation::new(
+            "action",
+            "INVALID_ACTION",
+            "must be add, update or delete (or empty for add)",
+        )),
+    }
+}
+
+/// An optional cell checked by `parse`; blank means not given.
+fn given<T>(
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, FieldViolation>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<T> {
+    if raw.trim().is_empty() {
+        return None;
+    }
+    parse(raw).map_err(|v| violations.push(v)).ok()
+}
+
+/// Checks one record: its action, every value, status and groups. Every
+/// violation of the row is reported, each naming its column.
+pub fn parse_row(
+    header: &Header,
+    record: &[String],
+    allow_legacy: bool,
+) -> Result<(Action, RowCommand), Vec<FieldViolation>> {
+    let cell = |column: Column| unescape_cell(header.cell(record, column));
+    let mut violations = Vec::new();
+    if header.extra_cells(record) > 0 {
+        violations.push(FieldViolation::new(
+            "row",
+            "TOO_MANY_CELLS",
+            "has more cells than the header has columns",
+        ));
+    }
+    let action = parse_action(cell(Column::Action))
+        .map_err(|v| violations.push(v))
+        .ok();
+    let status = parse_status(cell(Column::Status), allow_legacy)
+        .map_err(|v| violations.push(v))
+        .ok()
+        .flatten();
+    let groups = parse_groups(cell(Column::Groups));
+    let command = match action {
+        Some(Action::Add) => {
+            let input = UserInput {
+                first_name: cell(Column::FirstName).to_owned(),
+                last_name: cell(Column::LastName).to_owned(),
+                email: cell(Column::Email).to_owned(),
+                username: cell(Column::Username).to_owned(),
+                phone: cell(Column::Phone).to_owned(),
+                external_id: cell(Column::ExternalId).to_owned(),
+            };
+            UserValues::parse(&input, "")
+                .map_err(|found| violations.extend(found))
+                .ok()
+                .map(|values| RowCommand::Add {
+                    values,
+                    status,
+                    groups,
+                })
+        }
+        Some(Action::Update) => {
+            let changes = ValueChanges {
+                first_name: given(
+                    cell(Column::FirstName),
+                    |r| PersonName::parse(r, "first_name").map(|v| v.as_str().to_owned()),
+                    &mut violations,
+                ),
+                last_name: given(
+                    cell(Column::LastName),
+                    |r| PersonName::parse(r, "last_name").map(|v| v.as_str().to_owned()),
+                    &mut violations,
+                ),
+                email: given(
+                    cell(Column::Email),
+                    |r| Email::parse(r, "email").map(|v| v.as_str().to_owned()),
+                    &mut violations,
+                ),
+                username: given(
+                    cell(Column::Username),
+                    |r| Username::parse(r, "username").map(|v| v.as_str().to_owned()),
+                    &mut violations,
+                ),
+                phone: given(
+                    cell(Column::Phone),
+                    |r| Phone::parse(r, "phone").map(|v| v.as_str().to_owned()),
+                    &mut violations,
+                ),
+                external_id: given(
+                    cell(Column::ExternalId),
+                    |r| ExternalId::parse(r, "external_id").map(|v| v.as_str().to_owned()),
+                    &mut violations,
+                ),
+            };
+            if cell(Column::Email).trim().is_empty() && cell(Column::Username).trim().is_empty() {
+                violations.push(FieldViolation::new(
+                    "email",
+                    "REQUIRED",
+                    "an update needs the username or the email of the user",
+                ));
+            }
+            Some(RowCommand::Update {
+                changes,
+                status,
+                groups,
+            })
+        }
+        Some(Action::Delete) => {
+            let email = Email::parse(cell(Column::Email), "email")
+                .map_err(|v| violations.push(v))
+                .ok();
+            let username = Username::parse(cell(Column::Username), "username")
+                .map_err(|v| violations.push(v))
+                .ok();
+            email
+                .zip(username)
+                .map(|(email, username)| RowCommand::Delete {
+                    username: username.as_str().to_owned(),
+                    email: email.as_str().to_owned(),
+                })
+        }
+        None => None,
+    };
+    match (action, command) {
+        (Some(action), Some(command)) if violations.is_empty() => Ok((action, command)),
+        _ => Err(violations),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(names: &[&str]) -> Header {
+        Header::parse(&names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn record(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    fn fields(violations: &[FieldViolation]) -> Vec<&str> {
+        violations.iter().map(|v| v.field.as_str()).collect()
+    }
+
+    #[test]
+    fn an_add_row_gives_validated_values_status_and_groups() {
+        let header = header(&[
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "groups",
+            "status",
+        ]);
+        let (action, command) = parse_row(
+            &header,
+            &record(&[
+                "Ana",
+                "Silva",
+                "ana@x.com",
+                "+55 11 99999-8888",
+                " Cashiers | | cashiers|South ",
+                "On_Vacation",
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(action, Action::Add);
+        let RowCommand::Add {
+            values,
+            status,
+            groups,
+        } = command
+        else {
+            panic!()
+        };
+        assert_eq!(values.username, "ana@x.com");
+        assert_eq!(values.phone.as_deref(), Some("+5511999998888"));
+        assert_eq!(status, Some(UserStatus::OnVacation));
+        assert_eq!(groups, ["Cashiers", "South"]);
+    }
+
+    #[test]
+    fn every_problem_of_a_row_is_reported_by_column() {
+        let header = header(&["first_name", "last_name", "email", "phone", "status"]);
+        let problems = parse_row(
+            &header,
+            &record(&["", "Silva", "nope", "5,51199E+12", "blocked", "extra"]),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&problems),
+            ["row", "status", "first_name", "email", "phone"]
+        );
+        assert!(problems[4].description.contains("spreadsheet"));
+        assert_eq!(problems[1].code, "LEGACY_STATUS");
+        let ok = parse_row(
+            &header,
+            &record(&["A", "B", "a@x.com", "", "blocked"]),
+            true,
+        )
+        .unwrap();
+        assert!(matches!(
+            ok.1,
+            RowCommand::Add {
+                status: Some(UserStatus::Blocked),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn actions_ignore_case_and_check_what_they_need() {
+        let header = header(&["action", "email", "username", "first_name"]);
+        let (action, command) =
+            parse_row(&header, &record(&["UPDATE", "", "ana", "Ana Maria"]), false).unwrap();
+        assert_eq!(action, Action::Update);
+        let RowCommand::Update { changes, .. } = command else {
+            panic!()
+        };
+        assert_eq!(changes.first_name.as_deref(), Some("Ana Maria"));
+        assert_eq!(changes.email, None, "blank cells keep the stored value");
+        assert_eq!(
+            fields(&parse_row(&header, &record(&["update", "", "", "X"]), false).unwrap_err()),
+            ["email"]
+        );
+        assert_eq!(
+            fields(
+                &parse_row(&header, &record(&["Delete", "a@x.com", "", ""]), false).unwrap_err()
+            ),
+            ["username"]
+        );
+        assert_eq!(
+            fields(
+                &parse_row(&header, &record(&["remove", "a@x.com", "", ""]), false).unwrap_err()
+            ),
+            ["action"]
+        );
+        assert!(
+            parse_row(&header, &record(&["delete", "a@x.com", "ana"]), false).is_ok(),
+            "a short record has empty cells"
+        );
+    }
+
+    #[test]
+    fn a_leading_quote_before_a_formula_character_is_removed() {
+        assert_eq!(unescape_cell("'=SUM(A1)"), "=SUM(A1)");
+        assert_eq!(unescape_cell("'+5511"), "+5511");
+        assert_eq!(unescape_cell("'@home"), "@home");
+        assert_eq!(unescape_cell("'quoted'"), "'quoted'");
+        assert_eq!(unescape_cell("O'Brien"), "O'Brien");
+    }
+}
