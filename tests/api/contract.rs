@@ -49,6 +49,7 @@ const BUILT: &[&str] = &[
     "GroupService/ListProfiles",
     "GroupService/UpdateProfile",
     "GroupService/DeleteProfile",
+    "ImportService/GetImportTemplate",
 ];
 
 #[tokio::test]

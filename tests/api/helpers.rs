@@ -18,6 +18,7 @@ use roster::{
     },
     proto::{
         self, auth_service_client::AuthServiceClient, group_service_client::GroupServiceClient,
+        import_service_client::ImportServiceClient,
         organization_service_client::OrganizationServiceClient,
         user_service_client::UserServiceClient,
     },
@@ -302,6 +303,10 @@ impl TestApp {
 
     pub fn users(&self, bearer: Bearer) -> UserServiceClient<Authed> {
         UserServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+
+    pub fn imports(&self, bearer: Bearer) -> ImportServiceClient<Authed> {
+        ImportServiceClient::with_interceptor(self.channel.clone(), bearer)
     }
 
     pub fn groups(&self, bearer: Bearer) -> GroupServiceClient<Authed> {

@@ -13,5 +13,6 @@ mod cli;
 mod contract;
 mod groups;
 mod helpers;
+mod import;
 mod organizations;
 mod users;
