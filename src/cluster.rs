@@ -147,15 +147,6 @@ impl PrivateCluster {
         )
     }
 
-    pub fn pgdata(&self) -> &Path {
-        &self.pgdata
-    }
-
-    /// True when this process started the server (and so must stop it).
-    pub fn started_here(&self) -> bool {
-        self.started.is_some()
-    }
-
     /// Stops the server if this process started it: a fast shutdown, then an
     /// immediate one if it does not stop in time. A no-op otherwise.
     pub fn stop(&mut self) -> Result<()> {

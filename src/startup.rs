@@ -115,10 +115,6 @@ impl Application {
         self.local_addr
     }
 
-    pub fn port(&self) -> u16 {
-        self.local_addr.port()
-    }
-
     /// Serves until `stop` resolves, then stops accepting and gives in-flight
     /// calls up to the grace period to finish.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> Result<()> {

@@ -52,10 +52,44 @@ impl AuditRecord {
         self
     }
 
+    pub fn with_field_changes(self, changes: FieldChanges) -> Self {
+        self.with_changes(changes.fields, serde_json::Value::Object(changes.details))
+    }
+
     pub fn with_changes(mut self, changed_fields: Vec<String>, details: serde_json::Value) -> Self {
         self.changed_fields = changed_fields;
         self.details = details;
         self
+    }
+}
+
+/// The fields whose value differs, with `{old, new}` for each: what an
+/// update records. Built from (field, old, new) triples.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldChanges {
+    pub fields: Vec<String>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl FieldChanges {
+    pub fn between(
+        pairs: impl IntoIterator<Item = (&'static str, serde_json::Value, serde_json::Value)>,
+    ) -> Self {
+        let mut changes = Self::default();
+        for (field, old, new) in pairs {
+            if old != new {
+                changes.fields.push(field.to_owned());
+                changes.details.insert(
+                    field.to_owned(),
+                    serde_json::json!({ "old": old, "new": new }),
+                );
+            }
+        }
+        changes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
     }
 }
 

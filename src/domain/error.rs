@@ -1,25 +1,25 @@
 //! The one error type of the domain; `grpc::status` maps it to `tonic::Status`.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 /// One invalid field of a request, with the request field path (`user.email`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {
     pub field: String,
     /// Stable machine-readable code, e.g. `TOO_LONG`.
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     pub description: String,
 }
 
 impl FieldViolation {
     pub fn new(
         field: impl Into<String>,
-        code: &'static str,
+        code: impl Into<Cow<'static, str>>,
         description: impl Into<String>,
     ) -> Self {
         Self {
             field: field.into(),
-            code,
+            code: code.into(),
             description: description.into(),
         }
     }

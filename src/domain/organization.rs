@@ -5,7 +5,12 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{audit::AuditRecord, caller::Actor, name::DisplayName, DomainError, FieldViolation};
+use super::{
+    audit::{AuditRecord, FieldChanges},
+    caller::Actor,
+    name::DisplayName,
+    DomainError, FieldViolation,
+};
 use crate::store::{self, Transaction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,16 +253,6 @@ pub async fn update_settings(
         return Ok(current);
     }
     let updated = store::organizations::update_settings(&mut tx, organization_id, &next).await?;
-    let changed_fields = changes
-        .iter()
-        .map(|(field, _)| (*field).to_owned())
-        .collect();
-    let details = serde_json::Value::Object(
-        changes
-            .into_iter()
-            .map(|(f, v)| (f.to_owned(), v))
-            .collect(),
-    );
     store::audit::record(
         &mut tx,
         &AuditRecord::new(
@@ -268,7 +263,7 @@ pub async fn update_settings(
             organization_id,
         )
         .with_request_id(request_id)
-        .with_changes(changed_fields, details),
+        .with_field_changes(changes),
     )
     .await?;
     tx.commit().await?;
@@ -276,8 +271,8 @@ pub async fn update_settings(
 }
 
 /// Every setting whose value differs, with `{old, new}`.
-fn settings_changes(old: &Settings, new: &Settings) -> Vec<(&'static str, serde_json::Value)> {
-    let pairs = [
+fn settings_changes(old: &Settings, new: &Settings) -> FieldChanges {
+    FieldChanges::between([
         (
             "allow_duplicate_emails",
             json!(old.allow_duplicate_emails),
@@ -308,12 +303,7 @@ fn settings_changes(old: &Settings, new: &Settings) -> Vec<(&'static str, serde_
             json!(old.locale.as_str()),
             json!(new.locale.as_str()),
         ),
-    ];
-    pairs
-        .into_iter()
-        .filter(|(_, old, new)| old != new)
-        .map(|(field, old, new)| (field, json!({ "old": old, "new": new })))
-        .collect()
+    ])
 }
 
 #[cfg(test)]
@@ -365,6 +355,9 @@ mod tests {
         let next = patch.apply(&defaults()).unwrap();
         assert_eq!(next.locale, Locale::PtBr);
         assert_eq!(next.password_reset_ttl_seconds, 30 * MINUTE);
-        assert_eq!(settings_changes(&defaults(), &next).len(), 2);
+        assert_eq!(
+            settings_changes(&defaults(), &next).fields,
+            ["password_reset_ttl", "locale"]
+        );
     }
 }

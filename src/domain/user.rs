@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     access::Grant,
-    audit::AuditRecord,
+    audit::{AuditRecord, FieldChanges},
     caller::{Caller, Principal},
     organization::PublicEmailDomainPolicy,
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
@@ -477,15 +477,7 @@ async fn replay_create(
         warnings: stored
             .warnings
             .into_iter()
-            .map(|(field, code, message)| Warning {
-                field,
-                code: if code == "PUBLIC_EMAIL_DOMAIN" {
-                    "PUBLIC_EMAIL_DOMAIN"
-                } else {
-                    "WARNING"
-                },
-                description: message,
-            })
+            .map(|(field, code, message)| Warning::new(field, code, message))
             .collect(),
     }))
 }
@@ -502,7 +494,7 @@ async fn remember_create(
         warnings: created
             .warnings
             .iter()
-            .map(|w| (w.field.clone(), w.code.to_owned(), w.description.clone()))
+            .map(|w| (w.field.clone(), w.code.to_string(), w.description.clone()))
             .collect(),
     })
     .map_err(anyhow::Error::from)?;
@@ -803,26 +795,15 @@ pub async fn update_user(
             user_id,
         )
         .with_request_id(request_id)
-        .with_changes(
-            changes.iter().map(|(f, _)| (*f).to_owned()).collect(),
-            serde_json::Value::Object(
-                changes
-                    .into_iter()
-                    .map(|(f, v)| (f.to_owned(), v))
-                    .collect(),
-            ),
-        ),
+        .with_field_changes(changes),
     )
     .await?;
     tx.commit().await?;
     Ok((updated, warnings))
 }
 
-fn value_changes(
-    before: &UserValues,
-    after: &UserValues,
-) -> Vec<(&'static str, serde_json::Value)> {
-    let pairs = [
+fn value_changes(before: &UserValues, after: &UserValues) -> FieldChanges {
+    FieldChanges::between([
         (
             "first_name",
             json!(before.first_name),
@@ -837,12 +818,7 @@ fn value_changes(
             json!(before.external_id),
             json!(after.external_id),
         ),
-    ];
-    pairs
-        .into_iter()
-        .filter(|(_, old, new)| old != new)
-        .map(|(field, old, new)| (field, json!({ "old": old, "new": new })))
-        .collect()
+    ])
 }
 
 pub async fn delete_user(

@@ -182,7 +182,7 @@ pub fn field_issues(issues: &[FieldViolation]) -> Vec<proto::FieldIssue> {
         .iter()
         .map(|issue| proto::FieldIssue {
             field: issue.field.clone(),
-            code: issue.code.to_owned(),
+            code: issue.code.to_string(),
             message: issue.description.clone(),
         })
         .collect()

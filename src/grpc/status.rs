@@ -19,7 +19,7 @@ impl From<DomainError> for Status {
                     violations
                         .into_iter()
                         .map(|violation| FieldViolation {
-                            reason: violation.code.to_owned(),
+                            reason: violation.code.into_owned(),
                             ..FieldViolation::new(violation.field, violation.description)
                         })
                         .collect::<Vec<_>>(),

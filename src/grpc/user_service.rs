@@ -4,7 +4,6 @@ use tonic::{Request, Response, Status};
 use super::{caller, convert, request_id};
 use crate::{
     domain::{
-        access::UnitScope,
         api_key::parse_request_id,
         authentication::UserAccess,
         group::{self as groups},
@@ -258,7 +257,7 @@ impl UserService for UserHandler {
             &mut violations,
         );
         DomainError::check(violations)?;
-        let (Some(page_size), Some(order), Some(filter)) = (page_size, order, filter) else {
+        let (Some(page_size), Some(order)) = (page_size, order) else {
             return Err(Status::internal("validated above"));
         };
         let page = store::users::list(
@@ -421,27 +420,15 @@ impl UserService for UserHandler {
         };
         // A calling service must never authorize someone who may not sign in.
         if can_sign_in {
-            let roles = store::groups::grants_of_user_with_roles(
-                &self.pool,
-                caller.organization_id,
-                user_id,
-            )
-            .await
-            .map_err(DomainError::from)?;
-            response.scopes =
-                convert::scopes_to_proto(&UserAccess::from_groups(true, roles).scopes);
             let rows = store::groups::access_of_user(&self.pool, caller.organization_id, user_id)
                 .await
                 .map_err(DomainError::from)?;
+            let grants: Vec<_> = rows.iter().map(store::groups::AccessRow::grant).collect();
             response.grants = rows
                 .into_iter()
-                .map(|row| {
-                    let scope = match row.unit_scope.as_str() {
-                        "ALL_UNITS" => UnitScope::AllUnits,
-                        "UNITS" => UnitScope::Units(row.unit_ids.into_iter().collect()),
-                        _ => UnitScope::NoUnit,
-                    };
-                    let (unit_scope, unit_ids) = convert::unit_scope_to_proto(&scope);
+                .zip(&grants)
+                .map(|(row, (grant, _))| {
+                    let (unit_scope, unit_ids) = convert::unit_scope_to_proto(&grant.scope);
                     proto::AccessGrant {
                         group_id: row.group_id.to_string(),
                         group_name: row.group_name,
@@ -453,6 +440,8 @@ impl UserService for UserHandler {
                     }
                 })
                 .collect();
+            response.scopes =
+                convert::scopes_to_proto(&UserAccess::from_groups(true, grants).scopes);
         }
         Ok(Response::new(response))
     }
@@ -500,7 +489,7 @@ fn user_and_groups(
     Ok((user_id, convert::parse_ids(group_ids, "group_ids")?))
 }
 
-/// The ListUsers/ExportUsers filters; violations are collected, not returned.
+/// The ListUsers/ExportUsers filters; violations are collected into `violations`.
 pub(super) fn user_filter(
     query: &str,
     statuses: &[i32],
@@ -508,7 +497,7 @@ pub(super) fn user_filter(
     unit_id: &str,
     onboarded: Option<bool>,
     violations: &mut Vec<FieldViolation>,
-) -> Option<UserFilter> {
+) -> UserFilter {
     let mut parsed_statuses = Vec::new();
     for (index, raw) in statuses.iter().enumerate() {
         match convert::user_status_from_proto(*raw) {
@@ -537,13 +526,13 @@ pub(super) fn user_filter(
             "must be at most 200 characters",
         ));
     }
-    Some(UserFilter {
+    UserFilter {
         query_words: UserFilter::query_words(query),
         statuses: parsed_statuses,
         group_id,
         unit_id,
         onboarded,
-    })
+    }
 }
 
 /// Parses CreateUser (and CloneUser) into a validated new user, every violation at once.
@@ -591,8 +580,7 @@ pub(super) fn parse_new_user(
         .flatten();
     DomainError::check(violations)?;
     let values = values
-        .ok_or_else(|| Status::internal("validated above"))
-        .map_err(|_| DomainError::Internal(anyhow::anyhow!("validated above")))?;
+        .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("user values validated above")))?;
     Ok(NewUser {
         origin,
         values,

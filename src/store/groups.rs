@@ -1,7 +1,5 @@
 //! Groups, their units, and memberships.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -338,21 +336,6 @@ pub async fn remove_memberships(
     .await
 }
 
-/// The ids among `ids` that exist, as a set.
-pub async fn existing_ids(
-    pool: &PgPool,
-    organization_id: Uuid,
-    ids: &[Uuid],
-) -> Result<BTreeSet<Uuid>, sqlx::Error> {
-    let found: Vec<Uuid> =
-        sqlx::query_scalar("select id from groups where organization_id = $1 and id = any($2)")
-            .bind(organization_id)
-            .bind(ids)
-            .fetch_all(pool)
-            .await?;
-    Ok(found.into_iter().collect())
-}
-
 /// One (profile, unit scope) pair of a user's access, with names for people.
 #[derive(Debug, Clone, FromRow)]
 pub struct AccessRow {
@@ -363,6 +346,21 @@ pub struct AccessRow {
     pub profile_name: String,
     pub unit_scope: String,
     pub unit_ids: Vec<Uuid>,
+    pub built_in: Option<String>,
+}
+
+impl AccessRow {
+    /// What the group grants, and the built-in role of its profile.
+    pub fn grant(&self) -> (Grant, Option<Scope>) {
+        (
+            Grant {
+                group_id: self.group_id,
+                profile_id: self.profile_id,
+                scope: scope_of(&self.unit_scope, self.unit_ids.clone()),
+            },
+            self.built_in.as_deref().and_then(Scope::parse),
+        )
+    }
 }
 
 pub async fn access_of_user(
@@ -371,7 +369,7 @@ pub async fn access_of_user(
     user_id: Uuid,
 ) -> Result<Vec<AccessRow>, sqlx::Error> {
     sqlx::query_as(
-        "select g.id as group_id, g.name as group_name, p.id as profile_id, p.product, p.name as profile_name, g.unit_scope, \
+        "select g.id as group_id, g.name as group_name, p.id as profile_id, p.product, p.name as profile_name, g.unit_scope, p.built_in, \
          coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
                    where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids \
          from memberships m \

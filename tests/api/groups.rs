@@ -386,7 +386,6 @@ async fn the_who_may_do_what_table_of_the_spec() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "not covered before");
-    let _ = o.viewer_profile;
 }
 
 #[tokio::test]

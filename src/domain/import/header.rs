@@ -180,7 +180,7 @@ mod tests {
             Header::parse(&cells(&["email", "", "Email", "nickname", "groups"])).unwrap_err();
         let reported: Vec<(&str, &str)> = problems
             .iter()
-            .map(|v| (v.field.as_str(), v.code))
+            .map(|v| (v.field.as_str(), v.code.as_ref()))
             .collect();
         assert_eq!(
             reported,
