@@ -13,6 +13,7 @@ use crate::{
         api_key::{self, NewApiKey},
         bootstrap,
         caller::{Actor, Scope},
+        import::{reader::Limits, run::ImportSettings},
         organization,
     },
     startup::{stop_signal, Application, ServerSettings},
@@ -79,6 +80,15 @@ struct ServeArgs {
     /// Maximum PostgreSQL connections of this server.
     #[arg(long, env = "ROSTER_DB_MAX_CONNECTIONS", default_value_t = 20)]
     db_max_connections: u32,
+    /// Most data rows one import job takes.
+    #[arg(long, env = "ROSTER_IMPORT_MAX_ROWS", default_value_t = 1_000_000)]
+    import_max_rows: u64,
+    /// Most bytes of one import cell.
+    #[arg(long, env = "ROSTER_IMPORT_MAX_FIELD_BYTES", default_value_t = 4 * 1024)]
+    import_max_field_bytes: usize,
+    /// Most bytes of one import record (line).
+    #[arg(long, env = "ROSTER_IMPORT_MAX_RECORD_BYTES", default_value_t = 64 * 1024)]
+    import_max_record_bytes: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +175,14 @@ async fn serve(source: DatabaseSource, args: ServeArgs) -> Result<()> {
             listen: args.listen,
             reflection: !args.no_reflection,
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
+            import: ImportSettings {
+                limits: Limits {
+                    max_field_bytes: args.import_max_field_bytes,
+                    max_record_bytes: args.import_max_record_bytes,
+                },
+                max_rows: args.import_max_rows,
+                ..ImportSettings::default()
+            },
         };
         let application = Application::build(&settings, database.pool.clone()).await?;
         tracing::info!(address = %application.local_addr(), reflection = settings.reflection, "roster is serving gRPC");

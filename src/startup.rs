@@ -5,11 +5,18 @@ use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use sqlx::PgPool;
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{
+    net::TcpListener,
+    sync::{oneshot, watch},
+};
 use tonic::transport::{server::TcpIncoming, Server};
+use uuid::Uuid;
 
 use crate::{
-    domain::authentication::Authenticator,
+    domain::{
+        authentication::Authenticator,
+        import::run::{ImportSettings, Jobs},
+    },
     grpc::{
         auth_layer::AuthLayer, request_log::RequestLogLayer, AuthHandler, GroupHandler,
         ImportHandler, OrganizationHandler, UserHandler,
@@ -29,6 +36,7 @@ pub struct ServerSettings {
     pub reflection: bool,
     /// How long in-flight calls may run on after a stop signal.
     pub shutdown_grace: Duration,
+    pub import: ImportSettings,
 }
 
 type ServerFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
@@ -37,6 +45,7 @@ pub struct Application {
     local_addr: SocketAddr,
     server: ServerFuture,
     stop_accepting: oneshot::Sender<()>,
+    stopping: watch::Sender<bool>,
     shutdown_grace: Duration,
 }
 
@@ -82,6 +91,23 @@ impl Application {
             (None, None)
         };
 
+        let jobs = Jobs {
+            pool: pool.clone(),
+            settings: Arc::new(settings.import.clone()),
+            owner: Uuid::now_v7(),
+        };
+        // Any server ends the jobs of servers that stopped beating.
+        let reaper = jobs.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(reaper.settings.stale_after / 2);
+            loop {
+                every.tick().await;
+                if let Err(error) = reaper.interrupt_stale().await {
+                    tracing::warn!(error = %error, "cannot check for stale import jobs");
+                }
+            }
+        });
+        let (stopping, stopping_rx) = watch::channel(false);
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = Server::builder()
             .layer(RequestLogLayer)
@@ -95,7 +121,10 @@ impl Application {
             )))
             .add_service(UserServiceServer::new(UserHandler::new(pool.clone())))
             .add_service(GroupServiceServer::new(GroupHandler::new(pool.clone())))
-            .add_service(ImportServiceServer::new(ImportHandler))
+            .add_service(ImportServiceServer::new(ImportHandler::new(
+                jobs,
+                stopping_rx,
+            )))
             // Small unary answers must not wait out Nagle's algorithm against delayed ACKs (~40 ms).
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -107,6 +136,7 @@ impl Application {
             local_addr,
             server: Box::pin(server),
             stop_accepting,
+            stopping,
             shutdown_grace: settings.shutdown_grace,
         })
     }
@@ -121,6 +151,7 @@ impl Application {
         let Self {
             mut server,
             stop_accepting,
+            stopping,
             shutdown_grace,
             ..
         } = self;
@@ -132,6 +163,8 @@ impl Application {
             grace_seconds = shutdown_grace.as_secs(),
             "stopping: no new calls, draining in-flight calls"
         );
+        // Running imports end INTERRUPTED after their batch in progress, then their streams close.
+        let _ = stopping.send(true);
         let _ = stop_accepting.send(());
         match tokio::time::timeout(shutdown_grace, server).await {
             Ok(result) => result.context("gRPC server failed while draining")?,

@@ -286,7 +286,7 @@ struct StoredCreateResponse {
 }
 
 /// Checks the email against the organization's public-domain policy.
-fn public_domain_check(
+pub(crate) fn public_domain_check(
     email: &str,
     policy: PublicEmailDomainPolicy,
     field: &str,
@@ -803,7 +803,15 @@ pub async fn update_user(
 }
 
 fn value_changes(before: &UserValues, after: &UserValues) -> FieldChanges {
-    FieldChanges::between([
+    FieldChanges::between(user_value_pairs(before, after))
+}
+
+/// (field, old, new) of every user value, for the audit trail.
+pub(crate) fn user_value_pairs(
+    before: &UserValues,
+    after: &UserValues,
+) -> [(&'static str, serde_json::Value, serde_json::Value); 6] {
+    [
         (
             "first_name",
             json!(before.first_name),
@@ -818,7 +826,7 @@ fn value_changes(before: &UserValues, after: &UserValues) -> FieldChanges {
             json!(before.external_id),
             json!(after.external_id),
         ),
-    ])
+    ]
 }
 
 pub async fn delete_user(

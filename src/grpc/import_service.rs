@@ -1,14 +1,357 @@
-use tonic::{Request, Response, Status};
+use std::pin::Pin;
 
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::{caller, convert, request_id};
 use crate::{
-    domain::{import, DomainError},
+    domain::{
+        import::{
+            self,
+            job::{
+                Counts, ImportJob, ImportOptions, JobKind, JobStatus, OnExisting, Outcome,
+                RowResult,
+            },
+            row::Action,
+            run::{follow, start_job, EndError, Event, Input, Jobs, Progress},
+        },
+        DomainError,
+    },
     proto::{self, import_service_server::ImportService},
 };
 
-/// ImportService. The import streams and job methods are being built; until
-/// then they answer UNIMPLEMENTED through the generated default stubs.
-#[derive(Debug, Default)]
-pub struct ImportHandler;
+/// ImportService: the two import streams share one job runner; the job
+/// methods read the durable jobs.
+pub struct ImportHandler {
+    jobs: Jobs,
+    /// Turns true when the server stops: running jobs end INTERRUPTED.
+    stopping: watch::Receiver<bool>,
+}
+
+impl ImportHandler {
+    pub fn new(jobs: Jobs, stopping: watch::Receiver<bool>) -> Self {
+        Self { jobs, stopping }
+    }
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The two request types carry the same oneof.
+trait ImportRequestMessage: Send + 'static {
+    fn into_part(self) -> Option<Part>;
+}
+
+enum Part {
+    Options(proto::ImportOptions),
+    Chunk(Vec<u8>),
+}
+
+impl ImportRequestMessage for proto::ImportUsersRequest {
+    fn into_part(self) -> Option<Part> {
+        use proto::import_users_request::Message;
+        self.message.map(|message| match message {
+            Message::Options(options) => Part::Options(options),
+            Message::Chunk(chunk) => Part::Chunk(chunk),
+        })
+    }
+}
+
+impl ImportRequestMessage for proto::ValidateImportRequest {
+    fn into_part(self) -> Option<Part> {
+        use proto::validate_import_request::Message;
+        self.message.map(|message| match message {
+            Message::Options(options) => Part::Options(options),
+            Message::Chunk(chunk) => Part::Chunk(chunk),
+        })
+    }
+}
+
+/// The two response types carry the same oneof.
+trait ImportResponseMessage: Send + 'static {
+    fn row(row: proto::ImportRowResult) -> Self;
+    fn summary(summary: proto::ImportSummary) -> Self;
+}
+
+impl ImportResponseMessage for proto::ImportUsersResponse {
+    fn row(row: proto::ImportRowResult) -> Self {
+        Self {
+            message: Some(proto::import_users_response::Message::Row(row)),
+        }
+    }
+    fn summary(summary: proto::ImportSummary) -> Self {
+        Self {
+            message: Some(proto::import_users_response::Message::Summary(summary)),
+        }
+    }
+}
+
+impl ImportResponseMessage for proto::ValidateImportResponse {
+    fn row(row: proto::ImportRowResult) -> Self {
+        Self {
+            message: Some(proto::validate_import_response::Message::Row(row)),
+        }
+    }
+    fn summary(summary: proto::ImportSummary) -> Self {
+        Self {
+            message: Some(proto::validate_import_response::Message::Summary(summary)),
+        }
+    }
+}
+
+fn options_from_proto(options: proto::ImportOptions) -> Result<ImportOptions, DomainError> {
+    let on_existing = match proto::OnExisting::try_from(options.on_existing) {
+        Ok(proto::OnExisting::Unspecified | proto::OnExisting::Fail) => OnExisting::Fail,
+        Ok(proto::OnExisting::Skip) => OnExisting::Skip,
+        Ok(proto::OnExisting::Update) => OnExisting::Update,
+        Err(_) => {
+            return Err(DomainError::invalid(
+                "options.on_existing",
+                "INVALID_ENUM",
+                "must be FAIL, SKIP or UPDATE",
+            ))
+        }
+    };
+    Ok(ImportOptions {
+        group_ids: convert::parse_ids(&options.group_ids, "options.group_ids")?,
+        mirror_user_id: convert::parse_optional_id(
+            &options.mirror_user_id,
+            "options.mirror_user_id",
+        )?,
+        on_existing,
+        send_invitations: options.send_invitations.unwrap_or(true),
+        deactivated: options.deactivated,
+        notify_requester: options.notify_requester.unwrap_or(true),
+        allow_legacy_statuses: options.allow_legacy_statuses,
+        file_name: options.file_name.trim().chars().take(255).collect(),
+    })
+}
+
+fn options_to_proto(options: &ImportOptions) -> proto::ImportOptions {
+    proto::ImportOptions {
+        group_ids: options.group_ids.iter().map(Uuid::to_string).collect(),
+        mirror_user_id: options
+            .mirror_user_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        on_existing: match options.on_existing {
+            OnExisting::Fail => proto::OnExisting::Fail,
+            OnExisting::Skip => proto::OnExisting::Skip,
+            OnExisting::Update => proto::OnExisting::Update,
+        } as i32,
+        send_invitations: Some(options.send_invitations),
+        deactivated: options.deactivated,
+        notify_requester: Some(options.notify_requester),
+        allow_legacy_statuses: options.allow_legacy_statuses,
+        file_name: options.file_name.clone(),
+    }
+}
+
+fn action_to_proto(action: Option<Action>) -> i32 {
+    (match action {
+        None => proto::ImportAction::Unspecified,
+        Some(Action::Add) => proto::ImportAction::Add,
+        Some(Action::Update) => proto::ImportAction::Update,
+        Some(Action::Delete) => proto::ImportAction::Delete,
+    }) as i32
+}
+
+fn outcome_to_proto(outcome: Outcome) -> i32 {
+    (match outcome {
+        Outcome::Created => proto::RowOutcome::Created,
+        Outcome::Updated => proto::RowOutcome::Updated,
+        Outcome::Deleted => proto::RowOutcome::Deleted,
+        Outcome::Unchanged => proto::RowOutcome::Unchanged,
+        Outcome::Skipped => proto::RowOutcome::Skipped,
+        Outcome::Valid => proto::RowOutcome::Valid,
+        Outcome::Failed => proto::RowOutcome::Failed,
+    }) as i32
+}
+
+fn status_to_proto(status: JobStatus) -> i32 {
+    (match status {
+        JobStatus::Running => proto::ImportJobStatus::Running,
+        JobStatus::Succeeded => proto::ImportJobStatus::Succeeded,
+        JobStatus::Failed => proto::ImportJobStatus::Failed,
+        JobStatus::Cancelled => proto::ImportJobStatus::Cancelled,
+        JobStatus::Interrupted => proto::ImportJobStatus::Interrupted,
+    }) as i32
+}
+
+fn status_from_proto(raw: i32) -> Result<Option<JobStatus>, DomainError> {
+    Ok(match proto::ImportJobStatus::try_from(raw) {
+        Ok(proto::ImportJobStatus::Unspecified) => None,
+        Ok(proto::ImportJobStatus::Running) => Some(JobStatus::Running),
+        Ok(proto::ImportJobStatus::Succeeded) => Some(JobStatus::Succeeded),
+        Ok(proto::ImportJobStatus::Failed) => Some(JobStatus::Failed),
+        Ok(proto::ImportJobStatus::Cancelled) => Some(JobStatus::Cancelled),
+        Ok(proto::ImportJobStatus::Interrupted) => Some(JobStatus::Interrupted),
+        Err(_) => {
+            return Err(DomainError::invalid(
+                "status",
+                "INVALID_ENUM",
+                "is not an import job status",
+            ))
+        }
+    })
+}
+
+fn row_to_proto(row: &RowResult) -> proto::ImportRowResult {
+    proto::ImportRowResult {
+        line: row.line as i64,
+        action: action_to_proto(row.action),
+        email: row.email.clone(),
+        outcome: outcome_to_proto(row.outcome),
+        user_id: row.user_id.map(|id| id.to_string()).unwrap_or_default(),
+        errors: convert::field_issues(&row.errors),
+        warnings: convert::field_issues(&row.warnings),
+    }
+}
+
+fn counts_to_proto(counts: &Counts) -> proto::ImportCounts {
+    proto::ImportCounts {
+        rows: counts.rows,
+        created: counts.created,
+        updated: counts.updated,
+        deleted: counts.deleted,
+        unchanged: counts.unchanged,
+        skipped: counts.skipped,
+        valid: counts.valid,
+        failed: counts.failed,
+    }
+}
+
+fn job_to_proto(job: &ImportJob) -> proto::ImportJob {
+    proto::ImportJob {
+        id: job.id.to_string(),
+        kind: (match job.kind {
+            JobKind::Validate => proto::ImportJobKind::Validate,
+            JobKind::Import => proto::ImportJobKind::Import,
+        }) as i32,
+        status: status_to_proto(job.status),
+        options: Some(options_to_proto(&job.options)),
+        counts: Some(counts_to_proto(&job.counts)),
+        requested_by: job.requested_by.clone(),
+        bytes_received: job.bytes_received,
+        last_line: job.last_line,
+        failure_message: job.failure_message.clone(),
+        create_time: Some(convert::timestamp(job.create_time)),
+        update_time: Some(convert::timestamp(job.update_time)),
+        end_time: convert::optional_timestamp(job.end_time),
+    }
+}
+
+impl ImportHandler {
+    /// Reads the options, starts the job, and wires the three tasks: the
+    /// reader of the client's stream, the job, and the follower of results.
+    async fn run_stream<Req: ImportRequestMessage, Resp: ImportResponseMessage>(
+        &self,
+        request: Request<Streaming<Req>>,
+        kind: JobKind,
+    ) -> Result<Response<ResponseStream<Resp>>, Status> {
+        let caller = caller(&request)?;
+        let request_id = request_id(&request);
+        let mut inbound = request.into_inner();
+        let options = match inbound.message().await?.and_then(Req::into_part) {
+            Some(Part::Options(options)) => options_from_proto(options)?,
+            _ => {
+                return Err(DomainError::invalid(
+                    "options",
+                    "OPTIONS_FIRST",
+                    "the first message must be `options`, then the file as `chunk`s",
+                )
+                .into())
+            }
+        };
+        let job = start_job(
+            &self.jobs.pool,
+            &caller,
+            &request_id,
+            &self.jobs.settings,
+            self.jobs.owner,
+            kind,
+            options,
+        )
+        .await?;
+        let job_id = job.record.id;
+        tracing::info!(job_id = %job_id, kind = kind.as_str(), "import job started");
+
+        // Two chunks in flight at most: memory stays flat whatever the client sends.
+        let (input_tx, input_rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            loop {
+                let input = match inbound.message().await {
+                    Ok(Some(message)) => match message.into_part() {
+                        Some(Part::Chunk(chunk)) => Input::Chunk(chunk),
+                        Some(Part::Options(_)) => {
+                            Input::Broken("`options` may be sent only once, first".into())
+                        }
+                        None => continue,
+                    },
+                    Ok(None) => Input::End,
+                    Err(status) => {
+                        Input::Broken(format!("the client went away ({})", status.message()))
+                    }
+                };
+                let last = !matches!(input, Input::Chunk(_));
+                if input_tx.send(input).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let mut stopping = self.stopping.clone();
+        let job_task = tokio::spawn(job.run(input_rx, progress_tx, stop_rx));
+
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let pool = self.jobs.pool.clone();
+        let organization_id = caller.organization_id;
+        tokio::spawn(async move {
+            let follower = follow(pool, organization_id, job_id, progress_rx, out_tx);
+            tokio::pin!(follower);
+            let mut job_task = job_task;
+            loop {
+                tokio::select! {
+                    client_reading = &mut follower => {
+                        if !client_reading {
+                            let _ = stop_tx.send(Some("the client went away"));
+                        }
+                        break;
+                    }
+                    Ok(()) = stopping.changed() => {
+                        if *stopping.borrow() {
+                            let _ = stop_tx.send(Some("the server stopped"));
+                        }
+                    }
+                }
+            }
+            // Keep the stop channel open until the job has ended.
+            let _ = (&mut job_task).await;
+            drop(stop_tx);
+        });
+
+        let stream = ReceiverStream::new(out_rx).map(|event| match event {
+            Event::Row(row) => Ok(Resp::row(row_to_proto(&row))),
+            Event::Summary(job) => Ok(Resp::summary(proto::ImportSummary {
+                job_id: job.id.to_string(),
+                status: status_to_proto(job.status),
+                counts: Some(counts_to_proto(&job.counts)),
+                failure_message: job.failure_message,
+            })),
+            Event::Error(EndError::Refused(violations)) => {
+                Err(DomainError::InvalidArgument(violations).into())
+            }
+            Event::Error(EndError::Internal) => {
+                Err(Status::internal("the import stopped on an internal error"))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
 
 #[tonic::async_trait]
 impl ImportService for ImportHandler {
@@ -35,6 +378,98 @@ impl ImportService for ImportHandler {
             header,
             example_row,
             csv,
+        }))
+    }
+
+    async fn validate_import(
+        &self,
+        request: Request<Streaming<proto::ValidateImportRequest>>,
+    ) -> Result<Response<ResponseStream<proto::ValidateImportResponse>>, Status> {
+        self.run_stream(request, JobKind::Validate).await
+    }
+
+    async fn import_users(
+        &self,
+        request: Request<Streaming<proto::ImportUsersRequest>>,
+    ) -> Result<Response<ResponseStream<proto::ImportUsersResponse>>, Status> {
+        self.run_stream(request, JobKind::Import).await
+    }
+
+    async fn get_import_job(
+        &self,
+        request: Request<proto::GetImportJobRequest>,
+    ) -> Result<Response<proto::GetImportJobResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = convert::parse_id(&request.get_ref().job_id, "job_id")?;
+        let job = self.jobs.get(caller.organization_id, id).await?;
+        Ok(Response::new(proto::GetImportJobResponse {
+            job: Some(job_to_proto(&job)),
+        }))
+    }
+
+    async fn list_import_jobs(
+        &self,
+        request: Request<proto::ListImportJobsRequest>,
+    ) -> Result<Response<proto::ListImportJobsResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.into_inner();
+        let page = self
+            .jobs
+            .list(
+                caller.organization_id,
+                status_from_proto(body.status)?,
+                convert::page_size(body.page_size)?,
+                &body.page_token,
+            )
+            .await?;
+        Ok(Response::new(proto::ListImportJobsResponse {
+            jobs: page.items.iter().map(job_to_proto).collect(),
+            next_page_token: page.next_page_token,
+            total_size: page.total_size.value,
+            total_size_estimated: page.total_size.estimated,
+        }))
+    }
+
+    async fn list_import_row_results(
+        &self,
+        request: Request<proto::ListImportRowResultsRequest>,
+    ) -> Result<Response<proto::ListImportRowResultsResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.into_inner();
+        let id = convert::parse_id(&body.job_id, "job_id")?;
+        if body.from_line < 0 {
+            return Err(
+                DomainError::invalid("from_line", "NEGATIVE", "must not be negative").into(),
+            );
+        }
+        let page = self
+            .jobs
+            .rows(
+                caller.organization_id,
+                id,
+                body.failed_only,
+                body.from_line as u64,
+                convert::page_size(body.page_size)?,
+                &body.page_token,
+            )
+            .await?;
+        Ok(Response::new(proto::ListImportRowResultsResponse {
+            rows: page.items.iter().map(row_to_proto).collect(),
+            next_page_token: page.next_page_token,
+            total_size: page.total_size.value,
+            total_size_estimated: page.total_size.estimated,
+        }))
+    }
+
+    async fn cancel_import_job(
+        &self,
+        request: Request<proto::CancelImportJobRequest>,
+    ) -> Result<Response<proto::CancelImportJobResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = convert::parse_id(&request.get_ref().job_id, "job_id")?;
+        let job = self.jobs.cancel(caller.organization_id, id).await?;
+        Ok(Response::new(proto::CancelImportJobResponse {
+            job: Some(job_to_proto(&job)),
         }))
     }
 }

@@ -64,3 +64,20 @@ pub async fn revoke_all_for_user<'e>(
     .await?;
     Ok(result.rows_affected())
 }
+
+/// Revokes every live token of these users.
+pub async fn revoke_all_for_users(
+    tx: &mut super::Transaction<'_>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "update access_tokens set revoke_time = now() \
+         where organization_id = $1 and user_id = any($2) and revoke_time is null",
+    )
+    .bind(organization_id)
+    .bind(user_ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}

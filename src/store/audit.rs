@@ -30,6 +30,43 @@ pub async fn record(tx: &mut Transaction<'_>, record: &AuditRecord) -> Result<()
     Ok(())
 }
 
+/// Records many changes in one statement (bulk import).
+pub async fn record_many(
+    tx: &mut Transaction<'_>,
+    records: &[AuditRecord],
+) -> Result<(), sqlx::Error> {
+    let Some(first) = records.first() else {
+        return Ok(());
+    };
+    let ids: Vec<Uuid> = records.iter().map(|_| Uuid::now_v7()).collect();
+    let actions: Vec<&str> = records.iter().map(|r| r.action).collect();
+    let target_types: Vec<&str> = records.iter().map(|r| r.target_type).collect();
+    let target_ids: Vec<&str> = records.iter().map(|r| r.target_id.as_str()).collect();
+    // Changed-field lists are ragged, so they travel joined and are split back.
+    let changed_fields: Vec<String> = records.iter().map(|r| r.changed_fields.join(",")).collect();
+    let details: Vec<&serde_json::Value> = records.iter().map(|r| &r.details).collect();
+    sqlx::query(
+        "insert into audit_events (organization_id, id, actor_kind, actor_id, action, target_type, target_id, \
+         request_id, changed_fields, details) \
+         select $1, t.id, $2, $3, t.action, t.target_type, t.target_id, $4, string_to_array(t.changed_fields, ','), t.details \
+         from unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
+         as t(id, action, target_type, target_id, changed_fields, details)",
+    )
+    .bind(first.organization_id)
+    .bind(first.actor.kind())
+    .bind(first.actor.id())
+    .bind(&first.request_id)
+    .bind(&ids)
+    .bind(&actions)
+    .bind(&target_types)
+    .bind(&target_ids)
+    .bind(&changed_fields)
+    .bind(&details)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[derive(FromRow)]
 struct AuditRow {
     id: Uuid,

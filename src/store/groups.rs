@@ -301,6 +301,79 @@ pub async fn grants_of_user<'e>(
     )
 }
 
+#[derive(FromRow)]
+struct MemberGrantRow {
+    user_id: Uuid,
+    #[sqlx(flatten)]
+    grant: GrantRow,
+}
+
+/// What the groups of each of these users grant, as (user id, grant).
+pub async fn grants_of_users(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Grant)>, sqlx::Error> {
+    let rows: Vec<MemberGrantRow> = sqlx::query_as(&format!(
+        "{GRANT_SELECT} join memberships m on m.organization_id = g.organization_id and m.group_id = g.id \
+         where g.organization_id = $1 and m.user_id = any($2)"
+    ).replacen("select ", "select m.user_id, ", 1))
+    .bind(organization_id)
+    .bind(user_ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.user_id, row.grant.grant().0))
+        .collect())
+}
+
+/// Every group of the organization by name, with what it grants.
+pub async fn all_named_grants(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+) -> Result<Vec<(String, Grant)>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct NamedGrantRow {
+        name: String,
+        #[sqlx(flatten)]
+        grant: GrantRow,
+    }
+    let rows: Vec<NamedGrantRow> = sqlx::query_as(
+        &format!("{GRANT_SELECT} where g.organization_id = $1").replacen(
+            "select ",
+            "select g.name, ",
+            1,
+        ),
+    )
+    .bind(organization_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.name, row.grant.grant().0))
+        .collect())
+}
+
+/// Adds (user, group) memberships in one statement; existing ones are kept.
+pub async fn add_many_memberships(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+    group_ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "insert into memberships (organization_id, user_id, group_id) \
+         select $1, u, g from unnest($2::uuid[], $3::uuid[]) as t(u, g) on conflict do nothing",
+    )
+    .bind(organization_id)
+    .bind(user_ids)
+    .bind(group_ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Adds memberships; returns the groups the user was not already in.
 pub async fn add_memberships(
     tx: &mut Transaction<'_>,

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod groups;
 pub mod idempotency;
+pub mod imports;
 pub mod meta;
 pub mod organizations;
 pub mod outbox;

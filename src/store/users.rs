@@ -451,3 +451,163 @@ pub async fn some_duplicate_emails(
     .fetch_all(&mut **tx)
     .await
 }
+
+/// A user as an import row sees it: values and the assigned status.
+#[derive(FromRow)]
+pub struct ImportedUserRow {
+    pub id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub username: String,
+    pub phone: Option<String>,
+    pub external_id: Option<String>,
+    pub admin_state: String,
+    pub legacy_status: Option<String>,
+}
+
+impl ImportedUserRow {
+    pub fn values(&self) -> UserValues {
+        UserValues {
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            email: self.email.clone(),
+            username: self.username.clone(),
+            phone: self.phone.clone(),
+            external_id: self.external_id.clone(),
+        }
+    }
+}
+
+/// The users having one of these (lowercase) emails or usernames or one of
+/// these external ids; locked when the batch will change them.
+pub async fn find_by_keys(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    emails: &[String],
+    usernames: &[String],
+    external_ids: &[String],
+    lock: bool,
+) -> Result<Vec<ImportedUserRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status \
+         from users where organization_id = $1 \
+         and (lower(email) = any($2) or lower(username) = any($3) or external_id = any($4)) \
+         order by create_time, id{}",
+        if lock { " for update" } else { "" }
+    ))
+    .bind(organization_id)
+    .bind(emails)
+    .bind(usernames)
+    .bind(external_ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// A user an import creates, with the id chosen for it.
+pub struct NewImportedUser<'a> {
+    pub id: Uuid,
+    pub values: &'a UserValues,
+    pub admin_state: &'static str,
+    pub legacy_status: Option<&'static str>,
+}
+
+/// Inserts users in one statement; a user that would collide with an
+/// existing one (a concurrent import won the race) is left out. Returns the
+/// ids inserted.
+pub async fn insert_many(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    users: &[NewImportedUser<'_>],
+    email_unique: bool,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let column = |get: fn(&NewImportedUser<'_>) -> Option<String>| -> Vec<Option<String>> {
+        users.iter().map(get).collect()
+    };
+    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    // Inserted in email order, so that concurrent imports lock keys in one order.
+    sqlx::query_scalar(
+        "insert into users (organization_id, id, first_name, last_name, email, username, phone, external_id, \
+         admin_state, legacy_status, email_unique, search_key, last_name_key) \
+         select $1, t.id, t.first_name, t.last_name, t.email, t.username, t.phone, t.external_id, t.admin_state, \
+         t.legacy_status, $12, t.search_key, t.last_name_key \
+         from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+         $10::text[], $11::text[], $13::text[]) \
+         as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, last_name_key) \
+         order by lower(t.email), lower(t.username) \
+         on conflict do nothing returning id",
+    )
+    .bind(organization_id)
+    .bind(&ids)
+    .bind(column(|u| Some(u.values.first_name.clone())))
+    .bind(column(|u| Some(u.values.last_name.clone())))
+    .bind(column(|u| Some(u.values.email.clone())))
+    .bind(column(|u| Some(u.values.username.clone())))
+    .bind(column(|u| u.values.phone.clone()))
+    .bind(column(|u| u.values.external_id.clone()))
+    .bind(column(|u| Some(u.admin_state.to_owned())))
+    .bind(column(|u| u.legacy_status.map(str::to_owned)))
+    .bind(column(|u| Some(u.values.search_key())))
+    .bind(email_unique)
+    .bind(column(|u| Some(u.values.last_name_key())))
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// A user an import changes: all values, and the assigned status.
+pub struct ImportedUserChange<'a> {
+    pub id: Uuid,
+    pub values: &'a UserValues,
+    pub admin_state: &'a str,
+    pub legacy_status: Option<&'a str>,
+}
+
+/// Updates users in one statement.
+pub async fn update_many(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    changes: &[ImportedUserChange<'_>],
+) -> Result<(), DomainError> {
+    let column = |get: fn(&ImportedUserChange<'_>) -> Option<String>| -> Vec<Option<String>> {
+        changes.iter().map(get).collect()
+    };
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.id).collect();
+    sqlx::query(
+        "update users u set first_name = t.first_name, last_name = t.last_name, email = t.email, \
+         username = t.username, phone = t.phone, external_id = t.external_id, admin_state = t.admin_state, \
+         legacy_status = t.legacy_status, search_key = t.search_key, last_name_key = t.last_name_key \
+         from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+         $10::text[], $11::text[], $12::text[]) \
+         as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, last_name_key) \
+         where u.organization_id = $1 and u.id = t.id",
+    )
+    .bind(organization_id)
+    .bind(&ids)
+    .bind(column(|c| Some(c.values.first_name.clone())))
+    .bind(column(|c| Some(c.values.last_name.clone())))
+    .bind(column(|c| Some(c.values.email.clone())))
+    .bind(column(|c| Some(c.values.username.clone())))
+    .bind(column(|c| c.values.phone.clone()))
+    .bind(column(|c| c.values.external_id.clone()))
+    .bind(column(|c| Some(c.admin_state.to_owned())))
+    .bind(column(|c| c.legacy_status.map(str::to_owned)))
+    .bind(column(|c| Some(c.values.search_key())))
+    .bind(column(|c| Some(c.values.last_name_key())))
+    .execute(&mut **tx)
+    .await
+    .map_err(|error| map_user_uniqueness(error, ""))?;
+    Ok(())
+}
+
+pub async fn delete_many(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("delete from users where organization_id = $1 and id = any($2)")
+        .bind(organization_id)
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}

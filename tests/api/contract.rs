@@ -50,6 +50,12 @@ const BUILT: &[&str] = &[
     "GroupService/UpdateProfile",
     "GroupService/DeleteProfile",
     "ImportService/GetImportTemplate",
+    "ImportService/ValidateImport",
+    "ImportService/ImportUsers",
+    "ImportService/GetImportJob",
+    "ImportService/ListImportJobs",
+    "ImportService/ListImportRowResults",
+    "ImportService/CancelImportJob",
 ];
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use roster::{
     domain::{
         api_key::{self, NewApiKey},
         caller::{Actor, Scope},
+        import::run::ImportSettings,
         organization,
         token::{Secret, TokenKind},
     },
@@ -239,12 +240,19 @@ impl TestApp {
     }
 
     pub async fn spawn_with_reflection(reflection: bool) -> TestApp {
+        Self::spawn_with(|settings| settings.reflection = reflection).await
+    }
+
+    /// A server with adjusted settings (import limits, reflection).
+    pub async fn spawn_with(adjust: impl FnOnce(&mut ServerSettings)) -> TestApp {
         let (pool, _) = fresh_database().await;
-        let settings = ServerSettings {
+        let mut settings = ServerSettings {
             listen: "127.0.0.1:0".parse().expect("address"),
-            reflection,
+            reflection: true,
             shutdown_grace: Duration::from_secs(5),
+            import: ImportSettings::default(),
         };
+        adjust(&mut settings);
         let application = Application::build(&settings, pool.clone())
             .await
             .expect("build the server");

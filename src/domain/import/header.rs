@@ -15,10 +15,12 @@ pub enum Column {
     ExternalId,
     Groups,
     Status,
+    /// Written by the export; when given, must be the id of the user a row finds.
+    Id,
 }
 
 impl Column {
-    pub const ALL: [Column; 9] = [
+    pub const ALL: [Column; 10] = [
         Self::Action,
         Self::FirstName,
         Self::LastName,
@@ -28,6 +30,7 @@ impl Column {
         Self::ExternalId,
         Self::Groups,
         Self::Status,
+        Self::Id,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Column {
             Self::ExternalId => "external_id",
             Self::Groups => "groups",
             Self::Status => "status",
+            Self::Id => "id",
         }
     }
 
@@ -138,6 +142,11 @@ impl Header {
             .position(|c| *c == Some(column))
             .and_then(|index| record.get(index))
             .map_or("", String::as_str)
+    }
+
+    /// The column name of the cell at `index`, if the header names it.
+    pub fn name_at(&self, index: usize) -> Option<&'static str> {
+        self.columns.get(index).copied().flatten().map(Column::name)
     }
 
     /// Cells beyond the header that hold something (a long record fails unless they are empty).

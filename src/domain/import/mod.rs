@@ -1,8 +1,11 @@
 //! Bulk import (spec §4): the file format, its header and its rows.
 
+pub mod decide;
 pub mod header;
+pub mod job;
 pub mod reader;
 pub mod row;
+pub mod run;
 
 /// The CSV template: a header and an example row, with the given delimiter.
 pub fn template(delimiter: char) -> (String, String) {

@@ -1,6 +1,8 @@
 //! One data row of an import, checked on its own (spec §4.1 "Values" and
 //! "Rows", the parts that need no database). Field paths are column names.
 
+use uuid::Uuid;
+
 use super::header::{Column, Header};
 use crate::domain::{
     user::{UserInput, UserStatus, UserValues},
@@ -30,14 +32,18 @@ pub struct ValueChanges {
 pub enum RowCommand {
     Add {
         values: UserValues,
+        /// False when the username cell was blank (the email stands in).
+        username_given: bool,
         status: Option<UserStatus>,
         groups: Vec<String>,
+        id: Option<Uuid>,
     },
     /// Finds the user by username when given, else by email.
     Update {
         changes: ValueChanges,
         status: Option<UserStatus>,
         groups: Vec<String>,
+        id: Option<Uuid>,
     },
     /// Username and email must belong to the same user.
     Delete { username: String, email: String },
@@ -64,6 +70,16 @@ pub fn parse_groups(cell: &str) -> Vec<String> {
     names
 }
 
+/// Legacy statuses are read here and refused later unless allowed or already
+/// the user's (an exported legacy user re-imports unchanged).
+pub fn legacy_status_refused() -> FieldViolation {
+    FieldViolation::new(
+        "status",
+        "LEGACY_STATUS",
+        "blocked and disabled are legacy statuses, accepted only by the operator's `roster import --legacy-statuses`",
+    )
+}
+
 fn parse_status(cell: &str, allow_legacy: bool) -> Result<Option<UserStatus>, FieldViolation> {
     let status = match cell.trim().to_lowercase().as_str() {
         "" => return Ok(None),
@@ -72,13 +88,7 @@ fn parse_status(cell: &str, allow_legacy: bool) -> Result<Option<UserStatus>, Fi
         "on_vacation" | "on vacation" => UserStatus::OnVacation,
         "blocked" if allow_legacy => UserStatus::Blocked,
         "disabled" if allow_legacy => UserStatus::Disabled,
-        "blocked" | "disabled" => {
-            return Err(FieldViolation::new(
-                "status",
-                "LEGACY_STATUS",
-                "blocked and disabled are legacy statuses, accepted only by the operator's `roster import --legacy-statuses`",
-            ))
-        }
+        "blocked" | "disabled" => return Err(legacy_status_refused()),
         _ => {
             return Err(FieldViolation::new(
                 "status",
@@ -90,7 +100,7 @@ fn parse_status(cell: &str, allow_legacy: bool) -> Result<Option<UserStatus>, Fi
     Ok(Some(status))
 }
 
-fn parse_action(cell: &str) -> Result<Action, FieldViolation> {
+pub fn parse_action(cell: &str) -> Result<Action, FieldViolation> {
     match cell.trim().to_lowercase().as_str() {
         "" | "add" => Ok(Action::Add),
         "update" => Ok(Action::Update),
@@ -134,11 +144,22 @@ pub fn parse_row(
     let action = parse_action(cell(Column::Action))
         .map_err(|v| violations.push(v))
         .ok();
-    let status = parse_status(cell(Column::Status), allow_legacy)
-        .map_err(|v| violations.push(v))
-        .ok()
-        .flatten();
+    let status = parse_status(
+        cell(Column::Status),
+        allow_legacy || action == Some(Action::Update),
+    )
+    .map_err(|v| violations.push(v))
+    .ok()
+    .flatten();
     let groups = parse_groups(cell(Column::Groups));
+    let id = given(
+        cell(Column::Id),
+        |raw| {
+            Uuid::parse_str(raw.trim())
+                .map_err(|_| FieldViolation::new("id", "INVALID_ID", "must be a user id (UUID)"))
+        },
+        &mut violations,
+    );
     let command = match action {
         Some(Action::Add) => {
             let input = UserInput {
@@ -154,8 +175,10 @@ pub fn parse_row(
                 .ok()
                 .map(|values| RowCommand::Add {
                     values,
+                    username_given: !input.username.trim().is_empty(),
                     status,
                     groups,
+                    id,
                 })
         }
         Some(Action::Update) => {
@@ -202,6 +225,7 @@ pub fn parse_row(
                 changes,
                 status,
                 groups,
+                id,
             })
         }
         Some(Action::Delete) => {
@@ -270,6 +294,7 @@ mod tests {
             values,
             status,
             groups,
+            ..
         } = command
         else {
             panic!()

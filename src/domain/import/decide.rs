@@ -1,0 +1,728 @@
+//! What to do with each row of a batch (spec §4.1 "Rows"), decided in file
+//! order against the users, groups and in-file claims read for the batch.
+//!
+//! Claims are checked before anything else: every key a successful row
+//! touches (emails, usernames, external ids and the user itself, before and
+//! after) is claimed, so a later row sharing one fails naming the first line,
+//! and no row depends on a change made earlier in the same batch. That makes
+//! each decision independent of where the batches are cut.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::{
+    job::{ImportOptions, JobKind, OnExisting, Outcome},
+    row::{legacy_status_refused, Action, RowCommand, ValueChanges},
+};
+use crate::domain::{
+    access::Grant,
+    caller::{Caller, Principal},
+    organization::Settings,
+    user::{public_domain_check, UserInput, UserStatus, UserValues, Warning},
+    DomainError, FieldViolation,
+};
+
+/// A user the batch's rows name, as stored, with what their groups grant.
+#[derive(Debug, Clone)]
+pub struct StoredUser {
+    pub id: Uuid,
+    pub values: UserValues,
+    pub admin_state: String,
+    pub legacy_status: Option<String>,
+    pub grants: Vec<Grant>,
+}
+
+impl StoredUser {
+    /// The status an import row compares with: the legacy one, else the admin state.
+    fn assigned_status(&self) -> &str {
+        self.legacy_status.as_deref().unwrap_or(&self.admin_state)
+    }
+}
+
+/// A group a `groups` cell may name.
+#[derive(Debug, Clone)]
+pub struct NamedGroup {
+    pub name: String,
+    pub grant: Grant,
+}
+
+/// Everything the decisions of one batch read.
+pub struct BatchContext<'a> {
+    pub caller: &'a Caller,
+    pub kind: JobKind,
+    pub options: &'a ImportOptions,
+    pub settings: &'a Settings,
+    /// Groups for every created user: the options' groups and the covered
+    /// groups of the mirrored user.
+    pub option_group_ids: &'a [Uuid],
+    /// The mirrored user's groups the caller does not cover.
+    pub mirror_skipped: &'a [Uuid],
+    pub users: Vec<StoredUser>,
+    /// By lowercase name.
+    pub groups: HashMap<String, NamedGroup>,
+    /// Key → line of the row that claimed it (earlier batches and this one).
+    pub claims: HashMap<String, u64>,
+}
+
+/// A row as read from the file.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub line: u64,
+    pub action: Option<Action>,
+    pub email: String,
+    pub command: Result<RowCommand, Vec<FieldViolation>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one per row of a bounded batch
+pub enum Plan {
+    Failed(Vec<FieldViolation>),
+    Create {
+        values: UserValues,
+        admin_state: &'static str,
+        legacy_status: Option<&'static str>,
+        group_ids: Vec<Uuid>,
+    },
+    Update {
+        user_id: Uuid,
+        before: UserValues,
+        after: UserValues,
+        /// The assigned status before (legacy status, else admin state).
+        status_before: String,
+        /// Admin state and legacy status after the row.
+        admin_state: String,
+        legacy_status: Option<String>,
+        add_group_ids: Vec<Uuid>,
+        /// Email changed or the account is no longer ACTIVE.
+        revoke_tokens: bool,
+    },
+    Unchanged {
+        user_id: Uuid,
+    },
+    Skipped {
+        user_id: Uuid,
+    },
+    Delete {
+        user_id: Uuid,
+        values: UserValues,
+    },
+}
+
+impl Plan {
+    pub fn outcome(&self, kind: JobKind) -> Outcome {
+        match (self, kind) {
+            (Plan::Failed(_), _) => Outcome::Failed,
+            (_, JobKind::Validate) => Outcome::Valid,
+            (Plan::Create { .. }, _) => Outcome::Created,
+            (Plan::Update { .. }, _) => Outcome::Updated,
+            (Plan::Unchanged { .. }, _) => Outcome::Unchanged,
+            (Plan::Skipped { .. }, _) => Outcome::Skipped,
+            (Plan::Delete { .. }, _) => Outcome::Deleted,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self {
+            Plan::Failed(_) | Plan::Create { .. } => None,
+            Plan::Update { user_id, .. }
+            | Plan::Unchanged { user_id }
+            | Plan::Skipped { user_id }
+            | Plan::Delete { user_id, .. } => Some(*user_id),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub line: u64,
+    pub action: Option<Action>,
+    pub email: String,
+    pub plan: Plan,
+    pub warnings: Vec<Warning>,
+    /// Keys this row claims when it succeeds.
+    pub claims: Vec<String>,
+}
+
+/// Decides every row of a batch, in file order.
+pub fn decide_batch(context: &mut BatchContext<'_>, candidates: Vec<Candidate>) -> Vec<Decision> {
+    candidates
+        .into_iter()
+        .map(|candidate| {
+            let mut warnings = Vec::new();
+            let (plan, claims) = match candidate.command {
+                Err(errors) => (Plan::Failed(errors), Vec::new()),
+                Ok(command) => match decide(context, candidate.line, &command, &mut warnings) {
+                    Ok((plan, claims)) => {
+                        for key in &claims {
+                            context.claims.insert(key.clone(), candidate.line);
+                        }
+                        (plan, claims)
+                    }
+                    Err(errors) => (Plan::Failed(errors), Vec::new()),
+                },
+            };
+            if matches!(plan, Plan::Failed(_)) {
+                warnings.clear();
+            }
+            Decision {
+                line: candidate.line,
+                action: candidate.action,
+                email: candidate.email,
+                plan,
+                warnings,
+                claims,
+            }
+        })
+        .collect()
+}
+
+type Decided = Result<(Plan, Vec<String>), Vec<FieldViolation>>;
+
+fn violation(field: &str, code: &'static str, message: impl Into<String>) -> Vec<FieldViolation> {
+    vec![FieldViolation::new(field, code, message)]
+}
+
+fn decide(
+    context: &BatchContext<'_>,
+    line: u64,
+    command: &RowCommand,
+    warnings: &mut Vec<Warning>,
+) -> Decided {
+    match command {
+        RowCommand::Add {
+            values,
+            username_given,
+            status,
+            groups,
+            id,
+        } => {
+            let existing = if context.settings.allow_duplicate_emails {
+                context.user_by_username(&values.username)
+            } else {
+                context.user_by_email(&values.email)
+            };
+            let Some(existing) = existing else {
+                return decide_create(context, line, values, *status, groups, warnings);
+            };
+            if let Some(other) = context.user_by_username(&values.username) {
+                if other.id != existing.id && *username_given {
+                    return Err(username_taken());
+                }
+            }
+            match context.options.on_existing {
+                OnExisting::Fail => Err(violation(
+                    "email",
+                    "USER_ALREADY_EXISTS",
+                    "User already exists",
+                )),
+                OnExisting::Skip => {
+                    let claims = context.keys_of(existing, None);
+                    context.check_claims(&claims, line)?;
+                    Ok((
+                        Plan::Skipped {
+                            user_id: existing.id,
+                        },
+                        claims,
+                    ))
+                }
+                OnExisting::Update => {
+                    let changes = ValueChanges {
+                        first_name: Some(values.first_name.clone()),
+                        last_name: Some(values.last_name.clone()),
+                        email: Some(values.email.clone()),
+                        username: username_given.then(|| values.username.clone()),
+                        phone: values.phone.clone(),
+                        external_id: values.external_id.clone(),
+                    };
+                    decide_update(
+                        context, line, existing, &changes, *status, groups, *id, warnings,
+                    )
+                }
+            }
+        }
+        RowCommand::Update {
+            changes,
+            status,
+            groups,
+            id,
+        } => {
+            let user = match &changes.username {
+                Some(username) => context.user_by_username(username).ok_or_else(|| {
+                    violation("username", "USER_NOT_FOUND", "no user has this username")
+                })?,
+                None => {
+                    let email = changes.email.as_deref().unwrap_or_default();
+                    let mut found = context.users_by_email(email);
+                    match (found.next(), found.next()) {
+                        (Some(user), None) => user,
+                        (None, _) => {
+                            return Err(violation(
+                                "email",
+                                "USER_NOT_FOUND",
+                                "no user has this email",
+                            ))
+                        }
+                        (Some(_), Some(_)) => {
+                            return Err(violation(
+                                "email",
+                                "AMBIGUOUS_EMAIL",
+                                "several users have this email (ambiguous, give the username)",
+                            ))
+                        }
+                    }
+                }
+            };
+            decide_update(context, line, user, changes, *status, groups, *id, warnings)
+        }
+        RowCommand::Delete { username, email } => {
+            let user = context.user_by_username(username).ok_or_else(|| {
+                violation("username", "USER_NOT_FOUND", "no user has this username")
+            })?;
+            if !user.values.email.eq_ignore_ascii_case(email) {
+                return Err(violation(
+                    "email",
+                    "EMAIL_MISMATCH",
+                    "the user with this username has another email; a delete needs both of the same user",
+                ));
+            }
+            context.ensure_may_act_on(user, Some("delete"))?;
+            let claims = context.keys_of(user, None);
+            context.check_claims(&claims, line)?;
+            Ok((
+                Plan::Delete {
+                    user_id: user.id,
+                    values: user.values.clone(),
+                },
+                claims,
+            ))
+        }
+    }
+}
+
+fn username_taken() -> Vec<FieldViolation> {
+    violation("username", "USERNAME_TAKEN", "Username already taken")
+}
+
+fn decide_create(
+    context: &BatchContext<'_>,
+    line: u64,
+    values: &UserValues,
+    status: Option<UserStatus>,
+    groups: &[String],
+    warnings: &mut Vec<Warning>,
+) -> Decided {
+    let claims = context.keys_of_values(values, None);
+    context.check_claims(&claims, line)?;
+    let mut errors = Vec::new();
+    if context.user_by_username(&values.username).is_some() {
+        errors.extend(username_taken());
+    }
+    if let Some(external_id) = &values.external_id {
+        if context.user_by_external_id(external_id).is_some() {
+            errors.extend(external_id_taken());
+        }
+    }
+    if context.settings.allow_duplicate_emails
+        && values.username.eq_ignore_ascii_case(&values.email)
+        && context.users_by_email(&values.email).next().is_some()
+    {
+        errors.extend(violation(
+            "username",
+            "SHARED_EMAIL_AS_USERNAME",
+            "another user already has this email, so give this user a username different from it",
+        ));
+    }
+    match public_domain_check(
+        &values.email,
+        context.settings.public_email_domain_policy,
+        "email",
+    ) {
+        Ok(warning) => warnings.extend(warning),
+        Err(DomainError::InvalidArgument(found)) => errors.extend(found),
+        Err(_) => {}
+    }
+    let (admin_state, legacy_status) = match status {
+        None if context.options.deactivated => ("INACTIVE", None),
+        None => ("ACTIVE", None),
+        Some(status) => match status.admin_state() {
+            Ok(state) => (state, None),
+            Err(_) => ("ACTIVE", Some(status.as_str())),
+        },
+    };
+    let row_groups = context.resolve_groups(groups).unwrap_or_else(|found| {
+        errors.extend(found);
+        Vec::new()
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut group_ids = context.option_group_ids.to_vec();
+    for id in row_groups {
+        if !group_ids.contains(&id) {
+            group_ids.push(id);
+        }
+    }
+    warnings.extend(context.mirror_skipped.iter().map(|id| {
+        FieldViolation::new(
+            "groups",
+            "GROUP_SKIPPED",
+            format!("group {id} of the mirrored user was not given: it grants more than you hold"),
+        )
+    }));
+    Ok((
+        Plan::Create {
+            values: values.clone(),
+            admin_state,
+            legacy_status,
+            group_ids,
+        },
+        claims,
+    ))
+}
+
+fn external_id_taken() -> Vec<FieldViolation> {
+    violation(
+        "external_id",
+        "EXTERNAL_ID_TAKEN",
+        "external_id already belongs to another user",
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide_update(
+    context: &BatchContext<'_>,
+    line: u64,
+    user: &StoredUser,
+    changes: &ValueChanges,
+    status: Option<UserStatus>,
+    groups: &[String],
+    id: Option<Uuid>,
+    warnings: &mut Vec<Warning>,
+) -> Decided {
+    if id.is_some_and(|id| id != user.id) {
+        return Err(violation(
+            "id",
+            "ID_MISMATCH",
+            format!("the user found by username or email has id {}", user.id),
+        ));
+    }
+    let before = &user.values;
+    let merged = UserInput {
+        first_name: changes
+            .first_name
+            .clone()
+            .unwrap_or_else(|| before.first_name.clone()),
+        last_name: changes
+            .last_name
+            .clone()
+            .unwrap_or_else(|| before.last_name.clone()),
+        email: changes
+            .email
+            .clone()
+            .unwrap_or_else(|| before.email.clone()),
+        username: changes
+            .username
+            .clone()
+            .unwrap_or_else(|| before.username.clone()),
+        phone: changes
+            .phone
+            .clone()
+            .or_else(|| before.phone.clone())
+            .unwrap_or_default(),
+        external_id: changes
+            .external_id
+            .clone()
+            .or_else(|| before.external_id.clone())
+            .unwrap_or_default(),
+    };
+    let after = UserValues::parse(&merged, "")?;
+    let claims = context.keys_of(user, Some(&after));
+    context.check_claims(&claims, line)?;
+    let email_changed = !after.email.eq_ignore_ascii_case(&before.email);
+    let status_change = match status {
+        None => None,
+        Some(wanted) if wanted.as_str() == user.assigned_status() => None,
+        Some(wanted) => Some(wanted),
+    };
+    context.ensure_may_act_on(user, status_change.map(|_| "change the status of"))?;
+    let mut errors = Vec::new();
+    let others = |found: Option<&StoredUser>| found.is_some_and(|other| other.id != user.id);
+    if email_changed {
+        if context.settings.allow_duplicate_emails {
+            if after.username.eq_ignore_ascii_case(&after.email)
+                && context
+                    .users_by_email(&after.email)
+                    .any(|other| other.id != user.id)
+            {
+                errors.extend(violation(
+                    "username",
+                    "SHARED_EMAIL_AS_USERNAME",
+                    "another user already has this email, so give this user a username different from it",
+                ));
+            }
+        } else if others(context.user_by_email(&after.email)) {
+            errors.extend(violation(
+                "email",
+                "EMAIL_TAKEN",
+                "this email belongs to another user",
+            ));
+        }
+        match public_domain_check(
+            &after.email,
+            context.settings.public_email_domain_policy,
+            "email",
+        ) {
+            Ok(warning) => warnings.extend(warning),
+            Err(DomainError::InvalidArgument(found)) => errors.extend(found),
+            Err(_) => {}
+        }
+    }
+    if !after.username.eq_ignore_ascii_case(&before.username)
+        && others(context.user_by_username(&after.username))
+    {
+        errors.extend(username_taken());
+    }
+    if after.external_id != before.external_id {
+        if let Some(external_id) = &after.external_id {
+            if others(context.user_by_external_id(external_id)) {
+                errors.extend(external_id_taken());
+            }
+        }
+    }
+    let status = match status_change {
+        None => None,
+        Some(wanted) => match wanted.admin_state() {
+            Ok(state) => Some((state, None)),
+            Err(_) if context.options.allow_legacy_statuses => {
+                Some(("ACTIVE", Some(wanted.as_str())))
+            }
+            Err(_) => {
+                errors.push(legacy_status_refused());
+                None
+            }
+        },
+    };
+    let held: Vec<Uuid> = user.grants.iter().map(|g| g.group_id).collect();
+    let add_group_ids: Vec<Uuid> = context
+        .resolve_groups(groups)
+        .unwrap_or_else(|found| {
+            errors.extend(found);
+            Vec::new()
+        })
+        .into_iter()
+        .filter(|id| !held.contains(id))
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if after == *before && status.is_none() && add_group_ids.is_empty() {
+        warnings.clear();
+        return Ok((Plan::Unchanged { user_id: user.id }, claims));
+    }
+    let revoke_tokens = email_changed
+        || status.is_some_and(|(state, legacy)| state != "ACTIVE" || legacy.is_some());
+    let (admin_state, legacy_status) = match status {
+        Some((state, legacy)) => (state.to_owned(), legacy.map(str::to_owned)),
+        None => (user.admin_state.clone(), user.legacy_status.clone()),
+    };
+    Ok((
+        Plan::Update {
+            user_id: user.id,
+            before: before.clone(),
+            after,
+            status_before: user.assigned_status().to_owned(),
+            admin_state,
+            legacy_status,
+            add_group_ids,
+            revoke_tokens,
+        },
+        claims,
+    ))
+}
+
+impl BatchContext<'_> {
+    /// Every claim key the candidates may touch: their own values and those
+    /// of the stored users they may name.
+    pub fn candidate_keys(&self, candidates: &[Candidate]) -> Vec<String> {
+        let mut keys = Vec::new();
+        for candidate in candidates {
+            match &candidate.command {
+                Ok(RowCommand::Add { values, .. }) => {
+                    keys.extend(self.keys_of_values(values, None))
+                }
+                Ok(RowCommand::Update { changes, .. }) => {
+                    keys.extend(
+                        changes
+                            .email
+                            .iter()
+                            .map(|e| format!("email:{}", e.to_lowercase())),
+                    );
+                    keys.extend(
+                        changes
+                            .username
+                            .iter()
+                            .map(|u| format!("username:{}", u.to_lowercase())),
+                    );
+                    keys.extend(
+                        changes
+                            .external_id
+                            .iter()
+                            .map(|x| format!("external_id:{x}")),
+                    );
+                }
+                Ok(RowCommand::Delete { username, email }) => {
+                    keys.push(format!("email:{}", email.to_lowercase()));
+                    keys.push(format!("username:{}", username.to_lowercase()));
+                }
+                Err(_) => {}
+            }
+        }
+        for user in &self.users {
+            keys.extend(self.keys_of(user, None));
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    fn user_by_username(&self, username: &str) -> Option<&StoredUser> {
+        self.users
+            .iter()
+            .find(|u| u.values.username.eq_ignore_ascii_case(username))
+    }
+
+    fn users_by_email(&self, email: &str) -> impl Iterator<Item = &StoredUser> + '_ {
+        let email = email.to_lowercase();
+        self.users
+            .iter()
+            .filter(move |u| u.values.email.to_lowercase() == email)
+    }
+
+    /// The user with this email where emails are unique.
+    fn user_by_email(&self, email: &str) -> Option<&StoredUser> {
+        self.users_by_email(email).next()
+    }
+
+    fn user_by_external_id(&self, external_id: &str) -> Option<&StoredUser> {
+        self.users
+            .iter()
+            .find(|u| u.values.external_id.as_deref() == Some(external_id))
+    }
+
+    /// Keys of a user's values (and of its new values), for the in-file claims.
+    fn keys_of_values(&self, values: &UserValues, user_id: Option<Uuid>) -> Vec<String> {
+        let mut keys = Vec::with_capacity(4);
+        if !self.settings.allow_duplicate_emails {
+            keys.push(format!("email:{}", values.email.to_lowercase()));
+        }
+        keys.push(format!("username:{}", values.username.to_lowercase()));
+        if let Some(external_id) = &values.external_id {
+            keys.push(format!("external_id:{external_id}"));
+        }
+        if let Some(id) = user_id {
+            keys.push(format!("user:{id}"));
+        }
+        keys
+    }
+
+    fn keys_of(&self, user: &StoredUser, after: Option<&UserValues>) -> Vec<String> {
+        let mut keys = self.keys_of_values(&user.values, Some(user.id));
+        if let Some(after) = after {
+            for key in self.keys_of_values(after, None) {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
+    }
+
+    /// Fails a row sharing a key with an earlier successful row, naming its line.
+    fn check_claims(&self, keys: &[String], line: u64) -> Result<(), Vec<FieldViolation>> {
+        let mut errors: Vec<FieldViolation> = Vec::new();
+        for key in keys {
+            let Some(first) = self.claims.get(key).filter(|first| **first != line) else {
+                continue;
+            };
+            let (kind, _) = key.split_once(':').unwrap_or((key, ""));
+            let (field, what) = match kind {
+                "email" => ("email", "the same email as"),
+                "username" => ("username", "the same username as"),
+                "external_id" => ("external_id", "the same external_id as"),
+                _ => ("row", "the same user as"),
+            };
+            if errors.iter().any(|e| e.field == field) {
+                continue;
+            }
+            errors.push(FieldViolation::new(
+                field,
+                "DUPLICATE_IN_FILE",
+                format!("{what} line {first}"),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Refuses rows on users holding groups the caller does not cover, and
+    /// `self_action` on the caller's own user.
+    fn ensure_may_act_on(
+        &self,
+        user: &StoredUser,
+        self_action: Option<&str>,
+    ) -> Result<(), Vec<FieldViolation>> {
+        if let (Some(action), Principal::User { id, .. }) = (self_action, &self.caller.principal) {
+            if *id == user.id {
+                return Err(violation(
+                    "row",
+                    "SELF",
+                    format!("you cannot {action} yourself"),
+                ));
+            }
+        }
+        if !self.caller.authority.covers_all(&user.grants) {
+            return Err(violation(
+                "row",
+                "NOT_COVERED",
+                "this user holds groups you do not cover, so you may not change them",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ids of the groups a `groups` cell names; unknown and uncovered
+    /// names fail the row.
+    fn resolve_groups(&self, names: &[String]) -> Result<Vec<Uuid>, Vec<FieldViolation>> {
+        let mut ids = Vec::with_capacity(names.len());
+        let mut errors = Vec::new();
+        for name in names {
+            match self.groups.get(&name.to_lowercase()) {
+                None => errors.push(FieldViolation::new(
+                    "groups",
+                    "GROUP_NOT_FOUND",
+                    format!("there is no group `{name}`"),
+                )),
+                Some(group) if !self.caller.authority.covers(&group.grant) => {
+                    errors.push(FieldViolation::new(
+                        "groups",
+                        "GROUP_NOT_COVERED",
+                        format!(
+                            "you may not give group `{}`: it grants more than you hold",
+                            group.name
+                        ),
+                    ))
+                }
+                Some(group) => ids.push(group.grant.group_id),
+            }
+        }
+        if errors.is_empty() {
+            Ok(ids)
+        } else {
+            Err(errors)
+        }
+    }
+}

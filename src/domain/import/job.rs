@@ -1,0 +1,243 @@
+//! Import jobs (spec §4): what a job was asked to do, where it stands, and
+//! the result of each of its rows.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::row::Action;
+use crate::domain::FieldViolation;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// ValidateImport: only the job and its results are written.
+    Validate,
+    Import,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validate => "VALIDATE",
+            Self::Import => "IMPORT",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Validate, Self::Import]
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Running,
+    Succeeded,
+    /// The file was refused or the row limit reached; rows before it are kept.
+    Failed,
+    Cancelled,
+    /// The client went away or the server stopped.
+    Interrupted,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+            Self::Interrupted => "INTERRUPTED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OnExisting {
+    /// The row fails with "User already exists".
+    #[default]
+    Fail,
+    Skip,
+    Update,
+}
+
+/// The options sent first on an import stream, as the job keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOptions {
+    pub group_ids: Vec<Uuid>,
+    pub mirror_user_id: Option<Uuid>,
+    pub on_existing: OnExisting,
+    pub send_invitations: bool,
+    pub deactivated: bool,
+    pub notify_requester: bool,
+    pub allow_legacy_statuses: bool,
+    pub file_name: String,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            group_ids: Vec::new(),
+            mirror_user_id: None,
+            on_existing: OnExisting::Fail,
+            send_invitations: true,
+            deactivated: false,
+            notify_requester: true,
+            allow_legacy_statuses: false,
+            file_name: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Deleted,
+    Unchanged,
+    Skipped,
+    /// Review only.
+    Valid,
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Self::Created,
+        Self::Updated,
+        Self::Deleted,
+        Self::Unchanged,
+        Self::Skipped,
+        Self::Valid,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Updated => "UPDATED",
+            Self::Deleted => "DELETED",
+            Self::Unchanged => "UNCHANGED",
+            Self::Skipped => "SKIPPED",
+            Self::Valid => "VALID",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == raw)
+    }
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "ADD",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Add, Self::Update, Self::Delete]
+            .into_iter()
+            .find(|a| a.as_str() == raw)
+    }
+}
+
+/// What happened to one data row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowResult {
+    /// 1-based physical line where the record starts.
+    pub line: u64,
+    /// `None` when the row's action could not be read.
+    pub action: Option<Action>,
+    pub email: String,
+    pub outcome: Outcome,
+    pub user_id: Option<Uuid>,
+    pub errors: Vec<FieldViolation>,
+    pub warnings: Vec<FieldViolation>,
+}
+
+impl RowResult {
+    pub fn failed(
+        line: u64,
+        action: Option<Action>,
+        email: String,
+        errors: Vec<FieldViolation>,
+    ) -> Self {
+        Self {
+            line,
+            action,
+            email,
+            outcome: Outcome::Failed,
+            user_id: None,
+            errors,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub rows: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub unchanged: i64,
+    pub skipped: i64,
+    pub valid: i64,
+    pub failed: i64,
+}
+
+impl Counts {
+    pub fn add(&mut self, outcome: Outcome) {
+        self.rows += 1;
+        *match outcome {
+            Outcome::Created => &mut self.created,
+            Outcome::Updated => &mut self.updated,
+            Outcome::Deleted => &mut self.deleted,
+            Outcome::Unchanged => &mut self.unchanged,
+            Outcome::Skipped => &mut self.skipped,
+            Outcome::Valid => &mut self.valid,
+            Outcome::Failed => &mut self.failed,
+        } += 1;
+    }
+
+    pub fn of<'a>(results: impl IntoIterator<Item = &'a RowResult>) -> Self {
+        let mut counts = Self::default();
+        for result in results {
+            counts.add(result.outcome);
+        }
+        counts
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportJob {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub status: JobStatus,
+    pub options: ImportOptions,
+    pub counts: Counts,
+    pub requested_by: String,
+    pub bytes_received: i64,
+    pub last_line: i64,
+    pub failure_message: String,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub end_time: Option<DateTime<Utc>>,
+}

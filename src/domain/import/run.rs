@@ -1,0 +1,1002 @@
+//! Running an import job (spec §4): the file is read as it arrives, rows are
+//! decided and written in bounded batches (each batch one transaction that
+//! also writes the row results and the job's counts), and the results are
+//! followed from the database, so the reading of the file never waits on the
+//! client's reading of results and memory stays flat.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::{
+    decide::{decide_batch, BatchContext, Candidate, Decision, NamedGroup, Plan, StoredUser},
+    header::{Column, Header},
+    job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
+    reader::{CsvStream, FileRefusal, Limits, Record, RecordProblem},
+    row::{parse_action, parse_row, unescape_cell, RowCommand},
+};
+use crate::{
+    domain::{
+        audit::{AuditRecord, FieldChanges},
+        caller::Caller,
+        user::user_value_pairs,
+        DomainError, FieldViolation,
+    },
+    store::{
+        self,
+        users::{ImportedUserChange, NewImportedUser},
+    },
+};
+
+/// How jobs run; limits are configurable (spec §4.1 "Limits").
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    pub limits: Limits,
+    pub max_rows: u64,
+    /// Rows decided and written per transaction, at most.
+    pub batch_rows: usize,
+    /// A running job whose heartbeat is older than this is ended INTERRUPTED.
+    pub stale_after: Duration,
+    pub heartbeat_every: Duration,
+    /// A client that sends nothing for this long is gone.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_rows: 1_000_000,
+            batch_rows: 500,
+            stale_after: Duration::from_secs(30),
+            heartbeat_every: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the reader of the client's stream hands the job.
+#[derive(Debug)]
+pub enum Input {
+    Chunk(Vec<u8>),
+    End,
+    /// The client's stream failed or broke the protocol.
+    Broken(String),
+}
+
+/// How a job ended, beyond its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndError {
+    /// The file or its header was refused: the stream ends INVALID_ARGUMENT.
+    Refused(Vec<FieldViolation>),
+    Internal,
+}
+
+/// What the follower of a job's results needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Every row result up to this line is written.
+    pub last_line: u64,
+    /// The job ended; `Some(error)` when the stream ends with an error.
+    pub ended: Option<Option<EndError>>,
+}
+
+/// A job that passed its options check and is RUNNING.
+pub struct Job {
+    pool: PgPool,
+    caller: Caller,
+    request_id: String,
+    settings: ImportSettings,
+    owner: Uuid,
+    kind: JobKind,
+    options: ImportOptions,
+    pub record: ImportJob,
+    /// Options' groups and the mirrored user's covered groups.
+    option_group_ids: Vec<Uuid>,
+    mirror_skipped: Vec<Uuid>,
+}
+
+/// Checks the options (spec §4.1: before any row) and creates the job.
+pub async fn start_job(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &str,
+    settings: &ImportSettings,
+    owner: Uuid,
+    kind: JobKind,
+    options: ImportOptions,
+) -> Result<Job, DomainError> {
+    if options.allow_legacy_statuses && !caller.organization_admin() {
+        return Err(DomainError::PermissionDenied(
+            "only organization administrators may import legacy statuses".into(),
+        ));
+    }
+    let organization_id = caller.organization_id;
+    let mut tx = pool.begin().await?;
+    let explicit =
+        store::groups::grants_by_ids(&mut *tx, organization_id, &options.group_ids).await?;
+    for (index, id) in options.group_ids.iter().enumerate() {
+        let Some(grant) = explicit.iter().find(|g| g.group_id == *id) else {
+            return Err(DomainError::NotFoundField {
+                field: format!("options.group_ids[{index}]"),
+                message: format!("group {id} not found"),
+            });
+        };
+        if !caller.authority.covers(grant) {
+            return Err(DomainError::PermissionDenied(format!(
+                "you may not give group {id}: it grants more than you hold"
+            )));
+        }
+    }
+    let mut option_group_ids = options.group_ids.clone();
+    let mut mirror_skipped = Vec::new();
+    if let Some(mirror) = options.mirror_user_id {
+        if store::users::find(&mut *tx, organization_id, mirror)
+            .await?
+            .is_none()
+        {
+            return Err(DomainError::NotFoundField {
+                field: "options.mirror_user_id".into(),
+                message: format!("user {mirror} not found"),
+            });
+        }
+        for grant in store::groups::grants_of_user(&mut *tx, organization_id, mirror).await? {
+            if !caller.authority.covers(&grant) {
+                mirror_skipped.push(grant.group_id);
+            } else if !option_group_ids.contains(&grant.group_id) {
+                option_group_ids.push(grant.group_id);
+            }
+        }
+    }
+    tx.commit().await?;
+    let record = store::imports::insert_job(
+        pool,
+        &store::imports::NewJob {
+            organization_id,
+            id: Uuid::now_v7(),
+            kind,
+            options: &options,
+            requested_by: caller.actor().reference(),
+            owner,
+        },
+    )
+    .await?;
+    Ok(Job {
+        pool: pool.clone(),
+        caller: caller.clone(),
+        request_id: request_id.to_owned(),
+        settings: settings.clone(),
+        owner,
+        kind,
+        options,
+        record,
+        option_group_ids,
+        mirror_skipped,
+    })
+}
+
+const CANCELLED: &str = "cancelled by CancelImportJob";
+
+/// The file as read so far: its header, the records not yet written.
+#[derive(Default)]
+struct ReadState {
+    header: Option<Header>,
+    pending: Vec<Record>,
+    bytes_received: u64,
+}
+
+fn header_refused(violations: Vec<FieldViolation>) -> Stop {
+    let message = violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Stop::Ended(
+        JobStatus::Failed,
+        format!("the header was refused: {message}"),
+        Some(EndError::Refused(violations)),
+    )
+}
+
+/// Why reading stopped before the end of the file.
+enum Stop {
+    Ended(JobStatus, String, Option<EndError>),
+}
+
+/// One violation for a file refused as a whole.
+fn file_refused(refusal: &FileRefusal) -> Stop {
+    Stop::Ended(
+        JobStatus::Failed,
+        refusal.message().to_owned(),
+        Some(EndError::Refused(vec![FieldViolation::new(
+            "file",
+            match refusal {
+                FileRefusal::Utf16 => "UTF16_FILE",
+                FileRefusal::Workbook => "WORKBOOK_FILE",
+                FileRefusal::Empty => "EMPTY_FILE",
+            },
+            refusal.message(),
+        )])),
+    )
+}
+
+impl Job {
+    /// Reads the file from `input` to its end, writes every row, and ends the
+    /// job; `progress` tells the follower what is written. `stop` turns true
+    /// when the client went away or the server stops.
+    pub async fn run(
+        self,
+        mut input: mpsc::Receiver<Input>,
+        progress: watch::Sender<Progress>,
+        mut stop: watch::Receiver<Option<&'static str>>,
+    ) {
+        let job_id = self.record.id;
+        let (status, message, error) =
+            match self.read_and_write(&mut input, &progress, &mut stop).await {
+                Ok(Stop::Ended(status, message, error)) => (status, message, error),
+                Err(error) => {
+                    tracing::error!(job_id = %job_id, error = ?error, "import job failed");
+                    (
+                        JobStatus::Interrupted,
+                        "an internal error stopped the job".to_owned(),
+                        Some(EndError::Internal),
+                    )
+                }
+            };
+        if let Err(error) =
+            store::imports::finish_job(&self.pool, job_id, self.owner, status, &message).await
+        {
+            tracing::error!(job_id = %job_id, error = ?error, "cannot end import job");
+        }
+        tracing::info!(job_id = %job_id, status = status.as_str(), "import job ended");
+        progress.send_modify(|p| p.ended = Some(error));
+    }
+
+    async fn read_and_write(
+        &self,
+        input: &mut mpsc::Receiver<Input>,
+        progress: &watch::Sender<Progress>,
+        stop: &mut watch::Receiver<Option<&'static str>>,
+    ) -> Result<Stop, DomainError> {
+        let mut reader = CsvStream::new(self.settings.limits);
+        let mut state = ReadState::default();
+        let mut data_rows = 0u64;
+        let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every);
+        loop {
+            let next = tokio::select! {
+                biased;
+                Ok(()) = stop.changed() => {
+                    let why = (*stop.borrow()).unwrap_or("the job was stopped");
+                    return self.flush_then(&mut state, progress, JobStatus::Interrupted, why).await;
+                }
+                next = input.recv() => next,
+                _ = heartbeat.tick() => {
+                    match store::imports::heartbeat(&self.pool, self.record.id, self.owner).await? {
+                        None => return Ok(Stop::Ended(JobStatus::Interrupted, "the job was ended elsewhere".into(), None)),
+                        Some(true) => {
+                            return self.flush_then(&mut state, progress, JobStatus::Cancelled, CANCELLED).await;
+                        }
+                        Some(false) => continue,
+                    }
+                }
+                () = tokio::time::sleep(self.settings.idle_timeout) => {
+                    Some(Input::Broken(format!("no data received for {} seconds", self.settings.idle_timeout.as_secs())))
+                }
+            };
+            let (records, at_end) = match next {
+                Some(Input::Chunk(chunk)) => {
+                    state.bytes_received += chunk.len() as u64;
+                    match reader.push(&chunk) {
+                        Ok(records) => (records, false),
+                        Err(refusal) => return Ok(file_refused(&refusal)),
+                    }
+                }
+                Some(Input::End) => match reader.finish() {
+                    Ok(records) => (records, true),
+                    Err(refusal) => return Ok(file_refused(&refusal)),
+                },
+                Some(Input::Broken(why)) => {
+                    return self
+                        .flush_then(&mut state, progress, JobStatus::Interrupted, &why)
+                        .await;
+                }
+                None => {
+                    return self
+                        .flush_then(
+                            &mut state,
+                            progress,
+                            JobStatus::Interrupted,
+                            "the client went away",
+                        )
+                        .await;
+                }
+            };
+            for record in records {
+                if state.header.is_none() {
+                    state.header = Some(match header_of(record) {
+                        Ok(header) => header,
+                        Err(violations) => return Ok(header_refused(violations)),
+                    });
+                    continue;
+                }
+                if data_rows == self.settings.max_rows {
+                    let message = format!(
+                        "the file has more than {} data rows, the most one job takes; it stopped at line {}, which was not read",
+                        self.settings.max_rows, record.line
+                    );
+                    return self
+                        .flush_then(&mut state, progress, JobStatus::Failed, &message)
+                        .await;
+                }
+                data_rows += 1;
+                state.pending.push(record);
+                if state.pending.len() >= self.settings.batch_rows {
+                    if let Some(stop) = self.flush(&mut state, progress).await? {
+                        return Ok(stop);
+                    }
+                }
+            }
+            // Decide what arrived as soon as the client pauses, not only when a batch fills.
+            if at_end || input.is_empty() {
+                if let Some(stop) = self.flush(&mut state, progress).await? {
+                    return Ok(stop);
+                }
+            }
+            if at_end {
+                return Ok(Stop::Ended(JobStatus::Succeeded, String::new(), None));
+            }
+        }
+    }
+
+    /// Writes what is pending, then ends the job with `status`.
+    async fn flush_then(
+        &self,
+        state: &mut ReadState,
+        progress: &watch::Sender<Progress>,
+        status: JobStatus,
+        why: &str,
+    ) -> Result<Stop, DomainError> {
+        Ok(match self.flush(state, progress).await? {
+            Some(stop) => stop,
+            None => Stop::Ended(status, why.to_owned(), None),
+        })
+    }
+
+    /// Decides and writes the pending records as one batch.
+    async fn flush(
+        &self,
+        state: &mut ReadState,
+        progress: &watch::Sender<Progress>,
+    ) -> Result<Option<Stop>, DomainError> {
+        let records = std::mem::take(&mut state.pending);
+        self.write(records, &state.header, state.bytes_received, progress)
+            .await
+    }
+
+    /// Decides and writes a batch; `Some` when the job must stop (cancelled,
+    /// or ended elsewhere).
+    async fn write(
+        &self,
+        records: Vec<Record>,
+        header: &Option<Header>,
+        bytes_received: u64,
+        progress: &watch::Sender<Progress>,
+    ) -> Result<Option<Stop>, DomainError> {
+        let (Some(header), Some(last)) = (header, records.last()) else {
+            return Ok(None);
+        };
+        let last_line = last.line;
+        let candidates: Vec<Candidate> = records
+            .into_iter()
+            .map(|record| self.candidate(header, record))
+            .collect();
+        let stop = match self.write_batch(&candidates, bytes_received).await {
+            Err(error) if is_contention(&error) => {
+                // A concurrent change collided with this batch: redo it a row at a time.
+                let mut stop = None;
+                for candidate in candidates {
+                    stop = self.write_single(candidate, bytes_received).await?;
+                    if stop.is_some() {
+                        break;
+                    }
+                }
+                stop
+            }
+            other => other?,
+        };
+        if stop.is_none() {
+            progress.send_modify(|p| p.last_line = last_line);
+        }
+        Ok(stop)
+    }
+
+    async fn write_single(
+        &self,
+        candidate: Candidate,
+        bytes_received: u64,
+    ) -> Result<Option<Stop>, DomainError> {
+        let single = std::slice::from_ref(&candidate);
+        for _ in 0..3 {
+            match self.write_batch(single, bytes_received).await {
+                Err(error) if is_contention(&error) => {
+                    if let DomainError::AlreadyExists {
+                        field,
+                        message,
+                        reason,
+                    } = error
+                    {
+                        let failed = Candidate {
+                            command: Err(vec![FieldViolation::new(field, reason, message)]),
+                            ..candidate.clone()
+                        };
+                        return self.write_batch(&[failed], bytes_received).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+        let failed = Candidate {
+            command: Err(vec![FieldViolation::new(
+                "row",
+                "CONTENTION",
+                "other changes kept colliding with this row; send it again",
+            )]),
+            ..candidate
+        };
+        self.write_batch(&[failed], bytes_received).await
+    }
+
+    fn candidate(&self, header: &Header, record: Record) -> Candidate {
+        let line = record.line;
+        match record.fields {
+            Err(problem) => Candidate {
+                line,
+                action: None,
+                email: String::new(),
+                command: Err(vec![record_problem(header, &problem)]),
+            },
+            Ok(cells) => {
+                let cell = |column| unescape_cell(header.cell(&cells, column));
+                Candidate {
+                    line,
+                    action: parse_action(cell(Column::Action)).ok(),
+                    email: cell(Column::Email).trim().to_owned(),
+                    command: parse_row(header, &cells, self.options.allow_legacy_statuses)
+                        .map(|(_, command)| command),
+                }
+            }
+        }
+    }
+
+    /// One transaction: lock the job, read what the rows name, decide, write
+    /// users, memberships, invitations, audit events, row results, claims and
+    /// counts.
+    async fn write_batch(
+        &self,
+        candidates: &[Candidate],
+        bytes_received: u64,
+    ) -> Result<Option<Stop>, DomainError> {
+        let organization_id = self.caller.organization_id;
+        let job_id = self.record.id;
+        let importing = self.kind == JobKind::Import;
+        let mut tx = self.pool.begin().await?;
+        let lock = store::imports::lock_job(&mut tx, job_id, self.owner).await?;
+        if !lock.running {
+            return Ok(Some(Stop::Ended(
+                JobStatus::Interrupted,
+                "the job was ended elsewhere".into(),
+                None,
+            )));
+        }
+        if lock.cancel_requested {
+            return Ok(Some(Stop::Ended(
+                JobStatus::Cancelled,
+                CANCELLED.into(),
+                None,
+            )));
+        }
+        let organization = store::organizations::lock_shared(&mut tx, organization_id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("organization", organization_id))?;
+
+        let keys = Keys::of(candidates);
+        let rows = store::users::find_by_keys(
+            &mut tx,
+            organization_id,
+            &keys.emails,
+            &keys.usernames,
+            &keys.external_ids,
+            importing,
+        )
+        .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let grants = store::groups::grants_of_users(&mut tx, organization_id, &ids).await?;
+        let users: Vec<StoredUser> = rows
+            .iter()
+            .map(|row| StoredUser {
+                id: row.id,
+                values: row.values(),
+                admin_state: row.admin_state.clone(),
+                legacy_status: row.legacy_status.clone(),
+                grants: grants
+                    .iter()
+                    .filter(|(user_id, _)| *user_id == row.id)
+                    .map(|(_, grant)| grant.clone())
+                    .collect(),
+            })
+            .collect();
+        let groups = if keys.any_groups {
+            store::groups::all_named_grants(&mut tx, organization_id)
+                .await?
+                .into_iter()
+                .map(|(name, grant)| (name.to_lowercase(), NamedGroup { name, grant }))
+                .collect()
+        } else {
+            Default::default()
+        };
+        let mut context = BatchContext {
+            caller: &self.caller,
+            kind: self.kind,
+            options: &self.options,
+            settings: &organization.settings,
+            option_group_ids: &self.option_group_ids,
+            mirror_skipped: &self.mirror_skipped,
+            users,
+            groups,
+            claims: Default::default(),
+        };
+        let claim_keys = context.candidate_keys(candidates);
+        context.claims = store::imports::claims(&mut tx, job_id, &claim_keys).await?;
+        let decisions = decide_batch(&mut context, candidates.to_vec());
+        let email_unique = !organization.settings.allow_duplicate_emails;
+        drop(context);
+
+        let results = if importing {
+            self.apply(&mut tx, decisions, email_unique).await?
+        } else {
+            decisions
+                .into_iter()
+                .map(|d| (result_of(&d, self.kind, d.plan.user_id()), d.claims))
+                .collect()
+        };
+        let (mut claim_keys, mut claim_lines) = (Vec::new(), Vec::new());
+        for (result, claims) in &results {
+            if result.outcome != Outcome::Failed {
+                for key in claims {
+                    claim_keys.push(key.clone());
+                    claim_lines.push(result.line as i64);
+                }
+            }
+        }
+        store::imports::insert_claims(&mut tx, job_id, &claim_keys, &claim_lines).await?;
+        let results: Vec<RowResult> = results.into_iter().map(|(result, _)| result).collect();
+        store::imports::insert_rows(&mut tx, job_id, &results).await?;
+        let last_line = results.last().map_or(0, |r| r.line);
+        store::imports::add_progress(
+            &mut tx,
+            job_id,
+            &Counts::of(&results),
+            last_line,
+            bytes_received,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    /// Writes what the decisions say, in a few statements for the whole batch.
+    async fn apply(
+        &self,
+        tx: &mut store::Transaction<'_>,
+        decisions: Vec<Decision>,
+        email_unique: bool,
+    ) -> Result<Vec<(RowResult, Vec<String>)>, DomainError> {
+        let organization_id = self.caller.organization_id;
+        let actor = self.caller.actor();
+        let audit = |action: &'static str, user_id: Uuid| {
+            AuditRecord::new(organization_id, actor, action, "user", user_id)
+                .with_request_id(&self.request_id)
+        };
+        let new_ids: Vec<Option<Uuid>> = decisions
+            .iter()
+            .map(|d| matches!(d.plan, Plan::Create { .. }).then(Uuid::now_v7))
+            .collect();
+        let new_users: Vec<NewImportedUser<'_>> = decisions
+            .iter()
+            .zip(&new_ids)
+            .filter_map(|(decision, id)| match (&decision.plan, id) {
+                (
+                    Plan::Create {
+                        values,
+                        admin_state,
+                        legacy_status,
+                        ..
+                    },
+                    Some(id),
+                ) => Some(NewImportedUser {
+                    id: *id,
+                    values,
+                    admin_state,
+                    legacy_status: *legacy_status,
+                }),
+                _ => None,
+            })
+            .collect();
+        let inserted: HashSet<Uuid> = if new_users.is_empty() {
+            HashSet::new()
+        } else {
+            store::users::insert_many(tx, organization_id, &new_users, email_unique)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        drop(new_users);
+
+        let (mut member_users, mut member_groups) = (Vec::new(), Vec::new());
+        let mut invited = Vec::new();
+        let mut audits = Vec::new();
+        let mut changes = Vec::new();
+        let mut revoked = Vec::new();
+        let mut deleted = Vec::new();
+        let mut results = Vec::with_capacity(decisions.len());
+        for (decision, new_id) in decisions.iter().zip(new_ids) {
+            let mut user_id = decision.plan.user_id();
+            match &decision.plan {
+                Plan::Create {
+                    values, group_ids, ..
+                } => {
+                    let id = new_id.filter(|id| inserted.contains(id));
+                    let Some(id) = id else {
+                        // A concurrent import created this user first.
+                        let failed = RowResult::failed(
+                            decision.line,
+                            decision.action,
+                            decision.email.clone(),
+                            vec![FieldViolation::new(
+                                "email",
+                                "USER_ALREADY_EXISTS",
+                                "User already exists",
+                            )],
+                        );
+                        results.push((failed, Vec::new()));
+                        continue;
+                    };
+                    user_id = Some(id);
+                    for group in group_ids {
+                        member_users.push(id);
+                        member_groups.push(*group);
+                    }
+                    if self.options.send_invitations {
+                        invited.push(id);
+                    }
+                    audits.push(audit("user.create", id).with_details(json!({
+                        "email": values.email,
+                        "username": values.username,
+                        "group_ids": group_ids,
+                        "skipped_group_ids": self.mirror_skipped,
+                        "import_job_id": self.record.id,
+                        "line": decision.line,
+                    })));
+                }
+                Plan::Update {
+                    user_id: id,
+                    before,
+                    after,
+                    status_before,
+                    admin_state,
+                    legacy_status,
+                    add_group_ids,
+                    revoke_tokens,
+                } => {
+                    let status_after = legacy_status.as_deref().unwrap_or(admin_state);
+                    let field_changes =
+                        FieldChanges::between(user_value_pairs(before, after).into_iter().chain([
+                            ("status", json!(status_before), json!(status_after)),
+                            ("groups", json!([]), json!(add_group_ids)),
+                        ]));
+                    changes.push(ImportedUserChange {
+                        id: *id,
+                        values: after,
+                        admin_state,
+                        legacy_status: legacy_status.as_deref(),
+                    });
+                    for group in add_group_ids {
+                        member_users.push(*id);
+                        member_groups.push(*group);
+                    }
+                    if *revoke_tokens {
+                        revoked.push(*id);
+                    }
+                    audits.push(audit("user.update", *id).with_field_changes(field_changes));
+                }
+                Plan::Delete {
+                    user_id: id,
+                    values,
+                } => {
+                    deleted.push(*id);
+                    audits.push(audit("user.delete", *id).with_details(json!({
+                        "email": values.email,
+                        "username": values.username,
+                        "import_job_id": self.record.id,
+                        "line": decision.line,
+                    })));
+                }
+                Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } => {}
+            }
+            results.push((
+                result_of(decision, self.kind, user_id),
+                decision.claims.clone(),
+            ));
+        }
+        if !changes.is_empty() {
+            store::users::update_many(tx, organization_id, &changes).await?;
+        }
+        if !member_users.is_empty() {
+            store::groups::add_many_memberships(tx, organization_id, &member_users, &member_groups)
+                .await?;
+        }
+        if !invited.is_empty() {
+            store::outbox::enqueue_invitations(tx, organization_id, &invited).await?;
+        }
+        if !revoked.is_empty() {
+            store::access_tokens::revoke_all_for_users(tx, organization_id, &revoked).await?;
+        }
+        if !deleted.is_empty() {
+            store::users::delete_many(tx, organization_id, &deleted).await?;
+        }
+        store::audit::record_many(tx, &audits).await?;
+        Ok(results)
+    }
+}
+
+/// The first non-blank record names the columns.
+fn header_of(record: Record) -> Result<Header, Vec<FieldViolation>> {
+    match record.fields {
+        Ok(cells) => Header::parse(&cells),
+        Err(problem) => Err(vec![FieldViolation::new(
+            "header",
+            "INVALID_HEADER",
+            format!(
+                "the header line cannot be read: {}",
+                problem_message(&problem)
+            ),
+        )]),
+    }
+}
+
+fn problem_message(problem: &RecordProblem) -> String {
+    match problem {
+        RecordProblem::InvalidEncoding => "invalid text encoding".into(),
+        RecordProblem::FieldTooLong { .. } => "a cell is longer than the limit".into(),
+        RecordProblem::RecordTooLong => "the line is longer than the limit".into(),
+        RecordProblem::UnterminatedQuote => "a quote is never closed".into(),
+    }
+}
+
+/// A record that cannot be read fails its row; the field is the column when known.
+fn record_problem(header: &Header, problem: &RecordProblem) -> FieldViolation {
+    match problem {
+        RecordProblem::InvalidEncoding => {
+            FieldViolation::new("row", "INVALID_ENCODING", "invalid text encoding")
+        }
+        RecordProblem::FieldTooLong { index } => FieldViolation::new(
+            header.name_at(*index).unwrap_or("row"),
+            "FIELD_TOO_LONG",
+            "the cell is longer than the limit per field",
+        ),
+        RecordProblem::RecordTooLong => FieldViolation::new(
+            "row",
+            "RECORD_TOO_LONG",
+            "the record is longer than the limit per record",
+        ),
+        RecordProblem::UnterminatedQuote => {
+            FieldViolation::new("row", "UNTERMINATED_QUOTE", "a quoted cell is never closed")
+        }
+    }
+}
+
+/// Errors a batch may meet because of concurrent changes; the batch is then
+/// redone a row at a time.
+fn is_contention(error: &DomainError) -> bool {
+    match error {
+        DomainError::AlreadyExists { .. } => true,
+        DomainError::Internal(error) => error
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|e| e.code())
+            .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "23505")),
+        _ => false,
+    }
+}
+
+fn result_of(decision: &Decision, kind: JobKind, user_id: Option<Uuid>) -> RowResult {
+    RowResult {
+        line: decision.line,
+        action: decision.action,
+        email: decision.email.clone(),
+        outcome: decision.plan.outcome(kind),
+        user_id,
+        errors: match &decision.plan {
+            Plan::Failed(errors) => errors.clone(),
+            _ => Vec::new(),
+        },
+        warnings: decision.warnings.clone(),
+    }
+}
+
+/// The values a batch's rows name, to read the users they mean.
+#[derive(Default)]
+struct Keys {
+    emails: Vec<String>,
+    usernames: Vec<String>,
+    external_ids: Vec<String>,
+    any_groups: bool,
+}
+
+impl Keys {
+    fn of(candidates: &[Candidate]) -> Self {
+        let mut keys = Self::default();
+        for candidate in candidates {
+            let Ok(command) = &candidate.command else {
+                continue;
+            };
+            let (email, username, external_id, groups) = match command {
+                RowCommand::Add { values, groups, .. } => (
+                    Some(&values.email),
+                    Some(&values.username),
+                    values.external_id.as_ref(),
+                    groups.len(),
+                ),
+                RowCommand::Update {
+                    changes, groups, ..
+                } => (
+                    changes.email.as_ref(),
+                    changes.username.as_ref(),
+                    changes.external_id.as_ref(),
+                    groups.len(),
+                ),
+                RowCommand::Delete { username, email } => (Some(email), Some(username), None, 0),
+            };
+            keys.emails.extend(email.map(|e| e.to_lowercase()));
+            keys.usernames.extend(username.map(|u| u.to_lowercase()));
+            keys.external_ids.extend(external_id.cloned());
+            keys.any_groups |= groups > 0;
+        }
+        keys
+    }
+}
+
+/// What the follower of a job streams to the client.
+#[derive(Debug)]
+pub enum Event {
+    Row(RowResult),
+    Summary(ImportJob),
+    Error(EndError),
+}
+
+/// Streams a job's row results in file order as they are written, then its
+/// summary. Returns false when the client stopped reading (the job is then
+/// told to stop).
+pub async fn follow(
+    pool: PgPool,
+    organization_id: Uuid,
+    job_id: Uuid,
+    mut progress: watch::Receiver<Progress>,
+    out: mpsc::Sender<Event>,
+) -> bool {
+    let mut sent = 0u64;
+    loop {
+        let snapshot = progress.borrow_and_update().clone();
+        while sent < snapshot.last_line {
+            let rows = match store::imports::rows_after(&pool, job_id, sent, false, 500).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!(job_id = %job_id, error = ?error, "cannot read import results");
+                    return out.send(Event::Error(EndError::Internal)).await.is_ok();
+                }
+            };
+            let Some(last) = rows.last() else { break };
+            sent = last.line;
+            for row in rows {
+                if out.send(Event::Row(row)).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        if let Some(ended) = snapshot.ended {
+            let event = match ended {
+                Some(error) => Event::Error(error),
+                None => match store::imports::find_job(&pool, organization_id, job_id).await {
+                    Ok(Some(job)) => Event::Summary(job),
+                    _ => Event::Error(EndError::Internal),
+                },
+            };
+            return out.send(event).await.is_ok();
+        }
+        if progress.changed().await.is_err() {
+            // The job dropped its end of the channel without ending: read what is there.
+            if progress.borrow().ended.is_none() {
+                return out.send(Event::Error(EndError::Internal)).await.is_ok();
+            }
+        }
+    }
+}
+
+/// The shared pieces a server gives every job.
+#[derive(Clone)]
+pub struct Jobs {
+    pub pool: PgPool,
+    pub settings: Arc<ImportSettings>,
+    /// This process, as the owner of the jobs it runs.
+    pub owner: Uuid,
+}
+
+impl Jobs {
+    /// Ends the jobs of servers that stopped beating ("whichever server notices").
+    pub async fn interrupt_stale(&self) -> Result<u64, DomainError> {
+        Ok(store::imports::interrupt_stale_jobs(
+            &self.pool,
+            self.settings.stale_after.as_secs() as i64,
+        )
+        .await?)
+    }
+
+    pub async fn get(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
+        self.interrupt_stale().await?;
+        store::imports::find_job(&self.pool, organization_id, id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("import job", id))
+    }
+
+    pub async fn list(
+        &self,
+        organization_id: Uuid,
+        status: Option<JobStatus>,
+        page_size: crate::domain::paging::PageSize,
+        page_token: &str,
+    ) -> Result<crate::domain::paging::Page<ImportJob>, DomainError> {
+        self.interrupt_stale().await?;
+        store::imports::list_jobs(&self.pool, organization_id, status, page_size, page_token).await
+    }
+
+    pub async fn rows(
+        &self,
+        organization_id: Uuid,
+        id: Uuid,
+        failed_only: bool,
+        from_line: u64,
+        page_size: crate::domain::paging::PageSize,
+        page_token: &str,
+    ) -> Result<crate::domain::paging::Page<RowResult>, DomainError> {
+        self.get(organization_id, id).await?;
+        store::imports::list_rows(
+            &self.pool,
+            id,
+            failed_only,
+            from_line,
+            page_size,
+            page_token,
+        )
+        .await
+    }
+
+    /// Asks a running job to stop after the batch in progress and waits a
+    /// little for it; an ended job is returned as it is.
+    pub async fn cancel(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
+        self.interrupt_stale().await?;
+        let mut job = store::imports::request_cancel(&self.pool, organization_id, id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("import job", id))?;
+        for _ in 0..50 {
+            if job.status != JobStatus::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            job = self.get(organization_id, id).await?;
+        }
+        Ok(job)
+    }
+}

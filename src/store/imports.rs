@@ -1,0 +1,474 @@
+//! Import jobs, their row results and the in-file claims of running jobs.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{
+    paging::{newest_first_page, total_size},
+    Transaction,
+};
+use crate::domain::{
+    import::{
+        job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
+        row::Action,
+    },
+    paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
+    DomainError, FieldViolation,
+};
+
+const JOB_COLUMNS: &str = "id, kind, status, options, file_name, requested_by, rows_total, created, updated, \
+     deleted, unchanged, skipped, valid, failed, bytes_received, last_line, failure_message, create_time, \
+     update_time, end_time";
+
+#[derive(FromRow)]
+struct JobRow {
+    id: Uuid,
+    kind: String,
+    status: String,
+    options: serde_json::Value,
+    requested_by: String,
+    rows_total: i64,
+    created: i64,
+    updated: i64,
+    deleted: i64,
+    unchanged: i64,
+    skipped: i64,
+    valid: i64,
+    failed: i64,
+    bytes_received: i64,
+    last_line: i64,
+    failure_message: String,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+    end_time: Option<DateTime<Utc>>,
+}
+
+impl From<JobRow> for ImportJob {
+    fn from(row: JobRow) -> Self {
+        ImportJob {
+            id: row.id,
+            kind: JobKind::parse(&row.kind).unwrap_or(JobKind::Import),
+            status: JobStatus::parse(&row.status).unwrap_or(JobStatus::Failed),
+            options: serde_json::from_value(row.options).unwrap_or_default(),
+            counts: Counts {
+                rows: row.rows_total,
+                created: row.created,
+                updated: row.updated,
+                deleted: row.deleted,
+                unchanged: row.unchanged,
+                skipped: row.skipped,
+                valid: row.valid,
+                failed: row.failed,
+            },
+            requested_by: row.requested_by,
+            bytes_received: row.bytes_received,
+            last_line: row.last_line,
+            failure_message: row.failure_message,
+            create_time: row.create_time,
+            update_time: row.update_time,
+            end_time: row.end_time,
+        }
+    }
+}
+
+/// A new job, RUNNING, owned by this process.
+pub struct NewJob<'a> {
+    pub organization_id: Uuid,
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub options: &'a ImportOptions,
+    pub requested_by: String,
+    pub owner: Uuid,
+}
+
+pub async fn insert_job(pool: &PgPool, job: &NewJob<'_>) -> Result<ImportJob, DomainError> {
+    let options = serde_json::to_value(job.options).map_err(anyhow::Error::from)?;
+    let row: JobRow = sqlx::query_as(&format!(
+        "insert into import_jobs (organization_id, id, kind, options, file_name, requested_by, notify_requester, owner) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8) returning {JOB_COLUMNS}"
+    ))
+    .bind(job.organization_id)
+    .bind(job.id)
+    .bind(job.kind.as_str())
+    .bind(options)
+    .bind(&job.options.file_name)
+    .bind(&job.requested_by)
+    .bind(job.options.notify_requester)
+    .bind(job.owner)
+    .fetch_one(pool)
+    .await?;
+    Ok(row.into())
+}
+
+pub async fn find_job<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<ImportJob>, sqlx::Error> {
+    let row: Option<JobRow> = sqlx::query_as(&format!(
+        "select {JOB_COLUMNS} from import_jobs where organization_id = $1 and id = $2"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+/// Newest first, optionally of one status.
+pub async fn list_jobs(
+    pool: &PgPool,
+    organization_id: Uuid,
+    status: Option<JobStatus>,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<ImportJob>, DomainError> {
+    let status = status.map(JobStatus::as_str);
+    let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
+        query
+            .push("from import_jobs where organization_id = ")
+            .push_bind(organization_id);
+        if let Some(status) = status {
+            query.push(" and status = ").push_bind(status);
+        }
+    };
+    newest_first_page(
+        pool,
+        JOB_COLUMNS,
+        push_from_where,
+        page_size,
+        page_token,
+        &fingerprint(&("import_jobs", status)),
+        |row: &JobRow| (row.create_time, row.id),
+    )
+    .await
+}
+
+/// What a batch learns when it locks its job.
+pub struct JobLock {
+    /// Still RUNNING and owned by this process.
+    pub running: bool,
+    pub cancel_requested: bool,
+}
+
+/// Locks the job row for a batch: a cancel waits for the batch, and a job
+/// another server ended (stale heartbeat) is seen as such.
+pub async fn lock_job(
+    tx: &mut Transaction<'_>,
+    id: Uuid,
+    owner: Uuid,
+) -> Result<JobLock, sqlx::Error> {
+    let row: Option<(String, Uuid, bool)> = sqlx::query_as(
+        "select status, owner, cancel_requested from import_jobs where id = $1 for update",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some((status, job_owner, cancel_requested)) => JobLock {
+            running: status == "RUNNING" && job_owner == owner,
+            cancel_requested,
+        },
+        None => JobLock {
+            running: false,
+            cancel_requested: false,
+        },
+    })
+}
+
+/// Adds a batch's counts and progress, and beats the heart.
+pub async fn add_progress(
+    tx: &mut Transaction<'_>,
+    id: Uuid,
+    counts: &Counts,
+    last_line: u64,
+    bytes_received: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update import_jobs set rows_total = rows_total + $2, created = created + $3, updated = updated + $4, \
+         deleted = deleted + $5, unchanged = unchanged + $6, skipped = skipped + $7, valid = valid + $8, \
+         failed = failed + $9, last_line = greatest(last_line, $10), bytes_received = greatest(bytes_received, $11), \
+         heartbeat_time = now() where id = $1",
+    )
+    .bind(id)
+    .bind(counts.rows)
+    .bind(counts.created)
+    .bind(counts.updated)
+    .bind(counts.deleted)
+    .bind(counts.unchanged)
+    .bind(counts.skipped)
+    .bind(counts.valid)
+    .bind(counts.failed)
+    .bind(last_line as i64)
+    .bind(bytes_received as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Keeps a job alive between batches; `None` when it is no longer this
+/// process's running job, else whether a cancel was asked for.
+pub async fn heartbeat(pool: &PgPool, id: Uuid, owner: Uuid) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar(
+        "update import_jobs set heartbeat_time = now() where id = $1 and owner = $2 and status = 'RUNNING' \
+         returning cancel_requested",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Ends a job this process runs, and drops its claims.
+pub async fn finish_job(
+    pool: &PgPool,
+    id: Uuid,
+    owner: Uuid,
+    status: JobStatus,
+    failure_message: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "update import_jobs set status = $3, failure_message = $4, end_time = now(), \
+         report_pending = notify_requester and kind = 'IMPORT' \
+         where id = $1 and owner = $2 and status = 'RUNNING'",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(status.as_str())
+    .bind(failure_message)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from import_claims where job_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// Ends INTERRUPTED every running job whose owner stopped beating; their
+/// counts are exact because each batch writes them with its rows.
+pub async fn interrupt_stale_jobs(
+    pool: &PgPool,
+    stale_after_seconds: i64,
+) -> Result<u64, sqlx::Error> {
+    let ended: Vec<Uuid> = sqlx::query_scalar(
+        "update import_jobs set status = 'INTERRUPTED', end_time = now(), \
+         failure_message = 'the server running the job stopped', report_pending = notify_requester and kind = 'IMPORT' \
+         where status = 'RUNNING' and heartbeat_time < now() - make_interval(secs => $1) returning id",
+    )
+    .bind(stale_after_seconds as f64)
+    .fetch_all(pool)
+    .await?;
+    if !ended.is_empty() {
+        sqlx::query("delete from import_claims where job_id = any($1)")
+            .bind(&ended)
+            .execute(pool)
+            .await?;
+    }
+    Ok(ended.len() as u64)
+}
+
+/// Asks the running job to stop after its batch in progress.
+pub async fn request_cancel(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<ImportJob>, sqlx::Error> {
+    sqlx::query(
+        "update import_jobs set cancel_requested = true \
+         where organization_id = $1 and id = $2 and status = 'RUNNING'",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    find_job(pool, organization_id, id).await
+}
+
+/// The lines that already claimed any of these keys.
+pub async fn claims(
+    tx: &mut Transaction<'_>,
+    job_id: Uuid,
+    keys: &[String],
+) -> Result<HashMap<String, u64>, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("select key, line from import_claims where job_id = $1 and key = any($2)")
+            .bind(job_id)
+            .bind(keys)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, line)| (key, line as u64))
+        .collect())
+}
+
+pub async fn insert_claims(
+    tx: &mut Transaction<'_>,
+    job_id: Uuid,
+    keys: &[String],
+    lines: &[i64],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into import_claims (job_id, key, line) select $1, * from unnest($2::text[], $3::bigint[]) \
+         on conflict do nothing",
+    )
+    .bind(job_id)
+    .bind(keys)
+    .bind(lines)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn issues_json(issues: &[FieldViolation]) -> Option<serde_json::Value> {
+    (!issues.is_empty()).then(|| {
+        issues
+            .iter()
+            .map(
+                |i| serde_json::json!({"field": i.field, "code": i.code, "message": i.description}),
+            )
+            .collect()
+    })
+}
+
+fn issues_of(value: Option<serde_json::Value>) -> Vec<FieldViolation> {
+    let Some(serde_json::Value::Array(items)) = value else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|item| {
+            let text = |key: &str| item[key].as_str().unwrap_or_default().to_owned();
+            FieldViolation::new(text("field"), text("code"), text("message"))
+        })
+        .collect()
+}
+
+/// Writes row results in one statement.
+pub async fn insert_rows(
+    tx: &mut Transaction<'_>,
+    job_id: Uuid,
+    rows: &[RowResult],
+) -> Result<(), sqlx::Error> {
+    let lines: Vec<i64> = rows.iter().map(|r| r.line as i64).collect();
+    let actions: Vec<&str> = rows
+        .iter()
+        .map(|r| r.action.map_or("UNSPECIFIED", Action::as_str))
+        .collect();
+    let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
+    let outcomes: Vec<&str> = rows.iter().map(|r| r.outcome.as_str()).collect();
+    let user_ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.user_id).collect();
+    let errors: Vec<Option<serde_json::Value>> =
+        rows.iter().map(|r| issues_json(&r.errors)).collect();
+    let warnings: Vec<Option<serde_json::Value>> =
+        rows.iter().map(|r| issues_json(&r.warnings)).collect();
+    sqlx::query(
+        "insert into import_rows (job_id, line, action, email, outcome, user_id, errors, warnings) \
+         select $1, * from unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::jsonb[], $8::jsonb[])",
+    )
+    .bind(job_id)
+    .bind(&lines)
+    .bind(&actions)
+    .bind(&emails)
+    .bind(&outcomes)
+    .bind(&user_ids)
+    .bind(&errors)
+    .bind(&warnings)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct RowResultRow {
+    line: i64,
+    action: String,
+    email: String,
+    outcome: String,
+    user_id: Option<Uuid>,
+    errors: Option<serde_json::Value>,
+    warnings: Option<serde_json::Value>,
+}
+
+impl From<RowResultRow> for RowResult {
+    fn from(row: RowResultRow) -> Self {
+        RowResult {
+            line: row.line as u64,
+            action: Action::parse(&row.action),
+            email: row.email,
+            outcome: Outcome::parse(&row.outcome).unwrap_or(Outcome::Failed),
+            user_id: row.user_id,
+            errors: issues_of(row.errors),
+            warnings: issues_of(row.warnings),
+        }
+    }
+}
+
+/// Row results after `after_line`, in file order.
+pub async fn rows_after(
+    pool: &PgPool,
+    job_id: Uuid,
+    after_line: u64,
+    failed_only: bool,
+    limit: i64,
+) -> Result<Vec<RowResult>, sqlx::Error> {
+    let rows: Vec<RowResultRow> = sqlx::query_as(&format!(
+        "select line, action, email, outcome, user_id, errors, warnings from import_rows \
+         where job_id = $1 and line > $2{} order by line limit $3",
+        if failed_only {
+            " and outcome = 'FAILED'"
+        } else {
+            ""
+        }
+    ))
+    .bind(job_id)
+    .bind(after_line as i64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// A page of a job's row results in file order, from `from_line` on.
+pub async fn list_rows(
+    pool: &PgPool,
+    job_id: Uuid,
+    failed_only: bool,
+    from_line: u64,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<RowResult>, DomainError> {
+    let query_fingerprint = fingerprint(&("import_rows", job_id, failed_only, from_line));
+    let after: Option<u64> = decode_page_token(page_token, &query_fingerprint)
+        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?;
+    let after = after.unwrap_or(from_line.saturating_sub(1));
+    let mut rows = rows_after(pool, job_id, after, failed_only, page_size.fetch_limit()).await?;
+    let next_page_token = if rows.len() > page_size.get() as usize {
+        rows.truncate(page_size.get() as usize);
+        rows.last()
+            .map(|last| encode_page_token(&last.line, &query_fingerprint))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
+        query
+            .push("from import_rows where job_id = ")
+            .push_bind(job_id)
+            .push(" and line >= ")
+            .push_bind(from_line as i64);
+        if failed_only {
+            query.push(" and outcome = 'FAILED'");
+        }
+    };
+    Ok(Page {
+        items: rows,
+        next_page_token,
+        total_size: total_size(pool, push_from_where).await?,
+    })
+}
