@@ -7,15 +7,15 @@ use crate::{
 };
 
 /// Fixtures of the spec's example: Admin and Cashier profiles, South and West units.
-struct Org {
-    admin_profile: String,
-    viewer_profile: String,
-    cashier_profile: String,
-    south: String,
-    west: String,
+pub struct Org {
+    pub admin_profile: String,
+    pub viewer_profile: String,
+    pub cashier_profile: String,
+    pub south: String,
+    pub west: String,
 }
 
-async fn org(app: &TestApp) -> Org {
+pub async fn org(app: &TestApp) -> Org {
     let mut groups = app.groups(app.as_admin());
     let cashier_profile = groups
         .create_profile(proto::CreateProfileRequest {
@@ -64,7 +64,7 @@ async fn org(app: &TestApp) -> Org {
     }
 }
 
-async fn group(
+pub async fn group(
     app: &TestApp,
     name: &str,
     profile: &str,
@@ -90,7 +90,7 @@ async fn group(
         .id
 }
 
-async fn give(
+pub async fn give(
     app: &TestApp,
     bearer: Bearer,
     user_id: &str,
@@ -106,7 +106,7 @@ async fn give(
 }
 
 /// A signed-in user holding the given groups.
-async fn holder(app: &TestApp, email: &str, groups: &[&str]) -> (proto::User, Bearer) {
+pub async fn holder(app: &TestApp, email: &str, groups: &[&str]) -> (proto::User, Bearer) {
     let (user, bearer) = app.signed_in_user(email).await;
     give(app, app.as_admin(), &user.id, groups).await.unwrap();
     (user, bearer)

@@ -1,3 +1,4 @@
+use roster::proto::UnitScope;
 use roster::{
     domain::import::{
         header::Header,
@@ -6,9 +7,13 @@ use roster::{
     },
     proto::{self, RowOutcome},
 };
-use tonic::Status;
+use tonic::{Code, Status};
 
-use crate::helpers::{violated_fields, Bearer, TestApp};
+use crate::{
+    groups,
+    helpers::{violated_fields, Bearer, TestApp},
+    users::builtin_profile,
+};
 
 #[tokio::test]
 async fn the_template_is_a_file_the_importer_reads_back_as_one_valid_row() {
@@ -247,4 +252,332 @@ async fn an_import_creates_users_with_groups_invitations_audit_and_a_durable_res
     assert_eq!(failed.rows.len(), 1);
     assert_eq!(failed.rows[0].line, 4);
     assert_eq!(failed.total_size, 1);
+}
+
+/// Ways to cut a file into chunks: single bytes (splitting every multi-byte
+/// character and CRLF), odd sizes, and the whole file at once.
+const CHUNKINGS: [usize; 6] = [1, 2, 3, 7, 64, 1 << 20];
+
+fn corpus(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/import_files/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// (line, outcome, [(field, code)] of the errors) of every row.
+type Expected = [(i64, RowOutcome, &'static [(&'static str, &'static str)])];
+
+fn assert_rows(run: &ImportRun, expected: &Expected, validate: bool, what: &str) {
+    let actual: Vec<(i64, RowOutcome, Vec<(String, String)>)> = run
+        .rows
+        .iter()
+        .map(|r| {
+            let mut errors: Vec<(String, String)> = r
+                .errors
+                .iter()
+                .map(|e| (e.field.clone(), e.code.clone()))
+                .collect();
+            errors.sort();
+            (r.line, RowOutcome::try_from(r.outcome).unwrap(), errors)
+        })
+        .collect();
+    let expected: Vec<(i64, RowOutcome, Vec<(String, String)>)> = expected
+        .iter()
+        .map(|(line, outcome, errors)| {
+            let outcome = match outcome {
+                RowOutcome::Failed => RowOutcome::Failed,
+                _ if validate => RowOutcome::Valid,
+                other => *other,
+            };
+            let mut errors: Vec<(String, String)> = errors
+                .iter()
+                .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+                .collect();
+            errors.sort();
+            (*line, outcome, errors)
+        })
+        .collect();
+    assert_eq!(actual, expected, "{what}: {:?}", run.error);
+    let counts = run.counts();
+    assert_eq!(counts.rows as usize, expected.len(), "{what}");
+}
+
+/// Reviews the file in every chunking (all must agree with `expected`),
+/// then imports it once and checks the same rows.
+async fn review_in_every_chunking_then_import(
+    app: &TestApp,
+    file: &str,
+    options: proto::ImportOptions,
+    expected: &Expected,
+) -> ImportRun {
+    let bytes = corpus(file);
+    for chunk in CHUNKINGS {
+        let run = run_import(app, app.as_admin(), true, options.clone(), &bytes, chunk).await;
+        assert_rows(
+            &run,
+            expected,
+            true,
+            &format!("review of {file} in chunks of {chunk}"),
+        );
+    }
+    let run = run_import(app, app.as_admin(), false, options, &bytes, 5).await;
+    assert_rows(&run, expected, false, &format!("import of {file}"));
+    run
+}
+
+async fn cashiers_group(app: &TestApp) -> String {
+    let profile = builtin_profile(app, "Viewer").await;
+    groups::group(app, "Cashiers", &profile, UnitScope::NoUnit, &[]).await
+}
+
+#[tokio::test]
+async fn an_excel_cp1252_semicolon_crlf_file_reads_right_in_every_chunking() {
+    let app = TestApp::spawn().await;
+    let cashiers = cashiers_group(&app).await;
+    use RowOutcome::*;
+    review_in_every_chunking_then_import(
+        &app,
+        "excel_cp1252_semicolon_crlf.csv",
+        options(),
+        &[
+            (2, Created, &[]),
+            (3, Failed, &[("phone", "INVALID_PHONE")]),
+            (4, Created, &[]),
+            (5, Failed, &[("row", "INVALID_ENCODING")]),
+            (7, Failed, &[("email", "DUPLICATE_IN_FILE")]),
+            (8, Created, &[]),
+        ],
+    )
+    .await;
+    let names: Vec<(String, String)> =
+        sqlx::query_as("select first_name, last_name from users order by email")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        names,
+        [
+            ("Ana".to_owned(), "Lima".to_owned()),
+            ("João".to_owned(), "Conceição".to_owned()),
+            ("Ünï".to_owned(), "Çödé".to_owned()),
+        ],
+        "a late Windows-1252 record and a UTF-8 one in the same file both read right"
+    );
+    let members = app
+        .groups(app.as_admin())
+        .list_group_members(proto::ListGroupMembersRequest {
+            group_id: cashiers,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        members.users.len(),
+        1,
+        "the groups column gave João his group"
+    );
+}
+
+#[tokio::test]
+async fn a_utf8_file_with_bom_quoted_line_breaks_and_every_line_ending_counts_lines_right() {
+    let app = TestApp::spawn().await;
+    use RowOutcome::*;
+    let run = review_in_every_chunking_then_import(
+        &app,
+        "utf8_bom_quotes_line_ends.csv",
+        options(),
+        &[
+            (2, Failed, &[("first_name", "CONTROL_CHARACTER")]),
+            (4, Created, &[]),
+            (
+                5,
+                Failed,
+                &[
+                    ("last_name", "CONTROL_CHARACTER"),
+                    ("status", "LEGACY_STATUS"),
+                ],
+            ),
+            (8, Created, &[]),
+            (9, Failed, &[("row", "UNTERMINATED_QUOTE")]),
+        ],
+    )
+    .await;
+    assert_eq!(run.rows[1].email, "pedro@acme.com");
+    let statuses: Vec<(String, String, String)> =
+        sqlx::query_as("select email, last_name, admin_state from users order by email")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            (
+                "ines@acme.com".to_owned(),
+                "Sá".to_owned(),
+                "ON_VACATION".to_owned()
+            ),
+            (
+                "pedro@acme.com".to_owned(),
+                "Alves, Jr.".to_owned(),
+                "INACTIVE".to_owned()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn every_row_rule_gives_its_outcome_line_and_field() {
+    let app = TestApp::spawn().await;
+    cashiers_group(&app).await;
+    let keeper = app.create_user("Kim", "Keeper", "keeper@acme.com").await;
+    for (first, email, username) in [
+        ("Eva", "existing@acme.com", "existing"),
+        ("Gil", "gone@acme.com", "gone"),
+    ] {
+        app.users(app.as_admin())
+            .create_user(proto::CreateUserRequest {
+                user: Some(proto::User {
+                    first_name: first.into(),
+                    last_name: "Existing".into(),
+                    email: email.into(),
+                    username: username.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    sqlx::query("update users set username = 'keeper' where id = $1")
+        .bind(uuid::Uuid::parse_str(&keeper.id).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    use RowOutcome::*;
+    let run = review_in_every_chunking_then_import(
+        &app,
+        "row_rules.csv",
+        options(),
+        &[
+            (2, Created, &[]),
+            (3, Failed, &[("email", "USER_ALREADY_EXISTS")]),
+            (4, Failed, &[("username", "USERNAME_TAKEN")]),
+            (5, Updated, &[]),
+            (6, Failed, &[("username", "USER_NOT_FOUND")]),
+            (7, Failed, &[("email", "DUPLICATE_IN_FILE")]),
+            (8, Deleted, &[]),
+            (9, Failed, &[("email", "EMAIL_MISMATCH")]),
+            (10, Failed, &[("groups", "GROUP_NOT_FOUND")]),
+            (11, Created, &[]),
+            (12, Failed, &[("action", "INVALID_ACTION")]),
+            (13, Failed, &[("row", "TOO_MANY_CELLS")]),
+            (14, Created, &[]),
+            (15, Unchanged, &[]),
+            (16, Created, &[]),
+            (17, Failed, &[("phone", "INVALID_PHONE")]),
+            (18, Failed, &[("status", "LEGACY_STATUS")]),
+            (19, Failed, &[("email", "USER_NOT_FOUND")]),
+        ],
+    )
+    .await;
+    assert!(
+        run.rows[5].errors[0].message.contains("line 2"),
+        "{:?}",
+        run.rows[5]
+    );
+    assert_eq!(run.rows[14].warnings[0].code, "PUBLIC_EMAIL_DOMAIN");
+    let renamed: (String, String) =
+        sqlx::query_as("select last_name, admin_state from users where username = 'existing'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(renamed, ("Renamed".to_owned(), "ON_VACATION".to_owned()));
+    let formula: (Option<String>, Option<String>) =
+        sqlx::query_as("select phone, external_id from users where email = 'formula@acme.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        formula,
+        (Some("+5511987654321".to_owned()), Some("=EXT1".to_owned())),
+        "a leading ' before a formula character is removed"
+    );
+    let gone: i64 = sqlx::query_scalar("select count(*) from users where username = 'gone'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(gone, 0);
+    let novo_groups: i64 = sqlx::query_scalar(
+        "select count(*) from memberships m join users u on u.id = m.user_id where u.email = 'novo@acme.com'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(novo_groups, 1);
+}
+
+#[tokio::test]
+async fn refused_files_end_the_stream_invalid_argument_before_any_row() {
+    let app = TestApp::spawn().await;
+    for (file, fields) in [
+        ("refused_utf16.csv", &["file"][..]),
+        ("refused_workbook.xlsx", &["file"]),
+        ("refused_empty.csv", &["file"]),
+        ("refused_whitespace.csv", &["file"]),
+        (
+            "refused_header.csv",
+            &["Nome", "first_name", "column 5", "x", "last_name"],
+        ),
+    ] {
+        for chunk in [1, 3, 1 << 20] {
+            let run =
+                run_import(&app, app.as_admin(), false, options(), &corpus(file), chunk).await;
+            assert!(run.rows.is_empty(), "{file}");
+            let status = run.error.unwrap_or_else(|| panic!("{file} was accepted"));
+            assert_eq!(status.code(), Code::InvalidArgument, "{file}: {status:?}");
+            assert_eq!(violated_fields(&status), fields, "{file}");
+        }
+    }
+    let utf16 = run_import(
+        &app,
+        app.as_admin(),
+        true,
+        options(),
+        &corpus("refused_utf16.csv"),
+        4,
+    )
+    .await;
+    assert!(utf16.error.unwrap().message().contains("CSV UTF-8"));
+    let header_only = run_import(
+        &app,
+        app.as_admin(),
+        false,
+        options(),
+        &corpus("header_only.csv"),
+        2,
+    )
+    .await;
+    assert_eq!(
+        header_only.summary().status,
+        proto::ImportJobStatus::Succeeded as i32
+    );
+    assert_eq!(header_only.counts().rows, 0);
+    let jobs = app
+        .imports(app.as_admin())
+        .list_import_jobs(proto::ListImportJobsRequest {
+            status: proto::ImportJobStatus::Failed as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        jobs.jobs.len(),
+        16,
+        "refused files leave FAILED jobs saying why"
+    );
+    assert!(!jobs.jobs[0].failure_message.is_empty());
 }

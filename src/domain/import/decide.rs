@@ -189,6 +189,9 @@ fn decide(
     command: &RowCommand,
     warnings: &mut Vec<Warning>,
 ) -> Decided {
+    // The row's own values first: a value an earlier row claimed fails this
+    // one the same way wherever the batches are cut.
+    context.check_claims(&context.own_keys(command), line)?;
     match command {
         RowCommand::Add {
             values,
@@ -542,40 +545,43 @@ fn decide_update(
 }
 
 impl BatchContext<'_> {
+    /// The claim keys of the values a row gives.
+    fn own_keys(&self, command: &RowCommand) -> Vec<String> {
+        let (email, username, external_id) = match command {
+            // A username that only stands in for the email adds nothing where emails are unique.
+            RowCommand::Add {
+                values,
+                username_given,
+                ..
+            } => (
+                Some(&values.email),
+                (*username_given || self.settings.allow_duplicate_emails)
+                    .then_some(&values.username),
+                values.external_id.as_ref(),
+            ),
+            RowCommand::Update { changes, .. } => (
+                changes.email.as_ref(),
+                changes.username.as_ref(),
+                changes.external_id.as_ref(),
+            ),
+            RowCommand::Delete { username, email } => (Some(email), Some(username), None),
+        };
+        let mut keys = Vec::with_capacity(3);
+        if !self.settings.allow_duplicate_emails {
+            keys.extend(email.map(|e| format!("email:{}", e.to_lowercase())));
+        }
+        keys.extend(username.map(|u| format!("username:{}", u.to_lowercase())));
+        keys.extend(external_id.map(|x| format!("external_id:{x}")));
+        keys
+    }
+
     /// Every claim key the candidates may touch: their own values and those
     /// of the stored users they may name.
     pub fn candidate_keys(&self, candidates: &[Candidate]) -> Vec<String> {
         let mut keys = Vec::new();
         for candidate in candidates {
-            match &candidate.command {
-                Ok(RowCommand::Add { values, .. }) => {
-                    keys.extend(self.keys_of_values(values, None))
-                }
-                Ok(RowCommand::Update { changes, .. }) => {
-                    keys.extend(
-                        changes
-                            .email
-                            .iter()
-                            .map(|e| format!("email:{}", e.to_lowercase())),
-                    );
-                    keys.extend(
-                        changes
-                            .username
-                            .iter()
-                            .map(|u| format!("username:{}", u.to_lowercase())),
-                    );
-                    keys.extend(
-                        changes
-                            .external_id
-                            .iter()
-                            .map(|x| format!("external_id:{x}")),
-                    );
-                }
-                Ok(RowCommand::Delete { username, email }) => {
-                    keys.push(format!("email:{}", email.to_lowercase()));
-                    keys.push(format!("username:{}", username.to_lowercase()));
-                }
-                Err(_) => {}
+            if let Ok(command) = &candidate.command {
+                keys.extend(self.own_keys(command));
             }
         }
         for user in &self.users {
