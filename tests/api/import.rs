@@ -269,8 +269,11 @@ fn corpus(name: &str) -> Vec<u8> {
 /// (line, outcome, [(field, code)] of the errors) of every row.
 type Expected = [(i64, RowOutcome, &'static [(&'static str, &'static str)])];
 
+/// A row as compared: line, outcome, sorted (field, code) errors.
+type RowSeen = (i64, RowOutcome, Vec<(String, String)>);
+
 fn assert_rows(run: &ImportRun, expected: &Expected, validate: bool, what: &str) {
-    let actual: Vec<(i64, RowOutcome, Vec<(String, String)>)> = run
+    let actual: Vec<RowSeen> = run
         .rows
         .iter()
         .map(|r| {
@@ -283,7 +286,7 @@ fn assert_rows(run: &ImportRun, expected: &Expected, validate: bool, what: &str)
             (r.line, RowOutcome::try_from(r.outcome).unwrap(), errors)
         })
         .collect();
-    let expected: Vec<(i64, RowOutcome, Vec<(String, String)>)> = expected
+    let expected: Vec<RowSeen> = expected
         .iter()
         .map(|(line, outcome, errors)| {
             let outcome = match outcome {
