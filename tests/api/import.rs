@@ -584,3 +584,393 @@ async fn refused_files_end_the_stream_invalid_argument_before_any_row() {
     );
     assert!(!jobs.jobs[0].failure_message.is_empty());
 }
+
+/// A CSV of `count` new users numbered from `from`.
+fn people(from: usize, count: usize) -> String {
+    let mut csv = String::from("first_name,last_name,email\n");
+    for n in from..from + count {
+        csv.push_str(&format!("Person,Number {n},person{n}@acme.com\n"));
+    }
+    csv
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
+}
+
+async fn job(app: &TestApp, job_id: &str) -> proto::ImportJob {
+    app.imports(app.as_admin())
+        .get_import_job(proto::GetImportJobRequest {
+            job_id: job_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap()
+}
+
+fn chunk_message(bytes: &[u8]) -> proto::ImportUsersRequest {
+    proto::ImportUsersRequest {
+        message: Some(proto::import_users_request::Message::Chunk(bytes.to_vec())),
+    }
+}
+
+fn options_message(options: proto::ImportOptions) -> proto::ImportUsersRequest {
+    proto::ImportUsersRequest {
+        message: Some(proto::import_users_request::Message::Options(options)),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_10000_rows_before_reading_any_result_completes() {
+    let app = TestApp::spawn().await;
+    let file = people(0, 10_000);
+    let (requests, receiver) = tokio::sync::mpsc::channel(1);
+    let mut client = app.imports(app.as_admin());
+    let response = client.import_users(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    let sender = tokio::spawn(async move {
+        requests.send(options_message(options())).await.unwrap();
+        for chunk in file.as_bytes().chunks(1000) {
+            requests.send(chunk_message(chunk)).await.unwrap();
+        }
+    });
+    let response = response.await.unwrap();
+    // Every byte is handed over before a single result is read.
+    tokio::time::timeout(std::time::Duration::from_secs(120), sender)
+        .await
+        .expect("the server kept reading the file while no result was read")
+        .unwrap();
+    let run = collect(Ok(response), |m| match m.message.unwrap() {
+        proto::import_users_response::Message::Row(row) => Ok(row),
+        proto::import_users_response::Message::Summary(s) => Err(s),
+    })
+    .await;
+    assert_eq!(run.rows.len(), 10_000);
+    assert!(
+        run.rows.windows(2).all(|w| w[0].line + 1 == w[1].line),
+        "file order"
+    );
+    assert_eq!(run.counts().created, 10_000);
+    assert_eq!(count(&app, "select count(*) from users").await, 10_000);
+    assert_eq!(count(&app, "select count(*) from outbox").await, 10_000);
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_stream_leaves_an_interrupted_job_whose_counts_match_the_database(
+) {
+    let app = TestApp::spawn().await;
+    let file = people(0, 3_000);
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    requests.send(options_message(options())).await.unwrap();
+    let half = file.len() / 2;
+    requests
+        .send(chunk_message(&file.as_bytes()[..half]))
+        .await
+        .unwrap();
+    let mut stream = app
+        .imports(app.as_admin())
+        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.message,
+        Some(proto::import_users_response::Message::Row(_))
+    ));
+    drop(stream);
+    drop(requests);
+    let job_id: String = sqlx::query_scalar("select id::text from import_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let mut ended = job(&app, &job_id).await;
+    for _ in 0..100 {
+        if ended.status != proto::ImportJobStatus::Running as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ended = job(&app, &job_id).await;
+    }
+    assert_eq!(ended.status, proto::ImportJobStatus::Interrupted as i32);
+    let counts = ended.counts.unwrap();
+    assert!(counts.created > 0 && counts.created < 3_000, "{counts:?}");
+    assert_eq!(
+        counts.created,
+        count(&app, "select count(*) from users").await
+    );
+    assert_eq!(
+        counts.rows,
+        count(&app, "select count(*) from import_rows").await
+    );
+    assert_eq!(
+        ended.last_line,
+        count(&app, "select max(line) from import_rows").await
+    );
+}
+
+#[tokio::test]
+async fn two_overlapping_imports_at_once_create_each_user_once_and_a_skip_rerun_creates_nothing() {
+    let app = TestApp::spawn().await;
+    let (first, second) = (people(0, 1_500), people(500, 1_500));
+    let (a, b) = tokio::join!(
+        run_import(
+            &app,
+            app.as_admin(),
+            false,
+            options(),
+            first.as_bytes(),
+            700
+        ),
+        run_import(
+            &app,
+            app.as_admin(),
+            false,
+            options(),
+            second.as_bytes(),
+            900
+        ),
+    );
+    let created = a.counts().created + b.counts().created;
+    assert_eq!(created, 2_000, "{:?} {:?}", a.counts(), b.counts());
+    assert_eq!(count(&app, "select count(*) from users").await, 2_000);
+    for run in [&a, &b] {
+        assert!(run
+            .rows
+            .iter()
+            .filter(|r| r.outcome == RowOutcome::Failed as i32)
+            .all(|r| r.errors[0].code == "USER_ALREADY_EXISTS"));
+    }
+    let skip = proto::ImportOptions {
+        on_existing: proto::OnExisting::Skip as i32,
+        ..options()
+    };
+    let rerun = run_import(&app, app.as_admin(), false, skip, first.as_bytes(), 4096).await;
+    assert_eq!(rerun.counts().skipped, 1_500);
+    assert_eq!(rerun.counts().created, 0);
+    assert!(rerun.rows.iter().all(|r| !r.user_id.is_empty()));
+    assert_eq!(count(&app, "select count(*) from users").await, 2_000);
+}
+
+#[tokio::test]
+async fn a_100_kb_field_and_a_1_mb_line_fail_their_rows_and_the_next_row_is_read() {
+    let app = TestApp::spawn().await;
+    let file = format!(
+        "first_name,last_name,email\n{},Over,over@acme.com\n{},Long,long@acme.com\n\"{}\",Huge,huge@acme.com\nAfter,Them,after@acme.com\n",
+        "w".repeat(5 * 1024),
+        "x".repeat(100 * 1024),
+        "y,".repeat(512 * 1024),
+    );
+    let run = run_import(
+        &app,
+        app.as_admin(),
+        false,
+        options(),
+        file.as_bytes(),
+        64 * 1024,
+    )
+    .await;
+    assert_eq!(
+        run.errors(),
+        [
+            (2, "first_name".to_owned(), "FIELD_TOO_LONG".to_owned()),
+            // 100 KB is past the record limit (64 KiB) too.
+            (3, "row".to_owned(), "RECORD_TOO_LONG".to_owned()),
+            (4, "row".to_owned(), "RECORD_TOO_LONG".to_owned())
+        ]
+    );
+    assert_eq!(run.outcomes()[3], (5, RowOutcome::Created));
+}
+
+#[tokio::test]
+async fn a_unit_administrator_cannot_give_groups_beyond_their_own_by_import() {
+    let app = TestApp::spawn().await;
+    let o = groups::org(&app).await;
+    let admin_south = groups::group(
+        &app,
+        "Admin South",
+        &o.admin_profile,
+        UnitScope::Units,
+        &[&o.south],
+    )
+    .await;
+    let cashier_south = groups::group(
+        &app,
+        "Cashier South",
+        &o.cashier_profile,
+        UnitScope::Units,
+        &[&o.south],
+    )
+    .await;
+    let cashier_west = groups::group(
+        &app,
+        "Cashier West",
+        &o.cashier_profile,
+        UnitScope::Units,
+        &[&o.west],
+    )
+    .await;
+    let (_, unit_admin) = groups::holder(
+        &app,
+        "south.admin@acme.test",
+        &[&admin_south, &cashier_south],
+    )
+    .await;
+    let refused = run_import(
+        &app,
+        unit_admin.clone(),
+        false,
+        proto::ImportOptions {
+            group_ids: vec![cashier_west.clone()],
+            ..options()
+        },
+        b"first_name,last_name,email\nA,B,ab@acme.com\n",
+        64,
+    )
+    .await;
+    assert_eq!(refused.error.unwrap().code(), Code::PermissionDenied);
+    assert_eq!(
+        count(&app, "select count(*) from import_jobs").await,
+        0,
+        "refused before any job"
+    );
+    let run = run_import(
+        &app,
+        unit_admin,
+        false,
+        proto::ImportOptions {
+            group_ids: vec![cashier_south.clone()],
+            ..options()
+        },
+        b"first_name,last_name,email,groups\nA,B,ab@acme.com,Cashier West\nC,D,cd@acme.com,cashier south\n",
+        64,
+    )
+    .await;
+    assert_eq!(
+        run.errors(),
+        [(2, "groups".to_owned(), "GROUP_NOT_COVERED".to_owned())]
+    );
+    assert_eq!(run.outcomes()[1], (3, RowOutcome::Created));
+    assert_eq!(
+        count(&app, "select count(*) from memberships m join users u on u.id = m.user_id where u.email = 'cd@acme.com'").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_row_limit_stops_the_job_failed_naming_the_line_and_keeps_the_rows_before() {
+    let app = TestApp::spawn_with(|settings| settings.import.max_rows = 5).await;
+    let run = import(&app, options(), &people(0, 8)).await;
+    assert_eq!(run.rows.len(), 5);
+    let summary = run.summary();
+    assert_eq!(summary.status, proto::ImportJobStatus::Failed as i32);
+    assert!(
+        summary.failure_message.contains("line 7"),
+        "{}",
+        summary.failure_message
+    );
+    assert_eq!(count(&app, "select count(*) from users").await, 5);
+}
+
+#[tokio::test]
+async fn a_cancelled_job_stops_and_a_stale_job_ends_interrupted() {
+    let app = TestApp::spawn().await;
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    requests.send(options_message(options())).await.unwrap();
+    requests
+        .send(chunk_message(people(0, 10).as_bytes()))
+        .await
+        .unwrap();
+    let mut stream = app
+        .imports(app.as_admin())
+        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    let job_id: String = sqlx::query_scalar("select id::text from import_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let cancelled = app
+        .imports(app.as_admin())
+        .cancel_import_job(proto::CancelImportJobRequest { job_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(cancelled.status, proto::ImportJobStatus::Cancelled as i32);
+    let run = collect(Ok(tonic::Response::new(stream)), |m| {
+        match m.message.unwrap() {
+            proto::import_users_response::Message::Row(row) => Ok(row),
+            proto::import_users_response::Message::Summary(s) => Err(s),
+        }
+    })
+    .await;
+    assert_eq!(
+        run.summary().status,
+        proto::ImportJobStatus::Cancelled as i32
+    );
+    drop(requests);
+
+    let stale = uuid::Uuid::now_v7();
+    sqlx::query(
+        "insert into import_jobs (organization_id, id, kind, options, requested_by, notify_requester, owner, heartbeat_time, created, rows_total) \
+         values ($1, $2, 'IMPORT', '{}', 'api_key:x', false, $3, now() - interval '10 minutes', 7, 7)",
+    )
+    .bind(app.organization_id)
+    .bind(stale)
+    .bind(uuid::Uuid::now_v7())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let ended = job(&app, &stale.to_string()).await;
+    assert_eq!(ended.status, proto::ImportJobStatus::Interrupted as i32);
+    assert_eq!(
+        ended.counts.unwrap().created,
+        7,
+        "counts are kept as written"
+    );
+}
+
+#[tokio::test]
+async fn an_update_by_a_shared_email_is_ambiguous_where_duplicate_emails_are_allowed() {
+    let app = TestApp::spawn().await;
+    app.organizations(app.as_admin())
+        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
+            settings: Some(proto::OrganizationSettings {
+                allow_duplicate_emails: true,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["allow_duplicate_emails".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let run = import(
+        &app,
+        options(),
+        "action,first_name,last_name,email,username\nadd,Front,Desk,desk@acme.com,front\nadd,Night,Desk,desk@acme.com,night\nupdate,Day,,desk@acme.com,\nupdate,Day,,,night\n",
+    )
+    .await;
+    assert_eq!(
+        run.outcomes(),
+        [
+            (2, RowOutcome::Created),
+            (3, RowOutcome::Created),
+            (4, RowOutcome::Failed),
+            (5, RowOutcome::Failed)
+        ]
+    );
+    assert_eq!(run.rows[2].errors[0].code, "AMBIGUOUS_EMAIL");
+    assert_eq!(
+        run.rows[3].errors[0].code, "DUPLICATE_IN_FILE",
+        "night was created by line 3"
+    );
+    let rerun = import(&app, options(), "action,first_name,last_name,email,username\nupdate,Day,,desk@acme.com,\nupdate,Day,,,night\n").await;
+    assert_eq!(rerun.rows[0].errors[0].code, "AMBIGUOUS_EMAIL");
+    assert_eq!(rerun.outcomes()[1], (3, RowOutcome::Updated));
+}

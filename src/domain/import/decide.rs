@@ -79,6 +79,8 @@ pub struct Candidate {
 pub enum Plan {
     Failed(Vec<FieldViolation>),
     Create {
+        /// Chosen now, so later rows of the batch can name the new user.
+        user_id: Uuid,
         values: UserValues,
         admin_state: &'static str,
         legacy_status: Option<&'static str>,
@@ -124,8 +126,9 @@ impl Plan {
 
     pub fn user_id(&self) -> Option<Uuid> {
         match self {
-            Plan::Failed(_) | Plan::Create { .. } => None,
-            Plan::Update { user_id, .. }
+            Plan::Failed(_) => None,
+            Plan::Create { user_id, .. }
+            | Plan::Update { user_id, .. }
             | Plan::Unchanged { user_id }
             | Plan::Skipped { user_id }
             | Plan::Delete { user_id, .. } => Some(*user_id),
@@ -157,6 +160,7 @@ pub fn decide_batch(context: &mut BatchContext<'_>, candidates: Vec<Candidate>) 
                         for key in &claims {
                             context.claims.insert(key.clone(), candidate.line);
                         }
+                        context.remember(&plan);
                         (plan, claims)
                     }
                     Err(errors) => (Plan::Failed(errors), Vec::new()),
@@ -375,6 +379,7 @@ fn decide_create(
     }));
     Ok((
         Plan::Create {
+            user_id: Uuid::now_v7(),
             values: values.clone(),
             admin_state,
             legacy_status,
@@ -545,6 +550,41 @@ fn decide_update(
 }
 
 impl BatchContext<'_> {
+    /// Later rows of the batch see the users as this row leaves them, as
+    /// they would from a later batch.
+    fn remember(&mut self, plan: &Plan) {
+        match plan {
+            Plan::Create {
+                user_id,
+                values,
+                admin_state,
+                legacy_status,
+                ..
+            } => self.users.push(StoredUser {
+                id: *user_id,
+                values: values.clone(),
+                admin_state: (*admin_state).to_owned(),
+                legacy_status: legacy_status.map(str::to_owned),
+                grants: Vec::new(),
+            }),
+            Plan::Update {
+                user_id,
+                after,
+                admin_state,
+                legacy_status,
+                ..
+            } => {
+                if let Some(user) = self.users.iter_mut().find(|u| u.id == *user_id) {
+                    user.values = after.clone();
+                    user.admin_state.clone_from(admin_state);
+                    user.legacy_status.clone_from(legacy_status);
+                }
+            }
+            Plan::Delete { user_id, .. } => self.users.retain(|u| u.id != *user_id),
+            Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } => {}
+        }
+    }
+
     /// The claim keys of the values a row gives.
     fn own_keys(&self, command: &RowCommand) -> Vec<String> {
         let (email, username, external_id) = match command {

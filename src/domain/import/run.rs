@@ -559,7 +559,7 @@ impl Job {
         } else {
             decisions
                 .into_iter()
-                .map(|d| (result_of(&d, self.kind, d.plan.user_id()), d.claims))
+                .map(|d| (result_of(&d, self.kind), d.claims))
                 .collect()
         };
         let (mut claim_keys, mut claim_lines) = (Vec::new(), Vec::new());
@@ -600,24 +600,17 @@ impl Job {
             AuditRecord::new(organization_id, actor, action, "user", user_id)
                 .with_request_id(&self.request_id)
         };
-        let new_ids: Vec<Option<Uuid>> = decisions
-            .iter()
-            .map(|d| matches!(d.plan, Plan::Create { .. }).then(Uuid::now_v7))
-            .collect();
         let new_users: Vec<NewImportedUser<'_>> = decisions
             .iter()
-            .zip(&new_ids)
-            .filter_map(|(decision, id)| match (&decision.plan, id) {
-                (
-                    Plan::Create {
-                        values,
-                        admin_state,
-                        legacy_status,
-                        ..
-                    },
-                    Some(id),
-                ) => Some(NewImportedUser {
-                    id: *id,
+            .filter_map(|decision| match &decision.plan {
+                Plan::Create {
+                    user_id,
+                    values,
+                    admin_state,
+                    legacy_status,
+                    ..
+                } => Some(NewImportedUser {
+                    id: *user_id,
                     values,
                     admin_state,
                     legacy_status: *legacy_status,
@@ -642,14 +635,15 @@ impl Job {
         let mut revoked = Vec::new();
         let mut deleted = Vec::new();
         let mut results = Vec::with_capacity(decisions.len());
-        for (decision, new_id) in decisions.iter().zip(new_ids) {
-            let mut user_id = decision.plan.user_id();
+        for decision in &decisions {
             match &decision.plan {
                 Plan::Create {
-                    values, group_ids, ..
+                    user_id: id,
+                    values,
+                    group_ids,
+                    ..
                 } => {
-                    let id = new_id.filter(|id| inserted.contains(id));
-                    let Some(id) = id else {
+                    if !inserted.contains(id) {
                         // A concurrent import created this user first.
                         let failed = RowResult::failed(
                             decision.line,
@@ -663,16 +657,15 @@ impl Job {
                         );
                         results.push((failed, Vec::new()));
                         continue;
-                    };
-                    user_id = Some(id);
+                    }
                     for group in group_ids {
-                        member_users.push(id);
+                        member_users.push(*id);
                         member_groups.push(*group);
                     }
                     if self.options.send_invitations {
-                        invited.push(id);
+                        invited.push(*id);
                     }
-                    audits.push(audit("user.create", id).with_details(json!({
+                    audits.push(audit("user.create", *id).with_details(json!({
                         "email": values.email,
                         "username": values.username,
                         "group_ids": group_ids,
@@ -726,10 +719,7 @@ impl Job {
                 }
                 Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } => {}
             }
-            results.push((
-                result_of(decision, self.kind, user_id),
-                decision.claims.clone(),
-            ));
+            results.push((result_of(decision, self.kind), decision.claims.clone()));
         }
         if !changes.is_empty() {
             store::users::update_many(tx, organization_id, &changes).await?;
@@ -812,13 +802,17 @@ fn is_contention(error: &DomainError) -> bool {
     }
 }
 
-fn result_of(decision: &Decision, kind: JobKind, user_id: Option<Uuid>) -> RowResult {
+fn result_of(decision: &Decision, kind: JobKind) -> RowResult {
     RowResult {
         line: decision.line,
         action: decision.action,
         email: decision.email.clone(),
         outcome: decision.plan.outcome(kind),
-        user_id,
+        // A reviewed new user has no id yet.
+        user_id: match (&decision.plan, kind) {
+            (Plan::Create { .. }, JobKind::Validate) => None,
+            (plan, _) => plan.user_id(),
+        },
         errors: match &decision.plan {
             Plan::Failed(errors) => errors.clone(),
             _ => Vec::new(),
