@@ -315,3 +315,16 @@ pub fn mask_fields<F>(
     DomainError::check(violations)?;
     Ok(fields)
 }
+
+/// The CSV delimiter of a request: `,` (default) or `;`.
+pub fn delimiter(raw: &str) -> Result<char, DomainError> {
+    match raw {
+        "" | "," => Ok(','),
+        ";" => Ok(';'),
+        _ => Err(DomainError::invalid(
+            "delimiter",
+            "INVALID_DELIMITER",
+            "must be `,` or `;`",
+        )),
+    }
+}

@@ -359,18 +359,7 @@ impl ImportService for ImportHandler {
         &self,
         request: Request<proto::GetImportTemplateRequest>,
     ) -> Result<Response<proto::GetImportTemplateResponse>, Status> {
-        let delimiter = match request.get_ref().delimiter.as_str() {
-            "" | "," => ',',
-            ";" => ';',
-            _ => {
-                return Err(DomainError::invalid(
-                    "delimiter",
-                    "INVALID_DELIMITER",
-                    "must be `,` or `;`",
-                )
-                .into())
-            }
-        };
+        let delimiter = convert::delimiter(&request.get_ref().delimiter)?;
         let (header, example_row) = import::template(delimiter);
         // UTF-8 with a BOM and CRLF line ends, so spreadsheets open it right.
         let csv = format!("\u{FEFF}{header}\r\n{example_row}\r\n").into_bytes();

@@ -1,3 +1,4 @@
+use futures::StreamExt;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
@@ -7,6 +8,7 @@ use crate::{
         api_key::parse_request_id,
         authentication::UserAccess,
         group::{self as groups},
+        import,
         paging::PageSize,
         user::{self, MirrorMode, NewUser, Origin, UserField, UserFilter, UserOrder, UserValues},
         DomainError, FieldViolation,
@@ -15,9 +17,8 @@ use crate::{
     store::{self, groups::GroupFilter, users::LookupKey},
 };
 
-/// UserService. SendActivationEmail arrives with onboarding and ExportUsers
-/// with the import; CloneUser and MirrorUser with the rest of the directory.
-/// Until then they answer UNIMPLEMENTED through the generated default stubs.
+/// UserService. SendActivationEmail arrives with onboarding; until then it
+/// answers UNIMPLEMENTED through the generated default stub.
 pub struct UserHandler {
     pool: PgPool,
 }
@@ -233,6 +234,53 @@ impl UserService for UserHandler {
             users,
             not_found_user_ids,
         }))
+    }
+
+    async fn export_users(
+        &self,
+        request: Request<proto::ExportUsersRequest>,
+    ) -> Result<
+        Response<
+            std::pin::Pin<
+                Box<dyn futures::Stream<Item = Result<proto::ExportUsersResponse, Status>> + Send>,
+            >,
+        >,
+        Status,
+    > {
+        let caller = caller(&request)?;
+        let request_id = request_id(&request);
+        let body = request.into_inner();
+        let mut violations = Vec::new();
+        let delimiter = convert::delimiter(&body.delimiter)
+            .map_err(|error| match error {
+                DomainError::InvalidArgument(found) => violations.extend(found),
+                _ => {}
+            })
+            .ok();
+        let filter = user_filter(
+            &body.query,
+            &body.statuses,
+            &body.group_id,
+            &body.unit_id,
+            body.onboarded,
+            &mut violations,
+        );
+        DomainError::check(violations)?;
+        let (chunks, receiver) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(import::export::export_users(
+            self.pool.clone(),
+            caller,
+            request_id,
+            filter,
+            delimiter.unwrap_or(','),
+            chunks,
+        ));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(receiver).map(|chunk| {
+            chunk
+                .map(|chunk| proto::ExportUsersResponse { chunk })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_users(

@@ -611,3 +611,42 @@ pub async fn delete_many(
         .await?;
     Ok(done.rows_affected())
 }
+
+/// A user as the export writes it.
+#[derive(FromRow)]
+pub struct ExportRow {
+    pub id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub username: String,
+    pub phone: Option<String>,
+    pub external_id: Option<String>,
+    /// The assigned status: the legacy one, else the admin state.
+    pub status: String,
+    /// Group names, `|`-separated.
+    pub groups: String,
+}
+
+/// The next users matching `filter` after `after` (by id, i.e. creation order).
+pub async fn export_page(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &UserFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ExportRow>, sqlx::Error> {
+    let mut query = QueryBuilder::new(
+        "select users.id, users.first_name, users.last_name, users.email, users.username, users.phone, \
+         users.external_id, coalesce(users.legacy_status, users.admin_state) as status, \
+         coalesce((select string_agg(g.name, '|' order by lower(g.name)) from memberships m \
+                   join groups g on g.organization_id = m.organization_id and g.id = m.group_id \
+                   where m.organization_id = users.organization_id and m.user_id = users.id), '') as groups",
+    );
+    push_user_filters(&mut query, organization_id, filter);
+    if let Some(after) = after {
+        query.push(" and users.id > ").push_bind(after);
+    }
+    query.push(" order by users.id limit ").push_bind(limit);
+    query.build_query_as().fetch_all(pool).await
+}

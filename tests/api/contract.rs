@@ -33,6 +33,7 @@ const BUILT: &[&str] = &[
     "UserService/GetOnboardingStats",
     "UserService/CloneUser",
     "UserService/MirrorUser",
+    "UserService/ExportUsers",
     "GroupService/CreateGroup",
     "GroupService/GetGroup",
     "GroupService/ListGroups",

@@ -974,3 +974,105 @@ async fn an_update_by_a_shared_email_is_ambiguous_where_duplicate_emails_are_all
     assert_eq!(rerun.rows[0].errors[0].code, "AMBIGUOUS_EMAIL");
     assert_eq!(rerun.outcomes()[1], (3, RowOutcome::Updated));
 }
+
+async fn export(app: &TestApp, request: proto::ExportUsersRequest) -> Vec<u8> {
+    let mut stream = app
+        .users(app.as_admin())
+        .export_users(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut file = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        file.extend(message.chunk);
+    }
+    file
+}
+
+#[tokio::test]
+async fn export_then_import_with_update_reports_every_row_unchanged() {
+    let app = TestApp::spawn().await;
+    cashiers_group(&app).await;
+    let run = import(
+        &app,
+        options(),
+        "first_name,last_name,email,username,phone,external_id,groups,status\n\
+         =cmd,\"Silva; Jr.\",ana@acme.com,,+5511999998888,'=1+1,Cashiers,\n\
+         João,\"Quote \"\"Q\"\"\",joao@acme.com,jsilva,,-7,,inactive\n\
+         '@Zé,Multi,ze@acme.com,,,,,on_vacation\n",
+    )
+    .await;
+    assert_eq!(run.counts().created, 3, "{:?}", run.rows);
+    sqlx::query("update users set legacy_status = 'BLOCKED' where email = 'ze@acme.com'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let file = export(
+        &app,
+        proto::ExportUsersRequest {
+            delimiter: ";".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(file.starts_with(b"\xEF\xBB\xBF"), "UTF-8 with BOM");
+    let text = String::from_utf8(file.clone()).unwrap();
+    assert!(text.starts_with(
+        "\u{FEFF}first_name;last_name;email;username;phone;external_id;groups;status;id\r\n"
+    ));
+    assert!(
+        text.contains(
+            "'=cmd;\"Silva; Jr.\";ana@acme.com;ana@acme.com;'+5511999998888;'=1+1;Cashiers;active;"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(";blocked;"), "{text}");
+    let update = proto::ImportOptions {
+        on_existing: proto::OnExisting::Update as i32,
+        ..options()
+    };
+    let reimport = run_import(&app, app.as_admin(), false, update, &file, 7).await;
+    assert_eq!(
+        reimport.outcomes(),
+        [
+            (2, RowOutcome::Unchanged),
+            (3, RowOutcome::Unchanged),
+            (4, RowOutcome::Unchanged)
+        ],
+        "{:?}",
+        reimport.rows
+    );
+    let exports = count(
+        &app,
+        "select count(*) from audit_events where action = 'user.export'",
+    )
+    .await;
+    assert_eq!(exports, 1, "exports are audited");
+    let filtered = export(
+        &app,
+        proto::ExportUsersRequest {
+            query: "joao".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(filtered).unwrap().lines().count(),
+        2,
+        "header and João"
+    );
+    let viewer = Bearer::token(
+        &app.create_api_key(
+            app.organization_id,
+            "viewer",
+            &[roster::domain::caller::Scope::Viewer],
+        )
+        .await,
+    );
+    let status = app
+        .users(viewer)
+        .export_users(proto::ExportUsersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}

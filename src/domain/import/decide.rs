@@ -349,6 +349,9 @@ fn decide_create(
         Err(DomainError::InvalidArgument(found)) => errors.extend(found),
         Err(_) => {}
     }
+    if status.is_some_and(|s| s.admin_state().is_err()) && !context.options.allow_legacy_statuses {
+        errors.push(legacy_status_refused());
+    }
     let (admin_state, legacy_status) = match status {
         None if context.options.deactivated => ("INACTIVE", None),
         None => ("ACTIVE", None),

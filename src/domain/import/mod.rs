@@ -1,6 +1,7 @@
 //! Bulk import (spec §4): the file format, its header and its rows.
 
 pub mod decide;
+pub mod export;
 pub mod header;
 pub mod job;
 pub mod reader;
@@ -33,4 +34,78 @@ pub fn template(delimiter: char) -> (String, String) {
     ]
     .join(&delimiter.to_string());
     (header, example)
+}
+
+/// The export's columns: the import format plus `groups`, `status` and `id`.
+pub const EXPORT_COLUMNS: [header::Column; 9] = [
+    header::Column::FirstName,
+    header::Column::LastName,
+    header::Column::Email,
+    header::Column::Username,
+    header::Column::Phone,
+    header::Column::ExternalId,
+    header::Column::Groups,
+    header::Column::Status,
+    header::Column::Id,
+];
+
+/// Cells a spreadsheet would run as a formula get a leading `'` (the import
+/// strips exactly one back, so a cell that already starts with `'` and a
+/// formula character gets one more).
+pub fn neutralize_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    let formula = |text: &str| text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula(cell) || cell.strip_prefix('\'').is_some_and(formula) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// One CSV line (CRLF-terminated): cells quoted when they hold the
+/// delimiter, a quote or a line break.
+pub fn csv_line<'a>(cells: impl IntoIterator<Item = &'a str>, delimiter: char, out: &mut String) {
+    for (index, cell) in cells.into_iter().enumerate() {
+        if index > 0 {
+            out.push(delimiter);
+        }
+        let cell = neutralize_formula(cell);
+        if cell.contains([delimiter, '"', '\r', '\n']) {
+            out.push('"');
+            out.push_str(&cell.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&cell);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralized_and_quoting_is_minimal() {
+        let mut out = String::new();
+        csv_line(
+            [
+                "=SUM(A1)",
+                "+5511",
+                "Silva; Jr.",
+                "say \"hi\"",
+                "'=x",
+                "plain",
+                "O'Brien",
+            ],
+            ';',
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "'=SUM(A1);'+5511;\"Silva; Jr.\";\"say \"\"hi\"\"\";''=x;plain;O'Brien\r\n"
+        );
+        for cell in ["=SUM(A1)", "'=x", "-5", "@home", "\tx", "O'Brien"] {
+            assert_eq!(row::unescape_cell(&neutralize_formula(cell)), cell);
+        }
+    }
 }

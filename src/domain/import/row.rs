@@ -125,6 +125,18 @@ fn given<T>(
     parse(raw).map_err(|v| violations.push(v)).ok()
 }
 
+/// Whether an add row names a legacy status: refused unless allowed, but
+/// only once the row is known not to find an existing user with that very
+/// status (an exported legacy user re-imports unchanged).
+pub fn names_legacy_status_on_add(header: &Header, record: &[String]) -> bool {
+    let cell = |column: Column| unescape_cell(header.cell(record, column));
+    matches!(parse_action(cell(Column::Action)), Ok(Action::Add))
+        && matches!(
+            parse_status(cell(Column::Status), true),
+            Ok(Some(UserStatus::Blocked | UserStatus::Disabled))
+        )
+}
+
 /// Checks one record: its action, every value, status and groups. Every
 /// violation of the row is reported, each naming its column.
 pub fn parse_row(

@@ -16,7 +16,10 @@ use super::{
     header::{Column, Header},
     job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
     reader::{CsvStream, FileRefusal, Limits, Record, RecordProblem},
-    row::{parse_action, parse_row, unescape_cell, RowCommand},
+    row::{
+        legacy_status_refused, names_legacy_status_on_add, parse_action, parse_row, unescape_cell,
+        RowCommand,
+    },
 };
 use crate::{
     domain::{
@@ -464,8 +467,17 @@ impl Job {
                     line,
                     action: parse_action(cell(Column::Action)).ok(),
                     email: cell(Column::Email).trim().to_owned(),
-                    command: parse_row(header, &cells, self.options.allow_legacy_statuses)
-                        .map(|(_, command)| command),
+                    // Legacy statuses are judged when the row is decided (see decide_create).
+                    command: parse_row(header, &cells, true)
+                        .map(|(_, command)| command)
+                        .map_err(|mut violations| {
+                            if !self.options.allow_legacy_statuses
+                                && names_legacy_status_on_add(header, &cells)
+                            {
+                                violations.push(legacy_status_refused());
+                            }
+                            violations
+                        }),
                 }
             }
         }
