@@ -252,9 +252,10 @@ impl UserService for UserHandler {
         let body = request.into_inner();
         let mut violations = Vec::new();
         let delimiter = convert::delimiter(&body.delimiter)
-            .map_err(|error| match error {
-                DomainError::InvalidArgument(found) => violations.extend(found),
-                _ => {}
+            .map_err(|error| {
+                if let DomainError::InvalidArgument(found) = error {
+                    violations.extend(found)
+                }
             })
             .ok();
         let filter = user_filter(

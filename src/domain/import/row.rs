@@ -52,8 +52,10 @@ pub enum RowCommand {
 /// Cells that start with `'` followed by `=`, `+`, `-`, `@`, tab or CR lose
 /// the `'` (export neutralizes formulas that way).
 pub fn unescape_cell(cell: &str) -> &str {
+    let formula = |text: &str| text.starts_with(['=', '+', '-', '@', '\t', '\r']);
     match cell.strip_prefix('\'') {
-        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        // Also `''=`: the export's escape of a cell that itself starts with `'=`.
+        Some(rest) if formula(rest) || rest.strip_prefix('\'').is_some_and(formula) => rest,
         _ => cell,
     }
 }
