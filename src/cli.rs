@@ -16,6 +16,7 @@ use crate::{
         import::{reader::Limits, run::ImportSettings},
         organization,
     },
+    proto, remote,
     startup::{stop_signal, Application, ServerSettings},
     store,
     telemetry::{self, LogFormat},
@@ -64,6 +65,94 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Import users from a CSV file through a running server, with a progress
+    /// bar; writes FILE.results.csv; exits 2 when rows failed.
+    Import(ImportArgs),
+    /// Export users as CSV (UTF-8 with BOM) through a running server.
+    Export(ExportArgs),
+}
+
+/// The server a client command calls, and its credentials.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// Address of the Roster gRPC server.
+    #[arg(long, env = "ROSTER_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// API key (or user access token) sent as the bearer token.
+    #[arg(long, env = "ROSTER_API_KEY", hide_env_values = true)]
+    api_key: String,
+}
+
+impl ServerArgs {
+    fn connection(self) -> remote::Connection {
+        remote::Connection {
+            server: self.server,
+            api_key: self.api_key,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnExistingArg {
+    Fail,
+    Skip,
+    Update,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The CSV file (UTF-8 or Windows-1252, `,` or `;`).
+    file: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Review only (ValidateImport): nothing but the job and its results is written.
+    #[arg(long)]
+    dry_run: bool,
+    /// Group ids for every added user (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+    /// Also give every added user this user's groups (user id).
+    #[arg(long)]
+    mirror: Option<String>,
+    /// What to do with a row whose user already exists.
+    #[arg(long, value_enum, default_value = "fail")]
+    on_existing: OnExistingArg,
+    /// Do not queue invitation emails.
+    #[arg(long)]
+    no_invitations: bool,
+    /// Create users INACTIVE.
+    #[arg(long)]
+    deactivated: bool,
+    /// Do not email the report when the job ends.
+    #[arg(long)]
+    no_report: bool,
+    /// Accept the legacy statuses `blocked` and `disabled` (migrations; organization administrators only).
+    #[arg(long)]
+    legacy_statuses: bool,
+    /// Read the results of this job (after a lost connection) instead of sending the file.
+    #[arg(long, value_name = "JOB_ID")]
+    resume: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Words that must all match names, email or username.
+    #[arg(long, default_value = "")]
+    query: String,
+    /// Members of this group (id).
+    #[arg(long, default_value = "")]
+    group: String,
+    /// Members of groups on this unit (id).
+    #[arg(long, default_value = "")]
+    unit: String,
+    /// `,` or `;` (Excel in many locales).
+    #[arg(long, default_value = ",")]
+    delimiter: String,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +237,44 @@ pub async fn run(cli: Cli) -> Result<()> {
     let source = DatabaseSource::from_settings(cli.database_url, cli.data_dir);
     match cli.command {
         Command::Serve(args) => serve(source, args).await,
+        Command::Import(args) => {
+            let connection = args.server.connection();
+            let request = remote::ImportRequest {
+                file: args.file,
+                dry_run: args.dry_run,
+                resume: args.resume,
+                options: proto::ImportOptions {
+                    group_ids: args.groups,
+                    mirror_user_id: args.mirror.unwrap_or_default(),
+                    on_existing: match args.on_existing {
+                        OnExistingArg::Fail => proto::OnExisting::Fail,
+                        OnExistingArg::Skip => proto::OnExisting::Skip,
+                        OnExistingArg::Update => proto::OnExisting::Update,
+                    } as i32,
+                    send_invitations: Some(!args.no_invitations),
+                    deactivated: args.deactivated,
+                    notify_requester: Some(!args.no_report),
+                    allow_legacy_statuses: args.legacy_statuses,
+                    file_name: String::new(),
+                },
+            };
+            if remote::import(&connection, request).await? {
+                Ok(())
+            } else {
+                // Rows failed (the results file says which): a distinct exit status for scripts.
+                std::process::exit(2)
+            }
+        }
+        Command::Export(args) => {
+            let request = proto::ExportUsersRequest {
+                query: args.query,
+                group_id: args.group,
+                unit_id: args.unit,
+                delimiter: args.delimiter,
+                ..Default::default()
+            };
+            remote::export(&args.server.connection(), request, args.output).await
+        }
         command => {
             let database = Database::open(source, 2).await?;
             let result = admin_command(&database, command).await;
@@ -196,7 +323,9 @@ async fn serve(source: DatabaseSource, args: ServeArgs) -> Result<()> {
 async fn admin_command(database: &Database, command: Command) -> Result<()> {
     let pool = &database.pool;
     match command {
-        Command::Serve(_) => unreachable!("served above"),
+        Command::Serve(_) | Command::Import(_) | Command::Export(_) => {
+            unreachable!("dispatched above")
+        }
         Command::Migrate => {
             eprintln!("migrations applied");
         }

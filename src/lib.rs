@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod database;
 pub mod domain;
 pub mod grpc;
+pub mod remote;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

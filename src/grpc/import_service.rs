@@ -349,9 +349,17 @@ impl ImportHandler {
                 Err(Status::internal("the import stopped on an internal error"))
             }
         });
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as ResponseStream<Resp>);
+        // Known before any row: a client that loses the stream can read the results back.
+        if let Ok(value) = job_id.to_string().parse() {
+            response.metadata_mut().insert(JOB_ID_HEADER, value);
+        }
+        Ok(response)
     }
 }
+
+/// Response header carrying the job id of an import stream.
+pub const JOB_ID_HEADER: &str = "roster-import-job-id";
 
 #[tonic::async_trait]
 impl ImportService for ImportHandler {

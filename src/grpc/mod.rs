@@ -13,7 +13,7 @@ mod user_service;
 
 pub use auth_service::AuthHandler;
 pub use group_service::GroupHandler;
-pub use import_service::ImportHandler;
+pub use import_service::{ImportHandler, JOB_ID_HEADER};
 pub use organization_service::OrganizationHandler;
 pub use user_service::UserHandler;
 

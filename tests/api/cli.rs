@@ -279,3 +279,102 @@ fn every_command_has_help() {
         assert!(help.contains("Usage:"), "{args:?}");
     }
 }
+
+/// `roster import` / `roster export` against a test server.
+fn client(app: &crate::helpers::TestApp) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .env("ROSTER_SERVER", &app.address)
+        .env("ROSTER_API_KEY", &app.admin_key)
+        .env_remove("DATABASE_URL");
+    command
+}
+
+// The binary runs while this test waits on it: the server needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_import_reviews_imports_writes_results_resumes_and_roster_export_writes_the_csv() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.csv");
+    std::fs::write(
+        &file,
+        "first_name;last_name;email\r\nAna;Silva;ana@acme.com\r\nBruno;;bruno@acme.com\r\n",
+    )
+    .unwrap();
+    let results_path = dir.path().join("people.csv.results.csv");
+
+    let review = client(&app)
+        .arg("import")
+        .arg(&file)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert_eq!(
+        review.status.code(),
+        Some(2),
+        "a failed row exits 2: {review:?}"
+    );
+    let users: i64 = sqlx::query_scalar("select count(*) from users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 0, "a dry run writes no user");
+
+    let imported = client(&app)
+        .arg("import")
+        .arg(&file)
+        .args(["--on-existing", "skip", "--no-invitations"])
+        .output()
+        .unwrap();
+    assert_eq!(imported.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&imported.stdout);
+    assert!(stdout.contains("created 1"), "{stdout}");
+    let results = std::fs::read_to_string(&results_path).unwrap();
+    let lines: Vec<&str> = results.lines().collect();
+    assert_eq!(lines[0], "line,email,outcome,errors,warnings");
+    assert_eq!(lines[1], "2,ana@acme.com,CREATED,,");
+    assert!(
+        lines[2].starts_with("3,bruno@acme.com,FAILED,last_name: "),
+        "{}",
+        lines[2]
+    );
+    let outbox: i64 = sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(outbox, 0, "--no-invitations");
+
+    let job_id = stdout.split_whitespace().nth(1).unwrap().to_owned();
+    std::fs::remove_file(&results_path).unwrap();
+    let resumed = client(&app)
+        .arg("import")
+        .arg(&file)
+        .args(["--resume", &job_id])
+        .output()
+        .unwrap();
+    assert_eq!(resumed.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&results_path).unwrap(), results);
+
+    let export_path = dir.path().join("export.csv");
+    let exported = client(&app)
+        .arg("export")
+        .arg("--output")
+        .arg(&export_path)
+        .args(["--delimiter", ";"])
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    let csv = std::fs::read_to_string(&export_path).unwrap();
+    assert!(
+        csv.starts_with("\u{FEFF}first_name;last_name;email;"),
+        "{csv}"
+    );
+    assert!(csv.contains("Ana;Silva;ana@acme.com;ana@acme.com;"));
+
+    let refused = client(&app)
+        .arg("import")
+        .arg(dir.path().join("missing.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+}

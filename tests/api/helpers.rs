@@ -229,6 +229,8 @@ pub type Authed = InterceptedService<Channel, Bearer>;
 pub struct TestApp {
     pub pool: PgPool,
     pub channel: Channel,
+    /// `http://127.0.0.1:<port>` of the server.
+    pub address: String,
     /// Organization `acme` and the secret of one of its ADMIN keys.
     pub organization_id: Uuid,
     pub admin_key: String,
@@ -269,6 +271,7 @@ impl TestApp {
         let mut app = TestApp {
             pool,
             channel,
+            address,
             organization_id: organization.id,
             admin_key: String::new(),
         };

@@ -1,0 +1,426 @@
+//! CLI commands that talk to a running server over gRPC, as any client
+//! would: `roster import` and `roster export`.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::{
+    metadata::MetadataValue,
+    service::interceptor::InterceptedService,
+    transport::{Channel, Endpoint},
+    Request, Status,
+};
+
+use crate::{
+    domain::import::csv_line,
+    grpc::JOB_ID_HEADER,
+    proto::{
+        self, import_service_client::ImportServiceClient, import_users_request,
+        import_users_response, user_service_client::UserServiceClient, validate_import_request,
+        validate_import_response, ImportRowResult, ImportSummary, RowOutcome,
+    },
+};
+
+/// Where the server is and who is calling.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub server: String,
+    pub api_key: String,
+}
+
+type Authed =
+    InterceptedService<Channel, Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>>;
+
+impl Connection {
+    async fn channel(&self) -> Result<(Channel, MetadataValue<tonic::metadata::Ascii>)> {
+        let channel = Endpoint::from_shared(self.server.clone())
+            .with_context(|| format!("`{}` is not a server address", self.server))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the Roster server at {}", self.server))?;
+        let bearer = format!("Bearer {}", self.api_key)
+            .parse()
+            .context("the API key holds characters a header cannot carry")?;
+        Ok((channel, bearer))
+    }
+
+    fn authed(channel: Channel, bearer: MetadataValue<tonic::metadata::Ascii>) -> Authed {
+        InterceptedService::new(
+            channel,
+            Box::new(move |mut request: Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+                Ok(request)
+            }),
+        )
+    }
+
+    async fn imports(&self) -> Result<ImportServiceClient<Authed>> {
+        let (channel, bearer) = self.channel().await?;
+        Ok(ImportServiceClient::new(Self::authed(channel, bearer)))
+    }
+
+    async fn users(&self) -> Result<UserServiceClient<Authed>> {
+        let (channel, bearer) = self.channel().await?;
+        Ok(UserServiceClient::new(Self::authed(channel, bearer)))
+    }
+}
+
+/// What `roster import` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub file: PathBuf,
+    pub dry_run: bool,
+    pub options: proto::ImportOptions,
+    /// Read the results of this job instead of sending the file again.
+    pub resume: Option<String>,
+}
+
+/// `FILE.results.csv` next to the file.
+fn results_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".results.csv");
+    PathBuf::from(name)
+}
+
+/// Writes row results as CSV (line, email, outcome, errors).
+struct ResultsFile {
+    file: tokio::fs::File,
+    path: PathBuf,
+    failed: u64,
+    rows: u64,
+}
+
+impl ResultsFile {
+    async fn create(path: PathBuf) -> Result<Self> {
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut header = String::new();
+        csv_line(
+            ["line", "email", "outcome", "errors", "warnings"],
+            ',',
+            &mut header,
+        );
+        file.write_all(header.as_bytes()).await?;
+        Ok(Self {
+            file,
+            path,
+            failed: 0,
+            rows: 0,
+        })
+    }
+
+    async fn write(&mut self, row: &ImportRowResult) -> Result<()> {
+        let outcome = RowOutcome::try_from(row.outcome).unwrap_or(RowOutcome::Unspecified);
+        self.rows += 1;
+        if outcome == RowOutcome::Failed {
+            self.failed += 1;
+        }
+        let issues = |list: &[proto::FieldIssue]| {
+            list.iter()
+                .map(|i| format!("{}: {} ({})", i.field, i.message, i.code))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut line = String::new();
+        csv_line(
+            [
+                row.line.to_string().as_str(),
+                &row.email,
+                outcome.as_str_name().trim_start_matches("ROW_OUTCOME_"),
+                &issues(&row.errors),
+                &issues(&row.warnings),
+            ],
+            ',',
+            &mut line,
+        );
+        self.file.write_all(line.as_bytes()).await?;
+        Ok(())
+    }
+}
+
+fn progress_bar(total_bytes: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total_bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn rate_message(results: &ResultsFile, started: Instant) -> String {
+    let seconds = started.elapsed().as_secs_f64().max(0.001);
+    format!(
+        "{} rows, {:.0} rows/s, {} failed",
+        results.rows,
+        results.rows as f64 / seconds,
+        results.failed
+    )
+}
+
+fn print_summary(summary: &ImportSummary, results: &ResultsFile, dry_run: bool) {
+    let counts = summary.counts.unwrap_or_default();
+    let status = proto::ImportJobStatus::try_from(summary.status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("IMPORT_JOB_STATUS_")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    println!(
+        "job {} {status}{}",
+        summary.job_id,
+        if dry_run { " (review only)" } else { "" }
+    );
+    println!(
+        "rows {}  created {}  updated {}  deleted {}  unchanged {}  skipped {}  valid {}  failed {}",
+        counts.rows,
+        counts.created,
+        counts.updated,
+        counts.deleted,
+        counts.unchanged,
+        counts.skipped,
+        counts.valid,
+        counts.failed
+    );
+    if !summary.failure_message.is_empty() {
+        println!("{}", summary.failure_message);
+    }
+    println!("results: {}", results.path.display());
+}
+
+/// Runs `roster import`; returns whether every row succeeded.
+pub async fn import(connection: &Connection, request: ImportRequest) -> Result<bool> {
+    if let Some(job_id) = &request.resume {
+        return resume(connection, &request.file, job_id).await;
+    }
+    let mut file = tokio::fs::File::open(&request.file)
+        .await
+        .with_context(|| format!("cannot read {}", request.file.display()))?;
+    let total = file.metadata().await?.len();
+    let mut options = request.options.clone();
+    if options.file_name.is_empty() {
+        options.file_name = request
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    let bar = progress_bar(total);
+    // The file streams from disk in 64 KiB chunks while results come back.
+    let (chunks, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let sent_bar = bar.clone();
+    let reader = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let read = file.read(&mut buffer).await?;
+            if read == 0 || chunks.send(buffer[..read].to_vec()).await.is_err() {
+                return Ok::<_, std::io::Error>(());
+            }
+            sent_bar.inc(read as u64);
+        }
+    });
+    let mut results = ResultsFile::create(results_path(&request.file)).await?;
+    let started = Instant::now();
+    let mut client = connection.imports().await?;
+    let chunks = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let summary = if request.dry_run {
+        use futures::StreamExt;
+        let messages = futures::stream::iter([validate_import_request::Message::Options(options)])
+            .chain(chunks.map(validate_import_request::Message::Chunk))
+            .map(|m| proto::ValidateImportRequest { message: Some(m) });
+        let response = client.validate_import(messages).await?;
+        let job_id = job_id_of(response.metadata());
+        let stream = response.into_inner().map(|m| {
+            m.map(|m| match m.message {
+                Some(validate_import_response::Message::Row(row)) => Answer::Row(row),
+                Some(validate_import_response::Message::Summary(summary)) => {
+                    Answer::Summary(summary)
+                }
+                None => Answer::Nothing,
+            })
+        });
+        read_results(&mut results, &bar, started, &job_id, stream).await?
+    } else {
+        use futures::StreamExt;
+        let messages = futures::stream::iter([import_users_request::Message::Options(options)])
+            .chain(chunks.map(import_users_request::Message::Chunk))
+            .map(|m| proto::ImportUsersRequest { message: Some(m) });
+        let response = client.import_users(messages).await?;
+        let job_id = job_id_of(response.metadata());
+        let stream = response.into_inner().map(|m| {
+            m.map(|m| match m.message {
+                Some(import_users_response::Message::Row(row)) => Answer::Row(row),
+                Some(import_users_response::Message::Summary(summary)) => Answer::Summary(summary),
+                None => Answer::Nothing,
+            })
+        });
+        read_results(&mut results, &bar, started, &job_id, stream).await?
+    };
+    reader.abort();
+    bar.finish_and_clear();
+    results.file.flush().await?;
+    print_summary(&summary, &results, request.dry_run);
+    Ok(summary.counts.unwrap_or_default().failed == 0
+        && summary.status == proto::ImportJobStatus::Succeeded as i32)
+}
+
+fn job_id_of(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get(JOB_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// One answer of an import stream.
+enum Answer {
+    Row(ImportRowResult),
+    Summary(ImportSummary),
+    Nothing,
+}
+
+/// Reads rows into the results file until the summary; a lost connection
+/// tells how to resume.
+async fn read_results(
+    results: &mut ResultsFile,
+    bar: &ProgressBar,
+    started: Instant,
+    job_id: &str,
+    mut stream: impl futures::Stream<Item = Result<Answer, Status>> + Unpin,
+) -> Result<ImportSummary> {
+    use futures::StreamExt;
+    loop {
+        match stream.next().await {
+            Some(Ok(Answer::Row(row))) => {
+                results.write(&row).await?;
+                bar.set_message(rate_message(results, started));
+            }
+            Some(Ok(Answer::Summary(summary))) => return Ok(summary),
+            Some(Ok(Answer::Nothing)) => {}
+            None => bail!("the server ended the stream without a summary"),
+            Some(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+                bar.finish_and_clear();
+                bail!("the file was refused: {}", describe(&status));
+            }
+            Some(Err(status)) => {
+                bar.finish_and_clear();
+                bail!(
+                    "the connection was lost ({}); the job goes on or ends INTERRUPTED on the server. \
+                     Read its results with: roster import --resume {job_id} FILE",
+                    status.message()
+                );
+            }
+        }
+    }
+}
+
+/// A status with its field violations, one per line.
+fn describe(status: &Status) -> String {
+    use tonic_types::StatusExt;
+    let mut text = status.message().to_owned();
+    if let Some(bad_request) = status.get_details_bad_request() {
+        for violation in bad_request.field_violations {
+            text.push_str(&format!(
+                "\n  {}: {}",
+                violation.field, violation.description
+            ));
+        }
+    }
+    text
+}
+
+/// Waits for a job to end and writes all its results.
+async fn resume(connection: &Connection, file: &Path, job_id: &str) -> Result<bool> {
+    let mut client = connection.imports().await?;
+    let job = loop {
+        let job = client
+            .get_import_job(proto::GetImportJobRequest {
+                job_id: job_id.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .job
+            .context("the server sent no job")?;
+        if job.status != proto::ImportJobStatus::Running as i32 {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let mut results = ResultsFile::create(results_path(file)).await?;
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_import_row_results(proto::ListImportRowResultsRequest {
+                job_id: job_id.to_owned(),
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        for row in &page.rows {
+            results.write(row).await?;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    results.file.flush().await?;
+    let summary = ImportSummary {
+        job_id: job.id,
+        status: job.status,
+        counts: job.counts,
+        failure_message: job.failure_message,
+    };
+    print_summary(
+        &summary,
+        &results,
+        job.kind == proto::ImportJobKind::Validate as i32,
+    );
+    Ok(summary.counts.unwrap_or_default().failed == 0
+        && summary.status == proto::ImportJobStatus::Succeeded as i32)
+}
+
+/// Runs `roster export`: the CSV to `output` (or stdout).
+pub async fn export(
+    connection: &Connection,
+    request: proto::ExportUsersRequest,
+    output: Option<PathBuf>,
+) -> Result<()> {
+    let mut stream = connection
+        .users()
+        .await?
+        .export_users(request)
+        .await
+        .map_err(|status| anyhow::anyhow!(describe(&status)))?
+        .into_inner();
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &output {
+        Some(path) => Box::new(
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    };
+    while let Some(message) = stream
+        .message()
+        .await
+        .map_err(|status| anyhow::anyhow!(describe(&status)))?
+    {
+        out.write_all(&message.chunk).await?;
+    }
+    out.flush().await?;
+    Ok(())
+}
