@@ -91,7 +91,7 @@ fn results_path(file: &Path) -> PathBuf {
 
 /// Writes row results as CSV (line, email, outcome, errors).
 struct ResultsFile {
-    file: tokio::fs::File,
+    file: tokio::io::BufWriter<tokio::fs::File>,
     path: PathBuf,
     failed: u64,
     rows: u64,
@@ -99,9 +99,11 @@ struct ResultsFile {
 
 impl ResultsFile {
     async fn create(path: PathBuf) -> Result<Self> {
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut file = tokio::io::BufWriter::new(
+            tokio::fs::File::create(&path)
+                .await
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        );
         let mut header = String::new();
         csv_line(
             ["line", "email", "outcome", "errors", "warnings"],

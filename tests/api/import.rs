@@ -656,31 +656,51 @@ async fn a_client_that_sends_10000_rows_before_reading_any_result_completes() {
     assert_eq!(count(&app, "select count(*) from outbox").await, 10_000);
 }
 
-#[tokio::test]
+// The test blocks on the client's thread: the server needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_disconnects_mid_stream_leaves_an_interrupted_job_whose_counts_match_the_database(
 ) {
     let app = TestApp::spawn().await;
     let file = people(0, 3_000);
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
-    requests.send(options_message(options())).await.unwrap();
-    let half = file.len() / 2;
-    requests
-        .send(chunk_message(&file.as_bytes()[..half]))
-        .await
-        .unwrap();
-    let mut stream = app
-        .imports(app.as_admin())
-        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = stream.message().await.unwrap().unwrap();
-    assert!(matches!(
-        first.message,
-        Some(proto::import_users_response::Message::Row(_))
-    ));
-    drop(stream);
-    drop(requests);
+    let (address, key) = (app.address.clone(), app.admin_key.clone());
+    // The client lives on a runtime of its own; dropping that runtime closes
+    // its connection mid-file, as a crashed or killed client would.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let channel = tonic::transport::Channel::from_shared(address)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client =
+                roster::proto::import_service_client::ImportServiceClient::with_interceptor(
+                    channel,
+                    Bearer::token(&key),
+                );
+            let (requests, receiver) = tokio::sync::mpsc::channel(4);
+            requests.send(options_message(options())).await.unwrap();
+            let half = file.len() / 2;
+            requests
+                .send(chunk_message(&file.as_bytes()[..half]))
+                .await
+                .unwrap();
+            let mut stream = client
+                .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                .await
+                .unwrap()
+                .into_inner();
+            let first = stream.message().await.unwrap().unwrap();
+            assert!(matches!(
+                first.message,
+                Some(proto::import_users_response::Message::Row(_))
+            ));
+            // Still holding `requests`: the file is not finished when the connection dies.
+            std::mem::forget(requests);
+        });
+    })
+    .join()
+    .unwrap();
     let job_id: String = sqlx::query_scalar("select id::text from import_jobs")
         .fetch_one(&app.pool)
         .await

@@ -58,7 +58,7 @@ pub struct BatchContext<'a> {
     pub option_group_ids: &'a [Uuid],
     /// The mirrored user's groups the caller does not cover.
     pub mirror_skipped: &'a [Uuid],
-    pub users: Vec<StoredUser>,
+    pub users: Users,
     /// By lowercase name.
     pub groups: HashMap<String, NamedGroup>,
     /// Key → line of the row that claimed it (earlier batches and this one).
@@ -563,7 +563,7 @@ impl BatchContext<'_> {
                 admin_state,
                 legacy_status,
                 ..
-            } => self.users.push(StoredUser {
+            } => self.users.insert(StoredUser {
                 id: *user_id,
                 values: values.clone(),
                 admin_state: (*admin_state).to_owned(),
@@ -577,13 +577,16 @@ impl BatchContext<'_> {
                 legacy_status,
                 ..
             } => {
-                if let Some(user) = self.users.iter_mut().find(|u| u.id == *user_id) {
+                if let Some(mut user) = self.users.remove(*user_id) {
                     user.values = after.clone();
                     user.admin_state.clone_from(admin_state);
                     user.legacy_status.clone_from(legacy_status);
+                    self.users.insert(user);
                 }
             }
-            Plan::Delete { user_id, .. } => self.users.retain(|u| u.id != *user_id),
+            Plan::Delete { user_id, .. } => {
+                self.users.remove(*user_id);
+            }
             Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } => {}
         }
     }
@@ -627,7 +630,7 @@ impl BatchContext<'_> {
                 keys.extend(self.own_keys(command));
             }
         }
-        for user in &self.users {
+        for user in self.users.iter() {
             keys.extend(self.keys_of(user, None));
         }
         keys.sort();
@@ -636,16 +639,11 @@ impl BatchContext<'_> {
     }
 
     fn user_by_username(&self, username: &str) -> Option<&StoredUser> {
-        self.users
-            .iter()
-            .find(|u| u.values.username.eq_ignore_ascii_case(username))
+        self.users.by_username(username)
     }
 
     fn users_by_email(&self, email: &str) -> impl Iterator<Item = &StoredUser> + '_ {
-        let email = email.to_lowercase();
-        self.users
-            .iter()
-            .filter(move |u| u.values.email.to_lowercase() == email)
+        self.users.by_email(email)
     }
 
     /// The user with this email where emails are unique.
@@ -654,9 +652,7 @@ impl BatchContext<'_> {
     }
 
     fn user_by_external_id(&self, external_id: &str) -> Option<&StoredUser> {
-        self.users
-            .iter()
-            .find(|u| u.values.external_id.as_deref() == Some(external_id))
+        self.users.by_external_id(external_id)
     }
 
     /// Keys of a user's values (and of its new values), for the in-file claims.
@@ -773,5 +769,83 @@ impl BatchContext<'_> {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// The users a batch reads, found by username, email (several where
+/// duplicates are allowed) or external id without scanning.
+#[derive(Default)]
+pub struct Users {
+    slots: Vec<Option<StoredUser>>,
+    by_id: HashMap<Uuid, usize>,
+    by_username: HashMap<String, usize>,
+    by_email: HashMap<String, Vec<usize>>,
+    by_external_id: HashMap<String, usize>,
+}
+
+impl Users {
+    pub fn new(users: impl IntoIterator<Item = StoredUser>) -> Self {
+        let mut index = Self::default();
+        for user in users {
+            index.insert(user);
+        }
+        index
+    }
+
+    fn insert(&mut self, user: StoredUser) {
+        let slot = self.slots.len();
+        self.by_id.insert(user.id, slot);
+        self.by_username
+            .insert(user.values.username.to_lowercase(), slot);
+        self.by_email
+            .entry(user.values.email.to_lowercase())
+            .or_default()
+            .push(slot);
+        if let Some(external_id) = &user.values.external_id {
+            self.by_external_id.insert(external_id.clone(), slot);
+        }
+        self.slots.push(Some(user));
+    }
+
+    fn remove(&mut self, id: Uuid) -> Option<StoredUser> {
+        let slot = self.by_id.remove(&id)?;
+        let user = self.slots.get_mut(slot)?.take()?;
+        self.by_username
+            .remove(&user.values.username.to_lowercase());
+        if let Some(slots) = self.by_email.get_mut(&user.values.email.to_lowercase()) {
+            slots.retain(|s| *s != slot);
+        }
+        if let Some(external_id) = &user.values.external_id {
+            self.by_external_id.remove(external_id);
+        }
+        Some(user)
+    }
+
+    fn at(&self, slot: usize) -> Option<&StoredUser> {
+        self.slots.get(slot).and_then(Option::as_ref)
+    }
+
+    fn by_username(&self, username: &str) -> Option<&StoredUser> {
+        self.by_username
+            .get(&username.to_lowercase())
+            .and_then(|slot| self.at(*slot))
+    }
+
+    fn by_email(&self, email: &str) -> impl Iterator<Item = &StoredUser> + '_ {
+        self.by_email
+            .get(&email.to_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(|slot| self.at(*slot))
+    }
+
+    fn by_external_id(&self, external_id: &str) -> Option<&StoredUser> {
+        self.by_external_id
+            .get(external_id)
+            .and_then(|slot| self.at(*slot))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &StoredUser> {
+        self.slots.iter().flatten()
     }
 }

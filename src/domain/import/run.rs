@@ -4,7 +4,11 @@
 //! followed from the database, so the reading of the file never waits on the
 //! client's reading of results and memory stays flat.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use serde_json::json;
 use sqlx::PgPool;
@@ -12,7 +16,9 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{
-    decide::{decide_batch, BatchContext, Candidate, Decision, NamedGroup, Plan, StoredUser},
+    decide::{
+        decide_batch, BatchContext, Candidate, Decision, NamedGroup, Plan, StoredUser, Users,
+    },
     header::{Column, Header},
     job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
     reader::{CsvStream, FileRefusal, Limits, Record, RecordProblem},
@@ -23,6 +29,7 @@ use super::{
 };
 use crate::{
     domain::{
+        access::Grant,
         audit::{AuditRecord, FieldChanges},
         caller::Caller,
         user::user_value_pairs,
@@ -53,7 +60,7 @@ impl Default for ImportSettings {
         Self {
             limits: Limits::default(),
             max_rows: 1_000_000,
-            batch_rows: 500,
+            batch_rows: 2000,
             stale_after: Duration::from_secs(30),
             heartbeat_every: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(600),
@@ -495,6 +502,7 @@ impl Job {
         let job_id = self.record.id;
         let importing = self.kind == JobKind::Import;
         let mut tx = self.pool.begin().await?;
+        let started = std::time::Instant::now();
         let lock = store::imports::lock_job(&mut tx, job_id, self.owner).await?;
         if !lock.running {
             return Ok(Some(Stop::Ended(
@@ -525,21 +533,19 @@ impl Job {
         )
         .await?;
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let grants = store::groups::grants_of_users(&mut tx, organization_id, &ids).await?;
-        let users: Vec<StoredUser> = rows
-            .iter()
-            .map(|row| StoredUser {
-                id: row.id,
-                values: row.values(),
-                admin_state: row.admin_state.clone(),
-                legacy_status: row.legacy_status.clone(),
-                grants: grants
-                    .iter()
-                    .filter(|(user_id, _)| *user_id == row.id)
-                    .map(|(_, grant)| grant.clone())
-                    .collect(),
-            })
-            .collect();
+        let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
+        for (user_id, grant) in
+            store::groups::grants_of_users(&mut tx, organization_id, &ids).await?
+        {
+            grants.entry(user_id).or_default().push(grant);
+        }
+        let users = Users::new(rows.into_iter().map(|row| StoredUser {
+            values: row.values(),
+            grants: grants.remove(&row.id).unwrap_or_default(),
+            id: row.id,
+            admin_state: row.admin_state,
+            legacy_status: row.legacy_status,
+        }));
         let groups = if keys.any_groups {
             store::groups::all_named_grants(&mut tx, organization_id)
                 .await?
@@ -562,7 +568,9 @@ impl Job {
         };
         let claim_keys = context.candidate_keys(candidates);
         context.claims = store::imports::claims(&mut tx, job_id, &claim_keys).await?;
+        let read = started.elapsed();
         let decisions = decide_batch(&mut context, candidates.to_vec());
+        let decided = started.elapsed();
         let email_unique = !organization.settings.allow_duplicate_emails;
         drop(context);
 
@@ -583,6 +591,7 @@ impl Job {
                 }
             }
         }
+        let applied = started.elapsed();
         store::imports::insert_claims(&mut tx, job_id, &claim_keys, &claim_lines).await?;
         let results: Vec<RowResult> = results.into_iter().map(|(result, _)| result).collect();
         store::imports::insert_rows(&mut tx, job_id, &results).await?;
@@ -596,6 +605,15 @@ impl Job {
         )
         .await?;
         tx.commit().await?;
+        tracing::debug!(
+            job_id = %job_id,
+            rows = candidates.len(),
+            read_ms = read.as_millis() as u64,
+            decide_ms = (decided - read).as_millis() as u64,
+            apply_ms = (applied - decided).as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "import batch written"
+        );
         Ok(None)
     }
 
