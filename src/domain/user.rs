@@ -367,21 +367,7 @@ pub async fn create_user(
         organization.settings.public_email_domain_policy,
         "user.email",
     )?);
-    let explicit =
-        store::groups::grants_by_ids(&mut *tx, organization_id, &new_user.group_ids).await?;
-    for (index, id) in new_user.group_ids.iter().enumerate() {
-        let Some(grant) = explicit.iter().find(|g| g.group_id == *id) else {
-            return Err(DomainError::NotFoundField {
-                field: format!("group_ids[{index}]"),
-                message: format!("group {id} not found"),
-            });
-        };
-        if !caller.authority.covers(grant) {
-            return Err(DomainError::PermissionDenied(format!(
-                "you may not give group {id}: it grants more than you hold"
-            )));
-        }
-    }
+    check_given_groups(&mut tx, caller, &new_user.group_ids, "group_ids").await?;
     let (mirrored, skipped) = match new_user.mirror_user_id {
         Some(source) => {
             if new_user.origin == Origin::Clone && is_self(caller, source) {
@@ -509,8 +495,33 @@ async fn remember_create(
     .await
 }
 
+/// Refuses groups to give that do not exist (`field[index]`) or that the
+/// caller does not cover.
+pub(crate) async fn check_given_groups(
+    tx: &mut Transaction<'_>,
+    caller: &Caller,
+    group_ids: &[Uuid],
+    field: &str,
+) -> Result<(), DomainError> {
+    let found = store::groups::grants_by_ids(&mut **tx, caller.organization_id, group_ids).await?;
+    for (index, id) in group_ids.iter().enumerate() {
+        let Some(grant) = found.iter().find(|g| g.group_id == *id) else {
+            return Err(DomainError::NotFoundField {
+                field: format!("{field}[{index}]"),
+                message: format!("group {id} not found"),
+            });
+        };
+        if !caller.authority.covers(grant) {
+            return Err(DomainError::PermissionDenied(format!(
+                "you may not give group {id}: it grants more than you hold"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The groups of `source` the caller covers, and the ids of those skipped.
-async fn mirrored_grants(
+pub(crate) async fn mirrored_grants(
     tx: &mut Transaction<'_>,
     caller: &Caller,
     source: Uuid,

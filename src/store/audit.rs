@@ -30,7 +30,8 @@ pub async fn record(tx: &mut Transaction<'_>, record: &AuditRecord) -> Result<()
     Ok(())
 }
 
-/// Records many changes in one statement (bulk import).
+/// Records many changes of one caller and request in one statement (bulk
+/// import): organization, actor and request id are taken from the first.
 pub async fn record_many(
     tx: &mut Transaction<'_>,
     records: &[AuditRecord],

@@ -340,15 +340,7 @@ fn decide_create(
             "another user already has this email, so give this user a username different from it",
         ));
     }
-    match public_domain_check(
-        &values.email,
-        context.settings.public_email_domain_policy,
-        "email",
-    ) {
-        Ok(warning) => warnings.extend(warning),
-        Err(DomainError::InvalidArgument(found)) => errors.extend(found),
-        Err(_) => {}
-    }
+    context.check_email_domain(&values.email, warnings, &mut errors);
     if status.is_some_and(|s| s.admin_state().is_err()) && !context.options.allow_legacy_statuses {
         errors.push(legacy_status_refused());
     }
@@ -479,15 +471,7 @@ fn decide_update(
                 "this email belongs to another user",
             ));
         }
-        match public_domain_check(
-            &after.email,
-            context.settings.public_email_domain_policy,
-            "email",
-        ) {
-            Ok(warning) => warnings.extend(warning),
-            Err(DomainError::InvalidArgument(found)) => errors.extend(found),
-            Err(_) => {}
-        }
+        context.check_email_domain(&after.email, warnings, &mut errors);
     }
     if !after.username.eq_ignore_ascii_case(&before.username)
         && others(context.user_by_username(&after.username))
@@ -553,6 +537,21 @@ fn decide_update(
 }
 
 impl BatchContext<'_> {
+    /// The organization's public-domain policy on a row's email: a warning,
+    /// or an error under REJECT.
+    fn check_email_domain(
+        &self,
+        email: &str,
+        warnings: &mut Vec<Warning>,
+        errors: &mut Vec<FieldViolation>,
+    ) {
+        match public_domain_check(email, self.settings.public_email_domain_policy, "email") {
+            Ok(warning) => warnings.extend(warning),
+            Err(DomainError::InvalidArgument(found)) => errors.extend(found),
+            Err(_) => {}
+        }
+    }
+
     /// Later rows of the batch see the users as this row leaves them, as
     /// they would from a later batch.
     fn remember(&mut self, plan: &Plan) {
@@ -593,25 +592,17 @@ impl BatchContext<'_> {
 
     /// The claim keys of the values a row gives.
     fn own_keys(&self, command: &RowCommand) -> Vec<String> {
-        let (email, username, external_id) = match command {
-            // A username that only stands in for the email adds nothing where emails are unique.
-            RowCommand::Add {
-                values,
-                username_given,
-                ..
-            } => (
-                Some(&values.email),
-                (*username_given || self.settings.allow_duplicate_emails)
-                    .then_some(&values.username),
-                values.external_id.as_ref(),
-            ),
-            RowCommand::Update { changes, .. } => (
-                changes.email.as_ref(),
-                changes.username.as_ref(),
-                changes.external_id.as_ref(),
-            ),
-            RowCommand::Delete { username, email } => (Some(email), Some(username), None),
-        };
+        let (email, mut username, external_id) = command.named_values();
+        // A username that only stands in for the email adds nothing where emails are unique.
+        if let RowCommand::Add {
+            username_given: false,
+            ..
+        } = command
+        {
+            if !self.settings.allow_duplicate_emails {
+                username = None;
+            }
+        }
         let mut keys = Vec::with_capacity(3);
         if !self.settings.allow_duplicate_emails {
             keys.extend(email.map(|e| format!("email:{}", e.to_lowercase())));

@@ -49,6 +49,25 @@ pub enum RowCommand {
     Delete { username: String, email: String },
 }
 
+impl RowCommand {
+    /// The email, username and external id the row names.
+    pub fn named_values(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        match self {
+            RowCommand::Add { values, .. } => (
+                Some(&values.email),
+                Some(&values.username),
+                values.external_id.as_deref(),
+            ),
+            RowCommand::Update { changes, .. } => (
+                changes.email.as_deref(),
+                changes.username.as_deref(),
+                changes.external_id.as_deref(),
+            ),
+            RowCommand::Delete { username, email } => (Some(email), Some(username), None),
+        }
+    }
+}
+
 /// Cells that start with `'` followed by `=`, `+`, `-`, `@`, tab or CR lose
 /// the `'` (export neutralizes formulas that way).
 pub fn unescape_cell(cell: &str) -> &str {

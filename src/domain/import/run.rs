@@ -32,7 +32,7 @@ use crate::{
         access::Grant,
         audit::{AuditRecord, FieldChanges},
         caller::Caller,
-        user::user_value_pairs,
+        user::{check_given_groups, mirrored_grants, user_value_pairs},
         DomainError, FieldViolation,
     },
     store::{
@@ -126,40 +126,18 @@ pub async fn start_job(
     }
     let organization_id = caller.organization_id;
     let mut tx = pool.begin().await?;
-    let explicit =
-        store::groups::grants_by_ids(&mut *tx, organization_id, &options.group_ids).await?;
-    for (index, id) in options.group_ids.iter().enumerate() {
-        let Some(grant) = explicit.iter().find(|g| g.group_id == *id) else {
-            return Err(DomainError::NotFoundField {
-                field: format!("options.group_ids[{index}]"),
-                message: format!("group {id} not found"),
-            });
-        };
-        if !caller.authority.covers(grant) {
-            return Err(DomainError::PermissionDenied(format!(
-                "you may not give group {id}: it grants more than you hold"
-            )));
-        }
-    }
+    check_given_groups(&mut tx, caller, &options.group_ids, "options.group_ids").await?;
     let mut option_group_ids = options.group_ids.clone();
     let mut mirror_skipped = Vec::new();
     if let Some(mirror) = options.mirror_user_id {
-        if store::users::find(&mut *tx, organization_id, mirror)
-            .await?
-            .is_none()
-        {
-            return Err(DomainError::NotFoundField {
-                field: "options.mirror_user_id".into(),
-                message: format!("user {mirror} not found"),
-            });
-        }
-        for grant in store::groups::grants_of_user(&mut *tx, organization_id, mirror).await? {
-            if !caller.authority.covers(&grant) {
-                mirror_skipped.push(grant.group_id);
-            } else if !option_group_ids.contains(&grant.group_id) {
+        let (covered, skipped) =
+            mirrored_grants(&mut tx, caller, mirror, "options.mirror_user_id").await?;
+        for grant in covered {
+            if !option_group_ids.contains(&grant.group_id) {
                 option_group_ids.push(grant.group_id);
             }
         }
+        mirror_skipped = skipped;
     }
     tx.commit().await?;
     let record = store::imports::insert_job(
@@ -867,27 +845,16 @@ impl Keys {
             let Ok(command) = &candidate.command else {
                 continue;
             };
-            let (email, username, external_id, groups) = match command {
-                RowCommand::Add { values, groups, .. } => (
-                    Some(&values.email),
-                    Some(&values.username),
-                    values.external_id.as_ref(),
-                    groups.len(),
-                ),
-                RowCommand::Update {
-                    changes, groups, ..
-                } => (
-                    changes.email.as_ref(),
-                    changes.username.as_ref(),
-                    changes.external_id.as_ref(),
-                    groups.len(),
-                ),
-                RowCommand::Delete { username, email } => (Some(email), Some(username), None, 0),
+            let (email, username, external_id) = command.named_values();
+            keys.any_groups |= match command {
+                RowCommand::Add { groups, .. } | RowCommand::Update { groups, .. } => {
+                    !groups.is_empty()
+                }
+                RowCommand::Delete { .. } => false,
             };
             keys.emails.extend(email.map(|e| e.to_lowercase()));
             keys.usernames.extend(username.map(|u| u.to_lowercase()));
-            keys.external_ids.extend(external_id.cloned());
-            keys.any_groups |= groups > 0;
+            keys.external_ids.extend(external_id.map(str::to_owned));
         }
         keys
     }
@@ -968,11 +935,20 @@ impl Jobs {
         .await?)
     }
 
-    pub async fn get(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
-        self.interrupt_stale().await?;
+    async fn find(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
         store::imports::find_job(&self.pool, organization_id, id)
             .await?
             .ok_or_else(|| DomainError::not_found("import job", id))
+    }
+
+    /// A RUNNING job is read after ending stale ones, so a dead server's job
+    /// never shows as running; ended jobs are read as they are.
+    pub async fn get(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
+        let job = self.find(organization_id, id).await?;
+        if job.status != JobStatus::Running || self.interrupt_stale().await? == 0 {
+            return Ok(job);
+        }
+        self.find(organization_id, id).await
     }
 
     pub async fn list(
@@ -995,7 +971,7 @@ impl Jobs {
         page_size: crate::domain::paging::PageSize,
         page_token: &str,
     ) -> Result<crate::domain::paging::Page<RowResult>, DomainError> {
-        self.get(organization_id, id).await?;
+        self.find(organization_id, id).await?;
         store::imports::list_rows(
             &self.pool,
             id,
@@ -1010,7 +986,6 @@ impl Jobs {
     /// Asks a running job to stop after the batch in progress and waits a
     /// little for it; an ended job is returned as it is.
     pub async fn cancel(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
-        self.interrupt_stale().await?;
         let mut job = store::imports::request_cancel(&self.pool, organization_id, id)
             .await?
             .ok_or_else(|| DomainError::not_found("import job", id))?;
