@@ -234,6 +234,63 @@ pub struct TestApp {
     /// Organization `acme` and the secret of one of its ADMIN keys.
     pub organization_id: Uuid,
     pub admin_key: String,
+    server: RunningServer,
+}
+
+/// A server started in this process; `stop` shuts it down as SIGTERM would.
+pub struct RunningServer {
+    pub address: String,
+    pub channel: Channel,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningServer {
+    pub async fn start(pool: &PgPool, adjust: impl FnOnce(&mut ServerSettings)) -> Self {
+        let mut settings = ServerSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            reflection: true,
+            shutdown_grace: Duration::from_secs(5),
+            import: ImportSettings::default(),
+        };
+        adjust(&mut settings);
+        let application = Application::build(&settings, pool.clone())
+            .await
+            .expect("build the server");
+        let address = format!("http://{}", application.local_addr());
+        let (stop, stop_received) = tokio::sync::oneshot::channel::<()>();
+        let stopped = tokio::spawn(application.run_until_stopped(async move {
+            let _ = stop_received.await;
+        }));
+        let channel = Channel::from_shared(address.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to the server");
+        Self {
+            address,
+            channel,
+            stop: Some(stop),
+            stopped: Some(stopped),
+        }
+    }
+
+    /// Graceful shutdown, as on SIGTERM; returns once the server has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            stopped
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+
+    pub fn imports(&self, bearer: Bearer) -> ImportServiceClient<Authed> {
+        ImportServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
 }
 
 impl TestApp {
@@ -248,37 +305,32 @@ impl TestApp {
     /// A server with adjusted settings (import limits, reflection).
     pub async fn spawn_with(adjust: impl FnOnce(&mut ServerSettings)) -> TestApp {
         let (pool, _) = fresh_database().await;
-        let mut settings = ServerSettings {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            reflection: true,
-            shutdown_grace: Duration::from_secs(5),
-            import: ImportSettings::default(),
-        };
-        adjust(&mut settings);
-        let application = Application::build(&settings, pool.clone())
-            .await
-            .expect("build the server");
-        let address = format!("http://{}", application.local_addr());
-        tokio::spawn(application.run_until_stopped(std::future::pending()));
-        let channel = Channel::from_shared(address.clone())
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to the server");
+        let server = RunningServer::start(&pool, adjust).await;
         let organization = organization::create_organization(&pool, "acme", Actor::Operator)
             .await
             .expect("create organization");
         let mut app = TestApp {
             pool,
-            channel,
-            address,
+            channel: server.channel.clone(),
+            address: server.address.clone(),
             organization_id: organization.id,
             admin_key: String::new(),
+            server,
         };
         app.admin_key = app
             .create_api_key(organization.id, "admin", &[Scope::Admin])
             .await;
         app
+    }
+
+    /// Another server (a replica) on this app's database.
+    pub async fn replica(&self, adjust: impl FnOnce(&mut ServerSettings)) -> RunningServer {
+        RunningServer::start(&self.pool, adjust).await
+    }
+
+    /// Stops this app's server gracefully, as on SIGTERM.
+    pub async fn stop_server(&mut self) {
+        self.server.stop().await;
     }
 
     /// A key created the way the operator's CLI does; returns its secret.

@@ -610,6 +610,57 @@ async fn job(app: &TestApp, job_id: &str) -> proto::ImportJob {
         .unwrap()
 }
 
+/// Sends the options and the start of a file, keeps the request stream open,
+/// and returns once the first row result came back, with the job's id.
+async fn start_unfinished_import(
+    app: &TestApp,
+    start: &[u8],
+) -> (
+    tokio::sync::mpsc::Sender<proto::ImportUsersRequest>,
+    tonic::Streaming<proto::ImportUsersResponse>,
+    String,
+) {
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    requests.send(options_message(options())).await.unwrap();
+    requests.send(chunk_message(start)).await.unwrap();
+    let mut stream = app
+        .imports(app.as_admin())
+        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    let job_id: String = sqlx::query_scalar("select id::text from import_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    (requests, stream, job_id)
+}
+
+/// An INTERRUPTED job that wrote some of its `total` rows, whose counts are
+/// exactly what the database holds.
+async fn assert_interrupted_part_way_with_the_database_counts(
+    app: &TestApp,
+    ended: proto::ImportJob,
+    total: i64,
+) {
+    assert_eq!(ended.status, proto::ImportJobStatus::Interrupted as i32);
+    let counts = ended.counts.unwrap();
+    assert!(counts.created > 0 && counts.created < total, "{counts:?}");
+    assert_eq!(
+        counts.created,
+        count(app, "select count(*) from users").await
+    );
+    assert_eq!(
+        counts.rows,
+        count(app, "select count(*) from import_rows").await
+    );
+    assert_eq!(
+        ended.last_line,
+        count(app, "select max(line) from import_rows").await
+    );
+}
+
 fn chunk_message(bytes: &[u8]) -> proto::ImportUsersRequest {
     proto::ImportUsersRequest {
         message: Some(proto::import_users_request::Message::Chunk(bytes.to_vec())),
@@ -713,21 +764,7 @@ async fn a_client_that_disconnects_mid_stream_leaves_an_interrupted_job_whose_co
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         ended = job(&app, &job_id).await;
     }
-    assert_eq!(ended.status, proto::ImportJobStatus::Interrupted as i32);
-    let counts = ended.counts.unwrap();
-    assert!(counts.created > 0 && counts.created < 3_000, "{counts:?}");
-    assert_eq!(
-        counts.created,
-        count(&app, "select count(*) from users").await
-    );
-    assert_eq!(
-        counts.rows,
-        count(&app, "select count(*) from import_rows").await
-    );
-    assert_eq!(
-        ended.last_line,
-        count(&app, "select max(line) from import_rows").await
-    );
+    assert_interrupted_part_way_with_the_database_counts(&app, ended, 3_000).await;
 }
 
 #[tokio::test]
@@ -894,25 +931,58 @@ async fn the_row_limit_stops_the_job_failed_naming_the_line_and_keeps_the_rows_b
 }
 
 #[tokio::test]
+async fn a_replica_leaves_a_live_job_alone_and_a_stopping_server_ends_its_job_interrupted_with_exact_counts(
+) {
+    let fast_heartbeat = |settings: &mut roster::startup::ServerSettings| {
+        settings.import.stale_after = std::time::Duration::from_secs(2);
+        settings.import.heartbeat_every = std::time::Duration::from_millis(200);
+    };
+    let mut app = TestApp::spawn_with(fast_heartbeat).await;
+    let replica = app.replica(fast_heartbeat).await;
+    let file = people(0, 3_000);
+    let (requests, mut stream, job_id) =
+        start_unfinished_import(&app, &file.as_bytes()[..file.len() / 2]).await;
+    let admin = app.as_admin();
+    let read_on_replica = |job_id: String| {
+        let mut client = replica.imports(admin.clone());
+        async move {
+            client
+                .get_import_job(proto::GetImportJobRequest { job_id })
+                .await
+                .unwrap()
+                .into_inner()
+                .job
+                .unwrap()
+        }
+    };
+
+    // Longer than the stale limit: the replica's reaper and its job reads ran.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let live = read_on_replica(job_id.clone()).await;
+    assert_eq!(live.status, proto::ImportJobStatus::Running as i32);
+
+    // The file is not finished when its server stops.
+    app.stop_server().await;
+    let ended = read_on_replica(job_id.clone()).await;
+    assert_interrupted_part_way_with_the_database_counts(&app, ended, 3_000).await;
+    // The client's stream ended: rows, then the INTERRUPTED summary or an error.
+    let mut ending = None;
+    while let Ok(Some(message)) = stream.message().await {
+        if let Some(proto::import_users_response::Message::Summary(summary)) = message.message {
+            ending = Some(summary.status);
+        }
+    }
+    assert!(
+        ending.is_none_or(|status| status == proto::ImportJobStatus::Interrupted as i32),
+        "{ending:?}"
+    );
+    drop(requests);
+}
+
+#[tokio::test]
 async fn a_cancelled_job_stops_and_a_stale_job_ends_interrupted() {
     let app = TestApp::spawn().await;
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
-    requests.send(options_message(options())).await.unwrap();
-    requests
-        .send(chunk_message(people(0, 10).as_bytes()))
-        .await
-        .unwrap();
-    let mut stream = app
-        .imports(app.as_admin())
-        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().unwrap();
-    let job_id: String = sqlx::query_scalar("select id::text from import_jobs")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let (requests, stream, job_id) = start_unfinished_import(&app, people(0, 10).as_bytes()).await;
     let cancelled = app
         .imports(app.as_admin())
         .cancel_import_job(proto::CancelImportJobRequest { job_id })
