@@ -9,15 +9,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     database::{Database, DatabaseSource},
+    delivery::{mailer::MailTransport, DeliverySettings},
     domain::{
         api_key::{self, NewApiKey},
         bootstrap,
         caller::{Actor, Scope},
         import::{reader::Limits, run::ImportSettings},
         organization,
+        password::PasswordHasher,
     },
     proto, remote,
-    startup::{stop_signal, Application, ServerSettings},
+    startup::{stop_signal, Application, PasswordSettings, ServerSettings},
     store,
     telemetry::{self, LogFormat},
 };
@@ -160,6 +162,9 @@ struct ServeArgs {
     /// gRPC listen address.
     #[arg(long, env = "ROSTER_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Listen address of the password pages (register, reset).
+    #[arg(long, env = "ROSTER_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
     /// Turn gRPC server reflection off.
     #[arg(long, env = "ROSTER_NO_REFLECTION")]
     no_reflection: bool,
@@ -178,6 +183,30 @@ struct ServeArgs {
     /// Most bytes of one import record (line).
     #[arg(long, env = "ROSTER_IMPORT_MAX_RECORD_BYTES", default_value_t = 64 * 1024)]
     import_max_record_bytes: usize,
+    /// SMTP server for emails: smtp://host:port (plain), smtp://user:pass@host:587?tls=required
+    /// (STARTTLS) or smtps://user:pass@host:465 (TLS). Unset: emails are written to <data dir>/mail/.
+    #[arg(long, env = "ROSTER_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The From of emails.
+    #[arg(
+        long,
+        env = "ROSTER_MAIL_FROM",
+        default_value = "Roster <no-reply@localhost>"
+    )]
+    mail_from: String,
+    /// Do not deliver emails from this server (another replica does).
+    #[arg(long, env = "ROSTER_NO_DELIVERY")]
+    no_delivery: bool,
+    /// Where people reach the password pages; every link in an email starts with it.
+    /// Default: http://<http-listen>.
+    #[arg(long, env = "ROSTER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Threads that hash passwords (default: one per core but one).
+    #[arg(long, env = "ROSTER_PASSWORD_HASH_WORKERS")]
+    password_hash_workers: Option<usize>,
+    /// Password checks that may wait for a thread; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ROSTER_PASSWORD_HASH_QUEUE", default_value_t = 64)]
+    password_hash_queue: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,9 +263,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         _ => "warn",
     };
     telemetry::init(cli.log_format, default_filter);
+    let mail_dir = cli.data_dir.join("mail");
     let source = DatabaseSource::from_settings(cli.database_url, cli.data_dir);
     match cli.command {
-        Command::Serve(args) => serve(source, args).await,
+        Command::Serve(args) => serve(source, args, mail_dir).await,
         Command::Import(args) => {
             let connection = args.server.connection();
             let request = remote::ImportRequest {
@@ -284,7 +314,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn serve(source: DatabaseSource, args: ServeArgs) -> Result<()> {
+async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Result<()> {
     let database = Database::open(source, args.db_max_connections).await?;
     let served = async {
         if database.is_private() {
@@ -298,18 +328,35 @@ async fn serve(source: DatabaseSource, args: ServeArgs) -> Result<()> {
                 );
             }
         }
-        let settings = ServerSettings {
-            listen: args.listen,
-            reflection: !args.no_reflection,
-            shutdown_grace: Duration::from_secs(args.shutdown_grace),
-            import: ImportSettings {
-                limits: Limits {
-                    max_field_bytes: args.import_max_field_bytes,
-                    max_record_bytes: args.import_max_record_bytes,
-                },
-                max_rows: args.import_max_rows,
-                ..ImportSettings::default()
+        let mut settings = ServerSettings::new(args.listen);
+        settings.reflection = !args.no_reflection;
+        settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+        settings.import = ImportSettings {
+            limits: Limits {
+                max_field_bytes: args.import_max_field_bytes,
+                max_record_bytes: args.import_max_record_bytes,
             },
+            max_rows: args.import_max_rows,
+            ..ImportSettings::default()
+        };
+        let public_url = args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", args.http_listen));
+        if !args.no_delivery {
+            let transport = match &args.smtp_url {
+                Some(url) => MailTransport::Smtp { url: url.clone() },
+                None => MailTransport::Directory(std::path::absolute(&mail_dir)?),
+            };
+            let mut delivery = DeliverySettings::new(transport, &public_url);
+            delivery.from.clone_from(&args.mail_from);
+            settings.delivery = Some(delivery);
+        }
+        settings.passwords = PasswordSettings {
+            workers: args
+                .password_hash_workers
+                .unwrap_or_else(PasswordHasher::default_workers),
+            queue: args.password_hash_queue,
         };
         let application = Application::build(&settings, database.pool.clone()).await?;
         tracing::info!(address = %application.local_addr(), reflection = settings.reflection, "roster is serving gRPC");

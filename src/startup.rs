@@ -13,9 +13,12 @@ use tonic::transport::{server::TcpIncoming, Server};
 use uuid::Uuid;
 
 use crate::{
+    delivery::{DeliverySettings, DeliveryWorker},
     domain::{
         authentication::Authenticator,
         import::run::{ImportSettings, Jobs},
+        password::PasswordHasher,
+        sign_in::{SignIn, ThrottleSettings},
     },
     grpc::{
         auth_layer::AuthLayer, request_log::RequestLogLayer, AuthHandler, GroupHandler,
@@ -37,6 +40,42 @@ pub struct ServerSettings {
     /// How long in-flight calls may run on after a stop signal.
     pub shutdown_grace: Duration,
     pub import: ImportSettings,
+    /// The outbox's delivery worker; `None` runs none (another replica delivers).
+    pub delivery: Option<DeliverySettings>,
+    pub passwords: PasswordSettings,
+    pub throttle: ThrottleSettings,
+}
+
+/// The bounded pool that hashes passwords.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordSettings {
+    pub workers: usize,
+    /// Calls that may wait for a worker; more are refused (RESOURCE_EXHAUSTED).
+    pub queue: usize,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            workers: PasswordHasher::default_workers(),
+            queue: 64,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Defaults around a gRPC address: reflection on, a 30 s grace, no delivery worker.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            reflection: true,
+            shutdown_grace: Duration::from_secs(30),
+            import: ImportSettings::default(),
+            delivery: None,
+            passwords: PasswordSettings::default(),
+            throttle: ThrottleSettings::default(),
+        }
+    }
 }
 
 type ServerFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
@@ -108,6 +147,20 @@ impl Application {
             }
         });
         let (stopping, stopping_rx) = watch::channel(false);
+        if let Some(delivery) = &settings.delivery {
+            let worker = DeliveryWorker::new(pool.clone(), delivery.clone())?;
+            tokio::spawn(worker.run(stopping_rx.clone()));
+        }
+        let hasher = Arc::new(PasswordHasher::new(
+            settings.passwords.workers,
+            settings.passwords.queue,
+        ));
+        let sign_in = Arc::new(SignIn::new(
+            pool.clone(),
+            hasher,
+            authenticator.clone(),
+            settings.throttle.clone(),
+        ));
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = Server::builder()
             .layer(RequestLogLayer)
@@ -115,7 +168,10 @@ impl Application {
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
-            .add_service(AuthServiceServer::new(AuthHandler::new(pool.clone())))
+            .add_service(AuthServiceServer::new(AuthHandler::new(
+                pool.clone(),
+                sign_in,
+            )))
             .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
                 pool.clone(),
             )))

@@ -79,6 +79,11 @@ impl Authenticator {
         }
     }
 
+    /// The one resolver of users' status and scopes.
+    pub fn user_access(&self) -> &UserAccessResolver {
+        &self.user_access
+    }
+
     /// `bearer` is the token after `Bearer `.
     pub async fn authenticate(&self, bearer: &str) -> Result<Caller, DomainError> {
         let token = PresentedToken::parse(bearer).ok_or_else(|| {
@@ -90,6 +95,8 @@ impl Authenticator {
         match token.kind {
             TokenKind::ApiKey => self.authenticate_api_key(&token).await,
             TokenKind::AccessToken => self.authenticate_user(&token).await,
+            // `parse` yields bearer kinds only; a link token never authenticates a call.
+            TokenKind::Invitation | TokenKind::PasswordReset => Err(unknown_token()),
         }
     }
 

@@ -58,6 +58,12 @@ pub enum DomainError {
     Unauthenticated(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Held back by throttling; the caller may retry after the delay.
+    #[error("{message}")]
+    Throttled {
+        retry_after: std::time::Duration,
+        message: String,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

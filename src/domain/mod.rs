@@ -12,6 +12,8 @@ pub mod import;
 pub mod name;
 pub mod organization;
 pub mod paging;
+pub mod password;
+pub mod sign_in;
 pub mod token;
 pub mod user;
 pub mod values;

@@ -15,6 +15,10 @@ const ENCODED_LEN: usize = 43;
 pub enum TokenKind {
     ApiKey,
     AccessToken,
+    /// In an invitation link: registers the first password.
+    Invitation,
+    /// In a reset link: sets a new password.
+    PasswordReset,
 }
 
 impl TokenKind {
@@ -22,6 +26,8 @@ impl TokenKind {
         match self {
             TokenKind::ApiKey => "rst_key_",
             TokenKind::AccessToken => "rst_at_",
+            TokenKind::Invitation => "rst_inv_",
+            TokenKind::PasswordReset => "rst_pwr_",
         }
     }
 }
@@ -74,10 +80,17 @@ pub struct PresentedToken {
 }
 
 impl PresentedToken {
-    /// `None` when the token cannot be one of ours (wrong prefix or shape).
+    /// A bearer token: an API key or an access token. `None` when it cannot
+    /// be one of ours (wrong prefix or shape).
     pub fn parse(raw: &str) -> Option<Self> {
-        let kind = [TokenKind::ApiKey, TokenKind::AccessToken]
-            .into_iter()
+        Self::parse_as(raw, &[TokenKind::ApiKey, TokenKind::AccessToken])
+    }
+
+    /// A token of one of `kinds`, e.g. an invitation link's.
+    pub fn parse_as(raw: &str, kinds: &[TokenKind]) -> Option<Self> {
+        let kind = kinds
+            .iter()
+            .copied()
             .find(|kind| raw.starts_with(kind.prefix()))?;
         let body = &raw[kind.prefix().len()..];
         let well_formed = body.len() == ENCODED_LEN
@@ -111,6 +124,18 @@ mod tests {
         let b = Secret::generate(TokenKind::AccessToken);
         assert_ne!(a, b);
         assert!(!format!("{a:?}").contains(a.expose()));
+    }
+
+    #[test]
+    fn link_tokens_are_not_bearer_tokens() {
+        let invitation = Secret::generate(TokenKind::Invitation);
+        assert!(PresentedToken::parse(invitation.expose()).is_none());
+        let presented =
+            PresentedToken::parse_as(invitation.expose(), &[TokenKind::Invitation]).unwrap();
+        assert_eq!(presented.hash, invitation.hash());
+        assert!(
+            PresentedToken::parse_as(invitation.expose(), &[TokenKind::PasswordReset]).is_none()
+        );
     }
 
     #[test]

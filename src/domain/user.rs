@@ -792,8 +792,16 @@ pub async fn update_user(
     let updated =
         store::users::update_values(&mut tx, caller.organization_id, user_id, &values).await?;
     if email_changed {
+        // Links and sessions were given to the old address.
         store::access_tokens::revoke_all_for_user(&mut *tx, caller.organization_id, user_id)
             .await?;
+        store::onboarding_tokens::revoke(
+            &mut tx,
+            caller.organization_id,
+            &[user_id],
+            &store::onboarding_tokens::ALL_PURPOSES,
+        )
+        .await?;
     }
     let changes = value_changes(&before, &values);
     store::audit::record(

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
@@ -6,26 +8,149 @@ use crate::{
     domain::{
         api_key::{self, NewApiKey},
         caller::Principal,
+        password::Password,
+        sign_in::{PasswordSet, SignIn},
+        token::TokenKind,
         DomainError,
     },
     proto::{self, auth_service_server::AuthService},
     store,
 };
 
-/// AuthService. Login, Logout, passwords and reset arrive with onboarding;
-/// until then they answer UNIMPLEMENTED through the generated default stubs.
+/// AuthService: sign-in, passwords, the caller's identity and API keys.
 pub struct AuthHandler {
     pool: PgPool,
+    sign_in: Arc<SignIn>,
 }
 
 impl AuthHandler {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, sign_in: Arc<SignIn>) -> Self {
+        Self { pool, sign_in }
+    }
+
+    /// RegisterPassword and ResetPassword: the link's token and the new password.
+    async fn redeem(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        password: String,
+        request_id: &str,
+    ) -> Result<PasswordSet, Status> {
+        let field = if kind == TokenKind::Invitation {
+            "password"
+        } else {
+            "new_password"
+        };
+        Ok(self
+            .sign_in
+            .redeem(token, kind, &Password::new(password), field, request_id)
+            .await?)
     }
 }
 
 #[tonic::async_trait]
 impl AuthService for AuthHandler {
+    async fn login(
+        &self,
+        request: Request<proto::LoginRequest>,
+    ) -> Result<Response<proto::LoginResponse>, Status> {
+        let peer = request.remote_addr().map(|address| address.ip());
+        let body = request.into_inner();
+        let signed_in = self
+            .sign_in
+            .login(
+                &body.organization,
+                &body.username,
+                &Password::new(body.password),
+                peer,
+            )
+            .await?;
+        Ok(Response::new(proto::LoginResponse {
+            access_token: signed_in.access_token.expose().to_owned(),
+            expire_time: Some(convert::timestamp(signed_in.expire_time)),
+            scopes: convert::scopes_to_proto(&signed_in.scopes),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<proto::LogoutRequest>,
+    ) -> Result<Response<proto::LogoutResponse>, Status> {
+        let caller = caller(&request)?;
+        self.sign_in.logout(&caller).await?;
+        Ok(Response::new(proto::LogoutResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<proto::ChangePasswordRequest>,
+    ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
+        let caller = caller(&request)?;
+        let request_id = request_id(&request);
+        let body = request.into_inner();
+        self.sign_in
+            .change_password(
+                &caller,
+                &request_id,
+                &Password::new(body.current_password),
+                &Password::new(body.new_password),
+            )
+            .await?;
+        Ok(Response::new(proto::ChangePasswordResponse {}))
+    }
+
+    async fn register_password(
+        &self,
+        request: Request<proto::RegisterPasswordRequest>,
+    ) -> Result<Response<proto::RegisterPasswordResponse>, Status> {
+        let request_id = request_id(&request);
+        let body = request.into_inner();
+        let set = self
+            .redeem(
+                &body.token,
+                TokenKind::Invitation,
+                body.password,
+                &request_id,
+            )
+            .await?;
+        Ok(Response::new(proto::RegisterPasswordResponse {
+            organization: set.organization,
+            username: set.username,
+        }))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<proto::RequestPasswordResetRequest>,
+    ) -> Result<Response<proto::RequestPasswordResetResponse>, Status> {
+        let peer = request.remote_addr().map(|address| address.ip());
+        let body = request.into_inner();
+        self.sign_in
+            .request_password_reset(&body.organization, &body.username, peer)
+            .await?;
+        Ok(Response::new(proto::RequestPasswordResetResponse {}))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<proto::ResetPasswordRequest>,
+    ) -> Result<Response<proto::ResetPasswordResponse>, Status> {
+        let request_id = request_id(&request);
+        let body = request.into_inner();
+        let set = self
+            .redeem(
+                &body.token,
+                TokenKind::PasswordReset,
+                body.new_password,
+                &request_id,
+            )
+            .await?;
+        Ok(Response::new(proto::ResetPasswordResponse {
+            organization: set.organization,
+            username: set.username,
+        }))
+    }
+
     async fn who_am_i(
         &self,
         request: Request<proto::WhoAmIRequest>,

@@ -65,6 +65,15 @@ impl From<DomainError> for Status {
             DomainError::ResourceExhausted(message) => {
                 with_reason(Code::ResourceExhausted, message, "RESOURCE_EXHAUSTED")
             }
+            DomainError::Throttled {
+                retry_after,
+                message,
+            } => {
+                let mut details =
+                    ErrorDetails::with_error_info("THROTTLED", ERROR_DOMAIN, HashMap::new());
+                details.set_retry_info(Some(retry_after));
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             DomainError::Internal(cause) => {
                 // The cause stays in the log (with the request id of the span); callers get an opaque answer.
                 tracing::error!(error = format!("{cause:#}"), "internal error");

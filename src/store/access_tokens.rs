@@ -81,3 +81,35 @@ pub async fn revoke_all_for_users(
     .await?;
     Ok(result.rows_affected())
 }
+
+/// Revokes one token (Logout).
+pub async fn revoke(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update access_tokens set revoke_time = now() \
+         where organization_id = $1 and id = $2 and revoke_time is null",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Revokes every live token of a user but `keep` (ChangePassword).
+pub async fn revoke_others(
+    tx: &mut super::Transaction<'_>,
+    organization_id: Uuid,
+    user_id: Uuid,
+    keep: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "update access_tokens set revoke_time = now() \
+         where organization_id = $1 and user_id = $2 and id <> $3 and revoke_time is null",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .bind(keep)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}

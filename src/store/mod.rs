@@ -9,10 +9,12 @@ pub mod groups;
 pub mod idempotency;
 pub mod imports;
 pub mod meta;
+pub mod onboarding_tokens;
 pub mod organizations;
 pub mod outbox;
 pub mod paging;
 pub mod profiles;
+pub mod sign_in_failures;
 pub mod units;
 pub mod users;
 

@@ -650,3 +650,91 @@ pub async fn export_page(
     query.push(" order by users.id limit ").push_bind(limit);
     query.build_query_as().fetch_all(pool).await
 }
+
+/// When the user's current invitation link lapses (the status turns EXPIRED).
+pub async fn set_invitation_expire_time(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+    expire_time: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update users set invitation_expire_time = $3 where organization_id = $1 and id = $2",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .bind(expire_time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Stores a new password hash; registering one makes the user onboarded.
+pub async fn set_password(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update users set password_hash = $3, onboarded = true where organization_id = $1 and id = $2",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .bind(password_hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What signing in needs of a user found by organization and username.
+#[derive(Debug, Clone, FromRow)]
+pub struct Credentials {
+    pub id: Uuid,
+    pub username: String,
+    pub password_hash: Option<String>,
+    pub status: String,
+}
+
+pub async fn credentials_by_username(
+    pool: &PgPool,
+    organization_id: Uuid,
+    username: &str,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select id, username, password_hash, {STATUS_SQL} as status from users \
+         where organization_id = $1 and lower(username) = lower($2)"
+    ))
+    .bind(organization_id)
+    .bind(username.trim())
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn credentials_by_id(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select id, username, password_hash, {STATUS_SQL} as status from users \
+         where organization_id = $1 and id = $2"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn touch_last_login(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update users set last_login_time = now() where organization_id = $1 and id = $2")
+        .bind(organization_id)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

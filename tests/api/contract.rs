@@ -11,7 +11,13 @@ use crate::helpers::TestApp;
 
 /// Methods built so far; every other answers UNIMPLEMENTED.
 const BUILT: &[&str] = &[
+    "AuthService/Login",
+    "AuthService/Logout",
     "AuthService/WhoAmI",
+    "AuthService/ChangePassword",
+    "AuthService/RegisterPassword",
+    "AuthService/RequestPasswordReset",
+    "AuthService/ResetPassword",
     "AuthService/CreateApiKey",
     "AuthService/ListApiKeys",
     "AuthService/RevokeApiKey",

@@ -10,10 +10,10 @@ use std::{path::PathBuf, sync::OnceLock, time::Duration};
 use roster::{
     cluster::{ClusterOptions, PrivateCluster},
     database::pool_options,
+    delivery::{mailer::MailTransport, DeliverySettings},
     domain::{
         api_key::{self, NewApiKey},
         caller::{Actor, Scope},
-        import::run::ImportSettings,
         organization,
         token::{Secret, TokenKind},
     },
@@ -234,6 +234,8 @@ pub struct TestApp {
     /// Organization `acme` and the secret of one of its ADMIN keys.
     pub organization_id: Uuid,
     pub admin_key: String,
+    /// Where this app's servers write emails (`.eml`, no SMTP configured).
+    pub mail: MailDirectory,
     server: RunningServer,
 }
 
@@ -246,13 +248,21 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    pub async fn start(pool: &PgPool, adjust: impl FnOnce(&mut ServerSettings)) -> Self {
-        let mut settings = ServerSettings {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            reflection: true,
-            shutdown_grace: Duration::from_secs(5),
-            import: ImportSettings::default(),
-        };
+    /// A server whose delivery worker writes `.eml` files into `mail` and polls often.
+    pub async fn start(
+        pool: &PgPool,
+        mail: &MailDirectory,
+        adjust: impl FnOnce(&mut ServerSettings),
+    ) -> Self {
+        let mut settings = ServerSettings::new("127.0.0.1:0".parse().expect("address"));
+        settings.shutdown_grace = Duration::from_secs(5);
+        let mut delivery = DeliverySettings::new(
+            MailTransport::Directory(mail.path().to_owned()),
+            "https://roster.test",
+        );
+        delivery.poll_every = Duration::from_millis(50);
+        delivery.retry_base = Duration::from_millis(200);
+        settings.delivery = Some(delivery);
         adjust(&mut settings);
         let application = Application::build(&settings, pool.clone())
             .await
@@ -305,7 +315,8 @@ impl TestApp {
     /// A server with adjusted settings (import limits, reflection).
     pub async fn spawn_with(adjust: impl FnOnce(&mut ServerSettings)) -> TestApp {
         let (pool, _) = fresh_database().await;
-        let server = RunningServer::start(&pool, adjust).await;
+        let mail = MailDirectory::new();
+        let server = RunningServer::start(&pool, &mail, adjust).await;
         let organization = organization::create_organization(&pool, "acme", Actor::Operator)
             .await
             .expect("create organization");
@@ -315,6 +326,7 @@ impl TestApp {
             address: server.address.clone(),
             organization_id: organization.id,
             admin_key: String::new(),
+            mail,
             server,
         };
         app.admin_key = app
@@ -325,7 +337,7 @@ impl TestApp {
 
     /// Another server (a replica) on this app's database.
     pub async fn replica(&self, adjust: impl FnOnce(&mut ServerSettings)) -> RunningServer {
-        RunningServer::start(&self.pool, adjust).await
+        RunningServer::start(&self.pool, &self.mail, adjust).await
     }
 
     /// Stops this app's server gracefully, as on SIGTERM.
@@ -472,4 +484,104 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 pub fn error_reason(status: &Status) -> Option<String> {
     use tonic_types::StatusExt;
     status.get_details_error_info().map(|info| info.reason)
+}
+
+/// A directory of `.eml` files the delivery worker writes.
+pub struct MailDirectory(tempfile::TempDir);
+
+impl Default for MailDirectory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MailDirectory {
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().expect("mail directory"))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+
+    /// Every message written so far, oldest first.
+    pub fn emails(&self) -> Vec<Email> {
+        let mut files: Vec<_> = std::fs::read_dir(self.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.extension().is_some_and(|e| e == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort_by_key(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .map(|path| Email::parse(&std::fs::read(path).expect("read email")))
+            .collect()
+    }
+
+    /// Waits (up to 15 s) until `to` has received `count` messages; returns the last.
+    pub async fn wait_for(&self, to: &str, count: usize) -> Email {
+        for _ in 0..300 {
+            let received: Vec<Email> = self
+                .emails()
+                .into_iter()
+                .filter(|email| email.to.eq_ignore_ascii_case(to))
+                .collect();
+            if received.len() >= count {
+                return received.into_iter().nth(count - 1).expect("email");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no email #{count} to {to} arrived");
+    }
+}
+
+/// A received message, decoded.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Email {
+    pub fn parse(raw: &[u8]) -> Self {
+        let message = mail_parser::MessageParser::default()
+            .parse(raw)
+            .expect("a MIME message");
+        let to = message
+            .to()
+            .and_then(|to| to.first())
+            .and_then(|address| address.address())
+            .unwrap_or_default()
+            .to_owned();
+        Email {
+            to,
+            subject: message.subject().unwrap_or_default().to_owned(),
+            message_id: message.message_id().unwrap_or_default().to_owned(),
+            text: message.body_text(0).unwrap_or_default().into_owned(),
+            html: message.body_html(0).unwrap_or_default().into_owned(),
+        }
+    }
+
+    /// The token of the link in the message (after `#token=`).
+    pub fn link_token(&self) -> String {
+        let start = self.text.find("#token=").expect("a link with a token") + "#token=".len();
+        self.text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect()
+    }
+
+    /// The link itself.
+    pub fn link(&self) -> String {
+        let end = self.text.find("#token=").expect("a link") + "#token=".len();
+        let start = self.text[..end].rfind("http").expect("a link");
+        format!("{}{}", &self.text[start..end], self.link_token())
+    }
 }

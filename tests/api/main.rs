@@ -15,5 +15,6 @@ mod contract;
 mod groups;
 mod helpers;
 mod import;
+mod onboarding;
 mod organizations;
 mod users;

@@ -641,6 +641,7 @@ impl Job {
         let mut audits = Vec::new();
         let mut changes = Vec::new();
         let mut revoked = Vec::new();
+        let mut new_addresses = Vec::new();
         let mut deleted = Vec::new();
         let mut results = Vec::with_capacity(decisions.len());
         for decision in &decisions {
@@ -711,6 +712,9 @@ impl Job {
                     if *revoke_tokens {
                         revoked.push(*id);
                     }
+                    if !before.email.eq_ignore_ascii_case(&after.email) {
+                        new_addresses.push(*id);
+                    }
                     audits.push(audit("user.update", *id).with_field_changes(field_changes));
                 }
                 Plan::Delete {
@@ -741,6 +745,16 @@ impl Job {
         }
         if !revoked.is_empty() {
             store::access_tokens::revoke_all_for_users(tx, organization_id, &revoked).await?;
+        }
+        if !new_addresses.is_empty() {
+            // Links were sent to the old address.
+            store::onboarding_tokens::revoke(
+                tx,
+                organization_id,
+                &new_addresses,
+                &store::onboarding_tokens::ALL_PURPOSES,
+            )
+            .await?;
         }
         if !deleted.is_empty() {
             store::users::delete_many(tx, organization_id, &deleted).await?;

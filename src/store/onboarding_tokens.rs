@@ -1,0 +1,105 @@
+//! Invitation and reset tokens: only their hash is stored.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{users::STATUS_SQL, Transaction};
+use crate::domain::token::TokenHash;
+
+/// Stores a new token of `purpose` for the user and revokes the previous
+/// ones of the same purpose, so only the newest link works.
+pub async fn replace(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    user_id: Uuid,
+    purpose: &str,
+    hash: &TokenHash,
+    expire_time: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    revoke(tx, organization_id, &[user_id], &[purpose]).await?;
+    sqlx::query(
+        "insert into onboarding_tokens (organization_id, id, user_id, purpose, token_hash, expire_time) \
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(organization_id)
+    .bind(Uuid::now_v7())
+    .bind(user_id)
+    .bind(purpose)
+    .bind(&hash.0)
+    .bind(expire_time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Every purpose: what an email change or a new password revokes.
+pub const ALL_PURPOSES: [&str; 2] = ["INVITATION", "PASSWORD_RESET"];
+
+/// Revokes the users' live tokens of these purposes (e.g. on an email change).
+pub async fn revoke(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+    purposes: &[&str],
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update onboarding_tokens set revoke_time = now() \
+         where organization_id = $1 and user_id = any($2) and purpose = any($3) \
+         and used_time is null and revoke_time is null",
+    )
+    .bind(organization_id)
+    .bind(user_ids)
+    .bind(purposes)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A presented token with what redeeming it needs, locked for the transaction.
+#[derive(Debug, FromRow)]
+pub struct TokenRecord {
+    pub organization_id: Uuid,
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub purpose: String,
+    pub expire_time: DateTime<Utc>,
+    pub used_time: Option<DateTime<Utc>>,
+    pub revoke_time: Option<DateTime<Utc>>,
+    pub organization_name: String,
+    pub username: String,
+    pub onboarded: bool,
+    pub status: String,
+}
+
+pub async fn lock_by_hash(
+    tx: &mut Transaction<'_>,
+    hash: &TokenHash,
+) -> Result<Option<TokenRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select t.organization_id, t.id, t.user_id, t.purpose, t.expire_time, t.used_time, t.revoke_time, \
+         o.name as organization_name, users.username, users.onboarded, {STATUS_SQL} as status \
+         from onboarding_tokens t \
+         join users on users.organization_id = t.organization_id and users.id = t.user_id \
+         join organizations o on o.id = t.organization_id \
+         where t.token_hash = $1 for update of t, users"
+    ))
+    .bind(&hash.0)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+pub async fn mark_used(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update onboarding_tokens set used_time = now() where organization_id = $1 and id = $2",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

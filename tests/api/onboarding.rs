@@ -1,0 +1,444 @@
+//! Onboarding and sign-in over gRPC: invitations and reset links delivered
+//! by the worker (as `.eml` files here), RegisterPassword, ResetPassword,
+//! Login, Logout, ChangePassword and throttling.
+
+use roster::proto::{self, UnitScope};
+use tonic::{Code, Status};
+
+use crate::{
+    groups,
+    helpers::{error_reason, violated_fields, Bearer, TestApp},
+};
+
+/// A password that meets every rule of the policy.
+pub const GOOD_PASSWORD: &str = "ExAmple@2026";
+
+pub async fn login(app: &TestApp, username: &str, password: &str) -> Result<String, Status> {
+    app.auth(Bearer::none())
+        .login(proto::LoginRequest {
+            organization: "ACME".into(),
+            username: username.into(),
+            password: password.into(),
+        })
+        .await
+        .map(|r| r.into_inner().access_token)
+}
+
+pub async fn register(
+    app: &TestApp,
+    token: &str,
+    password: &str,
+) -> Result<proto::RegisterPasswordResponse, Status> {
+    app.auth(Bearer::none())
+        .register_password(proto::RegisterPasswordRequest {
+            token: token.into(),
+            password: password.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// A user created through the API who registered `GOOD_PASSWORD` from their invitation.
+pub async fn registered_user(app: &TestApp, email: &str) -> proto::User {
+    let user = app.create_user("Reg", "Istered", email).await;
+    let invitation = app.mail.wait_for(email, 1).await;
+    register(app, &invitation.link_token(), GOOD_PASSWORD)
+        .await
+        .unwrap();
+    user
+}
+
+async fn who_am_i(app: &TestApp, token: &str) -> Result<proto::WhoAmIResponse, Status> {
+    app.auth(Bearer::token(token))
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn an_invited_user_registers_a_password_signs_in_and_gets_the_scopes_of_their_groups() {
+    let app = TestApp::spawn().await;
+    let org = groups::org(&app).await;
+    let viewers = groups::group(&app, "Viewers", &org.viewer_profile, UnitScope::NoUnit, &[]).await;
+    let user = app.create_user("Zoë", "Souza", "zoe@acme.com").await;
+    groups::give(&app, app.as_admin(), &user.id, &[&viewers])
+        .await
+        .unwrap();
+
+    let invitation = app.mail.wait_for("zoe@acme.com", 1).await;
+    assert!(
+        invitation.subject.contains("acme"),
+        "{}",
+        invitation.subject
+    );
+    assert!(invitation.text.contains("Zoë"));
+    let link = invitation.link();
+    assert!(
+        link.starts_with("https://roster.test/register#token=rst_inv_"),
+        "{link}"
+    );
+    assert!(invitation.html.contains("Register Password"));
+    let token = invitation.link_token();
+    let stored: i64 = sqlx::query_scalar(
+        "select count(*) from onboarding_tokens where encode(token_hash, 'hex') = encode(sha256($1::bytea), 'hex')",
+    )
+    .bind(token.as_bytes())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 1, "only the token's hash is stored");
+    let clear: i64 = sqlx::query_scalar(
+        "select count(*) from outbox where kind = 'INVITATION' and status = 'SENT'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(clear, 1);
+
+    // Not onboarded yet: the same answer as a wrong password.
+    let refused = login(&app, "zoe@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    let weak = register(&app, &token, "zoe@acme.com").await.unwrap_err();
+    assert_eq!(weak.code(), Code::InvalidArgument);
+    let reasons: Vec<String> = tonic_types::StatusExt::get_details_bad_request(&weak)
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "PASSWORD_UPPERCASE",
+            "PASSWORD_DIGITS",
+            "PASSWORD_CONTAINS_USERNAME"
+        ]
+    );
+    assert_eq!(violated_fields(&weak), ["password"; 3]);
+
+    let registered = register(&app, &token, GOOD_PASSWORD).await.unwrap();
+    assert_eq!(registered.organization, "acme");
+    assert_eq!(registered.username, "zoe@acme.com");
+    let reused = register(&app, &token, GOOD_PASSWORD).await.unwrap_err();
+    assert_eq!(error_reason(&reused).as_deref(), Some("INVALID_ARGUMENT"));
+    assert_eq!(violated_fields(&reused), ["token"]);
+
+    let signed_in = app
+        .auth(Bearer::none())
+        .login(proto::LoginRequest {
+            organization: "  Acme ".into(),
+            username: "ZOE@acme.com".into(),
+            password: GOOD_PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(signed_in.access_token.starts_with("rst_at_"));
+    assert_eq!(signed_in.scopes, [proto::Scope::Viewer as i32]);
+    let me = who_am_i(&app, &signed_in.access_token).await.unwrap();
+    assert_eq!(me.scopes, [proto::Scope::Viewer as i32]);
+    let Some(proto::who_am_i_response::Principal::User(me)) = me.principal else {
+        panic!("a user");
+    };
+    assert_eq!(me.id, user.id);
+    let stored = app
+        .users(app.as_admin())
+        .get_user(proto::GetUserRequest {
+            user_id: user.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert!(stored.onboarded);
+    assert_eq!(stored.status, proto::UserStatus::Active as i32);
+    assert!(stored.last_login_time.is_some());
+
+    // Logout ends this session only.
+    app.auth(Bearer::token(&signed_in.access_token))
+        .logout(proto::LogoutRequest {})
+        .await
+        .unwrap();
+    let after = who_am_i(&app, &signed_in.access_token).await.unwrap_err();
+    assert_eq!(after.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_reset_link_sets_a_new_password_and_signs_every_session_out() {
+    let app = TestApp::spawn().await;
+    registered_user(&app, "ana@acme.com").await;
+    let old_session = login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
+
+    let request = |username: &str| {
+        let mut auth = app.auth(Bearer::none());
+        let username = username.to_owned();
+        async move {
+            auth.request_password_reset(proto::RequestPasswordResetRequest {
+                organization: "acme".into(),
+                username,
+            })
+            .await
+        }
+    };
+    // The same answer for nobody, and nothing is sent.
+    request("nobody@acme.com").await.unwrap();
+    request("ana@acme.com").await.unwrap();
+    let email = app.mail.wait_for("ana@acme.com", 2).await;
+    assert!(email
+        .link()
+        .starts_with("https://roster.test/reset#token=rst_pwr_"));
+    assert!(app.mail.emails().iter().all(|e| e.to != "nobody@acme.com"));
+
+    let reset = |token: String, password: &str| {
+        let mut auth = app.auth(Bearer::none());
+        let password = password.to_owned();
+        async move {
+            auth.reset_password(proto::ResetPasswordRequest {
+                token,
+                new_password: password,
+            })
+            .await
+        }
+    };
+    let weak = reset(email.link_token(), "short").await.unwrap_err();
+    assert_eq!(violated_fields(&weak), ["new_password"; 3]);
+    // An invitation token is not a reset token.
+    let done = reset(email.link_token(), "NewPass#4321x")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.username, "ana@acme.com");
+
+    let refused = who_am_i(&app, &old_session).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(
+        login(&app, "ana@acme.com", GOOD_PASSWORD)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let new_session = login(&app, "ana@acme.com", "NewPass#4321x").await.unwrap();
+    who_am_i(&app, &new_session).await.unwrap();
+    let again = reset(email.link_token(), "Other#Pass9876")
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&again), ["token"]);
+}
+
+#[tokio::test]
+async fn an_expired_link_is_told_apart_from_an_invalid_one_and_the_user_shows_expired() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Eva", "Lima", "eva@acme.com").await;
+    let token = app.mail.wait_for("eva@acme.com", 1).await.link_token();
+    sqlx::query("update onboarding_tokens set expire_time = now() - interval '1 minute'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("update users set invitation_expire_time = now() - interval '1 minute'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let expired = register(&app, &token, GOOD_PASSWORD).await.unwrap_err();
+    assert_eq!(expired.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&expired).as_deref(), Some("TOKEN_EXPIRED"));
+    assert!(
+        expired.message().contains("expired"),
+        "{}",
+        expired.message()
+    );
+
+    let forged = format!("rst_inv_{}", "A".repeat(43));
+    for invalid in [forged.as_str(), "not-a-token", ""] {
+        let status = register(&app, invalid, GOOD_PASSWORD).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{invalid}");
+        assert_eq!(violated_fields(&status), ["token"]);
+    }
+    let shown = app
+        .users(app.as_admin())
+        .get_user(proto::GetUserRequest { user_id: user.id })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(shown.status, proto::UserStatus::Expired as i32);
+}
+
+#[tokio::test]
+async fn sign_in_is_refused_for_inactive_on_vacation_and_not_onboarded_users() {
+    let app = TestApp::spawn().await;
+    let user = registered_user(&app, "rui@acme.com").await;
+    app.create_user("Not", "Onboarded", "new@acme.com").await;
+    let set_status = |status: proto::UserStatus| {
+        let mut users = app.users(app.as_admin());
+        let user_id = user.id.clone();
+        async move {
+            users
+                .set_user_status(proto::SetUserStatusRequest {
+                    user_id,
+                    status: status as i32,
+                })
+                .await
+                .unwrap();
+        }
+    };
+    for status in [proto::UserStatus::Inactive, proto::UserStatus::OnVacation] {
+        set_status(status).await;
+        let refused = login(&app, "rui@acme.com", GOOD_PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{status:?}");
+        assert_eq!(
+            error_reason(&refused).as_deref(),
+            Some("ACCOUNT_NOT_ACTIVE")
+        );
+        // A wrong password learns nothing about the account.
+        let wrong = login(&app, "rui@acme.com", "Wrong#Pass1234")
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.code(), Code::Unauthenticated);
+    }
+    set_status(proto::UserStatus::Active).await;
+    login(&app, "rui@acme.com", GOOD_PASSWORD).await.unwrap();
+
+    let not_onboarded = login(&app, "new@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    let unknown_user = login(&app, "ghost@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    let unknown_org = app
+        .auth(Bearer::none())
+        .login(proto::LoginRequest {
+            organization: "globex".into(),
+            username: "rui@acme.com".into(),
+            password: GOOD_PASSWORD.into(),
+        })
+        .await
+        .unwrap_err();
+    for status in [&not_onboarded, &unknown_user, &unknown_org] {
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.message(), not_onboarded.message());
+    }
+    let empty = login(&app, "", "").await.unwrap_err();
+    assert_eq!(violated_fields(&empty), ["username", "password"]);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_alike_for_existing_and_unknown_usernames() {
+    let app = TestApp::spawn().await;
+    registered_user(&app, "lia@acme.com").await;
+    let failures = |username: &'static str| {
+        let app = &app;
+        async move {
+            let mut codes = Vec::new();
+            for _ in 0..7 {
+                codes.push(login(app, username, "Wrong#Pass1234").await.unwrap_err());
+            }
+            codes
+        }
+    };
+    let existing = failures("lia@acme.com").await;
+    let unknown = failures("nobody@acme.com").await;
+    for attempts in [&existing, &unknown] {
+        let codes: Vec<Code> = attempts.iter().map(Status::code).collect();
+        assert_eq!(codes[..5], [Code::Unauthenticated; 5]);
+        assert_eq!(codes[6], Code::ResourceExhausted);
+        let retry = tonic_types::StatusExt::get_details_retry_info(&attempts[6]).unwrap();
+        assert!(retry.retry_delay.is_some());
+        assert_eq!(error_reason(&attempts[6]).as_deref(), Some("THROTTLED"));
+    }
+    assert_eq!(existing[6].message(), unknown[6].message());
+    // Even the right password waits out the backoff: no hard lock, no bypass.
+    let held = login(&app, "lia@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(held.code(), Code::ResourceExhausted);
+    sqlx::query("update sign_in_failures set blocked_until = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    login(&app, "lia@acme.com", GOOD_PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn changing_the_password_needs_the_current_one_and_signs_other_sessions_out() {
+    let app = TestApp::spawn().await;
+    registered_user(&app, "bia@acme.com").await;
+    let this = login(&app, "bia@acme.com", GOOD_PASSWORD).await.unwrap();
+    let other = login(&app, "bia@acme.com", GOOD_PASSWORD).await.unwrap();
+    let change = |current: &str, new: &str| {
+        let mut auth = app.auth(Bearer::token(&this));
+        let (current, new) = (current.to_owned(), new.to_owned());
+        async move {
+            auth.change_password(proto::ChangePasswordRequest {
+                current_password: current,
+                new_password: new,
+            })
+            .await
+        }
+    };
+    let wrong = change("Wrong#Pass1234", "Fresh#Pass5678")
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&wrong), ["current_password"]);
+    let weak = change(GOOD_PASSWORD, "weak").await.unwrap_err();
+    assert_eq!(violated_fields(&weak), ["new_password"; 3]);
+    change(GOOD_PASSWORD, "Fresh#Pass5678").await.unwrap();
+    who_am_i(&app, &this).await.unwrap();
+    assert_eq!(
+        who_am_i(&app, &other).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    login(&app, "bia@acme.com", "Fresh#Pass5678").await.unwrap();
+
+    // API keys have no password and no session.
+    let status = app
+        .auth(app.as_admin())
+        .change_password(proto::ChangePasswordRequest {
+            current_password: "x".into(),
+            new_password: "y".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn a_new_invitation_invalidates_the_previous_link() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ivo", "Reis", "ivo@acme.com").await;
+    let first = app.mail.wait_for("ivo@acme.com", 1).await;
+    sqlx::query("insert into outbox (organization_id, id, kind, user_id) values ($1, gen_random_uuid(), 'INVITATION', $2::uuid)")
+        .bind(app.organization_id)
+        .bind(&user.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let second = app.mail.wait_for("ivo@acme.com", 2).await;
+    assert_ne!(first.link_token(), second.link_token());
+    assert_ne!(first.message_id, second.message_id);
+    let old = register(&app, &first.link_token(), GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&old), ["token"]);
+    register(&app, &second.link_token(), GOOD_PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn html_looking_names_are_escaped_in_the_email() {
+    let app = TestApp::spawn().await;
+    app.create_user("<b>Bob</b>", "O'Hara & Sons", "bob@acme.com")
+        .await;
+    let email = app.mail.wait_for("bob@acme.com", 1).await;
+    assert!(email.html.contains("&lt;b&gt;Bob&lt;"), "{}", email.html);
+    assert!(!email.html.contains("<b>Bob"));
+    assert!(email.text.contains("<b>Bob</b>"));
+}
