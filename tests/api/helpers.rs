@@ -340,6 +340,24 @@ impl TestApp {
         RunningServer::start(&self.pool, &self.mail, adjust).await
     }
 
+    /// Waits for email #`count` to `to` and for its delivery to commit (the
+    /// file is written just before: the link works once committed).
+    pub async fn email(&self, to: &str, count: usize) -> Email {
+        let email = self.mail.wait_for(to, count).await;
+        for _ in 0..300 {
+            let leased: i64 =
+                sqlx::query_scalar("select count(*) from outbox where lease_owner is not null")
+                    .fetch_one(&self.pool)
+                    .await
+                    .expect("outbox");
+            if leased == 0 {
+                return email;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the delivery of email #{count} to {to} never committed");
+    }
+
     /// Stops this app's server gracefully, as on SIGTERM.
     pub async fn stop_server(&mut self) {
         self.server.stop().await;

@@ -41,7 +41,7 @@ pub async fn register(
 /// A user created through the API who registered `GOOD_PASSWORD` from their invitation.
 pub async fn registered_user(app: &TestApp, email: &str) -> proto::User {
     let user = app.create_user("Reg", "Istered", email).await;
-    let invitation = app.mail.wait_for(email, 1).await;
+    let invitation = app.email(email, 1).await;
     register(app, &invitation.link_token(), GOOD_PASSWORD)
         .await
         .unwrap();
@@ -65,7 +65,7 @@ async fn an_invited_user_registers_a_password_signs_in_and_gets_the_scopes_of_th
         .await
         .unwrap();
 
-    let invitation = app.mail.wait_for("zoe@acme.com", 1).await;
+    let invitation = app.email("zoe@acme.com", 1).await;
     assert!(
         invitation.subject.contains("acme"),
         "{}",
@@ -187,7 +187,7 @@ async fn a_reset_link_sets_a_new_password_and_signs_every_session_out() {
     // The same answer for nobody, and nothing is sent.
     request("nobody@acme.com").await.unwrap();
     request("ana@acme.com").await.unwrap();
-    let email = app.mail.wait_for("ana@acme.com", 2).await;
+    let email = app.email("ana@acme.com", 2).await;
     assert!(email
         .link()
         .starts_with("https://roster.test/reset#token=rst_pwr_"));
@@ -234,7 +234,7 @@ async fn a_reset_link_sets_a_new_password_and_signs_every_session_out() {
 async fn an_expired_link_is_told_apart_from_an_invalid_one_and_the_user_shows_expired() {
     let app = TestApp::spawn().await;
     let user = app.create_user("Eva", "Lima", "eva@acme.com").await;
-    let token = app.mail.wait_for("eva@acme.com", 1).await.link_token();
+    let token = app.email("eva@acme.com", 1).await.link_token();
     sqlx::query("update onboarding_tokens set expire_time = now() - interval '1 minute'")
         .execute(&app.pool)
         .await
@@ -413,14 +413,14 @@ async fn changing_the_password_needs_the_current_one_and_signs_other_sessions_ou
 async fn a_new_invitation_invalidates_the_previous_link() {
     let app = TestApp::spawn().await;
     let user = app.create_user("Ivo", "Reis", "ivo@acme.com").await;
-    let first = app.mail.wait_for("ivo@acme.com", 1).await;
+    let first = app.email("ivo@acme.com", 1).await;
     sqlx::query("insert into outbox (organization_id, id, kind, user_id) values ($1, gen_random_uuid(), 'INVITATION', $2::uuid)")
         .bind(app.organization_id)
         .bind(&user.id)
         .execute(&app.pool)
         .await
         .unwrap();
-    let second = app.mail.wait_for("ivo@acme.com", 2).await;
+    let second = app.email("ivo@acme.com", 2).await;
     assert_ne!(first.link_token(), second.link_token());
     assert_ne!(first.message_id, second.message_id);
     let old = register(&app, &first.link_token(), GOOD_PASSWORD)
@@ -437,7 +437,7 @@ async fn html_looking_names_are_escaped_in_the_email() {
     let app = TestApp::spawn().await;
     app.create_user("<b>Bob</b>", "O'Hara & Sons", "bob@acme.com")
         .await;
-    let email = app.mail.wait_for("bob@acme.com", 1).await;
+    let email = app.email("bob@acme.com", 1).await;
     assert!(email.html.contains("&lt;b&gt;Bob&lt;"), "{}", email.html);
     assert!(!email.html.contains("<b>Bob"));
     assert!(email.text.contains("<b>Bob</b>"));
