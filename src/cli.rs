@@ -352,6 +352,7 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
             delivery.from.clone_from(&args.mail_from);
             settings.delivery = Some(delivery);
         }
+        settings.http_listen = Some(args.http_listen);
         settings.passwords = PasswordSettings {
             workers: args
                 .password_hash_workers
@@ -360,6 +361,9 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
         };
         let application = Application::build(&settings, database.pool.clone()).await?;
         tracing::info!(address = %application.local_addr(), reflection = settings.reflection, "roster is serving gRPC");
+        if let Some(pages) = application.http_addr() {
+            tracing::info!(address = %pages, public_url = %public_url, "password pages served");
+        }
         application.run_until_stopped(stop_signal()).await
     }
     .await;

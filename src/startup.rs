@@ -44,6 +44,8 @@ pub struct ServerSettings {
     pub delivery: Option<DeliverySettings>,
     pub passwords: PasswordSettings,
     pub throttle: ThrottleSettings,
+    /// The password pages' listener; `None` serves no pages.
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// The bounded pool that hashes passwords.
@@ -74,6 +76,7 @@ impl ServerSettings {
             delivery: None,
             passwords: PasswordSettings::default(),
             throttle: ThrottleSettings::default(),
+            http_listen: None,
         }
     }
 }
@@ -82,6 +85,7 @@ type ServerFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Err
 
 pub struct Application {
     local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     server: ServerFuture,
     stop_accepting: oneshot::Sender<()>,
     stopping: watch::Sender<bool>,
@@ -161,6 +165,28 @@ impl Application {
             authenticator.clone(),
             settings.throttle.clone(),
         ));
+        let http_addr = match settings.http_listen {
+            Some(listen) => {
+                let listener = TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen} for the password pages"))?;
+                let address = listener.local_addr()?;
+                let mut stop = stopping_rx.clone();
+                let pages = crate::pages::router(sign_in.clone());
+                tokio::spawn(async move {
+                    let served = axum::serve(listener, pages)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|stopping| *stopping).await;
+                        })
+                        .await;
+                    if let Err(error) = served {
+                        tracing::error!(error = %error, "the password pages stopped");
+                    }
+                });
+                Some(address)
+            }
+            None => None,
+        };
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = Server::builder()
             .layer(RequestLogLayer)
@@ -170,7 +196,7 @@ impl Application {
             .add_optional_service(reflection_v1alpha)
             .add_service(AuthServiceServer::new(AuthHandler::new(
                 pool.clone(),
-                sign_in,
+                sign_in.clone(),
             )))
             .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
                 pool.clone(),
@@ -190,6 +216,7 @@ impl Application {
             );
         Ok(Self {
             local_addr,
+            http_addr,
             server: Box::pin(server),
             stop_accepting,
             stopping,
@@ -199,6 +226,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the password pages are served, if they are.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Serves until `stop` resolves, then stops accepting and gives in-flight

@@ -69,6 +69,26 @@ pub enum LinkState {
     Invalid,
 }
 
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Valid => "valid",
+            LinkState::Expired => "expired",
+            LinkState::Invalid => "invalid",
+        }
+    }
+}
+
+/// A link as its page shows it; who it is for only while it is valid.
+#[derive(Debug, Clone)]
+pub struct LinkInfo {
+    pub state: LinkState,
+    /// The organization's locale when the token is known.
+    pub locale: Option<String>,
+    pub organization: Option<String>,
+    pub username: Option<String>,
+}
+
 const WRONG_CREDENTIALS: &str = "wrong organization, username or password";
 
 pub struct SignIn {
@@ -253,24 +273,35 @@ impl SignIn {
 
     /// Whether a link's token can still be used; opening a page asks this,
     /// and it uses nothing up.
-    pub async fn link_state(
+    pub async fn link_info(
         &self,
         raw_token: &str,
         kind: TokenKind,
-    ) -> Result<LinkState, DomainError> {
+    ) -> Result<LinkInfo, DomainError> {
+        let mut info = LinkInfo {
+            state: LinkState::Invalid,
+            locale: None,
+            organization: None,
+            username: None,
+        };
         let Some(token) = PresentedToken::parse_as(raw_token.trim(), &[kind]) else {
-            return Ok(LinkState::Invalid);
+            return Ok(info);
         };
         let mut tx = self.pool.begin().await?;
-        let record = store::onboarding_tokens::lock_by_hash(&mut tx, &token.hash).await?;
-        Ok(match record {
-            Some(record) => match check_record(&record, kind) {
-                Ok(()) => LinkState::Valid,
-                Err(LinkState::Expired) => LinkState::Expired,
-                Err(_) => LinkState::Invalid,
-            },
-            None => LinkState::Invalid,
-        })
+        let Some(record) = store::onboarding_tokens::lock_by_hash(&mut tx, &token.hash).await?
+        else {
+            return Ok(info);
+        };
+        info.locale = Some(record.organization_locale.clone());
+        info.state = match check_record(&record, kind) {
+            Ok(()) => LinkState::Valid,
+            Err(state) => state,
+        };
+        if info.state == LinkState::Valid {
+            info.organization = Some(record.organization_name);
+            info.username = Some(record.username);
+        }
+        Ok(info)
     }
 
     /// RegisterPassword (an invitation) or ResetPassword (a reset link):

@@ -67,6 +67,7 @@ pub struct TokenRecord {
     pub used_time: Option<DateTime<Utc>>,
     pub revoke_time: Option<DateTime<Utc>>,
     pub organization_name: String,
+    pub organization_locale: String,
     pub username: String,
     pub onboarded: bool,
     pub status: String,
@@ -78,7 +79,7 @@ pub async fn lock_by_hash(
 ) -> Result<Option<TokenRecord>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select t.organization_id, t.id, t.user_id, t.purpose, t.expire_time, t.used_time, t.revoke_time, \
-         o.name as organization_name, users.username, users.onboarded, {STATUS_SQL} as status \
+         o.name as organization_name, o.locale as organization_locale, users.username, users.onboarded, {STATUS_SQL} as status \
          from onboarding_tokens t \
          join users on users.organization_id = t.organization_id and users.id = t.user_id \
          join organizations o on o.id = t.organization_id \

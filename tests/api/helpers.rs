@@ -242,6 +242,8 @@ pub struct TestApp {
 /// A server started in this process; `stop` shuts it down as SIGTERM would.
 pub struct RunningServer {
     pub address: String,
+    /// `http://127.0.0.1:<port>` of the password pages.
+    pub pages: String,
     pub channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -263,11 +265,13 @@ impl RunningServer {
         delivery.poll_every = Duration::from_millis(50);
         delivery.retry_base = Duration::from_millis(200);
         settings.delivery = Some(delivery);
+        settings.http_listen = Some("127.0.0.1:0".parse().expect("address"));
         adjust(&mut settings);
         let application = Application::build(&settings, pool.clone())
             .await
             .expect("build the server");
         let address = format!("http://{}", application.local_addr());
+        let pages = format!("http://{}", application.http_addr().expect("pages"));
         let (stop, stop_received) = tokio::sync::oneshot::channel::<()>();
         let stopped = tokio::spawn(application.run_until_stopped(async move {
             let _ = stop_received.await;
@@ -279,6 +283,7 @@ impl RunningServer {
             .expect("connect to the server");
         Self {
             address,
+            pages,
             channel,
             stop: Some(stop),
             stopped: Some(stopped),
@@ -333,6 +338,11 @@ impl TestApp {
             .create_api_key(organization.id, "admin", &[Scope::Admin])
             .await;
         app
+    }
+
+    /// `http://127.0.0.1:<port>` of the password pages.
+    pub fn pages(&self) -> &str {
+        &self.server.pages
     }
 
     /// Another server (a replica) on this app's database.

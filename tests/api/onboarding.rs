@@ -442,3 +442,103 @@ async fn html_looking_names_are_escaped_in_the_email() {
     assert!(!email.html.contains("<b>Bob"));
     assert!(email.text.contains("<b>Bob</b>"));
 }
+
+#[tokio::test]
+async fn the_pages_check_a_link_without_using_it_and_list_every_unmet_rule() {
+    let app = TestApp::spawn().await;
+    app.create_user("Léa", "Alves", "lea@acme.com").await;
+    let token = app.email("lea@acme.com", 1).await.link_token();
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        let request = http.post(format!("{}{path}", app.pages())).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let page = http
+        .get(format!("{}/register", app.pages()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert!(page.text().await.unwrap().contains("/assets/pages.js"));
+
+    // Opening the link twice (a mail scanner, then the person) uses nothing up.
+    for _ in 0..2 {
+        let (status, link) = post(
+            "/api/link",
+            serde_json::json!({"token": token, "purpose": "register"}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(link["state"], "valid");
+        assert_eq!(link["username"], "lea@acme.com");
+        assert_eq!(link["locale"], "en");
+    }
+    let (_, wrong_page) = post(
+        "/api/link",
+        serde_json::json!({"token": token, "purpose": "reset"}),
+    )
+    .await;
+    assert_eq!(wrong_page["state"], "invalid");
+
+    let (status, weak) = post(
+        "/api/register",
+        serde_json::json!({"token": token, "password": "abc"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(weak["error"], "PASSWORD_POLICY");
+    assert_eq!(
+        weak["unmet"],
+        serde_json::json!([
+            "PASSWORD_UPPERCASE",
+            "PASSWORD_LOWERCASE",
+            "PASSWORD_SPECIAL",
+            "PASSWORD_DIGITS"
+        ])
+    );
+    let (status, done) = post(
+        "/api/register",
+        serde_json::json!({"token": token, "password": GOOD_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["organization"], "acme");
+    let (_, used) = post(
+        "/api/link",
+        serde_json::json!({"token": token, "purpose": "register"}),
+    )
+    .await;
+    assert_eq!(used["state"], "invalid");
+    login(&app, "lea@acme.com", GOOD_PASSWORD).await.unwrap();
+
+    // An expired link says so.
+    app.create_user("Tom", "Dias", "tom@acme.com").await;
+    let expired = app.email("tom@acme.com", 1).await.link_token();
+    sqlx::query("update onboarding_tokens set expire_time = now() - interval '1 second' where used_time is null")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let (_, link) = post(
+        "/api/link",
+        serde_json::json!({"token": expired, "purpose": "register"}),
+    )
+    .await;
+    assert_eq!(link["state"], "expired");
+    let (status, refused) = post(
+        "/api/register",
+        serde_json::json!({"token": expired, "password": GOOD_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 410);
+    assert_eq!(refused["error"], "TOKEN_EXPIRED");
+}
