@@ -613,3 +613,104 @@ impl Email {
         format!("{}{}", &self.text[start..end], self.link_token())
     }
 }
+
+/// A real SMTP server for tests: aiosmtpd, saving each message it accepts
+/// into a maildir, so that messages are counted where they arrive.
+pub struct SmtpSink {
+    pub port: u16,
+    maildir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl SmtpSink {
+    /// A port nothing listens on yet (an SMTP server that is down).
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port()
+    }
+
+    pub async fn start() -> Self {
+        Self::start_on(Self::free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> Self {
+        let maildir = tempfile::tempdir().expect("maildir");
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd (`python3 -m pip install aiosmtpd`, done by .ci/run)");
+        let mut sink = Self {
+            port,
+            maildir,
+            child: Some(child),
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return sink;
+            }
+            if let Some(Ok(Some(status))) = sink.child.as_mut().map(|c| c.try_wait()) {
+                panic!("aiosmtpd exited ({status}); is it installed? `python3 -m pip install aiosmtpd`");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message the server accepted.
+    pub fn messages(&self) -> Vec<Email> {
+        ["new", "cur"]
+            .iter()
+            .flat_map(|folder| {
+                std::fs::read_dir(self.maildir.path().join("mail").join(folder))
+                    .map(|entries| entries.filter_map(Result::ok).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .map(|entry| Email::parse(&std::fs::read(entry.path()).expect("read message")))
+            .collect()
+    }
+
+    /// Waits (up to `seconds`) until the server holds `count` messages.
+    pub async fn wait_for_count(&self, count: usize, seconds: u64) -> Vec<Email> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count || std::time::Instant::now() > deadline {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Server settings whose delivery worker sends to this SMTP URL.
+pub fn deliver_to(settings: &mut ServerSettings, url: &str) {
+    let delivery = settings.delivery.as_mut().expect("delivery settings");
+    delivery.transport = MailTransport::Smtp {
+        url: url.to_owned(),
+    };
+    delivery.retry_max = Duration::from_millis(500);
+    delivery.max_attempts = 1_000;
+}

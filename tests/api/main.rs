@@ -12,6 +12,7 @@ mod api_keys;
 mod auth;
 mod cli;
 mod contract;
+mod delivery;
 mod groups;
 mod helpers;
 mod import;

@@ -1,0 +1,137 @@
+//! The outbox's delivery worker against a real SMTP server (aiosmtpd):
+//! nothing is lost while the server is down, several replicas send each
+//! message exactly once, and a worker that dies mid-batch loses nothing.
+
+use std::collections::HashSet;
+
+use roster::store;
+use uuid::Uuid;
+
+use crate::helpers::{deliver_to, SmtpSink, TestApp};
+
+/// `count` not-onboarded users, each with an invitation queued, written
+/// directly so that the test measures delivery, not creation.
+async fn queue_invitations(app: &TestApp, count: i64) {
+    sqlx::query(
+        "with created as ( \
+           insert into users (organization_id, id, first_name, last_name, email, username, search_key, last_name_key) \
+           select $1, gen_random_uuid(), 'Person', 'Number ' || n, 'person' || n || '@acme.com', \
+                  'person' || n || '@acme.com', 'person', 'number' \
+           from generate_series(1, $2) as n returning id) \
+         insert into outbox (organization_id, id, kind, user_id) \
+         select $1, gen_random_uuid(), 'INVITATION', id from created",
+    )
+    .bind(app.organization_id)
+    .bind(count)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+async fn outbox_count(app: &TestApp, condition: &str) -> i64 {
+    sqlx::query_scalar(&format!("select count(*) from outbox where {condition}"))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn while_the_smtp_server_is_down_messages_stay_queued_and_go_out_when_it_returns() {
+    let port = SmtpSink::free_port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(|settings| deliver_to(settings, &url)).await;
+    for n in 0..5 {
+        app.create_user("Down", "Time", &format!("down{n}@acme.com"))
+            .await;
+    }
+    // Tried, failed, kept.
+    for _ in 0..100 {
+        if outbox_count(&app, "attempts >= 2").await == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(outbox_count(&app, "attempts >= 2").await, 5);
+    assert_eq!(
+        outbox_count(&app, "status = 'PENDING' and last_error is not null").await,
+        5
+    );
+
+    let sink = SmtpSink::start_on(port).await;
+    let received = sink.wait_for_count(5, 20).await;
+    assert_eq!(received.len(), 5);
+    for _ in 0..100 {
+        if outbox_count(&app, "status = 'SENT'").await == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(outbox_count(&app, "status = 'SENT'").await, 5);
+    let recipients: HashSet<String> = received.iter().map(|m| m.to.clone()).collect();
+    assert_eq!(recipients.len(), 5);
+    // A link that arrives after the retries works.
+    let token = received[0].link_token();
+    crate::onboarding::register(&app, &token, crate::onboarding::GOOD_PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_on_one_database_deliver_1000_messages_each_exactly_once() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let app = TestApp::spawn_with(|settings| deliver_to(settings, &url)).await;
+    let _second = app.replica(|settings| deliver_to(settings, &url)).await;
+    let _third = app.replica(|settings| deliver_to(settings, &url)).await;
+    queue_invitations(&app, 1_000).await;
+
+    let received = sink.wait_for_count(1_000, 120).await;
+    // Anything still in flight would show up as an extra message.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let received_after = sink.messages();
+    assert_eq!(received.len(), 1_000);
+    assert_eq!(received_after.len(), 1_000);
+    let ids: HashSet<&str> = received_after
+        .iter()
+        .map(|m| m.message_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 1_000, "one Message-ID per message");
+    let recipients: HashSet<&str> = received_after.iter().map(|m| m.to.as_str()).collect();
+    assert_eq!(recipients.len(), 1_000);
+    assert_eq!(outbox_count(&app, "status = 'SENT'").await, 1_000);
+    assert_eq!(
+        outbox_count(&app, "attempts <> 1").await,
+        0,
+        "nothing was sent twice"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_mid_batch_loses_nothing() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    // No worker yet: the dying one claims first.
+    let app = TestApp::spawn_with(|settings| settings.delivery = None).await;
+    queue_invitations(&app, 10).await;
+    let dead_worker = Uuid::now_v7();
+    let claimed = store::outbox::claim(&app.pool, dead_worker, 1.0, 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 10);
+    // It sent nothing and never came back; a live worker takes over once the lease ends.
+    let _live = app.replica(|settings| deliver_to(settings, &url)).await;
+    let received = sink.wait_for_count(10, 30).await;
+    assert_eq!(received.len(), 10);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 10);
+    for _ in 0..100 {
+        if outbox_count(&app, "status = 'SENT'").await == 10 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        outbox_count(&app, "status = 'SENT' and attempts = 2").await,
+        10
+    );
+}
