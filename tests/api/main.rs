@@ -10,6 +10,7 @@
 
 mod api_keys;
 mod auth;
+mod browser;
 mod cli;
 mod contract;
 mod delivery;

@@ -1,0 +1,135 @@
+//! The whole onboarding journey as a person lives it: an invitation arrives
+//! at a real SMTP server (aiosmtpd), the register page opens in headless
+//! Chromium (driven by playwright-core), a weak password shows every unmet
+//! rule, a good one succeeds, Login and WhoAmI follow; then a reset does the
+//! same and the old session ends.
+
+use std::path::Path;
+
+use roster::proto::{self, UnitScope};
+use tonic::Code;
+
+use crate::{
+    groups,
+    helpers::{deliver_to, Bearer, Email, SmtpSink, TestApp},
+    onboarding::login,
+};
+
+#[derive(Debug, serde::Deserialize)]
+struct PageRun {
+    who: String,
+    unmet: Vec<String>,
+    done: String,
+    leaked: bool,
+}
+
+/// Runs the page script on `link`; fails with what to install when the tools are missing.
+async fn fill_password_page(link: &str, weak: &str, good: &str) -> PageRun {
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/e2e` (done by .ci/run)"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
+        "Chromium is missing: `apt-get install chromium` (done by .ci/run)"
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(e2e.join("password_page.mjs"))
+        .args([link, weak, good])
+        .args(std::env::var("ROSTER_SCREENSHOT").ok())
+        .output()
+        .await
+        .expect("node");
+    assert!(
+        output.status.success(),
+        "the page script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script's JSON line")
+}
+
+async fn next_email(sink: &SmtpSink, to: &str, count: usize) -> Email {
+    for _ in 0..200 {
+        let received: Vec<Email> = sink.messages().into_iter().filter(|m| m.to == to).collect();
+        if received.len() >= count {
+            return received[count - 1].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("email #{count} to {to} never arrived at the SMTP server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_registers_in_the_browser_signs_in_then_resets_the_password() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let pages_port = SmtpSink::free_port();
+    let app = TestApp::spawn_with(|settings| {
+        deliver_to(settings, &url);
+        settings.http_listen = Some(format!("127.0.0.1:{pages_port}").parse().unwrap());
+        settings.delivery.as_mut().unwrap().public_url = format!("http://127.0.0.1:{pages_port}");
+    })
+    .await;
+    let org = groups::org(&app).await;
+    let admins = groups::group(&app, "Admins", &org.admin_profile, UnitScope::AllUnits, &[]).await;
+    let user = app.create_user("Maria", "Souza", "maria@acme.com").await;
+    groups::give(&app, app.as_admin(), &user.id, &[&admins])
+        .await
+        .unwrap();
+
+    let invitation = next_email(&sink, "maria@acme.com", 1).await;
+    let link = invitation.link();
+    assert!(link.starts_with(&format!("http://127.0.0.1:{pages_port}/register#token=")));
+    let registered = fill_password_page(&link, "abc", "Maria#Souza2026x").await;
+    assert!(registered.who.contains("maria@acme.com"), "{registered:?}");
+    assert_eq!(
+        registered.unmet,
+        [
+            "PASSWORD_UPPERCASE",
+            "PASSWORD_LOWERCASE",
+            "PASSWORD_SPECIAL",
+            "PASSWORD_DIGITS"
+        ]
+    );
+    assert!(registered.done.contains("maria@acme.com"), "{registered:?}");
+    assert!(!registered.leaked, "the token left the fragment");
+
+    let session = login(&app, "maria@acme.com", "Maria#Souza2026x")
+        .await
+        .unwrap();
+    let me = app
+        .auth(Bearer::token(&session))
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.scopes, [proto::Scope::Admin as i32]);
+    assert!(me.organization_admin);
+
+    app.auth(Bearer::none())
+        .request_password_reset(proto::RequestPasswordResetRequest {
+            organization: "acme".into(),
+            username: "maria@acme.com".into(),
+        })
+        .await
+        .unwrap();
+    let reset = next_email(&sink, "maria@acme.com", 2).await;
+    assert!(reset.link().contains("/reset#token=rst_pwr_"));
+    let done = fill_password_page(&reset.link(), "NOUPPER", "Nova#Senha2027xy").await;
+    assert!(
+        done.unmet.contains(&"PASSWORD_LOWERCASE".to_owned()),
+        "{done:?}"
+    );
+    assert!(!done.leaked);
+
+    let old = app
+        .auth(Bearer::token(&session))
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Code::Unauthenticated);
+    login(&app, "maria@acme.com", "Nova#Senha2027xy")
+        .await
+        .unwrap();
+}
