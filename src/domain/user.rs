@@ -1,5 +1,7 @@
 //! Users: the status model, validated values and the use cases on them.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -7,7 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    access::Grant,
+    access::{Authority, Grant},
     audit::{AuditRecord, FieldChanges},
     caller::{Caller, Principal},
     organization::PublicEmailDomainPolicy,
@@ -573,6 +575,72 @@ async fn ensure_may_act_on(
         ));
     }
     Ok(user)
+}
+
+/// SendActivationEmail: queues a new invitation for every targeted user who
+/// has not registered a password (the worker revokes the previous link when
+/// it sends). A unit administrator re-invites only users whose groups they
+/// all cover: named users they do not cover are refused, filtered ones are
+/// left out. Returns how many were queued.
+pub async fn send_activation_emails(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &str,
+    targets: &store::users::InvitationTargets,
+) -> Result<u64, DomainError> {
+    let mut tx = pool.begin().await?;
+    let mut ids =
+        store::users::lock_invitation_targets(&mut tx, caller.organization_id, targets).await?;
+    if let store::users::InvitationTargets::Ids(named) = targets {
+        let existing = store::users::find_many(pool, caller.organization_id, named).await?;
+        if let Some(missing) = named
+            .iter()
+            .find(|id| !existing.iter().any(|u| u.id == **id))
+        {
+            return Err(DomainError::NotFoundField {
+                field: "user_ids".into(),
+                message: format!("user {missing} not found"),
+            });
+        }
+    }
+    if !matches!(caller.authority, Authority::Organization) {
+        let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
+        for (user_id, grant) in
+            store::groups::grants_of_users(&mut tx, caller.organization_id, &ids).await?
+        {
+            grants.entry(user_id).or_default().push(grant);
+        }
+        let covered = |id: &Uuid| {
+            caller
+                .authority
+                .covers_all(grants.get(id).into_iter().flatten())
+        };
+        if matches!(targets, store::users::InvitationTargets::Ids(_)) {
+            if let Some(uncovered) = ids.iter().find(|id| !covered(id)) {
+                return Err(DomainError::PermissionDenied(format!(
+                    "user {uncovered} holds groups you do not cover, so you may not re-invite them"
+                )));
+            }
+        }
+        ids.retain(|id| covered(id));
+    }
+    store::outbox::enqueue_invitations(&mut tx, caller.organization_id, &ids).await?;
+    let audits: Vec<AuditRecord> = ids
+        .iter()
+        .map(|id| {
+            AuditRecord::new(
+                caller.organization_id,
+                caller.actor(),
+                "user.invite",
+                "user",
+                id,
+            )
+            .with_request_id(request_id)
+        })
+        .collect();
+    store::audit::record_many(&mut tx, &audits).await?;
+    tx.commit().await?;
+    Ok(ids.len() as u64)
 }
 
 fn is_self(caller: &Caller, user_id: Uuid) -> bool {

@@ -14,6 +14,7 @@ use crate::{
         DomainError, FieldViolation,
     },
     proto::{self, user_service_server::UserService},
+    store::users::InvitationTargets,
     store::{self, groups::GroupFilter, users::LookupKey},
 };
 
@@ -493,6 +494,58 @@ impl UserService for UserHandler {
                 convert::scopes_to_proto(&UserAccess::from_groups(true, grants).scopes);
         }
         Ok(Response::new(response))
+    }
+
+    async fn send_activation_email(
+        &self,
+        request: Request<proto::SendActivationEmailRequest>,
+    ) -> Result<Response<proto::SendActivationEmailResponse>, Status> {
+        let caller = caller(&request)?;
+        let request_id = request_id(&request);
+        let body = request.into_inner();
+        let filter = proto::ActivationFilter::try_from(body.filter)
+            .unwrap_or(proto::ActivationFilter::Unspecified);
+        let given = [
+            !body.user_ids.is_empty(),
+            filter != proto::ActivationFilter::Unspecified,
+            !body.import_job_id.is_empty(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(DomainError::invalid(
+                "user_ids",
+                "ONE_TARGET",
+                "give exactly one of user_ids, filter and import_job_id",
+            )
+            .into());
+        }
+        let targets = if !body.user_ids.is_empty() {
+            if body.user_ids.len() > 1000 {
+                return Err(DomainError::invalid(
+                    "user_ids",
+                    "TOO_MANY",
+                    "at most 1000 ids; use a filter for more",
+                )
+                .into());
+            }
+            let ids = body
+                .user_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| convert::parse_id(id, &format!("user_ids[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            InvitationTargets::Ids(ids)
+        } else if !body.import_job_id.is_empty() {
+            InvitationTargets::ImportJob(convert::parse_id(&body.import_job_id, "import_job_id")?)
+        } else if filter == proto::ActivationFilter::Expired {
+            InvitationTargets::Expired
+        } else {
+            InvitationTargets::NotOnboarded
+        };
+        let queued =
+            user::send_activation_emails(&self.pool, &caller, &request_id, &targets).await?;
+        Ok(Response::new(proto::SendActivationEmailResponse {
+            queued_count: queued as i64,
+        }))
     }
 
     async fn get_onboarding_stats(

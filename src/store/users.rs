@@ -738,3 +738,47 @@ pub async fn touch_last_login(
         .await?;
     Ok(())
 }
+
+/// Whom a new invitation may go to: users who have not registered a password.
+#[derive(Debug, Clone)]
+pub enum InvitationTargets {
+    Ids(Vec<Uuid>),
+    /// Not onboarded and the invitation lapsed (status EXPIRED).
+    Expired,
+    NotOnboarded,
+    /// Created by this import job.
+    ImportJob(Uuid),
+}
+
+/// The not-onboarded users among `targets`, locked for the transaction.
+pub async fn lock_invitation_targets(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    targets: &InvitationTargets,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let (condition, ids, job): (&str, &[Uuid], Option<Uuid>) = match targets {
+        InvitationTargets::Ids(ids) => ("users.id = any($2)", ids, None),
+        InvitationTargets::Expired => ("true", &[], None),
+        InvitationTargets::NotOnboarded => ("true", &[], None),
+        InvitationTargets::ImportJob(job) => (
+            "users.id in (select r.user_id from import_rows r join import_jobs j on j.id = r.job_id \
+             where r.job_id = $3 and j.organization_id = $1 and r.outcome = 'CREATED')",
+            &[],
+            Some(*job),
+        ),
+    };
+    let expired = if matches!(targets, InvitationTargets::Expired) {
+        format!(" and {STATUS_SQL} = 'EXPIRED'")
+    } else {
+        String::new()
+    };
+    sqlx::query_scalar(&format!(
+        "select users.id from users where users.organization_id = $1 and not users.onboarded \
+         and ({condition}){expired} order by users.id for update"
+    ))
+    .bind(organization_id)
+    .bind(ids)
+    .bind(job)
+    .fetch_all(&mut **tx)
+    .await
+}

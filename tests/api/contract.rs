@@ -37,6 +37,7 @@ const BUILT: &[&str] = &[
     "UserService/ListUserGroups",
     "UserService/GetUserAccess",
     "UserService/GetOnboardingStats",
+    "UserService/SendActivationEmail",
     "UserService/CloneUser",
     "UserService/MirrorUser",
     "UserService/ExportUsers",

@@ -414,12 +414,17 @@ async fn a_new_invitation_invalidates_the_previous_link() {
     let app = TestApp::spawn().await;
     let user = app.create_user("Ivo", "Reis", "ivo@acme.com").await;
     let first = app.email("ivo@acme.com", 1).await;
-    sqlx::query("insert into outbox (organization_id, id, kind, user_id) values ($1, gen_random_uuid(), 'INVITATION', $2::uuid)")
-        .bind(app.organization_id)
-        .bind(&user.id)
-        .execute(&app.pool)
+    let queued = app
+        .users(app.as_admin())
+        .send_activation_email(proto::SendActivationEmailRequest {
+            user_ids: vec![user.id.clone()],
+            ..Default::default()
+        })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .queued_count;
+    assert_eq!(queued, 1);
     let second = app.email("ivo@acme.com", 2).await;
     assert_ne!(first.link_token(), second.link_token());
     assert_ne!(first.message_id, second.message_id);
@@ -541,4 +546,90 @@ async fn the_pages_check_a_link_without_using_it_and_list_every_unmet_rule() {
     .await;
     assert_eq!(status, 410);
     assert_eq!(refused["error"], "TOKEN_EXPIRED");
+}
+
+#[tokio::test]
+async fn activation_emails_go_to_the_users_named_expired_not_onboarded_or_created_by_an_import() {
+    let app = TestApp::spawn().await;
+    let onboarded = registered_user(&app, "done@acme.com").await;
+    let expired = app.create_user("Old", "Link", "old@acme.com").await;
+    app.create_user("New", "Link", "new@acme.com").await;
+    app.email("new@acme.com", 1).await;
+    app.email("old@acme.com", 1).await;
+    sqlx::query(
+        "update users set invitation_expire_time = now() - interval '1 day' where id = $1::uuid",
+    )
+    .bind(&expired.id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let send = |request: proto::SendActivationEmailRequest| {
+        let mut users = app.users(app.as_admin());
+        async move {
+            users
+                .send_activation_email(request)
+                .await
+                .map(|r| r.into_inner().queued_count)
+        }
+    };
+    let by_filter = |filter: proto::ActivationFilter| proto::SendActivationEmailRequest {
+        filter: filter as i32,
+        ..Default::default()
+    };
+    assert_eq!(
+        send(by_filter(proto::ActivationFilter::Expired))
+            .await
+            .unwrap(),
+        1
+    );
+    app.email("old@acme.com", 2).await;
+    assert_eq!(
+        send(by_filter(proto::ActivationFilter::NotOnboarded))
+            .await
+            .unwrap(),
+        2
+    );
+    app.email("new@acme.com", 2).await;
+    // A registered user needs no invitation.
+    let named = proto::SendActivationEmailRequest {
+        user_ids: vec![onboarded.id.clone()],
+        ..Default::default()
+    };
+    assert_eq!(send(named).await.unwrap(), 0);
+
+    let both = proto::SendActivationEmailRequest {
+        user_ids: vec![onboarded.id],
+        filter: proto::ActivationFilter::Expired as i32,
+        ..Default::default()
+    };
+    assert_eq!(
+        violated_fields(&send(both).await.unwrap_err()),
+        ["user_ids"]
+    );
+    let none = send(proto::SendActivationEmailRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::InvalidArgument);
+    let unknown = proto::SendActivationEmailRequest {
+        user_ids: vec![uuid::Uuid::now_v7().to_string()],
+        ..Default::default()
+    };
+    assert_eq!(send(unknown).await.unwrap_err().code(), Code::NotFound);
+
+    // The users an import created.
+    let csv = "first_name,last_name,email\nImp,One,imp1@acme.com\nImp,Two,imp2@acme.com\n";
+    let options = proto::ImportOptions {
+        send_invitations: Some(false),
+        ..crate::import::options()
+    };
+    let run =
+        crate::import::run_import(&app, app.as_admin(), false, options, csv.as_bytes(), 64).await;
+    let job_id = run.summary().job_id.clone();
+    let by_job = proto::SendActivationEmailRequest {
+        import_job_id: job_id,
+        ..Default::default()
+    };
+    assert_eq!(send(by_job).await.unwrap(), 2);
+    app.email("imp1@acme.com", 1).await;
+    app.email("imp2@acme.com", 1).await;
 }
