@@ -633,3 +633,65 @@ async fn activation_emails_go_to_the_users_named_expired_not_onboarded_or_create
     app.email("imp1@acme.com", 1).await;
     app.email("imp2@acme.com", 1).await;
 }
+
+#[tokio::test]
+async fn the_requester_of_an_import_gets_a_report_with_the_counts_and_the_failed_rows() {
+    let app = TestApp::spawn().await;
+    let org = groups::org(&app).await;
+    let admins = groups::group(&app, "Admins", &org.admin_profile, UnitScope::AllUnits, &[]).await;
+    let (_, requester) = groups::holder(&app, "boss@acme.com", &[&admins]).await;
+    let csv = "first_name,last_name,email\nAna,Good,ana.good@acme.com\nBad,Row,not-an-email\n";
+    let options = proto::ImportOptions {
+        notify_requester: Some(true),
+        send_invitations: Some(false),
+        ..crate::import::options()
+    };
+    let run = crate::import::run_import(&app, requester, false, options, csv.as_bytes(), 64).await;
+    let job_id = run.summary().job_id.clone();
+    let mut report = None;
+    for _ in 0..300 {
+        report = app
+            .mail
+            .emails()
+            .into_iter()
+            .find(|email| email.to == "boss@acme.com" && email.text.contains(&job_id));
+        if report.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let report = report.expect("an import report");
+    assert!(
+        report.subject.contains("1 created, 1 failed"),
+        "{}",
+        report.subject
+    );
+    assert!(
+        report.text.contains("line 3 not-an-email"),
+        "{}",
+        report.text
+    );
+    assert!(report.html.contains("not-an-email"));
+
+    // An import by an API key has nobody to report to.
+    let options = proto::ImportOptions {
+        notify_requester: Some(true),
+        ..crate::import::options()
+    };
+    crate::import::run_import(
+        &app,
+        app.as_admin(),
+        false,
+        options,
+        b"first_name,last_name,email\n",
+        64,
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let reports: i64 =
+        sqlx::query_scalar("select count(*) from outbox where kind = 'IMPORT_REPORT'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(reports, 1);
+}
