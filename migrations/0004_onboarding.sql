@@ -19,6 +19,8 @@ alter table outbox
 drop index outbox_pending_idx;
 create index outbox_due_idx on outbox (next_attempt_time) where status = 'PENDING';
 create index outbox_user_idx on outbox (organization_id, user_id);
+-- Every delivery round looks for ended imports whose report is due.
+create index import_jobs_report_pending_idx on import_jobs (id) where report_pending;
 
 -- Links sent by email. Only the SHA-256 of the token is stored; a new token
 -- of the same purpose revokes the previous one.

@@ -32,6 +32,7 @@ use crate::{
     domain::{
         organization::Organization,
         token::{Secret, TokenKind},
+        user::User,
     },
     store::{self, outbox::ClaimedMessage},
 };
@@ -256,13 +257,7 @@ impl DeliveryWorker {
             }
         }
         let rendered = self.templates.render(template, locale, &context)?;
-        let email = self.build(
-            message,
-            &user.first_name,
-            &user.last_name,
-            &user.email,
-            rendered,
-        )?;
+        let email = self.build(message, &user, rendered)?;
         tracing::debug!(
             message_id = %message.id,
             template = template.name(),
@@ -301,21 +296,20 @@ impl DeliveryWorker {
         user_id: Uuid,
         invitation: bool,
     ) -> Result<(String, chrono::DateTime<Utc>)> {
-        let (kind, purpose, ttl, page) = if invitation {
+        let (kind, ttl, page) = if invitation {
             (
                 TokenKind::Invitation,
-                "INVITATION",
                 organization.settings.invitation_ttl_seconds,
                 "register",
             )
         } else {
             (
                 TokenKind::PasswordReset,
-                "PASSWORD_RESET",
                 organization.settings.password_reset_ttl_seconds,
                 "reset",
             )
         };
+        let purpose = kind.link_purpose().unwrap_or_default();
         let secret = Secret::generate(kind);
         let expire_time = Utc::now() + chrono::Duration::seconds(ttl);
         store::onboarding_tokens::replace(
@@ -367,17 +361,10 @@ impl DeliveryWorker {
         Ok(())
     }
 
-    fn build(
-        &self,
-        message: &ClaimedMessage,
-        first_name: &str,
-        last_name: &str,
-        email: &str,
-        rendered: Rendered,
-    ) -> Result<Message> {
+    fn build(&self, message: &ClaimedMessage, user: &User, rendered: Rendered) -> Result<Message> {
         let to = Mailbox::new(
-            Some(format!("{first_name} {last_name}")),
-            email
+            Some(format!("{} {}", user.first_name, user.last_name)),
+            user.email
                 .parse()
                 .with_context(|| "the recipient's address cannot be used by SMTP")?,
         );

@@ -10,6 +10,7 @@ use super::{
     audit::AuditRecord,
     authentication::Authenticator,
     caller::{Actor, Caller, Principal, Scopes},
+    organization::Organization,
     password::{unmet_rules, Password, PasswordHasher},
     token::{PresentedToken, Secret, TokenKind},
     DomainError, FieldViolation,
@@ -125,19 +126,10 @@ impl SignIn {
             ("username", username),
             ("password", password.expose()),
         ]))?;
-        let user_key = user_key("user", organization, username);
-        let peer_key = peer.map(|address| format!("peer:{address}"));
-        let keys: Vec<String> = std::iter::once(user_key.clone())
-            .chain(peer_key.clone())
-            .collect();
-        self.check_throttle(&keys).await?;
+        let keys = ThrottleKeys::new("login", organization, username, peer);
+        self.check_throttle(&keys.all()).await?;
 
-        let found = match store::organizations::find_by_name(&self.pool, organization).await? {
-            Some(org) => store::users::credentials_by_username(&self.pool, org.id, username)
-                .await?
-                .map(|user| (org, user)),
-            None => None,
-        };
+        let found = self.find_account(organization, username).await?;
         // Unknown users are checked against a dummy hash: the same work, the same answer.
         let stored = found
             .as_ref()
@@ -146,16 +138,11 @@ impl SignIn {
         let (organization, user) = match found {
             Some(found) if matches => found,
             _ => {
-                self.record_failure(&user_key, self.throttle.user_free)
-                    .await?;
-                if let Some(peer_key) = &peer_key {
-                    self.record_failure(peer_key, self.throttle.peer_free)
-                        .await?;
-                }
+                self.record_failures(&keys, self.throttle.user_free).await?;
                 return Err(DomainError::Unauthenticated(WRONG_CREDENTIALS.into()));
             }
         };
-        store::sign_in_failures::forget(&self.pool, &user_key).await?;
+        store::sign_in_failures::forget(&self.pool, &keys.user).await?;
         if user.status != "ACTIVE" {
             return Err(account_not_active(&user.status));
         }
@@ -287,8 +274,7 @@ impl SignIn {
         let Some(token) = PresentedToken::parse_as(raw_token.trim(), &[kind]) else {
             return Ok(info);
         };
-        let mut tx = self.pool.begin().await?;
-        let Some(record) = store::onboarding_tokens::lock_by_hash(&mut tx, &token.hash).await?
+        let Some(record) = store::onboarding_tokens::find_by_hash(&self.pool, &token.hash).await?
         else {
             return Ok(info);
         };
@@ -315,17 +301,13 @@ impl SignIn {
         password_field: &str,
         request_id: &str,
     ) -> Result<PasswordSet, DomainError> {
+        // Checked first without a lock, so that the slow hash holds none.
+        let link = self.link_info(raw_token, kind).await?;
+        let (LinkState::Valid, Some(username)) = (link.state, link.username) else {
+            return Err(link_error(link.state, kind));
+        };
         let token = PresentedToken::parse_as(raw_token.trim(), &[kind])
             .ok_or_else(|| link_error(LinkState::Invalid, kind))?;
-        // Checked first without a lock, so that the slow hash holds none.
-        let username = {
-            let mut tx = self.pool.begin().await?;
-            let record = store::onboarding_tokens::lock_by_hash(&mut tx, &token.hash)
-                .await?
-                .ok_or_else(|| link_error(LinkState::Invalid, kind))?;
-            check_record(&record, kind).map_err(|state| link_error(state, kind))?;
-            record.username
-        };
         DomainError::check(unmet_rules(password, &username, password_field))?;
         let hash = self.hasher.hash(password).await?;
 
@@ -386,34 +368,50 @@ impl SignIn {
             ("organization", organization),
             ("username", username),
         ]))?;
-        let user_key = user_key("reset", organization, username);
-        let peer_key = peer.map(|address| format!("reset-peer:{address}"));
-        let keys: Vec<String> = std::iter::once(user_key.clone())
-            .chain(peer_key.clone())
-            .collect();
-        if store::sign_in_failures::blocked_until(&self.pool, &keys)
+        let keys = ThrottleKeys::new("reset", organization, username, peer);
+        if store::sign_in_failures::blocked_until(&self.pool, &keys.all())
             .await?
             .is_some()
         {
             tracing::info!("password reset request held back by throttling");
             return Ok(());
         }
-        self.record_failure(&user_key, self.throttle.reset_free)
+        self.record_failures(&keys, self.throttle.reset_free)
             .await?;
-        if let Some(peer_key) = &peer_key {
-            self.record_failure(peer_key, self.throttle.peer_free)
-                .await?;
+        if let Some((org, user)) = self.find_account(organization, username).await? {
+            if user.password_hash.is_some() {
+                store::outbox::enqueue(&self.pool, org.id, user.id, "PASSWORD_RESET").await?;
+            }
         }
+        Ok(())
+    }
+
+    /// The user a typed organization and username name, if both exist.
+    async fn find_account(
+        &self,
+        organization: &str,
+        username: &str,
+    ) -> Result<Option<(Organization, store::users::Credentials)>, DomainError> {
         let Some(org) = store::organizations::find_by_name(&self.pool, organization).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        let Some(user) =
-            store::users::credentials_by_username(&self.pool, org.id, username).await?
-        else {
-            return Ok(());
-        };
-        if user.password_hash.is_some() {
-            store::outbox::enqueue(&self.pool, org.id, user.id, "PASSWORD_RESET").await?;
+        Ok(
+            store::users::credentials_by_username(&self.pool, org.id, username)
+                .await?
+                .map(|user| (org, user)),
+        )
+    }
+
+    /// One failure against the typed (organization, username), allowed
+    /// `user_free` before backoff, and against the peer.
+    async fn record_failures(
+        &self,
+        keys: &ThrottleKeys,
+        user_free: i32,
+    ) -> Result<(), DomainError> {
+        self.record_failure(&keys.user, user_free).await?;
+        if let Some(peer) = &keys.peer {
+            self.record_failure(peer, self.throttle.peer_free).await?;
         }
         Ok(())
     }
@@ -446,13 +444,30 @@ impl SignIn {
     }
 }
 
-/// The throttling key of a typed organization and username, whether or not they exist.
-fn user_key(prefix: &str, organization: &str, username: &str) -> String {
-    format!(
-        "{prefix}:{}:{}",
-        organization.trim().to_lowercase(),
-        username.trim().to_lowercase()
-    )
+/// What one attempt counts against: the typed organization and username,
+/// whether or not they exist, and the peer's address.
+struct ThrottleKeys {
+    user: String,
+    peer: Option<String>,
+}
+
+impl ThrottleKeys {
+    fn new(prefix: &str, organization: &str, username: &str, peer: Option<IpAddr>) -> Self {
+        Self {
+            user: format!(
+                "{prefix}:{}:{}",
+                organization.trim().to_lowercase(),
+                username.trim().to_lowercase()
+            ),
+            peer: peer.map(|address| format!("{prefix}-peer:{address}")),
+        }
+    }
+
+    fn all(&self) -> Vec<String> {
+        std::iter::once(self.user.clone())
+            .chain(self.peer.clone())
+            .collect()
+    }
 }
 
 fn required(fields: &[(&str, &str)]) -> Vec<FieldViolation> {
@@ -464,11 +479,10 @@ fn required(fields: &[(&str, &str)]) -> Vec<FieldViolation> {
 }
 
 fn check_record(record: &TokenRecord, kind: TokenKind) -> Result<(), LinkState> {
-    let purpose = match kind {
-        TokenKind::Invitation => "INVITATION",
-        _ => "PASSWORD_RESET",
-    };
-    if record.purpose != purpose || record.used_time.is_some() || record.revoke_time.is_some() {
+    if Some(record.purpose.as_str()) != kind.link_purpose()
+        || record.used_time.is_some()
+        || record.revoke_time.is_some()
+    {
         return Err(LinkState::Invalid);
     }
     if record.expire_time <= Utc::now() {

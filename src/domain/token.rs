@@ -22,6 +22,15 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
+    /// The stored purpose of a link token (`onboarding_tokens.purpose`).
+    pub fn link_purpose(self) -> Option<&'static str> {
+        match self {
+            TokenKind::Invitation => Some("INVITATION"),
+            TokenKind::PasswordReset => Some("PASSWORD_RESET"),
+            TokenKind::ApiKey | TokenKind::AccessToken => None,
+        }
+    }
+
     pub fn prefix(self) -> &'static str {
         match self {
             TokenKind::ApiKey => "rst_key_",

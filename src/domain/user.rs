@@ -1,7 +1,5 @@
 //! Users: the status model, validated values and the use cases on them.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -588,9 +586,6 @@ pub async fn send_activation_emails(
     request_id: &str,
     targets: &store::users::InvitationTargets,
 ) -> Result<u64, DomainError> {
-    let mut tx = pool.begin().await?;
-    let mut ids =
-        store::users::lock_invitation_targets(&mut tx, caller.organization_id, targets).await?;
     if let store::users::InvitationTargets::Ids(named) = targets {
         let existing = store::users::find_many(pool, caller.organization_id, named).await?;
         if let Some(missing) = named
@@ -603,13 +598,11 @@ pub async fn send_activation_emails(
             });
         }
     }
+    let mut tx = pool.begin().await?;
+    let mut ids =
+        store::users::lock_invitation_targets(&mut tx, caller.organization_id, targets).await?;
     if !matches!(caller.authority, Authority::Organization) {
-        let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
-        for (user_id, grant) in
-            store::groups::grants_of_users(&mut tx, caller.organization_id, &ids).await?
-        {
-            grants.entry(user_id).or_default().push(grant);
-        }
+        let grants = store::groups::grants_of_users(&mut tx, caller.organization_id, &ids).await?;
         let covered = |id: &Uuid| {
             caller
                 .authority

@@ -14,12 +14,14 @@ use crate::{
         DomainError, FieldViolation,
     },
     proto::{self, user_service_server::UserService},
-    store::users::InvitationTargets,
-    store::{self, groups::GroupFilter, users::LookupKey},
+    store::{
+        self,
+        groups::GroupFilter,
+        users::{InvitationTargets, LookupKey},
+    },
 };
 
-/// UserService. SendActivationEmail arrives with onboarding; until then it
-/// answers UNIMPLEMENTED through the generated default stub.
+/// UserService: the directory's users, their groups, onboarding and export.
 pub struct UserHandler {
     pool: PgPool,
 }

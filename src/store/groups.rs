@@ -1,5 +1,7 @@
 //! Groups, their units, and memberships.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -313,7 +315,7 @@ pub async fn grants_of_users(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     user_ids: &[Uuid],
-) -> Result<Vec<(Uuid, Grant)>, sqlx::Error> {
+) -> Result<HashMap<Uuid, Vec<Grant>>, sqlx::Error> {
     let rows: Vec<MemberGrantRow> = sqlx::query_as(&format!(
         "{GRANT_SELECT} join memberships m on m.organization_id = g.organization_id and m.group_id = g.id \
          where g.organization_id = $1 and m.user_id = any($2)"
@@ -322,10 +324,14 @@ pub async fn grants_of_users(
     .bind(user_ids)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| (row.user_id, row.grant.grant().0))
-        .collect())
+    let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
+    for row in rows {
+        grants
+            .entry(row.user_id)
+            .or_default()
+            .push(row.grant.grant().0);
+    }
+    Ok(grants)
 }
 
 /// Every group of the organization by name, with what it grants.

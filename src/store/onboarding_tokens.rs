@@ -1,10 +1,10 @@
 //! Invitation and reset tokens: only their hash is stored.
 
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
+use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
-use super::{users::STATUS_SQL, Transaction};
+use super::Transaction;
 use crate::domain::token::TokenHash;
 
 /// Stores a new token of `purpose` for the user and revokes the previous
@@ -56,7 +56,7 @@ pub async fn revoke(
     Ok(done.rows_affected())
 }
 
-/// A presented token with what redeeming it needs, locked for the transaction.
+/// A presented token with what redeeming it needs.
 #[derive(Debug, FromRow)]
 pub struct TokenRecord {
     pub organization_id: Uuid,
@@ -70,24 +70,35 @@ pub struct TokenRecord {
     pub organization_locale: String,
     pub username: String,
     pub onboarded: bool,
-    pub status: String,
 }
 
+const FIND_BY_HASH: &str = "select t.organization_id, t.id, t.user_id, t.purpose, t.expire_time, t.used_time, \
+     t.revoke_time, o.name as organization_name, o.locale as organization_locale, users.username, users.onboarded \
+     from onboarding_tokens t \
+     join users on users.organization_id = t.organization_id and users.id = t.user_id \
+     join organizations o on o.id = t.organization_id \
+     where t.token_hash = $1";
+
+/// Reads a token without locking it: what a page or a first check needs.
+pub async fn find_by_hash<'e>(
+    executor: impl PgExecutor<'e>,
+    hash: &TokenHash,
+) -> Result<Option<TokenRecord>, sqlx::Error> {
+    sqlx::query_as(FIND_BY_HASH)
+        .bind(&hash.0)
+        .fetch_optional(executor)
+        .await
+}
+
+/// Reads a token and locks it and its user for the rest of the transaction.
 pub async fn lock_by_hash(
     tx: &mut Transaction<'_>,
     hash: &TokenHash,
 ) -> Result<Option<TokenRecord>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select t.organization_id, t.id, t.user_id, t.purpose, t.expire_time, t.used_time, t.revoke_time, \
-         o.name as organization_name, o.locale as organization_locale, users.username, users.onboarded, {STATUS_SQL} as status \
-         from onboarding_tokens t \
-         join users on users.organization_id = t.organization_id and users.id = t.user_id \
-         join organizations o on o.id = t.organization_id \
-         where t.token_hash = $1 for update of t, users"
-    ))
-    .bind(&hash.0)
-    .fetch_optional(&mut **tx)
-    .await
+    sqlx::query_as(&format!("{FIND_BY_HASH} for update of t, users"))
+        .bind(&hash.0)
+        .fetch_optional(&mut **tx)
+        .await
 }
 
 pub async fn mark_used(

@@ -701,14 +701,11 @@ pub async fn credentials_by_username(
     organization_id: Uuid,
     username: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select id, username, password_hash, {STATUS_SQL} as status from users \
-         where organization_id = $1 and lower(username) = lower($2)"
-    ))
-    .bind(organization_id)
-    .bind(username.trim())
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(&credentials_query("lower(username) = lower($2)"))
+        .bind(organization_id)
+        .bind(username.trim())
+        .fetch_optional(pool)
+        .await
 }
 
 pub async fn credentials_by_id(
@@ -716,14 +713,18 @@ pub async fn credentials_by_id(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as(&credentials_query("id = $2"))
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+fn credentials_query(condition: &str) -> String {
+    format!(
         "select id, username, password_hash, {STATUS_SQL} as status from users \
-         where organization_id = $1 and id = $2"
-    ))
-    .bind(organization_id)
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+         where organization_id = $1 and {condition}"
+    )
 }
 
 pub async fn touch_last_login(
@@ -756,25 +757,21 @@ pub async fn lock_invitation_targets(
     organization_id: Uuid,
     targets: &InvitationTargets,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let (condition, ids, job): (&str, &[Uuid], Option<Uuid>) = match targets {
-        InvitationTargets::Ids(ids) => ("users.id = any($2)", ids, None),
-        InvitationTargets::Expired => ("true", &[], None),
-        InvitationTargets::NotOnboarded => ("true", &[], None),
+    let (condition, ids, job): (String, &[Uuid], Option<Uuid>) = match targets {
+        InvitationTargets::Ids(ids) => ("users.id = any($2)".into(), ids, None),
+        InvitationTargets::Expired => (format!("{STATUS_SQL} = 'EXPIRED'"), &[], None),
+        InvitationTargets::NotOnboarded => ("true".into(), &[], None),
         InvitationTargets::ImportJob(job) => (
             "users.id in (select r.user_id from import_rows r join import_jobs j on j.id = r.job_id \
-             where r.job_id = $3 and j.organization_id = $1 and r.outcome = 'CREATED')",
+             where r.job_id = $3 and j.organization_id = $1 and r.outcome = 'CREATED')"
+                .into(),
             &[],
             Some(*job),
         ),
     };
-    let expired = if matches!(targets, InvitationTargets::Expired) {
-        format!(" and {STATUS_SQL} = 'EXPIRED'")
-    } else {
-        String::new()
-    };
     sqlx::query_scalar(&format!(
         "select users.id from users where users.organization_id = $1 and not users.onboarded \
-         and ({condition}){expired} order by users.id for update"
+         and ({condition}) order by users.id for update"
     ))
     .bind(organization_id)
     .bind(ids)

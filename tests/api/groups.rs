@@ -105,6 +105,37 @@ pub async fn give(
         .map(|r| r.into_inner().added_group_ids)
 }
 
+/// A unit administrator of the spec's examples: Admin and Cashier on South
+/// (signed in), beside a Cashier group on West they do not cover.
+pub struct SouthAdmin {
+    pub cashier_south: String,
+    pub cashier_west: String,
+    pub user: proto::User,
+    pub bearer: Bearer,
+}
+
+pub async fn south_admin(app: &TestApp, o: &Org) -> SouthAdmin {
+    let on = |name: &'static str, profile: &str, unit: &str| {
+        let (profile, unit) = (profile.to_owned(), unit.to_owned());
+        async move { group(app, name, &profile, UnitScope::Units, &[&unit]).await }
+    };
+    let admin_south = on("Admin South", &o.admin_profile, &o.south).await;
+    let cashier_south = on("Cashier South", &o.cashier_profile, &o.south).await;
+    let cashier_west = on("Cashier West", &o.cashier_profile, &o.west).await;
+    let (user, bearer) = holder(
+        app,
+        "south.admin@acme.test",
+        &[&admin_south, &cashier_south],
+    )
+    .await;
+    SouthAdmin {
+        cashier_south,
+        cashier_west,
+        user,
+        bearer,
+    }
+}
+
 /// A signed-in user holding the given groups.
 pub async fn holder(app: &TestApp, email: &str, groups: &[&str]) -> (proto::User, Bearer) {
     let (user, bearer) = app.signed_in_user(email).await;
@@ -792,36 +823,13 @@ async fn removing_a_group_takes_effect_on_the_next_resolution_and_adding_twice_i
 async fn a_unit_admin_clones_a_user_getting_only_covered_groups_and_the_rest_reported_skipped() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    let admin_south = group(
-        &app,
-        "Admin South",
-        &o.admin_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
-    let cashier_south = group(
-        &app,
-        "Cashier South",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
-    let cashier_west = group(
-        &app,
-        "Cashier West",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.west],
-    )
-    .await;
-    let (me, unit_admin) = holder(
-        &app,
-        "south.admin@acme.test",
-        &[&admin_south, &cashier_south],
-    )
-    .await;
+    let SouthAdmin {
+        cashier_south,
+        cashier_west,
+        user: me,
+        bearer: unit_admin,
+        ..
+    } = south_admin(&app, &o).await;
     let source = app
         .create_user("Source", "Cashier", "source@acme.test")
         .await;
@@ -895,37 +903,13 @@ async fn a_unit_admin_clones_a_user_getting_only_covered_groups_and_the_rest_rep
 async fn mirroring_adds_or_replaces_covered_groups_with_a_result_per_target() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    let admin_south = group(
-        &app,
-        "Admin South",
-        &o.admin_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
-    let cashier_south = group(
-        &app,
-        "Cashier South",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
-    let cashier_west = group(
-        &app,
-        "Cashier West",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.west],
-    )
-    .await;
+    let SouthAdmin {
+        cashier_south,
+        cashier_west,
+        bearer: unit_admin,
+        ..
+    } = south_admin(&app, &o).await;
     let cashier = group(&app, "Cashier", &o.cashier_profile, UnitScope::NoUnit, &[]).await;
-    let (_, unit_admin) = holder(
-        &app,
-        "south.admin@acme.test",
-        &[&admin_south, &cashier_south],
-    )
-    .await;
 
     let reference = app.create_user("Ref", "Erence", "ref@acme.test").await;
     give(

@@ -435,7 +435,8 @@ impl TestApp {
             .expect("user")
     }
 
-    /// Marks a user as having registered a password (until onboarding exists).
+    /// Marks a user onboarded directly, without a password: for tests that
+    /// need a session (`mint_access_token`), not the email round trip.
     pub async fn onboard(&self, user_id: &str) {
         sqlx::query("update users set onboarded = true where id = $1::uuid")
             .bind(user_id)
@@ -458,8 +459,8 @@ impl TestApp {
         Bearer::token(&self.admin_key)
     }
 
-    /// A user row with the given admin state and onboarding, until the
-    /// directory's CreateUser exists.
+    /// A user row written directly with an admin state and onboarding, in
+    /// one step no API call takes.
     pub async fn insert_user(&self, username: &str, admin_state: &str, onboarded: bool) -> Uuid {
         let id = Uuid::now_v7();
         sqlx::query(

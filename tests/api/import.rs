@@ -821,36 +821,12 @@ async fn a_100_kb_field_and_a_1_mb_line_fail_their_rows_and_the_next_row_is_read
 async fn a_unit_administrator_cannot_give_groups_beyond_their_own_by_import() {
     let app = TestApp::spawn().await;
     let o = groups::org(&app).await;
-    let admin_south = groups::group(
-        &app,
-        "Admin South",
-        &o.admin_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
-    let cashier_south = groups::group(
-        &app,
-        "Cashier South",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
-    let cashier_west = groups::group(
-        &app,
-        "Cashier West",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.west],
-    )
-    .await;
-    let (_, unit_admin) = groups::holder(
-        &app,
-        "south.admin@acme.test",
-        &[&admin_south, &cashier_south],
-    )
-    .await;
+    let groups::SouthAdmin {
+        cashier_south,
+        cashier_west,
+        bearer: unit_admin,
+        ..
+    } = groups::south_admin(&app, &o).await;
     let refused = run_import(
         &app,
         unit_admin.clone(),

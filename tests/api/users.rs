@@ -261,33 +261,14 @@ async fn statuses_follow_the_admin_state_and_onboarding() {
     };
 
     // Not onboarded: PENDING whatever the admin state but INACTIVE.
-    assert_eq!(
-        status_of(
-            users
-                .set_user_status(set(UserStatus::OnVacation))
-                .await
-                .unwrap()
-        ),
-        UserStatus::Pending as i32
-    );
-    assert_eq!(
-        status_of(
-            users
-                .set_user_status(set(UserStatus::Inactive))
-                .await
-                .unwrap()
-        ),
-        UserStatus::Inactive as i32
-    );
-    assert_eq!(
-        status_of(
-            users
-                .set_user_status(set(UserStatus::Active))
-                .await
-                .unwrap()
-        ),
-        UserStatus::Pending as i32
-    );
+    for (assigned, shown) in [
+        (UserStatus::OnVacation, UserStatus::Pending),
+        (UserStatus::Inactive, UserStatus::Inactive),
+        (UserStatus::Active, UserStatus::Pending),
+    ] {
+        let response = users.set_user_status(set(assigned)).await.unwrap();
+        assert_eq!(status_of(response), shown as i32, "{assigned:?}");
+    }
     sqlx::query(
         "update users set invitation_expire_time = now() - interval '1 minute' where id = $1::uuid",
     )
@@ -323,33 +304,14 @@ async fn statuses_follow_the_admin_state_and_onboarding() {
             .status,
         UserStatus::Active as i32
     );
-    assert_eq!(
-        status_of(
-            users
-                .set_user_status(set(UserStatus::OnVacation))
-                .await
-                .unwrap()
-        ),
-        UserStatus::OnVacation as i32
-    );
-    assert_eq!(
-        status_of(
-            users
-                .set_user_status(set(UserStatus::Inactive))
-                .await
-                .unwrap()
-        ),
-        UserStatus::Inactive as i32
-    );
-    assert_eq!(
-        status_of(
-            users
-                .set_user_status(set(UserStatus::Active))
-                .await
-                .unwrap()
-        ),
-        UserStatus::Active as i32
-    );
+    for (assigned, shown) in [
+        (UserStatus::OnVacation, UserStatus::OnVacation),
+        (UserStatus::Inactive, UserStatus::Inactive),
+        (UserStatus::Active, UserStatus::Active),
+    ] {
+        let response = users.set_user_status(set(assigned)).await.unwrap();
+        assert_eq!(status_of(response), shown as i32, "{assigned:?}");
+    }
 
     for unassignable in [
         UserStatus::Blocked,

@@ -96,8 +96,10 @@ pub enum Plan {
         admin_state: String,
         legacy_status: Option<String>,
         add_group_ids: Vec<Uuid>,
-        /// Email changed or the account is no longer ACTIVE.
+        /// Email changed or the account is no longer ACTIVE: sessions end.
         revoke_tokens: bool,
+        /// Links sent to the old address stop working too.
+        email_changed: bool,
     },
     Unchanged {
         user_id: Uuid,
@@ -531,6 +533,7 @@ fn decide_update(
             legacy_status,
             add_group_ids,
             revoke_tokens,
+            email_changed,
         },
         claims,
     ))

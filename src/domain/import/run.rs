@@ -4,11 +4,7 @@
 //! followed from the database, so the reading of the file never waits on the
 //! client's reading of results and memory stays flat.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sqlx::PgPool;
@@ -29,7 +25,6 @@ use super::{
 };
 use crate::{
     domain::{
-        access::Grant,
         audit::{AuditRecord, FieldChanges},
         caller::Caller,
         user::{check_given_groups, mirrored_grants, user_value_pairs},
@@ -511,12 +506,7 @@ impl Job {
         )
         .await?;
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
-        for (user_id, grant) in
-            store::groups::grants_of_users(&mut tx, organization_id, &ids).await?
-        {
-            grants.entry(user_id).or_default().push(grant);
-        }
+        let mut grants = store::groups::grants_of_users(&mut tx, organization_id, &ids).await?;
         let users = Users::new(rows.into_iter().map(|row| StoredUser {
             values: row.values(),
             grants: grants.remove(&row.id).unwrap_or_default(),
@@ -692,6 +682,7 @@ impl Job {
                     legacy_status,
                     add_group_ids,
                     revoke_tokens,
+                    email_changed,
                 } => {
                     let status_after = legacy_status.as_deref().unwrap_or(admin_state);
                     let field_changes =
@@ -712,7 +703,7 @@ impl Job {
                     if *revoke_tokens {
                         revoked.push(*id);
                     }
-                    if !before.email.eq_ignore_ascii_case(&after.email) {
+                    if *email_changed {
                         new_addresses.push(*id);
                     }
                     audits.push(audit("user.update", *id).with_field_changes(field_changes));
