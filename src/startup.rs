@@ -155,10 +155,10 @@ impl Application {
             let worker = DeliveryWorker::new(pool.clone(), delivery.clone())?;
             tokio::spawn(worker.run(stopping_rx.clone()));
         }
-        let hasher = Arc::new(PasswordHasher::new(
-            settings.passwords.workers,
-            settings.passwords.queue,
-        ));
+        let hasher = Arc::new(
+            PasswordHasher::new(settings.passwords.workers, settings.passwords.queue)
+                .context("start the password hashing threads")?,
+        );
         let sign_in = Arc::new(SignIn::new(
             pool.clone(),
             hasher,

@@ -1,13 +1,14 @@
 //! Passwords: the product's policy, and Argon2id hashing on a bounded pool
-//! off the async runtime.
+//! of low-priority threads off the async runtime.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use argon2::{
     password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher as _, SaltString},
     Algorithm, Argon2, Params, PasswordVerifier, Version,
 };
-use tokio::sync::Semaphore;
+use thread_priority::ThreadPriority;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{DomainError, FieldViolation};
 
@@ -103,13 +104,21 @@ pub fn unmet_rules(password: &Password, username: &str, field: &str) -> Vec<Fiel
         .collect()
 }
 
-/// Argon2id at the OWASP parameters (19 MiB, 2 passes, 1 lane) on at most
-/// `workers` blocking threads. At most `queue` more calls wait; beyond that
+/// Argon2id at the OWASP parameters (19 MiB, 2 passes, 1 lane) on
+/// `workers` dedicated threads. At most `queue` more calls wait; beyond that
 /// a call is refused rather than slowing every other call.
+///
+/// The threads run at the lowest scheduling priority: a hash takes tens of
+/// milliseconds of CPU, and when the cores are busy it is the sign-ins that
+/// should wait, not the directory reads and writes other services make.
 pub struct PasswordHasher {
+    /// One permit per call hashing or waiting; held until its work is done,
+    /// even when the caller has gone.
     admitted: Arc<Semaphore>,
-    running: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Verified against when the user is unknown, so that the work is the same:
 /// a hash at the same parameters of a password nobody has, fixed so that
@@ -118,12 +127,21 @@ const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$joQgp5Smjx15L63NQVw5cw$DhIvUyQotAPGiuhI0CNlbx+0vgcLNo4qAy+Xlhvo68s";
 
 impl PasswordHasher {
-    pub fn new(workers: usize, queue: usize) -> Self {
+    /// Starts the threads; they end when the hasher is dropped.
+    pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
         let workers = workers.max(1);
-        Self {
-            admitted: Arc::new(Semaphore::new(workers + queue)),
-            running: Arc::new(Semaphore::new(workers)),
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..workers {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hash-{index}"))
+                .spawn(move || run_jobs(&receiver))?;
         }
+        Ok(Self {
+            admitted: Arc::new(Semaphore::new(workers + queue)),
+            jobs,
+        })
     }
 
     /// One worker per core but one, so that hashing never takes every core
@@ -134,7 +152,42 @@ impl PasswordHasher {
             .max(1)
     }
 
+    /// A place among the checks hashing or waiting, or RESOURCE_EXHAUSTED.
+    /// Taken before the reads that lead to a check, so that a refusal
+    /// under overload costs nothing.
+    pub fn admit(&self) -> Result<Admission<'_>, DomainError> {
+        let permit = self.admitted.clone().try_acquire_owned().map_err(|_| {
+            DomainError::ResourceExhausted(
+                "too many password checks in progress; try again in a moment".into(),
+            )
+        })?;
+        Ok(Admission {
+            jobs: &self.jobs,
+            permit,
+        })
+    }
+
     pub async fn hash(&self, password: &Password) -> Result<String, DomainError> {
+        self.admit()?.hash(password).await
+    }
+
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<bool, DomainError> {
+        self.admit()?.verify(password, stored).await
+    }
+}
+
+/// A caller's place in the hashing pool, for one hash or one verify.
+pub struct Admission<'a> {
+    jobs: &'a mpsc::Sender<Job>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Admission<'_> {
+    pub async fn hash(self, password: &Password) -> Result<String, DomainError> {
         let password = password.clone();
         self.run(move || {
             let salt = SaltString::generate(&mut OsRng);
@@ -149,7 +202,7 @@ impl PasswordHasher {
     /// Whether `password` matches `stored`; with no stored hash, the same
     /// work is done against a dummy and the answer is no.
     pub async fn verify(
-        &self,
+        self,
         password: &Password,
         stored: Option<&str>,
     ) -> Result<bool, DomainError> {
@@ -169,23 +222,43 @@ impl PasswordHasher {
     }
 
     async fn run<T: Send + 'static>(
-        &self,
+        self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, DomainError> {
-        let _admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
-            DomainError::ResourceExhausted(
-                "too many password checks in progress; try again in a moment".into(),
-            )
-        })?;
-        let _running = self
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|error| DomainError::Internal(error.into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|error| DomainError::Internal(error.into()))
+        let permit = self.permit;
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            // A caller that went away (cancelled, timed out) needs no answer.
+            if answer.is_closed() {
+                return;
+            }
+            let result = work();
+            // Freed before answering, so that a caller's next check is admitted.
+            drop(permit);
+            let _ = answer.send(result);
+        });
+        let stopped = || DomainError::Internal(anyhow::anyhow!("the password workers stopped"));
+        self.jobs.send(job).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())
+    }
+}
+
+/// A worker thread: lowest priority, then one job at a time until the hasher is dropped.
+fn run_jobs(receiver: &Mutex<mpsc::Receiver<Job>>) {
+    if let Err(error) = ThreadPriority::Min.set_for_current() {
+        tracing::warn!(?error, "could not lower the priority of a password thread");
+    }
+    loop {
+        let job = {
+            let Ok(receiver) = receiver.lock() else {
+                return;
+            };
+            receiver.recv()
+        };
+        match job {
+            Ok(job) => job(),
+            Err(mpsc::RecvError) => return,
+        }
     }
 }
 
@@ -243,7 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only_and_an_unknown_user_never_matches() {
-        let hasher = PasswordHasher::new(1, 4);
+        let hasher = PasswordHasher::new(1, 4).unwrap();
         let password = Password::new("Example@2026");
         let hash = hasher.hash(&password).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
@@ -265,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_refused_instead_of_waiting() {
-        let hasher = Arc::new(PasswordHasher::new(1, 0));
+        let hasher = Arc::new(PasswordHasher::new(1, 0).unwrap());
         let password = Password::new("Example@2026");
         let busy = {
             let (hasher, password) = (hasher.clone(), password.clone());

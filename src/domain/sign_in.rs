@@ -126,6 +126,8 @@ impl SignIn {
             ("username", username),
             ("password", password.expose()),
         ]))?;
+        // A place for the hash first: under overload a refusal reads nothing.
+        let admission = self.hasher.admit()?;
         let keys = ThrottleKeys::new("login", organization, username, peer);
         self.check_throttle(&keys.all()).await?;
 
@@ -134,7 +136,7 @@ impl SignIn {
         let stored = found
             .as_ref()
             .and_then(|(_, user)| user.password_hash.as_deref());
-        let matches = self.hasher.verify(password, stored).await?;
+        let matches = admission.verify(password, stored).await?;
         let (organization, user) = match found {
             Some(found) if matches => found,
             _ => {

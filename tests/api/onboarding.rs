@@ -366,6 +366,96 @@ async fn failed_sign_ins_are_throttled_alike_for_existing_and_unknown_usernames(
     login(&app, "lia@acme.com", GOOD_PASSWORD).await.unwrap();
 }
 
+/// Login from a client whose connection comes from `source` (any 127.0.0.0/8 address is local).
+async fn login_from(
+    app: &TestApp,
+    source: &str,
+    organization: &str,
+    username: &str,
+    password: &str,
+) -> Result<String, Status> {
+    let channel = tonic::transport::Channel::from_shared(app.address.clone())
+        .unwrap()
+        .local_address(Some(source.parse().unwrap()))
+        .connect()
+        .await
+        .unwrap();
+    proto::auth_service_client::AuthServiceClient::new(channel)
+        .login(proto::LoginRequest {
+            organization: organization.into(),
+            username: username.into(),
+            password: password.into(),
+        })
+        .await
+        .map(|r| r.into_inner().access_token)
+}
+
+#[tokio::test]
+async fn one_address_guessing_many_usernames_is_throttled_across_organizations_and_others_are_not()
+{
+    let app = TestApp::spawn().await;
+    app.create_organization("globex").await;
+    registered_user(&app, "lia@acme.com").await;
+    // 31 usernames, each failing once: no username reaches its own limit of 5,
+    // the address passes its 30 free failures.
+    for attempt in 0..31 {
+        let organization = if attempt % 2 == 0 { "acme" } else { "globex" };
+        let refused = login_from(
+            &app,
+            "127.0.0.1",
+            organization,
+            &format!("guess{attempt}@acme.com"),
+            "Wrong#Pass1234",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "attempt {attempt}");
+    }
+    let held = login_from(&app, "127.0.0.1", "acme", "lia@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(held.code(), Code::ResourceExhausted);
+    assert_eq!(error_reason(&held).as_deref(), Some("THROTTLED"));
+    assert!(tonic_types::StatusExt::get_details_retry_info(&held).is_some());
+    // The same person from another address is not held back by the guesser.
+    login_from(&app, "127.0.0.2", "acme", "lia@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn password_checks_beyond_the_hash_queue_are_refused_not_queued() {
+    // One hashing thread and no waiting room: concurrent sign-ins overflow it.
+    let app = TestApp::spawn_with(|settings| {
+        settings.passwords = roster::startup::PasswordSettings {
+            workers: 1,
+            queue: 0,
+        }
+    })
+    .await;
+    registered_user(&app, "lia@acme.com").await;
+    let attempts = (0..16).map(|_| login(&app, "lia@acme.com", GOOD_PASSWORD));
+    let results = futures::future::join_all(attempts).await;
+    let refused: Vec<&Status> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        !refused.is_empty() && refused.len() < results.len(),
+        "some sign-ins hashed, some refused: {} of {} refused",
+        refused.len(),
+        results.len()
+    );
+    for status in refused {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(error_reason(status).as_deref(), Some("RESOURCE_EXHAUSTED"));
+    }
+    // A refusal is no failed attempt, and the pool is free again.
+    login(&app, "lia@acme.com", GOOD_PASSWORD).await.unwrap();
+    let failures: i64 = sqlx::query_scalar("select count(*) from sign_in_failures")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(failures, 0);
+}
+
 #[tokio::test]
 async fn changing_the_password_needs_the_current_one_and_signs_other_sessions_out() {
     let app = TestApp::spawn().await;
@@ -632,6 +722,69 @@ async fn activation_emails_go_to_the_users_named_expired_not_onboarded_or_create
     assert_eq!(send(by_job).await.unwrap(), 2);
     app.email("imp1@acme.com", 1).await;
     app.email("imp2@acme.com", 1).await;
+}
+
+#[tokio::test]
+async fn a_unit_administrator_re_invites_only_the_users_they_cover() {
+    let app = TestApp::spawn().await;
+    let o = groups::org(&app).await;
+    let south = groups::south_admin(&app, &o).await;
+    let covered = app.create_user("South", "Cashier", "south@acme.com").await;
+    let uncovered = app.create_user("West", "Cashier", "west@acme.com").await;
+    for (user, group) in [
+        (&covered, &south.cashier_south),
+        (&uncovered, &south.cashier_west),
+    ] {
+        groups::give(&app, app.as_admin(), &user.id, &[group])
+            .await
+            .unwrap();
+    }
+    let invitations = || async {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select u.email, count(o.id) from users u left join outbox o on o.user_id = u.id and o.kind = 'INVITATION' \
+             where u.email in ('south@acme.com', 'west@acme.com') group by u.email order by u.email",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        counts
+    };
+    let before = invitations().await;
+    let send = |request: proto::SendActivationEmailRequest| {
+        let mut users = app.users(south.bearer.clone());
+        async move {
+            users
+                .send_activation_email(request)
+                .await
+                .map(|r| r.into_inner().queued_count)
+        }
+    };
+    let named = |ids: &[&str]| proto::SendActivationEmailRequest {
+        user_ids: ids.iter().map(|id| id.to_string()).collect(),
+        ..Default::default()
+    };
+
+    let refused = send(named(&[&covered.id, &uncovered.id]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains(&uncovered.id),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(invitations().await, before, "nothing queued for either");
+
+    assert_eq!(send(named(&[&covered.id])).await.unwrap(), 1);
+    // A filter leaves out whom the caller does not cover instead of failing.
+    let not_onboarded = proto::SendActivationEmailRequest {
+        filter: proto::ActivationFilter::NotOnboarded as i32,
+        ..Default::default()
+    };
+    assert_eq!(send(not_onboarded).await.unwrap(), 1);
+    let after = invitations().await;
+    assert_eq!(after[0], ("south@acme.com".to_owned(), before[0].1 + 2));
+    assert_eq!(after[1], before[1]);
 }
 
 #[tokio::test]
