@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     delivery::{DeliverySettings, DeliveryWorker},
     domain::{
-        authentication::Authenticator,
+        authentication::{Authenticator, USER_ACCESS_CACHE_TTL},
         import::run::{ImportSettings, Jobs},
         password::PasswordHasher,
         sign_in::{SignIn, ThrottleSettings},
@@ -44,6 +44,10 @@ pub struct ServerSettings {
     pub delivery: Option<DeliverySettings>,
     pub passwords: PasswordSettings,
     pub throttle: ThrottleSettings,
+    /// How long a signed-in user's status and scopes are reused before they
+    /// are read again: the most a group removal, deactivation or deletion
+    /// made on any server takes to reach this one.
+    pub user_access_ttl: Duration,
     /// The password pages' listener; `None` serves no pages.
     pub http_listen: Option<SocketAddr>,
 }
@@ -76,6 +80,7 @@ impl ServerSettings {
             delivery: None,
             passwords: PasswordSettings::default(),
             throttle: ThrottleSettings::default(),
+            user_access_ttl: USER_ACCESS_CACHE_TTL,
             http_listen: None,
         }
     }
@@ -99,7 +104,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
-        let authenticator = Arc::new(Authenticator::new(pool.clone()));
+        let authenticator = Arc::new(Authenticator::new(pool.clone(), settings.user_access_ttl));
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter

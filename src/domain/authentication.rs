@@ -72,9 +72,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(pool: PgPool) -> Self {
+    /// `access_ttl`: how long a user's resolved status and scopes are reused
+    /// (changes made on any server take effect within it).
+    pub fn new(pool: PgPool, access_ttl: Duration) -> Self {
         Self {
-            user_access: UserAccessResolver::new(pool.clone()),
+            user_access: UserAccessResolver::new(pool.clone(), access_ttl),
             pool,
         }
     }
@@ -176,13 +178,15 @@ fn unknown_token() -> DomainError {
 pub struct UserAccessResolver {
     pool: PgPool,
     cache: Mutex<HashMap<(Uuid, Uuid), (Instant, UserAccess)>>,
+    ttl: Duration,
 }
 
 impl UserAccessResolver {
-    fn new(pool: PgPool) -> Self {
+    fn new(pool: PgPool, ttl: Duration) -> Self {
         Self {
             pool,
             cache: Mutex::new(HashMap::new()),
+            ttl,
         }
     }
 
@@ -211,14 +215,14 @@ impl UserAccessResolver {
     fn cached(&self, key: (Uuid, Uuid)) -> Option<UserAccess> {
         self.lock()
             .get(&key)
-            .filter(|(at, _)| at.elapsed() < USER_ACCESS_CACHE_TTL)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, access)| access.clone())
     }
 
     fn remember(&self, key: (Uuid, Uuid), access: UserAccess) {
         let mut cache = self.lock();
         if cache.len() >= USER_ACCESS_CACHE_CAPACITY {
-            cache.retain(|_, (at, _)| at.elapsed() < USER_ACCESS_CACHE_TTL);
+            cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
             if cache.len() >= USER_ACCESS_CACHE_CAPACITY {
                 cache.clear();
             }

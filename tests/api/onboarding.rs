@@ -457,6 +457,77 @@ async fn password_checks_beyond_the_hash_queue_are_refused_not_queued() {
 }
 
 #[tokio::test]
+async fn a_group_removal_deactivation_or_deletion_reaches_a_signed_in_session_within_the_access_ttl(
+) {
+    let ttl = std::time::Duration::from_secs(1);
+    let app = TestApp::spawn_with(|settings| settings.user_access_ttl = ttl).await;
+    let o = groups::org(&app).await;
+    let viewers = groups::group(&app, "Viewers", &o.viewer_profile, UnitScope::NoUnit, &[]).await;
+    let mut sessions = Vec::new();
+    for email in ["grp@acme.com", "off@acme.com", "del@acme.com"] {
+        let user = registered_user(&app, email).await;
+        groups::give(&app, app.as_admin(), &user.id, &[&viewers])
+            .await
+            .unwrap();
+        let token = login(&app, email, GOOD_PASSWORD).await.unwrap();
+        sessions.push((user.id, token));
+    }
+    // Each session reads once, so its access is cached.
+    let read = |token: String| {
+        let mut users = app.users(Bearer::token(&token));
+        async move {
+            users
+                .list_users(proto::ListUsersRequest::default())
+                .await
+                .map(|_| ())
+        }
+    };
+    for (_, token) in &sessions {
+        read(token.clone()).await.unwrap();
+    }
+    let [(in_group, group_token), (deactivated, off_token), (deleted, del_token)] =
+        <[_; 3]>::try_from(sessions).unwrap();
+    let mut admin = app.users(app.as_admin());
+    admin
+        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
+            user_id: in_group,
+            group_ids: vec![viewers.clone()],
+        })
+        .await
+        .unwrap();
+    admin
+        .set_user_status(proto::SetUserStatusRequest {
+            user_id: deactivated,
+            status: proto::UserStatus::Inactive as i32,
+        })
+        .await
+        .unwrap();
+    admin
+        .delete_user(proto::DeleteUserRequest { user_id: deleted })
+        .await
+        .unwrap();
+    let changed = std::time::Instant::now();
+    for (token, refused_with) in [
+        (group_token, Code::PermissionDenied),
+        (off_token, Code::Unauthenticated),
+        (del_token, Code::Unauthenticated),
+    ] {
+        loop {
+            match read(token.clone()).await {
+                Err(status) if status.code() == refused_with => break,
+                result => {
+                    assert!(
+                        changed.elapsed() < ttl + std::time::Duration::from_secs(2),
+                        "still {result:?} after the access TTL"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn changing_the_password_needs_the_current_one_and_signs_other_sessions_out() {
     let app = TestApp::spawn().await;
     registered_user(&app, "bia@acme.com").await;
