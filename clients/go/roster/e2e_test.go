@@ -1,0 +1,222 @@
+//go:build e2e
+
+// End-to-end tests against a running `roster serve`, started by
+// clients/e2e with an organization of their own:
+//
+//	ROSTER_SERVER       host:port, plaintext
+//	ROSTER_ADMIN_KEY    an ADMIN API key of the organization
+//	ROSTER_VIEWER_KEY   a VIEWER API key of the same organization
+//	ROSTER_IMPORT_FILE  a CSV file to import
+//	ROSTER_CLI_RESULTS  the results `roster import` wrote for the same file
+package roster_test
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/roster-dev/roster/clients/go/roster"
+	"github.com/roster-dev/roster/clients/go/rosterv1"
+)
+
+func env(t *testing.T, name string) string {
+	t.Helper()
+	value := os.Getenv(name)
+	if value == "" {
+		t.Fatalf("%s is not set: run the end-to-end tests with clients/e2e", name)
+	}
+	return value
+}
+
+func dial(t *testing.T, key string) *roster.Client {
+	t.Helper()
+	client, err := roster.Dial(env(t, "ROSTER_SERVER"), key, roster.Plaintext())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
+}
+
+func context30s(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestAnAdminKeyCreatesAGroupAndAUserThenFindsThem(t *testing.T) {
+	ctx := context30s(t)
+	admin := dial(t, env(t, "ROSTER_ADMIN_KEY"))
+
+	me, err := admin.Auth.WhoAmI(ctx, &rosterv1.WhoAmIRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !me.OrganizationAdmin || me.GetApiKey() == nil {
+		t.Fatalf("expected an organization-admin API key, got %v", me)
+	}
+
+	profiles, err := admin.Groups.ListProfiles(ctx, &rosterv1.ListProfilesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viewer string
+	for _, profile := range profiles.Profiles {
+		if profile.BuiltIn && profile.Name == "Viewer" {
+			viewer = profile.Id
+		}
+	}
+	group, err := admin.Groups.CreateGroup(ctx, &rosterv1.CreateGroupRequest{Group: &rosterv1.Group{
+		Name: "Go auditors", ProfileId: viewer, UnitScope: rosterv1.UnitScope_UNIT_SCOPE_NO_UNIT,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	created, err := admin.Users.CreateUser(ctx, &rosterv1.CreateUserRequest{
+		User:     &rosterv1.User{FirstName: "Gopher", LastName: "Gonçalves", Email: "gopher@e2e-go.example"},
+		GroupIds: []string{group.Group.Id},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	found, err := admin.Users.ListUsers(ctx, &rosterv1.ListUsersRequest{Query: "goncalves gopher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found.Users) != 1 || found.Users[0].Id != created.User.Id {
+		t.Fatalf("search for the new user found %v", found.Users)
+	}
+
+	byEmail, err := admin.Users.LookupUser(ctx, &rosterv1.LookupUserRequest{
+		Key: &rosterv1.LookupUserRequest_Email{Email: "GOPHER@e2e-go.example"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byEmail.Users) != 1 || byEmail.Users[0].Id != created.User.Id {
+		t.Fatalf("lookup by email found %v", byEmail.Users)
+	}
+}
+
+func TestAnInvalidRequestNamesEachFieldInATypedBadRequest(t *testing.T) {
+	admin := dial(t, env(t, "ROSTER_ADMIN_KEY"))
+	_, err := admin.Users.CreateUser(context30s(t), &rosterv1.CreateUserRequest{
+		User: &rosterv1.User{FirstName: "", LastName: "Nobody", Email: "not-an-email"},
+	})
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument {
+		t.Fatalf("expected INVALID_ARGUMENT, got %v", err)
+	}
+	fields := map[string]string{}
+	for _, detail := range st.Details() {
+		if badRequest, ok := detail.(*errdetails.BadRequest); ok {
+			for _, violation := range badRequest.FieldViolations {
+				fields[violation.Field] = violation.Reason
+			}
+		}
+	}
+	if fields["user.first_name"] == "" || fields["user.email"] == "" {
+		t.Fatalf("expected violations on user.first_name and user.email, got %v", fields)
+	}
+}
+
+func TestAViewerKeyMayReadButNotWrite(t *testing.T) {
+	ctx := context30s(t)
+	viewer := dial(t, env(t, "ROSTER_VIEWER_KEY"))
+	if _, err := viewer.Users.ListUsers(ctx, &rosterv1.ListUsersRequest{}); err != nil {
+		t.Fatalf("a viewer reads: %v", err)
+	}
+	_, err := viewer.Users.CreateUser(ctx, &rosterv1.CreateUserRequest{
+		User: &rosterv1.User{FirstName: "Not", LastName: "Allowed", Email: "not.allowed@e2e-go.example"},
+	})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("expected PERMISSION_DENIED, got %v", err)
+	}
+}
+
+// The helper streams the file from disk and yields the same outcome for
+// every row as `roster import` did for the same file in another organization.
+func TestImportingAFileFromDiskGivesTheSameRowOutcomesAsTheCommandLine(t *testing.T) {
+	admin := dial(t, env(t, "ROSTER_ADMIN_KEY"))
+	expected := readResults(t, env(t, "ROSTER_CLI_RESULTS"))
+	file, err := os.Open(env(t, "ROSTER_IMPORT_FILE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	info, _ := file.Stat()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	run, err := admin.ImportCSV(ctx, file, &rosterv1.ImportOptions{
+		FileName: "e2e.csv", SendInvitations: ptr(false), NotifyRequester: ptr(false),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]string
+	for row, err := range run.Rows() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, resultLine(row))
+	}
+
+	if run.JobID() == "" || run.Summary().JobId != run.JobID() {
+		t.Fatalf("job id header %q, summary %q", run.JobID(), run.Summary().JobId)
+	}
+	if len(got) != len(expected) {
+		t.Fatalf("%d row results, the command line had %d", len(got), len(expected))
+	}
+	for i := range expected {
+		if strings.Join(got[i], "|") != strings.Join(expected[i], "|") {
+			t.Fatalf("row %d differs:\n go:  %q\n cli: %q", i, got[i], expected[i])
+		}
+	}
+	t.Logf("%d rows (%d bytes) imported, job %s", len(got), info.Size(), run.JobID())
+}
+
+// resultLine is a row result as `roster import` writes it to FILE.results.csv.
+func resultLine(row *rosterv1.ImportRowResult) []string {
+	issues := func(list []*rosterv1.FieldIssue) string {
+		parts := make([]string, 0, len(list))
+		for _, issue := range list {
+			parts = append(parts, fmt.Sprintf("%s: %s (%s)", issue.Field, issue.Message, issue.Code))
+		}
+		return strings.Join(parts, "; ")
+	}
+	return []string{
+		strconv.FormatInt(row.Line, 10),
+		row.Email,
+		strings.TrimPrefix(row.Outcome.String(), "ROW_OUTCOME_"),
+		issues(row.Errors),
+		issues(row.Warnings),
+	}
+}
+
+func readResults(t *testing.T, path string) [][]string {
+	t.Helper()
+	file, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	records, err := csv.NewReader(file).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return records[1:]
+}
+
+func ptr[T any](value T) *T { return &value }
