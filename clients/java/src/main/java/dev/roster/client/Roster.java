@@ -1,0 +1,263 @@
+package dev.roster.client;
+
+import com.google.protobuf.ByteString;
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.rpc.BadRequest;
+import dev.roster.v1.AuthServiceGrpc;
+import dev.roster.v1.GroupServiceGrpc;
+import dev.roster.v1.ImportOptions;
+import dev.roster.v1.ImportRowResult;
+import dev.roster.v1.ImportServiceGrpc;
+import dev.roster.v1.ImportSummary;
+import dev.roster.v1.ImportUsersRequest;
+import dev.roster.v1.ImportUsersResponse;
+import dev.roster.v1.OrganizationServiceGrpc;
+import dev.roster.v1.UserServiceGrpc;
+import io.grpc.CallCredentials;
+import io.grpc.Grpc;
+import io.grpc.InsecureChannelCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.SecurityLevel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.TlsChannelCredentials;
+import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
+import io.grpc.stub.MetadataUtils;
+import java.io.IOException;
+import java.io.InputStream;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
+
+/**
+ * A channel to a Roster server whose stubs carry a bearer token (an API key or a user's access
+ * token) on every call, and a streaming CSV import on the async stub.
+ *
+ * <pre>{@code
+ * try (Roster roster = Roster.connect("roster.internal:50051", apiKey, false)) {
+ *   User user = roster.users().getUser(GetUserRequest.newBuilder().setUserId(id).build()).getUser();
+ * }
+ * }</pre>
+ */
+public final class Roster implements AutoCloseable {
+  /** How much of the file each message carries; the file is never held in memory beyond it. */
+  public static final int CHUNK_SIZE = 64 * 1024;
+
+  private static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+  private static final Metadata.Key<String> IMPORT_JOB_ID =
+      Metadata.Key.of("roster-import-job-id", Metadata.ASCII_STRING_MARSHALLER);
+
+  private final ManagedChannel channel;
+  private final CallCredentials credentials;
+
+  private Roster(ManagedChannel channel, CallCredentials credentials) {
+    this.channel = channel;
+    this.credentials = credentials;
+  }
+
+  /**
+   * Connects to {@code target} (host:port). With {@code plaintext}, no TLS: for a server on
+   * loopback or in development only, since the token then travels in the clear.
+   */
+  public static Roster connect(String target, String token, boolean plaintext) {
+    ManagedChannel channel =
+        Grpc.newChannelBuilder(
+                target,
+                plaintext ? InsecureChannelCredentials.create() : TlsChannelCredentials.create())
+            .build();
+    return new Roster(channel, bearer(token, plaintext));
+  }
+
+  /**
+   * Per-call credentials {@code authorization: Bearer <token>}, for a stub of your own channel
+   * ({@code stub.withCallCredentials(Roster.bearer(token, false))}). They refuse to travel
+   * without TLS unless {@code plaintext} allows it.
+   */
+  public static CallCredentials bearer(String token, boolean plaintext) {
+    return new CallCredentials() {
+      @Override
+      public void applyRequestMetadata(
+          RequestInfo requestInfo, Executor appExecutor, MetadataApplier applier) {
+        if (!plaintext && requestInfo.getSecurityLevel() != SecurityLevel.PRIVACY_AND_INTEGRITY) {
+          applier.fail(
+              Status.UNAUTHENTICATED.withDescription(
+                  "refusing to send a bearer token over a connection without TLS"));
+          return;
+        }
+        Metadata headers = new Metadata();
+        headers.put(AUTHORIZATION, "Bearer " + token);
+        applier.apply(headers);
+      }
+    };
+  }
+
+  public AuthServiceGrpc.AuthServiceBlockingStub auth() {
+    return AuthServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials);
+  }
+
+  public OrganizationServiceGrpc.OrganizationServiceBlockingStub organizations() {
+    return OrganizationServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials);
+  }
+
+  public UserServiceGrpc.UserServiceBlockingStub users() {
+    return UserServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials);
+  }
+
+  public GroupServiceGrpc.GroupServiceBlockingStub groups() {
+    return GroupServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials);
+  }
+
+  public ImportServiceGrpc.ImportServiceBlockingStub imports() {
+    return ImportServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials);
+  }
+
+  public ImportServiceGrpc.ImportServiceStub importsAsync() {
+    return ImportServiceGrpc.newStub(channel).withCallCredentials(credentials);
+  }
+
+  /** The typed field violations of an {@code INVALID_ARGUMENT}, if the error carries them. */
+  public static Optional<BadRequest> badRequest(StatusRuntimeException error) {
+    com.google.rpc.Status status = StatusProto.fromThrowable(error);
+    if (status == null) {
+      return Optional.empty();
+    }
+    for (com.google.protobuf.Any detail : status.getDetailsList()) {
+      if (detail.is(BadRequest.class)) {
+        try {
+          return Optional.of(detail.unpack(BadRequest.class));
+        } catch (InvalidProtocolBufferException e) {
+          return Optional.empty();
+        }
+      }
+    }
+    return Optional.empty();
+  }
+
+  /** The end of an import: the job's id and its summary. */
+  public record ImportResult(String jobId, ImportSummary summary) {}
+
+  /**
+   * Imports {@code file} (CSV, UTF-8 or Windows-1252) with {@code options}. Chunks are read and
+   * sent only while the stream is ready (flow control), and {@code onRow} gets each row result
+   * as it arrives, on a gRPC thread. Returns once the summary has arrived.
+   *
+   * @throws StatusRuntimeException the server's refusal, or CANCELLED if reading the file failed
+   *     (the job then ends INTERRUPTED, keeping the rows already imported)
+   */
+  public ImportResult importCsv(
+      InputStream file, ImportOptions options, Consumer<ImportRowResult> onRow)
+      throws InterruptedException {
+    AtomicReference<Metadata> headers = new AtomicReference<>();
+    CompletableFuture<ImportSummary> done = new CompletableFuture<>();
+    importsAsync()
+        .withInterceptors(
+            MetadataUtils.newCaptureMetadataInterceptor(headers, new AtomicReference<>()))
+        .importUsers(new FileSender(file, options, onRow, done));
+    try {
+      ImportSummary summary = done.get();
+      Metadata received = headers.get();
+      String jobId = received == null ? summary.getJobId() : received.get(IMPORT_JOB_ID);
+      return new ImportResult(jobId, summary);
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof StatusRuntimeException status) {
+        throw status;
+      }
+      throw Status.fromThrowable(e.getCause()).asRuntimeException();
+    }
+  }
+
+  /** Sends the options then the file while the stream is ready; collects the results. */
+  private static final class FileSender
+      implements ClientResponseObserver<ImportUsersRequest, ImportUsersResponse> {
+    private final InputStream file;
+    private final ImportOptions options;
+    private final Consumer<ImportRowResult> onRow;
+    private final CompletableFuture<ImportSummary> done;
+    private final byte[] buffer = new byte[CHUNK_SIZE];
+    private ClientCallStreamObserver<ImportUsersRequest> requests;
+    private boolean optionsSent;
+    private boolean fileSent;
+    private ImportSummary summary;
+
+    FileSender(
+        InputStream file,
+        ImportOptions options,
+        Consumer<ImportRowResult> onRow,
+        CompletableFuture<ImportSummary> done) {
+      this.file = file;
+      this.options = options;
+      this.onRow = onRow;
+      this.done = done;
+    }
+
+    @Override
+    public void beforeStart(ClientCallStreamObserver<ImportUsersRequest> requests) {
+      this.requests = requests;
+      requests.setOnReadyHandler(this::sendWhileReady);
+    }
+
+    private synchronized void sendWhileReady() {
+      try {
+        while (requests.isReady() && !fileSent) {
+          if (!optionsSent) {
+            requests.onNext(ImportUsersRequest.newBuilder().setOptions(options).build());
+            optionsSent = true;
+            continue;
+          }
+          int read = file.read(buffer);
+          if (read < 0) {
+            fileSent = true;
+            requests.onCompleted();
+          } else if (read > 0) {
+            requests.onNext(
+                ImportUsersRequest.newBuilder().setChunk(ByteString.copyFrom(buffer, 0, read)).build());
+          }
+        }
+      } catch (IOException e) {
+        // A cut file must not pass for a whole one: cancel rather than complete.
+        fileSent = true;
+        requests.cancel("reading the file failed", e);
+      }
+    }
+
+    @Override
+    public void onNext(ImportUsersResponse response) {
+      switch (response.getMessageCase()) {
+        case ROW -> onRow.accept(response.getRow());
+        case SUMMARY -> summary = response.getSummary();
+        default -> {}
+      }
+    }
+
+    @Override
+    public void onError(Throwable error) {
+      done.completeExceptionally(error);
+    }
+
+    @Override
+    public void onCompleted() {
+      if (summary == null) {
+        done.completeExceptionally(
+            Status.INTERNAL.withDescription("the import ended without a summary").asRuntimeException());
+      } else {
+        done.complete(summary);
+      }
+    }
+  }
+
+  @Override
+  public void close() throws InterruptedException {
+    channel.shutdown();
+    if (!channel.awaitTermination(10, TimeUnit.SECONDS)) {
+      channel.shutdownNow();
+    }
+  }
+}
