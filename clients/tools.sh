@@ -1,0 +1,16 @@
+# Pinned tool versions, and `tool`, which installs one with `go install`
+# into a per-machine cache (shared by clones and runs) and prints its
+# directory. Sourced by clients/generate and docs/grpcurl-check.
+BUF_VERSION=v1.50.0
+PROTOC_GEN_GO_VERSION=v1.36.10
+PROTOC_GEN_GO_GRPC_VERSION=v1.5.1
+GRPCURL_VERSION=v1.9.3
+ROSTER_TOOLS=${ROSTER_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roster-tools}
+
+tool() { # name package version
+  local dir="$ROSTER_TOOLS/$1@$3"
+  if [ ! -x "$dir/$1" ]; then
+    GOBIN="$dir" go install "$2@$3" >&2
+  fi
+  echo "$dir"
+}
