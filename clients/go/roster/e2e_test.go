@@ -13,10 +13,13 @@ package roster_test
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,7 +162,11 @@ func TestImportingAFileFromDiskGivesTheSameRowOutcomesAsTheCommandLine(t *testin
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	run, err := admin.ImportCSV(ctx, file, &rosterv1.ImportOptions{
+	// Past the first 256 KiB the file only reads on once a row result has
+	// come back: a helper that read the whole file before sending, or that
+	// did not receive while sending, would stall here.
+	gate := &gatedReader{file: file, openAfter: 256 << 10, open: make(chan struct{})}
+	run, err := admin.ImportCSV(ctx, gate, &rosterv1.ImportOptions{
 		FileName: "e2e.csv", SendInvitations: ptr(false), NotifyRequester: ptr(false),
 	})
 	if err != nil {
@@ -170,7 +177,13 @@ func TestImportingAFileFromDiskGivesTheSameRowOutcomesAsTheCommandLine(t *testin
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(got) == 0 {
+			close(gate.open)
+		}
 		got = append(got, resultLine(row))
+	}
+	if !gate.waited.Load() {
+		t.Fatal("the helper never waited for a result past 256 KiB: it did not stream the file, or the file is smaller")
 	}
 
 	if run.JobID() == "" || run.Summary().JobId != run.JobID() {
@@ -185,6 +198,29 @@ func TestImportingAFileFromDiskGivesTheSameRowOutcomesAsTheCommandLine(t *testin
 		}
 	}
 	t.Logf("%d rows (%d bytes) imported, job %s", len(got), info.Size(), run.JobID())
+}
+
+// gatedReader reads file freely up to openAfter bytes, then waits for open.
+type gatedReader struct {
+	file      io.Reader
+	openAfter int
+	read      int
+	open      chan struct{}
+	waited    atomic.Bool
+}
+
+func (g *gatedReader) Read(buffer []byte) (int, error) {
+	if g.read >= g.openAfter && !g.waited.Load() {
+		select {
+		case <-g.open:
+			g.waited.Store(true)
+		case <-time.After(30 * time.Second):
+			return 0, errors.New("no row result within 30 s of sending the first 256 KiB")
+		}
+	}
+	n, err := g.file.Read(buffer)
+	g.read += n
+	return n, err
 }
 
 // resultLine is a row result as `roster import` writes it to FILE.results.csv.
