@@ -151,15 +151,18 @@ impl SignIn {
         let access_token = Secret::generate(TokenKind::AccessToken);
         let expire_time =
             Utc::now() + chrono::Duration::seconds(organization.settings.access_token_ttl_seconds);
+        // One commit for the session and the sign-in time.
+        let mut tx = self.pool.begin().await?;
         store::access_tokens::insert(
-            &self.pool,
+            &mut *tx,
             organization.id,
             user.id,
             &access_token.hash(),
             expire_time,
         )
         .await?;
-        store::users::touch_last_login(&self.pool, organization.id, user.id).await?;
+        store::users::touch_last_login(&mut *tx, organization.id, user.id).await?;
+        tx.commit().await?;
         let scopes = self
             .authenticator
             .user_access()

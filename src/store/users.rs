@@ -727,15 +727,15 @@ fn credentials_query(condition: &str) -> String {
     )
 }
 
-pub async fn touch_last_login(
-    pool: &PgPool,
+pub async fn touch_last_login<'e>(
+    executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("update users set last_login_time = now() where organization_id = $1 and id = $2")
         .bind(organization_id)
         .bind(id)
-        .execute(pool)
+        .execute(executor)
         .await?;
     Ok(())
 }

@@ -2,26 +2,35 @@
 //! by the worker (as `.eml` files here), RegisterPassword, ResetPassword,
 //! Login, Logout, ChangePassword and throttling.
 
-use roster::proto::{self, UnitScope};
+use roster::proto::{self, auth_service_client::AuthServiceClient, UnitScope};
 use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{error_reason, violated_fields, Bearer, TestApp},
+    helpers::{error_reason, violated_fields, Authed, Bearer, TestApp},
 };
 
 /// A password that meets every rule of the policy.
 pub const GOOD_PASSWORD: &str = "ExAmple@2026";
 
 pub async fn login(app: &TestApp, username: &str, password: &str) -> Result<String, Status> {
-    app.auth(Bearer::none())
-        .login(proto::LoginRequest {
-            organization: "ACME".into(),
-            username: username.into(),
-            password: password.into(),
-        })
-        .await
-        .map(|r| r.into_inner().access_token)
+    sign_in(&mut app.auth(Bearer::none()), "ACME", username, password).await
+}
+
+/// Login through `auth`, as typed on a sign-in form; the access token.
+async fn sign_in(
+    auth: &mut AuthServiceClient<Authed>,
+    organization: &str,
+    username: &str,
+    password: &str,
+) -> Result<String, Status> {
+    auth.login(proto::LoginRequest {
+        organization: organization.into(),
+        username: username.into(),
+        password: password.into(),
+    })
+    .await
+    .map(|r| r.into_inner().access_token)
 }
 
 pub async fn register(
@@ -366,28 +375,16 @@ async fn failed_sign_ins_are_throttled_alike_for_existing_and_unknown_usernames(
     login(&app, "lia@acme.com", GOOD_PASSWORD).await.unwrap();
 }
 
-/// Login from a client whose connection comes from `source` (any 127.0.0.0/8 address is local).
-async fn login_from(
-    app: &TestApp,
-    source: &str,
-    organization: &str,
-    username: &str,
-    password: &str,
-) -> Result<String, Status> {
+/// An AuthService client whose connection comes from `source` (any
+/// 127.0.0.0/8 address is local), so that the server sees another peer.
+async fn auth_from(app: &TestApp, source: &str) -> AuthServiceClient<Authed> {
     let channel = tonic::transport::Channel::from_shared(app.address.clone())
         .unwrap()
         .local_address(Some(source.parse().unwrap()))
         .connect()
         .await
         .unwrap();
-    proto::auth_service_client::AuthServiceClient::new(channel)
-        .login(proto::LoginRequest {
-            organization: organization.into(),
-            username: username.into(),
-            password: password.into(),
-        })
-        .await
-        .map(|r| r.into_inner().access_token)
+    AuthServiceClient::with_interceptor(channel, Bearer::none())
 }
 
 #[tokio::test]
@@ -396,29 +393,26 @@ async fn one_address_guessing_many_usernames_is_throttled_across_organizations_a
     let app = TestApp::spawn().await;
     app.create_organization("globex").await;
     registered_user(&app, "lia@acme.com").await;
+    let mut guesser = auth_from(&app, "127.0.0.1").await;
     // 31 usernames, each failing once: no username reaches its own limit of 5,
     // the address passes its 30 free failures.
     for attempt in 0..31 {
         let organization = if attempt % 2 == 0 { "acme" } else { "globex" };
-        let refused = login_from(
-            &app,
-            "127.0.0.1",
-            organization,
-            &format!("guess{attempt}@acme.com"),
-            "Wrong#Pass1234",
-        )
-        .await
-        .unwrap_err();
+        let username = format!("guess{attempt}@acme.com");
+        let refused = sign_in(&mut guesser, organization, &username, "Wrong#Pass1234")
+            .await
+            .unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated, "attempt {attempt}");
     }
-    let held = login_from(&app, "127.0.0.1", "acme", "lia@acme.com", GOOD_PASSWORD)
+    let held = sign_in(&mut guesser, "acme", "lia@acme.com", GOOD_PASSWORD)
         .await
         .unwrap_err();
     assert_eq!(held.code(), Code::ResourceExhausted);
     assert_eq!(error_reason(&held).as_deref(), Some("THROTTLED"));
     assert!(tonic_types::StatusExt::get_details_retry_info(&held).is_some());
     // The same person from another address is not held back by the guesser.
-    login_from(&app, "127.0.0.2", "acme", "lia@acme.com", GOOD_PASSWORD)
+    let mut colleague = auth_from(&app, "127.0.0.2").await;
+    sign_in(&mut colleague, "acme", "lia@acme.com", GOOD_PASSWORD)
         .await
         .unwrap();
 }

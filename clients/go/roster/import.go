@@ -21,7 +21,8 @@ const ChunkSize = 64 * 1024
 type Import struct {
 	stream  rosterv1.ImportService_ImportUsersClient
 	cancel  context.CancelFunc
-	sent    chan error
+	sent    chan struct{} // closed when the sender is done; sendErr is then set
+	sendErr error
 	summary *rosterv1.ImportSummary
 	jobID   string
 }
@@ -43,7 +44,7 @@ func (c *Client) ImportCSV(ctx context.Context, file io.Reader, options *rosterv
 		cancel()
 		return nil, receiveError(stream, err)
 	}
-	run := &Import{stream: stream, cancel: cancel, sent: make(chan error, 1)}
+	run := &Import{stream: stream, cancel: cancel, sent: make(chan struct{})}
 	go run.send(file)
 	return run, nil
 }
@@ -51,26 +52,30 @@ func (c *Client) ImportCSV(ctx context.Context, file io.Reader, options *rosterv
 // send streams the file, then half-closes. A read error cancels the call:
 // the server must not take a cut file for a whole one.
 func (i *Import) send(file io.Reader) {
+	i.sendErr = i.sendFile(file)
+	close(i.sent)
+	if i.sendErr != nil {
+		i.cancel()
+	}
+}
+
+func (i *Import) sendFile(file io.Reader) error {
 	buffer := make([]byte, ChunkSize)
 	for {
 		n, err := file.Read(buffer)
 		if n > 0 {
 			// The message is marshalled before Send returns, so the buffer is reused.
 			chunk := &rosterv1.ImportUsersRequest{Message: &rosterv1.ImportUsersRequest_Chunk{Chunk: buffer[:n]}}
-			if sendErr := i.stream.Send(chunk); sendErr != nil {
-				// io.EOF: the server ended the call; Recv tells why.
-				i.sent <- nil
-				return
+			if i.stream.Send(chunk) != nil {
+				// The call has ended (io.EOF); Recv tells why.
+				return nil
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			i.sent <- i.stream.CloseSend()
-			return
+			return i.stream.CloseSend()
 		}
 		if err != nil {
-			i.sent <- fmt.Errorf("roster: reading the file: %w", err)
-			i.cancel()
-			return
+			return fmt.Errorf("roster: reading the file: %w", err)
 		}
 	}
 }
@@ -120,12 +125,11 @@ func (i *Import) Rows() iter.Seq2[*rosterv1.ImportRowResult, error] {
 // Summary is the job's summary once Rows has ended without an error.
 func (i *Import) Summary() *rosterv1.ImportSummary { return i.summary }
 
-// sendError is the sender's outcome if it has finished.
+// sendError is the sender's error once it has finished, else nil.
 func (i *Import) sendError() error {
 	select {
-	case err := <-i.sent:
-		i.sent <- err
-		return err
+	case <-i.sent:
+		return i.sendErr
 	default:
 		return nil
 	}
