@@ -3,7 +3,7 @@ use std::time::Duration;
 use roster::proto;
 use tonic::Code;
 
-use crate::helpers::{error_reason, violated_fields, Bearer, TestApp};
+use crate::helpers::{error_reason, eventually, violated_fields, Bearer, TestApp};
 
 fn viewer_key(name: &str) -> proto::CreateApiKeyRequest {
     proto::CreateApiKeyRequest {
@@ -250,24 +250,21 @@ async fn using_a_key_records_its_last_use() {
     let app = TestApp::spawn().await;
     let mut auth = app.auth(app.as_admin());
     auth.who_am_i(proto::WhoAmIRequest {}).await.unwrap();
-    let mut last_used = None;
-    for _ in 0..50 {
-        let keys = auth
-            .list_api_keys(proto::ListApiKeysRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
-        last_used = keys
-            .api_keys
-            .iter()
-            .find(|k| k.name == "admin")
-            .and_then(|k| k.last_used_time);
-        if last_used.is_some() {
-            break;
+    let first_use = eventually("last_used_time is recorded", Duration::from_secs(5), || {
+        let mut auth = auth.clone();
+        async move {
+            let keys = auth
+                .list_api_keys(proto::ListApiKeysRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            keys.api_keys
+                .iter()
+                .find(|k| k.name == "admin")
+                .and_then(|k| k.last_used_time)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let first_use = last_used.expect("last_used_time recorded");
+    })
+    .await;
     // Within the minute, further calls do not move it.
     auth.who_am_i(proto::WhoAmIRequest {}).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;

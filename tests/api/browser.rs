@@ -11,7 +11,7 @@ use tonic::Code;
 
 use crate::{
     groups,
-    helpers::{deliver_to, Bearer, Email, SmtpSink, TestApp},
+    helpers::{deliver_to, eventually, Bearer, Email, SmtpSink, TestApp},
     onboarding::login,
 };
 
@@ -51,17 +51,16 @@ async fn fill_password_page(link: &str, weak: &str, good: &str) -> PageRun {
 
 /// The message to `to` whose link goes to `page` (the maildir has no order).
 async fn email_to_page(sink: &SmtpSink, to: &str, page: &str) -> Email {
-    for _ in 0..200 {
-        let found = sink
-            .messages()
-            .into_iter()
-            .find(|m| m.to == to && m.text.contains(&format!("/{page}#token=")));
-        if let Some(email) = found {
-            return email;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("no email to {to} with a /{page} link arrived at the SMTP server");
+    eventually(
+        &format!("an email to {to} with a /{page} link arrives at the SMTP server"),
+        std::time::Duration::from_secs(10),
+        || async {
+            sink.messages()
+                .into_iter()
+                .find(|m| m.to == to && m.text.contains(&format!("/{page}#token=")))
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

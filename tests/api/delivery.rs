@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use roster::store;
 use uuid::Uuid;
 
-use crate::helpers::{deliver_to, SmtpSink, TestApp};
+use crate::helpers::{deliver_to, eventually, SmtpSink, TestApp};
 
 /// `count` not-onboarded users, each with an invitation queued, written
 /// directly so that the test measures delivery, not creation.
@@ -45,12 +45,12 @@ async fn while_the_smtp_server_is_down_messages_stay_queued_and_go_out_when_it_r
             .await;
     }
     // Tried, failed, kept.
-    for _ in 0..100 {
-        if outbox_count(&app, "attempts >= 2").await == 5 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        "5 outbox rows with attempts >= 2",
+        std::time::Duration::from_secs(10),
+        || async { (outbox_count(&app, "attempts >= 2").await == 5).then_some(()) },
+    )
+    .await;
     assert_eq!(outbox_count(&app, "attempts >= 2").await, 5);
     assert_eq!(
         outbox_count(&app, "status = 'PENDING' and last_error is not null").await,
@@ -60,12 +60,12 @@ async fn while_the_smtp_server_is_down_messages_stay_queued_and_go_out_when_it_r
     let sink = SmtpSink::start_on(port).await;
     let received = sink.wait_for_count(5, 20).await;
     assert_eq!(received.len(), 5);
-    for _ in 0..100 {
-        if outbox_count(&app, "status = 'SENT'").await == 5 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        "5 outbox rows with status = 'SENT'",
+        std::time::Duration::from_secs(10),
+        || async { (outbox_count(&app, "status = 'SENT'").await == 5).then_some(()) },
+    )
+    .await;
     assert_eq!(outbox_count(&app, "status = 'SENT'").await, 5);
     let recipients: HashSet<String> = received.iter().map(|m| m.to.clone()).collect();
     assert_eq!(recipients.len(), 5);
@@ -124,12 +124,12 @@ async fn a_worker_that_dies_mid_batch_loses_nothing() {
     assert_eq!(received.len(), 10);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(sink.messages().len(), 10);
-    for _ in 0..100 {
-        if outbox_count(&app, "status = 'SENT'").await == 10 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        "10 outbox rows with status = 'SENT'",
+        std::time::Duration::from_secs(10),
+        || async { (outbox_count(&app, "status = 'SENT'").await == 10).then_some(()) },
+    )
+    .await;
     assert_eq!(
         outbox_count(&app, "status = 'SENT' and attempts = 2").await,
         10

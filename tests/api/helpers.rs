@@ -37,6 +37,28 @@ use uuid::Uuid;
 
 const TEMPLATE_DATABASE: &str = "roster_test_template";
 
+/// Polls `check` until it yields a value, at most `within`; then fails the
+/// test naming `what`. The one way tests wait for something to happen, so
+/// that no wait can hang the suite.
+pub async fn eventually<T, Fut>(what: &str, within: Duration, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
 type OptionsOf = Box<dyn Fn(&str) -> PgConnectOptions + Send + Sync>;
 type UrlOf = Box<dyn Fn(&str) -> String + Send + Sync>;
 
@@ -354,18 +376,20 @@ impl TestApp {
     /// file is written just before: the link works once committed).
     pub async fn email(&self, to: &str, count: usize) -> Email {
         let email = self.mail.wait_for(to, count).await;
-        for _ in 0..300 {
-            let leased: i64 =
-                sqlx::query_scalar("select count(*) from outbox where lease_owner is not null")
-                    .fetch_one(&self.pool)
-                    .await
-                    .expect("outbox");
-            if leased == 0 {
-                return email;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the delivery of email #{count} to {to} never committed");
+        eventually(
+            &format!("the delivery of email #{count} to {to} commits"),
+            Duration::from_secs(15),
+            || async {
+                let leased: i64 =
+                    sqlx::query_scalar("select count(*) from outbox where lease_owner is not null")
+                        .fetch_one(&self.pool)
+                        .await
+                        .expect("outbox");
+                (leased == 0).then_some(())
+            },
+        )
+        .await;
+        email
     }
 
     /// Stops this app's server gracefully, as on SIGTERM.
@@ -553,18 +577,17 @@ impl MailDirectory {
 
     /// Waits (up to 15 s) until `to` has received `count` messages; returns the last.
     pub async fn wait_for(&self, to: &str, count: usize) -> Email {
-        for _ in 0..300 {
-            let received: Vec<Email> = self
-                .emails()
-                .into_iter()
-                .filter(|email| email.to.eq_ignore_ascii_case(to))
-                .collect();
-            if received.len() >= count {
-                return received.into_iter().nth(count - 1).expect("email");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no email #{count} to {to} arrived");
+        eventually(
+            &format!("email #{count} to {to} arrives"),
+            Duration::from_secs(15),
+            || async {
+                self.emails()
+                    .into_iter()
+                    .filter(|email| email.to.eq_ignore_ascii_case(to))
+                    .nth(count - 1)
+            },
+        )
+        .await
     }
 }
 
@@ -652,19 +675,23 @@ impl SmtpSink {
             maildir,
             child: Some(child),
         };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return sink;
-            }
-            if let Some(Ok(Some(status))) = sink.child.as_mut().map(|c| c.try_wait()) {
-                panic!("aiosmtpd exited ({status}); is it installed? `python3 -m pip install aiosmtpd`");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("aiosmtpd did not start on port {port}");
+        eventually(
+            &format!("aiosmtpd listens on port {port}"),
+            Duration::from_secs(10),
+            || {
+                if let Some(Ok(Some(status))) = sink.child.as_mut().map(|c| c.try_wait()) {
+                    panic!("aiosmtpd exited ({status}); is it installed? `python3 -m pip install aiosmtpd`");
+                }
+                async move {
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()
+                        .map(drop)
+                }
+            },
+        )
+        .await;
+        sink
     }
 
     pub fn url(&self) -> String {
@@ -686,14 +713,15 @@ impl SmtpSink {
 
     /// Waits (up to `seconds`) until the server holds `count` messages.
     pub async fn wait_for_count(&self, count: usize, seconds: u64) -> Vec<Email> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count || std::time::Instant::now() > deadline {
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            &format!("the SMTP server holds {count} messages"),
+            Duration::from_secs(seconds),
+            || async {
+                let messages = self.messages();
+                (messages.len() >= count).then_some(messages)
+            },
+        )
+        .await
     }
 }
 

@@ -11,7 +11,7 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{violated_fields, Bearer, TestApp},
+    helpers::{eventually, violated_fields, Bearer, TestApp},
     users::builtin_profile,
 };
 
@@ -725,22 +725,26 @@ async fn a_client_killed_mid_file_leaves_an_interrupted_job_whose_counts_match_t
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    while count(&app, "select count(*) from import_rows").await == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the import's first row results are written",
+        std::time::Duration::from_secs(30),
+        || async { (count(&app, "select count(*) from import_rows").await > 0).then_some(()) },
+    )
+    .await;
     client.kill().await.unwrap();
     let job_id: String = sqlx::query_scalar("select id::text from import_jobs")
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let mut ended = job(&app, &job_id).await;
-    for _ in 0..100 {
-        if ended.status != proto::ImportJobStatus::Running as i32 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        ended = job(&app, &job_id).await;
-    }
+    let ended = eventually(
+        "the killed client's job ends",
+        std::time::Duration::from_secs(10),
+        || async {
+            let job = job(&app, &job_id).await;
+            (job.status != proto::ImportJobStatus::Running as i32).then_some(job)
+        },
+    )
+    .await;
     assert_interrupted_part_way_with_the_database_counts(&app, ended, 30_000).await;
 }
 

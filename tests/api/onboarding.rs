@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{error_reason, violated_fields, Authed, Bearer, TestApp},
+    helpers::{error_reason, eventually, violated_fields, Authed, Bearer, TestApp},
 };
 
 /// A password that meets every rule of the policy.
@@ -506,18 +506,16 @@ async fn a_group_removal_deactivation_or_deletion_reaches_a_signed_in_session_wi
         (off_token, Code::Unauthenticated),
         (del_token, Code::Unauthenticated),
     ] {
-        loop {
-            match read(token.clone()).await {
-                Err(status) if status.code() == refused_with => break,
-                result => {
-                    assert!(
-                        changed.elapsed() < ttl + std::time::Duration::from_secs(2),
-                        "still {result:?} after the access TTL"
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
+        let left = (ttl + std::time::Duration::from_secs(2)).saturating_sub(changed.elapsed());
+        eventually(
+            &format!("the change refuses the session with {refused_with:?} within the access TTL"),
+            left,
+            || async {
+                matches!(read(token.clone()).await, Err(status) if status.code() == refused_with)
+                    .then_some(())
+            },
+        )
+        .await;
     }
 }
 
@@ -866,19 +864,17 @@ async fn the_requester_of_an_import_gets_a_report_with_the_counts_and_the_failed
     };
     let run = crate::import::run_import(&app, requester, false, options, csv.as_bytes(), 64).await;
     let job_id = run.summary().job_id.clone();
-    let mut report = None;
-    for _ in 0..300 {
-        report = app
-            .mail
-            .emails()
-            .into_iter()
-            .find(|email| email.to == "boss@acme.com" && email.text.contains(&job_id));
-        if report.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let report = report.expect("an import report");
+    let report = eventually(
+        "the import report is emailed",
+        std::time::Duration::from_secs(15),
+        || async {
+            app.mail
+                .emails()
+                .into_iter()
+                .find(|email| email.to == "boss@acme.com" && email.text.contains(&job_id))
+        },
+    )
+    .await;
     assert!(
         report.subject.contains("1 created, 1 failed"),
         "{}",
