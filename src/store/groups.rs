@@ -361,6 +361,28 @@ pub async fn all_named_grants(
         .collect())
 }
 
+/// One member of `group_id` (id and email) who also belongs to any of `other_group_ids`.
+pub async fn member_also_in_any(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    group_id: Uuid,
+    other_group_ids: &[Uuid],
+) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "select u.id, u.email from memberships m \
+         join users u on u.organization_id = m.organization_id and u.id = m.user_id \
+         where m.organization_id = $1 and m.group_id = $2 and exists ( \
+             select 1 from memberships o where o.organization_id = m.organization_id \
+             and o.user_id = m.user_id and o.group_id = any($3)) \
+         order by u.id limit 1",
+    )
+    .bind(organization_id)
+    .bind(group_id)
+    .bind(other_group_ids)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
 /// Adds (user, group) memberships in one statement; existing ones are kept.
 pub async fn add_many_memberships(
     tx: &mut Transaction<'_>,
