@@ -450,7 +450,7 @@ pub async fn update_group(
     input: &GroupInput,
 ) -> Result<Group, DomainError> {
     let mut tx = pool.begin().await?;
-    let current = store::groups::find(&mut *tx, caller.organization_id, id)
+    let current = store::groups::lock(&mut tx, caller.organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))?;
     if !caller.authority.covers(&current.grant()) {
@@ -523,7 +523,7 @@ pub async fn delete_group(
     id: Uuid,
 ) -> Result<(), DomainError> {
     let mut tx = pool.begin().await?;
-    let group = store::groups::find(&mut *tx, caller.organization_id, id)
+    let group = store::groups::lock(&mut tx, caller.organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))?;
     if !caller.authority.covers(&group.grant()) {

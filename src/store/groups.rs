@@ -173,6 +173,24 @@ pub async fn find<'e>(
     Ok(row.map(Into::into))
 }
 
+/// The group, locked until the transaction ends: a membership added meanwhile
+/// waits (its foreign-key check shares the row), so the members checked are
+/// the members changed.
+pub async fn lock(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Group>, sqlx::Error> {
+    let row: Option<GroupRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from groups g where g.organization_id = $1 and g.id = $2 for update of g"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GroupFilter {
     pub name_contains: String,
