@@ -103,7 +103,8 @@ pub fn parse_request_id(raw: &str) -> Result<Option<String>, FieldViolation> {
 }
 
 /// Creates a key and returns it with its secret, shown only now. A retry
-/// with the same request id returns the first key without a secret.
+/// with the same request id by the same actor returns the first key without
+/// a secret.
 pub async fn create_api_key(
     pool: &PgPool,
     organization_id: Uuid,
@@ -112,7 +113,10 @@ pub async fn create_api_key(
     new_key: &NewApiKey,
 ) -> Result<(ApiKey, Option<Secret>), DomainError> {
     if let Some(previous) = match &new_key.request_id {
-        Some(id) => store::api_keys::find_by_request_id(pool, organization_id, id).await?,
+        Some(id) => {
+            store::api_keys::find_by_request_id(pool, organization_id, &actor.reference(), id)
+                .await?
+        }
         None => None,
     } {
         return Ok((previous, None));

@@ -8,11 +8,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    access::{Grant, UnitScope},
+    access::{Authority, Grant, UnitScope},
     api_key::parse_request_id,
     audit::AuditRecord,
     caller::{Caller, Scope},
     name::DisplayName,
+    user::ensure_may_act_on,
     DomainError, FieldViolation,
 };
 use crate::store::{self, Transaction};
@@ -248,11 +249,12 @@ impl ProfileValues {
     }
 }
 
-/// A create that carried a request id and already ran: the id it created.
+/// A create that carried a request id and already ran: the id it created
+/// for this same caller.
 async fn earlier_create(
     pool: &PgPool,
-    organization_id: Uuid,
-    operation: &str,
+    caller: &Caller,
+    operation: &'static str,
     request_id: &str,
 ) -> Result<Option<Uuid>, DomainError> {
     let request_id =
@@ -260,30 +262,87 @@ async fn earlier_create(
     let Some(request_id) = request_id else {
         return Ok(None);
     };
-    Ok(
-        store::idempotency::find(pool, organization_id, operation, &request_id)
-            .await?
-            .map(|(id, _)| id),
-    )
+    let key = store::idempotency::RequestKey::new(caller, operation, &request_id);
+    Ok(store::idempotency::find(pool, &key)
+        .await?
+        .map(|(id, _)| id))
 }
 
 async fn remember_create(
     tx: &mut Transaction<'_>,
-    organization_id: Uuid,
-    operation: &str,
+    caller: &Caller,
+    operation: &'static str,
     request_id: &str,
     id: Uuid,
 ) -> Result<(), DomainError> {
     if request_id.is_empty() {
         return Ok(());
     }
-    store::idempotency::insert(tx, organization_id, operation, request_id, id, &json!({})).await
+    let key = store::idempotency::RequestKey::new(caller, operation, request_id);
+    store::idempotency::insert(tx, &key, id, &json!({})).await
 }
 
 fn uncovered(what: &str) -> DomainError {
     DomainError::PermissionDenied(format!(
         "{what} grants more than you hold, so you may not change it"
     ))
+}
+
+/// A group of a built-in profile on NO_UNIT gives API scopes yet covers no
+/// group: a trap for whoever reads "Admin" literally, so it is refused.
+async fn check_scope_fits_profile(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    values: &GroupValues,
+) -> Result<(), DomainError> {
+    let profile = store::profiles::find(&mut **tx, organization_id, values.profile_id)
+        .await?
+        .ok_or_else(|| DomainError::NotFoundField {
+            field: "group.profile_id".into(),
+            message: format!("profile {} not found", values.profile_id),
+        })?;
+    if profile.built_in.is_some() && values.scope == UnitScope::NoUnit {
+        return Err(DomainError::invalid(
+            "group.unit_scope",
+            "BUILT_IN_PROFILE_NEEDS_UNITS",
+            format!(
+                "a group of the built-in {} {} profile cannot be UNIT_SCOPE_NO_UNIT: it would give API scopes but cover no unit; \
+                 use UNIT_SCOPE_ALL_UNITS (Admin on all units is an organization administrator) or UNIT_SCOPE_UNITS with its units",
+                profile.product, profile.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Changing or deleting a group changes what every member holds, so a unit
+/// administrator must be allowed to act on each of them.
+async fn ensure_may_act_on_members(
+    tx: &mut Transaction<'_>,
+    caller: &Caller,
+    group_id: Uuid,
+) -> Result<(), DomainError> {
+    if caller.authority == Authority::Organization {
+        return Ok(());
+    }
+    let uncovered: Vec<Uuid> = store::groups::all_named_grants(tx, caller.organization_id)
+        .await?
+        .into_iter()
+        .filter(|(_, grant)| !caller.authority.covers(grant))
+        .map(|(_, grant)| grant.group_id)
+        .collect();
+    if uncovered.is_empty() {
+        return Ok(());
+    }
+    if let Some((member_id, email)) =
+        store::groups::member_also_in_any(tx, caller.organization_id, group_id, &uncovered).await?
+    {
+        return Err(DomainError::PermissionDenied(format!(
+            "member {email} (user {member_id}) of this group holds groups you do not cover, \
+             so you may not change or delete the group"
+        )));
+    }
+    Ok(())
 }
 
 pub async fn create_group(
@@ -294,23 +353,17 @@ pub async fn create_group(
     values: &GroupValues,
 ) -> Result<Group, DomainError> {
     let organization_id = caller.organization_id;
-    if let Some(id) = earlier_create(pool, organization_id, "CreateGroup", request_id).await? {
+    if let Some(id) = earlier_create(pool, caller, "CreateGroup", request_id).await? {
         return get_group(pool, organization_id, id).await;
     }
     if !caller.authority.covers(&values.grant(Uuid::nil())) {
         return Err(uncovered("this group"));
     }
     let mut tx = pool.begin().await?;
+    check_scope_fits_profile(&mut tx, organization_id, values).await?;
     check_units_exist(&mut tx, organization_id, &values.scope).await?;
     let group = store::groups::insert(&mut tx, organization_id, values).await?;
-    remember_create(
-        &mut tx,
-        organization_id,
-        "CreateGroup",
-        request_id,
-        group.id,
-    )
-    .await?;
+    remember_create(&mut tx, caller, "CreateGroup", request_id, group.id).await?;
     store::audit::record(
         &mut tx,
         &AuditRecord::new(
@@ -386,7 +439,8 @@ impl GroupField {
     }
 }
 
-/// Changes a group the caller covers before and after the change.
+/// Changes a group the caller covers before and after the change, when the
+/// caller may act on every member.
 pub async fn update_group(
     pool: &PgPool,
     caller: &Caller,
@@ -396,7 +450,7 @@ pub async fn update_group(
     input: &GroupInput,
 ) -> Result<Group, DomainError> {
     let mut tx = pool.begin().await?;
-    let current = store::groups::find(&mut *tx, caller.organization_id, id)
+    let current = store::groups::lock(&mut tx, caller.organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))?;
     if !caller.authority.covers(&current.grant()) {
@@ -436,7 +490,9 @@ pub async fn update_group(
     if !caller.authority.covers(&values.grant(id)) {
         return Err(uncovered("the changed group"));
     }
+    check_scope_fits_profile(&mut tx, caller.organization_id, &values).await?;
     check_units_exist(&mut tx, caller.organization_id, &values.scope).await?;
+    ensure_may_act_on_members(&mut tx, caller, id).await?;
     let updated = store::groups::update(&mut tx, caller.organization_id, id, &values).await?;
     store::audit::record(
         &mut tx,
@@ -458,7 +514,8 @@ pub async fn update_group(
     Ok(updated)
 }
 
-/// Deletes a covered group; its memberships go with it.
+/// Deletes a covered group whose members the caller may all act on; its
+/// memberships go with it.
 pub async fn delete_group(
     pool: &PgPool,
     caller: &Caller,
@@ -466,12 +523,13 @@ pub async fn delete_group(
     id: Uuid,
 ) -> Result<(), DomainError> {
     let mut tx = pool.begin().await?;
-    let group = store::groups::find(&mut *tx, caller.organization_id, id)
+    let group = store::groups::lock(&mut tx, caller.organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))?;
     if !caller.authority.covers(&group.grant()) {
         return Err(uncovered("this group"));
     }
+    ensure_may_act_on_members(&mut tx, caller, id).await?;
     store::groups::delete(&mut tx, caller.organization_id, id).await?;
     store::audit::record(
         &mut tx,
@@ -521,12 +579,7 @@ async fn change_memberships(
 ) -> Result<Vec<Uuid>, DomainError> {
     let organization_id = caller.organization_id;
     let mut tx = pool.begin().await?;
-    if store::users::lock(&mut tx, organization_id, user_id)
-        .await?
-        .is_none()
-    {
-        return Err(DomainError::not_found("user", user_id));
-    }
+    ensure_may_act_on(&mut tx, caller, user_id, None).await?;
     let grants = store::groups::grants_by_ids(&mut *tx, organization_id, group_ids).await?;
     for (index, id) in group_ids.iter().enumerate() {
         let Some(grant) = grants.iter().find(|g| g.group_id == *id) else {
@@ -579,13 +632,13 @@ pub async fn create_unit(
     kind: Option<UnitKind>,
 ) -> Result<Unit, DomainError> {
     let organization_id = caller.organization_id;
-    if let Some(id) = earlier_create(pool, organization_id, "CreateUnit", request_id).await? {
+    if let Some(id) = earlier_create(pool, caller, "CreateUnit", request_id).await? {
         return get_unit(pool, organization_id, id).await;
     }
     let (name, kind) = parse_unit(name, kind)?;
     let mut tx = pool.begin().await?;
     let unit = store::units::insert(&mut tx, organization_id, name.as_str(), kind).await?;
-    remember_create(&mut tx, organization_id, "CreateUnit", request_id, unit.id).await?;
+    remember_create(&mut tx, caller, "CreateUnit", request_id, unit.id).await?;
     store::audit::record(
         &mut tx,
         &AuditRecord::new(
@@ -703,19 +756,12 @@ pub async fn create_profile(
     values: &ProfileValues,
 ) -> Result<Profile, DomainError> {
     let organization_id = caller.organization_id;
-    if let Some(id) = earlier_create(pool, organization_id, "CreateProfile", request_id).await? {
+    if let Some(id) = earlier_create(pool, caller, "CreateProfile", request_id).await? {
         return get_profile(pool, organization_id, id).await;
     }
     let mut tx = pool.begin().await?;
     let profile = store::profiles::insert(&mut tx, organization_id, values).await?;
-    remember_create(
-        &mut tx,
-        organization_id,
-        "CreateProfile",
-        request_id,
-        profile.id,
-    )
-    .await?;
+    remember_create(&mut tx, caller, "CreateProfile", request_id, profile.id).await?;
     store::audit::record(
         &mut tx,
         &AuditRecord::new(

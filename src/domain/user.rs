@@ -257,6 +257,14 @@ impl Origin {
             Origin::Clone => "source_user_id",
         }
     }
+
+    /// The operation a `request_id` is remembered under.
+    fn operation(self) -> &'static str {
+        match self {
+            Origin::Create => "CreateUser",
+            Origin::Clone => "CloneUser",
+        }
+    }
 }
 
 /// A validated CreateUser or CloneUser.
@@ -352,8 +360,11 @@ pub async fn create_user(
     new_user: &NewUser,
 ) -> Result<CreatedUser, DomainError> {
     let organization_id = caller.organization_id;
-    if let Some(id) = &new_user.request_id {
-        if let Some(previous) = replay_create(pool, organization_id, "CreateUser", id).await? {
+    let request_key = new_user.request_id.as_deref().map(|request_id| {
+        store::idempotency::RequestKey::new(caller, new_user.origin.operation(), request_id)
+    });
+    if let Some(key) = &request_key {
+        if let Some(previous) = replay_create(pool, caller, key).await? {
             return Ok(previous);
         }
     }
@@ -434,8 +445,8 @@ pub async fn create_user(
         skipped_group_ids: skipped,
         warnings,
     };
-    if let Some(id) = &new_user.request_id {
-        remember_create(&mut tx, organization_id, "CreateUser", id, &created).await?;
+    if let Some(key) = &request_key {
+        remember_create(&mut tx, key, &created).await?;
     }
     tx.commit().await?;
     Ok(created)
@@ -443,16 +454,13 @@ pub async fn create_user(
 
 async fn replay_create(
     pool: &PgPool,
-    organization_id: Uuid,
-    operation: &str,
-    request_id: &str,
+    caller: &Caller,
+    key: &store::idempotency::RequestKey,
 ) -> Result<Option<CreatedUser>, DomainError> {
-    let Some((user_id, response)) =
-        store::idempotency::find(pool, organization_id, operation, request_id).await?
-    else {
+    let Some((user_id, response)) = store::idempotency::find(pool, key).await? else {
         return Ok(None);
     };
-    let user = store::users::find(pool, organization_id, user_id)
+    let user = store::users::find(pool, caller.organization_id, user_id)
         .await?
         .ok_or_else(|| DomainError::not_found("user", user_id))?;
     let stored: StoredCreateResponse =
@@ -470,9 +478,7 @@ async fn replay_create(
 
 async fn remember_create(
     tx: &mut Transaction<'_>,
-    organization_id: Uuid,
-    operation: &str,
-    request_id: &str,
+    key: &store::idempotency::RequestKey,
     created: &CreatedUser,
 ) -> Result<(), DomainError> {
     let response = serde_json::to_value(StoredCreateResponse {
@@ -484,15 +490,7 @@ async fn remember_create(
             .collect(),
     })
     .map_err(anyhow::Error::from)?;
-    store::idempotency::insert(
-        tx,
-        organization_id,
-        operation,
-        request_id,
-        created.user.id,
-        &response,
-    )
-    .await
+    store::idempotency::insert(tx, key, created.user.id, &response).await
 }
 
 /// Refuses groups to give that do not exist (`field[index]`) or that the
@@ -548,9 +546,10 @@ pub async fn get_user(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<
         .ok_or_else(|| DomainError::not_found("user", id))
 }
 
-/// Refuses acting on oneself (`what` names the action) and on a user holding
-/// a group the caller does not cover.
-async fn ensure_may_act_on(
+/// Refuses acting on oneself (`self_action` names the action) and on a user
+/// holding a group the caller does not cover: every use case that changes a
+/// user (or who they are, or what they hold) passes here first.
+pub(crate) async fn ensure_may_act_on(
     tx: &mut Transaction<'_>,
     caller: &Caller,
     user_id: Uuid,
@@ -567,10 +566,11 @@ async fn ensure_may_act_on(
         }
     }
     let grants = store::groups::grants_of_user(&mut **tx, caller.organization_id, user_id).await?;
-    if !caller.authority.covers_all(&grants) {
-        return Err(DomainError::PermissionDenied(
-            "this user holds groups you do not cover, so you may not change them".into(),
-        ));
+    if let Some(uncovered) = grants.iter().find(|g| !caller.authority.covers(g)) {
+        return Err(DomainError::PermissionDenied(format!(
+            "user {user_id} holds group {}, which you do not cover, so you may not act on them",
+            uncovered.group_id
+        )));
     }
     Ok(user)
 }

@@ -73,7 +73,7 @@ pub async fn insert(
                 field: "name".into(),
                 message: format!("an API key named `{}` already exists", key.name.as_str()),
             }),
-            "api_keys_org_request_id_key" => Some(DomainError::AlreadyExists {
+            "api_keys_org_creator_request_id_key" => Some(DomainError::AlreadyExists {
                 reason: "REQUEST_ALREADY_PROCESSED",
                 field: "request_id".into(),
                 message: "a request with this request_id is being processed; retry".into(),
@@ -84,15 +84,18 @@ pub async fn insert(
     Ok(row.into())
 }
 
+/// The key `created_by` made with this request id: request ids are scoped to their caller.
 pub async fn find_by_request_id(
     pool: &PgPool,
     organization_id: Uuid,
+    created_by: &str,
     request_id: &str,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
     let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from api_keys where organization_id = $1 and request_id = $2"
+        "select {COLUMNS} from api_keys where organization_id = $1 and created_by = $2 and request_id = $3"
     ))
     .bind(organization_id)
+    .bind(created_by)
     .bind(request_id)
     .fetch_optional(pool)
     .await?;

@@ -173,6 +173,24 @@ pub async fn find<'e>(
     Ok(row.map(Into::into))
 }
 
+/// The group, locked until the transaction ends: a membership added meanwhile
+/// waits (its foreign-key check shares the row), so the members checked are
+/// the members changed.
+pub async fn lock(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Group>, sqlx::Error> {
+    let row: Option<GroupRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from groups g where g.organization_id = $1 and g.id = $2 for update of g"
+    ))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GroupFilter {
     pub name_contains: String,
@@ -359,6 +377,28 @@ pub async fn all_named_grants(
         .into_iter()
         .map(|row| (row.name, row.grant.grant().0))
         .collect())
+}
+
+/// One member of `group_id` (id and email) who also belongs to any of `other_group_ids`.
+pub async fn member_also_in_any(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    group_id: Uuid,
+    other_group_ids: &[Uuid],
+) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "select u.id, u.email from memberships m \
+         join users u on u.organization_id = m.organization_id and u.id = m.user_id \
+         where m.organization_id = $1 and m.group_id = $2 and exists ( \
+             select 1 from memberships o where o.organization_id = m.organization_id \
+             and o.user_id = m.user_id and o.group_id = any($3)) \
+         order by u.id limit 1",
+    )
+    .bind(organization_id)
+    .bind(group_id)
+    .bind(other_group_ids)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Adds (user, group) memberships in one statement; existing ones are kept.

@@ -205,7 +205,6 @@ async fn the_who_may_do_what_table_of_the_spec() {
     )
     .await;
     let (_, only_admin_south) = holder(&app, "only.admin@acme.test", &[&admin_south]).await;
-    let target = app.create_user("Target", "User", "target@acme.test").await;
 
     let cases: Vec<(&str, Bearer, &str, bool)> = vec![
         (
@@ -263,7 +262,11 @@ async fn the_who_may_do_what_table_of_the_spec() {
             false,
         ),
     ];
-    for (case, bearer, group_id, allowed) in cases {
+    for (index, (case, bearer, group_id, allowed)) in cases.into_iter().enumerate() {
+        // A fresh target each time: one holding an earlier case's group may be out of reach.
+        let target = app
+            .create_user("Target", "User", &format!("target{index}@acme.test"))
+            .await;
         let result = give(&app, bearer, &target.id, &[group_id]).await;
         match (allowed, result) {
             (true, Ok(_)) => {}
@@ -448,7 +451,7 @@ async fn nobody_deletes_or_changes_the_status_of_themselves() {
 async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    let viewers = group(&app, "Viewers", &o.viewer_profile, UnitScope::NoUnit, &[]).await;
+    let viewers = group(&app, "Viewers", &o.viewer_profile, UnitScope::AllUnits, &[]).await;
     let cashiers = group(
         &app,
         "Cashier South",
@@ -503,7 +506,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
                 UnitScope::Units as i32,
                 vec![o.south.clone()]
             ),
-            ("Viewer".to_owned(), UnitScope::NoUnit as i32, vec![]),
+            ("Viewer".to_owned(), UnitScope::AllUnits as i32, vec![]),
         ]
     );
 
@@ -786,7 +789,7 @@ async fn groups_units_and_profiles_have_full_crud_with_clear_refusals() {
 async fn removing_a_group_takes_effect_on_the_next_resolution_and_adding_twice_is_harmless() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    let viewers = group(&app, "Viewers", &o.viewer_profile, UnitScope::NoUnit, &[]).await;
+    let viewers = group(&app, "Viewers", &o.viewer_profile, UnitScope::AllUnits, &[]).await;
     let user = app.create_user("Ian", "Viewer", "ian@acme.test").await;
     assert_eq!(
         give(&app, app.as_admin(), &user.id, &[&viewers])

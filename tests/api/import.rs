@@ -332,7 +332,7 @@ async fn review_in_every_chunking_then_import(
 
 async fn cashiers_group(app: &TestApp) -> String {
     let profile = builtin_profile(app, "Viewer").await;
-    groups::group(app, "Cashiers", &profile, UnitScope::NoUnit, &[]).await
+    groups::group(app, "Cashiers", &profile, UnitScope::AllUnits, &[]).await
 }
 
 #[tokio::test]

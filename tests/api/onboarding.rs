@@ -68,7 +68,14 @@ async fn who_am_i(app: &TestApp, token: &str) -> Result<proto::WhoAmIResponse, S
 async fn an_invited_user_registers_a_password_signs_in_and_gets_the_scopes_of_their_groups() {
     let app = TestApp::spawn().await;
     let org = groups::org(&app).await;
-    let viewers = groups::group(&app, "Viewers", &org.viewer_profile, UnitScope::NoUnit, &[]).await;
+    let viewers = groups::group(
+        &app,
+        "Viewers",
+        &org.viewer_profile,
+        UnitScope::AllUnits,
+        &[],
+    )
+    .await;
     let user = app.create_user("Zoë", "Souza", "zoe@acme.com").await;
     groups::give(&app, app.as_admin(), &user.id, &[&viewers])
         .await
@@ -456,7 +463,7 @@ async fn a_group_removal_deactivation_or_deletion_reaches_a_signed_in_session_wi
     let ttl = std::time::Duration::from_secs(1);
     let app = TestApp::spawn_with(|settings| settings.user_access_ttl = ttl).await;
     let o = groups::org(&app).await;
-    let viewers = groups::group(&app, "Viewers", &o.viewer_profile, UnitScope::NoUnit, &[]).await;
+    let viewers = groups::group(&app, "Viewers", &o.viewer_profile, UnitScope::AllUnits, &[]).await;
     let mut sessions = Vec::new();
     for email in ["grp@acme.com", "off@acme.com", "del@acme.com"] {
         let user = registered_user(&app, email).await;

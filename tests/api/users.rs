@@ -747,7 +747,7 @@ async fn another_organizations_users_and_groups_are_not_found() {
             group: Some(proto::Group {
                 name: "Acme viewers".into(),
                 profile_id: profile_id.clone(),
-                unit_scope: proto::UnitScope::NoUnit as i32,
+                unit_scope: proto::UnitScope::AllUnits as i32,
                 ..Default::default()
             }),
             ..Default::default()

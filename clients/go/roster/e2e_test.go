@@ -79,7 +79,7 @@ func TestAnAdminKeyCreatesAGroupAndAUserThenFindsThem(t *testing.T) {
 		}
 	}
 	group, err := admin.Groups.CreateGroup(ctx, &rosterv1.CreateGroupRequest{Group: &rosterv1.Group{
-		Name: "Go auditors", ProfileId: viewer, UnitScope: rosterv1.UnitScope_UNIT_SCOPE_NO_UNIT,
+		Name: "Go auditors", ProfileId: viewer, UnitScope: rosterv1.UnitScope_UNIT_SCOPE_ALL_UNITS,
 	}})
 	if err != nil {
 		t.Fatal(err)

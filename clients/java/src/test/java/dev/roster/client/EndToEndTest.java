@@ -87,7 +87,7 @@ class EndToEndTest {
                         Group.newBuilder()
                             .setName("Java auditors")
                             .setProfileId(viewerProfile)
-                            .setUnitScope(UnitScope.UNIT_SCOPE_NO_UNIT))
+                            .setUnitScope(UnitScope.UNIT_SCOPE_ALL_UNITS))
                     .build())
             .getGroup();
     User user =
