@@ -760,7 +760,8 @@ type CreateApiKeyRequest struct {
 	Scopes []Scope `protobuf:"varint,2,rep,packed,name=scopes,proto3,enum=roster.v1.Scope" json:"scopes,omitempty"`
 	// Optional; must be in the future.
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
-	// Optional: a retry with the same id returns the first key's metadata (not its secret again).
+	// Optional: a retry with the same id by the same caller returns the first
+	// key's metadata (not its secret again).
 	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

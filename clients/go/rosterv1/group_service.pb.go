@@ -25,7 +25,8 @@ const (
 type CreateGroupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Group *Group                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	// Optional: a retry with the same id returns the first result.
+	// Optional: a retry with the same id by the same caller (API key or user)
+	// returns the first result; other callers' ids never collide with it.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -662,7 +663,8 @@ func (x *ListGroupMembersResponse) GetTotalSizeEstimated() bool {
 type CreateUnitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Unit  *Unit                  `protobuf:"bytes,1,opt,name=unit,proto3" json:"unit,omitempty"`
-	// Optional: a retry with the same id returns the first result.
+	// Optional: a retry with the same id by the same caller (API key or user)
+	// returns the first result; other callers' ids never collide with it.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1161,7 +1163,8 @@ func (*DeleteUnitResponse) Descriptor() ([]byte, []int) {
 type CreateProfileRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Profile *Profile               `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
-	// Optional: a retry with the same id returns the first result.
+	// Optional: a retry with the same id by the same caller (API key or user)
+	// returns the first result; other callers' ids never collide with it.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

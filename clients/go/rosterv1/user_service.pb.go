@@ -137,7 +137,8 @@ type CreateUserRequest struct {
 	Deactivated bool `protobuf:"varint,4,opt,name=deactivated,proto3" json:"deactivated,omitempty"`
 	// Default true.
 	SendInvitation *bool `protobuf:"varint,5,opt,name=send_invitation,json=sendInvitation,proto3,oneof" json:"send_invitation,omitempty"`
-	// Optional: a retry with the same id returns the first result.
+	// Optional: a retry with the same id by the same caller (API key or user)
+	// returns the first result; other callers' ids never collide with it.
 	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1069,7 +1070,8 @@ type CloneUserRequest struct {
 	Deactivated bool  `protobuf:"varint,3,opt,name=deactivated,proto3" json:"deactivated,omitempty"`
 	// Default true.
 	SendInvitation *bool `protobuf:"varint,4,opt,name=send_invitation,json=sendInvitation,proto3,oneof" json:"send_invitation,omitempty"`
-	// Optional: a retry with the same id returns the first result.
+	// Optional: a retry with the same id by the same caller (API key or user)
+	// returns the first result; other callers' ids never collide with it.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
