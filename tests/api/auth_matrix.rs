@@ -4,7 +4,9 @@
 //! ends with. A new RPC is in the matrix the moment it is in the proto; one
 //! whose comment names no known scope fails it, and so does one the server
 //! does not route (UNIMPLEMENTED: the contract promises a method that is not
-//! built, which no caller can tell apart from a broken one).
+//! built, which no caller can tell apart from a broken one). Then another
+//! organization's ADMIN key names the first organization's resources in every
+//! id field of every request it may call.
 
 mod contract;
 mod raw_call;
@@ -596,12 +598,16 @@ fn reads_a_collection(rpc: &Rpc) -> bool {
 }
 
 /// globex's ADMIN key names acme's resource in each id field of `rpc`'s
-/// request in turn (every other id field naming globex's own): the answer
-/// must be the one for an id that exists nowhere, NOT_FOUND unless the
-/// method reads a collection, and hold nothing of acme. A control call with
-/// globex's own ids first proves the request gets past validation to the
-/// lookup; when it does not with the other id fields filled, the field is
-/// tried alone. Returns the number of cells checked.
+/// request in turn, every other id field naming globex's own. The answer must
+/// be NOT_FOUND; for a collection read or a batch (a repeated id field, whose
+/// items may be reported one by one) it must be exactly the answer for an id
+/// that exists nowhere. No answer may hold anything of acme.
+///
+/// A control call with globex's own ids proves that the request gets past
+/// validation to the lookup (or that ids are looked up first: own ids pass
+/// to a later refusal while acme's and nowhere's are NOT_FOUND); when it does
+/// not with the other id fields filled, the field is tried alone. Returns the
+/// number of cells checked.
 async fn another_organizations_ids(
     app: &TestApp,
     world: &World,
