@@ -36,6 +36,7 @@ const SCOPE_SENTENCES: &[(&str, Required)] = &[
     ),
 ];
 
+/// One RPC of the contract.
 pub struct Rpc {
     /// `/roster.v1.UserService/GetUser`
     pub path: String,
@@ -165,13 +166,13 @@ impl Contract {
                 .flat_map(|info| &info.location)
                 .map(|location| (location.path.as_slice(), location.leading_comments()))
                 .collect();
+            let mut found = Found {
+                messages: &mut messages,
+                field_comments: &mut field_comments,
+                comments: &comments,
+            };
             for (index, message) in file.message_type.iter().enumerate() {
                 // FileDescriptorProto.message_type = 4.
-                let mut found = Found {
-                    messages: &mut messages,
-                    field_comments: &mut field_comments,
-                    comments: &comments,
-                };
                 found.collect(&format!(".{package}"), message, vec![4, index as i32]);
             }
             for enumeration in &file.enum_type {
