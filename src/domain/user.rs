@@ -598,6 +598,18 @@ pub async fn send_activation_emails(
             });
         }
     }
+    // A job of another organization, or of none, is not "no users to invite".
+    if let store::users::InvitationTargets::ImportJob(job_id) = targets {
+        if store::imports::find_job(pool, caller.organization_id, *job_id)
+            .await?
+            .is_none()
+        {
+            return Err(DomainError::NotFoundField {
+                field: "import_job_id".into(),
+                message: format!("import job {job_id} not found"),
+            });
+        }
+    }
     let mut tx = pool.begin().await?;
     let mut ids =
         store::users::lock_invitation_targets(&mut tx, caller.organization_id, targets).await?;

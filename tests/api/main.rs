@@ -10,6 +10,7 @@
 
 mod api_keys;
 mod auth;
+mod auth_matrix;
 mod browser;
 mod cli;
 mod contract;
