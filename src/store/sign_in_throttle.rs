@@ -215,7 +215,8 @@ pub async fn remember_familiar(
     tx.commit().await
 }
 
-/// Drops what no longer matters: budgets idle for `idle_seconds`, wrong
+/// Drops what no longer matters: budgets idle for `idle_seconds` (nothing
+/// reserved or failed since, nothing held back), wrong
 /// passwords older than `window_seconds`, familiar addresses older than
 /// `familiar_seconds`.
 pub async fn forget_stale(
@@ -225,8 +226,8 @@ pub async fn forget_stale(
     familiar_seconds: f64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "delete from sign_in_throttle where in_flight = 0 \
-           and coalesce(last_failure_time, reserve_time, '-infinity') < now() - make_interval(secs => $1) \
+        "delete from sign_in_throttle \
+           where coalesce(greatest(last_failure_time, reserve_time), '-infinity') < now() - make_interval(secs => $1) \
            and coalesce(blocked_until, '-infinity') < now()",
     )
     .bind(idle_seconds)

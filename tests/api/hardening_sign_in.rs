@@ -171,7 +171,8 @@ async fn a_flood_of_8000_malformed_sign_ins_from_one_address_does_not_stop_a_fam
     let address = "127.0.0.2";
     owner_familiar_with(&app, address).await;
     let over_long = "x".repeat(9_000);
-    let flooder = auth_from(&app, "127.0.0.3").await;
+    // From the owner's own address (a shared office NAT, say).
+    let flooder = auth_from(&app, address).await;
     let flood = stream::iter(0..8_000)
         .map(|attempt| {
             let mut flooder = flooder.clone();
