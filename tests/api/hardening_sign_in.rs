@@ -212,6 +212,43 @@ async fn a_flood_of_8000_malformed_sign_ins_from_one_address_does_not_stop_a_fam
     .await;
 }
 
+#[tokio::test]
+async fn wrong_sign_ins_flooding_from_one_address_cannot_fill_the_hash_queue() {
+    // Room for 41 checks: more than one address's budget of 30.
+    let app = TestApp::spawn_with(|settings| {
+        settings.passwords = roster::startup::PasswordSettings {
+            workers: 1,
+            queue: 40,
+        }
+    })
+    .await;
+    owner_familiar_with(&app, "127.0.0.2").await;
+    let flooder = auth_from(&app, "127.0.0.3").await;
+    let flood = stream::iter(0..300)
+        .map(|attempt| {
+            let mut flooder = flooder.clone();
+            async move {
+                let username = format!("guess{attempt}@acme.com");
+                sign_in(&mut flooder, "acme", &username, "Wrong#Pass1234")
+                    .await
+                    .unwrap_err()
+            }
+        })
+        .buffer_unordered(300)
+        .collect::<Vec<Status>>();
+    let during = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut owner = auth_from(&app, "127.0.0.2").await;
+        sign_in(&mut owner, "acme", OWNER, GOOD_PASSWORD).await
+    };
+    let (answers, owner_during) = tokio::join!(flood, during);
+    owner_during.unwrap();
+    assert!(checked(&answers) <= 30, "{} checked", checked(&answers));
+    for status in answers.iter().filter(|s| s.code() != Code::Unauthenticated) {
+        assert_throttled(status);
+    }
+}
+
 /// Wrong passwords for the owner, one per number in `guesses` (distinct
 /// numbers, distinct passwords), `concurrency` at a time, spread over
 /// `addresses`; the answers.
