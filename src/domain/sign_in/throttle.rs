@@ -231,7 +231,7 @@ impl Throttle {
     pub async fn reserve(&self, attempt: Attempt) -> Result<Reservation, DomainError> {
         let mut tx = self.pool.begin().await?;
         let buckets = self.lock(&mut tx, &attempt).await?;
-        self.admit(&attempt, &buckets)?;
+        self.within_budgets(&attempt, &buckets)?;
         store::sign_in_throttle::reserve(&mut tx, &buckets).await?;
         tx.commit().await?;
         Ok(Reservation {
@@ -247,11 +247,11 @@ impl Throttle {
     pub async fn count_request(&self, attempt: &Attempt) -> Result<bool, DomainError> {
         let mut tx = self.pool.begin().await?;
         let buckets = self.lock(&mut tx, attempt).await?;
-        if self.admit(attempt, &buckets).is_err() {
+        if self.within_budgets(attempt, &buckets).is_err() {
             return Ok(false);
         }
         let (keys, free) = attempt.keys_and_free();
-        self.record_failure(&mut *tx, &keys, &free, false).await?;
+        record_failure(&mut *tx, &self.settings, &keys, &free, false).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -287,7 +287,7 @@ impl Throttle {
     /// Whether every budget lets one more check start now: freely while its
     /// failures and the checks in flight stay under its free failures; past
     /// them, one check at a time once the backoff has passed.
-    fn admit(&self, attempt: &Attempt, buckets: &[Bucket]) -> Result<(), DomainError> {
+    fn within_budgets(&self, attempt: &Attempt, buckets: &[Bucket]) -> Result<(), DomainError> {
         let now = Utc::now();
         let mut wait = None::<Duration>;
         for bucket in buckets {
@@ -316,16 +316,6 @@ impl Throttle {
                 ),
             }),
         }
-    }
-
-    async fn record_failure<'e>(
-        &self,
-        executor: impl sqlx::PgExecutor<'e>,
-        keys: &[Vec<u8>],
-        free: &[i32],
-        reserved: bool,
-    ) -> Result<(), sqlx::Error> {
-        record_failure(executor, &self.settings, keys, free, reserved).await
     }
 }
 
