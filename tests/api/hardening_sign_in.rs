@@ -157,50 +157,72 @@ async fn over_long_or_malformed_sign_in_fields_are_refused_naming_the_field_befo
     .await;
 }
 
-#[tokio::test]
-async fn a_flood_of_8000_malformed_sign_ins_from_one_address_does_not_stop_a_familiar_sign_in() {
-    // One hashing thread and no waiting room: a flood that reached the hash
-    // would refuse the owner.
+/// The owner's familiar address in the flood tests.
+const OWNER_ADDRESS: &str = "127.0.0.2";
+
+/// An app hashing on one thread with `queue` places waiting, whose owner
+/// signed in from `OWNER_ADDRESS` before.
+async fn app_with_hash_queue(queue: usize) -> TestApp {
     let app = TestApp::spawn_with(|settings| {
-        settings.passwords = roster::startup::PasswordSettings {
-            workers: 1,
-            queue: 0,
-        }
+        settings.passwords = roster::startup::PasswordSettings { workers: 1, queue }
     })
     .await;
-    let address = "127.0.0.2";
-    owner_familiar_with(&app, address).await;
-    let over_long = "x".repeat(9_000);
-    // From the owner's own address (a shared office NAT, say).
-    let flooder = auth_from(&app, address).await;
-    let flood = stream::iter(0..8_000)
+    owner_familiar_with(&app, OWNER_ADDRESS).await;
+    app
+}
+
+/// `count` sign-ins from `flooder_address`, all at once but `concurrency`,
+/// each with the (organization, username, password) `form` gives for its
+/// number; meanwhile the owner signs in from their familiar address. The
+/// flood's answers, and the owner's.
+async fn flood_while_the_owner_signs_in(
+    app: &TestApp,
+    flooder_address: &str,
+    count: usize,
+    concurrency: usize,
+    form: impl Fn(usize) -> (String, String, String),
+) -> (Vec<Status>, Result<String, Status>) {
+    let flooder = auth_from(app, flooder_address).await;
+    let flood = stream::iter(0..count)
         .map(|attempt| {
             let mut flooder = flooder.clone();
-            let over_long = over_long.clone();
+            let (organization, username, password) = form(attempt);
             async move {
-                let (organization, username, password) = match attempt % 4 {
-                    0 => ("acme", over_long.as_str(), "Wrong#Pass1"),
-                    1 => (over_long.as_str(), OWNER, "Wrong#Pass1"),
-                    2 => ("acme", "lia\0@acme.com", "Wrong#Pass1"),
-                    _ => ("acme", OWNER, ""),
-                };
-                sign_in(&mut flooder, organization, username, password)
+                sign_in(&mut flooder, &organization, &username, &password)
                     .await
                     .unwrap_err()
-                    .code()
             }
         })
-        .buffer_unordered(64)
-        .collect::<Vec<Code>>();
-    let during = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut owner = auth_from(&app, address).await;
+        .buffer_unordered(concurrency)
+        .collect::<Vec<Status>>();
+    let owner = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut owner = auth_from(app, OWNER_ADDRESS).await;
         sign_in(&mut owner, "acme", OWNER, GOOD_PASSWORD).await
     };
-    let (codes, owner_during) = tokio::join!(flood, during);
-    assert!(codes.iter().all(|code| *code == Code::InvalidArgument));
-    owner_during.unwrap();
-    let mut owner = auth_from(&app, address).await;
+    tokio::join!(flood, owner)
+}
+
+#[tokio::test]
+async fn a_flood_of_8000_malformed_sign_ins_from_one_address_does_not_stop_a_familiar_sign_in() {
+    // No waiting room: a flood that reached the hash would refuse the owner.
+    let app = app_with_hash_queue(0).await;
+    let over_long = "x".repeat(9_000);
+    let form = |attempt: usize| {
+        let (organization, username, password) = match attempt % 4 {
+            0 => ("acme", over_long.as_str(), "Wrong#Pass1"),
+            1 => (over_long.as_str(), OWNER, "Wrong#Pass1"),
+            2 => ("acme", "lia\0@acme.com", "Wrong#Pass1"),
+            _ => ("acme", OWNER, ""),
+        };
+        (organization.into(), username.into(), password.into())
+    };
+    // From the owner's own address (a shared office NAT, say).
+    let (answers, owner) =
+        flood_while_the_owner_signs_in(&app, OWNER_ADDRESS, 8_000, 64, form).await;
+    owner.unwrap();
+    assert!(answers.iter().all(|s| s.code() == Code::InvalidArgument));
+    let mut owner = auth_from(&app, OWNER_ADDRESS).await;
     sign_in(&mut owner, "acme", OWNER, GOOD_PASSWORD)
         .await
         .unwrap();
@@ -215,34 +237,13 @@ async fn a_flood_of_8000_malformed_sign_ins_from_one_address_does_not_stop_a_fam
 #[tokio::test]
 async fn wrong_sign_ins_flooding_from_one_address_cannot_fill_the_hash_queue() {
     // Room for 41 checks: more than one address's budget of 30.
-    let app = TestApp::spawn_with(|settings| {
-        settings.passwords = roster::startup::PasswordSettings {
-            workers: 1,
-            queue: 40,
-        }
-    })
-    .await;
-    owner_familiar_with(&app, "127.0.0.2").await;
-    let flooder = auth_from(&app, "127.0.0.3").await;
-    let flood = stream::iter(0..300)
-        .map(|attempt| {
-            let mut flooder = flooder.clone();
-            async move {
-                let username = format!("guess{attempt}@acme.com");
-                sign_in(&mut flooder, "acme", &username, "Wrong#Pass1234")
-                    .await
-                    .unwrap_err()
-            }
-        })
-        .buffer_unordered(300)
-        .collect::<Vec<Status>>();
-    let during = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut owner = auth_from(&app, "127.0.0.2").await;
-        sign_in(&mut owner, "acme", OWNER, GOOD_PASSWORD).await
+    let app = app_with_hash_queue(40).await;
+    let form = |attempt: usize| {
+        let username = format!("guess{attempt}@acme.com");
+        ("acme".into(), username, "Wrong#Pass1234".into())
     };
-    let (answers, owner_during) = tokio::join!(flood, during);
-    owner_during.unwrap();
+    let (answers, owner) = flood_while_the_owner_signs_in(&app, "127.0.0.3", 300, 300, form).await;
+    owner.unwrap();
     assert!(checked(&answers) <= 30, "{} checked", checked(&answers));
     for status in answers.iter().filter(|s| s.code() != Code::Unauthenticated) {
         assert_throttled(status);
