@@ -170,6 +170,16 @@ impl Application {
             authenticator.clone(),
             settings.throttle.clone(),
         ));
+        let sweeper = sign_in.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                if let Err(error) = sweeper.forget_stale().await {
+                    tracing::warn!(error = %error, "cannot forget stale sign-in throttling state");
+                }
+            }
+        });
         let http_addr = match settings.http_listen {
             Some(listen) => {
                 let listener = TcpListener::bind(listen)

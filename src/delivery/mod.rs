@@ -40,6 +40,9 @@ use crate::{
 /// How many failed rows an import report lists.
 const REPORT_FAILED_ROWS: i64 = 20;
 
+/// Password reset requests resolved per round; a flood waits its turn.
+const RESET_REQUESTS_PER_ROUND: i64 = 1000;
+
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     pub transport: MailTransport,
@@ -155,10 +158,12 @@ impl DeliveryWorker {
         }
     }
 
-    /// One round: queues the reports of ended imports, then claims and
-    /// delivers a batch. Returns how many messages were handled.
+    /// One round: queues the reports of ended imports and the reset emails
+    /// of password reset requests, then claims and delivers a batch.
+    /// Returns how many messages were handled.
     pub async fn run_once(&self) -> Result<usize> {
         store::outbox::enqueue_import_reports(&self.pool).await?;
+        store::password_reset_requests::resolve(&self.pool, RESET_REQUESTS_PER_ROUND).await?;
         let claimed = store::outbox::claim(
             &self.pool,
             self.owner,

@@ -1,51 +1,28 @@
 //! Signing in and passwords (spec §2): Login, Logout, ChangePassword, and
 //! redeeming invitation and reset links, plus asking for a reset link.
 //! Unknown organization, unknown user and wrong password are one answer
-//! after the same work; failures are throttled per (organization, typed
-//! username) and per peer with backoff, never a hard lock.
+//! after the same work; failures are throttled with backoff, never a hard
+//! lock (see `throttle`). Every public input is bounded before any work.
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+mod throttle;
 
+use std::{net::IpAddr, sync::Arc};
+
+pub use self::throttle::ThrottleSettings;
+use self::throttle::{Flow, Throttle};
 use super::{
     audit::AuditRecord,
     authentication::Authenticator,
     caller::{Actor, Caller, Principal, Scopes},
+    name::MAX_NAME_CHARS,
     organization::Organization,
-    password::{unmet_rules, Password, PasswordHasher},
+    password::{unmet_rules, Password, PasswordHasher, PasswordRule},
     token::{PresentedToken, Secret, TokenKind},
     DomainError, FieldViolation,
 };
 use crate::store::{self, onboarding_tokens::TokenRecord};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-
-#[derive(Debug, Clone)]
-pub struct ThrottleSettings {
-    /// Failures per (organization, username) before backoff starts.
-    pub user_free: i32,
-    /// Failures per peer address before backoff starts (offices share one).
-    pub peer_free: i32,
-    /// Reset requests per (organization, username) before they are held back.
-    pub reset_free: i32,
-    /// The first hold; doubled with each further failure.
-    pub base: Duration,
-    pub max: Duration,
-    /// Failures older than this are forgotten.
-    pub forget_after: Duration,
-}
-
-impl Default for ThrottleSettings {
-    fn default() -> Self {
-        Self {
-            user_free: 5,
-            peer_free: 30,
-            reset_free: 3,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(15 * 60),
-            forget_after: Duration::from_secs(15 * 60),
-        }
-    }
-}
 
 /// A successful sign-in.
 #[derive(Debug)]
@@ -96,7 +73,7 @@ pub struct SignIn {
     pool: PgPool,
     hasher: Arc<PasswordHasher>,
     authenticator: Arc<Authenticator>,
-    throttle: ThrottleSettings,
+    throttle: Throttle,
 }
 
 impl SignIn {
@@ -107,11 +84,16 @@ impl SignIn {
         throttle: ThrottleSettings,
     ) -> Self {
         Self {
+            throttle: Throttle::new(pool.clone(), throttle),
             pool,
             hasher,
             authenticator,
-            throttle,
         }
+    }
+
+    /// Drops throttling state that no longer matters; the server calls it now and then.
+    pub async fn forget_stale(&self) -> Result<(), DomainError> {
+        self.throttle.forget_stale().await
     }
 
     pub async fn login(
@@ -121,15 +103,27 @@ impl SignIn {
         password: &Password,
         peer: Option<IpAddr>,
     ) -> Result<SignedIn, DomainError> {
-        DomainError::check(required(&[
-            ("organization", organization),
-            ("username", username),
-            ("password", password.expose()),
-        ]))?;
-        // A place for the hash first: under overload a refusal reads nothing.
-        let admission = self.hasher.admit()?;
-        let keys = ThrottleKeys::new("login", organization, username, peer);
-        self.check_throttle(&keys.all()).await?;
+        DomainError::check(
+            [
+                account_violations(organization, username),
+                bounded_password("password", password),
+            ]
+            .concat(),
+        )?;
+        // The budget first, so that a flood on one account or from one
+        // address cannot fill the hash queue; then a place for the hash.
+        let attempt = self
+            .throttle
+            .attempt(Flow::Login, organization, username, peer)
+            .await?;
+        let reservation = self.throttle.reserve(attempt).await?;
+        let admission = match self.hasher.admit() {
+            Ok(admission) => admission,
+            Err(refused) => {
+                reservation.release().await?;
+                return Err(refused);
+            }
+        };
 
         let found = self.find_account(organization, username).await?;
         // Unknown users are checked against a dummy hash: the same work, the same answer.
@@ -140,11 +134,11 @@ impl SignIn {
         let (organization, user) = match found {
             Some(found) if matches => found,
             _ => {
-                self.record_failures(&keys, self.throttle.user_free).await?;
+                reservation.failed(password).await?;
                 return Err(DomainError::Unauthenticated(WRONG_CREDENTIALS.into()));
             }
         };
-        store::sign_in_failures::forget(&self.pool, &keys.user).await?;
+        reservation.succeeded().await?;
         if user.status != "ACTIVE" {
             return Err(account_not_active(&user.status));
         }
@@ -207,12 +201,15 @@ impl SignIn {
         else {
             return Err(not_signed_in("an API key has no password"));
         };
-        DomainError::check(required(&[
-            ("current_password", current.expose()),
-            ("new_password", new.expose()),
-        ]))?;
-        let key = format!("password:{user_id}");
-        self.check_throttle(std::slice::from_ref(&key)).await?;
+        DomainError::check(
+            [
+                bounded_password("current_password", current),
+                bounded_password("new_password", new),
+            ]
+            .concat(),
+        )?;
+        let attempt = self.throttle.session_attempt(user_id).await?;
+        let reservation = self.throttle.reserve(attempt).await?;
         let user = store::users::credentials_by_id(&self.pool, caller.organization_id, user_id)
             .await?
             .ok_or_else(|| DomainError::not_found("user", user_id))?;
@@ -221,13 +218,14 @@ impl SignIn {
             .verify(current, user.password_hash.as_deref())
             .await?
         {
-            self.record_failure(&key, self.throttle.user_free).await?;
+            reservation.failed(current).await?;
             return Err(DomainError::invalid(
                 "current_password",
                 "WRONG_PASSWORD",
                 "the current password is not right",
             ));
         }
+        reservation.succeeded().await?;
         DomainError::check(unmet_rules(new, &user.username, "new_password"))?;
         let hash = self.hasher.hash(new).await?;
         let mut tx = self.pool.begin().await?;
@@ -259,7 +257,6 @@ impl SignIn {
         )
         .await?;
         tx.commit().await?;
-        store::sign_in_failures::forget(&self.pool, &key).await?;
         Ok(())
     }
 
@@ -306,6 +303,13 @@ impl SignIn {
         password_field: &str,
         request_id: &str,
     ) -> Result<PasswordSet, DomainError> {
+        DomainError::check(
+            [
+                at_most_bytes("token", raw_token, MAX_TOKEN_BYTES),
+                new_password_within_bound(password_field, password),
+            ]
+            .concat(),
+        )?;
         // Checked first without a lock, so that the slow hash holds none.
         let link = self.link_info(raw_token, kind).await?;
         let (LinkState::Valid, Some(username)) = (link.state, link.username) else {
@@ -360,34 +364,27 @@ impl SignIn {
         })
     }
 
-    /// Queues a reset link for an existing onboarded user; answers the same
-    /// whatever exists. Requests are held back per (organization, username)
-    /// and per peer, silently: the answer must not differ.
+    /// Asks for a reset link; answers the same, after the same work,
+    /// whatever exists: the request is queued as typed and the delivery
+    /// worker sends a link only when it names an onboarded user. Requests
+    /// are held back per account and per address, silently.
     pub async fn request_password_reset(
         &self,
         organization: &str,
         username: &str,
         peer: Option<IpAddr>,
     ) -> Result<(), DomainError> {
-        DomainError::check(required(&[
-            ("organization", organization),
-            ("username", username),
-        ]))?;
-        let keys = ThrottleKeys::new("reset", organization, username, peer);
-        if store::sign_in_failures::blocked_until(&self.pool, &keys.all())
-            .await?
-            .is_some()
-        {
+        DomainError::check(account_violations(organization, username))?;
+        let attempt = self
+            .throttle
+            .attempt(Flow::PasswordReset, organization, username, peer)
+            .await?;
+        if !self.throttle.count_request(&attempt).await? {
             tracing::info!("password reset request held back by throttling");
             return Ok(());
         }
-        self.record_failures(&keys, self.throttle.reset_free)
+        store::password_reset_requests::insert(&self.pool, organization.trim(), username.trim())
             .await?;
-        if let Some((org, user)) = self.find_account(organization, username).await? {
-            if user.password_hash.is_some() {
-                store::outbox::enqueue(&self.pool, org.id, user.id, "PASSWORD_RESET").await?;
-            }
-        }
         Ok(())
     }
 
@@ -406,81 +403,78 @@ impl SignIn {
                 .map(|user| (org, user)),
         )
     }
-
-    /// One failure against the typed (organization, username), allowed
-    /// `user_free` before backoff, and against the peer.
-    async fn record_failures(
-        &self,
-        keys: &ThrottleKeys,
-        user_free: i32,
-    ) -> Result<(), DomainError> {
-        self.record_failure(&keys.user, user_free).await?;
-        if let Some(peer) = &keys.peer {
-            self.record_failure(peer, self.throttle.peer_free).await?;
-        }
-        Ok(())
-    }
-
-    async fn check_throttle(&self, keys: &[String]) -> Result<(), DomainError> {
-        if let Some(until) = store::sign_in_failures::blocked_until(&self.pool, keys).await? {
-            let wait = (until - Utc::now()).to_std().unwrap_or_default();
-            return Err(DomainError::Throttled {
-                retry_after: wait,
-                message: format!(
-                    "too many failed attempts; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    async fn record_failure(&self, key: &str, free: i32) -> Result<(), DomainError> {
-        store::sign_in_failures::record_failure(
-            &self.pool,
-            key,
-            free,
-            self.throttle.base.as_secs_f64(),
-            self.throttle.max.as_secs_f64(),
-            self.throttle.forget_after.as_secs_f64(),
-        )
-        .await?;
-        Ok(())
-    }
 }
 
-/// What one attempt counts against: the typed organization and username,
-/// whether or not they exist, and the peer's address.
-struct ThrottleKeys {
-    user: String,
-    peer: Option<String>,
+/// The longest organization name (what an organization may be named).
+const MAX_ORGANIZATION_CHARS: usize = MAX_NAME_CHARS;
+/// The longest username: an email address (§1).
+const MAX_USERNAME_CHARS: usize = 254;
+/// Passwords are hashed whole; nobody types more than this.
+const MAX_PASSWORD_BYTES: usize = 1024;
+/// Link tokens are about 50 characters; room to spare.
+const MAX_TOKEN_BYTES: usize = 128;
+
+/// What is wrong with a typed organization and username, before any work.
+fn account_violations(organization: &str, username: &str) -> Vec<FieldViolation> {
+    [
+        bounded("organization", organization, MAX_ORGANIZATION_CHARS),
+        bounded("username", username, MAX_USERNAME_CHARS),
+    ]
+    .concat()
 }
 
-impl ThrottleKeys {
-    fn new(prefix: &str, organization: &str, username: &str, peer: Option<IpAddr>) -> Self {
-        Self {
-            user: format!(
-                "{prefix}:{}:{}",
-                organization.trim().to_lowercase(),
-                username.trim().to_lowercase()
-            ),
-            peer: peer.map(|address| format!("{prefix}-peer:{address}")),
-        }
-    }
-
-    fn all(&self) -> Vec<String> {
-        std::iter::once(self.user.clone())
-            .chain(self.peer.clone())
-            .collect()
-    }
-}
-
-fn required(fields: &[(&str, &str)]) -> Vec<FieldViolation> {
-    fields
-        .iter()
-        .filter(|(_, value)| value.trim().is_empty())
-        .map(|(field, _)| FieldViolation::new(*field, "REQUIRED", "required"))
+/// A required sign-in field of at most `max` characters around which only
+/// some spaces may stand (a byte bound, four per character), without control
+/// characters (PostgreSQL cannot store NUL).
+fn bounded(field: &str, value: &str, max: usize) -> Vec<FieldViolation> {
+    let trimmed = value.trim();
+    let violation = if trimmed.is_empty() {
+        Some(("REQUIRED", "required".to_owned()))
+    } else if value.len() > 4 * max || trimmed.chars().count() > max {
+        Some(("TOO_LONG", format!("must be at most {max} characters")))
+    } else if trimmed.chars().any(char::is_control) {
+        Some((
+            "CONTROL_CHARACTER",
+            "must not contain control characters".to_owned(),
+        ))
+    } else {
+        None
+    };
+    violation
+        .map(|(code, description)| FieldViolation::new(field, code, description))
+        .into_iter()
         .collect()
+}
+
+/// A required password of at most `MAX_PASSWORD_BYTES`.
+fn bounded_password(field: &str, password: &Password) -> Vec<FieldViolation> {
+    if password.expose().trim().is_empty() {
+        return vec![FieldViolation::new(field, "REQUIRED", "required")];
+    }
+    at_most_bytes(field, password.expose(), MAX_PASSWORD_BYTES)
+}
+
+/// A new password past `MAX_PASSWORD_BYTES` breaks the policy's length
+/// rule anyway: refused early, in the policy's words (the pages mark the
+/// rule). An empty or weak one is the policy's to describe, later.
+fn new_password_within_bound(field: &str, password: &Password) -> Vec<FieldViolation> {
+    if password.expose().len() <= MAX_PASSWORD_BYTES {
+        return Vec::new();
+    }
+    let rule = PasswordRule::MaxLength;
+    vec![FieldViolation::new(field, rule.code(), rule.description())]
+}
+
+/// `TOO_LONG` past `max` bytes; what else is wrong is for later checks to say.
+fn at_most_bytes(field: &str, value: &str, max: usize) -> Vec<FieldViolation> {
+    if value.len() <= max {
+        return Vec::new();
+    }
+    vec![FieldViolation::new(
+        field,
+        "TOO_LONG",
+        format!("must be at most {max} bytes"),
+    )]
 }
 
 fn check_record(record: &TokenRecord, kind: TokenKind) -> Result<(), LinkState> {

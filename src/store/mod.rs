@@ -13,8 +13,9 @@ pub mod onboarding_tokens;
 pub mod organizations;
 pub mod outbox;
 pub mod paging;
+pub mod password_reset_requests;
 pub mod profiles;
-pub mod sign_in_failures;
+pub mod sign_in_throttle;
 pub mod units;
 pub mod users;
 

@@ -18,7 +18,7 @@ pub async fn login(app: &TestApp, username: &str, password: &str) -> Result<Stri
 }
 
 /// Login through `auth`, as typed on a sign-in form; the access token.
-async fn sign_in(
+pub async fn sign_in(
     auth: &mut AuthServiceClient<Authed>,
     organization: &str,
     username: &str,
@@ -347,14 +347,20 @@ async fn sign_in_is_refused_for_inactive_on_vacation_and_not_onboarded_users() {
 
 #[tokio::test]
 async fn failed_sign_ins_are_throttled_alike_for_existing_and_unknown_usernames() {
-    let app = TestApp::spawn().await;
+    // A backoff that outlasts the test: the right password below meets it for sure.
+    let app = TestApp::spawn_with(|settings| {
+        settings.throttle.base = std::time::Duration::from_secs(60);
+    })
+    .await;
     registered_user(&app, "lia@acme.com").await;
     let failures = |username: &'static str| {
         let app = &app;
         async move {
             let mut codes = Vec::new();
-            for _ in 0..7 {
-                codes.push(login(app, username, "Wrong#Pass1234").await.unwrap_err());
+            // Distinct guesses: the same wrong password again counts once.
+            for guess in 0..7 {
+                let password = format!("Wrong#Pass{guess}");
+                codes.push(login(app, username, &password).await.unwrap_err());
             }
             codes
         }
@@ -370,12 +376,13 @@ async fn failed_sign_ins_are_throttled_alike_for_existing_and_unknown_usernames(
         assert_eq!(error_reason(&attempts[6]).as_deref(), Some("THROTTLED"));
     }
     assert_eq!(existing[6].message(), unknown[6].message());
-    // Even the right password waits out the backoff: no hard lock, no bypass.
+    // Even the right password waits out the backoff from an address the
+    // owner never signed in from: no hard lock, no bypass.
     let held = login(&app, "lia@acme.com", GOOD_PASSWORD)
         .await
         .unwrap_err();
     assert_eq!(held.code(), Code::ResourceExhausted);
-    sqlx::query("update sign_in_failures set blocked_until = now()")
+    sqlx::query("update sign_in_throttle set blocked_until = now()")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -384,7 +391,7 @@ async fn failed_sign_ins_are_throttled_alike_for_existing_and_unknown_usernames(
 
 /// An AuthService client whose connection comes from `source` (any
 /// 127.0.0.0/8 address is local), so that the server sees another peer.
-async fn auth_from(app: &TestApp, source: &str) -> AuthServiceClient<Authed> {
+pub async fn auth_from(app: &TestApp, source: &str) -> AuthServiceClient<Authed> {
     let channel = tonic::transport::Channel::from_shared(app.address.clone())
         .unwrap()
         .local_address(Some(source.parse().unwrap()))
@@ -426,12 +433,15 @@ async fn one_address_guessing_many_usernames_is_throttled_across_organizations_a
 
 #[tokio::test]
 async fn password_checks_beyond_the_hash_queue_are_refused_not_queued() {
-    // One hashing thread and no waiting room: concurrent sign-ins overflow it.
+    // One hashing thread and no waiting room: concurrent sign-ins overflow
+    // it. The throttle lets them all try: it is the hash queue under test.
     let app = TestApp::spawn_with(|settings| {
         settings.passwords = roster::startup::PasswordSettings {
             workers: 1,
             queue: 0,
-        }
+        };
+        settings.throttle.user_free = 100;
+        settings.throttle.peer_free = 100;
     })
     .await;
     registered_user(&app, "lia@acme.com").await;
@@ -450,10 +460,11 @@ async fn password_checks_beyond_the_hash_queue_are_refused_not_queued() {
     }
     // A refusal is no failed attempt, and the pool is free again.
     login(&app, "lia@acme.com", GOOD_PASSWORD).await.unwrap();
-    let failures: i64 = sqlx::query_scalar("select count(*) from sign_in_failures")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let failures: i64 =
+        sqlx::query_scalar("select coalesce(sum(failures + in_flight), 0) from sign_in_throttle")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(failures, 0);
 }
 

@@ -1,0 +1,453 @@
+//! Throttling of failed sign-ins in the spirit of smart lockout (spec §2).
+//!
+//! An account (the typed organization and username, existing or not) has
+//! two budgets: one for the addresses it signed in from successfully
+//! before (familiar), one for every other address, so that guessing from
+//! elsewhere never holds the owner back at a familiar address. Each address
+//! has a budget of its own too, which a familiar (account, address) pair
+//! never uses. A wrong password seen lately for the account is not counted
+//! again. Past its free failures a budget holds attempts back with a
+//! doubling delay, never a lock. An attempt reserves its budgets before the
+//! password is checked, so that concurrent guesses cannot all be checked.
+//!
+//! Every key is an HMAC-SHA-256 under a server-side key: fixed-size,
+//! whatever was typed, and never the text itself.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::PgPool;
+use tokio::sync::OnceCell;
+
+use crate::{
+    domain::{password::Password, DomainError},
+    store::{self, sign_in_throttle::Bucket},
+};
+
+#[derive(Debug, Clone)]
+pub struct ThrottleSettings {
+    /// Failures per account budget (familiar, or other addresses) before backoff starts.
+    pub user_free: i32,
+    /// Failures per address before backoff starts (offices share one).
+    pub peer_free: i32,
+    /// Reset requests per account before they are held back.
+    pub reset_free: i32,
+    /// The first hold; doubled with each further failure.
+    pub base: Duration,
+    pub max: Duration,
+    /// Failures older than this are forgotten.
+    pub forget_after: Duration,
+    /// How long a wrong password is remembered, so that retyping it is not counted again.
+    pub repeat_window: Duration,
+    /// Familiar addresses remembered per account (the most recent).
+    pub familiar_per_account: i64,
+    /// A familiar address not signed in from for this long is forgotten.
+    pub familiar_for: Duration,
+    /// A reservation older than this belonged to a server that stopped mid-check.
+    pub stale_reservation: Duration,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            user_free: 5,
+            peer_free: 30,
+            reset_free: 3,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(15 * 60),
+            forget_after: Duration::from_secs(15 * 60),
+            repeat_window: Duration::from_secs(15 * 60),
+            familiar_per_account: 10,
+            familiar_for: Duration::from_secs(90 * 24 * 3600),
+            stale_reservation: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Which flow an attempt belongs to: each has budgets of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Login,
+    PasswordReset,
+    ChangePassword,
+}
+
+impl Flow {
+    fn as_str(self) -> &'static str {
+        match self {
+            Flow::Login => "login",
+            Flow::PasswordReset => "reset",
+            Flow::ChangePassword => "change-password",
+        }
+    }
+}
+
+/// Keyed digests under the server-side key.
+#[derive(Clone)]
+struct Digester(Arc<Vec<u8>>);
+
+impl Digester {
+    /// HMAC-SHA-256 of the parts, each length-prefixed so that no two
+    /// different lists of parts digest alike.
+    fn digest(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+/// The network an address stands for: IPv4 addresses one by one, IPv6 by
+/// /64 (what one subscriber gets, and can rotate through freely).
+fn network(address: IpAddr) -> String {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            format!(
+                "{:x}:{:x}:{:x}:{:x}::/64",
+                segments[0], segments[1], segments[2], segments[3]
+            )
+        }
+    }
+}
+
+/// What one attempt counts against, decided before the password is checked.
+pub struct Attempt {
+    flow: Flow,
+    account: Vec<u8>,
+    address: Option<Vec<u8>>,
+    /// (key, free failures) of each budget it uses.
+    budgets: Vec<(Vec<u8>, i32)>,
+    /// The budget a success resets.
+    own_budget: Vec<u8>,
+    digester: Digester,
+}
+
+pub struct Throttle {
+    pool: PgPool,
+    settings: Arc<ThrottleSettings>,
+    secret: OnceCell<Digester>,
+}
+
+impl Throttle {
+    pub fn new(pool: PgPool, settings: ThrottleSettings) -> Self {
+        Self {
+            pool,
+            settings: Arc::new(settings),
+            secret: OnceCell::new(),
+        }
+    }
+
+    async fn digester(&self) -> Result<Digester, DomainError> {
+        let digester = self
+            .secret
+            .get_or_try_init(|| async {
+                store::sign_in_throttle::secret(&self.pool)
+                    .await
+                    .map(|secret| Digester(Arc::new(secret)))
+            })
+            .await?;
+        Ok(digester.clone())
+    }
+
+    /// An attempt on the typed organization and username (existing or not)
+    /// from `peer`: familiar when the account signed in from there lately.
+    pub async fn attempt(
+        &self,
+        flow: Flow,
+        organization: &str,
+        username: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Attempt, DomainError> {
+        let digester = self.digester().await?;
+        let account = digester.digest(&[
+            b"account",
+            organization.trim().to_lowercase().as_bytes(),
+            username.trim().to_lowercase().as_bytes(),
+        ]);
+        let address = peer.map(|peer| digester.digest(&[b"address", network(peer).as_bytes()]));
+        let familiar = match &address {
+            Some(address) => {
+                store::sign_in_throttle::is_familiar(
+                    &self.pool,
+                    &account,
+                    address,
+                    self.settings.familiar_for.as_secs_f64(),
+                )
+                .await?
+            }
+            None => false,
+        };
+        Ok(self.budgets(flow, account, address, familiar, digester))
+    }
+
+    /// An attempt by a signed-in user (ChangePassword): one budget, the user's.
+    pub async fn session_attempt(&self, user_id: uuid::Uuid) -> Result<Attempt, DomainError> {
+        let digester = self.digester().await?;
+        let account = digester.digest(&[b"user", user_id.as_bytes()]);
+        Ok(self.budgets(Flow::ChangePassword, account, None, false, digester))
+    }
+
+    fn budgets(
+        &self,
+        flow: Flow,
+        account: Vec<u8>,
+        address: Option<Vec<u8>>,
+        familiar: bool,
+        digester: Digester,
+    ) -> Attempt {
+        let flow_name = flow.as_str().as_bytes();
+        let account_free = if flow == Flow::PasswordReset {
+            self.settings.reset_free
+        } else {
+            self.settings.user_free
+        };
+        let which: &[u8] = if familiar { b"familiar" } else { b"other" };
+        let own_budget = digester.digest(&[flow_name, which, &account]);
+        let mut budgets = vec![(own_budget.clone(), account_free)];
+        if let (Some(address), false) = (&address, familiar) {
+            budgets.push((
+                digester.digest(&[flow_name, b"peer", address]),
+                self.settings.peer_free,
+            ));
+        }
+        Attempt {
+            flow,
+            account,
+            address,
+            budgets,
+            own_budget,
+            digester,
+        }
+    }
+
+    /// Reserves one check on each budget of the attempt, or THROTTLED.
+    pub async fn reserve(&self, attempt: Attempt) -> Result<Reservation, DomainError> {
+        let mut tx = self.pool.begin().await?;
+        let buckets = self.lock(&mut tx, &attempt).await?;
+        self.within_budgets(&attempt, &buckets)?;
+        store::sign_in_throttle::reserve(&mut tx, &buckets).await?;
+        tx.commit().await?;
+        Ok(Reservation {
+            pool: self.pool.clone(),
+            settings: self.settings.clone(),
+            attempt,
+            settled: false,
+        })
+    }
+
+    /// Counts a request (a password reset) on each budget of the attempt;
+    /// `false`, counting nothing, when one of them holds it back.
+    pub async fn count_request(&self, attempt: &Attempt) -> Result<bool, DomainError> {
+        let mut tx = self.pool.begin().await?;
+        let buckets = self.lock(&mut tx, attempt).await?;
+        if self.within_budgets(attempt, &buckets).is_err() {
+            return Ok(false);
+        }
+        let (keys, free) = attempt.keys_and_free();
+        record_failure(&mut *tx, &self.settings, &keys, &free, false).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Drops budgets, wrong passwords and familiar addresses that no longer matter.
+    pub async fn forget_stale(&self) -> Result<(), DomainError> {
+        let settings = &self.settings;
+        store::sign_in_throttle::forget_stale(
+            &self.pool,
+            settings.forget_after.max(settings.max).as_secs_f64(),
+            settings.repeat_window.as_secs_f64(),
+            settings.familiar_for.as_secs_f64(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn lock(
+        &self,
+        tx: &mut store::Transaction<'_>,
+        attempt: &Attempt,
+    ) -> Result<Vec<Bucket>, DomainError> {
+        let (keys, _) = attempt.keys_and_free();
+        Ok(store::sign_in_throttle::lock(
+            tx,
+            &keys,
+            self.settings.forget_after.as_secs_f64(),
+            self.settings.stale_reservation.as_secs_f64(),
+        )
+        .await?)
+    }
+
+    /// Whether every budget lets one more check start now: freely while its
+    /// failures and the checks in flight stay under its free failures; past
+    /// them, one check at a time once the backoff has passed.
+    fn within_budgets(&self, attempt: &Attempt, buckets: &[Bucket]) -> Result<(), DomainError> {
+        let now = Utc::now();
+        let mut wait = None::<Duration>;
+        for bucket in buckets {
+            let free = attempt
+                .budgets
+                .iter()
+                .find(|(key, _)| *key == bucket.key)
+                .map_or(0, |(_, free)| *free);
+            let held = if let Some(until) = bucket.blocked_until.filter(|until| *until > now) {
+                Some((until - now).to_std().unwrap_or_default())
+            } else if bucket.failures + bucket.in_flight >= free && bucket.in_flight > 0 {
+                // Past the free failures with a check still running: its outcome decides.
+                Some(self.settings.base)
+            } else {
+                None
+            };
+            wait = wait.max(held);
+        }
+        match wait {
+            None => Ok(()),
+            Some(wait) => Err(DomainError::Throttled {
+                retry_after: wait,
+                message: format!(
+                    "too many failed attempts; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            }),
+        }
+    }
+}
+
+impl Attempt {
+    fn keys_and_free(&self) -> (Vec<Vec<u8>>, Vec<i32>) {
+        self.budgets.iter().cloned().unzip()
+    }
+}
+
+async fn record_failure<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    settings: &ThrottleSettings,
+    keys: &[Vec<u8>],
+    free: &[i32],
+    reserved: bool,
+) -> Result<(), sqlx::Error> {
+    store::sign_in_throttle::record_failure(
+        executor,
+        keys,
+        free,
+        reserved,
+        settings.base.as_secs_f64(),
+        settings.max.as_secs_f64(),
+        settings.forget_after.as_secs_f64(),
+    )
+    .await
+}
+
+/// Budget reserved for one password check. Settle it with its outcome;
+/// dropped unsettled (an error, a cancelled call) it is given back.
+pub struct Reservation {
+    pool: PgPool,
+    settings: Arc<ThrottleSettings>,
+    attempt: Attempt,
+    settled: bool,
+}
+
+impl Reservation {
+    /// The password was right: the budget it used starts afresh and the
+    /// address becomes familiar to the account.
+    pub async fn succeeded(mut self) -> Result<(), DomainError> {
+        let (keys, _) = self.attempt.keys_and_free();
+        store::sign_in_throttle::release_and_reset(&self.pool, &keys, &self.attempt.own_budget)
+            .await?;
+        self.settled = true;
+        if let (Flow::Login, Some(address)) = (self.attempt.flow, &self.attempt.address) {
+            store::sign_in_throttle::remember_familiar(
+                &self.pool,
+                &self.attempt.account,
+                address,
+                self.settings.familiar_per_account,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The password was wrong (or the account unknown): counted, unless the
+    /// same password was tried on this account lately.
+    pub async fn failed(mut self, password: &Password) -> Result<(), DomainError> {
+        let attempt = &self.attempt;
+        let digest = attempt.digester.digest(&[
+            b"wrong-password",
+            &attempt.account,
+            password.expose().as_bytes(),
+        ]);
+        let (keys, free) = attempt.keys_and_free();
+        if store::sign_in_throttle::first_sighting(
+            &self.pool,
+            &digest,
+            self.settings.repeat_window.as_secs_f64(),
+        )
+        .await?
+        {
+            record_failure(&self.pool, &self.settings, &keys, &free, true).await?;
+        } else {
+            store::sign_in_throttle::release(&self.pool, &keys).await?;
+        }
+        self.settled = true;
+        Ok(())
+    }
+
+    /// The check did not happen (the hash pool was full): nothing is counted.
+    pub async fn release(mut self) -> Result<(), DomainError> {
+        let (keys, _) = self.attempt.keys_and_free();
+        store::sign_in_throttle::release(&self.pool, &keys).await?;
+        self.settled = true;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (keys, _) = self.attempt.keys_and_free();
+        let pool = self.pool.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = store::sign_in_throttle::release(&pool, &keys).await {
+                    tracing::warn!(error = %error, "cannot give back a sign-in reservation");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_of_one_subscriber_count_as_one_network() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        assert_eq!(network(a), network(b));
+        assert_eq!(network("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_ne!(
+            network("10.0.0.1".parse().unwrap()),
+            network("10.0.0.2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn digests_are_fixed_size_and_tell_parts_apart() {
+        let digester = Digester(Arc::new(b"key".to_vec()));
+        let long = "x".repeat(9_000);
+        assert_eq!(digester.digest(&[long.as_bytes()]).len(), 32);
+        assert_ne!(
+            digester.digest(&[b"ab", b"c"]),
+            digester.digest(&[b"a", b"bc"])
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! Password reset requests as typed: queued whatever they name, so that
+//! asking costs the same; the delivery worker resolves them.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub async fn insert(pool: &PgPool, organization: &str, username: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into password_reset_requests (id, organization, username) values ($1, $2, $3)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(organization)
+    .bind(username)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Takes up to `limit` requests and queues a reset email for each that
+/// names an onboarded user (organization and username ignoring case, trimmed
+/// when queued); the others end here, unanswered. Returns how many
+/// requests were taken.
+pub async fn resolve(pool: &PgPool, limit: i64) -> Result<u64, sqlx::Error> {
+    let taken: i64 = sqlx::query_scalar(
+        "with taken as (delete from password_reset_requests where id in \
+             (select id from password_reset_requests order by id limit $1 for update skip locked) \
+           returning organization, username), \
+         queued as (insert into outbox (organization_id, id, kind, user_id) \
+           select o.id, gen_random_uuid(), 'PASSWORD_RESET', u.id from taken t \
+           join organizations o on lower(o.name) = lower(t.organization) \
+           join users u on u.organization_id = o.id and lower(u.username) = lower(t.username) \
+           where u.password_hash is not null) \
+         select count(*) from taken",
+    )
+    .bind(limit)
+    .fetch_one(pool)
+    .await?;
+    Ok(taken as u64)
+}

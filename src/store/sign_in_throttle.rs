@@ -1,0 +1,255 @@
+//! Sign-in throttling state: budgets per key, wrong passwords seen lately,
+//! and the familiar addresses of accounts. Every key is a 32-byte keyed
+//! digest made by the domain; no username, address or password is stored.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor, PgPool};
+
+use super::Transaction;
+
+/// The server-side key of the sign-in digests.
+pub async fn secret<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<u8>, sqlx::Error> {
+    sqlx::query_scalar("select secret from server_secrets where name = 'sign_in'")
+        .fetch_one(executor)
+        .await
+}
+
+/// One budget as an attempt sees it: failures already forgotten when
+/// `forget_after` passed, and reservations of a server that died dropped.
+#[derive(Debug, Clone, FromRow)]
+pub struct Bucket {
+    pub key: Vec<u8>,
+    pub failures: i32,
+    pub in_flight: i32,
+    pub blocked_until: Option<DateTime<Utc>>,
+}
+
+/// Locks the buckets of `keys` (created when missing) until the end of
+/// `tx`. Taken in key order, so that two attempts never wait on each other
+/// crosswise.
+pub async fn lock(
+    tx: &mut Transaction<'_>,
+    keys: &[Vec<u8>],
+    forget_after_seconds: f64,
+    stale_reservation_seconds: f64,
+) -> Result<Vec<Bucket>, sqlx::Error> {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    sqlx::query(
+        "insert into sign_in_throttle (key) select k from unnest($1::bytea[]) as k order by k \
+         on conflict (key) do nothing",
+    )
+    .bind(&keys)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query_as(
+        "select key, \
+           case when last_failure_time < now() - make_interval(secs => $2) then 0 else failures end as failures, \
+           case when reserve_time < now() - make_interval(secs => $3) then 0 else in_flight end as in_flight, \
+           case when blocked_until > now() then blocked_until end as blocked_until \
+         from sign_in_throttle where key = any($1) order by key for update",
+    )
+    .bind(&keys)
+    .bind(forget_after_seconds)
+    .bind(stale_reservation_seconds)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Writes back the locked `buckets` with one more attempt in flight each.
+pub async fn reserve(tx: &mut Transaction<'_>, buckets: &[Bucket]) -> Result<(), sqlx::Error> {
+    let keys: Vec<Vec<u8>> = buckets.iter().map(|b| b.key.clone()).collect();
+    let failures: Vec<i32> = buckets.iter().map(|b| b.failures).collect();
+    let in_flight: Vec<i32> = buckets.iter().map(|b| b.in_flight + 1).collect();
+    sqlx::query(
+        "update sign_in_throttle s set failures = t.failures, in_flight = t.in_flight, \
+           reserve_time = now(), \
+           last_failure_time = case when t.failures = 0 then null else s.last_failure_time end \
+         from unnest($1::bytea[], $2::int4[], $3::int4[]) as t(key, failures, in_flight) \
+         where s.key = t.key",
+    )
+    .bind(&keys)
+    .bind(&failures)
+    .bind(&in_flight)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Gives back the reservations of an attempt that was not a counted failure.
+pub async fn release<'e>(
+    executor: impl PgExecutor<'e>,
+    keys: &[Vec<u8>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update sign_in_throttle set in_flight = greatest(in_flight - 1, 0) where key = any($1)",
+    )
+    .bind(sorted(keys))
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Like `release`, and forgets the failures of `reset` (a successful sign-in).
+pub async fn release_and_reset(
+    pool: &PgPool,
+    keys: &[Vec<u8>],
+    reset: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update sign_in_throttle set in_flight = greatest(in_flight - 1, 0), \
+           failures = case when key = $2 then 0 else failures end, \
+           blocked_until = case when key = $2 then null else blocked_until end \
+         where key = any($1)",
+    )
+    .bind(sorted(keys))
+    .bind(reset)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Counts a failure on each key (allowed `free` failures before backoff),
+/// giving back its reservation when `reserved`. Past its free failures a
+/// key is held back for `base * 2^(failures - free - 1)` seconds, at most
+/// `max`; failures older than `forget_after` are forgotten first.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_failure<'e>(
+    executor: impl PgExecutor<'e>,
+    keys: &[Vec<u8>],
+    free: &[i32],
+    reserved: bool,
+    base_seconds: f64,
+    max_seconds: f64,
+    forget_after_seconds: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "with counted as ( \
+           select s.key, t.free, case when s.last_failure_time is null \
+               or s.last_failure_time < now() - make_interval(secs => $6) then 1 else s.failures + 1 end as failures \
+           from sign_in_throttle s join unnest($1::bytea[], $2::int4[]) as t(key, free) on s.key = t.key \
+           order by s.key for update of s) \
+         update sign_in_throttle s set failures = c.failures, last_failure_time = now(), \
+           in_flight = case when $3 then greatest(s.in_flight - 1, 0) else s.in_flight end, \
+           blocked_until = case when c.failures <= c.free then null \
+             else now() + make_interval(secs => least($5, $4 * power(2, least(30, c.failures - c.free - 1)))) end \
+         from counted c where s.key = c.key",
+    )
+    .bind(keys)
+    .bind(free)
+    .bind(reserved)
+    .bind(base_seconds)
+    .bind(max_seconds)
+    .bind(forget_after_seconds)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Remembers a wrong password's digest; `true` when it was not seen in the
+/// last `window_seconds` (a new guess, to be counted). Two attempts with the
+/// same password at once: the second waits for the first and is not new.
+pub async fn first_sighting(
+    pool: &PgPool,
+    digest: &[u8],
+    window_seconds: f64,
+) -> Result<bool, sqlx::Error> {
+    let counted: Option<bool> = sqlx::query_scalar(
+        "insert into sign_in_wrong_passwords as w (digest, seen_time) values ($1, now()) \
+         on conflict (digest) do update set seen_time = now() \
+           where w.seen_time < now() - make_interval(secs => $2) \
+         returning true",
+    )
+    .bind(digest)
+    .bind(window_seconds)
+    .fetch_optional(pool)
+    .await?;
+    Ok(counted.is_some())
+}
+
+/// Whether the account signed in successfully from the address within `max_age_seconds`.
+pub async fn is_familiar(
+    pool: &PgPool,
+    account_key: &[u8],
+    address_key: &[u8],
+    max_age_seconds: f64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from sign_in_familiar_addresses where account_key = $1 \
+           and address_key = $2 and last_success_time > now() - make_interval(secs => $3))",
+    )
+    .bind(account_key)
+    .bind(address_key)
+    .bind(max_age_seconds)
+    .fetch_one(pool)
+    .await
+}
+
+/// Remembers a successful sign-in from the address, keeping the account's
+/// `keep` most recent addresses only.
+pub async fn remember_familiar(
+    pool: &PgPool,
+    account_key: &[u8],
+    address_key: &[u8],
+    keep: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "insert into sign_in_familiar_addresses (account_key, address_key, last_success_time) \
+         values ($1, $2, now()) on conflict (account_key, address_key) \
+         do update set last_success_time = now()",
+    )
+    .bind(account_key)
+    .bind(address_key)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "delete from sign_in_familiar_addresses where account_key = $1 and address_key not in \
+           (select address_key from sign_in_familiar_addresses where account_key = $1 \
+            order by last_success_time desc limit $2)",
+    )
+    .bind(account_key)
+    .bind(keep)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Drops what no longer matters: budgets idle for `idle_seconds` (nothing
+/// reserved or failed since, nothing held back), wrong
+/// passwords older than `window_seconds`, familiar addresses older than
+/// `familiar_seconds`.
+pub async fn forget_stale(
+    pool: &PgPool,
+    idle_seconds: f64,
+    window_seconds: f64,
+    familiar_seconds: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "delete from sign_in_throttle \
+           where coalesce(greatest(last_failure_time, reserve_time), '-infinity') < now() - make_interval(secs => $1) \
+           and coalesce(blocked_until, '-infinity') < now()",
+    )
+    .bind(idle_seconds)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "delete from sign_in_wrong_passwords where seen_time < now() - make_interval(secs => $1)",
+    )
+    .bind(window_seconds)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "delete from sign_in_familiar_addresses where last_success_time < now() - make_interval(secs => $1)",
+    )
+    .bind(familiar_seconds)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn sorted(keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys
+}
