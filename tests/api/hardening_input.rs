@@ -1,0 +1,266 @@
+//! Input at the boundary (issue 12, points 10–14): every request string is
+//! storable and bounded, names and emails refuse invisible tricks, errors
+//! echo only a prefix, unknown enum values are refused, and the bearer
+//! scheme ignores case.
+
+use roster::proto::{self, UnitKind, UserStatus};
+use tonic::{Code, Status};
+
+use crate::helpers::{violated_fields, Bearer, TestApp};
+
+/// The call was refused as invalid, naming exactly these fields.
+fn assert_refused(result: Result<impl std::fmt::Debug, Status>, fields: &[&str]) {
+    let status = result.expect_err("the request must be refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), fields, "{status:?}");
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    })
+}
+
+#[tokio::test]
+async fn a_nul_in_any_request_string_is_invalid_argument_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users(app.as_admin());
+    let mut groups = app.groups(app.as_admin());
+    let mut organizations = app.organizations(app.as_admin());
+    let user = app.create_user("Ana", "Silva", "ana@acme.test").await;
+
+    assert_refused(
+        users
+            .list_users(proto::ListUsersRequest {
+                query: "an\0a".into(),
+                ..Default::default()
+            })
+            .await,
+        &["query"],
+    );
+    assert_refused(
+        users
+            .lookup_user(proto::LookupUserRequest {
+                key: Some(proto::lookup_user_request::Key::Email(
+                    "ana@acme.test\0".into(),
+                )),
+            })
+            .await,
+        &["email"],
+    );
+    assert_refused(
+        users
+            .create_user(proto::CreateUserRequest {
+                user: Some(proto::User {
+                    first_name: "Bi\0a".into(),
+                    last_name: "Souza".into(),
+                    email: "bia@acme.test".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await,
+        &["user.first_name"],
+    );
+    assert_refused(
+        users
+            .add_user_to_groups(proto::AddUserToGroupsRequest {
+                user_id: user.id.clone(),
+                group_ids: vec![uuid::Uuid::nil().to_string(), "\0".into()],
+            })
+            .await,
+        &["group_ids[1]"],
+    );
+    assert_refused(
+        groups
+            .create_profile(proto::CreateProfileRequest {
+                profile: Some(proto::Profile {
+                    product: "POS".into(),
+                    name: "Cashier".into(),
+                    description: "rings up\0sales".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await,
+        &["profile.description"],
+    );
+    assert_refused(
+        groups
+            .update_unit(proto::UpdateUnitRequest {
+                unit: Some(proto::Unit::default()),
+                update_mask: mask(&["name", "ki\0nd"]),
+            })
+            .await,
+        &["update_mask.paths[1]"],
+    );
+    assert_refused(
+        organizations
+            .list_audit_events(proto::ListAuditEventsRequest {
+                actor_id: "\0".into(),
+                ..Default::default()
+            })
+            .await,
+        &["actor_id"],
+    );
+    // A server-streaming call's request is checked the same way.
+    assert_refused(
+        users
+            .export_users(proto::ExportUsersRequest {
+                query: "\0".into(),
+                ..Default::default()
+            })
+            .await,
+        &["query"],
+    );
+}
+
+#[tokio::test]
+async fn an_anonymous_caller_gets_invalid_argument_not_internal_for_a_nul() {
+    let app = TestApp::spawn().await;
+    let mut auth = app.auth(Bearer::none());
+
+    assert_refused(
+        auth.login(proto::LoginRequest {
+            organization: "default\0".into(),
+            username: "ana\0".into(),
+            password: "secret".into(),
+        })
+        .await,
+        &["organization", "username"],
+    );
+    assert_refused(
+        auth.request_password_reset(proto::RequestPasswordResetRequest {
+            organization: "acme".into(),
+            username: "a\0".into(),
+        })
+        .await,
+        &["username"],
+    );
+}
+
+#[tokio::test]
+async fn an_over_long_string_is_refused_naming_the_field_before_any_work() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users(app.as_admin());
+    let mut groups = app.groups(app.as_admin());
+
+    assert_refused(
+        users
+            .list_users(proto::ListUsersRequest {
+                query: "a".repeat(1025),
+                ..Default::default()
+            })
+            .await,
+        &["query"],
+    );
+    assert_refused(
+        groups
+            .update_group(proto::UpdateGroupRequest {
+                group: Some(proto::Group::default()),
+                update_mask: mask(&["name", &"x".repeat(20_000), "description"]),
+            })
+            .await,
+        &["update_mask.paths[1]"],
+    );
+    assert_refused(
+        app.auth(Bearer::none())
+            .login(proto::LoginRequest {
+                organization: "o".repeat(9000),
+                username: "ana".into(),
+                password: "secret".into(),
+            })
+            .await,
+        &["organization"],
+    );
+    // The default cap holds the longest value the domain accepts.
+    let description = "é".repeat(1000);
+    groups
+        .create_profile(proto::CreateProfileRequest {
+            profile: Some(proto::Profile {
+                product: "POS".into(),
+                name: "Cashier".into(),
+                description,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("a 1,000-character description fits");
+}
+
+#[tokio::test]
+async fn an_unknown_enum_value_in_any_request_is_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let mut groups = app.groups(app.as_admin());
+    let mut users = app.users(app.as_admin());
+
+    assert_refused(
+        groups
+            .list_units(proto::ListUnitsRequest {
+                kind: 99,
+                ..Default::default()
+            })
+            .await,
+        &["kind"],
+    );
+    assert_refused(
+        users
+            .list_users(proto::ListUsersRequest {
+                statuses: vec![UserStatus::Active as i32, 42],
+                ..Default::default()
+            })
+            .await,
+        &["statuses[1]"],
+    );
+    assert_refused(
+        app.imports(app.as_admin())
+            .list_import_jobs(proto::ListImportJobsRequest {
+                status: -3,
+                ..Default::default()
+            })
+            .await,
+        &["status"],
+    );
+    assert_refused(
+        groups
+            .create_unit(proto::CreateUnitRequest {
+                unit: Some(proto::Unit {
+                    name: "South".into(),
+                    kind: 77,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await,
+        &["unit.kind"],
+    );
+    // Known values, UNSPECIFIED included, still pass.
+    for kind in [UnitKind::Unspecified, UnitKind::Store] {
+        groups
+            .list_units(proto::ListUnitsRequest {
+                kind: kind as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("a known kind filters");
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_ignoring_case() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_key.clone();
+    for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
+        app.auth(Bearer::raw(&format!("{scheme} {token}")))
+            .who_am_i(proto::WhoAmIRequest {})
+            .await
+            .unwrap_or_else(|status| panic!("{scheme}: {status:?}"));
+    }
+    let refused = app
+        .auth(Bearer::raw(&format!("Basic {token}")))
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect_err("another scheme is refused");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+}
