@@ -25,6 +25,19 @@ impl FieldViolation {
     }
 }
 
+/// How many characters of a caller's input an error may repeat.
+pub const ECHO_CHARS: usize = 64;
+
+/// A caller's input quoted for an error, cut to a short prefix and with
+/// control and invisible characters escaped: errors never carry the input
+/// itself (a 20 KB value once made a status exceed clients' 16 KB limit).
+pub fn echo(input: &str) -> String {
+    let mut chars = input.chars();
+    let prefix: String = chars.by_ref().take(ECHO_CHARS).collect();
+    let more = if chars.next().is_some() { "…" } else { "" };
+    format!("`{}{more}`", prefix.escape_debug())
+}
+
 impl fmt::Display for FieldViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.description)

@@ -85,7 +85,10 @@ async fn authorize(
     authorization: Option<&HeaderValue>,
 ) -> Result<Option<Caller>, Status> {
     let access = required_access(path).ok_or_else(|| {
-        Status::permission_denied(format!("method {path} is not in the access table"))
+        Status::permission_denied(format!(
+            "method {} is not in the access table",
+            crate::domain::echo(path)
+        ))
     })?;
     if access == Access::Public {
         return Ok(None);

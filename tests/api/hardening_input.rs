@@ -264,3 +264,88 @@ async fn the_bearer_scheme_is_matched_ignoring_case() {
         .expect_err("another scheme is refused");
     assert_eq!(refused.code(), Code::Unauthenticated);
 }
+
+/// Bytes a status puts in the trailers: its message and its encoded details.
+fn status_bytes(status: &Status) -> usize {
+    status.message().len() + status.details().len()
+}
+
+#[tokio::test]
+async fn errors_repeat_only_a_short_prefix_of_the_input() {
+    let app = TestApp::spawn().await;
+    let long = "x".repeat(4000);
+
+    let refused = app
+        .groups(app.as_admin())
+        .update_group(proto::UpdateGroupRequest {
+            group: Some(proto::Group {
+                id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
+            }),
+            update_mask: mask(&[&long, &long, &long]),
+        })
+        .await
+        .expect_err("unknown paths are refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&refused),
+        [
+            "update_mask.paths[0]",
+            "update_mask.paths[1]",
+            "update_mask.paths[2]"
+        ]
+    );
+    assert!(!refused.message().contains(&"x".repeat(65)), "{refused:?}");
+    assert!(status_bytes(&refused) < 2048, "{}", status_bytes(&refused));
+
+    let refused = app
+        .organizations(app.as_admin())
+        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
+            settings: Some(proto::OrganizationSettings {
+                locale: long.clone(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["locale"]),
+        })
+        .await
+        .expect_err("an unknown locale is refused");
+    assert_eq!(violated_fields(&refused), ["settings.locale"]);
+    assert!(!refused.message().contains(&"x".repeat(65)), "{refused:?}");
+
+    let refused = app
+        .users(app.as_admin())
+        .list_users(proto::ListUsersRequest {
+            order_by: long,
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unknown order is refused");
+    assert_eq!(violated_fields(&refused), ["order_by"]);
+    assert!(!refused.message().contains(&"x".repeat(65)), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_request_with_thousands_of_violations_gets_a_bounded_status() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ana", "Silva", "ana@acme.test").await;
+
+    let refused = app
+        .users(app.as_admin())
+        .add_user_to_groups(proto::AddUserToGroupsRequest {
+            user_id: user.id,
+            group_ids: vec!["not-a-uuid".into(); 2000],
+        })
+        .await
+        .expect_err("ids must be UUIDs");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let fields = violated_fields(&refused);
+    assert_eq!(fields.len(), 16, "{fields:?}");
+    assert_eq!(fields[0], "group_ids[0]");
+    assert!(refused.message().ends_with("and 1984 more"), "{refused:?}");
+    // Well under the 16 KB trailer limit of C-core and Java clients.
+    assert!(
+        status_bytes(&refused) < 8 * 1024,
+        "{}",
+        status_bytes(&refused)
+    );
+}
