@@ -4,7 +4,7 @@
 
 use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 
-use super::FieldViolation;
+use super::{name::invisible_violation, FieldViolation};
 
 const MAX_PERSON_NAME: usize = 100;
 const MAX_EMAIL: usize = 254;
@@ -35,6 +35,9 @@ impl PersonName {
                 "CONTROL_CHARACTER",
                 "must not contain control characters",
             ));
+        }
+        if let Some(violation) = invisible_violation(&normalized, field) {
+            return Err(violation);
         }
         if normalized.chars().count() > MAX_PERSON_NAME {
             return Err(FieldViolation::new(

@@ -349,3 +349,114 @@ async fn a_request_with_thousands_of_violations_gets_a_bounded_status() {
         status_bytes(&refused)
     );
 }
+
+/// Names that would display as other text than they hold.
+const SPOOFED_NAMES: &[&str] = &[
+    "Ana\u{202E}avliS",    // right-to-left override
+    "\u{2067}Ana\u{2069}", // right-to-left isolate
+    "Ana\u{200F}",         // right-to-left mark
+    "Ana\u{061C}",         // Arabic letter mark
+    "Ana\u{2028}Admin",    // line separator
+    "Ana\u{2029}Admin",    // paragraph separator
+    "An\u{200B}a",         // zero-width space (a format character)
+    "Ana\u{200D}",         // a joiner outside a word
+];
+
+#[tokio::test]
+async fn names_refuse_direction_overrides_separators_and_invisible_characters() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users(app.as_admin());
+    let mut groups = app.groups(app.as_admin());
+    for (index, spoofed) in SPOOFED_NAMES.iter().enumerate() {
+        let spoofed = (*spoofed).to_owned();
+        assert_refused(
+            users
+                .create_user(proto::CreateUserRequest {
+                    user: Some(proto::User {
+                        first_name: "Bia".into(),
+                        last_name: spoofed.clone(),
+                        email: format!("bia{index}@acme.test"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+            &["user.last_name"],
+        );
+        assert_refused(
+            groups
+                .create_unit(proto::CreateUnitRequest {
+                    unit: Some(proto::Unit {
+                        name: spoofed.clone(),
+                        kind: UnitKind::Branch as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+            &["unit.name"],
+        );
+        assert_refused(
+            groups
+                .create_profile(proto::CreateProfileRequest {
+                    profile: Some(proto::Profile {
+                        product: "POS".into(),
+                        name: format!("Cashier {index}"),
+                        description: spoofed.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+            &["profile.description"],
+        );
+        assert_refused(
+            app.auth(app.as_admin())
+                .create_api_key(proto::CreateApiKeyRequest {
+                    name: spoofed,
+                    scopes: vec![proto::Scope::Viewer as i32],
+                    ..Default::default()
+                })
+                .await,
+            &["name"],
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_keep_the_joiners_real_scripts_need_inside_a_word() {
+    let app = TestApp::spawn().await;
+    // Persian (a non-joiner between two letters) and Devanagari (a joiner after a virama).
+    for (index, name) in [
+        "\u{645}\u{6CC}\u{200C}\u{62E}\u{648}\u{627}\u{647}",
+        "\u{915}\u{94D}\u{200D}\u{937}",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let user = app
+            .create_user(name, "Silva", &format!("joiner{index}@acme.test"))
+            .await;
+        assert_eq!(user.first_name, name);
+    }
+}
+
+#[tokio::test]
+async fn an_import_row_with_a_spoofed_name_fails_with_the_same_rule() {
+    let app = TestApp::spawn().await;
+    let file = format!(
+        "first_name,last_name,email\nAna,Silva,ana@acme.test\nBia,{},bia@acme.test\n",
+        SPOOFED_NAMES[0]
+    );
+    let run = crate::import::import(&app, crate::import::options(), &file).await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(run.rows.len(), 2);
+    assert_eq!(run.rows[0].outcome, proto::RowOutcome::Created as i32);
+    assert_eq!(run.rows[1].outcome, proto::RowOutcome::Failed as i32);
+    let codes: Vec<(&str, &str)> = run.rows[1]
+        .errors
+        .iter()
+        .map(|issue| (issue.field.as_str(), issue.code.as_str()))
+        .collect();
+    assert_eq!(codes, [("last_name", "INVISIBLE_CHARACTER")]);
+}
