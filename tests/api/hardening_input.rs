@@ -460,3 +460,145 @@ async fn an_import_row_with_a_spoofed_name_fails_with_the_same_rule() {
         .collect();
     assert_eq!(codes, [("last_name", "INVISIBLE_CHARACTER")]);
 }
+
+/// An aiosmtpd server that refuses `refused*` recipients for good (550) and
+/// `busy*` ones for now (450), and accepts the rest.
+struct RefusingSmtp {
+    port: u16,
+    child: std::process::Child,
+    _handler: tempfile::TempDir,
+}
+
+impl RefusingSmtp {
+    const HANDLER: &'static str = r#"
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("refused"):
+            return "550 5.1.1 no such mailbox here"
+        if address.startswith("busy"):
+            return "450 4.2.1 mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+"#;
+
+    async fn start() -> Self {
+        let handler = tempfile::tempdir().unwrap();
+        std::fs::write(handler.path().join("refusing.py"), Self::HANDLER).unwrap();
+        let port = crate::helpers::SmtpSink::free_port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "refusing.Handler"])
+            .env("PYTHONPATH", handler.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "aiosmtpd did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self {
+            port,
+            child,
+            _handler: handler,
+        }
+    }
+}
+
+impl Drop for RefusingSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The outbox row of the one message to `email`: status, attempts, last error.
+async fn outbox_of(app: &TestApp, email: &str) -> (String, i32, Option<String>) {
+    sqlx::query_as(
+        "select o.status, o.attempts, o.last_error from outbox o \
+         join users u on u.organization_id = o.organization_id and u.id = o.user_id \
+         where u.email = $1",
+    )
+    .bind(email)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_recipient_the_mail_server_refuses_for_good_fails_at_once_and_a_busy_one_is_retried() {
+    let smtp = RefusingSmtp::start().await;
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let app = TestApp::spawn_with(|settings| crate::helpers::deliver_to(settings, &url)).await;
+    for email in ["refused@acme.test", "busy@acme.test", "ok@acme.test"] {
+        app.create_user("Mail", "Test", email).await;
+    }
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let busy = outbox_of(&app, "busy@acme.test").await;
+        let ok = outbox_of(&app, "ok@acme.test").await;
+        if busy.1 >= 2 && ok.0 == "SENT" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "busy {busy:?}, ok {ok:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, attempts, last_error) = outbox_of(&app, "refused@acme.test").await;
+    assert_eq!((status.as_str(), attempts), ("FAILED", 1));
+    assert!(last_error.unwrap_or_default().contains("550"));
+    assert_eq!(outbox_of(&app, "busy@acme.test").await.0, "PENDING");
+}
+
+#[tokio::test]
+async fn emails_with_a_bad_domain_or_specials_are_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users(app.as_admin());
+    for (index, email) in [
+        "ana@-acme.com",
+        "a<b>@x.test",
+        "a@b.test>",
+        "a@[127.0.0.1]",
+        "a@127.0.0.1",
+        "ana@acme.test\u{200B}",
+        "ana@acme\u{AD}.test",
+        "ana@acme..test",
+        "ana@acme.test.",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_refused(
+            users
+                .create_user(proto::CreateUserRequest {
+                    user: Some(proto::User {
+                        first_name: "Ana".into(),
+                        last_name: "Silva".into(),
+                        email: email.to_owned(),
+                        username: format!("ana{index}"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+            &["user.email"],
+        );
+    }
+    // An internationalized domain is stored as typed.
+    let user = app.create_user("Ana", "Silva", "ana@exämple.com.br").await;
+    assert_eq!(user.email, "ana@exämple.com.br");
+}
