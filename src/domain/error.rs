@@ -117,3 +117,17 @@ fn join(violations: &[FieldViolation]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_repeats_a_short_escaped_prefix() {
+        assert_eq!(echo("locale"), "`locale`");
+        let long = echo(&"x".repeat(5000));
+        assert_eq!(long.chars().count(), ECHO_CHARS + 3);
+        assert!(long.ends_with("…`"));
+        assert_eq!(echo("a\u{202E}b\n"), "`a\\u{202e}b\\n`");
+    }
+}

@@ -137,6 +137,16 @@ async fn an_anonymous_caller_gets_invalid_argument_not_internal_for_a_nul() {
         .await,
         &["username"],
     );
+    // On a method that needs a token, the missing token is answered first.
+    let status = app
+        .users(Bearer::none())
+        .list_users(proto::ListUsersRequest {
+            query: "\0".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
 }
 
 #[tokio::test]
