@@ -215,13 +215,14 @@ impl RequestBoundary {
             match wire_type {
                 0 => {
                     let value = read_varint(&mut rest)?;
-                    if let Some(FieldRule {
-                        check: Check::Enum(known),
-                        ..
-                    }) = rule
+                    if let Some(
+                        rule @ FieldRule {
+                            check: Check::Enum(known),
+                            ..
+                        },
+                    ) = rule
                     {
                         if !known_enum(known, value) {
-                            let rule = rule.ok_or(Malformed)?;
                             violations.push(unknown_enum(rule, message, start, 0, parent));
                         }
                     }
@@ -344,12 +345,16 @@ fn unknown_enum(
     )
 }
 
-/// One step of a field path, rendered only when something is wrong.
+/// One step of a field path, rendered only when something is wrong: the
+/// index of a repeated element is counted then, never on the good path.
 struct PathSegment<'a> {
     parent: Option<&'a PathSegment<'a>>,
-    name: &'a str,
-    /// The element's index in a repeated field.
-    index: Option<usize>,
+    rule: &'a FieldRule,
+    /// The message holding the field, and where the field starts in it.
+    message: &'a [u8],
+    start: usize,
+    /// The value's position inside a packed run.
+    position: usize,
 }
 
 impl PathSegment<'_> {
@@ -358,29 +363,28 @@ impl PathSegment<'_> {
             .parent
             .map(|parent| format!("{}.", parent.render()))
             .unwrap_or_default();
-        path.push_str(self.name);
-        if let Some(index) = self.index {
+        path.push_str(&self.rule.name);
+        if self.rule.repeated {
+            let index = elements_before(self.message, self.start, self.rule) + self.position;
             path.push_str(&format!("[{index}]"));
         }
         path
     }
 }
 
-/// The path segment of the field at byte `start` of `message`; for a repeated
-/// field, its index counts the elements before it (only computed when needed).
 fn segment<'a>(
     rule: &'a FieldRule,
-    message: &[u8],
+    message: &'a [u8],
     start: usize,
     position: usize,
     parent: Option<&'a PathSegment<'a>>,
 ) -> PathSegment<'a> {
     PathSegment {
         parent,
-        name: &rule.name,
-        index: rule
-            .repeated
-            .then(|| elements_before(message, start, rule) + position),
+        rule,
+        message,
+        start,
+        position,
     }
 }
 
