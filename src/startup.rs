@@ -21,8 +21,10 @@ use crate::{
         sign_in::{SignIn, ThrottleSettings},
     },
     grpc::{
-        auth_layer::AuthLayer, request_log::RequestLogLayer, AuthHandler, GroupHandler,
-        ImportHandler, OrganizationHandler, UserHandler,
+        auth_layer::AuthLayer,
+        boundary::{BoundaryLayer, RequestBoundary},
+        request_log::RequestLogLayer,
+        AuthHandler, GroupHandler, ImportHandler, OrganizationHandler, UserHandler,
     },
     proto::{
         auth_service_server::AuthServiceServer, group_service_server::GroupServiceServer,
@@ -202,10 +204,16 @@ impl Application {
             }
             None => None,
         };
+        let boundary = Arc::new(
+            RequestBoundary::from_descriptor_set(FILE_DESCRIPTOR_SET)
+                .context("compile the request boundary from the descriptor set")?,
+        );
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = Server::builder()
             .layer(RequestLogLayer)
             .layer(AuthLayer::new(authenticator))
+            // After authentication: an anonymous caller is refused before any body is read.
+            .layer(BoundaryLayer::new(boundary))
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)

@@ -30,6 +30,20 @@ impl MailTransport {
     }
 }
 
+/// A delivery failure that no retry can cure: the mail server refused the
+/// message or its recipient for good (an SMTP 5xx reply), or the address
+/// cannot be written as an SMTP recipient at all.
+#[derive(Debug, thiserror::Error)]
+#[error("permanent failure: {0}")]
+pub struct PermanentFailure(pub String);
+
+impl PermanentFailure {
+    /// Whether `error` (or any cause in its chain) is permanent.
+    pub fn in_chain(error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| cause.is::<PermanentFailure>())
+    }
+}
+
 pub enum Mailer {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Directory(PathBuf),
@@ -52,7 +66,13 @@ impl Mailer {
     pub async fn send(&self, message: Message, name: &str) -> Result<()> {
         match self {
             Mailer::Smtp(transport) => {
-                transport.send(message).await?;
+                transport.send(message).await.map_err(|error| {
+                    if error.is_permanent() {
+                        anyhow::Error::new(PermanentFailure(error.to_string()))
+                    } else {
+                        anyhow::Error::new(error)
+                    }
+                })?;
             }
             Mailer::Directory(directory) => {
                 tokio::fs::create_dir_all(directory).await?;

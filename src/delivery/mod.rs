@@ -193,7 +193,9 @@ impl DeliveryWorker {
     }
 
     async fn attempt_failed(&self, message: &ClaimedMessage, error: &anyhow::Error) {
-        let retry_at = (message.attempts < self.settings.max_attempts).then(|| {
+        let retry = message.attempts < self.settings.max_attempts
+            && !mailer::PermanentFailure::in_chain(error);
+        let retry_at = retry.then(|| {
             Utc::now()
                 + chrono::Duration::from_std(self.settings.retry_after(message.attempts))
                     .unwrap_or_default()
@@ -369,9 +371,11 @@ impl DeliveryWorker {
     fn build(&self, message: &ClaimedMessage, user: &User, rendered: Rendered) -> Result<Message> {
         let to = Mailbox::new(
             Some(format!("{} {}", user.first_name, user.last_name)),
-            user.email
-                .parse()
-                .with_context(|| "the recipient's address cannot be used by SMTP")?,
+            user.email.parse().map_err(|error| {
+                mailer::PermanentFailure(format!(
+                    "the recipient's address cannot be used by SMTP: {error}"
+                ))
+            })?,
         );
         Ok(Message::builder()
             // One Message-ID per outbox row: a resent message is recognizably the same.

@@ -25,6 +25,19 @@ impl FieldViolation {
     }
 }
 
+/// How many characters of a caller's input an error may repeat.
+pub const ECHO_CHARS: usize = 64;
+
+/// A caller's input quoted for an error, cut to a short prefix and with
+/// control and invisible characters escaped: errors never carry the input
+/// itself (a 20 KB value once made a status exceed clients' 16 KB limit).
+pub fn echo(input: &str) -> String {
+    let mut chars = input.chars();
+    let prefix: String = chars.by_ref().take(ECHO_CHARS).collect();
+    let more = if chars.next().is_some() { "…" } else { "" };
+    format!("`{}{more}`", prefix.escape_debug())
+}
+
 impl fmt::Display for FieldViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.description)
@@ -103,4 +116,18 @@ fn join(violations: &[FieldViolation]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_repeats_a_short_escaped_prefix() {
+        assert_eq!(echo("locale"), "`locale`");
+        let long = echo(&"x".repeat(5000));
+        assert_eq!(long.chars().count(), ECHO_CHARS + 3);
+        assert!(long.ends_with("…`"));
+        assert_eq!(echo("a\u{202E}b\n"), "`a\\u{202e}b\\n`");
+    }
 }

@@ -78,6 +78,10 @@ fn parse_description(raw: &str, field: &str) -> Result<String, FieldViolation> {
             format!("must be at most {MAX_DESCRIPTION} characters"),
         ));
     }
+    // Line breaks stay allowed in a description; what hides text does not.
+    if let Some(violation) = super::name::invisible_violation(description, field) {
+        return Err(violation);
+    }
     Ok(description.to_owned())
 }
 

@@ -18,4 +18,4 @@ pub mod token;
 pub mod user;
 pub mod values;
 
-pub use error::{DomainError, FieldViolation};
+pub use error::{echo, DomainError, FieldViolation};

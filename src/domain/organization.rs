@@ -162,7 +162,7 @@ impl SettingsPatch {
                 None => violations.push(FieldViolation::new(
                     "settings.locale",
                     "UNSUPPORTED_LOCALE",
-                    format!("`{raw}` is not supported; use `en` or `pt-BR`"),
+                    format!("{} is not supported; use `en` or `pt-BR`", super::echo(raw)),
                 )),
             }
         }

@@ -232,7 +232,10 @@ impl UserOrder {
             other => Err(FieldViolation::new(
                 "order_by",
                 "INVALID_ORDER",
-                format!("`{other}` is not supported; use `create_time desc` or `last_name`"),
+                format!(
+                    "{} is not supported; use `create_time desc` or `last_name`",
+                    super::echo(other)
+                ),
             )),
         }
     }

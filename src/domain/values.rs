@@ -4,11 +4,16 @@
 
 use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 
-use super::FieldViolation;
+use super::{
+    name::{invisible_character, invisible_violation},
+    FieldViolation,
+};
 
 const MAX_PERSON_NAME: usize = 100;
 const MAX_EMAIL: usize = 254;
 const MAX_EMAIL_LOCAL: usize = 64;
+const MAX_DOMAIN: usize = 253;
+const MAX_DOMAIN_LABEL: usize = 63;
 const MAX_EXTERNAL_ID: usize = 100;
 
 /// Lowercase with accents removed: the key for search and accent-insensitive order.
@@ -35,6 +40,9 @@ impl PersonName {
                 "CONTROL_CHARACTER",
                 "must not contain control characters",
             ));
+        }
+        if let Some(violation) = invisible_violation(&normalized, field) {
+            return Err(violation);
         }
         if normalized.chars().count() > MAX_PERSON_NAME {
             return Err(FieldViolation::new(
@@ -74,6 +82,10 @@ impl Email {
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid("contains spaces"));
         }
+        // An invisible character would make a second address that looks the same.
+        if invisible_character(email).is_some() {
+            return Err(invalid("contains an invisible or text-direction character"));
+        }
         let Some((local, domain)) = email.split_once('@') else {
             return Err(invalid("no @"));
         };
@@ -85,9 +97,12 @@ impl Email {
                 "the part before @ must be 1–{MAX_EMAIL_LOCAL} ASCII characters"
             )));
         }
-        if !domain.contains('.') || domain.split('.').any(str::is_empty) {
-            return Err(invalid("the domain needs a dot between non-empty labels"));
+        if !is_dot_atom(local) {
+            return Err(invalid(
+                "the part before @ may hold letters, digits and ! # $ % & ' * + - / = ? ^ _ ` { | } ~, with single dots between them",
+            ));
         }
+        check_domain(domain).map_err(invalid)?;
         Ok(Self(email.to_owned()))
     }
 
@@ -109,6 +124,64 @@ impl Email {
                     .is_some_and(|rest| rest.ends_with('.'))
         })
     }
+}
+
+/// RFC 5322's dot-atom: atext characters, single dots between them (no
+/// quoted local parts, no `<>()[]:;@\\,"` anywhere).
+fn is_dot_atom(local: &str) -> bool {
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    local
+        .split('.')
+        .all(|atom| !atom.is_empty() && atom.bytes().all(atext))
+}
+
+/// A mail domain: its IDNA ASCII form is dot-separated labels of letters,
+/// digits and hyphens (none leading or trailing), 1–63 bytes each, 253 in
+/// all, at least two labels and a top-level label that is not a number (no
+/// IP addresses). An internationalized domain must be typed in its normal
+/// form (what IDNA maps it to, ignoring case), so one visible address is
+/// one address.
+fn check_domain(domain: &str) -> Result<(), &'static str> {
+    const NEEDS_DOT: &str = "the domain needs a dot between non-empty labels";
+    if !domain.contains('.') || domain.split('.').any(str::is_empty) {
+        return Err(NEEDS_DOT);
+    }
+    let ascii = idna::domain_to_ascii_strict(domain)
+        .map_err(|_| "the domain is not a valid domain name")?;
+    if ascii.len() > MAX_DOMAIN {
+        return Err("the domain is longer than 253 characters");
+    }
+    let labels: Vec<&str> = ascii.split('.').collect();
+    for label in &labels {
+        if label.is_empty() || label.len() > MAX_DOMAIN_LABEL {
+            return Err("each part of the domain must be 1–63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("the domain may hold only letters, digits, hyphens and dots");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a part of the domain must not start or end with a hyphen");
+        }
+    }
+    if labels.len() < 2 {
+        return Err(NEEDS_DOT);
+    }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("the domain must be a name, not an IP address");
+    }
+    if !domain.is_ascii() {
+        let (normal, _) = idna::domain_to_unicode(&ascii);
+        if normal != domain.to_lowercase() {
+            return Err("the domain must be typed in its usual form (as IDNA writes it)");
+        }
+    }
+    Ok(())
 }
 
 const PUBLIC_EMAIL_DOMAINS: &str = include_str!("../../data/public_email_domains.txt");
@@ -257,6 +330,22 @@ mod tests {
             "a@b@c.com",
             "jõao@x.com",
             "ana@x..com",
+            "ana@-acme.com",
+            "ana@acme-.com",
+            "a<b>@x.test",
+            "a@b.test>",
+            "<a@b.test",
+            "a@[127.0.0.1]",
+            "a@127.0.0.1",
+            "a@acme.test\u{200B}",
+            "a\u{200B}@acme.test",
+            "a@ac\u{AD}me.test",
+            "a@ac_me.test",
+            "a..b@acme.test",
+            ".a@acme.test",
+            "a\"b@acme.test",
+            "a@acme.com\u{202E}",
+            "a@exa\u{308}mple.com",
         ] {
             assert!(Email::parse(bad, "user.email").is_err(), "{bad}");
         }
@@ -264,6 +353,19 @@ mod tests {
         assert_eq!(
             Email::parse("", "user.email").unwrap_err().field,
             "user.email"
+        );
+    }
+
+    #[test]
+    fn domains_are_checked_by_label_and_length() {
+        let label = "a".repeat(63);
+        assert!(Email::parse(&format!("a@{label}.com"), "e").is_ok());
+        assert!(Email::parse(&format!("a@{label}a.com"), "e").is_err());
+        assert!(Email::parse("o'brien+tag@Acme-Corp.Example.COM", "e").is_ok());
+        assert!(Email::parse("ana@xn--exmple-cua.com.br", "e").is_ok());
+        assert!(
+            Email::parse("ana@EXÄMPLE.com", "e").is_ok(),
+            "case is ignored"
         );
     }
 

@@ -85,7 +85,10 @@ async fn authorize(
     authorization: Option<&HeaderValue>,
 ) -> Result<Option<Caller>, Status> {
     let access = required_access(path).ok_or_else(|| {
-        Status::permission_denied(format!("method {path} is not in the access table"))
+        Status::permission_denied(format!(
+            "method {} is not in the access table",
+            crate::domain::echo(path)
+        ))
     })?;
     if access == Access::Public {
         return Ok(None);
@@ -117,12 +120,10 @@ fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, Status> {
     header
         .to_str()
         .ok()
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(|value| value.split_once(' '))
+        // RFC 7235: the auth scheme is case-insensitive.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty())
         .ok_or_else(|| {
             Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`")

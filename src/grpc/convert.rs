@@ -9,6 +9,7 @@ use crate::{
         access::UnitScope,
         api_key::ApiKey,
         caller::{Scope, Scopes},
+        echo,
         group::{Group, Profile, Unit, UnitKind},
         paging::PageSize,
         user::{User, UserInput, UserStatus},
@@ -308,7 +309,7 @@ pub fn mask_fields<F>(
             None => violations.push(FieldViolation::new(
                 format!("update_mask.paths[{index}]"),
                 "UNKNOWN_FIELD",
-                format!("`{raw}` cannot be updated; use one of: {allowed}"),
+                format!("{} cannot be updated; use one of: {allowed}", echo(raw)),
             )),
         }
     }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod auth_layer;
 mod auth_service;
+pub mod boundary;
 mod convert;
 mod group_service;
 mod import_service;

@@ -10,6 +10,14 @@ use crate::domain::DomainError;
 /// `ErrorInfo.domain` of every error Roster returns.
 const ERROR_DOMAIN: &str = "roster";
 
+// Bounds of what one status carries, so that its message and details stay
+// well under the 16 KB trailer limit of C-core and Java clients (about 8 KB
+// at most) whatever the domain put in them.
+const MAX_MESSAGE_BYTES: usize = 1024;
+const MAX_VIOLATIONS: usize = 16;
+const MAX_FIELD_BYTES: usize = 128;
+const MAX_DESCRIPTION_BYTES: usize = 200;
+
 impl From<DomainError> for Status {
     fn from(error: DomainError) -> Self {
         match error {
@@ -18,14 +26,15 @@ impl From<DomainError> for Status {
                 let mut details = ErrorDetails::with_bad_request(
                     violations
                         .into_iter()
+                        .take(MAX_VIOLATIONS)
                         .map(|violation| FieldViolation {
                             reason: violation.code.into_owned(),
-                            ..FieldViolation::new(violation.field, violation.description)
+                            ..field_violation(violation.field, violation.description)
                         })
                         .collect::<Vec<_>>(),
                 );
                 details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::new());
-                Status::with_error_details(Code::InvalidArgument, message, details)
+                with_details(Code::InvalidArgument, message, details)
             }
             DomainError::NotFound(message) => with_reason(Code::NotFound, message, "NOT_FOUND"),
             DomainError::NotFoundField { field, message } => {
@@ -33,15 +42,16 @@ impl From<DomainError> for Status {
                     ErrorDetails::with_error_info("NOT_FOUND", ERROR_DOMAIN, HashMap::new());
                 details.set_bad_request(vec![FieldViolation {
                     reason: "NOT_FOUND".to_owned(),
-                    ..FieldViolation::new(field, message.clone())
+                    ..field_violation(field, message.clone())
                 }]);
-                Status::with_error_details(Code::NotFound, message, details)
+                with_details(Code::NotFound, message, details)
             }
             DomainError::AlreadyExists {
                 reason,
                 field,
                 message,
             } => {
+                let field = bounded(field, MAX_FIELD_BYTES);
                 let mut details = ErrorDetails::with_error_info(
                     reason,
                     ERROR_DOMAIN,
@@ -49,9 +59,9 @@ impl From<DomainError> for Status {
                 );
                 details.set_bad_request(vec![FieldViolation {
                     reason: reason.to_owned(),
-                    ..FieldViolation::new(field, message.clone())
+                    ..field_violation(field, message.clone())
                 }]);
-                Status::with_error_details(Code::AlreadyExists, message, details)
+                with_details(Code::AlreadyExists, message, details)
             }
             DomainError::FailedPrecondition { reason, message } => {
                 with_reason(Code::FailedPrecondition, message, reason)
@@ -72,7 +82,7 @@ impl From<DomainError> for Status {
                 let mut details =
                     ErrorDetails::with_error_info("THROTTLED", ERROR_DOMAIN, HashMap::new());
                 details.set_retry_info(Some(retry_after));
-                Status::with_error_details(Code::ResourceExhausted, message, details)
+                with_details(Code::ResourceExhausted, message, details)
             }
             DomainError::Internal(cause) => {
                 // The cause stays in the log (with the request id of the span); callers get an opaque answer.
@@ -84,14 +94,66 @@ impl From<DomainError> for Status {
 }
 
 fn with_reason(code: Code, message: String, reason: &str) -> Status {
-    Status::with_error_details(
+    with_details(
         code,
         message,
         ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
     )
 }
 
+/// Every status leaves through here: its message is bounded.
+fn with_details(code: Code, message: String, details: ErrorDetails) -> Status {
+    Status::with_error_details(code, bounded(message, MAX_MESSAGE_BYTES), details)
+}
+
+fn field_violation(field: String, description: String) -> FieldViolation {
+    FieldViolation::new(
+        bounded(field, MAX_FIELD_BYTES),
+        bounded(description, MAX_DESCRIPTION_BYTES),
+    )
+}
+
 fn error_message(violations: &[crate::domain::FieldViolation]) -> String {
-    let listed: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    let mut listed: Vec<String> = violations
+        .iter()
+        .take(MAX_VIOLATIONS)
+        .map(|violation| {
+            format!(
+                "{}: {}",
+                bounded(violation.field.clone(), MAX_FIELD_BYTES),
+                bounded(violation.description.clone(), MAX_DESCRIPTION_BYTES)
+            )
+        })
+        .collect();
+    if violations.len() > MAX_VIOLATIONS {
+        listed.push(format!("and {} more", violations.len() - MAX_VIOLATIONS));
+    }
     format!("invalid request: {}", listed.join("; "))
+}
+
+/// `text` cut to at most `max_bytes` (on a character boundary), `…` marking the cut.
+fn bounded(mut text: String, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_cuts_on_a_character_boundary() {
+        assert_eq!(bounded("short".into(), 10), "short");
+        let cut = bounded("é".repeat(100), 11);
+        assert!(cut.len() <= 11, "{cut}");
+        assert!(cut.ends_with('…'));
+    }
 }

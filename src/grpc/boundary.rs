@@ -1,0 +1,662 @@
+//! The input boundary: every unary request is checked here, before its
+//! handler, against the descriptor set already built for reflection. Every
+//! string field, wherever it sits (nested messages, repeated fields, maps,
+//! future RPCs), must be UTF-8 without NUL (PostgreSQL cannot store it in
+//! `text` or `jsonb`) and within its byte cap; every enum field must hold a
+//! value the contract knows. A refusal is `INVALID_ARGUMENT` naming each
+//! field path (`user.first_name`, `update_mask.paths[2]`), never `INTERNAL`.
+//!
+//! The check walks the protobuf wire bytes once with a table compiled at
+//! start, allocating nothing unless something is wrong: a few hundred
+//! nanoseconds for a typical request (`cargo run --release --example
+//! boundary_cost`). Client-streaming methods (the import) are left to their
+//! own reader.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
+use tonic::{body::Body, Status};
+use tower::{Layer, Service};
+
+use crate::domain::{DomainError, FieldViolation};
+
+/// Bytes any request string may hold unless `STRING_CAPS` says otherwise:
+/// the longest value the domain accepts is a 1,000-character description
+/// (at most 4,000 bytes of UTF-8).
+pub const DEFAULT_MAX_STRING_BYTES: usize = 4096;
+
+/// Justified exceptions to the default cap, by field name wherever it appears.
+const STRING_CAPS: &[(&str, usize)] = &[
+    // A search box: a longer pattern finds nothing more and only costs
+    // trigram and LIKE work on every row it is matched against.
+    ("query", 1024),
+    // Idempotency keys are at most 128 ASCII characters (spec §3).
+    ("request_id", 128),
+];
+
+/// Violations reported at most; the rest of a hostile request is not walked.
+const MAX_VIOLATIONS: usize = 20;
+/// As prost's own decoder: deeper nesting is refused.
+const MAX_DEPTH: usize = 100;
+/// tonic's default limit on a decoded message, which it would enforce anyway.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+const GRPC_HEADER_BYTES: usize = 5;
+
+/// The compiled check of every unary method's request.
+#[derive(Debug)]
+pub struct RequestBoundary {
+    /// Full method path (`/roster.v1.UserService/GetUser`) → request schema.
+    methods: HashMap<String, usize>,
+    schemas: Vec<Schema>,
+}
+
+#[derive(Debug, Default)]
+struct Schema {
+    /// Sorted by field number; fields not listed (numbers, bools, unknown
+    /// fields) need no check.
+    fields: Vec<FieldRule>,
+}
+
+#[derive(Debug)]
+struct FieldRule {
+    number: u32,
+    name: Box<str>,
+    repeated: bool,
+    check: Check,
+}
+
+#[derive(Debug)]
+enum Check {
+    String {
+        max_bytes: usize,
+    },
+    Message(usize),
+    /// The numbers the contract defines, sorted.
+    Enum(Box<[i32]>),
+}
+
+/// Why a request is refused before its handler.
+#[derive(Debug)]
+pub enum Refusal {
+    Fields(Vec<FieldViolation>),
+    /// Not the protobuf encoding of the method's request.
+    Malformed,
+}
+
+impl From<Refusal> for Status {
+    fn from(refusal: Refusal) -> Self {
+        let violations = match refusal {
+            Refusal::Fields(violations) => violations,
+            Refusal::Malformed => vec![FieldViolation::new(
+                "",
+                "MALFORMED_REQUEST",
+                "the request is not a valid protobuf encoding of this method's request message",
+            )],
+        };
+        DomainError::InvalidArgument(violations).into()
+    }
+}
+
+impl RequestBoundary {
+    /// Compiles the checks of every unary method of the descriptor set.
+    pub fn from_descriptor_set(encoded: &[u8]) -> anyhow::Result<Self> {
+        let pool = DescriptorPool::decode(encoded)?;
+        let mut boundary = Self {
+            methods: HashMap::new(),
+            schemas: Vec::new(),
+        };
+        let mut compiled = HashMap::new();
+        for service in pool.services() {
+            for method in service.methods() {
+                if method.is_client_streaming() {
+                    continue;
+                }
+                let schema = boundary.compile(&method.input(), &mut compiled);
+                boundary.methods.insert(
+                    format!("/{}/{}", service.full_name(), method.name()),
+                    schema,
+                );
+            }
+        }
+        Ok(boundary)
+    }
+
+    fn compile(
+        &mut self,
+        message: &MessageDescriptor,
+        compiled: &mut HashMap<String, usize>,
+    ) -> usize {
+        if let Some(&index) = compiled.get(message.full_name()) {
+            return index;
+        }
+        // Reserve the slot first: messages may contain themselves (Struct).
+        let index = self.schemas.len();
+        self.schemas.push(Schema::default());
+        compiled.insert(message.full_name().to_owned(), index);
+        let mut fields = Vec::new();
+        for field in message.fields() {
+            let check = match field.kind() {
+                Kind::String => Check::String {
+                    max_bytes: string_cap(field.name()),
+                },
+                Kind::Message(nested) => Check::Message(self.compile(&nested, compiled)),
+                Kind::Enum(values) => {
+                    let mut numbers: Vec<i32> = values.values().map(|v| v.number()).collect();
+                    numbers.sort_unstable();
+                    Check::Enum(numbers.into())
+                }
+                _ => continue,
+            };
+            fields.push(FieldRule {
+                number: field.number(),
+                name: field.name().into(),
+                repeated: field.is_list() || field.is_map(),
+                check,
+            });
+        }
+        fields.sort_by_key(|rule| rule.number);
+        self.schemas[index].fields = fields;
+        index
+    }
+
+    /// Whether `path` is a unary method this boundary checks.
+    pub fn checks(&self, path: &str) -> bool {
+        self.methods.contains_key(path)
+    }
+
+    /// Checks one encoded request message of the method at `path`; methods
+    /// it does not know pass (routing answers them).
+    pub fn check(&self, path: &str, message: &[u8]) -> Result<(), Refusal> {
+        let Some(&schema) = self.methods.get(path) else {
+            return Ok(());
+        };
+        let mut violations = Vec::new();
+        self.walk(schema, message, None, 0, &mut violations)
+            .map_err(|Malformed| Refusal::Malformed)?;
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal::Fields(violations))
+        }
+    }
+
+    fn walk(
+        &self,
+        schema: usize,
+        message: &[u8],
+        parent: Option<&PathSegment<'_>>,
+        depth: usize,
+        violations: &mut Vec<FieldViolation>,
+    ) -> Result<(), Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed);
+        }
+        let fields = &self.schemas[schema].fields;
+        let mut rest = message;
+        while !rest.is_empty() && violations.len() < MAX_VIOLATIONS {
+            let start = message.len() - rest.len();
+            let key = read_varint(&mut rest)?;
+            let number = u32::try_from(key >> 3).map_err(|_| Malformed)?;
+            let wire_type = key & 7;
+            let rule = fields
+                .binary_search_by_key(&number, |rule| rule.number)
+                .ok()
+                .map(|at| &fields[at]);
+            match wire_type {
+                0 => {
+                    let value = read_varint(&mut rest)?;
+                    if let Some(
+                        rule @ FieldRule {
+                            check: Check::Enum(known),
+                            ..
+                        },
+                    ) = rule
+                    {
+                        if !known_enum(known, value) {
+                            violations.push(unknown_enum(rule, message, start, 0, parent));
+                        }
+                    }
+                }
+                1 => skip(&mut rest, 8)?,
+                5 => skip(&mut rest, 4)?,
+                2 => {
+                    let len = usize::try_from(read_varint(&mut rest)?).map_err(|_| Malformed)?;
+                    if len > rest.len() {
+                        return Err(Malformed);
+                    }
+                    let (value, after) = rest.split_at(len);
+                    rest = after;
+                    let Some(rule) = rule else { continue };
+                    match &rule.check {
+                        Check::String { max_bytes } => {
+                            if let Some(violation) = string_violation(value, *max_bytes) {
+                                let segment = segment(rule, message, start, 0, parent);
+                                violations.push(violation.at(&segment));
+                            }
+                        }
+                        Check::Message(nested) => {
+                            let segment = segment(rule, message, start, 0, parent);
+                            self.walk(*nested, value, Some(&segment), depth + 1, violations)?;
+                        }
+                        // A packed repeated enum.
+                        Check::Enum(known) => {
+                            let mut packed = value;
+                            let mut position = 0;
+                            while !packed.is_empty() {
+                                if !known_enum(known, read_varint(&mut packed)?) {
+                                    violations
+                                        .push(unknown_enum(rule, message, start, position, parent));
+                                }
+                                position += 1;
+                            }
+                        }
+                    }
+                }
+                _ => return Err(Malformed),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cap of a string field by its name.
+fn string_cap(name: &str) -> usize {
+    STRING_CAPS
+        .iter()
+        .find(|(field, _)| *field == name)
+        .map_or(DEFAULT_MAX_STRING_BYTES, |(_, cap)| *cap)
+}
+
+#[derive(Debug)]
+struct Malformed;
+
+fn read_varint(bytes: &mut &[u8]) -> Result<u64, Malformed> {
+    prost::encoding::decode_varint(bytes).map_err(|_| Malformed)
+}
+
+fn skip(bytes: &mut &[u8], count: usize) -> Result<(), Malformed> {
+    if bytes.len() < count {
+        return Err(Malformed);
+    }
+    bytes.advance(count);
+    Ok(())
+}
+
+fn known_enum(known: &[i32], raw: u64) -> bool {
+    // An int32 travels as its sign-extended 64 bits: truncation restores it.
+    known.binary_search(&(raw as i32)).is_ok()
+}
+
+/// What is wrong with a string's bytes, if anything; the value is never echoed.
+struct StringProblem {
+    code: &'static str,
+    description: String,
+}
+
+impl StringProblem {
+    fn at(self, segment: &PathSegment<'_>) -> FieldViolation {
+        FieldViolation::new(segment.render(), self.code, self.description)
+    }
+}
+
+fn string_violation(value: &[u8], max_bytes: usize) -> Option<StringProblem> {
+    if value.len() > max_bytes {
+        return Some(StringProblem {
+            code: "TOO_LONG",
+            description: format!("must be at most {max_bytes} bytes"),
+        });
+    }
+    if value.contains(&0) {
+        return Some(StringProblem {
+            code: "INVALID_CHARACTER",
+            description: "must not contain the NUL character (U+0000)".to_owned(),
+        });
+    }
+    if std::str::from_utf8(value).is_err() {
+        return Some(StringProblem {
+            code: "INVALID_UTF8",
+            description: "must be valid UTF-8".to_owned(),
+        });
+    }
+    None
+}
+
+fn unknown_enum(
+    rule: &FieldRule,
+    message: &[u8],
+    start: usize,
+    position: usize,
+    parent: Option<&PathSegment<'_>>,
+) -> FieldViolation {
+    FieldViolation::new(
+        segment(rule, message, start, position, parent).render(),
+        "UNKNOWN_ENUM_VALUE",
+        "is not a value this API defines",
+    )
+}
+
+/// One step of a field path, rendered only when something is wrong: the
+/// index of a repeated element is counted then, never on the good path.
+struct PathSegment<'a> {
+    parent: Option<&'a PathSegment<'a>>,
+    rule: &'a FieldRule,
+    /// The message holding the field, and where the field starts in it.
+    message: &'a [u8],
+    start: usize,
+    /// The value's position inside a packed run.
+    position: usize,
+}
+
+impl PathSegment<'_> {
+    fn render(&self) -> String {
+        let mut path = self
+            .parent
+            .map(|parent| format!("{}.", parent.render()))
+            .unwrap_or_default();
+        path.push_str(&self.rule.name);
+        if self.rule.repeated {
+            let index = elements_before(self.message, self.start, self.rule) + self.position;
+            path.push_str(&format!("[{index}]"));
+        }
+        path
+    }
+}
+
+fn segment<'a>(
+    rule: &'a FieldRule,
+    message: &'a [u8],
+    start: usize,
+    position: usize,
+    parent: Option<&'a PathSegment<'a>>,
+) -> PathSegment<'a> {
+    PathSegment {
+        parent,
+        rule,
+        message,
+        start,
+        position,
+    }
+}
+
+/// Elements of `rule`'s field encoded before byte `end` (packed runs count each value).
+fn elements_before(message: &[u8], end: usize, rule: &FieldRule) -> usize {
+    let mut rest = &message[..end];
+    let mut count = 0;
+    while let Ok(key) = read_varint(&mut rest) {
+        let same = key >> 3 == u64::from(rule.number);
+        let skipped = match key & 7 {
+            0 => read_varint(&mut rest).map(|_| ()),
+            1 => skip(&mut rest, 8),
+            5 => skip(&mut rest, 4),
+            2 => match read_varint(&mut rest) {
+                Ok(len) if (len as usize) <= rest.len() => {
+                    let (value, after) = rest.split_at(len as usize);
+                    if same && matches!(rule.check, Check::Enum(_)) {
+                        let mut packed = value;
+                        while read_varint(&mut packed).is_ok() {
+                            count += 1;
+                        }
+                        rest = after;
+                        continue;
+                    }
+                    rest = after;
+                    Ok(())
+                }
+                _ => Err(Malformed),
+            },
+            _ => Err(Malformed),
+        };
+        if skipped.is_err() {
+            break;
+        }
+        if same {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// The tower layer running the boundary before every unary handler.
+#[derive(Clone)]
+pub struct BoundaryLayer {
+    boundary: Arc<RequestBoundary>,
+}
+
+impl BoundaryLayer {
+    pub fn new(boundary: Arc<RequestBoundary>) -> Self {
+        Self { boundary }
+    }
+}
+
+impl<S> Layer<S> for BoundaryLayer {
+    type Service = BoundaryMiddleware<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BoundaryMiddleware {
+            inner,
+            boundary: self.boundary.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct BoundaryMiddleware<S> {
+    inner: S,
+    boundary: Arc<RequestBoundary>,
+}
+
+impl<S, B> Service<Request<B>> for BoundaryMiddleware<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !self.boundary.checks(request.uri().path()) {
+            return Box::pin(inner.call(request.map(Body::new)));
+        }
+        let boundary = self.boundary.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let mut body = Box::pin(body);
+            let (buffered, complete) = match first_message(&mut body).await {
+                Ok(read) => read,
+                // The client's stream broke: nothing is left to answer.
+                Err(_) => {
+                    return Ok(Status::cancelled("the request body ended in error").into_http())
+                }
+            };
+            if let Some(message) = complete {
+                if let Err(refusal) = boundary.check(parts.uri.path(), message.as_ref()) {
+                    return Ok(Status::from(refusal).into_http());
+                }
+            }
+            // Whatever was read goes on first, then the rest of the body, untouched.
+            let replayed = Replayed {
+                buffered: Some(buffered).filter(|bytes| !bytes.is_empty()),
+                rest: body,
+            };
+            inner
+                .call(Request::from_parts(parts, Body::new(replayed)))
+                .await
+        })
+    }
+}
+
+/// Reads the body until its first gRPC message is complete. Returns what was
+/// read and, when the message can be checked (uncompressed, within tonic's
+/// limit), the message itself; otherwise tonic answers it as it would anyway.
+async fn first_message<B>(
+    body: &mut Pin<Box<B>>,
+) -> Result<(Bytes, Option<Bytes>), tonic::codegen::StdError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<tonic::codegen::StdError>,
+{
+    // Usually the whole message is one frame and nothing is copied.
+    let mut single = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let message_len = loop {
+        let read: &[u8] = joined.as_deref().unwrap_or(&single);
+        if read.len() >= GRPC_HEADER_BYTES {
+            let compressed = read[0] != 0;
+            let len = u32::from_be_bytes([read[1], read[2], read[3], read[4]]) as usize;
+            if compressed || len > MAX_MESSAGE_BYTES {
+                break None;
+            }
+            if read.len() >= GRPC_HEADER_BYTES + len {
+                break Some(len);
+            }
+        }
+        let Some(frame) = body.frame().await else {
+            break None;
+        };
+        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+            // Trailers before a whole message: tonic reports the truncation.
+            break None;
+        };
+        match joined.as_mut() {
+            Some(all) => all.extend_from_slice(&data),
+            None if single.is_empty() => single = data,
+            None => {
+                let mut all = BytesMut::from(&single[..]);
+                all.extend_from_slice(&data);
+                joined = Some(all);
+            }
+        }
+    };
+    let buffered = joined.map_or(single, BytesMut::freeze);
+    let message = message_len.map(|len| buffered.slice(GRPC_HEADER_BYTES..GRPC_HEADER_BYTES + len));
+    Ok((buffered, message))
+}
+
+/// A request body whose first bytes were already read by the boundary.
+struct Replayed<B> {
+    buffered: Option<Bytes>,
+    rest: Pin<Box<B>>,
+}
+
+impl<B> HttpBody for Replayed<B>
+where
+    B: HttpBody<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Some(buffered) = self.buffered.take() {
+            return Poll::Ready(Some(Ok(Frame::data(buffered))));
+        }
+        self.rest.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.buffered.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.rest.size_hint();
+        let extra = self.buffered.as_ref().map_or(0, |b| b.len() as u64);
+        hint.set_lower(hint.lower() + extra);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + extra);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::proto::{self, FILE_DESCRIPTOR_SET};
+
+    const LIST_USERS: &str = "/roster.v1.UserService/ListUsers";
+
+    fn boundary() -> RequestBoundary {
+        RequestBoundary::from_descriptor_set(FILE_DESCRIPTOR_SET).unwrap()
+    }
+
+    fn fields(refusal: Refusal) -> Vec<(String, String)> {
+        match refusal {
+            Refusal::Fields(violations) => violations
+                .into_iter()
+                .map(|v| (v.field, v.code.into_owned()))
+                .collect(),
+            Refusal::Malformed => panic!("expected field violations"),
+        }
+    }
+
+    #[test]
+    fn a_valid_request_passes() {
+        let request = proto::ListUsersRequest {
+            query: "joão".into(),
+            statuses: vec![proto::UserStatus::Active as i32],
+            ..Default::default()
+        };
+        assert!(boundary()
+            .check(LIST_USERS, &request.encode_to_vec())
+            .is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_field_instead_of_failing_the_decoder() {
+        // Field 3 (`query`), length-delimited, two bytes that are not UTF-8.
+        let refusal = boundary()
+            .check(LIST_USERS, &[0x1a, 0x02, 0xff, 0xfe])
+            .unwrap_err();
+        assert_eq!(fields(refusal), [("query".into(), "INVALID_UTF8".into())]);
+    }
+
+    #[test]
+    fn truncated_bytes_are_malformed() {
+        let refusal = boundary()
+            .check(LIST_USERS, &[0x1a, 0x05, b'a'])
+            .unwrap_err();
+        assert!(matches!(refusal, Refusal::Malformed));
+    }
+
+    #[test]
+    fn unpacked_repeated_enums_are_indexed_like_packed_ones() {
+        // `statuses` (field 4) as three unpacked varints: 1, 2, 99.
+        let refusal = boundary()
+            .check(LIST_USERS, &[0x20, 0x01, 0x20, 0x02, 0x20, 99])
+            .unwrap_err();
+        assert_eq!(
+            fields(refusal),
+            [("statuses[2]".into(), "UNKNOWN_ENUM_VALUE".into())]
+        );
+    }
+
+    #[test]
+    fn client_streaming_methods_are_left_to_their_reader() {
+        let boundary = boundary();
+        assert!(!boundary.checks("/roster.v1.ImportService/ImportUsers"));
+        assert!(boundary.checks("/roster.v1.UserService/ExportUsers"));
+    }
+}

@@ -1,0 +1,614 @@
+//! Input at the boundary (issue 12, points 10–14): every request string is
+//! storable and bounded, names and emails refuse invisible tricks, errors
+//! echo only a prefix, unknown enum values are refused, and the bearer
+//! scheme ignores case.
+
+use roster::proto::{self, UnitKind, UserStatus};
+use tonic::{Code, Status};
+
+use crate::helpers::{violated_fields, Bearer, TestApp};
+
+/// The call was refused as invalid, naming exactly these fields.
+fn assert_refused(result: Result<impl std::fmt::Debug, Status>, fields: &[&str]) {
+    let status = result.expect_err("the request must be refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), fields, "{status:?}");
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    })
+}
+
+#[tokio::test]
+async fn a_nul_in_any_request_string_is_invalid_argument_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users(app.as_admin());
+    let mut groups = app.groups(app.as_admin());
+    let mut organizations = app.organizations(app.as_admin());
+    let user = app.create_user("Ana", "Silva", "ana@acme.test").await;
+
+    assert_refused(
+        users
+            .list_users(proto::ListUsersRequest {
+                query: "an\0a".into(),
+                ..Default::default()
+            })
+            .await,
+        &["query"],
+    );
+    assert_refused(
+        users
+            .lookup_user(proto::LookupUserRequest {
+                key: Some(proto::lookup_user_request::Key::Email(
+                    "ana@acme.test\0".into(),
+                )),
+            })
+            .await,
+        &["email"],
+    );
+    assert_refused(
+        users
+            .create_user(proto::CreateUserRequest {
+                user: Some(proto::User {
+                    first_name: "Bi\0a".into(),
+                    last_name: "Souza".into(),
+                    email: "bia@acme.test".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await,
+        &["user.first_name"],
+    );
+    assert_refused(
+        users
+            .add_user_to_groups(proto::AddUserToGroupsRequest {
+                user_id: user.id.clone(),
+                group_ids: vec![uuid::Uuid::nil().to_string(), "\0".into()],
+            })
+            .await,
+        &["group_ids[1]"],
+    );
+    assert_refused(
+        groups
+            .create_profile(proto::CreateProfileRequest {
+                profile: Some(proto::Profile {
+                    product: "POS".into(),
+                    name: "Cashier".into(),
+                    description: "rings up\0sales".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await,
+        &["profile.description"],
+    );
+    assert_refused(
+        groups
+            .update_unit(proto::UpdateUnitRequest {
+                unit: Some(proto::Unit::default()),
+                update_mask: mask(&["name", "ki\0nd"]),
+            })
+            .await,
+        &["update_mask.paths[1]"],
+    );
+    assert_refused(
+        organizations
+            .list_audit_events(proto::ListAuditEventsRequest {
+                actor_id: "\0".into(),
+                ..Default::default()
+            })
+            .await,
+        &["actor_id"],
+    );
+    // A server-streaming call's request is checked the same way.
+    assert_refused(
+        users
+            .export_users(proto::ExportUsersRequest {
+                query: "\0".into(),
+                ..Default::default()
+            })
+            .await,
+        &["query"],
+    );
+}
+
+#[tokio::test]
+async fn an_anonymous_caller_gets_invalid_argument_not_internal_for_a_nul() {
+    let app = TestApp::spawn().await;
+    let mut auth = app.auth(Bearer::none());
+
+    assert_refused(
+        auth.login(proto::LoginRequest {
+            organization: "default\0".into(),
+            username: "ana\0".into(),
+            password: "secret".into(),
+        })
+        .await,
+        &["organization", "username"],
+    );
+    assert_refused(
+        auth.request_password_reset(proto::RequestPasswordResetRequest {
+            organization: "acme".into(),
+            username: "a\0".into(),
+        })
+        .await,
+        &["username"],
+    );
+    // On a method that needs a token, the missing token is answered first.
+    let status = app
+        .users(Bearer::none())
+        .list_users(proto::ListUsersRequest {
+            query: "\0".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn an_over_long_string_is_refused_naming_the_field_before_any_work() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users(app.as_admin());
+    let mut groups = app.groups(app.as_admin());
+
+    assert_refused(
+        users
+            .list_users(proto::ListUsersRequest {
+                query: "a".repeat(1025),
+                ..Default::default()
+            })
+            .await,
+        &["query"],
+    );
+    assert_refused(
+        groups
+            .update_group(proto::UpdateGroupRequest {
+                group: Some(proto::Group::default()),
+                update_mask: mask(&["name", &"x".repeat(20_000), "description"]),
+            })
+            .await,
+        &["update_mask.paths[1]"],
+    );
+    assert_refused(
+        app.auth(Bearer::none())
+            .login(proto::LoginRequest {
+                organization: "o".repeat(9000),
+                username: "ana".into(),
+                password: "secret".into(),
+            })
+            .await,
+        &["organization"],
+    );
+    // The default cap holds the longest value the domain accepts.
+    let description = "é".repeat(1000);
+    groups
+        .create_profile(proto::CreateProfileRequest {
+            profile: Some(proto::Profile {
+                product: "POS".into(),
+                name: "Cashier".into(),
+                description,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("a 1,000-character description fits");
+}
+
+#[tokio::test]
+async fn an_unknown_enum_value_in_any_request_is_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let mut groups = app.groups(app.as_admin());
+    let mut users = app.users(app.as_admin());
+
+    assert_refused(
+        groups
+            .list_units(proto::ListUnitsRequest {
+                kind: 99,
+                ..Default::default()
+            })
+            .await,
+        &["kind"],
+    );
+    assert_refused(
+        users
+            .list_users(proto::ListUsersRequest {
+                statuses: vec![UserStatus::Active as i32, 42],
+                ..Default::default()
+            })
+            .await,
+        &["statuses[1]"],
+    );
+    assert_refused(
+        app.imports(app.as_admin())
+            .list_import_jobs(proto::ListImportJobsRequest {
+                status: -3,
+                ..Default::default()
+            })
+            .await,
+        &["status"],
+    );
+    assert_refused(
+        groups
+            .create_unit(proto::CreateUnitRequest {
+                unit: Some(proto::Unit {
+                    name: "South".into(),
+                    kind: 77,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await,
+        &["unit.kind"],
+    );
+    // Known values, UNSPECIFIED included, still pass.
+    for kind in [UnitKind::Unspecified, UnitKind::Store] {
+        groups
+            .list_units(proto::ListUnitsRequest {
+                kind: kind as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("a known kind filters");
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_ignoring_case() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_key.clone();
+    for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
+        app.auth(Bearer::raw(&format!("{scheme} {token}")))
+            .who_am_i(proto::WhoAmIRequest {})
+            .await
+            .unwrap_or_else(|status| panic!("{scheme}: {status:?}"));
+    }
+    let refused = app
+        .auth(Bearer::raw(&format!("Basic {token}")))
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect_err("another scheme is refused");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+}
+
+/// Bytes a status puts in the trailers: its message and its encoded details.
+fn status_bytes(status: &Status) -> usize {
+    status.message().len() + status.details().len()
+}
+
+#[tokio::test]
+async fn errors_repeat_only_a_short_prefix_of_the_input() {
+    let app = TestApp::spawn().await;
+    let long = "x".repeat(4000);
+
+    let refused = app
+        .groups(app.as_admin())
+        .update_group(proto::UpdateGroupRequest {
+            group: Some(proto::Group {
+                id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
+            }),
+            update_mask: mask(&[&long, &long, &long]),
+        })
+        .await
+        .expect_err("unknown paths are refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&refused),
+        [
+            "update_mask.paths[0]",
+            "update_mask.paths[1]",
+            "update_mask.paths[2]"
+        ]
+    );
+    assert!(!refused.message().contains(&"x".repeat(65)), "{refused:?}");
+    assert!(status_bytes(&refused) < 2048, "{}", status_bytes(&refused));
+
+    let refused = app
+        .organizations(app.as_admin())
+        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
+            settings: Some(proto::OrganizationSettings {
+                locale: long.clone(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["locale"]),
+        })
+        .await
+        .expect_err("an unknown locale is refused");
+    assert_eq!(violated_fields(&refused), ["settings.locale"]);
+    assert!(!refused.message().contains(&"x".repeat(65)), "{refused:?}");
+
+    let refused = app
+        .users(app.as_admin())
+        .list_users(proto::ListUsersRequest {
+            order_by: long,
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unknown order is refused");
+    assert_eq!(violated_fields(&refused), ["order_by"]);
+    assert!(!refused.message().contains(&"x".repeat(65)), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_request_with_thousands_of_violations_gets_a_bounded_status() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ana", "Silva", "ana@acme.test").await;
+
+    let refused = app
+        .users(app.as_admin())
+        .add_user_to_groups(proto::AddUserToGroupsRequest {
+            user_id: user.id,
+            group_ids: vec!["not-a-uuid".into(); 2000],
+        })
+        .await
+        .expect_err("ids must be UUIDs");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let fields = violated_fields(&refused);
+    assert_eq!(fields.len(), 16, "{fields:?}");
+    assert_eq!(fields[0], "group_ids[0]");
+    assert!(refused.message().ends_with("and 1984 more"), "{refused:?}");
+    // Well under the 16 KB trailer limit of C-core and Java clients.
+    assert!(
+        status_bytes(&refused) < 8 * 1024,
+        "{}",
+        status_bytes(&refused)
+    );
+}
+
+/// Names that would display as other text than they hold.
+const SPOOFED_NAMES: &[&str] = &[
+    "Ana\u{202E}avliS",    // right-to-left override
+    "\u{2067}Ana\u{2069}", // right-to-left isolate
+    "Ana\u{200F}",         // right-to-left mark
+    "Ana\u{061C}",         // Arabic letter mark
+    "Ana\u{2028}Admin",    // line separator
+    "Ana\u{2029}Admin",    // paragraph separator
+    "An\u{200B}a",         // zero-width space (a format character)
+    "Ana\u{200D}",         // a joiner outside a word
+];
+
+#[tokio::test]
+async fn names_refuse_direction_overrides_separators_and_invisible_characters() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users(app.as_admin());
+    let mut groups = app.groups(app.as_admin());
+    for (index, spoofed) in SPOOFED_NAMES.iter().enumerate() {
+        let spoofed = (*spoofed).to_owned();
+        assert_refused(
+            users
+                .create_user(proto::CreateUserRequest {
+                    user: Some(proto::User {
+                        first_name: "Bia".into(),
+                        last_name: spoofed.clone(),
+                        email: format!("bia{index}@acme.test"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+            &["user.last_name"],
+        );
+        assert_refused(
+            groups
+                .create_unit(proto::CreateUnitRequest {
+                    unit: Some(proto::Unit {
+                        name: spoofed.clone(),
+                        kind: UnitKind::Branch as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+            &["unit.name"],
+        );
+        assert_refused(
+            groups
+                .create_profile(proto::CreateProfileRequest {
+                    profile: Some(proto::Profile {
+                        product: "POS".into(),
+                        name: format!("Cashier {index}"),
+                        description: spoofed.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+            &["profile.description"],
+        );
+        assert_refused(
+            app.auth(app.as_admin())
+                .create_api_key(proto::CreateApiKeyRequest {
+                    name: spoofed,
+                    scopes: vec![proto::Scope::Viewer as i32],
+                    ..Default::default()
+                })
+                .await,
+            &["name"],
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_keep_the_joiners_real_scripts_need_inside_a_word() {
+    let app = TestApp::spawn().await;
+    // Persian (a non-joiner between two letters) and Devanagari (a joiner after a virama).
+    for (index, name) in [
+        "\u{645}\u{6CC}\u{200C}\u{62E}\u{648}\u{627}\u{647}",
+        "\u{915}\u{94D}\u{200D}\u{937}",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let user = app
+            .create_user(name, "Silva", &format!("joiner{index}@acme.test"))
+            .await;
+        assert_eq!(user.first_name, name);
+    }
+}
+
+#[tokio::test]
+async fn an_import_row_with_a_spoofed_name_fails_with_the_same_rule() {
+    let app = TestApp::spawn().await;
+    let file = format!(
+        "first_name,last_name,email\nAna,Silva,ana@acme.test\nBia,{},bia@acme.test\n",
+        SPOOFED_NAMES[0]
+    );
+    let run = crate::import::import(&app, crate::import::options(), &file).await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(run.rows.len(), 2);
+    assert_eq!(run.rows[0].outcome, proto::RowOutcome::Created as i32);
+    assert_eq!(run.rows[1].outcome, proto::RowOutcome::Failed as i32);
+    let codes: Vec<(&str, &str)> = run.rows[1]
+        .errors
+        .iter()
+        .map(|issue| (issue.field.as_str(), issue.code.as_str()))
+        .collect();
+    assert_eq!(codes, [("last_name", "INVISIBLE_CHARACTER")]);
+}
+
+/// An aiosmtpd server that refuses `refused*` recipients for good (550) and
+/// `busy*` ones for now (450), and accepts the rest.
+struct RefusingSmtp {
+    port: u16,
+    child: std::process::Child,
+    _handler: tempfile::TempDir,
+}
+
+impl RefusingSmtp {
+    const HANDLER: &'static str = r#"
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("refused"):
+            return "550 5.1.1 no such mailbox here"
+        if address.startswith("busy"):
+            return "450 4.2.1 mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+"#;
+
+    async fn start() -> Self {
+        let handler = tempfile::tempdir().unwrap();
+        std::fs::write(handler.path().join("refusing.py"), Self::HANDLER).unwrap();
+        let port = crate::helpers::SmtpSink::free_port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "refusing.Handler"])
+            .env("PYTHONPATH", handler.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "aiosmtpd did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self {
+            port,
+            child,
+            _handler: handler,
+        }
+    }
+}
+
+impl Drop for RefusingSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The outbox row of the one message to `email`: status, attempts, last error.
+async fn outbox_of(app: &TestApp, email: &str) -> (String, i32, Option<String>) {
+    sqlx::query_as(
+        "select o.status, o.attempts, o.last_error from outbox o \
+         join users u on u.organization_id = o.organization_id and u.id = o.user_id \
+         where u.email = $1",
+    )
+    .bind(email)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_recipient_the_mail_server_refuses_for_good_fails_at_once_and_a_busy_one_is_retried() {
+    let smtp = RefusingSmtp::start().await;
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let app = TestApp::spawn_with(|settings| crate::helpers::deliver_to(settings, &url)).await;
+    for email in ["refused@acme.test", "busy@acme.test", "ok@acme.test"] {
+        app.create_user("Mail", "Test", email).await;
+    }
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let busy = outbox_of(&app, "busy@acme.test").await;
+        let ok = outbox_of(&app, "ok@acme.test").await;
+        if busy.1 >= 2 && ok.0 == "SENT" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "busy {busy:?}, ok {ok:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, attempts, last_error) = outbox_of(&app, "refused@acme.test").await;
+    assert_eq!((status.as_str(), attempts), ("FAILED", 1));
+    assert!(last_error.unwrap_or_default().contains("550"));
+    assert_eq!(outbox_of(&app, "busy@acme.test").await.0, "PENDING");
+}
+
+#[tokio::test]
+async fn emails_with_a_bad_domain_or_specials_are_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users(app.as_admin());
+    for (index, email) in [
+        "ana@-acme.com",
+        "a<b>@x.test",
+        "a@b.test>",
+        "a@[127.0.0.1]",
+        "a@127.0.0.1",
+        "ana@acme.test\u{200B}",
+        "ana@acme\u{AD}.test",
+        "ana@acme..test",
+        "ana@acme.test.",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_refused(
+            users
+                .create_user(proto::CreateUserRequest {
+                    user: Some(proto::User {
+                        first_name: "Ana".into(),
+                        last_name: "Silva".into(),
+                        email: email.to_owned(),
+                        username: format!("ana{index}"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+            &["user.email"],
+        );
+    }
+    // An internationalized domain is stored as typed.
+    let user = app.create_user("Ana", "Silva", "ana@exämple.com.br").await;
+    assert_eq!(user.email, "ana@exämple.com.br");
+}
