@@ -11,12 +11,13 @@ use crate::domain::DomainError;
 const ERROR_DOMAIN: &str = "roster";
 
 // Bounds of what one status carries, so that its message and details stay
-// well under the 16 KB trailer limit of C-core and Java clients (about 8 KB
-// at most) whatever the domain put in them.
+// well under the 16 KB trailer limit of C-core and Java clients (about 11 KB
+// at most once base64-encoded) whatever the domain put in them. A
+// description fits Roster's own longest hints, not a repeated input.
 const MAX_MESSAGE_BYTES: usize = 1024;
 const MAX_VIOLATIONS: usize = 16;
 const MAX_FIELD_BYTES: usize = 128;
-const MAX_DESCRIPTION_BYTES: usize = 200;
+const MAX_DESCRIPTION_BYTES: usize = 320;
 
 impl From<DomainError> for Status {
     fn from(error: DomainError) -> Self {
