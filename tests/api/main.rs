@@ -15,6 +15,7 @@ mod cli;
 mod contract;
 mod delivery;
 mod groups;
+mod hardening_import;
 mod helpers;
 mod import;
 mod onboarding;

@@ -52,13 +52,57 @@ impl FileRefusal {
 /// Why one record cannot be used; parsing goes on with the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordProblem {
-    InvalidEncoding,
+    /// 0-based index of the first field holding a byte undefined in Windows-1252.
+    InvalidEncoding {
+        index: usize,
+    },
+    /// 0-based index of the first field holding a NUL byte, which PostgreSQL
+    /// cannot store in text (nor JSON): caught here so it fails only its row.
+    NulCharacter {
+        index: usize,
+    },
     /// 0-based index of the first field over the limit.
     FieldTooLong {
         index: usize,
     },
     RecordTooLong,
     UnterminatedQuote,
+}
+
+impl RecordProblem {
+    /// The 0-based index of the cell at fault, when one is.
+    pub fn cell(&self) -> Option<usize> {
+        match self {
+            Self::InvalidEncoding { index }
+            | Self::NulCharacter { index }
+            | Self::FieldTooLong { index } => Some(*index),
+            Self::RecordTooLong | Self::UnterminatedQuote => None,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidEncoding { .. } => "INVALID_ENCODING",
+            Self::NulCharacter { .. } => "NUL_CHARACTER",
+            Self::FieldTooLong { .. } => "FIELD_TOO_LONG",
+            Self::RecordTooLong => "RECORD_TOO_LONG",
+            Self::UnterminatedQuote => "UNTERMINATED_QUOTE",
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::InvalidEncoding { .. } => {
+                "invalid text encoding: a byte that is neither UTF-8 nor Windows-1252"
+            }
+            Self::NulCharacter { .. } => {
+                "contains a NUL character (byte 0), which cannot be stored"
+            }
+            Self::FieldTooLong { .. } => "the cell is longer than the limit per field",
+            Self::RecordTooLong => "the record is longer than the limit per record",
+            Self::UnterminatedQuote => "a quoted cell is never closed",
+        }
+    }
 }
 
 /// One non-blank record of the file.
@@ -239,6 +283,9 @@ impl CsvStream {
             if end - start > self.limits.max_field_bytes {
                 return Err(RecordProblem::FieldTooLong { index });
             }
+            if bytes[start..end].contains(&0) {
+                return Err(RecordProblem::NulCharacter { index });
+            }
             spans.push(start..end);
             start = end;
         }
@@ -248,8 +295,12 @@ impl CsvStream {
                 .map(|span| text[span].to_owned())
                 .collect());
         }
-        if bytes.iter().any(|b| UNDEFINED_IN_WINDOWS_1252.contains(b)) {
-            return Err(RecordProblem::InvalidEncoding);
+        if let Some(index) = spans.iter().position(|span| {
+            bytes[span.clone()]
+                .iter()
+                .any(|b| UNDEFINED_IN_WINDOWS_1252.contains(b))
+        }) {
+            return Err(RecordProblem::InvalidEncoding { index });
         }
         Ok(spans
             .into_iter()
@@ -377,7 +428,7 @@ mod tests {
                 ok(3, &["ana@x.com", "Ana Conceição"]),
                 Record {
                     line: 4,
-                    fields: Err(RecordProblem::InvalidEncoding)
+                    fields: Err(RecordProblem::InvalidEncoding { index: 1 })
                 },
             ]
         );
@@ -440,6 +491,19 @@ mod tests {
         );
         assert_eq!(read_in_chunks(b"", 1), Err(FileRefusal::Empty));
         assert_eq!(read_in_chunks(b"  \r\n ;; \n", 3), Err(FileRefusal::Empty));
+    }
+
+    #[test]
+    fn a_nul_byte_fails_its_record_naming_the_cell_and_reading_goes_on() {
+        let records = read_every_way(b"email,first_name\na@x.com,A\0na\nb@x.com,B\n");
+        assert_eq!(
+            records[1],
+            Record {
+                line: 2,
+                fields: Err(RecordProblem::NulCharacter { index: 1 })
+            }
+        );
+        assert_eq!(records[2], ok(3, &["b@x.com", "B"]));
     }
 
     #[test]
