@@ -1035,9 +1035,8 @@ impl Jobs {
             return Err(DomainError::FailedPrecondition {
                 reason: "ROW_RESULTS_EXPIRED",
                 message: format!(
-                    "the row results of review job {id} were deleted on {}, {} days after it ended; the job and its counts remain, review the file again for its rows",
+                    "the row results of review job {id} were deleted on {} (reviews keep them for a while after they end); the job and its counts remain, review the file again for its rows",
                     expired.format("%Y-%m-%d"),
-                    self.settings.review_retention.as_secs() / 86_400
                 ),
             });
         }
