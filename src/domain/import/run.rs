@@ -67,7 +67,7 @@ impl Default for ImportSettings {
             stale_after: Duration::from_secs(30),
             heartbeat_every: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(600),
-            inbound_buffer_bytes: 1024 * 1024,
+            inbound_buffer_bytes: 256 * 1024,
             max_running_jobs_per_organization: 4,
             review_retention: Duration::from_secs(7 * 24 * 3600),
             retention_sweep_every: Duration::from_secs(60),
