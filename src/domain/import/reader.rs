@@ -327,7 +327,10 @@ fn sniff(held: &[u8], limit: usize, at_end: bool) -> Result<Option<u8>, FileRefu
     if held.len() < 4 && !at_end {
         return Ok(None);
     }
-    let body = held.strip_prefix(UTF8_BOM).unwrap_or(held);
+    // Only the first `limit` bytes decide, however many arrived at once: the
+    // choice must not depend on where the chunks split (found by fuzzing).
+    let window = &held[..held.len().min(limit)];
+    let body = window.strip_prefix(UTF8_BOM).unwrap_or(window);
     let pick = |commas: usize, semicolons: usize| if semicolons > commas { b';' } else { b',' };
     let (mut in_quotes, mut has_text) = (false, false);
     let (mut commas, mut semicolons) = (0, 0);
@@ -504,6 +507,24 @@ mod tests {
             }
         );
         assert_eq!(records[2], ok(3, &["b@x.com", "B"]));
+    }
+
+    #[test]
+    fn a_header_line_longer_than_the_record_limit_gets_the_same_delimiter_in_any_chunking() {
+        // `;` leads in the first 64 KiB of the header line, `,` in the whole line.
+        let mut file = b"email".to_vec();
+        file.extend_from_slice(&b";x".repeat(40_000));
+        file.extend_from_slice(&b",y".repeat(100_000));
+        file.extend_from_slice(b"\na,b;c\n");
+        let whole = read_in_chunks(&file, file.len()).unwrap();
+        assert_eq!(whole[1], ok(2, &["a,b", "c"]));
+        for size in [1000, 4096, 65_536] {
+            assert_eq!(
+                read_in_chunks(&file, size).unwrap(),
+                whole,
+                "chunks of {size}"
+            );
+        }
     }
 
     #[test]
