@@ -289,11 +289,15 @@ impl CsvStream {
             spans.push(start..end);
             start = end;
         }
+        // Valid UTF-8 only if every cell is: a character split by a delimiter
+        // (`S\xC3,\xA1`) is valid across cells but not in either (found by fuzzing).
         if let Ok(text) = std::str::from_utf8(bytes) {
-            return Ok(spans
-                .into_iter()
-                .map(|span| text[span].to_owned())
-                .collect());
+            if spans.iter().all(|span| text.is_char_boundary(span.start)) {
+                return Ok(spans
+                    .into_iter()
+                    .map(|span| text[span].to_owned())
+                    .collect());
+            }
         }
         if let Some(index) = spans.iter().position(|span| {
             bytes[span.clone()]
@@ -525,6 +529,12 @@ mod tests {
                 "chunks of {size}"
             );
         }
+    }
+
+    #[test]
+    fn a_character_split_by_a_delimiter_makes_the_record_windows_1252() {
+        let records = read_every_way(b"email,first_name,last_name\na@x.com,S\xC3,\xA1\n");
+        assert_eq!(records[1], ok(2, &["a@x.com", "S\u{C3}", "\u{A1}"]));
     }
 
     #[test]
