@@ -183,6 +183,12 @@ struct ServeArgs {
     /// Most bytes of one import record (line).
     #[arg(long, env = "ROSTER_IMPORT_MAX_RECORD_BYTES", default_value_t = 64 * 1024)]
     import_max_record_bytes: usize,
+    /// Most import jobs (imports and reviews) one organization may run at once.
+    #[arg(long, env = "ROSTER_IMPORT_MAX_RUNNING_JOBS", default_value_t = 4)]
+    import_max_running_jobs: u32,
+    /// Days a review's (ValidateImport's) row results are kept after it ends.
+    #[arg(long, env = "ROSTER_IMPORT_REVIEW_RETENTION_DAYS", default_value_t = 7)]
+    import_review_retention_days: u64,
     /// SMTP server for emails: smtp://host:port (plain), smtp://user:pass@host:587?tls=required
     /// (STARTTLS) or smtps://user:pass@host:465 (TLS). Unset: emails are written to <data dir>/mail/.
     #[arg(long, env = "ROSTER_SMTP_URL", hide_env_values = true)]
@@ -337,6 +343,8 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
                 max_record_bytes: args.import_max_record_bytes,
             },
             max_rows: args.import_max_rows,
+            max_running_jobs_per_organization: args.import_max_running_jobs,
+            review_retention: Duration::from_secs(args.import_review_retention_days * 86_400),
             ..ImportSettings::default()
         };
         let public_url = args

@@ -88,6 +88,17 @@ impl ServerSettings {
     }
 }
 
+/// HTTP/2 receive windows. h2 charges each small DATA frame it holds unread
+/// (under 256 bytes) against a per-connection budget of half the connection
+/// window, and ends the connection (GOAWAY `too_many_data_frames`) when it is
+/// spent. An import paused by back-pressure leaves up to one stream window
+/// unread: filled with one-byte chunks (8-byte gRPC messages, 248 charged
+/// each) that is 31 × the window, so the connection window is 4 × 62 × the
+/// stream window, enough for the running imports an organization may have.
+/// (hyper's defaults, 1 MiB each, allow about 2,000 such frames.)
+const STREAM_WINDOW_BYTES: u32 = 128 * 1024;
+const CONNECTION_WINDOW_BYTES: u32 = 4 * 62 * STREAM_WINDOW_BYTES;
+
 type ServerFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 pub struct Application {
@@ -157,6 +168,23 @@ impl Application {
                 }
             }
         });
+        // Any server deletes review results past their retention.
+        let sweeper = jobs.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(sweeper.settings.retention_sweep_every);
+            loop {
+                every.tick().await;
+                match sweeper.expire_review_row_results().await {
+                    Ok(0) => {}
+                    Ok(jobs) => {
+                        tracing::info!(jobs, "deleted review row results past their retention")
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "cannot delete expired review row results")
+                    }
+                }
+            }
+        });
         let (stopping, stopping_rx) = watch::channel(false);
         if let Some(delivery) = &settings.delivery {
             let worker = DeliveryWorker::new(pool.clone(), delivery.clone())?;
@@ -210,6 +238,8 @@ impl Application {
         );
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = Server::builder()
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .layer(RequestLogLayer)
             .layer(AuthLayer::new(authenticator))
             // After authentication: an anonymous caller is refused before any body is read.

@@ -125,7 +125,8 @@ fn options_from_proto(options: proto::ImportOptions) -> Result<ImportOptions, Do
         deactivated: options.deactivated,
         notify_requester: options.notify_requester.unwrap_or(true),
         allow_legacy_statuses: options.allow_legacy_statuses,
-        file_name: options.file_name.trim().chars().take(255).collect(),
+        file_name: import::job::parse_file_name(&options.file_name, "options.file_name")
+            .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?,
     })
 }
 
@@ -278,29 +279,12 @@ impl ImportHandler {
         let job_id = job.record.id;
         tracing::info!(job_id = %job_id, kind = kind.as_str(), "import job started");
 
-        // Two chunks in flight at most: memory stays flat whatever the client sends.
-        let (input_tx, input_rx) = mpsc::channel(2);
-        tokio::spawn(async move {
-            loop {
-                let input = match inbound.message().await {
-                    Ok(Some(message)) => match message.into_part() {
-                        Some(Part::Chunk(chunk)) => Input::Chunk(chunk),
-                        Some(Part::Options(_)) => {
-                            Input::Broken("`options` may be sent only once, first".into())
-                        }
-                        None => continue,
-                    },
-                    Ok(None) => Input::End,
-                    Err(status) => {
-                        Input::Broken(format!("the client went away ({})", status.message()))
-                    }
-                };
-                let last = !matches!(input, Input::Chunk(_));
-                if input_tx.send(input).await.is_err() || last {
-                    return;
-                }
-            }
-        });
+        let (input_tx, input_rx) = mpsc::channel(1);
+        tokio::spawn(drain_inbound(
+            inbound,
+            input_tx,
+            self.jobs.settings.inbound_buffer_bytes,
+        ));
 
         let (stop_tx, stop_rx) = watch::channel(None);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
@@ -355,6 +339,52 @@ impl ImportHandler {
             response.metadata_mut().insert(JOB_ID_HEADER, value);
         }
         Ok(response)
+    }
+}
+
+/// Keeps reading the client's messages while the job writes a batch, gathering
+/// their bytes into one buffer handed to the job whole; it pauses only when
+/// `limit` bytes wait (back-pressure by bytes, not by messages). A reader that
+/// paused per message would leave the client's small DATA frames queued in
+/// h2, whose budget for small frames then ends the connection with GOAWAY
+/// `too_many_data_frames` (a client sending one line or one byte per message).
+async fn drain_inbound<Req: ImportRequestMessage>(
+    mut inbound: Streaming<Req>,
+    job: mpsc::Sender<Input>,
+    limit: usize,
+) {
+    let mut gathered: Vec<u8> = Vec::new();
+    let mut end: Option<Input> = None;
+    loop {
+        tokio::select! {
+            permit = job.reserve(), if !gathered.is_empty() || end.is_some() => {
+                let Ok(permit) = permit else { return };
+                if gathered.is_empty() {
+                    permit.send(end.take().unwrap_or(Input::End));
+                    return;
+                }
+                permit.send(Input::Chunk(std::mem::take(&mut gathered)));
+            }
+            // Cancel-safe: a message half received stays in `inbound`.
+            message = inbound.message(), if end.is_none() && gathered.len() < limit => {
+                match message {
+                    Ok(Some(message)) => match message.into_part() {
+                        Some(Part::Chunk(chunk)) => gathered.extend_from_slice(&chunk),
+                        Some(Part::Options(_)) => {
+                            end = Some(Input::Broken("`options` may be sent only once, first".into()));
+                        }
+                        None => {}
+                    },
+                    Ok(None) => end = Some(Input::End),
+                    Err(status) => {
+                        end = Some(Input::Broken(format!(
+                            "the client went away ({})",
+                            status.message()
+                        )));
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::domain::{
 
 const JOB_COLUMNS: &str = "id, kind, status, options, file_name, requested_by, rows_total, created, updated, \
      deleted, unchanged, skipped, valid, failed, bytes_received, last_line, failure_message, create_time, \
-     update_time, end_time";
+     update_time, end_time, row_results_expired_time";
 
 #[derive(FromRow)]
 struct JobRow {
@@ -44,6 +44,7 @@ struct JobRow {
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
     end_time: Option<DateTime<Utc>>,
+    row_results_expired_time: Option<DateTime<Utc>>,
 }
 
 impl From<JobRow> for ImportJob {
@@ -70,6 +71,7 @@ impl From<JobRow> for ImportJob {
             create_time: row.create_time,
             update_time: row.update_time,
             end_time: row.end_time,
+            row_results_expired_time: row.row_results_expired_time,
         }
     }
 }
@@ -84,8 +86,32 @@ pub struct NewJob<'a> {
     pub owner: Uuid,
 }
 
-pub async fn insert_job(pool: &PgPool, job: &NewJob<'_>) -> Result<ImportJob, DomainError> {
+/// Creates the job unless its organization already runs `limit` jobs (whose
+/// owners still beat); then `Err` with how many run. Starts of one
+/// organization are serialized so that two cannot both take the last place.
+pub async fn insert_job_within_limit(
+    pool: &PgPool,
+    job: &NewJob<'_>,
+    limit: u32,
+    stale_after_seconds: i64,
+) -> Result<Result<ImportJob, i64>, DomainError> {
     let options = serde_json::to_value(job.options).map_err(anyhow::Error::from)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended('roster.import_jobs.start:' || $1::text, 0))")
+        .bind(job.organization_id)
+        .execute(&mut *tx)
+        .await?;
+    let running: i64 = sqlx::query_scalar(
+        "select count(*) from import_jobs where organization_id = $1 and status = 'RUNNING' \
+         and heartbeat_time >= now() - make_interval(secs => $2)",
+    )
+    .bind(job.organization_id)
+    .bind(stale_after_seconds as f64)
+    .fetch_one(&mut *tx)
+    .await?;
+    if running >= i64::from(limit) {
+        return Ok(Err(running));
+    }
     let row: JobRow = sqlx::query_as(&format!(
         "insert into import_jobs (organization_id, id, kind, options, file_name, requested_by, notify_requester, owner) \
          values ($1, $2, $3, $4, $5, $6, $7, $8) returning {JOB_COLUMNS}"
@@ -98,9 +124,32 @@ pub async fn insert_job(pool: &PgPool, job: &NewJob<'_>) -> Result<ImportJob, Do
     .bind(&job.requested_by)
     .bind(job.options.notify_requester)
     .bind(job.owner)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(row.into())
+    tx.commit().await?;
+    Ok(Ok(row.into()))
+}
+
+/// Deletes the row results of up to `max_jobs` review jobs that ended more
+/// than `retention_seconds` ago, and records when; returns how many jobs.
+pub async fn expire_review_row_results(
+    pool: &PgPool,
+    retention_seconds: i64,
+    max_jobs: i64,
+) -> Result<u64, sqlx::Error> {
+    let expired: Vec<Uuid> = sqlx::query_scalar(
+        "with expired as ( \
+             select id from import_jobs where kind = 'VALIDATE' and row_results_expired_time is null \
+             and end_time is not null and end_time < now() - make_interval(secs => $1) \
+             order by end_time limit $2 for update skip locked), \
+         deleted as (delete from import_rows where job_id in (select id from expired)) \
+         update import_jobs set row_results_expired_time = now() where id in (select id from expired) returning id",
+    )
+    .bind(retention_seconds as f64)
+    .bind(max_jobs)
+    .fetch_all(pool)
+    .await?;
+    Ok(expired.len() as u64)
 }
 
 pub async fn find_job<'e>(

@@ -17,6 +17,7 @@ mod contract;
 mod delivery;
 mod groups;
 mod hardening_authz;
+mod hardening_import;
 mod hardening_input;
 mod hardening_sign_in;
 mod helpers;

@@ -220,8 +220,13 @@ fn decide(
                 }
             }
             match context.options.on_existing {
+                // Named after the value that matched the existing user.
                 OnExisting::Fail => Err(violation(
-                    "email",
+                    if context.settings.allow_duplicate_emails {
+                        "username"
+                    } else {
+                        "email"
+                    },
                     "USER_ALREADY_EXISTS",
                     "User already exists",
                 )),

@@ -62,6 +62,14 @@ impl Column {
     }
 }
 
+/// Longest unknown column name repeated in an error.
+const MAX_ECHOED_NAME: usize = 64;
+
+/// A cell named by its 1-based position, for cells no column name fits.
+pub fn position_label(index: usize) -> String {
+    format!("column {}", index + 1)
+}
+
 /// Which column each cell of a record belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -78,7 +86,7 @@ impl Header {
             if cell.trim().is_empty() {
                 if last_named.is_some_and(|last| index < last) {
                     violations.push(FieldViolation::new(
-                        format!("column {}", index + 1),
+                        position_label(index),
                         "EMPTY_COLUMN_NAME",
                         "has no name; only trailing columns may be unnamed",
                     ));
@@ -98,15 +106,24 @@ impl Header {
                     columns.push(Some(column));
                     continue;
                 }
-                None => violations.push(FieldViolation::new(
-                    cell.trim(),
-                    "UNKNOWN_COLUMN",
-                    format!(
-                        "`{}` is not a column; the columns are: {}",
-                        cell.trim(),
-                        Column::ALL.map(Column::name).join(", ")
-                    ),
-                )),
+                None => {
+                    // The name is echoed only when it is short, plain text.
+                    let name = Some(cell.trim()).filter(|name| {
+                        name.chars().count() <= MAX_ECHOED_NAME
+                            && !name
+                                .chars()
+                                .any(|c| c.is_control() || matches!(c, '<' | '>'))
+                    });
+                    violations.push(FieldViolation::new(
+                        name.map_or_else(|| position_label(index), str::to_owned),
+                        "UNKNOWN_COLUMN",
+                        format!(
+                            "{} is not a column; the columns are: {}",
+                            name.map_or_else(|| "this".to_owned(), |name| format!("`{name}`")),
+                            Column::ALL.map(Column::name).join(", ")
+                        ),
+                    ))
+                }
             }
             columns.push(None);
         }
@@ -144,21 +161,21 @@ impl Header {
             .map_or("", String::as_str)
     }
 
-    /// The column name of the cell at `index`, if the header names it.
-    pub fn name_at(&self, index: usize) -> Option<&'static str> {
-        self.columns.get(index).copied().flatten().map(Column::name)
+    /// The column name of the cell at `index`, else its position (`column 7`).
+    pub fn label_at(&self, index: usize) -> String {
+        match self.columns.get(index).copied().flatten() {
+            Some(column) => column.name().to_owned(),
+            None => position_label(index),
+        }
     }
 
-    /// Cells beyond the header that hold something (a long record fails unless they are empty).
-    pub fn extra_cells(&self, record: &[String]) -> usize {
-        record
-            .iter()
-            .enumerate()
-            .filter(|(index, cell)| {
-                let named = self.columns.get(*index).is_some_and(Option::is_some);
-                !named && !cell.trim().is_empty()
-            })
-            .count()
+    /// The first cell beyond the header that holds something (a long record
+    /// fails unless they are empty).
+    pub fn first_extra_cell(&self, record: &[String]) -> Option<usize> {
+        record.iter().enumerate().position(|(index, cell)| {
+            let named = self.columns.get(index).is_some_and(Option::is_some);
+            !named && !cell.trim().is_empty()
+        })
     }
 }
 
@@ -180,7 +197,11 @@ mod tests {
         let record = cells(&["Ana", "Silva", "ana@x.com"]);
         assert_eq!(header.cell(&record, Column::FirstName), "Ana");
         assert_eq!(header.cell(&record, Column::Phone), "");
-        assert_eq!(header.extra_cells(&cells(&["a", "b", "c", "", "x"])), 1);
+        assert_eq!(
+            header.first_extra_cell(&cells(&["a", "b", "c", "", "x"])),
+            Some(4)
+        );
+        assert_eq!(header.label_at(4), "column 5");
     }
 
     #[test]
@@ -201,6 +222,20 @@ mod tests {
                 ("last_name", "MISSING_COLUMN"),
             ]
         );
+    }
+
+    #[test]
+    fn unknown_names_with_control_characters_markup_or_great_length_are_named_by_position() {
+        let long = "x".repeat(65);
+        let problems =
+            Header::parse(&cells(&["email", "a\r\nb", "<b>x</b>", &long, "nick"])).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields[..4],
+            ["column 2", "column 3", "column 4", "nick"],
+            "{problems:?}"
+        );
+        assert!(!problems[1].description.contains('<'));
     }
 
     #[test]

@@ -102,6 +102,58 @@ impl Default for ImportOptions {
     }
 }
 
+/// Longest file name a job keeps.
+pub const MAX_FILE_NAME_CHARS: usize = 255;
+
+/// An import's `file_name`, shown in job lists and the report email: trimmed,
+/// at most 255 characters, single-line plain text (no control or invisible
+/// format characters that could make it read as something else, no `<`/`>`).
+/// Empty when not given.
+pub fn parse_file_name(raw: &str, field: &str) -> Result<String, FieldViolation> {
+    let name = raw.trim();
+    let refuse = |code: &'static str, message: &str| Err(FieldViolation::new(field, code, message));
+    if name.chars().count() > MAX_FILE_NAME_CHARS {
+        return refuse(
+            "TOO_LONG",
+            &format!("must be at most {MAX_FILE_NAME_CHARS} characters"),
+        );
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || is_invisible_format(c))
+    {
+        return refuse(
+            "INVALID_CHARACTER",
+            "must be one line of visible text: no line breaks, control or invisible formatting characters",
+        );
+    }
+    if name.contains(['<', '>']) {
+        return refuse("INVALID_CHARACTER", "must not contain `<` or `>`");
+    }
+    Ok(name.to_owned())
+}
+
+/// Unicode format characters (category Cf: bidirectional marks and overrides,
+/// zero-width space, tags) and the line and paragraph separators.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}' | '\u{180E}'
+        | '\u{0600}'..='\u{0605}'
+        // Not U+200C/U+200D: joiners that scripts such as Persian and Devanagari need.
+        | '\u{200B}' | '\u{200E}' | '\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}'
+        | '\u{E0020}'..='\u{E007F}')
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Created,
@@ -240,4 +292,39 @@ pub struct ImportJob {
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
     pub end_time: Option<DateTime<Utc>>,
+    /// When a review job's row results were deleted (retention).
+    pub row_results_expired_time: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_name_is_one_line_of_visible_plain_text() {
+        assert_eq!(
+            parse_file_name("  people (2).csv ", "file_name").unwrap(),
+            "people (2).csv"
+        );
+        assert_eq!(
+            parse_file_name("Funcionários ação.csv", "f").unwrap(),
+            "Funcionários ação.csv"
+        );
+        for bad in [
+            "a\r\nBcc: x.csv",
+            "a\u{0}.csv",
+            "<script>.csv",
+            "gpj.\u{202E}exe",
+            "a\u{200B}.csv",
+            "a\u{2028}b.csv",
+        ] {
+            let refused = parse_file_name(bad, "options.file_name").unwrap_err();
+            assert_eq!(refused.field, "options.file_name", "{bad:?}");
+            assert_eq!(refused.code, "INVALID_CHARACTER", "{bad:?}");
+        }
+        assert_eq!(
+            parse_file_name(&"x".repeat(256), "f").unwrap_err().code,
+            "TOO_LONG"
+        );
+    }
 }

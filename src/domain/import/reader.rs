@@ -52,13 +52,57 @@ impl FileRefusal {
 /// Why one record cannot be used; parsing goes on with the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordProblem {
-    InvalidEncoding,
+    /// 0-based index of the first field holding a byte undefined in Windows-1252.
+    InvalidEncoding {
+        index: usize,
+    },
+    /// 0-based index of the first field holding a NUL byte, which PostgreSQL
+    /// cannot store in text (nor JSON): caught here so it fails only its row.
+    NulCharacter {
+        index: usize,
+    },
     /// 0-based index of the first field over the limit.
     FieldTooLong {
         index: usize,
     },
     RecordTooLong,
     UnterminatedQuote,
+}
+
+impl RecordProblem {
+    /// The 0-based index of the cell at fault, when one is.
+    pub fn cell(&self) -> Option<usize> {
+        match self {
+            Self::InvalidEncoding { index }
+            | Self::NulCharacter { index }
+            | Self::FieldTooLong { index } => Some(*index),
+            Self::RecordTooLong | Self::UnterminatedQuote => None,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidEncoding { .. } => "INVALID_ENCODING",
+            Self::NulCharacter { .. } => "NUL_CHARACTER",
+            Self::FieldTooLong { .. } => "FIELD_TOO_LONG",
+            Self::RecordTooLong => "RECORD_TOO_LONG",
+            Self::UnterminatedQuote => "UNTERMINATED_QUOTE",
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::InvalidEncoding { .. } => {
+                "invalid text encoding: a byte that is neither UTF-8 nor Windows-1252"
+            }
+            Self::NulCharacter { .. } => {
+                "contains a NUL character (byte 0), which cannot be stored"
+            }
+            Self::FieldTooLong { .. } => "the cell is longer than the limit per field",
+            Self::RecordTooLong => "the record is longer than the limit per record",
+            Self::UnterminatedQuote => "a quoted cell is never closed",
+        }
+    }
 }
 
 /// One non-blank record of the file.
@@ -239,17 +283,28 @@ impl CsvStream {
             if end - start > self.limits.max_field_bytes {
                 return Err(RecordProblem::FieldTooLong { index });
             }
+            if bytes[start..end].contains(&0) {
+                return Err(RecordProblem::NulCharacter { index });
+            }
             spans.push(start..end);
             start = end;
         }
+        // Valid UTF-8 only if every cell is: a character split by a delimiter
+        // (`S\xC3,\xA1`) is valid across cells but not in either (found by fuzzing).
         if let Ok(text) = std::str::from_utf8(bytes) {
-            return Ok(spans
-                .into_iter()
-                .map(|span| text[span].to_owned())
-                .collect());
+            if spans.iter().all(|span| text.is_char_boundary(span.start)) {
+                return Ok(spans
+                    .into_iter()
+                    .map(|span| text[span].to_owned())
+                    .collect());
+            }
         }
-        if bytes.iter().any(|b| UNDEFINED_IN_WINDOWS_1252.contains(b)) {
-            return Err(RecordProblem::InvalidEncoding);
+        if let Some(index) = spans.iter().position(|span| {
+            bytes[span.clone()]
+                .iter()
+                .any(|b| UNDEFINED_IN_WINDOWS_1252.contains(b))
+        }) {
+            return Err(RecordProblem::InvalidEncoding { index });
         }
         Ok(spans
             .into_iter()
@@ -276,7 +331,10 @@ fn sniff(held: &[u8], limit: usize, at_end: bool) -> Result<Option<u8>, FileRefu
     if held.len() < 4 && !at_end {
         return Ok(None);
     }
-    let body = held.strip_prefix(UTF8_BOM).unwrap_or(held);
+    // Only the first `limit` bytes decide, however many arrived at once: the
+    // choice must not depend on where the chunks split (found by fuzzing).
+    let window = &held[..held.len().min(limit)];
+    let body = window.strip_prefix(UTF8_BOM).unwrap_or(window);
     let pick = |commas: usize, semicolons: usize| if semicolons > commas { b';' } else { b',' };
     let (mut in_quotes, mut has_text) = (false, false);
     let (mut commas, mut semicolons) = (0, 0);
@@ -377,7 +435,7 @@ mod tests {
                 ok(3, &["ana@x.com", "Ana Conceição"]),
                 Record {
                     line: 4,
-                    fields: Err(RecordProblem::InvalidEncoding)
+                    fields: Err(RecordProblem::InvalidEncoding { index: 1 })
                 },
             ]
         );
@@ -440,6 +498,43 @@ mod tests {
         );
         assert_eq!(read_in_chunks(b"", 1), Err(FileRefusal::Empty));
         assert_eq!(read_in_chunks(b"  \r\n ;; \n", 3), Err(FileRefusal::Empty));
+    }
+
+    #[test]
+    fn a_nul_byte_fails_its_record_naming_the_cell_and_reading_goes_on() {
+        let records = read_every_way(b"email,first_name\na@x.com,A\0na\nb@x.com,B\n");
+        assert_eq!(
+            records[1],
+            Record {
+                line: 2,
+                fields: Err(RecordProblem::NulCharacter { index: 1 })
+            }
+        );
+        assert_eq!(records[2], ok(3, &["b@x.com", "B"]));
+    }
+
+    #[test]
+    fn a_header_line_longer_than_the_record_limit_gets_the_same_delimiter_in_any_chunking() {
+        // `;` leads in the first 64 KiB of the header line, `,` in the whole line.
+        let mut file = b"email".to_vec();
+        file.extend_from_slice(&b";x".repeat(40_000));
+        file.extend_from_slice(&b",y".repeat(100_000));
+        file.extend_from_slice(b"\na,b;c\n");
+        let whole = read_in_chunks(&file, file.len()).unwrap();
+        assert_eq!(whole[1], ok(2, &["a,b", "c"]));
+        for size in [1000, 4096, 65_536] {
+            assert_eq!(
+                read_in_chunks(&file, size).unwrap(),
+                whole,
+                "chunks of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_character_split_by_a_delimiter_makes_the_record_windows_1252() {
+        let records = read_every_way(b"email,first_name,last_name\na@x.com,S\xC3,\xA1\n");
+        assert_eq!(records[1], ok(2, &["a@x.com", "S\u{C3}", "\u{A1}"]));
     }
 
     #[test]

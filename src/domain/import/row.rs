@@ -167,9 +167,9 @@ pub fn parse_row(
 ) -> Result<(Action, RowCommand), Vec<FieldViolation>> {
     let cell = |column: Column| unescape_cell(header.cell(record, column));
     let mut violations = Vec::new();
-    if header.extra_cells(record) > 0 {
+    if let Some(index) = header.first_extra_cell(record) {
         violations.push(FieldViolation::new(
-            "row",
+            header.label_at(index),
             "TOO_MANY_CELLS",
             "has more cells than the header has columns",
         ));
@@ -349,7 +349,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             fields(&problems),
-            ["row", "status", "first_name", "email", "phone"]
+            ["column 6", "status", "first_name", "email", "phone"]
         );
         assert!(problems[4].description.contains("spreadsheet"));
         assert_eq!(problems[1].code, "LEGACY_STATUS");

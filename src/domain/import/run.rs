@@ -15,7 +15,7 @@ use super::{
     decide::{
         decide_batch, BatchContext, Candidate, Decision, NamedGroup, Plan, StoredUser, Users,
     },
-    header::{Column, Header},
+    header::{self, Column, Header},
     job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
     reader::{CsvStream, FileRefusal, Limits, Record, RecordProblem},
     row::{
@@ -48,6 +48,14 @@ pub struct ImportSettings {
     pub heartbeat_every: Duration,
     /// A client that sends nothing for this long is gone.
     pub idle_timeout: Duration,
+    /// File bytes read ahead of the job while it writes a batch, at most.
+    pub inbound_buffer_bytes: usize,
+    /// Imports and reviews one organization may run at once.
+    pub max_running_jobs_per_organization: u32,
+    /// How long a review job's row results are kept after it ends.
+    pub review_retention: Duration,
+    /// How often a server looks for review results past their retention.
+    pub retention_sweep_every: Duration,
 }
 
 impl Default for ImportSettings {
@@ -59,6 +67,10 @@ impl Default for ImportSettings {
             stale_after: Duration::from_secs(30),
             heartbeat_every: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(600),
+            inbound_buffer_bytes: 256 * 1024,
+            max_running_jobs_per_organization: 4,
+            review_retention: Duration::from_secs(7 * 24 * 3600),
+            retention_sweep_every: Duration::from_secs(60),
         }
     }
 }
@@ -135,18 +147,25 @@ pub async fn start_job(
         mirror_skipped = skipped;
     }
     tx.commit().await?;
-    let record = store::imports::insert_job(
-        pool,
-        &store::imports::NewJob {
-            organization_id,
-            id: Uuid::now_v7(),
-            kind,
-            options: &options,
-            requested_by: caller.actor().reference(),
-            owner,
-        },
-    )
-    .await?;
+    let limit = settings.max_running_jobs_per_organization;
+    let new_job = store::imports::NewJob {
+        organization_id,
+        id: Uuid::now_v7(),
+        kind,
+        options: &options,
+        requested_by: caller.actor().reference(),
+        owner,
+    };
+    let stale_after = settings.stale_after.as_secs() as i64;
+    let record =
+        match store::imports::insert_job_within_limit(pool, &new_job, limit, stale_after).await? {
+            Ok(record) => record,
+            Err(running) => {
+                return Err(DomainError::ResourceExhausted(format!(
+                    "{running} import jobs (imports and reviews) are running in this organization and {limit} may run at once; start this one when one of them has ended"
+                )))
+            }
+        };
     Ok(Job {
         pool: pool.clone(),
         caller: caller.clone(),
@@ -229,10 +248,19 @@ impl Job {
                     )
                 }
             };
-        if let Err(error) =
-            store::imports::finish_job(&self.pool, job_id, self.owner, status, &message).await
-        {
-            tracing::error!(job_id = %job_id, error = ?error, "cannot end import job");
+        // A job must never stay RUNNING: if its message cannot be stored, end it with a plain one.
+        let message = message.replace('\0', "");
+        for message in [
+            message.as_str(),
+            "the job ended; its message could not be stored",
+        ] {
+            match store::imports::finish_job(&self.pool, job_id, self.owner, status, message).await
+            {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::error!(job_id = %job_id, error = ?error, "cannot end import job")
+                }
+            }
         }
         tracing::info!(job_id = %job_id, status = status.as_str(), "import job ended");
         progress.send_modify(|p| p.ended = Some(error));
@@ -377,8 +405,9 @@ impl Job {
             .map(|record| self.candidate(header, record))
             .collect();
         let stop = match self.write_batch(&candidates, bytes_received).await {
-            Err(error) if is_contention(&error) => {
-                // A concurrent change collided with this batch: redo it a row at a time.
+            Err(error) if is_contention(&error) || is_statement_error(&error) => {
+                // A concurrent change collided with this batch, or one row's values
+                // broke a statement: redo it a row at a time, so only that row fails.
                 let mut stop = None;
                 for candidate in candidates {
                     stop = self.write_single(candidate, bytes_received).await?;
@@ -411,22 +440,44 @@ impl Job {
                         reason,
                     } = error
                     {
-                        let failed = Candidate {
-                            command: Err(vec![FieldViolation::new(field, reason, message)]),
-                            ..candidate.clone()
-                        };
-                        return self.write_batch(&[failed], bytes_received).await;
+                        let violation = FieldViolation::new(field, reason, message);
+                        return self
+                            .write_failed(candidate, violation, bytes_received)
+                            .await;
                     }
+                }
+                Err(error) if is_statement_error(&error) => {
+                    tracing::warn!(job_id = %self.record.id, line = candidate.line, error = ?error, "an import row could not be written");
+                    let violation = FieldViolation::new(
+                        "row",
+                        "ROW_NOT_WRITTEN",
+                        "the database refused this row's values",
+                    );
+                    return self
+                        .write_failed(candidate, violation, bytes_received)
+                        .await;
                 }
                 other => return other,
             }
         }
+        let violation = FieldViolation::new(
+            "row",
+            "CONTENTION",
+            "other changes kept colliding with this row; send it again",
+        );
+        self.write_failed(candidate, violation, bytes_received)
+            .await
+    }
+
+    /// Writes the row's result as failed with `violation`, alone.
+    async fn write_failed(
+        &self,
+        candidate: Candidate,
+        violation: FieldViolation,
+        bytes_received: u64,
+    ) -> Result<Option<Stop>, DomainError> {
         let failed = Candidate {
-            command: Err(vec![FieldViolation::new(
-                "row",
-                "CONTENTION",
-                "other changes kept colliding with this row; send it again",
-            )]),
+            command: Err(vec![violation]),
             ..candidate
         };
         self.write_batch(&[failed], bytes_received).await
@@ -643,13 +694,14 @@ impl Job {
                     ..
                 } => {
                     if !inserted.contains(id) {
-                        // A concurrent import created this user first.
+                        // A concurrent import created this user first (same email
+                        // where emails are unique, else same username).
                         let failed = RowResult::failed(
                             decision.line,
                             decision.action,
                             decision.email.clone(),
                             vec![FieldViolation::new(
-                                "email",
+                                if email_unique { "email" } else { "username" },
                                 "USER_ALREADY_EXISTS",
                                 "User already exists",
                             )],
@@ -755,50 +807,37 @@ impl Job {
     }
 }
 
-/// The first non-blank record names the columns.
+/// The first non-blank record names the columns; one it cannot read refuses
+/// the file, naming the cell at fault by its position.
 fn header_of(record: Record) -> Result<Header, Vec<FieldViolation>> {
     match record.fields {
         Ok(cells) => Header::parse(&cells),
         Err(problem) => Err(vec![FieldViolation::new(
-            "header",
-            "INVALID_HEADER",
-            format!(
-                "the header line cannot be read: {}",
-                problem_message(&problem)
-            ),
+            problem
+                .cell()
+                .map_or_else(|| "header".to_owned(), header::position_label),
+            problem.code(),
+            format!("the header line cannot be read: {}", problem.message()),
         )]),
-    }
-}
-
-fn problem_message(problem: &RecordProblem) -> String {
-    match problem {
-        RecordProblem::InvalidEncoding => "invalid text encoding".into(),
-        RecordProblem::FieldTooLong { .. } => "a cell is longer than the limit".into(),
-        RecordProblem::RecordTooLong => "the line is longer than the limit".into(),
-        RecordProblem::UnterminatedQuote => "a quote is never closed".into(),
     }
 }
 
 /// A record that cannot be read fails its row; the field is the column when known.
 fn record_problem(header: &Header, problem: &RecordProblem) -> FieldViolation {
-    match problem {
-        RecordProblem::InvalidEncoding => {
-            FieldViolation::new("row", "INVALID_ENCODING", "invalid text encoding")
-        }
-        RecordProblem::FieldTooLong { index } => FieldViolation::new(
-            header.name_at(*index).unwrap_or("row"),
-            "FIELD_TOO_LONG",
-            "the cell is longer than the limit per field",
-        ),
-        RecordProblem::RecordTooLong => FieldViolation::new(
-            "row",
-            "RECORD_TOO_LONG",
-            "the record is longer than the limit per record",
-        ),
-        RecordProblem::UnterminatedQuote => {
-            FieldViolation::new("row", "UNTERMINATED_QUOTE", "a quoted cell is never closed")
-        }
-    }
+    FieldViolation::new(
+        problem
+            .cell()
+            .map_or_else(|| "row".to_owned(), |index| header.label_at(index)),
+        problem.code(),
+        problem.message(),
+    )
+}
+
+/// A statement the database refused (a value, a constraint, a trigger), as
+/// opposed to a lost connection: the batch is then redone a row at a time.
+fn is_statement_error(error: &DomainError) -> bool {
+    matches!(error, DomainError::Internal(error)
+        if error.downcast_ref::<sqlx::Error>().and_then(|e| e.as_database_error()).is_some())
 }
 
 /// Errors a batch may meet because of concurrent changes; the batch is then
@@ -940,6 +979,21 @@ impl Jobs {
         .await?)
     }
 
+    /// Deletes the row results of review jobs past their retention, a few jobs
+    /// at a time until none is left; returns how many jobs.
+    pub async fn expire_review_row_results(&self) -> Result<u64, DomainError> {
+        let retention = self.settings.review_retention.as_secs() as i64;
+        let mut total = 0;
+        loop {
+            let expired =
+                store::imports::expire_review_row_results(&self.pool, retention, 10).await?;
+            total += expired;
+            if expired < 10 {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn find(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
         store::imports::find_job(&self.pool, organization_id, id)
             .await?
@@ -976,7 +1030,16 @@ impl Jobs {
         page_size: crate::domain::paging::PageSize,
         page_token: &str,
     ) -> Result<crate::domain::paging::Page<RowResult>, DomainError> {
-        self.find(organization_id, id).await?;
+        let job = self.find(organization_id, id).await?;
+        if let Some(expired) = job.row_results_expired_time {
+            return Err(DomainError::FailedPrecondition {
+                reason: "ROW_RESULTS_EXPIRED",
+                message: format!(
+                    "the row results of review job {id} were deleted on {} (reviews keep them for a while after they end); the job and its counts remain, review the file again for its rows",
+                    expired.format("%Y-%m-%d"),
+                ),
+            });
+        }
         store::imports::list_rows(
             &self.pool,
             id,
