@@ -18,6 +18,7 @@ use super::{
 use crate::domain::{
     access::Grant,
     caller::{Caller, Principal},
+    echo,
     organization::Settings,
     user::{public_domain_check, UserInput, UserStatus, UserValues, Warning},
     DomainError, FieldViolation,
@@ -748,7 +749,7 @@ impl BatchContext<'_> {
                 None => errors.push(FieldViolation::new(
                     "groups",
                     "GROUP_NOT_FOUND",
-                    format!("there is no group `{name}`"),
+                    format!("there is no group {}", echo(name)),
                 )),
                 Some(group) if !self.caller.authority.covers(&group.grant) => {
                     errors.push(FieldViolation::new(
