@@ -276,18 +276,7 @@ async fn a_row_the_database_refuses_fails_alone_and_the_job_goes_on() {
 #[tokio::test]
 async fn row_errors_name_the_field_that_decided() {
     let app = TestApp::spawn().await;
-    app.organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
-                allow_duplicate_emails: true,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["allow_duplicate_emails".into()],
-            }),
-        })
-        .await
-        .unwrap();
+    app.allow_duplicate_emails().await;
     let header = "first_name,last_name,email,username\n";
     let first = import(
         &app,

@@ -441,6 +441,22 @@ impl TestApp {
     }
 
     /// Creates a user through the API as the organization's admin key.
+    /// Turns on the organization setting that lets users share an email.
+    pub async fn allow_duplicate_emails(&self) {
+        self.organizations(self.as_admin())
+            .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
+                settings: Some(proto::OrganizationSettings {
+                    allow_duplicate_emails: true,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["allow_duplicate_emails".into()],
+                }),
+            })
+            .await
+            .unwrap();
+    }
+
     pub async fn create_user(&self, first: &str, last: &str, email: &str) -> proto::User {
         self.users(self.as_admin())
             .create_user(proto::CreateUserRequest {

@@ -985,18 +985,7 @@ async fn a_cancelled_job_stops_and_a_stale_job_ends_interrupted() {
 #[tokio::test]
 async fn an_update_by_a_shared_email_is_ambiguous_where_duplicate_emails_are_allowed() {
     let app = TestApp::spawn().await;
-    app.organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
-                allow_duplicate_emails: true,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["allow_duplicate_emails".into()],
-            }),
-        })
-        .await
-        .unwrap();
+    app.allow_duplicate_emails().await;
     let run = import(
         &app,
         options(),

@@ -177,18 +177,7 @@ async fn emails_and_usernames_are_unique_ignoring_case() {
 #[tokio::test]
 async fn where_duplicate_emails_are_allowed_a_shared_email_needs_its_own_username() {
     let app = TestApp::spawn().await;
-    app.organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
-                allow_duplicate_emails: true,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["allow_duplicate_emails".into()],
-            }),
-        })
-        .await
-        .unwrap();
+    app.allow_duplicate_emails().await;
     let first = app.create_user("Front", "Desk", "desk@acme.test").await;
     let mut users = app.users(app.as_admin());
     let status = users
