@@ -2,7 +2,7 @@
 //! case, surrounding spaces, and space vs underscore; every problem reported
 //! together, each naming its column.
 
-use crate::domain::FieldViolation;
+use crate::domain::{echo, FieldViolation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
@@ -62,9 +62,6 @@ impl Column {
     }
 }
 
-/// Longest unknown column name repeated in an error.
-const MAX_ECHOED_NAME: usize = 64;
-
 /// A cell named by its 1-based position, for cells no column name fits.
 pub fn position_label(index: usize) -> String {
     format!("column {}", index + 1)
@@ -99,31 +96,28 @@ impl Header {
                     violations.push(FieldViolation::new(
                         column.name(),
                         "DUPLICATE_COLUMN",
-                        format!("column `{}` appears more than once", cell.trim()),
+                        format!(
+                            "{} ({}) names column `{}` again; each column may appear once",
+                            echo(cell.trim()),
+                            position_label(index),
+                            column.name()
+                        ),
                     ))
                 }
                 Some(column) => {
                     columns.push(Some(column));
                     continue;
                 }
-                None => {
-                    // The name is echoed only when it is short, plain text.
-                    let name = Some(cell.trim()).filter(|name| {
-                        name.chars().count() <= MAX_ECHOED_NAME
-                            && !name
-                                .chars()
-                                .any(|c| c.is_control() || matches!(c, '<' | '>'))
-                    });
-                    violations.push(FieldViolation::new(
-                        name.map_or_else(|| position_label(index), str::to_owned),
-                        "UNKNOWN_COLUMN",
-                        format!(
-                            "{} is not a column; the columns are: {}",
-                            name.map_or_else(|| "this".to_owned(), |name| format!("`{name}`")),
-                            Column::ALL.map(Column::name).join(", ")
-                        ),
-                    ))
-                }
+                // Named by its position: a cell's text is never a field's name.
+                None => violations.push(FieldViolation::new(
+                    position_label(index),
+                    "UNKNOWN_COLUMN",
+                    format!(
+                        "{} is not a column; the columns are: {}",
+                        echo(cell.trim()),
+                        Column::ALL.map(Column::name).join(", ")
+                    ),
+                )),
             }
             columns.push(None);
         }
@@ -191,7 +185,10 @@ mod tests {
     fn names_match_loosely_and_trailing_empty_cells_are_ignored() {
         let header =
             Header::parse(&cells(&[" First Name", "LAST_NAME ", "E-mail", ""])).unwrap_err();
-        assert_eq!(header[0].field, "E-mail", "hyphens are not spaces");
+        assert_eq!(header[0].field, "column 3", "hyphens are not spaces");
+        assert!(header[0]
+            .description
+            .starts_with("`E-mail` is not a column"));
         let header =
             Header::parse(&cells(&[" First Name", "LAST_NAME ", "Email", "", ""])).unwrap();
         let record = cells(&["Ana", "Silva", "ana@x.com"]);
@@ -217,7 +214,7 @@ mod tests {
             [
                 ("column 2", "EMPTY_COLUMN_NAME"),
                 ("email", "DUPLICATE_COLUMN"),
-                ("nickname", "UNKNOWN_COLUMN"),
+                ("column 4", "UNKNOWN_COLUMN"),
                 ("first_name", "MISSING_COLUMN"),
                 ("last_name", "MISSING_COLUMN"),
             ]
@@ -225,17 +222,56 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_with_control_characters_markup_or_great_length_are_named_by_position() {
+    fn header_cells_are_named_by_position_and_echoed_as_a_short_escaped_prefix() {
         let long = "x".repeat(65);
-        let problems =
-            Header::parse(&cells(&["email", "a\r\nb", "<b>x</b>", &long, "nick"])).unwrap_err();
+        let problems = Header::parse(&cells(&[
+            "email",
+            "a\r\nb",
+            "<b>x</b>",
+            &long,
+            "nick\u{202E}name",
+            "first_name",
+            "FIRST\u{b}NAME",
+            "last_name",
+        ]))
+        .unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
-            fields[..4],
-            ["column 2", "column 3", "column 4", "nick"],
+            fields[..5],
+            ["column 2", "column 3", "column 4", "column 5", "first_name"],
             "{problems:?}"
         );
-        assert!(!problems[1].description.contains('<'));
+        let text = |i: usize| problems[i].description.as_str();
+        assert!(
+            text(0).starts_with("`a\\r\\nb` is not a column"),
+            "{}",
+            text(0)
+        );
+        assert!(
+            text(2).starts_with(&format!("`{}…` is not", "x".repeat(64))),
+            "{}",
+            text(2)
+        );
+        assert!(
+            text(3).starts_with("`nick\\u{202e}name` is not"),
+            "{}",
+            text(3)
+        );
+        assert_eq!(problems[4].code, "DUPLICATE_COLUMN");
+        assert!(
+            text(4).starts_with("`FIRST\\u{b}NAME` (column 7) names column `first_name` again"),
+            "{}",
+            text(4)
+        );
+        for problem in &problems {
+            assert!(
+                !problem
+                    .description
+                    .chars()
+                    .any(|c| c.is_control() || c == '\u{202E}'),
+                "{problem:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::row::Action;
-use crate::domain::FieldViolation;
+use crate::domain::{name::invisible_character, FieldViolation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -118,10 +118,7 @@ pub fn parse_file_name(raw: &str, field: &str) -> Result<String, FieldViolation>
             &format!("must be at most {MAX_FILE_NAME_CHARS} characters"),
         );
     }
-    if name
-        .chars()
-        .any(|c| c.is_control() || is_invisible_format(c))
-    {
+    if name.chars().any(char::is_control) || invisible_character(name).is_some() {
         return refuse(
             "INVALID_CHARACTER",
             "must be one line of visible text: no line breaks, control or invisible formatting characters",
@@ -131,27 +128,6 @@ pub fn parse_file_name(raw: &str, field: &str) -> Result<String, FieldViolation>
         return refuse("INVALID_CHARACTER", "must not contain `<` or `>`");
     }
     Ok(name.to_owned())
-}
-
-/// Unicode format characters (category Cf: bidirectional marks and overrides,
-/// zero-width space, tags) and the line and paragraph separators.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}' | '\u{180E}'
-        | '\u{0600}'..='\u{0605}'
-        // Not U+200C/U+200D: joiners that scripts such as Persian and Devanagari need.
-        | '\u{200B}' | '\u{200E}' | '\u{200F}'
-        | '\u{2028}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{206F}'
-        | '\u{FEFF}'
-        | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{110BD}' | '\u{110CD}'
-        | '\u{13430}'..='\u{1343F}'
-        | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}'
-        | '\u{E0001}'
-        | '\u{E0020}'..='\u{E007F}')
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +286,15 @@ mod tests {
             parse_file_name("Funcionários ação.csv", "f").unwrap(),
             "Funcionários ação.csv"
         );
+        // Joiners inside a word, as Persian and the Indic scripts write them.
+        assert_eq!(
+            parse_file_name("می\u{200C}خواهم.csv", "f").unwrap(),
+            "می\u{200C}خواهم.csv"
+        );
+        assert_eq!(
+            parse_file_name("क्\u{200D}ष.csv", "f").unwrap(),
+            "क्\u{200D}ष.csv"
+        );
         for bad in [
             "a\r\nBcc: x.csv",
             "a\u{0}.csv",
@@ -317,6 +302,12 @@ mod tests {
             "gpj.\u{202E}exe",
             "a\u{200B}.csv",
             "a\u{2028}b.csv",
+            // Format characters the names' rule knows and a hand-kept list missed.
+            "a\u{0890}.csv",
+            "a\u{1D179}b.csv",
+            // A joiner outside a word hides nothing a script needs.
+            "\u{200D}a.csv",
+            "a.\u{200C}csv",
         ] {
             let refused = parse_file_name(bad, "options.file_name").unwrap_err();
             assert_eq!(refused.field, "options.file_name", "{bad:?}");
