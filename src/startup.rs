@@ -159,32 +159,30 @@ impl Application {
         };
         // Any server ends the jobs of servers that stopped beating.
         let reaper = jobs.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(reaper.settings.stale_after / 2);
-            loop {
-                every.tick().await;
-                if let Err(error) = reaper.interrupt_stale().await {
-                    tracing::warn!(error = %error, "cannot check for stale import jobs");
-                }
-            }
-        });
+        spawn_periodic(
+            "check for stale import jobs",
+            jobs.settings.stale_after / 2,
+            move || {
+                let reaper = reaper.clone();
+                async move { reaper.interrupt_stale().await.map(drop) }
+            },
+        );
         // Any server deletes review results past their retention.
         let sweeper = jobs.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(sweeper.settings.retention_sweep_every);
-            loop {
-                every.tick().await;
-                match sweeper.expire_review_row_results().await {
-                    Ok(0) => {}
-                    Ok(jobs) => {
-                        tracing::info!(jobs, "deleted review row results past their retention")
+        spawn_periodic(
+            "delete expired review row results",
+            jobs.settings.retention_sweep_every,
+            move || {
+                let sweeper = sweeper.clone();
+                async move {
+                    let jobs = sweeper.expire_review_row_results().await?;
+                    if jobs > 0 {
+                        tracing::info!(jobs, "deleted review row results past their retention");
                     }
-                    Err(error) => {
-                        tracing::warn!(error = %error, "cannot delete expired review row results")
-                    }
+                    Ok::<_, crate::domain::DomainError>(())
                 }
-            }
-        });
+            },
+        );
         let (stopping, stopping_rx) = watch::channel(false);
         if let Some(delivery) = &settings.delivery {
             let worker = DeliveryWorker::new(pool.clone(), delivery.clone())?;
@@ -201,15 +199,14 @@ impl Application {
             settings.throttle.clone(),
         ));
         let sweeper = sign_in.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                if let Err(error) = sweeper.forget_stale().await {
-                    tracing::warn!(error = %error, "cannot forget stale sign-in throttling state");
-                }
-            }
-        });
+        spawn_periodic(
+            "forget stale sign-in throttling state",
+            Duration::from_secs(60),
+            move || {
+                let sweeper = sweeper.clone();
+                async move { sweeper.forget_stale().await }
+            },
+        );
         let http_addr = match settings.http_listen {
             Some(listen) => {
                 let listener = TcpListener::bind(listen)
@@ -317,6 +314,26 @@ impl Application {
     }
 }
 
+/// Runs `task` every `every` (the first time at once) for as long as the
+/// process runs; a run that fails is logged as a warning, "cannot {what}",
+/// and the next runs as planned.
+fn spawn_periodic<Task, Run, Error>(what: &'static str, every: Duration, mut task: Task)
+where
+    Task: FnMut() -> Run + Send + 'static,
+    Run: Future<Output = Result<(), Error>> + Send,
+    Error: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        loop {
+            interval.tick().await;
+            if let Err(error) = task().await {
+                tracing::warn!(error = %error, "cannot {what}");
+            }
+        }
+    });
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn stop_signal() {
     let interrupt = tokio::signal::ctrl_c();
@@ -337,4 +354,31 @@ pub async fn stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_periodic_task_runs_at_once_then_every_period_even_after_failing() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        spawn_periodic("count", Duration::from_millis(100), move || {
+            let counted = counted.clone();
+            async move {
+                match counted.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err("the first run fails"),
+                    _ => Ok(()),
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the first run is at once");
+        tokio::time::sleep(Duration::from_millis(320)).await;
+        let later = runs.load(Ordering::SeqCst);
+        assert!((3..=5).contains(&later), "{later} runs");
+    }
 }
