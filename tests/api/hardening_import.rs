@@ -239,12 +239,59 @@ async fn a_nul_or_bad_bytes_in_the_header_refuse_the_file_naming_the_column_and_
 }
 
 #[tokio::test]
+async fn a_database_error_that_is_no_row_s_fault_ends_the_job_instead_of_failing_rows() {
+    let app = TestApp::spawn().await;
+    // As a server after a failover answers: the rows are not at fault.
+    sqlx::raw_sql(
+        "create function refuse_all() returns trigger language plpgsql as $$ \
+         begin if new.email = 'carla@acme.com' then \
+         raise exception 'cannot execute INSERT in a read-only transaction' using errcode = 'read_only_sql_transaction'; \
+         end if; return new; end $$; \
+         create trigger refuse_all before insert on users for each row execute function refuse_all();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let run = import(
+        &app,
+        options(),
+        "first_name,last_name,email\nAna,Silva,ana@acme.com\nCarla,Dias,carla@acme.com\n",
+    )
+    .await;
+    assert_eq!(
+        run.error.as_ref().map(tonic::Status::code),
+        Some(Code::Internal),
+        "{run:?}"
+    );
+    assert!(
+        run.rows
+            .iter()
+            .all(|row| row.outcome() != RowOutcome::Failed),
+        "no row is blamed: {:?}",
+        run.rows
+    );
+    let (status, message, failed, created, users, carla): (String, String, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "select status, failure_message, failed, created, \
+             (select count(*) from users where email = 'ana@acme.com'), \
+             (select count(*) from users where email = 'carla@acme.com') from import_jobs",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "INTERRUPTED", "{message}");
+    assert_eq!(message, "an internal error stopped the job");
+    assert_eq!((failed, carla), (0, 0));
+    assert_eq!(created, users, "the counts are exact");
+}
+
+#[tokio::test]
 async fn a_row_the_database_refuses_fails_alone_and_the_job_goes_on() {
     let app = TestApp::spawn().await;
     // Stands for any value the checks before the batch would miss.
     sqlx::raw_sql(
         "create function refuse_boom() returns trigger language plpgsql as $$ \
-         begin if new.email = 'boom@acme.com' then raise exception 'refused'; end if; return new; end $$; \
+         begin if new.email = 'boom@acme.com' then raise exception 'refused' using errcode = 'check_violation'; end if; return new; end $$; \
          create trigger refuse_boom before insert on users for each row execute function refuse_boom();",
     )
     .execute(&app.pool)

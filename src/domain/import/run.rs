@@ -833,11 +833,27 @@ fn record_problem(header: &Header, problem: &RecordProblem) -> FieldViolation {
     )
 }
 
-/// A statement the database refused (a value, a constraint, a trigger), as
-/// opposed to a lost connection: the batch is then redone a row at a time.
+/// A statement the database refused because of the values it was given: a
+/// data exception (SQLSTATE class 22: a value too long, out of range, not
+/// valid for its type) or an integrity constraint violation (class 23). The
+/// batch is then redone a row at a time, so only the row at fault fails. Any
+/// other database error (a server shutting down, a cancelled query, a
+/// read-only server after a failover, a lost connection) is no row's fault
+/// and ends the job.
 fn is_statement_error(error: &DomainError) -> bool {
-    matches!(error, DomainError::Internal(error)
-        if error.downcast_ref::<sqlx::Error>().and_then(|e| e.as_database_error()).is_some())
+    let DomainError::Internal(error) = error else {
+        return false;
+    };
+    error
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code())
+        .is_some_and(|code| is_row_fault(&code))
+}
+
+/// Whether a SQLSTATE names an error in the values of a statement.
+fn is_row_fault(sqlstate: &str) -> bool {
+    sqlstate.starts_with("22") || sqlstate.starts_with("23")
 }
 
 /// Errors a batch may meet because of concurrent changes; the batch is then
@@ -1065,5 +1081,77 @@ impl Jobs {
             job = self.get(organization_id, id).await?;
         }
         Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A database error with a SQLSTATE, as PostgreSQL reports one.
+    #[derive(Debug)]
+    struct Refusal(&'static str);
+
+    impl std::fmt::Display for Refusal {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Refusal {}
+
+    impl sqlx::error::DatabaseError for Refusal {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn database_error(sqlstate: &'static str) -> DomainError {
+        DomainError::from(sqlx::Error::Database(Box::new(Refusal(sqlstate))))
+    }
+
+    #[test]
+    fn only_data_and_constraint_errors_are_blamed_on_rows() {
+        for sqlstate in [
+            "22001", "22003", "22P02", "22021", "23502", "23503", "23514",
+        ] {
+            assert!(
+                is_statement_error(&database_error(sqlstate)),
+                "{sqlstate} is a row's fault"
+            );
+        }
+        // A failover, a shutdown, a cancel, a lost connection, a trigger's
+        // exception: none is the row's fault, the job ends instead.
+        for sqlstate in [
+            "57P01", "57014", "25006", "08006", "40P01", "53300", "P0001", "XX000",
+        ] {
+            assert!(
+                !is_statement_error(&database_error(sqlstate)),
+                "{sqlstate} is not a row's fault"
+            );
+        }
+        assert!(!is_statement_error(&DomainError::from(
+            sqlx::Error::PoolTimedOut
+        )));
+        assert!(!is_statement_error(&DomainError::Internal(
+            anyhow::anyhow!("other")
+        )));
     }
 }
