@@ -130,26 +130,69 @@ pub async fn insert_job_within_limit(
     Ok(Ok(row.into()))
 }
 
-/// Deletes the row results of up to `max_jobs` review jobs that ended more
-/// than `retention_seconds` ago, and records when; returns how many jobs.
-pub async fn expire_review_row_results(
+/// Review jobs (organization, id) that ended more than `retention_seconds`
+/// ago and still have their row results, oldest first, at most `max_jobs`. The
+/// sweep looks across organizations; what it deletes and marks is then named
+/// by organization and job.
+pub async fn reviews_past_retention(
     pool: &PgPool,
     retention_seconds: i64,
     max_jobs: i64,
-) -> Result<u64, sqlx::Error> {
-    let expired: Vec<Uuid> = sqlx::query_scalar(
-        "with expired as ( \
-             select id from import_jobs where kind = 'VALIDATE' and row_results_expired_time is null \
-             and end_time is not null and end_time < now() - make_interval(secs => $1) \
-             order by end_time limit $2 for update skip locked), \
-         deleted as (delete from import_rows where job_id in (select id from expired)) \
-         update import_jobs set row_results_expired_time = now() where id in (select id from expired) returning id",
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "select organization_id, id from import_jobs where kind = 'VALIDATE' \
+         and row_results_expired_time is null and end_time is not null \
+         and end_time < now() - make_interval(secs => $1) order by end_time limit $2",
     )
     .bind(retention_seconds as f64)
     .bind(max_jobs)
     .fetch_all(pool)
+    .await
+}
+
+/// Deletes at most `max_rows` row results of an ended review job, skipping
+/// rows another server is deleting; returns how many were deleted. One
+/// statement stays short however many rows the job has.
+pub async fn delete_review_rows(
+    pool: &PgPool,
+    organization_id: Uuid,
+    job_id: Uuid,
+    max_rows: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "with batch as ( \
+             select r.job_id, r.line from import_rows r join import_jobs j on j.id = r.job_id \
+             where j.organization_id = $1 and j.id = $2 and j.kind = 'VALIDATE' and j.end_time is not null \
+             order by r.line limit $3 for update of r skip locked) \
+         delete from import_rows r using batch where r.job_id = batch.job_id and r.line = batch.line",
+    )
+    .bind(organization_id)
+    .bind(job_id)
+    .bind(max_rows)
+    .execute(pool)
     .await?;
-    Ok(expired.len() as u64)
+    Ok(deleted.rows_affected())
+}
+
+/// Records that a review job's row results are deleted, once none is left;
+/// false when some are (another server is still deleting them) or it was
+/// recorded already.
+pub async fn mark_review_rows_expired(
+    pool: &PgPool,
+    organization_id: Uuid,
+    job_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let marked = sqlx::query(
+        "update import_jobs j set row_results_expired_time = now() \
+         where j.organization_id = $1 and j.id = $2 and j.kind = 'VALIDATE' \
+         and j.row_results_expired_time is null \
+         and not exists (select 1 from import_rows r where r.job_id = j.id)",
+    )
+    .bind(organization_id)
+    .bind(job_id)
+    .execute(pool)
+    .await?;
+    Ok(marked.rows_affected() == 1)
 }
 
 pub async fn find_job<'e>(

@@ -12,7 +12,7 @@ use roster::{
 use tonic::Code;
 
 use crate::{
-    helpers::{error_reason, Bearer, TestApp},
+    helpers::{error_reason, eventually, Bearer, TestApp},
     import::{collect, import, options, run_import, ImportRun},
 };
 
@@ -524,12 +524,24 @@ async fn a_review_past_its_retention_loses_its_row_results_and_keeps_its_summary
         error_reason(&expired).as_deref(),
         Some("ROW_RESULTS_EXPIRED")
     );
-    let left: i64 = sqlx::query_scalar("select count(*) from import_rows where job_id::text = $1")
-        .bind(&old_ids[0])
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
+    // The API answers so from the end of the retention; the sweep deletes the
+    // rows and records when.
+    eventually(
+        "the old review's rows are deleted and the deletion recorded",
+        Duration::from_secs(20),
+        || async {
+            let (left, marked): (i64, bool) = sqlx::query_as(
+                "select (select count(*) from import_rows where job_id = j.id), \
+                 row_results_expired_time is not null from import_jobs j where id::text = $1",
+            )
+            .bind(&old_ids[0])
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            (left == 0 && marked).then_some(())
+        },
+    )
+    .await;
 
     let job = app
         .imports(app.as_admin())
@@ -554,4 +566,73 @@ async fn a_review_past_its_retention_loses_its_row_results_and_keeps_its_summary
         2,
         "a recent review keeps its rows"
     );
+}
+
+#[tokio::test]
+async fn a_review_past_its_retention_answers_expired_at_once_and_its_rows_are_deleted_in_batches() {
+    let app = TestApp::spawn_with(|settings| {
+        // The server's own sweep runs once, at start; this test sweeps itself.
+        settings.import.retention_sweep_every = Duration::from_secs(3600);
+    })
+    .await;
+    let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\nBia,,bia@acme.com\n";
+    let review = run_import(&app, app.as_admin(), true, options(), file, 64).await;
+    let job_id = review.summary().job_id.clone();
+    sqlx::query("update import_jobs set end_time = now() - interval '8 days' where id::text = $1")
+        .bind(&job_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into import_rows (job_id, line, action, outcome) \
+         select id, 100 + g, 'ADD', 'VALID' from import_jobs, generate_series(1, 2500) g \
+         where id::text = $1",
+    )
+    .bind(&job_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let left = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from import_rows where job_id::text = $1")
+            .bind(&job_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(left().await, 2502);
+
+    // Not swept yet: its rows are past their retention all the same.
+    let expired = app
+        .imports(app.as_admin())
+        .list_import_row_results(proto::ListImportRowResultsRequest {
+            job_id: job_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("past its retention");
+    assert_eq!(expired.code(), Code::FailedPrecondition, "{expired:?}");
+    assert_eq!(
+        error_reason(&expired).as_deref(),
+        Some("ROW_RESULTS_EXPIRED")
+    );
+
+    let jobs = roster::domain::import::run::Jobs {
+        pool: app.pool.clone(),
+        settings: std::sync::Arc::new(roster::domain::import::run::ImportSettings {
+            retention_delete_rows: 1000,
+            ..Default::default()
+        }),
+        owner: uuid::Uuid::now_v7(),
+    };
+    assert_eq!(jobs.expire_review_row_results().await.unwrap(), 1);
+    assert_eq!(left().await, 0);
+    let marked: bool = sqlx::query_scalar(
+        "select row_results_expired_time is not null from import_jobs where id::text = $1",
+    )
+    .bind(&job_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(marked);
+    assert_eq!(jobs.expire_review_row_results().await.unwrap(), 0);
 }

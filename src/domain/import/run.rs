@@ -56,6 +56,8 @@ pub struct ImportSettings {
     pub review_retention: Duration,
     /// How often a server looks for review results past their retention.
     pub retention_sweep_every: Duration,
+    /// Review row results one statement of that sweep deletes, at most.
+    pub retention_delete_rows: i64,
 }
 
 impl Default for ImportSettings {
@@ -71,6 +73,7 @@ impl Default for ImportSettings {
             max_running_jobs_per_organization: 4,
             review_retention: Duration::from_secs(7 * 24 * 3600),
             retention_sweep_every: Duration::from_secs(60),
+            retention_delete_rows: 10_000,
         }
     }
 }
@@ -996,15 +999,36 @@ impl Jobs {
     }
 
     /// Deletes the row results of review jobs past their retention, a few jobs
-    /// at a time until none is left; returns how many jobs.
+    /// at a time and each job's rows in bounded statements, then records each
+    /// job's as deleted; returns how many jobs.
     pub async fn expire_review_row_results(&self) -> Result<u64, DomainError> {
+        const JOBS_PER_PASS: i64 = 10;
         let retention = self.settings.review_retention.as_secs() as i64;
+        let max_rows = self.settings.retention_delete_rows.max(1);
         let mut total = 0;
         loop {
-            let expired =
-                store::imports::expire_review_row_results(&self.pool, retention, 10).await?;
-            total += expired;
-            if expired < 10 {
+            let jobs = store::imports::reviews_past_retention(&self.pool, retention, JOBS_PER_PASS)
+                .await?;
+            let mut marked = 0;
+            for &(organization_id, job_id) in &jobs {
+                while store::imports::delete_review_rows(
+                    &self.pool,
+                    organization_id,
+                    job_id,
+                    max_rows,
+                )
+                .await?
+                    == max_rows as u64
+                {}
+                if store::imports::mark_review_rows_expired(&self.pool, organization_id, job_id)
+                    .await?
+                {
+                    marked += 1;
+                }
+            }
+            total += marked;
+            // A job left unmarked is being deleted by another server, which marks it.
+            if (jobs.len() as i64) < JOBS_PER_PASS || marked == 0 {
                 return Ok(total);
             }
         }
@@ -1047,7 +1071,14 @@ impl Jobs {
         page_token: &str,
     ) -> Result<crate::domain::paging::Page<RowResult>, DomainError> {
         let job = self.find(organization_id, id).await?;
-        if let Some(expired) = job.row_results_expired_time {
+        // Past its retention a review's rows are gone, or going: the sweep
+        // deletes them in batches and records it at the end.
+        let expired = job.row_results_expired_time.or_else(|| {
+            let retention = chrono::Duration::from_std(self.settings.review_retention).ok()?;
+            let due = job.end_time? + retention;
+            (job.kind == JobKind::Validate && due <= chrono::Utc::now()).then_some(due)
+        });
+        if let Some(expired) = expired {
             return Err(DomainError::FailedPrecondition {
                 reason: "ROW_RESULTS_EXPIRED",
                 message: format!(
