@@ -183,7 +183,7 @@ struct ServeArgs {
     /// Most bytes of one import record (line).
     #[arg(long, env = "ROSTER_IMPORT_MAX_RECORD_BYTES", default_value_t = 64 * 1024)]
     import_max_record_bytes: usize,
-    /// Most import jobs (imports and reviews) one organization may run at once.
+    /// Most imports one organization may run at once, and as many reviews (counted apart).
     #[arg(long, env = "ROSTER_IMPORT_MAX_RUNNING_JOBS", default_value_t = 4)]
     import_max_running_jobs: u32,
     /// Days a review's (ValidateImport's) row results are kept after it ends.

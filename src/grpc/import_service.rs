@@ -357,6 +357,8 @@ async fn drain_inbound<Req: ImportRequestMessage>(
     let mut end: Option<Input> = None;
     loop {
         tokio::select! {
+            // The job ended (idle, cancelled, refused): stop holding the stream.
+            () = job.closed() => return,
             permit = job.reserve(), if !gathered.is_empty() || end.is_some() => {
                 let Ok(permit) = permit else { return };
                 if gathered.is_empty() {

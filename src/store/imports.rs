@@ -86,9 +86,11 @@ pub struct NewJob<'a> {
     pub owner: Uuid,
 }
 
-/// Creates the job unless its organization already runs `limit` jobs (whose
-/// owners still beat); then `Err` with how many run. Starts of one
-/// organization are serialized so that two cannot both take the last place.
+/// Creates the job unless its organization already runs `limit` jobs of its
+/// kind (whose owners still beat); then `Err` with how many run. Imports and
+/// reviews have places of their own, so reviews (which read-only callers may
+/// start) never keep an import from starting. Starts of one organization are
+/// serialized so that two cannot both take the last place.
 pub async fn insert_job_within_limit(
     pool: &PgPool,
     job: &NewJob<'_>,
@@ -103,10 +105,11 @@ pub async fn insert_job_within_limit(
         .await?;
     let running: i64 = sqlx::query_scalar(
         "select count(*) from import_jobs where organization_id = $1 and status = 'RUNNING' \
-         and heartbeat_time >= now() - make_interval(secs => $2)",
+         and kind = $3 and heartbeat_time >= now() - make_interval(secs => $2)",
     )
     .bind(job.organization_id)
     .bind(stale_after_seconds as f64)
+    .bind(job.kind.as_str())
     .fetch_one(&mut *tx)
     .await?;
     if running >= i64::from(limit) {

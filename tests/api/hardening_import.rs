@@ -433,6 +433,163 @@ async fn start_unfinished_review(
     Ok((requests, stream))
 }
 
+/// An import by an administrator whose file is still arriving.
+async fn start_unfinished_import(
+    app: &TestApp,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<proto::ImportUsersRequest>,
+        tonic::Streaming<proto::ImportUsersResponse>,
+    ),
+    tonic::Status,
+> {
+    use proto::import_users_request::Message;
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    requests
+        .send(import_request(Message::Options(options())))
+        .await
+        .unwrap();
+    let stream = app
+        .imports(app.as_admin())
+        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await?
+        .into_inner();
+    Ok((requests, stream))
+}
+
+/// A review that sent its options and then nothing.
+async fn start_silent_review(
+    app: &TestApp,
+    bearer: Bearer,
+) -> (
+    tokio::sync::mpsc::Sender<proto::ValidateImportRequest>,
+    tonic::Streaming<proto::ValidateImportResponse>,
+) {
+    use proto::validate_import_request::Message;
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    requests
+        .send(review_request(Message::Options(options())))
+        .await
+        .unwrap();
+    let stream = app
+        .imports(bearer)
+        .validate_import(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    (requests, stream)
+}
+
+/// The summary a review stream ends with, reading past its rows; fails if it
+/// takes longer than `within`.
+async fn review_summary(
+    stream: &mut tonic::Streaming<proto::ValidateImportResponse>,
+    within: Duration,
+) -> proto::ImportSummary {
+    use proto::validate_import_response::Message;
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.message().await.unwrap().expect("a summary") {
+                proto::ValidateImportResponse {
+                    message: Some(Message::Summary(summary)),
+                } => return summary,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("the silent client's job was not ended")
+}
+
+#[tokio::test]
+async fn a_silent_client_s_job_ends_after_the_idle_timeout_and_frees_its_place() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.import.idle_timeout = Duration::from_millis(600);
+        // Beats well inside the timeout: they must not keep the job alive.
+        settings.import.heartbeat_every = Duration::from_millis(100);
+        settings.import.max_running_jobs_per_organization = 1;
+    })
+    .await;
+    let viewer = Bearer::token(
+        &app.create_api_key(app.organization_id, "viewer", &[Scope::Viewer])
+            .await,
+    );
+
+    // Options, then nothing.
+    let (_sender, mut stream) = start_silent_review(&app, viewer.clone()).await;
+    let summary = review_summary(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(summary.status(), proto::ImportJobStatus::Interrupted);
+    assert!(
+        summary
+            .failure_message
+            .contains("the client sent no data for 0.6 seconds"),
+        "{}",
+        summary.failure_message
+    );
+    let status: String = sqlx::query_scalar("select status from import_jobs where id::text = $1")
+        .bind(&summary.job_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "INTERRUPTED");
+
+    // Some rows, then nothing: the job ends too, keeping the rows it wrote;
+    // its start shows that the silent job's place was free.
+    let (_sender, mut stream) = start_unfinished_review(&app, viewer.clone()).await.unwrap();
+    let summary = review_summary(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(summary.status(), proto::ImportJobStatus::Interrupted);
+    assert_eq!(summary.counts.unwrap().valid, 1);
+
+    // A slow client that keeps sending is not cut off.
+    let (requests, mut stream) = start_silent_review(&app, viewer).await;
+    let lines = std::iter::once("first_name,last_name,email\n".to_owned())
+        .chain((0..5).map(|i| format!("Ana,Silva,ana{i}@acme.com\n")));
+    for line in lines {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        requests
+            .send(review_request(
+                proto::validate_import_request::Message::Chunk(line.into_bytes()),
+            ))
+            .await
+            .unwrap();
+    }
+    drop(requests);
+    let summary = review_summary(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(
+        summary.status(),
+        proto::ImportJobStatus::Succeeded,
+        "{}",
+        summary.failure_message
+    );
+    assert_eq!(summary.counts.unwrap().valid, 5);
+}
+
+#[tokio::test]
+async fn stalled_reviews_by_a_viewer_do_not_keep_an_administrator_from_importing() {
+    let app = TestApp::spawn().await;
+    let viewer = Bearer::token(
+        &app.create_api_key(app.organization_id, "viewer", &[Scope::Viewer])
+            .await,
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(start_silent_review(&app, viewer.clone()).await);
+    }
+    let refused = start_unfinished_review(&app, viewer)
+        .await
+        .expect_err("a fifth review is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("4 reviews"),
+        "{}",
+        refused.message()
+    );
+
+    let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\n";
+    let import = run_import(&app, app.as_admin(), false, options(), file, 64).await;
+    assert_eq!(import.counts().created, 1, "{:?}", import.error);
+}
+
 #[tokio::test]
 async fn running_imports_and_reviews_are_capped_per_organization() {
     let app = TestApp::spawn_with(|settings| {
@@ -451,16 +608,29 @@ async fn running_imports_and_reviews_are_capped_per_organization() {
         .expect_err("a third review is refused");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
-        refused.message().contains("2 import jobs") && refused.message().contains("2 may run"),
+        refused.message().contains("2 reviews") && refused.message().contains("2 may run"),
         "{}",
         refused.message()
     );
     let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\n";
     let import = run_import(&app, app.as_admin(), false, options(), file, 64).await;
     assert_eq!(
-        import.error.map(|status| status.code()),
-        Some(Code::ResourceExhausted),
-        "imports count too"
+        import.counts().created,
+        1,
+        "reviews do not take imports' places"
+    );
+    let _imports = [
+        start_unfinished_import(&app).await.unwrap(),
+        start_unfinished_import(&app).await.unwrap(),
+    ];
+    let refused = start_unfinished_import(&app)
+        .await
+        .expect_err("a third import is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("2 imports") && refused.message().contains("2 may run"),
+        "{}",
+        refused.message()
     );
 
     // Another organization is not held back.

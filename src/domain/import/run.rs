@@ -50,7 +50,8 @@ pub struct ImportSettings {
     pub idle_timeout: Duration,
     /// File bytes read ahead of the job while it writes a batch, at most.
     pub inbound_buffer_bytes: usize,
-    /// Imports and reviews one organization may run at once.
+    /// Imports one organization may run at once, and reviews (counted apart,
+    /// so that reviews never hold an import's place).
     pub max_running_jobs_per_organization: u32,
     /// How long a review job's row results are kept after it ends.
     pub review_retention: Duration,
@@ -160,15 +161,20 @@ pub async fn start_job(
         owner,
     };
     let stale_after = settings.stale_after.as_secs() as i64;
-    let record =
-        match store::imports::insert_job_within_limit(pool, &new_job, limit, stale_after).await? {
-            Ok(record) => record,
-            Err(running) => {
-                return Err(DomainError::ResourceExhausted(format!(
-                    "{running} import jobs (imports and reviews) are running in this organization and {limit} may run at once; start this one when one of them has ended"
-                )))
-            }
-        };
+    let record = match store::imports::insert_job_within_limit(pool, &new_job, limit, stale_after)
+        .await?
+    {
+        Ok(record) => record,
+        Err(running) => {
+            let (jobs, others) = match kind {
+                JobKind::Import => ("imports", "reviews"),
+                JobKind::Validate => ("reviews", "imports"),
+            };
+            return Err(DomainError::ResourceExhausted(format!(
+                    "{running} {jobs} are running in this organization and {limit} may run at once ({others} have places of their own); start this one when one of them has ended"
+                )));
+        }
+    };
     Ok(Job {
         pool: pool.clone(),
         caller: caller.clone(),
@@ -279,6 +285,10 @@ impl Job {
         let mut state = ReadState::default();
         let mut data_rows = 0u64;
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every);
+        // One deadline, moved on only when data arrives: the heartbeat's ticks
+        // and the batches' writes do not keep a silent client's job alive.
+        let idle = tokio::time::sleep(self.settings.idle_timeout);
+        tokio::pin!(idle);
         loop {
             let next = tokio::select! {
                 biased;
@@ -296,12 +306,17 @@ impl Job {
                         Some(false) => continue,
                     }
                 }
-                () = tokio::time::sleep(self.settings.idle_timeout) => {
-                    Some(Input::Broken(format!("no data received for {} seconds", self.settings.idle_timeout.as_secs())))
+                () = &mut idle => {
+                    Some(Input::Broken(format!(
+                        "the client sent no data for {}; the job was ended so that its place is free",
+                        describe_duration(self.settings.idle_timeout)
+                    )))
                 }
             };
             let (records, at_end) = match next {
                 Some(Input::Chunk(chunk)) => {
+                    idle.as_mut()
+                        .reset(tokio::time::Instant::now() + self.settings.idle_timeout);
                     state.bytes_received += chunk.len() as u64;
                     match reader.push(&chunk) {
                         Ok(records) => (records, false),
@@ -807,6 +822,16 @@ impl Job {
         }
         store::audit::record_many(tx, &audits).await?;
         Ok(results)
+    }
+}
+
+/// A duration as a person reads it: `600 seconds`, `1.5 seconds`.
+fn describe_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds == 1.0 {
+        "1 second".to_owned()
+    } else {
+        format!("{seconds} seconds")
     }
 }
 
