@@ -836,3 +836,32 @@ async fn a_request_id_replays_only_for_the_caller_who_sent_it() {
         "CreateUser and CloneUser with one request id are two requests"
     );
 }
+
+/// During a rolling upgrade, replicas of the previous release still insert
+/// idempotency keys without a caller; migration 0007 must not fail them.
+#[tokio::test]
+async fn a_replica_of_the_previous_release_can_still_record_a_request_id() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_user("Old", "Replica", "old.replica@acme.test")
+        .await;
+
+    sqlx::query(
+        "insert into idempotent_requests (organization_id, operation, request_id, resource_id) \
+         select organization_id, 'user.create', 'previous-release', id from users where id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(&user.id).unwrap())
+    .execute(&app.pool)
+    .await
+    .expect("the previous release's insert, without a caller");
+    let caller: String = sqlx::query_scalar(
+        "select caller from idempotent_requests where request_id = 'previous-release'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        caller, "",
+        "a key without a caller is never replayed to anyone"
+    );
+}
