@@ -655,3 +655,98 @@ async fn emails_with_a_bad_domain_or_specials_are_refused_naming_the_field() {
     let user = app.create_user("Ana", "Silva", "ana@exämple.com.br").await;
     assert_eq!(user.email, "ana@exämple.com.br");
 }
+
+/// Sends `body` as it is (gRPC framing included) to `path`, as `bearer`,
+/// and returns the call's status.
+async fn raw_grpc(app: &TestApp, bearer: Bearer, path: &str, body: Vec<u8>) -> Status {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let channel = tonic::transport::Channel::from_shared(app.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("{}{path}", app.address))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(body),
+        )))
+        .unwrap();
+    let service = tonic::service::interceptor::InterceptedService::new(channel, bearer);
+    let response = service.oneshot(request).await.unwrap();
+    let headers = response.headers().clone();
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    Status::from_header_map(&trailers)
+        .or_else(|| Status::from_header_map(&headers))
+        .expect("a grpc-status")
+}
+
+/// One gRPC message: the uncompressed flag, its length, its bytes.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut body = vec![0];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    body
+}
+
+#[tokio::test]
+async fn a_malformed_body_from_an_anonymous_caller_is_invalid_argument_not_internal() {
+    let app = TestApp::spawn().await;
+    const LOGIN: &str = "/roster.v1.AuthService/Login";
+    let login = proto::LoginRequest {
+        organization: "default".into(),
+        username: "ana".into(),
+        password: "secret".into(),
+    };
+    let valid = prost::Message::encode_to_vec(&login);
+    let mut compressed = framed(&valid);
+    compressed[0] = 1;
+    let mut too_large = vec![0];
+    too_large.extend_from_slice(&(4 * 1024 * 1024 + 1_u32).to_be_bytes());
+    too_large.extend_from_slice(&valid);
+    let truncated = framed(&valid)[..8].to_vec();
+    let two_messages = [framed(&valid), framed(&valid)].concat();
+    let cases = [
+        // Field 1 (`organization`, a string) sent as a varint.
+        (
+            "a field in the wrong wire type",
+            framed(&[0x08, 0x01]),
+            "MALFORMED_REQUEST",
+        ),
+        ("an empty body", Vec::new(), "EMPTY_REQUEST"),
+        (
+            "a body ending inside its message",
+            truncated,
+            "TRUNCATED_REQUEST",
+        ),
+        ("a compressed message", compressed, "COMPRESSED_REQUEST"),
+        ("a message over the limit", too_large, "REQUEST_TOO_LARGE"),
+        ("two messages", two_messages, "MORE_THAN_ONE_MESSAGE"),
+    ];
+    for (what, body, code) in cases {
+        let status = raw_grpc(&app, Bearer::none(), LOGIN, body).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        let details = tonic_types::StatusExt::get_details_bad_request(&status)
+            .unwrap_or_else(|| panic!("{what}: no BadRequest in {status:?}"));
+        assert_eq!(details.field_violations[0].reason, code, "{what}");
+    }
+    // The framing checks pass a well-formed call on to its handler.
+    let status = raw_grpc(&app, Bearer::none(), LOGIN, framed(&valid)).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_server_streaming_method_takes_exactly_one_message() {
+    let app = TestApp::spawn().await;
+    const EXPORT: &str = "/roster.v1.UserService/ExportUsers";
+    let two = [framed(&[]), framed(&[])].concat();
+    let status = raw_grpc(&app, app.as_admin(), EXPORT, two).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let status = raw_grpc(&app, app.as_admin(), EXPORT, framed(&[])).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+}
