@@ -31,8 +31,8 @@ impl MailTransport {
 }
 
 /// A delivery failure that no retry can cure: the mail server refused the
-/// message or its recipient for good (an SMTP 5xx reply), or the address
-/// cannot be written as an SMTP recipient at all.
+/// recipient for good (see `refuses_the_recipient`), or the address cannot be
+/// written as an SMTP recipient at all. Any other failure is retried.
 #[derive(Debug, thiserror::Error)]
 #[error("permanent failure: {0}")]
 pub struct PermanentFailure(pub String);
@@ -67,7 +67,7 @@ impl Mailer {
         match self {
             Mailer::Smtp(transport) => {
                 transport.send(message).await.map_err(|error| {
-                    if error.is_permanent() {
+                    if refuses_the_recipient(&error) {
                         anyhow::Error::new(PermanentFailure(error.to_string()))
                     } else {
                         anyhow::Error::new(error)
@@ -83,5 +83,94 @@ impl Mailer {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether an SMTP error refuses the recipient for good. A 5xx reply is not
+/// enough: a wrong credential (530, 535), a relay or policy refusal (5.7.x)
+/// or a server problem also answers 5xx, and would fail every queued
+/// message at its first attempt; those are retried until an operator fixes
+/// them. lettre does not say which command was refused, so the reply code
+/// and its enhanced status code (RFC 3463) decide.
+fn refuses_the_recipient(error: &lettre::transport::smtp::Error) -> bool {
+    let Some(code) = error.status() else {
+        return false;
+    };
+    let text = std::error::Error::source(error)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    is_recipient_rejection(u16::from(code), &text)
+}
+
+/// The decision of `refuses_the_recipient` on a reply code and its text.
+fn is_recipient_rejection(code: u16, text: &str) -> bool {
+    if code < 500 {
+        return false;
+    }
+    match enhanced_status(text) {
+        // X.1.x is the address; 5.1.7 and 5.1.8 are the sender's, a configuration mistake.
+        Some((5, 1, detail)) => !matches!(detail, 7 | 8),
+        // The mailbox is disabled; a full one (5.2.2) may be emptied.
+        Some((5, 2, 1)) => true,
+        // An enhanced code that is only "other" says nothing: the reply code decides.
+        Some((_, 0, 0)) | None => matches!(
+            code,
+            // Mailbox unavailable, user not local, mailbox name not allowed,
+            // the recipient's domain accepts no mail (RFC 7504).
+            550 | 551 | 553 | 556
+        ),
+        Some(_) => false,
+    }
+}
+
+/// The enhanced status code (`5.1.1`) opening a reply's text, if any.
+fn enhanced_status(text: &str) -> Option<(u8, u16, u16)> {
+    let mut parts = text.split_whitespace().next()?.splitn(3, '.');
+    let class = parts.next()?.parse().ok()?;
+    let subject = parts.next()?.parse().ok()?;
+    let detail = parts.next()?.parse().ok()?;
+    Some((class, subject, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_recipient_rejection;
+
+    #[test]
+    fn only_a_refused_recipient_fails_for_good() {
+        for (code, text) in [
+            (550, "5.1.1 no such mailbox here"),
+            (550, "no such user"),
+            (550, "5.0.0 <ana@acme.test>: user unknown"),
+            (551, "user not local"),
+            (553, "5.1.3 mailbox name not allowed"),
+            (501, "5.1.3 bad recipient address syntax"),
+            (550, "5.2.1 mailbox disabled"),
+            (556, "5.1.10 domain does not accept mail"),
+        ] {
+            assert!(is_recipient_rejection(code, text), "{code} {text}");
+        }
+    }
+
+    #[test]
+    fn credentials_relay_policy_and_server_problems_are_retried() {
+        for (code, text) in [
+            (530, "5.7.0 authentication required"),
+            (535, "5.7.8 authentication credentials invalid"),
+            (535, "authentication failed"),
+            (550, "5.7.1 relaying denied"),
+            (554, "5.7.1 <ana@acme.test>: relay access denied"),
+            (554, "no SMTP service here"),
+            (553, "5.1.8 sender address rejected"),
+            (550, "5.1.7 bad sender address"),
+            (552, "5.2.2 mailbox full"),
+            (552, "message size exceeds the limit"),
+            (501, "syntax error in parameters"),
+            (521, "server does not accept mail"),
+            (500, "command not recognized"),
+            (503, "bad sequence of commands"),
+        ] {
+            assert!(!is_recipient_rejection(code, text), "{code} {text}");
+        }
     }
 }

@@ -569,13 +569,37 @@ pub(crate) async fn ensure_may_act_on(
         }
     }
     let grants = store::groups::grants_of_user(&mut **tx, caller.organization_id, user_id).await?;
-    if let Some(uncovered) = grants.iter().find(|g| !caller.authority.covers(g)) {
-        return Err(DomainError::PermissionDenied(format!(
-            "user {user_id} holds group {}, which you do not cover, so you may not act on them",
-            uncovered.group_id
-        )));
-    }
+    may_act_on(&caller.authority, user_id, &grants)
+        .map_err(|refusal| DomainError::PermissionDenied(refusal.to_string()))?;
     Ok(user)
+}
+
+/// Why a caller may not act on a user: the user holds a group the caller's
+/// authority does not cover. Every path that acts on a user (single calls,
+/// re-invitations, import rows) refuses with this one sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "user {user_id} holds group {group_id}, which you do not cover, so you may not act on them"
+)]
+pub(crate) struct NotCovered {
+    pub user_id: Uuid,
+    pub group_id: Uuid,
+}
+
+/// Whether `authority` may act on the user `user_id` holding `grants`: it
+/// must cover every one of them; a refusal names the first it does not.
+pub(crate) fn may_act_on(
+    authority: &Authority,
+    user_id: Uuid,
+    grants: &[Grant],
+) -> Result<(), NotCovered> {
+    match grants.iter().find(|grant| !authority.covers(grant)) {
+        Some(uncovered) => Err(NotCovered {
+            user_id,
+            group_id: uncovered.group_id,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// SendActivationEmail: queues a new invitation for every targeted user who
@@ -618,19 +642,19 @@ pub async fn send_activation_emails(
         store::users::lock_invitation_targets(&mut tx, caller.organization_id, targets).await?;
     if !matches!(caller.authority, Authority::Organization) {
         let grants = store::groups::grants_of_users(&mut tx, caller.organization_id, &ids).await?;
-        let covered = |id: &Uuid| {
-            caller
-                .authority
-                .covers_all(grants.get(id).into_iter().flatten())
+        let may_invite = |id: &Uuid| {
+            may_act_on(
+                &caller.authority,
+                *id,
+                grants.get(id).map_or(&[][..], Vec::as_slice),
+            )
         };
         if matches!(targets, store::users::InvitationTargets::Ids(_)) {
-            if let Some(uncovered) = ids.iter().find(|id| !covered(id)) {
-                return Err(DomainError::PermissionDenied(format!(
-                    "user {uncovered} holds groups you do not cover, so you may not re-invite them"
-                )));
+            if let Some(refusal) = ids.iter().find_map(|id| may_invite(id).err()) {
+                return Err(DomainError::PermissionDenied(refusal.to_string()));
             }
         }
-        ids.retain(|id| covered(id));
+        ids.retain(|id| may_invite(id).is_ok());
     }
     store::outbox::enqueue_invitations(&mut tx, caller.organization_id, &ids).await?;
     let audits: Vec<AuditRecord> = ids
@@ -1014,6 +1038,44 @@ pub async fn onboarding_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::access::UnitScope;
+
+    #[test]
+    fn acting_on_a_user_needs_every_group_covered_and_the_refusal_names_one() {
+        let cashier = Uuid::new_v4();
+        let south = Uuid::new_v4();
+        let west = Uuid::new_v4();
+        let grant = |unit: Uuid| Grant {
+            group_id: Uuid::new_v4(),
+            profile_id: cashier,
+            scope: UnitScope::Units([unit].into()),
+        };
+        let (on_south, on_west) = (grant(south), grant(west));
+        let south_admin = Authority::Grants(vec![grant(south)]);
+        let user = Uuid::new_v4();
+
+        assert_eq!(may_act_on(&south_admin, user, &[]), Ok(()));
+        assert_eq!(
+            may_act_on(&south_admin, user, std::slice::from_ref(&on_south)),
+            Ok(())
+        );
+        let refusal =
+            may_act_on(&south_admin, user, &[on_south.clone(), on_west.clone()]).unwrap_err();
+        assert_eq!(
+            refusal,
+            NotCovered {
+                user_id: user,
+                group_id: on_west.group_id
+            }
+        );
+        let message = refusal.to_string();
+        assert!(message.contains(&user.to_string()), "{message}");
+        assert!(message.contains(&on_west.group_id.to_string()), "{message}");
+        assert_eq!(
+            may_act_on(&Authority::Organization, user, &[on_south, on_west]),
+            Ok(())
+        );
+    }
 
     #[test]
     fn every_invalid_value_is_reported_under_its_path() {

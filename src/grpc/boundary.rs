@@ -1,10 +1,14 @@
-//! The input boundary: every unary request is checked here, before its
-//! handler, against the descriptor set already built for reflection. Every
-//! string field, wherever it sits (nested messages, repeated fields, maps,
-//! future RPCs), must be UTF-8 without NUL (PostgreSQL cannot store it in
-//! `text` or `jsonb`) and within its byte cap; every enum field must hold a
-//! value the contract knows. A refusal is `INVALID_ARGUMENT` naming each
-//! field path (`user.first_name`, `update_mask.paths[2]`), never `INTERNAL`.
+//! The input boundary: every unary and server-streaming request is checked
+//! here, before its handler, against the descriptor set already built for
+//! reflection. The body must hold exactly one uncompressed gRPC message
+//! within tonic's size limit; every field the contract knows must travel in
+//! the wire type of its kind; every string field, wherever it sits (nested
+//! messages, repeated fields, maps, future RPCs), must be UTF-8 without NUL
+//! (PostgreSQL cannot store it in `text` or `jsonb`) and within its byte
+//! cap; every enum field must hold a value the contract knows. A refusal is
+//! `INVALID_ARGUMENT` naming each field path (`user.first_name`,
+//! `update_mask.paths[2]`) or what is wrong with the framing, never the
+//! `INTERNAL` of tonic's decoder.
 //!
 //! The check walks the protobuf wire bytes once with a table compiled at
 //! start, allocating nothing unless something is wrong: a few hundred
@@ -21,7 +25,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::future::BoxFuture;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
@@ -62,8 +66,8 @@ pub struct RequestBoundary {
 
 #[derive(Debug, Default)]
 struct Schema {
-    /// Sorted by field number; fields not listed (numbers, bools, unknown
-    /// fields) need no check.
+    /// Every field the contract defines, sorted by field number; unknown
+    /// fields are skipped as prost skips them.
     fields: Vec<FieldRule>,
 }
 
@@ -83,14 +87,101 @@ enum Check {
     Message(usize),
     /// The numbers the contract defines, sorted.
     Enum(Box<[i32]>),
+    /// Bytes: any content, length-delimited.
+    Bytes,
+    /// A number or bool: only its wire type is checked.
+    Scalar(ScalarWire),
+}
+
+/// How a numeric kind travels (a repeated one may also be packed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScalarWire {
+    Varint,
+    Fixed64,
+    Fixed32,
+}
+
+impl ScalarWire {
+    fn of(kind: &Kind) -> Option<Self> {
+        Some(match kind {
+            Kind::Int32
+            | Kind::Int64
+            | Kind::Uint32
+            | Kind::Uint64
+            | Kind::Sint32
+            | Kind::Sint64
+            | Kind::Bool => ScalarWire::Varint,
+            Kind::Fixed64 | Kind::Sfixed64 | Kind::Double => ScalarWire::Fixed64,
+            Kind::Fixed32 | Kind::Sfixed32 | Kind::Float => ScalarWire::Fixed32,
+            _ => return None,
+        })
+    }
+
+    fn wire_type(self) -> u64 {
+        match self {
+            ScalarWire::Varint => 0,
+            ScalarWire::Fixed64 => 1,
+            ScalarWire::Fixed32 => 5,
+        }
+    }
+}
+
+impl Check {
+    /// The wire type a single value of the field travels in.
+    fn wire_type(&self) -> u64 {
+        match self {
+            Check::String { .. } | Check::Message(_) | Check::Bytes => 2,
+            Check::Enum(_) => 0,
+            Check::Scalar(wire) => wire.wire_type(),
+        }
+    }
 }
 
 /// Why a request is refused before its handler.
 #[derive(Debug)]
 pub enum Refusal {
     Fields(Vec<FieldViolation>),
-    /// Not the protobuf encoding of the method's request.
+    /// Not the protobuf encoding of the method's request (a field in the
+    /// wrong wire type, truncated bytes, an invalid key).
     Malformed,
+    /// The body is not exactly one checkable gRPC message.
+    Framing(Framing),
+}
+
+/// What is wrong with the gRPC framing of a unary or server-streaming body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Empty,
+    Truncated,
+    /// The compressed flag is set: the server accepts no compression.
+    Compressed,
+    TooLarge,
+    MoreThanOneMessage,
+}
+
+impl Framing {
+    fn violation(self) -> FieldViolation {
+        let (code, description) = match self {
+            Framing::Empty => ("EMPTY_REQUEST", "the request carries no message".to_owned()),
+            Framing::Truncated => (
+                "TRUNCATED_REQUEST",
+                "the request body ends inside its message".to_owned(),
+            ),
+            Framing::Compressed => (
+                "COMPRESSED_REQUEST",
+                "compressed messages are not accepted; send it uncompressed".to_owned(),
+            ),
+            Framing::TooLarge => (
+                "REQUEST_TOO_LARGE",
+                format!("a request message must be at most {MAX_MESSAGE_BYTES} bytes"),
+            ),
+            Framing::MoreThanOneMessage => (
+                "MORE_THAN_ONE_MESSAGE",
+                "this method takes exactly one request message".to_owned(),
+            ),
+        };
+        FieldViolation::new("", code, description)
+    }
 }
 
 impl From<Refusal> for Status {
@@ -102,6 +193,7 @@ impl From<Refusal> for Status {
                 "MALFORMED_REQUEST",
                 "the request is not a valid protobuf encoding of this method's request message",
             )],
+            Refusal::Framing(framing) => vec![framing.violation()],
         };
         DomainError::InvalidArgument(violations).into()
     }
@@ -145,17 +237,22 @@ impl RequestBoundary {
         compiled.insert(message.full_name().to_owned(), index);
         let mut fields = Vec::new();
         for field in message.fields() {
-            let check = match field.kind() {
+            let kind = field.kind();
+            let check = match kind {
                 Kind::String => Check::String {
                     max_bytes: string_cap(field.name()),
                 },
+                Kind::Bytes => Check::Bytes,
                 Kind::Message(nested) => Check::Message(self.compile(&nested, compiled)),
                 Kind::Enum(values) => {
                     let mut numbers: Vec<i32> = values.values().map(|v| v.number()).collect();
                     numbers.sort_unstable();
                     Check::Enum(numbers.into())
                 }
-                _ => continue,
+                ref scalar => match ScalarWire::of(scalar) {
+                    Some(wire) => Check::Scalar(wire),
+                    None => continue,
+                },
             };
             fields.push(FieldRule {
                 number: field.number(),
@@ -206,12 +303,25 @@ impl RequestBoundary {
         while !rest.is_empty() && violations.len() < MAX_VIOLATIONS {
             let start = message.len() - rest.len();
             let key = read_varint(&mut rest)?;
-            let number = u32::try_from(key >> 3).map_err(|_| Malformed)?;
+            // As prost: a key is a u32 and field number 0 does not exist.
+            if key > u64::from(u32::MAX) || key >> 3 == 0 {
+                return Err(Malformed);
+            }
+            let number = (key >> 3) as u32;
             let wire_type = key & 7;
             let rule = fields
                 .binary_search_by_key(&number, |rule| rule.number)
                 .ok()
                 .map(|at| &fields[at]);
+            if let Some(rule) = rule {
+                // A repeated number or enum may also travel packed.
+                let packed = wire_type == 2
+                    && rule.repeated
+                    && matches!(rule.check, Check::Enum(_) | Check::Scalar(_));
+                if wire_type != rule.check.wire_type() && !packed {
+                    return Err(Malformed);
+                }
+            }
             match wire_type {
                 0 => {
                     let value = read_varint(&mut rest)?;
@@ -248,6 +358,8 @@ impl RequestBoundary {
                             let segment = segment(rule, message, start, 0, parent);
                             self.walk(*nested, value, Some(&segment), depth + 1, violations)?;
                         }
+                        Check::Bytes => {}
+                        Check::Scalar(wire) => check_packed(*wire, value)?,
                         // A packed repeated enum.
                         Check::Enum(known) => {
                             let mut packed = value;
@@ -290,6 +402,21 @@ fn skip(bytes: &mut &[u8], count: usize) -> Result<(), Malformed> {
     }
     bytes.advance(count);
     Ok(())
+}
+
+/// A packed run must hold whole values, as prost's decoder demands.
+fn check_packed(wire: ScalarWire, mut packed: &[u8]) -> Result<(), Malformed> {
+    match wire {
+        ScalarWire::Varint => {
+            while !packed.is_empty() {
+                read_varint(&mut packed)?;
+            }
+            Ok(())
+        }
+        ScalarWire::Fixed64 if packed.len() % 8 == 0 => Ok(()),
+        ScalarWire::Fixed32 if packed.len() % 4 == 0 => Ok(()),
+        _ => Err(Malformed),
+    }
 }
 
 fn known_enum(known: &[i32], raw: u64) -> bool {
@@ -480,22 +607,25 @@ where
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let mut body = Box::pin(body);
-            let (buffered, complete) = match first_message(&mut body).await {
+            let read = match only_message(&mut body).await {
                 Ok(read) => read,
                 // The client's stream broke: nothing is left to answer.
                 Err(_) => {
                     return Ok(Status::cancelled("the request body ended in error").into_http())
                 }
             };
-            if let Some(message) = complete {
-                if let Err(refusal) = boundary.check(parts.uri.path(), message.as_ref()) {
-                    return Ok(Status::from(refusal).into_http());
-                }
+            let (buffered, trailers) = match read {
+                Ok(read) => read,
+                Err(framing) => return Ok(Status::from(Refusal::Framing(framing)).into_http()),
+            };
+            let message = buffered.slice(GRPC_HEADER_BYTES..);
+            if let Err(refusal) = boundary.check(parts.uri.path(), &message) {
+                return Ok(Status::from(refusal).into_http());
             }
-            // Whatever was read goes on first, then the rest of the body, untouched.
+            // The whole body was read: it goes on as it came.
             let replayed = Replayed {
-                buffered: Some(buffered).filter(|bytes| !bytes.is_empty()),
-                rest: body,
+                buffered: Some(buffered),
+                trailers,
             };
             inner
                 .call(Request::from_parts(parts, Body::new(replayed)))
@@ -504,12 +634,13 @@ where
     }
 }
 
-/// Reads the body until its first gRPC message is complete. Returns what was
-/// read and, when the message can be checked (uncompressed, within tonic's
-/// limit), the message itself; otherwise tonic answers it as it would anyway.
-async fn first_message<B>(
+/// Reads the whole body, which must be exactly one uncompressed gRPC
+/// message within tonic's limit (unary and server-streaming methods take
+/// one). Returns its bytes (header included) and any trailers; a body
+/// sending more is refused as soon as its first extra byte arrives.
+async fn only_message<B>(
     body: &mut Pin<Box<B>>,
-) -> Result<(Bytes, Option<Bytes>), tonic::codegen::StdError>
+) -> Result<Result<(Bytes, Option<HeaderMap>), Framing>, tonic::codegen::StdError>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<tonic::codegen::StdError>,
@@ -517,25 +648,42 @@ where
     // Usually the whole message is one frame and nothing is copied.
     let mut single = Bytes::new();
     let mut joined: Option<BytesMut> = None;
-    let message_len = loop {
+    let mut trailers = None;
+    loop {
         let read: &[u8] = joined.as_deref().unwrap_or(&single);
+        let mut message_len = None;
         if read.len() >= GRPC_HEADER_BYTES {
-            let compressed = read[0] != 0;
             let len = u32::from_be_bytes([read[1], read[2], read[3], read[4]]) as usize;
-            if compressed || len > MAX_MESSAGE_BYTES {
-                break None;
+            if read[0] != 0 {
+                return Ok(Err(Framing::Compressed));
             }
-            if read.len() >= GRPC_HEADER_BYTES + len {
-                break Some(len);
+            if len > MAX_MESSAGE_BYTES {
+                return Ok(Err(Framing::TooLarge));
             }
+            if read.len() > GRPC_HEADER_BYTES + len {
+                return Ok(Err(Framing::MoreThanOneMessage));
+            }
+            message_len = Some(len);
         }
         let Some(frame) = body.frame().await else {
-            break None;
+            return Ok(match message_len {
+                _ if read.is_empty() => Err(Framing::Empty),
+                Some(len) if read.len() == GRPC_HEADER_BYTES + len => {
+                    Ok((joined.map_or(single, BytesMut::freeze), trailers))
+                }
+                _ => Err(Framing::Truncated),
+            });
         };
-        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
-            // Trailers before a whole message: tonic reports the truncation.
-            break None;
+        let data = match frame.map_err(Into::into)?.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                trailers = frame.into_trailers().ok();
+                continue;
+            }
         };
+        if trailers.is_some() && !data.is_empty() {
+            return Ok(Err(Framing::MoreThanOneMessage));
+        }
         match joined.as_mut() {
             Some(all) => all.extend_from_slice(&data),
             None if single.is_empty() => single = data,
@@ -545,47 +693,39 @@ where
                 joined = Some(all);
             }
         }
-    };
-    let buffered = joined.map_or(single, BytesMut::freeze);
-    let message = message_len.map(|len| buffered.slice(GRPC_HEADER_BYTES..GRPC_HEADER_BYTES + len));
-    Ok((buffered, message))
+    }
 }
 
-/// A request body whose first bytes were already read by the boundary.
-struct Replayed<B> {
+/// A request body the boundary read whole, handed on as it came.
+struct Replayed {
     buffered: Option<Bytes>,
-    rest: Pin<Box<B>>,
+    trailers: Option<HeaderMap>,
 }
 
-impl<B> HttpBody for Replayed<B>
-where
-    B: HttpBody<Data = Bytes>,
-{
+impl HttpBody for Replayed {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = std::convert::Infallible;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         if let Some(buffered) = self.buffered.take() {
             return Poll::Ready(Some(Ok(Frame::data(buffered))));
         }
-        self.rest.as_mut().poll_frame(cx)
+        Poll::Ready(
+            self.trailers
+                .take()
+                .map(|trailers| Ok(Frame::trailers(trailers))),
+        )
     }
 
     fn is_end_stream(&self) -> bool {
-        self.buffered.is_none() && self.rest.is_end_stream()
+        self.buffered.is_none() && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut hint = self.rest.size_hint();
-        let extra = self.buffered.as_ref().map_or(0, |b| b.len() as u64);
-        hint.set_lower(hint.lower() + extra);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper + extra);
-        }
-        hint
+        SizeHint::with_exact(self.buffered.as_ref().map_or(0, |b| b.len() as u64))
     }
 }
 
@@ -608,7 +748,7 @@ mod tests {
                 .into_iter()
                 .map(|v| (v.field, v.code.into_owned()))
                 .collect(),
-            Refusal::Malformed => panic!("expected field violations"),
+            other => panic!("expected field violations, got {other:?}"),
         }
     }
 
@@ -651,6 +791,43 @@ mod tests {
             fields(refusal),
             [("statuses[2]".into(), "UNKNOWN_ENUM_VALUE".into())]
         );
+    }
+
+    #[test]
+    fn a_field_in_the_wrong_wire_type_is_malformed() {
+        const LOGIN: &str = "/roster.v1.AuthService/Login";
+        let boundary = boundary();
+        // `organization` (a string) as a varint: prost's decoder would fail.
+        assert!(matches!(
+            boundary.check(LOGIN, &[0x08, 0x01]),
+            Err(Refusal::Malformed)
+        ));
+        // `statuses` (a repeated enum) as a fixed32; `page_size` (int32) length-delimited.
+        for bytes in [&[0x25, 1, 0, 0, 0][..], &[0x0a, 0x00]] {
+            assert!(matches!(
+                boundary.check(LIST_USERS, bytes),
+                Err(Refusal::Malformed)
+            ));
+        }
+        // Packed is a repeated number's other wire type, but its values must be whole.
+        assert!(boundary
+            .check(LIST_USERS, &[0x22, 0x02, 0x01, 0x02])
+            .is_ok());
+        assert!(matches!(
+            boundary.check(LIST_USERS, &[0x22, 0x01, 0x80]),
+            Err(Refusal::Malformed)
+        ));
+        // Field number 0 and a key beyond 32 bits do not exist.
+        assert!(matches!(
+            boundary.check(LIST_USERS, &[0x00, 0x01]),
+            Err(Refusal::Malformed)
+        ));
+        assert!(matches!(
+            boundary.check(LIST_USERS, &[0x80, 0x80, 0x80, 0x80, 0x10, 0x01]),
+            Err(Refusal::Malformed)
+        ));
+        // Unknown fields pass in any wire type, as prost skips them.
+        assert!(boundary.check(LOGIN, &[0xf8, 0x07, 0x01]).is_ok());
     }
 
     #[test]

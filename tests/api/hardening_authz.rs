@@ -836,3 +836,94 @@ async fn a_request_id_replays_only_for_the_caller_who_sent_it() {
         "CreateUser and CloneUser with one request id are two requests"
     );
 }
+
+/// During a rolling upgrade, replicas of the previous release still insert
+/// idempotency keys without a caller; migration 0007 must not fail them.
+#[tokio::test]
+async fn a_replica_of_the_previous_release_can_still_record_a_request_id() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_user("Old", "Replica", "old.replica@acme.test")
+        .await;
+
+    sqlx::query(
+        "insert into idempotent_requests (organization_id, operation, request_id, resource_id) \
+         select organization_id, 'user.create', 'previous-release', id from users where id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(&user.id).unwrap())
+    .execute(&app.pool)
+    .await
+    .expect("the previous release's insert, without a caller");
+    let caller: String = sqlx::query_scalar(
+        "select caller from idempotent_requests where request_id = 'previous-release'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        caller, "",
+        "a key without a caller is never replayed to anyone"
+    );
+}
+
+/// A single call, a re-invitation and an import row refuse a user out of
+/// reach with the same sentence, naming the user and a group not covered.
+#[tokio::test]
+async fn every_refusal_to_act_on_a_user_names_the_user_and_a_group_out_of_reach() {
+    let app = TestApp::spawn().await;
+    let o = groups::org(&app).await;
+    let SouthAdmin {
+        cashier_south,
+        cashier_west,
+        bearer: unit_admin,
+        ..
+    } = south_admin(&app, &o).await;
+    let target = app.create_user("West", "Cashier", "west@acme.test").await;
+    give(
+        &app,
+        app.as_admin(),
+        &target.id,
+        &[&cashier_south, &cashier_west],
+    )
+    .await
+    .unwrap();
+    let names_both = |message: &str| {
+        assert!(message.contains(&target.id), "{message}");
+        assert!(message.contains(&cashier_west), "{message}");
+    };
+
+    let mut users = app.users(unit_admin.clone());
+    let status = users
+        .set_user_status(proto::SetUserStatusRequest {
+            user_id: target.id.clone(),
+            status: proto::UserStatus::Inactive as i32,
+        })
+        .await
+        .expect_err("out of reach");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    names_both(status.message());
+    let status = users
+        .send_activation_email(proto::SendActivationEmailRequest {
+            user_ids: vec![target.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("out of reach");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    names_both(status.message());
+    let run = run_import(
+        &app,
+        unit_admin,
+        false,
+        options(),
+        format!("action,email,first_name\nupdate,{},Renamed\n", target.email).as_bytes(),
+        64 * 1024,
+    )
+    .await;
+    let error = &run.rows[0].errors[0];
+    assert_eq!(
+        (error.field.as_str(), error.code.as_str()),
+        ("row", "NOT_COVERED")
+    );
+    names_both(&error.message);
+}

@@ -471,8 +471,10 @@ async fn an_import_row_with_a_spoofed_name_fails_with_the_same_rule() {
     assert_eq!(codes, [("last_name", "INVISIBLE_CHARACTER")]);
 }
 
-/// An aiosmtpd server that refuses `refused*` recipients for good (550) and
-/// `busy*` ones for now (450), and accepts the rest.
+/// An aiosmtpd server. `Handler` refuses `refused*` recipients for good
+/// (550), `busy*` ones for now (450) and `denied*` ones as a relay it will
+/// not serve (554 5.7.1), and accepts the rest; `Misconfigured` wants
+/// credentials the sender does not give (530 to MAIL FROM).
 struct RefusingSmtp {
     port: u16,
     child: std::process::Child,
@@ -487,21 +489,31 @@ class Handler:
             return "550 5.1.1 no such mailbox here"
         if address.startswith("busy"):
             return "450 4.2.1 mailbox busy, try again later"
+        if address.startswith("denied"):
+            return "554 5.7.1 relay access denied"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         return "250 OK"
+
+class Misconfigured:
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        return "530 5.7.0 authentication required"
 "#;
 
     async fn start() -> Self {
+        Self::start_with("Handler").await
+    }
+
+    async fn start_with(handler_class: &str) -> Self {
         let handler = tempfile::tempdir().unwrap();
         std::fs::write(handler.path().join("refusing.py"), Self::HANDLER).unwrap();
         let port = crate::helpers::SmtpSink::free_port();
         let child = std::process::Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "refusing.Handler"])
+            .args(["-c", &format!("refusing.{handler_class}")])
             .env("PYTHONPATH", handler.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -551,20 +563,26 @@ async fn a_recipient_the_mail_server_refuses_for_good_fails_at_once_and_a_busy_o
     let smtp = RefusingSmtp::start().await;
     let url = format!("smtp://127.0.0.1:{}", smtp.port);
     let app = TestApp::spawn_with(|settings| crate::helpers::deliver_to(settings, &url)).await;
-    for email in ["refused@acme.test", "busy@acme.test", "ok@acme.test"] {
+    for email in [
+        "refused@acme.test",
+        "busy@acme.test",
+        "denied@acme.test",
+        "ok@acme.test",
+    ] {
         app.create_user("Mail", "Test", email).await;
     }
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let busy = outbox_of(&app, "busy@acme.test").await;
+        let denied = outbox_of(&app, "denied@acme.test").await;
         let ok = outbox_of(&app, "ok@acme.test").await;
-        if busy.1 >= 2 && ok.0 == "SENT" {
+        if busy.1 >= 2 && denied.1 >= 2 && ok.0 == "SENT" {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "busy {busy:?}, ok {ok:?}"
+            "busy {busy:?}, denied {denied:?}, ok {ok:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -572,6 +590,31 @@ async fn a_recipient_the_mail_server_refuses_for_good_fails_at_once_and_a_busy_o
     assert_eq!((status.as_str(), attempts), ("FAILED", 1));
     assert!(last_error.unwrap_or_default().contains("550"));
     assert_eq!(outbox_of(&app, "busy@acme.test").await.0, "PENDING");
+    // A relay refusal is the server's configuration, not the recipient's.
+    assert_eq!(outbox_of(&app, "denied@acme.test").await.0, "PENDING");
+}
+
+#[tokio::test]
+async fn a_mail_server_wanting_credentials_gets_the_message_again_not_a_failed_row() {
+    let smtp = RefusingSmtp::start_with("Misconfigured").await;
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let app = TestApp::spawn_with(|settings| crate::helpers::deliver_to(settings, &url)).await;
+    app.create_user("Mail", "Test", "ana@acme.test").await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, attempts, last_error) = outbox_of(&app, "ana@acme.test").await;
+        assert_eq!(
+            status, "PENDING",
+            "a 530 must not fail the message for good"
+        );
+        if attempts >= 2 {
+            assert!(last_error.unwrap_or_default().contains("530"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "attempts {attempts}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -611,4 +654,99 @@ async fn emails_with_a_bad_domain_or_specials_are_refused_naming_the_field() {
     // An internationalized domain is stored as typed.
     let user = app.create_user("Ana", "Silva", "ana@exämple.com.br").await;
     assert_eq!(user.email, "ana@exämple.com.br");
+}
+
+/// Sends `body` as it is (gRPC framing included) to `path`, as `bearer`,
+/// and returns the call's status.
+async fn raw_grpc(app: &TestApp, bearer: Bearer, path: &str, body: Vec<u8>) -> Status {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let channel = tonic::transport::Channel::from_shared(app.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("{}{path}", app.address))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(body),
+        )))
+        .unwrap();
+    let service = tonic::service::interceptor::InterceptedService::new(channel, bearer);
+    let response = service.oneshot(request).await.unwrap();
+    let headers = response.headers().clone();
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    Status::from_header_map(&trailers)
+        .or_else(|| Status::from_header_map(&headers))
+        .expect("a grpc-status")
+}
+
+/// One gRPC message: the uncompressed flag, its length, its bytes.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut body = vec![0];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    body
+}
+
+#[tokio::test]
+async fn a_malformed_body_from_an_anonymous_caller_is_invalid_argument_not_internal() {
+    let app = TestApp::spawn().await;
+    const LOGIN: &str = "/roster.v1.AuthService/Login";
+    let login = proto::LoginRequest {
+        organization: "default".into(),
+        username: "ana".into(),
+        password: "secret".into(),
+    };
+    let valid = prost::Message::encode_to_vec(&login);
+    let mut compressed = framed(&valid);
+    compressed[0] = 1;
+    let mut too_large = vec![0];
+    too_large.extend_from_slice(&(4 * 1024 * 1024 + 1_u32).to_be_bytes());
+    too_large.extend_from_slice(&valid);
+    let truncated = framed(&valid)[..8].to_vec();
+    let two_messages = [framed(&valid), framed(&valid)].concat();
+    let cases = [
+        // Field 1 (`organization`, a string) sent as a varint.
+        (
+            "a field in the wrong wire type",
+            framed(&[0x08, 0x01]),
+            "MALFORMED_REQUEST",
+        ),
+        ("an empty body", Vec::new(), "EMPTY_REQUEST"),
+        (
+            "a body ending inside its message",
+            truncated,
+            "TRUNCATED_REQUEST",
+        ),
+        ("a compressed message", compressed, "COMPRESSED_REQUEST"),
+        ("a message over the limit", too_large, "REQUEST_TOO_LARGE"),
+        ("two messages", two_messages, "MORE_THAN_ONE_MESSAGE"),
+    ];
+    for (what, body, code) in cases {
+        let status = raw_grpc(&app, Bearer::none(), LOGIN, body).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        let details = tonic_types::StatusExt::get_details_bad_request(&status)
+            .unwrap_or_else(|| panic!("{what}: no BadRequest in {status:?}"));
+        assert_eq!(details.field_violations[0].reason, code, "{what}");
+    }
+    // The framing checks pass a well-formed call on to its handler.
+    let status = raw_grpc(&app, Bearer::none(), LOGIN, framed(&valid)).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_server_streaming_method_takes_exactly_one_message() {
+    let app = TestApp::spawn().await;
+    const EXPORT: &str = "/roster.v1.UserService/ExportUsers";
+    let two = [framed(&[]), framed(&[])].concat();
+    let status = raw_grpc(&app, app.as_admin(), EXPORT, two).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let status = raw_grpc(&app, app.as_admin(), EXPORT, framed(&[])).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
 }

@@ -729,14 +729,8 @@ impl BatchContext<'_> {
                 ));
             }
         }
-        if !self.caller.authority.covers_all(&user.grants) {
-            return Err(violation(
-                "row",
-                "NOT_COVERED",
-                "this user holds groups you do not cover, so you may not change them",
-            ));
-        }
-        Ok(())
+        crate::domain::user::may_act_on(&self.caller.authority, user.id, &user.grants)
+            .map_err(|refusal| violation("row", "NOT_COVERED", refusal.to_string()))
     }
 
     /// The ids of the groups a `groups` cell names; unknown and uncovered
