@@ -458,3 +458,36 @@ async fn a_password_reset_request_does_the_same_work_whatever_it_names() {
         .iter()
         .all(|(kind, user)| kind == "PASSWORD_RESET" && *user != not_onboarded));
 }
+
+#[tokio::test]
+async fn a_password_retyped_on_made_up_usernames_counts_against_the_address_every_time() {
+    // A backoff that outlasts the test, so that what it holds back is certain.
+    let app =
+        TestApp::spawn_with(|settings| settings.throttle.base = Duration::from_secs(60)).await;
+    owner_familiar_with(&app, "127.0.0.7").await;
+    let mut flooder = auth_from(&app, "127.0.0.6").await;
+    let mut answers = Vec::new();
+    for attempt in 0..45 {
+        // Three made-up accounts, each retyping its one password.
+        let username = format!("made-up{}@acme.com", attempt % 3);
+        let refused = sign_in(&mut flooder, "acme", &username, "Wrong#Pass1234")
+            .await
+            .unwrap_err();
+        answers.push(refused);
+    }
+    // The address's 30 free failures and the one that starts its backoff
+    // were checked; the rest were held back before the hash.
+    assert_eq!(checked(&answers[..31]), 31);
+    for status in &answers[31..] {
+        assert_throttled(status);
+    }
+    // A familiar pair uses no address budget, and for the account a
+    // retyped password still counts once: the owner is never held back.
+    let mut owner = auth_from(&app, "127.0.0.7").await;
+    for _ in 0..40 {
+        assert_wrong(&mut owner, OWNER, "Wrong#Pass0").await;
+    }
+    sign_in(&mut owner, "acme", OWNER, GOOD_PASSWORD)
+        .await
+        .unwrap();
+}

@@ -6,7 +6,8 @@
 //! elsewhere never holds the owner back at a familiar address. Each address
 //! has a budget of its own too, which a familiar (account, address) pair
 //! never uses. A wrong password seen lately for the account is not counted
-//! again. Past its free failures a budget holds attempts back with a
+//! again against the account, but is against the address (each retype is a
+//! hash check). Past its free failures a budget holds attempts back with a
 //! doubling delay, never a lock. An attempt reserves its budgets before the
 //! password is checked, so that concurrent guesses cannot all be checked.
 //!
@@ -126,6 +127,8 @@ pub struct Attempt {
     budgets: Vec<(Vec<u8>, i32)>,
     /// The budget a success resets.
     own_budget: Vec<u8>,
+    /// The address's budget, when the pair is not familiar.
+    peer_budget: Option<Vec<u8>>,
     digester: Digester,
 }
 
@@ -211,11 +214,12 @@ impl Throttle {
         let which: &[u8] = if familiar { b"familiar" } else { b"other" };
         let own_budget = digester.digest(&[flow_name, which, &account]);
         let mut budgets = vec![(own_budget.clone(), account_free)];
-        if let (Some(address), false) = (&address, familiar) {
-            budgets.push((
-                digester.digest(&[flow_name, b"peer", address]),
-                self.settings.peer_free,
-            ));
+        let peer_budget = match (&address, familiar) {
+            (Some(address), false) => Some(digester.digest(&[flow_name, b"peer", address])),
+            _ => None,
+        };
+        if let Some(peer_budget) = &peer_budget {
+            budgets.push((peer_budget.clone(), self.settings.peer_free));
         }
         Attempt {
             flow,
@@ -373,8 +377,11 @@ impl Reservation {
         Ok(())
     }
 
-    /// The password was wrong (or the account unknown): counted, unless the
-    /// same password was tried on this account lately.
+    /// The password was wrong (or the account unknown): counted. The same
+    /// password tried on this account lately counts once for the account,
+    /// but every time for the address (a pair that is not familiar): each
+    /// retype cost a hash check, so an address cannot get unbounded checks
+    /// by retyping one password on a few made-up usernames.
     pub async fn failed(mut self, password: &Password) -> Result<(), DomainError> {
         let attempt = &self.attempt;
         let digest = attempt.digester.digest(&[
@@ -392,7 +399,17 @@ impl Reservation {
         {
             record_failure(&self.pool, &self.settings, &keys, &free, true).await?;
         } else {
-            store::sign_in_throttle::release(&self.pool, &keys).await?;
+            let (peer, account): (Vec<_>, Vec<_>) = attempt
+                .budgets
+                .iter()
+                .cloned()
+                .partition(|(key, _)| Some(key) == attempt.peer_budget.as_ref());
+            let (peer_keys, peer_free): (Vec<_>, Vec<_>) = peer.into_iter().unzip();
+            let account_keys: Vec<_> = account.into_iter().map(|(key, _)| key).collect();
+            if !peer_keys.is_empty() {
+                record_failure(&self.pool, &self.settings, &peer_keys, &peer_free, true).await?;
+            }
+            store::sign_in_throttle::release(&self.pool, &account_keys).await?;
         }
         self.settled = true;
         Ok(())
