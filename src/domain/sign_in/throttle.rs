@@ -227,14 +227,22 @@ impl Throttle {
             address,
             budgets,
             own_budget,
+            peer_budget,
             digester,
         }
     }
 
-    /// Reserves one check on each budget of the attempt, or THROTTLED.
+    /// Reserves one check on each budget of the attempt, or THROTTLED:
+    /// at once, without a transaction, when a budget holds it back, and
+    /// when another attempt holds one of its budgets' rows (never waiting
+    /// for it, so that a flood cannot drain the pool behind a hot row).
     pub async fn reserve(&self, attempt: Attempt) -> Result<Reservation, DomainError> {
+        let seen = self.peek(&attempt).await?;
+        self.within_budgets(&attempt, &seen)?;
         let mut tx = self.pool.begin().await?;
-        let buckets = self.lock(&mut tx, &attempt).await?;
+        let Some(buckets) = self.lock(&mut tx, &attempt, &seen).await? else {
+            return Err(self.throttled(self.settings.base));
+        };
         self.within_budgets(&attempt, &buckets)?;
         store::sign_in_throttle::reserve(&mut tx, &buckets).await?;
         tx.commit().await?;
@@ -248,9 +256,16 @@ impl Throttle {
 
     /// Counts a request (a password reset) on each budget of the attempt;
     /// `false`, counting nothing, when one of them holds it back.
+    /// Like `reserve`, it never waits for a row another request holds.
     pub async fn count_request(&self, attempt: &Attempt) -> Result<bool, DomainError> {
+        let seen = self.peek(attempt).await?;
+        if self.within_budgets(attempt, &seen).is_err() {
+            return Ok(false);
+        }
         let mut tx = self.pool.begin().await?;
-        let buckets = self.lock(&mut tx, attempt).await?;
+        let Some(buckets) = self.lock(&mut tx, attempt, &seen).await? else {
+            return Ok(false);
+        };
         if self.within_budgets(attempt, &buckets).is_err() {
             return Ok(false);
         }
@@ -273,19 +288,50 @@ impl Throttle {
         Ok(())
     }
 
-    async fn lock(
-        &self,
-        tx: &mut store::Transaction<'_>,
-        attempt: &Attempt,
-    ) -> Result<Vec<Bucket>, DomainError> {
+    /// The attempt's budgets as they stand, without a lock (missing ones are fresh).
+    async fn peek(&self, attempt: &Attempt) -> Result<Vec<Bucket>, DomainError> {
         let (keys, _) = attempt.keys_and_free();
-        Ok(store::sign_in_throttle::lock(
-            tx,
+        Ok(store::sign_in_throttle::peek(
+            &self.pool,
             &keys,
             self.settings.forget_after.as_secs_f64(),
             self.settings.stale_reservation.as_secs_f64(),
         )
         .await?)
+    }
+
+    /// The attempt's budgets locked in `tx` (those missing from `seen`
+    /// created), or `None` when another attempt holds one of them.
+    async fn lock(
+        &self,
+        tx: &mut store::Transaction<'_>,
+        attempt: &Attempt,
+        seen: &[Bucket],
+    ) -> Result<Option<Vec<Bucket>>, DomainError> {
+        let (keys, _) = attempt.keys_and_free();
+        let missing: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|key| !seen.iter().any(|bucket| bucket.key == **key))
+            .cloned()
+            .collect();
+        Ok(store::sign_in_throttle::lock(
+            tx,
+            &keys,
+            &missing,
+            self.settings.forget_after.as_secs_f64(),
+            self.settings.stale_reservation.as_secs_f64(),
+        )
+        .await?)
+    }
+
+    fn throttled(&self, wait: Duration) -> DomainError {
+        DomainError::Throttled {
+            retry_after: wait,
+            message: format!(
+                "too many failed attempts; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        }
     }
 
     /// Whether every budget lets one more check start now: freely while its
@@ -312,13 +358,7 @@ impl Throttle {
         }
         match wait {
             None => Ok(()),
-            Some(wait) => Err(DomainError::Throttled {
-                retry_after: wait,
-                message: format!(
-                    "too many failed attempts; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            }),
+            Some(wait) => Err(self.throttled(wait)),
         }
     }
 }
