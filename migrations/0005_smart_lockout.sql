@@ -4,8 +4,11 @@
 -- reset requests queued as typed, resolved by the delivery worker, so that
 -- asking costs the same whatever exists.
 
--- Keyed by the typed text: an over-long username broke its index row.
-drop table sign_in_failures;
+-- sign_in_failures (0004), keyed by the typed text, is no longer used: an
+-- over-long username broke its index row. It is NOT dropped here: a replica
+-- still running the previous release reads it on every Login during a
+-- rolling upgrade. A later release drops it, once no replica of the
+-- previous one can run.
 
 -- Server-side keys, created once per database (so every replica shares them).
 -- `sign_in` keys the HMAC-SHA-256 digests below: a reader of the tables

@@ -573,3 +573,17 @@ async fn attempts_on_a_budget_row_another_holds_are_held_back_at_once_and_never_
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_replica_of_the_previous_release_still_reads_its_sign_in_failures_after_the_upgrade() {
+    let app = TestApp::spawn().await;
+    // What the previous release's Login reads first, on every attempt.
+    let blocked: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "select max(blocked_until) from sign_in_failures where key = any($1) and blocked_until > now()",
+    )
+    .bind(vec!["user:acme:lia@acme.com".to_owned(), "peer:127.0.0.1".to_owned()])
+    .fetch_one(&app.pool)
+    .await
+    .expect("sign_in_failures stays until a later release drops it");
+    assert_eq!(blocked, None);
+}
