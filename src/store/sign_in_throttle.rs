@@ -1,6 +1,7 @@
 //! Sign-in throttling state: budgets per key, wrong passwords seen lately,
 //! and the familiar addresses of accounts. Every key is a 32-byte keyed
-//! digest made by the domain; no username, address or password is stored.
+//! digest made by the domain; no username, address or password is stored
+//! in clear, but the digests' key is in this database too (`secret`).
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool};

@@ -12,7 +12,11 @@
 //! password is checked, so that concurrent guesses cannot all be checked.
 //!
 //! Every key is an HMAC-SHA-256 under a server-side key: fixed-size,
-//! whatever was typed, and never the text itself.
+//! whatever was typed, and never the text itself. The key is stored in the
+//! same database (`server_secrets`), so the digests do not protect against
+//! a reader of a dump: with the key, guesses of addresses, usernames and
+//! the wrong passwords typed lately are tested offline at HMAC speed (see
+//! migration 0005).
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
