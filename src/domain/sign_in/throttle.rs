@@ -243,8 +243,7 @@ impl Throttle {
     pub async fn reserve(&self, attempt: Attempt) -> Result<Reservation, DomainError> {
         let seen = self.peek(&attempt).await?;
         self.within_budgets(&attempt, &seen)?;
-        let mut tx = self.pool.begin().await?;
-        let Some(buckets) = self.lock(&mut tx, &attempt, &seen).await? else {
+        let Some((mut tx, buckets)) = self.lock(&attempt, &seen).await? else {
             return Err(self.throttled(self.settings.base));
         };
         self.within_budgets(&attempt, &buckets)?;
@@ -266,8 +265,7 @@ impl Throttle {
         if self.within_budgets(attempt, &seen).is_err() {
             return Ok(false);
         }
-        let mut tx = self.pool.begin().await?;
-        let Some(buckets) = self.lock(&mut tx, attempt, &seen).await? else {
+        let Some((mut tx, buckets)) = self.lock(attempt, &seen).await? else {
             return Ok(false);
         };
         if self.within_budgets(attempt, &buckets).is_err() {
@@ -304,28 +302,43 @@ impl Throttle {
         .await?)
     }
 
-    /// The attempt's budgets locked in `tx` (those missing from `seen`
-    /// created), or `None` when another attempt holds one of them.
+    /// The attempt's budgets locked in a transaction (those missing from
+    /// `seen` created), or `None` when another attempt kept one of them
+    /// busy. A reservation holds its rows for a few milliseconds, so a busy
+    /// row is tried again a few times after a short pause, with no
+    /// connection held meanwhile, before it counts as held back.
     async fn lock(
         &self,
-        tx: &mut store::Transaction<'_>,
         attempt: &Attempt,
         seen: &[Bucket],
-    ) -> Result<Option<Vec<Bucket>>, DomainError> {
+    ) -> Result<Option<(store::Transaction<'static>, Vec<Bucket>)>, DomainError> {
+        const TRIES: u32 = 4;
         let (keys, _) = attempt.keys_and_free();
         let missing: Vec<Vec<u8>> = keys
             .iter()
             .filter(|key| !seen.iter().any(|bucket| bucket.key == **key))
             .cloned()
             .collect();
-        Ok(store::sign_in_throttle::lock(
-            tx,
-            &keys,
-            &missing,
-            self.settings.forget_after.as_secs_f64(),
-            self.settings.stale_reservation.as_secs_f64(),
-        )
-        .await?)
+        for tried in 1..=TRIES {
+            let mut tx = self.pool.begin().await?;
+            let locked = store::sign_in_throttle::lock(
+                &mut tx,
+                &keys,
+                &missing,
+                self.settings.forget_after.as_secs_f64(),
+                self.settings.stale_reservation.as_secs_f64(),
+            )
+            .await?;
+            if let Some(buckets) = locked {
+                return Ok(Some((tx, buckets)));
+            }
+            drop(tx);
+            if tried < TRIES {
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 2..10 * u64::from(tried));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+        }
+        Ok(None)
     }
 
     fn throttled(&self, wait: Duration) -> DomainError {
