@@ -4,12 +4,23 @@
 -- reset requests queued as typed, resolved by the delivery worker, so that
 -- asking costs the same whatever exists.
 
--- Keyed by the typed text: an over-long username broke its index row.
-drop table sign_in_failures;
+-- sign_in_failures (0004), keyed by the typed text, is no longer used: an
+-- over-long username broke its index row. It is NOT dropped here: a replica
+-- still running the previous release reads it on every Login during a
+-- rolling upgrade. A later release drops it, once no replica of the
+-- previous one can run.
 
 -- Server-side keys, created once per database (so every replica shares them).
--- `sign_in` keys the HMAC-SHA-256 digests below: a reader of the tables
--- learns neither usernames, addresses nor passwords.
+-- `sign_in` keys the HMAC-SHA-256 digests below. The key lives in this same
+-- database: the digests hide the typed text only from someone who reads a
+-- table without this one. A reader of the whole database (a dump, a backup)
+-- has the key and tests guesses offline at HMAC speed (billions a second):
+-- the addresses of budgets and of accounts' familiar addresses (kept 90
+-- days), by enumerating all of IPv4 or a guessed IPv6 range's /64 prefixes;
+-- a username tried lately (existing or not) for any guessed name; and the
+-- wrong passwords typed lately (up to 15 minutes, often near-misses of the
+-- real password) for any dictionary. It is only a keyed digest, not a
+-- password hash: protect dumps of this database like the password hashes.
 create table server_secrets (
     name   text primary key,
     secret bytea not null

@@ -1,6 +1,7 @@
 //! Sign-in throttling state: budgets per key, wrong passwords seen lately,
 //! and the familiar addresses of accounts. Every key is a 32-byte keyed
-//! digest made by the domain; no username, address or password is stored.
+//! digest made by the domain; no username, address or password is stored
+//! in clear, but the digests' key is in this database too (`secret`).
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool};
@@ -24,36 +25,97 @@ pub struct Bucket {
     pub blocked_until: Option<DateTime<Utc>>,
 }
 
-/// Locks the buckets of `keys` (created when missing) until the end of
-/// `tx`. Taken in key order, so that two attempts never wait on each other
-/// crosswise.
-pub async fn lock(
-    tx: &mut Transaction<'_>,
+/// A bucket's columns as an attempt sees them (`$2`: forget failures after
+/// so many seconds, `$3`: drop reservations older than so many seconds).
+const BUCKET_COLUMNS: &str = "key, \
+    case when last_failure_time < now() - make_interval(secs => $2) then 0 else failures end as failures, \
+    case when reserve_time < now() - make_interval(secs => $3) then 0 else in_flight end as in_flight, \
+    case when blocked_until > now() then blocked_until end as blocked_until";
+
+/// The buckets of `keys` that exist, read without a lock and without
+/// waiting for one: what holds an attempt back before any row is locked.
+pub async fn peek<'e>(
+    executor: impl PgExecutor<'e>,
     keys: &[Vec<u8>],
     forget_after_seconds: f64,
     stale_reservation_seconds: f64,
 ) -> Result<Vec<Bucket>, sqlx::Error> {
-    let mut keys = keys.to_vec();
-    keys.sort();
-    sqlx::query(
-        "insert into sign_in_throttle (key) select k from unnest($1::bytea[]) as k order by k \
-         on conflict (key) do nothing",
+    sqlx::query_as(&format!(
+        "select {BUCKET_COLUMNS} from sign_in_throttle where key = any($1)"
+    ))
+    .bind(keys)
+    .bind(forget_after_seconds)
+    .bind(stale_reservation_seconds)
+    .fetch_all(executor)
+    .await
+}
+
+/// How long `lock` may wait for a row another attempt is inserting: a
+/// backstop, since it never waits for a locked row.
+const LOCK_TIMEOUT: &str = "100ms";
+
+/// Locks the buckets of `keys` until the end of `tx`, creating `missing`
+/// ones first, without waiting: `None` when another attempt holds one of
+/// them (the caller treats it as held back), so that a flood on one hot
+/// row never queues up pool connections behind its lock.
+pub async fn lock(
+    tx: &mut Transaction<'_>,
+    keys: &[Vec<u8>],
+    missing: &[Vec<u8>],
+    forget_after_seconds: f64,
+    stale_reservation_seconds: f64,
+) -> Result<Option<Vec<Bucket>>, sqlx::Error> {
+    match lock_now(
+        tx,
+        keys,
+        missing,
+        forget_after_seconds,
+        stale_reservation_seconds,
     )
-    .bind(&keys)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query_as(
-        "select key, \
-           case when last_failure_time < now() - make_interval(secs => $2) then 0 else failures end as failures, \
-           case when reserve_time < now() - make_interval(secs => $3) then 0 else in_flight end as in_flight, \
-           case when blocked_until > now() then blocked_until end as blocked_until \
-         from sign_in_throttle where key = any($1) order by key for update",
-    )
-    .bind(&keys)
+    .await
+    {
+        Err(error) if is_lock_not_available(&error) => Ok(None),
+        locked => locked.map(Some),
+    }
+}
+
+async fn lock_now(
+    tx: &mut Transaction<'_>,
+    keys: &[Vec<u8>],
+    missing: &[Vec<u8>],
+    forget_after_seconds: f64,
+    stale_reservation_seconds: f64,
+) -> Result<Vec<Bucket>, sqlx::Error> {
+    sqlx::query("select set_config('lock_timeout', $1, true)")
+        .bind(LOCK_TIMEOUT)
+        .execute(&mut **tx)
+        .await?;
+    if !missing.is_empty() {
+        sqlx::query(
+            "insert into sign_in_throttle (key) select k from unnest($1::bytea[]) as k order by k \
+             on conflict (key) do nothing",
+        )
+        .bind(sorted(missing))
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query_as(&format!(
+        "select {BUCKET_COLUMNS} from sign_in_throttle where key = any($1) \
+         order by key for update nowait"
+    ))
+    .bind(sorted(keys))
     .bind(forget_after_seconds)
     .bind(stale_reservation_seconds)
     .fetch_all(&mut **tx)
     .await
+}
+
+/// A row lock that was not free (`NOWAIT`), or not within `lock_timeout`.
+fn is_lock_not_available(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| code == "55P03")
 }
 
 /// Writes back the locked `buckets` with one more attempt in flight each.

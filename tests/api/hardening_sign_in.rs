@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use roster::proto::{self, auth_service_client::AuthServiceClient};
+use sqlx::Connection;
 use tonic::{Code, Status};
 
 use crate::{
@@ -457,4 +458,132 @@ async fn a_password_reset_request_does_the_same_work_whatever_it_names() {
     assert!(queued
         .iter()
         .all(|(kind, user)| kind == "PASSWORD_RESET" && *user != not_onboarded));
+}
+
+#[tokio::test]
+async fn a_password_retyped_on_made_up_usernames_counts_against_the_address_every_time() {
+    // A backoff that outlasts the test, so that what it holds back is certain.
+    let app =
+        TestApp::spawn_with(|settings| settings.throttle.base = Duration::from_secs(60)).await;
+    owner_familiar_with(&app, "127.0.0.7").await;
+    let mut flooder = auth_from(&app, "127.0.0.6").await;
+    let mut answers = Vec::new();
+    for attempt in 0..45 {
+        // Three made-up accounts, each retyping its one password.
+        let username = format!("made-up{}@acme.com", attempt % 3);
+        let refused = sign_in(&mut flooder, "acme", &username, "Wrong#Pass1234")
+            .await
+            .unwrap_err();
+        answers.push(refused);
+    }
+    // The address's 30 free failures and the one that starts its backoff
+    // were checked; the rest were held back before the hash.
+    assert_eq!(checked(&answers[..31]), 31);
+    for status in &answers[31..] {
+        assert_throttled(status);
+    }
+    // A familiar pair uses no address budget, and for the account a
+    // retyped password still counts once: the owner is never held back.
+    let mut owner = auth_from(&app, "127.0.0.7").await;
+    for _ in 0..40 {
+        assert_wrong(&mut owner, OWNER, "Wrong#Pass0").await;
+    }
+    sign_in(&mut owner, "acme", OWNER, GOOD_PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn attempts_on_a_budget_row_another_holds_are_held_back_at_once_and_never_drain_the_pool() {
+    let app = TestApp::spawn().await;
+    owner_familiar_with(&app, OWNER_ADDRESS).await;
+    let flooder_address = "127.0.0.8";
+    let mut flooder = auth_from(&app, flooder_address).await;
+    assert_wrong(&mut flooder, "made-up@acme.com", "Wrong#Pass1234").await;
+    // Another attempt (a replica, a slow commit) holds the address's row:
+    // the only rows with a failure are the flooder's.
+    let mut holder = sqlx::PgConnection::connect_with(&app.pool.connect_options())
+        .await
+        .unwrap();
+    sqlx::query("begin").execute(&mut holder).await.unwrap();
+    let held: Vec<Vec<u8>> =
+        sqlx::query_scalar("select key from sign_in_throttle where failures > 0 for update")
+            .fetch_all(&mut holder)
+            .await
+            .unwrap();
+    assert_eq!(held.len(), 2);
+
+    let flood = stream::iter(0..200)
+        .map(|attempt| {
+            let mut flooder = flooder.clone();
+            async move {
+                let username = format!("guess{attempt}@acme.com");
+                sign_in(&mut flooder, "acme", &username, "Wrong#Pass1234")
+                    .await
+                    .unwrap_err()
+            }
+        })
+        .buffer_unordered(50)
+        .collect::<Vec<Status>>();
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let prompt = Duration::from_secs(3);
+        let mut owner = auth_from(&app, OWNER_ADDRESS).await;
+        tokio::time::timeout(prompt, sign_in(&mut owner, "acme", OWNER, GOOD_PASSWORD))
+            .await
+            .expect("the owner's sign-in answers promptly")
+            .unwrap();
+        tokio::time::timeout(
+            prompt,
+            app.auth(app.as_admin()).who_am_i(proto::WhoAmIRequest {}),
+        )
+        .await
+        .expect("WhoAmI answers promptly")
+        .unwrap();
+        // A reset request on the held row is held back silently, at once.
+        tokio::time::timeout(
+            prompt,
+            auth_from(&app, flooder_address)
+                .await
+                .request_password_reset(proto::RequestPasswordResetRequest {
+                    organization: "acme".into(),
+                    username: "made-up@acme.com".into(),
+                }),
+        )
+        .await
+        .expect("RequestPasswordReset answers promptly")
+        .unwrap();
+    };
+    let (answers, ()) = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(flood, others)
+    })
+    .await
+    .expect("the flood is answered, not queued behind the held row");
+    for status in &answers {
+        assert_throttled(status);
+    }
+
+    sqlx::query("rollback").execute(&mut holder).await.unwrap();
+    // Released, the address is checked again; nothing stayed reserved.
+    assert_wrong(&mut flooder, "made-up@acme.com", "Wrong#Pass5678").await;
+    assert_count(
+        &app,
+        "select coalesce(sum(in_flight), 0) from sign_in_throttle",
+        0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_replica_of_the_previous_release_still_reads_its_sign_in_failures_after_the_upgrade() {
+    let app = TestApp::spawn().await;
+    // What the previous release's Login reads first, on every attempt.
+    let blocked: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "select max(blocked_until) from sign_in_failures where key = any($1) and blocked_until > now()",
+    )
+    .bind(vec!["user:acme:lia@acme.com".to_owned(), "peer:127.0.0.1".to_owned()])
+    .fetch_one(&app.pool)
+    .await
+    .expect("sign_in_failures stays until a later release drops it");
+    assert_eq!(blocked, None);
 }

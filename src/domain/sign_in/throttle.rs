@@ -6,12 +6,17 @@
 //! elsewhere never holds the owner back at a familiar address. Each address
 //! has a budget of its own too, which a familiar (account, address) pair
 //! never uses. A wrong password seen lately for the account is not counted
-//! again. Past its free failures a budget holds attempts back with a
+//! again against the account, but is against the address (each retype is a
+//! hash check). Past its free failures a budget holds attempts back with a
 //! doubling delay, never a lock. An attempt reserves its budgets before the
 //! password is checked, so that concurrent guesses cannot all be checked.
 //!
 //! Every key is an HMAC-SHA-256 under a server-side key: fixed-size,
-//! whatever was typed, and never the text itself.
+//! whatever was typed, and never the text itself. The key is stored in the
+//! same database (`server_secrets`), so the digests do not protect against
+//! a reader of a dump: with the key, guesses of addresses, usernames and
+//! the wrong passwords typed lately are tested offline at HMAC speed (see
+//! migration 0005).
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -126,6 +131,8 @@ pub struct Attempt {
     budgets: Vec<(Vec<u8>, i32)>,
     /// The budget a success resets.
     own_budget: Vec<u8>,
+    /// The address's budget, when the pair is not familiar.
+    peer_budget: Option<Vec<u8>>,
     digester: Digester,
 }
 
@@ -211,11 +218,12 @@ impl Throttle {
         let which: &[u8] = if familiar { b"familiar" } else { b"other" };
         let own_budget = digester.digest(&[flow_name, which, &account]);
         let mut budgets = vec![(own_budget.clone(), account_free)];
-        if let (Some(address), false) = (&address, familiar) {
-            budgets.push((
-                digester.digest(&[flow_name, b"peer", address]),
-                self.settings.peer_free,
-            ));
+        let peer_budget = match (&address, familiar) {
+            (Some(address), false) => Some(digester.digest(&[flow_name, b"peer", address])),
+            _ => None,
+        };
+        if let Some(peer_budget) = &peer_budget {
+            budgets.push((peer_budget.clone(), self.settings.peer_free));
         }
         Attempt {
             flow,
@@ -223,14 +231,21 @@ impl Throttle {
             address,
             budgets,
             own_budget,
+            peer_budget,
             digester,
         }
     }
 
-    /// Reserves one check on each budget of the attempt, or THROTTLED.
+    /// Reserves one check on each budget of the attempt, or THROTTLED:
+    /// at once, without a transaction, when a budget holds it back, and
+    /// when another attempt holds one of its budgets' rows (never waiting
+    /// for it, so that a flood cannot drain the pool behind a hot row).
     pub async fn reserve(&self, attempt: Attempt) -> Result<Reservation, DomainError> {
-        let mut tx = self.pool.begin().await?;
-        let buckets = self.lock(&mut tx, &attempt).await?;
+        let seen = self.peek(&attempt).await?;
+        self.within_budgets(&attempt, &seen)?;
+        let Some((mut tx, buckets)) = self.lock(&attempt, &seen).await? else {
+            return Err(self.throttled(self.settings.base));
+        };
         self.within_budgets(&attempt, &buckets)?;
         store::sign_in_throttle::reserve(&mut tx, &buckets).await?;
         tx.commit().await?;
@@ -244,9 +259,15 @@ impl Throttle {
 
     /// Counts a request (a password reset) on each budget of the attempt;
     /// `false`, counting nothing, when one of them holds it back.
+    /// Like `reserve`, it never waits for a row another request holds.
     pub async fn count_request(&self, attempt: &Attempt) -> Result<bool, DomainError> {
-        let mut tx = self.pool.begin().await?;
-        let buckets = self.lock(&mut tx, attempt).await?;
+        let seen = self.peek(attempt).await?;
+        if self.within_budgets(attempt, &seen).is_err() {
+            return Ok(false);
+        }
+        let Some((mut tx, buckets)) = self.lock(attempt, &seen).await? else {
+            return Ok(false);
+        };
         if self.within_budgets(attempt, &buckets).is_err() {
             return Ok(false);
         }
@@ -269,19 +290,65 @@ impl Throttle {
         Ok(())
     }
 
-    async fn lock(
-        &self,
-        tx: &mut store::Transaction<'_>,
-        attempt: &Attempt,
-    ) -> Result<Vec<Bucket>, DomainError> {
+    /// The attempt's budgets as they stand, without a lock (missing ones are fresh).
+    async fn peek(&self, attempt: &Attempt) -> Result<Vec<Bucket>, DomainError> {
         let (keys, _) = attempt.keys_and_free();
-        Ok(store::sign_in_throttle::lock(
-            tx,
+        Ok(store::sign_in_throttle::peek(
+            &self.pool,
             &keys,
             self.settings.forget_after.as_secs_f64(),
             self.settings.stale_reservation.as_secs_f64(),
         )
         .await?)
+    }
+
+    /// The attempt's budgets locked in a transaction (those missing from
+    /// `seen` created), or `None` when another attempt kept one of them
+    /// busy. A reservation holds its rows for a few milliseconds, so a busy
+    /// row is tried again a few times after a short pause, with no
+    /// connection held meanwhile, before it counts as held back.
+    async fn lock(
+        &self,
+        attempt: &Attempt,
+        seen: &[Bucket],
+    ) -> Result<Option<(store::Transaction<'static>, Vec<Bucket>)>, DomainError> {
+        const TRIES: u32 = 4;
+        let (keys, _) = attempt.keys_and_free();
+        let missing: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|key| !seen.iter().any(|bucket| bucket.key == **key))
+            .cloned()
+            .collect();
+        for tried in 1..=TRIES {
+            let mut tx = self.pool.begin().await?;
+            let locked = store::sign_in_throttle::lock(
+                &mut tx,
+                &keys,
+                &missing,
+                self.settings.forget_after.as_secs_f64(),
+                self.settings.stale_reservation.as_secs_f64(),
+            )
+            .await?;
+            if let Some(buckets) = locked {
+                return Ok(Some((tx, buckets)));
+            }
+            drop(tx);
+            if tried < TRIES {
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 2..10 * u64::from(tried));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+        }
+        Ok(None)
+    }
+
+    fn throttled(&self, wait: Duration) -> DomainError {
+        DomainError::Throttled {
+            retry_after: wait,
+            message: format!(
+                "too many failed attempts; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        }
     }
 
     /// Whether every budget lets one more check start now: freely while its
@@ -308,13 +375,7 @@ impl Throttle {
         }
         match wait {
             None => Ok(()),
-            Some(wait) => Err(DomainError::Throttled {
-                retry_after: wait,
-                message: format!(
-                    "too many failed attempts; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            }),
+            Some(wait) => Err(self.throttled(wait)),
         }
     }
 }
@@ -373,8 +434,11 @@ impl Reservation {
         Ok(())
     }
 
-    /// The password was wrong (or the account unknown): counted, unless the
-    /// same password was tried on this account lately.
+    /// The password was wrong (or the account unknown): counted. The same
+    /// password tried on this account lately counts once for the account,
+    /// but every time for the address (a pair that is not familiar): each
+    /// retype cost a hash check, so an address cannot get unbounded checks
+    /// by retyping one password on a few made-up usernames.
     pub async fn failed(mut self, password: &Password) -> Result<(), DomainError> {
         let attempt = &self.attempt;
         let digest = attempt.digester.digest(&[
@@ -392,7 +456,17 @@ impl Reservation {
         {
             record_failure(&self.pool, &self.settings, &keys, &free, true).await?;
         } else {
-            store::sign_in_throttle::release(&self.pool, &keys).await?;
+            let (peer, account): (Vec<_>, Vec<_>) = attempt
+                .budgets
+                .iter()
+                .cloned()
+                .partition(|(key, _)| Some(key) == attempt.peer_budget.as_ref());
+            let (peer_keys, peer_free): (Vec<_>, Vec<_>) = peer.into_iter().unzip();
+            let account_keys: Vec<_> = account.into_iter().map(|(key, _)| key).collect();
+            if !peer_keys.is_empty() {
+                record_failure(&self.pool, &self.settings, &peer_keys, &peer_free, true).await?;
+            }
+            store::sign_in_throttle::release(&self.pool, &account_keys).await?;
         }
         self.settled = true;
         Ok(())
