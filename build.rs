@@ -31,8 +31,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Methods built by later work answer UNIMPLEMENTED until then.
-        .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     Ok(())
 }

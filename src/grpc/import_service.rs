@@ -395,6 +395,9 @@ pub const JOB_ID_HEADER: &str = "roster-import-job-id";
 
 #[tonic::async_trait]
 impl ImportService for ImportHandler {
+    type ValidateImportStream = ResponseStream<proto::ValidateImportResponse>;
+    type ImportUsersStream = ResponseStream<proto::ImportUsersResponse>;
+
     async fn get_import_template(
         &self,
         request: Request<proto::GetImportTemplateRequest>,

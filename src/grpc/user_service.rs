@@ -37,6 +37,10 @@ const USER_FIELDS: &str = "first_name, last_name, email, username, phone, extern
 
 #[tonic::async_trait]
 impl UserService for UserHandler {
+    type ExportUsersStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<proto::ExportUsersResponse, Status>> + Send>,
+    >;
+
     async fn create_user(
         &self,
         request: Request<proto::CreateUserRequest>,
@@ -242,14 +246,7 @@ impl UserService for UserHandler {
     async fn export_users(
         &self,
         request: Request<proto::ExportUsersRequest>,
-    ) -> Result<
-        Response<
-            std::pin::Pin<
-                Box<dyn futures::Stream<Item = Result<proto::ExportUsersResponse, Status>> + Send>,
-            >,
-        >,
-        Status,
-    > {
+    ) -> Result<Response<Self::ExportUsersStream>, Status> {
         let caller = caller(&request)?;
         let request_id = request_id(&request);
         let body = request.into_inner();
