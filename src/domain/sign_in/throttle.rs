@@ -241,12 +241,7 @@ impl Throttle {
     /// when another attempt holds one of its budgets' rows (never waiting
     /// for it, so that a flood cannot drain the pool behind a hot row).
     pub async fn reserve(&self, attempt: Attempt) -> Result<Reservation, DomainError> {
-        let seen = self.peek(&attempt).await?;
-        self.within_budgets(&attempt, &seen)?;
-        let Some((mut tx, buckets)) = self.lock(&attempt, &seen).await? else {
-            return Err(self.throttled(self.settings.base));
-        };
-        self.within_budgets(&attempt, &buckets)?;
+        let (mut tx, buckets) = self.lock_within_budgets(&attempt).await?;
         store::sign_in_throttle::reserve(&mut tx, &buckets).await?;
         tx.commit().await?;
         Ok(Reservation {
@@ -261,20 +256,31 @@ impl Throttle {
     /// `false`, counting nothing, when one of them holds it back.
     /// Like `reserve`, it never waits for a row another request holds.
     pub async fn count_request(&self, attempt: &Attempt) -> Result<bool, DomainError> {
-        let seen = self.peek(attempt).await?;
-        if self.within_budgets(attempt, &seen).is_err() {
-            return Ok(false);
-        }
-        let Some((mut tx, buckets)) = self.lock(attempt, &seen).await? else {
-            return Ok(false);
+        let mut tx = match self.lock_within_budgets(attempt).await {
+            Ok((tx, _)) => tx,
+            Err(DomainError::Throttled { .. }) => return Ok(false),
+            Err(error) => return Err(error),
         };
-        if self.within_budgets(attempt, &buckets).is_err() {
-            return Ok(false);
-        }
         let (keys, free) = attempt.keys_and_free();
         record_failure(&mut *tx, &self.settings, &keys, &free, false).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The attempt's budgets locked once they let it start: `Throttled`
+    /// when one holds it back (read first without a lock, then again under
+    /// it) or stays busy.
+    async fn lock_within_budgets(
+        &self,
+        attempt: &Attempt,
+    ) -> Result<(store::Transaction<'static>, Vec<Bucket>), DomainError> {
+        let seen = self.peek(attempt).await?;
+        self.within_budgets(attempt, &seen)?;
+        let Some((tx, buckets)) = self.lock(attempt, &seen).await? else {
+            return Err(self.throttled(self.settings.base));
+        };
+        self.within_budgets(attempt, &buckets)?;
+        Ok((tx, buckets))
     }
 
     /// Drops budgets, wrong passwords and familiar addresses that no longer matter.
