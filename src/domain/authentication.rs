@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::{
     access::{Authority, Grant, UnitScope},
     caller::{Caller, Principal, Scope, Scopes},
+    status::UserStatus,
     token::{PresentedToken, TokenKind},
     DomainError,
 };
@@ -207,7 +208,7 @@ impl UserAccessResolver {
         let groups =
             store::groups::grants_of_user_with_roles(&self.pool, organization_id, user_id).await?;
         // Only an onboarded user in admin state ACTIVE (derived status ACTIVE) may sign in.
-        let access = UserAccess::from_groups(state.status == "ACTIVE", groups);
+        let access = UserAccess::from_groups(state.status == UserStatus::Active, groups);
         self.remember(key, access.clone());
         Ok(Some(access))
     }

@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use super::{
     access::{Authority, Grant, UnitScope},
-    api_key::parse_request_id,
     audit::AuditRecord,
     caller::{Caller, Scope},
     name::DisplayName,
+    request::{IdempotencyKey, RequestId},
+    unit_of_work::{IdempotentCreate, UnitOfWork},
     user::ensure_may_act_on,
     DomainError, FieldViolation,
 };
@@ -253,37 +254,30 @@ impl ProfileValues {
     }
 }
 
-/// A create that carried a request id and already ran: the id it created
-/// for this same caller.
+/// A create that carried an idempotency key and already ran: the id it
+/// created for this same caller.
 async fn earlier_create(
     pool: &PgPool,
-    caller: &Caller,
-    operation: &'static str,
-    request_id: &str,
+    create: Option<&IdempotentCreate>,
 ) -> Result<Option<Uuid>, DomainError> {
-    let request_id =
-        parse_request_id(request_id).map_err(|v| DomainError::InvalidArgument(vec![v]))?;
-    let Some(request_id) = request_id else {
+    let Some(create) = create else {
         return Ok(None);
     };
-    let key = store::idempotency::RequestKey::new(caller, operation, &request_id);
-    Ok(store::idempotency::find(pool, &key)
+    Ok(create
+        .earlier::<serde_json::Value>(pool)
         .await?
         .map(|(id, _)| id))
 }
 
 async fn remember_create(
-    tx: &mut Transaction<'_>,
-    caller: &Caller,
-    operation: &'static str,
-    request_id: &str,
+    work: &mut UnitOfWork,
+    create: Option<&IdempotentCreate>,
     id: Uuid,
 ) -> Result<(), DomainError> {
-    if request_id.is_empty() {
-        return Ok(());
+    match create {
+        Some(create) => work.remember(create, id, &json!({})).await,
+        None => Ok(()),
     }
-    let key = store::idempotency::RequestKey::new(caller, operation, request_id);
-    store::idempotency::insert(tx, &key, id, &json!({})).await
 }
 
 fn uncovered(what: &str) -> DomainError {
@@ -352,36 +346,28 @@ async fn ensure_may_act_on_members(
 pub async fn create_group(
     pool: &PgPool,
     caller: &Caller,
-    audit_request_id: &str,
-    request_id: &str,
+    request_id: &RequestId,
+    idempotency_key: Option<IdempotencyKey>,
     values: &GroupValues,
 ) -> Result<Group, DomainError> {
     let organization_id = caller.organization_id;
-    if let Some(id) = earlier_create(pool, caller, "CreateGroup", request_id).await? {
+    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, "CreateGroup", key));
+    if let Some(id) = earlier_create(pool, create.as_ref()).await? {
         return get_group(pool, organization_id, id).await;
     }
     if !caller.authority.covers(&values.grant(Uuid::nil())) {
         return Err(uncovered("this group"));
     }
-    let mut tx = pool.begin().await?;
-    check_scope_fits_profile(&mut tx, organization_id, values).await?;
-    check_units_exist(&mut tx, organization_id, &values.scope).await?;
-    let group = store::groups::insert(&mut tx, organization_id, values).await?;
-    remember_create(&mut tx, caller, "CreateGroup", request_id, group.id).await?;
-    store::audit::record(
-        &mut tx,
-        &AuditRecord::new(
-            organization_id,
-            caller.actor(),
-            "group.create",
-            "group",
-            group.id,
-        )
-        .with_request_id(audit_request_id)
-        .with_details(group_details(&group)),
-    )
-    .await?;
-    tx.commit().await?;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    check_scope_fits_profile(work.tx(), organization_id, values).await?;
+    check_units_exist(work.tx(), organization_id, &values.scope).await?;
+    let group = store::groups::insert(work.tx(), organization_id, values).await?;
+    remember_create(&mut work, create.as_ref(), group.id).await?;
+    work.record(
+        work.audit_record("group.create", "group", group.id)
+            .with_details(group_details(&group)),
+    );
+    work.commit().await?;
     Ok(group)
 }
 
@@ -630,33 +616,25 @@ async fn change_memberships(
 pub async fn create_unit(
     pool: &PgPool,
     caller: &Caller,
-    audit_request_id: &str,
-    request_id: &str,
+    request_id: &RequestId,
+    idempotency_key: Option<IdempotencyKey>,
     name: &str,
     kind: Option<UnitKind>,
 ) -> Result<Unit, DomainError> {
     let organization_id = caller.organization_id;
-    if let Some(id) = earlier_create(pool, caller, "CreateUnit", request_id).await? {
+    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, "CreateUnit", key));
+    if let Some(id) = earlier_create(pool, create.as_ref()).await? {
         return get_unit(pool, organization_id, id).await;
     }
     let (name, kind) = parse_unit(name, kind)?;
-    let mut tx = pool.begin().await?;
-    let unit = store::units::insert(&mut tx, organization_id, name.as_str(), kind).await?;
-    remember_create(&mut tx, caller, "CreateUnit", request_id, unit.id).await?;
-    store::audit::record(
-        &mut tx,
-        &AuditRecord::new(
-            organization_id,
-            caller.actor(),
-            "unit.create",
-            "unit",
-            unit.id,
-        )
-        .with_request_id(audit_request_id)
-        .with_details(json!({ "name": unit.name, "kind": unit.kind.as_str() })),
-    )
-    .await?;
-    tx.commit().await?;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let unit = store::units::insert(work.tx(), organization_id, name.as_str(), kind).await?;
+    remember_create(&mut work, create.as_ref(), unit.id).await?;
+    work.record(
+        work.audit_record("unit.create", "unit", unit.id)
+            .with_details(json!({ "name": unit.name, "kind": unit.kind.as_str() })),
+    );
+    work.commit().await?;
     Ok(unit)
 }
 
@@ -755,31 +733,23 @@ pub async fn delete_unit(
 pub async fn create_profile(
     pool: &PgPool,
     caller: &Caller,
-    audit_request_id: &str,
-    request_id: &str,
+    request_id: &RequestId,
+    idempotency_key: Option<IdempotencyKey>,
     values: &ProfileValues,
 ) -> Result<Profile, DomainError> {
     let organization_id = caller.organization_id;
-    if let Some(id) = earlier_create(pool, caller, "CreateProfile", request_id).await? {
+    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, "CreateProfile", key));
+    if let Some(id) = earlier_create(pool, create.as_ref()).await? {
         return get_profile(pool, organization_id, id).await;
     }
-    let mut tx = pool.begin().await?;
-    let profile = store::profiles::insert(&mut tx, organization_id, values).await?;
-    remember_create(&mut tx, caller, "CreateProfile", request_id, profile.id).await?;
-    store::audit::record(
-        &mut tx,
-        &AuditRecord::new(
-            organization_id,
-            caller.actor(),
-            "profile.create",
-            "profile",
-            profile.id,
-        )
-        .with_request_id(audit_request_id)
-        .with_details(json!({ "product": profile.product, "name": profile.name })),
-    )
-    .await?;
-    tx.commit().await?;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let profile = store::profiles::insert(work.tx(), organization_id, values).await?;
+    remember_create(&mut work, create.as_ref(), profile.id).await?;
+    work.record(
+        work.audit_record("profile.create", "profile", profile.id)
+            .with_details(json!({ "product": profile.product, "name": profile.name })),
+    );
+    work.commit().await?;
     Ok(profile)
 }
 

@@ -13,8 +13,11 @@ pub mod name;
 pub mod organization;
 pub mod paging;
 pub mod password;
+pub mod request;
 pub mod sign_in;
+pub mod status;
 pub mod token;
+pub mod unit_of_work;
 pub mod user;
 pub mod values;
 

@@ -17,6 +17,7 @@ use super::{
     name::MAX_NAME_CHARS,
     organization::Organization,
     password::{unmet_rules, Password, PasswordHasher, PasswordRule},
+    status::UserStatus,
     token::{PresentedToken, Secret, TokenKind},
     DomainError, FieldViolation,
 };
@@ -139,8 +140,8 @@ impl SignIn {
             }
         };
         reservation.succeeded().await?;
-        if user.status != "ACTIVE" {
-            return Err(account_not_active(&user.status));
+        if user.status != UserStatus::Active {
+            return Err(account_not_active(user.status.as_str()));
         }
         let access_token = Secret::generate(TokenKind::AccessToken);
         let expire_time =

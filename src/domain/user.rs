@@ -11,70 +11,14 @@ use super::{
     audit::{AuditRecord, FieldChanges},
     caller::{Caller, Principal},
     organization::PublicEmailDomainPolicy,
+    request::{IdempotencyKey, RequestId},
+    unit_of_work::{IdempotentCreate, UnitOfWork},
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
 };
 use crate::store::{self, Transaction};
 
-/// The status every call shows and filters on (spec §1), derived in SQL from
-/// the admin state, legacy status, onboarding and the invitation's expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum UserStatus {
-    Pending,
-    Expired,
-    Active,
-    Inactive,
-    OnVacation,
-    Blocked,
-    Disabled,
-}
-
-impl UserStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Expired => "EXPIRED",
-            Self::Active => "ACTIVE",
-            Self::Inactive => "INACTIVE",
-            Self::OnVacation => "ON_VACATION",
-            Self::Blocked => "BLOCKED",
-            Self::Disabled => "DISABLED",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Expired,
-            Self::Active,
-            Self::Inactive,
-            Self::OnVacation,
-            Self::Blocked,
-            Self::Disabled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == raw)
-    }
-
-    /// The admin state an administrator may set; legacy and derived statuses are not assignable.
-    pub fn admin_state(self) -> Result<&'static str, FieldViolation> {
-        match self {
-            Self::Active => Ok("ACTIVE"),
-            Self::Inactive => Ok("INACTIVE"),
-            Self::OnVacation => Ok("ON_VACATION"),
-            Self::Blocked | Self::Disabled => Err(FieldViolation::new(
-                "status",
-                "LEGACY_STATUS",
-                "BLOCKED and DISABLED are legacy statuses and cannot be assigned; use ACTIVE, INACTIVE or ON_VACATION",
-            )),
-            Self::Pending | Self::Expired => Err(FieldViolation::new(
-                "status",
-                "DERIVED_STATUS",
-                "PENDING and EXPIRED follow from onboarding; set ACTIVE, INACTIVE or ON_VACATION",
-            )),
-        }
-    }
-}
+pub use super::status::{AdminState, LegacyStatus, UserStatus};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -280,7 +224,7 @@ pub struct NewUser {
     pub mirror_user_id: Option<Uuid>,
     pub deactivated: bool,
     pub send_invitation: bool,
-    pub request_id: Option<String>,
+    pub request_id: Option<IdempotencyKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -359,20 +303,22 @@ async fn check_shared_email_login(
 pub async fn create_user(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
+    request_id: &RequestId,
     new_user: &NewUser,
 ) -> Result<CreatedUser, DomainError> {
     let organization_id = caller.organization_id;
-    let request_key = new_user.request_id.as_deref().map(|request_id| {
-        store::idempotency::RequestKey::new(caller, new_user.origin.operation(), request_id)
-    });
-    if let Some(key) = &request_key {
-        if let Some(previous) = replay_create(pool, caller, key).await? {
+    let create = new_user
+        .request_id
+        .clone()
+        .map(|key| IdempotentCreate::new(caller, new_user.origin.operation(), key));
+    if let Some(create) = &create {
+        if let Some(previous) = replay_create(pool, caller, create).await? {
             return Ok(previous);
         }
     }
-    let mut tx = pool.begin().await?;
-    let organization = store::organizations::lock_shared(&mut tx, organization_id)
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let tx = work.tx();
+    let organization = store::organizations::lock_shared(tx, organization_id)
         .await?
         .ok_or_else(|| DomainError::not_found("organization", organization_id))?;
     let mut warnings = Vec::new();
@@ -381,7 +327,7 @@ pub async fn create_user(
         organization.settings.public_email_domain_policy,
         "user.email",
     )?);
-    check_given_groups(&mut tx, caller, &new_user.group_ids, "group_ids").await?;
+    check_given_groups(tx, caller, &new_user.group_ids, "group_ids").await?;
     let (mirrored, skipped) = match new_user.mirror_user_id {
         Some(source) => {
             if new_user.origin == Origin::Clone && is_self(caller, source) {
@@ -389,26 +335,21 @@ pub async fn create_user(
                     "you cannot clone yourself".into(),
                 ));
             }
-            mirrored_grants(&mut tx, caller, source, new_user.origin.source_field()).await?
+            mirrored_grants(tx, caller, source, new_user.origin.source_field()).await?
         }
         None => (Vec::new(), Vec::new()),
     };
     let allow_duplicates = organization.settings.allow_duplicate_emails;
     if allow_duplicates {
-        check_shared_email_login(&mut tx, organization_id, &new_user.values, None, "user.").await?;
-    } else if store::users::email_used_by_other(
-        &mut tx,
-        organization_id,
-        &new_user.values.email,
-        None,
-    )
-    .await?
+        check_shared_email_login(tx, organization_id, &new_user.values, None, "user.").await?;
+    } else if store::users::email_used_by_other(tx, organization_id, &new_user.values.email, None)
+        .await?
     {
         // The same email is the same person, whatever else collides (the defaulted username).
         return Err(user_already_exists());
     }
     let user = store::users::insert(
-        &mut tx,
+        tx,
         organization_id,
         &new_user.values,
         new_user.deactivated,
@@ -419,55 +360,45 @@ pub async fn create_user(
     group_ids.extend(mirrored.iter().map(|g| g.group_id));
     group_ids.sort();
     group_ids.dedup();
-    store::groups::add_memberships(&mut tx, organization_id, user.id, &group_ids).await?;
+    store::groups::add_memberships(tx, organization_id, user.id, &group_ids).await?;
     if new_user.send_invitation {
-        store::outbox::enqueue_invitation(&mut tx, organization_id, user.id).await?;
+        store::outbox::enqueue_invitation(tx, organization_id, user.id).await?;
     }
-    store::audit::record(
-        &mut tx,
-        &AuditRecord::new(
-            organization_id,
-            caller.actor(),
-            "user.create",
-            "user",
-            user.id,
-        )
-        .with_request_id(request_id)
-        .with_details(json!({
-            "email": user.email,
-            "username": user.username,
-            "group_ids": group_ids,
-            "skipped_group_ids": skipped,
-            "deactivated": new_user.deactivated,
-            "send_invitation": new_user.send_invitation,
-        })),
-    )
-    .await?;
+    work.record(
+        work.audit_record("user.create", "user", user.id)
+            .with_details(json!({
+                "email": user.email,
+                "username": user.username,
+                "group_ids": group_ids,
+                "skipped_group_ids": skipped,
+                "deactivated": new_user.deactivated,
+                "send_invitation": new_user.send_invitation,
+            })),
+    );
     let created = CreatedUser {
         user,
         skipped_group_ids: skipped,
         warnings,
     };
-    if let Some(key) = &request_key {
-        remember_create(&mut tx, key, &created).await?;
+    if let Some(create) = &create {
+        work.remember(create, created.user.id, &StoredCreateResponse::of(&created))
+            .await?;
     }
-    tx.commit().await?;
+    work.commit().await?;
     Ok(created)
 }
 
 async fn replay_create(
     pool: &PgPool,
     caller: &Caller,
-    key: &store::idempotency::RequestKey,
+    create: &IdempotentCreate,
 ) -> Result<Option<CreatedUser>, DomainError> {
-    let Some((user_id, response)) = store::idempotency::find(pool, key).await? else {
+    let Some((user_id, stored)) = create.earlier::<StoredCreateResponse>(pool).await? else {
         return Ok(None);
     };
     let user = store::users::find(pool, caller.organization_id, user_id)
         .await?
         .ok_or_else(|| DomainError::not_found("user", user_id))?;
-    let stored: StoredCreateResponse =
-        serde_json::from_value(response).map_err(anyhow::Error::from)?;
     Ok(Some(CreatedUser {
         user,
         skipped_group_ids: stored.skipped_group_ids,
@@ -479,21 +410,17 @@ async fn replay_create(
     }))
 }
 
-async fn remember_create(
-    tx: &mut Transaction<'_>,
-    key: &store::idempotency::RequestKey,
-    created: &CreatedUser,
-) -> Result<(), DomainError> {
-    let response = serde_json::to_value(StoredCreateResponse {
-        skipped_group_ids: created.skipped_group_ids.clone(),
-        warnings: created
-            .warnings
-            .iter()
-            .map(|w| (w.field.clone(), w.code.to_string(), w.description.clone()))
-            .collect(),
-    })
-    .map_err(anyhow::Error::from)?;
-    store::idempotency::insert(tx, key, created.user.id, &response).await
+impl StoredCreateResponse {
+    fn of(created: &CreatedUser) -> Self {
+        Self {
+            skipped_group_ids: created.skipped_group_ids.clone(),
+            warnings: created
+                .warnings
+                .iter()
+                .map(|w| (w.field.clone(), w.code.to_string(), w.description.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// Refuses groups to give that do not exist (`field[index]`) or that the
@@ -983,13 +910,13 @@ pub async fn set_user_status(
     status: UserStatus,
 ) -> Result<User, DomainError> {
     let admin_state = status
-        .admin_state()
+        .assignable()
         .map_err(|v| DomainError::InvalidArgument(vec![v]))?;
     let mut tx = pool.begin().await?;
     let before = ensure_may_act_on(&mut tx, caller, user_id, Some("change the status of")).await?;
     let user = store::users::set_admin_state(&mut tx, caller.organization_id, user_id, admin_state)
         .await?;
-    if admin_state != "ACTIVE" {
+    if admin_state != AdminState::Active {
         store::access_tokens::revoke_all_for_user(&mut *tx, caller.organization_id, user_id)
             .await?;
     }
@@ -999,7 +926,7 @@ pub async fn set_user_status(
             .with_request_id(request_id)
             .with_changes(
                 vec!["status".into()],
-                json!({ "status": { "old": before.status.as_str(), "new": user.status.as_str() }, "admin_state": admin_state }),
+                json!({ "status": { "old": before.status.as_str(), "new": user.status.as_str() }, "admin_state": admin_state.as_str() }),
             ),
     )
     .await?;
@@ -1026,7 +953,6 @@ pub async fn onboarding_stats(
         } else {
             stats.not_onboarded += count;
         }
-        let status = UserStatus::parse(&status).unwrap_or(UserStatus::Pending);
         match stats.by_status.iter_mut().find(|(s, _)| *s == status) {
             Some((_, total)) => *total += count,
             None => stats.by_status.push((status, count)),
@@ -1114,19 +1040,6 @@ mod tests {
         assert_eq!(
             values.search_key(),
             "joao silva joao@acme.com joao@acme.com"
-        );
-    }
-
-    #[test]
-    fn only_admin_states_are_assignable() {
-        assert_eq!(UserStatus::OnVacation.admin_state().unwrap(), "ON_VACATION");
-        assert_eq!(
-            UserStatus::Blocked.admin_state().unwrap_err().code,
-            "LEGACY_STATUS"
-        );
-        assert_eq!(
-            UserStatus::Pending.admin_state().unwrap_err().code,
-            "DERIVED_STATUS"
         );
     }
 }

@@ -1,7 +1,7 @@
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert, request_id};
+use super::{caller, convert, idempotency_key, request_id, request_id_of};
 use crate::{
     domain::{
         group::{self, GroupField, GroupInput, GroupValues, ProfileValues, ScopeKind},
@@ -46,17 +46,12 @@ impl GroupService for GroupHandler {
         request: Request<proto::CreateGroupRequest>,
     ) -> Result<Response<proto::CreateGroupResponse>, Status> {
         let caller = caller(&request)?;
-        let audit_request_id = request_id(&request);
+        let audit_request_id = request_id_of(&request);
         let body = request.into_inner();
         let values = GroupValues::parse(&group_input(body.group.as_ref()))?;
-        let created = group::create_group(
-            &self.pool,
-            &caller,
-            &audit_request_id,
-            &body.request_id,
-            &values,
-        )
-        .await?;
+        let key = idempotency_key(&body.request_id)?;
+        let created =
+            group::create_group(&self.pool, &caller, &audit_request_id, key, &values).await?;
         Ok(Response::new(proto::CreateGroupResponse {
             group: Some(convert::group(&created)),
         }))
@@ -180,14 +175,15 @@ impl GroupService for GroupHandler {
         request: Request<proto::CreateUnitRequest>,
     ) -> Result<Response<proto::CreateUnitResponse>, Status> {
         let caller = caller(&request)?;
-        let audit_request_id = request_id(&request);
+        let audit_request_id = request_id_of(&request);
         let body = request.into_inner();
+        let key = idempotency_key(&body.request_id)?;
         let unit = body.unit.unwrap_or_default();
         let created = group::create_unit(
             &self.pool,
             &caller,
             &audit_request_id,
-            &body.request_id,
+            key,
             &unit.name,
             convert::unit_kind_from_proto(unit.kind),
         )
@@ -282,18 +278,13 @@ impl GroupService for GroupHandler {
         request: Request<proto::CreateProfileRequest>,
     ) -> Result<Response<proto::CreateProfileResponse>, Status> {
         let caller = caller(&request)?;
-        let audit_request_id = request_id(&request);
+        let audit_request_id = request_id_of(&request);
         let body = request.into_inner();
         let profile = body.profile.unwrap_or_default();
         let values = ProfileValues::parse(&profile.product, &profile.name, &profile.description)?;
-        let created = group::create_profile(
-            &self.pool,
-            &caller,
-            &audit_request_id,
-            &body.request_id,
-            &values,
-        )
-        .await?;
+        let key = idempotency_key(&body.request_id)?;
+        let created =
+            group::create_profile(&self.pool, &caller, &audit_request_id, key, &values).await?;
         Ok(Response::new(proto::CreateProfileResponse {
             profile: Some(convert::profile(&created)),
         }))

@@ -21,7 +21,10 @@ pub use user_service::UserHandler;
 use tonic::{Request, Status};
 
 use crate::domain::caller::Caller;
-use request_log::RequestId;
+use crate::domain::{
+    request::{IdempotencyKey, RequestId},
+    DomainError,
+};
 
 /// The caller the auth layer put in the request; its absence on a method
 /// that needs one is a wiring bug, answered as internal.
@@ -33,10 +36,27 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::internal("no authenticated caller for this method"))
 }
 
+/// The request id the request log layer gave the call (a fresh one if the
+/// layer is not in front, as in some tests).
+fn request_id_of<T>(request: &Request<T>) -> RequestId {
+    request
+        .extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(RequestId::generate)
+}
+
+/// The optional `request_id` field of a create, refused with its rule when unfit.
+fn idempotency_key(raw: &str) -> Result<Option<IdempotencyKey>, Status> {
+    IdempotencyKey::parse_optional(raw)
+        .map_err(|violation| DomainError::InvalidArgument(vec![violation]).into())
+}
+
+/// Transitional: services not yet moved to `RequestId` pass it as text.
 fn request_id<T>(request: &Request<T>) -> String {
     request
         .extensions()
         .get::<RequestId>()
-        .map(|id| id.0.clone())
+        .map(|id| id.as_str().to_owned())
         .unwrap_or_default()
 }

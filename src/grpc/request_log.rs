@@ -8,19 +8,15 @@ use std::{
     time::Instant,
 };
 
+use crate::domain::request::RequestId;
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 use tower::{Layer, Service};
 use tracing::Instrument;
-use uuid::Uuid;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// The request id of a call, in the request extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 #[derive(Clone, Default)]
 pub struct RequestLogLayer;
@@ -55,28 +51,21 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let request_id = request
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .filter(|value| {
-                !value.is_empty()
-                    && value.len() <= 128
-                    && value.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map(str::to_owned)
-            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let request_id = RequestId::from_header(
+            request
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|value| value.to_str().ok()),
+        );
         let method = request.uri().path().to_owned();
-        request
-            .extensions_mut()
-            .insert(RequestId(request_id.clone()));
+        request.extensions_mut().insert(request_id.clone());
         let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
         let started = Instant::now();
         Box::pin(
             async move {
                 let response = inner.call(request).await?;
                 let (mut parts, body) = response.into_parts();
-                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
                     parts.headers.insert(REQUEST_ID_HEADER, value);
                 }
                 // Errors answered before any message carry the status in the headers.

@@ -2,14 +2,14 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert, request_id};
+use super::{caller, convert, request_id, request_id_of};
 use crate::{
     domain::{
-        api_key::parse_request_id,
         authentication::UserAccess,
         group::{self as groups},
         import,
         paging::PageSize,
+        request::IdempotencyKey,
         user::{self, MirrorMode, NewUser, Origin, UserField, UserFilter, UserOrder, UserValues},
         DomainError, FieldViolation,
     },
@@ -46,7 +46,7 @@ impl UserService for UserHandler {
         request: Request<proto::CreateUserRequest>,
     ) -> Result<Response<proto::CreateUserResponse>, Status> {
         let caller = caller(&request)?;
-        let audit_request_id = request_id(&request);
+        let audit_request_id = request_id_of(&request);
         let body = request.into_inner();
         let new_user = parse_new_user(
             Origin::Create,
@@ -74,7 +74,7 @@ impl UserService for UserHandler {
         request: Request<proto::CloneUserRequest>,
     ) -> Result<Response<proto::CloneUserResponse>, Status> {
         let caller = caller(&request)?;
-        let audit_request_id = request_id(&request);
+        let audit_request_id = request_id_of(&request);
         let body = request.into_inner();
         let new_user = parse_new_user(
             Origin::Clone,
@@ -675,7 +675,7 @@ pub(super) fn parse_new_user(
         }
         Err(other) => return Err(other),
     };
-    let request_id = parse_request_id(request_id)
+    let request_id = IdempotencyKey::parse_optional(request_id)
         .map_err(|v| violations.push(v))
         .ok()
         .flatten();

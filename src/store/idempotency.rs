@@ -4,42 +4,20 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{map_constraint_violation, Transaction};
-use crate::domain::{caller::Caller, DomainError};
-
-/// One caller's request id for one operation: ids are scoped to the caller
-/// (API key or user), so a replay by another caller never returns this result.
-#[derive(Debug, Clone)]
-pub struct RequestKey {
-    organization_id: Uuid,
-    /// `Actor::reference()`: "api_key:<id>", "user:<id>" or "operator".
-    caller: String,
-    operation: &'static str,
-    request_id: String,
-}
-
-impl RequestKey {
-    pub fn new(caller: &Caller, operation: &'static str, request_id: &str) -> Self {
-        Self {
-            organization_id: caller.organization_id,
-            caller: caller.actor().reference(),
-            operation,
-            request_id: request_id.to_owned(),
-        }
-    }
-}
+use crate::domain::{unit_of_work::IdempotentCreate, DomainError};
 
 pub async fn find(
     pool: &PgPool,
-    key: &RequestKey,
+    create: &IdempotentCreate,
 ) -> Result<Option<(Uuid, serde_json::Value)>, sqlx::Error> {
     sqlx::query_as(
         "select resource_id, response from idempotent_requests \
          where organization_id = $1 and caller = $2 and operation = $3 and request_id = $4",
     )
-    .bind(key.organization_id)
-    .bind(&key.caller)
-    .bind(key.operation)
-    .bind(&key.request_id)
+    .bind(create.organization_id)
+    .bind(&create.caller)
+    .bind(create.operation)
+    .bind(create.key.as_str())
     .fetch_optional(pool)
     .await
 }
@@ -47,7 +25,7 @@ pub async fn find(
 /// Records the first result; a concurrent twin of the same request loses here.
 pub async fn insert(
     tx: &mut Transaction<'_>,
-    key: &RequestKey,
+    create: &IdempotentCreate,
     resource_id: Uuid,
     response: &serde_json::Value,
 ) -> Result<(), DomainError> {
@@ -55,10 +33,10 @@ pub async fn insert(
         "insert into idempotent_requests (organization_id, caller, operation, request_id, resource_id, response) \
          values ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(key.organization_id)
-    .bind(&key.caller)
-    .bind(key.operation)
-    .bind(&key.request_id)
+    .bind(create.organization_id)
+    .bind(&create.caller)
+    .bind(create.operation)
+    .bind(create.key.as_str())
     .bind(resource_id)
     .bind(response)
     .execute(&mut **tx)

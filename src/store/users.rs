@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{map_constraint_violation, paging::total_size, Transaction};
 use crate::domain::{
     paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
-    user::{User, UserFilter, UserOrder, UserStatus, UserValues},
+    user::{AdminState, User, UserFilter, UserOrder, UserStatus, UserValues},
     DomainError,
 };
 
@@ -35,7 +35,7 @@ struct UserRow {
     username: String,
     phone: Option<String>,
     external_id: Option<String>,
-    status: String,
+    status: UserStatus,
     onboarded: bool,
     invitation_expire_time: Option<DateTime<Utc>>,
     create_time: DateTime<Utc>,
@@ -54,8 +54,7 @@ impl From<UserRow> for User {
             username: row.username,
             phone: row.phone,
             external_id: row.external_id,
-            // The status expression yields only known statuses.
-            status: UserStatus::parse(&row.status).unwrap_or(UserStatus::Pending),
+            status: row.status,
             onboarded: row.onboarded,
             invitation_expire_time: row.invitation_expire_time,
             create_time: row.create_time,
@@ -106,7 +105,11 @@ pub async fn insert(
     .bind(&values.username)
     .bind(&values.phone)
     .bind(&values.external_id)
-    .bind(if deactivated { "INACTIVE" } else { "ACTIVE" })
+    .bind(if deactivated {
+        AdminState::Inactive
+    } else {
+        AdminState::Active
+    })
     .bind(email_unique)
     .bind(values.search_key())
     .bind(values.last_name_key())
@@ -258,7 +261,7 @@ pub async fn set_admin_state(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     id: Uuid,
-    admin_state: &str,
+    admin_state: AdminState,
 ) -> Result<User, sqlx::Error> {
     let row: UserRow = sqlx::query_as(&format!(
         "update users set admin_state = $3, legacy_status = null where organization_id = $1 and id = $2 returning {}",
@@ -407,7 +410,7 @@ pub async fn list(
 pub async fn status_counts(
     pool: &PgPool,
     organization_id: Uuid,
-) -> Result<Vec<(String, bool, i64)>, sqlx::Error> {
+) -> Result<Vec<(UserStatus, bool, i64)>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {STATUS_SQL} as status, onboarded, count(*) from users where organization_id = $1 group by 1, 2 order by 1, 2"
     ))
@@ -419,7 +422,7 @@ pub async fn status_counts(
 /// What deciding whether a user may act needs.
 #[derive(Debug, Clone, FromRow)]
 pub struct SignInState {
-    pub status: String,
+    pub status: UserStatus,
 }
 
 pub async fn sign_in_state<'e>(
@@ -693,7 +696,7 @@ pub struct Credentials {
     pub id: Uuid,
     pub username: String,
     pub password_hash: Option<String>,
-    pub status: String,
+    pub status: UserStatus,
 }
 
 pub async fn credentials_by_username(

@@ -24,4 +24,5 @@ mod helpers;
 mod import;
 mod onboarding;
 mod organizations;
+mod status_rule;
 mod users;
