@@ -5,6 +5,8 @@ BUF_VERSION=v1.50.0
 PROTOC_GEN_GO_VERSION=v1.36.10
 PROTOC_GEN_GO_GRPC_VERSION=v1.5.1
 GRPCURL_VERSION=v1.9.3
+# sqlx-cli (cargo install), for scripts/sqlx-prepare: the offline query data of query! macros.
+SQLX_CLI_VERSION=0.8.6
 ROSTER_TOOLS=${ROSTER_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roster-tools}
 
 tool() { # name package version

@@ -10,16 +10,17 @@ pub async fn find(
     pool: &PgPool,
     create: &IdempotentCreate,
 ) -> Result<Option<(Uuid, serde_json::Value)>, sqlx::Error> {
-    sqlx::query_as(
+    let found = sqlx::query!(
         "select resource_id, response from idempotent_requests \
          where organization_id = $1 and caller = $2 and operation = $3 and request_id = $4",
+        create.organization_id,
+        create.caller,
+        create.operation,
+        create.key.as_str(),
     )
-    .bind(create.organization_id)
-    .bind(&create.caller)
-    .bind(create.operation)
-    .bind(create.key.as_str())
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(found.map(|row| (row.resource_id, row.response)))
 }
 
 /// Records the first result; a concurrent twin of the same request loses here.
@@ -29,16 +30,16 @@ pub async fn insert(
     resource_id: Uuid,
     response: &serde_json::Value,
 ) -> Result<(), DomainError> {
-    sqlx::query(
+    sqlx::query!(
         "insert into idempotent_requests (organization_id, caller, operation, request_id, resource_id, response) \
          values ($1, $2, $3, $4, $5, $6)",
+        create.organization_id,
+        create.caller,
+        create.operation,
+        create.key.as_str(),
+        resource_id,
+        response,
     )
-    .bind(create.organization_id)
-    .bind(&create.caller)
-    .bind(create.operation)
-    .bind(create.key.as_str())
-    .bind(resource_id)
-    .bind(response)
     .execute(&mut **tx)
     .await
     .map_err(|error| {
