@@ -223,3 +223,112 @@ pub fn result_of(decision: &Decision, kind: JobKind) -> RowResult {
         warnings: decision.warnings.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        import::{job::Outcome, row::Action},
+        user::{UserInput, UserValues},
+    };
+
+    fn values(username: &str) -> UserValues {
+        let input = UserInput {
+            first_name: "Ana".into(),
+            last_name: "Silva".into(),
+            email: format!("{username}@acme.com"),
+            username: username.into(),
+            ..UserInput::default()
+        };
+        UserValues::parse(&input, "").expect("valid values")
+    }
+
+    fn decision(line: u64, plan: Plan) -> Decision {
+        Decision {
+            line,
+            action: Some(Action::Add),
+            email: String::new(),
+            plan,
+            warnings: Vec::new(),
+            claims: vec![format!("key of line {line}")],
+        }
+    }
+
+    fn create(user_id: Uuid, username: &str, group_ids: Vec<Uuid>) -> Plan {
+        Plan::Create {
+            user_id,
+            values: values(username),
+            admin_state: "ACTIVE",
+            legacy_status: None,
+            group_ids,
+        }
+    }
+
+    #[test]
+    fn each_kind_of_write_is_one_column_and_a_new_user_lost_to_a_race_fails_its_row() {
+        let [created, lost, updated, deleted, unchanged, group] = [(); 6].map(|()| Uuid::now_v7());
+        let decisions = [
+            decision(2, create(created, "ana", vec![group])),
+            decision(3, create(lost, "bia", vec![group])),
+            decision(
+                4,
+                Plan::Update {
+                    user_id: updated,
+                    before: values("caio"),
+                    after: values("caio.new"),
+                    status_before: "ACTIVE".into(),
+                    admin_state: "INACTIVE".into(),
+                    legacy_status: None,
+                    add_group_ids: vec![group],
+                    revoke_tokens: true,
+                    email_changed: true,
+                },
+            ),
+            decision(
+                5,
+                Plan::Delete {
+                    user_id: deleted,
+                    values: values("duda"),
+                },
+            ),
+            decision(6, Plan::Unchanged { user_id: unchanged }),
+        ];
+        let author = BatchAuthor {
+            organization_id: Uuid::now_v7(),
+            actor: Actor::Operator,
+            request_id: "request",
+            job_id: Uuid::now_v7(),
+            send_invitations: true,
+            mirror_skipped: &[],
+            email_unique: true,
+        };
+
+        let (batch, results) = ImportBatch::of(&decisions, &HashSet::from([created]), &author);
+
+        let changed: Vec<Uuid> = batch.changes.iter().map(|change| change.id).collect();
+        assert_eq!(changed, [updated]);
+        assert_eq!(batch.member_users, [created, updated]);
+        assert_eq!(batch.member_groups, [group, group]);
+        assert_eq!(batch.invited, [created]);
+        assert_eq!(batch.tokens_revoked, [updated]);
+        assert_eq!(batch.new_addresses, [updated]);
+        assert_eq!(batch.deleted, [deleted]);
+        let audited: Vec<_> = batch.audits.iter().map(|a| a.action).collect();
+        assert_eq!(audited, ["user.create", "user.update", "user.delete"]);
+        let outcomes: Vec<_> = results.iter().map(|(result, _)| result.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Created,
+                Outcome::Failed,
+                Outcome::Updated,
+                Outcome::Deleted,
+                Outcome::Unchanged
+            ]
+        );
+        let (lost_row, lost_claims) = &results[1];
+        assert_eq!(lost_row.errors[0].field, "email");
+        assert_eq!(lost_row.errors[0].code, "USER_ALREADY_EXISTS");
+        assert!(lost_claims.is_empty(), "a failed row claims nothing");
+    }
+}
