@@ -840,62 +840,6 @@ impl Keys {
     }
 }
 
-/// What the follower of a job streams to the client.
-#[derive(Debug)]
-pub enum Event {
-    Row(RowResult),
-    Summary(ImportJob),
-    Error(EndError),
-}
-
-/// Streams a job's row results in file order as they are written, then its
-/// summary. Returns false when the client stopped reading (the job is then
-/// told to stop).
-pub async fn follow(
-    pool: PgPool,
-    organization_id: Uuid,
-    job_id: Uuid,
-    mut progress: watch::Receiver<Progress>,
-    out: mpsc::Sender<Event>,
-) -> bool {
-    let mut sent = 0u64;
-    loop {
-        let snapshot = progress.borrow_and_update().clone();
-        while sent < snapshot.last_line {
-            let rows = match store::imports::rows_after(&pool, job_id, sent, false, 500).await {
-                Ok(rows) => rows,
-                Err(error) => {
-                    tracing::error!(job_id = %job_id, error = ?error, "cannot read import results");
-                    return out.send(Event::Error(EndError::Internal)).await.is_ok();
-                }
-            };
-            let Some(last) = rows.last() else { break };
-            sent = last.line;
-            for row in rows {
-                if out.send(Event::Row(row)).await.is_err() {
-                    return false;
-                }
-            }
-        }
-        if let Some(ended) = snapshot.ended {
-            let event = match ended {
-                Some(error) => Event::Error(error),
-                None => match store::imports::find_job(&pool, organization_id, job_id).await {
-                    Ok(Some(job)) => Event::Summary(job),
-                    _ => Event::Error(EndError::Internal),
-                },
-            };
-            return out.send(event).await.is_ok();
-        }
-        if progress.changed().await.is_err() {
-            // The job dropped its end of the channel without ending: read what is there.
-            if progress.borrow().ended.is_none() {
-                return out.send(Event::Error(EndError::Internal)).await.is_ok();
-            }
-        }
-    }
-}
-
 /// The shared pieces a server gives every job.
 #[derive(Clone)]
 pub struct Jobs {

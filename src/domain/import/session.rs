@@ -7,6 +7,7 @@
 use std::future::Future;
 
 use futures::{Stream, StreamExt};
+use sqlx::PgPool;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -14,10 +15,13 @@ use tokio::{
 use uuid::Uuid;
 
 use super::{
-    job::{ImportOptions, JobKind, JobStatus},
-    run::{end_job, follow, start_job, EndError, Event, Input, Jobs, Progress},
+    job::{ImportJob, ImportOptions, JobKind, JobStatus, RowResult},
+    run::{end_job, start_job, EndError, Input, Jobs, Progress},
 };
-use crate::domain::{caller::Caller, DomainError};
+use crate::{
+    domain::{caller::Caller, DomainError},
+    store,
+};
 
 /// What the client sends after its options, one message at a time.
 #[derive(Debug)]
@@ -192,6 +196,63 @@ async fn read_inbound(
                     }
                     None => end = Some(Input::End),
                 }
+            }
+        }
+    }
+}
+
+/// What the follower of a job streams to the client.
+#[derive(Debug)]
+pub enum Event {
+    Row(RowResult),
+    Summary(ImportJob),
+    Error(EndError),
+}
+
+/// Streams a job's row results in file order as they are written, then its
+/// summary. Returns false when the client stopped reading (the job is then
+/// told to stop).
+pub async fn follow(
+    pool: PgPool,
+    organization_id: Uuid,
+    job_id: Uuid,
+    mut progress: watch::Receiver<Progress>,
+    out: mpsc::Sender<Event>,
+) -> bool {
+    let mut sent = 0u64;
+    loop {
+        let snapshot = progress.borrow_and_update().clone();
+        while sent < snapshot.last_line {
+            let rows = match store::imports::rows_after(&pool, job_id, sent, false, 500).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!(job_id = %job_id, error = ?error, "cannot read import results");
+                    return out.send(Event::Error(EndError::Internal)).await.is_ok();
+                }
+            };
+            let Some(last) = rows.last() else { break };
+            sent = last.line;
+            for row in rows {
+                if out.send(Event::Row(row)).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        if let Some(ended) = snapshot.ended {
+            let event = match ended {
+                Some(error) => Event::Error(error),
+                None => match store::imports::find_job(&pool, organization_id, job_id).await {
+                    Ok(Some(job)) => Event::Summary(job),
+                    _ => Event::Error(EndError::Internal),
+                },
+            };
+            return out.send(event).await.is_ok();
+        }
+        if progress.changed().await.is_err() {
+            // The job's owner was dropped without ending it (the runtime is
+            // shutting down): the stale sweep ends it.
+            if progress.borrow().ended.is_none() {
+                return out.send(Event::Error(EndError::Internal)).await.is_ok();
             }
         }
     }
