@@ -3,13 +3,18 @@
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use sqlx::PgPool;
 use tokio::{
     net::TcpListener,
     sync::{oneshot, watch},
+    task::JoinHandle,
 };
 use tonic::transport::{server::TcpIncoming, Server};
+use tonic_reflection::server::{
+    v1::{ServerReflection, ServerReflectionServer},
+    v1alpha,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -105,6 +110,9 @@ pub struct Application {
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     server: ServerFuture,
+    /// The reaper, the sweeps, the delivery worker and the pages server: one
+    /// of them ending while the server runs stops the server with an error.
+    tasks: BackgroundTasks,
     stop_accepting: oneshot::Sender<()>,
     stopping: watch::Sender<bool>,
     shutdown_grace: Duration,
@@ -118,75 +126,21 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
         let authenticator = Arc::new(Authenticator::new(pool.clone(), settings.user_access_ttl));
-
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<AuthServiceServer<AuthHandler>>()
-            .await;
-        health_reporter
-            .set_serving::<OrganizationServiceServer<OrganizationHandler>>()
-            .await;
-        health_reporter
-            .set_serving::<UserServiceServer<UserHandler>>()
-            .await;
-        health_reporter
-            .set_serving::<GroupServiceServer<GroupHandler>>()
-            .await;
-        health_reporter
-            .set_serving::<ImportServiceServer<ImportHandler>>()
-            .await;
-
-        let (reflection_v1, reflection_v1alpha) = if settings.reflection {
-            let builder = || {
-                tonic_reflection::server::Builder::configure()
-                    .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                    // google.rpc error details, so grpcurl can show BadRequest and ErrorInfo.
-                    .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            };
-            (
-                Some(builder().build_v1()?),
-                Some(builder().build_v1alpha()?),
-            )
-        } else {
-            (None, None)
-        };
-
+        let mut tasks = BackgroundTasks::default();
         let jobs = Jobs {
             pool: pool.clone(),
             settings: Arc::new(settings.import.clone()),
             owner: Uuid::now_v7(),
         };
-        // Any server ends the jobs of servers that stopped beating.
-        let reaper = jobs.clone();
-        spawn_periodic(
-            "check for stale import jobs",
-            jobs.settings.stale_after / 2,
-            move || {
-                let reaper = reaper.clone();
-                async move { reaper.interrupt_stale().await.map(drop) }
-            },
-        );
-        // Any server deletes review results past their retention.
-        let sweeper = jobs.clone();
-        spawn_periodic(
-            "delete expired review row results",
-            jobs.settings.retention_sweep_every,
-            move || {
-                let sweeper = sweeper.clone();
-                async move {
-                    let jobs = sweeper.expire_review_row_results().await?;
-                    if jobs > 0 {
-                        tracing::info!(jobs, "deleted review row results past their retention");
-                    }
-                    Ok::<_, crate::domain::DomainError>(())
-                }
-            },
-        );
+        spawn_import_sweeps(&mut tasks, &jobs);
         let (stopping, stopping_rx) = watch::channel(false);
         if let Some(delivery) = &settings.delivery {
             let worker = DeliveryWorker::new(pool.clone(), delivery.clone())?;
-            tokio::spawn(worker.run(stopping_rx.clone()));
+            let stopping = stopping_rx.clone();
+            tasks.spawn("the email delivery worker", async move {
+                worker.run(stopping).await;
+                Ok(())
+            });
         }
         let hasher = Arc::new(
             PasswordHasher::new(settings.passwords.workers, settings.passwords.queue)
@@ -199,75 +153,37 @@ impl Application {
             settings.throttle.clone(),
         ));
         let sweeper = sign_in.clone();
-        spawn_periodic(
-            "forget stale sign-in throttling state",
-            Duration::from_secs(60),
-            move || {
-                let sweeper = sweeper.clone();
-                async move { sweeper.forget_stale().await }
-            },
+        tasks.spawn(
+            "the sign-in throttle sweep",
+            periodic(
+                "forget stale sign-in throttling state",
+                Duration::from_secs(60),
+                move || {
+                    let sweeper = sweeper.clone();
+                    async move { sweeper.forget_stale().await }
+                },
+            ),
         );
         let http_addr = match settings.http_listen {
             Some(listen) => {
-                let listener = TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen} for the password pages"))?;
-                let address = listener.local_addr()?;
-                let mut stop = stopping_rx.clone();
                 let pages = crate::pages::router(sign_in.clone());
-                tokio::spawn(async move {
-                    let served = axum::serve(listener, pages)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|stopping| *stopping).await;
-                        })
-                        .await;
-                    if let Err(error) = served {
-                        tracing::error!(error = %error, "the password pages stopped");
-                    }
-                });
-                Some(address)
+                Some(serve_pages(&mut tasks, listen, pages, stopping_rx.clone()).await?)
             }
             None => None,
         };
-        let boundary = Arc::new(
-            RequestBoundary::from_descriptor_set(FILE_DESCRIPTOR_SET)
-                .context("compile the request boundary from the descriptor set")?,
-        );
+        let services = Services {
+            pool,
+            authenticator,
+            sign_in,
+            import: ImportHandler::new(jobs, stopping_rx),
+        };
         let (stop_accepting, stopped) = oneshot::channel::<()>();
-        let server = Server::builder()
-            .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-            .layer(RequestLogLayer)
-            .layer(AuthLayer::new(authenticator))
-            // After authentication: an anonymous caller is refused before any body is read.
-            .layer(BoundaryLayer::new(boundary))
-            .add_service(health_service)
-            .add_optional_service(reflection_v1)
-            .add_optional_service(reflection_v1alpha)
-            .add_service(AuthServiceServer::new(AuthHandler::new(
-                pool.clone(),
-                sign_in.clone(),
-            )))
-            .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
-                pool.clone(),
-            )))
-            .add_service(UserServiceServer::new(UserHandler::new(pool.clone())))
-            .add_service(GroupServiceServer::new(GroupHandler::new(pool.clone())))
-            .add_service(ImportServiceServer::new(ImportHandler::new(
-                jobs,
-                stopping_rx,
-            )))
-            // Small unary answers must not wait out Nagle's algorithm against delayed ACKs (~40 ms).
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async {
-                    let _ = stopped.await;
-                },
-            );
+        let server = grpc_server(settings, services, listener, stopped).await?;
         Ok(Self {
             local_addr,
             http_addr,
-            server: Box::pin(server),
+            server,
+            tasks,
             stop_accepting,
             stopping,
             shutdown_grace: settings.shutdown_grace,
@@ -284,18 +200,27 @@ impl Application {
     }
 
     /// Serves until `stop` resolves, then stops accepting and gives in-flight
-    /// calls up to the grace period to finish.
+    /// calls up to the grace period to finish. A background task that ends
+    /// first stops the server the same way and is returned as the error.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> Result<()> {
         let Self {
             mut server,
+            mut tasks,
             stop_accepting,
             stopping,
             shutdown_grace,
             ..
         } = self;
-        tokio::select! {
+        let task_died = tokio::select! {
             result = &mut server => return result.context("gRPC server failed"),
-            () = stop => {}
+            () = stop => None,
+            died = tasks.first_exit() => Some(died),
+        };
+        if let Some(died) = &task_died {
+            tracing::error!(
+                error = format!("{died:#}"),
+                "a background task stopped; stopping the server"
+            );
         }
         tracing::info!(
             grace_seconds = shutdown_grace.as_secs(),
@@ -310,28 +235,221 @@ impl Application {
                 tracing::warn!("in-flight calls still running after the grace period; closing them")
             }
         }
-        Ok(())
+        task_died.map_or(Ok(()), Err)
+    }
+}
+
+/// What the gRPC services are built from.
+struct Services {
+    pool: PgPool,
+    authenticator: Arc<Authenticator>,
+    sign_in: Arc<SignIn>,
+    import: ImportHandler,
+}
+
+/// The gRPC server with its layers, health, reflection and the five
+/// services, serving `listener` until `stopped` resolves.
+async fn grpc_server(
+    settings: &ServerSettings,
+    services: Services,
+    listener: TcpListener,
+    stopped: oneshot::Receiver<()>,
+) -> Result<ServerFuture> {
+    let Services {
+        pool,
+        authenticator,
+        sign_in,
+        import,
+    } = services;
+    let (reflection_v1, reflection_v1alpha) = reflection_services(settings.reflection)?;
+    let boundary = Arc::new(
+        RequestBoundary::from_descriptor_set(FILE_DESCRIPTOR_SET)
+            .context("compile the request boundary from the descriptor set")?,
+    );
+    let server = Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .layer(RequestLogLayer)
+        .layer(AuthLayer::new(authenticator))
+        // After authentication: an anonymous caller is refused before any body is read.
+        .layer(BoundaryLayer::new(boundary))
+        .add_service(health_service().await)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .add_service(AuthServiceServer::new(AuthHandler::new(
+            pool.clone(),
+            sign_in,
+        )))
+        .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
+            pool.clone(),
+        )))
+        .add_service(UserServiceServer::new(UserHandler::new(pool.clone())))
+        .add_service(GroupServiceServer::new(GroupHandler::new(pool)))
+        .add_service(ImportServiceServer::new(import))
+        // Small unary answers must not wait out Nagle's algorithm against delayed ACKs (~40 ms).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = stopped.await;
+            },
+        );
+    Ok(Box::pin(server))
+}
+
+/// The health service, reporting every Roster service as serving.
+async fn health_service(
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AuthServiceServer<AuthHandler>>()
+        .await;
+    health_reporter
+        .set_serving::<OrganizationServiceServer<OrganizationHandler>>()
+        .await;
+    health_reporter
+        .set_serving::<UserServiceServer<UserHandler>>()
+        .await;
+    health_reporter
+        .set_serving::<GroupServiceServer<GroupHandler>>()
+        .await;
+    health_reporter
+        .set_serving::<ImportServiceServer<ImportHandler>>()
+        .await;
+    health_service
+}
+
+/// gRPC reflection in both versions, when it is on.
+#[allow(clippy::type_complexity)]
+fn reflection_services(
+    on: bool,
+) -> Result<(
+    Option<ServerReflectionServer<impl ServerReflection>>,
+    Option<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>>,
+)> {
+    if !on {
+        return Ok((None, None));
+    }
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc error details, so grpcurl can show BadRequest and ErrorInfo.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((
+        Some(builder().build_v1()?),
+        Some(builder().build_v1alpha()?),
+    ))
+}
+
+/// Any server ends the jobs of servers that stopped beating, and deletes
+/// review results past their retention.
+fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs) {
+    let reaper = jobs.clone();
+    tasks.spawn(
+        "the stale import job reaper",
+        periodic(
+            "check for stale import jobs",
+            jobs.settings.stale_after / 2,
+            move || {
+                let reaper = reaper.clone();
+                async move { reaper.interrupt_stale().await.map(drop) }
+            },
+        ),
+    );
+    let sweeper = jobs.clone();
+    tasks.spawn(
+        "the review results sweep",
+        periodic(
+            "delete expired review row results",
+            jobs.settings.retention_sweep_every,
+            move || {
+                let sweeper = sweeper.clone();
+                async move {
+                    let jobs = sweeper.expire_review_row_results().await?;
+                    if jobs > 0 {
+                        tracing::info!(jobs, "deleted review row results past their retention");
+                    }
+                    Ok::<_, crate::domain::DomainError>(())
+                }
+            },
+        ),
+    );
+}
+
+/// Binds the password pages' listener and serves them until the server stops;
+/// returns where they are served.
+async fn serve_pages(
+    tasks: &mut BackgroundTasks,
+    listen: SocketAddr,
+    pages: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} for the password pages"))?;
+    let address = listener.local_addr()?;
+    tasks.spawn("the password pages server", async move {
+        axum::serve(listener, pages)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            })
+            .await
+            .context("the password pages stopped")
+    });
+    Ok(address)
+}
+
+/// The tasks a server runs beside its gRPC server, by name.
+#[derive(Default)]
+struct BackgroundTasks(Vec<(&'static str, JoinHandle<Result<()>>)>);
+
+impl BackgroundTasks {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = Result<()>> + Send + 'static,
+    ) {
+        self.0.push((name, tokio::spawn(task)));
+    }
+
+    /// Resolves when the first task ends (returns, fails or panics), with an
+    /// error naming it; never resolves when there are none.
+    async fn first_exit(&mut self) -> anyhow::Error {
+        if self.0.is_empty() {
+            return std::future::pending().await;
+        }
+        let handles = self.0.iter_mut().map(|(_, handle)| handle);
+        let (result, index, _) = futures::future::select_all(handles).await;
+        let name = self.0[index].0;
+        match result {
+            Ok(Ok(())) => anyhow!("{name} ended while the server was running"),
+            Ok(Err(error)) => error.context(format!("{name} failed")),
+            Err(error) => anyhow!("{name} stopped: {error}"),
+        }
     }
 }
 
 /// Runs `task` every `every` (the first time at once) for as long as the
 /// process runs; a run that fails is logged as a warning, "cannot {what}",
 /// and the next runs as planned.
-fn spawn_periodic<Task, Run, Error>(what: &'static str, every: Duration, mut task: Task)
+async fn periodic<Task, Run, Error>(
+    what: &'static str,
+    every: Duration,
+    mut task: Task,
+) -> Result<()>
 where
     Task: FnMut() -> Run + Send + 'static,
     Run: Future<Output = Result<(), Error>> + Send,
     Error: std::fmt::Display,
 {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        loop {
-            interval.tick().await;
-            if let Err(error) = task().await {
-                tracing::warn!(error = %error, "cannot {what}");
-            }
+    let mut interval = tokio::time::interval(every);
+    loop {
+        interval.tick().await;
+        if let Err(error) = task().await {
+            tracing::warn!(error = %error, "cannot {what}");
         }
-    });
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -366,7 +484,7 @@ mod tests {
     async fn a_periodic_task_runs_at_once_then_every_period_even_after_failing() {
         let runs = Arc::new(AtomicU32::new(0));
         let counted = runs.clone();
-        spawn_periodic("count", Duration::from_millis(100), move || {
+        tokio::spawn(periodic("count", Duration::from_millis(100), move || {
             let counted = counted.clone();
             async move {
                 match counted.fetch_add(1, Ordering::SeqCst) {
@@ -374,11 +492,34 @@ mod tests {
                     _ => Ok(()),
                 }
             }
-        });
+        }));
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 1, "the first run is at once");
         tokio::time::sleep(Duration::from_millis(320)).await;
         let later = runs.load(Ordering::SeqCst);
         assert!((3..=5).contains(&later), "{later} runs");
+    }
+
+    #[tokio::test]
+    async fn a_background_task_that_dies_stops_the_server_with_an_error_naming_it() {
+        // tokio refuses a zero interval: the review results sweep panics at
+        // its first tick, a real death of a background task.
+        let mut settings = ServerSettings::new("127.0.0.1:0".parse().expect("address"));
+        settings.import.retention_sweep_every = Duration::ZERO;
+        settings.shutdown_grace = Duration::from_secs(1);
+        // Never reached before the sweep dies: the pool connects lazily.
+        let pool = PgPool::connect_lazy("postgres://roster@127.0.0.1:1/none").expect("pool");
+        let application = Application::build(&settings, pool).await.expect("build");
+
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(10),
+            application.run_until_stopped(std::future::pending()),
+        )
+        .await
+        .expect("the server stops by itself");
+
+        let error = format!("{:#}", stopped.expect_err("the server stops with an error"));
+        assert!(error.contains("the review results sweep"), "{error}");
+        assert!(error.contains("panicked"), "{error}");
     }
 }

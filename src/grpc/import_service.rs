@@ -1,7 +1,7 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -16,7 +16,8 @@ use crate::{
                 RowResult,
             },
             row::Action,
-            run::{follow, start_job, EndError, Event, Input, Jobs, Progress},
+            run::{EndError, Jobs},
+            session::{Event, ImportSession, Inbound},
         },
         DomainError,
     },
@@ -245,8 +246,8 @@ fn job_to_proto(job: &ImportJob) -> proto::ImportJob {
 }
 
 impl ImportHandler {
-    /// Reads the options, starts the job, and wires the three tasks: the
-    /// reader of the client's stream, the job, and the follower of results.
+    /// Reads the options, then hands the rest of the stream to an import
+    /// session and streams its events back.
     async fn run_stream<Req: ImportRequestMessage, Resp: ImportResponseMessage>(
         &self,
         request: Request<Streaming<Req>>,
@@ -266,73 +267,18 @@ impl ImportHandler {
                 .into())
             }
         };
-        let job = start_job(
-            &self.jobs.pool,
+        let session = ImportSession::start(
+            &self.jobs,
             &caller,
             &request_id,
-            &self.jobs.settings,
-            self.jobs.owner,
             kind,
             options,
+            inbound_of(inbound),
+            self.stopping.clone(),
         )
         .await?;
-        let job_id = job.record.id;
-        tracing::info!(job_id = %job_id, kind = kind.as_str(), "import job started");
-
-        let (input_tx, input_rx) = mpsc::channel(1);
-        tokio::spawn(drain_inbound(
-            inbound,
-            input_tx,
-            self.jobs.settings.inbound_buffer_bytes,
-        ));
-
-        let (stop_tx, stop_rx) = watch::channel(None);
-        let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let mut stopping = self.stopping.clone();
-        let job_task = tokio::spawn(job.run(input_rx, progress_tx, stop_rx));
-
-        let (out_tx, out_rx) = mpsc::channel(64);
-        let pool = self.jobs.pool.clone();
-        let organization_id = caller.organization_id;
-        tokio::spawn(async move {
-            let follower = follow(pool, organization_id, job_id, progress_rx, out_tx);
-            tokio::pin!(follower);
-            let mut job_task = job_task;
-            loop {
-                tokio::select! {
-                    client_reading = &mut follower => {
-                        if !client_reading {
-                            let _ = stop_tx.send(Some("the client went away"));
-                        }
-                        break;
-                    }
-                    Ok(()) = stopping.changed() => {
-                        if *stopping.borrow() {
-                            let _ = stop_tx.send(Some("the server stopped"));
-                        }
-                    }
-                }
-            }
-            // Keep the stop channel open until the job has ended.
-            let _ = (&mut job_task).await;
-            drop(stop_tx);
-        });
-
-        let stream = ReceiverStream::new(out_rx).map(|event| match event {
-            Event::Row(row) => Ok(Resp::row(row_to_proto(&row))),
-            Event::Summary(job) => Ok(Resp::summary(proto::ImportSummary {
-                job_id: job.id.to_string(),
-                status: status_to_proto(job.status),
-                counts: Some(counts_to_proto(&job.counts)),
-                failure_message: job.failure_message,
-            })),
-            Event::Error(EndError::Refused(violations)) => {
-                Err(DomainError::InvalidArgument(violations).into())
-            }
-            Event::Error(EndError::Internal) => {
-                Err(Status::internal("the import stopped on an internal error"))
-            }
-        });
+        let job_id = session.job_id();
+        let stream = ReceiverStream::new(session.into_events()).map(event_to_proto::<Resp>);
         let mut response = Response::new(Box::pin(stream) as ResponseStream<Resp>);
         // Known before any row: a client that loses the stream can read the results back.
         if let Ok(value) = job_id.to_string().parse() {
@@ -342,50 +288,36 @@ impl ImportHandler {
     }
 }
 
-/// Keeps reading the client's messages while the job writes a batch, gathering
-/// their bytes into one buffer handed to the job whole; it pauses only when
-/// `limit` bytes wait (back-pressure by bytes, not by messages). A reader that
-/// paused per message would leave the client's small DATA frames queued in
-/// h2, whose budget for small frames then ends the connection with GOAWAY
-/// `too_many_data_frames` (a client sending one line or one byte per message).
-async fn drain_inbound<Req: ImportRequestMessage>(
-    mut inbound: Streaming<Req>,
-    job: mpsc::Sender<Input>,
-    limit: usize,
-) {
-    let mut gathered: Vec<u8> = Vec::new();
-    let mut end: Option<Input> = None;
-    loop {
-        tokio::select! {
-            // The job ended (idle, cancelled, refused): stop holding the stream.
-            () = job.closed() => return,
-            permit = job.reserve(), if !gathered.is_empty() || end.is_some() => {
-                let Ok(permit) = permit else { return };
-                if gathered.is_empty() {
-                    permit.send(end.take().unwrap_or(Input::End));
-                    return;
-                }
-                permit.send(Input::Chunk(std::mem::take(&mut gathered)));
-            }
-            // Cancel-safe: a message half received stays in `inbound`.
-            message = inbound.message(), if end.is_none() && gathered.len() < limit => {
-                match message {
-                    Ok(Some(message)) => match message.into_part() {
-                        Some(Part::Chunk(chunk)) => gathered.extend_from_slice(&chunk),
-                        Some(Part::Options(_)) => {
-                            end = Some(Input::Broken("`options` may be sent only once, first".into()));
-                        }
-                        None => {}
-                    },
-                    Ok(None) => end = Some(Input::End),
-                    Err(status) => {
-                        end = Some(Input::Broken(format!(
-                            "the client went away ({})",
-                            status.message()
-                        )));
-                    }
-                }
-            }
+/// The client's messages after the options, as the session reads them;
+/// messages without a part are skipped.
+fn inbound_of<Req: ImportRequestMessage>(
+    inbound: Streaming<Req>,
+) -> impl Stream<Item = Inbound> + Send + Unpin + 'static {
+    inbound.filter_map(|message| {
+        futures::future::ready(match message {
+            Ok(message) => message.into_part().map(|part| match part {
+                Part::Chunk(chunk) => Inbound::Chunk(chunk),
+                Part::Options(_) => Inbound::OptionsAgain,
+            }),
+            Err(status) => Some(Inbound::Failed(status.message().to_owned())),
+        })
+    })
+}
+
+fn event_to_proto<Resp: ImportResponseMessage>(event: Event) -> Result<Resp, Status> {
+    match event {
+        Event::Row(row) => Ok(Resp::row(row_to_proto(&row))),
+        Event::Summary(job) => Ok(Resp::summary(proto::ImportSummary {
+            job_id: job.id.to_string(),
+            status: status_to_proto(job.status),
+            counts: Some(counts_to_proto(&job.counts)),
+            failure_message: job.failure_message,
+        })),
+        Event::Error(EndError::Refused(violations)) => {
+            Err(DomainError::InvalidArgument(violations).into())
+        }
+        Event::Error(EndError::Internal) => {
+            Err(Status::internal("the import stopped on an internal error"))
         }
     }
 }

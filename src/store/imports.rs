@@ -12,6 +12,7 @@ use super::{
 };
 use crate::domain::{
     import::{
+        batch::ImportBatch,
         job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
         row::Action,
     },
@@ -566,4 +567,47 @@ pub async fn list_rows(
         next_page_token,
         total_size: total_size(pool, push_from_where).await?,
     })
+}
+
+/// Writes an import batch's changes, memberships, invitations, revocations,
+/// deletions and audit rows: one statement each, in the transaction that
+/// inserted its new users.
+pub async fn write_batch(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    batch: &ImportBatch<'_>,
+) -> Result<(), DomainError> {
+    if !batch.changes.is_empty() {
+        super::users::update_many(tx, organization_id, &batch.changes).await?;
+    }
+    if !batch.member_users.is_empty() {
+        super::groups::add_many_memberships(
+            tx,
+            organization_id,
+            &batch.member_users,
+            &batch.member_groups,
+        )
+        .await?;
+    }
+    if !batch.invited.is_empty() {
+        super::outbox::enqueue_invitations(tx, organization_id, &batch.invited).await?;
+    }
+    if !batch.tokens_revoked.is_empty() {
+        super::access_tokens::revoke_all_for_users(tx, organization_id, &batch.tokens_revoked)
+            .await?;
+    }
+    if !batch.new_addresses.is_empty() {
+        super::onboarding_tokens::revoke(
+            tx,
+            organization_id,
+            &batch.new_addresses,
+            &super::onboarding_tokens::ALL_PURPOSES,
+        )
+        .await?;
+    }
+    if !batch.deleted.is_empty() {
+        super::users::delete_many(tx, organization_id, &batch.deleted).await?;
+    }
+    super::audit::record_many(tx, &batch.audits).await?;
+    Ok(())
 }

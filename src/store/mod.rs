@@ -5,6 +5,7 @@
 pub mod access_tokens;
 pub mod api_keys;
 pub mod audit;
+pub mod error;
 pub mod groups;
 pub mod idempotency;
 pub mod imports;

@@ -22,6 +22,7 @@ mod hardening_input;
 mod hardening_sign_in;
 mod helpers;
 mod import;
+mod import_session;
 mod onboarding;
 mod organizations;
 mod status_rule;

@@ -190,6 +190,15 @@ fn violation(field: &str, code: &'static str, message: impl Into<String>) -> Vec
     vec![FieldViolation::new(field, code, message)]
 }
 
+/// What a row asks for besides its values: a status, groups, the user's id.
+#[derive(Clone, Copy)]
+struct Requested<'a> {
+    status: Option<UserStatus>,
+    groups: &'a [String],
+    /// When given, the user found must have this id.
+    id: Option<Uuid>,
+}
+
 fn decide(
     context: &BatchContext<'_>,
     line: u64,
@@ -207,54 +216,12 @@ fn decide(
             groups,
             id,
         } => {
-            let existing = if context.settings.allow_duplicate_emails {
-                context.user_by_username(&values.username)
-            } else {
-                context.user_by_email(&values.email)
+            let requested = Requested {
+                status: *status,
+                groups,
+                id: *id,
             };
-            let Some(existing) = existing else {
-                return decide_create(context, line, values, *status, groups, warnings);
-            };
-            if let Some(other) = context.user_by_username(&values.username) {
-                if other.id != existing.id && *username_given {
-                    return Err(username_taken());
-                }
-            }
-            match context.options.on_existing {
-                // Named after the value that matched the existing user.
-                OnExisting::Fail => Err(violation(
-                    if context.settings.allow_duplicate_emails {
-                        "username"
-                    } else {
-                        "email"
-                    },
-                    "USER_ALREADY_EXISTS",
-                    "User already exists",
-                )),
-                OnExisting::Skip => {
-                    let claims = context.keys_of(existing, None);
-                    context.check_claims(&claims, line)?;
-                    Ok((
-                        Plan::Skipped {
-                            user_id: existing.id,
-                        },
-                        claims,
-                    ))
-                }
-                OnExisting::Update => {
-                    let changes = ValueChanges {
-                        first_name: Some(values.first_name.clone()),
-                        last_name: Some(values.last_name.clone()),
-                        email: Some(values.email.clone()),
-                        username: username_given.then(|| values.username.clone()),
-                        phone: values.phone.clone(),
-                        external_id: values.external_id.clone(),
-                    };
-                    decide_update(
-                        context, line, existing, &changes, *status, groups, *id, warnings,
-                    )
-                }
-            }
+            decide_add(context, line, values, *username_given, requested, warnings)
         }
         RowCommand::Update {
             changes,
@@ -262,57 +229,103 @@ fn decide(
             groups,
             id,
         } => {
-            let user = match &changes.username {
-                Some(username) => context.user_by_username(username).ok_or_else(|| {
-                    violation("username", "USER_NOT_FOUND", "no user has this username")
-                })?,
-                None => {
-                    let email = changes.email.as_deref().unwrap_or_default();
-                    let mut found = context.users_by_email(email);
-                    match (found.next(), found.next()) {
-                        (Some(user), None) => user,
-                        (None, _) => {
-                            return Err(violation(
-                                "email",
-                                "USER_NOT_FOUND",
-                                "no user has this email",
-                            ))
-                        }
-                        (Some(_), Some(_)) => {
-                            return Err(violation(
-                                "email",
-                                "AMBIGUOUS_EMAIL",
-                                "several users have this email (ambiguous, give the username)",
-                            ))
-                        }
-                    }
-                }
+            let user = context.user_to_update(changes)?;
+            let requested = Requested {
+                status: *status,
+                groups,
+                id: *id,
             };
-            decide_update(context, line, user, changes, *status, groups, *id, warnings)
+            decide_update(context, line, user, changes, requested, warnings)
         }
-        RowCommand::Delete { username, email } => {
-            let user = context.user_by_username(username).ok_or_else(|| {
-                violation("username", "USER_NOT_FOUND", "no user has this username")
-            })?;
-            if !user.values.email.eq_ignore_ascii_case(email) {
-                return Err(violation(
-                    "email",
-                    "EMAIL_MISMATCH",
-                    "the user with this username has another email; a delete needs both of the same user",
-                ));
-            }
-            context.ensure_may_act_on(user, Some("delete"))?;
-            let claims = context.keys_of(user, None);
+        RowCommand::Delete { username, email } => decide_delete(context, line, username, email),
+    }
+}
+
+/// An add row creates the user, or meets the existing one as the options say.
+fn decide_add(
+    context: &BatchContext<'_>,
+    line: u64,
+    values: &UserValues,
+    username_given: bool,
+    requested: Requested<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Decided {
+    let existing = if context.settings.allow_duplicate_emails {
+        context.user_by_username(&values.username)
+    } else {
+        context.user_by_email(&values.email)
+    };
+    let Some(existing) = existing else {
+        return decide_create(
+            context,
+            line,
+            values,
+            requested.status,
+            requested.groups,
+            warnings,
+        );
+    };
+    if let Some(other) = context.user_by_username(&values.username) {
+        if other.id != existing.id && username_given {
+            return Err(username_taken());
+        }
+    }
+    match context.options.on_existing {
+        // Named after the value that matched the existing user.
+        OnExisting::Fail => Err(violation(
+            if context.settings.allow_duplicate_emails {
+                "username"
+            } else {
+                "email"
+            },
+            "USER_ALREADY_EXISTS",
+            "User already exists",
+        )),
+        OnExisting::Skip => {
+            let claims = context.keys_of(existing, None);
             context.check_claims(&claims, line)?;
             Ok((
-                Plan::Delete {
-                    user_id: user.id,
-                    values: user.values.clone(),
+                Plan::Skipped {
+                    user_id: existing.id,
                 },
                 claims,
             ))
         }
+        OnExisting::Update => {
+            let changes = ValueChanges {
+                first_name: Some(values.first_name.clone()),
+                last_name: Some(values.last_name.clone()),
+                email: Some(values.email.clone()),
+                username: username_given.then(|| values.username.clone()),
+                phone: values.phone.clone(),
+                external_id: values.external_id.clone(),
+            };
+            decide_update(context, line, existing, &changes, requested, warnings)
+        }
     }
+}
+
+fn decide_delete(context: &BatchContext<'_>, line: u64, username: &str, email: &str) -> Decided {
+    let user = context
+        .user_by_username(username)
+        .ok_or_else(|| violation("username", "USER_NOT_FOUND", "no user has this username"))?;
+    if !user.values.email.eq_ignore_ascii_case(email) {
+        return Err(violation(
+            "email",
+            "EMAIL_MISMATCH",
+            "the user with this username has another email; a delete needs both of the same user",
+        ));
+    }
+    context.ensure_may_act_on(user, Some("delete"))?;
+    let claims = context.keys_of(user, None);
+    context.check_claims(&claims, line)?;
+    Ok((
+        Plan::Delete {
+            user_id: user.id,
+            values: user.values.clone(),
+        },
+        claims,
+    ))
 }
 
 fn username_taken() -> Vec<FieldViolation> {
@@ -400,18 +413,15 @@ fn external_id_taken() -> Vec<FieldViolation> {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn decide_update(
     context: &BatchContext<'_>,
     line: u64,
     user: &StoredUser,
     changes: &ValueChanges,
-    status: Option<UserStatus>,
-    groups: &[String],
-    id: Option<Uuid>,
+    requested: Requested<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Decided {
-    if id.is_some_and(|id| id != user.id) {
+    if requested.id.is_some_and(|id| id != user.id) {
         return Err(violation(
             "id",
             "ID_MISMATCH",
@@ -419,96 +429,22 @@ fn decide_update(
         ));
     }
     let before = &user.values;
-    let merged = UserInput {
-        first_name: changes
-            .first_name
-            .clone()
-            .unwrap_or_else(|| before.first_name.clone()),
-        last_name: changes
-            .last_name
-            .clone()
-            .unwrap_or_else(|| before.last_name.clone()),
-        email: changes
-            .email
-            .clone()
-            .unwrap_or_else(|| before.email.clone()),
-        username: changes
-            .username
-            .clone()
-            .unwrap_or_else(|| before.username.clone()),
-        phone: changes
-            .phone
-            .clone()
-            .or_else(|| before.phone.clone())
-            .unwrap_or_default(),
-        external_id: changes
-            .external_id
-            .clone()
-            .or_else(|| before.external_id.clone())
-            .unwrap_or_default(),
-    };
-    let after = UserValues::parse(&merged, "")?;
+    let after = UserValues::parse(&merged_input(before, changes), "")?;
     let claims = context.keys_of(user, Some(&after));
     context.check_claims(&claims, line)?;
     let email_changed = !after.email.eq_ignore_ascii_case(&before.email);
-    let status_change = match status {
+    let status_change = match requested.status {
         None => None,
         Some(wanted) if wanted.as_str() == user.assigned_status() => None,
         Some(wanted) => Some(wanted),
     };
     context.ensure_may_act_on(user, status_change.map(|_| "change the status of"))?;
     let mut errors = Vec::new();
-    let others = |found: Option<&StoredUser>| found.is_some_and(|other| other.id != user.id);
-    if email_changed {
-        if context.settings.allow_duplicate_emails {
-            if after.username.eq_ignore_ascii_case(&after.email)
-                && context
-                    .users_by_email(&after.email)
-                    .any(|other| other.id != user.id)
-            {
-                errors.extend(violation(
-                    "username",
-                    "SHARED_EMAIL_AS_USERNAME",
-                    "another user already has this email, so give this user a username different from it",
-                ));
-            }
-        } else if others(context.user_by_email(&after.email)) {
-            errors.extend(violation(
-                "email",
-                "EMAIL_TAKEN",
-                "this email belongs to another user",
-            ));
-        }
-        context.check_email_domain(&after.email, warnings, &mut errors);
-    }
-    if !after.username.eq_ignore_ascii_case(&before.username)
-        && others(context.user_by_username(&after.username))
-    {
-        errors.extend(username_taken());
-    }
-    if after.external_id != before.external_id {
-        if let Some(external_id) = &after.external_id {
-            if others(context.user_by_external_id(external_id)) {
-                errors.extend(external_id_taken());
-            }
-        }
-    }
-    let status = match status_change {
-        None => None,
-        Some(wanted) => match wanted.admin_state() {
-            Ok(state) => Some((state, None)),
-            Err(_) if context.options.allow_legacy_statuses => {
-                Some(("ACTIVE", Some(wanted.as_str())))
-            }
-            Err(_) => {
-                errors.push(legacy_status_refused());
-                None
-            }
-        },
-    };
+    context.check_new_values(user, &after, warnings, &mut errors);
+    let status = status_change.and_then(|wanted| context.status_after(wanted, &mut errors));
     let held: Vec<Uuid> = user.grants.iter().map(|g| g.group_id).collect();
     let add_group_ids: Vec<Uuid> = context
-        .resolve_groups(groups)
+        .resolve_groups(requested.groups)
         .unwrap_or_else(|found| {
             errors.extend(found);
             Vec::new()
@@ -545,7 +481,116 @@ fn decide_update(
     ))
 }
 
+/// The stored values with the row's changes over them.
+fn merged_input(before: &UserValues, changes: &ValueChanges) -> UserInput {
+    let or_before =
+        |change: &Option<String>, stored: &String| change.clone().unwrap_or_else(|| stored.clone());
+    let or_before_optional = |change: &Option<String>, stored: &Option<String>| {
+        change
+            .clone()
+            .or_else(|| stored.clone())
+            .unwrap_or_default()
+    };
+    UserInput {
+        first_name: or_before(&changes.first_name, &before.first_name),
+        last_name: or_before(&changes.last_name, &before.last_name),
+        email: or_before(&changes.email, &before.email),
+        username: or_before(&changes.username, &before.username),
+        phone: or_before_optional(&changes.phone, &before.phone),
+        external_id: or_before_optional(&changes.external_id, &before.external_id),
+    }
+}
+
 impl BatchContext<'_> {
+    /// The user an update row means: by username when given, else by email,
+    /// which must then be one user's.
+    fn user_to_update(&self, changes: &ValueChanges) -> Result<&StoredUser, Vec<FieldViolation>> {
+        if let Some(username) = &changes.username {
+            return self.user_by_username(username).ok_or_else(|| {
+                violation("username", "USER_NOT_FOUND", "no user has this username")
+            });
+        }
+        let email = changes.email.as_deref().unwrap_or_default();
+        let mut found = self.users_by_email(email);
+        match (found.next(), found.next()) {
+            (Some(user), None) => Ok(user),
+            (None, _) => Err(violation(
+                "email",
+                "USER_NOT_FOUND",
+                "no user has this email",
+            )),
+            (Some(_), Some(_)) => Err(violation(
+                "email",
+                "AMBIGUOUS_EMAIL",
+                "several users have this email (ambiguous, give the username)",
+            )),
+        }
+    }
+
+    /// An updated user's new email, username and external id must not be
+    /// another user's; a new email meets the public-domain policy.
+    fn check_new_values(
+        &self,
+        user: &StoredUser,
+        after: &UserValues,
+        warnings: &mut Vec<Warning>,
+        errors: &mut Vec<FieldViolation>,
+    ) {
+        let before = &user.values;
+        let others = |found: Option<&StoredUser>| found.is_some_and(|other| other.id != user.id);
+        if !after.email.eq_ignore_ascii_case(&before.email) {
+            if self.settings.allow_duplicate_emails {
+                if after.username.eq_ignore_ascii_case(&after.email)
+                    && self
+                        .users_by_email(&after.email)
+                        .any(|other| other.id != user.id)
+                {
+                    errors.extend(violation(
+                        "username",
+                        "SHARED_EMAIL_AS_USERNAME",
+                        "another user already has this email, so give this user a username different from it",
+                    ));
+                }
+            } else if others(self.user_by_email(&after.email)) {
+                errors.extend(violation(
+                    "email",
+                    "EMAIL_TAKEN",
+                    "this email belongs to another user",
+                ));
+            }
+            self.check_email_domain(&after.email, warnings, errors);
+        }
+        if !after.username.eq_ignore_ascii_case(&before.username)
+            && others(self.user_by_username(&after.username))
+        {
+            errors.extend(username_taken());
+        }
+        if after.external_id != before.external_id {
+            if let Some(external_id) = &after.external_id {
+                if others(self.user_by_external_id(external_id)) {
+                    errors.extend(external_id_taken());
+                }
+            }
+        }
+    }
+
+    /// The admin state and legacy status a wanted status sets; a legacy one
+    /// only where the options allow it.
+    fn status_after(
+        &self,
+        wanted: UserStatus,
+        errors: &mut Vec<FieldViolation>,
+    ) -> Option<(&'static str, Option<&'static str>)> {
+        match wanted.admin_state() {
+            Ok(state) => Some((state, None)),
+            Err(_) if self.options.allow_legacy_statuses => Some(("ACTIVE", Some(wanted.as_str()))),
+            Err(_) => {
+                errors.push(legacy_status_refused());
+                None
+            }
+        }
+    }
+
     /// The organization's public-domain policy on a row's email: a warning,
     /// or an error under REJECT.
     fn check_email_domain(

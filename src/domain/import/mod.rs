@@ -1,5 +1,6 @@
 //! Bulk import (spec §4): the file format, its header and its rows.
 
+pub mod batch;
 pub mod decide;
 pub mod export;
 pub mod header;
@@ -7,6 +8,7 @@ pub mod job;
 pub mod reader;
 pub mod row;
 pub mod run;
+pub mod session;
 
 /// The CSV template: a header and an example row, with the given delimiter.
 pub fn template(delimiter: char) -> (String, String) {

@@ -158,6 +158,26 @@ pub fn names_legacy_status_on_add(header: &Header, record: &[String]) -> bool {
         )
 }
 
+/// The cells of one record, by column, unescaped.
+#[derive(Clone, Copy)]
+struct Cells<'a> {
+    header: &'a Header,
+    record: &'a [String],
+}
+
+impl<'a> Cells<'a> {
+    fn get(self, column: Column) -> &'a str {
+        unescape_cell(self.header.cell(self.record, column))
+    }
+}
+
+/// What every action reads besides the values: status, groups and id.
+struct RowExtras {
+    status: Option<UserStatus>,
+    groups: Vec<String>,
+    id: Option<Uuid>,
+}
+
 /// Checks one record: its action, every value, status and groups. Every
 /// violation of the row is reported, each naming its column.
 pub fn parse_row(
@@ -165,7 +185,7 @@ pub fn parse_row(
     record: &[String],
     allow_legacy: bool,
 ) -> Result<(Action, RowCommand), Vec<FieldViolation>> {
-    let cell = |column: Column| unescape_cell(header.cell(record, column));
+    let cells = Cells { header, record };
     let mut violations = Vec::new();
     if let Some(index) = header.first_extra_cell(record) {
         violations.push(FieldViolation::new(
@@ -174,113 +194,128 @@ pub fn parse_row(
             "has more cells than the header has columns",
         ));
     }
-    let action = parse_action(cell(Column::Action))
+    let action = parse_action(cells.get(Column::Action))
         .map_err(|v| violations.push(v))
         .ok();
     let status = parse_status(
-        cell(Column::Status),
+        cells.get(Column::Status),
         allow_legacy || action == Some(Action::Update),
     )
     .map_err(|v| violations.push(v))
     .ok()
     .flatten();
-    let groups = parse_groups(cell(Column::Groups));
+    let groups = parse_groups(cells.get(Column::Groups));
     let id = given(
-        cell(Column::Id),
+        cells.get(Column::Id),
         |raw| {
             Uuid::parse_str(raw.trim())
                 .map_err(|_| FieldViolation::new("id", "INVALID_ID", "must be a user id (UUID)"))
         },
         &mut violations,
     );
+    let extras = RowExtras { status, groups, id };
     let command = match action {
-        Some(Action::Add) => {
-            let input = UserInput {
-                first_name: cell(Column::FirstName).to_owned(),
-                last_name: cell(Column::LastName).to_owned(),
-                email: cell(Column::Email).to_owned(),
-                username: cell(Column::Username).to_owned(),
-                phone: cell(Column::Phone).to_owned(),
-                external_id: cell(Column::ExternalId).to_owned(),
-            };
-            UserValues::parse(&input, "")
-                .map_err(|found| violations.extend(found))
-                .ok()
-                .map(|values| RowCommand::Add {
-                    values,
-                    username_given: !input.username.trim().is_empty(),
-                    status,
-                    groups,
-                    id,
-                })
-        }
-        Some(Action::Update) => {
-            let changes = ValueChanges {
-                first_name: given(
-                    cell(Column::FirstName),
-                    |r| PersonName::parse(r, "first_name").map(|v| v.as_str().to_owned()),
-                    &mut violations,
-                ),
-                last_name: given(
-                    cell(Column::LastName),
-                    |r| PersonName::parse(r, "last_name").map(|v| v.as_str().to_owned()),
-                    &mut violations,
-                ),
-                email: given(
-                    cell(Column::Email),
-                    |r| Email::parse(r, "email").map(|v| v.as_str().to_owned()),
-                    &mut violations,
-                ),
-                username: given(
-                    cell(Column::Username),
-                    |r| Username::parse(r, "username").map(|v| v.as_str().to_owned()),
-                    &mut violations,
-                ),
-                phone: given(
-                    cell(Column::Phone),
-                    |r| Phone::parse(r, "phone").map(|v| v.as_str().to_owned()),
-                    &mut violations,
-                ),
-                external_id: given(
-                    cell(Column::ExternalId),
-                    |r| ExternalId::parse(r, "external_id").map(|v| v.as_str().to_owned()),
-                    &mut violations,
-                ),
-            };
-            if cell(Column::Email).trim().is_empty() && cell(Column::Username).trim().is_empty() {
-                violations.push(FieldViolation::new(
-                    "email",
-                    "REQUIRED",
-                    "an update needs the username or the email of the user",
-                ));
-            }
-            Some(RowCommand::Update {
-                changes,
-                status,
-                groups,
-                id,
-            })
-        }
-        Some(Action::Delete) => {
-            let email = Email::parse(cell(Column::Email), "email")
-                .map_err(|v| violations.push(v))
-                .ok();
-            let username = Username::parse(cell(Column::Username), "username")
-                .map_err(|v| violations.push(v))
-                .ok();
-            email
-                .zip(username)
-                .map(|(email, username)| RowCommand::Delete {
-                    username: username.as_str().to_owned(),
-                    email: email.as_str().to_owned(),
-                })
-        }
+        Some(Action::Add) => parse_add(cells, extras, &mut violations),
+        Some(Action::Update) => Some(parse_update(cells, extras, &mut violations)),
+        Some(Action::Delete) => parse_delete(cells, &mut violations),
         None => None,
     };
     match (action, command) {
         (Some(action), Some(command)) if violations.is_empty() => Ok((action, command)),
         _ => Err(violations),
     }
+}
+
+/// An add row: every value is checked as a new user's.
+fn parse_add(
+    cells: Cells<'_>,
+    extras: RowExtras,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<RowCommand> {
+    let input = UserInput {
+        first_name: cells.get(Column::FirstName).to_owned(),
+        last_name: cells.get(Column::LastName).to_owned(),
+        email: cells.get(Column::Email).to_owned(),
+        username: cells.get(Column::Username).to_owned(),
+        phone: cells.get(Column::Phone).to_owned(),
+        external_id: cells.get(Column::ExternalId).to_owned(),
+    };
+    UserValues::parse(&input, "")
+        .map_err(|found| violations.extend(found))
+        .ok()
+        .map(|values| RowCommand::Add {
+            values,
+            username_given: !input.username.trim().is_empty(),
+            status: extras.status,
+            groups: extras.groups,
+            id: extras.id,
+        })
+}
+
+/// An update row: blank cells keep the stored value; the username or the
+/// email finds the user.
+fn parse_update(
+    cells: Cells<'_>,
+    extras: RowExtras,
+    violations: &mut Vec<FieldViolation>,
+) -> RowCommand {
+    // A given cell is checked as the value its column holds, under its column's name.
+    let mut changed = |column: Column, parse: fn(&str, &str) -> Result<String, FieldViolation>| {
+        given(
+            cells.get(column),
+            |raw| parse(raw, column.name()),
+            violations,
+        )
+    };
+    let changes = ValueChanges {
+        first_name: changed(Column::FirstName, |r, f| {
+            Ok(PersonName::parse(r, f)?.as_str().into())
+        }),
+        last_name: changed(Column::LastName, |r, f| {
+            Ok(PersonName::parse(r, f)?.as_str().into())
+        }),
+        email: changed(Column::Email, |r, f| {
+            Ok(Email::parse(r, f)?.as_str().into())
+        }),
+        username: changed(Column::Username, |r, f| {
+            Ok(Username::parse(r, f)?.as_str().into())
+        }),
+        phone: changed(Column::Phone, |r, f| {
+            Ok(Phone::parse(r, f)?.as_str().into())
+        }),
+        external_id: changed(Column::ExternalId, |r, f| {
+            Ok(ExternalId::parse(r, f)?.as_str().into())
+        }),
+    };
+    if cells.get(Column::Email).trim().is_empty() && cells.get(Column::Username).trim().is_empty() {
+        violations.push(FieldViolation::new(
+            "email",
+            "REQUIRED",
+            "an update needs the username or the email of the user",
+        ));
+    }
+    RowCommand::Update {
+        changes,
+        status: extras.status,
+        groups: extras.groups,
+        id: extras.id,
+    }
+}
+
+/// A delete row names the user by both username and email.
+fn parse_delete(cells: Cells<'_>, violations: &mut Vec<FieldViolation>) -> Option<RowCommand> {
+    let email = Email::parse(cells.get(Column::Email), "email")
+        .map_err(|v| violations.push(v))
+        .ok();
+    let username = Username::parse(cells.get(Column::Username), "username")
+        .map_err(|v| violations.push(v))
+        .ok();
+    email
+        .zip(username)
+        .map(|(email, username)| RowCommand::Delete {
+            username: username.as_str().to_owned(),
+            email: email.as_str().to_owned(),
+        })
 }
 
 #[cfg(test)]

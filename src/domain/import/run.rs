@@ -6,15 +6,13 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{
-    decide::{
-        decide_batch, BatchContext, Candidate, Decision, NamedGroup, Plan, StoredUser, Users,
-    },
+    batch::{self, result_of, BatchAuthor, ImportBatch, ResultWithClaims},
+    decide::{decide_batch, BatchContext, Candidate, Decision, NamedGroup, StoredUser, Users},
     header::{self, Column, Header},
     job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
     reader::{CsvStream, FileRefusal, Limits, Record, RecordProblem},
@@ -25,15 +23,12 @@ use super::{
 };
 use crate::{
     domain::{
-        audit::{AuditRecord, FieldChanges},
         caller::Caller,
-        user::{check_given_groups, mirrored_grants, user_value_pairs},
+        organization::Settings,
+        user::{check_given_groups, mirrored_grants},
         DomainError, FieldViolation,
     },
-    store::{
-        self,
-        users::{ImportedUserChange, NewImportedUser},
-    },
+    store::{self, error::DbErrorKind},
 };
 
 /// How jobs run; limits are configurable (spec §4.1 "Limits").
@@ -191,12 +186,82 @@ pub async fn start_job(
 
 const CANCELLED: &str = "cancelled by CancelImportJob";
 
+/// Ends a RUNNING job. A job must never stay RUNNING: if its message cannot
+/// be stored, it is ended with a plain one.
+pub(super) async fn end_job(
+    pool: &PgPool,
+    job_id: Uuid,
+    owner: Uuid,
+    status: JobStatus,
+    message: &str,
+) {
+    let message = message.replace('\0', "");
+    for message in [
+        message.as_str(),
+        "the job ended; its message could not be stored",
+    ] {
+        match store::imports::finish_job(pool, job_id, owner, status, message).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::error!(job_id = %job_id, error = ?error, "cannot end import job")
+            }
+        }
+    }
+}
+
 /// The file as read so far: its header, the records not yet written.
 #[derive(Default)]
 struct ReadState {
     header: Option<Header>,
     pending: Vec<Record>,
     bytes_received: u64,
+    data_rows: u64,
+}
+
+/// What a heartbeat learns of the job.
+enum Beat {
+    Running,
+    CancelRequested,
+    EndedElsewhere,
+}
+
+fn ended_elsewhere() -> Stop {
+    Stop::Ended(
+        JobStatus::Interrupted,
+        "the job was ended elsewhere".into(),
+        None,
+    )
+}
+
+/// Why no records could be read from what arrived.
+enum Read {
+    /// The file was refused: the job ends with this.
+    Refused(Stop),
+    /// The client's stream broke or ended early: what is pending is written first.
+    Broken(String),
+}
+
+/// The records in what arrived, and whether the file ended.
+fn read_records(
+    reader: &mut CsvStream,
+    state: &mut ReadState,
+    next: Option<Input>,
+) -> Result<(Vec<Record>, bool), Read> {
+    match next {
+        Some(Input::Chunk(chunk)) => {
+            state.bytes_received += chunk.len() as u64;
+            reader
+                .push(&chunk)
+                .map(|records| (records, false))
+                .map_err(|refusal| Read::Refused(file_refused(&refusal)))
+        }
+        Some(Input::End) => reader
+            .finish()
+            .map(|records| (records, true))
+            .map_err(|refusal| Read::Refused(file_refused(&refusal))),
+        Some(Input::Broken(why)) => Err(Read::Broken(why)),
+        None => Err(Read::Broken("the client went away".into())),
+    }
 }
 
 fn header_refused(violations: Vec<FieldViolation>) -> Stop {
@@ -257,20 +322,7 @@ impl Job {
                     )
                 }
             };
-        // A job must never stay RUNNING: if its message cannot be stored, end it with a plain one.
-        let message = message.replace('\0', "");
-        for message in [
-            message.as_str(),
-            "the job ended; its message could not be stored",
-        ] {
-            match store::imports::finish_job(&self.pool, job_id, self.owner, status, message).await
-            {
-                Ok(()) => break,
-                Err(error) => {
-                    tracing::error!(job_id = %job_id, error = ?error, "cannot end import job")
-                }
-            }
-        }
+        end_job(&self.pool, job_id, self.owner, status, &message).await;
         tracing::info!(job_id = %job_id, status = status.as_str(), "import job ended");
         progress.send_modify(|p| p.ended = Some(error));
     }
@@ -283,7 +335,6 @@ impl Job {
     ) -> Result<Stop, DomainError> {
         let mut reader = CsvStream::new(self.settings.limits);
         let mut state = ReadState::default();
-        let mut data_rows = 0u64;
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every);
         // One deadline, moved on only when data arrives: the heartbeat's ticks
         // and the batches' writes do not keep a silent client's job alive.
@@ -297,76 +348,33 @@ impl Job {
                     return self.flush_then(&mut state, progress, JobStatus::Interrupted, why).await;
                 }
                 next = input.recv() => next,
-                _ = heartbeat.tick() => {
-                    match store::imports::heartbeat(&self.pool, self.record.id, self.owner).await? {
-                        None => return Ok(Stop::Ended(JobStatus::Interrupted, "the job was ended elsewhere".into(), None)),
-                        Some(true) => {
-                            return self.flush_then(&mut state, progress, JobStatus::Cancelled, CANCELLED).await;
-                        }
-                        Some(false) => continue,
+                _ = heartbeat.tick() => match self.beat().await? {
+                    Beat::Running => continue,
+                    Beat::EndedElsewhere => return Ok(ended_elsewhere()),
+                    Beat::CancelRequested => {
+                        return self.flush_then(&mut state, progress, JobStatus::Cancelled, CANCELLED).await;
                     }
-                }
-                () = &mut idle => {
-                    Some(Input::Broken(format!(
-                        "the client sent no data for {}; the job was ended so that its place is free",
-                        describe_duration(self.settings.idle_timeout)
-                    )))
-                }
-            };
-            let (records, at_end) = match next {
-                Some(Input::Chunk(chunk)) => {
-                    idle.as_mut()
-                        .reset(tokio::time::Instant::now() + self.settings.idle_timeout);
-                    state.bytes_received += chunk.len() as u64;
-                    match reader.push(&chunk) {
-                        Ok(records) => (records, false),
-                        Err(refusal) => return Ok(file_refused(&refusal)),
-                    }
-                }
-                Some(Input::End) => match reader.finish() {
-                    Ok(records) => (records, true),
-                    Err(refusal) => return Ok(file_refused(&refusal)),
                 },
-                Some(Input::Broken(why)) => {
+                () = &mut idle => Some(Input::Broken(format!(
+                    "the client sent no data for {}; the job was ended so that its place is free",
+                    describe_duration(self.settings.idle_timeout)
+                ))),
+            };
+            if matches!(next, Some(Input::Chunk(_))) {
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + self.settings.idle_timeout);
+            }
+            let (records, at_end) = match read_records(&mut reader, &mut state, next) {
+                Ok(read) => read,
+                Err(Read::Refused(stop)) => return Ok(stop),
+                Err(Read::Broken(why)) => {
                     return self
                         .flush_then(&mut state, progress, JobStatus::Interrupted, &why)
                         .await;
                 }
-                None => {
-                    return self
-                        .flush_then(
-                            &mut state,
-                            progress,
-                            JobStatus::Interrupted,
-                            "the client went away",
-                        )
-                        .await;
-                }
             };
-            for record in records {
-                if state.header.is_none() {
-                    state.header = Some(match header_of(record) {
-                        Ok(header) => header,
-                        Err(violations) => return Ok(header_refused(violations)),
-                    });
-                    continue;
-                }
-                if data_rows == self.settings.max_rows {
-                    let message = format!(
-                        "the file has more than {} data rows, the most one job takes; it stopped at line {}, which was not read",
-                        self.settings.max_rows, record.line
-                    );
-                    return self
-                        .flush_then(&mut state, progress, JobStatus::Failed, &message)
-                        .await;
-                }
-                data_rows += 1;
-                state.pending.push(record);
-                if state.pending.len() >= self.settings.batch_rows {
-                    if let Some(stop) = self.flush(&mut state, progress).await? {
-                        return Ok(stop);
-                    }
-                }
+            if let Some(stop) = self.take_records(records, &mut state, progress).await? {
+                return Ok(stop);
             }
             // Decide what arrived as soon as the client pauses, not only when a batch fills.
             if at_end || input.is_empty() {
@@ -378,6 +386,54 @@ impl Job {
                 return Ok(Stop::Ended(JobStatus::Succeeded, String::new(), None));
             }
         }
+    }
+
+    /// Records the job's heartbeat and reads whether it should go on.
+    async fn beat(&self) -> Result<Beat, DomainError> {
+        Ok(
+            match store::imports::heartbeat(&self.pool, self.record.id, self.owner).await? {
+                None => Beat::EndedElsewhere,
+                Some(true) => Beat::CancelRequested,
+                Some(false) => Beat::Running,
+            },
+        )
+    }
+
+    /// Takes the header from the first record and queues the others, writing
+    /// a batch whenever one fills; `Some` when the job must stop.
+    async fn take_records(
+        &self,
+        records: Vec<Record>,
+        state: &mut ReadState,
+        progress: &watch::Sender<Progress>,
+    ) -> Result<Option<Stop>, DomainError> {
+        for record in records {
+            if state.header.is_none() {
+                match header_of(record) {
+                    Ok(header) => state.header = Some(header),
+                    Err(violations) => return Ok(Some(header_refused(violations))),
+                }
+                continue;
+            }
+            if state.data_rows == self.settings.max_rows {
+                let message = format!(
+                    "the file has more than {} data rows, the most one job takes; it stopped at line {}, which was not read",
+                    self.settings.max_rows, record.line
+                );
+                return self
+                    .flush_then(state, progress, JobStatus::Failed, &message)
+                    .await
+                    .map(Some);
+            }
+            state.data_rows += 1;
+            state.pending.push(record);
+            if state.pending.len() >= self.settings.batch_rows {
+                if let Some(stop) = self.flush(state, progress).await? {
+                    return Ok(Some(stop));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Writes what is pending, then ends the job with `status`.
@@ -541,17 +597,11 @@ impl Job {
         bytes_received: u64,
     ) -> Result<Option<Stop>, DomainError> {
         let organization_id = self.caller.organization_id;
-        let job_id = self.record.id;
-        let importing = self.kind == JobKind::Import;
         let mut tx = self.pool.begin().await?;
         let started = std::time::Instant::now();
-        let lock = store::imports::lock_job(&mut tx, job_id, self.owner).await?;
+        let lock = store::imports::lock_job(&mut tx, self.record.id, self.owner).await?;
         if !lock.running {
-            return Ok(Some(Stop::Ended(
-                JobStatus::Interrupted,
-                "the job was ended elsewhere".into(),
-                None,
-            )));
+            return Ok(Some(ended_elsewhere()));
         }
         if lock.cancel_requested {
             return Ok(Some(Stop::Ended(
@@ -563,19 +613,59 @@ impl Job {
         let organization = store::organizations::lock_shared(&mut tx, organization_id)
             .await?
             .ok_or_else(|| DomainError::not_found("organization", organization_id))?;
+        let mut context = self
+            .batch_context(&mut tx, &organization.settings, candidates)
+            .await?;
+        let read = started.elapsed();
+        let decisions = decide_batch(&mut context, candidates.to_vec());
+        drop(context);
+        let decided = started.elapsed();
+        let results = if self.kind == JobKind::Import {
+            let email_unique = !organization.settings.allow_duplicate_emails;
+            self.apply(&mut tx, decisions, email_unique).await?
+        } else {
+            decisions
+                .into_iter()
+                .map(|d| (result_of(&d, self.kind), d.claims))
+                .collect()
+        };
+        let applied = started.elapsed();
+        self.record_results(&mut tx, results, bytes_received)
+            .await?;
+        tx.commit().await?;
+        tracing::debug!(
+            job_id = %self.record.id,
+            rows = candidates.len(),
+            read_ms = read.as_millis() as u64,
+            decide_ms = (decided - read).as_millis() as u64,
+            apply_ms = (applied - decided).as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "import batch written"
+        );
+        Ok(None)
+    }
 
+    /// Reads what the candidates name: the users (with their grants), the
+    /// groups when a row names any, and the keys earlier rows claimed.
+    async fn batch_context<'a>(
+        &'a self,
+        tx: &mut store::Transaction<'_>,
+        settings: &'a Settings,
+        candidates: &[Candidate],
+    ) -> Result<BatchContext<'a>, DomainError> {
+        let organization_id = self.caller.organization_id;
         let keys = Keys::of(candidates);
         let rows = store::users::find_by_keys(
-            &mut tx,
+            tx,
             organization_id,
             &keys.emails,
             &keys.usernames,
             &keys.external_ids,
-            importing,
+            self.kind == JobKind::Import,
         )
         .await?;
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let mut grants = store::groups::grants_of_users(&mut tx, organization_id, &ids).await?;
+        let mut grants = store::groups::grants_of_users(tx, organization_id, &ids).await?;
         let users = Users::new(rows.into_iter().map(|row| StoredUser {
             values: row.values(),
             grants: grants.remove(&row.id).unwrap_or_default(),
@@ -584,7 +674,7 @@ impl Job {
             legacy_status: row.legacy_status,
         }));
         let groups = if keys.any_groups {
-            store::groups::all_named_grants(&mut tx, organization_id)
+            store::groups::all_named_grants(tx, organization_id)
                 .await?
                 .into_iter()
                 .map(|(name, grant)| (name.to_lowercase(), NamedGroup { name, grant }))
@@ -596,7 +686,7 @@ impl Job {
             caller: &self.caller,
             kind: self.kind,
             options: &self.options,
-            settings: &organization.settings,
+            settings,
             option_group_ids: &self.option_group_ids,
             mirror_skipped: &self.mirror_skipped,
             users,
@@ -604,21 +694,19 @@ impl Job {
             claims: Default::default(),
         };
         let claim_keys = context.candidate_keys(candidates);
-        context.claims = store::imports::claims(&mut tx, job_id, &claim_keys).await?;
-        let read = started.elapsed();
-        let decisions = decide_batch(&mut context, candidates.to_vec());
-        let decided = started.elapsed();
-        let email_unique = !organization.settings.allow_duplicate_emails;
-        drop(context);
+        context.claims = store::imports::claims(tx, self.record.id, &claim_keys).await?;
+        Ok(context)
+    }
 
-        let results = if importing {
-            self.apply(&mut tx, decisions, email_unique).await?
-        } else {
-            decisions
-                .into_iter()
-                .map(|d| (result_of(&d, self.kind), d.claims))
-                .collect()
-        };
+    /// Writes the rows' results, the keys the successful rows claim, and the
+    /// job's counts and progress.
+    async fn record_results(
+        &self,
+        tx: &mut store::Transaction<'_>,
+        results: Vec<ResultWithClaims>,
+        bytes_received: u64,
+    ) -> Result<(), DomainError> {
+        let job_id = self.record.id;
         let (mut claim_keys, mut claim_lines) = (Vec::new(), Vec::new());
         for (result, claims) in &results {
             if result.outcome != Outcome::Failed {
@@ -628,63 +716,25 @@ impl Job {
                 }
             }
         }
-        let applied = started.elapsed();
-        store::imports::insert_claims(&mut tx, job_id, &claim_keys, &claim_lines).await?;
+        store::imports::insert_claims(tx, job_id, &claim_keys, &claim_lines).await?;
         let results: Vec<RowResult> = results.into_iter().map(|(result, _)| result).collect();
-        store::imports::insert_rows(&mut tx, job_id, &results).await?;
+        store::imports::insert_rows(tx, job_id, &results).await?;
         let last_line = results.last().map_or(0, |r| r.line);
-        store::imports::add_progress(
-            &mut tx,
-            job_id,
-            &Counts::of(&results),
-            last_line,
-            bytes_received,
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::debug!(
-            job_id = %job_id,
-            rows = candidates.len(),
-            read_ms = read.as_millis() as u64,
-            decide_ms = (decided - read).as_millis() as u64,
-            apply_ms = (applied - decided).as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "import batch written"
-        );
-        Ok(None)
+        store::imports::add_progress(tx, job_id, &Counts::of(&results), last_line, bytes_received)
+            .await?;
+        Ok(())
     }
 
-    /// Writes what the decisions say, in a few statements for the whole batch.
+    /// Writes what the decisions say: the new users first (a concurrent
+    /// import may have created one), then the rest of the batch in one go.
     async fn apply(
         &self,
         tx: &mut store::Transaction<'_>,
         decisions: Vec<Decision>,
         email_unique: bool,
-    ) -> Result<Vec<(RowResult, Vec<String>)>, DomainError> {
+    ) -> Result<Vec<ResultWithClaims>, DomainError> {
         let organization_id = self.caller.organization_id;
-        let actor = self.caller.actor();
-        let audit = |action: &'static str, user_id: Uuid| {
-            AuditRecord::new(organization_id, actor, action, "user", user_id)
-                .with_request_id(&self.request_id)
-        };
-        let new_users: Vec<NewImportedUser<'_>> = decisions
-            .iter()
-            .filter_map(|decision| match &decision.plan {
-                Plan::Create {
-                    user_id,
-                    values,
-                    admin_state,
-                    legacy_status,
-                    ..
-                } => Some(NewImportedUser {
-                    id: *user_id,
-                    values,
-                    admin_state,
-                    legacy_status: *legacy_status,
-                }),
-                _ => None,
-            })
-            .collect();
+        let new_users = batch::new_users(&decisions);
         let inserted: HashSet<Uuid> = if new_users.is_empty() {
             HashSet::new()
         } else {
@@ -694,133 +744,17 @@ impl Job {
                 .collect()
         };
         drop(new_users);
-
-        let (mut member_users, mut member_groups) = (Vec::new(), Vec::new());
-        let mut invited = Vec::new();
-        let mut audits = Vec::new();
-        let mut changes = Vec::new();
-        let mut revoked = Vec::new();
-        let mut new_addresses = Vec::new();
-        let mut deleted = Vec::new();
-        let mut results = Vec::with_capacity(decisions.len());
-        for decision in &decisions {
-            match &decision.plan {
-                Plan::Create {
-                    user_id: id,
-                    values,
-                    group_ids,
-                    ..
-                } => {
-                    if !inserted.contains(id) {
-                        // A concurrent import created this user first (same email
-                        // where emails are unique, else same username).
-                        let failed = RowResult::failed(
-                            decision.line,
-                            decision.action,
-                            decision.email.clone(),
-                            vec![FieldViolation::new(
-                                if email_unique { "email" } else { "username" },
-                                "USER_ALREADY_EXISTS",
-                                "User already exists",
-                            )],
-                        );
-                        results.push((failed, Vec::new()));
-                        continue;
-                    }
-                    for group in group_ids {
-                        member_users.push(*id);
-                        member_groups.push(*group);
-                    }
-                    if self.options.send_invitations {
-                        invited.push(*id);
-                    }
-                    audits.push(audit("user.create", *id).with_details(json!({
-                        "email": values.email,
-                        "username": values.username,
-                        "group_ids": group_ids,
-                        "skipped_group_ids": self.mirror_skipped,
-                        "import_job_id": self.record.id,
-                        "line": decision.line,
-                    })));
-                }
-                Plan::Update {
-                    user_id: id,
-                    before,
-                    after,
-                    status_before,
-                    admin_state,
-                    legacy_status,
-                    add_group_ids,
-                    revoke_tokens,
-                    email_changed,
-                } => {
-                    let status_after = legacy_status.as_deref().unwrap_or(admin_state);
-                    let field_changes =
-                        FieldChanges::between(user_value_pairs(before, after).into_iter().chain([
-                            ("status", json!(status_before), json!(status_after)),
-                            ("groups", json!([]), json!(add_group_ids)),
-                        ]));
-                    changes.push(ImportedUserChange {
-                        id: *id,
-                        values: after,
-                        admin_state,
-                        legacy_status: legacy_status.as_deref(),
-                    });
-                    for group in add_group_ids {
-                        member_users.push(*id);
-                        member_groups.push(*group);
-                    }
-                    if *revoke_tokens {
-                        revoked.push(*id);
-                    }
-                    if *email_changed {
-                        new_addresses.push(*id);
-                    }
-                    audits.push(audit("user.update", *id).with_field_changes(field_changes));
-                }
-                Plan::Delete {
-                    user_id: id,
-                    values,
-                } => {
-                    deleted.push(*id);
-                    audits.push(audit("user.delete", *id).with_details(json!({
-                        "email": values.email,
-                        "username": values.username,
-                        "import_job_id": self.record.id,
-                        "line": decision.line,
-                    })));
-                }
-                Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } => {}
-            }
-            results.push((result_of(decision, self.kind), decision.claims.clone()));
-        }
-        if !changes.is_empty() {
-            store::users::update_many(tx, organization_id, &changes).await?;
-        }
-        if !member_users.is_empty() {
-            store::groups::add_many_memberships(tx, organization_id, &member_users, &member_groups)
-                .await?;
-        }
-        if !invited.is_empty() {
-            store::outbox::enqueue_invitations(tx, organization_id, &invited).await?;
-        }
-        if !revoked.is_empty() {
-            store::access_tokens::revoke_all_for_users(tx, organization_id, &revoked).await?;
-        }
-        if !new_addresses.is_empty() {
-            // Links were sent to the old address.
-            store::onboarding_tokens::revoke(
-                tx,
-                organization_id,
-                &new_addresses,
-                &store::onboarding_tokens::ALL_PURPOSES,
-            )
-            .await?;
-        }
-        if !deleted.is_empty() {
-            store::users::delete_many(tx, organization_id, &deleted).await?;
-        }
-        store::audit::record_many(tx, &audits).await?;
+        let author = BatchAuthor {
+            organization_id,
+            actor: self.caller.actor(),
+            request_id: &self.request_id,
+            job_id: self.record.id,
+            send_invitations: self.options.send_invitations,
+            mirror_skipped: &self.mirror_skipped,
+            email_unique,
+        };
+        let (batch, results) = ImportBatch::of(&decisions, &inserted, &author);
+        store::imports::write_batch(tx, organization_id, &batch).await?;
         Ok(results)
     }
 }
@@ -861,60 +795,18 @@ fn record_problem(header: &Header, problem: &RecordProblem) -> FieldViolation {
     )
 }
 
-/// A statement the database refused because of the values it was given: a
-/// data exception (SQLSTATE class 22: a value too long, out of range, not
-/// valid for its type) or an integrity constraint violation (class 23). The
-/// batch is then redone a row at a time, so only the row at fault fails. Any
-/// other database error (a server shutting down, a cancelled query, a
-/// read-only server after a failover, a lost connection) is no row's fault
-/// and ends the job.
+/// One row's values broke a statement (see `DbErrorKind::BadValue`): the
+/// batch is redone a row at a time, so only the row at fault fails. Any other
+/// database error is no row's fault and ends the job.
 fn is_statement_error(error: &DomainError) -> bool {
-    let DomainError::Internal(error) = error else {
-        return false;
-    };
-    error
-        .downcast_ref::<sqlx::Error>()
-        .and_then(|e| e.as_database_error())
-        .and_then(|e| e.code())
-        .is_some_and(|code| is_row_fault(&code))
-}
-
-/// Whether a SQLSTATE names an error in the values of a statement.
-fn is_row_fault(sqlstate: &str) -> bool {
-    sqlstate.starts_with("22") || sqlstate.starts_with("23")
+    store::error::classify_domain_error(error) == DbErrorKind::BadValue
 }
 
 /// Errors a batch may meet because of concurrent changes; the batch is then
 /// redone a row at a time.
 fn is_contention(error: &DomainError) -> bool {
-    match error {
-        DomainError::AlreadyExists { .. } => true,
-        DomainError::Internal(error) => error
-            .downcast_ref::<sqlx::Error>()
-            .and_then(|e| e.as_database_error())
-            .and_then(|e| e.code())
-            .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "23505")),
-        _ => false,
-    }
-}
-
-fn result_of(decision: &Decision, kind: JobKind) -> RowResult {
-    RowResult {
-        line: decision.line,
-        action: decision.action,
-        email: decision.email.clone(),
-        outcome: decision.plan.outcome(kind),
-        // A reviewed new user has no id yet.
-        user_id: match (&decision.plan, kind) {
-            (Plan::Create { .. }, JobKind::Validate) => None,
-            (plan, _) => plan.user_id(),
-        },
-        errors: match &decision.plan {
-            Plan::Failed(errors) => errors.clone(),
-            _ => Vec::new(),
-        },
-        warnings: decision.warnings.clone(),
-    }
+    matches!(error, DomainError::AlreadyExists { .. })
+        || store::error::classify_domain_error(error) == DbErrorKind::Contention
 }
 
 /// The values a batch's rows name, to read the users they mean.
@@ -945,62 +837,6 @@ impl Keys {
             keys.external_ids.extend(external_id.map(str::to_owned));
         }
         keys
-    }
-}
-
-/// What the follower of a job streams to the client.
-#[derive(Debug)]
-pub enum Event {
-    Row(RowResult),
-    Summary(ImportJob),
-    Error(EndError),
-}
-
-/// Streams a job's row results in file order as they are written, then its
-/// summary. Returns false when the client stopped reading (the job is then
-/// told to stop).
-pub async fn follow(
-    pool: PgPool,
-    organization_id: Uuid,
-    job_id: Uuid,
-    mut progress: watch::Receiver<Progress>,
-    out: mpsc::Sender<Event>,
-) -> bool {
-    let mut sent = 0u64;
-    loop {
-        let snapshot = progress.borrow_and_update().clone();
-        while sent < snapshot.last_line {
-            let rows = match store::imports::rows_after(&pool, job_id, sent, false, 500).await {
-                Ok(rows) => rows,
-                Err(error) => {
-                    tracing::error!(job_id = %job_id, error = ?error, "cannot read import results");
-                    return out.send(Event::Error(EndError::Internal)).await.is_ok();
-                }
-            };
-            let Some(last) = rows.last() else { break };
-            sent = last.line;
-            for row in rows {
-                if out.send(Event::Row(row)).await.is_err() {
-                    return false;
-                }
-            }
-        }
-        if let Some(ended) = snapshot.ended {
-            let event = match ended {
-                Some(error) => Event::Error(error),
-                None => match store::imports::find_job(&pool, organization_id, job_id).await {
-                    Ok(Some(job)) => Event::Summary(job),
-                    _ => Event::Error(EndError::Internal),
-                },
-            };
-            return out.send(event).await.is_ok();
-        }
-        if progress.changed().await.is_err() {
-            // The job dropped its end of the channel without ending: read what is there.
-            if progress.borrow().ended.is_none() {
-                return out.send(Event::Error(EndError::Internal)).await.is_ok();
-            }
-        }
     }
 }
 
@@ -1137,77 +973,5 @@ impl Jobs {
             job = self.get(organization_id, id).await?;
         }
         Ok(job)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::borrow::Cow;
-
-    use super::*;
-
-    /// A database error with a SQLSTATE, as PostgreSQL reports one.
-    #[derive(Debug)]
-    struct Refusal(&'static str);
-
-    impl std::fmt::Display for Refusal {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "SQLSTATE {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Refusal {}
-
-    impl sqlx::error::DatabaseError for Refusal {
-        fn message(&self) -> &str {
-            "refused"
-        }
-        fn code(&self) -> Option<Cow<'_, str>> {
-            Some(Cow::Borrowed(self.0))
-        }
-        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> sqlx::error::ErrorKind {
-            sqlx::error::ErrorKind::Other
-        }
-    }
-
-    fn database_error(sqlstate: &'static str) -> DomainError {
-        DomainError::from(sqlx::Error::Database(Box::new(Refusal(sqlstate))))
-    }
-
-    #[test]
-    fn only_data_and_constraint_errors_are_blamed_on_rows() {
-        for sqlstate in [
-            "22001", "22003", "22P02", "22021", "23502", "23503", "23514",
-        ] {
-            assert!(
-                is_statement_error(&database_error(sqlstate)),
-                "{sqlstate} is a row's fault"
-            );
-        }
-        // A failover, a shutdown, a cancel, a lost connection, a trigger's
-        // exception: none is the row's fault, the job ends instead.
-        for sqlstate in [
-            "57P01", "57014", "25006", "08006", "40P01", "53300", "P0001", "XX000",
-        ] {
-            assert!(
-                !is_statement_error(&database_error(sqlstate)),
-                "{sqlstate} is not a row's fault"
-            );
-        }
-        assert!(!is_statement_error(&DomainError::from(
-            sqlx::Error::PoolTimedOut
-        )));
-        assert!(!is_statement_error(&DomainError::Internal(
-            anyhow::anyhow!("other")
-        )));
     }
 }

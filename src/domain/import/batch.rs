@@ -1,0 +1,334 @@
+//! The writes of one import batch as column vectors, built by pure code from
+//! the decided rows, so that the store writes each kind in one statement.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    decide::{Decision, Plan},
+    job::{JobKind, RowResult},
+};
+use crate::{
+    domain::{
+        audit::{AuditRecord, FieldChanges},
+        caller::Actor,
+        user::user_value_pairs,
+        FieldViolation,
+    },
+    store::users::{ImportedUserChange, NewImportedUser},
+};
+
+/// Who writes a batch, in which job, and what the job's options add.
+pub struct BatchAuthor<'a> {
+    pub organization_id: Uuid,
+    pub actor: Actor,
+    pub request_id: &'a str,
+    pub job_id: Uuid,
+    pub send_invitations: bool,
+    /// The mirrored user's groups the caller does not cover.
+    pub mirror_skipped: &'a [Uuid],
+    /// Where emails are unique, a lost race for a new user is on its email.
+    pub email_unique: bool,
+}
+
+impl BatchAuthor<'_> {
+    fn audit(&self, action: &'static str, user_id: Uuid) -> AuditRecord {
+        AuditRecord::new(self.organization_id, self.actor, action, "user", user_id)
+            .with_request_id(self.request_id)
+    }
+}
+
+/// Every write of a batch after its new users are inserted.
+#[derive(Default)]
+pub struct ImportBatch<'a> {
+    pub changes: Vec<ImportedUserChange<'a>>,
+    /// Memberships to add, as pairs: `member_users[i]` joins `member_groups[i]`.
+    pub member_users: Vec<Uuid>,
+    pub member_groups: Vec<Uuid>,
+    pub invited: Vec<Uuid>,
+    /// Users whose access tokens are revoked.
+    pub tokens_revoked: Vec<Uuid>,
+    /// Users whose email changed: links sent to the old address stop working.
+    pub new_addresses: Vec<Uuid>,
+    pub deleted: Vec<Uuid>,
+    pub audits: Vec<AuditRecord>,
+}
+
+/// A row's result and the keys it claims.
+pub type ResultWithClaims = (RowResult, Vec<String>);
+
+/// The users the decisions create, inserted first: which of them are
+/// inserted decides the rest of the batch.
+pub fn new_users(decisions: &[Decision]) -> Vec<NewImportedUser<'_>> {
+    decisions
+        .iter()
+        .filter_map(|decision| match &decision.plan {
+            Plan::Create {
+                user_id,
+                values,
+                admin_state,
+                legacy_status,
+                ..
+            } => Some(NewImportedUser {
+                id: *user_id,
+                values,
+                admin_state,
+                legacy_status: *legacy_status,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+impl<'a> ImportBatch<'a> {
+    /// The writes of `decisions` and each row's result. A new user missing
+    /// from `inserted` was created first by a concurrent import: its row fails.
+    pub fn of(
+        decisions: &'a [Decision],
+        inserted: &HashSet<Uuid>,
+        author: &BatchAuthor<'_>,
+    ) -> (Self, Vec<ResultWithClaims>) {
+        let mut batch = Self::default();
+        let mut results = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            if let Plan::Create { user_id, .. } = &decision.plan {
+                if !inserted.contains(user_id) {
+                    results.push((lost_race(decision, author.email_unique), Vec::new()));
+                    continue;
+                }
+            }
+            batch.add(decision, author);
+            results.push((
+                result_of(decision, JobKind::Import),
+                decision.claims.clone(),
+            ));
+        }
+        (batch, results)
+    }
+
+    fn add(&mut self, decision: &'a Decision, author: &BatchAuthor<'_>) {
+        let line = decision.line;
+        match &decision.plan {
+            Plan::Create {
+                user_id: id,
+                values,
+                group_ids,
+                ..
+            } => {
+                self.add_memberships(*id, group_ids);
+                if author.send_invitations {
+                    self.invited.push(*id);
+                }
+                self.audits
+                    .push(author.audit("user.create", *id).with_details(json!({
+                        "email": values.email,
+                        "username": values.username,
+                        "group_ids": group_ids,
+                        "skipped_group_ids": author.mirror_skipped,
+                        "import_job_id": author.job_id,
+                        "line": line,
+                    })));
+            }
+            Plan::Update {
+                user_id: id,
+                before,
+                after,
+                status_before,
+                admin_state,
+                legacy_status,
+                add_group_ids,
+                revoke_tokens,
+                email_changed,
+            } => {
+                self.changes.push(ImportedUserChange {
+                    id: *id,
+                    values: after,
+                    admin_state,
+                    legacy_status: legacy_status.as_deref(),
+                });
+                self.add_memberships(*id, add_group_ids);
+                if *revoke_tokens {
+                    self.tokens_revoked.push(*id);
+                }
+                if *email_changed {
+                    self.new_addresses.push(*id);
+                }
+                let status_after = legacy_status.as_deref().unwrap_or(admin_state);
+                let changes =
+                    FieldChanges::between(user_value_pairs(before, after).into_iter().chain([
+                        ("status", json!(status_before), json!(status_after)),
+                        ("groups", json!([]), json!(add_group_ids)),
+                    ]));
+                self.audits
+                    .push(author.audit("user.update", *id).with_field_changes(changes));
+            }
+            Plan::Delete {
+                user_id: id,
+                values,
+            } => {
+                self.deleted.push(*id);
+                self.audits
+                    .push(author.audit("user.delete", *id).with_details(json!({
+                        "email": values.email,
+                        "username": values.username,
+                        "import_job_id": author.job_id,
+                        "line": line,
+                    })));
+            }
+            Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } => {}
+        }
+    }
+
+    fn add_memberships(&mut self, user_id: Uuid, group_ids: &[Uuid]) {
+        for group in group_ids {
+            self.member_users.push(user_id);
+            self.member_groups.push(*group);
+        }
+    }
+}
+
+/// The row of a new user a concurrent import created first (same email where
+/// emails are unique, else same username).
+fn lost_race(decision: &Decision, email_unique: bool) -> RowResult {
+    RowResult::failed(
+        decision.line,
+        decision.action,
+        decision.email.clone(),
+        vec![FieldViolation::new(
+            if email_unique { "email" } else { "username" },
+            "USER_ALREADY_EXISTS",
+            "User already exists",
+        )],
+    )
+}
+
+/// The result a decision gives its row.
+pub fn result_of(decision: &Decision, kind: JobKind) -> RowResult {
+    RowResult {
+        line: decision.line,
+        action: decision.action,
+        email: decision.email.clone(),
+        outcome: decision.plan.outcome(kind),
+        // A reviewed new user has no id yet.
+        user_id: match (&decision.plan, kind) {
+            (Plan::Create { .. }, JobKind::Validate) => None,
+            (plan, _) => plan.user_id(),
+        },
+        errors: match &decision.plan {
+            Plan::Failed(errors) => errors.clone(),
+            _ => Vec::new(),
+        },
+        warnings: decision.warnings.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        import::{job::Outcome, row::Action},
+        user::{UserInput, UserValues},
+    };
+
+    fn values(username: &str) -> UserValues {
+        let input = UserInput {
+            first_name: "Ana".into(),
+            last_name: "Silva".into(),
+            email: format!("{username}@acme.com"),
+            username: username.into(),
+            ..UserInput::default()
+        };
+        UserValues::parse(&input, "").expect("valid values")
+    }
+
+    fn decision(line: u64, plan: Plan) -> Decision {
+        Decision {
+            line,
+            action: Some(Action::Add),
+            email: String::new(),
+            plan,
+            warnings: Vec::new(),
+            claims: vec![format!("key of line {line}")],
+        }
+    }
+
+    fn create(user_id: Uuid, username: &str, group_ids: Vec<Uuid>) -> Plan {
+        Plan::Create {
+            user_id,
+            values: values(username),
+            admin_state: "ACTIVE",
+            legacy_status: None,
+            group_ids,
+        }
+    }
+
+    #[test]
+    fn each_kind_of_write_is_one_column_and_a_new_user_lost_to_a_race_fails_its_row() {
+        let [created, lost, updated, deleted, unchanged, group] = [(); 6].map(|()| Uuid::now_v7());
+        let decisions = [
+            decision(2, create(created, "ana", vec![group])),
+            decision(3, create(lost, "bia", vec![group])),
+            decision(
+                4,
+                Plan::Update {
+                    user_id: updated,
+                    before: values("caio"),
+                    after: values("caio.new"),
+                    status_before: "ACTIVE".into(),
+                    admin_state: "INACTIVE".into(),
+                    legacy_status: None,
+                    add_group_ids: vec![group],
+                    revoke_tokens: true,
+                    email_changed: true,
+                },
+            ),
+            decision(
+                5,
+                Plan::Delete {
+                    user_id: deleted,
+                    values: values("duda"),
+                },
+            ),
+            decision(6, Plan::Unchanged { user_id: unchanged }),
+        ];
+        let author = BatchAuthor {
+            organization_id: Uuid::now_v7(),
+            actor: Actor::Operator,
+            request_id: "request",
+            job_id: Uuid::now_v7(),
+            send_invitations: true,
+            mirror_skipped: &[],
+            email_unique: true,
+        };
+
+        let (batch, results) = ImportBatch::of(&decisions, &HashSet::from([created]), &author);
+
+        let changed: Vec<Uuid> = batch.changes.iter().map(|change| change.id).collect();
+        assert_eq!(changed, [updated]);
+        assert_eq!(batch.member_users, [created, updated]);
+        assert_eq!(batch.member_groups, [group, group]);
+        assert_eq!(batch.invited, [created]);
+        assert_eq!(batch.tokens_revoked, [updated]);
+        assert_eq!(batch.new_addresses, [updated]);
+        assert_eq!(batch.deleted, [deleted]);
+        let audited: Vec<_> = batch.audits.iter().map(|a| a.action).collect();
+        assert_eq!(audited, ["user.create", "user.update", "user.delete"]);
+        let outcomes: Vec<_> = results.iter().map(|(result, _)| result.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Created,
+                Outcome::Failed,
+                Outcome::Updated,
+                Outcome::Deleted,
+                Outcome::Unchanged
+            ]
+        );
+        let (lost_row, lost_claims) = &results[1];
+        assert_eq!(lost_row.errors[0].field, "email");
+        assert_eq!(lost_row.errors[0].code, "USER_ALREADY_EXISTS");
+        assert!(lost_claims.is_empty(), "a failed row claims nothing");
+    }
+}

@@ -1,0 +1,122 @@
+//! What a database error means for the caller: the SQLSTATE codes of
+//! PostgreSQL are read here and nowhere else.
+
+use crate::domain::DomainError;
+
+/// The kinds of database errors a caller acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// A concurrent change collided with the statement: a deadlock (40P01),
+    /// a serialization failure (40001) or a unique violation (23505) from a
+    /// row written meanwhile. Redoing the work may succeed.
+    Contention,
+    /// The statement was refused because of the values it was given: a data
+    /// exception (class 22: too long, out of range, not valid for its type)
+    /// or another integrity constraint violation (class 23).
+    BadValue,
+    /// Anything else (a shutdown, a cancelled query, a read-only server after
+    /// a failover, a lost connection): no value's fault.
+    Other,
+}
+
+/// Classifies a database error by its SQLSTATE.
+pub fn classify(error: &sqlx::Error) -> DbErrorKind {
+    let Some(code) = error.as_database_error().and_then(|e| e.code()) else {
+        return DbErrorKind::Other;
+    };
+    match code.as_ref() {
+        "40P01" | "40001" | "23505" => DbErrorKind::Contention,
+        code if code.starts_with("22") || code.starts_with("23") => DbErrorKind::BadValue,
+        _ => DbErrorKind::Other,
+    }
+}
+
+/// Classifies the database error inside an internal domain error; any other
+/// domain error is `Other`.
+pub fn classify_domain_error(error: &DomainError) -> DbErrorKind {
+    match error {
+        DomainError::Internal(error) => error
+            .downcast_ref::<sqlx::Error>()
+            .map_or(DbErrorKind::Other, classify),
+        _ => DbErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A database error with a SQLSTATE, as PostgreSQL reports one.
+    #[derive(Debug)]
+    struct Refusal(&'static str);
+
+    impl std::fmt::Display for Refusal {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Refusal {}
+
+    impl sqlx::error::DatabaseError for Refusal {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn database_error(sqlstate: &'static str) -> DomainError {
+        DomainError::from(sqlx::Error::Database(Box::new(Refusal(sqlstate))))
+    }
+
+    #[test]
+    fn sqlstates_are_classified_by_what_the_caller_does_next() {
+        let table = [
+            // Concurrent changes: redo the work.
+            (&["40P01", "40001", "23505"][..], DbErrorKind::Contention),
+            // The values of a statement: the row at fault fails.
+            (
+                &[
+                    "22001", "22003", "22P02", "22021", "23502", "23503", "23514",
+                ],
+                DbErrorKind::BadValue,
+            ),
+            // A failover, a shutdown, a cancel, a lost connection, a
+            // trigger's exception: no value's fault.
+            (
+                &[
+                    "57P01", "57014", "25006", "08006", "53300", "P0001", "XX000",
+                ],
+                DbErrorKind::Other,
+            ),
+        ];
+        for (sqlstates, kind) in table {
+            for &sqlstate in sqlstates {
+                let error = database_error(sqlstate);
+                assert_eq!(classify_domain_error(&error), kind, "{sqlstate}");
+            }
+        }
+        for error in [
+            DomainError::from(sqlx::Error::PoolTimedOut),
+            DomainError::Internal(anyhow::anyhow!("other")),
+        ] {
+            assert_eq!(classify_domain_error(&error), DbErrorKind::Other);
+        }
+    }
+}
