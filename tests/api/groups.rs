@@ -173,6 +173,46 @@ enum Call {
     },
 }
 
+impl Call {
+    fn give(group: &str) -> Self {
+        Self::Give {
+            group: group.to_owned(),
+        }
+    }
+
+    fn set_status(user: &str, status: proto::UserStatus) -> Self {
+        Self::SetStatus {
+            user: user.to_owned(),
+            status,
+        }
+    }
+
+    fn delete_user(user: &str) -> Self {
+        Self::DeleteUser {
+            user: user.to_owned(),
+        }
+    }
+
+    fn create_group_on(unit: &str) -> Self {
+        Self::CreateGroup {
+            units: vec![unit.to_owned()],
+        }
+    }
+
+    fn move_group(group: &str, unit: &str) -> Self {
+        Self::MoveGroup {
+            group: group.to_owned(),
+            units: vec![unit.to_owned()],
+        }
+    }
+
+    fn delete_group(group: &str) -> Self {
+        Self::DeleteGroup {
+            group: group.to_owned(),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Expect {
     Allowed,
@@ -297,6 +337,13 @@ async fn make(
     }
 }
 
+/// A signed-in holder of `groups`, labelled for the table's rows.
+async fn caller(app: &TestApp, label: &'static str, groups: &[&str]) -> (&'static str, Bearer) {
+    let local: String = label.chars().filter(char::is_ascii_alphanumeric).collect();
+    let email = format!("{local}@acme.test");
+    (label, holder(app, &email, groups).await.1)
+}
+
 /// A user (not signed in) holding `group`; returns their id.
 async fn member(app: &TestApp, email: &str, group: &str) -> String {
     let user = app.create_user("Member", "User", email).await;
@@ -355,85 +402,49 @@ async fn the_who_may_do_what_table_of_the_spec() {
     let south_night = group(&app, "South cashiers (night)", cashier, Units, &[south]).await;
 
     let key = ("API key ADMIN", app.as_admin());
-    let org_admin = (
-        "Admin/ALL_UNITS",
-        holder(&app, "org.admin@acme.test", &[&admin_all]).await.1,
-    );
-    let unit_admin = (
+    let org_admin = caller(&app, "Admin/ALL_UNITS", &[&admin_all]).await;
+    let unit_admin = caller(
+        &app,
         "Admin/{South}+Cashier/{South}",
-        holder(
-            &app,
-            "south.admin@acme.test",
-            &[&admin_south, &cashier_south],
-        )
-        .await
-        .1,
-    );
-    let union_admin = (
+        &[&admin_south, &cashier_south],
+    )
+    .await;
+    let union_admin = caller(
+        &app,
         "Admin/{South}+Cashier/{South}+Cashier/{West}",
-        holder(
-            &app,
-            "union.admin@acme.test",
-            &[&admin_south, &cashier_south, &cashier_west],
-        )
-        .await
-        .1,
-    );
-    let only_admin_south = (
-        "Admin/{South}",
-        holder(&app, "only.admin@acme.test", &[&admin_south])
-            .await
-            .1,
-    );
+        &[&admin_south, &cashier_south, &cashier_west],
+    )
+    .await;
+    let only_admin_south = caller(&app, "Admin/{South}", &[&admin_south]).await;
     let west_cashier = member(&app, "west.cashier@acme.test", &cashier_west).await;
     let south_cashier = member(&app, "south.cashier@acme.test", &cashier_south).await;
 
-    let give = |group: &str| Call::Give {
-        group: group.to_owned(),
-    };
-    let naming = |group: &str| Expect::DeniedNaming(group.to_owned());
-    let set_status = |user: &str, status| Call::SetStatus {
-        user: user.to_owned(),
-        status,
-    };
-    let delete_user = |user: &str| Call::DeleteUser {
-        user: user.to_owned(),
-    };
-    let create_group_on = |unit: &str| Call::CreateGroup {
-        units: vec![unit.to_owned()],
-    };
-    let move_group = |group: &str, unit: &str| Call::MoveGroup {
-        group: group.to_owned(),
-        units: vec![unit.to_owned()],
-    };
-    let delete_group = |group: &str| Call::DeleteGroup {
-        group: group.to_owned(),
-    };
     use proto::UserStatus::{Inactive, OnVacation};
     use Call::{CreateAdminKey, CreateProfile, CreateUnit};
     use Expect::{Allowed, Denied};
+    let naming = |group: &str| Expect::DeniedNaming(group.to_owned());
     // One row a line: the table reads as the spec's.
     #[rustfmt::skip]
     let rows = vec![
-        row("an ADMIN key gives any group", &key, give(&cashier_all), Allowed),
-        row("an org admin gives Cashier on South", &org_admin, give(&cashier_south), Allowed),
-        row("a unit admin gives Cashier on their unit", &unit_admin, give(&cashier_south), Allowed),
-        row("a unit admin gives Cashier on another unit", &unit_admin, give(&cashier_west), naming(&cashier_west)),
-        row("a union of groups covers South and West", &union_admin, give(&cashier_both), Allowed),
-        row("a unit admin gives Cashier NO_UNIT", &unit_admin, give(&cashier_no_unit), Allowed),
-        row("a unit admin gives Cashier ALL_UNITS", &unit_admin, give(&cashier_all), naming(&cashier_all)),
-        row("a unit admin gives a peer Admin on South", &only_admin_south, give(&admin_south), Allowed),
-        row("a unit admin gives Admin ALL_UNITS", &only_admin_south, give(&admin_all), naming(&admin_all)),
-        row("deactivate a holder of an uncovered group", &only_admin_south, set_status(&west_cashier, Inactive), Denied),
-        row("delete a holder of an uncovered group", &only_admin_south, delete_user(&west_cashier), Denied),
-        row("act on a user whose groups are covered", &unit_admin, set_status(&south_cashier, OnVacation), Allowed),
+        row("an ADMIN key gives any group", &key, Call::give(&cashier_all), Allowed),
+        row("an org admin gives Cashier on South", &org_admin, Call::give(&cashier_south), Allowed),
+        row("a unit admin gives Cashier on their unit", &unit_admin, Call::give(&cashier_south), Allowed),
+        row("a unit admin gives Cashier on another unit", &unit_admin, Call::give(&cashier_west), naming(&cashier_west)),
+        row("a union of groups covers South and West", &union_admin, Call::give(&cashier_both), Allowed),
+        row("a unit admin gives Cashier NO_UNIT", &unit_admin, Call::give(&cashier_no_unit), Allowed),
+        row("a unit admin gives Cashier ALL_UNITS", &unit_admin, Call::give(&cashier_all), naming(&cashier_all)),
+        row("a unit admin gives a peer Admin on South", &only_admin_south, Call::give(&admin_south), Allowed),
+        row("a unit admin gives Admin ALL_UNITS", &only_admin_south, Call::give(&admin_all), naming(&admin_all)),
+        row("deactivate a holder of an uncovered group", &only_admin_south, Call::set_status(&west_cashier, Inactive), Denied),
+        row("delete a holder of an uncovered group", &only_admin_south, Call::delete_user(&west_cashier), Denied),
+        row("act on a user whose groups are covered", &unit_admin, Call::set_status(&south_cashier, OnVacation), Allowed),
         row("profiles are for org admins", &only_admin_south, CreateProfile, Denied),
         row("units are for org admins", &only_admin_south, CreateUnit, Denied),
         row("keys are for org admins", &only_admin_south, CreateAdminKey, Denied),
         row("Admin on all units is an org admin", &org_admin, CreateUnit, Allowed),
-        row("a unit admin creates a group on their unit", &unit_admin, create_group_on(south), Allowed),
-        row("a group not covered after the change", &unit_admin, move_group(&south_night, west), Denied),
-        row("a group not covered before the change", &unit_admin, delete_group(&cashier_west), Denied),
+        row("a unit admin creates a group on their unit", &unit_admin, Call::create_group_on(south), Allowed),
+        row("a group not covered after the change", &unit_admin, Call::move_group(&south_night, west), Denied),
+        row("a group not covered before the change", &unit_admin, Call::delete_group(&cashier_west), Denied),
     ];
     let names = [
         (south, "South"),
