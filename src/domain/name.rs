@@ -160,4 +160,15 @@ mod tests {
             assert!(DisplayName::parse(name, "name").is_ok(), "{name:?}");
         }
     }
+
+    #[test]
+    fn refuses_right_to_left_isolates_and_marks() {
+        for spoof in ["\u{2067}Cashier\u{2069}", "South\u{200F}"] {
+            assert_eq!(
+                DisplayName::parse(spoof, "unit.name").unwrap_err().code,
+                "INVISIBLE_CHARACTER",
+                "{spoof:?}"
+            );
+        }
+    }
 }

@@ -417,4 +417,51 @@ mod tests {
         assert_eq!(fold("São João ÁLVARES Zoë"), "sao joao alvares zoe");
         assert_eq!(fold("Ñandú"), "nandu");
     }
+
+    #[test]
+    fn person_names_refuse_what_would_display_as_other_text() {
+        for spoofed in [
+            "Ana\u{202E}avliS",    // right-to-left override
+            "\u{2067}Ana\u{2069}", // right-to-left isolate
+            "Ana\u{200F}",         // right-to-left mark
+            "Ana\u{061C}",         // Arabic letter mark
+            "Ana\u{2028}Admin",    // line separator
+            "Ana\u{2029}Admin",    // paragraph separator
+            "An\u{200B}a",         // zero-width space (a format character)
+            "Ana\u{200D}",         // a joiner outside a word
+        ] {
+            assert_eq!(
+                PersonName::parse(spoofed, "user.last_name")
+                    .unwrap_err()
+                    .code,
+                "INVISIBLE_CHARACTER",
+                "{spoofed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn person_names_keep_the_joiners_real_scripts_need_inside_a_word() {
+        for name in [
+            "\u{645}\u{6CC}\u{200C}\u{62E}\u{648}\u{627}\u{647}", // Persian
+            "\u{915}\u{94D}\u{200D}\u{937}",                      // Devanagari
+        ] {
+            assert_eq!(PersonName::parse(name, "f").unwrap().as_str(), name);
+        }
+    }
+
+    #[test]
+    fn emails_refuse_a_trailing_dot_and_invisible_characters_in_the_domain() {
+        for bad in [
+            "ana@acme.test.",
+            "ana@acme\u{AD}.test",
+            "ana@acme.test\u{200B}",
+        ] {
+            assert_eq!(
+                Email::parse(bad, "user.email").unwrap_err().field,
+                "user.email",
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -11,8 +11,9 @@ use tonic::Code;
 
 use crate::{
     groups,
-    helpers::{deliver_to, eventually, Bearer, Email, SmtpSink, TestApp},
+    helpers::{eventually, Bearer, Email, TestApp},
     onboarding::login,
+    smtp::{deliver_to, SmtpSink},
 };
 
 #[derive(Debug, serde::Deserialize)]

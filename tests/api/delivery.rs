@@ -1,13 +1,17 @@
 //! The outbox's delivery worker against a real SMTP server (aiosmtpd):
 //! nothing is lost while the server is down, several replicas send each
-//! message exactly once, and a worker that dies mid-batch loses nothing.
+//! message exactly once, a worker that dies mid-batch loses nothing, and
+//! only a refusal of the recipient for good fails a message at once.
 
 use std::collections::HashSet;
 
 use roster::store;
 use uuid::Uuid;
 
-use crate::helpers::{deliver_to, eventually, SmtpSink, TestApp};
+use crate::{
+    helpers::{eventually, TestApp},
+    smtp::{deliver_to, RefusingSmtp, SmtpSink},
+};
 
 /// `count` not-onboarded users, each with an invitation queued, written
 /// directly so that the test measures delivery, not creation.
@@ -134,4 +138,76 @@ async fn a_worker_that_dies_mid_batch_loses_nothing() {
         outbox_count(&app, "status = 'SENT' and attempts = 2").await,
         10
     );
+}
+
+/// The outbox row of the one message to `email`: status, attempts, last error.
+async fn outbox_of(app: &TestApp, email: &str) -> (String, i32, Option<String>) {
+    sqlx::query_as(
+        "select o.status, o.attempts, o.last_error from outbox o \
+         join users u on u.organization_id = o.organization_id and u.id = o.user_id \
+         where u.email = $1",
+    )
+    .bind(email)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_recipient_the_mail_server_refuses_for_good_fails_at_once_and_a_busy_one_is_retried() {
+    let smtp = RefusingSmtp::start().await;
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let app = TestApp::spawn_with(|settings| deliver_to(settings, &url)).await;
+    for email in [
+        "refused@acme.test",
+        "busy@acme.test",
+        "denied@acme.test",
+        "ok@acme.test",
+    ] {
+        app.create_user("Mail", "Test", email).await;
+    }
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let busy = outbox_of(&app, "busy@acme.test").await;
+        let denied = outbox_of(&app, "denied@acme.test").await;
+        let ok = outbox_of(&app, "ok@acme.test").await;
+        if busy.1 >= 2 && denied.1 >= 2 && ok.0 == "SENT" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "busy {busy:?}, denied {denied:?}, ok {ok:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, attempts, last_error) = outbox_of(&app, "refused@acme.test").await;
+    assert_eq!((status.as_str(), attempts), ("FAILED", 1));
+    assert!(last_error.unwrap_or_default().contains("550"));
+    assert_eq!(outbox_of(&app, "busy@acme.test").await.0, "PENDING");
+    // A relay refusal is the server's configuration, not the recipient's.
+    assert_eq!(outbox_of(&app, "denied@acme.test").await.0, "PENDING");
+}
+
+#[tokio::test]
+async fn a_mail_server_wanting_credentials_gets_the_message_again_not_a_failed_row() {
+    let smtp = RefusingSmtp::start_with("Misconfigured").await;
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let app = TestApp::spawn_with(|settings| deliver_to(settings, &url)).await;
+    app.create_user("Mail", "Test", "ana@acme.test").await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, attempts, last_error) = outbox_of(&app, "ana@acme.test").await;
+        assert_eq!(
+            status, "PENDING",
+            "a 530 must not fail the message for good"
+        );
+        if attempts >= 2 {
+            assert!(last_error.unwrap_or_default().contains("530"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "attempts {attempts}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -143,209 +143,149 @@ pub async fn holder(app: &TestApp, email: &str, groups: &[&str]) -> (proto::User
     (user, bearer)
 }
 
-#[tokio::test]
-async fn the_who_may_do_what_table_of_the_spec() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let (south, west) = (o.south.as_str(), o.west.as_str());
-    let admin_all = group(&app, "Admins", &o.admin_profile, UnitScope::AllUnits, &[]).await;
-    let admin_south = group(
-        &app,
-        "Admin South",
-        &o.admin_profile,
-        UnitScope::Units,
-        &[south],
-    )
-    .await;
-    let cashier_south = group(
-        &app,
-        "Cashier South",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[south],
-    )
-    .await;
-    let cashier_west = group(
-        &app,
-        "Cashier West",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[west],
-    )
-    .await;
-    let cashier_both = group(
-        &app,
-        "Cashier South West",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[south, west],
-    )
-    .await;
-    let cashier_no_unit = group(&app, "Cashier", &o.cashier_profile, UnitScope::NoUnit, &[]).await;
-    let cashier_all = group(
-        &app,
-        "Cashier everywhere",
-        &o.cashier_profile,
-        UnitScope::AllUnits,
-        &[],
-    )
-    .await;
+/// A call of the who-may-do-what table, made by the row's caller.
+#[derive(Debug)]
+enum Call {
+    /// AddUserToGroups on a fresh user: one holding an earlier row's group
+    /// may be out of the caller's reach.
+    Give {
+        group: String,
+    },
+    SetStatus {
+        user: String,
+        status: proto::UserStatus,
+    },
+    DeleteUser {
+        user: String,
+    },
+    CreateProfile,
+    CreateUnit,
+    CreateAdminKey,
+    CreateGroup {
+        units: Vec<String>,
+    },
+    MoveGroup {
+        group: String,
+        units: Vec<String>,
+    },
+    DeleteGroup {
+        group: String,
+    },
+}
 
-    let (_, org_admin) = holder(&app, "org.admin@acme.test", &[&admin_all]).await;
-    let (_, unit_admin) = holder(
-        &app,
-        "south.admin@acme.test",
-        &[&admin_south, &cashier_south],
-    )
-    .await;
-    let (_, union_admin) = holder(
-        &app,
-        "union.admin@acme.test",
-        &[&admin_south, &cashier_south, &cashier_west],
-    )
-    .await;
-    let (_, only_admin_south) = holder(&app, "only.admin@acme.test", &[&admin_south]).await;
-
-    let cases: Vec<(&str, Bearer, &str, bool)> = vec![
-        (
-            "API key ADMIN gives any group",
-            app.as_admin(),
-            cashier_all.as_str(),
-            true,
-        ),
-        (
-            "Admin/ALL_UNITS gives Cashier on South",
-            org_admin.clone(),
-            cashier_south.as_str(),
-            true,
-        ),
-        (
-            "Admin/{South}+Cashier/{South} gives Cashier on South",
-            unit_admin.clone(),
-            cashier_south.as_str(),
-            true,
-        ),
-        (
-            "Admin/{South}+Cashier/{South} gives Cashier on West",
-            unit_admin.clone(),
-            cashier_west.as_str(),
-            false,
-        ),
-        (
-            "union gives Cashier on South, West",
-            union_admin.clone(),
-            cashier_both.as_str(),
-            true,
-        ),
-        (
-            "Admin/{South}+Cashier/{South} gives Cashier NO_UNIT",
-            unit_admin.clone(),
-            cashier_no_unit.as_str(),
-            true,
-        ),
-        (
-            "Admin/{South}+Cashier/{South} gives Cashier ALL_UNITS",
-            unit_admin.clone(),
-            cashier_all.as_str(),
-            false,
-        ),
-        (
-            "Admin/{South} gives Admin on South (a peer)",
-            only_admin_south.clone(),
-            admin_south.as_str(),
-            true,
-        ),
-        (
-            "Admin/{South} gives Admin on ALL_UNITS",
-            only_admin_south.clone(),
-            admin_all.as_str(),
-            false,
-        ),
-    ];
-    for (index, (case, bearer, group_id, allowed)) in cases.into_iter().enumerate() {
-        // A fresh target each time: one holding an earlier case's group may be out of reach.
-        let target = app
-            .create_user("Target", "User", &format!("target{index}@acme.test"))
-            .await;
-        let result = give(&app, bearer, &target.id, &[group_id]).await;
-        match (allowed, result) {
-            (true, Ok(_)) => {}
-            (false, Err(status)) => {
-                assert_eq!(status.code(), Code::PermissionDenied, "{case}");
-                assert!(
-                    status.message().contains(group_id),
-                    "{case}: names the group"
-                );
-            }
-            (expected, outcome) => panic!("{case}: expected allowed={expected}, got {outcome:?}"),
+impl Call {
+    fn give(group: &str) -> Self {
+        Self::Give {
+            group: group.to_owned(),
         }
     }
 
-    // Acting on a user who holds an uncovered group.
-    let west_cashier = app
-        .create_user("West", "Cashier", "west.cashier@acme.test")
-        .await;
-    give(&app, app.as_admin(), &west_cashier.id, &[&cashier_west])
-        .await
-        .unwrap();
-    let status = app
-        .users(only_admin_south.clone())
-        .set_user_status(proto::SetUserStatusRequest {
-            user_id: west_cashier.id.clone(),
-            status: proto::UserStatus::Inactive as i32,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        status.code(),
-        Code::PermissionDenied,
-        "deactivate a user holding Cashier on West"
-    );
-    let status = app
-        .users(only_admin_south.clone())
-        .delete_user(proto::DeleteUserRequest {
-            user_id: west_cashier.id.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
-    // The unit administrator may act on a user whose groups they cover.
-    let south_cashier = app
-        .create_user("South", "Cashier", "south.cashier@acme.test")
-        .await;
-    give(
-        &app,
-        unit_admin.clone(),
-        &south_cashier.id,
-        &[&cashier_south],
-    )
-    .await
-    .unwrap();
-    app.users(unit_admin.clone())
-        .set_user_status(proto::SetUserStatusRequest {
-            user_id: south_cashier.id.clone(),
-            status: proto::UserStatus::OnVacation as i32,
-        })
-        .await
-        .unwrap();
+    fn set_status(user: &str, status: proto::UserStatus) -> Self {
+        Self::SetStatus {
+            user: user.to_owned(),
+            status,
+        }
+    }
 
-    // Profiles, units, keys and settings are for organization administrators.
-    let denied = [
-        app.groups(only_admin_south.clone())
+    fn delete_user(user: &str) -> Self {
+        Self::DeleteUser {
+            user: user.to_owned(),
+        }
+    }
+
+    fn create_group_on(unit: &str) -> Self {
+        Self::CreateGroup {
+            units: vec![unit.to_owned()],
+        }
+    }
+
+    fn move_group(group: &str, unit: &str) -> Self {
+        Self::MoveGroup {
+            group: group.to_owned(),
+            units: vec![unit.to_owned()],
+        }
+    }
+
+    fn delete_group(group: &str) -> Self {
+        Self::DeleteGroup {
+            group: group.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Expect {
+    Allowed,
+    Denied,
+    /// Denied, with the message naming this id.
+    DeniedNaming(String),
+}
+
+struct Row<'a> {
+    case: &'static str,
+    caller: &'a (&'static str, Bearer),
+    call: Call,
+    expect: Expect,
+}
+
+fn row<'a>(
+    case: &'static str,
+    caller: &'a (&'static str, Bearer),
+    call: Call,
+    expect: Expect,
+) -> Row<'a> {
+    Row {
+        case,
+        caller,
+        call,
+        expect,
+    }
+}
+
+async fn make(
+    app: &TestApp,
+    bearer: Bearer,
+    call: &Call,
+    o: &Org,
+    row_index: usize,
+) -> Result<(), tonic::Status> {
+    let mut groups = app.groups(bearer.clone());
+    let mut users = app.users(bearer.clone());
+    match call {
+        Call::Give { group } => {
+            let target = app
+                .create_user("Target", "User", &format!("target{row_index}@acme.test"))
+                .await;
+            give(app, bearer, &target.id, &[group]).await.map(drop)
+        }
+        Call::SetStatus { user, status } => users
+            .set_user_status(proto::SetUserStatusRequest {
+                user_id: user.clone(),
+                status: *status as i32,
+            })
+            .await
+            .map(drop),
+        Call::DeleteUser { user } => users
+            .delete_user(proto::DeleteUserRequest {
+                user_id: user.clone(),
+            })
+            .await
+            .map(drop),
+        Call::CreateProfile => groups
             .create_profile(proto::CreateProfileRequest {
                 profile: Some(proto::Profile {
                     product: "X".into(),
-                    name: "Y".into(),
+                    name: format!("Y{row_index}"),
                     ..Default::default()
                 }),
                 ..Default::default()
             })
             .await
             .map(drop),
-        app.groups(only_admin_south.clone())
+        Call::CreateUnit => groups
             .create_unit(proto::CreateUnitRequest {
                 unit: Some(proto::Unit {
-                    name: "North".into(),
+                    name: format!("North {row_index}"),
                     kind: proto::UnitKind::Store as i32,
                     ..Default::default()
                 }),
@@ -353,73 +293,174 @@ async fn the_who_may_do_what_table_of_the_spec() {
             })
             .await
             .map(drop),
-        app.auth(only_admin_south.clone())
+        Call::CreateAdminKey => app
+            .auth(bearer)
             .create_api_key(proto::CreateApiKeyRequest {
-                name: "mine".into(),
+                name: format!("mine {row_index}"),
                 scopes: vec![proto::Scope::Admin as i32],
                 ..Default::default()
             })
             .await
             .map(drop),
-    ];
-    for result in denied {
-        assert_eq!(result.unwrap_err().code(), Code::PermissionDenied);
+        Call::CreateGroup { units } => groups
+            .create_group(proto::CreateGroupRequest {
+                group: Some(proto::Group {
+                    name: format!("Cashiers {row_index}"),
+                    profile_id: o.cashier_profile.clone(),
+                    unit_scope: UnitScope::Units as i32,
+                    unit_ids: units.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Call::MoveGroup { group, units } => groups
+            .update_group(proto::UpdateGroupRequest {
+                group: Some(proto::Group {
+                    id: group.clone(),
+                    unit_ids: units.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["unit_ids".into()],
+                }),
+            })
+            .await
+            .map(drop),
+        Call::DeleteGroup { group } => groups
+            .delete_group(proto::DeleteGroupRequest {
+                group_id: group.clone(),
+            })
+            .await
+            .map(drop),
     }
-    app.groups(org_admin.clone())
-        .create_unit(proto::CreateUnitRequest {
-            unit: Some(proto::Unit {
-                name: "North".into(),
-                kind: proto::UnitKind::Store as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("Admin on all units is an organization administrator");
+}
 
-    // Groups: a unit administrator creates and changes only groups covered before and after.
-    let mut unit_groups = app.groups(unit_admin.clone());
-    let created = unit_groups
-        .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                name: "South cashiers (night)".into(),
-                profile_id: o.cashier_profile.clone(),
-                unit_scope: UnitScope::Units as i32,
-                unit_ids: vec![o.south.clone()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap();
-    let status = unit_groups
-        .update_group(proto::UpdateGroupRequest {
-            group: Some(proto::Group {
-                id: created.id.clone(),
-                unit_ids: vec![o.west.clone()],
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["unit_ids".into()],
-            }),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        status.code(),
-        Code::PermissionDenied,
-        "not covered after the change"
+/// A signed-in holder of `groups`, labelled for the table's rows.
+async fn caller(app: &TestApp, label: &'static str, groups: &[&str]) -> (&'static str, Bearer) {
+    let local: String = label.chars().filter(char::is_ascii_alphanumeric).collect();
+    let email = format!("{local}@acme.test");
+    (label, holder(app, &email, groups).await.1)
+}
+
+/// A user (not signed in) holding `group`; returns their id.
+async fn member(app: &TestApp, email: &str, group: &str) -> String {
+    let user = app.create_user("Member", "User", email).await;
+    give(app, app.as_admin(), &user.id, &[group]).await.unwrap();
+    user.id
+}
+
+/// Makes every row's call in order and fails naming each row whose answer
+/// differs: case, caller, call, expected and got, with ids shown by name.
+async fn check_rows(app: &TestApp, o: &Org, rows: Vec<Row<'_>>, names: &[(&str, &str)]) {
+    let mut wrong = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        let (caller, bearer) = row.caller;
+        let got = make(app, bearer.clone(), &row.call, o, index).await;
+        let as_expected = match (&row.expect, &got) {
+            (Expect::Allowed, Ok(())) => true,
+            (Expect::Denied, Err(status)) => status.code() == Code::PermissionDenied,
+            (Expect::DeniedNaming(id), Err(status)) => {
+                status.code() == Code::PermissionDenied && status.message().contains(id.as_str())
+            }
+            _ => false,
+        };
+        if !as_expected {
+            let got = got.map_err(|status| (status.code(), status.message().to_owned()));
+            let line = format!(
+                "{}: {caller} calls {:?}: expected {:?}, got {got:?}",
+                row.case, row.call, row.expect
+            );
+            let line = names
+                .iter()
+                .fold(line, |line, (id, name)| line.replace(id, name));
+            wrong.push(line);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "rows answered wrong:\n{}",
+        wrong.join("\n")
     );
-    let status = unit_groups
-        .delete_group(proto::DeleteGroupRequest {
-            group_id: cashier_west.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "not covered before");
+}
+
+#[tokio::test]
+async fn the_who_may_do_what_table_of_the_spec() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let (south, west) = (o.south.as_str(), o.west.as_str());
+    use UnitScope::{AllUnits, NoUnit, Units};
+    let cashier = o.cashier_profile.as_str();
+    let admin_all = group(&app, "Admins", &o.admin_profile, AllUnits, &[]).await;
+    let admin_south = group(&app, "Admin South", &o.admin_profile, Units, &[south]).await;
+    let cashier_south = group(&app, "Cashier South", cashier, Units, &[south]).await;
+    let cashier_west = group(&app, "Cashier West", cashier, Units, &[west]).await;
+    let cashier_both = group(&app, "Cashier South West", cashier, Units, &[south, west]).await;
+    let cashier_no_unit = group(&app, "Cashier", cashier, NoUnit, &[]).await;
+    let cashier_all = group(&app, "Cashier everywhere", cashier, AllUnits, &[]).await;
+    let south_night = group(&app, "South cashiers (night)", cashier, Units, &[south]).await;
+
+    let key = ("API key ADMIN", app.as_admin());
+    let org_admin = caller(&app, "Admin/ALL_UNITS", &[&admin_all]).await;
+    let unit_admin = caller(
+        &app,
+        "Admin/{South}+Cashier/{South}",
+        &[&admin_south, &cashier_south],
+    )
+    .await;
+    let union_admin = caller(
+        &app,
+        "Admin/{South}+Cashier/{South}+Cashier/{West}",
+        &[&admin_south, &cashier_south, &cashier_west],
+    )
+    .await;
+    let only_admin_south = caller(&app, "Admin/{South}", &[&admin_south]).await;
+    let west_cashier = member(&app, "west.cashier@acme.test", &cashier_west).await;
+    let south_cashier = member(&app, "south.cashier@acme.test", &cashier_south).await;
+
+    use proto::UserStatus::{Inactive, OnVacation};
+    use Call::{CreateAdminKey, CreateProfile, CreateUnit};
+    use Expect::{Allowed, Denied};
+    let naming = |group: &str| Expect::DeniedNaming(group.to_owned());
+    // One row a line: the table reads as the spec's.
+    #[rustfmt::skip]
+    let rows = vec![
+        row("an ADMIN key gives any group", &key, Call::give(&cashier_all), Allowed),
+        row("an org admin gives Cashier on South", &org_admin, Call::give(&cashier_south), Allowed),
+        row("a unit admin gives Cashier on their unit", &unit_admin, Call::give(&cashier_south), Allowed),
+        row("a unit admin gives Cashier on another unit", &unit_admin, Call::give(&cashier_west), naming(&cashier_west)),
+        row("a union of groups covers South and West", &union_admin, Call::give(&cashier_both), Allowed),
+        row("a unit admin gives Cashier NO_UNIT", &unit_admin, Call::give(&cashier_no_unit), Allowed),
+        row("a unit admin gives Cashier ALL_UNITS", &unit_admin, Call::give(&cashier_all), naming(&cashier_all)),
+        row("a unit admin gives a peer Admin on South", &only_admin_south, Call::give(&admin_south), Allowed),
+        row("a unit admin gives Admin ALL_UNITS", &only_admin_south, Call::give(&admin_all), naming(&admin_all)),
+        row("deactivate a holder of an uncovered group", &only_admin_south, Call::set_status(&west_cashier, Inactive), Denied),
+        row("delete a holder of an uncovered group", &only_admin_south, Call::delete_user(&west_cashier), Denied),
+        row("act on a user whose groups are covered", &unit_admin, Call::set_status(&south_cashier, OnVacation), Allowed),
+        row("profiles are for org admins", &only_admin_south, CreateProfile, Denied),
+        row("units are for org admins", &only_admin_south, CreateUnit, Denied),
+        row("keys are for org admins", &only_admin_south, CreateAdminKey, Denied),
+        row("Admin on all units is an org admin", &org_admin, CreateUnit, Allowed),
+        row("a unit admin creates a group on their unit", &unit_admin, Call::create_group_on(south), Allowed),
+        row("a group not covered after the change", &unit_admin, Call::move_group(&south_night, west), Denied),
+        row("a group not covered before the change", &unit_admin, Call::delete_group(&cashier_west), Denied),
+    ];
+    let names = [
+        (south, "South"),
+        (west, "West"),
+        (&admin_all, "Admins"),
+        (&admin_south, "Admin South"),
+        (&cashier_south, "Cashier South"),
+        (&cashier_west, "Cashier West"),
+        (&cashier_both, "Cashier South West"),
+        (&cashier_no_unit, "Cashier"),
+        (&cashier_all, "Cashier everywhere"),
+        (&south_night, "South cashiers (night)"),
+        (&west_cashier, "west.cashier"),
+        (&south_cashier, "south.cashier"),
+    ];
+    check_rows(&app, &o, rows, &names).await;
 }
 
 #[tokio::test]
@@ -543,43 +584,38 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
     );
 }
 
-#[tokio::test]
-async fn groups_units_and_profiles_have_full_crud_with_clear_refusals() {
+/// Every listed action appears in the organization's audit trail.
+async fn assert_audited(app: &TestApp, expected: &[&str]) {
+    let events = app
+        .organizations(app.as_admin())
+        .list_audit_events(proto::ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let actions: Vec<&str> = events
+        .audit_events
+        .iter()
+        .map(|event| event.action.as_str())
+        .collect();
+    for action in expected {
+        assert!(actions.contains(action), "{action} audited: {actions:?}");
+    }
+}
+
+/// Refused because something still uses what the call would delete.
+fn assert_in_use<T: std::fmt::Debug>(result: Result<T, tonic::Status>, reason: &str) {
+    let status = result.expect_err(reason);
+    assert_eq!(
+        (status.code(), error_reason(&status).as_deref()),
+        (Code::FailedPrecondition, Some(reason))
+    );
+}
+
+/// The spec's organization with a Cashiers group on South holding one
+/// member: the group, and the member's id.
+async fn cashiers_on_south_with_a_member() -> (TestApp, Org, String, String) {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    let mut groups = app.groups(app.as_admin());
-
-    let status = groups
-        .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                name: "A|B".into(),
-                profile_id: "nope".into(),
-                unit_scope: UnitScope::Units as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        violated_fields(&status),
-        ["group.name", "group.profile_id", "group.unit_ids"]
-    );
-    let status = groups
-        .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                name: "Ghost units".into(),
-                profile_id: o.cashier_profile.clone(),
-                unit_scope: UnitScope::Units as i32,
-                unit_ids: vec![uuid::Uuid::new_v4().to_string()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::NotFound);
-
     let cashiers = group(
         &app,
         "Cashiers",
@@ -588,16 +624,75 @@ async fn groups_units_and_profiles_have_full_crud_with_clear_refusals() {
         &[&o.south],
     )
     .await;
-    let status = groups
-        .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                name: "CASHIERS".into(),
-                profile_id: o.cashier_profile.clone(),
-                unit_scope: UnitScope::NoUnit as i32,
-                ..Default::default()
-            }),
+    let member = member(&app, "carla@acme.test", &cashiers).await;
+    (app, o, cashiers, member)
+}
+
+fn new_group(
+    name: &str,
+    profile: &str,
+    scope: UnitScope,
+    units: &[&str],
+) -> proto::CreateGroupRequest {
+    proto::CreateGroupRequest {
+        group: Some(proto::Group {
+            name: name.into(),
+            profile_id: profile.into(),
+            unit_scope: scope as i32,
+            unit_ids: units.iter().map(|unit| (*unit).to_owned()).collect(),
             ..Default::default()
-        })
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_new_group_reports_every_invalid_field_and_an_unknown_unit_is_not_found() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let mut groups = app.groups(app.as_admin());
+
+    let status = groups
+        .create_group(new_group("A|B", "nope", UnitScope::Units, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        ["group.name", "group.profile_id", "group.unit_ids"]
+    );
+    let ghost = uuid::Uuid::new_v4().to_string();
+    let status = groups
+        .create_group(new_group(
+            "Ghost units",
+            &o.cashier_profile,
+            UnitScope::Units,
+            &[&ghost],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn group_names_are_unique_ignoring_case_and_creations_are_audited() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    group(
+        &app,
+        "Cashiers",
+        &o.cashier_profile,
+        UnitScope::Units,
+        &[&o.south],
+    )
+    .await;
+    let status = app
+        .groups(app.as_admin())
+        .create_group(new_group(
+            "CASHIERS",
+            &o.cashier_profile,
+            UnitScope::NoUnit,
+            &[],
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
@@ -605,11 +700,14 @@ async fn groups_units_and_profiles_have_full_crud_with_clear_refusals() {
         error_reason(&status).as_deref(),
         Some("GROUP_ALREADY_EXISTS")
     );
+    assert_audited(&app, &["group.create", "unit.create", "profile.create"]).await;
+}
 
-    let member = app.create_user("Carla", "Caixa", "carla@acme.test").await;
-    give(&app, app.as_admin(), &member.id, &[&cashiers])
-        .await
-        .unwrap();
+#[tokio::test]
+async fn a_group_counts_and_lists_its_members_and_its_unit_lists_them_too() {
+    let (app, o, cashiers, member) = cashiers_on_south_with_a_member().await;
+    let mut groups = app.groups(app.as_admin());
+
     let fetched = groups
         .get_group(proto::GetGroupRequest {
             group_id: cashiers.clone(),
@@ -628,7 +726,7 @@ async fn groups_units_and_profiles_have_full_crud_with_clear_refusals() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(members.users[0].id, member.id);
+    assert_eq!(members.users[0].id, member);
     let south_users = app
         .users(app.as_admin())
         .list_users(proto::ListUsersRequest {
@@ -643,71 +741,20 @@ async fn groups_units_and_profiles_have_full_crud_with_clear_refusals() {
         1,
         "members of groups scoped to the unit"
     );
+    assert_audited(&app, &["user.groups.add"]).await;
+}
 
-    // In use: the profile and the unit cannot go.
-    let status = groups
-        .delete_profile(proto::DeleteProfileRequest {
-            profile_id: o.cashier_profile.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (status.code(), error_reason(&status).as_deref()),
-        (Code::FailedPrecondition, Some("PROFILE_IN_USE"))
-    );
-    let status = groups
-        .delete_unit(proto::DeleteUnitRequest {
-            unit_id: o.south.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (status.code(), error_reason(&status).as_deref()),
-        (Code::FailedPrecondition, Some("UNIT_IN_USE"))
-    );
-    // Built-in profiles are not editable.
-    let status = groups
-        .update_profile(proto::UpdateProfileRequest {
-            profile: Some(proto::Profile {
-                id: o.admin_profile.clone(),
-                name: "Root".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["name".into()],
-            }),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(error_reason(&status).as_deref(), Some("BUILT_IN_PROFILE"));
-    let status = groups
-        .delete_profile(proto::DeleteProfileRequest {
-            profile_id: o.viewer_profile.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(error_reason(&status).as_deref(), Some("BUILT_IN_PROFILE"));
+#[tokio::test]
+async fn a_unit_in_use_stays_until_no_group_is_scoped_to_it() {
+    let (app, o, cashiers, _) = cashiers_on_south_with_a_member().await;
+    let mut groups = app.groups(app.as_admin());
+    let delete_south = proto::DeleteUnitRequest {
+        unit_id: o.south.clone(),
+    };
 
-    // Updates by mask.
-    let renamed = groups
-        .update_unit(proto::UpdateUnitRequest {
-            unit: Some(proto::Unit {
-                id: o.west.clone(),
-                name: "West Side".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["name".into()],
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .unit
-        .unwrap();
-    assert_eq!(
-        (renamed.name.as_str(), renamed.kind),
-        ("West Side", proto::UnitKind::Branch as i32)
+    assert_in_use(
+        groups.delete_unit(delete_south.clone()).await,
+        "UNIT_IN_USE",
     );
     let widened = groups
         .update_group(proto::UpdateGroupRequest {
@@ -730,59 +777,102 @@ async fn groups_units_and_profiles_have_full_crud_with_clear_refusals() {
         (UnitScope::AllUnits as i32, 0)
     );
     groups
-        .delete_unit(proto::DeleteUnitRequest {
-            unit_id: o.south.clone(),
-        })
+        .delete_unit(delete_south)
         .await
         .expect("no longer in use");
+    assert_audited(&app, &["group.update", "unit.delete"]).await;
+}
 
-    // Deleting a group removes its memberships.
+#[tokio::test]
+async fn a_profile_in_use_stays_until_its_groups_are_deleted_with_their_memberships() {
+    let (app, o, cashiers, member) = cashiers_on_south_with_a_member().await;
+    let mut groups = app.groups(app.as_admin());
+    let delete_cashier = proto::DeleteProfileRequest {
+        profile_id: o.cashier_profile.clone(),
+    };
+
+    assert_in_use(
+        groups.delete_profile(delete_cashier.clone()).await,
+        "PROFILE_IN_USE",
+    );
     groups
-        .delete_group(proto::DeleteGroupRequest {
-            group_id: cashiers.clone(),
-        })
+        .delete_group(proto::DeleteGroupRequest { group_id: cashiers })
         .await
         .unwrap();
     let left = app
         .users(app.as_admin())
         .list_user_groups(proto::ListUserGroupsRequest {
-            user_id: member.id.clone(),
+            user_id: member,
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(left.total_size, 0);
+    assert_eq!(
+        left.total_size, 0,
+        "deleting a group removes its memberships"
+    );
     groups
-        .delete_profile(proto::DeleteProfileRequest {
-            profile_id: o.cashier_profile.clone(),
-        })
+        .delete_profile(delete_cashier)
         .await
         .expect("no longer in use");
-    let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest::default())
+    assert_audited(&app, &["group.delete", "profile.delete"]).await;
+}
+
+#[tokio::test]
+async fn built_in_profiles_are_neither_edited_nor_deleted() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let mut groups = app.groups(app.as_admin());
+    let status = groups
+        .update_profile(proto::UpdateProfileRequest {
+            profile: Some(proto::Profile {
+                id: o.admin_profile.clone(),
+                name: "Root".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&status).as_deref(), Some("BUILT_IN_PROFILE"));
+    let status = groups
+        .delete_profile(proto::DeleteProfileRequest {
+            profile_id: o.viewer_profile.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&status).as_deref(), Some("BUILT_IN_PROFILE"));
+}
+
+#[tokio::test]
+async fn a_unit_update_changes_only_the_masked_fields_and_is_audited() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let renamed = app
+        .groups(app.as_admin())
+        .update_unit(proto::UpdateUnitRequest {
+            unit: Some(proto::Unit {
+                id: o.west.clone(),
+                name: "West Side".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+        })
         .await
         .unwrap()
-        .into_inner();
-    let actions: Vec<&str> = events
-        .audit_events
-        .iter()
-        .map(|e| e.action.as_str())
-        .collect();
-    for expected in [
-        "profile.delete",
-        "group.delete",
-        "unit.delete",
-        "group.update",
-        "unit.update",
-        "user.groups.add",
-        "group.create",
-        "unit.create",
-        "profile.create",
-    ] {
-        assert!(actions.contains(&expected), "{expected} audited");
-    }
+        .into_inner()
+        .unit
+        .unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.kind),
+        ("West Side", proto::UnitKind::Branch as i32)
+    );
+    assert_audited(&app, &["unit.update"]).await;
 }
 
 #[tokio::test]

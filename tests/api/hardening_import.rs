@@ -362,11 +362,10 @@ async fn row_errors_name_the_field_that_decided() {
 async fn a_file_name_with_line_breaks_markup_or_invisible_characters_is_refused_naming_the_field() {
     let app = TestApp::spawn().await;
     let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\n";
+    // The characters refused are unit tests of `parse_file_name`; here one
+    // of them, the NUL the gRPC boundary refuses first, and the length limit.
     for (name, code) in [
         ("people.csv\r\nBcc: x@evil.test", "INVALID_CHARACTER"),
-        ("<img src=x onerror=alert(1)>.csv", "INVALID_CHARACTER"),
-        ("invoice\u{202E}vsc.exe", "INVALID_CHARACTER"),
-        ("people\u{200B}.csv", "INVALID_CHARACTER"),
         ("people\0.csv", "INVALID_CHARACTER"),
         (&"x".repeat(256), "TOO_LONG"),
     ] {

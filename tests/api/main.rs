@@ -11,9 +11,13 @@
 mod api_keys;
 mod auth;
 mod auth_matrix;
+// Need tools beyond cargo and PostgreSQL (Chromium with playwright-core,
+// Python's aiosmtpd): `cargo test --features external-tools` runs them.
+#[cfg(feature = "external-tools")]
 mod browser;
 mod cli;
 mod contract;
+#[cfg(feature = "external-tools")]
 mod delivery;
 mod groups;
 mod hardening_authz;
@@ -25,5 +29,7 @@ mod import;
 mod import_session;
 mod onboarding;
 mod organizations;
+#[cfg(feature = "external-tools")]
+mod smtp;
 mod status_rule;
 mod users;

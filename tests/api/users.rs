@@ -3,7 +3,7 @@ use tonic::Code;
 
 use crate::helpers::{error_reason, violated_fields, Bearer, TestApp};
 
-fn new_user(first: &str, last: &str, email: &str) -> proto::CreateUserRequest {
+pub fn new_user(first: &str, last: &str, email: &str) -> proto::CreateUserRequest {
     proto::CreateUserRequest {
         user: Some(proto::User {
             first_name: first.into(),
