@@ -3,7 +3,6 @@
 //! and the status every call shows, which follows from those and onboarding.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::FieldViolation;
 
@@ -13,7 +12,7 @@ macro_rules! text_states {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         // Serialized by variant name: page-token fingerprints of filters use it.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
         pub enum $name {
             $($variant),+
         }
@@ -69,6 +68,9 @@ macro_rules! text_states {
         }
     };
 }
+
+/// Also used for the stored kinds of units and group scopes.
+pub(crate) use text_states;
 
 text_states! {
     /// What an administrator sets (`users.admin_state`).

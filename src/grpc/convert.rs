@@ -1,16 +1,19 @@
 //! Conversions between domain values and protobuf messages.
 
+pub mod groups;
+
+/// The user service lists a user's groups and access with these.
+pub use groups::{group, unit_scope_to_proto};
+
 use chrono::{DateTime, Utc};
 use prost_types::{value::Kind, ListValue, Struct, Timestamp, Value};
 use uuid::Uuid;
 
 use crate::{
     domain::{
-        access::UnitScope,
         api_key::ApiKey,
         caller::{Scope, Scopes},
         echo,
-        group::{Group, Profile, Unit, UnitKind},
         paging::PageSize,
         user::{User, UserInput, UserStatus},
         DomainError, FieldViolation,
@@ -217,70 +220,6 @@ pub fn parse_optional_id(raw: &str, field: &str) -> Result<Option<Uuid>, DomainE
         Ok(None)
     } else {
         parse_id(raw, field).map(Some)
-    }
-}
-
-pub fn unit_scope_to_proto(scope: &UnitScope) -> (i32, Vec<String>) {
-    let kind = match scope {
-        UnitScope::NoUnit => proto::UnitScope::NoUnit,
-        UnitScope::AllUnits => proto::UnitScope::AllUnits,
-        UnitScope::Units(_) => proto::UnitScope::Units,
-    };
-    (
-        kind as i32,
-        scope.unit_ids().iter().map(Uuid::to_string).collect(),
-    )
-}
-
-pub fn group(group: &Group) -> proto::Group {
-    let (unit_scope, unit_ids) = unit_scope_to_proto(&group.scope);
-    proto::Group {
-        id: group.id.to_string(),
-        name: group.name.clone(),
-        description: group.description.clone(),
-        profile_id: group.profile_id.to_string(),
-        unit_scope,
-        unit_ids,
-        member_count: group.member_count,
-        create_time: Some(timestamp(group.create_time)),
-        update_time: Some(timestamp(group.update_time)),
-    }
-}
-
-pub fn unit(unit: &Unit) -> proto::Unit {
-    proto::Unit {
-        id: unit.id.to_string(),
-        name: unit.name.clone(),
-        kind: (match unit.kind {
-            UnitKind::Branch => proto::UnitKind::Branch,
-            UnitKind::Store => proto::UnitKind::Store,
-            UnitKind::Partner => proto::UnitKind::Partner,
-            UnitKind::Other => proto::UnitKind::Other,
-        }) as i32,
-        create_time: Some(timestamp(unit.create_time)),
-        update_time: Some(timestamp(unit.update_time)),
-    }
-}
-
-pub fn unit_kind_from_proto(raw: i32) -> Option<UnitKind> {
-    Some(match proto::UnitKind::try_from(raw).ok()? {
-        proto::UnitKind::Unspecified => return None,
-        proto::UnitKind::Branch => UnitKind::Branch,
-        proto::UnitKind::Store => UnitKind::Store,
-        proto::UnitKind::Partner => UnitKind::Partner,
-        proto::UnitKind::Other => UnitKind::Other,
-    })
-}
-
-pub fn profile(profile: &Profile) -> proto::Profile {
-    proto::Profile {
-        id: profile.id.to_string(),
-        product: profile.product.clone(),
-        name: profile.name.clone(),
-        description: profile.description.clone(),
-        built_in: profile.built_in.is_some(),
-        create_time: Some(timestamp(profile.create_time)),
-        update_time: Some(timestamp(profile.update_time)),
     }
 }
 

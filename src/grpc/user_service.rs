@@ -396,7 +396,7 @@ impl UserService for UserHandler {
         let added = groups::add_user_to_groups(
             &self.pool,
             &caller,
-            &request_id(&request),
+            &request_id_of(&request),
             user_id,
             &group_ids,
         )
@@ -416,7 +416,7 @@ impl UserService for UserHandler {
         let removed = groups::remove_user_from_groups(
             &self.pool,
             &caller,
-            &request_id(&request),
+            &request_id_of(&request),
             user_id,
             &group_ids,
         )

@@ -6,15 +6,21 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{map_constraint_violation, paging::newest_first_page, Transaction};
+use super::{
+    map_constraint_violation, paging::newest_first_page, profiles::BuiltInRole, Transaction,
+};
 use crate::domain::{
     access::{Grant, UnitScope},
     caller::Scope,
-    group::{Group, GroupValues},
+    group::{Group, GroupValues, ScopeKind},
     paging::{fingerprint, Page, PageSize},
     DomainError,
 };
 
+/// Defined by the domain; named here too for the callers that still import it from the store.
+pub use crate::domain::group::GroupFilter;
+
+/// The columns of `queries/groups_find.sql`, for the list built at run time.
 const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, \
      coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
                where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids, \
@@ -27,18 +33,18 @@ struct GroupRow {
     name: String,
     description: String,
     profile_id: Uuid,
-    unit_scope: String,
+    unit_scope: ScopeKind,
     unit_ids: Vec<Uuid>,
     member_count: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
 
-fn scope_of(kind: &str, unit_ids: Vec<Uuid>) -> UnitScope {
+fn scope_of(kind: ScopeKind, unit_ids: Vec<Uuid>) -> UnitScope {
     match kind {
-        "ALL_UNITS" => UnitScope::AllUnits,
-        "UNITS" => UnitScope::Units(unit_ids.into_iter().collect()),
-        _ => UnitScope::NoUnit,
+        ScopeKind::NoUnit => UnitScope::NoUnit,
+        ScopeKind::AllUnits => UnitScope::AllUnits,
+        ScopeKind::Units => UnitScope::Units(unit_ids.into_iter().collect()),
     }
 }
 
@@ -49,7 +55,7 @@ impl From<GroupRow> for Group {
             name: row.name,
             description: row.description,
             profile_id: row.profile_id,
-            scope: scope_of(&row.unit_scope, row.unit_ids),
+            scope: scope_of(row.unit_scope, row.unit_ids),
             member_count: row.member_count,
             create_time: row.create_time,
             update_time: row.update_time,
@@ -82,15 +88,16 @@ pub async fn insert(
     values: &GroupValues,
 ) -> Result<Group, DomainError> {
     let id = Uuid::now_v7();
-    sqlx::query(
-        "insert into groups (organization_id, id, name, description, profile_id, unit_scope) values ($1, $2, $3, $4, $5, $6)",
+    sqlx::query!(
+        "insert into groups (organization_id, id, name, description, profile_id, unit_scope) \
+         values ($1, $2, $3, $4, $5, $6)",
+        organization_id,
+        id,
+        values.name.as_str(),
+        values.description.as_str(),
+        values.profile_id,
+        ScopeKind::of(&values.scope) as ScopeKind,
     )
-    .bind(organization_id)
-    .bind(id)
-    .bind(&values.name)
-    .bind(&values.description)
-    .bind(values.profile_id)
-    .bind(values.scope.kind())
     .execute(&mut **tx)
     .await
     .map_err(map_group_constraints)?;
@@ -106,15 +113,16 @@ pub async fn update(
     id: Uuid,
     values: &GroupValues,
 ) -> Result<Group, DomainError> {
-    sqlx::query(
-        "update groups set name = $3, description = $4, profile_id = $5, unit_scope = $6 where organization_id = $1 and id = $2",
+    sqlx::query!(
+        "update groups set name = $3, description = $4, profile_id = $5, unit_scope = $6 \
+         where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+        values.name.as_str(),
+        values.description.as_str(),
+        values.profile_id,
+        ScopeKind::of(&values.scope) as ScopeKind,
     )
-    .bind(organization_id)
-    .bind(id)
-    .bind(&values.name)
-    .bind(&values.description)
-    .bind(values.profile_id)
-    .bind(values.scope.kind())
     .execute(&mut **tx)
     .await
     .map_err(map_group_constraints)?;
@@ -130,18 +138,22 @@ async fn replace_units(
     group_id: Uuid,
     scope: &UnitScope,
 ) -> Result<(), DomainError> {
-    sqlx::query("delete from group_units where organization_id = $1 and group_id = $2")
-        .bind(organization_id)
-        .bind(group_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("insert into group_units (organization_id, group_id, unit_id) select $1, $2, unnest($3::uuid[])")
-        .bind(organization_id)
-        .bind(group_id)
-        .bind(scope.unit_ids())
-        .execute(&mut **tx)
-        .await
-        .map_err(map_group_constraints)?;
+    sqlx::query!(
+        "delete from group_units where organization_id = $1 and group_id = $2",
+        organization_id,
+        group_id,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "insert into group_units (organization_id, group_id, unit_id) select $1, $2, unnest($3::uuid[])",
+        organization_id,
+        group_id,
+        &scope.unit_ids(),
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(map_group_constraints)?;
     Ok(())
 }
 
@@ -150,11 +162,13 @@ pub async fn delete(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("delete from groups where organization_id = $1 and id = $2")
-        .bind(organization_id)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    let result = sqlx::query!(
+        "delete from groups where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -163,11 +177,12 @@ pub async fn find<'e>(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Group>, sqlx::Error> {
-    let row: Option<GroupRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from groups g where g.organization_id = $1 and g.id = $2"
-    ))
-    .bind(organization_id)
-    .bind(id)
+    let row = sqlx::query_file_as!(
+        GroupRow,
+        "src/store/queries/groups_find.sql",
+        organization_id,
+        id,
+    )
     .fetch_optional(executor)
     .await?;
     Ok(row.map(Into::into))
@@ -181,25 +196,21 @@ pub async fn lock(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Group>, sqlx::Error> {
-    let row: Option<GroupRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from groups g where g.organization_id = $1 and g.id = $2 for update of g"
-    ))
-    .bind(organization_id)
-    .bind(id)
+    let locked = sqlx::query_scalar!(
+        "select id from groups where organization_id = $1 and id = $2 for update",
+        organization_id,
+        id,
+    )
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(Into::into))
+    match locked {
+        Some(_) => find(&mut **tx, organization_id, id).await,
+        None => Ok(None),
+    }
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct GroupFilter {
-    pub name_contains: String,
-    pub profile_id: Option<Uuid>,
-    pub unit_id: Option<Uuid>,
-    pub member_id: Option<Uuid>,
-}
-
-/// Newest first.
+/// Newest first. Built at run time: each filter adds a condition only when
+/// set, which keeps every variant on its own index-friendly plan.
 pub async fn list(
     pool: &PgPool,
     organization_id: Uuid,
@@ -246,33 +257,85 @@ pub async fn list(
     .await
 }
 
-#[derive(FromRow)]
+/// A row of `queries/groups_grants.sql`.
 struct GrantRow {
     id: Uuid,
+    name: String,
     profile_id: Uuid,
-    unit_scope: String,
+    unit_scope: ScopeKind,
     unit_ids: Vec<Uuid>,
-    built_in: Option<String>,
+    built_in: Option<BuiltInRole>,
 }
 
 impl GrantRow {
     fn grant(self) -> (Grant, Option<Scope>) {
-        let built_in = self.built_in.as_deref().and_then(Scope::parse);
         (
             Grant {
                 group_id: self.id,
                 profile_id: self.profile_id,
-                scope: scope_of(&self.unit_scope, self.unit_ids),
+                scope: scope_of(self.unit_scope, self.unit_ids),
             },
-            built_in,
+            self.built_in.map(|role| role.0),
         )
     }
 }
 
-const GRANT_SELECT: &str = "select g.id, g.profile_id, g.unit_scope, p.built_in, \
-     coalesce((select array_agg(gu.unit_id) from group_units gu \
-               where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids \
-     from groups g join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id";
+/// A row of `queries/groups_member_grants.sql`.
+struct MemberGrantRow {
+    user_id: Uuid,
+    id: Uuid,
+    name: String,
+    profile_id: Uuid,
+    unit_scope: ScopeKind,
+    unit_ids: Vec<Uuid>,
+    built_in: Option<BuiltInRole>,
+}
+
+impl MemberGrantRow {
+    fn split(self) -> (Uuid, GrantRow) {
+        let grant = GrantRow {
+            id: self.id,
+            name: self.name,
+            profile_id: self.profile_id,
+            unit_scope: self.unit_scope,
+            unit_ids: self.unit_ids,
+            built_in: self.built_in,
+        };
+        (self.user_id, grant)
+    }
+}
+
+/// What the groups with these ids grant (`None`: every group of the organization).
+async fn grant_rows<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    ids: Option<&[Uuid]>,
+) -> Result<Vec<GrantRow>, sqlx::Error> {
+    sqlx::query_file_as!(
+        GrantRow,
+        "src/store/queries/groups_grants.sql",
+        organization_id,
+        ids as Option<&[Uuid]>,
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// What the groups of these users grant.
+async fn member_grant_rows<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<Vec<MemberGrantRow>, sqlx::Error> {
+    sqlx::query_file_as!(
+        MemberGrantRow,
+        "src/store/queries/groups_member_grants.sql",
+        organization_id,
+        user_ids,
+    )
+    .fetch_all(executor)
+    .await
+}
 
 /// What the groups with these ids grant (missing ids are left out).
 pub async fn grants_by_ids<'e>(
@@ -280,13 +343,7 @@ pub async fn grants_by_ids<'e>(
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<Grant>, sqlx::Error> {
-    let rows: Vec<GrantRow> = sqlx::query_as(&format!(
-        "{GRANT_SELECT} where g.organization_id = $1 and g.id = any($2)"
-    ))
-    .bind(organization_id)
-    .bind(ids)
-    .fetch_all(executor)
-    .await?;
+    let rows = grant_rows(executor, organization_id, Some(ids)).await?;
     Ok(rows.into_iter().map(|row| row.grant().0).collect())
 }
 
@@ -296,15 +353,8 @@ pub async fn grants_of_user_with_roles<'e>(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<Vec<(Grant, Option<Scope>)>, sqlx::Error> {
-    let rows: Vec<GrantRow> = sqlx::query_as(&format!(
-        "{GRANT_SELECT} join memberships m on m.organization_id = g.organization_id and m.group_id = g.id \
-         where g.organization_id = $1 and m.user_id = $2"
-    ))
-    .bind(organization_id)
-    .bind(user_id)
-    .fetch_all(executor)
-    .await?;
-    Ok(rows.into_iter().map(GrantRow::grant).collect())
+    let rows = member_grant_rows(executor, organization_id, &[user_id]).await?;
+    Ok(rows.into_iter().map(|row| row.split().1.grant()).collect())
 }
 
 pub async fn grants_of_user<'e>(
@@ -321,33 +371,17 @@ pub async fn grants_of_user<'e>(
     )
 }
 
-#[derive(FromRow)]
-struct MemberGrantRow {
-    user_id: Uuid,
-    #[sqlx(flatten)]
-    grant: GrantRow,
-}
-
 /// What the groups of each of these users grant, as (user id, grant).
 pub async fn grants_of_users(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<Grant>>, sqlx::Error> {
-    let rows: Vec<MemberGrantRow> = sqlx::query_as(&format!(
-        "{GRANT_SELECT} join memberships m on m.organization_id = g.organization_id and m.group_id = g.id \
-         where g.organization_id = $1 and m.user_id = any($2)"
-    ).replacen("select ", "select m.user_id, ", 1))
-    .bind(organization_id)
-    .bind(user_ids)
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows = member_grant_rows(&mut **tx, organization_id, user_ids).await?;
     let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
     for row in rows {
-        grants
-            .entry(row.user_id)
-            .or_default()
-            .push(row.grant.grant().0);
+        let (user_id, grant) = row.split();
+        grants.entry(user_id).or_default().push(grant.grant().0);
     }
     Ok(grants)
 }
@@ -357,25 +391,10 @@ pub async fn all_named_grants(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
 ) -> Result<Vec<(String, Grant)>, sqlx::Error> {
-    #[derive(FromRow)]
-    struct NamedGrantRow {
-        name: String,
-        #[sqlx(flatten)]
-        grant: GrantRow,
-    }
-    let rows: Vec<NamedGrantRow> = sqlx::query_as(
-        &format!("{GRANT_SELECT} where g.organization_id = $1").replacen(
-            "select ",
-            "select g.name, ",
-            1,
-        ),
-    )
-    .bind(organization_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows = grant_rows(&mut **tx, organization_id, None).await?;
     Ok(rows
         .into_iter()
-        .map(|row| (row.name, row.grant.grant().0))
+        .map(|row| (row.name.clone(), row.grant().0))
         .collect())
 }
 
@@ -386,19 +405,20 @@ pub async fn member_also_in_any(
     group_id: Uuid,
     other_group_ids: &[Uuid],
 ) -> Result<Option<(Uuid, String)>, sqlx::Error> {
-    sqlx::query_as(
+    let member = sqlx::query!(
         "select u.id, u.email from memberships m \
          join users u on u.organization_id = m.organization_id and u.id = m.user_id \
          where m.organization_id = $1 and m.group_id = $2 and exists ( \
              select 1 from memberships o where o.organization_id = m.organization_id \
              and o.user_id = m.user_id and o.group_id = any($3)) \
          order by u.id limit 1",
+        organization_id,
+        group_id,
+        other_group_ids,
     )
-    .bind(organization_id)
-    .bind(group_id)
-    .bind(other_group_ids)
     .fetch_optional(&mut **tx)
-    .await
+    .await?;
+    Ok(member.map(|row| (row.id, row.email)))
 }
 
 /// Adds (user, group) memberships in one statement; existing ones are kept.
@@ -408,13 +428,13 @@ pub async fn add_many_memberships(
     user_ids: &[Uuid],
     group_ids: &[Uuid],
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "insert into memberships (organization_id, user_id, group_id) \
          select $1, u, g from unnest($2::uuid[], $3::uuid[]) as t(u, g) on conflict do nothing",
+        organization_id,
+        user_ids,
+        group_ids,
     )
-    .bind(organization_id)
-    .bind(user_ids)
-    .bind(group_ids)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
@@ -427,13 +447,13 @@ pub async fn add_memberships(
     user_id: Uuid,
     group_ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into memberships (organization_id, user_id, group_id) select $1, $2, unnest($3::uuid[]) \
          on conflict do nothing returning group_id",
+        organization_id,
+        user_id,
+        group_ids,
     )
-    .bind(organization_id)
-    .bind(user_id)
-    .bind(group_ids)
     .fetch_all(&mut **tx)
     .await
 }
@@ -445,27 +465,28 @@ pub async fn remove_memberships(
     user_id: Uuid,
     group_ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "delete from memberships where organization_id = $1 and user_id = $2 and group_id = any($3) returning group_id",
+    sqlx::query_scalar!(
+        "delete from memberships where organization_id = $1 and user_id = $2 and group_id = any($3) \
+         returning group_id",
+        organization_id,
+        user_id,
+        group_ids,
     )
-    .bind(organization_id)
-    .bind(user_id)
-    .bind(group_ids)
     .fetch_all(&mut **tx)
     .await
 }
 
 /// One (profile, unit scope) pair of a user's access, with names for people.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct AccessRow {
     pub group_id: Uuid,
     pub group_name: String,
     pub profile_id: Uuid,
     pub product: String,
     pub profile_name: String,
-    pub unit_scope: String,
+    pub unit_scope: ScopeKind,
     pub unit_ids: Vec<Uuid>,
-    pub built_in: Option<String>,
+    pub built_in: Option<BuiltInRole>,
 }
 
 impl AccessRow {
@@ -475,9 +496,9 @@ impl AccessRow {
             Grant {
                 group_id: self.group_id,
                 profile_id: self.profile_id,
-                scope: scope_of(&self.unit_scope, self.unit_ids.clone()),
+                scope: scope_of(self.unit_scope, self.unit_ids.clone()),
             },
-            self.built_in.as_deref().and_then(Scope::parse),
+            self.built_in.map(|role| role.0),
         )
     }
 }
@@ -487,17 +508,12 @@ pub async fn access_of_user(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<Vec<AccessRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select g.id as group_id, g.name as group_name, p.id as profile_id, p.product, p.name as profile_name, g.unit_scope, p.built_in, \
-         coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
-                   where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids \
-         from memberships m \
-         join groups g on g.organization_id = m.organization_id and g.id = m.group_id \
-         join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id \
-         where m.organization_id = $1 and m.user_id = $2 order by p.product, p.name, g.name",
+    sqlx::query_file_as!(
+        AccessRow,
+        "src/store/queries/groups_access_of_user.sql",
+        organization_id,
+        user_id,
     )
-    .bind(organization_id)
-    .bind(user_id)
     .fetch_all(pool)
     .await
 }

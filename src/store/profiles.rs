@@ -13,7 +13,32 @@ use crate::domain::{
 /// Product name of Roster's own profiles.
 pub const USER_MANAGEMENT: &str = "User Management";
 
+/// The columns every statement here returns; the list, built at run time, uses this.
 const COLUMNS: &str = "id, product, name, description, built_in, create_time, update_time";
+
+/// `profiles.built_in`: the role a built-in profile gives. A stored value
+/// Roster does not know is a decode error, never a plain profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltInRole(pub Scope);
+
+impl sqlx::Type<Postgres> for BuiltInRole {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl sqlx::Decode<'_, Postgres> for BuiltInRole {
+    fn decode(value: sqlx::postgres::PgValueRef<'_>) -> Result<Self, sqlx::error::BoxDynError> {
+        let raw = <&str as sqlx::Decode<Postgres>>::decode(value)?;
+        Scope::parse(raw)
+            .map(Self)
+            .ok_or_else(|| format!("stored built-in role {raw:?} is not one Roster knows").into())
+    }
+}
 
 #[derive(FromRow)]
 struct ProfileRow {
@@ -21,7 +46,7 @@ struct ProfileRow {
     product: String,
     name: String,
     description: String,
-    built_in: Option<String>,
+    built_in: Option<BuiltInRole>,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
@@ -33,7 +58,7 @@ impl From<ProfileRow> for Profile {
             product: row.product,
             name: row.name,
             description: row.description,
-            built_in: row.built_in.as_deref().and_then(Scope::parse),
+            built_in: row.built_in.map(|role| role.0),
             create_time: row.create_time,
             update_time: row.update_time,
         }
@@ -60,15 +85,15 @@ pub async fn insert_built_in(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into profiles (organization_id, id, product, name, description, built_in) values \
          ($1, $2, $4, 'Admin', 'Manage users, groups, units, profiles and keys of the organization.', 'ADMIN'), \
          ($1, $3, $4, 'Viewer', 'Read users, groups, units and profiles of the organization.', 'VIEWER')",
+        organization_id,
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        USER_MANAGEMENT,
     )
-    .bind(organization_id)
-    .bind(Uuid::now_v7())
-    .bind(Uuid::now_v7())
-    .bind(USER_MANAGEMENT)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -79,14 +104,16 @@ pub async fn insert(
     organization_id: Uuid,
     values: &ProfileValues,
 ) -> Result<Profile, DomainError> {
-    let row: ProfileRow = sqlx::query_as(&format!(
-        "insert into profiles (organization_id, id, product, name, description) values ($1, $2, $3, $4, $5) returning {COLUMNS}"
-    ))
-    .bind(organization_id)
-    .bind(Uuid::now_v7())
-    .bind(&values.product)
-    .bind(&values.name)
-    .bind(&values.description)
+    let row = sqlx::query_as!(
+        ProfileRow,
+        r#"insert into profiles (organization_id, id, product, name, description) values ($1, $2, $3, $4, $5)
+           returning id, product, name, description, built_in as "built_in: BuiltInRole", create_time, update_time"#,
+        organization_id,
+        Uuid::now_v7(),
+        values.product.as_str(),
+        values.name.as_str(),
+        values.description.as_str(),
+    )
     .fetch_one(&mut **tx)
     .await
     .map_err(map_profile_constraints)?;
@@ -99,15 +126,17 @@ pub async fn update(
     id: Uuid,
     values: &ProfileValues,
 ) -> Result<Profile, DomainError> {
-    let row: ProfileRow = sqlx::query_as(&format!(
-        "update profiles set product = $3, name = $4, description = $5 \
-         where organization_id = $1 and id = $2 and built_in is null returning {COLUMNS}"
-    ))
-    .bind(organization_id)
-    .bind(id)
-    .bind(&values.product)
-    .bind(&values.name)
-    .bind(&values.description)
+    let row = sqlx::query_as!(
+        ProfileRow,
+        r#"update profiles set product = $3, name = $4, description = $5
+           where organization_id = $1 and id = $2 and built_in is null
+           returning id, product, name, description, built_in as "built_in: BuiltInRole", create_time, update_time"#,
+        organization_id,
+        id,
+        values.product.as_str(),
+        values.name.as_str(),
+        values.description.as_str(),
+    )
     .fetch_one(&mut **tx)
     .await
     .map_err(map_profile_constraints)?;
@@ -119,11 +148,11 @@ pub async fn delete(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<bool, DomainError> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "delete from profiles where organization_id = $1 and id = $2 and built_in is null",
+        organization_id,
+        id,
     )
-    .bind(organization_id)
-    .bind(id)
     .execute(&mut **tx)
     .await
     .map_err(map_profile_constraints)?;
@@ -135,17 +164,19 @@ pub async fn find<'e>(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Profile>, sqlx::Error> {
-    let row: Option<ProfileRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from profiles where organization_id = $1 and id = $2"
-    ))
-    .bind(organization_id)
-    .bind(id)
+    let row = sqlx::query_as!(
+        ProfileRow,
+        r#"select id, product, name, description, built_in as "built_in: BuiltInRole", create_time, update_time
+           from profiles where organization_id = $1 and id = $2"#,
+        organization_id,
+        id,
+    )
     .fetch_optional(executor)
     .await?;
     Ok(row.map(Into::into))
 }
 
-/// Newest first.
+/// Newest first. Built at run time: the product filter is added only when set.
 pub async fn list(
     pool: &PgPool,
     organization_id: Uuid,

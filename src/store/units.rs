@@ -4,18 +4,19 @@ use uuid::Uuid;
 
 use super::{map_constraint_violation, paging::newest_first_page, Transaction};
 use crate::domain::{
-    group::{Unit, UnitKind},
+    group::{Unit, UnitKind, UnitValues},
     paging::{fingerprint, Page, PageSize},
     DomainError,
 };
 
+/// The columns every statement here returns; the list, built at run time, uses this.
 const COLUMNS: &str = "id, name, kind, create_time, update_time";
 
 #[derive(FromRow)]
 struct UnitRow {
     id: Uuid,
     name: String,
-    kind: String,
+    kind: UnitKind,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
@@ -25,7 +26,7 @@ impl From<UnitRow> for Unit {
         Unit {
             id: row.id,
             name: row.name,
-            kind: UnitKind::parse(&row.kind).unwrap_or(UnitKind::Other),
+            kind: row.kind,
             create_time: row.create_time,
             update_time: row.update_time,
         }
@@ -50,16 +51,17 @@ fn map_unit_constraints(error: sqlx::Error) -> DomainError {
 pub async fn insert(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
-    name: &str,
-    kind: UnitKind,
+    values: &UnitValues,
 ) -> Result<Unit, DomainError> {
-    let row: UnitRow = sqlx::query_as(&format!(
-        "insert into units (organization_id, id, name, kind) values ($1, $2, $3, $4) returning {COLUMNS}"
-    ))
-    .bind(organization_id)
-    .bind(Uuid::now_v7())
-    .bind(name)
-    .bind(kind.as_str())
+    let row = sqlx::query_as!(
+        UnitRow,
+        r#"insert into units (organization_id, id, name, kind) values ($1, $2, $3, $4)
+           returning id, name, kind as "kind: UnitKind", create_time, update_time"#,
+        organization_id,
+        Uuid::now_v7(),
+        values.name.as_str(),
+        values.kind as UnitKind,
+    )
     .fetch_one(&mut **tx)
     .await
     .map_err(map_unit_constraints)?;
@@ -70,16 +72,17 @@ pub async fn update(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     id: Uuid,
-    name: &str,
-    kind: UnitKind,
+    values: &UnitValues,
 ) -> Result<Unit, DomainError> {
-    let row: Option<UnitRow> = sqlx::query_as(&format!(
-        "update units set name = $3, kind = $4 where organization_id = $1 and id = $2 returning {COLUMNS}"
-    ))
-    .bind(organization_id)
-    .bind(id)
-    .bind(name)
-    .bind(kind.as_str())
+    let row = sqlx::query_as!(
+        UnitRow,
+        r#"update units set name = $3, kind = $4 where organization_id = $1 and id = $2
+           returning id, name, kind as "kind: UnitKind", create_time, update_time"#,
+        organization_id,
+        id,
+        values.name.as_str(),
+        values.kind as UnitKind,
+    )
     .fetch_optional(&mut **tx)
     .await
     .map_err(map_unit_constraints)?;
@@ -92,12 +95,14 @@ pub async fn delete(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<bool, DomainError> {
-    let result = sqlx::query("delete from units where organization_id = $1 and id = $2")
-        .bind(organization_id)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_unit_constraints)?;
+    let result = sqlx::query!(
+        "delete from units where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(map_unit_constraints)?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -106,11 +111,13 @@ pub async fn find<'e>(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Unit>, sqlx::Error> {
-    let row: Option<UnitRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from units where organization_id = $1 and id = $2"
-    ))
-    .bind(organization_id)
-    .bind(id)
+    let row = sqlx::query_as!(
+        UnitRow,
+        r#"select id, name, kind as "kind: UnitKind", create_time, update_time
+           from units where organization_id = $1 and id = $2"#,
+        organization_id,
+        id,
+    )
     .fetch_optional(executor)
     .await?;
     Ok(row.map(Into::into))
@@ -122,14 +129,17 @@ pub async fn existing_ids<'e>(
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("select id from units where organization_id = $1 and id = any($2)")
-        .bind(organization_id)
-        .bind(ids)
-        .fetch_all(executor)
-        .await
+    sqlx::query_scalar!(
+        "select id from units where organization_id = $1 and id = any($2)",
+        organization_id,
+        ids,
+    )
+    .fetch_all(executor)
+    .await
 }
 
-/// Newest first.
+/// Newest first. Built at run time: the name and kind filters are added
+/// only when set.
 pub async fn list(
     pool: &PgPool,
     organization_id: Uuid,

@@ -1,0 +1,663 @@
+//! Groups (a profile on some units) and memberships; units and profiles live
+//! in their own modules and are re-exported here.
+
+mod profile;
+mod unit;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use self::{
+    profile::{
+        create_profile, delete_profile, get_profile, list_profiles, update_profile, Profile,
+        ProfileChanges, ProfileValues,
+    },
+    unit::{
+        create_unit, delete_unit, get_unit, list_units, update_unit, Unit, UnitChanges, UnitKind,
+        UnitValues,
+    },
+};
+use super::{
+    access::{Authority, Grant, UnitScope},
+    caller::Caller,
+    name::DisplayName,
+    paging::{Page, PageSize},
+    request::{IdempotencyKey, RequestId},
+    status::text_states,
+    unit_of_work::{IdempotentCreate, UnitOfWork},
+    user::{ensure_may_act_on, User, UserFilter, UserOrder},
+    DomainError, FieldViolation,
+};
+use crate::store::{self, Transaction};
+
+const MAX_DESCRIPTION: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub profile_id: Uuid,
+    pub scope: UnitScope,
+    pub member_count: i64,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl Group {
+    pub fn grant(&self) -> Grant {
+        Grant {
+            group_id: self.id,
+            profile_id: self.profile_id,
+            scope: self.scope.clone(),
+        }
+    }
+}
+
+/// Which groups a list shows; empty or `None` filters nothing.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GroupFilter {
+    pub name_contains: String,
+    pub profile_id: Option<Uuid>,
+    pub unit_id: Option<Uuid>,
+    pub member_id: Option<Uuid>,
+}
+
+text_states! {
+    /// The unit scope a caller asked for, before its units are checked, and
+    /// the kind of scope a group stores (`groups.unit_scope`).
+    ScopeKind {
+        NoUnit => "NO_UNIT",
+        AllUnits => "ALL_UNITS",
+        Units => "UNITS",
+    }
+}
+
+impl ScopeKind {
+    pub fn of(scope: &UnitScope) -> Self {
+        match scope {
+            UnitScope::NoUnit => Self::NoUnit,
+            UnitScope::AllUnits => Self::AllUnits,
+            UnitScope::Units(_) => Self::Units,
+        }
+    }
+}
+
+/// A group as a caller sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInput {
+    pub name: String,
+    pub description: String,
+    pub profile_id: String,
+    /// `None` for an unspecified or unknown scope.
+    pub scope: Option<ScopeKind>,
+    pub unit_ids: Vec<String>,
+}
+
+/// A trimmed description of at most 1000 characters; line breaks stay
+/// allowed, what hides text does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
+        let description = raw.trim();
+        if description.chars().count() > MAX_DESCRIPTION {
+            return Err(FieldViolation::new(
+                field,
+                "TOO_LONG",
+                format!("must be at most {MAX_DESCRIPTION} characters"),
+            ));
+        }
+        if let Some(violation) = super::name::invisible_violation(description, field) {
+            return Err(violation);
+        }
+        Ok(Self(description.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The violations of every part that failed, in the order given.
+fn violations_of<const N: usize>(parts: [Option<Vec<FieldViolation>>; N]) -> DomainError {
+    DomainError::InvalidArgument(parts.into_iter().flatten().flatten().collect())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupValues {
+    pub name: DisplayName,
+    pub description: Description,
+    pub profile_id: Uuid,
+    pub scope: UnitScope,
+}
+
+fn parse_uuid(raw: &str, field: &str) -> Result<Uuid, FieldViolation> {
+    if raw.trim().is_empty() {
+        return Err(FieldViolation::new(field, "REQUIRED", "must be set"));
+    }
+    Uuid::parse_str(raw.trim())
+        .map_err(|_| FieldViolation::new(field, "INVALID_ID", "must be a UUID"))
+}
+
+fn parse_group_name(raw: &str) -> Result<DisplayName, Vec<FieldViolation>> {
+    let name = DisplayName::parse(raw, "group.name");
+    let mut violations: Vec<FieldViolation> = name.clone().err().into_iter().collect();
+    if raw.contains('|') {
+        violations.push(FieldViolation::new(
+            "group.name",
+            "PIPE_IN_NAME",
+            "must not contain `|` (it separates groups in CSV files)",
+        ));
+    }
+    match name {
+        Ok(name) if violations.is_empty() => Ok(name),
+        _ => Err(violations),
+    }
+}
+
+/// The unit ids (each violation naming its index) and how they fit the kind.
+fn parse_scope(
+    kind: Option<ScopeKind>,
+    unit_ids: &[String],
+) -> Result<UnitScope, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let mut units = BTreeSet::new();
+    for (index, raw) in unit_ids.iter().enumerate() {
+        match parse_uuid(raw, &format!("group.unit_ids[{index}]")) {
+            Ok(id) => {
+                units.insert(id);
+            }
+            Err(v) => violations.push(v),
+        }
+    }
+    let scope = match kind {
+        Some(ScopeKind::Units) if unit_ids.is_empty() => Err(FieldViolation::new(
+            "group.unit_ids",
+            "REQUIRED",
+            "must list at least one unit for UNIT_SCOPE_UNITS",
+        )),
+        Some(ScopeKind::Units) => Ok(UnitScope::Units(units)),
+        Some(kind) if !unit_ids.is_empty() => Err(FieldViolation::new(
+            "group.unit_ids",
+            "UNEXPECTED",
+            format!("must be empty unless unit_scope is UNIT_SCOPE_UNITS (it is {kind:?})"),
+        )),
+        Some(ScopeKind::NoUnit) => Ok(UnitScope::NoUnit),
+        Some(ScopeKind::AllUnits) => Ok(UnitScope::AllUnits),
+        None => Err(FieldViolation::new(
+            "group.unit_scope",
+            "REQUIRED",
+            "must be UNIT_SCOPE_NO_UNIT, UNIT_SCOPE_ALL_UNITS or UNIT_SCOPE_UNITS",
+        )),
+    };
+    match scope {
+        Ok(scope) if violations.is_empty() => Ok(scope),
+        Ok(_) => Err(violations),
+        Err(violation) => {
+            violations.push(violation);
+            Err(violations)
+        }
+    }
+}
+
+impl GroupValues {
+    /// Every violation at once, under `group.`.
+    pub fn parse(input: &GroupInput) -> Result<Self, DomainError> {
+        let name = parse_group_name(&input.name);
+        let description =
+            Description::parse(&input.description, "group.description").map_err(|v| vec![v]);
+        let profile_id = parse_uuid(&input.profile_id, "group.profile_id").map_err(|v| vec![v]);
+        let scope = parse_scope(input.scope, &input.unit_ids);
+        match (name, description, profile_id, scope) {
+            (Ok(name), Ok(description), Ok(profile_id), Ok(scope)) => Ok(Self {
+                name,
+                description,
+                profile_id,
+                scope,
+            }),
+            (name, description, profile_id, scope) => Err(violations_of([
+                name.err(),
+                description.err(),
+                profile_id.err(),
+                scope.err(),
+            ])),
+        }
+    }
+
+    fn grant(&self, group_id: Uuid) -> Grant {
+        Grant {
+            group_id,
+            profile_id: self.profile_id,
+            scope: self.scope.clone(),
+        }
+    }
+}
+
+/// Which group fields an update changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupField {
+    Name,
+    Description,
+    ProfileId,
+    UnitScope,
+    UnitIds,
+}
+
+impl GroupField {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "name" => Some(Self::Name),
+            "description" => Some(Self::Description),
+            "profile_id" => Some(Self::ProfileId),
+            "unit_scope" => Some(Self::UnitScope),
+            "unit_ids" => Some(Self::UnitIds),
+            _ => None,
+        }
+    }
+}
+
+/// An update: the fields of its mask, taken from `input`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupUpdate {
+    pub fields: Vec<GroupField>,
+    pub input: GroupInput,
+}
+
+impl GroupUpdate {
+    /// The group as it would be: the current values with the masked fields
+    /// replaced. Changing the scope away from UNITS without naming unit_ids
+    /// drops the current units, so the result is parsed as a whole.
+    pub fn merged_onto(&self, current: &Group) -> GroupInput {
+        let mut merged = GroupInput {
+            name: current.name.clone(),
+            description: current.description.clone(),
+            profile_id: current.profile_id.to_string(),
+            scope: Some(ScopeKind::of(&current.scope)),
+            unit_ids: current
+                .scope
+                .unit_ids()
+                .iter()
+                .map(Uuid::to_string)
+                .collect(),
+        };
+        let input = &self.input;
+        for field in &self.fields {
+            match field {
+                GroupField::Name => merged.name.clone_from(&input.name),
+                GroupField::Description => merged.description.clone_from(&input.description),
+                GroupField::ProfileId => merged.profile_id.clone_from(&input.profile_id),
+                GroupField::UnitScope => {
+                    merged.scope = input.scope;
+                    if !self.fields.contains(&GroupField::UnitIds)
+                        && input.scope != Some(ScopeKind::Units)
+                    {
+                        merged.unit_ids.clear();
+                    }
+                }
+                GroupField::UnitIds => merged.unit_ids.clone_from(&input.unit_ids),
+            }
+        }
+        merged
+    }
+
+    fn changed_fields(&self) -> Vec<String> {
+        self.fields.iter().map(|f| format!("{f:?}")).collect()
+    }
+}
+
+/// A create that carried an idempotency key and already ran: the id it
+/// created for this same caller.
+async fn earlier_create(
+    pool: &PgPool,
+    create: Option<&IdempotentCreate>,
+) -> Result<Option<Uuid>, DomainError> {
+    let Some(create) = create else {
+        return Ok(None);
+    };
+    Ok(create
+        .earlier::<serde_json::Value>(pool)
+        .await?
+        .map(|(id, _)| id))
+}
+
+async fn remember_create(
+    work: &mut UnitOfWork,
+    create: Option<&IdempotentCreate>,
+    id: Uuid,
+) -> Result<(), DomainError> {
+    match create {
+        Some(create) => work.remember(create, id, &json!({})).await,
+        None => Ok(()),
+    }
+}
+
+fn uncovered(what: &str) -> DomainError {
+    DomainError::PermissionDenied(format!(
+        "{what} grants more than you hold, so you may not change it"
+    ))
+}
+
+/// A group of a built-in profile on NO_UNIT gives API scopes yet covers no
+/// group: a trap for whoever reads "Admin" literally, so it is refused.
+fn scope_fits_profile(profile: &Profile, scope: &UnitScope) -> Result<(), DomainError> {
+    if profile.built_in.is_some() && *scope == UnitScope::NoUnit {
+        return Err(DomainError::invalid(
+            "group.unit_scope",
+            "BUILT_IN_PROFILE_NEEDS_UNITS",
+            format!(
+                "a group of the built-in {} {} profile cannot be UNIT_SCOPE_NO_UNIT: it would give API scopes but cover no unit; \
+                 use UNIT_SCOPE_ALL_UNITS (Admin on all units is an organization administrator) or UNIT_SCOPE_UNITS with its units",
+                profile.product, profile.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The group's profile and units exist, and its scope fits the profile.
+async fn check_references(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    values: &GroupValues,
+) -> Result<(), DomainError> {
+    let profile = store::profiles::find(&mut **tx, organization_id, values.profile_id)
+        .await?
+        .ok_or_else(|| DomainError::NotFoundField {
+            field: "group.profile_id".into(),
+            message: format!("profile {} not found", values.profile_id),
+        })?;
+    scope_fits_profile(&profile, &values.scope)?;
+    let wanted = values.scope.unit_ids();
+    let found = store::units::existing_ids(&mut **tx, organization_id, &wanted).await?;
+    if let Some(missing) = wanted.iter().find(|id| !found.contains(id)) {
+        return Err(DomainError::NotFoundField {
+            field: "group.unit_ids".into(),
+            message: format!("unit {missing} not found"),
+        });
+    }
+    Ok(())
+}
+
+/// The groups among `grants` that `authority` does not cover.
+fn not_covered(authority: &Authority, grants: &[(String, Grant)]) -> Vec<Uuid> {
+    grants
+        .iter()
+        .filter(|(_, grant)| !authority.covers(grant))
+        .map(|(_, grant)| grant.group_id)
+        .collect()
+}
+
+/// Changing or deleting a group changes what every member holds, so a unit
+/// administrator must be allowed to act on each of them.
+async fn ensure_may_act_on_members(
+    tx: &mut Transaction<'_>,
+    caller: &Caller,
+    group_id: Uuid,
+) -> Result<(), DomainError> {
+    if caller.authority == Authority::Organization {
+        return Ok(());
+    }
+    let all = store::groups::all_named_grants(tx, caller.organization_id).await?;
+    let uncovered = not_covered(&caller.authority, &all);
+    if uncovered.is_empty() {
+        return Ok(());
+    }
+    if let Some((member_id, email)) =
+        store::groups::member_also_in_any(tx, caller.organization_id, group_id, &uncovered).await?
+    {
+        return Err(DomainError::PermissionDenied(format!(
+            "member {email} (user {member_id}) of this group holds groups you do not cover, \
+             so you may not change or delete the group"
+        )));
+    }
+    Ok(())
+}
+
+fn group_details(group: &Group) -> serde_json::Value {
+    json!({
+        "name": group.name,
+        "profile_id": group.profile_id,
+        "unit_scope": group.scope.kind(),
+        "unit_ids": group.scope.unit_ids(),
+    })
+}
+
+pub async fn create_group(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    idempotency_key: Option<IdempotencyKey>,
+    values: &GroupValues,
+) -> Result<Group, DomainError> {
+    let organization_id = caller.organization_id;
+    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, "CreateGroup", key));
+    if let Some(id) = earlier_create(pool, create.as_ref()).await? {
+        return get_group(pool, organization_id, id).await;
+    }
+    if !caller.authority.covers(&values.grant(Uuid::nil())) {
+        return Err(uncovered("this group"));
+    }
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    check_references(work.tx(), organization_id, values).await?;
+    let group = store::groups::insert(work.tx(), organization_id, values).await?;
+    remember_create(&mut work, create.as_ref(), group.id).await?;
+    work.record(
+        work.audit_record("group.create", "group", group.id)
+            .with_details(group_details(&group)),
+    );
+    work.commit().await?;
+    Ok(group)
+}
+
+pub async fn get_group(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Group, DomainError> {
+    store::groups::find(pool, organization_id, id)
+        .await?
+        .ok_or_else(|| DomainError::not_found("group", id))
+}
+
+/// Newest first.
+pub async fn list_groups(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &GroupFilter,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<Group>, DomainError> {
+    store::groups::list(pool, organization_id, filter, page_size, page_token).await
+}
+
+/// The members of an existing group, by last name.
+pub async fn list_members(
+    pool: &PgPool,
+    organization_id: Uuid,
+    group_id: Uuid,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<User>, DomainError> {
+    get_group(pool, organization_id, group_id).await?;
+    let filter = UserFilter {
+        group_id: Some(group_id),
+        ..Default::default()
+    };
+    store::users::list(
+        pool,
+        organization_id,
+        &filter,
+        UserOrder::LastName,
+        page_size,
+        page_token,
+    )
+    .await
+}
+
+/// Changes a group the caller covers before and after the change, when the
+/// caller may act on every member.
+pub async fn update_group(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    id: Uuid,
+    update: &GroupUpdate,
+) -> Result<Group, DomainError> {
+    let organization_id = caller.organization_id;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let current = store::groups::lock(work.tx(), organization_id, id)
+        .await?
+        .ok_or_else(|| DomainError::not_found("group", id))?;
+    if !caller.authority.covers(&current.grant()) {
+        return Err(uncovered("this group"));
+    }
+    let values = GroupValues::parse(&update.merged_onto(&current))?;
+    if !caller.authority.covers(&values.grant(id)) {
+        return Err(uncovered("the changed group"));
+    }
+    check_references(work.tx(), organization_id, &values).await?;
+    ensure_may_act_on_members(work.tx(), caller, id).await?;
+    let updated = store::groups::update(work.tx(), organization_id, id, &values).await?;
+    work.record(work.audit_record("group.update", "group", id).with_changes(
+        update.changed_fields(),
+        json!({ "old": group_details(&current), "new": group_details(&updated) }),
+    ));
+    work.commit().await?;
+    Ok(updated)
+}
+
+/// Deletes a covered group whose members the caller may all act on; its
+/// memberships go with it.
+pub async fn delete_group(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    id: Uuid,
+) -> Result<(), DomainError> {
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let group = store::groups::lock(work.tx(), caller.organization_id, id)
+        .await?
+        .ok_or_else(|| DomainError::not_found("group", id))?;
+    if !caller.authority.covers(&group.grant()) {
+        return Err(uncovered("this group"));
+    }
+    ensure_may_act_on_members(work.tx(), caller, id).await?;
+    store::groups::delete(work.tx(), caller.organization_id, id).await?;
+    work.record(
+        work.audit_record("group.delete", "group", id)
+            .with_details(group_details(&group)),
+    );
+    work.commit().await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MembershipChange {
+    Add,
+    Remove,
+}
+
+impl MembershipChange {
+    fn audit_action(self) -> &'static str {
+        match self {
+            Self::Add => "user.groups.add",
+            Self::Remove => "user.groups.remove",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Add => "give",
+            Self::Remove => "remove",
+        }
+    }
+}
+
+/// Every group exists and is covered; refused naming the first that is not.
+fn check_groups_to_change(
+    authority: &Authority,
+    change: MembershipChange,
+    group_ids: &[Uuid],
+    grants: &[Grant],
+) -> Result<(), DomainError> {
+    for (index, id) in group_ids.iter().enumerate() {
+        let Some(grant) = grants.iter().find(|g| g.group_id == *id) else {
+            return Err(DomainError::NotFoundField {
+                field: format!("group_ids[{index}]"),
+                message: format!("group {id} not found"),
+            });
+        };
+        if !authority.covers(grant) {
+            return Err(DomainError::PermissionDenied(format!(
+                "you may not {} group {id}: it grants more than you hold",
+                change.verb()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Gives a user groups; every one must exist and be covered (refused naming the first that is not).
+pub async fn add_user_to_groups(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    user_id: Uuid,
+    group_ids: &[Uuid],
+) -> Result<Vec<Uuid>, DomainError> {
+    let change = MembershipChange::Add;
+    change_memberships(pool, caller, request_id, user_id, group_ids, change).await
+}
+
+pub async fn remove_user_from_groups(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    user_id: Uuid,
+    group_ids: &[Uuid],
+) -> Result<Vec<Uuid>, DomainError> {
+    let change = MembershipChange::Remove;
+    change_memberships(pool, caller, request_id, user_id, group_ids, change).await
+}
+
+/// The groups changed: those the user was not in (add) or was in (remove).
+async fn change_memberships(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    user_id: Uuid,
+    group_ids: &[Uuid],
+    change: MembershipChange,
+) -> Result<Vec<Uuid>, DomainError> {
+    let organization_id = caller.organization_id;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    ensure_may_act_on(work.tx(), caller, user_id, None).await?;
+    let grants = store::groups::grants_by_ids(&mut **work.tx(), organization_id, group_ids).await?;
+    check_groups_to_change(&caller.authority, change, group_ids, &grants)?;
+    let tx = work.tx();
+    let changed = match change {
+        MembershipChange::Add => {
+            store::groups::add_memberships(tx, organization_id, user_id, group_ids).await?
+        }
+        MembershipChange::Remove => {
+            store::groups::remove_memberships(tx, organization_id, user_id, group_ids).await?
+        }
+    };
+    if !changed.is_empty() {
+        work.record(
+            work.audit_record(change.audit_action(), "user", user_id)
+                .with_changes(vec!["groups".into()], json!({ "group_ids": changed })),
+        );
+    }
+    work.commit().await?;
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+//! Units: the branches, stores and partners a group's scope names.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{earlier_create, remember_create, violations_of};
+use crate::{
+    domain::{
+        caller::Caller,
+        name::DisplayName,
+        paging::{Page, PageSize},
+        request::{IdempotencyKey, RequestId},
+        status::text_states,
+        unit_of_work::{IdempotentCreate, UnitOfWork},
+        DomainError, FieldViolation,
+    },
+    store,
+};
+
+text_states! {
+    /// What a unit is (`units.kind`).
+    UnitKind {
+        Branch => "BRANCH",
+        Store => "STORE",
+        Partner => "PARTNER",
+        Other => "OTHER",
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: UnitKind,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+/// A unit as it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitValues {
+    pub name: DisplayName,
+    pub kind: UnitKind,
+}
+
+impl UnitValues {
+    /// `kind` is `None` for an unspecified or unknown kind. Every violation at once.
+    pub fn parse(name: &str, kind: Option<UnitKind>) -> Result<Self, DomainError> {
+        let name = DisplayName::parse(name, "unit.name").map_err(|v| vec![v]);
+        let kind = kind.ok_or_else(|| {
+            vec![FieldViolation::new(
+                "unit.kind",
+                "REQUIRED",
+                "must be BRANCH, STORE, PARTNER or OTHER",
+            )]
+        });
+        match (name, kind) {
+            (Ok(name), Ok(kind)) => Ok(Self { name, kind }),
+            (name, kind) => Err(violations_of([name.err(), kind.err()])),
+        }
+    }
+}
+
+/// An update: `None` for a field not in the mask.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitChanges {
+    pub name: Option<String>,
+    /// `Some(None)`: the mask names the kind but it is unspecified or unknown.
+    pub kind: Option<Option<UnitKind>>,
+}
+
+impl UnitChanges {
+    /// The current unit with the masked fields replaced, parsed as a whole.
+    pub fn merged_onto(&self, current: &Unit) -> Result<UnitValues, DomainError> {
+        UnitValues::parse(
+            self.name.as_deref().unwrap_or(&current.name),
+            self.kind.unwrap_or(Some(current.kind)),
+        )
+    }
+}
+
+fn unit_details(unit: &Unit) -> serde_json::Value {
+    json!({ "name": unit.name, "kind": unit.kind.as_str() })
+}
+
+pub async fn create_unit(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    idempotency_key: Option<IdempotencyKey>,
+    values: &UnitValues,
+) -> Result<Unit, DomainError> {
+    let organization_id = caller.organization_id;
+    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, "CreateUnit", key));
+    if let Some(id) = earlier_create(pool, create.as_ref()).await? {
+        return get_unit(pool, organization_id, id).await;
+    }
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let unit = store::units::insert(work.tx(), organization_id, values).await?;
+    remember_create(&mut work, create.as_ref(), unit.id).await?;
+    work.record(
+        work.audit_record("unit.create", "unit", unit.id)
+            .with_details(unit_details(&unit)),
+    );
+    work.commit().await?;
+    Ok(unit)
+}
+
+pub async fn get_unit(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Unit, DomainError> {
+    store::units::find(pool, organization_id, id)
+        .await?
+        .ok_or_else(|| DomainError::not_found("unit", id))
+}
+
+/// Newest first; `kind` `None` lists every kind.
+pub async fn list_units(
+    pool: &PgPool,
+    organization_id: Uuid,
+    name_contains: &str,
+    kind: Option<UnitKind>,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<Unit>, DomainError> {
+    store::units::list(
+        pool,
+        organization_id,
+        name_contains,
+        kind,
+        page_size,
+        page_token,
+    )
+    .await
+}
+
+pub async fn update_unit(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    id: Uuid,
+    changes: &UnitChanges,
+) -> Result<Unit, DomainError> {
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let current = store::units::find(&mut **work.tx(), caller.organization_id, id)
+        .await?
+        .ok_or_else(|| DomainError::not_found("unit", id))?;
+    let values = changes.merged_onto(&current)?;
+    let unit = store::units::update(work.tx(), caller.organization_id, id, &values).await?;
+    work.record(
+        work.audit_record("unit.update", "unit", id)
+            .with_details(json!({
+                "old": unit_details(&current),
+                "new": unit_details(&unit),
+            })),
+    );
+    work.commit().await?;
+    Ok(unit)
+}
+
+pub async fn delete_unit(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    id: Uuid,
+) -> Result<(), DomainError> {
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    if !store::units::delete(work.tx(), caller.organization_id, id).await? {
+        return Err(DomainError::not_found("unit", id));
+    }
+    work.record(work.audit_record("unit.delete", "unit", id));
+    work.commit().await?;
+    Ok(())
+}
