@@ -6,7 +6,10 @@ use uuid::Uuid;
 use super::{map_constraint_violation, paging::total_size, Transaction};
 use crate::domain::{
     paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
-    user::{AdminState, User, UserFilter, UserOrder, UserStatus, UserValues},
+    user::{
+        AdminState, Credentials, InvitationTargets, LookupKey, User, UserFilter, UserOrder,
+        UserStatus, UserValues,
+    },
     DomainError,
 };
 
@@ -99,12 +102,12 @@ pub async fn insert(
     ))
     .bind(organization_id)
     .bind(Uuid::now_v7())
-    .bind(&values.first_name)
-    .bind(&values.last_name)
-    .bind(&values.email)
-    .bind(&values.username)
-    .bind(&values.phone)
-    .bind(&values.external_id)
+    .bind(values.first_name.as_str())
+    .bind(values.last_name.as_str())
+    .bind(values.email.as_str())
+    .bind(values.username.as_str())
+    .bind(values.phone.as_deref())
+    .bind(values.external_id.as_deref())
     .bind(if deactivated {
         AdminState::Inactive
     } else {
@@ -133,12 +136,12 @@ pub async fn update_values(
     ))
     .bind(organization_id)
     .bind(id)
-    .bind(&values.first_name)
-    .bind(&values.last_name)
-    .bind(&values.email)
-    .bind(&values.username)
-    .bind(&values.phone)
-    .bind(&values.external_id)
+    .bind(values.first_name.as_str())
+    .bind(values.last_name.as_str())
+    .bind(values.email.as_str())
+    .bind(values.username.as_str())
+    .bind(values.phone.as_deref())
+    .bind(values.external_id.as_deref())
     .bind(values.search_key())
     .bind(values.last_name_key())
     .fetch_one(&mut **tx)
@@ -194,13 +197,6 @@ pub async fn find_many(
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum LookupKey<'a> {
-    Email(&'a str),
-    Username(&'a str),
-    ExternalId(&'a str),
 }
 
 /// Exact matches (email and username ignoring case), oldest first.
@@ -471,14 +467,14 @@ pub struct ImportedUserRow {
 
 impl ImportedUserRow {
     pub fn values(&self) -> UserValues {
-        UserValues {
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-            email: self.email.clone(),
-            username: self.username.clone(),
-            phone: self.phone.clone(),
-            external_id: self.external_id.clone(),
-        }
+        UserValues::from_stored(
+            self.first_name.clone(),
+            self.last_name.clone(),
+            self.email.clone(),
+            self.username.clone(),
+            self.phone.clone(),
+            self.external_id.clone(),
+        )
     }
 }
 
@@ -542,12 +538,12 @@ pub async fn insert_many(
     )
     .bind(organization_id)
     .bind(&ids)
-    .bind(column(|u| Some(u.values.first_name.clone())))
-    .bind(column(|u| Some(u.values.last_name.clone())))
-    .bind(column(|u| Some(u.values.email.clone())))
-    .bind(column(|u| Some(u.values.username.clone())))
-    .bind(column(|u| u.values.phone.clone()))
-    .bind(column(|u| u.values.external_id.clone()))
+    .bind(column(|u| Some(u.values.first_name.to_string())))
+    .bind(column(|u| Some(u.values.last_name.to_string())))
+    .bind(column(|u| Some(u.values.email.to_string())))
+    .bind(column(|u| Some(u.values.username.to_string())))
+    .bind(column(|u| u.values.phone.as_deref().map(str::to_owned)))
+    .bind(column(|u| u.values.external_id.as_deref().map(str::to_owned)))
     .bind(column(|u| Some(u.admin_state.to_owned())))
     .bind(column(|u| u.legacy_status.map(str::to_owned)))
     .bind(column(|u| Some(u.values.search_key())))
@@ -586,12 +582,12 @@ pub async fn update_many(
     )
     .bind(organization_id)
     .bind(&ids)
-    .bind(column(|c| Some(c.values.first_name.clone())))
-    .bind(column(|c| Some(c.values.last_name.clone())))
-    .bind(column(|c| Some(c.values.email.clone())))
-    .bind(column(|c| Some(c.values.username.clone())))
-    .bind(column(|c| c.values.phone.clone()))
-    .bind(column(|c| c.values.external_id.clone()))
+    .bind(column(|c| Some(c.values.first_name.to_string())))
+    .bind(column(|c| Some(c.values.last_name.to_string())))
+    .bind(column(|c| Some(c.values.email.to_string())))
+    .bind(column(|c| Some(c.values.username.to_string())))
+    .bind(column(|c| c.values.phone.as_deref().map(str::to_owned)))
+    .bind(column(|c| c.values.external_id.as_deref().map(str::to_owned)))
     .bind(column(|c| Some(c.admin_state.to_owned())))
     .bind(column(|c| c.legacy_status.map(str::to_owned)))
     .bind(column(|c| Some(c.values.search_key())))
@@ -690,25 +686,18 @@ pub async fn set_password(
     Ok(())
 }
 
-/// What signing in needs of a user found by organization and username.
-#[derive(Debug, Clone, FromRow)]
-pub struct Credentials {
-    pub id: Uuid,
-    pub username: String,
-    pub password_hash: Option<String>,
-    pub status: UserStatus,
-}
-
 pub async fn credentials_by_username(
     pool: &PgPool,
     organization_id: Uuid,
     username: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as(&credentials_query("lower(username) = lower($2)"))
-        .bind(organization_id)
-        .bind(username.trim())
-        .fetch_optional(pool)
-        .await
+    let row: Option<CredentialsRow> =
+        sqlx::query_as(&credentials_query("lower(username) = lower($2)"))
+            .bind(organization_id)
+            .bind(username.trim())
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(Into::into))
 }
 
 pub async fn credentials_by_id(
@@ -716,11 +705,31 @@ pub async fn credentials_by_id(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as(&credentials_query("id = $2"))
+    let row: Option<CredentialsRow> = sqlx::query_as(&credentials_query("id = $2"))
         .bind(organization_id)
         .bind(id)
         .fetch_optional(pool)
-        .await
+        .await?;
+    Ok(row.map(Into::into))
+}
+
+#[derive(FromRow)]
+struct CredentialsRow {
+    id: Uuid,
+    username: String,
+    password_hash: Option<String>,
+    status: UserStatus,
+}
+
+impl From<CredentialsRow> for Credentials {
+    fn from(row: CredentialsRow) -> Self {
+        Self {
+            id: row.id,
+            username: row.username,
+            password_hash: row.password_hash,
+            status: row.status,
+        }
+    }
 }
 
 fn credentials_query(condition: &str) -> String {
@@ -741,17 +750,6 @@ pub async fn touch_last_login<'e>(
         .execute(executor)
         .await?;
     Ok(())
-}
-
-/// Whom a new invitation may go to: users who have not registered a password.
-#[derive(Debug, Clone)]
-pub enum InvitationTargets {
-    Ids(Vec<Uuid>),
-    /// Not onboarded and the invitation lapsed (status EXPIRED).
-    Expired,
-    NotOnboarded,
-    /// Created by this import job.
-    ImportJob(Uuid),
 }
 
 /// The not-onboarded users among `targets`, locked for the transaction.

@@ -243,12 +243,12 @@ fn decide(
                 }
                 OnExisting::Update => {
                     let changes = ValueChanges {
-                        first_name: Some(values.first_name.clone()),
-                        last_name: Some(values.last_name.clone()),
-                        email: Some(values.email.clone()),
-                        username: username_given.then(|| values.username.clone()),
-                        phone: values.phone.clone(),
-                        external_id: values.external_id.clone(),
+                        first_name: Some(values.first_name.to_string()),
+                        last_name: Some(values.last_name.to_string()),
+                        email: Some(values.email.to_string()),
+                        username: username_given.then(|| values.username.to_string()),
+                        phone: values.phone.as_deref().map(str::to_owned),
+                        external_id: values.external_id.as_deref().map(str::to_owned),
                     };
                     decide_update(
                         context, line, existing, &changes, *status, groups, *id, warnings,
@@ -423,28 +423,28 @@ fn decide_update(
         first_name: changes
             .first_name
             .clone()
-            .unwrap_or_else(|| before.first_name.clone()),
+            .unwrap_or_else(|| before.first_name.to_string()),
         last_name: changes
             .last_name
             .clone()
-            .unwrap_or_else(|| before.last_name.clone()),
+            .unwrap_or_else(|| before.last_name.to_string()),
         email: changes
             .email
             .clone()
-            .unwrap_or_else(|| before.email.clone()),
+            .unwrap_or_else(|| before.email.to_string()),
         username: changes
             .username
             .clone()
-            .unwrap_or_else(|| before.username.clone()),
+            .unwrap_or_else(|| before.username.to_string()),
         phone: changes
             .phone
             .clone()
-            .or_else(|| before.phone.clone())
+            .or_else(|| before.phone.as_deref().map(str::to_owned))
             .unwrap_or_default(),
         external_id: changes
             .external_id
             .clone()
-            .or_else(|| before.external_id.clone())
+            .or_else(|| before.external_id.as_deref().map(str::to_owned))
             .unwrap_or_default(),
     };
     let after = UserValues::parse(&merged, "")?;
@@ -796,7 +796,7 @@ impl Users {
             .or_default()
             .push(slot);
         if let Some(external_id) = &user.values.external_id {
-            self.by_external_id.insert(external_id.clone(), slot);
+            self.by_external_id.insert(external_id.to_string(), slot);
         }
         self.slots.push(Some(user));
     }
@@ -810,7 +810,7 @@ impl Users {
             slots.retain(|s| *s != slot);
         }
         if let Some(external_id) = &user.values.external_id {
-            self.by_external_id.remove(external_id);
+            self.by_external_id.remove(external_id.as_str());
         }
         Some(user)
     }
