@@ -550,6 +550,61 @@ pub async fn find_by_keys(
     }
 }
 
+/// The columns of an import batch, one array each for UNNEST.
+struct BatchColumns {
+    ids: Vec<Uuid>,
+    first_names: Vec<String>,
+    last_names: Vec<String>,
+    emails: Vec<String>,
+    usernames: Vec<String>,
+    phones: Vec<Option<String>>,
+    external_ids: Vec<Option<String>>,
+    admin_states: Vec<String>,
+    legacy_statuses: Vec<Option<String>>,
+    search_keys: Vec<String>,
+    last_name_keys: Vec<String>,
+}
+
+impl BatchColumns {
+    fn of<'a>(
+        rows: impl Iterator<Item = (Uuid, &'a UserValues, &'a str, Option<&'a str>)>,
+    ) -> Self {
+        let mut columns = Self {
+            ids: Vec::new(),
+            first_names: Vec::new(),
+            last_names: Vec::new(),
+            emails: Vec::new(),
+            usernames: Vec::new(),
+            phones: Vec::new(),
+            external_ids: Vec::new(),
+            admin_states: Vec::new(),
+            legacy_statuses: Vec::new(),
+            search_keys: Vec::new(),
+            last_name_keys: Vec::new(),
+        };
+        for (id, values, admin_state, legacy_status) in rows {
+            columns.ids.push(id);
+            columns.first_names.push(values.first_name.to_string());
+            columns.last_names.push(values.last_name.to_string());
+            columns.emails.push(values.email.to_string());
+            columns.usernames.push(values.username.to_string());
+            columns
+                .phones
+                .push(values.phone.as_deref().map(str::to_owned));
+            columns
+                .external_ids
+                .push(values.external_id.as_deref().map(str::to_owned));
+            columns.admin_states.push(admin_state.to_owned());
+            columns
+                .legacy_statuses
+                .push(legacy_status.map(str::to_owned));
+            columns.search_keys.push(values.search_key());
+            columns.last_name_keys.push(values.last_name_key());
+        }
+        columns
+    }
+}
+
 /// A user an import creates, with the id chosen for it.
 pub struct NewImportedUser<'a> {
     pub id: Uuid,
@@ -567,10 +622,11 @@ pub async fn insert_many(
     users: &[NewImportedUser<'_>],
     email_unique: bool,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let column = |get: fn(&NewImportedUser<'_>) -> Option<String>| -> Vec<Option<String>> {
-        users.iter().map(get).collect()
-    };
-    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    let columns = BatchColumns::of(
+        users
+            .iter()
+            .map(|u| (u.id, u.values, u.admin_state, u.legacy_status)),
+    );
     // Inserted in email order, so that concurrent imports lock keys in one order.
     sqlx::query_scalar!(
         "insert into users (organization_id, id, first_name, last_name, email, username, phone, external_id, \
@@ -583,18 +639,18 @@ pub async fn insert_many(
          order by lower(t.email), lower(t.username) \
          on conflict do nothing returning id",
         organization_id,
-        &ids,
-        &column(|u| Some(u.values.first_name.to_string())) as _,
-        &column(|u| Some(u.values.last_name.to_string())) as _,
-        &column(|u| Some(u.values.email.to_string())) as _,
-        &column(|u| Some(u.values.username.to_string())) as _,
-        &column(|u| u.values.phone.as_deref().map(str::to_owned)) as _,
-        &column(|u| u.values.external_id.as_deref().map(str::to_owned)) as _,
-        &column(|u| Some(u.admin_state.to_owned())) as _,
-        &column(|u| u.legacy_status.map(str::to_owned)) as _,
-        &column(|u| Some(u.values.search_key())) as _,
+        &columns.ids,
+        &columns.first_names as _,
+        &columns.last_names as _,
+        &columns.emails as _,
+        &columns.usernames as _,
+        &columns.phones as _,
+        &columns.external_ids as _,
+        &columns.admin_states as _,
+        &columns.legacy_statuses as _,
+        &columns.search_keys as _,
         email_unique,
-        &column(|u| Some(u.values.last_name_key())) as _,
+        &columns.last_name_keys as _,
     )
     .fetch_all(&mut **tx)
     .await
@@ -614,10 +670,11 @@ pub async fn update_many(
     organization_id: Uuid,
     changes: &[ImportedUserChange<'_>],
 ) -> Result<(), DomainError> {
-    let column = |get: fn(&ImportedUserChange<'_>) -> Option<String>| -> Vec<Option<String>> {
-        changes.iter().map(get).collect()
-    };
-    let ids: Vec<Uuid> = changes.iter().map(|c| c.id).collect();
+    let columns = BatchColumns::of(
+        changes
+            .iter()
+            .map(|c| (c.id, c.values, c.admin_state, c.legacy_status)),
+    );
     sqlx::query!(
         "update users u set first_name = t.first_name, last_name = t.last_name, email = t.email, \
          username = t.username, phone = t.phone, external_id = t.external_id, admin_state = t.admin_state, \
@@ -627,17 +684,17 @@ pub async fn update_many(
          as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, last_name_key) \
          where u.organization_id = $1 and u.id = t.id",
         organization_id,
-        &ids,
-        &column(|c| Some(c.values.first_name.to_string())) as _,
-        &column(|c| Some(c.values.last_name.to_string())) as _,
-        &column(|c| Some(c.values.email.to_string())) as _,
-        &column(|c| Some(c.values.username.to_string())) as _,
-        &column(|c| c.values.phone.as_deref().map(str::to_owned)) as _,
-        &column(|c| c.values.external_id.as_deref().map(str::to_owned)) as _,
-        &column(|c| Some(c.admin_state.to_owned())) as _,
-        &column(|c| c.legacy_status.map(str::to_owned)) as _,
-        &column(|c| Some(c.values.search_key())) as _,
-        &column(|c| Some(c.values.last_name_key())) as _,
+        &columns.ids,
+        &columns.first_names as _,
+        &columns.last_names as _,
+        &columns.emails as _,
+        &columns.usernames as _,
+        &columns.phones as _,
+        &columns.external_ids as _,
+        &columns.admin_states as _,
+        &columns.legacy_statuses as _,
+        &columns.search_keys as _,
+        &columns.last_name_keys as _,
     )
     .execute(&mut **tx)
     .await
