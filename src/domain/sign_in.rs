@@ -394,7 +394,7 @@ impl SignIn {
         &self,
         organization: &str,
         username: &str,
-    ) -> Result<Option<(Organization, store::users::Credentials)>, DomainError> {
+    ) -> Result<Option<(Organization, super::user::Credentials)>, DomainError> {
         let Some(org) = store::organizations::find_by_name(&self.pool, organization).await? else {
             return Ok(None);
         };

@@ -1,4 +1,9 @@
-//! Users: the status model, validated values and the use cases on them.
+//! Users: their values, parsed once; the use cases that change them (each
+//! one unit of work: fetch, ask the rules, write); the reads and the rules
+//! live in `reads` and `rules`.
+
+mod reads;
+mod rules;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -7,10 +12,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    access::{Authority, Grant},
-    audit::{AuditRecord, FieldChanges},
+    access::Grant,
+    audit::FieldChanges,
     caller::{Caller, Principal},
-    organization::PublicEmailDomainPolicy,
     request::{IdempotencyKey, RequestId},
     unit_of_work::{IdempotentCreate, UnitOfWork},
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
@@ -19,6 +23,19 @@ use super::{
 use crate::store::{self, Transaction};
 
 pub use super::status::{AdminState, LegacyStatus, UserStatus};
+pub use reads::{
+    batch_get_users, get_user, list_user_groups, list_users, lookup_users, onboarding_stats,
+    user_access, OnboardingStats, UserListRequest,
+};
+use rules::{
+    granted_group_ids, invitable, merge_update, shared_email_login, split_covered, unwanted_groups,
+};
+pub(crate) use rules::{may_act_on, public_domain_check};
+pub use rules::{AuthorizableAccess, NamedGrant};
+
+/// How many users one call may name (BatchGetUsers, MirrorUser,
+/// SendActivationEmail): more is a filter's job.
+pub const MAX_USERS_PER_CALL: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -48,65 +65,79 @@ pub struct UserInput {
     pub external_id: String,
 }
 
-/// A user's values, every one valid, as stored.
+/// A user's values, every one parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserValues {
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub username: String,
-    pub phone: Option<String>,
-    pub external_id: Option<String>,
+    pub first_name: PersonName,
+    pub last_name: PersonName,
+    pub email: Email,
+    pub username: Username,
+    pub phone: Option<Phone>,
+    pub external_id: Option<ExternalId>,
 }
 
 impl UserValues {
     /// Every violation at once, under `prefix` (`user.`). An empty username
     /// becomes the email; an empty phone or external id means none.
     pub fn parse(input: &UserInput, prefix: &str) -> Result<Self, Vec<FieldViolation>> {
-        let mut violations = Vec::new();
         let field = |name: &str| format!("{prefix}{name}");
-        let first_name = PersonName::parse(&input.first_name, &field("first_name"))
-            .map_err(|v| violations.push(v))
-            .ok();
-        let last_name = PersonName::parse(&input.last_name, &field("last_name"))
-            .map_err(|v| violations.push(v))
-            .ok();
-        let email = Email::parse(&input.email, &field("email"))
-            .map_err(|v| violations.push(v))
-            .ok();
-        let username = if input.username.trim().is_empty() {
-            email.as_ref().map(Username::from_email)
-        } else {
-            Username::parse(&input.username, &field("username"))
-                .map_err(|v| violations.push(v))
-                .ok()
-        };
-        let phone = optional(&input.phone, |raw| {
-            Phone::parse(raw, &field("phone")).map(|p| p.as_str().to_owned())
-        })
-        .map_err(|v| violations.push(v))
-        .ok()
-        .flatten();
+        let first_name = PersonName::parse(&input.first_name, &field("first_name"));
+        let last_name = PersonName::parse(&input.last_name, &field("last_name"));
+        let email = Email::parse(&input.email, &field("email"));
+        // `None`: the username defaults to the email.
+        let username = optional(&input.username, |raw| {
+            Username::parse(raw, &field("username"))
+        });
+        let phone = optional(&input.phone, |raw| Phone::parse(raw, &field("phone")));
         let external_id = optional(&input.external_id, |raw| {
-            ExternalId::parse(raw, &field("external_id")).map(|e| e.as_str().to_owned())
-        })
-        .map_err(|v| violations.push(v))
-        .ok()
-        .flatten();
-        match (first_name, last_name, email, username) {
-            (Some(first_name), Some(last_name), Some(email), Some(username))
-                if violations.is_empty() =>
-            {
-                Ok(Self {
-                    first_name: first_name.as_str().to_owned(),
-                    last_name: last_name.as_str().to_owned(),
-                    email: email.as_str().to_owned(),
-                    username: username.as_str().to_owned(),
-                    phone,
-                    external_id,
-                })
-            }
-            _ => Err(violations),
+            ExternalId::parse(raw, &field("external_id"))
+        });
+        match (first_name, last_name, email, username, phone, external_id) {
+            (
+                Ok(first_name),
+                Ok(last_name),
+                Ok(email),
+                Ok(username),
+                Ok(phone),
+                Ok(external_id),
+            ) => Ok(Self {
+                username: username.unwrap_or_else(|| Username::from_email(&email)),
+                first_name,
+                last_name,
+                email,
+                phone,
+                external_id,
+            }),
+            (first_name, last_name, email, username, phone, external_id) => Err([
+                first_name.err(),
+                last_name.err(),
+                email.err(),
+                username.err(),
+                phone.err(),
+                external_id.err(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()),
+        }
+    }
+
+    /// Values read back from the users table (see `from_stored`).
+    pub(crate) fn from_stored(
+        first_name: String,
+        last_name: String,
+        email: String,
+        username: String,
+        phone: Option<String>,
+        external_id: Option<String>,
+    ) -> Self {
+        Self {
+            first_name: PersonName::from_stored(first_name),
+            last_name: PersonName::from_stored(last_name),
+            email: Email::from_stored(email),
+            username: Username::from_stored(username),
+            phone: phone.map(Phone::from_stored),
+            external_id: external_id.map(ExternalId::from_stored),
         }
     }
 
@@ -122,15 +153,23 @@ impl UserValues {
         fold(&self.last_name)
     }
 
-    fn of(user: &User) -> Self {
-        Self {
-            first_name: user.first_name.clone(),
-            last_name: user.last_name.clone(),
-            email: user.email.clone(),
-            username: user.username.clone(),
-            phone: user.phone.clone(),
-            external_id: user.external_id.clone(),
-        }
+    /// Whether the user signs in with their email (the shared-email rule).
+    pub fn username_is_email(&self) -> bool {
+        self.username.eq_ignore_ascii_case(&self.email)
+    }
+}
+
+impl User {
+    /// The stored values, for comparing with an update.
+    pub fn values(&self) -> UserValues {
+        UserValues::from_stored(
+            self.first_name.clone(),
+            self.last_name.clone(),
+            self.email.clone(),
+            self.username.clone(),
+            self.phone.clone(),
+            self.external_id.clone(),
+        )
     }
 }
 
@@ -143,6 +182,34 @@ fn optional<T>(
     } else {
         parse(raw).map(Some)
     }
+}
+
+/// A user found by an exact key (LookupUser).
+#[derive(Debug, Clone, Copy)]
+pub enum LookupKey<'a> {
+    Email(&'a str),
+    Username(&'a str),
+    ExternalId(&'a str),
+}
+
+/// What signing in needs of a user.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub id: Uuid,
+    pub username: String,
+    pub password_hash: Option<String>,
+    pub status: UserStatus,
+}
+
+/// Whom a new invitation may go to: users who have not registered a password.
+#[derive(Debug, Clone)]
+pub enum InvitationTargets {
+    Ids(Vec<Uuid>),
+    /// Not onboarded and the invitation lapsed (status EXPIRED).
+    Expired,
+    NotOnboarded,
+    /// Created by this import job.
+    ImportJob(Uuid),
 }
 
 /// Filters of ListUsers (and ExportUsers).
@@ -240,35 +307,6 @@ struct StoredCreateResponse {
     warnings: Vec<(String, String, String)>,
 }
 
-/// Checks the email against the organization's public-domain policy.
-pub(crate) fn public_domain_check(
-    email: &str,
-    policy: PublicEmailDomainPolicy,
-    field: &str,
-) -> Result<Option<Warning>, DomainError> {
-    let Ok(email) = Email::parse(email, field) else {
-        return Ok(None);
-    };
-    if !email.is_on_public_domain() {
-        return Ok(None);
-    }
-    let message = format!(
-        "{} is a public mail provider, not a company address",
-        email.domain()
-    );
-    match policy {
-        PublicEmailDomainPolicy::Allow => Ok(None),
-        PublicEmailDomainPolicy::Warn => {
-            Ok(Some(Warning::new(field, "PUBLIC_EMAIL_DOMAIN", message)))
-        }
-        PublicEmailDomainPolicy::Reject => Err(DomainError::invalid(
-            field,
-            "PUBLIC_EMAIL_DOMAIN",
-            format!("{message}; the organization refuses such addresses"),
-        )),
-    }
-}
-
 fn user_already_exists() -> DomainError {
     DomainError::AlreadyExists {
         reason: "USER_ALREADY_EXISTS",
@@ -277,22 +315,36 @@ fn user_already_exists() -> DomainError {
     }
 }
 
-/// Where duplicate emails are allowed, a shared email cannot also be a login.
+/// Where duplicate emails are allowed, a shared email cannot also be a login
+/// (`rules::shared_email_login`); asks the store only when it matters.
 async fn check_shared_email_login(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     values: &UserValues,
     except: Option<Uuid>,
-    field_prefix: &str,
 ) -> Result<(), DomainError> {
-    if values.username.eq_ignore_ascii_case(&values.email)
-        && store::users::email_used_by_other(tx, organization_id, &values.email, except).await?
-    {
-        return Err(DomainError::invalid(
-            format!("{field_prefix}username"),
-            "SHARED_EMAIL_AS_USERNAME",
-            "another user already has this email, so give this user a username different from it",
-        ));
+    if !values.username_is_email() {
+        return Ok(());
+    }
+    let used =
+        store::users::email_used_by_other(tx, organization_id, &values.email, except).await?;
+    shared_email_login(values, used, "user.")
+}
+
+/// A new user's email is free: where duplicates are allowed, only as a login
+/// (above); elsewhere the same email is the same person, whatever else
+/// collides (the defaulted username).
+async fn check_new_email(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    values: &UserValues,
+    allow_duplicates: bool,
+) -> Result<(), DomainError> {
+    if allow_duplicates {
+        return check_shared_email_login(tx, organization_id, values, None).await;
+    }
+    if store::users::email_used_by_other(tx, organization_id, &values.email, None).await? {
+        return Err(user_already_exists());
     }
     Ok(())
 }
@@ -318,36 +370,21 @@ pub async fn create_user(
     }
     let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
     let tx = work.tx();
-    let organization = store::organizations::lock_shared(tx, organization_id)
+    let settings = store::organizations::lock_shared(tx, organization_id)
         .await?
-        .ok_or_else(|| DomainError::not_found("organization", organization_id))?;
-    let mut warnings = Vec::new();
-    warnings.extend(public_domain_check(
+        .ok_or_else(|| DomainError::not_found("organization", organization_id))?
+        .settings;
+    let warnings: Vec<Warning> = public_domain_check(
         &new_user.values.email,
-        organization.settings.public_email_domain_policy,
+        settings.public_email_domain_policy,
         "user.email",
-    )?);
+    )?
+    .into_iter()
+    .collect();
     check_given_groups(tx, caller, &new_user.group_ids, "group_ids").await?;
-    let (mirrored, skipped) = match new_user.mirror_user_id {
-        Some(source) => {
-            if new_user.origin == Origin::Clone && is_self(caller, source) {
-                return Err(DomainError::PermissionDenied(
-                    "you cannot clone yourself".into(),
-                ));
-            }
-            mirrored_grants(tx, caller, source, new_user.origin.source_field()).await?
-        }
-        None => (Vec::new(), Vec::new()),
-    };
-    let allow_duplicates = organization.settings.allow_duplicate_emails;
-    if allow_duplicates {
-        check_shared_email_login(tx, organization_id, &new_user.values, None, "user.").await?;
-    } else if store::users::email_used_by_other(tx, organization_id, &new_user.values.email, None)
-        .await?
-    {
-        // The same email is the same person, whatever else collides (the defaulted username).
-        return Err(user_already_exists());
-    }
+    let (mirrored, skipped) = source_grants(tx, caller, new_user).await?;
+    let allow_duplicates = settings.allow_duplicate_emails;
+    check_new_email(tx, organization_id, &new_user.values, allow_duplicates).await?;
     let user = store::users::insert(
         tx,
         organization_id,
@@ -356,10 +393,7 @@ pub async fn create_user(
         !allow_duplicates,
     )
     .await?;
-    let mut group_ids: Vec<Uuid> = new_user.group_ids.clone();
-    group_ids.extend(mirrored.iter().map(|g| g.group_id));
-    group_ids.sort();
-    group_ids.dedup();
+    let group_ids = granted_group_ids(&new_user.group_ids, &mirrored);
     store::groups::add_memberships(tx, organization_id, user.id, &group_ids).await?;
     if new_user.send_invitation {
         store::outbox::enqueue_invitation(tx, organization_id, user.id).await?;
@@ -388,6 +422,24 @@ pub async fn create_user(
     Ok(created)
 }
 
+/// The covered groups of the mirrored user (or the clone's source) and the
+/// skipped ones; no one clones themselves.
+async fn source_grants(
+    tx: &mut Transaction<'_>,
+    caller: &Caller,
+    new_user: &NewUser,
+) -> Result<(Vec<Grant>, Vec<Uuid>), DomainError> {
+    let Some(source) = new_user.mirror_user_id else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    if new_user.origin == Origin::Clone && is_self(caller, source) {
+        return Err(DomainError::PermissionDenied(
+            "you cannot clone yourself".into(),
+        ));
+    }
+    mirrored_grants(tx, caller, source, new_user.origin.source_field()).await
+}
+
 async fn replay_create(
     pool: &PgPool,
     caller: &Caller,
@@ -396,9 +448,7 @@ async fn replay_create(
     let Some((user_id, stored)) = create.earlier::<StoredCreateResponse>(pool).await? else {
         return Ok(None);
     };
-    let user = store::users::find(pool, caller.organization_id, user_id)
-        .await?
-        .ok_or_else(|| DomainError::not_found("user", user_id))?;
+    let user = get_user(pool, caller.organization_id, user_id).await?;
     Ok(Some(CreatedUser {
         user,
         skipped_group_ids: stored.skipped_group_ids,
@@ -465,15 +515,7 @@ pub(crate) async fn mirrored_grants(
         });
     }
     let grants = store::groups::grants_of_user(&mut **tx, caller.organization_id, source).await?;
-    let (covered, skipped): (Vec<Grant>, Vec<Grant>) =
-        grants.into_iter().partition(|g| caller.authority.covers(g));
-    Ok((covered, skipped.into_iter().map(|g| g.group_id).collect()))
-}
-
-pub async fn get_user(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<User, DomainError> {
-    store::users::find(pool, organization_id, id)
-        .await?
-        .ok_or_else(|| DomainError::not_found("user", id))
+    Ok(split_covered(&caller.authority, grants))
 }
 
 /// Refuses acting on oneself (`self_action` names the action) and on a user
@@ -488,8 +530,8 @@ pub(crate) async fn ensure_may_act_on(
     let user = store::users::lock(tx, caller.organization_id, user_id)
         .await?
         .ok_or_else(|| DomainError::not_found("user", user_id))?;
-    if let (Some(action), Principal::User { id, .. }) = (self_action, &caller.principal) {
-        if *id == user_id {
+    if let Some(action) = self_action {
+        if is_self(caller, user_id) {
             return Err(DomainError::PermissionDenied(format!(
                 "you cannot {action} yourself"
             )));
@@ -501,105 +543,65 @@ pub(crate) async fn ensure_may_act_on(
     Ok(user)
 }
 
-/// Why a caller may not act on a user: the user holds a group the caller's
-/// authority does not cover. Every path that acts on a user (single calls,
-/// re-invitations, import rows) refuses with this one sentence.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "user {user_id} holds group {group_id}, which you do not cover, so you may not act on them"
-)]
-pub(crate) struct NotCovered {
-    pub user_id: Uuid,
-    pub group_id: Uuid,
-}
-
-/// Whether `authority` may act on the user `user_id` holding `grants`: it
-/// must cover every one of them; a refusal names the first it does not.
-pub(crate) fn may_act_on(
-    authority: &Authority,
-    user_id: Uuid,
-    grants: &[Grant],
-) -> Result<(), NotCovered> {
-    match grants.iter().find(|grant| !authority.covers(grant)) {
-        Some(uncovered) => Err(NotCovered {
-            user_id,
-            group_id: uncovered.group_id,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// SendActivationEmail: queues a new invitation for every targeted user who
 /// has not registered a password (the worker revokes the previous link when
-/// it sends). A unit administrator re-invites only users whose groups they
-/// all cover: named users they do not cover are refused, filtered ones are
-/// left out. Returns how many were queued.
+/// it sends); `rules::invitable` says whom. Returns how many were queued.
 pub async fn send_activation_emails(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
-    targets: &store::users::InvitationTargets,
+    request_id: &RequestId,
+    targets: &InvitationTargets,
 ) -> Result<u64, DomainError> {
-    if let store::users::InvitationTargets::Ids(named) = targets {
-        let existing = store::users::find_many(pool, caller.organization_id, named).await?;
-        if let Some(missing) = named
-            .iter()
-            .find(|id| !existing.iter().any(|u| u.id == **id))
-        {
-            return Err(DomainError::NotFoundField {
-                field: "user_ids".into(),
-                message: format!("user {missing} not found"),
-            });
-        }
-    }
-    // A job of another organization, or of none, is not "no users to invite".
-    if let store::users::InvitationTargets::ImportJob(job_id) = targets {
-        if store::imports::find_job(pool, caller.organization_id, *job_id)
-            .await?
-            .is_none()
-        {
-            return Err(DomainError::NotFoundField {
-                field: "import_job_id".into(),
-                message: format!("import job {job_id} not found"),
-            });
-        }
-    }
-    let mut tx = pool.begin().await?;
+    check_invitation_targets_exist(pool, caller, targets).await?;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let organization_id = caller.organization_id;
     let mut ids =
-        store::users::lock_invitation_targets(&mut tx, caller.organization_id, targets).await?;
-    if !matches!(caller.authority, Authority::Organization) {
-        let grants = store::groups::grants_of_users(&mut tx, caller.organization_id, &ids).await?;
-        let may_invite = |id: &Uuid| {
-            may_act_on(
-                &caller.authority,
-                *id,
-                grants.get(id).map_or(&[][..], Vec::as_slice),
-            )
-        };
-        if matches!(targets, store::users::InvitationTargets::Ids(_)) {
-            if let Some(refusal) = ids.iter().find_map(|id| may_invite(id).err()) {
-                return Err(DomainError::PermissionDenied(refusal.to_string()));
+        store::users::lock_invitation_targets(work.tx(), organization_id, targets).await?;
+    if !matches!(caller.authority, super::access::Authority::Organization) {
+        let grants = store::groups::grants_of_users(work.tx(), organization_id, &ids).await?;
+        let named = matches!(targets, InvitationTargets::Ids(_));
+        ids = invitable(&caller.authority, named, ids, &grants)
+            .map_err(|refusal| DomainError::PermissionDenied(refusal.to_string()))?;
+    }
+    store::outbox::enqueue_invitations(work.tx(), organization_id, &ids).await?;
+    for id in &ids {
+        work.record(work.audit_record("user.invite", "user", id));
+    }
+    work.commit().await?;
+    Ok(ids.len() as u64)
+}
+
+/// Named users must exist, and a job must be of this organization: a job of
+/// another organization, or of none, is not "no users to invite".
+async fn check_invitation_targets_exist(
+    pool: &PgPool,
+    caller: &Caller,
+    targets: &InvitationTargets,
+) -> Result<(), DomainError> {
+    match targets {
+        InvitationTargets::Ids(named) => {
+            let (_, missing) = batch_get_users(pool, caller.organization_id, named).await?;
+            if let Some(missing) = missing.first() {
+                return Err(DomainError::NotFoundField {
+                    field: "user_ids".into(),
+                    message: format!("user {missing} not found"),
+                });
             }
         }
-        ids.retain(|id| may_invite(id).is_ok());
+        InvitationTargets::ImportJob(job_id) => {
+            if store::imports::find_job(pool, caller.organization_id, *job_id)
+                .await?
+                .is_none()
+            {
+                return Err(DomainError::NotFoundField {
+                    field: "import_job_id".into(),
+                    message: format!("import job {job_id} not found"),
+                });
+            }
+        }
+        InvitationTargets::Expired | InvitationTargets::NotOnboarded => {}
     }
-    store::outbox::enqueue_invitations(&mut tx, caller.organization_id, &ids).await?;
-    let audits: Vec<AuditRecord> = ids
-        .iter()
-        .map(|id| {
-            AuditRecord::new(
-                caller.organization_id,
-                caller.actor(),
-                "user.invite",
-                "user",
-                id,
-            )
-            .with_request_id(request_id)
-        })
-        .collect();
-    store::audit::record_many(&mut tx, &audits).await?;
-    tx.commit().await?;
-    Ok(ids.len() as u64)
+    Ok(())
 }
 
 fn is_self(caller: &Caller, user_id: Uuid) -> bool {
@@ -612,6 +614,14 @@ pub enum MirrorMode {
     Add,
     /// Make the target's covered groups equal to the reference user's covered groups.
     Replace,
+}
+
+/// A validated MirrorUser.
+#[derive(Debug, Clone)]
+pub struct MirrorRequest {
+    pub reference: Uuid,
+    pub targets: Vec<Uuid>,
+    pub mode: MirrorMode,
 }
 
 /// The outcome of mirroring onto one target.
@@ -631,24 +641,28 @@ pub struct MirrorResult {
 pub async fn mirror_user(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
-    reference: Uuid,
-    targets: &[Uuid],
-    mode: MirrorMode,
+    request_id: &RequestId,
+    mirror: &MirrorRequest,
 ) -> Result<Vec<MirrorResult>, DomainError> {
+    // Read in a transaction of its own: the reference is not changed.
     let mut reference_tx = pool.begin().await?;
-    let (covered, skipped) =
-        mirrored_grants(&mut reference_tx, caller, reference, "reference_user_id").await?;
+    let (covered, skipped) = mirrored_grants(
+        &mut reference_tx,
+        caller,
+        mirror.reference,
+        "reference_user_id",
+    )
+    .await?;
     reference_tx.commit().await?;
     let wanted: Vec<Uuid> = covered.iter().map(|g| g.group_id).collect();
-    let mut results = Vec::with_capacity(targets.len());
-    for &target in targets {
+    let mut results = Vec::with_capacity(mirror.targets.len());
+    for &target in &mirror.targets {
         let mut result = MirrorResult {
             target_user_id: target,
             skipped: skipped.clone(),
             ..Default::default()
         };
-        match mirror_onto(pool, caller, request_id, reference, target, &wanted, mode).await {
+        match mirror_onto(pool, caller, request_id, mirror, target, &wanted).await {
             Ok((added, removed)) => {
                 result.added = added;
                 result.removed = removed;
@@ -667,50 +681,32 @@ pub async fn mirror_user(
 async fn mirror_onto(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
-    reference: Uuid,
+    request_id: &RequestId,
+    mirror: &MirrorRequest,
     target: Uuid,
     wanted: &[Uuid],
-    mode: MirrorMode,
 ) -> Result<(Vec<Uuid>, Vec<Uuid>), DomainError> {
-    let mut tx = pool.begin().await?;
-    ensure_may_act_on(&mut tx, caller, target, None).await?;
-    let removed = match mode {
+    let organization_id = caller.organization_id;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let tx = work.tx();
+    ensure_may_act_on(tx, caller, target, None).await?;
+    let removed = match mirror.mode {
         MirrorMode::Add => Vec::new(),
         MirrorMode::Replace => {
             // Every group of the target is covered (checked above), so REPLACE may drop any not wanted.
-            let current =
-                store::groups::grants_of_user(&mut *tx, caller.organization_id, target).await?;
-            let unwanted: Vec<Uuid> = current
-                .iter()
-                .map(|g| g.group_id)
-                .filter(|id| !wanted.contains(id))
-                .collect();
-            store::groups::remove_memberships(&mut tx, caller.organization_id, target, &unwanted)
-                .await?
+            let current = store::groups::grants_of_user(&mut **tx, organization_id, target).await?;
+            let unwanted = unwanted_groups(&current, wanted);
+            store::groups::remove_memberships(tx, organization_id, target, &unwanted).await?
         }
     };
-    let added =
-        store::groups::add_memberships(&mut tx, caller.organization_id, target, wanted).await?;
+    let added = store::groups::add_memberships(tx, organization_id, target, wanted).await?;
     if !added.is_empty() || !removed.is_empty() {
-        store::audit::record(
-            &mut tx,
-            &AuditRecord::new(
-                caller.organization_id,
-                caller.actor(),
-                "user.mirror",
-                "user",
-                target,
-            )
-            .with_request_id(request_id)
-            .with_changes(
-                vec!["groups".into()],
-                json!({ "reference_user_id": reference, "added": added, "removed": removed }),
-            ),
-        )
-        .await?;
+        work.record(work.audit_record("user.mirror", "user", target).with_changes(
+            vec!["groups".into()],
+            json!({ "reference_user_id": mirror.reference, "added": added, "removed": removed }),
+        ));
     }
-    tx.commit().await?;
+    work.commit().await?;
     Ok((added, removed))
 }
 
@@ -751,100 +747,56 @@ impl UserField {
     }
 }
 
-/// Applies the named fields of `input` to a user. Changing the email revokes
-/// the user's access tokens (and, with onboarding, their links).
+/// A validated UpdateUser: the user, the fields of the mask, and their new values.
+#[derive(Debug, Clone)]
+pub struct UserUpdate {
+    pub user_id: Uuid,
+    pub fields: Vec<UserField>,
+    pub input: UserInput,
+}
+
+/// Applies the named fields of an update to a user. Changing the email
+/// revokes the user's access tokens (and, with onboarding, their links).
 pub async fn update_user(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
-    user_id: Uuid,
-    fields: &[UserField],
-    input: &UserInput,
+    request_id: &RequestId,
+    update: &UserUpdate,
 ) -> Result<(User, Vec<Warning>), DomainError> {
-    let mut tx = pool.begin().await?;
-    let organization = store::organizations::lock_shared(&mut tx, caller.organization_id)
+    let (organization_id, user_id) = (caller.organization_id, update.user_id);
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let tx = work.tx();
+    let settings = store::organizations::lock_shared(tx, organization_id)
         .await?
-        .ok_or_else(|| DomainError::not_found("organization", caller.organization_id))?;
-    let current = ensure_may_act_on(&mut tx, caller, user_id, None).await?;
-    // Start from the stored values, take the named fields from the input, validate the whole.
-    let mut merged = UserInput {
-        first_name: current.first_name.clone(),
-        last_name: current.last_name.clone(),
-        email: current.email.clone(),
-        username: current.username.clone(),
-        phone: current.phone.clone().unwrap_or_default(),
-        external_id: current.external_id.clone().unwrap_or_default(),
-    };
-    for field in fields {
-        match field {
-            UserField::FirstName => merged.first_name.clone_from(&input.first_name),
-            UserField::LastName => merged.last_name.clone_from(&input.last_name),
-            UserField::Email => merged.email.clone_from(&input.email),
-            UserField::Username => merged.username.clone_from(&input.username),
-            UserField::Phone => merged.phone.clone_from(&input.phone),
-            UserField::ExternalId => merged.external_id.clone_from(&input.external_id),
-        }
-    }
-    if fields.contains(&UserField::Username) && input.username.trim().is_empty() {
-        return Err(DomainError::invalid(
-            "user.username",
-            "REQUIRED",
-            "must not be empty",
-        ));
-    }
-    let values = UserValues::parse(&merged, "user.").map_err(DomainError::InvalidArgument)?;
-    let before = UserValues::of(&current);
+        .ok_or_else(|| DomainError::not_found("organization", organization_id))?
+        .settings;
+    let current = ensure_may_act_on(tx, caller, user_id, None).await?;
+    let values = merge_update(&current, &update.fields, &update.input)?;
+    let before = current.values();
     if values == before {
         return Ok((current, Vec::new()));
     }
     let email_changed = !values.email.eq_ignore_ascii_case(&before.email);
     let mut warnings = Vec::new();
     if email_changed {
-        warnings.extend(public_domain_check(
-            &values.email,
-            organization.settings.public_email_domain_policy,
-            "user.email",
-        )?);
-        if organization.settings.allow_duplicate_emails {
-            check_shared_email_login(
-                &mut tx,
-                caller.organization_id,
-                &values,
-                Some(user_id),
-                "user.",
-            )
-            .await?;
+        let policy = settings.public_email_domain_policy;
+        warnings.extend(public_domain_check(&values.email, policy, "user.email")?);
+        if settings.allow_duplicate_emails {
+            check_shared_email_login(tx, organization_id, &values, Some(user_id)).await?;
         }
     }
-    let updated =
-        store::users::update_values(&mut tx, caller.organization_id, user_id, &values).await?;
+    let updated = store::users::update_values(tx, organization_id, user_id, &values).await?;
     if email_changed {
         // Links and sessions were given to the old address.
-        store::access_tokens::revoke_all_for_user(&mut *tx, caller.organization_id, user_id)
-            .await?;
-        store::onboarding_tokens::revoke(
-            &mut tx,
-            caller.organization_id,
-            &[user_id],
-            &store::onboarding_tokens::ALL_PURPOSES,
-        )
-        .await?;
+        store::access_tokens::revoke_all_for_user(&mut **tx, organization_id, user_id).await?;
+        let purposes = &store::onboarding_tokens::ALL_PURPOSES;
+        store::onboarding_tokens::revoke(tx, organization_id, &[user_id], purposes).await?;
     }
-    let changes = value_changes(&before, &values);
-    store::audit::record(
-        &mut tx,
-        &AuditRecord::new(
-            caller.organization_id,
-            caller.actor(),
-            "user.update",
-            "user",
-            user_id,
-        )
-        .with_request_id(request_id)
-        .with_field_changes(changes),
-    )
-    .await?;
-    tx.commit().await?;
+    work.record(
+        work.audit_record("user.update", "user", user_id)
+            .with_field_changes(value_changes(&before, &values)),
+    );
+    work.commit().await?;
     Ok((updated, warnings))
 }
 
@@ -878,130 +830,56 @@ pub(crate) fn user_value_pairs(
 pub async fn delete_user(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
+    request_id: &RequestId,
     user_id: Uuid,
 ) -> Result<(), DomainError> {
-    let mut tx = pool.begin().await?;
-    let user = ensure_may_act_on(&mut tx, caller, user_id, Some("delete")).await?;
-    store::users::delete(&mut tx, caller.organization_id, user_id).await?;
-    store::audit::record(
-        &mut tx,
-        &AuditRecord::new(
-            caller.organization_id,
-            caller.actor(),
-            "user.delete",
-            "user",
-            user_id,
-        )
-        .with_request_id(request_id)
-        .with_details(json!({ "email": user.email, "username": user.username })),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let tx = work.tx();
+    let user = ensure_may_act_on(tx, caller, user_id, Some("delete")).await?;
+    store::users::delete(tx, caller.organization_id, user_id).await?;
+    work.record(
+        work.audit_record("user.delete", "user", user_id)
+            .with_details(json!({ "email": user.email, "username": user.username })),
+    );
+    work.commit().await
 }
 
 /// Sets the admin state; any state but ACTIVE revokes the user's access tokens.
 pub async fn set_user_status(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
+    request_id: &RequestId,
     user_id: Uuid,
     status: UserStatus,
 ) -> Result<User, DomainError> {
     let admin_state = status
         .assignable()
         .map_err(|v| DomainError::InvalidArgument(vec![v]))?;
-    let mut tx = pool.begin().await?;
-    let before = ensure_may_act_on(&mut tx, caller, user_id, Some("change the status of")).await?;
-    let user = store::users::set_admin_state(&mut tx, caller.organization_id, user_id, admin_state)
-        .await?;
+    let organization_id = caller.organization_id;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let tx = work.tx();
+    let before = ensure_may_act_on(tx, caller, user_id, Some("change the status of")).await?;
+    let user = store::users::set_admin_state(tx, organization_id, user_id, admin_state).await?;
     if admin_state != AdminState::Active {
-        store::access_tokens::revoke_all_for_user(&mut *tx, caller.organization_id, user_id)
-            .await?;
+        store::access_tokens::revoke_all_for_user(&mut **tx, organization_id, user_id).await?;
     }
-    store::audit::record(
-        &mut tx,
-        &AuditRecord::new(caller.organization_id, caller.actor(), "user.status.set", "user", user_id)
-            .with_request_id(request_id)
+    work.record(
+        work.audit_record("user.status.set", "user", user_id)
             .with_changes(
                 vec!["status".into()],
-                json!({ "status": { "old": before.status.as_str(), "new": user.status.as_str() }, "admin_state": admin_state.as_str() }),
+                json!({
+                    "status": { "old": before.status.as_str(), "new": user.status.as_str() },
+                    "admin_state": admin_state.as_str(),
+                }),
             ),
-    )
-    .await?;
-    tx.commit().await?;
+    );
+    work.commit().await?;
     Ok(user)
-}
-
-/// Onboarded vs not, and users per status.
-#[derive(Debug, Clone, Default)]
-pub struct OnboardingStats {
-    pub onboarded: i64,
-    pub not_onboarded: i64,
-    pub by_status: Vec<(UserStatus, i64)>,
-}
-
-pub async fn onboarding_stats(
-    pool: &PgPool,
-    organization_id: Uuid,
-) -> Result<OnboardingStats, DomainError> {
-    let mut stats = OnboardingStats::default();
-    for (status, onboarded, count) in store::users::status_counts(pool, organization_id).await? {
-        if onboarded {
-            stats.onboarded += count;
-        } else {
-            stats.not_onboarded += count;
-        }
-        match stats.by_status.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, total)) => *total += count,
-            None => stats.by_status.push((status, count)),
-        }
-    }
-    Ok(stats)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::access::UnitScope;
-
-    #[test]
-    fn acting_on_a_user_needs_every_group_covered_and_the_refusal_names_one() {
-        let cashier = Uuid::new_v4();
-        let south = Uuid::new_v4();
-        let west = Uuid::new_v4();
-        let grant = |unit: Uuid| Grant {
-            group_id: Uuid::new_v4(),
-            profile_id: cashier,
-            scope: UnitScope::Units([unit].into()),
-        };
-        let (on_south, on_west) = (grant(south), grant(west));
-        let south_admin = Authority::Grants(vec![grant(south)]);
-        let user = Uuid::new_v4();
-
-        assert_eq!(may_act_on(&south_admin, user, &[]), Ok(()));
-        assert_eq!(
-            may_act_on(&south_admin, user, std::slice::from_ref(&on_south)),
-            Ok(())
-        );
-        let refusal =
-            may_act_on(&south_admin, user, &[on_south.clone(), on_west.clone()]).unwrap_err();
-        assert_eq!(
-            refusal,
-            NotCovered {
-                user_id: user,
-                group_id: on_west.group_id
-            }
-        );
-        let message = refusal.to_string();
-        assert!(message.contains(&user.to_string()), "{message}");
-        assert!(message.contains(&on_west.group_id.to_string()), "{message}");
-        assert_eq!(
-            may_act_on(&Authority::Organization, user, &[on_south, on_west]),
-            Ok(())
-        );
-    }
 
     #[test]
     fn every_invalid_value_is_reported_under_its_path() {
@@ -1041,5 +919,18 @@ mod tests {
             values.search_key(),
             "joao silva joao@acme.com joao@acme.com"
         );
+    }
+
+    #[test]
+    fn an_invalid_email_is_reported_once_even_when_the_username_defaults_to_it() {
+        let input = UserInput {
+            first_name: "Ana".into(),
+            last_name: "Lima".into(),
+            email: "nope".into(),
+            ..Default::default()
+        };
+        let violations = UserValues::parse(&input, "user.").unwrap_err();
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["user.email"]);
     }
 }

@@ -281,6 +281,54 @@ impl ExternalId {
     }
 }
 
+/// Read-only text views of the parsed user values, so that they are kept
+/// as types and still read (and serialize, for the audit trail) as text.
+/// `from_stored` takes back what the users table holds: it was parsed on its
+/// way in, and rules tightened since must not make a stored user unreadable.
+macro_rules! text_value {
+    ($($name:ident),+) => {$(
+        impl $name {
+            pub(crate) fn from_stored(stored: String) -> Self {
+                Self(stored)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+    )+};
+}
+
+text_value!(PersonName, Email, Username, Phone, ExternalId);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,14 @@ use chrono::{DateTime, Utc};
 use prost_types::{value::Kind, ListValue, Struct, Timestamp, Value};
 use uuid::Uuid;
 
+/// Users are converted by the user service; other services list users too.
+pub use super::user_service::convert::user;
 use crate::{
     domain::{
         api_key::ApiKey,
         caller::{Scope, Scopes},
         echo,
         paging::PageSize,
-        user::{User, UserInput, UserStatus},
         DomainError, FieldViolation,
     },
     proto,
@@ -123,62 +124,6 @@ fn json_value(value: &serde_json::Value) -> Value {
         }),
     };
     Value { kind: Some(kind) }
-}
-
-pub fn user_status_to_proto(status: UserStatus) -> i32 {
-    (match status {
-        UserStatus::Pending => proto::UserStatus::Pending,
-        UserStatus::Expired => proto::UserStatus::Expired,
-        UserStatus::Active => proto::UserStatus::Active,
-        UserStatus::Inactive => proto::UserStatus::Inactive,
-        UserStatus::OnVacation => proto::UserStatus::OnVacation,
-        UserStatus::Blocked => proto::UserStatus::Blocked,
-        UserStatus::Disabled => proto::UserStatus::Disabled,
-    }) as i32
-}
-
-/// `None` for USER_STATUS_UNSPECIFIED and unknown numbers.
-pub fn user_status_from_proto(raw: i32) -> Option<UserStatus> {
-    Some(match proto::UserStatus::try_from(raw).ok()? {
-        proto::UserStatus::Unspecified => return None,
-        proto::UserStatus::Pending => UserStatus::Pending,
-        proto::UserStatus::Expired => UserStatus::Expired,
-        proto::UserStatus::Active => UserStatus::Active,
-        proto::UserStatus::Inactive => UserStatus::Inactive,
-        proto::UserStatus::OnVacation => UserStatus::OnVacation,
-        proto::UserStatus::Blocked => UserStatus::Blocked,
-        proto::UserStatus::Disabled => UserStatus::Disabled,
-    })
-}
-
-pub fn user(user: &User) -> proto::User {
-    proto::User {
-        id: user.id.to_string(),
-        first_name: user.first_name.clone(),
-        last_name: user.last_name.clone(),
-        email: user.email.clone(),
-        username: user.username.clone(),
-        phone: user.phone.clone().unwrap_or_default(),
-        external_id: user.external_id.clone().unwrap_or_default(),
-        status: user_status_to_proto(user.status),
-        onboarded: user.onboarded,
-        invitation_expire_time: optional_timestamp(user.invitation_expire_time),
-        create_time: Some(timestamp(user.create_time)),
-        update_time: Some(timestamp(user.update_time)),
-        last_login_time: optional_timestamp(user.last_login_time),
-    }
-}
-
-pub fn user_input(user: Option<&proto::User>) -> UserInput {
-    let user = user.cloned().unwrap_or_default();
-    UserInput {
-        first_name: user.first_name,
-        last_name: user.last_name,
-        email: user.email,
-        username: user.username,
-        phone: user.phone,
-        external_id: user.external_id,
-    }
 }
 
 pub fn field_issues(issues: &[FieldViolation]) -> Vec<proto::FieldIssue> {

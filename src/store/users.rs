@@ -6,11 +6,17 @@ use uuid::Uuid;
 use super::{map_constraint_violation, paging::total_size, Transaction};
 use crate::domain::{
     paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
-    user::{AdminState, User, UserFilter, UserOrder, UserStatus, UserValues},
+    status::StatusFacts,
+    user::{
+        AdminState, Credentials, InvitationTargets, LegacyStatus, LookupKey, User, UserFilter,
+        UserOrder, UserStatus, UserValues,
+    },
     DomainError,
 };
 
-/// The derived status (spec §1), computed the same way for reads, filters and counts.
+/// The derived status (spec §1) for the statements that filter or count by
+/// it. Rows read whole carry the facts instead, and `UserStatus::derive` (the
+/// same rule, checked against this one by a test) gives their status.
 pub const STATUS_SQL: &str = "(case \
      when users.legacy_status is not null then users.legacy_status \
      when users.admin_state = 'INACTIVE' then 'INACTIVE' \
@@ -18,13 +24,31 @@ pub const STATUS_SQL: &str = "(case \
          case when users.invitation_expire_time <= now() then 'EXPIRED' else 'PENDING' end \
      else users.admin_state end)";
 
-fn columns() -> String {
-    format!(
-        "users.id, users.first_name, users.last_name, users.email, users.username, users.phone, users.external_id, \
-         {STATUS_SQL} as status, users.onboarded, users.invitation_expire_time, users.create_time, users.update_time, \
-         users.last_login_time, users.last_name_key"
-    )
+/// A checked statement reading whole users: `$head`, the columns of
+/// `UserRow`, then the `$tail` literals. The status facts are read with the database's
+/// `now()`, the clock STATUS_SQL uses, so a listed status agrees with a filter.
+macro_rules! user_query {
+    ($head:literal, $tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            UserRow,
+            $head
+                + " id, first_name, last_name, email, username, phone, external_id, \
+                   admin_state as \"admin_state: AdminState\", \
+                   legacy_status as \"legacy_status: LegacyStatus\", onboarded, \
+                   invitation_expire_time, create_time, update_time, last_login_time, \
+                   last_name_key, now() as \"read_time!\" "
+                + $tail $(+ $more)*
+            $(, $arg)*
+        )
+    };
 }
+
+/// The columns of `user_query!` for the statements built at run time (a
+/// list's filters), without the type overrides only the macros read.
+const USER_COLUMNS: &str = "users.id, users.first_name, users.last_name, users.email, \
+     users.username, users.phone, users.external_id, users.admin_state, users.legacy_status, \
+     users.onboarded, users.invitation_expire_time, users.create_time, users.update_time, \
+     users.last_login_time, users.last_name_key, now() as read_time";
 
 #[derive(FromRow)]
 struct UserRow {
@@ -35,17 +59,25 @@ struct UserRow {
     username: String,
     phone: Option<String>,
     external_id: Option<String>,
-    status: UserStatus,
+    admin_state: AdminState,
+    legacy_status: Option<LegacyStatus>,
     onboarded: bool,
     invitation_expire_time: Option<DateTime<Utc>>,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
     last_login_time: Option<DateTime<Utc>>,
     last_name_key: String,
+    read_time: DateTime<Utc>,
 }
 
 impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
+        let facts = StatusFacts {
+            admin_state: row.admin_state,
+            legacy_status: row.legacy_status,
+            onboarded: row.onboarded,
+            invitation_expire_time: row.invitation_expire_time,
+        };
         User {
             id: row.id,
             first_name: row.first_name,
@@ -54,7 +86,7 @@ impl From<UserRow> for User {
             username: row.username,
             phone: row.phone,
             external_id: row.external_id,
-            status: row.status,
+            status: UserStatus::derive(facts, row.read_time),
             onboarded: row.onboarded,
             invitation_expire_time: row.invitation_expire_time,
             create_time: row.create_time,
@@ -91,28 +123,29 @@ pub async fn insert(
     deactivated: bool,
     email_unique: bool,
 ) -> Result<User, DomainError> {
-    let row: UserRow = sqlx::query_as(&format!(
-        "insert into users (organization_id, id, first_name, last_name, email, username, phone, external_id, \
-         admin_state, email_unique, search_key, last_name_key) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning {}",
-        columns()
-    ))
-    .bind(organization_id)
-    .bind(Uuid::now_v7())
-    .bind(&values.first_name)
-    .bind(&values.last_name)
-    .bind(&values.email)
-    .bind(&values.username)
-    .bind(&values.phone)
-    .bind(&values.external_id)
-    .bind(if deactivated {
+    let admin_state = if deactivated {
         AdminState::Inactive
     } else {
         AdminState::Active
-    })
-    .bind(email_unique)
-    .bind(values.search_key())
-    .bind(values.last_name_key())
+    };
+    let row = user_query!(
+        "insert into users (organization_id, id, first_name, last_name, email, username, phone, \
+         external_id, admin_state, email_unique, search_key, last_name_key) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning",
+        "",
+        organization_id,
+        Uuid::now_v7(),
+        values.first_name.as_str(),
+        values.last_name.as_str(),
+        values.email.as_str(),
+        values.username.as_str(),
+        values.phone.as_deref(),
+        values.external_id.as_deref(),
+        admin_state.as_str(),
+        email_unique,
+        values.search_key(),
+        values.last_name_key(),
+    )
     .fetch_one(&mut **tx)
     .await
     .map_err(|error| map_user_uniqueness(error, "user."))?;
@@ -126,21 +159,22 @@ pub async fn update_values(
     id: Uuid,
     values: &UserValues,
 ) -> Result<User, DomainError> {
-    let row: UserRow = sqlx::query_as(&format!(
-        "update users set first_name = $3, last_name = $4, email = $5, username = $6, phone = $7, external_id = $8, \
-         search_key = $9, last_name_key = $10 where organization_id = $1 and id = $2 returning {}",
-        columns()
-    ))
-    .bind(organization_id)
-    .bind(id)
-    .bind(&values.first_name)
-    .bind(&values.last_name)
-    .bind(&values.email)
-    .bind(&values.username)
-    .bind(&values.phone)
-    .bind(&values.external_id)
-    .bind(values.search_key())
-    .bind(values.last_name_key())
+    let row = user_query!(
+        "update users set first_name = $3, last_name = $4, email = $5, username = $6, phone = $7, \
+         external_id = $8, search_key = $9, last_name_key = $10 \
+         where organization_id = $1 and id = $2 returning",
+        "",
+        organization_id,
+        id,
+        values.first_name.as_str(),
+        values.last_name.as_str(),
+        values.email.as_str(),
+        values.username.as_str(),
+        values.phone.as_deref(),
+        values.external_id.as_deref(),
+        values.search_key(),
+        values.last_name_key(),
+    )
     .fetch_one(&mut **tx)
     .await
     .map_err(|error| map_user_uniqueness(error, "user."))?;
@@ -152,12 +186,12 @@ pub async fn find<'e>(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(&format!(
-        "select {} from users where organization_id = $1 and id = $2",
-        columns()
-    ))
-    .bind(organization_id)
-    .bind(id)
+    let row = user_query!(
+        "select",
+        "from users where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+    )
     .fetch_optional(executor)
     .await?;
     Ok(row.map(Into::into))
@@ -169,12 +203,12 @@ pub async fn lock(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(&format!(
-        "select {} from users where organization_id = $1 and id = $2 for update",
-        columns()
-    ))
-    .bind(organization_id)
-    .bind(id)
+    let row = user_query!(
+        "select",
+        "from users where organization_id = $1 and id = $2 for update",
+        organization_id,
+        id,
+    )
     .fetch_optional(&mut **tx)
     .await?;
     Ok(row.map(Into::into))
@@ -185,22 +219,15 @@ pub async fn find_many(
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<User>, sqlx::Error> {
-    let rows: Vec<UserRow> = sqlx::query_as(&format!(
-        "select {} from users where organization_id = $1 and id = any($2)",
-        columns()
-    ))
-    .bind(organization_id)
-    .bind(ids)
+    let rows = user_query!(
+        "select",
+        "from users where organization_id = $1 and id = any($2)",
+        organization_id,
+        ids,
+    )
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum LookupKey<'a> {
-    Email(&'a str),
-    Username(&'a str),
-    ExternalId(&'a str),
 }
 
 /// Exact matches (email and username ignoring case), oldest first.
@@ -209,19 +236,25 @@ pub async fn lookup(
     organization_id: Uuid,
     key: LookupKey<'_>,
 ) -> Result<Vec<User>, sqlx::Error> {
-    let (condition, value) = match key {
-        LookupKey::Email(email) => ("lower(users.email) = lower($2)", email),
-        LookupKey::Username(username) => ("lower(users.username) = lower($2)", username),
-        LookupKey::ExternalId(external_id) => ("users.external_id = $2", external_id),
+    macro_rules! matching {
+        ($condition:literal, $value:expr) => {
+            user_query!(
+                "select",
+                "from users where organization_id = $1 and "
+                    + $condition
+                    + " order by create_time, id limit 1000",
+                organization_id,
+                $value.trim(),
+            )
+            .fetch_all(pool)
+            .await?
+        };
+    }
+    let rows = match key {
+        LookupKey::Email(email) => matching!("lower(email) = lower($2)", email),
+        LookupKey::Username(username) => matching!("lower(username) = lower($2)", username),
+        LookupKey::ExternalId(external_id) => matching!("external_id = $2", external_id),
     };
-    let rows: Vec<UserRow> = sqlx::query_as(&format!(
-        "select {} from users where organization_id = $1 and {condition} order by create_time, id limit 1000",
-        columns()
-    ))
-    .bind(organization_id)
-    .bind(value.trim())
-    .fetch_all(pool)
-    .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
@@ -232,13 +265,13 @@ pub async fn email_used_by_other(
     email: &str,
     except: Option<Uuid>,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select exists (select 1 from users where organization_id = $1 and lower(email) = lower($2) \
-         and ($3::uuid is null or id <> $3))",
+         and ($3::uuid is null or id <> $3)) as \"used!\"",
+        organization_id,
+        email,
+        except,
     )
-    .bind(organization_id)
-    .bind(email)
-    .bind(except)
     .fetch_one(&mut **tx)
     .await
 }
@@ -248,11 +281,13 @@ pub async fn delete(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("delete from users where organization_id = $1 and id = $2")
-        .bind(organization_id)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    let result = sqlx::query!(
+        "delete from users where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -263,13 +298,14 @@ pub async fn set_admin_state(
     id: Uuid,
     admin_state: AdminState,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(&format!(
-        "update users set admin_state = $3, legacy_status = null where organization_id = $1 and id = $2 returning {}",
-        columns()
-    ))
-    .bind(organization_id)
-    .bind(id)
-    .bind(admin_state)
+    let row = user_query!(
+        "update users set admin_state = $3, legacy_status = null \
+         where organization_id = $1 and id = $2 returning",
+        "",
+        organization_id,
+        id,
+        admin_state.as_str(),
+    )
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.into())
@@ -281,10 +317,10 @@ pub async fn make_emails_unique(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update users set email_unique = true where organization_id = $1 and not email_unique",
+        organization_id,
     )
-    .bind(organization_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -357,7 +393,7 @@ pub async fn list(
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         push_user_filters(query, organization_id, &filter);
     };
-    let mut query = QueryBuilder::new(format!("select {}", columns()));
+    let mut query = QueryBuilder::new(format!("select {USER_COLUMNS}"));
     push_from_where(&mut query);
     match after {
         Some(Position::Created(time, id)) => {
@@ -406,7 +442,8 @@ pub async fn list(
     })
 }
 
-/// Users of one status each, and how many are onboarded.
+/// Users of one status each, and how many are onboarded. Stays a built
+/// statement: it groups by the status, which only STATUS_SQL computes in SQL.
 pub async fn status_counts(
     pool: &PgPool,
     organization_id: Uuid,
@@ -420,7 +457,7 @@ pub async fn status_counts(
 }
 
 /// What deciding whether a user may act needs.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct SignInState {
     pub status: UserStatus,
 }
@@ -430,13 +467,10 @@ pub async fn sign_in_state<'e>(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<SignInState>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {STATUS_SQL} as status from users where organization_id = $1 and id = $2"
-    ))
-    .bind(organization_id)
-    .bind(user_id)
-    .fetch_optional(executor)
-    .await
+    let user = find(executor, organization_id, user_id).await?;
+    Ok(user.map(|user| SignInState {
+        status: user.status,
+    }))
 }
 
 /// Up to `limit` emails (lowercased) that several users share.
@@ -445,18 +479,17 @@ pub async fn some_duplicate_emails(
     organization_id: Uuid,
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select lower(email) from users where organization_id = $1 \
+    sqlx::query_scalar!(
+        "select lower(email) as \"email!\" from users where organization_id = $1 \
          group by lower(email) having count(*) > 1 order by 1 limit $2",
+        organization_id,
+        limit,
     )
-    .bind(organization_id)
-    .bind(limit)
     .fetch_all(&mut **tx)
     .await
 }
 
 /// A user as an import row sees it: values and the assigned status.
-#[derive(FromRow)]
 pub struct ImportedUserRow {
     pub id: Uuid,
     pub first_name: String,
@@ -471,14 +504,14 @@ pub struct ImportedUserRow {
 
 impl ImportedUserRow {
     pub fn values(&self) -> UserValues {
-        UserValues {
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-            email: self.email.clone(),
-            username: self.username.clone(),
-            phone: self.phone.clone(),
-            external_id: self.external_id.clone(),
-        }
+        UserValues::from_stored(
+            self.first_name.clone(),
+            self.last_name.clone(),
+            self.email.clone(),
+            self.username.clone(),
+            self.phone.clone(),
+            self.external_id.clone(),
+        )
     }
 }
 
@@ -492,19 +525,84 @@ pub async fn find_by_keys(
     external_ids: &[String],
     lock: bool,
 ) -> Result<Vec<ImportedUserRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status \
-         from users where organization_id = $1 \
-         and (lower(email) = any($2) or lower(username) = any($3) or external_id = any($4)) \
-         order by create_time, id{}",
-        if lock { " for update" } else { "" }
-    ))
-    .bind(organization_id)
-    .bind(emails)
-    .bind(usernames)
-    .bind(external_ids)
-    .fetch_all(&mut **tx)
-    .await
+    macro_rules! by_keys {
+        ($tail:literal) => {
+            sqlx::query_as!(
+                ImportedUserRow,
+                "select id, first_name, last_name, email, username, phone, external_id, \
+                 admin_state, legacy_status from users where organization_id = $1 \
+                 and (lower(email) = any($2) or lower(username) = any($3) or external_id = any($4)) \
+                 order by create_time, id"
+                    + $tail,
+                organization_id,
+                emails,
+                usernames,
+                external_ids,
+            )
+            .fetch_all(&mut **tx)
+            .await
+        };
+    }
+    if lock {
+        by_keys!(" for update")
+    } else {
+        by_keys!("")
+    }
+}
+
+/// The columns of an import batch, one array each for UNNEST.
+struct BatchColumns {
+    ids: Vec<Uuid>,
+    first_names: Vec<String>,
+    last_names: Vec<String>,
+    emails: Vec<String>,
+    usernames: Vec<String>,
+    phones: Vec<Option<String>>,
+    external_ids: Vec<Option<String>>,
+    admin_states: Vec<String>,
+    legacy_statuses: Vec<Option<String>>,
+    search_keys: Vec<String>,
+    last_name_keys: Vec<String>,
+}
+
+impl BatchColumns {
+    fn of<'a>(
+        rows: impl Iterator<Item = (Uuid, &'a UserValues, &'a str, Option<&'a str>)>,
+    ) -> Self {
+        let mut columns = Self {
+            ids: Vec::new(),
+            first_names: Vec::new(),
+            last_names: Vec::new(),
+            emails: Vec::new(),
+            usernames: Vec::new(),
+            phones: Vec::new(),
+            external_ids: Vec::new(),
+            admin_states: Vec::new(),
+            legacy_statuses: Vec::new(),
+            search_keys: Vec::new(),
+            last_name_keys: Vec::new(),
+        };
+        for (id, values, admin_state, legacy_status) in rows {
+            columns.ids.push(id);
+            columns.first_names.push(values.first_name.to_string());
+            columns.last_names.push(values.last_name.to_string());
+            columns.emails.push(values.email.to_string());
+            columns.usernames.push(values.username.to_string());
+            columns
+                .phones
+                .push(values.phone.as_deref().map(str::to_owned));
+            columns
+                .external_ids
+                .push(values.external_id.as_deref().map(str::to_owned));
+            columns.admin_states.push(admin_state.to_owned());
+            columns
+                .legacy_statuses
+                .push(legacy_status.map(str::to_owned));
+            columns.search_keys.push(values.search_key());
+            columns.last_name_keys.push(values.last_name_key());
+        }
+        columns
+    }
 }
 
 /// A user an import creates, with the id chosen for it.
@@ -524,12 +622,13 @@ pub async fn insert_many(
     users: &[NewImportedUser<'_>],
     email_unique: bool,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let column = |get: fn(&NewImportedUser<'_>) -> Option<String>| -> Vec<Option<String>> {
-        users.iter().map(get).collect()
-    };
-    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    let columns = BatchColumns::of(
+        users
+            .iter()
+            .map(|u| (u.id, u.values, u.admin_state, u.legacy_status)),
+    );
     // Inserted in email order, so that concurrent imports lock keys in one order.
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into users (organization_id, id, first_name, last_name, email, username, phone, external_id, \
          admin_state, legacy_status, email_unique, search_key, last_name_key) \
          select $1, t.id, t.first_name, t.last_name, t.email, t.username, t.phone, t.external_id, t.admin_state, \
@@ -539,20 +638,20 @@ pub async fn insert_many(
          as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, last_name_key) \
          order by lower(t.email), lower(t.username) \
          on conflict do nothing returning id",
+        organization_id,
+        &columns.ids,
+        &columns.first_names as _,
+        &columns.last_names as _,
+        &columns.emails as _,
+        &columns.usernames as _,
+        &columns.phones as _,
+        &columns.external_ids as _,
+        &columns.admin_states as _,
+        &columns.legacy_statuses as _,
+        &columns.search_keys as _,
+        email_unique,
+        &columns.last_name_keys as _,
     )
-    .bind(organization_id)
-    .bind(&ids)
-    .bind(column(|u| Some(u.values.first_name.clone())))
-    .bind(column(|u| Some(u.values.last_name.clone())))
-    .bind(column(|u| Some(u.values.email.clone())))
-    .bind(column(|u| Some(u.values.username.clone())))
-    .bind(column(|u| u.values.phone.clone()))
-    .bind(column(|u| u.values.external_id.clone()))
-    .bind(column(|u| Some(u.admin_state.to_owned())))
-    .bind(column(|u| u.legacy_status.map(str::to_owned)))
-    .bind(column(|u| Some(u.values.search_key())))
-    .bind(email_unique)
-    .bind(column(|u| Some(u.values.last_name_key())))
     .fetch_all(&mut **tx)
     .await
 }
@@ -571,11 +670,12 @@ pub async fn update_many(
     organization_id: Uuid,
     changes: &[ImportedUserChange<'_>],
 ) -> Result<(), DomainError> {
-    let column = |get: fn(&ImportedUserChange<'_>) -> Option<String>| -> Vec<Option<String>> {
-        changes.iter().map(get).collect()
-    };
-    let ids: Vec<Uuid> = changes.iter().map(|c| c.id).collect();
-    sqlx::query(
+    let columns = BatchColumns::of(
+        changes
+            .iter()
+            .map(|c| (c.id, c.values, c.admin_state, c.legacy_status)),
+    );
+    sqlx::query!(
         "update users u set first_name = t.first_name, last_name = t.last_name, email = t.email, \
          username = t.username, phone = t.phone, external_id = t.external_id, admin_state = t.admin_state, \
          legacy_status = t.legacy_status, search_key = t.search_key, last_name_key = t.last_name_key \
@@ -583,19 +683,19 @@ pub async fn update_many(
          $10::text[], $11::text[], $12::text[]) \
          as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, last_name_key) \
          where u.organization_id = $1 and u.id = t.id",
+        organization_id,
+        &columns.ids,
+        &columns.first_names as _,
+        &columns.last_names as _,
+        &columns.emails as _,
+        &columns.usernames as _,
+        &columns.phones as _,
+        &columns.external_ids as _,
+        &columns.admin_states as _,
+        &columns.legacy_statuses as _,
+        &columns.search_keys as _,
+        &columns.last_name_keys as _,
     )
-    .bind(organization_id)
-    .bind(&ids)
-    .bind(column(|c| Some(c.values.first_name.clone())))
-    .bind(column(|c| Some(c.values.last_name.clone())))
-    .bind(column(|c| Some(c.values.email.clone())))
-    .bind(column(|c| Some(c.values.username.clone())))
-    .bind(column(|c| c.values.phone.clone()))
-    .bind(column(|c| c.values.external_id.clone()))
-    .bind(column(|c| Some(c.admin_state.to_owned())))
-    .bind(column(|c| c.legacy_status.map(str::to_owned)))
-    .bind(column(|c| Some(c.values.search_key())))
-    .bind(column(|c| Some(c.values.last_name_key())))
     .execute(&mut **tx)
     .await
     .map_err(|error| map_user_uniqueness(error, ""))?;
@@ -607,11 +707,13 @@ pub async fn delete_many(
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("delete from users where organization_id = $1 and id = any($2)")
-        .bind(organization_id)
-        .bind(ids)
-        .execute(&mut **tx)
-        .await?;
+    let done = sqlx::query!(
+        "delete from users where organization_id = $1 and id = any($2)",
+        organization_id,
+        ids,
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(done.rows_affected())
 }
 
@@ -661,12 +763,12 @@ pub async fn set_invitation_expire_time(
     id: Uuid,
     expire_time: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update users set invitation_expire_time = $3 where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+        expire_time,
     )
-    .bind(organization_id)
-    .bind(id)
-    .bind(expire_time)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -679,24 +781,30 @@ pub async fn set_password(
     id: Uuid,
     password_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update users set password_hash = $3, onboarded = true where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+        password_hash,
     )
-    .bind(organization_id)
-    .bind(id)
-    .bind(password_hash)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// What signing in needs of a user found by organization and username.
-#[derive(Debug, Clone, FromRow)]
-pub struct Credentials {
-    pub id: Uuid,
-    pub username: String,
-    pub password_hash: Option<String>,
-    pub status: UserStatus,
+/// A checked statement reading what signing in needs, with the status facts
+/// (see `user_query!`), then `$tail`.
+macro_rules! credentials_query {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            CredentialsRow,
+            "select id, username, password_hash, admin_state as \"admin_state: AdminState\", \
+             legacy_status as \"legacy_status: LegacyStatus\", onboarded, invitation_expire_time, \
+             now() as \"read_time!\" from users where organization_id = $1 and "
+                + $tail
+            $(, $arg)*
+        )
+    };
 }
 
 pub async fn credentials_by_username(
@@ -704,11 +812,14 @@ pub async fn credentials_by_username(
     organization_id: Uuid,
     username: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as(&credentials_query("lower(username) = lower($2)"))
-        .bind(organization_id)
-        .bind(username.trim())
-        .fetch_optional(pool)
-        .await
+    let row = credentials_query!(
+        "lower(username) = lower($2)",
+        organization_id,
+        username.trim()
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Into::into))
 }
 
 pub async fn credentials_by_id(
@@ -716,18 +827,38 @@ pub async fn credentials_by_id(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as(&credentials_query("id = $2"))
-        .bind(organization_id)
-        .bind(id)
+    let row = credentials_query!("id = $2", organization_id, id)
         .fetch_optional(pool)
-        .await
+        .await?;
+    Ok(row.map(Into::into))
 }
 
-fn credentials_query(condition: &str) -> String {
-    format!(
-        "select id, username, password_hash, {STATUS_SQL} as status from users \
-         where organization_id = $1 and {condition}"
-    )
+struct CredentialsRow {
+    id: Uuid,
+    username: String,
+    password_hash: Option<String>,
+    admin_state: AdminState,
+    legacy_status: Option<LegacyStatus>,
+    onboarded: bool,
+    invitation_expire_time: Option<DateTime<Utc>>,
+    read_time: DateTime<Utc>,
+}
+
+impl From<CredentialsRow> for Credentials {
+    fn from(row: CredentialsRow) -> Self {
+        let facts = StatusFacts {
+            admin_state: row.admin_state,
+            legacy_status: row.legacy_status,
+            onboarded: row.onboarded,
+            invitation_expire_time: row.invitation_expire_time,
+        };
+        Self {
+            id: row.id,
+            username: row.username,
+            password_hash: row.password_hash,
+            status: UserStatus::derive(facts, row.read_time),
+        }
+    }
 }
 
 pub async fn touch_last_login<'e>(
@@ -735,23 +866,14 @@ pub async fn touch_last_login<'e>(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update users set last_login_time = now() where organization_id = $1 and id = $2")
-        .bind(organization_id)
-        .bind(id)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "update users set last_login_time = now() where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+    )
+    .execute(executor)
+    .await?;
     Ok(())
-}
-
-/// Whom a new invitation may go to: users who have not registered a password.
-#[derive(Debug, Clone)]
-pub enum InvitationTargets {
-    Ids(Vec<Uuid>),
-    /// Not onboarded and the invitation lapsed (status EXPIRED).
-    Expired,
-    NotOnboarded,
-    /// Created by this import job.
-    ImportJob(Uuid),
 }
 
 /// The not-onboarded users among `targets`, locked for the transaction.

@@ -293,12 +293,12 @@ fn decide_add(
         }
         OnExisting::Update => {
             let changes = ValueChanges {
-                first_name: Some(values.first_name.clone()),
-                last_name: Some(values.last_name.clone()),
-                email: Some(values.email.clone()),
-                username: username_given.then(|| values.username.clone()),
-                phone: values.phone.clone(),
-                external_id: values.external_id.clone(),
+                first_name: Some(values.first_name.to_string()),
+                last_name: Some(values.last_name.to_string()),
+                email: Some(values.email.to_string()),
+                username: username_given.then(|| values.username.to_string()),
+                phone: values.phone.as_deref().map(str::to_owned),
+                external_id: values.external_id.as_deref().map(str::to_owned),
             };
             decide_update(context, line, existing, &changes, requested, warnings)
         }
@@ -484,11 +484,11 @@ fn decide_update(
 /// The stored values with the row's changes over them.
 fn merged_input(before: &UserValues, changes: &ValueChanges) -> UserInput {
     let or_before =
-        |change: &Option<String>, stored: &String| change.clone().unwrap_or_else(|| stored.clone());
-    let or_before_optional = |change: &Option<String>, stored: &Option<String>| {
+        |change: &Option<String>, stored: &str| change.clone().unwrap_or_else(|| stored.to_owned());
+    let or_before_optional = |change: &Option<String>, stored: Option<&str>| {
         change
             .clone()
-            .or_else(|| stored.clone())
+            .or_else(|| stored.map(str::to_owned))
             .unwrap_or_default()
     };
     UserInput {
@@ -496,8 +496,8 @@ fn merged_input(before: &UserValues, changes: &ValueChanges) -> UserInput {
         last_name: or_before(&changes.last_name, &before.last_name),
         email: or_before(&changes.email, &before.email),
         username: or_before(&changes.username, &before.username),
-        phone: or_before_optional(&changes.phone, &before.phone),
-        external_id: or_before_optional(&changes.external_id, &before.external_id),
+        phone: or_before_optional(&changes.phone, before.phone.as_deref()),
+        external_id: or_before_optional(&changes.external_id, before.external_id.as_deref()),
     }
 }
 
@@ -841,7 +841,7 @@ impl Users {
             .or_default()
             .push(slot);
         if let Some(external_id) = &user.values.external_id {
-            self.by_external_id.insert(external_id.clone(), slot);
+            self.by_external_id.insert(external_id.to_string(), slot);
         }
         self.slots.push(Some(user));
     }
@@ -855,7 +855,7 @@ impl Users {
             slots.retain(|s| *s != slot);
         }
         if let Some(external_id) = &user.values.external_id {
-            self.by_external_id.remove(external_id);
+            self.by_external_id.remove(external_id.as_str());
         }
         Some(user)
     }

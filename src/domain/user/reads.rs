@@ -1,0 +1,146 @@
+//! The reads of users: the gRPC layer asks here, never the store.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{AuthorizableAccess, LookupKey, NamedGrant, User, UserFilter, UserOrder, UserStatus};
+use crate::{
+    domain::{
+        group::Group,
+        paging::{Page, PageSize},
+        DomainError,
+    },
+    store::{self, groups::GroupFilter},
+};
+
+pub async fn get_user(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<User, DomainError> {
+    store::users::find(pool, organization_id, id)
+        .await?
+        .ok_or_else(|| DomainError::not_found("user", id))
+}
+
+/// Exact matches (email and username ignoring case), oldest first.
+pub async fn lookup_users(
+    pool: &PgPool,
+    organization_id: Uuid,
+    key: LookupKey<'_>,
+) -> Result<Vec<User>, DomainError> {
+    Ok(store::users::lookup(pool, organization_id, key).await?)
+}
+
+/// The users found, in the order asked, and the ids of those not found.
+pub async fn batch_get_users(
+    pool: &PgPool,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(Vec<User>, Vec<Uuid>), DomainError> {
+    let found = store::users::find_many(pool, organization_id, ids).await?;
+    Ok(in_request_order(ids, found))
+}
+
+fn in_request_order(ids: &[Uuid], found: Vec<User>) -> (Vec<User>, Vec<Uuid>) {
+    let mut users = Vec::new();
+    let mut not_found = Vec::new();
+    for id in ids {
+        match found.iter().find(|u| u.id == *id) {
+            Some(user) => users.push(user.clone()),
+            None => not_found.push(*id),
+        }
+    }
+    (users, not_found)
+}
+
+/// A page of ListUsers: the filter, the order and where to start.
+#[derive(Debug, Clone)]
+pub struct UserListRequest {
+    pub filter: UserFilter,
+    pub order: UserOrder,
+    pub page_size: PageSize,
+    pub page_token: String,
+}
+
+pub async fn list_users(
+    pool: &PgPool,
+    organization_id: Uuid,
+    request: &UserListRequest,
+) -> Result<Page<User>, DomainError> {
+    store::users::list(
+        pool,
+        organization_id,
+        &request.filter,
+        request.order,
+        request.page_size,
+        &request.page_token,
+    )
+    .await
+}
+
+/// The groups of an existing user, a page at a time.
+pub async fn list_user_groups(
+    pool: &PgPool,
+    organization_id: Uuid,
+    user_id: Uuid,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<Group>, DomainError> {
+    get_user(pool, organization_id, user_id).await?;
+    let filter = GroupFilter {
+        member_id: Some(user_id),
+        ..Default::default()
+    };
+    store::groups::list(pool, organization_id, &filter, page_size, page_token).await
+}
+
+/// GetUserAccess: the user's status and, only if they can sign in, what they hold.
+pub async fn user_access(
+    pool: &PgPool,
+    organization_id: Uuid,
+    user_id: Uuid,
+) -> Result<AuthorizableAccess, DomainError> {
+    let status = get_user(pool, organization_id, user_id).await?.status;
+    if !AuthorizableAccess::can_sign_in(status) {
+        return Ok(AuthorizableAccess::of(status, Vec::new()));
+    }
+    let grants = store::groups::access_of_user(pool, organization_id, user_id)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let (grant, built_in) = row.grant();
+            NamedGrant {
+                grant,
+                group_name: row.group_name,
+                product: row.product,
+                profile_name: row.profile_name,
+                built_in,
+            }
+        })
+        .collect();
+    Ok(AuthorizableAccess::of(status, grants))
+}
+
+/// Onboarded vs not, and users per status.
+#[derive(Debug, Clone, Default)]
+pub struct OnboardingStats {
+    pub onboarded: i64,
+    pub not_onboarded: i64,
+    pub by_status: Vec<(UserStatus, i64)>,
+}
+
+pub async fn onboarding_stats(
+    pool: &PgPool,
+    organization_id: Uuid,
+) -> Result<OnboardingStats, DomainError> {
+    let mut stats = OnboardingStats::default();
+    for (status, onboarded, count) in store::users::status_counts(pool, organization_id).await? {
+        if onboarded {
+            stats.onboarded += count;
+        } else {
+            stats.not_onboarded += count;
+        }
+        match stats.by_status.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, total)) => *total += count,
+            None => stats.by_status.push((status, count)),
+        }
+    }
+    Ok(stats)
+}

@@ -1,0 +1,515 @@
+//! UserService requests into domain commands, and domain results into
+//! responses: the one place the user service converts. Every parse reports
+//! all its violations at once, then builds from the parsed parts.
+
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        paging::PageSize,
+        request::IdempotencyKey,
+        user::{
+            AuthorizableAccess, CreatedUser, InvitationTargets, LookupKey, MirrorMode,
+            MirrorRequest, MirrorResult, NewUser, OnboardingStats, Origin, User, UserField,
+            UserFilter, UserInput, UserListRequest, UserOrder, UserStatus, UserUpdate, UserValues,
+            MAX_USERS_PER_CALL,
+        },
+        DomainError, FieldViolation,
+    },
+    grpc::convert::{
+        delimiter, field_issues, mask_fields, optional_timestamp, parse_id, parse_ids,
+        parse_optional_id, scopes_to_proto, timestamp, unit_scope_to_proto,
+    },
+    proto,
+};
+
+const USER_FIELDS: &str = "first_name, last_name, email, username, phone, external_id";
+
+/// One refusal out of the failed parts of a request: their violations in
+/// request order, or the first error that is not about the request.
+fn refusal(failures: impl IntoIterator<Item = Option<DomainError>>) -> DomainError {
+    let mut violations = Vec::new();
+    for failure in failures.into_iter().flatten() {
+        match failure {
+            DomainError::InvalidArgument(found) => violations.extend(found),
+            other => return other,
+        }
+    }
+    DomainError::InvalidArgument(violations)
+}
+
+fn invalid(violation: FieldViolation) -> DomainError {
+    DomainError::InvalidArgument(vec![violation])
+}
+
+pub fn user_status_to_proto(status: UserStatus) -> i32 {
+    (match status {
+        UserStatus::Pending => proto::UserStatus::Pending,
+        UserStatus::Expired => proto::UserStatus::Expired,
+        UserStatus::Active => proto::UserStatus::Active,
+        UserStatus::Inactive => proto::UserStatus::Inactive,
+        UserStatus::OnVacation => proto::UserStatus::OnVacation,
+        UserStatus::Blocked => proto::UserStatus::Blocked,
+        UserStatus::Disabled => proto::UserStatus::Disabled,
+    }) as i32
+}
+
+/// `None` for USER_STATUS_UNSPECIFIED and unknown numbers.
+pub fn user_status_from_proto(raw: i32) -> Option<UserStatus> {
+    Some(match proto::UserStatus::try_from(raw).ok()? {
+        proto::UserStatus::Unspecified => return None,
+        proto::UserStatus::Pending => UserStatus::Pending,
+        proto::UserStatus::Expired => UserStatus::Expired,
+        proto::UserStatus::Active => UserStatus::Active,
+        proto::UserStatus::Inactive => UserStatus::Inactive,
+        proto::UserStatus::OnVacation => UserStatus::OnVacation,
+        proto::UserStatus::Blocked => UserStatus::Blocked,
+        proto::UserStatus::Disabled => UserStatus::Disabled,
+    })
+}
+
+pub fn user(user: &User) -> proto::User {
+    proto::User {
+        id: user.id.to_string(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        email: user.email.clone(),
+        username: user.username.clone(),
+        phone: user.phone.clone().unwrap_or_default(),
+        external_id: user.external_id.clone().unwrap_or_default(),
+        status: user_status_to_proto(user.status),
+        onboarded: user.onboarded,
+        invitation_expire_time: optional_timestamp(user.invitation_expire_time),
+        create_time: Some(timestamp(user.create_time)),
+        update_time: Some(timestamp(user.update_time)),
+        last_login_time: optional_timestamp(user.last_login_time),
+    }
+}
+
+fn user_input(user: Option<proto::User>) -> UserInput {
+    let user = user.unwrap_or_default();
+    UserInput {
+        first_name: user.first_name,
+        last_name: user.last_name,
+        email: user.email,
+        username: user.username,
+        phone: user.phone,
+        external_id: user.external_id,
+    }
+}
+
+fn ids_to_proto(ids: &[Uuid]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+/// The proto fields CreateUser and CloneUser share.
+struct NewUserFields {
+    origin: Origin,
+    user: Option<proto::User>,
+    group_ids: Vec<String>,
+    source_user_id: String,
+    deactivated: bool,
+    send_invitation: Option<bool>,
+    request_id: String,
+}
+
+impl TryFrom<proto::CreateUserRequest> for NewUser {
+    type Error = DomainError;
+
+    fn try_from(body: proto::CreateUserRequest) -> Result<Self, DomainError> {
+        new_user(NewUserFields {
+            origin: Origin::Create,
+            user: body.user,
+            group_ids: body.group_ids,
+            source_user_id: body.mirror_user_id,
+            deactivated: body.deactivated,
+            send_invitation: body.send_invitation,
+            request_id: body.request_id,
+        })
+    }
+}
+
+impl TryFrom<proto::CloneUserRequest> for NewUser {
+    type Error = DomainError;
+
+    fn try_from(body: proto::CloneUserRequest) -> Result<Self, DomainError> {
+        new_user(NewUserFields {
+            origin: Origin::Clone,
+            user: body.user,
+            group_ids: Vec::new(),
+            source_user_id: body.source_user_id,
+            deactivated: body.deactivated,
+            send_invitation: body.send_invitation,
+            request_id: body.request_id,
+        })
+    }
+}
+
+/// A new user, every violation at once; a clone names its source, a
+/// create may name a user to mirror.
+fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
+    let origin = fields.origin;
+    let values =
+        UserValues::parse(&user_input(fields.user), "user.").map_err(DomainError::InvalidArgument);
+    let group_ids = parse_ids(&fields.group_ids, "group_ids");
+    let source = match origin {
+        Origin::Clone => parse_id(&fields.source_user_id, "source_user_id").map(Some),
+        Origin::Create => parse_optional_id(&fields.source_user_id, "mirror_user_id"),
+    };
+    let request_id = IdempotencyKey::parse_optional(&fields.request_id).map_err(invalid);
+    match (values, group_ids, source, request_id) {
+        (Ok(values), Ok(group_ids), Ok(mirror_user_id), Ok(request_id)) => Ok(NewUser {
+            origin,
+            values,
+            group_ids,
+            mirror_user_id,
+            deactivated: fields.deactivated,
+            send_invitation: fields.send_invitation.unwrap_or(true),
+            request_id,
+        }),
+        (values, group_ids, source, request_id) => Err(refusal([
+            values.err(),
+            group_ids.err(),
+            source.err(),
+            request_id.err(),
+        ])),
+    }
+}
+
+pub fn created_parts(
+    created: &CreatedUser,
+) -> (Option<proto::User>, Vec<String>, Vec<proto::FieldIssue>) {
+    (
+        Some(user(&created.user)),
+        ids_to_proto(&created.skipped_group_ids),
+        field_issues(&created.warnings),
+    )
+}
+
+impl TryFrom<proto::MirrorUserRequest> for MirrorRequest {
+    type Error = DomainError;
+
+    fn try_from(body: proto::MirrorUserRequest) -> Result<Self, DomainError> {
+        let reference = parse_id(&body.reference_user_id, "reference_user_id");
+        let targets = match (
+            parse_ids(&body.target_user_ids, "target_user_ids"),
+            batch_count(body.target_user_ids.len()),
+        ) {
+            (Ok(targets), Ok(())) => Ok(targets),
+            (targets, count) => Err(refusal([targets.err(), count.err()])),
+        };
+        let mode = match proto::MirrorMode::try_from(body.mode) {
+            Ok(proto::MirrorMode::Add) => Ok(MirrorMode::Add),
+            Ok(proto::MirrorMode::Replace) => Ok(MirrorMode::Replace),
+            _ => Err(DomainError::invalid(
+                "mode",
+                "REQUIRED",
+                "must be MIRROR_MODE_ADD or MIRROR_MODE_REPLACE",
+            )),
+        };
+        match (reference, targets, mode) {
+            (Ok(reference), Ok(targets), Ok(mode)) => Ok(MirrorRequest {
+                reference,
+                targets,
+                mode,
+            }),
+            (reference, targets, mode) => {
+                Err(refusal([reference.err(), targets.err(), mode.err()]))
+            }
+        }
+    }
+}
+
+fn batch_count(count: usize) -> Result<(), DomainError> {
+    if count == 0 || count > MAX_USERS_PER_CALL {
+        return Err(DomainError::invalid(
+            "target_user_ids",
+            "COUNT",
+            format!("must list 1 to {MAX_USERS_PER_CALL} users"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn mirror_result(result: &MirrorResult) -> proto::MirrorTargetResult {
+    let (error_code, error_message) = match &result.error {
+        Some((code, message)) => ((*code).to_owned(), message.clone()),
+        None => Default::default(),
+    };
+    proto::MirrorTargetResult {
+        target_user_id: result.target_user_id.to_string(),
+        applied: result.error.is_none(),
+        added_group_ids: ids_to_proto(&result.added),
+        removed_group_ids: ids_to_proto(&result.removed),
+        skipped_group_ids: ids_to_proto(&result.skipped),
+        error_code,
+        error_message,
+    }
+}
+
+pub fn lookup_key(request: &proto::LookupUserRequest) -> Result<LookupKey<'_>, DomainError> {
+    use proto::lookup_user_request::Key;
+    match &request.key {
+        Some(Key::Email(email)) if !email.trim().is_empty() => Ok(LookupKey::Email(email)),
+        Some(Key::Username(username)) if !username.trim().is_empty() => {
+            Ok(LookupKey::Username(username))
+        }
+        Some(Key::ExternalId(external_id)) if !external_id.trim().is_empty() => {
+            Ok(LookupKey::ExternalId(external_id))
+        }
+        _ => Err(DomainError::invalid(
+            "key",
+            "REQUIRED",
+            "give one of email, username or external_id",
+        )),
+    }
+}
+
+/// The ids of BatchGetUsers: too many is refused before any is parsed.
+pub fn batch_ids(raw: &[String]) -> Result<Vec<Uuid>, DomainError> {
+    if raw.len() > MAX_USERS_PER_CALL {
+        return Err(DomainError::invalid(
+            "user_ids",
+            "TOO_MANY",
+            format!("at most {MAX_USERS_PER_CALL} ids"),
+        ));
+    }
+    parse_ids(raw, "user_ids")
+}
+
+/// The ListUsers/ExportUsers filters, every violation at once.
+fn user_filter(
+    query: &str,
+    statuses: &[i32],
+    group_id: &str,
+    unit_id: &str,
+    onboarded: Option<bool>,
+) -> Result<UserFilter, DomainError> {
+    let mut violations = Vec::new();
+    let mut parsed_statuses = Vec::new();
+    for (index, raw) in statuses.iter().enumerate() {
+        match user_status_from_proto(*raw) {
+            Some(status) => parsed_statuses.push(status),
+            None => violations.push(FieldViolation::new(
+                format!("statuses[{index}]"),
+                "INVALID_VALUE",
+                "is not a user status",
+            )),
+        }
+    }
+    let group_id = parse_optional_id(group_id, "group_id");
+    let unit_id = parse_optional_id(unit_id, "unit_id");
+    let query_length = if query.chars().count() > 200 {
+        Err(DomainError::invalid(
+            "query",
+            "TOO_LONG",
+            "must be at most 200 characters",
+        ))
+    } else {
+        Ok(())
+    };
+    match (
+        DomainError::check(violations),
+        group_id,
+        unit_id,
+        query_length,
+    ) {
+        (Ok(()), Ok(group_id), Ok(unit_id), Ok(())) => Ok(UserFilter {
+            query_words: UserFilter::query_words(query),
+            statuses: parsed_statuses,
+            group_id,
+            unit_id,
+            onboarded,
+        }),
+        (statuses, group_id, unit_id, query_length) => Err(refusal([
+            statuses.err(),
+            group_id.err(),
+            unit_id.err(),
+            query_length.err(),
+        ])),
+    }
+}
+
+impl TryFrom<proto::ListUsersRequest> for UserListRequest {
+    type Error = DomainError;
+
+    fn try_from(body: proto::ListUsersRequest) -> Result<Self, DomainError> {
+        let page_size = PageSize::parse(body.page_size).map_err(invalid);
+        let order = UserOrder::parse(&body.order_by).map_err(invalid);
+        let filter = user_filter(
+            &body.query,
+            &body.statuses,
+            &body.group_id,
+            &body.unit_id,
+            body.onboarded,
+        );
+        match (page_size, order, filter) {
+            (Ok(page_size), Ok(order), Ok(filter)) => Ok(UserListRequest {
+                filter,
+                order,
+                page_size,
+                page_token: body.page_token,
+            }),
+            (page_size, order, filter) => {
+                Err(refusal([page_size.err(), order.err(), filter.err()]))
+            }
+        }
+    }
+}
+
+/// ExportUsers: the filter and the CSV delimiter.
+pub fn export_request(body: &proto::ExportUsersRequest) -> Result<(UserFilter, char), DomainError> {
+    let delimiter = delimiter(&body.delimiter);
+    let filter = user_filter(
+        &body.query,
+        &body.statuses,
+        &body.group_id,
+        &body.unit_id,
+        body.onboarded,
+    );
+    match (delimiter, filter) {
+        (Ok(delimiter), Ok(filter)) => Ok((filter, delimiter)),
+        (delimiter, filter) => Err(refusal([delimiter.err(), filter.err()])),
+    }
+}
+
+impl TryFrom<proto::UpdateUserRequest> for UserUpdate {
+    type Error = DomainError;
+
+    fn try_from(body: proto::UpdateUserRequest) -> Result<Self, DomainError> {
+        let user_id = parse_id(
+            body.user
+                .as_ref()
+                .map(|u| u.id.as_str())
+                .unwrap_or_default(),
+            "user.id",
+        )?;
+        let fields = mask_fields(
+            body.update_mask.as_ref(),
+            "user.",
+            USER_FIELDS,
+            UserField::parse,
+        )?;
+        Ok(UserUpdate {
+            user_id,
+            fields,
+            input: user_input(body.user),
+        })
+    }
+}
+
+/// The status SetUserStatus assigns (which ones may be is the domain's rule).
+pub fn assigned_status(raw: i32) -> Result<UserStatus, DomainError> {
+    user_status_from_proto(raw).ok_or_else(|| {
+        DomainError::invalid(
+            "status",
+            "REQUIRED",
+            "must be USER_STATUS_ACTIVE, USER_STATUS_INACTIVE or USER_STATUS_ON_VACATION",
+        )
+    })
+}
+
+/// AddUserToGroups and RemoveUserFromGroups: a user and at least one group.
+pub fn user_and_groups(
+    user_id: &str,
+    group_ids: &[String],
+) -> Result<(Uuid, Vec<Uuid>), DomainError> {
+    let user_id = parse_id(user_id, "user_id")?;
+    if group_ids.is_empty() {
+        return Err(DomainError::invalid(
+            "group_ids",
+            "REQUIRED",
+            "must list at least one group",
+        ));
+    }
+    Ok((user_id, parse_ids(group_ids, "group_ids")?))
+}
+
+impl TryFrom<proto::SendActivationEmailRequest> for InvitationTargets {
+    type Error = DomainError;
+
+    fn try_from(body: proto::SendActivationEmailRequest) -> Result<Self, DomainError> {
+        let filter = proto::ActivationFilter::try_from(body.filter)
+            .unwrap_or(proto::ActivationFilter::Unspecified);
+        let given = [
+            !body.user_ids.is_empty(),
+            filter != proto::ActivationFilter::Unspecified,
+            !body.import_job_id.is_empty(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(DomainError::invalid(
+                "user_ids",
+                "ONE_TARGET",
+                "give exactly one of user_ids, filter and import_job_id",
+            ));
+        }
+        if !body.user_ids.is_empty() {
+            if body.user_ids.len() > MAX_USERS_PER_CALL {
+                return Err(DomainError::invalid(
+                    "user_ids",
+                    "TOO_MANY",
+                    format!("at most {MAX_USERS_PER_CALL} ids; use a filter for more"),
+                ));
+            }
+            // Unlike other id lists, the first bad id alone is refused.
+            let ids = body
+                .user_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| parse_id(id, &format!("user_ids[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(InvitationTargets::Ids(ids));
+        }
+        if !body.import_job_id.is_empty() {
+            let job = parse_id(&body.import_job_id, "import_job_id")?;
+            return Ok(InvitationTargets::ImportJob(job));
+        }
+        Ok(match filter {
+            proto::ActivationFilter::Expired => InvitationTargets::Expired,
+            _ => InvitationTargets::NotOnboarded,
+        })
+    }
+}
+
+impl From<AuthorizableAccess> for proto::GetUserAccessResponse {
+    fn from(access: AuthorizableAccess) -> Self {
+        Self {
+            status: user_status_to_proto(access.status),
+            can_sign_in: AuthorizableAccess::can_sign_in(access.status),
+            scopes: scopes_to_proto(&access.scopes),
+            grants: access
+                .grants
+                .into_iter()
+                .map(|named| {
+                    let (unit_scope, unit_ids) = unit_scope_to_proto(&named.grant.scope);
+                    proto::AccessGrant {
+                        group_id: named.grant.group_id.to_string(),
+                        group_name: named.group_name,
+                        profile_id: named.grant.profile_id.to_string(),
+                        product: named.product,
+                        profile_name: named.profile_name,
+                        unit_scope,
+                        unit_ids,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<OnboardingStats> for proto::GetOnboardingStatsResponse {
+    fn from(stats: OnboardingStats) -> Self {
+        Self {
+            onboarded_count: stats.onboarded,
+            not_onboarded_count: stats.not_onboarded,
+            status_counts: stats
+                .by_status
+                .into_iter()
+                .map(|(status, count)| proto::StatusCount {
+                    status: user_status_to_proto(status),
+                    count,
+                })
+                .collect(),
+        }
+    }
+}
