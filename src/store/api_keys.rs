@@ -47,22 +47,22 @@ impl From<ApiKeyRow> for ApiKey {
 pub async fn insert(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
+    id: Uuid,
     created_by: &str,
     key: &NewApiKey,
     secret_hash: &TokenHash,
 ) -> Result<ApiKey, DomainError> {
     let scopes: Vec<&str> = key.scopes.as_slice().iter().map(|s| s.as_str()).collect();
     let row: ApiKeyRow = sqlx::query_as(&format!(
-        "insert into api_keys (organization_id, id, name, scopes, secret_hash, created_by, request_id, expire_time) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"
+        "insert into api_keys (organization_id, id, name, scopes, secret_hash, created_by, expire_time) \
+         values ($1, $2, $3, $4, $5, $6, $7) returning {COLUMNS}"
     ))
     .bind(organization_id)
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(key.name.as_str())
     .bind(&scopes)
     .bind(&secret_hash.0)
     .bind(created_by)
-    .bind(&key.request_id)
     .bind(key.expire_time)
     .fetch_one(&mut **tx)
     .await
@@ -73,33 +73,10 @@ pub async fn insert(
                 field: "name".into(),
                 message: format!("an API key named `{}` already exists", key.name.as_str()),
             }),
-            "api_keys_org_creator_request_id_key" => Some(DomainError::AlreadyExists {
-                reason: "REQUEST_ALREADY_PROCESSED",
-                field: "request_id".into(),
-                message: "a request with this request_id is being processed; retry".into(),
-            }),
             _ => None,
         })
     })?;
     Ok(row.into())
-}
-
-/// The key `created_by` made with this request id: request ids are scoped to their caller.
-pub async fn find_by_request_id(
-    pool: &PgPool,
-    organization_id: Uuid,
-    created_by: &str,
-    request_id: &str,
-) -> Result<Option<ApiKey>, sqlx::Error> {
-    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from api_keys where organization_id = $1 and created_by = $2 and request_id = $3"
-    ))
-    .bind(organization_id)
-    .bind(created_by)
-    .bind(request_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(Into::into))
 }
 
 pub async fn find(

@@ -1,11 +1,11 @@
 //! Invitation and reset tokens: only their hash is stored.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::Transaction;
-use crate::domain::token::TokenHash;
+use crate::domain::token::{LinkRecord, TokenHash};
 
 /// Stores a new token of `purpose` for the user and revokes the previous
 /// ones of the same purpose, so only the newest link works.
@@ -56,22 +56,6 @@ pub async fn revoke(
     Ok(done.rows_affected())
 }
 
-/// A presented token with what redeeming it needs.
-#[derive(Debug, FromRow)]
-pub struct TokenRecord {
-    pub organization_id: Uuid,
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub purpose: String,
-    pub expire_time: DateTime<Utc>,
-    pub used_time: Option<DateTime<Utc>>,
-    pub revoke_time: Option<DateTime<Utc>>,
-    pub organization_name: String,
-    pub organization_locale: String,
-    pub username: String,
-    pub onboarded: bool,
-}
-
 const FIND_BY_HASH: &str = "select t.organization_id, t.id, t.user_id, t.purpose, t.expire_time, t.used_time, \
      t.revoke_time, o.name as organization_name, o.locale as organization_locale, users.username, users.onboarded \
      from onboarding_tokens t \
@@ -83,7 +67,7 @@ const FIND_BY_HASH: &str = "select t.organization_id, t.id, t.user_id, t.purpose
 pub async fn find_by_hash<'e>(
     executor: impl PgExecutor<'e>,
     hash: &TokenHash,
-) -> Result<Option<TokenRecord>, sqlx::Error> {
+) -> Result<Option<LinkRecord>, sqlx::Error> {
     sqlx::query_as(FIND_BY_HASH)
         .bind(&hash.0)
         .fetch_optional(executor)
@@ -94,7 +78,7 @@ pub async fn find_by_hash<'e>(
 pub async fn lock_by_hash(
     tx: &mut Transaction<'_>,
     hash: &TokenHash,
-) -> Result<Option<TokenRecord>, sqlx::Error> {
+) -> Result<Option<LinkRecord>, sqlx::Error> {
     sqlx::query_as(&format!("{FIND_BY_HASH} for update of t, users"))
         .bind(&hash.0)
         .fetch_optional(&mut **tx)
