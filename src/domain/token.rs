@@ -116,7 +116,7 @@ impl PresentedToken {
 }
 
 /// A stored invitation or reset link with what redeeming it needs.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct LinkRecord {
     pub organization_id: Uuid,
     pub id: Uuid,
