@@ -133,36 +133,50 @@ impl SignIn {
             .as_ref()
             .and_then(|(_, user)| user.password_hash.as_deref());
         let matches = admission.verify(password, stored).await?;
-        let (organization, user) = match found {
-            Some(found) if matches => found,
-            _ => {
+        let found = found.map(|(organization, user)| {
+            let status = user.status;
+            ((organization, user.id), status)
+        });
+        match login_verdict(found, matches) {
+            LoginVerdict::WrongCredentials => {
                 reservation.failed(password).await?;
-                return Err(DomainError::Unauthenticated(WRONG_CREDENTIALS.into()));
+                Err(DomainError::Unauthenticated(WRONG_CREDENTIALS.into()))
             }
-        };
-        reservation.succeeded().await?;
-        if user.status != UserStatus::Active {
-            return Err(account_not_active(user.status));
+            LoginVerdict::NotActive(status) => {
+                reservation.succeeded().await?;
+                Err(account_not_active(status))
+            }
+            LoginVerdict::SignedIn((organization, user_id)) => {
+                reservation.succeeded().await?;
+                self.start_session(&organization, user_id).await
+            }
         }
+    }
+
+    /// A new access token, and the sign-in time, in one commit.
+    async fn start_session(
+        &self,
+        organization: &Organization,
+        user_id: uuid::Uuid,
+    ) -> Result<SignedIn, DomainError> {
         let access_token = Secret::generate(TokenKind::AccessToken);
         let expire_time =
             Utc::now() + chrono::Duration::seconds(organization.settings.access_token_ttl_seconds);
-        // One commit for the session and the sign-in time.
         let mut tx = self.pool.begin().await?;
         store::access_tokens::insert(
             &mut *tx,
             organization.id,
-            user.id,
+            user_id,
             &access_token.hash(),
             expire_time,
         )
         .await?;
-        store::users::touch_last_login(&mut *tx, organization.id, user.id).await?;
+        store::users::touch_last_login(&mut *tx, organization.id, user_id).await?;
         tx.commit().await?;
         let scopes = self
             .authenticator
             .user_access()
-            .resolve(organization.id, user.id)
+            .resolve(organization.id, user_id)
             .await?
             .map(|access| access.scopes)
             .unwrap_or_default();
@@ -461,6 +475,26 @@ fn at_most_bytes(field: &str, value: &str, max: usize) -> Vec<FieldViolation> {
     )]
 }
 
+/// The answer to a login once the account is looked up and the password
+/// checked. Only wrong credentials count as a failure for the throttle: an
+/// account that is not active was still signed into with the right password.
+#[derive(Debug, PartialEq, Eq)]
+enum LoginVerdict<A> {
+    WrongCredentials,
+    NotActive(UserStatus),
+    SignedIn(A),
+}
+
+/// `found` is the account with its status, `None` when the organization or
+/// the user is unknown (indistinguishable from a wrong password).
+fn login_verdict<A>(found: Option<(A, UserStatus)>, password_matches: bool) -> LoginVerdict<A> {
+    match found {
+        Some((account, UserStatus::Active)) if password_matches => LoginVerdict::SignedIn(account),
+        Some((_, status)) if password_matches => LoginVerdict::NotActive(status),
+        _ => LoginVerdict::WrongCredentials,
+    }
+}
+
 /// What a stored link is worth at `now`: links are single use, the newest
 /// of their purpose, and short-lived.
 fn link_state(record: &LinkRecord, kind: TokenKind, now: DateTime<Utc>) -> LinkState {
@@ -543,6 +577,36 @@ mod tests {
             organization_locale: "en".into(),
             username: "ada".into(),
             onboarded: false,
+        }
+    }
+
+    #[test]
+    fn only_the_right_password_of_an_active_account_signs_in() {
+        use LoginVerdict::*;
+        let cases = [
+            (None, false, WrongCredentials),
+            (None, true, WrongCredentials),
+            (Some(UserStatus::Active), false, WrongCredentials),
+            (Some(UserStatus::Pending), false, WrongCredentials),
+            (Some(UserStatus::Active), true, SignedIn("ada")),
+            (
+                Some(UserStatus::OnVacation),
+                true,
+                NotActive(UserStatus::OnVacation),
+            ),
+            (
+                Some(UserStatus::Expired),
+                true,
+                NotActive(UserStatus::Expired),
+            ),
+        ];
+        for (status, matches, expected) in cases {
+            let found = status.map(|status| ("ada", status));
+            assert_eq!(
+                login_verdict(found, matches),
+                expected,
+                "{status:?} {matches}"
+            );
         }
     }
 
