@@ -131,6 +131,16 @@ pub struct LinkRecord {
     pub onboarded: bool,
 }
 
+/// What the auth layer needs of a presented user access token.
+#[derive(Debug, Clone)]
+pub struct AccessTokenRecord {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub expire_time: DateTime<Utc>,
+    pub revoke_time: Option<DateTime<Utc>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,17 +2,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::domain::token::TokenHash;
-
-/// What the auth layer needs of a presented user access token.
-#[derive(Debug, Clone)]
-pub struct AccessTokenRecord {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub user_id: Uuid,
-    pub expire_time: DateTime<Utc>,
-    pub revoke_time: Option<DateTime<Utc>>,
-}
+use crate::domain::token::{AccessTokenRecord, TokenHash};
 
 /// Stores a new token for a user; only its hash is kept.
 pub async fn insert<'e>(

@@ -3,26 +3,16 @@
 //! digest made by the domain; no username, address or password is stored
 //! in clear, but the digests' key is in this database too (`secret`).
 
-use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 
 use super::Transaction;
+use crate::domain::sign_in::Bucket;
 
 /// The server-side key of the sign-in digests.
 pub async fn secret<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<u8>, sqlx::Error> {
     sqlx::query_scalar!("select secret from server_secrets where name = 'sign_in'")
         .fetch_one(executor)
         .await
-}
-
-/// One budget as an attempt sees it: failures already forgotten when
-/// `forget_after` passed, and reservations of a server that died dropped.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    pub key: Vec<u8>,
-    pub failures: i32,
-    pub in_flight: i32,
-    pub blocked_until: Option<DateTime<Utc>>,
 }
 
 /// The buckets of `keys` that exist, read without a lock and without
