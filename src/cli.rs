@@ -20,7 +20,6 @@ use crate::{
     },
     proto, remote,
     startup::{stop_signal, Application, PasswordSettings, ServerSettings},
-    store,
     telemetry::{self, LogFormat},
 };
 
@@ -394,7 +393,7 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
             println!("{}", organization.id);
         }
         Command::Org(OrgCommand::List) => {
-            for organization in store::organizations::list(pool).await? {
+            for organization in organization::list_organizations(pool).await? {
                 println!("{}\t{}", organization.id, organization.name);
             }
         }
@@ -418,7 +417,7 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
                 .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
             let new_key = NewApiKey::parse(&name, &scopes, expire_time, "")?;
             let (_, secret) =
-                api_key::create_api_key(pool, organization.id, Actor::Operator, "", &new_key)
+                api_key::create_api_key(pool, organization.id, Actor::Operator, None, &new_key)
                     .await?;
             let secret = secret.context("a new key always has a secret")?;
             println!("{}", secret.expose());
@@ -434,8 +433,8 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
                 }
                 (None, None) => bail!("give --id or --name"),
             };
-            let key =
-                api_key::revoke_api_key(pool, organization.id, key_id, Actor::Operator, "").await?;
+            let key = api_key::revoke_api_key(pool, organization.id, key_id, Actor::Operator, None)
+                .await?;
             eprintln!("revoked API key {} ({})", key.name, key.id);
         }
     }
@@ -443,7 +442,7 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
 }
 
 async fn find_organization(pool: &sqlx::PgPool, name: &str) -> Result<organization::Organization> {
-    store::organizations::find_by_name(pool, name)
+    organization::find_organization_by_name(pool, name)
         .await?
         .with_context(|| format!("no organization named `{name}` (see `roster org list`)"))
 }

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tower::ServiceBuilder;
 
-use crate::domain::{password::Password, sign_in::SignIn, token::TokenKind, DomainError};
+use crate::domain::{
+    password::Password, request::RequestId, sign_in::SignIn, token::TokenKind, DomainError,
+};
 
 const PAGE: &str = include_str!("../templates/pages/password.html");
 const SCRIPT: &str = include_str!("../templates/pages/pages.js");
@@ -107,7 +109,8 @@ async fn reset(State(sign_in): State<Arc<SignIn>>, Json(form): Json<PasswordForm
 }
 
 async fn redeem(sign_in: &SignIn, form: PasswordForm, kind: TokenKind) -> Response {
-    let request_id = uuid::Uuid::now_v7().to_string();
+    // The pages have no request header to correlate: each submit is its own request.
+    let request_id = RequestId::generate();
     match sign_in
         .redeem(
             &form.token,

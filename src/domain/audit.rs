@@ -3,9 +3,15 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::caller::Actor;
+use super::{
+    caller::Actor,
+    paging::{Page, PageSize},
+    DomainError,
+};
+use crate::store;
 
 /// A change to record, built by the use case that makes it.
 #[derive(Debug, Clone)]
@@ -117,4 +123,15 @@ pub struct AuditFilter {
     pub action: String,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
+}
+
+/// The organization's audit trail, newest first.
+pub async fn list_audit_events(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &AuditFilter,
+    page_size: PageSize,
+    page_token: &str,
+) -> Result<Page<AuditEvent>, DomainError> {
+    store::audit::list(pool, organization_id, filter, page_size, page_token).await
 }

@@ -2,6 +2,7 @@
 //! ADMIN API key, created once per database.
 
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use super::{
     api_key::{self, NewApiKey},
@@ -9,6 +10,7 @@ use super::{
     name::DisplayName,
     organization::{self, Organization},
     token::Secret,
+    unit_of_work::UnitOfWork,
     DomainError,
 };
 use crate::store;
@@ -19,16 +21,22 @@ const MARKER: &str = "bootstrap";
 /// Creates `default` and its bootstrap key on the very first start; `None`
 /// on every later start, even if the key was revoked since.
 pub async fn first_start(pool: &PgPool) -> Result<Option<(Organization, Secret)>, DomainError> {
-    let mut tx = pool.begin().await?;
-    if !store::meta::claim_marker(&mut tx, MARKER).await? {
+    // Read before the unit because the unit is bound to its organization: an
+    // operator creating `default` in between makes the insert fail on the
+    // name, and the next start succeeds.
+    let existing = organization::find_organization_by_name(pool, DEFAULT_ORGANIZATION).await?;
+    let organization_id = existing
+        .as_ref()
+        .map_or_else(Uuid::now_v7, |found| found.id);
+    let mut work = UnitOfWork::begin_as(pool, organization_id, Actor::System, None).await?;
+    if !store::meta::claim_marker(work.tx(), MARKER).await? {
         return Ok(None);
     }
-    let organization = match store::organizations::find_by_name(&mut *tx, DEFAULT_ORGANIZATION)
-        .await?
-    {
+    let organization = match existing {
         Some(existing) => existing,
         None => {
-            organization::insert_organization(&mut tx, DEFAULT_ORGANIZATION, Actor::System).await?
+            let name = organization::parse_name(DEFAULT_ORGANIZATION)?;
+            organization::add_organization(&mut work, &name).await?
         }
     };
     let new_key = NewApiKey {
@@ -36,10 +44,9 @@ pub async fn first_start(pool: &PgPool) -> Result<Option<(Organization, Secret)>
             .map_err(|v| DomainError::InvalidArgument(vec![v]))?,
         scopes: Scopes::new(vec![Scope::Admin]),
         expire_time: None,
-        request_id: None,
+        idempotency_key: None,
     };
-    let (_, secret) =
-        api_key::insert_api_key(&mut tx, organization.id, Actor::System, "", &new_key).await?;
-    tx.commit().await?;
+    let (_, secret) = api_key::add_api_key(&mut work, &new_key, None).await?;
+    work.commit().await?;
     Ok(Some((organization, secret)))
 }

@@ -6,12 +6,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    audit::{AuditRecord, FieldChanges},
-    caller::Actor,
+    audit::FieldChanges,
+    caller::{Actor, Caller},
     name::DisplayName,
+    request::RequestId,
+    unit_of_work::UnitOfWork,
     DomainError, FieldViolation,
 };
-use crate::store::{self, Transaction};
+use crate::store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicEmailDomainPolicy {
@@ -185,34 +187,29 @@ pub async fn create_organization(
     raw_name: &str,
     actor: Actor,
 ) -> Result<Organization, DomainError> {
-    let mut tx = pool.begin().await?;
-    let organization = insert_organization(&mut tx, raw_name, actor).await?;
-    tx.commit().await?;
+    let name = parse_name(raw_name)?;
+    let mut work = UnitOfWork::begin_as(pool, Uuid::now_v7(), actor, None).await?;
+    let organization = add_organization(&mut work, &name).await?;
+    work.commit().await?;
     Ok(organization)
 }
 
-/// `create_organization` inside the caller's transaction.
-pub async fn insert_organization(
-    tx: &mut Transaction<'_>,
-    raw_name: &str,
-    actor: Actor,
+pub fn parse_name(raw_name: &str) -> Result<DisplayName, DomainError> {
+    DisplayName::parse(raw_name, "name").map_err(|v| DomainError::InvalidArgument(vec![v]))
+}
+
+/// Creates the unit's organization (its id is the unit's) inside the unit.
+pub async fn add_organization(
+    work: &mut UnitOfWork,
+    name: &DisplayName,
 ) -> Result<Organization, DomainError> {
-    let name =
-        DisplayName::parse(raw_name, "name").map_err(|v| DomainError::InvalidArgument(vec![v]))?;
-    let organization = store::organizations::insert(tx, Uuid::now_v7(), name.as_str()).await?;
-    store::profiles::insert_built_in(tx, organization.id).await?;
-    store::audit::record(
-        tx,
-        &AuditRecord::new(
-            organization.id,
-            actor,
-            "organization.create",
-            "organization",
-            organization.id,
-        )
-        .with_details(json!({ "name": organization.name })),
-    )
-    .await?;
+    let id = work.organization_id();
+    let organization = store::organizations::insert(work.tx(), id, name.as_str()).await?;
+    store::profiles::insert_built_in(work.tx(), organization.id).await?;
+    work.record(
+        work.audit_record("organization.create", "organization", organization.id)
+            .with_details(json!({ "name": organization.name })),
+    );
     Ok(organization)
 }
 
@@ -222,52 +219,69 @@ pub async fn get_organization(pool: &PgPool, id: Uuid) -> Result<Organization, D
         .ok_or_else(|| DomainError::NotFound("organization not found".into()))
 }
 
+pub async fn find_organization_by_name(
+    pool: &PgPool,
+    name: &str,
+) -> Result<Option<Organization>, DomainError> {
+    store::organizations::find_by_name(pool, name).await
+}
+
+pub async fn list_organizations(pool: &PgPool) -> Result<Vec<Organization>, DomainError> {
+    store::organizations::list(pool).await
+}
+
 /// Applies a settings patch, refusing to turn duplicate emails off while some exist.
 pub async fn update_settings(
     pool: &PgPool,
-    organization_id: Uuid,
-    actor: Actor,
-    request_id: &str,
+    caller: &Caller,
+    request_id: &RequestId,
     patch: &SettingsPatch,
 ) -> Result<Organization, DomainError> {
-    let mut tx = pool.begin().await?;
-    let current = store::organizations::lock(&mut tx, organization_id)
+    let organization_id = caller.organization_id;
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let current = store::organizations::lock(work.tx(), organization_id)
         .await?
         .ok_or_else(|| DomainError::NotFound("organization not found".into()))?;
     let next = patch.apply(&current.settings)?;
-    if current.settings.allow_duplicate_emails && !next.allow_duplicate_emails {
-        let duplicates = store::users::some_duplicate_emails(&mut tx, organization_id, 5).await?;
-        if !duplicates.is_empty() {
-            return Err(DomainError::FailedPrecondition {
-                reason: "DUPLICATE_EMAILS_EXIST",
-                message: format!(
-                    "cannot turn off allow_duplicate_emails while several users share an email, e.g. {}",
-                    duplicates.join(", ")
-                ),
-            });
-        }
-        store::users::make_emails_unique(&mut tx, organization_id).await?;
+    if turns_duplicate_emails_off(&current.settings, &next) {
+        let duplicates = store::users::some_duplicate_emails(work.tx(), organization_id, 5).await?;
+        refuse_shared_emails(&duplicates)?;
+        store::users::make_emails_unique(work.tx(), organization_id).await?;
     }
     let changes = settings_changes(&current.settings, &next);
     if changes.is_empty() {
         return Ok(current);
     }
-    let updated = store::organizations::update_settings(&mut tx, organization_id, &next).await?;
-    store::audit::record(
-        &mut tx,
-        &AuditRecord::new(
-            organization_id,
-            actor,
+    let updated = store::organizations::update_settings(work.tx(), organization_id, &next).await?;
+    work.record(
+        work.audit_record(
             "organization.settings.update",
             "organization",
             organization_id,
         )
-        .with_request_id(request_id)
         .with_field_changes(changes),
-    )
-    .await?;
-    tx.commit().await?;
+    );
+    work.commit().await?;
     Ok(updated)
+}
+
+fn turns_duplicate_emails_off(current: &Settings, next: &Settings) -> bool {
+    current.allow_duplicate_emails && !next.allow_duplicate_emails
+}
+
+/// Emails must be unique again only once no two users share one; `shared`
+/// holds a few of those that still are.
+fn refuse_shared_emails(shared: &[String]) -> Result<(), DomainError> {
+    if shared.is_empty() {
+        return Ok(());
+    }
+    Err(DomainError::FailedPrecondition {
+        reason: "DUPLICATE_EMAILS_EXIST",
+        message: format!(
+            "cannot turn off allow_duplicate_emails while several users share an email, e.g. {}",
+            shared.join(", ")
+        ),
+    })
 }
 
 /// Every setting whose value differs, with `{old, new}`.
@@ -359,5 +373,24 @@ mod tests {
             settings_changes(&defaults(), &next).fields,
             ["password_reset_ttl", "locale"]
         );
+    }
+
+    #[test]
+    fn duplicate_emails_are_refused_only_while_some_are_shared() {
+        let allowing = Settings {
+            allow_duplicate_emails: true,
+            ..defaults()
+        };
+        assert!(turns_duplicate_emails_off(&allowing, &defaults()));
+        assert!(!turns_duplicate_emails_off(&defaults(), &allowing));
+        assert!(!turns_duplicate_emails_off(&defaults(), &defaults()));
+        assert!(refuse_shared_emails(&[]).is_ok());
+        match refuse_shared_emails(&["a@x.test".into()]) {
+            Err(DomainError::FailedPrecondition { reason, message }) => {
+                assert_eq!(reason, "DUPLICATE_EMAILS_EXIST");
+                assert!(message.ends_with("e.g. a@x.test"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

@@ -8,20 +8,21 @@ mod throttle;
 
 use std::{net::IpAddr, sync::Arc};
 
-pub use self::throttle::ThrottleSettings;
+pub use self::throttle::{Bucket, ThrottleSettings};
 use self::throttle::{Flow, Throttle};
 use super::{
-    audit::AuditRecord,
     authentication::Authenticator,
     caller::{Actor, Caller, Principal, Scopes},
     name::MAX_NAME_CHARS,
     organization::Organization,
     password::{unmet_rules, Password, PasswordHasher, PasswordRule},
+    request::RequestId,
     status::UserStatus,
-    token::{PresentedToken, Secret, TokenKind},
+    token::{LinkRecord, PresentedToken, Secret, TokenKind},
+    unit_of_work::UnitOfWork,
     DomainError, FieldViolation,
 };
-use crate::store::{self, onboarding_tokens::TokenRecord};
+use crate::store;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
@@ -132,36 +133,50 @@ impl SignIn {
             .as_ref()
             .and_then(|(_, user)| user.password_hash.as_deref());
         let matches = admission.verify(password, stored).await?;
-        let (organization, user) = match found {
-            Some(found) if matches => found,
-            _ => {
+        let found = found.map(|(organization, user)| {
+            let status = user.status;
+            ((organization, user.id), status)
+        });
+        match login_verdict(found, matches) {
+            LoginVerdict::WrongCredentials => {
                 reservation.failed(password).await?;
-                return Err(DomainError::Unauthenticated(WRONG_CREDENTIALS.into()));
+                Err(DomainError::Unauthenticated(WRONG_CREDENTIALS.into()))
             }
-        };
-        reservation.succeeded().await?;
-        if user.status != UserStatus::Active {
-            return Err(account_not_active(user.status.as_str()));
+            LoginVerdict::NotActive(status) => {
+                reservation.succeeded().await?;
+                Err(account_not_active(status))
+            }
+            LoginVerdict::SignedIn((organization, user_id)) => {
+                reservation.succeeded().await?;
+                self.start_session(&organization, user_id).await
+            }
         }
+    }
+
+    /// A new access token, and the sign-in time, in one commit.
+    async fn start_session(
+        &self,
+        organization: &Organization,
+        user_id: uuid::Uuid,
+    ) -> Result<SignedIn, DomainError> {
         let access_token = Secret::generate(TokenKind::AccessToken);
         let expire_time =
             Utc::now() + chrono::Duration::seconds(organization.settings.access_token_ttl_seconds);
-        // One commit for the session and the sign-in time.
         let mut tx = self.pool.begin().await?;
         store::access_tokens::insert(
             &mut *tx,
             organization.id,
-            user.id,
+            user_id,
             &access_token.hash(),
             expire_time,
         )
         .await?;
-        store::users::touch_last_login(&mut *tx, organization.id, user.id).await?;
+        store::users::touch_last_login(&mut *tx, organization.id, user_id).await?;
         tx.commit().await?;
         let scopes = self
             .authenticator
             .user_access()
-            .resolve(organization.id, user.id)
+            .resolve(organization.id, user_id)
             .await?
             .map(|access| access.scopes)
             .unwrap_or_default();
@@ -191,7 +206,7 @@ impl SignIn {
     pub async fn change_password(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: &RequestId,
         current: &Password,
         new: &Password,
     ) -> Result<(), DomainError> {
@@ -229,36 +244,20 @@ impl SignIn {
         reservation.succeeded().await?;
         DomainError::check(unmet_rules(new, &user.username, "new_password"))?;
         let hash = self.hasher.hash(new).await?;
-        let mut tx = self.pool.begin().await?;
-        store::users::set_password(&mut tx, caller.organization_id, user_id, &hash).await?;
-        store::access_tokens::revoke_others(
-            &mut tx,
-            caller.organization_id,
-            user_id,
-            access_token_id,
-        )
-        .await?;
+        let organization_id = caller.organization_id;
+        let mut work = UnitOfWork::begin(&self.pool, caller, request_id).await?;
+        store::users::set_password(work.tx(), organization_id, user_id, &hash).await?;
+        store::access_tokens::revoke_others(work.tx(), organization_id, user_id, access_token_id)
+            .await?;
         store::onboarding_tokens::revoke(
-            &mut tx,
-            caller.organization_id,
+            work.tx(),
+            organization_id,
             &[user_id],
             &["PASSWORD_RESET"],
         )
         .await?;
-        store::audit::record(
-            &mut tx,
-            &AuditRecord::new(
-                caller.organization_id,
-                caller.actor(),
-                "user.password.change",
-                "user",
-                user_id,
-            )
-            .with_request_id(request_id),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        work.record(work.audit_record("user.password.change", "user", user_id));
+        work.commit().await
     }
 
     /// Whether a link's token can still be used; opening a page asks this,
@@ -274,18 +273,11 @@ impl SignIn {
             organization: None,
             username: None,
         };
-        let Some(token) = PresentedToken::parse_as(raw_token.trim(), &[kind]) else {
-            return Ok(info);
-        };
-        let Some(record) = store::onboarding_tokens::find_by_hash(&self.pool, &token.hash).await?
-        else {
+        let Some((_, record)) = self.find_link(raw_token, kind).await? else {
             return Ok(info);
         };
         info.locale = Some(record.organization_locale.clone());
-        info.state = match check_record(&record, kind) {
-            Ok(()) => LinkState::Valid,
-            Err(state) => state,
-        };
+        info.state = link_state(&record, kind, Utc::now());
         if info.state == LinkState::Valid {
             info.organization = Some(record.organization_name);
             info.username = Some(record.username);
@@ -302,7 +294,7 @@ impl SignIn {
         kind: TokenKind,
         password: &Password,
         password_field: &str,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<PasswordSet, DomainError> {
         DomainError::check(
             [
@@ -312,29 +304,31 @@ impl SignIn {
             .concat(),
         )?;
         // Checked first without a lock, so that the slow hash holds none.
-        let link = self.link_info(raw_token, kind).await?;
-        let (LinkState::Valid, Some(username)) = (link.state, link.username) else {
-            return Err(link_error(link.state, kind));
-        };
-        let token = PresentedToken::parse_as(raw_token.trim(), &[kind])
-            .ok_or_else(|| link_error(LinkState::Invalid, kind))?;
-        DomainError::check(unmet_rules(password, &username, password_field))?;
-        let hash = self.hasher.hash(password).await?;
-
-        let mut tx = self.pool.begin().await?;
-        let record = store::onboarding_tokens::lock_by_hash(&mut tx, &token.hash)
+        let (token, record) = self
+            .find_link(raw_token, kind)
             .await?
             .ok_or_else(|| link_error(LinkState::Invalid, kind))?;
-        check_record(&record, kind).map_err(|state| link_error(state, kind))?;
-        if record.username != username {
-            // The username changed meanwhile: check the rule against the new one.
-            DomainError::check(unmet_rules(password, &record.username, password_field))?;
-        }
+        usable(&record, kind)?;
+        DomainError::check(unmet_rules(password, &record.username, password_field))?;
+        let hash = self.hasher.hash(password).await?;
+
         let (organization_id, user_id) = (record.organization_id, record.user_id);
-        store::users::set_password(&mut tx, organization_id, user_id, &hash).await?;
-        store::onboarding_tokens::mark_used(&mut tx, organization_id, record.id).await?;
+        let actor = Actor::User(user_id);
+        let mut work =
+            UnitOfWork::begin_as(&self.pool, organization_id, actor, Some(request_id.clone()))
+                .await?;
+        let locked = store::onboarding_tokens::lock_by_hash(work.tx(), &token.hash)
+            .await?
+            .ok_or_else(|| link_error(LinkState::Invalid, kind))?;
+        usable(&locked, kind)?;
+        if locked.username != record.username {
+            // The username changed meanwhile: check the rule against the new one.
+            DomainError::check(unmet_rules(password, &locked.username, password_field))?;
+        }
+        store::users::set_password(work.tx(), organization_id, user_id, &hash).await?;
+        store::onboarding_tokens::mark_used(work.tx(), organization_id, locked.id).await?;
         store::onboarding_tokens::revoke(
-            &mut tx,
+            work.tx(),
             organization_id,
             &[user_id],
             &store::onboarding_tokens::ALL_PURPOSES,
@@ -343,26 +337,29 @@ impl SignIn {
         let action = if kind == TokenKind::Invitation {
             "user.password.register"
         } else {
-            store::access_tokens::revoke_all_for_user(&mut *tx, organization_id, user_id).await?;
+            store::access_tokens::revoke_all_for_user(&mut **work.tx(), organization_id, user_id)
+                .await?;
             "user.password.reset"
         };
-        store::audit::record(
-            &mut tx,
-            &AuditRecord::new(
-                organization_id,
-                Actor::User(user_id),
-                action,
-                "user",
-                user_id,
-            )
-            .with_request_id(request_id),
-        )
-        .await?;
-        tx.commit().await?;
+        work.record(work.audit_record(action, "user", user_id));
+        work.commit().await?;
         Ok(PasswordSet {
-            organization: record.organization_name,
-            username: record.username,
+            organization: locked.organization_name,
+            username: locked.username,
         })
+    }
+
+    /// The stored link a presented token names, if it is one of `kind`'s.
+    async fn find_link(
+        &self,
+        raw_token: &str,
+        kind: TokenKind,
+    ) -> Result<Option<(PresentedToken, LinkRecord)>, DomainError> {
+        let Some(token) = PresentedToken::parse_as(raw_token.trim(), &[kind]) else {
+            return Ok(None);
+        };
+        let record = store::onboarding_tokens::find_by_hash(&self.pool, &token.hash).await?;
+        Ok(record.map(|record| (token, record)))
     }
 
     /// Asks for a reset link; answers the same, after the same work,
@@ -478,21 +475,50 @@ fn at_most_bytes(field: &str, value: &str, max: usize) -> Vec<FieldViolation> {
     )]
 }
 
-fn check_record(record: &TokenRecord, kind: TokenKind) -> Result<(), LinkState> {
+/// The answer to a login once the account is looked up and the password
+/// checked. Only wrong credentials count as a failure for the throttle: an
+/// account that is not active was still signed into with the right password.
+#[derive(Debug, PartialEq, Eq)]
+enum LoginVerdict<A> {
+    WrongCredentials,
+    NotActive(UserStatus),
+    SignedIn(A),
+}
+
+/// `found` is the account with its status, `None` when the organization or
+/// the user is unknown (indistinguishable from a wrong password).
+fn login_verdict<A>(found: Option<(A, UserStatus)>, password_matches: bool) -> LoginVerdict<A> {
+    match found {
+        Some((account, UserStatus::Active)) if password_matches => LoginVerdict::SignedIn(account),
+        Some((_, status)) if password_matches => LoginVerdict::NotActive(status),
+        _ => LoginVerdict::WrongCredentials,
+    }
+}
+
+/// What a stored link is worth at `now`: links are single use, the newest
+/// of their purpose, and short-lived.
+fn link_state(record: &LinkRecord, kind: TokenKind, now: DateTime<Utc>) -> LinkState {
     if Some(record.purpose.as_str()) != kind.link_purpose()
         || record.used_time.is_some()
         || record.revoke_time.is_some()
     {
-        return Err(LinkState::Invalid);
+        return LinkState::Invalid;
     }
-    if record.expire_time <= Utc::now() {
-        return Err(LinkState::Expired);
+    if record.expire_time <= now {
+        return LinkState::Expired;
     }
     // A reset link of a user who is no longer onboarded (cannot happen today) is void.
     if kind == TokenKind::PasswordReset && !record.onboarded {
-        return Err(LinkState::Invalid);
+        return LinkState::Invalid;
     }
-    Ok(())
+    LinkState::Valid
+}
+
+fn usable(record: &LinkRecord, kind: TokenKind) -> Result<(), DomainError> {
+    match link_state(record, kind, Utc::now()) {
+        LinkState::Valid => Ok(()),
+        state => Err(link_error(state, kind)),
+    }
 }
 
 fn link_error(state: LinkState, kind: TokenKind) -> DomainError {
@@ -513,10 +539,10 @@ fn link_error(state: LinkState, kind: TokenKind) -> DomainError {
     }
 }
 
-fn account_not_active(status: &str) -> DomainError {
+fn account_not_active(status: UserStatus) -> DomainError {
     let why = match status {
-        "PENDING" | "EXPIRED" => "you have not registered a password yet",
-        "ON_VACATION" => "it is marked on vacation",
+        UserStatus::Pending | UserStatus::Expired => "you have not registered a password yet",
+        UserStatus::OnVacation => "it is marked on vacation",
         _ => "it was deactivated",
     };
     DomainError::FailedPrecondition {
@@ -529,5 +555,115 @@ fn not_signed_in(message: &str) -> DomainError {
     DomainError::FailedPrecondition {
         reason: "NOT_A_USER_SESSION",
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn invitation(now: DateTime<Utc>) -> LinkRecord {
+        LinkRecord {
+            organization_id: Uuid::nil(),
+            id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            purpose: "INVITATION".into(),
+            expire_time: now + chrono::Duration::hours(1),
+            used_time: None,
+            revoke_time: None,
+            organization_name: "acme".into(),
+            organization_locale: "en".into(),
+            username: "ada".into(),
+            onboarded: false,
+        }
+    }
+
+    #[test]
+    fn only_the_right_password_of_an_active_account_signs_in() {
+        use LoginVerdict::*;
+        let cases = [
+            (None, false, WrongCredentials),
+            (None, true, WrongCredentials),
+            (Some(UserStatus::Active), false, WrongCredentials),
+            (Some(UserStatus::Pending), false, WrongCredentials),
+            (Some(UserStatus::Active), true, SignedIn("ada")),
+            (
+                Some(UserStatus::OnVacation),
+                true,
+                NotActive(UserStatus::OnVacation),
+            ),
+            (
+                Some(UserStatus::Expired),
+                true,
+                NotActive(UserStatus::Expired),
+            ),
+        ];
+        for (status, matches, expected) in cases {
+            let found = status.map(|status| ("ada", status));
+            assert_eq!(
+                login_verdict(found, matches),
+                expected,
+                "{status:?} {matches}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_link_is_valid_once_for_its_purpose_until_it_expires() {
+        let now = Utc::now();
+        let fresh = invitation(now);
+        assert_eq!(
+            link_state(&fresh, TokenKind::Invitation, now),
+            LinkState::Valid
+        );
+        let cases = [
+            (TokenKind::PasswordReset, fresh.clone(), LinkState::Invalid),
+            (
+                TokenKind::Invitation,
+                LinkRecord {
+                    used_time: Some(now),
+                    ..fresh.clone()
+                },
+                LinkState::Invalid,
+            ),
+            (
+                TokenKind::Invitation,
+                LinkRecord {
+                    revoke_time: Some(now),
+                    ..fresh.clone()
+                },
+                LinkState::Invalid,
+            ),
+            (
+                TokenKind::Invitation,
+                LinkRecord {
+                    expire_time: now,
+                    ..fresh.clone()
+                },
+                LinkState::Expired,
+            ),
+            (
+                TokenKind::PasswordReset,
+                LinkRecord {
+                    purpose: "PASSWORD_RESET".into(),
+                    ..fresh.clone()
+                },
+                LinkState::Invalid,
+            ),
+            (
+                TokenKind::PasswordReset,
+                LinkRecord {
+                    purpose: "PASSWORD_RESET".into(),
+                    onboarded: true,
+                    ..fresh.clone()
+                },
+                LinkState::Valid,
+            ),
+        ];
+        for (kind, record, expected) in cases {
+            assert_eq!(link_state(&record, kind, now), expected, "{record:?}");
+        }
     }
 }

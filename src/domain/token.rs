@@ -4,8 +4,10 @@
 use std::fmt;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use chrono::{DateTime, Utc};
 use rand::{rngs::OsRng, RngCore};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 const SECRET_BYTES: usize = 32;
 /// base64url without padding of 32 bytes.
@@ -111,6 +113,32 @@ impl PresentedToken {
             hash: TokenHash::of(raw),
         })
     }
+}
+
+/// A stored invitation or reset link with what redeeming it needs.
+#[derive(Debug, Clone)]
+pub struct LinkRecord {
+    pub organization_id: Uuid,
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub purpose: String,
+    pub expire_time: DateTime<Utc>,
+    pub used_time: Option<DateTime<Utc>>,
+    pub revoke_time: Option<DateTime<Utc>>,
+    pub organization_name: String,
+    pub organization_locale: String,
+    pub username: String,
+    pub onboarded: bool,
+}
+
+/// What the auth layer needs of a presented user access token.
+#[derive(Debug, Clone)]
+pub struct AccessTokenRecord {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub expire_time: DateTime<Utc>,
+    pub revoke_time: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -3,18 +3,19 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert, request_id};
+use super::{caller, convert, request_id_of};
 use crate::{
     domain::{
         api_key::{self, NewApiKey},
         caller::Principal,
+        organization,
         password::Password,
+        request::RequestId,
         sign_in::{PasswordSet, SignIn},
         token::TokenKind,
-        DomainError,
+        user, DomainError,
     },
     proto::{self, auth_service_server::AuthService},
-    store,
 };
 
 /// AuthService: sign-in, passwords, the caller's identity and API keys.
@@ -34,7 +35,7 @@ impl AuthHandler {
         token: &str,
         kind: TokenKind,
         password: String,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<PasswordSet, Status> {
         let field = if kind == TokenKind::Invitation {
             "password"
@@ -86,7 +87,7 @@ impl AuthService for AuthHandler {
         request: Request<proto::ChangePasswordRequest>,
     ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
         let caller = caller(&request)?;
-        let request_id = request_id(&request);
+        let request_id = request_id_of(&request);
         let body = request.into_inner();
         self.sign_in
             .change_password(
@@ -103,7 +104,7 @@ impl AuthService for AuthHandler {
         &self,
         request: Request<proto::RegisterPasswordRequest>,
     ) -> Result<Response<proto::RegisterPasswordResponse>, Status> {
-        let request_id = request_id(&request);
+        let request_id = request_id_of(&request);
         let body = request.into_inner();
         let set = self
             .redeem(
@@ -135,7 +136,7 @@ impl AuthService for AuthHandler {
         &self,
         request: Request<proto::ResetPasswordRequest>,
     ) -> Result<Response<proto::ResetPasswordResponse>, Status> {
-        let request_id = request_id(&request);
+        let request_id = request_id_of(&request);
         let body = request.into_inner();
         let set = self
             .redeem(
@@ -156,22 +157,15 @@ impl AuthService for AuthHandler {
         request: Request<proto::WhoAmIRequest>,
     ) -> Result<Response<proto::WhoAmIResponse>, Status> {
         let caller = caller(&request)?;
-        let organization = store::organizations::find(&self.pool, caller.organization_id)
-            .await?
-            .ok_or_else(|| DomainError::NotFound("organization not found".into()))?;
+        let organization =
+            organization::get_organization(&self.pool, caller.organization_id).await?;
         let principal = match caller.principal {
             Principal::ApiKey { id } => {
-                let key = store::api_keys::find(&self.pool, caller.organization_id, id)
-                    .await
-                    .map_err(DomainError::from)?
-                    .ok_or(DomainError::NotFound("API key not found".into()))?;
+                let key = api_key::get_api_key(&self.pool, caller.organization_id, id).await?;
                 proto::who_am_i_response::Principal::ApiKey(convert::api_key(&key))
             }
             Principal::User { id, .. } => {
-                let user = store::users::find(&self.pool, caller.organization_id, id)
-                    .await
-                    .map_err(DomainError::from)?
-                    .ok_or(DomainError::NotFound("user not found".into()))?;
+                let user = user::get_user(&self.pool, caller.organization_id, id).await?;
                 proto::who_am_i_response::Principal::User(proto::User {
                     id: user.id.to_string(),
                     first_name: user.first_name,
@@ -199,7 +193,7 @@ impl AuthService for AuthHandler {
         request: Request<proto::CreateApiKeyRequest>,
     ) -> Result<Response<proto::CreateApiKeyResponse>, Status> {
         let caller = caller(&request)?;
-        let request_id = request_id(&request);
+        let request_id = request_id_of(&request);
         let body = request.into_inner();
         let scopes: Vec<_> = body
             .scopes
@@ -213,7 +207,7 @@ impl AuthService for AuthHandler {
             &self.pool,
             caller.organization_id,
             caller.actor(),
-            &request_id,
+            Some(request_id),
             &new_key,
         )
         .await?;
@@ -250,14 +244,14 @@ impl AuthService for AuthHandler {
         request: Request<proto::RevokeApiKeyRequest>,
     ) -> Result<Response<proto::RevokeApiKeyResponse>, Status> {
         let caller = caller(&request)?;
-        let request_id = request_id(&request);
+        let request_id = request_id_of(&request);
         let key_id = convert::parse_id(&request.get_ref().api_key_id, "api_key_id")?;
         let key = api_key::revoke_api_key(
             &self.pool,
             caller.organization_id,
             key_id,
             caller.actor(),
-            &request_id,
+            Some(request_id),
         )
         .await?;
         Ok(Response::new(proto::RevokeApiKeyResponse {

@@ -135,6 +135,22 @@ impl Check {
             Check::Scalar(wire) => wire.wire_type(),
         }
     }
+
+    /// A varint this field does not accept: an enum number it does not know.
+    fn refuses_enum_value(&self, value: u64) -> bool {
+        matches!(self, Check::Enum(known) if !known_enum(known, value))
+    }
+}
+
+impl FieldRule {
+    /// Whether the field may arrive in `wire_type`: its own, or packed for
+    /// a repeated number or enum.
+    fn travels_as(&self, wire_type: u64) -> bool {
+        let packed = wire_type == 2
+            && self.repeated
+            && matches!(self.check, Check::Enum(_) | Check::Scalar(_));
+        wire_type == self.check.wire_type() || packed
+    }
 }
 
 /// Why a request is refused before its handler.
@@ -313,28 +329,14 @@ impl RequestBoundary {
                 .binary_search_by_key(&number, |rule| rule.number)
                 .ok()
                 .map(|at| &fields[at]);
-            if let Some(rule) = rule {
-                // A repeated number or enum may also travel packed.
-                let packed = wire_type == 2
-                    && rule.repeated
-                    && matches!(rule.check, Check::Enum(_) | Check::Scalar(_));
-                if wire_type != rule.check.wire_type() && !packed {
-                    return Err(Malformed);
-                }
+            if rule.is_some_and(|rule| !rule.travels_as(wire_type)) {
+                return Err(Malformed);
             }
             match wire_type {
                 0 => {
                     let value = read_varint(&mut rest)?;
-                    if let Some(
-                        rule @ FieldRule {
-                            check: Check::Enum(known),
-                            ..
-                        },
-                    ) = rule
-                    {
-                        if !known_enum(known, value) {
-                            violations.push(unknown_enum(rule, message, start, 0, parent));
-                        }
+                    if let Some(rule) = rule.filter(|rule| rule.check.refuses_enum_value(value)) {
+                        violations.push(unknown_enum(rule, message, start, 0, parent));
                     }
                 }
                 1 => skip(&mut rest, 8)?,
@@ -362,14 +364,9 @@ impl RequestBoundary {
                         Check::Scalar(wire) => check_packed(*wire, value)?,
                         // A packed repeated enum.
                         Check::Enum(known) => {
-                            let mut packed = value;
-                            let mut position = 0;
-                            while !packed.is_empty() {
-                                if !known_enum(known, read_varint(&mut packed)?) {
-                                    violations
-                                        .push(unknown_enum(rule, message, start, position, parent));
-                                }
-                                position += 1;
+                            for position in unknown_packed_enum_values(known, value)? {
+                                violations
+                                    .push(unknown_enum(rule, message, start, position, parent));
                             }
                         }
                     }
@@ -417,6 +414,19 @@ fn check_packed(wire: ScalarWire, mut packed: &[u8]) -> Result<(), Malformed> {
         ScalarWire::Fixed32 if packed.len() % 4 == 0 => Ok(()),
         _ => Err(Malformed),
     }
+}
+
+/// The positions of the unknown values in a packed repeated enum.
+fn unknown_packed_enum_values(known: &[i32], mut packed: &[u8]) -> Result<Vec<usize>, Malformed> {
+    let mut unknown = Vec::new();
+    let mut position = 0;
+    while !packed.is_empty() {
+        if !known_enum(known, read_varint(&mut packed)?) {
+            unknown.push(position);
+        }
+        position += 1;
+    }
+    Ok(unknown)
 }
 
 fn known_enum(known: &[i32], raw: u64) -> bool {

@@ -2,15 +2,15 @@ use prost_types::Duration;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert, request_id};
+use super::{caller, convert, request_id_of};
 use crate::{
     domain::{
-        audit::AuditFilter,
+        audit::{self, AuditFilter},
         organization::{self, Organization, PublicEmailDomainPolicy, SettingsPatch},
+        paging::PageSize,
         DomainError, FieldViolation,
     },
     proto::{self, organization_service_server::OrganizationService},
-    store,
 };
 
 pub struct OrganizationHandler {
@@ -42,20 +42,14 @@ impl OrganizationService for OrganizationHandler {
         request: Request<proto::UpdateOrganizationSettingsRequest>,
     ) -> Result<Response<proto::UpdateOrganizationSettingsResponse>, Status> {
         let caller = caller(&request)?;
-        let request_id = request_id(&request);
+        let request_id = request_id_of(&request);
         let body = request.into_inner();
         let patch = settings_patch(
             body.settings.unwrap_or_default(),
             body.update_mask.unwrap_or_default(),
         )?;
-        let organization = organization::update_settings(
-            &self.pool,
-            caller.organization_id,
-            caller.actor(),
-            &request_id,
-            &patch,
-        )
-        .await?;
+        let organization =
+            organization::update_settings(&self.pool, &caller, &request_id, &patch).await?;
         Ok(Response::new(proto::UpdateOrganizationSettingsResponse {
             organization: Some(organization_to_proto(&organization)),
         }))
@@ -88,10 +82,12 @@ impl OrganizationService for OrganizationHandler {
             .map_err(|v| violations.push(v))
             .ok()
             .flatten();
-        let page_size = crate::domain::paging::PageSize::parse(body.page_size)
-            .map_err(|v| violations.push(v))
-            .ok();
-        DomainError::check(violations)?;
+        let page_size = PageSize::parse(body.page_size);
+        violations.extend(page_size.as_ref().err().cloned());
+        let page_size = match page_size {
+            Ok(page_size) if violations.is_empty() => page_size,
+            _ => return Err(DomainError::InvalidArgument(violations).into()),
+        };
         let filter = AuditFilter {
             target_type: body.target_type,
             target_id: body.target_id,
@@ -100,11 +96,11 @@ impl OrganizationService for OrganizationHandler {
             start_time,
             end_time,
         };
-        let page = store::audit::list(
+        let page = audit::list_audit_events(
             &self.pool,
             caller.organization_id,
             &filter,
-            page_size.ok_or_else(|| Status::internal("page size validated above"))?,
+            page_size,
             &body.page_token,
         )
         .await?;

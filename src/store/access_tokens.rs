@@ -1,18 +1,8 @@
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::domain::token::TokenHash;
-
-/// What the auth layer needs of a presented user access token.
-#[derive(Debug, Clone, FromRow)]
-pub struct AccessTokenRecord {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub user_id: Uuid,
-    pub expire_time: DateTime<Utc>,
-    pub revoke_time: Option<DateTime<Utc>>,
-}
+use crate::domain::token::{AccessTokenRecord, TokenHash};
 
 /// Stores a new token for a user; only its hash is kept.
 pub async fn insert<'e>(
@@ -23,14 +13,14 @@ pub async fn insert<'e>(
     expire_time: DateTime<Utc>,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "insert into access_tokens (organization_id, id, user_id, token_hash, expire_time) values ($1, $2, $3, $4, $5)",
+        organization_id,
+        id,
+        user_id,
+        &hash.0,
+        expire_time,
     )
-    .bind(organization_id)
-    .bind(id)
-    .bind(user_id)
-    .bind(&hash.0)
-    .bind(expire_time)
     .execute(executor)
     .await?;
     Ok(id)
@@ -40,10 +30,11 @@ pub async fn find_by_hash(
     pool: &PgPool,
     hash: &TokenHash,
 ) -> Result<Option<AccessTokenRecord>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        AccessTokenRecord,
         "select id, organization_id, user_id, expire_time, revoke_time from access_tokens where token_hash = $1",
+        &hash.0,
     )
-    .bind(&hash.0)
     .fetch_optional(pool)
     .await
 }
@@ -54,12 +45,12 @@ pub async fn revoke_all_for_user<'e>(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update access_tokens set revoke_time = now() \
          where organization_id = $1 and user_id = $2 and revoke_time is null",
+        organization_id,
+        user_id,
     )
-    .bind(organization_id)
-    .bind(user_id)
     .execute(executor)
     .await?;
     Ok(result.rows_affected())
@@ -71,12 +62,12 @@ pub async fn revoke_all_for_users(
     organization_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update access_tokens set revoke_time = now() \
          where organization_id = $1 and user_id = any($2) and revoke_time is null",
+        organization_id,
+        user_ids,
     )
-    .bind(organization_id)
-    .bind(user_ids)
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected())
@@ -84,12 +75,12 @@ pub async fn revoke_all_for_users(
 
 /// Revokes one token (Logout).
 pub async fn revoke(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update access_tokens set revoke_time = now() \
          where organization_id = $1 and id = $2 and revoke_time is null",
+        organization_id,
+        id,
     )
-    .bind(organization_id)
-    .bind(id)
     .execute(pool)
     .await?;
     Ok(())
@@ -102,13 +93,13 @@ pub async fn revoke_others(
     user_id: Uuid,
     keep: Uuid,
 ) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update access_tokens set revoke_time = now() \
          where organization_id = $1 and user_id = $2 and id <> $3 and revoke_time is null",
+        organization_id,
+        user_id,
+        keep,
     )
-    .bind(organization_id)
-    .bind(user_id)
-    .bind(keep)
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected())

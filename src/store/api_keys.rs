@@ -11,6 +11,8 @@ use crate::domain::{
     DomainError,
 };
 
+/// For the dynamic page query; the static statements spell the list out so
+/// that the macros check it.
 const COLUMNS: &str =
     "id, organization_id, name, scopes, created_by, create_time, expire_time, last_used_time, revoke_time";
 
@@ -47,23 +49,24 @@ impl From<ApiKeyRow> for ApiKey {
 pub async fn insert(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
+    id: Uuid,
     created_by: &str,
     key: &NewApiKey,
     secret_hash: &TokenHash,
 ) -> Result<ApiKey, DomainError> {
     let scopes: Vec<&str> = key.scopes.as_slice().iter().map(|s| s.as_str()).collect();
-    let row: ApiKeyRow = sqlx::query_as(&format!(
-        "insert into api_keys (organization_id, id, name, scopes, secret_hash, created_by, request_id, expire_time) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"
-    ))
-    .bind(organization_id)
-    .bind(Uuid::now_v7())
-    .bind(key.name.as_str())
-    .bind(&scopes)
-    .bind(&secret_hash.0)
-    .bind(created_by)
-    .bind(&key.request_id)
-    .bind(key.expire_time)
+    let row = sqlx::query_as!(
+        ApiKeyRow,
+        "insert into api_keys (organization_id, id, name, scopes, secret_hash, created_by, expire_time) \
+         values ($1, $2, $3, $4, $5, $6, $7) returning id, organization_id, name, scopes, created_by, create_time, expire_time, last_used_time, revoke_time",
+        organization_id,
+        id,
+        key.name.as_str(),
+        &scopes as &[&str],
+        &secret_hash.0,
+        created_by,
+        key.expire_time,
+    )
     .fetch_one(&mut **tx)
     .await
     .map_err(|error| {
@@ -73,33 +76,10 @@ pub async fn insert(
                 field: "name".into(),
                 message: format!("an API key named `{}` already exists", key.name.as_str()),
             }),
-            "api_keys_org_creator_request_id_key" => Some(DomainError::AlreadyExists {
-                reason: "REQUEST_ALREADY_PROCESSED",
-                field: "request_id".into(),
-                message: "a request with this request_id is being processed; retry".into(),
-            }),
             _ => None,
         })
     })?;
     Ok(row.into())
-}
-
-/// The key `created_by` made with this request id: request ids are scoped to their caller.
-pub async fn find_by_request_id(
-    pool: &PgPool,
-    organization_id: Uuid,
-    created_by: &str,
-    request_id: &str,
-) -> Result<Option<ApiKey>, sqlx::Error> {
-    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from api_keys where organization_id = $1 and created_by = $2 and request_id = $3"
-    ))
-    .bind(organization_id)
-    .bind(created_by)
-    .bind(request_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(Into::into))
 }
 
 pub async fn find(
@@ -107,11 +87,12 @@ pub async fn find(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
-    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from api_keys where organization_id = $1 and id = $2"
-    ))
-    .bind(organization_id)
-    .bind(id)
+    let row = sqlx::query_as!(
+        ApiKeyRow,
+        "select id, organization_id, name, scopes, created_by, create_time, expire_time, last_used_time, revoke_time from api_keys where organization_id = $1 and id = $2",
+        organization_id,
+        id,
+    )
     .fetch_optional(pool)
     .await?;
     Ok(row.map(Into::into))
@@ -122,11 +103,12 @@ pub async fn find_active_by_name(
     organization_id: Uuid,
     name: &str,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
-    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from api_keys where organization_id = $1 and lower(name) = lower($2) and revoke_time is null"
-    ))
-    .bind(organization_id)
-    .bind(name.trim())
+    let row = sqlx::query_as!(
+        ApiKeyRow,
+        "select id, organization_id, name, scopes, created_by, create_time, expire_time, last_used_time, revoke_time from api_keys where organization_id = $1 and lower(name) = lower($2) and revoke_time is null",
+        organization_id,
+        name.trim(),
+    )
     .fetch_optional(pool)
     .await?;
     Ok(row.map(Into::into))
@@ -138,10 +120,11 @@ pub async fn find_by_secret_hash(
     pool: &PgPool,
     hash: &TokenHash,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
-    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from api_keys where secret_hash = $1"
-    ))
-    .bind(&hash.0)
+    let row = sqlx::query_as!(
+        ApiKeyRow,
+        "select id, organization_id, name, scopes, created_by, create_time, expire_time, last_used_time, revoke_time from api_keys where secret_hash = $1",
+        &hash.0,
+    )
     .fetch_optional(pool)
     .await?;
     Ok(row.map(Into::into))
@@ -153,12 +136,12 @@ pub async fn touch_last_used(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update api_keys set last_used_time = now() where organization_id = $1 and id = $2 \
          and (last_used_time is null or last_used_time < now() - interval '1 minute')",
+        organization_id,
+        id,
     )
-    .bind(organization_id)
-    .bind(id)
     .execute(pool)
     .await?;
     Ok(())
@@ -170,12 +153,13 @@ pub async fn revoke(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
-    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+    let row = sqlx::query_as!(
+        ApiKeyRow,
         "update api_keys set revoke_time = coalesce(revoke_time, now()) \
-         where organization_id = $1 and id = $2 returning {COLUMNS}"
-    ))
-    .bind(organization_id)
-    .bind(id)
+         where organization_id = $1 and id = $2 returning id, organization_id, name, scopes, created_by, create_time, expire_time, last_used_time, revoke_time",
+        organization_id,
+        id,
+    )
     .fetch_optional(&mut **tx)
     .await?;
     Ok(row.map(Into::into))

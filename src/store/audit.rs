@@ -11,20 +11,20 @@ use crate::domain::{
 
 /// Records a change inside the transaction that makes it.
 pub async fn record(tx: &mut Transaction<'_>, record: &AuditRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into audit_events (organization_id, id, actor_kind, actor_id, action, target_type, target_id, \
          request_id, changed_fields, details) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        record.organization_id,
+        Uuid::now_v7(),
+        record.actor.kind(),
+        record.actor.id(),
+        record.action,
+        record.target_type,
+        record.target_id,
+        record.request_id,
+        &record.changed_fields,
+        record.details,
     )
-    .bind(record.organization_id)
-    .bind(Uuid::now_v7())
-    .bind(record.actor.kind())
-    .bind(record.actor.id())
-    .bind(record.action)
-    .bind(record.target_type)
-    .bind(&record.target_id)
-    .bind(&record.request_id)
-    .bind(&record.changed_fields)
-    .bind(&record.details)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -46,23 +46,23 @@ pub async fn record_many(
     // Changed-field lists are ragged, so they travel joined and are split back.
     let changed_fields: Vec<String> = records.iter().map(|r| r.changed_fields.join(",")).collect();
     let details: Vec<&serde_json::Value> = records.iter().map(|r| &r.details).collect();
-    sqlx::query(
+    sqlx::query!(
         "insert into audit_events (organization_id, id, actor_kind, actor_id, action, target_type, target_id, \
          request_id, changed_fields, details) \
          select $1, t.id, $2, $3, t.action, t.target_type, t.target_id, $4, string_to_array(t.changed_fields, ','), t.details \
          from unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
          as t(id, action, target_type, target_id, changed_fields, details)",
+        first.organization_id,
+        first.actor.kind(),
+        first.actor.id(),
+        first.request_id,
+        &ids,
+        &actions as &[&str],
+        &target_types as &[&str],
+        &target_ids as &[&str],
+        &changed_fields,
+        &details as &[&serde_json::Value],
     )
-    .bind(first.organization_id)
-    .bind(first.actor.kind())
-    .bind(first.actor.id())
-    .bind(&first.request_id)
-    .bind(&ids)
-    .bind(&actions)
-    .bind(&target_types)
-    .bind(&target_ids)
-    .bind(&changed_fields)
-    .bind(&details)
     .execute(&mut **tx)
     .await?;
     Ok(())

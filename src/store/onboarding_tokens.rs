@@ -1,11 +1,11 @@
 //! Invitation and reset tokens: only their hash is stored.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::Transaction;
-use crate::domain::token::TokenHash;
+use crate::domain::token::{LinkRecord, TokenHash};
 
 /// Stores a new token of `purpose` for the user and revokes the previous
 /// ones of the same purpose, so only the newest link works.
@@ -18,16 +18,16 @@ pub async fn replace(
     expire_time: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     revoke(tx, organization_id, &[user_id], &[purpose]).await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into onboarding_tokens (organization_id, id, user_id, purpose, token_hash, expire_time) \
          values ($1, $2, $3, $4, $5, $6)",
+        organization_id,
+        Uuid::now_v7(),
+        user_id,
+        purpose,
+        &hash.0,
+        expire_time,
     )
-    .bind(organization_id)
-    .bind(Uuid::now_v7())
-    .bind(user_id)
-    .bind(purpose)
-    .bind(&hash.0)
-    .bind(expire_time)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -43,62 +43,45 @@ pub async fn revoke(
     user_ids: &[Uuid],
     purposes: &[&str],
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update onboarding_tokens set revoke_time = now() \
          where organization_id = $1 and user_id = any($2) and purpose = any($3) \
          and used_time is null and revoke_time is null",
+        organization_id,
+        user_ids,
+        purposes as &[&str],
     )
-    .bind(organization_id)
-    .bind(user_ids)
-    .bind(purposes)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
 }
 
-/// A presented token with what redeeming it needs.
-#[derive(Debug, FromRow)]
-pub struct TokenRecord {
-    pub organization_id: Uuid,
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub purpose: String,
-    pub expire_time: DateTime<Utc>,
-    pub used_time: Option<DateTime<Utc>>,
-    pub revoke_time: Option<DateTime<Utc>>,
-    pub organization_name: String,
-    pub organization_locale: String,
-    pub username: String,
-    pub onboarded: bool,
-}
-
-const FIND_BY_HASH: &str = "select t.organization_id, t.id, t.user_id, t.purpose, t.expire_time, t.used_time, \
-     t.revoke_time, o.name as organization_name, o.locale as organization_locale, users.username, users.onboarded \
-     from onboarding_tokens t \
-     join users on users.organization_id = t.organization_id and users.id = t.user_id \
-     join organizations o on o.id = t.organization_id \
-     where t.token_hash = $1";
-
 /// Reads a token without locking it: what a page or a first check needs.
 pub async fn find_by_hash<'e>(
     executor: impl PgExecutor<'e>,
     hash: &TokenHash,
-) -> Result<Option<TokenRecord>, sqlx::Error> {
-    sqlx::query_as(FIND_BY_HASH)
-        .bind(&hash.0)
-        .fetch_optional(executor)
-        .await
+) -> Result<Option<LinkRecord>, sqlx::Error> {
+    sqlx::query_file_as!(
+        LinkRecord,
+        "src/store/queries/onboarding_tokens_find_by_hash.sql",
+        &hash.0,
+    )
+    .fetch_optional(executor)
+    .await
 }
 
 /// Reads a token and locks it and its user for the rest of the transaction.
 pub async fn lock_by_hash(
     tx: &mut Transaction<'_>,
     hash: &TokenHash,
-) -> Result<Option<TokenRecord>, sqlx::Error> {
-    sqlx::query_as(&format!("{FIND_BY_HASH} for update of t, users"))
-        .bind(&hash.0)
-        .fetch_optional(&mut **tx)
-        .await
+) -> Result<Option<LinkRecord>, sqlx::Error> {
+    sqlx::query_file_as!(
+        LinkRecord,
+        "src/store/queries/onboarding_tokens_lock_by_hash.sql",
+        &hash.0,
+    )
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 pub async fn mark_used(
@@ -106,11 +89,11 @@ pub async fn mark_used(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update onboarding_tokens set used_time = now() where organization_id = $1 and id = $2",
+        organization_id,
+        id,
     )
-    .bind(organization_id)
-    .bind(id)
     .execute(&mut **tx)
     .await?;
     Ok(())

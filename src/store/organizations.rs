@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{map_constraint_violation, Transaction};
@@ -8,11 +8,6 @@ use crate::domain::{
     DomainError,
 };
 
-const COLUMNS: &str =
-    "id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-     password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time";
-
-#[derive(FromRow)]
 struct OrganizationRow {
     id: Uuid,
     name: String,
@@ -56,11 +51,13 @@ pub async fn insert(
     id: Uuid,
     name: &str,
 ) -> Result<Organization, DomainError> {
-    let row: OrganizationRow = sqlx::query_as(&format!(
-        "insert into organizations (id, name) values ($1, $2) returning {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(name)
+    let row = sqlx::query_as!(
+        OrganizationRow,
+        "insert into organizations (id, name) values ($1, $2) returning id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time",
+        id,
+        name,
+    )
     .fetch_one(&mut **tx)
     .await
     .map_err(|error| {
@@ -79,10 +76,12 @@ pub async fn find<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
 ) -> Result<Option<Organization>, DomainError> {
-    let row: Option<OrganizationRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from organizations where id = $1"
-    ))
-    .bind(id)
+    let row = sqlx::query_as!(
+        OrganizationRow,
+        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1",
+        id,
+    )
     .fetch_optional(executor)
     .await?;
     row.map(TryInto::try_into).transpose()
@@ -93,10 +92,12 @@ pub async fn find_by_name<'e>(
     executor: impl PgExecutor<'e>,
     name: &str,
 ) -> Result<Option<Organization>, DomainError> {
-    let row: Option<OrganizationRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from organizations where lower(name) = lower($1)"
-    ))
-    .bind(name.trim())
+    let row = sqlx::query_as!(
+        OrganizationRow,
+        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where lower(name) = lower($1)",
+        name.trim(),
+    )
     .fetch_optional(executor)
     .await?;
     row.map(TryInto::try_into).transpose()
@@ -104,10 +105,12 @@ pub async fn find_by_name<'e>(
 
 /// Reads the organization and locks it for the rest of the transaction.
 pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organization>, DomainError> {
-    let row: Option<OrganizationRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from organizations where id = $1 for update"
-    ))
-    .bind(id)
+    let row = sqlx::query_as!(
+        OrganizationRow,
+        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1 for update",
+        id,
+    )
     .fetch_optional(&mut **tx)
     .await?;
     row.map(TryInto::try_into).transpose()
@@ -118,19 +121,23 @@ pub async fn lock_shared(
     tx: &mut Transaction<'_>,
     id: Uuid,
 ) -> Result<Option<Organization>, DomainError> {
-    let row: Option<OrganizationRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from organizations where id = $1 for share"
-    ))
-    .bind(id)
+    let row = sqlx::query_as!(
+        OrganizationRow,
+        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1 for share",
+        id,
+    )
     .fetch_optional(&mut **tx)
     .await?;
     row.map(TryInto::try_into).transpose()
 }
 
 pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<Organization>, DomainError> {
-    let rows: Vec<OrganizationRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from organizations order by lower(name)"
-    ))
+    let rows = sqlx::query_as!(
+        OrganizationRow,
+        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations order by lower(name)"
+    )
     .fetch_all(executor)
     .await?;
     rows.into_iter().map(TryInto::try_into).collect()
@@ -141,18 +148,20 @@ pub async fn update_settings(
     id: Uuid,
     settings: &Settings,
 ) -> Result<Organization, DomainError> {
-    let row: OrganizationRow = sqlx::query_as(&format!(
+    let row = sqlx::query_as!(
+        OrganizationRow,
         "update organizations set allow_duplicate_emails = $2, public_email_domain_policy = $3, \
          invitation_ttl_seconds = $4, password_reset_ttl_seconds = $5, access_token_ttl_seconds = $6, locale = $7 \
-         where id = $1 returning {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(settings.allow_duplicate_emails)
-    .bind(settings.public_email_domain_policy.as_str())
-    .bind(settings.invitation_ttl_seconds)
-    .bind(settings.password_reset_ttl_seconds)
-    .bind(settings.access_token_ttl_seconds)
-    .bind(settings.locale.as_str())
+         where id = $1 returning id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time",
+        id,
+        settings.allow_duplicate_emails,
+        settings.public_email_domain_policy.as_str(),
+        settings.invitation_ttl_seconds,
+        settings.password_reset_ttl_seconds,
+        settings.access_token_ttl_seconds,
+        settings.locale.as_str(),
+    )
     .fetch_one(&mut **tx)
     .await?;
     row.try_into()

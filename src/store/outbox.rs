@@ -2,7 +2,7 @@
 //! a secret; and the delivery worker's claims, leases and outcomes.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::Transaction;
@@ -14,13 +14,15 @@ pub async fn enqueue<'e>(
     user_id: Uuid,
     kind: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into outbox (organization_id, id, kind, user_id) values ($1, $2, $3, $4)")
-        .bind(organization_id)
-        .bind(Uuid::now_v7())
-        .bind(kind)
-        .bind(user_id)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "insert into outbox (organization_id, id, kind, user_id) values ($1, $2, $3, $4)",
+        organization_id,
+        Uuid::now_v7(),
+        kind,
+        user_id,
+    )
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -41,13 +43,13 @@ pub async fn enqueue_invitations(
     user_ids: &[Uuid],
 ) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = user_ids.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query(
+    sqlx::query!(
         "insert into outbox (organization_id, id, kind, user_id) \
          select $1, t.id, 'INVITATION', t.user_id from unnest($2::uuid[], $3::uuid[]) as t(id, user_id)",
+        organization_id,
+        &ids,
+        user_ids,
     )
-    .bind(organization_id)
-    .bind(&ids)
-    .bind(user_ids)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -56,7 +58,7 @@ pub async fn enqueue_invitations(
 /// Turns the reports of ended import jobs into messages to their
 /// requesters; a job requested by an API key has nobody to tell.
 pub async fn enqueue_import_reports(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "with due as (update import_jobs set report_pending = false where report_pending \
            returning organization_id, id, requested_by) \
          insert into outbox (organization_id, id, kind, user_id, import_job_id) \
@@ -69,7 +71,7 @@ pub async fn enqueue_import_reports(pool: &PgPool) -> Result<u64, sqlx::Error> {
 }
 
 /// A message claimed for delivery.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct ClaimedMessage {
     pub organization_id: Uuid,
     pub id: Uuid,
@@ -89,7 +91,8 @@ pub async fn claim(
     lease_seconds: f64,
     limit: i64,
 ) -> Result<Vec<ClaimedMessage>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ClaimedMessage,
         "update outbox o set lease_owner = $1, lease_expire_time = now() + make_interval(secs => $2), \
          attempts = o.attempts + 1 \
          from (select organization_id, id from outbox \
@@ -98,10 +101,10 @@ pub async fn claim(
                order by next_attempt_time limit $3 for update skip locked) due \
          where o.organization_id = due.organization_id and o.id = due.id \
          returning o.organization_id, o.id, o.kind, o.user_id, o.import_job_id, o.attempts, o.create_time",
+        owner,
+        lease_seconds,
+        limit,
     )
-    .bind(owner)
-    .bind(lease_seconds)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
@@ -115,16 +118,16 @@ pub async fn finish<'e>(
     status: &str,
     note: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update outbox set status = $4, last_error = $5, \
          sent_time = case when $4 = 'SENT' then now() end, lease_owner = null, lease_expire_time = null \
          where organization_id = $1 and id = $2 and lease_owner = $3 and status = 'PENDING'",
+        message.organization_id,
+        message.id,
+        owner,
+        status,
+        note,
     )
-    .bind(message.organization_id)
-    .bind(message.id)
-    .bind(owner)
-    .bind(status)
-    .bind(note)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -139,24 +142,24 @@ pub async fn attempt_failed(
     error: &str,
     retry_at: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update outbox set last_error = $4, lease_owner = null, lease_expire_time = null, \
          status = case when $5::timestamptz is null then 'FAILED' else 'PENDING' end, \
          next_attempt_time = coalesce($5, next_attempt_time) \
          where organization_id = $1 and id = $2 and lease_owner = $3 and status = 'PENDING'",
+        message.organization_id,
+        message.id,
+        owner,
+        error,
+        retry_at,
     )
-    .bind(message.organization_id)
-    .bind(message.id)
-    .bind(owner)
-    .bind(error)
-    .bind(retry_at)
     .execute(pool)
     .await?;
     Ok(())
 }
 
 /// An outbox row as an operator reads it.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct OutboxEntry {
     pub organization_id: Uuid,
     pub id: Uuid,
@@ -176,13 +179,14 @@ pub async fn list(
     status: Option<&str>,
     limit: i64,
 ) -> Result<Vec<OutboxEntry>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        OutboxEntry,
         "select organization_id, id, kind, user_id, status, attempts, last_error, create_time, \
          next_attempt_time, sent_time from outbox where $1::text is null or status = $1 \
          order by create_time desc, id desc limit $2",
+        status,
+        limit,
     )
-    .bind(status)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }

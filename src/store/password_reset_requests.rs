@@ -5,12 +5,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub async fn insert(pool: &PgPool, organization: &str, username: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into password_reset_requests (id, organization, username) values ($1, $2, $3)",
+        Uuid::now_v7(),
+        organization,
+        username,
     )
-    .bind(Uuid::now_v7())
-    .bind(organization)
-    .bind(username)
     .execute(pool)
     .await?;
     Ok(())
@@ -21,7 +21,7 @@ pub async fn insert(pool: &PgPool, organization: &str, username: &str) -> Result
 /// when queued); the others end here, unanswered. Returns how many
 /// requests were taken.
 pub async fn resolve(pool: &PgPool, limit: i64) -> Result<u64, sqlx::Error> {
-    let taken: i64 = sqlx::query_scalar(
+    let taken = sqlx::query_scalar!(
         "with taken as (delete from password_reset_requests where id in \
              (select id from password_reset_requests order by id limit $1 for update skip locked) \
            returning organization, username), \
@@ -30,9 +30,9 @@ pub async fn resolve(pool: &PgPool, limit: i64) -> Result<u64, sqlx::Error> {
            join organizations o on lower(o.name) = lower(t.organization) \
            join users u on u.organization_id = o.id and lower(u.username) = lower(t.username) \
            where u.password_hash is not null) \
-         select count(*) from taken",
+         select count(*) as \"taken!\" from taken",
+        limit,
     )
-    .bind(limit)
     .fetch_one(pool)
     .await?;
     Ok(taken as u64)

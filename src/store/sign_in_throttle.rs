@@ -3,34 +3,17 @@
 //! digest made by the domain; no username, address or password is stored
 //! in clear, but the digests' key is in this database too (`secret`).
 
-use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool};
 
 use super::Transaction;
+use crate::domain::sign_in::Bucket;
 
 /// The server-side key of the sign-in digests.
 pub async fn secret<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<u8>, sqlx::Error> {
-    sqlx::query_scalar("select secret from server_secrets where name = 'sign_in'")
+    sqlx::query_scalar!("select secret from server_secrets where name = 'sign_in'")
         .fetch_one(executor)
         .await
 }
-
-/// One budget as an attempt sees it: failures already forgotten when
-/// `forget_after` passed, and reservations of a server that died dropped.
-#[derive(Debug, Clone, FromRow)]
-pub struct Bucket {
-    pub key: Vec<u8>,
-    pub failures: i32,
-    pub in_flight: i32,
-    pub blocked_until: Option<DateTime<Utc>>,
-}
-
-/// A bucket's columns as an attempt sees them (`$2`: forget failures after
-/// so many seconds, `$3`: drop reservations older than so many seconds).
-const BUCKET_COLUMNS: &str = "key, \
-    case when last_failure_time < now() - make_interval(secs => $2) then 0 else failures end as failures, \
-    case when reserve_time < now() - make_interval(secs => $3) then 0 else in_flight end as in_flight, \
-    case when blocked_until > now() then blocked_until end as blocked_until";
 
 /// The buckets of `keys` that exist, read without a lock and without
 /// waiting for one: what holds an attempt back before any row is locked.
@@ -40,12 +23,19 @@ pub async fn peek<'e>(
     forget_after_seconds: f64,
     stale_reservation_seconds: f64,
 ) -> Result<Vec<Bucket>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {BUCKET_COLUMNS} from sign_in_throttle where key = any($1)"
-    ))
-    .bind(keys)
-    .bind(forget_after_seconds)
-    .bind(stale_reservation_seconds)
+    // As `lock_now` reads them: failures forgotten after `$2` seconds,
+    // reservations of a server that died (older than `$3`) dropped.
+    sqlx::query_as!(
+        Bucket,
+        r#"select key,
+             case when last_failure_time < now() - make_interval(secs => $2) then 0 else failures end as "failures!",
+             case when reserve_time < now() - make_interval(secs => $3) then 0 else in_flight end as "in_flight!",
+             case when blocked_until > now() then blocked_until end as blocked_until
+           from sign_in_throttle where key = any($1)"#,
+        keys,
+        forget_after_seconds,
+        stale_reservation_seconds,
+    )
     .fetch_all(executor)
     .await
 }
@@ -86,26 +76,29 @@ async fn lock_now(
     forget_after_seconds: f64,
     stale_reservation_seconds: f64,
 ) -> Result<Vec<Bucket>, sqlx::Error> {
-    sqlx::query("select set_config('lock_timeout', $1, true)")
-        .bind(LOCK_TIMEOUT)
-        .execute(&mut **tx)
+    sqlx::query_scalar!("select set_config('lock_timeout', $1, true)", LOCK_TIMEOUT)
+        .fetch_one(&mut **tx)
         .await?;
     if !missing.is_empty() {
-        sqlx::query(
+        sqlx::query!(
             "insert into sign_in_throttle (key) select k from unnest($1::bytea[]) as k order by k \
              on conflict (key) do nothing",
+            &sorted(missing),
         )
-        .bind(sorted(missing))
         .execute(&mut **tx)
         .await?;
     }
-    sqlx::query_as(&format!(
-        "select {BUCKET_COLUMNS} from sign_in_throttle where key = any($1) \
-         order by key for update nowait"
-    ))
-    .bind(sorted(keys))
-    .bind(forget_after_seconds)
-    .bind(stale_reservation_seconds)
+    sqlx::query_as!(
+        Bucket,
+        r#"select key,
+             case when last_failure_time < now() - make_interval(secs => $2) then 0 else failures end as "failures!",
+             case when reserve_time < now() - make_interval(secs => $3) then 0 else in_flight end as "in_flight!",
+             case when blocked_until > now() then blocked_until end as blocked_until
+           from sign_in_throttle where key = any($1) order by key for update nowait"#,
+        &sorted(keys),
+        forget_after_seconds,
+        stale_reservation_seconds,
+    )
     .fetch_all(&mut **tx)
     .await
 }
@@ -123,16 +116,16 @@ pub async fn reserve(tx: &mut Transaction<'_>, buckets: &[Bucket]) -> Result<(),
     let keys: Vec<Vec<u8>> = buckets.iter().map(|b| b.key.clone()).collect();
     let failures: Vec<i32> = buckets.iter().map(|b| b.failures).collect();
     let in_flight: Vec<i32> = buckets.iter().map(|b| b.in_flight + 1).collect();
-    sqlx::query(
+    sqlx::query!(
         "update sign_in_throttle s set failures = t.failures, in_flight = t.in_flight, \
            reserve_time = now(), \
            last_failure_time = case when t.failures = 0 then null else s.last_failure_time end \
          from unnest($1::bytea[], $2::int4[], $3::int4[]) as t(key, failures, in_flight) \
          where s.key = t.key",
+        &keys,
+        &failures,
+        &in_flight,
     )
-    .bind(&keys)
-    .bind(&failures)
-    .bind(&in_flight)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -143,10 +136,10 @@ pub async fn release<'e>(
     executor: impl PgExecutor<'e>,
     keys: &[Vec<u8>],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update sign_in_throttle set in_flight = greatest(in_flight - 1, 0) where key = any($1)",
+        &sorted(keys),
     )
-    .bind(sorted(keys))
     .execute(executor)
     .await?;
     Ok(())
@@ -158,14 +151,14 @@ pub async fn release_and_reset(
     keys: &[Vec<u8>],
     reset: &[u8],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update sign_in_throttle set in_flight = greatest(in_flight - 1, 0), \
            failures = case when key = $2 then 0 else failures end, \
            blocked_until = case when key = $2 then null else blocked_until end \
          where key = any($1)",
+        &sorted(keys),
+        reset,
     )
-    .bind(sorted(keys))
-    .bind(reset)
     .execute(pool)
     .await?;
     Ok(())
@@ -185,7 +178,7 @@ pub async fn record_failure<'e>(
     max_seconds: f64,
     forget_after_seconds: f64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "with counted as ( \
            select s.key, t.free, case when s.last_failure_time is null \
                or s.last_failure_time < now() - make_interval(secs => $6) then 1 else s.failures + 1 end as failures \
@@ -196,13 +189,13 @@ pub async fn record_failure<'e>(
            blocked_until = case when c.failures <= c.free then null \
              else now() + make_interval(secs => least($5, $4 * power(2, least(30, c.failures - c.free - 1)))) end \
          from counted c where s.key = c.key",
+        keys,
+        free,
+        reserved,
+        base_seconds,
+        max_seconds,
+        forget_after_seconds,
     )
-    .bind(keys)
-    .bind(free)
-    .bind(reserved)
-    .bind(base_seconds)
-    .bind(max_seconds)
-    .bind(forget_after_seconds)
     .execute(executor)
     .await?;
     Ok(())
@@ -216,14 +209,14 @@ pub async fn first_sighting(
     digest: &[u8],
     window_seconds: f64,
 ) -> Result<bool, sqlx::Error> {
-    let counted: Option<bool> = sqlx::query_scalar(
+    let counted: Option<bool> = sqlx::query_scalar!(
         "insert into sign_in_wrong_passwords as w (digest, seen_time) values ($1, now()) \
          on conflict (digest) do update set seen_time = now() \
            where w.seen_time < now() - make_interval(secs => $2) \
-         returning true",
+         returning true as \"counted!\"",
+        digest,
+        window_seconds,
     )
-    .bind(digest)
-    .bind(window_seconds)
     .fetch_optional(pool)
     .await?;
     Ok(counted.is_some())
@@ -236,13 +229,13 @@ pub async fn is_familiar(
     address_key: &[u8],
     max_age_seconds: f64,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select exists (select 1 from sign_in_familiar_addresses where account_key = $1 \
-           and address_key = $2 and last_success_time > now() - make_interval(secs => $3))",
+           and address_key = $2 and last_success_time > now() - make_interval(secs => $3)) as \"familiar!\"",
+        account_key,
+        address_key,
+        max_age_seconds,
     )
-    .bind(account_key)
-    .bind(address_key)
-    .bind(max_age_seconds)
     .fetch_one(pool)
     .await
 }
@@ -256,22 +249,22 @@ pub async fn remember_familiar(
     keep: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into sign_in_familiar_addresses (account_key, address_key, last_success_time) \
          values ($1, $2, now()) on conflict (account_key, address_key) \
          do update set last_success_time = now()",
+        account_key,
+        address_key,
     )
-    .bind(account_key)
-    .bind(address_key)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "delete from sign_in_familiar_addresses where account_key = $1 and address_key not in \
            (select address_key from sign_in_familiar_addresses where account_key = $1 \
             order by last_success_time desc limit $2)",
+        account_key,
+        keep,
     )
-    .bind(account_key)
-    .bind(keep)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
@@ -287,24 +280,24 @@ pub async fn forget_stale(
     window_seconds: f64,
     familiar_seconds: f64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "delete from sign_in_throttle \
            where coalesce(greatest(last_failure_time, reserve_time), '-infinity') < now() - make_interval(secs => $1) \
            and coalesce(blocked_until, '-infinity') < now()",
+        idle_seconds,
     )
-    .bind(idle_seconds)
     .execute(pool)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "delete from sign_in_wrong_passwords where seen_time < now() - make_interval(secs => $1)",
+        window_seconds,
     )
-    .bind(window_seconds)
     .execute(pool)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "delete from sign_in_familiar_addresses where last_success_time < now() - make_interval(secs => $1)",
+        familiar_seconds,
     )
-    .bind(familiar_seconds)
     .execute(pool)
     .await?;
     Ok(())

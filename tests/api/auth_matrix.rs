@@ -828,3 +828,47 @@ fn table(misses: &[Miss]) -> String {
     }
     out
 }
+
+/// The auth layer's table (src/grpc/access.rs) requires what each RPC's doc
+/// comment says it requires; a method missing from either side, or listed
+/// twice in the table, fails it too. The matrix above checks the behaviour;
+/// this names the disagreeing line at once, without a server.
+#[test]
+fn the_scope_table_requires_what_every_rpc_comment_says() {
+    use roster::grpc::access::{Access, METHOD_ACCESS};
+
+    let required_by_table = |access: Access| match access {
+        Access::Public => Required::Public,
+        Access::AnyToken => Required::AnyToken,
+        Access::SignedIn => Required::SignedIn,
+        Access::Scope(Scope::Viewer) => Required::Viewer,
+        Access::Scope(Scope::Admin) => Required::Admin,
+        Access::OrganizationAdmin => Required::OrganizationAdmin,
+    };
+    let contract = Contract::load();
+    let mut disagreements = Vec::new();
+    for rpc in &contract.rpcs {
+        let rows: Vec<Access> = METHOD_ACCESS
+            .iter()
+            .filter(|(path, _)| *path == rpc.path)
+            .map(|(_, access)| *access)
+            .collect();
+        match (rows.as_slice(), &rpc.required) {
+            ([], _) => disagreements.push(format!("{}: not in the table", rpc.path)),
+            ([access], Ok(required)) if required_by_table(*access) == *required => {}
+            ([access], commented) => disagreements.push(format!(
+                "{}: the table requires {access:?}, the comment {commented:?}",
+                rpc.path
+            )),
+            (_, _) => {
+                disagreements.push(format!("{}: in the table {} times", rpc.path, rows.len()))
+            }
+        }
+    }
+    for (path, _) in METHOD_ACCESS {
+        if !contract.rpcs.iter().any(|rpc| rpc.path == *path) {
+            disagreements.push(format!("{path}: in the table, not in the contract"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}

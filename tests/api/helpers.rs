@@ -407,7 +407,7 @@ impl TestApp {
         let scopes: Vec<Option<Scope>> = scopes.iter().copied().map(Some).collect();
         let new_key = NewApiKey::parse(name, &scopes, None, "").expect("valid key");
         let (_, secret) =
-            api_key::create_api_key(&self.pool, organization_id, Actor::Operator, "", &new_key)
+            api_key::create_api_key(&self.pool, organization_id, Actor::Operator, None, &new_key)
                 .await
                 .expect("create key");
         secret.expect("secret").expose().to_owned()

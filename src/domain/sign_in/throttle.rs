@@ -20,7 +20,7 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgPool;
@@ -28,7 +28,7 @@ use tokio::sync::OnceCell;
 
 use crate::{
     domain::{password::Password, DomainError},
-    store::{self, sign_in_throttle::Bucket},
+    store,
 };
 
 #[derive(Debug, Clone)]
@@ -502,6 +502,16 @@ impl Drop for Reservation {
             });
         }
     }
+}
+
+/// One budget as an attempt sees it: failures already forgotten when
+/// `forget_after` passed, and reservations of a server that died dropped.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub key: Vec<u8>,
+    pub failures: i32,
+    pub in_flight: i32,
+    pub blocked_until: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]
