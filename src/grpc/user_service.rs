@@ -248,7 +248,7 @@ impl UserService for UserHandler {
         request: Request<proto::ExportUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
         let caller = caller(&request)?;
-        let request_id = request_id(&request);
+        let request_id = request_id_of(&request);
         let body = request.into_inner();
         let mut violations = Vec::new();
         let delimiter = convert::delimiter(&body.delimiter)

@@ -26,6 +26,7 @@ use crate::{
     domain::{
         caller::Caller,
         organization::Settings,
+        request::RequestId,
         user::{check_given_groups, mirrored_grants},
         DomainError, FieldViolation,
     },
@@ -106,7 +107,7 @@ pub struct Progress {
 pub struct Job {
     pool: PgPool,
     caller: Caller,
-    request_id: String,
+    request_id: RequestId,
     settings: ImportSettings,
     owner: Uuid,
     kind: JobKind,
@@ -121,7 +122,7 @@ pub struct Job {
 pub async fn start_job(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
+    request_id: &RequestId,
     settings: &ImportSettings,
     owner: Uuid,
     kind: JobKind,
@@ -175,7 +176,7 @@ pub async fn start_job(
     Ok(Job {
         pool: pool.clone(),
         caller: caller.clone(),
-        request_id: request_id.to_owned(),
+        request_id: request_id.clone(),
         settings: settings.clone(),
         owner,
         kind,
@@ -599,6 +600,9 @@ impl Job {
         bytes_received: u64,
     ) -> Result<Option<Stop>, DomainError> {
         let organization_id = self.caller.organization_id;
+        // Not a UnitOfWork: a batch is one slice of a long job, not one
+        // request's change; its audit rows (one per user) are columns of the
+        // batch that store::imports::write_batch writes with its other rows.
         let mut tx = self.pool.begin().await?;
         let started = std::time::Instant::now();
         let lock = store::imports::lock_job(&mut tx, self.record.id, self.owner).await?;
