@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{types::Json, FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
@@ -37,7 +37,7 @@ struct JobRow {
     id: Uuid,
     kind: JobKind,
     status: JobStatus,
-    options: serde_json::Value,
+    options: Json<ImportOptions>,
     requested_by: String,
     rows_total: i64,
     created: i64,
@@ -62,7 +62,7 @@ impl From<JobRow> for ImportJob {
             id: row.id,
             kind: row.kind,
             status: row.status,
-            options: serde_json::from_value(row.options).unwrap_or_default(),
+            options: row.options.0,
             counts: Counts {
                 rows: row.rows_total,
                 created: row.created,
@@ -224,7 +224,8 @@ pub async fn find_job<'e>(
 ) -> Result<Option<ImportJob>, sqlx::Error> {
     let row = sqlx::query_as!(
         JobRow,
-        r#"select id, kind as "kind: JobKind", status as "status: JobStatus", options, requested_by,
+        r#"select id, kind as "kind: JobKind", status as "status: JobStatus",
+         options as "options: Json<ImportOptions>", requested_by,
          rows_total, created, updated, deleted, unchanged, skipped, valid, failed, bytes_received, last_line,
          failure_message, create_time, update_time, end_time, row_results_expired_time
          from import_jobs where organization_id = $1 and id = $2"#,

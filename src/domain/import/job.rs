@@ -39,8 +39,11 @@ pub enum OnExisting {
     Update,
 }
 
-/// The options sent first on an import stream, as the job keeps them.
+/// The options sent first on an import stream, as the job keeps them. A
+/// stored field that is missing reads as its default; one of the wrong type
+/// is a decode error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImportOptions {
     pub group_ids: Vec<Uuid>,
     pub mirror_user_id: Option<Uuid>,
