@@ -105,9 +105,7 @@ pub async fn ensure_database(cluster: &PrivateCluster, database: &str) -> Result
             .execute(&admin)
             .await;
         if let Err(error) = created {
-            let duplicate =
-                matches!(&error, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P04"));
-            if !duplicate {
+            if !store::error::is_duplicate_database(&error) {
                 return Err(error.into());
             }
         }

@@ -350,7 +350,7 @@ fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs) {
         "the stale import job reaper",
         periodic(
             "check for stale import jobs",
-            jobs.settings.stale_after / 2,
+            jobs.settings.stale_after.get() / 2,
             move || {
                 let reaper = reaper.clone();
                 async move { reaper.interrupt_stale().await.map(drop) }
@@ -362,7 +362,7 @@ fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs) {
         "the review results sweep",
         periodic(
             "delete expired review row results",
-            jobs.settings.retention_sweep_every,
+            jobs.settings.retention_sweep_every.get(),
             move || {
                 let sweeper = sweeper.clone();
                 async move {
@@ -503,9 +503,11 @@ mod tests {
     #[tokio::test]
     async fn a_background_task_that_dies_stops_the_server_with_an_error_naming_it() {
         // tokio refuses a zero interval: the review results sweep panics at
-        // its first tick, a real death of a background task.
+        // its first tick, a real death of a background task. Settings refuse
+        // a zero period; the test-only `unchecked` lets one through.
         let mut settings = ServerSettings::new("127.0.0.1:0".parse().expect("address"));
-        settings.import.retention_sweep_every = Duration::ZERO;
+        settings.import.retention_sweep_every =
+            crate::domain::import::period::Period::unchecked(Duration::ZERO);
         settings.shutdown_grace = Duration::from_secs(1);
         // Never reached before the sweep dies: the pool connects lazily.
         let pool = PgPool::connect_lazy("postgres://roster@127.0.0.1:1/none").expect("pool");

@@ -16,6 +16,7 @@ pub mod password;
 pub mod request;
 pub mod sign_in;
 pub mod status;
+mod text_state;
 pub mod token;
 pub mod unit_of_work;
 pub mod user;

@@ -6,7 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use super::{caller, convert, request_id};
+use super::{caller, convert, request_id_of};
 use crate::{
     domain::{
         import::{
@@ -254,7 +254,7 @@ impl ImportHandler {
         kind: JobKind,
     ) -> Result<Response<ResponseStream<Resp>>, Status> {
         let caller = caller(&request)?;
-        let request_id = request_id(&request);
+        let request_id = request_id_of(&request);
         let mut inbound = request.into_inner();
         let options = match inbound.message().await?.and_then(Req::into_part) {
             Some(Part::Options(options)) => options_from_proto(options)?,

@@ -51,12 +51,3 @@ fn idempotency_key(raw: &str) -> Result<Option<IdempotencyKey>, Status> {
     IdempotencyKey::parse_optional(raw)
         .map_err(|violation| DomainError::InvalidArgument(vec![violation]).into())
 }
-
-/// Transitional: services not yet moved to `RequestId` pass it as text.
-fn request_id<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.as_str().to_owned())
-        .unwrap_or_default()
-}

@@ -123,7 +123,7 @@ impl UserService for UserHandler {
         request: Request<proto::ExportUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
         let caller = caller(&request)?;
-        let request_id = super::request_id(&request);
+        let request_id = request_id_of(&request);
         let (filter, delimiter) = convert::export_request(request.get_ref())?;
         let (chunks, receiver) = tokio::sync::mpsc::channel(4);
         tokio::spawn(import::export::export_users(

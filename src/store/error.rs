@@ -21,7 +21,7 @@ pub enum DbErrorKind {
 
 /// Classifies a database error by its SQLSTATE.
 pub fn classify(error: &sqlx::Error) -> DbErrorKind {
-    let Some(code) = error.as_database_error().and_then(|e| e.code()) else {
+    let Some(code) = sqlstate(error) else {
         return DbErrorKind::Other;
     };
     match code.as_ref() {
@@ -29,6 +29,16 @@ pub fn classify(error: &sqlx::Error) -> DbErrorKind {
         code if code.starts_with("22") || code.starts_with("23") => DbErrorKind::BadValue,
         _ => DbErrorKind::Other,
     }
+}
+
+/// Whether a `create database` failed because the database exists: a
+/// concurrent creator (another process opening the same cluster) won.
+pub fn is_duplicate_database(error: &sqlx::Error) -> bool {
+    sqlstate(error).as_deref() == Some("42P04")
+}
+
+fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
+    error.as_database_error().and_then(|e| e.code())
 }
 
 /// Classifies the database error inside an internal domain error; any other
@@ -81,6 +91,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_42p04_means_the_database_exists() {
+        let exists = sqlx::Error::Database(Box::new(Refusal("42P04")));
+        assert!(is_duplicate_database(&exists));
+        let other = sqlx::Error::Database(Box::new(Refusal("42P07")));
+        assert!(!is_duplicate_database(&other));
+        assert!(!is_duplicate_database(&sqlx::Error::PoolTimedOut));
+    }
+
     fn database_error(sqlstate: &'static str) -> DomainError {
         DomainError::from(sqlx::Error::Database(Box::new(Refusal(sqlstate))))
     }
@@ -112,6 +131,10 @@ mod tests {
                 assert_eq!(classify_domain_error(&error), kind, "{sqlstate}");
             }
         }
+        assert_eq!(
+            classify_domain_error(&database_error("42P04")),
+            DbErrorKind::Other
+        );
         for error in [
             DomainError::from(sqlx::Error::PoolTimedOut),
             DomainError::Internal(anyhow::anyhow!("other")),

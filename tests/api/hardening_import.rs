@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use roster::{
-    domain::caller::Scope,
+    domain::{caller::Scope, import::period::Period},
     proto::{self, RowOutcome},
 };
 use tonic::Code;
@@ -505,7 +505,7 @@ async fn a_silent_client_s_job_ends_after_the_idle_timeout_and_frees_its_place()
     let app = TestApp::spawn_with(|settings| {
         settings.import.idle_timeout = Duration::from_millis(600);
         // Beats well inside the timeout: they must not keep the job alive.
-        settings.import.heartbeat_every = Duration::from_millis(100);
+        settings.import.heartbeat_every = Period::constant(Duration::from_millis(100));
         settings.import.max_running_jobs_per_organization = 1;
     })
     .await;
@@ -647,7 +647,7 @@ async fn running_imports_and_reviews_are_capped_per_organization() {
 #[tokio::test]
 async fn a_review_past_its_retention_loses_its_row_results_and_keeps_its_summary() {
     let app = TestApp::spawn_with(|settings| {
-        settings.import.retention_sweep_every = Duration::from_millis(100);
+        settings.import.retention_sweep_every = Period::constant(Duration::from_millis(100));
     })
     .await;
     let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\nBia,,bia@acme.com\n";
@@ -741,7 +741,7 @@ async fn a_review_past_its_retention_loses_its_row_results_and_keeps_its_summary
 async fn a_review_past_its_retention_answers_expired_at_once_and_its_rows_are_deleted_in_batches() {
     let app = TestApp::spawn_with(|settings| {
         // The server's own sweep runs once, at start; this test sweeps itself.
-        settings.import.retention_sweep_every = Duration::from_secs(3600);
+        settings.import.retention_sweep_every = Period::constant(Duration::from_secs(3600));
     })
     .await;
     let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\nBia,,bia@acme.com\n";

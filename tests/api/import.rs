@@ -2,6 +2,7 @@ use roster::proto::UnitScope;
 use roster::{
     domain::import::{
         header::Header,
+        period::Period,
         reader::{CsvStream, Limits},
         row::{parse_row, RowCommand},
     },
@@ -897,8 +898,8 @@ async fn the_row_limit_stops_the_job_failed_naming_the_line_and_keeps_the_rows_b
 async fn a_replica_leaves_a_live_job_alone_and_a_stopping_server_ends_its_job_interrupted_with_exact_counts(
 ) {
     let fast_heartbeat = |settings: &mut roster::startup::ServerSettings| {
-        settings.import.stale_after = std::time::Duration::from_secs(2);
-        settings.import.heartbeat_every = std::time::Duration::from_millis(200);
+        settings.import.stale_after = Period::constant(std::time::Duration::from_secs(2));
+        settings.import.heartbeat_every = Period::constant(std::time::Duration::from_millis(200));
     };
     let mut app = TestApp::spawn_with(fast_heartbeat).await;
     let replica = app.replica(fast_heartbeat).await;

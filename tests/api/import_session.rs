@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use roster::domain::import::period::Period;
 use tonic::Code;
 
 use crate::{
@@ -14,9 +15,10 @@ use crate::{
 async fn a_job_whose_task_dies_ends_interrupted_at_once_and_the_stream_ends_internal() {
     // A zero heartbeat period makes the job's task panic as it starts
     // reading (tokio refuses a zero interval): a task that dies, for real.
+    // Settings refuse a zero period; the test-only `unchecked` lets one through.
     let app = TestApp::spawn_with(|settings| {
-        settings.import.heartbeat_every = Duration::ZERO;
-        settings.import.stale_after = Duration::from_secs(600);
+        settings.import.heartbeat_every = Period::unchecked(Duration::ZERO);
+        settings.import.stale_after = Period::constant(Duration::from_secs(600));
     })
     .await;
 

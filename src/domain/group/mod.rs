@@ -27,7 +27,7 @@ use super::{
     name::DisplayName,
     paging::{Page, PageSize},
     request::{IdempotencyKey, RequestId},
-    status::text_states,
+    text_state::text_states,
     unit_of_work::{IdempotentCreate, UnitOfWork},
     user::{ensure_may_act_on, User, UserFilter, UserOrder},
     DomainError, FieldViolation,

@@ -12,7 +12,7 @@ use crate::{
         name::DisplayName,
         paging::{Page, PageSize},
         request::{IdempotencyKey, RequestId},
-        status::text_states,
+        text_state::text_states,
         unit_of_work::{IdempotentCreate, UnitOfWork},
         DomainError, FieldViolation,
     },

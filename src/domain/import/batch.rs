@@ -14,6 +14,7 @@ use crate::{
     domain::{
         audit::{AuditRecord, FieldChanges},
         caller::Actor,
+        request::RequestId,
         user::user_value_pairs,
         FieldViolation,
     },
@@ -24,7 +25,7 @@ use crate::{
 pub struct BatchAuthor<'a> {
     pub organization_id: Uuid,
     pub actor: Actor,
-    pub request_id: &'a str,
+    pub request_id: &'a RequestId,
     pub job_id: Uuid,
     pub send_invitations: bool,
     /// The mirrored user's groups the caller does not cover.
@@ -36,7 +37,7 @@ pub struct BatchAuthor<'a> {
 impl BatchAuthor<'_> {
     fn audit(&self, action: &'static str, user_id: Uuid) -> AuditRecord {
         AuditRecord::new(self.organization_id, self.actor, action, "user", user_id)
-            .with_request_id(self.request_id)
+            .with_request_id(self.request_id.as_str())
     }
 }
 
@@ -296,7 +297,7 @@ mod tests {
         let author = BatchAuthor {
             organization_id: Uuid::now_v7(),
             actor: Actor::Operator,
-            request_id: "request",
+            request_id: &RequestId::generate(),
             job_id: Uuid::now_v7(),
             send_invitations: true,
             mirror_skipped: &[],

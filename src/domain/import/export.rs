@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::{csv_line, header::Column, EXPORT_COLUMNS};
 use crate::{
-    domain::{audit::AuditRecord, caller::Caller, user::UserFilter, DomainError},
+    domain::{
+        caller::Caller, request::RequestId, unit_of_work::UnitOfWork, user::UserFilter, DomainError,
+    },
     store,
 };
 
@@ -20,31 +22,14 @@ const PAGE: i64 = 1000;
 pub async fn export_users(
     pool: PgPool,
     caller: Caller,
-    request_id: String,
+    request_id: RequestId,
     filter: UserFilter,
     delimiter: char,
     out: mpsc::Sender<Result<Vec<u8>, DomainError>>,
 ) {
     let organization_id = caller.organization_id;
-    let audited = async {
-        let mut tx = pool.begin().await?;
-        store::audit::record(
-            &mut tx,
-            &AuditRecord::new(
-                organization_id,
-                caller.actor(),
-                "user.export",
-                "organization",
-                organization_id,
-            )
-            .with_request_id(&request_id)
-            .with_details(json!({ "filter": filter })),
-        )
-        .await?;
-        tx.commit().await
-    };
-    if let Err(error) = audited.await {
-        let _ = out.send(Err(error.into())).await;
+    if let Err(error) = record_export(&pool, &caller, &request_id, &filter).await {
+        let _ = out.send(Err(error)).await;
         return;
     }
     let mut chunk = String::from("\u{FEFF}");
@@ -89,4 +74,20 @@ pub async fn export_users(
             return;
         }
     }
+}
+
+/// The audit record of an export, committed before any row is sent: an
+/// export that cannot be recorded sends nothing.
+async fn record_export(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    filter: &UserFilter,
+) -> Result<(), DomainError> {
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let record = work
+        .audit_record("user.export", "organization", caller.organization_id)
+        .with_details(json!({ "filter": filter }));
+    work.record(record);
+    work.commit().await
 }

@@ -6,62 +6,27 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::row::Action;
-use crate::domain::{name::invisible_character, FieldViolation};
+use crate::domain::{name::invisible_character, text_state::text_states, FieldViolation};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    /// ValidateImport: only the job and its results are written.
-    Validate,
-    Import,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Validate => "VALIDATE",
-            Self::Import => "IMPORT",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Validate, Self::Import]
-            .into_iter()
-            .find(|k| k.as_str() == raw)
+text_states! {
+    /// What a job does (`import_jobs.kind`).
+    JobKind {
+        /// ValidateImport: only the job and its results are written.
+        Validate => "VALIDATE",
+        Import => "IMPORT",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStatus {
-    Running,
-    Succeeded,
-    /// The file was refused or the row limit reached; rows before it are kept.
-    Failed,
-    Cancelled,
-    /// The client went away or the server stopped.
-    Interrupted,
-}
-
-impl JobStatus {
-    pub const ALL: [JobStatus; 5] = [
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Cancelled,
-        Self::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "RUNNING",
-            Self::Succeeded => "SUCCEEDED",
-            Self::Failed => "FAILED",
-            Self::Cancelled => "CANCELLED",
-            Self::Interrupted => "INTERRUPTED",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+text_states! {
+    /// Where a job stands (`import_jobs.status`).
+    JobStatus {
+        Running => "RUNNING",
+        Succeeded => "SUCCEEDED",
+        /// The file was refused or the row limit reached; rows before it are kept.
+        Failed => "FAILED",
+        Cancelled => "CANCELLED",
+        /// The client went away or the server stopped.
+        Interrupted => "INTERRUPTED",
     }
 }
 
@@ -74,8 +39,11 @@ pub enum OnExisting {
     Update,
 }
 
-/// The options sent first on an import stream, as the job keeps them.
+/// The options sent first on an import stream, as the job keeps them. A
+/// stored field that is missing reads as its default; one of the wrong type
+/// is a decode error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImportOptions {
     pub group_ids: Vec<Uuid>,
     pub mirror_user_id: Option<Uuid>,
@@ -130,59 +98,17 @@ pub fn parse_file_name(raw: &str, field: &str) -> Result<String, FieldViolation>
     Ok(name.to_owned())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Created,
-    Updated,
-    Deleted,
-    Unchanged,
-    Skipped,
-    /// Review only.
-    Valid,
-    Failed,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 7] = [
-        Self::Created,
-        Self::Updated,
-        Self::Deleted,
-        Self::Unchanged,
-        Self::Skipped,
-        Self::Valid,
-        Self::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "CREATED",
-            Self::Updated => "UPDATED",
-            Self::Deleted => "DELETED",
-            Self::Unchanged => "UNCHANGED",
-            Self::Skipped => "SKIPPED",
-            Self::Valid => "VALID",
-            Self::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == raw)
-    }
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Add => "ADD",
-            Self::Update => "UPDATE",
-            Self::Delete => "DELETE",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Add, Self::Update, Self::Delete]
-            .into_iter()
-            .find(|a| a.as_str() == raw)
+text_states! {
+    /// What happened to a row (`import_rows.outcome`).
+    Outcome {
+        Created => "CREATED",
+        Updated => "UPDATED",
+        Deleted => "DELETED",
+        Unchanged => "UNCHANGED",
+        Skipped => "SKIPPED",
+        /// Review only.
+        Valid => "VALID",
+        Failed => "FAILED",
     }
 }
 

@@ -5,6 +5,7 @@ pub mod decide;
 pub mod export;
 pub mod header;
 pub mod job;
+pub mod period;
 pub mod reader;
 pub mod row;
 pub mod run;

@@ -5,16 +5,19 @@ use uuid::Uuid;
 
 use super::header::{Column, Header};
 use crate::domain::{
+    text_state::text_states,
     user::{UserInput, UserStatus, UserValues},
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     FieldViolation,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Add,
-    Update,
-    Delete,
+text_states! {
+    /// What a row asks for (`import_rows.action`, "UNSPECIFIED" when unread).
+    Action {
+        Add => "ADD",
+        Update => "UPDATE",
+        Delete => "DELETE",
+    }
 }
 
 /// Values an `update` row gives; blank cells keep the stored value.

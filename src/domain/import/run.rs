@@ -15,6 +15,7 @@ use super::{
     decide::{decide_batch, BatchContext, Candidate, Decision, NamedGroup, StoredUser, Users},
     header::{self, Column, Header},
     job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
+    period::Period,
     reader::{CsvStream, FileRefusal, Limits, Record, RecordProblem},
     row::{
         legacy_status_refused, names_legacy_status_on_add, parse_action, parse_row, unescape_cell,
@@ -25,6 +26,7 @@ use crate::{
     domain::{
         caller::Caller,
         organization::Settings,
+        request::RequestId,
         user::{check_given_groups, mirrored_grants},
         DomainError, FieldViolation,
     },
@@ -38,9 +40,10 @@ pub struct ImportSettings {
     pub max_rows: u64,
     /// Rows decided and written per transaction, at most.
     pub batch_rows: usize,
-    /// A running job whose heartbeat is older than this is ended INTERRUPTED.
-    pub stale_after: Duration,
-    pub heartbeat_every: Duration,
+    /// A running job whose heartbeat is older than this is ended INTERRUPTED;
+    /// the reaper looks twice per period.
+    pub stale_after: Period,
+    pub heartbeat_every: Period,
     /// A client that sends nothing for this long is gone.
     pub idle_timeout: Duration,
     /// File bytes read ahead of the job while it writes a batch, at most.
@@ -51,7 +54,7 @@ pub struct ImportSettings {
     /// How long a review job's row results are kept after it ends.
     pub review_retention: Duration,
     /// How often a server looks for review results past their retention.
-    pub retention_sweep_every: Duration,
+    pub retention_sweep_every: Period,
     /// Review row results one statement of that sweep deletes, at most.
     pub retention_delete_rows: i64,
 }
@@ -62,13 +65,13 @@ impl Default for ImportSettings {
             limits: Limits::default(),
             max_rows: 1_000_000,
             batch_rows: 2000,
-            stale_after: Duration::from_secs(30),
-            heartbeat_every: Duration::from_secs(1),
+            stale_after: Period::constant(Duration::from_secs(30)),
+            heartbeat_every: Period::constant(Duration::from_secs(1)),
             idle_timeout: Duration::from_secs(600),
             inbound_buffer_bytes: 256 * 1024,
             max_running_jobs_per_organization: 4,
             review_retention: Duration::from_secs(7 * 24 * 3600),
-            retention_sweep_every: Duration::from_secs(60),
+            retention_sweep_every: Period::constant(Duration::from_secs(60)),
             retention_delete_rows: 10_000,
         }
     }
@@ -104,7 +107,7 @@ pub struct Progress {
 pub struct Job {
     pool: PgPool,
     caller: Caller,
-    request_id: String,
+    request_id: RequestId,
     settings: ImportSettings,
     owner: Uuid,
     kind: JobKind,
@@ -119,7 +122,7 @@ pub struct Job {
 pub async fn start_job(
     pool: &PgPool,
     caller: &Caller,
-    request_id: &str,
+    request_id: &RequestId,
     settings: &ImportSettings,
     owner: Uuid,
     kind: JobKind,
@@ -155,7 +158,7 @@ pub async fn start_job(
         requested_by: caller.actor().reference(),
         owner,
     };
-    let stale_after = settings.stale_after.as_secs() as i64;
+    let stale_after = settings.stale_after.get().as_secs() as i64;
     let record = match store::imports::insert_job_within_limit(pool, &new_job, limit, stale_after)
         .await?
     {
@@ -173,7 +176,7 @@ pub async fn start_job(
     Ok(Job {
         pool: pool.clone(),
         caller: caller.clone(),
-        request_id: request_id.to_owned(),
+        request_id: request_id.clone(),
         settings: settings.clone(),
         owner,
         kind,
@@ -335,7 +338,7 @@ impl Job {
     ) -> Result<Stop, DomainError> {
         let mut reader = CsvStream::new(self.settings.limits);
         let mut state = ReadState::default();
-        let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every);
+        let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every.get());
         // One deadline, moved on only when data arrives: the heartbeat's ticks
         // and the batches' writes do not keep a silent client's job alive.
         let idle = tokio::time::sleep(self.settings.idle_timeout);
@@ -597,6 +600,9 @@ impl Job {
         bytes_received: u64,
     ) -> Result<Option<Stop>, DomainError> {
         let organization_id = self.caller.organization_id;
+        // Not a UnitOfWork: a batch is one slice of a long job, not one
+        // request's change; its audit rows (one per user) are columns of the
+        // batch that store::imports::write_batch writes with its other rows.
         let mut tx = self.pool.begin().await?;
         let started = std::time::Instant::now();
         let lock = store::imports::lock_job(&mut tx, self.record.id, self.owner).await?;
@@ -854,7 +860,7 @@ impl Jobs {
     pub async fn interrupt_stale(&self) -> Result<u64, DomainError> {
         Ok(store::imports::interrupt_stale_jobs(
             &self.pool,
-            self.settings.stale_after.as_secs() as i64,
+            self.settings.stale_after.get().as_secs() as i64,
         )
         .await?)
     }

@@ -19,7 +19,7 @@ use super::{
     run::{end_job, start_job, EndError, Input, Jobs, Progress},
 };
 use crate::{
-    domain::{caller::Caller, DomainError},
+    domain::{caller::Caller, request::RequestId, DomainError},
     store,
 };
 
@@ -49,7 +49,7 @@ impl ImportSession {
     pub async fn start(
         jobs: &Jobs,
         caller: &Caller,
-        request_id: &str,
+        request_id: &RequestId,
         kind: JobKind,
         options: ImportOptions,
         inbound: impl Stream<Item = Inbound> + Send + Unpin + 'static,
