@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    caller::Actor,
+    caller::{Actor, ActorKind},
     paging::{Page, PageSize},
     DomainError,
 };
@@ -103,7 +103,7 @@ impl FieldChanges {
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
     pub id: Uuid,
-    pub actor_kind: String,
+    pub actor_kind: ActorKind,
     pub actor_id: Option<Uuid>,
     pub action: String,
     pub target_type: String,

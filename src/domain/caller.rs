@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::access::Authority;
+use super::{access::Authority, text_state::text_states};
 
 /// A scope of Roster's own API. ADMIN includes VIEWER.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,13 +89,23 @@ pub enum Actor {
     System,
 }
 
+text_states! {
+    /// Who made a change, as the audit trail stores it.
+    ActorKind {
+        ApiKey => "API_KEY",
+        User => "USER",
+        Operator => "OPERATOR",
+        System => "SYSTEM",
+    }
+}
+
 impl Actor {
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> ActorKind {
         match self {
-            Actor::ApiKey(_) => "API_KEY",
-            Actor::User(_) => "USER",
-            Actor::Operator => "OPERATOR",
-            Actor::System => "SYSTEM",
+            Actor::ApiKey(_) => ActorKind::ApiKey,
+            Actor::User(_) => ActorKind::User,
+            Actor::Operator => ActorKind::Operator,
+            Actor::System => ActorKind::System,
         }
     }
 

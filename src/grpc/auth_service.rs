@@ -13,7 +13,7 @@ use crate::{
         request::RequestId,
         sign_in::{PasswordSet, SignIn},
         token::TokenKind,
-        user, DomainError,
+        user,
     },
     proto::{self, auth_service_server::AuthService},
 };
@@ -162,7 +162,7 @@ impl AuthService for AuthHandler {
         let principal = match caller.principal {
             Principal::ApiKey { id } => {
                 let key = api_key::get_api_key(&self.pool, caller.organization_id, id).await?;
-                proto::who_am_i_response::Principal::ApiKey(convert::api_key(&key))
+                proto::who_am_i_response::Principal::ApiKey(convert::api_keys::api_key(&key))
             }
             Principal::User { id, .. } => {
                 let user = user::get_user(&self.pool, caller.organization_id, id).await?;
@@ -194,15 +194,7 @@ impl AuthService for AuthHandler {
     ) -> Result<Response<proto::CreateApiKeyResponse>, Status> {
         let caller = caller(&request)?;
         let request_id = request_id_of(&request);
-        let body = request.into_inner();
-        let scopes: Vec<_> = body
-            .scopes
-            .iter()
-            .map(|s| convert::scope_from_proto(*s))
-            .collect();
-        let expire_time = convert::parse_timestamp(body.expire_time.as_ref(), "expire_time")
-            .map_err(|v| DomainError::InvalidArgument(vec![v]))?;
-        let new_key = NewApiKey::parse(&body.name, &scopes, expire_time, &body.request_id)?;
+        let new_key = NewApiKey::try_from(request.get_ref())?;
         let (key, secret) = api_key::create_api_key(
             &self.pool,
             caller.organization_id,
@@ -212,7 +204,7 @@ impl AuthService for AuthHandler {
         )
         .await?;
         Ok(Response::new(proto::CreateApiKeyResponse {
-            api_key: Some(convert::api_key(&key)),
+            api_key: Some(convert::api_keys::api_key(&key)),
             secret: secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
         }))
     }
@@ -232,7 +224,7 @@ impl AuthService for AuthHandler {
         )
         .await?;
         Ok(Response::new(proto::ListApiKeysResponse {
-            api_keys: page.items.iter().map(convert::api_key).collect(),
+            api_keys: page.items.iter().map(convert::api_keys::api_key).collect(),
             next_page_token: page.next_page_token,
             total_size: page.total_size.value,
             total_size_estimated: page.total_size.estimated,
@@ -255,7 +247,7 @@ impl AuthService for AuthHandler {
         )
         .await?;
         Ok(Response::new(proto::RevokeApiKeyResponse {
-            api_key: Some(convert::api_key(&key)),
+            api_key: Some(convert::api_keys::api_key(&key)),
         }))
     }
 }

@@ -1,6 +1,13 @@
 //! Conversions between domain values and protobuf messages.
+//!
 
+//! Shared primitives (timestamps, ids, page sizes, JSON) live here; each
+//! service's requests and answers convert in its own module below.
+
+pub mod api_keys;
 pub mod groups;
+pub mod organizations;
+pub mod users;
 
 /// The user service lists a user's groups and access with these.
 pub use groups::{group, unit_scope_to_proto};
@@ -9,11 +16,8 @@ use chrono::{DateTime, Utc};
 use prost_types::{value::Kind, ListValue, Struct, Timestamp, Value};
 use uuid::Uuid;
 
-/// Users are converted by the user service; other services list users too.
-pub use super::user_service::convert::user;
 use crate::{
     domain::{
-        api_key::ApiKey,
         caller::{Scope, Scopes},
         echo,
         paging::PageSize,
@@ -21,6 +25,8 @@ use crate::{
     },
     proto,
 };
+/// Other services list users too.
+pub use users::user;
 
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -78,27 +84,6 @@ pub fn scopes_to_proto(scopes: &Scopes) -> Vec<i32> {
 }
 
 /// `None` for SCOPE_UNSPECIFIED and unknown numbers.
-pub fn scope_from_proto(raw: i32) -> Option<Scope> {
-    match proto::Scope::try_from(raw).ok()? {
-        proto::Scope::Viewer => Some(Scope::Viewer),
-        proto::Scope::Admin => Some(Scope::Admin),
-        proto::Scope::Unspecified => None,
-    }
-}
-
-pub fn api_key(key: &ApiKey) -> proto::ApiKey {
-    proto::ApiKey {
-        id: key.id.to_string(),
-        name: key.name.clone(),
-        scopes: scopes_to_proto(&key.scopes),
-        created_by: key.created_by.clone(),
-        create_time: Some(timestamp(key.create_time)),
-        expire_time: optional_timestamp(key.expire_time),
-        last_used_time: optional_timestamp(key.last_used_time),
-        revoke_time: optional_timestamp(key.revoke_time),
-    }
-}
-
 /// A JSON object as a `google.protobuf.Struct`.
 pub fn json_struct(value: &serde_json::Value) -> Struct {
     match json_value(value).kind {

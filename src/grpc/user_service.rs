@@ -2,7 +2,11 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert::page_size, request_id_of};
+use super::{
+    caller,
+    convert::{page_size, users as convert},
+    request_id_of,
+};
 use crate::{
     domain::{
         group as groups, import,
@@ -10,8 +14,6 @@ use crate::{
     },
     proto::{self, user_service_server::UserService},
 };
-
-pub(super) mod convert;
 
 /// UserService: the directory's users, their groups, onboarding and export.
 pub struct UserHandler {

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use super::{paging::newest_first_page, Transaction};
 use crate::domain::{
     audit::{AuditEvent, AuditFilter, AuditRecord},
+    caller::ActorKind,
     paging::{fingerprint, Page, PageSize},
     DomainError,
 };
@@ -16,7 +17,7 @@ pub async fn record(tx: &mut Transaction<'_>, record: &AuditRecord) -> Result<()
          request_id, changed_fields, details) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         record.organization_id,
         Uuid::now_v7(),
-        record.actor.kind(),
+        record.actor.kind().as_str(),
         record.actor.id(),
         record.action,
         record.target_type,
@@ -53,7 +54,7 @@ pub async fn record_many(
          from unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
          as t(id, action, target_type, target_id, changed_fields, details)",
         first.organization_id,
-        first.actor.kind(),
+        first.actor.kind().as_str(),
         first.actor.id(),
         first.request_id,
         &ids,
@@ -71,7 +72,7 @@ pub async fn record_many(
 #[derive(FromRow)]
 struct AuditRow {
     id: Uuid,
-    actor_kind: String,
+    actor_kind: ActorKind,
     actor_id: Option<Uuid>,
     action: String,
     target_type: String,

@@ -1,0 +1,163 @@
+//! The organization service's settings and audit events, both ways.
+
+use prost_types::Duration;
+
+use super::{json_struct, mask_fields, parse_timestamp, timestamp};
+use crate::{
+    domain::{
+        audit::{AuditEvent, AuditFilter},
+        caller::ActorKind,
+        organization::{Organization, PublicEmailDomainPolicy, SettingsPatch},
+        paging::PageSize,
+        DomainError, FieldViolation,
+    },
+    proto,
+};
+
+fn actor_kind(kind: ActorKind) -> proto::ActorKind {
+    match kind {
+        ActorKind::ApiKey => proto::ActorKind::ApiKey,
+        ActorKind::User => proto::ActorKind::User,
+        ActorKind::Operator => proto::ActorKind::Operator,
+        ActorKind::System => proto::ActorKind::System,
+    }
+}
+
+pub fn audit_event(event: &AuditEvent) -> proto::AuditEvent {
+    proto::AuditEvent {
+        id: event.id.to_string(),
+        actor_kind: actor_kind(event.actor_kind) as i32,
+        actor_id: event.actor_id.map(|id| id.to_string()).unwrap_or_default(),
+        action: event.action.clone(),
+        target_type: event.target_type.clone(),
+        target_id: event.target_id.clone(),
+        request_id: event.request_id.clone(),
+        changed_fields: event.changed_fields.clone(),
+        details: Some(json_struct(&event.details)),
+        create_time: Some(timestamp(event.create_time)),
+    }
+}
+
+/// The filters and page size of `ListAuditEvents`, every violation at once.
+pub fn audit_query(
+    body: &proto::ListAuditEventsRequest,
+) -> Result<(AuditFilter, PageSize), DomainError> {
+    let mut violations = Vec::new();
+    let actor_id = match body.actor_id.as_str() {
+        "" => None,
+        raw => uuid::Uuid::parse_str(raw)
+            .map_err(|_| {
+                violations.push(FieldViolation::new(
+                    "actor_id",
+                    "INVALID_ID",
+                    "must be a UUID",
+                ))
+            })
+            .ok(),
+    };
+    let start_time = parse_timestamp(body.start_time.as_ref(), "start_time")
+        .map_err(|v| violations.push(v))
+        .ok()
+        .flatten();
+    let end_time = parse_timestamp(body.end_time.as_ref(), "end_time")
+        .map_err(|v| violations.push(v))
+        .ok()
+        .flatten();
+    let page_size = PageSize::parse(body.page_size);
+    violations.extend(page_size.as_ref().err().cloned());
+    let page_size = match page_size {
+        Ok(page_size) if violations.is_empty() => page_size,
+        _ => return Err(DomainError::InvalidArgument(violations)),
+    };
+    let filter = AuditFilter {
+        target_type: body.target_type.clone(),
+        target_id: body.target_id.clone(),
+        actor_id,
+        action: body.action.clone(),
+        start_time,
+        end_time,
+    };
+    Ok((filter, page_size))
+}
+
+const SETTING_PATHS: &[&str] = &[
+    "allow_duplicate_emails",
+    "public_email_domain_policy",
+    "invitation_ttl",
+    "password_reset_ttl",
+    "access_token_ttl",
+    "locale",
+];
+
+/// Reads the settings named in the mask (`x` or `settings.x`); an empty mask
+/// or an unknown path is refused, naming the path.
+pub fn settings_patch(
+    settings: proto::OrganizationSettings,
+    mask: prost_types::FieldMask,
+) -> Result<SettingsPatch, DomainError> {
+    let paths = mask_fields(
+        Some(&mask),
+        "settings.",
+        &SETTING_PATHS.join(", "),
+        |path| SETTING_PATHS.iter().find(|known| **known == path).copied(),
+    )?;
+    let mut patch = SettingsPatch::default();
+    for path in paths {
+        match path {
+            "allow_duplicate_emails" => {
+                patch.allow_duplicate_emails = Some(settings.allow_duplicate_emails)
+            }
+            "public_email_domain_policy" => {
+                patch.public_email_domain_policy =
+                    Some(policy_from_proto(settings.public_email_domain_policy))
+            }
+            "invitation_ttl" => {
+                patch.invitation_ttl = Some(whole_seconds(settings.invitation_ttl.as_ref()))
+            }
+            "password_reset_ttl" => {
+                patch.password_reset_ttl = Some(whole_seconds(settings.password_reset_ttl.as_ref()))
+            }
+            "access_token_ttl" => {
+                patch.access_token_ttl = Some(whole_seconds(settings.access_token_ttl.as_ref()))
+            }
+            _ => patch.locale = Some(settings.locale.clone()),
+        }
+    }
+    Ok(patch)
+}
+
+fn whole_seconds(duration: Option<&Duration>) -> Option<i64> {
+    duration.filter(|d| d.nanos == 0).map(|d| d.seconds)
+}
+
+fn policy_from_proto(raw: i32) -> Option<PublicEmailDomainPolicy> {
+    match proto::PublicEmailDomainPolicy::try_from(raw).ok()? {
+        proto::PublicEmailDomainPolicy::Allow => Some(PublicEmailDomainPolicy::Allow),
+        proto::PublicEmailDomainPolicy::Warn => Some(PublicEmailDomainPolicy::Warn),
+        proto::PublicEmailDomainPolicy::Reject => Some(PublicEmailDomainPolicy::Reject),
+        proto::PublicEmailDomainPolicy::Unspecified => None,
+    }
+}
+
+pub fn organization(organization: &Organization) -> proto::Organization {
+    let settings = &organization.settings;
+    let duration = |seconds: i64| Some(Duration { seconds, nanos: 0 });
+    proto::Organization {
+        id: organization.id.to_string(),
+        name: organization.name.clone(),
+        settings: Some(proto::OrganizationSettings {
+            allow_duplicate_emails: settings.allow_duplicate_emails,
+            public_email_domain_policy: match settings.public_email_domain_policy {
+                PublicEmailDomainPolicy::Allow => proto::PublicEmailDomainPolicy::Allow,
+                PublicEmailDomainPolicy::Warn => proto::PublicEmailDomainPolicy::Warn,
+                PublicEmailDomainPolicy::Reject => proto::PublicEmailDomainPolicy::Reject,
+            } as i32,
+            invitation_ttl: duration(settings.invitation_ttl_seconds),
+            password_reset_ttl: duration(settings.password_reset_ttl_seconds),
+            access_token_ttl: duration(settings.access_token_ttl_seconds),
+            locale: settings.locale.as_str().to_owned(),
+        }),
+        create_time: Some(timestamp(organization.create_time)),
+        update_time: Some(timestamp(organization.update_time)),
+    }
+}
