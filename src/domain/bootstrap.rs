@@ -21,19 +21,19 @@ const MARKER: &str = "bootstrap";
 /// Creates `default` and its bootstrap key on the very first start; `None`
 /// on every later start, even if the key was revoked since.
 pub async fn first_start(pool: &PgPool) -> Result<Option<(Organization, Secret)>, DomainError> {
-    // Read before the unit because the unit is bound to its organization: an
-    // operator creating `default` in between makes the insert fail on the
-    // name, and the next start succeeds.
-    let existing = organization::find_organization_by_name(pool, DEFAULT_ORGANIZATION).await?;
-    let organization_id = existing
-        .as_ref()
-        .map_or_else(Uuid::now_v7, |found| found.id);
-    let mut work = UnitOfWork::begin_as(pool, organization_id, Actor::System, None).await?;
+    let mut work = UnitOfWork::begin_as(pool, Uuid::now_v7(), Actor::System, None).await?;
     if !store::meta::claim_marker(work.tx(), MARKER).await? {
         return Ok(None);
     }
+    // Read under the marker, as before the unit existed: an operator may have
+    // created `default` already, and then the key goes to that organization.
+    let existing =
+        store::organizations::find_by_name(&mut **work.tx(), DEFAULT_ORGANIZATION).await?;
     let organization = match existing {
-        Some(existing) => existing,
+        Some(existing) => {
+            work.rebind_organization(existing.id);
+            existing
+        }
         None => {
             let name = organization::parse_name(DEFAULT_ORGANIZATION)?;
             organization::add_organization(&mut work, &name).await?

@@ -29,8 +29,9 @@ impl RequestId {
             .unwrap_or_else(Self::generate)
     }
 
+    /// Time-ordered, so generated ids sort as the calls came.
     pub fn generate() -> Self {
-        Self(Uuid::new_v4().to_string())
+        Self(Uuid::now_v7().to_string())
     }
 
     pub fn as_str(&self) -> &str {

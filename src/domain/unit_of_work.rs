@@ -55,6 +55,16 @@ impl UnitOfWork {
         })
     }
 
+    /// The organization turned out to be an existing one, found inside the
+    /// unit (the bootstrap's `default`): only before anything is recorded.
+    pub fn rebind_organization(&mut self, organization_id: Uuid) {
+        debug_assert!(
+            self.audits.is_empty(),
+            "records already name the old organization"
+        );
+        self.organization_id = organization_id;
+    }
+
     pub fn tx(&mut self) -> &mut Transaction<'static> {
         &mut self.tx
     }
@@ -107,7 +117,20 @@ impl UnitOfWork {
     }
 
     pub async fn commit(mut self) -> Result<(), DomainError> {
-        store::audit::record_many(&mut self.tx, &self.audits).await?;
+        // One statement when every record shares who and which request (it
+        // takes them from the first), as records of `audit_record` do.
+        let shared = self.audits.windows(2).all(|pair| {
+            pair[0].organization_id == pair[1].organization_id
+                && pair[0].actor == pair[1].actor
+                && pair[0].request_id == pair[1].request_id
+        });
+        if shared {
+            store::audit::record_many(&mut self.tx, &self.audits).await?;
+        } else {
+            for record in &self.audits {
+                store::audit::record(&mut self.tx, record).await?;
+            }
+        }
         self.tx.commit().await?;
         Ok(())
     }

@@ -292,3 +292,33 @@ async fn audit_events_filter_and_page_newest_first() {
         .into_inner();
     assert_eq!(none_after.total_size, 0);
 }
+
+#[tokio::test]
+async fn the_first_start_gives_its_key_to_a_default_organization_an_operator_made_already() {
+    let app = TestApp::spawn().await;
+    let made = roster::domain::organization::create_organization(
+        &app.pool,
+        "default",
+        roster::domain::caller::Actor::Operator,
+    )
+    .await
+    .expect("the operator creates default");
+
+    let (organization, _secret) = roster::domain::bootstrap::first_start(&app.pool)
+        .await
+        .expect("the first start succeeds")
+        .expect("the first start makes a key");
+    assert_eq!(organization.id, made.id, "no second default organization");
+    let keys_of_default: i64 = sqlx::query_scalar(
+        "select count(*) from api_keys where organization_id = $1 and name = 'bootstrap'",
+    )
+    .bind(made.id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(keys_of_default, 1);
+    assert!(roster::domain::bootstrap::first_start(&app.pool)
+        .await
+        .unwrap()
+        .is_none());
+}
