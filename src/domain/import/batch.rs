@@ -327,6 +327,11 @@ mod tests {
         assert_eq!(batch.deleted, [deleted]);
         let audited: Vec<_> = batch.audits.iter().map(|a| a.action).collect();
         assert_eq!(audited, ["user.create", "user.update", "user.delete"]);
+        assert_eq!(
+            batch.audits[1].details["status"],
+            json!({ "old": "ACTIVE", "new": "INACTIVE" }),
+            "the audit names states as stored, not by their variant names"
+        );
         let outcomes: Vec<_> = results.iter().map(|(result, _)| result.outcome).collect();
         assert_eq!(
             outcomes,

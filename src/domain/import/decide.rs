@@ -892,3 +892,29 @@ impl Users {
         self.slots.iter().flatten()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_status_stores_an_admin_state_or_a_legacy_status_over_active() {
+        let cases = [
+            (UserStatus::Active, (AdminState::Active, None)),
+            (UserStatus::Inactive, (AdminState::Inactive, None)),
+            (UserStatus::OnVacation, (AdminState::OnVacation, None)),
+            (
+                UserStatus::Blocked,
+                (AdminState::Active, Some(LegacyStatus::Blocked)),
+            ),
+            (
+                UserStatus::Disabled,
+                (AdminState::Active, Some(LegacyStatus::Disabled)),
+            ),
+        ];
+        for (status, states) in cases {
+            assert_eq!(states_of(status), states, "{status}");
+            assert_eq!(UserStatus::assigned(states.0, states.1), status);
+        }
+    }
+}
