@@ -18,7 +18,7 @@ use super::{
     password::{unmet_rules, Password, PasswordHasher, PasswordRule},
     request::RequestId,
     status::UserStatus,
-    token::{LinkRecord, PresentedToken, Secret, TokenKind},
+    token::{LinkPurpose, LinkRecord, PresentedToken, Secret, TokenKind},
     unit_of_work::UnitOfWork,
     DomainError, FieldViolation,
 };
@@ -253,7 +253,7 @@ impl SignIn {
             work.tx(),
             organization_id,
             &[user_id],
-            &["PASSWORD_RESET"],
+            &[LinkPurpose::PasswordReset],
         )
         .await?;
         work.record(work.audit_record("user.password.change", "user", user_id));
@@ -327,13 +327,8 @@ impl SignIn {
         }
         store::users::set_password(work.tx(), organization_id, user_id, &hash).await?;
         store::onboarding_tokens::mark_used(work.tx(), organization_id, locked.id).await?;
-        store::onboarding_tokens::revoke(
-            work.tx(),
-            organization_id,
-            &[user_id],
-            &store::onboarding_tokens::ALL_PURPOSES,
-        )
-        .await?;
+        store::onboarding_tokens::revoke(work.tx(), organization_id, &[user_id], LinkPurpose::ALL)
+            .await?;
         let action = if kind == TokenKind::Invitation {
             "user.password.register"
         } else {

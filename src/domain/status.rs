@@ -104,10 +104,10 @@ impl UserStatus {
         }
     }
 
-    /// The assignable admin state as stored text. Transitional: the import's
-    /// decisions still carry states as text until they move to the enums.
-    pub fn admin_state(self) -> Result<&'static str, FieldViolation> {
-        self.assignable().map(AdminState::as_str)
+    /// The status a user's states assign, onboarding aside: the legacy
+    /// status, else the admin state (what an import row and the export show).
+    pub fn assigned(admin_state: AdminState, legacy_status: Option<LegacyStatus>) -> Self {
+        legacy_status.map_or(admin_state.into(), Self::from)
     }
 
     /// The stored legacy status this status stands for, if it is one.
@@ -230,6 +230,14 @@ mod tests {
         );
         assert_eq!(UserStatus::Disabled.legacy(), Some(LegacyStatus::Disabled));
         assert_eq!(UserStatus::Active.legacy(), None);
+        assert_eq!(
+            UserStatus::assigned(AdminState::Inactive, Some(LegacyStatus::Blocked)),
+            UserStatus::Blocked
+        );
+        assert_eq!(
+            UserStatus::assigned(AdminState::OnVacation, None),
+            UserStatus::OnVacation
+        );
     }
 
     #[test]

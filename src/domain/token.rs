@@ -9,6 +9,8 @@ use rand::{rngs::OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::text_state::text_states;
+
 const SECRET_BYTES: usize = 32;
 /// base64url without padding of 32 bytes.
 const ENCODED_LEN: usize = 43;
@@ -23,12 +25,21 @@ pub enum TokenKind {
     PasswordReset,
 }
 
+text_states! {
+    /// What a link token is for (`onboarding_tokens.purpose`). `ALL` is what
+    /// an email change or a new password revokes.
+    LinkPurpose {
+        Invitation => "INVITATION",
+        PasswordReset => "PASSWORD_RESET",
+    }
+}
+
 impl TokenKind {
     /// The stored purpose of a link token (`onboarding_tokens.purpose`).
     pub fn link_purpose(self) -> Option<&'static str> {
         match self {
-            TokenKind::Invitation => Some("INVITATION"),
-            TokenKind::PasswordReset => Some("PASSWORD_RESET"),
+            TokenKind::Invitation => Some(LinkPurpose::Invitation.as_str()),
+            TokenKind::PasswordReset => Some(LinkPurpose::PasswordReset.as_str()),
             TokenKind::ApiKey | TokenKind::AccessToken => None,
         }
     }

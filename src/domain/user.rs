@@ -16,6 +16,7 @@ use super::{
     audit::FieldChanges,
     caller::{Caller, Principal},
     request::{IdempotencyKey, RequestId},
+    token::LinkPurpose,
     unit_of_work::{IdempotentCreate, UnitOfWork},
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
@@ -789,7 +790,7 @@ pub async fn update_user(
     if email_changed {
         // Links and sessions were given to the old address.
         store::access_tokens::revoke_all_for_user(&mut **tx, organization_id, user_id).await?;
-        let purposes = &store::onboarding_tokens::ALL_PURPOSES;
+        let purposes = LinkPurpose::ALL;
         store::onboarding_tokens::revoke(tx, organization_id, &[user_id], purposes).await?;
     }
     work.record(

@@ -18,10 +18,11 @@ use super::{
 use crate::domain::{
     import::{
         batch::ImportBatch,
-        job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
+        job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, NewJob, Outcome, RowResult},
         row::Action,
     },
     paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
+    token::LinkPurpose,
     DomainError, FieldViolation,
 };
 
@@ -83,16 +84,6 @@ impl From<JobRow> for ImportJob {
             row_results_expired_time: row.row_results_expired_time,
         }
     }
-}
-
-/// A new job, RUNNING, owned by this process.
-pub struct NewJob<'a> {
-    pub organization_id: Uuid,
-    pub id: Uuid,
-    pub kind: JobKind,
-    pub options: &'a ImportOptions,
-    pub requested_by: String,
-    pub owner: Uuid,
 }
 
 /// Creates the job unless its organization already runs `limit` jobs of its
@@ -639,7 +630,7 @@ pub async fn write_batch(
             tx,
             organization_id,
             &batch.new_addresses,
-            &super::onboarding_tokens::ALL_PURPOSES,
+            LinkPurpose::ALL,
         )
         .await?;
     }

@@ -5,7 +5,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::Transaction;
-use crate::domain::token::{LinkRecord, TokenHash};
+use crate::domain::token::{LinkPurpose, LinkRecord, TokenHash};
 
 /// Stores a new token of `purpose` for the user and revokes the previous
 /// ones of the same purpose, so only the newest link works.
@@ -17,7 +17,7 @@ pub async fn replace(
     hash: &TokenHash,
     expire_time: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    revoke(tx, organization_id, &[user_id], &[purpose]).await?;
+    revoke_stored(tx, organization_id, &[user_id], &[purpose]).await?;
     sqlx::query!(
         "insert into onboarding_tokens (organization_id, id, user_id, purpose, token_hash, expire_time) \
          values ($1, $2, $3, $4, $5, $6)",
@@ -33,11 +33,19 @@ pub async fn replace(
     Ok(())
 }
 
-/// Every purpose: what an email change or a new password revokes.
-pub const ALL_PURPOSES: [&str; 2] = ["INVITATION", "PASSWORD_RESET"];
-
 /// Revokes the users' live tokens of these purposes (e.g. on an email change).
 pub async fn revoke(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+    purposes: &[LinkPurpose],
+) -> Result<u64, sqlx::Error> {
+    let purposes: Vec<&str> = purposes.iter().map(|purpose| purpose.as_str()).collect();
+    revoke_stored(tx, organization_id, user_ids, &purposes).await
+}
+
+/// `revoke` by the purposes' stored names.
+async fn revoke_stored(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     user_ids: &[Uuid],

@@ -6,7 +6,7 @@
 use sqlx::{PgExecutor, PgPool};
 
 use super::Transaction;
-use crate::domain::sign_in::Bucket;
+use crate::domain::sign_in::{Bucket, ThrottleSettings};
 
 /// The server-side key of the sign-in digests.
 pub async fn secret<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<u8>, sqlx::Error> {
@@ -168,15 +168,12 @@ pub async fn release_and_reset(
 /// giving back its reservation when `reserved`. Past its free failures a
 /// key is held back for `base * 2^(failures - free - 1)` seconds, at most
 /// `max`; failures older than `forget_after` are forgotten first.
-#[allow(clippy::too_many_arguments)]
 pub async fn record_failure<'e>(
     executor: impl PgExecutor<'e>,
+    settings: &ThrottleSettings,
     keys: &[Vec<u8>],
     free: &[i32],
     reserved: bool,
-    base_seconds: f64,
-    max_seconds: f64,
-    forget_after_seconds: f64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "with counted as ( \
@@ -192,9 +189,9 @@ pub async fn record_failure<'e>(
         keys,
         free,
         reserved,
-        base_seconds,
-        max_seconds,
-        forget_after_seconds,
+        settings.base.as_secs_f64(),
+        settings.max.as_secs_f64(),
+        settings.forget_after.as_secs_f64(),
     )
     .execute(executor)
     .await?;

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{map_constraint_violation, paging::total_size, Transaction};
 use crate::domain::{
+    import::{batch::ImportedUser, decide::StoredUser},
     paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
     status::StatusFacts,
     user::{
@@ -489,34 +490,28 @@ pub async fn some_duplicate_emails(
     .await
 }
 
-/// A user as an import row sees it: values and the assigned status.
-pub struct ImportedUserRow {
-    pub id: Uuid,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub username: String,
-    pub phone: Option<String>,
-    pub external_id: Option<String>,
-    pub admin_state: String,
-    pub legacy_status: Option<String>,
-}
-
-impl ImportedUserRow {
-    pub fn values(&self) -> UserValues {
-        UserValues::from_stored(
-            self.first_name.clone(),
-            self.last_name.clone(),
-            self.email.clone(),
-            self.username.clone(),
-            self.phone.clone(),
-            self.external_id.clone(),
-        )
+impl From<UserRow> for StoredUser {
+    fn from(row: UserRow) -> Self {
+        StoredUser {
+            id: row.id,
+            values: UserValues::from_stored(
+                row.first_name,
+                row.last_name,
+                row.email,
+                row.username,
+                row.phone,
+                row.external_id,
+            ),
+            admin_state: row.admin_state,
+            legacy_status: row.legacy_status,
+            grants: Vec::new(),
+        }
     }
 }
 
 /// The users having one of these (lowercase) emails or usernames or one of
-/// these external ids; locked when the batch will change them.
+/// these external ids; locked when the batch will change them. Their grants
+/// are left for the caller to read.
 pub async fn find_by_keys(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
@@ -524,13 +519,12 @@ pub async fn find_by_keys(
     usernames: &[String],
     external_ids: &[String],
     lock: bool,
-) -> Result<Vec<ImportedUserRow>, sqlx::Error> {
+) -> Result<Vec<StoredUser>, sqlx::Error> {
     macro_rules! by_keys {
         ($tail:literal) => {
-            sqlx::query_as!(
-                ImportedUserRow,
-                "select id, first_name, last_name, email, username, phone, external_id, \
-                 admin_state, legacy_status from users where organization_id = $1 \
+            user_query!(
+                "select",
+                "from users where organization_id = $1 \
                  and (lower(email) = any($2) or lower(username) = any($3) or external_id = any($4)) \
                  order by create_time, id"
                     + $tail,
@@ -543,11 +537,12 @@ pub async fn find_by_keys(
             .await
         };
     }
-    if lock {
-        by_keys!(" for update")
+    let rows = if lock {
+        by_keys!(" for update")?
     } else {
-        by_keys!("")
-    }
+        by_keys!("")?
+    };
+    Ok(rows.into_iter().map(StoredUser::from).collect())
 }
 
 /// The columns of an import batch, one array each for UNNEST.
@@ -559,16 +554,14 @@ struct BatchColumns {
     usernames: Vec<String>,
     phones: Vec<Option<String>>,
     external_ids: Vec<Option<String>>,
-    admin_states: Vec<String>,
-    legacy_statuses: Vec<Option<String>>,
+    admin_states: Vec<&'static str>,
+    legacy_statuses: Vec<Option<&'static str>>,
     search_keys: Vec<String>,
     last_name_keys: Vec<String>,
 }
 
 impl BatchColumns {
-    fn of<'a>(
-        rows: impl Iterator<Item = (Uuid, &'a UserValues, &'a str, Option<&'a str>)>,
-    ) -> Self {
+    fn of(users: &[ImportedUser<'_>]) -> Self {
         let mut columns = Self {
             ids: Vec::new(),
             first_names: Vec::new(),
@@ -582,8 +575,9 @@ impl BatchColumns {
             search_keys: Vec::new(),
             last_name_keys: Vec::new(),
         };
-        for (id, values, admin_state, legacy_status) in rows {
-            columns.ids.push(id);
+        for user in users {
+            let values = user.values;
+            columns.ids.push(user.id);
             columns.first_names.push(values.first_name.to_string());
             columns.last_names.push(values.last_name.to_string());
             columns.emails.push(values.email.to_string());
@@ -594,23 +588,15 @@ impl BatchColumns {
             columns
                 .external_ids
                 .push(values.external_id.as_deref().map(str::to_owned));
-            columns.admin_states.push(admin_state.to_owned());
+            columns.admin_states.push(user.admin_state.as_str());
             columns
                 .legacy_statuses
-                .push(legacy_status.map(str::to_owned));
+                .push(user.legacy_status.map(LegacyStatus::as_str));
             columns.search_keys.push(values.search_key());
             columns.last_name_keys.push(values.last_name_key());
         }
         columns
     }
-}
-
-/// A user an import creates, with the id chosen for it.
-pub struct NewImportedUser<'a> {
-    pub id: Uuid,
-    pub values: &'a UserValues,
-    pub admin_state: &'static str,
-    pub legacy_status: Option<&'static str>,
 }
 
 /// Inserts users in one statement; a user that would collide with an
@@ -619,14 +605,10 @@ pub struct NewImportedUser<'a> {
 pub async fn insert_many(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
-    users: &[NewImportedUser<'_>],
+    users: &[ImportedUser<'_>],
     email_unique: bool,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let columns = BatchColumns::of(
-        users
-            .iter()
-            .map(|u| (u.id, u.values, u.admin_state, u.legacy_status)),
-    );
+    let columns = BatchColumns::of(users);
     // Inserted in email order, so that concurrent imports lock keys in one order.
     sqlx::query_scalar!(
         "insert into users (organization_id, id, first_name, last_name, email, username, phone, external_id, \
@@ -656,25 +638,13 @@ pub async fn insert_many(
     .await
 }
 
-/// A user an import changes: all values, and the assigned status.
-pub struct ImportedUserChange<'a> {
-    pub id: Uuid,
-    pub values: &'a UserValues,
-    pub admin_state: &'a str,
-    pub legacy_status: Option<&'a str>,
-}
-
 /// Updates users in one statement.
 pub async fn update_many(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
-    changes: &[ImportedUserChange<'_>],
+    changes: &[ImportedUser<'_>],
 ) -> Result<(), DomainError> {
-    let columns = BatchColumns::of(
-        changes
-            .iter()
-            .map(|c| (c.id, c.values, c.admin_state, c.legacy_status)),
-    );
+    let columns = BatchColumns::of(changes);
     sqlx::query!(
         "update users u set first_name = t.first_name, last_name = t.last_name, email = t.email, \
          username = t.username, phone = t.phone, external_id = t.external_id, admin_state = t.admin_state, \
@@ -728,7 +698,7 @@ pub struct ExportRow {
     pub phone: Option<String>,
     pub external_id: Option<String>,
     /// The assigned status: the legacy one, else the admin state.
-    pub status: String,
+    pub status: UserStatus,
     /// Group names, `|`-separated.
     pub groups: String,
 }

@@ -10,15 +10,12 @@ use super::{
     decide::{Decision, Plan},
     job::{JobKind, RowResult},
 };
-use crate::{
-    domain::{
-        audit::{AuditRecord, FieldChanges},
-        caller::Actor,
-        request::RequestId,
-        user::user_value_pairs,
-        FieldViolation,
-    },
-    store::users::{ImportedUserChange, NewImportedUser},
+use crate::domain::{
+    audit::{AuditRecord, FieldChanges},
+    caller::Actor,
+    request::RequestId,
+    user::{user_value_pairs, AdminState, LegacyStatus, UserStatus, UserValues},
+    FieldViolation,
 };
 
 /// Who writes a batch, in which job, and what the job's options add.
@@ -41,10 +38,19 @@ impl BatchAuthor<'_> {
     }
 }
 
+/// A user as an import writes it (created or changed): all values and the
+/// assigned states.
+pub struct ImportedUser<'a> {
+    pub id: Uuid,
+    pub values: &'a UserValues,
+    pub admin_state: AdminState,
+    pub legacy_status: Option<LegacyStatus>,
+}
+
 /// Every write of a batch after its new users are inserted.
 #[derive(Default)]
 pub struct ImportBatch<'a> {
-    pub changes: Vec<ImportedUserChange<'a>>,
+    pub changes: Vec<ImportedUser<'a>>,
     /// Memberships to add, as pairs: `member_users[i]` joins `member_groups[i]`.
     pub member_users: Vec<Uuid>,
     pub member_groups: Vec<Uuid>,
@@ -62,7 +68,7 @@ pub type ResultWithClaims = (RowResult, Vec<String>);
 
 /// The users the decisions create, inserted first: which of them are
 /// inserted decides the rest of the batch.
-pub fn new_users(decisions: &[Decision]) -> Vec<NewImportedUser<'_>> {
+pub fn new_users(decisions: &[Decision]) -> Vec<ImportedUser<'_>> {
     decisions
         .iter()
         .filter_map(|decision| match &decision.plan {
@@ -72,10 +78,10 @@ pub fn new_users(decisions: &[Decision]) -> Vec<NewImportedUser<'_>> {
                 admin_state,
                 legacy_status,
                 ..
-            } => Some(NewImportedUser {
+            } => Some(ImportedUser {
                 id: *user_id,
                 values,
-                admin_state,
+                admin_state: *admin_state,
                 legacy_status: *legacy_status,
             }),
             _ => None,
@@ -143,11 +149,11 @@ impl<'a> ImportBatch<'a> {
                 revoke_tokens,
                 email_changed,
             } => {
-                self.changes.push(ImportedUserChange {
+                self.changes.push(ImportedUser {
                     id: *id,
                     values: after,
-                    admin_state,
-                    legacy_status: legacy_status.as_deref(),
+                    admin_state: *admin_state,
+                    legacy_status: *legacy_status,
                 });
                 self.add_memberships(*id, add_group_ids);
                 if *revoke_tokens {
@@ -156,10 +162,15 @@ impl<'a> ImportBatch<'a> {
                 if *email_changed {
                     self.new_addresses.push(*id);
                 }
-                let status_after = legacy_status.as_deref().unwrap_or(admin_state);
+                let status_after = UserStatus::assigned(*admin_state, *legacy_status);
                 let changes =
                     FieldChanges::between(user_value_pairs(before, after).into_iter().chain([
-                        ("status", json!(status_before), json!(status_after)),
+                        // Stored names, as before: the enums' serde form is the variant name.
+                        (
+                            "status",
+                            json!(status_before.as_str()),
+                            json!(status_after.as_str()),
+                        ),
                         ("groups", json!([]), json!(add_group_ids)),
                     ]));
                 self.audits
@@ -259,7 +270,7 @@ mod tests {
         Plan::Create {
             user_id,
             values: values(username),
-            admin_state: "ACTIVE",
+            admin_state: AdminState::Active,
             legacy_status: None,
             group_ids,
         }
@@ -277,8 +288,8 @@ mod tests {
                     user_id: updated,
                     before: values("caio"),
                     after: values("caio.new"),
-                    status_before: "ACTIVE".into(),
-                    admin_state: "INACTIVE".into(),
+                    status_before: UserStatus::Active,
+                    admin_state: AdminState::Inactive,
                     legacy_status: None,
                     add_group_ids: vec![group],
                     revoke_tokens: true,
@@ -316,6 +327,11 @@ mod tests {
         assert_eq!(batch.deleted, [deleted]);
         let audited: Vec<_> = batch.audits.iter().map(|a| a.action).collect();
         assert_eq!(audited, ["user.create", "user.update", "user.delete"]);
+        assert_eq!(
+            batch.audits[1].details["status"],
+            json!({ "old": "ACTIVE", "new": "INACTIVE" }),
+            "the audit names states as stored, not by their variant names"
+        );
         let outcomes: Vec<_> = results.iter().map(|(result, _)| result.outcome).collect();
         assert_eq!(
             outcomes,

@@ -20,7 +20,9 @@ use crate::domain::{
     caller::{Caller, Principal},
     echo,
     organization::Settings,
-    user::{public_domain_check, UserInput, UserStatus, UserValues, Warning},
+    user::{
+        public_domain_check, AdminState, LegacyStatus, UserInput, UserStatus, UserValues, Warning,
+    },
     DomainError, FieldViolation,
 };
 
@@ -29,15 +31,26 @@ use crate::domain::{
 pub struct StoredUser {
     pub id: Uuid,
     pub values: UserValues,
-    pub admin_state: String,
-    pub legacy_status: Option<String>,
+    pub admin_state: AdminState,
+    pub legacy_status: Option<LegacyStatus>,
+    /// Read apart from the user (`store::users::find_by_keys` leaves it
+    /// empty, the batch's grants query fills it).
     pub grants: Vec<Grant>,
 }
 
 impl StoredUser {
     /// The status an import row compares with: the legacy one, else the admin state.
-    fn assigned_status(&self) -> &str {
-        self.legacy_status.as_deref().unwrap_or(&self.admin_state)
+    fn assigned_status(&self) -> UserStatus {
+        UserStatus::assigned(self.admin_state, self.legacy_status)
+    }
+}
+
+/// The states a row's status stores: an admin state, or a legacy status
+/// over ACTIVE (whether a legacy one is allowed is the caller's check).
+fn states_of(status: UserStatus) -> (AdminState, Option<LegacyStatus>) {
+    match status.assignable() {
+        Ok(state) => (state, None),
+        Err(_) => (AdminState::Active, status.legacy()),
     }
 }
 
@@ -83,8 +96,8 @@ pub enum Plan {
         /// Chosen now, so later rows of the batch can name the new user.
         user_id: Uuid,
         values: UserValues,
-        admin_state: &'static str,
-        legacy_status: Option<&'static str>,
+        admin_state: AdminState,
+        legacy_status: Option<LegacyStatus>,
         group_ids: Vec<Uuid>,
     },
     Update {
@@ -92,10 +105,10 @@ pub enum Plan {
         before: UserValues,
         after: UserValues,
         /// The assigned status before (legacy status, else admin state).
-        status_before: String,
+        status_before: UserStatus,
         /// Admin state and legacy status after the row.
-        admin_state: String,
-        legacy_status: Option<String>,
+        admin_state: AdminState,
+        legacy_status: Option<LegacyStatus>,
         add_group_ids: Vec<Uuid>,
         /// Email changed or the account is no longer ACTIVE: sessions end.
         revoke_tokens: bool,
@@ -362,16 +375,13 @@ fn decide_create(
         ));
     }
     context.check_email_domain(&values.email, warnings, &mut errors);
-    if status.is_some_and(|s| s.admin_state().is_err()) && !context.options.allow_legacy_statuses {
+    if status.is_some_and(|s| s.assignable().is_err()) && !context.options.allow_legacy_statuses {
         errors.push(legacy_status_refused());
     }
     let (admin_state, legacy_status) = match status {
-        None if context.options.deactivated => ("INACTIVE", None),
-        None => ("ACTIVE", None),
-        Some(status) => match status.admin_state() {
-            Ok(state) => (state, None),
-            Err(_) => ("ACTIVE", Some(status.as_str())),
-        },
+        None if context.options.deactivated => (AdminState::Inactive, None),
+        None => (AdminState::Active, None),
+        Some(status) => states_of(status),
     };
     let row_groups = context.resolve_groups(groups).unwrap_or_else(|found| {
         errors.extend(found);
@@ -435,7 +445,7 @@ fn decide_update(
     let email_changed = !after.email.eq_ignore_ascii_case(&before.email);
     let status_change = match requested.status {
         None => None,
-        Some(wanted) if wanted.as_str() == user.assigned_status() => None,
+        Some(wanted) if wanted == user.assigned_status() => None,
         Some(wanted) => Some(wanted),
     };
     context.ensure_may_act_on(user, status_change.map(|_| "change the status of"))?;
@@ -460,17 +470,14 @@ fn decide_update(
         return Ok((Plan::Unchanged { user_id: user.id }, claims));
     }
     let revoke_tokens = email_changed
-        || status.is_some_and(|(state, legacy)| state != "ACTIVE" || legacy.is_some());
-    let (admin_state, legacy_status) = match status {
-        Some((state, legacy)) => (state.to_owned(), legacy.map(str::to_owned)),
-        None => (user.admin_state.clone(), user.legacy_status.clone()),
-    };
+        || status.is_some_and(|(state, legacy)| state != AdminState::Active || legacy.is_some());
+    let (admin_state, legacy_status) = status.unwrap_or((user.admin_state, user.legacy_status));
     Ok((
         Plan::Update {
             user_id: user.id,
             before: before.clone(),
             after,
-            status_before: user.assigned_status().to_owned(),
+            status_before: user.assigned_status(),
             admin_state,
             legacy_status,
             add_group_ids,
@@ -580,15 +587,12 @@ impl BatchContext<'_> {
         &self,
         wanted: UserStatus,
         errors: &mut Vec<FieldViolation>,
-    ) -> Option<(&'static str, Option<&'static str>)> {
-        match wanted.admin_state() {
-            Ok(state) => Some((state, None)),
-            Err(_) if self.options.allow_legacy_statuses => Some(("ACTIVE", Some(wanted.as_str()))),
-            Err(_) => {
-                errors.push(legacy_status_refused());
-                None
-            }
+    ) -> Option<(AdminState, Option<LegacyStatus>)> {
+        if wanted.assignable().is_err() && !self.options.allow_legacy_statuses {
+            errors.push(legacy_status_refused());
+            return None;
         }
+        Some(states_of(wanted))
     }
 
     /// The organization's public-domain policy on a row's email: a warning,
@@ -619,8 +623,8 @@ impl BatchContext<'_> {
             } => self.users.insert(StoredUser {
                 id: *user_id,
                 values: values.clone(),
-                admin_state: (*admin_state).to_owned(),
-                legacy_status: legacy_status.map(str::to_owned),
+                admin_state: *admin_state,
+                legacy_status: *legacy_status,
                 grants: Vec::new(),
             }),
             Plan::Update {
@@ -632,8 +636,8 @@ impl BatchContext<'_> {
             } => {
                 if let Some(mut user) = self.users.remove(*user_id) {
                     user.values = after.clone();
-                    user.admin_state.clone_from(admin_state);
-                    user.legacy_status.clone_from(legacy_status);
+                    user.admin_state = *admin_state;
+                    user.legacy_status = *legacy_status;
                     self.users.insert(user);
                 }
             }
@@ -886,5 +890,31 @@ impl Users {
 
     fn iter(&self) -> impl Iterator<Item = &StoredUser> {
         self.slots.iter().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_status_stores_an_admin_state_or_a_legacy_status_over_active() {
+        let cases = [
+            (UserStatus::Active, (AdminState::Active, None)),
+            (UserStatus::Inactive, (AdminState::Inactive, None)),
+            (UserStatus::OnVacation, (AdminState::OnVacation, None)),
+            (
+                UserStatus::Blocked,
+                (AdminState::Active, Some(LegacyStatus::Blocked)),
+            ),
+            (
+                UserStatus::Disabled,
+                (AdminState::Active, Some(LegacyStatus::Disabled)),
+            ),
+        ];
+        for (status, states) in cases {
+            assert_eq!(states_of(status), states, "{status}");
+            assert_eq!(UserStatus::assigned(states.0, states.1), status);
+        }
     }
 }

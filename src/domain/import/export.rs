@@ -48,7 +48,7 @@ pub async fn export_users(
         after = rows.last().map(|row| row.id);
         for row in &rows {
             let id = row.id.to_string();
-            let status = row.status.to_lowercase();
+            let status = row.status.as_str().to_lowercase();
             csv_line(
                 [
                     row.first_name.as_str(),

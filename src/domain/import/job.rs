@@ -180,6 +180,16 @@ impl Counts {
     }
 }
 
+/// A new job, RUNNING, owned by this process.
+pub struct NewJob<'a> {
+    pub organization_id: Uuid,
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub options: &'a ImportOptions,
+    pub requested_by: String,
+    pub owner: Uuid,
+}
+
 #[derive(Debug, Clone)]
 pub struct ImportJob {
     pub id: Uuid,

@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use super::{
     batch::{self, result_of, BatchAuthor, ImportBatch, ResultWithClaims},
-    decide::{decide_batch, BatchContext, Candidate, Decision, NamedGroup, StoredUser, Users},
+    decide::{decide_batch, BatchContext, Candidate, Decision, NamedGroup, Users},
     header::{self, Column, Header},
-    job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, Outcome, RowResult},
+    job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, NewJob, Outcome, RowResult},
     period::Period,
     reader::{CsvStream, FileRefusal, Limits, Record, RecordProblem},
     row::{
@@ -150,7 +150,7 @@ pub async fn start_job(
     }
     tx.commit().await?;
     let limit = settings.max_running_jobs_per_organization;
-    let new_job = store::imports::NewJob {
+    let new_job = NewJob {
         organization_id,
         id: Uuid::now_v7(),
         kind,
@@ -661,7 +661,7 @@ impl Job {
     ) -> Result<BatchContext<'a>, DomainError> {
         let organization_id = self.caller.organization_id;
         let keys = Keys::of(candidates);
-        let rows = store::users::find_by_keys(
+        let mut found = store::users::find_by_keys(
             tx,
             organization_id,
             &keys.emails,
@@ -670,15 +670,12 @@ impl Job {
             self.kind == JobKind::Import,
         )
         .await?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let ids: Vec<Uuid> = found.iter().map(|user| user.id).collect();
         let mut grants = store::groups::grants_of_users(tx, organization_id, &ids).await?;
-        let users = Users::new(rows.into_iter().map(|row| StoredUser {
-            values: row.values(),
-            grants: grants.remove(&row.id).unwrap_or_default(),
-            id: row.id,
-            admin_state: row.admin_state,
-            legacy_status: row.legacy_status,
-        }));
+        for user in &mut found {
+            user.grants = grants.remove(&user.id).unwrap_or_default();
+        }
+        let users = Users::new(found);
         let groups = if keys.any_groups {
             store::groups::all_named_grants(tx, organization_id)
                 .await?

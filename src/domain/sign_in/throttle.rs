@@ -262,7 +262,8 @@ impl Throttle {
             Err(error) => return Err(error),
         };
         let (keys, free) = attempt.keys_and_free();
-        record_failure(&mut *tx, &self.settings, &keys, &free, false).await?;
+        store::sign_in_throttle::record_failure(&mut *tx, &self.settings, &keys, &free, false)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -392,25 +393,6 @@ impl Attempt {
     }
 }
 
-async fn record_failure<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
-    settings: &ThrottleSettings,
-    keys: &[Vec<u8>],
-    free: &[i32],
-    reserved: bool,
-) -> Result<(), sqlx::Error> {
-    store::sign_in_throttle::record_failure(
-        executor,
-        keys,
-        free,
-        reserved,
-        settings.base.as_secs_f64(),
-        settings.max.as_secs_f64(),
-        settings.forget_after.as_secs_f64(),
-    )
-    .await
-}
-
 /// Budget reserved for one password check. Settle it with its outcome;
 /// dropped unsettled (an error, a cancelled call) it is given back.
 pub struct Reservation {
@@ -460,7 +442,8 @@ impl Reservation {
         )
         .await?
         {
-            record_failure(&self.pool, &self.settings, &keys, &free, true).await?;
+            store::sign_in_throttle::record_failure(&self.pool, &self.settings, &keys, &free, true)
+                .await?;
         } else {
             let (peer, account): (Vec<_>, Vec<_>) = attempt
                 .budgets
@@ -470,7 +453,14 @@ impl Reservation {
             let (peer_keys, peer_free): (Vec<_>, Vec<_>) = peer.into_iter().unzip();
             let account_keys: Vec<_> = account.into_iter().map(|(key, _)| key).collect();
             if !peer_keys.is_empty() {
-                record_failure(&self.pool, &self.settings, &peer_keys, &peer_free, true).await?;
+                store::sign_in_throttle::record_failure(
+                    &self.pool,
+                    &self.settings,
+                    &peer_keys,
+                    &peer_free,
+                    true,
+                )
+                .await?;
             }
             store::sign_in_throttle::release(&self.pool, &account_keys).await?;
         }
