@@ -31,7 +31,7 @@ use self::{
 use crate::{
     domain::{
         organization::Organization,
-        token::{Secret, TokenKind},
+        token::{LinkPurpose, Secret, TokenKind},
         user::User,
     },
     store::{self, outbox::ClaimedMessage},
@@ -303,20 +303,21 @@ impl DeliveryWorker {
         user_id: Uuid,
         invitation: bool,
     ) -> Result<(String, chrono::DateTime<Utc>)> {
-        let (kind, ttl, page) = if invitation {
+        let (kind, purpose, ttl, page) = if invitation {
             (
                 TokenKind::Invitation,
+                LinkPurpose::Invitation,
                 organization.settings.invitation_ttl_seconds,
                 "register",
             )
         } else {
             (
                 TokenKind::PasswordReset,
+                LinkPurpose::PasswordReset,
                 organization.settings.password_reset_ttl_seconds,
                 "reset",
             )
         };
-        let purpose = kind.link_purpose().unwrap_or_default();
         let secret = Secret::generate(kind);
         let expire_time = Utc::now() + chrono::Duration::seconds(ttl);
         store::onboarding_tokens::replace(

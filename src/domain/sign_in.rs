@@ -493,7 +493,7 @@ fn login_verdict<A>(found: Option<(A, UserStatus)>, password_matches: bool) -> L
 /// What a stored link is worth at `now`: links are single use, the newest
 /// of their purpose, and short-lived.
 fn link_state(record: &LinkRecord, kind: TokenKind, now: DateTime<Utc>) -> LinkState {
-    if Some(record.purpose.as_str()) != kind.link_purpose()
+    if Some(record.purpose) != kind.link_purpose()
         || record.used_time.is_some()
         || record.revoke_time.is_some()
     {
@@ -564,7 +564,7 @@ mod tests {
             organization_id: Uuid::nil(),
             id: Uuid::nil(),
             user_id: Uuid::nil(),
-            purpose: "INVITATION".into(),
+            purpose: LinkPurpose::Invitation,
             expire_time: now + chrono::Duration::hours(1),
             used_time: None,
             revoke_time: None,
@@ -642,7 +642,7 @@ mod tests {
             (
                 TokenKind::PasswordReset,
                 LinkRecord {
-                    purpose: "PASSWORD_RESET".into(),
+                    purpose: LinkPurpose::PasswordReset,
                     ..fresh.clone()
                 },
                 LinkState::Invalid,
@@ -650,7 +650,7 @@ mod tests {
             (
                 TokenKind::PasswordReset,
                 LinkRecord {
-                    purpose: "PASSWORD_RESET".into(),
+                    purpose: LinkPurpose::PasswordReset,
                     onboarded: true,
                     ..fresh.clone()
                 },

@@ -35,11 +35,11 @@ text_states! {
 }
 
 impl TokenKind {
-    /// The stored purpose of a link token (`onboarding_tokens.purpose`).
-    pub fn link_purpose(self) -> Option<&'static str> {
+    /// The purpose of a link token of this kind; API keys and access tokens are no links.
+    pub fn link_purpose(self) -> Option<LinkPurpose> {
         match self {
-            TokenKind::Invitation => Some(LinkPurpose::Invitation.as_str()),
-            TokenKind::PasswordReset => Some(LinkPurpose::PasswordReset.as_str()),
+            TokenKind::Invitation => Some(LinkPurpose::Invitation),
+            TokenKind::PasswordReset => Some(LinkPurpose::PasswordReset),
             TokenKind::ApiKey | TokenKind::AccessToken => None,
         }
     }
@@ -132,7 +132,7 @@ pub struct LinkRecord {
     pub organization_id: Uuid,
     pub id: Uuid,
     pub user_id: Uuid,
-    pub purpose: String,
+    pub purpose: LinkPurpose,
     pub expire_time: DateTime<Utc>,
     pub used_time: Option<DateTime<Utc>>,
     pub revoke_time: Option<DateTime<Utc>>,

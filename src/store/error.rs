@@ -41,9 +41,20 @@ fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
     error.as_database_error().and_then(|e| e.code())
 }
 
+/// A concurrent change collided with the work (see `DbErrorKind::Contention`):
+/// redoing it may succeed.
+pub fn is_contention(error: &DomainError) -> bool {
+    classify_domain_error(error) == DbErrorKind::Contention
+}
+
+/// The values given to a statement made it fail (see `DbErrorKind::BadValue`).
+pub fn is_bad_value(error: &DomainError) -> bool {
+    classify_domain_error(error) == DbErrorKind::BadValue
+}
+
 /// Classifies the database error inside an internal domain error; any other
 /// domain error is `Other`.
-pub fn classify_domain_error(error: &DomainError) -> DbErrorKind {
+fn classify_domain_error(error: &DomainError) -> DbErrorKind {
     match error {
         DomainError::Internal(error) => error
             .downcast_ref::<sqlx::Error>()

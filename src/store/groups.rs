@@ -12,13 +12,11 @@ use super::{
 use crate::domain::{
     access::{Grant, UnitScope},
     caller::Scope,
-    group::{Group, GroupValues, ScopeKind},
+    group::{Group, GroupFilter, GroupValues, ScopeKind},
     paging::{fingerprint, Page, PageSize},
+    user::NamedGrant,
     DomainError,
 };
-
-/// Defined by the domain; named here too for the callers that still import it from the store.
-pub use crate::domain::group::GroupFilter;
 
 /// The columns of `queries/groups_find.sql`, for the list built at run time.
 const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, \
@@ -478,7 +476,7 @@ pub async fn remove_memberships(
 
 /// One (profile, unit scope) pair of a user's access, with names for people.
 #[derive(Debug, Clone)]
-pub struct AccessRow {
+struct AccessRow {
     pub group_id: Uuid,
     pub group_name: String,
     pub profile_id: Uuid,
@@ -489,17 +487,19 @@ pub struct AccessRow {
     pub built_in: Option<BuiltInRole>,
 }
 
-impl AccessRow {
-    /// What the group grants, and the built-in role of its profile.
-    pub fn grant(&self) -> (Grant, Option<Scope>) {
-        (
-            Grant {
-                group_id: self.group_id,
-                profile_id: self.profile_id,
-                scope: scope_of(self.unit_scope, self.unit_ids.clone()),
+impl From<AccessRow> for NamedGrant {
+    fn from(row: AccessRow) -> Self {
+        NamedGrant {
+            grant: Grant {
+                group_id: row.group_id,
+                profile_id: row.profile_id,
+                scope: scope_of(row.unit_scope, row.unit_ids),
             },
-            self.built_in.map(|role| role.0),
-        )
+            group_name: row.group_name,
+            product: row.product,
+            profile_name: row.profile_name,
+            built_in: row.built_in.map(|role| role.0),
+        }
     }
 }
 
@@ -507,13 +507,14 @@ pub async fn access_of_user(
     pool: &PgPool,
     organization_id: Uuid,
     user_id: Uuid,
-) -> Result<Vec<AccessRow>, sqlx::Error> {
-    sqlx::query_file_as!(
+) -> Result<Vec<NamedGrant>, sqlx::Error> {
+    let rows = sqlx::query_file_as!(
         AccessRow,
         "src/store/queries/groups_access_of_user.sql",
         organization_id,
         user_id,
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }

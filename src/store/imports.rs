@@ -445,17 +445,25 @@ fn issues_json(issues: &[FieldViolation]) -> Option<serde_json::Value> {
     })
 }
 
-fn issues_of(value: Option<serde_json::Value>) -> Vec<FieldViolation> {
-    let Some(serde_json::Value::Array(items)) = value else {
-        return Vec::new();
+/// One stored error or warning of a row, as `insert_rows` writes it.
+#[derive(serde::Deserialize)]
+struct StoredIssue {
+    field: String,
+    code: String,
+    message: String,
+}
+
+/// A row's stored issues; a value of another shape is an error, not "none".
+fn issues_of(value: Option<serde_json::Value>) -> Result<Vec<FieldViolation>, sqlx::Error> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
     };
-    items
-        .iter()
-        .map(|item| {
-            let text = |key: &str| item[key].as_str().unwrap_or_default().to_owned();
-            FieldViolation::new(text("field"), text("code"), text("message"))
-        })
-        .collect()
+    let issues: Vec<StoredIssue> =
+        serde_json::from_value(value).map_err(|error| sqlx::Error::Decode(error.into()))?;
+    Ok(issues
+        .into_iter()
+        .map(|issue| FieldViolation::new(issue.field, issue.code, issue.message))
+        .collect())
 }
 
 /// The stored action of a row whose action could not be read.
@@ -506,17 +514,19 @@ struct RowResultRow {
     warnings: Option<serde_json::Value>,
 }
 
-impl From<RowResultRow> for RowResult {
-    fn from(row: RowResultRow) -> Self {
-        RowResult {
+impl TryFrom<RowResultRow> for RowResult {
+    type Error = sqlx::Error;
+
+    fn try_from(row: RowResultRow) -> Result<Self, sqlx::Error> {
+        Ok(RowResult {
             line: row.line as u64,
             action: row.action,
             email: row.email,
             outcome: row.outcome,
             user_id: row.user_id,
-            errors: issues_of(row.errors),
-            warnings: issues_of(row.warnings),
-        }
+            errors: issues_of(row.errors)?,
+            warnings: issues_of(row.warnings)?,
+        })
     }
 }
 
@@ -556,7 +566,7 @@ pub async fn rows_after(
         .fetch_all(pool)
         .await?
     };
-    Ok(rows.into_iter().map(Into::into).collect())
+    rows.into_iter().map(TryInto::try_into).collect()
 }
 
 /// A page of a job's row results in file order, from `from_line` on.

@@ -13,18 +13,18 @@ pub async fn replace(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     user_id: Uuid,
-    purpose: &str,
+    purpose: LinkPurpose,
     hash: &TokenHash,
     expire_time: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    revoke_stored(tx, organization_id, &[user_id], &[purpose]).await?;
+    revoke(tx, organization_id, &[user_id], &[purpose]).await?;
     sqlx::query!(
         "insert into onboarding_tokens (organization_id, id, user_id, purpose, token_hash, expire_time) \
          values ($1, $2, $3, $4, $5, $6)",
         organization_id,
         Uuid::now_v7(),
         user_id,
-        purpose,
+        purpose.as_str(),
         &hash.0,
         expire_time,
     )
@@ -41,23 +41,13 @@ pub async fn revoke(
     purposes: &[LinkPurpose],
 ) -> Result<u64, sqlx::Error> {
     let purposes: Vec<&str> = purposes.iter().map(|purpose| purpose.as_str()).collect();
-    revoke_stored(tx, organization_id, user_ids, &purposes).await
-}
-
-/// `revoke` by the purposes' stored names.
-async fn revoke_stored(
-    tx: &mut Transaction<'_>,
-    organization_id: Uuid,
-    user_ids: &[Uuid],
-    purposes: &[&str],
-) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         "update onboarding_tokens set revoke_time = now() \
          where organization_id = $1 and user_id = any($2) and purpose = any($3) \
          and used_time is null and revoke_time is null",
         organization_id,
         user_ids,
-        purposes as &[&str],
+        &purposes as &[&str],
     )
     .execute(&mut **tx)
     .await?;

@@ -30,7 +30,7 @@ use crate::{
         user::{check_given_groups, mirrored_grants},
         DomainError, FieldViolation,
     },
-    store::{self, error::DbErrorKind},
+    store,
 };
 
 /// How jobs run; limits are configurable (spec §4.1 "Limits").
@@ -798,18 +798,17 @@ fn record_problem(header: &Header, problem: &RecordProblem) -> FieldViolation {
     )
 }
 
-/// One row's values broke a statement (see `DbErrorKind::BadValue`): the
+/// One row's values broke a statement (`store::error::is_bad_value`): the
 /// batch is redone a row at a time, so only the row at fault fails. Any other
 /// database error is no row's fault and ends the job.
 fn is_statement_error(error: &DomainError) -> bool {
-    store::error::classify_domain_error(error) == DbErrorKind::BadValue
+    store::error::is_bad_value(error)
 }
 
 /// Errors a batch may meet because of concurrent changes; the batch is then
 /// redone a row at a time.
 fn is_contention(error: &DomainError) -> bool {
-    matches!(error, DomainError::AlreadyExists { .. })
-        || store::error::classify_domain_error(error) == DbErrorKind::Contention
+    matches!(error, DomainError::AlreadyExists { .. }) || store::error::is_contention(error)
 }
 
 /// The values a batch's rows name, to read the users they mean.

@@ -3,14 +3,14 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{AuthorizableAccess, LookupKey, NamedGrant, User, UserFilter, UserOrder, UserStatus};
+use super::{AuthorizableAccess, LookupKey, User, UserFilter, UserOrder, UserStatus};
 use crate::{
     domain::{
-        group::Group,
+        group::{Group, GroupFilter},
         paging::{Page, PageSize},
         DomainError,
     },
-    store::{self, groups::GroupFilter},
+    store,
 };
 
 pub async fn get_user(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<User, DomainError> {
@@ -101,20 +101,7 @@ pub async fn user_access(
     if !AuthorizableAccess::can_sign_in(status) {
         return Ok(AuthorizableAccess::of(status, Vec::new()));
     }
-    let grants = store::groups::access_of_user(pool, organization_id, user_id)
-        .await?
-        .into_iter()
-        .map(|row| {
-            let (grant, built_in) = row.grant();
-            NamedGrant {
-                grant,
-                group_name: row.group_name,
-                product: row.product,
-                profile_name: row.profile_name,
-                built_in,
-            }
-        })
-        .collect();
+    let grants = store::groups::access_of_user(pool, organization_id, user_id).await?;
     Ok(AuthorizableAccess::of(status, grants))
 }
 
