@@ -313,28 +313,46 @@ impl GroupUpdate {
 
 /// A create that carried an idempotency key and already ran: the id it
 /// created for this same caller.
-async fn earlier_create(
-    pool: &PgPool,
-    create: Option<&IdempotentCreate>,
-) -> Result<Option<Uuid>, DomainError> {
-    let Some(create) = create else {
-        return Ok(None);
-    };
-    Ok(create
-        .earlier::<serde_json::Value>(pool)
-        .await?
-        .map(|(id, _)| id))
+/// What a create of groups, units or profiles is called: the operation its
+/// idempotency keys are scoped to, and its audit action and target type.
+struct CreateKind {
+    operation: &'static str,
+    action: &'static str,
+    target: &'static str,
 }
 
-async fn remember_create(
-    work: &mut UnitOfWork,
-    create: Option<&IdempotentCreate>,
-    id: Uuid,
-) -> Result<(), DomainError> {
-    match create {
-        Some(create) => work.remember(create, id, &json!({})).await,
-        None => Ok(()),
+/// Creates alike: a replay of the caller's idempotency key gets the first
+/// resource (`get`); else `insert` makes it in a unit of work that remembers
+/// its id for replays and records its creation.
+#[allow(clippy::too_many_arguments)] // the call's context, then the three steps
+async fn create_once<T>(
+    pool: &PgPool,
+    caller: &Caller,
+    request_id: &RequestId,
+    idempotency_key: Option<IdempotencyKey>,
+    kind: CreateKind,
+    get: impl AsyncFnOnce(Uuid) -> Result<T, DomainError>,
+    insert: impl AsyncFnOnce(&mut UnitOfWork) -> Result<T, DomainError>,
+    describe: impl Fn(&T) -> (Uuid, serde_json::Value),
+) -> Result<T, DomainError> {
+    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, kind.operation, key));
+    if let Some(create) = &create {
+        if let Some((id, _)) = create.earlier::<serde_json::Value>(pool).await? {
+            return get(id).await;
+        }
     }
+    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let created = insert(&mut work).await?;
+    let (id, details) = describe(&created);
+    if let Some(create) = &create {
+        work.remember(create, id, &json!({})).await?;
+    }
+    work.record(
+        work.audit_record(kind.action, kind.target, id)
+            .with_details(details),
+    );
+    work.commit().await?;
+    Ok(created)
 }
 
 fn uncovered(what: &str) -> DomainError {
@@ -436,23 +454,31 @@ pub async fn create_group(
     values: &GroupValues,
 ) -> Result<Group, DomainError> {
     let organization_id = caller.organization_id;
-    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, "CreateGroup", key));
-    if let Some(id) = earlier_create(pool, create.as_ref()).await? {
-        return get_group(pool, organization_id, id).await;
-    }
-    if !caller.authority.covers(&values.grant(Uuid::nil())) {
-        return Err(uncovered("this group"));
-    }
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
-    check_references(work.tx(), organization_id, values).await?;
-    let group = store::groups::insert(work.tx(), organization_id, values).await?;
-    remember_create(&mut work, create.as_ref(), group.id).await?;
-    work.record(
-        work.audit_record("group.create", "group", group.id)
-            .with_details(group_details(&group)),
-    );
-    work.commit().await?;
-    Ok(group)
+    let get = async |id| get_group(pool, organization_id, id).await;
+    let insert = async |work: &mut UnitOfWork| {
+        if !caller.authority.covers(&values.grant(Uuid::nil())) {
+            return Err(uncovered("this group"));
+        }
+        check_references(work.tx(), organization_id, values).await?;
+        store::groups::insert(work.tx(), organization_id, values).await
+    };
+    let kind = CreateKind {
+        operation: "CreateGroup",
+        action: "group.create",
+        target: "group",
+    };
+    let describe = |group: &Group| (group.id, group_details(group));
+    create_once(
+        pool,
+        caller,
+        request_id,
+        idempotency_key,
+        kind,
+        get,
+        insert,
+        describe,
+    )
+    .await
 }
 
 pub async fn get_group(

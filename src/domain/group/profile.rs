@@ -5,14 +5,14 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{earlier_create, remember_create, violations_of, Description};
+use super::{create_once, violations_of, CreateKind, Description};
 use crate::{
     domain::{
         caller::{Caller, Scope},
         name::DisplayName,
         paging::{Page, PageSize},
         request::{IdempotencyKey, RequestId},
-        unit_of_work::{IdempotentCreate, UnitOfWork},
+        unit_of_work::UnitOfWork,
         DomainError,
     },
     store,
@@ -86,19 +86,32 @@ pub async fn create_profile(
     values: &ProfileValues,
 ) -> Result<Profile, DomainError> {
     let organization_id = caller.organization_id;
-    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, "CreateProfile", key));
-    if let Some(id) = earlier_create(pool, create.as_ref()).await? {
-        return get_profile(pool, organization_id, id).await;
-    }
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
-    let profile = store::profiles::insert(work.tx(), organization_id, values).await?;
-    remember_create(&mut work, create.as_ref(), profile.id).await?;
-    work.record(
-        work.audit_record("profile.create", "profile", profile.id)
-            .with_details(json!({ "product": profile.product, "name": profile.name })),
-    );
-    work.commit().await?;
-    Ok(profile)
+    let get = async |id| get_profile(pool, organization_id, id).await;
+    let insert = async |work: &mut UnitOfWork| {
+        store::profiles::insert(work.tx(), organization_id, values).await
+    };
+    let kind = CreateKind {
+        operation: "CreateProfile",
+        action: "profile.create",
+        target: "profile",
+    };
+    let describe = |profile: &Profile| {
+        (
+            profile.id,
+            json!({ "product": profile.product, "name": profile.name }),
+        )
+    };
+    create_once(
+        pool,
+        caller,
+        request_id,
+        idempotency_key,
+        kind,
+        get,
+        insert,
+        describe,
+    )
+    .await
 }
 
 pub async fn get_profile(

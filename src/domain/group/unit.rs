@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{earlier_create, remember_create, violations_of};
+use super::{create_once, violations_of, CreateKind};
 use crate::{
     domain::{
         caller::Caller,
@@ -13,7 +13,7 @@ use crate::{
         paging::{Page, PageSize},
         request::{IdempotencyKey, RequestId},
         text_state::text_states,
-        unit_of_work::{IdempotentCreate, UnitOfWork},
+        unit_of_work::UnitOfWork,
         DomainError, FieldViolation,
     },
     store,
@@ -93,19 +93,27 @@ pub async fn create_unit(
     values: &UnitValues,
 ) -> Result<Unit, DomainError> {
     let organization_id = caller.organization_id;
-    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, "CreateUnit", key));
-    if let Some(id) = earlier_create(pool, create.as_ref()).await? {
-        return get_unit(pool, organization_id, id).await;
-    }
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
-    let unit = store::units::insert(work.tx(), organization_id, values).await?;
-    remember_create(&mut work, create.as_ref(), unit.id).await?;
-    work.record(
-        work.audit_record("unit.create", "unit", unit.id)
-            .with_details(unit_details(&unit)),
-    );
-    work.commit().await?;
-    Ok(unit)
+    let get = async |id| get_unit(pool, organization_id, id).await;
+    let insert = async |work: &mut UnitOfWork| {
+        store::units::insert(work.tx(), organization_id, values).await
+    };
+    let kind = CreateKind {
+        operation: "CreateUnit",
+        action: "unit.create",
+        target: "unit",
+    };
+    let describe = |unit: &Unit| (unit.id, unit_details(unit));
+    create_once(
+        pool,
+        caller,
+        request_id,
+        idempotency_key,
+        kind,
+        get,
+        insert,
+        describe,
+    )
+    .await
 }
 
 pub async fn get_unit(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Unit, DomainError> {
