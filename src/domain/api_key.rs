@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{
     caller::{Actor, Scope, Scopes},
     name::DisplayName,
-    paging::{Page, PageSize},
+    paging::{Page, PageRequest},
     request::{IdempotencyKey, RequestId},
     token::{Secret, TokenKind},
     unit_of_work::{IdempotentCreate, UnitOfWork},
@@ -174,11 +174,10 @@ pub async fn get_api_key(
 pub async fn list_api_keys(
     pool: &PgPool,
     organization_id: Uuid,
-    page_size: PageSize,
-    page_token: &str,
     show_revoked: bool,
+    page: &PageRequest,
 ) -> Result<Page<ApiKey>, DomainError> {
-    store::api_keys::list(pool, organization_id, page_size, page_token, show_revoked).await
+    store::api_keys::list(pool, organization_id, show_revoked, page).await
 }
 
 /// Revokes a key at once; revoking a revoked key changes nothing.

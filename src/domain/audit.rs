@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     caller::{Actor, ActorKind},
-    paging::{Page, PageSize},
+    paging::{Page, PageRequest},
     DomainError,
 };
 use crate::store;
@@ -130,8 +130,7 @@ pub async fn list_audit_events(
     pool: &PgPool,
     organization_id: Uuid,
     filter: &AuditFilter,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<AuditEvent>, DomainError> {
-    store::audit::list(pool, organization_id, filter, page_size, page_token).await
+    store::audit::list(pool, organization_id, filter, page).await
 }

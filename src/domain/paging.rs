@@ -42,6 +42,25 @@ impl PageSize {
     }
 }
 
+/// Which page of a list: how many items, and the token of the page before
+/// (empty for the first page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub size: PageSize,
+    pub token: String,
+}
+
+impl PageRequest {
+    /// The request's `page_size` and `page_token`; only the size can be refused
+    /// here, the token is checked against the list's query when it is read.
+    pub fn parse(raw_size: i32, token: String) -> Result<Self, FieldViolation> {
+        Ok(Self {
+            size: PageSize::parse(raw_size)?,
+            token,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct TokenBody<K> {
     /// Fingerprint of the filters the token was issued for.

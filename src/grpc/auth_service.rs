@@ -218,9 +218,8 @@ impl AuthService for AuthHandler {
         let page = api_key::list_api_keys(
             &self.pool,
             caller.organization_id,
-            convert::page_size(body.page_size)?,
-            &body.page_token,
             body.show_revoked,
+            &convert::page_request(body.page_size, body.page_token)?,
         )
         .await?;
         Ok(Response::new(proto::ListApiKeysResponse {

@@ -20,7 +20,7 @@ use crate::{
     domain::{
         caller::{Scope, Scopes},
         echo,
-        paging::PageSize,
+        paging::PageRequest,
         DomainError, FieldViolation,
     },
     proto,
@@ -63,8 +63,10 @@ pub fn parse_id(raw: &str, field: &str) -> Result<Uuid, DomainError> {
     Uuid::parse_str(raw).map_err(|_| DomainError::invalid(field, "INVALID_ID", "must be a UUID"))
 }
 
-pub fn page_size(raw: i32) -> Result<PageSize, DomainError> {
-    PageSize::parse(raw).map_err(|violation| DomainError::InvalidArgument(vec![violation]))
+/// A `List*` request's `page_size` and `page_token`.
+pub fn page_request(page_size: i32, page_token: String) -> Result<PageRequest, DomainError> {
+    PageRequest::parse(page_size, page_token)
+        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))
 }
 
 pub fn scope_to_proto(scope: Scope) -> i32 {

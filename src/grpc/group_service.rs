@@ -7,7 +7,7 @@ use super::{
     request_id_of,
 };
 use crate::{
-    domain::group::{self, GroupFilter},
+    domain::group::{self, GroupFilter, UnitFilter},
     proto::{self, group_service_server::GroupService},
 };
 
@@ -64,8 +64,7 @@ impl GroupService for GroupHandler {
             &self.pool,
             caller.organization_id,
             &filter,
-            convert::page_size(body.page_size)?,
-            &body.page_token,
+            &convert::page_request(body.page_size, body.page_token)?,
         )
         .await?;
         Ok(Response::new(proto::ListGroupsResponse {
@@ -110,8 +109,7 @@ impl GroupService for GroupHandler {
             &self.pool,
             caller.organization_id,
             group_id,
-            convert::page_size(body.page_size)?,
-            &body.page_token,
+            &convert::page_request(body.page_size, body.page_token)?,
         )
         .await?;
         Ok(Response::new(proto::ListGroupMembersResponse {
@@ -156,10 +154,11 @@ impl GroupService for GroupHandler {
         let page = group::list_units(
             &self.pool,
             caller.organization_id,
-            body.query.trim(),
-            convert_groups::unit_kind_from_proto(body.kind),
-            convert::page_size(body.page_size)?,
-            &body.page_token,
+            &UnitFilter {
+                name_contains: body.query.trim().to_owned(),
+                kind: convert_groups::unit_kind_from_proto(body.kind),
+            },
+            &convert::page_request(body.page_size, body.page_token)?,
         )
         .await?;
         Ok(Response::new(proto::ListUnitsResponse {
@@ -228,8 +227,7 @@ impl GroupService for GroupHandler {
             &self.pool,
             caller.organization_id,
             &body.product,
-            convert::page_size(body.page_size)?,
-            &body.page_token,
+            &convert::page_request(body.page_size, body.page_token)?,
         )
         .await?;
         Ok(Response::new(proto::ListProfilesResponse {

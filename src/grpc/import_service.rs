@@ -13,7 +13,7 @@ use crate::{
             self,
             job::{
                 Counts, ImportJob, ImportOptions, JobKind, JobStatus, OnExisting, Outcome,
-                RowResult,
+                RowResult, RowSelection,
             },
             row::Action,
             run::{EndError, Jobs},
@@ -382,8 +382,7 @@ impl ImportService for ImportHandler {
             .list(
                 caller.organization_id,
                 status_from_proto(body.status)?,
-                convert::page_size(body.page_size)?,
-                &body.page_token,
+                &convert::page_request(body.page_size, body.page_token)?,
             )
             .await?;
         Ok(Response::new(proto::ListImportJobsResponse {
@@ -411,10 +410,11 @@ impl ImportService for ImportHandler {
             .rows(
                 caller.organization_id,
                 id,
-                body.failed_only,
-                body.from_line as u64,
-                convert::page_size(body.page_size)?,
-                &body.page_token,
+                RowSelection {
+                    failed_only: body.failed_only,
+                    from_line: body.from_line as u64,
+                },
+                &convert::page_request(body.page_size, body.page_token)?,
             )
             .await?;
         Ok(Response::new(proto::ListImportRowResultsResponse {

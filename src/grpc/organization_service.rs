@@ -55,15 +55,9 @@ impl OrganizationService for OrganizationHandler {
     ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.into_inner();
-        let (filter, page_size) = convert::audit_query(&body)?;
-        let page = audit::list_audit_events(
-            &self.pool,
-            caller.organization_id,
-            &filter,
-            page_size,
-            &body.page_token,
-        )
-        .await?;
+        let (filter, page) = convert::audit_query(&body)?;
+        let page =
+            audit::list_audit_events(&self.pool, caller.organization_id, &filter, &page).await?;
         Ok(Response::new(proto::ListAuditEventsResponse {
             audit_events: page.items.iter().map(convert::audit_event).collect(),
             next_page_token: page.next_page_token,

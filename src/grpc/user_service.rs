@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     caller,
-    convert::{page_size, users as convert},
+    convert::{page_request, users as convert},
     request_id_of,
 };
 use crate::{
@@ -237,15 +237,9 @@ impl UserService for UserHandler {
         let caller = caller(&request)?;
         let body = request.into_inner();
         let user_id = super::convert::parse_id(&body.user_id, "user_id")?;
-        let page_size = page_size(body.page_size)?;
-        let page = user::list_user_groups(
-            &self.pool,
-            caller.organization_id,
-            user_id,
-            page_size,
-            &body.page_token,
-        )
-        .await?;
+        let page = page_request(body.page_size, body.page_token)?;
+        let page =
+            user::list_user_groups(&self.pool, caller.organization_id, user_id, &page).await?;
         Ok(Response::new(proto::ListUserGroupsResponse {
             groups: page.items.iter().map(super::convert::group).collect(),
             next_page_token: page.next_page_token,

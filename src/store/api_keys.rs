@@ -6,7 +6,7 @@ use super::{map_constraint_violation, paging::newest_first_page, Transaction};
 use crate::domain::{
     api_key::{ApiKey, NewApiKey},
     caller::{Scope, Scopes},
-    paging::{fingerprint, Page, PageSize},
+    paging::{fingerprint, Page, PageRequest},
     token::TokenHash,
     DomainError,
 };
@@ -169,9 +169,8 @@ pub async fn revoke(
 pub async fn list(
     pool: &PgPool,
     organization_id: Uuid,
-    page_size: PageSize,
-    page_token: &str,
     show_revoked: bool,
+    page: &PageRequest,
 ) -> Result<Page<ApiKey>, DomainError> {
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         query
@@ -185,8 +184,7 @@ pub async fn list(
         pool,
         COLUMNS,
         push_from_where,
-        page_size,
-        page_token,
+        page,
         &fingerprint(&("api_keys", show_revoked)),
         |row: &ApiKeyRow| (row.create_time, row.id),
     )

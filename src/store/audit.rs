@@ -6,7 +6,7 @@ use super::{paging::newest_first_page, Transaction};
 use crate::domain::{
     audit::{AuditEvent, AuditFilter, AuditRecord},
     caller::ActorKind,
-    paging::{fingerprint, Page, PageSize},
+    paging::{fingerprint, Page, PageRequest},
     DomainError,
 };
 
@@ -105,8 +105,7 @@ pub async fn list(
     pool: &PgPool,
     organization_id: Uuid,
     filter: &AuditFilter,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<AuditEvent>, DomainError> {
     let query_fingerprint = fingerprint(&("audit_events", filter));
     let filter = filter.clone();
@@ -140,8 +139,7 @@ pub async fn list(
         pool,
         "id, actor_kind, actor_id, action, target_type, target_id, request_id, changed_fields, details, create_time",
         push_from_where,
-        page_size,
-        page_token,
+        page,
         &query_fingerprint,
         |row: &AuditRow| (row.create_time, row.id),
     )

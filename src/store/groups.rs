@@ -13,7 +13,7 @@ use crate::domain::{
     access::{Grant, UnitScope},
     caller::Scope,
     group::{Group, GroupFilter, GroupValues, ScopeKind},
-    paging::{fingerprint, Page, PageSize},
+    paging::{fingerprint, Page, PageRequest},
     user::NamedGrant,
     DomainError,
 };
@@ -213,8 +213,7 @@ pub async fn list(
     pool: &PgPool,
     organization_id: Uuid,
     filter: &GroupFilter,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<Group>, DomainError> {
     let query_fingerprint = fingerprint(&("groups", filter));
     let filter = filter.clone();
@@ -247,8 +246,7 @@ pub async fn list(
         pool,
         COLUMNS,
         push_from_where,
-        page_size,
-        page_token,
+        page,
         &query_fingerprint,
         |row: &GroupRow| (row.create_time, row.id),
     )

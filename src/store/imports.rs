@@ -12,16 +12,19 @@ use sqlx::{types::Json, FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
-    paging::{newest_first_page, total_size},
+    paging::{cut_to_page, newest_first_page, start_after, total_size},
     Transaction,
 };
 use crate::domain::{
     import::{
         batch::ImportBatch,
-        job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, NewJob, Outcome, RowResult},
+        job::{
+            Counts, ImportJob, ImportOptions, JobKind, JobStatus, NewJob, Outcome, RowResult,
+            RowSelection,
+        },
         row::Action,
     },
-    paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
+    paging::{fingerprint, Page, PageRequest},
     token::LinkPurpose,
     DomainError, FieldViolation,
 };
@@ -233,8 +236,7 @@ pub async fn list_jobs(
     pool: &PgPool,
     organization_id: Uuid,
     status: Option<JobStatus>,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<ImportJob>, DomainError> {
     let status = status.map(JobStatus::as_str);
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
@@ -249,8 +251,7 @@ pub async fn list_jobs(
         pool,
         JOB_COLUMNS,
         push_from_where,
-        page_size,
-        page_token,
+        page,
         &fingerprint(&("import_jobs", status)),
         |row: &JobRow| (row.create_time, row.id),
     )
@@ -573,24 +574,18 @@ pub async fn rows_after(
 pub async fn list_rows(
     pool: &PgPool,
     job_id: Uuid,
-    failed_only: bool,
-    from_line: u64,
-    page_size: PageSize,
-    page_token: &str,
+    selection: RowSelection,
+    page: &PageRequest,
 ) -> Result<Page<RowResult>, DomainError> {
+    let RowSelection {
+        failed_only,
+        from_line,
+    } = selection;
     let query_fingerprint = fingerprint(&("import_rows", job_id, failed_only, from_line));
-    let after: Option<u64> = decode_page_token(page_token, &query_fingerprint)
-        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?;
+    let after: Option<u64> = start_after(page, &query_fingerprint)?;
     let after = after.unwrap_or(from_line.saturating_sub(1));
-    let mut rows = rows_after(pool, job_id, after, failed_only, page_size.fetch_limit()).await?;
-    let next_page_token = if rows.len() > page_size.get() as usize {
-        rows.truncate(page_size.get() as usize);
-        rows.last()
-            .map(|last| encode_page_token(&last.line, &query_fingerprint))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let mut rows = rows_after(pool, job_id, after, failed_only, page.size.fetch_limit()).await?;
+    let next_page_token = cut_to_page(&mut rows, page, &query_fingerprint, |last| last.line);
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         query
             .push("from import_rows where job_id = ")

@@ -3,11 +3,14 @@
 //! scans a million rows.
 
 use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Serialize};
 use sqlx::{postgres::PgRow, FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::domain::{
-    paging::{decode_page_token, encode_page_token, Page, PageSize, TotalSize, EXACT_COUNT_LIMIT},
+    paging::{
+        decode_page_token, encode_page_token, Page, PageRequest, TotalSize, EXACT_COUNT_LIMIT,
+    },
     DomainError,
 };
 
@@ -21,8 +24,7 @@ pub async fn newest_first_page<R, T>(
     pool: &PgPool,
     columns: &str,
     push_from_where: impl FromWhere,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
     query_fingerprint: &str,
     position_of: impl Fn(&R) -> (DateTime<Utc>, Uuid),
 ) -> Result<Page<T>, DomainError>
@@ -30,8 +32,7 @@ where
     R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
     T: From<R>,
 {
-    let after: Option<(DateTime<Utc>, Uuid)> = decode_page_token(page_token, query_fingerprint)
-        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?;
+    let after: Option<(DateTime<Utc>, Uuid)> = start_after(page, query_fingerprint)?;
     let mut query = QueryBuilder::new(format!("select {columns} "));
     push_from_where(&mut query);
     if let Some((time, id)) = after {
@@ -44,22 +45,41 @@ where
     }
     query
         .push(" order by create_time desc, id desc limit ")
-        .push_bind(page_size.fetch_limit());
+        .push_bind(page.size.fetch_limit());
     let mut rows: Vec<R> = query.build_query_as().fetch_all(pool).await?;
-    let page_len = page_size.get() as usize;
-    let next_page_token = if rows.len() > page_len {
-        rows.truncate(page_len);
-        rows.last()
-            .map(|last| encode_page_token(&position_of(last), query_fingerprint))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = cut_to_page(&mut rows, page, query_fingerprint, position_of);
     Ok(Page {
         items: rows.into_iter().map(Into::into).collect(),
         next_page_token,
         total_size: total_size(pool, push_from_where).await?,
     })
+}
+
+/// The keyset position the requested page starts after; `None` for the first page.
+pub fn start_after<K: DeserializeOwned>(
+    page: &PageRequest,
+    query_fingerprint: &str,
+) -> Result<Option<K>, DomainError> {
+    decode_page_token(&page.token, query_fingerprint)
+        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))
+}
+
+/// Drops the one extra row fetched to learn whether a next page exists, and
+/// returns that page's token: empty when this page is the last.
+pub fn cut_to_page<R, K: Serialize>(
+    rows: &mut Vec<R>,
+    page: &PageRequest,
+    query_fingerprint: &str,
+    position_of: impl Fn(&R) -> K,
+) -> String {
+    let page_len = page.size.get() as usize;
+    if rows.len() <= page_len {
+        return String::new();
+    }
+    rows.truncate(page_len);
+    rows.last()
+        .map(|last| encode_page_token(&position_of(last), query_fingerprint))
+        .unwrap_or_default()
 }
 
 pub async fn total_size(
@@ -87,4 +107,31 @@ pub async fn total_size(
         value: estimate.max(EXACT_COUNT_LIMIT + 1),
         estimated: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_of(size: i32) -> PageRequest {
+        PageRequest::parse(size, String::new()).unwrap()
+    }
+
+    #[test]
+    fn a_last_page_keeps_its_rows_and_has_no_next_token() {
+        let mut rows = vec![1_u64, 2];
+        assert_eq!(cut_to_page(&mut rows, &page_of(2), "q", |row| *row), "");
+        assert_eq!(rows, [1, 2]);
+    }
+
+    #[test]
+    fn the_extra_row_is_dropped_and_the_token_starts_after_the_last_kept() {
+        let mut rows = vec![1_u64, 2, 3];
+        let token = cut_to_page(&mut rows, &page_of(2), "q", |row| *row);
+        assert_eq!(rows, [1, 2]);
+        assert_eq!(token, encode_page_token(&2_u64, "q"));
+        let next = PageRequest::parse(2, token).unwrap();
+        assert_eq!(start_after::<u64>(&next, "q").unwrap(), Some(2));
+        assert!(start_after::<u64>(&next, "other").is_err());
+    }
 }

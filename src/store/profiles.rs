@@ -6,7 +6,7 @@ use super::{map_constraint_violation, paging::newest_first_page, Transaction};
 use crate::domain::{
     caller::Scope,
     group::{Profile, ProfileValues},
-    paging::{fingerprint, Page, PageSize},
+    paging::{fingerprint, Page, PageRequest},
     DomainError,
 };
 
@@ -181,8 +181,7 @@ pub async fn list(
     pool: &PgPool,
     organization_id: Uuid,
     product: &str,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<Profile>, DomainError> {
     let query_fingerprint = fingerprint(&("profiles", product));
     let product = product.trim().to_owned();
@@ -201,8 +200,7 @@ pub async fn list(
         pool,
         COLUMNS,
         push_from_where,
-        page_size,
-        page_token,
+        page,
         &query_fingerprint,
         |row: &ProfileRow| (row.create_time, row.id),
     )

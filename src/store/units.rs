@@ -4,8 +4,8 @@ use uuid::Uuid;
 
 use super::{map_constraint_violation, paging::newest_first_page, Transaction};
 use crate::domain::{
-    group::{Unit, UnitKind, UnitValues},
-    paging::{fingerprint, Page, PageSize},
+    group::{Unit, UnitFilter, UnitKind, UnitValues},
+    paging::{fingerprint, Page, PageRequest},
     DomainError,
 };
 
@@ -143,13 +143,14 @@ pub async fn existing_ids<'e>(
 pub async fn list(
     pool: &PgPool,
     organization_id: Uuid,
-    name_contains: &str,
-    kind: Option<UnitKind>,
-    page_size: PageSize,
-    page_token: &str,
+    filter: &UnitFilter,
+    page: &PageRequest,
 ) -> Result<Page<Unit>, DomainError> {
-    let query_fingerprint = fingerprint(&("units", name_contains, kind.map(UnitKind::as_str)));
-    let name_contains = name_contains.to_owned();
+    let UnitFilter {
+        name_contains,
+        kind,
+    } = filter.clone();
+    let query_fingerprint = fingerprint(&("units", &name_contains, kind.map(UnitKind::as_str)));
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         query
             .push("from units where organization_id = ")
@@ -167,8 +168,7 @@ pub async fn list(
         pool,
         COLUMNS,
         push_from_where,
-        page_size,
-        page_token,
+        page,
         &query_fingerprint,
         |row: &UnitRow| (row.create_time, row.id),
     )

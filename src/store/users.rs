@@ -3,10 +3,14 @@ use serde::Serialize;
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{map_constraint_violation, paging::total_size, Transaction};
+use super::{
+    map_constraint_violation,
+    paging::{cut_to_page, start_after, total_size},
+    Transaction,
+};
 use crate::domain::{
     import::{batch::ImportedUser, decide::StoredUser},
-    paging::{decode_page_token, encode_page_token, fingerprint, Page, PageSize},
+    paging::{fingerprint, Page, PageRequest},
     status::StatusFacts,
     user::{
         AdminState, Credentials, InvitationTargets, LegacyStatus, LookupKey, User, UserFilter,
@@ -384,12 +388,10 @@ pub async fn list(
     organization_id: Uuid,
     filter: &UserFilter,
     order: UserOrder,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<User>, DomainError> {
     let query_fingerprint = fingerprint(&("users", filter, order));
-    let after: Option<Position> = decode_page_token(page_token, &query_fingerprint)
-        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?;
+    let after: Option<Position> = start_after(page, &query_fingerprint)?;
     let filter = filter.clone();
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         push_user_filters(query, organization_id, &filter);
@@ -419,23 +421,12 @@ pub async fn list(
         UserOrder::CreateTimeDesc => " order by users.create_time desc, users.id desc",
         UserOrder::LastName => " order by users.last_name_key, users.id",
     });
-    query.push(" limit ").push_bind(page_size.fetch_limit());
+    query.push(" limit ").push_bind(page.size.fetch_limit());
     let mut rows: Vec<UserRow> = query.build_query_as().fetch_all(pool).await?;
-    let page_len = page_size.get() as usize;
-    let next_page_token = if rows.len() > page_len {
-        rows.truncate(page_len);
-        rows.last()
-            .map(|last| {
-                let position = match order {
-                    UserOrder::CreateTimeDesc => Position::Created(last.create_time, last.id),
-                    UserOrder::LastName => Position::LastName(last.last_name_key.clone(), last.id),
-                };
-                encode_page_token(&position, &query_fingerprint)
-            })
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = cut_to_page(&mut rows, page, &query_fingerprint, |last| match order {
+        UserOrder::CreateTimeDesc => Position::Created(last.create_time, last.id),
+        UserOrder::LastName => Position::LastName(last.last_name_key.clone(), last.id),
+    });
     Ok(Page {
         items: rows.into_iter().map(Into::into).collect(),
         next_page_token,

@@ -17,15 +17,15 @@ pub use self::{
         ProfileChanges, ProfileValues,
     },
     unit::{
-        create_unit, delete_unit, get_unit, list_units, update_unit, Unit, UnitChanges, UnitKind,
-        UnitValues,
+        create_unit, delete_unit, get_unit, list_units, update_unit, Unit, UnitChanges, UnitFilter,
+        UnitKind, UnitValues,
     },
 };
 use super::{
     access::{Authority, Grant, UnitScope},
     caller::Caller,
     name::DisplayName,
-    paging::{Page, PageSize},
+    paging::{Page, PageRequest},
     request::{IdempotencyKey, RequestId},
     text_state::text_states,
     unit_of_work::{IdempotentCreate, UnitOfWork},
@@ -496,10 +496,9 @@ pub async fn list_groups(
     pool: &PgPool,
     organization_id: Uuid,
     filter: &GroupFilter,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<Group>, DomainError> {
-    store::groups::list(pool, organization_id, filter, page_size, page_token).await
+    store::groups::list(pool, organization_id, filter, page).await
 }
 
 /// The members of an existing group, by last name.
@@ -507,23 +506,14 @@ pub async fn list_members(
     pool: &PgPool,
     organization_id: Uuid,
     group_id: Uuid,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<User>, DomainError> {
     get_group(pool, organization_id, group_id).await?;
     let filter = UserFilter {
         group_id: Some(group_id),
         ..Default::default()
     };
-    store::users::list(
-        pool,
-        organization_id,
-        &filter,
-        UserOrder::LastName,
-        page_size,
-        page_token,
-    )
-    .await
+    store::users::list(pool, organization_id, &filter, UserOrder::LastName, page).await
 }
 
 /// Changes a group the caller covers before and after the change, when the

@@ -10,7 +10,7 @@ use crate::{
     domain::{
         caller::{Caller, Scope},
         name::DisplayName,
-        paging::{Page, PageSize},
+        paging::{Page, PageRequest},
         request::{IdempotencyKey, RequestId},
         unit_of_work::UnitOfWork,
         DomainError,
@@ -129,10 +129,9 @@ pub async fn list_profiles(
     pool: &PgPool,
     organization_id: Uuid,
     product: &str,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<Profile>, DomainError> {
-    store::profiles::list(pool, organization_id, product, page_size, page_token).await
+    store::profiles::list(pool, organization_id, product, page).await
 }
 
 /// The built-in User Management profiles stay as they are.

@@ -10,7 +10,7 @@ use crate::{
     domain::{
         caller::Caller,
         name::DisplayName,
-        paging::{Page, PageSize},
+        paging::{Page, PageRequest},
         request::{IdempotencyKey, RequestId},
         text_state::text_states,
         unit_of_work::UnitOfWork,
@@ -122,24 +122,22 @@ pub async fn get_unit(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<
         .ok_or_else(|| DomainError::not_found("unit", id))
 }
 
-/// Newest first; `kind` `None` lists every kind.
+/// Which units ListUnits shows: an empty `name_contains` and a `kind` of
+/// `None` do not narrow the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitFilter {
+    pub name_contains: String,
+    pub kind: Option<UnitKind>,
+}
+
+/// Newest first.
 pub async fn list_units(
     pool: &PgPool,
     organization_id: Uuid,
-    name_contains: &str,
-    kind: Option<UnitKind>,
-    page_size: PageSize,
-    page_token: &str,
+    filter: &UnitFilter,
+    page: &PageRequest,
 ) -> Result<Page<Unit>, DomainError> {
-    store::units::list(
-        pool,
-        organization_id,
-        name_contains,
-        kind,
-        page_size,
-        page_token,
-    )
-    .await
+    store::units::list(pool, organization_id, filter, page).await
 }
 
 pub async fn update_unit(

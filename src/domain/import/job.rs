@@ -112,6 +112,14 @@ text_states! {
     }
 }
 
+/// Which of a job's row results a list shows: only the failed ones or all,
+/// from a line of the file on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowSelection {
+    pub failed_only: bool,
+    pub from_line: u64,
+}
+
 /// What happened to one data row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowResult {

@@ -14,7 +14,10 @@ use super::{
     batch::{self, result_of, BatchAuthor, ImportBatch, ResultWithClaims},
     decide::{decide_batch, BatchContext, Candidate, Decision, NamedGroup, Users},
     header::{self, Column, Header},
-    job::{Counts, ImportJob, ImportOptions, JobKind, JobStatus, NewJob, Outcome, RowResult},
+    job::{
+        Counts, ImportJob, ImportOptions, JobKind, JobStatus, NewJob, Outcome, RowResult,
+        RowSelection,
+    },
     period::Period,
     reader::{CsvStream, FileRefusal, Limits, Record, RecordProblem},
     row::{
@@ -26,6 +29,7 @@ use crate::{
     domain::{
         caller::Caller,
         organization::Settings,
+        paging::{Page, PageRequest},
         request::RequestId,
         user::{check_given_groups, mirrored_grants},
         DomainError, FieldViolation,
@@ -917,22 +921,19 @@ impl Jobs {
         &self,
         organization_id: Uuid,
         status: Option<JobStatus>,
-        page_size: crate::domain::paging::PageSize,
-        page_token: &str,
-    ) -> Result<crate::domain::paging::Page<ImportJob>, DomainError> {
+        page: &PageRequest,
+    ) -> Result<Page<ImportJob>, DomainError> {
         self.interrupt_stale().await?;
-        store::imports::list_jobs(&self.pool, organization_id, status, page_size, page_token).await
+        store::imports::list_jobs(&self.pool, organization_id, status, page).await
     }
 
     pub async fn rows(
         &self,
         organization_id: Uuid,
         id: Uuid,
-        failed_only: bool,
-        from_line: u64,
-        page_size: crate::domain::paging::PageSize,
-        page_token: &str,
-    ) -> Result<crate::domain::paging::Page<RowResult>, DomainError> {
+        selection: RowSelection,
+        page: &PageRequest,
+    ) -> Result<Page<RowResult>, DomainError> {
         let job = self.find(organization_id, id).await?;
         // Past its retention a review's rows are gone, or going: the sweep
         // deletes them in batches and records it at the end.
@@ -950,15 +951,7 @@ impl Jobs {
                 ),
             });
         }
-        store::imports::list_rows(
-            &self.pool,
-            id,
-            failed_only,
-            from_line,
-            page_size,
-            page_token,
-        )
-        .await
+        store::imports::list_rows(&self.pool, id, selection, page).await
     }
 
     /// Asks a running job to stop after the batch in progress and waits a

@@ -7,7 +7,7 @@ use super::{AuthorizableAccess, LookupKey, User, UserFilter, UserOrder, UserStat
 use crate::{
     domain::{
         group::{Group, GroupFilter},
-        paging::{Page, PageSize},
+        paging::{Page, PageRequest},
         DomainError,
     },
     store,
@@ -55,8 +55,7 @@ fn in_request_order(ids: &[Uuid], found: Vec<User>) -> (Vec<User>, Vec<Uuid>) {
 pub struct UserListRequest {
     pub filter: UserFilter,
     pub order: UserOrder,
-    pub page_size: PageSize,
-    pub page_token: String,
+    pub page: PageRequest,
 }
 
 pub async fn list_users(
@@ -69,8 +68,7 @@ pub async fn list_users(
         organization_id,
         &request.filter,
         request.order,
-        request.page_size,
-        &request.page_token,
+        &request.page,
     )
     .await
 }
@@ -80,15 +78,14 @@ pub async fn list_user_groups(
     pool: &PgPool,
     organization_id: Uuid,
     user_id: Uuid,
-    page_size: PageSize,
-    page_token: &str,
+    page: &PageRequest,
 ) -> Result<Page<Group>, DomainError> {
     get_user(pool, organization_id, user_id).await?;
     let filter = GroupFilter {
         member_id: Some(user_id),
         ..Default::default()
     };
-    store::groups::list(pool, organization_id, &filter, page_size, page_token).await
+    store::groups::list(pool, organization_id, &filter, page).await
 }
 
 /// GetUserAccess: the user's status and, only if they can sign in, what they hold.

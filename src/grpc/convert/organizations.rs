@@ -8,7 +8,7 @@ use crate::{
         audit::{AuditEvent, AuditFilter},
         caller::ActorKind,
         organization::{Organization, PublicEmailDomainPolicy, SettingsPatch},
-        paging::PageSize,
+        paging::PageRequest,
         DomainError, FieldViolation,
     },
     proto,
@@ -38,10 +38,10 @@ pub fn audit_event(event: &AuditEvent) -> proto::AuditEvent {
     }
 }
 
-/// The filters and page size of `ListAuditEvents`, every violation at once.
+/// The filters and page of `ListAuditEvents`, every violation at once.
 pub fn audit_query(
     body: &proto::ListAuditEventsRequest,
-) -> Result<(AuditFilter, PageSize), DomainError> {
+) -> Result<(AuditFilter, PageRequest), DomainError> {
     let mut violations = Vec::new();
     let actor_id = match body.actor_id.as_str() {
         "" => None,
@@ -63,10 +63,10 @@ pub fn audit_query(
         .map_err(|v| violations.push(v))
         .ok()
         .flatten();
-    let page_size = PageSize::parse(body.page_size);
-    violations.extend(page_size.as_ref().err().cloned());
-    let page_size = match page_size {
-        Ok(page_size) if violations.is_empty() => page_size,
+    let page = PageRequest::parse(body.page_size, body.page_token.clone());
+    violations.extend(page.as_ref().err().cloned());
+    let page = match page {
+        Ok(page) if violations.is_empty() => page,
         _ => return Err(DomainError::InvalidArgument(violations)),
     };
     let filter = AuditFilter {
@@ -77,7 +77,7 @@ pub fn audit_query(
         start_time,
         end_time,
     };
-    Ok((filter, page_size))
+    Ok((filter, page))
 }
 
 const SETTING_PATHS: &[&str] = &[

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        paging::PageSize,
+        paging::PageRequest,
         request::IdempotencyKey,
         user::{
             AuthorizableAccess, CreatedUser, InvitationTargets, LookupKey, MirrorMode,
@@ -334,7 +334,7 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
     type Error = DomainError;
 
     fn try_from(body: proto::ListUsersRequest) -> Result<Self, DomainError> {
-        let page_size = PageSize::parse(body.page_size).map_err(invalid);
+        let page = PageRequest::parse(body.page_size, body.page_token).map_err(invalid);
         let order = UserOrder::parse(&body.order_by).map_err(invalid);
         let filter = user_filter(
             &body.query,
@@ -343,16 +343,13 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
             &body.unit_id,
             body.onboarded,
         );
-        match (page_size, order, filter) {
-            (Ok(page_size), Ok(order), Ok(filter)) => Ok(UserListRequest {
+        match (page, order, filter) {
+            (Ok(page), Ok(order), Ok(filter)) => Ok(UserListRequest {
                 filter,
                 order,
-                page_size,
-                page_token: body.page_token,
+                page,
             }),
-            (page_size, order, filter) => {
-                Err(refusal([page_size.err(), order.err(), filter.err()]))
-            }
+            (page, order, filter) => Err(refusal([page.err(), order.err(), filter.err()])),
         }
     }
 }
