@@ -21,6 +21,7 @@ use crate::{
     proto, remote,
     startup::{stop_signal, Application, PasswordSettings, ServerSettings},
     telemetry::{self, LogFormat},
+    tls::TlsSettings,
 };
 
 #[derive(Debug, Parser)]
@@ -203,7 +204,7 @@ struct ServeArgs {
     #[arg(long, env = "ROSTER_NO_DELIVERY")]
     no_delivery: bool,
     /// Where people reach the password pages; every link in an email starts with it.
-    /// Default: http://<http-listen>.
+    /// Default: http://<http-listen> (https:// with --tls-cert).
     #[arg(long, env = "ROSTER_PUBLIC_URL")]
     public_url: Option<String>,
     /// Threads that hash passwords (default: one per core but one).
@@ -212,6 +213,15 @@ struct ServeArgs {
     /// Password checks that may wait for a thread; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "ROSTER_PASSWORD_HASH_QUEUE", default_value_t = 64)]
     password_hash_queue: usize,
+    /// Serve gRPC and the password pages over TLS with this certificate chain (PEM, leaf first).
+    #[arg(long, env = "ROSTER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ROSTER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plaintext on addresses that are not loopback (behind a proxy that terminates TLS).
+    #[arg(long, env = "ROSTER_INSECURE_PLAINTEXT", conflicts_with = "tls_cert")]
+    insecure_plaintext: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -320,54 +330,73 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Result<()> {
+    let mut settings = ServerSettings::new(args.listen);
+    settings.reflection = !args.no_reflection;
+    settings.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsSettings {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    settings.insecure_plaintext = args.insecure_plaintext;
+    settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    settings.import = ImportSettings {
+        limits: Limits {
+            max_field_bytes: args.import_max_field_bytes,
+            max_record_bytes: args.import_max_record_bytes,
+        },
+        max_rows: args.import_max_rows,
+        max_running_jobs_per_organization: args.import_max_running_jobs,
+        review_retention: Duration::from_secs(args.import_review_retention_days * 86_400),
+        ..ImportSettings::default()
+    };
+    let public_url = args.public_url.clone().unwrap_or_else(|| {
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", args.http_listen)
+    });
+    if !args.no_delivery {
+        let transport = match &args.smtp_url {
+            Some(url) => MailTransport::Smtp { url: url.clone() },
+            None => MailTransport::Directory(std::path::absolute(&mail_dir)?),
+        };
+        let mut delivery = DeliverySettings::new(transport, &public_url);
+        delivery.from.clone_from(&args.mail_from);
+        settings.delivery = Some(delivery);
+    }
+    settings.http_listen = Some(args.http_listen);
+    settings.passwords = PasswordSettings {
+        workers: args
+            .password_hash_workers
+            .unwrap_or_else(PasswordHasher::default_workers),
+        queue: args.password_hash_queue,
+    };
+    // A listener or certificate that cannot serve is refused before the private cluster starts.
+    settings.preflight()?;
     let database = Database::open(source, args.db_max_connections).await?;
     let served = async {
         if database.is_private() {
             if let Some((organization, secret)) = bootstrap::first_start(&database.pool).await? {
+                let transport = match &args.tls_cert {
+                    Some(cert) => format!("-cacert <the CA of {}>", cert.display()),
+                    None => "-plaintext".to_owned(),
+                };
                 eprintln!(
-                    "\nFirst start: created organization `{}` and its bootstrap ADMIN API key (shown once, keep it safe):\n\n    {}\n\nTry: grpcurl -plaintext -H 'authorization: Bearer {}' {} roster.v1.AuthService/WhoAmI\n",
+                    "\nFirst start: created organization `{}` and its bootstrap ADMIN API key (shown once, keep it safe):\n\n    {}\n\nTry: grpcurl {} -H 'authorization: Bearer {}' {} roster.v1.AuthService/WhoAmI\n",
                     organization.name,
                     secret.expose(),
+                    transport,
                     secret.expose(),
                     args.listen
                 );
             }
         }
-        let mut settings = ServerSettings::new(args.listen);
-        settings.reflection = !args.no_reflection;
-        settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
-        settings.import = ImportSettings {
-            limits: Limits {
-                max_field_bytes: args.import_max_field_bytes,
-                max_record_bytes: args.import_max_record_bytes,
-            },
-            max_rows: args.import_max_rows,
-            max_running_jobs_per_organization: args.import_max_running_jobs,
-            review_retention: Duration::from_secs(args.import_review_retention_days * 86_400),
-            ..ImportSettings::default()
-        };
-        let public_url = args
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", args.http_listen));
-        if !args.no_delivery {
-            let transport = match &args.smtp_url {
-                Some(url) => MailTransport::Smtp { url: url.clone() },
-                None => MailTransport::Directory(std::path::absolute(&mail_dir)?),
-            };
-            let mut delivery = DeliverySettings::new(transport, &public_url);
-            delivery.from.clone_from(&args.mail_from);
-            settings.delivery = Some(delivery);
-        }
-        settings.http_listen = Some(args.http_listen);
-        settings.passwords = PasswordSettings {
-            workers: args
-                .password_hash_workers
-                .unwrap_or_else(PasswordHasher::default_workers),
-            queue: args.password_hash_queue,
-        };
         let application = Application::build(&settings, database.pool.clone()).await?;
-        tracing::info!(address = %application.local_addr(), reflection = settings.reflection, "roster is serving gRPC");
+        tracing::info!(address = %application.local_addr(), reflection = settings.reflection, tls = settings.tls.is_some(), "roster is serving gRPC");
         if let Some(pages) = application.http_addr() {
             tracing::info!(address = %pages, public_url = %public_url, "password pages served");
         }

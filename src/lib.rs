@@ -14,6 +14,7 @@ pub mod remote;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Code generated from `proto/roster/v1` by build.rs.
 pub mod proto {

@@ -3,7 +3,7 @@
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use sqlx::PgPool;
 use tokio::{
     net::TcpListener,
@@ -37,6 +37,7 @@ use crate::{
         organization_service_server::OrganizationServiceServer,
         user_service_server::UserServiceServer, FILE_DESCRIPTOR_SET,
     },
+    tls::{ServerTls, TlsSettings},
 };
 
 #[derive(Debug, Clone)]
@@ -57,6 +58,11 @@ pub struct ServerSettings {
     pub user_access_ttl: Duration,
     /// The password pages' listener; `None` serves no pages.
     pub http_listen: Option<SocketAddr>,
+    /// Serve both listeners over TLS with this certificate; `None` is plaintext.
+    pub tls: Option<TlsSettings>,
+    /// Allow plaintext on an address that is not loopback (behind a
+    /// TLS-terminating proxy, say); without it such a server refuses to start.
+    pub insecure_plaintext: bool,
 }
 
 /// The bounded pool that hashes passwords.
@@ -89,7 +95,41 @@ impl ServerSettings {
             throttle: ThrottleSettings::default(),
             user_access_ttl: USER_ACCESS_CACHE_TTL,
             http_listen: None,
+            tls: None,
+            insecure_plaintext: false,
         }
+    }
+
+    /// Refuses, before anything starts, what `Application::build` would
+    /// refuse: plaintext off loopback, a certificate or key it cannot use.
+    pub fn preflight(&self) -> Result<()> {
+        self.refuse_plaintext_off_loopback()?;
+        if let Some(tls) = &self.tls {
+            ServerTls::load(tls)?;
+        }
+        Ok(())
+    }
+
+    /// Plaintext is for loopback only, unless the operator says otherwise.
+    fn refuse_plaintext_off_loopback(&self) -> Result<()> {
+        if self.tls.is_some() || self.insecure_plaintext {
+            return Ok(());
+        }
+        let listeners = [
+            ("gRPC", Some(self.listen)),
+            ("the password pages", self.http_listen),
+        ];
+        for (what, address) in listeners {
+            let Some(address) = address else { continue };
+            if !address.ip().is_loopback() {
+                bail!(
+                    "refusing to serve {what} in plaintext on {address}, which is not a loopback address: \
+                     give --tls-cert and --tls-key to serve TLS, or --insecure-plaintext \
+                     (e.g. behind a proxy that terminates TLS)"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -121,6 +161,8 @@ pub struct Application {
 impl Application {
     /// Binds the listener (port 0 picks a free port) and assembles the server.
     pub async fn build(settings: &ServerSettings, pool: PgPool) -> Result<Self> {
+        settings.refuse_plaintext_off_loopback()?;
+        let tls = settings.tls.as_ref().map(ServerTls::load).transpose()?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -167,7 +209,8 @@ impl Application {
         let http_addr = match settings.http_listen {
             Some(listen) => {
                 let pages = crate::pages::router(sign_in.clone());
-                Some(serve_pages(&mut tasks, listen, pages, stopping_rx.clone()).await?)
+                let stop = stopping_rx.clone();
+                Some(serve_pages(&mut tasks, listen, tls.as_ref(), pages, stop).await?)
             }
             None => None,
         };
@@ -178,7 +221,7 @@ impl Application {
             import: ImportHandler::new(jobs, stopping_rx),
         };
         let (stop_accepting, stopped) = oneshot::channel::<()>();
-        let server = grpc_server(settings, services, listener, stopped).await?;
+        let server = grpc_server(settings, services, listener, tls.as_ref(), stopped).await?;
         Ok(Self {
             local_addr,
             http_addr,
@@ -248,11 +291,12 @@ struct Services {
 }
 
 /// The gRPC server with its layers, health, reflection and the five
-/// services, serving `listener` until `stopped` resolves.
+/// services, serving `listener` (over `tls` when given) until `stopped` resolves.
 async fn grpc_server(
     settings: &ServerSettings,
     services: Services,
     listener: TcpListener,
+    tls: Option<&ServerTls>,
     stopped: oneshot::Receiver<()>,
 ) -> Result<ServerFuture> {
     let Services {
@@ -266,7 +310,7 @@ async fn grpc_server(
         RequestBoundary::from_descriptor_set(FILE_DESCRIPTOR_SET)
             .context("compile the request boundary from the descriptor set")?,
     );
-    let server = Server::builder()
+    let router = Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .layer(RequestLogLayer)
@@ -285,15 +329,21 @@ async fn grpc_server(
         )))
         .add_service(UserServiceServer::new(UserHandler::new(pool.clone())))
         .add_service(GroupServiceServer::new(GroupHandler::new(pool)))
-        .add_service(ImportServiceServer::new(import))
+        .add_service(ImportServiceServer::new(import));
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let server: ServerFuture = match tls {
+        Some(tls) => Box::pin(
+            router.serve_with_incoming_shutdown(tls.listener(listener)?.into_incoming(), stopped),
+        ),
         // Small unary answers must not wait out Nagle's algorithm against delayed ACKs (~40 ms).
-        .serve_with_incoming_shutdown(
+        None => Box::pin(router.serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async {
-                let _ = stopped.await;
-            },
-        );
-    Ok(Box::pin(server))
+            stopped,
+        )),
+    };
+    Ok(server)
 }
 
 /// The health service, reporting every Roster service as serving.
@@ -382,6 +432,7 @@ fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs) {
 async fn serve_pages(
     tasks: &mut BackgroundTasks,
     listen: SocketAddr,
+    tls: Option<&ServerTls>,
     pages: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> Result<SocketAddr> {
@@ -389,14 +440,26 @@ async fn serve_pages(
         .await
         .with_context(|| format!("cannot listen on {listen} for the password pages"))?;
     let address = listener.local_addr()?;
-    tasks.spawn("the password pages server", async move {
-        axum::serve(listener, pages)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopping| *stopping).await;
-            })
-            .await
-            .context("the password pages stopped")
-    });
+    let stopping = async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    };
+    match tls {
+        Some(tls) => {
+            let listener = tls.listener(listener)?;
+            tasks.spawn("the password pages server", async move {
+                axum::serve(listener, pages)
+                    .with_graceful_shutdown(stopping)
+                    .await
+                    .context("the password pages stopped")
+            });
+        }
+        None => tasks.spawn("the password pages server", async move {
+            axum::serve(listener, pages)
+                .with_graceful_shutdown(stopping)
+                .await
+                .context("the password pages stopped")
+        }),
+    }
     Ok(address)
 }
 

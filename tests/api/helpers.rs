@@ -251,7 +251,7 @@ pub type Authed = InterceptedService<Channel, Bearer>;
 pub struct TestApp {
     pub pool: PgPool,
     pub channel: Channel,
-    /// `http://127.0.0.1:<port>` of the server.
+    /// `http://127.0.0.1:<port>` of the server (`https://` over TLS).
     pub address: String,
     /// Organization `acme` and the secret of one of its ADMIN keys.
     pub organization_id: Uuid,
@@ -264,7 +264,7 @@ pub struct TestApp {
 /// A server started in this process; `stop` shuts it down as SIGTERM would.
 pub struct RunningServer {
     pub address: String,
-    /// `http://127.0.0.1:<port>` of the password pages.
+    /// `http://127.0.0.1:<port>` of the password pages (`https://` over TLS).
     pub pages: String,
     pub channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -292,17 +292,24 @@ impl RunningServer {
         let application = Application::build(&settings, pool.clone())
             .await
             .expect("build the server");
-        let address = format!("http://{}", application.local_addr());
-        let pages = format!("http://{}", application.http_addr().expect("pages"));
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let address = format!("{scheme}://{}", application.local_addr());
+        let pages = format!("{scheme}://{}", application.http_addr().expect("pages"));
         let (stop, stop_received) = tokio::sync::oneshot::channel::<()>();
         let stopped = tokio::spawn(application.run_until_stopped(async move {
             let _ = stop_received.await;
         }));
-        let channel = Channel::from_shared(address.clone())
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to the server");
+        let channel = Channel::from_shared(address.clone()).expect("uri");
+        // Over TLS the test dials with its own CA; this channel is never used.
+        let channel = if settings.tls.is_some() {
+            channel.connect_lazy()
+        } else {
+            channel.connect().await.expect("connect to the server")
+        };
         Self {
             address,
             pages,

@@ -32,4 +32,5 @@ mod organizations;
 #[cfg(feature = "external-tools")]
 mod smtp;
 mod status_rule;
+mod tls;
 mod users;
