@@ -330,6 +330,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Result<()> {
+    let stop = stop_signal();
     let mut settings = ServerSettings::new(args.listen);
     settings.reflection = !args.no_reflection;
     settings.tls = match (&args.tls_cert, &args.tls_key) {
@@ -400,7 +401,7 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
         if let Some(pages) = application.http_addr() {
             tracing::info!(address = %pages, public_url = %public_url, "password pages served");
         }
-        application.run_until_stopped(stop_signal()).await
+        application.run_until_stopped(stop).await
     }
     .await;
     database.close().await?;
