@@ -100,14 +100,13 @@ impl ServerSettings {
         }
     }
 
-    /// Refuses, before anything starts, what `Application::build` would
-    /// refuse: plaintext off loopback, a certificate or key it cannot use.
-    pub fn preflight(&self) -> Result<()> {
+    /// Refuses plaintext off loopback and a certificate or key that cannot
+    /// be used, and gives the loaded certificate. `roster serve` calls it
+    /// before the private cluster starts; `Application::build` calls it again
+    /// and serves what it loads (the files are read as they are then).
+    pub fn preflight(&self) -> Result<Option<ServerTls>> {
         self.refuse_plaintext_off_loopback()?;
-        if let Some(tls) = &self.tls {
-            ServerTls::load(tls)?;
-        }
-        Ok(())
+        self.tls.as_ref().map(ServerTls::load).transpose()
     }
 
     /// Plaintext is for loopback only, unless the operator says otherwise.
@@ -161,8 +160,7 @@ pub struct Application {
 impl Application {
     /// Binds the listener (port 0 picks a free port) and assembles the server.
     pub async fn build(settings: &ServerSettings, pool: PgPool) -> Result<Self> {
-        settings.refuse_plaintext_off_loopback()?;
-        let tls = settings.tls.as_ref().map(ServerTls::load).transpose()?;
+        let tls = settings.preflight()?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
