@@ -3,15 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{
-    caller::{Actor, ActorKind},
-    paging::{Page, PageRequest},
-    DomainError,
-};
-use crate::store;
+use super::caller::{Actor, ActorKind};
+/// The organization's audit trail, newest first. A read with no rule of
+/// its own: the store's query.
+pub use crate::store::audit::list as list_audit_events;
 
 /// A change to record, built by the use case that makes it.
 #[derive(Debug, Clone)]
@@ -123,14 +120,4 @@ pub struct AuditFilter {
     pub action: String,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
-}
-
-/// The organization's audit trail, newest first.
-pub async fn list_audit_events(
-    pool: &PgPool,
-    organization_id: Uuid,
-    filter: &AuditFilter,
-    page: &PageRequest,
-) -> Result<Page<AuditEvent>, DomainError> {
-    store::audit::list(pool, organization_id, filter, page).await
 }

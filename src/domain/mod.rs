@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod audit;
 pub mod authentication;
 pub mod bootstrap;
+pub mod call;
 pub mod caller;
 pub mod error;
 pub mod group;

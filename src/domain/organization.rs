@@ -6,11 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    audit::FieldChanges,
-    caller::{Actor, Caller},
-    name::DisplayName,
-    request::RequestId,
-    unit_of_work::UnitOfWork,
+    audit::FieldChanges, call::Call, caller::Actor, name::DisplayName, unit_of_work::UnitOfWork,
     DomainError, FieldViolation,
 };
 use crate::store;
@@ -232,13 +228,12 @@ pub async fn list_organizations(pool: &PgPool) -> Result<Vec<Organization>, Doma
 
 /// Applies a settings patch, refusing to turn duplicate emails off while some exist.
 pub async fn update_settings(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     patch: &SettingsPatch,
 ) -> Result<Organization, DomainError> {
+    let caller = &call.caller;
     let organization_id = caller.organization_id;
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let mut work = call.begin().await?;
     let current = store::organizations::lock(work.tx(), organization_id)
         .await?
         .ok_or_else(|| DomainError::NotFound("organization not found".into()))?;

@@ -14,10 +14,11 @@ use uuid::Uuid;
 use super::{
     access::Grant,
     audit::FieldChanges,
+    call::Call,
     caller::{Caller, Principal},
-    request::{IdempotencyKey, RequestId},
+    request::IdempotencyKey,
     token::LinkPurpose,
-    unit_of_work::{IdempotentCreate, UnitOfWork},
+    unit_of_work::IdempotentCreate,
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
 };
@@ -353,12 +354,8 @@ async fn check_new_email(
 /// Creates a user with explicit groups and/or a mirrored user's groups, and
 /// queues the invitation, in one transaction. Uncovered explicit groups are
 /// refused; uncovered groups of the mirrored user are skipped and reported.
-pub async fn create_user(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
-    new_user: &NewUser,
-) -> Result<CreatedUser, DomainError> {
+pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser, DomainError> {
+    let (pool, caller) = (call.pool(), &call.caller);
     let organization_id = caller.organization_id;
     let create = new_user
         .request_id
@@ -369,7 +366,7 @@ pub async fn create_user(
             return Ok(previous);
         }
     }
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let mut work = call.begin().await?;
     let tx = work.tx();
     let settings = store::organizations::lock_shared(tx, organization_id)
         .await?
@@ -548,13 +545,12 @@ pub(crate) async fn ensure_may_act_on(
 /// has not registered a password (the worker revokes the previous link when
 /// it sends); `rules::invitable` says whom. Returns how many were queued.
 pub async fn send_activation_emails(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     targets: &InvitationTargets,
 ) -> Result<u64, DomainError> {
+    let (pool, caller) = (call.pool(), &call.caller);
     check_invitation_targets_exist(pool, caller, targets).await?;
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let mut work = call.begin().await?;
     let organization_id = caller.organization_id;
     let mut ids =
         store::users::lock_invitation_targets(work.tx(), organization_id, targets).await?;
@@ -640,11 +636,10 @@ pub struct MirrorResult {
 /// Gives each target the reference user's groups the caller covers; each
 /// target is changed in its own transaction and reported on its own.
 pub async fn mirror_user(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     mirror: &MirrorRequest,
 ) -> Result<Vec<MirrorResult>, DomainError> {
+    let (pool, caller) = (call.pool(), &call.caller);
     // Read in a transaction of its own: the reference is not changed.
     let mut reference_tx = pool.begin().await?;
     let (covered, skipped) = mirrored_grants(
@@ -663,7 +658,7 @@ pub async fn mirror_user(
             skipped: skipped.clone(),
             ..Default::default()
         };
-        match mirror_onto(pool, caller, request_id, mirror, target, &wanted).await {
+        match mirror_onto(call, mirror, target, &wanted).await {
             Ok((added, removed)) => {
                 result.added = added;
                 result.removed = removed;
@@ -680,15 +675,14 @@ pub async fn mirror_user(
 }
 
 async fn mirror_onto(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     mirror: &MirrorRequest,
     target: Uuid,
     wanted: &[Uuid],
 ) -> Result<(Vec<Uuid>, Vec<Uuid>), DomainError> {
+    let caller = &call.caller;
     let organization_id = caller.organization_id;
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let mut work = call.begin().await?;
     let tx = work.tx();
     ensure_may_act_on(tx, caller, target, None).await?;
     let removed = match mirror.mode {
@@ -759,13 +753,12 @@ pub struct UserUpdate {
 /// Applies the named fields of an update to a user. Changing the email
 /// revokes the user's access tokens (and, with onboarding, their links).
 pub async fn update_user(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     update: &UserUpdate,
 ) -> Result<(User, Vec<Warning>), DomainError> {
+    let caller = &call.caller;
     let (organization_id, user_id) = (caller.organization_id, update.user_id);
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let mut work = call.begin().await?;
     let tx = work.tx();
     let settings = store::organizations::lock_shared(tx, organization_id)
         .await?
@@ -828,13 +821,9 @@ pub(crate) fn user_value_pairs(
     ]
 }
 
-pub async fn delete_user(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
-    user_id: Uuid,
-) -> Result<(), DomainError> {
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+pub async fn delete_user(call: &Call, user_id: Uuid) -> Result<(), DomainError> {
+    let caller = &call.caller;
+    let mut work = call.begin().await?;
     let tx = work.tx();
     let user = ensure_may_act_on(tx, caller, user_id, Some("delete")).await?;
     store::users::delete(tx, caller.organization_id, user_id).await?;
@@ -847,17 +836,16 @@ pub async fn delete_user(
 
 /// Sets the admin state; any state but ACTIVE revokes the user's access tokens.
 pub async fn set_user_status(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     user_id: Uuid,
     status: UserStatus,
 ) -> Result<User, DomainError> {
+    let caller = &call.caller;
     let admin_state = status
         .assignable()
         .map_err(|v| DomainError::InvalidArgument(vec![v]))?;
     let organization_id = caller.organization_id;
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let mut work = call.begin().await?;
     let tx = work.tx();
     let before = ensure_may_act_on(tx, caller, user_id, Some("change the status of")).await?;
     let user = store::users::set_admin_state(tx, organization_id, user_id, admin_state).await?;

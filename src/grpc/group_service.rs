@@ -2,9 +2,8 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use super::{
-    caller,
+    call_of, caller,
     convert::{self, groups as convert_groups},
-    request_id_of,
 };
 use crate::{
     domain::group::{self, GroupFilter, UnitFilter},
@@ -27,10 +26,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::CreateGroupRequest>,
     ) -> Result<Response<proto::CreateGroupResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let (values, key) = convert_groups::create_group(request.get_ref())?;
-        let created = group::create_group(&self.pool, &caller, &request_id, key, &values).await?;
+        let created = group::create_group(&call, key, &values).await?;
         Ok(Response::new(proto::CreateGroupResponse {
             group: Some(convert_groups::group(&created)),
         }))
@@ -79,10 +77,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::UpdateGroupRequest>,
     ) -> Result<Response<proto::UpdateGroupResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let (id, update) = convert_groups::update_group(request.get_ref())?;
-        let updated = group::update_group(&self.pool, &caller, &request_id, id, &update).await?;
+        let updated = group::update_group(&call, id, &update).await?;
         Ok(Response::new(proto::UpdateGroupResponse {
             group: Some(convert_groups::group(&updated)),
         }))
@@ -92,9 +89,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::DeleteGroupRequest>,
     ) -> Result<Response<proto::DeleteGroupResponse>, Status> {
-        let caller = caller(&request)?;
+        let call = call_of(&self.pool, &request)?;
         let id = convert::parse_id(&request.get_ref().group_id, "group_id")?;
-        group::delete_group(&self.pool, &caller, &request_id_of(&request), id).await?;
+        group::delete_group(&call, id).await?;
         Ok(Response::new(proto::DeleteGroupResponse {}))
     }
 
@@ -124,10 +121,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::CreateUnitRequest>,
     ) -> Result<Response<proto::CreateUnitResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let (values, key) = convert_groups::create_unit(request.get_ref())?;
-        let created = group::create_unit(&self.pool, &caller, &request_id, key, &values).await?;
+        let created = group::create_unit(&call, key, &values).await?;
         Ok(Response::new(proto::CreateUnitResponse {
             unit: Some(convert_groups::unit(&created)),
         }))
@@ -173,10 +169,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::UpdateUnitRequest>,
     ) -> Result<Response<proto::UpdateUnitResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let (id, changes) = convert_groups::update_unit(request.get_ref())?;
-        let updated = group::update_unit(&self.pool, &caller, &request_id, id, &changes).await?;
+        let updated = group::update_unit(&call, id, &changes).await?;
         Ok(Response::new(proto::UpdateUnitResponse {
             unit: Some(convert_groups::unit(&updated)),
         }))
@@ -186,9 +181,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::DeleteUnitRequest>,
     ) -> Result<Response<proto::DeleteUnitResponse>, Status> {
-        let caller = caller(&request)?;
+        let call = call_of(&self.pool, &request)?;
         let id = convert::parse_id(&request.get_ref().unit_id, "unit_id")?;
-        group::delete_unit(&self.pool, &caller, &request_id_of(&request), id).await?;
+        group::delete_unit(&call, id).await?;
         Ok(Response::new(proto::DeleteUnitResponse {}))
     }
 
@@ -196,10 +191,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::CreateProfileRequest>,
     ) -> Result<Response<proto::CreateProfileResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let (values, key) = convert_groups::create_profile(request.get_ref())?;
-        let created = group::create_profile(&self.pool, &caller, &request_id, key, &values).await?;
+        let created = group::create_profile(&call, key, &values).await?;
         Ok(Response::new(proto::CreateProfileResponse {
             profile: Some(convert_groups::profile(&created)),
         }))
@@ -242,10 +236,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::UpdateProfileRequest>,
     ) -> Result<Response<proto::UpdateProfileResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let (id, changes) = convert_groups::update_profile(request.get_ref())?;
-        let updated = group::update_profile(&self.pool, &caller, &request_id, id, &changes).await?;
+        let updated = group::update_profile(&call, id, &changes).await?;
         Ok(Response::new(proto::UpdateProfileResponse {
             profile: Some(convert_groups::profile(&updated)),
         }))
@@ -255,9 +248,9 @@ impl GroupService for GroupHandler {
         &self,
         request: Request<proto::DeleteProfileRequest>,
     ) -> Result<Response<proto::DeleteProfileResponse>, Status> {
-        let caller = caller(&request)?;
+        let call = call_of(&self.pool, &request)?;
         let id = convert::parse_id(&request.get_ref().profile_id, "profile_id")?;
-        group::delete_profile(&self.pool, &caller, &request_id_of(&request), id).await?;
+        group::delete_profile(&call, id).await?;
         Ok(Response::new(proto::DeleteProfileResponse {}))
     }
 }

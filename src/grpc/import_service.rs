@@ -6,7 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use super::{caller, convert, request_id_of};
+use super::{call_of, caller, convert};
 use crate::{
     domain::{
         import::{
@@ -253,8 +253,7 @@ impl ImportHandler {
         request: Request<Streaming<Req>>,
         kind: JobKind,
     ) -> Result<Response<ResponseStream<Resp>>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.jobs.pool, &request)?;
         let mut inbound = request.into_inner();
         let options = match inbound.message().await?.and_then(Req::into_part) {
             Some(Part::Options(options)) => options_from_proto(options)?,
@@ -269,8 +268,7 @@ impl ImportHandler {
         };
         let session = ImportSession::start(
             &self.jobs,
-            &caller,
-            &request_id,
+            &call,
             kind,
             options,
             inbound_of(inbound),

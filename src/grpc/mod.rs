@@ -18,9 +18,10 @@ pub use import_service::{ImportHandler, JOB_ID_HEADER};
 pub use organization_service::OrganizationHandler;
 pub use user_service::UserHandler;
 
+use sqlx::PgPool;
 use tonic::{Request, Status};
 
-use crate::domain::caller::Caller;
+use crate::domain::{call::Call, caller::Caller};
 use crate::domain::{
     request::{IdempotencyKey, RequestId},
     DomainError,
@@ -34,6 +35,15 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| Status::internal("no authenticated caller for this method"))
+}
+
+/// The call as the domain sees it: the pool, the caller and the request id.
+fn call_of<T>(pool: &PgPool, request: &Request<T>) -> Result<Call, Status> {
+    Ok(Call::new(
+        pool.clone(),
+        caller(request)?,
+        request_id_of(request),
+    ))
 }
 
 /// The request id the request log layer gave the call (a fresh one if the

@@ -1,7 +1,7 @@
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert::organizations as convert, request_id_of};
+use super::{call_of, caller, convert::organizations as convert};
 use crate::{
     domain::{audit, organization},
     proto::{self, organization_service_server::OrganizationService},
@@ -35,15 +35,13 @@ impl OrganizationService for OrganizationHandler {
         &self,
         request: Request<proto::UpdateOrganizationSettingsRequest>,
     ) -> Result<Response<proto::UpdateOrganizationSettingsResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let body = request.into_inner();
         let patch = convert::settings_patch(
             body.settings.unwrap_or_default(),
             body.update_mask.unwrap_or_default(),
         )?;
-        let organization =
-            organization::update_settings(&self.pool, &caller, &request_id, &patch).await?;
+        let organization = organization::update_settings(&call, &patch).await?;
         Ok(Response::new(proto::UpdateOrganizationSettingsResponse {
             organization: Some(convert::organization(&organization)),
         }))

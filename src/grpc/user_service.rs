@@ -3,9 +3,8 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use super::{
-    caller,
+    call_of, caller,
     convert::{page_request, users as convert},
-    request_id_of,
 };
 use crate::{
     domain::{
@@ -30,10 +29,9 @@ impl UserHandler {
         &self,
         request: Request<impl TryInto<NewUser, Error = crate::domain::DomainError>>,
     ) -> Result<user::CreatedUser, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let new_user = request.into_inner().try_into()?;
-        Ok(user::create_user(&self.pool, &caller, &request_id, &new_user).await?)
+        Ok(user::create_user(&call, &new_user).await?)
     }
 }
 
@@ -73,10 +71,9 @@ impl UserService for UserHandler {
         &self,
         request: Request<proto::MirrorUserRequest>,
     ) -> Result<Response<proto::MirrorUserResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let mirror = MirrorRequest::try_from(request.into_inner())?;
-        let results = user::mirror_user(&self.pool, &caller, &request_id, &mirror).await?;
+        let results = user::mirror_user(&call, &mirror).await?;
         Ok(Response::new(proto::MirrorUserResponse {
             results: results.iter().map(convert::mirror_result).collect(),
         }))
@@ -124,17 +121,11 @@ impl UserService for UserHandler {
         &self,
         request: Request<proto::ExportUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let (filter, delimiter) = convert::export_request(request.get_ref())?;
         let (chunks, receiver) = tokio::sync::mpsc::channel(4);
         tokio::spawn(import::export::export_users(
-            self.pool.clone(),
-            caller,
-            request_id,
-            filter,
-            delimiter,
-            chunks,
+            call, filter, delimiter, chunks,
         ));
         let stream = tokio_stream::wrappers::ReceiverStream::new(receiver).map(|chunk| {
             chunk
@@ -163,11 +154,9 @@ impl UserService for UserHandler {
         &self,
         request: Request<proto::UpdateUserRequest>,
     ) -> Result<Response<proto::UpdateUserResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let update = UserUpdate::try_from(request.into_inner())?;
-        let (updated, warnings) =
-            user::update_user(&self.pool, &caller, &request_id, &update).await?;
+        let (updated, warnings) = user::update_user(&call, &update).await?;
         Ok(Response::new(proto::UpdateUserResponse {
             user: Some(convert::user(&updated)),
             warnings: super::convert::field_issues(&warnings),
@@ -178,9 +167,9 @@ impl UserService for UserHandler {
         &self,
         request: Request<proto::DeleteUserRequest>,
     ) -> Result<Response<proto::DeleteUserResponse>, Status> {
-        let caller = caller(&request)?;
+        let call = call_of(&self.pool, &request)?;
         let id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
-        user::delete_user(&self.pool, &caller, &request_id_of(&request), id).await?;
+        user::delete_user(&call, id).await?;
         Ok(Response::new(proto::DeleteUserResponse {}))
     }
 
@@ -188,11 +177,10 @@ impl UserService for UserHandler {
         &self,
         request: Request<proto::SetUserStatusRequest>,
     ) -> Result<Response<proto::SetUserStatusResponse>, Status> {
-        let caller = caller(&request)?;
+        let call = call_of(&self.pool, &request)?;
         let id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
         let status = convert::assigned_status(request.get_ref().status)?;
-        let request_id = request_id_of(&request);
-        let updated = user::set_user_status(&self.pool, &caller, &request_id, id, status).await?;
+        let updated = user::set_user_status(&call, id, status).await?;
         Ok(Response::new(proto::SetUserStatusResponse {
             user: Some(convert::user(&updated)),
         }))
@@ -202,13 +190,10 @@ impl UserService for UserHandler {
         &self,
         request: Request<proto::AddUserToGroupsRequest>,
     ) -> Result<Response<proto::AddUserToGroupsResponse>, Status> {
-        let caller = caller(&request)?;
+        let call = call_of(&self.pool, &request)?;
         let body = request.get_ref();
         let (user_id, group_ids) = convert::user_and_groups(&body.user_id, &body.group_ids)?;
-        let request_id = request_id_of(&request);
-        let added =
-            groups::add_user_to_groups(&self.pool, &caller, &request_id, user_id, &group_ids)
-                .await?;
+        let added = groups::add_user_to_groups(&call, user_id, &group_ids).await?;
         Ok(Response::new(proto::AddUserToGroupsResponse {
             added_group_ids: added.iter().map(ToString::to_string).collect(),
         }))
@@ -218,13 +203,10 @@ impl UserService for UserHandler {
         &self,
         request: Request<proto::RemoveUserFromGroupsRequest>,
     ) -> Result<Response<proto::RemoveUserFromGroupsResponse>, Status> {
-        let caller = caller(&request)?;
+        let call = call_of(&self.pool, &request)?;
         let body = request.get_ref();
         let (user_id, group_ids) = convert::user_and_groups(&body.user_id, &body.group_ids)?;
-        let request_id = request_id_of(&request);
-        let removed =
-            groups::remove_user_from_groups(&self.pool, &caller, &request_id, user_id, &group_ids)
-                .await?;
+        let removed = groups::remove_user_from_groups(&call, user_id, &group_ids).await?;
         Ok(Response::new(proto::RemoveUserFromGroupsResponse {
             removed_group_ids: removed.iter().map(ToString::to_string).collect(),
         }))
@@ -262,11 +244,9 @@ impl UserService for UserHandler {
         &self,
         request: Request<proto::SendActivationEmailRequest>,
     ) -> Result<Response<proto::SendActivationEmailResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let targets = InvitationTargets::try_from(request.into_inner())?;
-        let queued =
-            user::send_activation_emails(&self.pool, &caller, &request_id, &targets).await?;
+        let queued = user::send_activation_emails(&call, &targets).await?;
         Ok(Response::new(proto::SendActivationEmailResponse {
             queued_count: queued as i64,
         }))

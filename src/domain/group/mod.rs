@@ -23,15 +23,18 @@ pub use self::{
 };
 use super::{
     access::{Authority, Grant, UnitScope},
+    call::Call,
     caller::Caller,
     name::DisplayName,
     paging::{Page, PageRequest},
-    request::{IdempotencyKey, RequestId},
+    request::IdempotencyKey,
     text_state::text_states,
     unit_of_work::{IdempotentCreate, UnitOfWork},
     user::{ensure_may_act_on, User, UserFilter, UserOrder},
     DomainError, FieldViolation,
 };
+/// Newest first. A read with no rule of its own: the store's query.
+pub use crate::store::groups::list as list_groups;
 use crate::store::{self, Transaction};
 
 const MAX_DESCRIPTION: usize = 1000;
@@ -311,46 +314,67 @@ impl GroupUpdate {
     }
 }
 
-/// A create that carried an idempotency key and already ran: the id it
-/// created for this same caller.
-/// What a create of groups, units or profiles is called: the operation its
-/// idempotency keys are scoped to, and its audit action and target type.
-struct CreateKind {
-    operation: &'static str,
-    action: &'static str,
-    target: &'static str,
+/// What groups, units and profiles share on creation: the operation their
+/// idempotency keys are scoped to, the audit action and target type, what
+/// the audit record says of one, and how a replay reads the first one.
+trait Created: Sized {
+    const OPERATION: &'static str;
+    const ACTION: &'static str;
+    const TARGET: &'static str;
+
+    fn id(&self) -> Uuid;
+
+    fn details(&self) -> serde_json::Value;
+
+    async fn get(call: &Call, id: Uuid) -> Result<Self, DomainError>;
 }
 
-/// Creates alike: a replay of the caller's idempotency key gets the first
-/// resource (`get`); else `insert` makes it in a unit of work that remembers
-/// its id for replays and records its creation.
-#[allow(clippy::too_many_arguments)] // the call's context, then the three steps
-async fn create_once<T>(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+/// `Created` for an aggregate: its operation, audit action and target, the
+/// function that describes one and the read a replay answers with.
+macro_rules! created {
+    ($aggregate:ty, $operation:literal, $action:literal, $target:literal, $details:path, $get:path) => {
+        impl $crate::domain::group::Created for $aggregate {
+            const OPERATION: &'static str = $operation;
+            const ACTION: &'static str = $action;
+            const TARGET: &'static str = $target;
+
+            fn id(&self) -> Uuid {
+                self.id
+            }
+
+            fn details(&self) -> serde_json::Value {
+                $details(self)
+            }
+
+            async fn get(call: &Call, id: Uuid) -> Result<Self, DomainError> {
+                $get(call.pool(), call.organization_id(), id).await
+            }
+        }
+    };
+}
+use created;
+
+/// A replay of the caller's idempotency key gets the first resource; else
+/// `insert` makes it in a unit of work that remembers its id for replays and
+/// records its creation.
+async fn create_once<T: Created>(
+    call: &Call,
     idempotency_key: Option<IdempotencyKey>,
-    kind: CreateKind,
-    get: impl AsyncFnOnce(Uuid) -> Result<T, DomainError>,
     insert: impl AsyncFnOnce(&mut UnitOfWork) -> Result<T, DomainError>,
-    describe: impl Fn(&T) -> (Uuid, serde_json::Value),
 ) -> Result<T, DomainError> {
-    let create = idempotency_key.map(|key| IdempotentCreate::new(caller, kind.operation, key));
+    let create = idempotency_key.map(|key| IdempotentCreate::new(&call.caller, T::OPERATION, key));
     if let Some(create) = &create {
-        if let Some((id, _)) = create.earlier::<serde_json::Value>(pool).await? {
-            return get(id).await;
+        if let Some((id, _)) = create.earlier::<serde_json::Value>(call.pool()).await? {
+            return T::get(call, id).await;
         }
     }
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let mut work = call.begin().await?;
     let created = insert(&mut work).await?;
-    let (id, details) = describe(&created);
     if let Some(create) = &create {
-        work.remember(create, id, &json!({})).await?;
+        work.remember(create, created.id(), &json!({})).await?;
     }
-    work.record(
-        work.audit_record(kind.action, kind.target, id)
-            .with_details(details),
-    );
+    let audit = work.audit_record(T::ACTION, T::TARGET, created.id());
+    work.record(audit.with_details(created.details()));
     work.commit().await?;
     Ok(created)
 }
@@ -447,39 +471,28 @@ fn group_details(group: &Group) -> serde_json::Value {
 }
 
 pub async fn create_group(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     idempotency_key: Option<IdempotencyKey>,
     values: &GroupValues,
 ) -> Result<Group, DomainError> {
-    let organization_id = caller.organization_id;
-    let get = async |id| get_group(pool, organization_id, id).await;
-    let insert = async |work: &mut UnitOfWork| {
-        if !caller.authority.covers(&values.grant(Uuid::nil())) {
+    create_once(call, idempotency_key, async |work: &mut UnitOfWork| {
+        if !call.caller.authority.covers(&values.grant(Uuid::nil())) {
             return Err(uncovered("this group"));
         }
-        check_references(work.tx(), organization_id, values).await?;
-        store::groups::insert(work.tx(), organization_id, values).await
-    };
-    let kind = CreateKind {
-        operation: "CreateGroup",
-        action: "group.create",
-        target: "group",
-    };
-    let describe = |group: &Group| (group.id, group_details(group));
-    create_once(
-        pool,
-        caller,
-        request_id,
-        idempotency_key,
-        kind,
-        get,
-        insert,
-        describe,
-    )
+        check_references(work.tx(), call.organization_id(), values).await?;
+        store::groups::insert(work.tx(), call.organization_id(), values).await
+    })
     .await
 }
+
+created!(
+    Group,
+    "CreateGroup",
+    "group.create",
+    "group",
+    group_details,
+    get_group
+);
 
 pub async fn get_group(
     pool: &PgPool,
@@ -489,16 +502,6 @@ pub async fn get_group(
     store::groups::find(pool, organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))
-}
-
-/// Newest first.
-pub async fn list_groups(
-    pool: &PgPool,
-    organization_id: Uuid,
-    filter: &GroupFilter,
-    page: &PageRequest,
-) -> Result<Page<Group>, DomainError> {
-    store::groups::list(pool, organization_id, filter, page).await
 }
 
 /// The members of an existing group, by last name.
@@ -519,14 +522,12 @@ pub async fn list_members(
 /// Changes a group the caller covers before and after the change, when the
 /// caller may act on every member.
 pub async fn update_group(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     id: Uuid,
     update: &GroupUpdate,
 ) -> Result<Group, DomainError> {
-    let organization_id = caller.organization_id;
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let (caller, organization_id) = (&call.caller, call.organization_id());
+    let mut work = call.begin().await?;
     let current = store::groups::lock(work.tx(), organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))?;
@@ -550,13 +551,9 @@ pub async fn update_group(
 
 /// Deletes a covered group whose members the caller may all act on; its
 /// memberships go with it.
-pub async fn delete_group(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
-    id: Uuid,
-) -> Result<(), DomainError> {
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+pub async fn delete_group(call: &Call, id: Uuid) -> Result<(), DomainError> {
+    let caller = &call.caller;
+    let mut work = call.begin().await?;
     let group = store::groups::lock(work.tx(), caller.organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))?;
@@ -621,38 +618,32 @@ fn check_groups_to_change(
 
 /// Gives a user groups; every one must exist and be covered (refused naming the first that is not).
 pub async fn add_user_to_groups(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     user_id: Uuid,
     group_ids: &[Uuid],
 ) -> Result<Vec<Uuid>, DomainError> {
     let change = MembershipChange::Add;
-    change_memberships(pool, caller, request_id, user_id, group_ids, change).await
+    change_memberships(call, user_id, group_ids, change).await
 }
 
 pub async fn remove_user_from_groups(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     user_id: Uuid,
     group_ids: &[Uuid],
 ) -> Result<Vec<Uuid>, DomainError> {
     let change = MembershipChange::Remove;
-    change_memberships(pool, caller, request_id, user_id, group_ids, change).await
+    change_memberships(call, user_id, group_ids, change).await
 }
 
 /// The groups changed: those the user was not in (add) or was in (remove).
 async fn change_memberships(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     user_id: Uuid,
     group_ids: &[Uuid],
     change: MembershipChange,
 ) -> Result<Vec<Uuid>, DomainError> {
-    let organization_id = caller.organization_id;
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let (caller, organization_id) = (&call.caller, call.organization_id());
+    let mut work = call.begin().await?;
     ensure_may_act_on(work.tx(), caller, user_id, None).await?;
     let grants = store::groups::grants_by_ids(&mut **work.tx(), organization_id, group_ids).await?;
     check_groups_to_change(&caller.authority, change, group_ids, &grants)?;

@@ -5,15 +5,14 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{create_once, violations_of, CreateKind, Description};
+use super::{create_once, created, violations_of, Description};
+/// Newest first; an empty `product` lists every product. A read with no
+/// rule of its own: the store's query.
+pub use crate::store::profiles::list as list_profiles;
 use crate::{
     domain::{
-        caller::{Caller, Scope},
-        name::DisplayName,
-        paging::{Page, PageRequest},
-        request::{IdempotencyKey, RequestId},
-        unit_of_work::UnitOfWork,
-        DomainError,
+        call::Call, caller::Scope, name::DisplayName, request::IdempotencyKey,
+        unit_of_work::UnitOfWork, DomainError,
     },
     store,
 };
@@ -79,40 +78,28 @@ impl ProfileChanges {
 }
 
 pub async fn create_profile(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     idempotency_key: Option<IdempotencyKey>,
     values: &ProfileValues,
 ) -> Result<Profile, DomainError> {
-    let organization_id = caller.organization_id;
-    let get = async |id| get_profile(pool, organization_id, id).await;
-    let insert = async |work: &mut UnitOfWork| {
-        store::profiles::insert(work.tx(), organization_id, values).await
-    };
-    let kind = CreateKind {
-        operation: "CreateProfile",
-        action: "profile.create",
-        target: "profile",
-    };
-    let describe = |profile: &Profile| {
-        (
-            profile.id,
-            json!({ "product": profile.product, "name": profile.name }),
-        )
-    };
-    create_once(
-        pool,
-        caller,
-        request_id,
-        idempotency_key,
-        kind,
-        get,
-        insert,
-        describe,
-    )
+    create_once(call, idempotency_key, async |work: &mut UnitOfWork| {
+        store::profiles::insert(work.tx(), call.organization_id(), values).await
+    })
     .await
 }
+
+fn profile_details(profile: &Profile) -> serde_json::Value {
+    json!({ "product": profile.product, "name": profile.name })
+}
+
+created!(
+    Profile,
+    "CreateProfile",
+    "profile.create",
+    "profile",
+    profile_details,
+    get_profile
+);
 
 pub async fn get_profile(
     pool: &PgPool,
@@ -122,16 +109,6 @@ pub async fn get_profile(
     store::profiles::find(pool, organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("profile", id))
-}
-
-/// Newest first; an empty `product` lists every product.
-pub async fn list_profiles(
-    pool: &PgPool,
-    organization_id: Uuid,
-    product: &str,
-    page: &PageRequest,
-) -> Result<Page<Profile>, DomainError> {
-    store::profiles::list(pool, organization_id, product, page).await
 }
 
 /// The built-in User Management profiles stay as they are.
@@ -155,16 +132,14 @@ async fn find_changeable(work: &mut UnitOfWork, id: Uuid) -> Result<Profile, Dom
 }
 
 pub async fn update_profile(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     id: Uuid,
     changes: &ProfileChanges,
 ) -> Result<Profile, DomainError> {
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+    let mut work = call.begin().await?;
     let current = find_changeable(&mut work, id).await?;
     let values = changes.merged_onto(&current)?;
-    let profile = store::profiles::update(work.tx(), caller.organization_id, id, &values).await?;
+    let profile = store::profiles::update(work.tx(), call.organization_id(), id, &values).await?;
     work.record(
         work.audit_record("profile.update", "profile", id).with_details(json!({
             "old": { "product": current.product, "name": current.name, "description": current.description },
@@ -175,15 +150,10 @@ pub async fn update_profile(
     Ok(profile)
 }
 
-pub async fn delete_profile(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
-    id: Uuid,
-) -> Result<(), DomainError> {
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+pub async fn delete_profile(call: &Call, id: Uuid) -> Result<(), DomainError> {
+    let mut work = call.begin().await?;
     let current = find_changeable(&mut work, id).await?;
-    store::profiles::delete(work.tx(), caller.organization_id, id).await?;
+    store::profiles::delete(work.tx(), call.organization_id(), id).await?;
     work.record(
         work.audit_record("profile.delete", "profile", id)
             .with_details(json!({ "product": current.product, "name": current.name })),

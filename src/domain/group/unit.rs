@@ -5,16 +5,13 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{create_once, violations_of, CreateKind};
+use super::{create_once, created, violations_of};
+/// Newest first. A read with no rule of its own: the store's query.
+pub use crate::store::units::list as list_units;
 use crate::{
     domain::{
-        caller::Caller,
-        name::DisplayName,
-        paging::{Page, PageRequest},
-        request::{IdempotencyKey, RequestId},
-        text_state::text_states,
-        unit_of_work::UnitOfWork,
-        DomainError, FieldViolation,
+        call::Call, name::DisplayName, request::IdempotencyKey, text_state::text_states,
+        unit_of_work::UnitOfWork, DomainError, FieldViolation,
     },
     store,
 };
@@ -86,35 +83,24 @@ fn unit_details(unit: &Unit) -> serde_json::Value {
 }
 
 pub async fn create_unit(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     idempotency_key: Option<IdempotencyKey>,
     values: &UnitValues,
 ) -> Result<Unit, DomainError> {
-    let organization_id = caller.organization_id;
-    let get = async |id| get_unit(pool, organization_id, id).await;
-    let insert = async |work: &mut UnitOfWork| {
-        store::units::insert(work.tx(), organization_id, values).await
-    };
-    let kind = CreateKind {
-        operation: "CreateUnit",
-        action: "unit.create",
-        target: "unit",
-    };
-    let describe = |unit: &Unit| (unit.id, unit_details(unit));
-    create_once(
-        pool,
-        caller,
-        request_id,
-        idempotency_key,
-        kind,
-        get,
-        insert,
-        describe,
-    )
+    create_once(call, idempotency_key, async |work: &mut UnitOfWork| {
+        store::units::insert(work.tx(), call.organization_id(), values).await
+    })
     .await
 }
+
+created!(
+    Unit,
+    "CreateUnit",
+    "unit.create",
+    "unit",
+    unit_details,
+    get_unit
+);
 
 pub async fn get_unit(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Unit, DomainError> {
     store::units::find(pool, organization_id, id)
@@ -130,29 +116,17 @@ pub struct UnitFilter {
     pub kind: Option<UnitKind>,
 }
 
-/// Newest first.
-pub async fn list_units(
-    pool: &PgPool,
-    organization_id: Uuid,
-    filter: &UnitFilter,
-    page: &PageRequest,
-) -> Result<Page<Unit>, DomainError> {
-    store::units::list(pool, organization_id, filter, page).await
-}
-
 pub async fn update_unit(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     id: Uuid,
     changes: &UnitChanges,
 ) -> Result<Unit, DomainError> {
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
-    let current = store::units::find(&mut **work.tx(), caller.organization_id, id)
+    let mut work = call.begin().await?;
+    let current = store::units::find(&mut **work.tx(), call.organization_id(), id)
         .await?
         .ok_or_else(|| DomainError::not_found("unit", id))?;
     let values = changes.merged_onto(&current)?;
-    let unit = store::units::update(work.tx(), caller.organization_id, id, &values).await?;
+    let unit = store::units::update(work.tx(), call.organization_id(), id, &values).await?;
     work.record(
         work.audit_record("unit.update", "unit", id)
             .with_details(json!({
@@ -164,14 +138,9 @@ pub async fn update_unit(
     Ok(unit)
 }
 
-pub async fn delete_unit(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
-    id: Uuid,
-) -> Result<(), DomainError> {
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
-    if !store::units::delete(work.tx(), caller.organization_id, id).await? {
+pub async fn delete_unit(call: &Call, id: Uuid) -> Result<(), DomainError> {
+    let mut work = call.begin().await?;
+    if !store::units::delete(work.tx(), call.organization_id(), id).await? {
         return Err(DomainError::not_found("unit", id));
     }
     work.record(work.audit_record("unit.delete", "unit", id));

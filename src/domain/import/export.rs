@@ -3,15 +3,12 @@
 //! so memory stays flat whatever the directory's size.
 
 use serde_json::json;
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{csv_line, header::Column, EXPORT_COLUMNS};
 use crate::{
-    domain::{
-        caller::Caller, request::RequestId, unit_of_work::UnitOfWork, user::UserFilter, DomainError,
-    },
+    domain::{call::Call, user::UserFilter, DomainError},
     store,
 };
 
@@ -20,15 +17,13 @@ const PAGE: i64 = 1000;
 /// Records the export, then sends the file in chunks (the first with the
 /// BOM and the header) until `out` is full of it or closed.
 pub async fn export_users(
-    pool: PgPool,
-    caller: Caller,
-    request_id: RequestId,
+    call: Call,
     filter: UserFilter,
     delimiter: char,
     out: mpsc::Sender<Result<Vec<u8>, DomainError>>,
 ) {
-    let organization_id = caller.organization_id;
-    if let Err(error) = record_export(&pool, &caller, &request_id, &filter).await {
+    let (pool, organization_id) = (call.pool(), call.organization_id());
+    if let Err(error) = record_export(&call, &filter).await {
         let _ = out.send(Err(error)).await;
         return;
     }
@@ -37,7 +32,7 @@ pub async fn export_users(
     let mut after: Option<Uuid> = None;
     loop {
         let rows =
-            match store::users::export_page(&pool, organization_id, &filter, after, PAGE).await {
+            match store::users::export_page(pool, organization_id, &filter, after, PAGE).await {
                 Ok(rows) => rows,
                 Err(error) => {
                     let _ = out.send(Err(error.into())).await;
@@ -78,13 +73,9 @@ pub async fn export_users(
 
 /// The audit record of an export, committed before any row is sent: an
 /// export that cannot be recorded sends nothing.
-async fn record_export(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
-    filter: &UserFilter,
-) -> Result<(), DomainError> {
-    let mut work = UnitOfWork::begin(pool, caller, request_id).await?;
+async fn record_export(call: &Call, filter: &UserFilter) -> Result<(), DomainError> {
+    let caller = &call.caller;
+    let mut work = call.begin().await?;
     let record = work
         .audit_record("user.export", "organization", caller.organization_id)
         .with_details(json!({ "filter": filter }));

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::{
     domain::{
+        call::Call,
         caller::Caller,
         organization::Settings,
         paging::{Page, PageRequest},
@@ -124,14 +125,13 @@ pub struct Job {
 
 /// Checks the options (spec §4.1: before any row) and creates the job.
 pub async fn start_job(
-    pool: &PgPool,
-    caller: &Caller,
-    request_id: &RequestId,
+    call: &Call,
     settings: &ImportSettings,
     owner: Uuid,
     kind: JobKind,
     options: ImportOptions,
 ) -> Result<Job, DomainError> {
+    let (pool, caller, request_id) = (call.pool(), &call.caller, &call.request_id);
     if options.allow_legacy_statuses && !caller.organization_admin() {
         return Err(DomainError::PermissionDenied(
             "only organization administrators may import legacy statuses".into(),

@@ -19,7 +19,7 @@ use super::{
     run::{end_job, start_job, EndError, Input, Jobs, Progress},
 };
 use crate::{
-    domain::{caller::Caller, request::RequestId, DomainError},
+    domain::{call::Call, DomainError},
     store,
 };
 
@@ -48,18 +48,14 @@ impl ImportSession {
     /// `server_stopping` turning true ends the job INTERRUPTED.
     pub async fn start(
         jobs: &Jobs,
-        caller: &Caller,
-        request_id: &RequestId,
+        call: &Call,
         kind: JobKind,
         options: ImportOptions,
         inbound: impl Stream<Item = Inbound> + Send + Unpin + 'static,
         server_stopping: watch::Receiver<bool>,
     ) -> Result<Self, DomainError> {
         let settings = &jobs.settings;
-        let job = start_job(
-            &jobs.pool, caller, request_id, settings, jobs.owner, kind, options,
-        )
-        .await?;
+        let job = start_job(call, settings, jobs.owner, kind, options).await?;
         let job_id = job.record.id;
         tracing::info!(job_id = %job_id, kind = kind.as_str(), "import job started");
 
@@ -77,7 +73,7 @@ impl ImportSession {
         let (out_tx, out_rx) = mpsc::channel(64);
         let follower = follow(
             jobs.pool.clone(),
-            caller.organization_id,
+            call.organization_id(),
             job_id,
             progress_rx,
             out_tx,
