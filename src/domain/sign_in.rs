@@ -332,8 +332,12 @@ impl SignIn {
         let action = if kind == TokenKind::Invitation {
             "user.password.register"
         } else {
-            store::access_tokens::revoke_all_for_user(&mut **work.tx(), organization_id, user_id)
-                .await?;
+            store::access_tokens::revoke_all_for_users(
+                &mut **work.tx(),
+                organization_id,
+                &[user_id],
+            )
+            .await?;
             "user.password.reset"
         };
         work.record(work.audit_record(action, "user", user_id));

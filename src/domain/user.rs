@@ -782,7 +782,7 @@ pub async fn update_user(
     let updated = store::users::update_values(tx, organization_id, user_id, &values).await?;
     if email_changed {
         // Links and sessions were given to the old address.
-        store::access_tokens::revoke_all_for_user(&mut **tx, organization_id, user_id).await?;
+        store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id]).await?;
         let purposes = LinkPurpose::ALL;
         store::onboarding_tokens::revoke(tx, organization_id, &[user_id], purposes).await?;
     }
@@ -850,7 +850,7 @@ pub async fn set_user_status(
     let before = ensure_may_act_on(tx, caller, user_id, Some("change the status of")).await?;
     let user = store::users::set_admin_state(tx, organization_id, user_id, admin_state).await?;
     if admin_state != AdminState::Active {
-        store::access_tokens::revoke_all_for_user(&mut **tx, organization_id, user_id).await?;
+        store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id]).await?;
     }
     work.record(
         work.audit_record("user.status.set", "user", user_id)
@@ -870,20 +870,30 @@ pub async fn set_user_status(
 mod tests {
     use super::*;
 
+    /// A person with just the required fields.
+    fn person(first_name: &str, last_name: &str, email: &str) -> UserInput {
+        UserInput {
+            first_name: first_name.into(),
+            last_name: last_name.into(),
+            email: email.into(),
+            ..Default::default()
+        }
+    }
+
+    fn refused_fields(input: &UserInput) -> Vec<String> {
+        let violations = UserValues::parse(input, "user.").unwrap_err();
+        violations.into_iter().map(|v| v.field).collect()
+    }
+
     #[test]
     fn every_invalid_value_is_reported_under_its_path() {
         let input = UserInput {
-            first_name: " ".into(),
-            last_name: "Silva".into(),
-            email: "not-an-email".into(),
             username: "x".into(),
             phone: "123".into(),
-            external_id: String::new(),
+            ..person(" ", "Silva", "not-an-email")
         };
-        let violations = UserValues::parse(&input, "user.").unwrap_err();
-        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
-            fields,
+            refused_fields(&input),
             [
                 "user.first_name",
                 "user.email",
@@ -895,13 +905,7 @@ mod tests {
 
     #[test]
     fn the_username_defaults_to_the_email() {
-        let input = UserInput {
-            first_name: "João".into(),
-            last_name: "Silva".into(),
-            email: "Joao@Acme.com".into(),
-            ..Default::default()
-        };
-        let values = UserValues::parse(&input, "user.").unwrap();
+        let values = UserValues::parse(&person("João", "Silva", "Joao@Acme.com"), "user.").unwrap();
         assert_eq!(values.username, "Joao@Acme.com");
         assert_eq!(values.phone, None);
         assert_eq!(
@@ -912,14 +916,9 @@ mod tests {
 
     #[test]
     fn an_invalid_email_is_reported_once_even_when_the_username_defaults_to_it() {
-        let input = UserInput {
-            first_name: "Ana".into(),
-            last_name: "Lima".into(),
-            email: "nope".into(),
-            ..Default::default()
-        };
-        let violations = UserValues::parse(&input, "user.").unwrap_err();
-        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["user.email"]);
+        assert_eq!(
+            refused_fields(&person("Ana", "Lima", "nope")),
+            ["user.email"]
+        );
     }
 }

@@ -39,26 +39,9 @@ pub async fn find_by_hash(
     .await
 }
 
-/// Revokes every live token of a user, e.g. when they may no longer sign in.
-pub async fn revoke_all_for_user<'e>(
+/// Revokes every live token of these users, e.g. when they may no longer sign in.
+pub async fn revoke_all_for_users<'e>(
     executor: impl PgExecutor<'e>,
-    organization_id: Uuid,
-    user_id: Uuid,
-) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query!(
-        "update access_tokens set revoke_time = now() \
-         where organization_id = $1 and user_id = $2 and revoke_time is null",
-        organization_id,
-        user_id,
-    )
-    .execute(executor)
-    .await?;
-    Ok(result.rows_affected())
-}
-
-/// Revokes every live token of these users.
-pub async fn revoke_all_for_users(
-    tx: &mut super::Transaction<'_>,
     organization_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<u64, sqlx::Error> {
@@ -68,7 +51,7 @@ pub async fn revoke_all_for_users(
         organization_id,
         user_ids,
     )
-    .execute(&mut **tx)
+    .execute(executor)
     .await?;
     Ok(result.rows_affected())
 }

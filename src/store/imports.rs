@@ -627,8 +627,12 @@ pub async fn write_batch(
         super::outbox::enqueue_invitations(tx, organization_id, &batch.invited).await?;
     }
     if !batch.tokens_revoked.is_empty() {
-        super::access_tokens::revoke_all_for_users(tx, organization_id, &batch.tokens_revoked)
-            .await?;
+        super::access_tokens::revoke_all_for_users(
+            &mut **tx,
+            organization_id,
+            &batch.tokens_revoked,
+        )
+        .await?;
     }
     if !batch.new_addresses.is_empty() {
         super::onboarding_tokens::revoke(

@@ -73,13 +73,18 @@ pub async fn lock_by_hash(
     tx: &mut Transaction<'_>,
     hash: &TokenHash,
 ) -> Result<Option<LinkRecord>, sqlx::Error> {
-    sqlx::query_file_as!(
-        LinkRecord,
-        "src/store/queries/onboarding_tokens_lock_by_hash.sql",
+    let locked = sqlx::query_scalar!(
+        "select t.id from onboarding_tokens t \
+         join users on users.organization_id = t.organization_id and users.id = t.user_id \
+         where t.token_hash = $1 for update of t, users",
         &hash.0,
     )
     .fetch_optional(&mut **tx)
-    .await
+    .await?;
+    match locked {
+        Some(_) => find_by_hash(&mut **tx, hash).await,
+        None => Ok(None),
+    }
 }
 
 pub async fn mark_used(

@@ -231,7 +231,7 @@ async fn user_tokens_of_inactive_or_not_onboarded_users_or_expired_or_revoked_ar
     let revoked = app
         .mint_access_token(active, chrono::Duration::hours(1))
         .await;
-    roster::store::access_tokens::revoke_all_for_user(&app.pool, app.organization_id, active)
+    roster::store::access_tokens::revoke_all_for_users(&app.pool, app.organization_id, &[active])
         .await
         .unwrap();
     let tokens = [

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     groups,
-    helpers::{Bearer, TestApp},
+    helpers::{new_group, new_profile, new_unit, Bearer, CreatedId, TestApp},
     import::run_import,
 };
 use contract::{Contract, Required, Resource, Rpc};
@@ -253,7 +253,7 @@ async fn world(app: &TestApp) -> World {
     let revoked_session = app
         .mint_access_token(signed_out, chrono::Duration::hours(1))
         .await;
-    store::access_tokens::revoke_all_for_user(&app.pool, app.organization_id, signed_out)
+    store::access_tokens::revoke_all_for_users(&app.pool, app.organization_id, &[signed_out])
         .await
         .expect("revoke sessions");
     let expired_session = app
@@ -421,53 +421,14 @@ async fn globex_resources(
     serial: usize,
 ) -> HashMap<Resource, String> {
     let mut groups = app.groups(globex.admin.clone());
-    let unit = groups
-        .create_unit(proto::CreateUnitRequest {
-            unit: Some(proto::Unit {
-                name: format!("Globex unit {serial}"),
-                kind: proto::UnitKind::Branch as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("globex unit")
-        .into_inner()
-        .unit
-        .expect("unit")
-        .id;
-    let profile = groups
-        .create_profile(proto::CreateProfileRequest {
-            profile: Some(proto::Profile {
-                product: "Globex".into(),
-                name: format!("Profile {serial}"),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("globex profile")
-        .into_inner()
-        .profile
-        .expect("profile")
-        .id;
-    let group = groups
-        .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                name: format!("Globex group {serial}"),
-                profile_id: profile.clone(),
-                unit_scope: UnitScope::Units as i32,
-                unit_ids: vec![unit.clone()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("globex group")
-        .into_inner()
-        .group
-        .expect("group")
-        .id;
+    let unit_name = format!("Globex unit {serial}");
+    let unit_request = new_unit(unit_name, proto::UnitKind::Branch);
+    let unit = groups.create_unit(unit_request).await.created_id();
+    let profile_request = new_profile("Globex", format!("Profile {serial}"));
+    let profile = groups.create_profile(profile_request).await.created_id();
+    let group_name = format!("Globex group {serial}");
+    let group_request = new_group(group_name, &profile, UnitScope::Units, &[&unit]);
+    let group = groups.create_group(group_request).await.created_id();
     let external_id = format!("HR-GLOBEX-{serial}");
     let user = app
         .users(globex.admin.clone())

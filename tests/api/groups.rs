@@ -2,7 +2,9 @@ use roster::proto::{self, UnitScope};
 use tonic::Code;
 
 use crate::{
-    helpers::{error_reason, violated_fields, Bearer, TestApp},
+    helpers::{
+        error_reason, new_group, new_profile, new_unit, violated_fields, Bearer, CreatedId, TestApp,
+    },
     users::builtin_profile,
 };
 
@@ -18,43 +20,12 @@ pub struct Org {
 pub async fn org(app: &TestApp) -> Org {
     let mut groups = app.groups(app.as_admin());
     let cashier_profile = groups
-        .create_profile(proto::CreateProfileRequest {
-            profile: Some(proto::Profile {
-                product: "POS".into(),
-                name: "Cashier".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_profile(new_profile("POS", "Cashier"))
         .await
-        .unwrap()
-        .into_inner()
-        .profile
-        .unwrap()
-        .id;
-    let unit = |name: &str| {
-        let mut groups = groups.clone();
-        let name = name.to_owned();
-        async move {
-            groups
-                .create_unit(proto::CreateUnitRequest {
-                    unit: Some(proto::Unit {
-                        name,
-                        kind: proto::UnitKind::Branch as i32,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .unit
-                .unwrap()
-                .id
-        }
-    };
-    let south = unit("South Zone").await;
-    let west = unit("West Zone").await;
+        .created_id();
+    let branch = |name| new_unit(name, proto::UnitKind::Branch);
+    let south = groups.create_unit(branch("South Zone")).await.created_id();
+    let west = groups.create_unit(branch("West Zone")).await.created_id();
     Org {
         admin_profile: builtin_profile(app, "Admin").await,
         viewer_profile: builtin_profile(app, "Viewer").await,
@@ -72,22 +43,9 @@ pub async fn group(
     units: &[&str],
 ) -> String {
     app.groups(app.as_admin())
-        .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                name: name.into(),
-                profile_id: profile.into(),
-                unit_scope: scope as i32,
-                unit_ids: units.iter().map(|u| (*u).to_owned()).collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_group(new_group(name, profile, scope, units))
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
-        .id
+        .created_id()
 }
 
 pub async fn give(
@@ -272,25 +230,14 @@ async fn make(
             .await
             .map(drop),
         Call::CreateProfile => groups
-            .create_profile(proto::CreateProfileRequest {
-                profile: Some(proto::Profile {
-                    product: "X".into(),
-                    name: format!("Y{row_index}"),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+            .create_profile(new_profile("X", format!("Y{row_index}")))
             .await
             .map(drop),
         Call::CreateUnit => groups
-            .create_unit(proto::CreateUnitRequest {
-                unit: Some(proto::Unit {
-                    name: format!("North {row_index}"),
-                    kind: proto::UnitKind::Store as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+            .create_unit(new_unit(
+                format!("North {row_index}"),
+                proto::UnitKind::Store,
+            ))
             .await
             .map(drop),
         Call::CreateAdminKey => app
@@ -302,19 +249,12 @@ async fn make(
             })
             .await
             .map(drop),
-        Call::CreateGroup { units } => groups
-            .create_group(proto::CreateGroupRequest {
-                group: Some(proto::Group {
-                    name: format!("Cashiers {row_index}"),
-                    profile_id: o.cashier_profile.clone(),
-                    unit_scope: UnitScope::Units as i32,
-                    unit_ids: units.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .map(drop),
+        Call::CreateGroup { units } => {
+            let units: Vec<&str> = units.iter().map(String::as_str).collect();
+            let name = format!("Cashiers {row_index}");
+            let request = new_group(name, &o.cashier_profile, UnitScope::Units, &units);
+            groups.create_group(request).await.map(drop)
+        }
         Call::MoveGroup { group, units } => groups
             .update_group(proto::UpdateGroupRequest {
                 group: Some(proto::Group {
@@ -626,24 +566,6 @@ async fn cashiers_on_south_with_a_member() -> (TestApp, Org, String, String) {
     .await;
     let member = member(&app, "carla@acme.test", &cashiers).await;
     (app, o, cashiers, member)
-}
-
-fn new_group(
-    name: &str,
-    profile: &str,
-    scope: UnitScope,
-    units: &[&str],
-) -> proto::CreateGroupRequest {
-    proto::CreateGroupRequest {
-        group: Some(proto::Group {
-            name: name.into(),
-            profile_id: profile.into(),
-            unit_scope: scope as i32,
-            unit_ids: units.iter().map(|unit| (*unit).to_owned()).collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use tonic_types::StatusExt;
 
 use crate::{
     groups::{self, give, group, holder, south_admin, SouthAdmin},
-    helpers::{violated_fields, Bearer, TestApp},
+    helpers::{new_group, new_profile, new_unit, violated_fields, Bearer, CreatedId, TestApp},
     import::{options, run_import},
 };
 
@@ -728,50 +728,30 @@ async fn create_everything(
         .id;
     let group = groups
         .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                name: format!("Group {n}"),
-                profile_id: o.cashier_profile.clone(),
-                unit_scope: UnitScope::NoUnit as i32,
-                ..Default::default()
-            }),
             request_id: request_id.clone(),
+            ..new_group(
+                format!("Group {n}"),
+                &o.cashier_profile,
+                UnitScope::NoUnit,
+                &[],
+            )
         })
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
-        .id;
+        .created_id();
     let unit = groups
         .create_unit(proto::CreateUnitRequest {
-            unit: Some(proto::Unit {
-                name: format!("Unit {n}"),
-                kind: proto::UnitKind::Store as i32,
-                ..Default::default()
-            }),
             request_id: request_id.clone(),
+            ..new_unit(format!("Unit {n}"), proto::UnitKind::Store)
         })
         .await
-        .unwrap()
-        .into_inner()
-        .unit
-        .unwrap()
-        .id;
+        .created_id();
     let profile = groups
         .create_profile(proto::CreateProfileRequest {
-            profile: Some(proto::Profile {
-                product: "POS".into(),
-                name: format!("Profile {n}"),
-                ..Default::default()
-            }),
             request_id: request_id.clone(),
+            ..new_profile("POS", format!("Profile {n}"))
         })
         .await
-        .unwrap()
-        .into_inner()
-        .profile
-        .unwrap()
-        .id;
+        .created_id();
     let key = app
         .auth(bearer.clone())
         .create_api_key(proto::CreateApiKeyRequest {

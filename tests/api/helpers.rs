@@ -541,6 +541,71 @@ impl TestApp {
     }
 }
 
+/// A CreateUnit request with what a test names.
+pub fn new_unit(name: impl Into<String>, kind: proto::UnitKind) -> proto::CreateUnitRequest {
+    let unit = proto::Unit {
+        name: name.into(),
+        kind: kind as i32,
+        ..Default::default()
+    };
+    proto::CreateUnitRequest {
+        unit: Some(unit),
+        ..Default::default()
+    }
+}
+
+/// A CreateProfile request with what a test names.
+pub fn new_profile(product: &str, name: impl Into<String>) -> proto::CreateProfileRequest {
+    let profile = proto::Profile {
+        product: product.into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    proto::CreateProfileRequest {
+        profile: Some(profile),
+        ..Default::default()
+    }
+}
+
+/// A CreateGroup request with what a test names.
+pub fn new_group(
+    name: impl Into<String>,
+    profile_id: &str,
+    scope: proto::UnitScope,
+    unit_ids: &[&str],
+) -> proto::CreateGroupRequest {
+    let group = proto::Group {
+        name: name.into(),
+        profile_id: profile_id.into(),
+        unit_scope: scope as i32,
+        unit_ids: unit_ids.iter().map(|id| (*id).to_owned()).collect(),
+        ..Default::default()
+    };
+    proto::CreateGroupRequest {
+        group: Some(group),
+        ..Default::default()
+    }
+}
+
+/// The id of what a create answered, or a panic naming what failed.
+pub trait CreatedId {
+    fn created_id(self) -> String;
+}
+
+macro_rules! created_id {
+    ($response:ty, $field:ident) => {
+        impl CreatedId for Result<tonic::Response<$response>, Status> {
+            fn created_id(self) -> String {
+                let answer = self.expect(stringify!($response)).into_inner();
+                answer.$field.expect(stringify!($field)).id
+            }
+        }
+    };
+}
+created_id!(proto::CreateUnitResponse, unit);
+created_id!(proto::CreateProfileResponse, profile);
+created_id!(proto::CreateGroupResponse, group);
+
 /// The field paths of a status's `BadRequest` details, in order.
 pub fn violated_fields(status: &Status) -> Vec<String> {
     use tonic_types::StatusExt;

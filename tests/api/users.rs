@@ -1,7 +1,7 @@
 use roster::proto::{self, UserStatus};
 use tonic::Code;
 
-use crate::helpers::{error_reason, violated_fields, Bearer, TestApp};
+use crate::helpers::{error_reason, new_group, violated_fields, Bearer, CreatedId, TestApp};
 
 pub fn new_user(first: &str, last: &str, email: &str) -> proto::CreateUserRequest {
     proto::CreateUserRequest {
@@ -731,22 +731,12 @@ async fn another_organizations_users_and_groups_are_not_found() {
     );
     let user = app.create_user("Acme", "Person", "p@acme.test").await;
     let profile_id = builtin_profile(&app, "Viewer").await;
-    let group = app
+    let viewers = new_group("Acme viewers", &profile_id, proto::UnitScope::AllUnits, &[]);
+    let group_id = app
         .groups(app.as_admin())
-        .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                name: "Acme viewers".into(),
-                profile_id: profile_id.clone(),
-                unit_scope: proto::UnitScope::AllUnits as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_group(viewers)
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap();
+        .created_id();
     let mut users = app.users(foreign.clone());
     let codes = [
         users
@@ -783,13 +773,13 @@ async fn another_organizations_users_and_groups_are_not_found() {
             .map(drop),
         app.groups(foreign.clone())
             .get_group(proto::GetGroupRequest {
-                group_id: group.id.clone(),
+                group_id: group_id.clone(),
             })
             .await
             .map(drop),
         app.groups(foreign.clone())
             .delete_group(proto::DeleteGroupRequest {
-                group_id: group.id.clone(),
+                group_id: group_id.clone(),
             })
             .await
             .map(drop),
@@ -800,15 +790,12 @@ async fn another_organizations_users_and_groups_are_not_found() {
             .await
             .map(drop),
         app.groups(foreign.clone())
-            .create_group(proto::CreateGroupRequest {
-                group: Some(proto::Group {
-                    name: "Borrowed".into(),
-                    profile_id: profile_id.clone(),
-                    unit_scope: proto::UnitScope::NoUnit as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+            .create_group(new_group(
+                "Borrowed",
+                &profile_id,
+                proto::UnitScope::NoUnit,
+                &[],
+            ))
             .await
             .map(drop),
     ];
@@ -826,7 +813,7 @@ async fn another_organizations_users_and_groups_are_not_found() {
     let status = users
         .add_user_to_groups(proto::AddUserToGroupsRequest {
             user_id: globex_user.id,
-            group_ids: vec![group.id],
+            group_ids: vec![group_id],
         })
         .await
         .unwrap_err();
