@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 
 use crate::helpers::Bearer;
 
-fn roster(data_dir: &Path) -> Command {
+pub(crate) fn roster(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
     command
         .arg("--data-dir")
@@ -28,7 +28,7 @@ fn roster(data_dir: &Path) -> Command {
     command
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,13 +37,13 @@ fn free_port() -> u16 {
 }
 
 /// A running `roster serve` and the stderr lines it printed until ready.
-struct Served {
-    child: Child,
+pub(crate) struct Served {
+    pub(crate) child: Child,
     startup: Vec<String>,
     address: String,
 }
 
-fn serve(mut command: Command, port: u16) -> Served {
+pub(crate) fn serve(mut command: Command, port: u16) -> Served {
     let mut child = command
         .arg("serve")
         .arg("--listen")
@@ -91,7 +91,7 @@ impl Served {
         })
     }
 
-    fn stop(mut self, signal: nix::sys::signal::Signal) {
+    pub(crate) fn stop(mut self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, signal).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -118,7 +118,7 @@ async fn who_am_i(address: &str, token: &str) -> Result<proto::WhoAmIResponse, t
         .map(tonic::Response::into_inner)
 }
 
-fn run_ok(command: &mut Command) -> String {
+pub(crate) fn run_ok(command: &mut Command) -> String {
     let output = command.output().expect("run roster");
     assert!(
         output.status.success(),
