@@ -393,23 +393,7 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
     let served = async {
         if database.is_private() {
             if let Some((organization, secret)) = bootstrap::first_start(&database.pool).await? {
-                let transport = match (&args.tls_cert, &args.tls_client_ca) {
-                    (Some(cert), None) => format!("-cacert <the CA of {}>", cert.display()),
-                    (Some(cert), Some(client_ca)) => format!(
-                        "-cacert <the CA of {}> -cert <a client certificate signed by {}> -key <its key>",
-                        cert.display(),
-                        client_ca.display()
-                    ),
-                    (None, _) => "-plaintext".to_owned(),
-                };
-                eprintln!(
-                    "\nFirst start: created organization `{}` and its bootstrap ADMIN API key (shown once, keep it safe):\n\n    {}\n\nTry: grpcurl {} -H 'authorization: Bearer {}' {} roster.v1.AuthService/WhoAmI\n",
-                    organization.name,
-                    secret.expose(),
-                    transport,
-                    secret.expose(),
-                    args.listen
-                );
+                print_bootstrap_key(&args, &organization.name, secret.expose());
             }
         }
         let application = Application::build(&settings, database.pool.clone()).await?;
@@ -423,6 +407,23 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
     .await;
     database.close().await?;
     served
+}
+
+/// The first start's bootstrap key, with a grpcurl call that uses it.
+fn print_bootstrap_key(args: &ServeArgs, organization: &str, secret: &str) {
+    let transport = match (&args.tls_cert, &args.tls_client_ca) {
+        (Some(cert), None) => format!("-cacert <the CA of {}>", cert.display()),
+        (Some(cert), Some(client_ca)) => format!(
+            "-cacert <the CA of {}> -cert <a client certificate signed by {}> -key <its key>",
+            cert.display(),
+            client_ca.display()
+        ),
+        (None, _) => "-plaintext".to_owned(),
+    };
+    eprintln!(
+        "\nFirst start: created organization `{organization}` and its bootstrap ADMIN API key (shown once, keep it safe):\n\n    {secret}\n\nTry: grpcurl {transport} -H 'authorization: Bearer {secret}' {} roster.v1.AuthService/WhoAmI\n",
+        args.listen
+    );
 }
 
 async fn admin_command(database: &Database, command: Command) -> Result<()> {
