@@ -324,6 +324,10 @@ mod tests {
         let error = format!("{:#}", tls.reload().unwrap_err());
         assert!(error.contains("--tls-cert"), "{error}");
         assert!(
+            error.contains(&settings.cert.display().to_string()),
+            "{error}"
+        );
+        assert!(
             Arc::ptr_eq(&tls.grpc.load_full(), &second),
             "the old one stays"
         );

@@ -7,7 +7,7 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -40,6 +40,8 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Served {
     pub(crate) child: Child,
     startup: Vec<String>,
+    /// The stderr lines printed after startup.
+    log: Arc<Mutex<Vec<String>>>,
     address: String,
 }
 
@@ -74,15 +76,30 @@ pub(crate) fn serve(mut command: Command, port: u16) -> Served {
         }
     }
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || while lines_rx.recv().is_ok() {});
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let collected = log.clone();
+    std::thread::spawn(move || {
+        while let Ok(line) = lines_rx.recv() {
+            collected.lock().unwrap().push(line);
+        }
+    });
     Served {
         child,
         startup,
+        log,
         address: format!("http://127.0.0.1:{port}"),
     }
 }
 
 impl Served {
+    /// The first line logged after startup that contains every one of `words`.
+    pub(crate) fn logged(&self, words: &[&str]) -> Option<String> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .find(|line| words.iter().all(|word| line.contains(word)))
+            .cloned()
+    }
+
     fn bootstrap_key(&self) -> Option<String> {
         self.startup.iter().find_map(|line| {
             line.split_whitespace()

@@ -492,11 +492,20 @@ async fn sighup_serves_a_certificate_swapped_on_disk_to_the_next_connection_with
         || async { (certificates.served_certificate(port).await == second).then_some(()) },
     )
     .await;
+    assert!(served
+        .logged(&["INFO", "reloaded the TLS certificate"])
+        .is_some());
 
     // A file broken on disk: the reload fails and the server keeps the certificate it has.
     certificates.replace("server.pem", "not a certificate");
     kill(pid, Signal::SIGHUP).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cert = certificates.path("server.pem").display().to_string();
+    crate::helpers::eventually(
+        "an error naming the flag and the file is logged",
+        Duration::from_secs(15),
+        || async { served.logged(&["ERROR", "cannot reload", "--tls-cert", &cert]) },
+    )
+    .await;
     assert_eq!(certificates.served_certificate(port).await, second);
 
     stop_calling.send(false).unwrap();
