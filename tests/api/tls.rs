@@ -186,7 +186,10 @@ impl TestCertificates {
 }
 
 async fn spawn_over_tls(certificates: &TestCertificates) -> TestApp {
-    let tls = certificates.settings();
+    spawn_with_tls(certificates.settings()).await
+}
+
+async fn spawn_with_tls(tls: TlsSettings) -> TestApp {
     TestApp::spawn_with(|settings| settings.tls = Some(tls)).await
 }
 
@@ -274,8 +277,7 @@ async fn get_register_page(certificates: &TestCertificates, pages: &str) -> u16 
 #[tokio::test]
 async fn mutual_tls_serves_a_client_certificate_of_the_client_ca_and_refuses_the_others() {
     let certificates = TestCertificates::new();
-    let tls = certificates.mutual_settings();
-    let app = TestApp::spawn_with(|settings| settings.tls = Some(tls)).await;
+    let app = spawn_with_tls(certificates.mutual_settings()).await;
     let grpc = port(&app.address);
 
     let call = |identity: Option<Identity>| {
@@ -315,6 +317,30 @@ async fn mutual_tls_serves_a_client_certificate_of_the_client_ca_and_refuses_the
         .expect("still serving after the refusals");
     // People open the pages from an email in a browser without a client certificate.
     assert_eq!(get_register_page(&certificates, app.pages()).await, 200);
+}
+
+#[tokio::test]
+async fn a_reload_reads_the_client_ca_again_for_the_next_connection() {
+    let certificates = TestCertificates::new();
+    let app = spawn_with_tls(certificates.mutual_settings()).await;
+    let grpc = port(&app.address);
+    let successor = TestCa::new();
+
+    certificates.replace("client-ca.pem", &successor.pem());
+    app.tls().reload().expect("reload");
+
+    certificates
+        .who_am_i(grpc, &app.admin_key, Some(successor.client_identity()))
+        .await
+        .expect("a client of the new client CA is served");
+    let former = certificates.client_ca.client_identity();
+    assert!(
+        certificates
+            .who_am_i(grpc, &app.admin_key, Some(former))
+            .await
+            .is_err(),
+        "a client of the former client CA was served"
+    );
 }
 
 #[tokio::test]
