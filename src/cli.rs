@@ -19,7 +19,10 @@ use crate::{
         password::PasswordHasher,
     },
     proto, remote,
-    startup::{stop_signal, Application, PasswordSettings, ServerSettings},
+    startup::{
+        hangup_signal, reload_tls_on_hangup, stop_signal, Application, PasswordSettings,
+        ServerSettings,
+    },
     telemetry::{self, LogFormat},
     tls::TlsSettings,
 };
@@ -214,11 +217,17 @@ struct ServeArgs {
     #[arg(long, env = "ROSTER_PASSWORD_HASH_QUEUE", default_value_t = 64)]
     password_hash_queue: usize,
     /// Serve gRPC and the password pages over TLS with this certificate chain (PEM, leaf first).
+    /// SIGHUP reloads it, its key and --tls-client-ca from disk for new connections.
     #[arg(long, env = "ROSTER_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "ROSTER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Mutual TLS on gRPC: refuse gRPC clients without a certificate signed by one of these
+    /// CAs (PEM). The password pages never ask for a client certificate (people's browsers
+    /// have none).
+    #[arg(long, env = "ROSTER_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Allow plaintext on addresses that are not loopback (behind a proxy that terminates TLS).
     #[arg(long, env = "ROSTER_INSECURE_PLAINTEXT", conflicts_with = "tls_cert")]
     insecure_plaintext: bool,
@@ -331,12 +340,14 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Result<()> {
     let stop = stop_signal();
+    let hangups = hangup_signal().context("install the SIGHUP handler")?;
     let mut settings = ServerSettings::new(args.listen);
     settings.reflection = !args.no_reflection;
     settings.tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsSettings {
             cert: cert.clone(),
             key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
         }),
         _ => None,
     };
@@ -382,21 +393,11 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
     let served = async {
         if database.is_private() {
             if let Some((organization, secret)) = bootstrap::first_start(&database.pool).await? {
-                let transport = match &args.tls_cert {
-                    Some(cert) => format!("-cacert <the CA of {}>", cert.display()),
-                    None => "-plaintext".to_owned(),
-                };
-                eprintln!(
-                    "\nFirst start: created organization `{}` and its bootstrap ADMIN API key (shown once, keep it safe):\n\n    {}\n\nTry: grpcurl {} -H 'authorization: Bearer {}' {} roster.v1.AuthService/WhoAmI\n",
-                    organization.name,
-                    secret.expose(),
-                    transport,
-                    secret.expose(),
-                    args.listen
-                );
+                print_bootstrap_key(&args, &organization.name, secret.expose());
             }
         }
         let application = Application::build(&settings, database.pool.clone()).await?;
+        tokio::spawn(reload_tls_on_hangup(hangups, application.tls()));
         tracing::info!(address = %application.local_addr(), reflection = settings.reflection, tls = settings.tls.is_some(), "roster is serving gRPC");
         if let Some(pages) = application.http_addr() {
             tracing::info!(address = %pages, public_url = %public_url, "password pages served");
@@ -406,6 +407,23 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
     .await;
     database.close().await?;
     served
+}
+
+/// The first start's bootstrap key, with a grpcurl call that uses it.
+fn print_bootstrap_key(args: &ServeArgs, organization: &str, secret: &str) {
+    let transport = match (&args.tls_cert, &args.tls_client_ca) {
+        (Some(cert), None) => format!("-cacert <the CA of {}>", cert.display()),
+        (Some(cert), Some(client_ca)) => format!(
+            "-cacert <the CA of {}> -cert <a client certificate signed by {}> -key <its key>",
+            cert.display(),
+            client_ca.display()
+        ),
+        (None, _) => "-plaintext".to_owned(),
+    };
+    eprintln!(
+        "\nFirst start: created organization `{organization}` and its bootstrap ADMIN API key (shown once, keep it safe):\n\n    {secret}\n\nTry: grpcurl {transport} -H 'authorization: Bearer {secret}' {} roster.v1.AuthService/WhoAmI\n",
+        args.listen
+    );
 }
 
 async fn admin_command(database: &Database, command: Command) -> Result<()> {

@@ -155,6 +155,7 @@ pub struct Application {
     stop_accepting: oneshot::Sender<()>,
     stopping: watch::Sender<bool>,
     shutdown_grace: Duration,
+    tls: Option<ServerTls>,
 }
 
 impl Application {
@@ -228,11 +229,18 @@ impl Application {
             stop_accepting,
             stopping,
             shutdown_grace: settings.shutdown_grace,
+            tls,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The TLS material both listeners serve, to reload it (on SIGHUP);
+    /// `None` when serving plaintext.
+    pub fn tls(&self) -> Option<ServerTls> {
+        self.tls.clone()
     }
 
     /// Where the password pages are served, if they are.
@@ -331,16 +339,18 @@ async fn grpc_server(
     let stopped = async {
         let _ = stopped.await;
     };
-    let server: ServerFuture = match tls {
-        Some(tls) => Box::pin(
-            router.serve_with_incoming_shutdown(tls.listener(listener)?.into_incoming(), stopped),
-        ),
-        // Small unary answers must not wait out Nagle's algorithm against delayed ACKs (~40 ms).
-        None => Box::pin(router.serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stopped,
-        )),
-    };
+    let server: ServerFuture =
+        match tls {
+            Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+                tls.grpc_listener(listener)?.into_incoming(),
+                stopped,
+            )),
+            // Small unary answers must not wait out Nagle's algorithm against delayed ACKs (~40 ms).
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stopped,
+            )),
+        };
     Ok(server)
 }
 
@@ -443,7 +453,7 @@ async fn serve_pages(
     };
     match tls {
         Some(tls) => {
-            let listener = tls.listener(listener)?;
+            let listener = tls.pages_listener(listener)?;
             tasks.spawn("the password pages server", async move {
                 axum::serve(listener, pages)
                     .with_graceful_shutdown(stopping)
@@ -532,6 +542,25 @@ pub fn stop_signal() -> impl std::future::Future<Output = ()> {
             _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
+        }
+    }
+}
+
+/// The SIGHUP handler, installed when this is called: `roster serve` calls
+/// it before anything starts, since SIGHUP's default action ends the process.
+pub fn hangup_signal() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
+/// Reloads the TLS files on every SIGHUP, for as long as the process runs.
+pub async fn reload_tls_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    tls: Option<ServerTls>,
+) {
+    while hangups.recv().await.is_some() {
+        match &tls {
+            Some(tls) => tls.reload_and_log(),
+            None => tracing::info!("SIGHUP: serving plaintext, no TLS certificate to reload"),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 
 use crate::helpers::Bearer;
 
-fn roster(data_dir: &Path) -> Command {
+pub(crate) fn roster(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
     command
         .arg("--data-dir")
@@ -28,7 +28,7 @@ fn roster(data_dir: &Path) -> Command {
     command
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,13 +37,15 @@ fn free_port() -> u16 {
 }
 
 /// A running `roster serve` and the stderr lines it printed until ready.
-struct Served {
-    child: Child,
+pub(crate) struct Served {
+    pub(crate) child: Child,
     startup: Vec<String>,
+    /// The stderr lines printed after startup.
+    log: Arc<Mutex<Vec<String>>>,
     address: String,
 }
 
-fn serve(mut command: Command, port: u16) -> Served {
+pub(crate) fn serve(mut command: Command, port: u16) -> Served {
     let mut child = command
         .arg("serve")
         .arg("--listen")
@@ -74,15 +76,30 @@ fn serve(mut command: Command, port: u16) -> Served {
         }
     }
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || while lines_rx.recv().is_ok() {});
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let collected = log.clone();
+    std::thread::spawn(move || {
+        while let Ok(line) = lines_rx.recv() {
+            collected.lock().unwrap().push(line);
+        }
+    });
     Served {
         child,
         startup,
+        log,
         address: format!("http://127.0.0.1:{port}"),
     }
 }
 
 impl Served {
+    /// The first line logged after startup that contains every one of `words`.
+    pub(crate) fn logged(&self, words: &[&str]) -> Option<String> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .find(|line| words.iter().all(|word| line.contains(word)))
+            .cloned()
+    }
+
     fn bootstrap_key(&self) -> Option<String> {
         self.startup.iter().find_map(|line| {
             line.split_whitespace()
@@ -91,7 +108,7 @@ impl Served {
         })
     }
 
-    fn stop(mut self, signal: nix::sys::signal::Signal) {
+    pub(crate) fn stop(mut self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, signal).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -118,7 +135,7 @@ async fn who_am_i(address: &str, token: &str) -> Result<proto::WhoAmIResponse, t
         .map(tonic::Response::into_inner)
 }
 
-fn run_ok(command: &mut Command) -> String {
+pub(crate) fn run_ok(command: &mut Command) -> String {
     let output = command.output().expect("run roster");
     assert!(
         output.status.success(),

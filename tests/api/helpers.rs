@@ -267,6 +267,8 @@ pub struct RunningServer {
     /// `http://127.0.0.1:<port>` of the password pages (`https://` over TLS).
     pub pages: String,
     pub channel: Channel,
+    /// The TLS material it serves, to reload it as SIGHUP would.
+    pub tls: Option<roster::tls::ServerTls>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -299,6 +301,7 @@ impl RunningServer {
         };
         let address = format!("{scheme}://{}", application.local_addr());
         let pages = format!("{scheme}://{}", application.http_addr().expect("pages"));
+        let tls = application.tls();
         let (stop, stop_received) = tokio::sync::oneshot::channel::<()>();
         let stopped = tokio::spawn(application.run_until_stopped(async move {
             let _ = stop_received.await;
@@ -314,6 +317,7 @@ impl RunningServer {
             address,
             pages,
             channel,
+            tls,
             stop: Some(stop),
             stopped: Some(stopped),
         }
@@ -372,6 +376,11 @@ impl TestApp {
     /// `http://127.0.0.1:<port>` of the password pages.
     pub fn pages(&self) -> &str {
         &self.server.pages
+    }
+
+    /// The server's TLS material (reload it as SIGHUP would).
+    pub fn tls(&self) -> &roster::tls::ServerTls {
+        self.server.tls.as_ref().expect("a server started with TLS")
     }
 
     /// Another server (a replica) on this app's database.

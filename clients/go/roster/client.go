@@ -6,7 +6,10 @@ package roster
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"os"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -38,8 +41,35 @@ type dialSettings struct {
 // Tokens are then sent in the clear, which Dial allows only when asked this way.
 func Plaintext() Option { return func(s *dialSettings) { s.plaintext = true } }
 
-// WithTLS dials with this TLS configuration instead of the system roots.
+// WithTLS dials with this TLS configuration instead of the system roots
+// (see TLSConfig for a private CA and a client certificate).
 func WithTLS(config *tls.Config) Option { return func(s *dialSettings) { s.tls = config } }
+
+// TLSConfig reads PEM files for WithTLS: caFile, the CA that signed the
+// server's certificate ("" trusts the system roots), and certFile and keyFile,
+// the client certificate and key a server started with --tls-client-ca asks
+// for (both "" for none).
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	config := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("roster: the CA certificate: %w", err)
+		}
+		config.RootCAs = x509.NewCertPool()
+		if !config.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("roster: no PEM certificate in the CA file %s", caFile)
+		}
+	}
+	if certFile != "" || keyFile != "" {
+		certificate, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("roster: the client certificate: %w", err)
+		}
+		config.Certificates = []tls.Certificate{certificate}
+	}
+	return config, nil
+}
 
 // WithDialOptions adds gRPC dial options (interceptors, keepalive, ...).
 func WithDialOptions(options ...grpc.DialOption) Option {

@@ -3,7 +3,10 @@
 // End-to-end tests against a running `roster serve`, started by
 // clients/e2e with an organization of their own:
 //
-//	ROSTER_SERVER       host:port, plaintext
+//	ROSTER_SERVER       host:port, plaintext unless ROSTER_CA_CERT is set
+//	ROSTER_CA_CERT      the CA of the server's certificate: dial over TLS
+//	ROSTER_CLIENT_CERT  a client certificate and its key, for a server
+//	ROSTER_CLIENT_KEY   started with --tls-client-ca (mutual TLS)
 //	ROSTER_ADMIN_KEY    an ADMIN API key of the organization
 //	ROSTER_VIEWER_KEY   a VIEWER API key of the same organization
 //	ROSTER_IMPORT_FILE  a CSV file to import
@@ -42,12 +45,26 @@ func env(t *testing.T, name string) string {
 
 func dial(t *testing.T, key string) *roster.Client {
 	t.Helper()
-	client, err := roster.Dial(env(t, "ROSTER_SERVER"), key, roster.Plaintext())
+	client, err := roster.Dial(env(t, "ROSTER_SERVER"), key, transport(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
 	return client
+}
+
+// TLS when clients/e2e gives a CA, with a client certificate when it gives one.
+func transport(t *testing.T) roster.Option {
+	t.Helper()
+	ca := os.Getenv("ROSTER_CA_CERT")
+	if ca == "" {
+		return roster.Plaintext()
+	}
+	config, err := roster.TLSConfig(ca, os.Getenv("ROSTER_CLIENT_CERT"), os.Getenv("ROSTER_CLIENT_KEY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return roster.WithTLS(config)
 }
 
 func context30s(t *testing.T) context.Context {

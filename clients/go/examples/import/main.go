@@ -2,7 +2,9 @@
 //
 //	ROSTER_SERVER=127.0.0.1:50051 ROSTER_API_KEY=rst_key_... go run ./examples/import people.csv
 //
-// ROSTER_PLAINTEXT=1 dials without TLS (a local server).
+// ROSTER_PLAINTEXT=1 dials without TLS (a local server). ROSTER_CA_CERT trusts
+// a private CA; ROSTER_CLIENT_CERT and ROSTER_CLIENT_KEY present a client
+// certificate (a server started with --tls-client-ca).
 package main
 
 import (
@@ -23,6 +25,12 @@ func main() {
 	var options []roster.Option
 	if os.Getenv("ROSTER_PLAINTEXT") != "" {
 		options = append(options, roster.Plaintext())
+	} else {
+		config, err := roster.TLSConfig(os.Getenv("ROSTER_CA_CERT"), os.Getenv("ROSTER_CLIENT_CERT"), os.Getenv("ROSTER_CLIENT_KEY"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		options = append(options, roster.WithTLS(config))
 	}
 	client, err := roster.Dial(os.Getenv("ROSTER_SERVER"), os.Getenv("ROSTER_API_KEY"), options...)
 	if err != nil {

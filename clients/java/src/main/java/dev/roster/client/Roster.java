@@ -14,6 +14,7 @@ import dev.roster.v1.ImportUsersResponse;
 import dev.roster.v1.OrganizationServiceGrpc;
 import dev.roster.v1.UserServiceGrpc;
 import io.grpc.CallCredentials;
+import io.grpc.ChannelCredentials;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
@@ -28,6 +29,7 @@ import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.MetadataUtils;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.file.Path;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -68,12 +70,41 @@ public final class Roster implements AutoCloseable {
    * loopback or in development only, since the token then travels in the clear.
    */
   public static Roster connect(String target, String token, boolean plaintext) {
-    ManagedChannel channel =
-        Grpc.newChannelBuilder(
-                target,
-                plaintext ? InsecureChannelCredentials.create() : TlsChannelCredentials.create())
-            .build();
-    return new Roster(channel, bearer(token, plaintext));
+    if (plaintext) {
+      return new Roster(
+          Grpc.newChannelBuilder(target, InsecureChannelCredentials.create()).build(),
+          bearer(token, true));
+    }
+    return connect(target, token, TlsChannelCredentials.create());
+  }
+
+  /**
+   * Connects to {@code target} (host:port) over TLS with these credentials, for example {@link
+   * #tls(Path, Path, Path)}.
+   */
+  public static Roster connect(String target, String token, ChannelCredentials tls) {
+    return new Roster(Grpc.newChannelBuilder(target, tls).build(), bearer(token, false));
+  }
+
+  /**
+   * TLS credentials from PEM files: {@code caCert}, the CA that signed the server's certificate
+   * ({@code null} trusts the system roots), and {@code clientCert} and {@code clientKey} (PKCS#8),
+   * the client certificate a server started with {@code --tls-client-ca} asks for (both {@code
+   * null} for none).
+   */
+  public static ChannelCredentials tls(Path caCert, Path clientCert, Path clientKey)
+      throws IOException {
+    TlsChannelCredentials.Builder builder = TlsChannelCredentials.newBuilder();
+    if (caCert != null) {
+      builder.trustManager(caCert.toFile());
+    }
+    if (clientCert != null || clientKey != null) {
+      if (clientCert == null || clientKey == null) {
+        throw new IllegalArgumentException("a client certificate needs both its file and its key");
+      }
+      builder.keyManager(clientCert.toFile(), clientKey.toFile());
+    }
+    return builder.build();
   }
 
   /**

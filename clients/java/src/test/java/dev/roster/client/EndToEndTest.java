@@ -21,6 +21,7 @@ import dev.roster.v1.User;
 import dev.roster.v1.WhoAmIRequest;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import java.io.IOException;
 import java.io.InputStream;
 import java.io.Reader;
 import java.nio.file.Files;
@@ -38,9 +39,10 @@ import org.junit.jupiter.api.Test;
 
 /**
  * End-to-end tests against a running {@code roster serve}, started by {@code clients/e2e} with an
- * organization of their own: ROSTER_SERVER (host:port, plaintext), ROSTER_ADMIN_KEY,
- * ROSTER_VIEWER_KEY, ROSTER_IMPORT_FILE and ROSTER_CLI_RESULTS (what {@code roster import} wrote
- * for the same file).
+ * organization of their own: ROSTER_SERVER (host:port, plaintext unless ROSTER_CA_CERT names the
+ * CA of its certificate; ROSTER_CLIENT_CERT and ROSTER_CLIENT_KEY for mutual TLS),
+ * ROSTER_ADMIN_KEY, ROSTER_VIEWER_KEY, ROSTER_IMPORT_FILE and ROSTER_CLI_RESULTS (what {@code
+ * roster import} wrote for the same file).
  */
 class EndToEndTest {
   private static Roster admin;
@@ -54,10 +56,27 @@ class EndToEndTest {
     return value;
   }
 
+  /** Over TLS when clients/e2e gives a CA, with a client certificate when it gives one. */
+  static Roster dial(String token) throws IOException {
+    String ca = System.getenv("ROSTER_CA_CERT");
+    if (ca == null || ca.isEmpty()) {
+      return Roster.connect(env("ROSTER_SERVER"), token, true);
+    }
+    String cert = System.getenv("ROSTER_CLIENT_CERT");
+    boolean mutual = cert != null && !cert.isEmpty();
+    return Roster.connect(
+        env("ROSTER_SERVER"),
+        token,
+        Roster.tls(
+            Path.of(ca),
+            mutual ? Path.of(cert) : null,
+            mutual ? Path.of(env("ROSTER_CLIENT_KEY")) : null));
+  }
+
   @BeforeAll
-  static void connect() {
-    admin = Roster.connect(env("ROSTER_SERVER"), env("ROSTER_ADMIN_KEY"), true);
-    viewer = Roster.connect(env("ROSTER_SERVER"), env("ROSTER_VIEWER_KEY"), true);
+  static void connect() throws IOException {
+    admin = dial(env("ROSTER_ADMIN_KEY"));
+    viewer = dial(env("ROSTER_VIEWER_KEY"));
   }
 
   @AfterAll
