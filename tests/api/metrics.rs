@@ -321,3 +321,20 @@ async fn import_rows_running_jobs_and_the_outbox_backlog_are_reported() {
     let age = after.value("roster_outbox_oldest_pending_age_seconds", &[]);
     assert!((3600.0..3700.0).contains(&age), "{age} s");
 }
+
+#[test]
+fn metrics_in_plaintext_off_loopback_are_refused_without_insecure_plaintext() {
+    let mut settings = ServerSettings::new("127.0.0.1:0".parse().unwrap());
+    settings.metrics_listen = Some("0.0.0.0:9464".parse().unwrap());
+    let Err(refused) = settings.preflight() else {
+        panic!("plaintext metrics on 0.0.0.0 are served");
+    };
+    let refused = format!("{refused:#}");
+    for expected in ["the metrics", "0.0.0.0:9464", "--insecure-plaintext"] {
+        assert!(refused.contains(expected), "{refused}");
+    }
+    settings.insecure_plaintext = true;
+    settings
+        .preflight()
+        .expect("--insecure-plaintext allows it");
+}
