@@ -62,7 +62,7 @@ pub struct ServerSettings {
     pub http_listen: Option<SocketAddr>,
     /// Where Prometheus scrapes `/metrics`; `None` serves no metrics.
     pub metrics_listen: Option<SocketAddr>,
-    /// Serve both listeners over TLS with this certificate; `None` is plaintext.
+    /// Serve every listener over TLS with this certificate; `None` is plaintext.
     pub tls: Option<TlsSettings>,
     /// Allow plaintext on an address that is not loopback (behind a
     /// TLS-terminating proxy, say); without it such a server refuses to start.
@@ -156,7 +156,7 @@ pub struct Application {
     http_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     server: ServerFuture,
-    /// The reaper, the sweeps, the delivery worker and the pages server: one
+    /// The reaper, the sweeps, the delivery worker, the pages and metrics servers: one
     /// of them ending while the server runs stops the server with an error.
     tasks: BackgroundTasks,
     stop_accepting: oneshot::Sender<()>,
