@@ -168,6 +168,10 @@ struct ServeArgs {
     /// Listen address of the password pages (register, reset).
     #[arg(long, env = "ROSTER_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     http_listen: SocketAddr,
+    /// Serve Prometheus metrics at /metrics on this address (over TLS with
+    /// --tls-cert; plaintext only on loopback unless --insecure-plaintext). Unset: no metrics.
+    #[arg(long, env = "ROSTER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Turn gRPC server reflection off.
     #[arg(long, env = "ROSTER_NO_REFLECTION")]
     no_reflection: bool,
@@ -338,6 +342,19 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn import_settings(args: &ServeArgs) -> ImportSettings {
+    ImportSettings {
+        limits: Limits {
+            max_field_bytes: args.import_max_field_bytes,
+            max_record_bytes: args.import_max_record_bytes,
+        },
+        max_rows: args.import_max_rows,
+        max_running_jobs_per_organization: args.import_max_running_jobs,
+        review_retention: Duration::from_secs(args.import_review_retention_days * 86_400),
+        ..ImportSettings::default()
+    }
+}
+
 async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Result<()> {
     let stop = stop_signal();
     let hangups = hangup_signal().context("install the SIGHUP handler")?;
@@ -353,16 +370,7 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
     };
     settings.insecure_plaintext = args.insecure_plaintext;
     settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
-    settings.import = ImportSettings {
-        limits: Limits {
-            max_field_bytes: args.import_max_field_bytes,
-            max_record_bytes: args.import_max_record_bytes,
-        },
-        max_rows: args.import_max_rows,
-        max_running_jobs_per_organization: args.import_max_running_jobs,
-        review_retention: Duration::from_secs(args.import_review_retention_days * 86_400),
-        ..ImportSettings::default()
-    };
+    settings.import = import_settings(&args);
     let public_url = args.public_url.clone().unwrap_or_else(|| {
         let scheme = if settings.tls.is_some() {
             "https"
@@ -381,6 +389,7 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
         settings.delivery = Some(delivery);
     }
     settings.http_listen = Some(args.http_listen);
+    settings.metrics_listen = args.metrics_listen;
     settings.passwords = PasswordSettings {
         workers: args
             .password_hash_workers
@@ -401,6 +410,9 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
         tracing::info!(address = %application.local_addr(), reflection = settings.reflection, tls = settings.tls.is_some(), "roster is serving gRPC");
         if let Some(pages) = application.http_addr() {
             tracing::info!(address = %pages, public_url = %public_url, "password pages served");
+        }
+        if let Some(metrics) = application.metrics_addr() {
+            tracing::info!(address = %metrics, "metrics served at /metrics");
         }
         application.run_until_stopped(stop).await
     }

@@ -9,6 +9,7 @@ pub mod database;
 pub mod delivery;
 pub mod domain;
 pub mod grpc;
+pub mod metrics;
 pub mod pages;
 pub mod remote;
 pub mod startup;

@@ -28,9 +28,11 @@ use crate::{
     grpc::{
         auth_layer::AuthLayer,
         boundary::{BoundaryLayer, RequestBoundary},
+        metrics_layer::MetricsLayer,
         request_log::RequestLogLayer,
         AuthHandler, GroupHandler, ImportHandler, OrganizationHandler, UserHandler,
     },
+    metrics::{Metrics, ScrapeSources},
     proto::{
         auth_service_server::AuthServiceServer, group_service_server::GroupServiceServer,
         import_service_server::ImportServiceServer,
@@ -58,7 +60,9 @@ pub struct ServerSettings {
     pub user_access_ttl: Duration,
     /// The password pages' listener; `None` serves no pages.
     pub http_listen: Option<SocketAddr>,
-    /// Serve both listeners over TLS with this certificate; `None` is plaintext.
+    /// Where Prometheus scrapes `/metrics`; `None` serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve every listener over TLS with this certificate; `None` is plaintext.
     pub tls: Option<TlsSettings>,
     /// Allow plaintext on an address that is not loopback (behind a
     /// TLS-terminating proxy, say); without it such a server refuses to start.
@@ -95,6 +99,7 @@ impl ServerSettings {
             throttle: ThrottleSettings::default(),
             user_access_ttl: USER_ACCESS_CACHE_TTL,
             http_listen: None,
+            metrics_listen: None,
             tls: None,
             insecure_plaintext: false,
         }
@@ -117,6 +122,7 @@ impl ServerSettings {
         let listeners = [
             ("gRPC", Some(self.listen)),
             ("the password pages", self.http_listen),
+            ("the metrics", self.metrics_listen),
         ];
         for (what, address) in listeners {
             let Some(address) = address else { continue };
@@ -148,8 +154,9 @@ type ServerFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Err
 pub struct Application {
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     server: ServerFuture,
-    /// The reaper, the sweeps, the delivery worker and the pages server: one
+    /// The reaper, the sweeps, the delivery worker, the pages and metrics servers: one
     /// of them ending while the server runs stops the server with an error.
     tasks: BackgroundTasks,
     stop_accepting: oneshot::Sender<()>,
@@ -166,12 +173,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
+        let metrics = Arc::new(Metrics::new().context("register the metrics")?);
         let authenticator = Arc::new(Authenticator::new(pool.clone(), settings.user_access_ttl));
         let mut tasks = BackgroundTasks::default();
         let jobs = Jobs {
             pool: pool.clone(),
             settings: Arc::new(settings.import.clone()),
             owner: Uuid::now_v7(),
+            rows_decided: metrics.import_rows.clone(),
         };
         spawn_import_sweeps(&mut tasks, &jobs);
         let (stopping, stopping_rx) = watch::channel(false);
@@ -189,41 +198,35 @@ impl Application {
         );
         let sign_in = Arc::new(SignIn::new(
             pool.clone(),
-            hasher,
+            hasher.clone(),
             authenticator.clone(),
             settings.throttle.clone(),
+            metrics.sign_in.clone(),
         ));
-        let sweeper = sign_in.clone();
-        tasks.spawn(
-            "the sign-in throttle sweep",
-            periodic(
-                "forget stale sign-in throttling state",
-                Duration::from_secs(60),
-                move || {
-                    let sweeper = sweeper.clone();
-                    async move { sweeper.forget_stale().await }
-                },
-            ),
-        );
-        let http_addr = match settings.http_listen {
-            Some(listen) => {
-                let pages = crate::pages::router(sign_in.clone());
-                let stop = stopping_rx.clone();
-                Some(serve_pages(&mut tasks, listen, tls.as_ref(), pages, stop).await?)
-            }
-            None => None,
+        spawn_sign_in_sweep(&mut tasks, &sign_in);
+        let served = HttpServed {
+            pages: sign_in.clone(),
+            metrics: ScrapeSources {
+                metrics: metrics.clone(),
+                pool: pool.clone(),
+                hasher,
+            },
         };
+        let (http_addr, metrics_addr) =
+            serve_http_listeners(&mut tasks, settings, tls.as_ref(), served, &stopping_rx).await?;
         let services = Services {
             pool,
             authenticator,
             sign_in,
             import: ImportHandler::new(jobs, stopping_rx),
+            metrics,
         };
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = grpc_server(settings, services, listener, tls.as_ref(), stopped).await?;
         Ok(Self {
             local_addr,
             http_addr,
+            metrics_addr,
             server,
             tasks,
             stop_accepting,
@@ -246,6 +249,11 @@ impl Application {
     /// Where the password pages are served, if they are.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Serves until `stop` resolves, then stops accepting and gives in-flight
@@ -294,6 +302,7 @@ struct Services {
     authenticator: Arc<Authenticator>,
     sign_in: Arc<SignIn>,
     import: ImportHandler,
+    metrics: Arc<Metrics>,
 }
 
 /// The gRPC server with its layers, health, reflection and the five
@@ -310,7 +319,18 @@ async fn grpc_server(
         authenticator,
         sign_in,
         import,
+        metrics,
     } = services;
+    let metrics_layer = MetricsLayer::new(
+        &metrics.rpc,
+        &[
+            FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ],
+    )
+    .context("list the methods the metrics count")?;
     let (reflection_v1, reflection_v1alpha) = reflection_services(settings.reflection)?;
     let boundary = Arc::new(
         RequestBoundary::from_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -319,6 +339,8 @@ async fn grpc_server(
     let router = Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        // Outermost: calls the layers below refuse are counted too.
+        .layer(metrics_layer)
         .layer(RequestLogLayer)
         .layer(AuthLayer::new(authenticator))
         // After authentication: an anonymous caller is refused before any body is read.
@@ -400,6 +422,22 @@ fn reflection_services(
     ))
 }
 
+/// Forgets stale sign-in throttling state now and then.
+fn spawn_sign_in_sweep(tasks: &mut BackgroundTasks, sign_in: &Arc<SignIn>) {
+    let sweeper = sign_in.clone();
+    tasks.spawn(
+        "the sign-in throttle sweep",
+        periodic(
+            "forget stale sign-in throttling state",
+            Duration::from_secs(60),
+            move || {
+                let sweeper = sweeper.clone();
+                async move { sweeper.forget_stale().await }
+            },
+        ),
+    );
+}
+
 /// Any server ends the jobs of servers that stopped beating, and deletes
 /// review results past their retention.
 fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs) {
@@ -435,37 +473,73 @@ fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs) {
     );
 }
 
-/// Binds the password pages' listener and serves them until the server stops;
-/// returns where they are served.
-async fn serve_pages(
+/// What the HTTP listeners serve: the password pages and `/metrics`.
+struct HttpServed {
+    pages: Arc<SignIn>,
+    metrics: ScrapeSources,
+}
+
+/// Serves the password pages and the metrics on their listeners, those
+/// that are configured; returns where.
+async fn serve_http_listeners(
     tasks: &mut BackgroundTasks,
+    settings: &ServerSettings,
+    tls: Option<&ServerTls>,
+    served: HttpServed,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+    let pages = match settings.http_listen {
+        Some(listen) => {
+            let router = crate::pages::router(served.pages);
+            let server = ("the password pages server", "the password pages");
+            Some(serve_http(tasks, server, listen, tls, router, stop.clone()).await?)
+        }
+        None => None,
+    };
+    let metrics = match settings.metrics_listen {
+        Some(listen) => {
+            let router = crate::metrics::router(served.metrics);
+            let server = ("the metrics server", "the metrics");
+            Some(serve_http(tasks, server, listen, tls, router, stop.clone()).await?)
+        }
+        None => None,
+    };
+    Ok((pages, metrics))
+}
+
+/// Binds an HTTP listener and serves `router` on it until the server stops;
+/// returns where it is served. `(name, what)`: the task's name and what it serves.
+async fn serve_http(
+    tasks: &mut BackgroundTasks,
+    (name, what): (&'static str, &'static str),
     listen: SocketAddr,
     tls: Option<&ServerTls>,
-    pages: axum::Router,
+    router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen} for the password pages"))?;
+        .with_context(|| format!("cannot listen on {listen} for {what}"))?;
     let address = listener.local_addr()?;
     let stopping = async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     };
+    let stopped = move || format!("{what} stopped");
     match tls {
         Some(tls) => {
-            let listener = tls.pages_listener(listener)?;
-            tasks.spawn("the password pages server", async move {
-                axum::serve(listener, pages)
+            let listener = tls.http_listener(listener)?;
+            tasks.spawn(name, async move {
+                axum::serve(listener, router)
                     .with_graceful_shutdown(stopping)
                     .await
-                    .context("the password pages stopped")
+                    .with_context(stopped)
             });
         }
-        None => tasks.spawn("the password pages server", async move {
-            axum::serve(listener, pages)
+        None => tasks.spawn(name, async move {
+            axum::serve(listener, router)
                 .with_graceful_shutdown(stopping)
                 .await
-                .context("the password pages stopped")
+                .with_context(stopped)
         }),
     }
     Ok(address)

@@ -110,9 +110,10 @@ impl ServerTls {
         TlsListener::new(listener, self.grpc.clone())
     }
 
-    /// Serves the password pages over TLS on `listener` (never asking for a
-    /// client certificate).
-    pub fn pages_listener(&self, listener: TcpListener) -> io::Result<TlsListener> {
+    /// Serves the HTTP listeners (password pages, metrics) over TLS on
+    /// `listener`, never asking for a client certificate: browsers and
+    /// Prometheus scrapers have none.
+    pub fn http_listener(&self, listener: TcpListener) -> io::Result<TlsListener> {
         TlsListener::new(listener, self.pages.clone())
     }
 }

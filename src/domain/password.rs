@@ -115,6 +115,9 @@ pub struct PasswordHasher {
     /// One permit per call hashing or waiting; held until its work is done,
     /// even when the caller has gone.
     admitted: Arc<Semaphore>,
+    /// Permits in all: the workers and the queue.
+    places: usize,
+    workers: usize,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -140,6 +143,8 @@ impl PasswordHasher {
         }
         Ok(Self {
             admitted: Arc::new(Semaphore::new(workers + queue)),
+            places: workers + queue,
+            workers,
             jobs,
         })
     }
@@ -150,6 +155,12 @@ impl PasswordHasher {
         std::thread::available_parallelism()
             .map_or(1, |n| n.get().saturating_sub(1))
             .max(1)
+    }
+
+    /// Admitted checks beyond those the workers can be running: the ones waiting.
+    pub fn queue_depth(&self) -> usize {
+        let admitted = self.places - self.admitted.available_permits();
+        admitted.saturating_sub(self.workers)
     }
 
     /// A place among the checks hashing or waiting, or RESOURCE_EXHAUSTED.
@@ -334,6 +345,18 @@ mod tests {
             .verify(&Password::new("no user has this password"), None)
             .await
             .unwrap());
+    }
+
+    #[test]
+    fn the_queue_depth_counts_the_admitted_checks_beyond_the_workers() {
+        let hasher = PasswordHasher::new(2, 4).unwrap();
+        let running: Vec<_> = (0..2).map(|_| hasher.admit().unwrap()).collect();
+        assert_eq!(hasher.queue_depth(), 0);
+        let mut waiting: Vec<_> = (0..3).map(|_| hasher.admit().unwrap()).collect();
+        assert_eq!(hasher.queue_depth(), 3);
+        waiting.pop();
+        drop(running);
+        assert_eq!(hasher.queue_depth(), 0);
     }
 
     #[tokio::test]

@@ -84,9 +84,10 @@ impl SignIn {
         hasher: Arc<PasswordHasher>,
         authenticator: Arc<Authenticator>,
         throttle: ThrottleSettings,
+        counters: crate::metrics::SignInCounters,
     ) -> Self {
         Self {
-            throttle: Throttle::new(pool.clone(), throttle),
+            throttle: Throttle::new(pool.clone(), throttle, counters),
             pool,
             hasher,
             authenticator,

@@ -7,6 +7,7 @@ pub mod boundary;
 mod convert;
 mod group_service;
 mod import_service;
+pub mod metrics_layer;
 mod organization_service;
 pub mod request_log;
 mod status;

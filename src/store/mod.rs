@@ -10,6 +10,7 @@ pub mod groups;
 pub mod idempotency;
 pub mod imports;
 pub mod meta;
+pub mod metrics;
 pub mod onboarding_tokens;
 pub mod organizations;
 pub mod outbox;

@@ -792,6 +792,7 @@ async fn a_review_past_its_retention_answers_expired_at_once_and_its_rows_are_de
             ..Default::default()
         }),
         owner: uuid::Uuid::now_v7(),
+        rows_decided: roster::metrics::Metrics::new().unwrap().import_rows,
     };
     assert_eq!(jobs.expire_review_row_results().await.unwrap(), 1);
     assert_eq!(left().await, 0);

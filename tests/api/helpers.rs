@@ -266,6 +266,8 @@ pub struct RunningServer {
     pub address: String,
     /// `http://127.0.0.1:<port>` of the password pages (`https://` over TLS).
     pub pages: String,
+    /// `http://127.0.0.1:<port>/metrics`, when the settings serve metrics.
+    pub metrics: Option<String>,
     pub channel: Channel,
     /// The TLS material it serves, to reload it as SIGHUP would.
     pub tls: Option<roster::tls::ServerTls>,
@@ -302,6 +304,9 @@ impl RunningServer {
         let address = format!("{scheme}://{}", application.local_addr());
         let pages = format!("{scheme}://{}", application.http_addr().expect("pages"));
         let tls = application.tls();
+        let metrics = application
+            .metrics_addr()
+            .map(|address| format!("{scheme}://{address}/metrics"));
         let (stop, stop_received) = tokio::sync::oneshot::channel::<()>();
         let stopped = tokio::spawn(application.run_until_stopped(async move {
             let _ = stop_received.await;
@@ -316,6 +321,7 @@ impl RunningServer {
         Self {
             address,
             pages,
+            metrics,
             channel,
             tls,
             stop: Some(stop),
@@ -381,6 +387,18 @@ impl TestApp {
     /// The server's TLS material (reload it as SIGHUP would).
     pub fn tls(&self) -> &roster::tls::ServerTls {
         self.server.tls.as_ref().expect("a server started with TLS")
+    }
+
+    /// The Prometheus text of `/metrics`; the server must serve metrics.
+    pub async fn scrape_metrics(&self) -> String {
+        let url = self
+            .server
+            .metrics
+            .as_deref()
+            .expect("a server with metrics_listen");
+        let response = reqwest::get(url).await.expect("scrape /metrics");
+        assert!(response.status().is_success(), "{response:?}");
+        response.text().await.expect("metrics text")
     }
 
     /// Another server (a replica) on this app's database.

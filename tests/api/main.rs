@@ -27,6 +27,7 @@ mod hardening_sign_in;
 mod helpers;
 mod import;
 mod import_session;
+mod metrics;
 mod onboarding;
 mod organizations;
 #[cfg(feature = "external-tools")]

@@ -168,7 +168,17 @@ pub struct Counts {
 impl Counts {
     pub fn add(&mut self, outcome: Outcome) {
         self.rows += 1;
-        *match outcome {
+        *self.field(outcome) += 1;
+    }
+
+    /// The rows of one outcome.
+    pub fn of_outcome(&self, outcome: Outcome) -> i64 {
+        let mut counts = *self;
+        *counts.field(outcome)
+    }
+
+    fn field(&mut self, outcome: Outcome) -> &mut i64 {
+        match outcome {
             Outcome::Created => &mut self.created,
             Outcome::Updated => &mut self.updated,
             Outcome::Deleted => &mut self.deleted,
@@ -176,7 +186,7 @@ impl Counts {
             Outcome::Skipped => &mut self.skipped,
             Outcome::Valid => &mut self.valid,
             Outcome::Failed => &mut self.failed,
-        } += 1;
+        }
     }
 
     pub fn of<'a>(results: impl IntoIterator<Item = &'a RowResult>) -> Self {

@@ -35,6 +35,7 @@ use crate::{
         user::{check_given_groups, mirrored_grants},
         DomainError, FieldViolation,
     },
+    metrics::ImportRowCounters,
     store,
 };
 
@@ -121,17 +122,24 @@ pub struct Job {
     /// Options' groups and the mirrored user's covered groups.
     option_group_ids: Vec<Uuid>,
     mirror_skipped: Vec<Uuid>,
+    rows_decided: ImportRowCounters,
 }
 
 /// Checks the options (spec §4.1: before any row) and creates the job.
 pub async fn start_job(
+    jobs: &Jobs,
     call: &Call,
-    settings: &ImportSettings,
-    owner: Uuid,
     kind: JobKind,
     options: ImportOptions,
 ) -> Result<Job, DomainError> {
-    let (pool, caller, request_id) = (call.pool(), &call.caller, &call.request_id);
+    let (caller, request_id) = (&call.caller, &call.request_id);
+    let Jobs {
+        pool,
+        settings,
+        owner,
+        rows_decided,
+    } = jobs;
+    let owner = *owner;
     if options.allow_legacy_statuses && !caller.organization_admin() {
         return Err(DomainError::PermissionDenied(
             "only organization administrators may import legacy statuses".into(),
@@ -181,13 +189,14 @@ pub async fn start_job(
         pool: pool.clone(),
         caller: caller.clone(),
         request_id: request_id.clone(),
-        settings: settings.clone(),
+        settings: ImportSettings::clone(settings),
         owner,
         kind,
         options,
         record,
         option_group_ids,
         mirror_skipped,
+        rows_decided: rows_decided.clone(),
     })
 }
 
@@ -640,9 +649,11 @@ impl Job {
                 .collect()
         };
         let applied = started.elapsed();
-        self.record_results(&mut tx, results, bytes_received)
+        let counts = self
+            .record_results(&mut tx, results, bytes_received)
             .await?;
         tx.commit().await?;
+        self.rows_decided.add(&counts);
         tracing::debug!(
             job_id = %self.record.id,
             rows = candidates.len(),
@@ -706,13 +717,13 @@ impl Job {
     }
 
     /// Writes the rows' results, the keys the successful rows claim, and the
-    /// job's counts and progress.
+    /// job's counts and progress; gives the counts.
     async fn record_results(
         &self,
         tx: &mut store::Transaction<'_>,
         results: Vec<ResultWithClaims>,
         bytes_received: u64,
-    ) -> Result<(), DomainError> {
+    ) -> Result<Counts, DomainError> {
         let job_id = self.record.id;
         let (mut claim_keys, mut claim_lines) = (Vec::new(), Vec::new());
         for (result, claims) in &results {
@@ -727,9 +738,9 @@ impl Job {
         let results: Vec<RowResult> = results.into_iter().map(|(result, _)| result).collect();
         store::imports::insert_rows(tx, job_id, &results).await?;
         let last_line = results.last().map_or(0, |r| r.line);
-        store::imports::add_progress(tx, job_id, &Counts::of(&results), last_line, bytes_received)
-            .await?;
-        Ok(())
+        let counts = Counts::of(&results);
+        store::imports::add_progress(tx, job_id, &counts, last_line, bytes_received).await?;
+        Ok(counts)
     }
 
     /// Writes what the decisions say: the new users first (a concurrent
@@ -853,6 +864,7 @@ pub struct Jobs {
     pub settings: Arc<ImportSettings>,
     /// This process, as the owner of the jobs it runs.
     pub owner: Uuid,
+    pub rows_decided: ImportRowCounters,
 }
 
 impl Jobs {

@@ -55,7 +55,7 @@ impl ImportSession {
         server_stopping: watch::Receiver<bool>,
     ) -> Result<Self, DomainError> {
         let settings = &jobs.settings;
-        let job = start_job(call, settings, jobs.owner, kind, options).await?;
+        let job = start_job(jobs, call, kind, options).await?;
         let job_id = job.record.id;
         tracing::info!(job_id = %job_id, kind = kind.as_str(), "import job started");
 

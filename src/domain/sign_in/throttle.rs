@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 
 use crate::{
     domain::{password::Password, DomainError},
+    metrics::SignInCounters,
     store,
 };
 
@@ -87,6 +88,15 @@ impl Flow {
             Flow::ChangePassword => "change-password",
         }
     }
+
+    /// Its `flow` label in the sign-in metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Flow::Login => "login",
+            Flow::PasswordReset => "password_reset",
+            Flow::ChangePassword => "change_password",
+        }
+    }
 }
 
 /// Keyed digests under the server-side key.
@@ -140,14 +150,16 @@ pub struct Throttle {
     pool: PgPool,
     settings: Arc<ThrottleSettings>,
     secret: OnceCell<Digester>,
+    counters: SignInCounters,
 }
 
 impl Throttle {
-    pub fn new(pool: PgPool, settings: ThrottleSettings) -> Self {
+    pub fn new(pool: PgPool, settings: ThrottleSettings, counters: SignInCounters) -> Self {
         Self {
             pool,
             settings: Arc::new(settings),
             secret: OnceCell::new(),
+            counters,
         }
     }
 
@@ -247,6 +259,7 @@ impl Throttle {
         Ok(Reservation {
             pool: self.pool.clone(),
             settings: self.settings.clone(),
+            counters: self.counters.clone(),
             attempt,
             settled: false,
         })
@@ -272,6 +285,17 @@ impl Throttle {
     /// when one holds it back (read first without a lock, then again under
     /// it) or stays busy.
     async fn lock_within_budgets(
+        &self,
+        attempt: &Attempt,
+    ) -> Result<(store::Transaction<'static>, Vec<Bucket>), DomainError> {
+        let locked = self.try_lock_within_budgets(attempt).await;
+        if let Err(DomainError::Throttled { .. }) = &locked {
+            self.counters.throttled(attempt.flow.label());
+        }
+        locked
+    }
+
+    async fn try_lock_within_budgets(
         &self,
         attempt: &Attempt,
     ) -> Result<(store::Transaction<'static>, Vec<Bucket>), DomainError> {
@@ -398,6 +422,7 @@ impl Attempt {
 pub struct Reservation {
     pool: PgPool,
     settings: Arc<ThrottleSettings>,
+    counters: SignInCounters,
     attempt: Attempt,
     settled: bool,
 }
@@ -428,6 +453,7 @@ impl Reservation {
     /// retype cost a hash check, so an address cannot get unbounded checks
     /// by retyping one password on a few made-up usernames.
     pub async fn failed(mut self, password: &Password) -> Result<(), DomainError> {
+        self.counters.failed(self.attempt.flow.label());
         let attempt = &self.attempt;
         let digest = attempt.digester.digest(&[
             b"wrong-password",
