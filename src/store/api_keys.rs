@@ -2,7 +2,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{map_constraint_violation, paging::newest_first_page, Transaction};
+use super::{
+    map_constraint_violation,
+    paging::{newest_first, newest_first_page},
+    Transaction,
+};
 use crate::domain::{
     api_key::{ApiKey, NewApiKey},
     caller::{Scope, Scopes},
@@ -28,6 +32,8 @@ struct ApiKeyRow {
     last_used_time: Option<DateTime<Utc>>,
     revoke_time: Option<DateTime<Utc>>,
 }
+
+newest_first!(ApiKeyRow);
 
 impl From<ApiKeyRow> for ApiKey {
     fn from(row: ApiKeyRow) -> Self {
@@ -180,13 +186,7 @@ pub async fn list(
             query.push(" and revoke_time is null");
         }
     };
-    newest_first_page(
-        pool,
-        COLUMNS,
-        push_from_where,
-        page,
-        &fingerprint(&("api_keys", show_revoked)),
-        |row: &ApiKeyRow| (row.create_time, row.id),
-    )
-    .await
+    let query_fingerprint = fingerprint(&("api_keys", show_revoked));
+    newest_first_page::<ApiKeyRow, _>(pool, COLUMNS, push_from_where, page, &query_fingerprint)
+        .await
 }

@@ -2,7 +2,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{paging::newest_first_page, Transaction};
+use super::{
+    paging::{newest_first, newest_first_page},
+    Transaction,
+};
 use crate::domain::{
     audit::{AuditEvent, AuditFilter, AuditRecord},
     caller::ActorKind,
@@ -83,6 +86,8 @@ struct AuditRow {
     create_time: DateTime<Utc>,
 }
 
+newest_first!(AuditRow);
+
 impl From<AuditRow> for AuditEvent {
     fn from(row: AuditRow) -> Self {
         AuditEvent {
@@ -99,6 +104,9 @@ impl From<AuditRow> for AuditEvent {
         }
     }
 }
+
+const AUDIT_COLUMNS: &str = "id, actor_kind, actor_id, action, target_type, target_id, \
+    request_id, changed_fields, details, create_time";
 
 /// Newest first.
 pub async fn list(
@@ -135,13 +143,12 @@ pub async fn list(
             query.push(" and create_time < ").push_bind(end);
         }
     };
-    newest_first_page(
+    newest_first_page::<AuditRow, _>(
         pool,
-        "id, actor_kind, actor_id, action, target_type, target_id, request_id, changed_fields, details, create_time",
+        AUDIT_COLUMNS,
         push_from_where,
         page,
         &query_fingerprint,
-        |row: &AuditRow| (row.create_time, row.id),
     )
     .await
 }

@@ -7,7 +7,10 @@ use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
-    map_constraint_violation, paging::newest_first_page, profiles::BuiltInRole, Transaction,
+    map_constraint_violation,
+    paging::{newest_first, newest_first_page},
+    profiles::BuiltInRole,
+    Transaction,
 };
 use crate::domain::{
     access::{Grant, UnitScope},
@@ -37,6 +40,8 @@ struct GroupRow {
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
+
+newest_first!(GroupRow);
 
 fn scope_of(kind: ScopeKind, unit_ids: Vec<Uuid>) -> UnitScope {
     match kind {
@@ -242,15 +247,7 @@ pub async fn list(
                 .push(")");
         }
     };
-    newest_first_page(
-        pool,
-        COLUMNS,
-        push_from_where,
-        page,
-        &query_fingerprint,
-        |row: &GroupRow| (row.create_time, row.id),
-    )
-    .await
+    newest_first_page::<GroupRow, _>(pool, COLUMNS, push_from_where, page, &query_fingerprint).await
 }
 
 /// A row of `queries/groups_grants.sql`.

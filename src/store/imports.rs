@@ -12,7 +12,7 @@ use sqlx::{types::Json, FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
-    paging::{cut_to_page, newest_first_page, start_after, total_size},
+    paging::{cut_to_page, newest_first, newest_first_page, start_after, total_size},
     Transaction,
 };
 use crate::domain::{
@@ -59,6 +59,8 @@ struct JobRow {
     end_time: Option<DateTime<Utc>>,
     row_results_expired_time: Option<DateTime<Utc>>,
 }
+
+newest_first!(JobRow);
 
 impl From<JobRow> for ImportJob {
     fn from(row: JobRow) -> Self {
@@ -247,15 +249,9 @@ pub async fn list_jobs(
             query.push(" and status = ").push_bind(status);
         }
     };
-    newest_first_page(
-        pool,
-        JOB_COLUMNS,
-        push_from_where,
-        page,
-        &fingerprint(&("import_jobs", status)),
-        |row: &JobRow| (row.create_time, row.id),
-    )
-    .await
+    let query_fingerprint = fingerprint(&("import_jobs", status));
+    newest_first_page::<JobRow, _>(pool, JOB_COLUMNS, push_from_where, page, &query_fingerprint)
+        .await
 }
 
 /// What a batch learns when it locks its job.

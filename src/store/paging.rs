@@ -18,6 +18,23 @@ use crate::domain::{
 pub trait FromWhere: Fn(&mut QueryBuilder<'static, Postgres>) {}
 impl<F: Fn(&mut QueryBuilder<'static, Postgres>)> FromWhere for F {}
 
+/// A row of a list ordered newest first, by `create_time desc, id desc`.
+pub trait NewestFirst {
+    fn create_time_and_id(&self) -> (DateTime<Utc>, Uuid);
+}
+
+/// Implements [`NewestFirst`] for row types with `create_time` and `id` columns.
+macro_rules! newest_first {
+    ($($row:ty),+) => {$(
+        impl $crate::store::paging::NewestFirst for $row {
+            fn create_time_and_id(&self) -> (DateTime<Utc>, Uuid) {
+                (self.create_time, self.id)
+            }
+        }
+    )+};
+}
+pub(crate) use newest_first;
+
 /// One page ordered by `create_time desc, id desc`; the page token holds the
 /// last item's (create_time, id) and is bound to `query_fingerprint`.
 pub async fn newest_first_page<R, T>(
@@ -26,10 +43,9 @@ pub async fn newest_first_page<R, T>(
     push_from_where: impl FromWhere,
     page: &PageRequest,
     query_fingerprint: &str,
-    position_of: impl Fn(&R) -> (DateTime<Utc>, Uuid),
 ) -> Result<Page<T>, DomainError>
 where
-    R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    R: for<'r> FromRow<'r, PgRow> + NewestFirst + Send + Unpin,
     T: From<R>,
 {
     let after: Option<(DateTime<Utc>, Uuid)> = start_after(page, query_fingerprint)?;
@@ -47,7 +63,7 @@ where
         .push(" order by create_time desc, id desc limit ")
         .push_bind(page.size.fetch_limit());
     let mut rows: Vec<R> = query.build_query_as().fetch_all(pool).await?;
-    let next_page_token = cut_to_page(&mut rows, page, query_fingerprint, position_of);
+    let next_page_token = cut_to_page(&mut rows, page, query_fingerprint, R::create_time_and_id);
     Ok(Page {
         items: rows.into_iter().map(Into::into).collect(),
         next_page_token,

@@ -2,7 +2,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{map_constraint_violation, paging::newest_first_page, Transaction};
+use super::{
+    map_constraint_violation,
+    paging::{newest_first, newest_first_page},
+    Transaction,
+};
 use crate::domain::{
     caller::Scope,
     group::{Profile, ProfileValues},
@@ -50,6 +54,8 @@ struct ProfileRow {
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
+
+newest_first!(ProfileRow);
 
 impl From<ProfileRow> for Profile {
     fn from(row: ProfileRow) -> Self {
@@ -196,13 +202,6 @@ pub async fn list(
                 .push(")");
         }
     };
-    newest_first_page(
-        pool,
-        COLUMNS,
-        push_from_where,
-        page,
-        &query_fingerprint,
-        |row: &ProfileRow| (row.create_time, row.id),
-    )
-    .await
+    newest_first_page::<ProfileRow, _>(pool, COLUMNS, push_from_where, page, &query_fingerprint)
+        .await
 }

@@ -2,7 +2,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{map_constraint_violation, paging::newest_first_page, Transaction};
+use super::{
+    map_constraint_violation,
+    paging::{newest_first, newest_first_page},
+    Transaction,
+};
 use crate::domain::{
     group::{Unit, UnitFilter, UnitKind, UnitValues},
     paging::{fingerprint, Page, PageRequest},
@@ -20,6 +24,8 @@ struct UnitRow {
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
+
+newest_first!(UnitRow);
 
 impl From<UnitRow> for Unit {
     fn from(row: UnitRow) -> Self {
@@ -164,13 +170,5 @@ pub async fn list(
             query.push(" and kind = ").push_bind(kind.as_str());
         }
     };
-    newest_first_page(
-        pool,
-        COLUMNS,
-        push_from_where,
-        page,
-        &query_fingerprint,
-        |row: &UnitRow| (row.create_time, row.id),
-    )
-    .await
+    newest_first_page::<UnitRow, _>(pool, COLUMNS, push_from_where, page, &query_fingerprint).await
 }
