@@ -1,0 +1,296 @@
+//! Traces over OTLP: `roster serve --otlp-endpoint` exports a server span per
+//! call, continuing the caller's W3C `traceparent`, with a span per SQL
+//! statement under it, to an OTLP receiver the test runs itself.
+
+use std::sync::{Arc, Mutex};
+
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        trace_service_server::{TraceService, TraceServiceServer},
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    },
+    common::v1::{any_value::Value, KeyValue},
+    trace::v1::{span::SpanKind, Span},
+};
+use roster::{
+    domain::{
+        api_key::{self, NewApiKey},
+        caller::{Actor, Scope},
+        organization,
+    },
+    proto::{self, user_service_client::UserServiceClient},
+};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{transport::Channel, Request, Response, Status};
+
+use crate::cli::{free_port, roster, serve_with};
+
+const CALLER_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+const CALLER_SPAN_ID: &str = "b7ad6b7169203331";
+
+/// A span as the receiver got it, with the service.name of its resource.
+struct Received {
+    service_name: Option<String>,
+    span: Span,
+}
+
+/// An OTLP/gRPC trace receiver on a free loopback port; keeps every span.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<Received>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut received = self.0.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service_name = resource_spans
+                .resource
+                .as_ref()
+                .and_then(|resource| string_attribute(&resource.attributes, "service.name"));
+            for scope_spans in resource_spans.scope_spans {
+                received.extend(scope_spans.spans.into_iter().map(|span| Received {
+                    service_name: service_name.clone(),
+                    span,
+                }));
+            }
+        }
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    /// Serves until the test ends; returns the endpoint URL.
+    async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let service = TraceServiceServer::new(self.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        format!("http://{address}")
+    }
+
+    fn take(&self) -> Vec<Received> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
+        .iter()
+        .find(|attribute| attribute.key == key)
+        .and_then(|attribute| attribute.value.as_ref()?.value.as_ref())
+}
+
+fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    match attribute(attributes, key)? {
+        Value::StringValue(value) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
+    match attribute(attributes, key)? {
+        Value::IntValue(value) => Some(*value),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// An organization and its ADMIN key in the database at `url`; the key's secret.
+async fn admin_key(url: &str) -> String {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let organization = organization::create_organization(&pool, "acme", Actor::Operator)
+        .await
+        .unwrap();
+    let new_key = NewApiKey::parse("ops", &[Some(Scope::Admin)], None, "").unwrap();
+    let (_, secret) =
+        api_key::create_api_key(&pool, organization.id, Actor::Operator, None, &new_key)
+            .await
+            .unwrap();
+    pool.close().await;
+    secret.unwrap().expose().to_owned()
+}
+
+/// ListUsers with these headers; the call must succeed.
+async fn list_users(address: &str, headers: &[(&'static str, String)]) {
+    let channel = Channel::from_shared(address.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = Request::new(proto::ListUsersRequest::default());
+    for (name, value) in headers {
+        request.metadata_mut().insert(*name, value.parse().unwrap());
+    }
+    UserServiceClient::new(channel)
+        .list_users(request)
+        .await
+        .expect("ListUsers succeeds");
+}
+
+// The server runs as a child process (its own global subscriber and
+// exporter); this test only waits on it and serves the receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_statement() {
+    let Some(url) = crate::helpers::fresh_database_url().await else {
+        eprintln!("skipped: the test database server is the one DATABASE_URL names");
+        return;
+    };
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let bearer = format!("Bearer {}", admin_key(&url).await);
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut command = roster(data_dir.path());
+    command
+        .env("DATABASE_URL", &url)
+        .env_remove("OTEL_SERVICE_NAME");
+    let served = serve_with(
+        command,
+        free_port(),
+        &["--http-listen", "127.0.0.1:0", "--otlp-endpoint", &endpoint],
+    );
+
+    list_users(
+        &served.address,
+        &[
+            ("authorization", bearer.clone()),
+            ("x-request-id", "traced-call".to_owned()),
+            (
+                "traceparent",
+                format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01"),
+            ),
+        ],
+    )
+    .await;
+    // A traceparent that cannot be parsed starts a new trace; the call goes on.
+    list_users(
+        &served.address,
+        &[
+            ("authorization", bearer),
+            ("x-request-id", "badly-parented-call".to_owned()),
+            ("traceparent", "00-not-a-trace-01".to_owned()),
+        ],
+    )
+    .await;
+    // Stopping flushes the spans still buffered: all of them are in by exit.
+    served.stop(nix::sys::signal::Signal::SIGTERM);
+    let received = receiver.take();
+    for r in &received {
+        eprintln!(
+            "SPAN {} kind={} parent={} attrs={:?}",
+            r.span.name,
+            r.span.kind,
+            hex(&r.span.parent_span_id),
+            r.span
+                .attributes
+                .iter()
+                .map(|a| (a.key.clone(), format!("{:?}", a.value)))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    let rpc = received
+        .iter()
+        .find(|received| {
+            string_attribute(&received.span.attributes, "roster.request_id").as_deref()
+                == Some("traced-call")
+                && received.span.kind == SpanKind::Server as i32
+        })
+        .expect("the call's server span was exported");
+    assert_eq!(rpc.service_name.as_deref(), Some("roster"));
+    let span = &rpc.span;
+    assert_eq!(span.name, "roster.v1.UserService/ListUsers");
+    assert_eq!(hex(&span.trace_id), CALLER_TRACE_ID);
+    assert_eq!(hex(&span.parent_span_id), CALLER_SPAN_ID);
+    let attributes = &span.attributes;
+    assert_eq!(
+        string_attribute(attributes, "rpc.system").as_deref(),
+        Some("grpc")
+    );
+    assert_eq!(
+        string_attribute(attributes, "rpc.service").as_deref(),
+        Some("roster.v1.UserService")
+    );
+    assert_eq!(
+        string_attribute(attributes, "rpc.method").as_deref(),
+        Some("ListUsers")
+    );
+    assert_eq!(int_attribute(attributes, "rpc.grpc.status_code"), Some(0));
+
+    let statements: Vec<&Span> = received
+        .iter()
+        .map(|received| &received.span)
+        .filter(|statement| statement.parent_span_id == span.span_id)
+        .collect();
+    assert!(!statements.is_empty(), "no SQL span under the call's span");
+    for statement in &statements {
+        let attributes = &statement.attributes;
+        assert_eq!(
+            string_attribute(attributes, "db.system").as_deref(),
+            Some("postgresql"),
+            "{}",
+            statement.name
+        );
+        assert_eq!(
+            string_attribute(attributes, "roster.request_id").as_deref(),
+            Some("traced-call")
+        );
+        assert_eq!(statement.kind, SpanKind::Client as i32);
+        assert_eq!(statement.trace_id, span.trace_id);
+        assert!(!statement.name.is_empty());
+        let sql = string_attribute(attributes, "db.statement").unwrap_or_default();
+        assert!(
+            sql.to_lowercase()
+                .starts_with(&statement.name.to_lowercase()),
+            "{} / {sql}",
+            statement.name
+        );
+        assert!(
+            span.start_time_unix_nano <= statement.start_time_unix_nano
+                && statement.end_time_unix_nano <= span.end_time_unix_nano,
+            "{} runs within the call",
+            statement.name
+        );
+    }
+    assert!(
+        statements
+            .iter()
+            .any(|statement| statement.name.to_lowercase().starts_with("select")),
+        "{:?}",
+        statements.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+
+    let badly_parented = received
+        .iter()
+        .map(|received| &received.span)
+        .find(|span| {
+            string_attribute(&span.attributes, "roster.request_id").as_deref()
+                == Some("badly-parented-call")
+                && span.kind == SpanKind::Server as i32
+        })
+        .expect("the second call's server span was exported");
+    assert!(badly_parented.parent_span_id.is_empty(), "a new trace");
+    assert_ne!(hex(&badly_parented.trace_id), CALLER_TRACE_ID);
+
+    // Statements outside calls (startup, background work) are not traced.
+    for received in &received {
+        if received.span.kind == SpanKind::Client as i32 {
+            assert!(
+                string_attribute(&received.span.attributes, "roster.request_id").is_some(),
+                "{}",
+                received.span.name
+            );
+        }
+    }
+}
