@@ -294,3 +294,17 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
         }
     }
 }
+
+#[test]
+fn an_otlp_endpoint_that_is_not_an_http_url_is_refused_naming_the_flag() {
+    let data_dir = tempfile::tempdir().unwrap();
+    for endpoint in ["collector:4317", "grpc://127.0.0.1:4317", "http://"] {
+        let output = roster(data_dir.path())
+            .args(["serve", "--otlp-endpoint", endpoint])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{endpoint}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--otlp-endpoint"), "{endpoint}: {stderr}");
+    }
+}
