@@ -27,6 +27,7 @@ use crate::cli::{free_port, roster, serve_with};
 
 const CALLER_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN_ID: &str = "b7ad6b7169203331";
+const REQUEST_ID: &str = "roster.request_id";
 
 /// A span as the receiver got it, with the service.name of its resource.
 struct Received {
@@ -122,21 +123,74 @@ async fn admin_key(url: &str) -> String {
     secret.unwrap().expose().to_owned()
 }
 
-/// ListUsers with these headers; the call must succeed.
-async fn list_users(address: &str, headers: &[(&'static str, String)]) {
-    let channel = Channel::from_shared(address.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut request = Request::new(proto::ListUsersRequest::default());
+/// `message` with these headers (metadata).
+fn request<T>(message: T, headers: &[(&'static str, &str)]) -> Request<T> {
+    let mut request = Request::new(message);
     for (name, value) in headers {
         request.metadata_mut().insert(*name, value.parse().unwrap());
     }
-    UserServiceClient::new(channel)
-        .list_users(request)
-        .await
-        .expect("ListUsers succeeds");
+    request
+}
+
+/// The server span of the call with this request id.
+fn server_span<'a>(received: &'a [Received], request_id: &str) -> &'a Received {
+    received
+        .iter()
+        .find(|received| {
+            received.span.kind == SpanKind::Server as i32
+                && string_attribute(&received.span.attributes, REQUEST_ID).as_deref()
+                    == Some(request_id)
+        })
+        .unwrap_or_else(|| panic!("no server span with request id {request_id}"))
+}
+
+/// The spans under `parent`, each checked to be an SQL statement of the
+/// same call that ran within it.
+fn sql_statements_under<'a>(received: &'a [Received], parent: &Span) -> Vec<&'a Span> {
+    let request_id = string_attribute(&parent.attributes, REQUEST_ID);
+    let statements: Vec<&Span> = received
+        .iter()
+        .map(|received| &received.span)
+        .filter(|span| span.parent_span_id == parent.span_id)
+        .collect();
+    for statement in &statements {
+        let attributes = &statement.attributes;
+        let name = &statement.name;
+        assert_eq!(
+            string_attribute(attributes, "db.system").as_deref(),
+            Some("postgresql"),
+            "{name}"
+        );
+        assert_eq!(
+            string_attribute(attributes, REQUEST_ID),
+            request_id,
+            "{name}"
+        );
+        assert_eq!(statement.kind, SpanKind::Client as i32, "{name}");
+        assert_eq!(statement.trace_id, parent.trace_id, "{name}");
+        let sql = string_attribute(attributes, "db.statement").unwrap_or_default();
+        assert!(
+            !name.is_empty() && sql.to_lowercase().starts_with(&name.to_lowercase()),
+            "named after its first words: {name} / {sql}"
+        );
+        assert!(
+            parent.start_time_unix_nano <= statement.start_time_unix_nano
+                && statement.end_time_unix_nano <= parent.end_time_unix_nano,
+            "{name} runs within the call"
+        );
+    }
+    statements
+}
+
+/// Beyond the key lookup of authentication, the call's own work is traced.
+fn assert_reads_users(statements: &[&Span]) {
+    assert!(
+        statements
+            .iter()
+            .any(|statement| statement.name.to_lowercase().starts_with("select users.")),
+        "the users are read in the call: {:?}",
+        statements.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
 }
 
 // The server runs as a child process (its own global subscriber and
@@ -160,60 +214,55 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
         free_port(),
         &["--http-listen", "127.0.0.1:0", "--otlp-endpoint", &endpoint],
     );
+    let channel = Channel::from_shared(served.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut users = UserServiceClient::new(channel);
+    let authorization = ("authorization", bearer.as_str());
 
-    list_users(
-        &served.address,
-        &[
-            ("authorization", bearer.clone()),
-            ("x-request-id", "traced-call".to_owned()),
-            (
-                "traceparent",
-                format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01"),
-            ),
-        ],
-    )
-    .await;
+    let caller = format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01");
+    let list = proto::ListUsersRequest::default();
+    let headers = [
+        authorization,
+        ("x-request-id", "traced-call"),
+        ("traceparent", caller.as_str()),
+    ];
+    users
+        .list_users(request(list.clone(), &headers))
+        .await
+        .unwrap();
     // A traceparent that cannot be parsed starts a new trace; the call goes on.
-    list_users(
-        &served.address,
-        &[
-            ("authorization", bearer),
-            ("x-request-id", "badly-parented-call".to_owned()),
-            ("traceparent", "00-not-a-trace-01".to_owned()),
-        ],
-    )
-    .await;
+    let headers = [
+        authorization,
+        ("x-request-id", "badly-parented-call"),
+        ("traceparent", "00-not-a-trace-01"),
+    ];
+    users.list_users(request(list, &headers)).await.unwrap();
+    // A server stream: its statements run in a task of their own.
+    let export = proto::ExportUsersRequest {
+        delimiter: ",".into(),
+        ..Default::default()
+    };
+    let headers = [authorization, ("x-request-id", "exported-call")];
+    let mut chunks = users
+        .export_users(request(export, &headers))
+        .await
+        .unwrap()
+        .into_inner();
+    while chunks.message().await.unwrap().is_some() {}
     // Stopping flushes the spans still buffered: all of them are in by exit.
     served.stop(nix::sys::signal::Signal::SIGTERM);
     let received = receiver.take();
-    for r in &received {
-        eprintln!(
-            "SPAN {} kind={} parent={} attrs={:?}",
-            r.span.name,
-            r.span.kind,
-            hex(&r.span.parent_span_id),
-            r.span
-                .attributes
-                .iter()
-                .map(|a| (a.key.clone(), format!("{:?}", a.value)))
-                .collect::<Vec<_>>()
-        );
-    }
 
-    let rpc = received
-        .iter()
-        .find(|received| {
-            string_attribute(&received.span.attributes, "roster.request_id").as_deref()
-                == Some("traced-call")
-                && received.span.kind == SpanKind::Server as i32
-        })
-        .expect("the call's server span was exported");
-    assert_eq!(rpc.service_name.as_deref(), Some("roster"));
-    let span = &rpc.span;
-    assert_eq!(span.name, "roster.v1.UserService/ListUsers");
-    assert_eq!(hex(&span.trace_id), CALLER_TRACE_ID);
-    assert_eq!(hex(&span.parent_span_id), CALLER_SPAN_ID);
-    let attributes = &span.attributes;
+    let call = server_span(&received, "traced-call");
+    assert_eq!(call.service_name.as_deref(), Some("roster"));
+    let call = &call.span;
+    assert_eq!(call.name, "roster.v1.UserService/ListUsers");
+    assert_eq!(hex(&call.trace_id), CALLER_TRACE_ID);
+    assert_eq!(hex(&call.parent_span_id), CALLER_SPAN_ID);
+    let attributes = &call.attributes;
     assert_eq!(
         string_attribute(attributes, "rpc.system").as_deref(),
         Some("grpc")
@@ -227,67 +276,22 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
         Some("ListUsers")
     );
     assert_eq!(int_attribute(attributes, "rpc.grpc.status_code"), Some(0));
+    assert_reads_users(&sql_statements_under(&received, call));
 
-    let statements: Vec<&Span> = received
-        .iter()
-        .map(|received| &received.span)
-        .filter(|statement| statement.parent_span_id == span.span_id)
-        .collect();
-    assert!(!statements.is_empty(), "no SQL span under the call's span");
-    for statement in &statements {
-        let attributes = &statement.attributes;
-        assert_eq!(
-            string_attribute(attributes, "db.system").as_deref(),
-            Some("postgresql"),
-            "{}",
-            statement.name
-        );
-        assert_eq!(
-            string_attribute(attributes, "roster.request_id").as_deref(),
-            Some("traced-call")
-        );
-        assert_eq!(statement.kind, SpanKind::Client as i32);
-        assert_eq!(statement.trace_id, span.trace_id);
-        assert!(!statement.name.is_empty());
-        let sql = string_attribute(attributes, "db.statement").unwrap_or_default();
-        assert!(
-            sql.to_lowercase()
-                .starts_with(&statement.name.to_lowercase()),
-            "{} / {sql}",
-            statement.name
-        );
-        assert!(
-            span.start_time_unix_nano <= statement.start_time_unix_nano
-                && statement.end_time_unix_nano <= span.end_time_unix_nano,
-            "{} runs within the call",
-            statement.name
-        );
-    }
-    assert!(
-        statements
-            .iter()
-            .any(|statement| statement.name.to_lowercase().starts_with("select")),
-        "{:?}",
-        statements.iter().map(|s| &s.name).collect::<Vec<_>>()
-    );
-
-    let badly_parented = received
-        .iter()
-        .map(|received| &received.span)
-        .find(|span| {
-            string_attribute(&span.attributes, "roster.request_id").as_deref()
-                == Some("badly-parented-call")
-                && span.kind == SpanKind::Server as i32
-        })
-        .expect("the second call's server span was exported");
+    let badly_parented = &server_span(&received, "badly-parented-call").span;
     assert!(badly_parented.parent_span_id.is_empty(), "a new trace");
     assert_ne!(hex(&badly_parented.trace_id), CALLER_TRACE_ID);
+    assert!(!sql_statements_under(&received, badly_parented).is_empty());
+
+    let exported = &server_span(&received, "exported-call").span;
+    assert_eq!(exported.name, "roster.v1.UserService/ExportUsers");
+    assert_reads_users(&sql_statements_under(&received, exported));
 
     // Statements outside calls (startup, background work) are not traced.
     for received in &received {
         if received.span.kind == SpanKind::Client as i32 {
             assert!(
-                string_attribute(&received.span.attributes, "roster.request_id").is_some(),
+                string_attribute(&received.span.attributes, REQUEST_ID).is_some(),
                 "{}",
                 received.span.name
             );
