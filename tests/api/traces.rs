@@ -205,6 +205,8 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
     let endpoint = receiver.start().await;
     let bearer = format!("Bearer {}", admin_key(&url).await);
     let data_dir = tempfile::tempdir().unwrap();
+    // RUST_LOG=info (see `roster`) keeps sqlx's statement events out of
+    // the logs: the traces must get them all the same.
     let mut command = roster(data_dir.path());
     command
         .env("DATABASE_URL", &url)
