@@ -2,7 +2,10 @@
 //! call, continuing the caller's W3C `traceparent`, with a span per SQL
 //! statement under it, to an OTLP receiver the test runs itself.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
@@ -214,7 +217,14 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
     let served = serve_with(
         command,
         free_port(),
-        &["--http-listen", "127.0.0.1:0", "--otlp-endpoint", &endpoint],
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--otlp-endpoint",
+            &endpoint,
+            "--log-format",
+            "json",
+        ],
     );
     let channel = Channel::from_shared(served.address.clone())
         .unwrap()
@@ -254,6 +264,14 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
         .unwrap()
         .into_inner();
     while chunks.message().await.unwrap().is_some() {}
+    // The JSON logs keep the request id of each call.
+    crate::helpers::eventually("the call's log line", Duration::from_secs(10), || async {
+        served.logged(&[
+            r#""message":"rpc finished""#,
+            r#""request_id":"traced-call""#,
+        ])
+    })
+    .await;
     // Stopping flushes the spans still buffered: all of them are in by exit.
     served.stop(nix::sys::signal::Signal::SIGTERM);
     let received = receiver.take();
