@@ -23,7 +23,7 @@ use crate::{
         hangup_signal, reload_tls_on_hangup, stop_signal, Application, PasswordSettings,
         ServerSettings,
     },
-    telemetry::{self, LogFormat},
+    telemetry::{self, LogFormat, TraceSettings},
     tls::TlsSettings,
 };
 
@@ -235,6 +235,8 @@ struct ServeArgs {
     /// Allow plaintext on addresses that are not loopback (behind a proxy that terminates TLS).
     #[arg(long, env = "ROSTER_INSECURE_PLAINTEXT", conflicts_with = "tls_cert")]
     insecure_plaintext: bool,
+    #[command(flatten)]
+    traces: TraceSettings,
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,7 +292,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(_) => "info,sqlx=warn",
         _ => "warn",
     };
-    telemetry::init(cli.log_format, default_filter);
+    let traces = match &cli.command {
+        Command::Serve(args) => args.traces.clone(),
+        _ => TraceSettings::default(),
+    };
+    let telemetry = telemetry::init(cli.log_format, default_filter, &traces)?;
+    let result = dispatch(cli).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
     let mail_dir = cli.data_dir.join("mail");
     let source = DatabaseSource::from_settings(cli.database_url, cli.data_dir);
     match cli.command {

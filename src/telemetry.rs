@@ -1,7 +1,15 @@
-//! Structured logs on stderr, human-readable by default or JSON.
+//! Structured logs on stderr, human-readable by default or JSON, and, with
+//! an OTLP endpoint, traces: a span per RPC and per SQL statement.
 
+pub mod traces;
+
+use anyhow::Result;
 use clap::ValueEnum;
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::{
+    fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer, Registry,
+};
+
+pub use traces::TraceSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -9,18 +17,48 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `RUST_LOG` overrides `default_filter`.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// What `init` started that must be stopped: the trace exporter.
+#[must_use = "shut it down, or the last spans are lost"]
+pub struct Telemetry {
+    traces: Option<traces::Exporter>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered; waits a bounded time for the collector.
+    pub async fn shutdown(self) {
+        if let Some(exporter) = self.traces {
+            exporter.shutdown().await;
+        }
+    }
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides `default_filter`,
+/// for the logs only: traces have their own filter, so SQL statements are
+/// traced while the logs leave them out. Must run inside the Tokio runtime
+/// when traces are exported (the gRPC exporter's channel lives there).
+pub fn init(format: LogFormat, default_filter: &str, traces: &TraceSettings) -> Result<Telemetry> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    // A second initialization (tests) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
+    let logs = match format {
+        LogFormat::Human => fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
-    };
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+    .with_filter(filter);
+    let exporter = traces::Exporter::start(traces)?;
+    let subscriber = Registry::default()
+        .with(logs)
+        .with(exporter.as_ref().map(traces::Exporter::layers));
+    // A second initialization (tests) keeps the first subscriber.
+    if subscriber.try_init().is_err() {
+        return Ok(Telemetry { traces: None });
+    }
+    if exporter.is_some() {
+        traces::mark_exporting();
+    }
+    Ok(Telemetry { traces: exporter })
 }

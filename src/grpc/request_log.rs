@@ -1,6 +1,8 @@
 //! Gives every call a request id (from `x-request-id` or generated, echoed
 //! back) and logs one line per RPC with method, code and latency once its
 //! response has ended. Never logs metadata: the authorization header stays out.
+//! When traces are exported, the call's span is its server span (see
+//! `telemetry::traces`).
 
 use std::{
     pin::Pin,
@@ -8,7 +10,7 @@ use std::{
     time::Instant,
 };
 
-use crate::domain::request::RequestId;
+use crate::{domain::request::RequestId, telemetry::traces};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -59,7 +61,15 @@ where
         );
         let method = request.uri().path().to_owned();
         request.extensions_mut().insert(request_id.clone());
-        let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
+        // `otel.*` are set only when traces are exported.
+        let span = tracing::info_span!(
+            "rpc",
+            method = %method,
+            request_id = %request_id,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+        );
+        traces::start_server_span(&span, request.headers(), &method, request_id.as_str());
         let started = Instant::now();
         Box::pin(
             async move {
@@ -103,6 +113,7 @@ impl Drop for RpcLine {
         // No status seen: the client went away before the response ended.
         let code = tonic::Code::from(self.code.unwrap_or(tonic::Code::Cancelled as i32));
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        traces::end_server_span(&self.span, code);
         let _entered = self.span.enter();
         tracing::info!(code = ?code, latency_ms = format!("{latency_ms:.2}"), "rpc finished");
     }

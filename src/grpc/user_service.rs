@@ -1,6 +1,7 @@
 use futures::StreamExt;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::{
     call_of, caller,
@@ -124,9 +125,11 @@ impl UserService for UserHandler {
         let call = call_of(&self.pool, &request)?;
         let (filter, delimiter) = convert::export_request(request.get_ref())?;
         let (chunks, receiver) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(import::export::export_users(
-            call, filter, delimiter, chunks,
-        ));
+        // In the call's span: its logs and SQL statements belong to the call.
+        tokio::spawn(
+            import::export::export_users(call, filter, delimiter, chunks)
+                .instrument(tracing::Span::current()),
+        );
         let stream = tokio_stream::wrappers::ReceiverStream::new(receiver).map(|chunk| {
             chunk
                 .map(|chunk| proto::ExportUsersResponse { chunk })

@@ -42,14 +42,20 @@ pub(crate) struct Served {
     startup: Vec<String>,
     /// The stderr lines printed after startup.
     log: Arc<Mutex<Vec<String>>>,
-    address: String,
+    pub(crate) address: String,
 }
 
-pub(crate) fn serve(mut command: Command, port: u16) -> Served {
+pub(crate) fn serve(command: Command, port: u16) -> Served {
+    serve_with(command, port, &[])
+}
+
+/// `roster serve` with these options besides `--listen`.
+pub(crate) fn serve_with(mut command: Command, port: u16, options: &[&str]) -> Served {
     let mut child = command
         .arg("serve")
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .args(options)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -34,4 +34,5 @@ mod organizations;
 mod smtp;
 mod status_rule;
 mod tls;
+mod traces;
 mod users;
