@@ -29,6 +29,7 @@ use crate::{
         auth_layer::AuthLayer,
         boundary::{BoundaryLayer, RequestBoundary},
         metrics_layer::MetricsLayer,
+        middleware::middleware,
         request_log::RequestLogLayer,
         AuthHandler, GroupHandler, ImportHandler, OrganizationHandler, UserHandler,
     },
@@ -340,11 +341,11 @@ async fn grpc_server(
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         // Outermost: calls the layers below refuse are counted too.
-        .layer(metrics_layer)
-        .layer(RequestLogLayer)
-        .layer(AuthLayer::new(authenticator))
+        .layer(middleware(metrics_layer))
+        .layer(middleware(RequestLogLayer))
+        .layer(middleware(AuthLayer::new(authenticator)))
         // After authentication: an anonymous caller is refused before any body is read.
-        .layer(BoundaryLayer::new(boundary))
+        .layer(middleware(BoundaryLayer::new(boundary)))
         .add_service(health_service().await)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)

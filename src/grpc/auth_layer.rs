@@ -2,17 +2,17 @@
 //! `authorization: Bearer <token>` to a `Caller`, checks the method table,
 //! and hands the caller to handlers through the request extensions.
 
-use std::{
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
 use tonic::{body::Body, Status};
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::access::{required_access, Access};
+use super::{
+    access::{required_access, Access},
+    middleware::Around,
+};
 use crate::domain::{authentication::Authenticator, caller::Caller, DomainError};
 
 #[derive(Clone)]
@@ -26,41 +26,16 @@ impl AuthLayer {
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthMiddleware<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthMiddleware {
-            inner,
-            authenticator: self.authenticator.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct AuthMiddleware<S> {
-    inner: S,
-    authenticator: Arc<Authenticator>,
-}
-
-impl<S, B> Service<Request<B>> for AuthMiddleware<S>
-where
-    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // The clone that was polled ready is the one that must serve the call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for AuthLayer {
+    fn around<S>(
+        &self,
+        mut request: Request<Body>,
+        mut next: S,
+    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let authenticator = self.authenticator.clone();
         // Only owned parts cross the await: the body need not be `Sync`.
         let path = request.uri().path().to_owned();
@@ -69,9 +44,9 @@ where
             match authorize(&authenticator, &path, authorization.as_ref()).await {
                 Ok(Some(caller)) => {
                     request.extensions_mut().insert(caller);
-                    inner.call(request).await
+                    next.call(request).await
                 }
-                Ok(None) => inner.call(request).await,
+                Ok(None) => next.call(request).await,
                 Err(status) => Ok(status.into_http()),
             }
         })

@@ -30,7 +30,9 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
 use tonic::{body::Body, Status};
-use tower::{Layer, Service};
+use tower::Service;
+
+use super::middleware::Around;
 
 use crate::domain::{DomainError, FieldViolation};
 
@@ -575,43 +577,18 @@ impl BoundaryLayer {
     }
 }
 
-impl<S> Layer<S> for BoundaryLayer {
-    type Service = BoundaryMiddleware<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BoundaryMiddleware {
-            inner,
-            boundary: self.boundary.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct BoundaryMiddleware<S> {
-    inner: S,
-    boundary: Arc<RequestBoundary>,
-}
-
-impl<S, B> Service<Request<B>> for BoundaryMiddleware<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<tonic::codegen::StdError>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for BoundaryLayer {
+    fn around<S>(
+        &self,
+        request: Request<Body>,
+        mut next: S,
+    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         if !self.boundary.checks(request.uri().path()) {
-            return Box::pin(inner.call(request.map(Body::new)));
+            return Box::pin(next.call(request));
         }
         let boundary = self.boundary.clone();
         Box::pin(async move {
@@ -637,8 +614,7 @@ where
                 buffered: Some(buffered),
                 trailers,
             };
-            inner
-                .call(Request::from_parts(parts, Body::new(replayed)))
+            next.call(Request::from_parts(parts, Body::new(replayed)))
                 .await
         })
     }

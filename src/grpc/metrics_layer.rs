@@ -21,8 +21,9 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use prometheus::{Histogram, IntCounter};
 use prost_reflect::DescriptorPool;
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 
+use super::middleware::{grpc_status, Around};
 use crate::metrics::RpcFamilies;
 
 /// `codes.Code.String()` of Go's gRPC, by code number.
@@ -147,46 +148,23 @@ impl MethodMetrics {
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            methods: self.methods.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct MetricsService<S> {
-    inner: S,
-    methods: Arc<MethodTable>,
-}
-
-impl<S> Service<Request<Body>> for MetricsService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for MetricsLayer {
+    fn around<S>(
+        &self,
+        request: Request<Body>,
+        mut next: S,
+    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let method = self.methods.of(request.uri().path());
         method.started.inc();
         let started = Instant::now();
         let received = method.received.clone();
         let request = request.map(|body| Body::new(CountedBody::new(body, received)));
         Box::pin(async move {
-            let response = match inner.call(request).await {
+            let response = match next.call(request).await {
                 Ok(response) => response,
                 Err(error) => {
                     method.handled(Some(UNKNOWN as i32), started);
@@ -207,13 +185,6 @@ where
             Ok(Response::from_parts(parts, Body::new(body)))
         })
     }
-}
-
-fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
-    headers
-        .get("grpc-status")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
 }
 
 /// Records the call as handled when the response ends or is dropped.

@@ -8,6 +8,7 @@ mod convert;
 mod group_service;
 mod import_service;
 pub mod metrics_layer;
+pub mod middleware;
 mod organization_service;
 pub mod request_log;
 mod status;

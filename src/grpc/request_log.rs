@@ -10,12 +10,13 @@ use std::{
     time::Instant,
 };
 
+use super::middleware::{grpc_status, Around};
 use crate::{domain::request::RequestId, telemetry::traces};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::Instrument;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -23,36 +24,16 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Clone, Default)]
 pub struct RequestLogLayer;
 
-impl<S> Layer<S> for RequestLogLayer {
-    type Service = RequestLog<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestLog { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct RequestLog<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for RequestLog<S>
-where
-    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for RequestLogLayer {
+    fn around<S>(
+        &self,
+        mut request: Request<Body>,
+        mut next: S,
+    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let request_id = RequestId::from_header(
             request
                 .headers()
@@ -73,7 +54,7 @@ where
         let started = Instant::now();
         Box::pin(
             async move {
-                let response = inner.call(request).await?;
+                let response = next.call(request).await?;
                 let (mut parts, body) = response.into_parts();
                 if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
                     parts.headers.insert(REQUEST_ID_HEADER, value);
@@ -93,13 +74,6 @@ where
             .instrument(span),
         )
     }
-}
-
-fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
-    headers
-        .get("grpc-status")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
 }
 
 struct RpcLine {
