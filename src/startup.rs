@@ -18,6 +18,7 @@ use tonic_reflection::server::{
 use uuid::Uuid;
 
 use crate::{
+    database_watch::{DatabaseWatch, DatabaseWatcher},
     delivery::{DeliverySettings, DeliveryWorker},
     domain::{
         authentication::{Authenticator, USER_ACCESS_CACHE_TTL},
@@ -28,6 +29,7 @@ use crate::{
     grpc::{
         auth_layer::AuthLayer,
         boundary::{BoundaryLayer, RequestBoundary},
+        database_gate,
         request_log::RequestLogLayer,
         AuthHandler, GroupHandler, ImportHandler, OrganizationHandler, UserHandler,
     },
@@ -143,6 +145,9 @@ impl ServerSettings {
 const STREAM_WINDOW_BYTES: u32 = 128 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 4 * 62 * STREAM_WINDOW_BYTES;
 
+type HealthServer =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
 type ServerFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 pub struct Application {
@@ -167,6 +172,8 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let authenticator = Arc::new(Authenticator::new(pool.clone(), settings.user_access_ttl));
         let mut tasks = BackgroundTasks::default();
+        let (health, watcher, database) = health_service(&pool).await;
+        tasks.spawn("the database watch", watcher.run());
         let jobs = Jobs {
             pool: pool.clone(),
             settings: Arc::new(settings.import.clone()),
@@ -214,6 +221,8 @@ impl Application {
         };
         let services = Services {
             pool,
+            health,
+            database,
             authenticator,
             sign_in,
             import: ImportHandler::new(jobs, stopping_rx),
@@ -283,6 +292,8 @@ impl Application {
 /// What the gRPC services are built from.
 struct Services {
     pool: PgPool,
+    health: HealthServer,
+    database: DatabaseWatch,
     authenticator: Arc<Authenticator>,
     sign_in: Arc<SignIn>,
     import: ImportHandler,
@@ -299,6 +310,8 @@ async fn grpc_server(
 ) -> Result<ServerFuture> {
     let Services {
         pool,
+        health,
+        database,
         authenticator,
         sign_in,
         import,
@@ -312,10 +325,12 @@ async fn grpc_server(
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .layer(RequestLogLayer)
+        // Before authentication, which reads the database.
+        .layer(database_gate::layer(database))
         .layer(AuthLayer::new(authenticator))
         // After authentication: an anonymous caller is refused before any body is read.
         .layer(BoundaryLayer::new(boundary))
-        .add_service(health_service().await)
+        .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .add_service(AuthServiceServer::new(AuthHandler::new(
@@ -344,26 +359,33 @@ async fn grpc_server(
     Ok(server)
 }
 
-/// The health service, reporting every Roster service as serving.
-async fn health_service(
-) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AuthServiceServer<AuthHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<OrganizationServiceServer<OrganizationHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<UserServiceServer<UserHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<GroupServiceServer<GroupHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<ImportServiceServer<ImportHandler>>()
-        .await;
-    health_service
+/// The names of Roster's own services, as health reports them.
+fn roster_service_names() -> Vec<&'static str> {
+    use tonic::server::NamedService;
+    vec![
+        <AuthServiceServer<AuthHandler> as NamedService>::NAME,
+        <OrganizationServiceServer<OrganizationHandler> as NamedService>::NAME,
+        <UserServiceServer<UserHandler> as NamedService>::NAME,
+        <GroupServiceServer<GroupHandler> as NamedService>::NAME,
+        <ImportServiceServer<ImportHandler> as NamedService>::NAME,
+    ]
+}
+
+/// The health service, reporting every Roster service as serving, and the
+/// watch of the database that sets them NOT_SERVING while it does not answer.
+async fn health_service(pool: &PgPool) -> (HealthServer, DatabaseWatcher, DatabaseWatch) {
+    let health_reporter = tonic_health::server::HealthReporter::new();
+    let health_service = HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health_reporter.clone()),
+    );
+    let services = roster_service_names();
+    for &service in &services {
+        health_reporter
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let (watcher, watch) = DatabaseWatcher::new(pool, health_reporter, services);
+    (health_service, watcher, watch)
 }
 
 /// gRPC reflection in both versions, when it is on.

@@ -138,10 +138,23 @@ impl DeliveryWorker {
                 tracing::info!(smtp = %transport.describe(), "emails go to the SMTP server")
             }
         }
+        // A round that failed may leave messages claimed and not delivered.
+        let mut leases_held = false;
         loop {
-            let busy = match self.run_once().await {
-                Ok(handled) => handled as i64 >= self.settings.batch,
+            let round = async {
+                if leases_held {
+                    let released = store::outbox::release_leases(&self.pool, self.owner).await?;
+                    tracing::debug!(released, "released the leases of a failed round");
+                }
+                self.run_once().await
+            };
+            let busy = match round.await {
+                Ok(handled) => {
+                    leases_held = false;
+                    handled as i64 >= self.settings.batch
+                }
                 Err(error) => {
+                    leases_held = true;
                     tracing::warn!(error = format!("{error:#}"), "email delivery round failed");
                     false
                 }
@@ -186,6 +199,8 @@ impl DeliveryWorker {
                     reason = why,
                     "email skipped"
                 ),
+                // No message's fault: the round ends, the next releases the rest.
+                Err(error) if store::error::is_unavailable_cause(&error) => return Err(error),
                 Err(error) => self.attempt_failed(message, &error).await,
             }
         }
