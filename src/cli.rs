@@ -19,7 +19,7 @@ use crate::{
         password::PasswordHasher,
     },
     proto, remote,
-    startup::{stop_signal, Application, PasswordSettings, ServerSettings},
+    startup::{self, stop_signal, Application, PasswordSettings, ServerSettings},
     telemetry::{self, LogFormat},
     tls::TlsSettings,
 };
@@ -352,20 +352,12 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
         review_retention: Duration::from_secs(args.import_review_retention_days * 86_400),
         ..ImportSettings::default()
     };
-    let public_url = args.public_url.clone().unwrap_or_else(|| {
-        let scheme = if settings.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", args.http_listen)
-    });
     if !args.no_delivery {
         let transport = match &args.smtp_url {
             Some(url) => MailTransport::Smtp { url: url.clone() },
             None => MailTransport::Directory(std::path::absolute(&mail_dir)?),
         };
-        let mut delivery = DeliverySettings::new(transport, &public_url);
+        let mut delivery = DeliverySettings::new(transport, args.public_url.as_deref());
         delivery.from.clone_from(&args.mail_from);
         settings.delivery = Some(delivery);
     }
@@ -399,6 +391,10 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
         let application = Application::build(&settings, database.pool.clone()).await?;
         tracing::info!(address = %application.local_addr(), reflection = settings.reflection, tls = settings.tls.is_some(), "roster is serving gRPC");
         if let Some(pages) = application.http_addr() {
+            let public_url = args
+                .public_url
+                .clone()
+                .unwrap_or_else(|| startup::pages_url(settings.tls.is_some(), pages));
             tracing::info!(address = %pages, public_url = %public_url, "password pages served");
         }
         application.run_until_stopped(stop).await

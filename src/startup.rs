@@ -181,14 +181,6 @@ impl Application {
         };
         spawn_import_sweeps(&mut tasks, &jobs);
         let (stopping, stopping_rx) = watch::channel(false);
-        if let Some(delivery) = &settings.delivery {
-            let worker = DeliveryWorker::new(pool.clone(), delivery.clone())?;
-            let stopping = stopping_rx.clone();
-            tasks.spawn("the email delivery worker", async move {
-                worker.run(stopping).await;
-                Ok(())
-            });
-        }
         let hasher = Arc::new(
             PasswordHasher::new(settings.passwords.workers, settings.passwords.queue)
                 .context("start the password hashing threads")?,
@@ -219,6 +211,18 @@ impl Application {
             }
             None => None,
         };
+        if let Some(delivery) = &settings.delivery {
+            let mut delivery = delivery.clone();
+            if delivery.public_url.is_none() {
+                delivery.public_url = http_addr.map(|pages| pages_url(tls.is_some(), pages));
+            }
+            let worker = DeliveryWorker::new(pool.clone(), delivery)?;
+            let stopping = stopping_rx.clone();
+            tasks.spawn("the email delivery worker", async move {
+                worker.run(stopping).await;
+                Ok(())
+            });
+        }
         let services = Services {
             pool,
             health,
@@ -287,6 +291,13 @@ impl Application {
         }
         task_died.map_or(Ok(()), Err)
     }
+}
+
+/// The URL of password pages served at `address`: the default public URL,
+/// with the port actually bound (never the 0 of `--http-listen 127.0.0.1:0`).
+pub fn pages_url(tls: bool, address: SocketAddr) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{address}")
 }
 
 /// What the gRPC services are built from.

@@ -282,7 +282,7 @@ impl RunningServer {
         settings.shutdown_grace = Duration::from_secs(5);
         let mut delivery = DeliverySettings::new(
             MailTransport::Directory(mail.path().to_owned()),
-            "https://roster.test",
+            Some("https://roster.test"),
         );
         delivery.poll_every = Duration::from_millis(50);
         delivery.retry_base = Duration::from_millis(200);
