@@ -252,7 +252,10 @@ async fn a_postmaster_killed_with_sigkill_is_restarted_and_calls_are_unavailable
         .unwrap();
     // The postgres user enters it: the cluster lives inside.
     std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let served = serve(roster(data_dir.path()), free_port());
+    let mut command = roster(data_dir.path());
+    // Pages on a free port (another test serves the default one).
+    command.env("ROSTER_HTTP_LISTEN", "127.0.0.1:0");
+    let served = serve(command, free_port());
     let key = served.bootstrap_key().unwrap();
     let channel = Channel::from_shared(served.address.clone())
         .unwrap()
@@ -321,6 +324,16 @@ async fn a_postmaster_killed_with_sigkill_is_restarted_and_calls_are_unavailable
         "{log}"
     );
     assert!(log.contains("restarted private postgresql"), "{log}");
+
+    // Pages on port 0: the public URL names the port bound (issue 20 point 4).
+    let pages = log
+        .lines()
+        .find(|line| line.contains("password pages served"))
+        .unwrap();
+    assert!(
+        pages.contains("http://127.0.0.1:") && !pages.ends_with(":0"),
+        "{pages}"
+    );
 
     served.stop(nix::sys::signal::Signal::SIGTERM);
     assert!(

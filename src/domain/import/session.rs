@@ -222,6 +222,11 @@ pub async fn follow(
     let mut sent = 0u64;
     loop {
         let snapshot = progress.borrow_and_update().clone();
+        if snapshot.ended == Some(Some(EndError::Unavailable)) {
+            // The rows not streamed yet cannot be read now; they are written,
+            // and ListImportRows gives them once the database is back.
+            return out.send(Event::Error(EndError::Unavailable)).await.is_ok();
+        }
         while sent < snapshot.last_line {
             let rows = match store::imports::rows_after(&pool, job_id, sent, false, 500).await {
                 Ok(rows) => rows,
