@@ -103,8 +103,14 @@ struct Read {
     retry_hint: bool,
 }
 
-/// Reads (GetUser and ListUsers by turns, each with `CALL_DEADLINE`) until `stop`.
-async fn read_steadily(app: &TestApp, user_id: String, stop: watch::Receiver<bool>) -> Vec<Read> {
+/// Reads (GetUser and ListUsers by turns, each with `CALL_DEADLINE`) until
+/// `stop`, counting the successful ones in `succeeded`.
+async fn read_steadily(
+    app: &TestApp,
+    user_id: String,
+    stop: watch::Receiver<bool>,
+    succeeded: Arc<AtomicU64>,
+) -> Vec<Read> {
     let mut users = app.users(app.as_admin());
     let mut reads = Vec::new();
     for turn in 0u64.. {
@@ -124,7 +130,10 @@ async fn read_steadily(app: &TestApp, user_id: String, stop: watch::Receiver<boo
             users.list_users(request).await.map(drop)
         };
         let (code, retry_hint) = match answer {
-            Ok(()) => (Code::Ok, false),
+            Ok(()) => {
+                succeeded.fetch_add(1, Ordering::SeqCst);
+                (Code::Ok, false)
+            }
             Err(status) => (
                 status.code(),
                 tonic_types::StatusExt::get_details_retry_info(&status).is_some(),
@@ -233,7 +242,9 @@ async fn a_database_restart_under_load_is_answered_unavailable_and_loses_no_repo
 
     let (stop_reading, stop) = watch::channel(false);
     let seen = Arc::new(AtomicU64::new(0));
-    let (reads, import) = tokio::join!(read_steadily(&app, user.id.clone(), stop), async {
+    let succeeded = Arc::new(AtomicU64::new(0));
+    let reader = read_steadily(&app, user.id.clone(), stop, succeeded.clone());
+    let (reads, import) = tokio::join!(reader, async {
         let import = import_slowly(&app, seen.clone());
         let outage = async {
             eventually(
@@ -285,6 +296,14 @@ async fn a_database_restart_under_load_is_answered_unavailable_and_loses_no_repo
                 returned - stopped
             );
             assert!(back_in < Duration::from_secs(5), "{back_in:?}");
+            // The load itself reads again before it stops.
+            let before = succeeded.load(Ordering::SeqCst);
+            eventually(
+                "the steady reads succeed again",
+                Duration::from_secs(5),
+                || async { (succeeded.load(Ordering::SeqCst) >= before + 2).then_some(()) },
+            )
+            .await;
             let _ = stop_reading.send(true);
             (pending, seen_before, stopped, returned)
         };
