@@ -20,7 +20,7 @@ use crate::{
     },
     proto, remote,
     startup::{
-        hangup_signal, reload_tls_on_hangup, stop_signal, Application, PasswordSettings,
+        self, hangup_signal, reload_tls_on_hangup, stop_signal, Application, PasswordSettings,
         ServerSettings,
     },
     telemetry::{self, LogFormat, TraceSettings},
@@ -383,20 +383,12 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
     settings.insecure_plaintext = args.insecure_plaintext;
     settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     settings.import = import_settings(&args);
-    let public_url = args.public_url.clone().unwrap_or_else(|| {
-        let scheme = if settings.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", args.http_listen)
-    });
     if !args.no_delivery {
         let transport = match &args.smtp_url {
             Some(url) => MailTransport::Smtp { url: url.clone() },
             None => MailTransport::Directory(std::path::absolute(&mail_dir)?),
         };
-        let mut delivery = DeliverySettings::new(transport, &public_url);
+        let mut delivery = DeliverySettings::new(transport, args.public_url.as_deref());
         delivery.from.clone_from(&args.mail_from);
         settings.delivery = Some(delivery);
     }
@@ -421,6 +413,10 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
         tokio::spawn(reload_tls_on_hangup(hangups, application.tls()));
         tracing::info!(address = %application.local_addr(), reflection = settings.reflection, tls = settings.tls.is_some(), "roster is serving gRPC");
         if let Some(pages) = application.http_addr() {
+            let public_url = args
+                .public_url
+                .clone()
+                .unwrap_or_else(|| startup::pages_url(settings.tls.is_some(), pages));
             tracing::info!(address = %pages, public_url = %public_url, "password pages served");
         }
         if let Some(metrics) = application.metrics_addr() {

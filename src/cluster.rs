@@ -17,7 +17,10 @@ use std::{
     },
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{mpsc, Mutex},
+    sync::{
+        atomic::{AtomicBool, AtomicI32, Ordering},
+        mpsc, Arc, Mutex,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -54,12 +57,23 @@ pub struct PrivateCluster {
 
 #[derive(Debug)]
 struct StartedServer {
-    pid: Pid,
-    /// Receives once the server process has exited. In a mutex so a cluster can be shared.
+    /// The running postmaster; a restart after a crash replaces it.
+    pid: Arc<AtomicI32>,
+    /// Receives once the server process has exited for good (it is not
+    /// restarted). In a mutex so a cluster can be shared.
     exited: Mutex<mpsc::Receiver<()>>,
+    /// Set once the server was first ready: from then on its exit is a crash
+    /// and it is restarted (before, an exit is a failed start).
+    supervised: Arc<AtomicBool>,
+    /// Set by `stop`: the exit that follows is the end.
+    stopping: Arc<AtomicBool>,
 }
 
 impl StartedServer {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.pid.load(Ordering::SeqCst))
+    }
+
     fn wait_exit(&self, timeout: Duration) -> bool {
         let exited = self
             .exited
@@ -118,6 +132,9 @@ impl PrivateCluster {
         cluster.started = Some(started);
         match cluster.wait_until_ready(&log_path) {
             Ok(()) => {
+                if let Some(started) = &cluster.started {
+                    started.supervised.store(true, Ordering::SeqCst);
+                }
                 tracing::info!(pgdata = %cluster.pgdata.display(), "started private postgresql");
                 Ok(cluster)
             }
@@ -153,12 +170,13 @@ impl PrivateCluster {
         let Some(server) = self.started.take() else {
             return Ok(());
         };
-        let _ = kill(server.pid, Signal::SIGINT);
+        server.stopping.store(true, Ordering::SeqCst);
+        let _ = kill(server.pid(), Signal::SIGINT);
         if !server.wait_exit(STOP_TIMEOUT) {
             tracing::warn!("postgresql did not stop in time, sending an immediate shutdown");
-            let _ = kill(server.pid, Signal::SIGQUIT);
+            let _ = kill(server.pid(), Signal::SIGQUIT);
             if !server.wait_exit(STOP_TIMEOUT) {
-                bail!("postgresql (pid {}) did not stop", server.pid);
+                bail!("postgresql (pid {}) did not stop", server.pid());
             }
         }
         tracing::info!("stopped private postgresql");
@@ -346,6 +364,58 @@ fn init_cluster(
     Ok(())
 }
 
+/// What it takes to start the postmaster, again after a crash.
+struct Launch {
+    postgres: PathBuf,
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    run_as: Option<RunAs>,
+    options: ClusterOptions,
+    log_path: PathBuf,
+}
+
+impl Launch {
+    fn command(&self) -> Result<Command> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("cannot open {}", self.log_path.display()))?;
+        let mut command = Command::new(&self.postgres);
+        command
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-k")
+            .arg(&self.socket_dir)
+            .args(["-p", &PORT.to_string()])
+            .args(["-c", "listen_addresses="])
+            .args(["-c", "max_connections=200"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if self.options.ephemeral {
+            command.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
+        }
+        as_user(&mut command, self.run_as);
+        stop_with_parent(&mut command);
+        Ok(command)
+    }
+}
+
+/// The first pause before restarting a postmaster that died, doubled at each
+/// death in a row up to `RESTART_BACKOFF_MAX`; a server that ran for
+/// `RESTART_STABLE_AFTER` starts the count again.
+const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+const RESTART_STABLE_AFTER: Duration = Duration::from_secs(60);
+
 fn spawn_postgres(
     binaries: &Binaries,
     cluster: &PrivateCluster,
@@ -353,59 +423,124 @@ fn spawn_postgres(
     options: ClusterOptions,
     log_path: &Path,
 ) -> Result<StartedServer> {
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
-    let mut command = Command::new(&binaries.postgres);
-    command
-        .arg("-D")
-        .arg(&cluster.pgdata)
-        .arg("-k")
-        .arg(&cluster.socket_dir)
-        .args(["-p", &PORT.to_string()])
-        .args(["-c", "listen_addresses="])
-        .args(["-c", "max_connections=200"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    if options.ephemeral {
-        command.args([
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ]);
-    }
-    as_user(&mut command, run_as);
-    stop_with_parent(&mut command);
-
+    let launch = Launch {
+        postgres: binaries.postgres.clone(),
+        pgdata: cluster.pgdata.clone(),
+        socket_dir: cluster.socket_dir.clone(),
+        run_as,
+        options,
+        log_path: log_path.to_owned(),
+    };
+    let mut command = launch.command()?;
+    let pid = Arc::new(AtomicI32::new(0));
+    let supervised = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(AtomicBool::new(false));
     // A dedicated thread owns the child: the parent-death signal follows the
     // thread that spawned it, so that thread must live as long as the server.
     let (spawned_tx, spawned_rx) = mpsc::channel();
     let (exited_tx, exited_rx) = mpsc::channel();
+    let postmaster = Postmaster {
+        launch,
+        pid: pid.clone(),
+        supervised: supervised.clone(),
+        stopping: stopping.clone(),
+    };
     thread::Builder::new()
         .name("postgres".into())
-        .spawn(move || match command.spawn() {
-            Ok(mut child) => {
-                let _ = spawned_tx.send(Ok(child.id()));
-                let _ = child.wait();
-                let _ = exited_tx.send(());
+        .spawn(move || {
+            match command.spawn() {
+                Ok(child) => {
+                    let _ = spawned_tx.send(Ok(child.id()));
+                    postmaster.supervise(child);
+                }
+                Err(error) => {
+                    let _ = spawned_tx.send(Err(error));
+                }
             }
-            Err(error) => {
-                let _ = spawned_tx.send(Err(error));
-            }
+            let _ = exited_tx.send(());
         })?;
-    let pid = spawned_rx
+    let first = spawned_rx
         .recv()?
         .with_context(|| format!("cannot run {}", binaries.postgres.display()))?;
+    pid.store(i32::try_from(first)?, Ordering::SeqCst);
     Ok(StartedServer {
-        pid: Pid::from_raw(i32::try_from(pid)?),
+        pid,
         exited: Mutex::new(exited_rx),
+        supervised,
+        stopping,
     })
+}
+
+/// The owner of a started postmaster, on its own thread.
+struct Postmaster {
+    launch: Launch,
+    pid: Arc<AtomicI32>,
+    supervised: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Postmaster {
+    /// Waits for the postmaster to exit; once it was ready, an exit that no
+    /// `stop` asked for is a crash: it is started again (PostgreSQL's crash
+    /// recovery does the rest), with a pause that grows while it keeps dying.
+    /// Returns when it exited for good.
+    fn supervise(&self, mut child: std::process::Child) {
+        let mut pause = RESTART_BACKOFF_FIRST;
+        loop {
+            let started = Instant::now();
+            let status = child.wait();
+            if self.stopping.load(Ordering::SeqCst) || !self.supervised.load(Ordering::SeqCst) {
+                return;
+            }
+            if started.elapsed() > RESTART_STABLE_AFTER {
+                pause = RESTART_BACKOFF_FIRST;
+            }
+            tracing::error!(
+                status = ?status,
+                restart_in_ms = pause.as_millis() as u64,
+                log_tail = %log_tail(&self.launch.log_path),
+                "private postgresql exited unexpectedly; restarting it"
+            );
+            loop {
+                if !self.pause_unless_stopping(pause) {
+                    return;
+                }
+                pause = (pause * 2).min(RESTART_BACKOFF_MAX);
+                match self
+                    .launch
+                    .command()
+                    .and_then(|mut command| Ok(command.spawn()?))
+                {
+                    Ok(restarted) => {
+                        child = restarted;
+                        break;
+                    }
+                    Err(error) => tracing::error!(
+                        error = format!("{error:#}"),
+                        "cannot restart private postgresql"
+                    ),
+                }
+            }
+            self.pid.store(child.id() as i32, Ordering::SeqCst);
+            tracing::info!(pid = child.id(), "restarted private postgresql");
+            // A stop that came while it restarted missed this child.
+            if self.stopping.load(Ordering::SeqCst) {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+            }
+        }
+    }
+
+    /// Sleeps `pause` unless a stop comes first; false when one came.
+    fn pause_unless_stopping(&self, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            if self.stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        !self.stopping.load(Ordering::SeqCst)
+    }
 }
 
 fn as_user(command: &mut Command, run_as: Option<RunAs>) {

@@ -157,6 +157,11 @@ fn error_response(error: DomainError) -> Response {
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": "BUSY", "message": message}),
         ),
+        DomainError::Unavailable(_) => {
+            let body = json!({"error": "UNAVAILABLE", "message": "the service is briefly unavailable; try again in a moment"});
+            let retry_after = [(axum::http::header::RETRY_AFTER, "1")];
+            return (StatusCode::SERVICE_UNAVAILABLE, retry_after, Json(body)).into_response();
+        }
         other => {
             tracing::error!(error = %other, "password page call failed");
             (

@@ -18,6 +18,7 @@ use tonic_reflection::server::{
 use uuid::Uuid;
 
 use crate::{
+    database_watch::{DatabaseWatch, DatabaseWatcher},
     delivery::{DeliverySettings, DeliveryWorker},
     domain::{
         authentication::{Authenticator, USER_ACCESS_CACHE_TTL},
@@ -28,6 +29,7 @@ use crate::{
     grpc::{
         auth_layer::AuthLayer,
         boundary::{BoundaryLayer, RequestBoundary},
+        database_gate,
         metrics_layer::MetricsLayer,
         middleware::middleware,
         request_log::RequestLogLayer,
@@ -150,6 +152,9 @@ impl ServerSettings {
 const STREAM_WINDOW_BYTES: u32 = 128 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 4 * 62 * STREAM_WINDOW_BYTES;
 
+type HealthServer =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
 type ServerFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 pub struct Application {
@@ -177,6 +182,8 @@ impl Application {
         let metrics = Arc::new(Metrics::new().context("register the metrics")?);
         let authenticator = Arc::new(Authenticator::new(pool.clone(), settings.user_access_ttl));
         let mut tasks = BackgroundTasks::default();
+        let (health, watcher, database) = health_service(&pool).await;
+        tasks.spawn("the database watch", watcher.run());
         let jobs = Jobs {
             pool: pool.clone(),
             settings: Arc::new(settings.import.clone()),
@@ -185,14 +192,6 @@ impl Application {
         };
         spawn_import_sweeps(&mut tasks, &jobs);
         let (stopping, stopping_rx) = watch::channel(false);
-        if let Some(delivery) = &settings.delivery {
-            let worker = DeliveryWorker::new(pool.clone(), delivery.clone())?;
-            let stopping = stopping_rx.clone();
-            tasks.spawn("the email delivery worker", async move {
-                worker.run(stopping).await;
-                Ok(())
-            });
-        }
         let hasher = Arc::new(
             PasswordHasher::new(settings.passwords.workers, settings.passwords.queue)
                 .context("start the password hashing threads")?,
@@ -215,8 +214,15 @@ impl Application {
         };
         let (http_addr, metrics_addr) =
             serve_http_listeners(&mut tasks, settings, tls.as_ref(), served, &stopping_rx).await?;
+        if let Some(delivery) = &settings.delivery {
+            // Links lead to the pages where they were bound (port 0 included).
+            let pages_url = http_addr.map(|pages| pages_url(tls.is_some(), pages));
+            spawn_delivery_worker(&mut tasks, delivery, pages_url, &pool, &stopping_rx)?;
+        }
         let services = Services {
             pool,
+            health,
+            database,
             authenticator,
             sign_in,
             import: ImportHandler::new(jobs, stopping_rx),
@@ -297,9 +303,18 @@ impl Application {
     }
 }
 
+/// The URL of password pages served at `address`: the default public URL,
+/// with the port actually bound (never the 0 of `--http-listen 127.0.0.1:0`).
+pub fn pages_url(tls: bool, address: SocketAddr) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{address}")
+}
+
 /// What the gRPC services are built from.
 struct Services {
     pool: PgPool,
+    health: HealthServer,
+    database: DatabaseWatch,
     authenticator: Arc<Authenticator>,
     sign_in: Arc<SignIn>,
     import: ImportHandler,
@@ -317,6 +332,8 @@ async fn grpc_server(
 ) -> Result<ServerFuture> {
     let Services {
         pool,
+        health,
+        database,
         authenticator,
         sign_in,
         import,
@@ -343,10 +360,12 @@ async fn grpc_server(
         // Outermost: calls the layers below refuse are counted too.
         .layer(middleware(metrics_layer))
         .layer(middleware(RequestLogLayer))
+        // Before authentication, which reads the database.
+        .layer(database_gate::layer(database))
         .layer(middleware(AuthLayer::new(authenticator)))
         // After authentication: an anonymous caller is refused before any body is read.
         .layer(middleware(BoundaryLayer::new(boundary)))
-        .add_service(health_service().await)
+        .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .add_service(AuthServiceServer::new(AuthHandler::new(
@@ -377,26 +396,33 @@ async fn grpc_server(
     Ok(server)
 }
 
-/// The health service, reporting every Roster service as serving.
-async fn health_service(
-) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AuthServiceServer<AuthHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<OrganizationServiceServer<OrganizationHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<UserServiceServer<UserHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<GroupServiceServer<GroupHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<ImportServiceServer<ImportHandler>>()
-        .await;
-    health_service
+/// The names of Roster's own services, as health reports them.
+fn roster_service_names() -> Vec<&'static str> {
+    use tonic::server::NamedService;
+    vec![
+        <AuthServiceServer<AuthHandler> as NamedService>::NAME,
+        <OrganizationServiceServer<OrganizationHandler> as NamedService>::NAME,
+        <UserServiceServer<UserHandler> as NamedService>::NAME,
+        <GroupServiceServer<GroupHandler> as NamedService>::NAME,
+        <ImportServiceServer<ImportHandler> as NamedService>::NAME,
+    ]
+}
+
+/// The health service, reporting every Roster service as serving, and the
+/// watch of the database that sets them NOT_SERVING while it does not answer.
+async fn health_service(pool: &PgPool) -> (HealthServer, DatabaseWatcher, DatabaseWatch) {
+    let health_reporter = tonic_health::server::HealthReporter::new();
+    let health_service = HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health_reporter.clone()),
+    );
+    let services = roster_service_names();
+    for &service in &services {
+        health_reporter
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let (watcher, watch) = DatabaseWatcher::new(pool, health_reporter, services);
+    (health_service, watcher, watch)
 }
 
 /// gRPC reflection in both versions, when it is on.
@@ -437,6 +463,28 @@ fn spawn_sign_in_sweep(tasks: &mut BackgroundTasks, sign_in: &Arc<SignIn>) {
             },
         ),
     );
+}
+
+/// The outbox's delivery worker, its links starting with the configured
+/// public URL, else `pages_url`.
+fn spawn_delivery_worker(
+    tasks: &mut BackgroundTasks,
+    delivery: &DeliverySettings,
+    pages_url: Option<String>,
+    pool: &PgPool,
+    stopping: &watch::Receiver<bool>,
+) -> Result<()> {
+    let mut delivery = delivery.clone();
+    if delivery.public_url.is_none() {
+        delivery.public_url = pages_url;
+    }
+    let worker = DeliveryWorker::new(pool.clone(), delivery)?;
+    let stopping = stopping.clone();
+    tasks.spawn("the email delivery worker", async move {
+        worker.run(stopping).await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// Any server ends the jobs of servers that stopped beating, and deletes

@@ -49,7 +49,8 @@ pub struct DeliverySettings {
     /// The From header, e.g. `Roster <no-reply@example.com>`.
     pub from: String,
     /// Where the password pages are reached; links are built from it only.
-    pub public_url: String,
+    /// `None`: the pages' own address as bound (`Application::build` fills it).
+    pub public_url: Option<String>,
     pub poll_every: Duration,
     /// How long a claim lasts; a worker that dies frees its messages after it.
     pub lease: Duration,
@@ -63,11 +64,11 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
-    pub fn new(transport: MailTransport, public_url: &str) -> Self {
+    pub fn new(transport: MailTransport, public_url: Option<&str>) -> Self {
         Self {
             transport,
             from: "Roster <no-reply@localhost>".into(),
-            public_url: public_url.trim_end_matches('/').to_owned(),
+            public_url: public_url.map(|url| url.trim_end_matches('/').to_owned()),
             poll_every: Duration::from_secs(1),
             lease: Duration::from_secs(120),
             batch: 20,
@@ -78,12 +79,18 @@ impl DeliverySettings {
         }
     }
 
+    /// Where links lead: the public URL (a server without pages and without
+    /// one has links that lead nowhere useful).
+    pub fn public_url(&self) -> &str {
+        self.public_url.as_deref().unwrap_or("http://localhost")
+    }
+
     /// The host of the public URL, for Message-IDs.
     fn domain(&self) -> &str {
-        let rest = self
-            .public_url
+        let public_url = self.public_url();
+        let rest = public_url
             .split_once("://")
-            .map_or(self.public_url.as_str(), |(_, rest)| rest);
+            .map_or(public_url, |(_, rest)| rest);
         let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         match host.rsplit_once(':') {
@@ -138,10 +145,23 @@ impl DeliveryWorker {
                 tracing::info!(smtp = %transport.describe(), "emails go to the SMTP server")
             }
         }
+        // A round that failed may leave messages claimed and not delivered.
+        let mut leases_held = false;
         loop {
-            let busy = match self.run_once().await {
-                Ok(handled) => handled as i64 >= self.settings.batch,
+            let round = async {
+                if leases_held {
+                    let released = store::outbox::release_leases(&self.pool, self.owner).await?;
+                    tracing::debug!(released, "released the leases of a failed round");
+                }
+                self.run_once().await
+            };
+            let busy = match round.await {
+                Ok(handled) => {
+                    leases_held = false;
+                    handled as i64 >= self.settings.batch
+                }
                 Err(error) => {
+                    leases_held = true;
                     tracing::warn!(error = format!("{error:#}"), "email delivery round failed");
                     false
                 }
@@ -186,6 +206,8 @@ impl DeliveryWorker {
                     reason = why,
                     "email skipped"
                 ),
+                // No message's fault: the round ends, the next releases the rest.
+                Err(error) if store::error::is_unavailable_cause(&error) => return Err(error),
                 Err(error) => self.attempt_failed(message, &error).await,
             }
         }
@@ -336,7 +358,7 @@ impl DeliveryWorker {
         // In the fragment: it never reaches a server log or a Referer header.
         let link = format!(
             "{}/{page}#token={}",
-            self.settings.public_url,
+            self.settings.public_url(),
             secret.expose()
         );
         Ok((link, expire_time))
@@ -409,10 +431,10 @@ mod tests {
     fn message_ids_take_the_public_host_and_retries_back_off() {
         let settings = DeliverySettings::new(
             MailTransport::Directory("/tmp".into()),
-            "https://roster.example.com:8443/",
+            Some("https://roster.example.com:8443/"),
         );
         assert_eq!(settings.domain(), "roster.example.com");
-        assert_eq!(settings.public_url, "https://roster.example.com:8443");
+        assert_eq!(settings.public_url(), "https://roster.example.com:8443");
         assert_eq!(settings.retry_after(1), Duration::from_secs(30));
         assert_eq!(settings.retry_after(3), Duration::from_secs(120));
         assert_eq!(settings.retry_after(40), Duration::from_secs(3600));

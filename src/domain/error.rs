@@ -77,6 +77,10 @@ pub enum DomainError {
         retry_after: std::time::Duration,
         message: String,
     },
+    /// The database cannot be reached now (`store::error::is_unavailable`);
+    /// the same call may succeed in a moment. The cause is for the log.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -106,7 +110,13 @@ impl DomainError {
 
 impl From<sqlx::Error> for DomainError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Internal(error.into())
+        let unavailable =
+            crate::store::error::classify(&error) == crate::store::error::DbErrorKind::Unavailable;
+        if unavailable {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Internal(error.into())
+        }
     }
 }
 

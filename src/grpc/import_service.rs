@@ -314,6 +314,10 @@ fn event_to_proto<Resp: ImportResponseMessage>(event: Event) -> Result<Resp, Sta
         Event::Error(EndError::Refused(violations)) => {
             Err(DomainError::InvalidArgument(violations).into())
         }
+        Event::Error(EndError::Unavailable) => Err(DomainError::Unavailable(anyhow::anyhow!(
+            "the database stopped answering during the import"
+        ))
+        .into()),
         Event::Error(EndError::Internal) => {
             Err(Status::internal("the import stopped on an internal error"))
         }

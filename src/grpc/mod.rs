@@ -5,6 +5,7 @@ pub mod auth_layer;
 mod auth_service;
 pub mod boundary;
 mod convert;
+pub mod database_gate;
 mod group_service;
 mod import_service;
 pub mod metrics_layer;

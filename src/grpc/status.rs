@@ -1,6 +1,6 @@
 //! The one mapping from domain errors to gRPC statuses.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
@@ -85,6 +85,10 @@ impl From<DomainError> for Status {
                 details.set_retry_info(Some(retry_after));
                 with_details(Code::ResourceExhausted, message, details)
             }
+            DomainError::Unavailable(cause) => unavailable(&cause),
+            DomainError::Internal(cause) if crate::store::error::is_unavailable_cause(&cause) => {
+                unavailable(&cause)
+            }
             DomainError::Internal(cause) => {
                 // The cause stays in the log (with the request id of the span); callers get an opaque answer.
                 tracing::error!(error = format!("{cause:#}"), "internal error");
@@ -92,6 +96,25 @@ impl From<DomainError> for Status {
             }
         }
     }
+}
+
+/// How long a caller is told to wait before it retries a call the database's
+/// absence refused: about how often the server looks whether it is back.
+pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// UNAVAILABLE with a retry hint: the database cannot be reached now. The
+/// cause goes to the log at debug level: an outage is reported once, by the
+/// database watch, not once per call.
+fn unavailable(cause: &anyhow::Error) -> Status {
+    tracing::debug!(error = format!("{cause:#}"), "database unavailable");
+    let mut details =
+        ErrorDetails::with_error_info("DATABASE_UNAVAILABLE", ERROR_DOMAIN, HashMap::new());
+    details.set_retry_info(Some(UNAVAILABLE_RETRY_AFTER));
+    with_details(
+        Code::Unavailable,
+        "the database is unavailable; retry in a moment".to_owned(),
+        details,
+    )
 }
 
 fn with_reason(code: Code, message: String, reason: &str) -> Status {

@@ -14,21 +14,48 @@ pub enum DbErrorKind {
     /// exception (class 22: too long, out of range, not valid for its type)
     /// or another integrity constraint violation (class 23).
     BadValue,
-    /// Anything else (a shutdown, a cancelled query, a read-only server after
-    /// a failover, a lost connection): no value's fault.
+    /// The database cannot be reached or is going away: no connection could
+    /// be had (refused, timed out, pool closed), the connection broke (I/O,
+    /// TLS or protocol error), class 08 (connection exception), or the
+    /// server is shutting down or starting (57P01 admin shutdown, 57P02 crash
+    /// shutdown, 57P03 cannot connect now). The same call may succeed later.
+    Unavailable,
+    /// Anything else (a cancelled query, a read-only server after a
+    /// failover, too many connections): no value's fault.
     Other,
 }
 
-/// Classifies a database error by its SQLSTATE.
+/// Classifies a database error by its SQLSTATE, or by how it failed when
+/// the server gave none.
 pub fn classify(error: &sqlx::Error) -> DbErrorKind {
     let Some(code) = sqlstate(error) else {
-        return DbErrorKind::Other;
+        return match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => DbErrorKind::Unavailable,
+            _ => DbErrorKind::Other,
+        };
     };
     match code.as_ref() {
         "40P01" | "40001" | "23505" => DbErrorKind::Contention,
+        "57P01" | "57P02" | "57P03" => DbErrorKind::Unavailable,
+        code if code.starts_with("08") => DbErrorKind::Unavailable,
         code if code.starts_with("22") || code.starts_with("23") => DbErrorKind::BadValue,
         _ => DbErrorKind::Other,
     }
+}
+
+/// Whether `cause` (anywhere in its chain) is a database error that means
+/// the database is unavailable (see `DbErrorKind::Unavailable`).
+pub fn is_unavailable_cause(cause: &anyhow::Error) -> bool {
+    cause.chain().any(|error| {
+        error
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(|error| classify(error) == DbErrorKind::Unavailable)
+    })
 }
 
 /// Whether a `create database` failed because the database exists: a
@@ -52,13 +79,19 @@ pub fn is_bad_value(error: &DomainError) -> bool {
     classify_domain_error(error) == DbErrorKind::BadValue
 }
 
+/// The database could not be reached (see `DbErrorKind::Unavailable`).
+pub fn is_unavailable(error: &DomainError) -> bool {
+    classify_domain_error(error) == DbErrorKind::Unavailable
+}
+
 /// Classifies the database error inside an internal domain error; any other
-/// domain error is `Other`.
+/// domain error is `Other` (`Unavailable` is `Unavailable`).
 fn classify_domain_error(error: &DomainError) -> DbErrorKind {
     match error {
         DomainError::Internal(error) => error
             .downcast_ref::<sqlx::Error>()
             .map_or(DbErrorKind::Other, classify),
+        DomainError::Unavailable(_) => DbErrorKind::Unavailable,
         _ => DbErrorKind::Other,
     }
 }
@@ -127,12 +160,15 @@ mod tests {
                 ],
                 DbErrorKind::BadValue,
             ),
-            // A failover, a shutdown, a cancel, a lost connection, a
-            // trigger's exception: no value's fault.
+            // A shutdown, a server starting, a lost connection: retry later.
             (
-                &[
-                    "57P01", "57014", "25006", "08006", "53300", "P0001", "XX000",
-                ],
+                &["57P01", "57P02", "57P03", "08006", "08001"][..],
+                DbErrorKind::Unavailable,
+            ),
+            // A cancel, a failover, too many clients, a trigger's exception:
+            // no value's fault.
+            (
+                &["57014", "25006", "53300", "P0001", "XX000"],
                 DbErrorKind::Other,
             ),
         ];
@@ -146,11 +182,30 @@ mod tests {
             classify_domain_error(&database_error("42P04")),
             DbErrorKind::Other
         );
+        assert_eq!(
+            classify_domain_error(&DomainError::Internal(anyhow::anyhow!("other"))),
+            DbErrorKind::Other
+        );
+    }
+
+    #[test]
+    fn a_database_that_cannot_be_reached_is_unavailable() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         for error in [
-            DomainError::from(sqlx::Error::PoolTimedOut),
-            DomainError::Internal(anyhow::anyhow!("other")),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(refused),
+            sqlx::Error::Protocol("unexpected end of stream".into()),
         ] {
-            assert_eq!(classify_domain_error(&error), DbErrorKind::Other);
+            assert_eq!(classify(&error), DbErrorKind::Unavailable, "{error}");
+            assert!(is_unavailable(&DomainError::from(error)));
         }
+        assert!(!is_unavailable(&DomainError::from(
+            sqlx::Error::RowNotFound
+        )));
+        // Wrapped in context by the code that met it.
+        let wrapped = anyhow::Error::from(sqlx::Error::PoolTimedOut).context("cannot claim");
+        assert!(is_unavailable_cause(&wrapped));
+        assert!(!is_unavailable_cause(&anyhow::anyhow!("other")));
     }
 }

@@ -109,6 +109,20 @@ pub async fn claim(
     .await
 }
 
+/// Gives up every lease `owner` holds on a pending message: its round was
+/// cut short (the database stopped answering), and those messages are due
+/// again now rather than when their leases run out. Returns how many.
+pub async fn release_leases(pool: &PgPool, owner: Uuid) -> Result<u64, sqlx::Error> {
+    let released = sqlx::query!(
+        "update outbox set lease_owner = null, lease_expire_time = null \
+         where lease_owner = $1 and status = 'PENDING'",
+        owner,
+    )
+    .execute(pool)
+    .await?;
+    Ok(released.rows_affected())
+}
+
 /// Ends a claimed message as `status` (SENT or SKIPPED, with a note for
 /// SKIPPED). `false` when the lease was lost meanwhile.
 pub async fn finish<'e>(

@@ -72,7 +72,8 @@ async fn a_person_registers_in_the_browser_signs_in_then_resets_the_password() {
     let app = TestApp::spawn_with(|settings| {
         deliver_to(settings, &url);
         settings.http_listen = Some(format!("127.0.0.1:{pages_port}").parse().unwrap());
-        settings.delivery.as_mut().unwrap().public_url = format!("http://127.0.0.1:{pages_port}");
+        settings.delivery.as_mut().unwrap().public_url =
+            Some(format!("http://127.0.0.1:{pages_port}"));
     })
     .await;
     let org = groups::org(&app).await;

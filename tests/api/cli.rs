@@ -233,6 +233,129 @@ async fn zero_configuration_serve_bootstraps_once_and_survives_a_restart_under_a
     }
 }
 
+/// The pid in a cluster's `postmaster.pid`, once the file names a live one.
+fn postmaster_pid(pgdata: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pgdata.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    alive.then_some(pid)
+}
+
+/// Whether a postmaster other than `not` runs and says it is ready.
+fn postmaster_ready(pgdata: &Path, not: i32) -> bool {
+    let status = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap_or_default();
+    postmaster_pid(pgdata).is_some_and(|pid| pid != not)
+        && status.lines().nth(7).map(str::trim) == Some("ready")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postmaster_killed_with_sigkill_is_restarted_and_calls_are_unavailable_meanwhile() {
+    use roster::proto::user_service_client::UserServiceClient;
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+
+    let data_dir = tempfile::Builder::new()
+        .prefix("roster-crash-")
+        .tempdir()
+        .unwrap();
+    // The postgres user enters it: the cluster lives inside.
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = roster(data_dir.path());
+    // Pages on a free port (another test serves the default one).
+    command.env("ROSTER_HTTP_LISTEN", "127.0.0.1:0");
+    let served = serve(command, free_port());
+    let key = served.bootstrap_key().unwrap();
+    let channel = Channel::from_shared(served.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut users = UserServiceClient::with_interceptor(channel.clone(), Bearer::token(&key));
+    let mut health = HealthClient::new(channel);
+    let pgdata = cluster_dir(data_dir.path());
+    let killed_pid = postmaster_pid(&pgdata).expect("the postmaster runs");
+    users
+        .list_users(proto::ListUsersRequest::default())
+        .await
+        .unwrap();
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    let (mut unavailable, mut not_serving, mut ready) = (0, false, None);
+    let back = loop {
+        // Crash recovery is PostgreSQL's and takes what the disk takes; Roster
+        // serves within 5 s of the restarted cluster being ready.
+        let limit = ready.map_or(Duration::from_secs(30), |ready: Duration| {
+            ready + Duration::from_secs(5)
+        });
+        assert!(
+            killed.elapsed() < limit,
+            "not serving again in time ({unavailable} refused):\n{}",
+            served.log.lock().unwrap().join("\n")
+        );
+        if ready.is_none() && postmaster_ready(&pgdata, killed_pid) {
+            ready = Some(killed.elapsed());
+        }
+        let check = health.check(HealthCheckRequest::default()).await.unwrap();
+        not_serving |= check.into_inner().status() == ServingStatus::NotServing;
+        let mut request = tonic::Request::new(proto::ListUsersRequest::default());
+        request.set_timeout(Duration::from_secs(3));
+        let started = Instant::now();
+        match users.list_users(request).await {
+            Ok(_) if unavailable > 0 => break killed.elapsed(),
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                let took = started.elapsed();
+                assert!(took < Duration::from_secs(1), "refused after {took:?}");
+                unavailable += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "postmaster killed: {unavailable} calls refused UNAVAILABLE, the restarted cluster ready after {ready:?}, serving again after {back:?}"
+    );
+    assert!(
+        not_serving,
+        "health reported NOT_SERVING while the postmaster was gone"
+    );
+    let restarted = postmaster_pid(&pgdata).expect("a new postmaster runs");
+    assert_ne!(restarted, killed_pid);
+    let log = served.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("private postgresql exited unexpectedly; restarting it"),
+        "{log}"
+    );
+    assert!(log.contains("restarted private postgresql"), "{log}");
+
+    // Pages on port 0: the public URL names the port bound (issue 20 point 4).
+    let pages = log
+        .lines()
+        .find(|line| line.contains("password pages served"))
+        .unwrap();
+    assert!(
+        pages.contains("http://127.0.0.1:") && !pages.ends_with(":0"),
+        "{pages}"
+    );
+
+    served.stop(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        postmaster_pid(&pgdata).is_none(),
+        "serve stopped the restarted cluster"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_database_url_nothing_is_created_automatically() {
     let Some(url) = crate::helpers::fresh_database_url().await else {

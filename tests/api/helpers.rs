@@ -286,7 +286,7 @@ impl RunningServer {
         settings.shutdown_grace = Duration::from_secs(5);
         let mut delivery = DeliverySettings::new(
             MailTransport::Directory(mail.path().to_owned()),
-            "https://roster.test",
+            Some("https://roster.test"),
         );
         delivery.poll_every = Duration::from_millis(50);
         delivery.retry_base = Duration::from_millis(200);
@@ -359,6 +359,11 @@ impl TestApp {
     /// A server with adjusted settings (import limits, reflection).
     pub async fn spawn_with(adjust: impl FnOnce(&mut ServerSettings)) -> TestApp {
         let (pool, _) = fresh_database().await;
+        Self::spawn_on(pool, adjust).await
+    }
+
+    /// A server on a migrated database of the test's own (its own cluster, say).
+    pub async fn spawn_on(pool: PgPool, adjust: impl FnOnce(&mut ServerSettings)) -> TestApp {
         let mail = MailDirectory::new();
         let server = RunningServer::start(&pool, &mail, adjust).await;
         let organization = organization::create_organization(&pool, "acme", Actor::Operator)

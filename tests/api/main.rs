@@ -17,6 +17,7 @@ mod auth_matrix;
 mod browser;
 mod cli;
 mod contract;
+mod database_restart;
 #[cfg(feature = "external-tools")]
 mod delivery;
 mod groups;

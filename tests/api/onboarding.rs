@@ -184,6 +184,25 @@ async fn an_invited_user_registers_a_password_signs_in_and_gets_the_scopes_of_th
 }
 
 #[tokio::test]
+async fn without_a_public_url_links_lead_to_the_pages_on_the_port_they_bound() {
+    // Pages on port 0, as `--http-listen 127.0.0.1:0` asks, and no public URL.
+    let app = TestApp::spawn_with(|settings| {
+        settings.delivery.as_mut().unwrap().public_url = None;
+    })
+    .await;
+    assert!(!app.pages().ends_with(":0"), "{}", app.pages());
+    app.create_user("Port", "Bound", "port@acme.com").await;
+
+    let link = app.email("port@acme.com", 1).await.link();
+    assert!(
+        link.starts_with(&format!("{}/register#token=", app.pages())),
+        "{link}"
+    );
+    let page = reqwest::get(&link).await.unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK, "{link}");
+}
+
+#[tokio::test]
 async fn a_reset_link_sets_a_new_password_and_signs_every_session_out() {
     let app = TestApp::spawn().await;
     registered_user(&app, "ana@acme.com").await;

@@ -97,6 +97,10 @@ pub enum Input {
 pub enum EndError {
     /// The file or its header was refused: the stream ends INVALID_ARGUMENT.
     Refused(Vec<FieldViolation>),
+    /// The database stopped answering: the stream ends UNAVAILABLE (every
+    /// row reported before is written; the job ends INTERRUPTED once the
+    /// database answers again).
+    Unavailable,
     Internal,
 }
 
@@ -203,7 +207,9 @@ pub async fn start_job(
 const CANCELLED: &str = "cancelled by CancelImportJob";
 
 /// Ends a RUNNING job. A job must never stay RUNNING: if its message cannot
-/// be stored, it is ended with a plain one.
+/// be stored, it is ended with a plain one; while the database does not
+/// answer, the end is retried (for up to `END_RETRY_FOR`; past it the stale
+/// job reaper ends the job).
 pub(super) async fn end_job(
     pool: &PgPool,
     job_id: Uuid,
@@ -212,18 +218,33 @@ pub(super) async fn end_job(
     message: &str,
 ) {
     let message = message.replace('\0', "");
-    for message in [
+    let mut messages = [
         message.as_str(),
         "the job ended; its message could not be stored",
-    ] {
-        match store::imports::finish_job(pool, job_id, owner, status, message).await {
-            Ok(()) => return,
-            Err(error) => {
-                tracing::error!(job_id = %job_id, error = ?error, "cannot end import job")
-            }
+    ]
+    .into_iter();
+    let mut message = messages.next();
+    let mut pause = Duration::from_millis(100);
+    let give_up = tokio::time::Instant::now() + END_RETRY_FOR;
+    while let Some(text) = message {
+        let Err(error) = store::imports::finish_job(pool, job_id, owner, status, text).await else {
+            return;
+        };
+        if store::error::classify(&error) == store::error::DbErrorKind::Unavailable
+            && tokio::time::Instant::now() < give_up
+        {
+            tracing::debug!(job_id = %job_id, error = ?error, "the database does not answer; ending the import job later");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            continue;
         }
+        tracing::error!(job_id = %job_id, error = ?error, "cannot end import job");
+        message = messages.next();
     }
 }
+
+/// How long a job's end is retried while the database does not answer.
+const END_RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// The file as read so far: its header, the records not yet written.
 #[derive(Default)]
@@ -326,18 +347,31 @@ impl Job {
         mut stop: watch::Receiver<Option<&'static str>>,
     ) {
         let job_id = self.record.id;
-        let (status, message, error) =
-            match self.read_and_write(&mut input, &progress, &mut stop).await {
-                Ok(Stop::Ended(status, message, error)) => (status, message, error),
-                Err(error) => {
-                    tracing::error!(job_id = %job_id, error = ?error, "import job failed");
-                    (
+        let (status, message, error) = match self
+            .read_and_write(&mut input, &progress, &mut stop)
+            .await
+        {
+            Ok(Stop::Ended(status, message, error)) => (status, message, error),
+            Err(error) if store::error::is_unavailable(&error) => {
+                tracing::warn!(job_id = %job_id, error = ?error, "the database stopped answering; the import job ends");
+                // Told at once: the client's stream ends now, not when
+                // the database is back and the end is stored.
+                progress.send_modify(|p| p.ended = Some(Some(EndError::Unavailable)));
+                (
                         JobStatus::Interrupted,
-                        "an internal error stopped the job".to_owned(),
-                        Some(EndError::Internal),
+                        "the database stopped answering; every row reported was written, send the rest again".to_owned(),
+                        Some(EndError::Unavailable),
                     )
-                }
-            };
+            }
+            Err(error) => {
+                tracing::error!(job_id = %job_id, error = ?error, "import job failed");
+                (
+                    JobStatus::Interrupted,
+                    "an internal error stopped the job".to_owned(),
+                    Some(EndError::Internal),
+                )
+            }
+        };
         end_job(&self.pool, job_id, self.owner, status, &message).await;
         tracing::info!(job_id = %job_id, status = status.as_str(), "import job ended");
         progress.send_modify(|p| p.ended = Some(error));

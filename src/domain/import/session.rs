@@ -218,12 +218,17 @@ pub async fn follow(
     let mut sent = 0u64;
     loop {
         let snapshot = progress.borrow_and_update().clone();
+        if snapshot.ended == Some(Some(EndError::Unavailable)) {
+            // The rows not streamed yet cannot be read now; they are written,
+            // and ListImportRows gives them once the database is back.
+            return out.send(Event::Error(EndError::Unavailable)).await.is_ok();
+        }
         while sent < snapshot.last_line {
             let rows = match store::imports::rows_after(&pool, job_id, sent, false, 500).await {
                 Ok(rows) => rows,
                 Err(error) => {
                     tracing::error!(job_id = %job_id, error = ?error, "cannot read import results");
-                    return out.send(Event::Error(EndError::Internal)).await.is_ok();
+                    return out.send(Event::Error(end_error_of(&error))).await.is_ok();
                 }
             };
             let Some(last) = rows.last() else { break };
@@ -239,7 +244,8 @@ pub async fn follow(
                 Some(error) => Event::Error(error),
                 None => match store::imports::find_job(&pool, organization_id, job_id).await {
                     Ok(Some(job)) => Event::Summary(job),
-                    _ => Event::Error(EndError::Internal),
+                    Ok(None) => Event::Error(EndError::Internal),
+                    Err(error) => Event::Error(end_error_of(&error)),
                 },
             };
             return out.send(event).await.is_ok();
@@ -251,5 +257,13 @@ pub async fn follow(
                 return out.send(Event::Error(EndError::Internal)).await.is_ok();
             }
         }
+    }
+}
+
+/// How a stream ends when the database failed it.
+fn end_error_of(error: &sqlx::Error) -> EndError {
+    match store::error::classify(error) {
+        store::error::DbErrorKind::Unavailable => EndError::Unavailable,
+        _ => EndError::Internal,
     }
 }

@@ -1,0 +1,79 @@
+//! Refuses calls UNAVAILABLE while the database does not answer: at once
+//! when the watch already knows it, and as soon as it learns it for calls
+//! in progress (a call waiting for a pool connection would otherwise wait
+//! out the pool's acquire timeout). Health and reflection pass: they need
+//! no database, and health is how a balancer learns of the outage.
+//!
+//! Every call is also bounded by its own deadline: tonic's server ends a
+//! call at its `grpc-timeout`, dropping whatever it waits on.
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use tonic::{body::Body, Status};
+use tower::Service;
+
+use super::middleware::{middleware, Around, AroundLayer};
+use crate::{database_watch::DatabaseWatch, domain::DomainError};
+
+#[derive(Clone)]
+pub struct DatabaseGate {
+    database: DatabaseWatch,
+}
+
+/// The gate in front of every service, as a layer.
+pub fn layer(database: DatabaseWatch) -> AroundLayer<DatabaseGate> {
+    middleware(DatabaseGate { database })
+}
+
+impl Around for DatabaseGate {
+    fn around<S>(
+        &self,
+        request: Request<Body>,
+        mut next: S,
+    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        if !needs_database(request.uri().path()) {
+            return Box::pin(next.call(request));
+        }
+        if !self.database.answers() {
+            return Box::pin(async { Ok(unavailable().into_http()) });
+        }
+        let database = self.database.clone();
+        Box::pin(async move {
+            tokio::select! {
+                response = next.call(request) => response,
+                () = database.stops_answering() => Ok(unavailable().into_http()),
+            }
+        })
+    }
+}
+
+/// Every Roster method reads or writes the database; the standard gRPC
+/// services (health, reflection) do not.
+fn needs_database(path: &str) -> bool {
+    !path.starts_with("/grpc.")
+}
+
+fn unavailable() -> Status {
+    DomainError::Unavailable(anyhow::anyhow!(
+        "the database watch finds it does not answer"
+    ))
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_standard_services_pass_without_the_database() {
+        assert!(!needs_database("/grpc.health.v1.Health/Check"));
+        assert!(!needs_database(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(needs_database("/roster.v1.UserService/GetUser"));
+    }
+}
