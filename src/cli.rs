@@ -86,6 +86,16 @@ struct ServerArgs {
     /// API key (or user access token) sent as the bearer token.
     #[arg(long, env = "ROSTER_API_KEY", hide_env_values = true)]
     api_key: String,
+    /// PEM CA certificate(s) an `https://` server's certificate must chain
+    /// to (default: the system's roots).
+    #[arg(long, env = "ROSTER_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires one (mutual TLS).
+    #[arg(long, env = "ROSTER_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "ROSTER_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -93,6 +103,10 @@ impl ServerArgs {
         remote::Connection {
             server: self.server,
             api_key: self.api_key,
+            tls: remote::ClientTls {
+                ca_cert: self.ca_cert,
+                identity: self.client_cert.zip(self.client_key),
+            },
         }
     }
 }

@@ -78,7 +78,13 @@ impl DatabaseWatcher {
         let mut down_since: Option<tokio::time::Instant> = None;
         loop {
             interval.tick().await;
-            match probe(&self.options, &mut connection).await {
+            // A kept connection that broke (terminated, a pooler restarted)
+            // says little about the database: one fresh connection decides.
+            let mut probed = probe(&self.options, &mut connection).await;
+            if probed.is_err() && down_since.is_none() {
+                probed = probe(&self.options, &mut connection).await;
+            }
+            match probed {
                 Ok(()) => {
                     if let Some(since) = down_since.take() {
                         tracing::info!(

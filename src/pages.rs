@@ -157,10 +157,9 @@ fn error_response(error: DomainError) -> Response {
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": "BUSY", "message": message}),
         ),
-        DomainError::Unavailable(_) => {
-            let body = json!({"error": "UNAVAILABLE", "message": "the service is briefly unavailable; try again in a moment"});
-            let retry_after = [(axum::http::header::RETRY_AFTER, "1")];
-            return (StatusCode::SERVICE_UNAVAILABLE, retry_after, Json(body)).into_response();
+        DomainError::Unavailable(_) => return unavailable(),
+        DomainError::Internal(cause) if crate::store::error::is_unavailable_cause(&cause) => {
+            return unavailable()
         }
         other => {
             tracing::error!(error = %other, "password page call failed");
@@ -171,6 +170,13 @@ fn error_response(error: DomainError) -> Response {
         }
     };
     (status, Json(body)).into_response()
+}
+
+/// The database does not answer: a 503 the browser may retry.
+fn unavailable() -> Response {
+    let body = json!({"error": "UNAVAILABLE", "message": "the service is briefly unavailable; try again in a moment"});
+    let retry_after = [(axum::http::header::RETRY_AFTER, "1")];
+    (StatusCode::SERVICE_UNAVAILABLE, retry_after, Json(body)).into_response()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{
     metadata::MetadataValue,
     service::interceptor::InterceptedService,
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
     Request, Status,
 };
 
@@ -31,6 +31,35 @@ use crate::{
 pub struct Connection {
     pub server: String,
     pub api_key: String,
+    pub tls: ClientTls,
+}
+
+/// How the CLI trusts an `https://` server and proves itself to one that
+/// asks (PEM files); without a CA, the system's roots.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    pub ca_cert: Option<PathBuf>,
+    /// The client certificate and its key, for a server with mutual TLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    fn config(&self) -> Result<ClientTlsConfig> {
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))
+        };
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca_cert {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read("--ca-cert", ca)?)),
+            None => config.with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            let identity =
+                Identity::from_pem(read("--client-cert", cert)?, read("--client-key", key)?);
+            config = config.identity(identity);
+        }
+        Ok(config)
+    }
 }
 
 type Authed =
@@ -38,8 +67,14 @@ type Authed =
 
 impl Connection {
     async fn channel(&self) -> Result<(Channel, MetadataValue<tonic::metadata::Ascii>)> {
-        let channel = Endpoint::from_shared(self.server.clone())
-            .with_context(|| format!("`{}` is not a server address", self.server))?
+        let mut endpoint = Endpoint::from_shared(self.server.clone())
+            .with_context(|| format!("`{}` is not a server address", self.server))?;
+        if self.server.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(self.tls.config()?)
+                .context("the TLS settings of --ca-cert, --client-cert and --client-key")?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("cannot reach the Roster server at {}", self.server))?;

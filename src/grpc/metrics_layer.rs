@@ -23,7 +23,7 @@ use prost_reflect::DescriptorPool;
 use tonic::body::Body;
 use tower::Service;
 
-use super::middleware::{grpc_status, Around};
+use super::middleware::{grpc_status, Around, CallClock};
 use crate::metrics::RpcFamilies;
 
 /// `codes.Code.String()` of Go's gRPC, by code number.
@@ -46,7 +46,6 @@ const CODE_NAMES: [&str; 17] = [
     "DataLoss",
     "Unauthenticated",
 ];
-const CANCELLED: usize = 1;
 const UNKNOWN: usize = 2;
 
 /// A path no service serves: one fixed label set, however many paths callers make up.
@@ -122,14 +121,11 @@ impl MethodMetrics {
         }
     }
 
-    fn handled(&self, code: Option<i32>, started: Instant) {
-        let index = match code {
-            None => CANCELLED,
-            Some(code) => usize::try_from(code)
-                .ok()
-                .filter(|code| *code < CODE_NAMES.len())
-                .unwrap_or(UNKNOWN),
-        };
+    fn handled(&self, code: i32, started: Instant) {
+        let index = usize::try_from(code)
+            .ok()
+            .filter(|code| *code < CODE_NAMES.len())
+            .unwrap_or(UNKNOWN);
         let (handled, handling) = self.by_code[index].get_or_init(|| {
             let [grpc_type, service, method] = &self.labels;
             let labels = [
@@ -160,24 +156,26 @@ impl Around for MetricsLayer {
     {
         let method = self.methods.of(request.uri().path());
         method.started.inc();
-        let started = Instant::now();
+        // Made before the call: a call dropped on the way (its deadline
+        // passed, the client went away) is counted as handled too.
+        let mut end = CallEnd {
+            method: method.clone(),
+            clock: CallClock::start(request.headers()),
+            code: None,
+        };
         let received = method.received.clone();
         let request = request.map(|body| Body::new(CountedBody::new(body, received)));
         Box::pin(async move {
             let response = match next.call(request).await {
                 Ok(response) => response,
                 Err(error) => {
-                    method.handled(Some(UNKNOWN as i32), started);
+                    end.code.replace(UNKNOWN as i32); // read when `end` drops
                     return Err(error);
                 }
             };
             let (parts, body) = response.into_parts();
             let sent = method.sent.clone();
-            let end = CallEnd {
-                method,
-                started,
-                code: grpc_status(&parts.headers),
-            };
+            end.code = grpc_status(&parts.headers);
             let body = CountedBody {
                 end: Some(end),
                 ..CountedBody::new(body, sent)
@@ -190,13 +188,14 @@ impl Around for MetricsLayer {
 /// Records the call as handled when the response ends or is dropped.
 struct CallEnd {
     method: Arc<MethodMetrics>,
-    started: Instant,
+    clock: CallClock,
     code: Option<i32>,
 }
 
 impl Drop for CallEnd {
     fn drop(&mut self) {
-        self.method.handled(self.code, self.started);
+        let code = self.code.unwrap_or_else(|| self.clock.dropped_code());
+        self.method.handled(code, self.clock.started);
     }
 }
 

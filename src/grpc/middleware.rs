@@ -1,7 +1,10 @@
 //! The tower plumbing Roster's layers share: each says what it does around
 //! the rest of the stack ([`Around`]), and [`middleware`] makes it a layer.
 
-use std::task::{Context, Poll};
+use std::{
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
@@ -74,4 +77,69 @@ pub fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok())
+}
+
+/// When a call started and the deadline its caller gave (`grpc-timeout`):
+/// what decides the code of a call whose response never ended.
+#[derive(Debug, Clone, Copy)]
+pub struct CallClock {
+    pub started: Instant,
+    deadline: Option<Duration>,
+}
+
+impl CallClock {
+    pub fn start(headers: &http::HeaderMap) -> Self {
+        Self {
+            started: Instant::now(),
+            deadline: headers
+                .get("grpc-timeout")
+                .and_then(|value| value.to_str().ok())
+                .and_then(grpc_timeout),
+        }
+    }
+
+    /// A call dropped before its status: past its deadline tonic ended it
+    /// (DEADLINE_EXCEEDED), else the client went away (CANCELLED).
+    pub fn dropped_code(&self) -> i32 {
+        match self.deadline {
+            Some(deadline) if self.started.elapsed() >= deadline => {
+                tonic::Code::DeadlineExceeded as i32
+            }
+            _ => tonic::Code::Cancelled as i32,
+        }
+    }
+}
+
+/// gRPC's `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_are_read_in_every_unit_and_nonsense_is_none() {
+        assert_eq!(grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        for nonsense in ["", "m", "123456789S", "10x", "-1S", "1.5S"] {
+            assert_eq!(grpc_timeout(nonsense), None, "{nonsense:?}");
+        }
+    }
 }

@@ -7,10 +7,9 @@
 use std::{
     pin::Pin,
     task::{Context, Poll},
-    time::Instant,
 };
 
-use super::middleware::{grpc_status, Around};
+use super::middleware::{grpc_status, Around, CallClock};
 use crate::{domain::request::RequestId, telemetry::traces};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
@@ -51,23 +50,31 @@ impl Around for RequestLogLayer {
             otel.kind = tracing::field::Empty,
         );
         traces::start_server_span(&span, request.headers(), &method, request_id.as_str());
-        let started = Instant::now();
+        // Made before the call: a call dropped on the way (its deadline
+        // passed, the client went away) is logged and its span ended too.
+        let mut line = RpcLine {
+            span: span.clone(),
+            clock: CallClock::start(request.headers()),
+            code: None,
+        };
         Box::pin(
             async move {
-                let response = next.call(request).await?;
+                let response = match next.call(request).await {
+                    Ok(response) => response,
+                    Err(error) => {
+                        line.code.replace(tonic::Code::Unknown as i32); // read when `line` drops
+                        return Err(error);
+                    }
+                };
                 let (mut parts, body) = response.into_parts();
                 if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
                     parts.headers.insert(REQUEST_ID_HEADER, value);
                 }
                 // Errors answered before any message carry the status in the headers.
-                let code = grpc_status(&parts.headers);
+                line.code = grpc_status(&parts.headers);
                 let logged = LoggedBody {
                     inner: body,
-                    line: Some(RpcLine {
-                        span: tracing::Span::current(),
-                        started,
-                        code,
-                    }),
+                    line: Some(line),
                 };
                 Ok(Response::from_parts(parts, Body::new(logged)))
             }
@@ -78,15 +85,15 @@ impl Around for RequestLogLayer {
 
 struct RpcLine {
     span: tracing::Span,
-    started: Instant,
+    clock: CallClock,
     code: Option<i32>,
 }
 
 impl Drop for RpcLine {
     fn drop(&mut self) {
-        // No status seen: the client went away before the response ended.
-        let code = tonic::Code::from(self.code.unwrap_or(tonic::Code::Cancelled as i32));
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let code = self.code.unwrap_or_else(|| self.clock.dropped_code());
+        let code = tonic::Code::from(code);
+        let latency_ms = self.clock.started.elapsed().as_secs_f64() * 1000.0;
         traces::end_server_span(&self.span, code);
         let _entered = self.span.enter();
         tracing::info!(code = ?code, latency_ms = format!("{latency_ms:.2}"), "rpc finished");

@@ -41,7 +41,9 @@ pub fn classify(error: &sqlx::Error) -> DbErrorKind {
     };
     match code.as_ref() {
         "40P01" | "40001" | "23505" => DbErrorKind::Contention,
-        "57P01" | "57P02" | "57P03" => DbErrorKind::Unavailable,
+        // Shut down or starting, too many connections (replicas past
+        // max_connections), a read-only node after a failover: retry later.
+        "57P01" | "57P02" | "57P03" | "53300" | "25006" => DbErrorKind::Unavailable,
         code if code.starts_with("08") => DbErrorKind::Unavailable,
         code if code.starts_with("22") || code.starts_with("23") => DbErrorKind::BadValue,
         _ => DbErrorKind::Other,
@@ -160,17 +162,16 @@ mod tests {
                 ],
                 DbErrorKind::BadValue,
             ),
-            // A shutdown, a server starting, a lost connection: retry later.
+            // A shutdown, a server starting, a lost connection, too many
+            // clients, a read-only node after a failover: retry later.
             (
-                &["57P01", "57P02", "57P03", "08006", "08001"][..],
+                &[
+                    "57P01", "57P02", "57P03", "08006", "08001", "53300", "25006",
+                ][..],
                 DbErrorKind::Unavailable,
             ),
-            // A cancel, a failover, too many clients, a trigger's exception:
-            // no value's fault.
-            (
-                &["57014", "25006", "53300", "P0001", "XX000"],
-                DbErrorKind::Other,
-            ),
+            // A cancel, a trigger's exception: no value's fault.
+            (&["57014", "P0001", "XX000"], DbErrorKind::Other),
         ];
         for (sqlstates, kind) in table {
             for &sqlstate in sqlstates {

@@ -394,6 +394,11 @@ impl TestApp {
         self.server.tls.as_ref().expect("a server started with TLS")
     }
 
+    /// `<scheme>://127.0.0.1:<port>/metrics`, when the server serves metrics.
+    pub fn metrics_url(&self) -> Option<&str> {
+        self.server.metrics.as_deref()
+    }
+
     /// The Prometheus text of `/metrics`; the server must serve metrics.
     pub async fn scrape_metrics(&self) -> String {
         let url = self

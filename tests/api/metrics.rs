@@ -338,3 +338,63 @@ fn metrics_in_plaintext_off_loopback_are_refused_without_insecure_plaintext() {
         .preflight()
         .expect("--insecure-plaintext allows it");
 }
+
+#[tokio::test]
+async fn a_call_past_its_deadline_is_counted_deadline_exceeded_and_holds_a_pool_connection_meanwhile(
+) {
+    let app = spawn_with_metrics().await;
+    let before = Scrape::of(&app).await;
+    // The organization row locked elsewhere: the settings update waits on it.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select id from organizations where id = $1 for update")
+        .bind(app.organization_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut organizations = app.organizations(app.as_admin());
+    let update = tokio::spawn(async move {
+        let mut request = tonic::Request::new(proto::UpdateOrganizationSettingsRequest {
+            settings: Some(proto::OrganizationSettings {
+                allow_duplicate_emails: true,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["allow_duplicate_emails".into()],
+            }),
+        });
+        request.set_timeout(Duration::from_millis(1500));
+        organizations.update_organization_settings(request).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = Scrape::of(&app).await;
+    // The lock's connection and the waiting call's transaction.
+    let in_use = waiting.value("roster_db_pool_connections", &[("state", "in_use")]);
+    assert!(in_use >= 2.0, "{in_use} connections in use");
+
+    let refused = update.await.unwrap().unwrap_err();
+    assert!(
+        matches!(refused.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{refused:?}"
+    );
+    holder.rollback().await.unwrap();
+    let settings = method(
+        "roster.v1.OrganizationService",
+        "UpdateOrganizationSettings",
+    );
+    let handled = |code| [settings[0], settings[1], ("grpc_code", code)];
+    eventually(
+        "the call counted as handled",
+        Duration::from_secs(5),
+        || {
+            let app = &app;
+            let before = &before;
+            async move {
+                let after = Scrape::of(app).await;
+                let deadline = handled("DeadlineExceeded");
+                let count = grew(before, &after, "grpc_server_handled_total", &deadline);
+                (count == 1.0).then_some(())
+            }
+        },
+    )
+    .await;
+}

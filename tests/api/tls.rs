@@ -261,10 +261,18 @@ async fn the_password_pages_are_served_over_https_with_the_same_certificate() {
 
 /// The status of GET /register over a TLS connection without a client certificate.
 async fn get_register_page(certificates: &TestCertificates, pages: &str) -> u16 {
-    let mut tls = certificates.handshake(port(pages)).await;
-    tls.write_all(b"GET /register HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    get_without_client_certificate(certificates, pages, "/register").await
+}
+
+/// The status of GET `path` over a TLS connection without a client certificate.
+async fn get_without_client_certificate(
+    certificates: &TestCertificates,
+    base: &str,
+    path: &str,
+) -> u16 {
+    let mut tls = certificates.handshake(port(base)).await;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tls.read_to_string(&mut response).await.unwrap();
     response
@@ -541,4 +549,69 @@ async fn sighup_serves_a_certificate_swapped_on_disk_to_the_next_connection_with
         .expect("no call failed on the connection opened before the swap");
     assert!(calls > 0, "the connection made calls");
     served.stop(Signal::SIGTERM);
+}
+
+#[tokio::test]
+async fn roster_export_reaches_a_mutual_tls_server_with_the_ca_and_a_client_certificate() {
+    let certificates = TestCertificates::new();
+    let app = TestApp::spawn_with(|settings| {
+        settings.tls = Some(certificates.mutual_settings());
+        settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    // Prometheus scrapes over TLS without a client certificate.
+    let metrics = app.metrics_url().expect("metrics served");
+    assert!(metrics.starts_with("https://"), "{metrics}");
+    let base = metrics.trim_end_matches("/metrics");
+    let scraped = get_without_client_certificate(&certificates, base, "/metrics").await;
+    assert_eq!(scraped, 200);
+    let (client_cert, client_key) = certificates
+        .client_ca
+        .issue(&["operator"], ExtendedKeyUsagePurpose::ClientAuth);
+    certificates.replace("ca.pem", &certificates.ca_pem);
+    certificates.replace("client.pem", &client_cert);
+    certificates.replace("client.key", &client_key);
+    // The server runs on this test's runtime: the CLI is awaited, not waited for.
+    let export = async |identity: &[&str]| {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args([
+                "export",
+                "--server",
+                &app.address,
+                "--api-key",
+                &app.admin_key,
+            ])
+            .arg("--ca-cert")
+            .arg(certificates.path("ca.pem"))
+            .args(identity)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr,
+        )
+    };
+    let (client_pem, client_key) = (
+        certificates.path("client.pem"),
+        certificates.path("client.key"),
+    );
+    let identity = [
+        "--client-cert",
+        client_pem.to_str().unwrap(),
+        "--client-key",
+        client_key.to_str().unwrap(),
+    ];
+
+    let (served, csv, stderr) = export(&identity).await;
+    assert!(served, "{stderr}");
+    assert!(csv.contains("first_name"), "{csv}");
+    let (served, _, stderr) = export(&[]).await;
+    assert!(!served, "served without a client certificate");
+    assert!(
+        stderr.contains("cannot reach") || stderr.contains("error"),
+        "{stderr}"
+    );
 }
