@@ -9,6 +9,7 @@ use tonic::Code;
 use crate::{
     helpers::{eventually, Bearer, TestApp},
     import::{collect, options},
+    onboarding::{login, registered_user, GOOD_PASSWORD},
 };
 
 /// A server with metrics, no delivery worker (emails stay pending) and a
@@ -397,4 +398,36 @@ async fn a_call_past_its_deadline_is_counted_deadline_exceeded_and_holds_a_pool_
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_password_hash_queue_depth_counts_the_checks_waiting_for_a_hashing_thread() {
+    let app = TestApp::spawn_with(|settings: &mut ServerSettings| {
+        settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        settings.passwords.workers = 1;
+    })
+    .await;
+    let owner = "queue@acme.com";
+    registered_user(&app, owner).await;
+    let logins = (0..12).map(|_| login(&app, owner, GOOD_PASSWORD));
+    let deepest = async {
+        let mut deepest: f64 = 0.0;
+        for _ in 0..200 {
+            let scrape = Scrape::of(&app).await;
+            deepest = deepest.max(scrape.value("roster_password_hash_queue_depth", &[]));
+            if deepest >= 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        deepest
+    };
+    let (signed_in, deepest) = tokio::join!(futures::future::join_all(logins), deepest);
+    // The throttle lets a few attempts at one account run at once (their
+    // reservations count), and holds back the rest: enough to queue.
+    let checked = signed_in.iter().filter(|login| login.is_ok()).count();
+    assert!(checked >= 2, "{signed_in:?}");
+    assert!(deepest >= 1.0, "the queue never showed a waiting check");
+    let after = Scrape::of(&app).await;
+    assert_eq!(after.value("roster_password_hash_queue_depth", &[]), 0.0);
 }
