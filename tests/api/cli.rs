@@ -106,7 +106,7 @@ impl Served {
             .cloned()
     }
 
-    fn bootstrap_key(&self) -> Option<String> {
+    pub(crate) fn bootstrap_key(&self) -> Option<String> {
         self.startup.iter().find_map(|line| {
             line.split_whitespace()
                 .find(|word| word.starts_with("rst_key_"))
@@ -151,7 +151,7 @@ pub(crate) fn run_ok(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn cluster_dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn cluster_dir(data_dir: &Path) -> PathBuf {
     match std::fs::read_to_string(data_dir.join("CLUSTER_LOCATION")) {
         Ok(note) => PathBuf::from(note.lines().nth(1).unwrap().trim()),
         Err(_) => data_dir.join("postgres"),
@@ -234,7 +234,7 @@ async fn zero_configuration_serve_bootstraps_once_and_survives_a_restart_under_a
 }
 
 /// The pid in a cluster's `postmaster.pid`, once the file names a live one.
-fn postmaster_pid(pgdata: &Path) -> Option<i32> {
+pub(crate) fn postmaster_pid(pgdata: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(pgdata.join("postmaster.pid"))
         .ok()?
         .lines()

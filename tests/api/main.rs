@@ -31,6 +31,7 @@ mod import_session;
 mod metrics;
 mod onboarding;
 mod organizations;
+mod serve_crash;
 #[cfg(feature = "external-tools")]
 mod smtp;
 mod status_rule;
