@@ -18,6 +18,7 @@ mod browser;
 mod cli;
 mod contract;
 mod database_restart;
+mod deadline;
 #[cfg(feature = "external-tools")]
 mod delivery;
 mod groups;
