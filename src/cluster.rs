@@ -206,40 +206,43 @@ impl PrivateCluster {
     /// Clears the way for a start after a crash. A postmaster of this data
     /// directory that is shutting down (the one of a `roster serve` killed
     /// with SIGKILL gets SIGINT at its parent's death) or starting is waited
-    /// for; one that is ready is used by a command, and a server stops it to
-    /// run it under its own supervision (only a dead server can have left it:
-    /// a live one holds the serve lock).
+    /// for. One that is ready is used by a command; a server waits for the
+    /// roster process that runs it (an admin command stops it when done), and
+    /// stops an orphan (its roster died) to run it under its own supervision.
     fn make_way(&self, serving: bool) -> Result<()> {
         let Some(pid) = running_postmaster(&self.pgdata) else {
             return Ok(());
         };
+        let owner = roster_parent(pid);
         let deadline = Instant::now() + STOP_TIMEOUT;
         let (mut waiting_logged, mut stop_sent) = (false, false);
         while running_postmaster(&self.pgdata) == Some(pid) {
-            if self.accepts_connections() {
-                if !serving {
-                    return Ok(());
-                }
-                if !stop_sent {
-                    tracing::warn!(pid = pid.as_raw(), "stopping the private postgresql a previous server left running, to run it under this one's supervision");
-                    let _ = kill(pid, Signal::SIGINT);
-                    stop_sent = true;
-                }
+            let ready = self.accepts_connections();
+            if ready && !serving {
+                return Ok(());
+            }
+            if ready && owner.is_none() && !stop_sent {
+                tracing::warn!(pid = pid.as_raw(), "stopping the private postgresql a dead server left running, to run it under this one's supervision");
+                let _ = kill(pid, Signal::SIGINT);
+                stop_sent = true;
             } else if !waiting_logged && !stop_sent {
                 tracing::info!(
                     pid = pid.as_raw(),
+                    run_by = owner.map(Pid::as_raw),
                     status = postmaster_status(&self.pgdata).unwrap_or_default(),
                     wait_s = STOP_TIMEOUT.as_secs(),
-                    "waiting for the private postgresql of a previous run to finish starting or stopping"
+                    "waiting for the private postgresql of another run to stop"
                 );
             }
             waiting_logged = true;
             if Instant::now() > deadline {
+                let run_by = owner.map_or(String::new(), |owner| {
+                    format!(", run by roster process {owner}")
+                });
                 bail!(
-                    "the private postgresql of {} (pid {pid}) still runs after {}s; stop it, or see {}",
+                    "the private postgresql of {} (pid {pid}{run_by}) still runs after {}s; stop it and start again",
                     self.pgdata.display(),
                     STOP_TIMEOUT.as_secs(),
-                    self.pgdata.join("postmaster.pid").display()
                 );
             }
             thread::sleep(Duration::from_millis(50));
@@ -660,6 +663,17 @@ fn running_postmaster(pgdata: &Path) -> Option<Pid> {
     let pid = Pid::from_raw(content.lines().next()?.trim().parse().ok()?);
     let command = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     (command.trim() == "postgres").then_some(pid)
+}
+
+/// The parent of `pid` when it is a live `roster` process (which supervises
+/// its postmaster); None for an orphan.
+fn roster_parent(pid: Pid) -> Option<Pid> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid …": the command may hold spaces and parentheses.
+    let (_, after_command) = stat.rsplit_once(')')?;
+    let parent: i32 = after_command.split_whitespace().nth(1)?.parse().ok()?;
+    let command = fs::read_to_string(format!("/proc/{parent}/comm")).ok()?;
+    (command.trim() == "roster").then(|| Pid::from_raw(parent))
 }
 
 /// The status line PostgreSQL writes into postmaster.pid ("starting", "ready", ...).

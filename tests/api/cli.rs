@@ -39,7 +39,7 @@ pub(crate) fn free_port() -> u16 {
 /// A running `roster serve` and the stderr lines it printed until ready.
 pub(crate) struct Served {
     pub(crate) child: Child,
-    startup: Vec<String>,
+    pub(crate) startup: Vec<String>,
     /// The stderr lines printed after startup.
     log: Arc<Mutex<Vec<String>>>,
     pub(crate) address: String,

@@ -203,3 +203,71 @@ async fn serve_killed_with_sigkill_during_an_import_starts_again_at_once_five_ti
     );
     served.stop(Signal::SIGTERM);
 }
+
+/// A postmaster of the data directory's cluster started by some other process
+/// (as a server without a parent-death signal would leave it).
+fn orphan_postmaster(pgdata: &Path, socket_dir: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path().join("bin/postgres"))
+        .filter(|path| path.is_file())
+        .collect();
+    versions.sort();
+    let mut command = Command::new(versions.last().expect("postgres installed"));
+    command
+        .arg("-D")
+        .arg(pgdata)
+        .args(["-k", socket_dir, "-p", "5432", "-c", "listen_addresses="])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if nix::unistd::Uid::effective().is_root() {
+        let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        command
+            .uid(postgres.uid.as_raw())
+            .gid(postgres.gid.as_raw())
+            .current_dir("/");
+    }
+    command.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_left_running_without_its_server_is_stopped_and_started_under_the_new_one() {
+    let data_dir = tempfile::Builder::new()
+        .prefix("roster-orphan-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pgdata = cluster_dir(data_dir.path());
+    let served = start(data_dir.path());
+    let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap();
+    let socket_dir = pid_file.lines().nth(4).unwrap().trim().to_owned();
+    served.stop(Signal::SIGTERM);
+
+    let mut orphan = orphan_postmaster(&pgdata, &socket_dir);
+    eventually("the orphan is ready", Duration::from_secs(30), || {
+        let status = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap_or_default();
+        let ready = postmaster_pid(&pgdata) == Some(orphan.id() as i32)
+            && status.lines().nth(7).map(str::trim) == Some("ready");
+        std::future::ready(ready.then_some(()))
+    })
+    .await;
+
+    let served = start(data_dir.path());
+    let stopped = orphan.try_wait().unwrap();
+    assert!(stopped.is_some(), "the orphan was stopped");
+    let restarted = postmaster_pid(&pgdata).expect("a postmaster runs");
+    assert_ne!(restarted, orphan.id() as i32);
+    assert!(
+        served
+            .startup
+            .iter()
+            .any(|line| line.contains("stopping the private postgresql a dead server left running")),
+        "{}",
+        served.startup.join("\n")
+    );
+    served.stop(Signal::SIGTERM);
+    assert_eq!(postmaster_pid(&pgdata), None, "the new server stopped it");
+}
