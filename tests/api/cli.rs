@@ -97,6 +97,14 @@ pub(crate) fn serve_with(mut command: Command, port: u16, options: &[&str]) -> S
     }
 }
 
+/// A test that fails midway leaves no server running (nor its cluster).
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Served {
     /// The first line logged after startup that contains every one of `words`.
     pub(crate) fn logged(&self, words: &[&str]) -> Option<String> {
