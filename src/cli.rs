@@ -14,7 +14,7 @@ use crate::{
         api_key::{self, NewApiKey},
         bootstrap,
         caller::{Actor, Scope},
-        import::{reader::Limits, run::ImportSettings},
+        import::{period::Period, reader::Limits, run::ImportSettings},
         organization,
         password::PasswordHasher,
     },
@@ -58,6 +58,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per run: boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the gRPC API (zero configuration: a private PostgreSQL in the data directory).
@@ -207,6 +209,10 @@ struct ServeArgs {
     /// Most imports one organization may run at once, and as many reviews (counted apart).
     #[arg(long, env = "ROSTER_IMPORT_MAX_RUNNING_JOBS", default_value_t = 4)]
     import_max_running_jobs: u32,
+    /// Seconds without a sign of life after which a running import (its server
+    /// died) is ended INTERRUPTED.
+    #[arg(long, env = "ROSTER_IMPORT_STALE_AFTER", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=86_400))]
+    import_stale_after: u64,
     /// Days a review's (ValidateImport's) row results are kept after it ends.
     #[arg(long, env = "ROSTER_IMPORT_REVIEW_RETENTION_DAYS", default_value_t = 7)]
     import_review_retention_days: u64,
@@ -320,7 +326,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let mail_dir = cli.data_dir.join("mail");
     let source = DatabaseSource::from_settings(cli.database_url, cli.data_dir);
     match cli.command {
-        Command::Serve(args) => serve(source, args, mail_dir).await,
+        Command::Serve(args) => serve(source.for_server(), args, mail_dir).await,
         Command::Import(args) => {
             let connection = args.server.connection();
             let request = remote::ImportRequest {
@@ -377,6 +383,7 @@ fn import_settings(args: &ServeArgs) -> ImportSettings {
         max_rows: args.import_max_rows,
         max_running_jobs_per_organization: args.import_max_running_jobs,
         review_retention: Duration::from_secs(args.import_review_retention_days * 86_400),
+        stale_after: Period::constant(Duration::from_secs(args.import_stale_after)),
         ..ImportSettings::default()
     }
 }

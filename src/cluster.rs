@@ -9,7 +9,7 @@
 
 use std::{
     fs,
-    io::Read,
+    io::{Read, Write},
     os::unix::{
         fs::{chown, DirBuilderExt, PermissionsExt},
         net::UnixStream,
@@ -27,6 +27,8 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
     sys::signal::{kill, Signal},
     unistd::{Gid, Pid, Uid, User},
 };
@@ -44,6 +46,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ClusterOptions {
     /// Trade durability for speed (tests on /dev/shm): no fsync.
     pub ephemeral: bool,
+    /// This process is the data directory's server (`roster serve`): one at a
+    /// time (the serve lock says so), and a cluster it finds running is
+    /// stopped and started again under its own supervision rather than used.
+    pub serving: bool,
 }
 
 /// A running cluster: started by this process (and stopped by it), or found
@@ -53,6 +59,9 @@ pub struct PrivateCluster {
     pgdata: PathBuf,
     socket_dir: PathBuf,
     started: Option<StartedServer>,
+    /// Held while `roster serve` runs: the kernel drops it when the process
+    /// dies, however it dies.
+    _serve_lock: Option<Flock<fs::File>>,
 }
 
 #[derive(Debug)]
@@ -111,6 +120,10 @@ impl PrivateCluster {
         let data_dir = data_dir
             .canonicalize()
             .with_context(|| format!("cannot resolve data directory {}", data_dir.display()))?;
+        let serve_lock = options
+            .serving
+            .then(|| lock_serving(&data_dir))
+            .transpose()?;
         let pgdata = cluster_location(&data_dir, run_as)?;
         let socket_dir = PathBuf::from(format!("/tmp/roster-{}", short_hash(&pgdata)));
         make_private_dir(&socket_dir, run_as)?;
@@ -119,10 +132,12 @@ impl PrivateCluster {
             pgdata,
             socket_dir,
             started: None,
+            _serve_lock: serve_lock,
         };
         if !cluster.pgdata.join("PG_VERSION").exists() {
             init_cluster(&binaries, &cluster.pgdata, run_as, options)?;
         }
+        cluster.make_way(options.serving)?;
         if cluster.accepts_connections() {
             tracing::info!(pgdata = %cluster.pgdata.display(), "attached to running private postgresql");
             return Ok(cluster);
@@ -186,6 +201,53 @@ impl PrivateCluster {
     fn accepts_connections(&self) -> bool {
         UnixStream::connect(self.socket_dir.join(format!(".s.PGSQL.{PORT}"))).is_ok()
             && postmaster_status(&self.pgdata).as_deref() == Some("ready")
+    }
+
+    /// Clears the way for a start after a crash. A postmaster of this data
+    /// directory that is shutting down (the one of a `roster serve` killed
+    /// with SIGKILL gets SIGINT at its parent's death) or starting is waited
+    /// for. One that is ready is used by a command; a server waits for the
+    /// roster process that runs it (an admin command stops it when done), and
+    /// stops an orphan (its roster died) to run it under its own supervision.
+    fn make_way(&self, serving: bool) -> Result<()> {
+        let Some(pid) = running_postmaster(&self.pgdata) else {
+            return Ok(());
+        };
+        let owner = roster_parent(pid);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let (mut waiting_logged, mut stop_sent) = (false, false);
+        while running_postmaster(&self.pgdata) == Some(pid) {
+            let ready = self.accepts_connections();
+            if ready && !serving {
+                return Ok(());
+            }
+            if ready && owner.is_none() && !stop_sent {
+                tracing::warn!(pid = pid.as_raw(), "stopping the private postgresql a dead server left running, to run it under this one's supervision");
+                let _ = kill(pid, Signal::SIGINT);
+                stop_sent = true;
+            } else if !waiting_logged && !stop_sent {
+                tracing::info!(
+                    pid = pid.as_raw(),
+                    run_by = owner.map(Pid::as_raw),
+                    status = postmaster_status(&self.pgdata).unwrap_or_default(),
+                    wait_s = STOP_TIMEOUT.as_secs(),
+                    "waiting for the private postgresql of another run to stop"
+                );
+            }
+            waiting_logged = true;
+            if Instant::now() > deadline {
+                let run_by = owner.map_or(String::new(), |owner| {
+                    format!(", run by roster process {owner}")
+                });
+                bail!(
+                    "the private postgresql of {} (pid {pid}{run_by}) still runs after {}s; stop it and start again",
+                    self.pgdata.display(),
+                    STOP_TIMEOUT.as_secs(),
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     fn server_exited(&self) -> bool {
@@ -561,6 +623,57 @@ fn stop_with_parent(command: &mut Command) {
             nix::sys::prctl::set_pdeathsig(Signal::SIGINT).map_err(std::io::Error::from)
         });
     }
+}
+
+/// Takes `<data dir>/serve.lock` for this process's life, or says which
+/// server holds it: two servers on one private cluster would fight over it.
+fn lock_serving(data_dir: &Path) -> Result<Flock<fs::File>> {
+    let path = data_dir.join("serve.lock");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "another `roster serve` (pid {}) runs on the data directory {}; stop it, or give this one another --data-dir",
+                holder.trim(),
+                data_dir.display()
+            );
+        }
+        Err((_, error)) => {
+            return Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    };
+    file.set_len(0)?;
+    file.write_all(std::process::id().to_string().as_bytes())?;
+    Ok(file)
+}
+
+/// The postmaster `postmaster.pid` names, while a postgres process of that
+/// pid lives (after a crash the file stays, and its pid may be reused).
+fn running_postmaster(pgdata: &Path) -> Option<Pid> {
+    let content = fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+    let pid = Pid::from_raw(content.lines().next()?.trim().parse().ok()?);
+    let command = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (command.trim() == "postgres").then_some(pid)
+}
+
+/// The parent of `pid` when it is a live `roster` process (which supervises
+/// its postmaster); None for an orphan.
+fn roster_parent(pid: Pid) -> Option<Pid> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid …": the command may hold spaces and parentheses.
+    let (_, after_command) = stat.rsplit_once(')')?;
+    let parent: i32 = after_command.split_whitespace().nth(1)?.parse().ok()?;
+    let command = fs::read_to_string(format!("/proc/{parent}/comm")).ok()?;
+    (command.trim() == "roster").then(|| Pid::from_raw(parent))
 }
 
 /// The status line PostgreSQL writes into postmaster.pid ("starting", "ready", ...).

@@ -21,7 +21,12 @@ pub const PRIVATE_DATABASE: &str = "roster";
 #[derive(Debug, Clone)]
 pub enum DatabaseSource {
     Url(String),
-    Private { data_dir: PathBuf },
+    /// `serving`: opened by `roster serve`, which owns the cluster (see
+    /// `ClusterOptions::serving`); admin commands share it.
+    Private {
+        data_dir: PathBuf,
+        serving: bool,
+    },
 }
 
 impl DatabaseSource {
@@ -29,7 +34,21 @@ impl DatabaseSource {
     pub fn from_settings(database_url: Option<String>, data_dir: PathBuf) -> Self {
         match database_url.filter(|url| !url.trim().is_empty()) {
             Some(url) => Self::Url(url),
-            None => Self::Private { data_dir },
+            None => Self::Private {
+                data_dir,
+                serving: false,
+            },
+        }
+    }
+
+    /// The source as `roster serve` opens it: the owner of a private cluster.
+    pub fn for_server(self) -> Self {
+        match self {
+            Self::Private { data_dir, .. } => Self::Private {
+                data_dir,
+                serving: true,
+            },
+            url => url,
         }
     }
 }
@@ -48,9 +67,13 @@ impl Database {
                     .context("DATABASE_URL is not a valid PostgreSQL URL")?;
                 (options, None)
             }
-            DatabaseSource::Private { data_dir } => {
+            DatabaseSource::Private { data_dir, serving } => {
                 let cluster = tokio::task::spawn_blocking(move || {
-                    PrivateCluster::start_or_attach(&data_dir, ClusterOptions::default())
+                    let options = ClusterOptions {
+                        serving,
+                        ..ClusterOptions::default()
+                    };
+                    PrivateCluster::start_or_attach(&data_dir, options)
                 })
                 .await??;
                 ensure_database(&cluster, PRIVATE_DATABASE).await?;

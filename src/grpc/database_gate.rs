@@ -4,8 +4,13 @@
 //! out the pool's acquire timeout). Health and reflection pass: they need
 //! no database, and health is how a balancer learns of the outage.
 //!
-//! Every call is also bounded by its own deadline: tonic's server ends a
-//! call at its `grpc-timeout`, dropping whatever it waits on.
+//! Every call is also bounded by its own deadline (`grpc-timeout`): when it
+//! passes while the call waits (for a pool connection, a lock), the call is
+//! answered DEADLINE_EXCEEDED, as gRPC says, and logged and counted so.
+//! tonic's own timeout, outside every layer, would end it at the same moment
+//! as CANCELLED "Timeout expired", unseen by the log and the metrics.
+
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
@@ -42,10 +47,21 @@ impl Around for DatabaseGate {
             return Box::pin(async { Ok(unavailable().into_http()) });
         }
         let database = self.database.clone();
+        // Taken now, before tonic's own timer starts: this answer comes first.
+        let deadline = deadline_of(request.headers());
         Box::pin(async move {
+            let deadline_passes = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 response = next.call(request) => response,
                 () = database.stops_answering() => Ok(unavailable().into_http()),
+                () = deadline_passes => Ok(Status::deadline_exceeded(
+                    "the call's deadline (grpc-timeout) passed before it was done"
+                ).into_http()),
             }
         })
     }
@@ -55,6 +71,27 @@ impl Around for DatabaseGate {
 /// services (health, reflection) do not.
 fn needs_database(path: &str) -> bool {
     !path.starts_with("/grpc.")
+}
+
+/// When the call's `grpc-timeout` ends: at most 8 digits and a unit (gRPC
+/// over HTTP/2). A value that does not parse sets no deadline, as in tonic.
+fn deadline_of(headers: &http::HeaderMap) -> Option<tokio::time::Instant> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    };
+    Some(tokio::time::Instant::now() + timeout)
 }
 
 fn unavailable() -> Status {
@@ -75,5 +112,31 @@ mod tests {
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
         ));
         assert!(needs_database("/roster.v1.UserService/GetUser"));
+    }
+
+    #[test]
+    fn a_grpc_timeout_sets_the_deadline_and_a_malformed_one_none() {
+        let deadline = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", value.parse().unwrap());
+            let before = tokio::time::Instant::now();
+            deadline_of(&headers).map(|at| at - before)
+        };
+        // The deadline is taken a moment after `before`.
+        let about = |value: &str, expected: Duration| {
+            let timeout = deadline(value).unwrap();
+            assert!(
+                timeout >= expected && timeout < expected + Duration::from_millis(50),
+                "{value}: {timeout:?}"
+            );
+        };
+        about("300m", Duration::from_millis(300));
+        about("2S", Duration::from_secs(2));
+        about("1H", Duration::from_secs(3600));
+        about("5000000u", Duration::from_secs(5));
+        for malformed in ["m", "123456789m", "10x", "-1S", "1.5S"] {
+            assert_eq!(deadline(malformed), None, "{malformed}");
+        }
+        assert_eq!(deadline_of(&http::HeaderMap::new()), None);
     }
 }

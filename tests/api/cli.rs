@@ -39,7 +39,7 @@ pub(crate) fn free_port() -> u16 {
 /// A running `roster serve` and the stderr lines it printed until ready.
 pub(crate) struct Served {
     pub(crate) child: Child,
-    startup: Vec<String>,
+    pub(crate) startup: Vec<String>,
     /// The stderr lines printed after startup.
     log: Arc<Mutex<Vec<String>>>,
     pub(crate) address: String,
@@ -97,6 +97,14 @@ pub(crate) fn serve_with(mut command: Command, port: u16, options: &[&str]) -> S
     }
 }
 
+/// A test that fails midway leaves no server running (nor its cluster).
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Served {
     /// The first line logged after startup that contains every one of `words`.
     pub(crate) fn logged(&self, words: &[&str]) -> Option<String> {
@@ -106,7 +114,7 @@ impl Served {
             .cloned()
     }
 
-    fn bootstrap_key(&self) -> Option<String> {
+    pub(crate) fn bootstrap_key(&self) -> Option<String> {
         self.startup.iter().find_map(|line| {
             line.split_whitespace()
                 .find(|word| word.starts_with("rst_key_"))
@@ -151,7 +159,7 @@ pub(crate) fn run_ok(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn cluster_dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn cluster_dir(data_dir: &Path) -> PathBuf {
     match std::fs::read_to_string(data_dir.join("CLUSTER_LOCATION")) {
         Ok(note) => PathBuf::from(note.lines().nth(1).unwrap().trim()),
         Err(_) => data_dir.join("postgres"),
@@ -234,7 +242,7 @@ async fn zero_configuration_serve_bootstraps_once_and_survives_a_restart_under_a
 }
 
 /// The pid in a cluster's `postmaster.pid`, once the file names a live one.
-fn postmaster_pid(pgdata: &Path) -> Option<i32> {
+pub(crate) fn postmaster_pid(pgdata: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(pgdata.join("postmaster.pid"))
         .ok()?
         .lines()

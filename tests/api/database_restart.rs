@@ -70,7 +70,13 @@ impl OwnCluster {
     async fn start_again(&mut self) {
         let path = self.directory.path().to_owned();
         let cluster = tokio::task::spawn_blocking(move || {
-            PrivateCluster::start_or_attach(&path, ClusterOptions { ephemeral: true })
+            PrivateCluster::start_or_attach(
+                &path,
+                ClusterOptions {
+                    ephemeral: true,
+                    ..ClusterOptions::default()
+                },
+            )
         })
         .await
         .unwrap()

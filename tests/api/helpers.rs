@@ -110,8 +110,14 @@ async fn start_database_server() -> TestDatabaseServer {
         None => {
             remove_stale_test_clusters();
             let dir = test_cluster_dir(std::process::id());
-            let cluster = PrivateCluster::start_or_attach(&dir, ClusterOptions { ephemeral: true })
-                .expect("start the test cluster (are PostgreSQL's server binaries installed?)");
+            let cluster = PrivateCluster::start_or_attach(
+                &dir,
+                ClusterOptions {
+                    ephemeral: true,
+                    ..ClusterOptions::default()
+                },
+            )
+            .expect("start the test cluster (are PostgreSQL's server binaries installed?)");
             let options_of = {
                 let base = cluster.connect_options("postgres");
                 move |db: &str| base.clone().database(db)

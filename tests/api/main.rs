@@ -18,6 +18,7 @@ mod browser;
 mod cli;
 mod contract;
 mod database_restart;
+mod deadline;
 #[cfg(feature = "external-tools")]
 mod delivery;
 mod groups;
@@ -31,6 +32,7 @@ mod import_session;
 mod metrics;
 mod onboarding;
 mod organizations;
+mod serve_crash;
 #[cfg(feature = "external-tools")]
 mod smtp;
 mod status_rule;

@@ -14,7 +14,7 @@ use crate::{
 
 /// A server with metrics, no delivery worker (emails stay pending) and a
 /// throttle that holds an account back after one failure.
-async fn spawn_with_metrics() -> TestApp {
+pub(crate) async fn spawn_with_metrics() -> TestApp {
     TestApp::spawn_with(|settings: &mut ServerSettings| {
         settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         settings.delivery = None;
@@ -25,10 +25,10 @@ async fn spawn_with_metrics() -> TestApp {
 }
 
 /// The samples of one scrape.
-struct Scrape(Vec<(String, BTreeMap<String, String>, f64)>);
+pub(crate) struct Scrape(Vec<(String, BTreeMap<String, String>, f64)>);
 
 impl Scrape {
-    async fn of(app: &TestApp) -> Self {
+    pub(crate) async fn of(app: &TestApp) -> Self {
         let text = app.scrape_metrics().await;
         let samples = text
             .lines()
@@ -73,11 +73,11 @@ impl Scrape {
 }
 
 /// How much `name{labels}` grew from `before` to `after`.
-fn grew(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn grew(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     after.value(name, labels) - before.value(name, labels)
 }
 
-fn method<'a>(service: &'a str, method: &'a str) -> [(&'a str, &'a str); 2] {
+pub(crate) fn method<'a>(service: &'a str, method: &'a str) -> [(&'a str, &'a str); 2] {
     [("grpc_service", service), ("grpc_method", method)]
 }
 

@@ -1,0 +1,56 @@
+//! A call's deadline (issue 20 point 3): one that passes while the call waits
+//! for a database connection ends the call DEADLINE_EXCEEDED at the deadline.
+
+use std::time::{Duration, Instant};
+
+use roster::proto;
+use tonic::Code;
+
+use crate::metrics::{grew, method, spawn_with_metrics, Scrape};
+
+#[tokio::test]
+async fn a_deadline_that_passes_while_waiting_for_a_connection_is_deadline_exceeded() {
+    let app = spawn_with_metrics().await;
+    // The server shares this pool: holding every connection makes calls wait.
+    let mut held = Vec::new();
+    for _ in 0..app.pool.options().get_max_connections() {
+        held.push(app.pool.acquire().await.unwrap());
+    }
+    let before = Scrape::of(&app).await;
+
+    let mut request = tonic::Request::new(proto::ListUsersRequest::default());
+    request.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = app
+        .users(app.as_admin())
+        .list_users(request)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+
+    // tonic's client ends the call itself at the deadline (CANCELLED "Timeout
+    // expired"); a Go client says DEADLINE_EXCEEDED. The server's answer is
+    // what its log and metrics record.
+    assert!(
+        [Code::DeadlineExceeded, Code::Cancelled].contains(&status.code()),
+        "{status:?}"
+    );
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    let list_users = method("roster.v1.UserService", "ListUsers");
+    let deadline_exceeded = [list_users.as_slice(), &[("grpc_code", "DeadlineExceeded")]].concat();
+    let after = Scrape::of(&app).await;
+    assert_eq!(
+        grew(
+            &before,
+            &after,
+            "grpc_server_handled_total",
+            &deadline_exceeded
+        ),
+        1.0
+    );
+    drop(held);
+    app.users(app.as_admin())
+        .list_users(proto::ListUsersRequest::default())
+        .await
+        .expect("served again once connections are free");
+}

@@ -1,0 +1,273 @@
+//! `roster serve` killed with SIGKILL during an import and started again at
+//! once (issue 20 point 2), and then with its postmaster too: each start works,
+//! and each interrupted import ends INTERRUPTED with the counts of the rows it
+//! wrote.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
+
+use crate::{
+    cli::{cluster_dir, free_port, postmaster_pid, roster, serve_with, Served},
+    helpers::eventually,
+};
+
+/// Five kills of `roster serve`, then one of the server and its postmaster
+/// at once (what a power cut leaves: a stale postmaster.pid, no clean stop).
+const CYCLES: usize = 6;
+const POWER_CUT: usize = 5;
+const ROWS: usize = 50_000;
+
+/// `roster serve` on a free port, with pages on another, a short stale
+/// period, and room for every cycle's import to run at once (the killed ones
+/// run on until they are found stale).
+fn start(data_dir: &Path) -> Served {
+    let mut command = roster(data_dir);
+    command.env("ROSTER_HTTP_LISTEN", "127.0.0.1:0");
+    serve_with(
+        command,
+        free_port(),
+        &[
+            "--import-stale-after",
+            "3",
+            "--import-max-running-jobs",
+            "10",
+        ],
+    )
+}
+
+/// A connection to Roster's database in the private cluster, over the socket
+/// directory its postmaster.pid names.
+async fn connect(pgdata: &Path) -> PgPool {
+    let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap();
+    let socket_dir = pid_file.lines().nth(4).unwrap().trim().to_owned();
+    let options = PgConnectOptions::new()
+        .socket(socket_dir)
+        .username("roster")
+        .database("roster");
+    PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap()
+}
+
+fn people(dir: &Path, cycle: usize) -> std::path::PathBuf {
+    let path = dir.join(format!("people-{cycle}.csv"));
+    let mut csv = String::from("first_name,last_name,email\n");
+    for row in 0..ROWS {
+        csv.push_str(&format!("Ana,Cycle,c{cycle}-{row}@acme.com\n"));
+    }
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_killed_with_sigkill_during_an_import_starts_again_at_once_five_times_and_after_a_power_cut(
+) {
+    let data_dir = tempfile::Builder::new()
+        .prefix("roster-serve-crash-")
+        .tempdir()
+        .unwrap();
+    // The postgres user enters it: the cluster lives inside.
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let pgdata = cluster_dir(data_dir.path());
+    let mut served = start(data_dir.path());
+    let key = served.bootstrap_key().unwrap();
+
+    // A second server on the same data directory is refused, naming the first.
+    let second = roster(data_dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("ROSTER_HTTP_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another `roster serve` (pid {}) runs on the data directory",
+            served.child.id()
+        )),
+        "{stderr}"
+    );
+
+    let started = Instant::now();
+    for cycle in 0..CYCLES {
+        let file = people(files.path(), cycle);
+        let mut import = Command::new(env!("CARGO_BIN_EXE_roster"))
+            .arg("import")
+            .arg(&file)
+            .arg("--no-invitations")
+            .env("ROSTER_SERVER", &served.address)
+            .env("ROSTER_API_KEY", &key)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(files.path().join(format!("import-{cycle}.log"))).unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        // Killed once the job has written its first batch.
+        let database = connect(&pgdata).await;
+        eventually(
+            "the import writes its first batch",
+            Duration::from_secs(30),
+            || {
+                if let Some(status) = import.try_wait().unwrap() {
+                    let log =
+                        std::fs::read_to_string(files.path().join(format!("import-{cycle}.log")));
+                    panic!("the import ended ({status}) before the kill: {log:?}");
+                }
+                let query = sqlx::query_scalar::<_, i64>(
+                "select created from import_jobs where status = 'RUNNING' and file_name like $1",
+            )
+            .bind(format!("%people-{cycle}.csv"));
+                let database = database.clone();
+                async move {
+                    let written = query.fetch_optional(&database).await.unwrap();
+                    written.filter(|created| *created > 0)
+                }
+            },
+        )
+        .await;
+        database.close().await;
+        let postmaster = postmaster_pid(&pgdata).unwrap();
+        if cycle == POWER_CUT {
+            kill(Pid::from_raw(postmaster), Signal::SIGKILL).unwrap();
+        }
+        kill(Pid::from_raw(served.child.id() as i32), Signal::SIGKILL).unwrap();
+        served.child.wait().unwrap();
+        let _ = import.kill();
+        let _ = import.wait();
+        let restart = Instant::now();
+        served = start(data_dir.path());
+        let new_postmaster = postmaster_pid(&pgdata).unwrap();
+        assert_ne!(new_postmaster, postmaster, "cycle {cycle}");
+        eprintln!(
+            "cycle {cycle}: serving again {:?} after the kill",
+            restart.elapsed()
+        );
+    }
+
+    // Every job ends INTERRUPTED (the stale-job reaper) with the counts of its rows.
+    let database = connect(&pgdata).await;
+    eventually("the stale jobs are ended", Duration::from_secs(30), || {
+        let database = database.clone();
+        async move {
+            let running: i64 =
+                sqlx::query_scalar("select count(*) from import_jobs where status = 'RUNNING'")
+                    .fetch_one(&database)
+                    .await
+                    .unwrap();
+            (running == 0).then_some(())
+        }
+    })
+    .await;
+    for cycle in 0..CYCLES {
+        let (status, created, failed): (String, i64, i64) = sqlx::query_as(
+            "select status, created, failed from import_jobs where file_name like $1",
+        )
+        .bind(format!("%people-{cycle}.csv"))
+        .fetch_one(&database)
+        .await
+        .unwrap();
+        let users: i64 = sqlx::query_scalar("select count(*) from users where email like $1")
+            .bind(format!("c{cycle}-%"))
+            .fetch_one(&database)
+            .await
+            .unwrap();
+        assert_eq!(status, "INTERRUPTED", "cycle {cycle}");
+        assert_eq!((created, failed), (users, 0), "cycle {cycle}");
+        assert!(
+            created > 0 && created < ROWS as i64,
+            "cycle {cycle}: {created}"
+        );
+    }
+    eprintln!("{CYCLES} kill -9 cycles in {:?}", started.elapsed());
+    assert_eq!(
+        served.logged(&["private postgresql exited unexpectedly"]),
+        None,
+        "each start found its cluster stopped or stopping, never crashed"
+    );
+    served.stop(Signal::SIGTERM);
+}
+
+/// A postmaster of the data directory's cluster started by some other process
+/// (as a server without a parent-death signal would leave it).
+fn orphan_postmaster(pgdata: &Path, socket_dir: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path().join("bin/postgres"))
+        .filter(|path| path.is_file())
+        .collect();
+    versions.sort();
+    let mut command = Command::new(versions.last().expect("postgres installed"));
+    command
+        .arg("-D")
+        .arg(pgdata)
+        .args(["-k", socket_dir, "-p", "5432", "-c", "listen_addresses="])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if nix::unistd::Uid::effective().is_root() {
+        let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        command
+            .uid(postgres.uid.as_raw())
+            .gid(postgres.gid.as_raw())
+            .current_dir("/");
+    }
+    command.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_left_running_without_its_server_is_stopped_and_started_under_the_new_one() {
+    let data_dir = tempfile::Builder::new()
+        .prefix("roster-orphan-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pgdata = cluster_dir(data_dir.path());
+    let served = start(data_dir.path());
+    let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap();
+    let socket_dir = pid_file.lines().nth(4).unwrap().trim().to_owned();
+    served.stop(Signal::SIGTERM);
+
+    let mut orphan = orphan_postmaster(&pgdata, &socket_dir);
+    eventually("the orphan is ready", Duration::from_secs(30), || {
+        let status = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap_or_default();
+        let ready = postmaster_pid(&pgdata) == Some(orphan.id() as i32)
+            && status.lines().nth(7).map(str::trim) == Some("ready");
+        std::future::ready(ready.then_some(()))
+    })
+    .await;
+
+    let served = start(data_dir.path());
+    let stopped = orphan.try_wait().unwrap();
+    assert!(stopped.is_some(), "the orphan was stopped");
+    let restarted = postmaster_pid(&pgdata).expect("a postmaster runs");
+    assert_ne!(restarted, orphan.id() as i32);
+    assert!(
+        served
+            .startup
+            .iter()
+            .any(|line| line.contains("stopping the private postgresql a dead server left running")),
+        "{}",
+        served.startup.join("\n")
+    );
+    served.stop(Signal::SIGTERM);
+    assert_eq!(postmaster_pid(&pgdata), None, "the new server stopped it");
+}
