@@ -10,14 +10,12 @@
 //! tonic's own timeout, outside every layer, would end it at the same moment
 //! as CANCELLED "Timeout expired", unseen by the log and the metrics.
 
-use std::time::Duration;
-
 use futures::future::BoxFuture;
 use http::{Request, Response};
 use tonic::{body::Body, Status};
 use tower::Service;
 
-use super::middleware::{middleware, Around, AroundLayer};
+use super::middleware::{grpc_timeout, middleware, Around, AroundLayer};
 use crate::{database_watch::DatabaseWatch, domain::DomainError};
 
 #[derive(Clone)]
@@ -48,7 +46,8 @@ impl Around for DatabaseGate {
         }
         let database = self.database.clone();
         // Taken now, before tonic's own timer starts: this answer comes first.
-        let deadline = deadline_of(request.headers());
+        let deadline =
+            grpc_timeout(request.headers()).map(|timeout| tokio::time::Instant::now() + timeout);
         Box::pin(async move {
             let deadline_passes = async {
                 match deadline {
@@ -73,27 +72,6 @@ fn needs_database(path: &str) -> bool {
     !path.starts_with("/grpc.")
 }
 
-/// When the call's `grpc-timeout` ends: at most 8 digits and a unit (gRPC
-/// over HTTP/2). A value that does not parse sets no deadline, as in tonic.
-fn deadline_of(headers: &http::HeaderMap) -> Option<tokio::time::Instant> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    let timeout = match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    };
-    Some(tokio::time::Instant::now() + timeout)
-}
-
 fn unavailable() -> Status {
     DomainError::Unavailable(anyhow::anyhow!(
         "the database watch finds it does not answer"
@@ -112,31 +90,5 @@ mod tests {
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
         ));
         assert!(needs_database("/roster.v1.UserService/GetUser"));
-    }
-
-    #[test]
-    fn a_grpc_timeout_sets_the_deadline_and_a_malformed_one_none() {
-        let deadline = |value: &str| {
-            let mut headers = http::HeaderMap::new();
-            headers.insert("grpc-timeout", value.parse().unwrap());
-            let before = tokio::time::Instant::now();
-            deadline_of(&headers).map(|at| at - before)
-        };
-        // The deadline is taken a moment after `before`.
-        let about = |value: &str, expected: Duration| {
-            let timeout = deadline(value).unwrap();
-            assert!(
-                timeout >= expected && timeout < expected + Duration::from_millis(50),
-                "{value}: {timeout:?}"
-            );
-        };
-        about("300m", Duration::from_millis(300));
-        about("2S", Duration::from_secs(2));
-        about("1H", Duration::from_secs(3600));
-        about("5000000u", Duration::from_secs(5));
-        for malformed in ["m", "123456789m", "10x", "-1S", "1.5S"] {
-            assert_eq!(deadline(malformed), None, "{malformed}");
-        }
-        assert_eq!(deadline_of(&http::HeaderMap::new()), None);
     }
 }

@@ -91,10 +91,7 @@ impl CallClock {
     pub fn start(headers: &http::HeaderMap) -> Self {
         Self {
             started: Instant::now(),
-            deadline: headers
-                .get("grpc-timeout")
-                .and_then(|value| value.to_str().ok())
-                .and_then(grpc_timeout),
+            deadline: grpc_timeout(headers),
         }
     }
 
@@ -110,8 +107,13 @@ impl CallClock {
     }
 }
 
-/// gRPC's `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
-fn grpc_timeout(value: &str) -> Option<Duration> {
+/// The call's `grpc-timeout`; a value that does not parse sets none, as in tonic.
+pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    parse_grpc_timeout(headers.get("grpc-timeout")?.to_str().ok()?)
+}
+
+/// At most 8 digits and a unit (H, M, S, m, u, n): gRPC over HTTP/2.
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 {
         return None;
@@ -134,12 +136,12 @@ mod tests {
 
     #[test]
     fn grpc_timeouts_are_read_in_every_unit_and_nonsense_is_none() {
-        assert_eq!(grpc_timeout("100m"), Some(Duration::from_millis(100)));
-        assert_eq!(grpc_timeout("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
         for nonsense in ["", "m", "123456789S", "10x", "-1S", "1.5S"] {
-            assert_eq!(grpc_timeout(nonsense), None, "{nonsense:?}");
+            assert_eq!(parse_grpc_timeout(nonsense), None, "{nonsense:?}");
         }
     }
 }
