@@ -255,7 +255,7 @@ pub(crate) fn postmaster_pid(pgdata: &Path) -> Option<i32> {
 }
 
 /// Whether a postmaster other than `not` runs and says it is ready.
-fn postmaster_ready(pgdata: &Path, not: i32) -> bool {
+pub(crate) fn postmaster_ready(pgdata: &Path, not: i32) -> bool {
     let status = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap_or_default();
     postmaster_pid(pgdata).is_some_and(|pid| pid != not)
         && status.lines().nth(7).map(str::trim) == Some("ready")

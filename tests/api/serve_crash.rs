@@ -20,8 +20,8 @@ use sqlx::{
 };
 
 use crate::{
-    cli::{cluster_dir, free_port, postmaster_pid, roster, serve_with, Served},
-    helpers::eventually,
+    cli::{cluster_dir, free_port, postmaster_pid, postmaster_ready, roster, serve_with, Served},
+    helpers::{eventually, Bearer},
 };
 
 /// Five kills of `roster serve`, then one of the server and its postmaster
@@ -270,4 +270,153 @@ async fn a_cluster_left_running_without_its_server_is_stopped_and_started_under_
     );
     served.stop(Signal::SIGTERM);
     assert_eq!(postmaster_pid(&pgdata), None, "the new server stopped it");
+}
+
+/// Issue 20's acceptance for the supervisor: the postmaster killed with
+/// SIGKILL five times under steady reads and a running import. Each time
+/// reads are refused UNAVAILABLE (at once), health says NOT_SERVING, the
+/// cluster is restarted and serves within 5 s of being ready, and the import
+/// ends INTERRUPTED with the counts of the rows it wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postmaster_killed_five_times_under_reads_and_an_import_is_restarted_each_time() {
+    use roster::proto::{self, user_service_client::UserServiceClient};
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+
+    let data_dir = tempfile::Builder::new()
+        .prefix("roster-postmaster-kill-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let pgdata = cluster_dir(data_dir.path());
+    let served = start(data_dir.path());
+    let key = served.bootstrap_key().unwrap();
+    let channel = tonic::transport::Channel::from_shared(served.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut users = UserServiceClient::with_interceptor(channel.clone(), Bearer::token(&key));
+    let mut health = HealthClient::new(channel);
+
+    let mut interrupted = 0;
+    for cycle in 0..5 {
+        let file = people(files.path(), cycle);
+        let log = files.path().join(format!("import-{cycle}.log"));
+        let mut import = Command::new(env!("CARGO_BIN_EXE_roster"))
+            .arg("import")
+            .arg(&file)
+            .arg("--no-invitations")
+            .env("ROSTER_SERVER", &served.address)
+            .env("ROSTER_API_KEY", &key)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let database = connect(&pgdata).await;
+        eventually("the import writes a batch", Duration::from_secs(30), || {
+            assert!(
+                import.try_wait().unwrap().is_none(),
+                "the import ended early"
+            );
+            let query = sqlx::query_scalar::<_, i64>(
+                "select created from import_jobs where status = 'RUNNING' and file_name like $1",
+            )
+            .bind(format!("%people-{cycle}.csv"));
+            let database = database.clone();
+            async move {
+                let written = query.fetch_optional(&database).await.unwrap();
+                written.filter(|created| *created > 0)
+            }
+        })
+        .await;
+        database.close().await;
+
+        let killed_pid = postmaster_pid(&pgdata).unwrap();
+        kill(Pid::from_raw(killed_pid), Signal::SIGKILL).unwrap();
+        let killed = Instant::now();
+        let (mut refused, mut not_serving, mut ready) = (0, false, None);
+        let back = loop {
+            let limit = ready.map_or(Duration::from_secs(30), |ready: Duration| {
+                ready + Duration::from_secs(5)
+            });
+            assert!(
+                killed.elapsed() < limit,
+                "cycle {cycle}: not serving in time"
+            );
+            if ready.is_none() && postmaster_ready(&pgdata, killed_pid) {
+                ready = Some(killed.elapsed());
+            }
+            let check = health.check(HealthCheckRequest::default()).await.unwrap();
+            not_serving |= check.into_inner().status() == ServingStatus::NotServing;
+            let mut request = tonic::Request::new(proto::ListUsersRequest::default());
+            request.set_timeout(Duration::from_secs(3));
+            let asked = Instant::now();
+            match users.list_users(request).await {
+                Ok(_) if refused > 0 => break killed.elapsed(),
+                Ok(_) => {}
+                Err(status) => {
+                    assert_eq!(
+                        status.code(),
+                        tonic::Code::Unavailable,
+                        "cycle {cycle}: {status:?}"
+                    );
+                    assert!(asked.elapsed() < Duration::from_secs(1), "cycle {cycle}");
+                    refused += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            not_serving,
+            "cycle {cycle}: health said NOT_SERVING meanwhile"
+        );
+        eprintln!("cycle {cycle}: {refused} reads refused, cluster ready after {ready:?}, serving after {back:?}");
+
+        // The import's stream ended; its job ends INTERRUPTED with exact counts.
+        let ended = tokio::task::spawn_blocking(move || import.wait().unwrap())
+            .await
+            .unwrap();
+        let database = connect(&pgdata).await;
+        let job = eventually("the job ends", Duration::from_secs(30), || {
+            let query = sqlx::query_as::<_, (String, i64, i64)>(
+                "select status, created, failed from import_jobs where file_name like $1",
+            )
+            .bind(format!("%people-{cycle}.csv"));
+            let database = database.clone();
+            async move {
+                let job = query.fetch_one(&database).await.unwrap();
+                (job.0 != "RUNNING").then_some(job)
+            }
+        })
+        .await;
+        let users_written: i64 =
+            sqlx::query_scalar("select count(*) from users where email like $1")
+                .bind(format!("c{cycle}-%"))
+                .fetch_one(&database)
+                .await
+                .unwrap();
+        // An import whose database work fell in the outage ends INTERRUPTED
+        // (its client fails and says how to resume); one that touched the
+        // database only before and after it runs to the end. Either way the
+        // counts are the rows in the database.
+        let printed = std::fs::read_to_string(&log).unwrap_or_default();
+        let expected = if ended.success() {
+            "SUCCEEDED"
+        } else {
+            interrupted += 1;
+            "INTERRUPTED"
+        };
+        assert_eq!(job.0, expected, "cycle {cycle}: {ended:?} {printed}");
+        assert_eq!((job.1, job.2), (users_written, 0), "cycle {cycle}");
+        eprintln!("cycle {cycle}: the import {expected} with {users_written} rows written");
+        database.close().await;
+    }
+    assert!(interrupted > 0, "no import was cut by an outage");
+    assert!(served
+        .logged(&["private postgresql exited unexpectedly"])
+        .is_some());
+    served.stop(Signal::SIGTERM);
 }
