@@ -11,8 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use roster::proto::{self, auth_service_client::AuthServiceClient};
+use roster::proto::{
+    self, auth_service_client::AuthServiceClient, user_service_client::UserServiceClient,
+};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
 
 use crate::helpers::Bearer;
 
@@ -159,6 +165,14 @@ pub(crate) fn run_ok(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// A fresh data directory the postgres user may enter, so that the private
+/// cluster lives inside it.
+pub(crate) fn data_dir_for_postgres(prefix: &str) -> tempfile::TempDir {
+    let data_dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    data_dir
+}
+
 pub(crate) fn cluster_dir(data_dir: &Path) -> PathBuf {
     match std::fs::read_to_string(data_dir.join("CLUSTER_LOCATION")) {
         Ok(note) => PathBuf::from(note.lines().nth(1).unwrap().trim()),
@@ -255,37 +269,93 @@ pub(crate) fn postmaster_pid(pgdata: &Path) -> Option<i32> {
 }
 
 /// Whether a postmaster other than `not` runs and says it is ready.
-pub(crate) fn postmaster_ready(pgdata: &Path, not: i32) -> bool {
+fn postmaster_ready(pgdata: &Path, not: i32) -> bool {
     let status = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap_or_default();
     postmaster_pid(pgdata).is_some_and(|pid| pid != not)
         && status.lines().nth(7).map(str::trim) == Some("ready")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_postmaster_killed_with_sigkill_is_restarted_and_calls_are_unavailable_meanwhile() {
-    use roster::proto::user_service_client::UserServiceClient;
-    use tonic_health::pb::{
-        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-    };
+type Users = UserServiceClient<InterceptedService<Channel, Bearer>>;
 
-    let data_dir = tempfile::Builder::new()
-        .prefix("roster-crash-")
-        .tempdir()
-        .unwrap();
-    // The postgres user enters it: the cluster lives inside.
-    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut command = roster(data_dir.path());
-    // Pages on a free port (another test serves the default one).
-    command.env("ROSTER_HTTP_LISTEN", "127.0.0.1:0");
-    let served = serve(command, free_port());
-    let key = served.bootstrap_key().unwrap();
+/// A user service client with `key` and a health client, on one connection to `served`.
+pub(crate) async fn users_and_health(served: &Served, key: &str) -> (Users, HealthClient<Channel>) {
     let channel = Channel::from_shared(served.address.clone())
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut users = UserServiceClient::with_interceptor(channel.clone(), Bearer::token(&key));
-    let mut health = HealthClient::new(channel);
+    let users = UserServiceClient::with_interceptor(channel.clone(), Bearer::token(key));
+    (users, HealthClient::new(channel))
+}
+
+/// Kills the postmaster of `pgdata` and reads until Roster serves again:
+/// every refusal UNAVAILABLE and quick, health NOT_SERVING meanwhile, and
+/// serving within 5 s of the restarted cluster being ready (crash recovery
+/// is PostgreSQL's and takes what the disk takes).
+pub(crate) async fn kill_postmaster_and_read_until_served(
+    users: &mut Users,
+    health: &mut HealthClient<Channel>,
+    pgdata: &Path,
+) {
+    let killed_pid = postmaster_pid(pgdata).expect("the postmaster runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    let (mut refused, mut not_serving, mut ready) = (0, false, None);
+    let back = loop {
+        let limit = ready.map_or(Duration::from_secs(30), |ready: Duration| {
+            ready + Duration::from_secs(5)
+        });
+        assert!(
+            killed.elapsed() < limit,
+            "not serving in time ({refused} refused)"
+        );
+        if ready.is_none() && postmaster_ready(pgdata, killed_pid) {
+            ready = Some(killed.elapsed());
+        }
+        let check = health.check(HealthCheckRequest::default()).await.unwrap();
+        not_serving |= check.into_inner().status() == ServingStatus::NotServing;
+        let mut request = tonic::Request::new(proto::ListUsersRequest::default());
+        request.set_timeout(Duration::from_secs(3));
+        let asked = Instant::now();
+        match users.list_users(request).await {
+            Ok(_) if refused > 0 => break killed.elapsed(),
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                let took = asked.elapsed();
+                assert!(took < Duration::from_secs(1), "refused after {took:?}");
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        not_serving,
+        "health said NOT_SERVING while the postmaster was gone"
+    );
+    assert_ne!(
+        postmaster_pid(pgdata),
+        Some(killed_pid),
+        "a new postmaster runs"
+    );
+    eprintln!(
+        "postmaster killed: {refused} reads refused, the restarted cluster ready after {ready:?}, serving again after {back:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postmaster_killed_with_sigkill_is_restarted_and_calls_are_unavailable_meanwhile() {
+    let data_dir = data_dir_for_postgres("roster-crash-");
+    let mut command = roster(data_dir.path());
+    // Pages on a free port (another test serves the default one).
+    command.env("ROSTER_HTTP_LISTEN", "127.0.0.1:0");
+    let served = serve(command, free_port());
+    let key = served.bootstrap_key().unwrap();
+    let (mut users, mut health) = users_and_health(&served, &key).await;
     let pgdata = cluster_dir(data_dir.path());
     let killed_pid = postmaster_pid(&pgdata).expect("the postmaster runs");
     users
@@ -293,51 +363,7 @@ async fn a_postmaster_killed_with_sigkill_is_restarted_and_calls_are_unavailable
         .await
         .unwrap();
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(killed_pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let killed = Instant::now();
-    let (mut unavailable, mut not_serving, mut ready) = (0, false, None);
-    let back = loop {
-        // Crash recovery is PostgreSQL's and takes what the disk takes; Roster
-        // serves within 5 s of the restarted cluster being ready.
-        let limit = ready.map_or(Duration::from_secs(30), |ready: Duration| {
-            ready + Duration::from_secs(5)
-        });
-        assert!(
-            killed.elapsed() < limit,
-            "not serving again in time ({unavailable} refused):\n{}",
-            served.log.lock().unwrap().join("\n")
-        );
-        if ready.is_none() && postmaster_ready(&pgdata, killed_pid) {
-            ready = Some(killed.elapsed());
-        }
-        let check = health.check(HealthCheckRequest::default()).await.unwrap();
-        not_serving |= check.into_inner().status() == ServingStatus::NotServing;
-        let mut request = tonic::Request::new(proto::ListUsersRequest::default());
-        request.set_timeout(Duration::from_secs(3));
-        let started = Instant::now();
-        match users.list_users(request).await {
-            Ok(_) if unavailable > 0 => break killed.elapsed(),
-            Ok(_) => {}
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-                let took = started.elapsed();
-                assert!(took < Duration::from_secs(1), "refused after {took:?}");
-                unavailable += 1;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    eprintln!(
-        "postmaster killed: {unavailable} calls refused UNAVAILABLE, the restarted cluster ready after {ready:?}, serving again after {back:?}"
-    );
-    assert!(
-        not_serving,
-        "health reported NOT_SERVING while the postmaster was gone"
-    );
+    kill_postmaster_and_read_until_served(&mut users, &mut health, &pgdata).await;
     let restarted = postmaster_pid(&pgdata).expect("a new postmaster runs");
     assert_ne!(restarted, killed_pid);
     let log = served.log.lock().unwrap().join("\n");

@@ -4,7 +4,6 @@
 //! wrote.
 
 use std::{
-    os::unix::fs::PermissionsExt,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -20,8 +19,11 @@ use sqlx::{
 };
 
 use crate::{
-    cli::{cluster_dir, free_port, postmaster_pid, postmaster_ready, roster, serve_with, Served},
-    helpers::{eventually, Bearer},
+    cli::{
+        cluster_dir, data_dir_for_postgres, free_port, kill_postmaster_and_read_until_served,
+        postmaster_pid, roster, serve_with, users_and_health, Served,
+    },
+    helpers::eventually,
 };
 
 /// Five kills of `roster serve`, then one of the server and its postmaster
@@ -74,15 +76,56 @@ fn people(dir: &Path, cycle: usize) -> std::path::PathBuf {
     path
 }
 
+/// `roster import` of cycle `cycle`'s file against `served`, its stderr in
+/// `import-<cycle>.log`; returns once the job has written its first batch.
+async fn import_until_first_batch(
+    served: &Served,
+    key: &str,
+    files: &Path,
+    pgdata: &Path,
+    cycle: usize,
+) -> std::process::Child {
+    let file = people(files, cycle);
+    let log = files.join(format!("import-{cycle}.log"));
+    let mut import = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("import")
+        .arg(&file)
+        .arg("--no-invitations")
+        .env("ROSTER_SERVER", &served.address)
+        .env("ROSTER_API_KEY", key)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let database = connect(pgdata).await;
+    eventually(
+        "the import writes its first batch",
+        Duration::from_secs(30),
+        || {
+            if let Some(status) = import.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&log);
+                panic!("the import ended ({status}) before its first batch: {log:?}");
+            }
+            let query = sqlx::query_scalar::<_, i64>(
+                "select created from import_jobs where status = 'RUNNING' and file_name like $1",
+            )
+            .bind(format!("%people-{cycle}.csv"));
+            let database = database.clone();
+            async move {
+                let written = query.fetch_optional(&database).await.unwrap();
+                written.filter(|created| *created > 0)
+            }
+        },
+    )
+    .await;
+    database.close().await;
+    import
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_killed_with_sigkill_during_an_import_starts_again_at_once_five_times_and_after_a_power_cut(
 ) {
-    let data_dir = tempfile::Builder::new()
-        .prefix("roster-serve-crash-")
-        .tempdir()
-        .unwrap();
-    // The postgres user enters it: the cluster lives inside.
-    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = data_dir_for_postgres("roster-serve-crash-");
     let files = tempfile::tempdir().unwrap();
     let pgdata = cluster_dir(data_dir.path());
     let mut served = start(data_dir.path());
@@ -106,43 +149,8 @@ async fn serve_killed_with_sigkill_during_an_import_starts_again_at_once_five_ti
 
     let started = Instant::now();
     for cycle in 0..CYCLES {
-        let file = people(files.path(), cycle);
-        let mut import = Command::new(env!("CARGO_BIN_EXE_roster"))
-            .arg("import")
-            .arg(&file)
-            .arg("--no-invitations")
-            .env("ROSTER_SERVER", &served.address)
-            .env("ROSTER_API_KEY", &key)
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(files.path().join(format!("import-{cycle}.log"))).unwrap(),
-            )
-            .spawn()
-            .unwrap();
-        // Killed once the job has written its first batch.
-        let database = connect(&pgdata).await;
-        eventually(
-            "the import writes its first batch",
-            Duration::from_secs(30),
-            || {
-                if let Some(status) = import.try_wait().unwrap() {
-                    let log =
-                        std::fs::read_to_string(files.path().join(format!("import-{cycle}.log")));
-                    panic!("the import ended ({status}) before the kill: {log:?}");
-                }
-                let query = sqlx::query_scalar::<_, i64>(
-                "select created from import_jobs where status = 'RUNNING' and file_name like $1",
-            )
-            .bind(format!("%people-{cycle}.csv"));
-                let database = database.clone();
-                async move {
-                    let written = query.fetch_optional(&database).await.unwrap();
-                    written.filter(|created| *created > 0)
-                }
-            },
-        )
-        .await;
-        database.close().await;
+        let mut import =
+            import_until_first_batch(&served, &key, files.path(), &pgdata, cycle).await;
         let postmaster = postmaster_pid(&pgdata).unwrap();
         if cycle == POWER_CUT {
             kill(Pid::from_raw(postmaster), Signal::SIGKILL).unwrap();
@@ -235,11 +243,7 @@ fn orphan_postmaster(pgdata: &Path, socket_dir: &str) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_left_running_without_its_server_is_stopped_and_started_under_the_new_one() {
-    let data_dir = tempfile::Builder::new()
-        .prefix("roster-orphan-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = data_dir_for_postgres("roster-orphan-");
     let pgdata = cluster_dir(data_dir.path());
     let served = start(data_dir.path());
     let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap();
@@ -279,101 +283,20 @@ async fn a_cluster_left_running_without_its_server_is_stopped_and_started_under_
 /// ends INTERRUPTED with the counts of the rows it wrote.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_postmaster_killed_five_times_under_reads_and_an_import_is_restarted_each_time() {
-    use roster::proto::{self, user_service_client::UserServiceClient};
-    use tonic_health::pb::{
-        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-    };
-
-    let data_dir = tempfile::Builder::new()
-        .prefix("roster-postmaster-kill-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = data_dir_for_postgres("roster-postmaster-kill-");
     let files = tempfile::tempdir().unwrap();
     let pgdata = cluster_dir(data_dir.path());
     let served = start(data_dir.path());
     let key = served.bootstrap_key().unwrap();
-    let channel = tonic::transport::Channel::from_shared(served.address.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut users = UserServiceClient::with_interceptor(channel.clone(), Bearer::token(&key));
-    let mut health = HealthClient::new(channel);
+    let (mut users, mut health) = users_and_health(&served, &key).await;
 
     let mut interrupted = 0;
     for cycle in 0..5 {
-        let file = people(files.path(), cycle);
         let log = files.path().join(format!("import-{cycle}.log"));
-        let mut import = Command::new(env!("CARGO_BIN_EXE_roster"))
-            .arg("import")
-            .arg(&file)
-            .arg("--no-invitations")
-            .env("ROSTER_SERVER", &served.address)
-            .env("ROSTER_API_KEY", &key)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let database = connect(&pgdata).await;
-        eventually("the import writes a batch", Duration::from_secs(30), || {
-            assert!(
-                import.try_wait().unwrap().is_none(),
-                "the import ended early"
-            );
-            let query = sqlx::query_scalar::<_, i64>(
-                "select created from import_jobs where status = 'RUNNING' and file_name like $1",
-            )
-            .bind(format!("%people-{cycle}.csv"));
-            let database = database.clone();
-            async move {
-                let written = query.fetch_optional(&database).await.unwrap();
-                written.filter(|created| *created > 0)
-            }
-        })
-        .await;
-        database.close().await;
-
-        let killed_pid = postmaster_pid(&pgdata).unwrap();
-        kill(Pid::from_raw(killed_pid), Signal::SIGKILL).unwrap();
-        let killed = Instant::now();
-        let (mut refused, mut not_serving, mut ready) = (0, false, None);
-        let back = loop {
-            let limit = ready.map_or(Duration::from_secs(30), |ready: Duration| {
-                ready + Duration::from_secs(5)
-            });
-            assert!(
-                killed.elapsed() < limit,
-                "cycle {cycle}: not serving in time"
-            );
-            if ready.is_none() && postmaster_ready(&pgdata, killed_pid) {
-                ready = Some(killed.elapsed());
-            }
-            let check = health.check(HealthCheckRequest::default()).await.unwrap();
-            not_serving |= check.into_inner().status() == ServingStatus::NotServing;
-            let mut request = tonic::Request::new(proto::ListUsersRequest::default());
-            request.set_timeout(Duration::from_secs(3));
-            let asked = Instant::now();
-            match users.list_users(request).await {
-                Ok(_) if refused > 0 => break killed.elapsed(),
-                Ok(_) => {}
-                Err(status) => {
-                    assert_eq!(
-                        status.code(),
-                        tonic::Code::Unavailable,
-                        "cycle {cycle}: {status:?}"
-                    );
-                    assert!(asked.elapsed() < Duration::from_secs(1), "cycle {cycle}");
-                    refused += 1;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        assert!(
-            not_serving,
-            "cycle {cycle}: health said NOT_SERVING meanwhile"
-        );
-        eprintln!("cycle {cycle}: {refused} reads refused, cluster ready after {ready:?}, serving after {back:?}");
+        let mut import =
+            import_until_first_batch(&served, &key, files.path(), &pgdata, cycle).await;
+        eprintln!("cycle {cycle}:");
+        kill_postmaster_and_read_until_served(&mut users, &mut health, &pgdata).await;
 
         // The import's stream ended; its job ends INTERRUPTED with exact counts.
         let ended = tokio::task::spawn_blocking(move || import.wait().unwrap())
