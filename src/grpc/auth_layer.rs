@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request};
 use tonic::{body::Body, Status};
-use tower::Service;
 
 use super::{
     access::{required_access, Access},
-    middleware::Around,
+    middleware::{Answer, Around, Next},
 };
 use crate::domain::{authentication::Authenticator, caller::Caller, DomainError};
 
@@ -27,15 +25,7 @@ impl AuthLayer {
 }
 
 impl Around for AuthLayer {
-    fn around<S>(
-        &self,
-        mut request: Request<Body>,
-        mut next: S,
-    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
-    where
-        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+    fn around<S: Next>(&self, mut request: Request<Body>, mut next: S) -> Answer<S::Error> {
         let authenticator = self.authenticator.clone();
         // Only owned parts cross the await: the body need not be `Sync`.
         let path = request.uri().path().to_owned();

@@ -24,15 +24,13 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures::future::BoxFuture;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
 use tonic::{body::Body, Status};
-use tower::Service;
 
-use super::middleware::Around;
+use super::middleware::{Answer, Around, Next};
 
 use crate::domain::{DomainError, FieldViolation};
 
@@ -578,15 +576,7 @@ impl BoundaryLayer {
 }
 
 impl Around for BoundaryLayer {
-    fn around<S>(
-        &self,
-        request: Request<Body>,
-        mut next: S,
-    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
-    where
-        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+    fn around<S: Next>(&self, request: Request<Body>, mut next: S) -> Answer<S::Error> {
         if !self.boundary.checks(request.uri().path()) {
             return Box::pin(next.call(request));
         }

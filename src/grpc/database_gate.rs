@@ -10,12 +10,10 @@
 //! tonic's own timeout, outside every layer, would end it at the same moment
 //! as CANCELLED "Timeout expired", unseen by the log and the metrics.
 
-use futures::future::BoxFuture;
-use http::{Request, Response};
+use http::Request;
 use tonic::{body::Body, Status};
-use tower::Service;
 
-use super::middleware::{grpc_timeout, middleware, Around, AroundLayer};
+use super::middleware::{grpc_timeout, middleware, Answer, Around, AroundLayer, Next};
 use crate::{database_watch::DatabaseWatch, domain::DomainError};
 
 #[derive(Clone)]
@@ -29,15 +27,7 @@ pub fn layer(database: DatabaseWatch) -> AroundLayer<DatabaseGate> {
 }
 
 impl Around for DatabaseGate {
-    fn around<S>(
-        &self,
-        request: Request<Body>,
-        mut next: S,
-    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
-    where
-        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+    fn around<S: Next>(&self, request: Request<Body>, mut next: S) -> Answer<S::Error> {
         if !needs_database(request.uri().path()) {
             return Box::pin(next.call(request));
         }

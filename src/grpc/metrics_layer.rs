@@ -7,23 +7,19 @@
 
 use std::{
     collections::HashMap,
-    pin::Pin,
     sync::{Arc, OnceLock},
-    task::{Context, Poll},
     time::Instant,
 };
 
 use anyhow::{Context as _, Result};
-use bytes::Buf;
-use futures::future::BoxFuture;
+use bytes::{Buf, Bytes};
 use http::{Request, Response};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Frame;
 use prometheus::{Histogram, IntCounter};
 use prost_reflect::DescriptorPool;
 use tonic::body::Body;
-use tower::Service;
 
-use super::middleware::{grpc_status, Around, CallClock};
+use super::middleware::{watched, Answer, Around, CallOutcome, FrameWatch, Next};
 use crate::metrics::RpcFamilies;
 
 /// `codes.Code.String()` of Go's gRPC, by code number.
@@ -145,42 +141,32 @@ impl MethodMetrics {
 }
 
 impl Around for MetricsLayer {
-    fn around<S>(
-        &self,
-        request: Request<Body>,
-        mut next: S,
-    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
-    where
-        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+    fn around<S: Next>(&self, request: Request<Body>, mut next: S) -> Answer<S::Error> {
         let method = self.methods.of(request.uri().path());
         method.started.inc();
         // Made before the call: a call dropped on the way (its deadline
         // passed, the client went away) is counted as handled too.
         let mut end = CallEnd {
             method: method.clone(),
-            clock: CallClock::start(request.headers()),
-            code: None,
+            outcome: CallOutcome::start(request.headers()),
         };
-        let received = method.received.clone();
-        let request = request.map(|body| Body::new(CountedBody::new(body, received)));
+        let received = Messages::counted_by(method.received.clone());
+        let request = request.map(|body| watched(body, received));
         Box::pin(async move {
             let response = match next.call(request).await {
                 Ok(response) => response,
                 Err(error) => {
-                    end.code.replace(UNKNOWN as i32); // read when `end` drops
+                    end.outcome.failed();
                     return Err(error);
                 }
             };
             let (parts, body) = response.into_parts();
-            let sent = method.sent.clone();
-            end.code = grpc_status(&parts.headers);
-            let body = CountedBody {
+            end.outcome.saw(&parts.headers);
+            let sent = Messages {
                 end: Some(end),
-                ..CountedBody::new(body, sent)
+                ..Messages::counted_by(method.sent.clone())
             };
-            Ok(Response::from_parts(parts, Body::new(body)))
+            Ok(Response::from_parts(parts, watched(body, sent)))
         })
     }
 }
@@ -188,69 +174,44 @@ impl Around for MetricsLayer {
 /// Records the call as handled when the response ends or is dropped.
 struct CallEnd {
     method: Arc<MethodMetrics>,
-    clock: CallClock,
-    code: Option<i32>,
+    outcome: CallOutcome,
 }
 
 impl Drop for CallEnd {
     fn drop(&mut self) {
-        let code = self.code.unwrap_or_else(|| self.clock.dropped_code());
-        self.method.handled(code, self.clock.started);
+        let started = self.outcome.clock.started;
+        self.method.handled(self.outcome.code(), started);
     }
 }
 
-/// A request or response body whose gRPC messages are counted as they pass;
-/// a response body also carries the end of its call.
-struct CountedBody {
-    inner: Body,
-    messages: MessageCounter,
+/// Counts the gRPC messages of a request or response body as they pass; a
+/// response's also carries the end of its call.
+struct Messages {
+    framing: MessageCounter,
     counter: IntCounter,
     end: Option<CallEnd>,
 }
 
-impl CountedBody {
-    fn new(inner: Body, counter: IntCounter) -> Self {
+impl Messages {
+    fn counted_by(counter: IntCounter) -> Self {
         Self {
-            inner,
-            messages: MessageCounter::default(),
+            framing: MessageCounter::default(),
             counter,
             end: None,
         }
     }
 }
 
-impl HttpBody for CountedBody {
-    type Data = <Body as HttpBody>::Data;
-    type Error = <Body as HttpBody>::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let complete = self.messages.feed(data.chunk());
-                    if complete > 0 {
-                        self.counter.inc_by(complete);
-                    }
-                } else if let (Some(trailers), Some(end)) = (frame.trailers_ref(), &mut self.end) {
-                    end.code = grpc_status(trailers).or(end.code);
-                }
+impl FrameWatch for Messages {
+    fn frame(&mut self, frame: &Frame<Bytes>) {
+        if let Some(data) = frame.data_ref() {
+            let complete = self.framing.feed(data.chunk());
+            if complete > 0 {
+                self.counter.inc_by(complete);
             }
-            Poll::Ready(None) => self.end = None,
-            _ => {}
+        } else if let (Some(trailers), Some(end)) = (frame.trailers_ref(), &mut self.end) {
+            end.outcome.saw(trailers);
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

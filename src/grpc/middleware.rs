@@ -2,26 +2,36 @@
 //! the rest of the stack ([`Around`]), and [`middleware`] makes it a layer.
 
 use std::{
+    pin::Pin,
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 use tower::{Layer, Service};
+
+/// The rest of the stack below a layer.
+pub trait Next:
+    Service<Request<Body>, Response = Response<Body>, Future: Send + 'static> + Send + 'static
+{
+}
+
+impl<S> Next for S where
+    S: Service<Request<Body>, Response = Response<Body>, Future: Send + 'static> + Send + 'static
+{
+}
+
+/// A layer's answer to a call.
+pub type Answer<E> = BoxFuture<'static, Result<Response<Body>, E>>;
 
 /// What a layer does with a call: look at or change the request, call
 /// `next` (or answer itself), look at or change the response.
 pub trait Around: Clone + Send + Sync + 'static {
-    fn around<S>(
-        &self,
-        request: Request<Body>,
-        next: S,
-    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
-    where
-        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
-        S::Future: Send + 'static;
+    fn around<S: Next>(&self, request: Request<Body>, next: S) -> Answer<S::Error>;
 }
 
 /// `around` as a tower layer.
@@ -72,11 +82,93 @@ where
 }
 
 /// The `grpc-status` of trailers, or of headers for an error answered at once.
-pub fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
     headers
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok())
+}
+
+/// The code a call ends with, followed from before it is made: an error
+/// answered at once carries it in the headers, a finished response in its
+/// trailers; a call dropped before either (its deadline passed, the client
+/// went away) gets the code of its clock.
+#[derive(Debug)]
+pub struct CallOutcome {
+    pub clock: CallClock,
+    code: Option<i32>,
+}
+
+impl CallOutcome {
+    pub fn start(request_headers: &http::HeaderMap) -> Self {
+        Self {
+            clock: CallClock::start(request_headers),
+            code: None,
+        }
+    }
+
+    /// The layers below failed without an answer.
+    pub fn failed(&mut self) {
+        self.code = Some(tonic::Code::Unknown as i32);
+    }
+
+    /// Response headers or trailers: the status, when they carry one.
+    pub fn saw(&mut self, headers: &http::HeaderMap) {
+        self.code = grpc_status(headers).or(self.code);
+    }
+
+    pub fn code(&self) -> i32 {
+        self.code.unwrap_or_else(|| self.clock.dropped_code())
+    }
+}
+
+/// What watches the frames of a body; dropped when the body has ended or is
+/// dropped, whichever comes first.
+pub trait FrameWatch: Send + Unpin + 'static {
+    fn frame(&mut self, frame: &Frame<Bytes>);
+}
+
+/// `inner`, its frames shown to `watch` as they pass.
+pub fn watched(inner: Body, watch: impl FrameWatch) -> Body {
+    Body::new(WatchedBody {
+        inner,
+        watch: Some(watch),
+    })
+}
+
+struct WatchedBody<W> {
+    inner: Body,
+    watch: Option<W>,
+}
+
+impl<W: FrameWatch> HttpBody for WatchedBody<W> {
+    type Data = Bytes;
+    type Error = <Body as HttpBody>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(watch) = self.watch.as_mut() {
+                    watch.frame(frame);
+                }
+            }
+            Poll::Ready(None) => self.watch = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// When a call started and the deadline its caller gave (`grpc-timeout`):

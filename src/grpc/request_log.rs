@@ -4,19 +4,14 @@
 //! When traces are exported, the call's span is its server span (see
 //! `telemetry::traces`).
 
-use std::{
-    pin::Pin,
-    task::{Context, Poll},
-};
-
-use super::middleware::{grpc_status, Around, CallClock};
-use crate::{domain::request::RequestId, telemetry::traces};
-use futures::future::BoxFuture;
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Frame;
 use tonic::body::Body;
-use tower::Service;
 use tracing::Instrument;
+
+use super::middleware::{watched, Answer, Around, CallOutcome, FrameWatch, Next};
+use crate::{domain::request::RequestId, telemetry::traces};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -24,15 +19,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct RequestLogLayer;
 
 impl Around for RequestLogLayer {
-    fn around<S>(
-        &self,
-        mut request: Request<Body>,
-        mut next: S,
-    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
-    where
-        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+    fn around<S: Next>(&self, mut request: Request<Body>, mut next: S) -> Answer<S::Error> {
         let request_id = RequestId::from_header(
             request
                 .headers()
@@ -54,15 +41,14 @@ impl Around for RequestLogLayer {
         // passed, the client went away) is logged and its span ended too.
         let mut line = RpcLine {
             span: span.clone(),
-            clock: CallClock::start(request.headers()),
-            code: None,
+            outcome: CallOutcome::start(request.headers()),
         };
         Box::pin(
             async move {
                 let response = match next.call(request).await {
                     Ok(response) => response,
                     Err(error) => {
-                        line.code.replace(tonic::Code::Unknown as i32); // read when `line` drops
+                        line.outcome.failed();
                         return Err(error);
                     }
                 };
@@ -70,69 +56,34 @@ impl Around for RequestLogLayer {
                 if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
                     parts.headers.insert(REQUEST_ID_HEADER, value);
                 }
-                // Errors answered before any message carry the status in the headers.
-                line.code = grpc_status(&parts.headers);
-                let logged = LoggedBody {
-                    inner: body,
-                    line: Some(line),
-                };
-                Ok(Response::from_parts(parts, Body::new(logged)))
+                line.outcome.saw(&parts.headers);
+                Ok(Response::from_parts(parts, watched(body, line)))
             }
             .instrument(span),
         )
     }
 }
 
+/// The call's log line and server span, ended when its response ends.
 struct RpcLine {
     span: tracing::Span,
-    clock: CallClock,
-    code: Option<i32>,
+    outcome: CallOutcome,
+}
+
+impl FrameWatch for RpcLine {
+    fn frame(&mut self, frame: &Frame<Bytes>) {
+        if let Some(trailers) = frame.trailers_ref() {
+            self.outcome.saw(trailers);
+        }
+    }
 }
 
 impl Drop for RpcLine {
     fn drop(&mut self) {
-        let code = self.code.unwrap_or_else(|| self.clock.dropped_code());
-        let code = tonic::Code::from(code);
-        let latency_ms = self.clock.started.elapsed().as_secs_f64() * 1000.0;
+        let code = tonic::Code::from(self.outcome.code());
+        let latency_ms = self.outcome.clock.started.elapsed().as_secs_f64() * 1000.0;
         traces::end_server_span(&self.span, code);
         let _entered = self.span.enter();
         tracing::info!(code = ?code, latency_ms = format!("{latency_ms:.2}"), "rpc finished");
-    }
-}
-
-/// The response body, watched for the trailers that carry the final status;
-/// the line is logged when the body is finished or dropped.
-struct LoggedBody {
-    inner: Body,
-    line: Option<RpcLine>,
-}
-
-impl HttpBody for LoggedBody {
-    type Data = <Body as HttpBody>::Data;
-    type Error = <Body as HttpBody>::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(trailers), Some(line)) = (frame.trailers_ref(), self.line.as_mut()) {
-                    line.code = grpc_status(trailers).or(line.code);
-                }
-            }
-            Poll::Ready(None) => self.line = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
