@@ -5,7 +5,7 @@
 //! (`grpc::database_gate`) refuses calls UNAVAILABLE at once instead of
 //! letting them wait out the pool's acquire timeout.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgConnection},
@@ -34,10 +34,37 @@ impl DatabaseWatch {
     /// Resolves once the database is known not to answer (at once if it is
     /// known now); never if the watch has stopped.
     pub async fn stops_answering(&self) {
-        let mut answers = self.answers.clone();
-        if answers.wait_for(|answers| !answers).await.is_err() {
+        self.until(false).await;
+    }
+
+    /// Resolves once the database answers (at once if it does now).
+    pub async fn answering(&self) {
+        self.until(true).await;
+    }
+
+    /// Runs `work` once the database answers; None when the database stops
+    /// answering first (the work is dropped). Background work waits for the
+    /// database this way instead of waiting out the pool's acquire timeout
+    /// at each turn of an outage.
+    pub async fn while_answering<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        self.answering().await;
+        tokio::select! {
+            done = work => Some(done),
+            () = self.stops_answering() => None,
+        }
+    }
+
+    async fn until(&self, answers: bool) {
+        let mut receiver = self.answers.clone();
+        if receiver.wait_for(|now| *now == answers).await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+
+    /// A watch that follows `answers` (tests set it by hand).
+    #[cfg(test)]
+    pub(crate) fn following(answers: watch::Receiver<bool>) -> Self {
+        Self { answers }
     }
 }
 

@@ -190,7 +190,7 @@ impl Application {
             owner: Uuid::now_v7(),
             rows_decided: metrics.import_rows.clone(),
         };
-        spawn_import_sweeps(&mut tasks, &jobs);
+        spawn_import_sweeps(&mut tasks, &jobs, &database);
         let (stopping, stopping_rx) = watch::channel(false);
         let hasher = Arc::new(
             PasswordHasher::new(settings.passwords.workers, settings.passwords.queue)
@@ -203,7 +203,7 @@ impl Application {
             settings.throttle.clone(),
             metrics.sign_in.clone(),
         ));
-        spawn_sign_in_sweep(&mut tasks, &sign_in);
+        spawn_sign_in_sweep(&mut tasks, &sign_in, &database);
         let served = HttpServed {
             pages: sign_in.clone(),
             metrics: ScrapeSources {
@@ -217,7 +217,14 @@ impl Application {
         if let Some(delivery) = &settings.delivery {
             // Links lead to the pages where they were bound (port 0 included).
             let pages_url = http_addr.map(|pages| pages_url(tls.is_some(), pages));
-            spawn_delivery_worker(&mut tasks, delivery, pages_url, &pool, &stopping_rx)?;
+            spawn_delivery_worker(
+                &mut tasks,
+                delivery,
+                pages_url,
+                &pool,
+                &database,
+                &stopping_rx,
+            )?;
         }
         let services = Services {
             pool,
@@ -450,13 +457,18 @@ fn reflection_services(
 }
 
 /// Forgets stale sign-in throttling state now and then.
-fn spawn_sign_in_sweep(tasks: &mut BackgroundTasks, sign_in: &Arc<SignIn>) {
+fn spawn_sign_in_sweep(
+    tasks: &mut BackgroundTasks,
+    sign_in: &Arc<SignIn>,
+    database: &DatabaseWatch,
+) {
     let sweeper = sign_in.clone();
     tasks.spawn(
         "the sign-in throttle sweep",
         periodic(
             "forget stale sign-in throttling state",
             Duration::from_secs(60),
+            database.clone(),
             move || {
                 let sweeper = sweeper.clone();
                 async move { sweeper.forget_stale().await }
@@ -466,12 +478,13 @@ fn spawn_sign_in_sweep(tasks: &mut BackgroundTasks, sign_in: &Arc<SignIn>) {
 }
 
 /// The outbox's delivery worker, its links starting with the configured
-/// public URL, else `pages_url`.
+/// public URL, else `pages_url`; it waits out database outages.
 fn spawn_delivery_worker(
     tasks: &mut BackgroundTasks,
     delivery: &DeliverySettings,
     pages_url: Option<String>,
     pool: &PgPool,
+    database: &DatabaseWatch,
     stopping: &watch::Receiver<bool>,
 ) -> Result<()> {
     let mut delivery = delivery.clone();
@@ -479,9 +492,9 @@ fn spawn_delivery_worker(
         delivery.public_url = pages_url;
     }
     let worker = DeliveryWorker::new(pool.clone(), delivery)?;
-    let stopping = stopping.clone();
+    let (database, stopping) = (database.clone(), stopping.clone());
     tasks.spawn("the email delivery worker", async move {
-        worker.run(stopping).await;
+        worker.run(database, stopping).await;
         Ok(())
     });
     Ok(())
@@ -489,13 +502,14 @@ fn spawn_delivery_worker(
 
 /// Any server ends the jobs of servers that stopped beating, and deletes
 /// review results past their retention.
-fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs) {
+fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs, database: &DatabaseWatch) {
     let reaper = jobs.clone();
     tasks.spawn(
         "the stale import job reaper",
         periodic(
             "check for stale import jobs",
             jobs.settings.stale_after.get() / 2,
+            database.clone(),
             move || {
                 let reaper = reaper.clone();
                 async move { reaper.interrupt_stale().await.map(drop) }
@@ -508,6 +522,7 @@ fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs) {
         periodic(
             "delete expired review row results",
             jobs.settings.retention_sweep_every.get(),
+            database.clone(),
             move || {
                 let sweeper = sweeper.clone();
                 async move {
@@ -626,10 +641,13 @@ impl BackgroundTasks {
 
 /// Runs `task` every `every` (the first time at once) for as long as the
 /// process runs; a run that fails is logged as a warning, "cannot {what}",
-/// and the next runs as planned.
+/// and the next runs as planned. While `database` does not answer, runs
+/// wait for it (and one under way is dropped): the first runs once it
+/// answers again, instead of each waiting out the pool's acquire timeout.
 async fn periodic<Task, Run, Error>(
     what: &'static str,
     every: Duration,
+    database: DatabaseWatch,
     mut task: Task,
 ) -> Result<()>
 where
@@ -638,10 +656,14 @@ where
     Error: std::fmt::Display,
 {
     let mut interval = tokio::time::interval(every);
+    // Ticks missed while waiting for the database are not made up in a burst.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        if let Err(error) = task().await {
-            tracing::warn!(error = %error, "cannot {what}");
+        match database.while_answering(task()).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => tracing::warn!(error = %error, "cannot {what}"),
+            None => tracing::debug!("the database stopped answering: {what} waits for it"),
         }
     }
 }
@@ -698,20 +720,62 @@ mod tests {
     async fn a_periodic_task_runs_at_once_then_every_period_even_after_failing() {
         let runs = Arc::new(AtomicU32::new(0));
         let counted = runs.clone();
-        tokio::spawn(periodic("count", Duration::from_millis(100), move || {
-            let counted = counted.clone();
-            async move {
-                match counted.fetch_add(1, Ordering::SeqCst) {
-                    0 => Err("the first run fails"),
-                    _ => Ok(()),
+        let (_answers, answering) = watch::channel(true);
+        let database = DatabaseWatch::following(answering);
+        tokio::spawn(periodic(
+            "count",
+            Duration::from_millis(100),
+            database,
+            move || {
+                let counted = counted.clone();
+                async move {
+                    match counted.fetch_add(1, Ordering::SeqCst) {
+                        0 => Err("the first run fails"),
+                        _ => Ok(()),
+                    }
                 }
-            }
-        }));
+            },
+        ));
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 1, "the first run is at once");
         tokio::time::sleep(Duration::from_millis(320)).await;
         let later = runs.load(Ordering::SeqCst);
         assert!((3..=5).contains(&later), "{later} runs");
+    }
+
+    #[tokio::test]
+    async fn a_periodic_task_waits_while_the_database_does_not_answer_and_runs_once_it_does() {
+        let (answers, answering) = watch::channel(false);
+        let database = DatabaseWatch::following(answering);
+        let (runs, mut ran) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(periodic(
+            "wait",
+            Duration::from_secs(3600),
+            database,
+            move || {
+                let runs = runs.clone();
+                async move {
+                    // The receiver hears when this run is dropped.
+                    let (alive, dropped) = oneshot::channel::<()>();
+                    let _ = runs.send(dropped);
+                    let _alive = alive;
+                    std::future::pending::<Result<(), &str>>().await
+                }
+            },
+        ));
+        let early = tokio::time::timeout(Duration::from_millis(200), ran.recv()).await;
+        assert!(early.is_err(), "no run while the database does not answer");
+        answers.send(true).unwrap();
+        let run = tokio::time::timeout(Duration::from_secs(1), ran.recv())
+            .await
+            .expect("the tick runs once the database answers")
+            .unwrap();
+        answers.send(false).unwrap();
+        let dropped = tokio::time::timeout(Duration::from_secs(1), run).await;
+        assert!(
+            matches!(dropped, Ok(Err(_))),
+            "the run under way is dropped when the database stops answering"
+        );
     }
 
     #[tokio::test]

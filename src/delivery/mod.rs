@@ -29,6 +29,7 @@ use self::{
     templates::{format_time, Rendered, Template, Templates},
 };
 use crate::{
+    database_watch::DatabaseWatch,
     domain::{
         organization::Organization,
         token::{LinkPurpose, Secret, TokenKind},
@@ -134,8 +135,11 @@ impl DeliveryWorker {
         })
     }
 
-    /// Delivers until `stopping` turns true (the message in progress ends first).
-    pub async fn run(self, mut stopping: watch::Receiver<bool>) {
+    /// Delivers until `stopping` turns true (the message in progress ends
+    /// first). While `database` does not answer, rounds wait for it (one
+    /// under way is dropped, its claims released by the next) instead of
+    /// each waiting out the pool's acquire timeout.
+    pub async fn run(self, database: DatabaseWatch, mut stopping: watch::Receiver<bool>) {
         match &self.settings.transport {
             MailTransport::Directory(path) => tracing::info!(
                 directory = %path.display(),
@@ -148,6 +152,10 @@ impl DeliveryWorker {
         // A round that failed may leave messages claimed and not delivered.
         let mut leases_held = false;
         loop {
+            tokio::select! {
+                () = database.answering() => {}
+                _ = stopping.changed() => return,
+            }
             let round = async {
                 if leases_held {
                     let released = store::outbox::release_leases(&self.pool, self.owner).await?;
@@ -155,14 +163,21 @@ impl DeliveryWorker {
                 }
                 self.run_once().await
             };
-            let busy = match round.await {
-                Ok(handled) => {
+            let busy = match database.while_answering(round).await {
+                Some(Ok(handled)) => {
                     leases_held = false;
                     handled as i64 >= self.settings.batch
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     leases_held = true;
                     tracing::warn!(error = format!("{error:#}"), "email delivery round failed");
+                    false
+                }
+                // A message being sent may go again: as when the commit after
+                // the send fails, with the same Message-ID.
+                None => {
+                    leases_held = true;
+                    tracing::info!("the database stopped answering: email delivery waits for it");
                     false
                 }
             };
