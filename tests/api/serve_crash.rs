@@ -1,11 +1,13 @@
 //! `roster serve` killed with SIGKILL during an import and started again at
-//! once (issue 20 point 2), and then with its postmaster too: each start works,
-//! and each interrupted import ends INTERRUPTED with the counts of the rows it
-//! wrote.
+//! once (issue 20 point 2), and then with its postmaster too; the postmaster
+//! killed on its own (point 1); both under a steady load of reads. Each start
+//! works, reads resume, and each interrupted import ends INTERRUPTED with the
+//! counts of the rows it wrote.
 
 use std::{
     path::Path,
     process::{Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -13,17 +15,19 @@ use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
 };
+use roster::proto::{self, user_service_client::UserServiceClient};
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     PgPool,
 };
+use tonic::transport::Channel;
 
 use crate::{
     cli::{
         cluster_dir, data_dir_for_postgres, free_port, kill_postmaster_and_read_until_served,
         postmaster_pid, roster, serve_with, users_and_health, Served,
     },
-    helpers::eventually,
+    helpers::{eventually, Bearer},
 };
 
 /// Five kills of `roster serve`, then one of the server and its postmaster
@@ -31,16 +35,18 @@ use crate::{
 const CYCLES: usize = 6;
 const POWER_CUT: usize = 5;
 const ROWS: usize = 50_000;
+/// A start right after a kill waits for the old cluster to stop: bounded.
+const RESTART_WITHIN: Duration = Duration::from_secs(20);
 
-/// `roster serve` on a free port, with pages on another, a short stale
+/// `roster serve` on `port`, with pages on a free one, a short stale
 /// period, and room for every cycle's import to run at once (the killed ones
 /// run on until they are found stale).
-fn start(data_dir: &Path) -> Served {
+fn start(data_dir: &Path, port: u16) -> Served {
     let mut command = roster(data_dir);
     command.env("ROSTER_HTTP_LISTEN", "127.0.0.1:0");
     serve_with(
         command,
-        free_port(),
+        port,
         &[
             "--import-stale-after",
             "3",
@@ -48,6 +54,111 @@ fn start(data_dir: &Path) -> Served {
             "10",
         ],
     )
+}
+
+/// How long a read of the steady load may take: its grpc-timeout. A read
+/// that outlives it by `HANG_SLACK` hangs.
+const READ_DEADLINE: Duration = Duration::from_secs(2);
+const HANG_SLACK: Duration = Duration::from_millis(500);
+
+/// A steady load of reads through a client of its own while servers are
+/// killed and started again on the same address: ListUsers, then GetUser of
+/// the first user listed, about twenty a second, each with a grpc-timeout.
+/// The channel connects again by itself after a restart.
+struct ReadLoad {
+    /// When each read that succeeded ended.
+    served: Arc<Mutex<Vec<Instant>>>,
+    /// How long each read that outlived its deadline took.
+    hung: Arc<Mutex<Vec<Duration>>>,
+    refused: Arc<Mutex<Vec<tonic::Code>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl ReadLoad {
+    fn start(address: &str, key: &str) -> Self {
+        let channel = Channel::from_shared(address.to_owned())
+            .unwrap()
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        let mut users = UserServiceClient::with_interceptor(channel, Bearer::token(key));
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let hung = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let (served_by, hung_by, refused_by) = (served.clone(), hung.clone(), refused.clone());
+        let reader = tokio::spawn(async move {
+            loop {
+                let asked = Instant::now();
+                let read = tokio::time::timeout(READ_DEADLINE + HANG_SLACK, read_twice(&mut users));
+                match read.await {
+                    Ok(Ok(())) => served_by.lock().unwrap().push(Instant::now()),
+                    Ok(Err(status)) => refused_by.lock().unwrap().push(status.code()),
+                    Err(_) => {}
+                }
+                let took = asked.elapsed();
+                if took > READ_DEADLINE + HANG_SLACK {
+                    hung_by.lock().unwrap().push(took);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Self {
+            served,
+            hung,
+            refused,
+            reader,
+        }
+    }
+
+    fn served_since(&self, since: Instant) -> usize {
+        let served = self.served.lock().unwrap();
+        served.iter().filter(|&&at| at > since).count()
+    }
+
+    /// Waits until a read succeeded after `since` (at most `within`), and
+    /// checks that none hung so far.
+    async fn resumes_after(&self, since: Instant, within: Duration, what: &str) {
+        eventually(&format!("{what}: reads resume"), within, || {
+            std::future::ready((self.served_since(since) > 0).then_some(()))
+        })
+        .await;
+        let hung = self.hung.lock().unwrap();
+        assert!(
+            hung.is_empty(),
+            "{what}: reads hung past their deadline: {hung:?}"
+        );
+    }
+
+    /// Stops reading; says how many reads were served and refused, and how.
+    fn stop(self) -> String {
+        self.reader.abort();
+        let mut refused = self.refused.lock().unwrap().clone();
+        refused.sort_by_key(|code| *code as i32);
+        refused.dedup();
+        format!(
+            "{} reads served, {} refused ({refused:?})",
+            self.served.lock().unwrap().len(),
+            self.refused.lock().unwrap().len()
+        )
+    }
+}
+
+async fn read_twice(
+    users: &mut UserServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>,
+) -> Result<(), tonic::Status> {
+    let mut list = tonic::Request::new(proto::ListUsersRequest {
+        page_size: 1,
+        ..Default::default()
+    });
+    list.set_timeout(READ_DEADLINE);
+    let listed = users.list_users(list).await?.into_inner();
+    if let Some(user) = listed.users.first() {
+        let mut get = tonic::Request::new(proto::GetUserRequest {
+            user_id: user.id.clone(),
+        });
+        get.set_timeout(READ_DEADLINE);
+        users.get_user(get).await?;
+    }
+    Ok(())
 }
 
 /// A connection to Roster's database in the private cluster, over the socket
@@ -122,14 +233,24 @@ async fn import_until_first_batch(
     import
 }
 
+/// Issue 20's acceptance for the server: `roster serve` killed with SIGKILL
+/// under steady reads and a running import, and started again at once on the
+/// same address. Each start serves within `RESTART_WITHIN`, reads resume and
+/// none outlives its deadline, and each import ends INTERRUPTED with the
+/// counts of the rows it wrote.
 #[tokio::test(flavor = "multi_thread")]
-async fn serve_killed_with_sigkill_during_an_import_starts_again_at_once_five_times_and_after_a_power_cut(
+async fn serve_killed_with_sigkill_under_reads_and_an_import_starts_again_at_once_five_times_and_after_a_power_cut(
 ) {
     let data_dir = data_dir_for_postgres("roster-serve-crash-");
     let files = tempfile::tempdir().unwrap();
     let pgdata = cluster_dir(data_dir.path());
-    let mut served = start(data_dir.path());
+    // Each start listens where the last did, so that clients find it again.
+    let port = free_port();
+    let mut served = start(data_dir.path(), port);
     let key = served.bootstrap_key().unwrap();
+    let load = ReadLoad::start(&served.address, &key);
+    load.resumes_after(Instant::now(), Duration::from_secs(10), "at first")
+        .await;
 
     // A second server on the same data directory is refused, naming the first.
     let second = roster(data_dir.path())
@@ -160,14 +281,23 @@ async fn serve_killed_with_sigkill_during_an_import_starts_again_at_once_five_ti
         let _ = import.kill();
         let _ = import.wait();
         let restart = Instant::now();
-        served = start(data_dir.path());
+        served = start(data_dir.path(), port);
+        let took = restart.elapsed();
         let new_postmaster = postmaster_pid(&pgdata).unwrap();
         assert_ne!(new_postmaster, postmaster, "cycle {cycle}");
+        assert!(
+            took < RESTART_WITHIN,
+            "cycle {cycle}: serving after {took:?}"
+        );
+        let serving = Instant::now();
+        load.resumes_after(serving, Duration::from_secs(5), &format!("cycle {cycle}"))
+            .await;
         eprintln!(
-            "cycle {cycle}: serving again {:?} after the kill",
-            restart.elapsed()
+            "cycle {cycle}: serving again {took:?} after the kill, reads again {:?} later",
+            serving.elapsed()
         );
     }
+    eprintln!("{}", load.stop());
 
     // Every job ends INTERRUPTED (the stale-job reaper) with the counts of its rows.
     let database = connect(&pgdata).await;
@@ -245,7 +375,7 @@ fn orphan_postmaster(pgdata: &Path, socket_dir: &str) -> std::process::Child {
 async fn a_cluster_left_running_without_its_server_is_stopped_and_started_under_the_new_one() {
     let data_dir = data_dir_for_postgres("roster-orphan-");
     let pgdata = cluster_dir(data_dir.path());
-    let served = start(data_dir.path());
+    let served = start(data_dir.path(), free_port());
     let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap();
     let socket_dir = pid_file.lines().nth(4).unwrap().trim().to_owned();
     served.stop(Signal::SIGTERM);
@@ -259,7 +389,7 @@ async fn a_cluster_left_running_without_its_server_is_stopped_and_started_under_
     })
     .await;
 
-    let served = start(data_dir.path());
+    let served = start(data_dir.path(), free_port());
     let stopped = orphan.try_wait().unwrap();
     assert!(stopped.is_some(), "the orphan was stopped");
     let restarted = postmaster_pid(&pgdata).expect("a postmaster runs");
@@ -286,9 +416,10 @@ async fn the_postmaster_killed_five_times_under_reads_and_an_import_is_restarted
     let data_dir = data_dir_for_postgres("roster-postmaster-kill-");
     let files = tempfile::tempdir().unwrap();
     let pgdata = cluster_dir(data_dir.path());
-    let served = start(data_dir.path());
+    let served = start(data_dir.path(), free_port());
     let key = served.bootstrap_key().unwrap();
     let (mut users, mut health) = users_and_health(&served, &key).await;
+    let load = ReadLoad::start(&served.address, &key);
 
     let mut interrupted = 0;
     for cycle in 0..5 {
@@ -297,6 +428,9 @@ async fn the_postmaster_killed_five_times_under_reads_and_an_import_is_restarted
             import_until_first_batch(&served, &key, files.path(), &pgdata, cycle).await;
         eprintln!("cycle {cycle}:");
         kill_postmaster_and_read_until_served(&mut users, &mut health, &pgdata).await;
+        let what = format!("cycle {cycle}");
+        load.resumes_after(Instant::now(), Duration::from_secs(5), &what)
+            .await;
 
         // The import's stream ended; its job ends INTERRUPTED with exact counts.
         let ended = tokio::task::spawn_blocking(move || import.wait().unwrap())
@@ -338,6 +472,7 @@ async fn the_postmaster_killed_five_times_under_reads_and_an_import_is_restarted
         database.close().await;
     }
     assert!(interrupted > 0, "no import was cut by an outage");
+    eprintln!("{}", load.stop());
     assert!(served
         .logged(&["private postgresql exited unexpectedly"])
         .is_some());
