@@ -114,10 +114,16 @@ impl Drop for Served {
 impl Served {
     /// The first line logged after startup that contains every one of `words`.
     pub(crate) fn logged(&self, words: &[&str]) -> Option<String> {
+        self.logged_all(words).into_iter().next()
+    }
+
+    /// Every line logged after startup that contains every one of `words`.
+    pub(crate) fn logged_all(&self, words: &[&str]) -> Vec<String> {
         let log = self.log.lock().unwrap();
         log.iter()
-            .find(|line| words.iter().all(|word| line.contains(word)))
+            .filter(|line| words.iter().all(|word| line.contains(word)))
             .cloned()
+            .collect()
     }
 
     pub(crate) fn bootstrap_key(&self) -> Option<String> {

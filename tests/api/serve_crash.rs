@@ -21,6 +21,7 @@ use sqlx::{
     PgPool,
 };
 use tonic::transport::Channel;
+use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
 use crate::{
     cli::{
@@ -476,5 +477,129 @@ async fn the_postmaster_killed_five_times_under_reads_and_an_import_is_restarted
     assert!(served
         .logged(&["private postgresql exited unexpectedly"])
         .is_some());
+    served.stop(Signal::SIGTERM);
+}
+
+/// Whether an email to `address` was written to `mail_dir` (no SMTP server).
+fn mailed(mail_dir: &Path, address: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(mail_dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        entry.path().extension().is_some_and(|ext| ext == "eml")
+            && std::fs::read_to_string(entry.path()).is_ok_and(|mail| mail.contains(address))
+    })
+}
+
+/// How long the cluster keeps dying: six deaths, the last pause 6.4 s, so the
+/// outage outlasts the pool's 10 s acquire timeout.
+const DEATHS: usize = 6;
+
+/// Issue 20: a cluster that keeps dying (a setting PostgreSQL refuses, as a
+/// bad edit of postgresql.auto.conf leaves) is restarted with pauses that
+/// grow, and Roster's log says why with the tail of postgres.log. The
+/// background tasks wait for the database meanwhile instead of timing out on
+/// the pool; once the setting is repaired the cluster serves, health says
+/// SERVING, and the invitation queued just before the kill is delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_that_keeps_dying_is_restarted_with_backoff_and_serves_and_delivers_once_repaired(
+) {
+    let data_dir = data_dir_for_postgres("roster-dying-");
+    let pgdata = cluster_dir(data_dir.path());
+    let mail_dir = data_dir.path().join("mail");
+    let served = start(data_dir.path(), free_port());
+    let key = served.bootstrap_key().unwrap();
+    let (mut users, mut health) = users_and_health(&served, &key).await;
+    let auto_conf = pgdata.join("postgresql.auto.conf");
+    let sound = std::fs::read_to_string(&auto_conf).unwrap();
+    std::fs::write(&auto_conf, format!("{sound}shared_buffers = 'plenty'\n")).unwrap();
+
+    let address = "ana.late@acme.com";
+    users
+        .create_user(proto::CreateUserRequest {
+            user: Some(proto::User {
+                first_name: "Ana".into(),
+                last_name: "Late".into(),
+                email: address.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    kill(
+        Pid::from_raw(postmaster_pid(&pgdata).unwrap()),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        !mailed(&mail_dir, address),
+        "the worker sent the invitation before the kill (it polls every second): run again"
+    );
+
+    let deaths = eventually(
+        "the cluster dies again and again",
+        Duration::from_secs(30),
+        || {
+            let deaths = served.logged_all(&["private postgresql exited unexpectedly"]);
+            std::future::ready((deaths.len() >= DEATHS).then_some(deaths))
+        },
+    )
+    .await;
+    let status = health.check(HealthCheckRequest::default()).await.unwrap();
+    assert_eq!(status.into_inner().status(), ServingStatus::NotServing);
+    let pauses: Vec<u64> = deaths
+        .iter()
+        .map(|line| {
+            // The log is coloured: the pause follows the field's name and escapes.
+            let (_, after) = line
+                .split_once("restart_in_ms")
+                .unwrap_or_else(|| panic!("the pause is logged: {line}"));
+            let after = after
+                .split_once('=')
+                .unwrap()
+                .1
+                .trim_start_matches("\u{1b}[0m");
+            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap()
+        })
+        .collect();
+    assert!(
+        pauses.windows(2).all(|pair| pair[0] < pair[1]),
+        "the pause grows: {pauses:?}"
+    );
+    let why = served.logged(&["postgresql.auto.conf", "contains errors"]);
+    assert!(why.is_some(), "the tail of postgres.log names the cause");
+
+    std::fs::write(&auto_conf, sound).unwrap();
+    let repaired = Instant::now();
+    eventually("health says SERVING", Duration::from_secs(30), || {
+        let mut health = health.clone();
+        async move {
+            let status = health.check(HealthCheckRequest::default()).await.ok()?;
+            (status.into_inner().status() == ServingStatus::Serving).then_some(())
+        }
+    })
+    .await;
+    let serving = repaired.elapsed();
+    users
+        .list_users(proto::ListUsersRequest::default())
+        .await
+        .unwrap();
+    eventually(
+        "the invitation is delivered",
+        Duration::from_secs(5),
+        || std::future::ready(mailed(&mail_dir, address).then_some(())),
+    )
+    .await;
+    eprintln!(
+        "pauses {pauses:?} ms; serving {serving:?} after the repair, the invitation delivered {:?} after it",
+        repaired.elapsed()
+    );
+    assert_eq!(
+        served.logged(&["pool timed out"]),
+        None,
+        "no background task waited out the pool's acquire timeout"
+    );
     served.stop(Signal::SIGTERM);
 }
