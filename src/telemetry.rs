@@ -3,6 +3,8 @@
 
 pub mod traces;
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 use clap::ValueEnum;
 use tracing_subscriber::{
@@ -40,7 +42,12 @@ pub fn init(format: LogFormat, default_filter: &str, traces: &TraceSettings) -> 
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let logs = match format {
-        LogFormat::Human => fmt::layer().with_writer(std::io::stderr).boxed(),
+        // Colours only for a person at a terminal: journald and log files
+        // would keep the escape codes.
+        LogFormat::Human => fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
