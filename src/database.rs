@@ -106,10 +106,15 @@ impl Database {
     }
 }
 
+/// Connections are handed out untested: a ping before each would be a round
+/// trip per statement. Reads find a dead one themselves and run again
+/// (`store::connections`), after which connections idle since are tested.
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(store::connections::test_if_idle_since_a_loss)
 }
 
 /// Creates `database` in the cluster unless it exists (a concurrent creator may win).

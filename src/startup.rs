@@ -21,7 +21,8 @@ use crate::{
     database_watch::{DatabaseWatch, DatabaseWatcher},
     delivery::{DeliverySettings, DeliveryWorker},
     domain::{
-        authentication::{Authenticator, USER_ACCESS_CACHE_TTL},
+        auth_cache::follow_changes,
+        authentication::{Authenticator, AUTH_CACHE_TTL},
         import::run::{ImportSettings, Jobs},
         password::PasswordHasher,
         sign_in::{SignIn, ThrottleSettings},
@@ -57,10 +58,10 @@ pub struct ServerSettings {
     pub delivery: Option<DeliverySettings>,
     pub passwords: PasswordSettings,
     pub throttle: ThrottleSettings,
-    /// How long a signed-in user's status and scopes are reused before they
-    /// are read again: the most a group removal, deactivation or deletion
-    /// made on any server takes to reach this one.
-    pub user_access_ttl: Duration,
+    /// The longest an authenticated credential or a user's status and
+    /// scopes are reused from memory. Changes evict them on every server as
+    /// they commit; this bounds a change whose notification never came.
+    pub auth_cache_ttl: Duration,
     /// The password pages' listener; `None` serves no pages.
     pub http_listen: Option<SocketAddr>,
     /// Where Prometheus scrapes `/metrics`; `None` serves no metrics.
@@ -100,7 +101,7 @@ impl ServerSettings {
             delivery: None,
             passwords: PasswordSettings::default(),
             throttle: ThrottleSettings::default(),
-            user_access_ttl: USER_ACCESS_CACHE_TTL,
+            auth_cache_ttl: AUTH_CACHE_TTL,
             http_listen: None,
             metrics_listen: None,
             tls: None,
@@ -180,8 +181,9 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::new().context("register the metrics")?);
-        let authenticator = Arc::new(Authenticator::new(pool.clone(), settings.user_access_ttl));
+        let authenticator = Arc::new(Authenticator::new(pool.clone(), settings.auth_cache_ttl));
         let mut tasks = BackgroundTasks::default();
+        spawn_authentication_tasks(&mut tasks, &authenticator, &pool);
         let (health, watcher, database) = health_service(&pool).await;
         tasks.spawn("the database watch", watcher.run());
         let jobs = Jobs {
@@ -454,6 +456,27 @@ fn reflection_services(
         Some(builder().build_v1()?),
         Some(builder().build_v1alpha()?),
     ))
+}
+
+/// The listener that evicts changed credentials and users from memory, and
+/// the writer of API key uses.
+fn spawn_authentication_tasks(
+    tasks: &mut BackgroundTasks,
+    authenticator: &Arc<Authenticator>,
+    pool: &PgPool,
+) {
+    tasks.spawn(
+        "the auth change listener",
+        follow_changes(authenticator.cache(), pool.clone()),
+    );
+    let recorder = authenticator.clone();
+    tasks.spawn(
+        "the API key use recorder",
+        periodic("record API key uses", Duration::from_secs(1), move || {
+            let recorder = recorder.clone();
+            async move { recorder.record_key_uses().await }
+        }),
+    );
 }
 
 /// Forgets stale sign-in throttling state now and then.

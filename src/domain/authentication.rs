@@ -1,31 +1,36 @@
 //! Resolves a bearer token to the caller: organization, API key or user, and
-//! scopes. Token validity is checked on every request (revocation and
-//! logout are immediate); a user's status and scopes go through one
-//! resolver with a short per-process cache.
+//! scopes. Credentials and users' status and scopes are served from memory
+//! (`AuthCache`), which every change in the database evicts on every server
+//! as it commits; expiry is checked against the clock on every call.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
     access::{Authority, Grant, UnitScope},
+    api_key::ApiKey,
+    auth_cache::{AuthCache, Credential},
     caller::{Caller, Principal, Scope, Scopes},
     status::UserStatus,
     token::{PresentedToken, TokenKind},
     DomainError,
 };
-use crate::store;
+use crate::store::{self, connections::read};
 
-/// How long a user's status and scopes may be served from memory. The spec
-/// allows 30 s; a shorter window makes deactivation bite sooner.
-pub const USER_ACCESS_CACHE_TTL: Duration = Duration::from_secs(10);
-const USER_ACCESS_CACHE_CAPACITY: usize = 100_000;
+/// The longest a credential or a user's access is reused from memory even
+/// when no change was announced: a backstop, within the spec's 30 s, for
+/// the notifications that normally evict it at once.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
+/// An API key's `last_used_time` moves at most this often (as
+/// `store::api_keys::record_uses` also enforces across servers).
+const KEY_USE_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// What a user may do right now, as far as Roster's own API is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,22 +74,39 @@ impl UserAccess {
 
 pub struct Authenticator {
     pool: PgPool,
+    cache: Arc<AuthCache>,
     user_access: UserAccessResolver,
+    key_uses: KeyUses,
 }
 
 impl Authenticator {
-    /// `access_ttl`: how long a user's resolved status and scopes are reused
-    /// (changes made on any server take effect within it).
-    pub fn new(pool: PgPool, access_ttl: Duration) -> Self {
+    /// `ttl`: the longest an entry is reused without a change notification.
+    pub fn new(pool: PgPool, ttl: Duration) -> Self {
+        let cache = Arc::new(AuthCache::new(ttl));
         Self {
-            user_access: UserAccessResolver::new(pool.clone(), access_ttl),
+            user_access: UserAccessResolver {
+                pool: pool.clone(),
+                cache: cache.clone(),
+            },
+            cache,
             pool,
+            key_uses: KeyUses::default(),
         }
     }
 
     /// The one resolver of users' status and scopes.
     pub fn user_access(&self) -> &UserAccessResolver {
         &self.user_access
+    }
+
+    /// For the task that evicts changed entries (`auth_cache::follow_changes`).
+    pub fn cache(&self) -> Arc<AuthCache> {
+        self.cache.clone()
+    }
+
+    /// Writes the API key uses noted since the last call, in one statement.
+    pub async fn record_key_uses(&self) -> Result<(), sqlx::Error> {
+        self.key_uses.write(&self.pool).await
     }
 
     /// `bearer` is the token after `Bearer `.
@@ -95,38 +117,47 @@ impl Authenticator {
                     .into(),
             )
         })?;
-        match token.kind {
-            TokenKind::ApiKey => self.authenticate_api_key(&token).await,
-            TokenKind::AccessToken => self.authenticate_user(&token).await,
-            // `parse` yields bearer kinds only; a link token never authenticates a call.
-            TokenKind::Invitation | TokenKind::PasswordReset => Err(unknown_token()),
+        match self.credential(&token).await? {
+            Some(Credential::ApiKey(key)) => self.authenticate_api_key(&key),
+            Some(Credential::AccessToken(record)) => self.authenticate_user(&record).await,
+            None => Err(unknown_token()),
         }
     }
 
-    async fn authenticate_api_key(&self, token: &PresentedToken) -> Result<Caller, DomainError> {
-        let key = store::api_keys::find_by_secret_hash(&self.pool, &token.hash)
-            .await?
-            .ok_or_else(unknown_token)?;
+    /// The key or token with the presented hash, from memory or else the database.
+    async fn credential(&self, token: &PresentedToken) -> Result<Option<Credential>, DomainError> {
+        if let Some(credential) = self.cache.credential(&token.hash) {
+            return Ok(Some(credential));
+        }
+        let start = self.cache.read_start();
+        let hash = &token.hash;
+        let credential = match token.kind {
+            TokenKind::ApiKey => read!(&self.pool, |connection| {
+                store::api_keys::find_by_secret_hash(connection, hash).await
+            })?
+            .map(|key| Credential::ApiKey(Arc::new(key))),
+            TokenKind::AccessToken => read!(&self.pool, |connection| {
+                store::access_tokens::find_by_hash(connection, hash).await
+            })?
+            .map(|record| Credential::AccessToken(Arc::new(record))),
+            // `parse` yields bearer kinds only; a link token never authenticates a call.
+            TokenKind::Invitation | TokenKind::PasswordReset => None,
+        };
+        if let Some(credential) = &credential {
+            self.cache.keep_credential(start, hash, credential.clone());
+        }
+        Ok(credential)
+    }
+
+    fn authenticate_api_key(&self, key: &ApiKey) -> Result<Caller, DomainError> {
         if key.revoke_time.is_some() {
             return Err(DomainError::Unauthenticated("API key revoked".into()));
         }
-        if key.expire_time.is_some_and(|time| time <= Utc::now()) {
+        let now = Utc::now();
+        if key.expire_time.is_some_and(|time| time <= now) {
             return Err(DomainError::Unauthenticated("API key expired".into()));
         }
-        let stale = key
-            .last_used_time
-            .is_none_or(|time| Utc::now() - time > chrono::Duration::minutes(1));
-        if stale {
-            // Off the request path; the statement itself enforces once a minute across replicas.
-            let pool = self.pool.clone();
-            tokio::spawn(async move {
-                if let Err(error) =
-                    store::api_keys::touch_last_used(&pool, key.organization_id, key.id).await
-                {
-                    tracing::warn!(error = %error, "could not record api key use");
-                }
-            });
-        }
+        self.key_uses.note(key, now);
         // An ADMIN key administers the whole organization; a VIEWER key passes on nothing.
         let authority = if key.scopes.allows(Scope::Admin) {
             Authority::Organization
@@ -136,15 +167,15 @@ impl Authenticator {
         Ok(Caller {
             organization_id: key.organization_id,
             principal: Principal::ApiKey { id: key.id },
-            scopes: key.scopes,
+            scopes: key.scopes.clone(),
             authority,
         })
     }
 
-    async fn authenticate_user(&self, token: &PresentedToken) -> Result<Caller, DomainError> {
-        let record = store::access_tokens::find_by_hash(&self.pool, &token.hash)
-            .await?
-            .ok_or_else(unknown_token)?;
+    async fn authenticate_user(
+        &self,
+        record: &super::token::AccessTokenRecord,
+    ) -> Result<Caller, DomainError> {
         if record.revoke_time.is_some() {
             return Err(DomainError::Unauthenticated("access token revoked".into()));
         }
@@ -178,62 +209,107 @@ fn unknown_token() -> DomainError {
 /// The one place a user's status and scopes are resolved for authorization.
 pub struct UserAccessResolver {
     pool: PgPool,
-    cache: Mutex<HashMap<(Uuid, Uuid), (Instant, UserAccess)>>,
-    ttl: Duration,
+    cache: Arc<AuthCache>,
 }
 
 impl UserAccessResolver {
-    fn new(pool: PgPool, ttl: Duration) -> Self {
-        Self {
-            pool,
-            cache: Mutex::new(HashMap::new()),
-            ttl,
-        }
-    }
-
     /// `None` when the user does not exist (any more).
     pub async fn resolve(
         &self,
         organization_id: Uuid,
         user_id: Uuid,
     ) -> Result<Option<UserAccess>, DomainError> {
-        let key = (organization_id, user_id);
-        if let Some(access) = self.cached(key) {
+        if let Some(access) = self.cache.user(organization_id, user_id) {
             return Ok(Some(access));
         }
-        let Some(state) = store::users::sign_in_state(&self.pool, organization_id, user_id).await?
-        else {
+        let start = self.cache.read_start();
+        let found = read!(&self.pool, |connection| {
+            let Some(state) =
+                store::users::sign_in_state(&mut *connection, organization_id, user_id).await?
+            else {
+                return Ok(None);
+            };
+            let groups =
+                store::groups::grants_of_user_with_roles(connection, organization_id, user_id)
+                    .await?;
+            Ok(Some((state, groups)))
+        })?;
+        let Some((state, groups)) = found else {
             return Ok(None);
         };
-        let groups =
-            store::groups::grants_of_user_with_roles(&self.pool, organization_id, user_id).await?;
         // Only an onboarded user in admin state ACTIVE (derived status ACTIVE) may sign in.
         let access = UserAccess::from_groups(state.status == UserStatus::Active, groups);
-        self.remember(key, access.clone());
+        self.cache
+            .keep_user(start, organization_id, user_id, access.clone());
         Ok(Some(access))
     }
+}
 
-    fn cached(&self, key: (Uuid, Uuid)) -> Option<UserAccess> {
-        self.lock()
-            .get(&key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, access)| access.clone())
+/// API key uses not yet written. A key is noted when its last recorded use
+/// is over a minute old, and the notes are written together by a background
+/// task: no call waits for the write, and a key's row is written at most
+/// once a minute whatever the traffic.
+#[derive(Default)]
+struct KeyUses(Mutex<HashMap<(Uuid, Uuid), KeyUse>>);
+
+#[derive(Debug, Clone, Copy)]
+struct KeyUse {
+    time: DateTime<Utc>,
+    written: bool,
+}
+
+impl KeyUses {
+    fn note(&self, key: &ApiKey, now: DateTime<Utc>) {
+        let mut uses = self.lock();
+        let id = (key.organization_id, key.id);
+        let noted = uses.get(&id).map(|noted| noted.time);
+        let last = key.last_used_time.max(noted);
+        if last.is_none_or(|time| now - time >= KEY_USE_RESOLUTION) {
+            uses.insert(
+                id,
+                KeyUse {
+                    time: now,
+                    written: false,
+                },
+            );
+        }
     }
 
-    fn remember(&self, key: (Uuid, Uuid), access: UserAccess) {
-        let mut cache = self.lock();
-        if cache.len() >= USER_ACCESS_CACHE_CAPACITY {
-            cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
-            if cache.len() >= USER_ACCESS_CACHE_CAPACITY {
-                cache.clear();
+    async fn write(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let due = self.take_due();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let written = store::api_keys::record_uses(pool, &due).await;
+        if written.is_err() {
+            // Written with the next batch instead, unless a later use replaced the note.
+            let mut uses = self.lock();
+            for (organization_id, id, time) in &due {
+                if let Some(noted) = uses.get_mut(&(*organization_id, *id)) {
+                    noted.written &= noted.time != *time;
+                }
             }
         }
-        cache.insert(key, (Instant::now(), access));
+        written
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, Uuid), (Instant, UserAccess)>> {
-        // A poisoned cache is still a valid cache: every entry was written whole.
-        self.cache
+    /// The notes not yet written, marked written; notes too old to matter are dropped.
+    fn take_due(&self) -> Vec<(Uuid, Uuid, DateTime<Utc>)> {
+        let now = Utc::now();
+        let mut uses = self.lock();
+        uses.retain(|_, noted| !noted.written || now - noted.time < KEY_USE_RESOLUTION);
+        uses.iter_mut()
+            .filter(|(_, noted)| !noted.written)
+            .map(|(&(organization_id, id), noted)| {
+                noted.written = true;
+                (organization_id, id, noted.time)
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<(Uuid, Uuid), KeyUse>> {
+        // A poisoned map is still valid: every entry was written whole.
+        self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod api_key;
 pub mod audit;
+pub mod auth_cache;
 pub mod authentication;
 pub mod bootstrap;
 pub mod call;

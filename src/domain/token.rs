@@ -85,7 +85,7 @@ impl fmt::Debug for Secret {
 }
 
 /// The SHA-256 of a secret: what the database stores and looks up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub Vec<u8>);
 
 impl TokenHash {

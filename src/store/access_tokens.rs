@@ -26,8 +26,8 @@ pub async fn insert<'e>(
     Ok(id)
 }
 
-pub async fn find_by_hash(
-    pool: &PgPool,
+pub async fn find_by_hash<'e>(
+    executor: impl PgExecutor<'e>,
     hash: &TokenHash,
 ) -> Result<Option<AccessTokenRecord>, sqlx::Error> {
     sqlx::query_as!(
@@ -35,7 +35,7 @@ pub async fn find_by_hash(
         "select id, organization_id, user_id, expire_time, revoke_time from access_tokens where token_hash = $1",
         &hash.0,
     )
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await
 }
 

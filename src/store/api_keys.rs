@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
@@ -122,8 +122,8 @@ pub async fn find_active_by_name(
 
 /// The key a presented secret belongs to, revoked or expired ones included
 /// (the caller tells those apart).
-pub async fn find_by_secret_hash(
-    pool: &PgPool,
+pub async fn find_by_secret_hash<'e>(
+    executor: impl PgExecutor<'e>,
     hash: &TokenHash,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
     let row = sqlx::query_as!(
@@ -131,22 +131,29 @@ pub async fn find_by_secret_hash(
         "select id, organization_id, name, scopes, created_by, create_time, expire_time, last_used_time, revoke_time from api_keys where secret_hash = $1",
         &hash.0,
     )
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     Ok(row.map(Into::into))
 }
 
-/// Records a use, at most once a minute per key whatever the traffic.
-pub async fn touch_last_used(
+/// Records uses of keys, (organization id, key id, time of use), in one
+/// statement; a key whose recorded use is less than a minute older is left
+/// as it is (another server wrote it).
+pub async fn record_uses(
     pool: &PgPool,
-    organization_id: Uuid,
-    id: Uuid,
+    uses: &[(Uuid, Uuid, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
+    let organization_ids: Vec<Uuid> = uses.iter().map(|u| u.0).collect();
+    let ids: Vec<Uuid> = uses.iter().map(|u| u.1).collect();
+    let times: Vec<DateTime<Utc>> = uses.iter().map(|u| u.2).collect();
     sqlx::query!(
-        "update api_keys set last_used_time = now() where organization_id = $1 and id = $2 \
-         and (last_used_time is null or last_used_time < now() - interval '1 minute')",
-        organization_id,
-        id,
+        "update api_keys k set last_used_time = u.used \
+         from unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) as u (organization_id, id, used) \
+         where k.organization_id = u.organization_id and k.id = u.id \
+         and (k.last_used_time is null or k.last_used_time <= u.used - interval '1 minute')",
+        &organization_ids,
+        &ids,
+        &times,
     )
     .execute(pool)
     .await?;

@@ -66,6 +66,20 @@ pub fn is_duplicate_database(error: &sqlx::Error) -> bool {
     sqlstate(error).as_deref() == Some("42P04")
 }
 
+/// Whether the connection a statement ran on broke under it (I/O, TLS or
+/// protocol error, class 08, or a terminated backend: 57P01/57P02): the
+/// statement never ran or its answer was lost. A failure to get a
+/// connection at all is not one of these.
+pub fn is_connection_lost(error: &sqlx::Error) -> bool {
+    match sqlstate(error) {
+        Some(code) => matches!(code.as_ref(), "57P01" | "57P02") || code.starts_with("08"),
+        None => matches!(
+            error,
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)
+        ),
+    }
+}
+
 fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
     error.as_database_error().and_then(|e| e.code())
 }
@@ -187,6 +201,20 @@ mod tests {
             classify_domain_error(&DomainError::Internal(anyhow::anyhow!("other"))),
             DbErrorKind::Other
         );
+    }
+
+    #[test]
+    fn only_a_broken_connection_is_lost_not_a_missing_one() {
+        let reset = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(is_connection_lost(&sqlx::Error::Io(reset)));
+        for sqlstate in ["57P01", "57P02", "08006"] {
+            let error = sqlx::Error::Database(Box::new(Refusal(sqlstate)));
+            assert!(is_connection_lost(&error), "{sqlstate}");
+        }
+        let timed_out = sqlx::Error::Database(Box::new(Refusal("57014")));
+        assert!(!is_connection_lost(&timed_out));
+        assert!(!is_connection_lost(&sqlx::Error::PoolTimedOut));
+        assert!(!is_connection_lost(&sqlx::Error::RowNotFound));
     }
 
     #[test]

@@ -498,8 +498,8 @@ impl From<AccessRow> for NamedGrant {
     }
 }
 
-pub async fn access_of_user(
-    pool: &PgPool,
+pub async fn access_of_user<'e>(
+    executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<Vec<NamedGrant>, sqlx::Error> {
@@ -509,7 +509,7 @@ pub async fn access_of_user(
         organization_id,
         user_id,
     )
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }

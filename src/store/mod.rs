@@ -5,6 +5,8 @@
 pub mod access_tokens;
 pub mod api_keys;
 pub mod audit;
+pub mod auth_changes;
+pub mod connections;
 pub mod error;
 pub mod groups;
 pub mod idempotency;

@@ -219,8 +219,8 @@ pub async fn lock(
     Ok(row.map(Into::into))
 }
 
-pub async fn find_many(
-    pool: &PgPool,
+pub async fn find_many<'e>(
+    executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<User>, sqlx::Error> {
@@ -230,14 +230,14 @@ pub async fn find_many(
         organization_id,
         ids,
     )
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// Exact matches (email and username ignoring case), oldest first.
-pub async fn lookup(
-    pool: &PgPool,
+pub async fn lookup<'e>(
+    executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     key: LookupKey<'_>,
 ) -> Result<Vec<User>, sqlx::Error> {
@@ -251,7 +251,7 @@ pub async fn lookup(
                 organization_id,
                 $value.trim(),
             )
-            .fetch_all(pool)
+            .fetch_all(executor)
             .await?
         };
     }

@@ -351,6 +351,14 @@ impl RunningServer {
     pub fn imports(&self, bearer: Bearer) -> ImportServiceClient<Authed> {
         ImportServiceClient::with_interceptor(self.channel.clone(), bearer)
     }
+
+    pub fn auth(&self, bearer: Bearer) -> AuthServiceClient<Authed> {
+        AuthServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+
+    pub fn users(&self, bearer: Bearer) -> UserServiceClient<Authed> {
+        UserServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
 }
 
 impl TestApp {

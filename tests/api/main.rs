@@ -10,6 +10,7 @@
 
 mod api_keys;
 mod auth;
+mod auth_cache;
 mod auth_matrix;
 // Need tools beyond cargo and PostgreSQL (Chromium with playwright-core,
 // Python's aiosmtpd): `cargo test --features external-tools` runs them.

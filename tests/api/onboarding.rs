@@ -510,7 +510,7 @@ async fn password_checks_beyond_the_hash_queue_are_refused_not_queued() {
 async fn a_group_removal_deactivation_or_deletion_reaches_a_signed_in_session_within_the_access_ttl(
 ) {
     let ttl = std::time::Duration::from_secs(1);
-    let app = TestApp::spawn_with(|settings| settings.user_access_ttl = ttl).await;
+    let app = TestApp::spawn_with(|settings| settings.auth_cache_ttl = ttl).await;
     let o = groups::org(&app).await;
     let viewers = groups::group(&app, "Viewers", &o.viewer_profile, UnitScope::AllUnits, &[]).await;
     let mut sessions = Vec::new();

@@ -10,13 +10,14 @@ use crate::{
         paging::{Page, PageRequest},
         DomainError,
     },
-    store,
+    store::{self, connections::read},
 };
 
 pub async fn get_user(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<User, DomainError> {
-    store::users::find(pool, organization_id, id)
-        .await?
-        .ok_or_else(|| DomainError::not_found("user", id))
+    let found = read!(pool, |connection| {
+        store::users::find(connection, organization_id, id).await
+    })?;
+    found.ok_or_else(|| DomainError::not_found("user", id))
 }
 
 /// Exact matches (email and username ignoring case), oldest first.
@@ -25,7 +26,9 @@ pub async fn lookup_users(
     organization_id: Uuid,
     key: LookupKey<'_>,
 ) -> Result<Vec<User>, DomainError> {
-    Ok(store::users::lookup(pool, organization_id, key).await?)
+    Ok(read!(pool, |connection| {
+        store::users::lookup(connection, organization_id, key).await
+    })?)
 }
 
 /// The users found, in the order asked, and the ids of those not found.
@@ -34,7 +37,9 @@ pub async fn batch_get_users(
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> Result<(Vec<User>, Vec<Uuid>), DomainError> {
-    let found = store::users::find_many(pool, organization_id, ids).await?;
+    let found = read!(pool, |connection| {
+        store::users::find_many(connection, organization_id, ids).await
+    })?;
     Ok(in_request_order(ids, found))
 }
 
@@ -94,11 +99,19 @@ pub async fn user_access(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<AuthorizableAccess, DomainError> {
-    let status = get_user(pool, organization_id, user_id).await?.status;
-    if !AuthorizableAccess::can_sign_in(status) {
-        return Ok(AuthorizableAccess::of(status, Vec::new()));
-    }
-    let grants = store::groups::access_of_user(pool, organization_id, user_id).await?;
+    // Both statements on one connection.
+    let found = read!(pool, |connection| {
+        let Some(user) = store::users::find(&mut *connection, organization_id, user_id).await?
+        else {
+            return Ok(None);
+        };
+        if !AuthorizableAccess::can_sign_in(user.status) {
+            return Ok(Some((user.status, Vec::new())));
+        }
+        let grants = store::groups::access_of_user(connection, organization_id, user_id).await?;
+        Ok(Some((user.status, grants)))
+    })?;
+    let (status, grants) = found.ok_or_else(|| DomainError::not_found("user", user_id))?;
     Ok(AuthorizableAccess::of(status, grants))
 }
 

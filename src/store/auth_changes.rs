@@ -1,0 +1,137 @@
+//! The changes that authentication keeps in memory, as the triggers of the
+//! migration `auth_change_notifications` announce them on commit: one
+//! channel, one notification per changed row.
+
+use std::time::Duration;
+
+use sqlx::{
+    postgres::{PgListener, PgPoolOptions},
+    PgPool,
+};
+use uuid::Uuid;
+
+use crate::domain::token::TokenHash;
+
+const CHANNEL: &str = "roster_auth_changes";
+/// How the listening connection shows in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "roster auth changes";
+
+/// What a server must forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthChange {
+    /// The API key or access token with this hash.
+    Credential(TokenHash),
+    /// A user's status, email or groups.
+    User {
+        organization_id: Uuid,
+        user_id: Uuid,
+    },
+    /// A group or profile: any user of the organization.
+    Organization(Uuid),
+    /// A table was emptied.
+    Everything,
+}
+
+impl AuthChange {
+    /// `"<kind>:<organization id>:<what>"`; `None` for anything else.
+    fn parse(payload: &str) -> Option<Self> {
+        let mut parts = payload.splitn(3, ':');
+        let (kind, organization, what) = (parts.next()?, parts.next()?, parts.next()?);
+        let organization_id = || Uuid::parse_str(organization).ok();
+        match kind {
+            "key" | "token" => Some(Self::Credential(TokenHash(hex::decode(what).ok()?))),
+            "user" => Some(Self::User {
+                organization_id: organization_id()?,
+                user_id: Uuid::parse_str(what).ok()?,
+            }),
+            "org" => Some(Self::Organization(organization_id()?)),
+            "all" => Some(Self::Everything),
+            _ => None,
+        }
+    }
+}
+
+/// A connection listening to the changes, apart from the pool calls use.
+pub struct AuthChanges {
+    listener: PgListener,
+}
+
+impl AuthChanges {
+    /// Listens from now on: a change committed after this returns is heard.
+    pub async fn listen(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let own = PgPoolOptions::new().max_connections(1).connect_lazy_with(
+            (*pool.connect_options())
+                .clone()
+                .application_name(APPLICATION_NAME),
+        );
+        let mut listener = PgListener::connect_with(&own).await?;
+        // A lost connection is the caller's to handle: it must forget what it kept.
+        listener.eager_reconnect(false);
+        listener.listen(CHANNEL).await?;
+        Ok(Self { listener })
+    }
+
+    /// The next change. Silence longer than `alive_within` is answered by a
+    /// probe of the connection; an error means the connection is lost (and
+    /// changes may have been missed).
+    pub async fn next(&mut self, alive_within: Duration) -> Result<AuthChange, sqlx::Error> {
+        loop {
+            // `try_recv` is cancel-safe: a timeout loses no notification.
+            match tokio::time::timeout(alive_within, self.listener.try_recv()).await {
+                Ok(Ok(Some(notification))) => match AuthChange::parse(notification.payload()) {
+                    Some(change) => return Ok(change),
+                    None => tracing::warn!(
+                        payload = notification.payload(),
+                        "ignoring an unknown auth change notification"
+                    ),
+                },
+                Ok(Ok(None)) => {
+                    let lost = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the listening connection was lost",
+                    );
+                    return Err(sqlx::Error::Io(lost));
+                }
+                Ok(Err(error)) => return Err(error),
+                Err(_silence) => self.probe(alive_within).await?,
+            }
+        }
+    }
+
+    async fn probe(&mut self, within: Duration) -> Result<(), sqlx::Error> {
+        let probe = sqlx::query!("select 1 as \"alive!\"").fetch_one(&mut self.listener);
+        match tokio::time::timeout(within, probe).await {
+            Ok(answer) => answer.map(|_| ()),
+            Err(_) => Err(sqlx::Error::Io(std::io::ErrorKind::TimedOut.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_parse_to_what_to_forget() {
+        let organization_id = Uuid::new_v4();
+        let user_id = Uuid::new_v4();
+        assert_eq!(
+            AuthChange::parse(&format!("key:{organization_id}:00ff")),
+            Some(AuthChange::Credential(TokenHash(vec![0, 255])))
+        );
+        assert_eq!(
+            AuthChange::parse(&format!("user:{organization_id}:{user_id}")),
+            Some(AuthChange::User {
+                organization_id,
+                user_id
+            })
+        );
+        assert_eq!(
+            AuthChange::parse(&format!("org:{organization_id}:{user_id}")),
+            Some(AuthChange::Organization(organization_id))
+        );
+        assert_eq!(AuthChange::parse("all::"), Some(AuthChange::Everything));
+        assert_eq!(AuthChange::parse("key:x:zz"), None);
+        assert_eq!(AuthChange::parse("other"), None);
+    }
+}
