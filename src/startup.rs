@@ -183,9 +183,9 @@ impl Application {
         let metrics = Arc::new(Metrics::new().context("register the metrics")?);
         let authenticator = Arc::new(Authenticator::new(pool.clone(), settings.auth_cache_ttl));
         let mut tasks = BackgroundTasks::default();
-        spawn_authentication_tasks(&mut tasks, &authenticator, &pool);
         let (health, watcher, database) = health_service(&pool).await;
         tasks.spawn("the database watch", watcher.run());
+        spawn_authentication_tasks(&mut tasks, &authenticator, &pool, &database);
         let jobs = Jobs {
             pool: pool.clone(),
             settings: Arc::new(settings.import.clone()),
@@ -464,6 +464,7 @@ fn spawn_authentication_tasks(
     tasks: &mut BackgroundTasks,
     authenticator: &Arc<Authenticator>,
     pool: &PgPool,
+    database: &DatabaseWatch,
 ) {
     tasks.spawn(
         "the auth change listener",
@@ -472,10 +473,15 @@ fn spawn_authentication_tasks(
     let recorder = authenticator.clone();
     tasks.spawn(
         "the API key use recorder",
-        periodic("record API key uses", Duration::from_secs(1), move || {
-            let recorder = recorder.clone();
-            async move { recorder.record_key_uses().await }
-        }),
+        periodic(
+            "record API key uses",
+            Duration::from_secs(1),
+            database.clone(),
+            move || {
+                let recorder = recorder.clone();
+                async move { recorder.record_key_uses().await }
+            },
+        ),
     );
 }
 
