@@ -47,8 +47,6 @@ create trigger users_notify_auth_update after update on users
     execute function notify_auth_change('user', 'id');
 create trigger users_notify_auth_delete after delete on users
     for each row execute function notify_auth_change('user', 'id');
-create trigger memberships_notify_auth after insert or update or delete on memberships
-    for each row execute function notify_auth_change('user', 'user_id');
 create trigger groups_notify_auth after update or delete on groups
     for each row execute function notify_auth_change('org', 'id');
 create trigger group_units_notify_auth after insert or update or delete on group_units
@@ -66,3 +64,46 @@ create trigger memberships_notify_auth_truncate after truncate on memberships
     for each statement execute function notify_auth_truncate();
 create trigger groups_notify_auth_truncate after truncate on groups
     for each statement execute function notify_auth_truncate();
+
+-- Memberships notify per statement: one notification per user it touched,
+-- or one per organization when it touched many (an import or a seed), so a
+-- 100,000-row import costs one notification, not 100,000.
+create function notify_membership_users(pairs text[]) returns void language plpgsql as $$
+begin
+    if cardinality(pairs) > 100 then
+        perform pg_notify('roster_auth_changes', 'org:' || organization_id || ':')
+        from (select distinct split_part(pair, ':', 1) as organization_id
+              from unnest(pairs) as pair) as organizations;
+    else
+        perform pg_notify('roster_auth_changes', 'user:' || pair) from unnest(pairs) as pair;
+    end if;
+end
+$$;
+
+create function notify_membership_change() returns trigger language plpgsql as $$
+begin
+    -- Each trigger sees only its own transition tables; the other branches never run.
+    if tg_op = 'INSERT' then
+        perform notify_membership_users(array(
+            select distinct organization_id || ':' || user_id from added));
+    elsif tg_op = 'DELETE' then
+        perform notify_membership_users(array(
+            select distinct organization_id || ':' || user_id from removed));
+    else
+        perform notify_membership_users(array(
+            select organization_id || ':' || user_id from added
+            union select organization_id || ':' || user_id from removed));
+    end if;
+    return null;
+end
+$$;
+
+create trigger memberships_notify_auth_insert after insert on memberships
+    referencing new table as added
+    for each statement execute function notify_membership_change();
+create trigger memberships_notify_auth_update after update on memberships
+    referencing new table as added old table as removed
+    for each statement execute function notify_membership_change();
+create trigger memberships_notify_auth_delete after delete on memberships
+    referencing old table as removed
+    for each statement execute function notify_membership_change();
