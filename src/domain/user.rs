@@ -229,6 +229,41 @@ impl UserFilter {
     pub fn query_words(query: &str) -> Vec<String> {
         fold(query).split_whitespace().map(str::to_owned).collect()
     }
+
+    /// How the query words match (spec §3): a word of one or two characters
+    /// matches the start of a word only ("jo" finds "João", not "Bijou"),
+    /// longer words any part of the search key.
+    pub fn query_terms(&self) -> QueryTerms {
+        let mut terms = QueryTerms::default();
+        for word in &self.query_words {
+            if word.chars().count() > 2 {
+                terms.parts.push(word.clone());
+            } else {
+                // "j." is the start "j": split like the key's words are.
+                terms.word_starts.extend(
+                    word.split(is_word_separator)
+                        .filter(|start| !start.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+        }
+        terms
+    }
+}
+
+/// The query words of a [`UserFilter`], by how they match.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct QueryTerms {
+    /// Each must be the start of a word of the search key.
+    pub word_starts: Vec<String>,
+    /// Each must be part of the search key.
+    pub parts: Vec<String>,
+}
+
+/// What splits the folded search key into words: an ASCII character that is
+/// not a letter or digit (the store's `WORD_START` expression says the same).
+fn is_word_separator(character: char) -> bool {
+    character.is_ascii() && !character.is_ascii_alphanumeric()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -883,6 +918,21 @@ mod tests {
     fn refused_fields(input: &UserInput) -> Vec<String> {
         let violations = UserValues::parse(input, "user.").unwrap_err();
         violations.into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn short_query_words_are_word_starts_and_longer_ones_parts() {
+        let filter = UserFilter {
+            query_words: UserFilter::query_words("Jo Á silva j. .. @a ana.sp@"),
+            ..Default::default()
+        };
+        assert_eq!(
+            filter.query_terms(),
+            QueryTerms {
+                word_starts: vec!["jo".into(), "a".into(), "j".into(), "a".into()],
+                parts: vec!["silva".into(), "ana.sp@".into()],
+            }
+        );
     }
 
     #[test]

@@ -108,13 +108,27 @@ pub async fn total_size(
         .push(" limit ")
         .push_bind(EXACT_COUNT_LIMIT + 1)
         .push(") capped");
-    let count: i64 = count_query.build_query_scalar().fetch_one(pool).await?;
+    // Planned for its own values every time, like a search's page.
+    let count: i64 = count_query
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(pool)
+        .await?;
     if count <= EXACT_COUNT_LIMIT {
         return Ok(TotalSize {
             value: count,
             estimated: false,
         });
     }
+    estimated_total_size(pool, push_from_where).await
+}
+
+/// The planner's estimate, for a list known to hold more than the exact
+/// count's limit.
+pub async fn estimated_total_size(
+    pool: &PgPool,
+    push_from_where: impl FromWhere,
+) -> Result<TotalSize, sqlx::Error> {
     let mut explain = QueryBuilder::new("explain (format json) select 1 ");
     push_from_where(&mut explain);
     let plan: serde_json::Value = explain.build_query_scalar().fetch_one(pool).await?;

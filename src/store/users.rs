@@ -5,12 +5,12 @@ use uuid::Uuid;
 
 use super::{
     map_constraint_violation,
-    paging::{cut_to_page, start_after, total_size},
+    paging::{cut_to_page, estimated_total_size, start_after, total_size, FromWhere},
     Transaction,
 };
 use crate::domain::{
     import::{batch::ImportedUser, decide::StoredUser},
-    paging::{fingerprint, Page, PageRequest},
+    paging::{fingerprint, Page, PageRequest, TotalSize, EXACT_COUNT_LIMIT},
     status::StatusFacts,
     user::{
         AdminState, Credentials, InvitationTargets, LegacyStatus, LookupKey, User, UserFilter,
@@ -338,6 +338,12 @@ enum Position {
     LastName(String, Uuid),
 }
 
+/// Where a word of the search key starts: at the beginning, or after an
+/// ASCII character that is not a letter or digit (`QueryTerms`' rule). The
+/// trigram index answers this regular expression too: pg_trgm reads the
+/// class as a word boundary, so "jo" looks up the trigrams "  j" and " jo".
+const WORD_START: &str = r"(^|[\x01-/:-@[-`{-\x7f])";
+
 fn push_user_filters(
     query: &mut QueryBuilder<'static, Postgres>,
     organization_id: Uuid,
@@ -346,8 +352,15 @@ fn push_user_filters(
     query
         .push(" from users where users.organization_id = ")
         .push_bind(organization_id);
-    for word in &filter.query_words {
-        let escaped = word
+    let terms = filter.query_terms();
+    for start in terms.word_starts {
+        // A start holds letters and digits only: nothing to escape.
+        query
+            .push(" and users.search_key ~ ")
+            .push_bind(format!("{WORD_START}{start}"));
+    }
+    for part in &terms.parts {
+        let escaped = part
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
@@ -392,13 +405,158 @@ pub async fn list(
 ) -> Result<Page<User>, DomainError> {
     let query_fingerprint = fingerprint(&("users", filter, order));
     let after: Option<Position> = start_after(page, &query_fingerprint)?;
-    let filter = filter.clone();
+    let searching = !filter.query_words.is_empty();
+    let owned_filter = filter.clone();
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
-        push_user_filters(query, organization_id, &filter);
+        push_user_filters(query, organization_id, &owned_filter);
     };
-    let mut query = QueryBuilder::new(format!("select {USER_COLUMNS}"));
+    let few_matches = if searching {
+        page_of_few_matches(pool, organization_id, &push_from_where, order, &after, page).await?
+    } else {
+        FewMatches::NotTried
+    };
+    let (mut rows, total_size) = match few_matches {
+        FewMatches::Page(rows, total_size) => (rows, total_size),
+        FewMatches::TooMany => {
+            let total_size = estimated_total_size(pool, &push_from_where).await?;
+            (
+                page_of_many_matches(pool, organization_id, filter, order, &after, page).await?,
+                total_size,
+            )
+        }
+        FewMatches::NotTried => {
+            // Filters without words: the planner's choice, as ever.
+            let total_size = total_size(pool, &push_from_where).await?;
+            let mut query = QueryBuilder::new(format!("select {USER_COLUMNS}"));
+            push_from_where(&mut query);
+            push_page(&mut query, order, &after, page);
+            (query.build_query_as().fetch_all(pool).await?, total_size)
+        }
+    };
+    let next_page_token = cut_to_page(&mut rows, page, &query_fingerprint, |last| match order {
+        UserOrder::CreateTimeDesc => Position::Created(last.create_time, last.id),
+        UserOrder::LastName => Position::LastName(last.last_name_key.clone(), last.id),
+    });
+    Ok(Page {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_page_token,
+        total_size,
+    })
+}
+
+enum FewMatches {
+    /// The page, and how many matched in all (exact).
+    Page(Vec<UserRow>, TotalSize),
+    /// More than the exact count's limit.
+    TooMany,
+    /// Not a search; or a page after the end, which tells no count.
+    NotTried,
+}
+
+#[derive(FromRow)]
+struct CountedUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    matched: i64,
+}
+
+/// A search's page in one pass when at most 10,000 users match: the trigram
+/// index collects the matches (up to one past the limit, to tell), they are
+/// counted, and only they are ordered. Walking the order's index instead, as
+/// the planner likes under a LIMIT, reads most of the table when the few
+/// matches sit late in that order or are not there at all.
+async fn page_of_few_matches(
+    pool: &PgPool,
+    organization_id: Uuid,
+    push_from_where: &impl FromWhere,
+    order: UserOrder,
+    after: &Option<Position>,
+    page: &PageRequest,
+) -> Result<FewMatches, sqlx::Error> {
+    // The matches keep only what ordering needs; the page's users are read
+    // whole afterwards.
+    let mut query = QueryBuilder::new(
+        "with matches as materialized (select users.id, users.create_time, users.last_name_key",
+    );
     push_from_where(&mut query);
-    match after {
+    query
+        .push(" limit ")
+        .push_bind(EXACT_COUNT_LIMIT + 1)
+        .push(format!(
+            ") select {USER_COLUMNS}, (select count(*) from matches) as matched \
+             from (select * from matches as users where true"
+        ));
+    push_page(&mut query, order, after, page);
+    query
+        .push(") as page join users on users.organization_id = ")
+        .push_bind(organization_id)
+        .push(" and users.id = page.id")
+        .push(order_by(order));
+    let rows: Vec<CountedUserRow> = query
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(pool)
+        .await?;
+    let matched = match (rows.first(), after) {
+        (Some(row), _) => row.matched,
+        (None, None) => 0,
+        (None, Some(_)) => return Ok(FewMatches::NotTried),
+    };
+    if matched > EXACT_COUNT_LIMIT {
+        return Ok(FewMatches::TooMany);
+    }
+    let total_size = TotalSize {
+        value: matched,
+        estimated: false,
+    };
+    Ok(FewMatches::Page(
+        rows.into_iter().map(|row| row.user).collect(),
+        total_size,
+    ))
+}
+
+/// A search's page when more than 10,000 users match. Newest first, the
+/// create-time index is walked and its matches kept: rows are stored in
+/// about that order, and over 10,000 matches of a million meet a page within
+/// a few thousand rows. Sorting is turned off for that statement so the
+/// planner walks even where it would sort: its estimate for a LIKE pattern
+/// shrinks with the pattern's length, so a common email domain looked rare
+/// to it. By last name the planner chooses: a walk there visits rows all
+/// over the table, and is slow when the matches gather late in the order
+/// (a common surname); collecting and sorting them all is no better.
+async fn page_of_many_matches(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &UserFilter,
+    order: UserOrder,
+    after: &Option<Position>,
+    page: &PageRequest,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    let mut query = QueryBuilder::new(format!("select {USER_COLUMNS}"));
+    push_user_filters(&mut query, organization_id, filter);
+    push_page(&mut query, order, after, page);
+    // Planned for its own values every time, like the searches above.
+    let query = query.build_query_as().persistent(false);
+    if order == UserOrder::LastName {
+        return query.fetch_all(pool).await;
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("set local enable_sort = off")
+        .execute(&mut *tx)
+        .await?;
+    let rows = query.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// The keyset condition after `after`, the order, and the limit of a page.
+fn push_page(
+    query: &mut QueryBuilder<'static, Postgres>,
+    order: UserOrder,
+    after: &Option<Position>,
+    page: &PageRequest,
+) {
+    match after.clone() {
         Some(Position::Created(time, id)) => {
             query
                 .push(" and (users.create_time, users.id) < (")
@@ -417,21 +575,15 @@ pub async fn list(
         }
         None => {}
     }
-    query.push(match order {
+    query.push(order_by(order));
+    query.push(" limit ").push_bind(page.size.fetch_limit());
+}
+
+fn order_by(order: UserOrder) -> &'static str {
+    match order {
         UserOrder::CreateTimeDesc => " order by users.create_time desc, users.id desc",
         UserOrder::LastName => " order by users.last_name_key, users.id",
-    });
-    query.push(" limit ").push_bind(page.size.fetch_limit());
-    let mut rows: Vec<UserRow> = query.build_query_as().fetch_all(pool).await?;
-    let next_page_token = cut_to_page(&mut rows, page, &query_fingerprint, |last| match order {
-        UserOrder::CreateTimeDesc => Position::Created(last.create_time, last.id),
-        UserOrder::LastName => Position::LastName(last.last_name_key.clone(), last.id),
-    });
-    Ok(Page {
-        items: rows.into_iter().map(Into::into).collect(),
-        next_page_token,
-        total_size: total_size(pool, push_from_where).await?,
-    })
+    }
 }
 
 /// Users of one status each, and how many are onboarded. Stays a built
