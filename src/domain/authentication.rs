@@ -22,7 +22,7 @@ use super::{
     token::{PresentedToken, TokenKind},
     DomainError,
 };
-use crate::store::{self, connections::read};
+use crate::store::{self, auth_changes::AuthChange, connections::read};
 
 /// The longest a credential or a user's access is reused from memory even
 /// when no change was announced: a backstop, within the spec's 30 s, for
@@ -102,6 +102,13 @@ impl Authenticator {
     /// For the task that evicts changed entries (`auth_cache::follow_changes`).
     pub fn cache(&self) -> Arc<AuthCache> {
         self.cache.clone()
+    }
+
+    /// Forgets everything kept, after a write of this server: its
+    /// notification reaches the listener a moment after the commit, and the
+    /// writer's next call must not come before it.
+    pub fn forget_own_writes(&self) {
+        self.cache.forget(&AuthChange::Everything);
     }
 
     /// Writes the API key uses noted since the last call, in one statement.

@@ -343,6 +343,8 @@ impl SignIn {
         };
         work.record(work.audit_record(action, "user", user_id));
         work.commit().await?;
+        // The password pages write outside the gRPC layer that does this for calls.
+        self.authenticator.forget_own_writes();
         Ok(PasswordSet {
             organization: locked.organization_name,
             username: locked.username,

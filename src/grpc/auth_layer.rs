@@ -11,7 +11,11 @@ use super::{
     access::{required_access, Access},
     middleware::{Answer, Around, Next},
 };
-use crate::domain::{authentication::Authenticator, caller::Caller, DomainError};
+use crate::domain::{
+    authentication::Authenticator,
+    caller::{Caller, Scope},
+    DomainError,
+};
 
 #[derive(Clone)]
 pub struct AuthLayer {
@@ -31,14 +35,21 @@ impl Around for AuthLayer {
         let path = request.uri().path().to_owned();
         let authorization = request.headers().get(http::header::AUTHORIZATION).cloned();
         Box::pin(async move {
-            match authorize(&authenticator, &path, authorization.as_ref()).await {
+            let answer = match authorize(&authenticator, &path, authorization.as_ref()).await {
                 Ok(Some(caller)) => {
                     request.extensions_mut().insert(caller);
                     next.call(request).await
                 }
                 Ok(None) => next.call(request).await,
-                Err(status) => Ok(status.into_http()),
+                Err(status) => return Ok(status.into_http()),
+            };
+            if may_write(&path) {
+                // This server's own writes (a logout, a revoked key, a
+                // deactivation) bite on its next call, not when their
+                // notification comes back.
+                authenticator.forget_own_writes();
             }
+            answer
         })
     }
 }
@@ -76,6 +87,15 @@ async fn authorize(
         return Err(DomainError::PermissionDenied(denial(access)).into());
     }
     Ok(Some(caller))
+}
+
+/// Every method but the reads of the VIEWER scope, WhoAmI, health and reflection.
+fn may_write(path: &str) -> bool {
+    let reads = matches!(
+        required_access(path),
+        Some(Access::Scope(Scope::Viewer) | Access::AnyToken)
+    );
+    !reads && !path.starts_with("/grpc.")
 }
 
 fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, Status> {
