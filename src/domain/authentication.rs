@@ -19,7 +19,7 @@ use super::{
     auth_cache::{AuthCache, Credential},
     caller::{Caller, Principal, Scope, Scopes},
     status::UserStatus,
-    token::{PresentedToken, TokenKind},
+    token::{AccessTokenRecord, PresentedToken, TokenKind},
     DomainError,
 };
 use crate::store::{self, auth_changes::AuthChange, connections::read};
@@ -179,10 +179,7 @@ impl Authenticator {
         })
     }
 
-    async fn authenticate_user(
-        &self,
-        record: &super::token::AccessTokenRecord,
-    ) -> Result<Caller, DomainError> {
+    async fn authenticate_user(&self, record: &AccessTokenRecord) -> Result<Caller, DomainError> {
         if record.revoke_time.is_some() {
             return Err(DomainError::Unauthenticated("access token revoked".into()));
         }

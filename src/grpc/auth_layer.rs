@@ -33,17 +33,19 @@ impl Around for AuthLayer {
         let authenticator = self.authenticator.clone();
         // Only owned parts cross the await: the body need not be `Sync`.
         let path = request.uri().path().to_owned();
+        let access = required_access(&path);
         let authorization = request.headers().get(http::header::AUTHORIZATION).cloned();
         Box::pin(async move {
-            let answer = match authorize(&authenticator, &path, authorization.as_ref()).await {
-                Ok(Some(caller)) => {
-                    request.extensions_mut().insert(caller);
-                    next.call(request).await
-                }
-                Ok(None) => next.call(request).await,
-                Err(status) => return Ok(status.into_http()),
-            };
-            if may_write(&path) {
+            let answer =
+                match authorize(&authenticator, &path, access, authorization.as_ref()).await {
+                    Ok(Some(caller)) => {
+                        request.extensions_mut().insert(caller);
+                        next.call(request).await
+                    }
+                    Ok(None) => next.call(request).await,
+                    Err(status) => return Ok(status.into_http()),
+                };
+            if may_write(&path, access) {
                 // This server's own writes (a logout, a revoked key, a
                 // deactivation) bite on its next call, not when their
                 // notification comes back.
@@ -54,13 +56,15 @@ impl Around for AuthLayer {
     }
 }
 
-/// The caller when the method needs one, `None` for public methods.
+/// The caller when the method (of `access`, `None` when not in the table)
+/// needs one, `None` for public methods.
 async fn authorize(
     authenticator: &Authenticator,
     path: &str,
+    access: Option<Access>,
     authorization: Option<&HeaderValue>,
 ) -> Result<Option<Caller>, Status> {
-    let access = required_access(path).ok_or_else(|| {
+    let access = access.ok_or_else(|| {
         Status::permission_denied(format!(
             "method {} is not in the access table",
             crate::domain::echo(path)
@@ -90,9 +94,9 @@ async fn authorize(
 }
 
 /// Every method but the reads of the VIEWER scope, WhoAmI, health and reflection.
-fn may_write(path: &str) -> bool {
+fn may_write(path: &str, access: Option<Access>) -> bool {
     let reads = matches!(
-        required_access(path),
+        access,
         Some(Access::Scope(Scope::Viewer) | Access::AnyToken)
     );
     !reads && !path.starts_with("/grpc.")

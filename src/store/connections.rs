@@ -27,24 +27,21 @@ use super::error::is_connection_lost;
 macro_rules! read {
     ($pool:expr, |$connection:ident| $body:expr) => {{
         let pool: &sqlx::PgPool = $pool;
-        let first: Result<_, sqlx::Error> = match pool.acquire().await {
-            Ok(mut pooled) => {
-                let $connection: &mut sqlx::PgConnection = &mut pooled;
-                async { $body }.await
-            }
-            Err(error) => Err(error),
-        };
-        match first {
-            Err(error) if $crate::store::connections::found_dead(&error) => {
-                match pool.acquire().await {
-                    Ok(mut pooled) => {
-                        let $connection: &mut sqlx::PgConnection = &mut pooled;
-                        async { $body }.await
-                    }
-                    Err(error) => Err(error),
+        let mut retried = false;
+        loop {
+            let result: Result<_, sqlx::Error> = match pool.acquire().await {
+                Ok(mut pooled) => {
+                    let $connection: &mut sqlx::PgConnection = &mut pooled;
+                    async { $body }.await
                 }
+                Err(error) => Err(error),
+            };
+            match result {
+                Err(error) if !retried && $crate::store::connections::found_dead(&error) => {
+                    retried = true;
+                }
+                result => break result,
             }
-            result => result,
         }
     }};
 }

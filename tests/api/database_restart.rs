@@ -23,7 +23,7 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
 
-use crate::helpers::{eventually, TestApp};
+use crate::helpers::{eventually, RunningServer, TestApp};
 
 /// Each read of the load carries this deadline.
 const CALL_DEADLINE: Duration = Duration::from_secs(3);
@@ -401,4 +401,61 @@ async fn a_database_restart_under_load_is_answered_unavailable_and_loses_no_repo
     app.stop_server().await;
     pool.close().await;
     own.stop().await;
+}
+
+/// Pooled connections are handed out without a ping first (issue 15): a
+/// read that lands on one whose backend died while it sat idle runs again on
+/// a sound one, and the caller sees nothing.
+#[tokio::test]
+async fn reads_on_pooled_connections_that_died_while_idle_are_answered() {
+    const POOL_NAME: &str = "roster reads on dead connections";
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ana", "Idle", "ana.idle@acme.com").await;
+    // A server with two connections of its own and no email worker: nothing
+    // but the reads below takes them from its pool. (Its database watch
+    // connects with the same name; the reads' last statement tells them apart.)
+    let options = (*app.pool.connect_options())
+        .clone()
+        .application_name(POOL_NAME);
+    let pool = pool_options(2).connect_with(options).await.unwrap();
+    let server = RunningServer::start(&pool, &app.mail, |settings| settings.delivery = None).await;
+    let reads = || {
+        futures::future::join_all((0..2).map(|_| {
+            let mut users = server.users(app.as_admin());
+            let request = proto::GetUserRequest {
+                user_id: user.id.clone(),
+            };
+            async move { users.get_user(request).await.map(|_| ()) }
+        }))
+    };
+    for read in reads().await {
+        read.unwrap();
+    }
+    // The key's first use is written within a second (then once a minute):
+    // after that, both connections serve the reads again and sit idle.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for read in reads().await {
+        read.unwrap();
+    }
+
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "select pg_terminate_backend(pid, 5000) from pg_stat_activity \
+         where datname = current_database() and application_name = $1 \
+         and query like 'select id, first_name%'",
+    )
+    .bind(POOL_NAME)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    // Both, or one when a single connection happened to serve both reads.
+    assert!(
+        !ended.is_empty() && ended.iter().all(|&ended| ended),
+        "idle connections ended: {ended:?}"
+    );
+
+    for round in 0..2 {
+        for read in reads().await {
+            read.unwrap_or_else(|status| panic!("round {round}: {status:?}"));
+        }
+    }
 }

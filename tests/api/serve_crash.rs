@@ -234,6 +234,31 @@ async fn import_until_first_batch(
     import
 }
 
+/// The import job of cycle `cycle`'s file.
+#[derive(sqlx::FromRow)]
+struct Job {
+    status: String,
+    created: i64,
+    failed: i64,
+}
+
+async fn job_of_cycle(database: &PgPool, cycle: usize) -> Job {
+    sqlx::query_as("select status, created, failed from import_jobs where file_name like $1")
+        .bind(format!("%people-{cycle}.csv"))
+        .fetch_one(database)
+        .await
+        .unwrap()
+}
+
+/// The users that cycle `cycle`'s import wrote.
+async fn rows_of_cycle(database: &PgPool, cycle: usize) -> i64 {
+    sqlx::query_scalar("select count(*) from users where email like $1")
+        .bind(format!("c{cycle}-%"))
+        .fetch_one(database)
+        .await
+        .unwrap()
+}
+
 /// Issue 20's acceptance for the server: `roster serve` killed with SIGKILL
 /// under steady reads and a running import, and started again at once on the
 /// same address. Each start serves within `RESTART_WITHIN`, reads resume and
@@ -315,18 +340,12 @@ async fn serve_killed_with_sigkill_under_reads_and_an_import_starts_again_at_onc
     })
     .await;
     for cycle in 0..CYCLES {
-        let (status, created, failed): (String, i64, i64) = sqlx::query_as(
-            "select status, created, failed from import_jobs where file_name like $1",
-        )
-        .bind(format!("%people-{cycle}.csv"))
-        .fetch_one(&database)
-        .await
-        .unwrap();
-        let users: i64 = sqlx::query_scalar("select count(*) from users where email like $1")
-            .bind(format!("c{cycle}-%"))
-            .fetch_one(&database)
-            .await
-            .unwrap();
+        let Job {
+            status,
+            created,
+            failed,
+        } = job_of_cycle(&database, cycle).await;
+        let users = rows_of_cycle(&database, cycle).await;
         assert_eq!(status, "INTERRUPTED", "cycle {cycle}");
         assert_eq!((created, failed), (users, 0), "cycle {cycle}");
         assert!(
@@ -439,23 +458,14 @@ async fn the_postmaster_killed_five_times_under_reads_and_an_import_is_restarted
             .unwrap();
         let database = connect(&pgdata).await;
         let job = eventually("the job ends", Duration::from_secs(30), || {
-            let query = sqlx::query_as::<_, (String, i64, i64)>(
-                "select status, created, failed from import_jobs where file_name like $1",
-            )
-            .bind(format!("%people-{cycle}.csv"));
             let database = database.clone();
             async move {
-                let job = query.fetch_one(&database).await.unwrap();
-                (job.0 != "RUNNING").then_some(job)
+                let job = job_of_cycle(&database, cycle).await;
+                (job.status != "RUNNING").then_some(job)
             }
         })
         .await;
-        let users_written: i64 =
-            sqlx::query_scalar("select count(*) from users where email like $1")
-                .bind(format!("c{cycle}-%"))
-                .fetch_one(&database)
-                .await
-                .unwrap();
+        let users_written = rows_of_cycle(&database, cycle).await;
         // An import whose database work fell in the outage ends INTERRUPTED
         // (its client fails and says how to resume); one that touched the
         // database only before and after it runs to the end. Either way the
@@ -467,8 +477,12 @@ async fn the_postmaster_killed_five_times_under_reads_and_an_import_is_restarted
             interrupted += 1;
             "INTERRUPTED"
         };
-        assert_eq!(job.0, expected, "cycle {cycle}: {ended:?} {printed}");
-        assert_eq!((job.1, job.2), (users_written, 0), "cycle {cycle}");
+        assert_eq!(job.status, expected, "cycle {cycle}: {ended:?} {printed}");
+        assert_eq!(
+            (job.created, job.failed),
+            (users_written, 0),
+            "cycle {cycle}"
+        );
         eprintln!("cycle {cycle}: the import {expected} with {users_written} rows written");
         database.close().await;
     }
