@@ -54,6 +54,11 @@ pub struct Cli {
         global = true
     )]
     log_format: LogFormat,
+    /// Admin commands (org, api-key, migrate): create a new, empty private
+    /// cluster when the data directory holds none, instead of refusing.
+    /// `roster serve` creates it on its first start without asking.
+    #[arg(long, global = true)]
+    init: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -263,10 +268,21 @@ struct ServeArgs {
 enum OrgCommand {
     /// Create an organization (with its built-in Admin and Viewer profiles); prints its id.
     Create {
-        /// The name people type at sign-in; unique ignoring case.
+        /// The name people type at sign-in ("company"); unique ignoring case.
         name: String,
+        /// How emails name it, e.g. "Acme Corporation" (default: its name).
+        #[arg(long, default_value = "")]
+        display_name: String,
     },
-    /// List organizations: id and name, tab-separated.
+    /// Rename an organization: people type NEW at sign-in from then on. Its
+    /// id, users, keys, groups and the links already emailed stay as they are.
+    Rename {
+        /// Its current name.
+        old: String,
+        /// Its new name; unique ignoring case.
+        new: String,
+    },
+    /// List organizations: id, name and display name, tab-separated.
     List,
 }
 
@@ -366,7 +382,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             remote::export(&args.server.connection(), request, args.output).await
         }
         command => {
-            let database = Database::open(source, 2).await?;
+            let database = Database::open(source.for_admin_command(cli.init), 2).await?;
             let result = admin_command(&database, command).await;
             database.close().await?;
             result
@@ -476,14 +492,33 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
         Command::Migrate => {
             eprintln!("migrations applied");
         }
-        Command::Org(OrgCommand::Create { name }) => {
-            let organization =
-                organization::create_organization(pool, &name, Actor::Operator).await?;
+        Command::Org(OrgCommand::Create { name, display_name }) => {
+            let organization = organization::create_named_organization(
+                pool,
+                &name,
+                &display_name,
+                Actor::Operator,
+            )
+            .await?;
             println!("{}", organization.id);
+        }
+        Command::Org(OrgCommand::Rename { old, new }) => {
+            let organization =
+                organization::rename_organization(pool, &old, &new, Actor::Operator).await?;
+            eprintln!(
+                "renamed organization `{}` to `{}` ({}): people type `{}` at sign-in from now on",
+                old.trim(),
+                organization.name,
+                organization.id,
+                organization.name
+            );
         }
         Command::Org(OrgCommand::List) => {
             for organization in organization::list_organizations(pool).await? {
-                println!("{}\t{}", organization.id, organization.name);
+                println!(
+                    "{}\t{}\t{}",
+                    organization.id, organization.name, organization.settings.display_name
+                );
             }
         }
         Command::ApiKey(ApiKeyCommand::Create {

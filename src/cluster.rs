@@ -50,6 +50,23 @@ pub struct ClusterOptions {
     /// time (the serve lock says so), and a cluster it finds running is
     /// stopped and started again under its own supervision rather than used.
     pub serving: bool,
+    /// Refuse to create a cluster where there is none (admin commands
+    /// without `--init`): a mistyped data directory is an error, not a new
+    /// empty organization list.
+    pub existing_only: bool,
+}
+
+/// No cluster where an admin command was pointed, and it was not asked to
+/// create one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no Roster data in {}: no database cluster was found there. Give the directory \
+     `roster serve` uses (--data-dir DIR or ROSTER_DATA_DIR; the default is .roster in the current \
+     directory) or its database (DATABASE_URL), or pass --init to create a new, empty cluster there",
+    .data_dir.display()
+)]
+pub struct NoRosterData {
+    pub data_dir: PathBuf,
 }
 
 /// A running cluster: started by this process (and stopped by it), or found
@@ -113,8 +130,14 @@ impl PrivateCluster {
     /// Starts the cluster of `data_dir` (creating it on first use), or attaches
     /// to it when another process already runs it.
     pub fn start_or_attach(data_dir: &Path, options: ClusterOptions) -> Result<Self> {
-        let binaries = find_binaries()?;
         let run_as = run_as()?;
+        if options.existing_only && !holds_cluster(data_dir, run_as) {
+            return Err(NoRosterData {
+                data_dir: std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned()),
+            }
+            .into());
+        }
+        let binaries = find_binaries()?;
         fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let data_dir = data_dir
@@ -337,24 +360,39 @@ fn run_as() -> Result<Option<RunAs>> {
     }))
 }
 
-/// `<data dir>/postgres` when the server's user can reach it, else a place
-/// under /var/lib/roster named after the data directory (noted in the data
-/// directory so people can find it).
-fn cluster_location(data_dir: &Path, run_as: Option<RunAs>) -> Result<PathBuf> {
-    let inside = data_dir.join("postgres");
-    let Some(run_as) = run_as else {
-        return Ok(inside);
+/// Whether `data_dir` (as given) holds a cluster, found without creating
+/// anything.
+fn holds_cluster(data_dir: &Path, run_as: Option<RunAs>) -> bool {
+    let Ok(data_dir) = data_dir.canonicalize() else {
+        return false;
     };
-    if can_enter(data_dir, run_as) {
-        return Ok(inside);
-    }
+    outside_location(&data_dir, run_as)
+        .unwrap_or_else(|| data_dir.join("postgres"))
+        .join("PG_VERSION")
+        .exists()
+}
+
+/// Where the cluster of a (canonical) data directory lives when the
+/// server's user cannot reach inside it: a place under /var/lib/roster
+/// named after it.
+fn outside_location(data_dir: &Path, run_as: Option<RunAs>) -> Option<PathBuf> {
+    let run_as = run_as?;
+    (!can_enter(data_dir, run_as)).then(|| Path::new(FALLBACK_ROOT).join(short_hash(data_dir)))
+}
+
+/// `<data dir>/postgres` when the server's user can reach it, else
+/// `outside_location`, created and noted in the data directory so people
+/// can find it.
+fn cluster_location(data_dir: &Path, run_as: Option<RunAs>) -> Result<PathBuf> {
+    let Some(outside) = outside_location(data_dir, run_as) else {
+        return Ok(data_dir.join("postgres"));
+    };
     let root = Path::new(FALLBACK_ROOT);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(root)
         .with_context(|| format!("cannot create {}", root.display()))?;
-    let outside = root.join(short_hash(data_dir));
     fs::write(
         data_dir.join("CLUSTER_LOCATION"),
         format!(

@@ -22,10 +22,13 @@ pub const PRIVATE_DATABASE: &str = "roster";
 pub enum DatabaseSource {
     Url(String),
     /// `serving`: opened by `roster serve`, which owns the cluster (see
-    /// `ClusterOptions::serving`); admin commands share it.
+    /// `ClusterOptions::serving`); admin commands share it. `may_create`:
+    /// a missing cluster is created (`roster serve`, or a command given
+    /// `--init`) rather than refused.
     Private {
         data_dir: PathBuf,
         serving: bool,
+        may_create: bool,
     },
 }
 
@@ -37,16 +40,32 @@ impl DatabaseSource {
             None => Self::Private {
                 data_dir,
                 serving: false,
+                may_create: false,
             },
         }
     }
 
-    /// The source as `roster serve` opens it: the owner of a private cluster.
+    /// The source as `roster serve` opens it: the owner of a private
+    /// cluster, which it creates on the first start (zero configuration).
     pub fn for_server(self) -> Self {
         match self {
             Self::Private { data_dir, .. } => Self::Private {
                 data_dir,
                 serving: true,
+                may_create: true,
+            },
+            url => url,
+        }
+    }
+
+    /// The source as an admin command opens it: a missing private cluster
+    /// is created only when `init` (`--init`) asks for it.
+    pub fn for_admin_command(self, init: bool) -> Self {
+        match self {
+            Self::Private { data_dir, .. } => Self::Private {
+                data_dir,
+                serving: false,
+                may_create: init,
             },
             url => url,
         }
@@ -67,10 +86,15 @@ impl Database {
                     .context("DATABASE_URL is not a valid PostgreSQL URL")?;
                 (options, None)
             }
-            DatabaseSource::Private { data_dir, serving } => {
+            DatabaseSource::Private {
+                data_dir,
+                serving,
+                may_create,
+            } => {
                 let cluster = tokio::task::spawn_blocking(move || {
                     let options = ClusterOptions {
                         serving,
+                        existing_only: !may_create,
                         ..ClusterOptions::default()
                     };
                     PrivateCluster::start_or_attach(&data_dir, options)

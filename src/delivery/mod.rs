@@ -268,9 +268,11 @@ impl DeliveryWorker {
             .await?
             .ok_or_else(|| anyhow!("organization {} not found", message.organization_id))?;
         let locale = organization.settings.locale;
+        // `organization` names it for people; `company` is what they type at sign-in.
         let mut context = json!({
             "first_name": user.first_name,
-            "organization": organization.name,
+            "organization": organization.display_name(),
+            "company": organization.name,
             "username": user.username,
         });
         match template {

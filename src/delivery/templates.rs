@@ -133,7 +133,7 @@ mod tests {
     fn every_template_renders_in_every_locale() {
         let templates = Templates::new().unwrap();
         let context = serde_json::json!({
-            "first_name": "Zoë", "organization": "Acme", "username": "zoe", "link": "l",
+            "first_name": "Zoë", "organization": "Acme", "company": "acme-sign-in", "username": "zoe", "link": "l",
             "expire_time": "t", "status": "SUCCEEDED", "job_id": "j", "failure_message": "",
             "counts": {"rows": 3, "created": 2, "updated": 0, "deleted": 0, "unchanged": 0, "skipped": 0, "failed": 1},
             "failed_rows": [{"line": 4, "email": "x@acme.com", "errors": "email: invalid"}],
@@ -149,6 +149,14 @@ mod tests {
                 assert!(!rendered.subject.is_empty() && !rendered.subject.starts_with("Subject"));
                 assert!(rendered.text.contains("Zoë"), "{template:?} {locale:?}");
                 assert!(rendered.html.contains("Zoë"));
+                // A link's email spells out what to type at sign-in.
+                if template != Template::ImportReport {
+                    assert!(
+                        rendered.text.contains("acme-sign-in · "),
+                        "{template:?} {locale:?}"
+                    );
+                    assert!(rendered.html.contains("<strong>acme-sign-in</strong> · "));
+                }
             }
         }
     }

@@ -6,8 +6,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    audit::FieldChanges, call::Call, caller::Actor, name::DisplayName, unit_of_work::UnitOfWork,
-    DomainError, FieldViolation,
+    audit::FieldChanges, call::Call, caller::Actor, name::DisplayName, sign_in,
+    unit_of_work::UnitOfWork, DomainError, FieldViolation,
 };
 use crate::store;
 
@@ -68,15 +68,28 @@ pub struct Settings {
     pub password_reset_ttl_seconds: i64,
     pub access_token_ttl_seconds: i64,
     pub locale: Locale,
+    /// How emails name the organization; empty: by its name.
+    pub display_name: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Organization {
     pub id: Uuid,
+    /// What people type at sign-in ("company"), unique ignoring case.
     pub name: String,
     pub settings: Settings,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+}
+
+impl Organization {
+    /// How people read the organization's name: its display name, else its name.
+    pub fn display_name(&self) -> &str {
+        match self.settings.display_name.as_str() {
+            "" => &self.name,
+            display_name => display_name,
+        }
+    }
 }
 
 const MINUTE: i64 = 60;
@@ -99,6 +112,8 @@ pub struct SettingsPatch {
     pub password_reset_ttl: Option<Option<i64>>,
     pub access_token_ttl: Option<Option<i64>>,
     pub locale: Option<String>,
+    /// Empty (or blank) clears it.
+    pub display_name: Option<String>,
 }
 
 impl SettingsPatch {
@@ -164,9 +179,23 @@ impl SettingsPatch {
                 )),
             }
         }
+        if let Some(raw) = &self.display_name {
+            match parse_display_name(raw, "settings.display_name") {
+                Ok(display_name) => next.display_name = display_name,
+                Err(violation) => violations.push(violation),
+            }
+        }
         DomainError::check(violations)?;
         Ok(next)
     }
+}
+
+/// A display name as stored: a valid name, or empty for none.
+fn parse_display_name(raw: &str, field: &str) -> Result<String, FieldViolation> {
+    if raw.trim().is_empty() {
+        return Ok(String::new());
+    }
+    DisplayName::parse(raw, field).map(|name| name.as_str().to_owned())
 }
 
 fn describe_seconds(seconds: i64) -> String {
@@ -183,11 +212,85 @@ pub async fn create_organization(
     raw_name: &str,
     actor: Actor,
 ) -> Result<Organization, DomainError> {
-    let name = parse_name(raw_name)?;
+    create_named_organization(pool, raw_name, "", actor).await
+}
+
+/// Creates an organization with a display name for emails (empty: none).
+pub async fn create_named_organization(
+    pool: &PgPool,
+    raw_name: &str,
+    raw_display_name: &str,
+    actor: Actor,
+) -> Result<Organization, DomainError> {
+    let name = DisplayName::parse(raw_name, "name");
+    let display_name = parse_display_name(raw_display_name, "display_name");
+    let (name, display_name) = match (name, display_name) {
+        (Ok(name), Ok(display_name)) => (name, display_name),
+        (name, display_name) => {
+            return Err(DomainError::InvalidArgument(
+                [name.err(), display_name.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ))
+        }
+    };
     let mut work = UnitOfWork::begin_as(pool, Uuid::now_v7(), actor, None).await?;
-    let organization = add_organization(&mut work, &name).await?;
+    let mut organization = add_organization(&mut work, &name).await?;
+    if !display_name.is_empty() {
+        let settings = Settings {
+            display_name,
+            ..organization.settings.clone()
+        };
+        organization =
+            store::organizations::update_settings(work.tx(), organization.id, &settings).await?;
+    }
     work.commit().await?;
     Ok(organization)
+}
+
+/// Gives the organization named `old_name` the name `new_name`, which
+/// people type at sign-in from then on. Everything else is kept: ids,
+/// users, keys, groups, links already emailed (they carry ids), and each
+/// account's sign-in throttle state (familiar addresses, failures), which
+/// is keyed by the typed name and carried over to the new one.
+pub async fn rename_organization(
+    pool: &PgPool,
+    old_name: &str,
+    new_name: &str,
+    actor: Actor,
+) -> Result<Organization, DomainError> {
+    let new_name = DisplayName::parse(new_name, "name")
+        .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?;
+    let found = store::organizations::find_by_name(pool, old_name)
+        .await?
+        .ok_or_else(|| no_organization_named(old_name))?;
+    let mut work = UnitOfWork::begin_as(pool, found.id, actor, None).await?;
+    // Locked, then checked again: a concurrent rename may have won.
+    let current = store::organizations::lock(work.tx(), found.id)
+        .await?
+        .filter(|current| current.name == found.name)
+        .ok_or_else(|| no_organization_named(old_name))?;
+    if current.name == new_name.as_str() {
+        return Ok(current);
+    }
+    let renamed = store::organizations::rename(work.tx(), current.id, new_name.as_str()).await?;
+    let usernames = store::users::usernames(work.tx(), current.id).await?;
+    sign_in::carry_throttle_over(work.tx(), &current.name, &renamed.name, &usernames).await?;
+    work.record(
+        work.audit_record("organization.rename", "organization", current.id)
+            .with_field_changes(FieldChanges::between([(
+                "name",
+                json!(current.name),
+                json!(renamed.name),
+            )])),
+    );
+    work.commit().await?;
+    Ok(renamed)
+}
+
+fn no_organization_named(name: &str) -> DomainError {
+    DomainError::NotFound(format!("no organization named `{}`", name.trim()))
 }
 
 pub fn parse_name(raw_name: &str) -> Result<DisplayName, DomainError> {
@@ -312,6 +415,11 @@ fn settings_changes(old: &Settings, new: &Settings) -> FieldChanges {
             json!(old.locale.as_str()),
             json!(new.locale.as_str()),
         ),
+        (
+            "display_name",
+            json!(old.display_name),
+            json!(new.display_name),
+        ),
     ])
 }
 
@@ -327,6 +435,7 @@ mod tests {
             password_reset_ttl_seconds: HOUR,
             access_token_ttl_seconds: 8 * HOUR,
             locale: Locale::En,
+            display_name: String::new(),
         }
     }
 

@@ -8,7 +8,7 @@ mod throttle;
 
 use std::{net::IpAddr, sync::Arc};
 
-pub use self::throttle::{Bucket, ThrottleSettings};
+pub use self::throttle::{carry_over as carry_throttle_over, Bucket, ThrottleSettings};
 use self::throttle::{Flow, Throttle};
 use super::{
     authentication::Authenticator,

@@ -11,6 +11,7 @@ use crate::domain::{
 struct OrganizationRow {
     id: Uuid,
     name: String,
+    display_name: String,
     allow_duplicate_emails: bool,
     public_email_domain_policy: String,
     invitation_ttl_seconds: i64,
@@ -38,10 +39,22 @@ impl TryFrom<OrganizationRow> for Organization {
                 password_reset_ttl_seconds: row.password_reset_ttl_seconds,
                 access_token_ttl_seconds: row.access_token_ttl_seconds,
                 locale: Locale::parse(&row.locale).ok_or_else(|| corrupt("locale"))?,
+                display_name: row.display_name,
             },
             name: row.name,
             create_time: row.create_time,
             update_time: row.update_time,
+        })
+    }
+}
+
+/// The organization's name constraint (unique ignoring case), as the domain says it.
+fn name_taken(name: &str) -> impl Fn(&str) -> Option<DomainError> + '_ {
+    move |constraint| {
+        (constraint == "organizations_name_key").then(|| DomainError::AlreadyExists {
+            reason: "ORGANIZATION_ALREADY_EXISTS",
+            field: "name".into(),
+            message: format!("an organization named `{name}` already exists"),
         })
     }
 }
@@ -53,22 +66,34 @@ pub async fn insert(
 ) -> Result<Organization, DomainError> {
     let row = sqlx::query_as!(
         OrganizationRow,
-        "insert into organizations (id, name) values ($1, $2) returning id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+        "insert into organizations (id, name) values ($1, $2) returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
          password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time",
         id,
         name,
     )
     .fetch_one(&mut **tx)
     .await
-    .map_err(|error| {
-        map_constraint_violation(error, |constraint| {
-            (constraint == "organizations_name_key").then(|| DomainError::AlreadyExists {
-                reason: "ORGANIZATION_ALREADY_EXISTS",
-                field: "name".into(),
-                message: format!("an organization named `{name}` already exists"),
-            })
-        })
-    })?;
+    .map_err(|error| map_constraint_violation(error, name_taken(name)))?;
+    row.try_into()
+}
+
+/// Gives the organization another name (what people type at sign-in).
+pub async fn rename(
+    tx: &mut Transaction<'_>,
+    id: Uuid,
+    name: &str,
+) -> Result<Organization, DomainError> {
+    let row = sqlx::query_as!(
+        OrganizationRow,
+        "update organizations set name = $2 where id = $1 returning id, name, display_name, allow_duplicate_emails, \
+         public_email_domain_policy, invitation_ttl_seconds, password_reset_ttl_seconds, access_token_ttl_seconds, \
+         locale, create_time, update_time",
+        id,
+        name,
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|error| map_constraint_violation(error, name_taken(name)))?;
     row.try_into()
 }
 
@@ -78,7 +103,7 @@ pub async fn find<'e>(
 ) -> Result<Option<Organization>, DomainError> {
     let row = sqlx::query_as!(
         OrganizationRow,
-        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
          password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1",
         id,
     )
@@ -94,7 +119,7 @@ pub async fn find_by_name<'e>(
 ) -> Result<Option<Organization>, DomainError> {
     let row = sqlx::query_as!(
         OrganizationRow,
-        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
          password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where lower(name) = lower($1)",
         name.trim(),
     )
@@ -107,7 +132,7 @@ pub async fn find_by_name<'e>(
 pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organization>, DomainError> {
     let row = sqlx::query_as!(
         OrganizationRow,
-        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
          password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1 for update",
         id,
     )
@@ -123,7 +148,7 @@ pub async fn lock_shared(
 ) -> Result<Option<Organization>, DomainError> {
     let row = sqlx::query_as!(
         OrganizationRow,
-        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
          password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1 for share",
         id,
     )
@@ -135,7 +160,7 @@ pub async fn lock_shared(
 pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<Organization>, DomainError> {
     let rows = sqlx::query_as!(
         OrganizationRow,
-        "select id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
          password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations order by lower(name)"
     )
     .fetch_all(executor)
@@ -151,8 +176,8 @@ pub async fn update_settings(
     let row = sqlx::query_as!(
         OrganizationRow,
         "update organizations set allow_duplicate_emails = $2, public_email_domain_policy = $3, \
-         invitation_ttl_seconds = $4, password_reset_ttl_seconds = $5, access_token_ttl_seconds = $6, locale = $7 \
-         where id = $1 returning id, name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         invitation_ttl_seconds = $4, password_reset_ttl_seconds = $5, access_token_ttl_seconds = $6, locale = $7, \
+         display_name = $8 where id = $1 returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
          password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time",
         id,
         settings.allow_duplicate_emails,
@@ -161,6 +186,7 @@ pub async fn update_settings(
         settings.password_reset_ttl_seconds,
         settings.access_token_ttl_seconds,
         settings.locale.as_str(),
+        settings.display_name,
     )
     .fetch_one(&mut **tx)
     .await?;

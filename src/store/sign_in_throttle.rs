@@ -267,6 +267,63 @@ pub async fn remember_familiar(
     tx.commit().await
 }
 
+/// Gives the familiar addresses of each account in `old` to the account
+/// at the same place in `new` (an organization renamed).
+pub async fn move_familiar_addresses(
+    tx: &mut Transaction<'_>,
+    old: &[Vec<u8>],
+    new: &[Vec<u8>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into sign_in_familiar_addresses (account_key, address_key, last_success_time) \
+         select moved.new_key, f.address_key, f.last_success_time from sign_in_familiar_addresses f \
+           join unnest($1::bytea[], $2::bytea[]) as moved (old_key, new_key) on f.account_key = moved.old_key \
+         on conflict (account_key, address_key) do update \
+           set last_success_time = greatest(sign_in_familiar_addresses.last_success_time, excluded.last_success_time)",
+        old,
+        new,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "delete from sign_in_familiar_addresses where account_key = any($1)",
+        old
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Gives the failures and holds of each budget in `old` to the budget at
+/// the same place in `new`, keeping the worse of the two. Reservations in
+/// flight stay with the old budget, which their attempt settles.
+pub async fn move_budgets(
+    tx: &mut Transaction<'_>,
+    old: &[Vec<u8>],
+    new: &[Vec<u8>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into sign_in_throttle (key, failures, last_failure_time, blocked_until) \
+         select moved.new_key, t.failures, t.last_failure_time, t.blocked_until from sign_in_throttle t \
+           join unnest($1::bytea[], $2::bytea[]) as moved (old_key, new_key) on t.key = moved.old_key \
+         on conflict (key) do update \
+           set failures = greatest(sign_in_throttle.failures, excluded.failures), \
+               last_failure_time = greatest(sign_in_throttle.last_failure_time, excluded.last_failure_time), \
+               blocked_until = greatest(sign_in_throttle.blocked_until, excluded.blocked_until)",
+        old,
+        new,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "delete from sign_in_throttle where key = any($1) and in_flight = 0",
+        old
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Drops what no longer matters: budgets idle for `idle_seconds` (nothing
 /// reserved or failed since, nothing held back), wrong
 /// passwords older than `window_seconds`, familiar addresses older than

@@ -1017,3 +1017,16 @@ pub async fn lock_invitation_targets(
     .fetch_all(&mut **tx)
     .await
 }
+
+/// The usernames of every user of the organization.
+pub async fn usernames(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select username from users where organization_id = $1",
+        organization_id
+    )
+    .fetch_all(&mut **tx)
+    .await
+}

@@ -438,7 +438,7 @@ fn without_postgresql_binaries_the_error_names_the_fix() {
     let output = roster(data_dir.path())
         .env("PATH", "/nonexistent")
         .env("ROSTER_POSTGRESQL_LIB_DIR", "/nonexistent")
-        .args(["org", "list"])
+        .args(["--init", "org", "list"])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -458,6 +458,7 @@ fn every_command_has_help() {
         vec!["migrate", "--help"],
         vec!["org", "create", "--help"],
         vec!["org", "list", "--help"],
+        vec!["org", "rename", "--help"],
         vec!["api-key", "create", "--help"],
         vec!["api-key", "revoke", "--help"],
     ] {

@@ -217,10 +217,13 @@ pub async fn fresh_database() -> (PgPool, String) {
 pub async fn fresh_database_url() -> Option<String> {
     let (pool, name) = fresh_database().await;
     pool.close().await;
-    database_server()
-        .url_of
-        .as_ref()
-        .map(|url_of| url_of(&name))
+    database_url(&name)
+}
+
+/// A libpq URL of a test database (for the `roster` binary's DATABASE_URL);
+/// `None` when the tests run on the server DATABASE_URL names.
+pub fn database_url(name: &str) -> Option<String> {
+    database_server().url_of.as_ref().map(|url_of| url_of(name))
 }
 
 /// Adds `authorization: Bearer <token>` to every call; no header when `None`.
@@ -515,13 +518,21 @@ impl TestApp {
             .unwrap();
     }
 
-    pub async fn create_user(&self, first: &str, last: &str, email: &str) -> proto::User {
+    /// A user with a username of their own (not their email).
+    pub async fn create_named_user(
+        &self,
+        first: &str,
+        last: &str,
+        username: &str,
+        email: &str,
+    ) -> proto::User {
         self.users(self.as_admin())
             .create_user(proto::CreateUserRequest {
                 user: Some(proto::User {
                     first_name: first.into(),
                     last_name: last.into(),
                     email: email.into(),
+                    username: username.into(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -531,6 +542,11 @@ impl TestApp {
             .into_inner()
             .user
             .expect("user")
+    }
+
+    pub async fn create_user(&self, first: &str, last: &str, email: &str) -> proto::User {
+        // No username: the server makes the email the username.
+        self.create_named_user(first, last, "", email).await
     }
 
     /// Marks a user onboarded directly, without a password: for tests that

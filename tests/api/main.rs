@@ -8,6 +8,7 @@
     clippy::result_large_err
 )]
 
+mod admin_cli;
 mod api_keys;
 mod auth;
 mod auth_cache;

@@ -322,3 +322,69 @@ async fn the_first_start_gives_its_key_to_a_default_organization_an_operator_mad
         .unwrap()
         .is_none());
 }
+
+async fn set_display_name(
+    app: &TestApp,
+    display_name: &str,
+) -> Result<proto::OrganizationSettings, tonic::Status> {
+    app.organizations(app.as_admin())
+        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
+            settings: Some(proto::OrganizationSettings {
+                display_name: display_name.into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["display_name"]),
+        })
+        .await
+        .map(|answer| answer.into_inner().organization.unwrap().settings.unwrap())
+}
+
+#[tokio::test]
+async fn the_display_name_names_the_organization_in_emails_and_the_invitation_spells_out_the_sign_in_name(
+) {
+    let app = TestApp::spawn().await;
+    let settings = set_display_name(&app, "  Acme Corporation ").await.unwrap();
+    assert_eq!(settings.display_name, "Acme Corporation");
+
+    app.create_named_user("Ana", "Souza", "ana.souza", "ana@acme.test")
+        .await;
+    let invitation = app.email("ana@acme.test", 1).await;
+    assert_eq!(
+        invitation.subject,
+        "Welcome to Acme Corporation — register your password"
+    );
+    assert!(
+        invitation.text.contains("Acme Corporation invited you"),
+        "{}",
+        invitation.text
+    );
+    // What the person types at sign-in, spelled out: the name, not the display name.
+    assert!(
+        invitation
+            .text
+            .contains("Company: acme · Username: ana.souza"),
+        "{}",
+        invitation.text
+    );
+    assert!(invitation
+        .html
+        .contains("Company: <strong>acme</strong> · Username: <strong>ana.souza</strong>"));
+
+    let refused = set_display_name(&app, "Acme\u{202E}Corp")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), ["settings.display_name"]);
+    let refused = set_display_name(&app, &"x".repeat(101)).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["settings.display_name"]);
+
+    // Cleared: emails name the organization by its name again.
+    assert_eq!(set_display_name(&app, "").await.unwrap().display_name, "");
+    app.create_named_user("Bia", "Lima", "bia", "bia@acme.test")
+        .await;
+    let invitation = app.email("bia@acme.test", 1).await;
+    assert_eq!(
+        invitation.subject,
+        "Welcome to acme — register your password"
+    );
+}

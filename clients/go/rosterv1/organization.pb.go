@@ -148,7 +148,11 @@ type OrganizationSettings struct {
 	// 5 minutes to 30 days; default 8 hours.
 	AccessTokenTtl *durationpb.Duration `protobuf:"bytes,5,opt,name=access_token_ttl,json=accessTokenTtl,proto3" json:"access_token_ttl,omitempty"`
 	// `en` or `pt-BR`.
-	Locale        string `protobuf:"bytes,6,opt,name=locale,proto3" json:"locale,omitempty"`
+	Locale string `protobuf:"bytes,6,opt,name=locale,proto3" json:"locale,omitempty"`
+	// How emails name the organization (e.g. `Acme Corporation` for `acme`), at
+	// most 100 characters; empty: by its name. The name, which people type at
+	// sign-in, is set by the operator (`roster org create`, `roster org rename`).
+	DisplayName   string `protobuf:"bytes,7,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -221,6 +225,13 @@ func (x *OrganizationSettings) GetAccessTokenTtl() *durationpb.Duration {
 func (x *OrganizationSettings) GetLocale() string {
 	if x != nil {
 		return x.Locale
+	}
+	return ""
+}
+
+func (x *OrganizationSettings) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
 	}
 	return ""
 }
@@ -428,14 +439,15 @@ var File_roster_v1_organization_proto protoreflect.FileDescriptor
 
 const file_roster_v1_organization_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x03\n" +
+	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x03\n" +
 	"\x14OrganizationSettings\x124\n" +
 	"\x16allow_duplicate_emails\x18\x01 \x01(\bR\x14allowDuplicateEmails\x12_\n" +
 	"\x1apublic_email_domain_policy\x18\x02 \x01(\x0e2\".roster.v1.PublicEmailDomainPolicyR\x17publicEmailDomainPolicy\x12@\n" +
 	"\x0einvitation_ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\rinvitationTtl\x12G\n" +
 	"\x12password_reset_ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10passwordResetTtl\x12C\n" +
 	"\x10access_token_ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0eaccessTokenTtl\x12\x16\n" +
-	"\x06locale\x18\x06 \x01(\tR\x06locale\"\xe9\x01\n" +
+	"\x06locale\x18\x06 \x01(\tR\x06locale\x12!\n" +
+	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\"\xe9\x01\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12;\n" +

@@ -185,11 +185,7 @@ impl Throttle {
         peer: Option<IpAddr>,
     ) -> Result<Attempt, DomainError> {
         let digester = self.digester().await?;
-        let account = digester.digest(&[
-            b"account",
-            organization.trim().to_lowercase().as_bytes(),
-            username.trim().to_lowercase().as_bytes(),
-        ]);
+        let account = account_key(&digester, organization, username);
         let address = peer.map(|peer| digester.digest(&[b"address", network(peer).as_bytes()]));
         let familiar = match &address {
             Some(address) => {
@@ -227,8 +223,7 @@ impl Throttle {
         } else {
             self.settings.user_free
         };
-        let which: &[u8] = if familiar { b"familiar" } else { b"other" };
-        let own_budget = digester.digest(&[flow_name, which, &account]);
+        let own_budget = budget_key(&digester, flow, familiar, &account);
         let mut budgets = vec![(own_budget.clone(), account_free)];
         let peer_budget = match (&address, familiar) {
             (Some(address), false) => Some(digester.digest(&[flow_name, b"peer", address])),
@@ -409,6 +404,55 @@ impl Throttle {
             Some(wait) => Err(self.throttled(wait)),
         }
     }
+}
+
+/// An account: the typed organization and username, ignoring case.
+fn account_key(digester: &Digester, organization: &str, username: &str) -> Vec<u8> {
+    digester.digest(&[
+        b"account",
+        organization.trim().to_lowercase().as_bytes(),
+        username.trim().to_lowercase().as_bytes(),
+    ])
+}
+
+/// An account's budget in a flow, for its familiar addresses or the others.
+fn budget_key(digester: &Digester, flow: Flow, familiar: bool, account: &[u8]) -> Vec<u8> {
+    let which: &[u8] = if familiar { b"familiar" } else { b"other" };
+    digester.digest(&[flow.as_str().as_bytes(), which, account])
+}
+
+/// Carries the throttle state of an organization's accounts, keyed by the
+/// typed organization name, over to its new name: their familiar addresses
+/// and their budgets in the flows that type it (a held-back account stays
+/// held back). Wrong passwords seen lately are not carried (their digests
+/// need the password): a retype soon after a rename counts again.
+pub async fn carry_over(
+    tx: &mut store::Transaction<'_>,
+    old_name: &str,
+    new_name: &str,
+    usernames: &[String],
+) -> Result<(), DomainError> {
+    if old_name.trim().to_lowercase() == new_name.trim().to_lowercase() {
+        return Ok(());
+    }
+    let digester = Digester(Arc::new(store::sign_in_throttle::secret(&mut **tx).await?));
+    let (mut old_accounts, mut new_accounts) = (Vec::new(), Vec::new());
+    let (mut old_budgets, mut new_budgets) = (Vec::new(), Vec::new());
+    for username in usernames {
+        let old = account_key(&digester, old_name, username);
+        let new = account_key(&digester, new_name, username);
+        for flow in [Flow::Login, Flow::PasswordReset] {
+            for familiar in [true, false] {
+                old_budgets.push(budget_key(&digester, flow, familiar, &old));
+                new_budgets.push(budget_key(&digester, flow, familiar, &new));
+            }
+        }
+        old_accounts.push(old);
+        new_accounts.push(new);
+    }
+    store::sign_in_throttle::move_familiar_addresses(tx, &old_accounts, &new_accounts).await?;
+    store::sign_in_throttle::move_budgets(tx, &old_budgets, &new_budgets).await?;
+    Ok(())
 }
 
 impl Attempt {

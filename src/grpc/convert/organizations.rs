@@ -87,6 +87,7 @@ const SETTING_PATHS: &[&str] = &[
     "password_reset_ttl",
     "access_token_ttl",
     "locale",
+    "display_name",
 ];
 
 /// Reads the settings named in the mask (`x` or `settings.x`); an empty mask
@@ -120,7 +121,8 @@ pub fn settings_patch(
             "access_token_ttl" => {
                 patch.access_token_ttl = Some(whole_seconds(settings.access_token_ttl.as_ref()))
             }
-            _ => patch.locale = Some(settings.locale.clone()),
+            "locale" => patch.locale = Some(settings.locale.clone()),
+            _ => patch.display_name = Some(settings.display_name.clone()),
         }
     }
     Ok(patch)
@@ -156,6 +158,7 @@ pub fn organization(organization: &Organization) -> proto::Organization {
             password_reset_ttl: duration(settings.password_reset_ttl_seconds),
             access_token_ttl: duration(settings.access_token_ttl_seconds),
             locale: settings.locale.as_str().to_owned(),
+            display_name: settings.display_name.clone(),
         }),
         create_time: Some(timestamp(organization.create_time)),
         update_time: Some(timestamp(organization.update_time)),
