@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     database::{Database, DatabaseSource},
-    delivery::{mailer::MailTransport, DeliverySettings},
+    delivery::{
+        mail_folder::{MailFolder, StoredMail},
+        mailer::MailTransport,
+        DeliverySettings,
+    },
     domain::{
         api_key::{self, NewApiKey},
         bootstrap,
@@ -74,6 +78,10 @@ enum Command {
     /// Manage organizations (tenants).
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Read the emails `roster serve` writes to <data dir>/mail/ when no SMTP
+    /// server is configured: follow an invitation without one.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -286,6 +294,45 @@ enum OrgCommand {
     List,
 }
 
+#[derive(Debug, Subcommand)]
+enum MailCommand {
+    /// The latest messages, newest first: time, to, kind, subject and file
+    /// name, tab-separated.
+    List {
+        /// Only the messages to this address.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One message: its headers and its text.
+    Show {
+        /// A file name from `roster mail list` (or the path of a message).
+        #[arg(required_unless_present = "latest")]
+        file: Option<String>,
+        /// The newest message instead (to --to when given).
+        #[arg(long, conflicts_with = "file")]
+        latest: bool,
+        /// With --latest: the newest message to this address.
+        #[arg(long, requires = "latest")]
+        to: Option<String>,
+    },
+    /// The links in the latest messages, newest first: time, to, kind and
+    /// link, tab-separated.
+    Links {
+        /// Only the messages to this address.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only the newest message's links.
+        #[arg(long)]
+        latest: bool,
+        /// Messages read at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ScopeArg {
     Admin,
@@ -342,6 +389,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let mail_dir = cli.data_dir.join("mail");
     let source = DatabaseSource::from_settings(cli.database_url, cli.data_dir);
     match cli.command {
+        Command::Mail(command) => mail_command(&mail_dir, command),
         Command::Serve(args) => serve(source.for_server(), args, mail_dir).await,
         Command::Import(args) => {
             let connection = args.server.connection();
@@ -486,7 +534,7 @@ fn print_bootstrap_key(args: &ServeArgs, organization: &str, secret: &str) {
 async fn admin_command(database: &Database, command: Command) -> Result<()> {
     let pool = &database.pool;
     match command {
-        Command::Serve(_) | Command::Import(_) | Command::Export(_) => {
+        Command::Serve(_) | Command::Import(_) | Command::Export(_) | Command::Mail(_) => {
             unreachable!("dispatched above")
         }
         Command::Migrate => {
@@ -569,4 +617,62 @@ async fn find_organization(pool: &sqlx::PgPool, name: &str) -> Result<organizati
     organization::find_organization_by_name(pool, name)
         .await?
         .with_context(|| format!("no organization named `{name}` (see `roster org list`)"))
+}
+
+fn mail_command(mail_dir: &std::path::Path, command: MailCommand) -> Result<()> {
+    let folder = MailFolder::open(mail_dir)?;
+    let time = |mail: &StoredMail| mail.time.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let kind = |mail: &StoredMail| match mail.kind.as_str() {
+        "" => "-".to_owned(),
+        kind => kind.to_owned(),
+    };
+    match command {
+        MailCommand::List { to, limit } => {
+            for mail in readable(folder.latest(to.as_deref())?).take(limit) {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    time(&mail),
+                    mail.to,
+                    kind(&mail),
+                    mail.subject,
+                    mail.file_name
+                );
+            }
+        }
+        MailCommand::Show { file, to, .. } => {
+            let mail = match file {
+                Some(file) => folder.read(&file)?,
+                None => readable(folder.latest(to.as_deref())?)
+                    .next()
+                    .with_context(|| no_messages(mail_dir, to.as_deref()))?,
+            };
+            println!("File: {}", mail.file_name);
+            println!("Date: {}", mail.date);
+            println!("From: {}", mail.from);
+            println!("To: {}", mail.to_header);
+            println!("Subject: {}", mail.subject);
+            println!("\n{}", mail.text.trim_end());
+        }
+        MailCommand::Links { to, latest, limit } => {
+            let limit = if latest { 1 } else { limit };
+            for mail in readable(folder.latest(to.as_deref())?).take(limit) {
+                for link in mail.links() {
+                    println!("{}\t{}\t{}\t{link}", time(&mail), mail.to, kind(&mail));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The messages that could be read; a file that cannot is reported and skipped.
+fn readable(mails: impl Iterator<Item = Result<StoredMail>>) -> impl Iterator<Item = StoredMail> {
+    mails.filter_map(|mail| mail.map_err(|error| eprintln!("warning: {error:#}")).ok())
+}
+
+fn no_messages(mail_dir: &std::path::Path, to: Option<&str>) -> String {
+    match to {
+        Some(to) => format!("no message to {to} in {}", mail_dir.display()),
+        None => format!("no message in {}", mail_dir.display()),
+    }
 }

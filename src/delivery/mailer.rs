@@ -5,14 +5,18 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
+use chrono::Utc;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::mail_folder;
 
 #[derive(Debug, Clone)]
 pub enum MailTransport {
     /// `smtp://host:port` (plain), `smtp://user:pass@host:587?tls=required`
     /// (STARTTLS) or `smtps://user:pass@host:465` (TLS).
     Smtp { url: String },
-    /// One `<outbox id>.eml` file per message (development: it holds the links).
+    /// One `<time>-<recipient>-<kind>.eml` file per message (development: it
+    /// holds the links; `roster mail` reads it).
     Directory(PathBuf),
 }
 
@@ -62,8 +66,9 @@ impl Mailer {
         })
     }
 
-    /// Hands the message over; `name` names its file in directory mode.
-    pub async fn send(&self, message: Message, name: &str) -> Result<()> {
+    /// Hands the message over; in directory mode its file is named after
+    /// `recipient` and `kind` (see `mail_folder`).
+    pub async fn send(&self, message: Message, recipient: &str, kind: &str) -> Result<()> {
         match self {
             Mailer::Smtp(transport) => {
                 transport.send(message).await.map_err(|error| {
@@ -75,11 +80,8 @@ impl Mailer {
                 })?;
             }
             Mailer::Directory(directory) => {
-                tokio::fs::create_dir_all(directory).await?;
-                // Written aside, then renamed: a reader never sees half a message.
-                let partial = directory.join(format!(".{name}.eml.partial"));
-                tokio::fs::write(&partial, message.formatted()).await?;
-                tokio::fs::rename(&partial, directory.join(format!("{name}.eml"))).await?;
+                mail_folder::write(directory, Utc::now(), recipient, kind, &message.formatted())
+                    .await?;
             }
         }
         Ok(())

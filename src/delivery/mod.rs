@@ -5,9 +5,10 @@
 //! The token, the outbox row's SENT and the user's invitation expiry commit
 //! together after the SMTP server accepted the message; a failure rolls
 //! them back and the message is retried with backoff, keeping its
-//! Message-ID. Logs name the message, template and recipient domain, never
-//! a link.
+//! Message-ID. Logs name the message, its kind and the recipient's
+//! domain, never the address or a link.
 
+pub mod mail_folder;
 pub mod mailer;
 pub mod templates;
 
@@ -119,7 +120,8 @@ pub struct DeliveryWorker {
 
 /// How one message ended in one attempt.
 enum Delivered {
-    Sent,
+    /// To an address at this domain (logs are shared: never the address).
+    Sent { recipient_domain: String },
     /// Nothing to send any more; the note says why.
     Skipped(&'static str),
 }
@@ -207,17 +209,18 @@ impl DeliveryWorker {
         )
         .await?;
         for message in &claimed {
-            let template = template_of(&message.kind);
+            let kind = template_of(&message.kind).map_or("unknown", Template::kind);
             match self.deliver(message).await {
-                Ok(Delivered::Sent) => tracing::info!(
+                Ok(Delivered::Sent { recipient_domain }) => tracing::info!(
                     message_id = %message.id,
-                    template = template.map_or("unknown", Template::name),
+                    kind,
+                    recipient_domain,
                     attempt = message.attempts,
                     "email sent"
                 ),
                 Ok(Delivered::Skipped(why)) => tracing::info!(
                     message_id = %message.id,
-                    template = template.map_or("unknown", Template::name),
+                    kind,
                     reason = why,
                     "email skipped"
                 ),
@@ -240,7 +243,7 @@ impl DeliveryWorker {
         let error_text = format!("{error:#}");
         tracing::warn!(
             message_id = %message.id,
-            template = template_of(&message.kind).map_or("unknown", Template::name),
+            kind = template_of(&message.kind).map_or("unknown", Template::kind),
             attempt = message.attempts,
             retry_at = ?retry_at,
             error = %error_text,
@@ -304,23 +307,24 @@ impl DeliveryWorker {
         }
         let rendered = self.templates.render(template, locale, &context)?;
         let email = self.build(message, &user, rendered)?;
+        let recipient_domain = user.email.rsplit('@').next().unwrap_or("").to_owned();
         tracing::debug!(
             message_id = %message.id,
-            template = template.name(),
-            recipient_domain = user.email.rsplit('@').next().unwrap_or(""),
+            kind = template.kind(),
+            recipient_domain,
             "sending email"
         );
         self.mailer
-            .send(email, &message.id.to_string())
+            .send(email, &user.email, template.kind())
             .await
             .context("the mail server did not take the message")?;
         if !store::outbox::finish(&mut *tx, message, self.owner, "SENT", None).await? {
             // Another worker holds it now; its token stands, ours is dropped.
             tracing::warn!(message_id = %message.id, "lease lost while sending; not recorded");
-            return Ok(Delivered::Sent);
+            return Ok(Delivered::Sent { recipient_domain });
         }
         tx.commit().await?;
-        Ok(Delivered::Sent)
+        Ok(Delivered::Sent { recipient_domain })
     }
 
     async fn skip(

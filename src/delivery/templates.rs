@@ -16,11 +16,26 @@ pub enum Template {
 }
 
 impl Template {
+    pub const ALL: [Template; 3] = [
+        Template::Invitation,
+        Template::PasswordReset,
+        Template::ImportReport,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Template::Invitation => "invitation",
             Template::PasswordReset => "password_reset",
             Template::ImportReport => "import_report",
+        }
+    }
+
+    /// What a person calls it: in logs and in the mail folder's file names.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Template::Invitation => "invitation",
+            Template::PasswordReset => "password-reset",
+            Template::ImportReport => "import-report",
         }
     }
 }
@@ -139,11 +154,7 @@ mod tests {
             "failed_rows": [{"line": 4, "email": "x@acme.com", "errors": "email: invalid"}],
             "more_failed": 0,
         });
-        for template in [
-            Template::Invitation,
-            Template::PasswordReset,
-            Template::ImportReport,
-        ] {
+        for template in Template::ALL {
             for locale in [Locale::En, Locale::PtBr] {
                 let rendered = templates.render(template, locale, &context).unwrap();
                 assert!(!rendered.subject.is_empty() && !rendered.subject.starts_with("Subject"));

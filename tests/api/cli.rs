@@ -459,6 +459,9 @@ fn every_command_has_help() {
         vec!["org", "create", "--help"],
         vec!["org", "list", "--help"],
         vec!["org", "rename", "--help"],
+        vec!["mail", "list", "--help"],
+        vec!["mail", "show", "--help"],
+        vec!["mail", "links", "--help"],
         vec!["api-key", "create", "--help"],
         vec!["api-key", "revoke", "--help"],
     ] {

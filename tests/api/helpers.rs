@@ -294,7 +294,7 @@ impl RunningServer {
         let mut settings = ServerSettings::new("127.0.0.1:0".parse().expect("address"));
         settings.shutdown_grace = Duration::from_secs(5);
         let mut delivery = DeliverySettings::new(
-            MailTransport::Directory(mail.path().to_owned()),
+            MailTransport::Directory(mail.path()),
             Some("https://roster.test"),
         );
         delivery.poll_every = Duration::from_millis(50);
@@ -694,7 +694,8 @@ pub fn error_reason(status: &Status) -> Option<String> {
     status.get_details_error_info().map(|info| info.reason)
 }
 
-/// A directory of `.eml` files the delivery worker writes.
+/// A directory of `.eml` files the delivery worker writes: `mail/` in a
+/// data directory of its own, as `roster serve` lays them out.
 pub struct MailDirectory(tempfile::TempDir);
 
 impl Default for MailDirectory {
@@ -705,10 +706,17 @@ impl Default for MailDirectory {
 
 impl MailDirectory {
     pub fn new() -> Self {
-        Self(tempfile::tempdir().expect("mail directory"))
+        let data_dir = tempfile::tempdir().expect("data directory");
+        std::fs::create_dir(data_dir.path().join("mail")).expect("mail directory");
+        Self(data_dir)
     }
 
-    pub fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> PathBuf {
+        self.0.path().join("mail")
+    }
+
+    /// The data directory the folder is in (`roster --data-dir` for `roster mail`).
+    pub fn data_dir(&self) -> &std::path::Path {
         self.0.path()
     }
 

@@ -31,6 +31,7 @@ mod hardening_sign_in;
 mod helpers;
 mod import;
 mod import_session;
+mod mail;
 mod metrics;
 mod onboarding;
 mod organizations;
