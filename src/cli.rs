@@ -38,7 +38,8 @@ use crate::{
     about = "Roster: a multi-tenant user and access directory served over gRPC"
 )]
 pub struct Cli {
-    /// Data directory: the private PostgreSQL cluster (when DATABASE_URL is unset) and its log.
+    /// Data directory: the private PostgreSQL cluster (when DATABASE_URL is
+    /// unset), its log, and the development mail folder (mail/).
     #[arg(
         long,
         env = "ROSTER_DATA_DIR",
@@ -308,14 +309,14 @@ enum MailCommand {
     },
     /// One message: its headers and its text.
     Show {
-        /// A file name from `roster mail list` (or the path of a message).
-        #[arg(required_unless_present = "latest")]
+        /// A file name from `roster mail list` (or the path of a message);
+        /// without it, the newest message (--latest).
         file: Option<String>,
-        /// The newest message instead (to --to when given).
+        /// The newest message (to --to when given); what `show` without FILE shows.
         #[arg(long, conflicts_with = "file")]
         latest: bool,
-        /// With --latest: the newest message to this address.
-        #[arg(long, requires = "latest")]
+        /// The newest message to this address.
+        #[arg(long, conflicts_with = "file")]
         to: Option<String>,
     },
     /// The links in the latest messages, newest first: time, to, kind and

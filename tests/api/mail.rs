@@ -137,6 +137,7 @@ async fn roster_mail_lists_shows_and_prints_the_links_of_the_latest_messages() {
         by_file.contains("To: Bia Lima <bia@acme.test>"),
         "{by_file}"
     );
+    assert_eq!(run_ok(&mut mail(&app, &["show"])), by_file, "the newest");
 
     // An administrator follows the invitation without an SMTP server.
     let links = run_ok(&mut mail(
