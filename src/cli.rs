@@ -158,9 +158,13 @@ struct ImportArgs {
     /// Create users INACTIVE.
     #[arg(long)]
     deactivated: bool,
-    /// Do not email the report when the job ends.
+    /// Do not email the report to you when the job ends.
     #[arg(long)]
     no_report: bool,
+    /// Also email the report to this user of the organization (repeatable;
+    /// how an API key's import gets a report).
+    #[arg(long, value_name = "ADDRESS")]
+    report_to: Vec<String>,
     /// Accept the legacy statuses `blocked` and `disabled` (migrations; organization administrators only).
     #[arg(long)]
     legacy_statuses: bool,
@@ -411,6 +415,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     notify_requester: Some(!args.no_report),
                     allow_legacy_statuses: args.legacy_statuses,
                     file_name: String::new(),
+                    report_to: args.report_to,
                 },
             };
             if remote::import(&connection, request).await? {

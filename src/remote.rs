@@ -233,6 +233,9 @@ fn print_summary(summary: &ImportSummary, results: &ResultsFile, dry_run: bool) 
     if !summary.failure_message.is_empty() {
         println!("{}", summary.failure_message);
     }
+    if !summary.report_delivery.is_empty() {
+        println!("{}", summary.report_delivery);
+    }
     println!("results: {}", results.path.display());
 }
 
@@ -420,6 +423,7 @@ async fn resume(connection: &Connection, file: &Path, job_id: &str) -> Result<bo
         status: job.status,
         counts: job.counts,
         failure_message: job.failure_message,
+        report_delivery: job.report_delivery,
     };
     print_summary(
         &summary,

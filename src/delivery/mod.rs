@@ -404,6 +404,7 @@ impl DeliveryWorker {
             })
             .collect();
         context["job_id"] = json!(job.id);
+        context["file_name"] = json!(job.options.file_name);
         context["status"] = json!(job.status.as_str());
         context["failure_message"] = json!(job.failure_message);
         context["counts"] = json!(job.counts);

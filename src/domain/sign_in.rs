@@ -364,10 +364,12 @@ impl SignIn {
         Ok(record.map(|record| (token, record)))
     }
 
-    /// Asks for a reset link; answers the same, after the same work,
-    /// whatever exists: the request is queued as typed and the delivery
-    /// worker sends a link only when it names an onboarded user. Requests
-    /// are held back per account and per address, silently.
+    /// Asks for a reset link ("Forgot password"); answers the same, after
+    /// the same work, whatever exists: the request is queued as typed and
+    /// the delivery worker resolves it, sending a reset link to an onboarded
+    /// user and a new invitation to an active user who never registered a
+    /// password (their way back in when the first one lapsed or was lost).
+    /// Requests are held back per account and per address, silently.
     pub async fn request_password_reset(
         &self,
         organization: &str,
@@ -528,7 +530,7 @@ fn link_error(state: LinkState, kind: TokenKind) -> DomainError {
         LinkState::Expired => DomainError::FailedPrecondition {
             reason: "TOKEN_EXPIRED",
             message: if kind == TokenKind::Invitation {
-                "this link expired; ask your administrator for a new one".into()
+                "this link expired; ask for a new one with \"Forgot password\" (company and username), or ask your administrator".into()
             } else {
                 "this link expired; ask for a new password reset".into()
             },

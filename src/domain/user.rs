@@ -17,7 +17,6 @@ use super::{
     call::Call,
     caller::{Caller, Principal},
     request::IdempotencyKey,
-    token::LinkPurpose,
     unit_of_work::IdempotentCreate,
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
@@ -223,6 +222,8 @@ pub struct UserFilter {
     pub group_id: Option<Uuid>,
     pub unit_id: Option<Uuid>,
     pub onboarded: Option<bool>,
+    /// Whether the email is on a public mail provider (or a subdomain of one).
+    pub public_email_domain: Option<bool>,
 }
 
 impl UserFilter {
@@ -786,7 +787,9 @@ pub struct UserUpdate {
 }
 
 /// Applies the named fields of an update to a user. Changing the email
-/// revokes the user's access tokens (and, with onboarding, their links).
+/// revokes the user's access tokens and links, and queues a new invitation
+/// for a user who has not registered a password (deactivated or not: a
+/// deactivated user is invited when created, too).
 pub async fn update_user(
     call: &Call,
     update: &UserUpdate,
@@ -814,13 +817,13 @@ pub async fn update_user(
             check_shared_email_login(tx, organization_id, &values, Some(user_id)).await?;
         }
     }
-    let updated = store::users::update_values(tx, organization_id, user_id, &values).await?;
     if email_changed {
-        // Links and sessions were given to the old address.
+        // Links and sessions were given to the old address; a user still
+        // to register a password is invited again, at the new one.
         store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id]).await?;
-        let purposes = LinkPurpose::ALL;
-        store::onboarding_tokens::revoke(tx, organization_id, &[user_id], purposes).await?;
+        store::onboarding_tokens::readdress(tx, organization_id, &[user_id], true).await?;
     }
+    let updated = store::users::update_values(tx, organization_id, user_id, &values).await?;
     work.record(
         work.audit_record("user.update", "user", user_id)
             .with_field_changes(value_changes(&before, &values)),

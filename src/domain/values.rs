@@ -186,7 +186,9 @@ fn check_domain(domain: &str) -> Result<(), &'static str> {
 
 const PUBLIC_EMAIL_DOMAINS: &str = include_str!("../../data/public_email_domains.txt");
 
-fn public_email_domains() -> impl Iterator<Item = &'static str> {
+/// The public mail providers' domains (`data/public_email_domains.txt`),
+/// lowercase.
+pub(crate) fn public_email_domains() -> impl Iterator<Item = &'static str> {
     PUBLIC_EMAIL_DOMAINS
         .lines()
         .map(str::trim)
@@ -322,6 +324,13 @@ macro_rules! text_value {
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(&self.0)
+            }
+        }
+
+        /// Read back from what Roster stored (a job's options), as `from_stored`.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                String::deserialize(deserializer).map(Self::from_stored)
             }
         }
     )+};

@@ -115,6 +115,8 @@ fn options_from_proto(options: proto::ImportOptions) -> Result<ImportOptions, Do
             ))
         }
     };
+    let report_to =
+        import::job::parse_report_to(&options.report_to).map_err(DomainError::InvalidArgument)?;
     Ok(ImportOptions {
         group_ids: convert::parse_ids(&options.group_ids, "options.group_ids")?,
         mirror_user_id: convert::parse_optional_id(
@@ -128,6 +130,7 @@ fn options_from_proto(options: proto::ImportOptions) -> Result<ImportOptions, Do
         allow_legacy_statuses: options.allow_legacy_statuses,
         file_name: import::job::parse_file_name(&options.file_name, "options.file_name")
             .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?,
+        report_to,
     })
 }
 
@@ -148,6 +151,7 @@ fn options_to_proto(options: &ImportOptions) -> proto::ImportOptions {
         notify_requester: Some(options.notify_requester),
         allow_legacy_statuses: options.allow_legacy_statuses,
         file_name: options.file_name.clone(),
+        report_to: options.report_to.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -242,6 +246,7 @@ fn job_to_proto(job: &ImportJob) -> proto::ImportJob {
         create_time: Some(convert::timestamp(job.create_time)),
         update_time: Some(convert::timestamp(job.update_time)),
         end_time: convert::optional_timestamp(job.end_time),
+        report_delivery: job.report_delivery(),
     }
 }
 
@@ -309,6 +314,7 @@ fn event_to_proto<Resp: ImportResponseMessage>(event: Event) -> Result<Resp, Sta
             job_id: job.id.to_string(),
             status: status_to_proto(job.status),
             counts: Some(counts_to_proto(&job.counts)),
+            report_delivery: job.report_delivery(),
             failure_message: job.failure_message,
         })),
         Event::Error(EndError::Refused(violations)) => {

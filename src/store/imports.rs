@@ -25,7 +25,6 @@ use crate::domain::{
         row::Action,
     },
     paging::{fingerprint, Page, PageRequest},
-    token::LinkPurpose,
     DomainError, FieldViolation,
 };
 
@@ -103,6 +102,12 @@ pub async fn insert_job_within_limit(
     stale_after_seconds: i64,
 ) -> Result<Result<ImportJob, i64>, DomainError> {
     let options = serde_json::to_value(job.options).map_err(anyhow::Error::from)?;
+    let report_to: Vec<String> = job
+        .options
+        .report_to
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mut tx = pool.begin().await?;
     // A void function in `from`: the macros cannot decode a `void` column.
     sqlx::query!(
@@ -124,8 +129,8 @@ pub async fn insert_job_within_limit(
         return Ok(Err(running));
     }
     sqlx::query!(
-        "insert into import_jobs (organization_id, id, kind, options, file_name, requested_by, notify_requester, owner) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "insert into import_jobs (organization_id, id, kind, options, file_name, requested_by, notify_requester, \
+         report_to, owner) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         job.organization_id,
         job.id,
         job.kind.as_str(),
@@ -133,6 +138,7 @@ pub async fn insert_job_within_limit(
         job.options.file_name,
         job.requested_by,
         job.options.notify_requester,
+        &report_to,
         job.owner,
     )
     .execute(&mut *tx)
@@ -340,7 +346,7 @@ pub async fn finish_job(
     let mut tx = pool.begin().await?;
     sqlx::query!(
         "update import_jobs set status = $3, failure_message = $4, end_time = now(), \
-         report_pending = notify_requester and kind = 'IMPORT' \
+         report_pending = (notify_requester or cardinality(report_to) > 0) and kind = 'IMPORT' \
          where id = $1 and owner = $2 and status = 'RUNNING'",
         id,
         owner,
@@ -363,7 +369,7 @@ pub async fn interrupt_stale_jobs(
 ) -> Result<u64, sqlx::Error> {
     let ended = sqlx::query_scalar!(
         "update import_jobs set status = 'INTERRUPTED', end_time = now(), \
-         failure_message = 'the server running the job stopped', report_pending = notify_requester and kind = 'IMPORT' \
+         failure_message = 'the server running the job stopped', report_pending = (notify_requester or cardinality(report_to) > 0) and kind = 'IMPORT' \
          where status = 'RUNNING' and heartbeat_time < now() - make_interval(secs => $1) returning id",
         stale_after_seconds as f64,
     )
@@ -631,11 +637,11 @@ pub async fn write_batch(
         .await?;
     }
     if !batch.new_addresses.is_empty() {
-        super::onboarding_tokens::revoke(
+        super::onboarding_tokens::readdress(
             tx,
             organization_id,
             &batch.new_addresses,
-            LinkPurpose::ALL,
+            batch.invite_new_addresses,
         )
         .await?;
     }

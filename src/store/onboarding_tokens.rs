@@ -54,6 +54,32 @@ pub async fn revoke(
     Ok(done.rows_affected())
 }
 
+/// The users' email changed: the links sent to the old address stop
+/// working, and a user who has not registered a password yet loses that
+/// invitation's expiry (no link of theirs is out) and, with `invite`, gets a
+/// new invitation at the new address, whose expiry the delivery worker sets
+/// when it sends. Onboarded users get nothing new.
+pub async fn readdress(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+    invite: bool,
+) -> Result<(), sqlx::Error> {
+    revoke(tx, organization_id, user_ids, LinkPurpose::ALL).await?;
+    let pending = sqlx::query_scalar!(
+        "update users set invitation_expire_time = null \
+         where organization_id = $1 and id = any($2) and not onboarded returning id",
+        organization_id,
+        user_ids,
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    if invite && !pending.is_empty() {
+        super::outbox::enqueue_invitations(tx, organization_id, &pending).await?;
+    }
+    Ok(())
+}
+
 /// Reads a token without locking it: what a page or a first check needs.
 pub async fn find_by_hash<'e>(
     executor: impl PgExecutor<'e>,

@@ -55,15 +55,25 @@ pub async fn enqueue_invitations(
     Ok(())
 }
 
-/// Turns the reports of ended import jobs into messages to their
-/// requesters; a job requested by an API key has nobody to tell.
+/// Turns the reports of ended import jobs into messages: to the requester
+/// when they are a user and asked for it (an API key has nobody to tell),
+/// and to the users whose emails the job's `report_to` names, one message
+/// per address.
 pub async fn enqueue_import_reports(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         "with due as (update import_jobs set report_pending = false where report_pending \
-           returning organization_id, id, requested_by) \
+           returning organization_id, id, requested_by, notify_requester, report_to), \
+         recipients as ( \
+           select due.organization_id, due.id as job_id, users.id as user_id, lower(users.email) as address, 0 as rank \
+           from due join users on users.organization_id = due.organization_id and due.notify_requester \
+             and users.id = (case when due.requested_by like 'user:%' then substr(due.requested_by, 6)::uuid end) \
+           union all \
+           select due.organization_id, due.id, users.id, lower(users.email), 1 \
+           from due cross join unnest(due.report_to) as named(address) \
+           join users on users.organization_id = due.organization_id and lower(users.email) = lower(named.address)) \
          insert into outbox (organization_id, id, kind, user_id, import_job_id) \
-         select due.organization_id, gen_random_uuid(), 'IMPORT_REPORT', users.id, due.id from due \
-         join users on users.organization_id = due.organization_id and 'user:' || users.id::text = due.requested_by",
+         select distinct on (job_id, address) organization_id, gen_random_uuid(), 'IMPORT_REPORT', user_id, job_id \
+         from recipients order by job_id, address, rank, user_id",
     )
     .execute(pool)
     .await?;

@@ -1,5 +1,6 @@
 //! Password reset requests as typed: queued whatever they name, so that
-//! asking costs the same; the delivery worker resolves them.
+//! asking costs the same; the delivery worker resolves them (a reset link,
+//! or a new invitation for a user who never registered a password).
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -16,20 +17,25 @@ pub async fn insert(pool: &PgPool, organization: &str, username: &str) -> Result
     Ok(())
 }
 
-/// Takes up to `limit` requests and queues a reset email for each that
-/// names an onboarded user (organization and username ignoring case, trimmed
-/// when queued); the others end here, unanswered. Returns how many
-/// requests were taken.
+/// Takes up to `limit` requests (organization and username ignoring case,
+/// trimmed when queued) and queues, for each that names a user: a reset
+/// email when the user has a password; a new invitation, as
+/// SendActivationEmail queues one, when the user never registered one and
+/// may sign in once they do (admin state ACTIVE, no legacy status). The
+/// others end here, unanswered. Returns how many requests were taken.
 pub async fn resolve(pool: &PgPool, limit: i64) -> Result<u64, sqlx::Error> {
     let taken = sqlx::query_scalar!(
         "with taken as (delete from password_reset_requests where id in \
              (select id from password_reset_requests order by id limit $1 for update skip locked) \
            returning organization, username), \
          queued as (insert into outbox (organization_id, id, kind, user_id) \
-           select o.id, gen_random_uuid(), 'PASSWORD_RESET', u.id from taken t \
+           select o.id, gen_random_uuid(), \
+             case when u.password_hash is not null then 'PASSWORD_RESET' else 'INVITATION' end, u.id \
+           from taken t \
            join organizations o on lower(o.name) = lower(t.organization) \
            join users u on u.organization_id = o.id and lower(u.username) = lower(t.username) \
-           where u.password_hash is not null) \
+           where u.password_hash is not null \
+             or (not u.onboarded and u.admin_state = 'ACTIVE' and u.legacy_status is null)) \
          select count(*) as \"taken!\" from taken",
         limit,
     )

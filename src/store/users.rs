@@ -1,3 +1,5 @@
+use std::sync::OnceLock;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
@@ -16,6 +18,7 @@ use crate::domain::{
         AdminState, Credentials, InvitationTargets, LegacyStatus, LookupKey, User, UserFilter,
         UserOrder, UserStatus, UserValues,
     },
+    values::{public_email_domains, Email},
     DomainError,
 };
 
@@ -344,6 +347,50 @@ enum Position {
 /// class as a word boundary, so "jo" looks up the trigrams "  j" and " jo".
 const WORD_START: &str = r"(^|[\x01-/:-@[-`{-\x7f])";
 
+/// A user's email domain, lowercased and reversed (`moc.liamg` for
+/// `ana@Gmail.com`), compared byte by byte: the expression of the index
+/// `users_org_email_domain_idx`, on which a domain and its subdomains are one
+/// value and one range.
+const REVERSED_EMAIL_DOMAIN: &str =
+    r#"(reverse(lower(split_part(users.email, '@', -1))) collate "C")"#;
+
+/// Whether a user's email is on a public mail provider's domain or a
+/// subdomain of one (the rule of `Email::is_on_public_domain`), as index
+/// ranges: `moc.liamg`, and from `moc.liamg.` up to `moc.liamg/` (`/`
+/// follows `.`). The domains are literals, so that the planner estimates
+/// each range; they come from Roster's own data file, and one holding
+/// anything but letters, digits, dots and hyphens is left out rather than
+/// written into SQL.
+fn public_email_domain_sql() -> &'static str {
+    static CONDITION: OnceLock<String> = OnceLock::new();
+    CONDITION.get_or_init(|| {
+        let reversed: Vec<String> = public_email_domains()
+            .filter(|domain| is_plain_domain(domain))
+            .map(|domain| domain.chars().rev().collect())
+            .collect();
+        let exact = reversed
+            .iter()
+            .map(|domain| format!("'{domain}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut condition = format!("({REVERSED_EMAIL_DOMAIN} in ({exact})");
+        for domain in &reversed {
+            condition.push_str(&format!(
+                " or ({REVERSED_EMAIL_DOMAIN} >= '{domain}.' and {REVERSED_EMAIL_DOMAIN} < '{domain}/')"
+            ));
+        }
+        condition.push(')');
+        condition
+    })
+}
+
+fn is_plain_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
 fn push_user_filters(
     query: &mut QueryBuilder<'static, Postgres>,
     organization_id: Uuid,
@@ -378,6 +425,15 @@ fn push_user_filters(
     if let Some(onboarded) = filter.onboarded {
         query.push(" and users.onboarded = ").push_bind(onboarded);
     }
+    match filter.public_email_domain {
+        Some(true) => {
+            query.push(format!(" and {}", public_email_domain_sql()));
+        }
+        Some(false) => {
+            query.push(format!(" and not {}", public_email_domain_sql()));
+        }
+        None => {}
+    }
     if let Some(group_id) = filter.group_id {
         query
             .push(" and exists (select 1 from memberships m where m.organization_id = users.organization_id and m.user_id = users.id and m.group_id = ")
@@ -405,7 +461,10 @@ pub async fn list(
 ) -> Result<Page<User>, DomainError> {
     let query_fingerprint = fingerprint(&("users", filter, order));
     let after: Option<Position> = start_after(page, &query_fingerprint)?;
-    let searching = !filter.query_words.is_empty();
+    // Words and public mail providers each have an index that finds their
+    // matches however few they are; the planner, which estimates a domain
+    // over all organizations, would walk the order's index instead.
+    let searching = !filter.query_words.is_empty() || filter.public_email_domain == Some(true);
     let owned_filter = filter.clone();
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         push_user_filters(query, organization_id, &owned_filter);
@@ -461,7 +520,7 @@ struct CountedUserRow {
 }
 
 /// A search's page in one pass when at most 10,000 users match: the trigram
-/// index collects the matches (up to one past the limit, to tell), they are
+/// index (or the email domain's) collects the matches (up to one past the limit, to tell), they are
 /// counted, and only they are ordered. Walking the order's index instead, as
 /// the planner likes under a LIMIT, reads most of the table when the few
 /// matches sit late in that order or are not there at all.
@@ -842,6 +901,9 @@ pub struct ExportRow {
     pub external_id: Option<String>,
     /// The assigned status: the legacy one, else the admin state.
     pub status: UserStatus,
+    pub onboarded: bool,
+    /// The status every call shows (spec §1), e.g. PENDING or EXPIRED.
+    pub derived_status: UserStatus,
     /// Group names, `|`-separated.
     pub groups: String,
 }
@@ -854,19 +916,36 @@ pub async fn export_page(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ExportRow>, sqlx::Error> {
-    let mut query = QueryBuilder::new(
+    let mut query = QueryBuilder::new(format!(
         "select users.id, users.first_name, users.last_name, users.email, users.username, users.phone, \
          users.external_id, coalesce(users.legacy_status, users.admin_state) as status, \
+         users.onboarded, {STATUS_SQL} as derived_status, \
          coalesce((select string_agg(g.name, '|' order by lower(g.name)) from memberships m \
                    join groups g on g.organization_id = m.organization_id and g.id = m.group_id \
                    where m.organization_id = users.organization_id and m.user_id = users.id), '') as groups",
-    );
+    ));
     push_user_filters(&mut query, organization_id, filter);
     if let Some(after) = after {
         query.push(" and users.id > ").push_bind(after);
     }
     query.push(" order by users.id limit ").push_bind(limit);
     query.build_query_as().fetch_all(pool).await
+}
+
+/// Which of `emails` belong to users of the organization (lowercased).
+pub async fn emails_of_users<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    emails: &[Email],
+) -> Result<Vec<String>, sqlx::Error> {
+    let lowered: Vec<String> = emails.iter().map(|email| email.to_lowercase()).collect();
+    sqlx::query_scalar!(
+        r#"select distinct lower(email) as "email!" from users where organization_id = $1 and lower(email) = any($2)"#,
+        organization_id,
+        &lowered,
+    )
+    .fetch_all(executor)
+    .await
 }
 
 /// When the user's current invitation link lapses (the status turns EXPIRED).
@@ -1029,4 +1108,20 @@ pub async fn usernames(
     )
     .fetch_all(&mut **tx)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_public_domain_is_written_into_the_filter() {
+        let condition = public_email_domain_sql();
+        for domain in public_email_domains() {
+            assert!(is_plain_domain(domain), "{domain}");
+            let reversed: String = domain.chars().rev().collect();
+            assert!(condition.contains(&format!("'{reversed}.'")), "{domain}");
+        }
+        assert!(!is_plain_domain("gmail.com' or true --"));
+    }
 }

@@ -568,3 +568,48 @@ async fn roster_import_reviews_imports_writes_results_resumes_and_roster_export_
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
 }
+
+// The binary runs while this test waits on it: the server needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_import_report_to_mails_the_report_of_an_api_key_import_to_users_only() {
+    let app = crate::helpers::TestApp::spawn().await;
+    app.create_user("Bo", "Ss", "boss@acme.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("march.csv");
+    std::fs::write(
+        &file,
+        "first_name,last_name,email\nAna,Silva,ana@acme.com\n",
+    )
+    .unwrap();
+
+    let refused = client(&app)
+        .arg("import")
+        .arg(&file)
+        .args([
+            "--report-to",
+            "boss@acme.com",
+            "--report-to",
+            "me@example.com",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("options.report_to[1]"), "{stderr}");
+
+    let imported = client(&app)
+        .arg("import")
+        .arg(&file)
+        .args(["--report-to", "boss@acme.com", "--no-invitations"])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let stdout = String::from_utf8_lossy(&imported.stdout);
+    assert!(
+        stdout.contains("the report is emailed to boss@acme.com"),
+        "{stdout}"
+    );
+    // Boss's first message is their invitation.
+    let report = app.email("boss@acme.com", 2).await;
+    assert!(report.text.contains("march.csv"), "{}", report.text);
+}

@@ -440,7 +440,9 @@ async fn a_password_reset_request_does_the_same_work_whatever_it_names() {
     .await;
     assert_count(&app, "select count(*) from outbox", 0).await;
 
-    // A delivery worker resolves them: a reset email for the onboarded user only.
+    // A delivery worker resolves them: a reset email for the onboarded user,
+    // a new invitation for the active one who never registered, nothing for
+    // nobody.
     let _worker = app.replica(|_| {}).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while count(&app, "select count(*) from password_reset_requests").await > 0 {
@@ -454,10 +456,15 @@ async fn a_password_reset_request_does_the_same_work_whatever_it_names() {
         .fetch_all(&app.pool)
         .await
         .unwrap();
-    assert_eq!(queued.len(), ROUNDS);
-    assert!(queued
+    assert_eq!(queued.len(), 2 * ROUNDS);
+    let invited = queued
         .iter()
-        .all(|(kind, user)| kind == "PASSWORD_RESET" && *user != not_onboarded));
+        .filter(|(kind, user)| kind == "INVITATION" && *user == not_onboarded);
+    assert_eq!(invited.count(), ROUNDS);
+    let reset = queued
+        .iter()
+        .filter(|(kind, user)| kind == "PASSWORD_RESET" && *user != not_onboarded);
+    assert_eq!(reset.count(), ROUNDS);
 }
 
 #[tokio::test]

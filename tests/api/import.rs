@@ -1018,7 +1018,8 @@ async fn an_update_by_a_shared_email_is_ambiguous_where_duplicate_emails_are_all
     assert_eq!(rerun.outcomes()[1], (3, RowOutcome::Updated));
 }
 
-async fn export(app: &TestApp, request: proto::ExportUsersRequest) -> Vec<u8> {
+/// The whole file ExportUsers streams.
+pub async fn export(app: &TestApp, request: proto::ExportUsersRequest) -> Vec<u8> {
     let mut stream = app
         .users(app.as_admin())
         .export_users(request)
@@ -1036,9 +1037,13 @@ async fn export(app: &TestApp, request: proto::ExportUsersRequest) -> Vec<u8> {
 async fn export_then_import_with_update_reports_every_row_unchanged() {
     let app = TestApp::spawn().await;
     cashiers_group(&app).await;
+    let uninvited = proto::ImportOptions {
+        send_invitations: Some(false),
+        ..options()
+    };
     let run = import(
         &app,
-        options(),
+        uninvited,
         "first_name,last_name,email,username,phone,external_id,groups,status\n\
          =cmd,\"Silva; Jr.\",ana@acme.com,,+5511999998888,'=1+1,Cashiers,\n\
          João,\"Quote \"\"Q\"\"\",joao@acme.com,jsilva,,-7,,inactive\n\
@@ -1047,6 +1052,10 @@ async fn export_then_import_with_update_reports_every_row_unchanged() {
     .await;
     assert_eq!(run.counts().created, 3, "{:?}", run.rows);
     sqlx::query("update users set legacy_status = 'BLOCKED' where email = 'ze@acme.com'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("update users set invitation_expire_time = now() - interval '1 day' where email = 'ana@acme.com'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -1061,15 +1070,17 @@ async fn export_then_import_with_update_reports_every_row_unchanged() {
     assert!(file.starts_with(b"\xEF\xBB\xBF"), "UTF-8 with BOM");
     let text = String::from_utf8(file.clone()).unwrap();
     assert!(text.starts_with(
-        "\u{FEFF}first_name;last_name;email;username;phone;external_id;groups;status;id\r\n"
+        "\u{FEFF}first_name;last_name;email;username;phone;external_id;groups;status;onboarded;derived_status;id\r\n"
     ));
     assert!(
         text.contains(
-            "'=cmd;\"Silva; Jr.\";ana@acme.com;ana@acme.com;'+5511999998888;'=1+1;Cashiers;active;"
+            "'=cmd;\"Silva; Jr.\";ana@acme.com;ana@acme.com;'+5511999998888;'=1+1;Cashiers;active;false;expired;"
         ),
         "{text}"
     );
-    assert!(text.contains(";blocked;"), "{text}");
+    // The assigned status (what an import reads) beside the one calls show.
+    assert!(text.contains(";inactive;false;inactive;"), "{text}");
+    assert!(text.contains(";blocked;false;blocked;"), "{text}");
     let update = proto::ImportOptions {
         on_existing: proto::OnExisting::Update as i32,
         ..options()
@@ -1118,4 +1129,210 @@ async fn export_then_import_with_update_reports_every_row_unchanged() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+/// The report email of a job to `to`, once it arrives.
+async fn report_to_of(app: &TestApp, to: &str, job_id: &str) -> crate::helpers::Email {
+    eventually(
+        &format!("the report of {job_id} is emailed to {to}"),
+        std::time::Duration::from_secs(15),
+        || async {
+            app.mail
+                .emails()
+                .into_iter()
+                .find(|email| email.to.eq_ignore_ascii_case(to) && email.text.contains(job_id))
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn report_to_names_users_of_the_organization_only() {
+    let app = TestApp::spawn().await;
+    app.create_user("Bo", "Ss", "boss@acme.com").await;
+    let elsewhere = app.create_organization("other").await;
+    sqlx::query(
+        "insert into users (organization_id, id, first_name, last_name, email, username) \
+         values ($1, gen_random_uuid(), 'Out', 'Sider', 'out@other.com', 'out@other.com')",
+    )
+    .bind(elsewhere)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let refused = |report_to: &[&str]| {
+        let options = proto::ImportOptions {
+            report_to: report_to.iter().map(|a| (*a).to_owned()).collect(),
+            ..options()
+        };
+        async {
+            let run = run_import(
+                &app,
+                app.as_admin(),
+                false,
+                options,
+                b"first_name,last_name,email\n",
+                64,
+            )
+            .await;
+            let status = run.error.expect("refused before any row");
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            status
+        }
+    };
+    let strangers = refused(&["BOSS@acme.com", "anyone@example.com", "out@other.com"]).await;
+    assert_eq!(
+        violated_fields(&strangers),
+        ["options.report_to[1]", "options.report_to[2]"]
+    );
+    assert!(
+        strangers
+            .message()
+            .contains("not the email of a user of this organization"),
+        "{}",
+        strangers.message()
+    );
+    assert_eq!(
+        violated_fields(&refused(&["boss@acme.com", "not an address"]).await),
+        ["options.report_to[1]"]
+    );
+    let many: Vec<String> = (0..11).map(|i| format!("u{i}@acme.com")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(
+        violated_fields(&refused(&many).await),
+        ["options.report_to"]
+    );
+    assert_eq!(count(&app, "select count(*) from import_jobs").await, 0);
+}
+
+#[tokio::test]
+async fn an_import_reports_to_report_to_and_its_summary_says_who_gets_the_report() {
+    let app = TestApp::spawn().await;
+    let org = groups::org(&app).await;
+    let admins = groups::group(&app, "Admins", &org.admin_profile, UnitScope::AllUnits, &[]).await;
+    let (_, requester) = groups::holder(&app, "lead@acme.com", &[&admins]).await;
+    app.create_user("Bo", "Ss", "boss@acme.com").await;
+    let quiet = proto::ImportOptions {
+        send_invitations: Some(false),
+        ..options()
+    };
+    let csv = b"first_name,last_name,email\nAna,Good,ana.good@acme.com\n";
+
+    // An API key has no address: without report_to nobody gets a report.
+    let unreported = run_import(&app, app.as_admin(), false, quiet.clone(), csv, 64).await;
+    let said = &unreported.summary().report_delivery;
+    assert!(said.starts_with("no report is sent"), "{said}");
+    assert!(said.contains("report_to"), "{said}");
+    let ended = job(&app, &unreported.summary().job_id).await;
+    assert_eq!(&ended.report_delivery, said);
+
+    let named = proto::ImportOptions {
+        report_to: vec!["Boss@Acme.com".into()],
+        file_name: "people-march.csv".into(),
+        ..quiet.clone()
+    };
+    let csv = b"first_name,last_name,email\nBia,Good,bia.good@acme.com\nBad,Row,nope\n";
+    let reported = run_import(&app, app.as_admin(), false, named, csv, 64).await;
+    let job_id = reported.summary().job_id.clone();
+    assert_eq!(
+        reported.summary().report_delivery,
+        "the report is emailed to Boss@Acme.com"
+    );
+    let report = report_to_of(&app, "boss@acme.com", &job_id).await;
+    assert!(
+        report.subject.contains("people-march.csv"),
+        "{}",
+        report.subject
+    );
+    assert!(report.text.contains("people-march.csv"), "{}", report.text);
+    assert!(report.html.contains("people-march.csv"));
+    assert!(report.text.contains("line 3 nope"), "{}", report.text);
+    // Rounds queue every ended job's report at once: the first job's is decided too.
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from outbox where kind = 'IMPORT_REPORT'"
+        )
+        .await,
+        1
+    );
+
+    // A user requester gets it as before; an address named twice, or the
+    // requester's own, gets one message.
+    let both = proto::ImportOptions {
+        report_to: vec![
+            "boss@acme.com".into(),
+            "lead@acme.com".into(),
+            "BOSS@acme.com".into(),
+        ],
+        ..quiet
+    };
+    let csv = b"first_name,last_name,email\nCid,Good,cid.good@acme.com\n";
+    let run = run_import(&app, requester, false, both, csv, 64).await;
+    let job_id = run.summary().job_id.clone();
+    assert_eq!(
+        run.summary().report_delivery,
+        "the report is emailed to the requester and to boss@acme.com, lead@acme.com"
+    );
+    report_to_of(&app, "lead@acme.com", &job_id).await;
+    report_to_of(&app, "boss@acme.com", &job_id).await;
+    let messages: i64 = sqlx::query_scalar(
+        "select count(*) from outbox where kind = 'IMPORT_REPORT' and import_job_id = $1::uuid",
+    )
+    .bind(&job_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(messages, 2);
+}
+
+#[tokio::test]
+async fn an_import_that_changes_a_pending_users_email_invites_them_at_the_new_address() {
+    let app = TestApp::spawn().await;
+    let pat = app.create_user("Pat", "Typo", "pat@acme.con").await;
+    let old = app.email("pat@acme.con", 1).await;
+    let quinn = app.create_user("Quinn", "Typo", "quinn@acme.con").await;
+    app.email("quinn@acme.con", 1).await;
+
+    let run = import(
+        &app,
+        options(),
+        "action,first_name,last_name,email,username\nupdate,,,pat@acme.com,pat@acme.con\n",
+    )
+    .await;
+    assert_eq!(run.outcomes(), [(2, RowOutcome::Updated)], "{:?}", run.rows);
+    let new = app.email("pat@acme.com", 1).await;
+    crate::onboarding::only_the_newer_link_registers(&app, &old, &new).await;
+
+    // An import told not to send invitations sends none, here either.
+    let silent = proto::ImportOptions {
+        send_invitations: Some(false),
+        ..options()
+    };
+    let run = import(
+        &app,
+        silent,
+        "action,first_name,last_name,email,username\nupdate,,,quinn@acme.com,quinn@acme.con\n",
+    )
+    .await;
+    assert_eq!(run.outcomes(), [(2, RowOutcome::Updated)], "{:?}", run.rows);
+    let invitations: i64 = sqlx::query_scalar(
+        "select count(*) from outbox where kind = 'INVITATION' and user_id = $1::uuid",
+    )
+    .bind(&quinn.id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(invitations, 1);
+    let live_links: i64 = sqlx::query_scalar(
+        "select count(*) from onboarding_tokens where user_id = $1::uuid and revoke_time is null",
+    )
+    .bind(&quinn.id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        live_links, 0,
+        "the link sent to the old address stopped working"
+    );
+    let _ = pat;
 }

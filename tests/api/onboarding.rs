@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{error_reason, eventually, violated_fields, Authed, Bearer, TestApp},
+    helpers::{error_reason, eventually, violated_fields, Authed, Bearer, Email, TestApp},
 };
 
 /// A password that meets every rule of the policy.
@@ -55,6 +55,17 @@ pub async fn registered_user(app: &TestApp, email: &str) -> proto::User {
         .await
         .unwrap();
     user
+}
+
+/// A newer invitation replaced `older`: its link is refused, the newer one registers.
+pub async fn only_the_newer_link_registers(app: &TestApp, older: &Email, newer: &Email) {
+    let refused = register(app, &older.link_token(), GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["token"]);
+    register(app, &newer.link_token(), GOOD_PASSWORD)
+        .await
+        .unwrap();
 }
 
 async fn who_am_i(app: &TestApp, token: &str) -> Result<proto::WhoAmIResponse, Status> {
@@ -265,19 +276,26 @@ async fn a_reset_link_sets_a_new_password_and_signs_every_session_out() {
     assert_eq!(violated_fields(&again), ["token"]);
 }
 
+/// Lets a user's invitation lapse unused, link and all.
+async fn expire_invitation(app: &TestApp, user_id: &str) {
+    for lapse in [
+        "update onboarding_tokens set expire_time = now() - interval '1 minute' where user_id = $1::uuid",
+        "update users set invitation_expire_time = now() - interval '1 minute' where id = $1::uuid",
+    ] {
+        sqlx::query(lapse)
+            .bind(user_id)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn an_expired_link_is_told_apart_from_an_invalid_one_and_the_user_shows_expired() {
     let app = TestApp::spawn().await;
     let user = app.create_user("Eva", "Lima", "eva@acme.com").await;
     let token = app.email("eva@acme.com", 1).await.link_token();
-    sqlx::query("update onboarding_tokens set expire_time = now() - interval '1 minute'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    sqlx::query("update users set invitation_expire_time = now() - interval '1 minute'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    expire_invitation(&app, &user.id).await;
     let expired = register(&app, &token, GOOD_PASSWORD).await.unwrap_err();
     assert_eq!(expired.code(), Code::FailedPrecondition);
     assert_eq!(error_reason(&expired).as_deref(), Some("TOKEN_EXPIRED"));
@@ -637,13 +655,7 @@ async fn a_new_invitation_invalidates_the_previous_link() {
     let second = app.email("ivo@acme.com", 2).await;
     assert_ne!(first.link_token(), second.link_token());
     assert_ne!(first.message_id, second.message_id);
-    let old = register(&app, &first.link_token(), GOOD_PASSWORD)
-        .await
-        .unwrap_err();
-    assert_eq!(violated_fields(&old), ["token"]);
-    register(&app, &second.link_token(), GOOD_PASSWORD)
-        .await
-        .unwrap();
+    only_the_newer_link_registers(&app, &first, &second).await;
 }
 
 #[tokio::test]
@@ -964,4 +976,169 @@ async fn the_requester_of_an_import_gets_a_report_with_the_counts_and_the_failed
             .await
             .unwrap();
     assert_eq!(reports, 1);
+}
+
+/// "Forgot password" on a sign-in form: RequestPasswordReset as typed.
+async fn forgot_password(app: &TestApp, username: &str) {
+    app.auth(Bearer::none())
+        .request_password_reset(proto::RequestPasswordResetRequest {
+            organization: "acme".into(),
+            username: username.into(),
+        })
+        .await
+        .expect("the same OK for every input");
+}
+
+async fn get_user(app: &TestApp, user_id: &str) -> proto::User {
+    app.users(app.as_admin())
+        .get_user(proto::GetUserRequest {
+            user_id: user_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+}
+
+/// Messages of `kind` queued for a user, sent or not.
+async fn queued(app: &TestApp, user_id: &str, kind: &str) -> i64 {
+    sqlx::query_scalar("select count(*) from outbox where user_id = $1::uuid and kind = $2")
+        .bind(user_id)
+        .bind(kind)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+async fn create_deactivated(app: &TestApp, email: &str) -> proto::User {
+    app.users(app.as_admin())
+        .create_user(proto::CreateUserRequest {
+            deactivated: true,
+            ..crate::users::new_user("Ina", "Active", email)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+}
+
+#[tokio::test]
+async fn forgot_password_sends_a_new_invitation_to_an_active_user_who_never_registered_one() {
+    let app = TestApp::spawn().await;
+    let lia = app.create_user("Lia", "Lost", "lia@acme.com").await;
+    let first = app.email("lia@acme.com", 1).await;
+    expire_invitation(&app, &lia.id).await;
+    assert_eq!(
+        get_user(&app, &lia.id).await.status,
+        proto::UserStatus::Expired as i32
+    );
+    let ina = create_deactivated(&app, "ina@acme.com").await;
+    app.email("ina@acme.com", 1).await;
+
+    // Requests are resolved in the order they came: by the time Lia's
+    // invitation arrives, the others were answered too (with nothing).
+    forgot_password(&app, "ina@acme.com").await;
+    forgot_password(&app, "nobody@acme.com").await;
+    forgot_password(&app, " LIA@acme.com ").await;
+    let second = app.email("lia@acme.com", 2).await;
+    assert!(
+        second
+            .link()
+            .starts_with("https://roster.test/register#token=rst_inv_"),
+        "an invitation, not a reset link: {}",
+        second.text
+    );
+    let shown = get_user(&app, &lia.id).await;
+    assert_eq!(shown.status, proto::UserStatus::Pending as i32);
+    assert!(
+        shown.invitation_expire_time.unwrap().seconds > chrono::Utc::now().timestamp(),
+        "the new invitation's expiry"
+    );
+    assert_eq!(
+        queued(&app, &ina.id, "INVITATION").await,
+        1,
+        "a deactivated user is not invited by asking"
+    );
+    assert!(app.mail.emails().iter().all(|e| e.to != "nobody@acme.com"));
+
+    only_the_newer_link_registers(&app, &first, &second).await;
+    login(&app, "lia@acme.com", GOOD_PASSWORD).await.unwrap();
+    // Onboarded now: asking again brings a reset link.
+    forgot_password(&app, "lia@acme.com").await;
+    let reset = app.email("lia@acme.com", 3).await;
+    assert!(reset
+        .link()
+        .starts_with("https://roster.test/reset#token=rst_pwr_"));
+}
+
+#[tokio::test]
+async fn an_email_change_of_a_user_still_to_register_sends_a_new_invitation_to_the_new_address() {
+    let app = TestApp::spawn().await;
+    let change_email = |user_id: &str, email: &str| {
+        let mut users = app.users(app.as_admin());
+        let request = proto::UpdateUserRequest {
+            user: Some(proto::User {
+                id: user_id.into(),
+                email: email.into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["email".into()],
+            }),
+        };
+        async move {
+            users
+                .update_user(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .user
+                .unwrap()
+        }
+    };
+    let pia = app.create_user("Pia", "Typo", "pia@acme.con").await;
+    let old = app.email("pia@acme.con", 1).await;
+    assert!(get_user(&app, &pia.id)
+        .await
+        .invitation_expire_time
+        .is_some());
+
+    let moved = change_email(&pia.id, "pia@acme.com").await;
+    assert_eq!(moved.status, proto::UserStatus::Pending as i32);
+    assert_eq!(
+        moved.invitation_expire_time, None,
+        "the old link's expiry went with it; the new one's is set when it is sent"
+    );
+    let new = app.email("pia@acme.com", 1).await;
+    let live: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "select expire_time from onboarding_tokens where user_id = $1::uuid and revoke_time is null",
+    )
+    .bind(&pia.id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let shown = get_user(&app, &pia.id)
+        .await
+        .invitation_expire_time
+        .expect("the new invitation's expiry");
+    assert_eq!(
+        chrono::DateTime::from_timestamp(shown.seconds, shown.nanos as u32),
+        Some(live)
+    );
+    only_the_newer_link_registers(&app, &old, &new).await;
+
+    // Deactivated users are invited when created, and so at a new address.
+    let dee = create_deactivated(&app, "dee@acme.con").await;
+    app.email("dee@acme.con", 1).await;
+    change_email(&dee.id, "dee@acme.com").await;
+    app.email("dee@acme.com", 1).await;
+
+    // A user with a password needs no invitation.
+    let ola = registered_user(&app, "ola@acme.com").await;
+    let before = get_user(&app, &ola.id).await.invitation_expire_time;
+    let moved = change_email(&ola.id, "ola@acme.org").await;
+    assert_eq!(queued(&app, &ola.id, "INVITATION").await, 1);
+    assert_eq!(moved.invitation_expire_time, before);
 }

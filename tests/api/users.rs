@@ -439,6 +439,72 @@ async fn search_matches_every_word_ignoring_case_and_accents() {
 }
 
 #[tokio::test]
+async fn users_on_public_mail_providers_are_listed_and_exported_apart() {
+    let app = TestApp::spawn().await;
+    let mut public = Vec::new();
+    for email in ["ana@gmail.com", "bia@MAIL.Yahoo.com", "cid@Hotmail.com.br"] {
+        public.push(app.create_user("On", "Public", email).await.email);
+    }
+    let mut own = Vec::new();
+    // A provider's name inside another domain is not that provider.
+    for email in [
+        "dan@x-gmail.com",
+        "eva@acme.com",
+        "fia@gmail.com.evil.net",
+        "gil@mygmail.com",
+    ] {
+        own.push(app.create_user("Own", "Domain", email).await.email);
+    }
+    let list = |public_email_domain: Option<bool>| {
+        let mut users = app.users(app.as_admin());
+        async move {
+            let mut request = proto::ListUsersRequest {
+                public_email_domain,
+                page_size: 2,
+                ..Default::default()
+            };
+            let mut found = Vec::new();
+            let total_size = loop {
+                let page = users
+                    .list_users(request.clone())
+                    .await
+                    .unwrap()
+                    .into_inner();
+                found.extend(page.users.into_iter().map(|user| user.email));
+                if page.next_page_token.is_empty() {
+                    break page.total_size;
+                }
+                request.page_token = page.next_page_token;
+            };
+            found.sort();
+            (found, total_size)
+        }
+    };
+    public.sort();
+    own.sort();
+    assert_eq!(list(Some(true)).await, (public.clone(), 3));
+    assert_eq!(list(Some(false)).await, (own.clone(), 4));
+    assert_eq!(list(None).await.1, 7);
+
+    let file = crate::import::export(
+        &app,
+        proto::ExportUsersRequest {
+            public_email_domain: Some(true),
+            ..Default::default()
+        },
+    )
+    .await;
+    let file = String::from_utf8(file).unwrap();
+    let mut exported: Vec<&str> = file
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(2).unwrap())
+        .collect();
+    exported.sort();
+    assert_eq!(exported, public);
+}
+
+#[tokio::test]
 async fn last_name_order_ignores_accents_and_pages_stay_stable_while_inserting() {
     let app = TestApp::spawn().await;
     for (first, last) in [

@@ -314,7 +314,9 @@ type ImportOptions struct {
 	// Also give every added user this user's groups.
 	MirrorUserId string     `protobuf:"bytes,2,opt,name=mirror_user_id,json=mirrorUserId,proto3" json:"mirror_user_id,omitempty"`
 	OnExisting   OnExisting `protobuf:"varint,3,opt,name=on_existing,json=onExisting,proto3,enum=roster.v1.OnExisting" json:"on_existing,omitempty"`
-	// Default true: invitations are queued with each created row.
+	// Default true: invitations are queued with each created row, and with
+	// each updated row that changes the email of a user who has not
+	// registered a password yet (the old link stops working either way).
 	SendInvitations *bool `protobuf:"varint,4,opt,name=send_invitations,json=sendInvitations,proto3,oneof" json:"send_invitations,omitempty"`
 	// Create users with admin state INACTIVE.
 	Deactivated bool `protobuf:"varint,5,opt,name=deactivated,proto3" json:"deactivated,omitempty"`
@@ -322,8 +324,12 @@ type ImportOptions struct {
 	NotifyRequester *bool `protobuf:"varint,6,opt,name=notify_requester,json=notifyRequester,proto3,oneof" json:"notify_requester,omitempty"`
 	// Accept the legacy statuses `blocked` and `disabled` (operator migrations only).
 	AllowLegacyStatuses bool `protobuf:"varint,7,opt,name=allow_legacy_statuses,json=allowLegacyStatuses,proto3" json:"allow_legacy_statuses,omitempty"`
-	// Original file name, for the job listing.
-	FileName      string `protobuf:"bytes,8,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	// Original file name, for the job listing and the report email.
+	FileName string `protobuf:"bytes,8,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	// Imports only: also email the report to these addresses when the job
+	// ends, whatever notify_requester says. Each must be the email of a user
+	// of the organization (Roster sends mail only to its users); at most 10.
+	ReportTo      []string `protobuf:"bytes,9,rep,name=report_to,json=reportTo,proto3" json:"report_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +418,13 @@ func (x *ImportOptions) GetFileName() string {
 		return x.FileName
 	}
 	return ""
+}
+
+func (x *ImportOptions) GetReportTo() []string {
+	if x != nil {
+		return x.ReportTo
+	}
+	return nil
 }
 
 // The result of one data row.
@@ -617,6 +630,9 @@ type ImportSummary struct {
 	Counts *ImportCounts          `protobuf:"bytes,3,opt,name=counts,proto3" json:"counts,omitempty"`
 	// Why the job failed, e.g. the row limit and the line where it stopped.
 	FailureMessage string `protobuf:"bytes,4,opt,name=failure_message,json=failureMessage,proto3" json:"failure_message,omitempty"`
+	// Who gets the report email, or why nobody does (an import by an API key
+	// without report_to, notify_requester false, a review).
+	ReportDelivery string `protobuf:"bytes,5,opt,name=report_delivery,json=reportDelivery,proto3" json:"report_delivery,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -679,6 +695,13 @@ func (x *ImportSummary) GetFailureMessage() string {
 	return ""
 }
 
+func (x *ImportSummary) GetReportDelivery() string {
+	if x != nil {
+		return x.ReportDelivery
+	}
+	return ""
+}
+
 // A durable import or review job.
 type ImportJob struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -697,6 +720,8 @@ type ImportJob struct {
 	CreateTime     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	EndTime        *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// As ImportSummary.report_delivery.
+	ReportDelivery string `protobuf:"bytes,13,opt,name=report_delivery,json=reportDelivery,proto3" json:"report_delivery,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -815,11 +840,18 @@ func (x *ImportJob) GetEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ImportJob) GetReportDelivery() string {
+	if x != nil {
+		return x.ReportDelivery
+	}
+	return ""
+}
+
 var File_roster_v1_import_proto protoreflect.FileDescriptor
 
 const file_roster_v1_import_proto_rawDesc = "" +
 	"\n" +
-	"\x16roster/v1/import.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16roster/v1/common.proto\"\x87\x03\n" +
+	"\x16roster/v1/import.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16roster/v1/common.proto\"\xa4\x03\n" +
 	"\rImportOptions\x12\x1b\n" +
 	"\tgroup_ids\x18\x01 \x03(\tR\bgroupIds\x12$\n" +
 	"\x0emirror_user_id\x18\x02 \x01(\tR\fmirrorUserId\x126\n" +
@@ -829,7 +861,8 @@ const file_roster_v1_import_proto_rawDesc = "" +
 	"\vdeactivated\x18\x05 \x01(\bR\vdeactivated\x12.\n" +
 	"\x10notify_requester\x18\x06 \x01(\bH\x01R\x0fnotifyRequester\x88\x01\x01\x122\n" +
 	"\x15allow_legacy_statuses\x18\a \x01(\bR\x13allowLegacyStatuses\x12\x1b\n" +
-	"\tfile_name\x18\b \x01(\tR\bfileNameB\x13\n" +
+	"\tfile_name\x18\b \x01(\tR\bfileName\x12\x1b\n" +
+	"\treport_to\x18\t \x03(\tR\breportToB\x13\n" +
 	"\x11_send_invitationsB\x13\n" +
 	"\x11_notify_requester\"\x98\x02\n" +
 	"\x0fImportRowResult\x12\x12\n" +
@@ -848,12 +881,13 @@ const file_roster_v1_import_proto_rawDesc = "" +
 	"\tunchanged\x18\x05 \x01(\x03R\tunchanged\x12\x18\n" +
 	"\askipped\x18\x06 \x01(\x03R\askipped\x12\x14\n" +
 	"\x05valid\x18\a \x01(\x03R\x05valid\x12\x16\n" +
-	"\x06failed\x18\b \x01(\x03R\x06failed\"\xb4\x01\n" +
+	"\x06failed\x18\b \x01(\x03R\x06failed\"\xdd\x01\n" +
 	"\rImportSummary\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.roster.v1.ImportJobStatusR\x06status\x12/\n" +
 	"\x06counts\x18\x03 \x01(\v2\x17.roster.v1.ImportCountsR\x06counts\x12'\n" +
-	"\x0ffailure_message\x18\x04 \x01(\tR\x0efailureMessage\"\xa3\x04\n" +
+	"\x0ffailure_message\x18\x04 \x01(\tR\x0efailureMessage\x12'\n" +
+	"\x0freport_delivery\x18\x05 \x01(\tR\x0ereportDelivery\"\xcc\x04\n" +
 	"\tImportJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.roster.v1.ImportJobKindR\x04kind\x122\n" +
@@ -869,7 +903,8 @@ const file_roster_v1_import_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x125\n" +
-	"\bend_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aendTime*m\n" +
+	"\bend_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12'\n" +
+	"\x0freport_delivery\x18\r \x01(\tR\x0ereportDelivery*m\n" +
 	"\n" +
 	"OnExisting\x12\x1b\n" +
 	"\x17ON_EXISTING_UNSPECIFIED\x10\x00\x12\x14\n" +

@@ -619,9 +619,13 @@ type ListUsersRequest struct {
 	UnitId    string `protobuf:"bytes,6,opt,name=unit_id,json=unitId,proto3" json:"unit_id,omitempty"`
 	Onboarded *bool  `protobuf:"varint,7,opt,name=onboarded,proto3,oneof" json:"onboarded,omitempty"`
 	// `create_time desc` (default) or `last_name`.
-	OrderBy       string `protobuf:"bytes,8,opt,name=order_by,json=orderBy,proto3" json:"order_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OrderBy string `protobuf:"bytes,8,opt,name=order_by,json=orderBy,proto3" json:"order_by,omitempty"`
+	// True: only users whose email is on a public mail provider (the list
+	// behind the PUBLIC_EMAIL_DOMAIN warning, and their subdomains); false:
+	// only the others.
+	PublicEmailDomain *bool `protobuf:"varint,9,opt,name=public_email_domain,json=publicEmailDomain,proto3,oneof" json:"public_email_domain,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListUsersRequest) Reset() {
@@ -708,6 +712,13 @@ func (x *ListUsersRequest) GetOrderBy() string {
 		return x.OrderBy
 	}
 	return ""
+}
+
+func (x *ListUsersRequest) GetPublicEmailDomain() bool {
+	if x != nil && x.PublicEmailDomain != nil {
+		return *x.PublicEmailDomain
+	}
+	return false
 }
 
 type ListUsersResponse struct {
@@ -2099,9 +2110,11 @@ type ExportUsersRequest struct {
 	UnitId    string                 `protobuf:"bytes,4,opt,name=unit_id,json=unitId,proto3" json:"unit_id,omitempty"`
 	Onboarded *bool                  `protobuf:"varint,5,opt,name=onboarded,proto3,oneof" json:"onboarded,omitempty"`
 	// `,` (default) or `;`.
-	Delimiter     string `protobuf:"bytes,6,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Delimiter string `protobuf:"bytes,6,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
+	// As in ListUsersRequest.
+	PublicEmailDomain *bool `protobuf:"varint,7,opt,name=public_email_domain,json=publicEmailDomain,proto3,oneof" json:"public_email_domain,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ExportUsersRequest) Reset() {
@@ -2174,6 +2187,13 @@ func (x *ExportUsersRequest) GetDelimiter() string {
 		return x.Delimiter
 	}
 	return ""
+}
+
+func (x *ExportUsersRequest) GetPublicEmailDomain() bool {
+	if x != nil && x.PublicEmailDomain != nil {
+		return *x.PublicEmailDomain
+	}
+	return false
 }
 
 type ExportUsersResponse struct {
@@ -2255,7 +2275,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"k\n" +
 	"\x15BatchGetUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12+\n" +
-	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\x97\x02\n" +
+	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xe4\x02\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2265,9 +2285,11 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\bgroup_id\x18\x05 \x01(\tR\agroupId\x12\x17\n" +
 	"\aunit_id\x18\x06 \x01(\tR\x06unitId\x12!\n" +
 	"\tonboarded\x18\a \x01(\bH\x00R\tonboarded\x88\x01\x01\x12\x19\n" +
-	"\border_by\x18\b \x01(\tR\aorderByB\f\n" +
+	"\border_by\x18\b \x01(\tR\aorderBy\x123\n" +
+	"\x13public_email_domain\x18\t \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01B\f\n" +
 	"\n" +
-	"_onboarded\"\xb3\x01\n" +
+	"_onboardedB\x16\n" +
+	"\x14_public_email_domain\"\xb3\x01\n" +
 	"\x11ListUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
@@ -2357,16 +2379,18 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x1aGetOnboardingStatsResponse\x12'\n" +
 	"\x0fonboarded_count\x18\x01 \x01(\x03R\x0eonboardedCount\x12.\n" +
 	"\x13not_onboarded_count\x18\x02 \x01(\x03R\x11notOnboardedCount\x12;\n" +
-	"\rstatus_counts\x18\x03 \x03(\v2\x16.roster.v1.StatusCountR\fstatusCounts\"\xe0\x01\n" +
+	"\rstatus_counts\x18\x03 \x03(\v2\x16.roster.v1.StatusCountR\fstatusCounts\"\xad\x02\n" +
 	"\x12ExportUsersRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x121\n" +
 	"\bstatuses\x18\x02 \x03(\x0e2\x15.roster.v1.UserStatusR\bstatuses\x12\x19\n" +
 	"\bgroup_id\x18\x03 \x01(\tR\agroupId\x12\x17\n" +
 	"\aunit_id\x18\x04 \x01(\tR\x06unitId\x12!\n" +
 	"\tonboarded\x18\x05 \x01(\bH\x00R\tonboarded\x88\x01\x01\x12\x1c\n" +
-	"\tdelimiter\x18\x06 \x01(\tR\tdelimiterB\f\n" +
+	"\tdelimiter\x18\x06 \x01(\tR\tdelimiter\x123\n" +
+	"\x13public_email_domain\x18\a \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01B\f\n" +
 	"\n" +
-	"_onboarded\"+\n" +
+	"_onboardedB\x16\n" +
+	"\x14_public_email_domain\"+\n" +
 	"\x13ExportUsersResponse\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\fR\x05chunk*W\n" +
 	"\n" +

@@ -76,7 +76,8 @@ type UserServiceClient interface {
 	SendActivationEmail(ctx context.Context, in *SendActivationEmailRequest, opts ...grpc.CallOption) (*SendActivationEmailResponse, error)
 	// Counts users by onboarding and status. Scope: VIEWER.
 	GetOnboardingStats(ctx context.Context, in *GetOnboardingStatsRequest, opts ...grpc.CallOption) (*GetOnboardingStatsResponse, error)
-	// Streams users as CSV in the import format plus status, groups and id; audited. Scope: ADMIN.
+	// Streams users as CSV in the import format plus status, groups and id,
+	// and the read-only onboarded and derived_status; audited. Scope: ADMIN.
 	ExportUsers(ctx context.Context, in *ExportUsersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportUsersResponse], error)
 }
 
@@ -305,7 +306,8 @@ type UserServiceServer interface {
 	SendActivationEmail(context.Context, *SendActivationEmailRequest) (*SendActivationEmailResponse, error)
 	// Counts users by onboarding and status. Scope: VIEWER.
 	GetOnboardingStats(context.Context, *GetOnboardingStatsRequest) (*GetOnboardingStatsResponse, error)
-	// Streams users as CSV in the import format plus status, groups and id; audited. Scope: ADMIN.
+	// Streams users as CSV in the import format plus status, groups and id,
+	// and the read-only onboarded and derived_status; audited. Scope: ADMIN.
 	ExportUsers(*ExportUsersRequest, grpc.ServerStreamingServer[ExportUsersResponse]) error
 	mustEmbedUnimplementedUserServiceServer()
 }

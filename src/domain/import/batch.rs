@@ -59,6 +59,9 @@ pub struct ImportBatch<'a> {
     pub tokens_revoked: Vec<Uuid>,
     /// Users whose email changed: links sent to the old address stop working.
     pub new_addresses: Vec<Uuid>,
+    /// Whether those of them still to register a password are invited at
+    /// the new address (the job's `send_invitations`).
+    pub invite_new_addresses: bool,
     pub deleted: Vec<Uuid>,
     pub audits: Vec<AuditRecord>,
 }
@@ -97,7 +100,10 @@ impl<'a> ImportBatch<'a> {
         inserted: &HashSet<Uuid>,
         author: &BatchAuthor<'_>,
     ) -> (Self, Vec<ResultWithClaims>) {
-        let mut batch = Self::default();
+        let mut batch = Self {
+            invite_new_addresses: author.send_invitations,
+            ..Self::default()
+        };
         let mut results = Vec::with_capacity(decisions.len());
         for decision in decisions {
             if let Plan::Create { user_id, .. } = &decision.plan {
@@ -324,6 +330,7 @@ mod tests {
         assert_eq!(batch.invited, [created]);
         assert_eq!(batch.tokens_revoked, [updated]);
         assert_eq!(batch.new_addresses, [updated]);
+        assert!(batch.invite_new_addresses);
         assert_eq!(batch.deleted, [deleted]);
         let audited: Vec<_> = batch.audits.iter().map(|a| a.action).collect();
         assert_eq!(audited, ["user.create", "user.update", "user.delete"]);

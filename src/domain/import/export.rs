@@ -1,5 +1,5 @@
 //! ExportUsers (spec §3): the users matching ListUsers' filters as a CSV in
-//! the import format plus `groups`, `status` and `id`, written page by page
+//! the import format (`EXPORT_COLUMNS`), written page by page
 //! so memory stays flat whatever the directory's size.
 
 use serde_json::json;
@@ -44,6 +44,7 @@ pub async fn export_users(
         for row in &rows {
             let id = row.id.to_string();
             let status = row.status.as_str().to_lowercase();
+            let derived_status = row.derived_status.as_str().to_lowercase();
             csv_line(
                 [
                     row.first_name.as_str(),
@@ -54,6 +55,8 @@ pub async fn export_users(
                     row.external_id.as_deref().unwrap_or_default(),
                     &row.groups,
                     &status,
+                    if row.onboarded { "true" } else { "false" },
+                    &derived_status,
                     &id,
                 ],
                 delimiter,

@@ -17,10 +17,14 @@ pub enum Column {
     Status,
     /// Written by the export; when given, must be the id of the user a row finds.
     Id,
+    /// Written by the export as facts to read; an import ignores them, so
+    /// that an export imports back as it is.
+    Onboarded,
+    DerivedStatus,
 }
 
 impl Column {
-    pub const ALL: [Column; 10] = [
+    pub const ALL: [Column; 12] = [
         Self::Action,
         Self::FirstName,
         Self::LastName,
@@ -31,6 +35,8 @@ impl Column {
         Self::Groups,
         Self::Status,
         Self::Id,
+        Self::Onboarded,
+        Self::DerivedStatus,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +51,8 @@ impl Column {
             Self::Groups => "groups",
             Self::Status => "status",
             Self::Id => "id",
+            Self::Onboarded => "onboarded",
+            Self::DerivedStatus => "derived_status",
         }
     }
 

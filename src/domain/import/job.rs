@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::row::Action;
-use crate::domain::{name::invisible_character, text_state::text_states, FieldViolation};
+use crate::domain::{
+    name::invisible_character, text_state::text_states, values::Email, FieldViolation,
+};
 
 text_states! {
     /// What a job does (`import_jobs.kind`).
@@ -53,6 +55,9 @@ pub struct ImportOptions {
     pub notify_requester: bool,
     pub allow_legacy_statuses: bool,
     pub file_name: String,
+    /// More recipients of the report, each the email of a user of the
+    /// organization (checked when the job starts).
+    pub report_to: Vec<Email>,
 }
 
 impl Default for ImportOptions {
@@ -66,6 +71,7 @@ impl Default for ImportOptions {
             notify_requester: true,
             allow_legacy_statuses: false,
             file_name: String::new(),
+            report_to: Vec::new(),
         }
     }
 }
@@ -96,6 +102,36 @@ pub fn parse_file_name(raw: &str, field: &str) -> Result<String, FieldViolation>
         return refuse("INVALID_CHARACTER", "must not contain `<` or `>`");
     }
     Ok(name.to_owned())
+}
+
+/// Most addresses `report_to` may name: a report is for the people who run
+/// the import, not a mailing list.
+pub const MAX_REPORT_RECIPIENTS: usize = 10;
+
+/// An import's `report_to`, every address checked under
+/// `options.report_to[i]`; whether each is a user's email is for the job's
+/// start to check (`start_job`).
+pub fn parse_report_to(raw: &[String]) -> Result<Vec<Email>, Vec<FieldViolation>> {
+    if raw.len() > MAX_REPORT_RECIPIENTS {
+        return Err(vec![FieldViolation::new(
+            "options.report_to",
+            "TOO_MANY",
+            format!("at most {MAX_REPORT_RECIPIENTS} addresses"),
+        )]);
+    }
+    let mut violations = Vec::new();
+    let mut addresses = Vec::with_capacity(raw.len());
+    for (index, address) in raw.iter().enumerate() {
+        match Email::parse(address, &format!("options.report_to[{index}]")) {
+            Ok(email) => addresses.push(email),
+            Err(violation) => violations.push(violation),
+        }
+    }
+    if violations.is_empty() {
+        Ok(addresses)
+    } else {
+        Err(violations)
+    }
 }
 
 text_states! {
@@ -226,9 +262,131 @@ pub struct ImportJob {
     pub row_results_expired_time: Option<DateTime<Utc>>,
 }
 
+impl ImportJob {
+    /// Who gets the job's report email when it ends (spec §4), or why
+    /// nobody does: an API key has no address, so its import reports only
+    /// to `report_to`. Told in the summary so that nobody waits for a
+    /// report that will not come.
+    pub fn report_delivery(&self) -> String {
+        if self.kind == JobKind::Validate {
+            return "no report is sent for a review".into();
+        }
+        let options = &self.options;
+        let requester = options.notify_requester && self.requested_by.starts_with("user:");
+        let mut others: Vec<String> = Vec::new();
+        for address in &options.report_to {
+            if !others.iter().any(|seen| seen.eq_ignore_ascii_case(address)) {
+                others.push(address.to_string());
+            }
+        }
+        let others = others.join(", ");
+        match (requester, others.is_empty()) {
+            (true, true) => "the report is emailed to the requester".into(),
+            (true, false) => format!("the report is emailed to the requester and to {others}"),
+            (false, false) => format!("the report is emailed to {others}"),
+            (false, true) if !options.notify_requester => {
+                "no report is sent: notify_requester is false and report_to names nobody".into()
+            }
+            (false, true) => "no report is sent: an API key has no email address; name users in options.report_to".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ended_import(requested_by: &str, options: ImportOptions) -> ImportJob {
+        let now = Utc::now();
+        ImportJob {
+            id: Uuid::nil(),
+            kind: JobKind::Import,
+            status: JobStatus::Succeeded,
+            options,
+            counts: Counts::default(),
+            requested_by: requested_by.into(),
+            bytes_received: 0,
+            last_line: 0,
+            failure_message: String::new(),
+            create_time: now,
+            update_time: now,
+            end_time: Some(now),
+            row_results_expired_time: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_who_gets_the_report_or_why_nobody_does() {
+        let named = |addresses: &[&str]| ImportOptions {
+            report_to: parse_report_to(
+                &addresses
+                    .iter()
+                    .map(|a| (*a).to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap(),
+            ..ImportOptions::default()
+        };
+        let user = format!("user:{}", Uuid::nil());
+        let key = format!("api_key:{}", Uuid::nil());
+        let cases = [
+            (&user, named(&[]), "the report is emailed to the requester"),
+            (
+                &user,
+                named(&["a@acme.com", "A@ACME.com", "b@acme.com"]),
+                "the report is emailed to the requester and to a@acme.com, b@acme.com",
+            ),
+            (&key, named(&["a@acme.com"]), "the report is emailed to a@acme.com"),
+            (
+                &key,
+                named(&[]),
+                "no report is sent: an API key has no email address; name users in options.report_to",
+            ),
+            (
+                &user,
+                ImportOptions {
+                    notify_requester: false,
+                    ..named(&[])
+                },
+                "no report is sent: notify_requester is false and report_to names nobody",
+            ),
+        ];
+        for (requested_by, options, said) in cases {
+            assert_eq!(ended_import(requested_by, options).report_delivery(), said);
+        }
+        let review = ImportJob {
+            kind: JobKind::Validate,
+            ..ended_import(&user, named(&[]))
+        };
+        assert_eq!(review.report_delivery(), "no report is sent for a review");
+    }
+
+    #[test]
+    fn report_to_holds_a_few_addresses_each_checked_where_it_stands() {
+        let refused =
+            parse_report_to(&["a@acme.com".into(), "nope".into(), " ".into()]).unwrap_err();
+        let fields: Vec<&str> = refused.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["options.report_to[1]", "options.report_to[2]"]);
+        let many: Vec<String> = (0..=MAX_REPORT_RECIPIENTS)
+            .map(|i| format!("u{i}@acme.com"))
+            .collect();
+        assert_eq!(parse_report_to(&many).unwrap_err()[0].code, "TOO_MANY");
+        let stored = serde_json::to_value(named_options()).unwrap();
+        let read: ImportOptions = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, named_options(), "the job keeps them");
+        let older: ImportOptions = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(
+            older.report_to.is_empty(),
+            "jobs stored before report_to read as none"
+        );
+    }
+
+    fn named_options() -> ImportOptions {
+        ImportOptions {
+            report_to: parse_report_to(&["Boss@Acme.com".into()]).unwrap(),
+            ..ImportOptions::default()
+        }
+    }
 
     #[test]
     fn a_file_name_is_one_line_of_visible_plain_text() {

@@ -39,8 +39,10 @@ pub fn template(delimiter: char) -> (String, String) {
     (header, example)
 }
 
-/// The export's columns: the import format plus `groups`, `status` and `id`.
-pub const EXPORT_COLUMNS: [header::Column; 9] = [
+/// The export's columns: the import format with `groups` and the assigned
+/// `status` (what an import reads back), the read-only `onboarded` and
+/// `derived_status` (PENDING, EXPIRED…, which an import ignores), and `id`.
+pub const EXPORT_COLUMNS: [header::Column; 11] = [
     header::Column::FirstName,
     header::Column::LastName,
     header::Column::Email,
@@ -49,6 +51,8 @@ pub const EXPORT_COLUMNS: [header::Column; 9] = [
     header::Column::ExternalId,
     header::Column::Groups,
     header::Column::Status,
+    header::Column::Onboarded,
+    header::Column::DerivedStatus,
     header::Column::Id,
 ];
 

@@ -33,6 +33,7 @@ use crate::{
         paging::{Page, PageRequest},
         request::RequestId,
         user::{check_given_groups, mirrored_grants},
+        values::Email,
         DomainError, FieldViolation,
     },
     metrics::ImportRowCounters,
@@ -151,6 +152,7 @@ pub async fn start_job(
     }
     let organization_id = caller.organization_id;
     let mut tx = pool.begin().await?;
+    check_report_recipients(&mut tx, organization_id, &options.report_to).await?;
     check_given_groups(&mut tx, caller, &options.group_ids, "options.group_ids").await?;
     let mut option_group_ids = options.group_ids.clone();
     let mut mirror_skipped = Vec::new();
@@ -202,6 +204,33 @@ pub async fn start_job(
         mirror_skipped,
         rows_decided: rows_decided.clone(),
     })
+}
+
+/// Reports go only to users of the organization: `report_to` must not make
+/// Roster a way to send mail anywhere.
+async fn check_report_recipients(
+    tx: &mut store::Transaction<'_>,
+    organization_id: Uuid,
+    report_to: &[Email],
+) -> Result<(), DomainError> {
+    if report_to.is_empty() {
+        return Ok(());
+    }
+    let known = store::users::emails_of_users(&mut **tx, organization_id, report_to).await?;
+    DomainError::check(
+        report_to
+            .iter()
+            .enumerate()
+            .filter(|(_, address)| !known.contains(&address.to_lowercase()))
+            .map(|(index, _)| {
+                FieldViolation::new(
+                    format!("options.report_to[{index}]"),
+                    "NOT_A_USER",
+                    "is not the email of a user of this organization; reports go only to its users, so that Roster cannot be made to send mail anywhere",
+                )
+            })
+            .collect(),
+    )
 }
 
 const CANCELLED: &str = "cancelled by CancelImportJob";

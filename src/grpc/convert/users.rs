@@ -284,6 +284,7 @@ fn user_filter(
     group_id: &str,
     unit_id: &str,
     onboarded: Option<bool>,
+    public_email_domain: Option<bool>,
 ) -> Result<UserFilter, DomainError> {
     let mut violations = Vec::new();
     let mut parsed_statuses = Vec::new();
@@ -320,6 +321,7 @@ fn user_filter(
             group_id,
             unit_id,
             onboarded,
+            public_email_domain,
         }),
         (statuses, group_id, unit_id, query_length) => Err(refusal([
             statuses.err(),
@@ -342,6 +344,7 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
             &body.group_id,
             &body.unit_id,
             body.onboarded,
+            body.public_email_domain,
         );
         match (page, order, filter) {
             (Ok(page), Ok(order), Ok(filter)) => Ok(UserListRequest {
@@ -363,6 +366,7 @@ pub fn export_request(body: &proto::ExportUsersRequest) -> Result<(UserFilter, c
         &body.group_id,
         &body.unit_id,
         body.onboarded,
+        body.public_email_domain,
     );
     match (delimiter, filter) {
         (Ok(delimiter), Ok(filter)) => Ok((filter, delimiter)),
