@@ -33,6 +33,7 @@ mod import_session;
 mod metrics;
 mod onboarding;
 mod organizations;
+mod request_ergonomics;
 mod search;
 mod serve_crash;
 #[cfg(feature = "external-tools")]
