@@ -174,7 +174,8 @@ pub fn mask_fields<F>(
     let mut violations = Vec::new();
     let mut fields = Vec::new();
     for (index, raw) in paths.iter().enumerate() {
-        let path = raw.strip_prefix(prefix).unwrap_or(raw);
+        let path = snake_case(raw);
+        let path = path.strip_prefix(prefix).unwrap_or(&path);
         match known(path) {
             Some(field) => fields.push(field),
             None => violations.push(FieldViolation::new(
@@ -186,6 +187,22 @@ pub fn mask_fields<F>(
     }
     DomainError::check(violations)?;
     Ok(fields)
+}
+
+/// A mask path as the proto names it: grpcurl and the JSON answers spell
+/// fields in camelCase (`firstName`), protobuf in snake_case (`first_name`);
+/// both are accepted.
+fn snake_case(path: &str) -> String {
+    let mut snake = String::with_capacity(path.len() + 4);
+    for c in path.chars() {
+        if c.is_ascii_uppercase() {
+            snake.push('_');
+            snake.push(c.to_ascii_lowercase());
+        } else {
+            snake.push(c);
+        }
+    }
+    snake
 }
 
 /// The CSV delimiter of a request: `,` (default) or `;`.

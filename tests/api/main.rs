@@ -35,6 +35,7 @@ mod mail;
 mod metrics;
 mod onboarding;
 mod organizations;
+mod request_ergonomics;
 mod search;
 mod serve_crash;
 #[cfg(feature = "external-tools")]

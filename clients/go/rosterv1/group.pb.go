@@ -235,8 +235,9 @@ func (x *Profile) GetUpdateTime() *timestamppb.Timestamp {
 type Unit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output only.
-	Id   string   `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name string   `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Id   string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Unset (UNIT_KIND_UNSPECIFIED) on create or update means UNIT_KIND_OTHER.
 	Kind UnitKind `protobuf:"varint,3,opt,name=kind,proto3,enum=roster.v1.UnitKind" json:"kind,omitempty"`
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`

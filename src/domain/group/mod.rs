@@ -189,14 +189,18 @@ fn parse_scope(
         Some(kind) if !unit_ids.is_empty() => Err(FieldViolation::new(
             "group.unit_ids",
             "UNEXPECTED",
-            format!("must be empty unless unit_scope is UNIT_SCOPE_UNITS (it is {kind:?})"),
+            format!(
+                "must be empty unless unit_scope is UNIT_SCOPE_UNITS (it is UNIT_SCOPE_{kind})"
+            ),
         )),
         Some(ScopeKind::NoUnit) => Ok(UnitScope::NoUnit),
         Some(ScopeKind::AllUnits) => Ok(UnitScope::AllUnits),
         None => Err(FieldViolation::new(
             "group.unit_scope",
             "REQUIRED",
-            "must be UNIT_SCOPE_NO_UNIT, UNIT_SCOPE_ALL_UNITS or UNIT_SCOPE_UNITS",
+            "must be set: UNIT_SCOPE_NO_UNIT (a profile with no unit, such as a product-wide \
+             role), UNIT_SCOPE_ALL_UNITS, or UNIT_SCOPE_UNITS with unit_ids; Roster does not \
+             guess which",
         )),
     };
     match scope {
@@ -242,26 +246,15 @@ impl GroupValues {
     }
 }
 
-/// Which group fields an update changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupField {
-    Name,
-    Description,
-    ProfileId,
-    UnitScope,
-    UnitIds,
-}
-
-impl GroupField {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "name" => Some(Self::Name),
-            "description" => Some(Self::Description),
-            "profile_id" => Some(Self::ProfileId),
-            "unit_scope" => Some(Self::UnitScope),
-            "unit_ids" => Some(Self::UnitIds),
-            _ => None,
-        }
+text_states! {
+    /// Which group fields an update changes, named as their `update_mask`
+    /// paths (also what the audit record lists).
+    GroupField {
+        Name => "name",
+        Description => "description",
+        ProfileId => "profile_id",
+        UnitScope => "unit_scope",
+        UnitIds => "unit_ids",
     }
 }
 
@@ -310,7 +303,7 @@ impl GroupUpdate {
     }
 
     fn changed_fields(&self) -> Vec<String> {
-        self.fields.iter().map(|f| format!("{f:?}")).collect()
+        self.fields.iter().map(|f| f.as_str().to_owned()).collect()
     }
 }
 

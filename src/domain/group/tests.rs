@@ -201,7 +201,7 @@ fn unit_and_profile_changes_merge_onto_the_current_values() {
     };
     assert_eq!(
         codes(unknown_kind.merged_onto(&current).unwrap_err()),
-        [("unit.kind".to_owned(), "REQUIRED".to_owned())]
+        [("unit.kind".to_owned(), "UNKNOWN_VALUE".to_owned())]
     );
 
     let current = profile(None);

@@ -43,14 +43,15 @@ pub struct UnitValues {
 }
 
 impl UnitValues {
-    /// `kind` is `None` for an unspecified or unknown kind. Every violation at once.
+    /// `kind` is `None` for a kind the API does not know. Every violation at once.
     pub fn parse(name: &str, kind: Option<UnitKind>) -> Result<Self, DomainError> {
         let name = DisplayName::parse(name, "unit.name").map_err(|v| vec![v]);
         let kind = kind.ok_or_else(|| {
             vec![FieldViolation::new(
                 "unit.kind",
-                "REQUIRED",
-                "must be BRANCH, STORE, PARTNER or OTHER",
+                "UNKNOWN_VALUE",
+                "must be UNIT_KIND_BRANCH, UNIT_KIND_STORE, UNIT_KIND_PARTNER or UNIT_KIND_OTHER \
+                 (unset means UNIT_KIND_OTHER)",
             )]
         });
         match (name, kind) {
@@ -64,7 +65,7 @@ impl UnitValues {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitChanges {
     pub name: Option<String>,
-    /// `Some(None)`: the mask names the kind but it is unspecified or unknown.
+    /// `Some(None)`: the mask names the kind but its number is unknown.
     pub kind: Option<Option<UnitKind>>,
 }
 

@@ -63,14 +63,15 @@ pub fn unit(unit: &Unit) -> proto::Unit {
     }
 }
 
-/// `None` for UNIT_KIND_UNSPECIFIED and unknown numbers.
+/// An unset kind (UNIT_KIND_UNSPECIFIED) is OTHER, as most units are
+/// neither branch, store nor partner; `None` for a number the proto does
+/// not know.
 pub fn unit_kind_from_proto(raw: i32) -> Option<UnitKind> {
     Some(match proto::UnitKind::try_from(raw).ok()? {
-        proto::UnitKind::Unspecified => return None,
+        proto::UnitKind::Unspecified | proto::UnitKind::Other => UnitKind::Other,
         proto::UnitKind::Branch => UnitKind::Branch,
         proto::UnitKind::Store => UnitKind::Store,
         proto::UnitKind::Partner => UnitKind::Partner,
-        proto::UnitKind::Other => UnitKind::Other,
     })
 }
 
