@@ -187,17 +187,28 @@ impl CallClock {
         }
     }
 
-    /// A call dropped before its status: past its deadline tonic ended it
-    /// (DEADLINE_EXCEEDED), else the client went away (CANCELLED).
+    /// A call dropped before its status: at its deadline (DEADLINE_EXCEEDED),
+    /// else the client went away (CANCELLED). The caller's clients time the
+    /// deadline too, from before the request left them: their cancellation
+    /// (an HTTP/2 reset) arrives up to a transit time before our own timer
+    /// would fire, so a call dropped within the last tenth of its deadline
+    /// (at most a second short of it) was ended by the deadline.
     pub fn dropped_code(&self) -> i32 {
+        self.dropped_code_after(self.started.elapsed())
+    }
+
+    fn dropped_code_after(&self, elapsed: Duration) -> i32 {
         match self.deadline {
-            Some(deadline) if self.started.elapsed() >= deadline => {
+            Some(deadline) if elapsed + (deadline / 10).min(MAX_TRANSIT) >= deadline => {
                 tonic::Code::DeadlineExceeded as i32
             }
             _ => tonic::Code::Cancelled as i32,
         }
     }
 }
+
+/// The longest a client's reset is taken to travel ahead of our own timer.
+const MAX_TRANSIT: Duration = Duration::from_secs(1);
 
 /// The call's `grpc-timeout`; a value that does not parse sets none, as in tonic.
 pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
@@ -235,5 +246,27 @@ mod tests {
         for nonsense in ["", "m", "123456789S", "10x", "-1S", "1.5S"] {
             assert_eq!(parse_grpc_timeout(nonsense), None, "{nonsense:?}");
         }
+    }
+
+    #[test]
+    fn a_call_dropped_near_its_deadline_was_ended_by_it_and_one_dropped_early_was_cancelled() {
+        let clock = |deadline| CallClock {
+            started: Instant::now(),
+            deadline,
+        };
+        let deadline_exceeded = tonic::Code::DeadlineExceeded as i32;
+        let cancelled = tonic::Code::Cancelled as i32;
+        let ms = Duration::from_millis;
+        let short = clock(Some(ms(1500)));
+        // The client's reset arrives a little before our timer: its deadline.
+        assert_eq!(short.dropped_code_after(ms(1499)), deadline_exceeded);
+        assert_eq!(short.dropped_code_after(ms(1400)), deadline_exceeded);
+        assert_eq!(short.dropped_code_after(ms(2000)), deadline_exceeded);
+        assert_eq!(short.dropped_code_after(ms(1000)), cancelled);
+        // A long deadline: at most a second of transit.
+        let long = clock(Some(Duration::from_secs(60)));
+        assert_eq!(long.dropped_code_after(ms(59_500)), deadline_exceeded);
+        assert_eq!(long.dropped_code_after(ms(55_000)), cancelled);
+        assert_eq!(clock(None).dropped_code_after(ms(99_000)), cancelled);
     }
 }

@@ -549,6 +549,34 @@ impl TestApp {
         self.create_named_user(first, last, "", email).await
     }
 
+    /// Lets a user's invitation lapse unused, link and all. Waits for the
+    /// invitation to be sent first: sending it sets the expiry, and would
+    /// undo a lapse made before.
+    pub async fn expire_invitation(&self, user_id: &str) {
+        let user_id: Uuid = user_id.parse().expect("a user id");
+        eventually("the invitation sent", Duration::from_secs(10), || async {
+            let sent: bool = sqlx::query_scalar(
+                "select invitation_expire_time is not null from users where id = $1",
+            )
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("read the invitation's expiry");
+            sent.then_some(())
+        })
+        .await;
+        for lapse in [
+            "update onboarding_tokens set expire_time = now() - interval '1 minute' where user_id = $1",
+            "update users set invitation_expire_time = now() - interval '1 minute' where id = $1",
+        ] {
+            sqlx::query(lapse)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await
+                .expect("lapse the invitation");
+        }
+    }
+
     /// Marks a user onboarded directly, without a password: for tests that
     /// need a session (`mint_access_token`), not the email round trip.
     pub async fn onboard(&self, user_id: &str) {

@@ -276,26 +276,12 @@ async fn a_reset_link_sets_a_new_password_and_signs_every_session_out() {
     assert_eq!(violated_fields(&again), ["token"]);
 }
 
-/// Lets a user's invitation lapse unused, link and all.
-async fn expire_invitation(app: &TestApp, user_id: &str) {
-    for lapse in [
-        "update onboarding_tokens set expire_time = now() - interval '1 minute' where user_id = $1::uuid",
-        "update users set invitation_expire_time = now() - interval '1 minute' where id = $1::uuid",
-    ] {
-        sqlx::query(lapse)
-            .bind(user_id)
-            .execute(&app.pool)
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn an_expired_link_is_told_apart_from_an_invalid_one_and_the_user_shows_expired() {
     let app = TestApp::spawn().await;
     let user = app.create_user("Eva", "Lima", "eva@acme.com").await;
     let token = app.email("eva@acme.com", 1).await.link_token();
-    expire_invitation(&app, &user.id).await;
+    app.expire_invitation(&user.id).await;
     let expired = register(&app, &token, GOOD_PASSWORD).await.unwrap_err();
     assert_eq!(expired.code(), Code::FailedPrecondition);
     assert_eq!(error_reason(&expired).as_deref(), Some("TOKEN_EXPIRED"));
@@ -777,13 +763,7 @@ async fn activation_emails_go_to_the_users_named_expired_not_onboarded_or_create
     app.create_user("New", "Link", "new@acme.com").await;
     app.email("new@acme.com", 1).await;
     app.email("old@acme.com", 1).await;
-    sqlx::query(
-        "update users set invitation_expire_time = now() - interval '1 day' where id = $1::uuid",
-    )
-    .bind(&expired.id)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.expire_invitation(&expired.id).await;
     let send = |request: proto::SendActivationEmailRequest| {
         let mut users = app.users(app.as_admin());
         async move {
@@ -1029,7 +1009,7 @@ async fn forgot_password_sends_a_new_invitation_to_an_active_user_who_never_regi
     let app = TestApp::spawn().await;
     let lia = app.create_user("Lia", "Lost", "lia@acme.com").await;
     let first = app.email("lia@acme.com", 1).await;
-    expire_invitation(&app, &lia.id).await;
+    app.expire_invitation(&lia.id).await;
     assert_eq!(
         get_user(&app, &lia.id).await.status,
         proto::UserStatus::Expired as i32

@@ -258,13 +258,7 @@ async fn statuses_follow_the_admin_state_and_onboarding() {
         let response = users.set_user_status(set(assigned)).await.unwrap();
         assert_eq!(status_of(response), shown as i32, "{assigned:?}");
     }
-    sqlx::query(
-        "update users set invitation_expire_time = now() - interval '1 minute' where id = $1::uuid",
-    )
-    .bind(&user.id)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.expire_invitation(&user.id).await;
     let get = proto::GetUserRequest {
         user_id: user.id.clone(),
     };
