@@ -171,6 +171,10 @@ struct ImportArgs {
     /// Read the results of this job (after a lost connection) instead of sending the file.
     #[arg(long, value_name = "JOB_ID")]
     resume: Option<String>,
+    /// Write only the failed rows to FILE.results.csv: fix them there and
+    /// import that file (its result columns are ignored).
+    #[arg(long)]
+    failed_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -402,6 +406,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 file: args.file,
                 dry_run: args.dry_run,
                 resume: args.resume,
+                failed_only: args.failed_only,
                 options: proto::ImportOptions {
                     group_ids: args.groups,
                     mirror_user_id: args.mirror.unwrap_or_default(),

@@ -2,6 +2,7 @@
 //! would: `roster import` and `roster export`.
 
 use std::{
+    collections::VecDeque,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -17,7 +18,12 @@ use tonic::{
 };
 
 use crate::{
-    domain::import::csv_line,
+    domain::import::{
+        csv_line,
+        header::Column,
+        reader::{CsvStream, Limits, Record},
+        row::unescape_cell,
+    },
     grpc::JOB_ID_HEADER,
     proto::{
         self, import_service_client::ImportServiceClient, import_users_request,
@@ -115,6 +121,8 @@ pub struct ImportRequest {
     pub options: proto::ImportOptions,
     /// Read the results of this job instead of sending the file again.
     pub resume: Option<String>,
+    /// Write only the failed rows to the results file.
+    pub failed_only: bool,
 }
 
 /// `FILE.results.csv` next to the file.
@@ -124,31 +132,119 @@ fn results_path(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes row results as CSV (line, email, outcome, errors).
+/// The records of the file being imported, read again from disk as its
+/// results come back (in file order), so that each result is written next to
+/// the row it is about. Read by the server's own reader: the same lines,
+/// encodings and delimiters. A file it cannot read gives no records.
+struct OriginalRows {
+    file: Option<tokio::fs::File>,
+    stream: CsvStream,
+    read: VecDeque<Record>,
+}
+
+impl OriginalRows {
+    async fn open(path: &Path) -> Self {
+        Self {
+            file: tokio::fs::File::open(path).await.ok(),
+            stream: CsvStream::new(Limits::default()),
+            read: VecDeque::new(),
+        }
+    }
+
+    /// The next record, reading more of the file when needed.
+    async fn next(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.read.pop_front() {
+                return Some(record);
+            }
+            let file = self.file.as_mut()?;
+            let mut buffer = vec![0u8; 64 * 1024];
+            let records = match file.read(&mut buffer).await {
+                Ok(0) => {
+                    self.file = None;
+                    self.stream.finish()
+                }
+                Ok(read) => self.stream.push(&buffer[..read]),
+                Err(_) => {
+                    self.file = None;
+                    return None;
+                }
+            };
+            match records {
+                Ok(records) => self.read.extend(records),
+                Err(_) => self.file = None,
+            }
+        }
+    }
+
+    /// The cells of the record that starts at `line` (none for a record the
+    /// reader could not read, such as an unterminated quote).
+    async fn cells_at(&mut self, line: u64) -> Option<Vec<String>> {
+        while let Some(record) = self.next().await {
+            if record.line == line {
+                return record.fields.ok();
+            }
+            if record.line > line {
+                self.read.push_front(record);
+                return None;
+            }
+        }
+        None
+    }
+}
+
+/// Writes row results as CSV: the file's own columns, then `line`,
+/// `outcome`, `user_id`, `errors` and `warnings`, which an import ignores;
+/// so the failed rows, fixed in this file, import again from it.
 struct ResultsFile {
     file: tokio::io::BufWriter<tokio::fs::File>,
     path: PathBuf,
+    original: OriginalRows,
+    /// Positions of the file's own columns (named, and not result columns
+    /// of an earlier run, which are written afresh).
+    kept: Vec<usize>,
+    failed_only: bool,
     failed: u64,
     rows: u64,
 }
 
 impl ResultsFile {
-    async fn create(path: PathBuf) -> Result<Self> {
+    async fn create(source: &Path, failed_only: bool) -> Result<Self> {
+        let path = results_path(source);
         let mut file = tokio::io::BufWriter::new(
             tokio::fs::File::create(&path)
                 .await
                 .with_context(|| format!("cannot write {}", path.display()))?,
         );
-        let mut header = String::new();
+        let mut original = OriginalRows::open(source).await;
+        let header = match original.next().await {
+            Some(Record {
+                fields: Ok(cells), ..
+            }) => cells,
+            _ => Vec::new(),
+        };
+        let kept: Vec<usize> = (0..header.len())
+            .filter(|&index| {
+                let name = header[index].trim();
+                !name.is_empty()
+                    && !Column::matching(name).is_some_and(|c| Column::RESULTS.contains(&c))
+            })
+            .collect();
+        let mut line = String::new();
         csv_line(
-            ["line", "email", "outcome", "errors", "warnings"],
+            kept.iter()
+                .map(|&index| header[index].trim())
+                .chain(Column::RESULTS.map(Column::name)),
             ',',
-            &mut header,
+            &mut line,
         );
-        file.write_all(header.as_bytes()).await?;
+        file.write_all(line.as_bytes()).await?;
         Ok(Self {
             file,
             path,
+            original,
+            kept,
+            failed_only,
             failed: 0,
             rows: 0,
         })
@@ -159,22 +255,40 @@ impl ResultsFile {
         self.rows += 1;
         if outcome == RowOutcome::Failed {
             self.failed += 1;
+        } else if self.failed_only {
+            return Ok(());
         }
+        let line_number = u64::try_from(row.line).unwrap_or(0);
+        let cells = self
+            .original
+            .cells_at(line_number)
+            .await
+            .unwrap_or_default();
         let issues = |list: &[proto::FieldIssue]| {
             list.iter()
                 .map(|i| format!("{}: {} ({})", i.field, i.message, i.code))
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let (line_text, errors, warnings) = (
+            row.line.to_string(),
+            issues(&row.errors),
+            issues(&row.warnings),
+        );
         let mut line = String::new();
         csv_line(
-            [
-                row.line.to_string().as_str(),
-                &row.email,
-                outcome.as_str_name().trim_start_matches("ROW_OUTCOME_"),
-                &issues(&row.errors),
-                &issues(&row.warnings),
-            ],
+            // The values the import read (an export's `'` escape removed;
+            // `csv_line` puts it back where a spreadsheet needs it).
+            self.kept
+                .iter()
+                .map(|&index| cells.get(index).map_or("", |cell| unescape_cell(cell)))
+                .chain([
+                    line_text.as_str(),
+                    outcome.as_str_name().trim_start_matches("ROW_OUTCOME_"),
+                    &row.user_id,
+                    &errors,
+                    &warnings,
+                ]),
             ',',
             &mut line,
         );
@@ -236,13 +350,21 @@ fn print_summary(summary: &ImportSummary, results: &ResultsFile, dry_run: bool) 
     if !summary.report_delivery.is_empty() {
         println!("{}", summary.report_delivery);
     }
-    println!("results: {}", results.path.display());
+    println!(
+        "results: {}{}",
+        results.path.display(),
+        if results.failed_only {
+            " (failed rows only)"
+        } else {
+            ""
+        }
+    );
 }
 
 /// Runs `roster import`; returns whether every row succeeded.
 pub async fn import(connection: &Connection, request: ImportRequest) -> Result<bool> {
     if let Some(job_id) = &request.resume {
-        return resume(connection, &request.file, job_id).await;
+        return resume(connection, &request.file, job_id, request.failed_only).await;
     }
     let mut file = tokio::fs::File::open(&request.file)
         .await
@@ -270,7 +392,7 @@ pub async fn import(connection: &Connection, request: ImportRequest) -> Result<b
             sent_bar.inc(read as u64);
         }
     });
-    let mut results = ResultsFile::create(results_path(&request.file)).await?;
+    let mut results = ResultsFile::create(&request.file, request.failed_only).await?;
     let started = Instant::now();
     let mut client = connection.imports().await?;
     let chunks = tokio_stream::wrappers::ReceiverStream::new(receiver);
@@ -381,7 +503,12 @@ fn describe(status: &Status) -> String {
 }
 
 /// Waits for a job to end and writes all its results.
-async fn resume(connection: &Connection, file: &Path, job_id: &str) -> Result<bool> {
+async fn resume(
+    connection: &Connection,
+    file: &Path,
+    job_id: &str,
+    failed_only: bool,
+) -> Result<bool> {
     let mut client = connection.imports().await?;
     let job = loop {
         let job = client
@@ -397,7 +524,7 @@ async fn resume(connection: &Connection, file: &Path, job_id: &str) -> Result<bo
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    let mut results = ResultsFile::create(results_path(file)).await?;
+    let mut results = ResultsFile::create(file, failed_only).await?;
     let mut page_token = String::new();
     loop {
         let page = client

@@ -161,6 +161,7 @@ fn action_to_proto(action: Option<Action>) -> i32 {
         Some(Action::Add) => proto::ImportAction::Add,
         Some(Action::Update) => proto::ImportAction::Update,
         Some(Action::Delete) => proto::ImportAction::Delete,
+        Some(Action::Example) => proto::ImportAction::Example,
     }) as i32
 }
 

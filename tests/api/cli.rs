@@ -531,10 +531,20 @@ async fn roster_import_reviews_imports_writes_results_resumes_and_roster_export_
     assert!(stdout.contains("created 1"), "{stdout}");
     let results = std::fs::read_to_string(&results_path).unwrap();
     let lines: Vec<&str> = results.lines().collect();
-    assert_eq!(lines[0], "line,email,outcome,errors,warnings");
-    assert_eq!(lines[1], "2,ana@acme.com,CREATED,,");
+    assert_eq!(
+        lines[0],
+        "first_name,last_name,email,line,outcome,user_id,errors,warnings"
+    );
+    let ana: uuid::Uuid = sqlx::query_scalar("select id from users where email = 'ana@acme.com'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        lines[1],
+        format!("Ana,Silva,ana@acme.com,2,CREATED,{ana},,")
+    );
     assert!(
-        lines[2].starts_with("3,bruno@acme.com,FAILED,last_name: "),
+        lines[2].starts_with("Bruno,,bruno@acme.com,3,FAILED,,last_name: "),
         "{}",
         lines[2]
     );
@@ -577,6 +587,85 @@ async fn roster_import_reviews_imports_writes_results_resumes_and_roster_export_
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
+}
+
+// The binary runs while this test waits on it: the server needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_rows_fixed_in_the_results_file_import_again_from_it() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.csv");
+    // A phone escaped as an export escapes it, a quoted cell, a blank line.
+    std::fs::write(
+        &file,
+        "First Name,last_name,email,phone\n\
+         Ana,\"Silva, Jr.\",ana@acme.com,\n\
+         \n\
+         Bruno,,bruno@acme.com,'+5511999998888\n\
+         Carla,Souza,not-an-email,\n",
+    )
+    .unwrap();
+    let import = |file: &Path| {
+        client(&app)
+            .arg("import")
+            .arg(file)
+            .args(["--failed-only", "--no-invitations"])
+            .output()
+            .unwrap()
+    };
+    let first = import(&file);
+    assert_eq!(first.status.code(), Some(2), "{first:?}");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("created 1"), "{stdout}");
+    assert!(stdout.contains("(failed rows only)"), "{stdout}");
+    let results_path = dir.path().join("people.csv.results.csv");
+    let results = std::fs::read_to_string(&results_path).unwrap();
+    let lines: Vec<&str> = results.lines().collect();
+    assert_eq!(
+        lines[0],
+        "First Name,last_name,email,phone,line,outcome,user_id,errors,warnings"
+    );
+    assert_eq!(lines.len(), 3, "only the failed rows: {results}");
+    assert!(
+        lines[1].starts_with("Bruno,,bruno@acme.com,'+5511999998888,4,FAILED,,last_name: "),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("Carla,Souza,not-an-email,,5,FAILED,,email: "),
+        "{}",
+        lines[2]
+    );
+
+    // Fixed where they are, the rows import again from the results file:
+    // its result columns are ignored, and written afresh (not twice).
+    let fixed = results
+        .replace("Bruno,,", "Bruno,Lima,")
+        .replace("not-an-email", "carla@acme.com");
+    std::fs::write(&results_path, fixed).unwrap();
+    let second = import(&results_path);
+    assert_eq!(second.status.code(), Some(0), "{second:?}");
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(stdout.contains("created 2"), "{stdout}");
+    let rerun_results =
+        std::fs::read_to_string(dir.path().join("people.csv.results.csv.results.csv")).unwrap();
+    assert_eq!(
+        rerun_results.lines().collect::<Vec<_>>(),
+        ["First Name,last_name,email,phone,line,outcome,user_id,errors,warnings"],
+        "nothing failed"
+    );
+    let phone: Option<String> =
+        sqlx::query_scalar("select phone from users where email = 'bruno@acme.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(phone.as_deref(), Some("+5511999998888"));
+    let last_name: String =
+        sqlx::query_scalar("select last_name from users where email = 'ana@acme.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(last_name, "Silva, Jr.");
 }
 
 // The binary runs while this test waits on it: the server needs threads of its own.

@@ -1,10 +1,10 @@
 use roster::proto::UnitScope;
 use roster::{
     domain::import::{
-        header::Header,
+        header::{Column, Header},
         period::Period,
         reader::{CsvStream, Limits},
-        row::{parse_row, RowCommand},
+        row::{parse_row, Action, RowCommand},
     },
     proto::{self, RowOutcome},
 };
@@ -17,7 +17,7 @@ use crate::{
 };
 
 #[tokio::test]
-async fn the_template_is_a_file_the_importer_reads_back_as_one_valid_row() {
+async fn the_template_reviews_valid_in_a_new_organization_and_imported_as_it_came_creates_nobody() {
     let app = TestApp::spawn().await;
     let viewer = Bearer::token(
         &app.create_api_key(
@@ -27,6 +27,7 @@ async fn the_template_is_a_file_the_importer_reads_back_as_one_valid_row() {
         )
         .await,
     );
+    let users_before = count(&app, "select count(*) from users").await;
     for delimiter in [",", ";"] {
         let template = app
             .imports(viewer.clone())
@@ -42,10 +43,54 @@ async fn the_template_is_a_file_the_importer_reads_back_as_one_valid_row() {
         records.extend(stream.finish().unwrap());
         assert_eq!(records.len(), 2);
         let header = Header::parse(records[0].fields.as_ref().unwrap()).unwrap();
-        let (_, command) = parse_row(&header, records[1].fields.as_ref().unwrap(), false).unwrap();
+        assert!(
+            header.has(Column::Action),
+            "{delimiter}: {}",
+            template.header
+        );
+        let (action, command) =
+            parse_row(&header, records[1].fields.as_ref().unwrap(), false).unwrap();
+        assert_eq!(action, Action::Example, "{delimiter}");
         assert!(matches!(command, RowCommand::Add { .. }), "{delimiter}");
-        assert_eq!(template.header.split(delimiter).next(), Some("first_name"));
+
+        // The review checks the example row like an add: VALID, with a word
+        // on why the import will not create it.
+        let review = run_import(&app, viewer.clone(), true, options(), &template.csv, 7).await;
+        assert_eq!(review.outcomes(), [(2, RowOutcome::Valid)], "{delimiter}");
+        let row = &review.rows[0];
+        assert_eq!(row.action, proto::ImportAction::Example as i32);
+        assert_eq!(
+            row.warnings
+                .iter()
+                .map(|w| w.code.as_str())
+                .collect::<Vec<_>>(),
+            ["EXAMPLE_ROW"]
+        );
+        // Imported as it came: skipped, nobody created.
+        let run = run_import(&app, app.as_admin(), false, options(), &template.csv, 64).await;
+        assert_eq!(run.outcomes(), [(2, RowOutcome::Skipped)], "{delimiter}");
+        assert_eq!(run.rows[0].user_id, "");
+        assert_eq!(run.summary().counts.as_ref().unwrap().skipped, 1);
     }
+    assert_eq!(
+        count(&app, "select count(*) from users").await,
+        users_before
+    );
+
+    // Flagged `example`, the row is still checked: a bad value fails it.
+    let broken = "action,first_name,last_name,email\nexample,Ana,Silva,not-an-email\n";
+    let run = run_import(
+        &app,
+        app.as_admin(),
+        false,
+        options(),
+        broken.as_bytes(),
+        64,
+    )
+    .await;
+    assert_eq!(run.outcomes(), [(2, RowOutcome::Failed)]);
+    assert_eq!(run.rows[0].errors[0].field, "email");
+
     let status = app
         .imports(viewer)
         .get_import_template(proto::GetImportTemplateRequest {

@@ -84,6 +84,9 @@ const (
 	ImportAction_IMPORT_ACTION_ADD         ImportAction = 1
 	ImportAction_IMPORT_ACTION_UPDATE      ImportAction = 2
 	ImportAction_IMPORT_ACTION_DELETE      ImportAction = 3
+	// The template's example row (`example` in the action column): checked
+	// as an add, never imported (VALID in a review, SKIPPED in an import).
+	ImportAction_IMPORT_ACTION_EXAMPLE ImportAction = 4
 )
 
 // Enum value maps for ImportAction.
@@ -93,12 +96,14 @@ var (
 		1: "IMPORT_ACTION_ADD",
 		2: "IMPORT_ACTION_UPDATE",
 		3: "IMPORT_ACTION_DELETE",
+		4: "IMPORT_ACTION_EXAMPLE",
 	}
 	ImportAction_value = map[string]int32{
 		"IMPORT_ACTION_UNSPECIFIED": 0,
 		"IMPORT_ACTION_ADD":         1,
 		"IMPORT_ACTION_UPDATE":      2,
 		"IMPORT_ACTION_DELETE":      3,
+		"IMPORT_ACTION_EXAMPLE":     4,
 	}
 )
 
@@ -910,12 +915,13 @@ const file_roster_v1_import_proto_rawDesc = "" +
 	"\x17ON_EXISTING_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ON_EXISTING_FAIL\x10\x01\x12\x14\n" +
 	"\x10ON_EXISTING_SKIP\x10\x02\x12\x16\n" +
-	"\x12ON_EXISTING_UPDATE\x10\x03*x\n" +
+	"\x12ON_EXISTING_UPDATE\x10\x03*\x93\x01\n" +
 	"\fImportAction\x12\x1d\n" +
 	"\x19IMPORT_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11IMPORT_ACTION_ADD\x10\x01\x12\x18\n" +
 	"\x14IMPORT_ACTION_UPDATE\x10\x02\x12\x18\n" +
-	"\x14IMPORT_ACTION_DELETE\x10\x03*\xd7\x01\n" +
+	"\x14IMPORT_ACTION_DELETE\x10\x03\x12\x19\n" +
+	"\x15IMPORT_ACTION_EXAMPLE\x10\x04*\xd7\x01\n" +
 	"\n" +
 	"RowOutcome\x12\x1b\n" +
 	"\x17ROW_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n" +

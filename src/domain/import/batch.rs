@@ -195,7 +195,7 @@ impl<'a> ImportBatch<'a> {
                         "line": line,
                     })));
             }
-            Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } => {}
+            Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } | Plan::Example => {}
         }
     }
 

@@ -121,6 +121,10 @@ pub enum Plan {
     Skipped {
         user_id: Uuid,
     },
+    /// The template's example row (action `example`): its values are checked
+    /// as an add's, and it is never written, so a template imported as it
+    /// came creates nobody.
+    Example,
     Delete {
         user_id: Uuid,
         values: UserValues,
@@ -135,14 +139,14 @@ impl Plan {
             (Plan::Create { .. }, _) => Outcome::Created,
             (Plan::Update { .. }, _) => Outcome::Updated,
             (Plan::Unchanged { .. }, _) => Outcome::Unchanged,
-            (Plan::Skipped { .. }, _) => Outcome::Skipped,
+            (Plan::Skipped { .. } | Plan::Example, _) => Outcome::Skipped,
             (Plan::Delete { .. }, _) => Outcome::Deleted,
         }
     }
 
     pub fn user_id(&self) -> Option<Uuid> {
         match self {
-            Plan::Failed(_) => None,
+            Plan::Failed(_) | Plan::Example => None,
             Plan::Create { user_id, .. }
             | Plan::Update { user_id, .. }
             | Plan::Unchanged { user_id }
@@ -171,6 +175,10 @@ pub fn decide_batch(context: &mut BatchContext<'_>, candidates: Vec<Candidate>) 
             let mut warnings = Vec::new();
             let (plan, claims) = match candidate.command {
                 Err(errors) => (Plan::Failed(errors), Vec::new()),
+                Ok(_) if candidate.action == Some(Action::Example) => {
+                    warnings.push(example_row());
+                    (Plan::Example, Vec::new())
+                }
                 Ok(command) => match decide(context, candidate.line, &command, &mut warnings) {
                     Ok((plan, claims)) => {
                         for key in &claims {
@@ -195,6 +203,16 @@ pub fn decide_batch(context: &mut BatchContext<'_>, candidates: Vec<Candidate>) 
             }
         })
         .collect()
+}
+
+/// Said of the template's example row, in the review and in the import.
+fn example_row() -> Warning {
+    FieldViolation::new(
+        "action",
+        "EXAMPLE_ROW",
+        "the template's example row is never imported: replace it with your people's rows \
+         (or set its action to add to import it)",
+    )
 }
 
 type Decided = Result<(Plan, Vec<String>), Vec<FieldViolation>>;
@@ -644,7 +662,7 @@ impl BatchContext<'_> {
             Plan::Delete { user_id, .. } => {
                 self.users.remove(*user_id);
             }
-            Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } => {}
+            Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } | Plan::Example => {}
         }
     }
 

@@ -21,10 +21,27 @@ pub enum Column {
     /// that an export imports back as it is.
     Onboarded,
     DerivedStatus,
+    /// Written by `roster import` in its results file, after the file's own
+    /// columns; an import ignores them, so that the failed rows, fixed,
+    /// import again from that file.
+    Line,
+    Outcome,
+    UserId,
+    Errors,
+    Warnings,
 }
 
 impl Column {
-    pub const ALL: [Column; 12] = [
+    /// The columns `roster import` adds to a file's own in its results file.
+    pub const RESULTS: [Column; 5] = [
+        Self::Line,
+        Self::Outcome,
+        Self::UserId,
+        Self::Errors,
+        Self::Warnings,
+    ];
+
+    pub const ALL: [Column; 17] = [
         Self::Action,
         Self::FirstName,
         Self::LastName,
@@ -37,6 +54,11 @@ impl Column {
         Self::Id,
         Self::Onboarded,
         Self::DerivedStatus,
+        Self::Line,
+        Self::Outcome,
+        Self::UserId,
+        Self::Errors,
+        Self::Warnings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,11 +75,16 @@ impl Column {
             Self::Id => "id",
             Self::Onboarded => "onboarded",
             Self::DerivedStatus => "derived_status",
+            Self::Line => "line",
+            Self::Outcome => "outcome",
+            Self::UserId => "user_id",
+            Self::Errors => "errors",
+            Self::Warnings => "warnings",
         }
     }
 
     /// `First Name`, ` first_name `, `FIRST NAME` all name `first_name`.
-    fn matching(raw: &str) -> Option<Self> {
+    pub fn matching(raw: &str) -> Option<Self> {
         let normalized = raw
             .trim()
             .to_lowercase()

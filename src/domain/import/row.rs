@@ -17,6 +17,8 @@ text_states! {
         Add => "ADD",
         Update => "UPDATE",
         Delete => "DELETE",
+        /// The template's example row: checked as an add, never written.
+        Example => "EXAMPLE",
     }
 }
 
@@ -129,10 +131,11 @@ pub fn parse_action(cell: &str) -> Result<Action, FieldViolation> {
         "" | "add" => Ok(Action::Add),
         "update" => Ok(Action::Update),
         "delete" => Ok(Action::Delete),
+        "example" => Ok(Action::Example),
         _ => Err(FieldViolation::new(
             "action",
             "INVALID_ACTION",
-            "must be add, update or delete (or empty for add)",
+            "must be add, update or delete (or empty for add); example marks the template's example row",
         )),
     }
 }
@@ -218,7 +221,7 @@ pub fn parse_row(
     );
     let extras = RowExtras { status, groups, id };
     let command = match action {
-        Some(Action::Add) => parse_add(cells, extras, &mut violations),
+        Some(Action::Add | Action::Example) => parse_add(cells, extras, &mut violations),
         Some(Action::Update) => Some(parse_update(cells, extras, &mut violations)),
         Some(Action::Delete) => parse_delete(cells, &mut violations),
         None => None,
