@@ -1,6 +1,6 @@
 //! Whether the database answers, known to the whole server: a probe on a
 //! connection of its own (outside the pool, so a pool full of waiting calls
-//! cannot hide the answer) pings it twice a second. While the
+//! cannot hide the answer) pings it four times a second. While the
 //! database does not answer, health reports NOT_SERVING and the gRPC gate
 //! (`grpc::database_gate`) refuses calls UNAVAILABLE at once instead of
 //! letting them wait out the pool's acquire timeout.
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 /// How often the probe asks; also about how long a return goes unnoticed.
-const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// A probe that takes longer than this counts as no answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
