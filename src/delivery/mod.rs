@@ -21,7 +21,6 @@ use lettre::{
     Message,
 };
 use serde_json::json;
-use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -36,7 +35,7 @@ use crate::{
         token::{LinkPurpose, Secret, TokenKind},
         user::User,
     },
-    store::{self, outbox::ClaimedMessage},
+    store::{self, outbox::ClaimedMessage, Pool},
 };
 
 /// How many failed rows an import report lists.
@@ -110,7 +109,7 @@ impl DeliverySettings {
 }
 
 pub struct DeliveryWorker {
-    pool: PgPool,
+    pool: Pool,
     settings: Arc<DeliverySettings>,
     mailer: Mailer,
     templates: Templates,
@@ -127,7 +126,7 @@ enum Delivered {
 }
 
 impl DeliveryWorker {
-    pub fn new(pool: PgPool, settings: DeliverySettings) -> Result<Self> {
+    pub fn new(pool: Pool, settings: DeliverySettings) -> Result<Self> {
         Ok(Self {
             mailer: Mailer::new(&settings.transport, settings.send_timeout)?,
             templates: Templates::new().context("email templates")?,
@@ -391,9 +390,10 @@ impl DeliveryWorker {
         organization_id: Uuid,
         job_id: Uuid,
     ) -> Result<()> {
-        let job = store::imports::find_job(&self.pool, organization_id, job_id)
-            .await?
-            .ok_or_else(|| anyhow!("import job {job_id} not found"))?;
+        let job =
+            store::imports::find_job(&mut *self.pool.acquire().await?, organization_id, job_id)
+                .await?
+                .ok_or_else(|| anyhow!("import job {job_id} not found"))?;
         let failed =
             store::imports::rows_after(&self.pool, job_id, 0, true, REPORT_FAILED_ROWS).await?;
         let failed_rows: Vec<_> = failed

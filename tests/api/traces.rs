@@ -113,7 +113,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// An organization and its ADMIN key in the database at `url`; the key's secret.
 async fn admin_key(url: &str) -> String {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let pool = roster::store::Pool::from(sqlx::PgPool::connect(url).await.unwrap());
     let organization = organization::create_organization(&pool, "acme", Actor::Operator)
         .await
         .unwrap();

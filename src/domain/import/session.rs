@@ -7,7 +7,6 @@
 use std::future::Future;
 
 use futures::{Stream, StreamExt};
-use sqlx::PgPool;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -20,7 +19,7 @@ use super::{
 };
 use crate::{
     domain::{call::Call, DomainError},
-    store,
+    store::{self, connections::read, Pool},
 };
 
 /// What the client sends after its options, one message at a time.
@@ -209,7 +208,7 @@ pub enum Event {
 /// summary. Returns false when the client stopped reading (the job is then
 /// told to stop).
 pub async fn follow(
-    pool: PgPool,
+    pool: Pool,
     organization_id: Uuid,
     job_id: Uuid,
     mut progress: watch::Receiver<Progress>,
@@ -242,7 +241,9 @@ pub async fn follow(
         if let Some(ended) = snapshot.ended {
             let event = match ended {
                 Some(error) => Event::Error(error),
-                None => match store::imports::find_job(&pool, organization_id, job_id).await {
+                None => match read!(&pool, |connection| {
+                    store::imports::find_job(connection, organization_id, job_id).await
+                }) {
                     Ok(Some(job)) => Event::Summary(job),
                     Ok(None) => Event::Error(EndError::Internal),
                     Err(error) => Event::Error(end_error_of(&error)),
