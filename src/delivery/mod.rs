@@ -22,6 +22,7 @@ use lettre::{
 };
 use serde_json::json;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use self::{
@@ -36,6 +37,7 @@ use crate::{
         user::User,
     },
     store::{self, outbox::ClaimedMessage, Pool},
+    telemetry::traces,
 };
 
 /// How many failed rows an import report lists.
@@ -196,7 +198,8 @@ impl DeliveryWorker {
 
     /// One round: queues the reports of ended imports and the reset emails
     /// of password reset requests, then claims and delivers a batch.
-    /// Returns how many messages were handled.
+    /// Returns how many messages were handled. A batch is traced, in a trace
+    /// of its own; the polls that find nothing are not (a trace per poll).
     pub async fn run_once(&self) -> Result<usize> {
         store::outbox::enqueue_import_reports(&self.pool).await?;
         store::password_reset_requests::resolve(&self.pool, RESET_REQUESTS_PER_ROUND).await?;
@@ -207,7 +210,17 @@ impl DeliveryWorker {
             self.settings.batch,
         )
         .await?;
-        for message in &claimed {
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let batch = tracing::info_span!("delivery batch", messages = claimed.len());
+        traces::start_background_span(&batch);
+        self.deliver_batch(&claimed).instrument(batch).await?;
+        Ok(claimed.len())
+    }
+
+    async fn deliver_batch(&self, claimed: &[ClaimedMessage]) -> Result<()> {
+        for message in claimed {
             let kind = template_of(&message.kind).map_or("unknown", Template::kind);
             match self.deliver(message).await {
                 Ok(Delivered::Sent { recipient_domain }) => tracing::info!(
@@ -228,7 +241,7 @@ impl DeliveryWorker {
                 Err(error) => self.attempt_failed(message, &error).await,
             }
         }
-        Ok(claimed.len())
+        Ok(())
     }
 
     async fn attempt_failed(&self, message: &ClaimedMessage, error: &anyhow::Error) {

@@ -11,6 +11,7 @@ use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -20,6 +21,7 @@ use super::{
 use crate::{
     domain::{call::Call, DomainError},
     store::{self, connections::read, Pool},
+    telemetry::traces,
 };
 
 /// What the client sends after its options, one message at a time.
@@ -57,6 +59,10 @@ impl ImportSession {
         let job = start_job(jobs, call, kind, options).await?;
         let job_id = job.record.id;
         tracing::info!(job_id = %job_id, kind = kind.as_str(), "import job started");
+        // A child of the call's span: the job's statements belong to the
+        // call's trace, though the job may outlive the call.
+        let job_span = tracing::info_span!("import job", job_id = %job_id, kind = kind.as_str());
+        traces::start_call_work_span(&job_span, call.request_id.as_str());
 
         let (input_tx, input_rx) = mpsc::channel(1);
         tokio::spawn(read_inbound(
@@ -66,8 +72,11 @@ impl ImportSession {
         ));
         let (stop_tx, stop_rx) = watch::channel(None);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let run = job.run(input_rx, progress_tx.clone(), stop_rx);
-        let supervisor = tokio::spawn(supervise(jobs.clone(), job_id, run, progress_tx));
+        let run = job
+            .run(input_rx, progress_tx.clone(), stop_rx)
+            .instrument(job_span.clone());
+        let supervisor =
+            tokio::spawn(supervise(jobs.clone(), job_id, run, progress_tx).instrument(job_span));
 
         let (out_tx, out_rx) = mpsc::channel(64);
         let follower = follow(
@@ -77,12 +86,11 @@ impl ImportSession {
             progress_rx,
             out_tx,
         );
-        tokio::spawn(stop_when_gone(
-            follower,
-            stop_tx,
-            server_stopping,
-            supervisor,
-        ));
+        // The follower's reads are the call's answer: in the call's span.
+        tokio::spawn(
+            stop_when_gone(follower, stop_tx, server_stopping, supervisor)
+                .instrument(tracing::Span::current()),
+        );
         Ok(Self {
             job_id,
             events: out_rx,
