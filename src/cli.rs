@@ -624,7 +624,10 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
     Ok(())
 }
 
-async fn find_organization(pool: &sqlx::PgPool, name: &str) -> Result<organization::Organization> {
+async fn find_organization(
+    pool: &crate::store::Pool,
+    name: &str,
+) -> Result<organization::Organization> {
     organization::find_organization_by_name(pool, name)
         .await?
         .with_context(|| format!("no organization named `{name}` (see `roster org list`)"))

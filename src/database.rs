@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context, Result};
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
-    ConnectOptions, PgPool,
+    ConnectOptions,
 };
 
 use crate::{
@@ -73,7 +73,7 @@ impl DatabaseSource {
 }
 
 pub struct Database {
-    pub pool: PgPool,
+    pub pool: store::Pool,
     cluster: Option<PrivateCluster>,
 }
 
@@ -112,7 +112,10 @@ impl Database {
             .run(&pool)
             .await
             .context("cannot apply migrations")?;
-        Ok(Self { pool, cluster })
+        Ok(Self {
+            pool: pool.into(),
+            cluster,
+        })
     }
 
     /// True when Roster runs its own private cluster (zero configuration).

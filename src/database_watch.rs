@@ -9,10 +9,12 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgConnection},
-    ConnectOptions, Connection, PgPool,
+    ConnectOptions, Connection,
 };
 use tokio::sync::watch;
 use tonic_health::{server::HealthReporter, ServingStatus};
+
+use crate::store::Pool;
 
 /// How often the probe asks; also about how long a return goes unnoticed.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -82,7 +84,7 @@ impl DatabaseWatcher {
     /// A watcher of `pool`'s database, assumed to answer at first (the server
     /// was built on an open pool); `services` are the health names it sets.
     pub fn new(
-        pool: &PgPool,
+        pool: &Pool,
         health: HealthReporter,
         services: Vec<&'static str>,
     ) -> (Self, DatabaseWatch) {

@@ -13,12 +13,12 @@ use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use sqlx::PgPool;
 
 use crate::domain::{
     import::job::{Counts, Outcome},
     password::PasswordHasher,
 };
+use crate::store::Pool;
 
 /// The gRPC families under the names grpc-ecosystem's Go interceptors
 /// (go-grpc-middleware providers/prometheus) give them, so that existing
@@ -181,7 +181,7 @@ impl ScrapedGauges {
         let pool_connections = IntGaugeVec::new(
             Opts::new(
                 "roster_db_pool_connections",
-                "Connections of the database pool, in use by a call or idle.",
+                "Connections of the database pool, in use by a call or idle, and callers waiting for one.",
             ),
             &["state"],
         )?;
@@ -266,8 +266,12 @@ impl Metrics {
             .with_label_values(&["idle"])
             .set(idle);
         gauges
+            .pool_connections
+            .with_label_values(&["waiting"])
+            .set(sources.pool.waiting() as i64);
+        gauges
             .pool_max_connections
-            .set(i64::from(sources.pool.options().get_max_connections()));
+            .set(i64::from(sources.pool.max_connections()));
         gauges
             .password_hash_queue_depth
             .set(sources.hasher.queue_depth() as i64);
@@ -312,7 +316,7 @@ impl Metrics {
 #[derive(Clone)]
 pub struct ScrapeSources {
     pub metrics: Arc<Metrics>,
-    pub pool: PgPool,
+    pub pool: Pool,
     pub hasher: Arc<PasswordHasher>,
 }
 

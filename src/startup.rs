@@ -4,7 +4,6 @@
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::{anyhow, bail, Context, Result};
-use sqlx::PgPool;
 use tokio::{
     net::TcpListener,
     sync::{oneshot, watch},
@@ -43,6 +42,7 @@ use crate::{
         organization_service_server::OrganizationServiceServer,
         user_service_server::UserServiceServer, FILE_DESCRIPTOR_SET,
     },
+    store::Pool,
     tls::{ServerTls, TlsSettings},
 };
 
@@ -174,7 +174,9 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener (port 0 picks a free port) and assembles the server.
-    pub async fn build(settings: &ServerSettings, pool: PgPool) -> Result<Self> {
+    /// `pool` is this server's alone when its waiting callers are to be counted apart.
+    pub async fn build(settings: &ServerSettings, pool: impl Into<Pool>) -> Result<Self> {
+        let pool = pool.into();
         let tls = settings.preflight()?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -321,7 +323,7 @@ pub fn pages_url(tls: bool, address: SocketAddr) -> String {
 
 /// What the gRPC services are built from.
 struct Services {
-    pool: PgPool,
+    pool: Pool,
     health: HealthServer,
     database: DatabaseWatch,
     authenticator: Arc<Authenticator>,
@@ -419,7 +421,7 @@ fn roster_service_names() -> Vec<&'static str> {
 
 /// The health service, reporting every Roster service as serving, and the
 /// watch of the database that sets them NOT_SERVING while it does not answer.
-async fn health_service(pool: &PgPool) -> (HealthServer, DatabaseWatcher, DatabaseWatch) {
+async fn health_service(pool: &Pool) -> (HealthServer, DatabaseWatcher, DatabaseWatch) {
     let health_reporter = tonic_health::server::HealthReporter::new();
     let health_service = HealthServer::new(
         tonic_health::server::HealthService::from_health_reporter(health_reporter.clone()),
@@ -463,7 +465,7 @@ fn reflection_services(
 fn spawn_authentication_tasks(
     tasks: &mut BackgroundTasks,
     authenticator: &Arc<Authenticator>,
-    pool: &PgPool,
+    pool: &Pool,
     database: &DatabaseWatch,
 ) {
     tasks.spawn(
@@ -512,7 +514,7 @@ fn spawn_delivery_worker(
     tasks: &mut BackgroundTasks,
     delivery: &DeliverySettings,
     pages_url: Option<String>,
-    pool: &PgPool,
+    pool: &Pool,
     database: &DatabaseWatch,
     stopping: &watch::Receiver<bool>,
 ) -> Result<()> {
@@ -817,7 +819,7 @@ mod tests {
             crate::domain::import::period::Period::unchecked(Duration::ZERO);
         settings.shutdown_grace = Duration::from_secs(1);
         // Never reached before the sweep dies: the pool connects lazily.
-        let pool = PgPool::connect_lazy("postgres://roster@127.0.0.1:1/none").expect("pool");
+        let pool = sqlx::PgPool::connect_lazy("postgres://roster@127.0.0.1:1/none").expect("pool");
         let application = Application::build(&settings, pool).await.expect("build");
 
         let stopped = tokio::time::timeout(

@@ -21,8 +21,8 @@ use lettre::{
     Message,
 };
 use serde_json::json;
-use sqlx::PgPool;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use self::{
@@ -36,7 +36,8 @@ use crate::{
         token::{LinkPurpose, Secret, TokenKind},
         user::User,
     },
-    store::{self, outbox::ClaimedMessage},
+    store::{self, outbox::ClaimedMessage, Pool},
+    telemetry::traces,
 };
 
 /// How many failed rows an import report lists.
@@ -110,7 +111,7 @@ impl DeliverySettings {
 }
 
 pub struct DeliveryWorker {
-    pool: PgPool,
+    pool: Pool,
     settings: Arc<DeliverySettings>,
     mailer: Mailer,
     templates: Templates,
@@ -127,7 +128,7 @@ enum Delivered {
 }
 
 impl DeliveryWorker {
-    pub fn new(pool: PgPool, settings: DeliverySettings) -> Result<Self> {
+    pub fn new(pool: Pool, settings: DeliverySettings) -> Result<Self> {
         Ok(Self {
             mailer: Mailer::new(&settings.transport, settings.send_timeout)?,
             templates: Templates::new().context("email templates")?,
@@ -197,7 +198,8 @@ impl DeliveryWorker {
 
     /// One round: queues the reports of ended imports and the reset emails
     /// of password reset requests, then claims and delivers a batch.
-    /// Returns how many messages were handled.
+    /// Returns how many messages were handled. A batch is traced, in a trace
+    /// of its own; the polls that find nothing are not (a trace per poll).
     pub async fn run_once(&self) -> Result<usize> {
         store::outbox::enqueue_import_reports(&self.pool).await?;
         store::password_reset_requests::resolve(&self.pool, RESET_REQUESTS_PER_ROUND).await?;
@@ -208,7 +210,17 @@ impl DeliveryWorker {
             self.settings.batch,
         )
         .await?;
-        for message in &claimed {
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let batch = tracing::info_span!("delivery batch", messages = claimed.len());
+        traces::start_background_span(&batch);
+        self.deliver_batch(&claimed).instrument(batch).await?;
+        Ok(claimed.len())
+    }
+
+    async fn deliver_batch(&self, claimed: &[ClaimedMessage]) -> Result<()> {
+        for message in claimed {
             let kind = template_of(&message.kind).map_or("unknown", Template::kind);
             match self.deliver(message).await {
                 Ok(Delivered::Sent { recipient_domain }) => tracing::info!(
@@ -229,7 +241,7 @@ impl DeliveryWorker {
                 Err(error) => self.attempt_failed(message, &error).await,
             }
         }
-        Ok(claimed.len())
+        Ok(())
     }
 
     async fn attempt_failed(&self, message: &ClaimedMessage, error: &anyhow::Error) {
@@ -391,9 +403,10 @@ impl DeliveryWorker {
         organization_id: Uuid,
         job_id: Uuid,
     ) -> Result<()> {
-        let job = store::imports::find_job(&self.pool, organization_id, job_id)
-            .await?
-            .ok_or_else(|| anyhow!("import job {job_id} not found"))?;
+        let job =
+            store::imports::find_job(&mut *self.pool.acquire().await?, organization_id, job_id)
+                .await?
+                .ok_or_else(|| anyhow!("import job {job_id} not found"))?;
         let failed =
             store::imports::rows_after(&self.pool, job_id, 0, true, REPORT_FAILED_ROWS).await?;
         let failed_rows: Vec<_> = failed

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
@@ -16,6 +15,7 @@ use super::{
     DomainError, FieldViolation,
 };
 use crate::store;
+use crate::store::Pool;
 
 #[derive(Debug, Clone)]
 pub struct ApiKey {
@@ -104,7 +104,7 @@ fn scope_violations(scopes: &[Option<Scope>]) -> Vec<FieldViolation> {
 /// is not replayed (retries come within seconds, not across an upgrade) and
 /// is refused as API_KEY_ALREADY_EXISTS by the name rule instead.
 pub async fn create_api_key(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     actor: Actor,
     request_id: Option<RequestId>,
@@ -162,7 +162,7 @@ pub async fn add_api_key(
 }
 
 pub async fn get_api_key(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<ApiKey, DomainError> {
@@ -172,7 +172,7 @@ pub async fn get_api_key(
 }
 
 pub async fn list_api_keys(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     show_revoked: bool,
     page: &PageRequest,
@@ -182,7 +182,7 @@ pub async fn list_api_keys(
 
 /// Revokes a key at once; revoking a revoked key changes nothing.
 pub async fn revoke_api_key(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     key_id: Uuid,
     actor: Actor,
@@ -201,7 +201,7 @@ pub async fn revoke_api_key(
 }
 
 pub async fn find_api_key_by_name(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     name: &str,
 ) -> Result<ApiKey, DomainError> {

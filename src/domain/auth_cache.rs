@@ -13,7 +13,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
@@ -22,6 +21,7 @@ use super::{
     token::{AccessTokenRecord, TokenHash},
 };
 use crate::store::auth_changes::{AuthChange, AuthChanges};
+use crate::store::Pool;
 
 /// Entries of each kind kept at most; past it the oldest half is dropped.
 const CAPACITY: usize = 100_000;
@@ -146,7 +146,7 @@ impl State {
 
 /// Follows the changes for as long as the server runs: keeps the cache
 /// while a connection listens, and bypasses it while none does.
-pub async fn follow_changes(cache: Arc<AuthCache>, pool: PgPool) -> anyhow::Result<()> {
+pub async fn follow_changes(cache: Arc<AuthCache>, pool: Pool) -> anyhow::Result<()> {
     loop {
         match AuthChanges::listen(&pool).await {
             Ok(mut changes) => {

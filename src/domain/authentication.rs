@@ -10,7 +10,6 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
@@ -22,6 +21,7 @@ use super::{
     token::{AccessTokenRecord, PresentedToken, TokenKind},
     DomainError,
 };
+use crate::store::Pool;
 use crate::store::{self, auth_changes::AuthChange, connections::read};
 
 /// The longest a credential or a user's access is reused from memory even
@@ -73,7 +73,7 @@ impl UserAccess {
 }
 
 pub struct Authenticator {
-    pool: PgPool,
+    pool: Pool,
     cache: Arc<AuthCache>,
     user_access: UserAccessResolver,
     key_uses: KeyUses,
@@ -81,7 +81,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// `ttl`: the longest an entry is reused without a change notification.
-    pub fn new(pool: PgPool, ttl: Duration) -> Self {
+    pub fn new(pool: Pool, ttl: Duration) -> Self {
         let cache = Arc::new(AuthCache::new(ttl));
         Self {
             user_access: UserAccessResolver {
@@ -212,7 +212,7 @@ fn unknown_token() -> DomainError {
 
 /// The one place a user's status and scopes are resolved for authorization.
 pub struct UserAccessResolver {
-    pool: PgPool,
+    pool: Pool,
     cache: Arc<AuthCache>,
 }
 
@@ -279,7 +279,7 @@ impl KeyUses {
         }
     }
 
-    async fn write(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+    async fn write(&self, pool: &Pool) -> Result<(), sqlx::Error> {
         let due = self.take_due();
         if due.is_empty() {
             return Ok(());

@@ -1,7 +1,6 @@
 //! The zero-configuration first start: organization `default` and one
 //! ADMIN API key, created once per database.
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
@@ -14,13 +13,14 @@ use super::{
     DomainError,
 };
 use crate::store;
+use crate::store::Pool;
 
 pub const DEFAULT_ORGANIZATION: &str = "default";
 const MARKER: &str = "bootstrap";
 
 /// Creates `default` and its bootstrap key on the very first start; `None`
 /// on every later start, even if the key was revoked since.
-pub async fn first_start(pool: &PgPool) -> Result<Option<(Organization, Secret)>, DomainError> {
+pub async fn first_start(pool: &Pool) -> Result<Option<(Organization, Secret)>, DomainError> {
     let mut work = UnitOfWork::begin_as(pool, Uuid::now_v7(), Actor::System, None).await?;
     if !store::meta::claim_marker(work.tx(), MARKER).await? {
         return Ok(None);

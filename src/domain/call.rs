@@ -1,21 +1,21 @@
 //! One call of the API as the domain sees it.
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{caller::Caller, request::RequestId, unit_of_work::UnitOfWork, DomainError};
+use crate::store::Pool;
 
 /// The database a call works on, who makes it, and the request id its
 /// changes are recorded under: what every use case of a caller starts from.
 #[derive(Debug, Clone)]
 pub struct Call {
-    pool: PgPool,
+    pool: Pool,
     pub caller: Caller,
     pub request_id: RequestId,
 }
 
 impl Call {
-    pub fn new(pool: PgPool, caller: Caller, request_id: RequestId) -> Self {
+    pub fn new(pool: Pool, caller: Caller, request_id: RequestId) -> Self {
         Self {
             pool,
             caller,
@@ -23,7 +23,7 @@ impl Call {
         }
     }
 
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 

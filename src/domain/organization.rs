@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
@@ -10,6 +9,7 @@ use super::{
     unit_of_work::UnitOfWork, DomainError, FieldViolation,
 };
 use crate::store;
+use crate::store::Pool;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicEmailDomainPolicy {
@@ -208,7 +208,7 @@ fn describe_seconds(seconds: i64) -> String {
 
 /// Creates an organization with its two built-in User Management profiles.
 pub async fn create_organization(
-    pool: &PgPool,
+    pool: &Pool,
     raw_name: &str,
     actor: Actor,
 ) -> Result<Organization, DomainError> {
@@ -217,7 +217,7 @@ pub async fn create_organization(
 
 /// Creates an organization with a display name for emails (empty: none).
 pub async fn create_named_organization(
-    pool: &PgPool,
+    pool: &Pool,
     raw_name: &str,
     raw_display_name: &str,
     actor: Actor,
@@ -255,14 +255,14 @@ pub async fn create_named_organization(
 /// account's sign-in throttle state (familiar addresses, failures), which
 /// is keyed by the typed name and carried over to the new one.
 pub async fn rename_organization(
-    pool: &PgPool,
+    pool: &Pool,
     old_name: &str,
     new_name: &str,
     actor: Actor,
 ) -> Result<Organization, DomainError> {
     let new_name = DisplayName::parse(new_name, "name")
         .map_err(|violation| DomainError::InvalidArgument(vec![violation]))?;
-    let found = store::organizations::find_by_name(pool, old_name)
+    let found = store::organizations::find_by_name(&mut *pool.acquire().await?, old_name)
         .await?
         .ok_or_else(|| no_organization_named(old_name))?;
     let mut work = UnitOfWork::begin_as(pool, found.id, actor, None).await?;
@@ -312,21 +312,21 @@ pub async fn add_organization(
     Ok(organization)
 }
 
-pub async fn get_organization(pool: &PgPool, id: Uuid) -> Result<Organization, DomainError> {
-    store::organizations::find(pool, id)
+pub async fn get_organization(pool: &Pool, id: Uuid) -> Result<Organization, DomainError> {
+    store::organizations::find(&mut *pool.acquire().await?, id)
         .await?
         .ok_or_else(|| DomainError::NotFound("organization not found".into()))
 }
 
 pub async fn find_organization_by_name(
-    pool: &PgPool,
+    pool: &Pool,
     name: &str,
 ) -> Result<Option<Organization>, DomainError> {
-    store::organizations::find_by_name(pool, name).await
+    store::organizations::find_by_name(&mut *pool.acquire().await?, name).await
 }
 
-pub async fn list_organizations(pool: &PgPool) -> Result<Vec<Organization>, DomainError> {
-    store::organizations::list(pool).await
+pub async fn list_organizations(pool: &Pool) -> Result<Vec<Organization>, DomainError> {
+    store::organizations::list(&mut *pool.acquire().await?).await
 }
 
 /// Applies a settings patch, refusing to turn duplicate emails off while some exist.

@@ -23,8 +23,8 @@ use super::{
     DomainError, FieldViolation,
 };
 use crate::store;
+use crate::store::Pool;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 
 /// A successful sign-in.
 #[derive(Debug)]
@@ -72,7 +72,7 @@ pub struct LinkInfo {
 const WRONG_CREDENTIALS: &str = "wrong organization, username or password";
 
 pub struct SignIn {
-    pool: PgPool,
+    pool: Pool,
     hasher: Arc<PasswordHasher>,
     authenticator: Arc<Authenticator>,
     throttle: Throttle,
@@ -80,7 +80,7 @@ pub struct SignIn {
 
 impl SignIn {
     pub fn new(
-        pool: PgPool,
+        pool: Pool,
         hasher: Arc<PasswordHasher>,
         authenticator: Arc<Authenticator>,
         throttle: ThrottleSettings,
@@ -360,7 +360,9 @@ impl SignIn {
         let Some(token) = PresentedToken::parse_as(raw_token.trim(), &[kind]) else {
             return Ok(None);
         };
-        let record = store::onboarding_tokens::find_by_hash(&self.pool, &token.hash).await?;
+        let record =
+            store::onboarding_tokens::find_by_hash(&mut *self.pool.acquire().await?, &token.hash)
+                .await?;
         Ok(record.map(|record| (token, record)))
     }
 
@@ -396,7 +398,10 @@ impl SignIn {
         organization: &str,
         username: &str,
     ) -> Result<Option<(Organization, super::user::Credentials)>, DomainError> {
-        let Some(org) = store::organizations::find_by_name(&self.pool, organization).await? else {
+        let Some(org) =
+            store::organizations::find_by_name(&mut *self.pool.acquire().await?, organization)
+                .await?
+        else {
             return Ok(None);
         };
         Ok(

@@ -4,7 +4,6 @@
 //! changes through `tx()`, records, and commits; dropping it rolls back.
 
 use serde::{de::DeserializeOwned, Serialize};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
@@ -13,6 +12,7 @@ use super::{
     request::{IdempotencyKey, RequestId},
     DomainError,
 };
+use crate::store::Pool;
 use crate::store::{self, Transaction};
 
 pub struct UnitOfWork {
@@ -26,7 +26,7 @@ pub struct UnitOfWork {
 impl UnitOfWork {
     /// A change by an authenticated caller, under the request that asked for it.
     pub async fn begin(
-        pool: &PgPool,
+        pool: &Pool,
         caller: &Caller,
         request_id: &RequestId,
     ) -> Result<Self, DomainError> {
@@ -41,7 +41,7 @@ impl UnitOfWork {
 
     /// A change by the operator or the system, which may have no request.
     pub async fn begin_as(
-        pool: &PgPool,
+        pool: &Pool,
         organization_id: Uuid,
         actor: Actor,
         request_id: Option<RequestId>,
@@ -169,7 +169,7 @@ impl IdempotentCreate {
     /// The resource and the response the first call of this create committed.
     pub async fn earlier<R: DeserializeOwned>(
         &self,
-        pool: &PgPool,
+        pool: &Pool,
     ) -> Result<Option<(Uuid, R)>, DomainError> {
         let Some((resource_id, response)) = store::idempotency::find(pool, self).await? else {
             return Ok(None);

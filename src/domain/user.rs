@@ -8,7 +8,6 @@ mod rules;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
@@ -21,6 +20,7 @@ use super::{
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
 };
+use crate::store::Pool;
 use crate::store::{self, Transaction};
 
 pub use super::status::{AdminState, LegacyStatus, UserStatus};
@@ -475,7 +475,7 @@ async fn source_grants(
 }
 
 async fn replay_create(
-    pool: &PgPool,
+    pool: &Pool,
     caller: &Caller,
     create: &IdempotentCreate,
 ) -> Result<Option<CreatedUser>, DomainError> {
@@ -607,7 +607,7 @@ pub async fn send_activation_emails(
 /// Named users must exist, and a job must be of this organization: a job of
 /// another organization, or of none, is not "no users to invite".
 async fn check_invitation_targets_exist(
-    pool: &PgPool,
+    pool: &Pool,
     caller: &Caller,
     targets: &InvitationTargets,
 ) -> Result<(), DomainError> {
@@ -622,9 +622,13 @@ async fn check_invitation_targets_exist(
             }
         }
         InvitationTargets::ImportJob(job_id) => {
-            if store::imports::find_job(pool, caller.organization_id, *job_id)
-                .await?
-                .is_none()
+            if store::imports::find_job(
+                &mut *pool.acquire().await?,
+                caller.organization_id,
+                *job_id,
+            )
+            .await?
+            .is_none()
             {
                 return Err(DomainError::NotFoundField {
                     field: "import_job_id".into(),

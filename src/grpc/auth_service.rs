@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use super::{caller, convert, request_id_of};
@@ -16,16 +15,17 @@ use crate::{
         user,
     },
     proto::{self, auth_service_server::AuthService},
+    store::Pool,
 };
 
 /// AuthService: sign-in, passwords, the caller's identity and API keys.
 pub struct AuthHandler {
-    pool: PgPool,
+    pool: Pool,
     sign_in: Arc<SignIn>,
 }
 
 impl AuthHandler {
-    pub fn new(pool: PgPool, sign_in: Arc<SignIn>) -> Self {
+    pub fn new(pool: Pool, sign_in: Arc<SignIn>) -> Self {
         Self { pool, sign_in }
     }
 

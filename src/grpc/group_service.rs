@@ -1,4 +1,3 @@
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -8,14 +7,15 @@ use super::{
 use crate::{
     domain::group::{self, GroupFilter, UnitFilter},
     proto::{self, group_service_server::GroupService},
+    store::Pool,
 };
 
 pub struct GroupHandler {
-    pool: PgPool,
+    pool: Pool,
 }
 
 impl GroupHandler {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
 }

@@ -21,7 +21,6 @@ pub use import_service::{ImportHandler, JOB_ID_HEADER};
 pub use organization_service::OrganizationHandler;
 pub use user_service::UserHandler;
 
-use sqlx::PgPool;
 use tonic::{Request, Status};
 
 use crate::domain::{call::Call, caller::Caller};
@@ -29,6 +28,7 @@ use crate::domain::{
     request::{IdempotencyKey, RequestId},
     DomainError,
 };
+use crate::store::Pool;
 
 /// The caller the auth layer put in the request; its absence on a method
 /// that needs one is a wiring bug, answered as internal.
@@ -41,7 +41,7 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// The call as the domain sees it: the pool, the caller and the request id.
-fn call_of<T>(pool: &PgPool, request: &Request<T>) -> Result<Call, Status> {
+fn call_of<T>(pool: &Pool, request: &Request<T>) -> Result<Call, Status> {
     Ok(Call::new(
         pool.clone(),
         caller(request)?,

@@ -1,18 +1,18 @@
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use super::{call_of, caller, convert::organizations as convert};
 use crate::{
     domain::{audit, organization},
     proto::{self, organization_service_server::OrganizationService},
+    store::Pool,
 };
 
 pub struct OrganizationHandler {
-    pool: PgPool,
+    pool: Pool,
 }
 
 impl OrganizationHandler {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
 }

@@ -1,5 +1,4 @@
 use futures::StreamExt;
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -13,15 +12,16 @@ use crate::{
         user::{self, InvitationTargets, MirrorRequest, NewUser, UserListRequest, UserUpdate},
     },
     proto::{self, user_service_server::UserService},
+    store::Pool,
 };
 
 /// UserService: the directory's users, their groups, onboarding and export.
 pub struct UserHandler {
-    pool: PgPool,
+    pool: Pool,
 }
 
 impl UserHandler {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
 

@@ -1,7 +1,8 @@
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::Pool;
 use crate::domain::token::{AccessTokenRecord, TokenHash};
 
 /// Stores a new token for a user; only its hash is kept.
@@ -57,14 +58,14 @@ pub async fn revoke_all_for_users<'e>(
 }
 
 /// Revokes one token (Logout).
-pub async fn revoke(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn revoke(pool: &Pool, organization_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "update access_tokens set revoke_time = now() \
          where organization_id = $1 and id = $2 and revoke_time is null",
         organization_id,
         id,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(())
 }

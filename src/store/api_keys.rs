@@ -1,11 +1,11 @@
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
     map_constraint_violation,
     paging::{newest_first, newest_first_page},
-    Transaction,
+    Pool, Transaction,
 };
 use crate::domain::{
     api_key::{ApiKey, NewApiKey},
@@ -89,7 +89,7 @@ pub async fn insert(
 }
 
 pub async fn find(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
@@ -99,13 +99,13 @@ pub async fn find(
         organization_id,
         id,
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *pool.acquire().await?)
     .await?;
     Ok(row.map(Into::into))
 }
 
 pub async fn find_active_by_name(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     name: &str,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
@@ -115,7 +115,7 @@ pub async fn find_active_by_name(
         organization_id,
         name.trim(),
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *pool.acquire().await?)
     .await?;
     Ok(row.map(Into::into))
 }
@@ -140,7 +140,7 @@ pub async fn find_by_secret_hash<'e>(
 /// statement; a key whose recorded use is less than a minute older is left
 /// as it is (another server wrote it).
 pub async fn record_uses(
-    pool: &PgPool,
+    pool: &Pool,
     uses: &[(Uuid, Uuid, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
     let organization_ids: Vec<Uuid> = uses.iter().map(|u| u.0).collect();
@@ -155,7 +155,7 @@ pub async fn record_uses(
         &ids,
         &times,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(())
 }
@@ -180,7 +180,7 @@ pub async fn revoke(
 
 /// Newest first.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     show_revoked: bool,
     page: &PageRequest,

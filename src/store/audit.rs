@@ -1,10 +1,10 @@
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
     paging::{newest_first, newest_first_page},
-    Transaction,
+    Pool, Transaction,
 };
 use crate::domain::{
     audit::{AuditEvent, AuditFilter, AuditRecord},
@@ -110,7 +110,7 @@ const AUDIT_COLUMNS: &str = "id, actor_kind, actor_id, action, target_type, targ
 
 /// Newest first.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     filter: &AuditFilter,
     page: &PageRequest,

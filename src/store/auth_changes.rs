@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use sqlx::{
-    postgres::{PgListener, PgPoolOptions},
-    PgPool,
-};
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
 
+use super::Pool;
 use crate::domain::token::TokenHash;
 
 const CHANNEL: &str = "roster_auth_changes";
@@ -58,7 +56,7 @@ pub struct AuthChanges {
 
 impl AuthChanges {
     /// Listens from now on: a change committed after this returns is heard.
-    pub async fn listen(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub async fn listen(pool: &Pool) -> Result<Self, sqlx::Error> {
         let own = PgPoolOptions::new().max_connections(1).connect_lazy_with(
             (*pool.connect_options())
                 .clone()

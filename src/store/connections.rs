@@ -1,5 +1,7 @@
-//! How calls get their connection. The pool hands connections out without
-//! pinging them first (a round trip per statement saved on the hot path), so
+//! How calls get their connection: through `Pool`, the only way to the
+//! database pool, which counts the callers waiting for a connection (sqlx
+//! keeps no such count; the metrics' `waiting` state reads it). The pool
+//! hands connections out without pinging them first (a round trip per statement saved on the hot path), so
 //! a connection that died while idle — the database restarted, its backend
 //! was terminated — is found by the statement that uses it. A read that
 //! finds one runs once more on a tested connection; a write is never rerun
@@ -7,16 +9,100 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
-        OnceLock,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, OnceLock,
     },
     time::{Duration, Instant},
 };
 
 use futures::future::BoxFuture;
-use sqlx::{pool::PoolConnectionMetadata, Connection, PgConnection};
+use sqlx::{
+    pool::{PoolConnection, PoolConnectionMetadata},
+    postgres::PgConnectOptions,
+    Connection, PgConnection, PgPool, Postgres,
+};
 
-use super::error::is_connection_lost;
+use super::{error::is_connection_lost, Transaction};
+
+/// The database pool of one server (or CLI command), counting its waiters.
+/// It is no `Executor`: a statement runs on a connection from `acquire` or
+/// in a transaction from `begin`, so no connection is taken uncounted.
+/// Clones share the pool and the count.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pool: PgPool,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl From<PgPool> for Pool {
+    fn from(pool: PgPool) -> Self {
+        Self {
+            pool,
+            waiting: Arc::default(),
+        }
+    }
+}
+
+impl Pool {
+    /// A connection of the pool, counted as waiting until it is handed over.
+    #[allow(clippy::disallowed_methods, reason = "the one counted acquire")]
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let _waiting = Waiting::start(&self.waiting);
+        self.pool.acquire().await
+    }
+
+    /// A transaction on a connection from `acquire`.
+    pub async fn begin(&self) -> Result<Transaction<'static>, sqlx::Error> {
+        let connection = self.acquire().await?;
+        // What `sqlx::Pool::begin` does with the connection it acquired.
+        sqlx::Transaction::begin(connection, None).await
+    }
+
+    /// Callers waiting for a connection now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Connections open, in use or idle.
+    pub fn size(&self) -> u32 {
+        self.pool.size()
+    }
+
+    pub fn num_idle(&self) -> usize {
+        self.pool.num_idle()
+    }
+
+    pub fn max_connections(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
+    /// How the pool connects: for the connections kept outside it
+    /// (the database watch, the auth-change listener).
+    pub fn connect_options(&self) -> Arc<PgConnectOptions> {
+        self.pool.connect_options()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// One caller counted in `Pool::waiting` while it lives: dropped when the
+/// connection came, the acquire failed, or the caller gave up (cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// `read!(pool, |connection| body)`: runs `body` (an async block's body
 /// giving a `Result<_, sqlx::Error>`, with `connection: &mut PgConnection`)
@@ -26,7 +112,7 @@ use super::error::is_connection_lost;
 /// `Send` future cannot express.
 macro_rules! read {
     ($pool:expr, |$connection:ident| $body:expr) => {{
-        let pool: &sqlx::PgPool = $pool;
+        let pool: &$crate::store::Pool = $pool;
         let mut retried = false;
         loop {
             let result: Result<_, sqlx::Error> = match pool.acquire().await {
@@ -102,6 +188,25 @@ fn idle_since_last_loss(idle_for: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_caller_is_counted_while_it_waits_and_no_longer_once_it_gives_up() {
+        // Nothing listens on port 1: connecting is retried until the acquire
+        // timeout, and the caller waits meanwhile.
+        let pool =
+            Pool::from(PgPool::connect_lazy("postgres://roster@127.0.0.1:1/none").expect("pool"));
+        assert_eq!(pool.waiting(), 0);
+        let waiter = pool.clone();
+        let acquire = tokio::spawn(async move { waiter.acquire().await.map(drop) });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.waiting() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pool.waiting(), 1);
+        acquire.abort();
+        assert!(acquire.await.expect_err("aborted").is_cancelled());
+        assert_eq!(pool.waiting(), 0);
+    }
 
     #[test]
     fn after_a_loss_only_connections_idle_since_before_it_are_tested() {

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
     map_constraint_violation,
     paging::{newest_first, newest_first_page},
     profiles::BuiltInRole,
-    Transaction,
+    Pool, Transaction,
 };
 use crate::domain::{
     access::{Grant, UnitScope},
@@ -215,7 +215,7 @@ pub async fn lock(
 /// Newest first. Built at run time: each filter adds a condition only when
 /// set, which keeps every variant on its own index-friendly plan.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     filter: &GroupFilter,
     page: &PageRequest,

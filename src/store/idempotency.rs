@@ -1,13 +1,12 @@
 //! First results of create calls that carried a `request_id`, per caller.
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{map_constraint_violation, Transaction};
+use super::{map_constraint_violation, Pool, Transaction};
 use crate::domain::{unit_of_work::IdempotentCreate, DomainError};
 
 pub async fn find(
-    pool: &PgPool,
+    pool: &Pool,
     create: &IdempotentCreate,
 ) -> Result<Option<(Uuid, serde_json::Value)>, sqlx::Error> {
     let found = sqlx::query!(
@@ -18,7 +17,7 @@ pub async fn find(
         create.operation,
         create.key.as_str(),
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *pool.acquire().await?)
     .await?;
     Ok(found.map(|row| (row.resource_id, row.response)))
 }

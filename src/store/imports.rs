@@ -8,12 +8,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{types::Json, FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{types::Json, FromRow, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
     paging::{cut_to_page, newest_first, newest_first_page, start_after, total_size},
-    Transaction,
+    Pool, Transaction,
 };
 use crate::domain::{
     import::{
@@ -96,7 +96,7 @@ impl From<JobRow> for ImportJob {
 /// start) never keep an import from starting. Starts of one organization are
 /// serialized so that two cannot both take the last place.
 pub async fn insert_job_within_limit(
-    pool: &PgPool,
+    pool: &Pool,
     job: &NewJob<'_>,
     limit: u32,
     stale_after_seconds: i64,
@@ -155,7 +155,7 @@ pub async fn insert_job_within_limit(
 /// sweep looks across organizations; what it deletes and marks is then named
 /// by organization and job.
 pub async fn reviews_past_retention(
-    pool: &PgPool,
+    pool: &Pool,
     retention_seconds: i64,
     max_jobs: i64,
 ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
@@ -166,7 +166,7 @@ pub async fn reviews_past_retention(
         retention_seconds as f64,
         max_jobs,
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *pool.acquire().await?)
     .await?;
     Ok(jobs
         .into_iter()
@@ -178,7 +178,7 @@ pub async fn reviews_past_retention(
 /// rows another server is deleting; returns how many were deleted. One
 /// statement stays short however many rows the job has.
 pub async fn delete_review_rows(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     job_id: Uuid,
     max_rows: i64,
@@ -193,7 +193,7 @@ pub async fn delete_review_rows(
         job_id,
         max_rows,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(deleted.rows_affected())
 }
@@ -202,7 +202,7 @@ pub async fn delete_review_rows(
 /// false when some are (another server is still deleting them) or it was
 /// recorded already.
 pub async fn mark_review_rows_expired(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     job_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
@@ -214,7 +214,7 @@ pub async fn mark_review_rows_expired(
         organization_id,
         job_id,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(marked.rows_affected() == 1)
 }
@@ -241,7 +241,7 @@ pub async fn find_job<'e>(
 
 /// Newest first, optionally of one status.
 pub async fn list_jobs(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     status: Option<JobStatus>,
     page: &PageRequest,
@@ -324,20 +324,20 @@ pub async fn add_progress(
 
 /// Keeps a job alive between batches; `None` when it is no longer this
 /// process's running job, else whether a cancel was asked for.
-pub async fn heartbeat(pool: &PgPool, id: Uuid, owner: Uuid) -> Result<Option<bool>, sqlx::Error> {
+pub async fn heartbeat(pool: &Pool, id: Uuid, owner: Uuid) -> Result<Option<bool>, sqlx::Error> {
     sqlx::query_scalar!(
         "update import_jobs set heartbeat_time = now() where id = $1 and owner = $2 and status = 'RUNNING' \
          returning cancel_requested",
         id,
         owner,
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *pool.acquire().await?)
     .await
 }
 
 /// Ends a job this process runs, and drops its claims.
 pub async fn finish_job(
-    pool: &PgPool,
+    pool: &Pool,
     id: Uuid,
     owner: Uuid,
     status: JobStatus,
@@ -364,7 +364,7 @@ pub async fn finish_job(
 /// Ends INTERRUPTED every running job whose owner stopped beating; their
 /// counts are exact because each batch writes them with its rows.
 pub async fn interrupt_stale_jobs(
-    pool: &PgPool,
+    pool: &Pool,
     stale_after_seconds: i64,
 ) -> Result<u64, sqlx::Error> {
     let ended = sqlx::query_scalar!(
@@ -373,11 +373,11 @@ pub async fn interrupt_stale_jobs(
          where status = 'RUNNING' and heartbeat_time < now() - make_interval(secs => $1) returning id",
         stale_after_seconds as f64,
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *pool.acquire().await?)
     .await?;
     if !ended.is_empty() {
         sqlx::query!("delete from import_claims where job_id = any($1)", &ended)
-            .execute(pool)
+            .execute(&mut *pool.acquire().await?)
             .await?;
     }
     Ok(ended.len() as u64)
@@ -385,7 +385,7 @@ pub async fn interrupt_stale_jobs(
 
 /// Asks the running job to stop after its batch in progress.
 pub async fn request_cancel(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<ImportJob>, sqlx::Error> {
@@ -395,9 +395,9 @@ pub async fn request_cancel(
         organization_id,
         id,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
-    find_job(pool, organization_id, id).await
+    find_job(&mut *pool.acquire().await?, organization_id, id).await
 }
 
 /// The lines that already claimed any of these keys.
@@ -535,7 +535,7 @@ impl TryFrom<RowResultRow> for RowResult {
 
 /// Row results after `after_line`, in file order.
 pub async fn rows_after(
-    pool: &PgPool,
+    pool: &Pool,
     job_id: Uuid,
     after_line: u64,
     failed_only: bool,
@@ -554,7 +554,7 @@ pub async fn rows_after(
             after_line,
             limit,
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *pool.acquire().await?)
         .await?
     } else {
         sqlx::query_as!(
@@ -566,7 +566,7 @@ pub async fn rows_after(
             after_line,
             limit,
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *pool.acquire().await?)
         .await?
     };
     rows.into_iter().map(TryInto::try_into).collect()
@@ -574,7 +574,7 @@ pub async fn rows_after(
 
 /// A page of a job's row results in file order, from `from_line` on.
 pub async fn list_rows(
-    pool: &PgPool,
+    pool: &Pool,
     job_id: Uuid,
     selection: RowSelection,
     page: &PageRequest,

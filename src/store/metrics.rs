@@ -3,7 +3,7 @@
 //! Each count walks a partial index (`outbox_pending_idx`,
 //! `outbox_failed_idx`, `import_jobs_running_idx`).
 
-use sqlx::PgPool;
+use super::Pool;
 
 pub struct Backlog {
     pub outbox_pending: i64,
@@ -13,7 +13,7 @@ pub struct Backlog {
     pub running_import_jobs: i64,
 }
 
-pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
+pub async fn backlog(pool: &Pool) -> Result<Backlog, sqlx::Error> {
     let row = sqlx::query!(
         r#"select
              (select count(*) from outbox where status = 'PENDING') as "outbox_pending!",
@@ -22,7 +22,7 @@ pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
              (select count(*) from outbox where status = 'FAILED') as "outbox_failed!",
              (select count(*) from import_jobs where status = 'RUNNING') as "running_import_jobs!""#
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *pool.acquire().await?)
     .await?;
     Ok(Backlog {
         outbox_pending: row.outbox_pending,

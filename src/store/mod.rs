@@ -25,6 +25,8 @@ pub mod users;
 
 use sqlx::migrate::Migrator;
 
+pub use connections::Pool;
+
 use crate::domain::DomainError;
 
 /// Migrations embedded at compile time; sqlx applies them under an advisory

@@ -2,10 +2,10 @@
 //! a secret; and the delivery worker's claims, leases and outcomes.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::Transaction;
+use super::{Pool, Transaction};
 
 /// Queues a message of `kind` ("INVITATION", "PASSWORD_RESET") for a user.
 pub async fn enqueue<'e>(
@@ -59,7 +59,7 @@ pub async fn enqueue_invitations(
 /// when they are a user and asked for it (an API key has nobody to tell),
 /// and to the users whose emails the job's `report_to` names, one message
 /// per address.
-pub async fn enqueue_import_reports(pool: &PgPool) -> Result<u64, sqlx::Error> {
+pub async fn enqueue_import_reports(pool: &Pool) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         "with due as (update import_jobs set report_pending = false where report_pending \
            returning organization_id, id, requested_by, notify_requester, report_to), \
@@ -75,7 +75,7 @@ pub async fn enqueue_import_reports(pool: &PgPool) -> Result<u64, sqlx::Error> {
          select distinct on (job_id, address) organization_id, gen_random_uuid(), 'IMPORT_REPORT', user_id, job_id \
          from recipients order by job_id, address, rank, user_id",
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(done.rows_affected())
 }
@@ -96,7 +96,7 @@ pub struct ClaimedMessage {
 /// Claims up to `limit` due messages for `owner` until the lease ends. Rows
 /// another worker is claiming are skipped, not waited for.
 pub async fn claim(
-    pool: &PgPool,
+    pool: &Pool,
     owner: Uuid,
     lease_seconds: f64,
     limit: i64,
@@ -115,20 +115,20 @@ pub async fn claim(
         lease_seconds,
         limit,
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *pool.acquire().await?)
     .await
 }
 
 /// Gives up every lease `owner` holds on a pending message: its round was
 /// cut short (the database stopped answering), and those messages are due
 /// again now rather than when their leases run out. Returns how many.
-pub async fn release_leases(pool: &PgPool, owner: Uuid) -> Result<u64, sqlx::Error> {
+pub async fn release_leases(pool: &Pool, owner: Uuid) -> Result<u64, sqlx::Error> {
     let released = sqlx::query!(
         "update outbox set lease_owner = null, lease_expire_time = null \
          where lease_owner = $1 and status = 'PENDING'",
         owner,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(released.rows_affected())
 }
@@ -160,7 +160,7 @@ pub async fn finish<'e>(
 /// Records a failed attempt: tried again at `retry_at`, or FAILED for good
 /// when there is none.
 pub async fn attempt_failed(
-    pool: &PgPool,
+    pool: &Pool,
     message: &ClaimedMessage,
     owner: Uuid,
     error: &str,
@@ -177,7 +177,7 @@ pub async fn attempt_failed(
         error,
         retry_at,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(())
 }
@@ -199,7 +199,7 @@ pub struct OutboxEntry {
 
 /// The newest messages, optionally of one status.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     status: Option<&str>,
     limit: i64,
 ) -> Result<Vec<OutboxEntry>, sqlx::Error> {
@@ -211,6 +211,6 @@ pub async fn list(
         status,
         limit,
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *pool.acquire().await?)
     .await
 }

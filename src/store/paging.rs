@@ -4,9 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
-use sqlx::{postgres::PgRow, FromRow, PgPool, Postgres, QueryBuilder};
+use sqlx::{postgres::PgRow, FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::Pool;
 use crate::domain::{
     paging::{
         decode_page_token, encode_page_token, Page, PageRequest, TotalSize, EXACT_COUNT_LIMIT,
@@ -38,7 +39,7 @@ pub(crate) use newest_first;
 /// One page ordered by `create_time desc, id desc`; the page token holds the
 /// last item's (create_time, id) and is bound to `query_fingerprint`.
 pub async fn newest_first_page<R, T>(
-    pool: &PgPool,
+    pool: &Pool,
     columns: &str,
     push_from_where: impl FromWhere,
     page: &PageRequest,
@@ -62,7 +63,10 @@ where
     query
         .push(" order by create_time desc, id desc limit ")
         .push_bind(page.size.fetch_limit());
-    let mut rows: Vec<R> = query.build_query_as().fetch_all(pool).await?;
+    let mut rows: Vec<R> = query
+        .build_query_as()
+        .fetch_all(&mut *pool.acquire().await?)
+        .await?;
     let next_page_token = cut_to_page(&mut rows, page, query_fingerprint, R::create_time_and_id);
     Ok(Page {
         items: rows.into_iter().map(Into::into).collect(),
@@ -99,7 +103,7 @@ pub fn cut_to_page<R, K: Serialize>(
 }
 
 pub async fn total_size(
-    pool: &PgPool,
+    pool: &Pool,
     push_from_where: impl FromWhere,
 ) -> Result<TotalSize, sqlx::Error> {
     let mut count_query = QueryBuilder::new("select count(*) from (select 1 ");
@@ -112,7 +116,7 @@ pub async fn total_size(
     let count: i64 = count_query
         .build_query_scalar()
         .persistent(false)
-        .fetch_one(pool)
+        .fetch_one(&mut *pool.acquire().await?)
         .await?;
     if count <= EXACT_COUNT_LIMIT {
         return Ok(TotalSize {
@@ -126,12 +130,15 @@ pub async fn total_size(
 /// The planner's estimate, for a list known to hold more than the exact
 /// count's limit.
 pub async fn estimated_total_size(
-    pool: &PgPool,
+    pool: &Pool,
     push_from_where: impl FromWhere,
 ) -> Result<TotalSize, sqlx::Error> {
     let mut explain = QueryBuilder::new("explain (format json) select 1 ");
     push_from_where(&mut explain);
-    let plan: serde_json::Value = explain.build_query_scalar().fetch_one(pool).await?;
+    let plan: serde_json::Value = explain
+        .build_query_scalar()
+        .fetch_one(&mut *pool.acquire().await?)
+        .await?;
     let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or_default() as i64;
     Ok(TotalSize {
         value: estimate.max(EXACT_COUNT_LIMIT + 1),

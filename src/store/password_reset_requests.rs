@@ -2,17 +2,18 @@
 //! asking costs the same; the delivery worker resolves them (a reset link,
 //! or a new invitation for a user who never registered a password).
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
-pub async fn insert(pool: &PgPool, organization: &str, username: &str) -> Result<(), sqlx::Error> {
+use super::Pool;
+
+pub async fn insert(pool: &Pool, organization: &str, username: &str) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "insert into password_reset_requests (id, organization, username) values ($1, $2, $3)",
         Uuid::now_v7(),
         organization,
         username,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(())
 }
@@ -23,7 +24,7 @@ pub async fn insert(pool: &PgPool, organization: &str, username: &str) -> Result
 /// SendActivationEmail queues one, when the user never registered one and
 /// may sign in once they do (admin state ACTIVE, no legacy status). The
 /// others end here, unanswered. Returns how many requests were taken.
-pub async fn resolve(pool: &PgPool, limit: i64) -> Result<u64, sqlx::Error> {
+pub async fn resolve(pool: &Pool, limit: i64) -> Result<u64, sqlx::Error> {
     let taken = sqlx::query_scalar!(
         "with taken as (delete from password_reset_requests where id in \
              (select id from password_reset_requests order by id limit $1 for update skip locked) \
@@ -39,7 +40,7 @@ pub async fn resolve(pool: &PgPool, limit: i64) -> Result<u64, sqlx::Error> {
          select count(*) as \"taken!\" from taken",
         limit,
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *pool.acquire().await?)
     .await?;
     Ok(taken as u64)
 }

@@ -1,11 +1,11 @@
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
     map_constraint_violation,
     paging::{newest_first, newest_first_page},
-    Transaction,
+    Pool, Transaction,
 };
 use crate::domain::{
     caller::Scope,
@@ -184,7 +184,7 @@ pub async fn find<'e>(
 
 /// Newest first. Built at run time: the product filter is added only when set.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     product: &str,
     page: &PageRequest,

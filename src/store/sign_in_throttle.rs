@@ -3,9 +3,9 @@
 //! digest made by the domain; no username, address or password is stored
 //! in clear, but the digests' key is in this database too (`secret`).
 
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 
-use super::Transaction;
+use super::{Pool, Transaction};
 use crate::domain::sign_in::{Bucket, ThrottleSettings};
 
 /// The server-side key of the sign-in digests.
@@ -147,7 +147,7 @@ pub async fn release<'e>(
 
 /// Like `release`, and forgets the failures of `reset` (a successful sign-in).
 pub async fn release_and_reset(
-    pool: &PgPool,
+    pool: &Pool,
     keys: &[Vec<u8>],
     reset: &[u8],
 ) -> Result<(), sqlx::Error> {
@@ -159,7 +159,7 @@ pub async fn release_and_reset(
         &sorted(keys),
         reset,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(())
 }
@@ -202,7 +202,7 @@ pub async fn record_failure<'e>(
 /// last `window_seconds` (a new guess, to be counted). Two attempts with the
 /// same password at once: the second waits for the first and is not new.
 pub async fn first_sighting(
-    pool: &PgPool,
+    pool: &Pool,
     digest: &[u8],
     window_seconds: f64,
 ) -> Result<bool, sqlx::Error> {
@@ -214,14 +214,14 @@ pub async fn first_sighting(
         digest,
         window_seconds,
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *pool.acquire().await?)
     .await?;
     Ok(counted.is_some())
 }
 
 /// Whether the account signed in successfully from the address within `max_age_seconds`.
 pub async fn is_familiar(
-    pool: &PgPool,
+    pool: &Pool,
     account_key: &[u8],
     address_key: &[u8],
     max_age_seconds: f64,
@@ -233,14 +233,14 @@ pub async fn is_familiar(
         address_key,
         max_age_seconds,
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *pool.acquire().await?)
     .await
 }
 
 /// Remembers a successful sign-in from the address, keeping the account's
 /// `keep` most recent addresses only.
 pub async fn remember_familiar(
-    pool: &PgPool,
+    pool: &Pool,
     account_key: &[u8],
     address_key: &[u8],
     keep: i64,
@@ -329,7 +329,7 @@ pub async fn move_budgets(
 /// passwords older than `window_seconds`, familiar addresses older than
 /// `familiar_seconds`.
 pub async fn forget_stale(
-    pool: &PgPool,
+    pool: &Pool,
     idle_seconds: f64,
     window_seconds: f64,
     familiar_seconds: f64,
@@ -340,19 +340,19 @@ pub async fn forget_stale(
            and coalesce(blocked_until, '-infinity') < now()",
         idle_seconds,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     sqlx::query!(
         "delete from sign_in_wrong_passwords where seen_time < now() - make_interval(secs => $1)",
         window_seconds,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     sqlx::query!(
         "delete from sign_in_familiar_addresses where last_success_time < now() - make_interval(secs => $1)",
         familiar_seconds,
     )
-    .execute(pool)
+    .execute(&mut *pool.acquire().await?)
     .await?;
     Ok(())
 }

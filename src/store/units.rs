@@ -1,11 +1,11 @@
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
     map_constraint_violation,
     paging::{newest_first, newest_first_page},
-    Transaction,
+    Pool, Transaction,
 };
 use crate::domain::{
     group::{Unit, UnitFilter, UnitKind, UnitValues},
@@ -147,7 +147,7 @@ pub async fn existing_ids<'e>(
 /// Newest first. Built at run time: the name and kind filters are added
 /// only when set.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     filter: &UnitFilter,
     page: &PageRequest,

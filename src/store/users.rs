@@ -2,13 +2,13 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
     map_constraint_violation,
     paging::{cut_to_page, estimated_total_size, start_after, total_size, FromWhere},
-    Transaction,
+    Pool, Transaction,
 };
 use crate::domain::{
     import::{batch::ImportedUser, decide::StoredUser},
@@ -453,7 +453,7 @@ fn push_user_filters(
 }
 
 pub async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     filter: &UserFilter,
     order: UserOrder,
@@ -489,7 +489,13 @@ pub async fn list(
             let mut query = QueryBuilder::new(format!("select {USER_COLUMNS}"));
             push_from_where(&mut query);
             push_page(&mut query, order, &after, page);
-            (query.build_query_as().fetch_all(pool).await?, total_size)
+            (
+                query
+                    .build_query_as()
+                    .fetch_all(&mut *pool.acquire().await?)
+                    .await?,
+                total_size,
+            )
         }
     };
     let next_page_token = cut_to_page(&mut rows, page, &query_fingerprint, |last| match order {
@@ -525,7 +531,7 @@ struct CountedUserRow {
 /// the planner likes under a LIMIT, reads most of the table when the few
 /// matches sit late in that order or are not there at all.
 async fn page_of_few_matches(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     push_from_where: &impl FromWhere,
     order: UserOrder,
@@ -554,7 +560,7 @@ async fn page_of_few_matches(
     let rows: Vec<CountedUserRow> = query
         .build_query_as()
         .persistent(false)
-        .fetch_all(pool)
+        .fetch_all(&mut *pool.acquire().await?)
         .await?;
     let matched = match (rows.first(), after) {
         (Some(row), _) => row.matched,
@@ -584,7 +590,7 @@ async fn page_of_few_matches(
 /// over the table, and is slow when the matches gather late in the order
 /// (a common surname); collecting and sorting them all is no better.
 async fn page_of_many_matches(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     filter: &UserFilter,
     order: UserOrder,
@@ -597,7 +603,7 @@ async fn page_of_many_matches(
     // Planned for its own values every time, like the searches above.
     let query = query.build_query_as().persistent(false);
     if order == UserOrder::LastName {
-        return query.fetch_all(pool).await;
+        return query.fetch_all(&mut *pool.acquire().await?).await;
     }
     let mut tx = pool.begin().await?;
     sqlx::query("set local enable_sort = off")
@@ -648,14 +654,14 @@ fn order_by(order: UserOrder) -> &'static str {
 /// Users of one status each, and how many are onboarded. Stays a built
 /// statement: it groups by the status, which only STATUS_SQL computes in SQL.
 pub async fn status_counts(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
 ) -> Result<Vec<(UserStatus, bool, i64)>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {STATUS_SQL} as status, onboarded, count(*) from users where organization_id = $1 group by 1, 2 order by 1, 2"
     ))
     .bind(organization_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *pool.acquire().await?)
     .await
 }
 
@@ -910,7 +916,7 @@ pub struct ExportRow {
 
 /// The next users matching `filter` after `after` (by id, i.e. creation order).
 pub async fn export_page(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     filter: &UserFilter,
     after: Option<Uuid>,
@@ -929,7 +935,10 @@ pub async fn export_page(
         query.push(" and users.id > ").push_bind(after);
     }
     query.push(" order by users.id limit ").push_bind(limit);
-    query.build_query_as().fetch_all(pool).await
+    query
+        .build_query_as()
+        .fetch_all(&mut *pool.acquire().await?)
+        .await
 }
 
 /// Which of `emails` belong to users of the organization (lowercased).
@@ -1000,7 +1009,7 @@ macro_rules! credentials_query {
 }
 
 pub async fn credentials_by_username(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     username: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
@@ -1009,18 +1018,18 @@ pub async fn credentials_by_username(
         organization_id,
         username.trim()
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *pool.acquire().await?)
     .await?;
     Ok(row.map(Into::into))
 }
 
 pub async fn credentials_by_id(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Credentials>, sqlx::Error> {
     let row = credentials_query!("id = $2", organization_id, id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *pool.acquire().await?)
         .await?;
     Ok(row.map(Into::into))
 }

@@ -1,7 +1,10 @@
 //! Traces over OTLP/gRPC. The `rpc` span of every call becomes the call's
 //! server span, continuing the caller's W3C `traceparent`, and every SQL
-//! statement run inside it becomes a child span. Without an endpoint none of
-//! this is installed and calls pay one relaxed load of a flag.
+//! statement run inside it becomes a child span. Background work has spans
+//! of its own, which its statements are children of: an import job's span
+//! is a child of the call that started it, a delivery batch's starts a
+//! trace. Without an endpoint none of this is installed and calls pay one
+//! relaxed load of a flag.
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -130,9 +133,12 @@ fn check_endpoint(endpoint: &str) -> Result<()> {
     }
 }
 
-/// The request id of the call, carried in the OpenTelemetry context of its
-/// server span so the spans under it can carry it too.
-struct CallRequestId(String);
+/// Marks the OpenTelemetry context of a call's server span or of a
+/// background work's span, so that the statements under it are traced; with
+/// the request id of the call (that started the work), which they carry too.
+struct TracedWork {
+    request_id: Option<String>,
+}
 
 /// Makes `span` the server span of the gRPC call to `path`
 /// (`/roster.v1.UserService/GetUser`): named the gRPC way and a child of
@@ -153,11 +159,33 @@ pub fn start_server_span(
     span.record("otel.kind", "server");
     let caller = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     // Fails only for a span the trace filter left out: nothing to continue then.
-    let _ = span.set_parent(caller.with_value(CallRequestId(request_id.to_owned())));
+    let _ = span.set_parent(caller.with_value(TracedWork {
+        request_id: Some(request_id.to_owned()),
+    }));
     span.set_attribute("rpc.system", "grpc");
     span.set_attribute("rpc.service", service.to_owned());
     span.set_attribute("rpc.method", method.to_owned());
     span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id.to_owned());
+}
+
+/// Makes `span`, made inside the span of the call with `request_id`, the
+/// span of work that call started and that may outlive it (an import job):
+/// a child of the call's span, in its trace, carrying its request id.
+pub fn start_call_work_span(span: &tracing::Span, request_id: &str) {
+    if !exporting() {
+        return;
+    }
+    span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id.to_owned());
+}
+
+/// Makes `span` the first span of a trace of background work of its own
+/// (a delivery batch), whose statements are traced under it.
+pub fn start_background_span(span: &tracing::Span) {
+    if !exporting() {
+        return;
+    }
+    // Fails only for a span the trace filter left out: nothing to trace then.
+    let _ = span.set_parent(Context::new().with_value(TracedWork { request_id: None }));
 }
 
 /// Records the call's final status on its server span; the codes that say
@@ -189,8 +217,8 @@ impl Extractor for HeaderExtractor<'_> {
 }
 
 /// Turns sqlx's event per statement, sent when the statement is done, into
-/// a client span under the call's span that started `elapsed` before it.
-/// Statements outside any call (background work) are not traced.
+/// a client span under the call's or the background work's span that
+/// started `elapsed` before it. Statements outside both are not traced.
 struct SqlStatementSpans {
     tracer: SdkTracer,
 }
@@ -199,20 +227,22 @@ impl<S: Subscriber> Layer<S> for SqlStatementSpans {
     fn on_event(&self, event: &Event<'_>, _: layer::Context<'_, S>) {
         // tracing-opentelemetry makes the entered span's context current.
         let parent = Context::current();
-        let Some(CallRequestId(request_id)) = parent.get::<CallRequestId>() else {
+        let Some(work) = parent.get::<TracedWork>() else {
             return;
         };
         let mut statement = SqlxStatement::default();
         event.record(&mut statement);
         let end = SystemTime::now();
         let start = end.checked_sub(statement.elapsed).unwrap_or(end);
-        let attributes = vec![
+        let mut attributes = vec![
             KeyValue::new("db.system", "postgresql"),
             KeyValue::new("db.statement", statement.text()),
             KeyValue::new("db.response.returned_rows", statement.rows_returned),
             KeyValue::new("roster.db.rows_affected", statement.rows_affected),
-            KeyValue::new(REQUEST_ID_ATTRIBUTE, request_id.clone()),
         ];
+        if let Some(request_id) = &work.request_id {
+            attributes.push(KeyValue::new(REQUEST_ID_ATTRIBUTE, request_id.clone()));
+        }
         self.tracer
             .span_builder(statement.name())
             .with_kind(SpanKind::Client)

@@ -118,7 +118,7 @@ async fn a_worker_that_dies_mid_batch_loses_nothing() {
     let app = TestApp::spawn_with(|settings| settings.delivery = None).await;
     queue_invitations(&app, 10).await;
     let dead_worker = Uuid::now_v7();
-    let claimed = store::outbox::claim(&app.pool, dead_worker, 1.0, 100)
+    let claimed = store::outbox::claim(&app.store, dead_worker, 1.0, 100)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 10);

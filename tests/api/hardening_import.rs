@@ -787,7 +787,7 @@ async fn a_review_past_its_retention_answers_expired_at_once_and_its_rows_are_de
     );
 
     let jobs = roster::domain::import::run::Jobs {
-        pool: app.pool.clone(),
+        pool: app.store.clone(),
         settings: std::sync::Arc::new(roster::domain::import::run::ImportSettings {
             retention_delete_rows: 1000,
             ..Default::default()

@@ -258,7 +258,11 @@ impl Interceptor for Bearer {
 pub type Authed = InterceptedService<Channel, Bearer>;
 
 pub struct TestApp {
+    /// The server's pool, shared: the test's own statements and connections.
     pub pool: PgPool,
+    /// The same pool as the domain functions take it (with a count of waiters
+    /// of its own: the server's count is not the test's).
+    pub store: roster::store::Pool,
     pub channel: Channel,
     /// `http://127.0.0.1:<port>` of the server (`https://` over TLS).
     pub address: String,
@@ -383,11 +387,13 @@ impl TestApp {
     pub async fn spawn_on(pool: PgPool, adjust: impl FnOnce(&mut ServerSettings)) -> TestApp {
         let mail = MailDirectory::new();
         let server = RunningServer::start(&pool, &mail, adjust).await;
-        let organization = organization::create_organization(&pool, "acme", Actor::Operator)
+        let store = roster::store::Pool::from(pool.clone());
+        let organization = organization::create_organization(&store, "acme", Actor::Operator)
             .await
             .expect("create organization");
         let mut app = TestApp {
             pool,
+            store,
             channel: server.channel.clone(),
             address: server.address.clone(),
             organization_id: organization.id,
@@ -467,15 +473,20 @@ impl TestApp {
     ) -> String {
         let scopes: Vec<Option<Scope>> = scopes.iter().copied().map(Some).collect();
         let new_key = NewApiKey::parse(name, &scopes, None, "").expect("valid key");
-        let (_, secret) =
-            api_key::create_api_key(&self.pool, organization_id, Actor::Operator, None, &new_key)
-                .await
-                .expect("create key");
+        let (_, secret) = api_key::create_api_key(
+            &self.store,
+            organization_id,
+            Actor::Operator,
+            None,
+            &new_key,
+        )
+        .await
+        .expect("create key");
         secret.expect("secret").expose().to_owned()
     }
 
     pub async fn create_organization(&self, name: &str) -> Uuid {
-        organization::create_organization(&self.pool, name, Actor::Operator)
+        organization::create_organization(&self.store, name, Actor::Operator)
             .await
             .expect("create organization")
             .id

@@ -368,7 +368,11 @@ async fn a_call_past_its_deadline_is_counted_deadline_exceeded_and_holds_a_pool_
                 paths: vec!["allow_duplicate_emails".into()],
             }),
         });
-        request.set_timeout(Duration::from_millis(1500));
+        // The header only: see deadline.rs (a client ending the call too
+        // races the server, which may count it cancelled).
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", "1500m".parse().unwrap());
         organizations.update_organization_settings(request).await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -435,4 +439,52 @@ async fn the_password_hash_queue_depth_counts_the_checks_waiting_for_a_hashing_t
     assert!(deepest >= 1.0, "the queue never showed a waiting check");
     let after = Scrape::of(&app).await;
     assert_eq!(after.value("roster_password_hash_queue_depth", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn callers_waiting_for_a_pool_connection_are_counted_while_they_wait() {
+    let app = spawn_with_metrics().await;
+    let waiting = [("state", "waiting")];
+    let idle = Scrape::of(&app).await;
+    assert!(idle.0.iter().any(|(name, labels, _)| {
+        name == "roster_db_pool_connections"
+            && labels.get("state").map(String::as_str) == Some("waiting")
+    }));
+    assert_eq!(idle.value("roster_db_pool_connections", &waiting), 0.0);
+
+    // The server shares this pool: with every connection held, calls wait.
+    let mut held = Vec::new();
+    for _ in 0..app.pool.options().get_max_connections() {
+        held.push(app.pool.acquire().await.unwrap());
+    }
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let mut users = app.users(app.as_admin());
+            tokio::spawn(async move { users.list_users(proto::ListUsersRequest::default()).await })
+        })
+        .collect();
+    // Each scrape waits up to 2 s for its own database read meanwhile.
+    eventually("callers counted as waiting", Duration::from_secs(8), || {
+        let app = &app;
+        async move {
+            let scrape = Scrape::of(app).await;
+            (scrape.value("roster_db_pool_connections", &waiting) >= 1.0).then_some(())
+        }
+    })
+    .await;
+
+    drop(held);
+    for call in calls {
+        call.await
+            .unwrap()
+            .expect("served once connections are free");
+    }
+    eventually("no caller waiting", Duration::from_secs(5), || {
+        let app = &app;
+        async move {
+            let scrape = Scrape::of(app).await;
+            (scrape.value("roster_db_pool_connections", &waiting) == 0.0).then_some(())
+        }
+    })
+    .await;
 }

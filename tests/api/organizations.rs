@@ -297,14 +297,14 @@ async fn audit_events_filter_and_page_newest_first() {
 async fn the_first_start_gives_its_key_to_a_default_organization_an_operator_made_already() {
     let app = TestApp::spawn().await;
     let made = roster::domain::organization::create_organization(
-        &app.pool,
+        &app.store,
         "default",
         roster::domain::caller::Actor::Operator,
     )
     .await
     .expect("the operator creates default");
 
-    let (organization, _secret) = roster::domain::bootstrap::first_start(&app.pool)
+    let (organization, _secret) = roster::domain::bootstrap::first_start(&app.store)
         .await
         .expect("the first start succeeds")
         .expect("the first start makes a key");
@@ -317,7 +317,7 @@ async fn the_first_start_gives_its_key_to_a_default_organization_an_operator_mad
     .await
     .unwrap();
     assert_eq!(keys_of_default, 1);
-    assert!(roster::domain::bootstrap::first_start(&app.pool)
+    assert!(roster::domain::bootstrap::first_start(&app.store)
         .await
         .unwrap()
         .is_none());

@@ -1,6 +1,7 @@
 //! Traces over OTLP: `roster serve --otlp-endpoint` exports a server span per
 //! call, continuing the caller's W3C `traceparent`, with a span per SQL
-//! statement under it, to an OTLP receiver the test runs itself.
+//! statement under it, to an OTLP receiver the test runs itself. Background
+//! work (an import job, a delivery batch) has a span its statements are under.
 
 use std::{
     sync::{Arc, Mutex},
@@ -21,7 +22,10 @@ use roster::{
         caller::{Actor, Scope},
         organization,
     },
-    proto::{self, user_service_client::UserServiceClient},
+    proto::{
+        self, import_service_client::ImportServiceClient, import_users_request,
+        user_service_client::UserServiceClient,
+    },
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{transport::Channel, Request, Response, Status};
@@ -113,7 +117,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// An organization and its ADMIN key in the database at `url`; the key's secret.
 async fn admin_key(url: &str) -> String {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let pool = roster::store::Pool::from(sqlx::PgPool::connect(url).await.unwrap());
     let organization = organization::create_organization(&pool, "acme", Actor::Operator)
         .await
         .unwrap();
@@ -185,6 +189,22 @@ fn sql_statements_under<'a>(received: &'a [Received], parent: &Span) -> Vec<&'a 
     statements
 }
 
+/// The one span named `name` that has the `attribute`; panics unless there is one.
+fn named_span<'a>(received: &'a [Received], name: &str, attribute: Option<&str>) -> &'a Span {
+    let found: Vec<&Span> = received
+        .iter()
+        .map(|received| &received.span)
+        .filter(|span| span.name == name)
+        .filter(|span| string_attribute(&span.attributes, REQUEST_ID).as_deref() == attribute)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {name} span with request id {attribute:?}"
+    );
+    found[0]
+}
+
 /// Beyond the key lookup of authentication, the call's own work is traced.
 fn assert_reads_users(statements: &[&Span]) {
     assert!(
@@ -226,12 +246,12 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
             "json",
         ],
     );
-    let channel = Channel::from_shared(served.address.clone())
+    let users_channel = Channel::from_shared(served.address.clone())
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut users = UserServiceClient::new(channel);
+    let mut users = UserServiceClient::new(users_channel.clone());
     let authorization = ("authorization", bearer.as_str());
 
     let caller = format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01");
@@ -264,6 +284,36 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
         .unwrap()
         .into_inner();
     while chunks.message().await.unwrap().is_some() {}
+    // An import: its job runs in a task of its own, and its invitations go
+    // out in a batch of the delivery worker.
+    let import = [
+        proto::ImportUsersRequest {
+            message: Some(import_users_request::Message::Options(
+                proto::ImportOptions {
+                    send_invitations: Some(true),
+                    ..Default::default()
+                },
+            )),
+        },
+        proto::ImportUsersRequest {
+            message: Some(import_users_request::Message::Chunk(
+                b"first_name,last_name,email\nAda,Traced,ada@acme.com\nBob,Traced,bob@acme.com\n"
+                    .to_vec(),
+            )),
+        },
+    ];
+    let headers = [authorization, ("x-request-id", "imported-call")];
+    let mut imports = ImportServiceClient::new(users_channel.clone());
+    let mut answers = imports
+        .import_users(request(tokio_stream::iter(import), &headers))
+        .await
+        .unwrap()
+        .into_inner();
+    while answers.message().await.unwrap().is_some() {}
+    crate::helpers::eventually("the invitations sent", Duration::from_secs(15), || async {
+        served.logged(&[r#""message":"email sent""#])
+    })
+    .await;
     // The JSON logs keep the request id of each call.
     crate::helpers::eventually("the call's log line", Duration::from_secs(10), || async {
         served.logged(&[
@@ -307,13 +357,46 @@ async fn a_call_is_traced_under_the_callers_trace_with_a_child_span_per_sql_stat
     assert_eq!(exported.name, "roster.v1.UserService/ExportUsers");
     assert_reads_users(&sql_statements_under(&received, exported));
 
-    // Statements outside calls (startup, background work) are not traced.
+    // The import job's statements are under its span, in the call's trace.
+    let imported = &server_span(&received, "imported-call").span;
+    assert_eq!(imported.name, "roster.v1.ImportService/ImportUsers");
+    let job = named_span(&received, "import job", Some("imported-call"));
+    assert_eq!(job.trace_id, imported.trace_id);
+    assert_eq!(job.parent_span_id, imported.span_id);
+    assert!(string_attribute(&job.attributes, "job_id").is_some());
+    let job_statements = sql_statements_under(&received, job);
+    assert!(
+        job_statements.iter().any(|statement| statement
+            .name
+            .to_lowercase()
+            .starts_with("insert into users")),
+        "the job writes the users: {:?}",
+        job_statements.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    // A delivery batch starts a trace of its own.
+    let batches: Vec<&Span> = received
+        .iter()
+        .map(|received| &received.span)
+        .filter(|span| span.name == "delivery batch")
+        .collect();
+    assert!(!batches.is_empty(), "a delivery batch span");
+    for batch in &batches {
+        assert!(batch.parent_span_id.is_empty(), "a trace of its own");
+        assert!(!sql_statements_under(&received, batch).is_empty());
+    }
+
+    // Statements outside calls and background work's spans (startup, the
+    // polls that find nothing) are not traced.
     for received in &received {
-        if received.span.kind == SpanKind::Client as i32 {
+        let span = &received.span;
+        if span.kind == SpanKind::Client as i32 {
             assert!(
-                string_attribute(&received.span.attributes, REQUEST_ID).is_some(),
+                string_attribute(&span.attributes, REQUEST_ID).is_some()
+                    || batches
+                        .iter()
+                        .any(|batch| batch.span_id == span.parent_span_id),
                 "{}",
-                received.span.name
+                span.name
             );
         }
     }

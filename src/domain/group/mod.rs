@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 pub use self::{
@@ -35,6 +34,7 @@ use super::{
 };
 /// Newest first. A read with no rule of its own: the store's query.
 pub use crate::store::groups::list as list_groups;
+use crate::store::Pool;
 use crate::store::{self, Transaction};
 
 const MAX_DESCRIPTION: usize = 1000;
@@ -487,19 +487,15 @@ created!(
     get_group
 );
 
-pub async fn get_group(
-    pool: &PgPool,
-    organization_id: Uuid,
-    id: Uuid,
-) -> Result<Group, DomainError> {
-    store::groups::find(pool, organization_id, id)
+pub async fn get_group(pool: &Pool, organization_id: Uuid, id: Uuid) -> Result<Group, DomainError> {
+    store::groups::find(&mut *pool.acquire().await?, organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))
 }
 
 /// The members of an existing group, by last name.
 pub async fn list_members(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     group_id: Uuid,
     page: &PageRequest,

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{create_once, created, violations_of, Description};
@@ -14,7 +13,7 @@ use crate::{
         call::Call, caller::Scope, name::DisplayName, request::IdempotencyKey,
         unit_of_work::UnitOfWork, DomainError,
     },
-    store,
+    store::{self, Pool},
 };
 
 #[derive(Debug, Clone)]
@@ -102,11 +101,11 @@ created!(
 );
 
 pub async fn get_profile(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Profile, DomainError> {
-    store::profiles::find(pool, organization_id, id)
+    store::profiles::find(&mut *pool.acquire().await?, organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("profile", id))
 }

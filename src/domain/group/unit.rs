@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{create_once, created, violations_of};
@@ -13,7 +12,7 @@ use crate::{
         call::Call, name::DisplayName, request::IdempotencyKey, text_state::text_states,
         unit_of_work::UnitOfWork, DomainError, FieldViolation,
     },
-    store,
+    store::{self, Pool},
 };
 
 text_states! {
@@ -103,8 +102,8 @@ created!(
     get_unit
 );
 
-pub async fn get_unit(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Unit, DomainError> {
-    store::units::find(pool, organization_id, id)
+pub async fn get_unit(pool: &Pool, organization_id: Uuid, id: Uuid) -> Result<Unit, DomainError> {
+    store::units::find(&mut *pool.acquire().await?, organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("unit", id))
 }

@@ -6,7 +6,6 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
@@ -37,7 +36,7 @@ use crate::{
         DomainError, FieldViolation,
     },
     metrics::ImportRowCounters,
-    store,
+    store::{self, Pool},
 };
 
 /// How jobs run; limits are configurable (spec §4.1 "Limits").
@@ -116,7 +115,7 @@ pub struct Progress {
 
 /// A job that passed its options check and is RUNNING.
 pub struct Job {
-    pool: PgPool,
+    pool: Pool,
     caller: Caller,
     request_id: RequestId,
     settings: ImportSettings,
@@ -240,7 +239,7 @@ const CANCELLED: &str = "cancelled by CancelImportJob";
 /// answer, the end is retried (for up to `END_RETRY_FOR`; past it the stale
 /// job reaper ends the job).
 pub(super) async fn end_job(
-    pool: &PgPool,
+    pool: &Pool,
     job_id: Uuid,
     owner: Uuid,
     status: JobStatus,
@@ -923,7 +922,7 @@ impl Keys {
 /// The shared pieces a server gives every job.
 #[derive(Clone)]
 pub struct Jobs {
-    pub pool: PgPool,
+    pub pool: Pool,
     pub settings: Arc<ImportSettings>,
     /// This process, as the owner of the jobs it runs.
     pub owner: Uuid,
@@ -977,7 +976,7 @@ impl Jobs {
     }
 
     async fn find(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
-        store::imports::find_job(&self.pool, organization_id, id)
+        store::imports::find_job(&mut *self.pool.acquire().await?, organization_id, id)
             .await?
             .ok_or_else(|| DomainError::not_found("import job", id))
     }

@@ -7,11 +7,11 @@
 use std::future::Future;
 
 use futures::{Stream, StreamExt};
-use sqlx::PgPool;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -20,7 +20,8 @@ use super::{
 };
 use crate::{
     domain::{call::Call, DomainError},
-    store,
+    store::{self, connections::read, Pool},
+    telemetry::traces,
 };
 
 /// What the client sends after its options, one message at a time.
@@ -58,6 +59,10 @@ impl ImportSession {
         let job = start_job(jobs, call, kind, options).await?;
         let job_id = job.record.id;
         tracing::info!(job_id = %job_id, kind = kind.as_str(), "import job started");
+        // A child of the call's span: the job's statements belong to the
+        // call's trace, though the job may outlive the call.
+        let job_span = tracing::info_span!("import job", job_id = %job_id, kind = kind.as_str());
+        traces::start_call_work_span(&job_span, call.request_id.as_str());
 
         let (input_tx, input_rx) = mpsc::channel(1);
         tokio::spawn(read_inbound(
@@ -67,8 +72,11 @@ impl ImportSession {
         ));
         let (stop_tx, stop_rx) = watch::channel(None);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let run = job.run(input_rx, progress_tx.clone(), stop_rx);
-        let supervisor = tokio::spawn(supervise(jobs.clone(), job_id, run, progress_tx));
+        let run = job
+            .run(input_rx, progress_tx.clone(), stop_rx)
+            .instrument(job_span.clone());
+        let supervisor =
+            tokio::spawn(supervise(jobs.clone(), job_id, run, progress_tx).instrument(job_span));
 
         let (out_tx, out_rx) = mpsc::channel(64);
         let follower = follow(
@@ -78,12 +86,11 @@ impl ImportSession {
             progress_rx,
             out_tx,
         );
-        tokio::spawn(stop_when_gone(
-            follower,
-            stop_tx,
-            server_stopping,
-            supervisor,
-        ));
+        // The follower's reads are the call's answer: in the call's span.
+        tokio::spawn(
+            stop_when_gone(follower, stop_tx, server_stopping, supervisor)
+                .instrument(tracing::Span::current()),
+        );
         Ok(Self {
             job_id,
             events: out_rx,
@@ -209,7 +216,7 @@ pub enum Event {
 /// summary. Returns false when the client stopped reading (the job is then
 /// told to stop).
 pub async fn follow(
-    pool: PgPool,
+    pool: Pool,
     organization_id: Uuid,
     job_id: Uuid,
     mut progress: watch::Receiver<Progress>,
@@ -242,7 +249,9 @@ pub async fn follow(
         if let Some(ended) = snapshot.ended {
             let event = match ended {
                 Some(error) => Event::Error(error),
-                None => match store::imports::find_job(&pool, organization_id, job_id).await {
+                None => match read!(&pool, |connection| {
+                    store::imports::find_job(connection, organization_id, job_id).await
+                }) {
                     Ok(Some(job)) => Event::Summary(job),
                     Ok(None) => Event::Error(EndError::Internal),
                     Err(error) => Event::Error(end_error_of(&error)),

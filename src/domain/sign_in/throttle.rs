@@ -23,13 +23,12 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use crate::{
     domain::{password::Password, DomainError},
     metrics::SignInCounters,
-    store,
+    store::{self, Pool},
 };
 
 #[derive(Debug, Clone)]
@@ -147,14 +146,14 @@ pub struct Attempt {
 }
 
 pub struct Throttle {
-    pool: PgPool,
+    pool: Pool,
     settings: Arc<ThrottleSettings>,
     secret: OnceCell<Digester>,
     counters: SignInCounters,
 }
 
 impl Throttle {
-    pub fn new(pool: PgPool, settings: ThrottleSettings, counters: SignInCounters) -> Self {
+    pub fn new(pool: Pool, settings: ThrottleSettings, counters: SignInCounters) -> Self {
         Self {
             pool,
             settings: Arc::new(settings),
@@ -167,7 +166,7 @@ impl Throttle {
         let digester = self
             .secret
             .get_or_try_init(|| async {
-                store::sign_in_throttle::secret(&self.pool)
+                store::sign_in_throttle::secret(&mut *self.pool.acquire().await?)
                     .await
                     .map(|secret| Digester(Arc::new(secret)))
             })
@@ -320,7 +319,7 @@ impl Throttle {
     async fn peek(&self, attempt: &Attempt) -> Result<Vec<Bucket>, DomainError> {
         let (keys, _) = attempt.keys_and_free();
         Ok(store::sign_in_throttle::peek(
-            &self.pool,
+            &mut *self.pool.acquire().await?,
             &keys,
             self.settings.forget_after.as_secs_f64(),
             self.settings.stale_reservation.as_secs_f64(),
@@ -464,7 +463,7 @@ impl Attempt {
 /// Budget reserved for one password check. Settle it with its outcome;
 /// dropped unsettled (an error, a cancelled call) it is given back.
 pub struct Reservation {
-    pool: PgPool,
+    pool: Pool,
     settings: Arc<ThrottleSettings>,
     counters: SignInCounters,
     attempt: Attempt,
@@ -512,8 +511,14 @@ impl Reservation {
         )
         .await?
         {
-            store::sign_in_throttle::record_failure(&self.pool, &self.settings, &keys, &free, true)
-                .await?;
+            store::sign_in_throttle::record_failure(
+                &mut *self.pool.acquire().await?,
+                &self.settings,
+                &keys,
+                &free,
+                true,
+            )
+            .await?;
         } else {
             let (peer, account): (Vec<_>, Vec<_>) = attempt
                 .budgets
@@ -524,7 +529,7 @@ impl Reservation {
             let account_keys: Vec<_> = account.into_iter().map(|(key, _)| key).collect();
             if !peer_keys.is_empty() {
                 store::sign_in_throttle::record_failure(
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     &self.settings,
                     &peer_keys,
                     &peer_free,
@@ -532,7 +537,8 @@ impl Reservation {
                 )
                 .await?;
             }
-            store::sign_in_throttle::release(&self.pool, &account_keys).await?;
+            store::sign_in_throttle::release(&mut *self.pool.acquire().await?, &account_keys)
+                .await?;
         }
         self.settled = true;
         Ok(())
@@ -541,7 +547,7 @@ impl Reservation {
     /// The check did not happen (the hash pool was full): nothing is counted.
     pub async fn release(mut self) -> Result<(), DomainError> {
         let (keys, _) = self.attempt.keys_and_free();
-        store::sign_in_throttle::release(&self.pool, &keys).await?;
+        store::sign_in_throttle::release(&mut *self.pool.acquire().await?, &keys).await?;
         self.settled = true;
         Ok(())
     }
@@ -556,7 +562,10 @@ impl Drop for Reservation {
         let pool = self.pool.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = store::sign_in_throttle::release(&pool, &keys).await {
+                let released = async {
+                    store::sign_in_throttle::release(&mut *pool.acquire().await?, &keys).await
+                };
+                if let Err(error) = released.await {
                     tracing::warn!(error = %error, "cannot give back a sign-in reservation");
                 }
             });

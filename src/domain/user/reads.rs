@@ -1,6 +1,5 @@
 //! The reads of users: the gRPC layer asks here, never the store.
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{AuthorizableAccess, LookupKey, User, UserFilter, UserOrder, UserStatus};
@@ -10,10 +9,10 @@ use crate::{
         paging::{Page, PageRequest},
         DomainError,
     },
-    store::{self, connections::read},
+    store::{self, connections::read, Pool},
 };
 
-pub async fn get_user(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<User, DomainError> {
+pub async fn get_user(pool: &Pool, organization_id: Uuid, id: Uuid) -> Result<User, DomainError> {
     let found = read!(pool, |connection| {
         store::users::find(connection, organization_id, id).await
     })?;
@@ -22,7 +21,7 @@ pub async fn get_user(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<
 
 /// Exact matches (email and username ignoring case), oldest first.
 pub async fn lookup_users(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     key: LookupKey<'_>,
 ) -> Result<Vec<User>, DomainError> {
@@ -33,7 +32,7 @@ pub async fn lookup_users(
 
 /// The users found, in the order asked, and the ids of those not found.
 pub async fn batch_get_users(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> Result<(Vec<User>, Vec<Uuid>), DomainError> {
@@ -64,7 +63,7 @@ pub struct UserListRequest {
 }
 
 pub async fn list_users(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     request: &UserListRequest,
 ) -> Result<Page<User>, DomainError> {
@@ -80,7 +79,7 @@ pub async fn list_users(
 
 /// The groups of an existing user, a page at a time.
 pub async fn list_user_groups(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     user_id: Uuid,
     page: &PageRequest,
@@ -95,7 +94,7 @@ pub async fn list_user_groups(
 
 /// GetUserAccess: the user's status and, only if they can sign in, what they hold.
 pub async fn user_access(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<AuthorizableAccess, DomainError> {
@@ -124,7 +123,7 @@ pub struct OnboardingStats {
 }
 
 pub async fn onboarding_stats(
-    pool: &PgPool,
+    pool: &Pool,
     organization_id: Uuid,
 ) -> Result<OnboardingStats, DomainError> {
     let mut stats = OnboardingStats::default();
