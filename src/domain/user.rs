@@ -16,6 +16,7 @@ use super::{
     audit::FieldChanges,
     call::Call,
     caller::{Caller, Principal},
+    group::{ensure_covered, found_ids, GivenGroups},
     request::IdempotencyKey,
     unit_of_work::IdempotentCreate,
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
@@ -324,7 +325,8 @@ impl Origin {
 pub struct NewUser {
     pub origin: Origin,
     pub values: UserValues,
-    pub group_ids: Vec<Uuid>,
+    /// Groups given explicitly, by id or name; each must be covered.
+    pub groups: GivenGroups,
     /// The mirrored user (CreateUser) or the clone's source (CloneUser).
     pub mirror_user_id: Option<Uuid>,
     pub deactivated: bool,
@@ -415,7 +417,8 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
     )?
     .into_iter()
     .collect();
-    check_given_groups(tx, caller, &new_user.group_ids, "group_ids").await?;
+    let given = new_user.groups.find(tx, organization_id).await?;
+    ensure_covered(&caller.authority, "give", &given)?;
     let (mirrored, skipped) = source_grants(tx, caller, new_user).await?;
     let allow_duplicates = settings.allow_duplicate_emails;
     check_new_email(tx, organization_id, &new_user.values, allow_duplicates).await?;
@@ -427,7 +430,7 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
         !allow_duplicates,
     )
     .await?;
-    let group_ids = granted_group_ids(&new_user.group_ids, &mirrored);
+    let group_ids = granted_group_ids(&found_ids(&given), &mirrored);
     store::groups::add_memberships(tx, organization_id, user.id, &group_ids).await?;
     if new_user.send_invitation {
         store::outbox::enqueue_invitation(tx, organization_id, user.id).await?;
@@ -505,31 +508,6 @@ impl StoredCreateResponse {
                 .collect(),
         }
     }
-}
-
-/// Refuses groups to give that do not exist (`field[index]`) or that the
-/// caller does not cover.
-pub(crate) async fn check_given_groups(
-    tx: &mut Transaction<'_>,
-    caller: &Caller,
-    group_ids: &[Uuid],
-    field: &str,
-) -> Result<(), DomainError> {
-    let found = store::groups::grants_by_ids(&mut **tx, caller.organization_id, group_ids).await?;
-    for (index, id) in group_ids.iter().enumerate() {
-        let Some(grant) = found.iter().find(|g| g.group_id == *id) else {
-            return Err(DomainError::NotFoundField {
-                field: format!("{field}[{index}]"),
-                message: format!("group {id} not found"),
-            });
-        };
-        if !caller.authority.covers(grant) {
-            return Err(DomainError::PermissionDenied(format!(
-                "you may not give group {id}: it grants more than you hold"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The groups of `source` the caller covers, and the ids of those skipped.

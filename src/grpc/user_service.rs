@@ -195,8 +195,9 @@ impl UserService for UserHandler {
     ) -> Result<Response<proto::AddUserToGroupsResponse>, Status> {
         let call = call_of(&self.pool, &request)?;
         let body = request.get_ref();
-        let (user_id, group_ids) = convert::user_and_groups(&body.user_id, &body.group_ids)?;
-        let added = groups::add_user_to_groups(&call, user_id, &group_ids).await?;
+        let (user_id, given) =
+            convert::user_and_groups(&body.user_id, &body.group_ids, &body.group_names)?;
+        let added = groups::add_user_to_groups(&call, user_id, &given).await?;
         Ok(Response::new(proto::AddUserToGroupsResponse {
             added_group_ids: added.iter().map(ToString::to_string).collect(),
         }))
@@ -208,8 +209,9 @@ impl UserService for UserHandler {
     ) -> Result<Response<proto::RemoveUserFromGroupsResponse>, Status> {
         let call = call_of(&self.pool, &request)?;
         let body = request.get_ref();
-        let (user_id, group_ids) = convert::user_and_groups(&body.user_id, &body.group_ids)?;
-        let removed = groups::remove_user_from_groups(&call, user_id, &group_ids).await?;
+        let (user_id, given) =
+            convert::user_and_groups(&body.user_id, &body.group_ids, &body.group_names)?;
+        let removed = groups::remove_user_from_groups(&call, user_id, &given).await?;
         Ok(Response::new(proto::RemoveUserFromGroupsResponse {
             removed_group_ids: removed.iter().map(ToString::to_string).collect(),
         }))

@@ -15,7 +15,7 @@ use super::{
 use crate::domain::{
     access::{Grant, UnitScope},
     caller::Scope,
-    group::{Group, GroupFilter, GroupValues, ScopeKind},
+    group::{FoundGroup, Group, GroupFilter, GroupValues, ScopeKind},
     paging::{fingerprint, Page, PageRequest},
     user::NamedGrant,
     DomainError,
@@ -330,14 +330,67 @@ async fn member_grant_rows<'e>(
     .await
 }
 
-/// What the groups with these ids grant (missing ids are left out).
-pub async fn grants_by_ids<'e>(
+impl GrantRow {
+    fn found(self) -> FoundGroup {
+        let name = self.name.clone();
+        FoundGroup {
+            name,
+            grant: self.grant().0,
+        }
+    }
+}
+
+/// What the groups with these ids grant, with their names (missing ids are left out).
+pub async fn named_grants_by_ids<'e>(
     executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     ids: &[Uuid],
-) -> Result<Vec<Grant>, sqlx::Error> {
+) -> Result<Vec<FoundGroup>, sqlx::Error> {
     let rows = grant_rows(executor, organization_id, Some(ids)).await?;
-    Ok(rows.into_iter().map(|row| row.grant().0).collect())
+    Ok(rows.into_iter().map(GrantRow::found).collect())
+}
+
+/// A row of `queries/groups_grants_by_name.sql`.
+struct GrantByNameRow {
+    position: i64,
+    id: Uuid,
+    name: String,
+    profile_id: Uuid,
+    unit_scope: ScopeKind,
+    unit_ids: Vec<Uuid>,
+    built_in: Option<BuiltInRole>,
+}
+
+/// The groups with these names, ignoring case, each with the index in
+/// `names` of the name that found it (unknown names are left out).
+pub async fn named_grants_by_names<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    names: &[String],
+) -> Result<Vec<(usize, FoundGroup)>, sqlx::Error> {
+    let rows = sqlx::query_file_as!(
+        GrantByNameRow,
+        "src/store/queries/groups_grants_by_name.sql",
+        organization_id,
+        names,
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let index = usize::try_from(row.position - 1).unwrap_or(usize::MAX);
+            let grant = GrantRow {
+                id: row.id,
+                name: row.name,
+                profile_id: row.profile_id,
+                unit_scope: row.unit_scope,
+                unit_ids: row.unit_ids,
+                built_in: row.built_in,
+            };
+            (index, grant.found())
+        })
+        .collect())
 }
 
 /// What a user's groups grant, with the built-in role of each group's profile.

@@ -139,7 +139,10 @@ type CreateUserRequest struct {
 	SendInvitation *bool `protobuf:"varint,5,opt,name=send_invitation,json=sendInvitation,proto3,oneof" json:"send_invitation,omitempty"`
 	// Optional: a retry with the same id by the same caller (API key or user)
 	// returns the first result; other callers' ids never collide with it.
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Groups by name (unique per organization ignoring case), beside or
+	// instead of group_ids; a group named twice or by id and name is given once.
+	GroupNames    []string `protobuf:"bytes,7,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,6 +217,13 @@ func (x *CreateUserRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *CreateUserRequest) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
+	}
+	return nil
 }
 
 type CreateUserResponse struct {
@@ -1083,7 +1093,12 @@ type CloneUserRequest struct {
 	SendInvitation *bool `protobuf:"varint,4,opt,name=send_invitation,json=sendInvitation,proto3,oneof" json:"send_invitation,omitempty"`
 	// Optional: a retry with the same id by the same caller (API key or user)
 	// returns the first result; other callers' ids never collide with it.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// More groups for the new user besides the source's, explicitly given:
+	// each must be one the caller covers (an uncovered one is refused, not skipped).
+	GroupIds []string `protobuf:"bytes,6,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	// As group_ids, by name (unique per organization ignoring case).
+	GroupNames    []string `protobuf:"bytes,7,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1151,6 +1166,20 @@ func (x *CloneUserRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *CloneUserRequest) GetGroupIds() []string {
+	if x != nil {
+		return x.GroupIds
+	}
+	return nil
+}
+
+func (x *CloneUserRequest) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
+	}
+	return nil
 }
 
 type CloneUserResponse struct {
@@ -1412,9 +1441,12 @@ func (x *MirrorUserResponse) GetResults() []*MirrorTargetResult {
 }
 
 type AddUserToGroupsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	GroupIds      []string               `protobuf:"bytes,2,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// At least one group, here or in group_names.
+	GroupIds []string `protobuf:"bytes,2,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	// Groups by name (unique per organization ignoring case); ids and names may be mixed.
+	GroupNames    []string `protobuf:"bytes,3,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1459,6 +1491,13 @@ func (x *AddUserToGroupsRequest) GetUserId() string {
 func (x *AddUserToGroupsRequest) GetGroupIds() []string {
 	if x != nil {
 		return x.GroupIds
+	}
+	return nil
+}
+
+func (x *AddUserToGroupsRequest) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
 	}
 	return nil
 }
@@ -1509,9 +1548,12 @@ func (x *AddUserToGroupsResponse) GetAddedGroupIds() []string {
 }
 
 type RemoveUserFromGroupsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	GroupIds      []string               `protobuf:"bytes,2,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// At least one group, here or in group_names.
+	GroupIds []string `protobuf:"bytes,2,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	// Groups by name (unique per organization ignoring case); ids and names may be mixed.
+	GroupNames    []string `protobuf:"bytes,3,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1556,6 +1598,13 @@ func (x *RemoveUserFromGroupsRequest) GetUserId() string {
 func (x *RemoveUserFromGroupsRequest) GetGroupIds() []string {
 	if x != nil {
 		return x.GroupIds
+	}
+	return nil
+}
+
+func (x *RemoveUserFromGroupsRequest) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
 	}
 	return nil
 }
@@ -2245,7 +2294,7 @@ var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xfe\x01\n" +
+	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\x9f\x02\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12$\n" +
@@ -2253,7 +2302,9 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\vdeactivated\x18\x04 \x01(\bR\vdeactivated\x12,\n" +
 	"\x0fsend_invitation\x18\x05 \x01(\bH\x00R\x0esendInvitation\x88\x01\x01\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestIdB\x12\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12\x1f\n" +
+	"\vgroup_names\x18\a \x03(\tR\n" +
+	"groupNamesB\x12\n" +
 	"\x10_send_invitation\"\x98\x01\n" +
 	"\x12CreateUserResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12*\n" +
@@ -2310,14 +2361,17 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.roster.v1.UserStatusR\x06status\"<\n" +
 	"\x15SetUserStatusResponse\x12#\n" +
-	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"\xe0\x01\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"\x9e\x02\n" +
 	"\x10CloneUserRequest\x12$\n" +
 	"\x0esource_user_id\x18\x01 \x01(\tR\fsourceUserId\x12#\n" +
 	"\x04user\x18\x02 \x01(\v2\x0f.roster.v1.UserR\x04user\x12 \n" +
 	"\vdeactivated\x18\x03 \x01(\bR\vdeactivated\x12,\n" +
 	"\x0fsend_invitation\x18\x04 \x01(\bH\x00R\x0esendInvitation\x88\x01\x01\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestIdB\x12\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tgroup_ids\x18\x06 \x03(\tR\bgroupIds\x12\x1f\n" +
+	"\vgroup_names\x18\a \x03(\tR\n" +
+	"groupNamesB\x12\n" +
 	"\x10_send_invitation\"\x97\x01\n" +
 	"\x11CloneUserResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12*\n" +
@@ -2337,15 +2391,19 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"error_code\x18\x06 \x01(\tR\terrorCode\x12#\n" +
 	"\rerror_message\x18\a \x01(\tR\ferrorMessage\"M\n" +
 	"\x12MirrorUserResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.roster.v1.MirrorTargetResultR\aresults\"N\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.roster.v1.MirrorTargetResultR\aresults\"o\n" +
 	"\x16AddUserToGroupsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\"A\n" +
+	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12\x1f\n" +
+	"\vgroup_names\x18\x03 \x03(\tR\n" +
+	"groupNames\"A\n" +
 	"\x17AddUserToGroupsResponse\x12&\n" +
-	"\x0fadded_group_ids\x18\x01 \x03(\tR\raddedGroupIds\"S\n" +
+	"\x0fadded_group_ids\x18\x01 \x03(\tR\raddedGroupIds\"t\n" +
 	"\x1bRemoveUserFromGroupsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\"J\n" +
+	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12\x1f\n" +
+	"\vgroup_names\x18\x03 \x03(\tR\n" +
+	"groupNames\"J\n" +
 	"\x1cRemoveUserFromGroupsResponse\x12*\n" +
 	"\x11removed_group_ids\x18\x01 \x03(\tR\x0fremovedGroupIds\"l\n" +
 	"\x15ListUserGroupsRequest\x12\x17\n" +

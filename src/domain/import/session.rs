@@ -201,7 +201,7 @@ async fn read_inbound(
 #[derive(Debug)]
 pub enum Event {
     Row(RowResult),
-    Summary(ImportJob),
+    Summary(Box<ImportJob>),
     Error(EndError),
 }
 
@@ -243,7 +243,7 @@ pub async fn follow(
             let event = match ended {
                 Some(error) => Event::Error(error),
                 None => match store::imports::find_job(&pool, organization_id, job_id).await {
-                    Ok(Some(job)) => Event::Summary(job),
+                    Ok(Some(job)) => Event::Summary(Box::new(job)),
                     Ok(None) => Event::Error(EndError::Internal),
                     Err(error) => Event::Error(end_error_of(&error)),
                 },
