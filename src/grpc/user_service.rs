@@ -47,11 +47,12 @@ impl UserService for UserHandler {
         request: Request<proto::CreateUserRequest>,
     ) -> Result<Response<proto::CreateUserResponse>, Status> {
         let created = self.create(request).await?;
-        let (user, skipped_group_ids, warnings) = convert::created_parts(&created);
+        let parts = convert::created_parts(&created);
         Ok(Response::new(proto::CreateUserResponse {
-            user,
-            skipped_group_ids,
-            warnings,
+            user: parts.user,
+            skipped_group_ids: parts.skipped_group_ids,
+            warnings: parts.warnings,
+            skipped_groups: parts.skipped_groups,
         }))
     }
 
@@ -60,11 +61,12 @@ impl UserService for UserHandler {
         request: Request<proto::CloneUserRequest>,
     ) -> Result<Response<proto::CloneUserResponse>, Status> {
         let created = self.create(request).await?;
-        let (user, skipped_group_ids, warnings) = convert::created_parts(&created);
+        let parts = convert::created_parts(&created);
         Ok(Response::new(proto::CloneUserResponse {
-            user,
-            skipped_group_ids,
-            warnings,
+            user: parts.user,
+            skipped_group_ids: parts.skipped_group_ids,
+            warnings: parts.warnings,
+            skipped_groups: parts.skipped_groups,
         }))
     }
 
@@ -199,7 +201,8 @@ impl UserService for UserHandler {
             convert::user_and_groups(&body.user_id, &body.group_ids, &body.group_names)?;
         let added = groups::add_user_to_groups(&call, user_id, &given).await?;
         Ok(Response::new(proto::AddUserToGroupsResponse {
-            added_group_ids: added.iter().map(ToString::to_string).collect(),
+            added_group_ids: convert::label_ids(&added),
+            added_groups: convert::group_refs(&added),
         }))
     }
 
@@ -213,7 +216,8 @@ impl UserService for UserHandler {
             convert::user_and_groups(&body.user_id, &body.group_ids, &body.group_names)?;
         let removed = groups::remove_user_from_groups(&call, user_id, &given).await?;
         Ok(Response::new(proto::RemoveUserFromGroupsResponse {
-            removed_group_ids: removed.iter().map(ToString::to_string).collect(),
+            removed_group_ids: convert::label_ids(&removed),
+            removed_groups: convert::group_refs(&removed),
         }))
     }
 

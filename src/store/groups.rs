@@ -350,6 +350,22 @@ pub async fn named_grants_by_ids<'e>(
     Ok(rows.into_iter().map(GrantRow::found).collect())
 }
 
+/// The names of the groups with these ids (missing ids are left out).
+pub async fn names_by_ids<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, String>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "select id, name from groups where organization_id = $1 and id = any($2)",
+        organization_id,
+        ids,
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row.name)).collect())
+}
+
 /// A row of `queries/groups_grants_by_name.sql`.
 struct GrantByNameRow {
     position: i64,

@@ -288,3 +288,111 @@ async fn an_import_gives_the_options_groups_by_name() {
         "the job keeps the names as given"
     );
 }
+
+fn refs(groups: &[proto::GroupRef]) -> Vec<(String, String)> {
+    groups
+        .iter()
+        .map(|g| (g.id.clone(), g.name.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn answers_name_the_groups_they_return() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let SouthAdmin {
+        cashier_south,
+        cashier_west,
+        bearer: unit_admin,
+        ..
+    } = south_admin(&app, &o).await;
+    let south = (cashier_south.clone(), "Cashier South".to_owned());
+    let west = (cashier_west.clone(), "Cashier West".to_owned());
+    let mut admin = app.users(app.as_admin());
+    let source = admin
+        .create_user(proto::CreateUserRequest {
+            group_names: vec!["Cashier South".into(), "Cashier West".into()],
+            ..new_user("Ana", "Souza", "ana@acme.test")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+
+    let mut users = app.users(unit_admin);
+    let mirrored = users
+        .create_user(proto::CreateUserRequest {
+            mirror_user_id: source.id.clone(),
+            ..new_user("Bia", "Lima", "bia@acme.test")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mirrored.skipped_group_ids, [cashier_west.clone()]);
+    assert_eq!(refs(&mirrored.skipped_groups), [west.clone()]);
+    let cloned = users
+        .clone_user(proto::CloneUserRequest {
+            source_user_id: source.id.clone(),
+            user: new_user("Caio", "Reis", "caio@acme.test").user,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refs(&cloned.skipped_groups), [west.clone()]);
+    let clone_id = cloned.user.unwrap().id;
+
+    let removed = users
+        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
+            user_id: clone_id.clone(),
+            group_ids: vec![cashier_south.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refs(&removed.removed_groups), [south.clone()]);
+    let added = users
+        .add_user_to_groups(proto::AddUserToGroupsRequest {
+            user_id: clone_id.clone(),
+            group_ids: vec![cashier_south.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refs(&added.added_groups), [south.clone()]);
+
+    let target = app.create_user("Dora", "Reis", "dora@acme.test").await;
+    let out_of_reach = admin
+        .create_user(proto::CreateUserRequest {
+            group_names: vec!["Cashier West".into()],
+            ..new_user("Eva", "Melo", "eva@acme.test")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    let results = users
+        .mirror_user(proto::MirrorUserRequest {
+            reference_user_id: source.id,
+            target_user_ids: vec![target.id, out_of_reach.id],
+            mode: proto::MirrorMode::Add as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(refs(&results[0].added_groups), [south]);
+    assert_eq!(refs(&results[0].skipped_groups), [west]);
+    assert!(results[0].removed_groups.is_empty());
+    assert_eq!(results[1].error_code, "PERMISSION_DENIED");
+    let message = &results[1].error_message;
+    assert!(
+        message.starts_with("user eva@acme.test (")
+            && message.contains("holds group `Cashier West` ("),
+        "{message}"
+    );
+}

@@ -427,6 +427,59 @@ func (x *Group) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// A group as answers name it: the id (the stable key) and the name (for people).
+type GroupRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupRef) Reset() {
+	*x = GroupRef{}
+	mi := &file_roster_v1_group_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupRef) ProtoMessage() {}
+
+func (x *GroupRef) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_group_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupRef.ProtoReflect.Descriptor instead.
+func (*GroupRef) Descriptor() ([]byte, []int) {
+	return file_roster_v1_group_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GroupRef) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GroupRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // One (profile, unit scope) pair of a user's access, with the group that grants it.
 type AccessGrant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -443,7 +496,7 @@ type AccessGrant struct {
 
 func (x *AccessGrant) Reset() {
 	*x = AccessGrant{}
-	mi := &file_roster_v1_group_proto_msgTypes[3]
+	mi := &file_roster_v1_group_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +508,7 @@ func (x *AccessGrant) String() string {
 func (*AccessGrant) ProtoMessage() {}
 
 func (x *AccessGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_roster_v1_group_proto_msgTypes[3]
+	mi := &file_roster_v1_group_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +521,7 @@ func (x *AccessGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessGrant.ProtoReflect.Descriptor instead.
 func (*AccessGrant) Descriptor() ([]byte, []int) {
-	return file_roster_v1_group_proto_rawDescGZIP(), []int{3}
+	return file_roster_v1_group_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AccessGrant) GetGroupId() string {
@@ -556,7 +609,10 @@ const file_roster_v1_group_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xf3\x01\n" +
+	"updateTime\".\n" +
+	"\bGroupRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xf3\x01\n" +
 	"\vAccessGrant\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x1d\n" +
 	"\n" +
@@ -594,25 +650,26 @@ func file_roster_v1_group_proto_rawDescGZIP() []byte {
 }
 
 var file_roster_v1_group_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_group_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_roster_v1_group_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_roster_v1_group_proto_goTypes = []any{
 	(UnitScope)(0),                // 0: roster.v1.UnitScope
 	(UnitKind)(0),                 // 1: roster.v1.UnitKind
 	(*Profile)(nil),               // 2: roster.v1.Profile
 	(*Unit)(nil),                  // 3: roster.v1.Unit
 	(*Group)(nil),                 // 4: roster.v1.Group
-	(*AccessGrant)(nil),           // 5: roster.v1.AccessGrant
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*GroupRef)(nil),              // 5: roster.v1.GroupRef
+	(*AccessGrant)(nil),           // 6: roster.v1.AccessGrant
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_roster_v1_group_proto_depIdxs = []int32{
-	6, // 0: roster.v1.Profile.create_time:type_name -> google.protobuf.Timestamp
-	6, // 1: roster.v1.Profile.update_time:type_name -> google.protobuf.Timestamp
+	7, // 0: roster.v1.Profile.create_time:type_name -> google.protobuf.Timestamp
+	7, // 1: roster.v1.Profile.update_time:type_name -> google.protobuf.Timestamp
 	1, // 2: roster.v1.Unit.kind:type_name -> roster.v1.UnitKind
-	6, // 3: roster.v1.Unit.create_time:type_name -> google.protobuf.Timestamp
-	6, // 4: roster.v1.Unit.update_time:type_name -> google.protobuf.Timestamp
+	7, // 3: roster.v1.Unit.create_time:type_name -> google.protobuf.Timestamp
+	7, // 4: roster.v1.Unit.update_time:type_name -> google.protobuf.Timestamp
 	0, // 5: roster.v1.Group.unit_scope:type_name -> roster.v1.UnitScope
-	6, // 6: roster.v1.Group.create_time:type_name -> google.protobuf.Timestamp
-	6, // 7: roster.v1.Group.update_time:type_name -> google.protobuf.Timestamp
+	7, // 6: roster.v1.Group.create_time:type_name -> google.protobuf.Timestamp
+	7, // 7: roster.v1.Group.update_time:type_name -> google.protobuf.Timestamp
 	0, // 8: roster.v1.AccessGrant.unit_scope:type_name -> roster.v1.UnitScope
 	9, // [9:9] is the sub-list for method output_type
 	9, // [9:9] is the sub-list for method input_type
@@ -632,7 +689,7 @@ func file_roster_v1_group_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_group_proto_rawDesc), len(file_roster_v1_group_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -156,6 +156,47 @@ pub(crate) fn ensure_covered(
     }
 }
 
+/// A group as answers name it: its id (the stable key) and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLabel {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// The labels of these groups, in the order given; a group deleted
+/// meanwhile keeps its id, with an empty name.
+pub(crate) async fn labels<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<GroupLabel>, DomainError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = store::groups::names_by_ids(executor, organization_id, ids).await?;
+    Ok(ids
+        .iter()
+        .map(|id| GroupLabel {
+            id: *id,
+            name: names.get(id).cloned().unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The labels of the found groups among `ids`, in the order of `ids`.
+pub fn labels_of(found: &[FoundGroup], ids: &[Uuid]) -> Vec<GroupLabel> {
+    ids.iter()
+        .map(|id| GroupLabel {
+            id: *id,
+            name: found
+                .iter()
+                .find(|group| group.id() == *id)
+                .map(|group| group.name.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
 pub fn ids(groups: &[FoundGroup]) -> Vec<Uuid> {
     groups.iter().map(FoundGroup::id).collect()
 }

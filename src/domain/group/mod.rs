@@ -12,9 +12,9 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub(crate) use self::given::ensure_covered;
+pub(crate) use self::given::{ensure_covered, labels};
 pub use self::{
-    given::{ids as found_ids, FoundGroup, GivenGroups},
+    given::{ids as found_ids, labels_of, FoundGroup, GivenGroups, GroupLabel},
     profile::{
         create_profile, delete_profile, get_profile, list_profiles, update_profile, Profile,
         ProfileChanges, ProfileValues,
@@ -593,7 +593,7 @@ pub async fn add_user_to_groups(
     call: &Call,
     user_id: Uuid,
     groups: &GivenGroups,
-) -> Result<Vec<Uuid>, DomainError> {
+) -> Result<Vec<GroupLabel>, DomainError> {
     let change = MembershipChange::Add;
     change_memberships(call, user_id, groups, change).await
 }
@@ -602,7 +602,7 @@ pub async fn remove_user_from_groups(
     call: &Call,
     user_id: Uuid,
     groups: &GivenGroups,
-) -> Result<Vec<Uuid>, DomainError> {
+) -> Result<Vec<GroupLabel>, DomainError> {
     let change = MembershipChange::Remove;
     change_memberships(call, user_id, groups, change).await
 }
@@ -613,7 +613,7 @@ async fn change_memberships(
     user_id: Uuid,
     groups: &GivenGroups,
     change: MembershipChange,
-) -> Result<Vec<Uuid>, DomainError> {
+) -> Result<Vec<GroupLabel>, DomainError> {
     let (caller, organization_id) = (&call.caller, call.organization_id());
     let mut work = call.begin().await?;
     ensure_may_act_on(work.tx(), caller, user_id, None).await?;
@@ -636,7 +636,7 @@ async fn change_memberships(
         );
     }
     work.commit().await?;
-    Ok(changed)
+    Ok(labels_of(&found, &changed))
 }
 
 #[cfg(test)]

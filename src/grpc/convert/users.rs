@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        group::GivenGroups,
+        group::{GivenGroups, GroupLabel},
         paging::PageRequest,
         request::IdempotencyKey,
         user::{
@@ -99,10 +99,6 @@ fn user_input(user: Option<proto::User>) -> UserInput {
     }
 }
 
-fn ids_to_proto(ids: &[Uuid]) -> Vec<String> {
-    ids.iter().map(ToString::to_string).collect()
-}
-
 /// The proto fields CreateUser and CloneUser share.
 struct NewUserFields {
     origin: Origin,
@@ -180,14 +176,35 @@ fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
     }
 }
 
-pub fn created_parts(
-    created: &CreatedUser,
-) -> (Option<proto::User>, Vec<String>, Vec<proto::FieldIssue>) {
-    (
-        Some(user(&created.user)),
-        ids_to_proto(&created.skipped_group_ids),
-        field_issues(&created.warnings),
-    )
+/// What CreateUser and CloneUser answer besides the user.
+pub struct CreatedParts {
+    pub user: Option<proto::User>,
+    pub skipped_group_ids: Vec<String>,
+    pub skipped_groups: Vec<proto::GroupRef>,
+    pub warnings: Vec<proto::FieldIssue>,
+}
+
+pub fn created_parts(created: &CreatedUser) -> CreatedParts {
+    CreatedParts {
+        user: Some(user(&created.user)),
+        skipped_group_ids: label_ids(&created.skipped_groups),
+        skipped_groups: group_refs(&created.skipped_groups),
+        warnings: field_issues(&created.warnings),
+    }
+}
+
+pub fn label_ids(groups: &[GroupLabel]) -> Vec<String> {
+    groups.iter().map(|group| group.id.to_string()).collect()
+}
+
+pub fn group_refs(groups: &[GroupLabel]) -> Vec<proto::GroupRef> {
+    groups
+        .iter()
+        .map(|group| proto::GroupRef {
+            id: group.id.to_string(),
+            name: group.name.clone(),
+        })
+        .collect()
 }
 
 impl TryFrom<proto::MirrorUserRequest> for MirrorRequest {
@@ -243,11 +260,14 @@ pub fn mirror_result(result: &MirrorResult) -> proto::MirrorTargetResult {
     proto::MirrorTargetResult {
         target_user_id: result.target_user_id.to_string(),
         applied: result.error.is_none(),
-        added_group_ids: ids_to_proto(&result.added),
-        removed_group_ids: ids_to_proto(&result.removed),
-        skipped_group_ids: ids_to_proto(&result.skipped),
+        added_group_ids: label_ids(&result.added),
+        removed_group_ids: label_ids(&result.removed),
+        skipped_group_ids: label_ids(&result.skipped),
         error_code,
         error_message,
+        added_groups: group_refs(&result.added),
+        removed_groups: group_refs(&result.removed),
+        skipped_groups: group_refs(&result.skipped),
     }
 }
 
