@@ -1,6 +1,6 @@
 //! Groups, their units, and memberships.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, QueryBuilder};
@@ -25,6 +25,11 @@ use crate::domain::{
 const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, \
      coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
                where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids, \
+     coalesce((select array_agg(u.name order by gu.unit_id) from group_units gu \
+               join units u on u.organization_id = gu.organization_id and u.id = gu.unit_id \
+               where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_names, \
+     (select p.product from profiles p where p.organization_id = g.organization_id and p.id = g.profile_id) as product, \
+     (select p.name from profiles p where p.organization_id = g.organization_id and p.id = g.profile_id) as profile_name, \
      (select count(*) from memberships m where m.organization_id = g.organization_id and m.group_id = g.id) as member_count, \
      g.create_time, g.update_time";
 
@@ -36,12 +41,20 @@ struct GroupRow {
     profile_id: Uuid,
     unit_scope: ScopeKind,
     unit_ids: Vec<Uuid>,
+    /// The names of `unit_ids`, in the same order.
+    unit_names: Vec<String>,
+    product: String,
+    profile_name: String,
     member_count: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
 
 newest_first!(GroupRow);
+
+fn unit_names_by_id(unit_ids: &[Uuid], unit_names: Vec<String>) -> BTreeMap<Uuid, String> {
+    unit_ids.iter().copied().zip(unit_names).collect()
+}
 
 fn scope_of(kind: ScopeKind, unit_ids: Vec<Uuid>) -> UnitScope {
     match kind {
@@ -58,6 +71,9 @@ impl From<GroupRow> for Group {
             name: row.name,
             description: row.description,
             profile_id: row.profile_id,
+            product: row.product,
+            profile_name: row.profile_name,
+            unit_names: unit_names_by_id(&row.unit_ids, row.unit_names),
             scope: scope_of(row.unit_scope, row.unit_ids),
             member_count: row.member_count,
             create_time: row.create_time,
@@ -548,12 +564,14 @@ struct AccessRow {
     pub profile_name: String,
     pub unit_scope: ScopeKind,
     pub unit_ids: Vec<Uuid>,
+    pub unit_names: Vec<String>,
     pub built_in: Option<BuiltInRole>,
 }
 
 impl From<AccessRow> for NamedGrant {
     fn from(row: AccessRow) -> Self {
         NamedGrant {
+            unit_names: unit_names_by_id(&row.unit_ids, row.unit_names),
             grant: Grant {
                 group_id: row.group_id,
                 profile_id: row.profile_id,

@@ -396,3 +396,96 @@ async fn answers_name_the_groups_they_return() {
         "{message}"
     );
 }
+
+fn unit_refs(units: &[proto::UnitRef]) -> Vec<(String, String)> {
+    units
+        .iter()
+        .map(|u| (u.id.clone(), u.name.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn groups_and_access_carry_their_profile_and_unit_names() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let both = crate::groups::group(
+        &app,
+        "Cashiers South and West",
+        &o.cashier_profile,
+        proto::UnitScope::Units,
+        &[&o.south, &o.west],
+    )
+    .await;
+    let mut expected_units = vec![
+        (o.south.clone(), "South Zone".to_owned()),
+        (o.west.clone(), "West Zone".to_owned()),
+    ];
+    expected_units.sort();
+    let group = app
+        .groups(app.as_admin())
+        .get_group(proto::GetGroupRequest {
+            group_id: both.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap();
+    assert_eq!(
+        (group.product.as_str(), group.profile_name.as_str()),
+        ("POS", "Cashier")
+    );
+    assert_eq!(unit_refs(&group.units), expected_units);
+    assert_eq!(
+        group.units.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        group.unit_ids,
+        "in the order of unit_ids"
+    );
+
+    let listed = app
+        .groups(app.as_admin())
+        .list_groups(proto::ListGroupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    let listed = listed.iter().find(|g| g.id == both).unwrap();
+    assert_eq!(unit_refs(&listed.units), expected_units);
+    assert_eq!(listed.profile_name, "Cashier");
+
+    let (user, _) = app.signed_in_user("ana@acme.test").await;
+    app.users(app.as_admin())
+        .add_user_to_groups(proto::AddUserToGroupsRequest {
+            user_id: user.id.clone(),
+            group_names: vec!["Cashiers South and West".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let access = app
+        .users(app.as_admin())
+        .get_user_access(proto::GetUserAccessRequest {
+            user_id: user.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let grant = access.grants.iter().find(|g| g.group_id == both).unwrap();
+    assert_eq!(grant.group_name, "Cashiers South and West");
+    assert_eq!(
+        (grant.product.as_str(), grant.profile_name.as_str()),
+        ("POS", "Cashier")
+    );
+    assert_eq!(unit_refs(&grant.units), expected_units);
+    let mine = app
+        .users(app.as_admin())
+        .list_user_groups(proto::ListUserGroupsRequest {
+            user_id: user.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(unit_refs(&mine[0].units), expected_units);
+}

@@ -5,7 +5,7 @@ mod given;
 mod profile;
 mod unit;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -48,7 +48,12 @@ pub struct Group {
     pub name: String,
     pub description: String,
     pub profile_id: Uuid,
+    /// The profile's product and name, for people.
+    pub product: String,
+    pub profile_name: String,
     pub scope: UnitScope,
+    /// The names of the scope's units, for people.
+    pub unit_names: BTreeMap<Uuid, String>,
     pub member_count: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,

@@ -516,6 +516,7 @@ impl From<AuthorizableAccess> for proto::GetUserAccessResponse {
                         product: named.product,
                         profile_name: named.profile_name,
                         unit_scope,
+                        units: super::groups::unit_refs(&named.grant.scope, &named.unit_names),
                         unit_ids,
                     }
                 })
