@@ -143,7 +143,8 @@ struct ImportArgs {
     /// Review only (ValidateImport): nothing but the job and its results is written.
     #[arg(long)]
     dry_run: bool,
-    /// Group ids for every added user (comma-separated or repeated).
+    /// Groups for every added user, by name or id (a UUID is taken as an id;
+    /// comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
     groups: Vec<String>,
     /// Also give every added user this user's groups (user id).
@@ -402,13 +403,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(source.for_server(), args, mail_dir).await,
         Command::Import(args) => {
             let connection = args.server.connection();
+            let (group_ids, group_names) = groups_by_id_and_name(&args.groups);
             let request = remote::ImportRequest {
                 file: args.file,
                 dry_run: args.dry_run,
                 resume: args.resume,
                 failed_only: args.failed_only,
                 options: proto::ImportOptions {
-                    group_ids: args.groups,
+                    group_ids,
+                    group_names,
                     mirror_user_id: args.mirror.unwrap_or_default(),
                     on_existing: match args.on_existing {
                         OnExistingArg::Fail => proto::OnExisting::Fail,
@@ -689,4 +692,14 @@ fn no_messages(mail_dir: &std::path::Path, to: Option<&str>) -> String {
         Some(to) => format!("no message to {to} in {}", mail_dir.display()),
         None => format!("no message in {}", mail_dir.display()),
     }
+}
+
+/// `--groups` values split into ids (those that read as UUIDs) and names.
+fn groups_by_id_and_name(values: &[String]) -> (Vec<String>, Vec<String>) {
+    values
+        .iter()
+        .map(|value| value.trim())
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+        .partition(|value| uuid::Uuid::parse_str(value).is_ok())
 }

@@ -67,6 +67,14 @@ pub enum DomainError {
     },
     #[error("{0}")]
     PermissionDenied(String),
+    /// A group given or removed that the caller does not cover: refused
+    /// naming the group, for people (the message) and programs (the details).
+    #[error("{message}")]
+    GroupNotCovered {
+        group_id: uuid::Uuid,
+        group_name: String,
+        message: String,
+    },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]

@@ -15,6 +15,7 @@ use super::{
     audit::FieldChanges,
     call::Call,
     caller::{Caller, Principal},
+    group::{ensure_covered, found_ids, labels, GivenGroups, GroupLabel},
     request::IdempotencyKey,
     unit_of_work::IdempotentCreate,
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
@@ -324,7 +325,8 @@ impl Origin {
 pub struct NewUser {
     pub origin: Origin,
     pub values: UserValues,
-    pub group_ids: Vec<Uuid>,
+    /// Groups given explicitly, by id or name; each must be covered.
+    pub groups: GivenGroups,
     /// The mirrored user (CreateUser) or the clone's source (CloneUser).
     pub mirror_user_id: Option<Uuid>,
     pub deactivated: bool,
@@ -335,7 +337,8 @@ pub struct NewUser {
 #[derive(Debug, Clone)]
 pub struct CreatedUser {
     pub user: User,
-    pub skipped_group_ids: Vec<Uuid>,
+    /// Groups of the mirrored user (or the clone's source) the caller does not cover.
+    pub skipped_groups: Vec<GroupLabel>,
     pub warnings: Vec<Warning>,
 }
 
@@ -415,7 +418,8 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
     )?
     .into_iter()
     .collect();
-    check_given_groups(tx, caller, &new_user.group_ids, "group_ids").await?;
+    let given = new_user.groups.find(tx, organization_id).await?;
+    ensure_covered(&caller.authority, "give", &given)?;
     let (mirrored, skipped) = source_grants(tx, caller, new_user).await?;
     let allow_duplicates = settings.allow_duplicate_emails;
     check_new_email(tx, organization_id, &new_user.values, allow_duplicates).await?;
@@ -427,7 +431,8 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
         !allow_duplicates,
     )
     .await?;
-    let group_ids = granted_group_ids(&new_user.group_ids, &mirrored);
+    let group_ids = granted_group_ids(&found_ids(&given), &mirrored);
+    let skipped_groups = labels(&mut **tx, organization_id, &skipped).await?;
     store::groups::add_memberships(tx, organization_id, user.id, &group_ids).await?;
     if new_user.send_invitation {
         store::outbox::enqueue_invitation(tx, organization_id, user.id).await?;
@@ -445,7 +450,7 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
     );
     let created = CreatedUser {
         user,
-        skipped_group_ids: skipped,
+        skipped_groups,
         warnings,
     };
     if let Some(create) = &create {
@@ -483,9 +488,15 @@ async fn replay_create(
         return Ok(None);
     };
     let user = get_user(pool, caller.organization_id, user_id).await?;
+    let skipped_groups = labels(
+        &mut *pool.acquire().await?,
+        caller.organization_id,
+        &stored.skipped_group_ids,
+    )
+    .await?;
     Ok(Some(CreatedUser {
         user,
-        skipped_group_ids: stored.skipped_group_ids,
+        skipped_groups,
         warnings: stored
             .warnings
             .into_iter()
@@ -497,7 +508,7 @@ async fn replay_create(
 impl StoredCreateResponse {
     fn of(created: &CreatedUser) -> Self {
         Self {
-            skipped_group_ids: created.skipped_group_ids.clone(),
+            skipped_group_ids: created.skipped_groups.iter().map(|g| g.id).collect(),
             warnings: created
                 .warnings
                 .iter()
@@ -505,31 +516,6 @@ impl StoredCreateResponse {
                 .collect(),
         }
     }
-}
-
-/// Refuses groups to give that do not exist (`field[index]`) or that the
-/// caller does not cover.
-pub(crate) async fn check_given_groups(
-    tx: &mut Transaction<'_>,
-    caller: &Caller,
-    group_ids: &[Uuid],
-    field: &str,
-) -> Result<(), DomainError> {
-    let found = store::groups::grants_by_ids(&mut **tx, caller.organization_id, group_ids).await?;
-    for (index, id) in group_ids.iter().enumerate() {
-        let Some(grant) = found.iter().find(|g| g.group_id == *id) else {
-            return Err(DomainError::NotFoundField {
-                field: format!("{field}[{index}]"),
-                message: format!("group {id} not found"),
-            });
-        };
-        if !caller.authority.covers(grant) {
-            return Err(DomainError::PermissionDenied(format!(
-                "you may not give group {id}: it grants more than you hold"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The groups of `source` the caller covers, and the ids of those skipped.
@@ -572,8 +558,14 @@ pub(crate) async fn ensure_may_act_on(
         }
     }
     let grants = store::groups::grants_of_user(&mut **tx, caller.organization_id, user_id).await?;
-    may_act_on(&caller.authority, user_id, &grants)
-        .map_err(|refusal| DomainError::PermissionDenied(refusal.to_string()))?;
+    if let Err(refusal) = may_act_on(&caller.authority, user_id, &grants) {
+        let group = labels(&mut **tx, caller.organization_id, &[refusal.group_id]).await?;
+        let name = group.first().map_or("", |g| g.name.as_str());
+        return Err(DomainError::PermissionDenied(format!(
+            "user {} ({user_id}) holds group `{name}` ({}), which you do not cover, so you may not act on them",
+            user.email, refusal.group_id
+        )));
+    }
     Ok(user)
 }
 
@@ -665,9 +657,9 @@ pub struct MirrorRequest {
 #[derive(Debug, Clone, Default)]
 pub struct MirrorResult {
     pub target_user_id: Uuid,
-    pub added: Vec<Uuid>,
-    pub removed: Vec<Uuid>,
-    pub skipped: Vec<Uuid>,
+    pub added: Vec<GroupLabel>,
+    pub removed: Vec<GroupLabel>,
+    pub skipped: Vec<GroupLabel>,
     /// Why nothing was applied to this target: a stable code (`NOT_FOUND`,
     /// `PERMISSION_DENIED`) and a message.
     pub error: Option<(&'static str, String)>,
@@ -689,8 +681,26 @@ pub async fn mirror_user(
         "reference_user_id",
     )
     .await?;
+    let skipped = labels(&mut *reference_tx, caller.organization_id, &skipped).await?;
     reference_tx.commit().await?;
     let wanted: Vec<Uuid> = covered.iter().map(|g| g.group_id).collect();
+    // Only wanted groups are added; removed ones are named after the change.
+    let wanted_labels =
+        labels(&mut *pool.acquire().await?, caller.organization_id, &wanted).await?;
+    let label = |ids: Vec<Uuid>, known: &[GroupLabel]| -> Vec<GroupLabel> {
+        ids.into_iter()
+            .map(|id| {
+                known
+                    .iter()
+                    .find(|l| l.id == id)
+                    .cloned()
+                    .unwrap_or(GroupLabel {
+                        id,
+                        name: String::new(),
+                    })
+            })
+            .collect()
+    };
     let mut results = Vec::with_capacity(mirror.targets.len());
     for &target in &mirror.targets {
         let mut result = MirrorResult {
@@ -700,8 +710,13 @@ pub async fn mirror_user(
         };
         match mirror_onto(call, mirror, target, &wanted).await {
             Ok((added, removed)) => {
-                result.added = added;
-                result.removed = removed;
+                result.added = label(added, &wanted_labels);
+                result.removed = labels(
+                    &mut *pool.acquire().await?,
+                    caller.organization_id,
+                    &removed,
+                )
+                .await?;
             }
             Err(DomainError::NotFound(message)) => result.error = Some(("NOT_FOUND", message)),
             Err(DomainError::PermissionDenied(message)) => {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{call_of, caller, convert};
 use crate::{
     domain::{
+        group::GivenGroups,
         import::{
             self,
             job::{
@@ -117,8 +118,10 @@ fn options_from_proto(options: proto::ImportOptions) -> Result<ImportOptions, Do
     };
     let report_to =
         import::job::parse_report_to(&options.report_to).map_err(DomainError::InvalidArgument)?;
+    let groups = GivenGroups::parse(&options.group_ids, &options.group_names, "options.")?;
     Ok(ImportOptions {
-        group_ids: convert::parse_ids(&options.group_ids, "options.group_ids")?,
+        group_ids: groups.ids,
+        group_names: groups.names,
         mirror_user_id: convert::parse_optional_id(
             &options.mirror_user_id,
             "options.mirror_user_id",
@@ -152,6 +155,7 @@ fn options_to_proto(options: &ImportOptions) -> proto::ImportOptions {
         allow_legacy_statuses: options.allow_legacy_statuses,
         file_name: options.file_name.clone(),
         report_to: options.report_to.iter().map(ToString::to_string).collect(),
+        group_names: options.group_names.clone(),
     }
 }
 

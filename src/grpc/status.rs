@@ -70,6 +70,22 @@ impl From<DomainError> for Status {
             DomainError::PermissionDenied(message) => {
                 with_reason(Code::PermissionDenied, message, "PERMISSION_DENIED")
             }
+            DomainError::GroupNotCovered {
+                group_id,
+                group_name,
+                message,
+            } => {
+                let metadata = HashMap::from([
+                    ("group_id".to_owned(), group_id.to_string()),
+                    (
+                        "group_name".to_owned(),
+                        bounded(group_name, MAX_FIELD_BYTES),
+                    ),
+                ]);
+                let details =
+                    ErrorDetails::with_error_info("GROUP_NOT_COVERED", ERROR_DOMAIN, metadata);
+                with_details(Code::PermissionDenied, message, details)
+            }
             DomainError::Unauthenticated(message) => {
                 with_reason(Code::Unauthenticated, message, "UNAUTHENTICATED")
             }

@@ -47,11 +47,12 @@ impl UserService for UserHandler {
         request: Request<proto::CreateUserRequest>,
     ) -> Result<Response<proto::CreateUserResponse>, Status> {
         let created = self.create(request).await?;
-        let (user, skipped_group_ids, warnings) = convert::created_parts(&created);
+        let parts = convert::created_parts(&created);
         Ok(Response::new(proto::CreateUserResponse {
-            user,
-            skipped_group_ids,
-            warnings,
+            user: parts.user,
+            skipped_group_ids: parts.skipped_group_ids,
+            warnings: parts.warnings,
+            skipped_groups: parts.skipped_groups,
         }))
     }
 
@@ -60,11 +61,12 @@ impl UserService for UserHandler {
         request: Request<proto::CloneUserRequest>,
     ) -> Result<Response<proto::CloneUserResponse>, Status> {
         let created = self.create(request).await?;
-        let (user, skipped_group_ids, warnings) = convert::created_parts(&created);
+        let parts = convert::created_parts(&created);
         Ok(Response::new(proto::CloneUserResponse {
-            user,
-            skipped_group_ids,
-            warnings,
+            user: parts.user,
+            skipped_group_ids: parts.skipped_group_ids,
+            warnings: parts.warnings,
+            skipped_groups: parts.skipped_groups,
         }))
     }
 
@@ -195,10 +197,12 @@ impl UserService for UserHandler {
     ) -> Result<Response<proto::AddUserToGroupsResponse>, Status> {
         let call = call_of(&self.pool, &request)?;
         let body = request.get_ref();
-        let (user_id, group_ids) = convert::user_and_groups(&body.user_id, &body.group_ids)?;
-        let added = groups::add_user_to_groups(&call, user_id, &group_ids).await?;
+        let (user_id, given) =
+            convert::user_and_groups(&body.user_id, &body.group_ids, &body.group_names)?;
+        let added = groups::add_user_to_groups(&call, user_id, &given).await?;
         Ok(Response::new(proto::AddUserToGroupsResponse {
-            added_group_ids: added.iter().map(ToString::to_string).collect(),
+            added_group_ids: convert::label_ids(&added),
+            added_groups: convert::group_refs(&added),
         }))
     }
 
@@ -208,10 +212,12 @@ impl UserService for UserHandler {
     ) -> Result<Response<proto::RemoveUserFromGroupsResponse>, Status> {
         let call = call_of(&self.pool, &request)?;
         let body = request.get_ref();
-        let (user_id, group_ids) = convert::user_and_groups(&body.user_id, &body.group_ids)?;
-        let removed = groups::remove_user_from_groups(&call, user_id, &group_ids).await?;
+        let (user_id, given) =
+            convert::user_and_groups(&body.user_id, &body.group_ids, &body.group_names)?;
+        let removed = groups::remove_user_from_groups(&call, user_id, &given).await?;
         Ok(Response::new(proto::RemoveUserFromGroupsResponse {
-            removed_group_ids: removed.iter().map(ToString::to_string).collect(),
+            removed_group_ids: convert::label_ids(&removed),
+            removed_groups: convert::group_refs(&removed),
         }))
     }
 

@@ -1,6 +1,6 @@
 //! Groups, their units, and memberships.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
@@ -15,7 +15,7 @@ use super::{
 use crate::domain::{
     access::{Grant, UnitScope},
     caller::Scope,
-    group::{Group, GroupFilter, GroupValues, ScopeKind},
+    group::{FoundGroup, Group, GroupFilter, GroupValues, ScopeKind},
     paging::{fingerprint, Page, PageRequest},
     user::NamedGrant,
     DomainError,
@@ -25,6 +25,11 @@ use crate::domain::{
 const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, \
      coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
                where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids, \
+     coalesce((select array_agg(u.name order by gu.unit_id) from group_units gu \
+               join units u on u.organization_id = gu.organization_id and u.id = gu.unit_id \
+               where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_names, \
+     (select p.product from profiles p where p.organization_id = g.organization_id and p.id = g.profile_id) as product, \
+     (select p.name from profiles p where p.organization_id = g.organization_id and p.id = g.profile_id) as profile_name, \
      (select count(*) from memberships m where m.organization_id = g.organization_id and m.group_id = g.id) as member_count, \
      g.create_time, g.update_time";
 
@@ -36,12 +41,20 @@ struct GroupRow {
     profile_id: Uuid,
     unit_scope: ScopeKind,
     unit_ids: Vec<Uuid>,
+    /// The names of `unit_ids`, in the same order.
+    unit_names: Vec<String>,
+    product: String,
+    profile_name: String,
     member_count: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
 
 newest_first!(GroupRow);
+
+fn unit_names_by_id(unit_ids: &[Uuid], unit_names: Vec<String>) -> BTreeMap<Uuid, String> {
+    unit_ids.iter().copied().zip(unit_names).collect()
+}
 
 fn scope_of(kind: ScopeKind, unit_ids: Vec<Uuid>) -> UnitScope {
     match kind {
@@ -58,6 +71,9 @@ impl From<GroupRow> for Group {
             name: row.name,
             description: row.description,
             profile_id: row.profile_id,
+            product: row.product,
+            profile_name: row.profile_name,
+            unit_names: unit_names_by_id(&row.unit_ids, row.unit_names),
             scope: scope_of(row.unit_scope, row.unit_ids),
             member_count: row.member_count,
             create_time: row.create_time,
@@ -330,14 +346,83 @@ async fn member_grant_rows<'e>(
     .await
 }
 
-/// What the groups with these ids grant (missing ids are left out).
-pub async fn grants_by_ids<'e>(
+impl GrantRow {
+    fn found(self) -> FoundGroup {
+        let name = self.name.clone();
+        FoundGroup {
+            name,
+            grant: self.grant().0,
+        }
+    }
+}
+
+/// What the groups with these ids grant, with their names (missing ids are left out).
+pub async fn named_grants_by_ids<'e>(
     executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     ids: &[Uuid],
-) -> Result<Vec<Grant>, sqlx::Error> {
+) -> Result<Vec<FoundGroup>, sqlx::Error> {
     let rows = grant_rows(executor, organization_id, Some(ids)).await?;
-    Ok(rows.into_iter().map(|row| row.grant().0).collect())
+    Ok(rows.into_iter().map(GrantRow::found).collect())
+}
+
+/// The names of the groups with these ids (missing ids are left out).
+pub async fn names_by_ids<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, String>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "select id, name from groups where organization_id = $1 and id = any($2)",
+        organization_id,
+        ids,
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row.name)).collect())
+}
+
+/// A row of `queries/groups_grants_by_name.sql`.
+struct GrantByNameRow {
+    position: i64,
+    id: Uuid,
+    name: String,
+    profile_id: Uuid,
+    unit_scope: ScopeKind,
+    unit_ids: Vec<Uuid>,
+    built_in: Option<BuiltInRole>,
+}
+
+/// The groups with these names, ignoring case, each with the index in
+/// `names` of the name that found it (unknown names are left out).
+pub async fn named_grants_by_names<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    names: &[String],
+) -> Result<Vec<(usize, FoundGroup)>, sqlx::Error> {
+    let rows = sqlx::query_file_as!(
+        GrantByNameRow,
+        "src/store/queries/groups_grants_by_name.sql",
+        organization_id,
+        names,
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let index = usize::try_from(row.position - 1).unwrap_or(usize::MAX);
+            let grant = GrantRow {
+                id: row.id,
+                name: row.name,
+                profile_id: row.profile_id,
+                unit_scope: row.unit_scope,
+                unit_ids: row.unit_ids,
+                built_in: row.built_in,
+            };
+            (index, grant.found())
+        })
+        .collect())
 }
 
 /// What a user's groups grant, with the built-in role of each group's profile.
@@ -479,12 +564,14 @@ struct AccessRow {
     pub profile_name: String,
     pub unit_scope: ScopeKind,
     pub unit_ids: Vec<Uuid>,
+    pub unit_names: Vec<String>,
     pub built_in: Option<BuiltInRole>,
 }
 
 impl From<AccessRow> for NamedGrant {
     fn from(row: AccessRow) -> Self {
         NamedGrant {
+            unit_names: unit_names_by_id(&row.unit_ids, row.unit_names),
             grant: Grant {
                 group_id: row.group_id,
                 profile_id: row.profile_id,

@@ -140,6 +140,7 @@ async fn an_admin_group_removed_on_one_replica_denies_admin_methods_on_the_other
         .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
             user_id: user.id.clone(),
             group_ids: vec![admins],
+            ..Default::default()
         })
         .await
         .unwrap();

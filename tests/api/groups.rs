@@ -58,6 +58,7 @@ pub async fn give(
         .add_user_to_groups(proto::AddUserToGroupsRequest {
             user_id: user_id.into(),
             group_ids: groups.iter().map(|g| (*g).to_owned()).collect(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().added_group_ids)
@@ -818,6 +819,7 @@ async fn removing_a_group_takes_effect_on_the_next_resolution_and_adding_twice_i
         .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
             user_id: user.id.clone(),
             group_ids: vec![viewers.clone()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -828,6 +830,7 @@ async fn removing_a_group_takes_effect_on_the_next_resolution_and_adding_twice_i
         .add_user_to_groups(proto::AddUserToGroupsRequest {
             user_id: user.id,
             group_ids: vec![],
+            ..Default::default()
         })
         .await
         .unwrap_err();

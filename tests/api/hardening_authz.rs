@@ -46,6 +46,7 @@ async fn act_on_user_by_every_path(
                     .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
                         user_id: target.id.clone(),
                         group_ids: vec![held_covered_group.to_owned()],
+                        ..Default::default()
                     })
                     .await
                     .map(drop),
@@ -459,6 +460,7 @@ async fn a_unit_admin_may_not_change_or_delete_a_covered_group_with_a_member_out
             .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
                 user_id: member.id.clone(),
                 group_ids: vec![night.clone()],
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -86,6 +86,7 @@ async fn a_nul_in_any_request_string_is_invalid_argument_naming_the_field() {
             .add_user_to_groups(proto::AddUserToGroupsRequest {
                 user_id: user.id.clone(),
                 group_ids: vec![uuid::Uuid::nil().to_string(), "\0".into()],
+                ..Default::default()
             })
             .await,
         &["group_ids[1]"],
@@ -337,6 +338,7 @@ async fn a_request_with_thousands_of_violations_gets_a_bounded_status() {
         .add_user_to_groups(proto::AddUserToGroupsRequest {
             user_id: user.id,
             group_ids: vec!["not-a-uuid".into(); 2000],
+            ..Default::default()
         })
         .await
         .expect_err("ids must be UUIDs");

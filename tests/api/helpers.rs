@@ -714,6 +714,14 @@ created_id!(proto::CreateGroupResponse, group);
 
 /// The field paths of a status's `BadRequest` details, in order.
 pub fn violated_fields(status: &Status) -> Vec<String> {
+    violations(status)
+        .into_iter()
+        .map(|(field, _, _)| field)
+        .collect()
+}
+
+/// The `BadRequest` violations of a status as (field, reason, description).
+pub fn violations(status: &Status) -> Vec<(String, String, String)> {
     use tonic_types::StatusExt;
     status
         .get_details_bad_request()
@@ -721,7 +729,7 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
             bad_request
                 .field_violations
                 .into_iter()
-                .map(|v| v.field)
+                .map(|v| (v.field, v.reason, v.description))
                 .collect()
         })
         .unwrap_or_default()

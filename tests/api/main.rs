@@ -36,6 +36,7 @@ mod import;
 mod import_session;
 mod mail;
 mod metrics;
+mod names;
 mod onboarding;
 mod organizations;
 mod request_ergonomics;

@@ -546,6 +546,7 @@ async fn a_group_removal_deactivation_or_deletion_reaches_a_signed_in_session_wi
         .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
             user_id: in_group,
             group_ids: vec![viewers.clone()],
+            ..Default::default()
         })
         .await
         .unwrap();

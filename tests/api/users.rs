@@ -874,6 +874,7 @@ async fn another_organizations_users_and_groups_are_not_found() {
         .add_user_to_groups(proto::AddUserToGroupsRequest {
             user_id: globex_user.id,
             group_ids: vec![group_id],
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -329,7 +329,13 @@ type Group struct {
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only: the profile's product and name, for people.
+	Product string `protobuf:"bytes,10,opt,name=product,proto3" json:"product,omitempty"`
+	// Output only.
+	ProfileName string `protobuf:"bytes,11,opt,name=profile_name,json=profileName,proto3" json:"profile_name,omitempty"`
+	// Output only: `unit_ids` with their names, in the same order.
+	Units         []*UnitRef `protobuf:"bytes,12,rep,name=units,proto3" json:"units,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,23 +433,152 @@ func (x *Group) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Group) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *Group) GetProfileName() string {
+	if x != nil {
+		return x.ProfileName
+	}
+	return ""
+}
+
+func (x *Group) GetUnits() []*UnitRef {
+	if x != nil {
+		return x.Units
+	}
+	return nil
+}
+
+// A unit as answers name it: the id (the stable key) and the name (for people).
+type UnitRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnitRef) Reset() {
+	*x = UnitRef{}
+	mi := &file_roster_v1_group_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnitRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnitRef) ProtoMessage() {}
+
+func (x *UnitRef) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_group_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnitRef.ProtoReflect.Descriptor instead.
+func (*UnitRef) Descriptor() ([]byte, []int) {
+	return file_roster_v1_group_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UnitRef) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UnitRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// A group as answers name it: the id (the stable key) and the name (for people).
+type GroupRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupRef) Reset() {
+	*x = GroupRef{}
+	mi := &file_roster_v1_group_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupRef) ProtoMessage() {}
+
+func (x *GroupRef) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_group_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupRef.ProtoReflect.Descriptor instead.
+func (*GroupRef) Descriptor() ([]byte, []int) {
+	return file_roster_v1_group_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GroupRef) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GroupRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // One (profile, unit scope) pair of a user's access, with the group that grants it.
 type AccessGrant struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	GroupName     string                 `protobuf:"bytes,2,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
-	ProfileId     string                 `protobuf:"bytes,3,opt,name=profile_id,json=profileId,proto3" json:"profile_id,omitempty"`
-	Product       string                 `protobuf:"bytes,4,opt,name=product,proto3" json:"product,omitempty"`
-	ProfileName   string                 `protobuf:"bytes,5,opt,name=profile_name,json=profileName,proto3" json:"profile_name,omitempty"`
-	UnitScope     UnitScope              `protobuf:"varint,6,opt,name=unit_scope,json=unitScope,proto3,enum=roster.v1.UnitScope" json:"unit_scope,omitempty"`
-	UnitIds       []string               `protobuf:"bytes,7,rep,name=unit_ids,json=unitIds,proto3" json:"unit_ids,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	GroupId     string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	GroupName   string                 `protobuf:"bytes,2,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	ProfileId   string                 `protobuf:"bytes,3,opt,name=profile_id,json=profileId,proto3" json:"profile_id,omitempty"`
+	Product     string                 `protobuf:"bytes,4,opt,name=product,proto3" json:"product,omitempty"`
+	ProfileName string                 `protobuf:"bytes,5,opt,name=profile_name,json=profileName,proto3" json:"profile_name,omitempty"`
+	UnitScope   UnitScope              `protobuf:"varint,6,opt,name=unit_scope,json=unitScope,proto3,enum=roster.v1.UnitScope" json:"unit_scope,omitempty"`
+	UnitIds     []string               `protobuf:"bytes,7,rep,name=unit_ids,json=unitIds,proto3" json:"unit_ids,omitempty"`
+	// `unit_ids` with their names, in the same order.
+	Units         []*UnitRef `protobuf:"bytes,8,rep,name=units,proto3" json:"units,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccessGrant) Reset() {
 	*x = AccessGrant{}
-	mi := &file_roster_v1_group_proto_msgTypes[3]
+	mi := &file_roster_v1_group_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +590,7 @@ func (x *AccessGrant) String() string {
 func (*AccessGrant) ProtoMessage() {}
 
 func (x *AccessGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_roster_v1_group_proto_msgTypes[3]
+	mi := &file_roster_v1_group_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +603,7 @@ func (x *AccessGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessGrant.ProtoReflect.Descriptor instead.
 func (*AccessGrant) Descriptor() ([]byte, []int) {
-	return file_roster_v1_group_proto_rawDescGZIP(), []int{3}
+	return file_roster_v1_group_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AccessGrant) GetGroupId() string {
@@ -520,6 +655,13 @@ func (x *AccessGrant) GetUnitIds() []string {
 	return nil
 }
 
+func (x *AccessGrant) GetUnits() []*UnitRef {
+	if x != nil {
+		return x.Units
+	}
+	return nil
+}
+
 var File_roster_v1_group_proto protoreflect.FileDescriptor
 
 const file_roster_v1_group_proto_rawDesc = "" +
@@ -542,7 +684,7 @@ const file_roster_v1_group_proto_rawDesc = "" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xd9\x02\n" +
+	"updateTime\"\xc0\x03\n" +
 	"\x05Group\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -556,7 +698,17 @@ const file_roster_v1_group_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xf3\x01\n" +
+	"updateTime\x12\x18\n" +
+	"\aproduct\x18\n" +
+	" \x01(\tR\aproduct\x12!\n" +
+	"\fprofile_name\x18\v \x01(\tR\vprofileName\x12(\n" +
+	"\x05units\x18\f \x03(\v2\x12.roster.v1.UnitRefR\x05units\"-\n" +
+	"\aUnitRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\".\n" +
+	"\bGroupRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x9d\x02\n" +
 	"\vAccessGrant\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x1d\n" +
 	"\n" +
@@ -567,7 +719,8 @@ const file_roster_v1_group_proto_rawDesc = "" +
 	"\fprofile_name\x18\x05 \x01(\tR\vprofileName\x123\n" +
 	"\n" +
 	"unit_scope\x18\x06 \x01(\x0e2\x14.roster.v1.UnitScopeR\tunitScope\x12\x19\n" +
-	"\bunit_ids\x18\a \x03(\tR\aunitIds*o\n" +
+	"\bunit_ids\x18\a \x03(\tR\aunitIds\x12(\n" +
+	"\x05units\x18\b \x03(\v2\x12.roster.v1.UnitRefR\x05units*o\n" +
 	"\tUnitScope\x12\x1a\n" +
 	"\x16UNIT_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12UNIT_SCOPE_NO_UNIT\x10\x01\x12\x18\n" +
@@ -594,31 +747,35 @@ func file_roster_v1_group_proto_rawDescGZIP() []byte {
 }
 
 var file_roster_v1_group_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_group_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_roster_v1_group_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_roster_v1_group_proto_goTypes = []any{
 	(UnitScope)(0),                // 0: roster.v1.UnitScope
 	(UnitKind)(0),                 // 1: roster.v1.UnitKind
 	(*Profile)(nil),               // 2: roster.v1.Profile
 	(*Unit)(nil),                  // 3: roster.v1.Unit
 	(*Group)(nil),                 // 4: roster.v1.Group
-	(*AccessGrant)(nil),           // 5: roster.v1.AccessGrant
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*UnitRef)(nil),               // 5: roster.v1.UnitRef
+	(*GroupRef)(nil),              // 6: roster.v1.GroupRef
+	(*AccessGrant)(nil),           // 7: roster.v1.AccessGrant
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_roster_v1_group_proto_depIdxs = []int32{
-	6, // 0: roster.v1.Profile.create_time:type_name -> google.protobuf.Timestamp
-	6, // 1: roster.v1.Profile.update_time:type_name -> google.protobuf.Timestamp
-	1, // 2: roster.v1.Unit.kind:type_name -> roster.v1.UnitKind
-	6, // 3: roster.v1.Unit.create_time:type_name -> google.protobuf.Timestamp
-	6, // 4: roster.v1.Unit.update_time:type_name -> google.protobuf.Timestamp
-	0, // 5: roster.v1.Group.unit_scope:type_name -> roster.v1.UnitScope
-	6, // 6: roster.v1.Group.create_time:type_name -> google.protobuf.Timestamp
-	6, // 7: roster.v1.Group.update_time:type_name -> google.protobuf.Timestamp
-	0, // 8: roster.v1.AccessGrant.unit_scope:type_name -> roster.v1.UnitScope
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	8,  // 0: roster.v1.Profile.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 1: roster.v1.Profile.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 2: roster.v1.Unit.kind:type_name -> roster.v1.UnitKind
+	8,  // 3: roster.v1.Unit.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 4: roster.v1.Unit.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 5: roster.v1.Group.unit_scope:type_name -> roster.v1.UnitScope
+	8,  // 6: roster.v1.Group.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: roster.v1.Group.update_time:type_name -> google.protobuf.Timestamp
+	5,  // 8: roster.v1.Group.units:type_name -> roster.v1.UnitRef
+	0,  // 9: roster.v1.AccessGrant.unit_scope:type_name -> roster.v1.UnitScope
+	5,  // 10: roster.v1.AccessGrant.units:type_name -> roster.v1.UnitRef
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_group_proto_init() }
@@ -632,7 +789,7 @@ func file_roster_v1_group_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_group_proto_rawDesc), len(file_roster_v1_group_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -334,7 +334,10 @@ type ImportOptions struct {
 	// Imports only: also email the report to these addresses when the job
 	// ends, whatever notify_requester says. Each must be the email of a user
 	// of the organization (Roster sends mail only to its users); at most 10.
-	ReportTo      []string `protobuf:"bytes,9,rep,name=report_to,json=reportTo,proto3" json:"report_to,omitempty"`
+	ReportTo []string `protobuf:"bytes,9,rep,name=report_to,json=reportTo,proto3" json:"report_to,omitempty"`
+	// Groups for every added user, by name (unique per organization ignoring
+	// case), beside or instead of group_ids.
+	GroupNames    []string `protobuf:"bytes,10,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -428,6 +431,13 @@ func (x *ImportOptions) GetFileName() string {
 func (x *ImportOptions) GetReportTo() []string {
 	if x != nil {
 		return x.ReportTo
+	}
+	return nil
+}
+
+func (x *ImportOptions) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
 	}
 	return nil
 }
@@ -856,7 +866,7 @@ var File_roster_v1_import_proto protoreflect.FileDescriptor
 
 const file_roster_v1_import_proto_rawDesc = "" +
 	"\n" +
-	"\x16roster/v1/import.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16roster/v1/common.proto\"\xa4\x03\n" +
+	"\x16roster/v1/import.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16roster/v1/common.proto\"\xc5\x03\n" +
 	"\rImportOptions\x12\x1b\n" +
 	"\tgroup_ids\x18\x01 \x03(\tR\bgroupIds\x12$\n" +
 	"\x0emirror_user_id\x18\x02 \x01(\tR\fmirrorUserId\x126\n" +
@@ -867,7 +877,10 @@ const file_roster_v1_import_proto_rawDesc = "" +
 	"\x10notify_requester\x18\x06 \x01(\bH\x01R\x0fnotifyRequester\x88\x01\x01\x122\n" +
 	"\x15allow_legacy_statuses\x18\a \x01(\bR\x13allowLegacyStatuses\x12\x1b\n" +
 	"\tfile_name\x18\b \x01(\tR\bfileName\x12\x1b\n" +
-	"\treport_to\x18\t \x03(\tR\breportToB\x13\n" +
+	"\treport_to\x18\t \x03(\tR\breportTo\x12\x1f\n" +
+	"\vgroup_names\x18\n" +
+	" \x03(\tR\n" +
+	"groupNamesB\x13\n" +
 	"\x11_send_invitationsB\x13\n" +
 	"\x11_notify_requester\"\x98\x02\n" +
 	"\x0fImportRowResult\x12\x12\n" +

@@ -139,7 +139,10 @@ type CreateUserRequest struct {
 	SendInvitation *bool `protobuf:"varint,5,opt,name=send_invitation,json=sendInvitation,proto3,oneof" json:"send_invitation,omitempty"`
 	// Optional: a retry with the same id by the same caller (API key or user)
 	// returns the first result; other callers' ids never collide with it.
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Groups by name (unique per organization ignoring case), beside or
+	// instead of group_ids; a group named twice or by id and name is given once.
+	GroupNames    []string `protobuf:"bytes,7,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -216,14 +219,23 @@ func (x *CreateUserRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *CreateUserRequest) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
+	}
+	return nil
+}
+
 type CreateUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	User  *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	// Groups of the mirrored user that the caller does not cover.
 	SkippedGroupIds []string      `protobuf:"bytes,2,rep,name=skipped_group_ids,json=skippedGroupIds,proto3" json:"skipped_group_ids,omitempty"`
 	Warnings        []*FieldIssue `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// skipped_group_ids with their names.
+	SkippedGroups []*GroupRef `protobuf:"bytes,4,rep,name=skipped_groups,json=skippedGroups,proto3" json:"skipped_groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateUserResponse) Reset() {
@@ -273,6 +285,13 @@ func (x *CreateUserResponse) GetSkippedGroupIds() []string {
 func (x *CreateUserResponse) GetWarnings() []*FieldIssue {
 	if x != nil {
 		return x.Warnings
+	}
+	return nil
+}
+
+func (x *CreateUserResponse) GetSkippedGroups() []*GroupRef {
+	if x != nil {
+		return x.SkippedGroups
 	}
 	return nil
 }
@@ -1083,7 +1102,12 @@ type CloneUserRequest struct {
 	SendInvitation *bool `protobuf:"varint,4,opt,name=send_invitation,json=sendInvitation,proto3,oneof" json:"send_invitation,omitempty"`
 	// Optional: a retry with the same id by the same caller (API key or user)
 	// returns the first result; other callers' ids never collide with it.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// More groups for the new user besides the source's, explicitly given:
+	// each must be one the caller covers (an uncovered one is refused, not skipped).
+	GroupIds []string `protobuf:"bytes,6,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	// As group_ids, by name (unique per organization ignoring case).
+	GroupNames    []string `protobuf:"bytes,7,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1153,13 +1177,29 @@ func (x *CloneUserRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *CloneUserRequest) GetGroupIds() []string {
+	if x != nil {
+		return x.GroupIds
+	}
+	return nil
+}
+
+func (x *CloneUserRequest) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
+	}
+	return nil
+}
+
 type CloneUserResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	User            *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	SkippedGroupIds []string               `protobuf:"bytes,2,rep,name=skipped_group_ids,json=skippedGroupIds,proto3" json:"skipped_group_ids,omitempty"`
 	Warnings        []*FieldIssue          `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// skipped_group_ids with their names.
+	SkippedGroups []*GroupRef `protobuf:"bytes,4,rep,name=skipped_groups,json=skippedGroups,proto3" json:"skipped_groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CloneUserResponse) Reset() {
@@ -1209,6 +1249,13 @@ func (x *CloneUserResponse) GetSkippedGroupIds() []string {
 func (x *CloneUserResponse) GetWarnings() []*FieldIssue {
 	if x != nil {
 		return x.Warnings
+	}
+	return nil
+}
+
+func (x *CloneUserResponse) GetSkippedGroups() []*GroupRef {
+	if x != nil {
+		return x.SkippedGroups
 	}
 	return nil
 }
@@ -1282,8 +1329,12 @@ type MirrorTargetResult struct {
 	RemovedGroupIds []string               `protobuf:"bytes,4,rep,name=removed_group_ids,json=removedGroupIds,proto3" json:"removed_group_ids,omitempty"`
 	SkippedGroupIds []string               `protobuf:"bytes,5,rep,name=skipped_group_ids,json=skippedGroupIds,proto3" json:"skipped_group_ids,omitempty"`
 	// Set when not applied, e.g. NOT_FOUND or PERMISSION_DENIED.
-	ErrorCode     string `protobuf:"bytes,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	ErrorMessage  string `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	ErrorCode    string `protobuf:"bytes,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// added_group_ids, removed_group_ids and skipped_group_ids with their names.
+	AddedGroups   []*GroupRef `protobuf:"bytes,8,rep,name=added_groups,json=addedGroups,proto3" json:"added_groups,omitempty"`
+	RemovedGroups []*GroupRef `protobuf:"bytes,9,rep,name=removed_groups,json=removedGroups,proto3" json:"removed_groups,omitempty"`
+	SkippedGroups []*GroupRef `protobuf:"bytes,10,rep,name=skipped_groups,json=skippedGroups,proto3" json:"skipped_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1367,6 +1418,27 @@ func (x *MirrorTargetResult) GetErrorMessage() string {
 	return ""
 }
 
+func (x *MirrorTargetResult) GetAddedGroups() []*GroupRef {
+	if x != nil {
+		return x.AddedGroups
+	}
+	return nil
+}
+
+func (x *MirrorTargetResult) GetRemovedGroups() []*GroupRef {
+	if x != nil {
+		return x.RemovedGroups
+	}
+	return nil
+}
+
+func (x *MirrorTargetResult) GetSkippedGroups() []*GroupRef {
+	if x != nil {
+		return x.SkippedGroups
+	}
+	return nil
+}
+
 type MirrorUserResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Results       []*MirrorTargetResult  `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
@@ -1412,9 +1484,12 @@ func (x *MirrorUserResponse) GetResults() []*MirrorTargetResult {
 }
 
 type AddUserToGroupsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	GroupIds      []string               `protobuf:"bytes,2,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// At least one group, here or in group_names.
+	GroupIds []string `protobuf:"bytes,2,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	// Groups by name (unique per organization ignoring case); ids and names may be mixed.
+	GroupNames    []string `protobuf:"bytes,3,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1463,10 +1538,19 @@ func (x *AddUserToGroupsRequest) GetGroupIds() []string {
 	return nil
 }
 
+func (x *AddUserToGroupsRequest) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
+	}
+	return nil
+}
+
 type AddUserToGroupsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Groups the user was not already in.
 	AddedGroupIds []string `protobuf:"bytes,1,rep,name=added_group_ids,json=addedGroupIds,proto3" json:"added_group_ids,omitempty"`
+	// added_group_ids with their names.
+	AddedGroups   []*GroupRef `protobuf:"bytes,2,rep,name=added_groups,json=addedGroups,proto3" json:"added_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1508,10 +1592,20 @@ func (x *AddUserToGroupsResponse) GetAddedGroupIds() []string {
 	return nil
 }
 
+func (x *AddUserToGroupsResponse) GetAddedGroups() []*GroupRef {
+	if x != nil {
+		return x.AddedGroups
+	}
+	return nil
+}
+
 type RemoveUserFromGroupsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	GroupIds      []string               `protobuf:"bytes,2,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// At least one group, here or in group_names.
+	GroupIds []string `protobuf:"bytes,2,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	// Groups by name (unique per organization ignoring case); ids and names may be mixed.
+	GroupNames    []string `protobuf:"bytes,3,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1560,12 +1654,21 @@ func (x *RemoveUserFromGroupsRequest) GetGroupIds() []string {
 	return nil
 }
 
+func (x *RemoveUserFromGroupsRequest) GetGroupNames() []string {
+	if x != nil {
+		return x.GroupNames
+	}
+	return nil
+}
+
 type RemoveUserFromGroupsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Groups the user was in.
 	RemovedGroupIds []string `protobuf:"bytes,1,rep,name=removed_group_ids,json=removedGroupIds,proto3" json:"removed_group_ids,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// removed_group_ids with their names.
+	RemovedGroups []*GroupRef `protobuf:"bytes,2,rep,name=removed_groups,json=removedGroups,proto3" json:"removed_groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RemoveUserFromGroupsResponse) Reset() {
@@ -1601,6 +1704,13 @@ func (*RemoveUserFromGroupsResponse) Descriptor() ([]byte, []int) {
 func (x *RemoveUserFromGroupsResponse) GetRemovedGroupIds() []string {
 	if x != nil {
 		return x.RemovedGroupIds
+	}
+	return nil
+}
+
+func (x *RemoveUserFromGroupsResponse) GetRemovedGroups() []*GroupRef {
+	if x != nil {
+		return x.RemovedGroups
 	}
 	return nil
 }
@@ -2245,7 +2355,7 @@ var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xfe\x01\n" +
+	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\x9f\x02\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12$\n" +
@@ -2253,12 +2363,15 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\vdeactivated\x18\x04 \x01(\bR\vdeactivated\x12,\n" +
 	"\x0fsend_invitation\x18\x05 \x01(\bH\x00R\x0esendInvitation\x88\x01\x01\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestIdB\x12\n" +
-	"\x10_send_invitation\"\x98\x01\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12\x1f\n" +
+	"\vgroup_names\x18\a \x03(\tR\n" +
+	"groupNamesB\x12\n" +
+	"\x10_send_invitation\"\xd4\x01\n" +
 	"\x12CreateUserResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12*\n" +
 	"\x11skipped_group_ids\x18\x02 \x03(\tR\x0fskippedGroupIds\x121\n" +
-	"\bwarnings\x18\x03 \x03(\v2\x15.roster.v1.FieldIssueR\bwarnings\")\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x15.roster.v1.FieldIssueR\bwarnings\x12:\n" +
+	"\x0eskipped_groups\x18\x04 \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\")\n" +
 	"\x0eGetUserRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"6\n" +
 	"\x0fGetUserResponse\x12#\n" +
@@ -2310,23 +2423,27 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.roster.v1.UserStatusR\x06status\"<\n" +
 	"\x15SetUserStatusResponse\x12#\n" +
-	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"\xe0\x01\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"\x9e\x02\n" +
 	"\x10CloneUserRequest\x12$\n" +
 	"\x0esource_user_id\x18\x01 \x01(\tR\fsourceUserId\x12#\n" +
 	"\x04user\x18\x02 \x01(\v2\x0f.roster.v1.UserR\x04user\x12 \n" +
 	"\vdeactivated\x18\x03 \x01(\bR\vdeactivated\x12,\n" +
 	"\x0fsend_invitation\x18\x04 \x01(\bH\x00R\x0esendInvitation\x88\x01\x01\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestIdB\x12\n" +
-	"\x10_send_invitation\"\x97\x01\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tgroup_ids\x18\x06 \x03(\tR\bgroupIds\x12\x1f\n" +
+	"\vgroup_names\x18\a \x03(\tR\n" +
+	"groupNamesB\x12\n" +
+	"\x10_send_invitation\"\xd3\x01\n" +
 	"\x11CloneUserResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12*\n" +
 	"\x11skipped_group_ids\x18\x02 \x03(\tR\x0fskippedGroupIds\x121\n" +
-	"\bwarnings\x18\x03 \x03(\v2\x15.roster.v1.FieldIssueR\bwarnings\"\x92\x01\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x15.roster.v1.FieldIssueR\bwarnings\x12:\n" +
+	"\x0eskipped_groups\x18\x04 \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\"\x92\x01\n" +
 	"\x11MirrorUserRequest\x12*\n" +
 	"\x11reference_user_id\x18\x01 \x01(\tR\x0freferenceUserId\x12&\n" +
 	"\x0ftarget_user_ids\x18\x02 \x03(\tR\rtargetUserIds\x12)\n" +
-	"\x04mode\x18\x03 \x01(\x0e2\x15.roster.v1.MirrorModeR\x04mode\"\x98\x02\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x15.roster.v1.MirrorModeR\x04mode\"\xc8\x03\n" +
 	"\x12MirrorTargetResult\x12$\n" +
 	"\x0etarget_user_id\x18\x01 \x01(\tR\ftargetUserId\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\bR\aapplied\x12&\n" +
@@ -2335,19 +2452,29 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x11skipped_group_ids\x18\x05 \x03(\tR\x0fskippedGroupIds\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x06 \x01(\tR\terrorCode\x12#\n" +
-	"\rerror_message\x18\a \x01(\tR\ferrorMessage\"M\n" +
+	"\rerror_message\x18\a \x01(\tR\ferrorMessage\x126\n" +
+	"\fadded_groups\x18\b \x03(\v2\x13.roster.v1.GroupRefR\vaddedGroups\x12:\n" +
+	"\x0eremoved_groups\x18\t \x03(\v2\x13.roster.v1.GroupRefR\rremovedGroups\x12:\n" +
+	"\x0eskipped_groups\x18\n" +
+	" \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\"M\n" +
 	"\x12MirrorUserResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.roster.v1.MirrorTargetResultR\aresults\"N\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.roster.v1.MirrorTargetResultR\aresults\"o\n" +
 	"\x16AddUserToGroupsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\"A\n" +
+	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12\x1f\n" +
+	"\vgroup_names\x18\x03 \x03(\tR\n" +
+	"groupNames\"y\n" +
 	"\x17AddUserToGroupsResponse\x12&\n" +
-	"\x0fadded_group_ids\x18\x01 \x03(\tR\raddedGroupIds\"S\n" +
+	"\x0fadded_group_ids\x18\x01 \x03(\tR\raddedGroupIds\x126\n" +
+	"\fadded_groups\x18\x02 \x03(\v2\x13.roster.v1.GroupRefR\vaddedGroups\"t\n" +
 	"\x1bRemoveUserFromGroupsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\"J\n" +
+	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12\x1f\n" +
+	"\vgroup_names\x18\x03 \x03(\tR\n" +
+	"groupNames\"\x86\x01\n" +
 	"\x1cRemoveUserFromGroupsResponse\x12*\n" +
-	"\x11removed_group_ids\x18\x01 \x03(\tR\x0fremovedGroupIds\"l\n" +
+	"\x11removed_group_ids\x18\x01 \x03(\tR\x0fremovedGroupIds\x12:\n" +
+	"\x0eremoved_groups\x18\x02 \x03(\v2\x13.roster.v1.GroupRefR\rremovedGroups\"l\n" +
 	"\x15ListUserGroupsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -2482,79 +2609,87 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*ExportUsersResponse)(nil),          // 37: roster.v1.ExportUsersResponse
 	(*User)(nil),                         // 38: roster.v1.User
 	(*FieldIssue)(nil),                   // 39: roster.v1.FieldIssue
-	(UserStatus)(0),                      // 40: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 41: google.protobuf.FieldMask
-	(*Group)(nil),                        // 42: roster.v1.Group
-	(Scope)(0),                           // 43: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 44: roster.v1.AccessGrant
+	(*GroupRef)(nil),                     // 40: roster.v1.GroupRef
+	(UserStatus)(0),                      // 41: roster.v1.UserStatus
+	(*fieldmaskpb.FieldMask)(nil),        // 42: google.protobuf.FieldMask
+	(*Group)(nil),                        // 43: roster.v1.Group
+	(Scope)(0),                           // 44: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 45: roster.v1.AccessGrant
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
 	38, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
 	38, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
 	39, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	38, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
-	38, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
-	38, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
-	40, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	38, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	38, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	41, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	38, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	39, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	40, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	38, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	38, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	38, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	39, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	0,  // 17: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
-	21, // 18: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	42, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	40, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	43, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	44, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
-	1,  // 23: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	40, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
-	34, // 25: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	40, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	2,  // 27: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 28: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 29: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 30: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 31: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 32: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 33: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 34: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 35: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 36: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 37: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 38: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 39: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 40: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 41: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 42: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 43: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	3,  // 44: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 45: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 46: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 47: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 48: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 49: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 50: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 51: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 52: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 53: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 54: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 55: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 56: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 57: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 58: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 59: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 60: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	44, // [44:61] is the sub-list for method output_type
-	27, // [27:44] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	40, // 3: roster.v1.CreateUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	38, // 4: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
+	38, // 5: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
+	38, // 6: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
+	41, // 7: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	38, // 8: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	38, // 9: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	42, // 10: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	38, // 11: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	39, // 12: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	41, // 13: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	38, // 14: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	38, // 15: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	38, // 16: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	39, // 17: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	40, // 18: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	0,  // 19: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
+	40, // 20: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
+	40, // 21: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
+	40, // 22: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
+	21, // 23: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
+	40, // 24: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
+	40, // 25: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
+	43, // 26: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	41, // 27: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	44, // 28: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	45, // 29: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	1,  // 30: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
+	41, // 31: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	34, // 32: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
+	41, // 33: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	2,  // 34: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 35: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 36: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 37: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 38: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 39: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 40: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 41: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 42: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 43: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 44: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 45: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 46: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 47: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 48: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 49: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 50: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	3,  // 51: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 52: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 53: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 54: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 55: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 56: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 57: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 58: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 59: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 60: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 61: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 62: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 63: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 64: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 65: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 66: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 67: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	51, // [51:68] is the sub-list for method output_type
+	34, // [34:51] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }

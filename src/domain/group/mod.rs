@@ -1,16 +1,19 @@
 //! Groups (a profile on some units) and memberships; units and profiles live
 //! in their own modules and are re-exported here.
 
+mod given;
 mod profile;
 mod unit;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
+pub(crate) use self::given::{ensure_covered, labels};
 pub use self::{
+    given::{ids as found_ids, labels_of, FoundGroup, GivenGroups, GroupLabel},
     profile::{
         create_profile, delete_profile, get_profile, list_profiles, update_profile, Profile,
         ProfileChanges, ProfileValues,
@@ -45,7 +48,12 @@ pub struct Group {
     pub name: String,
     pub description: String,
     pub profile_id: Uuid,
+    /// The profile's product and name, for people.
+    pub product: String,
+    pub profile_name: String,
     pub scope: UnitScope,
+    /// The names of the scope's units, for people.
+    pub unit_names: BTreeMap<Uuid, String>,
     pub member_count: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
@@ -581,68 +589,45 @@ impl MembershipChange {
     }
 }
 
-/// Every group exists and is covered; refused naming the first that is not.
-fn check_groups_to_change(
-    authority: &Authority,
-    change: MembershipChange,
-    group_ids: &[Uuid],
-    grants: &[Grant],
-) -> Result<(), DomainError> {
-    for (index, id) in group_ids.iter().enumerate() {
-        let Some(grant) = grants.iter().find(|g| g.group_id == *id) else {
-            return Err(DomainError::NotFoundField {
-                field: format!("group_ids[{index}]"),
-                message: format!("group {id} not found"),
-            });
-        };
-        if !authority.covers(grant) {
-            return Err(DomainError::PermissionDenied(format!(
-                "you may not {} group {id}: it grants more than you hold",
-                change.verb()
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Gives a user groups; every one must exist and be covered (refused naming the first that is not).
 pub async fn add_user_to_groups(
     call: &Call,
     user_id: Uuid,
-    group_ids: &[Uuid],
-) -> Result<Vec<Uuid>, DomainError> {
+    groups: &GivenGroups,
+) -> Result<Vec<GroupLabel>, DomainError> {
     let change = MembershipChange::Add;
-    change_memberships(call, user_id, group_ids, change).await
+    change_memberships(call, user_id, groups, change).await
 }
 
 pub async fn remove_user_from_groups(
     call: &Call,
     user_id: Uuid,
-    group_ids: &[Uuid],
-) -> Result<Vec<Uuid>, DomainError> {
+    groups: &GivenGroups,
+) -> Result<Vec<GroupLabel>, DomainError> {
     let change = MembershipChange::Remove;
-    change_memberships(call, user_id, group_ids, change).await
+    change_memberships(call, user_id, groups, change).await
 }
 
 /// The groups changed: those the user was not in (add) or was in (remove).
 async fn change_memberships(
     call: &Call,
     user_id: Uuid,
-    group_ids: &[Uuid],
+    groups: &GivenGroups,
     change: MembershipChange,
-) -> Result<Vec<Uuid>, DomainError> {
+) -> Result<Vec<GroupLabel>, DomainError> {
     let (caller, organization_id) = (&call.caller, call.organization_id());
     let mut work = call.begin().await?;
     ensure_may_act_on(work.tx(), caller, user_id, None).await?;
-    let grants = store::groups::grants_by_ids(&mut **work.tx(), organization_id, group_ids).await?;
-    check_groups_to_change(&caller.authority, change, group_ids, &grants)?;
+    let found = groups.find(work.tx(), organization_id).await?;
+    ensure_covered(&caller.authority, change.verb(), &found)?;
+    let group_ids = found_ids(&found);
     let tx = work.tx();
     let changed = match change {
         MembershipChange::Add => {
-            store::groups::add_memberships(tx, organization_id, user_id, group_ids).await?
+            store::groups::add_memberships(tx, organization_id, user_id, &group_ids).await?
         }
         MembershipChange::Remove => {
-            store::groups::remove_memberships(tx, organization_id, user_id, group_ids).await?
+            store::groups::remove_memberships(tx, organization_id, user_id, &group_ids).await?
         }
     };
     if !changed.is_empty() {
@@ -652,7 +637,7 @@ async fn change_memberships(
         );
     }
     work.commit().await?;
-    Ok(changed)
+    Ok(labels_of(&found, &changed))
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub enum OnExisting {
 #[serde(default)]
 pub struct ImportOptions {
     pub group_ids: Vec<Uuid>,
+    /// Groups by name, as given (trimmed); found when the job starts.
+    pub group_names: Vec<String>,
     pub mirror_user_id: Option<Uuid>,
     pub on_existing: OnExisting,
     pub send_invitations: bool,
@@ -64,6 +66,7 @@ impl Default for ImportOptions {
     fn default() -> Self {
         Self {
             group_ids: Vec::new(),
+            group_names: Vec::new(),
             mirror_user_id: None,
             on_existing: OnExisting::Fail,
             send_invitations: true,

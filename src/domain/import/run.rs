@@ -28,10 +28,11 @@ use crate::{
     domain::{
         call::Call,
         caller::Caller,
+        group::{ensure_covered, found_ids, GivenGroups},
         organization::Settings,
         paging::{Page, PageRequest},
         request::RequestId,
-        user::{check_given_groups, mirrored_grants},
+        user::mirrored_grants,
         values::Email,
         DomainError, FieldViolation,
     },
@@ -152,8 +153,14 @@ pub async fn start_job(
     let organization_id = caller.organization_id;
     let mut tx = pool.begin().await?;
     check_report_recipients(&mut tx, organization_id, &options.report_to).await?;
-    check_given_groups(&mut tx, caller, &options.group_ids, "options.group_ids").await?;
-    let mut option_group_ids = options.group_ids.clone();
+    let given = GivenGroups {
+        prefix: "options.",
+        ids: options.group_ids.clone(),
+        names: options.group_names.clone(),
+    };
+    let given = given.find(&mut tx, organization_id).await?;
+    ensure_covered(&caller.authority, "give", &given)?;
+    let mut option_group_ids = found_ids(&given);
     let mut mirror_skipped = Vec::new();
     if let Some(mirror) = options.mirror_user_id {
         let (covered, skipped) =

@@ -208,7 +208,7 @@ async fn read_inbound(
 #[derive(Debug)]
 pub enum Event {
     Row(RowResult),
-    Summary(ImportJob),
+    Summary(Box<ImportJob>),
     Error(EndError),
 }
 
@@ -252,7 +252,7 @@ pub async fn follow(
                 None => match read!(&pool, |connection| {
                     store::imports::find_job(connection, organization_id, job_id).await
                 }) {
-                    Ok(Some(job)) => Event::Summary(job),
+                    Ok(Some(job)) => Event::Summary(Box::new(job)),
                     Ok(None) => Event::Error(EndError::Internal),
                     Err(error) => Event::Error(end_error_of(&error)),
                 },

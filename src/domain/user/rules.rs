@@ -185,6 +185,8 @@ pub struct NamedGrant {
     pub group_name: String,
     pub product: String,
     pub profile_name: String,
+    /// The names of the grant's units, for people.
+    pub unit_names: std::collections::BTreeMap<Uuid, String>,
     /// The built-in role of the profile, which gives Roster's own scopes.
     pub built_in: Option<Scope>,
 }
@@ -390,6 +392,7 @@ mod tests {
             group_name: "Admins".into(),
             product: "roster".into(),
             profile_name: "Admin".into(),
+            unit_names: Default::default(),
             built_in: Some(Scope::Admin),
         };
         let active = AuthorizableAccess::of(UserStatus::Active, vec![admin.clone()]);

@@ -2,6 +2,8 @@
 //! refused with every violation of its part), and groups, units and profiles
 //! become messages.
 
+use std::collections::BTreeMap;
+
 use tonic::Status;
 use uuid::Uuid;
 
@@ -41,11 +43,26 @@ pub fn group(group: &Group) -> proto::Group {
         description: group.description.clone(),
         profile_id: group.profile_id.to_string(),
         unit_scope,
-        unit_ids,
         member_count: group.member_count,
         create_time: Some(timestamp(group.create_time)),
         update_time: Some(timestamp(group.update_time)),
+        product: group.product.clone(),
+        profile_name: group.profile_name.clone(),
+        units: unit_refs(&group.scope, &group.unit_names),
+        unit_ids,
     }
+}
+
+/// The units of a scope, in the order of its `unit_ids`, with their names.
+pub fn unit_refs(scope: &UnitScope, names: &BTreeMap<Uuid, String>) -> Vec<proto::UnitRef> {
+    scope
+        .unit_ids()
+        .into_iter()
+        .map(|id| proto::UnitRef {
+            id: id.to_string(),
+            name: names.get(&id).cloned().unwrap_or_default(),
+        })
+        .collect()
 }
 
 pub fn unit(unit: &Unit) -> proto::Unit {

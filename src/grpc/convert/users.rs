@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
+        group::{GivenGroups, GroupLabel},
         paging::PageRequest,
         request::IdempotencyKey,
         user::{
@@ -98,15 +99,12 @@ fn user_input(user: Option<proto::User>) -> UserInput {
     }
 }
 
-fn ids_to_proto(ids: &[Uuid]) -> Vec<String> {
-    ids.iter().map(ToString::to_string).collect()
-}
-
 /// The proto fields CreateUser and CloneUser share.
 struct NewUserFields {
     origin: Origin,
     user: Option<proto::User>,
     group_ids: Vec<String>,
+    group_names: Vec<String>,
     source_user_id: String,
     deactivated: bool,
     send_invitation: Option<bool>,
@@ -121,6 +119,7 @@ impl TryFrom<proto::CreateUserRequest> for NewUser {
             origin: Origin::Create,
             user: body.user,
             group_ids: body.group_ids,
+            group_names: body.group_names,
             source_user_id: body.mirror_user_id,
             deactivated: body.deactivated,
             send_invitation: body.send_invitation,
@@ -136,7 +135,8 @@ impl TryFrom<proto::CloneUserRequest> for NewUser {
         new_user(NewUserFields {
             origin: Origin::Clone,
             user: body.user,
-            group_ids: Vec::new(),
+            group_ids: body.group_ids,
+            group_names: body.group_names,
             source_user_id: body.source_user_id,
             deactivated: body.deactivated,
             send_invitation: body.send_invitation,
@@ -151,39 +151,60 @@ fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
     let origin = fields.origin;
     let values =
         UserValues::parse(&user_input(fields.user), "user.").map_err(DomainError::InvalidArgument);
-    let group_ids = parse_ids(&fields.group_ids, "group_ids");
+    let groups = GivenGroups::parse(&fields.group_ids, &fields.group_names, "");
     let source = match origin {
         Origin::Clone => parse_id(&fields.source_user_id, "source_user_id").map(Some),
         Origin::Create => parse_optional_id(&fields.source_user_id, "mirror_user_id"),
     };
     let request_id = IdempotencyKey::parse_optional(&fields.request_id).map_err(invalid);
-    match (values, group_ids, source, request_id) {
-        (Ok(values), Ok(group_ids), Ok(mirror_user_id), Ok(request_id)) => Ok(NewUser {
+    match (values, groups, source, request_id) {
+        (Ok(values), Ok(groups), Ok(mirror_user_id), Ok(request_id)) => Ok(NewUser {
             origin,
             values,
-            group_ids,
+            groups,
             mirror_user_id,
             deactivated: fields.deactivated,
             send_invitation: fields.send_invitation.unwrap_or(true),
             request_id,
         }),
-        (values, group_ids, source, request_id) => Err(refusal([
+        (values, groups, source, request_id) => Err(refusal([
             values.err(),
-            group_ids.err(),
+            groups.err(),
             source.err(),
             request_id.err(),
         ])),
     }
 }
 
-pub fn created_parts(
-    created: &CreatedUser,
-) -> (Option<proto::User>, Vec<String>, Vec<proto::FieldIssue>) {
-    (
-        Some(user(&created.user)),
-        ids_to_proto(&created.skipped_group_ids),
-        field_issues(&created.warnings),
-    )
+/// What CreateUser and CloneUser answer besides the user.
+pub struct CreatedParts {
+    pub user: Option<proto::User>,
+    pub skipped_group_ids: Vec<String>,
+    pub skipped_groups: Vec<proto::GroupRef>,
+    pub warnings: Vec<proto::FieldIssue>,
+}
+
+pub fn created_parts(created: &CreatedUser) -> CreatedParts {
+    CreatedParts {
+        user: Some(user(&created.user)),
+        skipped_group_ids: label_ids(&created.skipped_groups),
+        skipped_groups: group_refs(&created.skipped_groups),
+        warnings: field_issues(&created.warnings),
+    }
+}
+
+pub fn label_ids(groups: &[GroupLabel]) -> Vec<String> {
+    groups.iter().map(|group| group.id.to_string()).collect()
+}
+
+pub fn group_refs(groups: &[GroupLabel]) -> Vec<proto::GroupRef> {
+    groups
+        .iter()
+        .map(|group| proto::GroupRef {
+            id: group.id.to_string(),
+            name: group.name.clone(),
+        })
+        .collect()
 }
 
 impl TryFrom<proto::MirrorUserRequest> for MirrorRequest {
@@ -239,11 +260,14 @@ pub fn mirror_result(result: &MirrorResult) -> proto::MirrorTargetResult {
     proto::MirrorTargetResult {
         target_user_id: result.target_user_id.to_string(),
         applied: result.error.is_none(),
-        added_group_ids: ids_to_proto(&result.added),
-        removed_group_ids: ids_to_proto(&result.removed),
-        skipped_group_ids: ids_to_proto(&result.skipped),
+        added_group_ids: label_ids(&result.added),
+        removed_group_ids: label_ids(&result.removed),
+        skipped_group_ids: label_ids(&result.skipped),
         error_code,
         error_message,
+        added_groups: group_refs(&result.added),
+        removed_groups: group_refs(&result.removed),
+        skipped_groups: group_refs(&result.skipped),
     }
 }
 
@@ -410,20 +434,22 @@ pub fn assigned_status(raw: i32) -> Result<UserStatus, DomainError> {
     })
 }
 
-/// AddUserToGroups and RemoveUserFromGroups: a user and at least one group.
+/// AddUserToGroups and RemoveUserFromGroups: a user and at least one
+/// group, by id or by name.
 pub fn user_and_groups(
     user_id: &str,
     group_ids: &[String],
-) -> Result<(Uuid, Vec<Uuid>), DomainError> {
+    group_names: &[String],
+) -> Result<(Uuid, GivenGroups), DomainError> {
     let user_id = parse_id(user_id, "user_id")?;
-    if group_ids.is_empty() {
+    if group_ids.is_empty() && group_names.is_empty() {
         return Err(DomainError::invalid(
             "group_ids",
             "REQUIRED",
-            "must list at least one group",
+            "must list at least one group, here or by name in group_names",
         ));
     }
-    Ok((user_id, parse_ids(group_ids, "group_ids")?))
+    Ok((user_id, GivenGroups::parse(group_ids, group_names, "")?))
 }
 
 impl TryFrom<proto::SendActivationEmailRequest> for InvitationTargets {
@@ -490,6 +516,7 @@ impl From<AuthorizableAccess> for proto::GetUserAccessResponse {
                         product: named.product,
                         profile_name: named.profile_name,
                         unit_scope,
+                        units: super::groups::unit_refs(&named.grant.scope, &named.unit_names),
                         unit_ids,
                     }
                 })

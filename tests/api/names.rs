@@ -1,0 +1,491 @@
+//! Names wherever an administrator refers to something (issue 16 point 1):
+//! groups by name beside ids, answers that name what they return.
+
+use roster::proto::{self, RowOutcome};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::{
+    groups::{org, south_admin, SouthAdmin},
+    helpers::{error_reason, violated_fields, violations, Bearer, TestApp},
+    import::{options, run_import},
+    users::new_user,
+};
+
+async fn group_names_of(app: &TestApp, user_id: &str) -> Vec<String> {
+    let mut names: Vec<String> = app
+        .users(app.as_admin())
+        .list_user_groups(proto::ListUserGroupsRequest {
+            user_id: user_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .groups
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn groups_are_given_and_removed_by_name_ignoring_case_mixed_with_ids_once_each() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let SouthAdmin {
+        cashier_south,
+        cashier_west,
+        ..
+    } = south_admin(&app, &o).await;
+    let mut users = app.users(app.as_admin());
+    let created = users
+        .create_user(proto::CreateUserRequest {
+            group_ids: vec![cashier_south.clone()],
+            group_names: vec![" cashier SOUTH ".into(), "Cashier West".into()],
+            ..new_user("Ana", "Souza", "ana@acme.test")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        group_names_of(&app, &created.id).await,
+        ["Cashier South", "Cashier West"]
+    );
+
+    let removed = users
+        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
+            user_id: created.id.clone(),
+            group_names: vec!["CASHIER WEST".into(), "cashier west".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed.removed_group_ids, [cashier_west.clone()]);
+    let added = users
+        .add_user_to_groups(proto::AddUserToGroupsRequest {
+            user_id: created.id.clone(),
+            group_ids: vec![cashier_west.clone()],
+            group_names: vec!["Admin South".into(), "cashier west".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(added.added_group_ids.len(), 2, "{added:?}");
+    assert!(added.added_group_ids.contains(&cashier_west));
+    assert_eq!(
+        group_names_of(&app, &created.id).await,
+        ["Admin South", "Cashier South", "Cashier West"]
+    );
+
+    let cloned = users
+        .clone_user(proto::CloneUserRequest {
+            source_user_id: created.id.clone(),
+            user: new_user("Bia", "Lima", "bia@acme.test").user,
+            group_names: vec!["Cashier West".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        group_names_of(&app, &cloned.id).await,
+        ["Admin South", "Cashier South", "Cashier West"]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_group_name_is_refused_naming_field_index_and_name() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    south_admin(&app, &o).await;
+    let mut users = app.users(app.as_admin());
+    let status = users
+        .create_user(proto::CreateUserRequest {
+            group_names: vec!["Cashier South".into(), "Cashier North".into()],
+            ..new_user("Ana", "Souza", "ana@acme.test")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        violations(&status),
+        [(
+            "group_names[1]".to_owned(),
+            "GROUP_NOT_FOUND".to_owned(),
+            "there is no group named `Cashier North` in this organization".to_owned()
+        )]
+    );
+    assert!(status.message().contains("Cashier North"), "{status:?}");
+
+    let user = app.create_user("Bia", "Lima", "bia@acme.test").await;
+    for (names, field) in [
+        (vec!["Nobody".to_owned()], "group_names[0]"),
+        (
+            vec!["Cashier West".to_owned(), " ".to_owned()],
+            "group_names[1]",
+        ),
+        (vec!["a\u{0}b".to_owned()], "group_names[0]"),
+    ] {
+        let status = users
+            .add_user_to_groups(proto::AddUserToGroupsRequest {
+                user_id: user.id.clone(),
+                group_names: names.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{names:?}: {status:?}"
+        );
+        assert_eq!(violated_fields(&status), [field], "{names:?}");
+    }
+    assert!(group_names_of(&app, &user.id).await.is_empty());
+
+    let status = users
+        .add_user_to_groups(proto::AddUserToGroupsRequest {
+            user_id: user.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["group_ids"]);
+    assert!(status.message().contains("group_names"), "{status:?}");
+}
+
+#[tokio::test]
+async fn another_organizations_group_name_is_unknown() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    south_admin(&app, &o).await;
+    let globex = app.create_organization("globex").await;
+    let globex_key = app
+        .create_api_key(globex, "admin", &[roster::domain::caller::Scope::Admin])
+        .await;
+    let status = app
+        .users(Bearer::token(&globex_key))
+        .create_user(proto::CreateUserRequest {
+            group_names: vec!["Cashier South".into()],
+            ..new_user("Gil", "Globex", "gil@globex.test")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), ["group_names[0]"]);
+}
+
+#[tokio::test]
+async fn an_uncovered_group_is_refused_by_name_in_message_and_details() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let SouthAdmin {
+        cashier_west,
+        bearer: unit_admin,
+        ..
+    } = south_admin(&app, &o).await;
+    let target = app.create_user("Caio", "Reis", "caio@acme.test").await;
+    let by_name = proto::AddUserToGroupsRequest {
+        user_id: target.id.clone(),
+        group_names: vec!["cashier west".into()],
+        ..Default::default()
+    };
+    let by_id = proto::AddUserToGroupsRequest {
+        user_id: target.id.clone(),
+        group_ids: vec![cashier_west.clone()],
+        ..Default::default()
+    };
+    for request in [by_name, by_id] {
+        let status = app
+            .users(unit_admin.clone())
+            .add_user_to_groups(request)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(
+            status
+                .message()
+                .starts_with("you may not give group `Cashier West` ("),
+            "{status:?}"
+        );
+        assert_eq!(error_reason(&status).as_deref(), Some("GROUP_NOT_COVERED"));
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.metadata["group_id"], cashier_west);
+        assert_eq!(info.metadata["group_name"], "Cashier West");
+    }
+    let status = app
+        .users(unit_admin)
+        .create_user(proto::CreateUserRequest {
+            group_names: vec!["Cashier West".into()],
+            ..new_user("Dora", "Reis", "dora@acme.test")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("`Cashier West`"), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_import_gives_the_options_groups_by_name() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let SouthAdmin { cashier_south, .. } = south_admin(&app, &o).await;
+    let refused = run_import(
+        &app,
+        app.as_admin(),
+        false,
+        proto::ImportOptions {
+            group_names: vec!["Cashier South".into(), "Ghosts".into()],
+            ..options()
+        },
+        b"first_name,last_name,email\nA,B,ab@acme.com\n",
+        64,
+    )
+    .await;
+    let status = refused.error.unwrap();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["options.group_names[1]"]);
+
+    let run = run_import(
+        &app,
+        app.as_admin(),
+        false,
+        proto::ImportOptions {
+            group_ids: vec![cashier_south],
+            group_names: vec!["cashier south".into(), "Cashier West".into()],
+            ..options()
+        },
+        b"first_name,last_name,email\nA,B,ab@acme.com\n",
+        64,
+    )
+    .await;
+    assert_eq!(run.outcomes(), [(2, RowOutcome::Created)]);
+    let user_id = run.rows[0].user_id.clone();
+    assert_eq!(
+        group_names_of(&app, &user_id).await,
+        ["Cashier South", "Cashier West"]
+    );
+    let job = app
+        .imports(app.as_admin())
+        .get_import_job(proto::GetImportJobRequest {
+            job_id: run.summary.unwrap().job_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(
+        job.options.unwrap().group_names,
+        ["cashier south", "Cashier West"],
+        "the job keeps the names as given"
+    );
+}
+
+fn refs(groups: &[proto::GroupRef]) -> Vec<(String, String)> {
+    groups
+        .iter()
+        .map(|g| (g.id.clone(), g.name.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn answers_name_the_groups_they_return() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let SouthAdmin {
+        cashier_south,
+        cashier_west,
+        bearer: unit_admin,
+        ..
+    } = south_admin(&app, &o).await;
+    let south = (cashier_south.clone(), "Cashier South".to_owned());
+    let west = (cashier_west.clone(), "Cashier West".to_owned());
+    let mut admin = app.users(app.as_admin());
+    let source = admin
+        .create_user(proto::CreateUserRequest {
+            group_names: vec!["Cashier South".into(), "Cashier West".into()],
+            ..new_user("Ana", "Souza", "ana@acme.test")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+
+    let mut users = app.users(unit_admin);
+    let mirrored = users
+        .create_user(proto::CreateUserRequest {
+            mirror_user_id: source.id.clone(),
+            ..new_user("Bia", "Lima", "bia@acme.test")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mirrored.skipped_group_ids, [cashier_west.clone()]);
+    assert_eq!(refs(&mirrored.skipped_groups), [west.clone()]);
+    let cloned = users
+        .clone_user(proto::CloneUserRequest {
+            source_user_id: source.id.clone(),
+            user: new_user("Caio", "Reis", "caio@acme.test").user,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refs(&cloned.skipped_groups), [west.clone()]);
+    let clone_id = cloned.user.unwrap().id;
+
+    let removed = users
+        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
+            user_id: clone_id.clone(),
+            group_ids: vec![cashier_south.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refs(&removed.removed_groups), [south.clone()]);
+    let added = users
+        .add_user_to_groups(proto::AddUserToGroupsRequest {
+            user_id: clone_id.clone(),
+            group_ids: vec![cashier_south.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refs(&added.added_groups), [south.clone()]);
+
+    let target = app.create_user("Dora", "Reis", "dora@acme.test").await;
+    let out_of_reach = admin
+        .create_user(proto::CreateUserRequest {
+            group_names: vec!["Cashier West".into()],
+            ..new_user("Eva", "Melo", "eva@acme.test")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    let results = users
+        .mirror_user(proto::MirrorUserRequest {
+            reference_user_id: source.id,
+            target_user_ids: vec![target.id, out_of_reach.id],
+            mode: proto::MirrorMode::Add as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(refs(&results[0].added_groups), [south]);
+    assert_eq!(refs(&results[0].skipped_groups), [west]);
+    assert!(results[0].removed_groups.is_empty());
+    assert_eq!(results[1].error_code, "PERMISSION_DENIED");
+    let message = &results[1].error_message;
+    assert!(
+        message.starts_with("user eva@acme.test (")
+            && message.contains("holds group `Cashier West` ("),
+        "{message}"
+    );
+}
+
+fn unit_refs(units: &[proto::UnitRef]) -> Vec<(String, String)> {
+    units
+        .iter()
+        .map(|u| (u.id.clone(), u.name.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn groups_and_access_carry_their_profile_and_unit_names() {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let both = crate::groups::group(
+        &app,
+        "Cashiers South and West",
+        &o.cashier_profile,
+        proto::UnitScope::Units,
+        &[&o.south, &o.west],
+    )
+    .await;
+    let mut expected_units = vec![
+        (o.south.clone(), "South Zone".to_owned()),
+        (o.west.clone(), "West Zone".to_owned()),
+    ];
+    expected_units.sort();
+    let group = app
+        .groups(app.as_admin())
+        .get_group(proto::GetGroupRequest {
+            group_id: both.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap();
+    assert_eq!(
+        (group.product.as_str(), group.profile_name.as_str()),
+        ("POS", "Cashier")
+    );
+    assert_eq!(unit_refs(&group.units), expected_units);
+    assert_eq!(
+        group.units.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        group.unit_ids,
+        "in the order of unit_ids"
+    );
+
+    let listed = app
+        .groups(app.as_admin())
+        .list_groups(proto::ListGroupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    let listed = listed.iter().find(|g| g.id == both).unwrap();
+    assert_eq!(unit_refs(&listed.units), expected_units);
+    assert_eq!(listed.profile_name, "Cashier");
+
+    let (user, _) = app.signed_in_user("ana@acme.test").await;
+    app.users(app.as_admin())
+        .add_user_to_groups(proto::AddUserToGroupsRequest {
+            user_id: user.id.clone(),
+            group_names: vec!["Cashiers South and West".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let access = app
+        .users(app.as_admin())
+        .get_user_access(proto::GetUserAccessRequest {
+            user_id: user.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let grant = access.grants.iter().find(|g| g.group_id == both).unwrap();
+    assert_eq!(grant.group_name, "Cashiers South and West");
+    assert_eq!(
+        (grant.product.as_str(), grant.profile_name.as_str()),
+        ("POS", "Cashier")
+    );
+    assert_eq!(unit_refs(&grant.units), expected_units);
+    let mine = app
+        .users(app.as_admin())
+        .list_user_groups(proto::ListUserGroupsRequest {
+            user_id: user.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(unit_refs(&mine[0].units), expected_units);
+}
