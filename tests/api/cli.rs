@@ -343,7 +343,10 @@ pub(crate) async fn kill_postmaster_and_read_until_served(
             Err(status) => {
                 assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
                 let took = asked.elapsed();
-                assert!(took < Duration::from_secs(1), "refused after {took:?}");
+                // Refused as soon as the watch's next probe fails (a quarter
+                // of a second), not after the call's 3 s deadline; the slack
+                // is for a loaded machine.
+                assert!(took < Duration::from_secs(2), "refused after {took:?}");
                 refused += 1;
             }
         }
