@@ -472,14 +472,14 @@ fn spawn_authentication_tasks(
     );
     let recorder = authenticator.clone();
     tasks.spawn(
-        "the API key use recorder",
+        "the API key and session use recorder",
         periodic(
-            "record API key uses",
+            "record API key and session uses",
             Duration::from_secs(1),
             database.clone(),
             move || {
                 let recorder = recorder.clone();
-                async move { recorder.record_key_uses().await }
+                async move { recorder.record_uses().await }
             },
         ),
     );

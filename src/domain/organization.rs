@@ -70,6 +70,8 @@ pub struct Settings {
     pub locale: Locale,
     /// How emails name the organization; empty: by its name.
     pub display_name: String,
+    /// Sessions a user may hold at once; `None`: no limit.
+    pub max_sessions_per_user: Option<i32>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +102,8 @@ const DAY: i64 = 24 * HOUR;
 pub const INVITATION_TTL_RANGE: (i64, i64) = (HOUR, 90 * DAY);
 pub const PASSWORD_RESET_TTL_RANGE: (i64, i64) = (5 * MINUTE, 7 * DAY);
 pub const ACCESS_TOKEN_TTL_RANGE: (i64, i64) = (5 * MINUTE, 30 * DAY);
+/// The largest session limit; 0 means none.
+pub const MAX_SESSIONS_PER_USER: i32 = 1000;
 
 /// Settings as a caller sent them, before validation. `None`: not in the mask.
 #[derive(Debug, Clone, Default)]
@@ -114,6 +118,8 @@ pub struct SettingsPatch {
     pub locale: Option<String>,
     /// Empty (or blank) clears it.
     pub display_name: Option<String>,
+    /// 0 clears it.
+    pub max_sessions_per_user: Option<i32>,
 }
 
 impl SettingsPatch {
@@ -184,6 +190,18 @@ impl SettingsPatch {
                 Ok(display_name) => next.display_name = display_name,
                 Err(violation) => violations.push(violation),
             }
+        }
+        match self.max_sessions_per_user {
+            None => {}
+            Some(0) => next.max_sessions_per_user = None,
+            Some(limit) if (1..=MAX_SESSIONS_PER_USER).contains(&limit) => {
+                next.max_sessions_per_user = Some(limit)
+            }
+            Some(_) => violations.push(FieldViolation::new(
+                "settings.max_sessions_per_user",
+                "OUT_OF_RANGE",
+                format!("must be 0 (no limit) to {MAX_SESSIONS_PER_USER}"),
+            )),
         }
         DomainError::check(violations)?;
         Ok(next)
@@ -420,6 +438,11 @@ fn settings_changes(old: &Settings, new: &Settings) -> FieldChanges {
             json!(old.display_name),
             json!(new.display_name),
         ),
+        (
+            "max_sessions_per_user",
+            json!(old.max_sessions_per_user),
+            json!(new.max_sessions_per_user),
+        ),
     ])
 }
 
@@ -436,6 +459,7 @@ mod tests {
             access_token_ttl_seconds: 8 * HOUR,
             locale: Locale::En,
             display_name: String::new(),
+            max_sessions_per_user: None,
         }
     }
 

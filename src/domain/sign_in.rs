@@ -17,6 +17,7 @@ use super::{
     organization::Organization,
     password::{unmet_rules, Password, PasswordHasher, PasswordRule},
     request::RequestId,
+    session::SessionOrigin,
     status::UserStatus,
     token::{LinkPurpose, LinkRecord, PresentedToken, Secret, TokenKind},
     unit_of_work::UnitOfWork,
@@ -104,8 +105,9 @@ impl SignIn {
         organization: &str,
         username: &str,
         password: &Password,
-        peer: Option<IpAddr>,
+        origin: &SessionOrigin,
     ) -> Result<SignedIn, DomainError> {
+        let peer = origin.peer_address;
         DomainError::check(
             [
                 account_violations(organization, username),
@@ -149,30 +151,44 @@ impl SignIn {
             }
             LoginVerdict::SignedIn((organization, user_id)) => {
                 reservation.succeeded().await?;
-                self.start_session(&organization, user_id).await
+                self.start_session(&organization, user_id, origin).await
             }
         }
     }
 
-    /// A new access token, and the sign-in time, in one commit.
+    /// A new access token (a session), and the sign-in time, in one
+    /// commit; past the organization's session limit the user's oldest
+    /// sessions end.
     async fn start_session(
         &self,
         organization: &Organization,
         user_id: uuid::Uuid,
+        origin: &SessionOrigin,
     ) -> Result<SignedIn, DomainError> {
         let access_token = Secret::generate(TokenKind::AccessToken);
         let expire_time =
             Utc::now() + chrono::Duration::seconds(organization.settings.access_token_ttl_seconds);
         let mut tx = self.pool.begin().await?;
+        // First: its row lock makes the user's concurrent sign-ins count their sessions in turn.
+        store::users::touch_last_login(&mut *tx, organization.id, user_id).await?;
         store::access_tokens::insert(
             &mut *tx,
             organization.id,
             user_id,
             &access_token.hash(),
             expire_time,
+            origin,
         )
         .await?;
-        store::users::touch_last_login(&mut *tx, organization.id, user_id).await?;
+        if let Some(limit) = organization.settings.max_sessions_per_user {
+            store::access_tokens::revoke_oldest_beyond(
+                &mut *tx,
+                organization.id,
+                user_id,
+                i64::from(limit),
+            )
+            .await?;
+        }
         tx.commit().await?;
         let scopes = self
             .authenticator
@@ -191,14 +207,16 @@ impl SignIn {
     /// Revokes the access token of the call.
     pub async fn logout(&self, caller: &Caller) -> Result<(), DomainError> {
         let Principal::User {
-            access_token_id, ..
+            id: user_id,
+            access_token_id,
         } = caller.principal
         else {
             return Err(not_signed_in(
                 "Logout ends a user's session; revoke API keys with RevokeApiKey",
             ));
         };
-        store::access_tokens::revoke(&self.pool, caller.organization_id, access_token_id).await?;
+        store::access_tokens::revoke(&self.pool, caller.organization_id, user_id, access_token_id)
+            .await?;
         Ok(())
     }
 

@@ -5,11 +5,11 @@ use tracing::Instrument;
 
 use super::{
     call_of, caller,
-    convert::{page_request, users as convert},
+    convert::{page_request, parse_optional_id, users as convert},
 };
 use crate::{
     domain::{
-        group as groups, import,
+        group as groups, import, session,
         user::{self, InvitationTargets, MirrorRequest, NewUser, UserListRequest, UserUpdate},
     },
     proto::{self, user_service_server::UserService},
@@ -262,5 +262,36 @@ impl UserService for UserHandler {
         let caller = caller(&request)?;
         let stats = user::onboarding_stats(&self.pool, caller.organization_id).await?;
         Ok(Response::new(stats.into()))
+    }
+
+    async fn list_user_sessions(
+        &self,
+        request: Request<proto::ListUserSessionsRequest>,
+    ) -> Result<Response<proto::ListUserSessionsResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let named = parse_optional_id(&request.get_ref().user_id, "user_id")?;
+        let user_id = session::sessions_owner(&call.caller, named)?;
+        let sessions = session::list_user_sessions(&call, user_id).await?;
+        Ok(Response::new(proto::ListUserSessionsResponse {
+            sessions: sessions
+                .iter()
+                .map(|listed| convert::session(listed, &call.caller))
+                .collect(),
+        }))
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        request: Request<proto::RevokeUserSessionsRequest>,
+    ) -> Result<Response<proto::RevokeUserSessionsResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let body = request.get_ref();
+        let named = parse_optional_id(&body.user_id, "user_id")?;
+        let session_id = parse_optional_id(&body.session_id, "session_id")?;
+        let user_id = session::sessions_owner(&call.caller, named)?;
+        let revoked = session::revoke_user_sessions(&call, user_id, session_id).await?;
+        Ok(Response::new(proto::RevokeUserSessionsResponse {
+            revoked_count: revoked as i64,
+        }))
     }
 }

@@ -38,6 +38,7 @@ mod organizations;
 mod request_ergonomics;
 mod search;
 mod serve_crash;
+mod sessions;
 #[cfg(feature = "external-tools")]
 mod smtp;
 mod status_rule;

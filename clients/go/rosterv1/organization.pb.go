@@ -152,9 +152,12 @@ type OrganizationSettings struct {
 	// How emails name the organization (e.g. `Acme Corporation` for `acme`), at
 	// most 100 characters; empty: by its name. The name, which people type at
 	// sign-in, is set by the operator (`roster org create`, `roster org rename`).
-	DisplayName   string `protobuf:"bytes,7,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DisplayName string `protobuf:"bytes,7,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Sessions (sign-ins) a user may hold at once; a sign-in beyond it ends the
+	// user's oldest session. 0: no limit (default); at most 1000.
+	MaxSessionsPerUser int32 `protobuf:"varint,8,opt,name=max_sessions_per_user,json=maxSessionsPerUser,proto3" json:"max_sessions_per_user,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *OrganizationSettings) Reset() {
@@ -234,6 +237,13 @@ func (x *OrganizationSettings) GetDisplayName() string {
 		return x.DisplayName
 	}
 	return ""
+}
+
+func (x *OrganizationSettings) GetMaxSessionsPerUser() int32 {
+	if x != nil {
+		return x.MaxSessionsPerUser
+	}
+	return 0
 }
 
 // A tenant.
@@ -439,7 +449,7 @@ var File_roster_v1_organization_proto protoreflect.FileDescriptor
 
 const file_roster_v1_organization_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x03\n" +
+	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x03\n" +
 	"\x14OrganizationSettings\x124\n" +
 	"\x16allow_duplicate_emails\x18\x01 \x01(\bR\x14allowDuplicateEmails\x12_\n" +
 	"\x1apublic_email_domain_policy\x18\x02 \x01(\x0e2\".roster.v1.PublicEmailDomainPolicyR\x17publicEmailDomainPolicy\x12@\n" +
@@ -447,7 +457,8 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"\x12password_reset_ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10passwordResetTtl\x12C\n" +
 	"\x10access_token_ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0eaccessTokenTtl\x12\x16\n" +
 	"\x06locale\x18\x06 \x01(\tR\x06locale\x12!\n" +
-	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\"\xe9\x01\n" +
+	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\x121\n" +
+	"\x15max_sessions_per_user\x18\b \x01(\x05R\x12maxSessionsPerUser\"\xe9\x01\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12;\n" +

@@ -2241,11 +2241,201 @@ func (x *ExportUsersResponse) GetChunk() []byte {
 	return nil
 }
 
+type ListUserSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: the caller's own sessions (a signed-in user).
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserSessionsRequest) Reset() {
+	*x = ListUserSessionsRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserSessionsRequest) ProtoMessage() {}
+
+func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListUserSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListUserSessionsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ListUserSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Live sessions only (not revoked, not expired), newest first.
+	Sessions      []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserSessionsResponse) Reset() {
+	*x = ListUserSessionsResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserSessionsResponse) ProtoMessage() {}
+
+func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListUserSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListUserSessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+type RevokeUserSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: the caller's own sessions (a signed-in user).
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// One session of the user; empty: every session of the user (the calling
+	// one too, when it is among them).
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserSessionsRequest) Reset() {
+	*x = RevokeUserSessionsRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserSessionsRequest) ProtoMessage() {}
+
+func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
+func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RevokeUserSessionsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RevokeUserSessionsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type RevokeUserSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sessions that were live and are now ended.
+	RevokedCount  int64 `protobuf:"varint,1,opt,name=revoked_count,json=revokedCount,proto3" json:"revoked_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserSessionsResponse) Reset() {
+	*x = RevokeUserSessionsResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserSessionsResponse) ProtoMessage() {}
+
+func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
+func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RevokeUserSessionsResponse) GetRevokedCount() int64 {
+	if x != nil {
+		return x.RevokedCount
+	}
+	return 0
+}
+
 var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xfe\x01\n" +
+	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xfe\x01\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12$\n" +
@@ -2392,7 +2582,17 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"_onboardedB\x16\n" +
 	"\x14_public_email_domain\"+\n" +
 	"\x13ExportUsersResponse\x12\x14\n" +
-	"\x05chunk\x18\x01 \x01(\fR\x05chunk*W\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"2\n" +
+	"\x17ListUserSessionsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"J\n" +
+	"\x18ListUserSessionsResponse\x12.\n" +
+	"\bsessions\x18\x01 \x03(\v2\x12.roster.v1.SessionR\bsessions\"S\n" +
+	"\x19RevokeUserSessionsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"A\n" +
+	"\x1aRevokeUserSessionsResponse\x12#\n" +
+	"\rrevoked_count\x18\x01 \x01(\x03R\frevokedCount*W\n" +
 	"\n" +
 	"MirrorMode\x12\x1b\n" +
 	"\x17MIRROR_MODE_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -2401,7 +2601,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x10ActivationFilter\x12!\n" +
 	"\x1dACTIVATION_FILTER_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ACTIVATION_FILTER_EXPIRED\x10\x01\x12#\n" +
-	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\x85\v\n" +
+	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\xc5\f\n" +
 	"\vUserService\x12I\n" +
 	"\n" +
 	"CreateUser\x12\x1c.roster.v1.CreateUserRequest\x1a\x1d.roster.v1.CreateUserResponse\x12@\n" +
@@ -2424,7 +2624,9 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\rGetUserAccess\x12\x1f.roster.v1.GetUserAccessRequest\x1a .roster.v1.GetUserAccessResponse\x12d\n" +
 	"\x13SendActivationEmail\x12%.roster.v1.SendActivationEmailRequest\x1a&.roster.v1.SendActivationEmailResponse\x12a\n" +
 	"\x12GetOnboardingStats\x12$.roster.v1.GetOnboardingStatsRequest\x1a%.roster.v1.GetOnboardingStatsResponse\x12N\n" +
-	"\vExportUsers\x12\x1d.roster.v1.ExportUsersRequest\x1a\x1e.roster.v1.ExportUsersResponse0\x01BL\n" +
+	"\vExportUsers\x12\x1d.roster.v1.ExportUsersRequest\x1a\x1e.roster.v1.ExportUsersResponse0\x01\x12[\n" +
+	"\x10ListUserSessions\x12\".roster.v1.ListUserSessionsRequest\x1a#.roster.v1.ListUserSessionsResponse\x12a\n" +
+	"\x12RevokeUserSessions\x12$.roster.v1.RevokeUserSessionsRequest\x1a%.roster.v1.RevokeUserSessionsResponseBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -2440,7 +2642,7 @@ func file_roster_v1_user_service_proto_rawDescGZIP() []byte {
 }
 
 var file_roster_v1_user_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_roster_v1_user_service_proto_goTypes = []any{
 	(MirrorMode)(0),                      // 0: roster.v1.MirrorMode
 	(ActivationFilter)(0),                // 1: roster.v1.ActivationFilter
@@ -2480,81 +2682,91 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*GetOnboardingStatsResponse)(nil),   // 35: roster.v1.GetOnboardingStatsResponse
 	(*ExportUsersRequest)(nil),           // 36: roster.v1.ExportUsersRequest
 	(*ExportUsersResponse)(nil),          // 37: roster.v1.ExportUsersResponse
-	(*User)(nil),                         // 38: roster.v1.User
-	(*FieldIssue)(nil),                   // 39: roster.v1.FieldIssue
-	(UserStatus)(0),                      // 40: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 41: google.protobuf.FieldMask
-	(*Group)(nil),                        // 42: roster.v1.Group
-	(Scope)(0),                           // 43: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 44: roster.v1.AccessGrant
+	(*ListUserSessionsRequest)(nil),      // 38: roster.v1.ListUserSessionsRequest
+	(*ListUserSessionsResponse)(nil),     // 39: roster.v1.ListUserSessionsResponse
+	(*RevokeUserSessionsRequest)(nil),    // 40: roster.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),   // 41: roster.v1.RevokeUserSessionsResponse
+	(*User)(nil),                         // 42: roster.v1.User
+	(*FieldIssue)(nil),                   // 43: roster.v1.FieldIssue
+	(UserStatus)(0),                      // 44: roster.v1.UserStatus
+	(*fieldmaskpb.FieldMask)(nil),        // 45: google.protobuf.FieldMask
+	(*Group)(nil),                        // 46: roster.v1.Group
+	(Scope)(0),                           // 47: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 48: roster.v1.AccessGrant
+	(*Session)(nil),                      // 49: roster.v1.Session
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
-	38, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
-	38, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
-	39, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	38, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
-	38, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
-	38, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
-	40, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	38, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	38, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	41, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	38, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	39, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	40, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	38, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	38, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	38, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	39, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	42, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
+	42, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
+	43, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	42, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
+	42, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
+	42, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
+	44, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	42, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	42, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	45, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	42, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	43, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	44, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	42, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	42, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	42, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	43, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
 	0,  // 17: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
 	21, // 18: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	42, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	40, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	43, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	44, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	46, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	44, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	47, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	48, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
 	1,  // 23: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	40, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	44, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
 	34, // 25: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	40, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	2,  // 27: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 28: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 29: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 30: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 31: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 32: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 33: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 34: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 35: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 36: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 37: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 38: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 39: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 40: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 41: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 42: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 43: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	3,  // 44: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 45: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 46: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 47: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 48: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 49: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 50: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 51: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 52: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 53: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 54: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 55: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 56: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 57: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 58: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 59: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 60: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	44, // [44:61] is the sub-list for method output_type
-	27, // [27:44] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	44, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	49, // 27: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	2,  // 28: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 29: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 30: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 31: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 32: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 33: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 34: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 35: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 36: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 37: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 38: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 39: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 40: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 41: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 42: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 43: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 44: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	38, // 45: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
+	40, // 46: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
+	3,  // 47: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 48: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 49: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 50: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 51: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 52: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 53: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 54: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 55: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 56: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 57: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 58: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 59: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 60: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 61: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 62: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 63: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 64: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 65: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	47, // [47:66] is the sub-list for method output_type
+	28, // [28:47] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }
@@ -2562,6 +2774,7 @@ func file_roster_v1_user_service_proto_init() {
 	if File_roster_v1_user_service_proto != nil {
 		return
 	}
+	file_roster_v1_auth_proto_init()
 	file_roster_v1_common_proto_init()
 	file_roster_v1_group_proto_init()
 	file_roster_v1_user_proto_init()
@@ -2580,7 +2793,7 @@ func file_roster_v1_user_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_user_service_proto_rawDesc), len(file_roster_v1_user_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,8 @@ const (
 	UserService_SendActivationEmail_FullMethodName  = "/roster.v1.UserService/SendActivationEmail"
 	UserService_GetOnboardingStats_FullMethodName   = "/roster.v1.UserService/GetOnboardingStats"
 	UserService_ExportUsers_FullMethodName          = "/roster.v1.UserService/ExportUsers"
+	UserService_ListUserSessions_FullMethodName     = "/roster.v1.UserService/ListUserSessions"
+	UserService_RevokeUserSessions_FullMethodName   = "/roster.v1.UserService/RevokeUserSessions"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -79,6 +81,14 @@ type UserServiceClient interface {
 	// Streams users as CSV in the import format plus status, groups and id,
 	// and the read-only onboarded and derived_status; audited. Scope: ADMIN.
 	ExportUsers(ctx context.Context, in *ExportUsersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportUsersResponse], error)
+	// Lists a user's live sessions (access tokens from Login), newest first.
+	// Empty `user_id`: the caller's own. An administrator lists those of the
+	// users they may act on. Scope: ADMIN, or signed-in for oneself.
+	ListUserSessions(ctx context.Context, in *ListUserSessionsRequest, opts ...grpc.CallOption) (*ListUserSessionsResponse, error)
+	// Ends one session of a user, or all of them, at once on every server;
+	// audited. Empty `user_id`: the caller's own. An administrator ends those
+	// of the users they may act on. Scope: ADMIN, or signed-in for oneself.
+	RevokeUserSessions(ctx context.Context, in *RevokeUserSessionsRequest, opts ...grpc.CallOption) (*RevokeUserSessionsResponse, error)
 }
 
 type userServiceClient struct {
@@ -268,6 +278,26 @@ func (c *userServiceClient) ExportUsers(ctx context.Context, in *ExportUsersRequ
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type UserService_ExportUsersClient = grpc.ServerStreamingClient[ExportUsersResponse]
 
+func (c *userServiceClient) ListUserSessions(ctx context.Context, in *ListUserSessionsRequest, opts ...grpc.CallOption) (*ListUserSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUserSessionsResponse)
+	err := c.cc.Invoke(ctx, UserService_ListUserSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) RevokeUserSessions(ctx context.Context, in *RevokeUserSessionsRequest, opts ...grpc.CallOption) (*RevokeUserSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeUserSessionsResponse)
+	err := c.cc.Invoke(ctx, UserService_RevokeUserSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -309,6 +339,14 @@ type UserServiceServer interface {
 	// Streams users as CSV in the import format plus status, groups and id,
 	// and the read-only onboarded and derived_status; audited. Scope: ADMIN.
 	ExportUsers(*ExportUsersRequest, grpc.ServerStreamingServer[ExportUsersResponse]) error
+	// Lists a user's live sessions (access tokens from Login), newest first.
+	// Empty `user_id`: the caller's own. An administrator lists those of the
+	// users they may act on. Scope: ADMIN, or signed-in for oneself.
+	ListUserSessions(context.Context, *ListUserSessionsRequest) (*ListUserSessionsResponse, error)
+	// Ends one session of a user, or all of them, at once on every server;
+	// audited. Empty `user_id`: the caller's own. An administrator ends those
+	// of the users they may act on. Scope: ADMIN, or signed-in for oneself.
+	RevokeUserSessions(context.Context, *RevokeUserSessionsRequest) (*RevokeUserSessionsResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -369,6 +407,12 @@ func (UnimplementedUserServiceServer) GetOnboardingStats(context.Context, *GetOn
 }
 func (UnimplementedUserServiceServer) ExportUsers(*ExportUsersRequest, grpc.ServerStreamingServer[ExportUsersResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method ExportUsers not implemented")
+}
+func (UnimplementedUserServiceServer) ListUserSessions(context.Context, *ListUserSessionsRequest) (*ListUserSessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListUserSessions not implemented")
+}
+func (UnimplementedUserServiceServer) RevokeUserSessions(context.Context, *RevokeUserSessionsRequest) (*RevokeUserSessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RevokeUserSessions not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -690,6 +734,42 @@ func _UserService_ExportUsers_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type UserService_ExportUsersServer = grpc.ServerStreamingServer[ExportUsersResponse]
 
+func _UserService_ListUserSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUserSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).ListUserSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_ListUserSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).ListUserSessions(ctx, req.(*ListUserSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_RevokeUserSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeUserSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).RevokeUserSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_RevokeUserSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).RevokeUserSessions(ctx, req.(*RevokeUserSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -760,6 +840,14 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetOnboardingStats",
 			Handler:    _UserService_GetOnboardingStats_Handler,
+		},
+		{
+			MethodName: "ListUserSessions",
+			Handler:    _UserService_ListUserSessions_Handler,
+		},
+		{
+			MethodName: "RevokeUserSessions",
+			Handler:    _UserService_RevokeUserSessions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -88,6 +88,7 @@ const SETTING_PATHS: &[&str] = &[
     "access_token_ttl",
     "locale",
     "display_name",
+    "max_sessions_per_user",
 ];
 
 /// Reads the settings named in the mask (`x` or `settings.x`); an empty mask
@@ -122,6 +123,9 @@ pub fn settings_patch(
                 patch.access_token_ttl = Some(whole_seconds(settings.access_token_ttl.as_ref()))
             }
             "locale" => patch.locale = Some(settings.locale.clone()),
+            "max_sessions_per_user" => {
+                patch.max_sessions_per_user = Some(settings.max_sessions_per_user)
+            }
             _ => patch.display_name = Some(settings.display_name.clone()),
         }
     }
@@ -159,6 +163,7 @@ pub fn organization(organization: &Organization) -> proto::Organization {
             access_token_ttl: duration(settings.access_token_ttl_seconds),
             locale: settings.locale.as_str().to_owned(),
             display_name: settings.display_name.clone(),
+            max_sessions_per_user: settings.max_sessions_per_user.unwrap_or(0),
         }),
         create_time: Some(timestamp(organization.create_time)),
         update_time: Some(timestamp(organization.update_time)),

@@ -6,8 +6,10 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
+        caller::{Caller, Principal},
         paging::PageRequest,
         request::IdempotencyKey,
+        session::Session,
         user::{
             AuthorizableAccess, CreatedUser, InvitationTargets, LookupKey, MirrorMode,
             MirrorRequest, MirrorResult, NewUser, OnboardingStats, Origin, User, UserField,
@@ -512,5 +514,23 @@ impl From<OnboardingStats> for proto::GetOnboardingStatsResponse {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A live session as ListUserSessions shows it; `current` when it is the
+/// caller's own token.
+pub fn session(session: &Session, caller: &Caller) -> proto::Session {
+    let current = matches!(
+        caller.principal,
+        Principal::User { access_token_id, .. } if access_token_id == session.id
+    );
+    proto::Session {
+        id: session.id.to_string(),
+        create_time: Some(timestamp(session.create_time)),
+        last_used_time: optional_timestamp(session.last_used_time),
+        expire_time: Some(timestamp(session.expire_time)),
+        peer_address: session.peer_address.clone().unwrap_or_default(),
+        user_agent: session.user_agent.clone().unwrap_or_default(),
+        current,
     }
 }
