@@ -379,12 +379,15 @@ async fn grpc_server(
         .add_optional_service(reflection_v1alpha)
         .add_service(AuthServiceServer::new(AuthHandler::new(
             pool.clone(),
-            sign_in,
+            sign_in.clone(),
         )))
         .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
             pool.clone(),
         )))
-        .add_service(UserServiceServer::new(UserHandler::new(pool.clone())))
+        .add_service(UserServiceServer::new(UserHandler::new(
+            pool.clone(),
+            sign_in,
+        )))
         .add_service(GroupServiceServer::new(GroupHandler::new(pool)))
         .add_service(ImportServiceServer::new(import));
     let stopped = async {

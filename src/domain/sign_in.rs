@@ -12,6 +12,7 @@ pub use self::throttle::{carry_over as carry_throttle_over, Bucket, ThrottleSett
 use self::throttle::{Flow, Throttle};
 use super::{
     authentication::Authenticator,
+    call::Call,
     caller::{Actor, Caller, Principal, Scopes},
     name::MAX_NAME_CHARS,
     organization::Organization,
@@ -21,11 +22,13 @@ use super::{
     status::UserStatus,
     token::{LinkPurpose, LinkRecord, PresentedToken, Secret, TokenKind},
     unit_of_work::UnitOfWork,
+    user::ensure_may_act_on,
     DomainError, FieldViolation,
 };
 use crate::store;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 /// A successful sign-in.
 #[derive(Debug)]
@@ -406,6 +409,59 @@ impl SignIn {
         store::password_reset_requests::insert(&self.pool, organization.trim(), username.trim())
             .await?;
         Ok(())
+    }
+
+    /// SendPasswordReset: queues a reset link for an onboarded user the
+    /// caller may act on, counted on the account's reset budget as a
+    /// "Forgot password" from an unfamiliar address is (so neither can be
+    /// used to flood a mailbox); a held-back request is refused, not hidden,
+    /// since the administrator is told what happened.
+    pub async fn send_password_reset(&self, call: &Call, user_id: Uuid) -> Result<(), DomainError> {
+        let caller = &call.caller;
+        let mut work = call.begin().await?;
+        let user = ensure_may_act_on(work.tx(), caller, user_id, None).await?;
+        if !user.onboarded {
+            return Err(DomainError::FailedPrecondition {
+                reason: "USER_NOT_ONBOARDED",
+                message: format!(
+                    "user {user_id} has not registered a password yet: send them an invitation with SendActivationEmail"
+                ),
+            });
+        }
+        let organization = store::organizations::find(&mut **work.tx(), caller.organization_id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("organization", caller.organization_id))?;
+        let attempt = self
+            .throttle
+            .attempt(
+                Flow::PasswordReset,
+                &organization.name,
+                &user.username,
+                None,
+            )
+            .await?;
+        self.throttle
+            .count_or_refuse(&attempt)
+            .await
+            .map_err(|error| match error {
+                DomainError::Throttled { retry_after, .. } => DomainError::Throttled {
+                    retry_after,
+                    message: format!(
+                        "reset links were sent to this user lately; try again in {} s",
+                        retry_after.as_secs().max(1)
+                    ),
+                },
+                other => other,
+            })?;
+        store::outbox::enqueue(
+            &mut **work.tx(),
+            caller.organization_id,
+            user_id,
+            "PASSWORD_RESET",
+        )
+        .await?;
+        work.record(work.audit_record("user.password_reset.send", "user", user_id));
+        work.commit().await
     }
 
     /// The user a typed organization and username name, if both exist.

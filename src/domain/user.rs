@@ -17,6 +17,7 @@ use super::{
     call::Call,
     caller::{Caller, Principal},
     request::IdempotencyKey,
+    token::LinkPurpose,
     unit_of_work::IdempotentCreate,
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
@@ -900,6 +901,25 @@ pub async fn set_user_status(
                 }),
             ),
     );
+    work.commit().await?;
+    Ok(user)
+}
+
+/// ResetUserCredentials: the account starts over. The password goes, with
+/// every session and link; the user is not onboarded any more and gets a
+/// fresh invitation (the worker sends it). A second factor, once Roster has
+/// one, goes here too.
+pub async fn reset_user_credentials(call: &Call, user_id: Uuid) -> Result<User, DomainError> {
+    let caller = &call.caller;
+    let organization_id = caller.organization_id;
+    let mut work = call.begin().await?;
+    let tx = work.tx();
+    ensure_may_act_on(tx, caller, user_id, Some("reset the credentials of")).await?;
+    store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id]).await?;
+    store::onboarding_tokens::revoke(tx, organization_id, &[user_id], LinkPurpose::ALL).await?;
+    let user = store::users::clear_password(tx, organization_id, user_id).await?;
+    store::outbox::enqueue_invitation(tx, organization_id, user_id).await?;
+    work.record(work.audit_record("user.credentials.reset", "user", user_id));
     work.commit().await?;
     Ok(user)
 }

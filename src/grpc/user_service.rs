@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use futures::StreamExt;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -10,6 +12,7 @@ use super::{
 use crate::{
     domain::{
         group as groups, import, session,
+        sign_in::SignIn,
         user::{self, InvitationTargets, MirrorRequest, NewUser, UserListRequest, UserUpdate},
     },
     proto::{self, user_service_server::UserService},
@@ -18,11 +21,13 @@ use crate::{
 /// UserService: the directory's users, their groups, onboarding and export.
 pub struct UserHandler {
     pool: PgPool,
+    /// Password resets an administrator sends share the sign-in throttle.
+    sign_in: Arc<SignIn>,
 }
 
 impl UserHandler {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, sign_in: Arc<SignIn>) -> Self {
+        Self { pool, sign_in }
     }
 
     /// CreateUser and CloneUser: the same use case from two requests.
@@ -292,6 +297,28 @@ impl UserService for UserHandler {
         let revoked = session::revoke_user_sessions(&call, user_id, session_id).await?;
         Ok(Response::new(proto::RevokeUserSessionsResponse {
             revoked_count: revoked as i64,
+        }))
+    }
+
+    async fn send_password_reset(
+        &self,
+        request: Request<proto::SendPasswordResetRequest>,
+    ) -> Result<Response<proto::SendPasswordResetResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let user_id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
+        self.sign_in.send_password_reset(&call, user_id).await?;
+        Ok(Response::new(proto::SendPasswordResetResponse {}))
+    }
+
+    async fn reset_user_credentials(
+        &self,
+        request: Request<proto::ResetUserCredentialsRequest>,
+    ) -> Result<Response<proto::ResetUserCredentialsResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let user_id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
+        let user = user::reset_user_credentials(&call, user_id).await?;
+        Ok(Response::new(proto::ResetUserCredentialsResponse {
+            user: Some(convert::user(&user)),
         }))
     }
 }

@@ -966,6 +966,24 @@ pub async fn set_invitation_expire_time(
     Ok(())
 }
 
+/// Removes the password: the user is not onboarded until they register
+/// one again, from an invitation not sent yet.
+pub async fn clear_password(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<User, DomainError> {
+    let row = user_query!(
+        "update users set password_hash = null, onboarded = false, invitation_expire_time = null          where organization_id = $1 and id = $2 returning",
+        "",
+        organization_id,
+        id,
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.into())
+}
+
 /// Stores a new password hash; registering one makes the user onboarded.
 pub async fn set_password(
     tx: &mut Transaction<'_>,

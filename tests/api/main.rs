@@ -19,6 +19,7 @@ mod auth_matrix;
 mod browser;
 mod cli;
 mod contract;
+mod credentials;
 mod database_restart;
 mod deadline;
 #[cfg(feature = "external-tools")]

@@ -2431,6 +2431,174 @@ func (x *RevokeUserSessionsResponse) GetRevokedCount() int64 {
 	return 0
 }
 
+type SendPasswordResetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendPasswordResetRequest) Reset() {
+	*x = SendPasswordResetRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendPasswordResetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendPasswordResetRequest) ProtoMessage() {}
+
+func (x *SendPasswordResetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendPasswordResetRequest.ProtoReflect.Descriptor instead.
+func (*SendPasswordResetRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SendPasswordResetRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type SendPasswordResetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendPasswordResetResponse) Reset() {
+	*x = SendPasswordResetResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendPasswordResetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendPasswordResetResponse) ProtoMessage() {}
+
+func (x *SendPasswordResetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendPasswordResetResponse.ProtoReflect.Descriptor instead.
+func (*SendPasswordResetResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{41}
+}
+
+type ResetUserCredentialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserCredentialsRequest) Reset() {
+	*x = ResetUserCredentialsRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserCredentialsRequest) ProtoMessage() {}
+
+func (x *ResetUserCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ResetUserCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ResetUserCredentialsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ResetUserCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserCredentialsResponse) Reset() {
+	*x = ResetUserCredentialsResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserCredentialsResponse) ProtoMessage() {}
+
+func (x *ResetUserCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ResetUserCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ResetUserCredentialsResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
 var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
@@ -2592,7 +2760,14 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\"A\n" +
 	"\x1aRevokeUserSessionsResponse\x12#\n" +
-	"\rrevoked_count\x18\x01 \x01(\x03R\frevokedCount*W\n" +
+	"\rrevoked_count\x18\x01 \x01(\x03R\frevokedCount\"3\n" +
+	"\x18SendPasswordResetRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x1b\n" +
+	"\x19SendPasswordResetResponse\"6\n" +
+	"\x1bResetUserCredentialsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"C\n" +
+	"\x1cResetUserCredentialsResponse\x12#\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user*W\n" +
 	"\n" +
 	"MirrorMode\x12\x1b\n" +
 	"\x17MIRROR_MODE_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -2601,7 +2776,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x10ActivationFilter\x12!\n" +
 	"\x1dACTIVATION_FILTER_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ACTIVATION_FILTER_EXPIRED\x10\x01\x12#\n" +
-	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\xc5\f\n" +
+	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\x8e\x0e\n" +
 	"\vUserService\x12I\n" +
 	"\n" +
 	"CreateUser\x12\x1c.roster.v1.CreateUserRequest\x1a\x1d.roster.v1.CreateUserResponse\x12@\n" +
@@ -2626,7 +2801,9 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x12GetOnboardingStats\x12$.roster.v1.GetOnboardingStatsRequest\x1a%.roster.v1.GetOnboardingStatsResponse\x12N\n" +
 	"\vExportUsers\x12\x1d.roster.v1.ExportUsersRequest\x1a\x1e.roster.v1.ExportUsersResponse0\x01\x12[\n" +
 	"\x10ListUserSessions\x12\".roster.v1.ListUserSessionsRequest\x1a#.roster.v1.ListUserSessionsResponse\x12a\n" +
-	"\x12RevokeUserSessions\x12$.roster.v1.RevokeUserSessionsRequest\x1a%.roster.v1.RevokeUserSessionsResponseBL\n" +
+	"\x12RevokeUserSessions\x12$.roster.v1.RevokeUserSessionsRequest\x1a%.roster.v1.RevokeUserSessionsResponse\x12^\n" +
+	"\x11SendPasswordReset\x12#.roster.v1.SendPasswordResetRequest\x1a$.roster.v1.SendPasswordResetResponse\x12g\n" +
+	"\x14ResetUserCredentials\x12&.roster.v1.ResetUserCredentialsRequest\x1a'.roster.v1.ResetUserCredentialsResponseBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -2642,7 +2819,7 @@ func file_roster_v1_user_service_proto_rawDescGZIP() []byte {
 }
 
 var file_roster_v1_user_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_roster_v1_user_service_proto_goTypes = []any{
 	(MirrorMode)(0),                      // 0: roster.v1.MirrorMode
 	(ActivationFilter)(0),                // 1: roster.v1.ActivationFilter
@@ -2686,87 +2863,96 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*ListUserSessionsResponse)(nil),     // 39: roster.v1.ListUserSessionsResponse
 	(*RevokeUserSessionsRequest)(nil),    // 40: roster.v1.RevokeUserSessionsRequest
 	(*RevokeUserSessionsResponse)(nil),   // 41: roster.v1.RevokeUserSessionsResponse
-	(*User)(nil),                         // 42: roster.v1.User
-	(*FieldIssue)(nil),                   // 43: roster.v1.FieldIssue
-	(UserStatus)(0),                      // 44: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 45: google.protobuf.FieldMask
-	(*Group)(nil),                        // 46: roster.v1.Group
-	(Scope)(0),                           // 47: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 48: roster.v1.AccessGrant
-	(*Session)(nil),                      // 49: roster.v1.Session
+	(*SendPasswordResetRequest)(nil),     // 42: roster.v1.SendPasswordResetRequest
+	(*SendPasswordResetResponse)(nil),    // 43: roster.v1.SendPasswordResetResponse
+	(*ResetUserCredentialsRequest)(nil),  // 44: roster.v1.ResetUserCredentialsRequest
+	(*ResetUserCredentialsResponse)(nil), // 45: roster.v1.ResetUserCredentialsResponse
+	(*User)(nil),                         // 46: roster.v1.User
+	(*FieldIssue)(nil),                   // 47: roster.v1.FieldIssue
+	(UserStatus)(0),                      // 48: roster.v1.UserStatus
+	(*fieldmaskpb.FieldMask)(nil),        // 49: google.protobuf.FieldMask
+	(*Group)(nil),                        // 50: roster.v1.Group
+	(Scope)(0),                           // 51: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 52: roster.v1.AccessGrant
+	(*Session)(nil),                      // 53: roster.v1.Session
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
-	42, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
-	42, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
-	43, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	42, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
-	42, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
-	42, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
-	44, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	42, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	42, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	45, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	42, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	43, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	44, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	42, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	42, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	42, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	43, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	46, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
+	46, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
+	47, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	46, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
+	46, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
+	46, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
+	48, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	46, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	46, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	49, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	46, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	47, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	48, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	46, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	46, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	46, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	47, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
 	0,  // 17: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
 	21, // 18: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	46, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	44, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	47, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	48, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	50, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	48, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	51, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	52, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
 	1,  // 23: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	44, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	48, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
 	34, // 25: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	44, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	49, // 27: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
-	2,  // 28: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 29: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 30: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 31: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 32: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 33: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 34: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 35: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 36: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 37: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 38: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 39: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 40: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 41: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 42: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 43: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 44: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	38, // 45: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
-	40, // 46: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
-	3,  // 47: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 48: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 49: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 50: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 51: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 52: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 53: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 54: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 55: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 56: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 57: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 58: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 59: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 60: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 61: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 62: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 63: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	39, // 64: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
-	41, // 65: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
-	47, // [47:66] is the sub-list for method output_type
-	28, // [28:47] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	48, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	53, // 27: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	46, // 28: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
+	2,  // 29: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 30: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 31: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 32: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 33: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 34: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 35: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 36: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 37: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 38: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 39: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 40: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 41: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 42: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 43: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 44: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 45: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	38, // 46: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
+	40, // 47: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
+	42, // 48: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
+	44, // 49: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
+	3,  // 50: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 51: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 52: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 53: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 54: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 55: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 56: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 57: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 58: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 59: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 60: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 61: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 62: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 63: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 64: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 65: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 66: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 67: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 68: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	43, // 69: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
+	45, // 70: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
+	50, // [50:71] is the sub-list for method output_type
+	29, // [29:50] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }
@@ -2793,7 +2979,7 @@ func file_roster_v1_user_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_user_service_proto_rawDesc), len(file_roster_v1_user_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,8 @@ const (
 	UserService_ExportUsers_FullMethodName          = "/roster.v1.UserService/ExportUsers"
 	UserService_ListUserSessions_FullMethodName     = "/roster.v1.UserService/ListUserSessions"
 	UserService_RevokeUserSessions_FullMethodName   = "/roster.v1.UserService/RevokeUserSessions"
+	UserService_SendPasswordReset_FullMethodName    = "/roster.v1.UserService/SendPasswordReset"
+	UserService_ResetUserCredentials_FullMethodName = "/roster.v1.UserService/ResetUserCredentials"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -89,6 +91,14 @@ type UserServiceClient interface {
 	// audited. Empty `user_id`: the caller's own. An administrator ends those
 	// of the users they may act on. Scope: ADMIN, or signed-in for oneself.
 	RevokeUserSessions(ctx context.Context, in *RevokeUserSessionsRequest, opts ...grpc.CallOption) (*RevokeUserSessionsResponse, error)
+	// Emails a reset link to an onboarded user (one who has not registered a
+	// password yet gets FAILED_PRECONDITION: invite them with
+	// SendActivationEmail); throttled like any reset, audited. Scope: ADMIN.
+	SendPasswordReset(ctx context.Context, in *SendPasswordResetRequest, opts ...grpc.CallOption) (*SendPasswordResetResponse, error)
+	// Starts an account over: removes the password, ends every session, voids
+	// every link, and queues a fresh invitation; the user is not onboarded
+	// until they register a password again. Not on oneself; audited. Scope: ADMIN.
+	ResetUserCredentials(ctx context.Context, in *ResetUserCredentialsRequest, opts ...grpc.CallOption) (*ResetUserCredentialsResponse, error)
 }
 
 type userServiceClient struct {
@@ -298,6 +308,26 @@ func (c *userServiceClient) RevokeUserSessions(ctx context.Context, in *RevokeUs
 	return out, nil
 }
 
+func (c *userServiceClient) SendPasswordReset(ctx context.Context, in *SendPasswordResetRequest, opts ...grpc.CallOption) (*SendPasswordResetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendPasswordResetResponse)
+	err := c.cc.Invoke(ctx, UserService_SendPasswordReset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) ResetUserCredentials(ctx context.Context, in *ResetUserCredentialsRequest, opts ...grpc.CallOption) (*ResetUserCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetUserCredentialsResponse)
+	err := c.cc.Invoke(ctx, UserService_ResetUserCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -347,6 +377,14 @@ type UserServiceServer interface {
 	// audited. Empty `user_id`: the caller's own. An administrator ends those
 	// of the users they may act on. Scope: ADMIN, or signed-in for oneself.
 	RevokeUserSessions(context.Context, *RevokeUserSessionsRequest) (*RevokeUserSessionsResponse, error)
+	// Emails a reset link to an onboarded user (one who has not registered a
+	// password yet gets FAILED_PRECONDITION: invite them with
+	// SendActivationEmail); throttled like any reset, audited. Scope: ADMIN.
+	SendPasswordReset(context.Context, *SendPasswordResetRequest) (*SendPasswordResetResponse, error)
+	// Starts an account over: removes the password, ends every session, voids
+	// every link, and queues a fresh invitation; the user is not onboarded
+	// until they register a password again. Not on oneself; audited. Scope: ADMIN.
+	ResetUserCredentials(context.Context, *ResetUserCredentialsRequest) (*ResetUserCredentialsResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -413,6 +451,12 @@ func (UnimplementedUserServiceServer) ListUserSessions(context.Context, *ListUse
 }
 func (UnimplementedUserServiceServer) RevokeUserSessions(context.Context, *RevokeUserSessionsRequest) (*RevokeUserSessionsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RevokeUserSessions not implemented")
+}
+func (UnimplementedUserServiceServer) SendPasswordReset(context.Context, *SendPasswordResetRequest) (*SendPasswordResetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SendPasswordReset not implemented")
+}
+func (UnimplementedUserServiceServer) ResetUserCredentials(context.Context, *ResetUserCredentialsRequest) (*ResetUserCredentialsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResetUserCredentials not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -770,6 +814,42 @@ func _UserService_RevokeUserSessions_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_SendPasswordReset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendPasswordResetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).SendPasswordReset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_SendPasswordReset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).SendPasswordReset(ctx, req.(*SendPasswordResetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_ResetUserCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetUserCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).ResetUserCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_ResetUserCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).ResetUserCredentials(ctx, req.(*ResetUserCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -848,6 +928,14 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeUserSessions",
 			Handler:    _UserService_RevokeUserSessions_Handler,
+		},
+		{
+			MethodName: "SendPasswordReset",
+			Handler:    _UserService_SendPasswordReset_Handler,
+		},
+		{
+			MethodName: "ResetUserCredentials",
+			Handler:    _UserService_ResetUserCredentials_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
