@@ -22,7 +22,7 @@ use super::{
     status::UserStatus,
     token::{LinkPurpose, LinkRecord, PresentedToken, Secret, TokenKind},
     unit_of_work::UnitOfWork,
-    user::ensure_may_act_on,
+    user::{ensure_may_act_on, ensure_onboarded},
     DomainError, FieldViolation,
 };
 use crate::store;
@@ -139,6 +139,9 @@ impl SignIn {
             .as_ref()
             .and_then(|(_, user)| user.password_hash.as_deref());
         let matches = admission.verify(password, stored).await?;
+        let expired = found
+            .as_ref()
+            .is_some_and(|(_, user)| user.password_expired);
         let found = found.map(|(organization, user)| {
             let status = user.status;
             ((organization, user.id), status)
@@ -152,11 +155,42 @@ impl SignIn {
                 reservation.succeeded().await?;
                 Err(account_not_active(status))
             }
+            LoginVerdict::SignedIn((organization, user_id)) if expired => {
+                reservation.succeeded().await?;
+                self.send_expired_password_reset(&organization, username, user_id, peer)
+                    .await?;
+                Err(DomainError::FailedPrecondition {
+                    reason: "PASSWORD_EXPIRED",
+                    message: "your password expired; a link to set a new one was emailed to you"
+                        .into(),
+                })
+            }
             LoginVerdict::SignedIn((organization, user_id)) => {
                 reservation.succeeded().await?;
                 self.start_session(&organization, user_id, origin).await
             }
         }
+    }
+
+    /// A reset link for a user whose password proved who they are but
+    /// expired, throttled like any reset (silently: the answer is the same).
+    async fn send_expired_password_reset(
+        &self,
+        organization: &Organization,
+        username: &str,
+        user_id: Uuid,
+        peer: Option<IpAddr>,
+    ) -> Result<(), DomainError> {
+        let attempt = self
+            .throttle
+            .attempt(Flow::PasswordReset, &organization.name, username, peer)
+            .await?;
+        if !self.throttle.count_request(&attempt).await? {
+            tracing::info!("reset link for an expired password held back by throttling");
+            return Ok(());
+        }
+        store::outbox::enqueue(&self.pool, organization.id, user_id, "PASSWORD_RESET").await?;
+        Ok(())
     }
 
     /// A new access token (a session), and the sign-in time, in one
@@ -420,14 +454,7 @@ impl SignIn {
         let caller = &call.caller;
         let mut work = call.begin().await?;
         let user = ensure_may_act_on(work.tx(), caller, user_id, None).await?;
-        if !user.onboarded {
-            return Err(DomainError::FailedPrecondition {
-                reason: "USER_NOT_ONBOARDED",
-                message: format!(
-                    "user {user_id} has not registered a password yet: send them an invitation with SendActivationEmail"
-                ),
-            });
-        }
+        ensure_onboarded(&user)?;
         let organization = store::organizations::find(&mut **work.tx(), caller.organization_id)
             .await?
             .ok_or_else(|| DomainError::not_found("organization", caller.organization_id))?;

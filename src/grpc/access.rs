@@ -61,6 +61,7 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/roster.v1.UserService/RevokeUserSessions", OwnOrAdmin),
     ("/roster.v1.UserService/SendPasswordReset", ADMIN),
     ("/roster.v1.UserService/ResetUserCredentials", ADMIN),
+    ("/roster.v1.UserService/SetPasswordExpiry", ADMIN),
     ("/roster.v1.GroupService/CreateGroup", ADMIN),
     ("/roster.v1.GroupService/GetGroup", VIEWER),
     ("/roster.v1.GroupService/ListGroups", VIEWER),

@@ -321,4 +321,19 @@ impl UserService for UserHandler {
             user: Some(convert::user(&user)),
         }))
     }
+
+    async fn set_password_expiry(
+        &self,
+        request: Request<proto::SetPasswordExpiryRequest>,
+    ) -> Result<Response<proto::SetPasswordExpiryResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let body = request.get_ref();
+        let user_id = super::convert::parse_id(&body.user_id, "user_id")?;
+        let expire_time = super::convert::parse_timestamp(body.expire_time.as_ref(), "expire_time")
+            .map_err(|violation| crate::domain::DomainError::InvalidArgument(vec![violation]))?;
+        let user = user::set_password_expiry(&call, user_id, expire_time).await?;
+        Ok(Response::new(proto::SetPasswordExpiryResponse {
+            user: Some(convert::user(&user)),
+        }))
+    }
 }

@@ -45,6 +45,7 @@ const BUILT: &[&str] = &[
     "UserService/RevokeUserSessions",
     "UserService/SendPasswordReset",
     "UserService/ResetUserCredentials",
+    "UserService/SetPasswordExpiry",
     "GroupService/CreateGroup",
     "GroupService/GetGroup",
     "GroupService/ListGroups",
@@ -113,7 +114,7 @@ async fn every_method_answers_for_real_or_unimplemented_never_a_panic() {
             }
         }
     }
-    assert_eq!(checked, 57, "methods in the contract");
+    assert_eq!(checked, 58, "methods in the contract");
 }
 
 async fn call_with_empty_request(

@@ -223,3 +223,173 @@ async fn credentials_are_reset_only_for_users_the_caller_may_act_on_and_never_on
         .await
         .unwrap();
 }
+
+async fn set_password_expiry(
+    app: &TestApp,
+    bearer: Bearer,
+    user_id: &str,
+    expire_time: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<proto::User, Status> {
+    app.users(bearer)
+        .set_password_expiry(proto::SetPasswordExpiryRequest {
+            user_id: user_id.into(),
+            expire_time: expire_time.map(|time| prost_types::Timestamp {
+                seconds: time.timestamp(),
+                nanos: 0,
+            }),
+        })
+        .await
+        .map(|r| r.into_inner().user.unwrap())
+}
+
+async fn users_with_expired_passwords(app: &TestApp, expired: bool) -> Vec<String> {
+    app.users(app.as_admin())
+        .list_users(proto::ListUsersRequest {
+            password_expired: Some(expired),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .users
+        .into_iter()
+        .map(|user| user.email)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_expired_password_does_not_sign_in_and_brings_a_reset_link() {
+    let app = TestApp::spawn().await;
+    let user = registered_user(&app, "ana@acme.com").await;
+    registered_user(&app, "bia@acme.com").await;
+    let later = chrono::Utc::now() + chrono::Duration::days(30);
+    let set = set_password_expiry(&app, app.as_admin(), &user.id, Some(later))
+        .await
+        .unwrap();
+    assert!(!set.password_expired);
+    assert_eq!(set.password_expire_time.unwrap().seconds, later.timestamp());
+    login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
+
+    let now = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let set = set_password_expiry(&app, app.as_admin(), &user.id, Some(now))
+        .await
+        .unwrap();
+    assert!(set.password_expired);
+    let fetched = app
+        .users(app.as_admin())
+        .get_user(proto::GetUserRequest {
+            user_id: user.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert!(fetched.password_expired);
+    assert_eq!(
+        users_with_expired_passwords(&app, true).await,
+        ["ana@acme.com"]
+    );
+    assert_eq!(
+        users_with_expired_passwords(&app, false).await,
+        ["bia@acme.com"]
+    );
+
+    // A wrong password is still just wrong; the right one is told it expired.
+    let wrong = login(&app, "ana@acme.com", NEW_PASSWORD).await.unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    let expired = login(&app, "ana@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(expired.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&expired).as_deref(), Some("PASSWORD_EXPIRED"));
+
+    let reset = app.email("ana@acme.com", 2).await;
+    reset_password(&app, &reset.link_token(), NEW_PASSWORD)
+        .await
+        .unwrap();
+    login(&app, "ana@acme.com", NEW_PASSWORD).await.unwrap();
+    assert!(users_with_expired_passwords(&app, true).await.is_empty());
+    assert_eq!(
+        audited(&app, "user.password_expiry.set", &user.id)
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn passwords_older_than_the_organization_s_max_age_expire() {
+    let app = TestApp::spawn().await;
+    let user = registered_user(&app, "ana@acme.com").await;
+    let organizations = app.organizations(app.as_admin());
+    let set_max_age = |seconds: i64, nanos: i32| {
+        let request = proto::UpdateOrganizationSettingsRequest {
+            settings: Some(proto::OrganizationSettings {
+                password_max_age: Some(prost_types::Duration { seconds, nanos }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["settings.password_max_age".into()],
+            }),
+        };
+        let mut organizations = organizations.clone();
+        async move { organizations.update_organization_settings(request).await }
+    };
+    let refused = set_max_age(3600, 0).await.unwrap_err();
+    assert_eq!(
+        crate::helpers::violated_fields(&refused),
+        ["settings.password_max_age"]
+    );
+    let refused = set_max_age(86_400, 5).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    set_max_age(86_400, 0).await.unwrap();
+    login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
+
+    // The password is two days old.
+    sqlx::query(
+        "update users set password_set_time = now() - interval '2 days' where id = $1::uuid",
+    )
+    .bind(&user.id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let expired = login(&app, "ana@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&expired).as_deref(), Some("PASSWORD_EXPIRED"));
+    assert_eq!(
+        users_with_expired_passwords(&app, true).await,
+        ["ana@acme.com"]
+    );
+
+    // Unset again: passwords do not expire.
+    set_max_age(0, 0).await.unwrap();
+    login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_unit_administrator_sets_password_expiry_only_for_users_they_may_act_on() {
+    let app = TestApp::spawn().await;
+    let o = groups::org(&app).await;
+    let south = groups::south_admin(&app, &o).await;
+    let (in_west, _) = groups::holder(&app, "west@acme.test", &[&south.cashier_west]).await;
+    let (in_south, _) = groups::holder(&app, "south@acme.test", &[&south.cashier_south]).await;
+    let now = Some(chrono::Utc::now());
+    let refused = set_password_expiry(&app, south.bearer.clone(), &in_west.id, now)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    set_password_expiry(&app, south.bearer.clone(), &in_south.id, now)
+        .await
+        .unwrap();
+
+    let invited = app.create_user("Ivo", "Invited", "ivo@acme.com").await;
+    let refused = set_password_expiry(&app, app.as_admin(), &invited.id, now)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_reason(&refused).as_deref(),
+        Some("USER_NOT_ONBOARDED")
+    );
+}

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -624,8 +625,10 @@ type ListUsersRequest struct {
 	// behind the PUBLIC_EMAIL_DOMAIN warning, and their subdomains); false:
 	// only the others.
 	PublicEmailDomain *bool `protobuf:"varint,9,opt,name=public_email_domain,json=publicEmailDomain,proto3,oneof" json:"public_email_domain,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// True: only users whose password expired; false: only the others.
+	PasswordExpired *bool `protobuf:"varint,10,opt,name=password_expired,json=passwordExpired,proto3,oneof" json:"password_expired,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListUsersRequest) Reset() {
@@ -717,6 +720,13 @@ func (x *ListUsersRequest) GetOrderBy() string {
 func (x *ListUsersRequest) GetPublicEmailDomain() bool {
 	if x != nil && x.PublicEmailDomain != nil {
 		return *x.PublicEmailDomain
+	}
+	return false
+}
+
+func (x *ListUsersRequest) GetPasswordExpired() bool {
+	if x != nil && x.PasswordExpired != nil {
+		return *x.PasswordExpired
 	}
 	return false
 }
@@ -2599,11 +2609,108 @@ func (x *ResetUserCredentialsResponse) GetUser() *User {
 	return nil
 }
 
+type SetPasswordExpiryRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Unset: clear it.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPasswordExpiryRequest) Reset() {
+	*x = SetPasswordExpiryRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswordExpiryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswordExpiryRequest) ProtoMessage() {}
+
+func (x *SetPasswordExpiryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswordExpiryRequest.ProtoReflect.Descriptor instead.
+func (*SetPasswordExpiryRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SetPasswordExpiryRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetPasswordExpiryRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+type SetPasswordExpiryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPasswordExpiryResponse) Reset() {
+	*x = SetPasswordExpiryResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswordExpiryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswordExpiryResponse) ProtoMessage() {}
+
+func (x *SetPasswordExpiryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswordExpiryResponse.ProtoReflect.Descriptor instead.
+func (*SetPasswordExpiryResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SetPasswordExpiryResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
 var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xfe\x01\n" +
+	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xfe\x01\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12$\n" +
@@ -2633,7 +2740,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"k\n" +
 	"\x15BatchGetUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12+\n" +
-	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xe4\x02\n" +
+	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xa9\x03\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2644,10 +2751,13 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\aunit_id\x18\x06 \x01(\tR\x06unitId\x12!\n" +
 	"\tonboarded\x18\a \x01(\bH\x00R\tonboarded\x88\x01\x01\x12\x19\n" +
 	"\border_by\x18\b \x01(\tR\aorderBy\x123\n" +
-	"\x13public_email_domain\x18\t \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01B\f\n" +
+	"\x13public_email_domain\x18\t \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01\x12.\n" +
+	"\x10password_expired\x18\n" +
+	" \x01(\bH\x02R\x0fpasswordExpired\x88\x01\x01B\f\n" +
 	"\n" +
 	"_onboardedB\x16\n" +
-	"\x14_public_email_domain\"\xb3\x01\n" +
+	"\x14_public_email_domainB\x13\n" +
+	"\x11_password_expired\"\xb3\x01\n" +
 	"\x11ListUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
@@ -2767,6 +2877,12 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x1bResetUserCredentialsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"C\n" +
 	"\x1cResetUserCredentialsResponse\x12#\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"p\n" +
+	"\x18SetPasswordExpiryRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"@\n" +
+	"\x19SetPasswordExpiryResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user*W\n" +
 	"\n" +
 	"MirrorMode\x12\x1b\n" +
@@ -2776,7 +2892,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x10ActivationFilter\x12!\n" +
 	"\x1dACTIVATION_FILTER_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ACTIVATION_FILTER_EXPIRED\x10\x01\x12#\n" +
-	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\x8e\x0e\n" +
+	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\xee\x0e\n" +
 	"\vUserService\x12I\n" +
 	"\n" +
 	"CreateUser\x12\x1c.roster.v1.CreateUserRequest\x1a\x1d.roster.v1.CreateUserResponse\x12@\n" +
@@ -2803,7 +2919,8 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x10ListUserSessions\x12\".roster.v1.ListUserSessionsRequest\x1a#.roster.v1.ListUserSessionsResponse\x12a\n" +
 	"\x12RevokeUserSessions\x12$.roster.v1.RevokeUserSessionsRequest\x1a%.roster.v1.RevokeUserSessionsResponse\x12^\n" +
 	"\x11SendPasswordReset\x12#.roster.v1.SendPasswordResetRequest\x1a$.roster.v1.SendPasswordResetResponse\x12g\n" +
-	"\x14ResetUserCredentials\x12&.roster.v1.ResetUserCredentialsRequest\x1a'.roster.v1.ResetUserCredentialsResponseBL\n" +
+	"\x14ResetUserCredentials\x12&.roster.v1.ResetUserCredentialsRequest\x1a'.roster.v1.ResetUserCredentialsResponse\x12^\n" +
+	"\x11SetPasswordExpiry\x12#.roster.v1.SetPasswordExpiryRequest\x1a$.roster.v1.SetPasswordExpiryResponseBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -2819,7 +2936,7 @@ func file_roster_v1_user_service_proto_rawDescGZIP() []byte {
 }
 
 var file_roster_v1_user_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_roster_v1_user_service_proto_goTypes = []any{
 	(MirrorMode)(0),                      // 0: roster.v1.MirrorMode
 	(ActivationFilter)(0),                // 1: roster.v1.ActivationFilter
@@ -2867,92 +2984,99 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*SendPasswordResetResponse)(nil),    // 43: roster.v1.SendPasswordResetResponse
 	(*ResetUserCredentialsRequest)(nil),  // 44: roster.v1.ResetUserCredentialsRequest
 	(*ResetUserCredentialsResponse)(nil), // 45: roster.v1.ResetUserCredentialsResponse
-	(*User)(nil),                         // 46: roster.v1.User
-	(*FieldIssue)(nil),                   // 47: roster.v1.FieldIssue
-	(UserStatus)(0),                      // 48: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 49: google.protobuf.FieldMask
-	(*Group)(nil),                        // 50: roster.v1.Group
-	(Scope)(0),                           // 51: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 52: roster.v1.AccessGrant
-	(*Session)(nil),                      // 53: roster.v1.Session
+	(*SetPasswordExpiryRequest)(nil),     // 46: roster.v1.SetPasswordExpiryRequest
+	(*SetPasswordExpiryResponse)(nil),    // 47: roster.v1.SetPasswordExpiryResponse
+	(*User)(nil),                         // 48: roster.v1.User
+	(*FieldIssue)(nil),                   // 49: roster.v1.FieldIssue
+	(UserStatus)(0),                      // 50: roster.v1.UserStatus
+	(*fieldmaskpb.FieldMask)(nil),        // 51: google.protobuf.FieldMask
+	(*Group)(nil),                        // 52: roster.v1.Group
+	(Scope)(0),                           // 53: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 54: roster.v1.AccessGrant
+	(*Session)(nil),                      // 55: roster.v1.Session
+	(*timestamppb.Timestamp)(nil),        // 56: google.protobuf.Timestamp
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
-	46, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
-	46, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
-	47, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	46, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
-	46, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
-	46, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
-	48, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	46, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	46, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	49, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	46, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	47, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	48, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	46, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	46, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	46, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	47, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	48, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
+	48, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
+	49, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	48, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
+	48, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
+	48, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
+	50, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	48, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	48, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	51, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	48, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	49, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	50, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	48, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	48, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	48, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	49, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
 	0,  // 17: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
 	21, // 18: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	50, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	48, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	51, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	52, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	52, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	50, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	53, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	54, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
 	1,  // 23: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	48, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	50, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
 	34, // 25: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	48, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	53, // 27: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
-	46, // 28: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
-	2,  // 29: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 30: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 31: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 32: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 33: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 34: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 35: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 36: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 37: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 38: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 39: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 40: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 41: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 42: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 43: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 44: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 45: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	38, // 46: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
-	40, // 47: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
-	42, // 48: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
-	44, // 49: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
-	3,  // 50: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 51: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 52: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 53: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 54: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 55: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 56: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 57: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 58: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 59: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 60: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 61: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 62: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 63: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 64: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 65: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 66: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	39, // 67: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
-	41, // 68: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
-	43, // 69: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
-	45, // 70: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
-	50, // [50:71] is the sub-list for method output_type
-	29, // [29:50] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	50, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	55, // 27: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	48, // 28: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
+	56, // 29: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
+	48, // 30: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
+	2,  // 31: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 32: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 33: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 34: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 35: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 36: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 37: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 38: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 39: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 40: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 41: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 42: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 43: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 44: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 45: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 46: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 47: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	38, // 48: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
+	40, // 49: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
+	42, // 50: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
+	44, // 51: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
+	46, // 52: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
+	3,  // 53: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 54: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 55: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 56: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 57: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 58: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 59: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 60: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 61: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 62: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 63: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 64: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 65: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 66: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 67: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 68: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 69: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 70: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 71: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	43, // 72: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
+	45, // 73: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
+	47, // 74: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
+	53, // [53:75] is the sub-list for method output_type
+	31, // [31:53] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }
@@ -2979,7 +3103,7 @@ func file_roster_v1_user_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_user_service_proto_rawDesc), len(file_roster_v1_user_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

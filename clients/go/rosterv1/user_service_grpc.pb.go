@@ -40,6 +40,7 @@ const (
 	UserService_RevokeUserSessions_FullMethodName   = "/roster.v1.UserService/RevokeUserSessions"
 	UserService_SendPasswordReset_FullMethodName    = "/roster.v1.UserService/SendPasswordReset"
 	UserService_ResetUserCredentials_FullMethodName = "/roster.v1.UserService/ResetUserCredentials"
+	UserService_SetPasswordExpiry_FullMethodName    = "/roster.v1.UserService/SetPasswordExpiry"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -99,6 +100,10 @@ type UserServiceClient interface {
 	// every link, and queues a fresh invitation; the user is not onboarded
 	// until they register a password again. Not on oneself; audited. Scope: ADMIN.
 	ResetUserCredentials(ctx context.Context, in *ResetUserCredentialsRequest, opts ...grpc.CallOption) (*ResetUserCredentialsResponse, error)
+	// Makes an onboarded user's password expire at a time (a past one: now),
+	// or clears that time (the organization's password_max_age still
+	// applies); a new password clears it too. Audited. Scope: ADMIN.
+	SetPasswordExpiry(ctx context.Context, in *SetPasswordExpiryRequest, opts ...grpc.CallOption) (*SetPasswordExpiryResponse, error)
 }
 
 type userServiceClient struct {
@@ -328,6 +333,16 @@ func (c *userServiceClient) ResetUserCredentials(ctx context.Context, in *ResetU
 	return out, nil
 }
 
+func (c *userServiceClient) SetPasswordExpiry(ctx context.Context, in *SetPasswordExpiryRequest, opts ...grpc.CallOption) (*SetPasswordExpiryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPasswordExpiryResponse)
+	err := c.cc.Invoke(ctx, UserService_SetPasswordExpiry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -385,6 +400,10 @@ type UserServiceServer interface {
 	// every link, and queues a fresh invitation; the user is not onboarded
 	// until they register a password again. Not on oneself; audited. Scope: ADMIN.
 	ResetUserCredentials(context.Context, *ResetUserCredentialsRequest) (*ResetUserCredentialsResponse, error)
+	// Makes an onboarded user's password expire at a time (a past one: now),
+	// or clears that time (the organization's password_max_age still
+	// applies); a new password clears it too. Audited. Scope: ADMIN.
+	SetPasswordExpiry(context.Context, *SetPasswordExpiryRequest) (*SetPasswordExpiryResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -457,6 +476,9 @@ func (UnimplementedUserServiceServer) SendPasswordReset(context.Context, *SendPa
 }
 func (UnimplementedUserServiceServer) ResetUserCredentials(context.Context, *ResetUserCredentialsRequest) (*ResetUserCredentialsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ResetUserCredentials not implemented")
+}
+func (UnimplementedUserServiceServer) SetPasswordExpiry(context.Context, *SetPasswordExpiryRequest) (*SetPasswordExpiryResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetPasswordExpiry not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -850,6 +872,24 @@ func _UserService_ResetUserCredentials_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_SetPasswordExpiry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPasswordExpiryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).SetPasswordExpiry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_SetPasswordExpiry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).SetPasswordExpiry(ctx, req.(*SetPasswordExpiryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -936,6 +976,10 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResetUserCredentials",
 			Handler:    _UserService_ResetUserCredentials_Handler,
+		},
+		{
+			MethodName: "SetPasswordExpiry",
+			Handler:    _UserService_SetPasswordExpiry_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

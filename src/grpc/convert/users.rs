@@ -85,6 +85,8 @@ pub fn user(user: &User) -> proto::User {
         create_time: Some(timestamp(user.create_time)),
         update_time: Some(timestamp(user.update_time)),
         last_login_time: optional_timestamp(user.last_login_time),
+        password_expired: user.password_expired,
+        password_expire_time: optional_timestamp(user.password_expire_time),
     }
 }
 
@@ -324,6 +326,7 @@ fn user_filter(
             unit_id,
             onboarded,
             public_email_domain,
+            password_expired: None,
         }),
         (statuses, group_id, unit_id, query_length) => Err(refusal([
             statuses.err(),
@@ -350,7 +353,10 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
         );
         match (page, order, filter) {
             (Ok(page), Ok(order), Ok(filter)) => Ok(UserListRequest {
-                filter,
+                filter: UserFilter {
+                    password_expired: body.password_expired,
+                    ..filter
+                },
                 order,
                 page,
             }),
