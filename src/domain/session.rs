@@ -71,15 +71,59 @@ pub fn sessions_owner(caller: &Caller, user_id: Option<Uuid>) -> Result<Uuid, Do
     }
 }
 
-/// A user's live sessions, newest first.
-pub async fn list_user_sessions(call: &Call, user_id: Uuid) -> Result<Vec<Session>, DomainError> {
+/// A user's live sessions, newest first, and the limit that applies to
+/// them (`None`: no limit).
+pub async fn list_user_sessions(
+    call: &Call,
+    user_id: Uuid,
+) -> Result<(Vec<Session>, Option<i32>), DomainError> {
     let caller = &call.caller;
     let mut tx = call.pool().begin().await?;
     ensure_may_manage_sessions(&mut tx, caller, user_id).await?;
     let sessions =
         store::access_tokens::live_sessions(&mut *tx, caller.organization_id, user_id).await?;
+    let limit =
+        store::access_tokens::session_limit(&mut *tx, caller.organization_id, user_id).await?;
     tx.commit().await?;
-    Ok(sessions)
+    Ok((sessions, limit))
+}
+
+/// The largest session limit of a user; 0 means none.
+pub const MAX_SESSIONS: i32 = super::organization::MAX_SESSIONS_PER_USER;
+
+/// SetUserSessionLimit: a user's own limit over the organization's
+/// (`None`: follow it; 0: none). An administrator's, under the rule.
+pub async fn set_user_session_limit(
+    call: &Call,
+    user_id: Uuid,
+    max_sessions: Option<i32>,
+) -> Result<(), DomainError> {
+    if let Some(limit) = max_sessions {
+        if !(0..=MAX_SESSIONS).contains(&limit) {
+            return Err(DomainError::invalid(
+                "max_sessions",
+                "OUT_OF_RANGE",
+                format!(
+                    "must be 0 (no limit) to {MAX_SESSIONS}, or unset to follow the organization"
+                ),
+            ));
+        }
+    }
+    let caller = &call.caller;
+    let mut work = call.begin().await?;
+    ensure_may_act_on(work.tx(), caller, user_id, None).await?;
+    store::access_tokens::set_user_limit(
+        &mut **work.tx(),
+        caller.organization_id,
+        user_id,
+        max_sessions,
+    )
+    .await?;
+    work.record(
+        work.audit_record("user.session_limit.set", "user", user_id)
+            .with_details(json!({ "max_sessions": max_sessions })),
+    );
+    work.commit().await
 }
 
 /// Ends one session of a user, or all of them; returns how many were live.

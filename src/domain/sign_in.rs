@@ -194,8 +194,8 @@ impl SignIn {
     }
 
     /// A new access token (a session), and the sign-in time, in one
-    /// commit; past the organization's session limit the user's oldest
-    /// sessions end.
+    /// commit; past the user's session limit (theirs, else the
+    /// organization's) their oldest sessions end.
     async fn start_session(
         &self,
         organization: &Organization,
@@ -217,15 +217,7 @@ impl SignIn {
             origin,
         )
         .await?;
-        if let Some(limit) = organization.settings.max_sessions_per_user {
-            store::access_tokens::revoke_oldest_beyond(
-                &mut *tx,
-                organization.id,
-                user_id,
-                i64::from(limit),
-            )
-            .await?;
-        }
+        store::access_tokens::revoke_beyond_limit(&mut *tx, organization.id, user_id).await?;
         tx.commit().await?;
         let scopes = self
             .authenticator

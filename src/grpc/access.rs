@@ -62,6 +62,7 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/roster.v1.UserService/SendPasswordReset", ADMIN),
     ("/roster.v1.UserService/ResetUserCredentials", ADMIN),
     ("/roster.v1.UserService/SetPasswordExpiry", ADMIN),
+    ("/roster.v1.UserService/SetUserSessionLimit", ADMIN),
     ("/roster.v1.GroupService/CreateGroup", ADMIN),
     ("/roster.v1.GroupService/GetGroup", VIEWER),
     ("/roster.v1.GroupService/ListGroups", VIEWER),

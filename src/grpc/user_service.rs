@@ -276,13 +276,25 @@ impl UserService for UserHandler {
         let call = call_of(&self.pool, &request)?;
         let named = parse_optional_id(&request.get_ref().user_id, "user_id")?;
         let user_id = session::sessions_owner(&call.caller, named)?;
-        let sessions = session::list_user_sessions(&call, user_id).await?;
+        let (sessions, limit) = session::list_user_sessions(&call, user_id).await?;
         Ok(Response::new(proto::ListUserSessionsResponse {
             sessions: sessions
                 .iter()
                 .map(|listed| convert::session(listed, &call.caller))
                 .collect(),
+            max_sessions: limit.unwrap_or(0),
         }))
+    }
+
+    async fn set_user_session_limit(
+        &self,
+        request: Request<proto::SetUserSessionLimitRequest>,
+    ) -> Result<Response<proto::SetUserSessionLimitResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let body = request.get_ref();
+        let user_id = super::convert::parse_id(&body.user_id, "user_id")?;
+        session::set_user_session_limit(&call, user_id, body.max_sessions).await?;
+        Ok(Response::new(proto::SetUserSessionLimitResponse {}))
     }
 
     async fn revoke_user_sessions(

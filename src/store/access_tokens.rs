@@ -65,6 +65,43 @@ pub async fn live_sessions<'e>(
     .await
 }
 
+/// The session limit that applies to a user: theirs, else the
+/// organization's; `None`: no limit.
+pub async fn session_limit<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select nullif(coalesce(u.max_sessions, o.max_sessions_per_user), 0) \
+         from users u join organizations o on o.id = u.organization_id \
+         where u.organization_id = $1 and u.id = $2",
+        organization_id,
+        user_id,
+    )
+    .fetch_optional(executor)
+    .await
+    .map(Option::flatten)
+}
+
+/// Sets a user's own session limit: `None` follows the organization's, 0 is none.
+pub async fn set_user_limit<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_id: Uuid,
+    max_sessions: Option<i32>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update users set max_sessions = $3 where organization_id = $1 and id = $2",
+        organization_id,
+        user_id,
+        max_sessions,
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// Whether the session exists for this user, live or not.
 pub async fn exists<'e>(
     executor: impl PgExecutor<'e>,
@@ -83,22 +120,25 @@ pub async fn exists<'e>(
     Ok(found)
 }
 
-/// Ends the user's live sessions past the `keep` newest; returns how many.
-pub async fn revoke_oldest_beyond<'e>(
+/// Ends the user's live sessions past the newest their limit keeps (their
+/// own `max_sessions`, else the organization's; none when 0 or unset);
+/// returns how many.
+pub async fn revoke_beyond_limit<'e>(
     executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     user_id: Uuid,
-    keep: i64,
 ) -> Result<u64, sqlx::Error> {
     let result = sqlx::query!(
         "update access_tokens set revoke_time = now() \
          where organization_id = $1 and id in ( \
            select id from access_tokens where organization_id = $1 and user_id = $2 \
            and revoke_time is null and expire_time > now() \
-           order by create_time desc, id desc offset $3)",
+           order by create_time desc, id desc \
+           offset (select coalesce(nullif(coalesce(u.max_sessions, o.max_sessions_per_user), 0), 2147483647) \
+                   from users u join organizations o on o.id = u.organization_id \
+                   where u.organization_id = $1 and u.id = $2))",
         organization_id,
         user_id,
-        keep,
     )
     .execute(executor)
     .await?;

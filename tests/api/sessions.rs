@@ -280,3 +280,60 @@ async fn a_sign_in_beyond_the_organization_s_session_limit_ends_the_oldest_sessi
     login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
     who_am_i(&app, &middle).await.unwrap();
 }
+
+async fn set_user_limit(
+    app: &TestApp,
+    bearer: Bearer,
+    user_id: &str,
+    max_sessions: Option<i32>,
+) -> Result<(), Status> {
+    app.users(bearer)
+        .set_user_session_limit(proto::SetUserSessionLimitRequest {
+            user_id: user_id.into(),
+            max_sessions,
+        })
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn a_user_s_own_session_limit_overrides_the_organization_s() {
+    let app = TestApp::spawn().await;
+    let user = registered_user(&app, "ana@acme.com").await;
+    let refused = set_user_limit(&app, app.as_admin(), &user.id, Some(-1))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["max_sessions"]);
+    set_user_limit(&app, app.as_admin(), &user.id, Some(1))
+        .await
+        .unwrap();
+
+    let first = login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
+    let second = login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
+    assert_eq!(
+        who_am_i(&app, &first).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let listed = app
+        .users(Bearer::token(&second))
+        .list_user_sessions(proto::ListUserSessionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((listed.sessions.len(), listed.max_sessions), (1, 1));
+
+    // Unset: the organization's (none by default) applies again.
+    set_user_limit(&app, app.as_admin(), &user.id, None)
+        .await
+        .unwrap();
+    login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
+    who_am_i(&app, &second).await.unwrap();
+
+    let o = groups::org(&app).await;
+    let south = groups::south_admin(&app, &o).await;
+    let (in_west, _) = groups::holder(&app, "west@acme.test", &[&south.cashier_west]).await;
+    let refused = set_user_limit(&app, south.bearer.clone(), &in_west.id, Some(2))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}

@@ -2299,7 +2299,10 @@ func (x *ListUserSessionsRequest) GetUserId() string {
 type ListUserSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Live sessions only (not revoked, not expired), newest first.
-	Sessions      []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// The limit that applies to the user: their own (SetUserSessionLimit),
+	// else the organization's max_sessions_per_user; 0: none.
+	MaxSessions   int32 `protobuf:"varint,2,opt,name=max_sessions,json=maxSessions,proto3" json:"max_sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2339,6 +2342,13 @@ func (x *ListUserSessionsResponse) GetSessions() []*Session {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *ListUserSessionsResponse) GetMaxSessions() int32 {
+	if x != nil {
+		return x.MaxSessions
+	}
+	return 0
 }
 
 type RevokeUserSessionsRequest struct {
@@ -2706,6 +2716,96 @@ func (x *SetPasswordExpiryResponse) GetUser() *User {
 	return nil
 }
 
+type SetUserSessionLimitRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Unset: follow the organization's max_sessions_per_user; 0: no limit for
+	// this user; else at most 1000.
+	MaxSessions   *int32 `protobuf:"varint,2,opt,name=max_sessions,json=maxSessions,proto3,oneof" json:"max_sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetUserSessionLimitRequest) Reset() {
+	*x = SetUserSessionLimitRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetUserSessionLimitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetUserSessionLimitRequest) ProtoMessage() {}
+
+func (x *SetUserSessionLimitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetUserSessionLimitRequest.ProtoReflect.Descriptor instead.
+func (*SetUserSessionLimitRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SetUserSessionLimitRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetUserSessionLimitRequest) GetMaxSessions() int32 {
+	if x != nil && x.MaxSessions != nil {
+		return *x.MaxSessions
+	}
+	return 0
+}
+
+type SetUserSessionLimitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetUserSessionLimitResponse) Reset() {
+	*x = SetUserSessionLimitResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetUserSessionLimitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetUserSessionLimitResponse) ProtoMessage() {}
+
+func (x *SetUserSessionLimitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetUserSessionLimitResponse.ProtoReflect.Descriptor instead.
+func (*SetUserSessionLimitResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{47}
+}
+
 var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
@@ -2862,9 +2962,10 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x13ExportUsersResponse\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"2\n" +
 	"\x17ListUserSessionsRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"J\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"m\n" +
 	"\x18ListUserSessionsResponse\x12.\n" +
-	"\bsessions\x18\x01 \x03(\v2\x12.roster.v1.SessionR\bsessions\"S\n" +
+	"\bsessions\x18\x01 \x03(\v2\x12.roster.v1.SessionR\bsessions\x12!\n" +
+	"\fmax_sessions\x18\x02 \x01(\x05R\vmaxSessions\"S\n" +
 	"\x19RevokeUserSessionsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
 	"\n" +
@@ -2883,7 +2984,12 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\"@\n" +
 	"\x19SetPasswordExpiryResponse\x12#\n" +
-	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user*W\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"n\n" +
+	"\x1aSetUserSessionLimitRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12&\n" +
+	"\fmax_sessions\x18\x02 \x01(\x05H\x00R\vmaxSessions\x88\x01\x01B\x0f\n" +
+	"\r_max_sessions\"\x1d\n" +
+	"\x1bSetUserSessionLimitResponse*W\n" +
 	"\n" +
 	"MirrorMode\x12\x1b\n" +
 	"\x17MIRROR_MODE_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -2892,7 +2998,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x10ActivationFilter\x12!\n" +
 	"\x1dACTIVATION_FILTER_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ACTIVATION_FILTER_EXPIRED\x10\x01\x12#\n" +
-	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\xee\x0e\n" +
+	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\xd4\x0f\n" +
 	"\vUserService\x12I\n" +
 	"\n" +
 	"CreateUser\x12\x1c.roster.v1.CreateUserRequest\x1a\x1d.roster.v1.CreateUserResponse\x12@\n" +
@@ -2920,7 +3026,8 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x12RevokeUserSessions\x12$.roster.v1.RevokeUserSessionsRequest\x1a%.roster.v1.RevokeUserSessionsResponse\x12^\n" +
 	"\x11SendPasswordReset\x12#.roster.v1.SendPasswordResetRequest\x1a$.roster.v1.SendPasswordResetResponse\x12g\n" +
 	"\x14ResetUserCredentials\x12&.roster.v1.ResetUserCredentialsRequest\x1a'.roster.v1.ResetUserCredentialsResponse\x12^\n" +
-	"\x11SetPasswordExpiry\x12#.roster.v1.SetPasswordExpiryRequest\x1a$.roster.v1.SetPasswordExpiryResponseBL\n" +
+	"\x11SetPasswordExpiry\x12#.roster.v1.SetPasswordExpiryRequest\x1a$.roster.v1.SetPasswordExpiryResponse\x12d\n" +
+	"\x13SetUserSessionLimit\x12%.roster.v1.SetUserSessionLimitRequest\x1a&.roster.v1.SetUserSessionLimitResponseBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -2936,7 +3043,7 @@ func file_roster_v1_user_service_proto_rawDescGZIP() []byte {
 }
 
 var file_roster_v1_user_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_roster_v1_user_service_proto_goTypes = []any{
 	(MirrorMode)(0),                      // 0: roster.v1.MirrorMode
 	(ActivationFilter)(0),                // 1: roster.v1.ActivationFilter
@@ -2986,48 +3093,50 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*ResetUserCredentialsResponse)(nil), // 45: roster.v1.ResetUserCredentialsResponse
 	(*SetPasswordExpiryRequest)(nil),     // 46: roster.v1.SetPasswordExpiryRequest
 	(*SetPasswordExpiryResponse)(nil),    // 47: roster.v1.SetPasswordExpiryResponse
-	(*User)(nil),                         // 48: roster.v1.User
-	(*FieldIssue)(nil),                   // 49: roster.v1.FieldIssue
-	(UserStatus)(0),                      // 50: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 51: google.protobuf.FieldMask
-	(*Group)(nil),                        // 52: roster.v1.Group
-	(Scope)(0),                           // 53: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 54: roster.v1.AccessGrant
-	(*Session)(nil),                      // 55: roster.v1.Session
-	(*timestamppb.Timestamp)(nil),        // 56: google.protobuf.Timestamp
+	(*SetUserSessionLimitRequest)(nil),   // 48: roster.v1.SetUserSessionLimitRequest
+	(*SetUserSessionLimitResponse)(nil),  // 49: roster.v1.SetUserSessionLimitResponse
+	(*User)(nil),                         // 50: roster.v1.User
+	(*FieldIssue)(nil),                   // 51: roster.v1.FieldIssue
+	(UserStatus)(0),                      // 52: roster.v1.UserStatus
+	(*fieldmaskpb.FieldMask)(nil),        // 53: google.protobuf.FieldMask
+	(*Group)(nil),                        // 54: roster.v1.Group
+	(Scope)(0),                           // 55: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 56: roster.v1.AccessGrant
+	(*Session)(nil),                      // 57: roster.v1.Session
+	(*timestamppb.Timestamp)(nil),        // 58: google.protobuf.Timestamp
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
-	48, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
-	48, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
-	49, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	48, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
-	48, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
-	48, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
-	50, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	48, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	48, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	51, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	48, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	49, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	50, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	48, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	48, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	48, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	49, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	50, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
+	50, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
+	51, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	50, // 3: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
+	50, // 4: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
+	50, // 5: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
+	52, // 6: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	50, // 7: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	50, // 8: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	53, // 9: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50, // 10: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	51, // 11: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	52, // 12: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	50, // 13: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	50, // 14: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	50, // 15: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	51, // 16: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
 	0,  // 17: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
 	21, // 18: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	52, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	50, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	53, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	54, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	54, // 19: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	52, // 20: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	55, // 21: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	56, // 22: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
 	1,  // 23: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	50, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	52, // 24: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
 	34, // 25: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	50, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	55, // 27: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
-	48, // 28: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
-	56, // 29: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
-	48, // 30: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
+	52, // 26: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	57, // 27: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	50, // 28: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
+	58, // 29: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 30: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
 	2,  // 31: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
 	4,  // 32: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
 	6,  // 33: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
@@ -3050,30 +3159,32 @@ var file_roster_v1_user_service_proto_depIdxs = []int32{
 	42, // 50: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
 	44, // 51: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
 	46, // 52: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
-	3,  // 53: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 54: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 55: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 56: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 57: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 58: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 59: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 60: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 61: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 62: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 63: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 64: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 65: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 66: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 67: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 68: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 69: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	39, // 70: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
-	41, // 71: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
-	43, // 72: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
-	45, // 73: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
-	47, // 74: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
-	53, // [53:75] is the sub-list for method output_type
-	31, // [31:53] is the sub-list for method input_type
+	48, // 53: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
+	3,  // 54: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 55: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 56: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 57: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 58: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 59: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 60: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 61: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 62: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 63: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 64: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 65: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 66: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 67: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 68: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 69: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 70: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 71: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 72: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	43, // 73: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
+	45, // 74: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
+	47, // 75: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
+	49, // 76: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
+	54, // [54:77] is the sub-list for method output_type
+	31, // [31:54] is the sub-list for method input_type
 	31, // [31:31] is the sub-list for extension type_name
 	31, // [31:31] is the sub-list for extension extendee
 	0,  // [0:31] is the sub-list for field type_name
@@ -3097,13 +3208,14 @@ func file_roster_v1_user_service_proto_init() {
 	file_roster_v1_user_service_proto_msgTypes[8].OneofWrappers = []any{}
 	file_roster_v1_user_service_proto_msgTypes[16].OneofWrappers = []any{}
 	file_roster_v1_user_service_proto_msgTypes[34].OneofWrappers = []any{}
+	file_roster_v1_user_service_proto_msgTypes[46].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_user_service_proto_rawDesc), len(file_roster_v1_user_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,7 @@ const (
 	UserService_SendPasswordReset_FullMethodName    = "/roster.v1.UserService/SendPasswordReset"
 	UserService_ResetUserCredentials_FullMethodName = "/roster.v1.UserService/ResetUserCredentials"
 	UserService_SetPasswordExpiry_FullMethodName    = "/roster.v1.UserService/SetPasswordExpiry"
+	UserService_SetUserSessionLimit_FullMethodName  = "/roster.v1.UserService/SetUserSessionLimit"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -104,6 +105,10 @@ type UserServiceClient interface {
 	// or clears that time (the organization's password_max_age still
 	// applies); a new password clears it too. Audited. Scope: ADMIN.
 	SetPasswordExpiry(ctx context.Context, in *SetPasswordExpiryRequest, opts ...grpc.CallOption) (*SetPasswordExpiryResponse, error)
+	// Sets a user's own session limit over the organization's
+	// max_sessions_per_user (a sign-in beyond it ends the oldest session).
+	// Audited. Scope: ADMIN.
+	SetUserSessionLimit(ctx context.Context, in *SetUserSessionLimitRequest, opts ...grpc.CallOption) (*SetUserSessionLimitResponse, error)
 }
 
 type userServiceClient struct {
@@ -343,6 +348,16 @@ func (c *userServiceClient) SetPasswordExpiry(ctx context.Context, in *SetPasswo
 	return out, nil
 }
 
+func (c *userServiceClient) SetUserSessionLimit(ctx context.Context, in *SetUserSessionLimitRequest, opts ...grpc.CallOption) (*SetUserSessionLimitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetUserSessionLimitResponse)
+	err := c.cc.Invoke(ctx, UserService_SetUserSessionLimit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -404,6 +419,10 @@ type UserServiceServer interface {
 	// or clears that time (the organization's password_max_age still
 	// applies); a new password clears it too. Audited. Scope: ADMIN.
 	SetPasswordExpiry(context.Context, *SetPasswordExpiryRequest) (*SetPasswordExpiryResponse, error)
+	// Sets a user's own session limit over the organization's
+	// max_sessions_per_user (a sign-in beyond it ends the oldest session).
+	// Audited. Scope: ADMIN.
+	SetUserSessionLimit(context.Context, *SetUserSessionLimitRequest) (*SetUserSessionLimitResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -479,6 +498,9 @@ func (UnimplementedUserServiceServer) ResetUserCredentials(context.Context, *Res
 }
 func (UnimplementedUserServiceServer) SetPasswordExpiry(context.Context, *SetPasswordExpiryRequest) (*SetPasswordExpiryResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetPasswordExpiry not implemented")
+}
+func (UnimplementedUserServiceServer) SetUserSessionLimit(context.Context, *SetUserSessionLimitRequest) (*SetUserSessionLimitResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetUserSessionLimit not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -890,6 +912,24 @@ func _UserService_SetPasswordExpiry_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_SetUserSessionLimit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetUserSessionLimitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).SetUserSessionLimit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_SetUserSessionLimit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).SetUserSessionLimit(ctx, req.(*SetUserSessionLimitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -980,6 +1020,10 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetPasswordExpiry",
 			Handler:    _UserService_SetPasswordExpiry_Handler,
+		},
+		{
+			MethodName: "SetUserSessionLimit",
+			Handler:    _UserService_SetUserSessionLimit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
