@@ -381,12 +381,15 @@ async fn grpc_server(
         .add_optional_service(reflection_v1alpha)
         .add_service(AuthServiceServer::new(AuthHandler::new(
             pool.clone(),
-            sign_in,
+            sign_in.clone(),
         )))
         .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
             pool.clone(),
         )))
-        .add_service(UserServiceServer::new(UserHandler::new(pool.clone())))
+        .add_service(UserServiceServer::new(UserHandler::new(
+            pool.clone(),
+            sign_in,
+        )))
         .add_service(GroupServiceServer::new(GroupHandler::new(pool)))
         .add_service(ImportServiceServer::new(import));
     let stopped = async {
@@ -474,14 +477,14 @@ fn spawn_authentication_tasks(
     );
     let recorder = authenticator.clone();
     tasks.spawn(
-        "the API key use recorder",
+        "the API key and session use recorder",
         periodic(
-            "record API key uses",
+            "record API key and session uses",
             Duration::from_secs(1),
             database.clone(),
             move || {
                 let recorder = recorder.clone();
-                async move { recorder.record_key_uses().await }
+                async move { recorder.record_uses().await }
             },
         ),
     );

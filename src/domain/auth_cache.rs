@@ -218,6 +218,7 @@ mod tests {
             user_id: Uuid::new_v4(),
             expire_time: chrono::Utc::now(),
             revoke_time: None,
+            last_used_time: None,
         }))
     }
 

@@ -28,9 +28,10 @@ use crate::store::{self, auth_changes::AuthChange, connections::read};
 /// when no change was announced: a backstop, within the spec's 30 s, for
 /// the notifications that normally evict it at once.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
-/// An API key's `last_used_time` moves at most this often (as
-/// `store::api_keys::record_uses` also enforces across servers).
-const KEY_USE_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// An API key's or a session's `last_used_time` moves at most this often
+/// (as `store::api_keys::record_uses` and `store::access_tokens::record_uses`
+/// also enforce across servers).
+const USE_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// What a user may do right now, as far as Roster's own API is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,8 @@ pub struct Authenticator {
     pool: Pool,
     cache: Arc<AuthCache>,
     user_access: UserAccessResolver,
-    key_uses: KeyUses,
+    key_uses: Uses,
+    session_uses: Uses,
 }
 
 impl Authenticator {
@@ -90,7 +92,8 @@ impl Authenticator {
             },
             cache,
             pool,
-            key_uses: KeyUses::default(),
+            key_uses: Uses::default(),
+            session_uses: Uses::default(),
         }
     }
 
@@ -111,9 +114,24 @@ impl Authenticator {
         self.cache.forget(&AuthChange::Everything);
     }
 
-    /// Writes the API key uses noted since the last call, in one statement.
-    pub async fn record_key_uses(&self) -> Result<(), sqlx::Error> {
-        self.key_uses.write(&self.pool).await
+    /// Writes the API key and session uses noted since the last call, in
+    /// one statement each.
+    pub async fn record_uses(&self) -> Result<(), sqlx::Error> {
+        let due = self.key_uses.take_due();
+        let keys = if due.is_empty() {
+            Ok(())
+        } else {
+            store::api_keys::record_uses(&self.pool, &due).await
+        };
+        self.key_uses.settle(&due, &keys);
+        let due = self.session_uses.take_due();
+        let sessions = if due.is_empty() {
+            Ok(())
+        } else {
+            store::access_tokens::record_uses(&self.pool, &due).await
+        };
+        self.session_uses.settle(&due, &sessions);
+        keys.and(sessions)
     }
 
     /// `bearer` is the token after `Bearer `.
@@ -164,7 +182,8 @@ impl Authenticator {
         if key.expire_time.is_some_and(|time| time <= now) {
             return Err(DomainError::Unauthenticated("API key expired".into()));
         }
-        self.key_uses.note(key, now);
+        self.key_uses
+            .note(key.organization_id, key.id, key.last_used_time, now);
         // An ADMIN key administers the whole organization; a VIEWER key passes on nothing.
         let authority = if key.scopes.allows(Scope::Admin) {
             Authority::Organization
@@ -183,7 +202,8 @@ impl Authenticator {
         if record.revoke_time.is_some() {
             return Err(DomainError::Unauthenticated("access token revoked".into()));
         }
-        if record.expire_time <= Utc::now() {
+        let now = Utc::now();
+        if record.expire_time <= now {
             return Err(DomainError::Unauthenticated(
                 "access token expired; sign in again".into(),
             ));
@@ -194,6 +214,12 @@ impl Authenticator {
             .await?
             .filter(|access| access.can_sign_in)
             .ok_or_else(|| DomainError::Unauthenticated("account not active".into()))?;
+        self.session_uses.note(
+            record.organization_id,
+            record.id,
+            record.last_used_time,
+            now,
+        );
         Ok(Caller {
             organization_id: record.organization_id,
             principal: Principal::User {
@@ -249,29 +275,37 @@ impl UserAccessResolver {
     }
 }
 
-/// API key uses not yet written. A key is noted when its last recorded use
-/// is over a minute old, and the notes are written together by a background
-/// task: no call waits for the write, and a key's row is written at most
-/// once a minute whatever the traffic.
+/// Uses of API keys or sessions not yet written, by (organization id, id).
+/// A credential is noted when its last recorded use is over a minute old,
+/// and the notes are written together by a background task: no call waits
+/// for the write, and a row is written at most once a minute whatever the
+/// traffic.
 #[derive(Default)]
-struct KeyUses(Mutex<HashMap<(Uuid, Uuid), KeyUse>>);
+struct Uses(Mutex<HashMap<(Uuid, Uuid), Use>>);
 
 #[derive(Debug, Clone, Copy)]
-struct KeyUse {
+struct Use {
     time: DateTime<Utc>,
     written: bool,
 }
 
-impl KeyUses {
-    fn note(&self, key: &ApiKey, now: DateTime<Utc>) {
+impl Uses {
+    /// `recorded`: the last use as read with the credential.
+    fn note(
+        &self,
+        organization_id: Uuid,
+        id: Uuid,
+        recorded: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
         let mut uses = self.lock();
-        let id = (key.organization_id, key.id);
+        let id = (organization_id, id);
         let noted = uses.get(&id).map(|noted| noted.time);
-        let last = key.last_used_time.max(noted);
-        if last.is_none_or(|time| now - time >= KEY_USE_RESOLUTION) {
+        let last = recorded.max(noted);
+        if last.is_none_or(|time| now - time >= USE_RESOLUTION) {
             uses.insert(
                 id,
-                KeyUse {
+                Use {
                     time: now,
                     written: false,
                 },
@@ -279,29 +313,25 @@ impl KeyUses {
         }
     }
 
-    async fn write(&self, pool: &Pool) -> Result<(), sqlx::Error> {
-        let due = self.take_due();
-        if due.is_empty() {
-            return Ok(());
+    /// After the write of `due`: a failed one is written with the next
+    /// batch instead, unless a later use replaced the note.
+    fn settle(&self, due: &[(Uuid, Uuid, DateTime<Utc>)], written: &Result<(), sqlx::Error>) {
+        if written.is_ok() {
+            return;
         }
-        let written = store::api_keys::record_uses(pool, &due).await;
-        if written.is_err() {
-            // Written with the next batch instead, unless a later use replaced the note.
-            let mut uses = self.lock();
-            for (organization_id, id, time) in &due {
-                if let Some(noted) = uses.get_mut(&(*organization_id, *id)) {
-                    noted.written &= noted.time != *time;
-                }
+        let mut uses = self.lock();
+        for (organization_id, id, time) in due {
+            if let Some(noted) = uses.get_mut(&(*organization_id, *id)) {
+                noted.written &= noted.time != *time;
             }
         }
-        written
     }
 
     /// The notes not yet written, marked written; notes too old to matter are dropped.
     fn take_due(&self) -> Vec<(Uuid, Uuid, DateTime<Utc>)> {
         let now = Utc::now();
         let mut uses = self.lock();
-        uses.retain(|_, noted| !noted.written || now - noted.time < KEY_USE_RESOLUTION);
+        uses.retain(|_, noted| !noted.written || now - noted.time < USE_RESOLUTION);
         uses.iter_mut()
             .filter(|(_, noted)| !noted.written)
             .map(|(&(organization_id, id), noted)| {
@@ -311,7 +341,7 @@ impl KeyUses {
             .collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(Uuid, Uuid), KeyUse>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(Uuid, Uuid), Use>> {
         // A poisoned map is still valid: every entry was written whole.
         self.0
             .lock()

@@ -70,6 +70,10 @@ pub struct Settings {
     pub locale: Locale,
     /// How emails name the organization; empty: by its name.
     pub display_name: String,
+    /// Sessions a user may hold at once; `None`: no limit.
+    pub max_sessions_per_user: Option<i32>,
+    /// How long a password signs in after it is set; `None`: forever.
+    pub password_max_age_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +104,9 @@ const DAY: i64 = 24 * HOUR;
 pub const INVITATION_TTL_RANGE: (i64, i64) = (HOUR, 90 * DAY);
 pub const PASSWORD_RESET_TTL_RANGE: (i64, i64) = (5 * MINUTE, 7 * DAY);
 pub const ACCESS_TOKEN_TTL_RANGE: (i64, i64) = (5 * MINUTE, 30 * DAY);
+pub const PASSWORD_MAX_AGE_RANGE: (i64, i64) = (DAY, 3650 * DAY);
+/// The largest session limit; 0 means none.
+pub const MAX_SESSIONS_PER_USER: i32 = 1000;
 
 /// Settings as a caller sent them, before validation. `None`: not in the mask.
 #[derive(Debug, Clone, Default)]
@@ -114,6 +121,11 @@ pub struct SettingsPatch {
     pub locale: Option<String>,
     /// Empty (or blank) clears it.
     pub display_name: Option<String>,
+    /// 0 clears it.
+    pub max_sessions_per_user: Option<i32>,
+    /// Seconds; `None` inside clears it; a value outside the range
+    /// (a fractional duration is sent as -1) is refused.
+    pub password_max_age: Option<Option<i64>>,
 }
 
 impl SettingsPatch {
@@ -184,6 +196,36 @@ impl SettingsPatch {
                 Ok(display_name) => next.display_name = display_name,
                 Err(violation) => violations.push(violation),
             }
+        }
+        match self.max_sessions_per_user {
+            None => {}
+            Some(0) => next.max_sessions_per_user = None,
+            Some(limit) if (1..=MAX_SESSIONS_PER_USER).contains(&limit) => {
+                next.max_sessions_per_user = Some(limit)
+            }
+            Some(_) => violations.push(FieldViolation::new(
+                "settings.max_sessions_per_user",
+                "OUT_OF_RANGE",
+                format!("must be 0 (no limit) to {MAX_SESSIONS_PER_USER}"),
+            )),
+        }
+        match self.password_max_age {
+            None => {}
+            Some(None) => next.password_max_age_seconds = None,
+            Some(Some(seconds))
+                if (PASSWORD_MAX_AGE_RANGE.0..=PASSWORD_MAX_AGE_RANGE.1).contains(&seconds) =>
+            {
+                next.password_max_age_seconds = Some(seconds)
+            }
+            Some(Some(_)) => violations.push(FieldViolation::new(
+                "settings.password_max_age",
+                "OUT_OF_RANGE",
+                format!(
+                    "must be unset (passwords do not expire) or a whole number of seconds between {} and {}",
+                    describe_seconds(PASSWORD_MAX_AGE_RANGE.0),
+                    describe_seconds(PASSWORD_MAX_AGE_RANGE.1)
+                ),
+            )),
         }
         DomainError::check(violations)?;
         Ok(next)
@@ -420,6 +462,16 @@ fn settings_changes(old: &Settings, new: &Settings) -> FieldChanges {
             json!(old.display_name),
             json!(new.display_name),
         ),
+        (
+            "max_sessions_per_user",
+            json!(old.max_sessions_per_user),
+            json!(new.max_sessions_per_user),
+        ),
+        (
+            "password_max_age",
+            json!(old.password_max_age_seconds),
+            json!(new.password_max_age_seconds),
+        ),
     ])
 }
 
@@ -436,6 +488,8 @@ mod tests {
             access_token_ttl_seconds: 8 * HOUR,
             locale: Locale::En,
             display_name: String::new(),
+            max_sessions_per_user: None,
+            password_max_age_seconds: None,
         }
     }
 

@@ -12,19 +12,23 @@ pub use self::throttle::{carry_over as carry_throttle_over, Bucket, ThrottleSett
 use self::throttle::{Flow, Throttle};
 use super::{
     authentication::Authenticator,
+    call::Call,
     caller::{Actor, Caller, Principal, Scopes},
     name::MAX_NAME_CHARS,
     organization::Organization,
     password::{unmet_rules, Password, PasswordHasher, PasswordRule},
     request::RequestId,
+    session::SessionOrigin,
     status::UserStatus,
     token::{LinkPurpose, LinkRecord, PresentedToken, Secret, TokenKind},
     unit_of_work::UnitOfWork,
+    user::{ensure_may_act_on, ensure_onboarded},
     DomainError, FieldViolation,
 };
 use crate::store;
 use crate::store::Pool;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 /// A successful sign-in.
 #[derive(Debug)]
@@ -104,8 +108,9 @@ impl SignIn {
         organization: &str,
         username: &str,
         password: &Password,
-        peer: Option<IpAddr>,
+        origin: &SessionOrigin,
     ) -> Result<SignedIn, DomainError> {
+        let peer = origin.peer_address;
         DomainError::check(
             [
                 account_violations(organization, username),
@@ -134,6 +139,9 @@ impl SignIn {
             .as_ref()
             .and_then(|(_, user)| user.password_hash.as_deref());
         let matches = admission.verify(password, stored).await?;
+        let expired = found
+            .as_ref()
+            .is_some_and(|(_, user)| user.password_expired);
         let found = found.map(|(organization, user)| {
             let status = user.status;
             ((organization, user.id), status)
@@ -147,32 +155,75 @@ impl SignIn {
                 reservation.succeeded().await?;
                 Err(account_not_active(status))
             }
+            LoginVerdict::SignedIn((organization, user_id)) if expired => {
+                reservation.succeeded().await?;
+                self.send_expired_password_reset(&organization, username, user_id, peer)
+                    .await?;
+                Err(DomainError::FailedPrecondition {
+                    reason: "PASSWORD_EXPIRED",
+                    message: "your password expired; a link to set a new one was emailed to you"
+                        .into(),
+                })
+            }
             LoginVerdict::SignedIn((organization, user_id)) => {
                 reservation.succeeded().await?;
-                self.start_session(&organization, user_id).await
+                self.start_session(&organization, user_id, origin).await
             }
         }
     }
 
-    /// A new access token, and the sign-in time, in one commit.
+    /// A reset link for a user whose password proved who they are but
+    /// expired, throttled like any reset (silently: the answer is the same).
+    async fn send_expired_password_reset(
+        &self,
+        organization: &Organization,
+        username: &str,
+        user_id: Uuid,
+        peer: Option<IpAddr>,
+    ) -> Result<(), DomainError> {
+        let attempt = self
+            .throttle
+            .attempt(Flow::PasswordReset, &organization.name, username, peer)
+            .await?;
+        if !self.throttle.count_request(&attempt).await? {
+            tracing::info!("reset link for an expired password held back by throttling");
+            return Ok(());
+        }
+        store::outbox::enqueue(
+            &mut *self.pool.acquire().await?,
+            organization.id,
+            user_id,
+            "PASSWORD_RESET",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A new access token (a session), and the sign-in time, in one
+    /// commit; past the user's session limit (theirs, else the
+    /// organization's) their oldest sessions end.
     async fn start_session(
         &self,
         organization: &Organization,
         user_id: uuid::Uuid,
+        origin: &SessionOrigin,
     ) -> Result<SignedIn, DomainError> {
         let access_token = Secret::generate(TokenKind::AccessToken);
         let expire_time =
             Utc::now() + chrono::Duration::seconds(organization.settings.access_token_ttl_seconds);
         let mut tx = self.pool.begin().await?;
+        // First: its row lock makes the user's concurrent sign-ins count their sessions in turn.
+        store::users::touch_last_login(&mut *tx, organization.id, user_id).await?;
         store::access_tokens::insert(
             &mut *tx,
             organization.id,
             user_id,
             &access_token.hash(),
             expire_time,
+            origin,
         )
         .await?;
-        store::users::touch_last_login(&mut *tx, organization.id, user_id).await?;
+        store::access_tokens::revoke_beyond_limit(&mut *tx, organization.id, user_id).await?;
         tx.commit().await?;
         let scopes = self
             .authenticator
@@ -191,14 +242,21 @@ impl SignIn {
     /// Revokes the access token of the call.
     pub async fn logout(&self, caller: &Caller) -> Result<(), DomainError> {
         let Principal::User {
-            access_token_id, ..
+            id: user_id,
+            access_token_id,
         } = caller.principal
         else {
             return Err(not_signed_in(
                 "Logout ends a user's session; revoke API keys with RevokeApiKey",
             ));
         };
-        store::access_tokens::revoke(&self.pool, caller.organization_id, access_token_id).await?;
+        store::access_tokens::revoke(
+            &mut *self.pool.acquire().await?,
+            caller.organization_id,
+            user_id,
+            access_token_id,
+        )
+        .await?;
         Ok(())
     }
 
@@ -390,6 +448,52 @@ impl SignIn {
         store::password_reset_requests::insert(&self.pool, organization.trim(), username.trim())
             .await?;
         Ok(())
+    }
+
+    /// SendPasswordReset: queues a reset link for an onboarded user the
+    /// caller may act on, counted on the account's reset budget as a
+    /// "Forgot password" from an unfamiliar address is (so neither can be
+    /// used to flood a mailbox); a held-back request is refused, not hidden,
+    /// since the administrator is told what happened.
+    pub async fn send_password_reset(&self, call: &Call, user_id: Uuid) -> Result<(), DomainError> {
+        let caller = &call.caller;
+        let mut work = call.begin().await?;
+        let user = ensure_may_act_on(work.tx(), caller, user_id, None).await?;
+        ensure_onboarded(&user)?;
+        let organization = store::organizations::find(&mut **work.tx(), caller.organization_id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("organization", caller.organization_id))?;
+        let attempt = self
+            .throttle
+            .attempt(
+                Flow::PasswordReset,
+                &organization.name,
+                &user.username,
+                None,
+            )
+            .await?;
+        self.throttle
+            .count_or_refuse(&attempt)
+            .await
+            .map_err(|error| match error {
+                DomainError::Throttled { retry_after, .. } => DomainError::Throttled {
+                    retry_after,
+                    message: format!(
+                        "reset links were sent to this user lately; try again in {} s",
+                        retry_after.as_secs().max(1)
+                    ),
+                },
+                other => other,
+            })?;
+        store::outbox::enqueue(
+            &mut **work.tx(),
+            caller.organization_id,
+            user_id,
+            "PASSWORD_RESET",
+        )
+        .await?;
+        work.record(work.audit_record("user.password_reset.send", "user", user_id));
+        work.commit().await
     }
 
     /// The user a typed organization and username name, if both exist.

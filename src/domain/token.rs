@@ -150,6 +150,8 @@ pub struct AccessTokenRecord {
     pub user_id: Uuid,
     pub expire_time: DateTime<Utc>,
     pub revoke_time: Option<DateTime<Utc>>,
+    /// As recorded when the token was read (see `authentication::Uses`).
+    pub last_used_time: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::{
     caller::{Caller, Principal},
     group::{ensure_covered, found_ids, labels, GivenGroups, GroupLabel},
     request::IdempotencyKey,
+    token::LinkPurpose,
     unit_of_work::IdempotentCreate,
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
@@ -54,6 +55,10 @@ pub struct User {
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
     pub last_login_time: Option<DateTime<Utc>>,
+    /// When the password expires (set by an administrator, or the
+    /// organization's `password_max_age`), if it does.
+    pub password_expire_time: Option<DateTime<Utc>>,
+    pub password_expired: bool,
 }
 
 /// A user's values as a caller sent them.
@@ -201,6 +206,8 @@ pub struct Credentials {
     pub username: String,
     pub password_hash: Option<String>,
     pub status: UserStatus,
+    /// The password still proves who the person is, but does not sign in.
+    pub password_expired: bool,
 }
 
 /// Whom a new invitation may go to: users who have not registered a password.
@@ -225,6 +232,7 @@ pub struct UserFilter {
     pub onboarded: Option<bool>,
     /// Whether the email is on a public mail provider (or a subdomain of one).
     pub public_email_domain: Option<bool>,
+    pub password_expired: Option<bool>,
 }
 
 impl UserFilter {
@@ -919,6 +927,63 @@ pub async fn set_user_status(
                 }),
             ),
     );
+    work.commit().await?;
+    Ok(user)
+}
+
+/// SetPasswordExpiry: the user's password expires at `expire_time`
+/// (a past time: at once), or, with `None`, only by the organization's
+/// `password_max_age`. For onboarded users: others have no password.
+pub async fn set_password_expiry(
+    call: &Call,
+    user_id: Uuid,
+    expire_time: Option<DateTime<Utc>>,
+) -> Result<User, DomainError> {
+    let caller = &call.caller;
+    let mut work = call.begin().await?;
+    let tx = work.tx();
+    let user = ensure_may_act_on(tx, caller, user_id, None).await?;
+    ensure_onboarded(&user)?;
+    let user =
+        store::users::set_password_expire_time(tx, caller.organization_id, user_id, expire_time)
+            .await?;
+    work.record(
+        work.audit_record("user.password_expiry.set", "user", user_id)
+            .with_details(json!({ "expire_time": expire_time })),
+    );
+    work.commit().await?;
+    Ok(user)
+}
+
+/// Refuses a password action on a user who has no password yet.
+pub(crate) fn ensure_onboarded(user: &User) -> Result<(), DomainError> {
+    if user.onboarded {
+        return Ok(());
+    }
+    Err(DomainError::FailedPrecondition {
+        reason: "USER_NOT_ONBOARDED",
+        message: format!(
+            "user {} has not registered a password yet: send them an invitation with SendActivationEmail",
+            user.id
+        ),
+    })
+}
+
+/// ResetUserCredentials: the account starts over. The password goes, with
+/// every session and link; the user is not onboarded any more and gets a
+/// fresh invitation (the worker sends it). A second factor, once Roster has
+/// one, goes here too.
+pub async fn reset_user_credentials(call: &Call, user_id: Uuid) -> Result<User, DomainError> {
+    let caller = &call.caller;
+    let organization_id = caller.organization_id;
+    let mut work = call.begin().await?;
+    let tx = work.tx();
+    ensure_may_act_on(tx, caller, user_id, Some("reset the credentials of")).await?;
+    store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id]).await?;
+    store::onboarding_tokens::revoke(tx, organization_id, &[user_id], LinkPurpose::ALL).await?;
+    let user = store::users::clear_password(tx, organization_id, user_id).await?;
+    store::outbox::enqueue_invitation(tx, organization_id, user_id).await?;
+    work.record(work.audit_record("user.credentials.reset", "user", user_id));
     work.commit().await?;
     Ok(user)
 }

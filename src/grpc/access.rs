@@ -14,9 +14,12 @@ pub enum Access {
     Scope(Scope),
     /// ADMIN over the whole organization: an ADMIN API key or Admin on all units.
     OrganizationAdmin,
+    /// Any token here; the handler lets a user act on themself and asks
+    /// ADMIN, under the who-may-do-what rule, for acting on anyone else.
+    OwnOrAdmin,
 }
 
-use Access::{AnyToken, OrganizationAdmin, Public, SignedIn};
+use Access::{AnyToken, OrganizationAdmin, OwnOrAdmin, Public, SignedIn};
 const VIEWER: Access = Access::Scope(Scope::Viewer);
 const ADMIN: Access = Access::Scope(Scope::Admin);
 
@@ -54,6 +57,12 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/roster.v1.UserService/SendActivationEmail", ADMIN),
     ("/roster.v1.UserService/GetOnboardingStats", VIEWER),
     ("/roster.v1.UserService/ExportUsers", ADMIN),
+    ("/roster.v1.UserService/ListUserSessions", OwnOrAdmin),
+    ("/roster.v1.UserService/RevokeUserSessions", OwnOrAdmin),
+    ("/roster.v1.UserService/SendPasswordReset", ADMIN),
+    ("/roster.v1.UserService/ResetUserCredentials", ADMIN),
+    ("/roster.v1.UserService/SetPasswordExpiry", ADMIN),
+    ("/roster.v1.UserService/SetUserSessionLimit", ADMIN),
     ("/roster.v1.GroupService/CreateGroup", ADMIN),
     ("/roster.v1.GroupService/GetGroup", VIEWER),
     ("/roster.v1.GroupService/ListGroups", VIEWER),

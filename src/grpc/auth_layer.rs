@@ -79,7 +79,7 @@ async fn authorize(
         .await
         .map_err(Status::from)?;
     let allowed = match access {
-        Access::Public | Access::AnyToken => true,
+        Access::Public | Access::AnyToken | Access::OwnOrAdmin => true,
         Access::SignedIn => matches!(
             caller.principal,
             crate::domain::caller::Principal::User { .. }
@@ -126,6 +126,6 @@ fn denial(access: Access) -> String {
         Access::OrganizationAdmin => {
             "this method is for organization administrators (an ADMIN API key or Admin on all units)".into()
         }
-        Access::Public | Access::AnyToken => "denied".into(),
+        Access::Public | Access::AnyToken | Access::OwnOrAdmin => "denied".into(),
     }
 }

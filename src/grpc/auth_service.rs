@@ -10,6 +10,7 @@ use crate::{
         organization,
         password::Password,
         request::RequestId,
+        session::SessionOrigin,
         sign_in::{PasswordSet, SignIn},
         token::TokenKind,
         user,
@@ -55,7 +56,14 @@ impl AuthService for AuthHandler {
         &self,
         request: Request<proto::LoginRequest>,
     ) -> Result<Response<proto::LoginResponse>, Status> {
-        let peer = request.remote_addr().map(|address| address.ip());
+        let user_agent = request
+            .metadata()
+            .get("user-agent")
+            .and_then(|value| value.to_str().ok());
+        let origin = SessionOrigin::new(
+            request.remote_addr().map(|address| address.ip()),
+            user_agent,
+        );
         let body = request.into_inner();
         let signed_in = self
             .sign_in
@@ -63,7 +71,7 @@ impl AuthService for AuthHandler {
                 &body.organization,
                 &body.username,
                 &Password::new(body.password),
-                peer,
+                &origin,
             )
             .await?;
         Ok(Response::new(proto::LoginResponse {

@@ -1,14 +1,17 @@
+use std::sync::Arc;
+
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
     call_of, caller,
-    convert::{page_request, users as convert},
+    convert::{page_request, parse_optional_id, users as convert},
 };
 use crate::{
     domain::{
-        group as groups, import,
+        group as groups, import, session,
+        sign_in::SignIn,
         user::{self, InvitationTargets, MirrorRequest, NewUser, UserListRequest, UserUpdate},
     },
     proto::{self, user_service_server::UserService},
@@ -18,11 +21,13 @@ use crate::{
 /// UserService: the directory's users, their groups, onboarding and export.
 pub struct UserHandler {
     pool: Pool,
+    /// Password resets an administrator sends share the sign-in throttle.
+    sign_in: Arc<SignIn>,
 }
 
 impl UserHandler {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: Pool, sign_in: Arc<SignIn>) -> Self {
+        Self { pool, sign_in }
     }
 
     /// CreateUser and CloneUser: the same use case from two requests.
@@ -268,5 +273,85 @@ impl UserService for UserHandler {
         let caller = caller(&request)?;
         let stats = user::onboarding_stats(&self.pool, caller.organization_id).await?;
         Ok(Response::new(stats.into()))
+    }
+
+    async fn list_user_sessions(
+        &self,
+        request: Request<proto::ListUserSessionsRequest>,
+    ) -> Result<Response<proto::ListUserSessionsResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let named = parse_optional_id(&request.get_ref().user_id, "user_id")?;
+        let user_id = session::sessions_owner(&call.caller, named)?;
+        let (sessions, limit) = session::list_user_sessions(&call, user_id).await?;
+        Ok(Response::new(proto::ListUserSessionsResponse {
+            sessions: sessions
+                .iter()
+                .map(|listed| convert::session(listed, &call.caller))
+                .collect(),
+            max_sessions: limit.unwrap_or(0),
+        }))
+    }
+
+    async fn set_user_session_limit(
+        &self,
+        request: Request<proto::SetUserSessionLimitRequest>,
+    ) -> Result<Response<proto::SetUserSessionLimitResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let body = request.get_ref();
+        let user_id = super::convert::parse_id(&body.user_id, "user_id")?;
+        session::set_user_session_limit(&call, user_id, body.max_sessions).await?;
+        Ok(Response::new(proto::SetUserSessionLimitResponse {}))
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        request: Request<proto::RevokeUserSessionsRequest>,
+    ) -> Result<Response<proto::RevokeUserSessionsResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let body = request.get_ref();
+        let named = parse_optional_id(&body.user_id, "user_id")?;
+        let session_id = parse_optional_id(&body.session_id, "session_id")?;
+        let user_id = session::sessions_owner(&call.caller, named)?;
+        let revoked = session::revoke_user_sessions(&call, user_id, session_id).await?;
+        Ok(Response::new(proto::RevokeUserSessionsResponse {
+            revoked_count: revoked as i64,
+        }))
+    }
+
+    async fn send_password_reset(
+        &self,
+        request: Request<proto::SendPasswordResetRequest>,
+    ) -> Result<Response<proto::SendPasswordResetResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let user_id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
+        self.sign_in.send_password_reset(&call, user_id).await?;
+        Ok(Response::new(proto::SendPasswordResetResponse {}))
+    }
+
+    async fn reset_user_credentials(
+        &self,
+        request: Request<proto::ResetUserCredentialsRequest>,
+    ) -> Result<Response<proto::ResetUserCredentialsResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let user_id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
+        let user = user::reset_user_credentials(&call, user_id).await?;
+        Ok(Response::new(proto::ResetUserCredentialsResponse {
+            user: Some(convert::user(&user)),
+        }))
+    }
+
+    async fn set_password_expiry(
+        &self,
+        request: Request<proto::SetPasswordExpiryRequest>,
+    ) -> Result<Response<proto::SetPasswordExpiryResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let body = request.get_ref();
+        let user_id = super::convert::parse_id(&body.user_id, "user_id")?;
+        let expire_time = super::convert::parse_timestamp(body.expire_time.as_ref(), "expire_time")
+            .map_err(|violation| crate::domain::DomainError::InvalidArgument(vec![violation]))?;
+        let user = user::set_password_expiry(&call, user_id, expire_time).await?;
+        Ok(Response::new(proto::SetPasswordExpiryResponse {
+            user: Some(convert::user(&user)),
+        }))
     }
 }

@@ -143,9 +143,7 @@ pub async fn record_uses(
     pool: &Pool,
     uses: &[(Uuid, Uuid, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
-    let organization_ids: Vec<Uuid> = uses.iter().map(|u| u.0).collect();
-    let ids: Vec<Uuid> = uses.iter().map(|u| u.1).collect();
-    let times: Vec<DateTime<Utc>> = uses.iter().map(|u| u.2).collect();
+    let (organization_ids, ids, times) = super::use_columns(uses);
     sqlx::query!(
         "update api_keys k set last_used_time = u.used \
          from unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) as u (organization_id, id, used) \

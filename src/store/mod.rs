@@ -48,3 +48,25 @@ pub(crate) fn map_constraint_violation(
     }
     DomainError::from(error)
 }
+
+/// Uses of credentials, (organization id, id, time of use), as the three
+/// arrays an `unnest` update takes.
+pub(crate) fn use_columns(
+    uses: &[(uuid::Uuid, uuid::Uuid, chrono::DateTime<chrono::Utc>)],
+) -> (
+    Vec<uuid::Uuid>,
+    Vec<uuid::Uuid>,
+    Vec<chrono::DateTime<chrono::Utc>>,
+) {
+    let mut columns = (
+        Vec::with_capacity(uses.len()),
+        Vec::with_capacity(uses.len()),
+        Vec::with_capacity(uses.len()),
+    );
+    for &(organization_id, id, time) in uses {
+        columns.0.push(organization_id);
+        columns.1.push(id);
+        columns.2.push(time);
+    }
+    columns
+}

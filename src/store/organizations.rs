@@ -18,6 +18,8 @@ struct OrganizationRow {
     password_reset_ttl_seconds: i64,
     access_token_ttl_seconds: i64,
     locale: String,
+    max_sessions_per_user: Option<i32>,
+    password_max_age_seconds: Option<i64>,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
@@ -40,6 +42,8 @@ impl TryFrom<OrganizationRow> for Organization {
                 access_token_ttl_seconds: row.access_token_ttl_seconds,
                 locale: Locale::parse(&row.locale).ok_or_else(|| corrupt("locale"))?,
                 display_name: row.display_name,
+                max_sessions_per_user: row.max_sessions_per_user,
+                password_max_age_seconds: row.password_max_age_seconds,
             },
             name: row.name,
             create_time: row.create_time,
@@ -67,7 +71,7 @@ pub async fn insert(
     let row = sqlx::query_as!(
         OrganizationRow,
         "insert into organizations (id, name) values ($1, $2) returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time",
         id,
         name,
     )
@@ -87,7 +91,7 @@ pub async fn rename(
         OrganizationRow,
         "update organizations set name = $2 where id = $1 returning id, name, display_name, allow_duplicate_emails, \
          public_email_domain_policy, invitation_ttl_seconds, password_reset_ttl_seconds, access_token_ttl_seconds, \
-         locale, create_time, update_time",
+         locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time",
         id,
         name,
     )
@@ -104,7 +108,7 @@ pub async fn find<'e>(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations where id = $1",
         id,
     )
     .fetch_optional(executor)
@@ -120,7 +124,7 @@ pub async fn find_by_name<'e>(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where lower(name) = lower($1)",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations where lower(name) = lower($1)",
         name.trim(),
     )
     .fetch_optional(executor)
@@ -133,7 +137,7 @@ pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organizat
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1 for update",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations where id = $1 for update",
         id,
     )
     .fetch_optional(&mut **tx)
@@ -149,7 +153,7 @@ pub async fn lock_shared(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations where id = $1 for share",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations where id = $1 for share",
         id,
     )
     .fetch_optional(&mut **tx)
@@ -161,7 +165,7 @@ pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<Organization>
     let rows = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time from organizations order by lower(name)"
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations order by lower(name)"
     )
     .fetch_all(executor)
     .await?;
@@ -177,8 +181,8 @@ pub async fn update_settings(
         OrganizationRow,
         "update organizations set allow_duplicate_emails = $2, public_email_domain_policy = $3, \
          invitation_ttl_seconds = $4, password_reset_ttl_seconds = $5, access_token_ttl_seconds = $6, locale = $7, \
-         display_name = $8 where id = $1 returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, create_time, update_time",
+         display_name = $8, max_sessions_per_user = $9, password_max_age_seconds = $10 where id = $1 returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time",
         id,
         settings.allow_duplicate_emails,
         settings.public_email_domain_policy.as_str(),
@@ -187,6 +191,8 @@ pub async fn update_settings(
         settings.access_token_ttl_seconds,
         settings.locale.as_str(),
         settings.display_name,
+        settings.max_sessions_per_user,
+        settings.password_max_age_seconds,
     )
     .fetch_one(&mut **tx)
     .await?;

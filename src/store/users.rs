@@ -22,6 +22,14 @@ use crate::domain::{
     DomainError,
 };
 
+/// When a user's password expires, if it does: the time an administrator
+/// set, or the organization's `password_max_age` after it was set,
+/// whichever comes first (the same expression `user_query!` and
+/// `credentials_query!` spell out, as their macros take literals only).
+pub const PASSWORD_EXPIRE_SQL: &str = "(case when users.password_hash is not null then \
+     least(users.password_expire_time, users.password_set_time + make_interval(secs => \
+     (select o.password_max_age_seconds from organizations o where o.id = users.organization_id))) end)";
+
 /// The derived status (spec §1) for the statements that filter or count by
 /// it. Rows read whole carry the facts instead, and `UserStatus::derive` (the
 /// same rule, checked against this one by a test) gives their status.
@@ -44,7 +52,10 @@ macro_rules! user_query {
                    admin_state as \"admin_state: AdminState\", \
                    legacy_status as \"legacy_status: LegacyStatus\", onboarded, \
                    invitation_expire_time, create_time, update_time, last_login_time, \
-                   last_name_key, now() as \"read_time!\" "
+                   last_name_key, now() as \"read_time!\", \
+                   (case when users.password_hash is not null then least(users.password_expire_time, \
+                   users.password_set_time + make_interval(secs => (select o.password_max_age_seconds \
+                   from organizations o where o.id = users.organization_id))) end) as password_expire_time "
                 + $tail $(+ $more)*
             $(, $arg)*
         )
@@ -56,7 +67,10 @@ macro_rules! user_query {
 const USER_COLUMNS: &str = "users.id, users.first_name, users.last_name, users.email, \
      users.username, users.phone, users.external_id, users.admin_state, users.legacy_status, \
      users.onboarded, users.invitation_expire_time, users.create_time, users.update_time, \
-     users.last_login_time, users.last_name_key, now() as read_time";
+     users.last_login_time, users.last_name_key, now() as read_time, \
+     (case when users.password_hash is not null then least(users.password_expire_time, \
+     users.password_set_time + make_interval(secs => (select o.password_max_age_seconds \
+     from organizations o where o.id = users.organization_id))) end) as password_expire_time";
 
 #[derive(FromRow)]
 struct UserRow {
@@ -76,6 +90,7 @@ struct UserRow {
     last_login_time: Option<DateTime<Utc>>,
     last_name_key: String,
     read_time: DateTime<Utc>,
+    password_expire_time: Option<DateTime<Utc>>,
 }
 
 impl From<UserRow> for User {
@@ -100,6 +115,10 @@ impl From<UserRow> for User {
             create_time: row.create_time,
             update_time: row.update_time,
             last_login_time: row.last_login_time,
+            password_expired: row
+                .password_expire_time
+                .is_some_and(|time| time <= row.read_time),
+            password_expire_time: row.password_expire_time,
         }
     }
 }
@@ -424,6 +443,15 @@ fn push_user_filters(
     }
     if let Some(onboarded) = filter.onboarded {
         query.push(" and users.onboarded = ").push_bind(onboarded);
+    }
+    match filter.password_expired {
+        Some(true) => {
+            query.push(format!(" and {PASSWORD_EXPIRE_SQL} <= now()"));
+        }
+        Some(false) => {
+            query.push(format!(" and ({PASSWORD_EXPIRE_SQL} <= now()) is not true"));
+        }
+        None => {}
     }
     match filter.public_email_domain {
         Some(true) => {
@@ -975,6 +1003,43 @@ pub async fn set_invitation_expire_time(
     Ok(())
 }
 
+/// Removes the password: the user is not onboarded until they register
+/// one again, from an invitation not sent yet.
+pub async fn clear_password(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<User, DomainError> {
+    let row = user_query!(
+        "update users set password_hash = null, onboarded = false, invitation_expire_time = null          where organization_id = $1 and id = $2 returning",
+        "",
+        organization_id,
+        id,
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.into())
+}
+
+/// Sets (or with `None` clears) the time the user's password expires.
+pub async fn set_password_expire_time(
+    tx: &mut Transaction<'_>,
+    organization_id: Uuid,
+    id: Uuid,
+    expire_time: Option<DateTime<Utc>>,
+) -> Result<User, DomainError> {
+    let row = user_query!(
+        "update users set password_expire_time = $3 where organization_id = $1 and id = $2 returning",
+        "",
+        organization_id,
+        id,
+        expire_time,
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.into())
+}
+
 /// Stores a new password hash; registering one makes the user onboarded.
 pub async fn set_password(
     tx: &mut Transaction<'_>,
@@ -983,7 +1048,8 @@ pub async fn set_password(
     password_hash: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update users set password_hash = $3, onboarded = true where organization_id = $1 and id = $2",
+        "update users set password_hash = $3, onboarded = true, password_set_time = now(), \
+         password_expire_time = null where organization_id = $1 and id = $2",
         organization_id,
         id,
         password_hash,
@@ -1001,7 +1067,10 @@ macro_rules! credentials_query {
             CredentialsRow,
             "select id, username, password_hash, admin_state as \"admin_state: AdminState\", \
              legacy_status as \"legacy_status: LegacyStatus\", onboarded, invitation_expire_time, \
-             now() as \"read_time!\" from users where organization_id = $1 and "
+             now() as \"read_time!\", coalesce((case when users.password_hash is not null then \
+             least(users.password_expire_time, users.password_set_time + make_interval(secs => \
+             (select o.password_max_age_seconds from organizations o where o.id = users.organization_id))) \
+             end) <= now(), false) as \"password_expired!\" from users where organization_id = $1 and "
                 + $tail
             $(, $arg)*
         )
@@ -1043,6 +1112,7 @@ struct CredentialsRow {
     onboarded: bool,
     invitation_expire_time: Option<DateTime<Utc>>,
     read_time: DateTime<Utc>,
+    password_expired: bool,
 }
 
 impl From<CredentialsRow> for Credentials {
@@ -1057,6 +1127,7 @@ impl From<CredentialsRow> for Credentials {
             id: row.id,
             username: row.username,
             password_hash: row.password_hash,
+            password_expired: row.password_expired,
             status: UserStatus::derive(facts, row.read_time),
         }
     }

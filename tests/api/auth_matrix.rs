@@ -143,7 +143,9 @@ fn expected(required: Required, caller: Caller) -> Expected {
         return Expected::Unauthenticated;
     };
     let allowed = match required {
-        Required::Public | Required::AnyToken => true,
+        // OwnOrAdmin: an empty request names the caller's own (a user) or
+        // is refused as incomplete (an API key), past the auth layer.
+        Required::Public | Required::AnyToken | Required::OwnOrAdmin => true,
         // Spec §2: a valid token without what the method needs is
         // PERMISSION_DENIED; an API key is not a session.
         Required::SignedIn => holds.user_session,
@@ -312,6 +314,8 @@ async fn world(app: &TestApp) -> World {
         .expect("user")
         .id;
     let viewer_key_id = api_key_id(app, &viewer_key).await;
+    let employee_id: Uuid = employee.id.parse().expect("employee id");
+    let employee_session = session_id(app, app.organization_id, employee_id).await;
     let job_id = review_job(app, app.as_admin(), "acme").await;
 
     let acme_resources = HashMap::from([
@@ -323,6 +327,7 @@ async fn world(app: &TestApp) -> World {
         (Resource::Profile, org.cashier_profile.clone()),
         (Resource::ApiKey, viewer_key_id),
         (Resource::ImportJob, job_id),
+        (Resource::Session, employee_session),
     ]);
     let mut acme_fingerprints: Vec<String> = acme_resources.values().cloned().collect();
     acme_fingerprints.extend(
@@ -454,14 +459,35 @@ async fn globex_resources(
         .await;
     HashMap::from([
         (Resource::Organization, globex.id.to_string()),
-        (Resource::User, user),
         (Resource::ExternalId, external_id),
         (Resource::Group, group),
         (Resource::Unit, unit),
         (Resource::Profile, profile),
         (Resource::ApiKey, api_key_id(app, &key).await),
         (Resource::ImportJob, globex.job_id.clone()),
+        (
+            Resource::Session,
+            session_id(app, globex.id, user.parse().expect("user id")).await,
+        ),
+        (Resource::User, user),
     ])
+}
+
+/// The id of a new session of a user.
+async fn session_id(app: &TestApp, organization_id: Uuid, user_id: Uuid) -> String {
+    let secret =
+        roster::domain::token::Secret::generate(roster::domain::token::TokenKind::AccessToken);
+    store::access_tokens::insert(
+        &app.pool,
+        organization_id,
+        user_id,
+        &secret.hash(),
+        chrono::Utc::now() + chrono::Duration::hours(1),
+        &Default::default(),
+    )
+    .await
+    .expect("a session")
+    .to_string()
 }
 
 async fn api_key_id(app: &TestApp, secret: &str) -> String {
@@ -805,6 +831,7 @@ fn the_scope_table_requires_what_every_rpc_comment_says() {
         Access::Scope(Scope::Viewer) => Required::Viewer,
         Access::Scope(Scope::Admin) => Required::Admin,
         Access::OrganizationAdmin => Required::OrganizationAdmin,
+        Access::OwnOrAdmin => Required::OwnOrAdmin,
     };
     let contract = Contract::load();
     let mut disagreements = Vec::new();

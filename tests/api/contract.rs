@@ -41,6 +41,12 @@ const BUILT: &[&str] = &[
     "UserService/CloneUser",
     "UserService/MirrorUser",
     "UserService/ExportUsers",
+    "UserService/ListUserSessions",
+    "UserService/RevokeUserSessions",
+    "UserService/SendPasswordReset",
+    "UserService/ResetUserCredentials",
+    "UserService/SetPasswordExpiry",
+    "UserService/SetUserSessionLimit",
     "GroupService/CreateGroup",
     "GroupService/GetGroup",
     "GroupService/ListGroups",
@@ -109,7 +115,7 @@ async fn every_method_answers_for_real_or_unimplemented_never_a_panic() {
             }
         }
     }
-    assert_eq!(checked, 53, "methods in the contract");
+    assert_eq!(checked, 59, "methods in the contract");
 }
 
 async fn call_with_empty_request(

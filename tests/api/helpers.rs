@@ -640,6 +640,7 @@ impl TestApp {
             user_id,
             &secret.hash(),
             chrono::Utc::now() + valid_for,
+            &Default::default(),
         )
         .await
         .expect("mint access token");

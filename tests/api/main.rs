@@ -22,6 +22,7 @@ mod auth_matrix;
 mod browser;
 mod cli;
 mod contract;
+mod credentials;
 mod database_restart;
 mod deadline;
 #[cfg(feature = "external-tools")]
@@ -42,6 +43,7 @@ mod organizations;
 mod request_ergonomics;
 mod search;
 mod serve_crash;
+mod sessions;
 #[cfg(feature = "external-tools")]
 mod smtp;
 mod status_rule;

@@ -129,6 +129,106 @@ func (x *ApiKey) GetRevokeTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// A sign-in: the access token one Login returned. The token itself is never shown again.
+type Session struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Output only: when the user signed in.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only: updated at most once a minute; unset until the token is used.
+	LastUsedTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_used_time,json=lastUsedTime,proto3" json:"last_used_time,omitempty"`
+	// Output only.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Output only: the address the sign-in came from, as the server saw it.
+	PeerAddress string `protobuf:"bytes,5,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	// Output only: the client's `user-agent` at sign-in (at most 256 characters).
+	UserAgent string `protobuf:"bytes,6,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	// Output only: the session of this call.
+	Current       bool `protobuf:"varint,7,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_roster_v1_auth_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_auth_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_roster_v1_auth_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Session) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Session) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Session) GetLastUsedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedTime
+	}
+	return nil
+}
+
+func (x *Session) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Session) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *Session) GetUserAgent() string {
+	if x != nil {
+		return x.UserAgent
+	}
+	return ""
+}
+
+func (x *Session) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
 var File_roster_v1_auth_proto protoreflect.FileDescriptor
 
 const file_roster_v1_auth_proto_rawDesc = "" +
@@ -146,7 +246,18 @@ const file_roster_v1_auth_proto_rawDesc = "" +
 	"expireTime\x12@\n" +
 	"\x0elast_used_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastUsedTime\x12;\n" +
 	"\vrevoke_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTimeBL\n" +
+	"revokeTime\"\xb1\x02\n" +
+	"\aSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
+	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12@\n" +
+	"\x0elast_used_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\flastUsedTime\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12!\n" +
+	"\fpeer_address\x18\x05 \x01(\tR\vpeerAddress\x12\x1d\n" +
+	"\n" +
+	"user_agent\x18\x06 \x01(\tR\tuserAgent\x12\x18\n" +
+	"\acurrent\x18\a \x01(\bR\acurrentBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -161,23 +272,27 @@ func file_roster_v1_auth_proto_rawDescGZIP() []byte {
 	return file_roster_v1_auth_proto_rawDescData
 }
 
-var file_roster_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_roster_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_roster_v1_auth_proto_goTypes = []any{
 	(*ApiKey)(nil),                // 0: roster.v1.ApiKey
-	(Scope)(0),                    // 1: roster.v1.Scope
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*Session)(nil),               // 1: roster.v1.Session
+	(Scope)(0),                    // 2: roster.v1.Scope
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 }
 var file_roster_v1_auth_proto_depIdxs = []int32{
-	1, // 0: roster.v1.ApiKey.scopes:type_name -> roster.v1.Scope
-	2, // 1: roster.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	2, // 2: roster.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	2, // 3: roster.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
-	2, // 4: roster.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	2, // 0: roster.v1.ApiKey.scopes:type_name -> roster.v1.Scope
+	3, // 1: roster.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	3, // 2: roster.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	3, // 3: roster.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
+	3, // 4: roster.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	3, // 5: roster.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	3, // 6: roster.v1.Session.last_used_time:type_name -> google.protobuf.Timestamp
+	3, // 7: roster.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_auth_proto_init() }
@@ -192,7 +307,7 @@ func file_roster_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_auth_proto_rawDesc), len(file_roster_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

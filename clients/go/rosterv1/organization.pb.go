@@ -152,9 +152,16 @@ type OrganizationSettings struct {
 	// How emails name the organization (e.g. `Acme Corporation` for `acme`), at
 	// most 100 characters; empty: by its name. The name, which people type at
 	// sign-in, is set by the operator (`roster org create`, `roster org rename`).
-	DisplayName   string `protobuf:"bytes,7,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DisplayName string `protobuf:"bytes,7,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Sessions (sign-ins) a user may hold at once; a sign-in beyond it ends the
+	// user's oldest session. 0: no limit (default); at most 1000.
+	MaxSessionsPerUser int32 `protobuf:"varint,8,opt,name=max_sessions_per_user,json=maxSessionsPerUser,proto3" json:"max_sessions_per_user,omitempty"`
+	// How long a password signs in after it is set; then Login answers
+	// FAILED_PRECONDITION PASSWORD_EXPIRED and emails a reset link. Unset (or
+	// zero): passwords do not expire (default); else 1 day to 3650 days.
+	PasswordMaxAge *durationpb.Duration `protobuf:"bytes,9,opt,name=password_max_age,json=passwordMaxAge,proto3" json:"password_max_age,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *OrganizationSettings) Reset() {
@@ -234,6 +241,20 @@ func (x *OrganizationSettings) GetDisplayName() string {
 		return x.DisplayName
 	}
 	return ""
+}
+
+func (x *OrganizationSettings) GetMaxSessionsPerUser() int32 {
+	if x != nil {
+		return x.MaxSessionsPerUser
+	}
+	return 0
+}
+
+func (x *OrganizationSettings) GetPasswordMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.PasswordMaxAge
+	}
+	return nil
 }
 
 // A tenant.
@@ -439,7 +460,7 @@ var File_roster_v1_organization_proto protoreflect.FileDescriptor
 
 const file_roster_v1_organization_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x03\n" +
+	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x04\n" +
 	"\x14OrganizationSettings\x124\n" +
 	"\x16allow_duplicate_emails\x18\x01 \x01(\bR\x14allowDuplicateEmails\x12_\n" +
 	"\x1apublic_email_domain_policy\x18\x02 \x01(\x0e2\".roster.v1.PublicEmailDomainPolicyR\x17publicEmailDomainPolicy\x12@\n" +
@@ -447,7 +468,9 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"\x12password_reset_ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10passwordResetTtl\x12C\n" +
 	"\x10access_token_ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0eaccessTokenTtl\x12\x16\n" +
 	"\x06locale\x18\x06 \x01(\tR\x06locale\x12!\n" +
-	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\"\xe9\x01\n" +
+	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\x121\n" +
+	"\x15max_sessions_per_user\x18\b \x01(\x05R\x12maxSessionsPerUser\x12C\n" +
+	"\x10password_max_age\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0epasswordMaxAge\"\xe9\x01\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12;\n" +
@@ -515,17 +538,18 @@ var file_roster_v1_organization_proto_depIdxs = []int32{
 	5,  // 1: roster.v1.OrganizationSettings.invitation_ttl:type_name -> google.protobuf.Duration
 	5,  // 2: roster.v1.OrganizationSettings.password_reset_ttl:type_name -> google.protobuf.Duration
 	5,  // 3: roster.v1.OrganizationSettings.access_token_ttl:type_name -> google.protobuf.Duration
-	2,  // 4: roster.v1.Organization.settings:type_name -> roster.v1.OrganizationSettings
-	6,  // 5: roster.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 6: roster.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 7: roster.v1.AuditEvent.actor_kind:type_name -> roster.v1.ActorKind
-	7,  // 8: roster.v1.AuditEvent.details:type_name -> google.protobuf.Struct
-	6,  // 9: roster.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	5,  // 4: roster.v1.OrganizationSettings.password_max_age:type_name -> google.protobuf.Duration
+	2,  // 5: roster.v1.Organization.settings:type_name -> roster.v1.OrganizationSettings
+	6,  // 6: roster.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 7: roster.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 8: roster.v1.AuditEvent.actor_kind:type_name -> roster.v1.ActorKind
+	7,  // 9: roster.v1.AuditEvent.details:type_name -> google.protobuf.Struct
+	6,  // 10: roster.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_organization_proto_init() }

@@ -120,8 +120,13 @@ type User struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Output only.
 	LastLoginTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_login_time,json=lastLoginTime,proto3" json:"last_login_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Output only: the password expired (SetPasswordExpiry or the
+	// organization's password_max_age); it no longer signs in.
+	PasswordExpired bool `protobuf:"varint,14,opt,name=password_expired,json=passwordExpired,proto3" json:"password_expired,omitempty"`
+	// Output only: when the password expires, if it does.
+	PasswordExpireTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=password_expire_time,json=passwordExpireTime,proto3" json:"password_expire_time,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *User) Reset() {
@@ -245,11 +250,25 @@ func (x *User) GetLastLoginTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetPasswordExpired() bool {
+	if x != nil {
+		return x.PasswordExpired
+	}
+	return false
+}
+
+func (x *User) GetPasswordExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PasswordExpireTime
+	}
+	return nil
+}
+
 var File_roster_v1_user_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x04\n" +
+	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x05\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -268,7 +287,9 @@ const file_roster_v1_user_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12B\n" +
-	"\x0flast_login_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastLoginTime*\xdd\x01\n" +
+	"\x0flast_login_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastLoginTime\x12)\n" +
+	"\x10password_expired\x18\x0e \x01(\bR\x0fpasswordExpired\x12L\n" +
+	"\x14password_expire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x12passwordExpireTime*\xdd\x01\n" +
 	"\n" +
 	"UserStatus\x12\x1b\n" +
 	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -306,11 +327,12 @@ var file_roster_v1_user_proto_depIdxs = []int32{
 	2, // 2: roster.v1.User.create_time:type_name -> google.protobuf.Timestamp
 	2, // 3: roster.v1.User.update_time:type_name -> google.protobuf.Timestamp
 	2, // 4: roster.v1.User.last_login_time:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	2, // 5: roster.v1.User.password_expire_time:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_proto_init() }

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -643,8 +644,10 @@ type ListUsersRequest struct {
 	// behind the PUBLIC_EMAIL_DOMAIN warning, and their subdomains); false:
 	// only the others.
 	PublicEmailDomain *bool `protobuf:"varint,9,opt,name=public_email_domain,json=publicEmailDomain,proto3,oneof" json:"public_email_domain,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// True: only users whose password expired; false: only the others.
+	PasswordExpired *bool `protobuf:"varint,10,opt,name=password_expired,json=passwordExpired,proto3,oneof" json:"password_expired,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListUsersRequest) Reset() {
@@ -736,6 +739,13 @@ func (x *ListUsersRequest) GetOrderBy() string {
 func (x *ListUsersRequest) GetPublicEmailDomain() bool {
 	if x != nil && x.PublicEmailDomain != nil {
 		return *x.PublicEmailDomain
+	}
+	return false
+}
+
+func (x *ListUsersRequest) GetPasswordExpired() bool {
+	if x != nil && x.PasswordExpired != nil {
+		return *x.PasswordExpired
 	}
 	return false
 }
@@ -2351,11 +2361,566 @@ func (x *ExportUsersResponse) GetChunk() []byte {
 	return nil
 }
 
+type ListUserSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: the caller's own sessions (a signed-in user).
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserSessionsRequest) Reset() {
+	*x = ListUserSessionsRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserSessionsRequest) ProtoMessage() {}
+
+func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListUserSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListUserSessionsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ListUserSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Live sessions only (not revoked, not expired), newest first.
+	Sessions []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// The limit that applies to the user: their own (SetUserSessionLimit),
+	// else the organization's max_sessions_per_user; 0: none.
+	MaxSessions   int32 `protobuf:"varint,2,opt,name=max_sessions,json=maxSessions,proto3" json:"max_sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserSessionsResponse) Reset() {
+	*x = ListUserSessionsResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserSessionsResponse) ProtoMessage() {}
+
+func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListUserSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListUserSessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *ListUserSessionsResponse) GetMaxSessions() int32 {
+	if x != nil {
+		return x.MaxSessions
+	}
+	return 0
+}
+
+type RevokeUserSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: the caller's own sessions (a signed-in user).
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// One session of the user; empty: every session of the user (the calling
+	// one too, when it is among them).
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserSessionsRequest) Reset() {
+	*x = RevokeUserSessionsRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserSessionsRequest) ProtoMessage() {}
+
+func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
+func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RevokeUserSessionsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RevokeUserSessionsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type RevokeUserSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sessions that were live and are now ended.
+	RevokedCount  int64 `protobuf:"varint,1,opt,name=revoked_count,json=revokedCount,proto3" json:"revoked_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserSessionsResponse) Reset() {
+	*x = RevokeUserSessionsResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserSessionsResponse) ProtoMessage() {}
+
+func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
+func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RevokeUserSessionsResponse) GetRevokedCount() int64 {
+	if x != nil {
+		return x.RevokedCount
+	}
+	return 0
+}
+
+type SendPasswordResetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendPasswordResetRequest) Reset() {
+	*x = SendPasswordResetRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendPasswordResetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendPasswordResetRequest) ProtoMessage() {}
+
+func (x *SendPasswordResetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendPasswordResetRequest.ProtoReflect.Descriptor instead.
+func (*SendPasswordResetRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SendPasswordResetRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type SendPasswordResetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendPasswordResetResponse) Reset() {
+	*x = SendPasswordResetResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendPasswordResetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendPasswordResetResponse) ProtoMessage() {}
+
+func (x *SendPasswordResetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendPasswordResetResponse.ProtoReflect.Descriptor instead.
+func (*SendPasswordResetResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{41}
+}
+
+type ResetUserCredentialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserCredentialsRequest) Reset() {
+	*x = ResetUserCredentialsRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserCredentialsRequest) ProtoMessage() {}
+
+func (x *ResetUserCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ResetUserCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ResetUserCredentialsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ResetUserCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserCredentialsResponse) Reset() {
+	*x = ResetUserCredentialsResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserCredentialsResponse) ProtoMessage() {}
+
+func (x *ResetUserCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ResetUserCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ResetUserCredentialsResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+type SetPasswordExpiryRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Unset: clear it.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPasswordExpiryRequest) Reset() {
+	*x = SetPasswordExpiryRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswordExpiryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswordExpiryRequest) ProtoMessage() {}
+
+func (x *SetPasswordExpiryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswordExpiryRequest.ProtoReflect.Descriptor instead.
+func (*SetPasswordExpiryRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SetPasswordExpiryRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetPasswordExpiryRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+type SetPasswordExpiryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPasswordExpiryResponse) Reset() {
+	*x = SetPasswordExpiryResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswordExpiryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswordExpiryResponse) ProtoMessage() {}
+
+func (x *SetPasswordExpiryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswordExpiryResponse.ProtoReflect.Descriptor instead.
+func (*SetPasswordExpiryResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SetPasswordExpiryResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+type SetUserSessionLimitRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Unset: follow the organization's max_sessions_per_user; 0: no limit for
+	// this user; else at most 1000.
+	MaxSessions   *int32 `protobuf:"varint,2,opt,name=max_sessions,json=maxSessions,proto3,oneof" json:"max_sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetUserSessionLimitRequest) Reset() {
+	*x = SetUserSessionLimitRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetUserSessionLimitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetUserSessionLimitRequest) ProtoMessage() {}
+
+func (x *SetUserSessionLimitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetUserSessionLimitRequest.ProtoReflect.Descriptor instead.
+func (*SetUserSessionLimitRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SetUserSessionLimitRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetUserSessionLimitRequest) GetMaxSessions() int32 {
+	if x != nil && x.MaxSessions != nil {
+		return *x.MaxSessions
+	}
+	return 0
+}
+
+type SetUserSessionLimitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetUserSessionLimitResponse) Reset() {
+	*x = SetUserSessionLimitResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetUserSessionLimitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetUserSessionLimitResponse) ProtoMessage() {}
+
+func (x *SetUserSessionLimitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetUserSessionLimitResponse.ProtoReflect.Descriptor instead.
+func (*SetUserSessionLimitResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{47}
+}
+
 var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\x9f\x02\n" +
+	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\x9f\x02\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12$\n" +
@@ -2388,7 +2953,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"k\n" +
 	"\x15BatchGetUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12+\n" +
-	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xe4\x02\n" +
+	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xa9\x03\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2399,10 +2964,13 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\aunit_id\x18\x06 \x01(\tR\x06unitId\x12!\n" +
 	"\tonboarded\x18\a \x01(\bH\x00R\tonboarded\x88\x01\x01\x12\x19\n" +
 	"\border_by\x18\b \x01(\tR\aorderBy\x123\n" +
-	"\x13public_email_domain\x18\t \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01B\f\n" +
+	"\x13public_email_domain\x18\t \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01\x12.\n" +
+	"\x10password_expired\x18\n" +
+	" \x01(\bH\x02R\x0fpasswordExpired\x88\x01\x01B\f\n" +
 	"\n" +
 	"_onboardedB\x16\n" +
-	"\x14_public_email_domain\"\xb3\x01\n" +
+	"\x14_public_email_domainB\x13\n" +
+	"\x11_password_expired\"\xb3\x01\n" +
 	"\x11ListUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
@@ -2519,7 +3087,36 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"_onboardedB\x16\n" +
 	"\x14_public_email_domain\"+\n" +
 	"\x13ExportUsersResponse\x12\x14\n" +
-	"\x05chunk\x18\x01 \x01(\fR\x05chunk*W\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"2\n" +
+	"\x17ListUserSessionsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"m\n" +
+	"\x18ListUserSessionsResponse\x12.\n" +
+	"\bsessions\x18\x01 \x03(\v2\x12.roster.v1.SessionR\bsessions\x12!\n" +
+	"\fmax_sessions\x18\x02 \x01(\x05R\vmaxSessions\"S\n" +
+	"\x19RevokeUserSessionsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"A\n" +
+	"\x1aRevokeUserSessionsResponse\x12#\n" +
+	"\rrevoked_count\x18\x01 \x01(\x03R\frevokedCount\"3\n" +
+	"\x18SendPasswordResetRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x1b\n" +
+	"\x19SendPasswordResetResponse\"6\n" +
+	"\x1bResetUserCredentialsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"C\n" +
+	"\x1cResetUserCredentialsResponse\x12#\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"p\n" +
+	"\x18SetPasswordExpiryRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"@\n" +
+	"\x19SetPasswordExpiryResponse\x12#\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"n\n" +
+	"\x1aSetUserSessionLimitRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12&\n" +
+	"\fmax_sessions\x18\x02 \x01(\x05H\x00R\vmaxSessions\x88\x01\x01B\x0f\n" +
+	"\r_max_sessions\"\x1d\n" +
+	"\x1bSetUserSessionLimitResponse*W\n" +
 	"\n" +
 	"MirrorMode\x12\x1b\n" +
 	"\x17MIRROR_MODE_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -2528,7 +3125,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x10ActivationFilter\x12!\n" +
 	"\x1dACTIVATION_FILTER_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ACTIVATION_FILTER_EXPIRED\x10\x01\x12#\n" +
-	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\x85\v\n" +
+	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\xd4\x0f\n" +
 	"\vUserService\x12I\n" +
 	"\n" +
 	"CreateUser\x12\x1c.roster.v1.CreateUserRequest\x1a\x1d.roster.v1.CreateUserResponse\x12@\n" +
@@ -2551,7 +3148,13 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\rGetUserAccess\x12\x1f.roster.v1.GetUserAccessRequest\x1a .roster.v1.GetUserAccessResponse\x12d\n" +
 	"\x13SendActivationEmail\x12%.roster.v1.SendActivationEmailRequest\x1a&.roster.v1.SendActivationEmailResponse\x12a\n" +
 	"\x12GetOnboardingStats\x12$.roster.v1.GetOnboardingStatsRequest\x1a%.roster.v1.GetOnboardingStatsResponse\x12N\n" +
-	"\vExportUsers\x12\x1d.roster.v1.ExportUsersRequest\x1a\x1e.roster.v1.ExportUsersResponse0\x01BL\n" +
+	"\vExportUsers\x12\x1d.roster.v1.ExportUsersRequest\x1a\x1e.roster.v1.ExportUsersResponse0\x01\x12[\n" +
+	"\x10ListUserSessions\x12\".roster.v1.ListUserSessionsRequest\x1a#.roster.v1.ListUserSessionsResponse\x12a\n" +
+	"\x12RevokeUserSessions\x12$.roster.v1.RevokeUserSessionsRequest\x1a%.roster.v1.RevokeUserSessionsResponse\x12^\n" +
+	"\x11SendPasswordReset\x12#.roster.v1.SendPasswordResetRequest\x1a$.roster.v1.SendPasswordResetResponse\x12g\n" +
+	"\x14ResetUserCredentials\x12&.roster.v1.ResetUserCredentialsRequest\x1a'.roster.v1.ResetUserCredentialsResponse\x12^\n" +
+	"\x11SetPasswordExpiry\x12#.roster.v1.SetPasswordExpiryRequest\x1a$.roster.v1.SetPasswordExpiryResponse\x12d\n" +
+	"\x13SetUserSessionLimit\x12%.roster.v1.SetUserSessionLimitRequest\x1a&.roster.v1.SetUserSessionLimitResponseBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -2567,7 +3170,7 @@ func file_roster_v1_user_service_proto_rawDescGZIP() []byte {
 }
 
 var file_roster_v1_user_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_roster_v1_user_service_proto_goTypes = []any{
 	(MirrorMode)(0),                      // 0: roster.v1.MirrorMode
 	(ActivationFilter)(0),                // 1: roster.v1.ActivationFilter
@@ -2607,89 +3210,119 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*GetOnboardingStatsResponse)(nil),   // 35: roster.v1.GetOnboardingStatsResponse
 	(*ExportUsersRequest)(nil),           // 36: roster.v1.ExportUsersRequest
 	(*ExportUsersResponse)(nil),          // 37: roster.v1.ExportUsersResponse
-	(*User)(nil),                         // 38: roster.v1.User
-	(*FieldIssue)(nil),                   // 39: roster.v1.FieldIssue
-	(*GroupRef)(nil),                     // 40: roster.v1.GroupRef
-	(UserStatus)(0),                      // 41: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 42: google.protobuf.FieldMask
-	(*Group)(nil),                        // 43: roster.v1.Group
-	(Scope)(0),                           // 44: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 45: roster.v1.AccessGrant
+	(*ListUserSessionsRequest)(nil),      // 38: roster.v1.ListUserSessionsRequest
+	(*ListUserSessionsResponse)(nil),     // 39: roster.v1.ListUserSessionsResponse
+	(*RevokeUserSessionsRequest)(nil),    // 40: roster.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),   // 41: roster.v1.RevokeUserSessionsResponse
+	(*SendPasswordResetRequest)(nil),     // 42: roster.v1.SendPasswordResetRequest
+	(*SendPasswordResetResponse)(nil),    // 43: roster.v1.SendPasswordResetResponse
+	(*ResetUserCredentialsRequest)(nil),  // 44: roster.v1.ResetUserCredentialsRequest
+	(*ResetUserCredentialsResponse)(nil), // 45: roster.v1.ResetUserCredentialsResponse
+	(*SetPasswordExpiryRequest)(nil),     // 46: roster.v1.SetPasswordExpiryRequest
+	(*SetPasswordExpiryResponse)(nil),    // 47: roster.v1.SetPasswordExpiryResponse
+	(*SetUserSessionLimitRequest)(nil),   // 48: roster.v1.SetUserSessionLimitRequest
+	(*SetUserSessionLimitResponse)(nil),  // 49: roster.v1.SetUserSessionLimitResponse
+	(*User)(nil),                         // 50: roster.v1.User
+	(*FieldIssue)(nil),                   // 51: roster.v1.FieldIssue
+	(*GroupRef)(nil),                     // 52: roster.v1.GroupRef
+	(UserStatus)(0),                      // 53: roster.v1.UserStatus
+	(*fieldmaskpb.FieldMask)(nil),        // 54: google.protobuf.FieldMask
+	(*Group)(nil),                        // 55: roster.v1.Group
+	(Scope)(0),                           // 56: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 57: roster.v1.AccessGrant
+	(*Session)(nil),                      // 58: roster.v1.Session
+	(*timestamppb.Timestamp)(nil),        // 59: google.protobuf.Timestamp
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
-	38, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
-	38, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
-	39, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	40, // 3: roster.v1.CreateUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
-	38, // 4: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
-	38, // 5: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
-	38, // 6: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
-	41, // 7: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	38, // 8: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	38, // 9: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	42, // 10: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	38, // 11: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	39, // 12: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	41, // 13: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	38, // 14: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	38, // 15: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	38, // 16: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	39, // 17: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	40, // 18: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	50, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
+	50, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
+	51, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	52, // 3: roster.v1.CreateUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	50, // 4: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
+	50, // 5: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
+	50, // 6: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
+	53, // 7: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	50, // 8: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	50, // 9: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	54, // 10: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50, // 11: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	51, // 12: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	53, // 13: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	50, // 14: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	50, // 15: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	50, // 16: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	51, // 17: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	52, // 18: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
 	0,  // 19: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
-	40, // 20: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
-	40, // 21: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
-	40, // 22: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
+	52, // 20: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
+	52, // 21: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
+	52, // 22: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
 	21, // 23: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	40, // 24: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
-	40, // 25: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
-	43, // 26: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	41, // 27: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	44, // 28: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	45, // 29: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	52, // 24: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
+	52, // 25: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
+	55, // 26: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	53, // 27: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	56, // 28: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	57, // 29: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
 	1,  // 30: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	41, // 31: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	53, // 31: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
 	34, // 32: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	41, // 33: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	2,  // 34: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 35: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 36: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 37: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 38: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 39: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 40: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 41: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 42: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 43: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 44: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 45: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 46: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 47: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 48: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 49: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 50: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	3,  // 51: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 52: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 53: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 54: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 55: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 56: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 57: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 58: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 59: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 60: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 61: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 62: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 63: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 64: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 65: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 66: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 67: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	51, // [51:68] is the sub-list for method output_type
-	34, // [34:51] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	53, // 33: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	58, // 34: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	50, // 35: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
+	59, // 36: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 37: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
+	2,  // 38: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 39: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 40: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 41: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 42: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 43: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 44: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 45: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 46: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 47: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 48: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 49: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 50: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 51: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 52: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 53: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 54: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	38, // 55: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
+	40, // 56: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
+	42, // 57: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
+	44, // 58: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
+	46, // 59: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
+	48, // 60: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
+	3,  // 61: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 62: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 63: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 64: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 65: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 66: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 67: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 68: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 69: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 70: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 71: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 72: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 73: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 74: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 75: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 76: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 77: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 78: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 79: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	43, // 80: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
+	45, // 81: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
+	47, // 82: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
+	49, // 83: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
+	61, // [61:84] is the sub-list for method output_type
+	38, // [38:61] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }
@@ -2697,6 +3330,7 @@ func file_roster_v1_user_service_proto_init() {
 	if File_roster_v1_user_service_proto != nil {
 		return
 	}
+	file_roster_v1_auth_proto_init()
 	file_roster_v1_common_proto_init()
 	file_roster_v1_group_proto_init()
 	file_roster_v1_user_proto_init()
@@ -2709,13 +3343,14 @@ func file_roster_v1_user_service_proto_init() {
 	file_roster_v1_user_service_proto_msgTypes[8].OneofWrappers = []any{}
 	file_roster_v1_user_service_proto_msgTypes[16].OneofWrappers = []any{}
 	file_roster_v1_user_service_proto_msgTypes[34].OneofWrappers = []any{}
+	file_roster_v1_user_service_proto_msgTypes[46].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_user_service_proto_rawDesc), len(file_roster_v1_user_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,12 @@ const (
 	UserService_SendActivationEmail_FullMethodName  = "/roster.v1.UserService/SendActivationEmail"
 	UserService_GetOnboardingStats_FullMethodName   = "/roster.v1.UserService/GetOnboardingStats"
 	UserService_ExportUsers_FullMethodName          = "/roster.v1.UserService/ExportUsers"
+	UserService_ListUserSessions_FullMethodName     = "/roster.v1.UserService/ListUserSessions"
+	UserService_RevokeUserSessions_FullMethodName   = "/roster.v1.UserService/RevokeUserSessions"
+	UserService_SendPasswordReset_FullMethodName    = "/roster.v1.UserService/SendPasswordReset"
+	UserService_ResetUserCredentials_FullMethodName = "/roster.v1.UserService/ResetUserCredentials"
+	UserService_SetPasswordExpiry_FullMethodName    = "/roster.v1.UserService/SetPasswordExpiry"
+	UserService_SetUserSessionLimit_FullMethodName  = "/roster.v1.UserService/SetUserSessionLimit"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -79,6 +85,30 @@ type UserServiceClient interface {
 	// Streams users as CSV in the import format plus status, groups and id,
 	// and the read-only onboarded and derived_status; audited. Scope: ADMIN.
 	ExportUsers(ctx context.Context, in *ExportUsersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportUsersResponse], error)
+	// Lists a user's live sessions (access tokens from Login), newest first.
+	// Empty `user_id`: the caller's own. An administrator lists those of the
+	// users they may act on. Scope: ADMIN, or signed-in for oneself.
+	ListUserSessions(ctx context.Context, in *ListUserSessionsRequest, opts ...grpc.CallOption) (*ListUserSessionsResponse, error)
+	// Ends one session of a user, or all of them, at once on every server;
+	// audited. Empty `user_id`: the caller's own. An administrator ends those
+	// of the users they may act on. Scope: ADMIN, or signed-in for oneself.
+	RevokeUserSessions(ctx context.Context, in *RevokeUserSessionsRequest, opts ...grpc.CallOption) (*RevokeUserSessionsResponse, error)
+	// Emails a reset link to an onboarded user (one who has not registered a
+	// password yet gets FAILED_PRECONDITION: invite them with
+	// SendActivationEmail); throttled like any reset, audited. Scope: ADMIN.
+	SendPasswordReset(ctx context.Context, in *SendPasswordResetRequest, opts ...grpc.CallOption) (*SendPasswordResetResponse, error)
+	// Starts an account over: removes the password, ends every session, voids
+	// every link, and queues a fresh invitation; the user is not onboarded
+	// until they register a password again. Not on oneself; audited. Scope: ADMIN.
+	ResetUserCredentials(ctx context.Context, in *ResetUserCredentialsRequest, opts ...grpc.CallOption) (*ResetUserCredentialsResponse, error)
+	// Makes an onboarded user's password expire at a time (a past one: now),
+	// or clears that time (the organization's password_max_age still
+	// applies); a new password clears it too. Audited. Scope: ADMIN.
+	SetPasswordExpiry(ctx context.Context, in *SetPasswordExpiryRequest, opts ...grpc.CallOption) (*SetPasswordExpiryResponse, error)
+	// Sets a user's own session limit over the organization's
+	// max_sessions_per_user (a sign-in beyond it ends the oldest session).
+	// Audited. Scope: ADMIN.
+	SetUserSessionLimit(ctx context.Context, in *SetUserSessionLimitRequest, opts ...grpc.CallOption) (*SetUserSessionLimitResponse, error)
 }
 
 type userServiceClient struct {
@@ -268,6 +298,66 @@ func (c *userServiceClient) ExportUsers(ctx context.Context, in *ExportUsersRequ
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type UserService_ExportUsersClient = grpc.ServerStreamingClient[ExportUsersResponse]
 
+func (c *userServiceClient) ListUserSessions(ctx context.Context, in *ListUserSessionsRequest, opts ...grpc.CallOption) (*ListUserSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUserSessionsResponse)
+	err := c.cc.Invoke(ctx, UserService_ListUserSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) RevokeUserSessions(ctx context.Context, in *RevokeUserSessionsRequest, opts ...grpc.CallOption) (*RevokeUserSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeUserSessionsResponse)
+	err := c.cc.Invoke(ctx, UserService_RevokeUserSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) SendPasswordReset(ctx context.Context, in *SendPasswordResetRequest, opts ...grpc.CallOption) (*SendPasswordResetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendPasswordResetResponse)
+	err := c.cc.Invoke(ctx, UserService_SendPasswordReset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) ResetUserCredentials(ctx context.Context, in *ResetUserCredentialsRequest, opts ...grpc.CallOption) (*ResetUserCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetUserCredentialsResponse)
+	err := c.cc.Invoke(ctx, UserService_ResetUserCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) SetPasswordExpiry(ctx context.Context, in *SetPasswordExpiryRequest, opts ...grpc.CallOption) (*SetPasswordExpiryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPasswordExpiryResponse)
+	err := c.cc.Invoke(ctx, UserService_SetPasswordExpiry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) SetUserSessionLimit(ctx context.Context, in *SetUserSessionLimitRequest, opts ...grpc.CallOption) (*SetUserSessionLimitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetUserSessionLimitResponse)
+	err := c.cc.Invoke(ctx, UserService_SetUserSessionLimit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -309,6 +399,30 @@ type UserServiceServer interface {
 	// Streams users as CSV in the import format plus status, groups and id,
 	// and the read-only onboarded and derived_status; audited. Scope: ADMIN.
 	ExportUsers(*ExportUsersRequest, grpc.ServerStreamingServer[ExportUsersResponse]) error
+	// Lists a user's live sessions (access tokens from Login), newest first.
+	// Empty `user_id`: the caller's own. An administrator lists those of the
+	// users they may act on. Scope: ADMIN, or signed-in for oneself.
+	ListUserSessions(context.Context, *ListUserSessionsRequest) (*ListUserSessionsResponse, error)
+	// Ends one session of a user, or all of them, at once on every server;
+	// audited. Empty `user_id`: the caller's own. An administrator ends those
+	// of the users they may act on. Scope: ADMIN, or signed-in for oneself.
+	RevokeUserSessions(context.Context, *RevokeUserSessionsRequest) (*RevokeUserSessionsResponse, error)
+	// Emails a reset link to an onboarded user (one who has not registered a
+	// password yet gets FAILED_PRECONDITION: invite them with
+	// SendActivationEmail); throttled like any reset, audited. Scope: ADMIN.
+	SendPasswordReset(context.Context, *SendPasswordResetRequest) (*SendPasswordResetResponse, error)
+	// Starts an account over: removes the password, ends every session, voids
+	// every link, and queues a fresh invitation; the user is not onboarded
+	// until they register a password again. Not on oneself; audited. Scope: ADMIN.
+	ResetUserCredentials(context.Context, *ResetUserCredentialsRequest) (*ResetUserCredentialsResponse, error)
+	// Makes an onboarded user's password expire at a time (a past one: now),
+	// or clears that time (the organization's password_max_age still
+	// applies); a new password clears it too. Audited. Scope: ADMIN.
+	SetPasswordExpiry(context.Context, *SetPasswordExpiryRequest) (*SetPasswordExpiryResponse, error)
+	// Sets a user's own session limit over the organization's
+	// max_sessions_per_user (a sign-in beyond it ends the oldest session).
+	// Audited. Scope: ADMIN.
+	SetUserSessionLimit(context.Context, *SetUserSessionLimitRequest) (*SetUserSessionLimitResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -369,6 +483,24 @@ func (UnimplementedUserServiceServer) GetOnboardingStats(context.Context, *GetOn
 }
 func (UnimplementedUserServiceServer) ExportUsers(*ExportUsersRequest, grpc.ServerStreamingServer[ExportUsersResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method ExportUsers not implemented")
+}
+func (UnimplementedUserServiceServer) ListUserSessions(context.Context, *ListUserSessionsRequest) (*ListUserSessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListUserSessions not implemented")
+}
+func (UnimplementedUserServiceServer) RevokeUserSessions(context.Context, *RevokeUserSessionsRequest) (*RevokeUserSessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RevokeUserSessions not implemented")
+}
+func (UnimplementedUserServiceServer) SendPasswordReset(context.Context, *SendPasswordResetRequest) (*SendPasswordResetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SendPasswordReset not implemented")
+}
+func (UnimplementedUserServiceServer) ResetUserCredentials(context.Context, *ResetUserCredentialsRequest) (*ResetUserCredentialsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResetUserCredentials not implemented")
+}
+func (UnimplementedUserServiceServer) SetPasswordExpiry(context.Context, *SetPasswordExpiryRequest) (*SetPasswordExpiryResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetPasswordExpiry not implemented")
+}
+func (UnimplementedUserServiceServer) SetUserSessionLimit(context.Context, *SetUserSessionLimitRequest) (*SetUserSessionLimitResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetUserSessionLimit not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -690,6 +822,114 @@ func _UserService_ExportUsers_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type UserService_ExportUsersServer = grpc.ServerStreamingServer[ExportUsersResponse]
 
+func _UserService_ListUserSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUserSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).ListUserSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_ListUserSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).ListUserSessions(ctx, req.(*ListUserSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_RevokeUserSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeUserSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).RevokeUserSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_RevokeUserSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).RevokeUserSessions(ctx, req.(*RevokeUserSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_SendPasswordReset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendPasswordResetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).SendPasswordReset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_SendPasswordReset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).SendPasswordReset(ctx, req.(*SendPasswordResetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_ResetUserCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetUserCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).ResetUserCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_ResetUserCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).ResetUserCredentials(ctx, req.(*ResetUserCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_SetPasswordExpiry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPasswordExpiryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).SetPasswordExpiry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_SetPasswordExpiry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).SetPasswordExpiry(ctx, req.(*SetPasswordExpiryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_SetUserSessionLimit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetUserSessionLimitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).SetUserSessionLimit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_SetUserSessionLimit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).SetUserSessionLimit(ctx, req.(*SetUserSessionLimitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -760,6 +1000,30 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetOnboardingStats",
 			Handler:    _UserService_GetOnboardingStats_Handler,
+		},
+		{
+			MethodName: "ListUserSessions",
+			Handler:    _UserService_ListUserSessions_Handler,
+		},
+		{
+			MethodName: "RevokeUserSessions",
+			Handler:    _UserService_RevokeUserSessions_Handler,
+		},
+		{
+			MethodName: "SendPasswordReset",
+			Handler:    _UserService_SendPasswordReset_Handler,
+		},
+		{
+			MethodName: "ResetUserCredentials",
+			Handler:    _UserService_ResetUserCredentials_Handler,
+		},
+		{
+			MethodName: "SetPasswordExpiry",
+			Handler:    _UserService_SetPasswordExpiry_Handler,
+		},
+		{
+			MethodName: "SetUserSessionLimit",
+			Handler:    _UserService_SetUserSessionLimit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

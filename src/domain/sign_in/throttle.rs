@@ -263,16 +263,22 @@ impl Throttle {
     /// `false`, counting nothing, when one of them holds it back.
     /// Like `reserve`, it never waits for a row another request holds.
     pub async fn count_request(&self, attempt: &Attempt) -> Result<bool, DomainError> {
-        let mut tx = match self.lock_within_budgets(attempt).await {
-            Ok((tx, _)) => tx,
-            Err(DomainError::Throttled { .. }) => return Ok(false),
-            Err(error) => return Err(error),
-        };
+        match self.count_or_refuse(attempt).await {
+            Ok(()) => Ok(true),
+            Err(DomainError::Throttled { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `count_request` for a caller who is told: `Throttled` when a budget
+    /// holds the request back.
+    pub async fn count_or_refuse(&self, attempt: &Attempt) -> Result<(), DomainError> {
+        let (mut tx, _) = self.lock_within_budgets(attempt).await?;
         let (keys, free) = attempt.keys_and_free();
         store::sign_in_throttle::record_failure(&mut *tx, &self.settings, &keys, &free, false)
             .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(())
     }
 
     /// The attempt's budgets locked once they let it start: `Throttled`

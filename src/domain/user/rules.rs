@@ -316,6 +316,8 @@ mod tests {
             create_time: chrono::Utc::now(),
             update_time: chrono::Utc::now(),
             last_login_time: None,
+            password_expire_time: None,
+            password_expired: false,
         }
     }
 

@@ -88,6 +88,8 @@ const SETTING_PATHS: &[&str] = &[
     "access_token_ttl",
     "locale",
     "display_name",
+    "max_sessions_per_user",
+    "password_max_age",
 ];
 
 /// Reads the settings named in the mask (`x` or `settings.x`); an empty mask
@@ -122,6 +124,21 @@ pub fn settings_patch(
                 patch.access_token_ttl = Some(whole_seconds(settings.access_token_ttl.as_ref()))
             }
             "locale" => patch.locale = Some(settings.locale.clone()),
+            "max_sessions_per_user" => {
+                patch.max_sessions_per_user = Some(settings.max_sessions_per_user)
+            }
+            "password_max_age" => {
+                // Unset or zero clears it; a fractional one is out of range (-1).
+                patch.password_max_age = Some(match settings.password_max_age {
+                    None
+                    | Some(Duration {
+                        seconds: 0,
+                        nanos: 0,
+                    }) => None,
+                    Some(Duration { seconds, nanos: 0 }) => Some(seconds),
+                    Some(_) => Some(-1),
+                })
+            }
             _ => patch.display_name = Some(settings.display_name.clone()),
         }
     }
@@ -159,6 +176,8 @@ pub fn organization(organization: &Organization) -> proto::Organization {
             access_token_ttl: duration(settings.access_token_ttl_seconds),
             locale: settings.locale.as_str().to_owned(),
             display_name: settings.display_name.clone(),
+            max_sessions_per_user: settings.max_sessions_per_user.unwrap_or(0),
+            password_max_age: settings.password_max_age_seconds.and_then(duration),
         }),
         create_time: Some(timestamp(organization.create_time)),
         update_time: Some(timestamp(organization.update_time)),

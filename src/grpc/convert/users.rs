@@ -6,9 +6,11 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
+        caller::{Caller, Principal},
         group::{GivenGroups, GroupLabel},
         paging::PageRequest,
         request::IdempotencyKey,
+        session::Session,
         user::{
             AuthorizableAccess, CreatedUser, InvitationTargets, LookupKey, MirrorMode,
             MirrorRequest, MirrorResult, NewUser, OnboardingStats, Origin, User, UserField,
@@ -84,6 +86,8 @@ pub fn user(user: &User) -> proto::User {
         create_time: Some(timestamp(user.create_time)),
         update_time: Some(timestamp(user.update_time)),
         last_login_time: optional_timestamp(user.last_login_time),
+        password_expired: user.password_expired,
+        password_expire_time: optional_timestamp(user.password_expire_time),
     }
 }
 
@@ -346,6 +350,7 @@ fn user_filter(
             unit_id,
             onboarded,
             public_email_domain,
+            password_expired: None,
         }),
         (statuses, group_id, unit_id, query_length) => Err(refusal([
             statuses.err(),
@@ -372,7 +377,10 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
         );
         match (page, order, filter) {
             (Ok(page), Ok(order), Ok(filter)) => Ok(UserListRequest {
-                filter,
+                filter: UserFilter {
+                    password_expired: body.password_expired,
+                    ..filter
+                },
                 order,
                 page,
             }),
@@ -539,5 +547,23 @@ impl From<OnboardingStats> for proto::GetOnboardingStatsResponse {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A live session as ListUserSessions shows it; `current` when it is the
+/// caller's own token.
+pub fn session(session: &Session, caller: &Caller) -> proto::Session {
+    let current = matches!(
+        caller.principal,
+        Principal::User { access_token_id, .. } if access_token_id == session.id
+    );
+    proto::Session {
+        id: session.id.to_string(),
+        create_time: Some(timestamp(session.create_time)),
+        last_used_time: optional_timestamp(session.last_used_time),
+        expire_time: Some(timestamp(session.expire_time)),
+        peer_address: session.peer_address.clone().unwrap_or_default(),
+        user_agent: session.user_agent.clone().unwrap_or_default(),
+        current,
     }
 }

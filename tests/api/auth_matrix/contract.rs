@@ -21,6 +21,9 @@ pub enum Required {
     Viewer,
     Admin,
     OrganizationAdmin,
+    /// Any token: a user acts on themself; acting on anyone else needs
+    /// ADMIN, which the handler checks against the user named.
+    OwnOrAdmin,
 }
 
 /// The exact sentences a doc comment may end with, and what each means.
@@ -33,6 +36,10 @@ const SCOPE_SENTENCES: &[(&str, Required)] = &[
     (
         "Scope: ADMIN (organization administrators).",
         Required::OrganizationAdmin,
+    ),
+    (
+        "Scope: ADMIN, or signed-in for oneself.",
+        Required::OwnOrAdmin,
     ),
 ];
 
@@ -60,6 +67,8 @@ pub enum Resource {
     Profile,
     ApiKey,
     ImportJob,
+    /// A user's session (an access token).
+    Session,
     /// A user's `external_id`: not a UUID, but it names a user all the same.
     ExternalId,
 }
@@ -77,6 +86,7 @@ fn resource_of(message_name: &str, field_name: &str) -> Result<Option<Resource>,
             "Profile" => Resource::Profile,
             "ApiKey" => Resource::ApiKey,
             "ImportJob" => Resource::ImportJob,
+            "Session" => Resource::Session,
             _ => {
                 return Err(format!(
                     "`{message_name}.id` names no known kind of resource: teach the matrix which"
@@ -105,6 +115,7 @@ fn resource_of(message_name: &str, field_name: &str) -> Result<Option<Resource>,
         (_, "unit") => Resource::Unit,
         (_, "profile") => Resource::Profile,
         (_, "job") => Resource::ImportJob,
+        (_, "session") => Resource::Session,
         (_, "organization") => Resource::Organization,
         _ => {
             return Err(format!(
@@ -506,6 +517,11 @@ fn every_string_id_field_names_a_kind_of_resource_or_is_known_not_to() {
             Some(Resource::ImportJob),
         ),
         ("RevokeApiKeyRequest", "api_key_id", Some(Resource::ApiKey)),
+        (
+            "RevokeUserSessionsRequest",
+            "session_id",
+            Some(Resource::Session),
+        ),
         (
             "LookupUserRequest",
             "external_id",
