@@ -16,6 +16,7 @@ fn main() -> anyhow::Result<()> {
     let boundary = RequestBoundary::from_descriptor_set(FILE_DESCRIPTOR_SET)?;
     let get_user = proto::GetUserRequest {
         user_id: uuid::Uuid::now_v7().to_string(),
+        ..Default::default()
     }
     .encode_to_vec();
     let create_user = proto::CreateUserRequest {

@@ -106,6 +106,7 @@ async fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let users = UserServiceClient::new(channel);
     let request = GetUserRequest {
         user_id: args.user_id.clone(),
+        ..Default::default()
     };
     let get_user = || {
         let mut call = tonic::Request::new(request.clone());

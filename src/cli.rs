@@ -147,7 +147,8 @@ struct ImportArgs {
     /// comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
     groups: Vec<String>,
-    /// Also give every added user this user's groups (user id).
+    /// Also give every added user this user's groups: their id, email or
+    /// username.
     #[arg(long)]
     mirror: Option<String>,
     /// What to do with a row whose user already exists.
@@ -412,7 +413,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 options: proto::ImportOptions {
                     group_ids,
                     group_names,
-                    mirror_user_id: args.mirror.unwrap_or_default(),
+                    mirror_user_id: String::new(),
+                    mirror_user: args.mirror.as_deref().map(user_key),
                     on_existing: match args.on_existing {
                         OnExistingArg::Fail => proto::OnExisting::Fail,
                         OnExistingArg::Skip => proto::OnExisting::Skip,
@@ -691,6 +693,22 @@ fn no_messages(mail_dir: &std::path::Path, to: Option<&str>) -> String {
     match to {
         Some(to) => format!("no message to {to} in {}", mail_dir.display()),
         None => format!("no message in {}", mail_dir.display()),
+    }
+}
+
+/// A user given on the command line: an id (a UUID), an email (with an
+/// `@`) or else a username.
+fn user_key(value: &str) -> proto::UserKey {
+    use proto::user_key::Key;
+    let value = value.trim().to_owned();
+    proto::UserKey {
+        key: Some(if uuid::Uuid::parse_str(&value).is_ok() {
+            Key::Id(value)
+        } else if value.contains('@') {
+            Key::Email(value)
+        } else {
+            Key::Username(value)
+        }),
     }
 }
 

@@ -2,6 +2,7 @@
 //! one unit of work: fetch, ask the rules, write); the reads and the rules
 //! live in `reads` and `rules`.
 
+mod key;
 mod reads;
 mod rules;
 
@@ -26,9 +27,10 @@ use crate::store::Pool;
 use crate::store::{self, Transaction};
 
 pub use super::status::{AdminState, LegacyStatus, UserStatus};
+pub use key::{GivenUser, UserKey};
 pub use reads::{
-    batch_get_users, get_user, list_user_groups, list_users, lookup_users, onboarding_stats,
-    user_access, OnboardingStats, UserListRequest,
+    batch_get_users, get_user, groups_of_users, list_user_groups, list_users, lookup_users,
+    onboarding_stats, user_access, OnboardingStats, UserListRequest, UserView,
 };
 use rules::{
     granted_group_ids, invitable, merge_update, shared_email_login, split_covered, unwanted_groups,
@@ -229,6 +231,11 @@ pub struct UserFilter {
     pub statuses: Vec<UserStatus>,
     pub group_id: Option<Uuid>,
     pub unit_id: Option<Uuid>,
+    /// The group and the unit by name (`group_name`, `unit_name`): found,
+    /// into `group_id` and `unit_id`, by `find_named` before the store reads
+    /// the filter.
+    pub group_name: Option<String>,
+    pub unit_name: Option<String>,
     pub onboarded: Option<bool>,
     /// Whether the email is on a public mail provider (or a subdomain of one).
     pub public_email_domain: Option<bool>,
@@ -311,14 +318,6 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// The request field naming the user whose groups are copied.
-    fn source_field(self) -> &'static str {
-        match self {
-            Origin::Create => "mirror_user_id",
-            Origin::Clone => "source_user_id",
-        }
-    }
-
     /// The operation a `request_id` is remembered under.
     fn operation(self) -> &'static str {
         match self {
@@ -336,7 +335,7 @@ pub struct NewUser {
     /// Groups given explicitly, by id or name; each must be covered.
     pub groups: GivenGroups,
     /// The mirrored user (CreateUser) or the clone's source (CloneUser).
-    pub mirror_user_id: Option<Uuid>,
+    pub source: Option<GivenUser>,
     pub deactivated: bool,
     pub send_invitation: bool,
     pub request_id: Option<IdempotencyKey>,
@@ -476,15 +475,16 @@ async fn source_grants(
     caller: &Caller,
     new_user: &NewUser,
 ) -> Result<(Vec<Grant>, Vec<Uuid>), DomainError> {
-    let Some(source) = new_user.mirror_user_id else {
+    let Some(given) = &new_user.source else {
         return Ok((Vec::new(), Vec::new()));
     };
+    let source = given.find(tx, caller.organization_id).await?;
     if new_user.origin == Origin::Clone && is_self(caller, source) {
         return Err(DomainError::PermissionDenied(
             "you cannot clone yourself".into(),
         ));
     }
-    mirrored_grants(tx, caller, source, new_user.origin.source_field()).await
+    mirrored_grants(tx, caller, source).await
 }
 
 async fn replay_create(
@@ -526,22 +526,13 @@ impl StoredCreateResponse {
     }
 }
 
-/// The groups of `source` the caller covers, and the ids of those skipped.
+/// The groups of `source` (an existing user) the caller covers, and the
+/// ids of those skipped.
 pub(crate) async fn mirrored_grants(
     tx: &mut Transaction<'_>,
     caller: &Caller,
     source: Uuid,
-    field: &str,
 ) -> Result<(Vec<Grant>, Vec<Uuid>), DomainError> {
-    if store::users::find(&mut **tx, caller.organization_id, source)
-        .await?
-        .is_none()
-    {
-        return Err(DomainError::NotFoundField {
-            field: field.to_owned(),
-            message: format!("user {source} not found"),
-        });
-    }
     let grants = store::groups::grants_of_user(&mut **tx, caller.organization_id, source).await?;
     Ok(split_covered(&caller.authority, grants))
 }
@@ -656,14 +647,17 @@ pub enum MirrorMode {
 /// A validated MirrorUser.
 #[derive(Debug, Clone)]
 pub struct MirrorRequest {
-    pub reference: Uuid,
-    pub targets: Vec<Uuid>,
+    pub reference: GivenUser,
+    pub targets: Vec<GivenUser>,
     pub mode: MirrorMode,
 }
 
 /// The outcome of mirroring onto one target.
 #[derive(Debug, Clone, Default)]
 pub struct MirrorResult {
+    /// The target as the request named it.
+    pub target: Option<UserKey>,
+    /// Nil when the target was not found.
     pub target_user_id: Uuid,
     pub added: Vec<GroupLabel>,
     pub removed: Vec<GroupLabel>,
@@ -682,13 +676,11 @@ pub async fn mirror_user(
     let (pool, caller) = (call.pool(), &call.caller);
     // Read in a transaction of its own: the reference is not changed.
     let mut reference_tx = pool.begin().await?;
-    let (covered, skipped) = mirrored_grants(
-        &mut reference_tx,
-        caller,
-        mirror.reference,
-        "reference_user_id",
-    )
-    .await?;
+    let reference = mirror
+        .reference
+        .find(&mut reference_tx, caller.organization_id)
+        .await?;
+    let (covered, skipped) = mirrored_grants(&mut reference_tx, caller, reference).await?;
     let skipped = labels(&mut *reference_tx, caller.organization_id, &skipped).await?;
     reference_tx.commit().await?;
     let wanted: Vec<Uuid> = covered.iter().map(|g| g.group_id).collect();
@@ -710,13 +702,23 @@ pub async fn mirror_user(
             .collect()
     };
     let mut results = Vec::with_capacity(mirror.targets.len());
-    for &target in &mirror.targets {
+    for given in &mirror.targets {
         let mut result = MirrorResult {
-            target_user_id: target,
+            target: Some(given.key.clone()),
             skipped: skipped.clone(),
             ..Default::default()
         };
-        match mirror_onto(call, mirror, target, &wanted).await {
+        let target = given
+            .find(&mut *pool.acquire().await?, caller.organization_id)
+            .await;
+        let applied = match target {
+            Ok(target) => {
+                result.target_user_id = target;
+                mirror_onto(call, mirror.mode, reference, target, &wanted).await
+            }
+            Err(not_found) => Err(not_found),
+        };
+        match applied {
             Ok((added, removed)) => {
                 result.added = label(added, &wanted_labels);
                 result.removed = labels(
@@ -726,7 +728,13 @@ pub async fn mirror_user(
                 )
                 .await?;
             }
-            Err(DomainError::NotFound(message)) => result.error = Some(("NOT_FOUND", message)),
+            Err(DomainError::NotFound(message) | DomainError::NotFoundField { message, .. }) => {
+                result.error = Some(("NOT_FOUND", message))
+            }
+            Err(DomainError::InvalidArgument(violations)) => {
+                let message = violations.iter().map(|v| v.description.as_str());
+                result.error = Some(("INVALID_ARGUMENT", message.collect::<Vec<_>>().join("; ")))
+            }
             Err(DomainError::PermissionDenied(message)) => {
                 result.error = Some(("PERMISSION_DENIED", message))
             }
@@ -739,7 +747,8 @@ pub async fn mirror_user(
 
 async fn mirror_onto(
     call: &Call,
-    mirror: &MirrorRequest,
+    mode: MirrorMode,
+    reference: Uuid,
     target: Uuid,
     wanted: &[Uuid],
 ) -> Result<(Vec<Uuid>, Vec<Uuid>), DomainError> {
@@ -748,7 +757,7 @@ async fn mirror_onto(
     let mut work = call.begin().await?;
     let tx = work.tx();
     ensure_may_act_on(tx, caller, target, None).await?;
-    let removed = match mirror.mode {
+    let removed = match mode {
         MirrorMode::Add => Vec::new(),
         MirrorMode::Replace => {
             // Every group of the target is covered (checked above), so REPLACE may drop any not wanted.
@@ -759,10 +768,13 @@ async fn mirror_onto(
     };
     let added = store::groups::add_memberships(tx, organization_id, target, wanted).await?;
     if !added.is_empty() || !removed.is_empty() {
-        work.record(work.audit_record("user.mirror", "user", target).with_changes(
-            vec!["groups".into()],
-            json!({ "reference_user_id": mirror.reference, "added": added, "removed": removed }),
-        ));
+        work.record(
+            work.audit_record("user.mirror", "user", target)
+                .with_changes(
+                    vec!["groups".into()],
+                    json!({ "reference_user_id": reference, "added": added, "removed": removed }),
+                ),
+        );
     }
     work.commit().await?;
     Ok((added, removed))

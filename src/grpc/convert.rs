@@ -26,7 +26,7 @@ use crate::{
     proto,
 };
 /// Other services list users too.
-pub use users::user;
+pub use users::{given_user, user, user_key_to_proto};
 
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -147,6 +147,25 @@ pub fn parse_ids(raw: &[String], field: &str) -> Result<Vec<Uuid>, DomainError> 
 }
 
 /// An optional id: empty means none.
+/// A filter's group or unit by id (`<what>_id`) or by name (`<what>_name`):
+/// one of the two, or neither.
+pub fn id_or_name(
+    raw_id: &str,
+    raw_name: &str,
+    what: &str,
+) -> Result<(Option<Uuid>, Option<String>), DomainError> {
+    let name = raw_name.trim();
+    match (raw_id.trim().is_empty(), name.is_empty()) {
+        (_, true) => Ok((parse_optional_id(raw_id, &format!("{what}_id"))?, None)),
+        (true, false) => Ok((None, Some(name.to_owned()))),
+        (false, false) => Err(DomainError::invalid(
+            format!("{what}_name"),
+            "ONE_OF",
+            format!("give {what}_id or {what}_name, not both"),
+        )),
+    }
+}
+
 pub fn parse_optional_id(raw: &str, field: &str) -> Result<Option<Uuid>, DomainError> {
     if raw.trim().is_empty() {
         Ok(None)

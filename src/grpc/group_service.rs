@@ -52,10 +52,12 @@ impl GroupService for GroupHandler {
     ) -> Result<Response<proto::ListGroupsResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.into_inner();
+        let (unit_id, unit_name) = convert::id_or_name(&body.unit_id, &body.unit_name, "unit")?;
         let filter = GroupFilter {
             name_contains: body.query.trim().to_owned(),
             profile_id: convert::parse_optional_id(&body.profile_id, "profile_id")?,
-            unit_id: convert::parse_optional_id(&body.unit_id, "unit_id")?,
+            unit_id,
+            unit_name,
             member_id: None,
         };
         let page = group::list_groups(

@@ -20,6 +20,7 @@ use crate::{
             run::{EndError, Jobs},
             session::{Event, ImportSession, Inbound},
         },
+        user::UserKey,
         DomainError,
     },
     proto::{self, import_service_server::ImportService},
@@ -119,13 +120,21 @@ fn options_from_proto(options: proto::ImportOptions) -> Result<ImportOptions, Do
     let report_to =
         import::job::parse_report_to(&options.report_to).map_err(DomainError::InvalidArgument)?;
     let groups = GivenGroups::parse(&options.group_ids, &options.group_names, "options.")?;
+    let mirror = convert::given_user(
+        &options.mirror_user_id,
+        options.mirror_user.clone(),
+        "options.mirror_user",
+    )?;
+    // A user named by mirror_user_id stays there, as the job listing echoes it.
+    let (mirror_user_id, mirror_user) = match mirror.map(|given| given.key) {
+        Some(UserKey::Id(id)) if options.mirror_user.is_none() => (Some(id), None),
+        key => (None, key),
+    };
     Ok(ImportOptions {
         group_ids: groups.ids,
         group_names: groups.names,
-        mirror_user_id: convert::parse_optional_id(
-            &options.mirror_user_id,
-            "options.mirror_user_id",
-        )?,
+        mirror_user,
+        mirror_user_id,
         on_existing,
         send_invitations: options.send_invitations.unwrap_or(true),
         deactivated: options.deactivated,
@@ -144,6 +153,7 @@ fn options_to_proto(options: &ImportOptions) -> proto::ImportOptions {
             .mirror_user_id
             .map(|id| id.to_string())
             .unwrap_or_default(),
+        mirror_user: options.mirror_user.as_ref().map(convert::user_key_to_proto),
         on_existing: match options.on_existing {
             OnExisting::Fail => proto::OnExisting::Fail,
             OnExisting::Skip => proto::OnExisting::Skip,

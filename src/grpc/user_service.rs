@@ -93,9 +93,12 @@ impl UserService for UserHandler {
     ) -> Result<Response<proto::GetUserResponse>, Status> {
         let caller = caller(&request)?;
         let id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
+        let view = convert::user_view(request.get_ref().view)?;
         let found = user::get_user(&self.pool, caller.organization_id, id).await?;
+        let found = [found];
+        let users = convert::users_in_view(&self.pool, caller.organization_id, view, &found);
         Ok(Response::new(proto::GetUserResponse {
-            user: Some(convert::user(&found)),
+            user: users.await?.pop(),
         }))
     }
 
@@ -130,7 +133,10 @@ impl UserService for UserHandler {
         request: Request<proto::ExportUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
         let call = call_of(&self.pool, &request)?;
-        let (filter, delimiter) = convert::export_request(request.get_ref())?;
+        let (mut filter, delimiter) = convert::export_request(request.get_ref())?;
+        filter
+            .find_named(&self.pool, call.organization_id())
+            .await?;
         let (chunks, receiver) = tokio::sync::mpsc::channel(4);
         // In the call's span: its logs and SQL statements belong to the call.
         tokio::spawn(
@@ -152,8 +158,10 @@ impl UserService for UserHandler {
         let caller = caller(&request)?;
         let list = UserListRequest::try_from(request.into_inner())?;
         let page = user::list_users(&self.pool, caller.organization_id, &list).await?;
+        let users =
+            convert::users_in_view(&self.pool, caller.organization_id, list.view, &page.items);
         Ok(Response::new(proto::ListUsersResponse {
-            users: page.items.iter().map(convert::user).collect(),
+            users: users.await?,
             next_page_token: page.next_page_token,
             total_size: page.total_size.value,
             total_size_estimated: page.total_size.estimated,

@@ -393,6 +393,44 @@ struct GrantByNameRow {
     built_in: Option<BuiltInRole>,
 }
 
+/// (member, group id, group name) of each membership of these users, by
+/// group name.
+pub async fn labels_of_members<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "select m.user_id, g.id, g.name from memberships m
+         join groups g on g.organization_id = m.organization_id and g.id = m.group_id
+         where m.organization_id = $1 and m.user_id = any($2)
+         order by lower(g.name), g.id",
+        organization_id,
+        user_ids,
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.user_id, row.id, row.name))
+        .collect())
+}
+
+/// The group with this name, ignoring case (names are unique so).
+pub async fn id_by_name<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    name: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select id from groups where organization_id = $1 and lower(name) = lower($2)",
+        organization_id,
+        name,
+    )
+    .fetch_optional(executor)
+    .await
+}
+
 /// The groups with these names, ignoring case, each with the index in
 /// `names` of the name that found it (unknown names are left out).
 pub async fn named_grants_by_names<'e>(

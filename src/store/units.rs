@@ -129,6 +129,21 @@ pub async fn find<'e>(
     Ok(row.map(Into::into))
 }
 
+/// The unit with this name, ignoring case (names are unique so).
+pub async fn id_by_name<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    name: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select id from units where organization_id = $1 and lower(name) = lower($2)",
+        organization_id,
+        name,
+    )
+    .fetch_optional(executor)
+    .await
+}
+
 /// The ids among `ids` that are units of the organization.
 pub async fn existing_ids<'e>(
     executor: impl PgExecutor<'e>,

@@ -636,6 +636,7 @@ async fn another_organizations_ids(
                             own.get(&resource).cloned()
                         }
                     },
+                    &field.path,
                     serial,
                 )
             };

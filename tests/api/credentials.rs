@@ -279,6 +279,7 @@ async fn an_expired_password_does_not_sign_in_and_brings_a_reset_link() {
         .users(app.as_admin())
         .get_user(proto::GetUserRequest {
             user_id: user.id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

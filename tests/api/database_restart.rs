@@ -127,6 +127,7 @@ async fn read_steadily(
         let answer = if turn % 2 == 0 {
             let mut request = tonic::Request::new(proto::GetUserRequest {
                 user_id: user_id.clone(),
+                ..Default::default()
             });
             request.set_timeout(CALL_DEADLINE);
             users.get_user(request).await.map(drop)
@@ -284,6 +285,7 @@ async fn a_database_restart_under_load_is_answered_unavailable_and_loses_no_repo
                     app.users(app.as_admin())
                         .get_user(proto::GetUserRequest {
                             user_id: user.id.clone(),
+                            ..Default::default()
                         })
                         .await
                         .ok()
@@ -424,6 +426,7 @@ async fn reads_on_pooled_connections_that_died_while_idle_are_answered() {
             let mut users = server.users(app.as_admin());
             let request = proto::GetUserRequest {
                 user_id: user.id.clone(),
+                ..Default::default()
             };
             async move { users.get_user(request).await.map(|_| ()) }
         }))

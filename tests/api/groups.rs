@@ -952,6 +952,7 @@ async fn mirroring_adds_or_replaces_covered_groups_with_a_result_per_target() {
         reference_user_id: reference.id.clone(),
         target_user_ids: targets,
         mode: mode as i32,
+        ..Default::default()
     };
     let results = app
         .users(unit_admin.clone())

@@ -100,6 +100,7 @@ async fn act_on_user_by_every_path(
             reference_user_id: reference.id.clone(),
             target_user_ids: vec![target.id.clone()],
             mode: proto::MirrorMode::Replace as i32,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -251,6 +252,7 @@ async fn a_unit_admin_may_act_by_no_path_on_a_user_holding_an_uncovered_group() 
             .users(app.as_admin())
             .get_user(proto::GetUserRequest {
                 user_id: target.id.clone(),
+                ..Default::default()
             })
             .await
             .expect("not deleted")
@@ -631,6 +633,7 @@ async fn mirror_user_from_a_user_with_an_uncovered_group_copies_the_covered_one_
             reference_user_id: source.id.clone(),
             target_user_ids: vec![target.id.clone()],
             mode: proto::MirrorMode::Add as i32,
+            ..Default::default()
         })
         .await
         .unwrap()

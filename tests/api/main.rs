@@ -49,4 +49,5 @@ mod smtp;
 mod status_rule;
 mod tls;
 mod traces;
+mod user_keys;
 mod users;

@@ -103,6 +103,7 @@ async fn rpc_metrics_count_calls_by_method_and_code_with_made_up_methods_under_o
         .unwrap();
     let get_user = || proto::GetUserRequest {
         user_id: uuid::Uuid::now_v7().to_string(),
+        ..Default::default()
     };
     let missing = app.users(app.as_admin()).get_user(get_user()).await;
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);

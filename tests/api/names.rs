@@ -380,6 +380,7 @@ async fn answers_name_the_groups_they_return() {
             reference_user_id: source.id,
             target_user_ids: vec![target.id, out_of_reach.id],
             mode: proto::MirrorMode::Add as i32,
+            ..Default::default()
         })
         .await
         .unwrap()

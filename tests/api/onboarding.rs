@@ -175,6 +175,7 @@ async fn an_invited_user_registers_a_password_signs_in_and_gets_the_scopes_of_th
         .users(app.as_admin())
         .get_user(proto::GetUserRequest {
             user_id: user.id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -299,7 +300,10 @@ async fn an_expired_link_is_told_apart_from_an_invalid_one_and_the_user_shows_ex
     }
     let shown = app
         .users(app.as_admin())
-        .get_user(proto::GetUserRequest { user_id: user.id })
+        .get_user(proto::GetUserRequest {
+            user_id: user.id,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -974,6 +978,7 @@ async fn get_user(app: &TestApp, user_id: &str) -> proto::User {
     app.users(app.as_admin())
         .get_user(proto::GetUserRequest {
             user_id: user_id.into(),
+            ..Default::default()
         })
         .await
         .unwrap()

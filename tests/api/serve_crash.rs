@@ -155,6 +155,7 @@ async fn read_twice(
     if let Some(user) = listed.users.first() {
         let mut get = tonic::Request::new(proto::GetUserRequest {
             user_id: user.id.clone(),
+            ..Default::default()
         });
         get.set_timeout(READ_DEADLINE);
         users.get_user(get).await?;

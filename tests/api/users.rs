@@ -261,6 +261,7 @@ async fn statuses_follow_the_admin_state_and_onboarding() {
     app.expire_invitation(&user.id).await;
     let get = proto::GetUserRequest {
         user_id: user.id.clone(),
+        ..Default::default()
     };
     assert_eq!(
         users
@@ -756,6 +757,7 @@ async fn deleting_a_user_removes_them_and_is_audited() {
     let status = users
         .get_user(proto::GetUserRequest {
             user_id: user.id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -802,6 +804,7 @@ async fn another_organizations_users_and_groups_are_not_found() {
         users
             .get_user(proto::GetUserRequest {
                 user_id: user.id.clone(),
+                ..Default::default()
             })
             .await
             .map(drop),

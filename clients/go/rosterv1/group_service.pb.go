@@ -216,7 +216,9 @@ type ListGroupsRequest struct {
 	Query     string `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
 	ProfileId string `protobuf:"bytes,4,opt,name=profile_id,json=profileId,proto3" json:"profile_id,omitempty"`
 	// Groups scoped to this unit or to all units.
-	UnitId        string `protobuf:"bytes,5,opt,name=unit_id,json=unitId,proto3" json:"unit_id,omitempty"`
+	UnitId string `protobuf:"bytes,5,opt,name=unit_id,json=unitId,proto3" json:"unit_id,omitempty"`
+	// As unit_id, by the unit's name (ignoring case; give one of the two).
+	UnitName      string `protobuf:"bytes,6,opt,name=unit_name,json=unitName,proto3" json:"unit_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +284,13 @@ func (x *ListGroupsRequest) GetProfileId() string {
 func (x *ListGroupsRequest) GetUnitId() string {
 	if x != nil {
 		return x.UnitId
+	}
+	return ""
+}
+
+func (x *ListGroupsRequest) GetUnitName() string {
+	if x != nil {
+		return x.UnitName
 	}
 	return ""
 }
@@ -1666,7 +1675,7 @@ const file_roster_v1_group_service_proto_rawDesc = "" +
 	"\x0fGetGroupRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\":\n" +
 	"\x10GetGroupResponse\x12&\n" +
-	"\x05group\x18\x01 \x01(\v2\x10.roster.v1.GroupR\x05group\"\x9d\x01\n" +
+	"\x05group\x18\x01 \x01(\v2\x10.roster.v1.GroupR\x05group\"\xba\x01\n" +
 	"\x11ListGroupsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1674,7 +1683,8 @@ const file_roster_v1_group_service_proto_rawDesc = "" +
 	"\x05query\x18\x03 \x01(\tR\x05query\x12\x1d\n" +
 	"\n" +
 	"profile_id\x18\x04 \x01(\tR\tprofileId\x12\x17\n" +
-	"\aunit_id\x18\x05 \x01(\tR\x06unitId\"\xb7\x01\n" +
+	"\aunit_id\x18\x05 \x01(\tR\x06unitId\x12\x1b\n" +
+	"\tunit_name\x18\x06 \x01(\tR\bunitName\"\xb7\x01\n" +
 	"\x12ListGroupsResponse\x12(\n" +
 	"\x06groups\x18\x01 \x03(\v2\x10.roster.v1.GroupR\x06groups\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +

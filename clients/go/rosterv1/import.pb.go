@@ -337,7 +337,9 @@ type ImportOptions struct {
 	ReportTo []string `protobuf:"bytes,9,rep,name=report_to,json=reportTo,proto3" json:"report_to,omitempty"`
 	// Groups for every added user, by name (unique per organization ignoring
 	// case), beside or instead of group_ids.
-	GroupNames    []string `protobuf:"bytes,10,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
+	GroupNames []string `protobuf:"bytes,10,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
+	// As mirror_user_id, by id, email, username or external id (give one of the two).
+	MirrorUser    *UserKey `protobuf:"bytes,11,opt,name=mirror_user,json=mirrorUser,proto3" json:"mirror_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,6 +440,13 @@ func (x *ImportOptions) GetReportTo() []string {
 func (x *ImportOptions) GetGroupNames() []string {
 	if x != nil {
 		return x.GroupNames
+	}
+	return nil
+}
+
+func (x *ImportOptions) GetMirrorUser() *UserKey {
+	if x != nil {
+		return x.MirrorUser
 	}
 	return nil
 }
@@ -866,7 +875,7 @@ var File_roster_v1_import_proto protoreflect.FileDescriptor
 
 const file_roster_v1_import_proto_rawDesc = "" +
 	"\n" +
-	"\x16roster/v1/import.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16roster/v1/common.proto\"\xc5\x03\n" +
+	"\x16roster/v1/import.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16roster/v1/common.proto\x1a\x14roster/v1/user.proto\"\xfa\x03\n" +
 	"\rImportOptions\x12\x1b\n" +
 	"\tgroup_ids\x18\x01 \x03(\tR\bgroupIds\x12$\n" +
 	"\x0emirror_user_id\x18\x02 \x01(\tR\fmirrorUserId\x126\n" +
@@ -880,7 +889,9 @@ const file_roster_v1_import_proto_rawDesc = "" +
 	"\treport_to\x18\t \x03(\tR\breportTo\x12\x1f\n" +
 	"\vgroup_names\x18\n" +
 	" \x03(\tR\n" +
-	"groupNamesB\x13\n" +
+	"groupNames\x123\n" +
+	"\vmirror_user\x18\v \x01(\v2\x12.roster.v1.UserKeyR\n" +
+	"mirrorUserB\x13\n" +
 	"\x11_send_invitationsB\x13\n" +
 	"\x11_notify_requester\"\x98\x02\n" +
 	"\x0fImportRowResult\x12\x12\n" +
@@ -983,29 +994,31 @@ var file_roster_v1_import_proto_goTypes = []any{
 	(*ImportCounts)(nil),          // 7: roster.v1.ImportCounts
 	(*ImportSummary)(nil),         // 8: roster.v1.ImportSummary
 	(*ImportJob)(nil),             // 9: roster.v1.ImportJob
-	(*FieldIssue)(nil),            // 10: roster.v1.FieldIssue
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*UserKey)(nil),               // 10: roster.v1.UserKey
+	(*FieldIssue)(nil),            // 11: roster.v1.FieldIssue
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_roster_v1_import_proto_depIdxs = []int32{
 	0,  // 0: roster.v1.ImportOptions.on_existing:type_name -> roster.v1.OnExisting
-	1,  // 1: roster.v1.ImportRowResult.action:type_name -> roster.v1.ImportAction
-	2,  // 2: roster.v1.ImportRowResult.outcome:type_name -> roster.v1.RowOutcome
-	10, // 3: roster.v1.ImportRowResult.errors:type_name -> roster.v1.FieldIssue
-	10, // 4: roster.v1.ImportRowResult.warnings:type_name -> roster.v1.FieldIssue
-	3,  // 5: roster.v1.ImportSummary.status:type_name -> roster.v1.ImportJobStatus
-	7,  // 6: roster.v1.ImportSummary.counts:type_name -> roster.v1.ImportCounts
-	4,  // 7: roster.v1.ImportJob.kind:type_name -> roster.v1.ImportJobKind
-	3,  // 8: roster.v1.ImportJob.status:type_name -> roster.v1.ImportJobStatus
-	5,  // 9: roster.v1.ImportJob.options:type_name -> roster.v1.ImportOptions
-	7,  // 10: roster.v1.ImportJob.counts:type_name -> roster.v1.ImportCounts
-	11, // 11: roster.v1.ImportJob.create_time:type_name -> google.protobuf.Timestamp
-	11, // 12: roster.v1.ImportJob.update_time:type_name -> google.protobuf.Timestamp
-	11, // 13: roster.v1.ImportJob.end_time:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	10, // 1: roster.v1.ImportOptions.mirror_user:type_name -> roster.v1.UserKey
+	1,  // 2: roster.v1.ImportRowResult.action:type_name -> roster.v1.ImportAction
+	2,  // 3: roster.v1.ImportRowResult.outcome:type_name -> roster.v1.RowOutcome
+	11, // 4: roster.v1.ImportRowResult.errors:type_name -> roster.v1.FieldIssue
+	11, // 5: roster.v1.ImportRowResult.warnings:type_name -> roster.v1.FieldIssue
+	3,  // 6: roster.v1.ImportSummary.status:type_name -> roster.v1.ImportJobStatus
+	7,  // 7: roster.v1.ImportSummary.counts:type_name -> roster.v1.ImportCounts
+	4,  // 8: roster.v1.ImportJob.kind:type_name -> roster.v1.ImportJobKind
+	3,  // 9: roster.v1.ImportJob.status:type_name -> roster.v1.ImportJobStatus
+	5,  // 10: roster.v1.ImportJob.options:type_name -> roster.v1.ImportOptions
+	7,  // 11: roster.v1.ImportJob.counts:type_name -> roster.v1.ImportCounts
+	12, // 12: roster.v1.ImportJob.create_time:type_name -> google.protobuf.Timestamp
+	12, // 13: roster.v1.ImportJob.update_time:type_name -> google.protobuf.Timestamp
+	12, // 14: roster.v1.ImportJob.end_time:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_import_proto_init() }
@@ -1014,6 +1027,7 @@ func file_roster_v1_import_proto_init() {
 		return
 	}
 	file_roster_v1_common_proto_init()
+	file_roster_v1_user_proto_init()
 	file_roster_v1_import_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

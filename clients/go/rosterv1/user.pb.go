@@ -94,6 +94,59 @@ func (UserStatus) EnumDescriptor() ([]byte, []int) {
 	return file_roster_v1_user_proto_rawDescGZIP(), []int{0}
 }
 
+// How much of each user an answer carries.
+type UserView int32
+
+const (
+	// BASIC.
+	UserView_USER_VIEW_UNSPECIFIED UserView = 0
+	// The user's own fields.
+	UserView_USER_VIEW_BASIC UserView = 1
+	// Also the user's groups (User.groups).
+	UserView_USER_VIEW_FULL UserView = 2
+)
+
+// Enum value maps for UserView.
+var (
+	UserView_name = map[int32]string{
+		0: "USER_VIEW_UNSPECIFIED",
+		1: "USER_VIEW_BASIC",
+		2: "USER_VIEW_FULL",
+	}
+	UserView_value = map[string]int32{
+		"USER_VIEW_UNSPECIFIED": 0,
+		"USER_VIEW_BASIC":       1,
+		"USER_VIEW_FULL":        2,
+	}
+)
+
+func (x UserView) Enum() *UserView {
+	p := new(UserView)
+	*p = x
+	return p
+}
+
+func (x UserView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UserView) Descriptor() protoreflect.EnumDescriptor {
+	return file_roster_v1_user_proto_enumTypes[1].Descriptor()
+}
+
+func (UserView) Type() protoreflect.EnumType {
+	return &file_roster_v1_user_proto_enumTypes[1]
+}
+
+func (x UserView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UserView.Descriptor instead.
+func (UserView) EnumDescriptor() ([]byte, []int) {
+	return file_roster_v1_user_proto_rawDescGZIP(), []int{1}
+}
+
 // A person in an organization.
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -125,8 +178,11 @@ type User struct {
 	PasswordExpired bool `protobuf:"varint,14,opt,name=password_expired,json=passwordExpired,proto3" json:"password_expired,omitempty"`
 	// Output only: when the password expires, if it does.
 	PasswordExpireTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=password_expire_time,json=passwordExpireTime,proto3" json:"password_expire_time,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Output only, and only in the FULL view (GetUser, ListUsers): the
+	// groups the user is a member of, by name.
+	Groups        []*GroupRef `protobuf:"bytes,16,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *User) Reset() {
@@ -264,11 +320,136 @@ func (x *User) GetPasswordExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetGroups() []*GroupRef {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// A user named by whichever key a person has at hand, in the caller's
+// organization: the id (the stable key), the email (one user only: where
+// duplicate emails are allowed and it is shared, give another key), the
+// username or the external id; email and username ignore case.
+type UserKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Key:
+	//
+	//	*UserKey_Id
+	//	*UserKey_Email
+	//	*UserKey_Username
+	//	*UserKey_ExternalId
+	Key           isUserKey_Key `protobuf_oneof:"key"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserKey) Reset() {
+	*x = UserKey{}
+	mi := &file_roster_v1_user_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserKey) ProtoMessage() {}
+
+func (x *UserKey) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserKey.ProtoReflect.Descriptor instead.
+func (*UserKey) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UserKey) GetKey() isUserKey_Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *UserKey) GetId() string {
+	if x != nil {
+		if x, ok := x.Key.(*UserKey_Id); ok {
+			return x.Id
+		}
+	}
+	return ""
+}
+
+func (x *UserKey) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Key.(*UserKey_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *UserKey) GetUsername() string {
+	if x != nil {
+		if x, ok := x.Key.(*UserKey_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+func (x *UserKey) GetExternalId() string {
+	if x != nil {
+		if x, ok := x.Key.(*UserKey_ExternalId); ok {
+			return x.ExternalId
+		}
+	}
+	return ""
+}
+
+type isUserKey_Key interface {
+	isUserKey_Key()
+}
+
+type UserKey_Id struct {
+	Id string `protobuf:"bytes,1,opt,name=id,proto3,oneof"`
+}
+
+type UserKey_Email struct {
+	Email string `protobuf:"bytes,2,opt,name=email,proto3,oneof"`
+}
+
+type UserKey_Username struct {
+	Username string `protobuf:"bytes,3,opt,name=username,proto3,oneof"`
+}
+
+type UserKey_ExternalId struct {
+	ExternalId string `protobuf:"bytes,4,opt,name=external_id,json=externalId,proto3,oneof"`
+}
+
+func (*UserKey_Id) isUserKey_Key() {}
+
+func (*UserKey_Email) isUserKey_Key() {}
+
+func (*UserKey_Username) isUserKey_Key() {}
+
+func (*UserKey_ExternalId) isUserKey_Key() {}
+
 var File_roster_v1_user_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x05\n" +
+	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15roster/v1/group.proto\"\xbe\x05\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -289,7 +470,15 @@ const file_roster_v1_user_proto_rawDesc = "" +
 	"updateTime\x12B\n" +
 	"\x0flast_login_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastLoginTime\x12)\n" +
 	"\x10password_expired\x18\x0e \x01(\bR\x0fpasswordExpired\x12L\n" +
-	"\x14password_expire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x12passwordExpireTime*\xdd\x01\n" +
+	"\x14password_expire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x12passwordExpireTime\x12+\n" +
+	"\x06groups\x18\x10 \x03(\v2\x13.roster.v1.GroupRefR\x06groups\"{\n" +
+	"\aUserKey\x12\x10\n" +
+	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x12\x16\n" +
+	"\x05email\x18\x02 \x01(\tH\x00R\x05email\x12\x1c\n" +
+	"\busername\x18\x03 \x01(\tH\x00R\busername\x12!\n" +
+	"\vexternal_id\x18\x04 \x01(\tH\x00R\n" +
+	"externalIdB\x05\n" +
+	"\x03key*\xdd\x01\n" +
 	"\n" +
 	"UserStatus\x12\x1b\n" +
 	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -299,7 +488,11 @@ const file_roster_v1_user_proto_rawDesc = "" +
 	"\x14USER_STATUS_INACTIVE\x10\x04\x12\x1b\n" +
 	"\x17USER_STATUS_ON_VACATION\x10\x05\x12\x17\n" +
 	"\x13USER_STATUS_BLOCKED\x10\x06\x12\x18\n" +
-	"\x14USER_STATUS_DISABLED\x10\aBL\n" +
+	"\x14USER_STATUS_DISABLED\x10\a*N\n" +
+	"\bUserView\x12\x19\n" +
+	"\x15USER_VIEW_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fUSER_VIEW_BASIC\x10\x01\x12\x12\n" +
+	"\x0eUSER_VIEW_FULL\x10\x02BL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -314,25 +507,29 @@ func file_roster_v1_user_proto_rawDescGZIP() []byte {
 	return file_roster_v1_user_proto_rawDescData
 }
 
-var file_roster_v1_user_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_roster_v1_user_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_roster_v1_user_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_roster_v1_user_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_roster_v1_user_proto_goTypes = []any{
 	(UserStatus)(0),               // 0: roster.v1.UserStatus
-	(*User)(nil),                  // 1: roster.v1.User
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(UserView)(0),                 // 1: roster.v1.UserView
+	(*User)(nil),                  // 2: roster.v1.User
+	(*UserKey)(nil),               // 3: roster.v1.UserKey
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*GroupRef)(nil),              // 5: roster.v1.GroupRef
 }
 var file_roster_v1_user_proto_depIdxs = []int32{
 	0, // 0: roster.v1.User.status:type_name -> roster.v1.UserStatus
-	2, // 1: roster.v1.User.invitation_expire_time:type_name -> google.protobuf.Timestamp
-	2, // 2: roster.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	2, // 3: roster.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	2, // 4: roster.v1.User.last_login_time:type_name -> google.protobuf.Timestamp
-	2, // 5: roster.v1.User.password_expire_time:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 1: roster.v1.User.invitation_expire_time:type_name -> google.protobuf.Timestamp
+	4, // 2: roster.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	4, // 3: roster.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	4, // 4: roster.v1.User.last_login_time:type_name -> google.protobuf.Timestamp
+	4, // 5: roster.v1.User.password_expire_time:type_name -> google.protobuf.Timestamp
+	5, // 6: roster.v1.User.groups:type_name -> roster.v1.GroupRef
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_proto_init() }
@@ -340,13 +537,20 @@ func file_roster_v1_user_proto_init() {
 	if File_roster_v1_user_proto != nil {
 		return
 	}
+	file_roster_v1_group_proto_init()
+	file_roster_v1_user_proto_msgTypes[1].OneofWrappers = []any{
+		(*UserKey_Id)(nil),
+		(*UserKey_Email)(nil),
+		(*UserKey_Username)(nil),
+		(*UserKey_ExternalId)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_user_proto_rawDesc), len(file_roster_v1_user_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   1,
+			NumEnums:      2,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -143,7 +143,9 @@ type CreateUserRequest struct {
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Groups by name (unique per organization ignoring case), beside or
 	// instead of group_ids; a group named twice or by id and name is given once.
-	GroupNames    []string `protobuf:"bytes,7,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
+	GroupNames []string `protobuf:"bytes,7,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
+	// As mirror_user_id, by id, email, username or external id (give one of the two).
+	MirrorUser    *UserKey `protobuf:"bytes,8,opt,name=mirror_user,json=mirrorUser,proto3" json:"mirror_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +229,13 @@ func (x *CreateUserRequest) GetGroupNames() []string {
 	return nil
 }
 
+func (x *CreateUserRequest) GetMirrorUser() *UserKey {
+	if x != nil {
+		return x.MirrorUser
+	}
+	return nil
+}
+
 type CreateUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	User  *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -298,8 +307,10 @@ func (x *CreateUserResponse) GetSkippedGroups() []*GroupRef {
 }
 
 type GetUserRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// BASIC (default) or FULL (with the user's groups).
+	View          UserView `protobuf:"varint,2,opt,name=view,proto3,enum=roster.v1.UserView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -339,6 +350,13 @@ func (x *GetUserRequest) GetUserId() string {
 		return x.UserId
 	}
 	return ""
+}
+
+func (x *GetUserRequest) GetView() UserView {
+	if x != nil {
+		return x.View
+	}
+	return UserView_USER_VIEW_UNSPECIFIED
 }
 
 type GetUserResponse struct {
@@ -646,8 +664,14 @@ type ListUsersRequest struct {
 	PublicEmailDomain *bool `protobuf:"varint,9,opt,name=public_email_domain,json=publicEmailDomain,proto3,oneof" json:"public_email_domain,omitempty"`
 	// True: only users whose password expired; false: only the others.
 	PasswordExpired *bool `protobuf:"varint,10,opt,name=password_expired,json=passwordExpired,proto3,oneof" json:"password_expired,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// BASIC (default) or FULL (each user with their groups).
+	View UserView `protobuf:"varint,11,opt,name=view,proto3,enum=roster.v1.UserView" json:"view,omitempty"`
+	// As group_id, by the group's name (ignoring case; give one of the two).
+	GroupName string `protobuf:"bytes,12,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	// As unit_id, by the unit's name (ignoring case; give one of the two).
+	UnitName      string `protobuf:"bytes,13,opt,name=unit_name,json=unitName,proto3" json:"unit_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListUsersRequest) Reset() {
@@ -748,6 +772,27 @@ func (x *ListUsersRequest) GetPasswordExpired() bool {
 		return *x.PasswordExpired
 	}
 	return false
+}
+
+func (x *ListUsersRequest) GetView() UserView {
+	if x != nil {
+		return x.View
+	}
+	return UserView_USER_VIEW_UNSPECIFIED
+}
+
+func (x *ListUsersRequest) GetGroupName() string {
+	if x != nil {
+		return x.GroupName
+	}
+	return ""
+}
+
+func (x *ListUsersRequest) GetUnitName() string {
+	if x != nil {
+		return x.UnitName
+	}
+	return ""
 }
 
 type ListUsersResponse struct {
@@ -1117,7 +1162,9 @@ type CloneUserRequest struct {
 	// each must be one the caller covers (an uncovered one is refused, not skipped).
 	GroupIds []string `protobuf:"bytes,6,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
 	// As group_ids, by name (unique per organization ignoring case).
-	GroupNames    []string `protobuf:"bytes,7,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
+	GroupNames []string `protobuf:"bytes,7,rep,name=group_names,json=groupNames,proto3" json:"group_names,omitempty"`
+	// As source_user_id, by id, email, username or external id (give one of the two).
+	SourceUser    *UserKey `protobuf:"bytes,8,opt,name=source_user,json=sourceUser,proto3" json:"source_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1201,6 +1248,13 @@ func (x *CloneUserRequest) GetGroupNames() []string {
 	return nil
 }
 
+func (x *CloneUserRequest) GetSourceUser() *UserKey {
+	if x != nil {
+		return x.SourceUser
+	}
+	return nil
+}
+
 type CloneUserResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	User            *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -1275,8 +1329,13 @@ type MirrorUserRequest struct {
 	ReferenceUserId string                 `protobuf:"bytes,1,opt,name=reference_user_id,json=referenceUserId,proto3" json:"reference_user_id,omitempty"`
 	TargetUserIds   []string               `protobuf:"bytes,2,rep,name=target_user_ids,json=targetUserIds,proto3" json:"target_user_ids,omitempty"`
 	Mode            MirrorMode             `protobuf:"varint,3,opt,name=mode,proto3,enum=roster.v1.MirrorMode" json:"mode,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// As reference_user_id, by id, email, username or external id (give one of the two).
+	ReferenceUser *UserKey `protobuf:"bytes,4,opt,name=reference_user,json=referenceUser,proto3" json:"reference_user,omitempty"`
+	// Targets by any key, beside or instead of target_user_ids; each target's
+	// result names it by id.
+	TargetUsers   []*UserKey `protobuf:"bytes,5,rep,name=target_users,json=targetUsers,proto3" json:"target_users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MirrorUserRequest) Reset() {
@@ -1330,6 +1389,20 @@ func (x *MirrorUserRequest) GetMode() MirrorMode {
 	return MirrorMode_MIRROR_MODE_UNSPECIFIED
 }
 
+func (x *MirrorUserRequest) GetReferenceUser() *UserKey {
+	if x != nil {
+		return x.ReferenceUser
+	}
+	return nil
+}
+
+func (x *MirrorUserRequest) GetTargetUsers() []*UserKey {
+	if x != nil {
+		return x.TargetUsers
+	}
+	return nil
+}
+
 // The outcome of mirroring onto one target.
 type MirrorTargetResult struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1345,6 +1418,9 @@ type MirrorTargetResult struct {
 	AddedGroups   []*GroupRef `protobuf:"bytes,8,rep,name=added_groups,json=addedGroups,proto3" json:"added_groups,omitempty"`
 	RemovedGroups []*GroupRef `protobuf:"bytes,9,rep,name=removed_groups,json=removedGroups,proto3" json:"removed_groups,omitempty"`
 	SkippedGroups []*GroupRef `protobuf:"bytes,10,rep,name=skipped_groups,json=skippedGroups,proto3" json:"skipped_groups,omitempty"`
+	// The target as the request named it (target_user_id is empty when no
+	// user was found by that key).
+	TargetUser    *UserKey `protobuf:"bytes,11,opt,name=target_user,json=targetUser,proto3" json:"target_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1445,6 +1521,13 @@ func (x *MirrorTargetResult) GetRemovedGroups() []*GroupRef {
 func (x *MirrorTargetResult) GetSkippedGroups() []*GroupRef {
 	if x != nil {
 		return x.SkippedGroups
+	}
+	return nil
+}
+
+func (x *MirrorTargetResult) GetTargetUser() *UserKey {
+	if x != nil {
+		return x.TargetUser
 	}
 	return nil
 }
@@ -2233,8 +2316,12 @@ type ExportUsersRequest struct {
 	Delimiter string `protobuf:"bytes,6,opt,name=delimiter,proto3" json:"delimiter,omitempty"`
 	// As in ListUsersRequest.
 	PublicEmailDomain *bool `protobuf:"varint,7,opt,name=public_email_domain,json=publicEmailDomain,proto3,oneof" json:"public_email_domain,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// As group_id, by the group's name (give one of the two).
+	GroupName string `protobuf:"bytes,10,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	// As unit_id, by the unit's name (give one of the two).
+	UnitName      string `protobuf:"bytes,11,opt,name=unit_name,json=unitName,proto3" json:"unit_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExportUsersRequest) Reset() {
@@ -2314,6 +2401,20 @@ func (x *ExportUsersRequest) GetPublicEmailDomain() bool {
 		return *x.PublicEmailDomain
 	}
 	return false
+}
+
+func (x *ExportUsersRequest) GetGroupName() string {
+	if x != nil {
+		return x.GroupName
+	}
+	return ""
+}
+
+func (x *ExportUsersRequest) GetUnitName() string {
+	if x != nil {
+		return x.UnitName
+	}
+	return ""
 }
 
 type ExportUsersResponse struct {
@@ -2920,7 +3021,7 @@ var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\x9f\x02\n" +
+	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xd4\x02\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12$\n" +
@@ -2930,15 +3031,18 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x1f\n" +
 	"\vgroup_names\x18\a \x03(\tR\n" +
-	"groupNamesB\x12\n" +
+	"groupNames\x123\n" +
+	"\vmirror_user\x18\b \x01(\v2\x12.roster.v1.UserKeyR\n" +
+	"mirrorUserB\x12\n" +
 	"\x10_send_invitation\"\xd4\x01\n" +
 	"\x12CreateUserResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12*\n" +
 	"\x11skipped_group_ids\x18\x02 \x03(\tR\x0fskippedGroupIds\x121\n" +
 	"\bwarnings\x18\x03 \x03(\v2\x15.roster.v1.FieldIssueR\bwarnings\x12:\n" +
-	"\x0eskipped_groups\x18\x04 \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\")\n" +
+	"\x0eskipped_groups\x18\x04 \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\"R\n" +
 	"\x0eGetUserRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"6\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12'\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x13.roster.v1.UserViewR\x04view\"6\n" +
 	"\x0fGetUserResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"s\n" +
 	"\x11LookupUserRequest\x12\x16\n" +
@@ -2953,7 +3057,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"k\n" +
 	"\x15BatchGetUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12+\n" +
-	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xa9\x03\n" +
+	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\x8e\x04\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2966,7 +3070,11 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\border_by\x18\b \x01(\tR\aorderBy\x123\n" +
 	"\x13public_email_domain\x18\t \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01\x12.\n" +
 	"\x10password_expired\x18\n" +
-	" \x01(\bH\x02R\x0fpasswordExpired\x88\x01\x01B\f\n" +
+	" \x01(\bH\x02R\x0fpasswordExpired\x88\x01\x01\x12'\n" +
+	"\x04view\x18\v \x01(\x0e2\x13.roster.v1.UserViewR\x04view\x12\x1d\n" +
+	"\n" +
+	"group_name\x18\f \x01(\tR\tgroupName\x12\x1b\n" +
+	"\tunit_name\x18\r \x01(\tR\bunitNameB\f\n" +
 	"\n" +
 	"_onboardedB\x16\n" +
 	"\x14_public_email_domainB\x13\n" +
@@ -2991,7 +3099,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.roster.v1.UserStatusR\x06status\"<\n" +
 	"\x15SetUserStatusResponse\x12#\n" +
-	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"\x9e\x02\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"\xd3\x02\n" +
 	"\x10CloneUserRequest\x12$\n" +
 	"\x0esource_user_id\x18\x01 \x01(\tR\fsourceUserId\x12#\n" +
 	"\x04user\x18\x02 \x01(\v2\x0f.roster.v1.UserR\x04user\x12 \n" +
@@ -3001,17 +3109,21 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x12\x1b\n" +
 	"\tgroup_ids\x18\x06 \x03(\tR\bgroupIds\x12\x1f\n" +
 	"\vgroup_names\x18\a \x03(\tR\n" +
-	"groupNamesB\x12\n" +
+	"groupNames\x123\n" +
+	"\vsource_user\x18\b \x01(\v2\x12.roster.v1.UserKeyR\n" +
+	"sourceUserB\x12\n" +
 	"\x10_send_invitation\"\xd3\x01\n" +
 	"\x11CloneUserResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12*\n" +
 	"\x11skipped_group_ids\x18\x02 \x03(\tR\x0fskippedGroupIds\x121\n" +
 	"\bwarnings\x18\x03 \x03(\v2\x15.roster.v1.FieldIssueR\bwarnings\x12:\n" +
-	"\x0eskipped_groups\x18\x04 \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\"\x92\x01\n" +
+	"\x0eskipped_groups\x18\x04 \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\"\x84\x02\n" +
 	"\x11MirrorUserRequest\x12*\n" +
 	"\x11reference_user_id\x18\x01 \x01(\tR\x0freferenceUserId\x12&\n" +
 	"\x0ftarget_user_ids\x18\x02 \x03(\tR\rtargetUserIds\x12)\n" +
-	"\x04mode\x18\x03 \x01(\x0e2\x15.roster.v1.MirrorModeR\x04mode\"\xc8\x03\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x15.roster.v1.MirrorModeR\x04mode\x129\n" +
+	"\x0ereference_user\x18\x04 \x01(\v2\x12.roster.v1.UserKeyR\rreferenceUser\x125\n" +
+	"\ftarget_users\x18\x05 \x03(\v2\x12.roster.v1.UserKeyR\vtargetUsers\"\xfd\x03\n" +
 	"\x12MirrorTargetResult\x12$\n" +
 	"\x0etarget_user_id\x18\x01 \x01(\tR\ftargetUserId\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\bR\aapplied\x12&\n" +
@@ -3024,7 +3136,9 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\fadded_groups\x18\b \x03(\v2\x13.roster.v1.GroupRefR\vaddedGroups\x12:\n" +
 	"\x0eremoved_groups\x18\t \x03(\v2\x13.roster.v1.GroupRefR\rremovedGroups\x12:\n" +
 	"\x0eskipped_groups\x18\n" +
-	" \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\"M\n" +
+	" \x03(\v2\x13.roster.v1.GroupRefR\rskippedGroups\x123\n" +
+	"\vtarget_user\x18\v \x01(\v2\x12.roster.v1.UserKeyR\n" +
+	"targetUser\"M\n" +
 	"\x12MirrorUserResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.roster.v1.MirrorTargetResultR\aresults\"o\n" +
 	"\x16AddUserToGroupsRequest\x12\x17\n" +
@@ -3074,7 +3188,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x1aGetOnboardingStatsResponse\x12'\n" +
 	"\x0fonboarded_count\x18\x01 \x01(\x03R\x0eonboardedCount\x12.\n" +
 	"\x13not_onboarded_count\x18\x02 \x01(\x03R\x11notOnboardedCount\x12;\n" +
-	"\rstatus_counts\x18\x03 \x03(\v2\x16.roster.v1.StatusCountR\fstatusCounts\"\xad\x02\n" +
+	"\rstatus_counts\x18\x03 \x03(\v2\x16.roster.v1.StatusCountR\fstatusCounts\"\xe9\x02\n" +
 	"\x12ExportUsersRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x121\n" +
 	"\bstatuses\x18\x02 \x03(\x0e2\x15.roster.v1.UserStatusR\bstatuses\x12\x19\n" +
@@ -3082,7 +3196,11 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\aunit_id\x18\x04 \x01(\tR\x06unitId\x12!\n" +
 	"\tonboarded\x18\x05 \x01(\bH\x00R\tonboarded\x88\x01\x01\x12\x1c\n" +
 	"\tdelimiter\x18\x06 \x01(\tR\tdelimiter\x123\n" +
-	"\x13public_email_domain\x18\a \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01B\f\n" +
+	"\x13public_email_domain\x18\a \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"group_name\x18\n" +
+	" \x01(\tR\tgroupName\x12\x1b\n" +
+	"\tunit_name\x18\v \x01(\tR\bunitNameB\f\n" +
 	"\n" +
 	"_onboardedB\x16\n" +
 	"\x14_public_email_domain\"+\n" +
@@ -3223,106 +3341,115 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*SetUserSessionLimitRequest)(nil),   // 48: roster.v1.SetUserSessionLimitRequest
 	(*SetUserSessionLimitResponse)(nil),  // 49: roster.v1.SetUserSessionLimitResponse
 	(*User)(nil),                         // 50: roster.v1.User
-	(*FieldIssue)(nil),                   // 51: roster.v1.FieldIssue
-	(*GroupRef)(nil),                     // 52: roster.v1.GroupRef
-	(UserStatus)(0),                      // 53: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 54: google.protobuf.FieldMask
-	(*Group)(nil),                        // 55: roster.v1.Group
-	(Scope)(0),                           // 56: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 57: roster.v1.AccessGrant
-	(*Session)(nil),                      // 58: roster.v1.Session
-	(*timestamppb.Timestamp)(nil),        // 59: google.protobuf.Timestamp
+	(*UserKey)(nil),                      // 51: roster.v1.UserKey
+	(*FieldIssue)(nil),                   // 52: roster.v1.FieldIssue
+	(*GroupRef)(nil),                     // 53: roster.v1.GroupRef
+	(UserView)(0),                        // 54: roster.v1.UserView
+	(UserStatus)(0),                      // 55: roster.v1.UserStatus
+	(*fieldmaskpb.FieldMask)(nil),        // 56: google.protobuf.FieldMask
+	(*Group)(nil),                        // 57: roster.v1.Group
+	(Scope)(0),                           // 58: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 59: roster.v1.AccessGrant
+	(*Session)(nil),                      // 60: roster.v1.Session
+	(*timestamppb.Timestamp)(nil),        // 61: google.protobuf.Timestamp
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
 	50, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
-	50, // 1: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
-	51, // 2: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	52, // 3: roster.v1.CreateUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
-	50, // 4: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
-	50, // 5: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
-	50, // 6: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
-	53, // 7: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	50, // 8: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	50, // 9: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	54, // 10: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	50, // 11: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	51, // 12: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	53, // 13: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	50, // 14: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	50, // 15: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	50, // 16: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	51, // 17: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	52, // 18: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
-	0,  // 19: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
-	52, // 20: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
-	52, // 21: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
-	52, // 22: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
-	21, // 23: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	52, // 24: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
-	52, // 25: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
-	55, // 26: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	53, // 27: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	56, // 28: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	57, // 29: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
-	1,  // 30: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	53, // 31: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
-	34, // 32: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	53, // 33: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	58, // 34: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
-	50, // 35: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
-	59, // 36: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
-	50, // 37: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
-	2,  // 38: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 39: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 40: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 41: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 42: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 43: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 44: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 45: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 46: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 47: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 48: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 49: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 50: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 51: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 52: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 53: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 54: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	38, // 55: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
-	40, // 56: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
-	42, // 57: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
-	44, // 58: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
-	46, // 59: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
-	48, // 60: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
-	3,  // 61: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 62: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 63: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 64: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 65: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 66: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 67: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 68: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 69: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 70: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 71: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 72: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 73: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 74: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 75: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 76: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 77: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	39, // 78: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
-	41, // 79: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
-	43, // 80: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
-	45, // 81: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
-	47, // 82: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
-	49, // 83: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
-	61, // [61:84] is the sub-list for method output_type
-	38, // [38:61] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	51, // 1: roster.v1.CreateUserRequest.mirror_user:type_name -> roster.v1.UserKey
+	50, // 2: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
+	52, // 3: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	53, // 4: roster.v1.CreateUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	54, // 5: roster.v1.GetUserRequest.view:type_name -> roster.v1.UserView
+	50, // 6: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
+	50, // 7: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
+	50, // 8: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
+	55, // 9: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	54, // 10: roster.v1.ListUsersRequest.view:type_name -> roster.v1.UserView
+	50, // 11: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	50, // 12: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	56, // 13: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50, // 14: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	52, // 15: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	55, // 16: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	50, // 17: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	50, // 18: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	51, // 19: roster.v1.CloneUserRequest.source_user:type_name -> roster.v1.UserKey
+	50, // 20: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	52, // 21: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	53, // 22: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	0,  // 23: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
+	51, // 24: roster.v1.MirrorUserRequest.reference_user:type_name -> roster.v1.UserKey
+	51, // 25: roster.v1.MirrorUserRequest.target_users:type_name -> roster.v1.UserKey
+	53, // 26: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
+	53, // 27: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
+	53, // 28: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
+	51, // 29: roster.v1.MirrorTargetResult.target_user:type_name -> roster.v1.UserKey
+	21, // 30: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
+	53, // 31: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
+	53, // 32: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
+	57, // 33: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	55, // 34: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	58, // 35: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	59, // 36: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	1,  // 37: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
+	55, // 38: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	34, // 39: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
+	55, // 40: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	60, // 41: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	50, // 42: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
+	61, // 43: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 44: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
+	2,  // 45: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 46: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 47: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 48: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 49: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 50: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 51: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 52: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 53: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 54: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 55: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 56: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 57: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 58: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 59: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 60: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 61: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	38, // 62: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
+	40, // 63: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
+	42, // 64: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
+	44, // 65: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
+	46, // 66: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
+	48, // 67: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
+	3,  // 68: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 69: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 70: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 71: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 72: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 73: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 74: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 75: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 76: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 77: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 78: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 79: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 80: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 81: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 82: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 83: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 84: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 85: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 86: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	43, // 87: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
+	45, // 88: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
+	47, // 89: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
+	49, // 90: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
+	68, // [68:91] is the sub-list for method output_type
+	45, // [45:68] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }

@@ -135,6 +135,49 @@ impl GivenGroups {
     }
 }
 
+/// What a filter names by name: a group or a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedKind {
+    Group,
+    Unit,
+}
+
+/// The id of the group or unit a filter names by name (`field`); an
+/// unknown name is refused naming the field, as a typo deserves (an empty
+/// list would hide it).
+pub(crate) async fn id_named(
+    connection: &mut sqlx::PgConnection,
+    organization_id: Uuid,
+    kind: NamedKind,
+    name: &str,
+    field: &str,
+) -> Result<Uuid, DomainError> {
+    let (found, what) = match kind {
+        NamedKind::Group => (
+            store::groups::id_by_name(connection, organization_id, name).await?,
+            "group",
+        ),
+        NamedKind::Unit => (
+            store::units::id_by_name(connection, organization_id, name).await?,
+            "unit",
+        ),
+    };
+    found.ok_or_else(|| {
+        DomainError::invalid(
+            field,
+            if kind == NamedKind::Group {
+                "GROUP_NOT_FOUND"
+            } else {
+                "UNIT_NOT_FOUND"
+            },
+            format!(
+                "there is no {what} named {} in this organization",
+                echo(name)
+            ),
+        )
+    })
+}
+
 /// Refuses, naming it, the first group the caller does not cover; `verb`
 /// says what they tried (`give`, `remove`).
 pub(crate) fn ensure_covered(

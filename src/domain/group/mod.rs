@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-pub(crate) use self::given::{ensure_covered, labels};
+pub(crate) use self::given::{ensure_covered, id_named, labels, NamedKind};
 pub use self::{
     given::{ids as found_ids, labels_of, FoundGroup, GivenGroups, GroupLabel},
     profile::{
@@ -35,8 +35,6 @@ use super::{
     user::{ensure_may_act_on, User, UserFilter, UserOrder},
     DomainError, FieldViolation,
 };
-/// Newest first. A read with no rule of its own: the store's query.
-pub use crate::store::groups::list as list_groups;
 use crate::store::Pool;
 use crate::store::{self, Transaction};
 
@@ -75,7 +73,31 @@ pub struct GroupFilter {
     pub name_contains: String,
     pub profile_id: Option<Uuid>,
     pub unit_id: Option<Uuid>,
+    /// The unit by name (ListGroups' `unit_name`); `list_groups` finds it.
+    pub unit_name: Option<String>,
     pub member_id: Option<Uuid>,
+}
+
+/// Newest first; a unit the filter names by name is found first.
+pub async fn list_groups(
+    pool: &Pool,
+    organization_id: Uuid,
+    filter: &GroupFilter,
+    page: &PageRequest,
+) -> Result<Page<Group>, DomainError> {
+    let mut filter = filter.clone();
+    if let Some(name) = filter.unit_name.take() {
+        let connection = &mut *pool.acquire().await?;
+        let unit = id_named(
+            connection,
+            organization_id,
+            NamedKind::Unit,
+            &name,
+            "unit_name",
+        );
+        filter.unit_id = Some(unit.await?);
+    }
+    store::groups::list(pool, organization_id, &filter, page).await
 }
 
 text_states! {

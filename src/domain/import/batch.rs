@@ -13,6 +13,7 @@ use super::{
 use crate::domain::{
     audit::{AuditRecord, FieldChanges},
     caller::Actor,
+    group::GroupLabel,
     request::RequestId,
     user::{user_value_pairs, AdminState, LegacyStatus, UserStatus, UserValues},
     FieldViolation,
@@ -26,7 +27,7 @@ pub struct BatchAuthor<'a> {
     pub job_id: Uuid,
     pub send_invitations: bool,
     /// The mirrored user's groups the caller does not cover.
-    pub mirror_skipped: &'a [Uuid],
+    pub mirror_skipped: &'a [GroupLabel],
     /// Where emails are unique, a lost race for a new user is on its email.
     pub email_unique: bool,
 }
@@ -139,7 +140,7 @@ impl<'a> ImportBatch<'a> {
                         "email": values.email,
                         "username": values.username,
                         "group_ids": group_ids,
-                        "skipped_group_ids": author.mirror_skipped,
+                        "skipped_group_ids": author.mirror_skipped.iter().map(|g| g.id).collect::<Vec<_>>(),
                         "import_job_id": author.job_id,
                         "line": line,
                     })));

@@ -19,6 +19,7 @@ use crate::domain::{
     access::Grant,
     caller::{Caller, Principal},
     echo,
+    group::GroupLabel,
     organization::Settings,
     user::{
         public_domain_check, AdminState, LegacyStatus, UserInput, UserStatus, UserValues, Warning,
@@ -71,7 +72,7 @@ pub struct BatchContext<'a> {
     /// groups of the mirrored user.
     pub option_group_ids: &'a [Uuid],
     /// The mirrored user's groups the caller does not cover.
-    pub mirror_skipped: &'a [Uuid],
+    pub mirror_skipped: &'a [GroupLabel],
     pub users: Users,
     /// By lowercase name.
     pub groups: HashMap<String, NamedGroup>,
@@ -414,11 +415,14 @@ fn decide_create(
             group_ids.push(id);
         }
     }
-    warnings.extend(context.mirror_skipped.iter().map(|id| {
+    warnings.extend(context.mirror_skipped.iter().map(|group| {
         FieldViolation::new(
             "groups",
             "GROUP_SKIPPED",
-            format!("group {id} of the mirrored user was not given: it grants more than you hold"),
+            format!(
+                "group `{}` ({}) of the mirrored user was not given: it grants more than you hold",
+                group.name, group.id
+            ),
         )
     }));
     Ok((

@@ -7,7 +7,11 @@ use uuid::Uuid;
 
 use super::row::Action;
 use crate::domain::{
-    name::invisible_character, text_state::text_states, values::Email, FieldViolation,
+    name::invisible_character,
+    text_state::text_states,
+    user::{GivenUser, UserKey},
+    values::Email,
+    FieldViolation,
 };
 
 text_states! {
@@ -50,6 +54,11 @@ pub struct ImportOptions {
     pub group_ids: Vec<Uuid>,
     /// Groups by name, as given (trimmed); found when the job starts.
     pub group_names: Vec<String>,
+    /// The user whose groups every added user gets, as the options named
+    /// them; found when the job starts.
+    pub mirror_user: Option<UserKey>,
+    /// Jobs stored before `mirror_user` name the user here.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror_user_id: Option<Uuid>,
     pub on_existing: OnExisting,
     pub send_invitations: bool,
@@ -62,11 +71,26 @@ pub struct ImportOptions {
     pub report_to: Vec<Email>,
 }
 
+impl ImportOptions {
+    /// The user to mirror, however the options named them.
+    pub fn mirror_user(&self) -> Option<GivenUser> {
+        match (&self.mirror_user, self.mirror_user_id) {
+            (Some(key), _) => Some(GivenUser {
+                field: format!("options.mirror_user.{}", key.kind()),
+                key: key.clone(),
+            }),
+            (None, Some(id)) => Some(GivenUser::by_id(id, "options.mirror_user_id")),
+            (None, None) => None,
+        }
+    }
+}
+
 impl Default for ImportOptions {
     fn default() -> Self {
         Self {
             group_ids: Vec::new(),
             group_names: Vec::new(),
+            mirror_user: None,
             mirror_user_id: None,
             on_existing: OnExisting::Fail,
             send_invitations: true,

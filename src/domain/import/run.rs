@@ -28,7 +28,7 @@ use crate::{
     domain::{
         call::Call,
         caller::Caller,
-        group::{ensure_covered, found_ids, GivenGroups},
+        group::{ensure_covered, found_ids, labels, GivenGroups, GroupLabel},
         organization::Settings,
         paging::{Page, PageRequest},
         request::RequestId,
@@ -126,7 +126,7 @@ pub struct Job {
     pub record: ImportJob,
     /// Options' groups and the mirrored user's covered groups.
     option_group_ids: Vec<Uuid>,
-    mirror_skipped: Vec<Uuid>,
+    mirror_skipped: Vec<GroupLabel>,
     rows_decided: ImportRowCounters,
 }
 
@@ -162,15 +162,15 @@ pub async fn start_job(
     ensure_covered(&caller.authority, "give", &given)?;
     let mut option_group_ids = found_ids(&given);
     let mut mirror_skipped = Vec::new();
-    if let Some(mirror) = options.mirror_user_id {
-        let (covered, skipped) =
-            mirrored_grants(&mut tx, caller, mirror, "options.mirror_user_id").await?;
+    if let Some(mirror) = options.mirror_user() {
+        let mirror = mirror.find(&mut tx, organization_id).await?;
+        let (covered, skipped) = mirrored_grants(&mut tx, caller, mirror).await?;
         for grant in covered {
             if !option_group_ids.contains(&grant.group_id) {
                 option_group_ids.push(grant.group_id);
             }
         }
-        mirror_skipped = skipped;
+        mirror_skipped = labels(&mut *tx, organization_id, &skipped).await?;
     }
     tx.commit().await?;
     let limit = settings.max_running_jobs_per_organization;

@@ -1,11 +1,13 @@
 //! The reads of users: the gRPC layer asks here, never the store.
 
+use std::collections::HashMap;
+
 use uuid::Uuid;
 
 use super::{AuthorizableAccess, LookupKey, User, UserFilter, UserOrder, UserStatus};
 use crate::{
     domain::{
-        group::{Group, GroupFilter},
+        group::{id_named, Group, GroupFilter, GroupLabel, NamedKind},
         paging::{Page, PageRequest},
         DomainError,
     },
@@ -54,12 +56,22 @@ fn in_request_order(ids: &[Uuid], found: Vec<User>) -> (Vec<User>, Vec<Uuid>) {
     (users, not_found)
 }
 
-/// A page of ListUsers: the filter, the order and where to start.
+/// How much of each user a read answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UserView {
+    #[default]
+    Basic,
+    /// Also each user's groups.
+    Full,
+}
+
+/// A page of ListUsers: the filter, the order, where to start and the view.
 #[derive(Debug, Clone)]
 pub struct UserListRequest {
     pub filter: UserFilter,
     pub order: UserOrder,
     pub page: PageRequest,
+    pub view: UserView,
 }
 
 pub async fn list_users(
@@ -67,14 +79,67 @@ pub async fn list_users(
     organization_id: Uuid,
     request: &UserListRequest,
 ) -> Result<Page<User>, DomainError> {
-    store::users::list(
-        pool,
-        organization_id,
-        &request.filter,
-        request.order,
-        &request.page,
-    )
-    .await
+    let mut filter = request.filter.clone();
+    filter.find_named(pool, organization_id).await?;
+    store::users::list(pool, organization_id, &filter, request.order, &request.page).await
+}
+
+impl UserFilter {
+    /// Turns the group and the unit given by name into their ids; an
+    /// unknown name is refused naming its field.
+    pub async fn find_named(
+        &mut self,
+        pool: &Pool,
+        organization_id: Uuid,
+    ) -> Result<(), DomainError> {
+        if self.group_name.is_none() && self.unit_name.is_none() {
+            return Ok(());
+        }
+        let connection = &mut *pool.acquire().await?;
+        if let Some(name) = self.group_name.take() {
+            let found = id_named(
+                connection,
+                organization_id,
+                NamedKind::Group,
+                &name,
+                "group_name",
+            );
+            self.group_id = Some(found.await?);
+        }
+        if let Some(name) = self.unit_name.take() {
+            let found = id_named(
+                connection,
+                organization_id,
+                NamedKind::Unit,
+                &name,
+                "unit_name",
+            );
+            self.unit_id = Some(found.await?);
+        }
+        Ok(())
+    }
+}
+
+/// The groups of each of these users (FULL view), by name.
+pub async fn groups_of_users(
+    pool: &Pool,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<GroupLabel>>, DomainError> {
+    if user_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let memberships = read!(pool, |connection| {
+        store::groups::labels_of_members(connection, organization_id, user_ids).await
+    })?;
+    let mut groups: HashMap<Uuid, Vec<GroupLabel>> = HashMap::new();
+    for (user_id, id, name) in memberships {
+        groups
+            .entry(user_id)
+            .or_default()
+            .push(GroupLabel { id, name });
+    }
+    Ok(groups)
 }
 
 /// The groups of an existing user, a page at a time.

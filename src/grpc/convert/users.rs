@@ -12,18 +12,19 @@ use crate::{
         request::IdempotencyKey,
         session::Session,
         user::{
-            AuthorizableAccess, CreatedUser, InvitationTargets, LookupKey, MirrorMode,
-            MirrorRequest, MirrorResult, NewUser, OnboardingStats, Origin, User, UserField,
-            UserFilter, UserInput, UserListRequest, UserOrder, UserStatus, UserUpdate, UserValues,
-            MAX_USERS_PER_CALL,
+            groups_of_users, AuthorizableAccess, CreatedUser, GivenUser, InvitationTargets,
+            LookupKey, MirrorMode, MirrorRequest, MirrorResult, NewUser, OnboardingStats, Origin,
+            User, UserField, UserFilter, UserInput, UserKey, UserListRequest, UserOrder,
+            UserStatus, UserUpdate, UserValues, UserView, MAX_USERS_PER_CALL,
         },
         DomainError, FieldViolation,
     },
     grpc::convert::{
-        delimiter, field_issues, mask_fields, optional_timestamp, parse_id, parse_ids,
-        parse_optional_id, scopes_to_proto, timestamp, unit_scope_to_proto,
+        delimiter, field_issues, id_or_name, mask_fields, optional_timestamp, parse_id, parse_ids,
+        scopes_to_proto, timestamp, unit_scope_to_proto,
     },
     proto,
+    store::Pool,
 };
 
 const USER_FIELDS: &str = "first_name, last_name, email, username, phone, external_id";
@@ -88,6 +89,8 @@ pub fn user(user: &User) -> proto::User {
         last_login_time: optional_timestamp(user.last_login_time),
         password_expired: user.password_expired,
         password_expire_time: optional_timestamp(user.password_expire_time),
+        // The FULL view's (users_in_view).
+        groups: Vec::new(),
     }
 }
 
@@ -110,6 +113,7 @@ struct NewUserFields {
     group_ids: Vec<String>,
     group_names: Vec<String>,
     source_user_id: String,
+    source_user: Option<proto::UserKey>,
     deactivated: bool,
     send_invitation: Option<bool>,
     request_id: String,
@@ -125,6 +129,7 @@ impl TryFrom<proto::CreateUserRequest> for NewUser {
             group_ids: body.group_ids,
             group_names: body.group_names,
             source_user_id: body.mirror_user_id,
+            source_user: body.mirror_user,
             deactivated: body.deactivated,
             send_invitation: body.send_invitation,
             request_id: body.request_id,
@@ -142,6 +147,7 @@ impl TryFrom<proto::CloneUserRequest> for NewUser {
             group_ids: body.group_ids,
             group_names: body.group_names,
             source_user_id: body.source_user_id,
+            source_user: body.source_user,
             deactivated: body.deactivated,
             send_invitation: body.send_invitation,
             request_id: body.request_id,
@@ -157,16 +163,25 @@ fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
         UserValues::parse(&user_input(fields.user), "user.").map_err(DomainError::InvalidArgument);
     let groups = GivenGroups::parse(&fields.group_ids, &fields.group_names, "");
     let source = match origin {
-        Origin::Clone => parse_id(&fields.source_user_id, "source_user_id").map(Some),
-        Origin::Create => parse_optional_id(&fields.source_user_id, "mirror_user_id"),
+        Origin::Clone => given_user(&fields.source_user_id, fields.source_user, "source_user")
+            .and_then(|given| {
+                given.map(Some).ok_or_else(|| {
+                    DomainError::invalid(
+                        "source_user_id",
+                        "REQUIRED",
+                        "must be set (or source_user, by id, email, username or external_id)",
+                    )
+                })
+            }),
+        Origin::Create => given_user(&fields.source_user_id, fields.source_user, "mirror_user"),
     };
     let request_id = IdempotencyKey::parse_optional(&fields.request_id).map_err(invalid);
     match (values, groups, source, request_id) {
-        (Ok(values), Ok(groups), Ok(mirror_user_id), Ok(request_id)) => Ok(NewUser {
+        (Ok(values), Ok(groups), Ok(source), Ok(request_id)) => Ok(NewUser {
             origin,
             values,
             groups,
-            mirror_user_id,
+            source,
             deactivated: fields.deactivated,
             send_invitation: fields.send_invitation.unwrap_or(true),
             request_id,
@@ -177,6 +192,62 @@ fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
             source.err(),
             request_id.err(),
         ])),
+    }
+}
+
+/// A user a request names by id (`<name>_id`) or by any key (`<name>`, a
+/// UserKey): one of the two, or neither.
+pub fn given_user(
+    raw_id: &str,
+    key: Option<proto::UserKey>,
+    name: &str,
+) -> Result<Option<GivenUser>, DomainError> {
+    let id_field = format!("{name}_id");
+    match (raw_id.trim().is_empty(), key) {
+        (true, None) => Ok(None),
+        (false, None) => Ok(Some(GivenUser::by_id(
+            parse_id(raw_id.trim(), &id_field)?,
+            id_field,
+        ))),
+        (true, Some(key)) => user_key(key, name).map(Some),
+        (false, Some(_)) => Err(DomainError::invalid(
+            name,
+            "ONE_OF",
+            format!("give {id_field} or {name}, not both"),
+        )),
+    }
+}
+
+/// A UserKey under `field`: exactly one of its keys, not empty.
+pub fn user_key(key: proto::UserKey, field: &str) -> Result<GivenUser, DomainError> {
+    use proto::user_key::Key;
+    let (kind, raw) = match &key.key {
+        Some(Key::Id(raw)) => ("id", raw),
+        Some(Key::Email(raw)) => ("email", raw),
+        Some(Key::Username(raw)) => ("username", raw),
+        Some(Key::ExternalId(raw)) => ("external_id", raw),
+        None => {
+            return Err(DomainError::invalid(
+                field,
+                "REQUIRED",
+                "must set one of id, email, username and external_id",
+            ))
+        }
+    };
+    let field = format!("{field}.{kind}");
+    let key = UserKey::parse(kind, raw, &field).map_err(invalid)?;
+    Ok(GivenUser { key, field })
+}
+
+pub fn user_key_to_proto(key: &UserKey) -> proto::UserKey {
+    use proto::user_key::Key;
+    proto::UserKey {
+        key: Some(match key {
+            UserKey::Id(id) => Key::Id(id.to_string()),
+            UserKey::Email(value) => Key::Email(value.clone()),
+            UserKey::Username(value) => Key::Username(value.clone()),
+            UserKey::ExternalId(value) => Key::ExternalId(value.clone()),
+        }),
     }
 }
 
@@ -215,13 +286,33 @@ impl TryFrom<proto::MirrorUserRequest> for MirrorRequest {
     type Error = DomainError;
 
     fn try_from(body: proto::MirrorUserRequest) -> Result<Self, DomainError> {
-        let reference = parse_id(&body.reference_user_id, "reference_user_id");
+        let reference = given_user(
+            &body.reference_user_id,
+            body.reference_user,
+            "reference_user",
+        )
+        .and_then(|given| {
+            given.ok_or_else(|| {
+                DomainError::invalid(
+                    "reference_user_id",
+                    "REQUIRED",
+                    "must be set (or reference_user, by id, email, username or external_id)",
+                )
+            })
+        });
+        let count = batch_count(body.target_user_ids.len() + body.target_users.len());
         let targets = match (
             parse_ids(&body.target_user_ids, "target_user_ids"),
-            batch_count(body.target_user_ids.len()),
+            target_keys(body.target_users),
+            count,
         ) {
-            (Ok(targets), Ok(())) => Ok(targets),
-            (targets, count) => Err(refusal([targets.err(), count.err()])),
+            (Ok(ids), Ok(keys), Ok(())) => Ok(ids
+                .into_iter()
+                .enumerate()
+                .map(|(index, id)| GivenUser::by_id(id, format!("target_user_ids[{index}]")))
+                .chain(keys)
+                .collect()),
+            (ids, keys, count) => Err(refusal([ids.err(), keys.err(), count.err()])),
         };
         let mode = match proto::MirrorMode::try_from(body.mode) {
             Ok(proto::MirrorMode::Add) => Ok(MirrorMode::Add),
@@ -245,12 +336,29 @@ impl TryFrom<proto::MirrorUserRequest> for MirrorRequest {
     }
 }
 
+/// MirrorUser's targets by key, every malformed one at once.
+fn target_keys(keys: Vec<proto::UserKey>) -> Result<Vec<GivenUser>, DomainError> {
+    let mut found = Vec::with_capacity(keys.len());
+    let mut failures = Vec::new();
+    for (index, key) in keys.into_iter().enumerate() {
+        match user_key(key, &format!("target_users[{index}]")) {
+            Ok(given) => found.push(given),
+            Err(failure) => failures.push(Some(failure)),
+        }
+    }
+    if failures.is_empty() {
+        Ok(found)
+    } else {
+        Err(refusal(failures))
+    }
+}
+
 fn batch_count(count: usize) -> Result<(), DomainError> {
     if count == 0 || count > MAX_USERS_PER_CALL {
         return Err(DomainError::invalid(
             "target_user_ids",
             "COUNT",
-            format!("must list 1 to {MAX_USERS_PER_CALL} users"),
+            format!("must list 1 to {MAX_USERS_PER_CALL} users (here and in target_users)"),
         ));
     }
     Ok(())
@@ -262,7 +370,12 @@ pub fn mirror_result(result: &MirrorResult) -> proto::MirrorTargetResult {
         None => Default::default(),
     };
     proto::MirrorTargetResult {
-        target_user_id: result.target_user_id.to_string(),
+        target_user_id: if result.target_user_id.is_nil() {
+            String::new()
+        } else {
+            result.target_user_id.to_string()
+        },
+        target_user: result.target.as_ref().map(user_key_to_proto),
         applied: result.error.is_none(),
         added_group_ids: label_ids(&result.added),
         removed_group_ids: label_ids(&result.removed),
@@ -305,18 +418,39 @@ pub fn batch_ids(raw: &[String]) -> Result<Vec<Uuid>, DomainError> {
     parse_ids(raw, "user_ids")
 }
 
-/// The ListUsers/ExportUsers filters, every violation at once.
-fn user_filter(
-    query: &str,
-    statuses: &[i32],
-    group_id: &str,
-    unit_id: &str,
+/// The filter fields ListUsers and ExportUsers share.
+struct UserFilterFields<'a> {
+    query: &'a str,
+    statuses: &'a [i32],
+    group_id: &'a str,
+    group_name: &'a str,
+    unit_id: &'a str,
+    unit_name: &'a str,
     onboarded: Option<bool>,
     public_email_domain: Option<bool>,
-) -> Result<UserFilter, DomainError> {
+}
+
+/// The filter fields of a ListUsers or ExportUsers request (the same names in both).
+macro_rules! filter_fields {
+    ($body:expr) => {
+        UserFilterFields {
+            query: &$body.query,
+            statuses: &$body.statuses,
+            group_id: &$body.group_id,
+            group_name: &$body.group_name,
+            unit_id: &$body.unit_id,
+            unit_name: &$body.unit_name,
+            onboarded: $body.onboarded,
+            public_email_domain: $body.public_email_domain,
+        }
+    };
+}
+
+/// The ListUsers/ExportUsers filters, every violation at once.
+fn user_filter(fields: UserFilterFields<'_>) -> Result<UserFilter, DomainError> {
     let mut violations = Vec::new();
     let mut parsed_statuses = Vec::new();
-    for (index, raw) in statuses.iter().enumerate() {
+    for (index, raw) in fields.statuses.iter().enumerate() {
         match user_status_from_proto(*raw) {
             Some(status) => parsed_statuses.push(status),
             None => violations.push(FieldViolation::new(
@@ -326,9 +460,9 @@ fn user_filter(
             )),
         }
     }
-    let group_id = parse_optional_id(group_id, "group_id");
-    let unit_id = parse_optional_id(unit_id, "unit_id");
-    let query_length = if query.chars().count() > 200 {
+    let group = id_or_name(fields.group_id, fields.group_name, "group");
+    let unit = id_or_name(fields.unit_id, fields.unit_name, "unit");
+    let query_length = if fields.query.chars().count() > 200 {
         Err(DomainError::invalid(
             "query",
             "TOO_LONG",
@@ -337,25 +471,22 @@ fn user_filter(
     } else {
         Ok(())
     };
-    match (
-        DomainError::check(violations),
-        group_id,
-        unit_id,
-        query_length,
-    ) {
-        (Ok(()), Ok(group_id), Ok(unit_id), Ok(())) => Ok(UserFilter {
-            query_words: UserFilter::query_words(query),
+    match (DomainError::check(violations), group, unit, query_length) {
+        (Ok(()), Ok((group_id, group_name)), Ok((unit_id, unit_name)), Ok(())) => Ok(UserFilter {
+            query_words: UserFilter::query_words(fields.query),
             statuses: parsed_statuses,
             group_id,
             unit_id,
-            onboarded,
-            public_email_domain,
+            group_name,
+            unit_name,
+            onboarded: fields.onboarded,
+            public_email_domain: fields.public_email_domain,
             password_expired: None,
         }),
-        (statuses, group_id, unit_id, query_length) => Err(refusal([
+        (statuses, group, unit, query_length) => Err(refusal([
             statuses.err(),
-            group_id.err(),
-            unit_id.err(),
+            group.err(),
+            unit.err(),
             query_length.err(),
         ])),
     }
@@ -367,39 +498,59 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
     fn try_from(body: proto::ListUsersRequest) -> Result<Self, DomainError> {
         let page = PageRequest::parse(body.page_size, body.page_token).map_err(invalid);
         let order = UserOrder::parse(&body.order_by).map_err(invalid);
-        let filter = user_filter(
-            &body.query,
-            &body.statuses,
-            &body.group_id,
-            &body.unit_id,
-            body.onboarded,
-            body.public_email_domain,
-        );
-        match (page, order, filter) {
-            (Ok(page), Ok(order), Ok(filter)) => Ok(UserListRequest {
+        let filter = user_filter(filter_fields!(body));
+        let view = user_view(body.view);
+        match (page, order, filter, view) {
+            (Ok(page), Ok(order), Ok(filter), Ok(view)) => Ok(UserListRequest {
                 filter: UserFilter {
                     password_expired: body.password_expired,
                     ..filter
                 },
                 order,
                 page,
+                view,
             }),
-            (page, order, filter) => Err(refusal([page.err(), order.err(), filter.err()])),
+            (page, order, filter, view) => {
+                Err(refusal([page.err(), order.err(), filter.err(), view.err()]))
+            }
         }
     }
+}
+
+pub fn user_view(raw: i32) -> Result<UserView, DomainError> {
+    match proto::UserView::try_from(raw) {
+        Ok(proto::UserView::Unspecified | proto::UserView::Basic) => Ok(UserView::Basic),
+        Ok(proto::UserView::Full) => Ok(UserView::Full),
+        Err(_) => Err(DomainError::invalid(
+            "view",
+            "INVALID_ENUM",
+            "must be USER_VIEW_BASIC or USER_VIEW_FULL",
+        )),
+    }
+}
+
+/// Users as answers show them in `view`: FULL adds each one's groups.
+pub async fn users_in_view(
+    pool: &Pool,
+    organization_id: Uuid,
+    view: UserView,
+    users: &[User],
+) -> Result<Vec<proto::User>, DomainError> {
+    let mut shown: Vec<proto::User> = users.iter().map(user).collect();
+    if view == UserView::Full {
+        let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+        let mut groups = groups_of_users(pool, organization_id, &ids).await?;
+        for (shown, found) in shown.iter_mut().zip(users) {
+            shown.groups = group_refs(&groups.remove(&found.id).unwrap_or_default());
+        }
+    }
+    Ok(shown)
 }
 
 /// ExportUsers: the filter and the CSV delimiter.
 pub fn export_request(body: &proto::ExportUsersRequest) -> Result<(UserFilter, char), DomainError> {
     let delimiter = delimiter(&body.delimiter);
-    let filter = user_filter(
-        &body.query,
-        &body.statuses,
-        &body.group_id,
-        &body.unit_id,
-        body.onboarded,
-        body.public_email_domain,
-    );
+    let filter = user_filter(filter_fields!(body));
     match (delimiter, filter) {
         (Ok(delimiter), Ok(filter)) => Ok((filter, delimiter)),
         (delimiter, filter) => Err(refusal([delimiter.err(), filter.err()])),

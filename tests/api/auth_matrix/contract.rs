@@ -87,6 +87,8 @@ fn resource_of(message_name: &str, field_name: &str) -> Result<Option<Resource>,
             "ApiKey" => Resource::ApiKey,
             "ImportJob" => Resource::ImportJob,
             "Session" => Resource::Session,
+            // A user named by any key (mirror_user, source_user…).
+            "UserKey" => Resource::User,
             _ => {
                 return Err(format!(
                     "`{message_name}.id` names no known kind of resource: teach the matrix which"
@@ -250,14 +252,20 @@ impl Contract {
                         });
                     }
                 }
-                Type::Message if is_ours(field.type_name()) && depth < MAX_DEPTH => self
-                    .collect_id_fields(
+                Type::Message if is_ours(field.type_name()) && depth < MAX_DEPTH => {
+                    let first = into.len();
+                    self.collect_id_fields(
                         field.type_name(),
                         &format!("{path}."),
                         depth + 1,
                         self.id_names(type_name, field),
                         into,
-                    )?,
+                    )?;
+                    // An id inside each item of a list is reported per item too.
+                    if field.label() == Label::Repeated {
+                        into[first..].iter_mut().for_each(|id| id.repeated = true);
+                    }
+                }
                 _ => {}
             }
         }
@@ -265,16 +273,22 @@ impl Contract {
     }
 
     /// `rpc`'s request with plausible values and each id field given by
-    /// `id_for(path, resource)` (left empty on `None`).
+    /// `id_for(path, resource)` (left empty on `None`); of two alternative
+    /// fields or members of a oneof, the one holding `target` (a path) is kept.
     pub fn request(
         &self,
         rpc: &Rpc,
         id_for: &dyn Fn(&str, Resource) -> Option<String>,
+        target: &str,
         serial: usize,
     ) -> Result<Vec<u8>, String> {
-        Ok(self
-            .encode(&rpc.input_type, "", 0, false, id_for, serial)?
-            .0)
+        let at = Encoding {
+            prefix: "",
+            depth: 0,
+            id_names_it: false,
+            target,
+        };
+        Ok(self.encode(&rpc.input_type, at, id_for, serial)?.0)
     }
 
     /// The encoded message and the names of the fields set in it but its
@@ -282,12 +296,16 @@ impl Contract {
     fn encode(
         &self,
         type_name: &str,
-        prefix: &str,
-        depth: usize,
-        id_names_it: bool,
+        at: Encoding<'_>,
         id_for: &dyn Fn(&str, Resource) -> Option<String>,
         serial: usize,
     ) -> Result<(Vec<u8>, Vec<String>), String> {
+        let Encoding {
+            prefix,
+            depth,
+            id_names_it,
+            target,
+        } = at;
         let message = self.message(type_name)?;
         let mut values: Vec<(&FieldDescriptorProto, Vec<u8>)> = Vec::new();
         let mut nested_set_fields = Vec::new();
@@ -314,14 +332,15 @@ impl Contract {
                         varint
                     }),
                 Type::Message if is_ours(field.type_name()) && depth < MAX_DEPTH => {
-                    let (nested, set_fields) = self.encode(
-                        field.type_name(),
-                        &format!("{path}."),
-                        depth + 1,
-                        self.id_names(type_name, field),
-                        id_for,
-                        serial,
-                    )?;
+                    let nested_prefix = format!("{path}.");
+                    let at = Encoding {
+                        prefix: &nested_prefix,
+                        depth: depth + 1,
+                        id_names_it: self.id_names(type_name, field),
+                        target,
+                    };
+                    let (nested, set_fields) =
+                        self.encode(field.type_name(), at, id_for, serial)?;
                     nested_set_fields.extend(set_fields);
                     (!nested.is_empty()).then_some(nested)
                 }
@@ -345,19 +364,45 @@ impl Contract {
                 values.push((mask, paths));
             }
         }
-        // Only one member of a oneof may be set: an id first, so that a
-        // lookup by id is not shadowed by a plausible alternative.
+        // Only one member of a oneof may be set: the one holding the target,
+        // then an id, so that a lookup by id is not shadowed by a plausible
+        // alternative.
         let mut body = Vec::new();
         let mut oneofs_set = Vec::new();
+        let holds_target = |name: &str| {
+            let path = format!("{prefix}{name}");
+            target == path || target.starts_with(&format!("{path}."))
+        };
         let is_id = |field: &FieldDescriptorProto| {
             matches!(resource_of(message.name(), field.name()), Ok(Some(_)))
         };
-        values.sort_by_key(|(field, _)| !is_id(field));
+        values.sort_by_key(|(field, _)| (!holds_target(field.name()), !is_id(field)));
         let set_fields = values
             .iter()
             .map(|(field, _)| field.name().to_owned())
             .filter(|name| name != "id" && name != "update_mask")
             .collect();
+        // A field documented as another's alternative ("As mirror_user_id,
+        // by … (give one of the two)") is left out when that one is set.
+        let alternative_of = |field: &FieldDescriptorProto| -> Option<String> {
+            let comment = self.comment(type_name, field.name()).trim_start();
+            let other = comment.strip_prefix("As ")?.split([',', ' ']).next()?;
+            comment
+                .contains("give one of the two")
+                .then(|| other.to_owned())
+        };
+        let given: Vec<String> = values.iter().map(|(f, _)| f.name().to_owned()).collect();
+        let mut left_out = Vec::new();
+        for (field, _) in &values {
+            if let Some(other) = alternative_of(field).filter(|other| given.contains(other)) {
+                left_out.push(if holds_target(field.name()) {
+                    other
+                } else {
+                    field.name().to_owned()
+                });
+            }
+        }
+        values.retain(|(field, _)| !left_out.iter().any(|name| name == field.name()));
         for (field, value) in values {
             if let Some(oneof) = field.oneof_index {
                 if oneofs_set.contains(&oneof) {
@@ -412,6 +457,17 @@ impl Contract {
             .find(|value| value.name() == value_name)
             .map(|value| value.number())
     }
+}
+
+/// Where `encode` is in the request: the path so far, how deep, whether the
+/// enclosing field's `id` names its resource, and the path an answer is
+/// about (kept over its alternative).
+#[derive(Clone, Copy)]
+struct Encoding<'a> {
+    prefix: &'a str,
+    depth: usize,
+    id_names_it: bool,
+    target: &'a str,
 }
 
 /// Nesting followed into request messages; the contract's requests are shallow.
