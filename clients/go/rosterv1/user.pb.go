@@ -9,6 +9,7 @@ package rosterv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -125,8 +126,14 @@ type User struct {
 	PasswordExpired bool `protobuf:"varint,14,opt,name=password_expired,json=passwordExpired,proto3" json:"password_expired,omitempty"`
 	// Output only: when the password expires, if it does.
 	PasswordExpireTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=password_expire_time,json=passwordExpireTime,proto3" json:"password_expire_time,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Custom attributes by key, as the organization defines them
+	// (OrganizationService.ListUserAttributes): a string, a number, a boolean,
+	// or a date as a `YYYY-MM-DD` string. On create every required attribute
+	// is given; UpdateUser changes them with the mask paths `attributes` (the
+	// whole map) or `attributes.<key>` (one; absent or null removes it).
+	Attributes    *structpb.Struct `protobuf:"bytes,19,opt,name=attributes,proto3" json:"attributes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *User) Reset() {
@@ -264,11 +271,18 @@ func (x *User) GetPasswordExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetAttributes() *structpb.Struct {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
 var File_roster_v1_user_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x05\n" +
+	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x05\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -289,7 +303,10 @@ const file_roster_v1_user_proto_rawDesc = "" +
 	"updateTime\x12B\n" +
 	"\x0flast_login_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastLoginTime\x12)\n" +
 	"\x10password_expired\x18\x0e \x01(\bR\x0fpasswordExpired\x12L\n" +
-	"\x14password_expire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x12passwordExpireTime*\xdd\x01\n" +
+	"\x14password_expire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x12passwordExpireTime\x127\n" +
+	"\n" +
+	"attributes\x18\x13 \x01(\v2\x17.google.protobuf.StructR\n" +
+	"attributes*\xdd\x01\n" +
 	"\n" +
 	"UserStatus\x12\x1b\n" +
 	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -320,6 +337,7 @@ var file_roster_v1_user_proto_goTypes = []any{
 	(UserStatus)(0),               // 0: roster.v1.UserStatus
 	(*User)(nil),                  // 1: roster.v1.User
 	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 3: google.protobuf.Struct
 }
 var file_roster_v1_user_proto_depIdxs = []int32{
 	0, // 0: roster.v1.User.status:type_name -> roster.v1.UserStatus
@@ -328,11 +346,12 @@ var file_roster_v1_user_proto_depIdxs = []int32{
 	2, // 3: roster.v1.User.update_time:type_name -> google.protobuf.Timestamp
 	2, // 4: roster.v1.User.last_login_time:type_name -> google.protobuf.Timestamp
 	2, // 5: roster.v1.User.password_expire_time:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 6: roster.v1.User.attributes:type_name -> google.protobuf.Struct
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_proto_init() }

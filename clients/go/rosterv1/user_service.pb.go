@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -646,8 +647,12 @@ type ListUsersRequest struct {
 	PublicEmailDomain *bool `protobuf:"varint,9,opt,name=public_email_domain,json=publicEmailDomain,proto3,oneof" json:"public_email_domain,omitempty"`
 	// True: only users whose password expired; false: only the others.
 	PasswordExpired *bool `protobuf:"varint,10,opt,name=password_expired,json=passwordExpired,proto3,oneof" json:"password_expired,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Only users holding exactly these custom attribute values (every key
+	// given), each checked like a user's value: `{"department": "sales",
+	// "level": 3}`.
+	Attributes    *structpb.Struct `protobuf:"bytes,14,opt,name=attributes,proto3" json:"attributes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListUsersRequest) Reset() {
@@ -750,6 +755,13 @@ func (x *ListUsersRequest) GetPasswordExpired() bool {
 	return false
 }
 
+func (x *ListUsersRequest) GetAttributes() *structpb.Struct {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
 type ListUsersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
@@ -823,7 +835,9 @@ type UpdateUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// `user.id` names the user.
 	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	// Paths among first_name, last_name, email, username, phone, external_id.
+	// Paths among first_name, last_name, email, username, phone, external_id,
+	// `attributes` (the whole map: keys left out are removed) and
+	// `attributes.<key>` (one attribute: absent or null removes it).
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2920,7 +2934,7 @@ var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\x9f\x02\n" +
+	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\x9f\x02\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12$\n" +
@@ -2953,7 +2967,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"k\n" +
 	"\x15BatchGetUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12+\n" +
-	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xa9\x03\n" +
+	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xe2\x03\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2966,7 +2980,10 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\border_by\x18\b \x01(\tR\aorderBy\x123\n" +
 	"\x13public_email_domain\x18\t \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01\x12.\n" +
 	"\x10password_expired\x18\n" +
-	" \x01(\bH\x02R\x0fpasswordExpired\x88\x01\x01B\f\n" +
+	" \x01(\bH\x02R\x0fpasswordExpired\x88\x01\x01\x127\n" +
+	"\n" +
+	"attributes\x18\x0e \x01(\v2\x17.google.protobuf.StructR\n" +
+	"attributesB\f\n" +
 	"\n" +
 	"_onboardedB\x16\n" +
 	"\x14_public_email_domainB\x13\n" +
@@ -3226,12 +3243,13 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*FieldIssue)(nil),                   // 51: roster.v1.FieldIssue
 	(*GroupRef)(nil),                     // 52: roster.v1.GroupRef
 	(UserStatus)(0),                      // 53: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 54: google.protobuf.FieldMask
-	(*Group)(nil),                        // 55: roster.v1.Group
-	(Scope)(0),                           // 56: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 57: roster.v1.AccessGrant
-	(*Session)(nil),                      // 58: roster.v1.Session
-	(*timestamppb.Timestamp)(nil),        // 59: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),              // 54: google.protobuf.Struct
+	(*fieldmaskpb.FieldMask)(nil),        // 55: google.protobuf.FieldMask
+	(*Group)(nil),                        // 56: roster.v1.Group
+	(Scope)(0),                           // 57: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 58: roster.v1.AccessGrant
+	(*Session)(nil),                      // 59: roster.v1.Session
+	(*timestamppb.Timestamp)(nil),        // 60: google.protobuf.Timestamp
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
 	50, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
@@ -3242,87 +3260,88 @@ var file_roster_v1_user_service_proto_depIdxs = []int32{
 	50, // 5: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
 	50, // 6: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
 	53, // 7: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	50, // 8: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	50, // 9: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	54, // 10: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	50, // 11: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	51, // 12: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	53, // 13: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	50, // 14: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	50, // 15: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	50, // 16: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	51, // 17: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	52, // 18: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
-	0,  // 19: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
-	52, // 20: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
-	52, // 21: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
-	52, // 22: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
-	21, // 23: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	52, // 24: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
-	52, // 25: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
-	55, // 26: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	53, // 27: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	56, // 28: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	57, // 29: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
-	1,  // 30: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	53, // 31: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
-	34, // 32: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	53, // 33: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	58, // 34: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
-	50, // 35: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
-	59, // 36: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
-	50, // 37: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
-	2,  // 38: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 39: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 40: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 41: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 42: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 43: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 44: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 45: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 46: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 47: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 48: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 49: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 50: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 51: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 52: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 53: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 54: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	38, // 55: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
-	40, // 56: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
-	42, // 57: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
-	44, // 58: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
-	46, // 59: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
-	48, // 60: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
-	3,  // 61: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 62: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 63: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 64: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 65: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 66: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 67: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 68: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 69: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 70: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 71: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 72: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 73: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 74: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 75: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 76: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 77: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	39, // 78: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
-	41, // 79: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
-	43, // 80: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
-	45, // 81: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
-	47, // 82: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
-	49, // 83: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
-	61, // [61:84] is the sub-list for method output_type
-	38, // [38:61] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	54, // 8: roster.v1.ListUsersRequest.attributes:type_name -> google.protobuf.Struct
+	50, // 9: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	50, // 10: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	55, // 11: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50, // 12: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	51, // 13: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	53, // 14: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	50, // 15: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	50, // 16: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	50, // 17: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	51, // 18: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	52, // 19: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	0,  // 20: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
+	52, // 21: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
+	52, // 22: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
+	52, // 23: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
+	21, // 24: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
+	52, // 25: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
+	52, // 26: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
+	56, // 27: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	53, // 28: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	57, // 29: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	58, // 30: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	1,  // 31: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
+	53, // 32: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	34, // 33: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
+	53, // 34: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	59, // 35: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	50, // 36: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
+	60, // 37: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 38: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
+	2,  // 39: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 40: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 41: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 42: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 43: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 44: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 45: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 46: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 47: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 48: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 49: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 50: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 51: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 52: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 53: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 54: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 55: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	38, // 56: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
+	40, // 57: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
+	42, // 58: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
+	44, // 59: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
+	46, // 60: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
+	48, // 61: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
+	3,  // 62: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 63: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 64: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 65: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 66: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 67: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 68: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 69: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 70: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 71: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 72: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 73: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 74: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 75: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 76: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 77: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 78: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 79: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 80: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	43, // 81: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
+	45, // 82: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
+	47, // 83: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
+	49, // 84: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
+	62, // [62:85] is the sub-list for method output_type
+	39, // [39:62] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }

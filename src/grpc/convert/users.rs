@@ -12,21 +12,23 @@ use crate::{
         request::IdempotencyKey,
         session::Session,
         user::{
-            AuthorizableAccess, CreatedUser, InvitationTargets, LookupKey, MirrorMode,
-            MirrorRequest, MirrorResult, NewUser, OnboardingStats, Origin, User, UserField,
-            UserFilter, UserInput, UserListRequest, UserOrder, UserStatus, UserUpdate, UserValues,
-            MAX_USERS_PER_CALL,
+            AttributeMask, AuthorizableAccess, CreatedUser, InvitationTargets, LookupKey,
+            MirrorMode, MirrorRequest, MirrorResult, NewUser, OnboardingStats, Origin, User,
+            UserField, UserFilter, UserInput, UserListRequest, UserOrder, UserStatus, UserUpdate,
+            UserValues, MAX_USERS_PER_CALL,
         },
         DomainError, FieldViolation,
     },
     grpc::convert::{
-        delimiter, field_issues, mask_fields, optional_timestamp, parse_id, parse_ids,
-        parse_optional_id, scopes_to_proto, timestamp, unit_scope_to_proto,
+        delimiter, field_issues, mask_fields, object_struct, optional_timestamp, parse_id,
+        parse_ids, parse_optional_id, scopes_to_proto, struct_fields, timestamp,
+        unit_scope_to_proto,
     },
     proto,
 };
 
-const USER_FIELDS: &str = "first_name, last_name, email, username, phone, external_id";
+const USER_FIELDS: &str =
+    "first_name, last_name, email, username, phone, external_id, attributes, attributes.<key>";
 
 /// One refusal out of the failed parts of a request: their violations in
 /// request order, or the first error that is not about the request.
@@ -88,6 +90,7 @@ pub fn user(user: &User) -> proto::User {
         last_login_time: optional_timestamp(user.last_login_time),
         password_expired: user.password_expired,
         password_expire_time: optional_timestamp(user.password_expire_time),
+        attributes: (!user.attributes.is_empty()).then(|| object_struct(&user.attributes)),
     }
 }
 
@@ -153,6 +156,7 @@ impl TryFrom<proto::CloneUserRequest> for NewUser {
 /// create may name a user to mirror.
 fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
     let origin = fields.origin;
+    let attributes = struct_fields(fields.user.as_ref().and_then(|u| u.attributes.as_ref()));
     let values =
         UserValues::parse(&user_input(fields.user), "user.").map_err(DomainError::InvalidArgument);
     let groups = GivenGroups::parse(&fields.group_ids, &fields.group_names, "");
@@ -170,6 +174,7 @@ fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
             deactivated: fields.deactivated,
             send_invitation: fields.send_invitation.unwrap_or(true),
             request_id,
+            attributes,
         }),
         (values, groups, source, request_id) => Err(refusal([
             values.err(),
@@ -351,6 +356,7 @@ fn user_filter(
             onboarded,
             public_email_domain,
             password_expired: None,
+            attributes: Default::default(),
         }),
         (statuses, group_id, unit_id, query_length) => Err(refusal([
             statuses.err(),
@@ -379,6 +385,7 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
             (Ok(page), Ok(order), Ok(filter)) => Ok(UserListRequest {
                 filter: UserFilter {
                     password_expired: body.password_expired,
+                    attributes: struct_fields(body.attributes.as_ref()),
                     ..filter
                 },
                 order,
@@ -417,17 +424,54 @@ impl TryFrom<proto::UpdateUserRequest> for UserUpdate {
                 .unwrap_or_default(),
             "user.id",
         )?;
-        let fields = mask_fields(
+        let paths = mask_fields(
             body.update_mask.as_ref(),
             "user.",
             USER_FIELDS,
-            UserField::parse,
+            MaskPath::parse,
         )?;
+        let mut fields = Vec::new();
+        let mut attribute_mask = AttributeMask::Untouched;
+        for path in paths {
+            match (path, &mut attribute_mask) {
+                (MaskPath::Field(field), _) => fields.push(field),
+                (MaskPath::Attributes, mask) => *mask = AttributeMask::Whole,
+                (MaskPath::Attribute(key), AttributeMask::Keys(keys)) => keys.push(key),
+                (MaskPath::Attribute(key), mask @ AttributeMask::Untouched) => {
+                    *mask = AttributeMask::Keys(vec![key])
+                }
+                // The whole map already names every key.
+                (MaskPath::Attribute(_), AttributeMask::Whole) => {}
+            }
+        }
+        let attributes = struct_fields(body.user.as_ref().and_then(|u| u.attributes.as_ref()));
         Ok(UserUpdate {
             user_id,
             fields,
             input: user_input(body.user),
+            attribute_mask,
+            attributes,
         })
+    }
+}
+
+/// A path of UpdateUser's mask: a user field, the attributes, or one of them.
+enum MaskPath {
+    Field(UserField),
+    Attributes,
+    Attribute(String),
+}
+
+impl MaskPath {
+    fn parse(path: &str) -> Option<Self> {
+        match path.strip_prefix("attributes") {
+            Some("") => Some(Self::Attributes),
+            Some(key) => key
+                .strip_prefix('.')
+                .filter(|key| !key.is_empty())
+                .map(|key| Self::Attribute(key.to_owned())),
+            None => UserField::parse(path).map(Self::Field),
+        }
     }
 }
 
