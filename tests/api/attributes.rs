@@ -60,50 +60,38 @@ pub async fn define(
         .map(|r| r.into_inner())
 }
 
-/// department (string, sales or engineering, required), level (number),
-/// remote (boolean), hired (date).
-async fn define_four(app: &TestApp) {
-    let allowed = [text("sales"), text("engineering")];
-    define(
-        app,
-        app.as_admin(),
-        "department",
-        UserAttributeType::String,
-        &allowed,
-        true,
-    )
-    .await
-    .unwrap();
+/// `level`, a number, by the organization's ADMIN key.
+async fn define_level(
+    app: &TestApp,
+    allowed: &[Value],
+    required: bool,
+) -> Result<proto::DefineUserAttributeResponse, Status> {
     define(
         app,
         app.as_admin(),
         "level",
         UserAttributeType::Number,
-        &[],
-        false,
+        allowed,
+        required,
     )
     .await
-    .unwrap();
-    define(
-        app,
-        app.as_admin(),
-        "remote",
-        UserAttributeType::Boolean,
-        &[],
-        false,
-    )
-    .await
-    .unwrap();
-    define(
-        app,
-        app.as_admin(),
-        "hired",
-        UserAttributeType::Date,
-        &[],
-        false,
-    )
-    .await
-    .unwrap();
+}
+
+/// department (string, sales or engineering, required), level (number),
+/// remote (boolean), hired (date).
+async fn define_four(app: &TestApp) {
+    let departments = [text("sales"), text("engineering")];
+    let definitions: [(&str, UserAttributeType, &[Value], bool); 4] = [
+        ("department", UserAttributeType::String, &departments, true),
+        ("level", UserAttributeType::Number, &[], false),
+        ("remote", UserAttributeType::Boolean, &[], false),
+        ("hired", UserAttributeType::Date, &[], false),
+    ];
+    for (key, value_type, allowed, required) in definitions {
+        define(app, app.as_admin(), key, value_type, allowed, required)
+            .await
+            .unwrap();
+    }
 }
 
 async fn create(
@@ -373,16 +361,7 @@ async fn update_mask_changes_one_attribute_or_the_whole_map_and_the_audit_record
 #[tokio::test]
 async fn a_definition_change_users_values_would_not_meet_is_refused_with_their_count() {
     let app = TestApp::spawn().await;
-    define(
-        &app,
-        app.as_admin(),
-        "level",
-        UserAttributeType::Number,
-        &[],
-        false,
-    )
-    .await
-    .unwrap();
+    define_level(&app, &[], false).await.unwrap();
     for (email, level) in [
         ("a@acme.test", 5.0),
         ("b@acme.test", 1.0),
@@ -393,16 +372,7 @@ async fn a_definition_change_users_values_would_not_meet_is_refused_with_their_c
             .unwrap();
     }
     let allowed = [number(1.0), number(2.0)];
-    let refused = define(
-        &app,
-        app.as_admin(),
-        "level",
-        UserAttributeType::Number,
-        &allowed,
-        false,
-    )
-    .await
-    .unwrap_err();
+    let refused = define_level(&app, &allowed, false).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(
         error_reason(&refused).as_deref(),
@@ -431,16 +401,7 @@ async fn a_definition_change_users_values_would_not_meet_is_refused_with_their_c
 
     // Required from now on: existing users without it stay as they are.
     let ana = create(&app, "ana@acme.test", &[]).await.unwrap();
-    let changed = define(
-        &app,
-        app.as_admin(),
-        "level",
-        UserAttributeType::Number,
-        &[],
-        true,
-    )
-    .await
-    .unwrap();
+    let changed = define_level(&app, &[], true).await.unwrap();
     assert!(!changed.created);
     assert!(changed.attribute.unwrap().required);
     update(&app, app.as_admin(), &ana.id, &[], &["attributes"])
@@ -585,16 +546,7 @@ async fn list_users_filters_by_exact_typed_attribute_values() {
 #[tokio::test]
 async fn a_unit_administrator_sets_attributes_only_on_users_they_may_act_on_and_defines_none() {
     let app = TestApp::spawn().await;
-    define(
-        &app,
-        app.as_admin(),
-        "level",
-        UserAttributeType::Number,
-        &[],
-        false,
-    )
-    .await
-    .unwrap();
+    define_level(&app, &[], false).await.unwrap();
     let o = groups::org(&app).await;
     let south = groups::south_admin(&app, &o).await;
     let (in_south, _) = groups::holder(&app, "south@acme.test", &[&south.cashier_south]).await;
