@@ -75,20 +75,27 @@ pub struct FieldChanges {
 }
 
 impl FieldChanges {
-    pub fn between(
-        pairs: impl IntoIterator<Item = (&'static str, serde_json::Value, serde_json::Value)>,
+    pub fn between<F: Into<String>>(
+        pairs: impl IntoIterator<Item = (F, serde_json::Value, serde_json::Value)>,
     ) -> Self {
         let mut changes = Self::default();
+        changes.extend(pairs);
+        changes
+    }
+
+    /// Adds the pairs whose value differs (custom attributes' `attributes.<key>`).
+    pub fn extend<F: Into<String>>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (F, serde_json::Value, serde_json::Value)>,
+    ) {
         for (field, old, new) in pairs {
             if old != new {
-                changes.fields.push(field.to_owned());
-                changes.details.insert(
-                    field.to_owned(),
-                    serde_json::json!({ "old": old, "new": new }),
-                );
+                let field = field.into();
+                self.fields.push(field.clone());
+                self.details
+                    .insert(field, serde_json::json!({ "old": old, "new": new }));
             }
         }
-        changes
     }
 
     pub fn is_empty(&self) -> bool {

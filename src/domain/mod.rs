@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod api_key;
+pub mod attribute;
 pub mod audit;
 pub mod auth_cache;
 pub mod authentication;

@@ -13,6 +13,10 @@ use uuid::Uuid;
 
 use super::{
     access::Grant,
+    attribute::{
+        apply_changes, attribute_changes, AttributeChanges, AttributeSchema, RawValue,
+        StoredAttributes,
+    },
     audit::FieldChanges,
     call::Call,
     caller::{Caller, Principal},
@@ -61,6 +65,8 @@ pub struct User {
     /// organization's `password_max_age`), if it does.
     pub password_expire_time: Option<DateTime<Utc>>,
     pub password_expired: bool,
+    /// Custom attributes' values by key, typed by their definitions.
+    pub attributes: StoredAttributes,
 }
 
 /// A user's values as a caller sent them.
@@ -240,6 +246,9 @@ pub struct UserFilter {
     /// Whether the email is on a public mail provider (or a subdomain of one).
     pub public_email_domain: Option<bool>,
     pub password_expired: Option<bool>,
+    /// Custom attribute values every user found holds (ListUsers checks
+    /// them against the definitions first).
+    pub attributes: AttributeInput,
 }
 
 impl UserFilter {
@@ -339,6 +348,33 @@ pub struct NewUser {
     pub deactivated: bool,
     pub send_invitation: bool,
     pub request_id: Option<IdempotencyKey>,
+    /// Custom attributes by key, as sent (checked against the definitions
+    /// inside the transaction).
+    pub attributes: AttributeInput,
+}
+
+/// Custom attribute values by key as a caller sent them (JSON).
+pub type AttributeInput = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// Where the prefix of an attribute's field path is, for a caller's request.
+const ATTRIBUTES_FIELD: &str = "user.attributes.";
+
+/// A new user's attributes: each defined and valid, every required one given.
+fn new_user_attributes(
+    schema: &AttributeSchema,
+    given: &AttributeInput,
+) -> Result<StoredAttributes, DomainError> {
+    let changes = schema
+        .parse_changes(
+            given
+                .iter()
+                .map(|(key, value)| (key.as_str(), Some(RawValue::Json(value)))),
+            ATTRIBUTES_FIELD,
+        )
+        .map_err(DomainError::InvalidArgument)?;
+    let attributes = apply_changes(&StoredAttributes::new(), &changes);
+    DomainError::check(schema.check_new(&attributes, ATTRIBUTES_FIELD))?;
+    Ok(attributes)
 }
 
 #[derive(Debug, Clone)]
@@ -428,12 +464,15 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
     let given = new_user.groups.find(tx, organization_id).await?;
     ensure_covered(&caller.authority, "give", &given)?;
     let (mirrored, skipped) = source_grants(tx, caller, new_user).await?;
+    let schema = store::attributes::schema(&mut **tx, organization_id).await?;
+    let attributes = new_user_attributes(&schema, &new_user.attributes)?;
     let allow_duplicates = settings.allow_duplicate_emails;
     check_new_email(tx, organization_id, &new_user.values, allow_duplicates).await?;
     let user = store::users::insert(
         tx,
         organization_id,
         &new_user.values,
+        &attributes,
         new_user.deactivated,
         !allow_duplicates,
     )
@@ -453,6 +492,7 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
                 "skipped_group_ids": skipped,
                 "deactivated": new_user.deactivated,
                 "send_invitation": new_user.send_invitation,
+                "attributes": attributes,
             })),
     );
     let created = CreatedUser {
@@ -823,6 +863,54 @@ pub struct UserUpdate {
     pub user_id: Uuid,
     pub fields: Vec<UserField>,
     pub input: UserInput,
+    /// Which custom attributes the mask names.
+    pub attribute_mask: AttributeMask,
+    /// Their new values by key; a key named but absent (or null) is removed.
+    pub attributes: AttributeInput,
+}
+
+/// The custom attributes an update mask names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AttributeMask {
+    #[default]
+    Untouched,
+    /// `attributes`: the whole map is replaced.
+    Whole,
+    /// `attributes.<key>`: these keys only.
+    Keys(Vec<String>),
+}
+
+impl UserUpdate {
+    /// The attribute changes the update asks for, over the user's `current` values.
+    fn attribute_changes(
+        &self,
+        schema: &AttributeSchema,
+        current: &StoredAttributes,
+    ) -> Result<AttributeChanges, DomainError> {
+        let given = |key: &str| {
+            self.attributes
+                .get(key)
+                .filter(|value| !value.is_null())
+                .map(RawValue::Json)
+        };
+        let keys: Vec<&str> = match &self.attribute_mask {
+            AttributeMask::Untouched => return Ok(AttributeChanges::new()),
+            AttributeMask::Whole => {
+                let mut keys: Vec<&str> = self.attributes.keys().map(String::as_str).collect();
+                keys.extend(current.keys().map(String::as_str));
+                keys.sort_unstable();
+                keys.dedup();
+                keys
+            }
+            AttributeMask::Keys(keys) => keys.iter().map(String::as_str).collect(),
+        };
+        schema
+            .parse_changes(
+                keys.into_iter().map(|key| (key, given(key))),
+                ATTRIBUTES_FIELD,
+            )
+            .map_err(DomainError::InvalidArgument)
+    }
 }
 
 /// Applies the named fields of an update to a user. Changing the email
@@ -843,8 +931,12 @@ pub async fn update_user(
         .settings;
     let current = ensure_may_act_on(tx, caller, user_id, None).await?;
     let values = merge_update(&current, &update.fields, &update.input)?;
+    let schema = store::attributes::schema(&mut **tx, organization_id).await?;
+    let changes = update.attribute_changes(&schema, &current.attributes)?;
+    let attributes = apply_changes(&current.attributes, &changes);
+    DomainError::check(schema.check_change(&current.attributes, &attributes, ATTRIBUTES_FIELD))?;
     let before = current.values();
-    if values == before {
+    if values == before && attributes == current.attributes {
         return Ok((current, Vec::new()));
     }
     let email_changed = !values.email.eq_ignore_ascii_case(&before.email);
@@ -862,10 +954,13 @@ pub async fn update_user(
         store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id]).await?;
         store::onboarding_tokens::readdress(tx, organization_id, &[user_id], true).await?;
     }
-    let updated = store::users::update_values(tx, organization_id, user_id, &values).await?;
+    let updated =
+        store::users::update_values(tx, organization_id, user_id, &values, &attributes).await?;
+    let mut recorded = value_changes(&before, &values);
+    recorded.extend(attribute_changes(&current.attributes, &attributes));
     work.record(
         work.audit_record("user.update", "user", user_id)
-            .with_field_changes(value_changes(&before, &values)),
+            .with_field_changes(recorded),
     );
     work.commit().await?;
     Ok((updated, warnings))

@@ -40,6 +40,15 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
         OrganizationAdmin,
     ),
     ("/roster.v1.OrganizationService/ListAuditEvents", ADMIN),
+    (
+        "/roster.v1.OrganizationService/DefineUserAttribute",
+        OrganizationAdmin,
+    ),
+    ("/roster.v1.OrganizationService/ListUserAttributes", VIEWER),
+    (
+        "/roster.v1.OrganizationService/DeleteUserAttribute",
+        OrganizationAdmin,
+    ),
     ("/roster.v1.UserService/CreateUser", ADMIN),
     ("/roster.v1.UserService/GetUser", VIEWER),
     ("/roster.v1.UserService/LookupUser", VIEWER),

@@ -94,7 +94,7 @@ pub fn json_struct(value: &serde_json::Value) -> Struct {
     }
 }
 
-fn json_value(value: &serde_json::Value) -> Value {
+pub fn json_value(value: &serde_json::Value) -> Value {
     let kind = match value {
         serde_json::Value::Null => Kind::NullValue(0),
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),
@@ -111,6 +111,53 @@ fn json_value(value: &serde_json::Value) -> Value {
         }),
     };
     Value { kind: Some(kind) }
+}
+
+/// A JSON object's fields as a `google.protobuf.Struct` (a user's attributes).
+pub fn object_struct(object: &serde_json::Map<String, serde_json::Value>) -> Struct {
+    Struct {
+        fields: object
+            .iter()
+            .map(|(key, value)| (key.clone(), json_value(value)))
+            .collect(),
+    }
+}
+
+/// A `google.protobuf.Struct` as JSON values by key; none when unset.
+pub fn struct_fields(
+    fields: Option<&Struct>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    fields
+        .map(|s| {
+            s.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), value_json(v)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `google.protobuf.Value` as JSON. A number JSON cannot hold (NaN,
+/// infinity) becomes its text, which no number attribute accepts.
+pub fn value_json(value: &Value) -> serde_json::Value {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| serde_json::Value::String(n.to_string())),
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::ListValue(list)) => {
+            serde_json::Value::Array(list.values.iter().map(value_json).collect())
+        }
+        Some(Kind::StructValue(fields)) => serde_json::Value::Object(
+            fields
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), value_json(v)))
+                .collect(),
+        ),
+    }
 }
 
 pub fn field_issues(issues: &[FieldViolation]) -> Vec<proto::FieldIssue> {

@@ -2,7 +2,7 @@ use tonic::{Request, Response, Status};
 
 use super::{call_of, caller, convert::organizations as convert};
 use crate::{
-    domain::{audit, organization},
+    domain::{attribute, audit, organization, DomainError},
     proto::{self, organization_service_server::OrganizationService},
     store::Pool,
 };
@@ -61,6 +61,46 @@ impl OrganizationService for OrganizationHandler {
             next_page_token: page.next_page_token,
             total_size: page.total_size.value,
             total_size_estimated: page.total_size.estimated,
+        }))
+    }
+
+    async fn define_user_attribute(
+        &self,
+        request: Request<proto::DefineUserAttributeRequest>,
+    ) -> Result<Response<proto::DefineUserAttributeResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let definition = convert::attribute_definition(request.into_inner().attribute)?;
+        let defined = attribute::define_user_attribute(&call, &definition).await?;
+        Ok(Response::new(proto::DefineUserAttributeResponse {
+            attribute: Some(convert::attribute(&defined.attribute)),
+            created: defined.created,
+        }))
+    }
+
+    async fn list_user_attributes(
+        &self,
+        request: Request<proto::ListUserAttributesRequest>,
+    ) -> Result<Response<proto::ListUserAttributesResponse>, Status> {
+        let caller = caller(&request)?;
+        let attributes =
+            attribute::list_user_attributes(&self.pool, caller.organization_id).await?;
+        Ok(Response::new(proto::ListUserAttributesResponse {
+            attributes: attributes.iter().map(convert::attribute).collect(),
+        }))
+    }
+
+    async fn delete_user_attribute(
+        &self,
+        request: Request<proto::DeleteUserAttributeRequest>,
+    ) -> Result<Response<proto::DeleteUserAttributeResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let key = request.into_inner().key;
+        if key.is_empty() {
+            return Err(DomainError::invalid("key", "REQUIRED", "must name an attribute").into());
+        }
+        let removed = attribute::delete_user_attribute(&call, &key).await?;
+        Ok(Response::new(proto::DeleteUserAttributeResponse {
+            removed_user_values: i64::try_from(removed).unwrap_or(i64::MAX),
         }))
     }
 }

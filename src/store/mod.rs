@@ -4,6 +4,7 @@
 
 pub mod access_tokens;
 pub mod api_keys;
+pub mod attributes;
 pub mod audit;
 pub mod auth_changes;
 pub mod connections;

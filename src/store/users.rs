@@ -11,6 +11,7 @@ use super::{
     Pool, Transaction,
 };
 use crate::domain::{
+    attribute::StoredAttributes,
     import::{batch::ImportedUser, decide::StoredUser},
     paging::{fingerprint, Page, PageRequest, TotalSize, EXACT_COUNT_LIMIT},
     status::StatusFacts,
@@ -52,7 +53,7 @@ macro_rules! user_query {
                    admin_state as \"admin_state: AdminState\", \
                    legacy_status as \"legacy_status: LegacyStatus\", onboarded, \
                    invitation_expire_time, create_time, update_time, last_login_time, \
-                   last_name_key, now() as \"read_time!\", \
+                   last_name_key, attributes, now() as \"read_time!\", \
                    (case when users.password_hash is not null then least(users.password_expire_time, \
                    users.password_set_time + make_interval(secs => (select o.password_max_age_seconds \
                    from organizations o where o.id = users.organization_id))) end) as password_expire_time "
@@ -67,7 +68,7 @@ macro_rules! user_query {
 const USER_COLUMNS: &str = "users.id, users.first_name, users.last_name, users.email, \
      users.username, users.phone, users.external_id, users.admin_state, users.legacy_status, \
      users.onboarded, users.invitation_expire_time, users.create_time, users.update_time, \
-     users.last_login_time, users.last_name_key, now() as read_time, \
+     users.last_login_time, users.last_name_key, users.attributes, now() as read_time, \
      (case when users.password_hash is not null then least(users.password_expire_time, \
      users.password_set_time + make_interval(secs => (select o.password_max_age_seconds \
      from organizations o where o.id = users.organization_id))) end) as password_expire_time";
@@ -89,6 +90,7 @@ struct UserRow {
     update_time: DateTime<Utc>,
     last_login_time: Option<DateTime<Utc>>,
     last_name_key: String,
+    attributes: serde_json::Value,
     read_time: DateTime<Utc>,
     password_expire_time: Option<DateTime<Utc>>,
 }
@@ -119,6 +121,10 @@ impl From<UserRow> for User {
                 .password_expire_time
                 .is_some_and(|time| time <= row.read_time),
             password_expire_time: row.password_expire_time,
+            attributes: match row.attributes {
+                serde_json::Value::Object(attributes) => attributes,
+                _ => StoredAttributes::new(),
+            },
         }
     }
 }
@@ -147,6 +153,7 @@ pub async fn insert(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     values: &UserValues,
+    attributes: &StoredAttributes,
     deactivated: bool,
     email_unique: bool,
 ) -> Result<User, DomainError> {
@@ -157,8 +164,8 @@ pub async fn insert(
     };
     let row = user_query!(
         "insert into users (organization_id, id, first_name, last_name, email, username, phone, \
-         external_id, admin_state, email_unique, search_key, last_name_key) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning",
+         external_id, admin_state, email_unique, search_key, last_name_key, attributes) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) returning",
         "",
         organization_id,
         Uuid::now_v7(),
@@ -172,6 +179,7 @@ pub async fn insert(
         email_unique,
         values.search_key(),
         values.last_name_key(),
+        serde_json::Value::Object(attributes.clone()),
     )
     .fetch_one(&mut **tx)
     .await
@@ -179,16 +187,17 @@ pub async fn insert(
     Ok(row.into())
 }
 
-/// Replaces every value; the keys follow.
+/// Replaces every value (custom attributes too); the keys follow.
 pub async fn update_values(
     tx: &mut Transaction<'_>,
     organization_id: Uuid,
     id: Uuid,
     values: &UserValues,
+    attributes: &StoredAttributes,
 ) -> Result<User, DomainError> {
     let row = user_query!(
         "update users set first_name = $3, last_name = $4, email = $5, username = $6, phone = $7, \
-         external_id = $8, search_key = $9, last_name_key = $10 \
+         external_id = $8, search_key = $9, last_name_key = $10, attributes = $11 \
          where organization_id = $1 and id = $2 returning",
         "",
         organization_id,
@@ -201,6 +210,7 @@ pub async fn update_values(
         values.external_id.as_deref(),
         values.search_key(),
         values.last_name_key(),
+        serde_json::Value::Object(attributes.clone()),
     )
     .fetch_one(&mut **tx)
     .await
@@ -461,6 +471,13 @@ fn push_user_filters(
             query.push(format!(" and not {}", public_email_domain_sql()));
         }
         None => {}
+    }
+    if !filter.attributes.is_empty() {
+        // The GIN index (`jsonb_path_ops`) answers a containment.
+        let wanted: serde_json::Map<_, _> = filter.attributes.clone().into_iter().collect();
+        query
+            .push(" and users.attributes @> ")
+            .push_bind(serde_json::Value::Object(wanted));
     }
     if let Some(group_id) = filter.group_id {
         query

@@ -24,6 +24,9 @@ const BUILT: &[&str] = &[
     "OrganizationService/GetOrganization",
     "OrganizationService/UpdateOrganizationSettings",
     "OrganizationService/ListAuditEvents",
+    "OrganizationService/DefineUserAttribute",
+    "OrganizationService/ListUserAttributes",
+    "OrganizationService/DeleteUserAttribute",
     "UserService/CreateUser",
     "UserService/GetUser",
     "UserService/LookupUser",
@@ -115,7 +118,7 @@ async fn every_method_answers_for_real_or_unimplemented_never_a_panic() {
             }
         }
     }
-    assert_eq!(checked, 59, "methods in the contract");
+    assert_eq!(checked, 62, "methods in the contract");
 }
 
 async fn call_with_empty_request(

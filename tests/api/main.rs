@@ -13,6 +13,7 @@
 
 mod admin_cli;
 mod api_keys;
+mod attributes;
 mod auth;
 mod auth_cache;
 mod auth_matrix;

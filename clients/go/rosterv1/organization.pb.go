@@ -78,6 +78,66 @@ func (PublicEmailDomainPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_roster_v1_organization_proto_rawDescGZIP(), []int{0}
 }
 
+// The type of a custom user attribute's values.
+type UserAttributeType int32
+
+const (
+	UserAttributeType_USER_ATTRIBUTE_TYPE_UNSPECIFIED UserAttributeType = 0
+	// Text, 1 to 500 characters, trimmed.
+	UserAttributeType_USER_ATTRIBUTE_TYPE_STRING UserAttributeType = 1
+	// A JSON number (in a CSV cell: `42`, `3.5`).
+	UserAttributeType_USER_ATTRIBUTE_TYPE_NUMBER UserAttributeType = 2
+	// true or false.
+	UserAttributeType_USER_ATTRIBUTE_TYPE_BOOLEAN UserAttributeType = 3
+	// A calendar date, the string `YYYY-MM-DD`.
+	UserAttributeType_USER_ATTRIBUTE_TYPE_DATE UserAttributeType = 4
+)
+
+// Enum value maps for UserAttributeType.
+var (
+	UserAttributeType_name = map[int32]string{
+		0: "USER_ATTRIBUTE_TYPE_UNSPECIFIED",
+		1: "USER_ATTRIBUTE_TYPE_STRING",
+		2: "USER_ATTRIBUTE_TYPE_NUMBER",
+		3: "USER_ATTRIBUTE_TYPE_BOOLEAN",
+		4: "USER_ATTRIBUTE_TYPE_DATE",
+	}
+	UserAttributeType_value = map[string]int32{
+		"USER_ATTRIBUTE_TYPE_UNSPECIFIED": 0,
+		"USER_ATTRIBUTE_TYPE_STRING":      1,
+		"USER_ATTRIBUTE_TYPE_NUMBER":      2,
+		"USER_ATTRIBUTE_TYPE_BOOLEAN":     3,
+		"USER_ATTRIBUTE_TYPE_DATE":        4,
+	}
+)
+
+func (x UserAttributeType) Enum() *UserAttributeType {
+	p := new(UserAttributeType)
+	*p = x
+	return p
+}
+
+func (x UserAttributeType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UserAttributeType) Descriptor() protoreflect.EnumDescriptor {
+	return file_roster_v1_organization_proto_enumTypes[1].Descriptor()
+}
+
+func (UserAttributeType) Type() protoreflect.EnumType {
+	return &file_roster_v1_organization_proto_enumTypes[1]
+}
+
+func (x UserAttributeType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UserAttributeType.Descriptor instead.
+func (UserAttributeType) EnumDescriptor() ([]byte, []int) {
+	return file_roster_v1_organization_proto_rawDescGZIP(), []int{1}
+}
+
 // Who made a change.
 type ActorKind int32
 
@@ -120,11 +180,11 @@ func (x ActorKind) String() string {
 }
 
 func (ActorKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_roster_v1_organization_proto_enumTypes[1].Descriptor()
+	return file_roster_v1_organization_proto_enumTypes[2].Descriptor()
 }
 
 func (ActorKind) Type() protoreflect.EnumType {
-	return &file_roster_v1_organization_proto_enumTypes[1]
+	return &file_roster_v1_organization_proto_enumTypes[2]
 }
 
 func (x ActorKind) Number() protoreflect.EnumNumber {
@@ -133,7 +193,7 @@ func (x ActorKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ActorKind.Descriptor instead.
 func (ActorKind) EnumDescriptor() ([]byte, []int) {
-	return file_roster_v1_organization_proto_rawDescGZIP(), []int{1}
+	return file_roster_v1_organization_proto_rawDescGZIP(), []int{2}
 }
 
 // Settings of an organization.
@@ -257,6 +317,108 @@ func (x *OrganizationSettings) GetPasswordMaxAge() *durationpb.Duration {
 	return nil
 }
 
+// A custom attribute the organization's users carry (User.attributes).
+type UserAttributeDefinition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable identifier: a lowercase letter, then up to 39 lowercase letters,
+	// digits or `_` (`cost_center`). The import's column is `attr.<key>`.
+	Key  string            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Type UserAttributeType `protobuf:"varint,2,opt,name=type,proto3,enum=roster.v1.UserAttributeType" json:"type,omitempty"`
+	// When not empty, the only values a user may hold, typed like them.
+	AllowedValues []*structpb.Value `protobuf:"bytes,3,rep,name=allowed_values,json=allowedValues,proto3" json:"allowed_values,omitempty"`
+	// Given on every new user (CreateUser, CloneUser, an import's new rows);
+	// once held it may change but not be removed. Existing users without it
+	// stay valid: it is theirs to fill in.
+	Required bool `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`
+	// For people, at most 500 characters.
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// Output only.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserAttributeDefinition) Reset() {
+	*x = UserAttributeDefinition{}
+	mi := &file_roster_v1_organization_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserAttributeDefinition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserAttributeDefinition) ProtoMessage() {}
+
+func (x *UserAttributeDefinition) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_organization_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserAttributeDefinition.ProtoReflect.Descriptor instead.
+func (*UserAttributeDefinition) Descriptor() ([]byte, []int) {
+	return file_roster_v1_organization_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UserAttributeDefinition) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *UserAttributeDefinition) GetType() UserAttributeType {
+	if x != nil {
+		return x.Type
+	}
+	return UserAttributeType_USER_ATTRIBUTE_TYPE_UNSPECIFIED
+}
+
+func (x *UserAttributeDefinition) GetAllowedValues() []*structpb.Value {
+	if x != nil {
+		return x.AllowedValues
+	}
+	return nil
+}
+
+func (x *UserAttributeDefinition) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *UserAttributeDefinition) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *UserAttributeDefinition) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *UserAttributeDefinition) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 // A tenant.
 type Organization struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -271,7 +433,7 @@ type Organization struct {
 
 func (x *Organization) Reset() {
 	*x = Organization{}
-	mi := &file_roster_v1_organization_proto_msgTypes[1]
+	mi := &file_roster_v1_organization_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +445,7 @@ func (x *Organization) String() string {
 func (*Organization) ProtoMessage() {}
 
 func (x *Organization) ProtoReflect() protoreflect.Message {
-	mi := &file_roster_v1_organization_proto_msgTypes[1]
+	mi := &file_roster_v1_organization_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +458,7 @@ func (x *Organization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Organization.ProtoReflect.Descriptor instead.
 func (*Organization) Descriptor() ([]byte, []int) {
-	return file_roster_v1_organization_proto_rawDescGZIP(), []int{1}
+	return file_roster_v1_organization_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Organization) GetId() string {
@@ -358,7 +520,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_roster_v1_organization_proto_msgTypes[2]
+	mi := &file_roster_v1_organization_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +532,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_roster_v1_organization_proto_msgTypes[2]
+	mi := &file_roster_v1_organization_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +545,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_roster_v1_organization_proto_rawDescGZIP(), []int{2}
+	return file_roster_v1_organization_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -470,7 +632,17 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"\x06locale\x18\x06 \x01(\tR\x06locale\x12!\n" +
 	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\x121\n" +
 	"\x15max_sessions_per_user\x18\b \x01(\x05R\x12maxSessionsPerUser\x12C\n" +
-	"\x10password_max_age\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0epasswordMaxAge\"\xe9\x01\n" +
+	"\x10password_max_age\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0epasswordMaxAge\"\xd4\x02\n" +
+	"\x17UserAttributeDefinition\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1c.roster.v1.UserAttributeTypeR\x04type\x12=\n" +
+	"\x0eallowed_values\x18\x03 \x03(\v2\x16.google.protobuf.ValueR\rallowedValues\x12\x1a\n" +
+	"\brequired\x18\x04 \x01(\bR\brequired\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xe9\x01\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12;\n" +
@@ -500,7 +672,13 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"&PUBLIC_EMAIL_DOMAIN_POLICY_UNSPECIFIED\x10\x00\x12$\n" +
 	" PUBLIC_EMAIL_DOMAIN_POLICY_ALLOW\x10\x01\x12#\n" +
 	"\x1fPUBLIC_EMAIL_DOMAIN_POLICY_WARN\x10\x02\x12%\n" +
-	"!PUBLIC_EMAIL_DOMAIN_POLICY_REJECT\x10\x03*\x84\x01\n" +
+	"!PUBLIC_EMAIL_DOMAIN_POLICY_REJECT\x10\x03*\xb7\x01\n" +
+	"\x11UserAttributeType\x12#\n" +
+	"\x1fUSER_ATTRIBUTE_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aUSER_ATTRIBUTE_TYPE_STRING\x10\x01\x12\x1e\n" +
+	"\x1aUSER_ATTRIBUTE_TYPE_NUMBER\x10\x02\x12\x1f\n" +
+	"\x1bUSER_ATTRIBUTE_TYPE_BOOLEAN\x10\x03\x12\x1c\n" +
+	"\x18USER_ATTRIBUTE_TYPE_DATE\x10\x04*\x84\x01\n" +
 	"\tActorKind\x12\x1a\n" +
 	"\x16ACTOR_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACTOR_KIND_API_KEY\x10\x01\x12\x13\n" +
@@ -521,35 +699,42 @@ func file_roster_v1_organization_proto_rawDescGZIP() []byte {
 	return file_roster_v1_organization_proto_rawDescData
 }
 
-var file_roster_v1_organization_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_organization_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_roster_v1_organization_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_roster_v1_organization_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_roster_v1_organization_proto_goTypes = []any{
-	(PublicEmailDomainPolicy)(0),  // 0: roster.v1.PublicEmailDomainPolicy
-	(ActorKind)(0),                // 1: roster.v1.ActorKind
-	(*OrganizationSettings)(nil),  // 2: roster.v1.OrganizationSettings
-	(*Organization)(nil),          // 3: roster.v1.Organization
-	(*AuditEvent)(nil),            // 4: roster.v1.AuditEvent
-	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 7: google.protobuf.Struct
+	(PublicEmailDomainPolicy)(0),    // 0: roster.v1.PublicEmailDomainPolicy
+	(UserAttributeType)(0),          // 1: roster.v1.UserAttributeType
+	(ActorKind)(0),                  // 2: roster.v1.ActorKind
+	(*OrganizationSettings)(nil),    // 3: roster.v1.OrganizationSettings
+	(*UserAttributeDefinition)(nil), // 4: roster.v1.UserAttributeDefinition
+	(*Organization)(nil),            // 5: roster.v1.Organization
+	(*AuditEvent)(nil),              // 6: roster.v1.AuditEvent
+	(*durationpb.Duration)(nil),     // 7: google.protobuf.Duration
+	(*structpb.Value)(nil),          // 8: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),         // 10: google.protobuf.Struct
 }
 var file_roster_v1_organization_proto_depIdxs = []int32{
 	0,  // 0: roster.v1.OrganizationSettings.public_email_domain_policy:type_name -> roster.v1.PublicEmailDomainPolicy
-	5,  // 1: roster.v1.OrganizationSettings.invitation_ttl:type_name -> google.protobuf.Duration
-	5,  // 2: roster.v1.OrganizationSettings.password_reset_ttl:type_name -> google.protobuf.Duration
-	5,  // 3: roster.v1.OrganizationSettings.access_token_ttl:type_name -> google.protobuf.Duration
-	5,  // 4: roster.v1.OrganizationSettings.password_max_age:type_name -> google.protobuf.Duration
-	2,  // 5: roster.v1.Organization.settings:type_name -> roster.v1.OrganizationSettings
-	6,  // 6: roster.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 7: roster.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 8: roster.v1.AuditEvent.actor_kind:type_name -> roster.v1.ActorKind
-	7,  // 9: roster.v1.AuditEvent.details:type_name -> google.protobuf.Struct
-	6,  // 10: roster.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	7,  // 1: roster.v1.OrganizationSettings.invitation_ttl:type_name -> google.protobuf.Duration
+	7,  // 2: roster.v1.OrganizationSettings.password_reset_ttl:type_name -> google.protobuf.Duration
+	7,  // 3: roster.v1.OrganizationSettings.access_token_ttl:type_name -> google.protobuf.Duration
+	7,  // 4: roster.v1.OrganizationSettings.password_max_age:type_name -> google.protobuf.Duration
+	1,  // 5: roster.v1.UserAttributeDefinition.type:type_name -> roster.v1.UserAttributeType
+	8,  // 6: roster.v1.UserAttributeDefinition.allowed_values:type_name -> google.protobuf.Value
+	9,  // 7: roster.v1.UserAttributeDefinition.create_time:type_name -> google.protobuf.Timestamp
+	9,  // 8: roster.v1.UserAttributeDefinition.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 9: roster.v1.Organization.settings:type_name -> roster.v1.OrganizationSettings
+	9,  // 10: roster.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	9,  // 11: roster.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 12: roster.v1.AuditEvent.actor_kind:type_name -> roster.v1.ActorKind
+	10, // 13: roster.v1.AuditEvent.details:type_name -> google.protobuf.Struct
+	9,  // 14: roster.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_organization_proto_init() }
@@ -562,8 +747,8 @@ func file_roster_v1_organization_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_organization_proto_rawDesc), len(file_roster_v1_organization_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   3,
+			NumEnums:      3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -372,6 +372,273 @@ func (x *ListAuditEventsResponse) GetTotalSizeEstimated() bool {
 	return false
 }
 
+type DefineUserAttributeRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Attribute     *UserAttributeDefinition `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DefineUserAttributeRequest) Reset() {
+	*x = DefineUserAttributeRequest{}
+	mi := &file_roster_v1_organization_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefineUserAttributeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefineUserAttributeRequest) ProtoMessage() {}
+
+func (x *DefineUserAttributeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_organization_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefineUserAttributeRequest.ProtoReflect.Descriptor instead.
+func (*DefineUserAttributeRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_organization_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DefineUserAttributeRequest) GetAttribute() *UserAttributeDefinition {
+	if x != nil {
+		return x.Attribute
+	}
+	return nil
+}
+
+type DefineUserAttributeResponse struct {
+	state     protoimpl.MessageState   `protogen:"open.v1"`
+	Attribute *UserAttributeDefinition `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	// False when an existing definition was changed (or left as it was).
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DefineUserAttributeResponse) Reset() {
+	*x = DefineUserAttributeResponse{}
+	mi := &file_roster_v1_organization_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefineUserAttributeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefineUserAttributeResponse) ProtoMessage() {}
+
+func (x *DefineUserAttributeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_organization_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefineUserAttributeResponse.ProtoReflect.Descriptor instead.
+func (*DefineUserAttributeResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_organization_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DefineUserAttributeResponse) GetAttribute() *UserAttributeDefinition {
+	if x != nil {
+		return x.Attribute
+	}
+	return nil
+}
+
+func (x *DefineUserAttributeResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+// The organization defines at most 100 attributes: one page holds them all.
+type ListUserAttributesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserAttributesRequest) Reset() {
+	*x = ListUserAttributesRequest{}
+	mi := &file_roster_v1_organization_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserAttributesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserAttributesRequest) ProtoMessage() {}
+
+func (x *ListUserAttributesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_organization_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserAttributesRequest.ProtoReflect.Descriptor instead.
+func (*ListUserAttributesRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_organization_service_proto_rawDescGZIP(), []int{8}
+}
+
+type ListUserAttributesResponse struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Attributes    []*UserAttributeDefinition `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserAttributesResponse) Reset() {
+	*x = ListUserAttributesResponse{}
+	mi := &file_roster_v1_organization_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserAttributesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserAttributesResponse) ProtoMessage() {}
+
+func (x *ListUserAttributesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_organization_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserAttributesResponse.ProtoReflect.Descriptor instead.
+func (*ListUserAttributesResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_organization_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListUserAttributesResponse) GetAttributes() []*UserAttributeDefinition {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+type DeleteUserAttributeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserAttributeRequest) Reset() {
+	*x = DeleteUserAttributeRequest{}
+	mi := &file_roster_v1_organization_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserAttributeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserAttributeRequest) ProtoMessage() {}
+
+func (x *DeleteUserAttributeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_organization_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserAttributeRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserAttributeRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_organization_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeleteUserAttributeRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type DeleteUserAttributeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many users held a value of it (now removed).
+	RemovedUserValues int64 `protobuf:"varint,1,opt,name=removed_user_values,json=removedUserValues,proto3" json:"removed_user_values,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DeleteUserAttributeResponse) Reset() {
+	*x = DeleteUserAttributeResponse{}
+	mi := &file_roster_v1_organization_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserAttributeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserAttributeResponse) ProtoMessage() {}
+
+func (x *DeleteUserAttributeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_organization_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserAttributeResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserAttributeResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_organization_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteUserAttributeResponse) GetRemovedUserValues() int64 {
+	if x != nil {
+		return x.RemovedUserValues
+	}
+	return 0
+}
+
 var File_roster_v1_organization_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_organization_service_proto_rawDesc = "" +
@@ -403,11 +670,28 @@ const file_roster_v1_organization_service_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
 	"total_size\x18\x03 \x01(\x03R\ttotalSize\x120\n" +
-	"\x14total_size_estimated\x18\x04 \x01(\bR\x12totalSizeEstimated2\xc4\x02\n" +
+	"\x14total_size_estimated\x18\x04 \x01(\bR\x12totalSizeEstimated\"^\n" +
+	"\x1aDefineUserAttributeRequest\x12@\n" +
+	"\tattribute\x18\x01 \x01(\v2\".roster.v1.UserAttributeDefinitionR\tattribute\"y\n" +
+	"\x1bDefineUserAttributeResponse\x12@\n" +
+	"\tattribute\x18\x01 \x01(\v2\".roster.v1.UserAttributeDefinitionR\tattribute\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\x1b\n" +
+	"\x19ListUserAttributesRequest\"`\n" +
+	"\x1aListUserAttributesResponse\x12B\n" +
+	"\n" +
+	"attributes\x18\x01 \x03(\v2\".roster.v1.UserAttributeDefinitionR\n" +
+	"attributes\".\n" +
+	"\x1aDeleteUserAttributeRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"M\n" +
+	"\x1bDeleteUserAttributeResponse\x12.\n" +
+	"\x13removed_user_values\x18\x01 \x01(\x03R\x11removedUserValues2\xf3\x04\n" +
 	"\x13OrganizationService\x12X\n" +
 	"\x0fGetOrganization\x12!.roster.v1.GetOrganizationRequest\x1a\".roster.v1.GetOrganizationResponse\x12y\n" +
 	"\x1aUpdateOrganizationSettings\x12,.roster.v1.UpdateOrganizationSettingsRequest\x1a-.roster.v1.UpdateOrganizationSettingsResponse\x12X\n" +
-	"\x0fListAuditEvents\x12!.roster.v1.ListAuditEventsRequest\x1a\".roster.v1.ListAuditEventsResponseBL\n" +
+	"\x0fListAuditEvents\x12!.roster.v1.ListAuditEventsRequest\x1a\".roster.v1.ListAuditEventsResponse\x12d\n" +
+	"\x13DefineUserAttribute\x12%.roster.v1.DefineUserAttributeRequest\x1a&.roster.v1.DefineUserAttributeResponse\x12a\n" +
+	"\x12ListUserAttributes\x12$.roster.v1.ListUserAttributesRequest\x1a%.roster.v1.ListUserAttributesResponse\x12d\n" +
+	"\x13DeleteUserAttribute\x12%.roster.v1.DeleteUserAttributeRequest\x1a&.roster.v1.DeleteUserAttributeResponseBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -422,7 +706,7 @@ func file_roster_v1_organization_service_proto_rawDescGZIP() []byte {
 	return file_roster_v1_organization_service_proto_rawDescData
 }
 
-var file_roster_v1_organization_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_roster_v1_organization_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_roster_v1_organization_service_proto_goTypes = []any{
 	(*GetOrganizationRequest)(nil),             // 0: roster.v1.GetOrganizationRequest
 	(*GetOrganizationResponse)(nil),            // 1: roster.v1.GetOrganizationResponse
@@ -430,31 +714,47 @@ var file_roster_v1_organization_service_proto_goTypes = []any{
 	(*UpdateOrganizationSettingsResponse)(nil), // 3: roster.v1.UpdateOrganizationSettingsResponse
 	(*ListAuditEventsRequest)(nil),             // 4: roster.v1.ListAuditEventsRequest
 	(*ListAuditEventsResponse)(nil),            // 5: roster.v1.ListAuditEventsResponse
-	(*Organization)(nil),                       // 6: roster.v1.Organization
-	(*OrganizationSettings)(nil),               // 7: roster.v1.OrganizationSettings
-	(*fieldmaskpb.FieldMask)(nil),              // 8: google.protobuf.FieldMask
-	(*timestamppb.Timestamp)(nil),              // 9: google.protobuf.Timestamp
-	(*AuditEvent)(nil),                         // 10: roster.v1.AuditEvent
+	(*DefineUserAttributeRequest)(nil),         // 6: roster.v1.DefineUserAttributeRequest
+	(*DefineUserAttributeResponse)(nil),        // 7: roster.v1.DefineUserAttributeResponse
+	(*ListUserAttributesRequest)(nil),          // 8: roster.v1.ListUserAttributesRequest
+	(*ListUserAttributesResponse)(nil),         // 9: roster.v1.ListUserAttributesResponse
+	(*DeleteUserAttributeRequest)(nil),         // 10: roster.v1.DeleteUserAttributeRequest
+	(*DeleteUserAttributeResponse)(nil),        // 11: roster.v1.DeleteUserAttributeResponse
+	(*Organization)(nil),                       // 12: roster.v1.Organization
+	(*OrganizationSettings)(nil),               // 13: roster.v1.OrganizationSettings
+	(*fieldmaskpb.FieldMask)(nil),              // 14: google.protobuf.FieldMask
+	(*timestamppb.Timestamp)(nil),              // 15: google.protobuf.Timestamp
+	(*AuditEvent)(nil),                         // 16: roster.v1.AuditEvent
+	(*UserAttributeDefinition)(nil),            // 17: roster.v1.UserAttributeDefinition
 }
 var file_roster_v1_organization_service_proto_depIdxs = []int32{
-	6,  // 0: roster.v1.GetOrganizationResponse.organization:type_name -> roster.v1.Organization
-	7,  // 1: roster.v1.UpdateOrganizationSettingsRequest.settings:type_name -> roster.v1.OrganizationSettings
-	8,  // 2: roster.v1.UpdateOrganizationSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	6,  // 3: roster.v1.UpdateOrganizationSettingsResponse.organization:type_name -> roster.v1.Organization
-	9,  // 4: roster.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	9,  // 5: roster.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	10, // 6: roster.v1.ListAuditEventsResponse.audit_events:type_name -> roster.v1.AuditEvent
-	0,  // 7: roster.v1.OrganizationService.GetOrganization:input_type -> roster.v1.GetOrganizationRequest
-	2,  // 8: roster.v1.OrganizationService.UpdateOrganizationSettings:input_type -> roster.v1.UpdateOrganizationSettingsRequest
-	4,  // 9: roster.v1.OrganizationService.ListAuditEvents:input_type -> roster.v1.ListAuditEventsRequest
-	1,  // 10: roster.v1.OrganizationService.GetOrganization:output_type -> roster.v1.GetOrganizationResponse
-	3,  // 11: roster.v1.OrganizationService.UpdateOrganizationSettings:output_type -> roster.v1.UpdateOrganizationSettingsResponse
-	5,  // 12: roster.v1.OrganizationService.ListAuditEvents:output_type -> roster.v1.ListAuditEventsResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 0: roster.v1.GetOrganizationResponse.organization:type_name -> roster.v1.Organization
+	13, // 1: roster.v1.UpdateOrganizationSettingsRequest.settings:type_name -> roster.v1.OrganizationSettings
+	14, // 2: roster.v1.UpdateOrganizationSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	12, // 3: roster.v1.UpdateOrganizationSettingsResponse.organization:type_name -> roster.v1.Organization
+	15, // 4: roster.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	15, // 5: roster.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	16, // 6: roster.v1.ListAuditEventsResponse.audit_events:type_name -> roster.v1.AuditEvent
+	17, // 7: roster.v1.DefineUserAttributeRequest.attribute:type_name -> roster.v1.UserAttributeDefinition
+	17, // 8: roster.v1.DefineUserAttributeResponse.attribute:type_name -> roster.v1.UserAttributeDefinition
+	17, // 9: roster.v1.ListUserAttributesResponse.attributes:type_name -> roster.v1.UserAttributeDefinition
+	0,  // 10: roster.v1.OrganizationService.GetOrganization:input_type -> roster.v1.GetOrganizationRequest
+	2,  // 11: roster.v1.OrganizationService.UpdateOrganizationSettings:input_type -> roster.v1.UpdateOrganizationSettingsRequest
+	4,  // 12: roster.v1.OrganizationService.ListAuditEvents:input_type -> roster.v1.ListAuditEventsRequest
+	6,  // 13: roster.v1.OrganizationService.DefineUserAttribute:input_type -> roster.v1.DefineUserAttributeRequest
+	8,  // 14: roster.v1.OrganizationService.ListUserAttributes:input_type -> roster.v1.ListUserAttributesRequest
+	10, // 15: roster.v1.OrganizationService.DeleteUserAttribute:input_type -> roster.v1.DeleteUserAttributeRequest
+	1,  // 16: roster.v1.OrganizationService.GetOrganization:output_type -> roster.v1.GetOrganizationResponse
+	3,  // 17: roster.v1.OrganizationService.UpdateOrganizationSettings:output_type -> roster.v1.UpdateOrganizationSettingsResponse
+	5,  // 18: roster.v1.OrganizationService.ListAuditEvents:output_type -> roster.v1.ListAuditEventsResponse
+	7,  // 19: roster.v1.OrganizationService.DefineUserAttribute:output_type -> roster.v1.DefineUserAttributeResponse
+	9,  // 20: roster.v1.OrganizationService.ListUserAttributes:output_type -> roster.v1.ListUserAttributesResponse
+	11, // 21: roster.v1.OrganizationService.DeleteUserAttribute:output_type -> roster.v1.DeleteUserAttributeResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_organization_service_proto_init() }
@@ -469,7 +769,7 @@ func file_roster_v1_organization_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_organization_service_proto_rawDesc), len(file_roster_v1_organization_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

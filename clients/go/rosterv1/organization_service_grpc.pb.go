@@ -22,6 +22,9 @@ const (
 	OrganizationService_GetOrganization_FullMethodName            = "/roster.v1.OrganizationService/GetOrganization"
 	OrganizationService_UpdateOrganizationSettings_FullMethodName = "/roster.v1.OrganizationService/UpdateOrganizationSettings"
 	OrganizationService_ListAuditEvents_FullMethodName            = "/roster.v1.OrganizationService/ListAuditEvents"
+	OrganizationService_DefineUserAttribute_FullMethodName        = "/roster.v1.OrganizationService/DefineUserAttribute"
+	OrganizationService_ListUserAttributes_FullMethodName         = "/roster.v1.OrganizationService/ListUserAttributes"
+	OrganizationService_DeleteUserAttribute_FullMethodName        = "/roster.v1.OrganizationService/DeleteUserAttribute"
 )
 
 // OrganizationServiceClient is the client API for OrganizationService service.
@@ -36,6 +39,17 @@ type OrganizationServiceClient interface {
 	UpdateOrganizationSettings(ctx context.Context, in *UpdateOrganizationSettingsRequest, opts ...grpc.CallOption) (*UpdateOrganizationSettingsResponse, error)
 	// Lists recorded changes, newest first. Scope: ADMIN.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// Defines a custom user attribute, or changes the definition of the one
+	// with that key. A change of type or allowed values is refused
+	// (FAILED_PRECONDITION) while users hold values it would not admit,
+	// counting them; making one required asks nothing of existing users.
+	// Audited. Scope: ADMIN (organization administrators).
+	DefineUserAttribute(ctx context.Context, in *DefineUserAttributeRequest, opts ...grpc.CallOption) (*DefineUserAttributeResponse, error)
+	// Lists the custom user attributes, by key. Scope: VIEWER.
+	ListUserAttributes(ctx context.Context, in *ListUserAttributesRequest, opts ...grpc.CallOption) (*ListUserAttributesResponse, error)
+	// Deletes a custom user attribute and every user's value of it. Audited.
+	// Scope: ADMIN (organization administrators).
+	DeleteUserAttribute(ctx context.Context, in *DeleteUserAttributeRequest, opts ...grpc.CallOption) (*DeleteUserAttributeResponse, error)
 }
 
 type organizationServiceClient struct {
@@ -76,6 +90,36 @@ func (c *organizationServiceClient) ListAuditEvents(ctx context.Context, in *Lis
 	return out, nil
 }
 
+func (c *organizationServiceClient) DefineUserAttribute(ctx context.Context, in *DefineUserAttributeRequest, opts ...grpc.CallOption) (*DefineUserAttributeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DefineUserAttributeResponse)
+	err := c.cc.Invoke(ctx, OrganizationService_DefineUserAttribute_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *organizationServiceClient) ListUserAttributes(ctx context.Context, in *ListUserAttributesRequest, opts ...grpc.CallOption) (*ListUserAttributesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUserAttributesResponse)
+	err := c.cc.Invoke(ctx, OrganizationService_ListUserAttributes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *organizationServiceClient) DeleteUserAttribute(ctx context.Context, in *DeleteUserAttributeRequest, opts ...grpc.CallOption) (*DeleteUserAttributeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteUserAttributeResponse)
+	err := c.cc.Invoke(ctx, OrganizationService_DeleteUserAttribute_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrganizationServiceServer is the server API for OrganizationService service.
 // All implementations must embed UnimplementedOrganizationServiceServer
 // for forward compatibility.
@@ -88,6 +132,17 @@ type OrganizationServiceServer interface {
 	UpdateOrganizationSettings(context.Context, *UpdateOrganizationSettingsRequest) (*UpdateOrganizationSettingsResponse, error)
 	// Lists recorded changes, newest first. Scope: ADMIN.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// Defines a custom user attribute, or changes the definition of the one
+	// with that key. A change of type or allowed values is refused
+	// (FAILED_PRECONDITION) while users hold values it would not admit,
+	// counting them; making one required asks nothing of existing users.
+	// Audited. Scope: ADMIN (organization administrators).
+	DefineUserAttribute(context.Context, *DefineUserAttributeRequest) (*DefineUserAttributeResponse, error)
+	// Lists the custom user attributes, by key. Scope: VIEWER.
+	ListUserAttributes(context.Context, *ListUserAttributesRequest) (*ListUserAttributesResponse, error)
+	// Deletes a custom user attribute and every user's value of it. Audited.
+	// Scope: ADMIN (organization administrators).
+	DeleteUserAttribute(context.Context, *DeleteUserAttributeRequest) (*DeleteUserAttributeResponse, error)
 	mustEmbedUnimplementedOrganizationServiceServer()
 }
 
@@ -106,6 +161,15 @@ func (UnimplementedOrganizationServiceServer) UpdateOrganizationSettings(context
 }
 func (UnimplementedOrganizationServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedOrganizationServiceServer) DefineUserAttribute(context.Context, *DefineUserAttributeRequest) (*DefineUserAttributeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DefineUserAttribute not implemented")
+}
+func (UnimplementedOrganizationServiceServer) ListUserAttributes(context.Context, *ListUserAttributesRequest) (*ListUserAttributesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListUserAttributes not implemented")
+}
+func (UnimplementedOrganizationServiceServer) DeleteUserAttribute(context.Context, *DeleteUserAttributeRequest) (*DeleteUserAttributeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteUserAttribute not implemented")
 }
 func (UnimplementedOrganizationServiceServer) mustEmbedUnimplementedOrganizationServiceServer() {}
 func (UnimplementedOrganizationServiceServer) testEmbeddedByValue()                             {}
@@ -182,6 +246,60 @@ func _OrganizationService_ListAuditEvents_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrganizationService_DefineUserAttribute_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DefineUserAttributeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrganizationServiceServer).DefineUserAttribute(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrganizationService_DefineUserAttribute_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrganizationServiceServer).DefineUserAttribute(ctx, req.(*DefineUserAttributeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrganizationService_ListUserAttributes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUserAttributesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrganizationServiceServer).ListUserAttributes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrganizationService_ListUserAttributes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrganizationServiceServer).ListUserAttributes(ctx, req.(*ListUserAttributesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrganizationService_DeleteUserAttribute_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteUserAttributeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrganizationServiceServer).DeleteUserAttribute(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrganizationService_DeleteUserAttribute_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrganizationServiceServer).DeleteUserAttribute(ctx, req.(*DeleteUserAttributeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrganizationService_ServiceDesc is the grpc.ServiceDesc for OrganizationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +318,18 @@ var OrganizationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _OrganizationService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "DefineUserAttribute",
+			Handler:    _OrganizationService_DefineUserAttribute_Handler,
+		},
+		{
+			MethodName: "ListUserAttributes",
+			Handler:    _OrganizationService_ListUserAttributes_Handler,
+		},
+		{
+			MethodName: "DeleteUserAttribute",
+			Handler:    _OrganizationService_DeleteUserAttribute_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -9,6 +9,7 @@ package rosterv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -180,7 +181,13 @@ type User struct {
 	PasswordExpireTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=password_expire_time,json=passwordExpireTime,proto3" json:"password_expire_time,omitempty"`
 	// Output only, and only in the FULL view (GetUser, ListUsers): the
 	// groups the user is a member of, by name.
-	Groups        []*GroupRef `protobuf:"bytes,16,rep,name=groups,proto3" json:"groups,omitempty"`
+	Groups []*GroupRef `protobuf:"bytes,16,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Custom attributes by key, as the organization defines them
+	// (OrganizationService.ListUserAttributes): a string, a number, a boolean,
+	// or a date as a `YYYY-MM-DD` string. On create every required attribute
+	// is given; UpdateUser changes them with the mask paths `attributes` (the
+	// whole map) or `attributes.<key>` (one; absent or null removes it).
+	Attributes    *structpb.Struct `protobuf:"bytes,19,opt,name=attributes,proto3" json:"attributes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +334,13 @@ func (x *User) GetGroups() []*GroupRef {
 	return nil
 }
 
+func (x *User) GetAttributes() *structpb.Struct {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
 // A user named by whichever key a person has at hand, in the caller's
 // organization: the id (the stable key), the email (one user only: where
 // duplicate emails are allowed and it is shared, give another key), the
@@ -449,7 +463,7 @@ var File_roster_v1_user_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15roster/v1/group.proto\"\xbe\x05\n" +
+	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15roster/v1/group.proto\"\xf7\x05\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -471,7 +485,10 @@ const file_roster_v1_user_proto_rawDesc = "" +
 	"\x0flast_login_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastLoginTime\x12)\n" +
 	"\x10password_expired\x18\x0e \x01(\bR\x0fpasswordExpired\x12L\n" +
 	"\x14password_expire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x12passwordExpireTime\x12+\n" +
-	"\x06groups\x18\x10 \x03(\v2\x13.roster.v1.GroupRefR\x06groups\"{\n" +
+	"\x06groups\x18\x10 \x03(\v2\x13.roster.v1.GroupRefR\x06groups\x127\n" +
+	"\n" +
+	"attributes\x18\x13 \x01(\v2\x17.google.protobuf.StructR\n" +
+	"attributes\"{\n" +
 	"\aUserKey\x12\x10\n" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x12\x16\n" +
 	"\x05email\x18\x02 \x01(\tH\x00R\x05email\x12\x1c\n" +
@@ -516,6 +533,7 @@ var file_roster_v1_user_proto_goTypes = []any{
 	(*UserKey)(nil),               // 3: roster.v1.UserKey
 	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 	(*GroupRef)(nil),              // 5: roster.v1.GroupRef
+	(*structpb.Struct)(nil),       // 6: google.protobuf.Struct
 }
 var file_roster_v1_user_proto_depIdxs = []int32{
 	0, // 0: roster.v1.User.status:type_name -> roster.v1.UserStatus
@@ -525,11 +543,12 @@ var file_roster_v1_user_proto_depIdxs = []int32{
 	4, // 4: roster.v1.User.last_login_time:type_name -> google.protobuf.Timestamp
 	4, // 5: roster.v1.User.password_expire_time:type_name -> google.protobuf.Timestamp
 	5, // 6: roster.v1.User.groups:type_name -> roster.v1.GroupRef
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	6, // 7: roster.v1.User.attributes:type_name -> google.protobuf.Struct
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_proto_init() }

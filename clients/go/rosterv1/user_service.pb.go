@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -669,7 +670,11 @@ type ListUsersRequest struct {
 	// As group_id, by the group's name (ignoring case; give one of the two).
 	GroupName string `protobuf:"bytes,12,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
 	// As unit_id, by the unit's name (ignoring case; give one of the two).
-	UnitName      string `protobuf:"bytes,13,opt,name=unit_name,json=unitName,proto3" json:"unit_name,omitempty"`
+	UnitName string `protobuf:"bytes,13,opt,name=unit_name,json=unitName,proto3" json:"unit_name,omitempty"`
+	// Only users holding exactly these custom attribute values (every key
+	// given), each checked like a user's value: `{"department": "sales",
+	// "level": 3}`.
+	Attributes    *structpb.Struct `protobuf:"bytes,14,opt,name=attributes,proto3" json:"attributes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -795,6 +800,13 @@ func (x *ListUsersRequest) GetUnitName() string {
 	return ""
 }
 
+func (x *ListUsersRequest) GetAttributes() *structpb.Struct {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
 type ListUsersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
@@ -868,7 +880,9 @@ type UpdateUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// `user.id` names the user.
 	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	// Paths among first_name, last_name, email, username, phone, external_id.
+	// Paths among first_name, last_name, email, username, phone, external_id,
+	// `attributes` (the whole map: keys left out are removed) and
+	// `attributes.<key>` (one attribute: absent or null removes it).
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3021,7 +3035,7 @@ var File_roster_v1_user_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xd4\x02\n" +
+	"\x1croster/v1/user_service.proto\x12\troster.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14roster/v1/auth.proto\x1a\x16roster/v1/common.proto\x1a\x15roster/v1/group.proto\x1a\x14roster/v1/user.proto\"\xd4\x02\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\x12$\n" +
@@ -3057,7 +3071,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"k\n" +
 	"\x15BatchGetUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12+\n" +
-	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\x8e\x04\n" +
+	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xc7\x04\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -3074,7 +3088,10 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x04view\x18\v \x01(\x0e2\x13.roster.v1.UserViewR\x04view\x12\x1d\n" +
 	"\n" +
 	"group_name\x18\f \x01(\tR\tgroupName\x12\x1b\n" +
-	"\tunit_name\x18\r \x01(\tR\bunitNameB\f\n" +
+	"\tunit_name\x18\r \x01(\tR\bunitName\x127\n" +
+	"\n" +
+	"attributes\x18\x0e \x01(\v2\x17.google.protobuf.StructR\n" +
+	"attributesB\f\n" +
 	"\n" +
 	"_onboardedB\x16\n" +
 	"\x14_public_email_domainB\x13\n" +
@@ -3346,12 +3363,13 @@ var file_roster_v1_user_service_proto_goTypes = []any{
 	(*GroupRef)(nil),                     // 53: roster.v1.GroupRef
 	(UserView)(0),                        // 54: roster.v1.UserView
 	(UserStatus)(0),                      // 55: roster.v1.UserStatus
-	(*fieldmaskpb.FieldMask)(nil),        // 56: google.protobuf.FieldMask
-	(*Group)(nil),                        // 57: roster.v1.Group
-	(Scope)(0),                           // 58: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 59: roster.v1.AccessGrant
-	(*Session)(nil),                      // 60: roster.v1.Session
-	(*timestamppb.Timestamp)(nil),        // 61: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),              // 56: google.protobuf.Struct
+	(*fieldmaskpb.FieldMask)(nil),        // 57: google.protobuf.FieldMask
+	(*Group)(nil),                        // 58: roster.v1.Group
+	(Scope)(0),                           // 59: roster.v1.Scope
+	(*AccessGrant)(nil),                  // 60: roster.v1.AccessGrant
+	(*Session)(nil),                      // 61: roster.v1.Session
+	(*timestamppb.Timestamp)(nil),        // 62: google.protobuf.Timestamp
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
 	50, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
@@ -3365,91 +3383,92 @@ var file_roster_v1_user_service_proto_depIdxs = []int32{
 	50, // 8: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
 	55, // 9: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
 	54, // 10: roster.v1.ListUsersRequest.view:type_name -> roster.v1.UserView
-	50, // 11: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	50, // 12: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	56, // 13: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	50, // 14: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	52, // 15: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	55, // 16: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	50, // 17: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	50, // 18: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	51, // 19: roster.v1.CloneUserRequest.source_user:type_name -> roster.v1.UserKey
-	50, // 20: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	52, // 21: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	53, // 22: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
-	0,  // 23: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
-	51, // 24: roster.v1.MirrorUserRequest.reference_user:type_name -> roster.v1.UserKey
-	51, // 25: roster.v1.MirrorUserRequest.target_users:type_name -> roster.v1.UserKey
-	53, // 26: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
-	53, // 27: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
-	53, // 28: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
-	51, // 29: roster.v1.MirrorTargetResult.target_user:type_name -> roster.v1.UserKey
-	21, // 30: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	53, // 31: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
-	53, // 32: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
-	57, // 33: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	55, // 34: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	58, // 35: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	59, // 36: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
-	1,  // 37: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	55, // 38: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
-	34, // 39: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	55, // 40: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	60, // 41: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
-	50, // 42: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
-	61, // 43: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
-	50, // 44: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
-	2,  // 45: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 46: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 47: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 48: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 49: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 50: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 51: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 52: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 53: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 54: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 55: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 56: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 57: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 58: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 59: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 60: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 61: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	38, // 62: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
-	40, // 63: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
-	42, // 64: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
-	44, // 65: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
-	46, // 66: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
-	48, // 67: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
-	3,  // 68: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 69: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 70: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 71: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 72: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 73: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 74: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 75: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 76: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 77: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 78: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 79: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 80: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 81: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 82: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 83: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 84: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	39, // 85: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
-	41, // 86: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
-	43, // 87: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
-	45, // 88: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
-	47, // 89: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
-	49, // 90: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
-	68, // [68:91] is the sub-list for method output_type
-	45, // [45:68] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	56, // 11: roster.v1.ListUsersRequest.attributes:type_name -> google.protobuf.Struct
+	50, // 12: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	50, // 13: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	57, // 14: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50, // 15: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	52, // 16: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	55, // 17: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	50, // 18: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	50, // 19: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	51, // 20: roster.v1.CloneUserRequest.source_user:type_name -> roster.v1.UserKey
+	50, // 21: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	52, // 22: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	53, // 23: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	0,  // 24: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
+	51, // 25: roster.v1.MirrorUserRequest.reference_user:type_name -> roster.v1.UserKey
+	51, // 26: roster.v1.MirrorUserRequest.target_users:type_name -> roster.v1.UserKey
+	53, // 27: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
+	53, // 28: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
+	53, // 29: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
+	51, // 30: roster.v1.MirrorTargetResult.target_user:type_name -> roster.v1.UserKey
+	21, // 31: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
+	53, // 32: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
+	53, // 33: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
+	58, // 34: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	55, // 35: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	59, // 36: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	60, // 37: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	1,  // 38: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
+	55, // 39: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	34, // 40: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
+	55, // 41: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	61, // 42: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	50, // 43: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
+	62, // 44: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 45: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
+	2,  // 46: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 47: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 48: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 49: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 50: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 51: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 52: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 53: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 54: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 55: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 56: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 57: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 58: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 59: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 60: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 61: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 62: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	38, // 63: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
+	40, // 64: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
+	42, // 65: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
+	44, // 66: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
+	46, // 67: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
+	48, // 68: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
+	3,  // 69: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 70: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 71: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 72: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 73: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 74: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 75: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 76: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 77: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 78: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 79: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 80: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 81: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 82: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 83: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 84: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 85: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 86: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 87: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	43, // 88: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
+	45, // 89: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
+	47, // 90: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
+	49, // 91: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
+	69, // [69:92] is the sub-list for method output_type
+	46, // [46:69] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }

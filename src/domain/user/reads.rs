@@ -4,9 +4,12 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::{AuthorizableAccess, LookupKey, User, UserFilter, UserOrder, UserStatus};
+use super::{
+    AttributeInput, AuthorizableAccess, LookupKey, User, UserFilter, UserOrder, UserStatus,
+};
 use crate::{
     domain::{
+        attribute::{apply_changes, AttributeSchema, RawValue},
         group::{id_named, Group, GroupFilter, GroupLabel, NamedKind},
         paging::{Page, PageRequest},
         DomainError,
@@ -81,6 +84,11 @@ pub async fn list_users(
 ) -> Result<Page<User>, DomainError> {
     let mut filter = request.filter.clone();
     filter.find_named(pool, organization_id).await?;
+    if !filter.attributes.is_empty() {
+        let schema =
+            store::attributes::schema(&mut *pool.acquire().await?, organization_id).await?;
+        filter.attributes = attribute_filter(&schema, &filter.attributes)?;
+    }
     store::users::list(pool, organization_id, &filter, request.order, &request.page).await
 }
 
@@ -140,6 +148,25 @@ pub async fn groups_of_users(
             .push(GroupLabel { id, name });
     }
     Ok(groups)
+}
+
+/// ListUsers' attribute values, each checked like a user's own and written
+/// as stored (`3.0` is `3`), so that the filter is an exact containment.
+fn attribute_filter(
+    schema: &AttributeSchema,
+    given: &AttributeInput,
+) -> Result<AttributeInput, DomainError> {
+    let changes = schema
+        .parse_changes(
+            given
+                .iter()
+                .map(|(key, value)| (key.as_str(), Some(RawValue::Json(value)))),
+            "attributes.",
+        )
+        .map_err(DomainError::InvalidArgument)?;
+    Ok(apply_changes(&Default::default(), &changes)
+        .into_iter()
+        .collect())
 }
 
 /// The groups of an existing user, a page at a time.

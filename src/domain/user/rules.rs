@@ -318,6 +318,7 @@ mod tests {
             last_login_time: None,
             password_expire_time: None,
             password_expired: false,
+            attributes: Default::default(),
         }
     }
 

@@ -2,9 +2,10 @@
 
 use prost_types::Duration;
 
-use super::{json_struct, mask_fields, parse_timestamp, timestamp};
+use super::{json_struct, json_value, mask_fields, parse_timestamp, timestamp, value_json};
 use crate::{
     domain::{
+        attribute::{AttributeDefinition, AttributeType, DefinedAttribute, DefinitionInput},
         audit::{AuditEvent, AuditFilter},
         caller::ActorKind,
         organization::{Organization, PublicEmailDomainPolicy, SettingsPatch},
@@ -181,5 +182,49 @@ pub fn organization(organization: &Organization) -> proto::Organization {
         }),
         create_time: Some(timestamp(organization.create_time)),
         update_time: Some(timestamp(organization.update_time)),
+    }
+}
+
+/// DefineUserAttribute's definition, every violation at once.
+pub fn attribute_definition(
+    attribute: Option<proto::UserAttributeDefinition>,
+) -> Result<AttributeDefinition, DomainError> {
+    let attribute = attribute.unwrap_or_default();
+    let value_type = match proto::UserAttributeType::try_from(attribute.r#type) {
+        Ok(proto::UserAttributeType::String) => Some(AttributeType::String),
+        Ok(proto::UserAttributeType::Number) => Some(AttributeType::Number),
+        Ok(proto::UserAttributeType::Boolean) => Some(AttributeType::Boolean),
+        Ok(proto::UserAttributeType::Date) => Some(AttributeType::Date),
+        _ => None,
+    };
+    let input = DefinitionInput {
+        key: attribute.key,
+        value_type,
+        allowed_values: attribute.allowed_values.iter().map(value_json).collect(),
+        required: attribute.required,
+        description: attribute.description,
+    };
+    AttributeDefinition::parse(&input, "attribute.").map_err(DomainError::InvalidArgument)
+}
+
+pub fn attribute(defined: &DefinedAttribute) -> proto::UserAttributeDefinition {
+    let definition = &defined.definition;
+    proto::UserAttributeDefinition {
+        key: definition.key.as_str().to_owned(),
+        r#type: match definition.value_type {
+            AttributeType::String => proto::UserAttributeType::String,
+            AttributeType::Number => proto::UserAttributeType::Number,
+            AttributeType::Boolean => proto::UserAttributeType::Boolean,
+            AttributeType::Date => proto::UserAttributeType::Date,
+        } as i32,
+        allowed_values: definition
+            .allowed_values
+            .iter()
+            .map(|value| json_value(&value.to_json()))
+            .collect(),
+        required: definition.required,
+        description: definition.description.clone(),
+        create_time: Some(timestamp(defined.create_time)),
+        update_time: Some(timestamp(defined.update_time)),
     }
 }

@@ -12,22 +12,24 @@ use crate::{
         request::IdempotencyKey,
         session::Session,
         user::{
-            groups_of_users, AuthorizableAccess, CreatedUser, GivenUser, InvitationTargets,
-            LookupKey, MirrorMode, MirrorRequest, MirrorResult, NewUser, OnboardingStats, Origin,
-            User, UserField, UserFilter, UserInput, UserKey, UserListRequest, UserOrder,
-            UserStatus, UserUpdate, UserValues, UserView, MAX_USERS_PER_CALL,
+            groups_of_users, AttributeMask, AuthorizableAccess, CreatedUser, GivenUser,
+            InvitationTargets, LookupKey, MirrorMode, MirrorRequest, MirrorResult, NewUser,
+            OnboardingStats, Origin, User, UserField, UserFilter, UserInput, UserKey,
+            UserListRequest, UserOrder, UserStatus, UserUpdate, UserValues, UserView,
+            MAX_USERS_PER_CALL,
         },
         DomainError, FieldViolation,
     },
     grpc::convert::{
-        delimiter, field_issues, id_or_name, mask_fields, optional_timestamp, parse_id, parse_ids,
-        scopes_to_proto, timestamp, unit_scope_to_proto,
+        delimiter, field_issues, id_or_name, mask_fields, object_struct, optional_timestamp,
+        parse_id, parse_ids, scopes_to_proto, struct_fields, timestamp, unit_scope_to_proto,
     },
     proto,
     store::Pool,
 };
 
-const USER_FIELDS: &str = "first_name, last_name, email, username, phone, external_id";
+const USER_FIELDS: &str =
+    "first_name, last_name, email, username, phone, external_id, attributes, attributes.<key>";
 
 /// One refusal out of the failed parts of a request: their violations in
 /// request order, or the first error that is not about the request.
@@ -89,6 +91,7 @@ pub fn user(user: &User) -> proto::User {
         last_login_time: optional_timestamp(user.last_login_time),
         password_expired: user.password_expired,
         password_expire_time: optional_timestamp(user.password_expire_time),
+        attributes: (!user.attributes.is_empty()).then(|| object_struct(&user.attributes)),
         // The FULL view's (users_in_view).
         groups: Vec::new(),
     }
@@ -159,6 +162,7 @@ impl TryFrom<proto::CloneUserRequest> for NewUser {
 /// create may name a user to mirror.
 fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
     let origin = fields.origin;
+    let attributes = struct_fields(fields.user.as_ref().and_then(|u| u.attributes.as_ref()));
     let values =
         UserValues::parse(&user_input(fields.user), "user.").map_err(DomainError::InvalidArgument);
     let groups = GivenGroups::parse(&fields.group_ids, &fields.group_names, "");
@@ -185,6 +189,7 @@ fn new_user(fields: NewUserFields) -> Result<NewUser, DomainError> {
             deactivated: fields.deactivated,
             send_invitation: fields.send_invitation.unwrap_or(true),
             request_id,
+            attributes,
         }),
         (values, groups, source, request_id) => Err(refusal([
             values.err(),
@@ -482,6 +487,7 @@ fn user_filter(fields: UserFilterFields<'_>) -> Result<UserFilter, DomainError> 
             onboarded: fields.onboarded,
             public_email_domain: fields.public_email_domain,
             password_expired: None,
+            attributes: Default::default(),
         }),
         (statuses, group, unit, query_length) => Err(refusal([
             statuses.err(),
@@ -504,6 +510,7 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
             (Ok(page), Ok(order), Ok(filter), Ok(view)) => Ok(UserListRequest {
                 filter: UserFilter {
                     password_expired: body.password_expired,
+                    attributes: struct_fields(body.attributes.as_ref()),
                     ..filter
                 },
                 order,
@@ -568,17 +575,54 @@ impl TryFrom<proto::UpdateUserRequest> for UserUpdate {
                 .unwrap_or_default(),
             "user.id",
         )?;
-        let fields = mask_fields(
+        let paths = mask_fields(
             body.update_mask.as_ref(),
             "user.",
             USER_FIELDS,
-            UserField::parse,
+            MaskPath::parse,
         )?;
+        let mut fields = Vec::new();
+        let mut attribute_mask = AttributeMask::Untouched;
+        for path in paths {
+            match (path, &mut attribute_mask) {
+                (MaskPath::Field(field), _) => fields.push(field),
+                (MaskPath::Attributes, mask) => *mask = AttributeMask::Whole,
+                (MaskPath::Attribute(key), AttributeMask::Keys(keys)) => keys.push(key),
+                (MaskPath::Attribute(key), mask @ AttributeMask::Untouched) => {
+                    *mask = AttributeMask::Keys(vec![key])
+                }
+                // The whole map already names every key.
+                (MaskPath::Attribute(_), AttributeMask::Whole) => {}
+            }
+        }
+        let attributes = struct_fields(body.user.as_ref().and_then(|u| u.attributes.as_ref()));
         Ok(UserUpdate {
             user_id,
             fields,
             input: user_input(body.user),
+            attribute_mask,
+            attributes,
         })
+    }
+}
+
+/// A path of UpdateUser's mask: a user field, the attributes, or one of them.
+enum MaskPath {
+    Field(UserField),
+    Attributes,
+    Attribute(String),
+}
+
+impl MaskPath {
+    fn parse(path: &str) -> Option<Self> {
+        match path.strip_prefix("attributes") {
+            Some("") => Some(Self::Attributes),
+            Some(key) => key
+                .strip_prefix('.')
+                .filter(|key| !key.is_empty())
+                .map(|key| Self::Attribute(key.to_owned())),
+            None => UserField::parse(path).map(Self::Field),
+        }
     }
 }
 
