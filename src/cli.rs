@@ -585,12 +585,19 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
                 );
             }
         }
-        Command::ApiKey(ApiKeyCommand::Create {
+        Command::ApiKey(command) => api_key_command(pool, command).await?,
+    }
+    Ok(())
+}
+
+async fn api_key_command(pool: &crate::store::Pool, command: ApiKeyCommand) -> Result<()> {
+    match command {
+        ApiKeyCommand::Create {
             org,
             name,
             scope,
             expires_in_days,
-        }) => {
+        } => {
             let organization = find_organization(pool, &org).await?;
             let scopes: Vec<Option<Scope>> = scope
                 .into_iter()
@@ -610,7 +617,7 @@ async fn admin_command(database: &Database, command: Command) -> Result<()> {
             let secret = secret.context("a new key always has a secret")?;
             println!("{}", secret.expose());
         }
-        Command::ApiKey(ApiKeyCommand::Revoke { org, id, name }) => {
+        ApiKeyCommand::Revoke { org, id, name } => {
             let organization = find_organization(pool, &org).await?;
             let key_id = match (id, name) {
                 (Some(id), _) => id,

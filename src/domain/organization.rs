@@ -134,6 +134,16 @@ impl SettingsPatch {
     pub fn apply(&self, current: &Settings) -> Result<Settings, DomainError> {
         let mut next = current.clone();
         let mut violations = Vec::new();
+        self.apply_policies(&mut next, &mut violations);
+        self.apply_ttls(&mut next, &mut violations);
+        self.apply_presentation(&mut next, &mut violations);
+        self.apply_limits(&mut next, &mut violations);
+        DomainError::check(violations)?;
+        Ok(next)
+    }
+
+    /// Duplicate emails and public mail domains.
+    fn apply_policies(&self, next: &mut Settings, violations: &mut Vec<FieldViolation>) {
         if let Some(value) = self.allow_duplicate_emails {
             next.allow_duplicate_emails = value;
         }
@@ -146,6 +156,10 @@ impl SettingsPatch {
             )),
             None => {}
         }
+    }
+
+    /// The lifetimes of invitations, reset links and access tokens.
+    fn apply_ttls(&self, next: &mut Settings, violations: &mut Vec<FieldViolation>) {
         let ttls = [
             (
                 "settings.invitation_ttl",
@@ -181,6 +195,10 @@ impl SettingsPatch {
                 )),
             }
         }
+    }
+
+    /// How emails name the organization: locale and display name.
+    fn apply_presentation(&self, next: &mut Settings, violations: &mut Vec<FieldViolation>) {
         if let Some(raw) = &self.locale {
             match Locale::parse(raw) {
                 Some(locale) => next.locale = locale,
@@ -197,6 +215,10 @@ impl SettingsPatch {
                 Err(violation) => violations.push(violation),
             }
         }
+    }
+
+    /// The session limit and the password's maximum age.
+    fn apply_limits(&self, next: &mut Settings, violations: &mut Vec<FieldViolation>) {
         match self.max_sessions_per_user {
             None => {}
             Some(0) => next.max_sessions_per_user = None,
@@ -227,8 +249,6 @@ impl SettingsPatch {
                 ),
             )),
         }
-        DomainError::check(violations)?;
-        Ok(next)
     }
 }
 

@@ -22,21 +22,7 @@ const MAX_DESCRIPTION_BYTES: usize = 320;
 impl From<DomainError> for Status {
     fn from(error: DomainError) -> Self {
         match error {
-            DomainError::InvalidArgument(violations) => {
-                let message = error_message(&violations);
-                let mut details = ErrorDetails::with_bad_request(
-                    violations
-                        .into_iter()
-                        .take(MAX_VIOLATIONS)
-                        .map(|violation| FieldViolation {
-                            reason: violation.code.into_owned(),
-                            ..field_violation(violation.field, violation.description)
-                        })
-                        .collect::<Vec<_>>(),
-                );
-                details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::new());
-                with_details(Code::InvalidArgument, message, details)
-            }
+            DomainError::InvalidArgument(violations) => invalid_argument(violations),
             DomainError::NotFound(message) => with_reason(Code::NotFound, message, "NOT_FOUND"),
             DomainError::NotFoundField { field, message } => {
                 let mut details =
@@ -51,19 +37,7 @@ impl From<DomainError> for Status {
                 reason,
                 field,
                 message,
-            } => {
-                let field = bounded(field, MAX_FIELD_BYTES);
-                let mut details = ErrorDetails::with_error_info(
-                    reason,
-                    ERROR_DOMAIN,
-                    HashMap::from([("field".to_owned(), field.clone())]),
-                );
-                details.set_bad_request(vec![FieldViolation {
-                    reason: reason.to_owned(),
-                    ..field_violation(field, message.clone())
-                }]);
-                with_details(Code::AlreadyExists, message, details)
-            }
+            } => already_exists(reason, field, message),
             DomainError::FailedPrecondition { reason, message } => {
                 with_reason(Code::FailedPrecondition, message, reason)
             }
@@ -112,6 +86,38 @@ impl From<DomainError> for Status {
             }
         }
     }
+}
+
+/// Every violation (at most MAX_VIOLATIONS) as a BadRequest.
+fn invalid_argument(violations: Vec<crate::domain::FieldViolation>) -> Status {
+    let message = error_message(&violations);
+    let mut details = ErrorDetails::with_bad_request(
+        violations
+            .into_iter()
+            .take(MAX_VIOLATIONS)
+            .map(|violation| FieldViolation {
+                reason: violation.code.into_owned(),
+                ..field_violation(violation.field, violation.description)
+            })
+            .collect::<Vec<_>>(),
+    );
+    details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::new());
+    with_details(Code::InvalidArgument, message, details)
+}
+
+/// The field that collided, in ErrorInfo and in a BadRequest.
+fn already_exists(reason: &'static str, field: String, message: String) -> Status {
+    let field = bounded(field, MAX_FIELD_BYTES);
+    let mut details = ErrorDetails::with_error_info(
+        reason,
+        ERROR_DOMAIN,
+        HashMap::from([("field".to_owned(), field.clone())]),
+    );
+    details.set_bad_request(vec![FieldViolation {
+        reason: reason.to_owned(),
+        ..field_violation(field, message.clone())
+    }]);
+    with_details(Code::AlreadyExists, message, details)
 }
 
 /// How long a caller is told to wait before it retries a call the database's
