@@ -5,13 +5,11 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
-use sqlx::{
-    postgres::{PgConnectOptions, PgPoolOptions},
-    ConnectOptions,
-};
+use sqlx::{postgres::PgPoolOptions, ConnectOptions};
 
 use crate::{
     cluster::{ClusterOptions, PrivateCluster},
+    database_hosts::{accepts_writes, DatabaseHosts, SessionTarget},
     store,
 };
 
@@ -79,12 +77,16 @@ pub struct Database {
 
 impl Database {
     pub async fn open(source: DatabaseSource, max_connections: u32) -> Result<Self> {
-        let (options, cluster) = match source {
+        let (options, cluster, hosts) = match source {
             DatabaseSource::Url(url) => {
-                let options: PgConnectOptions = url
-                    .parse()
-                    .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-                (options, None)
+                let hosts = DatabaseHosts::parse(&url)?;
+                let options = if hosts.is_choice() {
+                    hosts.find().await?
+                } else {
+                    url.parse()
+                        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+                };
+                (options, None, Some(hosts))
             }
             DatabaseSource::Private {
                 data_dir,
@@ -101,10 +103,32 @@ impl Database {
                 })
                 .await??;
                 ensure_database(&cluster, PRIVATE_DATABASE).await?;
-                (cluster.connect_options(PRIVATE_DATABASE), Some(cluster))
+                (
+                    cluster.connect_options(PRIVATE_DATABASE),
+                    Some(cluster),
+                    None,
+                )
             }
         };
-        let pool = pool_options(max_connections)
+        let writes_only = hosts
+            .as_ref()
+            .is_some_and(|hosts| hosts.is_choice() && hosts.target == SessionTarget::ReadWrite);
+        let mut pool_options = pool_options(max_connections);
+        if writes_only {
+            // A host demoted after it was chosen must not hand out sessions.
+            pool_options = pool_options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    if accepts_writes(connection).await? {
+                        Ok(())
+                    } else {
+                        Err(sqlx::Error::Protocol(
+                            "the database host is read-only now (a standby, or a primary being demoted)".into(),
+                        ))
+                    }
+                })
+            });
+        }
+        let pool = pool_options
             .connect_with(options.log_statements(tracing::log::LevelFilter::Debug))
             .await
             .context("cannot connect to PostgreSQL")?;
@@ -112,10 +136,11 @@ impl Database {
             .run(&pool)
             .await
             .context("cannot apply migrations")?;
-        Ok(Self {
-            pool: pool.into(),
-            cluster,
-        })
+        let mut pool = store::Pool::from(pool);
+        if let Some(hosts) = hosts {
+            pool = pool.with_hosts(hosts);
+        }
+        Ok(Self { pool, cluster })
     }
 
     /// True when Roster runs its own private cluster (zero configuration).

@@ -5,7 +5,7 @@
 //! (`grpc::database_gate`) refuses calls UNAVAILABLE at once instead of
 //! letting them wait out the pool's acquire timeout.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgConnection},
@@ -14,7 +14,7 @@ use sqlx::{
 use tokio::sync::watch;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::store::Pool;
+use crate::{database_hosts::accepts_writes, store::Pool};
 
 /// How often the probe asks; also about how long a return goes unnoticed.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -72,7 +72,9 @@ impl DatabaseWatch {
 
 /// The probe's side: runs for as long as the server runs.
 pub struct DatabaseWatcher {
-    options: Arc<PgConnectOptions>,
+    /// Its connect options are read at each new probe connection: a pool
+    /// on several hosts may be repointed after a failover.
+    pool: Pool,
     answers: watch::Sender<bool>,
     health: HealthReporter,
     /// The health statuses that follow the database's: the server's ("") and
@@ -90,7 +92,7 @@ impl DatabaseWatcher {
     ) -> (Self, DatabaseWatch) {
         let (answers, receiver) = watch::channel(true);
         let watcher = Self {
-            options: pool.connect_options(),
+            pool: pool.clone(),
             answers,
             health,
             services,
@@ -110,7 +112,8 @@ impl DatabaseWatcher {
             // One failed probe flips: a second try on a fresh connection, made
             // while a crashed cluster restarts, waits out the restart and hid
             // the outage (calls were served 0.6 s late instead of refused).
-            match probe(&self.options, &mut connection).await {
+            let writes = self.pool.requires_writes();
+            match probe(&self.pool.connect_options(), writes, &mut connection).await {
                 Ok(()) => {
                     if let Some(since) = down_since.take() {
                         tracing::info!(
@@ -121,6 +124,14 @@ impl DatabaseWatcher {
                     }
                 }
                 Err(error) => {
+                    // Several hosts: after a failover another one serves.
+                    match self.pool.repoint().await {
+                        Ok(true) => connection = None,
+                        Ok(false) => {}
+                        Err(why) => {
+                            tracing::debug!(error = format!("{why:#}"), "no host to move to")
+                        }
+                    }
                     if down_since.is_none() {
                         down_since = Some(tokio::time::Instant::now());
                         tracing::warn!(
@@ -151,6 +162,7 @@ impl DatabaseWatcher {
 /// when there is none; the connection is kept only while it answers.
 async fn probe(
     options: &PgConnectOptions,
+    writes: bool,
     connection: &mut Option<PgConnection>,
 ) -> anyhow::Result<()> {
     let kept = connection.take();
@@ -160,11 +172,15 @@ async fn probe(
             None => options.connect().await?,
         };
         open.ping().await?;
-        Ok::<_, sqlx::Error>(open)
+        let writable = !writes || accepts_writes(&mut open).await?;
+        Ok::<_, sqlx::Error>((open, writable))
     })
     .await;
     match answered {
-        Ok(Ok(open)) => {
+        Ok(Ok((_, false))) => Err(anyhow::anyhow!(
+            "the database host is read-only (a standby, or a primary being demoted)"
+        )),
+        Ok(Ok((open, true))) => {
             *connection = Some(open);
             Ok(())
         }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod database;
+pub mod database_hosts;
 pub mod database_watch;
 pub mod delivery;
 pub mod domain;

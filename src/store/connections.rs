@@ -23,6 +23,7 @@ use sqlx::{
 };
 
 use super::{error::is_connection_lost, Transaction};
+use crate::database_hosts::{place, DatabaseHosts, SessionTarget};
 
 /// The database pool of one server (or CLI command), counting its waiters.
 /// It is no `Executor`: a statement runs on a connection from `acquire` or
@@ -32,6 +33,8 @@ use super::{error::is_connection_lost, Transaction};
 pub struct Pool {
     pool: PgPool,
     waiting: Arc<AtomicUsize>,
+    /// The hosts of a multi-host DATABASE_URL, when there is a choice.
+    hosts: Option<Arc<DatabaseHosts>>,
 }
 
 impl From<PgPool> for Pool {
@@ -39,6 +42,7 @@ impl From<PgPool> for Pool {
         Self {
             pool,
             waiting: Arc::default(),
+            hosts: None,
         }
     }
 }
@@ -84,6 +88,42 @@ impl Pool {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The pool connects to one of `hosts` (a multi-host DATABASE_URL) and
+    /// follows the right one with `repoint`.
+    pub fn with_hosts(self, hosts: DatabaseHosts) -> Self {
+        Self {
+            hosts: hosts.is_choice().then(|| Arc::new(hosts)),
+            ..self
+        }
+    }
+
+    /// Whether every session must accept writes (`target_session_attrs=read-write`).
+    pub fn requires_writes(&self) -> bool {
+        self.hosts
+            .as_ref()
+            .is_some_and(|hosts| hosts.target == SessionTarget::ReadWrite)
+    }
+
+    /// Finds the host to use now (after a failover, the new primary) and
+    /// points new connections at it; true when it is another host than
+    /// before. Without a choice of hosts, false.
+    pub async fn repoint(&self) -> anyhow::Result<bool> {
+        let Some(hosts) = &self.hosts else {
+            return Ok(false);
+        };
+        let found = hosts.find().await?;
+        let current = self.pool.connect_options();
+        let moved = place(&found) != place(&current);
+        if moved {
+            tracing::warn!(
+                to = place(&found),
+                "the database moved to another host; new connections go there"
+            );
+            self.pool.set_connect_options(found);
+        }
+        Ok(moved)
     }
 }
 

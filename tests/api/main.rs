@@ -24,6 +24,7 @@ mod browser;
 mod cli;
 mod contract;
 mod credentials;
+mod database_hosts;
 mod database_restart;
 mod deadline;
 #[cfg(feature = "external-tools")]
