@@ -18,6 +18,7 @@ use super::{
     organization::Organization,
     password::{unmet_rules, Password, PasswordHasher, PasswordRule},
     request::RequestId,
+    second_factor::{Code, SecondFactors},
     session::SessionOrigin,
     status::UserStatus,
     token::{LinkPurpose, LinkRecord, PresentedToken, Secret, TokenKind},
@@ -37,6 +38,20 @@ pub struct SignedIn {
     pub expire_time: DateTime<Utc>,
     pub scopes: Scopes,
 }
+
+/// What a right password of an active user gets: a session, or, for a user
+/// with a second factor, a challenge CompleteLogin takes with a code.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    SignedIn(SignedIn),
+    Challenged {
+        challenge: Secret,
+        expire_time: DateTime<Utc>,
+    },
+}
+
+/// How long a password proves who a user with a second factor is.
+const CHALLENGE_TTL: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Whose password a redeemed link set.
 #[derive(Debug)]
@@ -80,6 +95,7 @@ pub struct SignIn {
     hasher: Arc<PasswordHasher>,
     authenticator: Arc<Authenticator>,
     throttle: Throttle,
+    second_factors: Arc<SecondFactors>,
 }
 
 impl SignIn {
@@ -89,17 +105,26 @@ impl SignIn {
         authenticator: Arc<Authenticator>,
         throttle: ThrottleSettings,
         counters: crate::metrics::SignInCounters,
+        second_factors: Arc<SecondFactors>,
     ) -> Self {
         Self {
             throttle: Throttle::new(pool.clone(), throttle, counters),
             pool,
             hasher,
             authenticator,
+            second_factors,
         }
     }
 
-    /// Drops throttling state that no longer matters; the server calls it now and then.
+    /// Enrollment of second factors, which CompleteLogin checks.
+    pub fn second_factors(&self) -> &SecondFactors {
+        &self.second_factors
+    }
+
+    /// Drops throttling state and login challenges that no longer matter;
+    /// the server calls it now and then.
     pub async fn forget_stale(&self) -> Result<(), DomainError> {
+        store::second_factors::forget_expired_challenges(&mut *self.pool.acquire().await?).await?;
         self.throttle.forget_stale().await
     }
 
@@ -109,7 +134,7 @@ impl SignIn {
         username: &str,
         password: &Password,
         origin: &SessionOrigin,
-    ) -> Result<SignedIn, DomainError> {
+    ) -> Result<LoginOutcome, DomainError> {
         let peer = origin.peer_address;
         DomainError::check(
             [
@@ -142,6 +167,7 @@ impl SignIn {
         let expired = found
             .as_ref()
             .is_some_and(|(_, user)| user.password_expired);
+        let second_factor = found.as_ref().is_some_and(|(_, user)| user.second_factor);
         let found = found.map(|(organization, user)| {
             let status = user.status;
             ((organization, user.id), status)
@@ -165,11 +191,101 @@ impl SignIn {
                         .into(),
                 })
             }
+            LoginVerdict::SignedIn((organization, user_id)) if second_factor => {
+                reservation.succeeded().await?;
+                self.challenge(&organization, user_id).await
+            }
             LoginVerdict::SignedIn((organization, user_id)) => {
                 reservation.succeeded().await?;
-                self.start_session(&organization, user_id, origin).await
+                let signed_in = self.start_session(&organization, user_id, origin).await?;
+                Ok(LoginOutcome::SignedIn(signed_in))
             }
         }
+    }
+
+    /// A short-lived challenge for a user whose password was right and who
+    /// has a second factor; only its hash is kept.
+    async fn challenge(
+        &self,
+        organization: &Organization,
+        user_id: Uuid,
+    ) -> Result<LoginOutcome, DomainError> {
+        let challenge = Secret::generate(TokenKind::LoginChallenge);
+        let expire_time = Utc::now() + CHALLENGE_TTL;
+        store::second_factors::insert_challenge(
+            &mut *self.pool.acquire().await?,
+            organization.id,
+            user_id,
+            &challenge.hash(),
+            expire_time,
+        )
+        .await?;
+        Ok(LoginOutcome::Challenged {
+            challenge,
+            expire_time,
+        })
+    }
+
+    /// CompleteLogin: a challenge from Login with the user's current code
+    /// (or a recovery code) starts the session. Wrong codes are throttled
+    /// like passwords, on the user's own budget; the challenge stays usable
+    /// (until it expires) for a retype, and is used once.
+    pub async fn complete_login(
+        &self,
+        raw_challenge: &str,
+        raw_code: &str,
+        origin: &SessionOrigin,
+    ) -> Result<SignedIn, DomainError> {
+        DomainError::check(at_most_bytes("challenge", raw_challenge, MAX_TOKEN_BYTES))?;
+        let code = Code::parse("code", raw_code)?;
+        let record =
+            match PresentedToken::parse_as(raw_challenge.trim(), &[TokenKind::LoginChallenge]) {
+                Some(token) => {
+                    store::second_factors::find_challenge(
+                        &mut *self.pool.acquire().await?,
+                        &token.hash,
+                    )
+                    .await?
+                }
+                None => None,
+            };
+        let record = usable_challenge(record, Utc::now())?;
+        let (organization_id, user_id) = (record.organization_id, record.user_id);
+        let attempt = self
+            .throttle
+            .user_attempt(Flow::SecondFactor, user_id)
+            .await?;
+        let reservation = self.throttle.reserve(attempt).await?;
+        let mut tx = self.pool.begin().await?;
+        if !self
+            .second_factors
+            .use_code(&mut tx, organization_id, user_id, &code)
+            .await?
+        {
+            drop(tx);
+            reservation
+                .failed(&Password::new(raw_code.trim().to_owned()))
+                .await?;
+            return Err(DomainError::Unauthenticated(
+                "wrong code: type the code your authenticator app shows now, or an unused recovery code".into(),
+            ));
+        }
+        if !store::second_factors::use_challenge(&mut tx, organization_id, record.id).await? {
+            return Err(challenge_error(ChallengeState::Invalid));
+        }
+        tx.commit().await?;
+        reservation.succeeded().await?;
+        let organization =
+            store::organizations::find(&mut *self.pool.acquire().await?, organization_id)
+                .await?
+                .ok_or_else(|| DomainError::not_found("organization", organization_id))?;
+        let user = store::users::credentials_by_id(&self.pool, organization_id, user_id)
+            .await?
+            .ok_or_else(|| challenge_error(ChallengeState::Invalid))?;
+        if user.status != UserStatus::Active {
+            return Err(account_not_active(user.status));
+        }
+        self.start_session(&organization, user_id, origin).await
     }
 
     /// A reset link for a user whose password proved who they are but
@@ -648,6 +764,38 @@ fn link_error(state: LinkState, kind: TokenKind) -> DomainError {
             "token",
             "INVALID_TOKEN",
             "this link is not valid: it was already used, a newer one was sent, or it was copied incompletely",
+        ),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChallengeState {
+    Expired,
+    Invalid,
+}
+
+/// A stored challenge that can still be completed at `now`.
+fn usable_challenge(
+    record: Option<store::second_factors::ChallengeRecord>,
+    now: DateTime<Utc>,
+) -> Result<store::second_factors::ChallengeRecord, DomainError> {
+    match record {
+        Some(record) if record.used_time.is_none() && record.expire_time > now => Ok(record),
+        Some(record) if record.used_time.is_none() => Err(challenge_error(ChallengeState::Expired)),
+        _ => Err(challenge_error(ChallengeState::Invalid)),
+    }
+}
+
+fn challenge_error(state: ChallengeState) -> DomainError {
+    match state {
+        ChallengeState::Expired => DomainError::FailedPrecondition {
+            reason: "CHALLENGE_EXPIRED",
+            message: "this sign-in took too long; sign in again with your password".into(),
+        },
+        ChallengeState::Invalid => DomainError::invalid(
+            "challenge",
+            "INVALID_CHALLENGE",
+            "not a challenge from Login, or already used; sign in again with your password",
         ),
     }
 }

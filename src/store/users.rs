@@ -55,7 +55,9 @@ macro_rules! user_query {
                    last_name_key, now() as \"read_time!\", \
                    (case when users.password_hash is not null then least(users.password_expire_time, \
                    users.password_set_time + make_interval(secs => (select o.password_max_age_seconds \
-                   from organizations o where o.id = users.organization_id))) end) as password_expire_time "
+                   from organizations o where o.id = users.organization_id))) end) as password_expire_time, \
+                   (select s.confirm_time from second_factors s where s.organization_id = users.organization_id \
+                   and s.user_id = users.id) as second_factor_time "
                 + $tail $(+ $more)*
             $(, $arg)*
         )
@@ -70,7 +72,9 @@ const USER_COLUMNS: &str = "users.id, users.first_name, users.last_name, users.e
      users.last_login_time, users.last_name_key, now() as read_time, \
      (case when users.password_hash is not null then least(users.password_expire_time, \
      users.password_set_time + make_interval(secs => (select o.password_max_age_seconds \
-     from organizations o where o.id = users.organization_id))) end) as password_expire_time";
+     from organizations o where o.id = users.organization_id))) end) as password_expire_time, \
+     (select s.confirm_time from second_factors s where s.organization_id = users.organization_id \
+     and s.user_id = users.id) as second_factor_time";
 
 #[derive(FromRow)]
 struct UserRow {
@@ -91,6 +95,7 @@ struct UserRow {
     last_name_key: String,
     read_time: DateTime<Utc>,
     password_expire_time: Option<DateTime<Utc>>,
+    second_factor_time: Option<DateTime<Utc>>,
 }
 
 impl From<UserRow> for User {
@@ -119,6 +124,7 @@ impl From<UserRow> for User {
                 .password_expire_time
                 .is_some_and(|time| time <= row.read_time),
             password_expire_time: row.password_expire_time,
+            second_factor_time: row.second_factor_time,
         }
     }
 }
@@ -1070,7 +1076,9 @@ macro_rules! credentials_query {
              now() as \"read_time!\", coalesce((case when users.password_hash is not null then \
              least(users.password_expire_time, users.password_set_time + make_interval(secs => \
              (select o.password_max_age_seconds from organizations o where o.id = users.organization_id))) \
-             end) <= now(), false) as \"password_expired!\" from users where organization_id = $1 and "
+             end) <= now(), false) as \"password_expired!\", exists (select 1 from second_factors s \
+             where s.organization_id = users.organization_id and s.user_id = users.id \
+             and s.confirm_time is not null) as \"second_factor!\" from users where organization_id = $1 and "
                 + $tail
             $(, $arg)*
         )
@@ -1113,6 +1121,7 @@ struct CredentialsRow {
     invitation_expire_time: Option<DateTime<Utc>>,
     read_time: DateTime<Utc>,
     password_expired: bool,
+    second_factor: bool,
 }
 
 impl From<CredentialsRow> for Credentials {
@@ -1128,6 +1137,7 @@ impl From<CredentialsRow> for Credentials {
             username: row.username,
             password_hash: row.password_hash,
             password_expired: row.password_expired,
+            second_factor: row.second_factor,
             status: UserStatus::derive(facts, row.read_time),
         }
     }

@@ -125,8 +125,13 @@ type User struct {
 	PasswordExpired bool `protobuf:"varint,14,opt,name=password_expired,json=passwordExpired,proto3" json:"password_expired,omitempty"`
 	// Output only: when the password expires, if it does.
 	PasswordExpireTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=password_expire_time,json=passwordExpireTime,proto3" json:"password_expire_time,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Output only: the user confirmed a second factor (TOTP); their password
+	// alone does not sign them in.
+	SecondFactorEnrolled bool `protobuf:"varint,17,opt,name=second_factor_enrolled,json=secondFactorEnrolled,proto3" json:"second_factor_enrolled,omitempty"`
+	// Output only: when they confirmed it.
+	SecondFactorEnrollTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=second_factor_enroll_time,json=secondFactorEnrollTime,proto3" json:"second_factor_enroll_time,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *User) Reset() {
@@ -264,11 +269,25 @@ func (x *User) GetPasswordExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetSecondFactorEnrolled() bool {
+	if x != nil {
+		return x.SecondFactorEnrolled
+	}
+	return false
+}
+
+func (x *User) GetSecondFactorEnrollTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SecondFactorEnrollTime
+	}
+	return nil
+}
+
 var File_roster_v1_user_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x05\n" +
+	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x06\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -289,7 +308,9 @@ const file_roster_v1_user_proto_rawDesc = "" +
 	"updateTime\x12B\n" +
 	"\x0flast_login_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastLoginTime\x12)\n" +
 	"\x10password_expired\x18\x0e \x01(\bR\x0fpasswordExpired\x12L\n" +
-	"\x14password_expire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x12passwordExpireTime*\xdd\x01\n" +
+	"\x14password_expire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x12passwordExpireTime\x124\n" +
+	"\x16second_factor_enrolled\x18\x11 \x01(\bR\x14secondFactorEnrolled\x12U\n" +
+	"\x19second_factor_enroll_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x16secondFactorEnrollTime*\xdd\x01\n" +
 	"\n" +
 	"UserStatus\x12\x1b\n" +
 	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -328,11 +349,12 @@ var file_roster_v1_user_proto_depIdxs = []int32{
 	2, // 3: roster.v1.User.update_time:type_name -> google.protobuf.Timestamp
 	2, // 4: roster.v1.User.last_login_time:type_name -> google.protobuf.Timestamp
 	2, // 5: roster.v1.User.password_expire_time:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	2, // 6: roster.v1.User.second_factor_enroll_time:type_name -> google.protobuf.Timestamp
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_proto_init() }

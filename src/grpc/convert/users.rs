@@ -88,6 +88,8 @@ pub fn user(user: &User) -> proto::User {
         last_login_time: optional_timestamp(user.last_login_time),
         password_expired: user.password_expired,
         password_expire_time: optional_timestamp(user.password_expire_time),
+        second_factor_enrolled: user.second_factor_time.is_some(),
+        second_factor_enroll_time: optional_timestamp(user.second_factor_time),
     }
 }
 
