@@ -760,3 +760,26 @@ fn groups_by_id_and_name(values: &[String]) -> (Vec<String>, Vec<String>) {
         .map(str::to_owned)
         .partition(|value| uuid::Uuid::parse_str(value).is_ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_data_directory_s_secret_key_is_created_once_readable_by_its_owner_only() {
+        let data_dir = tempfile::tempdir().expect("temporary directory");
+        let path = data_dir.path().join("secret_key");
+        let created = data_dir_secret_key(&path).expect("created");
+        let mode = std::fs::metadata(&path)
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = data_dir_secret_key(&path).expect("read back");
+        assert_eq!(again.to_base64(), created.to_base64());
+        std::fs::write(&path, "short").expect("overwrite");
+        assert!(data_dir_secret_key(&path).is_err());
+    }
+}

@@ -393,3 +393,180 @@ async fn resetting_credentials_removes_the_second_factor_too() {
         .unwrap();
     login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
 }
+
+/// Every table of the database as text, one row a line (bytea as hex).
+async fn database_as_text(url: &str) -> String {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select table_name::text from information_schema.tables \
+         where table_schema = 'public' and table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut dump = String::new();
+    for table in tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from \"{table}\" t"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        dump.push_str(&format!("{table}:\n{}\n", rows.join("\n")));
+    }
+    pool.close().await;
+    dump
+}
+
+/// What must never be stored or logged in clear, each in the forms it may take.
+fn secrets_of(
+    secret_base32: &str,
+    recovery_codes: &[String],
+    challenges: &[String],
+) -> Vec<String> {
+    let seed = Secret::Encoded(secret_base32.to_owned())
+        .to_bytes()
+        .unwrap();
+    let mut secrets = vec![
+        secret_base32.to_owned(),
+        secret_base32.to_lowercase(),
+        hex::encode(&seed),
+    ];
+    for code in recovery_codes {
+        secrets.push(code.clone());
+        secrets.push(code.replace('-', ""));
+    }
+    secrets.extend(challenges.iter().cloned());
+    secrets
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_seed_recovery_code_or_challenge_is_in_clear_in_the_database_the_mail_or_the_log() {
+    use crate::cli::{free_port, roster, run_ok, serve_with};
+    let Some(url) = crate::helpers::fresh_database_url().await else {
+        eprintln!("skipped: the test database server is the one DATABASE_URL names");
+        return;
+    };
+    let data_dir = tempfile::tempdir().unwrap();
+    let operator = |args: &[&str]| {
+        let mut command = roster(data_dir.path());
+        command
+            .env("DATABASE_URL", &url)
+            .env(
+                "ROSTER_SECRET_KEY",
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=",
+            )
+            .env("RUST_LOG", "debug")
+            .args(args);
+        command
+    };
+    run_ok(&mut operator(&["org", "create", "acme"]));
+    let key = run_ok(&mut operator(&[
+        "api-key", "create", "--org", "acme", "--name", "ops", "--scope", "admin",
+    ]));
+    let served = serve_with(
+        operator(&[]),
+        free_port(),
+        &["--http-listen", "127.0.0.1:0"],
+    );
+    let channel = tonic::transport::Channel::from_shared(served.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let users = || {
+        roster::proto::user_service_client::UserServiceClient::with_interceptor(
+            channel.clone(),
+            Bearer::token(key.trim()),
+        )
+    };
+    let auth = |bearer: Bearer| {
+        roster::proto::auth_service_client::AuthServiceClient::with_interceptor(
+            channel.clone(),
+            bearer,
+        )
+    };
+    users()
+        .create_user(proto::CreateUserRequest {
+            user: Some(proto::User {
+                first_name: "Ana".into(),
+                last_name: "Souza".into(),
+                email: "ana@acme.test".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let links = crate::helpers::eventually(
+        "the invitation is written",
+        std::time::Duration::from_secs(15),
+        || async {
+            let written = roster(data_dir.path())
+                .args(["mail", "links", "--latest"])
+                .output()
+                .unwrap();
+            let links = String::from_utf8(written.stdout).unwrap();
+            links.contains("#token=").then_some(links)
+        },
+    )
+    .await;
+    let token = links.split("#token=").nth(1).unwrap().trim().to_owned();
+    auth(Bearer::none())
+        .register_password(proto::RegisterPasswordRequest {
+            token,
+            password: GOOD_PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let login = || async {
+        auth(Bearer::none())
+            .login(proto::LoginRequest {
+                organization: "acme".into(),
+                username: "ana@acme.test".into(),
+                password: GOOD_PASSWORD.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let session = Bearer::token(&login().await.access_token);
+    let started = auth(session.clone())
+        .begin_totp_enrollment(proto::BeginTotpEnrollmentRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let recovery_codes = auth(session)
+        .confirm_totp_enrollment(proto::ConfirmTotpEnrollmentRequest {
+            code: Authenticator::new(&started.secret).code(0),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .recovery_codes;
+    let used = login().await.challenge;
+    auth(Bearer::none())
+        .complete_login(proto::CompleteLoginRequest {
+            challenge: used.clone(),
+            code: recovery_codes[0].clone(),
+        })
+        .await
+        .unwrap();
+    let pending = login().await.challenge;
+
+    let secrets = secrets_of(&started.secret, &recovery_codes, &[used, pending]);
+    let dump = database_as_text(&url).await;
+    assert!(dump.contains("second_factors:\n") && dump.contains("recovery_codes:\n"));
+    let mut mail = String::new();
+    for entry in std::fs::read_dir(data_dir.path().join("mail")).unwrap() {
+        mail.push_str(&String::from_utf8_lossy(
+            &std::fs::read(entry.unwrap().path()).unwrap(),
+        ));
+    }
+    let log = served.logged_all(&[]).join("\n");
+    assert!(!log.is_empty(), "the server logged at debug level");
+    for secret in &secrets {
+        assert!(!dump.contains(secret.as_str()), "{secret} in the database");
+        assert!(!mail.contains(secret.as_str()), "{secret} in an email");
+        assert!(!log.contains(secret.as_str()), "{secret} in the log");
+    }
+    served.stop(nix::sys::signal::Signal::SIGTERM);
+}
