@@ -241,6 +241,16 @@ fn recovery_code_hash(user_id: Uuid, normalized: &str) -> Vec<u8> {
     digest.finalize().to_vec()
 }
 
+/// The QR code of an otpauth:// URI, as an SVG document.
+pub fn qr_svg(uri: &str) -> Result<String, DomainError> {
+    let code = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|error| DomainError::Internal(anyhow::anyhow!("QR code: {error}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .build())
+}
+
 /// Enrollment and code checks; without a secret key (a server given a
 /// database but no ROSTER_SECRET_KEY) there is no second factor to enroll.
 pub struct SecondFactors {
@@ -262,7 +272,6 @@ impl SecondFactors {
     /// BeginTotpEnrollment: a new seed for the signed-in user, unconfirmed
     /// (a new call replaces it); refused when one is confirmed.
     pub async fn begin_enrollment(&self, call: &Call) -> Result<Enrollment, DomainError> {
-        let key = self.key()?;
         let user_id = signed_in_user(&call.caller)?;
         let organization_id = call.caller.organization_id;
         let organization =
@@ -273,16 +282,31 @@ impl SecondFactors {
         let user = store::users::lock(work.tx(), organization_id, user_id)
             .await?
             .ok_or_else(|| DomainError::not_found("user", user_id))?;
+        let account = format!("{}/{}", organization.name, user.username);
+        let enrollment = self
+            .begin_in(work.tx(), organization_id, user_id, &account)
+            .await?;
+        work.record(work.audit_record("user.second_factor.begin", "user", user_id));
+        work.commit().await?;
+        Ok(enrollment)
+    }
+
+    /// A new unconfirmed seed for a user, named `account` in the app.
+    pub(crate) async fn begin_in(
+        &self,
+        tx: &mut Transaction<'_>,
+        organization_id: Uuid,
+        user_id: Uuid,
+        account: &str,
+    ) -> Result<Enrollment, DomainError> {
+        let key = self.key()?;
         let mut seed = vec![0u8; SEED_BYTES];
         OsRng.fill_bytes(&mut seed);
         let sealed = key.seal(organization_id, user_id, &seed);
-        if !store::second_factors::begin(work.tx(), organization_id, user_id, &sealed).await? {
+        if !store::second_factors::begin(tx, organization_id, user_id, &sealed).await? {
             return Err(already_enrolled());
         }
-        let account = format!("{}/{}", organization.name, user.username);
-        let totp = totp(seed, "Roster", &account)?;
-        work.record(work.audit_record("user.second_factor.begin", "user", user_id));
-        work.commit().await?;
+        let totp = totp(seed, "Roster", account)?;
         Ok(Enrollment {
             secret_base32: totp.get_secret_base32(),
             otpauth_uri: totp.get_url(),
@@ -296,8 +320,25 @@ impl SecondFactors {
         call: &Call,
         raw_code: &str,
     ) -> Result<Vec<String>, DomainError> {
-        let key = self.key()?;
         let user_id = signed_in_user(&call.caller)?;
+        let mut work = call.begin().await?;
+        let codes = self
+            .confirm_in(work.tx(), call.caller.organization_id, user_id, raw_code)
+            .await?;
+        work.record(work.audit_record("user.second_factor.enroll", "user", user_id));
+        work.commit().await?;
+        Ok(codes)
+    }
+
+    /// Confirms a user's unconfirmed seed with a code of it: the recovery codes.
+    pub(crate) async fn confirm_in(
+        &self,
+        tx: &mut Transaction<'_>,
+        organization_id: Uuid,
+        user_id: Uuid,
+        raw_code: &str,
+    ) -> Result<Vec<String>, DomainError> {
+        let key = self.key()?;
         let Code::Totp(code) = Code::parse("code", raw_code)? else {
             return Err(DomainError::invalid(
                 "code",
@@ -305,9 +346,7 @@ impl SecondFactors {
                 "must be the 6-digit code your authenticator app shows",
             ));
         };
-        let organization_id = call.caller.organization_id;
-        let mut work = call.begin().await?;
-        let factor = store::second_factors::lock(work.tx(), organization_id, user_id)
+        let factor = store::second_factors::lock(tx, organization_id, user_id)
             .await?
             .ok_or_else(|| DomainError::FailedPrecondition {
                 reason: "NO_ENROLLMENT",
@@ -330,16 +369,14 @@ impl SecondFactors {
                 "this is not the code your authenticator app shows now (is its clock right?)",
             )
         })?;
-        store::second_factors::use_step(work.tx(), organization_id, user_id, step).await?;
+        store::second_factors::use_step(tx, organization_id, user_id, step).await?;
         let codes = new_recovery_codes();
         let hashes: Vec<Vec<u8>> = codes
             .iter()
             .map(|code| recovery_code_hash(user_id, &code.replace('-', "")))
             .collect();
-        store::second_factors::replace_recovery_codes(work.tx(), organization_id, user_id, &hashes)
+        store::second_factors::replace_recovery_codes(tx, organization_id, user_id, &hashes)
             .await?;
-        work.record(work.audit_record("user.second_factor.enroll", "user", user_id));
-        work.commit().await?;
         Ok(codes)
     }
 

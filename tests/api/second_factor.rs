@@ -66,12 +66,17 @@ pub async fn enroll(app: &TestApp, bearer: Bearer) -> (Authenticator, Vec<String
 
 /// Login of an enrolled user: the challenge.
 pub async fn challenge(app: &TestApp, username: &str) -> String {
+    challenge_for(app, username, GOOD_PASSWORD).await
+}
+
+/// Login of an enrolled user with `password`: the challenge.
+pub async fn challenge_for(app: &TestApp, username: &str, password: &str) -> String {
     let answer = app
         .auth(Bearer::none())
         .login(proto::LoginRequest {
             organization: "acme".into(),
             username: username.into(),
-            password: GOOD_PASSWORD.into(),
+            password: password.into(),
         })
         .await
         .unwrap()
@@ -569,4 +574,122 @@ async fn no_seed_recovery_code_or_challenge_is_in_clear_in_the_database_the_mail
         assert!(!log.contains(secret.as_str()), "{secret} in the log");
     }
     served.stop(nix::sys::signal::Signal::SIGTERM);
+}
+
+/// Turns the organization's `require_second_factor` on, over gRPC.
+pub async fn require_second_factor(app: &TestApp) {
+    let updated = app
+        .organizations(app.as_admin())
+        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
+            settings: Some(proto::OrganizationSettings {
+                require_second_factor: true,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["require_second_factor".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        updated
+            .organization
+            .unwrap()
+            .settings
+            .unwrap()
+            .require_second_factor
+    );
+}
+
+async fn post_page(app: &TestApp, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", app.pages()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn under_require_second_factor_the_password_alone_sends_a_reset_link_whose_page_enrolls() {
+    let app = TestApp::spawn().await;
+    registered_user(&app, "ana@acme.com").await;
+    require_second_factor(&app).await;
+
+    let refused = login(&app, "ana@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        error_reason(&refused).as_deref(),
+        Some("SECOND_FACTOR_REQUIRED")
+    );
+    let reset = app.email("ana@acme.com", 2).await;
+
+    let (status, set) = post_page(
+        &app,
+        "/api/reset",
+        serde_json::json!({"token": reset.link_token(), "password": GOOD_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200, "{set}");
+    let setup = &set["second_factor"];
+    assert!(setup["qr_svg"].as_str().unwrap().contains("<svg"), "{set}");
+    let app_codes = Authenticator::new(setup["secret"].as_str().unwrap());
+    let challenge = setup["challenge"].as_str().unwrap().to_owned();
+    // Not enrolled yet: the password still does not sign in.
+    let pending = login(&app, "ana@acme.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_reason(&pending).as_deref(),
+        Some("SECOND_FACTOR_REQUIRED")
+    );
+
+    let wrong = format!(
+        "{:06}",
+        (app_codes.code(0).parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    let (status, refused) = post_page(
+        &app,
+        "/api/second-factor",
+        serde_json::json!({"challenge": challenge, "code": wrong}),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("WRONG_CODE"))
+    );
+    let (status, enrolled) = post_page(
+        &app,
+        "/api/second-factor",
+        serde_json::json!({"challenge": challenge, "code": app_codes.code(0)}),
+    )
+    .await;
+    assert_eq!(status, 200, "{enrolled}");
+    assert_eq!(enrolled["recovery_codes"].as_array().unwrap().len(), 10);
+    let (status, again) = post_page(
+        &app,
+        "/api/second-factor",
+        serde_json::json!({"challenge": challenge, "code": app_codes.code(1)}),
+    )
+    .await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("INVALID_TOKEN")),
+        "{again}"
+    );
+
+    let token = complete(&app, &challenge_of(&app).await, &app_codes.code(1))
+        .await
+        .unwrap();
+    who_am_i(&app, &token).await.unwrap();
+}
+
+/// Login of ana@acme.com, enrolled: the challenge.
+async fn challenge_of(app: &TestApp) -> String {
+    challenge(app, "ana@acme.com").await
 }
