@@ -237,6 +237,8 @@ pub struct UserFilter {
     /// Whether the email is on a public mail provider (or a subdomain of one).
     pub public_email_domain: Option<bool>,
     pub password_expired: Option<bool>,
+    /// Whether the user confirmed a second factor.
+    pub second_factor_enrolled: Option<bool>,
 }
 
 impl UserFilter {

@@ -450,6 +450,14 @@ fn push_user_filters(
     if let Some(onboarded) = filter.onboarded {
         query.push(" and users.onboarded = ").push_bind(onboarded);
     }
+    if let Some(enrolled) = filter.second_factor_enrolled {
+        query
+            .push(
+                " and exists (select 1 from second_factors s where s.organization_id = users.organization_id \
+                 and s.user_id = users.id and s.confirm_time is not null) = ",
+            )
+            .push_bind(enrolled);
+    }
     match filter.password_expired {
         Some(true) => {
             query.push(format!(" and {PASSWORD_EXPIRE_SQL} <= now()"));

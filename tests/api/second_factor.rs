@@ -109,6 +109,20 @@ async fn get_user(app: &TestApp, user_id: &str) -> proto::User {
         .unwrap()
 }
 
+/// ListUsers filtered on `second_factor_enrolled`: the emails.
+async fn enrolled_emails(app: &TestApp, enrolled: bool) -> Vec<String> {
+    let listed = app
+        .users(app.as_admin())
+        .list_users(proto::ListUsersRequest {
+            second_factor_enrolled: Some(enrolled),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    listed.users.into_iter().map(|user| user.email).collect()
+}
+
 async fn who_am_i(app: &TestApp, token: &str) -> Result<(), Status> {
     app.auth(Bearer::token(token))
         .who_am_i(proto::WhoAmIRequest {})
@@ -310,10 +324,14 @@ async fn an_administrator_resets_a_lost_second_factor_and_the_password_signs_in_
     enroll(&app, session.clone()).await;
     let pending = challenge(&app, "ana@acme.com").await;
 
+    registered_user(&app, "bia@acme.com").await;
+    assert_eq!(enrolled_emails(&app, true).await, ["ana@acme.com"]);
+    assert_eq!(enrolled_emails(&app, false).await, ["bia@acme.com"]);
     let reset = reset_second_factor(&app, app.as_admin(), &user.id)
         .await
         .unwrap();
     assert!(!reset.second_factor_enrolled && reset.second_factor_enroll_time.is_none());
+    assert!(enrolled_emails(&app, true).await.is_empty());
     let void = complete(&app, &pending, "123456").await.unwrap_err();
     assert_eq!(violations(&void)[0].1, "INVALID_CHALLENGE");
     login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();

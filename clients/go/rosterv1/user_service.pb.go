@@ -646,8 +646,10 @@ type ListUsersRequest struct {
 	PublicEmailDomain *bool `protobuf:"varint,9,opt,name=public_email_domain,json=publicEmailDomain,proto3,oneof" json:"public_email_domain,omitempty"`
 	// True: only users whose password expired; false: only the others.
 	PasswordExpired *bool `protobuf:"varint,10,opt,name=password_expired,json=passwordExpired,proto3,oneof" json:"password_expired,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// True: only users who confirmed a second factor; false: only the others.
+	SecondFactorEnrolled *bool `protobuf:"varint,16,opt,name=second_factor_enrolled,json=secondFactorEnrolled,proto3,oneof" json:"second_factor_enrolled,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ListUsersRequest) Reset() {
@@ -746,6 +748,13 @@ func (x *ListUsersRequest) GetPublicEmailDomain() bool {
 func (x *ListUsersRequest) GetPasswordExpired() bool {
 	if x != nil && x.PasswordExpired != nil {
 		return *x.PasswordExpired
+	}
+	return false
+}
+
+func (x *ListUsersRequest) GetSecondFactorEnrolled() bool {
+	if x != nil && x.SecondFactorEnrolled != nil {
+		return *x.SecondFactorEnrolled
 	}
 	return false
 }
@@ -3041,7 +3050,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"k\n" +
 	"\x15BatchGetUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12+\n" +
-	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xa9\x03\n" +
+	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xff\x03\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -3054,11 +3063,13 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\border_by\x18\b \x01(\tR\aorderBy\x123\n" +
 	"\x13public_email_domain\x18\t \x01(\bH\x01R\x11publicEmailDomain\x88\x01\x01\x12.\n" +
 	"\x10password_expired\x18\n" +
-	" \x01(\bH\x02R\x0fpasswordExpired\x88\x01\x01B\f\n" +
+	" \x01(\bH\x02R\x0fpasswordExpired\x88\x01\x01\x129\n" +
+	"\x16second_factor_enrolled\x18\x10 \x01(\bH\x03R\x14secondFactorEnrolled\x88\x01\x01B\f\n" +
 	"\n" +
 	"_onboardedB\x16\n" +
 	"\x14_public_email_domainB\x13\n" +
-	"\x11_password_expired\"\xb3\x01\n" +
+	"\x11_password_expiredB\x19\n" +
+	"\x17_second_factor_enrolled\"\xb3\x01\n" +
 	"\x11ListUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +

@@ -353,6 +353,7 @@ fn user_filter(
             onboarded,
             public_email_domain,
             password_expired: None,
+            second_factor_enrolled: None,
         }),
         (statuses, group_id, unit_id, query_length) => Err(refusal([
             statuses.err(),
@@ -381,6 +382,7 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
             (Ok(page), Ok(order), Ok(filter)) => Ok(UserListRequest {
                 filter: UserFilter {
                     password_expired: body.password_expired,
+                    second_factor_enrolled: body.second_factor_enrolled,
                     ..filter
                 },
                 order,
