@@ -2,7 +2,12 @@
 //! Admin commands work whether or not `roster serve` runs on the same data
 //! directory, and never stop a cluster they did not start.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -21,6 +26,7 @@ use crate::{
         import::{period::Period, reader::Limits, run::ImportSettings},
         organization,
         password::PasswordHasher,
+        second_factor::SecretKey,
     },
     proto, remote,
     startup::{
@@ -279,6 +285,12 @@ struct ServeArgs {
     /// Allow plaintext on addresses that are not loopback (behind a proxy that terminates TLS).
     #[arg(long, env = "ROSTER_INSECURE_PLAINTEXT", conflicts_with = "tls_cert")]
     insecure_plaintext: bool,
+    /// The key that seals second-factor (TOTP) secrets at rest: 32 bytes in base64
+    /// (`openssl rand -base64 32`), the same on every replica. Unset: with the private
+    /// cluster, <data dir>/secret_key (created on first start); with DATABASE_URL, no
+    /// second factors can be enrolled.
+    #[arg(long, env = "ROSTER_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
     #[command(flatten)]
     traces: TraceSettings,
 }
@@ -398,10 +410,11 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     let mail_dir = cli.data_dir.join("mail");
+    let key_file = cli.data_dir.join("secret_key");
     let source = DatabaseSource::from_settings(cli.database_url, cli.data_dir);
     match cli.command {
         Command::Mail(command) => mail_command(&mail_dir, command),
-        Command::Serve(args) => serve(source.for_server(), args, mail_dir).await,
+        Command::Serve(args) => serve(source.for_server(), args, mail_dir, &key_file).await,
         Command::Import(args) => {
             let connection = args.server.connection();
             let (group_ids, group_names) = groups_by_id_and_name(&args.groups);
@@ -468,7 +481,12 @@ fn import_settings(args: &ServeArgs) -> ImportSettings {
     }
 }
 
-async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Result<()> {
+async fn serve(
+    source: DatabaseSource,
+    args: ServeArgs,
+    mail_dir: PathBuf,
+    key_file: &Path,
+) -> Result<()> {
     let stop = stop_signal();
     let hangups = hangup_signal().context("install the SIGHUP handler")?;
     let mut settings = ServerSettings::new(args.listen);
@@ -504,6 +522,7 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
     // A listener or certificate that cannot serve is refused before the private cluster starts.
     settings.preflight()?;
     let database = Database::open(source, args.db_max_connections).await?;
+    settings.secret_key = secret_key(&args, database.is_private(), key_file)?;
     let served = async {
         if database.is_private() {
             if let Some((organization, secret)) = bootstrap::first_start(&database.pool).await? {
@@ -531,6 +550,44 @@ async fn serve(source: DatabaseSource, args: ServeArgs, mail_dir: PathBuf) -> Re
 }
 
 /// The first start's bootstrap key, with a grpcurl call that uses it.
+/// The key given, else (zero configuration) the data directory's, created
+/// on first start readable by its owner only; `None` with a database of
+/// the operator's and no key, said once in the log.
+fn secret_key(args: &ServeArgs, private: bool, key_file: &Path) -> Result<Option<Arc<SecretKey>>> {
+    if let Some(text) = &args.secret_key {
+        let key = SecretKey::parse_base64(text)
+            .map_err(|problem| anyhow::anyhow!("ROSTER_SECRET_KEY: {problem}"))?;
+        return Ok(Some(Arc::new(key)));
+    }
+    if !private {
+        tracing::warn!("no ROSTER_SECRET_KEY: users cannot enroll a second factor on this server");
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(data_dir_secret_key(key_file)?)))
+}
+
+/// `<data dir>/secret_key`, created (0600) when missing.
+fn data_dir_secret_key(path: &Path) -> Result<SecretKey> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            return SecretKey::parse_base64(&text)
+                .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("read {}", path.display())),
+    }
+    let key = SecretKey::generate();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    writeln!(file, "{}", key.to_base64()).with_context(|| format!("write {}", path.display()))?;
+    Ok(key)
+}
+
 fn print_bootstrap_key(args: &ServeArgs, organization: &str, secret: &str) {
     let transport = match (&args.tls_cert, &args.tls_client_ca) {
         (Some(cert), None) => format!("-cacert <the CA of {}>", cert.display()),
@@ -727,4 +784,27 @@ fn groups_by_id_and_name(values: &[String]) -> (Vec<String>, Vec<String>) {
         .filter(|value| !value.is_empty())
         .map(str::to_owned)
         .partition(|value| uuid::Uuid::parse_str(value).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_data_directory_s_secret_key_is_created_once_readable_by_its_owner_only() {
+        let data_dir = tempfile::tempdir().expect("temporary directory");
+        let path = data_dir.path().join("secret_key");
+        let created = data_dir_secret_key(&path).expect("created");
+        let mode = std::fs::metadata(&path)
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = data_dir_secret_key(&path).expect("read back");
+        assert_eq!(again.to_base64(), created.to_base64());
+        std::fs::write(&path, "short").expect("overwrite");
+        assert!(data_dir_secret_key(&path).is_err());
+    }
 }

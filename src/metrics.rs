@@ -86,7 +86,12 @@ pub struct SignInCounters {
 
 impl SignInCounters {
     /// The flows' label values; each series exists from the start, at zero.
-    pub const FLOWS: [&'static str; 3] = ["login", "password_reset", "change_password"];
+    pub const FLOWS: [&'static str; 4] = [
+        "login",
+        "password_reset",
+        "change_password",
+        "second_factor",
+    ];
 
     fn register(registry: &Registry) -> prometheus::Result<Self> {
         let family = |name: &str, help: &str| {

@@ -18,7 +18,12 @@ use serde_json::json;
 use tower::ServiceBuilder;
 
 use crate::domain::{
-    password::Password, request::RequestId, sign_in::SignIn, token::TokenKind, DomainError,
+    password::Password,
+    request::RequestId,
+    second_factor::qr_svg,
+    sign_in::{SecondFactorSetup, SignIn},
+    token::TokenKind,
+    DomainError,
 };
 
 const PAGE: &str = include_str!("../templates/pages/password.html");
@@ -51,6 +56,7 @@ pub fn router(sign_in: Arc<SignIn>) -> Router {
         .route("/api/link", post(link))
         .route("/api/register", post(register))
         .route("/api/reset", post(reset))
+        .route("/api/second-factor", post(second_factor))
         .layer(headers)
         .with_state(sign_in)
 }
@@ -121,11 +127,49 @@ async fn redeem(sign_in: &SignIn, form: PasswordForm, kind: TokenKind) -> Respon
         )
         .await
     {
-        Ok(set) => Json(json!({
-            "organization": set.organization,
-            "username": set.username,
-        }))
-        .into_response(),
+        Ok(set) => {
+            let second_factor = match set.second_factor.map(setup_json).transpose() {
+                Ok(second_factor) => second_factor,
+                Err(error) => return error_response(error),
+            };
+            Json(json!({
+                "organization": set.organization,
+                "username": set.username,
+                "second_factor": second_factor,
+            }))
+            .into_response()
+        }
+        Err(error) => error_response(error),
+    }
+}
+
+/// What the page shows to enroll: the QR code (SVG, rendered here), the
+/// key to type instead, and the challenge that confirms it.
+fn setup_json(setup: SecondFactorSetup) -> Result<serde_json::Value, DomainError> {
+    Ok(json!({
+        "challenge": setup.challenge.expose(),
+        "secret": setup.enrollment.secret_base32,
+        "qr_svg": qr_svg(&setup.enrollment.otpauth_uri)?,
+    }))
+}
+
+#[derive(Deserialize)]
+struct SecondFactorForm {
+    challenge: String,
+    code: String,
+}
+
+/// The enrollment's code: the recovery codes, shown once.
+async fn second_factor(
+    State(sign_in): State<Arc<SignIn>>,
+    Json(form): Json<SecondFactorForm>,
+) -> Response {
+    let request_id = RequestId::generate();
+    match sign_in
+        .confirm_required_enrollment(&form.challenge, &form.code, &request_id)
+        .await
+    {
+        Ok(codes) => Json(json!({ "recovery_codes": codes })).into_response(),
         Err(error) => error_response(error),
     }
 }
@@ -134,7 +178,17 @@ async fn redeem(sign_in: &SignIn, form: PasswordForm, kind: TokenKind) -> Respon
 fn error_response(error: DomainError) -> Response {
     let (status, body) = match error {
         DomainError::InvalidArgument(violations)
-            if violations.iter().any(|v| v.field == "token") =>
+            if violations.iter().any(|v| v.field == "code") =>
+        {
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "WRONG_CODE", "message": violations[0].description}),
+            )
+        }
+        DomainError::InvalidArgument(violations)
+            if violations
+                .iter()
+                .any(|v| v.field == "token" || v.field == "challenge") =>
         {
             (
                 StatusCode::BAD_REQUEST,

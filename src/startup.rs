@@ -24,6 +24,7 @@ use crate::{
         authentication::{Authenticator, AUTH_CACHE_TTL},
         import::run::{ImportSettings, Jobs},
         password::PasswordHasher,
+        second_factor::{SecondFactors, SecretKey},
         sign_in::{SignIn, ThrottleSettings},
     },
     grpc::{
@@ -71,6 +72,9 @@ pub struct ServerSettings {
     /// Allow plaintext on an address that is not loopback (behind a
     /// TLS-terminating proxy, say); without it such a server refuses to start.
     pub insecure_plaintext: bool,
+    /// Seals second-factor seeds at rest; every replica needs the same one.
+    /// `None`: nobody can enroll a second factor on this server.
+    pub secret_key: Option<Arc<SecretKey>>,
 }
 
 /// The bounded pool that hashes passwords.
@@ -106,6 +110,7 @@ impl ServerSettings {
             metrics_listen: None,
             tls: None,
             insecure_plaintext: false,
+            secret_key: None,
         }
     }
 
@@ -206,6 +211,7 @@ impl Application {
             authenticator.clone(),
             settings.throttle.clone(),
             metrics.sign_in.clone(),
+            Arc::new(SecondFactors::new(settings.secret_key.clone())),
         ));
         spawn_sign_in_sweep(&mut tasks, &sign_in, &database);
         let served = HttpServed {

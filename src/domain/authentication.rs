@@ -166,7 +166,7 @@ impl Authenticator {
             })?
             .map(|record| Credential::AccessToken(Arc::new(record))),
             // `parse` yields bearer kinds only; a link token never authenticates a call.
-            TokenKind::Invitation | TokenKind::PasswordReset => None,
+            TokenKind::Invitation | TokenKind::PasswordReset | TokenKind::LoginChallenge => None,
         };
         if let Some(credential) = &credential {
             self.cache.keep_credential(start, hash, credential.clone());

@@ -17,6 +17,7 @@ pub mod organization;
 pub mod paging;
 pub mod password;
 pub mod request;
+pub mod second_factor;
 pub mod session;
 pub mod sign_in;
 pub mod status;

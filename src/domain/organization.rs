@@ -74,6 +74,9 @@ pub struct Settings {
     pub max_sessions_per_user: Option<i32>,
     /// How long a password signs in after it is set; `None`: forever.
     pub password_max_age_seconds: Option<i64>,
+    /// Every user signs in with a second factor; one without enrolls one
+    /// when they set a password (registration or reset).
+    pub require_second_factor: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +129,7 @@ pub struct SettingsPatch {
     /// Seconds; `None` inside clears it; a value outside the range
     /// (a fractional duration is sent as -1) is refused.
     pub password_max_age: Option<Option<i64>>,
+    pub require_second_factor: Option<bool>,
 }
 
 impl SettingsPatch {
@@ -133,6 +137,9 @@ impl SettingsPatch {
     /// under `settings.<name>`.
     pub fn apply(&self, current: &Settings) -> Result<Settings, DomainError> {
         let mut next = current.clone();
+        if let Some(required) = self.require_second_factor {
+            next.require_second_factor = required;
+        }
         let mut violations = Vec::new();
         self.apply_policies(&mut next, &mut violations);
         self.apply_ttls(&mut next, &mut violations);
@@ -492,6 +499,11 @@ fn settings_changes(old: &Settings, new: &Settings) -> FieldChanges {
             json!(old.password_max_age_seconds),
             json!(new.password_max_age_seconds),
         ),
+        (
+            "require_second_factor",
+            json!(old.require_second_factor),
+            json!(new.require_second_factor),
+        ),
     ])
 }
 
@@ -510,6 +522,7 @@ mod tests {
             display_name: String::new(),
             max_sessions_per_user: None,
             password_max_age_seconds: None,
+            require_second_factor: false,
         }
     }
 

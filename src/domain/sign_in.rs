@@ -18,6 +18,7 @@ use super::{
     organization::Organization,
     password::{unmet_rules, Password, PasswordHasher, PasswordRule},
     request::RequestId,
+    second_factor::{Code, Enrollment, SecondFactors},
     session::SessionOrigin,
     status::UserStatus,
     token::{LinkPurpose, LinkRecord, PresentedToken, Secret, TokenKind},
@@ -38,11 +39,35 @@ pub struct SignedIn {
     pub scopes: Scopes,
 }
 
-/// Whose password a redeemed link set.
+/// What a right password of an active user gets: a session, or, for a user
+/// with a second factor, a challenge CompleteLogin takes with a code.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    SignedIn(SignedIn),
+    Challenged {
+        challenge: Secret,
+        expire_time: DateTime<Utc>,
+    },
+}
+
+/// How long a password proves who a user with a second factor is.
+const CHALLENGE_TTL: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Whose password a redeemed link set, and, when their organization
+/// requires a second factor they do not have, its enrollment: the password
+/// page shows it and confirms it with a code and the challenge.
 #[derive(Debug)]
 pub struct PasswordSet {
     pub organization: String,
     pub username: String,
+    pub second_factor: Option<SecondFactorSetup>,
+}
+
+/// An enrollment begun for a user who just set their password.
+#[derive(Debug)]
+pub struct SecondFactorSetup {
+    pub challenge: Secret,
+    pub enrollment: Enrollment,
 }
 
 /// What a link's token stands for, for the pages before a submit.
@@ -80,6 +105,7 @@ pub struct SignIn {
     hasher: Arc<PasswordHasher>,
     authenticator: Arc<Authenticator>,
     throttle: Throttle,
+    second_factors: Arc<SecondFactors>,
 }
 
 impl SignIn {
@@ -89,17 +115,26 @@ impl SignIn {
         authenticator: Arc<Authenticator>,
         throttle: ThrottleSettings,
         counters: crate::metrics::SignInCounters,
+        second_factors: Arc<SecondFactors>,
     ) -> Self {
         Self {
             throttle: Throttle::new(pool.clone(), throttle, counters),
             pool,
             hasher,
             authenticator,
+            second_factors,
         }
     }
 
-    /// Drops throttling state that no longer matters; the server calls it now and then.
+    /// Enrollment of second factors, which CompleteLogin checks.
+    pub fn second_factors(&self) -> &SecondFactors {
+        &self.second_factors
+    }
+
+    /// Drops throttling state and login challenges that no longer matter;
+    /// the server calls it now and then.
     pub async fn forget_stale(&self) -> Result<(), DomainError> {
+        store::second_factors::forget_expired_challenges(&mut *self.pool.acquire().await?).await?;
         self.throttle.forget_stale().await
     }
 
@@ -109,7 +144,7 @@ impl SignIn {
         username: &str,
         password: &Password,
         origin: &SessionOrigin,
-    ) -> Result<SignedIn, DomainError> {
+    ) -> Result<LoginOutcome, DomainError> {
         let peer = origin.peer_address;
         DomainError::check(
             [
@@ -142,6 +177,7 @@ impl SignIn {
         let expired = found
             .as_ref()
             .is_some_and(|(_, user)| user.password_expired);
+        let second_factor = found.as_ref().is_some_and(|(_, user)| user.second_factor);
         let found = found.map(|(organization, user)| {
             let status = user.status;
             ((organization, user.id), status)
@@ -155,25 +191,122 @@ impl SignIn {
                 reservation.succeeded().await?;
                 Err(account_not_active(status))
             }
-            LoginVerdict::SignedIn((organization, user_id)) if expired => {
-                reservation.succeeded().await?;
-                self.send_expired_password_reset(&organization, username, user_id, peer)
-                    .await?;
-                Err(DomainError::FailedPrecondition {
-                    reason: "PASSWORD_EXPIRED",
-                    message: "your password expired; a link to set a new one was emailed to you"
-                        .into(),
-                })
-            }
             LoginVerdict::SignedIn((organization, user_id)) => {
                 reservation.succeeded().await?;
-                self.start_session(&organization, user_id, origin).await
+                let facts = (expired, second_factor);
+                self.signed_in(&organization, user_id, username, facts, origin)
+                    .await
             }
         }
     }
 
+    /// The right password of an active user: a session, or a challenge for
+    /// their second factor; an expired password, or a missing second factor
+    /// the organization requires, gets a reset link instead.
+    async fn signed_in(
+        &self,
+        organization: &Organization,
+        user_id: Uuid,
+        username: &str,
+        (expired, second_factor): (bool, bool),
+        origin: &SessionOrigin,
+    ) -> Result<LoginOutcome, DomainError> {
+        let peer = origin.peer_address;
+        if expired {
+            self.send_expired_password_reset(organization, username, user_id, peer)
+                .await?;
+            return Err(reset_link_sent(
+                "PASSWORD_EXPIRED",
+                "your password expired; a link to set a new one was emailed to you",
+            ));
+        }
+        if organization.settings.require_second_factor && !second_factor {
+            self.send_expired_password_reset(organization, username, user_id, peer)
+                .await?;
+            return Err(reset_link_sent(
+                "SECOND_FACTOR_REQUIRED",
+                "your organization requires a second factor: a link to set it up with your password was emailed to you",
+            ));
+        }
+        if second_factor {
+            return self.challenge(organization, user_id).await;
+        }
+        let signed_in = self.start_session(organization, user_id, origin).await?;
+        Ok(LoginOutcome::SignedIn(signed_in))
+    }
+
+    /// A short-lived challenge for a user whose password was right and who
+    /// has a second factor; only its hash is kept.
+    async fn challenge(
+        &self,
+        organization: &Organization,
+        user_id: Uuid,
+    ) -> Result<LoginOutcome, DomainError> {
+        let challenge = Secret::generate(TokenKind::LoginChallenge);
+        let expire_time = Utc::now() + CHALLENGE_TTL;
+        store::second_factors::insert_challenge(
+            &mut *self.pool.acquire().await?,
+            organization.id,
+            user_id,
+            &challenge.hash(),
+            expire_time,
+        )
+        .await?;
+        Ok(LoginOutcome::Challenged {
+            challenge,
+            expire_time,
+        })
+    }
+
+    /// CompleteLogin: a challenge from Login with the user's current code
+    /// (or a recovery code) starts the session. Wrong codes are throttled
+    /// like passwords, on the user's own budget; the challenge stays usable
+    /// (until it expires) for a retype, and is used once.
+    pub async fn complete_login(
+        &self,
+        raw_challenge: &str,
+        raw_code: &str,
+        origin: &SessionOrigin,
+    ) -> Result<SignedIn, DomainError> {
+        DomainError::check(at_most_bytes("challenge", raw_challenge, MAX_TOKEN_BYTES))?;
+        let code = Code::parse("code", raw_code)?;
+        let record = self.find_challenge(raw_challenge).await?;
+        let record = usable_challenge(record, Utc::now())?;
+        let (organization_id, user_id) = (record.organization_id, record.user_id);
+        let attempt = self
+            .throttle
+            .user_attempt(Flow::SecondFactor, user_id)
+            .await?;
+        let reservation = self.throttle.reserve(attempt).await?;
+        let mut tx = self.pool.begin().await?;
+        if !self
+            .second_factors
+            .use_code(&mut tx, organization_id, user_id, &code)
+            .await?
+        {
+            drop(tx);
+            reservation
+                .failed(&Password::new(raw_code.trim().to_owned()))
+                .await?;
+            return Err(DomainError::Unauthenticated(
+                "wrong code: type the code your authenticator app shows now, or an unused recovery code".into(),
+            ));
+        }
+        if !store::second_factors::use_challenge(&mut tx, organization_id, record.id).await? {
+            return Err(challenge_error(ChallengeState::Invalid));
+        }
+        tx.commit().await?;
+        reservation.succeeded().await?;
+        let (organization, user) = self.account_of(organization_id, user_id).await?;
+        if user.status != UserStatus::Active {
+            return Err(account_not_active(user.status));
+        }
+        self.start_session(&organization, user_id, origin).await
+    }
+
     /// A reset link for a user whose password proved who they are but
-    /// expired, throttled like any reset (silently: the answer is the same).
+    /// expired (or who must enroll a second factor first), throttled like
+    /// any reset (silently: the answer is the same).
     async fn send_expired_password_reset(
         &self,
         organization: &Organization,
@@ -403,10 +536,109 @@ impl SignIn {
         work.commit().await?;
         // The password pages write outside the gRPC layer that does this for calls.
         self.authenticator.forget_own_writes();
+        let second_factor = self
+            .required_enrollment(organization_id, user_id, request_id)
+            .await?;
         Ok(PasswordSet {
             organization: locked.organization_name,
             username: locked.username,
+            second_factor,
         })
+    }
+
+    /// Under `require_second_factor`, a user without one who just set their
+    /// password: an enrollment begun and a challenge to confirm it with.
+    async fn required_enrollment(
+        &self,
+        organization_id: Uuid,
+        user_id: Uuid,
+        request_id: &RequestId,
+    ) -> Result<Option<SecondFactorSetup>, DomainError> {
+        let (organization, user) = self.account_of(organization_id, user_id).await?;
+        if !organization.settings.require_second_factor || user.second_factor {
+            return Ok(None);
+        }
+        let actor = Actor::User(user_id);
+        let mut work =
+            UnitOfWork::begin_as(&self.pool, organization_id, actor, Some(request_id.clone()))
+                .await?;
+        let account = format!("{}/{}", organization.name, user.username);
+        let enrollment = self
+            .second_factors
+            .begin_in(work.tx(), organization_id, user_id, &account)
+            .await?;
+        work.record(work.audit_record("user.second_factor.begin", "user", user_id));
+        work.commit().await?;
+        let LoginOutcome::Challenged { challenge, .. } =
+            self.challenge(&organization, user_id).await?
+        else {
+            unreachable!("a challenge is a challenge");
+        };
+        Ok(Some(SecondFactorSetup {
+            challenge,
+            enrollment,
+        }))
+    }
+
+    /// The password page's second step under `require_second_factor`: the
+    /// challenge from setting the password confirms the enrollment with a
+    /// code; the recovery codes, once.
+    pub async fn confirm_required_enrollment(
+        &self,
+        raw_challenge: &str,
+        raw_code: &str,
+        request_id: &RequestId,
+    ) -> Result<Vec<String>, DomainError> {
+        DomainError::check(at_most_bytes("challenge", raw_challenge, MAX_TOKEN_BYTES))?;
+        let record = self.find_challenge(raw_challenge).await?;
+        let record = usable_challenge(record, Utc::now())?;
+        let (organization_id, user_id) = (record.organization_id, record.user_id);
+        let actor = Actor::User(user_id);
+        let mut work =
+            UnitOfWork::begin_as(&self.pool, organization_id, actor, Some(request_id.clone()))
+                .await?;
+        let codes = self
+            .second_factors
+            .confirm_in(work.tx(), organization_id, user_id, raw_code)
+            .await?;
+        if !store::second_factors::use_challenge(work.tx(), organization_id, record.id).await? {
+            return Err(challenge_error(ChallengeState::Invalid));
+        }
+        work.record(work.audit_record("user.second_factor.enroll", "user", user_id));
+        work.commit().await?;
+        Ok(codes)
+    }
+
+    /// A user known by id, with their organization.
+    async fn account_of(
+        &self,
+        organization_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<(Organization, super::user::Credentials), DomainError> {
+        let organization =
+            store::organizations::find(&mut *self.pool.acquire().await?, organization_id)
+                .await?
+                .ok_or_else(|| DomainError::not_found("organization", organization_id))?;
+        let user = store::users::credentials_by_id(&self.pool, organization_id, user_id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("user", user_id))?;
+        Ok((organization, user))
+    }
+
+    /// The stored challenge a presented one names, if any.
+    async fn find_challenge(
+        &self,
+        raw_challenge: &str,
+    ) -> Result<Option<store::second_factors::ChallengeRecord>, DomainError> {
+        let Some(token) =
+            PresentedToken::parse_as(raw_challenge.trim(), &[TokenKind::LoginChallenge])
+        else {
+            return Ok(None);
+        };
+        Ok(
+            store::second_factors::find_challenge(&mut *self.pool.acquire().await?, &token.hash)
+                .await?,
+        )
     }
 
     /// The stored link a presented token names, if it is one of `kind`'s.
@@ -649,6 +881,46 @@ fn link_error(state: LinkState, kind: TokenKind) -> DomainError {
             "INVALID_TOKEN",
             "this link is not valid: it was already used, a newer one was sent, or it was copied incompletely",
         ),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChallengeState {
+    Expired,
+    Invalid,
+}
+
+/// A stored challenge that can still be completed at `now`.
+fn usable_challenge(
+    record: Option<store::second_factors::ChallengeRecord>,
+    now: DateTime<Utc>,
+) -> Result<store::second_factors::ChallengeRecord, DomainError> {
+    match record {
+        Some(record) if record.used_time.is_none() && record.expire_time > now => Ok(record),
+        Some(record) if record.used_time.is_none() => Err(challenge_error(ChallengeState::Expired)),
+        _ => Err(challenge_error(ChallengeState::Invalid)),
+    }
+}
+
+fn challenge_error(state: ChallengeState) -> DomainError {
+    match state {
+        ChallengeState::Expired => DomainError::FailedPrecondition {
+            reason: "CHALLENGE_EXPIRED",
+            message: "this sign-in took too long; sign in again with your password".into(),
+        },
+        ChallengeState::Invalid => DomainError::invalid(
+            "challenge",
+            "INVALID_CHALLENGE",
+            "not a challenge from Login, or already used; sign in again with your password",
+        ),
+    }
+}
+
+/// A right password that does not sign in yet; a reset link was queued.
+fn reset_link_sent(reason: &'static str, message: &str) -> DomainError {
+    DomainError::FailedPrecondition {
+        reason,
+        message: message.into(),
     }
 }
 

@@ -23,6 +23,8 @@ pub enum TokenKind {
     Invitation,
     /// In a reset link: sets a new password.
     PasswordReset,
+    /// Between a password and a second factor's code (CompleteLogin).
+    LoginChallenge,
 }
 
 text_states! {
@@ -40,7 +42,7 @@ impl TokenKind {
         match self {
             TokenKind::Invitation => Some(LinkPurpose::Invitation),
             TokenKind::PasswordReset => Some(LinkPurpose::PasswordReset),
-            TokenKind::ApiKey | TokenKind::AccessToken => None,
+            TokenKind::ApiKey | TokenKind::AccessToken | TokenKind::LoginChallenge => None,
         }
     }
 
@@ -50,6 +52,7 @@ impl TokenKind {
             TokenKind::AccessToken => "rst_at_",
             TokenKind::Invitation => "rst_inv_",
             TokenKind::PasswordReset => "rst_pwr_",
+            TokenKind::LoginChallenge => "rst_lc_",
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct User {
     pub password_expired: bool,
     /// Custom attributes' values by key, typed by their definitions.
     pub attributes: StoredAttributes,
+    /// When the user confirmed their second factor, if they have one.
+    pub second_factor_time: Option<DateTime<Utc>>,
 }
 
 /// A user's values as a caller sent them.
@@ -216,6 +218,8 @@ pub struct Credentials {
     pub status: UserStatus,
     /// The password still proves who the person is, but does not sign in.
     pub password_expired: bool,
+    /// A confirmed second factor: the password alone does not sign in.
+    pub second_factor: bool,
 }
 
 /// Whom a new invitation may go to: users who have not registered a password.
@@ -249,6 +253,8 @@ pub struct UserFilter {
     /// Custom attribute values every user found holds (ListUsers checks
     /// them against the definitions first).
     pub attributes: AttributeInput,
+    /// Whether the user confirmed a second factor.
+    pub second_factor_enrolled: Option<bool>,
 }
 
 impl UserFilter {
@@ -1077,9 +1083,8 @@ pub(crate) fn ensure_onboarded(user: &User) -> Result<(), DomainError> {
 }
 
 /// ResetUserCredentials: the account starts over. The password goes, with
-/// every session and link; the user is not onboarded any more and gets a
-/// fresh invitation (the worker sends it). A second factor, once Roster has
-/// one, goes here too.
+/// every session, link and second factor; the user is not onboarded any
+/// more and gets a fresh invitation (the worker sends it).
 pub async fn reset_user_credentials(call: &Call, user_id: Uuid) -> Result<User, DomainError> {
     let caller = &call.caller;
     let organization_id = caller.organization_id;
@@ -1088,6 +1093,7 @@ pub async fn reset_user_credentials(call: &Call, user_id: Uuid) -> Result<User, 
     ensure_may_act_on(tx, caller, user_id, Some("reset the credentials of")).await?;
     store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id]).await?;
     store::onboarding_tokens::revoke(tx, organization_id, &[user_id], LinkPurpose::ALL).await?;
+    store::second_factors::remove(tx, organization_id, user_id).await?;
     let user = store::users::clear_password(tx, organization_id, user_id).await?;
     store::outbox::enqueue_invitation(tx, organization_id, user_id).await?;
     work.record(work.audit_record("user.credentials.reset", "user", user_id));

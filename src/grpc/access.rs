@@ -34,6 +34,9 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/roster.v1.AuthService/CreateApiKey", OrganizationAdmin),
     ("/roster.v1.AuthService/ListApiKeys", OrganizationAdmin),
     ("/roster.v1.AuthService/RevokeApiKey", OrganizationAdmin),
+    ("/roster.v1.AuthService/BeginTotpEnrollment", SignedIn),
+    ("/roster.v1.AuthService/ConfirmTotpEnrollment", SignedIn),
+    ("/roster.v1.AuthService/CompleteLogin", Public),
     ("/roster.v1.OrganizationService/GetOrganization", VIEWER),
     (
         "/roster.v1.OrganizationService/UpdateOrganizationSettings",
@@ -72,6 +75,7 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/roster.v1.UserService/ResetUserCredentials", ADMIN),
     ("/roster.v1.UserService/SetPasswordExpiry", ADMIN),
     ("/roster.v1.UserService/SetUserSessionLimit", ADMIN),
+    ("/roster.v1.UserService/ResetUserSecondFactor", ADMIN),
     ("/roster.v1.GroupService/CreateGroup", ADMIN),
     ("/roster.v1.GroupService/GetGroup", VIEWER),
     ("/roster.v1.GroupService/ListGroups", VIEWER),

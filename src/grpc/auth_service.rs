@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert, request_id_of};
+use super::{call_of, caller, convert, request_id_of};
 use crate::{
     domain::{
         api_key::{self, NewApiKey},
@@ -11,13 +11,25 @@ use crate::{
         password::Password,
         request::RequestId,
         session::SessionOrigin,
-        sign_in::{PasswordSet, SignIn},
+        sign_in::{LoginOutcome, PasswordSet, SignIn},
         token::TokenKind,
         user,
     },
     proto::{self, auth_service_server::AuthService},
     store::Pool,
 };
+
+/// Where a sign-in comes from: the peer's address and its `user-agent`.
+fn session_origin<T>(request: &Request<T>) -> SessionOrigin {
+    let user_agent = request
+        .metadata()
+        .get("user-agent")
+        .and_then(|value| value.to_str().ok());
+    SessionOrigin::new(
+        request.remote_addr().map(|address| address.ip()),
+        user_agent,
+    )
+}
 
 /// AuthService: sign-in, passwords, the caller's identity and API keys.
 pub struct AuthHandler {
@@ -56,16 +68,9 @@ impl AuthService for AuthHandler {
         &self,
         request: Request<proto::LoginRequest>,
     ) -> Result<Response<proto::LoginResponse>, Status> {
-        let user_agent = request
-            .metadata()
-            .get("user-agent")
-            .and_then(|value| value.to_str().ok());
-        let origin = SessionOrigin::new(
-            request.remote_addr().map(|address| address.ip()),
-            user_agent,
-        );
+        let origin = session_origin(&request);
         let body = request.into_inner();
-        let signed_in = self
+        let outcome = self
             .sign_in
             .login(
                 &body.organization,
@@ -74,10 +79,69 @@ impl AuthService for AuthHandler {
                 &origin,
             )
             .await?;
-        Ok(Response::new(proto::LoginResponse {
+        Ok(Response::new(match outcome {
+            LoginOutcome::SignedIn(signed_in) => proto::LoginResponse {
+                access_token: signed_in.access_token.expose().to_owned(),
+                expire_time: Some(convert::timestamp(signed_in.expire_time)),
+                scopes: convert::scopes_to_proto(&signed_in.scopes),
+                ..Default::default()
+            },
+            LoginOutcome::Challenged {
+                challenge,
+                expire_time,
+            } => proto::LoginResponse {
+                challenge: challenge.expose().to_owned(),
+                challenge_expire_time: Some(convert::timestamp(expire_time)),
+                ..Default::default()
+            },
+        }))
+    }
+
+    async fn complete_login(
+        &self,
+        request: Request<proto::CompleteLoginRequest>,
+    ) -> Result<Response<proto::CompleteLoginResponse>, Status> {
+        let origin = session_origin(&request);
+        let body = request.into_inner();
+        let signed_in = self
+            .sign_in
+            .complete_login(&body.challenge, &body.code, &origin)
+            .await?;
+        Ok(Response::new(proto::CompleteLoginResponse {
             access_token: signed_in.access_token.expose().to_owned(),
             expire_time: Some(convert::timestamp(signed_in.expire_time)),
             scopes: convert::scopes_to_proto(&signed_in.scopes),
+        }))
+    }
+
+    async fn begin_totp_enrollment(
+        &self,
+        request: Request<proto::BeginTotpEnrollmentRequest>,
+    ) -> Result<Response<proto::BeginTotpEnrollmentResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let enrollment = self
+            .sign_in
+            .second_factors()
+            .begin_enrollment(&call)
+            .await?;
+        Ok(Response::new(proto::BeginTotpEnrollmentResponse {
+            secret: enrollment.secret_base32,
+            otpauth_uri: enrollment.otpauth_uri,
+        }))
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        request: Request<proto::ConfirmTotpEnrollmentRequest>,
+    ) -> Result<Response<proto::ConfirmTotpEnrollmentResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let recovery_codes = self
+            .sign_in
+            .second_factors()
+            .confirm_enrollment(&call, &request.get_ref().code)
+            .await?;
+        Ok(Response::new(proto::ConfirmTotpEnrollmentResponse {
+            recovery_codes,
         }))
     }
 

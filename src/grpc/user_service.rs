@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     domain::{
-        group as groups, import, session,
+        group as groups, import, second_factor, session,
         sign_in::SignIn,
         user::{self, InvitationTargets, MirrorRequest, NewUser, UserListRequest, UserUpdate},
     },
@@ -344,6 +344,18 @@ impl UserService for UserHandler {
         let user_id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
         let user = user::reset_user_credentials(&call, user_id).await?;
         Ok(Response::new(proto::ResetUserCredentialsResponse {
+            user: Some(convert::user(&user)),
+        }))
+    }
+
+    async fn reset_user_second_factor(
+        &self,
+        request: Request<proto::ResetUserSecondFactorRequest>,
+    ) -> Result<Response<proto::ResetUserSecondFactorResponse>, Status> {
+        let call = call_of(&self.pool, &request)?;
+        let user_id = super::convert::parse_id(&request.get_ref().user_id, "user_id")?;
+        let user = second_factor::reset_user_second_factor(&call, user_id).await?;
+        Ok(Response::new(proto::ResetUserSecondFactorResponse {
             user: Some(convert::user(&user)),
         }))
     }

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod paging;
 pub mod password_reset_requests;
 pub mod profiles;
+pub mod second_factors;
 pub mod sign_in_throttle;
 pub mod units;
 pub mod users;

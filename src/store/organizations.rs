@@ -20,6 +20,7 @@ struct OrganizationRow {
     locale: String,
     max_sessions_per_user: Option<i32>,
     password_max_age_seconds: Option<i64>,
+    require_second_factor: bool,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
@@ -44,6 +45,7 @@ impl TryFrom<OrganizationRow> for Organization {
                 display_name: row.display_name,
                 max_sessions_per_user: row.max_sessions_per_user,
                 password_max_age_seconds: row.password_max_age_seconds,
+                require_second_factor: row.require_second_factor,
             },
             name: row.name,
             create_time: row.create_time,
@@ -71,7 +73,7 @@ pub async fn insert(
     let row = sqlx::query_as!(
         OrganizationRow,
         "insert into organizations (id, name) values ($1, $2) returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time",
         id,
         name,
     )
@@ -91,7 +93,7 @@ pub async fn rename(
         OrganizationRow,
         "update organizations set name = $2 where id = $1 returning id, name, display_name, allow_duplicate_emails, \
          public_email_domain_policy, invitation_ttl_seconds, password_reset_ttl_seconds, access_token_ttl_seconds, \
-         locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time",
+         locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time",
         id,
         name,
     )
@@ -108,7 +110,7 @@ pub async fn find<'e>(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations where id = $1",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations where id = $1",
         id,
     )
     .fetch_optional(executor)
@@ -124,7 +126,7 @@ pub async fn find_by_name<'e>(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations where lower(name) = lower($1)",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations where lower(name) = lower($1)",
         name.trim(),
     )
     .fetch_optional(executor)
@@ -137,7 +139,7 @@ pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organizat
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations where id = $1 for update",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations where id = $1 for update",
         id,
     )
     .fetch_optional(&mut **tx)
@@ -153,7 +155,7 @@ pub async fn lock_shared(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations where id = $1 for share",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations where id = $1 for share",
         id,
     )
     .fetch_optional(&mut **tx)
@@ -165,7 +167,7 @@ pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<Organization>
     let rows = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time from organizations order by lower(name)"
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations order by lower(name)"
     )
     .fetch_all(executor)
     .await?;
@@ -181,8 +183,8 @@ pub async fn update_settings(
         OrganizationRow,
         "update organizations set allow_duplicate_emails = $2, public_email_domain_policy = $3, \
          invitation_ttl_seconds = $4, password_reset_ttl_seconds = $5, access_token_ttl_seconds = $6, locale = $7, \
-         display_name = $8, max_sessions_per_user = $9, password_max_age_seconds = $10 where id = $1 returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, create_time, update_time",
+         display_name = $8, max_sessions_per_user = $9, password_max_age_seconds = $10, require_second_factor = $11 where id = $1 returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time",
         id,
         settings.allow_duplicate_emails,
         settings.public_email_domain_policy.as_str(),
@@ -193,6 +195,7 @@ pub async fn update_settings(
         settings.display_name,
         settings.max_sessions_per_user,
         settings.password_max_age_seconds,
+        settings.require_second_factor,
     )
     .fetch_one(&mut **tx)
     .await?;

@@ -56,7 +56,9 @@ macro_rules! user_query {
                    last_name_key, attributes, now() as \"read_time!\", \
                    (case when users.password_hash is not null then least(users.password_expire_time, \
                    users.password_set_time + make_interval(secs => (select o.password_max_age_seconds \
-                   from organizations o where o.id = users.organization_id))) end) as password_expire_time "
+                   from organizations o where o.id = users.organization_id))) end) as password_expire_time, \
+                   (select s.confirm_time from second_factors s where s.organization_id = users.organization_id \
+                   and s.user_id = users.id) as second_factor_time "
                 + $tail $(+ $more)*
             $(, $arg)*
         )
@@ -71,7 +73,9 @@ const USER_COLUMNS: &str = "users.id, users.first_name, users.last_name, users.e
      users.last_login_time, users.last_name_key, users.attributes, now() as read_time, \
      (case when users.password_hash is not null then least(users.password_expire_time, \
      users.password_set_time + make_interval(secs => (select o.password_max_age_seconds \
-     from organizations o where o.id = users.organization_id))) end) as password_expire_time";
+     from organizations o where o.id = users.organization_id))) end) as password_expire_time, \
+     (select s.confirm_time from second_factors s where s.organization_id = users.organization_id \
+     and s.user_id = users.id) as second_factor_time";
 
 #[derive(FromRow)]
 struct UserRow {
@@ -93,6 +97,7 @@ struct UserRow {
     attributes: serde_json::Value,
     read_time: DateTime<Utc>,
     password_expire_time: Option<DateTime<Utc>>,
+    second_factor_time: Option<DateTime<Utc>>,
 }
 
 impl From<UserRow> for User {
@@ -125,6 +130,7 @@ impl From<UserRow> for User {
                 serde_json::Value::Object(attributes) => attributes,
                 _ => StoredAttributes::new(),
             },
+            second_factor_time: row.second_factor_time,
         }
     }
 }
@@ -453,6 +459,14 @@ fn push_user_filters(
     }
     if let Some(onboarded) = filter.onboarded {
         query.push(" and users.onboarded = ").push_bind(onboarded);
+    }
+    if let Some(enrolled) = filter.second_factor_enrolled {
+        query
+            .push(
+                " and exists (select 1 from second_factors s where s.organization_id = users.organization_id \
+                 and s.user_id = users.id and s.confirm_time is not null) = ",
+            )
+            .push_bind(enrolled);
     }
     match filter.password_expired {
         Some(true) => {
@@ -1087,7 +1101,9 @@ macro_rules! credentials_query {
              now() as \"read_time!\", coalesce((case when users.password_hash is not null then \
              least(users.password_expire_time, users.password_set_time + make_interval(secs => \
              (select o.password_max_age_seconds from organizations o where o.id = users.organization_id))) \
-             end) <= now(), false) as \"password_expired!\" from users where organization_id = $1 and "
+             end) <= now(), false) as \"password_expired!\", exists (select 1 from second_factors s \
+             where s.organization_id = users.organization_id and s.user_id = users.id \
+             and s.confirm_time is not null) as \"second_factor!\" from users where organization_id = $1 and "
                 + $tail
             $(, $arg)*
         )
@@ -1130,6 +1146,7 @@ struct CredentialsRow {
     invitation_expire_time: Option<DateTime<Utc>>,
     read_time: DateTime<Utc>,
     password_expired: bool,
+    second_factor: bool,
 }
 
 impl From<CredentialsRow> for Credentials {
@@ -1145,6 +1162,7 @@ impl From<CredentialsRow> for Credentials {
             username: row.username,
             password_hash: row.password_hash,
             password_expired: row.password_expired,
+            second_factor: row.second_factor,
             status: UserStatus::derive(facts, row.read_time),
         }
     }

@@ -20,6 +20,13 @@ const TEXT = {
     done: (u, o) => `Your password is saved. Sign in to ${o} as ${u}.`,
     busy: "Too many attempts right now. Try again in a moment.",
     failed: "Something went wrong. Try again.",
+    sf_intro: "Your organization requires a second factor. Scan this code with an authenticator app (or type the key under it), then type the code the app shows.",
+    code: "Code",
+    sf_save: "Turn it on",
+    wrong_code: "That is not the code the app shows now. Check the phone's clock and try again.",
+    sf_expired: "This took too long. Sign in with your password to get a new link.",
+    sf_done: (u, o) => `Your password and second factor are set. Sign in to ${o} as ${u}.`,
+    recovery: "Your recovery codes, shown only now: keep them safe. Each signs in once without the app.",
   },
   "pt-BR": {
     register: "Escolha sua senha",
@@ -37,6 +44,13 @@ const TEXT = {
     done: (u, o) => `Sua senha foi salva. Entre na ${o} como ${u}.`,
     busy: "Muitas tentativas agora. Tente de novo em instantes.",
     failed: "Algo deu errado. Tente de novo.",
+    sf_intro: "Sua organização exige um segundo fator. Leia este código com um app autenticador (ou digite a chave abaixo dele) e digite o código que o app mostra.",
+    code: "Código",
+    sf_save: "Ativar",
+    wrong_code: "Este não é o código que o app mostra agora. Confira o relógio do celular e tente de novo.",
+    sf_expired: "Isto demorou demais. Entre com sua senha para receber um novo link.",
+    sf_done: (u, o) => `Sua senha e seu segundo fator estão configurados. Entre na ${o} como ${u}.`,
+    recovery: "Seus códigos de recuperação, mostrados só agora: guarde-os bem. Cada um entra uma vez sem o app.",
   },
 };
 
@@ -130,7 +144,11 @@ async function submit(event) {
   $("submit").disabled = true;
   try {
     const { status, json } = await post(`/api/${purpose}`, { token, password });
-    if (status === 200) {
+    if (status === 200 && json.second_factor) {
+      $("form").hidden = true;
+      notice("", false);
+      showSecondFactor(json);
+    } else if (status === 200) {
       $("form").hidden = true;
       notice("", false);
       $("done").textContent = t.done(json.username, json.organization);
@@ -152,7 +170,59 @@ async function submit(event) {
   }
 }
 
+// Under require_second_factor: the QR code the server rendered (parsed as
+// SVG, never as HTML), the key to type instead, and a code field.
+let enrollment = null;
+
+function showSecondFactor(json) {
+  const t = TEXT[locale];
+  enrollment = json;
+  const svg = new DOMParser().parseFromString(json.second_factor.qr_svg, "image/svg+xml");
+  $("qr").replaceChildren(document.importNode(svg.documentElement, true));
+  $("sf-secret").textContent = json.second_factor.secret;
+  $("sf-intro").textContent = t.sf_intro;
+  $("code-label").textContent = t.code;
+  $("sf-submit").textContent = t.sf_save;
+  $("second-factor").hidden = false;
+  $("code").focus();
+}
+
+async function submitCode(event) {
+  event.preventDefault();
+  const t = TEXT[locale];
+  $("sf-submit").disabled = true;
+  try {
+    const { status, json } = await post("/api/second-factor", {
+      challenge: enrollment.second_factor.challenge,
+      code: $("code").value,
+    });
+    if (status === 200) {
+      $("second-factor").hidden = true;
+      notice("", false);
+      $("done").textContent = t.sf_done(enrollment.username, enrollment.organization);
+      $("done").hidden = false;
+      $("recovery-title").textContent = t.recovery;
+      $("recovery-codes").replaceChildren(...json.recovery_codes.map((code) => {
+        const item = document.createElement("li");
+        item.textContent = code;
+        return item;
+      }));
+      $("recovery").hidden = false;
+    } else if (json.error === "WRONG_CODE") {
+      notice(t.wrong_code, true);
+    } else if (json.error === "CHALLENGE_EXPIRED" || json.error === "INVALID_TOKEN") {
+      notice(t.sf_expired, true);
+      $("second-factor").hidden = true;
+    } else {
+      notice(t.failed, true);
+    }
+  } finally {
+    $("sf-submit").disabled = false;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("form").addEventListener("submit", submit);
+  $("second-factor").addEventListener("submit", submitCode);
   open().catch(() => notice(TEXT[locale].failed, true));
 });

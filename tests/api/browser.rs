@@ -26,6 +26,11 @@ struct PageRun {
 
 /// Runs the page script on `link`; fails with what to install when the tools are missing.
 async fn fill_password_page(link: &str, weak: &str, good: &str) -> PageRun {
+    run_page_script("password_page.mjs", &[link, weak, good]).await
+}
+
+/// Runs a page script of tests/e2e with `args` (and $ROSTER_SCREENSHOT): its JSON line.
+async fn run_page_script<T: serde::de::DeserializeOwned>(script: &str, args: &[&str]) -> T {
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
     assert!(
         e2e.join("node_modules/playwright-core").exists(),
@@ -36,8 +41,8 @@ async fn fill_password_page(link: &str, weak: &str, good: &str) -> PageRun {
         "Chromium is missing: `apt-get install chromium` (done by .ci/run)"
     );
     let output = tokio::process::Command::new("node")
-        .arg(e2e.join("password_page.mjs"))
-        .args([link, weak, good])
+        .arg(e2e.join(script))
+        .args(args)
         .args(std::env::var("ROSTER_SCREENSHOT").ok())
         .output()
         .await
@@ -135,6 +140,54 @@ async fn a_person_registers_in_the_browser_signs_in_then_resets_the_password() {
         .unwrap_err();
     assert_eq!(old.code(), Code::Unauthenticated);
     login(&app, "maria@acme.com", "Nova#Senha2027xy")
+        .await
+        .unwrap();
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct EnrollmentRun {
+    qr: usize,
+    secret: String,
+    wrong: String,
+    done: String,
+    recovery_codes: Vec<String>,
+    leaked: bool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_require_second_factor_a_person_enrolls_in_the_browser_as_they_register() {
+    let app = TestApp::spawn().await;
+    crate::second_factor::require_second_factor(&app).await;
+    app.create_user("Maria", "Souza", "maria@acme.com").await;
+    let invitation = app.email("maria@acme.com", 1).await;
+    let link = format!("{}/register#token={}", app.pages(), invitation.link_token());
+
+    let run: EnrollmentRun =
+        run_page_script("second_factor_page.mjs", &[&link, "Maria#Souza2026x"]).await;
+    assert_eq!(run.qr, 1, "the QR code is an SVG in the page: {run:?}");
+    assert!(run.wrong.contains("not the code"), "{run:?}");
+    assert!(run.done.contains("maria@acme.com"), "{run:?}");
+    assert_eq!(run.recovery_codes.len(), 10, "{run:?}");
+    assert!(
+        !run.leaked,
+        "a token or challenge left the page's fragment and body"
+    );
+
+    // The password, then a code the test computes from the enrolled secret.
+    let app_codes = crate::second_factor::Authenticator::new(&run.secret);
+    let challenge =
+        crate::second_factor::challenge_for(&app, "maria@acme.com", "Maria#Souza2026x").await;
+    let token = crate::second_factor::complete(&app, &challenge, &app_codes.code(1))
+        .await
+        .unwrap();
+    app.auth(Bearer::token(&token))
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .unwrap();
+    // A recovery code from the page signs in too.
+    let challenge =
+        crate::second_factor::challenge_for(&app, "maria@acme.com", "Maria#Souza2026x").await;
+    crate::second_factor::complete(&app, &challenge, &run.recovery_codes[0])
         .await
         .unwrap();
 }

@@ -255,8 +255,21 @@ async fn zero_configuration_serve_bootstraps_once_and_survives_a_restart_under_a
         "the command stopped the cluster it started"
     );
 
+    // The key that seals second-factor secrets: created on the first start, its owner's only.
+    let secret_key = std::fs::read_to_string(data_dir.join("secret_key")).unwrap();
+    let mode = std::fs::metadata(data_dir.join("secret_key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
     let second = serve(roster(&data_dir), port);
     assert_eq!(second.bootstrap_key(), None, "a restart prints no new key");
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("secret_key")).unwrap(),
+        secret_key,
+        "a restart keeps the key"
+    );
     assert_eq!(
         who_am_i(&second.address, &key)
             .await

@@ -15,6 +15,7 @@ use roster::{
         api_key::{self, NewApiKey},
         caller::{Actor, Scope},
         organization,
+        second_factor::SecretKey,
         token::{Secret, TokenKind},
     },
     proto::{
@@ -36,6 +37,9 @@ use tonic::{
 use uuid::Uuid;
 
 const TEMPLATE_DATABASE: &str = "roster_test_template";
+
+/// The key test servers seal second-factor secrets with (replicas share it).
+pub const TEST_SECRET_KEY: [u8; 32] = [42; 32];
 
 /// Polls `check` until it yields a value, at most `within`; then fails the
 /// test naming `what`. The one way tests wait for something to happen, so
@@ -305,6 +309,7 @@ impl RunningServer {
         delivery.retry_base = Duration::from_millis(200);
         settings.delivery = Some(delivery);
         settings.http_listen = Some("127.0.0.1:0".parse().expect("address"));
+        settings.secret_key = Some(std::sync::Arc::new(SecretKey::from_bytes(TEST_SECRET_KEY)));
         adjust(&mut settings);
         let application = Application::build(&settings, pool.clone())
             .await

@@ -44,6 +44,7 @@ mod onboarding;
 mod organizations;
 mod request_ergonomics;
 mod search;
+mod second_factor;
 mod serve_crash;
 mod sessions;
 #[cfg(feature = "external-tools")]

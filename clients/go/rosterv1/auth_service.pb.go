@@ -84,12 +84,17 @@ func (x *LoginRequest) GetPassword() string {
 }
 
 type LoginResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccessToken   string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
-	Scopes        []Scope                `protobuf:"varint,3,rep,packed,name=scopes,proto3,enum=roster.v1.Scope" json:"scopes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty when `challenge` is set.
+	AccessToken string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	ExpireTime  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Scopes      []Scope                `protobuf:"varint,3,rep,packed,name=scopes,proto3,enum=roster.v1.Scope" json:"scopes,omitempty"`
+	// Set for a user with a second factor (and then no access token): give it
+	// to CompleteLogin with a code before `challenge_expire_time`.
+	Challenge           string                 `protobuf:"bytes,4,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	ChallengeExpireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=challenge_expire_time,json=challengeExpireTime,proto3" json:"challenge_expire_time,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *LoginResponse) Reset() {
@@ -139,6 +144,20 @@ func (x *LoginResponse) GetExpireTime() *timestamppb.Timestamp {
 func (x *LoginResponse) GetScopes() []Scope {
 	if x != nil {
 		return x.Scopes
+	}
+	return nil
+}
+
+func (x *LoginResponse) GetChallenge() string {
+	if x != nil {
+		return x.Challenge
+	}
+	return ""
+}
+
+func (x *LoginResponse) GetChallengeExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChallengeExpireTime
 	}
 	return nil
 }
@@ -1097,6 +1116,300 @@ func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
 	return nil
 }
 
+type BeginTotpEnrollmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginTotpEnrollmentRequest) Reset() {
+	*x = BeginTotpEnrollmentRequest{}
+	mi := &file_roster_v1_auth_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginTotpEnrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginTotpEnrollmentRequest) ProtoMessage() {}
+
+func (x *BeginTotpEnrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_auth_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginTotpEnrollmentRequest.ProtoReflect.Descriptor instead.
+func (*BeginTotpEnrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_auth_service_proto_rawDescGZIP(), []int{20}
+}
+
+type BeginTotpEnrollmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shared secret in base32, for typing into an authenticator app.
+	Secret string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// The same as an otpauth://totp/ URI (what a QR code holds).
+	OtpauthUri    string `protobuf:"bytes,2,opt,name=otpauth_uri,json=otpauthUri,proto3" json:"otpauth_uri,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginTotpEnrollmentResponse) Reset() {
+	*x = BeginTotpEnrollmentResponse{}
+	mi := &file_roster_v1_auth_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginTotpEnrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginTotpEnrollmentResponse) ProtoMessage() {}
+
+func (x *BeginTotpEnrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_auth_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginTotpEnrollmentResponse.ProtoReflect.Descriptor instead.
+func (*BeginTotpEnrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_auth_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BeginTotpEnrollmentResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *BeginTotpEnrollmentResponse) GetOtpauthUri() string {
+	if x != nil {
+		return x.OtpauthUri
+	}
+	return ""
+}
+
+type ConfirmTotpEnrollmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The 6-digit code the authenticator app shows now.
+	Code          string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTotpEnrollmentRequest) Reset() {
+	*x = ConfirmTotpEnrollmentRequest{}
+	mi := &file_roster_v1_auth_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTotpEnrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTotpEnrollmentRequest) ProtoMessage() {}
+
+func (x *ConfirmTotpEnrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_auth_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTotpEnrollmentRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmTotpEnrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_auth_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ConfirmTotpEnrollmentRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type ConfirmTotpEnrollmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ten single-use codes that replace the app once each; shown only now.
+	RecoveryCodes []string `protobuf:"bytes,1,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTotpEnrollmentResponse) Reset() {
+	*x = ConfirmTotpEnrollmentResponse{}
+	mi := &file_roster_v1_auth_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTotpEnrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTotpEnrollmentResponse) ProtoMessage() {}
+
+func (x *ConfirmTotpEnrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_auth_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTotpEnrollmentResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmTotpEnrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_auth_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ConfirmTotpEnrollmentResponse) GetRecoveryCodes() []string {
+	if x != nil {
+		return x.RecoveryCodes
+	}
+	return nil
+}
+
+type CompleteLoginRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The challenge Login answered.
+	Challenge string `protobuf:"bytes,1,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	// The authenticator's current 6-digit code, or an unused recovery code.
+	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteLoginRequest) Reset() {
+	*x = CompleteLoginRequest{}
+	mi := &file_roster_v1_auth_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteLoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteLoginRequest) ProtoMessage() {}
+
+func (x *CompleteLoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_auth_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteLoginRequest.ProtoReflect.Descriptor instead.
+func (*CompleteLoginRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_auth_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CompleteLoginRequest) GetChallenge() string {
+	if x != nil {
+		return x.Challenge
+	}
+	return ""
+}
+
+func (x *CompleteLoginRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type CompleteLoginResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken   string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Scopes        []Scope                `protobuf:"varint,3,rep,packed,name=scopes,proto3,enum=roster.v1.Scope" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteLoginResponse) Reset() {
+	*x = CompleteLoginResponse{}
+	mi := &file_roster_v1_auth_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteLoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteLoginResponse) ProtoMessage() {}
+
+func (x *CompleteLoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_auth_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteLoginResponse.ProtoReflect.Descriptor instead.
+func (*CompleteLoginResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_auth_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CompleteLoginResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *CompleteLoginResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *CompleteLoginResponse) GetScopes() []Scope {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
 var File_roster_v1_auth_service_proto protoreflect.FileDescriptor
 
 const file_roster_v1_auth_service_proto_rawDesc = "" +
@@ -1105,12 +1418,14 @@ const file_roster_v1_auth_service_proto_rawDesc = "" +
 	"\fLoginRequest\x12\"\n" +
 	"\forganization\x18\x01 \x01(\tR\forganization\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12\x1a\n" +
-	"\bpassword\x18\x03 \x01(\tR\bpassword\"\x99\x01\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"\x87\x02\n" +
 	"\rLoginResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12(\n" +
-	"\x06scopes\x18\x03 \x03(\x0e2\x10.roster.v1.ScopeR\x06scopes\"\x0f\n" +
+	"\x06scopes\x18\x03 \x03(\x0e2\x10.roster.v1.ScopeR\x06scopes\x12\x1c\n" +
+	"\tchallenge\x18\x04 \x01(\tR\tchallenge\x12N\n" +
+	"\x15challenge_expire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x13challengeExpireTime\"\x0f\n" +
 	"\rLogoutRequest\"\x10\n" +
 	"\x0eLogoutResponse\"\x0f\n" +
 	"\rWhoAmIRequest\"\xa1\x02\n" +
@@ -1167,7 +1482,24 @@ const file_roster_v1_auth_service_proto_rawDesc = "" +
 	"\n" +
 	"api_key_id\x18\x01 \x01(\tR\bapiKeyId\"B\n" +
 	"\x14RevokeApiKeyResponse\x12*\n" +
-	"\aapi_key\x18\x01 \x01(\v2\x11.roster.v1.ApiKeyR\x06apiKey2\xa8\x06\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x11.roster.v1.ApiKeyR\x06apiKey\"\x1c\n" +
+	"\x1aBeginTotpEnrollmentRequest\"V\n" +
+	"\x1bBeginTotpEnrollmentResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x1f\n" +
+	"\votpauth_uri\x18\x02 \x01(\tR\n" +
+	"otpauthUri\"2\n" +
+	"\x1cConfirmTotpEnrollmentRequest\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\"F\n" +
+	"\x1dConfirmTotpEnrollmentResponse\x12%\n" +
+	"\x0erecovery_codes\x18\x01 \x03(\tR\rrecoveryCodes\"H\n" +
+	"\x14CompleteLoginRequest\x12\x1c\n" +
+	"\tchallenge\x18\x01 \x01(\tR\tchallenge\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\"\xa1\x01\n" +
+	"\x15CompleteLoginResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12(\n" +
+	"\x06scopes\x18\x03 \x03(\x0e2\x10.roster.v1.ScopeR\x06scopes2\xce\b\n" +
 	"\vAuthService\x12:\n" +
 	"\x05Login\x12\x17.roster.v1.LoginRequest\x1a\x18.roster.v1.LoginResponse\x12=\n" +
 	"\x06Logout\x12\x18.roster.v1.LogoutRequest\x1a\x19.roster.v1.LogoutResponse\x12=\n" +
@@ -1178,7 +1510,10 @@ const file_roster_v1_auth_service_proto_rawDesc = "" +
 	"\rResetPassword\x12\x1f.roster.v1.ResetPasswordRequest\x1a .roster.v1.ResetPasswordResponse\x12O\n" +
 	"\fCreateApiKey\x12\x1e.roster.v1.CreateApiKeyRequest\x1a\x1f.roster.v1.CreateApiKeyResponse\x12L\n" +
 	"\vListApiKeys\x12\x1d.roster.v1.ListApiKeysRequest\x1a\x1e.roster.v1.ListApiKeysResponse\x12O\n" +
-	"\fRevokeApiKey\x12\x1e.roster.v1.RevokeApiKeyRequest\x1a\x1f.roster.v1.RevokeApiKeyResponseBL\n" +
+	"\fRevokeApiKey\x12\x1e.roster.v1.RevokeApiKeyRequest\x1a\x1f.roster.v1.RevokeApiKeyResponse\x12d\n" +
+	"\x13BeginTotpEnrollment\x12%.roster.v1.BeginTotpEnrollmentRequest\x1a&.roster.v1.BeginTotpEnrollmentResponse\x12j\n" +
+	"\x15ConfirmTotpEnrollment\x12'.roster.v1.ConfirmTotpEnrollmentRequest\x1a(.roster.v1.ConfirmTotpEnrollmentResponse\x12R\n" +
+	"\rCompleteLogin\x12\x1f.roster.v1.CompleteLoginRequest\x1a .roster.v1.CompleteLoginResponseBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -1193,69 +1528,84 @@ func file_roster_v1_auth_service_proto_rawDescGZIP() []byte {
 	return file_roster_v1_auth_service_proto_rawDescData
 }
 
-var file_roster_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_roster_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_roster_v1_auth_service_proto_goTypes = []any{
-	(*LoginRequest)(nil),                 // 0: roster.v1.LoginRequest
-	(*LoginResponse)(nil),                // 1: roster.v1.LoginResponse
-	(*LogoutRequest)(nil),                // 2: roster.v1.LogoutRequest
-	(*LogoutResponse)(nil),               // 3: roster.v1.LogoutResponse
-	(*WhoAmIRequest)(nil),                // 4: roster.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),               // 5: roster.v1.WhoAmIResponse
-	(*ChangePasswordRequest)(nil),        // 6: roster.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),       // 7: roster.v1.ChangePasswordResponse
-	(*RegisterPasswordRequest)(nil),      // 8: roster.v1.RegisterPasswordRequest
-	(*RegisterPasswordResponse)(nil),     // 9: roster.v1.RegisterPasswordResponse
-	(*RequestPasswordResetRequest)(nil),  // 10: roster.v1.RequestPasswordResetRequest
-	(*RequestPasswordResetResponse)(nil), // 11: roster.v1.RequestPasswordResetResponse
-	(*ResetPasswordRequest)(nil),         // 12: roster.v1.ResetPasswordRequest
-	(*ResetPasswordResponse)(nil),        // 13: roster.v1.ResetPasswordResponse
-	(*CreateApiKeyRequest)(nil),          // 14: roster.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),         // 15: roster.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),           // 16: roster.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),          // 17: roster.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),          // 18: roster.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),         // 19: roster.v1.RevokeApiKeyResponse
-	(*timestamppb.Timestamp)(nil),        // 20: google.protobuf.Timestamp
-	(Scope)(0),                           // 21: roster.v1.Scope
-	(*User)(nil),                         // 22: roster.v1.User
-	(*ApiKey)(nil),                       // 23: roster.v1.ApiKey
+	(*LoginRequest)(nil),                  // 0: roster.v1.LoginRequest
+	(*LoginResponse)(nil),                 // 1: roster.v1.LoginResponse
+	(*LogoutRequest)(nil),                 // 2: roster.v1.LogoutRequest
+	(*LogoutResponse)(nil),                // 3: roster.v1.LogoutResponse
+	(*WhoAmIRequest)(nil),                 // 4: roster.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),                // 5: roster.v1.WhoAmIResponse
+	(*ChangePasswordRequest)(nil),         // 6: roster.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),        // 7: roster.v1.ChangePasswordResponse
+	(*RegisterPasswordRequest)(nil),       // 8: roster.v1.RegisterPasswordRequest
+	(*RegisterPasswordResponse)(nil),      // 9: roster.v1.RegisterPasswordResponse
+	(*RequestPasswordResetRequest)(nil),   // 10: roster.v1.RequestPasswordResetRequest
+	(*RequestPasswordResetResponse)(nil),  // 11: roster.v1.RequestPasswordResetResponse
+	(*ResetPasswordRequest)(nil),          // 12: roster.v1.ResetPasswordRequest
+	(*ResetPasswordResponse)(nil),         // 13: roster.v1.ResetPasswordResponse
+	(*CreateApiKeyRequest)(nil),           // 14: roster.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),          // 15: roster.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),            // 16: roster.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),           // 17: roster.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),           // 18: roster.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),          // 19: roster.v1.RevokeApiKeyResponse
+	(*BeginTotpEnrollmentRequest)(nil),    // 20: roster.v1.BeginTotpEnrollmentRequest
+	(*BeginTotpEnrollmentResponse)(nil),   // 21: roster.v1.BeginTotpEnrollmentResponse
+	(*ConfirmTotpEnrollmentRequest)(nil),  // 22: roster.v1.ConfirmTotpEnrollmentRequest
+	(*ConfirmTotpEnrollmentResponse)(nil), // 23: roster.v1.ConfirmTotpEnrollmentResponse
+	(*CompleteLoginRequest)(nil),          // 24: roster.v1.CompleteLoginRequest
+	(*CompleteLoginResponse)(nil),         // 25: roster.v1.CompleteLoginResponse
+	(*timestamppb.Timestamp)(nil),         // 26: google.protobuf.Timestamp
+	(Scope)(0),                            // 27: roster.v1.Scope
+	(*User)(nil),                          // 28: roster.v1.User
+	(*ApiKey)(nil),                        // 29: roster.v1.ApiKey
 }
 var file_roster_v1_auth_service_proto_depIdxs = []int32{
-	20, // 0: roster.v1.LoginResponse.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 1: roster.v1.LoginResponse.scopes:type_name -> roster.v1.Scope
-	22, // 2: roster.v1.WhoAmIResponse.user:type_name -> roster.v1.User
-	23, // 3: roster.v1.WhoAmIResponse.api_key:type_name -> roster.v1.ApiKey
-	21, // 4: roster.v1.WhoAmIResponse.scopes:type_name -> roster.v1.Scope
-	21, // 5: roster.v1.CreateApiKeyRequest.scopes:type_name -> roster.v1.Scope
-	20, // 6: roster.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	23, // 7: roster.v1.CreateApiKeyResponse.api_key:type_name -> roster.v1.ApiKey
-	23, // 8: roster.v1.ListApiKeysResponse.api_keys:type_name -> roster.v1.ApiKey
-	23, // 9: roster.v1.RevokeApiKeyResponse.api_key:type_name -> roster.v1.ApiKey
-	0,  // 10: roster.v1.AuthService.Login:input_type -> roster.v1.LoginRequest
-	2,  // 11: roster.v1.AuthService.Logout:input_type -> roster.v1.LogoutRequest
-	4,  // 12: roster.v1.AuthService.WhoAmI:input_type -> roster.v1.WhoAmIRequest
-	6,  // 13: roster.v1.AuthService.ChangePassword:input_type -> roster.v1.ChangePasswordRequest
-	8,  // 14: roster.v1.AuthService.RegisterPassword:input_type -> roster.v1.RegisterPasswordRequest
-	10, // 15: roster.v1.AuthService.RequestPasswordReset:input_type -> roster.v1.RequestPasswordResetRequest
-	12, // 16: roster.v1.AuthService.ResetPassword:input_type -> roster.v1.ResetPasswordRequest
-	14, // 17: roster.v1.AuthService.CreateApiKey:input_type -> roster.v1.CreateApiKeyRequest
-	16, // 18: roster.v1.AuthService.ListApiKeys:input_type -> roster.v1.ListApiKeysRequest
-	18, // 19: roster.v1.AuthService.RevokeApiKey:input_type -> roster.v1.RevokeApiKeyRequest
-	1,  // 20: roster.v1.AuthService.Login:output_type -> roster.v1.LoginResponse
-	3,  // 21: roster.v1.AuthService.Logout:output_type -> roster.v1.LogoutResponse
-	5,  // 22: roster.v1.AuthService.WhoAmI:output_type -> roster.v1.WhoAmIResponse
-	7,  // 23: roster.v1.AuthService.ChangePassword:output_type -> roster.v1.ChangePasswordResponse
-	9,  // 24: roster.v1.AuthService.RegisterPassword:output_type -> roster.v1.RegisterPasswordResponse
-	11, // 25: roster.v1.AuthService.RequestPasswordReset:output_type -> roster.v1.RequestPasswordResetResponse
-	13, // 26: roster.v1.AuthService.ResetPassword:output_type -> roster.v1.ResetPasswordResponse
-	15, // 27: roster.v1.AuthService.CreateApiKey:output_type -> roster.v1.CreateApiKeyResponse
-	17, // 28: roster.v1.AuthService.ListApiKeys:output_type -> roster.v1.ListApiKeysResponse
-	19, // 29: roster.v1.AuthService.RevokeApiKey:output_type -> roster.v1.RevokeApiKeyResponse
-	20, // [20:30] is the sub-list for method output_type
-	10, // [10:20] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	26, // 0: roster.v1.LoginResponse.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 1: roster.v1.LoginResponse.scopes:type_name -> roster.v1.Scope
+	26, // 2: roster.v1.LoginResponse.challenge_expire_time:type_name -> google.protobuf.Timestamp
+	28, // 3: roster.v1.WhoAmIResponse.user:type_name -> roster.v1.User
+	29, // 4: roster.v1.WhoAmIResponse.api_key:type_name -> roster.v1.ApiKey
+	27, // 5: roster.v1.WhoAmIResponse.scopes:type_name -> roster.v1.Scope
+	27, // 6: roster.v1.CreateApiKeyRequest.scopes:type_name -> roster.v1.Scope
+	26, // 7: roster.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	29, // 8: roster.v1.CreateApiKeyResponse.api_key:type_name -> roster.v1.ApiKey
+	29, // 9: roster.v1.ListApiKeysResponse.api_keys:type_name -> roster.v1.ApiKey
+	29, // 10: roster.v1.RevokeApiKeyResponse.api_key:type_name -> roster.v1.ApiKey
+	26, // 11: roster.v1.CompleteLoginResponse.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 12: roster.v1.CompleteLoginResponse.scopes:type_name -> roster.v1.Scope
+	0,  // 13: roster.v1.AuthService.Login:input_type -> roster.v1.LoginRequest
+	2,  // 14: roster.v1.AuthService.Logout:input_type -> roster.v1.LogoutRequest
+	4,  // 15: roster.v1.AuthService.WhoAmI:input_type -> roster.v1.WhoAmIRequest
+	6,  // 16: roster.v1.AuthService.ChangePassword:input_type -> roster.v1.ChangePasswordRequest
+	8,  // 17: roster.v1.AuthService.RegisterPassword:input_type -> roster.v1.RegisterPasswordRequest
+	10, // 18: roster.v1.AuthService.RequestPasswordReset:input_type -> roster.v1.RequestPasswordResetRequest
+	12, // 19: roster.v1.AuthService.ResetPassword:input_type -> roster.v1.ResetPasswordRequest
+	14, // 20: roster.v1.AuthService.CreateApiKey:input_type -> roster.v1.CreateApiKeyRequest
+	16, // 21: roster.v1.AuthService.ListApiKeys:input_type -> roster.v1.ListApiKeysRequest
+	18, // 22: roster.v1.AuthService.RevokeApiKey:input_type -> roster.v1.RevokeApiKeyRequest
+	20, // 23: roster.v1.AuthService.BeginTotpEnrollment:input_type -> roster.v1.BeginTotpEnrollmentRequest
+	22, // 24: roster.v1.AuthService.ConfirmTotpEnrollment:input_type -> roster.v1.ConfirmTotpEnrollmentRequest
+	24, // 25: roster.v1.AuthService.CompleteLogin:input_type -> roster.v1.CompleteLoginRequest
+	1,  // 26: roster.v1.AuthService.Login:output_type -> roster.v1.LoginResponse
+	3,  // 27: roster.v1.AuthService.Logout:output_type -> roster.v1.LogoutResponse
+	5,  // 28: roster.v1.AuthService.WhoAmI:output_type -> roster.v1.WhoAmIResponse
+	7,  // 29: roster.v1.AuthService.ChangePassword:output_type -> roster.v1.ChangePasswordResponse
+	9,  // 30: roster.v1.AuthService.RegisterPassword:output_type -> roster.v1.RegisterPasswordResponse
+	11, // 31: roster.v1.AuthService.RequestPasswordReset:output_type -> roster.v1.RequestPasswordResetResponse
+	13, // 32: roster.v1.AuthService.ResetPassword:output_type -> roster.v1.ResetPasswordResponse
+	15, // 33: roster.v1.AuthService.CreateApiKey:output_type -> roster.v1.CreateApiKeyResponse
+	17, // 34: roster.v1.AuthService.ListApiKeys:output_type -> roster.v1.ListApiKeysResponse
+	19, // 35: roster.v1.AuthService.RevokeApiKey:output_type -> roster.v1.RevokeApiKeyResponse
+	21, // 36: roster.v1.AuthService.BeginTotpEnrollment:output_type -> roster.v1.BeginTotpEnrollmentResponse
+	23, // 37: roster.v1.AuthService.ConfirmTotpEnrollment:output_type -> roster.v1.ConfirmTotpEnrollmentResponse
+	25, // 38: roster.v1.AuthService.CompleteLogin:output_type -> roster.v1.CompleteLoginResponse
+	26, // [26:39] is the sub-list for method output_type
+	13, // [13:26] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_auth_service_proto_init() }
@@ -1276,7 +1626,7 @@ func file_roster_v1_auth_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_auth_service_proto_rawDesc), len(file_roster_v1_auth_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,16 +19,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuthService_Login_FullMethodName                = "/roster.v1.AuthService/Login"
-	AuthService_Logout_FullMethodName               = "/roster.v1.AuthService/Logout"
-	AuthService_WhoAmI_FullMethodName               = "/roster.v1.AuthService/WhoAmI"
-	AuthService_ChangePassword_FullMethodName       = "/roster.v1.AuthService/ChangePassword"
-	AuthService_RegisterPassword_FullMethodName     = "/roster.v1.AuthService/RegisterPassword"
-	AuthService_RequestPasswordReset_FullMethodName = "/roster.v1.AuthService/RequestPasswordReset"
-	AuthService_ResetPassword_FullMethodName        = "/roster.v1.AuthService/ResetPassword"
-	AuthService_CreateApiKey_FullMethodName         = "/roster.v1.AuthService/CreateApiKey"
-	AuthService_ListApiKeys_FullMethodName          = "/roster.v1.AuthService/ListApiKeys"
-	AuthService_RevokeApiKey_FullMethodName         = "/roster.v1.AuthService/RevokeApiKey"
+	AuthService_Login_FullMethodName                 = "/roster.v1.AuthService/Login"
+	AuthService_Logout_FullMethodName                = "/roster.v1.AuthService/Logout"
+	AuthService_WhoAmI_FullMethodName                = "/roster.v1.AuthService/WhoAmI"
+	AuthService_ChangePassword_FullMethodName        = "/roster.v1.AuthService/ChangePassword"
+	AuthService_RegisterPassword_FullMethodName      = "/roster.v1.AuthService/RegisterPassword"
+	AuthService_RequestPasswordReset_FullMethodName  = "/roster.v1.AuthService/RequestPasswordReset"
+	AuthService_ResetPassword_FullMethodName         = "/roster.v1.AuthService/ResetPassword"
+	AuthService_CreateApiKey_FullMethodName          = "/roster.v1.AuthService/CreateApiKey"
+	AuthService_ListApiKeys_FullMethodName           = "/roster.v1.AuthService/ListApiKeys"
+	AuthService_RevokeApiKey_FullMethodName          = "/roster.v1.AuthService/RevokeApiKey"
+	AuthService_BeginTotpEnrollment_FullMethodName   = "/roster.v1.AuthService/BeginTotpEnrollment"
+	AuthService_ConfirmTotpEnrollment_FullMethodName = "/roster.v1.AuthService/ConfirmTotpEnrollment"
+	AuthService_CompleteLogin_FullMethodName         = "/roster.v1.AuthService/CompleteLogin"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -37,8 +40,9 @@ const (
 //
 // Sign-in, passwords, the caller's identity and API keys.
 type AuthServiceClient interface {
-	// Signs a user in and returns an access token. Unknown organization, unknown
-	// user and wrong password give the same error. Scope: public.
+	// Signs a user in and returns an access token; for a user with a second
+	// factor, a challenge instead, for CompleteLogin. Unknown organization,
+	// unknown user and wrong password give the same error. Scope: public.
 	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
 	// Revokes the access token of this call. Scope: signed-in.
 	Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*LogoutResponse, error)
@@ -58,6 +62,16 @@ type AuthServiceClient interface {
 	ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error)
 	// Revokes an API key at once. Scope: ADMIN (organization administrators).
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
+	// Starts enrolling the caller's authenticator app (TOTP, RFC 6238): a new
+	// secret and its otpauth:// URI, unconfirmed until ConfirmTotpEnrollment.
+	// Scope: signed-in.
+	BeginTotpEnrollment(ctx context.Context, in *BeginTotpEnrollmentRequest, opts ...grpc.CallOption) (*BeginTotpEnrollmentResponse, error)
+	// Confirms the enrollment with a first code; answers ten single-use
+	// recovery codes, shown this once. Scope: signed-in.
+	ConfirmTotpEnrollment(ctx context.Context, in *ConfirmTotpEnrollmentRequest, opts ...grpc.CallOption) (*ConfirmTotpEnrollmentResponse, error)
+	// Completes a Login that answered a challenge, with the authenticator's
+	// current code or a recovery code; throttled like passwords. Scope: public.
+	CompleteLogin(ctx context.Context, in *CompleteLoginRequest, opts ...grpc.CallOption) (*CompleteLoginResponse, error)
 }
 
 type authServiceClient struct {
@@ -168,14 +182,45 @@ func (c *authServiceClient) RevokeApiKey(ctx context.Context, in *RevokeApiKeyRe
 	return out, nil
 }
 
+func (c *authServiceClient) BeginTotpEnrollment(ctx context.Context, in *BeginTotpEnrollmentRequest, opts ...grpc.CallOption) (*BeginTotpEnrollmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginTotpEnrollmentResponse)
+	err := c.cc.Invoke(ctx, AuthService_BeginTotpEnrollment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ConfirmTotpEnrollment(ctx context.Context, in *ConfirmTotpEnrollmentRequest, opts ...grpc.CallOption) (*ConfirmTotpEnrollmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmTotpEnrollmentResponse)
+	err := c.cc.Invoke(ctx, AuthService_ConfirmTotpEnrollment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) CompleteLogin(ctx context.Context, in *CompleteLoginRequest, opts ...grpc.CallOption) (*CompleteLoginResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteLoginResponse)
+	err := c.cc.Invoke(ctx, AuthService_CompleteLogin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServiceServer is the server API for AuthService service.
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
 //
 // Sign-in, passwords, the caller's identity and API keys.
 type AuthServiceServer interface {
-	// Signs a user in and returns an access token. Unknown organization, unknown
-	// user and wrong password give the same error. Scope: public.
+	// Signs a user in and returns an access token; for a user with a second
+	// factor, a challenge instead, for CompleteLogin. Unknown organization,
+	// unknown user and wrong password give the same error. Scope: public.
 	Login(context.Context, *LoginRequest) (*LoginResponse, error)
 	// Revokes the access token of this call. Scope: signed-in.
 	Logout(context.Context, *LogoutRequest) (*LogoutResponse, error)
@@ -195,6 +240,16 @@ type AuthServiceServer interface {
 	ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error)
 	// Revokes an API key at once. Scope: ADMIN (organization administrators).
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
+	// Starts enrolling the caller's authenticator app (TOTP, RFC 6238): a new
+	// secret and its otpauth:// URI, unconfirmed until ConfirmTotpEnrollment.
+	// Scope: signed-in.
+	BeginTotpEnrollment(context.Context, *BeginTotpEnrollmentRequest) (*BeginTotpEnrollmentResponse, error)
+	// Confirms the enrollment with a first code; answers ten single-use
+	// recovery codes, shown this once. Scope: signed-in.
+	ConfirmTotpEnrollment(context.Context, *ConfirmTotpEnrollmentRequest) (*ConfirmTotpEnrollmentResponse, error)
+	// Completes a Login that answered a challenge, with the authenticator's
+	// current code or a recovery code; throttled like passwords. Scope: public.
+	CompleteLogin(context.Context, *CompleteLoginRequest) (*CompleteLoginResponse, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }
 
@@ -234,6 +289,15 @@ func (UnimplementedAuthServiceServer) ListApiKeys(context.Context, *ListApiKeysR
 }
 func (UnimplementedAuthServiceServer) RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RevokeApiKey not implemented")
+}
+func (UnimplementedAuthServiceServer) BeginTotpEnrollment(context.Context, *BeginTotpEnrollmentRequest) (*BeginTotpEnrollmentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BeginTotpEnrollment not implemented")
+}
+func (UnimplementedAuthServiceServer) ConfirmTotpEnrollment(context.Context, *ConfirmTotpEnrollmentRequest) (*ConfirmTotpEnrollmentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ConfirmTotpEnrollment not implemented")
+}
+func (UnimplementedAuthServiceServer) CompleteLogin(context.Context, *CompleteLoginRequest) (*CompleteLoginResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CompleteLogin not implemented")
 }
 func (UnimplementedAuthServiceServer) mustEmbedUnimplementedAuthServiceServer() {}
 func (UnimplementedAuthServiceServer) testEmbeddedByValue()                     {}
@@ -436,6 +500,60 @@ func _AuthService_RevokeApiKey_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_BeginTotpEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginTotpEnrollmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).BeginTotpEnrollment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_BeginTotpEnrollment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).BeginTotpEnrollment(ctx, req.(*BeginTotpEnrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ConfirmTotpEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmTotpEnrollmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ConfirmTotpEnrollment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ConfirmTotpEnrollment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ConfirmTotpEnrollment(ctx, req.(*ConfirmTotpEnrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_CompleteLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteLoginRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).CompleteLogin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_CompleteLogin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).CompleteLogin(ctx, req.(*CompleteLoginRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthService_ServiceDesc is the grpc.ServiceDesc for AuthService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -482,6 +600,18 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeApiKey",
 			Handler:    _AuthService_RevokeApiKey_Handler,
+		},
+		{
+			MethodName: "BeginTotpEnrollment",
+			Handler:    _AuthService_BeginTotpEnrollment_Handler,
+		},
+		{
+			MethodName: "ConfirmTotpEnrollment",
+			Handler:    _AuthService_ConfirmTotpEnrollment_Handler,
+		},
+		{
+			MethodName: "CompleteLogin",
+			Handler:    _AuthService_CompleteLogin_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -220,8 +220,13 @@ type OrganizationSettings struct {
 	// FAILED_PRECONDITION PASSWORD_EXPIRED and emails a reset link. Unset (or
 	// zero): passwords do not expire (default); else 1 day to 3650 days.
 	PasswordMaxAge *durationpb.Duration `protobuf:"bytes,9,opt,name=password_max_age,json=passwordMaxAge,proto3" json:"password_max_age,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Every user signs in with a second factor (TOTP): one who has none
+	// enrolls it on the password page when they register or reset their
+	// password, and until then Login answers FAILED_PRECONDITION
+	// SECOND_FACTOR_REQUIRED and emails them a reset link. Default false.
+	RequireSecondFactor bool `protobuf:"varint,10,opt,name=require_second_factor,json=requireSecondFactor,proto3" json:"require_second_factor,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *OrganizationSettings) Reset() {
@@ -315,6 +320,13 @@ func (x *OrganizationSettings) GetPasswordMaxAge() *durationpb.Duration {
 		return x.PasswordMaxAge
 	}
 	return nil
+}
+
+func (x *OrganizationSettings) GetRequireSecondFactor() bool {
+	if x != nil {
+		return x.RequireSecondFactor
+	}
+	return false
 }
 
 // A custom attribute the organization's users carry (User.attributes).
@@ -622,7 +634,7 @@ var File_roster_v1_organization_proto protoreflect.FileDescriptor
 
 const file_roster_v1_organization_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x04\n" +
+	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x04\n" +
 	"\x14OrganizationSettings\x124\n" +
 	"\x16allow_duplicate_emails\x18\x01 \x01(\bR\x14allowDuplicateEmails\x12_\n" +
 	"\x1apublic_email_domain_policy\x18\x02 \x01(\x0e2\".roster.v1.PublicEmailDomainPolicyR\x17publicEmailDomainPolicy\x12@\n" +
@@ -632,7 +644,9 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"\x06locale\x18\x06 \x01(\tR\x06locale\x12!\n" +
 	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\x121\n" +
 	"\x15max_sessions_per_user\x18\b \x01(\x05R\x12maxSessionsPerUser\x12C\n" +
-	"\x10password_max_age\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0epasswordMaxAge\"\xd4\x02\n" +
+	"\x10password_max_age\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0epasswordMaxAge\x122\n" +
+	"\x15require_second_factor\x18\n" +
+	" \x01(\bR\x13requireSecondFactor\"\xd4\x02\n" +
 	"\x17UserAttributeDefinition\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1c.roster.v1.UserAttributeTypeR\x04type\x12=\n" +

@@ -187,9 +187,14 @@ type User struct {
 	// or a date as a `YYYY-MM-DD` string. On create every required attribute
 	// is given; UpdateUser changes them with the mask paths `attributes` (the
 	// whole map) or `attributes.<key>` (one; absent or null removes it).
-	Attributes    *structpb.Struct `protobuf:"bytes,19,opt,name=attributes,proto3" json:"attributes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attributes *structpb.Struct `protobuf:"bytes,19,opt,name=attributes,proto3" json:"attributes,omitempty"`
+	// Output only: the user confirmed a second factor (TOTP); their password
+	// alone does not sign them in.
+	SecondFactorEnrolled bool `protobuf:"varint,17,opt,name=second_factor_enrolled,json=secondFactorEnrolled,proto3" json:"second_factor_enrolled,omitempty"`
+	// Output only: when they confirmed it.
+	SecondFactorEnrollTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=second_factor_enroll_time,json=secondFactorEnrollTime,proto3" json:"second_factor_enroll_time,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *User) Reset() {
@@ -341,6 +346,20 @@ func (x *User) GetAttributes() *structpb.Struct {
 	return nil
 }
 
+func (x *User) GetSecondFactorEnrolled() bool {
+	if x != nil {
+		return x.SecondFactorEnrolled
+	}
+	return false
+}
+
+func (x *User) GetSecondFactorEnrollTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SecondFactorEnrollTime
+	}
+	return nil
+}
+
 // A user named by whichever key a person has at hand, in the caller's
 // organization: the id (the stable key), the email (one user only: where
 // duplicate emails are allowed and it is shared, give another key), the
@@ -463,7 +482,7 @@ var File_roster_v1_user_proto protoreflect.FileDescriptor
 
 const file_roster_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15roster/v1/group.proto\"\xf7\x05\n" +
+	"\x14roster/v1/user.proto\x12\troster.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15roster/v1/group.proto\"\x84\a\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -488,7 +507,9 @@ const file_roster_v1_user_proto_rawDesc = "" +
 	"\x06groups\x18\x10 \x03(\v2\x13.roster.v1.GroupRefR\x06groups\x127\n" +
 	"\n" +
 	"attributes\x18\x13 \x01(\v2\x17.google.protobuf.StructR\n" +
-	"attributes\"{\n" +
+	"attributes\x124\n" +
+	"\x16second_factor_enrolled\x18\x11 \x01(\bR\x14secondFactorEnrolled\x12U\n" +
+	"\x19second_factor_enroll_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x16secondFactorEnrollTime\"{\n" +
 	"\aUserKey\x12\x10\n" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x12\x16\n" +
 	"\x05email\x18\x02 \x01(\tH\x00R\x05email\x12\x1c\n" +
@@ -544,11 +565,12 @@ var file_roster_v1_user_proto_depIdxs = []int32{
 	4, // 5: roster.v1.User.password_expire_time:type_name -> google.protobuf.Timestamp
 	5, // 6: roster.v1.User.groups:type_name -> roster.v1.GroupRef
 	6, // 7: roster.v1.User.attributes:type_name -> google.protobuf.Struct
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	4, // 8: roster.v1.User.second_factor_enroll_time:type_name -> google.protobuf.Timestamp
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_proto_init() }

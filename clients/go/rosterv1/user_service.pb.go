@@ -674,9 +674,11 @@ type ListUsersRequest struct {
 	// Only users holding exactly these custom attribute values (every key
 	// given), each checked like a user's value: `{"department": "sales",
 	// "level": 3}`.
-	Attributes    *structpb.Struct `protobuf:"bytes,14,opt,name=attributes,proto3" json:"attributes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attributes *structpb.Struct `protobuf:"bytes,14,opt,name=attributes,proto3" json:"attributes,omitempty"`
+	// True: only users who confirmed a second factor; false: only the others.
+	SecondFactorEnrolled *bool `protobuf:"varint,16,opt,name=second_factor_enrolled,json=secondFactorEnrolled,proto3,oneof" json:"second_factor_enrolled,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ListUsersRequest) Reset() {
@@ -805,6 +807,13 @@ func (x *ListUsersRequest) GetAttributes() *structpb.Struct {
 		return x.Attributes
 	}
 	return nil
+}
+
+func (x *ListUsersRequest) GetSecondFactorEnrolled() bool {
+	if x != nil && x.SecondFactorEnrolled != nil {
+		return *x.SecondFactorEnrolled
+	}
+	return false
 }
 
 type ListUsersResponse struct {
@@ -2844,6 +2853,94 @@ func (x *ResetUserCredentialsResponse) GetUser() *User {
 	return nil
 }
 
+type ResetUserSecondFactorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserSecondFactorRequest) Reset() {
+	*x = ResetUserSecondFactorRequest{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserSecondFactorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserSecondFactorRequest) ProtoMessage() {}
+
+func (x *ResetUserSecondFactorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserSecondFactorRequest.ProtoReflect.Descriptor instead.
+func (*ResetUserSecondFactorRequest) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ResetUserSecondFactorRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ResetUserSecondFactorResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserSecondFactorResponse) Reset() {
+	*x = ResetUserSecondFactorResponse{}
+	mi := &file_roster_v1_user_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserSecondFactorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserSecondFactorResponse) ProtoMessage() {}
+
+func (x *ResetUserSecondFactorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roster_v1_user_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserSecondFactorResponse.ProtoReflect.Descriptor instead.
+func (*ResetUserSecondFactorResponse) Descriptor() ([]byte, []int) {
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ResetUserSecondFactorResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
 type SetPasswordExpiryRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -2855,7 +2952,7 @@ type SetPasswordExpiryRequest struct {
 
 func (x *SetPasswordExpiryRequest) Reset() {
 	*x = SetPasswordExpiryRequest{}
-	mi := &file_roster_v1_user_service_proto_msgTypes[44]
+	mi := &file_roster_v1_user_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +2964,7 @@ func (x *SetPasswordExpiryRequest) String() string {
 func (*SetPasswordExpiryRequest) ProtoMessage() {}
 
 func (x *SetPasswordExpiryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_roster_v1_user_service_proto_msgTypes[44]
+	mi := &file_roster_v1_user_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +2977,7 @@ func (x *SetPasswordExpiryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordExpiryRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordExpiryRequest) Descriptor() ([]byte, []int) {
-	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{44}
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetPasswordExpiryRequest) GetUserId() string {
@@ -2906,7 +3003,7 @@ type SetPasswordExpiryResponse struct {
 
 func (x *SetPasswordExpiryResponse) Reset() {
 	*x = SetPasswordExpiryResponse{}
-	mi := &file_roster_v1_user_service_proto_msgTypes[45]
+	mi := &file_roster_v1_user_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3015,7 @@ func (x *SetPasswordExpiryResponse) String() string {
 func (*SetPasswordExpiryResponse) ProtoMessage() {}
 
 func (x *SetPasswordExpiryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_roster_v1_user_service_proto_msgTypes[45]
+	mi := &file_roster_v1_user_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3028,7 @@ func (x *SetPasswordExpiryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordExpiryResponse.ProtoReflect.Descriptor instead.
 func (*SetPasswordExpiryResponse) Descriptor() ([]byte, []int) {
-	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{45}
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetPasswordExpiryResponse) GetUser() *User {
@@ -2953,7 +3050,7 @@ type SetUserSessionLimitRequest struct {
 
 func (x *SetUserSessionLimitRequest) Reset() {
 	*x = SetUserSessionLimitRequest{}
-	mi := &file_roster_v1_user_service_proto_msgTypes[46]
+	mi := &file_roster_v1_user_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2965,7 +3062,7 @@ func (x *SetUserSessionLimitRequest) String() string {
 func (*SetUserSessionLimitRequest) ProtoMessage() {}
 
 func (x *SetUserSessionLimitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_roster_v1_user_service_proto_msgTypes[46]
+	mi := &file_roster_v1_user_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2978,7 +3075,7 @@ func (x *SetUserSessionLimitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetUserSessionLimitRequest.ProtoReflect.Descriptor instead.
 func (*SetUserSessionLimitRequest) Descriptor() ([]byte, []int) {
-	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{46}
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetUserSessionLimitRequest) GetUserId() string {
@@ -3003,7 +3100,7 @@ type SetUserSessionLimitResponse struct {
 
 func (x *SetUserSessionLimitResponse) Reset() {
 	*x = SetUserSessionLimitResponse{}
-	mi := &file_roster_v1_user_service_proto_msgTypes[47]
+	mi := &file_roster_v1_user_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3015,7 +3112,7 @@ func (x *SetUserSessionLimitResponse) String() string {
 func (*SetUserSessionLimitResponse) ProtoMessage() {}
 
 func (x *SetUserSessionLimitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_roster_v1_user_service_proto_msgTypes[47]
+	mi := &file_roster_v1_user_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3028,7 +3125,7 @@ func (x *SetUserSessionLimitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetUserSessionLimitResponse.ProtoReflect.Descriptor instead.
 func (*SetUserSessionLimitResponse) Descriptor() ([]byte, []int) {
-	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{47}
+	return file_roster_v1_user_service_proto_rawDescGZIP(), []int{49}
 }
 
 var File_roster_v1_user_service_proto protoreflect.FileDescriptor
@@ -3071,7 +3168,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"k\n" +
 	"\x15BatchGetUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12+\n" +
-	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\xc7\x04\n" +
+	"\x12not_found_user_ids\x18\x02 \x03(\tR\x0fnotFoundUserIds\"\x9d\x05\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -3091,11 +3188,13 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\tunit_name\x18\r \x01(\tR\bunitName\x127\n" +
 	"\n" +
 	"attributes\x18\x0e \x01(\v2\x17.google.protobuf.StructR\n" +
-	"attributesB\f\n" +
+	"attributes\x129\n" +
+	"\x16second_factor_enrolled\x18\x10 \x01(\bH\x03R\x14secondFactorEnrolled\x88\x01\x01B\f\n" +
 	"\n" +
 	"_onboardedB\x16\n" +
 	"\x14_public_email_domainB\x13\n" +
-	"\x11_password_expired\"\xb3\x01\n" +
+	"\x11_password_expiredB\x19\n" +
+	"\x17_second_factor_enrolled\"\xb3\x01\n" +
 	"\x11ListUsersResponse\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.roster.v1.UserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
@@ -3240,6 +3339,10 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x1bResetUserCredentialsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"C\n" +
 	"\x1cResetUserCredentialsResponse\x12#\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"7\n" +
+	"\x1cResetUserSecondFactorRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"D\n" +
+	"\x1dResetUserSecondFactorResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.roster.v1.UserR\x04user\"p\n" +
 	"\x18SetPasswordExpiryRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12;\n" +
@@ -3260,7 +3363,7 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x10ActivationFilter\x12!\n" +
 	"\x1dACTIVATION_FILTER_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ACTIVATION_FILTER_EXPIRED\x10\x01\x12#\n" +
-	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\xd4\x0f\n" +
+	"\x1fACTIVATION_FILTER_NOT_ONBOARDED\x10\x022\xc0\x10\n" +
 	"\vUserService\x12I\n" +
 	"\n" +
 	"CreateUser\x12\x1c.roster.v1.CreateUserRequest\x1a\x1d.roster.v1.CreateUserResponse\x12@\n" +
@@ -3289,7 +3392,8 @@ const file_roster_v1_user_service_proto_rawDesc = "" +
 	"\x11SendPasswordReset\x12#.roster.v1.SendPasswordResetRequest\x1a$.roster.v1.SendPasswordResetResponse\x12g\n" +
 	"\x14ResetUserCredentials\x12&.roster.v1.ResetUserCredentialsRequest\x1a'.roster.v1.ResetUserCredentialsResponse\x12^\n" +
 	"\x11SetPasswordExpiry\x12#.roster.v1.SetPasswordExpiryRequest\x1a$.roster.v1.SetPasswordExpiryResponse\x12d\n" +
-	"\x13SetUserSessionLimit\x12%.roster.v1.SetUserSessionLimitRequest\x1a&.roster.v1.SetUserSessionLimitResponseBL\n" +
+	"\x13SetUserSessionLimit\x12%.roster.v1.SetUserSessionLimitRequest\x1a&.roster.v1.SetUserSessionLimitResponse\x12j\n" +
+	"\x15ResetUserSecondFactor\x12'.roster.v1.ResetUserSecondFactorRequest\x1a(.roster.v1.ResetUserSecondFactorResponseBL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -3305,170 +3409,175 @@ func file_roster_v1_user_service_proto_rawDescGZIP() []byte {
 }
 
 var file_roster_v1_user_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_roster_v1_user_service_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_roster_v1_user_service_proto_goTypes = []any{
-	(MirrorMode)(0),                      // 0: roster.v1.MirrorMode
-	(ActivationFilter)(0),                // 1: roster.v1.ActivationFilter
-	(*CreateUserRequest)(nil),            // 2: roster.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),           // 3: roster.v1.CreateUserResponse
-	(*GetUserRequest)(nil),               // 4: roster.v1.GetUserRequest
-	(*GetUserResponse)(nil),              // 5: roster.v1.GetUserResponse
-	(*LookupUserRequest)(nil),            // 6: roster.v1.LookupUserRequest
-	(*LookupUserResponse)(nil),           // 7: roster.v1.LookupUserResponse
-	(*BatchGetUsersRequest)(nil),         // 8: roster.v1.BatchGetUsersRequest
-	(*BatchGetUsersResponse)(nil),        // 9: roster.v1.BatchGetUsersResponse
-	(*ListUsersRequest)(nil),             // 10: roster.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),            // 11: roster.v1.ListUsersResponse
-	(*UpdateUserRequest)(nil),            // 12: roster.v1.UpdateUserRequest
-	(*UpdateUserResponse)(nil),           // 13: roster.v1.UpdateUserResponse
-	(*DeleteUserRequest)(nil),            // 14: roster.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),           // 15: roster.v1.DeleteUserResponse
-	(*SetUserStatusRequest)(nil),         // 16: roster.v1.SetUserStatusRequest
-	(*SetUserStatusResponse)(nil),        // 17: roster.v1.SetUserStatusResponse
-	(*CloneUserRequest)(nil),             // 18: roster.v1.CloneUserRequest
-	(*CloneUserResponse)(nil),            // 19: roster.v1.CloneUserResponse
-	(*MirrorUserRequest)(nil),            // 20: roster.v1.MirrorUserRequest
-	(*MirrorTargetResult)(nil),           // 21: roster.v1.MirrorTargetResult
-	(*MirrorUserResponse)(nil),           // 22: roster.v1.MirrorUserResponse
-	(*AddUserToGroupsRequest)(nil),       // 23: roster.v1.AddUserToGroupsRequest
-	(*AddUserToGroupsResponse)(nil),      // 24: roster.v1.AddUserToGroupsResponse
-	(*RemoveUserFromGroupsRequest)(nil),  // 25: roster.v1.RemoveUserFromGroupsRequest
-	(*RemoveUserFromGroupsResponse)(nil), // 26: roster.v1.RemoveUserFromGroupsResponse
-	(*ListUserGroupsRequest)(nil),        // 27: roster.v1.ListUserGroupsRequest
-	(*ListUserGroupsResponse)(nil),       // 28: roster.v1.ListUserGroupsResponse
-	(*GetUserAccessRequest)(nil),         // 29: roster.v1.GetUserAccessRequest
-	(*GetUserAccessResponse)(nil),        // 30: roster.v1.GetUserAccessResponse
-	(*SendActivationEmailRequest)(nil),   // 31: roster.v1.SendActivationEmailRequest
-	(*SendActivationEmailResponse)(nil),  // 32: roster.v1.SendActivationEmailResponse
-	(*GetOnboardingStatsRequest)(nil),    // 33: roster.v1.GetOnboardingStatsRequest
-	(*StatusCount)(nil),                  // 34: roster.v1.StatusCount
-	(*GetOnboardingStatsResponse)(nil),   // 35: roster.v1.GetOnboardingStatsResponse
-	(*ExportUsersRequest)(nil),           // 36: roster.v1.ExportUsersRequest
-	(*ExportUsersResponse)(nil),          // 37: roster.v1.ExportUsersResponse
-	(*ListUserSessionsRequest)(nil),      // 38: roster.v1.ListUserSessionsRequest
-	(*ListUserSessionsResponse)(nil),     // 39: roster.v1.ListUserSessionsResponse
-	(*RevokeUserSessionsRequest)(nil),    // 40: roster.v1.RevokeUserSessionsRequest
-	(*RevokeUserSessionsResponse)(nil),   // 41: roster.v1.RevokeUserSessionsResponse
-	(*SendPasswordResetRequest)(nil),     // 42: roster.v1.SendPasswordResetRequest
-	(*SendPasswordResetResponse)(nil),    // 43: roster.v1.SendPasswordResetResponse
-	(*ResetUserCredentialsRequest)(nil),  // 44: roster.v1.ResetUserCredentialsRequest
-	(*ResetUserCredentialsResponse)(nil), // 45: roster.v1.ResetUserCredentialsResponse
-	(*SetPasswordExpiryRequest)(nil),     // 46: roster.v1.SetPasswordExpiryRequest
-	(*SetPasswordExpiryResponse)(nil),    // 47: roster.v1.SetPasswordExpiryResponse
-	(*SetUserSessionLimitRequest)(nil),   // 48: roster.v1.SetUserSessionLimitRequest
-	(*SetUserSessionLimitResponse)(nil),  // 49: roster.v1.SetUserSessionLimitResponse
-	(*User)(nil),                         // 50: roster.v1.User
-	(*UserKey)(nil),                      // 51: roster.v1.UserKey
-	(*FieldIssue)(nil),                   // 52: roster.v1.FieldIssue
-	(*GroupRef)(nil),                     // 53: roster.v1.GroupRef
-	(UserView)(0),                        // 54: roster.v1.UserView
-	(UserStatus)(0),                      // 55: roster.v1.UserStatus
-	(*structpb.Struct)(nil),              // 56: google.protobuf.Struct
-	(*fieldmaskpb.FieldMask)(nil),        // 57: google.protobuf.FieldMask
-	(*Group)(nil),                        // 58: roster.v1.Group
-	(Scope)(0),                           // 59: roster.v1.Scope
-	(*AccessGrant)(nil),                  // 60: roster.v1.AccessGrant
-	(*Session)(nil),                      // 61: roster.v1.Session
-	(*timestamppb.Timestamp)(nil),        // 62: google.protobuf.Timestamp
+	(MirrorMode)(0),                       // 0: roster.v1.MirrorMode
+	(ActivationFilter)(0),                 // 1: roster.v1.ActivationFilter
+	(*CreateUserRequest)(nil),             // 2: roster.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),            // 3: roster.v1.CreateUserResponse
+	(*GetUserRequest)(nil),                // 4: roster.v1.GetUserRequest
+	(*GetUserResponse)(nil),               // 5: roster.v1.GetUserResponse
+	(*LookupUserRequest)(nil),             // 6: roster.v1.LookupUserRequest
+	(*LookupUserResponse)(nil),            // 7: roster.v1.LookupUserResponse
+	(*BatchGetUsersRequest)(nil),          // 8: roster.v1.BatchGetUsersRequest
+	(*BatchGetUsersResponse)(nil),         // 9: roster.v1.BatchGetUsersResponse
+	(*ListUsersRequest)(nil),              // 10: roster.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),             // 11: roster.v1.ListUsersResponse
+	(*UpdateUserRequest)(nil),             // 12: roster.v1.UpdateUserRequest
+	(*UpdateUserResponse)(nil),            // 13: roster.v1.UpdateUserResponse
+	(*DeleteUserRequest)(nil),             // 14: roster.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),            // 15: roster.v1.DeleteUserResponse
+	(*SetUserStatusRequest)(nil),          // 16: roster.v1.SetUserStatusRequest
+	(*SetUserStatusResponse)(nil),         // 17: roster.v1.SetUserStatusResponse
+	(*CloneUserRequest)(nil),              // 18: roster.v1.CloneUserRequest
+	(*CloneUserResponse)(nil),             // 19: roster.v1.CloneUserResponse
+	(*MirrorUserRequest)(nil),             // 20: roster.v1.MirrorUserRequest
+	(*MirrorTargetResult)(nil),            // 21: roster.v1.MirrorTargetResult
+	(*MirrorUserResponse)(nil),            // 22: roster.v1.MirrorUserResponse
+	(*AddUserToGroupsRequest)(nil),        // 23: roster.v1.AddUserToGroupsRequest
+	(*AddUserToGroupsResponse)(nil),       // 24: roster.v1.AddUserToGroupsResponse
+	(*RemoveUserFromGroupsRequest)(nil),   // 25: roster.v1.RemoveUserFromGroupsRequest
+	(*RemoveUserFromGroupsResponse)(nil),  // 26: roster.v1.RemoveUserFromGroupsResponse
+	(*ListUserGroupsRequest)(nil),         // 27: roster.v1.ListUserGroupsRequest
+	(*ListUserGroupsResponse)(nil),        // 28: roster.v1.ListUserGroupsResponse
+	(*GetUserAccessRequest)(nil),          // 29: roster.v1.GetUserAccessRequest
+	(*GetUserAccessResponse)(nil),         // 30: roster.v1.GetUserAccessResponse
+	(*SendActivationEmailRequest)(nil),    // 31: roster.v1.SendActivationEmailRequest
+	(*SendActivationEmailResponse)(nil),   // 32: roster.v1.SendActivationEmailResponse
+	(*GetOnboardingStatsRequest)(nil),     // 33: roster.v1.GetOnboardingStatsRequest
+	(*StatusCount)(nil),                   // 34: roster.v1.StatusCount
+	(*GetOnboardingStatsResponse)(nil),    // 35: roster.v1.GetOnboardingStatsResponse
+	(*ExportUsersRequest)(nil),            // 36: roster.v1.ExportUsersRequest
+	(*ExportUsersResponse)(nil),           // 37: roster.v1.ExportUsersResponse
+	(*ListUserSessionsRequest)(nil),       // 38: roster.v1.ListUserSessionsRequest
+	(*ListUserSessionsResponse)(nil),      // 39: roster.v1.ListUserSessionsResponse
+	(*RevokeUserSessionsRequest)(nil),     // 40: roster.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),    // 41: roster.v1.RevokeUserSessionsResponse
+	(*SendPasswordResetRequest)(nil),      // 42: roster.v1.SendPasswordResetRequest
+	(*SendPasswordResetResponse)(nil),     // 43: roster.v1.SendPasswordResetResponse
+	(*ResetUserCredentialsRequest)(nil),   // 44: roster.v1.ResetUserCredentialsRequest
+	(*ResetUserCredentialsResponse)(nil),  // 45: roster.v1.ResetUserCredentialsResponse
+	(*ResetUserSecondFactorRequest)(nil),  // 46: roster.v1.ResetUserSecondFactorRequest
+	(*ResetUserSecondFactorResponse)(nil), // 47: roster.v1.ResetUserSecondFactorResponse
+	(*SetPasswordExpiryRequest)(nil),      // 48: roster.v1.SetPasswordExpiryRequest
+	(*SetPasswordExpiryResponse)(nil),     // 49: roster.v1.SetPasswordExpiryResponse
+	(*SetUserSessionLimitRequest)(nil),    // 50: roster.v1.SetUserSessionLimitRequest
+	(*SetUserSessionLimitResponse)(nil),   // 51: roster.v1.SetUserSessionLimitResponse
+	(*User)(nil),                          // 52: roster.v1.User
+	(*UserKey)(nil),                       // 53: roster.v1.UserKey
+	(*FieldIssue)(nil),                    // 54: roster.v1.FieldIssue
+	(*GroupRef)(nil),                      // 55: roster.v1.GroupRef
+	(UserView)(0),                         // 56: roster.v1.UserView
+	(UserStatus)(0),                       // 57: roster.v1.UserStatus
+	(*structpb.Struct)(nil),               // 58: google.protobuf.Struct
+	(*fieldmaskpb.FieldMask)(nil),         // 59: google.protobuf.FieldMask
+	(*Group)(nil),                         // 60: roster.v1.Group
+	(Scope)(0),                            // 61: roster.v1.Scope
+	(*AccessGrant)(nil),                   // 62: roster.v1.AccessGrant
+	(*Session)(nil),                       // 63: roster.v1.Session
+	(*timestamppb.Timestamp)(nil),         // 64: google.protobuf.Timestamp
 }
 var file_roster_v1_user_service_proto_depIdxs = []int32{
-	50, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
-	51, // 1: roster.v1.CreateUserRequest.mirror_user:type_name -> roster.v1.UserKey
-	50, // 2: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
-	52, // 3: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	53, // 4: roster.v1.CreateUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
-	54, // 5: roster.v1.GetUserRequest.view:type_name -> roster.v1.UserView
-	50, // 6: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
-	50, // 7: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
-	50, // 8: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
-	55, // 9: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	54, // 10: roster.v1.ListUsersRequest.view:type_name -> roster.v1.UserView
-	56, // 11: roster.v1.ListUsersRequest.attributes:type_name -> google.protobuf.Struct
-	50, // 12: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
-	50, // 13: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
-	57, // 14: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	50, // 15: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
-	52, // 16: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	55, // 17: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
-	50, // 18: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
-	50, // 19: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
-	51, // 20: roster.v1.CloneUserRequest.source_user:type_name -> roster.v1.UserKey
-	50, // 21: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
-	52, // 22: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
-	53, // 23: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	52, // 0: roster.v1.CreateUserRequest.user:type_name -> roster.v1.User
+	53, // 1: roster.v1.CreateUserRequest.mirror_user:type_name -> roster.v1.UserKey
+	52, // 2: roster.v1.CreateUserResponse.user:type_name -> roster.v1.User
+	54, // 3: roster.v1.CreateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	55, // 4: roster.v1.CreateUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
+	56, // 5: roster.v1.GetUserRequest.view:type_name -> roster.v1.UserView
+	52, // 6: roster.v1.GetUserResponse.user:type_name -> roster.v1.User
+	52, // 7: roster.v1.LookupUserResponse.users:type_name -> roster.v1.User
+	52, // 8: roster.v1.BatchGetUsersResponse.users:type_name -> roster.v1.User
+	57, // 9: roster.v1.ListUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	56, // 10: roster.v1.ListUsersRequest.view:type_name -> roster.v1.UserView
+	58, // 11: roster.v1.ListUsersRequest.attributes:type_name -> google.protobuf.Struct
+	52, // 12: roster.v1.ListUsersResponse.users:type_name -> roster.v1.User
+	52, // 13: roster.v1.UpdateUserRequest.user:type_name -> roster.v1.User
+	59, // 14: roster.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	52, // 15: roster.v1.UpdateUserResponse.user:type_name -> roster.v1.User
+	54, // 16: roster.v1.UpdateUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	57, // 17: roster.v1.SetUserStatusRequest.status:type_name -> roster.v1.UserStatus
+	52, // 18: roster.v1.SetUserStatusResponse.user:type_name -> roster.v1.User
+	52, // 19: roster.v1.CloneUserRequest.user:type_name -> roster.v1.User
+	53, // 20: roster.v1.CloneUserRequest.source_user:type_name -> roster.v1.UserKey
+	52, // 21: roster.v1.CloneUserResponse.user:type_name -> roster.v1.User
+	54, // 22: roster.v1.CloneUserResponse.warnings:type_name -> roster.v1.FieldIssue
+	55, // 23: roster.v1.CloneUserResponse.skipped_groups:type_name -> roster.v1.GroupRef
 	0,  // 24: roster.v1.MirrorUserRequest.mode:type_name -> roster.v1.MirrorMode
-	51, // 25: roster.v1.MirrorUserRequest.reference_user:type_name -> roster.v1.UserKey
-	51, // 26: roster.v1.MirrorUserRequest.target_users:type_name -> roster.v1.UserKey
-	53, // 27: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
-	53, // 28: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
-	53, // 29: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
-	51, // 30: roster.v1.MirrorTargetResult.target_user:type_name -> roster.v1.UserKey
+	53, // 25: roster.v1.MirrorUserRequest.reference_user:type_name -> roster.v1.UserKey
+	53, // 26: roster.v1.MirrorUserRequest.target_users:type_name -> roster.v1.UserKey
+	55, // 27: roster.v1.MirrorTargetResult.added_groups:type_name -> roster.v1.GroupRef
+	55, // 28: roster.v1.MirrorTargetResult.removed_groups:type_name -> roster.v1.GroupRef
+	55, // 29: roster.v1.MirrorTargetResult.skipped_groups:type_name -> roster.v1.GroupRef
+	53, // 30: roster.v1.MirrorTargetResult.target_user:type_name -> roster.v1.UserKey
 	21, // 31: roster.v1.MirrorUserResponse.results:type_name -> roster.v1.MirrorTargetResult
-	53, // 32: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
-	53, // 33: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
-	58, // 34: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
-	55, // 35: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
-	59, // 36: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
-	60, // 37: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
+	55, // 32: roster.v1.AddUserToGroupsResponse.added_groups:type_name -> roster.v1.GroupRef
+	55, // 33: roster.v1.RemoveUserFromGroupsResponse.removed_groups:type_name -> roster.v1.GroupRef
+	60, // 34: roster.v1.ListUserGroupsResponse.groups:type_name -> roster.v1.Group
+	57, // 35: roster.v1.GetUserAccessResponse.status:type_name -> roster.v1.UserStatus
+	61, // 36: roster.v1.GetUserAccessResponse.scopes:type_name -> roster.v1.Scope
+	62, // 37: roster.v1.GetUserAccessResponse.grants:type_name -> roster.v1.AccessGrant
 	1,  // 38: roster.v1.SendActivationEmailRequest.filter:type_name -> roster.v1.ActivationFilter
-	55, // 39: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
+	57, // 39: roster.v1.StatusCount.status:type_name -> roster.v1.UserStatus
 	34, // 40: roster.v1.GetOnboardingStatsResponse.status_counts:type_name -> roster.v1.StatusCount
-	55, // 41: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
-	61, // 42: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
-	50, // 43: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
-	62, // 44: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
-	50, // 45: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
-	2,  // 46: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
-	4,  // 47: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
-	6,  // 48: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
-	8,  // 49: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
-	10, // 50: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
-	12, // 51: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
-	14, // 52: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
-	16, // 53: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
-	18, // 54: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
-	20, // 55: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
-	23, // 56: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
-	25, // 57: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
-	27, // 58: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
-	29, // 59: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
-	31, // 60: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
-	33, // 61: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
-	36, // 62: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
-	38, // 63: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
-	40, // 64: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
-	42, // 65: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
-	44, // 66: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
-	46, // 67: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
-	48, // 68: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
-	3,  // 69: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
-	5,  // 70: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
-	7,  // 71: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
-	9,  // 72: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
-	11, // 73: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
-	13, // 74: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
-	15, // 75: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
-	17, // 76: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
-	19, // 77: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
-	22, // 78: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
-	24, // 79: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
-	26, // 80: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
-	28, // 81: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
-	30, // 82: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
-	32, // 83: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
-	35, // 84: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
-	37, // 85: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
-	39, // 86: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
-	41, // 87: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
-	43, // 88: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
-	45, // 89: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
-	47, // 90: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
-	49, // 91: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
-	69, // [69:92] is the sub-list for method output_type
-	46, // [46:69] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	57, // 41: roster.v1.ExportUsersRequest.statuses:type_name -> roster.v1.UserStatus
+	63, // 42: roster.v1.ListUserSessionsResponse.sessions:type_name -> roster.v1.Session
+	52, // 43: roster.v1.ResetUserCredentialsResponse.user:type_name -> roster.v1.User
+	52, // 44: roster.v1.ResetUserSecondFactorResponse.user:type_name -> roster.v1.User
+	64, // 45: roster.v1.SetPasswordExpiryRequest.expire_time:type_name -> google.protobuf.Timestamp
+	52, // 46: roster.v1.SetPasswordExpiryResponse.user:type_name -> roster.v1.User
+	2,  // 47: roster.v1.UserService.CreateUser:input_type -> roster.v1.CreateUserRequest
+	4,  // 48: roster.v1.UserService.GetUser:input_type -> roster.v1.GetUserRequest
+	6,  // 49: roster.v1.UserService.LookupUser:input_type -> roster.v1.LookupUserRequest
+	8,  // 50: roster.v1.UserService.BatchGetUsers:input_type -> roster.v1.BatchGetUsersRequest
+	10, // 51: roster.v1.UserService.ListUsers:input_type -> roster.v1.ListUsersRequest
+	12, // 52: roster.v1.UserService.UpdateUser:input_type -> roster.v1.UpdateUserRequest
+	14, // 53: roster.v1.UserService.DeleteUser:input_type -> roster.v1.DeleteUserRequest
+	16, // 54: roster.v1.UserService.SetUserStatus:input_type -> roster.v1.SetUserStatusRequest
+	18, // 55: roster.v1.UserService.CloneUser:input_type -> roster.v1.CloneUserRequest
+	20, // 56: roster.v1.UserService.MirrorUser:input_type -> roster.v1.MirrorUserRequest
+	23, // 57: roster.v1.UserService.AddUserToGroups:input_type -> roster.v1.AddUserToGroupsRequest
+	25, // 58: roster.v1.UserService.RemoveUserFromGroups:input_type -> roster.v1.RemoveUserFromGroupsRequest
+	27, // 59: roster.v1.UserService.ListUserGroups:input_type -> roster.v1.ListUserGroupsRequest
+	29, // 60: roster.v1.UserService.GetUserAccess:input_type -> roster.v1.GetUserAccessRequest
+	31, // 61: roster.v1.UserService.SendActivationEmail:input_type -> roster.v1.SendActivationEmailRequest
+	33, // 62: roster.v1.UserService.GetOnboardingStats:input_type -> roster.v1.GetOnboardingStatsRequest
+	36, // 63: roster.v1.UserService.ExportUsers:input_type -> roster.v1.ExportUsersRequest
+	38, // 64: roster.v1.UserService.ListUserSessions:input_type -> roster.v1.ListUserSessionsRequest
+	40, // 65: roster.v1.UserService.RevokeUserSessions:input_type -> roster.v1.RevokeUserSessionsRequest
+	42, // 66: roster.v1.UserService.SendPasswordReset:input_type -> roster.v1.SendPasswordResetRequest
+	44, // 67: roster.v1.UserService.ResetUserCredentials:input_type -> roster.v1.ResetUserCredentialsRequest
+	48, // 68: roster.v1.UserService.SetPasswordExpiry:input_type -> roster.v1.SetPasswordExpiryRequest
+	50, // 69: roster.v1.UserService.SetUserSessionLimit:input_type -> roster.v1.SetUserSessionLimitRequest
+	46, // 70: roster.v1.UserService.ResetUserSecondFactor:input_type -> roster.v1.ResetUserSecondFactorRequest
+	3,  // 71: roster.v1.UserService.CreateUser:output_type -> roster.v1.CreateUserResponse
+	5,  // 72: roster.v1.UserService.GetUser:output_type -> roster.v1.GetUserResponse
+	7,  // 73: roster.v1.UserService.LookupUser:output_type -> roster.v1.LookupUserResponse
+	9,  // 74: roster.v1.UserService.BatchGetUsers:output_type -> roster.v1.BatchGetUsersResponse
+	11, // 75: roster.v1.UserService.ListUsers:output_type -> roster.v1.ListUsersResponse
+	13, // 76: roster.v1.UserService.UpdateUser:output_type -> roster.v1.UpdateUserResponse
+	15, // 77: roster.v1.UserService.DeleteUser:output_type -> roster.v1.DeleteUserResponse
+	17, // 78: roster.v1.UserService.SetUserStatus:output_type -> roster.v1.SetUserStatusResponse
+	19, // 79: roster.v1.UserService.CloneUser:output_type -> roster.v1.CloneUserResponse
+	22, // 80: roster.v1.UserService.MirrorUser:output_type -> roster.v1.MirrorUserResponse
+	24, // 81: roster.v1.UserService.AddUserToGroups:output_type -> roster.v1.AddUserToGroupsResponse
+	26, // 82: roster.v1.UserService.RemoveUserFromGroups:output_type -> roster.v1.RemoveUserFromGroupsResponse
+	28, // 83: roster.v1.UserService.ListUserGroups:output_type -> roster.v1.ListUserGroupsResponse
+	30, // 84: roster.v1.UserService.GetUserAccess:output_type -> roster.v1.GetUserAccessResponse
+	32, // 85: roster.v1.UserService.SendActivationEmail:output_type -> roster.v1.SendActivationEmailResponse
+	35, // 86: roster.v1.UserService.GetOnboardingStats:output_type -> roster.v1.GetOnboardingStatsResponse
+	37, // 87: roster.v1.UserService.ExportUsers:output_type -> roster.v1.ExportUsersResponse
+	39, // 88: roster.v1.UserService.ListUserSessions:output_type -> roster.v1.ListUserSessionsResponse
+	41, // 89: roster.v1.UserService.RevokeUserSessions:output_type -> roster.v1.RevokeUserSessionsResponse
+	43, // 90: roster.v1.UserService.SendPasswordReset:output_type -> roster.v1.SendPasswordResetResponse
+	45, // 91: roster.v1.UserService.ResetUserCredentials:output_type -> roster.v1.ResetUserCredentialsResponse
+	49, // 92: roster.v1.UserService.SetPasswordExpiry:output_type -> roster.v1.SetPasswordExpiryResponse
+	51, // 93: roster.v1.UserService.SetUserSessionLimit:output_type -> roster.v1.SetUserSessionLimitResponse
+	47, // 94: roster.v1.UserService.ResetUserSecondFactor:output_type -> roster.v1.ResetUserSecondFactorResponse
+	71, // [71:95] is the sub-list for method output_type
+	47, // [47:71] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_user_service_proto_init() }
@@ -3489,14 +3598,14 @@ func file_roster_v1_user_service_proto_init() {
 	file_roster_v1_user_service_proto_msgTypes[8].OneofWrappers = []any{}
 	file_roster_v1_user_service_proto_msgTypes[16].OneofWrappers = []any{}
 	file_roster_v1_user_service_proto_msgTypes[34].OneofWrappers = []any{}
-	file_roster_v1_user_service_proto_msgTypes[46].OneofWrappers = []any{}
+	file_roster_v1_user_service_proto_msgTypes[48].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_user_service_proto_rawDesc), len(file_roster_v1_user_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

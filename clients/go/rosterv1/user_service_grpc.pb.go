@@ -19,29 +19,30 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	UserService_CreateUser_FullMethodName           = "/roster.v1.UserService/CreateUser"
-	UserService_GetUser_FullMethodName              = "/roster.v1.UserService/GetUser"
-	UserService_LookupUser_FullMethodName           = "/roster.v1.UserService/LookupUser"
-	UserService_BatchGetUsers_FullMethodName        = "/roster.v1.UserService/BatchGetUsers"
-	UserService_ListUsers_FullMethodName            = "/roster.v1.UserService/ListUsers"
-	UserService_UpdateUser_FullMethodName           = "/roster.v1.UserService/UpdateUser"
-	UserService_DeleteUser_FullMethodName           = "/roster.v1.UserService/DeleteUser"
-	UserService_SetUserStatus_FullMethodName        = "/roster.v1.UserService/SetUserStatus"
-	UserService_CloneUser_FullMethodName            = "/roster.v1.UserService/CloneUser"
-	UserService_MirrorUser_FullMethodName           = "/roster.v1.UserService/MirrorUser"
-	UserService_AddUserToGroups_FullMethodName      = "/roster.v1.UserService/AddUserToGroups"
-	UserService_RemoveUserFromGroups_FullMethodName = "/roster.v1.UserService/RemoveUserFromGroups"
-	UserService_ListUserGroups_FullMethodName       = "/roster.v1.UserService/ListUserGroups"
-	UserService_GetUserAccess_FullMethodName        = "/roster.v1.UserService/GetUserAccess"
-	UserService_SendActivationEmail_FullMethodName  = "/roster.v1.UserService/SendActivationEmail"
-	UserService_GetOnboardingStats_FullMethodName   = "/roster.v1.UserService/GetOnboardingStats"
-	UserService_ExportUsers_FullMethodName          = "/roster.v1.UserService/ExportUsers"
-	UserService_ListUserSessions_FullMethodName     = "/roster.v1.UserService/ListUserSessions"
-	UserService_RevokeUserSessions_FullMethodName   = "/roster.v1.UserService/RevokeUserSessions"
-	UserService_SendPasswordReset_FullMethodName    = "/roster.v1.UserService/SendPasswordReset"
-	UserService_ResetUserCredentials_FullMethodName = "/roster.v1.UserService/ResetUserCredentials"
-	UserService_SetPasswordExpiry_FullMethodName    = "/roster.v1.UserService/SetPasswordExpiry"
-	UserService_SetUserSessionLimit_FullMethodName  = "/roster.v1.UserService/SetUserSessionLimit"
+	UserService_CreateUser_FullMethodName            = "/roster.v1.UserService/CreateUser"
+	UserService_GetUser_FullMethodName               = "/roster.v1.UserService/GetUser"
+	UserService_LookupUser_FullMethodName            = "/roster.v1.UserService/LookupUser"
+	UserService_BatchGetUsers_FullMethodName         = "/roster.v1.UserService/BatchGetUsers"
+	UserService_ListUsers_FullMethodName             = "/roster.v1.UserService/ListUsers"
+	UserService_UpdateUser_FullMethodName            = "/roster.v1.UserService/UpdateUser"
+	UserService_DeleteUser_FullMethodName            = "/roster.v1.UserService/DeleteUser"
+	UserService_SetUserStatus_FullMethodName         = "/roster.v1.UserService/SetUserStatus"
+	UserService_CloneUser_FullMethodName             = "/roster.v1.UserService/CloneUser"
+	UserService_MirrorUser_FullMethodName            = "/roster.v1.UserService/MirrorUser"
+	UserService_AddUserToGroups_FullMethodName       = "/roster.v1.UserService/AddUserToGroups"
+	UserService_RemoveUserFromGroups_FullMethodName  = "/roster.v1.UserService/RemoveUserFromGroups"
+	UserService_ListUserGroups_FullMethodName        = "/roster.v1.UserService/ListUserGroups"
+	UserService_GetUserAccess_FullMethodName         = "/roster.v1.UserService/GetUserAccess"
+	UserService_SendActivationEmail_FullMethodName   = "/roster.v1.UserService/SendActivationEmail"
+	UserService_GetOnboardingStats_FullMethodName    = "/roster.v1.UserService/GetOnboardingStats"
+	UserService_ExportUsers_FullMethodName           = "/roster.v1.UserService/ExportUsers"
+	UserService_ListUserSessions_FullMethodName      = "/roster.v1.UserService/ListUserSessions"
+	UserService_RevokeUserSessions_FullMethodName    = "/roster.v1.UserService/RevokeUserSessions"
+	UserService_SendPasswordReset_FullMethodName     = "/roster.v1.UserService/SendPasswordReset"
+	UserService_ResetUserCredentials_FullMethodName  = "/roster.v1.UserService/ResetUserCredentials"
+	UserService_SetPasswordExpiry_FullMethodName     = "/roster.v1.UserService/SetPasswordExpiry"
+	UserService_SetUserSessionLimit_FullMethodName   = "/roster.v1.UserService/SetUserSessionLimit"
+	UserService_ResetUserSecondFactor_FullMethodName = "/roster.v1.UserService/ResetUserSecondFactor"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -109,6 +110,10 @@ type UserServiceClient interface {
 	// max_sessions_per_user (a sign-in beyond it ends the oldest session).
 	// Audited. Scope: ADMIN.
 	SetUserSessionLimit(ctx context.Context, in *SetUserSessionLimitRequest, opts ...grpc.CallOption) (*SetUserSessionLimitResponse, error)
+	// Removes a user's second factor and recovery codes (a lost phone): their
+	// password alone signs them in again until they enroll anew. Not on
+	// oneself; audited. Scope: ADMIN.
+	ResetUserSecondFactor(ctx context.Context, in *ResetUserSecondFactorRequest, opts ...grpc.CallOption) (*ResetUserSecondFactorResponse, error)
 }
 
 type userServiceClient struct {
@@ -358,6 +363,16 @@ func (c *userServiceClient) SetUserSessionLimit(ctx context.Context, in *SetUser
 	return out, nil
 }
 
+func (c *userServiceClient) ResetUserSecondFactor(ctx context.Context, in *ResetUserSecondFactorRequest, opts ...grpc.CallOption) (*ResetUserSecondFactorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetUserSecondFactorResponse)
+	err := c.cc.Invoke(ctx, UserService_ResetUserSecondFactor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -423,6 +438,10 @@ type UserServiceServer interface {
 	// max_sessions_per_user (a sign-in beyond it ends the oldest session).
 	// Audited. Scope: ADMIN.
 	SetUserSessionLimit(context.Context, *SetUserSessionLimitRequest) (*SetUserSessionLimitResponse, error)
+	// Removes a user's second factor and recovery codes (a lost phone): their
+	// password alone signs them in again until they enroll anew. Not on
+	// oneself; audited. Scope: ADMIN.
+	ResetUserSecondFactor(context.Context, *ResetUserSecondFactorRequest) (*ResetUserSecondFactorResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -501,6 +520,9 @@ func (UnimplementedUserServiceServer) SetPasswordExpiry(context.Context, *SetPas
 }
 func (UnimplementedUserServiceServer) SetUserSessionLimit(context.Context, *SetUserSessionLimitRequest) (*SetUserSessionLimitResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetUserSessionLimit not implemented")
+}
+func (UnimplementedUserServiceServer) ResetUserSecondFactor(context.Context, *ResetUserSecondFactorRequest) (*ResetUserSecondFactorResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResetUserSecondFactor not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -930,6 +952,24 @@ func _UserService_SetUserSessionLimit_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_ResetUserSecondFactor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetUserSecondFactorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).ResetUserSecondFactor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_ResetUserSecondFactor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).ResetUserSecondFactor(ctx, req.(*ResetUserSecondFactorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1024,6 +1064,10 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetUserSessionLimit",
 			Handler:    _UserService_SetUserSessionLimit_Handler,
+		},
+		{
+			MethodName: "ResetUserSecondFactor",
+			Handler:    _UserService_ResetUserSecondFactor_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

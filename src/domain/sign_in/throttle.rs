@@ -77,6 +77,8 @@ pub enum Flow {
     Login,
     PasswordReset,
     ChangePassword,
+    /// CompleteLogin: a second factor's code after the password.
+    SecondFactor,
 }
 
 impl Flow {
@@ -85,6 +87,7 @@ impl Flow {
             Flow::Login => "login",
             Flow::PasswordReset => "reset",
             Flow::ChangePassword => "change-password",
+            Flow::SecondFactor => "second-factor",
         }
     }
 
@@ -94,6 +97,7 @@ impl Flow {
             Flow::Login => "login",
             Flow::PasswordReset => "password_reset",
             Flow::ChangePassword => "change_password",
+            Flow::SecondFactor => "second_factor",
         }
     }
 }
@@ -203,9 +207,19 @@ impl Throttle {
 
     /// An attempt by a signed-in user (ChangePassword): one budget, the user's.
     pub async fn session_attempt(&self, user_id: uuid::Uuid) -> Result<Attempt, DomainError> {
+        self.user_attempt(Flow::ChangePassword, user_id).await
+    }
+
+    /// An attempt on a known user in `flow` (a second factor's code after
+    /// the password): one budget, the user's in that flow.
+    pub async fn user_attempt(
+        &self,
+        flow: Flow,
+        user_id: uuid::Uuid,
+    ) -> Result<Attempt, DomainError> {
         let digester = self.digester().await?;
         let account = digester.digest(&[b"user", user_id.as_bytes()]);
-        Ok(self.budgets(Flow::ChangePassword, account, None, false, digester))
+        Ok(self.budgets(flow, account, None, false, digester))
     }
 
     fn budgets(

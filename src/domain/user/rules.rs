@@ -317,6 +317,7 @@ mod tests {
             update_time: chrono::Utc::now(),
             last_login_time: None,
             password_expire_time: None,
+            second_factor_time: None,
             password_expired: false,
             attributes: Default::default(),
         }

@@ -91,6 +91,7 @@ const SETTING_PATHS: &[&str] = &[
     "display_name",
     "max_sessions_per_user",
     "password_max_age",
+    "require_second_factor",
 ];
 
 /// Reads the settings named in the mask (`x` or `settings.x`); an empty mask
@@ -125,6 +126,9 @@ pub fn settings_patch(
                 patch.access_token_ttl = Some(whole_seconds(settings.access_token_ttl.as_ref()))
             }
             "locale" => patch.locale = Some(settings.locale.clone()),
+            "require_second_factor" => {
+                patch.require_second_factor = Some(settings.require_second_factor)
+            }
             "max_sessions_per_user" => {
                 patch.max_sessions_per_user = Some(settings.max_sessions_per_user)
             }
@@ -179,6 +183,7 @@ pub fn organization(organization: &Organization) -> proto::Organization {
             display_name: settings.display_name.clone(),
             max_sessions_per_user: settings.max_sessions_per_user.unwrap_or(0),
             password_max_age: settings.password_max_age_seconds.and_then(duration),
+            require_second_factor: settings.require_second_factor,
         }),
         create_time: Some(timestamp(organization.create_time)),
         update_time: Some(timestamp(organization.update_time)),

@@ -94,6 +94,8 @@ pub fn user(user: &User) -> proto::User {
         attributes: (!user.attributes.is_empty()).then(|| object_struct(&user.attributes)),
         // The FULL view's (users_in_view).
         groups: Vec::new(),
+        second_factor_enrolled: user.second_factor_time.is_some(),
+        second_factor_enroll_time: optional_timestamp(user.second_factor_time),
     }
 }
 
@@ -488,6 +490,7 @@ fn user_filter(fields: UserFilterFields<'_>) -> Result<UserFilter, DomainError> 
             public_email_domain: fields.public_email_domain,
             password_expired: None,
             attributes: Default::default(),
+            second_factor_enrolled: None,
         }),
         (statuses, group, unit, query_length) => Err(refusal([
             statuses.err(),
@@ -511,6 +514,7 @@ impl TryFrom<proto::ListUsersRequest> for UserListRequest {
                 filter: UserFilter {
                     password_expired: body.password_expired,
                     attributes: struct_fields(body.attributes.as_ref()),
+                    second_factor_enrolled: body.second_factor_enrolled,
                     ..filter
                 },
                 order,
