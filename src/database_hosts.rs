@@ -67,40 +67,7 @@ impl DatabaseHosts {
                 _ => kept_parameters.push(parameter),
             }
         }
-        let query_hosts = kept_parameters
-            .iter()
-            .find_map(|p| p.strip_prefix("host="))
-            .filter(|list| list.contains(','));
-        if let Some(list) = query_hosts {
-            let ports: Vec<&str> = kept_parameters
-                .iter()
-                .find_map(|p| p.strip_prefix("port="))
-                .map(|ports| ports.split(',').collect())
-                .unwrap_or_default();
-            let others: Vec<&str> = kept_parameters
-                .iter()
-                .copied()
-                .filter(|p| !p.starts_with("host=") && !p.starts_with("port="))
-                .collect();
-            let candidates = list
-                .split(',')
-                .enumerate()
-                .map(|(index, host)| {
-                    let mut query = others.clone();
-                    let host = format!("host={host}");
-                    query.push(&host);
-                    let port = ports
-                        .get(index)
-                        .or(ports.last())
-                        .map(|p| format!("port={p}"));
-                    if let Some(port) = &port {
-                        query.push(port);
-                    }
-                    format!("{scheme}://{authority}{path}?{}", query.join("&"))
-                        .parse::<PgConnectOptions>()
-                        .with_context(|| format!("DATABASE_URL: {host} is not valid"))
-                })
-                .collect::<Result<Vec<_>>>()?;
+        if let Some(candidates) = query_form(scheme, authority, path, &kept_parameters)? {
             return Ok(Self { candidates, target });
         }
         if !hosts.contains(',') {
@@ -190,6 +157,52 @@ pub async fn accepts_writes(connection: &mut PgConnection) -> Result<bool, sqlx:
         .fetch_one(connection)
         .await?;
     Ok(read_only == "off")
+}
+
+/// The candidates of libpq's other form, hosts in the `host` parameter
+/// (`?host=/run/a,/run/b&port=5432,5433`): None when it lists one host or none.
+fn query_form(
+    scheme: &str,
+    authority: &str,
+    path: &str,
+    parameters: &[&str],
+) -> Result<Option<Vec<PgConnectOptions>>> {
+    let Some(list) = parameters
+        .iter()
+        .find_map(|p| p.strip_prefix("host="))
+        .filter(|list| list.contains(','))
+    else {
+        return Ok(None);
+    };
+    let ports: Vec<&str> = parameters
+        .iter()
+        .find_map(|p| p.strip_prefix("port="))
+        .map(|ports| ports.split(',').collect())
+        .unwrap_or_default();
+    let others: Vec<&str> = parameters
+        .iter()
+        .copied()
+        .filter(|p| !p.starts_with("host=") && !p.starts_with("port="))
+        .collect();
+    list.split(',')
+        .enumerate()
+        .map(|(index, host)| {
+            let mut query = others.clone();
+            let host = format!("host={host}");
+            query.push(&host);
+            let port = ports
+                .get(index)
+                .or(ports.last())
+                .map(|p| format!("port={p}"));
+            if let Some(port) = &port {
+                query.push(port);
+            }
+            format!("{scheme}://{authority}{path}?{}", query.join("&"))
+                .parse::<PgConnectOptions>()
+                .with_context(|| format!("DATABASE_URL: {host} is not valid"))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// `a:5432,[::1]:5433,b` → `a:5432`, `[::1]:5433`, `b:5433` (libpq gives a

@@ -434,6 +434,13 @@ fn push_user_filters(
     query
         .push(" from users where users.organization_id = ")
         .push_bind(organization_id);
+    push_search_terms(query, filter);
+    push_state_filters(query, filter);
+    push_membership_filters(query, filter);
+}
+
+/// The words of `query`: each a start of a word or a part of the search key.
+fn push_search_terms(query: &mut QueryBuilder<'static, Postgres>, filter: &UserFilter) {
     let terms = filter.query_terms();
     for start in terms.word_starts {
         // A start holds letters and digits only: nothing to escape.
@@ -450,6 +457,11 @@ fn push_user_filters(
             .push(" and users.search_key like ")
             .push_bind(format!("%{escaped}%"));
     }
+}
+
+/// Status, onboarding, second factor, password expiry, email domain and
+/// custom attributes: conditions on the user's own row.
+fn push_state_filters(query: &mut QueryBuilder<'static, Postgres>, filter: &UserFilter) {
     if !filter.statuses.is_empty() {
         let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
         query
@@ -493,6 +505,10 @@ fn push_user_filters(
             .push(" and users.attributes @> ")
             .push_bind(serde_json::Value::Object(wanted));
     }
+}
+
+/// A group the user is in, or a unit one of their groups covers.
+fn push_membership_filters(query: &mut QueryBuilder<'static, Postgres>, filter: &UserFilter) {
     if let Some(group_id) = filter.group_id {
         query
             .push(" and exists (select 1 from memberships m where m.organization_id = users.organization_id and m.user_id = users.id and m.group_id = ")
