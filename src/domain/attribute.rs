@@ -375,7 +375,7 @@ pub type StoredAttributes = Map<String, Json>;
 pub type AttributeChanges = BTreeMap<AttributeKey, Option<AttributeValue>>;
 
 /// The organization's definitions: what every value is checked against.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AttributeSchema {
     definitions: Vec<AttributeDefinition>,
 }
