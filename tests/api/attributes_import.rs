@@ -264,3 +264,54 @@ async fn the_template_has_a_column_per_attribute_with_an_example_value() {
     .await;
     assert!(review.errors().is_empty(), "{:?}", review.rows);
 }
+
+#[tokio::test]
+async fn a_definition_changed_while_an_import_runs_ends_it_before_its_next_batch() {
+    use proto::import_users_request::Message;
+    let app = TestApp::spawn().await;
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    let send = |message| proto::ImportUsersRequest {
+        message: Some(message),
+    };
+    requests
+        .send(send(Message::Options(options())))
+        .await
+        .unwrap();
+    requests
+        .send(send(Message::Chunk(
+            b"first_name,last_name,email\nAna,Lima,ana@acme.com\n".to_vec(),
+        )))
+        .await
+        .unwrap();
+    let mut stream = app
+        .imports(app.as_admin())
+        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.message,
+        Some(proto::import_users_response::Message::Row(ref row)) if row.line == 2
+    ));
+    define_four(&app).await;
+    requests
+        .send(send(Message::Chunk(b"Bia,Reis,bia@acme.com\n".to_vec())))
+        .await
+        .unwrap();
+    drop(requests);
+    let mut summary = None;
+    while let Some(message) = stream.message().await.unwrap() {
+        match message.message {
+            Some(proto::import_users_response::Message::Summary(s)) => summary = Some(s),
+            other => panic!("no row is written with stale definitions: {other:?}"),
+        }
+    }
+    let summary = summary.expect("a summary");
+    assert_eq!(summary.status, proto::ImportJobStatus::Failed as i32);
+    assert!(
+        summary.failure_message.contains("definitions changed"),
+        "{}",
+        summary.failure_message
+    );
+}
