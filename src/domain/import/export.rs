@@ -19,7 +19,7 @@ use crate::{
         user::UserFilter,
         DomainError,
     },
-    store,
+    store::{self, users::ExportRow},
 };
 
 const PAGE: i64 = 1000;
@@ -64,38 +64,7 @@ pub async fn export_users(
         let last_page = (rows.len() as i64) < PAGE;
         after = rows.last().map(|row| row.id);
         for row in &rows {
-            let id = row.id.to_string();
-            let status = row.status.as_str().to_lowercase();
-            let derived_status = row.derived_status.as_str().to_lowercase();
-            // As text the import reads back: `3`, `2.5`, `true`, `2026-03-01`.
-            let attributes: Vec<String> = schema
-                .definitions()
-                .iter()
-                .map(|d| {
-                    row.attributes
-                        .get(d.key.as_str())
-                        .map_or_else(String::new, json_as_text)
-                })
-                .collect();
-            csv_line(
-                [
-                    row.first_name.as_str(),
-                    &row.last_name,
-                    &row.email,
-                    &row.username,
-                    row.phone.as_deref().unwrap_or_default(),
-                    row.external_id.as_deref().unwrap_or_default(),
-                    &row.groups,
-                    &status,
-                    if row.onboarded { "true" } else { "false" },
-                    &derived_status,
-                    &id,
-                ]
-                .into_iter()
-                .chain(attributes.iter().map(String::as_str)),
-                delimiter,
-                &mut chunk,
-            );
+            write_row(row, &schema, delimiter, &mut chunk);
         }
         if out
             .send(Ok(std::mem::take(&mut chunk).into_bytes()))
@@ -106,6 +75,42 @@ pub async fn export_users(
             return;
         }
     }
+}
+
+/// One user's line: `EXPORT_COLUMNS`, then the attributes' values as text
+/// the import reads back (`3`, `2.5`, `true`, `2026-03-01`).
+fn write_row(row: &ExportRow, schema: &AttributeSchema, delimiter: char, chunk: &mut String) {
+    let id = row.id.to_string();
+    let status = row.status.as_str().to_lowercase();
+    let derived_status = row.derived_status.as_str().to_lowercase();
+    let attributes: Vec<String> = schema
+        .definitions()
+        .iter()
+        .map(|d| {
+            row.attributes
+                .get(d.key.as_str())
+                .map_or_else(String::new, json_as_text)
+        })
+        .collect();
+    csv_line(
+        [
+            row.first_name.as_str(),
+            &row.last_name,
+            &row.email,
+            &row.username,
+            row.phone.as_deref().unwrap_or_default(),
+            row.external_id.as_deref().unwrap_or_default(),
+            &row.groups,
+            &status,
+            if row.onboarded { "true" } else { "false" },
+            &derived_status,
+            &id,
+        ]
+        .into_iter()
+        .chain(attributes.iter().map(String::as_str)),
+        delimiter,
+        chunk,
+    );
 }
 
 /// The audit record of an export, committed before any row is sent: an

@@ -725,7 +725,8 @@ impl Job {
             .ok_or_else(|| DomainError::not_found("organization", organization_id))?;
         // Definitions change under the organization's lock, held shared here:
         // rows read with other definitions are not written.
-        if store::attributes::schema(&mut *tx, organization_id).await? != self.schema {
+        let schema = store::attributes::schema(&mut *tx, organization_id).await?;
+        if !schema.same_rules(&self.schema) {
             return Ok(Some(Stop::Ended(
                 JobStatus::Failed,
                 DEFINITIONS_CHANGED.into(),
