@@ -375,7 +375,7 @@ pub type StoredAttributes = Map<String, Json>;
 pub type AttributeChanges = BTreeMap<AttributeKey, Option<AttributeValue>>;
 
 /// The organization's definitions: what every value is checked against.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AttributeSchema {
     definitions: Vec<AttributeDefinition>,
 }
@@ -387,6 +387,25 @@ impl AttributeSchema {
 
     pub fn definitions(&self) -> &[AttributeDefinition] {
         &self.definitions
+    }
+
+    /// Whether `other` checks values as this one does (descriptions aside).
+    pub fn same_rules(&self, other: &Self) -> bool {
+        let rules = |schema: &Self| -> Vec<_> {
+            schema
+                .definitions
+                .iter()
+                .map(|d| {
+                    (
+                        d.key.clone(),
+                        d.value_type,
+                        d.allowed_values.clone(),
+                        d.required,
+                    )
+                })
+                .collect()
+        };
+        rules(self) == rules(other)
     }
 
     pub fn get(&self, key: &str) -> Option<&AttributeDefinition> {
@@ -655,6 +674,23 @@ mod tests {
         assert!(schema.check_new(&held, "").is_empty());
         assert!(schema.check_change(&none, &none, "").is_empty());
         assert_eq!(schema.check_change(&held, &none, "").len(), 1);
+    }
+
+    #[test]
+    fn a_description_is_no_rule() {
+        let level = definition(AttributeType::Number, &[], false);
+        let described = AttributeDefinition {
+            description: "how senior".into(),
+            ..level.clone()
+        };
+        let required = AttributeDefinition {
+            required: true,
+            ..level.clone()
+        };
+        let schema = |d: &AttributeDefinition| AttributeSchema::new(vec![d.clone()]);
+        assert!(schema(&level).same_rules(&schema(&described)));
+        assert!(!schema(&level).same_rules(&schema(&required)));
+        assert!(!schema(&level).same_rules(&AttributeSchema::default()));
     }
 
     #[test]

@@ -357,8 +357,12 @@ impl ImportService for ImportHandler {
         &self,
         request: Request<proto::GetImportTemplateRequest>,
     ) -> Result<Response<proto::GetImportTemplateResponse>, Status> {
+        let caller = caller(&request)?;
         let delimiter = convert::delimiter(&request.get_ref().delimiter)?;
-        let (header, example_row) = import::template(delimiter);
+        let (header, example_row) = self
+            .jobs
+            .template(caller.organization_id, delimiter)
+            .await?;
         // UTF-8 with a BOM and CRLF line ends, so spreadsheets open it right.
         let csv = format!("\u{FEFF}{header}\r\n{example_row}\r\n").into_bytes();
         Ok(Response::new(proto::GetImportTemplateResponse {

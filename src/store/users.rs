@@ -126,12 +126,17 @@ impl From<UserRow> for User {
                 .password_expire_time
                 .is_some_and(|time| time <= row.read_time),
             password_expire_time: row.password_expire_time,
-            attributes: match row.attributes {
-                serde_json::Value::Object(attributes) => attributes,
-                _ => StoredAttributes::new(),
-            },
+            attributes: stored_attributes(row.attributes),
             second_factor_time: row.second_factor_time,
         }
+    }
+}
+
+/// The `attributes` column as a map (an object by the table's check).
+fn stored_attributes(column: serde_json::Value) -> StoredAttributes {
+    match column {
+        serde_json::Value::Object(attributes) => attributes,
+        _ => StoredAttributes::new(),
     }
 }
 
@@ -787,6 +792,7 @@ impl From<UserRow> for StoredUser {
             ),
             admin_state: row.admin_state,
             legacy_status: row.legacy_status,
+            attributes: stored_attributes(row.attributes),
             grants: Vec::new(),
         }
     }
@@ -841,6 +847,7 @@ struct BatchColumns {
     legacy_statuses: Vec<Option<&'static str>>,
     search_keys: Vec<String>,
     last_name_keys: Vec<String>,
+    attributes: Vec<serde_json::Value>,
 }
 
 impl BatchColumns {
@@ -857,6 +864,7 @@ impl BatchColumns {
             legacy_statuses: Vec::new(),
             search_keys: Vec::new(),
             last_name_keys: Vec::new(),
+            attributes: Vec::new(),
         };
         for user in users {
             let values = user.values;
@@ -877,6 +885,9 @@ impl BatchColumns {
                 .push(user.legacy_status.map(LegacyStatus::as_str));
             columns.search_keys.push(values.search_key());
             columns.last_name_keys.push(values.last_name_key());
+            columns
+                .attributes
+                .push(serde_json::Value::Object(user.attributes.clone()));
         }
         columns
     }
@@ -895,12 +906,13 @@ pub async fn insert_many(
     // Inserted in email order, so that concurrent imports lock keys in one order.
     sqlx::query_scalar!(
         "insert into users (organization_id, id, first_name, last_name, email, username, phone, external_id, \
-         admin_state, legacy_status, email_unique, search_key, last_name_key) \
+         admin_state, legacy_status, email_unique, search_key, last_name_key, attributes) \
          select $1, t.id, t.first_name, t.last_name, t.email, t.username, t.phone, t.external_id, t.admin_state, \
-         t.legacy_status, $12, t.search_key, t.last_name_key \
+         t.legacy_status, $12, t.search_key, t.last_name_key, t.attributes \
          from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
-         $10::text[], $11::text[], $13::text[]) \
-         as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, last_name_key) \
+         $10::text[], $11::text[], $13::text[], $14::jsonb[]) \
+         as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, \
+         last_name_key, attributes) \
          order by lower(t.email), lower(t.username) \
          on conflict do nothing returning id",
         organization_id,
@@ -916,6 +928,7 @@ pub async fn insert_many(
         &columns.search_keys as _,
         email_unique,
         &columns.last_name_keys as _,
+        &columns.attributes as _,
     )
     .fetch_all(&mut **tx)
     .await
@@ -931,10 +944,12 @@ pub async fn update_many(
     sqlx::query!(
         "update users u set first_name = t.first_name, last_name = t.last_name, email = t.email, \
          username = t.username, phone = t.phone, external_id = t.external_id, admin_state = t.admin_state, \
-         legacy_status = t.legacy_status, search_key = t.search_key, last_name_key = t.last_name_key \
+         legacy_status = t.legacy_status, search_key = t.search_key, last_name_key = t.last_name_key, \
+         attributes = t.attributes \
          from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
-         $10::text[], $11::text[], $12::text[]) \
-         as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, last_name_key) \
+         $10::text[], $11::text[], $12::text[], $13::jsonb[]) \
+         as t(id, first_name, last_name, email, username, phone, external_id, admin_state, legacy_status, search_key, \
+         last_name_key, attributes) \
          where u.organization_id = $1 and u.id = t.id",
         organization_id,
         &columns.ids,
@@ -948,6 +963,7 @@ pub async fn update_many(
         &columns.legacy_statuses as _,
         &columns.search_keys as _,
         &columns.last_name_keys as _,
+        &columns.attributes as _,
     )
     .execute(&mut **tx)
     .await
@@ -987,6 +1003,8 @@ pub struct ExportRow {
     pub derived_status: UserStatus,
     /// Group names, `|`-separated.
     pub groups: String,
+    /// Custom attributes' values by key.
+    pub attributes: serde_json::Value,
 }
 
 /// The next users matching `filter` after `after` (by id, i.e. creation order).
@@ -1000,7 +1018,7 @@ pub async fn export_page(
     let mut query = QueryBuilder::new(format!(
         "select users.id, users.first_name, users.last_name, users.email, users.username, users.phone, \
          users.external_id, coalesce(users.legacy_status, users.admin_state) as status, \
-         users.onboarded, {STATUS_SQL} as derived_status, \
+         users.onboarded, {STATUS_SQL} as derived_status, users.attributes, \
          coalesce((select string_agg(g.name, '|' order by lower(g.name)) from memberships m \
                    join groups g on g.organization_id = m.organization_id and g.id = m.group_id \
                    where m.organization_id = users.organization_id and m.user_id = users.id), '') as groups",

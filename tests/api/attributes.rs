@@ -11,19 +11,19 @@ use crate::{
     helpers::{error_reason, violations, Bearer, TestApp},
 };
 
-fn text(value: &str) -> Value {
+pub fn text(value: &str) -> Value {
     Value {
         kind: Some(Kind::StringValue(value.into())),
     }
 }
 
-fn number(value: f64) -> Value {
+pub fn number(value: f64) -> Value {
     Value {
         kind: Some(Kind::NumberValue(value)),
     }
 }
 
-fn boolean(value: bool) -> Value {
+pub fn boolean(value: bool) -> Value {
     Value {
         kind: Some(Kind::BoolValue(value)),
     }
@@ -79,7 +79,7 @@ async fn define_level(
 
 /// department (string, sales or engineering, required), level (number),
 /// remote (boolean), hired (date).
-async fn define_four(app: &TestApp) {
+pub async fn define_four(app: &TestApp) {
     let departments = [text("sales"), text("engineering")];
     let definitions: [(&str, UserAttributeType, &[Value], bool); 4] = [
         ("department", UserAttributeType::String, &departments, true),
@@ -136,7 +136,7 @@ async fn update(
         .map(|r| r.into_inner().user.unwrap())
 }
 
-async fn get(app: &TestApp, user_id: &str) -> proto::User {
+pub async fn get(app: &TestApp, user_id: &str) -> proto::User {
     app.users(app.as_admin())
         .get_user(proto::GetUserRequest {
             user_id: user_id.into(),
@@ -149,7 +149,7 @@ async fn get(app: &TestApp, user_id: &str) -> proto::User {
         .unwrap()
 }
 
-fn held(user: &proto::User) -> Vec<(String, Option<Kind>)> {
+pub fn held(user: &proto::User) -> Vec<(String, Option<Kind>)> {
     let mut pairs: Vec<(String, Option<Kind>)> = user
         .attributes
         .as_ref()

@@ -14,6 +14,7 @@
 mod admin_cli;
 mod api_keys;
 mod attributes;
+mod attributes_import;
 mod auth;
 mod auth_cache;
 mod auth_matrix;

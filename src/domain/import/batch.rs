@@ -11,6 +11,7 @@ use super::{
     job::{JobKind, RowResult},
 };
 use crate::domain::{
+    attribute::{attribute_changes, StoredAttributes},
     audit::{AuditRecord, FieldChanges},
     caller::Actor,
     group::GroupLabel,
@@ -46,6 +47,8 @@ pub struct ImportedUser<'a> {
     pub values: &'a UserValues,
     pub admin_state: AdminState,
     pub legacy_status: Option<LegacyStatus>,
+    /// Custom attributes' values, the whole object as stored.
+    pub attributes: &'a StoredAttributes,
 }
 
 /// Every write of a batch after its new users are inserted.
@@ -81,12 +84,14 @@ pub fn new_users(decisions: &[Decision]) -> Vec<ImportedUser<'_>> {
                 values,
                 admin_state,
                 legacy_status,
+                attributes,
                 ..
             } => Some(ImportedUser {
                 id: *user_id,
                 values,
                 admin_state: *admin_state,
                 legacy_status: *legacy_status,
+                attributes,
             }),
             _ => None,
         })
@@ -129,26 +134,31 @@ impl<'a> ImportBatch<'a> {
                 user_id: id,
                 values,
                 group_ids,
+                attributes,
                 ..
             } => {
                 self.add_memberships(*id, group_ids);
                 if author.send_invitations {
                     self.invited.push(*id);
                 }
+                let details = json!({
+                    "email": values.email,
+                    "username": values.username,
+                    "attributes": attributes,
+                    "group_ids": group_ids,
+                    "skipped_group_ids": author.mirror_skipped.iter().map(|g| g.id).collect::<Vec<_>>(),
+                    "import_job_id": author.job_id,
+                    "line": line,
+                });
                 self.audits
-                    .push(author.audit("user.create", *id).with_details(json!({
-                        "email": values.email,
-                        "username": values.username,
-                        "group_ids": group_ids,
-                        "skipped_group_ids": author.mirror_skipped.iter().map(|g| g.id).collect::<Vec<_>>(),
-                        "import_job_id": author.job_id,
-                        "line": line,
-                    })));
+                    .push(author.audit("user.create", *id).with_details(details));
             }
             Plan::Update {
                 user_id: id,
                 before,
                 after,
+                attributes_before,
+                attributes_after,
                 status_before,
                 admin_state,
                 legacy_status,
@@ -161,6 +171,7 @@ impl<'a> ImportBatch<'a> {
                     values: after,
                     admin_state: *admin_state,
                     legacy_status: *legacy_status,
+                    attributes: attributes_after,
                 });
                 self.add_memberships(*id, add_group_ids);
                 if *revoke_tokens {
@@ -170,16 +181,12 @@ impl<'a> ImportBatch<'a> {
                     self.new_addresses.push(*id);
                 }
                 let status_after = UserStatus::assigned(*admin_state, *legacy_status);
-                let changes =
-                    FieldChanges::between(user_value_pairs(before, after).into_iter().chain([
-                        // Stored names, as before: the enums' serde form is the variant name.
-                        (
-                            "status",
-                            json!(status_before.as_str()),
-                            json!(status_after.as_str()),
-                        ),
-                        ("groups", json!([]), json!(add_group_ids)),
-                    ]));
+                let changes = update_changes(
+                    (before, after),
+                    (attributes_before, attributes_after),
+                    (*status_before, status_after),
+                    add_group_ids,
+                );
                 self.audits
                     .push(author.audit("user.update", *id).with_field_changes(changes));
             }
@@ -206,6 +213,24 @@ impl<'a> ImportBatch<'a> {
             self.member_groups.push(*group);
         }
     }
+}
+
+/// What an update row changed, for its audit record: values, status, the
+/// groups added, custom attributes.
+fn update_changes(
+    values: (&UserValues, &UserValues),
+    attributes: (&StoredAttributes, &StoredAttributes),
+    status: (UserStatus, UserStatus),
+    add_group_ids: &[Uuid],
+) -> FieldChanges {
+    let mut changes =
+        FieldChanges::between(user_value_pairs(values.0, values.1).into_iter().chain([
+            // Stored names, as before: the enums' serde form is the variant name.
+            ("status", json!(status.0.as_str()), json!(status.1.as_str())),
+            ("groups", json!([]), json!(add_group_ids)),
+        ]));
+    changes.extend(attribute_changes(attributes.0, attributes.1));
+    changes
 }
 
 /// The row of a new user a concurrent import created first (same email where
@@ -280,6 +305,7 @@ mod tests {
             admin_state: AdminState::Active,
             legacy_status: None,
             group_ids,
+            attributes: StoredAttributes::new(),
         }
     }
 
@@ -295,6 +321,8 @@ mod tests {
                     user_id: updated,
                     before: values("caio"),
                     after: values("caio.new"),
+                    attributes_before: StoredAttributes::new(),
+                    attributes_after: [("level".to_owned(), json!(2))].into_iter().collect(),
                     status_before: UserStatus::Active,
                     admin_state: AdminState::Inactive,
                     legacy_status: None,
@@ -339,6 +367,11 @@ mod tests {
             batch.audits[1].details["status"],
             json!({ "old": "ACTIVE", "new": "INACTIVE" }),
             "the audit names states as stored, not by their variant names"
+        );
+        assert_eq!(
+            batch.audits[1].details["attributes.level"],
+            json!({ "old": null, "new": 2 }),
+            "attribute changes are audited like the other fields"
         );
         let outcomes: Vec<_> = results.iter().map(|(result, _)| result.outcome).collect();
         assert_eq!(

@@ -12,11 +12,13 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{
+    header::ATTRIBUTE_PREFIX,
     job::{ImportOptions, JobKind, OnExisting, Outcome},
     row::{legacy_status_refused, Action, RowCommand, ValueChanges},
 };
 use crate::domain::{
     access::Grant,
+    attribute::{AttributeSchema, StoredAttributes},
     caller::{Caller, Principal},
     echo,
     group::GroupLabel,
@@ -34,6 +36,8 @@ pub struct StoredUser {
     pub values: UserValues,
     pub admin_state: AdminState,
     pub legacy_status: Option<LegacyStatus>,
+    /// Custom attributes' values, as stored.
+    pub attributes: StoredAttributes,
     /// Read apart from the user (`store::users::find_by_keys` leaves it
     /// empty, the batch's grants query fills it).
     pub grants: Vec<Grant>,
@@ -68,6 +72,8 @@ pub struct BatchContext<'a> {
     pub kind: JobKind,
     pub options: &'a ImportOptions,
     pub settings: &'a Settings,
+    /// The custom attributes' definitions the file's header was read with.
+    pub schema: &'a AttributeSchema,
     /// Groups for every created user: the options' groups and the covered
     /// groups of the mirrored user.
     pub option_group_ids: &'a [Uuid],
@@ -100,11 +106,14 @@ pub enum Plan {
         admin_state: AdminState,
         legacy_status: Option<LegacyStatus>,
         group_ids: Vec<Uuid>,
+        attributes: StoredAttributes,
     },
     Update {
         user_id: Uuid,
         before: UserValues,
         after: UserValues,
+        attributes_before: StoredAttributes,
+        attributes_after: StoredAttributes,
         /// The assigned status before (legacy status, else admin state).
         status_before: UserStatus,
         /// Admin state and legacy status after the row.
@@ -222,13 +231,16 @@ fn violation(field: &str, code: &'static str, message: impl Into<String>) -> Vec
     vec![FieldViolation::new(field, code, message)]
 }
 
-/// What a row asks for besides its values: a status, groups, the user's id.
+/// What a row asks for besides its values: a status, groups, the user's
+/// id, custom attributes.
 #[derive(Clone, Copy)]
 struct Requested<'a> {
     status: Option<UserStatus>,
     groups: &'a [String],
     /// When given, the user found must have this id.
     id: Option<Uuid>,
+    /// The values the row gives; the others stay as stored.
+    attributes: &'a StoredAttributes,
 }
 
 fn decide(
@@ -247,11 +259,13 @@ fn decide(
             status,
             groups,
             id,
+            attributes,
         } => {
             let requested = Requested {
                 status: *status,
                 groups,
                 id: *id,
+                attributes,
             };
             decide_add(context, line, values, *username_given, requested, warnings)
         }
@@ -260,12 +274,14 @@ fn decide(
             status,
             groups,
             id,
+            attributes,
         } => {
             let user = context.user_to_update(changes)?;
             let requested = Requested {
                 status: *status,
                 groups,
                 id: *id,
+                attributes,
             };
             decide_update(context, line, user, changes, requested, warnings)
         }
@@ -288,14 +304,7 @@ fn decide_add(
         context.user_by_email(&values.email)
     };
     let Some(existing) = existing else {
-        return decide_create(
-            context,
-            line,
-            values,
-            requested.status,
-            requested.groups,
-            warnings,
-        );
+        return decide_create(context, line, values, requested, warnings);
     };
     if let Some(other) = context.user_by_username(&values.username) {
         if other.id != existing.id && username_given {
@@ -368,10 +377,10 @@ fn decide_create(
     context: &BatchContext<'_>,
     line: u64,
     values: &UserValues,
-    status: Option<UserStatus>,
-    groups: &[String],
+    requested: Requested<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Decided {
+    let (status, groups) = (requested.status, requested.groups);
     let claims = context.keys_of_values(values, None);
     context.check_claims(&claims, line)?;
     let mut errors = Vec::new();
@@ -394,6 +403,11 @@ fn decide_create(
         ));
     }
     context.check_email_domain(&values.email, warnings, &mut errors);
+    errors.extend(
+        context
+            .schema
+            .check_new(requested.attributes, ATTRIBUTE_PREFIX),
+    );
     if status.is_some_and(|s| s.assignable().is_err()) && !context.options.allow_legacy_statuses {
         errors.push(legacy_status_refused());
     }
@@ -432,6 +446,7 @@ fn decide_create(
             admin_state,
             legacy_status,
             group_ids,
+            attributes: requested.attributes.clone(),
         },
         claims,
     ))
@@ -487,7 +502,13 @@ fn decide_update(
     if !errors.is_empty() {
         return Err(errors);
     }
-    if after == *before && status.is_none() && add_group_ids.is_empty() {
+    let mut attributes_after = user.attributes.clone();
+    attributes_after.extend(requested.attributes.clone());
+    if after == *before
+        && attributes_after == user.attributes
+        && status.is_none()
+        && add_group_ids.is_empty()
+    {
         warnings.clear();
         return Ok((Plan::Unchanged { user_id: user.id }, claims));
     }
@@ -499,6 +520,8 @@ fn decide_update(
             user_id: user.id,
             before: before.clone(),
             after,
+            attributes_before: user.attributes.clone(),
+            attributes_after,
             status_before: user.assigned_status(),
             admin_state,
             legacy_status,
@@ -641,23 +664,27 @@ impl BatchContext<'_> {
                 values,
                 admin_state,
                 legacy_status,
+                attributes,
                 ..
             } => self.users.insert(StoredUser {
                 id: *user_id,
                 values: values.clone(),
                 admin_state: *admin_state,
                 legacy_status: *legacy_status,
+                attributes: attributes.clone(),
                 grants: Vec::new(),
             }),
             Plan::Update {
                 user_id,
                 after,
+                attributes_after,
                 admin_state,
                 legacy_status,
                 ..
             } => {
                 if let Some(mut user) = self.users.remove(*user_id) {
                     user.values = after.clone();
+                    user.attributes = attributes_after.clone();
                     user.admin_state = *admin_state;
                     user.legacy_status = *legacy_status;
                     self.users.insert(user);

@@ -2,7 +2,13 @@
 //! case, surrounding spaces, and space vs underscore; every problem reported
 //! together, each naming its column.
 
-use crate::domain::{echo, FieldViolation};
+use crate::domain::{
+    attribute::{AttributeDefinition, AttributeSchema},
+    echo, FieldViolation,
+};
+
+/// The prefix of a custom attribute's column: `attr.<key>`.
+pub const ATTRIBUTE_PREFIX: &str = "attr.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
@@ -85,16 +91,25 @@ impl Column {
 
     /// `First Name`, ` first_name `, `FIRST NAME` all name `first_name`.
     pub fn matching(raw: &str) -> Option<Self> {
-        let normalized = raw
-            .trim()
-            .to_lowercase()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join("_");
+        let normalized = normalize(raw);
         Self::ALL
             .into_iter()
             .find(|column| column.name() == normalized)
     }
+}
+
+/// A header cell as columns are named: trimmed, lowercase, runs of spaces as `_`.
+fn normalize(raw: &str) -> String {
+    raw.trim()
+        .to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// The column of a custom attribute: `attr.<key>`.
+pub fn attribute_column(definition: &AttributeDefinition) -> String {
+    format!("{ATTRIBUTE_PREFIX}{}", definition.key.as_str())
 }
 
 /// A cell named by its 1-based position, for cells no column name fits.
@@ -103,15 +118,29 @@ pub fn position_label(index: usize) -> String {
 }
 
 /// Which column each cell of a record belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Header {
-    /// `None` for the ignored empty cells at the end.
+    /// `None` for the ignored empty cells at the end and attributes' cells.
     columns: Vec<Option<Column>>,
+    /// The `attr.<key>` columns: cell index and the attribute's definition.
+    attributes: Vec<(usize, AttributeDefinition)>,
+    /// Every definition of the organization (required ones may have no column).
+    schema: AttributeSchema,
 }
 
 impl Header {
+    /// A header for an organization without custom attributes.
     pub fn parse(cells: &[String]) -> Result<Self, Vec<FieldViolation>> {
+        Self::parse_with(cells, &AttributeSchema::default())
+    }
+
+    /// A header whose `attr.<key>` columns name attributes of `schema`.
+    pub fn parse_with(
+        cells: &[String],
+        schema: &AttributeSchema,
+    ) -> Result<Self, Vec<FieldViolation>> {
         let mut violations = Vec::new();
+        let mut attributes: Vec<(usize, AttributeDefinition)> = Vec::new();
         let last_named = cells.iter().rposition(|cell| !cell.trim().is_empty());
         let mut columns = Vec::with_capacity(cells.len());
         for (index, cell) in cells.iter().enumerate() {
@@ -122,6 +151,14 @@ impl Header {
                         "EMPTY_COLUMN_NAME",
                         "has no name; only trailing columns may be unnamed",
                     ));
+                }
+                columns.push(None);
+                continue;
+            }
+            if let Some(key) = normalize(cell).strip_prefix(ATTRIBUTE_PREFIX) {
+                match attribute_at(schema, &attributes, key, cell, index) {
+                    Ok(definition) => attributes.push((index, definition)),
+                    Err(violation) => violations.push(violation),
                 }
                 columns.push(None);
                 continue;
@@ -148,7 +185,7 @@ impl Header {
                     position_label(index),
                     "UNKNOWN_COLUMN",
                     format!(
-                        "{} is not a column; the columns are: {}",
+                        "{} is not a column; the columns are: {}, and attr.<key> for a custom attribute",
                         echo(cell.trim()),
                         Column::ALL.map(Column::name).join(", ")
                     ),
@@ -156,25 +193,51 @@ impl Header {
             }
             columns.push(None);
         }
-        let header = Self { columns };
-        let mut required = vec![Column::Email];
-        if !header.has(Column::Action) {
-            required.extend([Column::FirstName, Column::LastName]);
-        }
-        for column in required {
-            if !header.has(column) {
-                violations.push(FieldViolation::new(
-                    column.name(),
-                    "MISSING_COLUMN",
-                    format!("the file needs a `{}` column", column.name()),
-                ));
-            }
-        }
+        let header = Self {
+            columns,
+            attributes,
+            schema: schema.clone(),
+        };
+        violations.extend(header.missing_columns());
         if violations.is_empty() {
             Ok(header)
         } else {
             Err(violations)
         }
+    }
+
+    /// The email, and the names unless an action column says which rows need them.
+    fn missing_columns(&self) -> Vec<FieldViolation> {
+        let mut required = vec![Column::Email];
+        if !self.has(Column::Action) {
+            required.extend([Column::FirstName, Column::LastName]);
+        }
+        required
+            .into_iter()
+            .filter(|column| !self.has(*column))
+            .map(|column| {
+                FieldViolation::new(
+                    column.name(),
+                    "MISSING_COLUMN",
+                    format!("the file needs a `{}` column", column.name()),
+                )
+            })
+            .collect()
+    }
+
+    /// The `attr.<key>` cells of a record, with their definitions (blank ones too).
+    pub fn attribute_cells<'a>(
+        &'a self,
+        record: &'a [String],
+    ) -> impl Iterator<Item = (&'a AttributeDefinition, &'a str)> + 'a {
+        self.attributes
+            .iter()
+            .map(|(index, definition)| (definition, record.get(*index).map_or("", String::as_str)))
+    }
+
+    /// The organization's definitions the header was read with.
+    pub fn schema(&self) -> &AttributeSchema {
+        &self.schema
     }
 
     pub fn has(&self, column: Column) -> bool {
@@ -192,6 +255,9 @@ impl Header {
 
     /// The column name of the cell at `index`, else its position (`column 7`).
     pub fn label_at(&self, index: usize) -> String {
+        if let Some((_, definition)) = self.attributes.iter().find(|(at, _)| *at == index) {
+            return attribute_column(definition);
+        }
         match self.columns.get(index).copied().flatten() {
             Some(column) => column.name().to_owned(),
             None => position_label(index),
@@ -202,10 +268,47 @@ impl Header {
     /// fails unless they are empty).
     pub fn first_extra_cell(&self, record: &[String]) -> Option<usize> {
         record.iter().enumerate().position(|(index, cell)| {
-            let named = self.columns.get(index).is_some_and(Option::is_some);
+            let named = self.columns.get(index).is_some_and(Option::is_some)
+                || self.attributes.iter().any(|(at, _)| *at == index);
             !named && !cell.trim().is_empty()
         })
     }
+}
+
+/// The definition an `attr.<key>` cell names: defined, and named once.
+fn attribute_at(
+    schema: &AttributeSchema,
+    seen: &[(usize, AttributeDefinition)],
+    key: &str,
+    cell: &str,
+    index: usize,
+) -> Result<AttributeDefinition, FieldViolation> {
+    let Some(definition) = schema.get(key) else {
+        let defined: Vec<String> = schema.definitions().iter().map(attribute_column).collect();
+        // Named by its position: a cell's text is never a field's name.
+        return Err(FieldViolation::new(
+            position_label(index),
+            "UNKNOWN_ATTRIBUTE",
+            format!(
+                "{} is not an attribute of this organization (see ListUserAttributes); its attribute columns are: {}",
+                echo(cell.trim()),
+                if defined.is_empty() { "none".to_owned() } else { defined.join(", ") }
+            ),
+        ));
+    };
+    if seen.iter().any(|(_, d)| d.key == definition.key) {
+        return Err(FieldViolation::new(
+            attribute_column(definition),
+            "DUPLICATE_COLUMN",
+            format!(
+                "{} ({}) names column `{}` again; each column may appear once",
+                echo(cell.trim()),
+                position_label(index),
+                attribute_column(definition)
+            ),
+        ));
+    }
+    Ok(definition.clone())
 }
 
 #[cfg(test)]

@@ -11,11 +11,15 @@ pub mod row;
 pub mod run;
 pub mod session;
 
+use crate::domain::attribute::{json_as_text, AttributeDefinition, AttributeSchema, AttributeType};
+
 /// The CSV template: a header and an example row, with the given delimiter.
 /// The example is flagged `example` in the action column: a review checks
 /// it (VALID in a new organization: it names no group) and an import skips
-/// it, so a template sent back as it came creates nobody.
-pub fn template(delimiter: char) -> (String, String) {
+/// it, so a template sent back as it came creates nobody. Each defined
+/// custom attribute has its `attr.<key>` column, after the others, with an
+/// example value of its type.
+pub fn template(delimiter: char, schema: &AttributeSchema) -> (String, String) {
     use header::Column;
     let columns = [
         Column::Action,
@@ -28,7 +32,14 @@ pub fn template(delimiter: char) -> (String, String) {
         Column::Groups,
         Column::Status,
     ];
-    let header = columns.map(Column::name).join(&delimiter.to_string());
+    let attribute_columns = schema.definitions().iter().map(header::attribute_column);
+    let header = columns
+        .map(|c| c.name().to_owned())
+        .into_iter()
+        .chain(attribute_columns)
+        .collect::<Vec<_>>()
+        .join(&delimiter.to_string());
+    let example_values = schema.definitions().iter().map(example_value);
     let example = [
         "example",
         "Ana",
@@ -40,8 +51,26 @@ pub fn template(delimiter: char) -> (String, String) {
         "",
         "active",
     ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain(example_values)
+    .collect::<Vec<_>>()
     .join(&delimiter.to_string());
     (header, example)
+}
+
+/// A value the attribute takes: its first allowed value, else one of its type.
+fn example_value(definition: &AttributeDefinition) -> String {
+    if let Some(allowed) = definition.allowed_values.first() {
+        return json_as_text(&allowed.to_json());
+    }
+    match definition.value_type {
+        AttributeType::String => "text",
+        AttributeType::Number => "1",
+        AttributeType::Boolean => "true",
+        AttributeType::Date => "2026-01-31",
+    }
+    .to_owned()
 }
 
 /// The export's columns: the import format with `groups` and the assigned

@@ -3,8 +3,9 @@
 
 use uuid::Uuid;
 
-use super::header::{Column, Header};
+use super::header::{attribute_column, Column, Header};
 use crate::domain::{
+    attribute::{RawValue, StoredAttributes},
     text_state::text_states,
     user::{UserInput, UserStatus, UserValues},
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
@@ -42,6 +43,8 @@ pub enum RowCommand {
         status: Option<UserStatus>,
         groups: Vec<String>,
         id: Option<Uuid>,
+        /// The `attr.<key>` cells given, as stored.
+        attributes: StoredAttributes,
     },
     /// Finds the user by username when given, else by email.
     Update {
@@ -49,6 +52,8 @@ pub enum RowCommand {
         status: Option<UserStatus>,
         groups: Vec<String>,
         id: Option<Uuid>,
+        /// The `attr.<key>` cells given; blank ones keep the stored value.
+        attributes: StoredAttributes,
     },
     /// Username and email must belong to the same user.
     Delete { username: String, email: String },
@@ -177,11 +182,30 @@ impl<'a> Cells<'a> {
     }
 }
 
-/// What every action reads besides the values: status, groups and id.
+/// What adds and updates read besides the values: status, groups, id and
+/// custom attributes.
 struct RowExtras {
     status: Option<UserStatus>,
     groups: Vec<String>,
     id: Option<Uuid>,
+    attributes: StoredAttributes,
+}
+
+/// The row's `attr.<key>` cells that hold something, each checked by the
+/// organization's schema under its column's name (`attr.level`).
+fn parse_attributes(cells: Cells<'_>, violations: &mut Vec<FieldViolation>) -> StoredAttributes {
+    let mut attributes = StoredAttributes::new();
+    for (definition, cell) in cells.header.attribute_cells(cells.record) {
+        let field = attribute_column(definition);
+        if let Some(value) = given(
+            unescape_cell(cell),
+            |raw| definition.parse_value(RawValue::Text(raw), &field),
+            violations,
+        ) {
+            attributes.insert(definition.key.as_str().to_owned(), value.to_json());
+        }
+    }
+    attributes
 }
 
 /// Checks one record: its action, every value, status and groups. Every
@@ -219,7 +243,13 @@ pub fn parse_row(
         },
         &mut violations,
     );
-    let extras = RowExtras { status, groups, id };
+    let attributes = parse_attributes(cells, &mut violations);
+    let extras = RowExtras {
+        status,
+        groups,
+        id,
+        attributes,
+    };
     let command = match action {
         Some(Action::Add | Action::Example) => parse_add(cells, extras, &mut violations),
         Some(Action::Update) => Some(parse_update(cells, extras, &mut violations)),
@@ -255,6 +285,7 @@ fn parse_add(
             status: extras.status,
             groups: extras.groups,
             id: extras.id,
+            attributes: extras.attributes,
         })
 }
 
@@ -305,6 +336,7 @@ fn parse_update(
         status: extras.status,
         groups: extras.groups,
         id: extras.id,
+        attributes: extras.attributes,
     }
 }
 
@@ -439,6 +471,43 @@ mod tests {
         assert!(
             parse_row(&header, &record(&["delete", "a@x.com", "ana"]), false).is_ok(),
             "a short record has empty cells"
+        );
+    }
+
+    #[test]
+    fn attribute_cells_are_checked_by_their_definitions_under_their_column() {
+        use crate::domain::attribute::{
+            AttributeDefinition, AttributeSchema, AttributeType, DefinitionInput,
+        };
+        let level = DefinitionInput {
+            key: "level".into(),
+            value_type: Some(AttributeType::Number),
+            ..Default::default()
+        };
+        let schema = AttributeSchema::new(vec![AttributeDefinition::parse(&level, "").unwrap()]);
+        let names = ["action", "email", "ATTR.Level", "attr.nope"].map(String::from);
+        let refused = Header::parse_with(&names, &schema).unwrap_err();
+        assert_eq!(
+            (refused[0].field.as_str(), refused[0].code.as_ref()),
+            ("column 4", "UNKNOWN_ATTRIBUTE")
+        );
+        let header = Header::parse_with(&names[..3], &schema).unwrap();
+        assert_eq!(header.label_at(2), "attr.level");
+        let (_, command) =
+            parse_row(&header, &record(&["update", "a@x.com", "'-2.0"]), false).unwrap();
+        let RowCommand::Update { attributes, .. } = command else {
+            panic!()
+        };
+        assert_eq!(attributes["level"], serde_json::json!(-2));
+        let (_, command) = parse_row(&header, &record(&["update", "a@x.com", " "]), false).unwrap();
+        assert!(
+            matches!(command, RowCommand::Update { attributes, .. } if attributes.is_empty()),
+            "a blank cell gives no value"
+        );
+        let problems = parse_row(&header, &record(&["add", "a@x.com", "high"]), false).unwrap_err();
+        assert_eq!(
+            (problems[0].field.as_str(), problems[0].code.as_ref()),
+            ("attr.level", "INVALID_TYPE")
         );
     }
 

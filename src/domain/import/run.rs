@@ -26,6 +26,7 @@ use super::{
 };
 use crate::{
     domain::{
+        attribute::AttributeSchema,
         call::Call,
         caller::Caller,
         group::{ensure_covered, found_ids, labels, GivenGroups, GroupLabel},
@@ -127,6 +128,9 @@ pub struct Job {
     /// Options' groups and the mirrored user's covered groups.
     option_group_ids: Vec<Uuid>,
     mirror_skipped: Vec<GroupLabel>,
+    /// The custom attributes' definitions when the job started: the header
+    /// and every row are read with them.
+    schema: AttributeSchema,
     rows_decided: ImportRowCounters,
 }
 
@@ -153,25 +157,8 @@ pub async fn start_job(
     let organization_id = caller.organization_id;
     let mut tx = pool.begin().await?;
     check_report_recipients(&mut tx, organization_id, &options.report_to).await?;
-    let given = GivenGroups {
-        prefix: "options.",
-        ids: options.group_ids.clone(),
-        names: options.group_names.clone(),
-    };
-    let given = given.find(&mut tx, organization_id).await?;
-    ensure_covered(&caller.authority, "give", &given)?;
-    let mut option_group_ids = found_ids(&given);
-    let mut mirror_skipped = Vec::new();
-    if let Some(mirror) = options.mirror_user() {
-        let mirror = mirror.find(&mut tx, organization_id).await?;
-        let (covered, skipped) = mirrored_grants(&mut tx, caller, mirror).await?;
-        for grant in covered {
-            if !option_group_ids.contains(&grant.group_id) {
-                option_group_ids.push(grant.group_id);
-            }
-        }
-        mirror_skipped = labels(&mut *tx, organization_id, &skipped).await?;
-    }
+    let (option_group_ids, mirror_skipped) = option_groups(&mut tx, caller, &options).await?;
+    let schema = store::attributes::schema(&mut *tx, organization_id).await?;
     tx.commit().await?;
     let limit = settings.max_running_jobs_per_organization;
     let new_job = NewJob {
@@ -208,8 +195,40 @@ pub async fn start_job(
         record,
         option_group_ids,
         mirror_skipped,
+        schema,
         rows_decided: rows_decided.clone(),
     })
+}
+
+/// The groups every created user gets (the options' and the mirrored
+/// user's covered ones) and the mirrored user's groups the caller does not
+/// cover.
+async fn option_groups(
+    tx: &mut store::Transaction<'_>,
+    caller: &Caller,
+    options: &ImportOptions,
+) -> Result<(Vec<Uuid>, Vec<GroupLabel>), DomainError> {
+    let organization_id = caller.organization_id;
+    let given = GivenGroups {
+        prefix: "options.",
+        ids: options.group_ids.clone(),
+        names: options.group_names.clone(),
+    };
+    let given = given.find(tx, organization_id).await?;
+    ensure_covered(&caller.authority, "give", &given)?;
+    let mut option_group_ids = found_ids(&given);
+    let mut mirror_skipped = Vec::new();
+    if let Some(mirror) = options.mirror_user() {
+        let mirror = mirror.find(tx, organization_id).await?;
+        let (covered, skipped) = mirrored_grants(tx, caller, mirror).await?;
+        for grant in covered {
+            if !option_group_ids.contains(&grant.group_id) {
+                option_group_ids.push(grant.group_id);
+            }
+        }
+        mirror_skipped = labels(&mut **tx, organization_id, &skipped).await?;
+    }
+    Ok((option_group_ids, mirror_skipped))
 }
 
 /// Reports go only to users of the organization: `report_to` must not make
@@ -277,6 +296,9 @@ pub(super) async fn end_job(
         message = messages.next();
     }
 }
+
+const DEFINITIONS_CHANGED: &str = "the custom attributes' definitions changed during the job; \
+     the rows reported were written, send the others again";
 
 /// How long a job's end is retried while the database does not answer.
 const END_RETRY_FOR: Duration = Duration::from_secs(120);
@@ -494,7 +516,7 @@ impl Job {
     ) -> Result<Option<Stop>, DomainError> {
         for record in records {
             if state.header.is_none() {
-                match header_of(record) {
+                match header_of(record, &self.schema) {
                     Ok(header) => state.header = Some(header),
                     Err(violations) => return Ok(Some(header_refused(violations))),
                 }
@@ -701,6 +723,16 @@ impl Job {
         let organization = store::organizations::lock_shared(&mut tx, organization_id)
             .await?
             .ok_or_else(|| DomainError::not_found("organization", organization_id))?;
+        // Definitions change under the organization's lock, held shared here:
+        // rows read with other definitions are not written.
+        let schema = store::attributes::schema(&mut *tx, organization_id).await?;
+        if !schema.same_rules(&self.schema) {
+            return Ok(Some(Stop::Ended(
+                JobStatus::Failed,
+                DEFINITIONS_CHANGED.into(),
+                None,
+            )));
+        }
         let mut context = self
             .batch_context(&mut tx, &organization.settings, candidates)
             .await?;
@@ -774,6 +806,7 @@ impl Job {
             kind: self.kind,
             options: &self.options,
             settings,
+            schema: &self.schema,
             option_group_ids: &self.option_group_ids,
             mirror_skipped: &self.mirror_skipped,
             users,
@@ -858,9 +891,9 @@ fn describe_duration(duration: Duration) -> String {
 
 /// The first non-blank record names the columns; one it cannot read refuses
 /// the file, naming the cell at fault by its position.
-fn header_of(record: Record) -> Result<Header, Vec<FieldViolation>> {
+fn header_of(record: Record, schema: &AttributeSchema) -> Result<Header, Vec<FieldViolation>> {
     match record.fields {
-        Ok(cells) => Header::parse(&cells),
+        Ok(cells) => Header::parse_with(&cells, schema),
         Err(problem) => Err(vec![FieldViolation::new(
             problem
                 .cell()
@@ -990,6 +1023,17 @@ impl Jobs {
 
     /// A RUNNING job is read after ending stale ones, so a dead server's job
     /// never shows as running; ended jobs are read as they are.
+    /// The CSV template with the organization's custom attributes' columns.
+    pub async fn template(
+        &self,
+        organization_id: Uuid,
+        delimiter: char,
+    ) -> Result<(String, String), DomainError> {
+        let schema =
+            store::attributes::schema(&mut *self.pool.acquire().await?, organization_id).await?;
+        Ok(super::template(delimiter, &schema))
+    }
+
     pub async fn get(&self, organization_id: Uuid, id: Uuid) -> Result<ImportJob, DomainError> {
         let job = self.find(organization_id, id).await?;
         if job.status != JobStatus::Running || self.interrupt_stale().await? == 0 {
