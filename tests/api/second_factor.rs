@@ -463,7 +463,8 @@ fn secrets_of(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn no_seed_recovery_code_or_challenge_is_in_clear_in_the_database_the_mail_or_the_log() {
+async fn no_seed_recovery_code_challenge_or_token_is_in_clear_in_the_database_the_mail_or_the_log()
+{
     use crate::cli::{free_port, roster, run_ok, serve_with};
     let Some(url) = crate::helpers::fresh_database_url().await else {
         eprintln!("skipped: the test database server is the one DATABASE_URL names");
@@ -552,7 +553,8 @@ async fn no_seed_recovery_code_or_challenge_is_in_clear_in_the_database_the_mail
             .unwrap()
             .into_inner()
     };
-    let session = Bearer::token(&login().await.access_token);
+    let session_token = login().await.access_token;
+    let session = Bearer::token(&session_token);
     let started = auth(session.clone())
         .begin_totp_enrollment(proto::BeginTotpEnrollmentRequest {})
         .await
@@ -567,16 +569,26 @@ async fn no_seed_recovery_code_or_challenge_is_in_clear_in_the_database_the_mail
         .into_inner()
         .recovery_codes;
     let used = login().await.challenge;
-    auth(Bearer::none())
+    let completed_token = auth(Bearer::none())
         .complete_login(proto::CompleteLoginRequest {
             challenge: used.clone(),
             code: recovery_codes[0].clone(),
         })
         .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    // A session in use: its last use is written (and logged at debug) too.
+    auth(Bearer::token(&completed_token))
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
         .unwrap();
     let pending = login().await.challenge;
 
-    let secrets = secrets_of(&started.secret, &recovery_codes, &[used, pending]);
+    let mut secrets = secrets_of(&started.secret, &recovery_codes, &[used, pending]);
+    // Session tokens and the API key: kept by hash only, like the codes.
+    assert!(session_token.starts_with("rst_at_") && completed_token.starts_with("rst_at_"));
+    secrets.extend([session_token, completed_token, key.trim().to_owned()]);
     let dump = database_as_text(&url).await;
     assert!(dump.contains("second_factors:\n") && dump.contains("recovery_codes:\n"));
     let mut mail = String::new();
