@@ -391,6 +391,7 @@ async fn grpc_server(
         )))
         .add_service(OrganizationServiceServer::new(OrganizationHandler::new(
             pool.clone(),
+            sign_in.second_factors().available(),
         )))
         .add_service(UserServiceServer::new(UserHandler::new(
             pool.clone(),

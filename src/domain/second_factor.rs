@@ -262,6 +262,12 @@ impl SecondFactors {
         Self { key }
     }
 
+    /// Whether the server can seal seeds (it has a secret key): without
+    /// one nobody can enroll, so no organization may require it.
+    pub fn available(&self) -> bool {
+        self.key.is_some()
+    }
+
     fn key(&self) -> Result<&SecretKey, DomainError> {
         self.key.as_deref().ok_or_else(|| DomainError::FailedPrecondition {
             reason: "SECOND_FACTOR_UNAVAILABLE",

@@ -273,6 +273,12 @@ impl SignIn {
         let record = self.find_challenge(raw_challenge).await?;
         let record = usable_challenge(record, Utc::now())?;
         let (organization_id, user_id) = (record.organization_id, record.user_id);
+        // Before any code is used: a recovery code is not spent on an account
+        // that may not sign in.
+        let (organization, user) = self.account_of(organization_id, user_id).await?;
+        if user.status != UserStatus::Active {
+            return Err(account_not_active(user.status));
+        }
         let attempt = self
             .throttle
             .user_attempt(Flow::SecondFactor, user_id)
@@ -285,9 +291,7 @@ impl SignIn {
             .await?
         {
             drop(tx);
-            reservation
-                .failed(&Password::new(raw_code.trim().to_owned()))
-                .await?;
+            reservation.failed_code().await?;
             return Err(DomainError::Unauthenticated(
                 "wrong code: type the code your authenticator app shows now, or an unused recovery code".into(),
             ));
@@ -297,10 +301,6 @@ impl SignIn {
         }
         tx.commit().await?;
         reservation.succeeded().await?;
-        let (organization, user) = self.account_of(organization_id, user_id).await?;
-        if user.status != UserStatus::Active {
-            return Err(account_not_active(user.status));
-        }
         self.start_session(&organization, user_id, origin).await
     }
 

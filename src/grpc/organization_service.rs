@@ -9,11 +9,16 @@ use crate::{
 
 pub struct OrganizationHandler {
     pool: Pool,
+    /// Whether the server can seal second-factor seeds (it has a secret key).
+    second_factor_available: bool,
 }
 
 impl OrganizationHandler {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: Pool, second_factor_available: bool) -> Self {
+        Self {
+            pool,
+            second_factor_available,
+        }
     }
 }
 
@@ -41,6 +46,14 @@ impl OrganizationService for OrganizationHandler {
             body.settings.unwrap_or_default(),
             body.update_mask.unwrap_or_default(),
         )?;
+        if patch.require_second_factor == Some(true) && !self.second_factor_available {
+            // Users could not enroll: each sign-in would send a reset link
+            // whose page cannot finish, in a loop.
+            return Err(Status::from(DomainError::FailedPrecondition {
+                reason: "SECOND_FACTOR_UNAVAILABLE",
+                message: "this server has no secret key (ROSTER_SECRET_KEY) to seal second factors with: nobody could enroll, so it cannot be required".into(),
+            }));
+        }
         let organization = organization::update_settings(&call, &patch).await?;
         Ok(Response::new(proto::UpdateOrganizationSettingsResponse {
             organization: Some(convert::organization(&organization)),

@@ -298,6 +298,82 @@ async fn wrong_codes_are_throttled_like_passwords() {
 }
 
 #[tokio::test]
+async fn the_same_wrong_code_sent_again_is_counted_again() {
+    // A code wrong now may be right at the next time step: unlike a retyped
+    // password, a repeated code is a new guess and costs one.
+    let app = TestApp::spawn_with(|settings| {
+        settings.throttle.base = std::time::Duration::from_secs(60);
+    })
+    .await;
+    let (_, session) = signed_in(&app, "ana@acme.com").await;
+    let (app_codes, _) = enroll(&app, session).await;
+    let challenge = challenge(&app, "ana@acme.com").await;
+    let wrong = format!(
+        "{:06}",
+        (app_codes.code(1).parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    for attempt in 0..6 {
+        let refused = complete(&app, &challenge, &wrong).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "attempt {attempt}");
+    }
+    let held = complete(&app, &challenge, &app_codes.code(1))
+        .await
+        .unwrap_err();
+    assert_eq!(held.code(), Code::ResourceExhausted, "{held:?}");
+}
+
+#[tokio::test]
+async fn a_recovery_code_is_not_spent_on_an_account_that_may_not_sign_in() {
+    let app = TestApp::spawn().await;
+    let (user, session) = signed_in(&app, "ana@acme.com").await;
+    let (_, recovery_codes) = enroll(&app, session).await;
+    let pending = challenge(&app, "ana@acme.com").await;
+    let set_status = |status: proto::UserStatus| proto::SetUserStatusRequest {
+        user_id: user.id.clone(),
+        status: status as i32,
+    };
+    let mut users = app.users(app.as_admin());
+    users
+        .set_user_status(set_status(proto::UserStatus::Inactive))
+        .await
+        .unwrap();
+    let refused = complete(&app, &pending, &recovery_codes[0])
+        .await
+        .unwrap_err();
+    assert_ne!(refused.code(), Code::Ok);
+    users
+        .set_user_status(set_status(proto::UserStatus::Active))
+        .await
+        .unwrap();
+    let again = challenge(&app, "ana@acme.com").await;
+    let token = complete(&app, &again, &recovery_codes[0]).await.unwrap();
+    who_am_i(&app, &token).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_without_a_secret_key_refuses_to_require_a_second_factor() {
+    let app = TestApp::spawn_with(|settings| settings.secret_key = None).await;
+    let refused = app
+        .organizations(app.as_admin())
+        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
+            settings: Some(proto::OrganizationSettings {
+                require_second_factor: true,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["require_second_factor".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(
+        error_reason(&refused).as_deref(),
+        Some("SECOND_FACTOR_UNAVAILABLE")
+    );
+}
+
+#[tokio::test]
 async fn complete_login_refuses_what_is_not_a_challenge_or_a_code() {
     let app = TestApp::spawn().await;
     let empty = complete(&app, "", "").await.unwrap_err();

@@ -510,6 +510,24 @@ impl Reservation {
         Ok(())
     }
 
+    /// A wrong second-factor code: always counted. A code wrong now may be
+    /// right at the next time step, so a repeated code is a new guess (a
+    /// repeated password is not, and `failed` lets it pass).
+    pub async fn failed_code(mut self) -> Result<(), DomainError> {
+        self.counters.failed(self.attempt.flow.label());
+        let (keys, free) = self.attempt.keys_and_free();
+        store::sign_in_throttle::record_failure(
+            &mut *self.pool.acquire().await?,
+            &self.settings,
+            &keys,
+            &free,
+            true,
+        )
+        .await?;
+        self.settled = true;
+        Ok(())
+    }
+
     /// The password was wrong (or the account unknown): counted. The same
     /// password tried on this account lately counts once for the account,
     /// but every time for the address (a pair that is not familiar): each
