@@ -9,7 +9,7 @@ use sqlx::{postgres::PgPoolOptions, ConnectOptions};
 
 use crate::{
     cluster::{ClusterOptions, PrivateCluster},
-    database_hosts::{accepts_writes, DatabaseHosts, SessionTarget},
+    database_hosts::{accepts_writes, DatabaseHosts},
     store,
 };
 
@@ -83,8 +83,7 @@ impl Database {
                 let options = if hosts.is_choice() {
                     hosts.find().await?
                 } else {
-                    url.parse()
-                        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+                    hosts.candidates[0].clone()
                 };
                 (options, None, Some(hosts))
             }
@@ -110,9 +109,7 @@ impl Database {
                 )
             }
         };
-        let writes_only = hosts
-            .as_ref()
-            .is_some_and(|hosts| hosts.is_choice() && hosts.target == SessionTarget::ReadWrite);
+        let writes_only = hosts.as_ref().is_some_and(DatabaseHosts::requires_writes);
         let mut pool_options = pool_options(max_connections);
         if writes_only {
             // A host demoted after it was chosen must not hand out sessions.

@@ -103,6 +103,11 @@ impl DatabaseHosts {
         self.candidates.len() > 1 || self.target == SessionTarget::ReadWrite
     }
 
+    /// Whether every session must accept writes (a choice made for writing).
+    pub fn requires_writes(&self) -> bool {
+        self.is_choice() && self.target == SessionTarget::ReadWrite
+    }
+
     /// The first host that answers and suits the target; the error names
     /// why each was passed over.
     pub async fn find(&self) -> Result<PgConnectOptions> {

@@ -754,9 +754,15 @@ pub async fn mirror_user(
             skipped: skipped.clone(),
             ..Default::default()
         };
-        let target = given
-            .find(&mut *pool.acquire().await?, caller.organization_id)
-            .await;
+        // An id is looked up by the change itself (a target not found is
+        // its NOT_FOUND); other keys are found first.
+        let target = match given.key {
+            UserKey::Id(id) => Ok(id),
+            _ => {
+                let connection = &mut *pool.acquire().await?;
+                given.find(connection, caller.organization_id).await
+            }
+        };
         let applied = match target {
             Ok(target) => {
                 result.target_user_id = target;

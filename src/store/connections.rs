@@ -23,7 +23,7 @@ use sqlx::{
 };
 
 use super::{error::is_connection_lost, Transaction};
-use crate::database_hosts::{place, DatabaseHosts, SessionTarget};
+use crate::database_hosts::{place, DatabaseHosts};
 
 /// The database pool of one server (or CLI command), counting its waiters.
 /// It is no `Executor`: a statement runs on a connection from `acquire` or
@@ -103,7 +103,7 @@ impl Pool {
     pub fn requires_writes(&self) -> bool {
         self.hosts
             .as_ref()
-            .is_some_and(|hosts| hosts.target == SessionTarget::ReadWrite)
+            .is_some_and(|hosts| hosts.requires_writes())
     }
 
     /// Finds the host to use now (after a failover, the new primary) and
