@@ -1,0 +1,244 @@
+package dev.roster.client;
+
+import dev.roster.v1.Change;
+import dev.roster.v1.ChangeServiceGrpc;
+import dev.roster.v1.WatchChangesRequest;
+import dev.roster.v1.WatchChangesResponse;
+import io.grpc.Context;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.util.Iterator;
+import java.util.NoSuchElementException;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.logging.Logger;
+
+/**
+ * The organization's changes in commit order, from {@link Roster#watch(WatchStart, WatchOptions)}:
+ * a blocking iterator over one {@code WatchChanges} stream that outlives dropped connections.
+ *
+ * <pre>{@code
+ * try (ChangeStream changes = roster.watch(WatchStart.after(savedCursor))) {
+ *   for (Change change : changes) {   // blocks until the next change commits
+ *     cache.apply(change);            // change.getUserAccess() on USER and MEMBERSHIP changes
+ *     savedCursor = change.getCursor();
+ *   }
+ * } catch (StatusRuntimeException e) {
+ *   if (e.getStatus().getCode() == Status.Code.OUT_OF_RANGE) {
+ *     // The cursor is older than the retained window: list again, then watch from now.
+ *   }
+ * }
+ * }</pre>
+ *
+ * <p>{@link #hasNext()} blocks until a change arrives. Heartbeats are not returned: they only move
+ * {@link #cursor()}. When the connection drops, the server answers {@code UNAVAILABLE} or ends the
+ * stream, the stream reconnects after the last cursor received (of a change or a heartbeat), so
+ * every change is returned exactly once and in order; the waits between attempts grow
+ * exponentially with jitter, up to {@link WatchOptions#maxBackoff()}, and start again from the
+ * shortest once a message arrives. It retries for as long as it is open. Until the first change
+ * or heartbeat the stream has no cursor: a reconnection then starts again from where it was
+ * asked to (from {@link WatchStart#now()}, changes committed meanwhile are not sent).
+ *
+ * <p>Errors a retry cannot fix end the stream: {@code hasNext()} throws the {@link
+ * StatusRuntimeException} (with the server's details, see {@link Roster#badRequest}) and the
+ * stream is closed. {@code OUT_OF_RANGE}: the cursor is older than the retained window, the
+ * caller must resynchronize (read again what it keeps, then watch from {@link WatchStart#now()});
+ * {@code INVALID_ARGUMENT}: a cursor that is not one, or a bad filter; {@code UNAUTHENTICATED}:
+ * the key was revoked or the user's token can no longer sign in; {@code PERMISSION_DENIED}.
+ * Interrupting the reading thread ends the stream with {@code CANCELLED}.
+ *
+ * <p>Read it from one thread. {@link #close()} may be called from any thread: it cancels the call
+ * and a blocked {@code hasNext()} returns {@code false}. The stream is its own iterator: {@link
+ * #iterator()} returns it, so a second loop continues where the first stopped.
+ */
+public final class ChangeStream implements Iterator<Change>, Iterable<Change>, AutoCloseable {
+  private static final Logger LOG = Logger.getLogger(ChangeStream.class.getName());
+
+  private final ChangeServiceGrpc.ChangeServiceBlockingStub stub;
+  private final WatchStart from;
+  private final WatchOptions options;
+  private final CountDownLatch closing = new CountDownLatch(1);
+
+  private final Object lock = new Object();
+  /** The current call's context, cancelled by close(); guarded by lock. */
+  private Context.CancellableContext call;
+
+  /** Where the stream stands: the last change returned or heartbeat received. */
+  private volatile String cursor;
+
+  // The reading thread's own.
+  private Iterator<WatchChangesResponse> responses;
+  private Change pending;
+  private int failedAttempts;
+
+  ChangeStream(
+      ChangeServiceGrpc.ChangeServiceBlockingStub stub, WatchStart from, WatchOptions options) {
+    this.stub = stub;
+    this.from = from;
+    this.options = options;
+    open();
+  }
+
+  /**
+   * The cursor to resume from with {@link WatchStart#after(String)}: that of the last change
+   * {@link #next()} returned, or of a later heartbeat; {@code null} before either.
+   */
+  public String cursor() {
+    return cursor;
+  }
+
+  /**
+   * Whether a change came, waiting for it; {@code false} once the stream is closed.
+   *
+   * @throws StatusRuntimeException an error a retry cannot fix (the stream is then closed)
+   */
+  @Override
+  public boolean hasNext() {
+    while (pending == null && !isClosed()) {
+      if (responses == null && !open()) {
+        break;
+      }
+      try {
+        if (!responses.hasNext()) {
+          reconnectAfter(Status.UNAVAILABLE.withDescription("the server ended the stream"));
+          continue;
+        }
+        WatchChangesResponse response = responses.next();
+        failedAttempts = 0;
+        switch (response.getEventCase()) {
+          case CHANGE -> pending = response.getChange();
+          case HEARTBEAT -> {
+            if (!response.getHeartbeat().getCursor().isEmpty()) {
+              cursor = response.getHeartbeat().getCursor();
+            }
+          }
+          default -> {} // An event this client does not know yet.
+        }
+      } catch (StatusRuntimeException e) {
+        if (isClosed()) {
+          break;
+        }
+        if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
+          close();
+          throw unrecoverable(e);
+        }
+        reconnectAfter(e.getStatus());
+      }
+    }
+    return pending != null && !isClosed();
+  }
+
+  /** The next change, waiting for it. */
+  @Override
+  public Change next() {
+    if (!hasNext()) {
+      throw new NoSuchElementException("the change stream is closed");
+    }
+    Change change = pending;
+    pending = null;
+    cursor = change.getCursor();
+    return change;
+  }
+
+  /** This stream: iterating again continues where the last loop stopped. */
+  @Override
+  public Iterator<Change> iterator() {
+    return this;
+  }
+
+  /** Cancels the call; a {@code hasNext()} blocked in another thread returns {@code false}. */
+  @Override
+  public void close() {
+    synchronized (lock) {
+      if (isClosed()) {
+        return;
+      }
+      closing.countDown();
+      if (call != null) {
+        call.cancel(null);
+      }
+    }
+  }
+
+  private boolean isClosed() {
+    return closing.getCount() == 0;
+  }
+
+  /** Starts a call after the cursor, or from the start asked for; false once closed. */
+  private boolean open() {
+    WatchChangesRequest.Builder request =
+        WatchChangesRequest.newBuilder()
+            .addAllKinds(options.kinds())
+            .addAllUserIds(options.userIds());
+    String at = cursor;
+    if (at != null) {
+      request.setAfterCursor(at);
+    } else {
+      from.applyTo(request);
+    }
+    Context.CancellableContext context;
+    synchronized (lock) {
+      if (isClosed()) {
+        return false;
+      }
+      if (call != null) {
+        call.cancel(null);
+      }
+      context = Context.current().withCancellation();
+      call = context;
+    }
+    Context previous = context.attach();
+    try {
+      responses = stub.watchChanges(request.build());
+    } finally {
+      context.detach(previous);
+    }
+    return true;
+  }
+
+  /** Waits the backoff, then lets hasNext() open a new call after the cursor. */
+  private void reconnectAfter(Status status) {
+    responses = null;
+    long ceiling =
+        Math.min(
+            options.maxBackoff().toMillis(),
+            options.initialBackoff().toMillis() << Math.min(failedAttempts, 20));
+    failedAttempts++;
+    // Half fixed, half random: watchers cut off together do not all come back at once.
+    long delay = ceiling / 2 + ThreadLocalRandom.current().nextLong(ceiling / 2 + 1);
+    LOG.info(
+        () ->
+            String.format(
+                "watch stream dropped (%s: %s); reconnecting in %d ms after cursor %s",
+                status.getCode(), status.getDescription(), delay, cursor));
+    try {
+      closing.await(delay, TimeUnit.MILLISECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      close();
+      throw Status.CANCELLED
+          .withDescription("interrupted while waiting to reconnect")
+          .withCause(e)
+          .asRuntimeException();
+    }
+  }
+
+  /** The error as thrown to the caller; OUT_OF_RANGE says what to do. */
+  private static StatusRuntimeException unrecoverable(StatusRuntimeException error) {
+    Status status = error.getStatus();
+    if (status.getCode() != Status.Code.OUT_OF_RANGE) {
+      return error;
+    }
+    String said = status.getDescription() == null ? "" : status.getDescription() + ": ";
+    return new StatusRuntimeException(
+        status
+            .withDescription(
+                said
+                    + "the cursor is older than the changes the server retains; resynchronize:"
+                    + " read again what you keep (ListUsers, GetUserAccess, …), then watch from"
+                    + " WatchStart.now()")
+            .withCause(error),
+        error.getTrailers());
+  }
+}
