@@ -4,12 +4,22 @@ import dev.roster.v1.Change;
 import dev.roster.v1.ChangeServiceGrpc;
 import dev.roster.v1.WatchChangesRequest;
 import dev.roster.v1.WatchChangesResponse;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
 import io.grpc.Context;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.util.Iterator;
 import java.util.NoSuchElementException;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
@@ -77,7 +87,7 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
     this.stub = stub;
     this.from = from;
     this.options = options;
-    open();
+    awaitAnswer(open());
   }
 
   /**
@@ -96,7 +106,7 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
   @Override
   public boolean hasNext() {
     while (pending == null && !isClosed()) {
-      if (responses == null && !open()) {
+      if (responses == null && open() == null) {
         break;
       }
       try {
@@ -165,8 +175,30 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
     return closing.getCount() == 0;
   }
 
-  /** Starts a call after the cursor, or from the start asked for; false once closed. */
-  private boolean open() {
+  /**
+   * Waits until the server answered the call (its headers, or its end): the server takes its
+   * position before it answers, so a stream from now then misses nothing committed after.
+   */
+  private void awaitAnswer(CompletableFuture<Void> answered) {
+    try {
+      answered.get();
+    } catch (ExecutionException e) {
+      throw new IllegalStateException(e); // Never completed exceptionally.
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      close();
+      throw Status.CANCELLED
+          .withDescription("interrupted while waiting for the server to answer")
+          .withCause(e)
+          .asRuntimeException();
+    }
+  }
+
+  /**
+   * Starts a call after the cursor, or from the start asked for; the future completes when the
+   * server answers. Returns null once closed.
+   */
+  private CompletableFuture<Void> open() {
     WatchChangesRequest.Builder request =
         WatchChangesRequest.newBuilder()
             .addAllKinds(options.kinds())
@@ -180,7 +212,7 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
     Context.CancellableContext context;
     synchronized (lock) {
       if (isClosed()) {
-        return false;
+        return null;
       }
       if (call != null) {
         call.cancel(null);
@@ -188,13 +220,42 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
       context = Context.current().withCancellation();
       call = context;
     }
+    CompletableFuture<Void> answered = new CompletableFuture<>();
     Context previous = context.attach();
     try {
-      responses = stub.watchChanges(request.build());
+      responses = stub.withInterceptors(new Answered(answered)).watchChanges(request.build());
     } finally {
       context.detach(previous);
     }
-    return true;
+    return answered;
+  }
+
+  /** Completes a future when the call gets its headers or ends, whichever comes first. */
+  private record Answered(CompletableFuture<Void> answered) implements ClientInterceptor {
+    @Override
+    public <Q, R> ClientCall<Q, R> interceptCall(
+        MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+      return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+        @Override
+        public void start(Listener<R> listener, Metadata headers) {
+          super.start(
+              new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+                @Override
+                public void onHeaders(Metadata headers) {
+                  answered.complete(null);
+                  super.onHeaders(headers);
+                }
+
+                @Override
+                public void onClose(Status status, Metadata trailers) {
+                  answered.complete(null);
+                  super.onClose(status, trailers);
+                }
+              },
+              headers);
+        }
+      };
+    }
   }
 
   /** Waits the backoff, then lets hasNext() open a new call after the cursor. */

@@ -164,7 +164,10 @@ public final class Roster implements AutoCloseable {
   /**
    * Watches the organization's changes ({@code WatchChanges}, a VIEWER key or more) from {@code
    * from}, reconnecting after the last cursor whenever the connection drops; see {@link
-   * ChangeStream}. The call starts now; close the stream to end it.
+   * ChangeStream}. Returns once the server has answered the call, which it does after taking its
+   * position: a stream from {@link WatchStart#now()} sends every change committed after {@code
+   * watch} returned. Errors, the server's refusals included, come from the stream's {@code
+   * hasNext()}. Close the stream to end the call.
    *
    * <pre>{@code
    * try (ChangeStream changes = roster.watch(WatchStart.now(), WatchOptions.defaults()

@@ -14,9 +14,17 @@ import dev.roster.v1.ChangeServiceGrpc;
 import dev.roster.v1.Heartbeat;
 import dev.roster.v1.WatchChangesRequest;
 import dev.roster.v1.WatchChangesResponse;
+import io.grpc.Context;
+import io.grpc.Contexts;
+import io.grpc.ForwardingServerCall;
 import io.grpc.Grpc;
 import io.grpc.InsecureServerCredentials;
+import io.grpc.Metadata;
 import io.grpc.Server;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerInterceptors;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
@@ -56,28 +64,67 @@ class ChangeStreamTest {
   private Server server;
   private Roster roster;
 
+  /** The call's headers, sent when the script starts unless it says when ({@link #answer()}). */
+  private static final Context.Key<Runnable> ANSWER = Context.key("answer");
+
+  /** Whether the next calls answer (send headers) only when their script calls answer(). */
+  private volatile boolean scriptAnswers;
+
   @BeforeEach
   void start() throws IOException {
+    var service =
+        new ChangeServiceGrpc.ChangeServiceImplBase() {
+          @Override
+          public void watchChanges(
+              WatchChangesRequest request, StreamObserver<WatchChangesResponse> out) {
+            requests.add(request);
+            if (!scriptAnswers) {
+              answer();
+            }
+            var next = script.poll();
+            if (next == null) {
+              out.onError(
+                  Status.INTERNAL.withDescription("not in the script").asRuntimeException());
+            } else {
+              next.accept(request, out);
+            }
+          }
+        };
     server =
         Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
-            .addService(
-                new ChangeServiceGrpc.ChangeServiceImplBase() {
-                  @Override
-                  public void watchChanges(
-                      WatchChangesRequest request, StreamObserver<WatchChangesResponse> out) {
-                    requests.add(request);
-                    var next = script.poll();
-                    if (next == null) {
-                      out.onError(
-                          Status.INTERNAL.withDescription("not in the script").asRuntimeException());
-                    } else {
-                      next.accept(request, out);
-                    }
-                  }
-                })
+            .addService(ServerInterceptors.intercept(service, new HeadersFirst()))
             .build()
             .start();
     roster = Roster.connect("localhost:" + server.getPort(), "rst_key_test", true);
+  }
+
+  static void answer() {
+    ANSWER.get().run();
+  }
+
+  /**
+   * Lets the handler send the headers before any message, as Roster (tonic) does once it has
+   * taken the stream's position; grpc-java would send them with the first message only.
+   */
+  static final class HeadersFirst implements ServerInterceptor {
+    @Override
+    public <Q, R> ServerCall.Listener<Q> interceptCall(
+        ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
+      var once =
+          new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
+            private boolean sent;
+
+            @Override
+            public synchronized void sendHeaders(Metadata headers) {
+              if (!sent) {
+                sent = true;
+                super.sendHeaders(headers);
+              }
+            }
+          };
+      Context context = Context.current().withValue(ANSWER, () -> once.sendHeaders(new Metadata()));
+      return Contexts.interceptCall(context, once, headers, next);
+    }
   }
 
   @AfterEach
@@ -131,6 +178,31 @@ class ChangeStreamTest {
     for (WatchChangesRequest request : requests) {
       assertEquals(List.of(ChangeKind.CHANGE_KIND_USER), request.getKindsList());
       assertEquals(List.of("u1"), request.getUserIdsList());
+    }
+  }
+
+  @Test
+  void watchReturnsOnceTheServerAnsweredSoAStreamFromNowMissesNothingAfter() {
+    scriptAnswers = true;
+    script.add(
+        (request, out) -> {
+          sleep(300); // Taking its position.
+          answer();
+          out.onNext(change("c1"));
+        });
+    long started = System.nanoTime();
+    try (ChangeStream changes = roster.watch(WatchStart.now(), FAST)) {
+      long waited = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started);
+      assertTrue(waited >= 300, "watch() returned after " + waited + " ms");
+      assertEquals("c1", changes.next().getCursor());
+    }
+  }
+
+  static void sleep(long millis) {
+    try {
+      Thread.sleep(millis);
+    } catch (InterruptedException e) {
+      throw new IllegalStateException(e);
     }
   }
 
