@@ -20,8 +20,12 @@ import java.util.NoSuchElementException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.logging.Logger;
 
 /**
@@ -43,7 +47,8 @@ import java.util.logging.Logger;
  *
  * <p>{@link #hasNext()} blocks until a change arrives. Heartbeats are not returned: they only move
  * {@link #cursor()}. When the connection drops, the server answers {@code UNAVAILABLE} or ends the
- * stream, the stream reconnects after the last cursor received (of a change or a heartbeat), so
+ * stream, or nothing (not even a heartbeat) arrives for {@link WatchOptions#idleTimeout()} while
+ * it waits, the stream reconnects after the last cursor received (of a change or a heartbeat), so
  * every change is returned exactly once and in order; the waits between attempts grow
  * exponentially with jitter, up to {@link WatchOptions#maxBackoff()}, and start again from the
  * shortest once a message arrives. It retries for as long as it is open. Until the first change
@@ -65,6 +70,15 @@ import java.util.logging.Logger;
 public final class ChangeStream implements Iterator<Change>, Iterable<Change>, AutoCloseable {
   private static final Logger LOG = Logger.getLogger(ChangeStream.class.getName());
 
+  /** Checks every open stream for a silent connection; one daemon thread for all. */
+  private static final ScheduledExecutorService WATCHDOG =
+      Executors.newSingleThreadScheduledExecutor(
+          task -> {
+            Thread thread = new Thread(task, "roster-watch-idle");
+            thread.setDaemon(true);
+            return thread;
+          });
+
   private final ChangeServiceGrpc.ChangeServiceBlockingStub stub;
   private final WatchStart from;
   private final WatchOptions options;
@@ -77,6 +91,16 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
   /** Where the stream stands: the last change returned or heartbeat received. */
   private volatile String cursor;
 
+  /**
+   * When the reader began waiting for a message (System.nanoTime()), 0 while it is not: only a
+   * waiting reader has asked the server for one, so only then does silence mean a dead
+   * connection (a slow reader holds the server back without being idle).
+   */
+  private volatile long waitingSince;
+  /** The watchdog cancelled the call: reconnect rather than end. */
+  private volatile boolean silenced;
+  private final ScheduledFuture<?> watchdog;
+
   // The reading thread's own.
   private Iterator<WatchChangesResponse> responses;
   private Change pending;
@@ -87,6 +111,9 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
     this.stub = stub;
     this.from = from;
     this.options = options;
+    long period = Math.max(options.idleTimeout().toMillis() / 4, 10);
+    this.watchdog =
+        WATCHDOG.scheduleWithFixedDelay(this::dropIfSilent, period, period, TimeUnit.MILLISECONDS);
     awaitAnswer(open());
   }
 
@@ -110,7 +137,7 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
         break;
       }
       try {
-        if (!responses.hasNext()) {
+        if (!awaitMessage()) {
           reconnectAfter(Status.UNAVAILABLE.withDescription("the server ended the stream"));
           continue;
         }
@@ -129,6 +156,13 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
         if (isClosed()) {
           break;
         }
+        if (silenced) {
+          silenced = false;
+          reconnectAfter(
+              Status.UNAVAILABLE.withDescription(
+                  "nothing received for " + options.idleTimeout() + ", not even a heartbeat"));
+          continue;
+        }
         if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
           close();
           throw unrecoverable(e);
@@ -137,6 +171,30 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
       }
     }
     return pending != null && !isClosed();
+  }
+
+  /** Whether the call has another message, waiting for it under the watchdog's eye. */
+  private boolean awaitMessage() {
+    waitingSince = System.nanoTime() | 1; // Never 0, which means not waiting.
+    try {
+      return responses.hasNext();
+    } finally {
+      waitingSince = 0;
+    }
+  }
+
+  /** Cancels the call when the reader has waited longer than the idle timeout. */
+  private void dropIfSilent() {
+    long since = waitingSince;
+    if (since == 0 || System.nanoTime() - since < options.idleTimeout().toNanos()) {
+      return;
+    }
+    synchronized (lock) {
+      if (!isClosed() && call != null && !silenced) {
+        silenced = true;
+        call.cancel(null);
+      }
+    }
   }
 
   /** The next change, waiting for it. */
@@ -165,6 +223,7 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
         return;
       }
       closing.countDown();
+      watchdog.cancel(false);
       if (call != null) {
         call.cancel(null);
       }
@@ -177,11 +236,14 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
 
   /**
    * Waits until the server answered the call (its headers, or its end): the server takes its
-   * position before it answers, so a stream from now then misses nothing committed after.
+   * position before it answers, so a stream from now then misses nothing committed after. A
+   * server silent for the idle timeout is left to the watchdog.
    */
   private void awaitAnswer(CompletableFuture<Void> answered) {
     try {
-      answered.get();
+      answered.get(options.idleTimeout().toMillis(), TimeUnit.MILLISECONDS);
+    } catch (TimeoutException e) {
+      LOG.info(() -> "watch: the server has not answered in " + options.idleTimeout());
     } catch (ExecutionException e) {
       throw new IllegalStateException(e); // Never completed exceptionally.
     } catch (InterruptedException e) {

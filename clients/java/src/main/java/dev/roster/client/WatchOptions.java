@@ -8,7 +8,7 @@ import java.util.List;
 import java.util.Objects;
 
 /**
- * What {@link Roster#watch(WatchStart, WatchOptions)} sends and how it reconnects. Immutable:
+ * What {@link Roster#watch(WatchStart, WatchOptions)} asks for and how it reconnects. Immutable:
  * each {@code with…} returns a copy.
  *
  * <pre>{@code
@@ -23,11 +23,23 @@ import java.util.Objects;
  * @param initialBackoff the longest wait before the first reconnection after a dropped stream;
  *     it doubles with each failed attempt, up to {@code maxBackoff}
  * @param maxBackoff the cap of that wait
+ * @param idleTimeout how long the stream may wait for a message before it takes the connection
+ *     for dead and reconnects: the server sends a heartbeat when nothing changed for 10 s, so a
+ *     silent connection is one that no longer carries anything (a peer gone without closing it)
  */
 public record WatchOptions(
-    List<ChangeKind> kinds, List<String> userIds, Duration initialBackoff, Duration maxBackoff) {
+    List<ChangeKind> kinds,
+    List<String> userIds,
+    Duration initialBackoff,
+    Duration maxBackoff,
+    Duration idleTimeout) {
   private static final WatchOptions DEFAULTS =
-      new WatchOptions(List.of(), List.of(), Duration.ofMillis(250), Duration.ofSeconds(30));
+      new WatchOptions(
+          List.of(),
+          List.of(),
+          Duration.ofMillis(250),
+          Duration.ofSeconds(30),
+          Duration.ofSeconds(35));
 
   public WatchOptions {
     kinds = List.copyOf(kinds);
@@ -42,17 +54,25 @@ public record WatchOptions(
         throw new IllegalArgumentException("userIds: an empty user id");
       }
     }
-    Objects.requireNonNull(initialBackoff, "initialBackoff");
-    Objects.requireNonNull(maxBackoff, "maxBackoff");
-    if (initialBackoff.isNegative() || initialBackoff.isZero()) {
-      throw new IllegalArgumentException("initialBackoff must be positive");
-    }
+    requirePositive(initialBackoff, "initialBackoff");
+    requirePositive(maxBackoff, "maxBackoff");
+    requirePositive(idleTimeout, "idleTimeout");
     if (maxBackoff.compareTo(initialBackoff) < 0) {
       throw new IllegalArgumentException("maxBackoff must be at least initialBackoff");
     }
   }
 
-  /** Every kind, every user; reconnections wait from 250 ms up to 30 s. */
+  private static void requirePositive(Duration duration, String name) {
+    Objects.requireNonNull(duration, name);
+    if (duration.isNegative() || duration.isZero()) {
+      throw new IllegalArgumentException(name + " must be positive");
+    }
+  }
+
+  /**
+   * Every kind, every user; reconnections wait from 250 ms up to 30 s; a connection silent for
+   * 35 s (three heartbeats missed) is dropped.
+   */
   public static WatchOptions defaults() {
     return DEFAULTS;
   }
@@ -62,7 +82,7 @@ public record WatchOptions(
   }
 
   public WatchOptions withKinds(Collection<ChangeKind> kinds) {
-    return new WatchOptions(List.copyOf(kinds), userIds, initialBackoff, maxBackoff);
+    return new WatchOptions(List.copyOf(kinds), userIds, initialBackoff, maxBackoff, idleTimeout);
   }
 
   public WatchOptions withUserIds(String... userIds) {
@@ -70,10 +90,14 @@ public record WatchOptions(
   }
 
   public WatchOptions withUserIds(Collection<String> userIds) {
-    return new WatchOptions(kinds, List.copyOf(userIds), initialBackoff, maxBackoff);
+    return new WatchOptions(kinds, List.copyOf(userIds), initialBackoff, maxBackoff, idleTimeout);
   }
 
   public WatchOptions withBackoff(Duration initial, Duration max) {
-    return new WatchOptions(kinds, userIds, initial, max);
+    return new WatchOptions(kinds, userIds, initial, max, idleTimeout);
+  }
+
+  public WatchOptions withIdleTimeout(Duration idleTimeout) {
+    return new WatchOptions(kinds, userIds, initialBackoff, maxBackoff, idleTimeout);
   }
 }

@@ -207,6 +207,31 @@ class ChangeStreamTest {
   }
 
   @Test
+  void aConnectionSilentForTheIdleTimeoutIsDroppedAndResumed() {
+    script.add(sends(null, heartbeat("h1"))); // Then nothing: a peer gone without a word.
+    script.add(sends(null, change("c1")));
+    try (ChangeStream changes =
+        roster.watch(WatchStart.now(), FAST.withIdleTimeout(Duration.ofMillis(300)))) {
+      assertEquals("c1", changes.next().getCursor());
+    }
+    assertEquals(2, requests.size());
+    assertEquals("h1", requests.get(1).getAfterCursor());
+  }
+
+  @Test
+  void aSlowReaderIsNotTakenForASilentConnection() {
+    script.add(sends(null, change("c1"), change("c2"), change("c3")));
+    try (ChangeStream changes =
+        roster.watch(WatchStart.now(), FAST.withIdleTimeout(Duration.ofMillis(100)))) {
+      assertEquals("c1", changes.next().getCursor());
+      sleep(500); // Busy with c1: the rest wait (a cancelled call would drop them).
+      assertEquals("c2", changes.next().getCursor());
+      assertEquals("c3", changes.next().getCursor());
+    }
+    assertEquals(1, requests.size());
+  }
+
+  @Test
   void theServerEndingTheStreamIsADropToo() {
     script.add(sends(Status.OK, change("c1")));
     script.add(sends(null, change("c2")));
@@ -355,5 +380,8 @@ class ChangeStreamTest {
     assertThrows(
         IllegalArgumentException.class,
         () -> WatchOptions.defaults().withBackoff(Duration.ZERO, Duration.ofSeconds(1)));
+    assertThrows(
+        IllegalArgumentException.class,
+        () -> WatchOptions.defaults().withIdleTimeout(Duration.ofSeconds(-1)));
   }
 }
