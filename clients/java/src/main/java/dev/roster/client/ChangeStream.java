@@ -46,8 +46,10 @@ import java.util.logging.Logger;
  * }</pre>
  *
  * <p>{@link #hasNext()} blocks until a change arrives. Heartbeats are not returned: they only move
- * {@link #cursor()}. When the connection drops, the server answers {@code UNAVAILABLE} or ends the
- * stream, or nothing (not even a heartbeat) arrives for {@link WatchOptions#idleTimeout()} while
+ * {@link #cursor()}. When the connection drops, the call fails in a way a new one may not ({@code
+ * UNAVAILABLE}, {@code RESOURCE_EXHAUSTED}, {@code ABORTED}, {@code INTERNAL}, {@code UNKNOWN},
+ * {@code DEADLINE_EXCEEDED}, {@code CANCELLED} by a server or proxy), the server ends the stream,
+ * or nothing (not even a heartbeat) arrives for {@link WatchOptions#idleTimeout()} while
  * it waits, the stream reconnects after the last cursor received (of a change or a heartbeat), so
  * every change is returned exactly once and in order; the waits between attempts grow
  * exponentially with jitter, up to {@link WatchOptions#maxBackoff()}, and start again from the
@@ -60,8 +62,8 @@ import java.util.logging.Logger;
  * stream is closed. {@code OUT_OF_RANGE}: the cursor is older than the retained window, the
  * caller must resynchronize (read again what it keeps, then watch from {@link WatchStart#now()});
  * {@code INVALID_ARGUMENT}: a cursor that is not one, or a bad filter; {@code UNAUTHENTICATED}:
- * the key was revoked or the user's token can no longer sign in; {@code PERMISSION_DENIED}.
- * Interrupting the reading thread ends the stream with {@code CANCELLED}.
+ * the key was revoked or the user's token can no longer sign in; {@code PERMISSION_DENIED}; any
+ * other code ({@code UNIMPLEMENTED}: a server without WatchChanges). Interrupting the reading thread ends the stream with {@code CANCELLED}.
  *
  * <p>Read it from one thread. {@link #close()} may be called from any thread: it cancels the call
  * and a blocked {@code hasNext()} returns {@code false}. The stream is its own iterator: {@link
@@ -163,7 +165,7 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
                   "nothing received for " + options.idleTimeout() + ", not even a heartbeat"));
           continue;
         }
-        if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
+        if (!retryable(e.getStatus())) {
           close();
           throw unrecoverable(e);
         }
@@ -171,6 +173,20 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
       }
     }
     return pending != null && !isClosed();
+  }
+
+  /**
+   * Whether a new call may not meet the failure (the connection, the server's load or restart, a
+   * proxy between), as opposed to an answer every retry would repeat (OUT_OF_RANGE,
+   * INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, …). CANCELLED that the
+   * stream did not cause comes from the server or a proxy, unless the reader was interrupted.
+   */
+  private static boolean retryable(Status status) {
+    return switch (status.getCode()) {
+      case UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNKNOWN, DEADLINE_EXCEEDED -> true;
+      case CANCELLED -> !Thread.currentThread().isInterrupted();
+      default -> false;
+    };
   }
 
   /** Whether the call has another message, waiting for it under the watchdog's eye. */

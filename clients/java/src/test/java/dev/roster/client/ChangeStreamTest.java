@@ -297,8 +297,36 @@ class ChangeStreamTest {
   }
 
   @Test
-  void unauthenticatedAndPermissionDeniedAreNotRetried() {
-    for (Status status : List.of(Status.UNAUTHENTICATED, Status.PERMISSION_DENIED)) {
+  void whatANewCallMayNotMeetIsRetried() {
+    List<Status> failures =
+        List.of(
+            Status.UNAVAILABLE,
+            Status.RESOURCE_EXHAUSTED,
+            Status.ABORTED,
+            Status.INTERNAL,
+            Status.UNKNOWN,
+            Status.DEADLINE_EXCEEDED,
+            Status.CANCELLED);
+    for (Status failure : failures) {
+      script.add(sends(failure));
+    }
+    script.add(sends(null, change("c1")));
+    try (ChangeStream changes = roster.watch(WatchStart.now(), FAST)) {
+      assertEquals("c1", changes.next().getCursor());
+    }
+    assertEquals(failures.size() + 1, requests.size());
+  }
+
+  @Test
+  void answersEveryRetryWouldRepeatAreNotRetried() {
+    List<Status> answers =
+        List.of(
+            Status.UNAUTHENTICATED,
+            Status.PERMISSION_DENIED,
+            Status.UNIMPLEMENTED,
+            Status.FAILED_PRECONDITION,
+            Status.NOT_FOUND);
+    for (Status status : answers) {
       requests.clear();
       script.add(sends(status));
       ChangeStream changes = roster.watch(WatchStart.now(), FAST);
