@@ -248,9 +248,10 @@ impl Application {
             database,
             authenticator,
             sign_in,
-            import: ImportHandler::new(jobs, stopping_rx),
+            import: ImportHandler::new(jobs, stopping_rx.clone()),
             metrics,
             changes,
+            stopping: stopping_rx,
         };
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = grpc_server(settings, services, listener, tls.as_ref(), stopped).await?;
@@ -344,6 +345,7 @@ struct Services {
     import: ImportHandler,
     metrics: Arc<Metrics>,
     changes: Arc<ChangeFeed>,
+    stopping: watch::Receiver<bool>,
 }
 
 /// The gRPC server with its layers, health, reflection and the five
@@ -364,6 +366,7 @@ async fn grpc_server(
         import,
         metrics,
         changes,
+        stopping,
     } = services;
     let metrics_layer = MetricsLayer::new(
         &metrics.rpc,
@@ -410,6 +413,7 @@ async fn grpc_server(
         .add_service(ChangeServiceServer::new(ChangeHandler::new(
             changes,
             authenticator,
+            stopping,
         )))
         .add_service(ImportServiceServer::new(import));
     let stopped = async {

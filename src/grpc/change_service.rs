@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -26,13 +26,19 @@ const BUFFERED: usize = 64;
 pub struct ChangeHandler {
     feed: Arc<ChangeFeed>,
     authenticator: Arc<Authenticator>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl ChangeHandler {
-    pub fn new(feed: Arc<ChangeFeed>, authenticator: Arc<Authenticator>) -> Self {
+    pub fn new(
+        feed: Arc<ChangeFeed>,
+        authenticator: Arc<Authenticator>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             feed,
             authenticator,
+            stopping,
         }
     }
 }
@@ -61,6 +67,7 @@ impl ChangeService for ChangeHandler {
             bearer,
             heartbeat: self.feed.settings().heartbeat,
             sender,
+            stopping: self.stopping.clone(),
         };
         // In the call's span: its logs belong to the call.
         tokio::spawn(stream.run().instrument(tracing::Span::current()));
@@ -78,6 +85,7 @@ struct Stream {
     bearer: String,
     heartbeat: Duration,
     sender: Sender,
+    stopping: watch::Receiver<bool>,
 }
 
 impl Stream {
@@ -89,6 +97,15 @@ impl Stream {
             let next = tokio::select! {
                 next = self.watcher.next_batch(RECHECK) => next,
                 _ = self.sender.closed() => return,
+                // A stopping server ends its streams at once rather than
+                // holding its shutdown: the consumer resumes elsewhere.
+                _ = stopped(&mut self.stopping) => {
+                    let resume = Status::unavailable(
+                        "this server is stopping: resume from your last cursor (on another replica)",
+                    );
+                    let _ = self.sender.send(Err(resume)).await;
+                    return;
+                }
             };
             if let Err(refused) = self.may_still_watch().await {
                 let _ = self.sender.send(Err(refused)).await;
@@ -149,4 +166,10 @@ impl Stream {
         }
         Ok(())
     }
+}
+
+/// Resolves once the server is stopping (the guard the watch hands out is
+/// not `Send`, so it is dropped here).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopping| *stopping).await;
 }

@@ -492,3 +492,14 @@ async fn a_user_watches_only_while_they_may_sign_in() {
     let refused = watch(&mut app.changes(nobody), None).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_stopping_server_ends_its_streams_at_once_for_the_consumer_to_resume_elsewhere() {
+    let mut app = TestApp::spawn().await;
+    let stream = watch(&mut app.changes(app.as_admin()), None).await.unwrap();
+    let ended = tokio::spawn(ended_with(stream));
+    app.stop_server().await;
+    let status = ended.await.unwrap();
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    assert!(status.message().contains("resume"), "{}", status.message());
+}
