@@ -24,8 +24,9 @@ import java.util.Objects;
  *     it doubles with each failed attempt, up to {@code maxBackoff}
  * @param maxBackoff the cap of that wait
  * @param idleTimeout how long the stream may wait for a message before it takes the connection
- *     for dead and reconnects: the server sends a heartbeat when nothing changed for 10 s, so a
- *     silent connection is one that no longer carries anything (a peer gone without closing it)
+ *     for dead and reconnects: the server sends a heartbeat when nothing changed for a while (10 s
+ *     unless started with another {@code --change-heartbeat}), so a silent connection is one that
+ *     no longer carries anything (a peer gone without closing it); keep it well above that
  */
 public record WatchOptions(
     List<ChangeKind> kinds,
