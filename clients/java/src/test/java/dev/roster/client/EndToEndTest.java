@@ -11,6 +11,7 @@ import dev.roster.v1.AddUserToGroupsRequest;
 import dev.roster.v1.Change;
 import dev.roster.v1.ChangeKind;
 import dev.roster.v1.ChangeOperation;
+import dev.roster.v1.CreateApiKeyRequest;
 import dev.roster.v1.CreateGroupRequest;
 import dev.roster.v1.CreateUserRequest;
 import dev.roster.v1.FieldIssue;
@@ -21,6 +22,8 @@ import dev.roster.v1.ListProfilesRequest;
 import dev.roster.v1.ListUsersRequest;
 import dev.roster.v1.LookupUserRequest;
 import dev.roster.v1.Profile;
+import dev.roster.v1.RevokeApiKeyRequest;
+import dev.roster.v1.Scope;
 import dev.roster.v1.SetUserStatusRequest;
 import dev.roster.v1.UnitScope;
 import dev.roster.v1.User;
@@ -40,8 +43,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.stream.Collectors;
 import org.apache.commons.csv.CSVFormat;
 import org.apache.commons.csv.CSVRecord;
@@ -354,6 +359,27 @@ class EndToEndTest {
     }
   }
 
+  @Test
+  void aRevokedKeysStreamEndsUnauthenticatedWithoutRetrying() throws Exception {
+    var key =
+        admin
+            .auth()
+            .createApiKey(
+                CreateApiKeyRequest.newBuilder()
+                    .setName("e2e-java-watch-revoked")
+                    .addScopes(Scope.SCOPE_VIEWER)
+                    .build());
+    try (Roster revocable = dial(key.getSecret());
+        Watcher watcher = new Watcher(revocable.watch(WatchStart.now()))) {
+      admin
+          .auth()
+          .revokeApiKey(
+              RevokeApiKeyRequest.newBuilder().setApiKeyId(key.getApiKey().getId()).build());
+      var error = (StatusRuntimeException) watcher.failure();
+      assertEquals(Status.Code.UNAUTHENTICATED, error.getStatus().getCode());
+    }
+  }
+
   /** A proxy between the client and the server drops the connection and refuses new ones. */
   @Test
   void aWatcherCutOffReconnectsAfterItsLastCursorAndMissesNothing() throws Exception {
@@ -410,6 +436,18 @@ class EndToEndTest {
         fail("no change within " + PATIENCE + (ended.isDone() ? "; it ended: " + ended : ""));
       }
       return change;
+    }
+
+    /** What ended the stream, waiting for it at most 10 s. */
+    Throwable failure() throws InterruptedException {
+      try {
+        ended.get(PATIENCE.toMillis(), TimeUnit.MILLISECONDS);
+      } catch (ExecutionException e) {
+        return e.getCause();
+      } catch (TimeoutException e) {
+        fail("the stream still runs after " + PATIENCE);
+      }
+      return fail("the stream ended without an error");
     }
 
     void assertNoMore(Duration quiet) throws InterruptedException {
