@@ -86,6 +86,12 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
   private final WatchOptions options;
   private final CountDownLatch closing = new CountDownLatch(1);
 
+  /**
+   * The caller's context at watch(), forked: its values travel with each call, but its
+   * cancellation or deadline (a watch opened while serving a request) does not end the stream.
+   */
+  private final Context base = Context.current().fork();
+
   private final Object lock = new Object();
   /** The current call's context, cancelled by close(); guarded by lock. */
   private Context.CancellableContext call;
@@ -295,7 +301,7 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
       if (call != null) {
         call.cancel(null);
       }
-      context = Context.current().withCancellation();
+      context = base.withCancellation();
       call = context;
     }
     CompletableFuture<Void> answered = new CompletableFuture<>();

@@ -173,7 +173,11 @@ public final class Roster implements AutoCloseable {
    * try (ChangeStream changes = roster.watch(WatchStart.now(), WatchOptions.defaults()
    *     .withKinds(ChangeKind.CHANGE_KIND_USER, ChangeKind.CHANGE_KIND_MEMBERSHIP))) {
    *   for (Change change : changes) {
-   *     access.put(change.getResourceId(), change.getUserAccess());
+   *     if (change.hasUserAccess()) {
+   *       access.put(change.getResourceId(), change.getUserAccess());
+   *     } else {
+   *       access.remove(change.getResourceId()); // The user is gone.
+   *     }
    *   }
    * }
    * }</pre>

@@ -232,6 +232,22 @@ class ChangeStreamTest {
   }
 
   @Test
+  void aWatchOpenedInAContextThatEndsOutlivesIt() {
+    script.add(sends(Status.UNAVAILABLE));
+    script.add(sends(null, change("c1")));
+    // As while serving a request, which then ends (the reader still runs in its context).
+    Context.CancellableContext request = Context.current().withCancellation();
+    Context previous = request.attach();
+    try (ChangeStream changes = roster.watch(WatchStart.now(), FAST)) {
+      request.cancel(null);
+      assertEquals("c1", changes.next().getCursor());
+    } finally {
+      request.detach(previous);
+    }
+    assertEquals(2, requests.size());
+  }
+
+  @Test
   void theServerEndingTheStreamIsADropToo() {
     script.add(sends(Status.OK, change("c1")));
     script.add(sends(null, change("c2")));
