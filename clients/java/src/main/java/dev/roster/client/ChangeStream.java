@@ -165,7 +165,6 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
           break;
         }
         if (silenced) {
-          silenced = false;
           reconnectAfter(
               Status.UNAVAILABLE.withDescription(
                   "nothing received for " + options.idleTimeout() + ", not even a heartbeat"));
@@ -301,6 +300,7 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
       if (call != null) {
         call.cancel(null);
       }
+      silenced = false; // Whatever the watchdog did, it did to the call that ended.
       context = base.withCancellation();
       call = context;
     }
