@@ -8,10 +8,11 @@ use roster::proto::{
     UnitScope, UserStatus,
 };
 use tonic::{Code, Status, Streaming};
+use uuid::Uuid;
 
 use crate::{
     groups::{self, give},
-    helpers::{error_reason, violated_fields, Bearer, TestApp},
+    helpers::{error_reason, eventually, violated_fields, Bearer, TestApp},
     import,
 };
 
@@ -347,6 +348,11 @@ async fn bad_starts_are_refused_and_a_cursor_past_the_window_is_out_of_range() {
             vec!["kinds[0]", "user_ids[0]"],
         ),
         (vec![2, 99], Vec::new(), vec!["kinds[1]"]),
+        (
+            Vec::new(),
+            vec![Uuid::nil().to_string(); 1001],
+            vec!["user_ids"],
+        ),
     ] {
         let refused = client
             .watch_changes(proto::WatchChangesRequest {
@@ -502,4 +508,25 @@ async fn a_stopping_server_ends_its_streams_at_once_for_the_consumer_to_resume_e
     let status = ended.await.unwrap();
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     assert!(status.message().contains("resume"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_server_serves_its_most_streams_and_takes_more_as_others_end() {
+    let app = TestApp::spawn_with(|settings| settings.changes.max_streams = 2).await;
+    let mut client = app.changes(app.as_admin());
+    let first = watch(&mut client, None).await.unwrap();
+    let _second = watch(&mut client, None).await.unwrap();
+    let refused = watch(&mut client, None).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::ResourceExhausted,
+        "{}",
+        refused.message()
+    );
+    drop(first);
+    eventually("a slot is given back", Duration::from_secs(5), || {
+        let mut client = client.clone();
+        async move { watch(&mut client, None).await.ok() }
+    })
+    .await;
 }
