@@ -1,0 +1,67 @@
+// access-cache keeps every user's access in memory from Roster's change
+// stream and answers "may user X use product P on unit U" over HTTP without
+// calling Roster (see README.md and package cache).
+//
+//	ROSTER_SERVER=127.0.0.1:50051 ROSTER_API_KEY=rst_key_... ROSTER_PLAINTEXT=1 go run ./examples/access-cache
+//	curl 'localhost:8080/may?user=ID&product=Point+of+Sale&unit=ID'
+//
+// ACCESS_CACHE_LISTEN sets the HTTP address (default 127.0.0.1:8080).
+// ROSTER_CA_CERT trusts a private CA; ROSTER_CLIENT_CERT and
+// ROSTER_CLIENT_KEY present a client certificate.
+package main
+
+import (
+	"context"
+	"errors"
+	"log"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/roster-dev/roster/clients/go/examples/access-cache/cache"
+	"github.com/roster-dev/roster/clients/go/roster"
+)
+
+func main() {
+	var options []roster.Option
+	if os.Getenv("ROSTER_PLAINTEXT") != "" {
+		options = append(options, roster.Plaintext())
+	} else {
+		config, err := roster.TLSConfig(os.Getenv("ROSTER_CA_CERT"), os.Getenv("ROSTER_CLIENT_CERT"), os.Getenv("ROSTER_CLIENT_KEY"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		options = append(options, roster.WithTLS(config))
+	}
+	client, err := roster.Dial(os.Getenv("ROSTER_SERVER"), os.Getenv("ROSTER_API_KEY"), options...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	access := cache.New(client)
+	listen := os.Getenv("ACCESS_CACHE_LISTEN")
+	if listen == "" {
+		listen = "127.0.0.1:8080"
+	}
+	server := &http.Server{Addr: listen, Handler: access.Handler()}
+	go func() {
+		<-ctx.Done()
+		server.Close()
+	}()
+	go func() {
+		slog.Info("serving HTTP", "listen", listen)
+		if err := server.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			log.Fatal(err)
+		}
+	}()
+	// Run returns when ctx ends or Roster refuses the key: a cache that can
+	// no longer follow the changes must not answer, so the service stops.
+	if err := access.Run(ctx); err != nil && ctx.Err() == nil {
+		log.Fatalf("access cache: %v", err)
+	}
+}
