@@ -167,17 +167,19 @@ type watcher struct {
 	mu      sync.Mutex
 	changes []received
 	arrived chan struct{}
-	done    chan error
+	ended   chan struct{} // closed when the loop ended; err is then set
+	err     error
 }
 
 func startWatcher(ctx context.Context, client *roster.Client, users []string, options ...roster.WatchOption) *watcher {
-	w := &watcher{arrived: make(chan struct{}, 1), done: make(chan error, 1)}
+	w := &watcher{arrived: make(chan struct{}, 1), ended: make(chan struct{})}
 	options = append(options, roster.WatchUsers(users...),
 		roster.WatchKinds(rosterv1.ChangeKind_CHANGE_KIND_USER, rosterv1.ChangeKind_CHANGE_KIND_MEMBERSHIP))
 	go func() {
+		defer close(w.ended)
 		for change, err := range client.Watch(ctx, roster.Beginning(), options...) {
 			if err != nil {
-				w.done <- err
+				w.err = err
 				return
 			}
 			w.mu.Lock()
@@ -188,11 +190,10 @@ func startWatcher(ctx context.Context, client *roster.Client, users []string, op
 			default:
 			}
 			if change.Operation == rosterv1.ChangeOperation_CHANGE_OPERATION_DELETED && change.ResourceId == users[len(users)-1] {
-				w.done <- nil
 				return
 			}
 		}
-		w.done <- ctx.Err()
+		w.err = fmt.Errorf("the watch ended before the last user's deletion: %v", ctx.Err())
 	}()
 	return w
 }
@@ -209,6 +210,8 @@ func (w *watcher) waitBeyond(t *testing.T, n int) {
 	for w.count() <= n {
 		select {
 		case <-w.arrived:
+		case <-w.ended:
+			t.Fatalf("the watcher ended with %v after %d changes", w.err, w.count())
 		case <-timeout:
 			t.Fatalf("the watcher received nothing beyond %d changes in 30 s", n)
 		}
@@ -217,8 +220,9 @@ func (w *watcher) waitBeyond(t *testing.T, n int) {
 
 func (w *watcher) wait(t *testing.T) []received {
 	t.Helper()
-	if err := <-w.done; err != nil {
-		t.Fatalf("the watcher ended with %v after %d changes", err, w.count())
+	<-w.ended
+	if w.err != nil {
+		t.Fatalf("the watcher ended with %v after %d changes", w.err, w.count())
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

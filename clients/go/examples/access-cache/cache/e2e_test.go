@@ -103,12 +103,20 @@ func (w *world) cashier(t *testing.T, ctx context.Context, name string) string {
 		t.Fatal(err)
 	}
 	defer public.Close()
-	_, err = public.Auth.RegisterPassword(ctx, &rosterv1.RegisterPasswordRequest{
-		Token: invitation(t, email), Password: "Correct Horse Battery 12"})
-	if err != nil {
-		t.Fatal(err)
+	// The newest invitation read may have been overtaken by a newer one
+	// being written: read again.
+	for attempt := 0; ; attempt++ {
+		_, err = public.Auth.RegisterPassword(ctx, &rosterv1.RegisterPasswordRequest{
+			Token: invitation(t, email), Password: "Correct Horse Battery 12"})
+		if err == nil {
+			return created.User.Id
+		}
+		if attempt == 5 {
+			t.Fatal(err)
+		}
+		t.Logf("registering %s: %v", email, err)
+		time.Sleep(200 * time.Millisecond)
 	}
-	return created.User.Id
 }
 
 // invitation is the token of the newest invitation to email, read with
@@ -138,20 +146,25 @@ func running(t *testing.T, ctx context.Context) (*cache.Cache, *httptest.Server)
 	ctx, cancel := context.WithCancel(ctx)
 	access := cache.New(dial(t, env(t, "ROSTER_VIEWER_KEY")),
 		cache.WithWatchOptions(roster.WatchBackoff(20*time.Millisecond, 500*time.Millisecond)))
-	ended := make(chan error, 1)
-	go func() { ended <- access.Run(ctx) }()
+	ended := make(chan struct{})
+	var err error
+	go func() {
+		defer close(ended)
+		err = access.Run(ctx)
+	}()
 	service := httptest.NewServer(access.Handler())
 	t.Cleanup(func() {
 		service.Close()
 		cancel()
-		if err := <-ended; err != context.Canceled {
+		<-ended
+		if err != context.Canceled {
 			t.Errorf("the cache ended with %v", err)
 		}
 	})
 	select {
 	case <-access.Ready():
-	case err := <-ended:
-		t.Fatalf("the cache ended before it was ready: %v", err)
+	case <-ended:
+		t.Fatal("the cache ended before it was ready")
 	case <-time.After(time.Minute):
 		t.Fatal("the cache was not ready within a minute")
 	}
