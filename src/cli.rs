@@ -246,6 +246,13 @@ struct ServeArgs {
     /// Days a review's (ValidateImport's) row results are kept after it ends.
     #[arg(long, env = "ROSTER_IMPORT_REVIEW_RETENTION_DAYS", default_value_t = 7)]
     import_review_retention_days: u64,
+    /// Days the change stream (WatchChanges) keeps changes; a cursor older than that is
+    /// answered OUT_OF_RANGE.
+    #[arg(long, env = "ROSTER_CHANGE_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    change_retention_days: u64,
+    /// Seconds an idle WatchChanges stream waits before it sends a heartbeat.
+    #[arg(long, env = "ROSTER_CHANGE_HEARTBEAT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    change_heartbeat: u64,
     /// SMTP server for emails: smtp://host:port (plain), smtp://user:pass@host:587?tls=required
     /// (STARTTLS) or smtps://user:pass@host:465 (TLS). Unset: emails are written to <data dir>/mail/.
     #[arg(long, env = "ROSTER_SMTP_URL", hide_env_values = true)]
@@ -502,6 +509,8 @@ async fn serve(
     settings.insecure_plaintext = args.insecure_plaintext;
     settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     settings.import = import_settings(&args);
+    settings.changes.retention = Duration::from_secs(args.change_retention_days * 24 * 3600);
+    settings.changes.heartbeat = Duration::from_secs(args.change_heartbeat);
     if !args.no_delivery {
         let transport = match &args.smtp_url {
             Some(url) => MailTransport::Smtp { url: url.clone() },

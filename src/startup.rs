@@ -22,6 +22,7 @@ use crate::{
     domain::{
         auth_cache::follow_changes,
         authentication::{Authenticator, AUTH_CACHE_TTL},
+        change_feed::{ChangeFeed, ChangeSettings},
         import::run::{ImportSettings, Jobs},
         password::PasswordHasher,
         second_factor::{SecondFactors, SecretKey},
@@ -34,12 +35,12 @@ use crate::{
         metrics_layer::MetricsLayer,
         middleware::middleware,
         request_log::RequestLogLayer,
-        AuthHandler, GroupHandler, ImportHandler, OrganizationHandler, UserHandler,
+        AuthHandler, ChangeHandler, GroupHandler, ImportHandler, OrganizationHandler, UserHandler,
     },
     metrics::{Metrics, ScrapeSources},
     proto::{
-        auth_service_server::AuthServiceServer, group_service_server::GroupServiceServer,
-        import_service_server::ImportServiceServer,
+        auth_service_server::AuthServiceServer, change_service_server::ChangeServiceServer,
+        group_service_server::GroupServiceServer, import_service_server::ImportServiceServer,
         organization_service_server::OrganizationServiceServer,
         user_service_server::UserServiceServer, FILE_DESCRIPTOR_SET,
     },
@@ -75,6 +76,8 @@ pub struct ServerSettings {
     /// Seals second-factor seeds at rest; every replica needs the same one.
     /// `None`: nobody can enroll a second factor on this server.
     pub secret_key: Option<Arc<SecretKey>>,
+    /// The change stream's retention and heartbeat.
+    pub changes: ChangeSettings,
 }
 
 /// The bounded pool that hashes passwords.
@@ -111,6 +114,7 @@ impl ServerSettings {
             tls: None,
             insecure_plaintext: false,
             secret_key: None,
+            changes: ChangeSettings::default(),
         }
     }
 
@@ -200,6 +204,8 @@ impl Application {
             rows_decided: metrics.import_rows.clone(),
         };
         spawn_import_sweeps(&mut tasks, &jobs, &database);
+        let changes = Arc::new(ChangeFeed::new(pool.clone(), settings.changes.clone()));
+        spawn_change_tasks(&mut tasks, &changes, &database);
         let (stopping, stopping_rx) = watch::channel(false);
         let hasher = Arc::new(
             PasswordHasher::new(settings.passwords.workers, settings.passwords.queue)
@@ -242,8 +248,10 @@ impl Application {
             database,
             authenticator,
             sign_in,
-            import: ImportHandler::new(jobs, stopping_rx),
+            import: ImportHandler::new(jobs, stopping_rx.clone()),
             metrics,
+            changes,
+            stopping: stopping_rx,
         };
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = grpc_server(settings, services, listener, tls.as_ref(), stopped).await?;
@@ -336,6 +344,8 @@ struct Services {
     sign_in: Arc<SignIn>,
     import: ImportHandler,
     metrics: Arc<Metrics>,
+    changes: Arc<ChangeFeed>,
+    stopping: watch::Receiver<bool>,
 }
 
 /// The gRPC server with its layers, health, reflection and the five
@@ -355,6 +365,8 @@ async fn grpc_server(
         sign_in,
         import,
         metrics,
+        changes,
+        stopping,
     } = services;
     let metrics_layer = MetricsLayer::new(
         &metrics.rpc,
@@ -379,7 +391,7 @@ async fn grpc_server(
         .layer(middleware(RequestLogLayer))
         // Before authentication, which reads the database.
         .layer(database_gate::layer(database))
-        .layer(middleware(AuthLayer::new(authenticator)))
+        .layer(middleware(AuthLayer::new(authenticator.clone())))
         // After authentication: an anonymous caller is refused before any body is read.
         .layer(middleware(BoundaryLayer::new(boundary)))
         .add_service(health)
@@ -398,6 +410,11 @@ async fn grpc_server(
             sign_in,
         )))
         .add_service(GroupServiceServer::new(GroupHandler::new(pool)))
+        .add_service(ChangeServiceServer::new(ChangeHandler::new(
+            changes,
+            authenticator,
+            stopping,
+        )))
         .add_service(ImportServiceServer::new(import));
     let stopped = async {
         let _ = stopped.await;
@@ -492,6 +509,32 @@ fn spawn_authentication_tasks(
             move || {
                 let recorder = recorder.clone();
                 async move { recorder.record_uses().await }
+            },
+        ),
+    );
+}
+
+/// The listener that wakes change watchers as changes commit, and the
+/// sweep of changes past their retention.
+fn spawn_change_tasks(
+    tasks: &mut BackgroundTasks,
+    changes: &Arc<ChangeFeed>,
+    database: &DatabaseWatch,
+) {
+    tasks.spawn(
+        "the change notification listener",
+        changes.clone().follow_notifications(),
+    );
+    let sweeper = changes.clone();
+    tasks.spawn(
+        "the change retention sweep",
+        periodic(
+            "delete changes past their retention",
+            Duration::from_secs(300),
+            database.clone(),
+            move || {
+                let sweeper = sweeper.clone();
+                async move { sweeper.prune_expired().await }
             },
         ),
     );

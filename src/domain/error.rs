@@ -79,6 +79,13 @@ pub enum DomainError {
     Unauthenticated(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A position outside what is kept (a change-stream cursor past the
+    /// retention window): the caller must start over another way.
+    #[error("{message}")]
+    OutOfRange {
+        reason: &'static str,
+        message: String,
+    },
     /// Held back by throttling; the caller may retry after the delay.
     #[error("{message}")]
     Throttled {

@@ -9,6 +9,8 @@ pub mod authentication;
 pub mod bootstrap;
 pub mod call;
 pub mod caller;
+pub mod change_feed;
+pub mod changes;
 pub mod error;
 pub mod group;
 pub mod import;

@@ -131,6 +131,8 @@ impl UnitOfWork {
                 store::audit::record(&mut self.tx, record).await?;
             }
         }
+        // Last: it numbers the changes in commit order by holding a lock to the end.
+        store::changes::publish(&mut self.tx, &self.audits).await?;
         self.tx.commit().await?;
         Ok(())
     }

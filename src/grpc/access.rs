@@ -37,6 +37,7 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/roster.v1.AuthService/BeginTotpEnrollment", SignedIn),
     ("/roster.v1.AuthService/ConfirmTotpEnrollment", SignedIn),
     ("/roster.v1.AuthService/CompleteLogin", Public),
+    ("/roster.v1.ChangeService/WatchChanges", VIEWER),
     ("/roster.v1.OrganizationService/GetOrganization", VIEWER),
     (
         "/roster.v1.OrganizationService/UpdateOrganizationSettings",

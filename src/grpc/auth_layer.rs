@@ -102,7 +102,7 @@ fn may_write(path: &str, access: Option<Access>) -> bool {
     !reads && !path.starts_with("/grpc.")
 }
 
-fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, Status> {
+pub(super) fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, Status> {
     let header = authorization.ok_or_else(|| {
         Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
     })?;

@@ -5,6 +5,7 @@
 //! service's requests and answers convert in its own module below.
 
 pub mod api_keys;
+pub mod changes;
 pub mod groups;
 pub mod organizations;
 pub mod users;

@@ -3,6 +3,8 @@
 pub mod access;
 pub mod auth_layer;
 mod auth_service;
+mod change_service;
+pub use change_service::ChangeHandler;
 pub mod boundary;
 mod convert;
 pub mod database_gate;

@@ -66,6 +66,9 @@ impl From<DomainError> for Status {
             DomainError::ResourceExhausted(message) => {
                 with_reason(Code::ResourceExhausted, message, "RESOURCE_EXHAUSTED")
             }
+            DomainError::OutOfRange { reason, message } => {
+                with_reason(Code::OutOfRange, message, reason)
+            }
             DomainError::Throttled {
                 retry_after,
                 message,

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
 
-use super::Pool;
+use super::{notifications::Notifications, Pool};
 use crate::domain::token::TokenHash;
 
 const CHANNEL: &str = "roster_auth_changes";
@@ -51,22 +50,14 @@ impl AuthChange {
 
 /// A connection listening to the changes, apart from the pool calls use.
 pub struct AuthChanges {
-    listener: PgListener,
+    notifications: Notifications,
 }
 
 impl AuthChanges {
     /// Listens from now on: a change committed after this returns is heard.
     pub async fn listen(pool: &Pool) -> Result<Self, sqlx::Error> {
-        let own = PgPoolOptions::new().max_connections(1).connect_lazy_with(
-            (*pool.connect_options())
-                .clone()
-                .application_name(APPLICATION_NAME),
-        );
-        let mut listener = PgListener::connect_with(&own).await?;
-        // A lost connection is the caller's to handle: it must forget what it kept.
-        listener.eager_reconnect(false);
-        listener.listen(CHANNEL).await?;
-        Ok(Self { listener })
+        let notifications = Notifications::listen(pool, CHANNEL, APPLICATION_NAME).await?;
+        Ok(Self { notifications })
     }
 
     /// The next change. Silence longer than `alive_within` is answered by a
@@ -74,33 +65,11 @@ impl AuthChanges {
     /// changes may have been missed).
     pub async fn next(&mut self, alive_within: Duration) -> Result<AuthChange, sqlx::Error> {
         loop {
-            // `try_recv` is cancel-safe: a timeout loses no notification.
-            match tokio::time::timeout(alive_within, self.listener.try_recv()).await {
-                Ok(Ok(Some(notification))) => match AuthChange::parse(notification.payload()) {
-                    Some(change) => return Ok(change),
-                    None => tracing::warn!(
-                        payload = notification.payload(),
-                        "ignoring an unknown auth change notification"
-                    ),
-                },
-                Ok(Ok(None)) => {
-                    let lost = std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "the listening connection was lost",
-                    );
-                    return Err(sqlx::Error::Io(lost));
-                }
-                Ok(Err(error)) => return Err(error),
-                Err(_silence) => self.probe(alive_within).await?,
+            let payload = self.notifications.next(alive_within).await?;
+            match AuthChange::parse(&payload) {
+                Some(change) => return Ok(change),
+                None => tracing::warn!(payload, "ignoring an unknown auth change notification"),
             }
-        }
-    }
-
-    async fn probe(&mut self, within: Duration) -> Result<(), sqlx::Error> {
-        let probe = sqlx::query!("select 1 as \"alive!\"").fetch_one(&mut self.listener);
-        match tokio::time::timeout(within, probe).await {
-            Ok(answer) => answer.map(|_| ()),
-            Err(_) => Err(sqlx::Error::Io(std::io::ErrorKind::TimedOut.into())),
         }
     }
 }

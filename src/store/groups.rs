@@ -595,6 +595,7 @@ pub async fn remove_memberships(
 /// One (profile, unit scope) pair of a user's access, with names for people.
 #[derive(Debug, Clone)]
 struct AccessRow {
+    pub user_id: Uuid,
     pub group_id: Uuid,
     pub group_name: String,
     pub profile_id: Uuid,
@@ -628,13 +629,27 @@ pub async fn access_of_user<'e>(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<Vec<NamedGrant>, sqlx::Error> {
+    let grants = access_of_users(executor, organization_id, &[user_id]).await?;
+    Ok(grants.into_iter().map(|(_, grant)| grant).collect())
+}
+
+/// The grants of each of these users, in one statement (the change stream
+/// sends the access of every user a batch of changes names).
+pub async fn access_of_users<'e>(
+    executor: impl PgExecutor<'e>,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<Vec<(Uuid, NamedGrant)>, sqlx::Error> {
     let rows = sqlx::query_file_as!(
         AccessRow,
-        "src/store/queries/groups_access_of_user.sql",
+        "src/store/queries/groups_access_of_users.sql",
         organization_id,
-        user_id,
+        user_ids,
     )
     .fetch_all(executor)
     .await?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.user_id, row.into()))
+        .collect())
 }

@@ -19,8 +19,8 @@ use roster::{
         token::{Secret, TokenKind},
     },
     proto::{
-        self, auth_service_client::AuthServiceClient, group_service_client::GroupServiceClient,
-        import_service_client::ImportServiceClient,
+        self, auth_service_client::AuthServiceClient, change_service_client::ChangeServiceClient,
+        group_service_client::GroupServiceClient, import_service_client::ImportServiceClient,
         organization_service_client::OrganizationServiceClient,
         user_service_client::UserServiceClient,
     },
@@ -499,6 +499,10 @@ impl TestApp {
 
     pub fn auth(&self, bearer: Bearer) -> AuthServiceClient<Authed> {
         AuthServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+
+    pub fn changes(&self, bearer: Bearer) -> ChangeServiceClient<Authed> {
+        ChangeServiceClient::with_interceptor(self.channel.clone(), bearer)
     }
 
     pub fn organizations(&self, bearer: Bearer) -> OrganizationServiceClient<Authed> {

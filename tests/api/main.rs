@@ -22,6 +22,7 @@ mod auth_matrix;
 // Python's aiosmtpd): `cargo test --features external-tools` runs them.
 #[cfg(feature = "external-tools")]
 mod browser;
+mod changes;
 mod cli;
 mod contract;
 mod credentials;

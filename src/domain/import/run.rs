@@ -27,6 +27,7 @@ use super::{
 use crate::{
     domain::{
         attribute::AttributeSchema,
+        audit::AuditRecord,
         call::Call,
         caller::Caller,
         group::{ensure_covered, found_ids, labels, GivenGroups, GroupLabel},
@@ -740,19 +741,22 @@ impl Job {
         let decisions = decide_batch(&mut context, candidates.to_vec());
         drop(context);
         let decided = started.elapsed();
-        let results = if self.kind == JobKind::Import {
+        let (results, audits) = if self.kind == JobKind::Import {
             let email_unique = !organization.settings.allow_duplicate_emails;
             self.apply(&mut tx, decisions, email_unique).await?
         } else {
-            decisions
+            let results = decisions
                 .into_iter()
                 .map(|d| (result_of(&d, self.kind), d.claims))
-                .collect()
+                .collect();
+            (results, Vec::new())
         };
         let applied = started.elapsed();
         let counts = self
             .record_results(&mut tx, results, bytes_received)
             .await?;
+        // Last: it numbers the changes in commit order by holding a lock to the end.
+        store::changes::publish(&mut tx, &audits).await?;
         tx.commit().await?;
         self.rows_decided.add(&counts);
         tracing::debug!(
@@ -852,7 +856,7 @@ impl Job {
         tx: &mut store::Transaction<'_>,
         decisions: Vec<Decision>,
         email_unique: bool,
-    ) -> Result<Vec<ResultWithClaims>, DomainError> {
+    ) -> Result<(Vec<ResultWithClaims>, Vec<AuditRecord>), DomainError> {
         let organization_id = self.caller.organization_id;
         let new_users = batch::new_users(&decisions);
         let inserted: HashSet<Uuid> = if new_users.is_empty() {
@@ -875,7 +879,7 @@ impl Job {
         };
         let (batch, results) = ImportBatch::of(&decisions, &inserted, &author);
         store::imports::write_batch(tx, organization_id, &batch).await?;
-        Ok(results)
+        Ok((results, batch.audits))
     }
 }
 

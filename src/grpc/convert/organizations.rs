@@ -15,7 +15,7 @@ use crate::{
     proto,
 };
 
-fn actor_kind(kind: ActorKind) -> proto::ActorKind {
+pub fn actor_kind(kind: ActorKind) -> proto::ActorKind {
     match kind {
         ActorKind::ApiKey => proto::ActorKind::ApiKey,
         ActorKind::User => proto::ActorKind::User,

@@ -64,6 +64,9 @@ pub struct Answer {
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
 /// Enough of a server stream to see its status or what it would disclose.
 const STREAM_MESSAGES_READ: usize = 64;
+/// A stream that stays open this long without a message (WatchChanges
+/// waiting for changes) was let in: it answered OK so far.
+const STREAM_QUIET: Duration = Duration::from_secs(2);
 
 /// Calls `rpc` with `body` (for a client stream: `body` as its only message
 /// unless empty, then an empty stream).
@@ -147,10 +150,10 @@ async fn read_stream(
     };
     let mut messages = Vec::new();
     while messages.len() < STREAM_MESSAGES_READ {
-        match stream.message().await {
-            Ok(Some(message)) => messages.push(message),
-            Ok(None) => break,
-            Err(status) => return (messages, Some(status)),
+        match tokio::time::timeout(STREAM_QUIET, stream.message()).await {
+            Ok(Ok(Some(message))) => messages.push(message),
+            Ok(Ok(None)) | Err(_) => break,
+            Ok(Err(status)) => return (messages, Some(status)),
         }
     }
     (messages, None)

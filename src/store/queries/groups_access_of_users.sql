@@ -1,4 +1,4 @@
-select g.id as group_id, g.name as group_name, p.id as profile_id, p.product,
+select m.user_id, g.id as group_id, g.name as group_name, p.id as profile_id, p.product,
        p.name as profile_name, g.unit_scope as "unit_scope: ScopeKind",
        p.built_in as "built_in: BuiltInRole",
        coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu
@@ -9,5 +9,5 @@ select g.id as group_id, g.name as group_name, p.id as profile_id, p.product,
 from memberships m
 join groups g on g.organization_id = m.organization_id and g.id = m.group_id
 join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id
-where m.organization_id = $1 and m.user_id = $2
-order by p.product, p.name, g.name
+where m.organization_id = $1 and m.user_id = any($2)
+order by m.user_id, p.product, p.name, g.name
