@@ -30,8 +30,9 @@ const (
 
 // Now starts with the changes that commit from now on. Nothing is known of
 // the position until the first change or heartbeat arrives (see
-// WatchHeartbeats): a consumer that lists what exists must wait for it
-// before listing, or changes in between are lost.
+// WatchHeartbeats; in a quiet organization the first heartbeat comes after
+// the server's interval, 10 s by default): a consumer that lists what exists
+// must wait for it before listing, or changes in between are lost.
 func Now() From { return From{start: startNow} }
 
 // Beginning starts with every change the server still retains (7 days by
@@ -117,13 +118,14 @@ func WatchBackoff(initial, max time.Duration) WatchOption {
 // WatchIdleTimeout reconnects when nothing (no change, no heartbeat) arrived
 // for d, which finds a connection that died silently (a network partition
 // that no TCP reset reports). Keep it well above the server's heartbeat
-// interval. Default: DefaultWatchIdleTimeout; 0 turns it off.
+// interval (10 s by default). Default: DefaultWatchIdleTimeout; 0 turns it
+// off.
 func WatchIdleTimeout(d time.Duration) WatchOption {
 	return func(s *watchSettings) { s.idle = d }
 }
 
 // DefaultWatchIdleTimeout is WatchIdleTimeout's default.
-const DefaultWatchIdleTimeout = 2 * time.Minute
+const DefaultWatchIdleTimeout = time.Minute
 
 // Watch yields the organization's changes in commit order from `from`, then
 // each new one as it commits, until the loop breaks, ctx ends (both end the

@@ -46,8 +46,9 @@ func TestWatchResumesAfterACutConnectionWithoutLosingOrRepeatingAChange(t *testi
 	var retries atomic.Int32
 	cut := startWatcher(ctx, throughProxy, users, roster.WatchBackoff(20*time.Millisecond, 200*time.Millisecond),
 		roster.WatchRetries(func(err error, wait time.Duration) {
-			retries.Add(1)
-			t.Logf("reconnecting after %v: %v", wait, err)
+			if retries.Add(1) == 1 {
+				t.Logf("the first reconnection, after %v: %v", wait, err)
+			}
 		}))
 	direct := startWatcher(ctx, dial(t, env(t, "ROSTER_VIEWER_KEY")), users)
 
