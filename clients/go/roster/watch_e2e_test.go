@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roster-dev/roster/clients/go/internal/e2e"
 	"github.com/roster-dev/roster/clients/go/roster"
 	"github.com/roster-dev/roster/clients/go/rosterv1"
 )
@@ -38,11 +39,7 @@ func TestWatchResumesAfterACutConnectionWithoutLosingOrRepeatingAChange(t *testi
 	}
 	group := createGroup(t, ctx, admin, "Watched "+suffix)
 	proxy := newProxy(t, env(t, "ROSTER_SERVER"))
-	throughProxy, err := roster.Dial(proxy.address(), env(t, "ROSTER_VIEWER_KEY"), transport(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer throughProxy.Close()
+	throughProxy := e2e.DialAt(t, proxy.address(), env(t, "ROSTER_VIEWER_KEY"))
 	var retries atomic.Int32
 	cut := startWatcher(ctx, throughProxy, users, roster.WatchBackoff(20*time.Millisecond, 200*time.Millisecond),
 		roster.WatchRetries(func(err error, wait time.Duration) {
@@ -124,6 +121,7 @@ func TestWatchResumesAfterACutConnectionWithoutLosingOrRepeatingAChange(t *testi
 
 var statuses = []rosterv1.UserStatus{rosterv1.UserStatus_USER_STATUS_INACTIVE, rosterv1.UserStatus_USER_STATUS_ACTIVE}
 
+// createGroup is a group of the built-in Viewer profile on all units.
 func createGroup(t *testing.T, ctx context.Context, admin *roster.Client, name string) string {
 	t.Helper()
 	profiles, err := admin.Groups.ListProfiles(ctx, &rosterv1.ListProfilesRequest{})

@@ -21,21 +21,11 @@ import (
 	"syscall"
 
 	"github.com/roster-dev/roster/clients/go/examples/access-cache/cache"
-	"github.com/roster-dev/roster/clients/go/roster"
+	"github.com/roster-dev/roster/clients/go/examples/internal/connect"
 )
 
 func main() {
-	var options []roster.Option
-	if os.Getenv("ROSTER_PLAINTEXT") != "" {
-		options = append(options, roster.Plaintext())
-	} else {
-		config, err := roster.TLSConfig(os.Getenv("ROSTER_CA_CERT"), os.Getenv("ROSTER_CLIENT_CERT"), os.Getenv("ROSTER_CLIENT_KEY"))
-		if err != nil {
-			log.Fatal(err)
-		}
-		options = append(options, roster.WithTLS(config))
-	}
-	client, err := roster.Dial(os.Getenv("ROSTER_SERVER"), os.Getenv("ROSTER_API_KEY"), options...)
+	client, err := connect.Dial()
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // End-to-end tests of the cache against a running `roster serve`, started by
 // clients/e2e in an organization of their own:
 //
-//	ROSTER_SERVER      host:port, plaintext
+//	ROSTER_SERVER      host:port (see package internal/e2e for TLS)
 //	ROSTER_ADMIN_KEY   an ADMIN API key of the organization
 //	ROSTER_VIEWER_KEY  a VIEWER API key of the same organization (the cache's)
 //	ROSTER_CLI         the roster command on the server's data directory,
@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
 	"reflect"
 	"slices"
@@ -29,28 +28,12 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/roster-dev/roster/clients/go/examples/access-cache/cache"
+	"github.com/roster-dev/roster/clients/go/internal/e2e"
 	"github.com/roster-dev/roster/clients/go/roster"
 	"github.com/roster-dev/roster/clients/go/rosterv1"
 )
 
-func env(t *testing.T, name string) string {
-	t.Helper()
-	value := os.Getenv(name)
-	if value == "" {
-		t.Fatalf("%s is not set: run the end-to-end tests with clients/e2e", name)
-	}
-	return value
-}
-
-func dial(t *testing.T, key string) *roster.Client {
-	t.Helper()
-	client, err := roster.Dial(env(t, "ROSTER_SERVER"), key, roster.Plaintext())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	return client
-}
+var env, dial = e2e.Env, e2e.Dial
 
 // world is a product's profile, two units and a group on one of them.
 type world struct {
@@ -98,11 +81,7 @@ func (w *world) cashier(t *testing.T, ctx context.Context, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	public, err := roster.Dial(env(t, "ROSTER_SERVER"), "", roster.Plaintext())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer public.Close()
+	public := dial(t, "")
 	// The newest invitation read may have been overtaken by a newer one
 	// being written: read again.
 	for attempt := 0; ; attempt++ {
