@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/roster-dev/roster/clients/go/rosterv1"
 )
@@ -91,7 +92,51 @@ func TestAUserChangeSetsTheAccessItCarriesAndAnAbsentOneRemovesTheUser(t *testin
 	if _, ok := c.Access("u1"); ok {
 		t.Fatal("a change without access left the user in the cache")
 	}
-	if got := c.May("u2", pos, south); !slices.Equal(got, []string{"Cashier"}) || c.Cursor() != "c3" {
-		t.Fatalf("u2 may %v; cursor %q", got, c.Cursor())
+	got, _ := c.Access("u2")
+	if !slices.Equal(got.May(pos, south), []string{"Cashier"}) || c.Cursor() != "c3" {
+		t.Fatalf("u2 may %v; cursor %q", got.May(pos, south), c.Cursor())
+	}
+}
+
+func TestTheCacheAnswersNoUnlessItIsCurrent(t *testing.T) {
+	clock := time.Unix(1_000_000, 0)
+	c := New(nil, WithMaxSilence(30*time.Second))
+	c.now = func() time.Time { return clock }
+	c.users["u1"] = access(true, grant("g1", "Cashier", rosterv1.UnitScope_UNIT_SCOPE_ALL_UNITS))
+	allowed := func() bool { return len(c.May("u1", pos, south)) > 0 }
+
+	if allowed() || c.Current() == nil {
+		t.Fatal("answered before the users were read")
+	}
+	c.readyOnce.Do(func() { close(c.ready) })
+	c.heard.Store(clock.UnixNano())
+	if !allowed() || c.Current() != nil {
+		t.Fatalf("a ready cache that just heard from Roster refused: %v", c.Current())
+	}
+	clock = clock.Add(30 * time.Second)
+	if !allowed() {
+		t.Fatal("refused at exactly the longest silence allowed")
+	}
+	clock = clock.Add(time.Second)
+	if allowed() || c.Current() == nil {
+		t.Fatal("answered after 31 s of silence with 30 s allowed")
+	}
+	c.heard.Store(clock.UnixNano())
+	if !allowed() {
+		t.Fatal("still refused after news from Roster")
+	}
+	c.stopped.Store(true)
+	if allowed() || c.Current() == nil {
+		t.Fatal("answered after Run ended")
+	}
+}
+
+func TestWithoutMaxSilenceAQuietCacheStillAnswers(t *testing.T) {
+	c := New(nil)
+	c.now = func() time.Time { return time.Unix(1_000_000_000, 0) } // long after the last news (never)
+	c.users["u1"] = access(true, grant("g1", "Cashier", rosterv1.UnitScope_UNIT_SCOPE_ALL_UNITS))
+	c.readyOnce.Do(func() { close(c.ready) })
+	if len(c.May("u1", pos, south)) == 0 {
+		t.Fatalf("refused: %v", c.Current())
 	}
 }

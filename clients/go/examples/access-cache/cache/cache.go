@@ -23,13 +23,20 @@
 //     none.
 //  5. On OUT_OF_RANGE (the cursor fell out of the server's retained window)
 //     it starts again at 1 and replaces the map when the new list is read.
+//
+// It fails closed: once Run has returned (Roster refused the key, or ctx
+// ended) every answer is "no", since nothing keeps the copy current any
+// more; and with WithMaxSilence, so is every answer while nothing (no
+// change, no heartbeat) has come from Roster for that long.
 package cache
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -57,6 +64,13 @@ type Cache struct {
 	retry time.Duration
 	// Options for Watch (tests shorten the backoff).
 	watchOptions []roster.WatchOption
+	// Answer "no" after this long without news; 0: never.
+	maxSilence time.Duration
+	now        func() time.Time
+
+	// When a change or heartbeat last came (UnixNano), and whether Run ended.
+	heard   atomic.Int64
+	stopped atomic.Bool
 
 	mu     sync.RWMutex
 	users  map[string]Access
@@ -77,10 +91,17 @@ func WithWatchOptions(options ...roster.WatchOption) Option {
 	return func(c *Cache) { c.watchOptions = append(c.watchOptions, options...) }
 }
 
+// WithMaxSilence answers "no" to everyone while nothing has come from
+// Roster for d (no change, no heartbeat: Roster's heartbeat comes every 10 s
+// by default), instead of answering from a copy that may be missing a
+// deactivation. It trades availability for safety: while Roster is out of
+// reach, nobody is allowed. Default: off.
+func WithMaxSilence(d time.Duration) Option { return func(c *Cache) { c.maxSilence = d } }
+
 // New is an empty cache over client (a VIEWER key is enough); Run fills it.
 func New(client *roster.Client, options ...Option) *Cache {
 	c := &Cache{client: client, log: slog.Default(), readers: 8, retry: time.Second,
-		users: map[string]Access{}, ready: make(chan struct{})}
+		users: map[string]Access{}, ready: make(chan struct{}), now: time.Now}
 	for _, option := range options {
 		option(c)
 	}
@@ -99,10 +120,31 @@ func (c *Cache) Access(user string) (Access, bool) {
 }
 
 // May is the profiles with which the user may use product on unit, empty
-// when they may not (see Access.May; an unknown user may not).
+// when they may not (see Access.May; an unknown user may not), or when the
+// cache is not current (see Current).
 func (c *Cache) May(user, product, unit string) []string {
+	if c.Current() != nil {
+		return nil
+	}
 	access, _ := c.Access(user)
 	return access.May(product, unit)
+}
+
+// Current is nil while the cache's answers are current, else why not: not
+// ready yet, Run ended, or silent beyond WithMaxSilence.
+func (c *Cache) Current() error {
+	select {
+	case <-c.ready:
+	default:
+		return errors.New("the users are not read yet")
+	}
+	if c.stopped.Load() {
+		return errors.New("the cache no longer follows Roster's changes")
+	}
+	if silent := c.now().Sub(time.Unix(0, c.heard.Load())); c.maxSilence > 0 && silent > c.maxSilence {
+		return fmt.Errorf("nothing from Roster for %v", silent.Round(time.Second))
+	}
+	return nil
 }
 
 // Len is the number of users cached.
@@ -123,6 +165,7 @@ func (c *Cache) Cursor() string {
 // the key (the error is returned). It reads everything again after
 // OUT_OF_RANGE and after a failed read.
 func (c *Cache) Run(ctx context.Context) error {
+	defer c.stopped.Store(true)
 	for {
 		err := c.follow(ctx)
 		if ctx.Err() != nil {
@@ -208,6 +251,7 @@ func (c *Cache) watch(ctx context.Context) <-chan event {
 		defer close(events)
 		positioned := false
 		position := func() bool {
+			c.heard.Store(c.now().UnixNano())
 			if positioned {
 				return true
 			}

@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/roster-dev/roster/clients/go/examples/access-cache/cache"
@@ -118,36 +120,42 @@ func invitation(t *testing.T, email string) string {
 	return ""
 }
 
-// running starts a cache on the VIEWER key and its HTTP service, and waits
-// until it is ready.
-func running(t *testing.T, ctx context.Context) (*cache.Cache, *httptest.Server) {
+// running is a cache on a key with its HTTP service, ready.
+type running struct {
+	*cache.Cache
+	service *httptest.Server
+	ended   chan struct{} // closed when Run returned; err is then set
+	err     error
+}
+
+// start runs a cache on key and its HTTP service, and waits until it is
+// ready. Run must end only when the test ends, with the context.
+func start(t *testing.T, ctx context.Context, key string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
-	access := cache.New(dial(t, env(t, "ROSTER_VIEWER_KEY")),
-		cache.WithWatchOptions(roster.WatchBackoff(20*time.Millisecond, 500*time.Millisecond)))
-	ended := make(chan struct{})
-	var err error
+	r := &running{ended: make(chan struct{}), Cache: cache.New(dial(t, key),
+		cache.WithWatchOptions(roster.WatchBackoff(20*time.Millisecond, 500*time.Millisecond)))}
 	go func() {
-		defer close(ended)
-		err = access.Run(ctx)
+		defer close(r.ended)
+		r.err = r.Run(ctx)
 	}()
-	service := httptest.NewServer(access.Handler())
+	r.service = httptest.NewServer(r.Handler())
 	t.Cleanup(func() {
-		service.Close()
+		r.service.Close()
 		cancel()
-		<-ended
-		if err != context.Canceled {
-			t.Errorf("the cache ended with %v", err)
+		<-r.ended
+		if r.err != context.Canceled {
+			t.Errorf("the cache ended with %v", r.err)
 		}
 	})
 	select {
-	case <-access.Ready():
-	case <-ended:
-		t.Fatal("the cache ended before it was ready")
+	case <-r.Ready():
+	case <-r.ended:
+		t.Fatalf("the cache ended before it was ready: %v", r.err)
 	case <-time.After(time.Minute):
 		t.Fatal("the cache was not ready within a minute")
 	}
-	return access, service
+	return r
 }
 
 // may asks the example's HTTP service.
@@ -183,7 +191,7 @@ func TestADeactivatedUserIsRefusedByTheCacheWithinOneSecond(t *testing.T) {
 	defer cancel()
 	w := newWorld(t, ctx)
 	ana := w.cashier(t, ctx, "ana")
-	_, service := running(t, ctx)
+	service := start(t, ctx, env(t, "ROSTER_VIEWER_KEY")).service
 	if !may(t, service, ana, w.product, w.south) || may(t, service, ana, w.product, w.north) {
 		t.Fatal("a South cashier is not allowed on South only")
 	}
@@ -254,6 +262,49 @@ func TestADeactivatedUserIsRefusedByTheCacheWithinOneSecond(t *testing.T) {
 	}
 }
 
+// A cache whose key is revoked can no longer learn of a deactivation: Run
+// returns, and the service refuses everyone rather than answer from a copy
+// nothing keeps current.
+func TestACacheWhoseKeyIsRevokedStopsAndRefusesEveryone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w := newWorld(t, ctx)
+	ana := w.cashier(t, ctx, "eva")
+	key, err := w.admin.Auth.CreateApiKey(ctx, &rosterv1.CreateApiKeyRequest{
+		Name: "access cache " + w.suffix, Scopes: []rosterv1.Scope{rosterv1.Scope_SCOPE_VIEWER}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, ctx, key.Secret)
+	if !may(t, r.service, ana, w.product, w.south) {
+		t.Fatal("the cashier is refused before the revocation")
+	}
+
+	if _, err := w.admin.Auth.RevokeApiKey(ctx, &rosterv1.RevokeApiKeyRequest{ApiKeyId: key.ApiKey.Id}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cache still runs 10 s after its key was revoked")
+	}
+	if code := status.Code(r.err); code != codes.Unauthenticated && code != codes.PermissionDenied {
+		t.Fatalf("Run ended with %v", r.err)
+	}
+	r.err = context.Canceled // as expected: the cleanup need not report it
+	if may(t, r.service, ana, w.product, w.south) {
+		t.Fatal("a cache that stopped following Roster still allows")
+	}
+	response, err := http.Get(r.service.URL + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	response.Body.Close()
+	if response.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/ready answered %s after the cache stopped", response.Status)
+	}
+}
+
 // A cache started while access changes on every side must end equal to what
 // Roster answers for every user: nothing between its list and its watch is
 // lost, and no stale answer outlives a later one.
@@ -272,7 +323,7 @@ func TestACacheStartedDuringWritesEndsEqualToRoster(t *testing.T) {
 		failure = write(ctx, w, users, stop)
 	}()
 	time.Sleep(200 * time.Millisecond)
-	access, _ := running(t, ctx)
+	access := start(t, ctx, env(t, "ROSTER_VIEWER_KEY")).Cache
 	time.Sleep(time.Second)
 	close(stop)
 	writes.Wait()

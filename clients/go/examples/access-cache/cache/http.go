@@ -9,7 +9,7 @@ import (
 //
 //	GET /may?user=ID&product=P&unit=ID   {"allowed": true, "profiles": ["Cashier"]}
 //	GET /access?user=ID                  the user's Access, 404 when unknown
-//	GET /ready                           200 once the first list is read, else 503
+//	GET /ready                           200 while the answers are current, else 503 and why
 //
 // unit may be left out: the product without a unit (see Access.May).
 func (c *Cache) Handler() http.Handler {
@@ -32,12 +32,11 @@ func (c *Cache) Handler() http.Handler {
 		reply(w, http.StatusOK, access)
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-c.Ready():
-			reply(w, http.StatusOK, map[string]any{"users": c.Len(), "cursor": c.Cursor()})
-		default:
-			http.Error(w, "reading the users", http.StatusServiceUnavailable)
+		if err := c.Current(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
 		}
+		reply(w, http.StatusOK, map[string]any{"users": c.Len(), "cursor": c.Cursor()})
 	})
 	return mux
 }
