@@ -253,6 +253,10 @@ struct ServeArgs {
     /// Seconds an idle WatchChanges stream waits before it sends a heartbeat.
     #[arg(long, env = "ROSTER_CHANGE_HEARTBEAT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     change_heartbeat: u64,
+    /// Most WatchChanges streams this server keeps open at once; more are refused
+    /// RESOURCE_EXHAUSTED (the client retries, on another replica behind a balancer).
+    #[arg(long, env = "ROSTER_CHANGE_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    change_max_streams: u64,
     /// SMTP server for emails: smtp://host:port (plain), smtp://user:pass@host:587?tls=required
     /// (STARTTLS) or smtps://user:pass@host:465 (TLS). Unset: emails are written to <data dir>/mail/.
     #[arg(long, env = "ROSTER_SMTP_URL", hide_env_values = true)]
@@ -511,6 +515,7 @@ async fn serve(
     settings.import = import_settings(&args);
     settings.changes.retention = Duration::from_secs(args.change_retention_days * 24 * 3600);
     settings.changes.heartbeat = Duration::from_secs(args.change_heartbeat);
+    settings.changes.max_streams = args.change_max_streams as usize;
     if !args.no_delivery {
         let transport = match &args.smtp_url {
             Some(url) => MailTransport::Smtp { url: url.clone() },

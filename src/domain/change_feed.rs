@@ -12,7 +12,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, RwLock, Weak},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, RwLock, Weak,
+    },
     time::{Duration, Instant},
 };
 
@@ -35,6 +38,8 @@ pub struct ChangeSettings {
     pub heartbeat: Duration,
     /// Recent changes kept in memory per watched organization.
     pub recent: usize,
+    /// Open streams this server serves at most; more are RESOURCE_EXHAUSTED.
+    pub max_streams: usize,
 }
 
 impl Default for ChangeSettings {
@@ -43,6 +48,7 @@ impl Default for ChangeSettings {
             retention: Duration::from_secs(7 * 24 * 3600),
             heartbeat: Duration::from_secs(10),
             recent: 4096,
+            max_streams: 10_000,
         }
     }
 }
@@ -56,6 +62,8 @@ pub struct ChangeFeed {
     pool: Pool,
     settings: ChangeSettings,
     tails: Mutex<HashMap<Uuid, Weak<Tail>>>,
+    /// Watchers alive now (each gives its slot back when dropped).
+    open: AtomicUsize,
 }
 
 impl ChangeFeed {
@@ -64,6 +72,7 @@ impl ChangeFeed {
             pool,
             settings,
             tails: Mutex::default(),
+            open: AtomicUsize::new(0),
         }
     }
 
@@ -78,6 +87,7 @@ impl ChangeFeed {
         organization_id: Uuid,
         start: WatchStart,
     ) -> Result<Watcher, DomainError> {
+        let slot = self.take_slot()?;
         let (last, first) = read!(&self.pool, |connection| {
             store::changes::bounds(connection, organization_id).await
         })?;
@@ -92,11 +102,24 @@ impl ChangeFeed {
             WatchStart::After(cursor) => cursor.position,
         };
         Ok(Watcher {
-            feed: self.clone(),
             tail: self.tail(organization_id, last),
             organization_id,
             position,
+            slot,
         })
+    }
+
+    /// One of the open streams this server allows.
+    fn take_slot(self: &Arc<Self>) -> Result<Slot, DomainError> {
+        let open = self.open.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(self.clone());
+        if open >= self.settings.max_streams {
+            return Err(DomainError::ResourceExhausted(format!(
+                "this server serves {} WatchChanges streams, its most: retry later or on another replica",
+                self.settings.max_streams
+            )));
+        }
+        Ok(slot)
     }
 
     fn tail(&self, organization_id: Uuid, last: i64) -> Arc<Tail> {
@@ -338,15 +361,28 @@ impl Tail {
     }
 }
 
+/// An open stream's place in the server's count; given back when dropped.
+struct Slot(Arc<ChangeFeed>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One consumer's place in its organization's stream.
 pub struct Watcher {
-    feed: Arc<ChangeFeed>,
     tail: Arc<Tail>,
     organization_id: Uuid,
     position: i64,
+    slot: Slot,
 }
 
 impl Watcher {
+    fn feed(&self) -> &ChangeFeed {
+        &self.slot.0
+    }
+
     /// Where the watcher stands: after every change `next_batch` returned.
     pub fn cursor(&self) -> Cursor {
         Cursor {
@@ -368,7 +404,7 @@ impl Watcher {
             let batch = match self.tail.after(self.position) {
                 Some(batch) => batch,
                 None => {
-                    self.feed
+                    self.feed()
                         .read_after(self.organization_id, self.position)
                         .await?
                 }
@@ -391,7 +427,7 @@ impl Watcher {
                 _ = tokio::time::sleep(POLL) => true,
                 _ = tokio::time::sleep_until(deadline) => return Ok(None),
             };
-            self.tail.fetch(&self.feed, poll).await?;
+            self.tail.fetch(self.feed(), poll).await?;
         }
     }
 }

@@ -199,13 +199,17 @@ impl Cursor {
     }
 }
 
+/// The most users one stream may follow by id; more is a resynchronization
+/// of the whole organization, which needs no list.
+pub const MAX_WATCHED_USERS: usize = 1_000;
+
 /// What a consumer asked to receive.
 #[derive(Debug, Clone, Default)]
 pub struct ChangeFilter {
     /// Empty: every kind.
     pub kinds: Vec<ChangeKind>,
     /// USER and MEMBERSHIP changes of these users only; empty: every user.
-    pub user_ids: Vec<Uuid>,
+    pub user_ids: std::collections::HashSet<Uuid>,
 }
 
 impl ChangeFilter {
@@ -314,12 +318,12 @@ mod tests {
         let group = change(ChangeKind::Group, Uuid::new_v4().to_string());
         let by_user = ChangeFilter {
             kinds: Vec::new(),
-            user_ids: vec![user],
+            user_ids: [user].into(),
         };
         assert!(by_user.admits(&theirs) && !by_user.admits(&others) && by_user.admits(&group));
         let groups_only = ChangeFilter {
             kinds: vec![ChangeKind::Group],
-            user_ids: Vec::new(),
+            user_ids: Default::default(),
         };
         assert!(!groups_only.admits(&theirs) && groups_only.admits(&group));
         assert!(ChangeFilter::default().admits(&others));

@@ -8,10 +8,11 @@ use roster::proto::{
     UnitScope, UserStatus,
 };
 use tonic::{Code, Status, Streaming};
+use uuid::Uuid;
 
 use crate::{
     groups::{self, give},
-    helpers::{error_reason, violated_fields, Bearer, TestApp},
+    helpers::{error_reason, eventually, violated_fields, Bearer, TestApp},
     import,
 };
 
@@ -89,7 +90,7 @@ async fn create_user(
 }
 
 #[tokio::test]
-async fn concurrent_writers_on_two_replicas_and_an_import_reach_a_resuming_watcher_once_in_commit_order(
+async fn concurrent_writers_on_two_replicas_and_an_import_reach_a_watcher_resuming_on_either_once_in_commit_order(
 ) {
     let app = TestApp::spawn().await;
     let replica = app.replica(|_| {}).await;
@@ -144,14 +145,16 @@ async fn concurrent_writers_on_two_replicas_and_an_import_reach_a_resuming_watch
     };
 
     // The watcher reads a few changes at a time, drops its stream and
-    // resumes from the last cursor, while the writers run.
+    // resumes from the last cursor on the other server, while the writers run.
     let watcher = async {
-        let mut client = app.changes(app.as_admin());
+        let mut clients = [app.changes(app.as_admin()), replica.changes(app.as_admin())];
         let mut received: Vec<proto::Change> = Vec::new();
         let mut start = Some(Start::FromBeginning(true));
-        let mut idle_rounds = 0;
+        let (mut idle_rounds, mut round) = (0, 0);
         while idle_rounds < 3 {
-            let mut stream = watch(&mut client, start.clone()).await.unwrap();
+            let client = &mut clients[round % 2];
+            round += 1;
+            let mut stream = watch(client, start.clone()).await.unwrap();
             let mut got = 0;
             while got < 37 {
                 match next_change(&mut stream, Duration::from_secs(2))
@@ -347,6 +350,11 @@ async fn bad_starts_are_refused_and_a_cursor_past_the_window_is_out_of_range() {
             vec!["kinds[0]", "user_ids[0]"],
         ),
         (vec![2, 99], Vec::new(), vec!["kinds[1]"]),
+        (
+            Vec::new(),
+            vec![Uuid::nil().to_string(); 1001],
+            vec!["user_ids"],
+        ),
     ] {
         let refused = client
             .watch_changes(proto::WatchChangesRequest {
@@ -502,4 +510,25 @@ async fn a_stopping_server_ends_its_streams_at_once_for_the_consumer_to_resume_e
     let status = ended.await.unwrap();
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     assert!(status.message().contains("resume"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_server_serves_its_most_streams_and_takes_more_as_others_end() {
+    let app = TestApp::spawn_with(|settings| settings.changes.max_streams = 2).await;
+    let mut client = app.changes(app.as_admin());
+    let first = watch(&mut client, None).await.unwrap();
+    let _second = watch(&mut client, None).await.unwrap();
+    let refused = watch(&mut client, None).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::ResourceExhausted,
+        "{}",
+        refused.message()
+    );
+    drop(first);
+    eventually("a slot is given back", Duration::from_secs(5), || {
+        let mut client = client.clone();
+        async move { watch(&mut client, None).await.ok() }
+    })
+    .await;
 }

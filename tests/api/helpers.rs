@@ -371,6 +371,10 @@ impl RunningServer {
     pub fn users(&self, bearer: Bearer) -> UserServiceClient<Authed> {
         UserServiceClient::with_interceptor(self.channel.clone(), bearer)
     }
+
+    pub fn changes(&self, bearer: Bearer) -> ChangeServiceClient<Authed> {
+        ChangeServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
 }
 
 impl TestApp {

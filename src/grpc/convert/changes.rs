@@ -5,7 +5,10 @@ use uuid::Uuid;
 use super::{organizations::actor_kind, parse_ids, timestamp};
 use crate::{
     domain::{
-        changes::{ChangeFilter, ChangeKind, ChangeOperation, Cursor, DeliveredChange, WatchStart},
+        changes::{
+            ChangeFilter, ChangeKind, ChangeOperation, Cursor, DeliveredChange, WatchStart,
+            MAX_WATCHED_USERS,
+        },
         DomainError, FieldViolation,
     },
     proto::{self, watch_changes_request::Start},
@@ -40,11 +43,19 @@ pub fn watch_request(
             )),
         }
     }
+    if body.user_ids.len() > MAX_WATCHED_USERS {
+        // Refused before any is parsed.
+        return Err(DomainError::invalid(
+            "user_ids",
+            "TOO_MANY",
+            format!("at most {MAX_WATCHED_USERS} ids; watch every user and filter on your side for more"),
+        ));
+    }
     let user_ids = match parse_ids(&body.user_ids, "user_ids") {
-        Ok(ids) => ids,
+        Ok(ids) => ids.into_iter().collect(),
         Err(DomainError::InvalidArgument(found)) => {
             violations.extend(found);
-            Vec::new()
+            Default::default()
         }
         Err(other) => return Err(other),
     };
