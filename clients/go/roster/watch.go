@@ -149,7 +149,8 @@ const DefaultWatchIdleTimeout = time.Minute
 //     then apply the changes received meanwhile and go on.
 //   - UNAUTHENTICATED, PERMISSION_DENIED: the key was revoked, or the user
 //     behind the token can no longer sign in or lacks the VIEWER scope.
-//   - INVALID_ARGUMENT: a malformed cursor, an unknown kind or user id.
+//   - INVALID_ARGUMENT: a malformed cursor, kind or user id, or over 1,000
+//     user ids.
 //
 // Heartbeats are only used for the cursor (see WatchHeartbeats).
 func (c *Client) Watch(ctx context.Context, from From, options ...WatchOption) iter.Seq2[*rosterv1.Change, error] {
