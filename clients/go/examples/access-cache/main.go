@@ -49,7 +49,7 @@ func main() {
 	if listen == "" {
 		listen = "127.0.0.1:8080"
 	}
-	server := &http.Server{Addr: listen, Handler: access.Handler()}
+	server := &http.Server{Addr: listen, Handler: access.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		server.Close()

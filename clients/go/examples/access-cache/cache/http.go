@@ -20,7 +20,7 @@ func (c *Cache) Handler() http.Handler {
 			http.Error(w, "user and product are required", http.StatusBadRequest)
 			return
 		}
-		profiles := c.May(user, product, r.URL.Query().Get("unit"))
+		profiles := append([]string{}, c.May(user, product, r.URL.Query().Get("unit"))...) // [] rather than null
 		reply(w, http.StatusOK, map[string]any{"allowed": len(profiles) > 0, "profiles": profiles})
 	})
 	mux.HandleFunc("GET /access", func(w http.ResponseWriter, r *http.Request) {
