@@ -92,6 +92,17 @@ impl Stream {
     /// Sends (a heartbeat when nothing was sent for a while) until the consumer goes, the caller may no longer watch, or the
     /// stream cannot go on (OUT_OF_RANGE, the database lost).
     async fn run(mut self) {
+        // First a heartbeat with where the stream starts: a consumer that
+        // loses the connection before the first change resumes from there
+        // (from "now" as it was, not from a later now).
+        if self
+            .sender
+            .send(Ok(convert::heartbeat(self.watcher.cursor())))
+            .await
+            .is_err()
+        {
+            return;
+        }
         let mut quiet_since = tokio::time::Instant::now();
         loop {
             let next = tokio::select! {

@@ -238,15 +238,15 @@ async fn concurrent_writers_on_two_replicas_and_an_import_reach_a_watcher_resumi
 
 #[tokio::test]
 async fn a_watch_from_now_sends_later_changes_with_access_heartbeats_and_filters() {
-    let app =
-        TestApp::spawn_with(|settings| settings.changes.heartbeat = Duration::from_secs(1)).await;
+    let app = TestApp::spawn().await;
     let earlier = app.create_user("Old", "Timer", "old@acme.test").await;
     let mut client = app.changes(app.as_admin());
     let mut stream = watch(&mut client, None).await.unwrap();
-    // Idle: a heartbeat, whose cursor resumes from here.
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+    // At once, a heartbeat with where the stream starts: resuming from it
+    // is resuming from this "now".
+    let first = tokio::time::timeout(Duration::from_secs(3), stream.message())
         .await
-        .expect("a heartbeat within the period")
+        .expect("a heartbeat at once")
         .unwrap()
         .unwrap();
     let Some(Event::Heartbeat(heartbeat)) = first.event else {

@@ -29,8 +29,9 @@ const (
 // The organization's changes as they commit, for services that keep their
 // own copy of users and access.
 type ChangeServiceClient interface {
-	// Sends the changes committed after the start, in commit order, then each
-	// new one as it commits, with a heartbeat while nothing changes. A cursor
+	// Sends a heartbeat with the start's cursor at once, then the changes
+	// committed after the start, in commit order, then each new one as it
+	// commits, with a heartbeat while nothing changes. A cursor
 	// older than the retained window (7 days by default) answers OUT_OF_RANGE:
 	// list what you need again, then watch from now. A user token's stream
 	// ends when the user can no longer sign in; a revoked key's streams end.
@@ -72,8 +73,9 @@ type ChangeService_WatchChangesClient = grpc.ServerStreamingClient[WatchChangesR
 // The organization's changes as they commit, for services that keep their
 // own copy of users and access.
 type ChangeServiceServer interface {
-	// Sends the changes committed after the start, in commit order, then each
-	// new one as it commits, with a heartbeat while nothing changes. A cursor
+	// Sends a heartbeat with the start's cursor at once, then the changes
+	// committed after the start, in commit order, then each new one as it
+	// commits, with a heartbeat while nothing changes. A cursor
 	// older than the retained window (7 days by default) answers OUT_OF_RANGE:
 	// list what you need again, then watch from now. A user token's stream
 	// ends when the user can no longer sign in; a revoked key's streams end.

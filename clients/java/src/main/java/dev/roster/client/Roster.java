@@ -4,6 +4,7 @@ import com.google.protobuf.ByteString;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.BadRequest;
 import dev.roster.v1.AuthServiceGrpc;
+import dev.roster.v1.ChangeServiceGrpc;
 import dev.roster.v1.GroupServiceGrpc;
 import dev.roster.v1.ImportOptions;
 import dev.roster.v1.ImportRowResult;
@@ -30,6 +31,7 @@ import io.grpc.stub.MetadataUtils;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Path;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -40,7 +42,8 @@ import java.util.function.Consumer;
 
 /**
  * A channel to a Roster server whose stubs carry a bearer token (an API key or a user's access
- * token) on every call, and a streaming CSV import on the async stub.
+ * token) on every call, a streaming CSV import on the async stub, and {@link #watch(WatchStart,
+ * WatchOptions)}, the organization's changes as they commit.
  *
  * <pre>{@code
  * try (Roster roster = Roster.connect("roster.internal:50051", apiKey, false)) {
@@ -152,6 +155,41 @@ public final class Roster implements AutoCloseable {
 
   public ImportServiceGrpc.ImportServiceStub importsAsync() {
     return ImportServiceGrpc.newStub(channel).withCallCredentials(credentials);
+  }
+
+  public ChangeServiceGrpc.ChangeServiceBlockingStub changes() {
+    return ChangeServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials);
+  }
+
+  /**
+   * Watches the organization's changes ({@code WatchChanges}, a VIEWER key or more) from {@code
+   * from}, reconnecting after the last cursor whenever the connection drops; see {@link
+   * ChangeStream}. Returns once the server has answered the call, which it does after taking its
+   * position: a stream from {@link WatchStart#now()} sends every change committed after {@code
+   * watch} returned. Errors, the server's refusals included, come from the stream's {@code
+   * hasNext()}. Close the stream to end the call.
+   *
+   * <pre>{@code
+   * try (ChangeStream changes = roster.watch(WatchStart.now(), WatchOptions.defaults()
+   *     .withKinds(ChangeKind.CHANGE_KIND_USER, ChangeKind.CHANGE_KIND_MEMBERSHIP))) {
+   *   for (Change change : changes) {
+   *     if (change.hasUserAccess()) {
+   *       access.put(change.getResourceId(), change.getUserAccess());
+   *     } else {
+   *       access.remove(change.getResourceId()); // The user is gone.
+   *     }
+   *   }
+   * }
+   * }</pre>
+   */
+  public ChangeStream watch(WatchStart from, WatchOptions options) {
+    return new ChangeStream(
+        changes(), Objects.requireNonNull(from, "from"), Objects.requireNonNull(options, "options"));
+  }
+
+  /** {@link #watch(WatchStart, WatchOptions)} with {@link WatchOptions#defaults()}. */
+  public ChangeStream watch(WatchStart from) {
+    return watch(from, WatchOptions.defaults());
   }
 
   /** The typed field violations of an {@code INVALID_ARGUMENT}, if the error carries them. */

@@ -4,8 +4,14 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import com.google.rpc.BadRequest;
+import dev.roster.v1.AddUserToGroupsRequest;
+import dev.roster.v1.Change;
+import dev.roster.v1.ChangeKind;
+import dev.roster.v1.ChangeOperation;
+import dev.roster.v1.CreateApiKeyRequest;
 import dev.roster.v1.CreateGroupRequest;
 import dev.roster.v1.CreateUserRequest;
 import dev.roster.v1.FieldIssue;
@@ -16,8 +22,12 @@ import dev.roster.v1.ListProfilesRequest;
 import dev.roster.v1.ListUsersRequest;
 import dev.roster.v1.LookupUserRequest;
 import dev.roster.v1.Profile;
+import dev.roster.v1.RevokeApiKeyRequest;
+import dev.roster.v1.Scope;
+import dev.roster.v1.SetUserStatusRequest;
 import dev.roster.v1.UnitScope;
 import dev.roster.v1.User;
+import dev.roster.v1.UserStatus;
 import dev.roster.v1.WhoAmIRequest;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -26,10 +36,17 @@ import java.io.InputStream;
 import java.io.Reader;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.stream.Collectors;
 import org.apache.commons.csv.CSVFormat;
 import org.apache.commons.csv.CSVRecord;
@@ -58,14 +75,19 @@ class EndToEndTest {
 
   /** Over TLS when clients/e2e gives a CA, with a client certificate when it gives one. */
   static Roster dial(String token) throws IOException {
+    return dial(env("ROSTER_SERVER"), token);
+  }
+
+  /** As {@link #dial(String)}, to {@code target} (host:port). */
+  static Roster dial(String target, String token) throws IOException {
     String ca = System.getenv("ROSTER_CA_CERT");
     if (ca == null || ca.isEmpty()) {
-      return Roster.connect(env("ROSTER_SERVER"), token, true);
+      return Roster.connect(target, token, true);
     }
     String cert = System.getenv("ROSTER_CLIENT_CERT");
     boolean mutual = cert != null && !cert.isEmpty();
     return Roster.connect(
-        env("ROSTER_SERVER"),
+        target,
         token,
         Roster.tls(
             Path.of(ca),
@@ -91,24 +113,7 @@ class EndToEndTest {
     assertTrue(me.getOrganizationAdmin());
     assertTrue(me.hasApiKey());
 
-    String viewerProfile =
-        admin.groups().listProfiles(ListProfilesRequest.getDefaultInstance()).getProfilesList().stream()
-            .filter(profile -> profile.getBuiltIn() && profile.getName().equals("Viewer"))
-            .map(Profile::getId)
-            .findFirst()
-            .orElseThrow();
-    Group group =
-        admin
-            .groups()
-            .createGroup(
-                CreateGroupRequest.newBuilder()
-                    .setGroup(
-                        Group.newBuilder()
-                            .setName("Java auditors")
-                            .setProfileId(viewerProfile)
-                            .setUnitScope(UnitScope.UNIT_SCOPE_ALL_UNITS))
-                    .build())
-            .getGroup();
+    Group group = createGroup("Java auditors");
     User user =
         admin
             .users()
@@ -228,5 +233,233 @@ class EndToEndTest {
     return list.stream()
         .map(issue -> issue.getField() + ": " + issue.getMessage() + " (" + issue.getCode() + ")")
         .collect(Collectors.joining("; "));
+  }
+
+  /** A group giving the built-in Viewer profile on all units. */
+  static Group createGroup(String name) {
+    String viewerProfile =
+        admin.groups().listProfiles(ListProfilesRequest.getDefaultInstance()).getProfilesList().stream()
+            .filter(profile -> profile.getBuiltIn() && profile.getName().equals("Viewer"))
+            .map(Profile::getId)
+            .findFirst()
+            .orElseThrow();
+    return admin
+        .groups()
+        .createGroup(
+            CreateGroupRequest.newBuilder()
+                .setGroup(
+                    Group.newBuilder()
+                        .setName(name)
+                        .setProfileId(viewerProfile)
+                        .setUnitScope(UnitScope.UNIT_SCOPE_ALL_UNITS))
+                .build())
+        .getGroup();
+  }
+
+  /** A user created without an invitation, so that no mail touches it meanwhile. */
+  static User createUser(String firstName) {
+    return admin
+        .users()
+        .createUser(
+            CreateUserRequest.newBuilder()
+                .setUser(
+                    User.newBuilder()
+                        .setFirstName(firstName)
+                        .setLastName("Watched")
+                        .setEmail(firstName.toLowerCase() + ".watched@e2e-java.example"))
+                .setSendInvitation(false)
+                .build())
+        .getUser();
+  }
+
+  /** Only users' own changes, each with its user's access. */
+  static final WatchOptions USERS_ONLY =
+      WatchOptions.defaults().withKinds(ChangeKind.CHANGE_KIND_USER);
+
+  /** Watches with the VIEWER key (WatchChanges asks no more) on a thread of the test's own. */
+  @Test
+  void aWatcherFromNowGetsEachChangeInCommitOrderWithTheUsersAccess() throws Exception {
+    Group group = createGroup("Java watchers");
+    WatchOptions options =
+        WatchOptions.defaults()
+            .withKinds(ChangeKind.CHANGE_KIND_USER, ChangeKind.CHANGE_KIND_MEMBERSHIP);
+    try (Watcher watcher = new Watcher(viewer.watch(WatchStart.now(), options))) {
+      User user = createUser("Grace");
+      admin
+          .users()
+          .addUserToGroups(
+              AddUserToGroupsRequest.newBuilder()
+                  .setUserId(user.getId())
+                  .addGroupIds(group.getId())
+                  .build());
+      admin
+          .users()
+          .setUserStatus(
+              SetUserStatusRequest.newBuilder()
+                  .setUserId(user.getId())
+                  .setStatus(UserStatus.USER_STATUS_INACTIVE)
+                  .build());
+
+      Change created = watcher.next();
+      assertEquals(ChangeKind.CHANGE_KIND_USER, created.getKind());
+      assertEquals(ChangeOperation.CHANGE_OPERATION_CREATED, created.getOperation());
+      assertEquals(user.getId(), created.getResourceId());
+      assertFalse(created.getRequestId().isEmpty());
+      assertTrue(created.hasUserAccess());
+
+      Change grouped = watcher.next();
+      assertEquals(ChangeKind.CHANGE_KIND_MEMBERSHIP, grouped.getKind());
+      assertEquals(user.getId(), grouped.getResourceId());
+      assertEquals(List.of(group.getId()), grouped.getGroupIdsList());
+      assertTrue(grouped.hasUserAccess());
+
+      Change deactivated = watcher.next();
+      assertEquals(ChangeKind.CHANGE_KIND_USER, deactivated.getKind());
+      assertEquals(ChangeOperation.CHANGE_OPERATION_UPDATED, deactivated.getOperation());
+      assertEquals(user.getId(), deactivated.getResourceId());
+      assertEquals(UserStatus.USER_STATUS_INACTIVE, deactivated.getUserAccess().getStatus());
+      assertFalse(deactivated.getUserAccess().getCanSignIn());
+      assertTrue(
+          deactivated.getCommitTime().getSeconds() >= created.getCommitTime().getSeconds(),
+          "commit order");
+      watcher.assertNoMore(Duration.ofSeconds(1));
+    }
+  }
+
+  @Test
+  void aStreamClosedMidwayResumesAfterItsLastCursorWithExactlyTheRest() throws Exception {
+    Change first;
+    User second;
+    try (Watcher watcher = new Watcher(viewer.watch(WatchStart.now(), USERS_ONLY))) {
+      User ada = createUser("Ada");
+      second = createUser("Barbara");
+      first = watcher.next();
+      assertEquals(ada.getId(), first.getResourceId());
+    }
+    User third = createUser("Katherine"); // Nobody watches.
+    WatchStart afterFirst = WatchStart.after(first.getCursor());
+    try (Watcher watcher = new Watcher(viewer.watch(afterFirst, USERS_ONLY))) {
+      assertEquals(second.getId(), watcher.next().getResourceId());
+      assertEquals(third.getId(), watcher.next().getResourceId());
+      watcher.assertNoMore(Duration.ofSeconds(1));
+    }
+  }
+
+  @Test
+  void aCursorThatIsNotOneIsRefusedWithInvalidArgument() {
+    try (ChangeStream changes = viewer.watch(WatchStart.after("not-a-cursor"))) {
+      var error = assertThrows(StatusRuntimeException.class, changes::hasNext);
+      assertEquals(Status.Code.INVALID_ARGUMENT, error.getStatus().getCode());
+      List<String> fields =
+          Roster.badRequest(error).orElseThrow().getFieldViolationsList().stream()
+              .map(BadRequest.FieldViolation::getField)
+              .toList();
+      assertEquals(List.of("after_cursor"), fields);
+      assertFalse(changes.hasNext(), "the stream ended");
+    }
+  }
+
+  @Test
+  void aRevokedKeysStreamEndsUnauthenticatedWithoutRetrying() throws Exception {
+    var key =
+        admin
+            .auth()
+            .createApiKey(
+                CreateApiKeyRequest.newBuilder()
+                    .setName("e2e-java-watch-revoked")
+                    .addScopes(Scope.SCOPE_VIEWER)
+                    .build());
+    try (Roster revocable = dial(key.getSecret());
+        Watcher watcher = new Watcher(revocable.watch(WatchStart.now()))) {
+      admin
+          .auth()
+          .revokeApiKey(
+              RevokeApiKeyRequest.newBuilder().setApiKeyId(key.getApiKey().getId()).build());
+      var error = (StatusRuntimeException) watcher.failure();
+      assertEquals(Status.Code.UNAUTHENTICATED, error.getStatus().getCode());
+    }
+  }
+
+  /** A proxy between the client and the server drops the connection and refuses new ones. */
+  @Test
+  void aWatcherCutOffReconnectsAfterItsLastCursorAndMissesNothing() throws Exception {
+    try (TcpProxy proxy = new TcpProxy(env("ROSTER_SERVER"));
+        Roster through = dial("localhost:" + proxy.port(), env("ROSTER_VIEWER_KEY"))) {
+      WatchOptions options = USERS_ONLY.withBackoff(Duration.ofMillis(50), Duration.ofMillis(200));
+      try (Watcher watcher = new Watcher(through.watch(WatchStart.now(), options))) {
+        User before = createUser("Hedy");
+        assertEquals(before.getId(), watcher.next().getResourceId());
+
+        proxy.refuse(true);
+        proxy.cut();
+        User during = createUser("Radia");
+        Thread.sleep(500); // A few attempts fail meanwhile.
+        proxy.refuse(false);
+        User after = createUser("Frances");
+
+        assertEquals(during.getId(), watcher.next().getResourceId());
+        assertEquals(after.getId(), watcher.next().getResourceId());
+        watcher.assertNoMore(Duration.ofSeconds(1));
+      }
+    }
+  }
+
+  /** Reads a change stream on a thread of its own, so a test waits for a change at most 10 s. */
+  static final class Watcher implements AutoCloseable {
+    private static final Duration PATIENCE = Duration.ofSeconds(10);
+    private final ChangeStream stream;
+    private final BlockingQueue<Change> received = new LinkedBlockingQueue<>();
+    private final CompletableFuture<Void> ended = new CompletableFuture<>();
+
+    Watcher(ChangeStream stream) {
+      this.stream = stream;
+      Thread reader =
+          new Thread(
+              () -> {
+                try {
+                  for (Change change : stream) {
+                    received.add(change);
+                  }
+                  ended.complete(null);
+                } catch (RuntimeException e) {
+                  ended.completeExceptionally(e);
+                }
+              },
+              "watcher");
+      reader.setDaemon(true);
+      reader.start();
+    }
+
+    Change next() throws InterruptedException {
+      Change change = received.poll(PATIENCE.toMillis(), TimeUnit.MILLISECONDS);
+      if (change == null) {
+        fail("no change within " + PATIENCE + (ended.isDone() ? "; it ended: " + ended : ""));
+      }
+      return change;
+    }
+
+    /** What ended the stream, waiting for it at most 10 s. */
+    Throwable failure() throws InterruptedException {
+      try {
+        ended.get(PATIENCE.toMillis(), TimeUnit.MILLISECONDS);
+      } catch (ExecutionException e) {
+        return e.getCause();
+      } catch (TimeoutException e) {
+        fail("the stream still runs after " + PATIENCE);
+      }
+      return fail("the stream ended without an error");
+    }
+
+    void assertNoMore(Duration quiet) throws InterruptedException {
+      Change change = received.poll(quiet.toMillis(), TimeUnit.MILLISECONDS);
+      if (change != null) {
+        fail("one change too many: " + change);
+      }
+    }
+
+    @Override
+    public void close() {
+      stream.close();
+    }
   }
 }
