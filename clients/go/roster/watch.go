@@ -28,11 +28,10 @@ const (
 	startAfter
 )
 
-// Now starts with the changes that commit from now on. Nothing is known of
-// the position until the first change or heartbeat arrives (see
-// WatchHeartbeats; in a quiet organization the first heartbeat comes after
-// the server's interval, 10 s by default): a consumer that lists what exists
-// must wait for it before listing, or changes in between are lost.
+// Now starts with the changes that commit from now on. The position is taken
+// when the server's first message, a heartbeat sent at once, arrives (see
+// WatchHeartbeats): a consumer that lists what exists must wait for it
+// before listing, or changes in between are lost.
 func Now() From { return From{start: startNow} }
 
 // Beginning starts with every change the server still retains (7 days by
@@ -118,14 +117,14 @@ func WatchBackoff(initial, max time.Duration) WatchOption {
 // WatchIdleTimeout reconnects when nothing (no change, no heartbeat) arrived
 // for d, which finds a connection that died silently (a network partition
 // that no TCP reset reports). Keep it well above the server's heartbeat
-// interval (10 s by default). Default: DefaultWatchIdleTimeout; 0 turns it
-// off.
+// interval (10 s by default). Default: DefaultWatchIdleTimeout, three
+// heartbeats missed, as the Java client; 0 turns it off.
 func WatchIdleTimeout(d time.Duration) WatchOption {
 	return func(s *watchSettings) { s.idle = d }
 }
 
 // DefaultWatchIdleTimeout is WatchIdleTimeout's default.
-const DefaultWatchIdleTimeout = time.Minute
+const DefaultWatchIdleTimeout = 35 * time.Second
 
 // Watch yields the organization's changes in commit order from `from`, then
 // each new one as it commits, until the loop breaks, ctx ends (both end the
@@ -139,8 +138,9 @@ const DefaultWatchIdleTimeout = time.Minute
 // A dropped connection, UNAVAILABLE and other transient failures are not
 // yielded: Watch reconnects after a backoff (WatchBackoff) and resumes after
 // the last cursor it received, of a change or a heartbeat, so no change is
-// lost or repeated. Before the first cursor it starts again from `from`;
-// from Now, changes between the two attempts are then not seen.
+// lost or repeated. (The server's first message is a heartbeat with the
+// start's cursor, so only a connection lost before that one arrives starts
+// again from `from`: from Now, a later now.)
 //
 // Any other error is yielded once, and the loop ends:
 //   - OUT_OF_RANGE: the cursor is older than the server's retained window.

@@ -5,9 +5,8 @@
 // How it stays exact:
 //
 //  1. It watches from now and waits for the stream's position (the first
-//     heartbeat or change) BEFORE reading anything, buffering what arrives.
-//     In a quiet organization that is the first heartbeat, after the
-//     server's interval (10 s by default).
+//     heartbeat, which the server sends at once) BEFORE reading anything,
+//     buffering what arrives.
 //  2. It lists every user (ListUsers pages) and reads each one's access
 //     (GetUserAccess). Whatever commits after the position is also in the
 //     stream, so nothing between the list and the watch is lost.
