@@ -1,6 +1,7 @@
 // Package roster is a small layer over the generated Roster stubs
 // (package rosterv1): a connection that carries a bearer token on every
-// call, per-call tokens, and a streaming CSV import.
+// call, per-call tokens, a streaming CSV import, and Watch, the
+// organization's changes as a resumable iterator.
 package roster
 
 import (
@@ -26,6 +27,7 @@ type Client struct {
 	Users         rosterv1.UserServiceClient
 	Groups        rosterv1.GroupServiceClient
 	Imports       rosterv1.ImportServiceClient
+	Changes       rosterv1.ChangeServiceClient
 }
 
 // Option adjusts Dial.
@@ -103,6 +105,7 @@ func Dial(target, token string, options ...Option) (*Client, error) {
 		Users:         rosterv1.NewUserServiceClient(conn),
 		Groups:        rosterv1.NewGroupServiceClient(conn),
 		Imports:       rosterv1.NewImportServiceClient(conn),
+		Changes:       rosterv1.NewChangeServiceClient(conn),
 	}, nil
 }
 

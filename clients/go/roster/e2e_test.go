@@ -30,42 +30,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/roster-dev/roster/clients/go/roster"
+	"github.com/roster-dev/roster/clients/go/internal/e2e"
 	"github.com/roster-dev/roster/clients/go/rosterv1"
 )
 
-func env(t *testing.T, name string) string {
-	t.Helper()
-	value := os.Getenv(name)
-	if value == "" {
-		t.Fatalf("%s is not set: run the end-to-end tests with clients/e2e", name)
-	}
-	return value
-}
-
-func dial(t *testing.T, key string) *roster.Client {
-	t.Helper()
-	client, err := roster.Dial(env(t, "ROSTER_SERVER"), key, transport(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	return client
-}
-
-// TLS when clients/e2e gives a CA, with a client certificate when it gives one.
-func transport(t *testing.T) roster.Option {
-	t.Helper()
-	ca := os.Getenv("ROSTER_CA_CERT")
-	if ca == "" {
-		return roster.Plaintext()
-	}
-	config, err := roster.TLSConfig(ca, os.Getenv("ROSTER_CLIENT_CERT"), os.Getenv("ROSTER_CLIENT_KEY"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return roster.WithTLS(config)
-}
+// The environment's helpers, shared with the example's end-to-end tests.
+var (
+	env       = e2e.Env
+	dial      = e2e.Dial
+	transport = e2e.Transport
+)
 
 func context30s(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -85,26 +59,11 @@ func TestAnAdminKeyCreatesAGroupAndAUserThenFindsThem(t *testing.T) {
 		t.Fatalf("expected an organization-admin API key, got %v", me)
 	}
 
-	profiles, err := admin.Groups.ListProfiles(ctx, &rosterv1.ListProfilesRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var viewer string
-	for _, profile := range profiles.Profiles {
-		if profile.BuiltIn && profile.Name == "Viewer" {
-			viewer = profile.Id
-		}
-	}
-	group, err := admin.Groups.CreateGroup(ctx, &rosterv1.CreateGroupRequest{Group: &rosterv1.Group{
-		Name: "Go auditors", ProfileId: viewer, UnitScope: rosterv1.UnitScope_UNIT_SCOPE_ALL_UNITS,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	group := createGroup(t, ctx, admin, "Go auditors")
 
 	created, err := admin.Users.CreateUser(ctx, &rosterv1.CreateUserRequest{
 		User:     &rosterv1.User{FirstName: "Gopher", LastName: "Gonçalves", Email: "gopher@e2e-go.example"},
-		GroupIds: []string{group.Group.Id},
+		GroupIds: []string{group},
 	})
 	if err != nil {
 		t.Fatal(err)

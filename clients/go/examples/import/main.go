@@ -14,7 +14,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/roster-dev/roster/clients/go/roster"
+	"github.com/roster-dev/roster/clients/go/examples/internal/connect"
 	"github.com/roster-dev/roster/clients/go/rosterv1"
 )
 
@@ -22,17 +22,7 @@ func main() {
 	if len(os.Args) != 2 {
 		log.Fatal("usage: import FILE.csv (ROSTER_SERVER and ROSTER_API_KEY set)")
 	}
-	var options []roster.Option
-	if os.Getenv("ROSTER_PLAINTEXT") != "" {
-		options = append(options, roster.Plaintext())
-	} else {
-		config, err := roster.TLSConfig(os.Getenv("ROSTER_CA_CERT"), os.Getenv("ROSTER_CLIENT_CERT"), os.Getenv("ROSTER_CLIENT_KEY"))
-		if err != nil {
-			log.Fatal(err)
-		}
-		options = append(options, roster.WithTLS(config))
-	}
-	client, err := roster.Dial(os.Getenv("ROSTER_SERVER"), os.Getenv("ROSTER_API_KEY"), options...)
+	client, err := connect.Dial()
 	if err != nil {
 		log.Fatal(err)
 	}
