@@ -92,12 +92,6 @@ pub fn schemas(base_url: &str) -> Vec<Value> {
                 "subAttributes": [
                     string("givenName", "First name", true, "none"),
                     string("familyName", "Last name", true, "none"),
-                    {
-                        "name": "formatted", "type": "string", "multiValued": false,
-                        "description": "Given and family name", "required": false,
-                        "caseExact": false, "mutability": "readOnly", "returned": "default",
-                        "uniqueness": "none",
-                    },
                 ],
             },
             multi_valued("emails", "The user's email (one, the primary)", true),

@@ -752,3 +752,60 @@ async fn if_match_guards_writes_with_the_version() {
         .await;
     assert_eq!(delete.status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn employee_number_is_the_employee_number_attribute_once_defined() {
+    let app = TestApp::spawn().await;
+    crate::attributes::define(
+        &app,
+        app.as_admin(),
+        "employee_number",
+        proto::UserAttributeType::String,
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+    let scim = Scim::new(&app, &app.admin_key);
+    let created = scim
+        .post(
+            "/Users",
+            json!({
+                "schemas": [USER, ENTERPRISE], "userName": "ivy",
+                "name": { "givenName": "Ivy", "familyName": "Oak" },
+                "emails": [{ "value": "ivy@acme.test" }],
+                ENTERPRISE: { "employeeNumber": "701984" },
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body[ENTERPRISE]["employeeNumber"], json!("701984"));
+    assert_eq!(created.body["schemas"], json!([USER, ENTERPRISE]));
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let user = grpc_user(&app, &id).await;
+    let stored = &user.attributes.unwrap().fields["employee_number"];
+    assert_eq!(
+        stored.kind,
+        Some(prost_types::value::Kind::StringValue("701984".into()))
+    );
+    let replaced = scim
+        .patch(
+            &id,
+            json!([{ "op": "replace", "path": ENTERPRISE, "value": { "employeeNumber": "42" } }]),
+        )
+        .await;
+    assert_eq!(
+        replaced.body[ENTERPRISE]["employeeNumber"],
+        json!("42"),
+        "{}",
+        replaced.body
+    );
+    let removed = scim
+        .patch(
+            &id,
+            json!([{ "op": "remove", "path": format!("{ENTERPRISE}:employeeNumber") }]),
+        )
+        .await;
+    assert!(removed.body.get(ENTERPRISE).is_none(), "{}", removed.body);
+    assert_eq!(removed.body["schemas"], json!([USER]));
+}

@@ -103,11 +103,7 @@ pub fn resource(user: &User, base_url: &str) -> Value {
     let mut body = json!({
         "id": user.id.to_string(),
         "userName": scim.user_name,
-        "name": {
-            "givenName": scim.given_name,
-            "familyName": scim.family_name,
-            "formatted": format!("{} {}", scim.given_name, scim.family_name),
-        },
+        "name": { "givenName": scim.given_name, "familyName": scim.family_name },
         "active": scim.active,
         "emails": [{ "value": scim.email, "type": "work", "primary": true }],
         "meta": {
@@ -273,6 +269,10 @@ fn apply_operation(scim: &mut ScimUser, operation: &Value) -> Result<(), ScimErr
     };
     let value = &operation["value"];
     match operation["path"].as_str() {
+        // The extension as a whole (`"path": "urn:…:enterprise:2.0:User"`).
+        Some(raw) if raw.trim().eq_ignore_ascii_case(SCHEMA_ENTERPRISE_USER) => {
+            apply_key(scim, op, raw.trim(), value)
+        }
         Some(raw) => {
             let path = parse_path(raw)
                 .map_err(|error| ScimError::bad(ScimType::InvalidPath, format!("path: {error}")))?;
@@ -297,6 +297,10 @@ fn apply_operation(scim: &mut ScimUser, operation: &Value) -> Result<(), ScimErr
 /// key may be a path (`name.givenName`) or an extension's URN.
 fn apply_key(scim: &mut ScimUser, op: Op, key: &str, value: &Value) -> Result<(), ScimError> {
     if key.eq_ignore_ascii_case(SCHEMA_ENTERPRISE_USER) {
+        if op == Op::Remove {
+            scim.employee_number = None;
+            return Ok(());
+        }
         let object = value.as_object().ok_or_else(|| {
             ScimError::bad(ScimType::InvalidValue, format!("{key} must be an object"))
         })?;
@@ -407,9 +411,10 @@ fn target(path: &AttrPath) -> Result<Target, ScimError> {
     if enterprise {
         return match (name.as_str(), sub) {
             ("employeenumber", None) => Ok(Target::EmployeeNumber),
-            ("costcenter" | "organization" | "division" | "department" | "manager", _) => {
-                Ok(Target::Ignored)
-            }
+            (
+                "costcenter" | "organization" | "division" | "department" | "manager" | "schemas",
+                _,
+            ) => Ok(Target::Ignored),
             _ => Err(unknown_attribute(path)),
         };
     }
