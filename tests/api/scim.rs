@@ -809,3 +809,42 @@ async fn employee_number_is_the_employee_number_attribute_once_defined() {
     assert!(removed.body.get(ENTERPRISE).is_none(), "{}", removed.body);
     assert_eq!(removed.body["schemas"], json!([USER]));
 }
+
+#[tokio::test]
+async fn watch_changes_streams_what_scim_changed_with_the_key_as_actor() {
+    use proto::{watch_changes_request::Start, watch_changes_response::Event};
+    let app = TestApp::spawn().await;
+    let mut stream = app
+        .changes(app.as_admin())
+        .watch_changes(proto::WatchChangesRequest {
+            start: Some(Start::FromBeginning(true)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let scim = Scim::new(&app, &app.admin_key);
+    let id = scim.create("jo.ann", "Jo", "Ann", "jo@acme.test").await;
+    scim.patch(
+        &id,
+        json!([{ "op": "replace", "path": "active", "value": false }]),
+    )
+    .await;
+    scim.call(Method::DELETE, &format!("/Users/{id}"), None)
+        .await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("a change within 10 s")
+            .unwrap()
+            .expect("the stream goes on");
+        if let Some(Event::Change(change)) = message.event {
+            if change.resource_id == id {
+                assert_eq!(change.actor_kind, ActorKind::ApiKey as i32);
+                seen.push(change.action);
+            }
+        }
+    }
+    assert_eq!(seen, ["user.create", "user.status.set", "user.delete"]);
+}
