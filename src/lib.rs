@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod pages;
 pub mod remote;
+pub mod scim;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -44,6 +44,7 @@ use crate::{
         organization_service_server::OrganizationServiceServer,
         user_service_server::UserServiceServer, FILE_DESCRIPTOR_SET,
     },
+    scim::ScimState,
     store::Pool,
     tls::{ServerTls, TlsSettings},
 };
@@ -222,6 +223,7 @@ impl Application {
         spawn_sign_in_sweep(&mut tasks, &sign_in, &database);
         let served = HttpServed {
             pages: sign_in.clone(),
+            scim: ScimState::new(pool.clone(), authenticator.clone(), tls.is_some()),
             metrics: ScrapeSources {
                 metrics: metrics.clone(),
                 pool: pool.clone(),
@@ -621,9 +623,10 @@ fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs, database: &Data
     );
 }
 
-/// What the HTTP listeners serve: the password pages and `/metrics`.
+/// What the HTTP listeners serve: the password pages with SCIM, and `/metrics`.
 struct HttpServed {
     pages: Arc<SignIn>,
+    scim: ScimState,
     metrics: ScrapeSources,
 }
 
@@ -638,7 +641,8 @@ async fn serve_http_listeners(
 ) -> Result<(Option<SocketAddr>, Option<SocketAddr>)> {
     let pages = match settings.http_listen {
         Some(listen) => {
-            let router = crate::pages::router(served.pages);
+            // SCIM shares the pages' listener and TLS, not their browser headers.
+            let router = crate::pages::router(served.pages).merge(crate::scim::router(served.scim));
             let server = ("the password pages server", "the password pages");
             Some(serve_http(tasks, server, listen, tls, router, stop.clone()).await?)
         }

@@ -2,6 +2,7 @@
 //! one unit of work: fetch, ask the rules, write); the reads and the rules
 //! live in `reads` and `rules`.
 
+mod condition;
 mod key;
 mod reads;
 mod rules;
@@ -31,6 +32,9 @@ use crate::store::Pool;
 use crate::store::{self, Transaction};
 
 pub use super::status::{AdminState, LegacyStatus, UserStatus};
+pub use condition::{
+    users_matching, MatchingUsers, TextField, TextOp, TimeField, TimeOp, UserCondition,
+};
 pub use key::{GivenUser, UserKey};
 pub use reads::{
     batch_get_users, get_user, groups_of_users, list_user_groups, list_users, lookup_users,

@@ -1,3 +1,5 @@
+mod conditions;
+
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
@@ -159,6 +161,8 @@ fn map_user_uniqueness(error: sqlx::Error, field_prefix: &str) -> DomainError {
         })
     })
 }
+
+pub use conditions::matching;
 
 pub async fn insert(
     tx: &mut Transaction<'_>,
@@ -454,10 +458,7 @@ fn push_search_terms(query: &mut QueryBuilder<'static, Postgres>, filter: &UserF
             .push_bind(format!("{WORD_START}{start}"));
     }
     for part in &terms.parts {
-        let escaped = part
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
+        let escaped = conditions::like_escape(part);
         query
             .push(" and users.search_key like ")
             .push_bind(format!("%{escaped}%"));

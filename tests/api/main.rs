@@ -45,6 +45,7 @@ mod names;
 mod onboarding;
 mod organizations;
 mod request_ergonomics;
+mod scim;
 mod search;
 mod second_factor;
 mod serve_crash;

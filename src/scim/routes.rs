@@ -1,0 +1,362 @@
+//! The SCIM endpoints: discovery (public, static) and `/Users`.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{any, get},
+    Router,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    auth::ScimCall,
+    discovery,
+    errors::{ScimError, ScimType},
+    filter::parse_filter,
+    resources::{
+        user::{self as scim_user, ScimUser},
+        Projection,
+    },
+    ScimState, BASE_PATH, MAX_RESULTS, MEDIA_TYPE, SCHEMA_LIST,
+};
+use crate::domain::user::{self, User, UserCondition};
+
+pub fn router(state: ScimState) -> Router {
+    Router::new()
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(service_provider_config),
+        )
+        .route("/scim/v2/Schemas", get(schemas))
+        .route("/scim/v2/Schemas/{id}", get(schema))
+        .route("/scim/v2/ResourceTypes", get(resource_types))
+        .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
+        .route("/scim/v2/Users", get(list_users).post(create_user))
+        .route(
+            "/scim/v2/Users/{id}",
+            get(get_user)
+                .put(replace_user)
+                .patch(patch_user)
+                .delete(delete_user),
+        )
+        .route("/scim/v2/{*rest}", any(not_served))
+        .with_state(state)
+}
+
+/// `<scheme>://<host>/scim/v2`, as the caller reached it.
+fn base_url(state: &ScimState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("localhost");
+    format!("{}://{host}{BASE_PATH}", state.scheme)
+}
+
+fn scim_json(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn service_provider_config(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+    let base_url = base_url(&state, &headers);
+    scim_json(
+        StatusCode::OK,
+        &discovery::service_provider_config(&base_url),
+    )
+}
+
+async fn schemas(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+    let all = discovery::schemas(&base_url(&state, &headers));
+    scim_json(StatusCode::OK, &discovery::list(all))
+}
+
+async fn schema(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let all = discovery::schemas(&base_url(&state, &headers));
+    by_id(all, &id, "schema")
+}
+
+async fn resource_types(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+    let all = discovery::resource_types(&base_url(&state, &headers));
+    scim_json(StatusCode::OK, &discovery::list(all))
+}
+
+async fn resource_type(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let all = discovery::resource_types(&base_url(&state, &headers));
+    by_id(all, &id, "resource type")
+}
+
+/// The discovery item with this `id`.
+fn by_id(items: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError> {
+    let found = items
+        .into_iter()
+        .find(|item| item["id"].as_str() == Some(id))
+        .ok_or_else(|| ScimError::not_found(format!("no {what} {}", crate::domain::echo(id))))?;
+    Ok(scim_json(StatusCode::OK, &found))
+}
+
+async fn not_served() -> ScimError {
+    ScimError::not_found("not served here: this service provider serves /Users and discovery")
+}
+
+/// The query parameters of a read, by name ignoring case.
+struct Parameters(Vec<(String, String)>);
+
+impl Parameters {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn number(&self, name: &str) -> Result<Option<i64>, ScimError> {
+        self.get(name)
+            .map(|raw| {
+                raw.trim().parse::<i64>().map_err(|_| {
+                    ScimError::bad(
+                        ScimType::InvalidValue,
+                        format!("{name}: {} is not an integer", crate::domain::echo(raw)),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn projection(&self) -> Result<Projection, ScimError> {
+        Projection::parse(self.get("attributes"), self.get("excludedAttributes"))
+    }
+}
+
+async fn list_users(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Query(parameters): Query<Vec<(String, String)>>,
+) -> Result<Response, ScimError> {
+    let call = call.reader()?;
+    let parameters = Parameters(parameters);
+    let projection = parameters.projection()?;
+    let condition = match parameters.get("filter") {
+        Some(raw) if !raw.trim().is_empty() => {
+            let filter = parse_filter(raw).map_err(|error| {
+                ScimError::bad(ScimType::InvalidFilter, format!("filter: {error}"))
+            })?;
+            scim_user::condition(&filter)?
+        }
+        _ => UserCondition::Always(true),
+    };
+    // RFC 7644 §3.4.2.4: a start below 1 is 1, a negative count is 0.
+    let start_index = parameters.number("startIndex")?.unwrap_or(1).max(1);
+    let count = parameters
+        .number("count")?
+        .unwrap_or(MAX_RESULTS)
+        .clamp(0, MAX_RESULTS);
+    let found = user::users_matching(
+        call.pool(),
+        call.organization_id(),
+        &condition,
+        start_index - 1,
+        count,
+    )
+    .await?;
+    let base_url = base_url(&state, &headers);
+    let resources: Vec<Value> = found
+        .users
+        .iter()
+        .map(|user| projection.apply(scim_user::resource(user, &base_url)))
+        .collect();
+    let body = json!({
+        "schemas": [SCHEMA_LIST],
+        "totalResults": found.total,
+        "startIndex": start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    });
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+/// A user of the caller's organization; an id that is not a UUID is not found.
+async fn find_user(call: &crate::domain::call::Call, raw_id: &str) -> Result<User, ScimError> {
+    let not_found =
+        || ScimError::not_found(format!("User {} not found", crate::domain::echo(raw_id)));
+    let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
+    match user::get_user(call.pool(), call.organization_id(), id).await {
+        Err(crate::domain::DomainError::NotFound(_)) => Err(not_found()),
+        found => Ok(found?),
+    }
+}
+
+/// One user with its ETag, `status` 200 or 201 (with its Location).
+fn user_response(
+    status: StatusCode,
+    user: &User,
+    base_url: &str,
+    projection: &Projection,
+) -> Response {
+    let resource = scim_user::resource(user, base_url);
+    let location = resource["meta"]["location"].as_str().map(str::to_owned);
+    let mut response = scim_json(status, &projection.apply(resource));
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&scim_user::version(user)) {
+        headers.insert(header::ETAG, etag);
+    }
+    if status == StatusCode::CREATED {
+        if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, location);
+        }
+    }
+    response
+}
+
+async fn get_user(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(parameters): Query<Vec<(String, String)>>,
+) -> Result<Response, ScimError> {
+    let call = call.reader()?;
+    let projection = Parameters(parameters).projection()?;
+    let found = find_user(call, &id).await?;
+    Ok(user_response(
+        StatusCode::OK,
+        &found,
+        &base_url(&state, &headers),
+        &projection,
+    ))
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ScimError> {
+    serde_json::from_slice(body).map_err(|error| {
+        ScimError::bad(
+            ScimType::InvalidSyntax,
+            format!("the body is not JSON: {error}"),
+        )
+    })
+}
+
+/// `If-Match` (RFC 7644 §3.14): the user must still be at a version the
+/// caller names (`*`: any).
+fn check_if_match(headers: &HeaderMap, user: &User) -> Result<(), ScimError> {
+    let Some(wanted) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let current = scim_user::version(user);
+    let strong = current.trim_start_matches("W/");
+    let matches = wanted.to_str().is_ok_and(|wanted| {
+        wanted
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag == current || tag == strong)
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(ScimError::precondition_failed(format!(
+            "the user changed: it is now at version {current}; read it again"
+        )))
+    }
+}
+
+async fn create_user(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let call = call.writer()?;
+    let scim = scim_user::from_resource(&json_body(&body)?, None)?;
+    let created = scim_user::create(call, &scim).await;
+    state.authenticator.forget_own_writes();
+    let base_url = base_url(&state, &headers);
+    Ok(user_response(
+        StatusCode::CREATED,
+        &created?,
+        &base_url,
+        &Projection::default(),
+    ))
+}
+
+/// How a PUT or PATCH turns the body and the user's current values into new ones.
+type Change = fn(&Value, &ScimUser) -> Result<ScimUser, ScimError>;
+
+async fn replace_user(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let replace: Change = |body, before| scim_user::from_resource(body, Some(before));
+    change_user(&state, &call, &headers, &id, &body, replace).await
+}
+
+async fn patch_user(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let patch: Change = |body, before| {
+        let mut after = before.clone();
+        scim_user::apply_patch(&mut after, body)?;
+        Ok(after)
+    };
+    change_user(&state, &call, &headers, &id, &body, patch).await
+}
+
+/// PUT and PATCH: the user at the version `If-Match` names, changed and saved.
+async fn change_user(
+    state: &ScimState,
+    call: &ScimCall,
+    headers: &HeaderMap,
+    id: &str,
+    body: &Bytes,
+    change: Change,
+) -> Result<Response, ScimError> {
+    let call = call.writer()?;
+    let body = json_body(body)?;
+    let found = find_user(call, id).await?;
+    check_if_match(headers, &found)?;
+    let before = ScimUser::of(&found);
+    let after = change(&body, &before)?;
+    let saved = scim_user::save(call, found, &before, &after).await;
+    state.authenticator.forget_own_writes();
+    Ok(user_response(
+        StatusCode::OK,
+        &saved?,
+        &base_url(state, headers),
+        &Projection::default(),
+    ))
+}
+
+async fn delete_user(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let call = call.writer()?;
+    let found = find_user(call, &id).await?;
+    check_if_match(&headers, &found)?;
+    let deleted = user::delete_user(call, found.id).await;
+    state.authenticator.forget_own_writes();
+    deleted?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,150 @@
+//! Users matching a `UserCondition` (a SCIM filter): the condition becomes
+//! a `where` clause with every value bound, never written into the SQL.
+
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{UserRow, USER_COLUMNS};
+use crate::domain::user::{TextField, TextOp, TimeField, TimeOp, User, UserCondition};
+
+/// A page of the matches, oldest first, and how many match in all.
+pub async fn matching(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+    condition: &UserCondition,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<User>, i64), sqlx::Error> {
+    let mut count = QueryBuilder::new("select count(*)");
+    push_from_where(&mut count, organization_id, condition);
+    let total: i64 = count
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(&mut *connection)
+        .await?;
+    if limit == 0 || offset >= total {
+        return Ok((Vec::new(), total));
+    }
+    let mut page = QueryBuilder::new(format!("select {USER_COLUMNS}"));
+    push_from_where(&mut page, organization_id, condition);
+    page.push(" order by users.create_time, users.id offset ")
+        .push_bind(offset)
+        .push(" limit ")
+        .push_bind(limit);
+    let rows: Vec<UserRow> = page
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(&mut *connection)
+        .await?;
+    Ok((rows.into_iter().map(Into::into).collect(), total))
+}
+
+fn push_from_where(
+    query: &mut QueryBuilder<'_, Postgres>,
+    organization_id: Uuid,
+    condition: &UserCondition,
+) {
+    query
+        .push(" from users where users.organization_id = ")
+        .push_bind(organization_id)
+        .push(" and ");
+    push_condition(query, condition);
+}
+
+/// Each comparison is never null (`coalesce`), so `not` turns exactly
+/// the matches into non-matches, absent values included.
+fn push_condition(query: &mut QueryBuilder<'_, Postgres>, condition: &UserCondition) {
+    match condition {
+        UserCondition::Always(true) => {
+            query.push("true");
+        }
+        UserCondition::Always(false) => {
+            query.push("false");
+        }
+        UserCondition::And(left, right) | UserCondition::Or(left, right) => {
+            let joint = match condition {
+                UserCondition::And(..) => " and ",
+                _ => " or ",
+            };
+            query.push("(");
+            push_condition(query, left);
+            query.push(joint);
+            push_condition(query, right);
+            query.push(")");
+        }
+        UserCondition::Not(inner) => {
+            query.push("not (");
+            push_condition(query, inner);
+            query.push(")");
+        }
+        UserCondition::Text { field, op, value } => push_text(query, *field, *op, value),
+        UserCondition::Present(field) => {
+            query.push(format!("coalesce({} <> '', false)", text_column(*field)));
+        }
+        UserCondition::Time { field, op, value } => {
+            let column = match field {
+                TimeField::Created => "users.create_time",
+                TimeField::LastModified => "users.update_time",
+            };
+            let operator = match op {
+                TimeOp::Equals => "=",
+                TimeOp::NotEquals => "<>",
+                TimeOp::After => ">",
+                TimeOp::AtOrAfter => ">=",
+                TimeOp::Before => "<",
+                TimeOp::AtOrBefore => "<=",
+            };
+            query
+                .push(format!("{column} {operator} "))
+                .push_bind(*value);
+        }
+        UserCondition::Active(active) => {
+            query
+                .push("((users.admin_state = 'ACTIVE' and users.legacy_status is null) = ")
+                .push_bind(*active)
+                .push(")");
+        }
+        UserCondition::Id(id) => {
+            query.push("users.id = ").push_bind(*id);
+        }
+    }
+}
+
+fn text_column(field: TextField) -> &'static str {
+    match field {
+        TextField::Username => "users.username",
+        TextField::Email => "users.email",
+        TextField::ExternalId => "users.external_id",
+        TextField::FirstName => "users.first_name",
+        TextField::LastName => "users.last_name",
+        TextField::Phone => "users.phone",
+    }
+}
+
+fn push_text(query: &mut QueryBuilder<'_, Postgres>, field: TextField, op: TextOp, value: &str) {
+    let column = text_column(field);
+    let (column, bound) = if field.case_exact() {
+        (column.to_owned(), "")
+    } else {
+        (format!("lower({column})"), "lower")
+    };
+    let (operator, bind, absent) = match op {
+        TextOp::Equals => ("=", value.to_owned(), "false"),
+        TextOp::NotEquals => ("<>", value.to_owned(), "true"),
+        TextOp::Contains => ("like", format!("%{}%", like_escape(value)), "false"),
+        TextOp::StartsWith => ("like", format!("{}%", like_escape(value)), "false"),
+        TextOp::EndsWith => ("like", format!("%{}", like_escape(value)), "false"),
+    };
+    query
+        .push(format!("coalesce({column} {operator} {bound}("))
+        .push_bind(bind)
+        .push(format!("), {absent})"));
+}
+
+/// `value` matched literally by LIKE (whose escape character is `\`).
+pub(super) fn like_escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
