@@ -419,6 +419,13 @@ impl Watcher {
                     "the changes after this cursor are past the retention window",
                 ));
             }
+            if *self.tail.announced.borrow() > self.tail.last() {
+                // Announced past what the tail holds (a batch larger than one
+                // read, or an announcement made while this watcher was
+                // sending): read on now rather than at the next one.
+                self.tail.fetch(self.feed(), false).await?;
+                continue;
+            }
             let poll = tokio::select! {
                 changed = announced.changed() => {
                     changed.expect("the tail outlives its watchers");

@@ -2,6 +2,8 @@
 //! operations, the request shapes Entra ID and Okta document, filters,
 //! paging, ETags, and who may do what.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use roster::{
     domain::caller::Scope,
@@ -547,6 +549,21 @@ async fn filters_combine_comparisons_and_pages_count_the_matches() {
     let ana = scim.create("ana", "Ana", "Lima", "ana@north.test").await;
     let bob = scim.create("bob", "Bob", "Lima", "bob@south.test").await;
     let cid = scim.create("cid", "Cid", "Moss", "cid@north.test").await;
+    // Sending an invitation writes its user: cid's change below must be the last.
+    crate::helpers::eventually(
+        "the invitations are sent",
+        Duration::from_secs(15),
+        || async {
+            let pending: i64 = sqlx::query_scalar(
+                "select count(*) from outbox where status = 'PENDING' or lease_owner is not null",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            (pending == 0).then_some(())
+        },
+    )
+    .await;
     scim.patch(
         &cid,
         json!([{ "op": "add", "path": "externalId", "value": "X_1" }]),
