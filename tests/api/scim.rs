@@ -141,18 +141,7 @@ fn encode(raw: &str) -> String {
 }
 
 /// The user as gRPC's GetUser answers it.
-async fn grpc_user(app: &TestApp, id: &str) -> proto::User {
-    app.users(app.as_admin())
-        .get_user(proto::GetUserRequest {
-            user_id: id.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-}
+use crate::attributes::get as grpc_user;
 
 fn resource_ids(list: &Value) -> Vec<String> {
     list["Resources"]
