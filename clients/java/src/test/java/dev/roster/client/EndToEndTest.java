@@ -433,6 +433,44 @@ class EndToEndTest {
     }
   }
 
+  /** A create sent while the server cannot be reached is retried until it is, and made once. */
+  @Test
+  void aCreateDuringAnOutageIsRetriedUntilTheServerAnswersAndMadeOnce() throws Exception {
+    try (TcpProxy proxy = new TcpProxy(env("ROSTER_SERVER"));
+        Roster through =
+            dial("localhost:" + proxy.port(), env("ROSTER_ADMIN_KEY"))
+                .withRetryPolicy(
+                    RetryPolicy.defaults()
+                        .withBackoff(Duration.ofMillis(50), Duration.ofMillis(200)))) {
+      proxy.refuse(true);
+      CompletableFuture<User> created =
+          CompletableFuture.supplyAsync(
+              () ->
+                  through
+                      .createUser(
+                          CreateUserRequest.newBuilder()
+                              .setUser(
+                                  User.newBuilder()
+                                      .setFirstName("Barbara")
+                                      .setLastName("Outage")
+                                      .setEmail("barbara.outage@e2e-java.example"))
+                              .setSendInvitation(false)
+                              .build())
+                      .getUser());
+      Thread.sleep(1000); // Attempts fail UNAVAILABLE meanwhile.
+      assertFalse(created.isDone(), "still retrying: " + created);
+      proxy.refuse(false);
+      User user = created.get(30, TimeUnit.SECONDS);
+
+      var found =
+          admin
+              .users()
+              .lookupUser(
+                  LookupUserRequest.newBuilder().setEmail("barbara.outage@e2e-java.example").build());
+      assertEquals(List.of(user.getId()), found.getUsersList().stream().map(User::getId).toList());
+    }
+  }
+
   /** Reads a change stream on a thread of its own, so a test waits for a change at most 10 s. */
   static final class Watcher implements AutoCloseable {
     private static final Duration PATIENCE = Duration.ofSeconds(10);
