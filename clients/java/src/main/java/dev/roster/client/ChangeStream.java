@@ -20,10 +20,7 @@ import java.util.NoSuchElementException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.logging.Logger;
@@ -72,15 +69,6 @@ import java.util.logging.Logger;
 public final class ChangeStream implements Iterator<Change>, Iterable<Change>, AutoCloseable {
   private static final Logger LOG = Logger.getLogger(ChangeStream.class.getName());
 
-  /** Checks every open stream for a silent connection; one daemon thread for all. */
-  private static final ScheduledExecutorService WATCHDOG =
-      Executors.newSingleThreadScheduledExecutor(
-          task -> {
-            Thread thread = new Thread(task, "roster-watch-idle");
-            thread.setDaemon(true);
-            return thread;
-          });
-
   private final ChangeServiceGrpc.ChangeServiceBlockingStub stub;
   private final WatchStart from;
   private final WatchOptions options;
@@ -121,7 +109,8 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
     this.options = options;
     long period = Math.max(options.idleTimeout().toMillis() / 4, 10);
     this.watchdog =
-        WATCHDOG.scheduleWithFixedDelay(this::dropIfSilent, period, period, TimeUnit.MILLISECONDS);
+        Timing.TIMER.scheduleWithFixedDelay(
+            this::dropIfSilent, period, period, TimeUnit.MILLISECONDS);
     awaitAnswer(open());
   }
 
@@ -345,13 +334,9 @@ public final class ChangeStream implements Iterator<Change>, Iterable<Change>, A
   /** Waits the backoff, then lets hasNext() open a new call after the cursor. */
   private void reconnectAfter(Status status) {
     responses = null;
-    long ceiling =
-        Math.min(
-            options.maxBackoff().toMillis(),
-            options.initialBackoff().toMillis() << Math.min(failedAttempts, 20));
+    long delay =
+        Timing.jitteredMillis(options.initialBackoff(), options.maxBackoff(), failedAttempts);
     failedAttempts++;
-    // Half fixed, half random: watchers cut off together do not all come back at once.
-    long delay = ceiling / 2 + ThreadLocalRandom.current().nextLong(ceiling / 2 + 1);
     LOG.info(
         () ->
             String.format(

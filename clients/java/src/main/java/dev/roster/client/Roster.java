@@ -2,9 +2,22 @@ package dev.roster.client;
 
 import com.google.protobuf.ByteString;
 import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.Message;
 import com.google.rpc.BadRequest;
 import dev.roster.v1.AuthServiceGrpc;
 import dev.roster.v1.ChangeServiceGrpc;
+import dev.roster.v1.CloneUserRequest;
+import dev.roster.v1.CloneUserResponse;
+import dev.roster.v1.CreateApiKeyRequest;
+import dev.roster.v1.CreateApiKeyResponse;
+import dev.roster.v1.CreateGroupRequest;
+import dev.roster.v1.CreateGroupResponse;
+import dev.roster.v1.CreateProfileRequest;
+import dev.roster.v1.CreateProfileResponse;
+import dev.roster.v1.CreateUnitRequest;
+import dev.roster.v1.CreateUnitResponse;
+import dev.roster.v1.CreateUserRequest;
+import dev.roster.v1.CreateUserResponse;
 import dev.roster.v1.GroupServiceGrpc;
 import dev.roster.v1.ImportOptions;
 import dev.roster.v1.ImportRowResult;
@@ -39,15 +52,19 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
+import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * A channel to a Roster server whose stubs carry a bearer token (an API key or a user's access
  * token) on every call, a streaming CSV import on the async stub, and {@link #watch(WatchStart,
- * WatchOptions)}, the organization's changes as they commit.
+ * WatchOptions)}, the organization's changes as they commit, and creates that are safe to retry
+ * and retried ({@link #createUser(CreateUserRequest)} and the others, see there).
  *
  * <pre>{@code
  * try (Roster roster = Roster.connect("roster.internal:50051", apiKey, false)) {
  *   User user = roster.users().getUser(GetUserRequest.newBuilder().setUserId(id).build()).getUser();
+ *   User created = roster.createUser(CreateUserRequest.newBuilder().setUser(ana).build()).getUser();
  * }
  * }</pre>
  */
@@ -62,10 +79,16 @@ public final class Roster implements AutoCloseable {
 
   private final ManagedChannel channel;
   private final CallCredentials credentials;
+  private final RetryPolicy retryPolicy;
 
-  private Roster(ManagedChannel channel, CallCredentials credentials) {
+  private Roster(ManagedChannel channel, CallCredentials credentials, RetryPolicy retryPolicy) {
     this.channel = channel;
     this.credentials = credentials;
+    this.retryPolicy = retryPolicy;
+  }
+
+  private Roster(ManagedChannel channel, CallCredentials credentials) {
+    this(channel, credentials, RetryPolicy.defaults());
   }
 
   /**
@@ -162,6 +185,94 @@ public final class Roster implements AutoCloseable {
   }
 
   /**
+   * This client with another {@link RetryPolicy} for its retrying calls ({@link
+   * #createUser(CreateUserRequest)} and the other creates, {@link #retrying(Supplier)}). It
+   * shares this one's channel: close one of the two, once.
+   */
+  public Roster withRetryPolicy(RetryPolicy policy) {
+    return new Roster(channel, credentials, Objects.requireNonNull(policy, "policy"));
+  }
+
+  /** The policy of the retrying calls; {@link RetryPolicy#defaults()} unless set. */
+  public RetryPolicy retryPolicy() {
+    return retryPolicy;
+  }
+
+  /**
+   * {@code CreateUser}, safe to retry and retried: when {@code request_id} is empty it is set to a
+   * fresh random UUID, then the same request (the same id) is sent again after each failure a
+   * new attempt may cure, and the server returns the first result to a retry instead of creating
+   * the user twice. Retried: {@code UNAVAILABLE} (the server or its database is away, as for
+   * about 10 s during a PostgreSQL failover), {@code DEADLINE_EXCEEDED} (the attempt's deadline
+   * passed: whether it created the user is unknown, the retry finds out), {@code
+   * RESOURCE_EXHAUSTED} with a {@code google.rpc.RetryInfo} (throttled), and {@code
+   * ALREADY_EXISTS} with reason {@code REQUEST_IN_PROGRESS} (the first attempt still runs).
+   * Every other error is thrown at once. The waits are the server's {@code RetryInfo} delay when
+   * it gives one, else capped exponential backoff with jitter; the {@link #retryPolicy()}'s budget
+   * (30 s by default) ends the retries with the last error.
+   *
+   * <p>Set {@code request_id} yourself (and keep it, with what you are creating) to carry the
+   * guarantee across a restart of your process: the same id by the same key is the same user.
+   *
+   * @throws StatusRuntimeException the first error no retry may cure, or the last one when the
+   *     budget ends; {@code CANCELLED} when the thread is interrupted
+   */
+  public CreateUserResponse createUser(CreateUserRequest request) {
+    return create("CreateUser", request, users()::createUser);
+  }
+
+  /** {@code CloneUser}, safe to retry and retried as {@link #createUser(CreateUserRequest)}. */
+  public CloneUserResponse cloneUser(CloneUserRequest request) {
+    return create("CloneUser", request, users()::cloneUser);
+  }
+
+  /** {@code CreateGroup}, safe to retry and retried as {@link #createUser(CreateUserRequest)}. */
+  public CreateGroupResponse createGroup(CreateGroupRequest request) {
+    return create("CreateGroup", request, groups()::createGroup);
+  }
+
+  /** {@code CreateUnit}, safe to retry and retried as {@link #createUser(CreateUserRequest)}. */
+  public CreateUnitResponse createUnit(CreateUnitRequest request) {
+    return create("CreateUnit", request, groups()::createUnit);
+  }
+
+  /** {@code CreateProfile}, safe to retry and retried as {@link #createUser(CreateUserRequest)}. */
+  public CreateProfileResponse createProfile(CreateProfileRequest request) {
+    return create("CreateProfile", request, groups()::createProfile);
+  }
+
+  /**
+   * {@code CreateApiKey}, safe to retry and retried as {@link #createUser(CreateUserRequest)}. A
+   * retry that returns the first key returns its metadata only: the secret is shown once, so a
+   * retried create whose first answer was lost comes back with an empty {@code secret} (revoke
+   * that key and create another).
+   */
+  public CreateApiKeyResponse createApiKey(CreateApiKeyRequest request) {
+    return create("CreateApiKey", request, auth()::createApiKey);
+  }
+
+  private <Q extends Message, R> R create(String method, Q request, Function<Q, R> rpc) {
+    Q identified = Retries.withRequestId(request);
+    return Retries.call(retryPolicy, method, () -> rpc.apply(identified));
+  }
+
+  /**
+   * Runs {@code call}, one unary call on this client's stubs, retrying it as {@link
+   * #createUser(CreateUserRequest)} does, under the {@link #retryPolicy()}: each attempt runs in
+   * a {@link io.grpc.Context} with the attempt's deadline, which the stubs' calls take on. Only
+   * for calls that are safe to repeat: reads, and creates whose request carries a {@code
+   * request_id}. Never for other writes ({@code SetUserStatus}, {@code AddUserToGroups}, …):
+   * one whose outcome was unknown could be applied twice.
+   *
+   * <pre>{@code
+   * User user = roster.retrying(() -> roster.users().getUser(request)).getUser();
+   * }</pre>
+   */
+  public <T> T retrying(Supplier<T> call) {
+    return Retries.call(retryPolicy, "call", call);
+  }
+
+  /**
    * Watches the organization's changes ({@code WatchChanges}, a VIEWER key or more) from {@code
    * from}, reconnecting after the last cursor whenever the connection drops; see {@link
    * ChangeStream}. Returns once the server has answered the call, which it does after taking its
@@ -194,14 +305,19 @@ public final class Roster implements AutoCloseable {
 
   /** The typed field violations of an {@code INVALID_ARGUMENT}, if the error carries them. */
   public static Optional<BadRequest> badRequest(StatusRuntimeException error) {
+    return detail(error, BadRequest.class);
+  }
+
+  /** The error's first detail of this type ({@code google.rpc.RetryInfo}, …), if it has one. */
+  static <T extends Message> Optional<T> detail(StatusRuntimeException error, Class<T> type) {
     com.google.rpc.Status status = StatusProto.fromThrowable(error);
     if (status == null) {
       return Optional.empty();
     }
     for (com.google.protobuf.Any detail : status.getDetailsList()) {
-      if (detail.is(BadRequest.class)) {
+      if (detail.is(type)) {
         try {
-          return Optional.of(detail.unpack(BadRequest.class));
+          return Optional.of(detail.unpack(type));
         } catch (InvalidProtocolBufferException e) {
           return Optional.empty();
         }

@@ -5,7 +5,6 @@ import java.time.Duration;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.List;
-import java.util.Objects;
 
 /**
  * What {@link Roster#watch(WatchStart, WatchOptions)} asks for and how it reconnects. Immutable:
@@ -55,19 +54,8 @@ public record WatchOptions(
         throw new IllegalArgumentException("userIds: an empty user id");
       }
     }
-    requirePositive(initialBackoff, "initialBackoff");
-    requirePositive(maxBackoff, "maxBackoff");
-    requirePositive(idleTimeout, "idleTimeout");
-    if (maxBackoff.compareTo(initialBackoff) < 0) {
-      throw new IllegalArgumentException("maxBackoff must be at least initialBackoff");
-    }
-  }
-
-  private static void requirePositive(Duration duration, String name) {
-    Objects.requireNonNull(duration, name);
-    if (duration.isNegative() || duration.isZero()) {
-      throw new IllegalArgumentException(name + " must be positive");
-    }
+    Timing.requireBackoff(initialBackoff, maxBackoff);
+    Timing.requirePositive(idleTimeout, "idleTimeout");
   }
 
   /**

@@ -15,6 +15,7 @@ import dev.roster.v1.CreateApiKeyRequest;
 import dev.roster.v1.CreateGroupRequest;
 import dev.roster.v1.CreateUserRequest;
 import dev.roster.v1.FieldIssue;
+import dev.roster.v1.GetUserRequest;
 import dev.roster.v1.Group;
 import dev.roster.v1.ImportOptions;
 import dev.roster.v1.ImportRowResult;
@@ -41,6 +42,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
+import java.util.UUID;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -181,6 +183,35 @@ class EndToEndTest {
     assertEquals(Status.Code.PERMISSION_DENIED, error.getStatus().getCode());
   }
 
+  @Test
+  void aCreateSentAgainWithItsRequestIdReturnsTheFirstUser() {
+    CreateUserRequest request =
+        CreateUserRequest.newBuilder()
+            .setUser(
+                User.newBuilder()
+                    .setFirstName("Ada")
+                    .setLastName("Twice")
+                    .setEmail("ada.twice@e2e-java.example"))
+            .setSendInvitation(false)
+            .setRequestId("e2e-java-" + UUID.randomUUID())
+            .build();
+    User first = admin.createUser(request).getUser();
+    // As a retry whose first answer was lost: the server returns the first result.
+    assertEquals(first.getId(), admin.createUser(request).getUser().getId());
+    assertEquals(first.getId(), admin.users().createUser(request).getUser().getId());
+
+    // A fresh request id is a new create: the user exists, refused at once (not retried).
+    var again =
+        assertThrows(
+            StatusRuntimeException.class,
+            () -> admin.createUser(request.toBuilder().clearRequestId().build()));
+    assertEquals(Status.Code.ALREADY_EXISTS, again.getStatus().getCode());
+
+    GetUserRequest read = GetUserRequest.newBuilder().setUserId(first.getId()).build();
+    User readBack = admin.retrying(() -> admin.users().getUser(read)).getUser();
+    assertEquals(first.getId(), readBack.getId());
+  }
+
   /** Streams the file from disk; every row's outcome matches what `roster import` reported. */
   @Test
   void importingAFileFromDiskGivesTheSameRowOutcomesAsTheCommandLine() throws Exception {
@@ -244,7 +275,6 @@ class EndToEndTest {
             .findFirst()
             .orElseThrow();
     return admin
-        .groups()
         .createGroup(
             CreateGroupRequest.newBuilder()
                 .setGroup(
@@ -259,7 +289,6 @@ class EndToEndTest {
   /** A user created without an invitation, so that no mail touches it meanwhile. */
   static User createUser(String firstName) {
     return admin
-        .users()
         .createUser(
             CreateUserRequest.newBuilder()
                 .setUser(
@@ -401,6 +430,44 @@ class EndToEndTest {
         assertEquals(after.getId(), watcher.next().getResourceId());
         watcher.assertNoMore(Duration.ofSeconds(1));
       }
+    }
+  }
+
+  /** A create sent while the server cannot be reached is retried until it is, and made once. */
+  @Test
+  void aCreateDuringAnOutageIsRetriedUntilTheServerAnswersAndMadeOnce() throws Exception {
+    try (TcpProxy proxy = new TcpProxy(env("ROSTER_SERVER"));
+        Roster through =
+            dial("localhost:" + proxy.port(), env("ROSTER_ADMIN_KEY"))
+                .withRetryPolicy(
+                    RetryPolicy.defaults()
+                        .withBackoff(Duration.ofMillis(50), Duration.ofMillis(200)))) {
+      proxy.refuse(true);
+      CompletableFuture<User> created =
+          CompletableFuture.supplyAsync(
+              () ->
+                  through
+                      .createUser(
+                          CreateUserRequest.newBuilder()
+                              .setUser(
+                                  User.newBuilder()
+                                      .setFirstName("Barbara")
+                                      .setLastName("Outage")
+                                      .setEmail("barbara.outage@e2e-java.example"))
+                              .setSendInvitation(false)
+                              .build())
+                      .getUser());
+      Thread.sleep(1000); // Attempts fail UNAVAILABLE meanwhile.
+      assertFalse(created.isDone(), "still retrying: " + created);
+      proxy.refuse(false);
+      User user = created.get(30, TimeUnit.SECONDS);
+
+      var found =
+          admin
+              .users()
+              .lookupUser(
+                  LookupUserRequest.newBuilder().setEmail("barbara.outage@e2e-java.example").build());
+      assertEquals(List.of(user.getId()), found.getUsersList().stream().map(User::getId).toList());
     }
   }
 
