@@ -232,6 +232,15 @@ impl Authenticator {
     }
 }
 
+/// The token of an `Authorization` value `Bearer <token>` (the scheme in
+/// any case, RFC 7235); `None` when the value is not one. Every door (gRPC,
+/// SCIM) reads its bearer token with this.
+pub fn bearer_credential(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn unknown_token() -> DomainError {
     DomainError::Unauthenticated("unknown token".into())
 }
@@ -346,5 +355,19 @@ impl Uses {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credential;
+
+    #[test]
+    fn a_bearer_value_gives_its_token_whatever_the_scheme_case() {
+        assert_eq!(bearer_credential("Bearer rst_key_x"), Some("rst_key_x"));
+        assert_eq!(bearer_credential("bEARER  rst_key_x "), Some("rst_key_x"));
+        for refused in ["", "Bearer", "Bearer  ", "Basic abc", "rst_key_x"] {
+            assert_eq!(bearer_credential(refused), None, "{refused:?}");
+        }
     }
 }

@@ -189,8 +189,8 @@ impl ChangeFeed {
         Ok(())
     }
 
-    /// Changes after `position` from the database, with the access of the
-    /// users they name; OUT_OF_RANGE when the next one was pruned.
+    /// Changes after `position` from the database, a batch at a time, with
+    /// the access of the users they name.
     async fn read_after(
         &self,
         organization_id: Uuid,
@@ -199,22 +199,6 @@ impl ChangeFeed {
         let changes = read!(&self.pool, |connection| {
             store::changes::after(connection, organization_id, position, READ_BATCH).await
         })?;
-        if changes
-            .first()
-            .is_some_and(|first| first.position != position + 1)
-        {
-            return Err(out_of_range(
-                "the changes after this cursor are past the retention window",
-            ));
-        }
-        self.deliverable(organization_id, changes).await
-    }
-
-    async fn deliverable(
-        &self,
-        organization_id: Uuid,
-        changes: Vec<Change>,
-    ) -> Result<Vec<Arc<DeliveredChange>>, DomainError> {
         let mut user_ids: Vec<Uuid> = changes.iter().filter_map(Change::user_id).collect();
         user_ids.sort_unstable();
         user_ids.dedup();
@@ -264,6 +248,11 @@ async fn access_of_users(
             (user.id, AuthorizableAccess::of(user.status, grants))
         })
         .collect())
+}
+
+/// What a watcher wanted next was pruned.
+fn pruned() -> DomainError {
+    out_of_range("the changes after this cursor are past the retention window")
 }
 
 fn out_of_range(why: &str) -> DomainError {
@@ -332,11 +321,7 @@ impl Tail {
             return Ok(());
         }
         *last_read = Instant::now();
-        let after = self.last();
-        let changes = read!(&feed.pool, |connection| {
-            store::changes::after(connection, self.organization_id, after, READ_BATCH).await
-        })?;
-        let fresh = feed.deliverable(self.organization_id, changes).await?;
+        let fresh = feed.read_after(self.organization_id, self.last()).await?;
         let mut recent = self.recent.write().expect("recent lock");
         if let Some(first) = fresh.first() {
             if first.change.position != recent.last() + 1 {
@@ -404,9 +389,17 @@ impl Watcher {
             let batch = match self.tail.after(self.position) {
                 Some(batch) => batch,
                 None => {
-                    self.feed()
+                    let read = self
+                        .feed()
                         .read_after(self.organization_id, self.position)
-                        .await?
+                        .await?;
+                    if read
+                        .first()
+                        .is_some_and(|first| first.change.position != self.position + 1)
+                    {
+                        return Err(pruned());
+                    }
+                    read
                 }
             };
             if let Some(last) = batch.last() {
@@ -415,9 +408,7 @@ impl Watcher {
             }
             if self.position < self.tail.recent.read().expect("recent lock").base {
                 // Behind the tail and nothing read: what it wanted was pruned.
-                return Err(out_of_range(
-                    "the changes after this cursor are past the retention window",
-                ));
+                return Err(pruned());
             }
             if *self.tail.announced.borrow() > self.tail.last() {
                 // Announced past what the tail holds (a batch larger than one

@@ -12,7 +12,7 @@ use super::{
     middleware::{Answer, Around, Next},
 };
 use crate::domain::{
-    authentication::Authenticator,
+    authentication::{bearer_credential, Authenticator},
     caller::{Caller, Scope},
     DomainError,
 };
@@ -102,21 +102,29 @@ fn may_write(path: &str, access: Option<Access>) -> bool {
     !reads && !path.starts_with("/grpc.")
 }
 
-pub(super) fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, Status> {
+fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, Status> {
     let header = authorization.ok_or_else(|| {
         Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
     })?;
     header
         .to_str()
         .ok()
-        .and_then(|value| value.split_once(' '))
-        // RFC 7235: the auth scheme is case-insensitive.
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty())
+        .and_then(bearer_credential)
         .ok_or_else(|| {
             Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`")
         })
+}
+
+/// Runs this layer's check again for a call that stays open (a WatchChanges
+/// stream): the same token against the method's access, as they stand now.
+pub(super) async fn authorize_again(
+    authenticator: &Authenticator,
+    path: &str,
+    authorization: Option<&HeaderValue>,
+) -> Result<(), Status> {
+    authorize(authenticator, path, required_access(path), authorization)
+        .await
+        .map(drop)
 }
 
 fn denial(access: Access) -> String {

@@ -6,15 +6,17 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::{auth_layer::bearer_token, caller, convert::changes as convert};
+use super::{auth_layer::authorize_again, caller, convert::changes as convert};
 use crate::{
     domain::{
         authentication::Authenticator,
-        caller::Scope,
         change_feed::{ChangeFeed, Watcher},
-        changes::ChangeFilter,
+        changes::{ChangeFilter, DeliveredChange},
     },
-    proto::{self, change_service_server::ChangeService},
+    proto::{
+        self,
+        change_service_server::{ChangeService, SERVICE_NAME},
+    },
 };
 
 /// How often a stream checks that its caller may still watch: a revoked key
@@ -55,8 +57,12 @@ impl ChangeService for ChangeHandler {
         request: Request<proto::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
         let caller = caller(&request)?;
-        let headers = request.metadata().clone().into_headers();
-        let bearer = bearer_token(headers.get(http::header::AUTHORIZATION))?.to_owned();
+        // What the auth layer checked, kept to check again while the stream is open.
+        let authorization = request
+            .metadata()
+            .clone()
+            .into_headers()
+            .remove(http::header::AUTHORIZATION);
         let (start, filter) = convert::watch_request(request.get_ref(), caller.organization_id)?;
         let watcher = self.feed.watch(caller.organization_id, start).await?;
         let (sender, receiver) = mpsc::channel(BUFFERED);
@@ -64,7 +70,7 @@ impl ChangeService for ChangeHandler {
             watcher,
             filter,
             authenticator: self.authenticator.clone(),
-            bearer,
+            authorization,
             heartbeat: self.feed.settings().heartbeat,
             sender,
             stopping: self.stopping.clone(),
@@ -82,14 +88,15 @@ struct Stream {
     watcher: Watcher,
     filter: ChangeFilter,
     authenticator: Arc<Authenticator>,
-    bearer: String,
+    authorization: Option<http::HeaderValue>,
     heartbeat: Duration,
     sender: Sender,
     stopping: watch::Receiver<bool>,
 }
 
 impl Stream {
-    /// Sends (a heartbeat when nothing was sent for a while) until the consumer goes, the caller may no longer watch, or the
+    /// Sends changes, and a heartbeat when nothing was sent for a while,
+    /// until the consumer goes, the caller may no longer watch, or the
     /// stream cannot go on (OUT_OF_RANGE, the database lost).
     async fn run(mut self) {
         // First a heartbeat with where the stream starts: a consumer that
@@ -123,14 +130,11 @@ impl Stream {
                 return;
             }
             let sent = match next {
-                Ok(Some(batch)) => match self.send_batch(&batch).await {
-                    Ok(0) => Ok(()),
-                    Ok(_) => {
+                Ok(Some(batch)) => self.send_batch(&batch).await.map(|sent| {
+                    if sent > 0 {
                         quiet_since = tokio::time::Instant::now();
-                        Ok(())
                     }
-                    Err(gone) => Err(gone),
-                },
+                }),
                 Ok(None) if quiet_since.elapsed() >= self.heartbeat => {
                     quiet_since = tokio::time::Instant::now();
                     let cursor = self.watcher.cursor();
@@ -150,7 +154,7 @@ impl Stream {
 
     async fn send_batch(
         &self,
-        batch: &[Arc<crate::domain::changes::DeliveredChange>],
+        batch: &[Arc<DeliveredChange>],
     ) -> Result<usize, mpsc::error::SendError<Result<proto::WatchChangesResponse, Status>>> {
         let organization_id = self.watcher.cursor().organization_id;
         let mut sent = 0;
@@ -166,16 +170,12 @@ impl Stream {
         Ok(sent)
     }
 
-    /// The token still authenticates (not revoked or expired; a user who can
-    /// still sign in) and still has the VIEWER scope.
+    /// The auth layer's check of this method, again: the token still
+    /// authenticates (not revoked or expired; a user who can still sign in)
+    /// and still has the scope the method requires.
     async fn may_still_watch(&self) -> Result<(), Status> {
-        let caller = self.authenticator.authenticate(&self.bearer).await?;
-        if !caller.scopes.allows(Scope::Viewer) {
-            return Err(Status::permission_denied(
-                "this token no longer has the VIEWER scope WatchChanges requires",
-            ));
-        }
-        Ok(())
+        let path = format!("/{SERVICE_NAME}/WatchChanges");
+        authorize_again(&self.authenticator, &path, self.authorization.as_ref()).await
     }
 }
 

@@ -6,6 +6,7 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 
 use super::{errors::ScimError, ScimState};
 use crate::domain::{
+    authentication::bearer_credential,
     call::Call,
     caller::{Principal, Scope},
     request::RequestId,
@@ -44,10 +45,7 @@ impl FromRequestParts<ScimState> for ScimCall {
         let token = header
             .to_str()
             .ok()
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
+            .and_then(bearer_credential)
             .ok_or_else(|| {
                 ScimError::unauthorized("the Authorization header must be `Bearer <API key>`")
             })?;

@@ -47,17 +47,6 @@ async fn publish_in(
     changes: &[&NewChange<'_>],
 ) -> Result<(), sqlx::Error> {
     let count = changes.len() as i64;
-    let last = sqlx::query_scalar!(
-        "insert into change_counters (organization_id, last_position) values ($1, $2) \
-         on conflict (organization_id) do update \
-         set last_position = change_counters.last_position + excluded.last_position \
-         returning last_position",
-        organization_id,
-        count,
-    )
-    .fetch_one(&mut **tx)
-    .await?;
-    let positions: Vec<i64> = (last - count + 1..=last).collect();
     let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
     let operations: Vec<&str> = changes.iter().map(|c| c.operation.as_str()).collect();
     let resource_ids: Vec<&str> = changes
@@ -86,18 +75,29 @@ async fn publish_in(
             ids.join(",")
         })
         .collect();
+    // One round trip on every write: take the positions (locking the
+    // counter row), write the rows numbered from them, announce the last.
     sqlx::query!(
-        "insert into changes (organization_id, position, kind, operation, resource_id, action, \
-         changed_fields, actor_kind, actor_id, request_id, group_ids, commit_time) \
-         select $1, t.position, t.kind, t.operation, t.resource_id, t.action, \
-         string_to_array(t.changed_fields, ','), t.actor_kind, t.actor_id, t.request_id, \
-         string_to_array(t.group_ids, ',')::uuid[], clock_timestamp() \
-         from unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-         $8::text[], $9::uuid[], $10::text[], $11::text[]) \
-         as t(position, kind, operation, resource_id, action, changed_fields, actor_kind, actor_id, \
-         request_id, group_ids)",
+        "with counter as ( \
+           insert into change_counters (organization_id, last_position) values ($1, $2) \
+           on conflict (organization_id) do update \
+           set last_position = change_counters.last_position + excluded.last_position \
+           returning last_position \
+         ), numbered as ( \
+           insert into changes (organization_id, position, kind, operation, resource_id, action, \
+           changed_fields, actor_kind, actor_id, request_id, group_ids, commit_time) \
+           select $1, counter.last_position - $2 + t.n, t.kind, t.operation, t.resource_id, t.action, \
+           string_to_array(t.changed_fields, ','), t.actor_kind, t.actor_id, t.request_id, \
+           string_to_array(t.group_ids, ',')::uuid[], clock_timestamp() \
+           from counter, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+           $8::text[], $9::uuid[], $10::text[], $11::text[]) with ordinality \
+           as t(kind, operation, resource_id, action, changed_fields, actor_kind, actor_id, \
+           request_id, group_ids, n) \
+           returning position \
+         ) \
+         select pg_notify($12, $1::text || ':' || (select max(position) from numbered))",
         organization_id,
-        &positions,
+        count,
         &kinds as &[&str],
         &operations as &[&str],
         &resource_ids as &[&str],
@@ -107,13 +107,7 @@ async fn publish_in(
         &actor_ids as &[Option<Uuid>],
         &request_ids as &[&str],
         &group_ids,
-    )
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query!(
-        "select pg_notify($1, $2)",
         CHANNEL,
-        format!("{organization_id}:{last}"),
     )
     .execute(&mut **tx)
     .await?;
