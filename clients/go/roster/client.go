@@ -1,7 +1,8 @@
 // Package roster is a small layer over the generated Roster stubs
 // (package rosterv1): a connection that carries a bearer token on every
-// call, per-call tokens, a streaming CSV import, and Watch, the
-// organization's changes as a resumable iterator.
+// call, per-call tokens, creates retried safely across a failover
+// (CreateUser, ...), a streaming CSV import, and Watch, the organization's
+// changes as a resumable iterator.
 package roster
 
 import (
@@ -28,6 +29,7 @@ type Client struct {
 	Groups        rosterv1.GroupServiceClient
 	Imports       rosterv1.ImportServiceClient
 	Changes       rosterv1.ChangeServiceClient
+	retry         RetryPolicy
 }
 
 // Option adjusts Dial.
@@ -37,6 +39,7 @@ type dialSettings struct {
 	plaintext bool
 	tls       *tls.Config
 	extra     []grpc.DialOption
+	retry     *RetryPolicy
 }
 
 // Plaintext dials without TLS: for a server on loopback or in development.
@@ -86,6 +89,13 @@ func Dial(target, token string, options ...Option) (*Client, error) {
 	for _, option := range options {
 		option(&settings)
 	}
+	retry := DefaultRetryPolicy()
+	if settings.retry != nil {
+		retry = *settings.retry
+	}
+	if err := retry.validate(); err != nil {
+		return nil, err
+	}
 	transport := credentials.NewTLS(settings.tls)
 	if settings.plaintext {
 		transport = insecure.NewCredentials()
@@ -106,6 +116,7 @@ func Dial(target, token string, options ...Option) (*Client, error) {
 		Groups:        rosterv1.NewGroupServiceClient(conn),
 		Imports:       rosterv1.NewImportServiceClient(conn),
 		Changes:       rosterv1.NewChangeServiceClient(conn),
+		retry:         retry,
 	}, nil
 }
 

@@ -229,13 +229,15 @@ func (w *watcher) wait(t *testing.T) []received {
 }
 
 // proxy forwards TCP connections to a server; cut drops every connection
-// (a reset) and refuses new ones until resume.
+// (a reset) and refuses new ones until resume; swallowAnswers drops what the
+// server sends (requests still reach it) until cut.
 type proxy struct {
-	listener net.Listener
-	target   string
-	mu       sync.Mutex
-	conns    []net.Conn
-	refusing bool
+	listener   net.Listener
+	target     string
+	mu         sync.Mutex
+	conns      []net.Conn
+	refusing   bool
+	swallowing bool
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -273,14 +275,42 @@ func (p *proxy) serve() {
 		p.conns = append(p.conns, client, server)
 		p.mu.Unlock()
 		go func() { io.Copy(server, client); server.Close() }()
-		go func() { io.Copy(client, server); client.Close() }()
+		go func() { p.answer(client, server); client.Close() }()
 	}
+}
+
+// answer copies what the server sends to the client, but while swallowing.
+func (p *proxy) answer(client, server net.Conn) {
+	buffer := make([]byte, 32*1024)
+	for {
+		n, err := server.Read(buffer)
+		if n > 0 {
+			p.mu.Lock()
+			swallowing := p.swallowing
+			p.mu.Unlock()
+			if !swallowing {
+				if _, err := client.Write(buffer[:n]); err != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *proxy) swallowAnswers() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.swallowing = true
 }
 
 func (p *proxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refusing = true
+	p.swallowing = false
 	for _, conn := range p.conns {
 		reset(conn)
 	}
