@@ -111,6 +111,10 @@ impl Database {
         };
         let writes_only = hosts.as_ref().is_some_and(DatabaseHosts::requires_writes);
         let mut pool_options = pool_options(max_connections);
+        let moves = store::connections::HostMoves::new();
+        if hosts.as_ref().is_some_and(DatabaseHosts::is_choice) {
+            pool_options = moves.pool_options(pool_options);
+        }
         if writes_only {
             // A host demoted after it was chosen must not hand out sessions.
             pool_options = pool_options.after_connect(|connection, _| {
@@ -135,7 +139,7 @@ impl Database {
             .context("cannot apply migrations")?;
         let mut pool = store::Pool::from(pool);
         if let Some(hosts) = hosts {
-            pool = pool.with_hosts(hosts);
+            pool = pool.with_hosts(hosts, moves);
         }
         Ok(Self { pool, cluster })
     }

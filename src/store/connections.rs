@@ -33,8 +33,9 @@ use crate::database_hosts::{place, DatabaseHosts};
 pub struct Pool {
     pool: PgPool,
     waiting: Arc<AtomicUsize>,
-    /// The hosts of a multi-host DATABASE_URL, when there is a choice.
-    hosts: Option<Arc<DatabaseHosts>>,
+    /// The hosts of a multi-host DATABASE_URL, when there is a choice, and
+    /// when the pool last moved between them.
+    hosts: Option<(Arc<DatabaseHosts>, Arc<HostMoves>)>,
 }
 
 impl From<PgPool> for Pool {
@@ -91,10 +92,11 @@ impl Pool {
     }
 
     /// The pool connects to one of `hosts` (a multi-host DATABASE_URL) and
-    /// follows the right one with `repoint`.
-    pub fn with_hosts(self, hosts: DatabaseHosts) -> Self {
+    /// follows the right one with `repoint`; `moves` is what the pool's
+    /// hooks were given (`HostMoves::pool_options`).
+    pub fn with_hosts(self, hosts: DatabaseHosts, moves: Arc<HostMoves>) -> Self {
         Self {
-            hosts: hosts.is_choice().then(|| Arc::new(hosts)),
+            hosts: hosts.is_choice().then(|| (Arc::new(hosts), moves)),
             ..self
         }
     }
@@ -103,27 +105,132 @@ impl Pool {
     pub fn requires_writes(&self) -> bool {
         self.hosts
             .as_ref()
-            .is_some_and(|hosts| hosts.requires_writes())
+            .is_some_and(|(hosts, _)| hosts.requires_writes())
     }
 
     /// Finds the host to use now (after a failover, the new primary) and
     /// points new connections at it; true when it is another host than
-    /// before. Without a choice of hosts, false.
+    /// before. Without a choice of hosts, false. The connections open to the
+    /// old host are closed: the idle ones now, those in use when they are
+    /// released (a demoted primary, or one cut off from the others, keeps
+    /// no session of ours).
     pub async fn repoint(&self) -> anyhow::Result<bool> {
-        let Some(hosts) = &self.hosts else {
+        let Some((hosts, moves)) = &self.hosts else {
             return Ok(false);
         };
         let found = hosts.find().await?;
         let current = self.pool.connect_options();
-        let moved = place(&found) != place(&current);
-        if moved {
-            tracing::warn!(
-                to = place(&found),
-                "the database moved to another host; new connections go there"
-            );
-            self.pool.set_connect_options(found);
+        let from = place(&current);
+        let to = place(&found);
+        if from == to {
+            return Ok(false);
         }
-        Ok(moved)
+        self.pool.set_connect_options(found);
+        moves.record();
+        let closed_before = moves.closed();
+        let idle = self.close_idle_opened_before_move().await;
+        tracing::warn!(
+            from,
+            to,
+            idle_connections_closed = moves.closed() - closed_before,
+            in_use_until_released = self.pool.size() as usize - self.pool.num_idle(),
+            "the database moved to another host; new connections go there, those to the old host are closed"
+        );
+        tracing::debug!(idle, "idle connections handed back after the move");
+        Ok(true)
+    }
+
+    /// Takes every idle connection and hands it back at once: the pool's
+    /// `after_release` hook closes those opened before the move. Returns how
+    /// many were taken.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "idle connections taken to be closed, for no caller: nobody waits"
+    )]
+    async fn close_idle_opened_before_move(&self) -> usize {
+        let mut taken = Vec::new();
+        while let Some(connection) = self.pool.try_acquire() {
+            taken.push(connection);
+        }
+        let count = taken.len();
+        let returns = taken
+            .iter_mut()
+            .map(|connection| connection.return_to_pool());
+        // A close to a host cut off could wait: the sockets go anyway when dropped.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(returns)).await;
+        count
+    }
+}
+
+/// When a pool on several hosts last moved to another one. Its hooks refuse
+/// (and so close) a connection opened before the move, which goes to the old
+/// host: on acquire (`before_acquire`) and on release (`after_release`).
+/// Ages decide, as sqlx tells hooks nothing of a connection's host: one
+/// opened after the move is younger than the time since.
+#[derive(Debug)]
+pub struct HostMoves {
+    since: Instant,
+    /// Nanoseconds from `since` to the last move, plus one; 0: never moved.
+    last_move: AtomicU64,
+    /// Connections the hooks refused for their age.
+    closed: AtomicU64,
+}
+
+impl HostMoves {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            since: Instant::now(),
+            last_move: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+        })
+    }
+
+    /// `options` with the hooks that close the connections opened before a move.
+    pub fn pool_options(
+        self: &Arc<Self>,
+        options: sqlx::postgres::PgPoolOptions,
+    ) -> sqlx::postgres::PgPoolOptions {
+        let on_acquire = self.clone();
+        let on_release = self.clone();
+        options
+            .before_acquire(move |connection, meta| {
+                if on_acquire.refuses(meta.age) {
+                    return Box::pin(async { Ok(false) });
+                }
+                test_if_idle_since_a_loss(connection, meta)
+            })
+            .after_release(move |_, meta| {
+                let keep = !on_release.refuses(meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
+    }
+
+    fn record(&self) {
+        let now = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last_move.store(now + 1, Ordering::SeqCst);
+    }
+
+    fn closed(&self) -> u64 {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Whether a connection of this age was opened before the last move
+    /// (counted as closed: the hooks close what they refuse).
+    fn refuses(&self, age: Duration) -> bool {
+        let last_move = self.last_move.load(Ordering::SeqCst);
+        if last_move == 0 {
+            return false;
+        }
+        let since_move = self
+            .since
+            .elapsed()
+            .saturating_sub(Duration::from_nanos(last_move - 1));
+        let before = age > since_move;
+        if before {
+            self.closed.fetch_add(1, Ordering::SeqCst);
+        }
+        before
     }
 }
 

@@ -86,3 +86,164 @@ async fn the_first_host_that_answers_and_accepts_writes_is_used() {
 }
 
 use sqlx::Connection;
+
+/// A TCP port on loopback that forwards to the test cluster's socket: a
+/// second "host" of the same database. `refuse` stops new connections
+/// (those open stay, as to a primary cut off or demoted); `open` counts
+/// the connections still forwarded.
+struct SocketProxy {
+    port: u16,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SocketProxy {
+    async fn start(socket: std::path::PathBuf) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self {
+            port,
+            refusing: Default::default(),
+            open: Default::default(),
+        };
+        let (refusing, open) = (proxy.refusing.clone(), proxy.open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if refusing.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let open = open.clone();
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::UnixStream::connect(&socket).await else {
+                        return;
+                    };
+                    open.fetch_add(1, Ordering::SeqCst);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        proxy
+    }
+
+    fn refuse(&self) {
+        self.refusing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The connections forwarded, once it is `want` or after 5 s.
+    async fn open(&self, want: usize) -> usize {
+        let open = || self.open.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..50 {
+            if open() == want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        open()
+    }
+}
+
+/// The backends among `pids` still running.
+async fn still_running(admin: &mut sqlx::PgConnection, pids: &[i32]) -> Vec<i32> {
+    sqlx::query_scalar("select pid from pg_stat_activity where pid = any($1) order by pid")
+        .bind(pids)
+        .fetch_all(admin)
+        .await
+        .unwrap()
+}
+
+/// Polls `still_running` for up to 5 s until it is `want`.
+async fn wait_running(admin: &mut sqlx::PgConnection, pids: &[i32], want: &[i32]) -> Vec<i32> {
+    let mut running = still_running(admin, pids).await;
+    for _ in 0..50 {
+        if running == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        running = still_running(admin, pids).await;
+    }
+    running
+}
+
+#[tokio::test]
+async fn a_repointed_pool_closes_its_connections_to_the_old_host() {
+    let _app = TestApp::spawn().await;
+    let Some(url) = fresh_database_url().await else {
+        return;
+    };
+    // The URL names the socket directory and the port: the socket is
+    // `<dir>/.s.PGSQL.<port>`. The first host is a proxy to that socket.
+    let parameter = |name: &str| {
+        url.split(['?', '&'])
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{url} has no {name}"))
+            .to_owned()
+    };
+    let (dir, port) = (parameter("host"), parameter("port"));
+    let proxy = SocketProxy::start(format!("{dir}/.s.PGSQL.{port}").into()).await;
+    let multi = with_parameter(
+        &url.replace(
+            &format!("host={dir}&port={port}"),
+            &format!("host=127.0.0.1,{dir}&port={},{port}", proxy.port),
+        ),
+        "target_session_attrs=read-write",
+    );
+    let database = Database::open(DatabaseSource::Url(multi.clone()), 4)
+        .await
+        .unwrap_or_else(|error| panic!("{multi}: {error:#}"));
+    let pool = &database.pool;
+    assert_eq!(
+        roster::database_hosts::place(&pool.connect_options()),
+        format!("127.0.0.1:{}", proxy.port)
+    );
+    // Three connections through the proxy left idle, one kept in use.
+    let mut connections = Vec::new();
+    let mut old = Vec::new();
+    for _ in 0..4 {
+        let mut connection = pool.acquire().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        old.push(pid);
+        connections.push(connection);
+    }
+    let in_use = connections.pop().unwrap();
+    let in_use_pid = old[3];
+    old.sort();
+    drop(connections);
+    while pool.num_idle() < 3 {
+        tokio::task::yield_now().await; // handed back by tasks of their own
+    }
+    assert_eq!(proxy.open(4).await, 4);
+
+    // The first host takes no new connection (those open stay): the pool
+    // moves to the socket and closes the idle ones to the old host at once.
+    proxy.refuse();
+    assert!(pool.repoint().await.unwrap(), "the pool moved");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    assert_eq!(
+        wait_running(&mut admin, &old, &[in_use_pid]).await,
+        vec![in_use_pid],
+        "the idle connections to the old host are closed, the one in use is not yet"
+    );
+    assert_eq!(proxy.open(1).await, 1);
+
+    // New connections go to the new host; the one in use is closed when
+    // it is released, not handed out again.
+    let mut fresh = pool.acquire().await.unwrap();
+    let fresh_pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&mut *fresh)
+        .await
+        .unwrap();
+    assert!(!old.contains(&fresh_pid), "{fresh_pid} is one of {old:?}");
+    drop(in_use);
+    assert_eq!(wait_running(&mut admin, &old, &[]).await, Vec::<i32>::new());
+    assert_eq!(proxy.open(0).await, 0);
+    drop(fresh);
+    assert!(!pool.repoint().await.unwrap(), "nothing moved since");
+    database.close().await.unwrap();
+}
