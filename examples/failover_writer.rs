@@ -5,10 +5,11 @@
 //! each with a `request_id`; a call that fails is retried with the same
 //! request id (on the next server) until it is answered, as the Go and Java
 //! clients do, so a create whose outcome was unknown is never made twice.
-//! Each acknowledged user is read back at once. It writes the email of
-//! every acknowledged user to ACKED_FILE and prints the count, the longest
-//! time without an acknowledgement (the write outage), and the failures
-//! seen by gRPC code.
+//! Each acknowledged user is read back at once. Every fifth create asks for
+//! an invitation email (the outbox's side of the test). It writes the email
+//! of every acknowledged user to ACKED_FILE, those invited also to
+//! ACKED_FILE.invited, and prints the counts, the longest time without an
+//! acknowledgement (the write outage), and the failures seen by gRPC code.
 
 use std::{
     collections::BTreeMap,
@@ -22,6 +23,8 @@ use tonic::{metadata::MetadataValue, transport::Channel, Code, Request};
 
 const CALL_DEADLINE: Duration = Duration::from_secs(2);
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// One create in this many sends an invitation.
+const INVITE_EVERY: usize = 5;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,17 +44,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut longest_gap = Duration::ZERO;
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     let mut acked = Vec::new();
+    let mut invited = Vec::new();
     let mut turn = 0;
     while started.elapsed() < run_for {
         let number = acked.len();
         let email = format!("writer.{number}@failover.test");
         let request_id = format!("failover-writer-{number}");
+        let invite = number % INVITE_EVERY == 0;
         // The same request until it is answered: a retry returns the first result.
         let user_id = loop {
             let servers = clients.len();
             let client = &mut clients[turn % servers];
             turn += 1;
-            match create(client, &bearer, &email, &request_id).await {
+            match create(client, &bearer, &email, &request_id, invite).await {
                 Ok(user_id) => break user_id,
                 Err(code) => {
                     *failures.entry(format!("create {code:?}")).or_default() += 1;
@@ -61,6 +66,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         longest_gap = longest_gap.max(last_ack.elapsed());
         last_ack = Instant::now();
+        if invite {
+            invited.push(email.clone());
+        }
         acked.push(email);
         // Read back what was acknowledged, on the other server.
         let servers = clients.len();
@@ -70,7 +78,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     std::fs::write(acked_file, acked.join("\n") + "\n")?;
-    println!("acknowledged creates: {}", acked.len());
+    std::fs::write(format!("{acked_file}.invited"), invited.join("\n") + "\n")?;
+    println!(
+        "acknowledged creates: {} ({} with an invitation)",
+        acked.len(),
+        invited.len()
+    );
     println!(
         "longest time without an acknowledgement: {:.1} s",
         longest_gap.as_secs_f64()
@@ -86,6 +99,7 @@ async fn create(
     bearer: &MetadataValue<tonic::metadata::Ascii>,
     email: &str,
     request_id: &str,
+    invite: bool,
 ) -> Result<String, Code> {
     let user = User {
         first_name: "Fail".into(),
@@ -95,7 +109,7 @@ async fn create(
     };
     let mut request = Request::new(CreateUserRequest {
         user: Some(user),
-        send_invitation: Some(false),
+        send_invitation: Some(invite),
         request_id: request_id.into(),
         ..Default::default()
     });
