@@ -3,7 +3,6 @@ package roster
 import (
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"slices"
 	"strings"
@@ -58,19 +57,8 @@ func (s *creates) sent() []*rosterv1.CreateUserRequest {
 func serveCreates(t *testing.T, policy RetryPolicy, answers ...func(context.Context) error) (*Client, *creates) {
 	t.Helper()
 	script := &creates{answers: answers}
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
-	rosterv1.RegisterUserServiceServer(server, script)
-	go server.Serve(listener)
-	t.Cleanup(server.Stop)
-	client, err := Dial(listener.Addr().String(), "key", Plaintext(), WithRetryPolicy(policy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client := serveOnLoopback(t, func(server *grpc.Server) { rosterv1.RegisterUserServiceServer(server, script) },
+		WithRetryPolicy(policy))
 	return client, script
 }
 

@@ -126,23 +126,31 @@ func (s *scripted) sent() []*rosterv1.WatchChangesRequest {
 	return slices.Clone(s.requests)
 }
 
-// serve runs the script on a loopback port and dials it.
-func serve(t *testing.T, calls ...func(grpc.ServerStreamingServer[rosterv1.WatchChangesResponse]) error) (*Client, *scripted) {
+// serveOnLoopback runs a gRPC server with what register adds on a loopback
+// port, and dials it with options; both end with the test.
+func serveOnLoopback(t *testing.T, register func(*grpc.Server), options ...Option) *Client {
 	t.Helper()
-	script := &scripted{calls: calls, ended: make(chan struct{}, 100)}
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	server := grpc.NewServer()
-	rosterv1.RegisterChangeServiceServer(server, script)
+	register(server)
 	go server.Serve(listener)
 	t.Cleanup(server.Stop)
-	client, err := Dial(listener.Addr().String(), "key", Plaintext())
+	client, err := Dial(listener.Addr().String(), "key", append([]Option{Plaintext()}, options...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
+	return client
+}
+
+// serve runs the script on a loopback port and dials it.
+func serve(t *testing.T, calls ...func(grpc.ServerStreamingServer[rosterv1.WatchChangesResponse]) error) (*Client, *scripted) {
+	t.Helper()
+	script := &scripted{calls: calls, ended: make(chan struct{}, 100)}
+	client := serveOnLoopback(t, func(server *grpc.Server) { rosterv1.RegisterChangeServiceServer(server, script) })
 	return client, script
 }
 
