@@ -133,7 +133,7 @@ impl Pool {
             from,
             to,
             idle_connections_closed = moves.closed() - closed_before,
-            in_use_until_released = self.pool.size() as usize - self.pool.num_idle(),
+            in_use_until_released = (self.pool.size() as usize).saturating_sub(self.pool.num_idle()),
             "the database moved to another host; new connections go there, those to the old host are closed"
         );
         tracing::debug!(idle, "idle connections handed back after the move");
