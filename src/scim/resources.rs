@@ -1,6 +1,7 @@
 //! SCIM resources, and what of them an answer returns
 //! (`attributes` / `excludedAttributes`, RFC 7644 §3.9).
 
+pub mod group;
 pub mod user;
 
 use serde_json::{Map, Value};
@@ -8,7 +9,7 @@ use serde_json::{Map, Value};
 use super::{
     errors::{ScimError, ScimType},
     filter::parse_path,
-    SCHEMA_ENTERPRISE_USER,
+    SCHEMA_ENTERPRISE_USER, SCHEMA_ROSTER_GROUP,
 };
 
 /// Returned whatever the request asks.
@@ -36,6 +37,14 @@ impl Projection {
             only: parse_names(attributes, "attributes")?,
             excluded: parse_names(excluded, "excludedAttributes")?,
         })
+    }
+
+    /// Whether answers carry this top-level attribute (or some of it),
+    /// so that what they leave out need not be read.
+    pub fn returns(&self, key: &str) -> bool {
+        let named = |n: &&Named| n.key.eq_ignore_ascii_case(key);
+        let kept = self.only.is_empty() || self.only.iter().any(|n| named(&n));
+        kept && !self.excluded.iter().any(|n| named(&n) && n.sub.is_none())
     }
 
     pub fn apply(&self, resource: Value) -> Value {
@@ -108,13 +117,16 @@ fn parse_names(raw: Option<&str>, parameter: &str) -> Result<Vec<Named>, ScimErr
                     )
                 })?;
             let attr = path.attr;
-            let extension = attr
-                .uri
-                .as_deref()
-                .is_some_and(|uri| uri.eq_ignore_ascii_case(SCHEMA_ENTERPRISE_USER));
-            Ok(if extension {
+            let extension = [SCHEMA_ENTERPRISE_USER, SCHEMA_ROSTER_GROUP]
+                .into_iter()
+                .find(|schema| {
+                    attr.uri
+                        .as_deref()
+                        .is_some_and(|uri| uri.eq_ignore_ascii_case(schema))
+                });
+            Ok(if let Some(extension) = extension {
                 Named {
-                    key: SCHEMA_ENTERPRISE_USER.to_owned(),
+                    key: extension.to_owned(),
                     sub: Some(attr.name),
                 }
             } else {
@@ -200,6 +212,18 @@ mod tests {
                 SCHEMA_ENTERPRISE_USER: { "employeeNumber": "7" },
             })
         );
+    }
+
+    #[test]
+    fn returns_says_whether_an_attribute_is_answered() {
+        let excluded = Projection::parse(None, Some("Members")).unwrap();
+        assert!(!excluded.returns("members"));
+        assert!(excluded.returns("displayName"));
+        let partly = Projection::parse(None, Some("members.display")).unwrap();
+        assert!(partly.returns("members"));
+        let only = Projection::parse(Some("displayName"), None).unwrap();
+        assert!(!only.returns("members"));
+        assert!(Projection::default().returns("members"));
     }
 
     #[test]

@@ -161,8 +161,11 @@ pub fn from_resource(body: &Value, current: Option<&ScimUser>) -> Result<ScimUse
     Ok(scim)
 }
 
-/// Creates the user (invited, as over gRPC) through the domain's one path.
+/// Creates the user through the domain's one path, invited as over gRPC
+/// unless the organization's `scim_send_invitations` is off.
 pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
+    let organization =
+        crate::domain::organization::get_organization(call.pool(), call.organization_id()).await?;
     let values = UserValues::parse(&scim.input(), "").map_err(DomainError::InvalidArgument)?;
     let new_user = NewUser {
         origin: Origin::Create,
@@ -170,7 +173,7 @@ pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
         groups: GivenGroups::default(),
         source: None,
         deactivated: !scim.active,
-        send_invitation: true,
+        send_invitation: organization.settings.scim_send_invitations,
         request_id: None,
         attributes: scim.attributes(),
     };
