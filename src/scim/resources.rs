@@ -4,13 +4,129 @@
 pub mod group;
 pub mod user;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+use crate::domain::user::{TextOp, TimeOp};
 
 use super::{
     errors::{ScimError, ScimType},
-    filter::parse_path,
-    SCHEMA_ENTERPRISE_USER, SCHEMA_ROSTER_GROUP,
+    filter::{parse_path, AttrPath, CompareOp},
+    SCHEMA_ENTERPRISE_USER, SCHEMA_PATCH, SCHEMA_ROSTER_GROUP,
 };
+
+/// A PATCH operation's `op` (RFC 7644 §3.5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchOp {
+    Add,
+    Replace,
+    Remove,
+}
+
+/// Applies each operation of a PATCH body in order, with its `op` read in
+/// any case (Entra sends `Add`, `Replace`, `Remove`); an error names the
+/// operation's index.
+pub fn each_patch_operation(
+    body: &Value,
+    mut apply: impl FnMut(PatchOp, &Value) -> Result<(), ScimError>,
+) -> Result<(), ScimError> {
+    let schemas_ok = body["schemas"]
+        .as_array()
+        .is_some_and(|schemas| schemas.iter().any(|s| s.as_str() == Some(SCHEMA_PATCH)));
+    if !schemas_ok {
+        return Err(ScimError::bad(
+            ScimType::InvalidSyntax,
+            format!("schemas must hold {SCHEMA_PATCH}"),
+        ));
+    }
+    let operations = body["Operations"].as_array().ok_or_else(|| {
+        ScimError::bad(
+            ScimType::InvalidSyntax,
+            "Operations must be a list of operations",
+        )
+    })?;
+    for (index, operation) in operations.iter().enumerate() {
+        let op = match operation["op"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("add") => Ok(PatchOp::Add),
+            Some("replace") => Ok(PatchOp::Replace),
+            Some("remove") => Ok(PatchOp::Remove),
+            _ => Err(ScimError::bad(
+                ScimType::InvalidSyntax,
+                "op must be add, replace or remove",
+            )),
+        };
+        op.and_then(|op| apply(op, operation))
+            .map_err(|mut error| {
+                error.detail = format!("Operations[{index}]: {}", error.detail);
+                error
+            })?;
+    }
+    Ok(())
+}
+
+/// A filter's comparison of a text attribute: how, and with what string.
+pub fn text_comparison(
+    path: &AttrPath,
+    op: CompareOp,
+    value: &Value,
+) -> Result<(TextOp, String), ScimError> {
+    let op_name = op.as_str();
+    let text = value
+        .as_str()
+        .ok_or_else(|| bad_filter(format!("{path} {op_name}: compares with a \"string\"")))?;
+    let op = match op {
+        CompareOp::Eq => TextOp::Equals,
+        CompareOp::Ne => TextOp::NotEquals,
+        CompareOp::Co => TextOp::Contains,
+        CompareOp::Sw => TextOp::StartsWith,
+        CompareOp::Ew => TextOp::EndsWith,
+        _ => {
+            return Err(bad_filter(format!(
+            "{path} {op_name}: gt, ge, lt and le compare dates (meta.created, meta.lastModified)"
+        )))
+        }
+    };
+    Ok((op, text.to_owned()))
+}
+
+/// A filter's comparison of a date attribute: how, and with what time.
+pub fn time_comparison(
+    path: &AttrPath,
+    op: CompareOp,
+    value: &Value,
+) -> Result<(TimeOp, DateTime<Utc>), ScimError> {
+    let op_name = op.as_str();
+    let time = value
+        .as_str()
+        .and_then(|raw| DateTime::parse_from_rfc3339(raw).ok())
+        .ok_or_else(|| {
+            bad_filter(format!(
+                "{path} {op_name}: compares with a date-time such as \"2026-01-31T08:00:00Z\""
+            ))
+        })?;
+    let op = match op {
+        CompareOp::Eq => TimeOp::Equals,
+        CompareOp::Ne => TimeOp::NotEquals,
+        CompareOp::Gt => TimeOp::After,
+        CompareOp::Ge => TimeOp::AtOrAfter,
+        CompareOp::Lt => TimeOp::Before,
+        CompareOp::Le => TimeOp::AtOrBefore,
+        _ => {
+            return Err(bad_filter(format!(
+                "{path} {op_name}: dates take eq, ne, gt, ge, lt, le or pr"
+            )))
+        }
+    };
+    Ok((op, time.with_timezone(&Utc)))
+}
+
+fn bad_filter(detail: String) -> ScimError {
+    ScimError::bad(ScimType::InvalidFilter, detail)
+}
 
 /// Returned whatever the request asks.
 const ALWAYS_RETURNED: [&str; 2] = ["schemas", "id"];

@@ -49,6 +49,26 @@ async fn default_profile(app: &TestApp) -> String {
     profile
 }
 
+/// An app whose organization has a SCIM default profile, its admin key's
+/// SCIM client, and two users.
+struct Scene {
+    app: TestApp,
+    scim: Scim,
+    ana: String,
+    bo: String,
+}
+
+async fn scene() -> Scene {
+    let app = TestApp::spawn().await;
+    default_profile(&app).await;
+    let scim = Scim::new(&app, &app.admin_key);
+    let ana = scim
+        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
+        .await;
+    let bo = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
+    Scene { app, scim, ana, bo }
+}
+
 async fn grpc_group(app: &TestApp, id: &str) -> proto::Group {
     app.groups(app.as_admin())
         .get_group(proto::GetGroupRequest {
@@ -350,9 +370,7 @@ async fn a_created_group_grants_the_default_profile_on_all_units_or_the_extensio
 
 #[tokio::test]
 async fn members_must_be_users_of_the_organization() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let Scene { app, scim, .. } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "Staff" })).await;
     let other = app.create_organization("other").await;
     let foreign_key = app
@@ -406,13 +424,7 @@ async fn members_must_be_users_of_the_organization() {
 
 #[tokio::test]
 async fn get_put_patch_and_delete_a_group_with_etags() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
-    let ana = scim
-        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
-        .await;
-    let bo = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
+    let Scene { app, scim, ana, bo } = scene().await;
     let cy = scim.create("cy.ode", "Cy", "Ode", "cy@acme.test").await;
     let id = create_group(
         &scim,
@@ -595,12 +607,12 @@ async fn the_extension_changes_a_groups_profile_and_units() {
 
 #[tokio::test]
 async fn lists_filter_page_and_leave_members_out_when_asked() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
-    let ana = scim
-        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
-        .await;
+    let Scene {
+        app: _app,
+        scim,
+        ana,
+        ..
+    } = scene().await;
     let mut ids = Vec::new();
     for name in ["Alpha", "Beta", "Gamma"] {
         ids.push(create_group(&scim, json!({ "displayName": name })).await);
@@ -811,9 +823,9 @@ async fn scim_users_are_invited_unless_the_organization_turns_it_off() {
 /// Entra's create: its own schema URN, an externalId, no members.
 #[tokio::test]
 async fn entra_creates_a_group() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let Scene {
+        app: _app, scim, ..
+    } = scene().await;
     let created = scim
         .post(
             "/Groups",
@@ -834,12 +846,12 @@ async fn entra_creates_a_group() {
 /// Entra's "Get Group by displayName", members left out.
 #[tokio::test]
 async fn entra_gets_a_group_by_display_name_without_members() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
-    let ana = scim
-        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
-        .await;
+    let Scene {
+        app: _app,
+        scim,
+        ana,
+        ..
+    } = scene().await;
     let id = create_group(
         &scim,
         json!({ "displayName": "displayName", "members": [{ "value": ana }] }),
@@ -875,12 +887,7 @@ async fn entra_gets_a_group_by_display_name_without_members() {
 /// Entra's "Update Group [Add Members]": `Add`, capitalised, `$ref` null.
 #[tokio::test]
 async fn entra_adds_a_member() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
-    let ana = scim
-        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
-        .await;
+    let Scene { app, scim, ana, .. } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "G" })).await;
     let added = patch_group(
         &scim,
@@ -895,13 +902,7 @@ async fn entra_adds_a_member() {
 /// Entra's "Update Group [Remove Members]": `Remove` with a value list.
 #[tokio::test]
 async fn entra_removes_a_member() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
-    let ana = scim
-        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
-        .await;
-    let bo = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
+    let Scene { app, scim, ana, bo } = scene().await;
     let id = create_group(
         &scim,
         json!({ "displayName": "G", "members": [{ "value": ana }, { "value": bo }] }),
@@ -920,9 +921,7 @@ async fn entra_removes_a_member() {
 /// Entra's "Update Group [Non-member attributes]": `Replace` of displayName.
 #[tokio::test]
 async fn entra_replaces_the_display_name() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let Scene { app, scim, .. } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "displayName" })).await;
     let renamed = patch_group(
         &scim,
@@ -944,9 +943,9 @@ async fn entra_replaces_the_display_name() {
 /// Okta's create: core schema, empty members.
 #[tokio::test]
 async fn okta_creates_a_group() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let Scene {
+        app: _app, scim, ..
+    } = scene().await;
     let created = scim
         .post(
             "/Groups",
@@ -960,9 +959,9 @@ async fn okta_creates_a_group() {
 /// Okta's retrievals: a page of groups, and one by displayName.
 #[tokio::test]
 async fn okta_retrieves_groups_by_page_and_by_display_name() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let Scene {
+        app: _app, scim, ..
+    } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "Test SCIMv2" })).await;
     let page = scim.get("/Groups?startIndex=1&count=100").await;
     assert_eq!(page.body["totalResults"], json!(1), "{}", page.body);
@@ -978,9 +977,7 @@ async fn okta_retrieves_groups_by_page_and_by_display_name() {
 /// Okta's "Update a specific group name": path-less replace with the id.
 #[tokio::test]
 async fn okta_replaces_the_display_name_without_a_path() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let Scene { app, scim, .. } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "Test SCIMv2" })).await;
     let renamed = patch_group(
         &scim,
@@ -995,13 +992,7 @@ async fn okta_replaces_the_display_name_without_a_path() {
 /// Okta's "Update group memberships": add with a display, remove by filter.
 #[tokio::test]
 async fn okta_patches_members() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
-    let ana = scim
-        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
-        .await;
-    let bo = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
+    let Scene { app, scim, ana, bo } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "Test SCIMv2" })).await;
     let added = patch_group(
         &scim,
@@ -1027,13 +1018,7 @@ async fn okta_patches_members() {
 /// Okta's PUT of a group: the name and the whole member list.
 #[tokio::test]
 async fn okta_puts_a_group_with_its_members() {
-    let app = TestApp::spawn().await;
-    default_profile(&app).await;
-    let scim = Scim::new(&app, &app.admin_key);
-    let ana = scim
-        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
-        .await;
-    let bo = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
+    let Scene { app, scim, ana, bo } = scene().await;
     let id = create_group(
         &scim,
         json!({ "displayName": "Test SCIMv2", "members": [{ "value": ana }] }),

@@ -17,13 +17,14 @@ use crate::{
             ScopeKind, TrackedGroup,
         },
         organization::Settings,
-        user::{TextOp, TimeField, TimeOp},
+        user::TimeField,
         DomainError, FieldViolation,
     },
     scim::{
         errors::{ScimError, ScimType},
         filter::{parse_path, AttrPath, CompareOp, Filter, PatchPath},
-        SCHEMA_GROUP, SCHEMA_PATCH, SCHEMA_ROSTER_GROUP,
+        resources::{each_patch_operation, text_comparison, time_comparison, PatchOp as Op},
+        SCHEMA_GROUP, SCHEMA_ROSTER_GROUP,
     },
 };
 
@@ -227,58 +228,17 @@ pub fn scim_error(error: DomainError) -> ScimError {
     ScimError::from(error)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Add,
-    Replace,
-    Remove,
-}
-
-/// Applies a PATCH body (RFC 7644 §3.5.2): the `op` ignores case (Entra
-/// sends `Add`, `Remove`, `Replace`); an operation without a path carries an
-/// object of attributes (Okta's `{"id": …, "displayName": …}`).
+/// Applies a PATCH body (RFC 7644 §3.5.2). An operation without a path
+/// carries an object of attributes (Okta's `{"id": …, "displayName": …}`).
 pub fn patch(body: &Value) -> Result<GroupChanges, ScimError> {
-    let schemas_ok = body["schemas"]
-        .as_array()
-        .is_some_and(|schemas| schemas.iter().any(|s| s.as_str() == Some(SCHEMA_PATCH)));
-    if !schemas_ok {
-        return Err(ScimError::bad(
-            ScimType::InvalidSyntax,
-            format!("schemas must hold {SCHEMA_PATCH}"),
-        ));
-    }
-    let operations = body["Operations"].as_array().ok_or_else(|| {
-        ScimError::bad(
-            ScimType::InvalidSyntax,
-            "Operations must be a list of operations",
-        )
-    })?;
     let mut changes = GroupChanges::default();
-    for (index, operation) in operations.iter().enumerate() {
-        apply_operation(&mut changes, operation).map_err(|mut error| {
-            error.detail = format!("Operations[{index}]: {}", error.detail);
-            error
-        })?;
-    }
+    each_patch_operation(body, |op, operation| {
+        apply_operation(&mut changes, op, operation)
+    })?;
     Ok(changes)
 }
 
-fn apply_operation(changes: &mut GroupChanges, operation: &Value) -> Result<(), ScimError> {
-    let op = match operation["op"]
-        .as_str()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("add") => Op::Add,
-        Some("replace") => Op::Replace,
-        Some("remove") => Op::Remove,
-        _ => {
-            return Err(ScimError::bad(
-                ScimType::InvalidSyntax,
-                "op must be add, replace or remove",
-            ))
-        }
-    };
+fn apply_operation(changes: &mut GroupChanges, op: Op, operation: &Value) -> Result<(), ScimError> {
     let value = &operation["value"];
     match operation["path"].as_str() {
         Some(raw) if raw.trim().eq_ignore_ascii_case(SCHEMA_ROSTER_GROUP) => {
@@ -647,7 +607,6 @@ fn comparison(
     op: CompareOp,
     value: &Value,
 ) -> Result<GroupCondition, ScimError> {
-    let op_name = op.as_str();
     let eq_or_ne = |matches: GroupCondition| match op {
         CompareOp::Eq => Ok(matches),
         CompareOp::Ne => Ok(GroupCondition::Not(Box::new(matches))),
@@ -660,25 +619,8 @@ fn comparison(
     };
     Ok(match field {
         Field::DisplayName => {
-            let text = value.as_str().ok_or_else(|| {
-                bad_filter(format!("{path} {op_name}: compares with a \"string\""))
-            })?;
-            let op = match op {
-                CompareOp::Eq => TextOp::Equals,
-                CompareOp::Ne => TextOp::NotEquals,
-                CompareOp::Co => TextOp::Contains,
-                CompareOp::Sw => TextOp::StartsWith,
-                CompareOp::Ew => TextOp::EndsWith,
-                _ => {
-                    return Err(bad_filter(format!(
-                        "{path} {op_name}: gt, ge, lt and le compare dates (meta.created, meta.lastModified)"
-                    )))
-                }
-            };
-            GroupCondition::Name {
-                op,
-                value: text.to_owned(),
-            }
+            let (op, value) = text_comparison(path, op, value)?;
+            GroupCondition::Name { op, value }
         }
         // No group has one: it equals nothing, and differs from anything.
         Field::ExternalId => GroupCondition::Always(op == CompareOp::Ne),
@@ -687,32 +629,8 @@ fn comparison(
             eq_or_ne(id().map_or(GroupCondition::Always(false), GroupCondition::Member))?
         }
         Field::Time(field) => {
-            let time = value
-                .as_str()
-                .and_then(|raw| DateTime::parse_from_rfc3339(raw).ok())
-                .ok_or_else(|| {
-                    bad_filter(format!(
-                        "{path} {op_name}: compares with a date-time such as \"2026-01-31T08:00:00Z\""
-                    ))
-                })?;
-            let op = match op {
-                CompareOp::Eq => TimeOp::Equals,
-                CompareOp::Ne => TimeOp::NotEquals,
-                CompareOp::Gt => TimeOp::After,
-                CompareOp::Ge => TimeOp::AtOrAfter,
-                CompareOp::Lt => TimeOp::Before,
-                CompareOp::Le => TimeOp::AtOrBefore,
-                _ => {
-                    return Err(bad_filter(format!(
-                        "{path} {op_name}: dates take eq, ne, gt, ge, lt, le or pr"
-                    )))
-                }
-            };
-            GroupCondition::Time {
-                field,
-                op,
-                value: time.with_timezone(&Utc),
-            }
+            let (op, value) = time_comparison(path, op, value)?;
+            GroupCondition::Time { field, op, value }
         }
     })
 }
@@ -720,7 +638,7 @@ fn comparison(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::parse_filter;
+    use crate::{domain::user::TextOp, scim::filter::parse_filter};
 
     const ANA: &str = "0192a1b2-0000-7000-8000-000000000001";
     const BO: &str = "0192a1b2-0000-7000-8000-000000000002";
@@ -730,7 +648,7 @@ mod tests {
     }
 
     fn patch_of(operations: Value) -> Result<GroupChanges, ScimError> {
-        patch(&json!({ "schemas": [SCHEMA_PATCH], "Operations": operations }))
+        patch(&json!({ "schemas": [crate::scim::SCHEMA_PATCH], "Operations": operations }))
     }
 
     #[test]
