@@ -214,7 +214,7 @@ async fn change_group(
     let found = find_group(call, id).await?;
     check_version(headers, &scim_group::version(&found), "group")?;
     let changes = read_changes(&body)?;
-    let update = scim_group::update(&changes)?;
+    let update = scim_group::update(&changes, &found.group)?;
     let group_id = found.group.id;
     let saved = group::change_group(call, group_id, update.as_ref(), &changes.members).await;
     state.authenticator.forget_own_writes();

@@ -1037,4 +1037,19 @@ async fn okta_puts_a_group_with_its_members() {
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     assert_eq!(member_values(&put.body), [bo.clone()]);
     assert_eq!(grpc_members(&app, &id).await, [bo]);
+    // The same name again changes the members only: no group.update.
+    let events = app
+        .organizations(app.as_admin())
+        .list_audit_events(proto::ListAuditEventsRequest {
+            page_size: 50,
+            target_type: "group".into(),
+            target_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["group.create"]);
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         group::{
-            GroupCondition, GroupField, GroupInput, GroupMember, GroupUpdate, MemberChange,
+            Group, GroupCondition, GroupField, GroupInput, GroupMember, GroupUpdate, MemberChange,
             ScopeKind, TrackedGroup,
         },
         organization::Settings,
@@ -158,10 +158,11 @@ fn scope_kind(given: Option<&str>, unit_ids: &[String]) -> Result<Option<ScopeKi
     }
 }
 
-/// The update of an existing group's values these changes make; `None`
-/// when they change none (members only). Units named without a scope make
-/// the scope UNITS; a scope other than UNITS drops the units.
-pub fn update(changes: &GroupChanges) -> Result<Option<GroupUpdate>, ScimError> {
+/// The update of `current`'s values these changes make; `None` when they
+/// change none (members only, or the same name again, as Okta's PUT sends
+/// it). Units named without a scope make the scope UNITS; a scope other than
+/// UNITS drops the units.
+pub fn update(changes: &GroupChanges, current: &Group) -> Result<Option<GroupUpdate>, ScimError> {
     let mut fields = Vec::new();
     let mut input = GroupInput::default();
     if let Some(name) = &changes.display_name {
@@ -180,7 +181,13 @@ pub fn update(changes: &GroupChanges) -> Result<Option<GroupUpdate>, ScimError> 
         fields.push(GroupField::UnitScope);
         input.scope = scope_kind(changes.unit_scope.as_deref(), &input.unit_ids)?;
     }
-    Ok((!fields.is_empty()).then_some(GroupUpdate { fields, input }))
+    let update = GroupUpdate { fields, input };
+    let unchanged = GroupUpdate {
+        fields: Vec::new(),
+        input: GroupInput::default(),
+    };
+    let changes_something = update.merged_onto(current) != unchanged.merged_onto(current);
+    Ok(changes_something.then_some(update))
 }
 
 /// A domain error about a group, its fields named as SCIM attributes.
