@@ -774,6 +774,50 @@ async fn group_writes_need_an_admin_key_and_are_audited_as_the_key() {
 }
 
 #[tokio::test]
+async fn the_change_stream_numbers_the_group_and_each_membership_change() {
+    let Scene { app, scim, ana, bo } = scene().await;
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "Streamed", "members": [{ "value": ana }] }),
+    )
+    .await;
+    let moved = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": "members", "value": [{ "value": bo }] }]),
+    )
+    .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let changes: Vec<(String, String)> = crate::helpers::eventually(
+        "the changes are numbered",
+        std::time::Duration::from_secs(10),
+        || async {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "select action, resource_id from changes where organization_id = $1 \
+                 and action like any (array['group.%', 'user.groups.%']) order by position",
+            )
+            .bind(app.organization_id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+            (rows.len() == 4).then_some(rows)
+        },
+    )
+    .await;
+    let expected = [
+        ("group.create", &id),
+        ("user.groups.add", &ana),
+        ("user.groups.add", &bo),
+        ("user.groups.remove", &ana),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(action, id)| ((*action).to_owned(), (*id).clone()))
+        .collect();
+    assert_eq!(changes, expected);
+}
+
+#[tokio::test]
 async fn scim_users_are_invited_unless_the_organization_turns_it_off() {
     let app = TestApp::spawn().await;
     let scim = Scim::new(&app, &app.admin_key);
