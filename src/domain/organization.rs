@@ -77,6 +77,11 @@ pub struct Settings {
     /// Every user signs in with a second factor; one without enrolls one
     /// when they set a password (registration or reset).
     pub require_second_factor: bool,
+    /// The profile of a group created over SCIM without the Roster
+    /// extension's `profileId`; `None`: such a create is refused.
+    pub scim_default_profile_id: Option<Uuid>,
+    /// Users created over SCIM get an invitation email.
+    pub scim_send_invitations: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +135,9 @@ pub struct SettingsPatch {
     /// (a fractional duration is sent as -1) is refused.
     pub password_max_age: Option<Option<i64>>,
     pub require_second_factor: Option<bool>,
+    /// A profile id; empty (or blank) clears it.
+    pub scim_default_profile_id: Option<String>,
+    pub scim_send_invitations: Option<bool>,
 }
 
 impl SettingsPatch {
@@ -140,13 +148,36 @@ impl SettingsPatch {
         if let Some(required) = self.require_second_factor {
             next.require_second_factor = required;
         }
+        if let Some(send) = self.scim_send_invitations {
+            next.scim_send_invitations = send;
+        }
         let mut violations = Vec::new();
         self.apply_policies(&mut next, &mut violations);
         self.apply_ttls(&mut next, &mut violations);
         self.apply_presentation(&mut next, &mut violations);
         self.apply_limits(&mut next, &mut violations);
+        self.apply_scim(&mut next, &mut violations);
         DomainError::check(violations)?;
         Ok(next)
+    }
+
+    /// The SCIM default profile's id (that it is a profile of the
+    /// organization, `update_settings` checks).
+    fn apply_scim(&self, next: &mut Settings, violations: &mut Vec<FieldViolation>) {
+        let Some(raw) = &self.scim_default_profile_id else {
+            return;
+        };
+        match raw.trim() {
+            "" => next.scim_default_profile_id = None,
+            raw => match Uuid::parse_str(raw) {
+                Ok(id) => next.scim_default_profile_id = Some(id),
+                Err(_) => violations.push(FieldViolation::new(
+                    "settings.scim_default_profile_id",
+                    "INVALID_ID",
+                    "must be a profile id (a UUID), or empty for none",
+                )),
+            },
+        }
     }
 
     /// Duplicate emails and public mail domains.
@@ -415,6 +446,16 @@ pub async fn update_settings(
         refuse_shared_emails(&duplicates)?;
         store::users::make_emails_unique(work.tx(), organization_id).await?;
     }
+    if let Some(profile_id) = next.scim_default_profile_id {
+        let changed = current.settings.scim_default_profile_id != Some(profile_id);
+        let found = store::profiles::find(&mut **work.tx(), organization_id, profile_id);
+        if changed && found.await?.is_none() {
+            return Err(DomainError::NotFoundField {
+                field: "settings.scim_default_profile_id".into(),
+                message: format!("profile {profile_id} not found in this organization"),
+            });
+        }
+    }
     let changes = settings_changes(&current.settings, &next);
     if changes.is_empty() {
         return Ok(current);
@@ -504,6 +545,16 @@ fn settings_changes(old: &Settings, new: &Settings) -> FieldChanges {
             json!(old.require_second_factor),
             json!(new.require_second_factor),
         ),
+        (
+            "scim_default_profile_id",
+            json!(old.scim_default_profile_id),
+            json!(new.scim_default_profile_id),
+        ),
+        (
+            "scim_send_invitations",
+            json!(old.scim_send_invitations),
+            json!(new.scim_send_invitations),
+        ),
     ])
 }
 
@@ -523,6 +574,8 @@ mod tests {
             max_sessions_per_user: None,
             password_max_age_seconds: None,
             require_second_factor: false,
+            scim_default_profile_id: None,
+            scim_send_invitations: true,
         }
     }
 

@@ -1,10 +1,13 @@
 //! What this service provider does (RFC 7644 §4), advertised truthfully:
-//! Users only (Groups come later), PATCH, filters, ETags; no bulk, no
-//! sorting, no password changes.
+//! Users and Groups (with Roster's group extension), PATCH, filters, ETags;
+//! no bulk, no sorting, no password changes.
 
 use serde_json::{json, Value};
 
-use super::{MAX_RESULTS, SCHEMA_ENTERPRISE_USER, SCHEMA_LIST, SCHEMA_USER};
+use super::{
+    MAX_RESULTS, SCHEMA_ENTERPRISE_USER, SCHEMA_GROUP, SCHEMA_LIST, SCHEMA_ROSTER_GROUP,
+    SCHEMA_USER,
+};
 
 const SCHEMA_SERVICE_PROVIDER_CONFIG: &str =
     "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
@@ -34,7 +37,7 @@ pub fn service_provider_config(base_url: &str) -> Value {
 }
 
 pub fn resource_types(base_url: &str) -> Vec<Value> {
-    vec![json!({
+    let user = json!({
         "schemas": [SCHEMA_RESOURCE_TYPE],
         "id": "User",
         "name": "User",
@@ -46,7 +49,21 @@ pub fn resource_types(base_url: &str) -> Vec<Value> {
             "resourceType": "ResourceType",
             "location": format!("{base_url}/ResourceTypes/User"),
         },
-    })]
+    });
+    let group = json!({
+        "schemas": [SCHEMA_RESOURCE_TYPE],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "description": "A Roster group: a product profile on some units, and its members (users)",
+        "schema": SCHEMA_GROUP,
+        "schemaExtensions": [{ "schema": SCHEMA_ROSTER_GROUP, "required": false }],
+        "meta": {
+            "resourceType": "ResourceType",
+            "location": format!("{base_url}/ResourceTypes/Group"),
+        },
+    });
+    vec![user, group]
 }
 
 pub fn schemas(base_url: &str) -> Vec<Value> {
@@ -120,7 +137,105 @@ pub fn schemas(base_url: &str) -> Vec<Value> {
             "location": format!("{base_url}/Schemas/{SCHEMA_ENTERPRISE_USER}"),
         },
     });
-    vec![user, enterprise]
+    vec![
+        user,
+        enterprise,
+        group_schema(base_url),
+        roster_group_schema(base_url),
+    ]
+}
+
+fn group_schema(base_url: &str) -> Value {
+    let sub = |name: &str, kind: &str, description: &str, mutability: &str| {
+        json!({
+            "name": name, "type": kind, "multiValued": false, "description": description,
+            "required": false, "caseExact": false, "mutability": mutability,
+            "returned": "default", "uniqueness": "none",
+        })
+    };
+    json!({
+        "schemas": [SCHEMA_SCHEMA],
+        "id": SCHEMA_GROUP,
+        "name": "Group",
+        "description": "A Roster group. Roster groups keep no externalId: one sent is ignored, and a filter on it matches no group",
+        "attributes": [
+            {
+                "name": "displayName", "type": "string", "multiValued": false,
+                "description": "The group's name; unique in the organization ignoring case",
+                "required": true, "caseExact": false, "mutability": "readWrite",
+                "returned": "default", "uniqueness": "server",
+            },
+            {
+                "name": "members", "type": "complex", "multiValued": true,
+                "description": "The users in the group (groups do not nest); PUT replaces them all",
+                "required": false, "mutability": "readWrite", "returned": "default",
+                "uniqueness": "none",
+                "subAttributes": [
+                    {
+                        "name": "value", "type": "string", "multiValued": false,
+                        "description": "The user's id", "required": true, "caseExact": false,
+                        "mutability": "immutable", "returned": "default", "uniqueness": "none",
+                    },
+                    {
+                        "name": "$ref", "type": "reference", "referenceTypes": ["User"],
+                        "multiValued": false, "description": "The user's URI", "required": false,
+                        "caseExact": false, "mutability": "immutable", "returned": "default",
+                        "uniqueness": "none",
+                    },
+                    sub("display", "string", "The user's first and last name", "readOnly"),
+                    {
+                        "name": "type", "type": "string", "multiValued": false,
+                        "description": "Always User", "required": false, "caseExact": false,
+                        "canonicalValues": ["User"], "mutability": "immutable",
+                        "returned": "default", "uniqueness": "none",
+                    },
+                ],
+            },
+        ],
+        "meta": {
+            "resourceType": "Schema",
+            "location": format!("{base_url}/Schemas/{SCHEMA_GROUP}"),
+        },
+    })
+}
+
+fn roster_group_schema(base_url: &str) -> Value {
+    let string = |name: &str, description: &str| {
+        json!({
+            "name": name, "type": "string", "multiValued": false, "description": description,
+            "required": false, "caseExact": false, "mutability": "readWrite",
+            "returned": "default", "uniqueness": "none",
+        })
+    };
+    json!({
+        "schemas": [SCHEMA_SCHEMA],
+        "id": SCHEMA_ROSTER_GROUP,
+        "name": "RosterGroup",
+        "description": "What a Roster group grants: a product profile on some organizational units. \
+            A group created without profileId takes the organization setting scim_default_profile_id \
+            (UpdateOrganizationSettings); with neither, the create is refused. \
+            Without unitScope and unitIds it grants the profile on all units",
+        "attributes": [
+            string("profileId", "The id of the profile the group grants (a profile of the organization)"),
+            {
+                "name": "unitScope", "type": "string", "multiValued": false,
+                "description": "Where the profile applies: ALL_UNITS (default), UNITS (those of unitIds) or NO_UNIT",
+                "required": false, "caseExact": true,
+                "canonicalValues": ["ALL_UNITS", "UNITS", "NO_UNIT"],
+                "mutability": "readWrite", "returned": "default", "uniqueness": "none",
+            },
+            {
+                "name": "unitIds", "type": "string", "multiValued": true,
+                "description": "The ids of the units the profile applies to; naming some makes unitScope UNITS",
+                "required": false, "caseExact": false, "mutability": "readWrite",
+                "returned": "default", "uniqueness": "none",
+            },
+        ],
+        "meta": {
+            "resourceType": "Schema",
+            "location": format!("{base_url}/Schemas/{SCHEMA_ROSTER_GROUP}"),
+        },
+    })
 }
 
 /// A list answer of every item (discovery lists are small and unpaged).

@@ -1,5 +1,5 @@
 //! SCIM 2.0 (RFC 7643/7644) at `/scim/v2/` on the password pages' listener:
-//! identity providers keep Roster's users in step with theirs. A bearer API
+//! identity providers keep Roster's users and groups in step with theirs. A bearer API
 //! key authenticates (VIEWER reads, ADMIN writes, the key's organization);
 //! every write is a domain use case with a `Call` of that key, so the same
 //! rules, audit and change stream apply as over gRPC.
@@ -8,6 +8,7 @@ mod auth;
 mod discovery;
 mod errors;
 pub mod filter;
+mod groups;
 mod resources;
 mod routes;
 
@@ -22,6 +23,9 @@ pub const MEDIA_TYPE: &str = "application/scim+json";
 pub const SCHEMA_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const SCHEMA_ENTERPRISE_USER: &str =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const SCHEMA_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+/// Roster's extension of Group: the profile and units a group grants.
+pub const SCHEMA_ROSTER_GROUP: &str = "urn:roster:params:scim:schemas:extension:2.0:Group";
 pub const SCHEMA_ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SCHEMA_LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const SCHEMA_PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";

@@ -1,15 +1,132 @@
 //! SCIM resources, and what of them an answer returns
 //! (`attributes` / `excludedAttributes`, RFC 7644 §3.9).
 
+pub mod group;
 pub mod user;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+use crate::domain::user::{TextOp, TimeOp};
 
 use super::{
     errors::{ScimError, ScimType},
-    filter::parse_path,
-    SCHEMA_ENTERPRISE_USER,
+    filter::{parse_path, AttrPath, CompareOp},
+    SCHEMA_ENTERPRISE_USER, SCHEMA_PATCH, SCHEMA_ROSTER_GROUP,
 };
+
+/// A PATCH operation's `op` (RFC 7644 §3.5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchOp {
+    Add,
+    Replace,
+    Remove,
+}
+
+/// Applies each operation of a PATCH body in order, with its `op` read in
+/// any case (Entra sends `Add`, `Replace`, `Remove`); an error names the
+/// operation's index.
+pub fn each_patch_operation(
+    body: &Value,
+    mut apply: impl FnMut(PatchOp, &Value) -> Result<(), ScimError>,
+) -> Result<(), ScimError> {
+    let schemas_ok = body["schemas"]
+        .as_array()
+        .is_some_and(|schemas| schemas.iter().any(|s| s.as_str() == Some(SCHEMA_PATCH)));
+    if !schemas_ok {
+        return Err(ScimError::bad(
+            ScimType::InvalidSyntax,
+            format!("schemas must hold {SCHEMA_PATCH}"),
+        ));
+    }
+    let operations = body["Operations"].as_array().ok_or_else(|| {
+        ScimError::bad(
+            ScimType::InvalidSyntax,
+            "Operations must be a list of operations",
+        )
+    })?;
+    for (index, operation) in operations.iter().enumerate() {
+        let op = match operation["op"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("add") => Ok(PatchOp::Add),
+            Some("replace") => Ok(PatchOp::Replace),
+            Some("remove") => Ok(PatchOp::Remove),
+            _ => Err(ScimError::bad(
+                ScimType::InvalidSyntax,
+                "op must be add, replace or remove",
+            )),
+        };
+        op.and_then(|op| apply(op, operation))
+            .map_err(|mut error| {
+                error.detail = format!("Operations[{index}]: {}", error.detail);
+                error
+            })?;
+    }
+    Ok(())
+}
+
+/// A filter's comparison of a text attribute: how, and with what string.
+pub fn text_comparison(
+    path: &AttrPath,
+    op: CompareOp,
+    value: &Value,
+) -> Result<(TextOp, String), ScimError> {
+    let op_name = op.as_str();
+    let text = value
+        .as_str()
+        .ok_or_else(|| bad_filter(format!("{path} {op_name}: compares with a \"string\"")))?;
+    let op = match op {
+        CompareOp::Eq => TextOp::Equals,
+        CompareOp::Ne => TextOp::NotEquals,
+        CompareOp::Co => TextOp::Contains,
+        CompareOp::Sw => TextOp::StartsWith,
+        CompareOp::Ew => TextOp::EndsWith,
+        _ => {
+            return Err(bad_filter(format!(
+            "{path} {op_name}: gt, ge, lt and le compare dates (meta.created, meta.lastModified)"
+        )))
+        }
+    };
+    Ok((op, text.to_owned()))
+}
+
+/// A filter's comparison of a date attribute: how, and with what time.
+pub fn time_comparison(
+    path: &AttrPath,
+    op: CompareOp,
+    value: &Value,
+) -> Result<(TimeOp, DateTime<Utc>), ScimError> {
+    let op_name = op.as_str();
+    let time = value
+        .as_str()
+        .and_then(|raw| DateTime::parse_from_rfc3339(raw).ok())
+        .ok_or_else(|| {
+            bad_filter(format!(
+                "{path} {op_name}: compares with a date-time such as \"2026-01-31T08:00:00Z\""
+            ))
+        })?;
+    let op = match op {
+        CompareOp::Eq => TimeOp::Equals,
+        CompareOp::Ne => TimeOp::NotEquals,
+        CompareOp::Gt => TimeOp::After,
+        CompareOp::Ge => TimeOp::AtOrAfter,
+        CompareOp::Lt => TimeOp::Before,
+        CompareOp::Le => TimeOp::AtOrBefore,
+        _ => {
+            return Err(bad_filter(format!(
+                "{path} {op_name}: dates take eq, ne, gt, ge, lt, le or pr"
+            )))
+        }
+    };
+    Ok((op, time.with_timezone(&Utc)))
+}
+
+fn bad_filter(detail: String) -> ScimError {
+    ScimError::bad(ScimType::InvalidFilter, detail)
+}
 
 /// Returned whatever the request asks.
 const ALWAYS_RETURNED: [&str; 2] = ["schemas", "id"];
@@ -36,6 +153,14 @@ impl Projection {
             only: parse_names(attributes, "attributes")?,
             excluded: parse_names(excluded, "excludedAttributes")?,
         })
+    }
+
+    /// Whether answers carry this top-level attribute (or some of it),
+    /// so that what they leave out need not be read.
+    pub fn returns(&self, key: &str) -> bool {
+        let named = |n: &&Named| n.key.eq_ignore_ascii_case(key);
+        let kept = self.only.is_empty() || self.only.iter().any(|n| named(&n));
+        kept && !self.excluded.iter().any(|n| named(&n) && n.sub.is_none())
     }
 
     pub fn apply(&self, resource: Value) -> Value {
@@ -108,13 +233,16 @@ fn parse_names(raw: Option<&str>, parameter: &str) -> Result<Vec<Named>, ScimErr
                     )
                 })?;
             let attr = path.attr;
-            let extension = attr
-                .uri
-                .as_deref()
-                .is_some_and(|uri| uri.eq_ignore_ascii_case(SCHEMA_ENTERPRISE_USER));
-            Ok(if extension {
+            let extension = [SCHEMA_ENTERPRISE_USER, SCHEMA_ROSTER_GROUP]
+                .into_iter()
+                .find(|schema| {
+                    attr.uri
+                        .as_deref()
+                        .is_some_and(|uri| uri.eq_ignore_ascii_case(schema))
+                });
+            Ok(if let Some(extension) = extension {
                 Named {
-                    key: SCHEMA_ENTERPRISE_USER.to_owned(),
+                    key: extension.to_owned(),
                     sub: Some(attr.name),
                 }
             } else {
@@ -200,6 +328,18 @@ mod tests {
                 SCHEMA_ENTERPRISE_USER: { "employeeNumber": "7" },
             })
         );
+    }
+
+    #[test]
+    fn returns_says_whether_an_attribute_is_answered() {
+        let excluded = Projection::parse(None, Some("Members")).unwrap();
+        assert!(!excluded.returns("members"));
+        assert!(excluded.returns("displayName"));
+        let partly = Projection::parse(None, Some("members.display")).unwrap();
+        assert!(partly.returns("members"));
+        let only = Projection::parse(Some("displayName"), None).unwrap();
+        assert!(!only.returns("members"));
+        assert!(Projection::default().returns("members"));
     }
 
     #[test]

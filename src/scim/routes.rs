@@ -1,4 +1,5 @@
-//! The SCIM endpoints: discovery (public, static) and `/Users`.
+//! The SCIM endpoints: discovery (public, static), `/Users` and `/Groups`
+//! (its handlers in `groups.rs`).
 
 use axum::{
     body::Bytes,
@@ -16,6 +17,7 @@ use super::{
     discovery,
     errors::{ScimError, ScimType},
     filter::parse_filter,
+    groups,
     resources::{
         user::{self as scim_user, ScimUser},
         Projection,
@@ -42,12 +44,23 @@ pub fn router(state: ScimState) -> Router {
                 .patch(patch_user)
                 .delete(delete_user),
         )
+        .route(
+            "/scim/v2/Groups",
+            get(groups::list_groups).post(groups::create_group),
+        )
+        .route(
+            "/scim/v2/Groups/{id}",
+            get(groups::get_group)
+                .put(groups::replace_group)
+                .patch(groups::patch_group)
+                .delete(groups::delete_group),
+        )
         .route("/scim/v2/{*rest}", any(not_served))
         .with_state(state)
 }
 
 /// `<scheme>://<host>/scim/v2`, as the caller reached it.
-fn base_url(state: &ScimState, headers: &HeaderMap) -> String {
+pub(super) fn base_url(state: &ScimState, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
@@ -55,7 +68,7 @@ fn base_url(state: &ScimState, headers: &HeaderMap) -> String {
     format!("{}://{host}{BASE_PATH}", state.scheme)
 }
 
-fn scim_json(status: StatusCode, body: &Value) -> Response {
+pub(super) fn scim_json(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
@@ -110,21 +123,24 @@ fn by_id(items: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError>
 }
 
 async fn not_served() -> ScimError {
-    ScimError::not_found("not served here: this service provider serves /Users and discovery")
+    ScimError::not_found(
+        "not served here: this service provider serves /Users, /Groups and discovery \
+         (/ServiceProviderConfig, /Schemas, /ResourceTypes)",
+    )
 }
 
 /// The query parameters of a read, by name ignoring case.
-struct Parameters(Vec<(String, String)>);
+pub(super) struct Parameters(pub(super) Vec<(String, String)>);
 
 impl Parameters {
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
 
-    fn number(&self, name: &str) -> Result<Option<i64>, ScimError> {
+    pub(super) fn number(&self, name: &str) -> Result<Option<i64>, ScimError> {
         self.get(name)
             .map(|raw| {
                 raw.trim().parse::<i64>().map_err(|_| {
@@ -137,7 +153,7 @@ impl Parameters {
             .transpose()
     }
 
-    fn projection(&self) -> Result<Projection, ScimError> {
+    pub(super) fn projection(&self) -> Result<Projection, ScimError> {
         Projection::parse(self.get("attributes"), self.get("excludedAttributes"))
     }
 }
@@ -241,7 +257,7 @@ async fn get_user(
     ))
 }
 
-fn json_body(body: &Bytes) -> Result<Value, ScimError> {
+pub(super) fn json_body(body: &Bytes) -> Result<Value, ScimError> {
     serde_json::from_slice(body).map_err(|error| {
         ScimError::bad(
             ScimType::InvalidSyntax,
@@ -253,10 +269,18 @@ fn json_body(body: &Bytes) -> Result<Value, ScimError> {
 /// `If-Match` (RFC 7644 §3.14): the user must still be at a version the
 /// caller names (`*`: any).
 fn check_if_match(headers: &HeaderMap, user: &User) -> Result<(), ScimError> {
+    check_version(headers, &scim_user::version(user), "user")
+}
+
+/// `If-Match` against a resource's current version (`what` it is).
+pub(super) fn check_version(
+    headers: &HeaderMap,
+    current: &str,
+    what: &str,
+) -> Result<(), ScimError> {
     let Some(wanted) = headers.get(header::IF_MATCH) else {
         return Ok(());
     };
-    let current = scim_user::version(user);
     let strong = current.trim_start_matches("W/");
     let matches = wanted.to_str().is_ok_and(|wanted| {
         wanted
@@ -268,7 +292,7 @@ fn check_if_match(headers: &HeaderMap, user: &User) -> Result<(), ScimError> {
         Ok(())
     } else {
         Err(ScimError::precondition_failed(format!(
-            "the user changed: it is now at version {current}; read it again"
+            "the {what} changed: it is now at version {current}; read it again"
         )))
     }
 }

@@ -22,7 +22,7 @@ use crate::domain::{
 };
 
 /// The columns of `queries/groups_find.sql`, for the list built at run time.
-const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, \
+pub(super) const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, \
      coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
                where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids, \
      coalesce((select array_agg(u.name order by gu.unit_id) from group_units gu \
@@ -34,7 +34,7 @@ const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, 
      g.create_time, g.update_time";
 
 #[derive(FromRow)]
-struct GroupRow {
+pub(super) struct GroupRow {
     id: Uuid,
     name: String,
     description: String,

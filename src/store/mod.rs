@@ -10,6 +10,7 @@ pub mod auth_changes;
 pub mod changes;
 pub mod connections;
 pub mod error;
+pub mod group_members;
 pub mod groups;
 pub mod idempotency;
 pub mod imports;

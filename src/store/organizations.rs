@@ -21,6 +21,8 @@ struct OrganizationRow {
     max_sessions_per_user: Option<i32>,
     password_max_age_seconds: Option<i64>,
     require_second_factor: bool,
+    scim_default_profile_id: Option<Uuid>,
+    scim_send_invitations: bool,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
 }
@@ -46,6 +48,8 @@ impl TryFrom<OrganizationRow> for Organization {
                 max_sessions_per_user: row.max_sessions_per_user,
                 password_max_age_seconds: row.password_max_age_seconds,
                 require_second_factor: row.require_second_factor,
+                scim_default_profile_id: row.scim_default_profile_id,
+                scim_send_invitations: row.scim_send_invitations,
             },
             name: row.name,
             create_time: row.create_time,
@@ -73,7 +77,7 @@ pub async fn insert(
     let row = sqlx::query_as!(
         OrganizationRow,
         "insert into organizations (id, name) values ($1, $2) returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time",
         id,
         name,
     )
@@ -93,7 +97,7 @@ pub async fn rename(
         OrganizationRow,
         "update organizations set name = $2 where id = $1 returning id, name, display_name, allow_duplicate_emails, \
          public_email_domain_policy, invitation_ttl_seconds, password_reset_ttl_seconds, access_token_ttl_seconds, \
-         locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time",
+         locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time",
         id,
         name,
     )
@@ -110,7 +114,7 @@ pub async fn find<'e>(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations where id = $1",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations where id = $1",
         id,
     )
     .fetch_optional(executor)
@@ -126,7 +130,7 @@ pub async fn find_by_name<'e>(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations where lower(name) = lower($1)",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations where lower(name) = lower($1)",
         name.trim(),
     )
     .fetch_optional(executor)
@@ -139,7 +143,7 @@ pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organizat
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations where id = $1 for update",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations where id = $1 for update",
         id,
     )
     .fetch_optional(&mut **tx)
@@ -155,7 +159,7 @@ pub async fn lock_shared(
     let row = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations where id = $1 for share",
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations where id = $1 for share",
         id,
     )
     .fetch_optional(&mut **tx)
@@ -167,7 +171,7 @@ pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<Organization>
     let rows = sqlx::query_as!(
         OrganizationRow,
         "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time from organizations order by lower(name)"
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations order by lower(name)"
     )
     .fetch_all(executor)
     .await?;
@@ -183,8 +187,9 @@ pub async fn update_settings(
         OrganizationRow,
         "update organizations set allow_duplicate_emails = $2, public_email_domain_policy = $3, \
          invitation_ttl_seconds = $4, password_reset_ttl_seconds = $5, access_token_ttl_seconds = $6, locale = $7, \
-         display_name = $8, max_sessions_per_user = $9, password_max_age_seconds = $10, require_second_factor = $11 where id = $1 returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, create_time, update_time",
+         display_name = $8, max_sessions_per_user = $9, password_max_age_seconds = $10, require_second_factor = $11, \
+         scim_default_profile_id = $12, scim_send_invitations = $13 where id = $1 returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
+         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time",
         id,
         settings.allow_duplicate_emails,
         settings.public_email_domain_policy.as_str(),
@@ -196,6 +201,8 @@ pub async fn update_settings(
         settings.max_sessions_per_user,
         settings.password_max_age_seconds,
         settings.require_second_factor,
+        settings.scim_default_profile_id,
+        settings.scim_send_invitations,
     )
     .fetch_one(&mut **tx)
     .await?;

@@ -1,4 +1,5 @@
 mod conditions;
+pub(crate) use conditions::like_escape;
 
 use std::sync::OnceLock;
 

@@ -15,26 +15,26 @@ use crate::helpers::TestApp;
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub(crate) const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// A SCIM client of one app with one bearer token.
-struct Scim {
+pub(crate) struct Scim {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    etag: Option<String>,
-    location: Option<String>,
-    content_type: Option<String>,
-    body: Value,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Value,
 }
 
 impl Scim {
-    fn new(app: &TestApp, token: &str) -> Self {
+    pub fn new(app: &TestApp, token: &str) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: format!("{}/scim/v2", app.pages()),
@@ -42,11 +42,11 @@ impl Scim {
         }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         self.call_with(method, path, body, &[]).await
     }
 
-    async fn call_with(
+    pub async fn call_with(
         &self,
         method: Method,
         path: &str,
@@ -90,11 +90,11 @@ impl Scim {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body)).await
     }
 
@@ -105,7 +105,7 @@ impl Scim {
     }
 
     /// Creates a user and returns its id.
-    async fn create(&self, user_name: &str, given: &str, family: &str, email: &str) -> String {
+    pub async fn create(&self, user_name: &str, given: &str, family: &str, email: &str) -> String {
         let created = self
             .post(
                 "/Users",
@@ -128,7 +128,7 @@ impl Scim {
     }
 }
 
-fn encode(raw: &str) -> String {
+pub(crate) fn encode(raw: &str) -> String {
     raw.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -143,7 +143,7 @@ fn encode(raw: &str) -> String {
 /// The user as gRPC's GetUser answers it.
 use crate::attributes::get as grpc_user;
 
-fn resource_ids(list: &Value) -> Vec<String> {
+pub(crate) fn resource_ids(list: &Value) -> Vec<String> {
     list["Resources"]
         .as_array()
         .unwrap()
@@ -153,7 +153,12 @@ fn resource_ids(list: &Value) -> Vec<String> {
 }
 
 /// A SCIM error body: its status string, scimType and detail.
-fn assert_error(answer: &Answer, status: StatusCode, scim_type: Option<&str>, detail_has: &str) {
+pub(crate) fn assert_error(
+    answer: &Answer,
+    status: StatusCode,
+    scim_type: Option<&str>,
+    detail_has: &str,
+) {
     assert_eq!(answer.status, status, "{}", answer.body);
     assert_eq!(answer.body["schemas"], json!([ERROR]), "{}", answer.body);
     assert_eq!(answer.body["status"], json!(status.as_str()));
@@ -189,8 +194,9 @@ async fn discovery_advertises_users_patch_filters_and_etags_but_no_bulk() {
         json!("oauthbearertoken")
     );
     let types = scim.get("/ResourceTypes").await;
-    assert_eq!(types.body["totalResults"], json!(1));
+    assert_eq!(types.body["totalResults"], json!(2));
     assert_eq!(types.body["Resources"][0]["endpoint"], json!("/Users"));
+    assert_eq!(types.body["Resources"][1]["endpoint"], json!("/Groups"));
     let schemas = scim.get("/Schemas").await;
     let ids: Vec<&str> = schemas.body["Resources"]
         .as_array()
@@ -198,11 +204,24 @@ async fn discovery_advertises_users_patch_filters_and_etags_but_no_bulk() {
         .iter()
         .map(|s| s["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [USER, ENTERPRISE]);
+    assert_eq!(
+        ids,
+        [
+            USER,
+            ENTERPRISE,
+            "urn:ietf:params:scim:schemas:core:2.0:Group",
+            "urn:roster:params:scim:schemas:extension:2.0:Group"
+        ]
+    );
     let user_schema = scim.get(&format!("/Schemas/{USER}")).await;
     assert_eq!(user_schema.body["name"], json!("User"));
-    let group = scim.get("/Groups").await;
-    assert_error(&group, StatusCode::NOT_FOUND, None, "not served");
+    let other = scim.get("/Me").await;
+    assert_error(
+        &other,
+        StatusCode::NOT_FOUND,
+        None,
+        "serves /Users, /Groups",
+    );
 }
 
 #[tokio::test]

@@ -225,6 +225,15 @@ type OrganizationSettings struct {
 	// password, and until then Login answers FAILED_PRECONDITION
 	// SECOND_FACTOR_REQUIRED and emails them a reset link. Default false.
 	RequireSecondFactor bool `protobuf:"varint,10,opt,name=require_second_factor,json=requireSecondFactor,proto3" json:"require_second_factor,omitempty"`
+	// The profile of a group an identity provider creates over SCIM
+	// (`/scim/v2/Groups`) without naming one in the Roster extension
+	// (`urn:roster:params:scim:schemas:extension:2.0:Group`, `profileId`): a
+	// profile of this organization, or empty (default) for none, when such a
+	// create is refused. Deleting the profile clears it.
+	ScimDefaultProfileId string `protobuf:"bytes,11,opt,name=scim_default_profile_id,json=scimDefaultProfileId,proto3" json:"scim_default_profile_id,omitempty"`
+	// Users created over SCIM get an invitation email (default true); off
+	// when the identity provider onboards people itself.
+	ScimSendInvitations bool `protobuf:"varint,12,opt,name=scim_send_invitations,json=scimSendInvitations,proto3" json:"scim_send_invitations,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -325,6 +334,20 @@ func (x *OrganizationSettings) GetPasswordMaxAge() *durationpb.Duration {
 func (x *OrganizationSettings) GetRequireSecondFactor() bool {
 	if x != nil {
 		return x.RequireSecondFactor
+	}
+	return false
+}
+
+func (x *OrganizationSettings) GetScimDefaultProfileId() string {
+	if x != nil {
+		return x.ScimDefaultProfileId
+	}
+	return ""
+}
+
+func (x *OrganizationSettings) GetScimSendInvitations() bool {
+	if x != nil {
+		return x.ScimSendInvitations
 	}
 	return false
 }
@@ -634,7 +657,7 @@ var File_roster_v1_organization_proto protoreflect.FileDescriptor
 
 const file_roster_v1_organization_proto_rawDesc = "" +
 	"\n" +
-	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x04\n" +
+	"\x1croster/v1/organization.proto\x12\troster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x05\n" +
 	"\x14OrganizationSettings\x124\n" +
 	"\x16allow_duplicate_emails\x18\x01 \x01(\bR\x14allowDuplicateEmails\x12_\n" +
 	"\x1apublic_email_domain_policy\x18\x02 \x01(\x0e2\".roster.v1.PublicEmailDomainPolicyR\x17publicEmailDomainPolicy\x12@\n" +
@@ -646,7 +669,9 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"\x15max_sessions_per_user\x18\b \x01(\x05R\x12maxSessionsPerUser\x12C\n" +
 	"\x10password_max_age\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0epasswordMaxAge\x122\n" +
 	"\x15require_second_factor\x18\n" +
-	" \x01(\bR\x13requireSecondFactor\"\xd4\x02\n" +
+	" \x01(\bR\x13requireSecondFactor\x125\n" +
+	"\x17scim_default_profile_id\x18\v \x01(\tR\x14scimDefaultProfileId\x122\n" +
+	"\x15scim_send_invitations\x18\f \x01(\bR\x13scimSendInvitations\"\xd4\x02\n" +
 	"\x17UserAttributeDefinition\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1c.roster.v1.UserAttributeTypeR\x04type\x12=\n" +

@@ -2,6 +2,7 @@
 //! in their own modules and are re-exported here.
 
 mod given;
+mod members;
 mod profile;
 mod unit;
 
@@ -14,6 +15,10 @@ use uuid::Uuid;
 pub(crate) use self::given::{ensure_covered, id_named, labels, NamedKind};
 pub use self::{
     given::{ids as found_ids, labels_of, FoundGroup, GivenGroups, GroupLabel},
+    members::{
+        change_group, create_group_with_members, groups_matching, members_of_groups,
+        GroupCondition, GroupMember, MatchingGroups, MemberChange, TrackedGroup,
+    },
     profile::{
         create_profile, delete_profile, get_profile, list_profiles, update_profile, Profile,
         ProfileChanges, ProfileValues,
@@ -499,13 +504,22 @@ pub async fn create_group(
     values: &GroupValues,
 ) -> Result<Group, DomainError> {
     create_once(call, idempotency_key, async |work: &mut UnitOfWork| {
-        if !call.caller.authority.covers(&values.grant(Uuid::nil())) {
-            return Err(uncovered("this group"));
-        }
-        check_references(work.tx(), call.organization_id(), values).await?;
-        store::groups::insert(work.tx(), call.organization_id(), values).await
+        insert_group(work, &call.caller, values).await
     })
     .await
+}
+
+/// Inserts a group the caller covers, of an existing profile and units.
+async fn insert_group(
+    work: &mut UnitOfWork,
+    caller: &Caller,
+    values: &GroupValues,
+) -> Result<Group, DomainError> {
+    if !caller.authority.covers(&values.grant(Uuid::nil())) {
+        return Err(uncovered("this group"));
+    }
+    check_references(work.tx(), caller.organization_id, values).await?;
+    store::groups::insert(work.tx(), caller.organization_id, values).await
 }
 
 created!(
@@ -545,14 +559,36 @@ pub async fn update_group(
     id: Uuid,
     update: &GroupUpdate,
 ) -> Result<Group, DomainError> {
-    let (caller, organization_id) = (&call.caller, call.organization_id());
     let mut work = call.begin().await?;
-    let current = store::groups::lock(work.tx(), organization_id, id)
+    let updated = update_locked(&mut work, &call.caller, id, update).await?;
+    work.commit().await?;
+    Ok(updated)
+}
+
+/// The group, locked in the unit of work, when the caller covers it.
+async fn lock_covered(
+    work: &mut UnitOfWork,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Group, DomainError> {
+    let current = store::groups::lock(work.tx(), caller.organization_id, id)
         .await?
         .ok_or_else(|| DomainError::not_found("group", id))?;
     if !caller.authority.covers(&current.grant()) {
         return Err(uncovered("this group"));
     }
+    Ok(current)
+}
+
+/// `update_group` in the caller's unit of work.
+async fn update_locked(
+    work: &mut UnitOfWork,
+    caller: &Caller,
+    id: Uuid,
+    update: &GroupUpdate,
+) -> Result<Group, DomainError> {
+    let organization_id = caller.organization_id;
+    let current = lock_covered(work, caller, id).await?;
     let values = GroupValues::parse(&update.merged_onto(&current))?;
     if !caller.authority.covers(&values.grant(id)) {
         return Err(uncovered("the changed group"));
@@ -564,7 +600,6 @@ pub async fn update_group(
         update.changed_fields(),
         json!({ "old": group_details(&current), "new": group_details(&updated) }),
     ));
-    work.commit().await?;
     Ok(updated)
 }
 
@@ -573,12 +608,7 @@ pub async fn update_group(
 pub async fn delete_group(call: &Call, id: Uuid) -> Result<(), DomainError> {
     let caller = &call.caller;
     let mut work = call.begin().await?;
-    let group = store::groups::lock(work.tx(), caller.organization_id, id)
-        .await?
-        .ok_or_else(|| DomainError::not_found("group", id))?;
-    if !caller.authority.covers(&group.grant()) {
-        return Err(uncovered("this group"));
-    }
+    let group = lock_covered(&mut work, caller, id).await?;
     ensure_may_act_on_members(work.tx(), caller, id).await?;
     store::groups::delete(work.tx(), caller.organization_id, id).await?;
     work.record(

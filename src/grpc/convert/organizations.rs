@@ -92,6 +92,8 @@ const SETTING_PATHS: &[&str] = &[
     "max_sessions_per_user",
     "password_max_age",
     "require_second_factor",
+    "scim_default_profile_id",
+    "scim_send_invitations",
 ];
 
 /// Reads the settings named in the mask (`x` or `settings.x`); an empty mask
@@ -128,6 +130,12 @@ pub fn settings_patch(
             "locale" => patch.locale = Some(settings.locale.clone()),
             "require_second_factor" => {
                 patch.require_second_factor = Some(settings.require_second_factor)
+            }
+            "scim_default_profile_id" => {
+                patch.scim_default_profile_id = Some(settings.scim_default_profile_id.clone())
+            }
+            "scim_send_invitations" => {
+                patch.scim_send_invitations = Some(settings.scim_send_invitations)
             }
             "max_sessions_per_user" => {
                 patch.max_sessions_per_user = Some(settings.max_sessions_per_user)
@@ -184,6 +192,11 @@ pub fn organization(organization: &Organization) -> proto::Organization {
             max_sessions_per_user: settings.max_sessions_per_user.unwrap_or(0),
             password_max_age: settings.password_max_age_seconds.and_then(duration),
             require_second_factor: settings.require_second_factor,
+            scim_default_profile_id: settings
+                .scim_default_profile_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            scim_send_invitations: settings.scim_send_invitations,
         }),
         create_time: Some(timestamp(organization.create_time)),
         update_time: Some(timestamp(organization.update_time)),

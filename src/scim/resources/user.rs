@@ -13,15 +13,16 @@ use crate::{
         call::Call,
         group::GivenGroups,
         user::{
-            self, AttributeMask, NewUser, Origin, TextField, TextOp, TimeField, TimeOp, User,
-            UserCondition, UserField, UserInput, UserStatus, UserUpdate, UserValues,
+            self, AttributeMask, NewUser, Origin, TextField, TimeField, User, UserCondition,
+            UserField, UserInput, UserStatus, UserUpdate, UserValues,
         },
         DomainError,
     },
     scim::{
         errors::{ScimError, ScimType},
         filter::{parse_path, AttrPath, CompareOp, Filter, PatchPath},
-        SCHEMA_ENTERPRISE_USER, SCHEMA_PATCH, SCHEMA_USER,
+        resources::{each_patch_operation, text_comparison, time_comparison, PatchOp as Op},
+        SCHEMA_ENTERPRISE_USER, SCHEMA_USER,
     },
 };
 
@@ -161,8 +162,11 @@ pub fn from_resource(body: &Value, current: Option<&ScimUser>) -> Result<ScimUse
     Ok(scim)
 }
 
-/// Creates the user (invited, as over gRPC) through the domain's one path.
+/// Creates the user through the domain's one path, invited as over gRPC
+/// unless the organization's `scim_send_invitations` is off.
 pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
+    let organization =
+        crate::domain::organization::get_organization(call.pool(), call.organization_id()).await?;
     let values = UserValues::parse(&scim.input(), "").map_err(DomainError::InvalidArgument)?;
     let new_user = NewUser {
         origin: Origin::Create,
@@ -170,7 +174,7 @@ pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
         groups: GivenGroups::default(),
         source: None,
         deactivated: !scim.active,
-        send_invitation: true,
+        send_invitation: organization.settings.scim_send_invitations,
         request_id: None,
         attributes: scim.attributes(),
     };
@@ -216,57 +220,14 @@ pub async fn save(
     Ok(user)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Add,
-    Replace,
-    Remove,
-}
-
-/// Applies a PATCH body (RFC 7644 §3.5.2) to the user's values. The `op`
-/// ignores case (Entra sends `Replace`); an operation without a path
-/// carries an object of attributes (Okta's `{"active": false}`).
+/// Applies a PATCH body (RFC 7644 §3.5.2) to the user's values. An
+/// operation without a path carries an object of attributes (Okta's
+/// `{"active": false}`).
 pub fn apply_patch(scim: &mut ScimUser, body: &Value) -> Result<(), ScimError> {
-    let schemas_ok = body["schemas"]
-        .as_array()
-        .is_some_and(|schemas| schemas.iter().any(|s| s.as_str() == Some(SCHEMA_PATCH)));
-    if !schemas_ok {
-        return Err(ScimError::bad(
-            ScimType::InvalidSyntax,
-            format!("schemas must hold {SCHEMA_PATCH}"),
-        ));
-    }
-    let operations = body["Operations"].as_array().ok_or_else(|| {
-        ScimError::bad(
-            ScimType::InvalidSyntax,
-            "Operations must be a list of operations",
-        )
-    })?;
-    for (index, operation) in operations.iter().enumerate() {
-        apply_operation(scim, operation).map_err(|mut error| {
-            error.detail = format!("Operations[{index}]: {}", error.detail);
-            error
-        })?;
-    }
-    Ok(())
+    each_patch_operation(body, |op, operation| apply_operation(scim, op, operation))
 }
 
-fn apply_operation(scim: &mut ScimUser, operation: &Value) -> Result<(), ScimError> {
-    let op = match operation["op"]
-        .as_str()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("add") => Op::Add,
-        Some("replace") => Op::Replace,
-        Some("remove") => Op::Remove,
-        _ => {
-            return Err(ScimError::bad(
-                ScimType::InvalidSyntax,
-                "op must be add, replace or remove",
-            ))
-        }
-    };
+fn apply_operation(scim: &mut ScimUser, op: Op, operation: &Value) -> Result<(), ScimError> {
     let value = &operation["value"];
     match operation["path"].as_str() {
         // The extension as a whole (`"path": "urn:…:enterprise:2.0:User"`).
@@ -723,28 +684,13 @@ fn comparison(
     let op_name = op.as_str();
     Ok(match field {
         Field::Text(field) => {
-            let text = value.as_str().ok_or_else(|| {
-                bad_filter(format!("{path} {op_name}: compares with a \"string\""))
-            })?;
-            let op = match op {
-                CompareOp::Eq => TextOp::Equals,
-                CompareOp::Ne => TextOp::NotEquals,
-                CompareOp::Co => TextOp::Contains,
-                CompareOp::Sw => TextOp::StartsWith,
-                CompareOp::Ew => TextOp::EndsWith,
-                _ => {
-                    return Err(bad_filter(format!(
-                        "{path} {op_name}: gt, ge, lt and le compare dates (meta.created, meta.lastModified)"
-                    )))
-                }
-            };
-            UserCondition::Text {
-                field,
-                op,
-                value: text.to_owned(),
-            }
+            let (op, value) = text_comparison(path, op, value)?;
+            UserCondition::Text { field, op, value }
         }
-        Field::Time(field) => time_comparison(field, path, op, value)?,
+        Field::Time(field) => {
+            let (op, value) = time_comparison(path, op, value)?;
+            UserCondition::Time { field, op, value }
+        }
         Field::Active => {
             let active = boolean(value, "active").map_err(|_| {
                 bad_filter(format!("{path} {op_name}: compares with true or false"))
@@ -768,45 +714,10 @@ fn comparison(
     })
 }
 
-fn time_comparison(
-    field: TimeField,
-    path: &AttrPath,
-    op: CompareOp,
-    value: &Value,
-) -> Result<UserCondition, ScimError> {
-    let op_name = op.as_str();
-    let time = value
-        .as_str()
-        .and_then(|raw| DateTime::parse_from_rfc3339(raw).ok())
-        .ok_or_else(|| {
-            bad_filter(format!(
-                "{path} {op_name}: compares with a date-time such as \"2026-01-31T08:00:00Z\""
-            ))
-        })?;
-    let op = match op {
-        CompareOp::Eq => TimeOp::Equals,
-        CompareOp::Ne => TimeOp::NotEquals,
-        CompareOp::Gt => TimeOp::After,
-        CompareOp::Ge => TimeOp::AtOrAfter,
-        CompareOp::Lt => TimeOp::Before,
-        CompareOp::Le => TimeOp::AtOrBefore,
-        _ => {
-            return Err(bad_filter(format!(
-                "{path} {op_name}: dates take eq, ne, gt, ge, lt, le or pr"
-            )))
-        }
-    };
-    Ok(UserCondition::Time {
-        field,
-        op,
-        value: time.with_timezone(&Utc),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::parse_filter;
+    use crate::{domain::user::TextOp, scim::filter::parse_filter};
 
     fn ana() -> ScimUser {
         ScimUser {
@@ -824,7 +735,7 @@ mod tests {
     fn patch(scim: &mut ScimUser, operations: Value) -> Result<(), ScimError> {
         apply_patch(
             scim,
-            &json!({ "schemas": [SCHEMA_PATCH], "Operations": operations }),
+            &json!({ "schemas": [crate::scim::SCHEMA_PATCH], "Operations": operations }),
         )
     }
 

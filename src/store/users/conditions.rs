@@ -142,7 +142,7 @@ fn push_text(query: &mut QueryBuilder<'_, Postgres>, field: TextField, op: TextO
 }
 
 /// `value` matched literally by LIKE (whose escape character is `\`).
-pub(super) fn like_escape(value: &str) -> String {
+pub(crate) fn like_escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('%', "\\%")

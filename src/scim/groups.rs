@@ -1,0 +1,240 @@
+//! The `/Groups` endpoints: a group and its members read, listed, created,
+//! replaced, patched and deleted, each write one domain use case with the
+//! key's `Call` (rules, audit, change stream as over gRPC).
+
+use std::collections::BTreeMap;
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    auth::ScimCall,
+    errors::{ScimError, ScimType},
+    filter::parse_filter,
+    resources::{group as scim_group, Projection},
+    routes::{base_url, check_version, json_body, scim_json, Parameters},
+    ScimState, MAX_RESULTS, SCHEMA_LIST,
+};
+use crate::domain::{
+    call::Call,
+    group::{self, GroupCondition, GroupMember, TrackedGroup},
+    organization,
+};
+
+/// The members of each group, when the answer returns them.
+async fn members_by_group(
+    call: &Call,
+    groups: &[TrackedGroup],
+    projection: &Projection,
+) -> Result<Option<BTreeMap<Uuid, Vec<GroupMember>>>, ScimError> {
+    if !projection.returns("members") {
+        return Ok(None);
+    }
+    let ids: Vec<Uuid> = groups.iter().map(|g| g.group.id).collect();
+    let members = group::members_of_groups(call.pool(), call.organization_id(), &ids).await?;
+    let mut by_group: BTreeMap<Uuid, Vec<GroupMember>> = BTreeMap::new();
+    for member in members {
+        by_group.entry(member.group_id).or_default().push(member);
+    }
+    Ok(Some(by_group))
+}
+
+fn resource_of(
+    tracked: &TrackedGroup,
+    members: Option<&BTreeMap<Uuid, Vec<GroupMember>>>,
+    base_url: &str,
+) -> Value {
+    let members = members.map(|by_group| {
+        by_group
+            .get(&tracked.group.id)
+            .map_or(&[][..], Vec::as_slice)
+    });
+    scim_group::resource(tracked, members, base_url)
+}
+
+pub async fn list_groups(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Query(parameters): Query<Vec<(String, String)>>,
+) -> Result<Response, ScimError> {
+    let call = call.reader()?;
+    let parameters = Parameters(parameters);
+    let projection = parameters.projection()?;
+    let condition = match parameters.get("filter") {
+        Some(raw) if !raw.trim().is_empty() => {
+            let filter = parse_filter(raw).map_err(|error| {
+                ScimError::bad(ScimType::InvalidFilter, format!("filter: {error}"))
+            })?;
+            scim_group::condition(&filter)?
+        }
+        _ => GroupCondition::Always(true),
+    };
+    // RFC 7644 §3.4.2.4: a start below 1 is 1, a negative count is 0.
+    let start_index = parameters.number("startIndex")?.unwrap_or(1).max(1);
+    let count = parameters
+        .number("count")?
+        .unwrap_or(MAX_RESULTS)
+        .clamp(0, MAX_RESULTS);
+    let found = group::groups_matching(
+        call.pool(),
+        call.organization_id(),
+        &condition,
+        start_index - 1,
+        count,
+    )
+    .await?;
+    let members = members_by_group(call, &found.groups, &projection).await?;
+    let base_url = base_url(&state, &headers);
+    let resources: Vec<Value> = found
+        .groups
+        .iter()
+        .map(|tracked| projection.apply(resource_of(tracked, members.as_ref(), &base_url)))
+        .collect();
+    let body = json!({
+        "schemas": [SCHEMA_LIST],
+        "totalResults": found.total,
+        "startIndex": start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    });
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+/// A group of the caller's organization; an id that is not a UUID is not found.
+async fn find_group(call: &Call, raw_id: &str) -> Result<TrackedGroup, ScimError> {
+    let not_found =
+        || ScimError::not_found(format!("Group {} not found", crate::domain::echo(raw_id)));
+    let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
+    let condition = GroupCondition::Id(id);
+    let found = group::groups_matching(call.pool(), call.organization_id(), &condition, 0, 1);
+    found.await?.groups.pop().ok_or_else(not_found)
+}
+
+/// One group with its ETag, `status` 200 or 201 (with its Location).
+async fn group_response(
+    call: &Call,
+    status: StatusCode,
+    tracked: &TrackedGroup,
+    base_url: &str,
+    projection: &Projection,
+) -> Result<Response, ScimError> {
+    let members = members_by_group(call, std::slice::from_ref(tracked), projection).await?;
+    let resource = resource_of(tracked, members.as_ref(), base_url);
+    let location = resource["meta"]["location"].as_str().map(str::to_owned);
+    let mut response = scim_json(status, &projection.apply(resource));
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&scim_group::version(tracked)) {
+        headers.insert(header::ETAG, etag);
+    }
+    if status == StatusCode::CREATED {
+        if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, location);
+        }
+    }
+    Ok(response)
+}
+
+pub async fn get_group(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(parameters): Query<Vec<(String, String)>>,
+) -> Result<Response, ScimError> {
+    let call = call.reader()?;
+    let projection = Parameters(parameters).projection()?;
+    let found = find_group(call, &id).await?;
+    let base_url = base_url(&state, &headers);
+    group_response(call, StatusCode::OK, &found, &base_url, &projection).await
+}
+
+pub async fn create_group(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let call = call.writer()?;
+    let changes = scim_group::from_resource(&json_body(&body)?)?;
+    let organization = organization::get_organization(call.pool(), call.organization_id()).await?;
+    let input = scim_group::new_group(&changes, &organization.settings)?;
+    let values = group::GroupValues::parse(&input).map_err(scim_group::scim_error)?;
+    let members = match changes.members.last() {
+        Some(group::MemberChange::Replace(ids)) => ids.clone(),
+        _ => Vec::new(),
+    };
+    let created = group::create_group_with_members(call, &values, &members).await;
+    state.authenticator.forget_own_writes();
+    let created = created.map_err(scim_group::scim_error)?;
+    let base_url = base_url(&state, &headers);
+    let projection = Projection::default();
+    group_response(call, StatusCode::CREATED, &created, &base_url, &projection).await
+}
+
+pub async fn replace_group(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let changes = |body: &Value| scim_group::from_resource(body);
+    change_group(&state, &call, &headers, &id, &body, changes).await
+}
+
+pub async fn patch_group(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    change_group(&state, &call, &headers, &id, &body, scim_group::patch).await
+}
+
+/// PUT and PATCH: the group at the version `If-Match` names, changed and
+/// saved with its members in one unit of work.
+async fn change_group(
+    state: &ScimState,
+    call: &ScimCall,
+    headers: &HeaderMap,
+    id: &str,
+    body: &Bytes,
+    read_changes: impl Fn(&Value) -> Result<scim_group::GroupChanges, ScimError>,
+) -> Result<Response, ScimError> {
+    let call = call.writer()?;
+    let body = json_body(body)?;
+    let found = find_group(call, id).await?;
+    check_version(headers, &scim_group::version(&found), "group")?;
+    let changes = read_changes(&body)?;
+    let update = scim_group::update(&changes, &found.group)?;
+    let group_id = found.group.id;
+    let saved = group::change_group(call, group_id, update.as_ref(), &changes.members).await;
+    state.authenticator.forget_own_writes();
+    let saved = saved.map_err(scim_group::scim_error)?;
+    let base_url = base_url(state, headers);
+    let projection = Projection::default();
+    group_response(call, StatusCode::OK, &saved, &base_url, &projection).await
+}
+
+pub async fn delete_group(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let call = call.writer()?;
+    let found = find_group(call, &id).await?;
+    check_version(&headers, &scim_group::version(&found), "group")?;
+    let deleted = group::delete_group(call, found.group.id).await;
+    state.authenticator.forget_own_writes();
+    deleted?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

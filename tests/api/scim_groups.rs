@@ -1,0 +1,1099 @@
+//! SCIM Groups at `/scim/v2/Groups`: a group with its members read, listed,
+//! filtered, created, replaced, patched and deleted against real
+//! PostgreSQL; the organization settings a SCIM-created group and user
+//! depend on; and the group requests Entra ID and Okta document.
+
+use reqwest::{Method, StatusCode};
+use roster::{domain::caller::Scope, proto};
+use serde_json::{json, Value};
+
+use crate::{
+    helpers::{new_profile, new_unit, CreatedId, TestApp},
+    scim::{assert_error, encode, resource_ids, Answer, Scim, PATCH},
+};
+
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const ROSTER_GROUP: &str = "urn:roster:params:scim:schemas:extension:2.0:Group";
+
+/// Sets organization settings over gRPC (the mask names `paths`).
+async fn set_settings(
+    app: &TestApp,
+    settings: proto::OrganizationSettings,
+    paths: &[&str],
+) -> Result<proto::Organization, tonic::Status> {
+    app.organizations(app.as_admin())
+        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
+            settings: Some(settings),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            }),
+        })
+        .await
+        .map(|answer| answer.into_inner().organization.unwrap())
+}
+
+/// A new profile, made the organization's SCIM default; returns its id.
+async fn default_profile(app: &TestApp) -> String {
+    let profile = app
+        .groups(app.as_admin())
+        .create_profile(new_profile("POS", "Cashier"))
+        .await
+        .created_id();
+    let settings = proto::OrganizationSettings {
+        scim_default_profile_id: profile.clone(),
+        ..Default::default()
+    };
+    set_settings(app, settings, &["scim_default_profile_id"])
+        .await
+        .unwrap();
+    profile
+}
+
+/// An app whose organization has a SCIM default profile, its admin key's
+/// SCIM client, and two users.
+struct Scene {
+    app: TestApp,
+    scim: Scim,
+    ana: String,
+    bo: String,
+}
+
+async fn scene() -> Scene {
+    let app = TestApp::spawn().await;
+    default_profile(&app).await;
+    let scim = Scim::new(&app, &app.admin_key);
+    let ana = scim
+        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
+        .await;
+    let bo = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
+    Scene { app, scim, ana, bo }
+}
+
+async fn grpc_group(app: &TestApp, id: &str) -> proto::Group {
+    app.groups(app.as_admin())
+        .get_group(proto::GetGroupRequest {
+            group_id: id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap()
+}
+
+/// The member ids of a group as gRPC lists them.
+async fn grpc_members(app: &TestApp, id: &str) -> Vec<String> {
+    let mut ids: Vec<String> = app
+        .groups(app.as_admin())
+        .list_group_members(proto::ListGroupMembersRequest {
+            group_id: id.to_owned(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .users
+        .into_iter()
+        .map(|user| user.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The `value`s of a resource's members, sorted.
+fn member_values(resource: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = resource["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no members: {resource}"))
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(ids: &[&str]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+async fn patch_group(scim: &Scim, id: &str, operations: Value) -> Answer {
+    let body = json!({ "schemas": [PATCH], "Operations": operations });
+    scim.call(Method::PATCH, &format!("/Groups/{id}"), Some(body))
+        .await
+}
+
+async fn create_group(scim: &Scim, body: Value) -> String {
+    let created = scim.post("/Groups", body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn discovery_describes_groups_and_the_roster_extension_truthfully() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, &app.admin_key);
+    let group_type = scim.get("/ResourceTypes/Group").await;
+    assert_eq!(group_type.status, StatusCode::OK, "{}", group_type.body);
+    assert_eq!(group_type.body["endpoint"], json!("/Groups"));
+    assert_eq!(
+        group_type.body["schemaExtensions"],
+        json!([{ "schema": ROSTER_GROUP, "required": false }])
+    );
+    let schema = scim.get(&format!("/Schemas/{GROUP}")).await;
+    let description = schema.body["description"].as_str().unwrap();
+    assert!(description.contains("keep no externalId"), "{description}");
+    let names: Vec<&str> = schema.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["displayName", "members"]);
+    let extension = scim.get(&format!("/Schemas/{ROSTER_GROUP}")).await;
+    assert!(extension.body["description"]
+        .as_str()
+        .unwrap()
+        .contains("scim_default_profile_id"));
+    let config = scim.get("/ServiceProviderConfig").await;
+    assert_eq!(config.body["bulk"]["supported"], json!(false));
+    assert_eq!(config.body["sort"]["supported"], json!(false));
+}
+
+#[tokio::test]
+async fn the_scim_default_profile_setting_must_name_a_profile_of_the_organization() {
+    let app = TestApp::spawn().await;
+    let organization = app
+        .organizations(app.as_admin())
+        .get_organization(proto::GetOrganizationRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    let settings = organization.settings.unwrap();
+    assert_eq!(settings.scim_default_profile_id, "");
+    assert!(
+        settings.scim_send_invitations,
+        "invitations are on by default"
+    );
+    let set = |id: &str| proto::OrganizationSettings {
+        scim_default_profile_id: id.to_owned(),
+        ..Default::default()
+    };
+    let status = set_settings(&app, set("nope"), &["scim_default_profile_id"])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status
+        .message()
+        .contains("settings.scim_default_profile_id"));
+    let elsewhere = app.create_organization("elsewhere").await;
+    let foreign = uuid::Uuid::now_v7().to_string();
+    let status = set_settings(&app, set(&foreign), &["scim_default_profile_id"])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(status.message().contains("not found"), "{elsewhere}");
+    let profile = default_profile(&app).await;
+    let organization = app
+        .organizations(app.as_admin())
+        .get_organization(proto::GetOrganizationRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    assert_eq!(
+        organization.settings.unwrap().scim_default_profile_id,
+        profile
+    );
+    let cleared = set_settings(&app, set(" "), &["scim_default_profile_id"])
+        .await
+        .unwrap();
+    assert_eq!(cleared.settings.unwrap().scim_default_profile_id, "");
+}
+
+#[tokio::test]
+async fn without_a_profile_anywhere_a_group_create_explains_the_setting() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, &app.admin_key);
+    let refused = scim
+        .post(
+            "/Groups",
+            json!({ "schemas": [GROUP], "displayName": "Sales" }),
+        )
+        .await;
+    assert_error(
+        &refused,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        "scim_default_profile_id",
+    );
+    let unknown = scim
+        .post(
+            "/Groups",
+            json!({
+                "schemas": [GROUP, ROSTER_GROUP], "displayName": "Sales",
+                ROSTER_GROUP: { "profileId": uuid::Uuid::now_v7().to_string() },
+            }),
+        )
+        .await;
+    assert_error(
+        &unknown,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        &format!("{ROSTER_GROUP}:profileId: profile"),
+    );
+}
+
+#[tokio::test]
+async fn a_created_group_grants_the_default_profile_on_all_units_or_the_extensions_choice() {
+    let app = TestApp::spawn().await;
+    let profile = default_profile(&app).await;
+    let groups = app.groups(app.as_admin());
+    let other_profile = groups
+        .clone()
+        .create_profile(new_profile("POS", "Manager"))
+        .await
+        .created_id();
+    let unit = groups
+        .clone()
+        .create_unit(new_unit("Lisbon", proto::UnitKind::Store))
+        .await
+        .created_id();
+    let scim = Scim::new(&app, &app.admin_key);
+    let ana = scim
+        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
+        .await;
+    let created = scim
+        .post(
+            "/Groups",
+            json!({ "schemas": [GROUP], "displayName": "Cashiers", "members": [{ "value": ana }] }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created.location.as_deref(),
+        created.body["meta"]["location"].as_str()
+    );
+    assert!(created
+        .location
+        .as_deref()
+        .unwrap()
+        .ends_with(&format!("/scim/v2/Groups/{id}")));
+    assert_eq!(
+        created.etag.as_deref(),
+        created.body["meta"]["version"].as_str()
+    );
+    assert_eq!(created.body["members"][0]["display"], json!("Ana Lima"));
+    assert!(created.body["members"][0]["$ref"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/Users/{ana}")));
+    assert_eq!(
+        created.body[ROSTER_GROUP],
+        json!({ "profileId": profile, "unitScope": "ALL_UNITS", "unitIds": [] })
+    );
+    let group = grpc_group(&app, &id).await;
+    assert_eq!(
+        (
+            group.name.as_str(),
+            group.profile_id.as_str(),
+            group.unit_scope
+        ),
+        (
+            "Cashiers",
+            profile.as_str(),
+            proto::UnitScope::AllUnits as i32
+        )
+    );
+    assert_eq!(grpc_members(&app, &id).await, [ana.clone()]);
+    let scoped = scim
+        .post(
+            "/Groups",
+            json!({
+                "schemas": [GROUP, ROSTER_GROUP], "displayName": "Lisbon managers",
+                ROSTER_GROUP: { "profileId": other_profile, "unitIds": [unit] },
+            }),
+        )
+        .await;
+    assert_eq!(scoped.status, StatusCode::CREATED, "{}", scoped.body);
+    let group = grpc_group(&app, scoped.body["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (
+            group.profile_id.as_str(),
+            group.unit_scope,
+            group.unit_ids.clone()
+        ),
+        (
+            other_profile.as_str(),
+            proto::UnitScope::Units as i32,
+            vec![unit.clone()]
+        )
+    );
+    // The same name again is a uniqueness conflict; and nothing is created
+    // when a member is not a user.
+    let again = scim
+        .post("/Groups", json!({ "displayName": "cashiers" }))
+        .await;
+    assert_error(
+        &again,
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+        "displayName",
+    );
+    let stranger = uuid::Uuid::now_v7().to_string();
+    let refused = scim
+        .post(
+            "/Groups",
+            json!({ "displayName": "Ghosts", "members": [{ "value": ana }, { "value": stranger }] }),
+        )
+        .await;
+    assert_error(
+        &refused,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        &format!("members: value {stranger} is not a user of this organization"),
+    );
+    let ghosts = scim
+        .get(&format!(
+            "/Groups?filter={}",
+            encode("displayName eq \"Ghosts\"")
+        ))
+        .await;
+    assert_eq!(ghosts.body["totalResults"], json!(0));
+}
+
+#[tokio::test]
+async fn members_must_be_users_of_the_organization() {
+    let Scene { app, scim, .. } = scene().await;
+    let id = create_group(&scim, json!({ "displayName": "Staff" })).await;
+    let other = app.create_organization("other").await;
+    let foreign_key = app
+        .create_api_key(other, "other-idp", &[Scope::Admin])
+        .await;
+    let foreign = Scim::new(&app, &foreign_key)
+        .create("zed.zee", "Zed", "Zee", "zed@other.test")
+        .await;
+    let added = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "add", "path": "members", "value": [{ "value": foreign }] }]),
+    )
+    .await;
+    assert_error(
+        &added,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        &format!("value {foreign} is not a user of this organization"),
+    );
+    let malformed = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "add", "path": "members", "value": [{ "value": "bob" }] }]),
+    )
+    .await;
+    assert_error(
+        &malformed,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        "Operations[0]: members[0].value: `bob` is not a user of this organization",
+    );
+    let nested = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "add", "path": "members", "value": [{ "value": id, "type": "Group" }] }]),
+    )
+    .await;
+    assert_error(
+        &nested,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        "Roster groups hold users, not groups",
+    );
+    // The other organization's key does not see this group.
+    let unseen = Scim::new(&app, &foreign_key)
+        .get(&format!("/Groups/{id}"))
+        .await;
+    assert_error(&unseen, StatusCode::NOT_FOUND, None, "not found");
+}
+
+#[tokio::test]
+async fn get_put_patch_and_delete_a_group_with_etags() {
+    let Scene { app, scim, ana, bo } = scene().await;
+    let cy = scim.create("cy.ode", "Cy", "Ode", "cy@acme.test").await;
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "Floor", "members": [{ "value": ana }, { "value": bo }] }),
+    )
+    .await;
+    let read = scim.get(&format!("/Groups/{id}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(member_values(&read.body), sorted(&[&ana, &bo]));
+    let version = read.etag.clone().unwrap();
+    // PUT replaces the members (and the name).
+    let replaced = scim
+        .call_with(
+            Method::PUT,
+            &format!("/Groups/{id}"),
+            Some(json!({ "schemas": [GROUP], "displayName": "Shop floor", "members": [{ "value": cy }] })),
+            &[("if-match", &version)],
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
+    assert_eq!(replaced.body["displayName"], json!("Shop floor"));
+    assert_eq!(member_values(&replaced.body), [cy.clone()]);
+    assert_ne!(replaced.etag.as_deref(), Some(version.as_str()));
+    assert_eq!(grpc_members(&app, &id).await, [cy.clone()]);
+    // The old version no longer matches.
+    let stale = scim
+        .call_with(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            Some(json!({ "schemas": [PATCH], "Operations": [{ "op": "add", "path": "members", "value": [{ "value": ana }] }] })),
+            &[("if-match", &version)],
+        )
+        .await;
+    assert_error(
+        &stale,
+        StatusCode::PRECONDITION_FAILED,
+        None,
+        "the group changed",
+    );
+    assert_eq!(grpc_members(&app, &id).await, [cy.clone()]);
+    // A member's leaving alone changes the version too.
+    let before = replaced.etag.unwrap();
+    let left = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "remove", "path": "members", "value": [{ "value": cy }] }]),
+    )
+    .await;
+    assert_eq!(left.status, StatusCode::OK, "{}", left.body);
+    assert_eq!(left.body["members"], json!([]));
+    assert_ne!(left.etag.as_deref(), Some(before.as_str()));
+    // add, replace, remove all, in one request.
+    let patched = patch_group(
+        &scim,
+        &id,
+        json!([
+            { "op": "add", "path": "members", "value": [{ "value": ana }, { "value": bo }] },
+            { "op": "replace", "path": "displayName", "value": "Floor team" },
+        ]),
+    )
+    .await;
+    assert_eq!(member_values(&patched.body), sorted(&[&ana, &bo]));
+    let replaced_members = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": "members", "value": [{ "value": bo }, { "value": cy }] }]),
+    )
+    .await;
+    assert_eq!(member_values(&replaced_members.body), sorted(&[&bo, &cy]));
+    let emptied = patch_group(&scim, &id, json!([{ "op": "remove", "path": "members" }])).await;
+    assert_eq!(emptied.body["members"], json!([]));
+    assert!(grpc_members(&app, &id).await.is_empty());
+    let unknown_path = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": "owner", "value": "x" }]),
+    )
+    .await;
+    assert_error(
+        &unknown_path,
+        StatusCode::BAD_REQUEST,
+        Some("invalidPath"),
+        "owner is not an attribute of Group",
+    );
+    let required = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "remove", "path": "displayName" }]),
+    )
+    .await;
+    assert_error(
+        &required,
+        StatusCode::BAD_REQUEST,
+        Some("mutability"),
+        "displayName is required",
+    );
+    // DELETE, under If-Match too.
+    let current = scim.get(&format!("/Groups/{id}")).await.etag.unwrap();
+    let refused = scim
+        .call_with(
+            Method::DELETE,
+            &format!("/Groups/{id}"),
+            None,
+            &[("if-match", &before)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
+    let deleted = scim
+        .call_with(
+            Method::DELETE,
+            &format!("/Groups/{id}"),
+            None,
+            &[("if-match", &current)],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = scim.get(&format!("/Groups/{id}")).await;
+    assert_error(&gone, StatusCode::NOT_FOUND, None, "not found");
+    assert_error(
+        &scim.get("/Groups/not-a-uuid").await,
+        StatusCode::NOT_FOUND,
+        None,
+        "not found",
+    );
+}
+
+#[tokio::test]
+async fn the_extension_changes_a_groups_profile_and_units() {
+    let app = TestApp::spawn().await;
+    default_profile(&app).await;
+    let groups = app.groups(app.as_admin());
+    let manager = groups
+        .clone()
+        .create_profile(new_profile("POS", "Manager"))
+        .await
+        .created_id();
+    let unit = groups
+        .clone()
+        .create_unit(new_unit("Porto", proto::UnitKind::Store))
+        .await
+        .created_id();
+    let scim = Scim::new(&app, &app.admin_key);
+    let id = create_group(&scim, json!({ "displayName": "Porto" })).await;
+    let patched = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": format!("{ROSTER_GROUP}:unitIds"), "value": [unit] },
+               { "op": "replace", "value": { ROSTER_GROUP: { "profileId": manager } } }]),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let group = grpc_group(&app, &id).await;
+    assert_eq!(
+        (group.profile_id, group.unit_scope, group.unit_ids),
+        (manager, proto::UnitScope::Units as i32, vec![unit])
+    );
+    // A PUT without the extension keeps the profile and units.
+    let put = scim
+        .call(
+            Method::PUT,
+            &format!("/Groups/{id}"),
+            Some(json!({ "displayName": "Porto store" })),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!(put.body[ROSTER_GROUP]["unitScope"], json!("UNITS"));
+    let bad_scope = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": format!("{ROSTER_GROUP}:unitScope"), "value": "SOME" }]),
+    )
+    .await;
+    assert_error(
+        &bad_scope,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        "unitScope: `SOME` is not ALL_UNITS, UNITS or NO_UNIT",
+    );
+}
+
+#[tokio::test]
+async fn lists_filter_page_and_leave_members_out_when_asked() {
+    let Scene {
+        app: _app,
+        scim,
+        ana,
+        ..
+    } = scene().await;
+    let mut ids = Vec::new();
+    for name in ["Alpha", "Beta", "Gamma"] {
+        ids.push(create_group(&scim, json!({ "displayName": name })).await);
+    }
+    patch_group(
+        &scim,
+        &ids[1],
+        json!([{ "op": "add", "path": "members", "value": [{ "value": ana }] }]),
+    )
+    .await;
+    let filter = |raw: &str| format!("/Groups?filter={}", encode(raw));
+    let found = |answer: &Answer| resource_ids(&answer.body);
+    assert_eq!(
+        found(&scim.get(&filter("displayName eq \"beta\"")).await),
+        [ids[1].clone()]
+    );
+    assert_eq!(
+        found(
+            &scim
+                .get(&filter("displayName sw \"a\" or displayName ew \"MMA\""))
+                .await
+        ),
+        [ids[0].clone(), ids[2].clone()]
+    );
+    assert_eq!(
+        found(&scim.get(&filter(&format!("id eq \"{}\"", ids[2]))).await),
+        [ids[2].clone()]
+    );
+    assert_eq!(
+        found(
+            &scim
+                .get(&filter(&format!("members[value eq \"{ana}\"]")))
+                .await
+        ),
+        [ids[1].clone()]
+    );
+    assert_eq!(
+        found(&scim.get(&filter("not (displayName co \"et\")")).await),
+        [ids[0].clone(), ids[2].clone()]
+    );
+    // Roster groups keep no externalId: it equals nothing.
+    assert!(found(&scim.get(&filter("externalId eq \"x\"")).await).is_empty());
+    assert_eq!(
+        found(&scim.get(&filter("externalId ne \"x\"")).await).len(),
+        3
+    );
+    // meta.lastModified moves with a member's joining: Beta's is now
+    // later than Gamma's creation.
+    let beta = scim.get(&format!("/Groups/{}", ids[1])).await;
+    let modified = beta.body["meta"]["lastModified"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        found(
+            &scim
+                .get(&filter(&format!("meta.lastModified ge \"{modified}\"")))
+                .await
+        ),
+        [ids[1].clone()]
+    );
+    let gamma = scim.get(&format!("/Groups/{}", ids[2])).await;
+    let created = gamma.body["meta"]["created"].as_str().unwrap().to_owned();
+    assert_eq!(
+        found(
+            &scim
+                .get(&filter(&format!("meta.created lt \"{created}\"")))
+                .await
+        ),
+        [ids[0].clone(), ids[1].clone()]
+    );
+    let bad = scim.get(&filter("members pr")).await;
+    assert_error(
+        &bad,
+        StatusCode::BAD_REQUEST,
+        Some("invalidFilter"),
+        "members pr",
+    );
+    let bad = scim.get(&filter("owner eq \"x\"")).await;
+    assert_error(
+        &bad,
+        StatusCode::BAD_REQUEST,
+        Some("invalidFilter"),
+        "filterable: displayName",
+    );
+    let page = scim.get("/Groups?startIndex=2&count=1").await;
+    assert_eq!(page.body["totalResults"], json!(3));
+    assert_eq!(page.body["startIndex"], json!(2));
+    assert_eq!(page.body["itemsPerPage"], json!(1));
+    assert_eq!(resource_ids(&page.body), [ids[1].clone()]);
+    assert_eq!(member_values(&page.body["Resources"][0]), [ana.clone()]);
+    let without = scim.get("/Groups?excludedAttributes=members").await;
+    for resource in without.body["Resources"].as_array().unwrap() {
+        assert!(resource.get("members").is_none(), "{resource}");
+        assert!(resource.get("displayName").is_some(), "{resource}");
+    }
+    let only = scim
+        .get(&format!("/Groups/{}?attributes=displayName", ids[1]))
+        .await;
+    assert_eq!(
+        only.body,
+        json!({ "schemas": [GROUP, ROSTER_GROUP], "id": ids[1], "displayName": "Beta" })
+    );
+}
+
+#[tokio::test]
+async fn group_writes_need_an_admin_key_and_are_audited_as_the_key() {
+    let app = TestApp::spawn().await;
+    default_profile(&app).await;
+    let viewer = app
+        .create_api_key(app.organization_id, "reader", &[Scope::Viewer])
+        .await;
+    let reader = Scim::new(&app, &viewer);
+    let refused = reader.post("/Groups", json!({ "displayName": "X" })).await;
+    assert_error(&refused, StatusCode::FORBIDDEN, None, "ADMIN");
+    let key = app
+        .create_api_key(app.organization_id, "entra", &[Scope::Admin])
+        .await;
+    let scim = Scim::new(&app, &key);
+    let ana = scim
+        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
+        .await;
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "Audited", "members": [{ "value": ana }] }),
+    )
+    .await;
+    assert_eq!(
+        reader.get(&format!("/Groups/{id}")).await.status,
+        StatusCode::OK
+    );
+    let key_id: uuid::Uuid = sqlx::query_scalar("select id from api_keys where name = 'entra'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let events = app
+        .organizations(app.as_admin())
+        .list_audit_events(proto::ListAuditEventsRequest {
+            page_size: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let by_key: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.actor_id == key_id.to_string())
+        .map(|e| (e.action.as_str(), e.target_id.as_str()))
+        .collect();
+    assert!(
+        by_key.contains(&("group.create", id.as_str())),
+        "{by_key:?}"
+    );
+    assert!(
+        by_key.contains(&("user.groups.add", ana.as_str())),
+        "{by_key:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_change_stream_numbers_the_group_and_each_membership_change() {
+    let Scene { app, scim, ana, bo } = scene().await;
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "Streamed", "members": [{ "value": ana }] }),
+    )
+    .await;
+    let moved = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": "members", "value": [{ "value": bo }] }]),
+    )
+    .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let changes: Vec<(String, String)> = crate::helpers::eventually(
+        "the changes are numbered",
+        std::time::Duration::from_secs(10),
+        || async {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "select action, resource_id from changes where organization_id = $1 \
+                 and action like any (array['group.%', 'user.groups.%']) order by position",
+            )
+            .bind(app.organization_id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+            (rows.len() == 4).then_some(rows)
+        },
+    )
+    .await;
+    let expected = [
+        ("group.create", &id),
+        ("user.groups.add", &ana),
+        ("user.groups.add", &bo),
+        ("user.groups.remove", &ana),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(action, id)| ((*action).to_owned(), (*id).clone()))
+        .collect();
+    assert_eq!(changes, expected);
+}
+
+#[tokio::test]
+async fn scim_users_are_invited_unless_the_organization_turns_it_off() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, &app.admin_key);
+    let invitations = |id: String| {
+        let pool = app.pool.clone();
+        async move {
+            let id: uuid::Uuid = id.parse().unwrap();
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from outbox where user_id = $1 and kind = 'INVITATION'",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let invited = scim
+        .create("ana.lima", "Ana", "Lima", "ana@acme.test")
+        .await;
+    assert_eq!(invitations(invited).await, 1);
+    app.email("ana@acme.test", 1).await;
+    let settings = proto::OrganizationSettings {
+        scim_send_invitations: false,
+        ..Default::default()
+    };
+    let updated = set_settings(&app, settings, &["scim_send_invitations"])
+        .await
+        .unwrap();
+    assert!(!updated.settings.unwrap().scim_send_invitations);
+    let quiet = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
+    assert_eq!(invitations(quiet.clone()).await, 0);
+    // Still invitable later, and still invited over gRPC.
+    let user = crate::attributes::get(&app, &quiet).await;
+    assert_eq!(user.status, proto::UserStatus::Pending as i32);
+    app.create_user("Cy", "Ode", "cy@acme.test").await;
+    app.email("cy@acme.test", 1).await;
+    assert!(app
+        .mail
+        .emails()
+        .iter()
+        .all(|email| !email.to.contains("bo@acme.test")));
+}
+
+// The group requests Entra ID documents ("Tutorial: develop a sample SCIM
+// endpoint", request and response examples), one test each.
+
+/// Entra's create: its own schema URN, an externalId, no members.
+#[tokio::test]
+async fn entra_creates_a_group() {
+    let Scene {
+        app: _app, scim, ..
+    } = scene().await;
+    let created = scim
+        .post(
+            "/Groups",
+            json!({
+                "schemas": [GROUP, "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+                "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+                "displayName": "displayName",
+                "meta": { "resourceType": "Group" },
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["displayName"], json!("displayName"));
+    assert_eq!(created.body["members"], json!([]));
+    assert!(created.body.get("externalId").is_none());
+}
+
+/// Entra's "Get Group by displayName", members left out.
+#[tokio::test]
+async fn entra_gets_a_group_by_display_name_without_members() {
+    let Scene {
+        app: _app,
+        scim,
+        ana,
+        ..
+    } = scene().await;
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "displayName", "members": [{ "value": ana }] }),
+    )
+    .await;
+    let found = scim
+        .get(&format!(
+            "/Groups?excludedAttributes=members&filter={}",
+            encode("displayName eq \"displayName\"")
+        ))
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    assert_eq!(found.body["totalResults"], json!(1));
+    let group = &found.body["Resources"][0];
+    assert_eq!(group["id"], json!(id));
+    assert!(group.get("members").is_none(), "{group}");
+    // And by id, members left out, as Entra reads one back.
+    let by_id = scim
+        .get(&format!("/Groups/{id}?excludedAttributes=members"))
+        .await;
+    assert!(by_id.body.get("members").is_none(), "{}", by_id.body);
+    assert_eq!(by_id.body["displayName"], json!("displayName"));
+    // Entra's membership check: id and a member's value.
+    let check = scim
+        .get(&format!(
+            "/Groups?excludedAttributes=members&filter={}",
+            encode(&format!("id eq \"{id}\" and members[value eq \"{ana}\"]"))
+        ))
+        .await;
+    assert_eq!(check.body["totalResults"], json!(1), "{}", check.body);
+}
+
+/// Entra's "Update Group [Add Members]": `Add`, capitalised, `$ref` null.
+#[tokio::test]
+async fn entra_adds_a_member() {
+    let Scene { app, scim, ana, .. } = scene().await;
+    let id = create_group(&scim, json!({ "displayName": "G" })).await;
+    let added = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "Add", "path": "members", "value": [{ "$ref": null, "value": ana }] }]),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+    assert_eq!(grpc_members(&app, &id).await, [ana]);
+}
+
+/// Entra's "Update Group [Remove Members]": `Remove` with a value list.
+#[tokio::test]
+async fn entra_removes_a_member() {
+    let Scene { app, scim, ana, bo } = scene().await;
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "G", "members": [{ "value": ana }, { "value": bo }] }),
+    )
+    .await;
+    let removed = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "Remove", "path": "members", "value": [{ "$ref": null, "value": ana }] }]),
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    assert_eq!(grpc_members(&app, &id).await, [bo]);
+}
+
+/// Entra's "Update Group [Non-member attributes]": `Replace` of displayName.
+#[tokio::test]
+async fn entra_replaces_the_display_name() {
+    let Scene { app, scim, .. } = scene().await;
+    let id = create_group(&scim, json!({ "displayName": "displayName" })).await;
+    let renamed = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "Replace", "path": "displayName", "value": "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName" }]),
+    )
+    .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    assert_eq!(
+        grpc_group(&app, &id).await.name,
+        "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"
+    );
+}
+
+// The group requests Okta documents ("SCIM 2.0 protocol: Create groups,
+// Retrieve groups, Update a group name, Update group memberships, Replace a
+// group (PUT)"), one test each.
+
+/// Okta's create: core schema, empty members.
+#[tokio::test]
+async fn okta_creates_a_group() {
+    let Scene {
+        app: _app, scim, ..
+    } = scene().await;
+    let created = scim
+        .post(
+            "/Groups",
+            json!({ "schemas": [GROUP], "displayName": "Test SCIMv2", "members": [] }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["displayName"], json!("Test SCIMv2"));
+}
+
+/// Okta's retrievals: a page of groups, and one by displayName.
+#[tokio::test]
+async fn okta_retrieves_groups_by_page_and_by_display_name() {
+    let Scene {
+        app: _app, scim, ..
+    } = scene().await;
+    let id = create_group(&scim, json!({ "displayName": "Test SCIMv2" })).await;
+    let page = scim.get("/Groups?startIndex=1&count=100").await;
+    assert_eq!(page.body["totalResults"], json!(1), "{}", page.body);
+    let found = scim
+        .get(&format!(
+            "/Groups?filter={}&startIndex=1&count=100",
+            encode("displayName eq \"Test SCIMv2\"")
+        ))
+        .await;
+    assert_eq!(resource_ids(&found.body), [id]);
+}
+
+/// Okta's "Update a specific group name": path-less replace with the id.
+#[tokio::test]
+async fn okta_replaces_the_display_name_without_a_path() {
+    let Scene { app, scim, .. } = scene().await;
+    let id = create_group(&scim, json!({ "displayName": "Test SCIMv2" })).await;
+    let renamed = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "value": { "id": id, "displayName": "Test SCIMv2 renamed" } }]),
+    )
+    .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    assert_eq!(grpc_group(&app, &id).await.name, "Test SCIMv2 renamed");
+}
+
+/// Okta's "Update group memberships": add with a display, remove by filter.
+#[tokio::test]
+async fn okta_patches_members() {
+    let Scene { app, scim, ana, bo } = scene().await;
+    let id = create_group(&scim, json!({ "displayName": "Test SCIMv2" })).await;
+    let added = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "add", "path": "members", "value": [
+            { "value": ana, "display": "ana@acme.test" },
+            { "value": bo, "display": "bo@acme.test" },
+        ] }]),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+    assert_eq!(grpc_members(&app, &id).await, sorted(&[&ana, &bo]));
+    let removed = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "remove", "path": format!("members[value eq \"{ana}\"]") }]),
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    assert_eq!(grpc_members(&app, &id).await, [bo]);
+}
+
+/// Okta's PUT of a group: the name and the whole member list.
+#[tokio::test]
+async fn okta_puts_a_group_with_its_members() {
+    let Scene { app, scim, ana, bo } = scene().await;
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "Test SCIMv2", "members": [{ "value": ana }] }),
+    )
+    .await;
+    let put = scim
+        .call(
+            Method::PUT,
+            &format!("/Groups/{id}"),
+            Some(json!({
+                "schemas": [GROUP], "id": id, "displayName": "Test SCIMv2",
+                "members": [{ "value": bo, "display": "bo@acme.test" }],
+            })),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!(member_values(&put.body), [bo.clone()]);
+    assert_eq!(grpc_members(&app, &id).await, [bo]);
+    // The same name again changes the members only: no group.update.
+    let events = app
+        .organizations(app.as_admin())
+        .list_audit_events(proto::ListAuditEventsRequest {
+            page_size: 50,
+            target_type: "group".into(),
+            target_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["group.create"]);
+}
