@@ -1,6 +1,6 @@
 //! What this service provider does (RFC 7644 §4), advertised truthfully:
-//! Users only (Groups come later), PATCH, filters, ETags; no bulk, no
-//! sorting, no password changes.
+//! Users only (Groups come later), PATCH, filters, sorting, ETags; no
+//! bulk, no password changes.
 
 use serde_json::{json, Value};
 
@@ -18,7 +18,7 @@ pub fn service_provider_config(base_url: &str) -> Value {
         "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
         "filter": { "supported": true, "maxResults": MAX_RESULTS },
         "changePassword": { "supported": false },
-        "sort": { "supported": false },
+        "sort": { "supported": true },
         "etag": { "supported": true },
         "authenticationSchemes": [{
             "type": "oauthbearertoken",

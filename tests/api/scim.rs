@@ -13,28 +13,28 @@ use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
 
-const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub(crate) const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// A SCIM client of one app with one bearer token.
-struct Scim {
+pub(crate) struct Scim {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    etag: Option<String>,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub etag: Option<String>,
     location: Option<String>,
     content_type: Option<String>,
-    body: Value,
+    pub body: Value,
 }
 
 impl Scim {
-    fn new(app: &TestApp, token: &str) -> Self {
+    pub fn new(app: &TestApp, token: &str) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: format!("{}/scim/v2", app.pages()),
@@ -42,11 +42,11 @@ impl Scim {
         }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         self.call_with(method, path, body, &[]).await
     }
 
-    async fn call_with(
+    pub async fn call_with(
         &self,
         method: Method,
         path: &str,
@@ -90,22 +90,22 @@ impl Scim {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body)).await
     }
 
-    async fn patch(&self, id: &str, operations: Value) -> Answer {
+    pub async fn patch(&self, id: &str, operations: Value) -> Answer {
         let body = json!({ "schemas": [PATCH], "Operations": operations });
         self.call(Method::PATCH, &format!("/Users/{id}"), Some(body))
             .await
     }
 
     /// Creates a user and returns its id.
-    async fn create(&self, user_name: &str, given: &str, family: &str, email: &str) -> String {
+    pub async fn create(&self, user_name: &str, given: &str, family: &str, email: &str) -> String {
         let created = self
             .post(
                 "/Users",
@@ -128,7 +128,7 @@ impl Scim {
     }
 }
 
-fn encode(raw: &str) -> String {
+pub(crate) fn encode(raw: &str) -> String {
     raw.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -143,7 +143,7 @@ fn encode(raw: &str) -> String {
 /// The user as gRPC's GetUser answers it.
 use crate::attributes::get as grpc_user;
 
-fn resource_ids(list: &Value) -> Vec<String> {
+pub(crate) fn resource_ids(list: &Value) -> Vec<String> {
     list["Resources"]
         .as_array()
         .unwrap()
@@ -153,7 +153,7 @@ fn resource_ids(list: &Value) -> Vec<String> {
 }
 
 /// A SCIM error body: its status string, scimType and detail.
-fn assert_error(answer: &Answer, status: StatusCode, scim_type: Option<&str>, detail_has: &str) {
+pub(crate) fn assert_error(answer: &Answer, status: StatusCode, scim_type: Option<&str>, detail_has: &str) {
     assert_eq!(answer.status, status, "{}", answer.body);
     assert_eq!(answer.body["schemas"], json!([ERROR]), "{}", answer.body);
     assert_eq!(answer.body["status"], json!(status.as_str()));
@@ -168,7 +168,7 @@ fn assert_error(answer: &Answer, status: StatusCode, scim_type: Option<&str>, de
 }
 
 #[tokio::test]
-async fn discovery_advertises_users_patch_filters_and_etags_but_no_bulk() {
+async fn discovery_advertises_users_patch_filters_sorting_and_etags_but_no_bulk() {
     let app = TestApp::spawn().await;
     let scim = Scim::new(&app, &app.admin_key);
     let config = scim.get("/ServiceProviderConfig").await;
@@ -181,7 +181,7 @@ async fn discovery_advertises_users_patch_filters_and_etags_but_no_bulk() {
     assert_eq!(config.body["bulk"]["supported"], json!(false));
     assert_eq!(config.body["filter"]["supported"], json!(true));
     assert_eq!(config.body["filter"]["maxResults"], json!(200));
-    assert_eq!(config.body["sort"]["supported"], json!(false));
+    assert_eq!(config.body["sort"]["supported"], json!(true));
     assert_eq!(config.body["etag"]["supported"], json!(true));
     assert_eq!(config.body["changePassword"]["supported"], json!(false));
     assert_eq!(

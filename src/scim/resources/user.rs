@@ -13,8 +13,9 @@ use crate::{
         call::Call,
         group::GivenGroups,
         user::{
-            self, AttributeMask, NewUser, Origin, TextField, TextOp, TimeField, TimeOp, User,
-            UserCondition, UserField, UserInput, UserStatus, UserUpdate, UserValues,
+            self, AdminState, AttributeMask, NewUser, Origin, TextField, TextOp, TimeField, TimeOp,
+            User, UserCondition, UserField, UserInput, UserOrdering, UserRevision, UserSort,
+            UserStatus, UserUpdate, UserValues,
         },
         DomainError,
     },
@@ -177,43 +178,29 @@ pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
     Ok(user::create_user(call, &new_user).await?.user)
 }
 
-/// Writes what changed from `before` to `after`: the values (one update),
-/// then the admin state (one status change), each audited.
-pub async fn save(
-    call: &Call,
-    user: User,
-    before: &ScimUser,
-    after: &ScimUser,
-) -> Result<User, ScimError> {
-    let mut user = user;
-    let values_changed = ScimUser {
-        active: before.active,
-        ..after.clone()
-    } != *before;
-    if values_changed {
-        let attribute_mask = if after.employee_number == before.employee_number {
-            AttributeMask::Untouched
-        } else {
-            AttributeMask::Keys(vec![EMPLOYEE_NUMBER_KEY.to_owned()])
-        };
-        let update = UserUpdate {
-            user_id: user.id,
+/// What a PUT or PATCH writes to get from `before` to `after`: the values
+/// and the admin state together, so the change is one audited update.
+pub fn revision(user_id: Uuid, before: &ScimUser, after: &ScimUser) -> UserRevision {
+    let attribute_mask = if after.employee_number == before.employee_number {
+        AttributeMask::Untouched
+    } else {
+        AttributeMask::Keys(vec![EMPLOYEE_NUMBER_KEY.to_owned()])
+    };
+    let admin_state = (after.active != before.active).then_some(if after.active {
+        AdminState::Active
+    } else {
+        AdminState::Inactive
+    });
+    UserRevision {
+        update: UserUpdate {
+            user_id,
             fields: UserField::ALL.to_vec(),
             input: after.input(),
             attribute_mask,
             attributes: after.attributes(),
-        };
-        user = user::update_user(call, &update).await?.0;
+        },
+        admin_state,
     }
-    if after.active != before.active {
-        let status = if after.active {
-            UserStatus::Active
-        } else {
-            UserStatus::Inactive
-        };
-        user = user::set_user_status(call, user.id, status).await?;
-    }
-    Ok(user)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -618,6 +605,70 @@ fn compare(actual: &Value, op: CompareOp, expected: &Value) -> bool {
     }
 }
 
+/// The attributes a list may be sorted by.
+const SORTABLE: &str = "userName, name.familyName, name.givenName, emails(.value), externalId, \
+     meta.created, meta.lastModified, id";
+
+/// `sortBy` and `sortOrder` (RFC 7644 §3.4.2.3) as the store's ordering;
+/// without `sortBy`, the oldest first (or newest, when descending).
+pub fn ordering(sort_by: Option<&str>, sort_order: Option<&str>) -> Result<UserOrdering, ScimError> {
+    let descending = match sort_order.map(str::trim).filter(|o| !o.is_empty()) {
+        None => false,
+        Some(order) if order.eq_ignore_ascii_case("ascending") => false,
+        Some(order) if order.eq_ignore_ascii_case("descending") => true,
+        Some(other) => {
+            return Err(invalid(
+                "sortOrder",
+                &format!(
+                    "{} is neither ascending nor descending",
+                    crate::domain::echo(other)
+                ),
+            ))
+        }
+    };
+    let Some(raw) = sort_by.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(UserOrdering {
+            by: UserSort::Created,
+            descending,
+        });
+    };
+    let unsortable = || {
+        invalid(
+            "sortBy",
+            &format!(
+                "{} cannot be sorted on; sortable: {SORTABLE}",
+                crate::domain::echo(raw)
+            ),
+        )
+    };
+    let path = parse_path(raw)
+        .ok()
+        .filter(|path| path.filter.is_none())
+        .ok_or_else(unsortable)?;
+    let attr = path.attr;
+    if attr
+        .uri
+        .as_deref()
+        .is_some_and(|uri| !uri.eq_ignore_ascii_case(SCHEMA_USER))
+    {
+        return Err(unsortable());
+    }
+    let name = attr.name.to_ascii_lowercase();
+    let sub = attr.sub.as_deref().map(str::to_ascii_lowercase);
+    let by = match (name.as_str(), sub.as_deref()) {
+        ("username", None) => UserSort::Username,
+        ("name", Some("familyname")) => UserSort::LastName,
+        ("name", Some("givenname")) => UserSort::FirstName,
+        ("emails", None | Some("value")) => UserSort::Email,
+        ("externalid", None) => UserSort::ExternalId,
+        ("meta", Some("created")) => UserSort::Created,
+        ("meta", Some("lastmodified")) => UserSort::LastModified,
+        ("id", None) => UserSort::Id,
+        _ => return Err(unsortable()),
+    };
+    Ok(UserOrdering { by, descending })
+}
+
 /// The attributes a filter may name.
 const FILTERABLE: &str = "userName, name.givenName, name.familyName, emails(.value), \
      phoneNumbers(.value), externalId, active, id, meta.created, meta.lastModified";
@@ -935,6 +986,35 @@ mod tests {
                 ))))
             )
         );
+    }
+
+    #[test]
+    fn sort_by_names_a_sortable_attribute() {
+        let sorted = |by: &str, order: Option<&str>| ordering(Some(by), order);
+        assert_eq!(
+            sorted("name.familyName", Some("Descending")).unwrap(),
+            UserOrdering {
+                by: UserSort::LastName,
+                descending: true
+            }
+        );
+        assert_eq!(sorted("emails.value", None).unwrap().by, UserSort::Email);
+        assert_eq!(
+            sorted("urn:ietf:params:scim:schemas:core:2.0:User:userName", None)
+                .unwrap()
+                .by,
+            UserSort::Username
+        );
+        assert_eq!(ordering(None, None).unwrap(), UserOrdering::default());
+        for (by, order, words) in [
+            ("title", None, "sortBy: `title` cannot be sorted on"),
+            ("emails[type eq \"work\"]", None, "sortBy"),
+            ("userName", Some("up"), "sortOrder: `up` is neither"),
+        ] {
+            let error = sorted(by, order).unwrap_err();
+            assert_eq!(error.scim_type, Some(ScimType::InvalidValue), "{by}");
+            assert!(error.detail.contains(words), "{by}: {}", error.detail);
+        }
     }
 
     #[test]
