@@ -57,23 +57,20 @@ pub fn schemas(base_url: &str) -> Vec<Value> {
             "returned": "default", "uniqueness": uniqueness,
         })
     };
-    let multi_valued = |name: &str, description: &str, required: bool| {
+    // No `primary`: Roster keeps one value, so it would tell nothing; a
+    // provider's `primary` picks which of its entries Roster keeps.
+    let multi_valued = |name: &str, description: &str, required: bool, value: &str| {
         json!({
             "name": name, "type": "complex", "multiValued": true, "description": description,
             "required": required, "mutability": "readWrite", "returned": "default",
             "uniqueness": "none",
             "subAttributes": [
-                string("value", "The value (Roster keeps one, the primary)", required, "none"),
+                string("value", value, required, "none"),
                 {
                     "name": "type", "type": "string", "multiValued": false,
                     "description": "Always `work`; values of other types are not kept",
                     "required": false, "caseExact": false, "canonicalValues": ["work"],
                     "mutability": "readWrite", "returned": "default", "uniqueness": "none",
-                },
-                {
-                    "name": "primary", "type": "boolean", "multiValued": false,
-                    "description": "Always true", "required": false,
-                    "mutability": "readWrite", "returned": "default",
                 },
             ],
         })
@@ -94,12 +91,25 @@ pub fn schemas(base_url: &str) -> Vec<Value> {
                     string("familyName", "Last name", true, "none"),
                 ],
             },
-            multi_valued("emails", "The user's email (one, the primary)", true),
-            multi_valued("phoneNumbers", "The user's phone number (one, the primary)", false),
+            multi_valued(
+                "emails",
+                "The user's email (one, the primary)",
+                true,
+                "An email address",
+            ),
+            multi_valued(
+                "phoneNumbers",
+                "The user's phone number (one, the primary)",
+                false,
+                "E.164: + then the country code and number (+5511999998888); spaces, dashes, \
+                 dots, parentheses and a `tel:` prefix are ignored; a number without its \
+                 country code is refused (400 invalidValue)",
+            ),
             {
                 "name": "active", "type": "boolean", "multiValued": false,
-                "description": "Roster's admin state: ACTIVE (true) or INACTIVE (false)",
-                "required": false, "mutability": "readWrite", "returned": "default",
+                "description": "Roster's admin state: ACTIVE (true) or INACTIVE (false); \
+                    always held (true when a create leaves it out), so it cannot be removed",
+                "required": true, "mutability": "readWrite", "returned": "default",
             },
         ],
         "meta": {

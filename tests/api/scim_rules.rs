@@ -408,3 +408,43 @@ async fn post_search_lists_like_get_at_users_and_at_the_root() {
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn phone_numbers_take_tel_uris_and_refuse_a_number_without_its_country_code() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, &app.admin_key);
+    let person = |user_name: &str, phone: &str| {
+        json!({
+            "schemas": [USER], "userName": user_name,
+            "name": { "givenName": "Ana", "familyName": "Lima" },
+            "emails": [{ "value": format!("{user_name}@acme.test"), "type": "work", "primary": true }],
+            "phoneNumbers": [{ "value": phone, "type": "work", "primary": true }],
+        })
+    };
+    let created = scim
+        .post("/Users", person("ana", "tel:+1-201-555-0123"))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    // One value of each: no `primary` flag in answers, none in the schema.
+    assert_eq!(
+        created.body["phoneNumbers"],
+        json!([{ "value": "+12015550123", "type": "work" }])
+    );
+    assert_eq!(
+        created.body["emails"],
+        json!([{ "value": "ana@acme.test", "type": "work" }])
+    );
+    let schema = scim.get(&format!("/Schemas/{USER}")).await;
+    assert!(
+        !schema.body.to_string().contains("\"primary\""),
+        "{}",
+        schema.body
+    );
+    let local = scim.post("/Users", person("bo", "(555) 555-0100")).await;
+    assert_error(
+        &local,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        "phoneNumbers: must be + and 8–15 digits",
+    );
+}

@@ -1,6 +1,8 @@
 //! The SCIM `User` as a Roster user: the mapping both ways, PATCH, and
 //! filters as user conditions. Roster keeps one email and one phone number
-//! (both of type `work`, primary); values of other types are ignored.
+//! (both of type `work`); values of other types are ignored. Of several
+//! entries the `primary` one is kept; answers carry no `primary` flag (of
+//! one value it tells nothing, and /Schemas declares none).
 //! `employeeNumber` (enterprise extension) is the custom attribute
 //! `employee_number`, which the organization defines to use it.
 
@@ -66,7 +68,7 @@ impl ScimUser {
             last_name: self.family_name.clone(),
             email: self.email.clone(),
             username: self.user_name.clone(),
-            phone: self.phone.clone().unwrap_or_default(),
+            phone: self.phone.as_deref().map(without_tel_scheme).unwrap_or_default(),
             external_id: self.external_id.clone().unwrap_or_default(),
         }
     }
@@ -76,6 +78,17 @@ impl ScimUser {
             .iter()
             .map(|number| (EMPLOYEE_NUMBER_KEY.to_owned(), json!(number)))
             .collect()
+    }
+}
+
+/// RFC 7643 suggests RFC 3966 `tel:` URIs for phone numbers
+/// (`tel:+1-201-555-0123`): the number after the scheme, which Roster's
+/// phone rule then normalizes (or refuses, naming the rule).
+fn without_tel_scheme(raw: &str) -> String {
+    let raw = raw.trim();
+    match raw.get(..4) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("tel:") => raw[4..].to_owned(),
+        _ => raw.to_owned(),
     }
 }
 
@@ -106,7 +119,7 @@ pub fn resource(user: &User, base_url: &str) -> Value {
         "userName": scim.user_name,
         "name": { "givenName": scim.given_name, "familyName": scim.family_name },
         "active": scim.active,
-        "emails": [{ "value": scim.email, "type": "work", "primary": true }],
+        "emails": [{ "value": scim.email, "type": "work" }],
         "meta": {
             "resourceType": "User",
             "created": time(user.create_time),
@@ -119,7 +132,7 @@ pub fn resource(user: &User, base_url: &str) -> Value {
         body["externalId"] = json!(external_id);
     }
     if let Some(phone) = scim.phone {
-        body["phoneNumbers"] = json!([{ "value": phone, "type": "work", "primary": true }]);
+        body["phoneNumbers"] = json!([{ "value": phone, "type": "work" }]);
     }
     if let Some(number) = scim.employee_number {
         schemas.push(SCHEMA_ENTERPRISE_USER);
@@ -986,6 +999,15 @@ mod tests {
                 ))))
             )
         );
+    }
+
+    #[test]
+    fn a_tel_uri_is_the_number_after_its_scheme() {
+        let mut scim = ana();
+        scim.phone = Some("TEL:+1-201-555-0123".into());
+        assert_eq!(scim.input().phone, "+1-201-555-0123");
+        scim.phone = Some(" +55 11 99999-8888 ".into());
+        assert_eq!(scim.input().phone, "+55 11 99999-8888");
     }
 
     #[test]
