@@ -22,9 +22,9 @@ use super::{
     call::Call,
     caller::{Caller, Principal},
     group::{ensure_covered, found_ids, labels, GivenGroups, GroupLabel},
+    organization::Settings,
     request::IdempotencyKey,
     token::LinkPurpose,
-    organization::Settings,
     unit_of_work::{IdempotentCreate, UnitOfWork},
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
@@ -993,7 +993,7 @@ async fn write_revision(
     let (organization_id, user_id) = (work.organization_id(), current.id);
     let update = &revision.update;
     let tx = work.tx();
-    let values = merge_update(&current, &update.fields, &update.input)?;
+    let values = merge_update(current, &update.fields, &update.input)?;
     let schema = store::attributes::schema(&mut **tx, organization_id).await?;
     let changes = update.attribute_changes(&schema, &current.attributes)?;
     let attributes = apply_changes(&current.attributes, &changes);

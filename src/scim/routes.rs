@@ -304,7 +304,11 @@ async fn list(
     let resources: Vec<Value> = found
         .users
         .iter()
-        .map(|user| request.projection.apply(scim_user::resource(user, &base_url)))
+        .map(|user| {
+            request
+                .projection
+                .apply(scim_user::resource(user, &base_url))
+        })
         .collect();
     let body = json!({
         "schemas": [SCHEMA_LIST],
@@ -501,10 +505,8 @@ async fn delete_user(
 ) -> Result<Response, ScimError> {
     let call = call.writer()?;
     let user_id = user_id(&id)?;
-    let deleted = user::delete_user_if(call, user_id, |current| {
-        check_if_match(&headers, current)
-    })
-    .await;
+    let deleted =
+        user::delete_user_if(call, user_id, |current| check_if_match(&headers, current)).await;
     state.authenticator.forget_own_writes();
     deleted.map_err(|error| missing_user(error, &id))?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -153,7 +153,12 @@ pub(crate) fn resource_ids(list: &Value) -> Vec<String> {
 }
 
 /// A SCIM error body: its status string, scimType and detail.
-pub(crate) fn assert_error(answer: &Answer, status: StatusCode, scim_type: Option<&str>, detail_has: &str) {
+pub(crate) fn assert_error(
+    answer: &Answer,
+    status: StatusCode,
+    scim_type: Option<&str>,
+    detail_has: &str,
+) {
     assert_eq!(answer.status, status, "{}", answer.body);
     assert_eq!(answer.body["schemas"], json!([ERROR]), "{}", answer.body);
     assert_eq!(answer.body["status"], json!(status.as_str()));

@@ -70,10 +70,15 @@ async fn scim_writes_are_audited_via_scim_with_the_key_as_actor_and_grpc_ones_vi
         .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     let patched = scim
-        .patch(&id, json!([{ "op": "replace", "path": "externalId", "value": "E-7" }]))
+        .patch(
+            &id,
+            json!([{ "op": "replace", "path": "externalId", "value": "E-7" }]),
+        )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
-    let deleted = scim.call(Method::DELETE, &format!("/Users/{id}"), None).await;
+    let deleted = scim
+        .call(Method::DELETE, &format!("/Users/{id}"), None)
+        .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 
     let events = audit_of(&app, &id).await;
@@ -122,14 +127,22 @@ async fn a_put_changing_values_and_active_is_one_audited_update() {
     assert_eq!(patched.body["active"], json!(true));
     // Okta's deactivation changes the admin state alone: recorded as such.
     let deactivated = scim
-        .patch(&id, json!([{ "op": "replace", "value": { "active": false } }]))
+        .patch(
+            &id,
+            json!([{ "op": "replace", "value": { "active": false } }]),
+        )
         .await;
     assert_eq!(deactivated.status, StatusCode::OK, "{}", deactivated.body);
 
     let events = audit_of(&app, &id).await;
     assert_eq!(
         actions(&events),
-        ["user.create", "user.update", "user.update", "user.status.set"]
+        [
+            "user.create",
+            "user.update",
+            "user.update",
+            "user.status.set"
+        ]
     );
     assert_eq!(
         events[1].changed_fields,
@@ -166,8 +179,18 @@ async fn two_concurrent_writes_at_the_same_version_cannot_both_succeed() {
         let version = scim.get(&path).await.etag.unwrap();
         let headers = [("if-match", version.as_str())];
         let (first, second) = tokio::join!(
-            scim.call_with(Method::PUT, &path, Some(rename(&format!("A{round}"))), &headers),
-            scim.call_with(Method::PUT, &path, Some(rename(&format!("B{round}"))), &headers),
+            scim.call_with(
+                Method::PUT,
+                &path,
+                Some(rename(&format!("A{round}"))),
+                &headers
+            ),
+            scim.call_with(
+                Method::PUT,
+                &path,
+                Some(rename(&format!("B{round}"))),
+                &headers
+            ),
         );
         let mut statuses = [first.status, second.status];
         statuses.sort();
@@ -184,7 +207,10 @@ async fn two_concurrent_writes_at_the_same_version_cannot_both_succeed() {
             &second
         };
         let now = scim.get(&path).await;
-        assert_eq!(now.body["name"]["givenName"], winner.body["name"]["givenName"]);
+        assert_eq!(
+            now.body["name"]["givenName"],
+            winner.body["name"]["givenName"]
+        );
         assert_eq!(now.etag, winner.etag);
     }
     let updates = audit_of(&app, &id)
@@ -261,18 +287,33 @@ async fn lists_sort_by_the_attribute_asked_ignoring_case() {
     let created = ["carla", "Bruno", "alice", "eva", "Dora"];
     assert_eq!(user_names(&scim, "").await, created, "oldest first");
     for (query, expected) in [
-        ("sortBy=userName", ["alice", "Bruno", "carla", "Dora", "eva"]),
+        (
+            "sortBy=userName",
+            ["alice", "Bruno", "carla", "Dora", "eva"],
+        ),
         (
             "sortBy=userName&sortOrder=descending",
             ["eva", "Dora", "carla", "Bruno", "alice"],
         ),
         // Accents and case aside: Ávila, bento, Costa, Duarte, Esteves.
-        ("sortBy=name.familyName", ["carla", "alice", "Bruno", "eva", "Dora"]),
-        ("sortBy=name.givenName", ["Dora", "eva", "alice", "Bruno", "carla"]),
-        ("sortBy=emails.value", ["alice", "eva", "carla", "Dora", "Bruno"]),
+        (
+            "sortBy=name.familyName",
+            ["carla", "alice", "Bruno", "eva", "Dora"],
+        ),
+        (
+            "sortBy=name.givenName",
+            ["Dora", "eva", "alice", "Bruno", "carla"],
+        ),
+        (
+            "sortBy=emails.value",
+            ["alice", "eva", "carla", "Dora", "Bruno"],
+        ),
         ("sortBy=emails", ["alice", "eva", "carla", "Dora", "Bruno"]),
         // Without an external id last, in both orders; ties by id.
-        ("sortBy=externalId", ["alice", "eva", "carla", "Bruno", "Dora"]),
+        (
+            "sortBy=externalId",
+            ["alice", "eva", "carla", "Bruno", "Dora"],
+        ),
         (
             "sortBy=externalId&sortOrder=descending",
             ["carla", "eva", "alice", "Dora", "Bruno"],
@@ -299,7 +340,10 @@ async fn lists_sort_by_the_attribute_asked_ignoring_case() {
         app.email(&format!("{address}@acme.test"), 1).await;
     }
     let patched = scim
-        .patch(&ids[2], json!([{ "op": "replace", "path": "name.givenName", "value": "Xavi" }]))
+        .patch(
+            &ids[2],
+            json!([{ "op": "replace", "path": "name.givenName", "value": "Xavi" }]),
+        )
         .await;
     assert_eq!(patched.status, StatusCode::OK);
     let latest = user_names(&scim, "sortBy=meta.lastModified&sortOrder=descending").await;
@@ -369,11 +413,17 @@ async fn post_search_lists_like_get_at_users_and_at_the_root() {
     assert!(first.get("emails").is_none(), "{first}");
 
     // An empty search is every user, oldest first.
-    let all = reader.post("/Users/.search", json!({ "schemas": [SEARCH] })).await;
+    let all = reader
+        .post("/Users/.search", json!({ "schemas": [SEARCH] }))
+        .await;
     assert_eq!(all.body["totalResults"], json!(5));
 
     for (body, scim_type, detail) in [
-        (json!(["userName"]), "invalidSyntax", "the body must be a JSON object"),
+        (
+            json!(["userName"]),
+            "invalidSyntax",
+            "the body must be a JSON object",
+        ),
         (
             json!({ "schemas": [PATCH] }),
             "invalidSyntax",

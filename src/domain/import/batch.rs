@@ -45,7 +45,7 @@ impl BatchAuthor<'_> {
             "user",
             user_id,
         )
-            .with_request_id(self.request_id.as_str())
+        .with_request_id(self.request_id.as_str())
     }
 }
 

@@ -68,7 +68,11 @@ impl ScimUser {
             last_name: self.family_name.clone(),
             email: self.email.clone(),
             username: self.user_name.clone(),
-            phone: self.phone.as_deref().map(without_tel_scheme).unwrap_or_default(),
+            phone: self
+                .phone
+                .as_deref()
+                .map(without_tel_scheme)
+                .unwrap_or_default(),
             external_id: self.external_id.clone().unwrap_or_default(),
         }
     }
@@ -624,7 +628,10 @@ const SORTABLE: &str = "userName, name.familyName, name.givenName, emails(.value
 
 /// `sortBy` and `sortOrder` (RFC 7644 §3.4.2.3) as the store's ordering;
 /// without `sortBy`, the oldest first (or newest, when descending).
-pub fn ordering(sort_by: Option<&str>, sort_order: Option<&str>) -> Result<UserOrdering, ScimError> {
+pub fn ordering(
+    sort_by: Option<&str>,
+    sort_order: Option<&str>,
+) -> Result<UserOrdering, ScimError> {
     let descending = match sort_order.map(str::trim).filter(|o| !o.is_empty()) {
         None => false,
         Some(order) if order.eq_ignore_ascii_case("ascending") => false,
