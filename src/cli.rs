@@ -22,6 +22,7 @@ use crate::{
     domain::{
         api_key::{self, NewApiKey},
         bootstrap,
+        call::Via,
         caller::{Actor, Scope},
         import::{period::Period, reader::Limits, run::ImportSettings},
         organization,
@@ -682,9 +683,15 @@ async fn api_key_command(pool: &crate::store::Pool, command: ApiKeyCommand) -> R
             let expire_time = expires_in_days
                 .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
             let new_key = NewApiKey::parse(&name, &scopes, expire_time, "")?;
-            let (_, secret) =
-                api_key::create_api_key(pool, organization.id, Actor::Operator, None, &new_key)
-                    .await?;
+            let (_, secret) = api_key::create_api_key(
+                pool,
+                organization.id,
+                Actor::Operator,
+                None,
+                Via::Cli,
+                &new_key,
+            )
+            .await?;
             let secret = secret.context("a new key always has a secret")?;
             println!("{}", secret.expose());
         }
@@ -699,8 +706,15 @@ async fn api_key_command(pool: &crate::store::Pool, command: ApiKeyCommand) -> R
                 }
                 (None, None) => bail!("give --id or --name"),
             };
-            let key = api_key::revoke_api_key(pool, organization.id, key_id, Actor::Operator, None)
-                .await?;
+            let key = api_key::revoke_api_key(
+                pool,
+                organization.id,
+                key_id,
+                Actor::Operator,
+                None,
+                Via::Cli,
+            )
+            .await?;
             eprintln!("revoked API key {} ({})", key.name, key.id);
         }
     }

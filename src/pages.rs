@@ -18,6 +18,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 
 use crate::domain::{
+    call::Via,
     password::Password,
     request::RequestId,
     second_factor::qr_svg,
@@ -124,6 +125,7 @@ async fn redeem(sign_in: &SignIn, form: PasswordForm, kind: TokenKind) -> Respon
             &Password::new(form.password),
             "password",
             &request_id,
+            Via::Pages,
         )
         .await
     {

@@ -6,6 +6,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
+    call::Via,
     caller::{Actor, Scope, Scopes},
     name::DisplayName,
     paging::{Page, PageRequest},
@@ -108,6 +109,7 @@ pub async fn create_api_key(
     organization_id: Uuid,
     actor: Actor,
     request_id: Option<RequestId>,
+    via: Via,
     new_key: &NewApiKey,
 ) -> Result<(ApiKey, Option<Secret>), DomainError> {
     let create = new_key
@@ -119,7 +121,7 @@ pub async fn create_api_key(
             return Ok((get_api_key(pool, organization_id, id).await?, None));
         }
     }
-    let mut work = UnitOfWork::begin_as(pool, organization_id, actor, request_id).await?;
+    let mut work = UnitOfWork::begin_as(pool, organization_id, actor, request_id, via).await?;
     let (key, secret) = add_api_key(&mut work, new_key, create.as_ref()).await?;
     work.commit().await?;
     Ok((key, Some(secret)))
@@ -187,8 +189,9 @@ pub async fn revoke_api_key(
     key_id: Uuid,
     actor: Actor,
     request_id: Option<RequestId>,
+    via: Via,
 ) -> Result<ApiKey, DomainError> {
-    let mut work = UnitOfWork::begin_as(pool, organization_id, actor, request_id).await?;
+    let mut work = UnitOfWork::begin_as(pool, organization_id, actor, request_id, via).await?;
     let key = store::api_keys::revoke(work.tx(), organization_id, key_id)
         .await?
         .ok_or(DomainError::NotFound("API key not found".into()))?;

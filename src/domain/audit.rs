@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::caller::{Actor, ActorKind};
+use super::{
+    call::Via,
+    caller::{Actor, ActorKind},
+};
 /// The organization's audit trail, newest first. A read with no rule of
 /// its own: the store's query.
 pub use crate::store::audit::list as list_audit_events;
@@ -15,6 +18,7 @@ pub use crate::store::audit::list as list_audit_events;
 pub struct AuditRecord {
     pub organization_id: Uuid,
     pub actor: Actor,
+    pub via: Via,
     /// E.g. `user.create`, `api_key.revoke`.
     pub action: &'static str,
     pub target_type: &'static str,
@@ -29,6 +33,7 @@ impl AuditRecord {
     pub fn new(
         organization_id: Uuid,
         actor: Actor,
+        via: Via,
         action: &'static str,
         target_type: &'static str,
         target_id: impl ToString,
@@ -36,6 +41,7 @@ impl AuditRecord {
         Self {
             organization_id,
             actor,
+            via,
             action,
             target_type,
             target_id: target_id.to_string(),
@@ -109,6 +115,8 @@ pub struct AuditEvent {
     pub id: Uuid,
     pub actor_kind: ActorKind,
     pub actor_id: Option<Uuid>,
+    /// `None` for changes recorded before Roster kept the door.
+    pub via: Option<Via>,
     pub action: String,
     pub target_type: String,
     pub target_id: String,

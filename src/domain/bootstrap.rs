@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{
     api_key::{self, NewApiKey},
+    call::Via,
     caller::{Actor, Scope, Scopes},
     name::DisplayName,
     organization::{self, Organization},
@@ -21,7 +22,8 @@ const MARKER: &str = "bootstrap";
 /// Creates `default` and its bootstrap key on the very first start; `None`
 /// on every later start, even if the key was revoked since.
 pub async fn first_start(pool: &Pool) -> Result<Option<(Organization, Secret)>, DomainError> {
-    let mut work = UnitOfWork::begin_as(pool, Uuid::now_v7(), Actor::System, None).await?;
+    let mut work =
+        UnitOfWork::begin_as(pool, Uuid::now_v7(), Actor::System, None, Via::System).await?;
     if !store::meta::claim_marker(work.tx(), MARKER).await? {
         return Ok(None);
     }

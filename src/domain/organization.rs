@@ -5,11 +5,20 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    audit::FieldChanges, call::Call, caller::Actor, name::DisplayName, sign_in,
-    unit_of_work::UnitOfWork, DomainError, FieldViolation,
+    audit::FieldChanges,
+    call::{Call, Via},
+    caller::Actor,
+    name::DisplayName,
+    sign_in,
+    unit_of_work::UnitOfWork,
+    DomainError, FieldViolation,
 };
 use crate::store;
 use crate::store::Pool;
+
+/// Organizations are created and renamed by the operator only, at the
+/// command line.
+const OPERATOR_DOOR: Via = Via::Cli;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicEmailDomainPolicy {
@@ -335,7 +344,7 @@ pub async fn create_named_organization(
             ))
         }
     };
-    let mut work = UnitOfWork::begin_as(pool, Uuid::now_v7(), actor, None).await?;
+    let mut work = UnitOfWork::begin_as(pool, Uuid::now_v7(), actor, None, OPERATOR_DOOR).await?;
     let mut organization = add_organization(&mut work, &name).await?;
     if !display_name.is_empty() {
         let settings = Settings {
@@ -365,7 +374,7 @@ pub async fn rename_organization(
     let found = store::organizations::find_by_name(&mut *pool.acquire().await?, old_name)
         .await?
         .ok_or_else(|| no_organization_named(old_name))?;
-    let mut work = UnitOfWork::begin_as(pool, found.id, actor, None).await?;
+    let mut work = UnitOfWork::begin_as(pool, found.id, actor, None, OPERATOR_DOOR).await?;
     // Locked, then checked again: a concurrent rename may have won.
     let current = store::organizations::lock(work.tx(), found.id)
         .await?

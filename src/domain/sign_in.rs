@@ -12,7 +12,7 @@ pub use self::throttle::{carry_over as carry_throttle_over, Bucket, ThrottleSett
 use self::throttle::{Flow, Throttle};
 use super::{
     authentication::Authenticator,
-    call::Call,
+    call::{Call, Via},
     caller::{Actor, Caller, Principal, Scopes},
     name::MAX_NAME_CHARS,
     organization::Organization,
@@ -397,15 +397,14 @@ impl SignIn {
     /// other access tokens (this one stays valid).
     pub async fn change_password(
         &self,
-        caller: &Caller,
-        request_id: &RequestId,
+        call: &Call,
         current: &Password,
         new: &Password,
     ) -> Result<(), DomainError> {
         let Principal::User {
             id: user_id,
             access_token_id,
-        } = caller.principal
+        } = call.caller.principal
         else {
             return Err(not_signed_in("an API key has no password"));
         };
@@ -418,7 +417,7 @@ impl SignIn {
         )?;
         let attempt = self.throttle.session_attempt(user_id).await?;
         let reservation = self.throttle.reserve(attempt).await?;
-        let user = store::users::credentials_by_id(&self.pool, caller.organization_id, user_id)
+        let user = store::users::credentials_by_id(&self.pool, call.organization_id(), user_id)
             .await?
             .ok_or_else(|| DomainError::not_found("user", user_id))?;
         if !self
@@ -436,8 +435,8 @@ impl SignIn {
         reservation.succeeded().await?;
         DomainError::check(unmet_rules(new, &user.username, "new_password"))?;
         let hash = self.hasher.hash(new).await?;
-        let organization_id = caller.organization_id;
-        let mut work = UnitOfWork::begin(&self.pool, caller, request_id).await?;
+        let organization_id = call.organization_id();
+        let mut work = call.begin().await?;
         store::users::set_password(work.tx(), organization_id, user_id, &hash).await?;
         store::access_tokens::revoke_others(work.tx(), organization_id, user_id, access_token_id)
             .await?;
@@ -487,6 +486,7 @@ impl SignIn {
         password: &Password,
         password_field: &str,
         request_id: &RequestId,
+        via: Via,
     ) -> Result<PasswordSet, DomainError> {
         DomainError::check(
             [
@@ -506,8 +506,9 @@ impl SignIn {
 
         let (organization_id, user_id) = (record.organization_id, record.user_id);
         let actor = Actor::User(user_id);
+        let request_id = Some(request_id.clone());
         let mut work =
-            UnitOfWork::begin_as(&self.pool, organization_id, actor, Some(request_id.clone()))
+            UnitOfWork::begin_as(&self.pool, organization_id, actor, request_id.clone(), via)
                 .await?;
         let locked = store::onboarding_tokens::lock_by_hash(work.tx(), &token.hash)
             .await?
@@ -537,7 +538,7 @@ impl SignIn {
         // The password pages write outside the gRPC layer that does this for calls.
         self.authenticator.forget_own_writes();
         let second_factor = self
-            .required_enrollment(organization_id, user_id, request_id)
+            .required_enrollment(organization_id, user_id, request_id, via)
             .await?;
         Ok(PasswordSet {
             organization: locked.organization_name,
@@ -552,7 +553,8 @@ impl SignIn {
         &self,
         organization_id: Uuid,
         user_id: Uuid,
-        request_id: &RequestId,
+        request_id: Option<RequestId>,
+        via: Via,
     ) -> Result<Option<SecondFactorSetup>, DomainError> {
         let (organization, user) = self.account_of(organization_id, user_id).await?;
         if !organization.settings.require_second_factor || user.second_factor {
@@ -560,8 +562,7 @@ impl SignIn {
         }
         let actor = Actor::User(user_id);
         let mut work =
-            UnitOfWork::begin_as(&self.pool, organization_id, actor, Some(request_id.clone()))
-                .await?;
+            UnitOfWork::begin_as(&self.pool, organization_id, actor, request_id, via).await?;
         let account = format!("{}/{}", organization.name, user.username);
         let enrollment = self
             .second_factors
@@ -594,8 +595,10 @@ impl SignIn {
         let record = usable_challenge(record, Utc::now())?;
         let (organization_id, user_id) = (record.organization_id, record.user_id);
         let actor = Actor::User(user_id);
+        let request_id = Some(request_id.clone());
+        // Only the password page asks for this second step.
         let mut work =
-            UnitOfWork::begin_as(&self.pool, organization_id, actor, Some(request_id.clone()))
+            UnitOfWork::begin_as(&self.pool, organization_id, actor, request_id, Via::Pages)
                 .await?;
         let codes = self
             .second_factors

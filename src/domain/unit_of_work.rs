@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{
     audit::AuditRecord,
+    call::Via,
     caller::{Actor, Caller},
     request::{IdempotencyKey, RequestId},
     DomainError,
@@ -19,6 +20,7 @@ pub struct UnitOfWork {
     tx: Transaction<'static>,
     organization_id: Uuid,
     actor: Actor,
+    via: Via,
     request_id: Option<RequestId>,
     audits: Vec<AuditRecord>,
 }
@@ -29,12 +31,14 @@ impl UnitOfWork {
         pool: &Pool,
         caller: &Caller,
         request_id: &RequestId,
+        via: Via,
     ) -> Result<Self, DomainError> {
         Self::begin_as(
             pool,
             caller.organization_id,
             caller.actor(),
             Some(request_id.clone()),
+            via,
         )
         .await
     }
@@ -45,11 +49,13 @@ impl UnitOfWork {
         organization_id: Uuid,
         actor: Actor,
         request_id: Option<RequestId>,
+        via: Via,
     ) -> Result<Self, DomainError> {
         Ok(Self {
             tx: pool.begin().await?,
             organization_id,
             actor,
+            via,
             request_id,
             audits: Vec::new(),
         })
@@ -88,6 +94,7 @@ impl UnitOfWork {
         let record = AuditRecord::new(
             self.organization_id,
             self.actor,
+            self.via,
             action,
             target_type,
             target_id,
@@ -117,11 +124,12 @@ impl UnitOfWork {
     }
 
     pub async fn commit(mut self) -> Result<(), DomainError> {
-        // One statement when every record shares who and which request (it
+        // One statement when every record shares who, the door and the request (it
         // takes them from the first), as records of `audit_record` do.
         let shared = self.audits.windows(2).all(|pair| {
             pair[0].organization_id == pair[1].organization_id
                 && pair[0].actor == pair[1].actor
+                && pair[0].via == pair[1].via
                 && pair[0].request_id == pair[1].request_id
         });
         if shared {

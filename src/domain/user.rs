@@ -22,9 +22,10 @@ use super::{
     call::Call,
     caller::{Caller, Principal},
     group::{ensure_covered, found_ids, labels, GivenGroups, GroupLabel},
+    organization::Settings,
     request::IdempotencyKey,
     token::LinkPurpose,
-    unit_of_work::IdempotentCreate,
+    unit_of_work::{IdempotentCreate, UnitOfWork},
     values::{fold, Email, ExternalId, PersonName, Phone, Username},
     DomainError, FieldViolation,
 };
@@ -34,6 +35,7 @@ use crate::store::{self, Transaction};
 pub use super::status::{AdminState, LegacyStatus, UserStatus};
 pub use condition::{
     users_matching, MatchingUsers, TextField, TextOp, TimeField, TimeOp, UserCondition,
+    UserOrdering, UserSort,
 };
 pub use key::{GivenUser, UserKey};
 pub use reads::{
@@ -929,6 +931,15 @@ impl UserUpdate {
     }
 }
 
+/// An update that may also set the user's admin state: SCIM's PUT and
+/// PATCH, which carry both. Recorded once: `user.update` naming `status`
+/// among the changed fields, or `user.status.set` when only that changed.
+#[derive(Debug, Clone)]
+pub struct UserRevision {
+    pub update: UserUpdate,
+    pub admin_state: Option<AdminState>,
+}
+
 /// Applies the named fields of an update to a user. Changing the email
 /// revokes the user's access tokens and links, and queues a new invitation
 /// for a user who has not registered a password (deactivated or not: a
@@ -937,23 +948,60 @@ pub async fn update_user(
     call: &Call,
     update: &UserUpdate,
 ) -> Result<(User, Vec<Warning>), DomainError> {
+    let revision = UserRevision {
+        update: update.clone(),
+        admin_state: None,
+    };
+    revise_user(call, update.user_id, |_| Ok::<_, DomainError>(revision)).await
+}
+
+/// Changes a user in one transaction. `revise` sees the user as locked for
+/// the change and says what to write, so a precondition it checks (SCIM's
+/// If-Match) holds when the change commits: two writers that read the same
+/// version cannot both pass it. Setting an admin state other than ACTIVE
+/// revokes the user's access tokens, as `set_user_status` does.
+pub async fn revise_user<E: From<DomainError>>(
+    call: &Call,
+    user_id: Uuid,
+    revise: impl FnOnce(&User) -> Result<UserRevision, E>,
+) -> Result<(User, Vec<Warning>), E> {
     let caller = &call.caller;
-    let (organization_id, user_id) = (caller.organization_id, update.user_id);
     let mut work = call.begin().await?;
-    let tx = work.tx();
-    let settings = store::organizations::lock_shared(tx, organization_id)
+    let settings = store::organizations::lock_shared(work.tx(), caller.organization_id)
         .await?
-        .ok_or_else(|| DomainError::not_found("organization", organization_id))?
+        .ok_or_else(|| DomainError::not_found("organization", caller.organization_id))?
         .settings;
-    let current = ensure_may_act_on(tx, caller, user_id, None).await?;
-    let values = merge_update(&current, &update.fields, &update.input)?;
+    let current = ensure_may_act_on(work.tx(), caller, user_id, None).await?;
+    let revision = revise(&current)?;
+    match write_revision(&mut work, &settings, &current, &revision).await? {
+        Some(revised) => {
+            work.commit().await?;
+            Ok(revised)
+        }
+        None => Ok((current, Vec::new())),
+    }
+}
+
+/// The writes of a revision of the locked `current` user, with its one
+/// audit record; `None` when it changes nothing.
+async fn write_revision(
+    work: &mut UnitOfWork,
+    settings: &Settings,
+    current: &User,
+    revision: &UserRevision,
+) -> Result<Option<(User, Vec<Warning>)>, DomainError> {
+    let (organization_id, user_id) = (work.organization_id(), current.id);
+    let update = &revision.update;
+    let tx = work.tx();
+    let values = merge_update(current, &update.fields, &update.input)?;
     let schema = store::attributes::schema(&mut **tx, organization_id).await?;
     let changes = update.attribute_changes(&schema, &current.attributes)?;
     let attributes = apply_changes(&current.attributes, &changes);
     DomainError::check(schema.check_change(&current.attributes, &attributes, ATTRIBUTES_FIELD))?;
     let before = current.values();
-    if values == before && attributes == current.attributes {
-        return Ok((current, Vec::new()));
+    let values_changed = values != before || attributes != current.attributes;
+    if !values_changed && revision.admin_state.is_none() {
+        return Ok(None);
     }
     let email_changed = !values.email.eq_ignore_ascii_case(&before.email);
     let mut warnings = Vec::new();
@@ -963,23 +1011,49 @@ pub async fn update_user(
         if settings.allow_duplicate_emails {
             check_shared_email_login(tx, organization_id, &values, Some(user_id)).await?;
         }
-    }
-    if email_changed {
         // Links and sessions were given to the old address; a user still
         // to register a password is invited again, at the new one.
         store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id]).await?;
         store::onboarding_tokens::readdress(tx, organization_id, &[user_id], true).await?;
     }
-    let updated =
-        store::users::update_values(tx, organization_id, user_id, &values, &attributes).await?;
-    let mut recorded = value_changes(&before, &values);
-    recorded.extend(attribute_changes(&current.attributes, &attributes));
-    work.record(
-        work.audit_record("user.update", "user", user_id)
-            .with_field_changes(recorded),
+    let mut updated = current.clone();
+    if values_changed {
+        updated =
+            store::users::update_values(tx, organization_id, user_id, &values, &attributes).await?;
+    }
+    if let Some(admin_state) = revision.admin_state {
+        updated = store::users::set_admin_state(tx, organization_id, user_id, admin_state).await?;
+        if admin_state != AdminState::Active {
+            store::access_tokens::revoke_all_for_users(&mut **tx, organization_id, &[user_id])
+                .await?;
+        }
+    }
+    let status = (
+        "status",
+        json!(current.status.as_str()),
+        json!(updated.status.as_str()),
     );
-    work.commit().await?;
-    Ok((updated, warnings))
+    let record = match revision.admin_state {
+        // The admin state alone: recorded as SetUserStatus records it.
+        Some(admin_state) if !values_changed => work
+            .audit_record("user.status.set", "user", user_id)
+            .with_changes(
+                vec!["status".into()],
+                json!({
+                    "status": { "old": status.1, "new": status.2 },
+                    "admin_state": admin_state.as_str(),
+                }),
+            ),
+        _ => {
+            let mut recorded = value_changes(&before, &values);
+            recorded.extend(attribute_changes(&current.attributes, &attributes));
+            recorded.extend([status]);
+            work.audit_record("user.update", "user", user_id)
+                .with_field_changes(recorded)
+        }
+    };
+    work.record(record);
+    Ok(Some((updated, warnings)))
 }
 
 fn value_changes(before: &UserValues, after: &UserValues) -> FieldChanges {
@@ -1010,16 +1084,29 @@ pub(crate) fn user_value_pairs(
 }
 
 pub async fn delete_user(call: &Call, user_id: Uuid) -> Result<(), DomainError> {
+    delete_user_if(call, user_id, |_| Ok::<_, DomainError>(())).await
+}
+
+/// Deletes the user if `check` passes on the user as locked for the delete
+/// (SCIM's If-Match: a version the caller read).
+pub async fn delete_user_if<E: From<DomainError>>(
+    call: &Call,
+    user_id: Uuid,
+    check: impl FnOnce(&User) -> Result<(), E>,
+) -> Result<(), E> {
     let caller = &call.caller;
     let mut work = call.begin().await?;
     let tx = work.tx();
     let user = ensure_may_act_on(tx, caller, user_id, Some("delete")).await?;
-    store::users::delete(tx, caller.organization_id, user_id).await?;
+    check(&user)?;
+    store::users::delete(tx, caller.organization_id, user_id)
+        .await
+        .map_err(DomainError::from)?;
     work.record(
         work.audit_record("user.delete", "user", user_id)
             .with_details(json!({ "email": user.email, "username": user.username })),
     );
-    work.commit().await
+    Ok(work.commit().await?)
 }
 
 /// Sets the admin state; any state but ACTIVE revokes the user's access tokens.

@@ -6,6 +6,7 @@ use super::{call_of, caller, convert, request_id_of};
 use crate::{
     domain::{
         api_key::{self, NewApiKey},
+        call::Via,
         caller::Principal,
         organization,
         password::Password,
@@ -57,7 +58,14 @@ impl AuthHandler {
         };
         Ok(self
             .sign_in
-            .redeem(token, kind, &Password::new(password), field, request_id)
+            .redeem(
+                token,
+                kind,
+                &Password::new(password),
+                field,
+                request_id,
+                Via::Grpc,
+            )
             .await?)
     }
 }
@@ -158,13 +166,11 @@ impl AuthService for AuthHandler {
         &self,
         request: Request<proto::ChangePasswordRequest>,
     ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
-        let caller = caller(&request)?;
-        let request_id = request_id_of(&request);
+        let call = call_of(&self.pool, &request)?;
         let body = request.into_inner();
         self.sign_in
             .change_password(
-                &caller,
-                &request_id,
+                &call,
                 &Password::new(body.current_password),
                 &Password::new(body.new_password),
             )
@@ -272,6 +278,7 @@ impl AuthService for AuthHandler {
             caller.organization_id,
             caller.actor(),
             Some(request_id),
+            Via::Grpc,
             &new_key,
         )
         .await?;
@@ -315,6 +322,7 @@ impl AuthService for AuthHandler {
             key_id,
             caller.actor(),
             Some(request_id),
+            Via::Grpc,
         )
         .await?;
         Ok(Response::new(proto::RevokeApiKeyResponse {

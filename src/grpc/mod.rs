@@ -25,7 +25,10 @@ pub use user_service::UserHandler;
 
 use tonic::{Request, Status};
 
-use crate::domain::{call::Call, caller::Caller};
+use crate::domain::{
+    call::{Call, Via},
+    caller::Caller,
+};
 use crate::domain::{
     request::{IdempotencyKey, RequestId},
     DomainError,
@@ -48,6 +51,7 @@ fn call_of<T>(pool: &Pool, request: &Request<T>) -> Result<Call, Status> {
         pool.clone(),
         caller(request)?,
         request_id_of(request),
+        Via::Grpc,
     ))
 }
 

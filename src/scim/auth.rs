@@ -7,7 +7,7 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 use super::{errors::ScimError, ScimState};
 use crate::domain::{
     authentication::bearer_credential,
-    call::Call,
+    call::{Call, Via},
     caller::{Principal, Scope},
     request::RequestId,
 };
@@ -61,7 +61,12 @@ impl FromRequestParts<ScimState> for ScimCall {
                 .get("x-request-id")
                 .and_then(|value| value.to_str().ok()),
         );
-        Ok(Self(Call::new(state.pool.clone(), caller, request_id)))
+        Ok(Self(Call::new(
+            state.pool.clone(),
+            caller,
+            request_id,
+            Via::Scim,
+        )))
     }
 }
 

@@ -1,6 +1,6 @@
 //! What this service provider does (RFC 7644 §4), advertised truthfully:
-//! Users and Groups (with Roster's group extension), PATCH, filters, ETags;
-//! no bulk, no sorting, no password changes.
+//! Users and Groups (with Roster's group extension), PATCH, filters,
+//! sorting, ETags; no bulk, no password changes.
 
 use serde_json::{json, Value};
 
@@ -21,7 +21,7 @@ pub fn service_provider_config(base_url: &str) -> Value {
         "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
         "filter": { "supported": true, "maxResults": MAX_RESULTS },
         "changePassword": { "supported": false },
-        "sort": { "supported": false },
+        "sort": { "supported": true },
         "etag": { "supported": true },
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
@@ -74,23 +74,20 @@ pub fn schemas(base_url: &str) -> Vec<Value> {
             "returned": "default", "uniqueness": uniqueness,
         })
     };
-    let multi_valued = |name: &str, description: &str, required: bool| {
+    // No `primary`: Roster keeps one value, so it would tell nothing; a
+    // provider's `primary` picks which of its entries Roster keeps.
+    let multi_valued = |name: &str, description: &str, required: bool, value: &str| {
         json!({
             "name": name, "type": "complex", "multiValued": true, "description": description,
             "required": required, "mutability": "readWrite", "returned": "default",
             "uniqueness": "none",
             "subAttributes": [
-                string("value", "The value (Roster keeps one, the primary)", required, "none"),
+                string("value", value, required, "none"),
                 {
                     "name": "type", "type": "string", "multiValued": false,
                     "description": "Always `work`; values of other types are not kept",
                     "required": false, "caseExact": false, "canonicalValues": ["work"],
                     "mutability": "readWrite", "returned": "default", "uniqueness": "none",
-                },
-                {
-                    "name": "primary", "type": "boolean", "multiValued": false,
-                    "description": "Always true", "required": false,
-                    "mutability": "readWrite", "returned": "default",
                 },
             ],
         })
@@ -111,12 +108,25 @@ pub fn schemas(base_url: &str) -> Vec<Value> {
                     string("familyName", "Last name", true, "none"),
                 ],
             },
-            multi_valued("emails", "The user's email (one, the primary)", true),
-            multi_valued("phoneNumbers", "The user's phone number (one, the primary)", false),
+            multi_valued(
+                "emails",
+                "The user's email (one, the primary)",
+                true,
+                "An email address",
+            ),
+            multi_valued(
+                "phoneNumbers",
+                "The user's phone number (one, the primary)",
+                false,
+                "E.164: + then the country code and number (+5511999998888); spaces, dashes, \
+                 dots, parentheses and a `tel:` prefix are ignored; a number without its \
+                 country code is refused (400 invalidValue)",
+            ),
             {
                 "name": "active", "type": "boolean", "multiValued": false,
-                "description": "Roster's admin state: ACTIVE (true) or INACTIVE (false)",
-                "required": false, "mutability": "readWrite", "returned": "default",
+                "description": "Roster's admin state: ACTIVE (true) or INACTIVE (false); \
+                    always held (true when a create leaves it out), so it cannot be removed",
+                "required": true, "mutability": "readWrite", "returned": "default",
             },
         ],
         "meta": {

@@ -29,6 +29,7 @@ pub const SCHEMA_ROSTER_GROUP: &str = "urn:roster:params:scim:schemas:extension:
 pub const SCHEMA_ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SCHEMA_LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const SCHEMA_PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const SCHEMA_SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 /// Where the SCIM service is mounted.
 pub const BASE_PATH: &str = "/scim/v2";
 /// The most resources one list answers (advertised as `filter.maxResults`).

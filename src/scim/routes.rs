@@ -6,7 +6,7 @@ use axum::{
     extract::{Path, Query, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::{any, get},
+    routing::{any, get, post},
     Router,
 };
 use serde_json::{json, Value};
@@ -22,7 +22,7 @@ use super::{
         user::{self as scim_user, ScimUser},
         Projection,
     },
-    ScimState, BASE_PATH, MAX_RESULTS, MEDIA_TYPE, SCHEMA_LIST,
+    ScimState, BASE_PATH, MAX_RESULTS, MEDIA_TYPE, SCHEMA_LIST, SCHEMA_SEARCH,
 };
 use crate::domain::user::{self, User, UserCondition};
 
@@ -37,6 +37,8 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/ResourceTypes", get(resource_types))
         .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
         .route("/scim/v2/Users", get(list_users).post(create_user))
+        .route("/scim/v2/Users/.search", post(search_users))
+        .route("/scim/v2/.search", post(search_users))
         .route(
             "/scim/v2/Users/{id}",
             get(get_user)
@@ -158,16 +160,141 @@ impl Parameters {
     }
 }
 
+/// What a list asks (RFC 7644 §3.4.2), from a GET's query or the body of a
+/// POST `.search` (§3.4.3): the same names, the same meaning.
+struct ListRequest {
+    filter: Option<String>,
+    projection: Projection,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+}
+
+impl ListRequest {
+    fn from_query(parameters: Vec<(String, String)>) -> Result<Self, ScimError> {
+        let parameters = Parameters(parameters);
+        let text = |name: &str| parameters.get(name).map(str::to_owned);
+        Ok(Self {
+            filter: text("filter"),
+            projection: parameters.projection()?,
+            sort_by: text("sortBy"),
+            sort_order: text("sortOrder"),
+            start_index: parameters.number("startIndex")?,
+            count: parameters.number("count")?,
+        })
+    }
+
+    /// A SearchRequest; its `schemas`, when given, must name it.
+    fn from_search(body: &Value) -> Result<Self, ScimError> {
+        let object = body.as_object().ok_or_else(|| {
+            ScimError::bad(ScimType::InvalidSyntax, "the body must be a JSON object")
+        })?;
+        let field = |name: &str| {
+            object
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value)
+                .filter(|value| !value.is_null())
+        };
+        if let Some(schemas) = field("schemas") {
+            let names_it = schemas
+                .as_array()
+                .is_some_and(|list| list.iter().any(|s| s.as_str() == Some(SCHEMA_SEARCH)));
+            if !names_it {
+                return Err(ScimError::bad(
+                    ScimType::InvalidSyntax,
+                    format!("schemas must hold {SCHEMA_SEARCH}"),
+                ));
+            }
+        }
+        let text = |name: &str| -> Result<Option<String>, ScimError> {
+            field(name)
+                .map(|value| {
+                    value.as_str().map(str::to_owned).ok_or_else(|| {
+                        ScimError::bad(ScimType::InvalidValue, format!("{name}: must be a string"))
+                    })
+                })
+                .transpose()
+        };
+        // Attribute lists are arrays of paths; a comma-separated string is taken too.
+        let paths = |name: &str| -> Result<Option<String>, ScimError> {
+            let Some(value) = field(name) else {
+                return Ok(None);
+            };
+            if let Some(text) = value.as_str() {
+                return Ok(Some(text.to_owned()));
+            }
+            let items = value.as_array().and_then(|items| {
+                items
+                    .iter()
+                    .map(|item| item.as_str())
+                    .collect::<Option<Vec<&str>>>()
+            });
+            items.map(|items| Some(items.join(","))).ok_or_else(|| {
+                ScimError::bad(
+                    ScimType::InvalidValue,
+                    format!("{name}: must be a list of attribute paths"),
+                )
+            })
+        };
+        let number = |name: &str| -> Result<Option<i64>, ScimError> {
+            field(name)
+                .map(|value| {
+                    value.as_i64().ok_or_else(|| {
+                        ScimError::bad(
+                            ScimType::InvalidValue,
+                            format!("{name}: must be an integer"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        Ok(Self {
+            filter: text("filter")?,
+            projection: Projection::parse(
+                paths("attributes")?.as_deref(),
+                paths("excludedAttributes")?.as_deref(),
+            )?,
+            sort_by: text("sortBy")?,
+            sort_order: text("sortOrder")?,
+            start_index: number("startIndex")?,
+            count: number("count")?,
+        })
+    }
+}
+
 async fn list_users(
     State(state): State<ScimState>,
     call: ScimCall,
     headers: HeaderMap,
     Query(parameters): Query<Vec<(String, String)>>,
 ) -> Result<Response, ScimError> {
+    let request = ListRequest::from_query(parameters)?;
+    list(&state, &call, &headers, request).await
+}
+
+/// `POST /Users/.search`, and `POST /.search` at the root: this service
+/// provider's resources there are its users.
+async fn search_users(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let request = ListRequest::from_search(&json_body(&body)?)?;
+    list(&state, &call, &headers, request).await
+}
+
+/// One page of the users a list asks for, as a ListResponse.
+async fn list(
+    state: &ScimState,
+    call: &ScimCall,
+    headers: &HeaderMap,
+    request: ListRequest,
+) -> Result<Response, ScimError> {
     let call = call.reader()?;
-    let parameters = Parameters(parameters);
-    let projection = parameters.projection()?;
-    let condition = match parameters.get("filter") {
+    let condition = match request.filter.as_deref() {
         Some(raw) if !raw.trim().is_empty() => {
             let filter = parse_filter(raw).map_err(|error| {
                 ScimError::bad(ScimType::InvalidFilter, format!("filter: {error}"))
@@ -176,25 +303,28 @@ async fn list_users(
         }
         _ => UserCondition::Always(true),
     };
+    let ordering = scim_user::ordering(request.sort_by.as_deref(), request.sort_order.as_deref())?;
     // RFC 7644 §3.4.2.4: a start below 1 is 1, a negative count is 0.
-    let start_index = parameters.number("startIndex")?.unwrap_or(1).max(1);
-    let count = parameters
-        .number("count")?
-        .unwrap_or(MAX_RESULTS)
-        .clamp(0, MAX_RESULTS);
+    let start_index = request.start_index.unwrap_or(1).max(1);
+    let count = request.count.unwrap_or(MAX_RESULTS).clamp(0, MAX_RESULTS);
     let found = user::users_matching(
         call.pool(),
         call.organization_id(),
         &condition,
+        ordering,
         start_index - 1,
         count,
     )
     .await?;
-    let base_url = base_url(&state, &headers);
+    let base_url = base_url(state, headers);
     let resources: Vec<Value> = found
         .users
         .iter()
-        .map(|user| projection.apply(scim_user::resource(user, &base_url)))
+        .map(|user| {
+            request
+                .projection
+                .apply(scim_user::resource(user, &base_url))
+        })
         .collect();
     let body = json!({
         "schemas": [SCHEMA_LIST],
@@ -208,13 +338,20 @@ async fn list_users(
 
 /// A user of the caller's organization; an id that is not a UUID is not found.
 async fn find_user(call: &crate::domain::call::Call, raw_id: &str) -> Result<User, ScimError> {
-    let not_found =
-        || ScimError::not_found(format!("User {} not found", crate::domain::echo(raw_id)));
-    let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
+    let id = user_id(raw_id)?;
     match user::get_user(call.pool(), call.organization_id(), id).await {
-        Err(crate::domain::DomainError::NotFound(_)) => Err(not_found()),
+        Err(crate::domain::DomainError::NotFound(_)) => Err(user_not_found(raw_id)),
         found => Ok(found?),
     }
+}
+
+/// The id of a user in a path; one that is not a UUID names no user.
+fn user_id(raw_id: &str) -> Result<Uuid, ScimError> {
+    Uuid::parse_str(raw_id).map_err(|_| user_not_found(raw_id))
+}
+
+fn user_not_found(raw_id: &str) -> ScimError {
+    ScimError::not_found(format!("User {} not found", crate::domain::echo(raw_id)))
 }
 
 /// One user with its ETag, `status` 200 or 201 (with its Location).
@@ -345,7 +482,8 @@ async fn patch_user(
     change_user(&state, &call, &headers, &id, &body, patch).await
 }
 
-/// PUT and PATCH: the user at the version `If-Match` names, changed and saved.
+/// PUT and PATCH: the user at the version `If-Match` names, changed and
+/// saved; the version is checked on the user as locked for the write.
 async fn change_user(
     state: &ScimState,
     call: &ScimCall,
@@ -356,18 +494,31 @@ async fn change_user(
 ) -> Result<Response, ScimError> {
     let call = call.writer()?;
     let body = json_body(body)?;
-    let found = find_user(call, id).await?;
-    check_if_match(headers, &found)?;
-    let before = ScimUser::of(&found);
-    let after = change(&body, &before)?;
-    let saved = scim_user::save(call, found, &before, &after).await;
+    let user_id = user_id(id)?;
+    let revised = user::revise_user(call, user_id, |current| {
+        check_if_match(headers, current)?;
+        let before = ScimUser::of(current);
+        let after = change(&body, &before)?;
+        Ok::<_, ScimError>(scim_user::revision(current.id, &before, &after))
+    })
+    .await;
     state.authenticator.forget_own_writes();
+    let (saved, _) = revised.map_err(|error| missing_user(error, id))?;
     Ok(user_response(
         StatusCode::OK,
-        &saved?,
+        &saved,
         &base_url(state, headers),
         &Projection::default(),
     ))
+}
+
+/// A write's "not found" names the user as the path gave it.
+fn missing_user(error: ScimError, raw_id: &str) -> ScimError {
+    if error.status == StatusCode::NOT_FOUND {
+        user_not_found(raw_id)
+    } else {
+        error
+    }
 }
 
 async fn delete_user(
@@ -377,10 +528,10 @@ async fn delete_user(
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     let call = call.writer()?;
-    let found = find_user(call, &id).await?;
-    check_if_match(&headers, &found)?;
-    let deleted = user::delete_user(call, found.id).await;
+    let user_id = user_id(&id)?;
+    let deleted =
+        user::delete_user_if(call, user_id, |current| check_if_match(&headers, current)).await;
     state.authenticator.forget_own_writes();
-    deleted?;
+    deleted.map_err(|error| missing_user(error, &id))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::domain::{
     audit::{AuditEvent, AuditFilter, AuditRecord},
+    call::Via,
     caller::ActorKind,
     paging::{fingerprint, Page, PageRequest},
     DomainError,
@@ -16,12 +17,13 @@ use crate::domain::{
 /// Records a change inside the transaction that makes it.
 pub async fn record(tx: &mut Transaction<'_>, record: &AuditRecord) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "insert into audit_events (organization_id, id, actor_kind, actor_id, action, target_type, target_id, \
-         request_id, changed_fields, details) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "insert into audit_events (organization_id, id, actor_kind, actor_id, via, action, target_type, target_id, \
+         request_id, changed_fields, details) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         record.organization_id,
         Uuid::now_v7(),
         record.actor.kind().as_str(),
         record.actor.id(),
+        record.via.as_str(),
         record.action,
         record.target_type,
         record.target_id,
@@ -35,7 +37,7 @@ pub async fn record(tx: &mut Transaction<'_>, record: &AuditRecord) -> Result<()
 }
 
 /// Records many changes of one caller and request in one statement (bulk
-/// import): organization, actor and request id are taken from the first.
+/// import): organization, actor, door and request id are taken from the first.
 pub async fn record_many(
     tx: &mut Transaction<'_>,
     records: &[AuditRecord],
@@ -51,9 +53,9 @@ pub async fn record_many(
     let changed_fields: Vec<String> = records.iter().map(|r| r.changed_fields.join(",")).collect();
     let details: Vec<&serde_json::Value> = records.iter().map(|r| &r.details).collect();
     sqlx::query!(
-        "insert into audit_events (organization_id, id, actor_kind, actor_id, action, target_type, target_id, \
+        "insert into audit_events (organization_id, id, actor_kind, actor_id, via, action, target_type, target_id, \
          request_id, changed_fields, details) \
-         select $1, t.id, $2, $3, t.action, t.target_type, t.target_id, $4, string_to_array(t.changed_fields, ','), t.details \
+         select $1, t.id, $2, $3, $11, t.action, t.target_type, t.target_id, $4, string_to_array(t.changed_fields, ','), t.details \
          from unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
          as t(id, action, target_type, target_id, changed_fields, details)",
         first.organization_id,
@@ -66,6 +68,7 @@ pub async fn record_many(
         &target_ids as &[&str],
         &changed_fields,
         &details as &[&serde_json::Value],
+        first.via.as_str(),
     )
     .execute(&mut **tx)
     .await?;
@@ -77,6 +80,7 @@ struct AuditRow {
     id: Uuid,
     actor_kind: ActorKind,
     actor_id: Option<Uuid>,
+    via: Option<Via>,
     action: String,
     target_type: String,
     target_id: String,
@@ -94,6 +98,7 @@ impl From<AuditRow> for AuditEvent {
             id: row.id,
             actor_kind: row.actor_kind,
             actor_id: row.actor_id,
+            via: row.via,
             action: row.action,
             target_type: row.target_type,
             target_id: row.target_id,
@@ -105,7 +110,7 @@ impl From<AuditRow> for AuditEvent {
     }
 }
 
-const AUDIT_COLUMNS: &str = "id, actor_kind, actor_id, action, target_type, target_id, \
+const AUDIT_COLUMNS: &str = "id, actor_kind, actor_id, via, action, target_type, target_id, \
     request_id, changed_fields, details, create_time";
 
 /// Newest first.

@@ -13,6 +13,7 @@ use roster::{
     delivery::{mailer::MailTransport, DeliverySettings},
     domain::{
         api_key::{self, NewApiKey},
+        call::Via,
         caller::{Actor, Scope},
         organization,
         second_factor::SecretKey,
@@ -487,6 +488,7 @@ impl TestApp {
             organization_id,
             Actor::Operator,
             None,
+            Via::Cli,
             &new_key,
         )
         .await

@@ -47,6 +47,7 @@ mod organizations;
 mod request_ergonomics;
 mod scim;
 mod scim_groups;
+mod scim_rules;
 mod search;
 mod second_factor;
 mod serve_crash;

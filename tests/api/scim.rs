@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
 
-const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 pub(crate) const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -98,7 +98,7 @@ impl Scim {
         self.call(Method::POST, path, Some(body)).await
     }
 
-    async fn patch(&self, id: &str, operations: Value) -> Answer {
+    pub async fn patch(&self, id: &str, operations: Value) -> Answer {
         let body = json!({ "schemas": [PATCH], "Operations": operations });
         self.call(Method::PATCH, &format!("/Users/{id}"), Some(body))
             .await
@@ -173,7 +173,7 @@ pub(crate) fn assert_error(
 }
 
 #[tokio::test]
-async fn discovery_advertises_users_patch_filters_and_etags_but_no_bulk() {
+async fn discovery_advertises_users_patch_filters_sorting_and_etags_but_no_bulk() {
     let app = TestApp::spawn().await;
     let scim = Scim::new(&app, &app.admin_key);
     let config = scim.get("/ServiceProviderConfig").await;
@@ -186,7 +186,7 @@ async fn discovery_advertises_users_patch_filters_and_etags_but_no_bulk() {
     assert_eq!(config.body["bulk"]["supported"], json!(false));
     assert_eq!(config.body["filter"]["supported"], json!(true));
     assert_eq!(config.body["filter"]["maxResults"], json!(200));
-    assert_eq!(config.body["sort"]["supported"], json!(false));
+    assert_eq!(config.body["sort"]["supported"], json!(true));
     assert_eq!(config.body["etag"]["supported"], json!(true));
     assert_eq!(config.body["changePassword"]["supported"], json!(false));
     assert_eq!(

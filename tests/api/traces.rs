@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::{
 use roster::{
     domain::{
         api_key::{self, NewApiKey},
+        call::Via,
         caller::{Actor, Scope},
         organization,
     },
@@ -122,10 +123,16 @@ async fn admin_key(url: &str) -> String {
         .await
         .unwrap();
     let new_key = NewApiKey::parse("ops", &[Some(Scope::Admin)], None, "").unwrap();
-    let (_, secret) =
-        api_key::create_api_key(&pool, organization.id, Actor::Operator, None, &new_key)
-            .await
-            .unwrap();
+    let (_, secret) = api_key::create_api_key(
+        &pool,
+        organization.id,
+        Actor::Operator,
+        None,
+        Via::Cli,
+        &new_key,
+    )
+    .await
+    .unwrap();
     pool.close().await;
     secret.unwrap().expose().to_owned()
 }

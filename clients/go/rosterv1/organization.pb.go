@@ -196,6 +196,71 @@ func (ActorKind) EnumDescriptor() ([]byte, []int) {
 	return file_roster_v1_organization_proto_rawDescGZIP(), []int{2}
 }
 
+// The door a change came through.
+type Via int32
+
+const (
+	// Recorded before Roster kept the door.
+	Via_VIA_UNSPECIFIED Via = 0
+	// The gRPC API.
+	Via_VIA_GRPC Via = 1
+	// SCIM 2.0 provisioning (`/scim/v2/`), e.g. from Entra ID or Okta.
+	Via_VIA_SCIM Via = 2
+	// The password pages of an invitation or reset link.
+	Via_VIA_PAGES Via = 3
+	// The operator's `roster` command line.
+	Via_VIA_CLI Via = 4
+	// Roster itself (the first start's bootstrap).
+	Via_VIA_SYSTEM Via = 5
+)
+
+// Enum value maps for Via.
+var (
+	Via_name = map[int32]string{
+		0: "VIA_UNSPECIFIED",
+		1: "VIA_GRPC",
+		2: "VIA_SCIM",
+		3: "VIA_PAGES",
+		4: "VIA_CLI",
+		5: "VIA_SYSTEM",
+	}
+	Via_value = map[string]int32{
+		"VIA_UNSPECIFIED": 0,
+		"VIA_GRPC":        1,
+		"VIA_SCIM":        2,
+		"VIA_PAGES":       3,
+		"VIA_CLI":         4,
+		"VIA_SYSTEM":      5,
+	}
+)
+
+func (x Via) Enum() *Via {
+	p := new(Via)
+	*p = x
+	return p
+}
+
+func (x Via) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Via) Descriptor() protoreflect.EnumDescriptor {
+	return file_roster_v1_organization_proto_enumTypes[3].Descriptor()
+}
+
+func (Via) Type() protoreflect.EnumType {
+	return &file_roster_v1_organization_proto_enumTypes[3]
+}
+
+func (x Via) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Via.Descriptor instead.
+func (Via) EnumDescriptor() ([]byte, []int) {
+	return file_roster_v1_organization_proto_rawDescGZIP(), []int{3}
+}
+
 // Settings of an organization.
 type OrganizationSettings struct {
 	state                   protoimpl.MessageState  `protogen:"open.v1"`
@@ -547,8 +612,10 @@ type AuditEvent struct {
 	// Names of the changed fields.
 	ChangedFields []string `protobuf:"bytes,8,rep,name=changed_fields,json=changedFields,proto3" json:"changed_fields,omitempty"`
 	// Old and new values of the changed fields; secrets are never recorded.
-	Details       *structpb.Struct       `protobuf:"bytes,9,opt,name=details,proto3" json:"details,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	Details    *structpb.Struct       `protobuf:"bytes,9,opt,name=details,proto3" json:"details,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Through which door: one API key may write over gRPC and over SCIM.
+	Via           Via `protobuf:"varint,11,opt,name=via,proto3,enum=roster.v1.Via" json:"via,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -653,6 +720,13 @@ func (x *AuditEvent) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AuditEvent) GetVia() Via {
+	if x != nil {
+		return x.Via
+	}
+	return Via_VIA_UNSPECIFIED
+}
+
 var File_roster_v1_organization_proto protoreflect.FileDescriptor
 
 const file_roster_v1_organization_proto_rawDesc = "" +
@@ -689,7 +763,7 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xf8\x02\n" +
+	"updateTime\"\x9a\x03\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
@@ -706,7 +780,8 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"\adetails\x18\t \x01(\v2\x17.google.protobuf.StructR\adetails\x12;\n" +
 	"\vcreate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime*\xb7\x01\n" +
+	"createTime\x12 \n" +
+	"\x03via\x18\v \x01(\x0e2\x0e.roster.v1.ViaR\x03via*\xb7\x01\n" +
 	"\x17PublicEmailDomainPolicy\x12*\n" +
 	"&PUBLIC_EMAIL_DOMAIN_POLICY_UNSPECIFIED\x10\x00\x12$\n" +
 	" PUBLIC_EMAIL_DOMAIN_POLICY_ALLOW\x10\x01\x12#\n" +
@@ -723,7 +798,15 @@ const file_roster_v1_organization_proto_rawDesc = "" +
 	"\x12ACTOR_KIND_API_KEY\x10\x01\x12\x13\n" +
 	"\x0fACTOR_KIND_USER\x10\x02\x12\x17\n" +
 	"\x13ACTOR_KIND_OPERATOR\x10\x03\x12\x15\n" +
-	"\x11ACTOR_KIND_SYSTEM\x10\x04BL\n" +
+	"\x11ACTOR_KIND_SYSTEM\x10\x04*b\n" +
+	"\x03Via\x12\x13\n" +
+	"\x0fVIA_UNSPECIFIED\x10\x00\x12\f\n" +
+	"\bVIA_GRPC\x10\x01\x12\f\n" +
+	"\bVIA_SCIM\x10\x02\x12\r\n" +
+	"\tVIA_PAGES\x10\x03\x12\v\n" +
+	"\aVIA_CLI\x10\x04\x12\x0e\n" +
+	"\n" +
+	"VIA_SYSTEM\x10\x05BL\n" +
 	"\rdev.roster.v1P\x01Z9github.com/roster-dev/roster/clients/go/rosterv1;rosterv1b\x06proto3"
 
 var (
@@ -738,42 +821,44 @@ func file_roster_v1_organization_proto_rawDescGZIP() []byte {
 	return file_roster_v1_organization_proto_rawDescData
 }
 
-var file_roster_v1_organization_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_roster_v1_organization_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_roster_v1_organization_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_roster_v1_organization_proto_goTypes = []any{
 	(PublicEmailDomainPolicy)(0),    // 0: roster.v1.PublicEmailDomainPolicy
 	(UserAttributeType)(0),          // 1: roster.v1.UserAttributeType
 	(ActorKind)(0),                  // 2: roster.v1.ActorKind
-	(*OrganizationSettings)(nil),    // 3: roster.v1.OrganizationSettings
-	(*UserAttributeDefinition)(nil), // 4: roster.v1.UserAttributeDefinition
-	(*Organization)(nil),            // 5: roster.v1.Organization
-	(*AuditEvent)(nil),              // 6: roster.v1.AuditEvent
-	(*durationpb.Duration)(nil),     // 7: google.protobuf.Duration
-	(*structpb.Value)(nil),          // 8: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),         // 10: google.protobuf.Struct
+	(Via)(0),                        // 3: roster.v1.Via
+	(*OrganizationSettings)(nil),    // 4: roster.v1.OrganizationSettings
+	(*UserAttributeDefinition)(nil), // 5: roster.v1.UserAttributeDefinition
+	(*Organization)(nil),            // 6: roster.v1.Organization
+	(*AuditEvent)(nil),              // 7: roster.v1.AuditEvent
+	(*durationpb.Duration)(nil),     // 8: google.protobuf.Duration
+	(*structpb.Value)(nil),          // 9: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),         // 11: google.protobuf.Struct
 }
 var file_roster_v1_organization_proto_depIdxs = []int32{
 	0,  // 0: roster.v1.OrganizationSettings.public_email_domain_policy:type_name -> roster.v1.PublicEmailDomainPolicy
-	7,  // 1: roster.v1.OrganizationSettings.invitation_ttl:type_name -> google.protobuf.Duration
-	7,  // 2: roster.v1.OrganizationSettings.password_reset_ttl:type_name -> google.protobuf.Duration
-	7,  // 3: roster.v1.OrganizationSettings.access_token_ttl:type_name -> google.protobuf.Duration
-	7,  // 4: roster.v1.OrganizationSettings.password_max_age:type_name -> google.protobuf.Duration
+	8,  // 1: roster.v1.OrganizationSettings.invitation_ttl:type_name -> google.protobuf.Duration
+	8,  // 2: roster.v1.OrganizationSettings.password_reset_ttl:type_name -> google.protobuf.Duration
+	8,  // 3: roster.v1.OrganizationSettings.access_token_ttl:type_name -> google.protobuf.Duration
+	8,  // 4: roster.v1.OrganizationSettings.password_max_age:type_name -> google.protobuf.Duration
 	1,  // 5: roster.v1.UserAttributeDefinition.type:type_name -> roster.v1.UserAttributeType
-	8,  // 6: roster.v1.UserAttributeDefinition.allowed_values:type_name -> google.protobuf.Value
-	9,  // 7: roster.v1.UserAttributeDefinition.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 8: roster.v1.UserAttributeDefinition.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 9: roster.v1.Organization.settings:type_name -> roster.v1.OrganizationSettings
-	9,  // 10: roster.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 11: roster.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 6: roster.v1.UserAttributeDefinition.allowed_values:type_name -> google.protobuf.Value
+	10, // 7: roster.v1.UserAttributeDefinition.create_time:type_name -> google.protobuf.Timestamp
+	10, // 8: roster.v1.UserAttributeDefinition.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 9: roster.v1.Organization.settings:type_name -> roster.v1.OrganizationSettings
+	10, // 10: roster.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	10, // 11: roster.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 12: roster.v1.AuditEvent.actor_kind:type_name -> roster.v1.ActorKind
-	10, // 13: roster.v1.AuditEvent.details:type_name -> google.protobuf.Struct
-	9,  // 14: roster.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	11, // 13: roster.v1.AuditEvent.details:type_name -> google.protobuf.Struct
+	10, // 14: roster.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 15: roster.v1.AuditEvent.via:type_name -> roster.v1.Via
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_roster_v1_organization_proto_init() }
@@ -786,7 +871,7 @@ func file_roster_v1_organization_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roster_v1_organization_proto_rawDesc), len(file_roster_v1_organization_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -13,6 +13,7 @@ use super::{
 use crate::domain::{
     attribute::{attribute_changes, StoredAttributes},
     audit::{AuditRecord, FieldChanges},
+    call::Via,
     caller::Actor,
     group::GroupLabel,
     request::RequestId,
@@ -24,6 +25,7 @@ use crate::domain::{
 pub struct BatchAuthor<'a> {
     pub organization_id: Uuid,
     pub actor: Actor,
+    pub via: Via,
     pub request_id: &'a RequestId,
     pub job_id: Uuid,
     pub send_invitations: bool,
@@ -35,8 +37,15 @@ pub struct BatchAuthor<'a> {
 
 impl BatchAuthor<'_> {
     fn audit(&self, action: &'static str, user_id: Uuid) -> AuditRecord {
-        AuditRecord::new(self.organization_id, self.actor, action, "user", user_id)
-            .with_request_id(self.request_id.as_str())
+        AuditRecord::new(
+            self.organization_id,
+            self.actor,
+            self.via,
+            action,
+            "user",
+            user_id,
+        )
+        .with_request_id(self.request_id.as_str())
     }
 }
 
@@ -343,6 +352,7 @@ mod tests {
         let author = BatchAuthor {
             organization_id: Uuid::now_v7(),
             actor: Actor::Operator,
+            via: Via::Cli,
             request_id: &RequestId::generate(),
             job_id: Uuid::now_v7(),
             send_invitations: true,

@@ -28,7 +28,7 @@ use crate::{
     domain::{
         attribute::AttributeSchema,
         audit::AuditRecord,
-        call::Call,
+        call::{Call, Via},
         caller::Caller,
         group::{ensure_covered, found_ids, labels, GivenGroups, GroupLabel},
         organization::Settings,
@@ -121,6 +121,8 @@ pub struct Job {
     pool: Pool,
     caller: Caller,
     request_id: RequestId,
+    /// The door the import came through; its batches are recorded under it.
+    via: Via,
     settings: ImportSettings,
     owner: Uuid,
     kind: JobKind,
@@ -189,6 +191,7 @@ pub async fn start_job(
         pool: pool.clone(),
         caller: caller.clone(),
         request_id: request_id.clone(),
+        via: call.via,
         settings: ImportSettings::clone(settings),
         owner,
         kind,
@@ -871,6 +874,7 @@ impl Job {
         let author = BatchAuthor {
             organization_id,
             actor: self.caller.actor(),
+            via: self.via,
             request_id: &self.request_id,
             job_id: self.record.id,
             send_invitations: self.options.send_invitations,

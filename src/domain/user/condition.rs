@@ -77,24 +77,61 @@ pub enum TimeOp {
     AtOrBefore,
 }
 
-/// One page of the users matching, oldest first, and how many match in all.
+/// What a list of matching users is sorted by. Each is an index of the
+/// store's or a cheap sort of one organization's users; ties (a shared
+/// email, a time) fall back to the id so pages do not overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserSort {
+    /// Oldest first: the order of a list that names none.
+    #[default]
+    Created,
+    LastModified,
+    /// Ignoring case.
+    Username,
+    /// Ignoring case.
+    Email,
+    /// As stored (case-exact); users without one come last.
+    ExternalId,
+    /// Ignoring case.
+    FirstName,
+    /// Ignoring case and accents, as ListUsers' `last_name` order.
+    LastName,
+    Id,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserOrdering {
+    pub by: UserSort,
+    pub descending: bool,
+}
+
+/// One page of the users matching, in the order asked, and how many match in all.
 #[derive(Debug, Clone)]
 pub struct MatchingUsers {
     pub users: Vec<User>,
     pub total: i64,
 }
 
-/// The users matching `condition`, skipping `offset` of them (oldest
-/// first), at most `limit`.
+/// The users matching `condition` in `ordering`, skipping `offset` of
+/// them, at most `limit`.
 pub async fn users_matching(
     pool: &Pool,
     organization_id: Uuid,
     condition: &UserCondition,
+    ordering: UserOrdering,
     offset: i64,
     limit: i64,
 ) -> Result<MatchingUsers, DomainError> {
     let (users, total) = read!(pool, |connection| {
-        store::users::matching(connection, organization_id, condition, offset, limit).await
+        store::users::matching(
+            connection,
+            organization_id,
+            condition,
+            ordering,
+            offset,
+            limit,
+        )
+        .await
     })?;
     Ok(MatchingUsers { users, total })
 }

@@ -7,6 +7,7 @@ use crate::{
     domain::{
         attribute::{AttributeDefinition, AttributeType, DefinedAttribute, DefinitionInput},
         audit::{AuditEvent, AuditFilter},
+        call::Via,
         caller::ActorKind,
         organization::{Organization, PublicEmailDomainPolicy, SettingsPatch},
         paging::PageRequest,
@@ -24,6 +25,17 @@ pub fn actor_kind(kind: ActorKind) -> proto::ActorKind {
     }
 }
 
+pub fn via(via: Option<Via>) -> proto::Via {
+    match via {
+        None => proto::Via::Unspecified,
+        Some(Via::Grpc) => proto::Via::Grpc,
+        Some(Via::Scim) => proto::Via::Scim,
+        Some(Via::Pages) => proto::Via::Pages,
+        Some(Via::Cli) => proto::Via::Cli,
+        Some(Via::System) => proto::Via::System,
+    }
+}
+
 pub fn audit_event(event: &AuditEvent) -> proto::AuditEvent {
     proto::AuditEvent {
         id: event.id.to_string(),
@@ -36,6 +48,7 @@ pub fn audit_event(event: &AuditEvent) -> proto::AuditEvent {
         changed_fields: event.changed_fields.clone(),
         details: Some(json_struct(&event.details)),
         create_time: Some(timestamp(event.create_time)),
+        via: via(event.via) as i32,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The SCIM `User` as a Roster user: the mapping both ways, PATCH, and
 //! filters as user conditions. Roster keeps one email and one phone number
-//! (both of type `work`, primary); values of other types are ignored.
+//! (both of type `work`); values of other types are ignored. Of several
+//! entries the `primary` one is kept; answers carry no `primary` flag (of
+//! one value it tells nothing, and /Schemas declares none).
 //! `employeeNumber` (enterprise extension) is the custom attribute
 //! `employee_number`, which the organization defines to use it.
 
@@ -13,8 +15,9 @@ use crate::{
         call::Call,
         group::GivenGroups,
         user::{
-            self, AttributeMask, NewUser, Origin, TextField, TimeField, User, UserCondition,
-            UserField, UserInput, UserStatus, UserUpdate, UserValues,
+            self, AdminState, AttributeMask, NewUser, Origin, TextField, TimeField, User,
+            UserCondition, UserField, UserInput, UserOrdering, UserRevision, UserSort, UserStatus,
+            UserUpdate, UserValues,
         },
         DomainError,
     },
@@ -66,7 +69,11 @@ impl ScimUser {
             last_name: self.family_name.clone(),
             email: self.email.clone(),
             username: self.user_name.clone(),
-            phone: self.phone.clone().unwrap_or_default(),
+            phone: self
+                .phone
+                .as_deref()
+                .map(without_tel_scheme)
+                .unwrap_or_default(),
             external_id: self.external_id.clone().unwrap_or_default(),
         }
     }
@@ -76,6 +83,17 @@ impl ScimUser {
             .iter()
             .map(|number| (EMPLOYEE_NUMBER_KEY.to_owned(), json!(number)))
             .collect()
+    }
+}
+
+/// RFC 7643 suggests RFC 3966 `tel:` URIs for phone numbers
+/// (`tel:+1-201-555-0123`): the number after the scheme, which Roster's
+/// phone rule then normalizes (or refuses, naming the rule).
+fn without_tel_scheme(raw: &str) -> String {
+    let raw = raw.trim();
+    match raw.get(..4) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("tel:") => raw[4..].to_owned(),
+        _ => raw.to_owned(),
     }
 }
 
@@ -106,7 +124,7 @@ pub fn resource(user: &User, base_url: &str) -> Value {
         "userName": scim.user_name,
         "name": { "givenName": scim.given_name, "familyName": scim.family_name },
         "active": scim.active,
-        "emails": [{ "value": scim.email, "type": "work", "primary": true }],
+        "emails": [{ "value": scim.email, "type": "work" }],
         "meta": {
             "resourceType": "User",
             "created": time(user.create_time),
@@ -119,7 +137,7 @@ pub fn resource(user: &User, base_url: &str) -> Value {
         body["externalId"] = json!(external_id);
     }
     if let Some(phone) = scim.phone {
-        body["phoneNumbers"] = json!([{ "value": phone, "type": "work", "primary": true }]);
+        body["phoneNumbers"] = json!([{ "value": phone, "type": "work" }]);
     }
     if let Some(number) = scim.employee_number {
         schemas.push(SCHEMA_ENTERPRISE_USER);
@@ -181,43 +199,29 @@ pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
     Ok(user::create_user(call, &new_user).await?.user)
 }
 
-/// Writes what changed from `before` to `after`: the values (one update),
-/// then the admin state (one status change), each audited.
-pub async fn save(
-    call: &Call,
-    user: User,
-    before: &ScimUser,
-    after: &ScimUser,
-) -> Result<User, ScimError> {
-    let mut user = user;
-    let values_changed = ScimUser {
-        active: before.active,
-        ..after.clone()
-    } != *before;
-    if values_changed {
-        let attribute_mask = if after.employee_number == before.employee_number {
-            AttributeMask::Untouched
-        } else {
-            AttributeMask::Keys(vec![EMPLOYEE_NUMBER_KEY.to_owned()])
-        };
-        let update = UserUpdate {
-            user_id: user.id,
+/// What a PUT or PATCH writes to get from `before` to `after`: the values
+/// and the admin state together, so the change is one audited update.
+pub fn revision(user_id: Uuid, before: &ScimUser, after: &ScimUser) -> UserRevision {
+    let attribute_mask = if after.employee_number == before.employee_number {
+        AttributeMask::Untouched
+    } else {
+        AttributeMask::Keys(vec![EMPLOYEE_NUMBER_KEY.to_owned()])
+    };
+    let admin_state = (after.active != before.active).then_some(if after.active {
+        AdminState::Active
+    } else {
+        AdminState::Inactive
+    });
+    UserRevision {
+        update: UserUpdate {
+            user_id,
             fields: UserField::ALL.to_vec(),
             input: after.input(),
             attribute_mask,
             attributes: after.attributes(),
-        };
-        user = user::update_user(call, &update).await?.0;
+        },
+        admin_state,
     }
-    if after.active != before.active {
-        let status = if after.active {
-            UserStatus::Active
-        } else {
-            UserStatus::Inactive
-        };
-        user = user::set_user_status(call, user.id, status).await?;
-    }
-    Ok(user)
 }
 
 /// Applies a PATCH body (RFC 7644 §3.5.2) to the user's values. An
@@ -579,6 +583,73 @@ fn compare(actual: &Value, op: CompareOp, expected: &Value) -> bool {
     }
 }
 
+/// The attributes a list may be sorted by.
+const SORTABLE: &str = "userName, name.familyName, name.givenName, emails(.value), externalId, \
+     meta.created, meta.lastModified, id";
+
+/// `sortBy` and `sortOrder` (RFC 7644 §3.4.2.3) as the store's ordering;
+/// without `sortBy`, the oldest first (or newest, when descending).
+pub fn ordering(
+    sort_by: Option<&str>,
+    sort_order: Option<&str>,
+) -> Result<UserOrdering, ScimError> {
+    let descending = match sort_order.map(str::trim).filter(|o| !o.is_empty()) {
+        None => false,
+        Some(order) if order.eq_ignore_ascii_case("ascending") => false,
+        Some(order) if order.eq_ignore_ascii_case("descending") => true,
+        Some(other) => {
+            return Err(invalid(
+                "sortOrder",
+                &format!(
+                    "{} is neither ascending nor descending",
+                    crate::domain::echo(other)
+                ),
+            ))
+        }
+    };
+    let Some(raw) = sort_by.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(UserOrdering {
+            by: UserSort::Created,
+            descending,
+        });
+    };
+    let unsortable = || {
+        invalid(
+            "sortBy",
+            &format!(
+                "{} cannot be sorted on; sortable: {SORTABLE}",
+                crate::domain::echo(raw)
+            ),
+        )
+    };
+    let path = parse_path(raw)
+        .ok()
+        .filter(|path| path.filter.is_none())
+        .ok_or_else(unsortable)?;
+    let attr = path.attr;
+    if attr
+        .uri
+        .as_deref()
+        .is_some_and(|uri| !uri.eq_ignore_ascii_case(SCHEMA_USER))
+    {
+        return Err(unsortable());
+    }
+    let name = attr.name.to_ascii_lowercase();
+    let sub = attr.sub.as_deref().map(str::to_ascii_lowercase);
+    let by = match (name.as_str(), sub.as_deref()) {
+        ("username", None) => UserSort::Username,
+        ("name", Some("familyname")) => UserSort::LastName,
+        ("name", Some("givenname")) => UserSort::FirstName,
+        ("emails", None | Some("value")) => UserSort::Email,
+        ("externalid", None) => UserSort::ExternalId,
+        ("meta", Some("created")) => UserSort::Created,
+        ("meta", Some("lastmodified")) => UserSort::LastModified,
+        ("id", None) => UserSort::Id,
+        _ => return Err(unsortable()),
+    };
+    Ok(UserOrdering { by, descending })
+}
+
 /// The attributes a filter may name.
 const FILTERABLE: &str = "userName, name.givenName, name.familyName, emails(.value), \
      phoneNumbers(.value), externalId, active, id, meta.created, meta.lastModified";
@@ -846,6 +917,44 @@ mod tests {
                 ))))
             )
         );
+    }
+
+    #[test]
+    fn a_tel_uri_is_the_number_after_its_scheme() {
+        let mut scim = ana();
+        scim.phone = Some("TEL:+1-201-555-0123".into());
+        assert_eq!(scim.input().phone, "+1-201-555-0123");
+        scim.phone = Some(" +55 11 99999-8888 ".into());
+        assert_eq!(scim.input().phone, "+55 11 99999-8888");
+    }
+
+    #[test]
+    fn sort_by_names_a_sortable_attribute() {
+        let sorted = |by: &str, order: Option<&str>| ordering(Some(by), order);
+        assert_eq!(
+            sorted("name.familyName", Some("Descending")).unwrap(),
+            UserOrdering {
+                by: UserSort::LastName,
+                descending: true
+            }
+        );
+        assert_eq!(sorted("emails.value", None).unwrap().by, UserSort::Email);
+        assert_eq!(
+            sorted("urn:ietf:params:scim:schemas:core:2.0:User:userName", None)
+                .unwrap()
+                .by,
+            UserSort::Username
+        );
+        assert_eq!(ordering(None, None).unwrap(), UserOrdering::default());
+        for (by, order, words) in [
+            ("title", None, "sortBy: `title` cannot be sorted on"),
+            ("emails[type eq \"work\"]", None, "sortBy"),
+            ("userName", Some("up"), "sortOrder: `up` is neither"),
+        ] {
+            let error = sorted(by, order).unwrap_err();
+            assert_eq!(error.scim_type, Some(ScimType::InvalidValue), "{by}");
+            assert!(error.detail.contains(words), "{by}: {}", error.detail);
+        }
     }
 
     #[test]

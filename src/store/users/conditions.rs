@@ -5,13 +5,16 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{UserRow, USER_COLUMNS};
-use crate::domain::user::{TextField, TextOp, TimeField, TimeOp, User, UserCondition};
+use crate::domain::user::{
+    TextField, TextOp, TimeField, TimeOp, User, UserCondition, UserOrdering, UserSort,
+};
 
-/// A page of the matches, oldest first, and how many match in all.
+/// A page of the matches in `ordering`, and how many match in all.
 pub async fn matching(
     connection: &mut PgConnection,
     organization_id: Uuid,
     condition: &UserCondition,
+    ordering: UserOrdering,
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<User>, i64), sqlx::Error> {
@@ -27,7 +30,7 @@ pub async fn matching(
     }
     let mut page = QueryBuilder::new(format!("select {USER_COLUMNS}"));
     push_from_where(&mut page, organization_id, condition);
-    page.push(" order by users.create_time, users.id offset ")
+    page.push(format!(" order by {} offset ", order_by(ordering)))
         .push_bind(offset)
         .push(" limit ")
         .push_bind(limit);
@@ -37,6 +40,26 @@ pub async fn matching(
         .fetch_all(&mut *connection)
         .await?;
     Ok((rows.into_iter().map(Into::into).collect(), total))
+}
+
+/// The ORDER BY of a sort: the expressions of an index where there is one
+/// (`lower(username)`, `lower(email)`, `last_name_key`, `create_time`, the
+/// key), the id breaking ties.
+fn order_by(ordering: UserOrdering) -> String {
+    let direction = if ordering.descending { "desc" } else { "asc" };
+    let key = match ordering.by {
+        UserSort::Created => "users.create_time",
+        UserSort::LastModified => "users.update_time",
+        UserSort::Username => "lower(users.username)",
+        UserSort::Email => "lower(users.email)",
+        UserSort::ExternalId => {
+            return format!("users.external_id {direction} nulls last, users.id {direction}")
+        }
+        UserSort::FirstName => "lower(users.first_name)",
+        UserSort::LastName => "users.last_name_key",
+        UserSort::Id => return format!("users.id {direction}"),
+    };
+    format!("{key} {direction}, users.id {direction}")
 }
 
 fn push_from_where(
