@@ -1,10 +1,13 @@
 //! What this service provider does (RFC 7644 §4), advertised truthfully:
-//! Users only (Groups come later), PATCH, filters, ETags; no bulk, no
+//! Users only (Groups come later), PATCH, filters, ETags, bulk; no
 //! sorting, no password changes.
 
 use serde_json::{json, Value};
 
-use super::{MAX_RESULTS, SCHEMA_ENTERPRISE_USER, SCHEMA_LIST, SCHEMA_USER};
+use super::{
+    bulk::{MAX_OPERATIONS, MAX_PAYLOAD_SIZE},
+    MAX_RESULTS, SCHEMA_ENTERPRISE_USER, SCHEMA_LIST, SCHEMA_USER,
+};
 
 const SCHEMA_SERVICE_PROVIDER_CONFIG: &str =
     "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
@@ -15,7 +18,7 @@ pub fn service_provider_config(base_url: &str) -> Value {
     json!({
         "schemas": [SCHEMA_SERVICE_PROVIDER_CONFIG],
         "patch": { "supported": true },
-        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
+        "bulk": { "supported": true, "maxOperations": MAX_OPERATIONS, "maxPayloadSize": MAX_PAYLOAD_SIZE },
         "filter": { "supported": true, "maxResults": MAX_RESULTS },
         "changePassword": { "supported": false },
         "sort": { "supported": false },

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     auth::ScimCall,
-    discovery,
+    bulk, discovery,
     errors::{ScimError, ScimType},
     filter::parse_filter,
     resources::{
@@ -25,7 +25,7 @@ use super::{
 use crate::domain::user::{self, User, UserCondition};
 
 pub fn router(state: ScimState) -> Router {
-    Router::new()
+    let resources = Router::new()
         .route(
             "/scim/v2/ServiceProviderConfig",
             get(service_provider_config),
@@ -43,11 +43,12 @@ pub fn router(state: ScimState) -> Router {
                 .delete(delete_user),
         )
         .route("/scim/v2/{*rest}", any(not_served))
-        .with_state(state)
+        .with_state(state.clone());
+    bulk::with_bulk(resources, state)
 }
 
 /// `<scheme>://<host>/scim/v2`, as the caller reached it.
-fn base_url(state: &ScimState, headers: &HeaderMap) -> String {
+pub(super) fn base_url(state: &ScimState, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
@@ -55,7 +56,7 @@ fn base_url(state: &ScimState, headers: &HeaderMap) -> String {
     format!("{}://{host}{BASE_PATH}", state.scheme)
 }
 
-fn scim_json(status: StatusCode, body: &Value) -> Response {
+pub(super) fn scim_json(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
@@ -279,9 +280,10 @@ async fn create_user(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimError> {
+    let create_key = call.create_key();
     let call = call.writer()?;
     let scim = scim_user::from_resource(&json_body(&body)?, None)?;
-    let created = scim_user::create(call, &scim).await;
+    let created = scim_user::create(call, &scim, create_key).await;
     state.authenticator.forget_own_writes();
     let base_url = base_url(&state, &headers);
     Ok(user_response(

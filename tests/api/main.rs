@@ -46,6 +46,7 @@ mod onboarding;
 mod organizations;
 mod request_ergonomics;
 mod scim;
+mod scim_bulk;
 mod search;
 mod second_factor;
 mod serve_crash;

@@ -19,22 +19,22 @@ const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// A SCIM client of one app with one bearer token.
-struct Scim {
+pub(crate) struct Scim {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    etag: Option<String>,
-    location: Option<String>,
-    content_type: Option<String>,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) etag: Option<String>,
+    pub(crate) location: Option<String>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) body: Value,
 }
 
 impl Scim {
-    fn new(app: &TestApp, token: &str) -> Self {
+    pub(crate) fn new(app: &TestApp, token: &str) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: format!("{}/scim/v2", app.pages()),
@@ -46,7 +46,7 @@ impl Scim {
         self.call_with(method, path, body, &[]).await
     }
 
-    async fn call_with(
+    pub(crate) async fn call_with(
         &self,
         method: Method,
         path: &str,
@@ -90,11 +90,11 @@ impl Scim {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body)).await
     }
 
@@ -105,7 +105,13 @@ impl Scim {
     }
 
     /// Creates a user and returns its id.
-    async fn create(&self, user_name: &str, given: &str, family: &str, email: &str) -> String {
+    pub(crate) async fn create(
+        &self,
+        user_name: &str,
+        given: &str,
+        family: &str,
+        email: &str,
+    ) -> String {
         let created = self
             .post(
                 "/Users",
@@ -121,7 +127,7 @@ impl Scim {
     }
 
     /// The ids of the users a filter finds (URL-encoded here).
-    async fn filter(&self, filter: &str) -> Vec<String> {
+    pub(crate) async fn filter(&self, filter: &str) -> Vec<String> {
         let answer = self.get(&format!("/Users?filter={}", encode(filter))).await;
         assert_eq!(answer.status, StatusCode::OK, "{filter}: {}", answer.body);
         resource_ids(&answer.body)
@@ -153,7 +159,12 @@ fn resource_ids(list: &Value) -> Vec<String> {
 }
 
 /// A SCIM error body: its status string, scimType and detail.
-fn assert_error(answer: &Answer, status: StatusCode, scim_type: Option<&str>, detail_has: &str) {
+pub(crate) fn assert_error(
+    answer: &Answer,
+    status: StatusCode,
+    scim_type: Option<&str>,
+    detail_has: &str,
+) {
     assert_eq!(answer.status, status, "{}", answer.body);
     assert_eq!(answer.body["schemas"], json!([ERROR]), "{}", answer.body);
     assert_eq!(answer.body["status"], json!(status.as_str()));
@@ -168,7 +179,7 @@ fn assert_error(answer: &Answer, status: StatusCode, scim_type: Option<&str>, de
 }
 
 #[tokio::test]
-async fn discovery_advertises_users_patch_filters_and_etags_but_no_bulk() {
+async fn discovery_advertises_users_patch_filters_etags_and_bulk() {
     let app = TestApp::spawn().await;
     let scim = Scim::new(&app, &app.admin_key);
     let config = scim.get("/ServiceProviderConfig").await;
@@ -178,7 +189,7 @@ async fn discovery_advertises_users_patch_filters_and_etags_but_no_bulk() {
         Some("application/scim+json")
     );
     assert_eq!(config.body["patch"]["supported"], json!(true));
-    assert_eq!(config.body["bulk"]["supported"], json!(false));
+    assert_eq!(config.body["bulk"]["supported"], json!(true));
     assert_eq!(config.body["filter"]["supported"], json!(true));
     assert_eq!(config.body["filter"]["maxResults"], json!(200));
     assert_eq!(config.body["sort"]["supported"], json!(false));

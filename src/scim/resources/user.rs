@@ -12,6 +12,7 @@ use crate::{
     domain::{
         call::Call,
         group::GivenGroups,
+        request::IdempotencyKey,
         user::{
             self, AttributeMask, NewUser, Origin, TextField, TextOp, TimeField, TimeOp, User,
             UserCondition, UserField, UserInput, UserStatus, UserUpdate, UserValues,
@@ -161,8 +162,13 @@ pub fn from_resource(body: &Value, current: Option<&ScimUser>) -> Result<ScimUse
     Ok(scim)
 }
 
-/// Creates the user (invited, as over gRPC) through the domain's one path.
-pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
+/// Creates the user (invited, as over gRPC) through the domain's one path;
+/// with a key, a retry returns the user the first create made.
+pub async fn create(
+    call: &Call,
+    scim: &ScimUser,
+    request_id: Option<IdempotencyKey>,
+) -> Result<User, ScimError> {
     let values = UserValues::parse(&scim.input(), "").map_err(DomainError::InvalidArgument)?;
     let new_user = NewUser {
         origin: Origin::Create,
@@ -171,7 +177,7 @@ pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
         source: None,
         deactivated: !scim.active,
         send_invitation: true,
-        request_id: None,
+        request_id,
         attributes: scim.attributes(),
     };
     Ok(user::create_user(call, &new_user).await?.user)
