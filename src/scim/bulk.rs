@@ -503,3 +503,76 @@ fn create_key(request_id: &str, operation: &Operation) -> Option<IdempotencyKey>
     let key = format!("scim-bulk:{}", hex::encode(digest.finalize()));
     IdempotencyKey::parse_optional(&key).ok().flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_a_resource_endpoint_or_one_resource() {
+        for good in ["/Users", "/Users/42", "/Groups/bulkId:g1"] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "Users",
+            "/",
+            "/Bulk",
+            "/bulk/x",
+            "/Users/../Bulk",
+            "/Users//x",
+            "/Users?filter=x",
+            "/Users/a b",
+            "/Users/%2e%2e",
+        ] {
+            let error = check_path(bad).unwrap_err();
+            assert_eq!(error.scim_type, Some(ScimType::InvalidPath), "{bad}");
+            assert!(error.detail.starts_with("path: "), "{}", error.detail);
+        }
+    }
+
+    #[test]
+    fn references_anywhere_become_the_created_ids() {
+        let created = HashMap::from([("u1", Created::Id("id-1".into())), ("u2", Created::Failed)]);
+        let mut data = json!({
+            "members": [{ "value": "bulkId:u1" }, { "value": "plain" }],
+            "nested": { "deep": ["bulkId:u1"] },
+            "count": 3,
+        });
+        resolve_references(&mut data, &created).unwrap();
+        assert_eq!(
+            data,
+            json!({
+                "members": [{ "value": "id-1" }, { "value": "plain" }],
+                "nested": { "deep": ["id-1"] },
+                "count": 3,
+            })
+        );
+        assert_eq!(
+            resolve_path("/Groups/bulkId:u1", &created).unwrap(),
+            "/Groups/id-1"
+        );
+        for unresolved in ["bulkId:u2", "bulkId:u3"] {
+            let error = resolve_references(&mut json!([unresolved]), &created).unwrap_err();
+            assert_eq!(error.status, StatusCode::CONFLICT);
+            assert_eq!(error.scim_type, Some(ScimType::InvalidValue));
+        }
+    }
+
+    #[test]
+    fn a_create_key_changes_with_the_request_id_and_the_operation() {
+        let operation = |bulk_id: &str, name: &str| Operation {
+            method: Method::POST,
+            path: "/Users".into(),
+            bulk_id: Some(bulk_id.into()),
+            version: None,
+            data: Some(json!({ "userName": name })),
+        };
+        let key = |id, operation| create_key(id, &operation).unwrap();
+        let first = key("r1", operation("u1", "ana"));
+        assert_eq!(first, key("r1", operation("u1", "ana")));
+        assert!(first.as_str().len() <= 128);
+        assert_ne!(first, key("r2", operation("u1", "ana")));
+        assert_ne!(first, key("r1", operation("u2", "ana")));
+        assert_ne!(first, key("r1", operation("u1", "bea")));
+    }
+}
