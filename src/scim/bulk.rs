@@ -86,7 +86,8 @@ async fn bulk(
     let mut errors = 0;
     for operation in &request.operations {
         let result = run(&resources, operation, &created, &inner, &base_url).await;
-        if let Some(bulk_id) = &operation.bulk_id {
+        let created_by = operation.bulk_id.as_deref();
+        if let Some(bulk_id) = created_by.filter(|_| operation.method == Method::POST) {
             let outcome = match &result.created_id {
                 Some(id) => Created::Id(id.clone()),
                 None => Created::Failed,
