@@ -144,6 +144,12 @@ async fn a_bad_operation_fails_alone_and_a_reference_to_it_is_a_conflict() {
             { "method": "DELETE", "path": "/Users/bulkId:bad" },
             { "method": "DELETE", "path": "/Users/bulkId:later" },
             { "method": "PUT", "path": "/Users/00000000-0000-0000-0000-000000000000", "data": user("nobody") },
+            {
+                "method": "PATCH", "path": "/Users/bulkId:ana", "version": "W/\"1\"",
+                "data": { "schemas": [PATCH], "Operations": [
+                    { "op": "replace", "path": "active", "value": false },
+                ] },
+            },
             create("later"),
         ])),
     )
@@ -151,8 +157,28 @@ async fn a_bad_operation_fails_alone_and_a_reference_to_it_is_a_conflict() {
     let operations = operations(&answer);
     assert_eq!(
         statuses(&operations),
-        ["201", "400", "409", "409", "404", "201"]
+        ["201", "400", "409", "409", "404", "412", "201"]
     );
+    // The version is the If-Match of its operation: ana stayed active.
+    assert!(operations[5]["location"].as_str().unwrap().ends_with(
+        operations[0]["location"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+    ));
+    let ana = scim
+        .get(
+            operations[0]["location"]
+                .as_str()
+                .unwrap()
+                .split("/scim/v2")
+                .nth(1)
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(ana.body["active"], json!(true));
     let failed = &operations[1];
     assert_eq!(failed["bulkId"], json!("bad"));
     assert!(failed.get("location").is_none(), "{failed}");
