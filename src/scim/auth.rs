@@ -9,11 +9,17 @@ use crate::domain::{
     authentication::bearer_credential,
     call::{Call, Via},
     caller::{Principal, Scope},
-    request::RequestId,
+    request::{IdempotencyKey, RequestId},
 };
 
-/// The authenticated caller of one SCIM request, as a domain `Call`.
-pub struct ScimCall(pub Call);
+/// The authenticated caller of one SCIM request, as a domain `Call`, and
+/// the idempotency key of a create /Bulk dispatched.
+pub struct ScimCall(pub Call, Option<IdempotencyKey>);
+
+/// The idempotency key /Bulk gives a create it dispatches. Only the server
+/// puts it in a request's extensions: no client header sets it.
+#[derive(Debug, Clone)]
+pub struct CreateKey(pub IdempotencyKey);
 
 impl ScimCall {
     /// Refuses a caller whose key lacks `scope` (403).
@@ -61,12 +67,11 @@ impl FromRequestParts<ScimState> for ScimCall {
                 .get("x-request-id")
                 .and_then(|value| value.to_str().ok()),
         );
-        Ok(Self(Call::new(
-            state.pool.clone(),
-            caller,
-            request_id,
-            Via::Scim,
-        )))
+        let create_key = parts.extensions.get::<CreateKey>().map(|key| key.0.clone());
+        Ok(Self(
+            Call::new(state.pool.clone(), caller, request_id, Via::Scim),
+            create_key,
+        ))
     }
 }
 
@@ -79,5 +84,10 @@ impl ScimCall {
     /// Writes need ADMIN.
     pub fn writer(&self) -> Result<&Call, ScimError> {
         self.require(Scope::Admin)
+    }
+
+    /// A retry with this key returns the first create's resource.
+    pub fn create_key(&self) -> Option<IdempotencyKey> {
+        self.1.clone()
     }
 }

@@ -1,10 +1,11 @@
 //! What this service provider does (RFC 7644 §4), advertised truthfully:
 //! Users and Groups (with Roster's group extension), PATCH, filters,
-//! sorting, ETags; no bulk, no password changes.
+//! sorting, ETags, bulk; no password changes.
 
 use serde_json::{json, Value};
 
 use super::{
+    bulk::{MAX_OPERATIONS, MAX_PAYLOAD_SIZE},
     MAX_RESULTS, SCHEMA_ENTERPRISE_USER, SCHEMA_GROUP, SCHEMA_LIST, SCHEMA_ROSTER_GROUP,
     SCHEMA_USER,
 };
@@ -18,7 +19,7 @@ pub fn service_provider_config(base_url: &str) -> Value {
     json!({
         "schemas": [SCHEMA_SERVICE_PROVIDER_CONFIG],
         "patch": { "supported": true },
-        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
+        "bulk": { "supported": true, "maxOperations": MAX_OPERATIONS, "maxPayloadSize": MAX_PAYLOAD_SIZE },
         "filter": { "supported": true, "maxResults": MAX_RESULTS },
         "changePassword": { "supported": false },
         "sort": { "supported": true },

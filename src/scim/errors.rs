@@ -20,6 +20,7 @@ pub enum ScimType {
     InvalidPath,
     NoTarget,
     InvalidValue,
+    TooMany,
 }
 
 impl ScimType {
@@ -32,6 +33,7 @@ impl ScimType {
             Self::InvalidPath => "invalidPath",
             Self::NoTarget => "noTarget",
             Self::InvalidValue => "invalidValue",
+            Self::TooMany => "tooMany",
         }
     }
 }
@@ -79,6 +81,19 @@ impl ScimError {
     fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
+    }
+
+    /// The error body: also what /Bulk answers for a failed operation.
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = json!({
+            "schemas": [SCHEMA_ERROR],
+            "status": self.status.as_str(),
+            "detail": self.detail,
+        });
+        if let Some(scim_type) = self.scim_type {
+            body["scimType"] = json!(scim_type.as_str());
+        }
+        body
     }
 }
 
@@ -163,18 +178,10 @@ pub fn scim_attribute(field: &str) -> String {
 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "schemas": [SCHEMA_ERROR],
-            "status": self.status.as_str(),
-            "detail": self.detail,
-        });
-        if let Some(scim_type) = self.scim_type {
-            body["scimType"] = json!(scim_type.as_str());
-        }
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
-            body.to_string(),
+            self.body().to_string(),
         )
             .into_response();
         let headers = response.headers_mut();

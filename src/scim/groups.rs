@@ -161,6 +161,7 @@ pub async fn create_group(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimError> {
+    let create_key = call.create_key();
     let call = call.writer()?;
     let changes = scim_group::from_resource(&json_body(&body)?)?;
     let organization = organization::get_organization(call.pool(), call.organization_id()).await?;
@@ -170,7 +171,7 @@ pub async fn create_group(
         Some(group::MemberChange::Replace(ids)) => ids.clone(),
         _ => Vec::new(),
     };
-    let created = group::create_group_with_members(call, &values, &members).await;
+    let created = group::create_group_with_members(call, create_key, &values, &members).await;
     state.authenticator.forget_own_writes();
     let created = created.map_err(scim_group::scim_error)?;
     let base_url = base_url(&state, &headers);

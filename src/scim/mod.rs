@@ -5,6 +5,7 @@
 //! rules, audit and change stream apply as over gRPC.
 
 mod auth;
+mod bulk;
 mod discovery;
 mod errors;
 pub mod filter;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{
     auth::ScimCall,
-    discovery,
+    bulk, discovery,
     errors::{ScimError, ScimType},
     filter::parse_filter,
     groups,
@@ -27,7 +27,7 @@ use super::{
 use crate::domain::user::{self, User, UserCondition};
 
 pub fn router(state: ScimState) -> Router {
-    Router::new()
+    let resources = Router::new()
         .route(
             "/scim/v2/ServiceProviderConfig",
             get(service_provider_config),
@@ -58,7 +58,8 @@ pub fn router(state: ScimState) -> Router {
                 .delete(groups::delete_group),
         )
         .route("/scim/v2/{*rest}", any(not_served))
-        .with_state(state)
+        .with_state(state.clone());
+    bulk::with_bulk(resources, state)
 }
 
 /// `<scheme>://<host>/scim/v2`, as the caller reached it.
@@ -440,9 +441,10 @@ async fn create_user(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimError> {
+    let create_key = call.create_key();
     let call = call.writer()?;
     let scim = scim_user::from_resource(&json_body(&body)?, None)?;
-    let created = scim_user::create(call, &scim).await;
+    let created = scim_user::create(call, &scim, create_key).await;
     state.authenticator.forget_own_writes();
     let base_url = base_url(&state, &headers);
     Ok(user_response(

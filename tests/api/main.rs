@@ -46,6 +46,7 @@ mod onboarding;
 mod organizations;
 mod request_ergonomics;
 mod scim;
+mod scim_bulk;
 mod scim_groups;
 mod scim_rules;
 mod search;

@@ -121,7 +121,7 @@ impl Scim {
     }
 
     /// The ids of the users a filter finds (URL-encoded here).
-    async fn filter(&self, filter: &str) -> Vec<String> {
+    pub(crate) async fn filter(&self, filter: &str) -> Vec<String> {
         let answer = self.get(&format!("/Users?filter={}", encode(filter))).await;
         assert_eq!(answer.status, StatusCode::OK, "{filter}: {}", answer.body);
         resource_ids(&answer.body)
@@ -173,7 +173,7 @@ pub(crate) fn assert_error(
 }
 
 #[tokio::test]
-async fn discovery_advertises_users_patch_filters_sorting_and_etags_but_no_bulk() {
+async fn discovery_advertises_users_patch_filters_sorting_etags_and_bulk() {
     let app = TestApp::spawn().await;
     let scim = Scim::new(&app, &app.admin_key);
     let config = scim.get("/ServiceProviderConfig").await;
@@ -183,7 +183,7 @@ async fn discovery_advertises_users_patch_filters_sorting_and_etags_but_no_bulk(
         Some("application/scim+json")
     );
     assert_eq!(config.body["patch"]["supported"], json!(true));
-    assert_eq!(config.body["bulk"]["supported"], json!(false));
+    assert_eq!(config.body["bulk"]["supported"], json!(true));
     assert_eq!(config.body["filter"]["supported"], json!(true));
     assert_eq!(config.body["filter"]["maxResults"], json!(200));
     assert_eq!(config.body["sort"]["supported"], json!(true));

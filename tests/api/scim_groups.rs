@@ -33,7 +33,7 @@ async fn set_settings(
 }
 
 /// A new profile, made the organization's SCIM default; returns its id.
-async fn default_profile(app: &TestApp) -> String {
+pub(crate) async fn default_profile(app: &TestApp) -> String {
     let profile = app
         .groups(app.as_admin())
         .create_profile(new_profile("POS", "Cashier"))
@@ -158,8 +158,8 @@ async fn discovery_describes_groups_and_the_roster_extension_truthfully() {
         .unwrap()
         .contains("scim_default_profile_id"));
     let config = scim.get("/ServiceProviderConfig").await;
-    assert_eq!(config.body["bulk"]["supported"], json!(false));
-    assert_eq!(config.body["sort"]["supported"], json!(false));
+    assert_eq!(config.body["bulk"]["supported"], json!(true));
+    assert_eq!(config.body["sort"]["supported"], json!(true));
 }
 
 #[tokio::test]

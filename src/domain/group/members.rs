@@ -14,7 +14,8 @@ use crate::{
         access::Authority,
         call::Call,
         caller::Caller,
-        unit_of_work::UnitOfWork,
+        request::IdempotencyKey,
+        unit_of_work::{IdempotentCreate, UnitOfWork},
         user::{ensure_may_act_on, TextOp, TimeField, TimeOp},
         DomainError, FieldViolation,
     },
@@ -122,12 +123,30 @@ pub enum MemberChange {
 /// is not a user of the organization creates nothing.
 pub async fn create_group_with_members(
     call: &Call,
+    idempotency_key: Option<IdempotencyKey>,
     values: &super::GroupValues,
     members: &[Uuid],
 ) -> Result<TrackedGroup, DomainError> {
     let caller = &call.caller;
+    // With a key, a retry (a SCIM /Bulk sent again) answers the first create's group.
+    let create = idempotency_key
+        .map(|key| IdempotentCreate::new(caller, <Group as super::Created>::OPERATION, key));
+    if let Some(create) = &create {
+        if let Some((id, _)) = create.earlier::<serde_json::Value>(call.pool()).await? {
+            let condition = GroupCondition::Id(id);
+            let found = groups_matching(call.pool(), caller.organization_id, &condition, 0, 1);
+            return found
+                .await?
+                .groups
+                .pop()
+                .ok_or_else(|| DomainError::not_found("group", id));
+        }
+    }
     let mut work = call.begin().await?;
     let group = insert_group(&mut work, caller, values).await?;
+    if let Some(create) = &create {
+        work.remember(create, group.id, &json!({})).await?;
+    }
     let audit = work.audit_record("group.create", "group", group.id);
     work.record(audit.with_details(group_details(&group)));
     let replace = [MemberChange::Replace(members.to_vec())];

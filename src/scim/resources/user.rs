@@ -14,6 +14,7 @@ use crate::{
     domain::{
         call::Call,
         group::GivenGroups,
+        request::IdempotencyKey,
         user::{
             self, AdminState, AttributeMask, NewUser, Origin, TextField, TimeField, User,
             UserCondition, UserField, UserInput, UserOrdering, UserRevision, UserSort, UserStatus,
@@ -181,8 +182,13 @@ pub fn from_resource(body: &Value, current: Option<&ScimUser>) -> Result<ScimUse
 }
 
 /// Creates the user through the domain's one path, invited as over gRPC
-/// unless the organization's `scim_send_invitations` is off.
-pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
+/// unless the organization's `scim_send_invitations` is off; with a key, a
+/// retry returns the user the first create made.
+pub async fn create(
+    call: &Call,
+    scim: &ScimUser,
+    request_id: Option<IdempotencyKey>,
+) -> Result<User, ScimError> {
     let organization =
         crate::domain::organization::get_organization(call.pool(), call.organization_id()).await?;
     let values = UserValues::parse(&scim.input(), "").map_err(DomainError::InvalidArgument)?;
@@ -193,7 +199,7 @@ pub async fn create(call: &Call, scim: &ScimUser) -> Result<User, ScimError> {
         source: None,
         deactivated: !scim.active,
         send_invitation: organization.settings.scim_send_invitations,
-        request_id: None,
+        request_id,
         attributes: scim.attributes(),
     };
     Ok(user::create_user(call, &new_user).await?.user)
