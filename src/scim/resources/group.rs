@@ -310,6 +310,10 @@ fn set_extension(changes: &mut GroupChanges, op: Op, value: &Value) -> Result<()
         )
     })?;
     for (name, value) in object {
+        // An extension object may carry its `schemas` (read-only, ignored).
+        if name.eq_ignore_ascii_case("schemas") || value.is_null() {
+            continue;
+        }
         let path = AttrPath {
             uri: Some(SCHEMA_ROSTER_GROUP.to_owned()),
             name: name.clone(),
