@@ -58,7 +58,8 @@ pub fn resource_types(base_url: &str) -> Vec<Value> {
         "endpoint": "/Groups",
         "description": "A Roster group: a product profile on some units, and its members (users)",
         "schema": SCHEMA_GROUP,
-        "schemaExtensions": [{ "schema": SCHEMA_ROSTER_GROUP, "required": false }],
+        // Every group holds it (a create without it takes the defaults).
+        "schemaExtensions": [{ "schema": SCHEMA_ROSTER_GROUP, "required": true }],
         "meta": {
             "resourceType": "ResourceType",
             "location": format!("{base_url}/ResourceTypes/Group"),
@@ -211,13 +212,6 @@ fn group_schema(base_url: &str) -> Value {
 }
 
 fn roster_group_schema(base_url: &str) -> Value {
-    let string = |name: &str, description: &str| {
-        json!({
-            "name": name, "type": "string", "multiValued": false, "description": description,
-            "required": false, "caseExact": false, "mutability": "readWrite",
-            "returned": "default", "uniqueness": "none",
-        })
-    };
     json!({
         "schemas": [SCHEMA_SCHEMA],
         "id": SCHEMA_ROSTER_GROUP,
@@ -227,11 +221,20 @@ fn roster_group_schema(base_url: &str) -> Value {
             (UpdateOrganizationSettings); with neither, the create is refused. \
             Without unitScope and unitIds it grants the profile on all units",
         "attributes": [
-            string("profileId", "The id of the profile the group grants (a profile of the organization)"),
+            // Required as `active` is for users: always held, so a remove
+            // only puts the default back; a create may leave them out.
+            {
+                "name": "profileId", "type": "string", "multiValued": false,
+                "description": "The id of the profile the group grants (a profile of the organization); \
+                    always held: a create without it takes scim_default_profile_id, and a remove puts that back",
+                "required": true, "caseExact": false, "mutability": "readWrite",
+                "returned": "default", "uniqueness": "none",
+            },
             {
                 "name": "unitScope", "type": "string", "multiValued": false,
-                "description": "Where the profile applies: ALL_UNITS (default), UNITS (those of unitIds) or NO_UNIT",
-                "required": false, "caseExact": true,
+                "description": "Where the profile applies: ALL_UNITS (default), UNITS (those of unitIds) or NO_UNIT; \
+                    always held: a create without it takes ALL_UNITS (UNITS when unitIds are named), and a remove puts ALL_UNITS back",
+                "required": true, "caseExact": true,
                 "canonicalValues": ["ALL_UNITS", "UNITS", "NO_UNIT"],
                 "mutability": "readWrite", "returned": "default", "uniqueness": "none",
             },

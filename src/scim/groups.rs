@@ -10,16 +10,17 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
     auth::ScimCall,
-    errors::{ScimError, ScimType},
-    filter::parse_filter,
+    errors::ScimError,
     resources::{group as scim_group, Projection},
-    routes::{base_url, check_version, json_body, scim_json, Parameters},
-    ScimState, MAX_RESULTS, SCHEMA_LIST,
+    routes::{
+        base_url, check_version, json_body, list_response, scim_json, ListRequest, Parameters,
+    },
+    ScimState,
 };
 use crate::domain::{
     call::Call,
@@ -64,24 +65,34 @@ pub async fn list_groups(
     headers: HeaderMap,
     Query(parameters): Query<Vec<(String, String)>>,
 ) -> Result<Response, ScimError> {
+    let request = ListRequest::from_query(parameters)?;
+    list(&state, &call, &headers, request).await
+}
+
+/// `POST /Groups/.search` (RFC 7644 §3.4.3): a list asked in the body.
+pub async fn search_groups(
+    State(state): State<ScimState>,
+    call: ScimCall,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let request = ListRequest::from_search(&json_body(&body)?)?;
+    list(&state, &call, &headers, request).await
+}
+
+/// One page of the groups a list asks for, oldest first, as a ListResponse.
+async fn list(
+    state: &ScimState,
+    call: &ScimCall,
+    headers: &HeaderMap,
+    request: ListRequest,
+) -> Result<Response, ScimError> {
     let call = call.reader()?;
-    let parameters = Parameters(parameters);
-    let projection = parameters.projection()?;
-    let condition = match parameters.get("filter") {
-        Some(raw) if !raw.trim().is_empty() => {
-            let filter = parse_filter(raw).map_err(|error| {
-                ScimError::bad(ScimType::InvalidFilter, format!("filter: {error}"))
-            })?;
-            scim_group::condition(&filter)?
-        }
-        _ => GroupCondition::Always(true),
+    let condition = match request.filter()? {
+        Some(filter) => scim_group::condition(&filter)?,
+        None => GroupCondition::Always(true),
     };
-    // RFC 7644 §3.4.2.4: a start below 1 is 1, a negative count is 0.
-    let start_index = parameters.number("startIndex")?.unwrap_or(1).max(1);
-    let count = parameters
-        .number("count")?
-        .unwrap_or(MAX_RESULTS)
-        .clamp(0, MAX_RESULTS);
+    let (start_index, count) = request.page();
     let found = group::groups_matching(
         call.pool(),
         call.organization_id(),
@@ -90,21 +101,17 @@ pub async fn list_groups(
         count,
     )
     .await?;
-    let members = members_by_group(call, &found.groups, &projection).await?;
-    let base_url = base_url(&state, &headers);
+    let members = members_by_group(call, &found.groups, &request.projection).await?;
+    let base_url = base_url(state, headers);
     let resources: Vec<Value> = found
         .groups
         .iter()
-        .map(|tracked| projection.apply(resource_of(tracked, members.as_ref(), &base_url)))
+        .map(|tracked| {
+            let resource = resource_of(tracked, members.as_ref(), &base_url);
+            request.projection.apply(resource)
+        })
         .collect();
-    let body = json!({
-        "schemas": [SCHEMA_LIST],
-        "totalResults": found.total,
-        "startIndex": start_index,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    });
-    Ok(scim_json(StatusCode::OK, &body))
+    Ok(list_response(found.total, start_index, resources))
 }
 
 /// A group of the caller's organization; an id that is not a UUID is not found.
@@ -215,7 +222,12 @@ async fn change_group(
     let found = find_group(call, id).await?;
     check_version(headers, &scim_group::version(&found), "group")?;
     let changes = read_changes(&body)?;
-    let update = scim_group::update(&changes, &found.group)?;
+    let settings = match changes.default_profile {
+        true => Some(organization::get_organization(call.pool(), call.organization_id()).await?),
+        false => None,
+    };
+    let settings = settings.as_ref().map(|organization| &organization.settings);
+    let update = scim_group::update(&changes, &found.group, settings)?;
     let group_id = found.group.id;
     let saved = group::change_group(call, group_id, update.as_ref(), &changes.members).await;
     state.authenticator.forget_own_writes();

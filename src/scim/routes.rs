@@ -16,7 +16,7 @@ use super::{
     auth::ScimCall,
     bulk, discovery,
     errors::{ScimError, ScimType},
-    filter::parse_filter,
+    filter::{parse_filter, Filter},
     groups,
     resources::{
         user::{self as scim_user, ScimUser},
@@ -38,7 +38,8 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
         .route("/scim/v2/Users", get(list_users).post(create_user))
         .route("/scim/v2/Users/.search", post(search_users))
-        .route("/scim/v2/.search", post(search_users))
+        .route("/scim/v2/.search", post(search_across_types))
+        .route("/scim/v2/Groups/.search", post(groups::search_groups))
         .route(
             "/scim/v2/Users/{id}",
             get(get_user)
@@ -163,9 +164,9 @@ impl Parameters {
 
 /// What a list asks (RFC 7644 §3.4.2), from a GET's query or the body of a
 /// POST `.search` (§3.4.3): the same names, the same meaning.
-struct ListRequest {
+pub(super) struct ListRequest {
     filter: Option<String>,
-    projection: Projection,
+    pub(super) projection: Projection,
     sort_by: Option<String>,
     sort_order: Option<String>,
     start_index: Option<i64>,
@@ -173,7 +174,27 @@ struct ListRequest {
 }
 
 impl ListRequest {
-    fn from_query(parameters: Vec<(String, String)>) -> Result<Self, ScimError> {
+    /// The filter asked, parsed; none for an empty one.
+    pub(super) fn filter(&self) -> Result<Option<Filter>, ScimError> {
+        match self.filter.as_deref() {
+            Some(raw) if !raw.trim().is_empty() => parse_filter(raw).map(Some).map_err(|error| {
+                ScimError::bad(ScimType::InvalidFilter, format!("filter: {error}"))
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    /// `startIndex` (from 1) and `count` as RFC 7644 §3.4.2.4 reads them: a
+    /// start below 1 is 1, a negative count is 0, and at most `MAX_RESULTS`.
+    pub(super) fn page(&self) -> (i64, i64) {
+        let start_index = self.start_index.unwrap_or(1).max(1);
+        (
+            start_index,
+            self.count.unwrap_or(MAX_RESULTS).clamp(0, MAX_RESULTS),
+        )
+    }
+
+    pub(super) fn from_query(parameters: Vec<(String, String)>) -> Result<Self, ScimError> {
         let parameters = Parameters(parameters);
         let text = |name: &str| parameters.get(name).map(str::to_owned);
         Ok(Self {
@@ -187,7 +208,7 @@ impl ListRequest {
     }
 
     /// A SearchRequest; its `schemas`, when given, must name it.
-    fn from_search(body: &Value) -> Result<Self, ScimError> {
+    pub(super) fn from_search(body: &Value) -> Result<Self, ScimError> {
         let object = body.as_object().ok_or_else(|| {
             ScimError::bad(ScimType::InvalidSyntax, "the body must be a JSON object")
         })?;
@@ -275,8 +296,19 @@ async fn list_users(
     list(&state, &call, &headers, request).await
 }
 
-/// `POST /Users/.search`, and `POST /.search` at the root: this service
-/// provider's resources there are its users.
+/// `POST /.search` at the root searches all resource types at once (RFC
+/// 7644 §3.4.3), which would mix users and groups in one page: not done,
+/// and said with 501 as the RFC asks of an unsupported operation.
+async fn search_across_types(call: ScimCall) -> Result<Response, ScimError> {
+    call.reader()?;
+    Err(ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "a search across resource types is not supported: POST /Users/.search or /Groups/.search",
+    ))
+}
+
+/// `POST /Users/.search`.
 async fn search_users(
     State(state): State<ScimState>,
     call: ScimCall,
@@ -295,19 +327,12 @@ async fn list(
     request: ListRequest,
 ) -> Result<Response, ScimError> {
     let call = call.reader()?;
-    let condition = match request.filter.as_deref() {
-        Some(raw) if !raw.trim().is_empty() => {
-            let filter = parse_filter(raw).map_err(|error| {
-                ScimError::bad(ScimType::InvalidFilter, format!("filter: {error}"))
-            })?;
-            scim_user::condition(&filter)?
-        }
-        _ => UserCondition::Always(true),
+    let condition = match request.filter()? {
+        Some(filter) => scim_user::condition(&filter)?,
+        None => UserCondition::Always(true),
     };
     let ordering = scim_user::ordering(request.sort_by.as_deref(), request.sort_order.as_deref())?;
-    // RFC 7644 §3.4.2.4: a start below 1 is 1, a negative count is 0.
-    let start_index = request.start_index.unwrap_or(1).max(1);
-    let count = request.count.unwrap_or(MAX_RESULTS).clamp(0, MAX_RESULTS);
+    let (start_index, count) = request.page();
     let found = user::users_matching(
         call.pool(),
         call.organization_id(),
@@ -327,14 +352,19 @@ async fn list(
                 .apply(scim_user::resource(user, &base_url))
         })
         .collect();
+    Ok(list_response(found.total, start_index, resources))
+}
+
+/// A ListResponse of one page of resources.
+pub(super) fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> Response {
     let body = json!({
         "schemas": [SCHEMA_LIST],
-        "totalResults": found.total,
+        "totalResults": total,
         "startIndex": start_index,
         "itemsPerPage": resources.len(),
         "Resources": resources,
     });
-    Ok(scim_json(StatusCode::OK, &body))
+    scim_json(StatusCode::OK, &body)
 }
 
 /// A user of the caller's organization; an id that is not a UUID is not found.

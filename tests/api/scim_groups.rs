@@ -140,7 +140,7 @@ async fn discovery_describes_groups_and_the_roster_extension_truthfully() {
     assert_eq!(group_type.body["endpoint"], json!("/Groups"));
     assert_eq!(
         group_type.body["schemaExtensions"],
-        json!([{ "schema": ROSTER_GROUP, "required": false }])
+        json!([{ "schema": ROSTER_GROUP, "required": true }])
     );
     let schema = scim.get(&format!("/Schemas/{GROUP}")).await;
     let description = schema.body["description"].as_str().unwrap();
@@ -579,7 +579,11 @@ async fn the_extension_changes_a_groups_profile_and_units() {
     let group = grpc_group(&app, &id).await;
     assert_eq!(
         (group.profile_id, group.unit_scope, group.unit_ids),
-        (manager, proto::UnitScope::Units as i32, vec![unit])
+        (
+            manager.clone(),
+            proto::UnitScope::Units as i32,
+            vec![unit.clone()]
+        )
     );
     // A PUT without the extension keeps the profile and units.
     let put = scim
@@ -603,6 +607,34 @@ async fn the_extension_changes_a_groups_profile_and_units() {
         Some("invalidValue"),
         "unitScope: `SOME` is not ALL_UNITS, UNITS or NO_UNIT",
     );
+    // Removed, the profile and the scope go back to a new group's defaults:
+    // the organization's default profile, on all units.
+    let default = grpc_group(
+        &app,
+        &create_group(&scim, json!({ "displayName": "Other" })).await,
+    )
+    .await
+    .profile_id;
+    for remove in [
+        json!([{ "op": "remove", "path": format!("{ROSTER_GROUP}:profileId") },
+               { "op": "remove", "path": format!("{ROSTER_GROUP}:unitScope") }]),
+        json!([{ "op": "remove", "path": ROSTER_GROUP }]),
+    ] {
+        let set_again = patch_group(
+            &scim,
+            &id,
+            json!([{ "op": "replace", "value": { ROSTER_GROUP: { "profileId": manager, "unitIds": [unit] } } }]),
+        )
+        .await;
+        assert_eq!(set_again.status, StatusCode::OK, "{}", set_again.body);
+        let removed = patch_group(&scim, &id, remove).await;
+        assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+        let group = grpc_group(&app, &id).await;
+        assert_eq!(
+            (group.profile_id, group.unit_scope, group.unit_ids),
+            (default.clone(), proto::UnitScope::AllUnits as i32, vec![])
+        );
+    }
 }
 
 #[tokio::test]
@@ -1096,4 +1128,44 @@ async fn okta_puts_a_group_with_its_members() {
         .audit_events;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["group.create"]);
+}
+
+#[tokio::test]
+async fn post_groups_search_lists_like_get() {
+    // `_app` keeps the server running to the end.
+    let Scene {
+        app: _app,
+        scim,
+        ana,
+        ..
+    } = scene().await;
+    for name in ["Cashiers", "Managers", "Cleaners"] {
+        let body =
+            json!({ "schemas": [GROUP], "displayName": name, "members": [{ "value": ana }] });
+        assert_eq!(scim.post("/Groups", body).await.status, StatusCode::CREATED);
+    }
+    let filter = r#"displayName sw "C""#;
+    let by_get = scim
+        .get(&format!(
+            "/Groups?filter={}&excludedAttributes=members&startIndex=2&count=1",
+            filter.replace(' ', "%20").replace('"', "%22")
+        ))
+        .await;
+    assert_eq!(by_get.status, StatusCode::OK, "{}", by_get.body);
+    assert_eq!(by_get.body["totalResults"], json!(2));
+    assert_eq!(
+        by_get.body["Resources"][0]["displayName"],
+        json!("Cleaners")
+    );
+    assert!(by_get.body["Resources"][0].get("members").is_none());
+    let search = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": filter,
+        "excludedAttributes": ["members"],
+        "startIndex": 2,
+        "count": 1,
+    });
+    let by_post = scim.post("/Groups/.search", search).await;
+    assert_eq!(by_post.status, StatusCode::OK, "{}", by_post.body);
+    assert_eq!(by_post.body, by_get.body);
 }

@@ -86,6 +86,9 @@ pub struct GroupChanges {
     pub profile_id: Option<String>,
     pub unit_scope: Option<String>,
     pub unit_ids: Option<Vec<String>>,
+    /// The extension's profile was removed: the organization's
+    /// `scim_default_profile_id` again.
+    pub default_profile: bool,
     pub members: Vec<MemberChange>,
 }
 
@@ -115,19 +118,9 @@ pub fn from_resource(body: &Value) -> Result<GroupChanges, ScimError> {
 /// The values of a group to create: the extension's profile and units, else
 /// the organization's default profile on all units.
 pub fn new_group(changes: &GroupChanges, settings: &Settings) -> Result<GroupInput, ScimError> {
-    let profile_id = match (&changes.profile_id, settings.scim_default_profile_id) {
-        (Some(given), _) => given.clone(),
-        (None, Some(default)) => default.to_string(),
-        (None, None) => {
-            return Err(ScimError::bad(
-                ScimType::InvalidValue,
-                format!(
-                    "{SCHEMA_ROSTER_GROUP}:profileId: a Roster group grants a profile, and none is set: \
-                     give the group's profileId in this extension, or set the organization's \
-                     scim_default_profile_id (UpdateOrganizationSettings) for every group created over SCIM"
-                ),
-            ))
-        }
+    let profile_id = match &changes.profile_id {
+        Some(given) => given.clone(),
+        None => default_profile(Some(settings))?,
     };
     let unit_ids = changes.unit_ids.clone().unwrap_or_default();
     Ok(GroupInput {
@@ -137,6 +130,22 @@ pub fn new_group(changes: &GroupChanges, settings: &Settings) -> Result<GroupInp
         scope: scope_kind(changes.unit_scope.as_deref(), &unit_ids)?,
         unit_ids,
     })
+}
+
+/// The organization's `scim_default_profile_id`, which a group takes when
+/// none is given (`settings`: the organization's, when read).
+fn default_profile(settings: Option<&Settings>) -> Result<String, ScimError> {
+    match settings.and_then(|settings| settings.scim_default_profile_id) {
+        Some(default) => Ok(default.to_string()),
+        None => Err(ScimError::bad(
+            ScimType::InvalidValue,
+            format!(
+                "{SCHEMA_ROSTER_GROUP}:profileId: a Roster group grants a profile, and none is set: \
+                 give the group's profileId in this extension, or set the organization's \
+                 scim_default_profile_id (UpdateOrganizationSettings) for every group created over SCIM"
+            ),
+        )),
+    }
 }
 
 /// `unitScope` as given, else UNITS when units are named, else ALL_UNITS.
@@ -162,14 +171,23 @@ fn scope_kind(given: Option<&str>, unit_ids: &[String]) -> Result<Option<ScopeKi
 /// change none (members only, or the same name again, as Okta's PUT sends
 /// it). Units named without a scope make the scope UNITS; a scope other than
 /// UNITS drops the units.
-pub fn update(changes: &GroupChanges, current: &Group) -> Result<Option<GroupUpdate>, ScimError> {
+/// `settings` (the organization's) are needed when the profile goes back to
+/// the default.
+pub fn update(
+    changes: &GroupChanges,
+    current: &Group,
+    settings: Option<&Settings>,
+) -> Result<Option<GroupUpdate>, ScimError> {
     let mut fields = Vec::new();
     let mut input = GroupInput::default();
     if let Some(name) = &changes.display_name {
         fields.push(GroupField::Name);
         input.name.clone_from(name);
     }
-    if let Some(profile_id) = &changes.profile_id {
+    if changes.default_profile {
+        fields.push(GroupField::ProfileId);
+        input.profile_id = default_profile(settings)?;
+    } else if let Some(profile_id) = &changes.profile_id {
         fields.push(GroupField::ProfileId);
         input.profile_id.clone_from(profile_id);
     }
@@ -301,7 +319,12 @@ fn set_attributes(
 /// The extension as a whole: an object of its attributes.
 fn set_extension(changes: &mut GroupChanges, op: Op, value: &Value) -> Result<(), ScimError> {
     if op == Op::Remove {
-        return Err(read_only_extension());
+        // The extension removed: the defaults of a group created without it.
+        changes.default_profile = true;
+        changes.profile_id = None;
+        changes.unit_scope = Some("ALL_UNITS".to_owned());
+        changes.unit_ids = Some(Vec::new());
+        return Ok(());
     }
     let object = value.as_object().ok_or_else(|| {
         ScimError::bad(
@@ -322,13 +345,6 @@ fn set_extension(changes: &mut GroupChanges, op: Op, value: &Value) -> Result<()
         set(changes, op, &path, value)?;
     }
     Ok(())
-}
-
-fn read_only_extension() -> ScimError {
-    ScimError::bad(
-        ScimType::Mutability,
-        format!("{SCHEMA_ROSTER_GROUP}: a group's profile cannot be removed, only replaced"),
-    )
 }
 
 fn apply_path(
@@ -437,6 +453,7 @@ fn set(
         }
         (true, "profileid", None) if op != Op::Remove => {
             changes.profile_id = Some(text(value, path)?);
+            changes.default_profile = false;
         }
         (true, "unitscope", None) if op != Op::Remove => {
             changes.unit_scope = Some(text(value, path)?);
@@ -456,7 +473,15 @@ fn set(
             };
             changes.unit_ids = Some(ids);
         }
-        (true, "profileid" | "unitscope", None) => return Err(read_only_extension()),
+        // Removed, each goes back to what a group created without it takes.
+        (true, "profileid", None) => {
+            changes.default_profile = true;
+            changes.profile_id = None;
+        }
+        (true, "unitscope", None) => {
+            changes.unit_scope = Some("ALL_UNITS".to_owned());
+            changes.unit_ids = Some(Vec::new());
+        }
         _ => return Err(unknown_attribute(path)),
     }
     Ok(())
