@@ -158,18 +158,11 @@ pub fn schemas(base_url: &str) -> Vec<Value> {
 }
 
 fn group_schema(base_url: &str) -> Value {
-    let sub = |name: &str, kind: &str, description: &str, mutability: &str| {
-        json!({
-            "name": name, "type": kind, "multiValued": false, "description": description,
-            "required": false, "caseExact": false, "mutability": mutability,
-            "returned": "default", "uniqueness": "none",
-        })
-    };
     json!({
         "schemas": [SCHEMA_SCHEMA],
         "id": SCHEMA_GROUP,
         "name": "Group",
-        "description": "A Roster group. Roster groups keep no externalId: one sent is ignored, and a filter on it matches no group",
+        "description": "A Roster group. Its externalId (the provider's id for it) is unique in the organization, compared case-exactly",
         "attributes": [
             {
                 "name": "displayName", "type": "string", "multiValued": false,
@@ -194,7 +187,6 @@ fn group_schema(base_url: &str) -> Value {
                         "caseExact": false, "mutability": "immutable", "returned": "default",
                         "uniqueness": "none",
                     },
-                    sub("display", "string", "The user's first and last name", "readOnly"),
                     {
                         "name": "type", "type": "string", "multiValued": false,
                         "description": "Always User", "required": false, "caseExact": false,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     groups::{GroupRow, COLUMNS},
-    users::like_escape,
+    users::{like_escape, push_text_comparison},
     Transaction,
 };
 use crate::domain::{
@@ -137,6 +137,12 @@ fn push_condition(query: &mut QueryBuilder<'_, Postgres>, condition: &GroupCondi
         GroupCondition::Id(id) => {
             query.push("g.id = ").push_bind(*id);
         }
+        GroupCondition::ExternalId { op, value } => {
+            push_text_comparison(query, "g.external_id", true, *op, value);
+        }
+        GroupCondition::HasExternalId => {
+            query.push("g.external_id is not null");
+        }
         GroupCondition::Member(user_id) => {
             query
                 .push("exists (select 1 from memberships m where m.organization_id = g.organization_id and m.group_id = g.id and m.user_id = ")
@@ -167,8 +173,6 @@ fn push_condition(query: &mut QueryBuilder<'_, Postgres>, condition: &GroupCondi
 struct MemberRow {
     group_id: Uuid,
     user_id: Uuid,
-    first_name: String,
-    last_name: String,
 }
 
 /// The members of these groups, by group then user id.
@@ -178,9 +182,8 @@ pub async fn members_of(
     group_ids: &[Uuid],
 ) -> Result<Vec<GroupMember>, sqlx::Error> {
     let rows: Vec<MemberRow> = sqlx::query_as(
-        "select m.group_id, u.id as user_id, u.first_name, u.last_name \
-         from memberships m join users u on u.organization_id = m.organization_id and u.id = m.user_id \
-         where m.organization_id = $1 and m.group_id = any($2) order by m.group_id, u.id",
+        "select m.group_id, m.user_id from memberships m \
+         where m.organization_id = $1 and m.group_id = any($2) order by m.group_id, m.user_id",
     )
     .bind(organization_id)
     .bind(group_ids)
@@ -191,8 +194,6 @@ pub async fn members_of(
         .map(|row| GroupMember {
             group_id: row.group_id,
             user_id: row.user_id,
-            first_name: row.first_name,
-            last_name: row.last_name,
         })
         .collect())
 }

@@ -18,11 +18,12 @@ use crate::domain::{
     group::{FoundGroup, Group, GroupFilter, GroupValues, ScopeKind},
     paging::{fingerprint, Page, PageRequest},
     user::NamedGrant,
+    values::ExternalId,
     DomainError,
 };
 
 /// The columns of `queries/groups_find.sql`, for the list built at run time.
-pub(super) const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.unit_scope, \
+pub(super) const COLUMNS: &str = "g.id, g.name, g.description, g.profile_id, g.external_id, g.unit_scope, \
      coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu \
                where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as unit_ids, \
      coalesce((select array_agg(u.name order by gu.unit_id) from group_units gu \
@@ -39,6 +40,7 @@ pub(super) struct GroupRow {
     name: String,
     description: String,
     profile_id: Uuid,
+    external_id: Option<String>,
     unit_scope: ScopeKind,
     unit_ids: Vec<Uuid>,
     /// The names of `unit_ids`, in the same order.
@@ -71,6 +73,7 @@ impl From<GroupRow> for Group {
             name: row.name,
             description: row.description,
             profile_id: row.profile_id,
+            external_id: row.external_id,
             product: row.product,
             profile_name: row.profile_name,
             unit_names: unit_names_by_id(&row.unit_ids, row.unit_names),
@@ -88,6 +91,11 @@ fn map_group_constraints(error: sqlx::Error) -> DomainError {
             reason: "GROUP_ALREADY_EXISTS",
             field: "group.name".into(),
             message: "a group with this name already exists".into(),
+        }),
+        "groups_org_external_id_key" => Some(DomainError::AlreadyExists {
+            reason: "EXTERNAL_ID_TAKEN",
+            field: "group.external_id".into(),
+            message: "this external id already belongs to another group".into(),
         }),
         "groups_profile_fkey" => Some(DomainError::NotFoundField {
             field: "group.profile_id".into(),
@@ -108,14 +116,15 @@ pub async fn insert(
 ) -> Result<Group, DomainError> {
     let id = Uuid::now_v7();
     sqlx::query!(
-        "insert into groups (organization_id, id, name, description, profile_id, unit_scope) \
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into groups (organization_id, id, name, description, profile_id, unit_scope, external_id) \
+         values ($1, $2, $3, $4, $5, $6, $7)",
         organization_id,
         id,
         values.name.as_str(),
         values.description.as_str(),
         values.profile_id,
         ScopeKind::of(&values.scope) as ScopeKind,
+        values.external_id.as_ref().map(ExternalId::as_str),
     )
     .execute(&mut **tx)
     .await
@@ -133,14 +142,15 @@ pub async fn update(
     values: &GroupValues,
 ) -> Result<Group, DomainError> {
     sqlx::query!(
-        "update groups set name = $3, description = $4, profile_id = $5, unit_scope = $6 \
-         where organization_id = $1 and id = $2",
+        "update groups set name = $3, description = $4, profile_id = $5, unit_scope = $6, \
+         external_id = $7 where organization_id = $1 and id = $2",
         organization_id,
         id,
         values.name.as_str(),
         values.description.as_str(),
         values.profile_id,
         ScopeKind::of(&values.scope) as ScopeKind,
+        values.external_id.as_ref().map(ExternalId::as_str),
     )
     .execute(&mut **tx)
     .await

@@ -1,5 +1,5 @@
 mod conditions;
-pub(crate) use conditions::like_escape;
+pub(crate) use conditions::{like_escape, push_text_comparison};
 
 use std::sync::OnceLock;
 

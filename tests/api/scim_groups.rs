@@ -144,7 +144,10 @@ async fn discovery_describes_groups_and_the_roster_extension_truthfully() {
     );
     let schema = scim.get(&format!("/Schemas/{GROUP}")).await;
     let description = schema.body["description"].as_str().unwrap();
-    assert!(description.contains("keep no externalId"), "{description}");
+    assert!(
+        description.contains("externalId (the provider's id for it) is unique"),
+        "{description}"
+    );
     let names: Vec<&str> = schema.body["attributes"]
         .as_array()
         .unwrap()
@@ -152,6 +155,14 @@ async fn discovery_describes_groups_and_the_roster_extension_truthfully() {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["displayName", "members"]);
+    // Members are answered without `display` (a provider compares it with what it sent).
+    let member_parts: Vec<&str> = schema.body["attributes"][1]["subAttributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(member_parts, ["value", "$ref", "type"]);
     let extension = scim.get(&format!("/Schemas/{ROSTER_GROUP}")).await;
     assert!(extension.body["description"]
         .as_str()
@@ -289,7 +300,10 @@ async fn a_created_group_grants_the_default_profile_on_all_units_or_the_extensio
         created.etag.as_deref(),
         created.body["meta"]["version"].as_str()
     );
-    assert_eq!(created.body["members"][0]["display"], json!("Ana Lima"));
+    assert_eq!(
+        created.body["members"][0],
+        json!({ "value": ana, "$ref": created.body["members"][0]["$ref"], "type": "User" })
+    );
     assert!(created.body["members"][0]["$ref"]
         .as_str()
         .unwrap()
@@ -685,7 +699,7 @@ async fn lists_filter_page_and_leave_members_out_when_asked() {
         found(&scim.get(&filter("not (displayName co \"et\")")).await),
         [ids[0].clone(), ids[2].clone()]
     );
-    // Roster groups keep no externalId: it equals nothing.
+    // No group has an externalId yet: it equals nothing, differs from anything.
     assert!(found(&scim.get(&filter("externalId eq \"x\"")).await).is_empty());
     assert_eq!(
         found(&scim.get(&filter("externalId ne \"x\"")).await).len(),
@@ -916,7 +930,10 @@ async fn entra_creates_a_group() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["displayName"], json!("displayName"));
     assert_eq!(created.body["members"], json!([]));
-    assert!(created.body.get("externalId").is_none());
+    assert_eq!(
+        created.body["externalId"],
+        json!("8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159")
+    );
 }
 
 /// Entra's "Get Group by displayName", members left out.
@@ -1168,4 +1185,147 @@ async fn post_groups_search_lists_like_get() {
     let by_post = scim.post("/Groups/.search", search).await;
     assert_eq!(by_post.status, StatusCode::OK, "{}", by_post.body);
     assert_eq!(by_post.body, by_get.body);
+}
+
+/// Entra ID sends each group's externalId: it is kept through POST, PUT
+/// and PATCH, removed on request, found by filter, and unique.
+#[tokio::test]
+async fn a_groups_external_id_is_kept_filtered_and_unique() {
+    let Scene { app, scim, .. } = scene().await;
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "Tellers", "externalId": "entra-1" }),
+    )
+    .await;
+    let path = format!("/Groups/{id}");
+    let read = scim.get(&path).await;
+    assert_eq!(read.body["externalId"], json!("entra-1"), "{}", read.body);
+    // A PATCH of something else keeps it; a PATCH of it replaces it.
+    let renamed = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": "displayName", "value": "Tellers 2" }]),
+    )
+    .await;
+    assert_eq!(
+        renamed.body["externalId"],
+        json!("entra-1"),
+        "{}",
+        renamed.body
+    );
+    let replaced = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": "externalId", "value": "entra-2" }]),
+    )
+    .await;
+    assert_eq!(
+        replaced.body["externalId"],
+        json!("entra-2"),
+        "{}",
+        replaced.body
+    );
+    let added = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "add", "value": { "externalId": "entra-3" } }]),
+    )
+    .await;
+    assert_eq!(added.body["externalId"], json!("entra-3"), "{}", added.body);
+    // A gRPC update leaves it (the proto has no external id).
+    app.groups(app.as_admin())
+        .update_group(proto::UpdateGroupRequest {
+            group: Some(proto::Group {
+                id: id.clone(),
+                description: "Front desk".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["description".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(scim.get(&path).await.body["externalId"], json!("entra-3"));
+    // Found by filter, case-exactly.
+    let filter = |raw: &str| format!("/Groups?filter={}", encode(raw));
+    let found = |answer: &Answer| resource_ids(&answer.body);
+    let other = create_group(&scim, json!({ "displayName": "Cooks" })).await;
+    assert_eq!(
+        found(&scim.get(&filter("externalId eq \"entra-3\"")).await),
+        [id.clone()]
+    );
+    assert!(found(&scim.get(&filter("externalId eq \"ENTRA-3\"")).await).is_empty());
+    assert_eq!(
+        found(&scim.get(&filter("externalId pr")).await),
+        [id.clone()]
+    );
+    assert_eq!(
+        found(&scim.get(&filter("externalId ne \"entra-3\"")).await),
+        [other.clone()]
+    );
+    // Another group may not take it: 409 uniqueness naming externalId.
+    let taken = scim
+        .post(
+            "/Groups",
+            json!({ "displayName": "Bakers", "externalId": "entra-3" }),
+        )
+        .await;
+    assert_error(
+        &taken,
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+        "externalId: this external id already belongs to another group",
+    );
+    let taken = patch_group(
+        &scim,
+        &other,
+        json!([{ "op": "replace", "path": "externalId", "value": "entra-3" }]),
+    )
+    .await;
+    assert_error(
+        &taken,
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+        "externalId",
+    );
+    // Removed by PATCH; a PUT sets it, and a PUT without it removes it.
+    let removed = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "remove", "path": "externalId" }]),
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    assert!(removed.body.get("externalId").is_none(), "{}", removed.body);
+    let put = scim
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({ "displayName": "Tellers", "externalId": "entra-4" })),
+        )
+        .await;
+    assert_eq!(put.body["externalId"], json!("entra-4"), "{}", put.body);
+    let put = scim
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({ "displayName": "Tellers" })),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert!(put.body.get("externalId").is_none(), "{}", put.body);
+    // A bad one is refused naming the attribute and the rule.
+    let bad = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": "externalId", "value": "x".repeat(101) }]),
+    )
+    .await;
+    assert_error(
+        &bad,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        "externalId: must be 1–100 characters without control characters",
+    );
 }

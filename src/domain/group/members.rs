@@ -36,6 +36,12 @@ pub enum GroupCondition {
         value: String,
     },
     Id(Uuid),
+    /// The external id, case-exact (SCIM's `externalId` is).
+    ExternalId {
+        op: TextOp,
+        value: String,
+    },
+    HasExternalId,
     /// The user is a member.
     Member(Uuid),
     /// `LastModified`: the later of the group's update and its last join.
@@ -88,13 +94,12 @@ pub async fn groups_matching(
     Ok(MatchingGroups { groups, total })
 }
 
-/// A member of a group, with the names people read.
+/// A member of a group (SCIM answers members without `display`: a
+/// provider compares it with what it sent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMember {
     pub group_id: Uuid,
     pub user_id: Uuid,
-    pub first_name: String,
-    pub last_name: String,
 }
 
 /// The members of these groups, by group then user id.

@@ -38,6 +38,7 @@ use super::{
     text_state::text_states,
     unit_of_work::{IdempotentCreate, UnitOfWork},
     user::{ensure_may_act_on, User, UserFilter, UserOrder},
+    values::ExternalId,
     DomainError, FieldViolation,
 };
 use crate::store::Pool;
@@ -51,6 +52,8 @@ pub struct Group {
     pub name: String,
     pub description: String,
     pub profile_id: Uuid,
+    /// The id an identity provider gave the group (SCIM `externalId`).
+    pub external_id: Option<String>,
     /// The profile's product and name, for people.
     pub product: String,
     pub profile_name: String,
@@ -134,6 +137,8 @@ pub struct GroupInput {
     /// `None` for an unspecified or unknown scope.
     pub scope: Option<ScopeKind>,
     pub unit_ids: Vec<String>,
+    /// Empty: none (only SCIM sets it).
+    pub external_id: String,
 }
 
 /// A trimmed description of at most 1000 characters; line breaks stay
@@ -173,6 +178,7 @@ pub struct GroupValues {
     pub description: Description,
     pub profile_id: Uuid,
     pub scope: UnitScope,
+    pub external_id: Option<ExternalId>,
 }
 
 fn parse_uuid(raw: &str, field: &str) -> Result<Uuid, FieldViolation> {
@@ -256,18 +262,26 @@ impl GroupValues {
             Description::parse(&input.description, "group.description").map_err(|v| vec![v]);
         let profile_id = parse_uuid(&input.profile_id, "group.profile_id").map_err(|v| vec![v]);
         let scope = parse_scope(input.scope, &input.unit_ids);
-        match (name, description, profile_id, scope) {
-            (Ok(name), Ok(description), Ok(profile_id), Ok(scope)) => Ok(Self {
+        let external_id = match input.external_id.trim() {
+            "" => Ok(None),
+            raw => ExternalId::parse(raw, "group.external_id")
+                .map(Some)
+                .map_err(|v| vec![v]),
+        };
+        match (name, description, profile_id, scope, external_id) {
+            (Ok(name), Ok(description), Ok(profile_id), Ok(scope), Ok(external_id)) => Ok(Self {
                 name,
                 description,
                 profile_id,
                 scope,
+                external_id,
             }),
-            (name, description, profile_id, scope) => Err(violations_of([
+            (name, description, profile_id, scope, external_id) => Err(violations_of([
                 name.err(),
                 description.err(),
                 profile_id.err(),
                 scope.err(),
+                external_id.err(),
             ])),
         }
     }
@@ -290,6 +304,7 @@ text_states! {
         ProfileId => "profile_id",
         UnitScope => "unit_scope",
         UnitIds => "unit_ids",
+        ExternalId => "external_id",
     }
 }
 
@@ -316,6 +331,7 @@ impl GroupUpdate {
                 .iter()
                 .map(Uuid::to_string)
                 .collect(),
+            external_id: current.external_id.clone().unwrap_or_default(),
         };
         let input = &self.input;
         for field in &self.fields {
@@ -332,6 +348,7 @@ impl GroupUpdate {
                     }
                 }
                 GroupField::UnitIds => merged.unit_ids.clone_from(&input.unit_ids),
+                GroupField::ExternalId => merged.external_id.clone_from(&input.external_id),
             }
         }
         merged
@@ -495,6 +512,7 @@ fn group_details(group: &Group) -> serde_json::Value {
         "profile_id": group.profile_id,
         "unit_scope": group.scope.kind(),
         "unit_ids": group.scope.unit_ids(),
+        "external_id": group.external_id,
     })
 }
 

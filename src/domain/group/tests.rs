@@ -12,6 +12,7 @@ fn group(scope: UnitScope) -> Group {
         name: "Cashiers".into(),
         description: "Till staff".into(),
         profile_id: Uuid::now_v7(),
+        external_id: None,
         product: "POS".into(),
         profile_name: "Cashier".into(),
         scope,
@@ -40,6 +41,7 @@ fn group_values_report_every_violation_in_field_order() {
         profile_id: "nope".into(),
         scope: Some(ScopeKind::AllUnits),
         unit_ids: vec!["bad".into()],
+        external_id: "x\u{7}".into(),
     };
     let found = codes(GroupValues::parse(&input).unwrap_err());
     let fields: Vec<&str> = found.iter().map(|(field, _)| field.as_str()).collect();
@@ -51,6 +53,7 @@ fn group_values_report_every_violation_in_field_order() {
             "group.profile_id",
             "group.unit_ids[0]",
             "group.unit_ids",
+            "group.external_id",
         ]
     );
     assert_eq!(found[0].1, "PIPE_IN_NAME");

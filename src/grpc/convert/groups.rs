@@ -117,6 +117,8 @@ fn group_input(group: Option<&proto::Group>) -> GroupInput {
             _ => None,
         },
         unit_ids: group.unit_ids,
+        // The proto has no external id yet: only SCIM sets it.
+        external_id: String::new(),
     }
 }
 
@@ -141,7 +143,8 @@ pub fn update_group(body: &proto::UpdateGroupRequest) -> Result<(Uuid, GroupUpda
         body.update_mask.as_ref(),
         "group.",
         GROUP_FIELDS,
-        GroupField::parse,
+        // Only SCIM sets the external id: a gRPC update leaves it.
+        |path| GroupField::parse(path).filter(|field| *field != GroupField::ExternalId),
     )?;
     let input = group_input(body.group.as_ref());
     Ok((id, GroupUpdate { fields, input }))

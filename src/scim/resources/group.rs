@@ -3,8 +3,8 @@
 //! extension (`SCHEMA_ROSTER_GROUP`) the profile and units it grants. A group
 //! created without the extension's `profileId` takes the organization's
 //! `scim_default_profile_id`, on all units unless `unitIds` names some.
-//! Roster groups hold no `externalId`: one sent is ignored, and a filter on
-//! it matches no group.
+//! `externalId` is the id the provider gave the group, unique in the
+//! organization.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
@@ -63,6 +63,9 @@ pub fn resource(tracked: &TrackedGroup, members: Option<&[GroupMember]>, base_ur
             "location": format!("{base_url}/Groups/{}", group.id),
         },
     });
+    if let Some(external_id) = &group.external_id {
+        body["externalId"] = json!(external_id);
+    }
     if let Some(members) = members {
         body["members"] = members
             .iter()
@@ -70,7 +73,6 @@ pub fn resource(tracked: &TrackedGroup, members: Option<&[GroupMember]>, base_ur
                 json!({
                     "value": member.user_id.to_string(),
                     "$ref": format!("{base_url}/Users/{}", member.user_id),
-                    "display": format!("{} {}", member.first_name, member.last_name).trim(),
                     "type": "User",
                 })
             })
@@ -86,19 +88,23 @@ pub struct GroupChanges {
     pub profile_id: Option<String>,
     pub unit_scope: Option<String>,
     pub unit_ids: Option<Vec<String>>,
+    /// Empty: removed.
+    pub external_id: Option<String>,
     /// The extension's profile was removed: the organization's
     /// `scim_default_profile_id` again.
     pub default_profile: bool,
     pub members: Vec<MemberChange>,
 }
 
-/// A POST or PUT body. Its `members` replace the group's (absent: none).
+/// A POST or PUT body. Its `members` and `externalId` replace the group's
+/// (absent: none).
 pub fn from_resource(body: &Value) -> Result<GroupChanges, ScimError> {
     let object = body
         .as_object()
         .ok_or_else(|| ScimError::bad(ScimType::InvalidSyntax, "the body must be a JSON object"))?;
     let mut changes = GroupChanges {
         members: vec![MemberChange::Replace(Vec::new())],
+        external_id: Some(String::new()),
         ..GroupChanges::default()
     };
     set_attributes(&mut changes, Op::Replace, object)?;
@@ -129,6 +135,7 @@ pub fn new_group(changes: &GroupChanges, settings: &Settings) -> Result<GroupInp
         profile_id,
         scope: scope_kind(changes.unit_scope.as_deref(), &unit_ids)?,
         unit_ids,
+        external_id: changes.external_id.clone().unwrap_or_default(),
     })
 }
 
@@ -195,6 +202,10 @@ pub fn update(
         fields.push(GroupField::UnitIds);
         input.unit_ids.clone_from(unit_ids);
     }
+    if let Some(external_id) = &changes.external_id {
+        fields.push(GroupField::ExternalId);
+        input.external_id.clone_from(external_id);
+    }
     if changes.unit_scope.is_some() || changes.unit_ids.is_some() {
         fields.push(GroupField::UnitScope);
         input.scope = scope_kind(changes.unit_scope.as_deref(), &input.unit_ids)?;
@@ -221,6 +232,7 @@ pub fn scim_error(error: DomainError) -> ScimError {
             "group.profile_id" => format!("{SCHEMA_ROSTER_GROUP}:profileId"),
             "group.unit_ids" => format!("{SCHEMA_ROSTER_GROUP}:unitIds"),
             "group.unit_scope" => format!("{SCHEMA_ROSTER_GROUP}:unitScope"),
+            "group.external_id" => "externalId".to_owned(),
             other => other.to_owned(),
         };
         format!("{scim}{rest}")
@@ -443,8 +455,12 @@ fn set(
             };
             changes.members.push(change);
         }
-        // Roster groups keep no external id (discovery says so).
-        (false, "externalid", None) => {}
+        (false, "externalid", None) => {
+            changes.external_id = Some(match op {
+                Op::Remove => String::new(),
+                _ => text(value, path)?,
+            });
+        }
         (false, "id" | "meta", _) => {
             return Err(ScimError::bad(
                 ScimType::Mutability,
@@ -569,7 +585,7 @@ fn condition_within(filter: &Filter, in_members: bool) -> Result<GroupCondition,
         Filter::Or(left, right) => GroupCondition::Or(boxed(left)?, boxed(right)?),
         Filter::Not(inner) => GroupCondition::Not(boxed(inner)?),
         Filter::Present(path) => match field(path, in_members)? {
-            Field::ExternalId => GroupCondition::Always(false),
+            Field::ExternalId => GroupCondition::HasExternalId,
             Field::Members => {
                 return Err(bad_filter(format!(
                     "{path} pr: members take eq with a user id (members[value eq \"…\"])"
@@ -658,8 +674,10 @@ fn comparison(
             let (op, value) = text_comparison(path, op, value)?;
             GroupCondition::Name { op, value }
         }
-        // No group has one: it equals nothing, and differs from anything.
-        Field::ExternalId => GroupCondition::Always(op == CompareOp::Ne),
+        Field::ExternalId => {
+            let (op, value) = text_comparison(path, op, value)?;
+            GroupCondition::ExternalId { op, value }
+        }
         Field::Id => eq_or_ne(id().map_or(GroupCondition::Always(false), GroupCondition::Id))?,
         Field::Members => {
             eq_or_ne(id().map_or(GroupCondition::Always(false), GroupCondition::Member))?
@@ -809,7 +827,7 @@ mod tests {
                     }),
                     Box::new(GroupCondition::Member(id(ANA))),
                 )),
-                Box::new(GroupCondition::Always(false)),
+                Box::new(GroupCondition::HasExternalId),
             )
         );
         for (filter, words) in [

@@ -1,4 +1,4 @@
-select g.id, g.name, g.description, g.profile_id,
+select g.id, g.name, g.description, g.profile_id, g.external_id,
        g.unit_scope as "unit_scope: ScopeKind",
        coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu
                  where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as "unit_ids!",

@@ -145,8 +145,19 @@ fn text_column(field: TextField) -> &'static str {
 }
 
 fn push_text(query: &mut QueryBuilder<'_, Postgres>, field: TextField, op: TextOp, value: &str) {
-    let column = text_column(field);
-    let (column, bound) = if field.case_exact() {
+    push_text_comparison(query, text_column(field), field.case_exact(), op, value);
+}
+
+/// A comparison of a nullable text column that is never null: an absent
+/// value differs from every value and contains none.
+pub(crate) fn push_text_comparison(
+    query: &mut QueryBuilder<'_, Postgres>,
+    column: &str,
+    case_exact: bool,
+    op: TextOp,
+    value: &str,
+) {
+    let (column, bound) = if case_exact {
         (column.to_owned(), "")
     } else {
         (format!("lower({column})"), "lower")
