@@ -8,7 +8,7 @@ use roster::{domain::caller::Scope, proto};
 use serde_json::{json, Value};
 
 use crate::{
-    helpers::{new_profile, new_unit, CreatedId, TestApp},
+    helpers::{new_profile, new_unit, violations, CreatedId, TestApp},
     scim::{assert_error, encode, resource_ids, Answer, Scim, PATCH},
 };
 
@@ -1247,6 +1247,26 @@ async fn a_groups_external_id_is_kept_filtered_and_unique() {
         .await
         .unwrap();
     assert_eq!(scim.get(&path).await.body["externalId"], json!("entra-3"));
+    let refused = app
+        .groups(app.as_admin())
+        .update_group(proto::UpdateGroupRequest {
+            group: Some(proto::Group {
+                id: id.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["external_id".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let violation = violations(&refused).pop().unwrap();
+    assert_eq!(
+        (violation.0.as_str(), violation.1.as_str()),
+        ("update_mask.paths[0]", "UNKNOWN_FIELD"),
+        "{refused:?}"
+    );
     // Found by filter, case-exactly.
     let filter = |raw: &str| format!("/Groups?filter={}", encode(raw));
     let found = |answer: &Answer| resource_ids(&answer.body);
