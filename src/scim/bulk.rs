@@ -292,10 +292,12 @@ fn check_path(path: &str) -> Result<(), ScimError> {
     }
     let mut segments = relative.split('/');
     let endpoint = segments.next().unwrap_or_default();
-    if endpoint.is_empty() || endpoint.eq_ignore_ascii_case("Bulk") {
+    if endpoint.is_empty() || endpoint.eq_ignore_ascii_case("Bulk") || endpoint.starts_with('.') {
         return Err(invalid("must name a resource endpoint, e.g. /Users"));
     }
-    if segments.any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+    // No `.search` either: a Bulk writes (RFC 7644 §3.7), and a thousand
+    // searches' answers would all be held for one response.
+    if segments.any(|segment| segment.is_empty() || segment.starts_with('.')) {
         return Err(invalid("must be /<endpoint> or /<endpoint>/<id>"));
     }
     Ok(())

@@ -25,7 +25,7 @@ use super::{
 use crate::domain::{
     call::Call,
     group::{self, GroupCondition, GroupMember, TrackedGroup},
-    organization,
+    organization, DomainError,
 };
 
 /// The members of each group, when the answer returns them.
@@ -88,6 +88,17 @@ async fn list(
     request: ListRequest,
 ) -> Result<Response, ScimError> {
     let call = call.reader()?;
+    // Sorting is offered for users; a group list asked sorted says it is not
+    // rather than come back in another order than asked.
+    if let Some(sort_by) = request.sort_by() {
+        return Err(ScimError::bad(
+            super::errors::ScimType::InvalidValue,
+            format!(
+                "sortBy: {} — groups are listed oldest first and cannot be sorted",
+                crate::domain::echo(sort_by)
+            ),
+        ));
+    }
     let condition = match request.filter()? {
         Some(filter) => scim_group::condition(&filter)?,
         None => GroupCondition::Always(true),
@@ -220,18 +231,21 @@ async fn change_group(
     let call = call.writer()?;
     let body = json_body(body)?;
     let found = find_group(call, id).await?;
-    check_version(headers, &scim_group::version(&found), "group")?;
     let changes = read_changes(&body)?;
     let settings = match changes.default_profile {
         true => Some(organization::get_organization(call.pool(), call.organization_id()).await?),
         false => None,
     };
     let settings = settings.as_ref().map(|organization| &organization.settings);
-    let update = scim_group::update(&changes, &found.group, settings)?;
-    let group_id = found.group.id;
-    let saved = group::change_group(call, group_id, update.as_ref(), &changes.members).await;
+    // The version is checked, and the update decided, on the group as
+    // locked for the write: of two writes at one version, one gets 412.
+    let decide = |locked: &TrackedGroup| -> Result<_, GroupError> {
+        check_version(headers, &scim_group::version(locked), "group")?;
+        Ok(scim_group::update(&changes, &locked.group, settings)?)
+    };
+    let saved = group::change_group(call, found.group.id, decide, &changes.members).await;
     state.authenticator.forget_own_writes();
-    let saved = saved.map_err(scim_group::scim_error)?;
+    let saved = saved.map_err(|GroupError(error)| error)?;
     let base_url = base_url(state, headers);
     let projection = Projection::default();
     group_response(call, StatusCode::OK, &saved, &base_url, &projection).await
@@ -245,9 +259,31 @@ pub async fn delete_group(
 ) -> Result<Response, ScimError> {
     let call = call.writer()?;
     let found = find_group(call, &id).await?;
-    check_version(&headers, &scim_group::version(&found), "group")?;
-    let deleted = group::delete_group(call, found.group.id).await;
+    let check = |locked: &TrackedGroup| -> Result<(), GroupError> {
+        Ok(check_version(
+            &headers,
+            &scim_group::version(locked),
+            "group",
+        )?)
+    };
+    let deleted = group::delete_group_if(call, found.group.id, check).await;
     state.authenticator.forget_own_writes();
-    deleted?;
+    deleted.map_err(|GroupError(error)| error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A SCIM error of a group write: domain errors name the group's fields as
+/// SCIM attributes (`scim_group::scim_error`).
+struct GroupError(ScimError);
+
+impl From<DomainError> for GroupError {
+    fn from(error: DomainError) -> Self {
+        Self(scim_group::scim_error(error))
+    }
+}
+
+impl From<ScimError> for GroupError {
+    fn from(error: ScimError) -> Self {
+        Self(error)
+    }
 }

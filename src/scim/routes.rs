@@ -184,6 +184,11 @@ impl ListRequest {
         }
     }
 
+    /// `sortBy`, when asked.
+    pub(super) fn sort_by(&self) -> Option<&str> {
+        self.sort_by.as_deref().filter(|raw| !raw.trim().is_empty())
+    }
+
     /// `startIndex` (from 1) and `count` as RFC 7644 §3.4.2.4 reads them: a
     /// start below 1 is 1, a negative count is 0, and at most `MAX_RESULTS`.
     pub(super) fn page(&self) -> (i64, i64) {

@@ -285,17 +285,20 @@ async fn a_malformed_request_is_invalid_syntax_naming_the_field_and_runs_nothing
             detail,
         );
     }
-    let nested = bulk(
-        &scim,
-        bulk_request(json!([create("ana"), { "method": "DELETE", "path": "/Bulk" }])),
-    )
-    .await;
-    assert_error(
-        &nested,
-        StatusCode::BAD_REQUEST,
-        Some("invalidPath"),
-        "Operations[1].path",
-    );
+    // Neither a nested Bulk nor a search runs inside a Bulk.
+    for path in ["/Bulk", "/Users/.search", "/.search"] {
+        let refused = bulk(
+            &scim,
+            bulk_request(json!([create("ana"), { "method": "POST", "path": path, "bulkId": "x", "data": {} }])),
+        )
+        .await;
+        assert_error(
+            &refused,
+            StatusCode::BAD_REQUEST,
+            Some("invalidPath"),
+            "Operations[1].path",
+        );
+    }
     let twice = bulk(&scim, bulk_request(json!([create("ana"), create("ana")]))).await;
     assert_error(
         &twice,

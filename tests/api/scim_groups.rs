@@ -1185,6 +1185,14 @@ async fn post_groups_search_lists_like_get() {
     let by_post = scim.post("/Groups/.search", search).await;
     assert_eq!(by_post.status, StatusCode::OK, "{}", by_post.body);
     assert_eq!(by_post.body, by_get.body);
+    // Groups are not sorted: asked, the list says so instead of ignoring it.
+    let sorted = scim.get("/Groups?sortBy=displayName").await;
+    assert_error(
+        &sorted,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        "groups are listed oldest first and cannot be sorted",
+    );
 }
 
 /// Entra ID sends each group's externalId: it is kept through POST, PUT
@@ -1348,4 +1356,107 @@ async fn a_groups_external_id_is_kept_filtered_and_unique() {
         Some("invalidValue"),
         "externalId: must be 1–100 characters without control characters",
     );
+}
+
+#[tokio::test]
+async fn unit_ids_added_or_removed_change_only_those_and_never_widen_the_scope() {
+    let app = TestApp::spawn().await;
+    default_profile(&app).await;
+    let groups = app.groups(app.as_admin());
+    let mut units = Vec::new();
+    for name in ["Porto", "Braga", "Faro"] {
+        let unit = groups
+            .clone()
+            .create_unit(new_unit(name, proto::UnitKind::Store))
+            .await
+            .created_id();
+        units.push(unit);
+    }
+    units.sort();
+    let (porto, braga, faro) = (&units[0], &units[1], &units[2]);
+    let scim = Scim::new(&app, &app.admin_key);
+    let id = create_group(
+        &scim,
+        json!({ "displayName": "North", ROSTER_GROUP: { "unitIds": [porto, braga] } }),
+    )
+    .await;
+    let path = format!("{ROSTER_GROUP}:unitIds");
+    let scope_of = |group: proto::Group| {
+        let mut ids = group.unit_ids;
+        ids.sort();
+        (group.unit_scope, ids)
+    };
+    let units_scope = proto::UnitScope::Units as i32;
+    for (operations, after) in [
+        // Removing one unit keeps the others (it cleared them all before).
+        (
+            json!([{ "op": "remove", "path": path, "value": [porto] }]),
+            vec![braga.clone()],
+        ),
+        // Adding one keeps those the group has.
+        (
+            json!([{ "op": "add", "path": path, "value": [faro] }]),
+            vec![braga.clone(), faro.clone()],
+        ),
+    ] {
+        let patched = patch_group(&scim, &id, operations).await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+        let mut after = after;
+        after.sort();
+        assert_eq!(scope_of(grpc_group(&app, &id).await), (units_scope, after));
+    }
+    // Taking away the last units does not make the group ALL_UNITS.
+    let emptied = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "remove", "path": path, "value": [braga, faro] }]),
+    )
+    .await;
+    assert_error(
+        &emptied,
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        "this leaves the group on no unit",
+    );
+    let mut held = vec![braga.clone(), faro.clone()];
+    held.sort();
+    assert_eq!(scope_of(grpc_group(&app, &id).await), (units_scope, held));
+}
+
+#[tokio::test]
+async fn two_concurrent_group_writes_at_one_version_cannot_both_succeed() {
+    let Scene {
+        app: _app, scim, ..
+    } = scene().await;
+    let id = create_group(&scim, json!({ "displayName": "Race" })).await;
+    let path = format!("/Groups/{id}");
+    for round in 0..4 {
+        let version = scim.get(&path).await.etag.expect("an ETag");
+        let if_match = [("if-match", version.as_str())];
+        let rename = |name: String| {
+            let body = json!({ "schemas": [PATCH], "Operations": [
+                { "op": "replace", "path": "displayName", "value": name },
+            ] });
+            scim.call_with(Method::PATCH, &path, Some(body), &if_match)
+        };
+        let (first, second) =
+            tokio::join!(rename(format!("A{round}")), rename(format!("B{round}")));
+        let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 412], "round {round}");
+    }
+    // A delete at a version the group has left behind is refused too.
+    let stale = scim.get(&path).await.etag.unwrap();
+    let renamed = patch_group(
+        &scim,
+        &id,
+        json!([{ "op": "replace", "path": "displayName", "value": "Later" }]),
+    )
+    .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    let deleted = scim
+        .call_with(Method::DELETE, &path, None, &[("if-match", stale.as_str())])
+        .await;
+    assert_eq!(deleted.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(scim.get(&path).await.status, StatusCode::OK);
 }

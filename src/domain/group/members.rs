@@ -163,18 +163,21 @@ pub async fn create_group_with_members(
 
 /// Changes a group's values (when `update` is given) and members at once,
 /// under the rules of `update_group` and of adding users to groups.
-pub async fn change_group(
+/// `decide` sees the group as locked for the change (SCIM checks its
+/// If-Match version there) and says what update of its values to make.
+pub async fn change_group<E: From<DomainError>>(
     call: &Call,
     id: Uuid,
-    update: Option<&GroupUpdate>,
+    decide: impl FnOnce(&TrackedGroup) -> Result<Option<GroupUpdate>, E>,
     changes: &[MemberChange],
-) -> Result<TrackedGroup, DomainError> {
+) -> Result<TrackedGroup, E> {
     let caller = &call.caller;
     let mut work = call.begin().await?;
-    match update {
-        Some(update) => update_locked(&mut work, caller, id, update).await?,
-        None => lock_covered(&mut work, caller, id).await?,
-    };
+    lock_covered(&mut work, caller, id).await?;
+    let locked = find_tracked(&mut work, caller.organization_id, id).await?;
+    if let Some(update) = decide(&locked)? {
+        update_locked(&mut work, caller, id, &update).await?;
+    }
     change_members(&mut work, caller, id, changes).await?;
     let tracked = find_tracked(&mut work, caller.organization_id, id).await?;
     work.commit().await?;
@@ -257,5 +260,21 @@ async fn change_members(
             work.record(record);
         }
     }
+    Ok(())
+}
+
+/// Deletes the group if `check` passes on it as locked for the delete
+/// (SCIM's If-Match: a version the caller read).
+pub async fn delete_group_if<E: From<DomainError>>(
+    call: &Call,
+    id: Uuid,
+    check: impl FnOnce(&TrackedGroup) -> Result<(), E>,
+) -> Result<(), E> {
+    let caller = &call.caller;
+    let mut work = call.begin().await?;
+    lock_covered(&mut work, caller, id).await?;
+    let locked = find_tracked(&mut work, caller.organization_id, id).await?;
+    check(&locked)?;
+    super::delete_locked(work, caller, id).await?;
     Ok(())
 }

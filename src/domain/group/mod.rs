@@ -16,8 +16,8 @@ pub(crate) use self::given::{ensure_covered, id_named, labels, NamedKind};
 pub use self::{
     given::{ids as found_ids, labels_of, FoundGroup, GivenGroups, GroupLabel},
     members::{
-        change_group, create_group_with_members, groups_matching, members_of_groups,
-        GroupCondition, GroupMember, MatchingGroups, MemberChange, TrackedGroup,
+        change_group, create_group_with_members, delete_group_if, groups_matching,
+        members_of_groups, GroupCondition, GroupMember, MatchingGroups, MemberChange, TrackedGroup,
     },
     profile::{
         create_profile, delete_profile, get_profile, list_profiles, update_profile, Profile,
@@ -624,8 +624,11 @@ async fn update_locked(
 /// Deletes a covered group whose members the caller may all act on; its
 /// memberships go with it.
 pub async fn delete_group(call: &Call, id: Uuid) -> Result<(), DomainError> {
-    let caller = &call.caller;
-    let mut work = call.begin().await?;
+    delete_locked(call.begin().await?, &call.caller, id).await
+}
+
+/// Locks the group (the caller must cover it and its members) and deletes it.
+async fn delete_locked(mut work: UnitOfWork, caller: &Caller, id: Uuid) -> Result<(), DomainError> {
     let group = lock_covered(&mut work, caller, id).await?;
     ensure_may_act_on_members(work.tx(), caller, id).await?;
     store::groups::delete(work.tx(), caller.organization_id, id).await?;

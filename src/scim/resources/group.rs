@@ -87,13 +87,50 @@ pub struct GroupChanges {
     pub display_name: Option<String>,
     pub profile_id: Option<String>,
     pub unit_scope: Option<String>,
+    /// The units replaced (PUT, PATCH replace, a remove of them all).
     pub unit_ids: Option<Vec<String>>,
+    /// Units a PATCH adds or removes, in order, on top of the group's own
+    /// (or of `unit_ids` when replaced in the same PATCH).
+    pub unit_edits: Vec<UnitEdit>,
     /// Empty: removed.
     pub external_id: Option<String>,
     /// The extension's profile was removed: the organization's
     /// `scim_default_profile_id` again.
     pub default_profile: bool,
     pub members: Vec<MemberChange>,
+}
+
+/// A PATCH's `add` or `remove` of some units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitEdit {
+    Add(Vec<String>),
+    Remove(Vec<String>),
+}
+
+impl GroupChanges {
+    fn touches_units(&self) -> bool {
+        self.unit_ids.is_some() || !self.unit_edits.is_empty()
+    }
+
+    /// The units once these changes are made on `current`'s.
+    fn units_after(&self, current: Vec<String>) -> Vec<String> {
+        let mut ids = self.unit_ids.clone().unwrap_or(current);
+        for edit in &self.unit_edits {
+            match edit {
+                UnitEdit::Add(added) => {
+                    for id in added {
+                        if !ids.iter().any(|held| held.eq_ignore_ascii_case(id)) {
+                            ids.push(id.clone());
+                        }
+                    }
+                }
+                UnitEdit::Remove(removed) => {
+                    ids.retain(|held| !removed.iter().any(|id| id.eq_ignore_ascii_case(held)))
+                }
+            }
+        }
+        ids
+    }
 }
 
 /// A POST or PUT body. Its `members` and `externalId` replace the group's
@@ -128,7 +165,7 @@ pub fn new_group(changes: &GroupChanges, settings: &Settings) -> Result<GroupInp
         Some(given) => given.clone(),
         None => default_profile(Some(settings))?,
     };
-    let unit_ids = changes.unit_ids.clone().unwrap_or_default();
+    let unit_ids = changes.units_after(Vec::new());
     Ok(GroupInput {
         name: changes.display_name.clone().unwrap_or_default(),
         description: String::new(),
@@ -198,17 +235,40 @@ pub fn update(
         fields.push(GroupField::ProfileId);
         input.profile_id.clone_from(profile_id);
     }
-    if let Some(unit_ids) = &changes.unit_ids {
+    if changes.touches_units() {
         fields.push(GroupField::UnitIds);
-        input.unit_ids.clone_from(unit_ids);
+        let held = current
+            .scope
+            .unit_ids()
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
+        input.unit_ids = changes.units_after(held);
     }
     if let Some(external_id) = &changes.external_id {
         fields.push(GroupField::ExternalId);
         input.external_id.clone_from(external_id);
     }
-    if changes.unit_scope.is_some() || changes.unit_ids.is_some() {
+    if changes.unit_scope.is_some() || changes.touches_units() {
         fields.push(GroupField::UnitScope);
-        input.scope = scope_kind(changes.unit_scope.as_deref(), &input.unit_ids)?;
+        input.scope = match changes.unit_scope.as_deref() {
+            Some(given) => scope_kind(Some(given), &input.unit_ids)?,
+            None if !input.unit_ids.is_empty() => Some(ScopeKind::Units),
+            // Units taken away never widen the scope: a group on some units
+            // left with none is refused, any other keeps its scope.
+            None => match ScopeKind::of(&current.scope) {
+                ScopeKind::Units => {
+                    return Err(ScimError::bad(
+                        ScimType::InvalidValue,
+                        format!(
+                            "{SCHEMA_ROSTER_GROUP}:unitIds: this leaves the group on no unit; \
+                             give unitScope ALL_UNITS or NO_UNIT to say which"
+                        ),
+                    ))
+                }
+                kept => Some(kept),
+            },
+        };
     }
     let update = GroupUpdate { fields, input };
     let unchanged = GroupUpdate {
@@ -336,6 +396,7 @@ fn set_extension(changes: &mut GroupChanges, op: Op, value: &Value) -> Result<()
         changes.profile_id = None;
         changes.unit_scope = Some("ALL_UNITS".to_owned());
         changes.unit_ids = Some(Vec::new());
+        changes.unit_edits.clear();
         return Ok(());
     }
     let object = value.as_object().ok_or_else(|| {
@@ -475,19 +536,27 @@ fn set(
             changes.unit_scope = Some(text(value, path)?);
         }
         (true, "unitids", None) => {
-            let ids = match (op, value) {
-                (Op::Remove, _) => Vec::new(),
-                (_, Value::Array(items)) => items
+            let ids = match value {
+                Value::Null => Vec::new(),
+                Value::Array(items) => items
                     .iter()
                     .map(|item| text(item, path))
                     .collect::<Result<_, _>>()?,
                 _ => vec![text(value, path)?],
             };
-            let ids = match (op, &changes.unit_ids) {
-                (Op::Add, Some(earlier)) => earlier.iter().cloned().chain(ids).collect(),
-                _ => ids,
-            };
-            changes.unit_ids = Some(ids);
+            match op {
+                // A remove without a value removes them all.
+                Op::Remove if value.is_null() => {
+                    changes.unit_ids = Some(Vec::new());
+                    changes.unit_edits.clear();
+                }
+                Op::Remove => changes.unit_edits.push(UnitEdit::Remove(ids)),
+                Op::Add => changes.unit_edits.push(UnitEdit::Add(ids)),
+                Op::Replace => {
+                    changes.unit_ids = Some(ids);
+                    changes.unit_edits.clear();
+                }
+            }
         }
         // Removed, each goes back to what a group created without it takes.
         (true, "profileid", None) => {
@@ -497,6 +566,7 @@ fn set(
         (true, "unitscope", None) => {
             changes.unit_scope = Some("ALL_UNITS".to_owned());
             changes.unit_ids = Some(Vec::new());
+            changes.unit_edits.clear();
         }
         _ => return Err(unknown_attribute(path)),
     }
