@@ -492,7 +492,10 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
     let group_ids = granted_group_ids(&found_ids(&given), &mirrored);
     let skipped_groups = labels(&mut **tx, organization_id, &skipped).await?;
     store::groups::add_memberships(tx, organization_id, user.id, &group_ids).await?;
-    if new_user.send_invitation {
+    // Identity providers that onboard people themselves turn SCIM's off.
+    let send_invitation = new_user.send_invitation
+        && (call.via != super::call::Via::Scim || settings.scim_send_invitations);
+    if send_invitation {
         store::outbox::enqueue_invitation(tx, organization_id, user.id).await?;
     }
     work.record(
@@ -503,7 +506,7 @@ pub async fn create_user(call: &Call, new_user: &NewUser) -> Result<CreatedUser,
                 "group_ids": group_ids,
                 "skipped_group_ids": skipped,
                 "deactivated": new_user.deactivated,
-                "send_invitation": new_user.send_invitation,
+                "send_invitation": send_invitation,
                 "attributes": attributes,
             })),
     );

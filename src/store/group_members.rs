@@ -51,13 +51,10 @@ pub async fn matching(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<TrackedGroup>, i64), sqlx::Error> {
-    let mut count = QueryBuilder::new("select count(*)");
-    push_from_where(&mut count, organization_id, condition);
-    let total: i64 = count
-        .build_query_scalar()
-        .persistent(false)
-        .fetch_one(&mut *connection)
-        .await?;
+    let total = crate::store::paging::count_matching(&mut *connection, |count| {
+        push_from_where(count, organization_id, condition)
+    })
+    .await?;
     if limit == 0 || offset >= total {
         return Ok((Vec::new(), total));
     }

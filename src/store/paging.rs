@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
-use sqlx::{postgres::PgRow, FromRow, Postgres, QueryBuilder};
+use sqlx::{postgres::PgRow, FromRow, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::Pool;
@@ -100,6 +100,22 @@ pub fn cut_to_page<R, K: Serialize>(
     rows.last()
         .map(|last| encode_page_token(&position_of(last), query_fingerprint))
         .unwrap_or_default()
+}
+
+/// How many rows `push_from_where` selects, counted exactly (SCIM's
+/// `totalResults`, read before its page).
+pub async fn count_matching<'a>(
+    connection: &mut PgConnection,
+    push_from_where: impl FnOnce(&mut QueryBuilder<'a, Postgres>),
+) -> Result<i64, sqlx::Error> {
+    let mut count = QueryBuilder::new("select count(*)");
+    push_from_where(&mut count);
+    // Planned for its own values every time, like a search's page.
+    count
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(connection)
+        .await
 }
 
 pub async fn total_size(

@@ -189,8 +189,6 @@ pub async fn create(
     scim: &ScimUser,
     request_id: Option<IdempotencyKey>,
 ) -> Result<User, ScimError> {
-    let organization =
-        crate::domain::organization::get_organization(call.pool(), call.organization_id()).await?;
     let values = UserValues::parse(&scim.input(), "").map_err(DomainError::InvalidArgument)?;
     let new_user = NewUser {
         origin: Origin::Create,
@@ -198,7 +196,7 @@ pub async fn create(
         groups: GivenGroups::default(),
         source: None,
         deactivated: !scim.active,
-        send_invitation: organization.settings.scim_send_invitations,
+        send_invitation: true,
         request_id,
         attributes: scim.attributes(),
     };
