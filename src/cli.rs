@@ -225,7 +225,8 @@ struct ServeArgs {
     /// Seconds in-flight calls may run on after SIGINT/SIGTERM.
     #[arg(long, env = "ROSTER_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
-    /// Maximum PostgreSQL connections of this server.
+    /// Maximum PostgreSQL connections of this server (reads keep up to half
+    /// of them between calls; writes always have the rest).
     #[arg(long, env = "ROSTER_DB_MAX_CONNECTIONS", default_value_t = 20)]
     db_max_connections: u32,
     /// Most data rows one import job takes.

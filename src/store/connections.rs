@@ -22,7 +22,11 @@ use sqlx::{
     Connection, PgConnection, PgPool, Postgres,
 };
 
-use super::{error::is_connection_lost, Transaction};
+use super::{
+    error::is_connection_lost,
+    read_lane::{Lent, ReadLane},
+    Transaction,
+};
 use crate::database_hosts::{place, DatabaseHosts};
 
 /// The database pool of one server (or CLI command), counting its waiters.
@@ -32,6 +36,9 @@ use crate::database_hosts::{place, DatabaseHosts};
 #[derive(Clone, Debug)]
 pub struct Pool {
     pool: PgPool,
+    /// Where reads take their connection (`read!`); none for a pool too
+    /// small to share.
+    reads: Option<ReadLane>,
     waiting: Arc<AtomicUsize>,
     /// The hosts of a multi-host DATABASE_URL, when there is a choice, and
     /// when the pool last moved between them.
@@ -41,6 +48,7 @@ pub struct Pool {
 impl From<PgPool> for Pool {
     fn from(pool: PgPool) -> Self {
         Self {
+            reads: ReadLane::over(&pool),
             pool,
             waiting: Arc::default(),
             hosts: None,
@@ -54,6 +62,18 @@ impl Pool {
     pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
         let _waiting = Waiting::start(&self.waiting);
         self.pool.acquire().await
+    }
+
+    /// A connection for one read (`read!`), counted as waiting until it is
+    /// handed over.
+    pub async fn read_connection(&self) -> Result<ReadConnection, sqlx::Error> {
+        match &self.reads {
+            Some(lane) => {
+                let _waiting = Waiting::start(&self.waiting);
+                lane.lend().await.map(ReadConnection::Lent)
+            }
+            None => self.acquire().await.map(ReadConnection::Pooled),
+        }
     }
 
     /// A transaction on a connection from `acquire`.
@@ -73,8 +93,9 @@ impl Pool {
         self.pool.size()
     }
 
+    /// Connections idle in sqlx's pool or kept for reads between them.
     pub fn num_idle(&self) -> usize {
-        self.pool.num_idle()
+        self.pool.num_idle() + self.reads.as_ref().map_or(0, ReadLane::idle)
     }
 
     pub fn max_connections(&self) -> u32 {
@@ -88,6 +109,10 @@ impl Pool {
     }
 
     pub async fn close(&self) {
+        // sqlx's close waits for every connection to come back, the kept ones too.
+        if let Some(lane) = &self.reads {
+            lane.close();
+        }
         self.pool.close().await;
     }
 
@@ -128,6 +153,9 @@ impl Pool {
         self.pool.set_connect_options(found);
         moves.record();
         let closed_before = moves.closed();
+        if let Some(lane) = &self.reads {
+            lane.forget_connections();
+        }
         let idle = self.close_idle_opened_before_move().await;
         tracing::warn!(
             from,
@@ -262,10 +290,14 @@ macro_rules! read {
         let pool: &$crate::store::Pool = $pool;
         let mut retried = false;
         loop {
-            let result: Result<_, sqlx::Error> = match pool.acquire().await {
-                Ok(mut pooled) => {
-                    let $connection: &mut sqlx::PgConnection = &mut pooled;
-                    async { $body }.await
+            let result: Result<_, sqlx::Error> = match pool.read_connection().await {
+                Ok(mut lent) => {
+                    let result = {
+                        let $connection: &mut sqlx::PgConnection = lent.connection();
+                        async { $body }.await
+                    };
+                    lent.ended(&result);
+                    result
                 }
                 Err(error) => Err(error),
             };
@@ -279,6 +311,29 @@ macro_rules! read {
     }};
 }
 pub(crate) use read;
+
+/// A read's connection: lent by the read lane, or, for a pool too small to
+/// have one, from sqlx's pool.
+pub enum ReadConnection {
+    Lent(Lent),
+    Pooled(PoolConnection<Postgres>),
+}
+
+impl ReadConnection {
+    pub fn connection(&mut self) -> &mut PgConnection {
+        match self {
+            Self::Lent(lent) => lent.connection(),
+            Self::Pooled(pooled) => pooled,
+        }
+    }
+
+    /// The read ended with `result` (see `Lent::ended`).
+    pub fn ended<T>(self, result: &Result<T, sqlx::Error>) {
+        if let Self::Lent(lent) = self {
+            lent.ended(result);
+        }
+    }
+}
 
 /// Whether a read failed because its connection was dead; if so, the
 /// connections idle since are tested before they are handed out again.
@@ -322,7 +377,7 @@ fn note_connection_lost() {
     );
 }
 
-fn idle_since_last_loss(idle_for: Duration) -> bool {
+pub(super) fn idle_since_last_loss(idle_for: Duration) -> bool {
     match LAST_LOSS.load(Ordering::Relaxed) {
         0 => false,
         loss => {

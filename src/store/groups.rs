@@ -299,7 +299,7 @@ impl GrantRow {
     }
 }
 
-/// A row of `queries/groups_member_grants.sql`.
+/// A row of `member_grant_rows!`.
 struct MemberGrantRow {
     user_id: Uuid,
     id: Uuid,
@@ -340,20 +340,28 @@ async fn grant_rows<'e>(
     .await
 }
 
-/// What the groups of these users grant.
-async fn member_grant_rows<'e>(
-    executor: impl PgExecutor<'e>,
-    organization_id: Uuid,
-    user_ids: &[Uuid],
-) -> Result<Vec<MemberGrantRow>, sqlx::Error> {
-    sqlx::query_file_as!(
-        MemberGrantRow,
-        "src/store/queries/groups_member_grants.sql",
-        organization_id,
-        user_ids,
-    )
-    .fetch_all(executor)
-    .await
+/// What the groups of the users `$users` matches grant, one row per (user,
+/// group): one statement for one user (`m.user_id = $2`), another for many
+/// (`any($2)`). PostgreSQL plans `any` of a parameter for ten elements, a
+/// generic plan it finds dearer than the one-user plan, and so plans it
+/// afresh on every call; `= $2` keeps one plan per connection.
+macro_rules! member_grant_rows {
+    ($users:literal, $organization_id:expr, $user_ids:expr) => {
+        sqlx::query_as!(
+            MemberGrantRow,
+            "select m.user_id, g.id, g.name, g.profile_id, g.unit_scope as \"unit_scope: ScopeKind\",
+                    p.built_in as \"built_in: BuiltInRole\",
+                    coalesce((select array_agg(gu.unit_id) from group_units gu
+                              where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as \"unit_ids!\"
+             from groups g
+             join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id
+             join memberships m on m.organization_id = g.organization_id and m.group_id = g.id
+             where g.organization_id = $1 and "
+                + $users,
+            $organization_id,
+            $user_ids,
+        )
+    };
 }
 
 impl GrantRow {
@@ -479,7 +487,9 @@ pub async fn grants_of_user_with_roles<'e>(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<Vec<(Grant, Option<Scope>)>, sqlx::Error> {
-    let rows = member_grant_rows(executor, organization_id, &[user_id]).await?;
+    let rows = member_grant_rows!("m.user_id = $2", organization_id, user_id)
+        .fetch_all(executor)
+        .await?;
     Ok(rows.into_iter().map(|row| row.split().1.grant()).collect())
 }
 
@@ -503,7 +513,9 @@ pub async fn grants_of_users(
     organization_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<Grant>>, sqlx::Error> {
-    let rows = member_grant_rows(&mut **tx, organization_id, user_ids).await?;
+    let rows = member_grant_rows!("m.user_id = any($2)", organization_id, user_ids)
+        .fetch_all(&mut **tx)
+        .await?;
     let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
     for row in rows {
         let (user_id, grant) = row.split();
@@ -634,13 +646,41 @@ impl From<AccessRow> for NamedGrant {
     }
 }
 
+/// What the groups of the users `$users` matches grant, with names for
+/// people: one statement for one user, another for many (see `member_grant_rows!`).
+macro_rules! access_rows {
+    ($users:literal, $organization_id:expr, $user_ids:expr) => {
+        sqlx::query_as!(
+            AccessRow,
+            "select m.user_id, g.id as group_id, g.name as group_name, p.id as profile_id, p.product,
+                    p.name as profile_name, g.unit_scope as \"unit_scope: ScopeKind\",
+                    p.built_in as \"built_in: BuiltInRole\",
+                    coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu
+                              where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as \"unit_ids!\",
+                    coalesce((select array_agg(u.name order by gu.unit_id) from group_units gu
+                              join units u on u.organization_id = gu.organization_id and u.id = gu.unit_id
+                              where gu.organization_id = g.organization_id and gu.group_id = g.id), '{}') as \"unit_names!\"
+             from memberships m
+             join groups g on g.organization_id = m.organization_id and g.id = m.group_id
+             join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id
+             where m.organization_id = $1 and "
+                + $users
+                + " order by m.user_id, p.product, p.name, g.name",
+            $organization_id,
+            $user_ids,
+        )
+    };
+}
+
 pub async fn access_of_user<'e>(
     executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<Vec<NamedGrant>, sqlx::Error> {
-    let grants = access_of_users(executor, organization_id, &[user_id]).await?;
-    Ok(grants.into_iter().map(|(_, grant)| grant).collect())
+    let rows = access_rows!("m.user_id = $2", organization_id, user_id)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(NamedGrant::from).collect())
 }
 
 /// The grants of each of these users, in one statement (the change stream
@@ -650,14 +690,9 @@ pub async fn access_of_users<'e>(
     organization_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<Vec<(Uuid, NamedGrant)>, sqlx::Error> {
-    let rows = sqlx::query_file_as!(
-        AccessRow,
-        "src/store/queries/groups_access_of_users.sql",
-        organization_id,
-        user_ids,
-    )
-    .fetch_all(executor)
-    .await?;
+    let rows = access_rows!("m.user_id = any($2)", organization_id, user_ids)
+        .fetch_all(executor)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|row| (row.user_id, row.into()))

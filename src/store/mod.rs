@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod paging;
 pub mod password_reset_requests;
 pub mod profiles;
+pub mod read_lane;
 pub mod second_factors;
 pub mod sign_in_throttle;
 pub mod units;

@@ -272,6 +272,14 @@ pub async fn find_many<'e>(
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<User>, sqlx::Error> {
+    // One id reads as `find`: PostgreSQL would plan `any($2)` of one id
+    // afresh on every call (see `groups::member_grant_rows!`).
+    if let [id] = ids {
+        return Ok(find(executor, organization_id, *id)
+            .await?
+            .into_iter()
+            .collect());
+    }
     let rows = user_query!(
         "select",
         "from users where organization_id = $1 and id = any($2)",

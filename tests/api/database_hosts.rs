@@ -4,7 +4,10 @@
 
 use roster::database::{Database, DatabaseSource};
 
-use crate::helpers::{fresh_database_url, TestApp};
+use crate::{
+    helpers::{fresh_database_url, TestApp},
+    socket_proxy::SocketProxy,
+};
 
 /// A number no other test uses at the same time.
 fn dead_port() -> u16 {
@@ -87,63 +90,81 @@ async fn the_first_host_that_answers_and_accepts_writes_is_used() {
 
 use sqlx::Connection;
 
-/// A TCP port on loopback that forwards to the test cluster's socket: a
-/// second "host" of the same database. `refuse` stops new connections
-/// (those open stay, as to a primary cut off or demoted); `open` counts
-/// the connections still forwarded.
-struct SocketProxy {
-    port: u16,
-    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// A fresh database, and a pool of 4 on it whose first host is a proxy to
+/// its socket (the one it connects to) and whose second is the socket itself.
+async fn behind_a_proxy_first() -> Option<(String, SocketProxy, Database)> {
+    let url = fresh_database_url().await?;
+    // The URL names the socket directory and the port: the socket is
+    // `<dir>/.s.PGSQL.<port>`.
+    let parameter = |name: &str| {
+        url.split(['?', '&'])
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{url} has no {name}"))
+            .to_owned()
+    };
+    let (dir, port) = (parameter("host"), parameter("port"));
+    let proxy = SocketProxy::start(format!("{dir}/.s.PGSQL.{port}").into()).await;
+    let multi = with_parameter(
+        &url.replace(
+            &format!("host={dir}&port={port}"),
+            &format!("host=127.0.0.1,{dir}&port={},{port}", proxy.port),
+        ),
+        "target_session_attrs=read-write",
+    );
+    let database = Database::open(DatabaseSource::Url(multi.clone()), 4)
+        .await
+        .unwrap_or_else(|error| panic!("{multi}: {error:#}"));
+    assert_eq!(
+        roster::database_hosts::place(&database.pool.connect_options()),
+        format!("127.0.0.1:{}", proxy.port)
+    );
+    Some((url, proxy, database))
 }
 
-impl SocketProxy {
-    async fn start(socket: std::path::PathBuf) -> Self {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let proxy = Self {
-            port,
-            refusing: Default::default(),
-            open: Default::default(),
-        };
-        let (refusing, open) = (proxy.refusing.clone(), proxy.open.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if refusing.load(Ordering::SeqCst) {
-                    continue; // dropped: refused
-                }
-                let open = open.clone();
-                let socket = socket.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::UnixStream::connect(&socket).await else {
-                        return;
-                    };
-                    open.fetch_add(1, Ordering::SeqCst);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    open.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        proxy
+#[tokio::test]
+async fn a_repointed_pool_closes_the_connections_kept_for_reads() {
+    let _app = TestApp::spawn().await;
+    let Some((url, proxy, database)) = behind_a_proxy_first().await else {
+        return;
+    };
+    let pool = &database.pool;
+    // A pool of 4 keeps up to 2 for reads: one kept between reads, one lent.
+    let mut kept = pool.read_connection().await.unwrap();
+    let mut lent = pool.read_connection().await.unwrap();
+    let mut pids = Vec::new();
+    for read in [&mut kept, &mut lent] {
+        let pid: Result<i32, sqlx::Error> = sqlx::query_scalar("select pg_backend_pid()")
+            .fetch_one(read.connection())
+            .await;
+        pids.push(pid.unwrap());
     }
+    kept.ended(&Ok::<(), sqlx::Error>(()));
+    assert_eq!(proxy.open(2).await, 2);
 
-    fn refuse(&self) {
-        self.refusing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// The connections forwarded, once it is `want` or after 5 s.
-    async fn open(&self, want: usize) -> usize {
-        let open = || self.open.load(std::sync::atomic::Ordering::SeqCst);
-        for _ in 0..50 {
-            if open() == want {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        open()
-    }
+    proxy.refuse();
+    assert!(pool.repoint().await.unwrap(), "the pool moved");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    assert_eq!(
+        wait_running(&mut admin, &pids, &[pids[1]]).await,
+        vec![pids[1]],
+        "the connection kept for reads is closed at once, the lent one is not yet"
+    );
+    // The lent one, its read ended, is not kept: it goes, and the next read
+    // runs on the new host.
+    lent.ended(&Ok::<(), sqlx::Error>(()));
+    assert_eq!(
+        wait_running(&mut admin, &pids, &[]).await,
+        Vec::<i32>::new()
+    );
+    assert_eq!(proxy.open(0).await, 0);
+    let mut next = pool.read_connection().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(next.connection())
+        .await
+        .unwrap();
+    assert!(!pids.contains(&pid), "{pid} is one of {pids:?}");
+    next.ended(&Ok::<(), sqlx::Error>(()));
+    database.close().await.unwrap();
 }
 
 /// The backends among `pids` still running.
@@ -171,34 +192,10 @@ async fn wait_running(admin: &mut sqlx::PgConnection, pids: &[i32], want: &[i32]
 #[tokio::test]
 async fn a_repointed_pool_closes_its_connections_to_the_old_host() {
     let _app = TestApp::spawn().await;
-    let Some(url) = fresh_database_url().await else {
+    let Some((url, proxy, database)) = behind_a_proxy_first().await else {
         return;
     };
-    // The URL names the socket directory and the port: the socket is
-    // `<dir>/.s.PGSQL.<port>`. The first host is a proxy to that socket.
-    let parameter = |name: &str| {
-        url.split(['?', '&'])
-            .find_map(|p| p.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("{url} has no {name}"))
-            .to_owned()
-    };
-    let (dir, port) = (parameter("host"), parameter("port"));
-    let proxy = SocketProxy::start(format!("{dir}/.s.PGSQL.{port}").into()).await;
-    let multi = with_parameter(
-        &url.replace(
-            &format!("host={dir}&port={port}"),
-            &format!("host=127.0.0.1,{dir}&port={},{port}", proxy.port),
-        ),
-        "target_session_attrs=read-write",
-    );
-    let database = Database::open(DatabaseSource::Url(multi.clone()), 4)
-        .await
-        .unwrap_or_else(|error| panic!("{multi}: {error:#}"));
     let pool = &database.pool;
-    assert_eq!(
-        roster::database_hosts::place(&pool.connect_options()),
-        format!("127.0.0.1:{}", proxy.port)
-    );
     // Three connections through the proxy left idle, one kept in use.
     let mut connections = Vec::new();
     let mut old = Vec::new();

@@ -553,8 +553,8 @@ fn assert_in_use<T: std::fmt::Debug>(result: Result<T, tonic::Status>, reason: &
 }
 
 /// The spec's organization with a Cashiers group on South holding one
-/// member: the group, and the member's id.
-async fn cashiers_on_south_with_a_member() -> (TestApp, Org, String, String) {
+/// member (carla@acme.test): the group, and the member's id.
+pub async fn cashiers_on_south_with_a_member() -> (TestApp, Org, String, String) {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
     let cashiers = group(

@@ -44,6 +44,7 @@ mod metrics;
 mod names;
 mod onboarding;
 mod organizations;
+mod read_lane;
 mod request_ergonomics;
 mod scim;
 mod scim_bulk;
@@ -55,6 +56,7 @@ mod serve_crash;
 mod sessions;
 #[cfg(feature = "external-tools")]
 mod smtp;
+mod socket_proxy;
 mod status_rule;
 mod tls;
 mod traces;
