@@ -17,6 +17,7 @@ use crate::domain::{
     caller::Scope,
     group::{FoundGroup, Group, GroupFilter, GroupValues, ScopeKind},
     paging::{fingerprint, Page, PageRequest},
+    status::{AdminState, LegacyStatus, StatusFacts, UserStatus},
     user::NamedGrant,
     values::ExternalId,
     DomainError,
@@ -646,13 +647,16 @@ impl From<AccessRow> for NamedGrant {
     }
 }
 
-/// What the groups of the users `$users` matches grant, with names for
-/// people: one statement for one user, another for many (see `member_grant_rows!`).
+/// What the groups of the users `$condition` picks (on `memberships m`)
+/// grant, with names for people: the select is wrapped between `$head` and
+/// `$tail` (`""` and an order for a list of users; a lateral join from the
+/// user for `status_and_access_of_user`).
 macro_rules! access_rows {
-    ($users:literal, $organization_id:expr, $user_ids:expr) => {
+    ($row:ident, $head:literal, $condition:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
-            AccessRow,
-            "select m.user_id, g.id as group_id, g.name as group_name, p.id as profile_id, p.product,
+            $row,
+            $head
+                + "select m.user_id, g.id as group_id, g.name as group_name, p.id as profile_id, p.product,
                     p.name as profile_name, g.unit_scope as \"unit_scope: ScopeKind\",
                     p.built_in as \"built_in: BuiltInRole\",
                     coalesce((select array_agg(gu.unit_id order by gu.unit_id) from group_units gu
@@ -663,24 +667,92 @@ macro_rules! access_rows {
              from memberships m
              join groups g on g.organization_id = m.organization_id and g.id = m.group_id
              join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id
-             where m.organization_id = $1 and "
-                + $users
-                + " order by m.user_id, p.product, p.name, g.name",
-            $organization_id,
-            $user_ids,
+             where "
+                + $condition
+                + $tail
+            $(, $arg)*
         )
     };
 }
 
-pub async fn access_of_user<'e>(
+/// A user's status facts and one of their grants (none when they hold no
+/// group): a row of `status_and_access_of_user`.
+struct UserAccessRow {
+    admin_state: AdminState,
+    legacy_status: Option<LegacyStatus>,
+    onboarded: bool,
+    invitation_expire_time: Option<DateTime<Utc>>,
+    read_time: DateTime<Utc>,
+    group_id: Option<Uuid>,
+    group_name: Option<String>,
+    profile_id: Option<Uuid>,
+    product: Option<String>,
+    profile_name: Option<String>,
+    unit_scope: Option<ScopeKind>,
+    unit_ids: Option<Vec<Uuid>>,
+    unit_names: Option<Vec<String>>,
+    built_in: Option<BuiltInRole>,
+}
+
+impl UserAccessRow {
+    fn grant(self) -> Option<NamedGrant> {
+        let row = AccessRow {
+            user_id: Uuid::nil(),
+            group_id: self.group_id?,
+            group_name: self.group_name?,
+            profile_id: self.profile_id?,
+            product: self.product?,
+            profile_name: self.profile_name?,
+            unit_scope: self.unit_scope?,
+            unit_ids: self.unit_ids.unwrap_or_default(),
+            unit_names: self.unit_names.unwrap_or_default(),
+            built_in: self.built_in,
+        };
+        Some(row.into())
+    }
+}
+
+/// GetUserAccess in one round trip: the user's derived status and what
+/// their groups grant; `None` when no such user. (Whether the grants count
+/// is the domain's rule: only for someone who can sign in.)
+pub async fn status_and_access_of_user<'e>(
     executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     user_id: Uuid,
-) -> Result<Vec<NamedGrant>, sqlx::Error> {
-    let rows = access_rows!("m.user_id = $2", organization_id, user_id)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.into_iter().map(NamedGrant::from).collect())
+) -> Result<Option<(UserStatus, Vec<NamedGrant>)>, sqlx::Error> {
+    let rows = access_rows!(
+        UserAccessRow,
+        "select users.admin_state as \"admin_state: AdminState\",
+                users.legacy_status as \"legacy_status: LegacyStatus\", users.onboarded,
+                users.invitation_expire_time, now() as \"read_time!\",
+                a.group_id as \"group_id?\", a.group_name as \"group_name?\", a.profile_id as \"profile_id?\",
+                a.product as \"product?\", a.profile_name as \"profile_name?\",
+                a.\"unit_scope: ScopeKind\" as \"unit_scope?: ScopeKind\",
+                a.\"built_in: BuiltInRole\" as \"built_in?: BuiltInRole\",
+                a.\"unit_ids!\" as \"unit_ids?\", a.\"unit_names!\" as \"unit_names?\"
+         from users left join lateral (",
+        "m.organization_id = users.organization_id and m.user_id = users.id",
+        ") a on true where users.organization_id = $1 and users.id = $2
+         order by a.product, a.profile_name, a.group_name",
+        organization_id,
+        user_id,
+    )
+    .fetch_all(executor)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let facts = StatusFacts {
+        admin_state: first.admin_state,
+        legacy_status: first.legacy_status,
+        onboarded: first.onboarded,
+        invitation_expire_time: first.invitation_expire_time,
+    };
+    let status = UserStatus::derive(facts, first.read_time);
+    Ok(Some((
+        status,
+        rows.into_iter().filter_map(UserAccessRow::grant).collect(),
+    )))
 }
 
 /// The grants of each of these users, in one statement (the change stream
@@ -690,9 +762,16 @@ pub async fn access_of_users<'e>(
     organization_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<Vec<(Uuid, NamedGrant)>, sqlx::Error> {
-    let rows = access_rows!("m.user_id = any($2)", organization_id, user_ids)
-        .fetch_all(executor)
-        .await?;
+    let rows = access_rows!(
+        AccessRow,
+        "",
+        "m.organization_id = $1 and m.user_id = any($2)",
+        " order by m.user_id, p.product, p.name, g.name",
+        organization_id,
+        user_ids,
+    )
+    .fetch_all(executor)
+    .await?;
     Ok(rows
         .into_iter()
         .map(|row| (row.user_id, row.into()))

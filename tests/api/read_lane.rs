@@ -185,8 +185,8 @@ async fn the_statements_of_the_hot_reads_are_planned_once_per_connection() {
         assert_eq!(found.unwrap().len(), 1);
         let found = store::users::find_many(&mut connection, organization, &batch).await;
         assert_eq!(found.unwrap().len(), batch.len());
-        let grants = store::groups::access_of_user(&mut connection, organization, id).await;
-        assert_eq!(grants.unwrap().len(), 2);
+        let access = store::groups::status_and_access_of_user(&mut connection, organization, id);
+        assert_eq!(access.await.unwrap().unwrap().1.len(), 2);
         let grants = store::groups::grants_of_user(&mut connection, organization, id).await;
         assert_eq!(grants.unwrap().len(), 2);
     }

@@ -47,11 +47,13 @@ pub async fn batch_get_users(
     Ok(in_request_order(ids, found))
 }
 
+/// `found` in the order of `ids` (an id asked twice gets the user twice).
 fn in_request_order(ids: &[Uuid], found: Vec<User>) -> (Vec<User>, Vec<Uuid>) {
-    let mut users = Vec::new();
+    let found: HashMap<Uuid, User> = found.into_iter().map(|user| (user.id, user)).collect();
+    let mut users = Vec::with_capacity(ids.len());
     let mut not_found = Vec::new();
     for id in ids {
-        match found.iter().find(|u| u.id == *id) {
+        match found.get(id) {
             Some(user) => users.push(user.clone()),
             None => not_found.push(*id),
         }
@@ -190,19 +192,11 @@ pub async fn user_access(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<AuthorizableAccess, DomainError> {
-    // Both statements on one connection.
     let found = read!(pool, |connection| {
-        let Some(user) = store::users::find(&mut *connection, organization_id, user_id).await?
-        else {
-            return Ok(None);
-        };
-        if !AuthorizableAccess::can_sign_in(user.status) {
-            return Ok(Some((user.status, Vec::new())));
-        }
-        let grants = store::groups::access_of_user(connection, organization_id, user_id).await?;
-        Ok(Some((user.status, grants)))
+        store::groups::status_and_access_of_user(connection, organization_id, user_id).await
     })?;
     let (status, grants) = found.ok_or_else(|| DomainError::not_found("user", user_id))?;
+    // One statement reads the grants too: `of` drops them for someone who cannot sign in.
     Ok(AuthorizableAccess::of(status, grants))
 }
 
