@@ -67,13 +67,17 @@ impl Pool {
     /// A connection for one read (`read!`), counted as waiting until it is
     /// handed over.
     pub async fn read_connection(&self) -> Result<ReadConnection, sqlx::Error> {
-        match &self.reads {
-            Some(lane) => {
+        if let Some(lane) = &self.reads {
+            let lent = {
                 let _waiting = Waiting::start(&self.waiting);
-                lane.lend().await.map(ReadConnection::Lent)
+                lane.lend().await?
+            };
+            if let Some(lent) = lent {
+                return Ok(ReadConnection::Lent(lent));
             }
-            None => self.acquire().await.map(ReadConnection::Pooled),
         }
+        // No lane, or its connections are all lent: one of sqlx's.
+        self.acquire().await.map(ReadConnection::Pooled)
     }
 
     /// A transaction on a connection from `acquire`.

@@ -9,7 +9,12 @@
 //!
 //! The lane takes its connections from sqlx's pool and holds at most half of
 //! them, so that writes always have the other half: a connection idle here
-//! is not idle for sqlx.
+//! is not idle for sqlx. A read that finds the lane's connections all lent
+//! takes one from sqlx's pool as before, and a connection left idle here
+//! for a minute goes back to sqlx (whose idle timeout applies again).
+//!
+//! A read's body runs plain statements: no transaction, no session setting
+//! (a connection in a transaction is not kept, whatever the read's result).
 
 use std::{
     sync::{
@@ -19,14 +24,20 @@ use std::{
     time::Duration,
 };
 
-use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, Timeouts};
-use sqlx::{pool::PoolConnection, Connection, PgConnection, PgPool, Postgres};
+use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
+use sqlx::{
+    pool::PoolConnection,
+    postgres::{PgDatabaseError, PgSeverity},
+    Connection, PgConnection, PgPool, Postgres,
+};
 
-use super::connections::idle_since_last_loss;
+use super::{connections::idle_since_last_loss, error::is_connection_lost};
 
-/// How long a connection may sit in the lane before it goes back to sqlx
-/// (whose idle timeout and lifetime then apply to it again).
+/// How long a connection may stay in the lane before it goes back to sqlx
+/// (whose lifetime then applies to it again).
 const KEPT_AT_MOST: Duration = Duration::from_secs(5 * 60);
+/// How long a connection may sit idle in the lane.
+const IDLE_AT_MOST: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct ReadLane {
@@ -55,28 +66,34 @@ impl ReadLane {
             pool: pool.clone(),
             generation: generation.clone(),
         };
-        // sqlx's own acquire timeout bounds the wait for a new connection;
-        // this one bounds the wait for a read connection to come back.
-        let timeouts = Timeouts {
-            wait: Some(pool.options().get_acquire_timeout()),
-            ..Timeouts::default()
-        };
+        // A read waits for no lent connection (it goes to sqlx instead); a
+        // new connection, or a test of a kept one, within sqlx's acquire timeout.
+        let limit = pool.options().get_acquire_timeout();
         let lane = managed::Pool::builder(lender)
             .max_size(size)
-            .timeouts(timeouts)
+            .queue_mode(QueueMode::Lifo)
+            .timeouts(Timeouts {
+                wait: Some(Duration::ZERO),
+                create: Some(limit),
+                recycle: Some(limit),
+            })
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a pool with a runtime for its timeouts");
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(give_back_idle(lane.weak()));
+        }
         Some(Self { lane, generation })
     }
 
-    /// A connection for one read.
-    pub async fn lend(&self) -> Result<Lent, sqlx::Error> {
+    /// A connection for one read; `None` when the lane's are all lent.
+    pub async fn lend(&self) -> Result<Option<Lent>, sqlx::Error> {
         match self.lane.get().await {
-            Ok(object) => Ok(Lent {
+            Ok(object) => Ok(Some(Lent {
                 object: Some(object),
                 generation: self.generation.clone(),
-            }),
+            })),
+            Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => Ok(None),
             Err(managed::PoolError::Backend(error)) => Err(error),
             Err(managed::PoolError::Closed) => Err(sqlx::Error::PoolClosed),
             Err(_) => Err(sqlx::Error::PoolTimedOut),
@@ -92,12 +109,30 @@ impl ReadLane {
     /// back to sqlx now (which closes those to the old host), those lent
     /// out when their read ends.
     pub fn forget_connections(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.lane.retain(|_, _| false);
+        let now = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.lane.retain(|kept, _| kept.generation == now);
     }
 
     pub fn close(&self) {
         self.lane.close();
+    }
+}
+
+/// Every 10 s, the connections idle in the lane for a minute go back to
+/// sqlx; ends with the lane.
+async fn give_back_idle(lane: managed::WeakPool<Lender>) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        let Some(lane) = lane.upgrade() else {
+            return;
+        };
+        if lane.is_closed() {
+            return;
+        }
+        let _ = lane.retain(|_, metrics| {
+            metrics.last_used() < IDLE_AT_MOST && metrics.age() < KEPT_AT_MOST
+        });
     }
 }
 
@@ -162,25 +197,45 @@ impl Lent {
         &mut object.connection
     }
 
-    /// The read ended with `result`. A result from PostgreSQL, an answer or
-    /// its error, leaves the connection ready for the next statement: it
-    /// goes back to the lane. Anything else (lost, a protocol or decoding
-    /// error that may have left rows unread) goes to sqlx to be tested.
+    /// The read ended with `result`. An answer from PostgreSQL, rows or an
+    /// error that leaves the session usable, leaves the connection ready for
+    /// the next statement: it goes back to the lane. Anything else (lost, a
+    /// protocol or decoding error that may have left rows unread, a
+    /// transaction left open) goes to sqlx to be tested.
     pub fn ended<T>(mut self, result: &Result<T, sqlx::Error>) {
-        let clean = matches!(
-            result,
-            Ok(_) | Err(sqlx::Error::Database(_) | sqlx::Error::RowNotFound)
-        );
-        let current = self.generation.load(Ordering::SeqCst);
-        if clean
-            && self
-                .object
-                .as_ref()
-                .is_some_and(|object| object.generation == current)
+        let clean = match result {
+            Ok(_) | Err(sqlx::Error::RowNotFound) => true,
+            Err(error @ sqlx::Error::Database(database)) => {
+                !is_connection_lost(error) && !ends_the_session(database.try_downcast_ref())
+            }
+            Err(_) => false,
+        };
+        let Some(object) = self.object.as_mut() else {
+            return;
+        };
+        let taken_in = object.generation;
+        if !clean
+            || object.connection.is_in_transaction()
+            || taken_in != self.generation.load(Ordering::SeqCst)
         {
-            drop(self.object.take());
+            return; // dropped: to sqlx
+        }
+        let object = self.object.take().expect("checked above");
+        let lane = managed::Object::pool(&object);
+        drop(object);
+        // A move between the check above and the return: not kept either.
+        if let Some(lane) = lane {
+            let now = self.generation.load(Ordering::SeqCst);
+            if now != taken_in {
+                let _ = lane.retain(|kept, _| kept.generation == now);
+            }
         }
     }
+}
+
+/// A FATAL or PANIC error: PostgreSQL ends the session after it.
+fn ends_the_session(error: Option<&PgDatabaseError>) -> bool {
+    error.is_some_and(|error| matches!(error.severity(), PgSeverity::Fatal | PgSeverity::Panic))
 }
 
 impl Drop for Lent {

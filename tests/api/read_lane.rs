@@ -75,7 +75,12 @@ async fn a_read_cancelled_while_it_waits_leaves_no_connection_answering_another_
     let second = app
         .create_user("Bia", "Second", "bia.second@acme.com")
         .await;
-    // Two read connections: every later read runs on one of them.
+    // Asked for by the cancelled reads only: an answer of theirs given to a
+    // later read would show as this id.
+    let cancelled_for = app
+        .create_user("Cid", "Cancelled", "cid.cancelled@acme.com")
+        .await;
+    // A lane of two connections (half of four), which the later reads use.
     let pool = pool_options(4)
         .connect_with((*app.pool.connect_options()).clone())
         .await
@@ -103,8 +108,8 @@ async fn a_read_cancelled_while_it_waits_leaves_no_connection_answering_another_
         .await
         .unwrap();
     let (a, b) = tokio::join!(
-        get(&first.id, Some(Duration::from_millis(300))),
-        get(&first.id, Some(Duration::from_millis(300)))
+        get(&cancelled_for.id, Some(Duration::from_millis(300))),
+        get(&cancelled_for.id, Some(Duration::from_millis(300)))
     );
     for cancelled in [a, b] {
         // tonic's client ends the call itself at the deadline.
