@@ -80,6 +80,28 @@ pub fn is_connection_lost(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether the connection a statement failed on can run the next one: an
+/// error PostgreSQL answered (not one that ends the session, FATAL or
+/// PANIC, nor a lost connection), or no row where one was wanted. After any
+/// other error (I/O, protocol, decoding) rows may be left unread.
+pub fn leaves_connection_usable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::RowNotFound => true,
+        sqlx::Error::Database(database) => {
+            let ends_session = database
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some_and(|error| {
+                    matches!(
+                        error.severity(),
+                        sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                    )
+                });
+            !ends_session && !is_connection_lost(error)
+        }
+        _ => false,
+    }
+}
+
 fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
     error.as_database_error().and_then(|e| e.code())
 }
@@ -158,6 +180,21 @@ mod tests {
         let other = sqlx::Error::Database(Box::new(Refusal("42P07")));
         assert!(!is_duplicate_database(&other));
         assert!(!is_duplicate_database(&sqlx::Error::PoolTimedOut));
+    }
+
+    #[test]
+    fn a_connection_is_usable_after_an_answered_error_only() {
+        let answered = |sqlstate| sqlx::Error::Database(Box::new(Refusal(sqlstate)));
+        assert!(leaves_connection_usable(&answered("23505")));
+        assert!(leaves_connection_usable(&sqlx::Error::RowNotFound));
+        for lost in ["57P01", "08006"] {
+            assert!(!leaves_connection_usable(&answered(lost)), "{lost}");
+        }
+        let io = sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into());
+        assert!(!leaves_connection_usable(&io));
+        assert!(!leaves_connection_usable(&sqlx::Error::Protocol(
+            "cut".into()
+        )));
     }
 
     fn database_error(sqlstate: &'static str) -> DomainError {

@@ -25,13 +25,9 @@ use std::{
 };
 
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
-use sqlx::{
-    pool::PoolConnection,
-    postgres::{PgDatabaseError, PgSeverity},
-    Connection, PgConnection, PgPool, Postgres,
-};
+use sqlx::{pool::PoolConnection, Connection, PgConnection, PgPool, Postgres};
 
-use super::{connections::idle_since_last_loss, error::is_connection_lost};
+use super::{connections::idle_since_last_loss, error::leaves_connection_usable};
 
 /// How long a connection may stay in the lane before it goes back to sqlx
 /// (whose lifetime then applies to it again).
@@ -203,13 +199,7 @@ impl Lent {
     /// protocol or decoding error that may have left rows unread, a
     /// transaction left open) goes to sqlx to be tested.
     pub fn ended<T>(mut self, result: &Result<T, sqlx::Error>) {
-        let clean = match result {
-            Ok(_) | Err(sqlx::Error::RowNotFound) => true,
-            Err(error @ sqlx::Error::Database(database)) => {
-                !is_connection_lost(error) && !ends_the_session(database.try_downcast_ref())
-            }
-            Err(_) => false,
-        };
+        let clean = result.as_ref().err().is_none_or(leaves_connection_usable);
         let Some(object) = self.object.as_mut() else {
             return;
         };
@@ -231,11 +221,6 @@ impl Lent {
             }
         }
     }
-}
-
-/// A FATAL or PANIC error: PostgreSQL ends the session after it.
-fn ends_the_session(error: Option<&PgDatabaseError>) -> bool {
-    error.is_some_and(|error| matches!(error.severity(), PgSeverity::Fatal | PgSeverity::Panic))
 }
 
 impl Drop for Lent {

@@ -133,10 +133,7 @@ async fn a_repointed_pool_closes_the_connections_kept_for_reads() {
     let mut lent = pool.read_connection().await.unwrap();
     let mut pids = Vec::new();
     for read in [&mut kept, &mut lent] {
-        let pid: Result<i32, sqlx::Error> = sqlx::query_scalar("select pg_backend_pid()")
-            .fetch_one(read.connection())
-            .await;
-        pids.push(pid.unwrap());
+        pids.push(backend_pid(read.connection()).await);
     }
     kept.ended(&Ok::<(), sqlx::Error>(()));
     assert_eq!(proxy.open(2).await, 2);
@@ -158,13 +155,18 @@ async fn a_repointed_pool_closes_the_connections_kept_for_reads() {
     );
     assert_eq!(proxy.open(0).await, 0);
     let mut next = pool.read_connection().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
-        .fetch_one(next.connection())
-        .await
-        .unwrap();
+    let pid = backend_pid(next.connection()).await;
     assert!(!pids.contains(&pid), "{pid} is one of {pids:?}");
     next.ended(&Ok::<(), sqlx::Error>(()));
     database.close().await.unwrap();
+}
+
+/// The pid of the backend serving `connection`.
+async fn backend_pid(connection: &mut sqlx::PgConnection) -> i32 {
+    sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(connection)
+        .await
+        .unwrap()
 }
 
 /// The backends among `pids` still running.
@@ -201,11 +203,7 @@ async fn a_repointed_pool_closes_its_connections_to_the_old_host() {
     let mut old = Vec::new();
     for _ in 0..4 {
         let mut connection = pool.acquire().await.unwrap();
-        let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
-            .fetch_one(&mut *connection)
-            .await
-            .unwrap();
-        old.push(pid);
+        old.push(backend_pid(&mut connection).await);
         connections.push(connection);
     }
     let in_use = connections.pop().unwrap();
@@ -232,10 +230,7 @@ async fn a_repointed_pool_closes_its_connections_to_the_old_host() {
     // New connections go to the new host; the one in use is closed when
     // it is released, not handed out again.
     let mut fresh = pool.acquire().await.unwrap();
-    let fresh_pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
-        .fetch_one(&mut *fresh)
-        .await
-        .unwrap();
+    let fresh_pid = backend_pid(&mut fresh).await;
     assert!(!old.contains(&fresh_pid), "{fresh_pid} is one of {old:?}");
     drop(in_use);
     assert_eq!(wait_running(&mut admin, &old, &[]).await, Vec::<i32>::new());
