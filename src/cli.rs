@@ -34,7 +34,7 @@ use crate::{
         self, hangup_signal, reload_tls_on_hangup, stop_signal, Application, PasswordSettings,
         ServerSettings,
     },
-    telemetry::{self, LogFormat, TraceSettings},
+    telemetry::{self, LogFormat, LogWriting, TraceSettings},
     tls::TlsSettings,
 };
 
@@ -415,7 +415,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => args.traces.clone(),
         _ => TraceSettings::default(),
     };
-    let telemetry = telemetry::init(cli.log_format, default_filter, &traces)?;
+    let writing = match cli.command {
+        Command::Serve(_) => LogWriting::Buffered,
+        // A command may end with `process::exit`, which would lose queued lines.
+        _ => LogWriting::Direct,
+    };
+    let telemetry = telemetry::init(cli.log_format, writing, default_filter, &traces)?;
     let result = dispatch(cli).await;
     telemetry.shutdown().await;
     result

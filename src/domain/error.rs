@@ -135,6 +135,26 @@ impl From<sqlx::Error> for DomainError {
     }
 }
 
+/// The error of a statement several calls shared (`store::shared_reads`):
+/// each call's error tells the same.
+impl From<std::sync::Arc<sqlx::Error>> for DomainError {
+    fn from(error: std::sync::Arc<sqlx::Error>) -> Self {
+        match std::sync::Arc::try_unwrap(error) {
+            Ok(error) => error.into(),
+            Err(shared) => {
+                let unavailable = crate::store::error::classify(&shared)
+                    == crate::store::error::DbErrorKind::Unavailable;
+                let cause = anyhow::Error::new(shared);
+                if unavailable {
+                    Self::Unavailable(cause)
+                } else {
+                    Self::Internal(cause)
+                }
+            }
+        }
+    }
+}
+
 fn join(violations: &[FieldViolation]) -> String {
     violations
         .iter()

@@ -25,6 +25,7 @@ use sqlx::{
 use super::{
     error::is_connection_lost,
     read_lane::{Lent, ReadLane},
+    shared_reads::SharedReads,
     Transaction,
 };
 use crate::database_hosts::{place, DatabaseHosts};
@@ -40,6 +41,8 @@ pub struct Pool {
     /// small to share.
     reads: Option<ReadLane>,
     waiting: Arc<AtomicUsize>,
+    /// The point reads concurrent calls share a statement for.
+    shared_reads: Arc<SharedReads>,
     /// The hosts of a multi-host DATABASE_URL, when there is a choice, and
     /// when the pool last moved between them.
     hosts: Option<(Arc<DatabaseHosts>, Arc<HostMoves>)>,
@@ -51,6 +54,7 @@ impl From<PgPool> for Pool {
             reads: ReadLane::over(&pool),
             pool,
             waiting: Arc::default(),
+            shared_reads: Arc::default(),
             hosts: None,
         }
     }
@@ -85,6 +89,10 @@ impl Pool {
         let connection = self.acquire().await?;
         // What `sqlx::Pool::begin` does with the connection it acquired.
         sqlx::Transaction::begin(connection, None).await
+    }
+
+    pub fn shared_reads(&self) -> &SharedReads {
+        &self.shared_reads
     }
 
     /// Callers waiting for a connection now.

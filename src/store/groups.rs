@@ -3,13 +3,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
+use futures::future::BoxFuture;
+use sqlx::{FromRow, PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
+    connections::read,
     map_constraint_violation,
     paging::{newest_first, newest_first_page},
     profiles::BuiltInRole,
+    shared_reads::in_slots,
     Pool, Transaction,
 };
 use crate::domain::{
@@ -652,7 +655,7 @@ impl From<AccessRow> for NamedGrant {
 /// `$tail` (`""` and an order for a list of users; a lateral join from the
 /// user for `status_and_access_of_user`).
 macro_rules! access_rows {
-    ($row:ident, $head:literal, $condition:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+    ($row:ident, $head:literal, $condition:literal, $tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             $row,
             $head
@@ -669,7 +672,29 @@ macro_rules! access_rows {
              join profiles p on p.organization_id = g.organization_id and p.id = g.profile_id
              where "
                 + $condition
-                + $tail
+                + $tail $(+ $more)*
+            $(, $arg)*
+        )
+    };
+}
+
+/// The status facts of each user the `$tail` picks (on `users`) and what
+/// their groups grant, a row per grant (one of nulls for none).
+macro_rules! status_and_access_rows {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        access_rows!(
+            UserAccessRow,
+            "select users.id as user_id, users.admin_state as \"admin_state: AdminState\",
+                    users.legacy_status as \"legacy_status: LegacyStatus\", users.onboarded,
+                    users.invitation_expire_time, now() as \"read_time!\",
+                    a.group_id as \"group_id?\", a.group_name as \"group_name?\", a.profile_id as \"profile_id?\",
+                    a.product as \"product?\", a.profile_name as \"profile_name?\",
+                    a.\"unit_scope: ScopeKind\" as \"unit_scope?: ScopeKind\",
+                    a.\"built_in: BuiltInRole\" as \"built_in?: BuiltInRole\",
+                    a.\"unit_ids!\" as \"unit_ids?\", a.\"unit_names!\" as \"unit_names?\"
+             from users left join lateral (",
+            "m.organization_id = users.organization_id and m.user_id = users.id",
+            ") a on true " + $tail
             $(, $arg)*
         )
     };
@@ -678,6 +703,7 @@ macro_rules! access_rows {
 /// A user's status facts and one of their grants (none when they hold no
 /// group): a row of `status_and_access_of_user`.
 struct UserAccessRow {
+    user_id: Uuid,
     admin_state: AdminState,
     legacy_status: Option<LegacyStatus>,
     onboarded: bool,
@@ -695,6 +721,25 @@ struct UserAccessRow {
 }
 
 impl UserAccessRow {
+    /// Each user's status and grants, from their rows (a user's rows
+    /// together, the first carrying the status facts).
+    fn by_user(rows: Vec<Self>) -> HashMap<Uuid, StatusAndAccess> {
+        let mut users: HashMap<Uuid, StatusAndAccess> = HashMap::new();
+        for row in rows {
+            let (_, grants) = users.entry(row.user_id).or_insert_with(|| {
+                let facts = StatusFacts {
+                    admin_state: row.admin_state,
+                    legacy_status: row.legacy_status,
+                    onboarded: row.onboarded,
+                    invitation_expire_time: row.invitation_expire_time,
+                };
+                (UserStatus::derive(facts, row.read_time), Vec::new())
+            });
+            grants.extend(row.grant());
+        }
+        users
+    }
+
     fn grant(self) -> Option<NamedGrant> {
         let row = AccessRow {
             user_id: Uuid::nil(),
@@ -712,6 +757,9 @@ impl UserAccessRow {
     }
 }
 
+/// A user's derived status and what their groups grant.
+pub type StatusAndAccess = (UserStatus, Vec<NamedGrant>);
+
 /// GetUserAccess in one round trip: the user's derived status and what
 /// their groups grant; `None` when no such user. (Whether the grants count
 /// is the domain's rule: only for someone who can sign in.)
@@ -719,40 +767,64 @@ pub async fn status_and_access_of_user<'e>(
     executor: impl PgExecutor<'e>,
     organization_id: Uuid,
     user_id: Uuid,
-) -> Result<Option<(UserStatus, Vec<NamedGrant>)>, sqlx::Error> {
-    let rows = access_rows!(
-        UserAccessRow,
-        "select users.admin_state as \"admin_state: AdminState\",
-                users.legacy_status as \"legacy_status: LegacyStatus\", users.onboarded,
-                users.invitation_expire_time, now() as \"read_time!\",
-                a.group_id as \"group_id?\", a.group_name as \"group_name?\", a.profile_id as \"profile_id?\",
-                a.product as \"product?\", a.profile_name as \"profile_name?\",
-                a.\"unit_scope: ScopeKind\" as \"unit_scope?: ScopeKind\",
-                a.\"built_in: BuiltInRole\" as \"built_in?: BuiltInRole\",
-                a.\"unit_ids!\" as \"unit_ids?\", a.\"unit_names!\" as \"unit_names?\"
-         from users left join lateral (",
-        "m.organization_id = users.organization_id and m.user_id = users.id",
-        ") a on true where users.organization_id = $1 and users.id = $2
+) -> Result<Option<StatusAndAccess>, sqlx::Error> {
+    let rows = status_and_access_rows!(
+        "where users.organization_id = $1 and users.id = $2
          order by a.product, a.profile_name, a.group_name",
         organization_id,
         user_id,
     )
     .fetch_all(executor)
     .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let facts = StatusFacts {
-        admin_state: first.admin_state,
-        legacy_status: first.legacy_status,
-        onboarded: first.onboarded,
-        invitation_expire_time: first.invitation_expire_time,
-    };
-    let status = UserStatus::derive(facts, first.read_time);
-    Ok(Some((
-        status,
-        rows.into_iter().filter_map(UserAccessRow::grant).collect(),
-    )))
+    Ok(UserAccessRow::by_user(rows).remove(&user_id))
+}
+
+/// GetUserAccess's read, shared by the calls that arrive together
+/// (`shared_reads`): the status and grants of up to `SLOTS` users, by id.
+pub fn read_shared_status_and_access(
+    pool: &Pool,
+    organization_id: Uuid,
+    user_ids: Vec<Uuid>,
+) -> BoxFuture<'_, Result<HashMap<Uuid, StatusAndAccess>, sqlx::Error>> {
+    Box::pin(async move {
+        read!(pool, |connection| {
+            status_and_access_in_slots(connection, organization_id, &user_ids).await
+        })
+    })
+}
+
+/// The status and grants of up to `SLOTS` users, by id, in a statement of
+/// exactly `SLOTS` parameters (one plan for any number of users; see
+/// `shared_reads::SLOTS`).
+pub async fn status_and_access_in_slots(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, StatusAndAccess>, sqlx::Error> {
+    if let [user_id] = user_ids[..] {
+        let found = status_and_access_of_user(connection, organization_id, user_id).await?;
+        return Ok(found.into_iter().map(|found| (user_id, found)).collect());
+    }
+    if user_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let [a, b, c, d, e, f, g, h] = in_slots(user_ids);
+    let rows = status_and_access_rows!(
+        "where users.organization_id = $1 and users.id in ($2, $3, $4, $5, $6, $7, $8, $9)
+         order by users.id, a.product, a.profile_name, a.group_name",
+        organization_id,
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+        g,
+        h,
+    )
+    .fetch_all(connection)
+    .await?;
+    Ok(UserAccessRow::by_user(rows))
 }
 
 /// The grants of each of these users, in one statement (the change stream

@@ -25,6 +25,7 @@ pub mod password_reset_requests;
 pub mod profiles;
 pub mod read_lane;
 pub mod second_factors;
+pub mod shared_reads;
 pub mod sign_in_throttle;
 pub mod units;
 pub mod users;

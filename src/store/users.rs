@@ -1,16 +1,20 @@
 mod conditions;
 pub(crate) use conditions::{like_escape, push_text_comparison};
 
-use std::sync::OnceLock;
+use std::{collections::HashMap, sync::OnceLock};
+
+use futures::future::BoxFuture;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
+    connections::read,
     map_constraint_violation,
     paging::{cut_to_page, estimated_total_size, start_after, total_size, FromWhere},
+    shared_reads::in_slots,
     Pool, Transaction,
 };
 use crate::domain::{
@@ -248,6 +252,56 @@ pub async fn find<'e>(
     .fetch_optional(executor)
     .await?;
     Ok(row.map(Into::into))
+}
+
+/// GetUser's read, shared by the calls that arrive together
+/// (`shared_reads`): the users of up to `SLOTS` ids, by id.
+pub fn read_shared_by_id(
+    pool: &Pool,
+    organization_id: Uuid,
+    ids: Vec<Uuid>,
+) -> BoxFuture<'_, Result<HashMap<Uuid, User>, sqlx::Error>> {
+    Box::pin(async move {
+        let found = read!(pool, |connection| {
+            find_in_slots(connection, organization_id, &ids).await
+        })?;
+        Ok(found.into_iter().map(|user| (user.id, user)).collect())
+    })
+}
+
+/// The users of up to `SLOTS` ids, in a statement of exactly `SLOTS`
+/// parameters (one plan for any number of ids; see `shared_reads::SLOTS`).
+pub async fn find_in_slots(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<User>, sqlx::Error> {
+    if let [id] = ids {
+        return Ok(find(connection, organization_id, *id)
+            .await?
+            .into_iter()
+            .collect());
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let [a, b, c, d, e, f, g, h] = in_slots(ids);
+    let rows = user_query!(
+        "select",
+        "from users where organization_id = $1 and id in ($2, $3, $4, $5, $6, $7, $8, $9)",
+        organization_id,
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+        g,
+        h,
+    )
+    .fetch_all(connection)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// Reads and locks the user for the rest of the transaction.

@@ -54,6 +54,7 @@ mod search;
 mod second_factor;
 mod serve_crash;
 mod sessions;
+mod shared_reads;
 #[cfg(feature = "external-tools")]
 mod smtp;
 mod socket_proxy;

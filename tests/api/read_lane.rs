@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// A proxy in front of the suite's cluster and the options that reach it.
-async fn proxied(app: &TestApp) -> (SocketProxy, PgConnectOptions) {
+pub(crate) async fn proxied(app: &TestApp) -> (SocketProxy, PgConnectOptions) {
     let options = (*app.pool.connect_options()).clone();
     let directory = options
         .get_socket()
@@ -35,6 +35,17 @@ async fn proxied(app: &TestApp) -> (SocketProxy, PgConnectOptions) {
         .username(options.get_username())
         .database(options.get_database().expect("a database"));
     (proxy, through_proxy)
+}
+
+/// The users table locked until the transaction ends: every read of a user
+/// waits in PostgreSQL meanwhile.
+pub(crate) async fn users_locked(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("lock table users in access exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock
 }
 
 #[tokio::test]
@@ -102,11 +113,7 @@ async fn a_read_cancelled_while_it_waits_leaves_no_connection_answering_another_
 
     // The users table locked: both reads wait in PostgreSQL and are
     // cancelled by their deadlines while their statements are under way.
-    let mut lock = app.pool.begin().await.unwrap();
-    sqlx::query("lock table users in access exclusive mode")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = users_locked(&app).await;
     let (a, b) = tokio::join!(
         get(&cancelled_for.id, Some(Duration::from_millis(300))),
         get(&cancelled_for.id, Some(Duration::from_millis(300)))
@@ -177,7 +184,13 @@ async fn the_statements_of_the_hot_reads_are_planned_once_per_connection() {
     let mut connection = PgConnection::connect_with(&app.pool.connect_options())
         .await
         .unwrap();
-    for _ in 0..CALLS {
+    for call in 0..CALLS {
+        // The shared reads' statements, for two to eight users in turn.
+        let some = &batch[..2 + call as usize % 7];
+        let found = store::users::find_in_slots(&mut connection, organization, some).await;
+        assert_eq!(found.unwrap().len(), some.len());
+        let access = store::groups::status_and_access_in_slots(&mut connection, organization, some);
+        assert_eq!(access.await.unwrap().len(), some.len());
         let found = store::users::find(&mut connection, organization, id).await;
         assert!(found.unwrap().is_some());
         let found = store::users::lookup(
@@ -202,7 +215,7 @@ async fn the_statements_of_the_hot_reads_are_planned_once_per_connection() {
     .fetch_all(&mut connection)
     .await
     .unwrap();
-    assert_eq!(plans.len(), 5, "{plans:#?}");
+    assert_eq!(plans.len(), 7, "{plans:#?}");
     for (statement, generic, custom) in plans {
         assert!(generic + custom >= CALLS, "{statement}");
         // PostgreSQL plans five times before it compares with a kept plan.

@@ -18,9 +18,8 @@ use crate::{
 };
 
 pub async fn get_user(pool: &Pool, organization_id: Uuid, id: Uuid) -> Result<User, DomainError> {
-    let found = read!(pool, |connection| {
-        store::users::find(connection, organization_id, id).await
-    })?;
+    let users = &pool.shared_reads().users_by_id;
+    let found = users.read(pool, organization_id, id).await?;
     found.ok_or_else(|| DomainError::not_found("user", id))
 }
 
@@ -192,9 +191,8 @@ pub async fn user_access(
     organization_id: Uuid,
     user_id: Uuid,
 ) -> Result<AuthorizableAccess, DomainError> {
-    let found = read!(pool, |connection| {
-        store::groups::status_and_access_of_user(connection, organization_id, user_id).await
-    })?;
+    let access = &pool.shared_reads().status_and_access;
+    let found = access.read(pool, organization_id, user_id).await?;
     let (status, grants) = found.ok_or_else(|| DomainError::not_found("user", user_id))?;
     // One statement reads the grants too: `of` drops them for someone who cannot sign in.
     Ok(AuthorizableAccess::of(status, grants))
