@@ -125,13 +125,7 @@ impl DomainError {
 
 impl From<sqlx::Error> for DomainError {
     fn from(error: sqlx::Error) -> Self {
-        let unavailable =
-            crate::store::error::classify(&error) == crate::store::error::DbErrorKind::Unavailable;
-        if unavailable {
-            Self::Unavailable(error.into())
-        } else {
-            Self::Internal(error.into())
-        }
+        Self::of_database(&error)(error.into())
     }
 }
 
@@ -141,16 +135,20 @@ impl From<std::sync::Arc<sqlx::Error>> for DomainError {
     fn from(error: std::sync::Arc<sqlx::Error>) -> Self {
         match std::sync::Arc::try_unwrap(error) {
             Ok(error) => error.into(),
-            Err(shared) => {
-                let unavailable = crate::store::error::classify(&shared)
-                    == crate::store::error::DbErrorKind::Unavailable;
-                let cause = anyhow::Error::new(shared);
-                if unavailable {
-                    Self::Unavailable(cause)
-                } else {
-                    Self::Internal(cause)
-                }
-            }
+            Err(shared) => Self::of_database(&shared)(anyhow::Error::new(shared)),
+        }
+    }
+}
+
+impl DomainError {
+    /// What a failed statement is to a caller: unavailable (retry later)
+    /// or internal.
+    fn of_database(error: &sqlx::Error) -> fn(anyhow::Error) -> Self {
+        let kind = crate::store::error::classify(error);
+        if kind == crate::store::error::DbErrorKind::Unavailable {
+            Self::Unavailable
+        } else {
+            Self::Internal
         }
     }
 }

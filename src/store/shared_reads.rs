@@ -128,6 +128,13 @@ impl<K, V> Shared<K, V> {
     }
 }
 
+/// The calls one statement answers: of one organization, their distinct keys.
+struct Batch<K, V> {
+    organization_id: Uuid,
+    keys: Vec<K>,
+    waiters: Vec<Waiter<K, V>>,
+}
+
 /// Runs statements while calls wait; counted in `running` until it
 /// finds none waiting (in the same lock, so no call is left without one).
 struct Runner<K, V> {
@@ -150,13 +157,12 @@ where
     }
 
     async fn run(mut self) {
-        while let Some((organization_id, waiters)) = self.next_batch() {
-            let mut keys: Vec<K> = Vec::with_capacity(waiters.len());
-            for waiter in &waiters {
-                if !keys.contains(&waiter.key) {
-                    keys.push(waiter.key.clone());
-                }
-            }
+        while let Some(Batch {
+            organization_id,
+            keys,
+            waiters,
+        }) = self.next_batch()
+        {
             let found = (self.shared.read_many)(&self.pool, organization_id, keys).await;
             match found {
                 Ok(found) => {
@@ -176,8 +182,8 @@ where
     }
 
     /// The waiting calls of the oldest one's organization, up to `SLOTS`
-    /// distinct keys; calls whose caller gave up are dropped.
-    fn next_batch(&mut self) -> Option<(Uuid, Vec<Waiter<K, V>>)> {
+    /// distinct keys, with those keys; calls whose caller gave up are dropped.
+    fn next_batch(&mut self) -> Option<Batch<K, V>> {
         let mut queue = self.shared.lock();
         queue.waiting.retain(|waiter| !waiter.answer.is_closed());
         let Some(first) = queue.waiting.front() else {
@@ -186,23 +192,25 @@ where
             return None;
         };
         let organization_id = first.organization_id;
-        let mut batch: Vec<Waiter<K, V>> = Vec::new();
-        let mut keys = 0;
+        let (mut keys, mut waiters) = (Vec::with_capacity(SLOTS), Vec::new());
         let mut rest = VecDeque::with_capacity(queue.waiting.len());
         for waiter in queue.waiting.drain(..) {
-            let fits = waiter.organization_id == organization_id
-                && (keys < SLOTS || batch.iter().any(|taken| taken.key == waiter.key));
-            if fits {
-                if !batch.iter().any(|taken| taken.key == waiter.key) {
-                    keys += 1;
-                }
-                batch.push(waiter);
-            } else {
+            let known = keys.contains(&waiter.key);
+            if waiter.organization_id != organization_id || !known && keys.len() == SLOTS {
                 rest.push_back(waiter);
+                continue;
             }
+            if !known {
+                keys.push(waiter.key.clone());
+            }
+            waiters.push(waiter);
         }
         queue.waiting = rest;
-        Some((organization_id, batch))
+        Some(Batch {
+            organization_id,
+            keys,
+            waiters,
+        })
     }
 }
 

@@ -3,9 +3,8 @@ pub(crate) use conditions::{like_escape, push_text_comparison};
 
 use std::{collections::HashMap, sync::OnceLock};
 
-use futures::future::BoxFuture;
-
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
