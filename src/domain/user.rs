@@ -215,6 +215,15 @@ pub enum LookupKey<'a> {
     ExternalId(&'a str),
 }
 
+impl<'a> LookupKey<'a> {
+    /// The value looked up, as asked.
+    pub fn value(&self) -> &'a str {
+        match self {
+            Self::Email(value) | Self::Username(value) | Self::ExternalId(value) => value,
+        }
+    }
+}
+
 /// What signing in needs of a user.
 #[derive(Debug, Clone)]
 pub struct Credentials {

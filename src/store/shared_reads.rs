@@ -239,6 +239,11 @@ pub struct SharedReads {
     pub users_by_id: SharedRead<Uuid, User>,
     /// GetUserAccess.
     pub status_and_access: SharedRead<Uuid, StatusAndAccess>,
+    /// LookupUser, one kind of key each: the users of a value as asked
+    /// (trimmed).
+    pub users_by_email: SharedRead<String, Vec<User>>,
+    pub users_by_username: SharedRead<String, Vec<User>>,
+    pub users_by_external_id: SharedRead<String, Vec<User>>,
 }
 
 impl Default for SharedReads {
@@ -246,6 +251,9 @@ impl Default for SharedReads {
         Self {
             users_by_id: SharedRead::new(super::users::read_shared_by_id),
             status_and_access: SharedRead::new(super::groups::read_shared_status_and_access),
+            users_by_email: SharedRead::new(super::users::read_shared_by_email),
+            users_by_username: SharedRead::new(super::users::read_shared_by_username),
+            users_by_external_id: SharedRead::new(super::users::read_shared_by_external_id),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::{
     connections::read,
     map_constraint_violation,
     paging::{cut_to_page, estimated_total_size, start_after, total_size, FromWhere},
-    shared_reads::in_slots,
+    shared_reads::{in_slots, SLOTS},
     Pool, Transaction,
 };
 use crate::domain::{
@@ -370,6 +370,124 @@ pub async fn lookup<'e>(
         LookupKey::ExternalId(external_id) => matching!("external_id = $2", external_id),
     };
     Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// LookupUser's reads by email, shared by the calls that arrive together
+/// (`shared_reads`): the users of up to `SLOTS` emails, by email as asked.
+pub fn read_shared_by_email(
+    pool: &Pool,
+    organization_id: Uuid,
+    emails: Vec<String>,
+) -> BoxFuture<'_, Result<HashMap<String, Vec<User>>, sqlx::Error>> {
+    read_shared_lookup(pool, organization_id, emails, |value| {
+        LookupKey::Email(value)
+    })
+}
+
+/// As `read_shared_by_email`, by username.
+pub fn read_shared_by_username(
+    pool: &Pool,
+    organization_id: Uuid,
+    usernames: Vec<String>,
+) -> BoxFuture<'_, Result<HashMap<String, Vec<User>>, sqlx::Error>> {
+    read_shared_lookup(pool, organization_id, usernames, |value| {
+        LookupKey::Username(value)
+    })
+}
+
+/// As `read_shared_by_email`, by external id.
+pub fn read_shared_by_external_id(
+    pool: &Pool,
+    organization_id: Uuid,
+    external_ids: Vec<String>,
+) -> BoxFuture<'_, Result<HashMap<String, Vec<User>>, sqlx::Error>> {
+    read_shared_lookup(pool, organization_id, external_ids, |value| {
+        LookupKey::ExternalId(value)
+    })
+}
+
+fn read_shared_lookup(
+    pool: &Pool,
+    organization_id: Uuid,
+    values: Vec<String>,
+    key: for<'v> fn(&'v str) -> LookupKey<'v>,
+) -> BoxFuture<'_, Result<HashMap<String, Vec<User>>, sqlx::Error>> {
+    Box::pin(async move {
+        let keys: Vec<LookupKey<'_>> = values.iter().map(|value| key(value)).collect();
+        let found = read!(pool, |connection| {
+            lookup_in_slots(connection, organization_id, &keys).await
+        })?;
+        Ok(values.into_iter().zip(found).collect())
+    })
+}
+
+#[derive(FromRow)]
+struct SlotUserRow {
+    slot: i32,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+/// The users of up to `SLOTS` lookup keys of one kind, each key's as
+/// `lookup` finds them, in the order of `keys`; in a statement of exactly
+/// `SLOTS` parameters (unused slots are null and match nobody). PostgreSQL
+/// tells which key each user matched: its lowercasing is the one that
+/// counts, not Rust's.
+pub async fn lookup_in_slots(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+    keys: &[LookupKey<'_>],
+) -> Result<Vec<Vec<User>>, sqlx::Error> {
+    if let [key] = keys {
+        return Ok(vec![lookup(connection, organization_id, *key).await?]);
+    }
+    let Some(first) = keys.first() else {
+        return Ok(Vec::new());
+    };
+    assert!(keys.len() <= SLOTS, "{} lookup keys", keys.len());
+    let mut query =
+        sqlx::query_as::<_, SlotUserRow>(lookup_in_slots_sql(first)).bind(organization_id);
+    for slot in 0..SLOTS {
+        query = query.bind(keys.get(slot).map(|key| key.value().trim()));
+    }
+    let rows = query.fetch_all(connection).await?;
+    let mut found: Vec<Vec<User>> = keys.iter().map(|_| Vec::new()).collect();
+    for row in rows {
+        // Slots count from 1, and only those of `keys` match anybody.
+        found[row.slot as usize - 1].push(row.user.into());
+    }
+    Ok(found)
+}
+
+/// `lookup_in_slots`' statement for the kind of `key`: each slot's users
+/// as `lookup` reads them (its condition, order and limit).
+fn lookup_in_slots_sql(key: &LookupKey<'_>) -> &'static str {
+    fn statement(condition: &str) -> String {
+        let slots: Vec<String> = (1..=SLOTS)
+            .map(|slot| format!("({slot}, ${}::text)", slot + 1))
+            .collect();
+        format!(
+            "select k.slot, {USER_COLUMNS} from (values {}) as k (slot, value) \
+             cross join lateral (select * from users where users.organization_id = $1 and {condition} \
+             order by users.create_time, users.id limit 1000) as users \
+             order by k.slot, users.create_time, users.id",
+            slots.join(", ")
+        )
+    }
+    static EMAIL: OnceLock<String> = OnceLock::new();
+    static USERNAME: OnceLock<String> = OnceLock::new();
+    static EXTERNAL_ID: OnceLock<String> = OnceLock::new();
+    match key {
+        LookupKey::Email(_) => {
+            EMAIL.get_or_init(|| statement("lower(users.email) = lower(k.value)"))
+        }
+        LookupKey::Username(_) => {
+            USERNAME.get_or_init(|| statement("lower(users.username) = lower(k.value)"))
+        }
+        LookupKey::ExternalId(_) => {
+            EXTERNAL_ID.get_or_init(|| statement("users.external_id = k.value"))
+        }
+    }
 }
 
 /// Whether a user other than `except` has this email (ignoring case).

@@ -193,6 +193,37 @@ async fn the_statements_of_the_hot_reads_are_planned_once_per_connection() {
         assert_eq!(access.await.unwrap().len(), some.len());
         let found = store::users::find(&mut connection, organization, id).await;
         assert!(found.unwrap().is_some());
+        // LookupUser's, by each kind of key: emails, usernames in another
+        // case, external ids nobody has.
+        let values = |value: fn(usize) -> String| (1..=some.len()).map(value).collect::<Vec<_>>();
+        let emails = values(|i| format!("bulk{i}@acme.com"));
+        let usernames = values(|i| format!("BULK{i}"));
+        let external_ids = values(|i| format!("none-{i}"));
+        for (keys, each_finds) in [
+            (
+                emails
+                    .iter()
+                    .map(|v| LookupKey::Email(v))
+                    .collect::<Vec<_>>(),
+                1,
+            ),
+            (
+                usernames.iter().map(|v| LookupKey::Username(v)).collect(),
+                1,
+            ),
+            (
+                external_ids
+                    .iter()
+                    .map(|v| LookupKey::ExternalId(v))
+                    .collect(),
+                0,
+            ),
+        ] {
+            let found = store::users::lookup_in_slots(&mut connection, organization, &keys).await;
+            let found = found.unwrap();
+            assert_eq!(found.len(), keys.len());
+            assert!(found.iter().all(|users| users.len() == each_finds));
+        }
         let found = store::users::lookup(
             &mut connection,
             organization,
@@ -215,7 +246,7 @@ async fn the_statements_of_the_hot_reads_are_planned_once_per_connection() {
     .fetch_all(&mut connection)
     .await
     .unwrap();
-    assert_eq!(plans.len(), 7, "{plans:#?}");
+    assert_eq!(plans.len(), 10, "{plans:#?}");
     for (statement, generic, custom) in plans {
         assert!(generic + custom >= CALLS, "{statement}");
         // PostgreSQL plans five times before it compares with a kept plan.

@@ -21,9 +21,12 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{Bearer, RunningServer, TestApp},
+    helpers::{Authed, Bearer, RunningServer, TestApp},
     read_lane::{proxied, users_locked},
+    socket_proxy::SocketProxy,
 };
+
+type UsersClient = proto::user_service_client::UserServiceClient<Authed>;
 
 fn get(user_id: &str) -> proto::GetUserRequest {
     proto::GetUserRequest {
@@ -38,6 +41,33 @@ fn access(user_id: &str) -> proto::GetUserAccessRequest {
     }
 }
 
+/// A server whose statements all go through a proxy that counts them, its
+/// pool's connections all open, and clients of two organizations whose
+/// keys' first uses are written.
+async fn server_counting_statements(
+    app: &TestApp,
+    users: &[String],
+) -> (SocketProxy, RunningServer, UsersClient, UsersClient) {
+    let globex = app.create_organization("globex").await;
+    let foreign = Bearer::token(&app.create_api_key(globex, "viewer", &[Scope::Viewer]).await);
+    let (proxy, options) = proxied(app).await;
+    let pool = pool_options(8).connect_with(options).await.unwrap();
+    let server = RunningServer::start(&pool, &app.mail, |settings| settings.delivery = None).await;
+    let (mut ours, mut theirs) = (server.users(app.as_admin()), server.users(foreign));
+    ours.get_user(get(&users[0])).await.unwrap();
+    theirs.get_user(get(&users[0])).await.unwrap_err();
+    // Every connection of the pool opened (their setup is statements too).
+    join_all((0..64).map(|n| {
+        let mut ours = ours.clone();
+        let id = users[n % users.len()].clone();
+        async move { ours.get_user_access(access(&id)).await.unwrap() }
+    }))
+    .await;
+    // The keys' first uses are written within a second; then the reads alone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (proxy, server, ours, theirs)
+}
+
 #[tokio::test]
 async fn reads_that_arrive_together_share_statements_and_each_gets_its_own_answer() {
     let app = TestApp::spawn().await;
@@ -50,24 +80,7 @@ async fn reads_that_arrive_together_share_statements_and_each_gets_its_own_answe
                 .id,
         );
     }
-    let globex = app.create_organization("globex").await;
-    let foreign = Bearer::token(&app.create_api_key(globex, "viewer", &[Scope::Viewer]).await);
-    // Every statement of the server through a proxy that counts them.
-    let (proxy, options) = proxied(&app).await;
-    let pool = pool_options(8).connect_with(options).await.unwrap();
-    let server = RunningServer::start(&pool, &app.mail, |settings| settings.delivery = None).await;
-    let (mut ours, mut theirs) = (server.users(app.as_admin()), server.users(foreign));
-    ours.get_user(get(&ids[0])).await.unwrap();
-    theirs.get_user(get(&ids[0])).await.unwrap_err();
-    // Every connection of the pool opened (their setup is statements too).
-    join_all((0..64).map(|n| {
-        let mut ours = ours.clone();
-        let id = ids[n % ids.len()].clone();
-        async move { ours.get_user_access(access(&id)).await.unwrap() }
-    }))
-    .await;
-    // The keys' first uses are written within a second; then the reads alone.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (proxy, _server, ours, theirs) = server_counting_statements(&app, &ids).await;
 
     // The users table locked: the first statements wait in PostgreSQL while
     // every other call arrives.
@@ -174,5 +187,90 @@ async fn a_read_after_a_write_sees_it_while_other_calls_read_the_same_user() {
     stop.store(true, Ordering::Relaxed);
     for reader in readers {
         reader.await.unwrap();
+    }
+}
+
+fn lookup(key: proto::lookup_user_request::Key) -> proto::LookupUserRequest {
+    proto::LookupUserRequest { key: Some(key) }
+}
+
+/// LookupUser shares statements by kind of key: each call gets the users of
+/// its own value, as PostgreSQL matches it (case ignored for emails and
+/// usernames), oldest first, and another organization's call none of ours.
+#[tokio::test]
+async fn lookups_that_arrive_together_share_statements_and_each_gets_its_own_users() {
+    use proto::lookup_user_request::Key;
+    let app = TestApp::spawn().await;
+    app.allow_duplicate_emails().await;
+    let mut people = Vec::new();
+    for n in 0..12 {
+        let email = format!("lookup.{n}@acme.com");
+        let user = app.create_user("Ana", &format!("Lookup {n}"), &email).await;
+        sqlx::query("update users set external_id = $1 where id = $2::uuid")
+            .bind(format!("HR-{n}"))
+            .bind(&user.id)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        people.push((email, user.id));
+    }
+    let mut twins = Vec::new();
+    for n in 0..2 {
+        let username = format!("twin.{n}");
+        let user = app.create_named_user("Twin", "Shared", &username, "twins@acme.com");
+        twins.push(user.await.id);
+    }
+    let ids: Vec<String> = people.iter().map(|(_, id)| id.clone()).collect();
+    let (proxy, _server, ours, theirs) = server_counting_statements(&app, &ids).await;
+
+    // Each lookup and the ids it must answer, oldest first.
+    let mut asked: Vec<(Key, Vec<String>)> = Vec::new();
+    for (n, (email, id)) in people.iter().enumerate() {
+        asked.push((Key::Email(email.clone()), vec![id.clone()]));
+        let shouted = format!(" {} ", email.to_uppercase());
+        asked.push((Key::Email(shouted), vec![id.clone()]));
+        // The username is the email, unless given.
+        let username = email.replace("lookup", "LookUp");
+        asked.push((Key::Username(username), vec![id.clone()]));
+        asked.push((Key::ExternalId(format!("HR-{n}")), vec![id.clone()]));
+    }
+    asked.push((Key::Email("TWINS@acme.com".into()), twins.clone()));
+    asked.push((Key::Username("Twin.1".into()), twins[1..].to_vec()));
+    asked.push((Key::Email("nobody@acme.com".into()), Vec::new()));
+    asked.push((Key::ExternalId("hr-1".into()), Vec::new()));
+
+    // Twice: the first round also prepares the statements on the
+    // connections, which the proxy would count.
+    for round in ["preparing", "counted"] {
+        let lock = users_locked(&app).await;
+        let before = proxy.syncs();
+        let ours = join_all(asked.iter().map(|(key, _)| {
+            let mut ours = ours.clone();
+            async move { ours.lookup_user(lookup(key.clone())).await }
+        }));
+        let theirs = join_all(people.iter().take(4).map(|(email, _)| {
+            let mut theirs = theirs.clone();
+            async move { theirs.lookup_user(lookup(Key::Email(email.clone()))).await }
+        }));
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            lock.rollback().await.unwrap();
+        };
+        let (ours, theirs, ()) = tokio::join!(ours, theirs, release);
+        let syncs = proxy.syncs() - before;
+
+        let calls = ours.len() + theirs.len();
+        for ((key, expected), answer) in asked.iter().zip(ours) {
+            let found = answer.unwrap().into_inner().users;
+            let found: Vec<String> = found.into_iter().map(|user| user.id).collect();
+            assert_eq!(&found, expected, "{key:?}");
+        }
+        for answer in theirs {
+            assert!(answer.unwrap().into_inner().users.is_empty());
+        }
+        // A statement each would be 57.
+        if round == "counted" {
+            assert!(syncs <= calls / 3, "{syncs} statements for {calls} calls");
+        }
     }
 }

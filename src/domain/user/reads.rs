@@ -29,9 +29,16 @@ pub async fn lookup_users(
     organization_id: Uuid,
     key: LookupKey<'_>,
 ) -> Result<Vec<User>, DomainError> {
-    Ok(read!(pool, |connection| {
-        store::users::lookup(connection, organization_id, key).await
-    })?)
+    let reads = pool.shared_reads();
+    let (shared, value) = match key {
+        LookupKey::Email(value) => (&reads.users_by_email, value),
+        LookupKey::Username(value) => (&reads.users_by_username, value),
+        LookupKey::ExternalId(value) => (&reads.users_by_external_id, value),
+    };
+    let found = shared
+        .read(pool, organization_id, value.trim().to_owned())
+        .await?;
+    Ok(found.unwrap_or_default())
 }
 
 /// The users found, in the order asked, and the ids of those not found.
