@@ -149,17 +149,26 @@ pub async fn estimated_total_size(
     pool: &Pool,
     push_from_where: impl FromWhere,
 ) -> Result<TotalSize, sqlx::Error> {
+    let estimate = estimated_rows(pool, push_from_where).await?;
+    Ok(TotalSize {
+        value: estimate.max(EXACT_COUNT_LIMIT + 1),
+        estimated: true,
+    })
+}
+
+/// How many rows the planner expects `push_from_where` to find (it plans,
+/// it does not run).
+pub async fn estimated_rows(
+    pool: &Pool,
+    push_from_where: impl FromWhere,
+) -> Result<i64, sqlx::Error> {
     let mut explain = QueryBuilder::new("explain (format json) select 1 ");
     push_from_where(&mut explain);
     let plan: serde_json::Value = explain
         .build_query_scalar()
         .fetch_one(&mut *pool.acquire().await?)
         .await?;
-    let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or_default() as i64;
-    Ok(TotalSize {
-        value: estimate.max(EXACT_COUNT_LIMIT + 1),
-        estimated: true,
-    })
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or_default() as i64)
 }
 
 #[cfg(test)]

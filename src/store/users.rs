@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::{
     connections::read,
     map_constraint_violation,
-    paging::{cut_to_page, estimated_total_size, start_after, total_size, FromWhere},
+    paging::{
+        cut_to_page, estimated_rows, estimated_total_size, start_after, total_size, FromWhere,
+    },
     shared_reads::{in_slots, SLOTS},
     Pool, Transaction,
 };
@@ -620,19 +622,51 @@ fn push_user_filters(
     organization_id: Uuid,
     filter: &UserFilter,
 ) {
+    push_filters(query, organization_id, filter, true);
+}
+
+/// `push_user_filters` for the planner's estimate of how many match: without
+/// the conditions that only spare work (it would count them as more
+/// selective, and estimate far too few).
+fn push_user_filters_as_estimated(
+    query: &mut QueryBuilder<'static, Postgres>,
+    organization_id: Uuid,
+    filter: &UserFilter,
+) {
+    push_filters(query, organization_id, filter, false);
+}
+
+fn push_filters(
+    query: &mut QueryBuilder<'static, Postgres>,
+    organization_id: Uuid,
+    filter: &UserFilter,
+    sparing: bool,
+) {
     query
         .push(" from users where users.organization_id = ")
         .push_bind(organization_id);
-    push_search_terms(query, filter);
+    push_search_terms(query, filter, sparing);
     push_state_filters(query, filter);
     push_membership_filters(query, filter);
 }
 
 /// The words of `query`: each a start of a word or a part of the search key.
-fn push_search_terms(query: &mut QueryBuilder<'static, Postgres>, filter: &UserFilter) {
+fn push_search_terms(
+    query: &mut QueryBuilder<'static, Postgres>,
+    filter: &UserFilter,
+    sparing: bool,
+) {
     let terms = filter.query_terms();
     for start in terms.word_starts {
-        // A start holds letters and digits only: nothing to escape.
+        // A start holds letters and digits only: nothing to escape. The
+        // LIKE of two characters, cheaper than the expression, spares it
+        // most rows and leads the planner to the index (of one character
+        // it spares few).
+        if sparing && start.chars().count() == 2 {
+            query
+                .push(" and users.search_key like ")
+                .push_bind(format!("%{start}%"));
+        }
         query
             .push(" and users.search_key ~ ")
             .push_bind(format!("{WORD_START}{start}"));
@@ -737,12 +771,28 @@ pub async fn list(
     };
     let (mut rows, total_size) = match few_matches {
         FewMatches::Page(rows, total_size) => (rows, total_size),
-        FewMatches::TooMany => {
-            let total_size = estimated_total_size(pool, &push_from_where).await?;
-            (
-                page_of_many_matches(pool, organization_id, filter, order, &after, page).await?,
-                total_size,
-            )
+        FewMatches::TooMany { page_bound } => {
+            let estimate_filter = filter.clone();
+            let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
+                push_user_filters_as_estimated(query, organization_id, &estimate_filter);
+            };
+            let total_size = estimated_total_size(pool, push_estimated).await?;
+            let bound = match page_bound {
+                Some(bound) if order == UserOrder::LastName => {
+                    far_in_last_name_order(pool, organization_id, bound).await?
+                }
+                _ => None,
+            };
+            let rows = match bound {
+                Some(bound) => {
+                    page_by_last_name_below(pool, organization_id, filter, &after, page, bound)
+                        .await?
+                }
+                None => {
+                    page_of_many_matches(pool, organization_id, filter, order, &after, page).await?
+                }
+            };
+            (rows, total_size)
         }
         FewMatches::NotTried => {
             // Filters without words: the planner's choice, as ever.
@@ -773,8 +823,10 @@ pub async fn list(
 enum FewMatches {
     /// The page, and how many matched in all (exact).
     Page(Vec<UserRow>, TotalSize),
-    /// More than the exact count's limit.
-    TooMany,
+    /// More than the exact count's limit. The page of the matches
+    /// collected ended at `page_bound` (by last name) when it was full: the
+    /// real page ends there or before.
+    TooMany { page_bound: Option<String> },
     /// Not a search; or a page after the end, which tells no count.
     NotTried,
 }
@@ -829,7 +881,12 @@ async fn page_of_few_matches(
         (None, Some(_)) => return Ok(FewMatches::NotTried),
     };
     if matched > EXACT_COUNT_LIMIT {
-        return Ok(FewMatches::TooMany);
+        let full = rows.len() as i64 == page.size.fetch_limit();
+        let page_bound = rows
+            .last()
+            .filter(|_| full)
+            .map(|last| last.user.last_name_key.clone());
+        return Ok(FewMatches::TooMany { page_bound });
     }
     let total_size = TotalSize {
         value: matched,
@@ -847,9 +904,8 @@ async fn page_of_few_matches(
 /// a few thousand rows. Sorting is turned off for that statement so the
 /// planner walks even where it would sort: its estimate for a LIKE pattern
 /// shrinks with the pattern's length, so a common email domain looked rare
-/// to it. By last name the planner chooses: a walk there visits rows all
-/// over the table, and is slow when the matches gather late in the order
-/// (a common surname); collecting and sorting them all is no better.
+/// to it. By last name the planner chooses, when no page bound is known
+/// (`page_by_last_name_below` serves the others).
 async fn page_of_many_matches(
     pool: &Pool,
     organization_id: Uuid,
@@ -875,6 +931,91 @@ async fn page_of_many_matches(
     Ok(rows)
 }
 
+/// Users sorted before the bound past which walking the last-name index
+/// costs more than reading the page below the bound.
+const WALK_AT_MOST: i64 = 10_000;
+
+/// `bound_key` when the planner expects more than `WALK_AT_MOST` users of
+/// the organization to sort before it: a walk of the last-name index would
+/// read them all before the page (a common surname late in the order). With
+/// the bound early (the matches spread over the order) the walk soon meets
+/// a page, and costs less than the index of trigrams finding it again.
+async fn far_in_last_name_order(
+    pool: &Pool,
+    organization_id: Uuid,
+    bound_key: String,
+) -> Result<Option<String>, sqlx::Error> {
+    let key = bound_key.clone();
+    let sorted_before = estimated_rows(pool, move |query: &mut QueryBuilder<'static, Postgres>| {
+        query
+            .push(" from users where users.organization_id = ")
+            .push_bind(organization_id)
+            .push(" and users.last_name_key < ")
+            .push_bind(key.clone());
+    })
+    .await?;
+    Ok((sorted_before > WALK_AT_MOST).then_some(bound_key))
+}
+
+/// A search's page by last name when more than 10,000 users match, given
+/// `bound_key`: the last name of the last user of a full page among some of
+/// the matches, so a page of matches sorts at or before it. The page is then the
+/// first of the matches whose last name sorts before the bound's, which the
+/// index of last names and trigrams finds without reading the users that
+/// do not match, and of the first matches with the bound's last name, a
+/// walk of the last-name index from its start. Walking that index from the
+/// beginning instead reads every user sorted before the matches: two
+/// seconds for a surname a tenth of a million users share.
+async fn page_by_last_name_below(
+    pool: &Pool,
+    organization_id: Uuid,
+    filter: &UserFilter,
+    after: &Option<Position>,
+    page: &PageRequest,
+    bound_key: String,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    // Materialized: inlined, the planner walks the last-name index again.
+    let mut query =
+        QueryBuilder::new("with before as materialized (select users.id, users.last_name_key");
+    push_user_filters(&mut query, organization_id, filter);
+    if let Some(Position::LastName(key, _)) = after {
+        // A range the index reads; the row comparison is not one.
+        query
+            .push(" and users.last_name_key >= ")
+            .push_bind(key.clone());
+    }
+    push_after(&mut query, after);
+    query
+        .push(" and users.last_name_key < ")
+        .push_bind(bound_key.clone())
+        .push("), at as not materialized (select users.id, users.last_name_key");
+    push_user_filters(&mut query, organization_id, filter);
+    push_after(&mut query, after);
+    query
+        .push(" and users.last_name_key = ")
+        .push_bind(bound_key)
+        .push(order_by(UserOrder::LastName))
+        .push(" limit ")
+        .push_bind(page.size.fetch_limit())
+        .push(
+            "), page as (select * from before union all select * from at \
+             order by last_name_key, id limit ",
+        )
+        .push_bind(page.size.fetch_limit())
+        .push(format!(
+            ") select {USER_COLUMNS} from page join users on users.organization_id = "
+        ))
+        .push_bind(organization_id)
+        .push(" and users.id = page.id")
+        .push(order_by(UserOrder::LastName));
+    // Planned for its own values every time, like the searches above.
+    query
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(&mut *pool.acquire().await?)
+        .await
+}
+
 /// The keyset condition after `after`, the order, and the limit of a page.
 fn push_page(
     query: &mut QueryBuilder<'static, Postgres>,
@@ -882,6 +1023,13 @@ fn push_page(
     after: &Option<Position>,
     page: &PageRequest,
 ) {
+    push_after(query, after);
+    query.push(order_by(order));
+    query.push(" limit ").push_bind(page.size.fetch_limit());
+}
+
+/// The keyset condition: users after `after` in its order.
+fn push_after(query: &mut QueryBuilder<'static, Postgres>, after: &Option<Position>) {
     match after.clone() {
         Some(Position::Created(time, id)) => {
             query
@@ -901,8 +1049,6 @@ fn push_page(
         }
         None => {}
     }
-    query.push(order_by(order));
-    query.push(" limit ").push_bind(page.size.fetch_limit());
 }
 
 fn order_by(order: UserOrder) -> &'static str {

@@ -125,3 +125,80 @@ async fn total_size_is_exact_up_to_ten_thousand_then_an_estimate() {
     let exact = list("user10000", "", String::new()).await;
     assert_eq!((exact.total_size, exact.total_size_estimated), (1, false));
 }
+
+/// By last name past 10,000 matches, the page comes from below a bound the
+/// first pass found among some of the matches: the matches it did not see
+/// still come first when they sort first (here the 30 written last, whose
+/// email alone matches), users that do not match never, and the pages
+/// follow each other over ties of the bound's last name without a gap.
+#[tokio::test]
+async fn many_matches_by_last_name_page_in_order_however_they_lie() {
+    let app = TestApp::spawn().await;
+    // Written in one statement each, in this order on disk: the matches
+    // the first pass collects first are all Silvas.
+    for (last, key, email, count) in [
+        ("Silva", "silva", "silva", 10_500),
+        // Past 10,000 before the matches: a walk from the start would be slow.
+        ("Barros", "barros", "barros", 12_000),
+        ("Silvano", "silvano", "silvano", 20),
+        ("Almeida", "almeida", "almeida.silva", 30),
+    ] {
+        sqlx::query(
+            "insert into users (organization_id, id, first_name, last_name, email, username, search_key, last_name_key) \
+             select $1, gen_random_uuid(), 'Bulk', $2, $4 || i || '@bulk.test', $4 || i || '@bulk.test', \
+                    'bulk ' || $3 || ' ' || $4 || i || '@bulk.test ' || $4 || i || '@bulk.test', $3 \
+             from generate_series(1, $5) as i",
+        )
+        .bind(app.organization_id)
+        .bind(last)
+        .bind(key)
+        .bind(email)
+        .bind(count)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("analyze users")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let expected: Vec<String> = sqlx::query_scalar(
+        "select id::text from users where organization_id = $1 and search_key like '%silva%' \
+         order by last_name_key, id",
+    )
+    .bind(app.organization_id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(expected.len(), 10_550);
+
+    let mut users = app.users(app.as_admin());
+    let (mut seen, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let page = users
+            .list_users(proto::ListUsersRequest {
+                query: "silva".into(),
+                order_by: "last_name".into(),
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if seen.is_empty() {
+            assert!(page.total_size_estimated);
+            assert_eq!(page.users[0].last_name, "Almeida");
+        }
+        seen.extend(page.users.into_iter().map(|user| user.id));
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), expected.len());
+    assert!(
+        seen == expected,
+        "the pages differ from the matches in order"
+    );
+}
