@@ -26,6 +26,7 @@ use super::{
     error::is_connection_lost,
     read_lane::{Lent, ReadLane},
     shared_reads::SharedReads,
+    users::CommonTrigrams,
     Transaction,
 };
 use crate::database_hosts::{place, DatabaseHosts};
@@ -43,6 +44,8 @@ pub struct Pool {
     waiting: Arc<AtomicUsize>,
     /// The point reads concurrent calls share a statement for.
     shared_reads: Arc<SharedReads>,
+    /// What searches learnt of each organization's users.
+    common_trigrams: Arc<CommonTrigrams>,
     /// The hosts of a multi-host DATABASE_URL, when there is a choice, and
     /// when the pool last moved between them.
     hosts: Option<(Arc<DatabaseHosts>, Arc<HostMoves>)>,
@@ -55,6 +58,7 @@ impl From<PgPool> for Pool {
             pool,
             waiting: Arc::default(),
             shared_reads: Arc::default(),
+            common_trigrams: Arc::default(),
             hosts: None,
         }
     }
@@ -93,6 +97,10 @@ impl Pool {
 
     pub fn shared_reads(&self) -> &SharedReads {
         &self.shared_reads
+    }
+
+    pub fn common_trigrams(&self) -> &CommonTrigrams {
+        &self.common_trigrams
     }
 
     /// Callers waiting for a connection now.

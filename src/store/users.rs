@@ -1,5 +1,7 @@
 mod conditions;
+pub mod rare_parts;
 pub(crate) use conditions::{like_escape, push_text_comparison};
+pub use rare_parts::CommonTrigrams;
 
 use std::{collections::HashMap, sync::OnceLock};
 
@@ -617,12 +619,17 @@ fn is_plain_domain(domain: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
 }
 
+/// Search words the index is asked a rare piece of (`rare_parts`): the
+/// piece of each.
+type RareParts = HashMap<String, String>;
+
 fn push_user_filters(
     query: &mut QueryBuilder<'static, Postgres>,
     organization_id: Uuid,
     filter: &UserFilter,
+    rare: &RareParts,
 ) {
-    push_filters(query, organization_id, filter, true);
+    push_filters(query, organization_id, filter, Some(rare));
 }
 
 /// `push_user_filters` for the planner's estimate of how many match: without
@@ -633,14 +640,14 @@ fn push_user_filters_as_estimated(
     organization_id: Uuid,
     filter: &UserFilter,
 ) {
-    push_filters(query, organization_id, filter, false);
+    push_filters(query, organization_id, filter, None);
 }
 
 fn push_filters(
     query: &mut QueryBuilder<'static, Postgres>,
     organization_id: Uuid,
     filter: &UserFilter,
-    sparing: bool,
+    sparing: Option<&RareParts>,
 ) {
     query
         .push(" from users where users.organization_id = ")
@@ -650,11 +657,13 @@ fn push_filters(
     push_membership_filters(query, filter);
 }
 
-/// The words of `query`: each a start of a word or a part of the search key.
+/// The words of `query`: each a start of a word or a part of the search
+/// key. `sparing`: with the conditions that spare work, and the rare pieces
+/// of words; `None` for the planner's estimate.
 fn push_search_terms(
     query: &mut QueryBuilder<'static, Postgres>,
     filter: &UserFilter,
-    sparing: bool,
+    sparing: Option<&RareParts>,
 ) {
     let terms = filter.query_terms();
     for start in terms.word_starts {
@@ -662,7 +671,7 @@ fn push_search_terms(
         // LIKE of two characters, cheaper than the expression, spares it
         // most rows and leads the planner to the index (of one character
         // it spares few).
-        if sparing && start.chars().count() == 2 {
+        if sparing.is_some() && start.chars().count() == 2 {
             query
                 .push(" and users.search_key like ")
                 .push_bind(format!("%{start}%"));
@@ -672,6 +681,17 @@ fn push_search_terms(
             .push_bind(format!("{WORD_START}{start}"));
     }
     for part in &terms.parts {
+        if let Some(piece) = sparing.and_then(|rare| rare.get(part)) {
+            // The piece for the index, the whole word on the rows it finds.
+            let escaped = conditions::like_escape(piece);
+            query
+                .push(" and users.search_key like ")
+                .push_bind(format!("%{escaped}%"))
+                .push(" and strpos(users.search_key, ")
+                .push_bind(part.clone())
+                .push(") > 0");
+            continue;
+        }
         let escaped = conditions::like_escape(part);
         query
             .push(" and users.search_key like ")
@@ -760,9 +780,10 @@ pub async fn list(
     // matches however few they are; the planner, which estimates a domain
     // over all organizations, would walk the order's index instead.
     let searching = !filter.query_words.is_empty() || filter.public_email_domain == Some(true);
-    let owned_filter = filter.clone();
+    let rare = rare_parts_of(pool, organization_id, filter);
+    let (owned_filter, owned_rare) = (filter.clone(), rare.clone());
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
-        push_user_filters(query, organization_id, &owned_filter);
+        push_user_filters(query, organization_id, &owned_filter, &owned_rare);
     };
     let few_matches = if searching {
         page_of_few_matches(pool, organization_id, &push_from_where, order, &after, page).await?
@@ -785,11 +806,12 @@ pub async fn list(
             };
             let rows = match bound {
                 Some(bound) => {
-                    page_by_last_name_below(pool, organization_id, filter, &after, page, bound)
-                        .await?
+                    let search = (organization_id, filter, &rare);
+                    page_by_last_name_below(pool, search, &after, page, bound).await?
                 }
                 None => {
-                    page_of_many_matches(pool, organization_id, filter, order, &after, page).await?
+                    let search = (organization_id, filter, &rare);
+                    page_of_many_matches(pool, search, order, &after, page).await?
                 }
             };
             (rows, total_size)
@@ -908,14 +930,13 @@ async fn page_of_few_matches(
 /// (`page_by_last_name_below` serves the others).
 async fn page_of_many_matches(
     pool: &Pool,
-    organization_id: Uuid,
-    filter: &UserFilter,
+    (organization_id, filter, rare): Searched<'_>,
     order: UserOrder,
     after: &Option<Position>,
     page: &PageRequest,
 ) -> Result<Vec<UserRow>, sqlx::Error> {
     let mut query = QueryBuilder::new(format!("select {USER_COLUMNS}"));
-    push_user_filters(&mut query, organization_id, filter);
+    push_user_filters(&mut query, organization_id, filter, rare);
     push_page(&mut query, order, after, page);
     // Planned for its own values every time, like the searches above.
     let query = query.build_query_as().persistent(false);
@@ -929,6 +950,29 @@ async fn page_of_many_matches(
     let rows = query.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(rows)
+}
+
+/// A search of many matches: the organization, the filter and the rare
+/// pieces of its words.
+type Searched<'a> = (Uuid, &'a UserFilter, &'a RareParts);
+
+/// The rare piece of each search word that has one, where the
+/// organization's common trigrams are known (`rare_parts`).
+fn rare_parts_of(pool: &Pool, organization_id: Uuid, filter: &UserFilter) -> RareParts {
+    let parts = filter.query_terms().parts;
+    if !parts
+        .iter()
+        .any(|part| part.chars().any(|c| !c.is_alphanumeric()))
+    {
+        return RareParts::new();
+    }
+    let Some(common) = pool.common_trigrams().of(pool, organization_id) else {
+        return RareParts::new();
+    };
+    parts
+        .into_iter()
+        .filter_map(|part| rare_parts::rare_part(&part, &common).map(|piece| (part, piece)))
+        .collect()
 }
 
 /// Users sorted before the bound past which walking the last-name index
@@ -968,8 +1012,7 @@ async fn far_in_last_name_order(
 /// seconds for a surname a tenth of a million users share.
 async fn page_by_last_name_below(
     pool: &Pool,
-    organization_id: Uuid,
-    filter: &UserFilter,
+    (organization_id, filter, rare): Searched<'_>,
     after: &Option<Position>,
     page: &PageRequest,
     bound_key: String,
@@ -977,7 +1020,7 @@ async fn page_by_last_name_below(
     // Materialized: inlined, the planner walks the last-name index again.
     let mut query =
         QueryBuilder::new("with before as materialized (select users.id, users.last_name_key");
-    push_user_filters(&mut query, organization_id, filter);
+    push_user_filters(&mut query, organization_id, filter, rare);
     if let Some(Position::LastName(key, _)) = after {
         // A range the index reads; the row comparison is not one.
         query
@@ -989,7 +1032,7 @@ async fn page_by_last_name_below(
         .push(" and users.last_name_key < ")
         .push_bind(bound_key.clone())
         .push("), at as not materialized (select users.id, users.last_name_key");
-    push_user_filters(&mut query, organization_id, filter);
+    push_user_filters(&mut query, organization_id, filter, rare);
     push_after(&mut query, after);
     query
         .push(" and users.last_name_key = ")
@@ -1350,7 +1393,7 @@ pub async fn export_page(
                    join groups g on g.organization_id = m.organization_id and g.id = m.group_id \
                    where m.organization_id = users.organization_id and m.user_id = users.id), '') as groups",
     ));
-    push_user_filters(&mut query, organization_id, filter);
+    push_user_filters(&mut query, organization_id, filter, &RareParts::new());
     if let Some(after) = after {
         query.push(" and users.id > ").push_bind(after);
     }

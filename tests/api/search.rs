@@ -172,33 +172,84 @@ async fn many_matches_by_last_name_page_in_order_however_they_lie() {
     .unwrap();
     assert_eq!(expected.len(), 10_550);
 
-    let mut users = app.users(app.as_admin());
-    let (mut seen, mut page_token) = (Vec::new(), String::new());
-    loop {
-        let page = users
-            .list_users(proto::ListUsersRequest {
-                query: "silva".into(),
-                order_by: "last_name".into(),
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if seen.is_empty() {
-            assert!(page.total_size_estimated);
-            assert_eq!(page.users[0].last_name, "Almeida");
-        }
-        seen.extend(page.users.into_iter().map(|user| user.id));
-        page_token = page.next_page_token;
-        if page_token.is_empty() {
-            break;
-        }
-    }
+    let pages = every_page_by_last_name(&app, "silva").await;
+    assert!(pages[0].total_size_estimated);
+    assert_eq!(pages[0].users[0].last_name, "Almeida");
+    let seen: Vec<String> = pages
+        .into_iter()
+        .flat_map(|page| page.users)
+        .map(|user| user.id)
+        .collect();
     assert_eq!(seen.len(), expected.len());
     assert!(
         seen == expected,
         "the pages differ from the matches in order"
     );
+}
+
+/// A word such as an email domain asks the index for its rare piece once
+/// the organization's users are sampled ("-3." here: "example" and "com"
+/// are in every key), and finds exactly the users the whole word does.
+#[tokio::test]
+async fn a_word_of_common_pieces_is_found_by_its_rare_one_with_the_same_users() {
+    let app = TestApp::spawn().await;
+    sqlx::query(
+        "insert into users (organization_id, id, first_name, last_name, email, username, search_key, last_name_key) \
+         select $1, gen_random_uuid(), 'Bulk', 'User' || i, 'bulk' || i || '@example-' || i % 7 || '.com', \
+                'bulk' || i || '@example-' || i % 7 || '.com', \
+                'bulk user' || i || ' bulk' || i || '@example-' || i % 7 || '.com', 'user' || i \
+         from generate_series(1, 30000) as i",
+    )
+    .bind(app.organization_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let pool = roster::store::Pool::from(app.pool.clone());
+    let shares = roster::store::users::rare_parts::sample(&pool, app.organization_id)
+        .await
+        .unwrap()
+        .expect("enough users sampled");
+    let piece = roster::store::users::rare_parts::rare_part("example-3.com", &shares);
+    assert_eq!(piece.as_deref(), Some("-3."), "shares: {shares:?}");
+
+    let expected: Vec<String> = sqlx::query_scalar(
+        "select first_name || last_name from users where organization_id = $1 \
+         and strpos(search_key, 'example-3.com') > 0 order by last_name_key, id",
+    )
+    .bind(app.organization_id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(expected.len(), 4286);
+    // The first search samples in the background; the next ones use it.
+    for _ in 0..3 {
+        let mut found = Vec::new();
+        for page in every_page_by_last_name(&app, "EXAMPLE-3.COM").await {
+            assert_eq!((page.total_size, page.total_size_estimated), (4286, false));
+            found.extend(page.users.into_iter().map(|u| u.first_name + &u.last_name));
+        }
+        assert!(found == expected, "{} users found", found.len());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+/// Every page of 1,000 of a search by last name, in turn.
+async fn every_page_by_last_name(app: &TestApp, query: &str) -> Vec<proto::ListUsersResponse> {
+    let mut users = app.users(app.as_admin());
+    let (mut pages, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let request = proto::ListUsersRequest {
+            query: query.into(),
+            order_by: "last_name".into(),
+            page_size: 1000,
+            page_token,
+            ..Default::default()
+        };
+        let page = users.list_users(request).await.unwrap().into_inner();
+        page_token = page.next_page_token.clone();
+        pages.push(page);
+        if page_token.is_empty() {
+            return pages;
+        }
+    }
 }

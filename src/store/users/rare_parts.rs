@@ -1,0 +1,283 @@
+//! A search word such as "example-42.com" asks the trigram index for every
+//! trigram it holds, and "com", "exa", "amp"… are in nearly every user's
+//! key: reading their lists is most of the search's cost. The index is asked
+//! instead for the piece of the word whose trigrams are rare in the
+//! organization ("-42."), and the whole word is checked on the rows it
+//! finds (`strpos`), which matches exactly the users the word does. Which
+//! trigrams are common is learnt from a sample of the organization's users,
+//! kept for a while and taken again in the background.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use uuid::Uuid;
+
+use crate::store::Pool;
+
+/// Trigrams in less than this share of the sampled users count as absent.
+const LEAST_SHARE: f64 = 0.005;
+/// Below this many users in the sample nothing is known (a small
+/// organization searches fast anyway).
+const LEAST_SAMPLED: i64 = 200;
+/// How long a sample is used before another is taken.
+const SAMPLE_FOR: Duration = Duration::from_secs(600);
+/// What rechecking a row the index found costs, against reading one entry
+/// of a trigram's list.
+const RECHECK_COST: f64 = 20.0;
+
+/// Each trigram's share of an organization's users (those under
+/// `LEAST_SHARE` left out).
+pub type Shares = HashMap<String, f64>;
+
+/// The piece of `word` to ask the index for instead of the whole word: a
+/// run of letters and digits with the separators around it, the one the
+/// index answers at least cost, when that is under half the whole word's.
+/// `None`: no piece is that much cheaper, or the piece is all of it.
+///
+/// The trigrams are pg_trgm's: a run's letters padded with two spaces
+/// before and one after where a separator stands there, so a piece's are a
+/// subset of the word's. Its cost: the entries of its trigrams' lists the
+/// index reads, and the rows it finds, at most those of its rarest trigram.
+pub fn rare_part(word: &str, shares: &Shares) -> Option<String> {
+    let characters: Vec<char> = word.chars().collect();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < characters.len() {
+        if !characters[start].is_alphanumeric() {
+            start += 1;
+            continue;
+        }
+        let mut end = start;
+        while end < characters.len() && characters[end].is_alphanumeric() {
+            end += 1;
+        }
+        let run: String = characters[start..end].iter().collect();
+        let (before, after) = (start > 0, end < characters.len());
+        let from = if before { start - 1 } else { start };
+        let to = if after { end + 1 } else { end };
+        pieces.push((
+            characters[from..to].iter().collect::<String>(),
+            run.is_ascii().then(|| trigrams(&run, before, after)),
+        ));
+        start = end;
+    }
+    // Non-ASCII trigrams are hashed by pg_trgm: not comparable here, and
+    // the whole word's cost unknown.
+    let whole: Vec<Vec<String>> = pieces
+        .iter()
+        .map(|(_, trigrams)| trigrams.clone())
+        .collect::<Option<_>>()?;
+    let whole_cost = cost(&whole.concat(), shares);
+    pieces
+        .into_iter()
+        .filter(|(piece, _)| piece != word)
+        .filter_map(|(piece, trigrams)| Some((cost(&trigrams?, shares), piece)))
+        .filter(|(piece_cost, _)| *piece_cost < whole_cost / 2.0)
+        .min_by(|(a, _), (b, _)| a.total_cmp(b))
+        .map(|(_, piece)| piece)
+}
+
+fn cost(trigrams: &[String], shares: &Shares) -> f64 {
+    let share = |trigram: &String| shares.get(trigram).copied().unwrap_or(0.0);
+    let read: f64 = trigrams.iter().map(share).sum();
+    let found = trigrams.iter().map(share).fold(1.0, f64::min);
+    // Of two alike, the one of more trigrams: it finds fewer rows.
+    read + RECHECK_COST * found - 1e-9 * trigrams.len() as f64
+}
+
+/// pg_trgm's trigrams of a run of a LIKE pattern's text, lowercased: padded
+/// where a separator stands before (two spaces) or after (one).
+fn trigrams(run: &str, separator_before: bool, separator_after: bool) -> Vec<String> {
+    let mut padded = String::new();
+    if separator_before {
+        padded.push_str("  ");
+    }
+    padded.push_str(&run.to_lowercase());
+    if separator_after {
+        padded.push(' ');
+    }
+    let characters: Vec<char> = padded.chars().collect();
+    characters
+        .windows(3)
+        .map(|window| window.iter().collect())
+        .collect()
+}
+
+/// The trigrams' shares of each organization that searched, as last sampled.
+#[derive(Default)]
+pub struct CommonTrigrams {
+    by_organization: Mutex<HashMap<Uuid, Sampled>>,
+}
+
+struct Sampled {
+    at: Instant,
+    /// `None` while the first sample is taken, or when too few users.
+    shares: Option<Arc<Shares>>,
+    sampling: bool,
+}
+
+impl CommonTrigrams {
+    /// The organization's trigram shares if known; a sample is taken in
+    /// the background when there is none or it is old.
+    pub fn of(&self, pool: &Pool, organization_id: Uuid) -> Option<Arc<Shares>> {
+        let mut known = self.lock();
+        let sampled = known.entry(organization_id).or_insert(Sampled {
+            at: Instant::now(),
+            shares: None,
+            sampling: false,
+        });
+        let stale = sampled.shares.is_none() || sampled.at.elapsed() > SAMPLE_FOR;
+        if stale && !sampled.sampling {
+            sampled.sampling = true;
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let shares = match sample(&pool, organization_id).await {
+                    Ok(shares) => shares.map(Arc::new),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not sample the users' common trigrams");
+                        None
+                    }
+                };
+                let mut known = pool.common_trigrams().lock();
+                known.insert(
+                    organization_id,
+                    Sampled {
+                        at: Instant::now(),
+                        shares,
+                        sampling: false,
+                    },
+                );
+            });
+        }
+        sampled.shares.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Sampled>> {
+        // Every change is a whole entry: a poisoned map is still valid.
+        self.by_organization
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for CommonTrigrams {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("CommonTrigrams")
+    }
+}
+
+/// The share of the users holding each trigram, in a sample of about 1% of
+/// the table's pages (`None` when the organization has too few users there).
+pub async fn sample(pool: &Pool, organization_id: Uuid) -> Result<Option<Shares>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "with sampled as (select search_key from users tablesample system (1) \
+         where organization_id = $1), \
+         size as (select count(*) as users from sampled) \
+         select t, count(*), (select users from size) from sampled, unnest(show_trgm(search_key)) as t \
+         group by t having count(*) > $2 * (select users from size)",
+    )
+    .bind(organization_id)
+    .bind(LEAST_SHARE)
+    .fetch_all(&mut *pool.acquire().await?)
+    .await?;
+    let sampled = rows.first().map_or(0, |(_, _, users)| *users);
+    if sampled < LEAST_SAMPLED {
+        // Nothing common may also mean nobody sampled: ask again.
+        let users: i64 = sqlx::query_scalar(
+            "select count(*) from users tablesample system (1) where organization_id = $1",
+        )
+        .bind(organization_id)
+        .fetch_one(&mut *pool.acquire().await?)
+        .await?;
+        if users < LEAST_SAMPLED {
+            return Ok(None);
+        }
+        return Ok(Some(Shares::new()));
+    }
+    Ok(Some(
+        rows.into_iter()
+            .map(|(trigram, holders, users)| (trigram, holders as f64 / users as f64))
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shares(of: &[(&str, f64)]) -> Shares {
+        of.iter()
+            .map(|(trigram, share)| (trigram.to_string(), *share))
+            .collect()
+    }
+
+    /// "example" and "com" in every user's email, a domain number in 1 of
+    /// 97, its first digit in 11.
+    fn emails() -> Shares {
+        let mut all = shares(&[("  4", 0.11), (" 42", 0.01), ("42 ", 0.01)]);
+        for trigram in [
+            "  e", " ex", "exa", "xam", "amp", "mpl", "ple", "le ", "  c", " co", "com", "om ",
+        ] {
+            all.insert(trigram.to_string(), 1.0);
+        }
+        all
+    }
+
+    #[test]
+    fn the_piece_of_rare_trigrams_is_asked_with_its_separators() {
+        let emails = emails();
+        assert_eq!(
+            rare_part("example-42.com", &emails).as_deref(),
+            Some("-42.")
+        );
+        assert_eq!(rare_part("acme.com", &emails).as_deref(), Some("acme."));
+        assert_eq!(
+            rare_part("ana@acme.com", &emails).as_deref(),
+            Some("@acme.")
+        );
+    }
+
+    #[test]
+    fn a_word_of_one_run_or_of_common_pieces_only_is_asked_whole() {
+        let emails = emails();
+        assert_eq!(rare_part("silva", &emails), None);
+        assert_eq!(rare_part("example.com", &emails), None);
+        assert_eq!(rare_part("-42.", &Shares::new()), None, "all of it");
+    }
+
+    #[test]
+    fn a_piece_as_costly_as_the_word_is_not_asked() {
+        // "jo" ends few words; "silva" is in a tenth of the users.
+        let silvas = shares(&[
+            ("  s", 0.3),
+            (" si", 0.1),
+            ("sil", 0.1),
+            ("ilv", 0.1),
+            ("lva", 0.1),
+        ]);
+        assert_eq!(rare_part("jo.silva", &silvas).as_deref(), Some("jo."));
+        let jos = shares(&[("jo ", 0.4)]);
+        assert_eq!(rare_part("jo.silva", &jos).as_deref(), Some(".silva"));
+        let both = shares(&[("jo ", 0.1), ("  s", 0.1), ("sil", 0.1)]);
+        assert_eq!(rare_part("jo.silva", &both), None);
+    }
+
+    #[test]
+    fn a_piece_is_never_asked_for_trigrams_the_word_would_not_ask() {
+        // pg_trgm pads only where a separator stands: "-42." gives "  4",
+        // " 42" and "42 "; "example-" gives no leading "  e".
+        assert_eq!(trigrams("42", true, true), ["  4", " 42", "42 "]);
+        assert_eq!(
+            trigrams("example", false, true),
+            ["exa", "xam", "amp", "mpl", "ple", "le "]
+        );
+    }
+
+    #[test]
+    fn letters_beyond_ascii_are_never_weighed() {
+        assert_eq!(rare_part("joão.x", &emails()), None);
+    }
+}
