@@ -22,6 +22,8 @@ const LEAST_SHARE: f64 = 0.005;
 /// Below this many users in the sample nothing is known (a small
 /// organization searches fast anyway).
 const LEAST_SAMPLED: i64 = 200;
+/// About how many rows of the table a sample reads.
+const SAMPLED_ROWS: f64 = 10_000.0;
 /// How long a sample is used before another is taken.
 const SAMPLE_FOR: Duration = Duration::from_secs(600);
 /// What rechecking a row the index found costs, against reading one entry
@@ -169,37 +171,43 @@ impl std::fmt::Debug for CommonTrigrams {
     }
 }
 
-/// The share of the users holding each trigram, in a sample of about 1% of
-/// the table's pages (`None` when the organization has too few users there).
+/// The share of the users holding each trigram, in a sample of about
+/// `SAMPLED_ROWS` rows of the table (`None` when the organization has too
+/// few users there).
 pub async fn sample(pool: &Pool, organization_id: Uuid) -> Result<Option<Shares>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "with sampled as (select search_key from users tablesample system (1) \
+    let mut connection = pool.acquire().await?;
+    // -1 before the table was first analyzed: all of it.
+    let rows_in_table: f32 =
+        sqlx::query_scalar("select reltuples from pg_class where oid = 'users'::regclass")
+            .fetch_one(&mut *connection)
+            .await?;
+    let percent = if rows_in_table > 0.0 {
+        (100.0 * SAMPLED_ROWS / f64::from(rows_in_table)).clamp(0.1, 100.0)
+    } else {
+        100.0
+    };
+    // One row more, without a trigram, carries the sample's size (the
+    // sample is read once: a CTE used twice is materialized).
+    let rows: Vec<(Option<String>, i64, i64)> = sqlx::query_as(
+        "with sampled as (select search_key from users tablesample system ($2) \
          where organization_id = $1), \
-         size as (select count(*) as users from sampled) \
-         select t, count(*), (select users from size) from sampled, unnest(show_trgm(search_key)) as t \
-         group by t having count(*) > $2 * (select users from size)",
+         counted as (select t, count(*) as holders from sampled, unnest(show_trgm(search_key)) as t group by t) \
+         select t, holders, (select count(*) from sampled) from counted \
+         where holders > $3 * (select count(*) from sampled) \
+         union all select null, 0, (select count(*) from sampled)",
     )
     .bind(organization_id)
+    .bind(percent)
     .bind(LEAST_SHARE)
-    .fetch_all(&mut *pool.acquire().await?)
+    .fetch_all(&mut *connection)
     .await?;
     let sampled = rows.first().map_or(0, |(_, _, users)| *users);
     if sampled < LEAST_SAMPLED {
-        // Nothing common may also mean nobody sampled: ask again.
-        let users: i64 = sqlx::query_scalar(
-            "select count(*) from users tablesample system (1) where organization_id = $1",
-        )
-        .bind(organization_id)
-        .fetch_one(&mut *pool.acquire().await?)
-        .await?;
-        if users < LEAST_SAMPLED {
-            return Ok(None);
-        }
-        return Ok(Some(Shares::new()));
+        return Ok(None);
     }
     Ok(Some(
         rows.into_iter()
-            .map(|(trigram, holders, users)| (trigram, holders as f64 / users as f64))
+            .filter_map(|(trigram, holders, _)| Some((trigram?, holders as f64 / sampled as f64)))
             .collect(),
     ))
 }
