@@ -20,8 +20,9 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::groups::StatusAndAccess;
+use super::users::read_shared_lookup;
 use super::Pool;
-use crate::domain::user::User;
+use crate::domain::user::{LookupKey, User};
 
 /// Statements of one kind running at once, at least two: a call arriving
 /// while this many run waits for the next. More than the cores that run
@@ -251,9 +252,17 @@ impl Default for SharedReads {
         Self {
             users_by_id: SharedRead::new(super::users::read_shared_by_id),
             status_and_access: SharedRead::new(super::groups::read_shared_status_and_access),
-            users_by_email: SharedRead::new(super::users::read_shared_by_email),
-            users_by_username: SharedRead::new(super::users::read_shared_by_username),
-            users_by_external_id: SharedRead::new(super::users::read_shared_by_external_id),
+            users_by_email: SharedRead::new(|pool, organization_id, emails| {
+                read_shared_lookup(pool, organization_id, emails, |v| LookupKey::Email(v))
+            }),
+            users_by_username: SharedRead::new(|pool, organization_id, usernames| {
+                read_shared_lookup(pool, organization_id, usernames, |v| LookupKey::Username(v))
+            }),
+            users_by_external_id: SharedRead::new(|pool, organization_id, external_ids| {
+                read_shared_lookup(pool, organization_id, external_ids, |v| {
+                    LookupKey::ExternalId(v)
+                })
+            }),
         }
     }
 }

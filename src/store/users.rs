@@ -376,41 +376,10 @@ pub async fn lookup<'e>(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// LookupUser's reads by email, shared by the calls that arrive together
-/// (`shared_reads`): the users of up to `SLOTS` emails, by email as asked.
-pub fn read_shared_by_email(
-    pool: &Pool,
-    organization_id: Uuid,
-    emails: Vec<String>,
-) -> BoxFuture<'_, Result<HashMap<String, Vec<User>>, sqlx::Error>> {
-    read_shared_lookup(pool, organization_id, emails, |value| {
-        LookupKey::Email(value)
-    })
-}
-
-/// As `read_shared_by_email`, by username.
-pub fn read_shared_by_username(
-    pool: &Pool,
-    organization_id: Uuid,
-    usernames: Vec<String>,
-) -> BoxFuture<'_, Result<HashMap<String, Vec<User>>, sqlx::Error>> {
-    read_shared_lookup(pool, organization_id, usernames, |value| {
-        LookupKey::Username(value)
-    })
-}
-
-/// As `read_shared_by_email`, by external id.
-pub fn read_shared_by_external_id(
-    pool: &Pool,
-    organization_id: Uuid,
-    external_ids: Vec<String>,
-) -> BoxFuture<'_, Result<HashMap<String, Vec<User>>, sqlx::Error>> {
-    read_shared_lookup(pool, organization_id, external_ids, |value| {
-        LookupKey::ExternalId(value)
-    })
-}
-
-fn read_shared_lookup(
+/// LookupUser's read by one kind of key (`key`), shared by the calls that
+/// arrive together (`shared_reads`): the users of up to `SLOTS` values, by
+/// value as asked.
+pub fn read_shared_lookup(
     pool: &Pool,
     organization_id: Uuid,
     values: Vec<String>,
@@ -804,15 +773,10 @@ pub async fn list(
                 }
                 _ => None,
             };
+            let search = (organization_id, filter, &rare);
             let rows = match bound {
-                Some(bound) => {
-                    let search = (organization_id, filter, &rare);
-                    page_by_last_name_below(pool, search, &after, page, bound).await?
-                }
-                None => {
-                    let search = (organization_id, filter, &rare);
-                    page_of_many_matches(pool, search, order, &after, page).await?
-                }
+                Some(bound) => page_by_last_name_below(pool, search, &after, page, bound).await?,
+                None => page_of_many_matches(pool, search, order, &after, page).await?,
             };
             (rows, total_size)
         }
