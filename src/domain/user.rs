@@ -277,6 +277,34 @@ impl UserFilter {
         fold(query).split_whitespace().map(str::to_owned).collect()
     }
 
+    /// Whether the filter is the query words alone.
+    pub fn is_words_only(&self) -> bool {
+        // Every field named, so that a new filter is weighed here.
+        let Self {
+            query_words: _,
+            statuses,
+            group_id,
+            unit_id,
+            group_name,
+            unit_name,
+            onboarded,
+            public_email_domain,
+            password_expired,
+            attributes,
+            second_factor_enrolled,
+        } = self;
+        statuses.is_empty()
+            && group_id.is_none()
+            && unit_id.is_none()
+            && group_name.is_none()
+            && unit_name.is_none()
+            && onboarded.is_none()
+            && public_email_domain.is_none()
+            && password_expired.is_none()
+            && attributes.is_empty()
+            && second_factor_enrolled.is_none()
+    }
+
     /// How the query words match (spec §3): a word of one or two characters
     /// matches the start of a word only ("jo" finds "João", not "Bijou"),
     /// longer words any part of the search key.

@@ -754,7 +754,10 @@ pub async fn list(
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         push_user_filters(query, organization_id, &owned_filter, &owned_rare);
     };
-    let few_matches = if searching {
+    let known_many = known_to_match_many(pool, organization_id, filter);
+    let few_matches = if known_many.is_some() {
+        FewMatches::TooMany { page_bound: None }
+    } else if searching {
         page_of_few_matches(pool, organization_id, &push_from_where, order, &after, page).await?
     } else {
         FewMatches::NotTried
@@ -766,7 +769,13 @@ pub async fn list(
             let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
                 push_user_filters_as_estimated(query, organization_id, &estimate_filter);
             };
-            let total_size = estimated_total_size(pool, push_estimated).await?;
+            let total_size = match known_many {
+                Some(value) => TotalSize {
+                    value,
+                    estimated: true,
+                },
+                None => estimated_total_size(pool, push_estimated).await?,
+            };
             let bound = match page_bound {
                 Some(bound) if order == UserOrder::LastName => {
                     far_in_last_name_order(pool, organization_id, bound).await?
@@ -935,8 +944,35 @@ fn rare_parts_of(pool: &Pool, organization_id: Uuid, filter: &UserFilter) -> Rar
     };
     parts
         .into_iter()
-        .filter_map(|part| rare_parts::rare_part(&part, &common).map(|piece| (part, piece)))
+        .filter_map(|part| rare_parts::rare_part(&part, &common.shares).map(|piece| (part, piece)))
         .collect()
+}
+
+/// Matches past which a search need not count them: far enough over the
+/// exact count's limit that a sample's error or the changes since it was
+/// taken cannot bring them under it.
+const SURELY_MANY: f64 = 3.0 * EXACT_COUNT_LIMIT as f64;
+
+/// How many users the search matches, from the organization's sample, when
+/// that is surely past the exact count's limit: its page is then found
+/// without collecting 10,001 matches first (most of the cost of "a" or
+/// "jo", which most users match). Only a query of one word whose matches
+/// are exactly the holders of one trigram, and no other filter.
+fn known_to_match_many(pool: &Pool, organization_id: Uuid, filter: &UserFilter) -> Option<i64> {
+    if !filter.is_words_only() {
+        return None;
+    }
+    let terms = filter.query_terms();
+    let trigram = match (terms.word_starts.as_slice(), terms.parts.as_slice()) {
+        ([start], []) => rare_parts::trigram_matching(start, true),
+        ([], [part]) => rare_parts::trigram_matching(part, false),
+        _ => None,
+    }?;
+    let holders = pool
+        .common_trigrams()
+        .of(pool, organization_id)?
+        .users_holding(&trigram)?;
+    (holders > SURELY_MANY).then_some(holders.round() as i64)
 }
 
 /// Users sorted before the bound past which walking the last-name index

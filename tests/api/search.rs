@@ -205,12 +205,12 @@ async fn a_word_of_common_pieces_is_found_by_its_rare_one_with_the_same_users() 
     .await
     .unwrap();
     let pool = roster::store::Pool::from(app.pool.clone());
-    let shares = roster::store::users::rare_parts::sample(&pool, app.organization_id)
+    let sample = roster::store::users::rare_parts::sample(&pool, app.organization_id)
         .await
         .unwrap()
         .expect("enough users sampled");
-    let piece = roster::store::users::rare_parts::rare_part("example-3.com", &shares);
-    assert_eq!(piece.as_deref(), Some("-3."), "shares: {shares:?}");
+    let piece = roster::store::users::rare_parts::rare_part("example-3.com", &sample.shares);
+    assert_eq!(piece.as_deref(), Some("-3."), "sample: {sample:?}");
 
     let expected: Vec<String> = sqlx::query_scalar(
         "select first_name || last_name from users where organization_id = $1 \
@@ -252,4 +252,116 @@ async fn every_page_by_last_name(app: &TestApp, query: &str) -> Vec<proto::ListU
             return pages;
         }
     }
+}
+
+/// A word whose matches are the holders of one trigram ("jo", "b", "ana")
+/// is counted from the organization's sample once there is one: far past
+/// the exact count's limit, the page is read without collecting 10,001
+/// matches first, and the total is flagged estimated; under it (or with
+/// another filter) the count stays exact. The statements are counted
+/// through a proxy: collecting and estimating would double them.
+#[tokio::test]
+async fn a_word_the_sample_shows_most_users_match_is_paged_without_counting_them() {
+    const SEARCHES: usize = 5;
+    let app = TestApp::spawn().await;
+    // 40,000 Joanas and 5,000 Bias.
+    sqlx::query(
+        "insert into users (organization_id, id, first_name, last_name, email, username, search_key, last_name_key, create_time) \
+         select $1, gen_random_uuid(), f, 'User' || i, 'u' || i || '@acme.test', 'u' || i, \
+                lower(f) || ' user' || i || ' u' || i || '@acme.test u' || i, 'user' || i, \
+                now() - i * interval '1 second' \
+         from generate_series(1, 45000) as i, \
+              lateral (select case when i % 9 = 0 then 'Bia' else 'Joana' end as f) as first_name",
+    )
+    .bind(app.organization_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("analyze users")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let (proxy, options) = crate::read_lane::proxied(&app).await;
+    let pool = roster::database::pool_options(8)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let server =
+        crate::helpers::RunningServer::start(&pool, &app.mail, |settings| settings.delivery = None)
+            .await;
+    let list = |query: &'static str, order_by: &'static str, statuses: Vec<i32>| {
+        let mut users = server.users(app.as_admin());
+        async move {
+            users
+                .list_users(proto::ListUsersRequest {
+                    query: query.into(),
+                    order_by: order_by.into(),
+                    statuses,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let expected = |condition: &'static str, order: &'static str| {
+        let pool = app.pool.clone();
+        let organization_id = app.organization_id;
+        async move {
+            sqlx::query_scalar::<_, String>(&format!(
+                "select last_name from users where organization_id = $1 and {condition} \
+                 order by {order} limit 50"
+            ))
+            .bind(organization_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let last_names = |page: &proto::ListUsersResponse| {
+        page.users
+            .iter()
+            .map(|u| u.last_name.clone())
+            .collect::<Vec<_>>()
+    };
+    // The first search samples in the background.
+    list("jo", "", vec![]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let before = proxy.syncs();
+    for _ in 0..SEARCHES {
+        let page = list("jo", "", vec![]).await;
+        assert!(page.total_size_estimated);
+        assert!(
+            (36_000..44_000).contains(&page.total_size),
+            "{} estimated",
+            page.total_size
+        );
+        let newest = expected("first_name = 'Joana'", "create_time desc, id desc").await;
+        assert_eq!(last_names(&page), newest);
+    }
+    let syncs = proxy.syncs() - before;
+    // About five a search for the page alone (a statement planned for its
+    // values is prepared, then run); collecting and estimating first make
+    // it about ten.
+    assert!(
+        syncs <= 7 * SEARCHES,
+        "{syncs} Sync messages for {SEARCHES} searches"
+    );
+
+    let page = list("ANA", "last_name", vec![]).await;
+    assert!(page.total_size_estimated);
+    let by_last_name = expected("first_name = 'Joana'", "last_name_key, id").await;
+    assert_eq!(last_names(&page), by_last_name);
+
+    // Under the limit, or with another filter: counted.
+    let page = list("b", "last_name", vec![]).await;
+    assert_eq!((page.total_size, page.total_size_estimated), (5000, false));
+    assert_eq!(
+        last_names(&page),
+        expected("first_name = 'Bia'", "last_name_key, id").await
+    );
+    let page = list("jo", "", vec![proto::UserStatus::Active as i32]).await;
+    assert!(page.users.is_empty());
+    assert_eq!((page.total_size, page.total_size_estimated), (0, false));
 }

@@ -34,6 +34,48 @@ const RECHECK_COST: f64 = 20.0;
 /// `LEAST_SHARE` left out).
 pub type Shares = HashMap<String, f64>;
 
+/// Below this many of the organization's users in the sample, its shares
+/// do not tell how many users a search matches (`Sample::users_holding`).
+const LEAST_SAMPLED_TO_COUNT: i64 = 1_000;
+
+/// What a sample of an organization's users tells.
+#[derive(Debug)]
+pub struct Sample {
+    pub shares: Shares,
+    /// How many users the organization has, from the sample's size.
+    users: f64,
+    /// How many of them the sample holds.
+    sampled: i64,
+}
+
+impl Sample {
+    /// About how many of the organization's users hold `trigram`, when the
+    /// sample is large enough to tell.
+    pub fn users_holding(&self, trigram: &str) -> Option<f64> {
+        (self.sampled >= LEAST_SAMPLED_TO_COUNT)
+            .then(|| self.shares.get(trigram).copied().unwrap_or(0.0) * self.users)
+    }
+}
+
+/// The one trigram whose holders are exactly the users a search term
+/// matches, where there is one: the start of a word of one or two ASCII
+/// letters or digits ("  j" for "j", " jo" for "jo": pg_trgm pads a word
+/// with two spaces before it), and a part of three ("ana", which only a
+/// word can hold). pg_trgm also splits words at punctuation beyond ASCII,
+/// which the search does not: there it counts a few starts more.
+pub fn trigram_matching(term: &str, word_start: bool) -> Option<String> {
+    if !term.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let term = term.to_ascii_lowercase();
+    match (term.len(), word_start) {
+        (1, true) => Some(format!("  {term}")),
+        (2, true) => Some(format!(" {term}")),
+        (3, false) => Some(term),
+        _ => None,
+    }
+}
+
 /// The piece of `word` to ask the index for instead of the whole word: a
 /// run of letters and digits with the separators around it, the one the
 /// index answers at least cost, when that is under half the whole word's.
@@ -117,27 +159,27 @@ pub struct CommonTrigrams {
 struct Sampled {
     at: Instant,
     /// `None` while the first sample is taken, or when too few users.
-    shares: Option<Arc<Shares>>,
+    sample: Option<Arc<Sample>>,
     sampling: bool,
 }
 
 impl CommonTrigrams {
-    /// The organization's trigram shares if known; a sample is taken in
-    /// the background when there is none or it is old.
-    pub fn of(&self, pool: &Pool, organization_id: Uuid) -> Option<Arc<Shares>> {
+    /// The organization's sample if known; one is taken in the background
+    /// when there is none or it is old.
+    pub fn of(&self, pool: &Pool, organization_id: Uuid) -> Option<Arc<Sample>> {
         let mut known = self.lock();
         let sampled = known.entry(organization_id).or_insert(Sampled {
             at: Instant::now(),
-            shares: None,
+            sample: None,
             sampling: false,
         });
-        let stale = sampled.shares.is_none() || sampled.at.elapsed() > SAMPLE_FOR;
+        let stale = sampled.sample.is_none() || sampled.at.elapsed() > SAMPLE_FOR;
         if stale && !sampled.sampling {
             sampled.sampling = true;
             let pool = pool.clone();
             tokio::spawn(async move {
-                let shares = match sample(&pool, organization_id).await {
-                    Ok(shares) => shares.map(Arc::new),
+                let taken = match sample(&pool, organization_id).await {
+                    Ok(taken) => taken.map(Arc::new),
                     Err(error) => {
                         tracing::warn!(%error, "could not sample the users' common trigrams");
                         None
@@ -148,13 +190,13 @@ impl CommonTrigrams {
                     organization_id,
                     Sampled {
                         at: Instant::now(),
-                        shares,
+                        sample: taken,
                         sampling: false,
                     },
                 );
             });
         }
-        sampled.shares.clone()
+        sampled.sample.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Sampled>> {
@@ -174,7 +216,7 @@ impl std::fmt::Debug for CommonTrigrams {
 /// The share of the users holding each trigram, in a sample of about
 /// `SAMPLED_ROWS` rows of the table (`None` when the organization has too
 /// few users there).
-pub async fn sample(pool: &Pool, organization_id: Uuid) -> Result<Option<Shares>, sqlx::Error> {
+pub async fn sample(pool: &Pool, organization_id: Uuid) -> Result<Option<Sample>, sqlx::Error> {
     let mut connection = pool.acquire().await?;
     // -1 before the table was first analyzed: all of it.
     let rows_in_table: f32 =
@@ -205,11 +247,14 @@ pub async fn sample(pool: &Pool, organization_id: Uuid) -> Result<Option<Shares>
     if sampled < LEAST_SAMPLED {
         return Ok(None);
     }
-    Ok(Some(
-        rows.into_iter()
+    Ok(Some(Sample {
+        shares: rows
+            .into_iter()
             .filter_map(|(trigram, holders, _)| Some((trigram?, holders as f64 / sampled as f64)))
             .collect(),
-    ))
+        users: sampled as f64 * 100.0 / percent,
+        sampled,
+    }))
 }
 
 #[cfg(test)]
@@ -282,6 +327,25 @@ mod tests {
             trigrams("example", false, true),
             ["exa", "xam", "amp", "mpl", "ple", "le "]
         );
+    }
+
+    #[test]
+    fn a_short_start_or_a_part_of_three_is_counted_by_its_one_trigram() {
+        assert_eq!(trigram_matching("J", true).as_deref(), Some("  j"));
+        assert_eq!(trigram_matching("jo", true).as_deref(), Some(" jo"));
+        assert_eq!(trigram_matching("ana", false).as_deref(), Some("ana"));
+        // More than one trigram, a separator, or hashed by pg_trgm.
+        assert_eq!(trigram_matching("silva", false), None);
+        assert_eq!(trigram_matching("a.b", false), None);
+        assert_eq!(trigram_matching("ç", true), None);
+        let sample = |sampled| Sample {
+            shares: shares(&[(" jo", 0.25)]),
+            users: 100_000.0,
+            sampled,
+        };
+        assert_eq!(sample(5_000).users_holding(" jo"), Some(25_000.0));
+        assert_eq!(sample(5_000).users_holding(" zz"), Some(0.0));
+        assert_eq!(sample(999).users_holding(" jo"), None, "too few sampled");
     }
 
     #[test]
