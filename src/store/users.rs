@@ -754,27 +754,35 @@ pub async fn list(
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         push_user_filters(query, organization_id, &owned_filter, &owned_rare);
     };
-    let known_many = known_to_match_many(pool, organization_id, filter);
-    let few_matches = if known_many.is_some() {
-        FewMatches::TooMany { page_bound: None }
-    } else if searching {
-        page_of_few_matches(pool, organization_id, &push_from_where, order, &after, page).await?
-    } else {
-        FewMatches::NotTried
+    let few_matches = match known_to_match_many(pool, organization_id, filter) {
+        Some(value) => FewMatches::TooMany {
+            page_bound: None,
+            known_total: Some(TotalSize {
+                value,
+                estimated: true,
+            }),
+        },
+        None if searching => {
+            page_of_few_matches(pool, organization_id, &push_from_where, order, &after, page)
+                .await?
+        }
+        None => FewMatches::NotTried,
     };
     let (mut rows, total_size) = match few_matches {
         FewMatches::Page(rows, total_size) => (rows, total_size),
-        FewMatches::TooMany { page_bound } => {
-            let estimate_filter = filter.clone();
-            let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
-                push_user_filters_as_estimated(query, organization_id, &estimate_filter);
-            };
-            let total_size = match known_many {
-                Some(value) => TotalSize {
-                    value,
-                    estimated: true,
-                },
-                None => estimated_total_size(pool, push_estimated).await?,
+        FewMatches::TooMany {
+            page_bound,
+            known_total,
+        } => {
+            let total_size = match known_total {
+                Some(known) => known,
+                None => {
+                    let estimate_filter = filter.clone();
+                    let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
+                        push_user_filters_as_estimated(query, organization_id, &estimate_filter);
+                    };
+                    estimated_total_size(pool, push_estimated).await?
+                }
             };
             let bound = match page_bound {
                 Some(bound) if order == UserOrder::LastName => {
@@ -820,8 +828,12 @@ enum FewMatches {
     Page(Vec<UserRow>, TotalSize),
     /// More than the exact count's limit. The page of the matches
     /// collected ended at `page_bound` (by last name) when it was full: the
-    /// real page ends there or before.
-    TooMany { page_bound: Option<String> },
+    /// real page ends there or before. `known_total`: how many match, when
+    /// known without counting (`known_to_match_many`).
+    TooMany {
+        page_bound: Option<String>,
+        known_total: Option<TotalSize>,
+    },
     /// Not a search; or a page after the end, which tells no count.
     NotTried,
 }
@@ -881,7 +893,10 @@ async fn page_of_few_matches(
             .last()
             .filter(|_| full)
             .map(|last| last.user.last_name_key.clone());
-        return Ok(FewMatches::TooMany { page_bound });
+        return Ok(FewMatches::TooMany {
+            page_bound,
+            known_total: None,
+        });
     }
     let total_size = TotalSize {
         value: matched,

@@ -62,21 +62,15 @@ async fn total_size_is_exact_up_to_ten_thousand_then_an_estimate() {
     let app = TestApp::spawn().await;
     // Written in one statement: 10,001 API calls would take minutes. The
     // keys are folded as the server folds them (plain ASCII: lowercase).
-    sqlx::query(
+    insert_users_then_analyze(
+        &app,
         "insert into users (organization_id, id, first_name, last_name, email, username, search_key, last_name_key, create_time) \
          select $1, gen_random_uuid(), 'Bulk', 'User' || i, 'bulk' || i || '@bulk.test', 'bulk' || i || '@bulk.test', \
                 'bulk user' || i || ' bulk' || i || '@bulk.test bulk' || i || '@bulk.test', 'user' || i, \
                 now() - i * interval '1 second' \
          from generate_series(1, 10001) as i",
     )
-    .bind(app.organization_id)
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    sqlx::query("analyze users")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    .await;
     let users = app.users(app.as_admin());
     let list = |query: &str, order_by: &str, page_token: String| {
         let request = proto::ListUsersRequest {
@@ -233,6 +227,20 @@ async fn a_word_of_common_pieces_is_found_by_its_rare_one_with_the_same_users() 
     }
 }
 
+/// Users written by one statement (10,000 API calls would take minutes),
+/// its `$1` the organization, and the table's statistics brought up to date.
+async fn insert_users_then_analyze(app: &TestApp, statement: &str) {
+    sqlx::query(statement)
+        .bind(app.organization_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("analyze users")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
 /// Every page of 1,000 of a search by last name, in turn.
 async fn every_page_by_last_name(app: &TestApp, query: &str) -> Vec<proto::ListUsersResponse> {
     let mut users = app.users(app.as_admin());
@@ -265,7 +273,8 @@ async fn a_word_the_sample_shows_most_users_match_is_paged_without_counting_them
     const SEARCHES: usize = 5;
     let app = TestApp::spawn().await;
     // 40,000 Joanas and 5,000 Bias.
-    sqlx::query(
+    insert_users_then_analyze(
+        &app,
         "insert into users (organization_id, id, first_name, last_name, email, username, search_key, last_name_key, create_time) \
          select $1, gen_random_uuid(), f, 'User' || i, 'u' || i || '@acme.test', 'u' || i, \
                 lower(f) || ' user' || i || ' u' || i || '@acme.test u' || i, 'user' || i, \
@@ -273,14 +282,7 @@ async fn a_word_the_sample_shows_most_users_match_is_paged_without_counting_them
          from generate_series(1, 45000) as i, \
               lateral (select case when i % 9 = 0 then 'Bia' else 'Joana' end as f) as first_name",
     )
-    .bind(app.organization_id)
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    sqlx::query("analyze users")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    .await;
     let (proxy, options) = crate::read_lane::proxied(&app).await;
     let pool = roster::database::pool_options(8)
         .connect_with(options)
