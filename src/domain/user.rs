@@ -335,6 +335,30 @@ pub struct QueryTerms {
     pub parts: Vec<String>,
 }
 
+impl QueryTerms {
+    /// Whether a user's folded search key holds every term: spec §3's rule,
+    /// which the store's SQL conditions (`push_search_terms`) also write.
+    pub fn match_key(&self, search_key: &str) -> bool {
+        self.parts
+            .iter()
+            .all(|part| search_key.contains(part.as_str()))
+            && self
+                .word_starts
+                .iter()
+                .all(|start| starts_a_word(search_key, start))
+    }
+}
+
+/// Whether a word of `search_key` starts with `start`.
+fn starts_a_word(search_key: &str, start: &str) -> bool {
+    search_key.match_indices(start).any(|(at, _)| {
+        search_key[..at]
+            .chars()
+            .next_back()
+            .is_none_or(is_word_separator)
+    })
+}
+
 /// What splits the folded search key into words: an ASCII character that is
 /// not a letter or digit (the store's `WORD_START` expression says the same).
 fn is_word_separator(character: char) -> bool {
@@ -1270,6 +1294,28 @@ mod tests {
                 parts: vec!["silva".into(), "ana.sp@".into()],
             }
         );
+    }
+
+    #[test]
+    fn a_key_matches_when_it_holds_every_part_and_starts_a_word_with_every_start() {
+        let terms = |query: &str| {
+            UserFilter {
+                query_words: UserFilter::query_words(query),
+                ..Default::default()
+            }
+            .query_terms()
+        };
+        let key = "joao silva-souza jo.bijou@acme.com";
+        for matching in [
+            "jo", "j", "so", "bi", "silva", "ilva", "acme.com", "jo si", "", "a@",
+        ] {
+            assert!(terms(matching).match_key(key), "{matching:?}");
+        }
+        for not_matching in ["ou", "ao", "cm", "silvas", "jo zz", "m"] {
+            assert!(!terms(not_matching).match_key(key), "{not_matching:?}");
+        }
+        // A letter beyond ASCII is part of a word, as in the key's words.
+        assert!(!terms("o").match_key("ção"));
     }
 
     #[test]

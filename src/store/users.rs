@@ -2,6 +2,7 @@ mod conditions;
 pub mod rare_parts;
 pub(crate) use conditions::{like_escape, push_text_comparison};
 pub use rare_parts::CommonTrigrams;
+use rare_parts::LastNameBound;
 
 use std::{collections::HashMap, sync::OnceLock};
 
@@ -754,14 +755,16 @@ pub async fn list(
     let push_from_where = move |query: &mut QueryBuilder<'static, Postgres>| {
         push_user_filters(query, organization_id, &owned_filter, &owned_rare);
     };
-    let few_matches = match known_to_match_many(pool, organization_id, filter) {
-        Some(value) => FewMatches::TooMany {
-            page_bound: None,
-            known_total: Some(TotalSize {
-                value,
-                estimated: true,
-            }),
-        },
+    let search = (organization_id, filter, &rare);
+    let surely_many = match known_to_match_many(pool, organization_id, filter, order, &after, page)
+    {
+        Some(many) => page_of_sampled_many(pool, search, order, &after, page, many.last_name_bound)
+            .await?
+            .map(|rows| (rows, many.total_size)),
+        None => None,
+    };
+    let few_matches = match surely_many {
+        Some((rows, total_size)) => FewMatches::Page(rows, total_size),
         None if searching => {
             page_of_few_matches(pool, organization_id, &push_from_where, order, &after, page)
                 .await?
@@ -770,30 +773,27 @@ pub async fn list(
     };
     let (mut rows, total_size) = match few_matches {
         FewMatches::Page(rows, total_size) => (rows, total_size),
-        FewMatches::TooMany {
-            page_bound,
-            known_total,
-        } => {
-            let total_size = match known_total {
-                Some(known) => known,
-                None => {
-                    let estimate_filter = filter.clone();
-                    let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
-                        push_user_filters_as_estimated(query, organization_id, &estimate_filter);
-                    };
-                    estimated_total_size(pool, push_estimated).await?
+        FewMatches::TooMany { page_bound } => {
+            let estimate_filter = filter.clone();
+            let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
+                push_user_filters_as_estimated(query, organization_id, &estimate_filter);
+            };
+            let total_size = estimated_total_size(pool, push_estimated).await?;
+            let walk = match (order, page_bound) {
+                (UserOrder::CreateTimeDesc, _) => Walk::OrderIndex,
+                (UserOrder::LastName, None) => Walk::AsPlanned,
+                (UserOrder::LastName, Some(bound)) => {
+                    match far_in_last_name_order(pool, organization_id, bound).await? {
+                        Some(bound) => Walk::No { below: bound },
+                        None => Walk::OrderIndex,
+                    }
                 }
             };
-            let bound = match page_bound {
-                Some(bound) if order == UserOrder::LastName => {
-                    far_in_last_name_order(pool, organization_id, bound).await?
+            let rows = match walk {
+                Walk::No { below } => {
+                    page_by_last_name_below(pool, search, &after, page, below).await?
                 }
-                _ => None,
-            };
-            let search = (organization_id, filter, &rare);
-            let rows = match bound {
-                Some(bound) => page_by_last_name_below(pool, search, &after, page, bound).await?,
-                None => page_of_many_matches(pool, search, order, &after, page).await?,
+                walk => page_of_many_matches(pool, search, order, &after, page, walk).await?,
             };
             (rows, total_size)
         }
@@ -824,16 +824,13 @@ pub async fn list(
 }
 
 enum FewMatches {
-    /// The page, and how many matched in all (exact).
+    /// The page, and how many matched in all (exact, or estimated when the
+    /// sample shows many more than the limit).
     Page(Vec<UserRow>, TotalSize),
     /// More than the exact count's limit. The page of the matches
     /// collected ended at `page_bound` (by last name) when it was full: the
-    /// real page ends there or before. `known_total`: how many match, when
-    /// known without counting (`known_to_match_many`).
-    TooMany {
-        page_bound: Option<String>,
-        known_total: Option<TotalSize>,
-    },
+    /// real page ends there or before.
+    TooMany { page_bound: Option<String> },
     /// Not a search; or a page after the end, which tells no count.
     NotTried,
 }
@@ -893,10 +890,7 @@ async fn page_of_few_matches(
             .last()
             .filter(|_| full)
             .map(|last| last.user.last_name_key.clone());
-        return Ok(FewMatches::TooMany {
-            page_bound,
-            known_total: None,
-        });
+        return Ok(FewMatches::TooMany { page_bound });
     }
     let total_size = TotalSize {
         value: matched,
@@ -908,34 +902,55 @@ async fn page_of_few_matches(
     ))
 }
 
+/// How the page of a search of many matches is found.
+enum Walk {
+    /// Walking the order's index, keeping the matches.
+    OrderIndex,
+    /// As the planner chooses.
+    AsPlanned,
+    /// Not walking: the page below a last name (`page_by_last_name_below`).
+    No { below: String },
+}
+
 /// A search's page when more than 10,000 users match. Newest first, the
 /// create-time index is walked and its matches kept: rows are stored in
 /// about that order, and over 10,000 matches of a million meet a page within
-/// a few thousand rows. Sorting is turned off for that statement so the
-/// planner walks even where it would sort: its estimate for a LIKE pattern
-/// shrinks with the pattern's length, so a common email domain looked rare
-/// to it. By last name the planner chooses, when no page bound is known
-/// (`page_by_last_name_below` serves the others).
+/// a few thousand rows. By last name it is walked when a page of matches
+/// is known to lie within 10,000 users of the start (`far_in_last_name_order`),
+/// else the planner chooses. Sorting is turned off for a walk so the planner
+/// walks even where it would sort: its estimate for a LIKE pattern shrinks
+/// with the pattern's length, so a common email domain looked rare to it.
+/// No parallel workers either: starting them costs more than such a page, and
+/// on a busy server of two cores they are not there.
 async fn page_of_many_matches(
     pool: &Pool,
     (organization_id, filter, rare): Searched<'_>,
     order: UserOrder,
     after: &Option<Position>,
     page: &PageRequest,
+    walk: Walk,
 ) -> Result<Vec<UserRow>, sqlx::Error> {
     let mut query = QueryBuilder::new(format!("select {USER_COLUMNS}"));
     push_user_filters(&mut query, organization_id, filter, rare);
     push_page(&mut query, order, after, page);
-    // Planned for its own values every time, like the searches above.
-    let query = query.build_query_as().persistent(false);
-    if order == UserOrder::LastName {
-        return query.fetch_all(&mut *pool.acquire().await?).await;
-    }
+    let sort = match walk {
+        Walk::OrderIndex => "off",
+        _ => "on",
+    };
     let mut tx = pool.begin().await?;
-    sqlx::query("set local enable_sort = off")
-        .execute(&mut *tx)
+    sqlx::query(
+        "select set_config('enable_sort', $1, true), \
+         set_config('max_parallel_workers_per_gather', '0', true)",
+    )
+    .bind(sort)
+    .execute(&mut *tx)
+    .await?;
+    // Planned for its own values every time, like the searches above.
+    let rows = query
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(&mut *tx)
         .await?;
-    let rows = query.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(rows)
 }
@@ -968,26 +983,72 @@ fn rare_parts_of(pool: &Pool, organization_id: Uuid, filter: &UserFilter) -> Rar
 /// taken cannot bring them under it.
 const SURELY_MANY: f64 = 3.0 * EXACT_COUNT_LIMIT as f64;
 
-/// How many users the search matches, from the organization's sample, when
-/// that is surely past the exact count's limit: its page is then found
-/// without collecting 10,001 matches first (most of the cost of "a" or
-/// "jo", which most users match). Only a query of one word whose matches
-/// are exactly the holders of one trigram, and no other filter.
-fn known_to_match_many(pool: &Pool, organization_id: Uuid, filter: &UserFilter) -> Option<i64> {
-    if !filter.is_words_only() {
+/// A search the organization's sample shows to match surely more than the
+/// exact count's limit: how many, and where a page by last name ends.
+struct SurelyMany {
+    total_size: TotalSize,
+    last_name_bound: Option<LastNameBound>,
+}
+
+/// What the organization's sample tells of a search of many matches: its
+/// page is then found without collecting 10,001 matches first (most of the
+/// cost of "silva", "a" or "jo", which many users match). Only the query
+/// words, no other filter.
+fn known_to_match_many(
+    pool: &Pool,
+    organization_id: Uuid,
+    filter: &UserFilter,
+    order: UserOrder,
+    after: &Option<Position>,
+    page: &PageRequest,
+) -> Option<SurelyMany> {
+    if filter.query_words.is_empty() || !filter.is_words_only() {
         return None;
     }
-    let terms = filter.query_terms();
-    let trigram = match (terms.word_starts.as_slice(), terms.parts.as_slice()) {
-        ([start], []) => rare_parts::trigram_matching(start, true),
-        ([], [part]) => rare_parts::trigram_matching(part, false),
-        _ => None,
-    }?;
-    let holders = pool
-        .common_trigrams()
-        .of(pool, organization_id)?
-        .users_holding(&trigram)?;
-    (holders > SURELY_MANY).then_some(holders.round() as i64)
+    let sample = pool.common_trigrams().of(pool, organization_id)?;
+    let matches = sample.matches(&filter.query_terms())?;
+    let matching = matches.users();
+    if matching <= SURELY_MANY {
+        return None;
+    }
+    let last_name_bound = match (order, after) {
+        (UserOrder::CreateTimeDesc, _) => None,
+        (UserOrder::LastName, Some(Position::LastName(from, _))) => {
+            matches.last_name_bound(Some(from.as_str()), page.size.fetch_limit())
+        }
+        (UserOrder::LastName, _) => matches.last_name_bound(None, page.size.fetch_limit()),
+    };
+    Some(SurelyMany {
+        total_size: TotalSize {
+            value: matching.round() as i64,
+            estimated: true,
+        },
+        last_name_bound,
+    })
+}
+
+/// The page of a search the sample shows to match surely many users
+/// (`known_to_match_many`); `None` when the sample cannot place a page by
+/// last name, or placed it wrong (the page below its bound is not full):
+/// the matches are then collected and counted as for any search.
+async fn page_of_sampled_many(
+    pool: &Pool,
+    search: Searched<'_>,
+    order: UserOrder,
+    after: &Option<Position>,
+    page: &PageRequest,
+    last_name_bound: Option<LastNameBound>,
+) -> Result<Option<Vec<UserRow>>, sqlx::Error> {
+    let bound = match (order, last_name_bound) {
+        (UserOrder::LastName, None) => return Ok(None),
+        (UserOrder::LastName, Some(bound)) if bound.users_before > WALK_AT_MOST as f64 => bound,
+        _ => {
+            let rows = page_of_many_matches(pool, search, order, after, page, Walk::OrderIndex);
+            return Ok(Some(rows.await?));
+        }
+    };
+    let rows = page_by_last_name_below(pool, search, after, page, bound.last_name).await?;
+    Ok((rows.len() as i64 == page.size.fetch_limit()).then_some(rows))
 }
 
 /// Users sorted before the bound past which walking the last-name index

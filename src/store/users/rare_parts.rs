@@ -13,19 +13,23 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sqlx::FromRow;
 use uuid::Uuid;
 
-use crate::store::Pool;
+use crate::{domain::user::QueryTerms, store::Pool};
 
 /// Trigrams in less than this share of the sampled users count as absent.
 const LEAST_SHARE: f64 = 0.005;
 /// Below this many users in the sample nothing is known (a small
 /// organization searches fast anyway).
-const LEAST_SAMPLED: i64 = 200;
+const LEAST_SAMPLED: usize = 200;
 /// About how many rows of the table a sample reads.
 const SAMPLED_ROWS: f64 = 10_000.0;
 /// How long a sample is used before another is taken.
 const SAMPLE_FOR: Duration = Duration::from_secs(600);
+/// How long after a sample of too few users (or a failed one) another is
+/// taken.
+const SAMPLE_TOO_FEW_AGAIN_AFTER: Duration = Duration::from_secs(30);
 /// What rechecking a row the index found costs, against reading one entry
 /// of a trigram's list.
 const RECHECK_COST: f64 = 20.0;
@@ -34,45 +38,175 @@ const RECHECK_COST: f64 = 20.0;
 /// `LEAST_SHARE` left out).
 pub type Shares = HashMap<String, f64>;
 
-/// Below this many of the organization's users in the sample, its shares
-/// do not tell how many users a search matches (`Sample::users_holding`).
-const LEAST_SAMPLED_TO_COUNT: i64 = 1_000;
+/// Below this many of the organization's users in the sample, it does not
+/// tell how many users a search matches (`Sample::matches`).
+const LEAST_SAMPLED_TO_COUNT: usize = 1_000;
+
+/// Sampled matches at or before a last name that make it a page's bound
+/// (`SampledMatches::last_name_bound`): at least this many, and as many as
+/// stand for `PAGES_BELOW_A_BOUND` pages of matches.
+const LEAST_SAMPLED_MATCHES_BELOW_A_BOUND: usize = 3;
+const PAGES_BELOW_A_BOUND: f64 = 2.0;
+
+/// At most this many rows are sampled: the table's size is not known before
+/// it was first analyzed (all of it is sampled then), and may be far off
+/// after a large import.
+const MOST_SAMPLED: i64 = 30_000;
 
 /// What a sample of an organization's users tells.
 #[derive(Debug)]
 pub struct Sample {
     pub shares: Shares,
-    /// How many users the organization has, from the sample's size.
-    users: f64,
-    /// How many of them the sample holds.
-    sampled: i64,
+    /// The sampled users, in last-name order.
+    users_sampled: SampledUsers,
+    /// How many users the organization has, from the sample's size;
+    /// `None` when the sample reached `MOST_SAMPLED` (the table's size was
+    /// not known).
+    users: Option<f64>,
+}
+
+/// Sampled users' keys, laid out to be searched in one pass: the search
+/// keys one after another, each after a NUL (which no key holds, and which
+/// separates words as ASCII punctuation does), and where each starts.
+#[derive(Default)]
+struct SampledUsers {
+    search_keys: Vec<u8>,
+    starts: Vec<usize>,
+    last_names: Vec<String>,
+}
+
+impl std::fmt::Debug for SampledUsers {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{} sampled users", self.len())
+    }
+}
+
+impl SampledUsers {
+    /// From `(search_key, last_name_key)` pairs, sorted by last name here.
+    fn new(mut users: Vec<(String, String)>) -> Self {
+        users.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        let mut sampled = Self::default();
+        for (search_key, last_name) in users {
+            sampled.search_keys.push(0);
+            sampled.starts.push(sampled.search_keys.len());
+            sampled.search_keys.extend_from_slice(search_key.as_bytes());
+            sampled.last_names.push(last_name);
+        }
+        sampled
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Which of the users a search matches (spec §3, as
+    /// `QueryTerms::match_key` says it for one key); `None` for a term no
+    /// key can hold.
+    fn matching(&self, terms: &QueryTerms) -> Option<Vec<bool>> {
+        let mut matching = vec![true; self.len()];
+        let parts = terms.parts.iter().map(|part| (part, false));
+        let starts = terms.word_starts.iter().map(|start| (start, true));
+        for (term, word_start) in parts.chain(starts) {
+            if term.is_empty() || term.contains('\0') {
+                return None;
+            }
+            let holding = self.holding(term, word_start);
+            for (matches, holds) in matching.iter_mut().zip(holding) {
+                *matches &= holds;
+            }
+        }
+        Some(matching)
+    }
+
+    /// Which users' keys hold `term` (at the start of a word when
+    /// `word_start`): one pass over all the keys, and past a user's key as
+    /// soon as it holds the term.
+    fn holding(&self, term: &str, word_start: bool) -> Vec<bool> {
+        let finder = memchr::memmem::Finder::new(term.as_bytes());
+        let mut holding = vec![false; self.len()];
+        let (mut from, mut user) = (0, 0);
+        while let Some(found) = finder.find(&self.search_keys[from..]) {
+            let at = from + found;
+            while user + 1 < self.len() && self.starts[user + 1] <= at {
+                user += 1;
+            }
+            // Each key follows a NUL: a byte stands before any term found.
+            let before = self.search_keys[at - 1];
+            if !word_start || (before.is_ascii() && !before.is_ascii_alphanumeric()) {
+                holding[user] = true;
+                from = self
+                    .starts
+                    .get(user + 1)
+                    .copied()
+                    .unwrap_or(self.search_keys.len());
+            } else {
+                from = at + 1;
+            }
+        }
+        holding
+    }
+}
+
+/// Where a page of a search's matches ends in last-name order, guessed from
+/// the sample: about a page of them or more sort at or before `last_name`.
+#[derive(Debug, PartialEq)]
+pub struct LastNameBound {
+    pub last_name: String,
+    /// About how many users, matching or not, sort from the page's start up
+    /// to `last_name`: what a walk of the last-name index would read.
+    pub users_before: f64,
 }
 
 impl Sample {
-    /// About how many of the organization's users hold `trigram`, when the
-    /// sample is large enough to tell.
-    pub fn users_holding(&self, trigram: &str) -> Option<f64> {
-        (self.sampled >= LEAST_SAMPLED_TO_COUNT)
-            .then(|| self.shares.get(trigram).copied().unwrap_or(0.0) * self.users)
+    /// The sampled users a search matches, when the sample is large enough
+    /// to tell how many users that stands for.
+    pub fn matches(&self, terms: &QueryTerms) -> Option<SampledMatches<'_>> {
+        let sampled = self.users_sampled.len();
+        if sampled < LEAST_SAMPLED_TO_COUNT {
+            return None;
+        }
+        Some(SampledMatches {
+            matching: self.users_sampled.matching(terms)?,
+            users_sampled: &self.users_sampled,
+            users_per_sampled: self.users? / sampled as f64,
+        })
     }
 }
 
-/// The one trigram whose holders are exactly the users a search term
-/// matches, where there is one: the start of a word of one or two ASCII
-/// letters or digits ("  j" for "j", " jo" for "jo": pg_trgm pads a word
-/// with two spaces before it), and a part of three ("ana", which only a
-/// word can hold). pg_trgm also splits words at punctuation beyond ASCII,
-/// which the search does not: there it counts a few starts more.
-pub fn trigram_matching(term: &str, word_start: bool) -> Option<String> {
-    if !term.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return None;
+/// Which sampled users a search matches.
+pub struct SampledMatches<'a> {
+    matching: Vec<bool>,
+    users_sampled: &'a SampledUsers,
+    /// How many of the organization's users a sampled one stands for.
+    users_per_sampled: f64,
+}
+
+impl SampledMatches<'_> {
+    /// About how many of the organization's users the search matches.
+    pub fn users(&self) -> f64 {
+        let count = self.matching.iter().filter(|matches| **matches).count();
+        count as f64 * self.users_per_sampled
     }
-    let term = term.to_ascii_lowercase();
-    match (term.len(), word_start) {
-        (1, true) => Some(format!("  {term}")),
-        (2, true) => Some(format!(" {term}")),
-        (3, false) => Some(term),
-        _ => None,
+
+    /// The last name past which a page of `page_size` of the search's
+    /// matches surely does not reach, counting from `from` (the last name
+    /// the page starts at), when the sample shows one.
+    pub fn last_name_bound(&self, from: Option<&str>, page_size: i64) -> Option<LastNameBound> {
+        let last_names = &self.users_sampled.last_names;
+        let first = last_names
+            .partition_point(|last_name| from.is_some_and(|from| last_name.as_str() < from));
+        let standing_for_the_pages =
+            (PAGES_BELOW_A_BOUND * page_size as f64 / self.users_per_sampled).ceil() as usize;
+        let sampled_matches = standing_for_the_pages.max(LEAST_SAMPLED_MATCHES_BELOW_A_BOUND);
+        let bound = (first..last_names.len())
+            .filter(|user| self.matching[*user])
+            .nth(sampled_matches - 1)?;
+        let last_name = &last_names[bound];
+        let before = last_names[first..bound].partition_point(|sorted| sorted < last_name);
+        Some(LastNameBound {
+            last_name: last_name.clone(),
+            users_before: before as f64 * self.users_per_sampled,
+        })
     }
 }
 
@@ -157,10 +291,23 @@ pub struct CommonTrigrams {
 }
 
 struct Sampled {
-    at: Instant,
+    /// When the last sample was taken (`None` before the first).
+    at: Option<Instant>,
     /// `None` while the first sample is taken, or when too few users.
     sample: Option<Arc<Sample>>,
     sampling: bool,
+}
+
+impl Sampled {
+    /// Whether to sample again: an organization of too few users is sampled
+    /// again sooner (it may be importing), yet not at every search.
+    fn stale(&self) -> bool {
+        let kept_for = match self.sample {
+            Some(_) => SAMPLE_FOR,
+            None => SAMPLE_TOO_FEW_AGAIN_AFTER,
+        };
+        self.at.is_none_or(|at| at.elapsed() > kept_for)
+    }
 }
 
 impl CommonTrigrams {
@@ -169,27 +316,29 @@ impl CommonTrigrams {
     pub fn of(&self, pool: &Pool, organization_id: Uuid) -> Option<Arc<Sample>> {
         let mut known = self.lock();
         let sampled = known.entry(organization_id).or_insert(Sampled {
-            at: Instant::now(),
+            at: None,
             sample: None,
             sampling: false,
         });
-        let stale = sampled.sample.is_none() || sampled.at.elapsed() > SAMPLE_FOR;
-        if stale && !sampled.sampling {
+        if sampled.stale() && !sampled.sampling {
             sampled.sampling = true;
             let pool = pool.clone();
+            let kept = sampled.sample.clone();
             tokio::spawn(async move {
+                // A failed sample keeps the one before until it is stale
+                // again, or else the next is tried sooner.
                 let taken = match sample(&pool, organization_id).await {
                     Ok(taken) => taken.map(Arc::new),
                     Err(error) => {
                         tracing::warn!(%error, "could not sample the users' common trigrams");
-                        None
+                        kept
                     }
                 };
                 let mut known = pool.common_trigrams().lock();
                 known.insert(
                     organization_id,
                     Sampled {
-                        at: Instant::now(),
+                        at: Some(Instant::now()),
                         sample: taken,
                         sampling: false,
                     },
@@ -228,33 +377,60 @@ pub async fn sample(pool: &Pool, organization_id: Uuid) -> Result<Option<Sample>
     } else {
         100.0
     };
-    // One row more, without a trigram, carries the sample's size (the
-    // sample is read once: a CTE used twice is materialized).
-    let rows: Vec<(Option<String>, i64, i64)> = sqlx::query_as(
-        "with sampled as (select search_key from users tablesample system ($2) \
-         where organization_id = $1), \
+    // The sampled users, then the trigrams they hold (the sample is read
+    // once: a materialized CTE).
+    let rows: Vec<SampledRow> = sqlx::query_as(
+        "with sampled as materialized (select search_key, last_name_key from users \
+         tablesample system ($2) where organization_id = $1 limit $4), \
          counted as (select t, count(*) as holders from sampled, unnest(show_trgm(search_key)) as t group by t) \
-         select t, holders, (select count(*) from sampled) from counted \
-         where holders > $3 * (select count(*) from sampled) \
-         union all select null, 0, (select count(*) from sampled)",
+         select search_key, last_name_key, null as trigram, 0::int8 as holders from sampled \
+         union all select null, null, t, holders from counted \
+         where holders > $3 * (select count(*) from sampled)",
     )
     .bind(organization_id)
     .bind(percent)
     .bind(LEAST_SHARE)
+    .bind(MOST_SAMPLED)
     .fetch_all(&mut *connection)
     .await?;
-    let sampled = rows.first().map_or(0, |(_, _, users)| *users);
+    let mut users_sampled = Vec::new();
+    let mut holders_of = Vec::new();
+    for row in rows {
+        match row {
+            SampledRow {
+                search_key: Some(search_key),
+                last_name_key: Some(last_name_key),
+                ..
+            } => users_sampled.push((search_key, last_name_key)),
+            SampledRow {
+                trigram: Some(trigram),
+                holders,
+                ..
+            } => holders_of.push((trigram, holders)),
+            _ => {}
+        }
+    }
+    let sampled = users_sampled.len();
     if sampled < LEAST_SAMPLED {
         return Ok(None);
     }
     Ok(Some(Sample {
-        shares: rows
+        shares: holders_of
             .into_iter()
-            .filter_map(|(trigram, holders, _)| Some((trigram?, holders as f64 / sampled as f64)))
+            .map(|(trigram, holders)| (trigram, holders as f64 / sampled as f64))
             .collect(),
-        users: sampled as f64 * 100.0 / percent,
-        sampled,
+        users: (sampled < MOST_SAMPLED as usize).then(|| sampled as f64 * 100.0 / percent),
+        users_sampled: SampledUsers::new(users_sampled),
     }))
+}
+
+/// A sampled user, or a trigram and how many of them hold it.
+#[derive(FromRow)]
+struct SampledRow {
+    search_key: Option<String>,
+    last_name_key: Option<String>,
+    trigram: Option<String>,
+    holders: i64,
 }
 
 #[cfg(test)]
@@ -329,23 +505,147 @@ mod tests {
         );
     }
 
+    /// `sampled` users of 100 times as many: a tenth named Silva, the others
+    /// Alves to Costa in turn; each holds its number in its email.
+    fn sample_of(sampled: usize) -> Sample {
+        let last_names = ["alves", "barros", "costa"];
+        let users = (0..sampled)
+            .map(|i| {
+                let last_name = if i % 10 == 0 {
+                    "silva"
+                } else {
+                    last_names[i % 3]
+                };
+                let search_key = format!("ana {last_name} ana.{last_name}.{i}@acme.com");
+                (search_key, last_name.to_owned())
+            })
+            .collect();
+        Sample {
+            shares: Shares::new(),
+            users: Some(100.0 * sampled as f64),
+            users_sampled: SampledUsers::new(users),
+        }
+    }
+
+    fn terms(query: &str) -> QueryTerms {
+        crate::domain::user::UserFilter {
+            query_words: crate::domain::user::UserFilter::query_words(query),
+            ..Default::default()
+        }
+        .query_terms()
+    }
+
     #[test]
-    fn a_short_start_or_a_part_of_three_is_counted_by_its_one_trigram() {
-        assert_eq!(trigram_matching("J", true).as_deref(), Some("  j"));
-        assert_eq!(trigram_matching("jo", true).as_deref(), Some(" jo"));
-        assert_eq!(trigram_matching("ana", false).as_deref(), Some("ana"));
-        // More than one trigram, a separator, or hashed by pg_trgm.
-        assert_eq!(trigram_matching("silva", false), None);
-        assert_eq!(trigram_matching("a.b", false), None);
-        assert_eq!(trigram_matching("ç", true), None);
-        let sample = |sampled| Sample {
-            shares: shares(&[(" jo", 0.25)]),
-            users: 100_000.0,
-            sampled,
+    fn the_users_a_search_matches_are_counted_in_the_sample() {
+        let sample = sample_of(2_000);
+        let users_matching = |query| sample.matches(&terms(query)).unwrap().users();
+        assert_eq!(users_matching("silva"), 20_000.0);
+        assert_eq!(users_matching("A"), 200_000.0);
+        assert_eq!(users_matching("si ana"), 20_000.0);
+        assert_eq!(users_matching(".1999@"), 100.0);
+        assert_eq!(users_matching("nobody"), 0.0);
+        assert!(
+            sample_of(999).matches(&terms("silva")).is_none(),
+            "too few sampled"
+        );
+    }
+
+    #[test]
+    fn the_one_pass_over_all_keys_matches_as_each_key_alone_does() {
+        let keys = [
+            "joão silva jo.bijou@acme.com",
+            "bijou ana-jo@x.org",
+            "øystein sørensen 北京 o@x.no",
+            "",
+            "aaa aa a",
+            "silvasilva",
+        ];
+        let sampled = SampledUsers::new(
+            keys.iter()
+                .enumerate()
+                .map(|(i, key)| (key.to_string(), format!("{i:02}")))
+                .collect(),
+        );
+        for query in [
+            "jo",
+            "o",
+            "ão",
+            "silva",
+            "a",
+            "aa",
+            "aaa",
+            "bi jo",
+            "x.org",
+            "s",
+            "北",
+            "京",
+            "ø",
+            "va@",
+            "sil vasil",
+        ] {
+            let terms = terms(query);
+            let matching = sampled.matching(&terms).unwrap();
+            let each: Vec<bool> = keys.iter().map(|key| terms.match_key(key)).collect();
+            assert_eq!(matching, each, "{query:?}");
+        }
+    }
+
+    #[test]
+    fn a_page_bound_is_the_last_name_of_the_sampled_matches_that_fill_a_page() {
+        let sample = sample_of(2_000);
+        // 600 Alves, 600 Barros and 600 Costa sampled before the Silvas.
+        assert_eq!(
+            sample
+                .matches(&terms("silva"))
+                .unwrap()
+                .last_name_bound(None, 51),
+            Some(LastNameBound {
+                last_name: "silva".into(),
+                users_before: 180_000.0,
+            })
+        );
+        assert_eq!(
+            sample
+                .matches(&terms("ana"))
+                .unwrap()
+                .last_name_bound(None, 51),
+            Some(LastNameBound {
+                last_name: "alves".into(),
+                users_before: 0.0,
+            })
+        );
+        // From a page that starts at Barros, the Alves are not walked.
+        let from_barros = sample
+            .matches(&terms("silva"))
+            .unwrap()
+            .last_name_bound(Some("barros"), 51);
+        assert_eq!(from_barros.map(|bound| bound.users_before), Some(120_000.0));
+        // Where a sampled user stands for two, a page of 51 takes 51 sampled
+        // matches: past the 33 Alves numbered from 19 to Barros.
+        let small = Sample {
+            users: Some(4_000.0),
+            ..sample_of(2_000)
         };
-        assert_eq!(sample(5_000).users_holding(" jo"), Some(25_000.0));
-        assert_eq!(sample(5_000).users_holding(" zz"), Some(0.0));
-        assert_eq!(sample(999).users_holding(" jo"), None, "too few sampled");
+        let bound = |page_size| {
+            let matches = small.matches(&terms("s.19")).unwrap();
+            matches.last_name_bound(None, page_size).unwrap().last_name
+        };
+        assert_eq!((bound(1), bound(51)), ("alves".into(), "barros".into()));
+        // Fewer sampled matches than make a page: no bound.
+        assert_eq!(
+            sample
+                .matches(&terms(".1999@"))
+                .unwrap()
+                .last_name_bound(None, 51),
+            None
+        );
+        assert_eq!(
+            sample
+                .matches(&terms("ana"))
+                .unwrap()
+                .last_name_bound(Some("t"), 51),
+            None
+        );
     }
 
     #[test]
