@@ -501,18 +501,15 @@ fn spawn_authentication_tasks(
         "the auth change listener",
         follow_changes(authenticator.cache(), pool.clone()),
     );
-    let recorder = authenticator.clone();
-    tasks.spawn(
-        "the API key and session use recorder",
-        periodic(
+    tasks.spawn_periodic(
+        (
+            "the API key and session use recorder",
             "record API key and session uses",
-            Duration::from_secs(1),
-            database.clone(),
-            move || {
-                let recorder = recorder.clone();
-                async move { recorder.record_uses().await }
-            },
         ),
+        Duration::from_secs(1),
+        database,
+        authenticator.clone(),
+        |recorder| async move { recorder.record_uses().await },
     );
 }
 
@@ -527,18 +524,15 @@ fn spawn_change_tasks(
         "the change notification listener",
         changes.clone().follow_notifications(),
     );
-    let sweeper = changes.clone();
-    tasks.spawn(
-        "the change retention sweep",
-        periodic(
+    tasks.spawn_periodic(
+        (
+            "the change retention sweep",
             "delete changes past their retention",
-            Duration::from_secs(300),
-            database.clone(),
-            move || {
-                let sweeper = sweeper.clone();
-                async move { sweeper.prune_expired().await }
-            },
         ),
+        Duration::from_secs(300),
+        database,
+        changes.clone(),
+        |sweeper| async move { sweeper.prune_expired().await },
     );
 }
 
@@ -548,18 +542,15 @@ fn spawn_sign_in_sweep(
     sign_in: &Arc<SignIn>,
     database: &DatabaseWatch,
 ) {
-    let sweeper = sign_in.clone();
-    tasks.spawn(
-        "the sign-in throttle sweep",
-        periodic(
+    tasks.spawn_periodic(
+        (
+            "the sign-in throttle sweep",
             "forget stale sign-in throttling state",
-            Duration::from_secs(60),
-            database.clone(),
-            move || {
-                let sweeper = sweeper.clone();
-                async move { sweeper.forget_stale().await }
-            },
         ),
+        Duration::from_secs(60),
+        database,
+        sign_in.clone(),
+        |sweeper| async move { sweeper.forget_stale().await },
     );
 }
 
@@ -589,37 +580,28 @@ fn spawn_delivery_worker(
 /// Any server ends the jobs of servers that stopped beating, and deletes
 /// review results past their retention.
 fn spawn_import_sweeps(tasks: &mut BackgroundTasks, jobs: &Jobs, database: &DatabaseWatch) {
-    let reaper = jobs.clone();
-    tasks.spawn(
-        "the stale import job reaper",
-        periodic(
-            "check for stale import jobs",
-            jobs.settings.stale_after.get() / 2,
-            database.clone(),
-            move || {
-                let reaper = reaper.clone();
-                async move { reaper.interrupt_stale().await.map(drop) }
-            },
-        ),
+    tasks.spawn_periodic(
+        ("the stale import job reaper", "check for stale import jobs"),
+        jobs.settings.stale_after.get() / 2,
+        database,
+        jobs.clone(),
+        |reaper| async move { reaper.interrupt_stale().await.map(drop) },
     );
-    let sweeper = jobs.clone();
-    tasks.spawn(
-        "the review results sweep",
-        periodic(
+    tasks.spawn_periodic(
+        (
+            "the review results sweep",
             "delete expired review row results",
-            jobs.settings.retention_sweep_every.get(),
-            database.clone(),
-            move || {
-                let sweeper = sweeper.clone();
-                async move {
-                    let jobs = sweeper.expire_review_row_results().await?;
-                    if jobs > 0 {
-                        tracing::info!(jobs, "deleted review row results past their retention");
-                    }
-                    Ok::<_, crate::domain::DomainError>(())
-                }
-            },
         ),
+        jobs.settings.retention_sweep_every.get(),
+        database,
+        jobs.clone(),
+        |sweeper| async move {
+            let jobs = sweeper.expire_review_row_results().await?;
+            if jobs > 0 {
+                tracing::info!(jobs, "deleted review row results past their retention");
+            }
+            Ok::<_, crate::domain::DomainError>(())
+        },
     );
 }
 
@@ -708,6 +690,23 @@ impl BackgroundTasks {
         task: impl Future<Output = Result<()>> + Send + 'static,
     ) {
         self.0.push((name, tokio::spawn(task)));
+    }
+
+    /// Runs `task` on a clone of `subject` every `every` (`periodic`).
+    fn spawn_periodic<Subject, Run, Error>(
+        &mut self,
+        (name, what): (&'static str, &'static str),
+        every: Duration,
+        database: &DatabaseWatch,
+        subject: Subject,
+        task: impl Fn(Subject) -> Run + Send + 'static,
+    ) where
+        Subject: Clone + Send + 'static,
+        Run: Future<Output = Result<(), Error>> + Send + 'static,
+        Error: std::fmt::Display + 'static,
+    {
+        let run = move || task(subject.clone());
+        self.spawn(name, periodic(what, every, database.clone(), run));
     }
 
     /// Resolves when the first task ends (returns, fails or panics), with an

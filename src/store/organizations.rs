@@ -27,6 +27,23 @@ struct OrganizationRow {
     update_time: DateTime<Utc>,
 }
 
+/// A checked statement reading `OrganizationRow`s: `$head` (ending in
+/// `select` or `returning`), the columns, then `$tail`.
+macro_rules! organization_query {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            OrganizationRow,
+            $head
+                + " id, name, display_name, allow_duplicate_emails, public_email_domain_policy, \
+                   invitation_ttl_seconds, password_reset_ttl_seconds, access_token_ttl_seconds, \
+                   locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, \
+                   scim_default_profile_id, scim_send_invitations, create_time, update_time "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 impl TryFrom<OrganizationRow> for Organization {
     type Error = DomainError;
 
@@ -74,10 +91,9 @@ pub async fn insert(
     id: Uuid,
     name: &str,
 ) -> Result<Organization, DomainError> {
-    let row = sqlx::query_as!(
-        OrganizationRow,
-        "insert into organizations (id, name) values ($1, $2) returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time",
+    let row = organization_query!(
+        "insert into organizations (id, name) values ($1, $2) returning",
+        "",
         id,
         name,
     )
@@ -93,11 +109,9 @@ pub async fn rename(
     id: Uuid,
     name: &str,
 ) -> Result<Organization, DomainError> {
-    let row = sqlx::query_as!(
-        OrganizationRow,
-        "update organizations set name = $2 where id = $1 returning id, name, display_name, allow_duplicate_emails, \
-         public_email_domain_policy, invitation_ttl_seconds, password_reset_ttl_seconds, access_token_ttl_seconds, \
-         locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time",
+    let row = organization_query!(
+        "update organizations set name = $2 where id = $1 returning",
+        "",
         id,
         name,
     )
@@ -111,14 +125,9 @@ pub async fn find<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
 ) -> Result<Option<Organization>, DomainError> {
-    let row = sqlx::query_as!(
-        OrganizationRow,
-        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations where id = $1",
-        id,
-    )
-    .fetch_optional(executor)
-    .await?;
+    let row = organization_query!("select", "from organizations where id = $1", id,)
+        .fetch_optional(executor)
+        .await?;
     row.map(TryInto::try_into).transpose()
 }
 
@@ -127,10 +136,9 @@ pub async fn find_by_name<'e>(
     executor: impl PgExecutor<'e>,
     name: &str,
 ) -> Result<Option<Organization>, DomainError> {
-    let row = sqlx::query_as!(
-        OrganizationRow,
-        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations where lower(name) = lower($1)",
+    let row = organization_query!(
+        "select",
+        "from organizations where lower(name) = lower($1)",
         name.trim(),
     )
     .fetch_optional(executor)
@@ -140,14 +148,9 @@ pub async fn find_by_name<'e>(
 
 /// Reads the organization and locks it for the rest of the transaction.
 pub async fn lock(tx: &mut Transaction<'_>, id: Uuid) -> Result<Option<Organization>, DomainError> {
-    let row = sqlx::query_as!(
-        OrganizationRow,
-        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations where id = $1 for update",
-        id,
-    )
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row = organization_query!("select", "from organizations where id = $1 for update", id,)
+        .fetch_optional(&mut **tx)
+        .await?;
     row.map(TryInto::try_into).transpose()
 }
 
@@ -156,25 +159,16 @@ pub async fn lock_shared(
     tx: &mut Transaction<'_>,
     id: Uuid,
 ) -> Result<Option<Organization>, DomainError> {
-    let row = sqlx::query_as!(
-        OrganizationRow,
-        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations where id = $1 for share",
-        id,
-    )
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row = organization_query!("select", "from organizations where id = $1 for share", id,)
+        .fetch_optional(&mut **tx)
+        .await?;
     row.map(TryInto::try_into).transpose()
 }
 
 pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<Organization>, DomainError> {
-    let rows = sqlx::query_as!(
-        OrganizationRow,
-        "select id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time from organizations order by lower(name)"
-    )
-    .fetch_all(executor)
-    .await?;
+    let rows = organization_query!("select", "from organizations order by lower(name)")
+        .fetch_all(executor)
+        .await?;
     rows.into_iter().map(TryInto::try_into).collect()
 }
 
@@ -183,13 +177,12 @@ pub async fn update_settings(
     id: Uuid,
     settings: &Settings,
 ) -> Result<Organization, DomainError> {
-    let row = sqlx::query_as!(
-        OrganizationRow,
+    let row = organization_query!(
         "update organizations set allow_duplicate_emails = $2, public_email_domain_policy = $3, \
          invitation_ttl_seconds = $4, password_reset_ttl_seconds = $5, access_token_ttl_seconds = $6, locale = $7, \
          display_name = $8, max_sessions_per_user = $9, password_max_age_seconds = $10, require_second_factor = $11, \
-         scim_default_profile_id = $12, scim_send_invitations = $13 where id = $1 returning id, name, display_name, allow_duplicate_emails, public_email_domain_policy, invitation_ttl_seconds, \
-         password_reset_ttl_seconds, access_token_ttl_seconds, locale, max_sessions_per_user, password_max_age_seconds, require_second_factor, scim_default_profile_id, scim_send_invitations, create_time, update_time",
+         scim_default_profile_id = $12, scim_send_invitations = $13 where id = $1 returning",
+        "",
         id,
         settings.allow_duplicate_emails,
         settings.public_email_domain_policy.as_str(),
