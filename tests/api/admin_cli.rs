@@ -184,16 +184,7 @@ async fn roster_org_rename_keeps_everything_but_the_name_people_type_at_sign_in(
         .unwrap_err();
     assert_eq!(carol.code(), Code::ResourceExhausted, "{carol:?}");
 
-    let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: "organization.rename".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let events = app.audit_events_of("organization.rename").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].changed_fields, ["name"]);
 

@@ -301,15 +301,11 @@ async fn creating_and_revoking_keys_are_audited_with_their_actor() {
     .await
     .unwrap();
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
+        .audit_events(proto::ListAuditEventsRequest {
             target_id: key.id.clone(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["api_key.revoke", "api_key.create"]);
     let admin_key_id = key.created_by.trim_start_matches("api_key:").to_owned();
@@ -318,16 +314,7 @@ async fn creating_and_revoking_keys_are_audited_with_their_actor() {
         .all(|e| e.actor_kind == proto::ActorKind::ApiKey as i32 && e.actor_id == admin_key_id));
     assert!(events.iter().all(|e| e.target_type == "api_key"));
     // The organization itself was created by the operator.
-    let created = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: "organization.create".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let created = app.audit_events_of("organization.create").await;
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].actor_kind, proto::ActorKind::Operator as i32);
 }

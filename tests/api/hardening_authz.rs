@@ -12,7 +12,9 @@ use tonic_types::StatusExt;
 
 use crate::{
     groups::{self, give, group, holder, south_admin, SouthAdmin},
-    helpers::{new_group, new_profile, new_unit, violated_fields, Bearer, CreatedId, TestApp},
+    helpers::{
+        mask, new_group, new_profile, new_unit, violated_fields, Bearer, CreatedId, TestApp,
+    },
     import::{options, run_import},
 };
 
@@ -62,9 +64,7 @@ async fn act_on_user_by_every_path(
                             first_name: "Renamed".into(),
                             ..Default::default()
                         }),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["first_name".into()],
-                        }),
+                        update_mask: mask(&["first_name"]),
                     })
                     .await
                     .map(drop),
@@ -169,15 +169,8 @@ async fn import_row(
 
 async fn group_ids_of(app: &TestApp, user_id: &str) -> Vec<String> {
     let mut ids: Vec<String> = app
-        .users(app.as_admin())
-        .list_user_groups(proto::ListUserGroupsRequest {
-            user_id: user_id.into(),
-            ..Default::default()
-        })
+        .user_groups(user_id)
         .await
-        .unwrap()
-        .into_inner()
-        .groups
         .into_iter()
         .map(|g| g.id)
         .collect();
@@ -248,17 +241,8 @@ async fn a_unit_admin_may_act_by_no_path_on_a_user_holding_an_uncovered_group() 
             };
             assert_eq!(outcome, expected, "{what} on {}", target.email);
         }
-        let after = app
-            .users(app.as_admin())
-            .get_user(proto::GetUserRequest {
-                user_id: target.id.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("not deleted")
-            .into_inner()
-            .user
-            .unwrap();
+        // Still there: not deleted.
+        let after = app.get_user(&target.id).await;
         assert_eq!(after.first_name, target.first_name, "not renamed");
         assert_eq!(after.status, target.status, "status unchanged");
         assert_eq!(group_ids_of(&app, &target.id).await, groups_before);
@@ -342,9 +326,7 @@ async fn update_group(
     app.groups(bearer.clone())
         .update_group(proto::UpdateGroupRequest {
             group: Some(changes),
-            update_mask: Some(prost_types::FieldMask {
-                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-            }),
+            update_mask: mask(paths),
         })
         .await
         .map(|r| r.into_inner().group.unwrap())
@@ -713,11 +695,7 @@ async fn create_everything(
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-        .id;
+        .created_id();
     let clone = users
         .clone_user(proto::CloneUserRequest {
             source_user_id: source_id.into(),
@@ -726,11 +704,7 @@ async fn create_everything(
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-        .id;
+        .created_id();
     let group = groups
         .create_group(proto::CreateGroupRequest {
             request_id: request_id.clone(),
@@ -766,11 +740,7 @@ async fn create_everything(
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .api_key
-        .unwrap()
-        .id;
+        .created_id();
     vec![
         ("CreateUser", user),
         ("CloneUser", clone),

@@ -7,7 +7,7 @@ use roster::proto::{self, UnitKind, UserStatus};
 use tonic::{Code, Status};
 
 use crate::{
-    helpers::{violated_fields, Bearer, TestApp},
+    helpers::{mask, violated_fields, Bearer, TestApp},
     users::new_user,
 };
 
@@ -16,12 +16,6 @@ fn assert_refused(result: Result<impl std::fmt::Debug, Status>, fields: &[&str])
     let status = result.expect_err("the request must be refused");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert_eq!(violated_fields(&status), fields, "{status:?}");
-}
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-    })
 }
 
 /// A new POS profile named Cashier with this description.

@@ -536,9 +536,7 @@ impl TestApp {
                     allow_duplicate_emails: true,
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["allow_duplicate_emails".into()],
-                }),
+                update_mask: mask(&["allow_duplicate_emails"]),
             })
             .await
             .unwrap();
@@ -625,6 +623,56 @@ impl TestApp {
 
     pub fn as_admin(&self) -> Bearer {
         Bearer::token(&self.admin_key)
+    }
+
+    /// The user as the admin key reads it (GetUser, default view).
+    pub async fn get_user(&self, user_id: &str) -> proto::User {
+        self.users(self.as_admin())
+            .get_user(proto::GetUserRequest {
+                user_id: user_id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("get user")
+            .into_inner()
+            .user
+            .expect("user")
+    }
+
+    /// The groups a user holds (first page), as the admin key lists them.
+    pub async fn user_groups(&self, user_id: &str) -> Vec<proto::Group> {
+        self.users(self.as_admin())
+            .list_user_groups(proto::ListUserGroupsRequest {
+                user_id: user_id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list user groups")
+            .into_inner()
+            .groups
+    }
+
+    /// The organization's audit events matching `filter`, newest first, as
+    /// the admin key lists them.
+    pub async fn audit_events(
+        &self,
+        filter: proto::ListAuditEventsRequest,
+    ) -> Vec<proto::AuditEvent> {
+        self.organizations(self.as_admin())
+            .list_audit_events(filter)
+            .await
+            .expect("list audit events")
+            .into_inner()
+            .audit_events
+    }
+
+    /// The audit events of one action, newest first.
+    pub async fn audit_events_of(&self, action: &str) -> Vec<proto::AuditEvent> {
+        self.audit_events(proto::ListAuditEventsRequest {
+            action: action.into(),
+            ..Default::default()
+        })
+        .await
     }
 
     /// A user row written directly with an admin state and onboarding, in
@@ -727,6 +775,16 @@ macro_rules! created_id {
 created_id!(proto::CreateUnitResponse, unit);
 created_id!(proto::CreateProfileResponse, profile);
 created_id!(proto::CreateGroupResponse, group);
+created_id!(proto::CreateUserResponse, user);
+created_id!(proto::CloneUserResponse, user);
+created_id!(proto::CreateApiKeyResponse, api_key);
+
+/// An update mask of these field paths.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    })
+}
 
 /// The field paths of a status's `BadRequest` details, in order.
 pub fn violated_fields(status: &Status) -> Vec<String> {

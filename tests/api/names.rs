@@ -14,15 +14,8 @@ use crate::{
 
 async fn group_names_of(app: &TestApp, user_id: &str) -> Vec<String> {
     let mut names: Vec<String> = app
-        .users(app.as_admin())
-        .list_user_groups(proto::ListUserGroupsRequest {
-            user_id: user_id.into(),
-            ..Default::default()
-        })
+        .user_groups(user_id)
         .await
-        .unwrap()
-        .into_inner()
-        .groups
         .into_iter()
         .map(|g| g.name)
         .collect();
@@ -478,15 +471,6 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
         ("POS", "Cashier")
     );
     assert_eq!(unit_refs(&grant.units), expected_units);
-    let mine = app
-        .users(app.as_admin())
-        .list_user_groups(proto::ListUserGroupsRequest {
-            user_id: user.id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .groups;
+    let mine = app.user_groups(&user.id).await;
     assert_eq!(unit_refs(&mine[0].units), expected_units);
 }

@@ -1,13 +1,7 @@
 use roster::proto;
 use tonic::Code;
 
-use crate::helpers::{error_reason, violated_fields, TestApp};
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-    })
-}
+use crate::helpers::{error_reason, mask, violated_fields, TestApp};
 
 fn hours(h: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration {
@@ -79,16 +73,7 @@ async fn settings_named_in_the_mask_change_and_the_change_is_audited() {
     assert_eq!(updated.invitation_ttl, hours(48));
     assert_eq!(updated.access_token_ttl, hours(8));
 
-    let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: "organization.settings.update".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let events = app.audit_events_of("organization.settings.update").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].changed_fields, ["invitation_ttl", "locale"]);
     assert_eq!(events[0].actor_kind, proto::ActorKind::ApiKey as i32);

@@ -7,14 +7,8 @@ use tonic::Code;
 
 use crate::{
     groups::{group, org},
-    helpers::{new_group, new_unit, violated_fields, TestApp},
+    helpers::{mask, new_group, new_unit, violated_fields, TestApp},
 };
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-    })
-}
 
 #[tokio::test]
 async fn a_unit_created_or_updated_without_a_kind_is_other_and_an_unknown_kind_is_refused() {
@@ -144,12 +138,8 @@ async fn update_masks_take_snake_case_and_camel_case_paths_and_the_audit_names_t
         .await
         .unwrap();
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .audit_events(proto::ListAuditEventsRequest::default())
+        .await;
     let group_update = events
         .iter()
         .find(|event| event.action == "group.update" && event.target_id == cashiers)

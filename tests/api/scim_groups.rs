@@ -8,7 +8,7 @@ use roster::{domain::caller::Scope, proto};
 use serde_json::{json, Value};
 
 use crate::{
-    helpers::{new_profile, new_unit, violations, CreatedId, TestApp},
+    helpers::{mask, new_profile, new_unit, violations, CreatedId, TestApp},
     scim::{assert_error, encode, resource_ids, Answer, Scim, PATCH},
 };
 
@@ -24,9 +24,7 @@ async fn set_settings(
     app.organizations(app.as_admin())
         .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
             settings: Some(settings),
-            update_mask: Some(prost_types::FieldMask {
-                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-            }),
+            update_mask: mask(paths),
         })
         .await
         .map(|answer| answer.into_inner().organization.unwrap())
@@ -795,15 +793,11 @@ async fn group_writes_need_an_admin_key_and_are_audited_as_the_key() {
         .await
         .unwrap();
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
+        .audit_events(proto::ListAuditEventsRequest {
             page_size: 50,
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .await;
     let by_key: Vec<(&str, &str)> = events
         .iter()
         .filter(|e| e.actor_id == key_id.to_string())
@@ -896,7 +890,7 @@ async fn scim_users_are_invited_unless_the_organization_turns_it_off() {
     let quiet = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
     assert_eq!(invitations(quiet.clone()).await, 0);
     // Still invitable later, and still invited over gRPC.
-    let user = crate::attributes::get(&app, &quiet).await;
+    let user = app.get_user(&quiet).await;
     assert_eq!(user.status, proto::UserStatus::Pending as i32);
     app.create_user("Cy", "Ode", "cy@acme.test").await;
     app.email("cy@acme.test", 1).await;
@@ -1132,17 +1126,13 @@ async fn okta_puts_a_group_with_its_members() {
     assert_eq!(grpc_members(&app, &id).await, [bo]);
     // The same name again changes the members only: no group.update.
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
+        .audit_events(proto::ListAuditEventsRequest {
             page_size: 50,
             target_type: "group".into(),
             target_id: id.clone(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["group.create"]);
 }
@@ -1248,9 +1238,7 @@ async fn a_groups_external_id_is_kept_filtered_and_unique() {
                 description: "Front desk".into(),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["description".into()],
-            }),
+            update_mask: mask(&["description"]),
         })
         .await
         .unwrap();
@@ -1262,9 +1250,7 @@ async fn a_groups_external_id_is_kept_filtered_and_unique() {
                 id: id.clone(),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["external_id".into()],
-            }),
+            update_mask: mask(&["external_id"]),
         })
         .await
         .unwrap_err();

@@ -9,7 +9,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 use crate::{
     groups,
-    helpers::{error_reason, violations, Bearer, TestApp},
+    helpers::{error_reason, mask, violations, Bearer, TestApp},
     onboarding::{login, registered_user, GOOD_PASSWORD},
 };
 
@@ -104,19 +104,6 @@ pub async fn complete(app: &TestApp, challenge: &str, code: &str) -> Result<Stri
         .map(|r| r.into_inner().access_token)
 }
 
-async fn get_user(app: &TestApp, user_id: &str) -> proto::User {
-    app.users(app.as_admin())
-        .get_user(proto::GetUserRequest {
-            user_id: user_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-}
-
 /// ListUsers filtered on `second_factor_enrolled`: the emails.
 async fn enrolled_emails(app: &TestApp, enrolled: bool) -> Vec<String> {
     let listed = app
@@ -162,7 +149,7 @@ async fn reset_second_factor(
 async fn an_enrolled_user_signs_in_with_the_password_then_a_code_from_their_app() {
     let app = TestApp::spawn().await;
     let (user, session) = signed_in(&app, "ana@acme.com").await;
-    assert!(!get_user(&app, &user.id).await.second_factor_enrolled);
+    assert!(!app.get_user(&user.id).await.second_factor_enrolled);
 
     let started = begin(&app, session.clone()).await.unwrap();
     assert!(started.secret.len() >= 32, "160 bits in base32");
@@ -182,7 +169,7 @@ async fn an_enrolled_user_signs_in_with_the_password_then_a_code_from_their_app(
         .await
         .unwrap();
     assert_eq!(recovery_codes.len(), 10);
-    let enrolled = get_user(&app, &user.id).await;
+    let enrolled = app.get_user(&user.id).await;
     assert!(enrolled.second_factor_enrolled && enrolled.second_factor_enroll_time.is_some());
 
     // The password alone no longer signs in: a challenge, then a code.
@@ -346,9 +333,7 @@ async fn a_server_without_a_secret_key_refuses_to_require_a_second_factor() {
                 require_second_factor: true,
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["require_second_factor".into()],
-            }),
+            update_mask: mask(&["require_second_factor"]),
         })
         .await
         .unwrap_err();
@@ -401,13 +386,9 @@ async fn an_administrator_resets_a_lost_second_factor_and_the_password_signs_in_
     // And they may enroll anew.
     enroll(&app, session).await;
 
-    let mut audit = app.organizations(app.as_admin());
-    let events = audit
-        .list_audit_events(proto::ListAuditEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let events = app
+        .audit_events(proto::ListAuditEventsRequest::default())
+        .await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     for action in [
         "user.second_factor.begin",
@@ -438,7 +419,7 @@ async fn a_unit_administrator_resets_second_factors_only_of_users_they_may_act_o
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
-    assert!(get_user(&app, &in_west.id).await.second_factor_enrolled);
+    assert!(app.get_user(&in_west.id).await.second_factor_enrolled);
     let own = reset_second_factor(&app, south.bearer.clone(), &south.user.id)
         .await
         .unwrap_err();
@@ -678,9 +659,7 @@ pub async fn require_second_factor(app: &TestApp) {
                 require_second_factor: true,
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["require_second_factor".into()],
-            }),
+            update_mask: mask(&["require_second_factor"]),
         })
         .await
         .unwrap()
