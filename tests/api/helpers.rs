@@ -639,6 +639,17 @@ impl TestApp {
             .expect("user")
     }
 
+    /// This app's organization as the admin key reads it.
+    pub async fn organization(&self) -> proto::Organization {
+        self.organizations(self.as_admin())
+            .get_organization(proto::GetOrganizationRequest {})
+            .await
+            .expect("get organization")
+            .into_inner()
+            .organization
+            .expect("organization")
+    }
+
     /// The groups a user holds (first page), as the admin key lists them.
     pub async fn user_groups(&self, user_id: &str) -> Vec<proto::Group> {
         self.users(self.as_admin())

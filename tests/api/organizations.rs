@@ -13,14 +13,7 @@ fn hours(h: i64) -> Option<prost_types::Duration> {
 #[tokio::test]
 async fn a_new_organization_has_the_default_settings_and_the_two_built_in_profiles() {
     let app = TestApp::spawn().await;
-    let organization = app
-        .organizations(app.as_admin())
-        .get_organization(proto::GetOrganizationRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .organization
-        .unwrap();
+    let organization = app.organization().await;
     let settings = organization.settings.unwrap();
     assert!(!settings.allow_duplicate_emails);
     assert_eq!(
@@ -123,14 +116,7 @@ async fn every_invalid_setting_is_reported_with_its_field_path() {
         ]
     );
     // Nothing was changed.
-    let organization = app
-        .organizations(app.as_admin())
-        .get_organization(proto::GetOrganizationRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .organization
-        .unwrap();
+    let organization = app.organization().await;
     assert_eq!(organization.settings.unwrap().locale, "en");
 }
 

@@ -150,6 +150,23 @@ pub(crate) fn resource_ids(list: &Value) -> Vec<String> {
 }
 
 /// A SCIM error body: its status string, scimType and detail.
+/// The id of what a POST created, once the answer is 201 and says where
+/// the resource is (Location, meta.location) and its version (ETag,
+/// meta.version).
+pub(crate) fn assert_created(created: &Answer, endpoint: &str) -> String {
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let location = created.location.as_deref();
+    assert_eq!(location, created.body["meta"]["location"].as_str());
+    let path = format!("/scim/v2/{endpoint}/{id}");
+    assert!(location.unwrap().ends_with(&path), "{location:?}");
+    assert_eq!(
+        created.etag.as_deref(),
+        created.body["meta"]["version"].as_str()
+    );
+    id
+}
+
 pub(crate) fn assert_error(
     answer: &Answer,
     status: StatusCode,
@@ -239,20 +256,7 @@ async fn a_created_user_shows_in_grpc_and_in_the_audit_trail_with_the_key_as_act
             }),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        created.location.as_deref(),
-        created.body["meta"]["location"].as_str()
-    );
-    assert!(created
-        .location
-        .unwrap()
-        .ends_with(&format!("/scim/v2/Users/{id}")));
-    assert_eq!(
-        created.etag.as_deref(),
-        created.body["meta"]["version"].as_str()
-    );
+    let id = assert_created(&created, "Users");
     assert_eq!(created.body["active"], json!(true));
     assert_eq!(
         created.body["phoneNumbers"][0]["value"],

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::{
     helpers::{mask, new_profile, new_unit, violations, CreatedId, TestApp},
-    scim::{assert_error, encode, resource_ids, Answer, Scim, PATCH},
+    scim::{assert_created, assert_error, encode, resource_ids, Answer, Scim, PATCH},
 };
 
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -123,6 +123,19 @@ async fn patch_group(scim: &Scim, id: &str, operations: Value) -> Answer {
         .await
 }
 
+/// A PATCH of group `id` that the server refuses with this SCIM error.
+async fn assert_patch_refused(
+    scim: &Scim,
+    id: &str,
+    operations: Value,
+    status: StatusCode,
+    scim_type: &str,
+    detail_has: &str,
+) {
+    let refused = patch_group(scim, id, operations).await;
+    assert_error(&refused, status, Some(scim_type), detail_has);
+}
+
 async fn create_group(scim: &Scim, body: Value) -> String {
     let created = scim.post("/Groups", body).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -174,14 +187,7 @@ async fn discovery_describes_groups_and_the_roster_extension_truthfully() {
 #[tokio::test]
 async fn the_scim_default_profile_setting_must_name_a_profile_of_the_organization() {
     let app = TestApp::spawn().await;
-    let organization = app
-        .organizations(app.as_admin())
-        .get_organization(proto::GetOrganizationRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .organization
-        .unwrap();
+    let organization = app.organization().await;
     let settings = organization.settings.unwrap();
     assert_eq!(settings.scim_default_profile_id, "");
     assert!(
@@ -207,14 +213,7 @@ async fn the_scim_default_profile_setting_must_name_a_profile_of_the_organizatio
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
     assert!(status.message().contains("not found"), "{elsewhere}");
     let profile = default_profile(&app).await;
-    let organization = app
-        .organizations(app.as_admin())
-        .get_organization(proto::GetOrganizationRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .organization
-        .unwrap();
+    let organization = app.organization().await;
     assert_eq!(
         organization.settings.unwrap().scim_default_profile_id,
         profile
@@ -283,21 +282,7 @@ async fn a_created_group_grants_the_default_profile_on_all_units_or_the_extensio
             json!({ "schemas": [GROUP], "displayName": "Cashiers", "members": [{ "value": ana }] }),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        created.location.as_deref(),
-        created.body["meta"]["location"].as_str()
-    );
-    assert!(created
-        .location
-        .as_deref()
-        .unwrap()
-        .ends_with(&format!("/scim/v2/Groups/{id}")));
-    assert_eq!(
-        created.etag.as_deref(),
-        created.body["meta"]["version"].as_str()
-    );
+    let id = assert_created(&created, "Groups");
     assert_eq!(
         created.body["members"][0],
         json!({ "value": ana, "$ref": created.body["members"][0]["$ref"], "type": "User" })
@@ -391,42 +376,31 @@ async fn members_must_be_users_of_the_organization() {
     let foreign = Scim::new(&app, &foreign_key)
         .create("zed.zee", "Zed", "Zee", "zed@other.test")
         .await;
-    let added = patch_group(
-        &scim,
-        &id,
-        json!([{ "op": "add", "path": "members", "value": [{ "value": foreign }] }]),
-    )
-    .await;
-    assert_error(
-        &added,
-        StatusCode::BAD_REQUEST,
-        Some("invalidValue"),
-        &format!("value {foreign} is not a user of this organization"),
-    );
-    let malformed = patch_group(
-        &scim,
-        &id,
-        json!([{ "op": "add", "path": "members", "value": [{ "value": "bob" }] }]),
-    )
-    .await;
-    assert_error(
-        &malformed,
-        StatusCode::BAD_REQUEST,
-        Some("invalidValue"),
-        "Operations[0]: members[0].value: `bob` is not a user of this organization",
-    );
-    let nested = patch_group(
-        &scim,
-        &id,
-        json!([{ "op": "add", "path": "members", "value": [{ "value": id, "type": "Group" }] }]),
-    )
-    .await;
-    assert_error(
-        &nested,
-        StatusCode::BAD_REQUEST,
-        Some("invalidValue"),
-        "Roster groups hold users, not groups",
-    );
+    // Each added member, and what the refusal says of it.
+    for (member, detail) in [
+        (
+            json!({ "value": foreign }),
+            format!("value {foreign} is not a user of this organization"),
+        ),
+        (
+            json!({ "value": "bob" }),
+            "Operations[0]: members[0].value: `bob` is not a user of this organization".into(),
+        ),
+        (
+            json!({ "value": id, "type": "Group" }),
+            "Roster groups hold users, not groups".into(),
+        ),
+    ] {
+        assert_patch_refused(
+            &scim,
+            &id,
+            json!([{ "op": "add", "path": "members", "value": [member] }]),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+            &detail,
+        )
+        .await;
+    }
     // The other organization's key does not see this group.
     let unseen = Scim::new(&app, &foreign_key)
         .get(&format!("/Groups/{id}"))
@@ -509,30 +483,24 @@ async fn get_put_patch_and_delete_a_group_with_etags() {
     let emptied = patch_group(&scim, &id, json!([{ "op": "remove", "path": "members" }])).await;
     assert_eq!(emptied.body["members"], json!([]));
     assert!(grpc_members(&app, &id).await.is_empty());
-    let unknown_path = patch_group(
+    assert_patch_refused(
         &scim,
         &id,
         json!([{ "op": "replace", "path": "owner", "value": "x" }]),
+        StatusCode::BAD_REQUEST,
+        "invalidPath",
+        "owner is not an attribute of Group",
     )
     .await;
-    assert_error(
-        &unknown_path,
-        StatusCode::BAD_REQUEST,
-        Some("invalidPath"),
-        "owner is not an attribute of Group",
-    );
-    let required = patch_group(
+    assert_patch_refused(
         &scim,
         &id,
         json!([{ "op": "remove", "path": "displayName" }]),
+        StatusCode::BAD_REQUEST,
+        "mutability",
+        "displayName is required",
     )
     .await;
-    assert_error(
-        &required,
-        StatusCode::BAD_REQUEST,
-        Some("mutability"),
-        "displayName is required",
-    );
     // DELETE, under If-Match too.
     let current = scim.get(&format!("/Groups/{id}")).await.etag.unwrap();
     let refused = scim
@@ -607,18 +575,15 @@ async fn the_extension_changes_a_groups_profile_and_units() {
         .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     assert_eq!(put.body[ROSTER_GROUP]["unitScope"], json!("UNITS"));
-    let bad_scope = patch_group(
+    assert_patch_refused(
         &scim,
         &id,
         json!([{ "op": "replace", "path": format!("{ROSTER_GROUP}:unitScope"), "value": "SOME" }]),
+        StatusCode::BAD_REQUEST,
+        "invalidValue",
+        "unitScope: `SOME` is not ALL_UNITS, UNITS or NO_UNIT",
     )
     .await;
-    assert_error(
-        &bad_scope,
-        StatusCode::BAD_REQUEST,
-        Some("invalidValue"),
-        "unitScope: `SOME` is not ALL_UNITS, UNITS or NO_UNIT",
-    );
     // Removed, the profile and the scope go back to a new group's defaults:
     // the organization's default profile, on all units.
     let default = grpc_group(
@@ -1291,18 +1256,15 @@ async fn a_groups_external_id_is_kept_filtered_and_unique() {
         Some("uniqueness"),
         "externalId: this external id already belongs to another group",
     );
-    let taken = patch_group(
+    assert_patch_refused(
         &scim,
         &other,
         json!([{ "op": "replace", "path": "externalId", "value": "entra-3" }]),
+        StatusCode::CONFLICT,
+        "uniqueness",
+        "externalId",
     )
     .await;
-    assert_error(
-        &taken,
-        StatusCode::CONFLICT,
-        Some("uniqueness"),
-        "externalId",
-    );
     // Removed by PATCH; a PUT sets it, and a PUT without it removes it.
     let removed = patch_group(
         &scim,
@@ -1330,18 +1292,15 @@ async fn a_groups_external_id_is_kept_filtered_and_unique() {
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     assert!(put.body.get("externalId").is_none(), "{}", put.body);
     // A bad one is refused naming the attribute and the rule.
-    let bad = patch_group(
+    assert_patch_refused(
         &scim,
         &id,
         json!([{ "op": "replace", "path": "externalId", "value": "x".repeat(101) }]),
+        StatusCode::BAD_REQUEST,
+        "invalidValue",
+        "externalId: must be 1–100 characters without control characters",
     )
     .await;
-    assert_error(
-        &bad,
-        StatusCode::BAD_REQUEST,
-        Some("invalidValue"),
-        "externalId: must be 1–100 characters without control characters",
-    );
 }
 
 #[tokio::test]
@@ -1392,18 +1351,15 @@ async fn unit_ids_added_or_removed_change_only_those_and_never_widen_the_scope()
         assert_eq!(scope_of(grpc_group(&app, &id).await), (units_scope, after));
     }
     // Taking away the last units does not make the group ALL_UNITS.
-    let emptied = patch_group(
+    assert_patch_refused(
         &scim,
         &id,
         json!([{ "op": "remove", "path": path, "value": [braga, faro] }]),
+        StatusCode::BAD_REQUEST,
+        "invalidValue",
+        "this leaves the group on no unit",
     )
     .await;
-    assert_error(
-        &emptied,
-        StatusCode::BAD_REQUEST,
-        Some("invalidValue"),
-        "this leaves the group on no unit",
-    );
     let mut held = vec![braga.clone(), faro.clone()];
     held.sort();
     assert_eq!(scope_of(grpc_group(&app, &id).await), (units_scope, held));
