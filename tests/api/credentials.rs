@@ -239,18 +239,14 @@ async fn set_password_expiry(
 }
 
 async fn users_with_expired_passwords(app: &TestApp, expired: bool) -> Vec<String> {
-    app.users(app.as_admin())
-        .list_users(proto::ListUsersRequest {
-            password_expired: Some(expired),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .users
-        .into_iter()
-        .map(|user| user.email)
-        .collect()
+    app.list_users(proto::ListUsersRequest {
+        password_expired: Some(expired),
+        ..Default::default()
+    })
+    .await
+    .into_iter()
+    .map(|user| user.email)
+    .collect()
 }
 
 #[tokio::test]

@@ -297,14 +297,13 @@ async fn errors_repeat_only_a_short_prefix_of_the_input() {
     assert!(status_bytes(&refused) < 2048, "{}", status_bytes(&refused));
 
     let refused = app
-        .organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
+        .update_settings(
+            proto::OrganizationSettings {
                 locale: long.clone(),
                 ..Default::default()
-            }),
-            update_mask: mask(&["locale"]),
-        })
+            },
+            &["locale"],
+        )
         .await
         .expect_err("an unknown locale is refused");
     assert_eq!(violated_fields(&refused), ["settings.locale"]);

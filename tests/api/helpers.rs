@@ -527,17 +527,29 @@ impl TestApp {
         GroupServiceClient::with_interceptor(self.channel.clone(), bearer)
     }
 
-    /// Creates a user through the API as the organization's admin key.
-    /// Turns on the organization setting that lets users share an email.
-    pub async fn allow_duplicate_emails(&self) {
+    /// Sets the organization settings named in `paths` to their values in
+    /// `settings`, as the admin key; the organization as it then is.
+    pub async fn update_settings(
+        &self,
+        settings: proto::OrganizationSettings,
+        paths: &[&str],
+    ) -> Result<proto::Organization, Status> {
         self.organizations(self.as_admin())
             .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-                settings: Some(proto::OrganizationSettings {
-                    allow_duplicate_emails: true,
-                    ..Default::default()
-                }),
-                update_mask: mask(&["allow_duplicate_emails"]),
+                settings: Some(settings),
+                update_mask: mask(paths),
             })
+            .await
+            .map(|answer| answer.into_inner().organization.expect("organization"))
+    }
+
+    /// Turns on the organization setting that lets users share an email.
+    pub async fn allow_duplicate_emails(&self) {
+        let allow = proto::OrganizationSettings {
+            allow_duplicate_emails: true,
+            ..Default::default()
+        };
+        self.update_settings(allow, &["allow_duplicate_emails"])
             .await
             .unwrap();
     }
@@ -648,6 +660,16 @@ impl TestApp {
             .into_inner()
             .organization
             .expect("organization")
+    }
+
+    /// The users `request` lists (one page), as the admin key lists them.
+    pub async fn list_users(&self, request: proto::ListUsersRequest) -> Vec<proto::User> {
+        self.users(self.as_admin())
+            .list_users(request)
+            .await
+            .expect("list users")
+            .into_inner()
+            .users
     }
 
     /// The groups a user holds (first page), as the admin key lists them.

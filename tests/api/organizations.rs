@@ -44,21 +44,17 @@ async fn a_new_organization_has_the_default_settings_and_the_two_built_in_profil
 async fn settings_named_in_the_mask_change_and_the_change_is_audited() {
     let app = TestApp::spawn().await;
     let updated = app
-        .organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
+        .update_settings(
+            proto::OrganizationSettings {
                 locale: "pt-BR".into(),
                 invitation_ttl: hours(48),
                 // Not in the mask: ignored.
                 access_token_ttl: hours(1),
                 ..Default::default()
-            }),
-            update_mask: mask(&["locale", "settings.invitation_ttl"]),
-        })
+            },
+            &["locale", "settings.invitation_ttl"],
+        )
         .await
-        .unwrap()
-        .into_inner()
-        .organization
         .unwrap()
         .settings
         .unwrap();
@@ -298,16 +294,13 @@ async fn set_display_name(
     app: &TestApp,
     display_name: &str,
 ) -> Result<proto::OrganizationSettings, tonic::Status> {
-    app.organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
-                display_name: display_name.into(),
-                ..Default::default()
-            }),
-            update_mask: mask(&["display_name"]),
-        })
+    let settings = proto::OrganizationSettings {
+        display_name: display_name.into(),
+        ..Default::default()
+    };
+    app.update_settings(settings, &["display_name"])
         .await
-        .map(|answer| answer.into_inner().organization.unwrap().settings.unwrap())
+        .map(|organization| organization.settings.unwrap())
 }
 
 #[tokio::test]

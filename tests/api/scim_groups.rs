@@ -15,21 +15,6 @@ use crate::{
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ROSTER_GROUP: &str = "urn:roster:params:scim:schemas:extension:2.0:Group";
 
-/// Sets organization settings over gRPC (the mask names `paths`).
-async fn set_settings(
-    app: &TestApp,
-    settings: proto::OrganizationSettings,
-    paths: &[&str],
-) -> Result<proto::Organization, tonic::Status> {
-    app.organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(settings),
-            update_mask: mask(paths),
-        })
-        .await
-        .map(|answer| answer.into_inner().organization.unwrap())
-}
-
 /// A new profile, made the organization's SCIM default; returns its id.
 pub(crate) async fn default_profile(app: &TestApp) -> String {
     let profile = app
@@ -41,7 +26,7 @@ pub(crate) async fn default_profile(app: &TestApp) -> String {
         scim_default_profile_id: profile.clone(),
         ..Default::default()
     };
-    set_settings(app, settings, &["scim_default_profile_id"])
+    app.update_settings(settings, &["scim_default_profile_id"])
         .await
         .unwrap();
     profile
@@ -198,7 +183,8 @@ async fn the_scim_default_profile_setting_must_name_a_profile_of_the_organizatio
         scim_default_profile_id: id.to_owned(),
         ..Default::default()
     };
-    let status = set_settings(&app, set("nope"), &["scim_default_profile_id"])
+    let status = app
+        .update_settings(set("nope"), &["scim_default_profile_id"])
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -207,7 +193,8 @@ async fn the_scim_default_profile_setting_must_name_a_profile_of_the_organizatio
         .contains("settings.scim_default_profile_id"));
     let elsewhere = app.create_organization("elsewhere").await;
     let foreign = uuid::Uuid::now_v7().to_string();
-    let status = set_settings(&app, set(&foreign), &["scim_default_profile_id"])
+    let status = app
+        .update_settings(set(&foreign), &["scim_default_profile_id"])
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
@@ -218,7 +205,8 @@ async fn the_scim_default_profile_setting_must_name_a_profile_of_the_organizatio
         organization.settings.unwrap().scim_default_profile_id,
         profile
     );
-    let cleared = set_settings(&app, set(" "), &["scim_default_profile_id"])
+    let cleared = app
+        .update_settings(set(" "), &["scim_default_profile_id"])
         .await
         .unwrap();
     assert_eq!(cleared.settings.unwrap().scim_default_profile_id, "");
@@ -848,7 +836,8 @@ async fn scim_users_are_invited_unless_the_organization_turns_it_off() {
         scim_send_invitations: false,
         ..Default::default()
     };
-    let updated = set_settings(&app, settings, &["scim_send_invitations"])
+    let updated = app
+        .update_settings(settings, &["scim_send_invitations"])
         .await
         .unwrap();
     assert!(!updated.settings.unwrap().scim_send_invitations);

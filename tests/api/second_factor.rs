@@ -9,7 +9,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 use crate::{
     groups,
-    helpers::{error_reason, mask, violations, Bearer, TestApp},
+    helpers::{error_reason, violations, Bearer, TestApp},
     onboarding::{login, registered_user, GOOD_PASSWORD},
 };
 
@@ -327,14 +327,13 @@ async fn a_recovery_code_is_not_spent_on_an_account_that_may_not_sign_in() {
 async fn a_server_without_a_secret_key_refuses_to_require_a_second_factor() {
     let app = TestApp::spawn_with(|settings| settings.secret_key = None).await;
     let refused = app
-        .organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
+        .update_settings(
+            proto::OrganizationSettings {
                 require_second_factor: true,
                 ..Default::default()
-            }),
-            update_mask: mask(&["require_second_factor"]),
-        })
+            },
+            &["require_second_factor"],
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
@@ -653,25 +652,16 @@ async fn no_seed_recovery_code_challenge_or_token_is_in_clear_in_the_database_th
 /// Turns the organization's `require_second_factor` on, over gRPC.
 pub async fn require_second_factor(app: &TestApp) {
     let updated = app
-        .organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
+        .update_settings(
+            proto::OrganizationSettings {
                 require_second_factor: true,
                 ..Default::default()
-            }),
-            update_mask: mask(&["require_second_factor"]),
-        })
+            },
+            &["require_second_factor"],
+        )
         .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        updated
-            .organization
-            .unwrap()
-            .settings
-            .unwrap()
-            .require_second_factor
-    );
+        .unwrap();
+    assert!(updated.settings.unwrap().require_second_factor);
 }
 
 async fn post_page(app: &TestApp, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

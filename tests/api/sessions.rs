@@ -9,7 +9,7 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{eventually, mask, violated_fields, Bearer, TestApp},
+    helpers::{eventually, violated_fields, Bearer, TestApp},
     onboarding::{login, registered_user, GOOD_PASSWORD},
 };
 
@@ -232,18 +232,15 @@ async fn an_administrator_lists_and_ends_sessions_only_of_users_they_may_act_on(
 async fn a_sign_in_beyond_the_organization_s_session_limit_ends_the_oldest_session() {
     let app = TestApp::spawn().await;
     let set_limit = |limit: i32| {
-        let mut organizations = app.organizations(app.as_admin());
+        let settings = proto::OrganizationSettings {
+            max_sessions_per_user: limit,
+            ..Default::default()
+        };
+        let app = &app;
         async move {
-            organizations
-                .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-                    settings: Some(proto::OrganizationSettings {
-                        max_sessions_per_user: limit,
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["max_sessions_per_user"]),
-                })
+            app.update_settings(settings, &["max_sessions_per_user"])
                 .await
-                .map(|r| r.into_inner().organization.unwrap().settings.unwrap())
+                .map(|organization| organization.settings.unwrap())
         }
     };
     let refused = set_limit(1001).await.unwrap_err();

@@ -131,14 +131,11 @@ async fn public_email_domains_warn_by_default_and_are_refused_under_reject() {
     assert_eq!(created.warnings.len(), 1);
     assert_eq!(created.warnings[0].code, "PUBLIC_EMAIL_DOMAIN");
     assert_eq!(created.warnings[0].field, "user.email");
-    app.organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
-                public_email_domain_policy: proto::PublicEmailDomainPolicy::Reject as i32,
-                ..Default::default()
-            }),
-            update_mask: mask(&["public_email_domain_policy"]),
-        })
+    let reject = proto::OrganizationSettings {
+        public_email_domain_policy: proto::PublicEmailDomainPolicy::Reject as i32,
+        ..Default::default()
+    };
+    app.update_settings(reject, &["public_email_domain_policy"])
         .await
         .unwrap();
     let status = app
