@@ -108,6 +108,13 @@ async fn patch_group(scim: &Scim, id: &str, operations: Value) -> Answer {
         .await
 }
 
+/// A PATCH of group `id` that succeeds: its answer.
+async fn patch_group_ok(scim: &Scim, id: &str, operations: Value) -> Answer {
+    let answer = patch_group(scim, id, operations).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer
+}
+
 /// A PATCH of group `id` that the server refuses with this SCIM error.
 async fn assert_patch_refused(
     scim: &Scim,
@@ -441,13 +448,12 @@ async fn get_put_patch_and_delete_a_group_with_etags() {
     assert_eq!(grpc_members(&app, &id).await, [cy.clone()]);
     // A member's leaving alone changes the version too.
     let before = replaced.etag.unwrap();
-    let left = patch_group(
+    let left = patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "remove", "path": "members", "value": [{ "value": cy }] }]),
     )
     .await;
-    assert_eq!(left.status, StatusCode::OK, "{}", left.body);
     assert_eq!(left.body["members"], json!([]));
     assert_ne!(left.etag.as_deref(), Some(before.as_str()));
     // add, replace, remove all, in one request.
@@ -536,14 +542,13 @@ async fn the_extension_changes_a_groups_profile_and_units() {
         .created_id();
     let scim = Scim::new(&app, &app.admin_key);
     let id = create_group(&scim, json!({ "displayName": "Porto" })).await;
-    let patched = patch_group(
+    patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "replace", "path": format!("{ROSTER_GROUP}:unitIds"), "value": [unit] },
                { "op": "replace", "value": { ROSTER_GROUP: { "profileId": manager } } }]),
     )
     .await;
-    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     let group = grpc_group(&app, &id).await;
     assert_eq!(
         (group.profile_id, group.unit_scope, group.unit_ids),
@@ -585,15 +590,12 @@ async fn the_extension_changes_a_groups_profile_and_units() {
                { "op": "remove", "path": format!("{ROSTER_GROUP}:unitScope") }]),
         json!([{ "op": "remove", "path": ROSTER_GROUP }]),
     ] {
-        let set_again = patch_group(
+        patch_group_ok(
             &scim,
             &id,
             json!([{ "op": "replace", "value": { ROSTER_GROUP: { "profileId": manager, "unitIds": [unit] } } }]),
-        )
-        .await;
-        assert_eq!(set_again.status, StatusCode::OK, "{}", set_again.body);
-        let removed = patch_group(&scim, &id, remove).await;
-        assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+        ).await;
+        patch_group_ok(&scim, &id, remove).await;
         let group = grpc_group(&app, &id).await;
         assert_eq!(
             (group.profile_id, group.unit_scope, group.unit_ids),
@@ -774,13 +776,12 @@ async fn the_change_stream_numbers_the_group_and_each_membership_change() {
         json!({ "displayName": "Streamed", "members": [{ "value": ana }] }),
     )
     .await;
-    let moved = patch_group(
+    patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "replace", "path": "members", "value": [{ "value": bo }] }]),
     )
     .await;
-    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
     let changes: Vec<(String, String)> = crate::helpers::eventually(
         "the changes are numbered",
         std::time::Duration::from_secs(10),
@@ -930,13 +931,12 @@ async fn entra_gets_a_group_by_display_name_without_members() {
 async fn entra_adds_a_member() {
     let Scene { app, scim, ana, .. } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "G" })).await;
-    let added = patch_group(
+    patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "Add", "path": "members", "value": [{ "$ref": null, "value": ana }] }]),
     )
     .await;
-    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
     assert_eq!(grpc_members(&app, &id).await, [ana]);
 }
 
@@ -949,13 +949,12 @@ async fn entra_removes_a_member() {
         json!({ "displayName": "G", "members": [{ "value": ana }, { "value": bo }] }),
     )
     .await;
-    let removed = patch_group(
+    patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "Remove", "path": "members", "value": [{ "$ref": null, "value": ana }] }]),
     )
     .await;
-    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
     assert_eq!(grpc_members(&app, &id).await, [bo]);
 }
 
@@ -964,13 +963,11 @@ async fn entra_removes_a_member() {
 async fn entra_replaces_the_display_name() {
     let Scene { app, scim, .. } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "displayName" })).await;
-    let renamed = patch_group(
+    patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "Replace", "path": "displayName", "value": "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName" }]),
-    )
-    .await;
-    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    ).await;
     assert_eq!(
         grpc_group(&app, &id).await.name,
         "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"
@@ -1020,13 +1017,12 @@ async fn okta_retrieves_groups_by_page_and_by_display_name() {
 async fn okta_replaces_the_display_name_without_a_path() {
     let Scene { app, scim, .. } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "Test SCIMv2" })).await;
-    let renamed = patch_group(
+    patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "replace", "value": { "id": id, "displayName": "Test SCIMv2 renamed" } }]),
     )
     .await;
-    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
     assert_eq!(grpc_group(&app, &id).await.name, "Test SCIMv2 renamed");
 }
 
@@ -1035,7 +1031,7 @@ async fn okta_replaces_the_display_name_without_a_path() {
 async fn okta_patches_members() {
     let Scene { app, scim, ana, bo } = scene().await;
     let id = create_group(&scim, json!({ "displayName": "Test SCIMv2" })).await;
-    let added = patch_group(
+    patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "add", "path": "members", "value": [
@@ -1044,15 +1040,13 @@ async fn okta_patches_members() {
         ] }]),
     )
     .await;
-    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
     assert_eq!(grpc_members(&app, &id).await, sorted(&[&ana, &bo]));
-    let removed = patch_group(
+    patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "remove", "path": format!("members[value eq \"{ana}\"]") }]),
     )
     .await;
-    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
     assert_eq!(grpc_members(&app, &id).await, [bo]);
 }
 
@@ -1255,13 +1249,12 @@ async fn a_groups_external_id_is_kept_filtered_and_unique() {
     )
     .await;
     // Removed by PATCH; a PUT sets it, and a PUT without it removes it.
-    let removed = patch_group(
+    let removed = patch_group_ok(
         &scim,
         &id,
         json!([{ "op": "remove", "path": "externalId" }]),
     )
     .await;
-    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
     assert!(removed.body.get("externalId").is_none(), "{}", removed.body);
     let put = scim
         .call(
@@ -1333,8 +1326,7 @@ async fn unit_ids_added_or_removed_change_only_those_and_never_widen_the_scope()
             vec![braga.clone(), faro.clone()],
         ),
     ] {
-        let patched = patch_group(&scim, &id, operations).await;
-        assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+        patch_group_ok(&scim, &id, operations).await;
         let mut after = after;
         after.sort();
         assert_eq!(scope_of(grpc_group(&app, &id).await), (units_scope, after));

@@ -326,16 +326,7 @@ async fn a_recovery_code_is_not_spent_on_an_account_that_may_not_sign_in() {
 #[tokio::test]
 async fn a_server_without_a_secret_key_refuses_to_require_a_second_factor() {
     let app = TestApp::spawn_with(|settings| settings.secret_key = None).await;
-    let refused = app
-        .update_settings(
-            proto::OrganizationSettings {
-                require_second_factor: true,
-                ..Default::default()
-            },
-            &["require_second_factor"],
-        )
-        .await
-        .unwrap_err();
+    let refused = set_require_second_factor(&app).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert_eq!(
         error_reason(&refused).as_deref(),
@@ -649,18 +640,19 @@ async fn no_seed_recovery_code_challenge_or_token_is_in_clear_in_the_database_th
     served.stop(nix::sys::signal::Signal::SIGTERM);
 }
 
+/// Asks to turn the organization's `require_second_factor` on, over gRPC.
+async fn set_require_second_factor(app: &TestApp) -> Result<proto::Organization, Status> {
+    let required = proto::OrganizationSettings {
+        require_second_factor: true,
+        ..Default::default()
+    };
+    app.update_settings(required, &["require_second_factor"])
+        .await
+}
+
 /// Turns the organization's `require_second_factor` on, over gRPC.
 pub async fn require_second_factor(app: &TestApp) {
-    let updated = app
-        .update_settings(
-            proto::OrganizationSettings {
-                require_second_factor: true,
-                ..Default::default()
-            },
-            &["require_second_factor"],
-        )
-        .await
-        .unwrap();
+    let updated = set_require_second_factor(app).await.unwrap();
     assert!(updated.settings.unwrap().require_second_factor);
 }
 
