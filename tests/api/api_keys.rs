@@ -3,7 +3,7 @@ use std::time::Duration;
 use roster::proto;
 use tonic::Code;
 
-use crate::helpers::{error_reason, eventually, violated_fields, Bearer, TestApp};
+use crate::helpers::{error_reason, eventually, violated_fields, Answered, Bearer, TestApp};
 
 fn viewer_key(name: &str) -> proto::CreateApiKeyRequest {
     proto::CreateApiKeyRequest {
@@ -288,13 +288,7 @@ async fn using_a_key_records_its_last_use() {
 async fn creating_and_revoking_keys_are_audited_with_their_actor() {
     let app = TestApp::spawn().await;
     let mut auth = app.auth(app.as_admin());
-    let key = auth
-        .create_api_key(viewer_key("audited"))
-        .await
-        .unwrap()
-        .into_inner()
-        .api_key
-        .unwrap();
+    let key = auth.create_api_key(viewer_key("audited")).await.answered();
     auth.revoke_api_key(proto::RevokeApiKeyRequest {
         api_key_id: key.id.clone(),
     })

@@ -3,8 +3,8 @@ use tonic::Code;
 
 use crate::{
     helpers::{
-        error_reason, mask, new_group, new_profile, new_unit, violated_fields, Bearer, CreatedId,
-        TestApp,
+        error_reason, mask, new_group, new_profile, new_unit, violated_fields, Answered, Bearer,
+        CreatedId, TestApp,
     },
     users::builtin_profile,
 };
@@ -628,10 +628,7 @@ async fn a_group_counts_and_lists_its_members_and_its_unit_lists_them_too() {
             group_id: cashiers.clone(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     assert_eq!(fetched.member_count, 1);
     let members = groups
         .list_group_members(proto::ListGroupMembersRequest {
@@ -681,10 +678,7 @@ async fn a_unit_in_use_stays_until_no_group_is_scoped_to_it() {
             update_mask: mask(&["unit_scope"]),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     assert_eq!(
         (widened.unit_scope, widened.unit_ids.len()),
         (UnitScope::AllUnits as i32, 0)
@@ -773,10 +767,7 @@ async fn a_unit_update_changes_only_the_masked_fields_and_is_audited() {
             update_mask: mask(&["name"]),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .unit
-        .unwrap();
+        .answered();
     assert_eq!(
         (renamed.name.as_str(), renamed.kind),
         ("West Side", proto::UnitKind::Branch as i32)

@@ -13,7 +13,8 @@ use tonic_types::StatusExt;
 use crate::{
     groups::{self, give, group, holder, south_admin, SouthAdmin},
     helpers::{
-        mask, new_group, new_profile, new_unit, violated_fields, Bearer, CreatedId, TestApp,
+        mask, new_group, new_profile, new_unit, violated_fields, Answered, Bearer, CreatedId,
+        TestApp,
     },
     import::{options, run_import},
 };
@@ -425,10 +426,7 @@ async fn a_unit_admin_may_not_change_or_delete_a_covered_group_with_a_member_out
                 group_id: night.clone(),
             })
             .await
-            .unwrap()
-            .into_inner()
-            .group
-            .unwrap();
+            .answered();
         assert_eq!(
             (unchanged.name.as_str(), unchanged.profile_id.as_str()),
             ("Cashier South night", o.cashier_profile.as_str())
@@ -508,13 +506,11 @@ async fn the_built_in_profiles_refuse_no_unit_on_create_and_update_with_a_hint()
         .groups;
     assert!(groups_now.is_empty(), "nothing created: {groups_now:?}");
 
+    // A unit list is fine.
     let admin_south = admin_groups
         .create_group(create("Admin South", &o.admin_profile, UnitScope::Units))
         .await
-        .expect("a unit list is fine")
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     let status = update_group(
         &app,
         &app.as_admin(),
@@ -529,13 +525,11 @@ async fn the_built_in_profiles_refuse_no_unit_on_create_and_update_with_a_hint()
     .unwrap_err();
     assert_refused("update Admin South to NO_UNIT", status);
 
+    // NO_UNIT is fine for a product's own profile.
     let cashiers = admin_groups
         .create_group(create("Cashiers", &o.cashier_profile, UnitScope::NoUnit))
         .await
-        .expect("NO_UNIT is fine for a product's own profile")
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     let status = update_group(
         &app,
         &app.as_admin(),

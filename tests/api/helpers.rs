@@ -574,10 +574,7 @@ impl TestApp {
                 ..Default::default()
             })
             .await
-            .expect("create user")
-            .into_inner()
-            .user
-            .expect("user")
+            .answered()
     }
 
     pub async fn create_user(&self, first: &str, last: &str, email: &str) -> proto::User {
@@ -645,10 +642,7 @@ impl TestApp {
                 ..Default::default()
             })
             .await
-            .expect("get user")
-            .into_inner()
-            .user
-            .expect("user")
+            .answered()
     }
 
     /// This app's organization as the admin key reads it.
@@ -656,10 +650,7 @@ impl TestApp {
         self.organizations(self.as_admin())
             .get_organization(proto::GetOrganizationRequest {})
             .await
-            .expect("get organization")
-            .into_inner()
-            .organization
-            .expect("organization")
+            .answered()
     }
 
     /// The users `request` lists (one page), as the admin key lists them.
@@ -790,27 +781,68 @@ pub fn new_group(
     }
 }
 
+/// The one resource a call's answer carries, or a panic naming the call
+/// that failed or the field that was missing.
+pub trait Answered {
+    type Resource;
+    fn answered(self) -> Self::Resource;
+}
+
+macro_rules! answered {
+    ($response:ty, $field:ident, $resource:ty) => {
+        impl Answered for Result<tonic::Response<$response>, Status> {
+            type Resource = $resource;
+            fn answered(self) -> $resource {
+                let answer = self.expect(stringify!($response)).into_inner();
+                answer.$field.expect(stringify!($field))
+            }
+        }
+    };
+}
+answered!(proto::CreateUserResponse, user, proto::User);
+answered!(proto::GetUserResponse, user, proto::User);
+answered!(proto::UpdateUserResponse, user, proto::User);
+answered!(proto::SetUserStatusResponse, user, proto::User);
+answered!(proto::CloneUserResponse, user, proto::User);
+answered!(proto::ResetUserCredentialsResponse, user, proto::User);
+answered!(proto::CreateGroupResponse, group, proto::Group);
+answered!(proto::GetGroupResponse, group, proto::Group);
+answered!(proto::UpdateGroupResponse, group, proto::Group);
+answered!(proto::CreateUnitResponse, unit, proto::Unit);
+answered!(proto::GetUnitResponse, unit, proto::Unit);
+answered!(proto::UpdateUnitResponse, unit, proto::Unit);
+answered!(proto::CreateProfileResponse, profile, proto::Profile);
+answered!(proto::GetProfileResponse, profile, proto::Profile);
+answered!(proto::UpdateProfileResponse, profile, proto::Profile);
+answered!(proto::GetImportJobResponse, job, proto::ImportJob);
+answered!(proto::CancelImportJobResponse, job, proto::ImportJob);
+answered!(
+    proto::GetOrganizationResponse,
+    organization,
+    proto::Organization
+);
+answered!(proto::CreateApiKeyResponse, api_key, proto::ApiKey);
+
 /// The id of what a create answered, or a panic naming what failed.
 pub trait CreatedId {
     fn created_id(self) -> String;
 }
 
 macro_rules! created_id {
-    ($response:ty, $field:ident) => {
+    ($response:ty) => {
         impl CreatedId for Result<tonic::Response<$response>, Status> {
             fn created_id(self) -> String {
-                let answer = self.expect(stringify!($response)).into_inner();
-                answer.$field.expect(stringify!($field)).id
+                self.answered().id
             }
         }
     };
 }
-created_id!(proto::CreateUnitResponse, unit);
-created_id!(proto::CreateProfileResponse, profile);
-created_id!(proto::CreateGroupResponse, group);
-created_id!(proto::CreateUserResponse, user);
-created_id!(proto::CloneUserResponse, user);
-created_id!(proto::CreateApiKeyResponse, api_key);
+created_id!(proto::CreateUnitResponse);
+created_id!(proto::CreateProfileResponse);
+created_id!(proto::CreateGroupResponse);
+created_id!(proto::CreateUserResponse);
+created_id!(proto::CloneUserResponse);
+created_id!(proto::CreateApiKeyResponse);
 
 /// An update mask of these field paths.
 pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {

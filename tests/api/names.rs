@@ -7,7 +7,7 @@ use tonic_types::StatusExt;
 
 use crate::{
     groups::{org, south_admin, SouthAdmin},
-    helpers::{error_reason, violated_fields, violations, Bearer, TestApp},
+    helpers::{error_reason, violated_fields, violations, Answered, Bearer, TestApp},
     import::{options, run_import},
     users::new_user,
 };
@@ -40,10 +40,7 @@ async fn groups_are_given_and_removed_by_name_ignoring_case_mixed_with_ids_once_
             ..new_user("Ana", "Souza", "ana@acme.test")
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(
         group_names_of(&app, &created.id).await,
         ["Cashier South", "Cashier West"]
@@ -83,10 +80,7 @@ async fn groups_are_given_and_removed_by_name_ignoring_case_mixed_with_ids_once_
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(
         group_names_of(&app, &cloned.id).await,
         ["Admin South", "Cashier South", "Cashier West"]
@@ -271,10 +265,7 @@ async fn an_import_gives_the_options_groups_by_name() {
             job_id: run.summary.unwrap().job_id,
         })
         .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+        .answered();
     assert_eq!(
         job.options.unwrap().group_names,
         ["cashier south", "Cashier West"],
@@ -308,10 +299,7 @@ async fn answers_name_the_groups_they_return() {
             ..new_user("Ana", "Souza", "ana@acme.test")
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
 
     let mut users = app.users(unit_admin);
     let mirrored = users
@@ -364,10 +352,7 @@ async fn answers_name_the_groups_they_return() {
             ..new_user("Eva", "Melo", "eva@acme.test")
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     let results = users
         .mirror_user(proto::MirrorUserRequest {
             reference_user_id: source.id,
@@ -421,10 +406,7 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
             group_id: both.clone(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     assert_eq!(
         (group.product.as_str(), group.profile_name.as_str()),
         ("POS", "Cashier")

@@ -7,7 +7,9 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{error_reason, eventually, mask, violated_fields, Authed, Bearer, Email, TestApp},
+    helpers::{
+        error_reason, eventually, mask, violated_fields, Answered, Authed, Bearer, Email, TestApp,
+    },
 };
 
 /// A password that meets every rule of the policy.
@@ -971,10 +973,7 @@ async fn create_deactivated(app: &TestApp, email: &str) -> proto::User {
             ..crate::users::new_user("Ina", "Active", email)
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
+        .answered()
 }
 
 #[tokio::test]
@@ -1039,15 +1038,7 @@ async fn an_email_change_of_a_user_still_to_register_sends_a_new_invitation_to_t
             }),
             update_mask: mask(&["email"]),
         };
-        async move {
-            users
-                .update_user(request)
-                .await
-                .unwrap()
-                .into_inner()
-                .user
-                .unwrap()
-        }
+        async move { users.update_user(request).await.answered() }
     };
     let pia = app.create_user("Pia", "Typo", "pia@acme.con").await;
     let old = app.email("pia@acme.con", 1).await;

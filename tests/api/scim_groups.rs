@@ -8,7 +8,7 @@ use roster::{domain::caller::Scope, proto};
 use serde_json::{json, Value};
 
 use crate::{
-    helpers::{mask, new_profile, new_unit, violations, CreatedId, TestApp},
+    helpers::{mask, new_profile, new_unit, violations, Answered, CreatedId, TestApp},
     scim::{assert_created, assert_error, encode, resource_ids, Answer, Scim, PATCH},
 };
 
@@ -58,10 +58,7 @@ async fn grpc_group(app: &TestApp, id: &str) -> proto::Group {
             group_id: id.to_owned(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
+        .answered()
 }
 
 /// The member ids of a group as gRPC lists them.
@@ -126,6 +123,20 @@ async fn assert_patch_refused(
 ) {
     let refused = patch_group(scim, id, operations).await;
     assert_error(&refused, status, Some(scim_type), detail_has);
+}
+
+/// A POS profile named Manager and a store unit named `store`: their ids.
+async fn manager_profile_and_store(app: &TestApp, store: &str) -> (String, String) {
+    let mut groups = app.groups(app.as_admin());
+    let profile = groups
+        .create_profile(new_profile("POS", "Manager"))
+        .await
+        .created_id();
+    let unit = groups
+        .create_unit(new_unit(store, proto::UnitKind::Store))
+        .await
+        .created_id();
+    (profile, unit)
 }
 
 async fn create_group(scim: &Scim, body: Value) -> String {
@@ -256,17 +267,7 @@ async fn without_a_profile_anywhere_a_group_create_explains_the_setting() {
 async fn a_created_group_grants_the_default_profile_on_all_units_or_the_extensions_choice() {
     let app = TestApp::spawn().await;
     let profile = default_profile(&app).await;
-    let groups = app.groups(app.as_admin());
-    let other_profile = groups
-        .clone()
-        .create_profile(new_profile("POS", "Manager"))
-        .await
-        .created_id();
-    let unit = groups
-        .clone()
-        .create_unit(new_unit("Lisbon", proto::UnitKind::Store))
-        .await
-        .created_id();
+    let (other_profile, unit) = manager_profile_and_store(&app, "Lisbon").await;
     let scim = Scim::new(&app, &app.admin_key);
     let ana = scim
         .create("ana.lima", "Ana", "Lima", "ana@acme.test")
@@ -529,17 +530,7 @@ async fn get_put_patch_and_delete_a_group_with_etags() {
 async fn the_extension_changes_a_groups_profile_and_units() {
     let app = TestApp::spawn().await;
     default_profile(&app).await;
-    let groups = app.groups(app.as_admin());
-    let manager = groups
-        .clone()
-        .create_profile(new_profile("POS", "Manager"))
-        .await
-        .created_id();
-    let unit = groups
-        .clone()
-        .create_unit(new_unit("Porto", proto::UnitKind::Store))
-        .await
-        .created_id();
+    let (manager, unit) = manager_profile_and_store(&app, "Porto").await;
     let scim = Scim::new(&app, &app.admin_key);
     let id = create_group(&scim, json!({ "displayName": "Porto" })).await;
     patch_group_ok(

@@ -9,7 +9,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 use crate::{
     groups,
-    helpers::{error_reason, violations, Bearer, TestApp},
+    helpers::{error_reason, violations, Answered, Bearer, TestApp},
     onboarding::{login, registered_user, GOOD_PASSWORD},
 };
 
@@ -438,10 +438,7 @@ async fn resetting_credentials_removes_the_second_factor_too() {
             user_id: user.id.clone(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert!(!reset.second_factor_enrolled);
     // Registering again from the fresh invitation signs in with the password alone.
     let invitation = app.email("ana@acme.com", 2).await;

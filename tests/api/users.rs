@@ -1,7 +1,9 @@
 use roster::proto::{self, UserStatus};
 use tonic::Code;
 
-use crate::helpers::{error_reason, mask, new_group, violated_fields, Bearer, CreatedId, TestApp};
+use crate::helpers::{
+    error_reason, mask, new_group, violated_fields, Answered, Bearer, CreatedId, TestApp,
+};
 
 pub fn new_user(first: &str, last: &str, email: &str) -> proto::CreateUserRequest {
     proto::CreateUserRequest {
@@ -57,10 +59,7 @@ async fn a_created_user_is_pending_normalized_and_has_an_invitation_queued() {
         .users(app.as_admin())
         .create_user(quiet)
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(outbox_rows(&app, &quiet.id).await, 0);
 
     let deactivated = proto::CreateUserRequest {
@@ -71,10 +70,7 @@ async fn a_created_user_is_pending_normalized_and_has_an_invitation_queued() {
         .users(app.as_admin())
         .create_user(deactivated)
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(deactivated.status, UserStatus::Inactive as i32);
     assert_eq!(
         outbox_rows(&app, &deactivated.id).await,
@@ -182,13 +178,7 @@ async fn where_duplicate_emails_are_allowed_a_shared_email_needs_its_own_usernam
     assert_eq!(violated_fields(&status), ["user.username"]);
     let mut second = new_user("Night", "Desk", "Desk@acme.test");
     second.user.as_mut().unwrap().username = "night.desk".into();
-    let second = users
-        .create_user(second)
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let second = users.create_user(second).await.answered();
     let found = users
         .lookup_user(proto::LookupUserRequest {
             key: Some(proto::lookup_user_request::Key::Email(
@@ -259,28 +249,14 @@ async fn statuses_follow_the_admin_state_and_onboarding() {
         ..Default::default()
     };
     assert_eq!(
-        users
-            .get_user(get.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap()
-            .status,
+        users.get_user(get.clone()).await.answered().status,
         UserStatus::Expired as i32
     );
 
     // Onboarded: the admin state shows.
     app.onboard(&user.id).await;
     assert_eq!(
-        users
-            .get_user(get.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap()
-            .status,
+        users.get_user(get.clone()).await.answered().status,
         UserStatus::Active as i32
     );
     for (assigned, shown) in [
@@ -351,10 +327,7 @@ async fn legacy_statuses_are_readable_filterable_and_leavable_but_never_assignab
             status: UserStatus::Active as i32,
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(moved.status, UserStatus::Active as i32);
 }
 
@@ -540,10 +513,7 @@ async fn exact_lookups_and_batch_gets() {
         .users(app.as_admin())
         .create_user(request)
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     let mut users = app.users(app.as_admin());
     use proto::lookup_user_request::Key;
     for key in [
@@ -612,10 +582,7 @@ async fn updates_change_only_the_masked_fields_and_an_email_change_signs_the_use
             },
         ))
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(
         (
             changed.first_name.as_str(),
@@ -658,10 +625,7 @@ async fn updates_change_only_the_masked_fields_and_an_email_change_signs_the_use
             },
         ))
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(
         moved.username, "mia@acme.test",
         "changing the email does not change the username"
@@ -809,10 +773,7 @@ async fn another_organizations_users_and_groups_are_not_found() {
     let globex_user = users
         .create_user(new_user("Globex", "Person", "p@globex.test"))
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     let status = users
         .add_user_to_groups(proto::AddUserToGroupsRequest {
             user_id: globex_user.id,
