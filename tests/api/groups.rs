@@ -462,14 +462,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    let access = app
-        .users(app.as_admin())
-        .get_user_access(proto::GetUserAccessRequest {
-            user_id: user.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let access = app.user_access(&user.id).await;
     assert!(access.can_sign_in);
     assert_eq!(access.status, proto::UserStatus::Active as i32);
     assert_eq!(access.scopes, [proto::Scope::Viewer as i32]);
@@ -498,14 +491,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
         })
         .await
         .unwrap();
-    let access = app
-        .users(app.as_admin())
-        .get_user_access(proto::GetUserAccessRequest {
-            user_id: user.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let access = app.user_access(&user.id).await;
     assert!(!access.can_sign_in);
     assert_eq!(access.status, proto::UserStatus::OnVacation as i32);
     assert!(

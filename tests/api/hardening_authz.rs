@@ -169,14 +169,7 @@ async fn import_row(
 }
 
 async fn group_ids_of(app: &TestApp, user_id: &str) -> Vec<String> {
-    let mut ids: Vec<String> = app
-        .user_groups(user_id)
-        .await
-        .into_iter()
-        .map(|g| g.id)
-        .collect();
-    ids.sort();
-    ids
+    app.sorted_user_groups(user_id, |g| g.id).await
 }
 
 #[tokio::test]

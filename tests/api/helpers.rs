@@ -663,6 +663,17 @@ impl TestApp {
             .users
     }
 
+    /// What a user may do (GetUserAccess), as the admin key reads it.
+    pub async fn user_access(&self, user_id: &str) -> proto::GetUserAccessResponse {
+        self.users(self.as_admin())
+            .get_user_access(proto::GetUserAccessRequest {
+                user_id: user_id.into(),
+            })
+            .await
+            .expect("get user access")
+            .into_inner()
+    }
+
     /// The groups a user holds (first page), as the admin key lists them.
     pub async fn user_groups(&self, user_id: &str) -> Vec<proto::Group> {
         self.users(self.as_admin())
@@ -674,6 +685,22 @@ impl TestApp {
             .expect("list user groups")
             .into_inner()
             .groups
+    }
+
+    /// One field of each group a user holds (`|g| g.id`, `|g| g.name`), sorted.
+    pub async fn sorted_user_groups<T: Ord>(
+        &self,
+        user_id: &str,
+        field: impl Fn(proto::Group) -> T,
+    ) -> Vec<T> {
+        let mut fields: Vec<T> = self
+            .user_groups(user_id)
+            .await
+            .into_iter()
+            .map(field)
+            .collect();
+        fields.sort();
+        fields
     }
 
     /// The organization's audit events matching `filter`, newest first, as

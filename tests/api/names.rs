@@ -13,14 +13,7 @@ use crate::{
 };
 
 async fn group_names_of(app: &TestApp, user_id: &str) -> Vec<String> {
-    let mut names: Vec<String> = app
-        .user_groups(user_id)
-        .await
-        .into_iter()
-        .map(|g| g.name)
-        .collect();
-    names.sort();
-    names
+    app.sorted_user_groups(user_id, |g| g.name).await
 }
 
 #[tokio::test]
@@ -438,14 +431,7 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
         })
         .await
         .unwrap();
-    let access = app
-        .users(app.as_admin())
-        .get_user_access(proto::GetUserAccessRequest {
-            user_id: user.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let access = app.user_access(&user.id).await;
     let grant = access.grants.iter().find(|g| g.group_id == both).unwrap();
     assert_eq!(grant.group_name, "Cashiers South and West");
     assert_eq!(
