@@ -80,11 +80,7 @@ fn remove_cluster_outside(data_dir: &Path) {
 }
 
 async fn organization_of(app: &TestApp) -> proto::WhoAmIResponse {
-    app.auth(app.as_admin())
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap()
-        .into_inner()
+    app.who_am_i(app.as_admin()).await.unwrap().into_inner()
 }
 
 async fn familiar_addresses(app: &TestApp) -> i64 {

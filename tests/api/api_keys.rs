@@ -31,11 +31,7 @@ async fn a_created_key_shows_its_secret_once_and_authenticates_with_its_scopes()
     assert_eq!(key.scopes, [proto::Scope::Viewer as i32]);
     assert!(key.created_by.starts_with("api_key:"));
 
-    let me = app
-        .auth(Bearer::token(&created.secret))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap();
+    let me = app.who_am_i(Bearer::token(&created.secret)).await.unwrap();
     assert_eq!(me.into_inner().scopes, [proto::Scope::Viewer as i32]);
     let listed = app
         .auth(app.as_admin())

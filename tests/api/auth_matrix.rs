@@ -484,8 +484,7 @@ async fn session_id(app: &TestApp, organization_id: Uuid, user_id: Uuid) -> Stri
 
 async fn api_key_id(app: &TestApp, secret: &str) -> String {
     let me = app
-        .auth(Bearer::token(secret))
-        .who_am_i(proto::WhoAmIRequest {})
+        .who_am_i(Bearer::token(secret))
         .await
         .expect("who am i")
         .into_inner();

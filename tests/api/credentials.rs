@@ -164,11 +164,7 @@ async fn resetting_credentials_starts_the_account_over_with_a_fresh_invitation()
     assert!(!reset.onboarded);
     assert_eq!(reset.status(), proto::UserStatus::Pending);
 
-    let ended = app
-        .auth(Bearer::token(&session))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap_err();
+    let ended = app.who_am_i(Bearer::token(&session)).await.unwrap_err();
     assert_eq!(ended.code(), Code::Unauthenticated, "every session ended");
     let refused = login(&app, "ana@acme.com", GOOD_PASSWORD)
         .await

@@ -443,12 +443,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
     .await;
     let (user, bearer) = holder(&app, "v@acme.test", &[&viewers, &cashiers]).await;
 
-    let me = app
-        .auth(bearer.clone())
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let me = app.who_am_i(bearer.clone()).await.unwrap().into_inner();
     assert_eq!(me.scopes, [proto::Scope::Viewer as i32]);
     assert!(!me.organization_admin);
     app.users(bearer.clone())
@@ -498,11 +493,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
         access.grants.is_empty() && access.scopes.is_empty(),
         "nothing to authorize while away"
     );
-    let status = app
-        .auth(bearer)
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap_err();
+    let status = app.who_am_i(bearer).await.unwrap_err();
     assert_eq!(
         status.code(),
         Code::Unauthenticated,

@@ -250,14 +250,12 @@ async fn the_bearer_scheme_is_matched_ignoring_case() {
     let app = TestApp::spawn().await;
     let token = app.admin_key.clone();
     for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
-        app.auth(Bearer::raw(&format!("{scheme} {token}")))
-            .who_am_i(proto::WhoAmIRequest {})
+        app.who_am_i(Bearer::raw(&format!("{scheme} {token}")))
             .await
             .unwrap_or_else(|status| panic!("{scheme}: {status:?}"));
     }
     let refused = app
-        .auth(Bearer::raw(&format!("Basic {token}")))
-        .who_am_i(proto::WhoAmIRequest {})
+        .who_am_i(Bearer::raw(&format!("Basic {token}")))
         .await
         .expect_err("another scheme is refused");
     assert_eq!(refused.code(), Code::Unauthenticated);

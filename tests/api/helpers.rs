@@ -634,6 +634,14 @@ impl TestApp {
         Bearer::token(&self.admin_key)
     }
 
+    /// WhoAmI with `bearer`: whether it is let in, and as whom.
+    pub async fn who_am_i(
+        &self,
+        bearer: Bearer,
+    ) -> Result<tonic::Response<proto::WhoAmIResponse>, Status> {
+        self.auth(bearer).who_am_i(proto::WhoAmIRequest {}).await
+    }
+
     /// The user as the admin key reads it (GetUser, default view).
     pub async fn get_user(&self, user_id: &str) -> proto::User {
         self.users(self.as_admin())

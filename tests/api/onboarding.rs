@@ -71,8 +71,7 @@ pub async fn only_the_newer_link_registers(app: &TestApp, older: &Email, newer: 
 }
 
 async fn who_am_i(app: &TestApp, token: &str) -> Result<proto::WhoAmIResponse, Status> {
-    app.auth(Bearer::token(token))
-        .who_am_i(proto::WhoAmIRequest {})
+    app.who_am_i(Bearer::token(token))
         .await
         .map(|r| r.into_inner())
 }

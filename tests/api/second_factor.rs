@@ -119,10 +119,7 @@ async fn enrolled_emails(app: &TestApp, enrolled: bool) -> Vec<String> {
 }
 
 async fn who_am_i(app: &TestApp, token: &str) -> Result<(), Status> {
-    app.auth(Bearer::token(token))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .map(drop)
+    app.who_am_i(Bearer::token(token)).await.map(drop)
 }
 
 /// A registered user signed in with their password: the user and the session.

@@ -42,10 +42,7 @@ pub async fn revoke_sessions(
 }
 
 async fn who_am_i(app: &TestApp, token: &str) -> Result<(), Status> {
-    app.auth(Bearer::token(token))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .map(drop)
+    app.who_am_i(Bearer::token(token)).await.map(drop)
 }
 
 #[tokio::test]

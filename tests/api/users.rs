@@ -561,10 +561,7 @@ async fn exact_lookups_and_batch_gets() {
 async fn updates_change_only_the_masked_fields_and_an_email_change_signs_the_user_out() {
     let app = TestApp::spawn().await;
     let (user, bearer) = app.signed_in_user("mia@acme.test").await;
-    app.auth(bearer.clone())
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap();
+    app.who_am_i(bearer.clone()).await.unwrap();
     let mut users = app.users(app.as_admin());
     let update = |paths: &[&str], user: proto::User| proto::UpdateUserRequest {
         user: Some(user),
@@ -591,10 +588,7 @@ async fn updates_change_only_the_masked_fields_and_an_email_change_signs_the_use
         ),
         ("Signed", "Costa", "+12125550100")
     );
-    app.auth(bearer.clone())
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap();
+    app.who_am_i(bearer.clone()).await.unwrap();
 
     // (mask, email, the field refused)
     for (mask, email, refused) in [
@@ -630,11 +624,7 @@ async fn updates_change_only_the_masked_fields_and_an_email_change_signs_the_use
         moved.username, "mia@acme.test",
         "changing the email does not change the username"
     );
-    let status = app
-        .auth(bearer)
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap_err();
+    let status = app.who_am_i(bearer).await.unwrap_err();
     assert_eq!(
         status.code(),
         Code::Unauthenticated,
