@@ -537,15 +537,7 @@ async fn no_seed_recovery_code_challenge_or_token_is_in_clear_in_the_database_th
         )
     };
     users()
-        .create_user(proto::CreateUserRequest {
-            user: Some(proto::User {
-                first_name: "Ana".into(),
-                last_name: "Souza".into(),
-                email: "ana@acme.test".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(crate::users::new_user("Ana", "Souza", "ana@acme.test"))
         .await
         .unwrap();
     let links = crate::helpers::eventually(
