@@ -80,11 +80,7 @@ fn remove_cluster_outside(data_dir: &Path) {
 }
 
 async fn organization_of(app: &TestApp) -> proto::WhoAmIResponse {
-    app.auth(app.as_admin())
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap()
-        .into_inner()
+    app.who_am_i(app.as_admin()).await.unwrap().into_inner()
 }
 
 async fn familiar_addresses(app: &TestApp) -> i64 {
@@ -154,13 +150,7 @@ async fn roster_org_rename_keeps_everything_but_the_name_people_type_at_sign_in(
     let after = organization_of(&app).await;
     assert_eq!(after.organization_id, before.organization_id);
     assert_eq!(after.organization_name, "acme-corp");
-    let users = app
-        .users(app.as_admin())
-        .list_users(proto::ListUsersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .users;
+    let users = app.list_users(proto::ListUsersRequest::default()).await;
     assert_eq!(users.len(), 3);
     // The link emailed before the rename still works (it carries ids, not the name).
     register(&app, &invitation.link_token(), GOOD_PASSWORD)
@@ -184,16 +174,7 @@ async fn roster_org_rename_keeps_everything_but_the_name_people_type_at_sign_in(
         .unwrap_err();
     assert_eq!(carol.code(), Code::ResourceExhausted, "{carol:?}");
 
-    let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: "organization.rename".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let events = app.audit_events_of("organization.rename").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].changed_fields, ["name"]);
 

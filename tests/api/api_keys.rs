@@ -3,7 +3,7 @@ use std::time::Duration;
 use roster::proto;
 use tonic::Code;
 
-use crate::helpers::{error_reason, eventually, violated_fields, Bearer, TestApp};
+use crate::helpers::{error_reason, eventually, violated_fields, Answered, Bearer, TestApp};
 
 fn viewer_key(name: &str) -> proto::CreateApiKeyRequest {
     proto::CreateApiKeyRequest {
@@ -31,11 +31,7 @@ async fn a_created_key_shows_its_secret_once_and_authenticates_with_its_scopes()
     assert_eq!(key.scopes, [proto::Scope::Viewer as i32]);
     assert!(key.created_by.starts_with("api_key:"));
 
-    let me = app
-        .auth(Bearer::token(&created.secret))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap();
+    let me = app.who_am_i(Bearer::token(&created.secret)).await.unwrap();
     assert_eq!(me.into_inner().scopes, [proto::Scope::Viewer as i32]);
     let listed = app
         .auth(app.as_admin())
@@ -288,28 +284,18 @@ async fn using_a_key_records_its_last_use() {
 async fn creating_and_revoking_keys_are_audited_with_their_actor() {
     let app = TestApp::spawn().await;
     let mut auth = app.auth(app.as_admin());
-    let key = auth
-        .create_api_key(viewer_key("audited"))
-        .await
-        .unwrap()
-        .into_inner()
-        .api_key
-        .unwrap();
+    let key = auth.create_api_key(viewer_key("audited")).await.answered();
     auth.revoke_api_key(proto::RevokeApiKeyRequest {
         api_key_id: key.id.clone(),
     })
     .await
     .unwrap();
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
+        .audit_events(proto::ListAuditEventsRequest {
             target_id: key.id.clone(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["api_key.revoke", "api_key.create"]);
     let admin_key_id = key.created_by.trim_start_matches("api_key:").to_owned();
@@ -318,16 +304,7 @@ async fn creating_and_revoking_keys_are_audited_with_their_actor() {
         .all(|e| e.actor_kind == proto::ActorKind::ApiKey as i32 && e.actor_id == admin_key_id));
     assert!(events.iter().all(|e| e.target_type == "api_key"));
     // The organization itself was created by the operator.
-    let created = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: "organization.create".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let created = app.audit_events_of("organization.create").await;
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].actor_kind, proto::ActorKind::Operator as i32);
 }

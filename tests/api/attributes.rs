@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{error_reason, violations, Bearer, TestApp},
+    helpers::{error_reason, mask, violations, Bearer, TestApp},
 };
 
 pub fn text(value: &str) -> Value {
@@ -128,25 +128,10 @@ async fn update(
                 attributes: attributes(values),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-            }),
+            update_mask: mask(paths),
         })
         .await
         .map(|r| r.into_inner().user.unwrap())
-}
-
-pub async fn get(app: &TestApp, user_id: &str) -> proto::User {
-    app.users(app.as_admin())
-        .get_user(proto::GetUserRequest {
-            user_id: user_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
 }
 
 pub fn held(user: &proto::User) -> Vec<(String, Option<Kind>)> {
@@ -201,7 +186,7 @@ async fn users_carry_typed_attribute_values_checked_against_the_definitions() {
         ("remote".to_owned(), Some(Kind::BoolValue(true))),
     ];
     assert_eq!(held(&ana), expected);
-    assert_eq!(held(&get(&app, &ana.id).await), expected);
+    assert_eq!(held(&app.get_user(&ana.id).await), expected);
 
     let refused = create(&app, "bea@acme.test", &[("level", number(1.0))])
         .await
@@ -328,16 +313,12 @@ async fn update_mask_changes_one_attribute_or_the_whole_map_and_the_audit_record
     );
 
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
+        .audit_events(proto::ListAuditEventsRequest {
             action: "user.update".into(),
             target_id: ana.id.clone(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .await;
     assert_eq!(events.len(), 2);
     assert_eq!(
         events[0].changed_fields,
@@ -451,7 +432,7 @@ async fn deleting_a_definition_removes_every_value_of_it_and_is_audited() {
         .removed_user_values;
     assert_eq!(removed, 1);
     assert_eq!(
-        held(&get(&app, &ana.id).await),
+        held(&app.get_user(&ana.id).await),
         [(
             "department".to_owned(),
             Some(Kind::StringValue("sales".into()))
@@ -474,16 +455,7 @@ async fn deleting_a_definition_removes_every_value_of_it_and_is_audited() {
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
-    let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: "user_attribute.delete".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let events = app.audit_events_of("user_attribute.delete").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].target_id, "level");
 }

@@ -11,7 +11,7 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{eventually, Authed, Bearer, TestApp},
+    helpers::{eventually, mask, Authed, Bearer, TestApp},
     onboarding::{login, registered_user, GOOD_PASSWORD},
 };
 
@@ -174,9 +174,7 @@ async fn an_email_changed_on_one_replica_signs_the_user_out_on_the_other_within_
                 email: "cy.new@acme.com".into(),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["email".into()],
-            }),
+            update_mask: mask(&["email"]),
         })
         .await
         .unwrap();

@@ -308,11 +308,7 @@ async fn world(app: &TestApp) -> World {
             ..Default::default()
         })
         .await
-        .expect("create employee")
-        .into_inner()
-        .user
-        .expect("user")
-        .id;
+        .created_id();
     let viewer_key_id = api_key_id(app, &viewer_key).await;
     let employee_id: Uuid = employee.id.parse().expect("employee id");
     let employee_session = session_id(app, app.organization_id, employee_id).await;
@@ -449,11 +445,7 @@ async fn globex_resources(
             ..Default::default()
         })
         .await
-        .expect("globex user")
-        .into_inner()
-        .user
-        .expect("user")
-        .id;
+        .created_id();
     let key = app
         .create_api_key(globex.id, &format!("key-{serial}"), &[Scope::Viewer])
         .await;
@@ -492,8 +484,7 @@ async fn session_id(app: &TestApp, organization_id: Uuid, user_id: Uuid) -> Stri
 
 async fn api_key_id(app: &TestApp, secret: &str) -> String {
     let me = app
-        .auth(Bearer::token(secret))
-        .who_am_i(proto::WhoAmIRequest {})
+        .who_am_i(Bearer::token(secret))
         .await
         .expect("who am i")
         .into_inner();

@@ -109,8 +109,7 @@ async fn a_person_registers_in_the_browser_signs_in_then_resets_the_password() {
         .await
         .unwrap();
     let me = app
-        .auth(Bearer::token(&session))
-        .who_am_i(proto::WhoAmIRequest {})
+        .who_am_i(Bearer::token(&session))
         .await
         .unwrap()
         .into_inner();
@@ -133,11 +132,7 @@ async fn a_person_registers_in_the_browser_signs_in_then_resets_the_password() {
     );
     assert!(!done.leaked);
 
-    let old = app
-        .auth(Bearer::token(&session))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap_err();
+    let old = app.who_am_i(Bearer::token(&session)).await.unwrap_err();
     assert_eq!(old.code(), Code::Unauthenticated);
     login(&app, "maria@acme.com", "Nova#Senha2027xy")
         .await
@@ -180,10 +175,7 @@ async fn under_require_second_factor_a_person_enrolls_in_the_browser_as_they_reg
     let token = crate::second_factor::complete(&app, &challenge, &app_codes.code(1))
         .await
         .unwrap();
-    app.auth(Bearer::token(&token))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap();
+    app.who_am_i(Bearer::token(&token)).await.unwrap();
     // A recovery code from the page signs in too.
     let challenge =
         crate::second_factor::challenge_for(&app, "maria@acme.com", "Maria#Souza2026x").await;

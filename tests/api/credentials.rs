@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{error_reason, Bearer, TestApp},
+    helpers::{error_reason, mask, Bearer, TestApp},
     onboarding::{login, register, registered_user, GOOD_PASSWORD},
 };
 
@@ -33,16 +33,12 @@ async fn reset_password(app: &TestApp, token: &str, password: &str) -> Result<()
 }
 
 async fn audited(app: &TestApp, action: &str, user_id: &str) -> Vec<proto::AuditEvent> {
-    app.organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: action.into(),
-            target_id: user_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events
+    app.audit_events(proto::ListAuditEventsRequest {
+        action: action.into(),
+        target_id: user_id.into(),
+        ..Default::default()
+    })
+    .await
 }
 
 #[tokio::test]
@@ -168,11 +164,7 @@ async fn resetting_credentials_starts_the_account_over_with_a_fresh_invitation()
     assert!(!reset.onboarded);
     assert_eq!(reset.status(), proto::UserStatus::Pending);
 
-    let ended = app
-        .auth(Bearer::token(&session))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap_err();
+    let ended = app.who_am_i(Bearer::token(&session)).await.unwrap_err();
     assert_eq!(ended.code(), Code::Unauthenticated, "every session ended");
     let refused = login(&app, "ana@acme.com", GOOD_PASSWORD)
         .await
@@ -243,18 +235,14 @@ async fn set_password_expiry(
 }
 
 async fn users_with_expired_passwords(app: &TestApp, expired: bool) -> Vec<String> {
-    app.users(app.as_admin())
-        .list_users(proto::ListUsersRequest {
-            password_expired: Some(expired),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .users
-        .into_iter()
-        .map(|user| user.email)
-        .collect()
+    app.list_users(proto::ListUsersRequest {
+        password_expired: Some(expired),
+        ..Default::default()
+    })
+    .await
+    .into_iter()
+    .map(|user| user.email)
+    .collect()
 }
 
 #[tokio::test]
@@ -275,17 +263,7 @@ async fn an_expired_password_does_not_sign_in_and_brings_a_reset_link() {
         .await
         .unwrap();
     assert!(set.password_expired);
-    let fetched = app
-        .users(app.as_admin())
-        .get_user(proto::GetUserRequest {
-            user_id: user.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let fetched = app.get_user(&user.id).await;
     assert!(fetched.password_expired);
     assert_eq!(
         users_with_expired_passwords(&app, true).await,
@@ -330,9 +308,7 @@ async fn passwords_older_than_the_organization_s_max_age_expire() {
                 password_max_age: Some(prost_types::Duration { seconds, nanos }),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["settings.password_max_age".into()],
-            }),
+            update_mask: mask(&["settings.password_max_age"]),
         };
         let mut organizations = organizations.clone();
         async move { organizations.update_organization_settings(request).await }

@@ -23,7 +23,7 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
 
-use crate::helpers::{eventually, RunningServer, TestApp};
+use crate::helpers::{eventually, Answered, RunningServer, TestApp};
 
 /// Each read of the load carries this deadline.
 const CALL_DEADLINE: Duration = Duration::from_secs(3);
@@ -352,10 +352,7 @@ async fn a_database_restart_under_load_is_answered_unavailable_and_loses_no_repo
                 job_id: job_id.clone(),
             })
             .await
-            .unwrap()
-            .into_inner()
-            .job
-            .unwrap();
+            .answered();
         (job.status != proto::ImportJobStatus::Running as i32).then_some(job)
     })
     .await;

@@ -3,7 +3,8 @@ use tonic::Code;
 
 use crate::{
     helpers::{
-        error_reason, new_group, new_profile, new_unit, violated_fields, Bearer, CreatedId, TestApp,
+        error_reason, mask, new_group, new_profile, new_unit, violated_fields, Answered, Bearer,
+        CreatedId, TestApp,
     },
     users::builtin_profile,
 };
@@ -263,9 +264,7 @@ async fn make(
                     unit_ids: units.clone(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["unit_ids".into()],
-                }),
+                update_mask: mask(&["unit_ids"]),
             })
             .await
             .map(drop),
@@ -444,12 +443,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
     .await;
     let (user, bearer) = holder(&app, "v@acme.test", &[&viewers, &cashiers]).await;
 
-    let me = app
-        .auth(bearer.clone())
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let me = app.who_am_i(bearer.clone()).await.unwrap().into_inner();
     assert_eq!(me.scopes, [proto::Scope::Viewer as i32]);
     assert!(!me.organization_admin);
     app.users(bearer.clone())
@@ -463,14 +457,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    let access = app
-        .users(app.as_admin())
-        .get_user_access(proto::GetUserAccessRequest {
-            user_id: user.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let access = app.user_access(&user.id).await;
     assert!(access.can_sign_in);
     assert_eq!(access.status, proto::UserStatus::Active as i32);
     assert_eq!(access.scopes, [proto::Scope::Viewer as i32]);
@@ -499,25 +486,14 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
         })
         .await
         .unwrap();
-    let access = app
-        .users(app.as_admin())
-        .get_user_access(proto::GetUserAccessRequest {
-            user_id: user.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let access = app.user_access(&user.id).await;
     assert!(!access.can_sign_in);
     assert_eq!(access.status, proto::UserStatus::OnVacation as i32);
     assert!(
         access.grants.is_empty() && access.scopes.is_empty(),
         "nothing to authorize while away"
     );
-    let status = app
-        .auth(bearer)
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .unwrap_err();
+    let status = app.who_am_i(bearer).await.unwrap_err();
     assert_eq!(
         status.code(),
         Code::Unauthenticated,
@@ -528,16 +504,9 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
 /// Every listed action appears in the organization's audit trail.
 async fn assert_audited(app: &TestApp, expected: &[&str]) {
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let actions: Vec<&str> = events
-        .audit_events
-        .iter()
-        .map(|event| event.action.as_str())
-        .collect();
+        .audit_events(proto::ListAuditEventsRequest::default())
+        .await;
+    let actions: Vec<&str> = events.iter().map(|event| event.action.as_str()).collect();
     for action in expected {
         assert!(actions.contains(action), "{action} audited: {actions:?}");
     }
@@ -636,10 +605,7 @@ async fn a_group_counts_and_lists_its_members_and_its_unit_lists_them_too() {
             group_id: cashiers.clone(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     assert_eq!(fetched.member_count, 1);
     let members = groups
         .list_group_members(proto::ListGroupMembersRequest {
@@ -686,15 +652,10 @@ async fn a_unit_in_use_stays_until_no_group_is_scoped_to_it() {
                 unit_scope: UnitScope::AllUnits as i32,
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["unit_scope".into()],
-            }),
+            update_mask: mask(&["unit_scope"]),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     assert_eq!(
         (widened.unit_scope, widened.unit_ids.len()),
         (UnitScope::AllUnits as i32, 0)
@@ -754,9 +715,7 @@ async fn built_in_profiles_are_neither_edited_nor_deleted() {
                 name: "Root".into(),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["name".into()],
-            }),
+            update_mask: mask(&["name"]),
         })
         .await
         .unwrap_err();
@@ -782,15 +741,10 @@ async fn a_unit_update_changes_only_the_masked_fields_and_is_audited() {
                 name: "West Side".into(),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["name".into()],
-            }),
+            update_mask: mask(&["name"]),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .unit
-        .unwrap();
+        .answered();
     assert_eq!(
         (renamed.name.as_str(), renamed.kind),
         ("West Side", proto::UnitKind::Branch as i32)
@@ -877,16 +831,7 @@ async fn a_unit_admin_clones_a_user_getting_only_covered_groups_and_the_rest_rep
         .unwrap()
         .into_inner();
     assert_eq!(cloned.skipped_group_ids, [cashier_west.clone()]);
-    let groups_of_clone = app
-        .users(app.as_admin())
-        .list_user_groups(proto::ListUserGroupsRequest {
-            user_id: cloned.user.unwrap().id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .groups;
+    let groups_of_clone = app.user_groups(&cloned.user.unwrap().id).await;
     let ids: Vec<String> = groups_of_clone.into_iter().map(|g| g.id).collect();
     assert_eq!(ids, [cashier_south.clone()]);
 

@@ -12,7 +12,10 @@ use tonic_types::StatusExt;
 
 use crate::{
     groups::{self, give, group, holder, south_admin, SouthAdmin},
-    helpers::{new_group, new_profile, new_unit, violated_fields, Bearer, CreatedId, TestApp},
+    helpers::{
+        mask, new_group, new_profile, new_unit, violated_fields, Answered, Bearer, CreatedId,
+        TestApp,
+    },
     import::{options, run_import},
 };
 
@@ -62,9 +65,7 @@ async fn act_on_user_by_every_path(
                             first_name: "Renamed".into(),
                             ..Default::default()
                         }),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["first_name".into()],
-                        }),
+                        update_mask: mask(&["first_name"]),
                     })
                     .await
                     .map(drop),
@@ -168,21 +169,7 @@ async fn import_row(
 }
 
 async fn group_ids_of(app: &TestApp, user_id: &str) -> Vec<String> {
-    let mut ids: Vec<String> = app
-        .users(app.as_admin())
-        .list_user_groups(proto::ListUserGroupsRequest {
-            user_id: user_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .groups
-        .into_iter()
-        .map(|g| g.id)
-        .collect();
-    ids.sort();
-    ids
+    app.sorted_user_groups(user_id, |g| g.id).await
 }
 
 #[tokio::test]
@@ -248,17 +235,8 @@ async fn a_unit_admin_may_act_by_no_path_on_a_user_holding_an_uncovered_group() 
             };
             assert_eq!(outcome, expected, "{what} on {}", target.email);
         }
-        let after = app
-            .users(app.as_admin())
-            .get_user(proto::GetUserRequest {
-                user_id: target.id.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("not deleted")
-            .into_inner()
-            .user
-            .unwrap();
+        // Still there: not deleted.
+        let after = app.get_user(&target.id).await;
         assert_eq!(after.first_name, target.first_name, "not renamed");
         assert_eq!(after.status, target.status, "status unchanged");
         assert_eq!(group_ids_of(&app, &target.id).await, groups_before);
@@ -342,9 +320,7 @@ async fn update_group(
     app.groups(bearer.clone())
         .update_group(proto::UpdateGroupRequest {
             group: Some(changes),
-            update_mask: Some(prost_types::FieldMask {
-                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-            }),
+            update_mask: mask(paths),
         })
         .await
         .map(|r| r.into_inner().group.unwrap())
@@ -443,10 +419,7 @@ async fn a_unit_admin_may_not_change_or_delete_a_covered_group_with_a_member_out
                 group_id: night.clone(),
             })
             .await
-            .unwrap()
-            .into_inner()
-            .group
-            .unwrap();
+            .answered();
         assert_eq!(
             (unchanged.name.as_str(), unchanged.profile_id.as_str()),
             ("Cashier South night", o.cashier_profile.as_str())
@@ -526,13 +499,11 @@ async fn the_built_in_profiles_refuse_no_unit_on_create_and_update_with_a_hint()
         .groups;
     assert!(groups_now.is_empty(), "nothing created: {groups_now:?}");
 
+    // A unit list is fine.
     let admin_south = admin_groups
         .create_group(create("Admin South", &o.admin_profile, UnitScope::Units))
         .await
-        .expect("a unit list is fine")
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     let status = update_group(
         &app,
         &app.as_admin(),
@@ -547,13 +518,11 @@ async fn the_built_in_profiles_refuse_no_unit_on_create_and_update_with_a_hint()
     .unwrap_err();
     assert_refused("update Admin South to NO_UNIT", status);
 
+    // NO_UNIT is fine for a product's own profile.
     let cashiers = admin_groups
         .create_group(create("Cashiers", &o.cashier_profile, UnitScope::NoUnit))
         .await
-        .expect("NO_UNIT is fine for a product's own profile")
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     let status = update_group(
         &app,
         &app.as_admin(),
@@ -713,11 +682,7 @@ async fn create_everything(
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-        .id;
+        .created_id();
     let clone = users
         .clone_user(proto::CloneUserRequest {
             source_user_id: source_id.into(),
@@ -726,11 +691,7 @@ async fn create_everything(
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-        .id;
+        .created_id();
     let group = groups
         .create_group(proto::CreateGroupRequest {
             request_id: request_id.clone(),
@@ -766,11 +727,7 @@ async fn create_everything(
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .api_key
-        .unwrap()
-        .id;
+        .created_id();
     vec![
         ("CreateUser", user),
         ("CloneUser", clone),

@@ -12,7 +12,7 @@ use roster::{
 use tonic::Code;
 
 use crate::{
-    helpers::{error_reason, eventually, Bearer, TestApp},
+    helpers::{error_reason, eventually, Answered, Bearer, TestApp},
     import::{collect, import, options, run_import, ImportRun},
 };
 
@@ -719,10 +719,7 @@ async fn a_review_past_its_retention_loses_its_row_results_and_keeps_its_summary
             job_id: old_ids[0].clone(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+        .answered();
     let counts = job.counts.unwrap();
     assert_eq!((counts.rows, counts.valid, counts.failed), (2, 1, 1));
 

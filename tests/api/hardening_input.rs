@@ -7,7 +7,7 @@ use roster::proto::{self, UnitKind, UserStatus};
 use tonic::{Code, Status};
 
 use crate::{
-    helpers::{violated_fields, Bearer, TestApp},
+    helpers::{mask, violated_fields, Bearer, TestApp},
     users::new_user,
 };
 
@@ -16,12 +16,6 @@ fn assert_refused(result: Result<impl std::fmt::Debug, Status>, fields: &[&str])
     let status = result.expect_err("the request must be refused");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert_eq!(violated_fields(&status), fields, "{status:?}");
-}
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-    })
 }
 
 /// A new POS profile named Cashier with this description.
@@ -256,14 +250,12 @@ async fn the_bearer_scheme_is_matched_ignoring_case() {
     let app = TestApp::spawn().await;
     let token = app.admin_key.clone();
     for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
-        app.auth(Bearer::raw(&format!("{scheme} {token}")))
-            .who_am_i(proto::WhoAmIRequest {})
+        app.who_am_i(Bearer::raw(&format!("{scheme} {token}")))
             .await
             .unwrap_or_else(|status| panic!("{scheme}: {status:?}"));
     }
     let refused = app
-        .auth(Bearer::raw(&format!("Basic {token}")))
-        .who_am_i(proto::WhoAmIRequest {})
+        .who_am_i(Bearer::raw(&format!("Basic {token}")))
         .await
         .expect_err("another scheme is refused");
     assert_eq!(refused.code(), Code::Unauthenticated);
@@ -303,14 +295,13 @@ async fn errors_repeat_only_a_short_prefix_of_the_input() {
     assert!(status_bytes(&refused) < 2048, "{}", status_bytes(&refused));
 
     let refused = app
-        .organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
+        .update_settings(
+            proto::OrganizationSettings {
                 locale: long.clone(),
                 ..Default::default()
-            }),
-            update_mask: mask(&["locale"]),
-        })
+            },
+            &["locale"],
+        )
         .await
         .expect_err("an unknown locale is refused");
     assert_eq!(violated_fields(&refused), ["settings.locale"]);

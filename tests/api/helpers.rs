@@ -527,19 +527,29 @@ impl TestApp {
         GroupServiceClient::with_interceptor(self.channel.clone(), bearer)
     }
 
-    /// Creates a user through the API as the organization's admin key.
-    /// Turns on the organization setting that lets users share an email.
-    pub async fn allow_duplicate_emails(&self) {
+    /// Sets the organization settings named in `paths` to their values in
+    /// `settings`, as the admin key; the organization as it then is.
+    pub async fn update_settings(
+        &self,
+        settings: proto::OrganizationSettings,
+        paths: &[&str],
+    ) -> Result<proto::Organization, Status> {
         self.organizations(self.as_admin())
             .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-                settings: Some(proto::OrganizationSettings {
-                    allow_duplicate_emails: true,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["allow_duplicate_emails".into()],
-                }),
+                settings: Some(settings),
+                update_mask: mask(paths),
             })
+            .await
+            .map(|answer| answer.into_inner().organization.expect("organization"))
+    }
+
+    /// Turns on the organization setting that lets users share an email.
+    pub async fn allow_duplicate_emails(&self) {
+        let allow = proto::OrganizationSettings {
+            allow_duplicate_emails: true,
+            ..Default::default()
+        };
+        self.update_settings(allow, &["allow_duplicate_emails"])
             .await
             .unwrap();
     }
@@ -564,10 +574,7 @@ impl TestApp {
                 ..Default::default()
             })
             .await
-            .expect("create user")
-            .into_inner()
-            .user
-            .expect("user")
+            .answered()
     }
 
     pub async fn create_user(&self, first: &str, last: &str, email: &str) -> proto::User {
@@ -625,6 +632,106 @@ impl TestApp {
 
     pub fn as_admin(&self) -> Bearer {
         Bearer::token(&self.admin_key)
+    }
+
+    /// WhoAmI with `bearer`: whether it is let in, and as whom.
+    pub async fn who_am_i(
+        &self,
+        bearer: Bearer,
+    ) -> Result<tonic::Response<proto::WhoAmIResponse>, Status> {
+        self.auth(bearer).who_am_i(proto::WhoAmIRequest {}).await
+    }
+
+    /// The user as the admin key reads it (GetUser, default view).
+    pub async fn get_user(&self, user_id: &str) -> proto::User {
+        self.users(self.as_admin())
+            .get_user(proto::GetUserRequest {
+                user_id: user_id.into(),
+                ..Default::default()
+            })
+            .await
+            .answered()
+    }
+
+    /// This app's organization as the admin key reads it.
+    pub async fn organization(&self) -> proto::Organization {
+        self.organizations(self.as_admin())
+            .get_organization(proto::GetOrganizationRequest {})
+            .await
+            .answered()
+    }
+
+    /// The users `request` lists (one page), as the admin key lists them.
+    pub async fn list_users(&self, request: proto::ListUsersRequest) -> Vec<proto::User> {
+        self.users(self.as_admin())
+            .list_users(request)
+            .await
+            .expect("list users")
+            .into_inner()
+            .users
+    }
+
+    /// What a user may do (GetUserAccess), as the admin key reads it.
+    pub async fn user_access(&self, user_id: &str) -> proto::GetUserAccessResponse {
+        self.users(self.as_admin())
+            .get_user_access(proto::GetUserAccessRequest {
+                user_id: user_id.into(),
+            })
+            .await
+            .expect("get user access")
+            .into_inner()
+    }
+
+    /// The groups a user holds (first page), as the admin key lists them.
+    pub async fn user_groups(&self, user_id: &str) -> Vec<proto::Group> {
+        self.users(self.as_admin())
+            .list_user_groups(proto::ListUserGroupsRequest {
+                user_id: user_id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list user groups")
+            .into_inner()
+            .groups
+    }
+
+    /// One field of each group a user holds (`|g| g.id`, `|g| g.name`), sorted.
+    pub async fn sorted_user_groups<T: Ord>(
+        &self,
+        user_id: &str,
+        field: impl Fn(proto::Group) -> T,
+    ) -> Vec<T> {
+        let mut fields: Vec<T> = self
+            .user_groups(user_id)
+            .await
+            .into_iter()
+            .map(field)
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    /// The organization's audit events matching `filter`, newest first, as
+    /// the admin key lists them.
+    pub async fn audit_events(
+        &self,
+        filter: proto::ListAuditEventsRequest,
+    ) -> Vec<proto::AuditEvent> {
+        self.organizations(self.as_admin())
+            .list_audit_events(filter)
+            .await
+            .expect("list audit events")
+            .into_inner()
+            .audit_events
+    }
+
+    /// The audit events of one action, newest first.
+    pub async fn audit_events_of(&self, action: &str) -> Vec<proto::AuditEvent> {
+        self.audit_events(proto::ListAuditEventsRequest {
+            action: action.into(),
+            ..Default::default()
+        })
+        .await
     }
 
     /// A user row written directly with an admin state and onboarding, in
@@ -709,24 +816,75 @@ pub fn new_group(
     }
 }
 
+/// The one resource a call's answer carries, or a panic naming the call
+/// that failed or the field that was missing.
+pub trait Answered {
+    type Resource;
+    fn answered(self) -> Self::Resource;
+}
+
+macro_rules! answered {
+    ($response:ty, $field:ident, $resource:ty) => {
+        impl Answered for Result<tonic::Response<$response>, Status> {
+            type Resource = $resource;
+            fn answered(self) -> $resource {
+                let answer = self.expect(stringify!($response)).into_inner();
+                answer.$field.expect(stringify!($field))
+            }
+        }
+    };
+}
+answered!(proto::CreateUserResponse, user, proto::User);
+answered!(proto::GetUserResponse, user, proto::User);
+answered!(proto::UpdateUserResponse, user, proto::User);
+answered!(proto::SetUserStatusResponse, user, proto::User);
+answered!(proto::CloneUserResponse, user, proto::User);
+answered!(proto::ResetUserCredentialsResponse, user, proto::User);
+answered!(proto::CreateGroupResponse, group, proto::Group);
+answered!(proto::GetGroupResponse, group, proto::Group);
+answered!(proto::UpdateGroupResponse, group, proto::Group);
+answered!(proto::CreateUnitResponse, unit, proto::Unit);
+answered!(proto::GetUnitResponse, unit, proto::Unit);
+answered!(proto::UpdateUnitResponse, unit, proto::Unit);
+answered!(proto::CreateProfileResponse, profile, proto::Profile);
+answered!(proto::GetProfileResponse, profile, proto::Profile);
+answered!(proto::UpdateProfileResponse, profile, proto::Profile);
+answered!(proto::GetImportJobResponse, job, proto::ImportJob);
+answered!(proto::CancelImportJobResponse, job, proto::ImportJob);
+answered!(
+    proto::GetOrganizationResponse,
+    organization,
+    proto::Organization
+);
+answered!(proto::CreateApiKeyResponse, api_key, proto::ApiKey);
+
 /// The id of what a create answered, or a panic naming what failed.
 pub trait CreatedId {
     fn created_id(self) -> String;
 }
 
 macro_rules! created_id {
-    ($response:ty, $field:ident) => {
+    ($response:ty) => {
         impl CreatedId for Result<tonic::Response<$response>, Status> {
             fn created_id(self) -> String {
-                let answer = self.expect(stringify!($response)).into_inner();
-                answer.$field.expect(stringify!($field)).id
+                self.answered().id
             }
         }
     };
 }
-created_id!(proto::CreateUnitResponse, unit);
-created_id!(proto::CreateProfileResponse, profile);
-created_id!(proto::CreateGroupResponse, group);
+created_id!(proto::CreateUnitResponse);
+created_id!(proto::CreateProfileResponse);
+created_id!(proto::CreateGroupResponse);
+created_id!(proto::CreateUserResponse);
+created_id!(proto::CloneUserResponse);
+created_id!(proto::CreateApiKeyResponse);
+
+/// An update mask of these field paths.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    })
+}
 
 /// The field paths of a status's `BadRequest` details, in order.
 pub fn violated_fields(status: &Status) -> Vec<String> {

@@ -12,7 +12,7 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{eventually, violated_fields, Bearer, TestApp},
+    helpers::{eventually, violated_fields, Answered, Bearer, TestApp},
     users::builtin_profile,
 };
 
@@ -255,10 +255,7 @@ async fn an_import_creates_users_with_groups_invitations_audit_and_a_durable_res
             job_id: summary.job_id.clone(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+        .answered();
     assert_eq!(job.counts, summary.counts);
     assert_eq!(job.last_line, 4);
     let stored: Vec<(String, String)> =
@@ -656,10 +653,7 @@ async fn job(app: &TestApp, job_id: &str) -> proto::ImportJob {
             job_id: job_id.into(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap()
+        .answered()
 }
 
 /// Sends the options and the start of a file, keeps the request stream open,
@@ -958,10 +952,7 @@ async fn a_replica_leaves_a_live_job_alone_and_a_stopping_server_ends_its_job_in
             client
                 .get_import_job(proto::GetImportJobRequest { job_id })
                 .await
-                .unwrap()
-                .into_inner()
-                .job
-                .unwrap()
+                .answered()
         }
     };
 
@@ -996,10 +987,7 @@ async fn a_cancelled_job_stops_and_a_stale_job_ends_interrupted() {
         .imports(app.as_admin())
         .cancel_import_job(proto::CancelImportJobRequest { job_id })
         .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+        .answered();
     assert_eq!(cancelled.status, proto::ImportJobStatus::Cancelled as i32);
     let run = collect(Ok(tonic::Response::new(stream)), |m| {
         match m.message.unwrap() {

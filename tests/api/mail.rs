@@ -11,6 +11,7 @@ use crate::{
     cli::{free_port, roster, run_ok, serve_with},
     helpers::{eventually, fresh_database_url, Bearer, TestApp},
     onboarding::{register, registered_user, GOOD_PASSWORD},
+    users::new_user,
 };
 
 fn file_names(app: &TestApp) -> Vec<String> {
@@ -204,15 +205,7 @@ async fn a_written_email_is_logged_with_its_kind_and_the_recipient_domain_never_
         .await
         .unwrap();
     UserServiceClient::with_interceptor(channel, Bearer::token(key.trim()))
-        .create_user(proto::CreateUserRequest {
-            user: Some(proto::User {
-                first_name: "Ana".into(),
-                last_name: "Souza".into(),
-                email: "ana.souza@acme.test".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(new_user("Ana", "Souza", "ana.souza@acme.test"))
         .await
         .unwrap();
 

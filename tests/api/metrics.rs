@@ -7,7 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use crate::{
-    helpers::{eventually, Bearer, TestApp},
+    helpers::{eventually, mask, Bearer, TestApp},
     import::{collect, options},
     onboarding::{login, registered_user, GOOD_PASSWORD},
 };
@@ -365,9 +365,7 @@ async fn a_call_past_its_deadline_is_counted_deadline_exceeded_and_holds_a_pool_
                 allow_duplicate_emails: true,
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["allow_duplicate_emails".into()],
-            }),
+            update_mask: mask(&["allow_duplicate_emails"]),
         });
         // The header only: see deadline.rs (a client ending the call too
         // races the server, which may count it cancelled).

@@ -7,27 +7,13 @@ use tonic_types::StatusExt;
 
 use crate::{
     groups::{org, south_admin, SouthAdmin},
-    helpers::{error_reason, violated_fields, violations, Bearer, TestApp},
+    helpers::{error_reason, violated_fields, violations, Answered, Bearer, TestApp},
     import::{options, run_import},
     users::new_user,
 };
 
 async fn group_names_of(app: &TestApp, user_id: &str) -> Vec<String> {
-    let mut names: Vec<String> = app
-        .users(app.as_admin())
-        .list_user_groups(proto::ListUserGroupsRequest {
-            user_id: user_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .groups
-        .into_iter()
-        .map(|g| g.name)
-        .collect();
-    names.sort();
-    names
+    app.sorted_user_groups(user_id, |g| g.name).await
 }
 
 #[tokio::test]
@@ -47,10 +33,7 @@ async fn groups_are_given_and_removed_by_name_ignoring_case_mixed_with_ids_once_
             ..new_user("Ana", "Souza", "ana@acme.test")
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(
         group_names_of(&app, &created.id).await,
         ["Cashier South", "Cashier West"]
@@ -90,10 +73,7 @@ async fn groups_are_given_and_removed_by_name_ignoring_case_mixed_with_ids_once_
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(
         group_names_of(&app, &cloned.id).await,
         ["Admin South", "Cashier South", "Cashier West"]
@@ -278,10 +258,7 @@ async fn an_import_gives_the_options_groups_by_name() {
             job_id: run.summary.unwrap().job_id,
         })
         .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+        .answered();
     assert_eq!(
         job.options.unwrap().group_names,
         ["cashier south", "Cashier West"],
@@ -315,10 +292,7 @@ async fn answers_name_the_groups_they_return() {
             ..new_user("Ana", "Souza", "ana@acme.test")
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
 
     let mut users = app.users(unit_admin);
     let mirrored = users
@@ -371,10 +345,7 @@ async fn answers_name_the_groups_they_return() {
             ..new_user("Eva", "Melo", "eva@acme.test")
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     let results = users
         .mirror_user(proto::MirrorUserRequest {
             reference_user_id: source.id,
@@ -428,10 +399,7 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
             group_id: both.clone(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap();
+        .answered();
     assert_eq!(
         (group.product.as_str(), group.profile_name.as_str()),
         ("POS", "Cashier")
@@ -463,14 +431,7 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
         })
         .await
         .unwrap();
-    let access = app
-        .users(app.as_admin())
-        .get_user_access(proto::GetUserAccessRequest {
-            user_id: user.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let access = app.user_access(&user.id).await;
     let grant = access.grants.iter().find(|g| g.group_id == both).unwrap();
     assert_eq!(grant.group_name, "Cashiers South and West");
     assert_eq!(
@@ -478,15 +439,6 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
         ("POS", "Cashier")
     );
     assert_eq!(unit_refs(&grant.units), expected_units);
-    let mine = app
-        .users(app.as_admin())
-        .list_user_groups(proto::ListUserGroupsRequest {
-            user_id: user.id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .groups;
+    let mine = app.user_groups(&user.id).await;
     assert_eq!(unit_refs(&mine[0].units), expected_units);
 }

@@ -7,7 +7,9 @@ use tonic::{Code, Status};
 
 use crate::{
     groups,
-    helpers::{error_reason, eventually, violated_fields, Authed, Bearer, Email, TestApp},
+    helpers::{
+        error_reason, eventually, mask, violated_fields, Answered, Authed, Bearer, Email, TestApp,
+    },
 };
 
 /// A password that meets every rule of the policy.
@@ -69,8 +71,7 @@ pub async fn only_the_newer_link_registers(app: &TestApp, older: &Email, newer: 
 }
 
 async fn who_am_i(app: &TestApp, token: &str) -> Result<proto::WhoAmIResponse, Status> {
-    app.auth(Bearer::token(token))
-        .who_am_i(proto::WhoAmIRequest {})
+    app.who_am_i(Bearer::token(token))
         .await
         .map(|r| r.into_inner())
 }
@@ -171,17 +172,7 @@ async fn an_invited_user_registers_a_password_signs_in_and_gets_the_scopes_of_th
         panic!("a user");
     };
     assert_eq!(me.id, user.id);
-    let stored = app
-        .users(app.as_admin())
-        .get_user(proto::GetUserRequest {
-            user_id: user.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let stored = app.get_user(&user.id).await;
     assert!(stored.onboarded);
     assert_eq!(stored.status, proto::UserStatus::Active as i32);
     assert!(stored.last_login_time.is_some());
@@ -298,17 +289,7 @@ async fn an_expired_link_is_told_apart_from_an_invalid_one_and_the_user_shows_ex
         assert_eq!(status.code(), Code::InvalidArgument, "{invalid}");
         assert_eq!(violated_fields(&status), ["token"]);
     }
-    let shown = app
-        .users(app.as_admin())
-        .get_user(proto::GetUserRequest {
-            user_id: user.id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let shown = app.get_user(&user.id).await;
     assert_eq!(shown.status, proto::UserStatus::Expired as i32);
 }
 
@@ -974,19 +955,6 @@ async fn forgot_password(app: &TestApp, username: &str) {
         .expect("the same OK for every input");
 }
 
-async fn get_user(app: &TestApp, user_id: &str) -> proto::User {
-    app.users(app.as_admin())
-        .get_user(proto::GetUserRequest {
-            user_id: user_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-}
-
 /// Messages of `kind` queued for a user, sent or not.
 async fn queued(app: &TestApp, user_id: &str, kind: &str) -> i64 {
     sqlx::query_scalar("select count(*) from outbox where user_id = $1::uuid and kind = $2")
@@ -1004,10 +972,7 @@ async fn create_deactivated(app: &TestApp, email: &str) -> proto::User {
             ..crate::users::new_user("Ina", "Active", email)
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
+        .answered()
 }
 
 #[tokio::test]
@@ -1017,7 +982,7 @@ async fn forgot_password_sends_a_new_invitation_to_an_active_user_who_never_regi
     let first = app.email("lia@acme.com", 1).await;
     app.expire_invitation(&lia.id).await;
     assert_eq!(
-        get_user(&app, &lia.id).await.status,
+        app.get_user(&lia.id).await.status,
         proto::UserStatus::Expired as i32
     );
     let ina = create_deactivated(&app, "ina@acme.com").await;
@@ -1036,7 +1001,7 @@ async fn forgot_password_sends_a_new_invitation_to_an_active_user_who_never_regi
         "an invitation, not a reset link: {}",
         second.text
     );
-    let shown = get_user(&app, &lia.id).await;
+    let shown = app.get_user(&lia.id).await;
     assert_eq!(shown.status, proto::UserStatus::Pending as i32);
     assert!(
         shown.invitation_expire_time.unwrap().seconds > chrono::Utc::now().timestamp(),
@@ -1070,26 +1035,13 @@ async fn an_email_change_of_a_user_still_to_register_sends_a_new_invitation_to_t
                 email: email.into(),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["email".into()],
-            }),
+            update_mask: mask(&["email"]),
         };
-        async move {
-            users
-                .update_user(request)
-                .await
-                .unwrap()
-                .into_inner()
-                .user
-                .unwrap()
-        }
+        async move { users.update_user(request).await.answered() }
     };
     let pia = app.create_user("Pia", "Typo", "pia@acme.con").await;
     let old = app.email("pia@acme.con", 1).await;
-    assert!(get_user(&app, &pia.id)
-        .await
-        .invitation_expire_time
-        .is_some());
+    assert!(app.get_user(&pia.id).await.invitation_expire_time.is_some());
 
     let moved = change_email(&pia.id, "pia@acme.com").await;
     assert_eq!(moved.status, proto::UserStatus::Pending as i32);
@@ -1105,7 +1057,8 @@ async fn an_email_change_of_a_user_still_to_register_sends_a_new_invitation_to_t
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    let shown = get_user(&app, &pia.id)
+    let shown = app
+        .get_user(&pia.id)
         .await
         .invitation_expire_time
         .expect("the new invitation's expiry");
@@ -1123,7 +1076,7 @@ async fn an_email_change_of_a_user_still_to_register_sends_a_new_invitation_to_t
 
     // A user with a password needs no invitation.
     let ola = registered_user(&app, "ola@acme.com").await;
-    let before = get_user(&app, &ola.id).await.invitation_expire_time;
+    let before = app.get_user(&ola.id).await.invitation_expire_time;
     let moved = change_email(&ola.id, "ola@acme.org").await;
     assert_eq!(queued(&app, &ola.id, "INVITATION").await, 1);
     assert_eq!(moved.invitation_expire_time, before);

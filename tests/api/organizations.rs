@@ -1,13 +1,7 @@
 use roster::proto;
 use tonic::Code;
 
-use crate::helpers::{error_reason, violated_fields, TestApp};
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-    })
-}
+use crate::helpers::{error_reason, mask, violated_fields, TestApp};
 
 fn hours(h: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration {
@@ -19,14 +13,7 @@ fn hours(h: i64) -> Option<prost_types::Duration> {
 #[tokio::test]
 async fn a_new_organization_has_the_default_settings_and_the_two_built_in_profiles() {
     let app = TestApp::spawn().await;
-    let organization = app
-        .organizations(app.as_admin())
-        .get_organization(proto::GetOrganizationRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .organization
-        .unwrap();
+    let organization = app.organization().await;
     let settings = organization.settings.unwrap();
     assert!(!settings.allow_duplicate_emails);
     assert_eq!(
@@ -57,21 +44,17 @@ async fn a_new_organization_has_the_default_settings_and_the_two_built_in_profil
 async fn settings_named_in_the_mask_change_and_the_change_is_audited() {
     let app = TestApp::spawn().await;
     let updated = app
-        .organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
+        .update_settings(
+            proto::OrganizationSettings {
                 locale: "pt-BR".into(),
                 invitation_ttl: hours(48),
                 // Not in the mask: ignored.
                 access_token_ttl: hours(1),
                 ..Default::default()
-            }),
-            update_mask: mask(&["locale", "settings.invitation_ttl"]),
-        })
+            },
+            &["locale", "settings.invitation_ttl"],
+        )
         .await
-        .unwrap()
-        .into_inner()
-        .organization
         .unwrap()
         .settings
         .unwrap();
@@ -79,16 +62,7 @@ async fn settings_named_in_the_mask_change_and_the_change_is_audited() {
     assert_eq!(updated.invitation_ttl, hours(48));
     assert_eq!(updated.access_token_ttl, hours(8));
 
-    let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: "organization.settings.update".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let events = app.audit_events_of("organization.settings.update").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].changed_fields, ["invitation_ttl", "locale"]);
     assert_eq!(events[0].actor_kind, proto::ActorKind::ApiKey as i32);
@@ -138,14 +112,7 @@ async fn every_invalid_setting_is_reported_with_its_field_path() {
         ]
     );
     // Nothing was changed.
-    let organization = app
-        .organizations(app.as_admin())
-        .get_organization(proto::GetOrganizationRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .organization
-        .unwrap();
+    let organization = app.organization().await;
     assert_eq!(organization.settings.unwrap().locale, "en");
 }
 
@@ -327,16 +294,13 @@ async fn set_display_name(
     app: &TestApp,
     display_name: &str,
 ) -> Result<proto::OrganizationSettings, tonic::Status> {
-    app.organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
-                display_name: display_name.into(),
-                ..Default::default()
-            }),
-            update_mask: mask(&["display_name"]),
-        })
+    let settings = proto::OrganizationSettings {
+        display_name: display_name.into(),
+        ..Default::default()
+    };
+    app.update_settings(settings, &["display_name"])
         .await
-        .map(|answer| answer.into_inner().organization.unwrap().settings.unwrap())
+        .map(|organization| organization.settings.unwrap())
 }
 
 #[tokio::test]

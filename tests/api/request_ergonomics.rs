@@ -7,14 +7,8 @@ use tonic::Code;
 
 use crate::{
     groups::{group, org},
-    helpers::{new_group, new_unit, violated_fields, TestApp},
+    helpers::{mask, new_group, new_unit, violated_fields, Answered, TestApp},
 };
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-    })
-}
 
 #[tokio::test]
 async fn a_unit_created_or_updated_without_a_kind_is_other_and_an_unknown_kind_is_refused() {
@@ -23,19 +17,13 @@ async fn a_unit_created_or_updated_without_a_kind_is_other_and_an_unknown_kind_i
     let created = groups
         .create_unit(new_unit("Head Office", UnitKind::Unspecified))
         .await
-        .unwrap()
-        .into_inner()
-        .unit
-        .unwrap();
+        .answered();
     assert_eq!(created.kind, UnitKind::Other as i32);
 
     let branch = groups
         .create_unit(new_unit("North", UnitKind::Branch))
         .await
-        .unwrap()
-        .into_inner()
-        .unit
-        .unwrap();
+        .answered();
     let updated = groups
         .update_unit(proto::UpdateUnitRequest {
             unit: Some(proto::Unit {
@@ -45,10 +33,7 @@ async fn a_unit_created_or_updated_without_a_kind_is_other_and_an_unknown_kind_i
             update_mask: mask(&["kind"]),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .unit
-        .unwrap();
+        .answered();
     assert_eq!(updated.kind, UnitKind::Other as i32);
 
     let mut unknown = new_unit("South", UnitKind::Store);
@@ -121,10 +106,7 @@ async fn update_masks_take_snake_case_and_camel_case_paths_and_the_audit_names_t
             update_mask: mask(&["firstName", "user.last_name"]),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(
         (updated.first_name.as_str(), updated.last_name.as_str()),
         ("Anna", "Sousa")
@@ -144,12 +126,8 @@ async fn update_masks_take_snake_case_and_camel_case_paths_and_the_audit_names_t
         .await
         .unwrap();
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .audit_events(proto::ListAuditEventsRequest::default())
+        .await;
     let group_update = events
         .iter()
         .find(|event| event.action == "group.update" && event.target_id == cashiers)

@@ -140,9 +140,6 @@ pub(crate) fn encode(raw: &str) -> String {
         .collect()
 }
 
-/// The user as gRPC's GetUser answers it.
-use crate::attributes::get as grpc_user;
-
 pub(crate) fn resource_ids(list: &Value) -> Vec<String> {
     list["Resources"]
         .as_array()
@@ -153,6 +150,23 @@ pub(crate) fn resource_ids(list: &Value) -> Vec<String> {
 }
 
 /// A SCIM error body: its status string, scimType and detail.
+/// The id of what a POST created, once the answer is 201 and says where
+/// the resource is (Location, meta.location) and its version (ETag,
+/// meta.version).
+pub(crate) fn assert_created(created: &Answer, endpoint: &str) -> String {
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let location = created.location.as_deref();
+    assert_eq!(location, created.body["meta"]["location"].as_str());
+    let path = format!("/scim/v2/{endpoint}/{id}");
+    assert!(location.unwrap().ends_with(&path), "{location:?}");
+    assert_eq!(
+        created.etag.as_deref(),
+        created.body["meta"]["version"].as_str()
+    );
+    id
+}
+
 pub(crate) fn assert_error(
     answer: &Answer,
     status: StatusCode,
@@ -242,26 +256,13 @@ async fn a_created_user_shows_in_grpc_and_in_the_audit_trail_with_the_key_as_act
             }),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        created.location.as_deref(),
-        created.body["meta"]["location"].as_str()
-    );
-    assert!(created
-        .location
-        .unwrap()
-        .ends_with(&format!("/scim/v2/Users/{id}")));
-    assert_eq!(
-        created.etag.as_deref(),
-        created.body["meta"]["version"].as_str()
-    );
+    let id = assert_created(&created, "Users");
     assert_eq!(created.body["active"], json!(true));
     assert_eq!(
         created.body["phoneNumbers"][0]["value"],
         json!("+351912345678")
     );
-    let user = grpc_user(&app, &id).await;
+    let user = app.get_user(&id).await;
     assert_eq!(
         (
             user.username.as_str(),
@@ -274,16 +275,7 @@ async fn a_created_user_shows_in_grpc_and_in_the_audit_trail_with_the_key_as_act
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
-            action: "user.create".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let events = app.audit_events_of("user.create").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].actor_kind, ActorKind::ApiKey as i32);
     assert_eq!(events[0].actor_id, key_id.to_string());
@@ -490,7 +482,7 @@ async fn the_okta_requests_find_create_replace_and_deactivate() {
         .await;
     assert_eq!(deactivated.status, StatusCode::OK, "{}", deactivated.body);
     assert_eq!(deactivated.body["active"], json!(false));
-    let user = grpc_user(&app, &id).await;
+    let user = app.get_user(&id).await;
     assert_eq!(user.status, proto::UserStatus::Inactive as i32);
 }
 
@@ -807,7 +799,7 @@ async fn employee_number_is_the_employee_number_attribute_once_defined() {
     assert_eq!(created.body[ENTERPRISE]["employeeNumber"], json!("701984"));
     assert_eq!(created.body["schemas"], json!([USER, ENTERPRISE]));
     let id = created.body["id"].as_str().unwrap().to_owned();
-    let user = grpc_user(&app, &id).await;
+    let user = app.get_user(&id).await;
     let stored = &user.attributes.unwrap().fields["employee_number"];
     assert_eq!(
         stored.kind,

@@ -19,15 +19,11 @@ const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 /// The audit events of one target, oldest first.
 async fn audit_of(app: &TestApp, target_id: &str) -> Vec<proto::AuditEvent> {
     let mut events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
+        .audit_events(proto::ListAuditEventsRequest {
             target_id: target_id.into(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .await;
     events.reverse();
     events
 }

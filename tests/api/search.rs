@@ -6,19 +6,15 @@ use roster::proto;
 use crate::helpers::TestApp;
 
 async fn search(app: &TestApp, query: &str, order_by: &str) -> Vec<String> {
-    app.users(app.as_admin())
-        .list_users(proto::ListUsersRequest {
-            query: query.into(),
-            order_by: order_by.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .users
-        .into_iter()
-        .map(|user| user.first_name)
-        .collect()
+    app.list_users(proto::ListUsersRequest {
+        query: query.into(),
+        order_by: order_by.into(),
+        ..Default::default()
+    })
+    .await
+    .into_iter()
+    .map(|user| user.first_name)
+    .collect()
 }
 
 #[tokio::test]
@@ -152,10 +148,7 @@ async fn many_matches_by_last_name_page_in_order_however_they_lie() {
         .await
         .unwrap();
     }
-    sqlx::query("analyze users")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    analyze_users(&app).await;
     let expected: Vec<String> = sqlx::query_scalar(
         "select id::text from users where organization_id = $1 and search_key like '%silva%' \
          order by last_name_key, id",
@@ -237,6 +230,15 @@ fn assert_estimated_within(page: &proto::ListUsersResponse, range: std::ops::Ran
     );
 }
 
+/// Brings the users table's statistics up to date, as the planner sees
+/// them after a bulk load.
+async fn analyze_users(app: &TestApp) {
+    sqlx::query("analyze users")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
 /// Users written by one statement (10,000 API calls would take minutes),
 /// its `$1` the organization, and the table's statistics brought up to date.
 async fn insert_users_then_analyze(app: &TestApp, statement: &str) {
@@ -245,10 +247,7 @@ async fn insert_users_then_analyze(app: &TestApp, statement: &str) {
         .execute(&app.pool)
         .await
         .unwrap();
-    sqlx::query("analyze users")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    analyze_users(app).await;
 }
 
 /// Every page of 1,000 of a search by last name, in turn.

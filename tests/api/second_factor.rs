@@ -9,7 +9,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 use crate::{
     groups,
-    helpers::{error_reason, violations, Bearer, TestApp},
+    helpers::{error_reason, violations, Answered, Bearer, TestApp},
     onboarding::{login, registered_user, GOOD_PASSWORD},
 };
 
@@ -104,19 +104,6 @@ pub async fn complete(app: &TestApp, challenge: &str, code: &str) -> Result<Stri
         .map(|r| r.into_inner().access_token)
 }
 
-async fn get_user(app: &TestApp, user_id: &str) -> proto::User {
-    app.users(app.as_admin())
-        .get_user(proto::GetUserRequest {
-            user_id: user_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-}
-
 /// ListUsers filtered on `second_factor_enrolled`: the emails.
 async fn enrolled_emails(app: &TestApp, enrolled: bool) -> Vec<String> {
     let listed = app
@@ -132,10 +119,7 @@ async fn enrolled_emails(app: &TestApp, enrolled: bool) -> Vec<String> {
 }
 
 async fn who_am_i(app: &TestApp, token: &str) -> Result<(), Status> {
-    app.auth(Bearer::token(token))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .map(drop)
+    app.who_am_i(Bearer::token(token)).await.map(drop)
 }
 
 /// A registered user signed in with their password: the user and the session.
@@ -162,7 +146,7 @@ async fn reset_second_factor(
 async fn an_enrolled_user_signs_in_with_the_password_then_a_code_from_their_app() {
     let app = TestApp::spawn().await;
     let (user, session) = signed_in(&app, "ana@acme.com").await;
-    assert!(!get_user(&app, &user.id).await.second_factor_enrolled);
+    assert!(!app.get_user(&user.id).await.second_factor_enrolled);
 
     let started = begin(&app, session.clone()).await.unwrap();
     assert!(started.secret.len() >= 32, "160 bits in base32");
@@ -182,7 +166,7 @@ async fn an_enrolled_user_signs_in_with_the_password_then_a_code_from_their_app(
         .await
         .unwrap();
     assert_eq!(recovery_codes.len(), 10);
-    let enrolled = get_user(&app, &user.id).await;
+    let enrolled = app.get_user(&user.id).await;
     assert!(enrolled.second_factor_enrolled && enrolled.second_factor_enroll_time.is_some());
 
     // The password alone no longer signs in: a challenge, then a code.
@@ -339,19 +323,7 @@ async fn a_recovery_code_is_not_spent_on_an_account_that_may_not_sign_in() {
 #[tokio::test]
 async fn a_server_without_a_secret_key_refuses_to_require_a_second_factor() {
     let app = TestApp::spawn_with(|settings| settings.secret_key = None).await;
-    let refused = app
-        .organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
-                require_second_factor: true,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["require_second_factor".into()],
-            }),
-        })
-        .await
-        .unwrap_err();
+    let refused = set_require_second_factor(&app).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert_eq!(
         error_reason(&refused).as_deref(),
@@ -401,13 +373,9 @@ async fn an_administrator_resets_a_lost_second_factor_and_the_password_signs_in_
     // And they may enroll anew.
     enroll(&app, session).await;
 
-    let mut audit = app.organizations(app.as_admin());
-    let events = audit
-        .list_audit_events(proto::ListAuditEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let events = app
+        .audit_events(proto::ListAuditEventsRequest::default())
+        .await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     for action in [
         "user.second_factor.begin",
@@ -438,7 +406,7 @@ async fn a_unit_administrator_resets_second_factors_only_of_users_they_may_act_o
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
-    assert!(get_user(&app, &in_west.id).await.second_factor_enrolled);
+    assert!(app.get_user(&in_west.id).await.second_factor_enrolled);
     let own = reset_second_factor(&app, south.bearer.clone(), &south.user.id)
         .await
         .unwrap_err();
@@ -467,10 +435,7 @@ async fn resetting_credentials_removes_the_second_factor_too() {
             user_id: user.id.clone(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert!(!reset.second_factor_enrolled);
     // Registering again from the fresh invitation signs in with the password alone.
     let invitation = app.email("ana@acme.com", 2).await;
@@ -572,15 +537,7 @@ async fn no_seed_recovery_code_challenge_or_token_is_in_clear_in_the_database_th
         )
     };
     users()
-        .create_user(proto::CreateUserRequest {
-            user: Some(proto::User {
-                first_name: "Ana".into(),
-                last_name: "Souza".into(),
-                email: "ana@acme.test".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(crate::users::new_user("Ana", "Souza", "ana@acme.test"))
         .await
         .unwrap();
     let links = crate::helpers::eventually(
@@ -669,30 +626,20 @@ async fn no_seed_recovery_code_challenge_or_token_is_in_clear_in_the_database_th
     served.stop(nix::sys::signal::Signal::SIGTERM);
 }
 
+/// Asks to turn the organization's `require_second_factor` on, over gRPC.
+async fn set_require_second_factor(app: &TestApp) -> Result<proto::Organization, Status> {
+    let required = proto::OrganizationSettings {
+        require_second_factor: true,
+        ..Default::default()
+    };
+    app.update_settings(required, &["require_second_factor"])
+        .await
+}
+
 /// Turns the organization's `require_second_factor` on, over gRPC.
 pub async fn require_second_factor(app: &TestApp) {
-    let updated = app
-        .organizations(app.as_admin())
-        .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-            settings: Some(proto::OrganizationSettings {
-                require_second_factor: true,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["require_second_factor".into()],
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        updated
-            .organization
-            .unwrap()
-            .settings
-            .unwrap()
-            .require_second_factor
-    );
+    let updated = set_require_second_factor(app).await.unwrap();
+    assert!(updated.settings.unwrap().require_second_factor);
 }
 
 async fn post_page(app: &TestApp, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

@@ -42,10 +42,7 @@ pub async fn revoke_sessions(
 }
 
 async fn who_am_i(app: &TestApp, token: &str) -> Result<(), Status> {
-    app.auth(Bearer::token(token))
-        .who_am_i(proto::WhoAmIRequest {})
-        .await
-        .map(drop)
+    app.who_am_i(Bearer::token(token)).await.map(drop)
 }
 
 #[tokio::test]
@@ -218,16 +215,12 @@ async fn an_administrator_lists_and_ends_sessions_only_of_users_they_may_act_on(
         .unwrap();
 
     let events = app
-        .organizations(app.as_admin())
-        .list_audit_events(proto::ListAuditEventsRequest {
+        .audit_events(proto::ListAuditEventsRequest {
             action: "user.sessions.revoke".into(),
             target_id: in_south.id.clone(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+        .await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].actor_id, south.user.id);
 }
@@ -236,20 +229,15 @@ async fn an_administrator_lists_and_ends_sessions_only_of_users_they_may_act_on(
 async fn a_sign_in_beyond_the_organization_s_session_limit_ends_the_oldest_session() {
     let app = TestApp::spawn().await;
     let set_limit = |limit: i32| {
-        let mut organizations = app.organizations(app.as_admin());
+        let settings = proto::OrganizationSettings {
+            max_sessions_per_user: limit,
+            ..Default::default()
+        };
+        let app = &app;
         async move {
-            organizations
-                .update_organization_settings(proto::UpdateOrganizationSettingsRequest {
-                    settings: Some(proto::OrganizationSettings {
-                        max_sessions_per_user: limit,
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["max_sessions_per_user".into()],
-                    }),
-                })
+            app.update_settings(settings, &["max_sessions_per_user"])
                 .await
-                .map(|r| r.into_inner().organization.unwrap().settings.unwrap())
+                .map(|organization| organization.settings.unwrap())
         }
     };
     let refused = set_limit(1001).await.unwrap_err();

@@ -21,7 +21,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{Authed, Bearer, RunningServer, TestApp},
+    helpers::{mask, Authed, Bearer, RunningServer, TestApp},
     read_lane::{proxied, users_locked},
     socket_proxy::SocketProxy,
 };
@@ -160,9 +160,7 @@ async fn a_read_after_a_write_sees_it_while_other_calls_read_the_same_user() {
                     first_name: first_name.clone(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["first_name".into()],
-                }),
+                update_mask: mask(&["first_name"]),
             })
             .await
             .unwrap();

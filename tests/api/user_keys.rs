@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::{
     groups::{org, south_admin, SouthAdmin},
-    helpers::{violated_fields, violations, Bearer, TestApp},
+    helpers::{violated_fields, violations, Answered, Bearer, TestApp},
     import::{export, options, run_import},
     users::new_user,
 };
@@ -26,10 +26,7 @@ async fn group_names_of(app: &TestApp, user_id: &str) -> Vec<String> {
             view: proto::UserView::Full as i32,
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     user.groups.into_iter().map(|g| g.name).collect()
 }
 
@@ -46,10 +43,7 @@ async fn source(app: &TestApp) -> proto::User {
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
+        .answered()
 }
 
 #[tokio::test]
@@ -67,10 +61,7 @@ async fn the_user_whose_groups_are_copied_is_named_by_any_key() {
             ..new_user("Bia", "Lima", "bia@acme.test")
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(group_names_of(&app, &mirrored.id).await, both);
 
     let cloned = users
@@ -80,10 +71,7 @@ async fn the_user_whose_groups_are_copied_is_named_by_any_key() {
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .answered();
     assert_eq!(group_names_of(&app, &cloned.id).await, both);
 
     let run = run_import(
@@ -106,10 +94,7 @@ async fn the_user_whose_groups_are_copied_is_named_by_any_key() {
             job_id: run.summary.unwrap().job_id,
         })
         .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap()
+        .answered()
         .options
         .unwrap();
     assert_eq!(
@@ -476,13 +461,7 @@ async fn the_full_view_carries_each_user_s_groups_by_name() {
         let basic = users.get_user(get(view)).await.unwrap().into_inner();
         assert!(basic.user.unwrap().groups.is_empty(), "{view:?}");
     }
-    let full = users
-        .get_user(get(proto::UserView::Full))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let full = users.get_user(get(proto::UserView::Full)).await.answered();
     let refs: Vec<_> = full
         .groups
         .iter()

@@ -2,20 +2,10 @@
 // password, reads the rules the page marks unmet, then submits a good one
 // and reads the confirmation. Prints one JSON line for the Rust test.
 // Usage: node password_page.mjs LINK WEAK_PASSWORD GOOD_PASSWORD [SCREENSHOT.png]
-import { chromium } from "playwright-core";
+import { withPageAt } from "./page.mjs";
 
 const [link, weak, good, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox"],
-});
-try {
-  const page = await browser.newPage();
-  const requests = [];
-  page.on("request", (request) => requests.push(request.url()));
-  await page.goto(link);
-  await page.locator("#form").waitFor({ state: "visible", timeout: 10000 });
+await withPageAt(link, async (page, requests) => {
   const who = await page.locator("#who").textContent();
 
   await page.fill("#password", weak);
@@ -34,6 +24,4 @@ try {
   // The token never left the fragment: no request carried it.
   const leaked = requests.some((url) => url.includes("rst_inv_") || url.includes("rst_pwr_"));
   console.log(JSON.stringify({ who, unmet, notice, done, leaked }));
-} finally {
-  await browser.close();
-}
+});

@@ -4,7 +4,7 @@
 // 30 s) and confirms it, then reads the recovery codes. Prints one JSON line
 // for the Rust test. Usage: node second_factor_page.mjs LINK PASSWORD [SCREENSHOT.png]
 import { createHmac } from "node:crypto";
-import { chromium } from "playwright-core";
+import { withPageAt } from "./page.mjs";
 
 function base32(text) {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -27,17 +27,7 @@ function totp(secret) {
 }
 
 const [link, password, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox"],
-});
-try {
-  const page = await browser.newPage();
-  const requests = [];
-  page.on("request", (request) => requests.push(request.url()));
-  await page.goto(link);
-  await page.locator("#form").waitFor({ state: "visible", timeout: 10000 });
+await withPageAt(link, async (page, requests) => {
   await page.fill("#password", password);
   await page.fill("#confirm", password);
   await page.click("#submit");
@@ -58,6 +48,4 @@ try {
   const recovery_codes = await page.locator("#recovery-codes li").allTextContents();
   const leaked = requests.some((url) => url.includes("rst_inv_") || url.includes("rst_pwr_") || url.includes("rst_lc_"));
   console.log(JSON.stringify({ qr, secret, wrong, done, recovery_codes, leaked }));
-} finally {
-  await browser.close();
-}
+});
