@@ -756,11 +756,13 @@ pub async fn list(
         push_user_filters(query, organization_id, &owned_filter, &owned_rare);
     };
     let search = (organization_id, filter, &rare);
-    let surely_many = match known_to_match_many(pool, organization_id, filter, order, &after, page)
-    {
-        Some(many) => page_of_sampled_many(pool, search, order, &after, page, many.last_name_bound)
-            .await?
-            .map(|rows| (rows, many.total_size)),
+    let sampled = sampled_search(pool, organization_id, filter, order, &after, page);
+    let surely_many = match sampled.as_ref().filter(|sampled| sampled.is_surely_many()) {
+        Some(many) => {
+            page_of_sampled_many(pool, search, order, &after, page, &many.last_name_bound)
+                .await?
+                .map(|rows| (rows, many.total_size()))
+        }
         None => None,
     };
     let few_matches = match surely_many {
@@ -774,11 +776,16 @@ pub async fn list(
     let (mut rows, total_size) = match few_matches {
         FewMatches::Page(rows, total_size) => (rows, total_size),
         FewMatches::TooMany { page_bound } => {
-            let estimate_filter = filter.clone();
-            let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
-                push_user_filters_as_estimated(query, organization_id, &estimate_filter);
+            let total_size = match &sampled {
+                Some(sampled) => sampled.total_size(),
+                None => {
+                    let estimate_filter = filter.clone();
+                    let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
+                        push_user_filters_as_estimated(query, organization_id, &estimate_filter);
+                    };
+                    estimated_total_size(pool, push_estimated).await?
+                }
             };
-            let total_size = estimated_total_size(pool, push_estimated).await?;
             let walk = match (order, page_bound) {
                 (UserOrder::CreateTimeDesc, _) => Walk::OrderIndex,
                 (UserOrder::LastName, None) => Walk::AsPlanned,
@@ -983,61 +990,74 @@ fn rare_parts_of(pool: &Pool, organization_id: Uuid, filter: &UserFilter) -> Rar
 /// taken cannot bring them under it.
 const SURELY_MANY: f64 = 3.0 * EXACT_COUNT_LIMIT as f64;
 
-/// A search the organization's sample shows to match surely more than the
-/// exact count's limit: how many, and where a page by last name ends.
-struct SurelyMany {
-    total_size: TotalSize,
+/// What the organization's sample tells of a search: about how many users
+/// it matches and, when that is surely more than the exact count's limit,
+/// where a page by last name ends.
+struct SampledSearch {
+    matching: f64,
     last_name_bound: Option<LastNameBound>,
 }
 
-/// What the organization's sample tells of a search of many matches: its
-/// page is then found without collecting 10,001 matches first (most of the
-/// cost of "silva", "a" or "jo", which many users match). Only the query
-/// words, no other filter.
-fn known_to_match_many(
+impl SampledSearch {
+    /// The page is then found without collecting 10,001 matches first (most
+    /// of the cost of "silva", "a" or "jo", which many users match).
+    fn is_surely_many(&self) -> bool {
+        self.matching > SURELY_MANY
+    }
+
+    /// The total of a search known to match more than the exact count's
+    /// limit: the sample's estimate, which counts the words as the search
+    /// does, where the planner's guesses a LIKE pattern's share (twice the
+    /// real count for a shared email domain).
+    fn total_size(&self) -> TotalSize {
+        TotalSize {
+            value: (self.matching.round() as i64).max(EXACT_COUNT_LIMIT + 1),
+            estimated: true,
+        }
+    }
+}
+
+/// The organization's sample's view of a search of words alone (no other
+/// filter: the sample holds only the words); `None` without a sample.
+fn sampled_search(
     pool: &Pool,
     organization_id: Uuid,
     filter: &UserFilter,
     order: UserOrder,
     after: &Option<Position>,
     page: &PageRequest,
-) -> Option<SurelyMany> {
+) -> Option<SampledSearch> {
     if filter.query_words.is_empty() || !filter.is_words_only() {
         return None;
     }
     let sample = pool.common_trigrams().of(pool, organization_id)?;
     let matches = sample.matches(&filter.query_terms())?;
     let matching = matches.users();
-    if matching <= SURELY_MANY {
-        return None;
-    }
     let last_name_bound = match (order, after) {
+        _ if matching <= SURELY_MANY => None,
         (UserOrder::CreateTimeDesc, _) => None,
         (UserOrder::LastName, Some(Position::LastName(from, _))) => {
             matches.last_name_bound(Some(from.as_str()), page.size.fetch_limit())
         }
         (UserOrder::LastName, _) => matches.last_name_bound(None, page.size.fetch_limit()),
     };
-    Some(SurelyMany {
-        total_size: TotalSize {
-            value: matching.round() as i64,
-            estimated: true,
-        },
+    Some(SampledSearch {
+        matching,
         last_name_bound,
     })
 }
 
 /// The page of a search the sample shows to match surely many users
-/// (`known_to_match_many`); `None` when the sample cannot place a page by
-/// last name, or placed it wrong (the page below its bound is not full):
-/// the matches are then collected and counted as for any search.
+/// (`SampledSearch::is_surely_many`); `None` when the sample cannot place
+/// a page by last name, or placed it wrong (the page below its bound is
+/// not full): the matches are then collected and counted as for any search.
 async fn page_of_sampled_many(
     pool: &Pool,
     search: Searched<'_>,
     order: UserOrder,
     after: &Option<Position>,
     page: &PageRequest,
-    last_name_bound: Option<LastNameBound>,
+    last_name_bound: &Option<LastNameBound>,
 ) -> Result<Option<Vec<UserRow>>, sqlx::Error> {
     let bound = match (order, last_name_bound) {
         (UserOrder::LastName, None) => return Ok(None),
@@ -1047,7 +1067,7 @@ async fn page_of_sampled_many(
             return Ok(Some(rows.await?));
         }
     };
-    let rows = page_by_last_name_below(pool, search, after, page, bound.last_name).await?;
+    let rows = page_by_last_name_below(pool, search, after, page, bound.last_name.clone()).await?;
     Ok((rows.len() as i64 == page.size.fetch_limit()).then_some(rows))
 }
 
