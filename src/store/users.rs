@@ -777,8 +777,12 @@ pub async fn list(
         FewMatches::Page(rows, total_size) => (rows, total_size),
         FewMatches::TooMany { page_bound } => {
             let total_size = match &sampled {
-                Some(sampled) => sampled.total_size(),
-                None => {
+                // Unless the sample saw under the limit what was just
+                // collected over it (words written since it was taken).
+                Some(sampled) if sampled.matching > EXACT_COUNT_LIMIT as f64 => {
+                    sampled.total_size()
+                }
+                _ => {
                     let estimate_filter = filter.clone();
                     let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
                         push_user_filters_as_estimated(query, organization_id, &estimate_filter);
@@ -1049,8 +1053,10 @@ fn sampled_search(
 
 /// The page of a search the sample shows to match surely many users
 /// (`SampledSearch::is_surely_many`); `None` when the sample cannot place
-/// a page by last name, or placed it wrong (the page below its bound is
-/// not full): the matches are then collected and counted as for any search.
+/// a page by last name, or when the page is not full: the sample placed it
+/// wrong, or the matches it saw are gone since (a short page proves fewer
+/// than its estimate), and the matches are then collected and counted as
+/// for any search. A last page pays that count.
 async fn page_of_sampled_many(
     pool: &Pool,
     search: Searched<'_>,
@@ -1059,15 +1065,13 @@ async fn page_of_sampled_many(
     page: &PageRequest,
     last_name_bound: &Option<LastNameBound>,
 ) -> Result<Option<Vec<UserRow>>, sqlx::Error> {
-    let bound = match (order, last_name_bound) {
+    let rows = match (order, last_name_bound) {
         (UserOrder::LastName, None) => return Ok(None),
-        (UserOrder::LastName, Some(bound)) if bound.users_before > WALK_AT_MOST as f64 => bound,
-        _ => {
-            let rows = page_of_many_matches(pool, search, order, after, page, Walk::OrderIndex);
-            return Ok(Some(rows.await?));
+        (UserOrder::LastName, Some(bound)) if bound.users_before > WALK_AT_MOST as f64 => {
+            page_by_last_name_below(pool, search, after, page, bound.last_name.clone()).await?
         }
+        _ => page_of_many_matches(pool, search, order, after, page, Walk::OrderIndex).await?,
     };
-    let rows = page_by_last_name_below(pool, search, after, page, bound.last_name.clone()).await?;
     Ok((rows.len() as i64 == page.size.fetch_limit()).then_some(rows))
 }
 

@@ -440,8 +440,9 @@ async fn words_the_sample_shows_most_users_match_are_paged_without_counting_them
     );
 
     // The sample is older than the data: all but 30 Zanettis are renamed
-    // after it was taken, so below the bound it gives lies less than a page.
-    // That page is not taken for the answer: the search is counted.
+    // after it was taken, so below the bound it gives, or newest first,
+    // lies less than a page. That page is not taken for the answer: the
+    // search is counted.
     sqlx::query(
         "update users set last_name = 'Zorzi', last_name_key = 'zorzi', \
          search_key = replace(search_key, 'zanetti', 'zorzi') \
@@ -456,6 +457,11 @@ async fn words_the_sample_shows_most_users_match_are_paged_without_counting_them
     let page = list("zanetti", "last_name", vec![]).await;
     assert_eq!((page.total_size, page.total_size_estimated), (30, false));
     assert_eq!(ids(&page), zanettis(0).await[..30]);
+    let page = list("zanetti", "", vec![]).await;
+    assert_eq!((page.total_size, page.total_size_estimated), (30, false));
+    let mut newest = ids(&page);
+    newest.sort();
+    assert_eq!(newest, zanettis(0).await[..30]);
 
     // Under the limit, or with another filter: counted.
     let page = list("b", "last_name", vec![]).await;
