@@ -149,7 +149,6 @@ pub(crate) fn resource_ids(list: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A SCIM error body: its status string, scimType and detail.
 /// The id of what a POST created, once the answer is 201 and says where
 /// the resource is (Location, meta.location) and its version (ETag,
 /// meta.version).
@@ -167,6 +166,7 @@ pub(crate) fn assert_created(created: &Answer, endpoint: &str) -> String {
     id
 }
 
+/// A SCIM error body: its status string, scimType and detail.
 pub(crate) fn assert_error(
     answer: &Answer,
     status: StatusCode,
