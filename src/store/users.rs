@@ -776,36 +776,8 @@ pub async fn list(
     let (mut rows, total_size) = match few_matches {
         FewMatches::Page(rows, total_size) => (rows, total_size),
         FewMatches::TooMany { page_bound } => {
-            let total_size = match &sampled {
-                // Unless the sample saw under the limit what was just
-                // collected over it (words written since it was taken).
-                Some(sampled) if sampled.matching > EXACT_COUNT_LIMIT as f64 => {
-                    sampled.total_size()
-                }
-                _ => {
-                    let estimate_filter = filter.clone();
-                    let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
-                        push_user_filters_as_estimated(query, organization_id, &estimate_filter);
-                    };
-                    estimated_total_size(pool, push_estimated).await?
-                }
-            };
-            let walk = match (order, page_bound) {
-                (UserOrder::CreateTimeDesc, _) => Walk::OrderIndex,
-                (UserOrder::LastName, None) => Walk::AsPlanned,
-                (UserOrder::LastName, Some(bound)) => {
-                    match far_in_last_name_order(pool, organization_id, bound).await? {
-                        Some(bound) => Walk::No { below: bound },
-                        None => Walk::OrderIndex,
-                    }
-                }
-            };
-            let rows = match walk {
-                Walk::No { below } => {
-                    page_by_last_name_below(pool, search, &after, page, below).await?
-                }
-                walk => page_of_many_matches(pool, search, order, &after, page, walk).await?,
-            };
+            let total_size = total_past_the_limit(pool, organization_id, filter, &sampled).await?;
+            let rows = page_past_the_limit(pool, search, order, &after, page, page_bound).await?;
             (rows, total_size)
         }
         FewMatches::NotTried => {
@@ -832,6 +804,57 @@ pub async fn list(
         next_page_token,
         total_size,
     })
+}
+
+/// The total of a search the collecting pass found over the exact count's
+/// limit: the sample's estimate, unless the sample saw under the limit what
+/// was just collected over it (words written since it was taken); else the
+/// planner's.
+async fn total_past_the_limit(
+    pool: &Pool,
+    organization_id: Uuid,
+    filter: &UserFilter,
+    sampled: &Option<SampledSearch>,
+) -> Result<TotalSize, sqlx::Error> {
+    if let Some(sampled) = sampled
+        .as_ref()
+        .filter(|sampled| sampled.matching > EXACT_COUNT_LIMIT as f64)
+    {
+        return Ok(sampled.total_size());
+    }
+    let estimate_filter = filter.clone();
+    let push_estimated = move |query: &mut QueryBuilder<'static, Postgres>| {
+        push_user_filters_as_estimated(query, organization_id, &estimate_filter);
+    };
+    estimated_total_size(pool, push_estimated).await
+}
+
+/// The page of a search the collecting pass found over the exact count's
+/// limit; by last name, `page_bound` ends the page of the matches it
+/// collected, when that page was full.
+async fn page_past_the_limit(
+    pool: &Pool,
+    search: Searched<'_>,
+    order: UserOrder,
+    after: &Option<Position>,
+    page: &PageRequest,
+    page_bound: Option<String>,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    let (organization_id, ..) = search;
+    let walk = match (order, page_bound) {
+        (UserOrder::CreateTimeDesc, _) => Walk::OrderIndex,
+        (UserOrder::LastName, None) => Walk::AsPlanned,
+        (UserOrder::LastName, Some(bound)) => {
+            match far_in_last_name_order(pool, organization_id, bound).await? {
+                Some(bound) => Walk::No { below: bound },
+                None => Walk::OrderIndex,
+            }
+        }
+    };
+    match walk {
+        Walk::No { below } => page_by_last_name_below(pool, search, after, page, below).await,
+        walk => page_of_many_matches(pool, search, order, after, page, walk).await,
+    }
 }
 
 enum FewMatches {
