@@ -208,18 +208,7 @@ impl Application {
         let changes = Arc::new(ChangeFeed::new(pool.clone(), settings.changes.clone()));
         spawn_change_tasks(&mut tasks, &changes, &database);
         let (stopping, stopping_rx) = watch::channel(false);
-        let hasher = Arc::new(
-            PasswordHasher::new(settings.passwords.workers, settings.passwords.queue)
-                .context("start the password hashing threads")?,
-        );
-        let sign_in = Arc::new(SignIn::new(
-            pool.clone(),
-            hasher.clone(),
-            authenticator.clone(),
-            settings.throttle.clone(),
-            metrics.sign_in.clone(),
-            Arc::new(SecondFactors::new(settings.secret_key.clone())),
-        ));
+        let (sign_in, hasher) = start_sign_in(settings, &pool, &authenticator, &metrics)?;
         spawn_sign_in_sweep(&mut tasks, &sign_in, &database);
         let served = HttpServed {
             pages: sign_in.clone(),
@@ -370,16 +359,7 @@ async fn grpc_server(
         changes,
         stopping,
     } = services;
-    let metrics_layer = MetricsLayer::new(
-        &metrics.rpc,
-        &[
-            FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ],
-    )
-    .context("list the methods the metrics count")?;
+    let metrics_layer = rpc_metrics_layer(&metrics)?;
     let (reflection_v1, reflection_v1alpha) = reflection_services(settings.reflection)?;
     let boundary = Arc::new(
         RequestBoundary::from_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -436,6 +416,20 @@ async fn grpc_server(
     Ok(server)
 }
 
+/// Counts every method served: Roster's, health's and reflection's.
+fn rpc_metrics_layer(metrics: &Metrics) -> Result<MetricsLayer> {
+    MetricsLayer::new(
+        &metrics.rpc,
+        &[
+            FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ],
+    )
+    .context("list the methods the metrics count")
+}
+
 /// The names of Roster's own services, as health reports them.
 fn roster_service_names() -> Vec<&'static str> {
     use tonic::server::NamedService;
@@ -487,6 +481,28 @@ fn reflection_services(
         Some(builder().build_v1()?),
         Some(builder().build_v1alpha()?),
     ))
+}
+
+/// Sign-in, with the password hashing threads it shares with the metrics.
+fn start_sign_in(
+    settings: &ServerSettings,
+    pool: &Pool,
+    authenticator: &Arc<Authenticator>,
+    metrics: &Metrics,
+) -> Result<(Arc<SignIn>, Arc<PasswordHasher>)> {
+    let hasher = Arc::new(
+        PasswordHasher::new(settings.passwords.workers, settings.passwords.queue)
+            .context("start the password hashing threads")?,
+    );
+    let sign_in = SignIn::new(
+        pool.clone(),
+        hasher.clone(),
+        authenticator.clone(),
+        settings.throttle.clone(),
+        metrics.sign_in.clone(),
+        Arc::new(SecondFactors::new(settings.secret_key.clone())),
+    );
+    Ok((Arc::new(sign_in), hasher))
 }
 
 /// The listener that evicts changed credentials and users from memory, and

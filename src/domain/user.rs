@@ -803,20 +803,6 @@ pub async fn mirror_user(
     // Only wanted groups are added; removed ones are named after the change.
     let wanted_labels =
         labels(&mut *pool.acquire().await?, caller.organization_id, &wanted).await?;
-    let label = |ids: Vec<Uuid>, known: &[GroupLabel]| -> Vec<GroupLabel> {
-        ids.into_iter()
-            .map(|id| {
-                known
-                    .iter()
-                    .find(|l| l.id == id)
-                    .cloned()
-                    .unwrap_or(GroupLabel {
-                        id,
-                        name: String::new(),
-                    })
-            })
-            .collect()
-    };
     let mut results = Vec::with_capacity(mirror.targets.len());
     for given in &mirror.targets {
         let mut result = MirrorResult {
@@ -842,7 +828,7 @@ pub async fn mirror_user(
         };
         match applied {
             Ok((added, removed)) => {
-                result.added = label(added, &wanted_labels);
+                result.added = labelled_from(added, &wanted_labels);
                 result.removed = labels(
                     &mut *pool.acquire().await?,
                     caller.organization_id,
@@ -865,6 +851,23 @@ pub async fn mirror_user(
         results.push(result);
     }
     Ok(results)
+}
+
+/// The groups `ids` with the names `known` gives them (none for a group
+/// not among them).
+fn labelled_from(ids: Vec<Uuid>, known: &[GroupLabel]) -> Vec<GroupLabel> {
+    ids.into_iter()
+        .map(|id| {
+            known
+                .iter()
+                .find(|l| l.id == id)
+                .cloned()
+                .unwrap_or(GroupLabel {
+                    id,
+                    name: String::new(),
+                })
+        })
+        .collect()
 }
 
 async fn mirror_onto(

@@ -535,29 +535,7 @@ fn set(
         (true, "unitscope", None) if op != Op::Remove => {
             changes.unit_scope = Some(text(value, path)?);
         }
-        (true, "unitids", None) => {
-            let ids = match value {
-                Value::Null => Vec::new(),
-                Value::Array(items) => items
-                    .iter()
-                    .map(|item| text(item, path))
-                    .collect::<Result<_, _>>()?,
-                _ => vec![text(value, path)?],
-            };
-            match op {
-                // A remove without a value removes them all.
-                Op::Remove if value.is_null() => {
-                    changes.unit_ids = Some(Vec::new());
-                    changes.unit_edits.clear();
-                }
-                Op::Remove => changes.unit_edits.push(UnitEdit::Remove(ids)),
-                Op::Add => changes.unit_edits.push(UnitEdit::Add(ids)),
-                Op::Replace => {
-                    changes.unit_ids = Some(ids);
-                    changes.unit_edits.clear();
-                }
-            }
-        }
+        (true, "unitids", None) => set_unit_ids(changes, op, path, value)?,
         // Removed, each goes back to what a group created without it takes.
         (true, "profileid", None) => {
             changes.default_profile = true;
@@ -569,6 +547,37 @@ fn set(
             changes.unit_edits.clear();
         }
         _ => return Err(unknown_attribute(path)),
+    }
+    Ok(())
+}
+
+/// The group's units, given one id or several.
+fn set_unit_ids(
+    changes: &mut GroupChanges,
+    op: Op,
+    path: &AttrPath,
+    value: &Value,
+) -> Result<(), ScimError> {
+    let ids = match value {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| text(item, path))
+            .collect::<Result<_, _>>()?,
+        _ => vec![text(value, path)?],
+    };
+    match op {
+        // A remove without a value removes them all.
+        Op::Remove if value.is_null() => {
+            changes.unit_ids = Some(Vec::new());
+            changes.unit_edits.clear();
+        }
+        Op::Remove => changes.unit_edits.push(UnitEdit::Remove(ids)),
+        Op::Add => changes.unit_edits.push(UnitEdit::Add(ids)),
+        Op::Replace => {
+            changes.unit_ids = Some(ids);
+            changes.unit_edits.clear();
+        }
     }
     Ok(())
 }
