@@ -342,9 +342,26 @@ async fn words_the_sample_shows_most_users_match_are_paged_without_counting_them
     let ids = |page: &proto::ListUsersResponse| {
         page.users.iter().map(|u| u.id.clone()).collect::<Vec<_>>()
     };
-    // The first search samples in the background.
-    list("jo", "", vec![]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The first search samples in the background: wait until a search shows
+    // the sample in use (its estimate, few statements), as a loaded machine
+    // may take seconds to take it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let before = proxy.syncs();
+        let page = list("jo", "", vec![]).await;
+        let statements = proxy.syncs() - before;
+        if page.total_size_estimated
+            && (48_000..60_000).contains(&page.total_size)
+            && statements <= 7
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no search used a sample within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     let before = proxy.syncs();
     for _ in 0..SEARCHES {

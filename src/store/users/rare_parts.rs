@@ -30,6 +30,10 @@ const SAMPLE_FOR: Duration = Duration::from_secs(600);
 /// How long after a sample of too few users (or a failed one) another is
 /// taken.
 const SAMPLE_TOO_FEW_AGAIN_AFTER: Duration = Duration::from_secs(30);
+/// The oldest a sample may be and still be used, while the samples after it
+/// fail: past it searches do without one (they count exactly) rather than
+/// rest on what the organization looked like long ago.
+const SAMPLE_USED_AT_MOST: Duration = Duration::from_secs(1_800);
 /// What rechecking a row the index found costs, against reading one entry
 /// of a trigram's list.
 const RECHECK_COST: f64 = 20.0;
@@ -291,22 +295,60 @@ pub struct CommonTrigrams {
 }
 
 struct Sampled {
-    /// When the last sample was taken (`None` before the first).
-    at: Option<Instant>,
-    /// `None` while the first sample is taken, or when too few users.
-    sample: Option<Arc<Sample>>,
+    /// The last sample taken and when (`None` before the first, or when
+    /// the organization had too few users).
+    sample: Option<(Instant, Arc<Sample>)>,
+    /// When the last attempt ended, and whether it brought a sample.
+    tried: Option<(Instant, bool)>,
     sampling: bool,
 }
 
 impl Sampled {
-    /// Whether to sample again: an organization of too few users is sampled
-    /// again sooner (it may be importing), yet not at every search.
-    fn stale(&self) -> bool {
-        let kept_for = match self.sample {
-            Some(_) => SAMPLE_FOR,
-            None => SAMPLE_TOO_FEW_AGAIN_AFTER,
+    const NONE: Self = Self {
+        sample: None,
+        tried: None,
+        sampling: false,
+    };
+
+    /// Whether to sample again: after a sample, once it is old; after a
+    /// sample of too few users (the organization may be importing) or a
+    /// failed one, sooner, yet not at every search.
+    fn due(&self, now: Instant) -> bool {
+        match self.tried {
+            None => true,
+            Some((at, brought)) => {
+                let wait = if brought {
+                    SAMPLE_FOR
+                } else {
+                    SAMPLE_TOO_FEW_AGAIN_AFTER
+                };
+                now.saturating_duration_since(at) > wait
+            }
+        }
+    }
+
+    /// The sample to use: the last one taken, unless too old.
+    fn usable(&self, now: Instant) -> Option<Arc<Sample>> {
+        let (taken, sample) = self.sample.as_ref()?;
+        (now.saturating_duration_since(*taken) <= SAMPLE_USED_AT_MOST).then(|| sample.clone())
+    }
+
+    /// After an attempt ended at `now`: a failed one keeps the sample
+    /// before it, with the time that one was taken.
+    fn after(self, attempt: Result<Option<Sample>, sqlx::Error>, now: Instant) -> Self {
+        let (sample, brought) = match attempt {
+            Ok(Some(taken)) => (Some((now, Arc::new(taken))), true),
+            Ok(None) => (None, false),
+            Err(error) => {
+                tracing::warn!(%error, "could not sample the users' common trigrams");
+                (self.sample, false)
+            }
         };
-        self.at.is_none_or(|at| at.elapsed() > kept_for)
+        Self {
+            sample,
+            tried: Some((now, brought)),
+            sampling: false,
+        }
     }
 }
 
@@ -314,38 +356,20 @@ impl CommonTrigrams {
     /// The organization's sample if known; one is taken in the background
     /// when there is none or it is old.
     pub fn of(&self, pool: &Pool, organization_id: Uuid) -> Option<Arc<Sample>> {
+        let now = Instant::now();
         let mut known = self.lock();
-        let sampled = known.entry(organization_id).or_insert(Sampled {
-            at: None,
-            sample: None,
-            sampling: false,
-        });
-        if sampled.stale() && !sampled.sampling {
+        let sampled = known.entry(organization_id).or_insert(Sampled::NONE);
+        if sampled.due(now) && !sampled.sampling {
             sampled.sampling = true;
             let pool = pool.clone();
-            let kept = sampled.sample.clone();
             tokio::spawn(async move {
-                // A failed sample keeps the one before until it is stale
-                // again, or else the next is tried sooner.
-                let taken = match sample(&pool, organization_id).await {
-                    Ok(taken) => taken.map(Arc::new),
-                    Err(error) => {
-                        tracing::warn!(%error, "could not sample the users' common trigrams");
-                        kept
-                    }
-                };
+                let attempt = sample(&pool, organization_id).await;
                 let mut known = pool.common_trigrams().lock();
-                known.insert(
-                    organization_id,
-                    Sampled {
-                        at: Some(Instant::now()),
-                        sample: taken,
-                        sampling: false,
-                    },
-                );
+                let before = known.remove(&organization_id).unwrap_or(Sampled::NONE);
+                known.insert(organization_id, before.after(attempt, Instant::now()));
             });
         }
-        sampled.sample.clone()
+        sampled.usable(now)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Sampled>> {
@@ -533,6 +557,46 @@ mod tests {
             ..Default::default()
         }
         .query_terms()
+    }
+
+    #[test]
+    fn a_failed_sample_keeps_the_one_before_only_while_it_is_young_enough() {
+        let start = Instant::now();
+        let later = |seconds: u64| start + Duration::from_secs(seconds);
+        let failed = || Err(sqlx::Error::PoolTimedOut);
+        let sampled = Sampled::NONE.after(Ok(Some(sample_of(2_000))), start);
+        assert!(sampled.usable(later(599)).is_some());
+        assert!(!sampled.due(later(599)));
+        assert!(sampled.due(later(601)), "a sample is taken again when old");
+
+        // Failures keep the sample taken at `start`, and are tried again sooner.
+        let sampled = sampled.after(failed(), later(601));
+        assert!(sampled.usable(later(602)).is_some());
+        assert!(!sampled.due(later(630)));
+        assert!(
+            sampled.due(later(632)),
+            "a failed sample is tried again after 30 s"
+        );
+        let sampled = sampled.after(failed(), later(1_790));
+        assert!(sampled.usable(later(1_800)).is_some());
+        assert!(
+            sampled.usable(later(1_801)).is_none(),
+            "failures never make an old sample look new"
+        );
+
+        // A sample that succeeds again is used again.
+        let sampled = sampled.after(Ok(Some(sample_of(2_000))), later(1_830));
+        assert!(sampled.usable(later(1_831)).is_some());
+        assert!(!sampled.due(later(2_400)));
+    }
+
+    #[test]
+    fn an_organization_of_too_few_users_has_no_sample_and_is_sampled_again_sooner() {
+        let start = Instant::now();
+        let sampled = Sampled::NONE.after(Ok(Some(sample_of(2_000))), start);
+        let sampled = sampled.after(Ok(None), start + Duration::from_secs(601));
+        assert!(sampled.usable(start + Duration::from_secs(602)).is_none());
+        assert!(sampled.due(start + Duration::from_secs(632)));
     }
 
     #[test]
