@@ -203,24 +203,11 @@ pub async fn revoke_others(
     Ok(result.rows_affected())
 }
 
-/// Records uses of sessions, (organization id, token id, time of use), in
-/// one statement; a token whose recorded use is less than a minute older is
-/// left as it is, whichever server wrote it.
+/// Records uses of sessions, (organization id, id, time of use), in one
+/// statement (see `record_uses_in!`).
 pub async fn record_uses(
     pool: &Pool,
     uses: &[(Uuid, Uuid, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
-    let (organization_ids, ids, times) = super::use_columns(uses);
-    sqlx::query!(
-        "update access_tokens t set last_used_time = u.used \
-         from unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) as u (organization_id, id, used) \
-         where t.organization_id = u.organization_id and t.id = u.id \
-         and (t.last_used_time is null or t.last_used_time <= u.used - interval '1 minute')",
-        &organization_ids,
-        &ids,
-        &times,
-    )
-    .execute(&mut *pool.acquire().await?)
-    .await?;
-    Ok(())
+    super::record_uses_in!("access_tokens", pool, uses)
 }

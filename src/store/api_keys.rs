@@ -136,26 +136,13 @@ pub async fn find_by_secret_hash<'e>(
     Ok(row.map(Into::into))
 }
 
-/// Records uses of keys, (organization id, key id, time of use), in one
-/// statement; a key whose recorded use is less than a minute older is left
-/// as it is (another server wrote it).
+/// Records uses of keys, (organization id, id, time of use), in one
+/// statement (see `record_uses_in!`).
 pub async fn record_uses(
     pool: &Pool,
     uses: &[(Uuid, Uuid, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
-    let (organization_ids, ids, times) = super::use_columns(uses);
-    sqlx::query!(
-        "update api_keys k set last_used_time = u.used \
-         from unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) as u (organization_id, id, used) \
-         where k.organization_id = u.organization_id and k.id = u.id \
-         and (k.last_used_time is null or k.last_used_time <= u.used - interval '1 minute')",
-        &organization_ids,
-        &ids,
-        &times,
-    )
-    .execute(&mut *pool.acquire().await?)
-    .await?;
-    Ok(())
+    super::record_uses_in!("api_keys", pool, uses)
 }
 
 /// Sets the revocation time unless already revoked; `None` when no such key.

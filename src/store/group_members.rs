@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use super::{
     groups::{GroupRow, COLUMNS},
-    users::{like_escape, push_text_comparison},
+    users::{like_escape, push_text_comparison, push_time_comparison},
     Transaction,
 };
 use crate::domain::{
     group::{GroupCondition, GroupMember, TrackedGroup},
-    user::{TextOp, TimeField, TimeOp},
+    user::{TextOp, TimeField},
 };
 
 /// When a member last joined the group `g`.
@@ -151,17 +151,7 @@ fn push_condition(query: &mut QueryBuilder<'_, Postgres>, condition: &GroupCondi
                 TimeField::Created => "g.create_time".to_owned(),
                 TimeField::LastModified => format!("greatest(g.update_time, {LAST_JOIN_TIME})"),
             };
-            let operator = match op {
-                TimeOp::Equals => "=",
-                TimeOp::NotEquals => "<>",
-                TimeOp::After => ">",
-                TimeOp::AtOrAfter => ">=",
-                TimeOp::Before => "<",
-                TimeOp::AtOrBefore => "<=",
-            };
-            query
-                .push(format!("{column} {operator} "))
-                .push_bind(*value);
+            push_time_comparison(query, &column, *op, *value);
         }
     }
 }

@@ -56,6 +56,31 @@ pub(crate) fn map_constraint_violation(
     DomainError::from(error)
 }
 
+/// Records uses of credentials in `$table` (`api_keys` or `access_tokens`),
+/// `$uses` of (organization id, id, time of use), in one statement; one
+/// whose recorded use is less than a minute older is left as it is,
+/// whichever server wrote it. A macro: the checked statement names its table.
+macro_rules! record_uses_in {
+    ($table:literal, $pool:expr, $uses:expr) => {{
+        let (organization_ids, ids, times) = $crate::store::use_columns($uses);
+        sqlx::query!(
+            "update "
+                + $table
+                + " t set last_used_time = u.used \
+                   from unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) as u (organization_id, id, used) \
+                   where t.organization_id = u.organization_id and t.id = u.id \
+                   and (t.last_used_time is null or t.last_used_time <= u.used - interval '1 minute')",
+            &organization_ids,
+            &ids,
+            &times,
+        )
+        .execute(&mut *$pool.acquire().await?)
+        .await?;
+        Ok(())
+    }};
+}
+pub(crate) use record_uses_in;
+
 /// Uses of credentials, (organization id, id, time of use), as the three
 /// arrays an `unnest` update takes.
 pub(crate) fn use_columns(

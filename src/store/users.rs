@@ -1,6 +1,6 @@
 mod conditions;
 pub mod rare_parts;
-pub(crate) use conditions::{like_escape, push_text_comparison};
+pub(crate) use conditions::{like_escape, push_text_comparison, push_time_comparison};
 pub use rare_parts::CommonTrigrams;
 use rare_parts::LastNameBound;
 

@@ -1,6 +1,7 @@
 //! Users matching a `UserCondition` (a SCIM filter): the condition becomes
 //! a `where` clause with every value bound, never written into the SQL.
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -106,17 +107,7 @@ fn push_condition(query: &mut QueryBuilder<'_, Postgres>, condition: &UserCondit
                 TimeField::Created => "users.create_time",
                 TimeField::LastModified => "users.update_time",
             };
-            let operator = match op {
-                TimeOp::Equals => "=",
-                TimeOp::NotEquals => "<>",
-                TimeOp::After => ">",
-                TimeOp::AtOrAfter => ">=",
-                TimeOp::Before => "<",
-                TimeOp::AtOrBefore => "<=",
-            };
-            query
-                .push(format!("{column} {operator} "))
-                .push_bind(*value);
+            push_time_comparison(query, column, *op, *value);
         }
         UserCondition::Active(active) => {
             query
@@ -170,6 +161,24 @@ pub(crate) fn push_text_comparison(
         .push(format!("coalesce({column} {operator} {bound}("))
         .push_bind(bind)
         .push(format!("), {absent})"));
+}
+
+/// A comparison of a time column (or expression) with `value`.
+pub(crate) fn push_time_comparison(
+    query: &mut QueryBuilder<'_, Postgres>,
+    column: &str,
+    op: TimeOp,
+    value: DateTime<Utc>,
+) {
+    let operator = match op {
+        TimeOp::Equals => "=",
+        TimeOp::NotEquals => "<>",
+        TimeOp::After => ">",
+        TimeOp::AtOrAfter => ">=",
+        TimeOp::Before => "<",
+        TimeOp::AtOrBefore => "<=",
+    };
+    query.push(format!("{column} {operator} ")).push_bind(value);
 }
 
 /// `value` matched literally by LIKE (whose escape character is `\`).
