@@ -152,9 +152,11 @@ class RssSampler:
 def measure(name, call, data, concurrency):
     print(f"  {name} at {concurrency}...", file=sys.stderr, flush=True)
     ghz(call, data, concurrency, seconds=1)  # warms the pool and the caches
+    began, statements = psql("select clock_timestamp()").strip(), transactions()
     server, postgres = server_cpu(), postgres_cpu()
     report = ghz(call, data, concurrency, seconds=SECONDS)
     server, postgres = server_cpu() - server, postgres_cpu() - postgres
+    statements = transactions() - statements
     latency = {p["percentage"]: p["latency"] / 1e6 for p in report["latencyDistribution"]}
     count = report["count"]
     return {
@@ -163,7 +165,29 @@ def measure(name, call, data, concurrency):
         "p99": latency[99],
         "server_us": server / count * 1e6,
         "postgres_us": postgres / count * 1e6,
+        # The server's statements (each its own transaction), and the pool's
+        # connections that ran any: what a paced pgbench run reproduces.
+        "statements_per_second": statements / (report["total"] / 1e9),
+        "postgres_us_per_statement": postgres / statements * 1e6,
+        "connections": connections_used_since(began),
     }
+
+
+def transactions():
+    """Transactions of the database so far (the server's reads are one
+    statement each, outside any transaction block)."""
+    return int(psql("select xact_commit + xact_rollback from pg_stat_database where datname = current_database()"))
+
+
+def connections_used_since(began):
+    """The server's pool connections (no application name) that ran a
+    statement since `began`."""
+    return int(
+        psql(
+            "select count(*) from pg_stat_activity where datname = current_database()"
+            f" and backend_type = 'client backend' and application_name = '' and state_change >= '{began}'"
+        )
+    )
 
 
 def psql(sql):
@@ -283,9 +307,12 @@ def replayable(statement):
     )
 
 
-def pgbench(script, concurrency, seconds):
+def pgbench(script, concurrency, seconds, rate=None):
     args = [ENV["PGBENCH"], "-n", "-M", "prepared", "-h", ENV["SOCKET"], "-U", "roster"]
-    args += ["-c", str(concurrency), "-j", "2", "-T", str(seconds), "-f", script, "roster"]
+    args += ["-c", str(concurrency), "-j", str(min(2, concurrency)), "-T", str(seconds)]
+    if rate:
+        args += ["-R", f"{rate:.0f}"]
+    args += ["-f", script, "roster"]
     postgres = postgres_cpu()
     output = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     postgres = postgres_cpu() - postgres
@@ -295,13 +322,15 @@ def pgbench(script, concurrency, seconds):
     return postgres, int(re.search(r"number of transactions actually processed: (\d+)", output)[1])
 
 
-def pgbench_floor(script, concurrency):
-    """PostgreSQL CPU µs per transaction. pgbench opens its connections inside
-    the window, whose backends' start-up would count too: a 1 s run's figures
-    are taken from the long run's, cancelling it out."""
-    print(f"  pgbench {os.path.basename(script)} at {concurrency}...", file=sys.stderr, flush=True)
-    short_cpu, short_count = pgbench(script, concurrency, 1)
-    long_cpu, long_count = pgbench(script, concurrency, SECONDS + 1)
+def pgbench_floor(script, concurrency, rate=None):
+    """PostgreSQL CPU µs per transaction, flat out or at `rate` transactions
+    a second. pgbench opens its connections inside the window, whose
+    backends' start-up would count too: a 1 s run's figures are taken from
+    the long run's, cancelling it out."""
+    paced = f" at {rate:,.0f}/s" if rate else ""
+    print(f"  pgbench {os.path.basename(script)} over {concurrency}{paced}...", file=sys.stderr, flush=True)
+    short_cpu, short_count = pgbench(script, concurrency, 1, rate)
+    long_cpu, long_count = pgbench(script, concurrency, SECONDS + 1, rate)
     return (long_cpu - short_cpu) / (long_count - short_count) * 1e6
 
 
@@ -332,7 +361,7 @@ def idle_connections():
 
 def main():
     started = time.monotonic()
-    results, floors, rss_under_load = {}, {}, []
+    results, floors, paced, rss_under_load = {}, {}, {}, []
     print("measuring (ghz runs, then pgbench)...", file=sys.stderr)
     for concurrency in CONCURRENCIES:
         results[("Health/Check", concurrency)] = measure("Health/Check", *HEALTH, concurrency)
@@ -354,6 +383,12 @@ def main():
             out.write("".join(replayable(s) + "\n;\n" for s in statements[name]))
         for concurrency in CONCURRENCIES:
             floors[(name, concurrency)] = pgbench_floor(script, concurrency)
+            # The same statements at the rate the server sent them, over as
+            # many connections: a backend that sleeps between statements is
+            # woken for each, which flat out it never is.
+            r = results[(name, concurrency)]
+            rate = r["statements_per_second"] / len(statements[name])
+            paced[(name, concurrency)] = pgbench_floor(script, max(1, r["connections"]), rate)
 
     # The steady load first: the idle connections' memory, kept by the
     # allocator after they close, would hide growth under it.
@@ -392,6 +427,19 @@ def main():
                 floor = health["server_us"] + floor_pg
                 total = r["server_us"] + r["postgres_us"]
                 line += f"{health['server_us']:>11.0f}{floor_pg:>10.0f}{total / floor:>12.1f}×"
+            print(line)
+    print()
+    print(
+        "PostgreSQL CPU µs per statement: in the server's run; in pgbench's of the same statements"
+        " at the rate the server sent them, over as many connections (paced); in pgbench's flat out"
+    )
+    print(f"{'':>3} {'RPC':<14}{'statements/s':>13}{'connections':>12}{'server':>8}{'paced':>8}{'flat out':>10}")
+    for concurrency in CONCURRENCIES:
+        for name in RPCS:
+            r, per_call = results[(name, concurrency)], len(statements[name])
+            line = f"{concurrency:>3} {name:<14}{r['statements_per_second']:>13,.0f}{r['connections']:>12}"
+            line += f"{r['postgres_us_per_statement']:>8.0f}{paced[(name, concurrency)] / per_call:>8.0f}"
+            line += f"{floors[(name, concurrency)] / per_call:>10.0f}"
             print(line)
     print()
     print(
