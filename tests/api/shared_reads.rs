@@ -266,9 +266,15 @@ async fn lookups_that_arrive_together_share_statements_and_each_gets_its_own_use
         for answer in theirs {
             assert!(answer.unwrap().into_inner().users.is_empty());
         }
-        // A statement each would be 57.
+        // A statement each would be 57; shared, they are 16 to 18 (how
+        // the calls fall into statements varies with their arrival), and
+        // the auth listener's and the database watch's probes, through
+        // the same proxy, add up to two.
         if round == "counted" {
-            assert!(syncs <= calls / 3, "{syncs} statements for {calls} calls");
+            assert!(
+                syncs <= calls / 3 + 2,
+                "{syncs} statements for {calls} calls"
+            );
         }
     }
 }
