@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::{
     body::Bytes,
     extract::{Path, Query, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde_json::Value;
@@ -18,7 +18,8 @@ use super::{
     errors::ScimError,
     resources::{group as scim_group, Projection},
     routes::{
-        base_url, check_version, json_body, list_response, scim_json, ListRequest, Parameters,
+        base_url, check_version, json_body, list_response, resource_response, ListRequest,
+        Parameters,
     },
     ScimState,
 };
@@ -59,32 +60,12 @@ fn resource_of(
     scim_group::resource(tracked, members, base_url)
 }
 
+/// `GET /Groups` and `POST /Groups/.search`: one page of the groups a list
+/// asks for, oldest first, as a ListResponse.
 pub async fn list_groups(
     State(state): State<ScimState>,
     call: ScimCall,
     headers: HeaderMap,
-    Query(parameters): Query<Vec<(String, String)>>,
-) -> Result<Response, ScimError> {
-    let request = ListRequest::from_query(parameters)?;
-    list(&state, &call, &headers, request).await
-}
-
-/// `POST /Groups/.search` (RFC 7644 §3.4.3): a list asked in the body.
-pub async fn search_groups(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let request = ListRequest::from_search(&json_body(&body)?)?;
-    list(&state, &call, &headers, request).await
-}
-
-/// One page of the groups a list asks for, oldest first, as a ListResponse.
-async fn list(
-    state: &ScimState,
-    call: &ScimCall,
-    headers: &HeaderMap,
     request: ListRequest,
 ) -> Result<Response, ScimError> {
     let call = call.reader()?;
@@ -113,7 +94,7 @@ async fn list(
     )
     .await?;
     let members = members_by_group(call, &found.groups, &request.projection).await?;
-    let base_url = base_url(state, headers);
+    let base_url = base_url(&state, &headers);
     let resources: Vec<Value> = found
         .groups
         .iter()
@@ -145,18 +126,8 @@ async fn group_response(
 ) -> Result<Response, ScimError> {
     let members = members_by_group(call, std::slice::from_ref(tracked), projection).await?;
     let resource = resource_of(tracked, members.as_ref(), base_url);
-    let location = resource["meta"]["location"].as_str().map(str::to_owned);
-    let mut response = scim_json(status, &projection.apply(resource));
-    let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&scim_group::version(tracked)) {
-        headers.insert(header::ETAG, etag);
-    }
-    if status == StatusCode::CREATED {
-        if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-            headers.insert(header::LOCATION, location);
-        }
-    }
-    Ok(response)
+    let version = scim_group::version(tracked);
+    Ok(resource_response(status, resource, &version, projection))
 }
 
 pub async fn get_group(

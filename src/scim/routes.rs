@@ -3,8 +3,8 @@
 
 use axum::{
     body::Bytes,
-    extract::{Path, Query, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    extract::{FromRequest, Path, Query, Request, State},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{any, get, post},
     Router,
@@ -37,9 +37,9 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/ResourceTypes", get(resource_types))
         .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
         .route("/scim/v2/Users", get(list_users).post(create_user))
-        .route("/scim/v2/Users/.search", post(search_users))
+        .route("/scim/v2/Users/.search", post(list_users))
         .route("/scim/v2/.search", post(search_across_types))
-        .route("/scim/v2/Groups/.search", post(groups::search_groups))
+        .route("/scim/v2/Groups/.search", post(groups::list_groups))
         .route(
             "/scim/v2/Users/{id}",
             get(get_user)
@@ -199,7 +199,7 @@ impl ListRequest {
         )
     }
 
-    pub(super) fn from_query(parameters: Vec<(String, String)>) -> Result<Self, ScimError> {
+    fn from_query(parameters: Vec<(String, String)>) -> Result<Self, ScimError> {
         let parameters = Parameters(parameters);
         let text = |name: &str| parameters.get(name).map(str::to_owned);
         Ok(Self {
@@ -213,7 +213,7 @@ impl ListRequest {
     }
 
     /// A SearchRequest; its `schemas`, when given, must name it.
-    pub(super) fn from_search(body: &Value) -> Result<Self, ScimError> {
+    fn from_search(body: &Value) -> Result<Self, ScimError> {
         let object = body.as_object().ok_or_else(|| {
             ScimError::bad(ScimType::InvalidSyntax, "the body must be a JSON object")
         })?;
@@ -291,14 +291,24 @@ impl ListRequest {
     }
 }
 
-async fn list_users(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    Query(parameters): Query<Vec<(String, String)>>,
-) -> Result<Response, ScimError> {
-    let request = ListRequest::from_query(parameters)?;
-    list(&state, &call, &headers, request).await
+/// A list is asked in a GET's query or in the body of a POST `.search`
+/// (RFC 7644 §3.4.3): either way its handler takes one `ListRequest`.
+impl FromRequest<ScimState> for ListRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &ScimState) -> Result<Self, Response> {
+        if request.method() == Method::POST {
+            let body = Bytes::from_request(request, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            let search = json_body(&body).and_then(|body| Self::from_search(&body));
+            search.map_err(IntoResponse::into_response)
+        } else {
+            let Query(parameters) =
+                Query::try_from_uri(request.uri()).map_err(IntoResponse::into_response)?;
+            Self::from_query(parameters).map_err(IntoResponse::into_response)
+        }
+    }
 }
 
 /// `POST /.search` at the root searches all resource types at once (RFC
@@ -313,22 +323,12 @@ async fn search_across_types(call: ScimCall) -> Result<Response, ScimError> {
     ))
 }
 
-/// `POST /Users/.search`.
-async fn search_users(
+/// `GET /Users` and `POST /Users/.search`: one page of the users a list
+/// asks for, as a ListResponse.
+async fn list_users(
     State(state): State<ScimState>,
     call: ScimCall,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let request = ListRequest::from_search(&json_body(&body)?)?;
-    list(&state, &call, &headers, request).await
-}
-
-/// One page of the users a list asks for, as a ListResponse.
-async fn list(
-    state: &ScimState,
-    call: &ScimCall,
-    headers: &HeaderMap,
     request: ListRequest,
 ) -> Result<Response, ScimError> {
     let call = call.reader()?;
@@ -347,7 +347,7 @@ async fn list(
         count,
     )
     .await?;
-    let base_url = base_url(state, headers);
+    let base_url = base_url(&state, &headers);
     let resources: Vec<Value> = found
         .users
         .iter()
@@ -398,10 +398,21 @@ fn user_response(
     projection: &Projection,
 ) -> Response {
     let resource = scim_user::resource(user, base_url);
+    resource_response(status, resource, &scim_user::version(user), projection)
+}
+
+/// One resource at `version` (its ETag), `status` 200 or 201 (with its
+/// Location, `meta.location`, read before the projection may drop it).
+pub(super) fn resource_response(
+    status: StatusCode,
+    resource: Value,
+    version: &str,
+    projection: &Projection,
+) -> Response {
     let location = resource["meta"]["location"].as_str().map(str::to_owned);
     let mut response = scim_json(status, &projection.apply(resource));
     let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&scim_user::version(user)) {
+    if let Ok(etag) = HeaderValue::from_str(version) {
         headers.insert(header::ETAG, etag);
     }
     if status == StatusCode::CREATED {
