@@ -6,7 +6,7 @@ use axum::{
     extract::{FromRequest, Path, Query, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
-    routing::{any, get, post},
+    routing::{any, get, post, MethodRouter},
     Router,
 };
 use serde_json::{json, Value};
@@ -32,10 +32,19 @@ pub fn router(state: ScimState) -> Router {
             "/scim/v2/ServiceProviderConfig",
             get(service_provider_config),
         )
-        .route("/scim/v2/Schemas", get(schemas))
-        .route("/scim/v2/Schemas/{id}", get(schema))
-        .route("/scim/v2/ResourceTypes", get(resource_types))
-        .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
+        .route("/scim/v2/Schemas", discovery_list(discovery::schemas))
+        .route(
+            "/scim/v2/Schemas/{id}",
+            discovery_item(discovery::schemas, "schema"),
+        )
+        .route(
+            "/scim/v2/ResourceTypes",
+            discovery_list(discovery::resource_types),
+        )
+        .route(
+            "/scim/v2/ResourceTypes/{id}",
+            discovery_item(discovery::resource_types, "resource type"),
+        )
         .route("/scim/v2/Users", get(list_users).post(create_user))
         .route("/scim/v2/Users/.search", post(list_users))
         .route("/scim/v2/.search", post(search_across_types))
@@ -89,41 +98,34 @@ async fn service_provider_config(State(state): State<ScimState>, headers: Header
     )
 }
 
-async fn schemas(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let all = discovery::schemas(&base_url(&state, &headers));
-    scim_json(StatusCode::OK, &discovery::list(all))
+/// The items of a discovery endpoint (`/Schemas`, `/ResourceTypes`), their
+/// links under the base URL the caller reached.
+type DiscoveryItems = fn(&str) -> Vec<Value>;
+
+/// `GET /Schemas`, `GET /ResourceTypes`: all the items, as a ListResponse.
+fn discovery_list(items: DiscoveryItems) -> MethodRouter<ScimState> {
+    get(
+        move |State(state): State<ScimState>, headers: HeaderMap| async move {
+            let all = items(&base_url(&state, &headers));
+            scim_json(StatusCode::OK, &discovery::list(all))
+        },
+    )
 }
 
-async fn schema(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ScimError> {
-    let all = discovery::schemas(&base_url(&state, &headers));
-    by_id(all, &id, "schema")
-}
-
-async fn resource_types(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let all = discovery::resource_types(&base_url(&state, &headers));
-    scim_json(StatusCode::OK, &discovery::list(all))
-}
-
-async fn resource_type(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ScimError> {
-    let all = discovery::resource_types(&base_url(&state, &headers));
-    by_id(all, &id, "resource type")
-}
-
-/// The discovery item with this `id`.
-fn by_id(items: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError> {
-    let found = items
-        .into_iter()
-        .find(|item| item["id"].as_str() == Some(id))
-        .ok_or_else(|| ScimError::not_found(format!("no {what} {}", crate::domain::echo(id))))?;
-    Ok(scim_json(StatusCode::OK, &found))
+/// `GET /Schemas/{id}`, `GET /ResourceTypes/{id}`: the item with this `id`
+/// (`what` the items are).
+fn discovery_item(items: DiscoveryItems, what: &'static str) -> MethodRouter<ScimState> {
+    get(
+        move |State(state): State<ScimState>, headers: HeaderMap, Path(id): Path<String>| async move {
+            let found = items(&base_url(&state, &headers))
+                .into_iter()
+                .find(|item| item["id"].as_str() == Some(id.as_str()))
+                .ok_or_else(|| {
+                    ScimError::not_found(format!("no {what} {}", crate::domain::echo(&id)))
+                })?;
+            Ok::<_, ScimError>(scim_json(StatusCode::OK, &found))
+        },
+    )
 }
 
 async fn not_served() -> ScimError {
