@@ -3,8 +3,8 @@
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Path, Query, Request, State},
-    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{any, get, post, MethodRouter},
     Router,
@@ -70,6 +70,36 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/{*rest}", any(not_served))
         .with_state(state.clone());
     bulk::with_bulk(resources, state)
+}
+
+/// What every `/Users` and `/Groups` handler takes of its request: the
+/// service, the caller's key (checked first: a request without a valid one
+/// is refused before anything else is read), and the headers (`Host` for
+/// links, `If-Match` for versions).
+pub(super) struct ScimRequest {
+    pub(super) state: ScimState,
+    pub(super) call: ScimCall,
+    pub(super) headers: HeaderMap,
+}
+
+impl FromRequestParts<ScimState> for ScimRequest {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ScimState) -> Result<Self, ScimError> {
+        let call = ScimCall::from_request_parts(parts, state).await?;
+        Ok(Self {
+            state: state.clone(),
+            call,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl ScimRequest {
+    /// `<scheme>://<host>/scim/v2`, as the caller reached it.
+    pub(super) fn base_url(&self) -> String {
+        base_url(&self.state, &self.headers)
+    }
 }
 
 /// `<scheme>://<host>/scim/v2`, as the caller reached it.
@@ -327,13 +357,8 @@ async fn search_across_types(call: ScimCall) -> Result<Response, ScimError> {
 
 /// `GET /Users` and `POST /Users/.search`: one page of the users a list
 /// asks for, as a ListResponse.
-async fn list_users(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    request: ListRequest,
-) -> Result<Response, ScimError> {
-    let call = call.reader()?;
+async fn list_users(scim: ScimRequest, request: ListRequest) -> Result<Response, ScimError> {
+    let call = scim.call.reader()?;
     let condition = match request.filter()? {
         Some(filter) => scim_user::condition(&filter)?,
         None => UserCondition::Always(true),
@@ -349,7 +374,7 @@ async fn list_users(
         count,
     )
     .await?;
-    let base_url = base_url(&state, &headers);
+    let base_url = scim.base_url();
     let resources: Vec<Value> = found
         .users
         .iter()
@@ -426,19 +451,17 @@ pub(super) fn resource_response(
 }
 
 async fn get_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     Query(parameters): Query<Vec<(String, String)>>,
 ) -> Result<Response, ScimError> {
-    let call = call.reader()?;
+    let call = scim.call.reader()?;
     let projection = Parameters(parameters).projection()?;
     let found = find_user(call, &id).await?;
     Ok(user_response(
         StatusCode::OK,
         &found,
-        &base_url(&state, &headers),
+        &scim.base_url(),
         &projection,
     ))
 }
@@ -483,18 +506,13 @@ pub(super) fn check_version(
     }
 }
 
-async fn create_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let create_key = call.create_key();
-    let call = call.writer()?;
-    let scim = scim_user::from_resource(&json_body(&body)?, None)?;
-    let created = scim_user::create(call, &scim, create_key).await;
-    state.authenticator.forget_own_writes();
-    let base_url = base_url(&state, &headers);
+async fn create_user(scim: ScimRequest, body: Bytes) -> Result<Response, ScimError> {
+    let create_key = scim.call.create_key();
+    let call = scim.call.writer()?;
+    let new_user = scim_user::from_resource(&json_body(&body)?, None)?;
+    let created = scim_user::create(call, &new_user, create_key).await;
+    scim.state.authenticator.forget_own_writes();
+    let base_url = scim.base_url();
     Ok(user_response(
         StatusCode::CREATED,
         &created?,
@@ -507,20 +525,16 @@ async fn create_user(
 type Change = fn(&Value, &ScimUser) -> Result<ScimUser, ScimError>;
 
 async fn replace_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let replace: Change = |body, before| scim_user::from_resource(body, Some(before));
-    change_user(&state, &call, &headers, &id, &body, replace).await
+    change_user(&scim, &id, &body, replace).await
 }
 
 async fn patch_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
@@ -529,35 +543,33 @@ async fn patch_user(
         scim_user::apply_patch(&mut after, body)?;
         Ok(after)
     };
-    change_user(&state, &call, &headers, &id, &body, patch).await
+    change_user(&scim, &id, &body, patch).await
 }
 
 /// PUT and PATCH: the user at the version `If-Match` names, changed and
 /// saved; the version is checked on the user as locked for the write.
 async fn change_user(
-    state: &ScimState,
-    call: &ScimCall,
-    headers: &HeaderMap,
+    scim: &ScimRequest,
     id: &str,
     body: &Bytes,
     change: Change,
 ) -> Result<Response, ScimError> {
-    let call = call.writer()?;
+    let call = scim.call.writer()?;
     let body = json_body(body)?;
     let user_id = user_id(id)?;
     let revised = user::revise_user(call, user_id, |current| {
-        check_if_match(headers, current)?;
+        check_if_match(&scim.headers, current)?;
         let before = ScimUser::of(current);
         let after = change(&body, &before)?;
         Ok::<_, ScimError>(scim_user::revision(current.id, &before, &after))
     })
     .await;
-    state.authenticator.forget_own_writes();
+    scim.state.authenticator.forget_own_writes();
     let (saved, _) = revised.map_err(|error| missing_user(error, id))?;
     Ok(user_response(
         StatusCode::OK,
         &saved,
-        &base_url(state, headers),
+        &scim.base_url(),
         &Projection::default(),
     ))
 }
@@ -571,17 +583,14 @@ fn missing_user(error: ScimError, raw_id: &str) -> ScimError {
     }
 }
 
-async fn delete_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ScimError> {
-    let call = call.writer()?;
+async fn delete_user(scim: ScimRequest, Path(id): Path<String>) -> Result<Response, ScimError> {
+    let call = scim.call.writer()?;
     let user_id = user_id(&id)?;
-    let deleted =
-        user::delete_user_if(call, user_id, |current| check_if_match(&headers, current)).await;
-    state.authenticator.forget_own_writes();
+    let deleted = user::delete_user_if(call, user_id, |current| {
+        check_if_match(&scim.headers, current)
+    })
+    .await;
+    scim.state.authenticator.forget_own_writes();
     deleted.map_err(|error| missing_user(error, &id))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
