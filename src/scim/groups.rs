@@ -17,8 +17,7 @@ use super::{
     errors::ScimError,
     resources::{group as scim_group, Projection},
     routes::{
-        check_version, json_body, list_response, resource_response, ListRequest, Parameters,
-        ScimRequest,
+        check_version, json_body, list_response, resource_response, ListRequest, ScimRequest,
     },
 };
 use crate::domain::{
@@ -128,8 +127,7 @@ pub async fn get_group(
     Path(id): Path<String>,
     Query(parameters): Query<Vec<(String, String)>>,
 ) -> Result<Response, ScimError> {
-    let call = scim.call.reader()?;
-    let projection = Parameters(parameters).projection()?;
+    let (call, projection) = scim.read_one(parameters)?;
     let found = find_group(call, &id).await?;
     let base_url = scim.base_url();
     group_response(call, StatusCode::OK, &found, &base_url, &projection).await

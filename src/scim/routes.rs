@@ -24,7 +24,10 @@ use super::{
     },
     ScimState, BASE_PATH, MAX_RESULTS, MEDIA_TYPE, SCHEMA_LIST, SCHEMA_SEARCH,
 };
-use crate::domain::user::{self, User, UserCondition};
+use crate::domain::{
+    call::Call,
+    user::{self, User, UserCondition},
+};
 
 pub fn router(state: ScimState) -> Router {
     let resources = Router::new()
@@ -99,6 +102,16 @@ impl ScimRequest {
     /// `<scheme>://<host>/scim/v2`, as the caller reached it.
     pub(super) fn base_url(&self) -> String {
         base_url(&self.state, &self.headers)
+    }
+
+    /// A read of one resource: the caller, who needs VIEWER (checked
+    /// first), and what of the resource the answer returns.
+    pub(super) fn read_one(
+        &self,
+        parameters: Vec<(String, String)>,
+    ) -> Result<(&Call, Projection), ScimError> {
+        let call = self.call.reader()?;
+        Ok((call, Parameters(parameters).projection()?))
     }
 }
 
@@ -400,7 +413,7 @@ pub(super) fn list_response(total: i64, start_index: i64, resources: Vec<Value>)
 }
 
 /// A user of the caller's organization; an id that is not a UUID is not found.
-async fn find_user(call: &crate::domain::call::Call, raw_id: &str) -> Result<User, ScimError> {
+async fn find_user(call: &Call, raw_id: &str) -> Result<User, ScimError> {
     let id = user_id(raw_id)?;
     match user::get_user(call.pool(), call.organization_id(), id).await {
         Err(crate::domain::DomainError::NotFound(_)) => Err(user_not_found(raw_id)),
@@ -455,8 +468,7 @@ async fn get_user(
     Path(id): Path<String>,
     Query(parameters): Query<Vec<(String, String)>>,
 ) -> Result<Response, ScimError> {
-    let call = scim.call.reader()?;
-    let projection = Parameters(parameters).projection()?;
+    let (call, projection) = scim.read_one(parameters)?;
     let found = find_user(call, &id).await?;
     Ok(user_response(
         StatusCode::OK,
