@@ -674,25 +674,32 @@ async fn serve_http(
     let stopping = async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     };
-    let stopped = move || format!("{what} stopped");
     match tls {
         Some(tls) => {
             let listener = tls.http_listener(listener)?;
-            tasks.spawn(name, async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopping)
-                    .await
-                    .with_context(stopped)
-            });
+            tasks.spawn(name, serve_until(listener, router, stopping, what));
         }
-        None => tasks.spawn(name, async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopping)
-                .await
-                .with_context(stopped)
-        }),
+        None => tasks.spawn(name, serve_until(listener, router, stopping, what)),
     }
     Ok(address)
+}
+
+/// Serves `router` on `listener`, plain or TLS, until `stopping` resolves;
+/// an error says `what` stopped.
+async fn serve_until<L>(
+    listener: L,
+    router: axum::Router,
+    stopping: impl Future<Output = ()> + Send + 'static,
+    what: &'static str,
+) -> Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stopping)
+        .await
+        .with_context(|| format!("{what} stopped"))
 }
 
 /// The tasks a server runs beside its gRPC server, by name.

@@ -585,14 +585,6 @@ mod tests {
             number.parse_value(RawValue::Text(" 3.0 "), "f").unwrap(),
             AttributeValue::Number(3.0)
         );
-        assert_eq!(
-            codes(number.parse_value(RawValue::Json(&json!("3")), "f")),
-            "INVALID_TYPE"
-        );
-        assert_eq!(
-            codes(number.parse_value(RawValue::Text("NaN"), "f")),
-            "INVALID_TYPE"
-        );
         assert_eq!(AttributeValue::Number(3.0).to_json(), json!(3));
         let date = definition(AttributeType::Date, &[], false);
         assert_eq!(
@@ -601,36 +593,50 @@ mod tests {
                 .to_json(),
             json!("2026-02-28")
         );
-        assert_eq!(
-            codes(date.parse_value(RawValue::Text("2026-02-30"), "f")),
-            "INVALID_TYPE"
-        );
-        assert_eq!(
-            codes(date.parse_value(RawValue::Text("2026-2-3"), "f")),
-            "INVALID_TYPE"
-        );
         let boolean = definition(AttributeType::Boolean, &[], false);
         assert_eq!(
             boolean.parse_value(RawValue::Text("TRUE"), "f").unwrap(),
             AttributeValue::Boolean(true)
         );
-        assert_eq!(
-            codes(boolean.parse_value(RawValue::Json(&json!("true")), "f")),
-            "INVALID_TYPE"
-        );
-        let string = definition(AttributeType::String, &[], false);
-        assert_eq!(
-            codes(string.parse_value(RawValue::Json(&json!(1)), "f")),
-            "INVALID_TYPE"
-        );
-        assert_eq!(
-            codes(string.parse_value(RawValue::Text("  "), "f")),
-            "REQUIRED"
-        );
-        assert_eq!(
-            codes(string.parse_value(RawValue::Text("a\u{7}"), "f")),
-            "CONTROL_CHARACTER"
-        );
+    }
+
+    #[test]
+    fn each_type_refuses_what_is_not_its_value() {
+        let (text_three, text_true, one) = (json!("3"), json!("true"), json!(1));
+        let refused = [
+            (
+                AttributeType::Number,
+                RawValue::Json(&text_three),
+                "INVALID_TYPE",
+            ),
+            (AttributeType::Number, RawValue::Text("NaN"), "INVALID_TYPE"),
+            (
+                AttributeType::Date,
+                RawValue::Text("2026-02-30"),
+                "INVALID_TYPE",
+            ),
+            (
+                AttributeType::Date,
+                RawValue::Text("2026-2-3"),
+                "INVALID_TYPE",
+            ),
+            (
+                AttributeType::Boolean,
+                RawValue::Json(&text_true),
+                "INVALID_TYPE",
+            ),
+            (AttributeType::String, RawValue::Json(&one), "INVALID_TYPE"),
+            (AttributeType::String, RawValue::Text("  "), "REQUIRED"),
+            (
+                AttributeType::String,
+                RawValue::Text("a\u{7}"),
+                "CONTROL_CHARACTER",
+            ),
+        ];
+        for (value_type, raw, code) in refused {
+            let parsed = definition(value_type, &[], false).parse_value(raw, "f");
+            assert_eq!(codes(parsed), code, "{value_type:?} {raw:?}");
+        }
     }
 
     #[test]

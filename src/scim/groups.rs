@@ -6,21 +6,19 @@ use std::collections::BTreeMap;
 
 use axum::{
     body::Bytes,
-    extract::{Path, Query, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    extract::{Path, Query},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    auth::ScimCall,
     errors::ScimError,
     resources::{group as scim_group, Projection},
     routes::{
-        base_url, check_version, json_body, list_response, scim_json, ListRequest, Parameters,
+        check_version, json_body, list_response, resource_response, ListRequest, ScimRequest,
     },
-    ScimState,
 };
 use crate::domain::{
     call::Call,
@@ -59,35 +57,10 @@ fn resource_of(
     scim_group::resource(tracked, members, base_url)
 }
 
-pub async fn list_groups(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    Query(parameters): Query<Vec<(String, String)>>,
-) -> Result<Response, ScimError> {
-    let request = ListRequest::from_query(parameters)?;
-    list(&state, &call, &headers, request).await
-}
-
-/// `POST /Groups/.search` (RFC 7644 §3.4.3): a list asked in the body.
-pub async fn search_groups(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let request = ListRequest::from_search(&json_body(&body)?)?;
-    list(&state, &call, &headers, request).await
-}
-
-/// One page of the groups a list asks for, oldest first, as a ListResponse.
-async fn list(
-    state: &ScimState,
-    call: &ScimCall,
-    headers: &HeaderMap,
-    request: ListRequest,
-) -> Result<Response, ScimError> {
-    let call = call.reader()?;
+/// `GET /Groups` and `POST /Groups/.search`: one page of the groups a list
+/// asks for, oldest first, as a ListResponse.
+pub async fn list_groups(scim: ScimRequest, request: ListRequest) -> Result<Response, ScimError> {
+    let call = scim.call.reader()?;
     // Sorting is offered for users; a group list asked sorted says it is not
     // rather than come back in another order than asked.
     if let Some(sort_by) = request.sort_by() {
@@ -113,7 +86,7 @@ async fn list(
     )
     .await?;
     let members = members_by_group(call, &found.groups, &request.projection).await?;
-    let base_url = base_url(state, headers);
+    let base_url = scim.base_url();
     let resources: Vec<Value> = found
         .groups
         .iter()
@@ -145,42 +118,24 @@ async fn group_response(
 ) -> Result<Response, ScimError> {
     let members = members_by_group(call, std::slice::from_ref(tracked), projection).await?;
     let resource = resource_of(tracked, members.as_ref(), base_url);
-    let location = resource["meta"]["location"].as_str().map(str::to_owned);
-    let mut response = scim_json(status, &projection.apply(resource));
-    let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&scim_group::version(tracked)) {
-        headers.insert(header::ETAG, etag);
-    }
-    if status == StatusCode::CREATED {
-        if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-            headers.insert(header::LOCATION, location);
-        }
-    }
-    Ok(response)
+    let version = scim_group::version(tracked);
+    Ok(resource_response(status, resource, &version, projection))
 }
 
 pub async fn get_group(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     Query(parameters): Query<Vec<(String, String)>>,
 ) -> Result<Response, ScimError> {
-    let call = call.reader()?;
-    let projection = Parameters(parameters).projection()?;
+    let (call, projection) = scim.read_one(parameters)?;
     let found = find_group(call, &id).await?;
-    let base_url = base_url(&state, &headers);
+    let base_url = scim.base_url();
     group_response(call, StatusCode::OK, &found, &base_url, &projection).await
 }
 
-pub async fn create_group(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let create_key = call.create_key();
-    let call = call.writer()?;
+pub async fn create_group(scim: ScimRequest, body: Bytes) -> Result<Response, ScimError> {
+    let create_key = scim.call.create_key();
+    let call = scim.call.writer()?;
     let changes = scim_group::from_resource(&json_body(&body)?)?;
     let organization = organization::get_organization(call.pool(), call.organization_id()).await?;
     let input = scim_group::new_group(&changes, &organization.settings)?;
@@ -190,45 +145,39 @@ pub async fn create_group(
         _ => Vec::new(),
     };
     let created = group::create_group_with_members(call, create_key, &values, &members).await;
-    state.authenticator.forget_own_writes();
+    scim.state.authenticator.forget_own_writes();
     let created = created.map_err(scim_group::scim_error)?;
-    let base_url = base_url(&state, &headers);
+    let base_url = scim.base_url();
     let projection = Projection::default();
     group_response(call, StatusCode::CREATED, &created, &base_url, &projection).await
 }
 
 pub async fn replace_group(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let changes = |body: &Value| scim_group::from_resource(body);
-    change_group(&state, &call, &headers, &id, &body, changes).await
+    change_group(&scim, &id, &body, changes).await
 }
 
 pub async fn patch_group(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
-    change_group(&state, &call, &headers, &id, &body, scim_group::patch).await
+    change_group(&scim, &id, &body, scim_group::patch).await
 }
 
 /// PUT and PATCH: the group at the version `If-Match` names, changed and
 /// saved with its members in one unit of work.
 async fn change_group(
-    state: &ScimState,
-    call: &ScimCall,
-    headers: &HeaderMap,
+    scim: &ScimRequest,
     id: &str,
     body: &Bytes,
     read_changes: impl Fn(&Value) -> Result<scim_group::GroupChanges, ScimError>,
 ) -> Result<Response, ScimError> {
-    let call = call.writer()?;
+    let call = scim.call.writer()?;
     let body = json_body(body)?;
     let found = find_group(call, id).await?;
     let changes = read_changes(&body)?;
@@ -240,34 +189,32 @@ async fn change_group(
     // The version is checked, and the update decided, on the group as
     // locked for the write: of two writes at one version, one gets 412.
     let decide = |locked: &TrackedGroup| -> Result<_, GroupError> {
-        check_version(headers, &scim_group::version(locked), "group")?;
+        check_version(&scim.headers, &scim_group::version(locked), "group")?;
         Ok(scim_group::update(&changes, &locked.group, settings)?)
     };
     let saved = group::change_group(call, found.group.id, decide, &changes.members).await;
-    state.authenticator.forget_own_writes();
+    scim.state.authenticator.forget_own_writes();
     let saved = saved.map_err(|GroupError(error)| error)?;
-    let base_url = base_url(state, headers);
+    let base_url = scim.base_url();
     let projection = Projection::default();
     group_response(call, StatusCode::OK, &saved, &base_url, &projection).await
 }
 
 pub async fn delete_group(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
-    let call = call.writer()?;
+    let call = scim.call.writer()?;
     let found = find_group(call, &id).await?;
     let check = |locked: &TrackedGroup| -> Result<(), GroupError> {
         Ok(check_version(
-            &headers,
+            &scim.headers,
             &scim_group::version(locked),
             "group",
         )?)
     };
     let deleted = group::delete_group_if(call, found.group.id, check).await;
-    state.authenticator.forget_own_writes();
+    scim.state.authenticator.forget_own_writes();
     deleted.map_err(|GroupError(error)| error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

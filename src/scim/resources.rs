@@ -11,7 +11,7 @@ use crate::domain::user::{TextOp, TimeOp};
 
 use super::{
     errors::{ScimError, ScimType},
-    filter::{parse_path, AttrPath, CompareOp},
+    filter::{parse_path, AttrPath, CompareOp, PatchPath},
     SCHEMA_ENTERPRISE_USER, SCHEMA_PATCH, SCHEMA_ROSTER_GROUP,
 };
 
@@ -23,12 +23,25 @@ pub enum PatchOp {
     Remove,
 }
 
+/// Where a PATCH operation applies (RFC 7644 §3.5.2).
+pub enum PatchTarget<'a> {
+    /// The resource's schema extension as a whole: its URN as the path
+    /// (`"path": "urn:…:enterprise:2.0:User"`), as written.
+    Extension(&'a str),
+    Path(PatchPath),
+    /// No path: the value is an object of attributes (Okta's
+    /// `{"active": false}`, `{"id": …, "displayName": …}`).
+    Attributes(&'a Map<String, Value>),
+}
+
 /// Applies each operation of a PATCH body in order, with its `op` read in
-/// any case (Entra sends `Add`, `Replace`, `Remove`); an error names the
-/// operation's index.
+/// any case (Entra sends `Add`, `Replace`, `Remove`), its target (the
+/// resource's `extension` is named by its URN) and its `value`; an error
+/// names the operation's index.
 pub fn each_patch_operation(
     body: &Value,
-    mut apply: impl FnMut(PatchOp, &Value) -> Result<(), ScimError>,
+    extension: &str,
+    mut apply: impl FnMut(PatchOp, PatchTarget<'_>, &Value) -> Result<(), ScimError>,
 ) -> Result<(), ScimError> {
     let schemas_ok = body["schemas"]
         .as_array()
@@ -59,13 +72,53 @@ pub fn each_patch_operation(
                 "op must be add, replace or remove",
             )),
         };
-        op.and_then(|op| apply(op, operation))
-            .map_err(|mut error| {
-                error.detail = format!("Operations[{index}]: {}", error.detail);
-                error
-            })?;
+        op.and_then(|op| {
+            let target = patch_target(op, operation, extension)?;
+            apply(op, target, &operation["value"])
+        })
+        .map_err(|mut error| {
+            error.detail = format!("Operations[{index}]: {}", error.detail);
+            error
+        })?;
     }
     Ok(())
+}
+
+fn patch_target<'a>(
+    op: PatchOp,
+    operation: &'a Value,
+    extension: &str,
+) -> Result<PatchTarget<'a>, ScimError> {
+    match operation["path"].as_str() {
+        Some(raw) if raw.trim().eq_ignore_ascii_case(extension) => {
+            Ok(PatchTarget::Extension(raw.trim()))
+        }
+        Some(raw) => parse_path(raw)
+            .map(PatchTarget::Path)
+            .map_err(|error| ScimError::bad(ScimType::InvalidPath, format!("path: {error}"))),
+        None if op == PatchOp::Remove => {
+            Err(ScimError::bad(ScimType::NoTarget, "remove needs a path"))
+        }
+        None => operation["value"]
+            .as_object()
+            .map(PatchTarget::Attributes)
+            .ok_or_else(|| {
+                ScimError::bad(
+                    ScimType::InvalidValue,
+                    "an operation without a path takes an object of attributes as its value",
+                )
+            }),
+    }
+}
+
+/// The path a key of an object of attributes names (`name.givenName`).
+pub fn attribute_path(key: &str) -> Result<PatchPath, ScimError> {
+    parse_path(key).map_err(|error| {
+        ScimError::bad(
+            ScimType::InvalidPath,
+            format!("attribute {}: {error}", crate::domain::echo(key)),
+        )
+    })
 }
 
 /// A filter's comparison of a text attribute: how, and with what string.

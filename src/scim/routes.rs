@@ -3,10 +3,10 @@
 
 use axum::{
     body::Bytes,
-    extract::{Path, Query, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
-    routing::{any, get, post},
+    routing::{any, get, post, MethodRouter},
     Router,
 };
 use serde_json::{json, Value};
@@ -24,7 +24,10 @@ use super::{
     },
     ScimState, BASE_PATH, MAX_RESULTS, MEDIA_TYPE, SCHEMA_LIST, SCHEMA_SEARCH,
 };
-use crate::domain::user::{self, User, UserCondition};
+use crate::domain::{
+    call::Call,
+    user::{self, User, UserCondition},
+};
 
 pub fn router(state: ScimState) -> Router {
     let resources = Router::new()
@@ -32,14 +35,23 @@ pub fn router(state: ScimState) -> Router {
             "/scim/v2/ServiceProviderConfig",
             get(service_provider_config),
         )
-        .route("/scim/v2/Schemas", get(schemas))
-        .route("/scim/v2/Schemas/{id}", get(schema))
-        .route("/scim/v2/ResourceTypes", get(resource_types))
-        .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
+        .route("/scim/v2/Schemas", discovery_list(discovery::schemas))
+        .route(
+            "/scim/v2/Schemas/{id}",
+            discovery_item(discovery::schemas, "schema"),
+        )
+        .route(
+            "/scim/v2/ResourceTypes",
+            discovery_list(discovery::resource_types),
+        )
+        .route(
+            "/scim/v2/ResourceTypes/{id}",
+            discovery_item(discovery::resource_types, "resource type"),
+        )
         .route("/scim/v2/Users", get(list_users).post(create_user))
-        .route("/scim/v2/Users/.search", post(search_users))
+        .route("/scim/v2/Users/.search", post(list_users))
         .route("/scim/v2/.search", post(search_across_types))
-        .route("/scim/v2/Groups/.search", post(groups::search_groups))
+        .route("/scim/v2/Groups/.search", post(groups::list_groups))
         .route(
             "/scim/v2/Users/{id}",
             get(get_user)
@@ -61,6 +73,46 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/{*rest}", any(not_served))
         .with_state(state.clone());
     bulk::with_bulk(resources, state)
+}
+
+/// What every `/Users` and `/Groups` handler takes of its request: the
+/// service, the caller's key (checked first: a request without a valid one
+/// is refused before anything else is read), and the headers (`Host` for
+/// links, `If-Match` for versions).
+pub(super) struct ScimRequest {
+    pub(super) state: ScimState,
+    pub(super) call: ScimCall,
+    pub(super) headers: HeaderMap,
+}
+
+impl FromRequestParts<ScimState> for ScimRequest {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ScimState) -> Result<Self, ScimError> {
+        let call = ScimCall::from_request_parts(parts, state).await?;
+        Ok(Self {
+            state: state.clone(),
+            call,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl ScimRequest {
+    /// `<scheme>://<host>/scim/v2`, as the caller reached it.
+    pub(super) fn base_url(&self) -> String {
+        base_url(&self.state, &self.headers)
+    }
+
+    /// A read of one resource: the caller, who needs VIEWER (checked
+    /// first), and what of the resource the answer returns.
+    pub(super) fn read_one(
+        &self,
+        parameters: Vec<(String, String)>,
+    ) -> Result<(&Call, Projection), ScimError> {
+        let call = self.call.reader()?;
+        Ok((call, Parameters(parameters).projection()?))
+    }
 }
 
 /// `<scheme>://<host>/scim/v2`, as the caller reached it.
@@ -89,41 +141,34 @@ async fn service_provider_config(State(state): State<ScimState>, headers: Header
     )
 }
 
-async fn schemas(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let all = discovery::schemas(&base_url(&state, &headers));
-    scim_json(StatusCode::OK, &discovery::list(all))
+/// The items of a discovery endpoint (`/Schemas`, `/ResourceTypes`), their
+/// links under the base URL the caller reached.
+type DiscoveryItems = fn(&str) -> Vec<Value>;
+
+/// `GET /Schemas`, `GET /ResourceTypes`: all the items, as a ListResponse.
+fn discovery_list(items: DiscoveryItems) -> MethodRouter<ScimState> {
+    get(
+        move |State(state): State<ScimState>, headers: HeaderMap| async move {
+            let all = items(&base_url(&state, &headers));
+            scim_json(StatusCode::OK, &discovery::list(all))
+        },
+    )
 }
 
-async fn schema(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ScimError> {
-    let all = discovery::schemas(&base_url(&state, &headers));
-    by_id(all, &id, "schema")
-}
-
-async fn resource_types(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let all = discovery::resource_types(&base_url(&state, &headers));
-    scim_json(StatusCode::OK, &discovery::list(all))
-}
-
-async fn resource_type(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ScimError> {
-    let all = discovery::resource_types(&base_url(&state, &headers));
-    by_id(all, &id, "resource type")
-}
-
-/// The discovery item with this `id`.
-fn by_id(items: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError> {
-    let found = items
-        .into_iter()
-        .find(|item| item["id"].as_str() == Some(id))
-        .ok_or_else(|| ScimError::not_found(format!("no {what} {}", crate::domain::echo(id))))?;
-    Ok(scim_json(StatusCode::OK, &found))
+/// `GET /Schemas/{id}`, `GET /ResourceTypes/{id}`: the item with this `id`
+/// (`what` the items are).
+fn discovery_item(items: DiscoveryItems, what: &'static str) -> MethodRouter<ScimState> {
+    get(
+        move |State(state): State<ScimState>, headers: HeaderMap, Path(id): Path<String>| async move {
+            let found = items(&base_url(&state, &headers))
+                .into_iter()
+                .find(|item| item["id"].as_str() == Some(id.as_str()))
+                .ok_or_else(|| {
+                    ScimError::not_found(format!("no {what} {}", crate::domain::echo(&id)))
+                })?;
+            Ok::<_, ScimError>(scim_json(StatusCode::OK, &found))
+        },
+    )
 }
 
 async fn not_served() -> ScimError {
@@ -199,7 +244,7 @@ impl ListRequest {
         )
     }
 
-    pub(super) fn from_query(parameters: Vec<(String, String)>) -> Result<Self, ScimError> {
+    fn from_query(parameters: Vec<(String, String)>) -> Result<Self, ScimError> {
         let parameters = Parameters(parameters);
         let text = |name: &str| parameters.get(name).map(str::to_owned);
         Ok(Self {
@@ -213,7 +258,7 @@ impl ListRequest {
     }
 
     /// A SearchRequest; its `schemas`, when given, must name it.
-    pub(super) fn from_search(body: &Value) -> Result<Self, ScimError> {
+    fn from_search(body: &Value) -> Result<Self, ScimError> {
         let object = body.as_object().ok_or_else(|| {
             ScimError::bad(ScimType::InvalidSyntax, "the body must be a JSON object")
         })?;
@@ -291,14 +336,24 @@ impl ListRequest {
     }
 }
 
-async fn list_users(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    Query(parameters): Query<Vec<(String, String)>>,
-) -> Result<Response, ScimError> {
-    let request = ListRequest::from_query(parameters)?;
-    list(&state, &call, &headers, request).await
+/// A list is asked in a GET's query or in the body of a POST `.search`
+/// (RFC 7644 §3.4.3): either way its handler takes one `ListRequest`.
+impl FromRequest<ScimState> for ListRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &ScimState) -> Result<Self, Response> {
+        if request.method() == Method::POST {
+            let body = Bytes::from_request(request, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            let search = json_body(&body).and_then(|body| Self::from_search(&body));
+            search.map_err(IntoResponse::into_response)
+        } else {
+            let Query(parameters) =
+                Query::try_from_uri(request.uri()).map_err(IntoResponse::into_response)?;
+            Self::from_query(parameters).map_err(IntoResponse::into_response)
+        }
+    }
 }
 
 /// `POST /.search` at the root searches all resource types at once (RFC
@@ -313,25 +368,10 @@ async fn search_across_types(call: ScimCall) -> Result<Response, ScimError> {
     ))
 }
 
-/// `POST /Users/.search`.
-async fn search_users(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let request = ListRequest::from_search(&json_body(&body)?)?;
-    list(&state, &call, &headers, request).await
-}
-
-/// One page of the users a list asks for, as a ListResponse.
-async fn list(
-    state: &ScimState,
-    call: &ScimCall,
-    headers: &HeaderMap,
-    request: ListRequest,
-) -> Result<Response, ScimError> {
-    let call = call.reader()?;
+/// `GET /Users` and `POST /Users/.search`: one page of the users a list
+/// asks for, as a ListResponse.
+async fn list_users(scim: ScimRequest, request: ListRequest) -> Result<Response, ScimError> {
+    let call = scim.call.reader()?;
     let condition = match request.filter()? {
         Some(filter) => scim_user::condition(&filter)?,
         None => UserCondition::Always(true),
@@ -347,7 +387,7 @@ async fn list(
         count,
     )
     .await?;
-    let base_url = base_url(state, headers);
+    let base_url = scim.base_url();
     let resources: Vec<Value> = found
         .users
         .iter()
@@ -373,7 +413,7 @@ pub(super) fn list_response(total: i64, start_index: i64, resources: Vec<Value>)
 }
 
 /// A user of the caller's organization; an id that is not a UUID is not found.
-async fn find_user(call: &crate::domain::call::Call, raw_id: &str) -> Result<User, ScimError> {
+async fn find_user(call: &Call, raw_id: &str) -> Result<User, ScimError> {
     let id = user_id(raw_id)?;
     match user::get_user(call.pool(), call.organization_id(), id).await {
         Err(crate::domain::DomainError::NotFound(_)) => Err(user_not_found(raw_id)),
@@ -398,10 +438,21 @@ fn user_response(
     projection: &Projection,
 ) -> Response {
     let resource = scim_user::resource(user, base_url);
+    resource_response(status, resource, &scim_user::version(user), projection)
+}
+
+/// One resource at `version` (its ETag), `status` 200 or 201 (with its
+/// Location, `meta.location`, read before the projection may drop it).
+pub(super) fn resource_response(
+    status: StatusCode,
+    resource: Value,
+    version: &str,
+    projection: &Projection,
+) -> Response {
     let location = resource["meta"]["location"].as_str().map(str::to_owned);
     let mut response = scim_json(status, &projection.apply(resource));
     let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&scim_user::version(user)) {
+    if let Ok(etag) = HeaderValue::from_str(version) {
         headers.insert(header::ETAG, etag);
     }
     if status == StatusCode::CREATED {
@@ -413,19 +464,16 @@ fn user_response(
 }
 
 async fn get_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     Query(parameters): Query<Vec<(String, String)>>,
 ) -> Result<Response, ScimError> {
-    let call = call.reader()?;
-    let projection = Parameters(parameters).projection()?;
+    let (call, projection) = scim.read_one(parameters)?;
     let found = find_user(call, &id).await?;
     Ok(user_response(
         StatusCode::OK,
         &found,
-        &base_url(&state, &headers),
+        &scim.base_url(),
         &projection,
     ))
 }
@@ -470,18 +518,13 @@ pub(super) fn check_version(
     }
 }
 
-async fn create_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let create_key = call.create_key();
-    let call = call.writer()?;
-    let scim = scim_user::from_resource(&json_body(&body)?, None)?;
-    let created = scim_user::create(call, &scim, create_key).await;
-    state.authenticator.forget_own_writes();
-    let base_url = base_url(&state, &headers);
+async fn create_user(scim: ScimRequest, body: Bytes) -> Result<Response, ScimError> {
+    let create_key = scim.call.create_key();
+    let call = scim.call.writer()?;
+    let new_user = scim_user::from_resource(&json_body(&body)?, None)?;
+    let created = scim_user::create(call, &new_user, create_key).await;
+    scim.state.authenticator.forget_own_writes();
+    let base_url = scim.base_url();
     Ok(user_response(
         StatusCode::CREATED,
         &created?,
@@ -494,20 +537,16 @@ async fn create_user(
 type Change = fn(&Value, &ScimUser) -> Result<ScimUser, ScimError>;
 
 async fn replace_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let replace: Change = |body, before| scim_user::from_resource(body, Some(before));
-    change_user(&state, &call, &headers, &id, &body, replace).await
+    change_user(&scim, &id, &body, replace).await
 }
 
 async fn patch_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
+    scim: ScimRequest,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
@@ -516,35 +555,33 @@ async fn patch_user(
         scim_user::apply_patch(&mut after, body)?;
         Ok(after)
     };
-    change_user(&state, &call, &headers, &id, &body, patch).await
+    change_user(&scim, &id, &body, patch).await
 }
 
 /// PUT and PATCH: the user at the version `If-Match` names, changed and
 /// saved; the version is checked on the user as locked for the write.
 async fn change_user(
-    state: &ScimState,
-    call: &ScimCall,
-    headers: &HeaderMap,
+    scim: &ScimRequest,
     id: &str,
     body: &Bytes,
     change: Change,
 ) -> Result<Response, ScimError> {
-    let call = call.writer()?;
+    let call = scim.call.writer()?;
     let body = json_body(body)?;
     let user_id = user_id(id)?;
     let revised = user::revise_user(call, user_id, |current| {
-        check_if_match(headers, current)?;
+        check_if_match(&scim.headers, current)?;
         let before = ScimUser::of(current);
         let after = change(&body, &before)?;
         Ok::<_, ScimError>(scim_user::revision(current.id, &before, &after))
     })
     .await;
-    state.authenticator.forget_own_writes();
+    scim.state.authenticator.forget_own_writes();
     let (saved, _) = revised.map_err(|error| missing_user(error, id))?;
     Ok(user_response(
         StatusCode::OK,
         &saved,
-        &base_url(state, headers),
+        &scim.base_url(),
         &Projection::default(),
     ))
 }
@@ -558,17 +595,14 @@ fn missing_user(error: ScimError, raw_id: &str) -> ScimError {
     }
 }
 
-async fn delete_user(
-    State(state): State<ScimState>,
-    call: ScimCall,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ScimError> {
-    let call = call.writer()?;
+async fn delete_user(scim: ScimRequest, Path(id): Path<String>) -> Result<Response, ScimError> {
+    let call = scim.call.writer()?;
     let user_id = user_id(&id)?;
-    let deleted =
-        user::delete_user_if(call, user_id, |current| check_if_match(&headers, current)).await;
-    state.authenticator.forget_own_writes();
+    let deleted = user::delete_user_if(call, user_id, |current| {
+        check_if_match(&scim.headers, current)
+    })
+    .await;
+    scim.state.authenticator.forget_own_writes();
     deleted.map_err(|error| missing_user(error, &id))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

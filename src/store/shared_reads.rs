@@ -318,24 +318,43 @@ mod tests {
         assert!(!start_runner(most_running(), 100));
     }
 
+    /// A fake statement of `u32` keys (a `ReadMany`) named `$name`: `$body`
+    /// answers with the values by key, given the organization and the keys.
+    macro_rules! statement {
+        ($name:ident, |$organization_id:pat_param, $keys:ident| -> $value:ty $body:block) => {
+            fn $name(
+                _: &Pool,
+                $organization_id: Uuid,
+                $keys: Vec<u32>,
+            ) -> BoxFuture<'_, Result<HashMap<u32, $value>, sqlx::Error>> {
+                Box::pin(async move $body)
+            }
+        };
+    }
+
+    /// A read of `key` in a task of its own, to run beside the test's.
+    fn spawn_read<V: Clone + Send + 'static>(
+        reads: &Arc<SharedRead<u32, V>>,
+        pool: &Pool,
+        organization_id: Uuid,
+        key: u32,
+    ) -> tokio::task::JoinHandle<Answer<V>> {
+        let (reads, pool) = (reads.clone(), pool.clone());
+        tokio::spawn(async move { reads.read(&pool, organization_id, key).await })
+    }
+
     #[tokio::test]
     async fn calls_that_arrive_together_share_statements_and_each_gets_its_own_value() {
         static ASKED: Asked = Mutex::new(Vec::new());
-        fn tens_of_even_keys(
-            _: &Pool,
-            organization_id: Uuid,
-            keys: Vec<u32>,
-        ) -> BoxFuture<'_, Result<HashMap<u32, u32>, sqlx::Error>> {
-            Box::pin(async move {
-                note(&ASKED, organization_id, &keys);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok(keys
-                    .iter()
-                    .filter(|key| *key % 2 == 0)
-                    .map(|key| (*key, key * 10))
-                    .collect())
-            })
-        }
+        statement!(tens_of_even_keys, |organization_id, keys| -> u32 {
+            note(&ASKED, organization_id, &keys);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(keys
+                .iter()
+                .filter(|key| *key % 2 == 0)
+                .map(|key| (*key, key * 10))
+                .collect())
+        });
         let (pool, organization_id) = (pool(), Uuid::new_v4());
         let reads = SharedRead::new(tens_of_even_keys);
         // 40 calls, each key asked twice.
@@ -366,32 +385,20 @@ mod tests {
     async fn a_call_never_joins_a_statement_already_sent() {
         static ASKED: Asked = Mutex::new(Vec::new());
         static RELEASE: Semaphore = Semaphore::const_new(0);
-        /// Answers each key with the number of its statement.
-        fn numbered(
-            _: &Pool,
-            organization_id: Uuid,
-            keys: Vec<u32>,
-        ) -> BoxFuture<'_, Result<HashMap<u32, usize>, sqlx::Error>> {
-            Box::pin(async move {
-                let statement = note(&ASKED, organization_id, &keys);
-                RELEASE.acquire().await.unwrap().forget();
-                Ok(keys.into_iter().map(|key| (key, statement)).collect())
-            })
-        }
+        // Answers each key with the number of its statement.
+        statement!(numbered, |organization_id, keys| -> usize {
+            let statement = note(&ASKED, organization_id, &keys);
+            RELEASE.acquire().await.unwrap().forget();
+            Ok(keys.into_iter().map(|key| (key, statement)).collect())
+        });
         let (pool, organization_id) = (pool(), Uuid::new_v4());
         let reads = Arc::new(SharedRead::new(numbered));
-        let first = tokio::spawn({
-            let (reads, pool) = (reads.clone(), pool.clone());
-            async move { reads.read(&pool, organization_id, 7).await }
-        });
+        let first = spawn_read(&reads, &pool, organization_id, 7);
         while ASKED.lock().unwrap().is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // The same key, asked while the first statement runs.
-        let second = tokio::spawn({
-            let (reads, pool) = (reads.clone(), pool.clone());
-            async move { reads.read(&pool, organization_id, 7).await }
-        });
+        let second = spawn_read(&reads, &pool, organization_id, 7);
         tokio::time::sleep(Duration::from_millis(20)).await;
         RELEASE.add_permits(2);
         assert_eq!(first.await.unwrap().unwrap(), Some(1));
@@ -405,17 +412,11 @@ mod tests {
     #[tokio::test]
     async fn a_statement_reads_one_organization() {
         static ASKED: Asked = Mutex::new(Vec::new());
-        fn organization_of_each(
-            _: &Pool,
-            organization_id: Uuid,
-            keys: Vec<u32>,
-        ) -> BoxFuture<'_, Result<HashMap<u32, Uuid>, sqlx::Error>> {
-            Box::pin(async move {
-                note(&ASKED, organization_id, &keys);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                Ok(keys.into_iter().map(|key| (key, organization_id)).collect())
-            })
-        }
+        statement!(organization_of_each, |organization_id, keys| -> Uuid {
+            note(&ASKED, organization_id, &keys);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(keys.into_iter().map(|key| (key, organization_id)).collect())
+        });
         let pool = pool();
         let organizations = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
         let reads = SharedRead::new(organization_of_each);
@@ -436,19 +437,13 @@ mod tests {
     #[tokio::test]
     async fn every_call_of_a_failed_statement_gets_its_error_and_later_calls_go_on() {
         static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
-        fn failing_first(
-            _: &Pool,
-            _: Uuid,
-            keys: Vec<u32>,
-        ) -> BoxFuture<'_, Result<HashMap<u32, u32>, sqlx::Error>> {
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                if STATEMENTS.fetch_add(1, Ordering::SeqCst) == 0 {
-                    return Err(sqlx::Error::PoolTimedOut);
-                }
-                Ok(keys.into_iter().map(|key| (key, key)).collect())
-            })
-        }
+        statement!(failing_first, |_, keys| -> u32 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if STATEMENTS.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(sqlx::Error::PoolTimedOut);
+            }
+            Ok(keys.into_iter().map(|key| (key, key)).collect())
+        });
         let (pool, organization_id) = (pool(), Uuid::new_v4());
         let reads = SharedRead::new(failing_first);
         let first = reads.read(&pool, organization_id, 1).await;
@@ -464,16 +459,10 @@ mod tests {
     #[tokio::test]
     async fn a_caller_that_gives_up_leaves_the_others_answered() {
         static RELEASE: Semaphore = Semaphore::const_new(0);
-        fn held(
-            _: &Pool,
-            _: Uuid,
-            keys: Vec<u32>,
-        ) -> BoxFuture<'_, Result<HashMap<u32, u32>, sqlx::Error>> {
-            Box::pin(async move {
-                RELEASE.acquire().await.unwrap().forget();
-                Ok(keys.into_iter().map(|key| (key, key)).collect())
-            })
-        }
+        statement!(held, |_, keys| -> u32 {
+            RELEASE.acquire().await.unwrap().forget();
+            Ok(keys.into_iter().map(|key| (key, key)).collect())
+        });
         let (pool, organization_id) = (pool(), Uuid::new_v4());
         let reads = Arc::new(SharedRead::new(held));
         // These wait for the held statements; the first callers give up.
@@ -485,10 +474,7 @@ mod tests {
         }))
         .await;
         assert!(given_up.iter().all(Result::is_err));
-        let waiting = tokio::spawn({
-            let (reads, pool) = (reads.clone(), pool.clone());
-            async move { reads.read(&pool, organization_id, 9).await }
-        });
+        let waiting = spawn_read(&reads, &pool, organization_id, 9);
         RELEASE.add_permits(100);
         assert_eq!(waiting.await.unwrap().unwrap(), Some(9));
         assert_eq!(

@@ -87,7 +87,14 @@ pub type ResultWithClaims = (RowResult, Vec<String>);
 pub fn new_users(decisions: &[Decision]) -> Vec<ImportedUser<'_>> {
     decisions
         .iter()
-        .filter_map(|decision| match &decision.plan {
+        .filter_map(|decision| decision.plan.new_user())
+        .collect()
+}
+
+impl Plan {
+    /// The user the plan creates, as it is inserted; none for another plan.
+    pub fn new_user(&self) -> Option<ImportedUser<'_>> {
+        match self {
             Plan::Create {
                 user_id,
                 values,
@@ -103,8 +110,8 @@ pub fn new_users(decisions: &[Decision]) -> Vec<ImportedUser<'_>> {
                 attributes,
             }),
             _ => None,
-        })
-        .collect()
+        }
+    }
 }
 
 impl<'a> ImportBatch<'a> {

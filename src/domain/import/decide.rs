@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{
+    batch::ImportedUser,
     header::ATTRIBUTE_PREFIX,
     job::{ImportOptions, JobKind, OnExisting, Outcome},
     row::{legacy_status_refused, Action, RowCommand, ValueChanges},
@@ -41,6 +42,21 @@ pub struct StoredUser {
     /// Read apart from the user (`store::users::find_by_keys` leaves it
     /// empty, the batch's grants query fills it).
     pub grants: Vec<Grant>,
+}
+
+/// A user the batch creates, as later rows of the batch see it: nothing
+/// read yet of what its groups grant.
+impl From<ImportedUser<'_>> for StoredUser {
+    fn from(created: ImportedUser<'_>) -> Self {
+        Self {
+            id: created.id,
+            values: created.values.clone(),
+            admin_state: created.admin_state,
+            legacy_status: created.legacy_status,
+            attributes: created.attributes.clone(),
+            grants: Vec::new(),
+        }
+    }
 }
 
 impl StoredUser {
@@ -658,22 +674,10 @@ impl BatchContext<'_> {
     /// Later rows of the batch see the users as this row leaves them, as
     /// they would from a later batch.
     fn remember(&mut self, plan: &Plan) {
+        if let Some(created) = plan.new_user() {
+            self.users.insert(StoredUser::from(created));
+        }
         match plan {
-            Plan::Create {
-                user_id,
-                values,
-                admin_state,
-                legacy_status,
-                attributes,
-                ..
-            } => self.users.insert(StoredUser {
-                id: *user_id,
-                values: values.clone(),
-                admin_state: *admin_state,
-                legacy_status: *legacy_status,
-                attributes: attributes.clone(),
-                grants: Vec::new(),
-            }),
             Plan::Update {
                 user_id,
                 after,
@@ -693,7 +697,11 @@ impl BatchContext<'_> {
             Plan::Delete { user_id, .. } => {
                 self.users.remove(*user_id);
             }
-            Plan::Failed(_) | Plan::Unchanged { .. } | Plan::Skipped { .. } | Plan::Example => {}
+            Plan::Create { .. }
+            | Plan::Failed(_)
+            | Plan::Unchanged { .. }
+            | Plan::Skipped { .. }
+            | Plan::Example => {}
         }
     }
 

@@ -516,14 +516,7 @@ impl Reservation {
     pub async fn failed_code(mut self) -> Result<(), DomainError> {
         self.counters.failed(self.attempt.flow.label());
         let (keys, free) = self.attempt.keys_and_free();
-        store::sign_in_throttle::record_failure(
-            &mut *self.pool.acquire().await?,
-            &self.settings,
-            &keys,
-            &free,
-            true,
-        )
-        .await?;
+        self.count_failure(&keys, &free).await?;
         self.settled = true;
         Ok(())
     }
@@ -549,14 +542,7 @@ impl Reservation {
         )
         .await?
         {
-            store::sign_in_throttle::record_failure(
-                &mut *self.pool.acquire().await?,
-                &self.settings,
-                &keys,
-                &free,
-                true,
-            )
-            .await?;
+            self.count_failure(&keys, &free).await?;
         } else {
             let (peer, account): (Vec<_>, Vec<_>) = attempt
                 .budgets
@@ -566,19 +552,27 @@ impl Reservation {
             let (peer_keys, peer_free): (Vec<_>, Vec<_>) = peer.into_iter().unzip();
             let account_keys: Vec<_> = account.into_iter().map(|(key, _)| key).collect();
             if !peer_keys.is_empty() {
-                store::sign_in_throttle::record_failure(
-                    &mut *self.pool.acquire().await?,
-                    &self.settings,
-                    &peer_keys,
-                    &peer_free,
-                    true,
-                )
-                .await?;
+                self.count_failure(&peer_keys, &peer_free).await?;
             }
             store::sign_in_throttle::release(&mut *self.pool.acquire().await?, &account_keys)
                 .await?;
         }
         self.settled = true;
+        Ok(())
+    }
+
+    /// A failure counted on each of `keys` (`free` failures allowed each),
+    /// giving back the reservation this check held on it.
+    async fn count_failure(&self, keys: &[Vec<u8>], free: &[i32]) -> Result<(), DomainError> {
+        let reserved = true;
+        store::sign_in_throttle::record_failure(
+            &mut *self.pool.acquire().await?,
+            &self.settings,
+            keys,
+            free,
+            reserved,
+        )
+        .await?;
         Ok(())
     }
 

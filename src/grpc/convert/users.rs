@@ -124,41 +124,44 @@ struct NewUserFields {
     request_id: String,
 }
 
-impl TryFrom<proto::CreateUserRequest> for NewUser {
-    type Error = DomainError;
+/// CreateUser and CloneUser carry the same fields, in two proto types, but
+/// for the names of the other user they name (the user a create mirrors,
+/// `mirror_user`; the source of a clone, `source_user`): one `TryFrom` reads
+/// both.
+macro_rules! new_user_from {
+    ($request:ty, $origin:expr, $source_user_id:ident, $source_user:ident) => {
+        impl TryFrom<$request> for NewUser {
+            type Error = DomainError;
 
-    fn try_from(body: proto::CreateUserRequest) -> Result<Self, DomainError> {
-        new_user(NewUserFields {
-            origin: Origin::Create,
-            user: body.user,
-            group_ids: body.group_ids,
-            group_names: body.group_names,
-            source_user_id: body.mirror_user_id,
-            source_user: body.mirror_user,
-            deactivated: body.deactivated,
-            send_invitation: body.send_invitation,
-            request_id: body.request_id,
-        })
-    }
+            fn try_from(body: $request) -> Result<Self, DomainError> {
+                new_user(NewUserFields {
+                    origin: $origin,
+                    user: body.user,
+                    group_ids: body.group_ids,
+                    group_names: body.group_names,
+                    source_user_id: body.$source_user_id,
+                    source_user: body.$source_user,
+                    deactivated: body.deactivated,
+                    send_invitation: body.send_invitation,
+                    request_id: body.request_id,
+                })
+            }
+        }
+    };
 }
 
-impl TryFrom<proto::CloneUserRequest> for NewUser {
-    type Error = DomainError;
-
-    fn try_from(body: proto::CloneUserRequest) -> Result<Self, DomainError> {
-        new_user(NewUserFields {
-            origin: Origin::Clone,
-            user: body.user,
-            group_ids: body.group_ids,
-            group_names: body.group_names,
-            source_user_id: body.source_user_id,
-            source_user: body.source_user,
-            deactivated: body.deactivated,
-            send_invitation: body.send_invitation,
-            request_id: body.request_id,
-        })
-    }
-}
+new_user_from!(
+    proto::CreateUserRequest,
+    Origin::Create,
+    mirror_user_id,
+    mirror_user
+);
+new_user_from!(
+    proto::CloneUserRequest,
+    Origin::Clone,
+    source_user_id,
+    source_user
+);
 
 /// A new user, every violation at once; a clone names its source, a
 /// create may name a user to mirror.

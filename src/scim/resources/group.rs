@@ -22,8 +22,11 @@ use crate::{
     },
     scim::{
         errors::{ScimError, ScimType},
-        filter::{parse_path, AttrPath, CompareOp, Filter, PatchPath},
-        resources::{each_patch_operation, text_comparison, time_comparison, PatchOp as Op},
+        filter::{AttrPath, CompareOp, Filter, PatchPath},
+        resources::{
+            attribute_path, each_patch_operation, text_comparison, time_comparison, PatchOp as Op,
+            PatchTarget,
+        },
         SCHEMA_GROUP, SCHEMA_ROSTER_GROUP,
     },
 };
@@ -329,34 +332,16 @@ pub fn scim_error(error: DomainError) -> ScimError {
 /// carries an object of attributes (Okta's `{"id": …, "displayName": …}`).
 pub fn patch(body: &Value) -> Result<GroupChanges, ScimError> {
     let mut changes = GroupChanges::default();
-    each_patch_operation(body, |op, operation| {
-        apply_operation(&mut changes, op, operation)
-    })?;
+    each_patch_operation(
+        body,
+        SCHEMA_ROSTER_GROUP,
+        |op, target, value| match target {
+            PatchTarget::Extension(_) => set_extension(&mut changes, op, value),
+            PatchTarget::Path(path) => apply_path(&mut changes, op, &path, value),
+            PatchTarget::Attributes(object) => set_attributes(&mut changes, op, object),
+        },
+    )?;
     Ok(changes)
-}
-
-fn apply_operation(changes: &mut GroupChanges, op: Op, operation: &Value) -> Result<(), ScimError> {
-    let value = &operation["value"];
-    match operation["path"].as_str() {
-        Some(raw) if raw.trim().eq_ignore_ascii_case(SCHEMA_ROSTER_GROUP) => {
-            set_extension(changes, op, value)
-        }
-        Some(raw) => {
-            let path = parse_path(raw)
-                .map_err(|error| ScimError::bad(ScimType::InvalidPath, format!("path: {error}")))?;
-            apply_path(changes, op, &path, value)
-        }
-        None if op == Op::Remove => Err(ScimError::bad(ScimType::NoTarget, "remove needs a path")),
-        None => {
-            let object = value.as_object().ok_or_else(|| {
-                ScimError::bad(
-                    ScimType::InvalidValue,
-                    "an operation without a path takes an object of attributes as its value",
-                )
-            })?;
-            set_attributes(changes, op, object)
-        }
-    }
 }
 
 /// The attributes of a resource or of a path-less operation's value.
@@ -377,13 +362,7 @@ fn set_attributes(
             set_extension(changes, op, value)?;
             continue;
         }
-        let path = parse_path(key).map_err(|error| {
-            ScimError::bad(
-                ScimType::InvalidPath,
-                format!("attribute {}: {error}", crate::domain::echo(key)),
-            )
-        })?;
-        apply_path(changes, op, &path, value)?;
+        apply_path(changes, op, &attribute_path(key)?, value)?;
     }
     Ok(())
 }

@@ -25,7 +25,10 @@ use crate::{
     scim::{
         errors::{ScimError, ScimType},
         filter::{parse_path, AttrPath, CompareOp, Filter, PatchPath},
-        resources::{each_patch_operation, text_comparison, time_comparison, PatchOp as Op},
+        resources::{
+            attribute_path, each_patch_operation, text_comparison, time_comparison, PatchOp as Op,
+            PatchTarget,
+        },
         SCHEMA_ENTERPRISE_USER, SCHEMA_USER,
     },
 };
@@ -232,34 +235,17 @@ pub fn revision(user_id: Uuid, before: &ScimUser, after: &ScimUser) -> UserRevis
 /// operation without a path carries an object of attributes (Okta's
 /// `{"active": false}`).
 pub fn apply_patch(scim: &mut ScimUser, body: &Value) -> Result<(), ScimError> {
-    each_patch_operation(body, |op, operation| apply_operation(scim, op, operation))
-}
-
-fn apply_operation(scim: &mut ScimUser, op: Op, operation: &Value) -> Result<(), ScimError> {
-    let value = &operation["value"];
-    match operation["path"].as_str() {
-        // The extension as a whole (`"path": "urn:…:enterprise:2.0:User"`).
-        Some(raw) if raw.trim().eq_ignore_ascii_case(SCHEMA_ENTERPRISE_USER) => {
-            apply_key(scim, op, raw.trim(), value)
-        }
-        Some(raw) => {
-            let path = parse_path(raw)
-                .map_err(|error| ScimError::bad(ScimType::InvalidPath, format!("path: {error}")))?;
-            apply_path(scim, op, &path, value)
-        }
-        None if op == Op::Remove => Err(ScimError::bad(ScimType::NoTarget, "remove needs a path")),
-        None => {
-            let object = value.as_object().ok_or_else(|| {
-                ScimError::bad(
-                    ScimType::InvalidValue,
-                    "an operation without a path takes an object of attributes as its value",
-                )
-            })?;
-            object
+    each_patch_operation(
+        body,
+        SCHEMA_ENTERPRISE_USER,
+        |op, target, value| match target {
+            PatchTarget::Extension(urn) => apply_key(scim, op, urn, value),
+            PatchTarget::Path(path) => apply_path(scim, op, &path, value),
+            PatchTarget::Attributes(object) => object
                 .iter()
-                .try_for_each(|(key, value)| apply_key(scim, op, key, value))
-        }
-    }
+                .try_for_each(|(key, value)| apply_key(scim, op, key, value)),
+        },
+    )
 }
 
 /// One attribute of a resource or of a path-less operation's value; the
@@ -283,13 +269,7 @@ fn apply_key(scim: &mut ScimUser, op: Op, key: &str, value: &Value) -> Result<()
         }
         return Ok(());
     }
-    let path = parse_path(key).map_err(|error| {
-        ScimError::bad(
-            ScimType::InvalidPath,
-            format!("attribute {}: {error}", crate::domain::echo(key)),
-        )
-    })?;
-    apply_path(scim, op, &path, value)
+    apply_path(scim, op, &attribute_path(key)?, value)
 }
 
 fn apply_path(
