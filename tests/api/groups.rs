@@ -3,8 +3,8 @@ use tonic::Code;
 
 use crate::{
     helpers::{
-        error_reason, mask, new_group, new_profile, new_unit, violated_fields, Answered, Bearer,
-        CreatedId, TestApp,
+        error_reason, mask, mirror_request, new_group, new_profile, new_unit, violated_fields,
+        Answered, Bearer, CreatedId, TestApp,
     },
     users::builtin_profile,
 };
@@ -63,6 +63,11 @@ pub async fn give(
         })
         .await
         .map(|r| r.into_inner().added_group_ids)
+}
+
+/// A group of the Cashier profile on the South unit.
+pub async fn cashiers_on_south(app: &TestApp, o: &Org, name: &str) -> String {
+    group(app, name, &o.cashier_profile, UnitScope::Units, &[&o.south]).await
 }
 
 /// A unit administrator of the spec's examples: Admin and Cashier on South
@@ -433,14 +438,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
     let viewers = group(&app, "Viewers", &o.viewer_profile, UnitScope::AllUnits, &[]).await;
-    let cashiers = group(
-        &app,
-        "Cashier South",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    let cashiers = cashiers_on_south(&app, &o, "Cashier South").await;
     let (user, bearer) = holder(&app, "v@acme.test", &[&viewers, &cashiers]).await;
 
     let me = app.who_am_i(bearer.clone()).await.unwrap().into_inner();
@@ -526,14 +524,7 @@ fn assert_in_use<T: std::fmt::Debug>(result: Result<T, tonic::Status>, reason: &
 pub async fn cashiers_on_south_with_a_member() -> (TestApp, Org, String, String) {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    let cashiers = group(
-        &app,
-        "Cashiers",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    let cashiers = cashiers_on_south(&app, &o, "Cashiers").await;
     let member = member(&app, "carla@acme.test", &cashiers).await;
     (app, o, cashiers, member)
 }
@@ -569,14 +560,7 @@ async fn a_new_group_reports_every_invalid_field_and_an_unknown_unit_is_not_foun
 async fn group_names_are_unique_ignoring_case_and_creations_are_audited() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    group(
-        &app,
-        "Cashiers",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    cashiers_on_south(&app, &o, "Cashiers").await;
     let status = app
         .groups(app.as_admin())
         .create_group(new_group(
@@ -600,12 +584,7 @@ async fn a_group_counts_and_lists_its_members_and_its_unit_lists_them_too() {
     let (app, o, cashiers, member) = cashiers_on_south_with_a_member().await;
     let mut groups = app.groups(app.as_admin());
 
-    let fetched = groups
-        .get_group(proto::GetGroupRequest {
-            group_id: cashiers.clone(),
-        })
-        .await
-        .answered();
+    let fetched = app.get_group(&cashiers).await;
     assert_eq!(fetched.member_count, 1);
     let members = groups
         .list_group_members(proto::ListGroupMembersRequest {
@@ -893,22 +872,16 @@ async fn mirroring_adds_or_replaces_covered_groups_with_a_result_per_target() {
         .unwrap();
     let missing = uuid::Uuid::new_v4().to_string();
 
-    let mirror = |mode: proto::MirrorMode, targets: Vec<String>| proto::MirrorUserRequest {
-        reference_user_id: reference.id.clone(),
-        target_user_ids: targets,
-        mode: mode as i32,
-        ..Default::default()
-    };
     let results = app
-        .users(unit_admin.clone())
-        .mirror_user(mirror(
-            proto::MirrorMode::Add,
-            vec![plain.id.clone(), western.id.clone(), missing.clone()],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+        .mirror_user(
+            unit_admin.clone(),
+            mirror_request(
+                &reference.id,
+                &[&plain.id, &western.id, &missing],
+                proto::MirrorMode::Add,
+            ),
+        )
+        .await;
     assert_eq!(results.len(), 3);
     assert!(results[0].applied);
     assert_eq!(results[0].added_group_ids, [cashier_south.clone()]);
@@ -924,12 +897,11 @@ async fn mirroring_adds_or_replaces_covered_groups_with_a_result_per_target() {
     );
 
     let replaced = app
-        .users(unit_admin)
-        .mirror_user(mirror(proto::MirrorMode::Replace, vec![plain.id.clone()]))
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+        .mirror_user(
+            unit_admin,
+            mirror_request(&reference.id, &[&plain.id], proto::MirrorMode::Replace),
+        )
+        .await;
     assert_eq!(replaced[0].removed_group_ids, [cashier.clone()]);
     assert!(
         replaced[0].added_group_ids.is_empty(),

@@ -13,8 +13,8 @@ use tonic_types::StatusExt;
 use crate::{
     groups::{self, give, group, holder, south_admin, SouthAdmin},
     helpers::{
-        mask, new_group, new_profile, new_unit, violated_fields, Answered, Bearer, CreatedId,
-        TestApp,
+        mask, mirror_request, new_group, new_profile, new_unit, violated_fields, Answered, Bearer,
+        CreatedId, TestApp,
     },
     import::{options, run_import},
 };
@@ -96,17 +96,12 @@ async fn act_on_user_by_every_path(
             ),
         ),
     ];
-    let mirrored = users
-        .mirror_user(proto::MirrorUserRequest {
-            reference_user_id: reference.id.clone(),
-            target_user_ids: vec![target.id.clone()],
-            mode: proto::MirrorMode::Replace as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let mirrored = app
+        .mirror_user(
+            bearer.clone(),
+            mirror_request(&reference.id, &[&target.id], proto::MirrorMode::Replace),
+        )
+        .await;
     outcomes.push(("MirrorUser onto", mirrored[0].error_code.clone()));
     let email = &target.email;
     let import_rows = [
@@ -333,14 +328,7 @@ async fn covered_group_with_a_member_out_of_reach(
     o: &groups::Org,
     member_out_of_reach: &proto::User,
 ) -> String {
-    let night = group(
-        app,
-        "Cashier South night",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    let night = groups::cashiers_on_south(app, &o, "Cashier South night").await;
     give(app, app.as_admin(), &member_out_of_reach.id, &[&night])
         .await
         .unwrap();
@@ -413,13 +401,7 @@ async fn a_unit_admin_may_not_change_or_delete_a_covered_group_with_a_member_out
                 status.message()
             );
         }
-        let unchanged = app
-            .groups(app.as_admin())
-            .get_group(proto::GetGroupRequest {
-                group_id: night.clone(),
-            })
-            .await
-            .answered();
+        let unchanged = app.get_group(&night).await;
         assert_eq!(
             (unchanged.name.as_str(), unchanged.profile_id.as_str()),
             ("Cashier South night", o.cashier_profile.as_str())
@@ -597,17 +579,11 @@ async fn mirror_user_from_a_user_with_an_uncovered_group_copies_the_covered_one_
     let source = source_with_an_uncovered_group(&app, &admin).await;
     let target = app.create_user("Plain", "Target", "plain@acme.test").await;
     let results = app
-        .users(admin.bearer.clone())
-        .mirror_user(proto::MirrorUserRequest {
-            reference_user_id: source.id.clone(),
-            target_user_ids: vec![target.id.clone()],
-            mode: proto::MirrorMode::Add as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+        .mirror_user(
+            admin.bearer.clone(),
+            mirror_request(&source.id, &[&target.id], proto::MirrorMode::Add),
+        )
+        .await;
     assert!(results[0].applied, "skipping blocks nothing: {results:?}");
     assert_eq!(results[0].added_group_ids, [admin.cashier_south.clone()]);
     assert_eq!(results[0].skipped_group_ids, [admin.cashier_west.clone()]);

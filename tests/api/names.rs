@@ -7,7 +7,9 @@ use tonic_types::StatusExt;
 
 use crate::{
     groups::{org, south_admin, SouthAdmin},
-    helpers::{error_reason, violated_fields, violations, Answered, Bearer, TestApp},
+    helpers::{
+        error_reason, mirror_request, violated_fields, violations, Answered, Bearer, TestApp,
+    },
     import::{options, run_import},
     users::new_user,
 };
@@ -294,7 +296,7 @@ async fn answers_name_the_groups_they_return() {
         .await
         .answered();
 
-    let mut users = app.users(unit_admin);
+    let mut users = app.users(unit_admin.clone());
     let mirrored = users
         .create_user(proto::CreateUserRequest {
             mirror_user_id: source.id.clone(),
@@ -346,17 +348,16 @@ async fn answers_name_the_groups_they_return() {
         })
         .await
         .answered();
-    let results = users
-        .mirror_user(proto::MirrorUserRequest {
-            reference_user_id: source.id,
-            target_user_ids: vec![target.id, out_of_reach.id],
-            mode: proto::MirrorMode::Add as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let results = app
+        .mirror_user(
+            unit_admin,
+            mirror_request(
+                &source.id,
+                &[&target.id, &out_of_reach.id],
+                proto::MirrorMode::Add,
+            ),
+        )
+        .await;
     assert_eq!(refs(&results[0].added_groups), [south]);
     assert_eq!(refs(&results[0].skipped_groups), [west]);
     assert!(results[0].removed_groups.is_empty());
@@ -393,13 +394,7 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
         (o.west.clone(), "West Zone".to_owned()),
     ];
     expected_units.sort();
-    let group = app
-        .groups(app.as_admin())
-        .get_group(proto::GetGroupRequest {
-            group_id: both.clone(),
-        })
-        .await
-        .answered();
+    let group = app.get_group(&both).await;
     assert_eq!(
         (group.product.as_str(), group.profile_name.as_str()),
         ("POS", "Cashier")

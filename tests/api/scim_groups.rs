@@ -52,15 +52,6 @@ async fn scene() -> Scene {
     Scene { app, scim, ana, bo }
 }
 
-async fn grpc_group(app: &TestApp, id: &str) -> proto::Group {
-    app.groups(app.as_admin())
-        .get_group(proto::GetGroupRequest {
-            group_id: id.to_owned(),
-        })
-        .await
-        .answered()
-}
-
 /// The member ids of a group as gRPC lists them.
 async fn grpc_members(app: &TestApp, id: &str) -> Vec<String> {
     let mut ids: Vec<String> = app
@@ -291,7 +282,7 @@ async fn a_created_group_grants_the_default_profile_on_all_units_or_the_extensio
         created.body[ROSTER_GROUP],
         json!({ "profileId": profile, "unitScope": "ALL_UNITS", "unitIds": [] })
     );
-    let group = grpc_group(&app, &id).await;
+    let group = app.get_group(&id).await;
     assert_eq!(
         (
             group.name.as_str(),
@@ -315,7 +306,7 @@ async fn a_created_group_grants_the_default_profile_on_all_units_or_the_extensio
         )
         .await;
     assert_eq!(scoped.status, StatusCode::CREATED, "{}", scoped.body);
-    let group = grpc_group(&app, scoped.body["id"].as_str().unwrap()).await;
+    let group = app.get_group(scoped.body["id"].as_str().unwrap()).await;
     assert_eq!(
         (
             group.profile_id.as_str(),
@@ -540,7 +531,7 @@ async fn the_extension_changes_a_groups_profile_and_units() {
                { "op": "replace", "value": { ROSTER_GROUP: { "profileId": manager } } }]),
     )
     .await;
-    let group = grpc_group(&app, &id).await;
+    let group = app.get_group(&id).await;
     assert_eq!(
         (group.profile_id, group.unit_scope, group.unit_ids),
         (
@@ -570,12 +561,10 @@ async fn the_extension_changes_a_groups_profile_and_units() {
     .await;
     // Removed, the profile and the scope go back to a new group's defaults:
     // the organization's default profile, on all units.
-    let default = grpc_group(
-        &app,
-        &create_group(&scim, json!({ "displayName": "Other" })).await,
-    )
-    .await
-    .profile_id;
+    let default = app
+        .get_group(&create_group(&scim, json!({ "displayName": "Other" })).await)
+        .await
+        .profile_id;
     for remove in [
         json!([{ "op": "remove", "path": format!("{ROSTER_GROUP}:profileId") },
                { "op": "remove", "path": format!("{ROSTER_GROUP}:unitScope") }]),
@@ -587,7 +576,7 @@ async fn the_extension_changes_a_groups_profile_and_units() {
             json!([{ "op": "replace", "value": { ROSTER_GROUP: { "profileId": manager, "unitIds": [unit] } } }]),
         ).await;
         patch_group_ok(&scim, &id, remove).await;
-        let group = grpc_group(&app, &id).await;
+        let group = app.get_group(&id).await;
         assert_eq!(
             (group.profile_id, group.unit_scope, group.unit_ids),
             (default.clone(), proto::UnitScope::AllUnits as i32, vec![])
@@ -960,7 +949,7 @@ async fn entra_replaces_the_display_name() {
         json!([{ "op": "Replace", "path": "displayName", "value": "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName" }]),
     ).await;
     assert_eq!(
-        grpc_group(&app, &id).await.name,
+        app.get_group(&id).await.name,
         "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"
     );
 }
@@ -1014,7 +1003,7 @@ async fn okta_replaces_the_display_name_without_a_path() {
         json!([{ "op": "replace", "value": { "id": id, "displayName": "Test SCIMv2 renamed" } }]),
     )
     .await;
-    assert_eq!(grpc_group(&app, &id).await.name, "Test SCIMv2 renamed");
+    assert_eq!(app.get_group(&id).await.name, "Test SCIMv2 renamed");
 }
 
 /// Okta's "Update group memberships": add with a display, remove by filter.
@@ -1320,7 +1309,7 @@ async fn unit_ids_added_or_removed_change_only_those_and_never_widen_the_scope()
         patch_group_ok(&scim, &id, operations).await;
         let mut after = after;
         after.sort();
-        assert_eq!(scope_of(grpc_group(&app, &id).await), (units_scope, after));
+        assert_eq!(scope_of(app.get_group(&id).await), (units_scope, after));
     }
     // Taking away the last units does not make the group ALL_UNITS.
     assert_patch_refused(
@@ -1334,7 +1323,7 @@ async fn unit_ids_added_or_removed_change_only_those_and_never_widen_the_scope()
     .await;
     let mut held = vec![braga.clone(), faro.clone()];
     held.sort();
-    assert_eq!(scope_of(grpc_group(&app, &id).await), (units_scope, held));
+    assert_eq!(scope_of(app.get_group(&id).await), (units_scope, held));
 }
 
 #[tokio::test]

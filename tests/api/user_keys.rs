@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::{
     groups::{org, south_admin, SouthAdmin},
-    helpers::{violated_fields, violations, Answered, Bearer, TestApp},
+    helpers::{mirror_request, violated_fields, violations, Answered, Bearer, TestApp},
     import::{export, options, run_import},
     users::new_user,
 };
@@ -114,25 +114,22 @@ async fn mirror_targets_are_named_by_any_key_and_each_answered_as_named() {
     let eva = app.create_user("Eva", "Melo", "eva@acme.test").await;
     let gil = app.create_user("Gil", "Melo", "gil@acme.test").await;
     let results = app
-        .users(app.as_admin())
-        .mirror_user(proto::MirrorUserRequest {
-            reference_user: key(Key::Username("ana.souza".into())),
-            target_user_ids: vec![eva.id.clone()],
-            target_users: vec![
-                proto::UserKey {
-                    key: Some(Key::Email("GIL@acme.test".into())),
-                },
-                proto::UserKey {
-                    key: Some(Key::Username("nobody".into())),
-                },
-            ],
-            mode: proto::MirrorMode::Add as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+        .mirror_user(
+            app.as_admin(),
+            proto::MirrorUserRequest {
+                reference_user: key(Key::Username("ana.souza".into())),
+                target_users: vec![
+                    proto::UserKey {
+                        key: Some(Key::Email("GIL@acme.test".into())),
+                    },
+                    proto::UserKey {
+                        key: Some(Key::Username("nobody".into())),
+                    },
+                ],
+                ..mirror_request("", &[&eva.id], proto::MirrorMode::Add)
+            },
+        )
+        .await;
     let answered: Vec<_> = results
         .iter()
         .map(|r| (r.target_user_id.as_str(), r.applied, r.error_code.as_str()))
