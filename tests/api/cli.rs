@@ -550,10 +550,7 @@ async fn roster_import_reviews_imports_writes_results_resumes_and_roster_export_
         Some(2),
         "a failed row exits 2: {review:?}"
     );
-    let users: i64 = sqlx::query_scalar("select count(*) from users")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let users = app.count("select count(*) from users").await;
     assert_eq!(users, 0, "a dry run writes no user");
 
     let imported = client(&app)
@@ -584,10 +581,7 @@ async fn roster_import_reviews_imports_writes_results_resumes_and_roster_export_
         "{}",
         lines[2]
     );
-    let outbox: i64 = sqlx::query_scalar("select count(*) from outbox")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let outbox = app.count("select count(*) from outbox").await;
     assert_eq!(outbox, 0, "--no-invitations");
 
     let job_id = stdout.split_whitespace().nth(1).unwrap().to_owned();

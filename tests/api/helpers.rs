@@ -778,6 +778,14 @@ impl TestApp {
         id
     }
 
+    /// A number the test reads from the database (`select count(*) …`).
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
     /// A user access token minted through the store function Login will use.
     pub async fn mint_access_token(&self, user_id: Uuid, valid_for: chrono::Duration) -> String {
         let secret = Secret::generate(TokenKind::AccessToken);

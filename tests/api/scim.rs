@@ -554,12 +554,7 @@ async fn filters_combine_comparisons_and_pages_count_the_matches() {
         "the invitations are sent",
         Duration::from_secs(15),
         || async {
-            let pending: i64 = sqlx::query_scalar(
-                "select count(*) from outbox where status = 'PENDING' or lease_owner is not null",
-            )
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+            let pending = app.count("select count(*) from outbox where status = 'PENDING' or lease_owner is not null").await;
             (pending == 0).then_some(())
         },
     )

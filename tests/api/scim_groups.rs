@@ -8,7 +8,7 @@ use roster::{domain::caller::Scope, proto};
 use serde_json::{json, Value};
 
 use crate::{
-    helpers::{mask, new_profile, new_unit, violations, Answered, CreatedId, TestApp},
+    helpers::{mask, new_profile, new_unit, violations, CreatedId, TestApp},
     scim::{assert_created, assert_error, encode, resource_ids, Answer, Scim, PATCH},
 };
 

@@ -388,9 +388,7 @@ async fn an_administrator_resets_a_lost_second_factor_and_the_password_signs_in_
 
 #[tokio::test]
 async fn a_unit_administrator_resets_second_factors_only_of_users_they_may_act_on() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let south = groups::south_admin(&app, &o).await;
+    let (app, _, south) = groups::spawn_with_south_admin().await;
     let (in_west, west_session) = signed_in(&app, "west@acme.com").await;
     groups::give(&app, app.as_admin(), &in_west.id, &[&south.cashier_west])
         .await

@@ -8,7 +8,7 @@ use roster::proto::{self, user_key::Key, RowOutcome};
 use tonic::Code;
 
 use crate::{
-    groups::{org, south_admin, SouthAdmin},
+    groups::{org, south_admin, spawn_with_south_admin, SouthAdmin},
     helpers::{mirror_request, violated_fields, violations, Answered, Bearer, TestApp},
     import::{export, options, run_import},
     users::new_user,
@@ -48,9 +48,7 @@ async fn source(app: &TestApp) -> proto::User {
 
 #[tokio::test]
 async fn the_user_whose_groups_are_copied_is_named_by_any_key() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    south_admin(&app, &o).await;
+    let (app, _, _) = spawn_with_south_admin().await;
     source(&app).await;
     let both = ["Cashier South", "Cashier West"];
     let mut users = app.users(app.as_admin());
@@ -107,9 +105,7 @@ async fn the_user_whose_groups_are_copied_is_named_by_any_key() {
 
 #[tokio::test]
 async fn mirror_targets_are_named_by_any_key_and_each_answered_as_named() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    south_admin(&app, &o).await;
+    let (app, _, _) = spawn_with_south_admin().await;
     source(&app).await;
     let eva = app.create_user("Eva", "Melo", "eva@acme.test").await;
     let gil = app.create_user("Gil", "Melo", "gil@acme.test").await;
@@ -158,9 +154,7 @@ async fn mirror_targets_are_named_by_any_key_and_each_answered_as_named() {
 
 #[tokio::test]
 async fn a_user_key_that_names_nobody_or_several_or_is_malformed_is_refused_naming_its_field() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    south_admin(&app, &o).await;
+    let (app, _, _) = spawn_with_south_admin().await;
     let ana = source(&app).await;
     let globex = app.create_organization("globex").await;
     let globex_key = app
@@ -279,17 +273,11 @@ async fn a_user_key_that_names_nobody_or_several_or_is_malformed_is_refused_nami
 
 #[tokio::test]
 async fn an_import_s_warning_for_a_skipped_group_of_the_mirrored_user_names_it() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, _, south) = spawn_with_south_admin().await;
     source(&app).await;
     let run = run_import(
         &app,
-        unit_admin,
+        south.bearer,
         true,
         proto::ImportOptions {
             mirror_user: key(Key::Email("ana@acme.test".into())),
@@ -305,7 +293,8 @@ async fn an_import_s_warning_for_a_skipped_group_of_the_mirrored_user_names_it()
     assert_eq!(
         warnings[0].message,
         format!(
-            "group `Cashier West` ({cashier_west}) of the mirrored user was not given: it grants more than you hold"
+            "group `Cashier West` ({}) of the mirrored user was not given: it grants more than you hold",
+            south.cashier_west
         )
     );
 }
@@ -440,13 +429,7 @@ async fn list_and_export_filters_take_a_group_or_unit_by_name() {
 
 #[tokio::test]
 async fn the_full_view_carries_each_user_s_groups_by_name() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, _, south) = spawn_with_south_admin().await;
     let ana = source(&app).await;
     let bia = app.create_user("Bia", "Lima", "bia@acme.test").await;
     let mut users = app.users(app.as_admin());
@@ -467,8 +450,8 @@ async fn the_full_view_carries_each_user_s_groups_by_name() {
     assert_eq!(
         refs,
         [
-            (cashier_south, "Cashier South".to_owned()),
-            (cashier_west, "Cashier West".to_owned())
+            (south.cashier_south, "Cashier South".to_owned()),
+            (south.cashier_west, "Cashier West".to_owned())
         ]
     );
 
