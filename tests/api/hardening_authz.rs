@@ -310,7 +310,7 @@ async fn covered_group_with_a_member_out_of_reach(
     o: &groups::Org,
     member_out_of_reach: &proto::User,
 ) -> String {
-    let night = groups::cashiers_on_south(app, &o, "Cashier South night").await;
+    let night = groups::cashiers_on_south(app, o, "Cashier South night").await;
     give(app, app.as_admin(), &member_out_of_reach.id, &[&night])
         .await
         .unwrap();
