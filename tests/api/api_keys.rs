@@ -139,10 +139,9 @@ async fn a_retry_with_the_same_request_id_returns_the_first_key_without_a_second
     assert_eq!(first.api_key.unwrap().id, retry.api_key.unwrap().id);
     assert!(!first.secret.is_empty());
     assert!(retry.secret.is_empty());
-    let count: i64 = sqlx::query_scalar("select count(*) from api_keys where name = 'ci'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let count = app
+        .count("select count(*) from api_keys where name = 'ci'")
+        .await;
     assert_eq!(count, 1);
 }
 

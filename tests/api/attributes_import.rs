@@ -9,7 +9,7 @@ use tonic::Code;
 use crate::{
     attributes::{define_four, held},
     helpers::{violations, TestApp},
-    import::{export, import, options, run_import, ImportRun},
+    import::{export, import, open_import, options, run_import, ImportRun},
 };
 
 /// The same file reviewed, then imported.
@@ -79,14 +79,7 @@ async fn imported_values_are_checked_by_the_definitions_and_required_ones_are_ne
          Caio,Melo,caio@acme.com,,'-2.5,,\n",
     )
     .await;
-    assert_eq!(
-        run.outcomes(),
-        [
-            (2, RowOutcome::Created),
-            (3, RowOutcome::Failed),
-            (4, RowOutcome::Failed)
-        ]
-    );
+    run.assert_outcomes(&[RowOutcome::Created, RowOutcome::Failed, RowOutcome::Failed]);
     let error = |line, field: &str, code: &str| (line, field.to_owned(), code.to_owned());
     assert_eq!(
         run.errors(),
@@ -213,16 +206,11 @@ async fn an_export_has_a_column_per_attribute_and_imports_back_unchanged() {
         64 * 1024,
     )
     .await;
-    assert_eq!(
-        reimport.outcomes(),
-        [
-            (2, RowOutcome::Unchanged),
-            (3, RowOutcome::Unchanged),
-            (4, RowOutcome::Unchanged)
-        ],
-        "{:?}",
-        reimport.rows
-    );
+    reimport.assert_outcomes(&[
+        RowOutcome::Unchanged,
+        RowOutcome::Unchanged,
+        RowOutcome::Unchanged,
+    ]);
 }
 
 #[tokio::test]
@@ -265,26 +253,20 @@ async fn the_template_has_a_column_per_attribute_with_an_example_value() {
 async fn a_definition_changed_while_an_import_runs_ends_it_before_its_next_batch() {
     use proto::import_users_request::Message;
     let app = TestApp::spawn().await;
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
     let send = |message| proto::ImportUsersRequest {
         message: Some(message),
     };
-    requests
-        .send(send(Message::Options(options())))
-        .await
-        .unwrap();
-    requests
-        .send(send(Message::Chunk(
-            b"first_name,last_name,email\nAna,Lima,ana@acme.com\n".to_vec(),
-        )))
-        .await
-        .unwrap();
-    let mut stream = app
-        .imports(app.as_admin())
-        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
+    let (requests, mut stream) = open_import(
+        &app,
+        vec![
+            send(Message::Options(options())),
+            send(Message::Chunk(
+                b"first_name,last_name,email\nAna,Lima,ana@acme.com\n".to_vec(),
+            )),
+        ],
+    )
+    .await
+    .unwrap();
     let first = stream.message().await.unwrap().unwrap();
     assert!(matches!(
         first.message,

@@ -136,12 +136,7 @@ async fn an_admin_group_removed_on_one_replica_denies_admin_methods_on_the_other
     };
     list_keys().await.unwrap();
 
-    app.users(app.as_admin())
-        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
-            user_id: user.id.clone(),
-            group_ids: vec![admins],
-            ..Default::default()
-        })
+    groups::take(&app, app.as_admin(), &user.id, &[&admins])
         .await
         .unwrap();
 

@@ -83,10 +83,7 @@ async fn a_person_registers_in_the_browser_signs_in_then_resets_the_password() {
     .await;
     let org = groups::org(&app).await;
     let admins = groups::group(&app, "Admins", &org.admin_profile, UnitScope::AllUnits, &[]).await;
-    let user = app.create_user("Maria", "Souza", "maria@acme.com").await;
-    groups::give(&app, app.as_admin(), &user.id, &[&admins])
-        .await
-        .unwrap();
+    groups::user_in(&app, "Maria", "Souza", "maria@acme.com", &[&admins]).await;
 
     let invitation = email_to_page(&sink, "maria@acme.com", "register").await;
     let link = invitation.link();

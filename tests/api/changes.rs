@@ -95,14 +95,7 @@ async fn concurrent_writers_on_two_replicas_and_an_import_reach_a_watcher_resumi
     let app = TestApp::spawn().await;
     let replica = app.replica(|_| {}).await;
     let o = groups::org(&app).await;
-    let cashiers = groups::group(
-        &app,
-        "Cashiers",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    let cashiers = groups::cashiers_on_south(&app, &o, "Cashiers").await;
 
     let writer_a = {
         let mut users = app.users(app.as_admin());

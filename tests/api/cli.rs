@@ -174,6 +174,29 @@ pub(crate) fn run_ok(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Organization `acme` and its admin key `ops`, made with the operator's CLI
+/// (`operator(args)`: `roster` on the database, with `args`); the key's secret.
+pub(crate) fn acme_and_its_ops_key(operator: impl Fn(&[&str]) -> Command) -> String {
+    run_ok(&mut operator(&["org", "create", "acme"]));
+    run_ok(&mut operator(&[
+        "api-key", "create", "--org", "acme", "--name", "ops", "--scope", "admin",
+    ]))
+    .trim()
+    .to_owned()
+}
+
+/// `roster serve` (`command`) on a free port with the password pages, and a
+/// channel to its gRPC address.
+pub(crate) async fn serve_with_pages(command: Command) -> (Served, Channel) {
+    let served = serve_with(command, free_port(), &["--http-listen", "127.0.0.1:0"]);
+    let channel = Channel::from_shared(served.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (served, channel)
+}
+
 /// A fresh data directory the postgres user may enter, so that the private
 /// cluster lives inside it.
 pub(crate) fn data_dir_for_postgres(prefix: &str) -> tempfile::TempDir {
@@ -440,12 +463,9 @@ async fn with_database_url_nothing_is_created_automatically() {
         command
     };
     assert_eq!(run_ok(&mut with_url(&["org", "list"])), "");
-    run_ok(&mut with_url(&["org", "create", "acme"]));
-    let secret = run_ok(&mut with_url(&[
-        "api-key", "create", "--org", "acme", "--name", "ops", "--scope", "admin",
-    ]));
+    let secret = acme_and_its_ops_key(with_url);
     assert_eq!(
-        who_am_i(&served.address, secret.trim())
+        who_am_i(&served.address, &secret)
             .await
             .unwrap()
             .organization_name,
@@ -530,10 +550,7 @@ async fn roster_import_reviews_imports_writes_results_resumes_and_roster_export_
         Some(2),
         "a failed row exits 2: {review:?}"
     );
-    let users: i64 = sqlx::query_scalar("select count(*) from users")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let users = app.count("select count(*) from users").await;
     assert_eq!(users, 0, "a dry run writes no user");
 
     let imported = client(&app)
@@ -564,10 +581,7 @@ async fn roster_import_reviews_imports_writes_results_resumes_and_roster_export_
         "{}",
         lines[2]
     );
-    let outbox: i64 = sqlx::query_scalar("select count(*) from outbox")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let outbox = app.count("select count(*) from outbox").await;
     assert_eq!(outbox, 0, "--no-invitations");
 
     let job_id = stdout.split_whitespace().nth(1).unwrap().to_owned();

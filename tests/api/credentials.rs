@@ -32,13 +32,48 @@ async fn reset_password(app: &TestApp, token: &str, password: &str) -> Result<()
         .map(drop)
 }
 
-async fn audited(app: &TestApp, action: &str, user_id: &str) -> Vec<proto::AuditEvent> {
+/// How many audit events of `action` name the user.
+async fn times_audited(app: &TestApp, action: &str, user_id: &str) -> usize {
     app.audit_events(proto::ListAuditEventsRequest {
         action: action.into(),
         target_id: user_id.into(),
         ..Default::default()
     })
     .await
+    .len()
+}
+
+/// Sets NEW_PASSWORD by the link of ana@acme.com's email #`count` (a
+/// password reset) and signs in with it.
+async fn reset_by_email_and_sign_in(app: &TestApp, count: usize) {
+    let reset = app.email("ana@acme.com", count).await;
+    reset_password(app, &reset.link_token(), NEW_PASSWORD)
+        .await
+        .unwrap();
+    login(app, "ana@acme.com", NEW_PASSWORD).await.unwrap();
+}
+
+/// "Forgot password" for ana@acme.com.
+async fn forgot_password(app: &TestApp) {
+    app.auth(Bearer::none())
+        .request_password_reset(proto::RequestPasswordResetRequest {
+            organization: "acme".into(),
+            username: "ana@acme.com".into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// The south administrator and a signed-in holder of Cashier West (out of
+/// their reach) and of Cashier South.
+async fn south_admin_and_a_holder_in_each_zone(
+    app: &TestApp,
+) -> (groups::SouthAdmin, proto::User, proto::User) {
+    let o = groups::org(app).await;
+    let south = groups::south_admin(app, &o).await;
+    let (in_west, _) = groups::holder(app, "west@acme.test", &[&south.cashier_west]).await;
+    let (in_south, _) = groups::holder(app, "south@acme.test", &[&south.cashier_south]).await;
+    (south, in_west, in_south)
 }
 
 #[tokio::test]
@@ -50,15 +85,9 @@ async fn an_administrator_sends_a_reset_link_that_sets_a_new_password() {
         .await
         .unwrap();
 
-    let reset = app.email("ana@acme.com", 2).await;
-    reset_password(&app, &reset.link_token(), NEW_PASSWORD)
-        .await
-        .unwrap();
-    login(&app, "ana@acme.com", NEW_PASSWORD).await.unwrap();
+    reset_by_email_and_sign_in(&app, 2).await;
     assert_eq!(
-        audited(&app, "user.password_reset.send", &user.id)
-            .await
-            .len(),
+        times_audited(&app, "user.password_reset.send", &user.id).await,
         1
     );
 }
@@ -79,13 +108,7 @@ async fn a_reset_link_is_refused_to_a_user_without_a_password_and_throttled_like
 
     let user = registered_user(&app, "ana@acme.com").await;
     // A "Forgot password" counts on the same budget as the administrator's sends.
-    app.auth(Bearer::none())
-        .request_password_reset(proto::RequestPasswordResetRequest {
-            organization: "acme".into(),
-            username: "ana@acme.com".into(),
-        })
-        .await
-        .unwrap();
+    forgot_password(&app).await;
     let mut sent = 0;
     let refused = loop {
         match send_password_reset(&app, app.as_admin(), &user.id).await {
@@ -100,18 +123,14 @@ async fn a_reset_link_is_refused_to_a_user_without_a_password_and_throttled_like
     // started), the first of them the Forgot password.
     assert_eq!(sent, 3, "the Forgot password counted on the same budget");
     assert_eq!(
-        audited(&app, "user.password_reset.send", &user.id)
-            .await
-            .len(),
+        times_audited(&app, "user.password_reset.send", &user.id).await,
         sent
     );
 }
 
 #[tokio::test]
 async fn a_unit_administrator_sends_reset_links_only_to_users_they_may_act_on() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let south = groups::south_admin(&app, &o).await;
+    let (app, _, south) = groups::spawn_with_south_admin().await;
     let in_west = registered_user(&app, "west@acme.com").await;
     groups::give(&app, app.as_admin(), &in_west.id, &[&south.cashier_west])
         .await
@@ -149,13 +168,7 @@ async fn resetting_credentials_starts_the_account_over_with_a_fresh_invitation()
     let app = TestApp::spawn().await;
     let user = registered_user(&app, "ana@acme.com").await;
     let session = login(&app, "ana@acme.com", GOOD_PASSWORD).await.unwrap();
-    app.auth(Bearer::none())
-        .request_password_reset(proto::RequestPasswordResetRequest {
-            organization: "acme".into(),
-            username: "ana@acme.com".into(),
-        })
-        .await
-        .unwrap();
+    forgot_password(&app).await;
     let reset_link = app.email("ana@acme.com", 2).await;
 
     let reset = reset_credentials(&app, app.as_admin(), &user.id)
@@ -187,9 +200,7 @@ async fn resetting_credentials_starts_the_account_over_with_a_fresh_invitation()
         .unwrap();
     login(&app, "ana@acme.com", NEW_PASSWORD).await.unwrap();
     assert_eq!(
-        audited(&app, "user.credentials.reset", &user.id)
-            .await
-            .len(),
+        times_audited(&app, "user.credentials.reset", &user.id).await,
         1
     );
 }
@@ -197,10 +208,7 @@ async fn resetting_credentials_starts_the_account_over_with_a_fresh_invitation()
 #[tokio::test]
 async fn credentials_are_reset_only_for_users_the_caller_may_act_on_and_never_one_s_own() {
     let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let south = groups::south_admin(&app, &o).await;
-    let (in_west, _) = groups::holder(&app, "west@acme.test", &[&south.cashier_west]).await;
-    let (in_south, _) = groups::holder(&app, "south@acme.test", &[&south.cashier_south]).await;
+    let (south, in_west, in_south) = south_admin_and_a_holder_in_each_zone(&app).await;
 
     let refused = reset_credentials(&app, south.bearer.clone(), &in_west.id)
         .await
@@ -283,16 +291,10 @@ async fn an_expired_password_does_not_sign_in_and_brings_a_reset_link() {
     assert_eq!(expired.code(), Code::FailedPrecondition);
     assert_eq!(error_reason(&expired).as_deref(), Some("PASSWORD_EXPIRED"));
 
-    let reset = app.email("ana@acme.com", 2).await;
-    reset_password(&app, &reset.link_token(), NEW_PASSWORD)
-        .await
-        .unwrap();
-    login(&app, "ana@acme.com", NEW_PASSWORD).await.unwrap();
+    reset_by_email_and_sign_in(&app, 2).await;
     assert!(users_with_expired_passwords(&app, true).await.is_empty());
     assert_eq!(
-        audited(&app, "user.password_expiry.set", &user.id)
-            .await
-            .len(),
+        times_audited(&app, "user.password_expiry.set", &user.id).await,
         2
     );
 }
@@ -348,10 +350,7 @@ async fn passwords_older_than_the_organization_s_max_age_expire() {
 #[tokio::test]
 async fn a_unit_administrator_sets_password_expiry_only_for_users_they_may_act_on() {
     let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let south = groups::south_admin(&app, &o).await;
-    let (in_west, _) = groups::holder(&app, "west@acme.test", &[&south.cashier_west]).await;
-    let (in_south, _) = groups::holder(&app, "south@acme.test", &[&south.cashier_south]).await;
+    let (south, in_west, in_south) = south_admin_and_a_holder_in_each_zone(&app).await;
     let now = Some(chrono::Utc::now());
     let refused = set_password_expiry(&app, south.bearer.clone(), &in_west.id, now)
         .await

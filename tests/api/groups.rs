@@ -3,8 +3,8 @@ use tonic::Code;
 
 use crate::{
     helpers::{
-        error_reason, mask, new_group, new_profile, new_unit, violated_fields, Answered, Bearer,
-        CreatedId, TestApp,
+        error_reason, mask, mirror_request, new_group, new_profile, new_unit, violated_fields,
+        Answered, Bearer, CreatedId, TestApp,
     },
     users::builtin_profile,
 };
@@ -49,20 +49,62 @@ pub async fn group(
         .created_id()
 }
 
+/// AddUserToGroups as `bearer`: the ids of the groups it added.
 pub async fn give(
     app: &TestApp,
     bearer: Bearer,
     user_id: &str,
     groups: &[&str],
 ) -> Result<Vec<String>, tonic::Status> {
+    let added = add_to_groups(app, bearer, user_id, groups).await?;
+    Ok(added.added_group_ids)
+}
+
+/// AddUserToGroups as `bearer`, by group id.
+pub async fn add_to_groups(
+    app: &TestApp,
+    bearer: Bearer,
+    user_id: &str,
+    groups: &[&str],
+) -> Result<proto::AddUserToGroupsResponse, tonic::Status> {
+    let request = proto::AddUserToGroupsRequest {
+        user_id: user_id.into(),
+        group_ids: groups.iter().map(|g| (*g).to_owned()).collect(),
+        ..Default::default()
+    };
+    let answer = app.users(bearer).add_user_to_groups(request).await?;
+    Ok(answer.into_inner())
+}
+
+/// RemoveUserFromGroups as `bearer`, by group id: give's undoing.
+pub async fn take(
+    app: &TestApp,
+    bearer: Bearer,
+    user_id: &str,
+    groups: &[&str],
+) -> Result<proto::RemoveUserFromGroupsResponse, tonic::Status> {
+    let group_ids = groups.iter().map(|g| (*g).to_owned()).collect();
     app.users(bearer)
-        .add_user_to_groups(proto::AddUserToGroupsRequest {
+        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
             user_id: user_id.into(),
-            group_ids: groups.iter().map(|g| (*g).to_owned()).collect(),
+            group_ids,
             ..Default::default()
         })
         .await
-        .map(|r| r.into_inner().added_group_ids)
+        .map(tonic::Response::into_inner)
+}
+
+/// A fresh app with the spec's organization and its south administrator.
+pub async fn spawn_with_south_admin() -> (TestApp, Org, SouthAdmin) {
+    let app = TestApp::spawn().await;
+    let o = org(&app).await;
+    let admin = south_admin(&app, &o).await;
+    (app, o, admin)
+}
+
+/// A group of the Cashier profile on the South unit.
+pub async fn cashiers_on_south(app: &TestApp, o: &Org, name: &str) -> String {
+    group(app, name, &o.cashier_profile, UnitScope::Units, &[&o.south]).await
 }
 
 /// A unit administrator of the spec's examples: Admin and Cashier on South
@@ -94,6 +136,26 @@ pub async fn south_admin(app: &TestApp, o: &Org) -> SouthAdmin {
         user,
         bearer,
     }
+}
+
+/// A user (not signed in) holding `groups`, given by the admin key.
+pub async fn user_in(
+    app: &TestApp,
+    first: &str,
+    last: &str,
+    email: &str,
+    groups: &[&str],
+) -> proto::User {
+    let user = app.create_user(first, last, email).await;
+    give(app, app.as_admin(), &user.id, groups).await.unwrap();
+    user
+}
+
+/// A signed-in holder of an "Admins" group (the Admin profile on all
+/// units): an administrator of the whole organization.
+pub async fn organization_admin(app: &TestApp, o: &Org, email: &str) -> (proto::User, Bearer) {
+    let admins = group(app, "Admins", &o.admin_profile, UnitScope::AllUnits, &[]).await;
+    holder(app, email, &[&admins]).await
 }
 
 /// A signed-in user holding the given groups.
@@ -407,8 +469,7 @@ async fn the_who_may_do_what_table_of_the_spec() {
 async fn nobody_deletes_or_changes_the_status_of_themselves() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    let admins = group(&app, "Admins", &o.admin_profile, UnitScope::AllUnits, &[]).await;
-    let (me, bearer) = holder(&app, "me@acme.test", &[&admins]).await;
+    let (me, bearer) = organization_admin(&app, &o, "me@acme.test").await;
     let mut users = app.users(bearer);
     let status = users
         .set_user_status(proto::SetUserStatusRequest {
@@ -433,14 +494,7 @@ async fn scopes_and_access_come_from_the_groups_while_the_user_can_sign_in() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
     let viewers = group(&app, "Viewers", &o.viewer_profile, UnitScope::AllUnits, &[]).await;
-    let cashiers = group(
-        &app,
-        "Cashier South",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    let cashiers = cashiers_on_south(&app, &o, "Cashier South").await;
     let (user, bearer) = holder(&app, "v@acme.test", &[&viewers, &cashiers]).await;
 
     let me = app.who_am_i(bearer.clone()).await.unwrap().into_inner();
@@ -526,14 +580,7 @@ fn assert_in_use<T: std::fmt::Debug>(result: Result<T, tonic::Status>, reason: &
 pub async fn cashiers_on_south_with_a_member() -> (TestApp, Org, String, String) {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    let cashiers = group(
-        &app,
-        "Cashiers",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    let cashiers = cashiers_on_south(&app, &o, "Cashiers").await;
     let member = member(&app, "carla@acme.test", &cashiers).await;
     (app, o, cashiers, member)
 }
@@ -569,14 +616,7 @@ async fn a_new_group_reports_every_invalid_field_and_an_unknown_unit_is_not_foun
 async fn group_names_are_unique_ignoring_case_and_creations_are_audited() {
     let app = TestApp::spawn().await;
     let o = org(&app).await;
-    group(
-        &app,
-        "Cashiers",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    cashiers_on_south(&app, &o, "Cashiers").await;
     let status = app
         .groups(app.as_admin())
         .create_group(new_group(
@@ -600,12 +640,7 @@ async fn a_group_counts_and_lists_its_members_and_its_unit_lists_them_too() {
     let (app, o, cashiers, member) = cashiers_on_south_with_a_member().await;
     let mut groups = app.groups(app.as_admin());
 
-    let fetched = groups
-        .get_group(proto::GetGroupRequest {
-            group_id: cashiers.clone(),
-        })
-        .await
-        .answered();
+    let fetched = app.get_group(&cashiers).await;
     assert_eq!(fetched.member_count, 1);
     let members = groups
         .list_group_members(proto::ListGroupMembersRequest {
@@ -768,16 +803,9 @@ async fn removing_a_group_takes_effect_on_the_next_resolution_and_adding_twice_i
         .await
         .unwrap()
         .is_empty());
-    let removed = app
-        .users(app.as_admin())
-        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
-            user_id: user.id.clone(),
-            group_ids: vec![viewers.clone()],
-            ..Default::default()
-        })
+    let removed = take(&app, app.as_admin(), &user.id, &[&viewers])
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(removed.removed_group_ids, [viewers]);
     let status = app
         .users(app.as_admin())
@@ -793,26 +821,15 @@ async fn removing_a_group_takes_effect_on_the_next_resolution_and_adding_twice_i
 
 #[tokio::test]
 async fn a_unit_admin_clones_a_user_getting_only_covered_groups_and_the_rest_reported_skipped() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        user: me,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
-    let source = app
-        .create_user("Source", "Cashier", "source@acme.test")
-        .await;
-    give(
+    let (app, _, south) = spawn_with_south_admin().await;
+    let source = user_in(
         &app,
-        app.as_admin(),
-        &source.id,
-        &[&cashier_south, &cashier_west],
+        "Source",
+        "Cashier",
+        "source@acme.test",
+        &[&south.cashier_south, &south.cashier_west],
     )
-    .await
-    .unwrap();
+    .await;
 
     let clone = |source_user_id: &str, email: &str| proto::CloneUserRequest {
         source_user_id: source_user_id.into(),
@@ -825,19 +842,19 @@ async fn a_unit_admin_clones_a_user_getting_only_covered_groups_and_the_rest_rep
         ..Default::default()
     };
     let cloned = app
-        .users(unit_admin.clone())
+        .users(south.bearer.clone())
         .clone_user(clone(&source.id, "new@acme.test"))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(cloned.skipped_group_ids, [cashier_west.clone()]);
+    assert_eq!(cloned.skipped_group_ids, [south.cashier_west.clone()]);
     let groups_of_clone = app.user_groups(&cloned.user.unwrap().id).await;
     let ids: Vec<String> = groups_of_clone.into_iter().map(|g| g.id).collect();
-    assert_eq!(ids, [cashier_south.clone()]);
+    assert_eq!(ids, [south.cashier_south.clone()]);
 
     let status = app
-        .users(unit_admin.clone())
-        .clone_user(clone(&me.id, "me2@acme.test"))
+        .users(south.bearer.clone())
+        .clone_user(clone(&south.user.id, "me2@acme.test"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -846,13 +863,13 @@ async fn a_unit_admin_clones_a_user_getting_only_covered_groups_and_the_rest_rep
         "nobody clones themselves"
     );
     let status = app
-        .users(unit_admin.clone())
+        .users(south.bearer.clone())
         .clone_user(clone("", "x@acme.test"))
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["source_user_id"]);
     let status = app
-        .users(unit_admin)
+        .users(south.bearer)
         .clone_user(clone(&uuid::Uuid::new_v4().to_string(), "y@acme.test"))
         .await
         .unwrap_err();
@@ -864,55 +881,42 @@ async fn a_unit_admin_clones_a_user_getting_only_covered_groups_and_the_rest_rep
 
 #[tokio::test]
 async fn mirroring_adds_or_replaces_covered_groups_with_a_result_per_target() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, o, south) = spawn_with_south_admin().await;
     let cashier = group(&app, "Cashier", &o.cashier_profile, UnitScope::NoUnit, &[]).await;
 
-    let reference = app.create_user("Ref", "Erence", "ref@acme.test").await;
-    give(
+    let reference = user_in(
         &app,
-        app.as_admin(),
-        &reference.id,
-        &[&cashier_south, &cashier_west],
+        "Ref",
+        "Erence",
+        "ref@acme.test",
+        &[&south.cashier_south, &south.cashier_west],
     )
-    .await
-    .unwrap();
-    let plain = app.create_user("Plain", "Target", "plain@acme.test").await;
-    give(&app, app.as_admin(), &plain.id, &[&cashier])
-        .await
-        .unwrap();
-    let western = app.create_user("West", "Target", "west@acme.test").await;
-    give(&app, app.as_admin(), &western.id, &[&cashier_west])
-        .await
-        .unwrap();
+    .await;
+    let plain = user_in(&app, "Plain", "Target", "plain@acme.test", &[&cashier]).await;
+    let western = user_in(
+        &app,
+        "West",
+        "Target",
+        "west@acme.test",
+        &[&south.cashier_west],
+    )
+    .await;
     let missing = uuid::Uuid::new_v4().to_string();
 
-    let mirror = |mode: proto::MirrorMode, targets: Vec<String>| proto::MirrorUserRequest {
-        reference_user_id: reference.id.clone(),
-        target_user_ids: targets,
-        mode: mode as i32,
-        ..Default::default()
-    };
     let results = app
-        .users(unit_admin.clone())
-        .mirror_user(mirror(
-            proto::MirrorMode::Add,
-            vec![plain.id.clone(), western.id.clone(), missing.clone()],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+        .mirror_user(
+            south.bearer.clone(),
+            mirror_request(
+                &reference.id,
+                &[&plain.id, &western.id, &missing],
+                proto::MirrorMode::Add,
+            ),
+        )
+        .await;
     assert_eq!(results.len(), 3);
     assert!(results[0].applied);
-    assert_eq!(results[0].added_group_ids, [cashier_south.clone()]);
-    assert_eq!(results[0].skipped_group_ids, [cashier_west.clone()]);
+    assert_eq!(results[0].added_group_ids, [south.cashier_south.clone()]);
+    assert_eq!(results[0].skipped_group_ids, [south.cashier_west.clone()]);
     assert_eq!(
         (results[1].applied, results[1].error_code.as_str()),
         (false, "PERMISSION_DENIED"),
@@ -924,12 +928,11 @@ async fn mirroring_adds_or_replaces_covered_groups_with_a_result_per_target() {
     );
 
     let replaced = app
-        .users(unit_admin)
-        .mirror_user(mirror(proto::MirrorMode::Replace, vec![plain.id.clone()]))
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+        .mirror_user(
+            south.bearer,
+            mirror_request(&reference.id, &[&plain.id], proto::MirrorMode::Replace),
+        )
+        .await;
     assert_eq!(replaced[0].removed_group_ids, [cashier.clone()]);
     assert!(
         replaced[0].added_group_ids.is_empty(),

@@ -11,10 +11,10 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::{
-    groups::{self, give, group, holder, south_admin, SouthAdmin},
+    groups::{self, give, group, organization_admin, user_in, SouthAdmin},
     helpers::{
-        mask, new_group, new_profile, new_unit, violated_fields, Answered, Bearer, CreatedId,
-        TestApp,
+        mask, mirror_request, new_group, new_profile, new_unit, violated_fields, Answered, Bearer,
+        CreatedId, TestApp,
     },
     import::{options, run_import},
 };
@@ -96,17 +96,12 @@ async fn act_on_user_by_every_path(
             ),
         ),
     ];
-    let mirrored = users
-        .mirror_user(proto::MirrorUserRequest {
-            reference_user_id: reference.id.clone(),
-            target_user_ids: vec![target.id.clone()],
-            mode: proto::MirrorMode::Replace as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let mirrored = app
+        .mirror_user(
+            bearer.clone(),
+            mirror_request(&reference.id, &[&target.id], proto::MirrorMode::Replace),
+        )
+        .await;
     outcomes.push(("MirrorUser onto", mirrored[0].error_code.clone()));
     let email = &target.email;
     let import_rows = [
@@ -174,14 +169,7 @@ async fn group_ids_of(app: &TestApp, user_id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_unit_admin_may_act_by_no_path_on_a_user_holding_an_uncovered_group() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, o, south_admin) = groups::spawn_with_south_admin().await;
     let admins = group(&app, "Admins", &o.admin_profile, UnitScope::AllUnits, &[]).await;
     let cashier_anywhere = group(
         &app,
@@ -193,35 +181,25 @@ async fn a_unit_admin_may_act_by_no_path_on_a_user_holding_an_uncovered_group() 
     .await;
     let reference = app.create_user("Ref", "Erence", "ref@acme.test").await;
 
-    let org_admin = app.create_user("Org", "Admin", "org.admin@acme.test").await;
-    give(
+    let org_admin = user_in(
         &app,
-        app.as_admin(),
-        &org_admin.id,
-        &[&admins, &cashier_south],
+        "Org",
+        "Admin",
+        "org.admin@acme.test",
+        &[&admins, &south_admin.cashier_south],
     )
-    .await
-    .unwrap();
-    let west_cashier = app
-        .create_user("West", "Cashier", "west.cashier@acme.test")
-        .await;
-    give(
-        &app,
-        app.as_admin(),
-        &west_cashier.id,
-        &[&cashier_south, &cashier_west],
-    )
-    .await
-    .unwrap();
+    .await;
+    let west_cashier =
+        with_an_uncovered_group(&app, &south_admin, "West", "west.cashier@acme.test").await;
 
     for target in [&org_admin, &west_cashier] {
         let groups_before = group_ids_of(&app, &target.id).await;
         let outcomes = act_on_user_by_every_path(
             &app,
-            &unit_admin,
+            &south_admin.bearer,
             target,
             &cashier_anywhere,
-            &cashier_south,
+            &south_admin.cashier_south,
             &reference,
         )
         .await;
@@ -243,18 +221,20 @@ async fn a_unit_admin_may_act_by_no_path_on_a_user_holding_an_uncovered_group() 
     }
 
     // The same paths reach a user whose groups the unit administrator all covers.
-    let south_cashier = app
-        .create_user("South", "Cashier", "south.cashier@acme.test")
-        .await;
-    give(&app, app.as_admin(), &south_cashier.id, &[&cashier_south])
-        .await
-        .unwrap();
+    let south_cashier = user_in(
+        &app,
+        "South",
+        "Cashier",
+        "south.cashier@acme.test",
+        &[&south_admin.cashier_south],
+    )
+    .await;
     let outcomes = act_on_user_by_every_path(
         &app,
-        &unit_admin,
+        &south_admin.bearer,
         &south_cashier,
         &cashier_anywhere,
-        &cashier_south,
+        &south_admin.cashier_south,
         &reference,
     )
     .await;
@@ -282,19 +262,16 @@ async fn a_unit_admin_may_act_by_no_path_on_a_user_holding_an_uncovered_group() 
 
 #[tokio::test]
 async fn a_denied_membership_change_names_the_user_and_a_group_out_of_reach() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
-    let target = app.create_user("West", "Cashier", "w@acme.test").await;
-    give(&app, app.as_admin(), &target.id, &[&cashier_west])
-        .await
-        .unwrap();
-    let status = give(&app, unit_admin, &target.id, &[&cashier_south])
+    let (app, _, south) = groups::spawn_with_south_admin().await;
+    let target = user_in(
+        &app,
+        "West",
+        "Cashier",
+        "w@acme.test",
+        &[&south.cashier_west],
+    )
+    .await;
+    let status = give(&app, south.bearer, &target.id, &[&south.cashier_south])
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -304,7 +281,7 @@ async fn a_denied_membership_change_names_the_user_and_a_group_out_of_reach() {
         status.message()
     );
     assert!(
-        status.message().contains(&cashier_west),
+        status.message().contains(&south.cashier_west),
         "{}",
         status.message()
     );
@@ -333,14 +310,7 @@ async fn covered_group_with_a_member_out_of_reach(
     o: &groups::Org,
     member_out_of_reach: &proto::User,
 ) -> String {
-    let night = group(
-        app,
-        "Cashier South night",
-        &o.cashier_profile,
-        UnitScope::Units,
-        &[&o.south],
-    )
-    .await;
+    let night = groups::cashiers_on_south(app, o, "Cashier South night").await;
     give(app, app.as_admin(), &member_out_of_reach.id, &[&night])
         .await
         .unwrap();
@@ -349,31 +319,24 @@ async fn covered_group_with_a_member_out_of_reach(
 
 #[tokio::test]
 async fn a_unit_admin_may_not_change_or_delete_a_covered_group_with_a_member_out_of_reach() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let SouthAdmin {
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, o, south) = groups::spawn_with_south_admin().await;
     let admins = group(&app, "Admins", &o.admin_profile, UnitScope::AllUnits, &[]).await;
-    let org_admin = app.create_user("Org", "Admin", "org.admin@acme.test").await;
-    give(&app, app.as_admin(), &org_admin.id, &[&admins])
-        .await
-        .unwrap();
-    let west_cashier = app
-        .create_user("West", "Cashier", "west.cashier@acme.test")
-        .await;
-    give(&app, app.as_admin(), &west_cashier.id, &[&cashier_west])
-        .await
-        .unwrap();
+    let org_admin = user_in(&app, "Org", "Admin", "org.admin@acme.test", &[&admins]).await;
+    let west_cashier = user_in(
+        &app,
+        "West",
+        "Cashier",
+        "west.cashier@acme.test",
+        &[&south.cashier_west],
+    )
+    .await;
 
     for member in [&org_admin, &west_cashier] {
         let night = covered_group_with_a_member_out_of_reach(&app, &o, member).await;
-        let mut unit_groups = app.groups(unit_admin.clone());
+        let mut unit_groups = app.groups(south.bearer.clone());
         let to_admin_on_south = update_group(
             &app,
-            &unit_admin,
+            &south.bearer,
             proto::Group {
                 id: night.clone(),
                 profile_id: o.admin_profile.clone(),
@@ -385,7 +348,7 @@ async fn a_unit_admin_may_not_change_or_delete_a_covered_group_with_a_member_out
         .unwrap_err();
         let renamed = update_group(
             &app,
-            &unit_admin,
+            &south.bearer,
             proto::Group {
                 id: night.clone(),
                 name: "Cashier South late".into(),
@@ -413,13 +376,7 @@ async fn a_unit_admin_may_not_change_or_delete_a_covered_group_with_a_member_out
                 status.message()
             );
         }
-        let unchanged = app
-            .groups(app.as_admin())
-            .get_group(proto::GetGroupRequest {
-                group_id: night.clone(),
-            })
-            .await
-            .answered();
+        let unchanged = app.get_group(&night).await;
         assert_eq!(
             (unchanged.name.as_str(), unchanged.profile_id.as_str()),
             ("Cashier South night", o.cashier_profile.as_str())
@@ -431,12 +388,7 @@ async fn a_unit_admin_may_not_change_or_delete_a_covered_group_with_a_member_out
         );
 
         // Once the member out of reach has left, the covered group is the unit administrator's to change.
-        app.users(app.as_admin())
-            .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
-                user_id: member.id.clone(),
-                group_ids: vec![night.clone()],
-                ..Default::default()
-            })
+        groups::take(&app, app.as_admin(), &member.id, &[&night])
             .await
             .unwrap();
         unit_groups
@@ -499,72 +451,68 @@ async fn the_built_in_profiles_refuse_no_unit_on_create_and_update_with_a_hint()
         .groups;
     assert!(groups_now.is_empty(), "nothing created: {groups_now:?}");
 
-    // A unit list is fine.
+    // A unit list is fine, and NO_UNIT is fine for a product's own profile;
+    // updated onto NO_UNIT with a built-in profile, either is refused.
     let admin_south = admin_groups
         .create_group(create("Admin South", &o.admin_profile, UnitScope::Units))
         .await
         .answered();
-    let status = update_group(
-        &app,
-        &app.as_admin(),
-        proto::Group {
-            id: admin_south.id.clone(),
-            unit_scope: UnitScope::NoUnit as i32,
-            ..Default::default()
-        },
-        &["unit_scope"],
-    )
-    .await
-    .unwrap_err();
-    assert_refused("update Admin South to NO_UNIT", status);
-
-    // NO_UNIT is fine for a product's own profile.
     let cashiers = admin_groups
         .create_group(create("Cashiers", &o.cashier_profile, UnitScope::NoUnit))
         .await
         .answered();
-    let status = update_group(
-        &app,
-        &app.as_admin(),
-        proto::Group {
-            id: cashiers.id.clone(),
-            profile_id: o.viewer_profile.clone(),
-            ..Default::default()
-        },
-        &["profile_id"],
-    )
-    .await
-    .unwrap_err();
-    assert_refused("update Cashiers on NO_UNIT to the Viewer profile", status);
+    let refused_updates = [
+        (
+            "update Admin South to NO_UNIT",
+            proto::Group {
+                id: admin_south.id,
+                unit_scope: UnitScope::NoUnit as i32,
+                ..Default::default()
+            },
+            "unit_scope",
+        ),
+        (
+            "update Cashiers on NO_UNIT to the Viewer profile",
+            proto::Group {
+                id: cashiers.id,
+                profile_id: o.viewer_profile.clone(),
+                ..Default::default()
+            },
+            "profile_id",
+        ),
+    ];
+    for (what, changes, path) in refused_updates {
+        let status = update_group(&app, &app.as_admin(), changes, &[path])
+            .await
+            .unwrap_err();
+        assert_refused(what, status);
+    }
     admin_groups
         .create_group(create("Admins", &o.admin_profile, UnitScope::AllUnits))
         .await
         .expect("ALL_UNITS is fine");
 }
 
-/// A user holding Cashier South (covered by the south administrator) and
-/// Cashier West (not covered).
+/// A cashier `first` holding Cashier South (covered by the south
+/// administrator) and Cashier West (not covered).
+async fn with_an_uncovered_group(
+    app: &TestApp,
+    admin: &SouthAdmin,
+    first: &str,
+    email: &str,
+) -> proto::User {
+    let groups = [admin.cashier_south.as_str(), admin.cashier_west.as_str()];
+    user_in(app, first, "Cashier", email, &groups).await
+}
+
 async fn source_with_an_uncovered_group(app: &TestApp, admin: &SouthAdmin) -> proto::User {
-    let source = app
-        .create_user("Source", "Cashier", "source@acme.test")
-        .await;
-    give(
-        app,
-        app.as_admin(),
-        &source.id,
-        &[&admin.cashier_south, &admin.cashier_west],
-    )
-    .await
-    .unwrap();
-    source
+    with_an_uncovered_group(app, admin, "Source", "source@acme.test").await
 }
 
 #[tokio::test]
 async fn clone_user_from_a_user_with_an_uncovered_group_copies_the_covered_one_and_reports_the_other(
 ) {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let admin = south_admin(&app, &o).await;
+    let (app, _, admin) = groups::spawn_with_south_admin().await;
     let source = source_with_an_uncovered_group(&app, &admin).await;
     let cloned = app
         .users(admin.bearer.clone())
@@ -591,23 +539,15 @@ async fn clone_user_from_a_user_with_an_uncovered_group_copies_the_covered_one_a
 #[tokio::test]
 async fn mirror_user_from_a_user_with_an_uncovered_group_copies_the_covered_one_and_reports_the_other(
 ) {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let admin = south_admin(&app, &o).await;
+    let (app, _, admin) = groups::spawn_with_south_admin().await;
     let source = source_with_an_uncovered_group(&app, &admin).await;
     let target = app.create_user("Plain", "Target", "plain@acme.test").await;
     let results = app
-        .users(admin.bearer.clone())
-        .mirror_user(proto::MirrorUserRequest {
-            reference_user_id: source.id.clone(),
-            target_user_ids: vec![target.id.clone()],
-            mode: proto::MirrorMode::Add as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+        .mirror_user(
+            admin.bearer.clone(),
+            mirror_request(&source.id, &[&target.id], proto::MirrorMode::Add),
+        )
+        .await;
     assert!(results[0].applied, "skipping blocks nothing: {results:?}");
     assert_eq!(results[0].added_group_ids, [admin.cashier_south.clone()]);
     assert_eq!(results[0].skipped_group_ids, [admin.cashier_west.clone()]);
@@ -620,9 +560,7 @@ async fn mirror_user_from_a_user_with_an_uncovered_group_copies_the_covered_one_
 #[tokio::test]
 async fn an_import_mirroring_a_user_with_an_uncovered_group_gives_the_covered_one_and_reports_the_other(
 ) {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let admin = south_admin(&app, &o).await;
+    let (app, _, admin) = groups::spawn_with_south_admin().await;
     let source = source_with_an_uncovered_group(&app, &admin).await;
     let run = run_import(
         &app,
@@ -748,8 +686,7 @@ async fn a_request_id_replays_only_for_the_caller_who_sent_it() {
         &app.create_api_key(app.organization_id, "second", &[Scope::Admin])
             .await,
     );
-    let admins = group(&app, "Admins", &o.admin_profile, UnitScope::AllUnits, &[]).await;
-    let (_, org_admin_user) = holder(&app, "org.admin@acme.test", &[&admins]).await;
+    let (_, org_admin_user) = organization_admin(&app, &o, "org.admin@acme.test").await;
 
     let first = create_everything(&app, &first_key, "retry-1", 1, &o, &source.id).await;
     let replayed = create_everything(&app, &first_key, "retry-1", 2, &o, &source.id).await;
@@ -812,29 +749,14 @@ async fn a_replica_of_the_previous_release_can_still_record_a_request_id() {
 /// reach with the same sentence, naming the user and a group not covered.
 #[tokio::test]
 async fn every_refusal_to_act_on_a_user_names_the_user_and_a_group_out_of_reach() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
-    let target = app.create_user("West", "Cashier", "west@acme.test").await;
-    give(
-        &app,
-        app.as_admin(),
-        &target.id,
-        &[&cashier_south, &cashier_west],
-    )
-    .await
-    .unwrap();
+    let (app, _, south) = groups::spawn_with_south_admin().await;
+    let target = with_an_uncovered_group(&app, &south, "West", "west@acme.test").await;
     let names_both = |message: &str| {
         assert!(message.contains(&target.id), "{message}");
-        assert!(message.contains(&cashier_west), "{message}");
+        assert!(message.contains(&south.cashier_west), "{message}");
     };
 
-    let mut users = app.users(unit_admin.clone());
+    let mut users = app.users(south.bearer.clone());
     let status = users
         .set_user_status(proto::SetUserStatusRequest {
             user_id: target.id.clone(),
@@ -855,7 +777,7 @@ async fn every_refusal_to_act_on_a_user_names_the_user_and_a_group_out_of_reach(
     names_both(status.message());
     let run = run_import(
         &app,
-        unit_admin,
+        south.bearer,
         false,
         options(),
         format!("action,email,first_name\nupdate,{},Renamed\n", target.email).as_bytes(),

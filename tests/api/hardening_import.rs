@@ -13,7 +13,7 @@ use tonic::Code;
 
 use crate::{
     helpers::{error_reason, eventually, Answered, Bearer, TestApp},
-    import::{collect, import, options, run_import, ImportRun},
+    import::{collect, import, open_import, open_stream, options, run_import, ImportRun},
 };
 
 /// (field, reason) of every field violation of a status.
@@ -188,10 +188,7 @@ async fn a_nul_byte_in_a_cell_fails_that_row_naming_the_column_and_the_rest_of_t
             proto::ImportJobStatus::Succeeded as i32
         );
     }
-    let users: i64 = sqlx::query_scalar("select count(*) from users")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let users = app.count("select count(*) from users").await;
     assert_eq!(users, 2, "Ana and Eva");
     assert_eq!(job_status(&app).await, ["SUCCEEDED", "SUCCEEDED"]);
 }
@@ -238,21 +235,33 @@ async fn a_nul_or_bad_bytes_in_the_header_refuse_the_file_naming_the_column_and_
     assert_eq!(job_status(&app).await, ["FAILED"; 4]);
 }
 
+/// A trigger that raises `message` with `errcode` when a user with `email`
+/// is inserted.
+async fn refuse_inserting(app: &TestApp, email: &str, errcode: &str, message: &str) {
+    sqlx::raw_sql(&format!(
+        "create function refuse_insert() returns trigger language plpgsql as $$ \
+         begin if new.email = '{email}' then \
+         raise exception '{message}' using errcode = '{errcode}'; \
+         end if; return new; end $$; \
+         create trigger refuse_insert before insert on users for each row execute function refuse_insert();"
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_database_error_that_is_no_row_s_fault_ends_the_job_instead_of_failing_rows() {
     let app = TestApp::spawn().await;
     // A trigger's own exception: the rows are not at fault. (A read-only
     // node after a failover is UNAVAILABLE instead: see database_restart.)
-    sqlx::raw_sql(
-        "create function refuse_all() returns trigger language plpgsql as $$ \
-         begin if new.email = 'carla@acme.com' then \
-         raise exception 'the audit service is down' using errcode = 'raise_exception'; \
-         end if; return new; end $$; \
-         create trigger refuse_all before insert on users for each row execute function refuse_all();",
+    refuse_inserting(
+        &app,
+        "carla@acme.com",
+        "raise_exception",
+        "the audit service is down",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     let run = import(
         &app,
         options(),
@@ -290,30 +299,14 @@ async fn a_database_error_that_is_no_row_s_fault_ends_the_job_instead_of_failing
 async fn a_row_the_database_refuses_fails_alone_and_the_job_goes_on() {
     let app = TestApp::spawn().await;
     // Stands for any value the checks before the batch would miss.
-    sqlx::raw_sql(
-        "create function refuse_boom() returns trigger language plpgsql as $$ \
-         begin if new.email = 'boom@acme.com' then raise exception 'refused' using errcode = 'check_violation'; end if; return new; end $$; \
-         create trigger refuse_boom before insert on users for each row execute function refuse_boom();",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    refuse_inserting(&app, "boom@acme.com", "check_violation", "refused").await;
     let run = import(
         &app,
         options(),
         "first_name,last_name,email\nAna,Silva,ana@acme.com\nBo,Om,boom@acme.com\nCarla,Dias,carla@acme.com\n",
     )
     .await;
-    assert_eq!(
-        run.outcomes(),
-        [
-            (2, RowOutcome::Created),
-            (3, RowOutcome::Failed),
-            (4, RowOutcome::Created)
-        ],
-        "{:?}",
-        run.error
-    );
+    run.assert_outcomes(&[RowOutcome::Created, RowOutcome::Failed, RowOutcome::Created]);
     assert_eq!(run.errors(), [(3, "row".into(), "ROW_NOT_WRITTEN".into())]);
     assert_eq!(
         run.summary().status,
@@ -383,10 +376,7 @@ async fn a_file_name_with_line_breaks_markup_or_invisible_characters_is_refused_
             "{name:?}"
         );
     }
-    let count: i64 = sqlx::query_scalar("select count(*) from import_jobs")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let count = app.count("select count(*) from import_jobs").await;
     assert_eq!(count, 0, "no job starts with a refused name");
     let options = proto::ImportOptions {
         file_name: "  Funcionários março.csv ".into(),
@@ -413,22 +403,16 @@ async fn start_unfinished_review(
     tonic::Status,
 > {
     use proto::validate_import_request::Message;
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
-    requests
-        .send(review_request(Message::Options(options())))
-        .await
-        .unwrap();
-    requests
-        .send(review_request(Message::Chunk(
-            b"first_name,last_name,email\nAna,Silva,ana@acme.com\n".to_vec(),
-        )))
-        .await
-        .unwrap();
-    let mut stream = app
-        .imports(bearer)
-        .validate_import(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await?
-        .into_inner();
+    let chunk = b"first_name,last_name,email\nAna,Silva,ana@acme.com\n".to_vec();
+    let (requests, mut stream) = open_review(
+        app,
+        bearer,
+        vec![
+            review_request(Message::Options(options())),
+            review_request(Message::Chunk(chunk)),
+        ],
+    )
+    .await?;
     stream.message().await.unwrap().expect("the first row");
     Ok((requests, stream))
 }
@@ -444,17 +428,35 @@ async fn start_unfinished_import(
     tonic::Status,
 > {
     use proto::import_users_request::Message;
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
-    requests
-        .send(import_request(Message::Options(options())))
-        .await
-        .unwrap();
-    let stream = app
-        .imports(app.as_admin())
-        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await?
-        .into_inner();
-    Ok((requests, stream))
+    open_import(app, vec![import_request(Message::Options(options()))]).await
+}
+
+/// A review as `bearer` whose file is still arriving (`first` sent).
+async fn open_review(
+    app: &TestApp,
+    bearer: Bearer,
+    first: Vec<proto::ValidateImportRequest>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<proto::ValidateImportRequest>,
+        tonic::Streaming<proto::ValidateImportResponse>,
+    ),
+    tonic::Status,
+> {
+    open_stream(first, |requests| async move {
+        app.imports(bearer).validate_import(requests).await
+    })
+    .await
+}
+
+/// A third job of a kind (`reviews`, `imports`) refused: 2 may run.
+fn assert_two_may_run(refused: &tonic::Status, jobs: &str) {
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains(&format!("2 {jobs}")) && refused.message().contains("2 may run"),
+        "{}",
+        refused.message()
+    );
 }
 
 /// A review that sent its options and then nothing.
@@ -466,18 +468,13 @@ async fn start_silent_review(
     tonic::Streaming<proto::ValidateImportResponse>,
 ) {
     use proto::validate_import_request::Message;
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
-    requests
-        .send(review_request(Message::Options(options())))
-        .await
-        .unwrap();
-    let stream = app
-        .imports(bearer)
-        .validate_import(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    (requests, stream)
+    open_review(
+        app,
+        bearer,
+        vec![review_request(Message::Options(options()))],
+    )
+    .await
+    .unwrap()
 }
 
 /// The summary a review stream ends with, reading past its rows; fails if it
@@ -606,12 +603,7 @@ async fn running_imports_and_reviews_are_capped_per_organization() {
     let refused = start_unfinished_review(&app, viewer.clone())
         .await
         .expect_err("a third review is refused");
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(
-        refused.message().contains("2 reviews") && refused.message().contains("2 may run"),
-        "{}",
-        refused.message()
-    );
+    assert_two_may_run(&refused, "reviews");
     let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\n";
     let import = run_import(&app, app.as_admin(), false, options(), file, 64).await;
     assert_eq!(
@@ -626,12 +618,7 @@ async fn running_imports_and_reviews_are_capped_per_organization() {
     let refused = start_unfinished_import(&app)
         .await
         .expect_err("a third import is refused");
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(
-        refused.message().contains("2 imports") && refused.message().contains("2 may run"),
-        "{}",
-        refused.message()
-    );
+    assert_two_may_run(&refused, "imports");
 
     // Another organization is not held back.
     let other = app.create_organization("other").await;
@@ -645,16 +632,28 @@ async fn running_imports_and_reviews_are_capped_per_organization() {
     let (_third, _) = start_unfinished_review(&app, viewer).await.unwrap();
 }
 
+/// The file the retention tests review: a valid row and a failed one.
+const TWO_ROWS: &[u8] = b"first_name,last_name,email\nAna,Silva,ana@acme.com\nBia,,bia@acme.com\n";
+
+/// A server whose retention sweep runs `every`.
+async fn sweeping_reviews_every(every: Duration) -> TestApp {
+    TestApp::spawn_with(|settings| {
+        settings.import.retention_sweep_every = Period::constant(every);
+    })
+    .await
+}
+
+/// A review of `TWO_ROWS` by the admin key.
+async fn review(app: &TestApp) -> ImportRun {
+    run_import(app, app.as_admin(), true, options(), TWO_ROWS, 64).await
+}
+
 #[tokio::test]
 async fn a_review_past_its_retention_loses_its_row_results_and_keeps_its_summary() {
-    let app = TestApp::spawn_with(|settings| {
-        settings.import.retention_sweep_every = Period::constant(Duration::from_millis(100));
-    })
-    .await;
-    let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\nBia,,bia@acme.com\n";
-    let old_review = run_import(&app, app.as_admin(), true, options(), file, 64).await;
-    let recent_review = run_import(&app, app.as_admin(), true, options(), file, 64).await;
-    let old_import = run_import(&app, app.as_admin(), false, options(), file, 64).await;
+    let app = sweeping_reviews_every(Duration::from_millis(100)).await;
+    let old_review = review(&app).await;
+    let recent_review = review(&app).await;
+    let old_import = run_import(&app, app.as_admin(), false, options(), TWO_ROWS, 64).await;
     let old_ids = [
         old_review.summary().job_id.clone(),
         old_import.summary().job_id.clone(),
@@ -737,13 +736,9 @@ async fn a_review_past_its_retention_loses_its_row_results_and_keeps_its_summary
 
 #[tokio::test]
 async fn a_review_past_its_retention_answers_expired_at_once_and_its_rows_are_deleted_in_batches() {
-    let app = TestApp::spawn_with(|settings| {
-        // The server's own sweep runs once, at start; this test sweeps itself.
-        settings.import.retention_sweep_every = Period::constant(Duration::from_secs(3600));
-    })
-    .await;
-    let file = b"first_name,last_name,email\nAna,Silva,ana@acme.com\nBia,,bia@acme.com\n";
-    let review = run_import(&app, app.as_admin(), true, options(), file, 64).await;
+    // The server's own sweep runs once, at start; this test sweeps itself.
+    let app = sweeping_reviews_every(Duration::from_secs(3600)).await;
+    let review = review(&app).await;
     let job_id = review.summary().job_id.clone();
     sqlx::query("update import_jobs set end_time = now() - interval '8 days' where id::text = $1")
         .bind(&job_id)

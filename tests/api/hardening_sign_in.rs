@@ -42,15 +42,14 @@ fn assert_throttled(status: &Status) {
     assert_eq!(error_reason(status).as_deref(), Some("THROTTLED"));
 }
 
-async fn count(app: &TestApp, query: &str) -> i64 {
-    sqlx::query_scalar(query)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
+async fn assert_count(app: &TestApp, query: &str, expected: i64) {
+    assert_eq!(app.count(query).await, expected, "{query}");
 }
 
-async fn assert_count(app: &TestApp, query: &str, expected: i64) {
-    assert_eq!(count(app, query).await, expected, "{query}");
+/// Every reservation of the throttle was settled.
+async fn assert_nothing_reserved(app: &TestApp) {
+    let in_flight = "select coalesce(sum(in_flight), 0) from sign_in_throttle";
+    assert_count(app, in_flight, 0).await;
 }
 
 #[tokio::test]
@@ -74,32 +73,28 @@ async fn over_long_or_malformed_sign_in_fields_are_refused_naming_the_field_befo
         ("ac\0me", OWNER, GOOD_PASSWORD, "organization"),
         ("acme", OWNER, &long_password, "password"),
     ];
-    for (organization, username, password, field) in cases {
-        let refused = sign_in(&mut auth, organization, username, password)
-            .await
-            .unwrap_err();
+    let assert_refused = |refused: tonic::Status, field: &str| {
         assert_eq!(
             refused.code(),
             Code::InvalidArgument,
             "{field}: {refused:?}"
         );
         assert_eq!(violated_fields(&refused), [field]);
+    };
+    for (organization, username, password, field) in cases {
+        let refused = sign_in(&mut auth, organization, username, password).await;
+        assert_refused(refused.unwrap_err(), field);
         if field == "password" {
             continue;
         }
-        let refused = auth
-            .request_password_reset(proto::RequestPasswordResetRequest {
-                organization: organization.into(),
-                username: username.into(),
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(
-            refused.code(),
-            Code::InvalidArgument,
-            "{field}: {refused:?}"
+        let forgot = proto::RequestPasswordResetRequest {
+            organization: organization.into(),
+            username: username.into(),
+        };
+        assert_refused(
+            auth.request_password_reset(forgot).await.unwrap_err(),
+            field,
         );
-        assert_eq!(violated_fields(&refused), [field]);
     }
     // At the bound, a sign-in is an ordinary wrong one.
     let at_bound = sign_in(&mut auth, "acme", &longest_username, GOOD_PASSWORD)
@@ -329,12 +324,7 @@ async fn concurrent_wrong_guesses_against_one_username_are_not_all_checked() {
         assert_throttled(status);
     }
     // Every reservation was settled.
-    assert_count(
-        &app,
-        "select coalesce(sum(in_flight), 0) from sign_in_throttle",
-        0,
-    )
-    .await;
+    assert_nothing_reserved(&app).await;
 }
 
 #[tokio::test]
@@ -445,7 +435,11 @@ async fn a_password_reset_request_does_the_same_work_whatever_it_names() {
     // nobody.
     let _worker = app.replica(|_| {}).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while count(&app, "select count(*) from password_reset_requests").await > 0 {
+    while app
+        .count("select count(*) from password_reset_requests")
+        .await
+        > 0
+    {
         assert!(
             Instant::now() < deadline,
             "the requests were never resolved"
@@ -573,12 +567,7 @@ async fn attempts_on_a_budget_row_another_holds_are_held_back_at_once_and_never_
     sqlx::query("rollback").execute(&mut holder).await.unwrap();
     // Released, the address is checked again; nothing stayed reserved.
     assert_wrong(&mut flooder, "made-up@acme.com", "Wrong#Pass5678").await;
-    assert_count(
-        &app,
-        "select coalesce(sum(in_flight), 0) from sign_in_throttle",
-        0,
-    )
-    .await;
+    assert_nothing_reserved(&app).await;
 }
 
 #[tokio::test]

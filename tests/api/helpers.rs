@@ -653,6 +653,31 @@ impl TestApp {
             .answered()
     }
 
+    /// The group as the admin key reads it (GetGroup).
+    pub async fn get_group(&self, group_id: &str) -> proto::Group {
+        self.groups(self.as_admin())
+            .get_group(proto::GetGroupRequest {
+                group_id: group_id.into(),
+            })
+            .await
+            .answered()
+    }
+
+    /// MirrorUser as `bearer`: the result of each target (the call itself
+    /// must succeed).
+    pub async fn mirror_user(
+        &self,
+        bearer: Bearer,
+        request: proto::MirrorUserRequest,
+    ) -> Vec<proto::MirrorTargetResult> {
+        self.users(bearer)
+            .mirror_user(request)
+            .await
+            .expect("mirror user")
+            .into_inner()
+            .results
+    }
+
     /// This app's organization as the admin key reads it.
     pub async fn organization(&self) -> proto::Organization {
         self.organizations(self.as_admin())
@@ -753,6 +778,14 @@ impl TestApp {
         id
     }
 
+    /// A number the test reads from the database (`select count(*) …`).
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
     /// A user access token minted through the store function Login will use.
     pub async fn mint_access_token(&self, user_id: Uuid, valid_for: chrono::Duration) -> String {
         let secret = Secret::generate(TokenKind::AccessToken);
@@ -767,6 +800,20 @@ impl TestApp {
         .await
         .expect("mint access token");
         secret.expose().to_owned()
+    }
+}
+
+/// A MirrorUser request: `reference`'s groups onto the users `targets` names by id.
+pub fn mirror_request(
+    reference: &str,
+    targets: &[&str],
+    mode: proto::MirrorMode,
+) -> proto::MirrorUserRequest {
+    proto::MirrorUserRequest {
+        reference_user_id: reference.into(),
+        target_user_ids: targets.iter().map(|id| (*id).to_owned()).collect(),
+        mode: mode as i32,
+        ..Default::default()
     }
 }
 

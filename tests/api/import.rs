@@ -27,7 +27,7 @@ async fn the_template_reviews_valid_in_a_new_organization_and_imported_as_it_cam
         )
         .await,
     );
-    let users_before = count(&app, "select count(*) from users").await;
+    let users_before = app.count("select count(*) from users").await;
     for delimiter in [",", ";"] {
         let template = app
             .imports(viewer.clone())
@@ -72,10 +72,7 @@ async fn the_template_reviews_valid_in_a_new_organization_and_imported_as_it_cam
         assert_eq!(run.rows[0].user_id, "");
         assert_eq!(run.summary().counts.as_ref().unwrap().skipped, 1);
     }
-    assert_eq!(
-        count(&app, "select count(*) from users").await,
-        users_before
-    );
+    assert_eq!(app.count("select count(*) from users").await, users_before);
 
     // Flagged `example`, the row is still checked: a bad value fails it.
     let broken = "action,first_name,last_name,email\nexample,Ana,Silva,not-an-email\n";
@@ -115,6 +112,19 @@ impl ImportRun {
             .iter()
             .map(|r| (r.line, RowOutcome::try_from(r.outcome).unwrap()))
             .collect()
+    }
+
+    /// Asserts the outcome of every row, the rows being lines 2, 3, … of
+    /// the file in order.
+    pub fn assert_outcomes(&self, outcomes: &[RowOutcome]) {
+        let expected: Vec<(i64, RowOutcome)> = (2..).zip(outcomes.iter().copied()).collect();
+        assert_eq!(
+            self.outcomes(),
+            expected,
+            "{:?} {:?}",
+            self.rows,
+            self.error
+        );
     }
 
     pub fn summary(&self) -> &proto::ImportSummary {
@@ -214,6 +224,12 @@ pub async fn collect<T>(
     }
 }
 
+/// An import by the admin key of a file with a header and no row.
+pub async fn import_no_rows(app: &TestApp, options: proto::ImportOptions) -> ImportRun {
+    let header_only = b"first_name,last_name,email\n";
+    run_import(app, app.as_admin(), false, options, header_only, 64).await
+}
+
 pub async fn import(app: &TestApp, options: proto::ImportOptions, file: &str) -> ImportRun {
     run_import(
         app,
@@ -235,14 +251,7 @@ async fn an_import_creates_users_with_groups_invitations_audit_and_a_durable_res
         "first_name,last_name,email,username\nAna,Silva,ana@acme.com,\nBruno,Souza,bruno@acme.com,bsouza\nCarla,,carla@acme.com,\n",
     )
     .await;
-    assert_eq!(
-        run.outcomes(),
-        [
-            (2, RowOutcome::Created),
-            (3, RowOutcome::Created),
-            (4, RowOutcome::Failed)
-        ]
-    );
+    run.assert_outcomes(&[RowOutcome::Created, RowOutcome::Created, RowOutcome::Failed]);
     assert_eq!(run.errors(), [(4, "last_name".into(), "REQUIRED".into())]);
     let counts = run.counts();
     assert_eq!((counts.rows, counts.created, counts.failed), (3, 2, 1));
@@ -270,17 +279,13 @@ async fn an_import_creates_users_with_groups_invitations_audit_and_a_durable_res
             ("bsouza".to_owned(), "bruno@acme.com".to_owned())
         ]
     );
-    let invitations: i64 =
-        sqlx::query_scalar("select count(*) from outbox where kind = 'INVITATION'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let invitations = app
+        .count("select count(*) from outbox where kind = 'INVITATION'")
+        .await;
     assert_eq!(invitations, 2);
-    let audited: i64 =
-        sqlx::query_scalar("select count(*) from audit_events where action = 'user.create'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let audited = app
+        .count("select count(*) from audit_events where action = 'user.create'")
+        .await;
     assert_eq!(audited, 2);
     let failed = app
         .imports(app.as_admin())
@@ -551,17 +556,11 @@ async fn every_row_rule_gives_its_outcome_line_and_field() {
         (Some("+5511987654321".to_owned()), Some("=EXT1".to_owned())),
         "a leading ' before a formula character is removed"
     );
-    let gone: i64 = sqlx::query_scalar("select count(*) from users where username = 'gone'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let gone = app
+        .count("select count(*) from users where username = 'gone'")
+        .await;
     assert_eq!(gone, 0);
-    let novo_groups: i64 = sqlx::query_scalar(
-        "select count(*) from memberships m join users u on u.id = m.user_id where u.email = 'novo@acme.com'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let novo_groups = app.count("select count(*) from memberships m join users u on u.id = m.user_id where u.email = 'novo@acme.com'").await;
     assert_eq!(novo_groups, 1);
 }
 
@@ -643,10 +642,6 @@ fn people(from: usize, count: usize) -> String {
     csv
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
-}
-
 async fn job(app: &TestApp, job_id: &str) -> proto::ImportJob {
     app.imports(app.as_admin())
         .get_import_job(proto::GetImportJobRequest {
@@ -666,15 +661,10 @@ async fn start_unfinished_import(
     tonic::Streaming<proto::ImportUsersResponse>,
     String,
 ) {
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
-    requests.send(options_message(options())).await.unwrap();
-    requests.send(chunk_message(start)).await.unwrap();
-    let mut stream = app
-        .imports(app.as_admin())
-        .import_users(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
+    let (requests, mut stream) =
+        open_import(app, vec![options_message(options()), chunk_message(start)])
+            .await
+            .unwrap();
     stream.message().await.unwrap().unwrap();
     let job_id: String = sqlx::query_scalar("select id::text from import_jobs")
         .fetch_one(&app.pool)
@@ -695,25 +685,69 @@ async fn assert_interrupted_part_way_with_the_database_counts(
     assert!(counts.created > 0 && counts.created < total, "{counts:?}");
     assert_eq!(
         counts.created,
-        count(app, "select count(*) from users").await
+        app.count("select count(*) from users").await
     );
     assert_eq!(
         counts.rows,
-        count(app, "select count(*) from import_rows").await
+        app.count("select count(*) from import_rows").await
     );
     assert_eq!(
         ended.last_line,
-        count(app, "select max(line) from import_rows").await
+        app.count("select max(line) from import_rows").await
     );
 }
 
-fn chunk_message(bytes: &[u8]) -> proto::ImportUsersRequest {
+/// A client stream whose messages are still arriving: `first` sent, the
+/// request stream kept open; the sender and the answer stream (`call` opens
+/// it: ImportUsers or ValidateImport, as whom).
+pub async fn open_stream<Request, Response, Answer>(
+    first: Vec<Request>,
+    call: impl FnOnce(tokio_stream::wrappers::ReceiverStream<Request>) -> Answer,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<Request>,
+        tonic::Streaming<Response>,
+    ),
+    Status,
+>
+where
+    Answer:
+        std::future::Future<Output = Result<tonic::Response<tonic::Streaming<Response>>, Status>>,
+{
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    for message in first {
+        requests.send(message).await.map_err(drop).unwrap();
+    }
+    let stream = call(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await?
+        .into_inner();
+    Ok((requests, stream))
+}
+
+/// An import by the admin key whose file is still arriving (`first` sent).
+pub async fn open_import(
+    app: &TestApp,
+    first: Vec<proto::ImportUsersRequest>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<proto::ImportUsersRequest>,
+        tonic::Streaming<proto::ImportUsersResponse>,
+    ),
+    Status,
+> {
+    open_stream(first, |requests| async move {
+        app.imports(app.as_admin()).import_users(requests).await
+    })
+    .await
+}
+
+pub fn chunk_message(bytes: &[u8]) -> proto::ImportUsersRequest {
     proto::ImportUsersRequest {
         message: Some(proto::import_users_request::Message::Chunk(bytes.to_vec())),
     }
 }
 
-fn options_message(options: proto::ImportOptions) -> proto::ImportUsersRequest {
+pub fn options_message(options: proto::ImportOptions) -> proto::ImportUsersRequest {
     proto::ImportUsersRequest {
         message: Some(proto::import_users_request::Message::Options(options)),
     }
@@ -749,8 +783,8 @@ async fn a_client_that_sends_10000_rows_before_reading_any_result_completes() {
         "file order"
     );
     assert_eq!(run.counts().created, 10_000);
-    assert_eq!(count(&app, "select count(*) from users").await, 10_000);
-    assert_eq!(count(&app, "select count(*) from outbox").await, 10_000);
+    assert_eq!(app.count("select count(*) from users").await, 10_000);
+    assert_eq!(app.count("select count(*) from outbox").await, 10_000);
 }
 
 // The test blocks on the client's thread: the server needs threads of its own.
@@ -774,7 +808,7 @@ async fn a_client_killed_mid_file_leaves_an_interrupted_job_whose_counts_match_t
     eventually(
         "the import's first row results are written",
         std::time::Duration::from_secs(30),
-        || async { (count(&app, "select count(*) from import_rows").await > 0).then_some(()) },
+        || async { (app.count("select count(*) from import_rows").await > 0).then_some(()) },
     )
     .await;
     client.kill().await.unwrap();
@@ -818,7 +852,7 @@ async fn two_overlapping_imports_at_once_create_each_user_once_and_a_skip_rerun_
     );
     let created = a.counts().created + b.counts().created;
     assert_eq!(created, 2_000, "{:?} {:?}", a.counts(), b.counts());
-    assert_eq!(count(&app, "select count(*) from users").await, 2_000);
+    assert_eq!(app.count("select count(*) from users").await, 2_000);
     for run in [&a, &b] {
         assert!(run
             .rows
@@ -834,7 +868,7 @@ async fn two_overlapping_imports_at_once_create_each_user_once_and_a_skip_rerun_
     assert_eq!(rerun.counts().skipped, 1_500);
     assert_eq!(rerun.counts().created, 0);
     assert!(rerun.rows.iter().all(|r| !r.user_id.is_empty()));
-    assert_eq!(count(&app, "select count(*) from users").await, 2_000);
+    assert_eq!(app.count("select count(*) from users").await, 2_000);
 }
 
 #[tokio::test]
@@ -891,7 +925,7 @@ async fn a_unit_administrator_cannot_give_groups_beyond_their_own_by_import() {
     .await;
     assert_eq!(refused.error.unwrap().code(), Code::PermissionDenied);
     assert_eq!(
-        count(&app, "select count(*) from import_jobs").await,
+        app.count("select count(*) from import_jobs").await,
         0,
         "refused before any job"
     );
@@ -913,7 +947,7 @@ async fn a_unit_administrator_cannot_give_groups_beyond_their_own_by_import() {
     );
     assert_eq!(run.outcomes()[1], (3, RowOutcome::Created));
     assert_eq!(
-        count(&app, "select count(*) from memberships m join users u on u.id = m.user_id where u.email = 'cd@acme.com'").await,
+        app.count("select count(*) from memberships m join users u on u.id = m.user_id where u.email = 'cd@acme.com'").await,
         1
     );
 }
@@ -930,7 +964,7 @@ async fn the_row_limit_stops_the_job_failed_naming_the_line_and_keeps_the_rows_b
         "{}",
         summary.failure_message
     );
-    assert_eq!(count(&app, "select count(*) from users").await, 5);
+    assert_eq!(app.count("select count(*) from users").await, 5);
 }
 
 #[tokio::test]
@@ -1032,15 +1066,12 @@ async fn an_update_by_a_shared_email_is_ambiguous_where_duplicate_emails_are_all
         "action,first_name,last_name,email,username\nadd,Front,Desk,desk@acme.com,front\nadd,Night,Desk,desk@acme.com,night\nupdate,Day,,desk@acme.com,\nupdate,Day,,,night\n",
     )
     .await;
-    assert_eq!(
-        run.outcomes(),
-        [
-            (2, RowOutcome::Created),
-            (3, RowOutcome::Created),
-            (4, RowOutcome::Failed),
-            (5, RowOutcome::Failed)
-        ]
-    );
+    run.assert_outcomes(&[
+        RowOutcome::Created,
+        RowOutcome::Created,
+        RowOutcome::Failed,
+        RowOutcome::Failed,
+    ]);
     assert_eq!(run.rows[2].errors[0].code, "AMBIGUOUS_EMAIL");
     assert_eq!(
         run.rows[3].errors[0].code, "DUPLICATE_IN_FILE",
@@ -1119,21 +1150,14 @@ async fn export_then_import_with_update_reports_every_row_unchanged() {
         ..options()
     };
     let reimport = run_import(&app, app.as_admin(), false, update, &file, 7).await;
-    assert_eq!(
-        reimport.outcomes(),
-        [
-            (2, RowOutcome::Unchanged),
-            (3, RowOutcome::Unchanged),
-            (4, RowOutcome::Unchanged)
-        ],
-        "{:?}",
-        reimport.rows
-    );
-    let exports = count(
-        &app,
-        "select count(*) from audit_events where action = 'user.export'",
-    )
-    .await;
+    reimport.assert_outcomes(&[
+        RowOutcome::Unchanged,
+        RowOutcome::Unchanged,
+        RowOutcome::Unchanged,
+    ]);
+    let exports = app
+        .count("select count(*) from audit_events where action = 'user.export'")
+        .await;
     assert_eq!(exports, 1, "exports are audited");
     let filtered = export(
         &app,
@@ -1198,15 +1222,7 @@ async fn report_to_names_users_of_the_organization_only() {
             ..options()
         };
         async {
-            let run = run_import(
-                &app,
-                app.as_admin(),
-                false,
-                options,
-                b"first_name,last_name,email\n",
-                64,
-            )
-            .await;
+            let run = import_no_rows(&app, options).await;
             let status = run.error.expect("refused before any row");
             assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
             status
@@ -1234,15 +1250,14 @@ async fn report_to_names_users_of_the_organization_only() {
         violated_fields(&refused(&many).await),
         ["options.report_to"]
     );
-    assert_eq!(count(&app, "select count(*) from import_jobs").await, 0);
+    assert_eq!(app.count("select count(*) from import_jobs").await, 0);
 }
 
 #[tokio::test]
 async fn an_import_reports_to_report_to_and_its_summary_says_who_gets_the_report() {
     let app = TestApp::spawn().await;
     let org = groups::org(&app).await;
-    let admins = groups::group(&app, "Admins", &org.admin_profile, UnitScope::AllUnits, &[]).await;
-    let (_, requester) = groups::holder(&app, "lead@acme.com", &[&admins]).await;
+    let (_, requester) = groups::organization_admin(&app, &org, "lead@acme.com").await;
     app.create_user("Bo", "Ss", "boss@acme.com").await;
     let quiet = proto::ImportOptions {
         send_invitations: Some(false),
@@ -1281,11 +1296,8 @@ async fn an_import_reports_to_report_to_and_its_summary_says_who_gets_the_report
     assert!(report.text.contains("line 3 nope"), "{}", report.text);
     // Rounds queue every ended job's report at once: the first job's is decided too.
     assert_eq!(
-        count(
-            &app,
-            "select count(*) from outbox where kind = 'IMPORT_REPORT'"
-        )
-        .await,
+        app.count("select count(*) from outbox where kind = 'IMPORT_REPORT'")
+            .await,
         1
     );
 

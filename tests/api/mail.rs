@@ -5,10 +5,9 @@
 use std::{process::Command, time::Duration};
 
 use roster::proto::{self, user_service_client::UserServiceClient};
-use tonic::transport::Channel;
 
 use crate::{
-    cli::{free_port, roster, run_ok, serve_with},
+    cli::{acme_and_its_ops_key, roster, run_ok, serve_with_pages},
     helpers::{eventually, fresh_database_url, Bearer, TestApp},
     onboarding::{register, registered_user, GOOD_PASSWORD},
     users::new_user,
@@ -190,21 +189,9 @@ async fn a_written_email_is_logged_with_its_kind_and_the_recipient_domain_never_
         command.env("DATABASE_URL", &url).args(args);
         command
     };
-    run_ok(&mut operator(&["org", "create", "acme"]));
-    let key = run_ok(&mut operator(&[
-        "api-key", "create", "--org", "acme", "--name", "ops", "--scope", "admin",
-    ]));
-    let served = serve_with(
-        operator(&[]),
-        free_port(),
-        &["--http-listen", "127.0.0.1:0"],
-    );
-    let channel = Channel::from_shared(served.address.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    UserServiceClient::with_interceptor(channel, Bearer::token(key.trim()))
+    let key = acme_and_its_ops_key(operator);
+    let (served, channel) = serve_with_pages(operator(&[])).await;
+    UserServiceClient::with_interceptor(channel, Bearer::token(&key))
         .create_user(new_user("Ana", "Souza", "ana.souza@acme.test"))
         .await
         .unwrap();

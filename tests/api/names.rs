@@ -6,8 +6,10 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::{
-    groups::{org, south_admin, SouthAdmin},
-    helpers::{error_reason, violated_fields, violations, Answered, Bearer, TestApp},
+    groups::{add_to_groups, org, south_admin, spawn_with_south_admin, take, SouthAdmin},
+    helpers::{
+        error_reason, mirror_request, violated_fields, violations, Answered, Bearer, TestApp,
+    },
     import::{options, run_import},
     users::new_user,
 };
@@ -18,17 +20,11 @@ async fn group_names_of(app: &TestApp, user_id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn groups_are_given_and_removed_by_name_ignoring_case_mixed_with_ids_once_each() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, _, south) = spawn_with_south_admin().await;
     let mut users = app.users(app.as_admin());
     let created = users
         .create_user(proto::CreateUserRequest {
-            group_ids: vec![cashier_south.clone()],
+            group_ids: vec![south.cashier_south.clone()],
             group_names: vec![" cashier SOUTH ".into(), "Cashier West".into()],
             ..new_user("Ana", "Souza", "ana@acme.test")
         })
@@ -48,18 +44,18 @@ async fn groups_are_given_and_removed_by_name_ignoring_case_mixed_with_ids_once_
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(removed.removed_group_ids, [cashier_west.clone()]);
+    assert_eq!(removed.removed_group_ids, [south.cashier_west.clone()]);
     let added = users
         .add_user_to_groups(proto::AddUserToGroupsRequest {
             user_id: created.id.clone(),
-            group_ids: vec![cashier_west.clone()],
+            group_ids: vec![south.cashier_west.clone()],
             group_names: vec!["Admin South".into(), "cashier west".into()],
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(added.added_group_ids.len(), 2, "{added:?}");
-    assert!(added.added_group_ids.contains(&cashier_west));
+    assert!(added.added_group_ids.contains(&south.cashier_west));
     assert_eq!(
         group_names_of(&app, &created.id).await,
         ["Admin South", "Cashier South", "Cashier West"]
@@ -82,15 +78,9 @@ async fn groups_are_given_and_removed_by_name_ignoring_case_mixed_with_ids_once_
 
 #[tokio::test]
 async fn an_unknown_group_name_is_refused_naming_field_index_and_name() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    south_admin(&app, &o).await;
+    let (app, _, _) = spawn_with_south_admin().await;
     let mut users = app.users(app.as_admin());
-    let status = users
-        .create_user(proto::CreateUserRequest {
-            group_names: vec!["Cashier South".into(), "Cashier North".into()],
-            ..new_user("Ana", "Souza", "ana@acme.test")
-        })
+    let status = create_ana_in(&app, &["Cashier South", "Cashier North"])
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -143,19 +133,13 @@ async fn an_unknown_group_name_is_refused_naming_field_index_and_name() {
 
 #[tokio::test]
 async fn another_organizations_group_name_is_unknown() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    south_admin(&app, &o).await;
+    let (app, _, _) = spawn_with_south_admin().await;
     let globex = app.create_organization("globex").await;
     let globex_key = app
         .create_api_key(globex, "admin", &[roster::domain::caller::Scope::Admin])
         .await;
-    let status = app
-        .users(Bearer::token(&globex_key))
-        .create_user(proto::CreateUserRequest {
-            group_names: vec!["Cashier South".into()],
-            ..new_user("Gil", "Globex", "gil@globex.test")
-        })
+    let person = new_user("Gil", "Globex", "gil@globex.test");
+    let status = create_in(&app, Bearer::token(&globex_key), person, &["Cashier South"])
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -164,13 +148,7 @@ async fn another_organizations_group_name_is_unknown() {
 
 #[tokio::test]
 async fn an_uncovered_group_is_refused_by_name_in_message_and_details() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, _, south) = spawn_with_south_admin().await;
     let target = app.create_user("Caio", "Reis", "caio@acme.test").await;
     let by_name = proto::AddUserToGroupsRequest {
         user_id: target.id.clone(),
@@ -179,12 +157,12 @@ async fn an_uncovered_group_is_refused_by_name_in_message_and_details() {
     };
     let by_id = proto::AddUserToGroupsRequest {
         user_id: target.id.clone(),
-        group_ids: vec![cashier_west.clone()],
+        group_ids: vec![south.cashier_west.clone()],
         ..Default::default()
     };
     for request in [by_name, by_id] {
         let status = app
-            .users(unit_admin.clone())
+            .users(south.bearer.clone())
             .add_user_to_groups(request)
             .await
             .unwrap_err();
@@ -197,15 +175,11 @@ async fn an_uncovered_group_is_refused_by_name_in_message_and_details() {
         );
         assert_eq!(error_reason(&status).as_deref(), Some("GROUP_NOT_COVERED"));
         let info = status.get_details_error_info().unwrap();
-        assert_eq!(info.metadata["group_id"], cashier_west);
+        assert_eq!(info.metadata["group_id"], south.cashier_west);
         assert_eq!(info.metadata["group_name"], "Cashier West");
     }
-    let status = app
-        .users(unit_admin)
-        .create_user(proto::CreateUserRequest {
-            group_names: vec!["Cashier West".into()],
-            ..new_user("Dora", "Reis", "dora@acme.test")
-        })
+    let person = new_user("Dora", "Reis", "dora@acme.test");
+    let status = create_in(&app, south.bearer, person, &["Cashier West"])
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -266,35 +240,63 @@ async fn an_import_gives_the_options_groups_by_name() {
     );
 }
 
-fn refs(groups: &[proto::GroupRef]) -> Vec<(String, String)> {
-    groups
-        .iter()
-        .map(|g| (g.id.clone(), g.name.clone()))
-        .collect()
+/// CreateUser as `bearer` of `person` in the groups `names` names.
+async fn create_in(
+    app: &TestApp,
+    bearer: Bearer,
+    person: proto::CreateUserRequest,
+    names: &[&str],
+) -> Result<tonic::Response<proto::CreateUserResponse>, tonic::Status> {
+    let request = proto::CreateUserRequest {
+        group_names: names.iter().map(|name| (*name).to_owned()).collect(),
+        ..person
+    };
+    app.users(bearer).create_user(request).await
+}
+
+/// Ana Souza, created by the admin key in the groups `names` names.
+async fn create_ana_in(
+    app: &TestApp,
+    names: &[&str],
+) -> Result<tonic::Response<proto::CreateUserResponse>, tonic::Status> {
+    let ana = new_user("Ana", "Souza", "ana@acme.test");
+    create_in(app, app.as_admin(), ana, names).await
+}
+
+/// A reference to a group or a unit, as answers carry them.
+trait Ref {
+    fn id_and_name(&self) -> (String, String);
+}
+
+macro_rules! id_and_name {
+    ($($reference:ty),*) => {$(
+        impl Ref for $reference {
+            fn id_and_name(&self) -> (String, String) {
+                (self.id.clone(), self.name.clone())
+            }
+        }
+    )*};
+}
+id_and_name!(proto::GroupRef, proto::UnitRef);
+
+/// (id, name) of each reference.
+fn refs(references: &[impl Ref]) -> Vec<(String, String)> {
+    references.iter().map(Ref::id_and_name).collect()
 }
 
 #[tokio::test]
 async fn answers_name_the_groups_they_return() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
-    let south = (cashier_south.clone(), "Cashier South".to_owned());
-    let west = (cashier_west.clone(), "Cashier West".to_owned());
-    let mut admin = app.users(app.as_admin());
-    let source = admin
-        .create_user(proto::CreateUserRequest {
-            group_names: vec!["Cashier South".into(), "Cashier West".into()],
-            ..new_user("Ana", "Souza", "ana@acme.test")
-        })
+    let (app, _, south_admin) = spawn_with_south_admin().await;
+    let south = (
+        south_admin.cashier_south.clone(),
+        "Cashier South".to_owned(),
+    );
+    let west = (south_admin.cashier_west.clone(), "Cashier West".to_owned());
+    let source = create_ana_in(&app, &["Cashier South", "Cashier West"])
         .await
         .answered();
 
-    let mut users = app.users(unit_admin);
+    let mut users = app.users(south_admin.bearer.clone());
     let mirrored = users
         .create_user(proto::CreateUserRequest {
             mirror_user_id: source.id.clone(),
@@ -303,7 +305,10 @@ async fn answers_name_the_groups_they_return() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(mirrored.skipped_group_ids, [cashier_west.clone()]);
+    assert_eq!(
+        mirrored.skipped_group_ids,
+        [south_admin.cashier_west.clone()]
+    );
     assert_eq!(refs(&mirrored.skipped_groups), [west.clone()]);
     let cloned = users
         .clone_user(proto::CloneUserRequest {
@@ -317,46 +322,29 @@ async fn answers_name_the_groups_they_return() {
     assert_eq!(refs(&cloned.skipped_groups), [west.clone()]);
     let clone_id = cloned.user.unwrap().id;
 
-    let removed = users
-        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
-            user_id: clone_id.clone(),
-            group_ids: vec![cashier_south.clone()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (bearer, group) = (&south_admin.bearer, &[south_admin.cashier_south.as_str()]);
+    let removed = take(&app, bearer.clone(), &clone_id, group).await.unwrap();
     assert_eq!(refs(&removed.removed_groups), [south.clone()]);
-    let added = users
-        .add_user_to_groups(proto::AddUserToGroupsRequest {
-            user_id: clone_id.clone(),
-            group_ids: vec![cashier_south.clone()],
-            ..Default::default()
-        })
+    let added = add_to_groups(&app, bearer.clone(), &clone_id, group)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(refs(&added.added_groups), [south.clone()]);
 
     let target = app.create_user("Dora", "Reis", "dora@acme.test").await;
-    let out_of_reach = admin
-        .create_user(proto::CreateUserRequest {
-            group_names: vec!["Cashier West".into()],
-            ..new_user("Eva", "Melo", "eva@acme.test")
-        })
+    let person = new_user("Eva", "Melo", "eva@acme.test");
+    let out_of_reach = create_in(&app, app.as_admin(), person, &["Cashier West"])
         .await
         .answered();
-    let results = users
-        .mirror_user(proto::MirrorUserRequest {
-            reference_user_id: source.id,
-            target_user_ids: vec![target.id, out_of_reach.id],
-            mode: proto::MirrorMode::Add as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let results = app
+        .mirror_user(
+            south_admin.bearer,
+            mirror_request(
+                &source.id,
+                &[&target.id, &out_of_reach.id],
+                proto::MirrorMode::Add,
+            ),
+        )
+        .await;
     assert_eq!(refs(&results[0].added_groups), [south]);
     assert_eq!(refs(&results[0].skipped_groups), [west]);
     assert!(results[0].removed_groups.is_empty());
@@ -367,13 +355,6 @@ async fn answers_name_the_groups_they_return() {
             && message.contains("holds group `Cashier West` ("),
         "{message}"
     );
-}
-
-fn unit_refs(units: &[proto::UnitRef]) -> Vec<(String, String)> {
-    units
-        .iter()
-        .map(|u| (u.id.clone(), u.name.clone()))
-        .collect()
 }
 
 #[tokio::test]
@@ -393,18 +374,12 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
         (o.west.clone(), "West Zone".to_owned()),
     ];
     expected_units.sort();
-    let group = app
-        .groups(app.as_admin())
-        .get_group(proto::GetGroupRequest {
-            group_id: both.clone(),
-        })
-        .await
-        .answered();
+    let group = app.get_group(&both).await;
     assert_eq!(
         (group.product.as_str(), group.profile_name.as_str()),
         ("POS", "Cashier")
     );
-    assert_eq!(unit_refs(&group.units), expected_units);
+    assert_eq!(refs(&group.units), expected_units);
     assert_eq!(
         group.units.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
         group.unit_ids,
@@ -419,7 +394,7 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
         .into_inner()
         .groups;
     let listed = listed.iter().find(|g| g.id == both).unwrap();
-    assert_eq!(unit_refs(&listed.units), expected_units);
+    assert_eq!(refs(&listed.units), expected_units);
     assert_eq!(listed.profile_name, "Cashier");
 
     let (user, _) = app.signed_in_user("ana@acme.test").await;
@@ -438,7 +413,7 @@ async fn groups_and_access_carry_their_profile_and_unit_names() {
         (grant.product.as_str(), grant.profile_name.as_str()),
         ("POS", "Cashier")
     );
-    assert_eq!(unit_refs(&grant.units), expected_units);
+    assert_eq!(refs(&grant.units), expected_units);
     let mine = app.user_groups(&user.id).await;
-    assert_eq!(unit_refs(&mine[0].units), expected_units);
+    assert_eq!(refs(&mine[0].units), expected_units);
 }

@@ -88,10 +88,7 @@ async fn an_invited_user_registers_a_password_signs_in_and_gets_the_scopes_of_th
         &[],
     )
     .await;
-    let user = app.create_user("Zoë", "Souza", "zoe@acme.com").await;
-    groups::give(&app, app.as_admin(), &user.id, &[&viewers])
-        .await
-        .unwrap();
+    let user = groups::user_in(&app, "Zoë", "Souza", "zoe@acme.com", &[&viewers]).await;
 
     let invitation = app.email("zoe@acme.com", 1).await;
     assert!(
@@ -115,12 +112,9 @@ async fn an_invited_user_registers_a_password_signs_in_and_gets_the_scopes_of_th
     .await
     .unwrap();
     assert_eq!(stored, 1, "only the token's hash is stored");
-    let clear: i64 = sqlx::query_scalar(
-        "select count(*) from outbox where kind = 'INVITATION' and status = 'SENT'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let clear = app
+        .count("select count(*) from outbox where kind = 'INVITATION' and status = 'SENT'")
+        .await;
     assert_eq!(clear, 1);
 
     // Not onboarded yet: the same answer as a wrong password.
@@ -487,11 +481,9 @@ async fn password_checks_beyond_the_hash_queue_are_refused_not_queued() {
     }
     // A refusal is no failed attempt, and the pool is free again.
     login(&app, "lia@acme.com", GOOD_PASSWORD).await.unwrap();
-    let failures: i64 =
-        sqlx::query_scalar("select coalesce(sum(failures + in_flight), 0) from sign_in_throttle")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let failures = app
+        .count("select coalesce(sum(failures + in_flight), 0) from sign_in_throttle")
+        .await;
     assert_eq!(failures, 0);
 }
 
@@ -526,15 +518,10 @@ async fn a_group_removal_deactivation_or_deletion_reaches_a_signed_in_session_wi
     }
     let [(in_group, group_token), (deactivated, off_token), (deleted, del_token)] =
         <[_; 3]>::try_from(sessions).unwrap();
-    let mut admin = app.users(app.as_admin());
-    admin
-        .remove_user_from_groups(proto::RemoveUserFromGroupsRequest {
-            user_id: in_group,
-            group_ids: vec![viewers.clone()],
-            ..Default::default()
-        })
+    groups::take(&app, app.as_admin(), &in_group, &[&viewers])
         .await
         .unwrap();
+    let mut admin = app.users(app.as_admin());
     admin
         .set_user_status(proto::SetUserStatusRequest {
             user_id: deactivated,
@@ -823,9 +810,7 @@ async fn activation_emails_go_to_the_users_named_expired_not_onboarded_or_create
 
 #[tokio::test]
 async fn a_unit_administrator_re_invites_only_the_users_they_cover() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let south = groups::south_admin(&app, &o).await;
+    let (app, _, south) = groups::spawn_with_south_admin().await;
     let covered = app.create_user("South", "Cashier", "south@acme.com").await;
     let uncovered = app.create_user("West", "Cashier", "west@acme.com").await;
     for (user, group) in [
@@ -888,8 +873,7 @@ async fn a_unit_administrator_re_invites_only_the_users_they_cover() {
 async fn the_requester_of_an_import_gets_a_report_with_the_counts_and_the_failed_rows() {
     let app = TestApp::spawn().await;
     let org = groups::org(&app).await;
-    let admins = groups::group(&app, "Admins", &org.admin_profile, UnitScope::AllUnits, &[]).await;
-    let (_, requester) = groups::holder(&app, "boss@acme.com", &[&admins]).await;
+    let (_, requester) = groups::organization_admin(&app, &org, "boss@acme.com").await;
     let csv = "first_name,last_name,email\nAna,Good,ana.good@acme.com\nBad,Row,not-an-email\n";
     let options = proto::ImportOptions {
         notify_requester: Some(true),
@@ -926,21 +910,11 @@ async fn the_requester_of_an_import_gets_a_report_with_the_counts_and_the_failed
         notify_requester: Some(true),
         ..crate::import::options()
     };
-    crate::import::run_import(
-        &app,
-        app.as_admin(),
-        false,
-        options,
-        b"first_name,last_name,email\n",
-        64,
-    )
-    .await;
+    crate::import::import_no_rows(&app, options).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let reports: i64 =
-        sqlx::query_scalar("select count(*) from outbox where kind = 'IMPORT_REPORT'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let reports = app
+        .count("select count(*) from outbox where kind = 'IMPORT_REPORT'")
+        .await;
     assert_eq!(reports, 1);
 }
 

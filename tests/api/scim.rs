@@ -42,6 +42,44 @@ impl Scim {
         }
     }
 
+    /// A new app and its admin key's SCIM client.
+    pub async fn spawn() -> (TestApp, Self) {
+        let app = TestApp::spawn().await;
+        let scim = Self::new(&app, &app.admin_key);
+        (app, scim)
+    }
+
+    /// A new ADMIN key of the app named `name` (an identity provider's) and
+    /// its SCIM client: the key's secret and the client.
+    pub async fn with_admin_key(app: &TestApp, name: &str) -> (String, Self) {
+        let key = app
+            .create_api_key(app.organization_id, name, &[Scope::Admin])
+            .await;
+        let scim = Self::new(app, &key);
+        (key, scim)
+    }
+
+    /// PUT of a user: `user` replaces it.
+    pub async fn put(&self, id: &str, user: Value) -> Answer {
+        self.call(Method::PUT, &format!("/Users/{id}"), Some(user))
+            .await
+    }
+
+    /// Okta's deactivation (a replace of `active` without a path), which
+    /// must succeed: the answer.
+    pub async fn deactivate(&self, id: &str) -> Answer {
+        let inactive = json!([{ "op": "replace", "value": { "active": false } }]);
+        let deactivated = self.patch(id, inactive).await;
+        assert_eq!(deactivated.status, StatusCode::OK, "{}", deactivated.body);
+        deactivated
+    }
+
+    /// DELETE of a user.
+    pub async fn delete(&self, id: &str) -> Answer {
+        self.call(Method::DELETE, &format!("/Users/{id}"), None)
+            .await
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         self.call_with(method, path, body, &[]).await
     }
@@ -188,8 +226,7 @@ pub(crate) fn assert_error(
 
 #[tokio::test]
 async fn discovery_advertises_users_patch_filters_sorting_etags_and_bulk() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     let config = scim.get("/ServiceProviderConfig").await;
     assert_eq!(config.status, StatusCode::OK);
     assert_eq!(
@@ -241,10 +278,7 @@ async fn discovery_advertises_users_patch_filters_sorting_etags_and_bulk() {
 #[tokio::test]
 async fn a_created_user_shows_in_grpc_and_in_the_audit_trail_with_the_key_as_actor() {
     let app = TestApp::spawn().await;
-    let key = app
-        .create_api_key(app.organization_id, "entra", &[Scope::Admin])
-        .await;
-    let scim = Scim::new(&app, &key);
+    let (_, scim) = Scim::with_admin_key(&app, "entra").await;
     let created = scim
         .post(
             "/Users",
@@ -286,8 +320,7 @@ async fn a_created_user_shows_in_grpc_and_in_the_audit_trail_with_the_key_as_act
 
 #[tokio::test]
 async fn get_put_and_delete_a_user() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     let id = scim.create("bo.ng", "Bo", "Ng", "bo@acme.test").await;
     let read = scim.get(&format!("/Users/{id}")).await;
     assert_eq!(read.status, StatusCode::OK);
@@ -295,16 +328,15 @@ async fn get_put_and_delete_a_user() {
     assert_eq!(read.body["name"]["familyName"], json!("Ng"));
     assert_eq!(read.etag.as_deref(), read.body["meta"]["version"].as_str());
     let replaced = scim
-        .call(
-            Method::PUT,
-            &format!("/Users/{id}"),
-            Some(json!({
+        .put(
+            &id,
+            json!({
                 "schemas": [USER], "id": id, "userName": "bo.ng2",
                 "name": { "givenName": "Bo", "familyName": "Nguyen" },
                 "emails": [{ "value": "bo2@acme.test", "primary": true }],
                 "active": false,
                 "meta": { "resourceType": "User" },
-            })),
+            }),
         )
         .await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
@@ -312,9 +344,7 @@ async fn get_put_and_delete_a_user() {
     assert_eq!(replaced.body["emails"][0]["value"], json!("bo2@acme.test"));
     assert_eq!(replaced.body["active"], json!(false));
     assert_ne!(replaced.etag, read.etag);
-    let deleted = scim
-        .call(Method::DELETE, &format!("/Users/{id}"), None)
-        .await;
+    let deleted = scim.delete(&id).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     let gone = scim.get(&format!("/Users/{id}")).await;
     assert_error(&gone, StatusCode::NOT_FOUND, None, "not found");
@@ -324,8 +354,7 @@ async fn get_put_and_delete_a_user() {
 
 #[tokio::test]
 async fn attributes_and_excluded_attributes_shape_the_answer() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     let id = scim.create("cy.ode", "Cy", "Ode", "cy@acme.test").await;
     let only = scim
         .get(&format!("/Users/{id}?attributes=userName,emails.value"))
@@ -345,8 +374,7 @@ async fn attributes_and_excluded_attributes_shape_the_answer() {
 
 #[tokio::test]
 async fn the_entra_id_requests_create_find_update_disable_and_delete() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     // Microsoft's "Create User" request.
     let created = scim
         .post(
@@ -427,16 +455,13 @@ async fn the_entra_id_requests_create_find_update_disable_and_delete() {
         .await;
     assert_eq!(enabled.body["active"], json!(true));
     // "Delete User".
-    let deleted = scim
-        .call(Method::DELETE, &format!("/Users/{id}"), None)
-        .await;
+    let deleted = scim.delete(&id).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn the_okta_requests_find_create_replace_and_deactivate() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (app, scim) = Scim::spawn().await;
     // Okta checks the user is not there first.
     let absent = scim
         .get(&format!(
@@ -461,26 +486,19 @@ async fn the_okta_requests_find_create_replace_and_deactivate() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
     let replaced = scim
-        .call(
-            Method::PUT,
-            &format!("/Users/{id}"),
-            Some(json!({
+        .put(
+            &id,
+            json!({
                 "schemas": [USER], "id": id, "userName": "test.user@okta.local",
                 "name": { "givenName": "Another", "middleName": "Test", "familyName": "User" },
                 "emails": [{ "primary": true, "value": "test.user@okta.local", "type": "work" }],
                 "active": true, "groups": [], "meta": { "resourceType": "User" }
-            })),
+            }),
         )
         .await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
     assert_eq!(replaced.body["name"]["givenName"], json!("Another"));
-    let deactivated = scim
-        .patch(
-            &id,
-            json!([{ "op": "replace", "value": { "active": false } }]),
-        )
-        .await;
-    assert_eq!(deactivated.status, StatusCode::OK, "{}", deactivated.body);
+    let deactivated = scim.deactivate(&id).await;
     assert_eq!(deactivated.body["active"], json!(false));
     let user = app.get_user(&id).await;
     assert_eq!(user.status, proto::UserStatus::Inactive as i32);
@@ -488,8 +506,7 @@ async fn the_okta_requests_find_create_replace_and_deactivate() {
 
 #[tokio::test]
 async fn a_viewer_key_reads_but_cannot_write_and_a_user_token_is_refused() {
-    let app = TestApp::spawn().await;
-    let admin = Scim::new(&app, &app.admin_key);
+    let (app, admin) = Scim::spawn().await;
     let id = admin.create("dee", "Dee", "Ray", "dee@acme.test").await;
     let viewer_key = app
         .create_api_key(app.organization_id, "viewer", &[Scope::Viewer])
@@ -513,9 +530,7 @@ async fn a_viewer_key_reads_but_cannot_write_and_a_user_token_is_refused() {
         )
         .await;
     assert_error(&refused, StatusCode::FORBIDDEN, None, "ADMIN");
-    let refused = viewer
-        .call(Method::DELETE, &format!("/Users/{id}"), None)
-        .await;
+    let refused = viewer.delete(&id).await;
     assert_error(&refused, StatusCode::FORBIDDEN, None, "ADMIN");
     let sam = app.create_user("Sam", "Ray", "sam@acme.test").await;
     app.onboard(&sam.id).await;
@@ -544,8 +559,7 @@ async fn a_viewer_key_reads_but_cannot_write_and_a_user_token_is_refused() {
 
 #[tokio::test]
 async fn filters_combine_comparisons_and_pages_count_the_matches() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (app, scim) = Scim::spawn().await;
     let ana = scim.create("ana", "Ana", "Lima", "ana@north.test").await;
     let bob = scim.create("bob", "Bob", "Lima", "bob@south.test").await;
     let cid = scim.create("cid", "Cid", "Moss", "cid@north.test").await;
@@ -554,12 +568,7 @@ async fn filters_combine_comparisons_and_pages_count_the_matches() {
         "the invitations are sent",
         Duration::from_secs(15),
         || async {
-            let pending: i64 = sqlx::query_scalar(
-                "select count(*) from outbox where status = 'PENDING' or lease_owner is not null",
-            )
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+            let pending = app.count("select count(*) from outbox where status = 'PENDING' or lease_owner is not null").await;
             (pending == 0).then_some(())
         },
     )
@@ -636,8 +645,7 @@ async fn filters_combine_comparisons_and_pages_count_the_matches() {
 
 #[tokio::test]
 async fn filter_errors_are_invalid_filter_naming_the_problem() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     for (filter, detail) in [
         (r#"userName eq"#, "at character 12: expected a value"),
         (r#"userName equals "x""#, "expected an operator"),
@@ -658,8 +666,7 @@ async fn filter_errors_are_invalid_filter_naming_the_problem() {
 
 #[tokio::test]
 async fn writes_are_refused_with_scim_error_types() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     let id = scim.create("fay", "Fay", "Um", "fay@acme.test").await;
     let taken = scim
         .post(
@@ -737,8 +744,7 @@ async fn writes_are_refused_with_scim_error_types() {
 
 #[tokio::test]
 async fn if_match_guards_writes_with_the_version() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (app, scim) = Scim::spawn().await;
     let id = scim.create("hal", "Hal", "Ito", "hal@acme.test").await;
     // Sending the invitation writes the user too (its expiry): a new version.
     app.email("hal@acme.test", 1).await;
@@ -847,8 +853,7 @@ async fn watch_changes_streams_what_scim_changed_with_the_key_as_actor() {
         json!([{ "op": "replace", "path": "active", "value": false }]),
     )
     .await;
-    scim.call(Method::DELETE, &format!("/Users/{id}"), None)
-        .await;
+    scim.delete(&id).await;
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let message = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())

@@ -67,8 +67,7 @@ async fn user_count(scim: &Scim) -> u64 {
 
 #[tokio::test]
 async fn discovery_advertises_the_bulk_limits() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     let config = scim.get("/ServiceProviderConfig").await;
     assert_eq!(
         config.body["bulk"],
@@ -134,8 +133,7 @@ async fn creates_with_bulk_ids_and_a_patch_naming_one_of_them() {
 
 #[tokio::test]
 async fn a_bad_operation_fails_alone_and_a_reference_to_it_is_a_conflict() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     let mut bad = user("bad");
     bad["emails"][0]["value"] = json!("not an email");
     let answer = bulk(
@@ -204,8 +202,7 @@ async fn a_bad_operation_fails_alone_and_a_reference_to_it_is_a_conflict() {
 
 #[tokio::test]
 async fn fail_on_errors_stops_at_that_many_errors() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     scim.create("taken", "Ta", "Ken", "taken@acme.test").await;
     let mut request = bulk_request(json!([create("ana"), create("taken"), create("bea"),]));
     request["failOnErrors"] = json!(1);
@@ -221,8 +218,7 @@ async fn fail_on_errors_stops_at_that_many_errors() {
 
 #[tokio::test]
 async fn too_many_operations_or_too_large_a_body_is_413() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     let many: Vec<Value> = (0..=MAX_OPERATIONS)
         .map(|i| json!({ "method": "DELETE", "path": format!("/Users/{i}") }))
         .collect();
@@ -251,8 +247,7 @@ async fn too_many_operations_or_too_large_a_body_is_413() {
 
 #[tokio::test]
 async fn a_malformed_request_is_invalid_syntax_naming_the_field_and_runs_nothing() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (_app, scim) = Scim::spawn().await;
     let cases = [
         (json!({ "Operations": [] }), "schemas: must hold"),
         (
@@ -334,8 +329,7 @@ async fn a_viewer_key_cannot_send_a_bulk_request() {
 
 #[tokio::test]
 async fn a_replayed_bulk_with_the_same_request_id_creates_nothing_twice() {
-    let app = TestApp::spawn().await;
-    let scim = Scim::new(&app, &app.admin_key);
+    let (app, scim) = Scim::spawn().await;
     let request = bulk_request(json!([
         create("ana"),
         create("bea"),

@@ -388,9 +388,7 @@ async fn an_administrator_resets_a_lost_second_factor_and_the_password_signs_in_
 
 #[tokio::test]
 async fn a_unit_administrator_resets_second_factors_only_of_users_they_may_act_on() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let south = groups::south_admin(&app, &o).await;
+    let (app, _, south) = groups::spawn_with_south_admin().await;
     let (in_west, west_session) = signed_in(&app, "west@acme.com").await;
     groups::give(&app, app.as_admin(), &in_west.id, &[&south.cashier_west])
         .await
@@ -492,7 +490,7 @@ fn secrets_of(
 #[tokio::test(flavor = "multi_thread")]
 async fn no_seed_recovery_code_challenge_or_token_is_in_clear_in_the_database_the_mail_or_the_log()
 {
-    use crate::cli::{free_port, roster, run_ok, serve_with};
+    use crate::cli::{acme_and_its_ops_key, roster, serve_with_pages};
     let Some(url) = crate::helpers::fresh_database_url().await else {
         eprintln!("skipped: the test database server is the one DATABASE_URL names");
         return;
@@ -510,24 +508,12 @@ async fn no_seed_recovery_code_challenge_or_token_is_in_clear_in_the_database_th
             .args(args);
         command
     };
-    run_ok(&mut operator(&["org", "create", "acme"]));
-    let key = run_ok(&mut operator(&[
-        "api-key", "create", "--org", "acme", "--name", "ops", "--scope", "admin",
-    ]));
-    let served = serve_with(
-        operator(&[]),
-        free_port(),
-        &["--http-listen", "127.0.0.1:0"],
-    );
-    let channel = tonic::transport::Channel::from_shared(served.address.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let key = acme_and_its_ops_key(operator);
+    let (served, channel) = serve_with_pages(operator(&[])).await;
     let users = || {
         roster::proto::user_service_client::UserServiceClient::with_interceptor(
             channel.clone(),
-            Bearer::token(key.trim()),
+            Bearer::token(&key),
         )
     };
     let auth = |bearer: Bearer| {

@@ -174,9 +174,7 @@ async fn a_revoked_session_is_refused_at_once_on_every_server() {
 
 #[tokio::test]
 async fn an_administrator_lists_and_ends_sessions_only_of_users_they_may_act_on() {
-    let app = TestApp::spawn().await;
-    let o = groups::org(&app).await;
-    let south = groups::south_admin(&app, &o).await;
+    let (app, o, south) = groups::spawn_with_south_admin().await;
     let (in_south, south_token) =
         groups::holder(&app, "cashier.south@acme.test", &[&south.cashier_south]).await;
     let (in_west, _) = groups::holder(&app, "cashier.west@acme.test", &[&south.cashier_west]).await;

@@ -8,8 +8,8 @@ use roster::proto::{self, user_key::Key, RowOutcome};
 use tonic::Code;
 
 use crate::{
-    groups::{org, south_admin, SouthAdmin},
-    helpers::{violated_fields, violations, Answered, Bearer, TestApp},
+    groups::{org, south_admin, spawn_with_south_admin, SouthAdmin},
+    helpers::{mirror_request, violated_fields, violations, Answered, Bearer, TestApp},
     import::{export, options, run_import},
     users::new_user,
 };
@@ -48,9 +48,7 @@ async fn source(app: &TestApp) -> proto::User {
 
 #[tokio::test]
 async fn the_user_whose_groups_are_copied_is_named_by_any_key() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    south_admin(&app, &o).await;
+    let (app, _, _) = spawn_with_south_admin().await;
     source(&app).await;
     let both = ["Cashier South", "Cashier West"];
     let mut users = app.users(app.as_admin());
@@ -107,32 +105,27 @@ async fn the_user_whose_groups_are_copied_is_named_by_any_key() {
 
 #[tokio::test]
 async fn mirror_targets_are_named_by_any_key_and_each_answered_as_named() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    south_admin(&app, &o).await;
+    let (app, _, _) = spawn_with_south_admin().await;
     source(&app).await;
     let eva = app.create_user("Eva", "Melo", "eva@acme.test").await;
     let gil = app.create_user("Gil", "Melo", "gil@acme.test").await;
     let results = app
-        .users(app.as_admin())
-        .mirror_user(proto::MirrorUserRequest {
-            reference_user: key(Key::Username("ana.souza".into())),
-            target_user_ids: vec![eva.id.clone()],
-            target_users: vec![
-                proto::UserKey {
-                    key: Some(Key::Email("GIL@acme.test".into())),
-                },
-                proto::UserKey {
-                    key: Some(Key::Username("nobody".into())),
-                },
-            ],
-            mode: proto::MirrorMode::Add as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+        .mirror_user(
+            app.as_admin(),
+            proto::MirrorUserRequest {
+                reference_user: key(Key::Username("ana.souza".into())),
+                target_users: vec![
+                    proto::UserKey {
+                        key: Some(Key::Email("GIL@acme.test".into())),
+                    },
+                    proto::UserKey {
+                        key: Some(Key::Username("nobody".into())),
+                    },
+                ],
+                ..mirror_request("", &[&eva.id], proto::MirrorMode::Add)
+            },
+        )
+        .await;
     let answered: Vec<_> = results
         .iter()
         .map(|r| (r.target_user_id.as_str(), r.applied, r.error_code.as_str()))
@@ -161,9 +154,7 @@ async fn mirror_targets_are_named_by_any_key_and_each_answered_as_named() {
 
 #[tokio::test]
 async fn a_user_key_that_names_nobody_or_several_or_is_malformed_is_refused_naming_its_field() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    south_admin(&app, &o).await;
+    let (app, _, _) = spawn_with_south_admin().await;
     let ana = source(&app).await;
     let globex = app.create_organization("globex").await;
     let globex_key = app
@@ -282,17 +273,11 @@ async fn a_user_key_that_names_nobody_or_several_or_is_malformed_is_refused_nami
 
 #[tokio::test]
 async fn an_import_s_warning_for_a_skipped_group_of_the_mirrored_user_names_it() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_west,
-        bearer: unit_admin,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, _, south) = spawn_with_south_admin().await;
     source(&app).await;
     let run = run_import(
         &app,
-        unit_admin,
+        south.bearer,
         true,
         proto::ImportOptions {
             mirror_user: key(Key::Email("ana@acme.test".into())),
@@ -308,7 +293,8 @@ async fn an_import_s_warning_for_a_skipped_group_of_the_mirrored_user_names_it()
     assert_eq!(
         warnings[0].message,
         format!(
-            "group `Cashier West` ({cashier_west}) of the mirrored user was not given: it grants more than you hold"
+            "group `Cashier West` ({}) of the mirrored user was not given: it grants more than you hold",
+            south.cashier_west
         )
     );
 }
@@ -443,13 +429,7 @@ async fn list_and_export_filters_take_a_group_or_unit_by_name() {
 
 #[tokio::test]
 async fn the_full_view_carries_each_user_s_groups_by_name() {
-    let app = TestApp::spawn().await;
-    let o = org(&app).await;
-    let SouthAdmin {
-        cashier_south,
-        cashier_west,
-        ..
-    } = south_admin(&app, &o).await;
+    let (app, _, south) = spawn_with_south_admin().await;
     let ana = source(&app).await;
     let bia = app.create_user("Bia", "Lima", "bia@acme.test").await;
     let mut users = app.users(app.as_admin());
@@ -470,8 +450,8 @@ async fn the_full_view_carries_each_user_s_groups_by_name() {
     assert_eq!(
         refs,
         [
-            (cashier_south, "Cashier South".to_owned()),
-            (cashier_west, "Cashier West".to_owned())
+            (south.cashier_south, "Cashier South".to_owned()),
+            (south.cashier_west, "Cashier West".to_owned())
         ]
     );
 

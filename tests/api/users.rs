@@ -213,10 +213,7 @@ async fn a_retry_with_the_same_request_id_creates_one_user() {
         1,
         "the first result, warnings included"
     );
-    let count: i64 = sqlx::query_scalar("select count(*) from users")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let count = app.count("select count(*) from users").await;
     assert_eq!(count, 1);
     assert_eq!(outbox_rows(&app, &retry.user.unwrap().id).await, 1);
 }
