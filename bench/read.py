@@ -181,11 +181,13 @@ def transactions():
 
 def connections_used_since(began):
     """The server's pool connections (no application name) that ran a
-    statement since `began`."""
+    statement since `began`; not those whose last query was sqlx's ping
+    (an empty one) of a connection going back to its pool."""
     return int(
         psql(
             "select count(*) from pg_stat_activity where datname = current_database()"
-            f" and backend_type = 'client backend' and application_name = '' and state_change >= '{began}'"
+            " and backend_type = 'client backend' and application_name = ''"
+            f" and query <> '' and state_change >= '{began}'"
         )
     )
 
@@ -430,14 +432,18 @@ def main():
             print(line)
     print()
     print(
-        "PostgreSQL CPU µs per statement: in the server's run; in pgbench's of the same statements"
-        " at the rate the server sent them, over as many connections (paced); in pgbench's flat out"
+        "PostgreSQL CPU µs per statement: in the server's run (a shared statement reads the keys of"
+        " several calls); in pgbench's of one call's statements at the rate the server sent its"
+        " statements, over as many connections (paced); in pgbench's flat out"
     )
-    print(f"{'':>3} {'RPC':<14}{'statements/s':>13}{'connections':>12}{'server':>8}{'paced':>8}{'flat out':>10}")
+    header = f"{'':>3} {'RPC':<14}{'statements/s':>13}{'calls each':>11}{'connections':>12}"
+    print(header + f"{'server':>8}{'paced':>8}{'flat out':>10}")
     for concurrency in CONCURRENCIES:
         for name in RPCS:
             r, per_call = results[(name, concurrency)], len(statements[name])
-            line = f"{concurrency:>3} {name:<14}{r['statements_per_second']:>13,.0f}{r['connections']:>12}"
+            calls_each = r["rate"] * per_call / r["statements_per_second"]
+            line = f"{concurrency:>3} {name:<14}{r['statements_per_second']:>13,.0f}{calls_each:>11.1f}"
+            line += f"{r['connections']:>12}"
             line += f"{r['postgres_us_per_statement']:>8.0f}{paced[(name, concurrency)] / per_call:>8.0f}"
             line += f"{floors[(name, concurrency)] / per_call:>10.0f}"
             print(line)
