@@ -156,7 +156,9 @@ def measure(name, call, data, concurrency):
     server, postgres = server_cpu(), postgres_cpu()
     report = ghz(call, data, concurrency, seconds=SECONDS)
     server, postgres = server_cpu() - server, postgres_cpu() - postgres
-    statements = transactions() - statements
+    # At least one: a health check runs none (PostgreSQL flushes these
+    # counts about once a second, so they are good to a second's worth).
+    statements = max(transactions() - statements, 1)
     latency = {p["percentage"]: p["latency"] / 1e6 for p in report["latencyDistribution"]}
     count = report["count"]
     return {

@@ -104,7 +104,7 @@ where
                 key,
                 answer,
             });
-            let start = start_runner(queue.running, queue.waiting.len());
+            let start = start_runner(queue.running, fit_one_statement(&queue.waiting));
             if start {
                 queue.running += 1;
             }
@@ -121,15 +121,22 @@ where
     }
 }
 
-/// Whether a call that made `waiting` calls wait starts a statement of its
+/// Whether a call that joined the waiting ones starts a statement of its
 /// own beside the `running` ones. The first always; another only when the
-/// running ones leave a whole statement's worth (`SLOTS`) waiting. Below
-/// that the calls wait for the next statement: each statement wakes a
-/// PostgreSQL backend that slept, which costs it several times the
-/// statement's own work (`bench/read`, paced), so fewer and fuller
-/// statements cost less than more running at once.
-fn start_runner(running: usize, waiting: usize) -> bool {
-    running == 0 || running < most_running() && waiting >= SLOTS
+/// waiting calls would not all fit in the next statement. Until then they
+/// wait for it: each statement wakes a PostgreSQL backend that slept, which
+/// costs it several times the statement's own work (`bench/read`, paced),
+/// so fewer and fuller statements cost less than more running at once.
+fn start_runner(running: usize, waiting_fit_one_statement: bool) -> bool {
+    running == 0 || running < most_running() && !waiting_fit_one_statement
+}
+
+/// Whether one statement can read the keys of all the waiting calls: fewer
+/// than `SLOTS` calls, all of one organization.
+fn fit_one_statement<K, V>(waiting: &VecDeque<Waiter<K, V>>) -> bool {
+    let mut organizations = waiting.iter().map(|waiter| waiter.organization_id);
+    let first = organizations.next();
+    waiting.len() < SLOTS && organizations.all(|organization| Some(organization) == first)
 }
 
 impl<K, V> Shared<K, V> {
@@ -310,12 +317,27 @@ mod tests {
     }
 
     #[test]
-    fn a_second_statement_starts_only_for_a_full_statement_of_waiting_calls() {
-        assert!(start_runner(0, 1));
-        assert!(!start_runner(1, 1));
-        assert!(!start_runner(1, SLOTS - 1));
-        assert!(start_runner(1, SLOTS));
-        assert!(!start_runner(most_running(), 100));
+    fn a_second_statement_starts_only_when_the_waiting_calls_do_not_fit_the_next() {
+        assert!(start_runner(0, true));
+        assert!(!start_runner(1, true));
+        assert!(start_runner(1, false));
+        assert!(!start_runner(most_running(), false));
+
+        let waiting = |organizations: &[Uuid]| -> VecDeque<Waiter<u32, u32>> {
+            let waiter = |(key, organization_id): (usize, &Uuid)| Waiter {
+                organization_id: *organization_id,
+                key: key as u32,
+                answer: oneshot::channel().0,
+            };
+            organizations.iter().enumerate().map(waiter).collect()
+        };
+        let (acme, globex) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(fit_one_statement(&waiting(&[acme; SLOTS - 1])));
+        assert!(!fit_one_statement(&waiting(&[acme; SLOTS])));
+        assert!(
+            !fit_one_statement(&waiting(&[acme, globex])),
+            "two organizations never share a statement"
+        );
     }
 
     /// A fake statement of `u32` keys (a `ReadMany`) named `$name`: `$body`

@@ -327,10 +327,14 @@ impl Sampled {
         }
     }
 
-    /// The sample to use: the last one taken, unless too old.
+    /// The sample to use: the last one taken, unless the attempts after it
+    /// failed and it is too old. An old sample whose organization was not
+    /// searched for a while is used while the next is taken.
     fn usable(&self, now: Instant) -> Option<Arc<Sample>> {
         let (taken, sample) = self.sample.as_ref()?;
-        (now.saturating_duration_since(*taken) <= SAMPLE_USED_AT_MOST).then(|| sample.clone())
+        let failing = matches!(self.tried, Some((_, false)));
+        let too_old = now.saturating_duration_since(*taken) > SAMPLE_USED_AT_MOST;
+        (!(failing && too_old)).then(|| sample.clone())
     }
 
     /// After an attempt ended at `now`: a failed one keeps the sample
@@ -583,6 +587,12 @@ mod tests {
             sampled.usable(later(1_801)).is_none(),
             "failures never make an old sample look new"
         );
+
+        // A sample not retaken for long, as nobody searched, is used while
+        // the next is taken.
+        let idle = Sampled::NONE.after(Ok(Some(sample_of(2_000))), start);
+        assert!(idle.usable(later(7_200)).is_some());
+        assert!(idle.due(later(7_200)));
 
         // A sample that succeeds again is used again.
         let sampled = sampled.after(Ok(Some(sample_of(2_000))), later(1_830));
