@@ -27,7 +27,8 @@ use crate::domain::user::{LookupKey, User};
 /// Statements of one kind running at once, at least two: a call arriving
 /// while this many run waits for the next. More than the cores that run
 /// them would only queue in the kernel instead of here. Past the first,
-/// one starts only for a statement's worth of waiting calls (`start_runner`).
+/// one starts only for waiting calls the next statement cannot all take
+/// (`start_runner`).
 fn most_running() -> usize {
     static MOST: OnceLock<usize> = OnceLock::new();
     *MOST.get_or_init(|| std::thread::available_parallelism().map_or(2, |cores| cores.get().max(2)))
